@@ -1,0 +1,48 @@
+/*  cli - the `lmpress` command table and the helpers every subcommand shares
+ *
+ *  One file per subcommand (cmd_<verb>.c) exports a struct lmp_cli_cmd; main.c
+ *  lists them. Errors print as "lmpress: <problem>" on one line (git style) and map
+ *  to the fixed exit codes below (documented in docs/cli.md).
+ */
+#ifndef LMP_COORDINATOR_CLI_CLI_H
+#define LMP_COORDINATOR_CLI_CLI_H
+
+#include <stdbool.h>
+#include "proto/status.h"   /* defines: struct lmp_err */
+
+enum lmp_exit {
+    LMP_EXIT_OK          = 0,   /* success */
+    LMP_EXIT_FAIL        = 1,   /* the operation or job failed */
+    LMP_EXIT_USAGE       = 2,   /* bad command line */
+    LMP_EXIT_UNREACHABLE = 3,   /* cannot reach the coordinator */
+    LMP_EXIT_INPUT       = 4,   /* an input file (model, tokenizer, text, artifact) was rejected */
+    LMP_EXIT_INTERRUPTED = 130, /* SIGINT / SIGTERM */
+};
+
+struct lmp_cli {
+    bool json;      /* machine-readable output */
+    bool tty;       /* stderr is a terminal: progress bars */
+};
+
+struct lmp_cli_cmd {
+    const char *name;
+    const char *summary;
+    const char *usage;
+    /* argv[0] is the subcommand name; optind is reset before the call */
+    int (*exec)(struct lmp_cli *cli, int argc, char **argv);
+};
+
+/* Print "usage: ..." to stderr; return LMP_EXIT_USAGE. */
+int lmp_cli_usage(const char *usage);
+/* Print "lmpress: msg" and the usage line; return LMP_EXIT_USAGE. */
+int lmp_cli_usage_msg(const char *usage, const char *msg);
+/* Print "lmpress: <err->msg>" and map the status to an exit code. */
+int lmp_cli_fail(const struct lmp_cli *cli, const struct lmp_err *err);
+/* The exit code for a status. */
+int lmp_cli_exit_code(enum lmp_status st);
+
+/* Parse helpers: a whole-string integer / float; false (and a message) on junk. */
+bool lmp_cli_parse_i64(const char *opt, const char *s, long long lo, long long hi, long long *v);
+bool lmp_cli_parse_f64(const char *opt, const char *s, double lo, double hi, double *v);
+
+#endif /* LMP_COORDINATOR_CLI_CLI_H */

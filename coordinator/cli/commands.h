@@ -1,0 +1,13 @@
+/*  commands - the subcommand entries, one per cmd_<verb>.c; main.c lists them in this order */
+#ifndef LMP_COORDINATOR_CLI_COMMANDS_H
+#define LMP_COORDINATOR_CLI_COMMANDS_H
+
+#include "coordinator/cli/cli.h"
+
+extern const struct lmp_cli_cmd lmp_cli_cmd_inspect;
+extern const struct lmp_cli_cmd lmp_cli_cmd_eval;
+extern const struct lmp_cli_cmd lmp_cli_cmd_generate;
+
+#define LMP_CLI_COMMANDS &lmp_cli_cmd_inspect, &lmp_cli_cmd_eval, &lmp_cli_cmd_generate
+
+#endif /* LMP_COORDINATOR_CLI_COMMANDS_H */

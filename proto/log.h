@@ -1,0 +1,20 @@
+/*  log - leveled logging to stderr
+ *
+ *  Log once, where the context is. The level comes from LMPRESS_LOG
+ *  (error|warn|info|debug, default warn) or lmp_log_set_level().
+ */
+#ifndef LMP_PROTO_LOG_H
+#define LMP_PROTO_LOG_H
+
+enum lmp_log_level { LMP_LOG_ERROR, LMP_LOG_WARN, LMP_LOG_INFO, LMP_LOG_DEBUG };
+
+void lmp_log_set_level(enum lmp_log_level level);
+enum lmp_log_level lmp_log_get_level(void);
+void lmp_log(enum lmp_log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+#define lmp_log_error(...) lmp_log(LMP_LOG_ERROR, __VA_ARGS__)
+#define lmp_log_warn(...)  lmp_log(LMP_LOG_WARN, __VA_ARGS__)
+#define lmp_log_info(...)  lmp_log(LMP_LOG_INFO, __VA_ARGS__)
+#define lmp_log_debug(...) lmp_log(LMP_LOG_DEBUG, __VA_ARGS__)
+
+#endif /* LMP_PROTO_LOG_H */
