@@ -4,6 +4,7 @@
  *  memory; prefill + KV-cache decoding against the full forward; hooks; pluggable linears.
  */
 #include "worker/model/transformer.h"
+#include "worker/model/eval.h"
 #include "tests/check.h"              /* defines: CHECK, CHECK_NEAR, RUN, check_report */
 
 #include <math.h>
@@ -456,6 +457,86 @@ static void test_rejects_bad_tokens_and_positions(void) {
     lmp_model_close(&m);
 }
 
+struct logit_log {
+    int64_t next_row, window, calls;
+    float  *rows;   /* (ctx, VOCAB) of window 0 */
+};
+
+static void on_logits(void *ctx, int64_t window, int64_t row0, const float *lg, int64_t n_rows,
+                      int64_t vocab) {
+    struct logit_log *l = ctx;
+    l->calls++;
+    if (window != l->window) {   /* a new window starts at row 0 */
+        CHECK(window == l->window + 1 && l->next_row > 0);
+        l->window   = window;
+        l->next_row = 0;
+    }
+    CHECK(row0 == l->next_row && vocab == VOCAB);
+    if (window == 0) memcpy(l->rows + row0 * VOCAB, lg, sizeof(float) * (size_t) (n_rows * VOCAB));
+    l->next_row = row0 + n_rows;
+}
+
+static void on_progress(void *ctx, int64_t done, int64_t n) {
+    int64_t *last = ctx;
+    CHECK(done > *last && done <= n);
+    *last = done;
+}
+
+/* The GPTQ protocol: floor(n/ctx) windows, each from an empty context, mean of means. */
+static void test_eval_ppl_protocol(void) {
+    enum { CTX = 21, N_IDS = 3 * CTX + 13 };
+    struct lmp_model       *m  = build(&specs[2]);
+    struct lmp_transformer *tf = make_tf(m, 2);
+    int32_t ids[N_IDS];
+    fill_tokens(ids, N_IDS, 21);
+    float *lg = malloc(sizeof(float) * CTX * VOCAB), *first = malloc(sizeof(float) * CTX * VOCAB);
+    double want = 0;
+    for (int w = 0; w < 3; w++) {
+        ref_forward(m, ids + w * CTX, CTX, lg, NULL, NULL);
+        if (w == 0) memcpy(first, lg, sizeof(float) * CTX * VOCAB);
+        double s = 0;
+        for (int t = 0; t < CTX - 1; t++) {
+            double mx = -INFINITY, sum = 0;
+            for (int i = 0; i < VOCAB; i++) mx = fmax(mx, lg[t * VOCAB + i]);
+            for (int i = 0; i < VOCAB; i++) sum += exp(lg[t * VOCAB + i] - mx);
+            s += log(sum) + mx - lg[t * VOCAB + ids[w * CTX + t + 1]];
+        }
+        want += s / (CTX - 1) / 3;
+    }
+    for (int batch = 1; batch <= 4; batch += 3) {
+        struct logit_log ll = {.rows = calloc(CTX * VOCAB, sizeof(float))};
+        int64_t last = 0;
+        struct lmp_eval_opts o = {.ctx = CTX, .batch = batch, .on_logits = on_logits,
+                                  .logits_ctx = &ll, .progress = on_progress, .progress_ctx = &last};
+        struct lmp_eval_result r;
+        struct lmp_err err = {0};
+        CHECK(lmp_eval_ppl(tf, ids, N_IDS, &o, &r, &err) == LMP_OK);
+        CHECK(r.n_windows == 3 && r.n_tokens == 3 * CTX && r.n_text == N_IDS);
+        CHECK_NEAR(r.nll, want, 1e-5);
+        CHECK_NEAR(r.ppl, exp(want), 1e-4 * exp(want));
+        CHECK(last == 3);
+        CHECK(ll.window == 2 && ll.next_row == CTX);
+        CHECK(max_abs_diff(ll.rows, first, CTX * VOCAB) < 2e-4);
+        free(ll.rows);
+    }
+    /* max_windows, and the errors */
+    struct lmp_eval_opts o = {.ctx = CTX, .max_windows = 1};
+    struct lmp_eval_result r;
+    struct lmp_err err = {0};
+    CHECK(lmp_eval_ppl(tf, ids, N_IDS, &o, &r, &err) == LMP_OK && r.n_windows == 1);
+    o.ctx = N_IDS + 1;
+    CHECK(lmp_eval_ppl(tf, ids, N_IDS, &o, &r, &err) == LMP_EINVAL);
+    CHECK(strstr(err.msg, "fewer than one window") != NULL);
+    o.ctx = MAX_SEQ + 1;
+    struct lmp_err err2 = {0};
+    CHECK(lmp_eval_ppl(tf, ids, N_IDS, &o, &r, &err2) == LMP_EINVAL);
+    o.ctx = 1;
+    CHECK(lmp_eval_ppl(tf, ids, N_IDS, &o, &r, NULL) == LMP_EINVAL);
+    free(lg); free(first);
+    lmp_transformer_destroy(&tf);
+    lmp_model_close(&m);
+}
+
 int main(void) {
     RUN(test_batched_forward_matches_reference);
     RUN(test_rope_orders_differ);
@@ -465,5 +546,6 @@ int main(void) {
     RUN(test_pluggable_linear);
     RUN(test_nll_matches_log_softmax);
     RUN(test_rejects_bad_tokens_and_positions);
+    RUN(test_eval_ppl_protocol);
     return check_report();
 }
