@@ -1,0 +1,210 @@
+/*  test_tokenizer - tokenizers against independent reference encodings
+ *
+ *  The pinned ids come from scripts/ref/tokenizer_refs.py (rerun it to regenerate):
+ *  llama2.c tok512.bin from a Python port of run.c's encode(); SmolLM2 from llama.cpp
+ *  (llama-cpp-python) / Hugging Face. Models come from ../shared and ~/.cache/lmpress;
+ *  tests that need an absent file skip (fail under CI=true for ../shared).
+ */
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include "worker/model/tokenizer.h"
+#include "tests/check.h"            /* defines: CHECK, RUN, check_report, check_shared_file */
+
+struct ref_case {
+    const char *s;
+    size_t      len;       /* bytes (s may contain NUL) */
+    int32_t     ids[80];   /* terminated by the 0 after the last id (0 is never a real id here) */
+};
+
+static int64_t ids_len(const int32_t *ids) {
+    int64_t n = 0;
+    while (n < 80 && ids[n] != 0) n++;
+    return n;
+}
+
+static bool same_ids(const int32_t *got, int64_t n, const int32_t *want, int64_t m) {
+    if (n != m) return false;
+    for (int64_t i = 0; i < n; i++)
+        if (got[i] != want[i]) return false;
+    return true;
+}
+
+static void print_ids(const char *what, const int32_t *ids, int64_t n) {
+    fprintf(stderr, "  %s:", what);
+    for (int64_t i = 0; i < n; i++) fprintf(stderr, " %d", ids[i]);
+    fprintf(stderr, "\n");
+}
+
+static void check_refs(const struct lmp_tokenizer *t, const struct ref_case *cases, int n_cases,
+                       bool add_bos) {
+    for (int c = 0; c < n_cases; c++) {
+        int32_t       *ids = NULL;
+        int64_t        n   = -1;
+        struct lmp_err err = { 0 };
+        CHECK(lmp_tokenizer_encode(t, cases[c].s, cases[c].len, add_bos, &ids, &n, &err) == LMP_OK);
+        int64_t m  = ids_len(cases[c].ids);
+        bool    ok = ids && same_ids(ids, n, cases[c].ids, m);
+        CHECK(ok);
+        if (!ok) {
+            fprintf(stderr, "  case %d (%zu bytes)\n", c, cases[c].len);
+            print_ids("want", cases[c].ids, m);
+            print_ids("got ", ids, n);
+        }
+        free(ids);
+    }
+}
+
+/* ---- llama2.c tok512.bin ------------------------------------------------------- */
+
+/* scripts/ref/tokenizer_refs.py: run.c encode() port, add_bos = 1 */
+static const struct ref_case llama2c_refs[] = {
+    { "", 0, {1} },
+    { "Hello world", 11, {1, 346, 306, 414, 263, 304, 341} },
+    { "  leading and trailing  ", 24, {1, 410, 410, 278, 411, 380, 299, 269, 259, 420, 412, 290, 299, 410, 410} },
+    { "12345", 5, {1, 410, 475, 479, 472, 484, 480} },
+    { "a   b\x0a""\x0a""\x09""c", 9, {1, 261, 410, 410, 268, 13, 13, 12, 429} },
+    { "don't I'll we're THEY'VE", 24, {1, 279, 289, 439, 413, 359, 439, 306, 382, 439, 276, 274, 440, 459, 452, 439, 470, 459} },
+    { "h\xc3""\xa9""llo w\xc3""\xb6""rld caf\xc3""\xa9""", 19, {1, 270, 485, 306, 414, 263, 198, 185, 420, 341, 280, 412, 431, 485} },
+    { "\xe6""\x97""\xa5""\xe6""\x9c""\xac""\xe8""\xaa""\x9e""\xe3""\x81""\xae""\xe3""\x83""\x86""\xe3""\x82""\xad""\xe3""\x82""\xb9""\xe3""\x83""\x88"" \xe4""\xb8""\xad""\xe6""\x96""\x87""", 31, {1, 410, 233, 154, 168, 233, 159, 175, 235, 173, 161, 230, 132, 177, 230, 134, 137, 230, 133, 176, 230, 133, 188, 230, 134, 139, 410, 231, 187, 176, 233, 153, 138} },
+    { "emoji \xf0""\x9f""\xa6""\x99""\xf0""\x9f""\x9a""\x80"" ok \xe2""\x9d""\xa4""\xef""\xb8""\x8f""", 24, {1, 344, 423, 414, 449, 417, 410, 243, 162, 169, 156, 243, 162, 157, 131, 334, 433, 410, 229, 160, 167, 242, 187, 146} },
+    { "nul \x00"" byte", 10, {1, 297, 425, 421, 410, 3, 268, 422, 413, 411} },
+    { "bad \xff""\xfe"" utf8 \xc3""", 13, {1, 268, 380, 410, 258, 257, 318, 413, 431, 487, 410, 198} },
+    { "Once upon a time, there was a little girl named Lily. She liked 3 cats.", 71, {1, 403, 407, 261, 378, 432, 383, 286, 261, 376, 298, 315, 421, 395, 317, 426, 338, 397, 355, 410, 472, 280, 294, 419, 426} },
+    { "x = f(a[1], b{2});  // 100% $5.00 #tag @user", 44, {1, 410, 444, 410, 64, 272, 489, 412, 508, 475, 509, 432, 268, 126, 479, 128, 488, 474, 410, 410, 492, 492, 410, 475, 477, 477, 501, 410, 494, 480, 426, 477, 477, 410, 38, 413, 412, 428, 410, 67, 425, 419, 285} },
+};
+
+static struct lmp_tokenizer *open_tok512(void) {
+    const char *path = check_shared_file(0, "models/stories260K/tok512.bin");
+    if (path == NULL) return NULL;
+    struct lmp_tokenizer *t   = NULL;
+    struct lmp_err        err = { 0 };
+    CHECK(lmp_tokenizer_load_llama2c(path, 512, &t, &err) == LMP_OK);
+    if (t == NULL) fprintf(stderr, "  %s\n", err.msg);
+    return t;
+}
+
+static void test_llama2c_matches_run_c(void) {
+    struct lmp_tokenizer *t = open_tok512();
+    if (t == NULL) return;
+    CHECK(lmp_tokenizer_kind(t) == LMP_TOK_SPM);
+    CHECK(lmp_tokenizer_n_vocab(t) == 512);
+    CHECK(lmp_tokenizer_bos(t) == 1);
+    CHECK(lmp_tokenizer_eos(t) == 2);
+    check_refs(t, llama2c_refs, (int) (sizeof(llama2c_refs) / sizeof(llama2c_refs[0])), true);
+    lmp_tokenizer_free(&t);
+    CHECK(t == NULL);
+}
+
+static void test_llama2c_roundtrip(void) {
+    struct lmp_tokenizer *t = open_tok512();
+    if (t == NULL) return;
+    int n_cases = (int) (sizeof(llama2c_refs) / sizeof(llama2c_refs[0]));
+    for (int c = 0; c < n_cases; c++) {     /* byte fallback makes every input round-trip */
+        int32_t *ids;
+        int64_t  n;
+        char    *text;
+        size_t   len;
+        CHECK(lmp_tokenizer_encode(t, llama2c_refs[c].s, llama2c_refs[c].len, true, &ids, &n,
+                                   NULL) == LMP_OK);
+        CHECK(lmp_tokenizer_decode(t, ids, n, &text, &len, NULL) == LMP_OK);
+        CHECK(len == llama2c_refs[c].len && memcmp(text, llama2c_refs[c].s, len) == 0);
+        free(ids);
+        free(text);
+    }
+    /* piece(): the dummy-prefix space is dropped after BOS only */
+    int32_t *ids;
+    int64_t  n;
+    CHECK(lmp_tokenizer_encode(t, "Hello", 5, true, &ids, &n, NULL) == LMP_OK);
+    size_t      k;
+    const char *p = lmp_tokenizer_piece(t, ids[0], ids[1], &k);
+    CHECK(n >= 2 && k > 0 && p[0] == 'H');
+    p = lmp_tokenizer_piece(t, 42, ids[1], &k);
+    CHECK(k > 0 && p[0] == ' ');
+    CHECK(lmp_tokenizer_piece(t, -1, 1, &k) != NULL && k == 0);   /* BOS decodes to nothing */
+    free(ids);
+    lmp_tokenizer_free(&t);
+}
+
+/* A synthetic tokenizer.bin: <unk> <s> </s>, 256 byte tokens, then the given pieces. */
+static uint8_t *make_bin(const char *const *pieces, const float *scores, int n, int32_t *vocab,
+                         size_t *size) {
+    size_t cap = 4 + 259 * 14 + 64 * (size_t) n + 1024, w = 0;
+    uint8_t *b = calloc(1, cap);
+    int32_t  mx = 16;
+    memcpy(b, &mx, 4);
+    w = 4;
+    for (int i = 0; i < 259 + n; i++) {
+        char        tmp[8];
+        const char *s;
+        float       sc = 0;
+        if (i == 0) s = "<unk>";
+        else if (i == 1) s = "<s>";
+        else if (i == 2) s = "</s>";
+        else if (i < 259) snprintf(tmp, sizeof(tmp), "<0x%02X>", i - 3), s = tmp;
+        else s = pieces[i - 259], sc = scores[i - 259];
+        int32_t len = (int32_t) strlen(s);
+        memcpy(b + w, &sc, 4);
+        memcpy(b + w + 4, &len, 4);
+        memcpy(b + w + 8, s, (size_t) len);
+        w += 8 + (size_t) len;
+    }
+    *vocab = 259 + n;
+    *size  = w;
+    return b;
+}
+
+static void test_llama2c_merge_order(void) {
+    /* "ab" scores higher than "bc", so "abc" -> [ab][c]; ties go to the leftmost pair;
+     * a score of -1e10 never merges (run.c's starting best score) */
+    const char *const pieces[] = { " ", "a", "b", "c", "ab", "bc", "abc", "x", "xx", "y", "yy" };
+    const float       scores[] = { 0, 0, 0, 0, -1, -2, -10, 0, -5, 0, -1e10f };
+    int32_t           vocab;
+    size_t            size;
+    uint8_t          *bin = make_bin(pieces, scores, 11, &vocab, &size);
+    struct lmp_tokenizer *t;
+    struct lmp_err        err = { 0 };
+    CHECK(lmp_tokenizer_parse_llama2c(bin, size, vocab, "synthetic", &t, &err) == LMP_OK);
+    int32_t *ids;
+    int64_t  n;
+    CHECK(lmp_tokenizer_encode(t, "abc", 3, false, &ids, &n, NULL) == LMP_OK);
+    /* " ", "ab", "c" -> "ab"+"c" = "abc" (-10) merges next: [" "][abc] */
+    CHECK(n == 2 && ids[0] == 259 && ids[1] == 259 + 6);
+    free(ids);
+    CHECK(lmp_tokenizer_encode(t, "xxx", 3, false, &ids, &n, NULL) == LMP_OK);
+    CHECK(n == 3 && ids[1] == 259 + 8 && ids[2] == 259 + 7);     /* leftmost "xx" first */
+    free(ids);
+    CHECK(lmp_tokenizer_encode(t, "yy", 2, false, &ids, &n, NULL) == LMP_OK);
+    CHECK(n == 3 && ids[1] == 259 + 9 && ids[2] == 259 + 9);     /* -1e10: never merged */
+    free(ids);
+    CHECK(lmp_tokenizer_encode(t, "\xC3\xA9", 2, false, &ids, &n, NULL) == LMP_OK);
+    CHECK(n == 3 && ids[1] == 0xC3 + 3 && ids[2] == 0xA9 + 3);   /* byte fallback */
+    free(ids);
+    CHECK(lmp_tokenizer_encode(t, "", 0, false, &ids, &n, NULL) == LMP_OK);
+    CHECK(n == 0 && ids != NULL);
+    free(ids);
+    lmp_tokenizer_free(&t);
+
+    /* corrupt images: every truncation is rejected with a message, never read past */
+    for (size_t cut = 0; cut < size; cut += (cut < 64 ? 1 : 97)) {
+        struct lmp_err e2 = { 0 };
+        CHECK(lmp_tokenizer_parse_llama2c(bin, cut, vocab, "cut", &t, &e2) == LMP_EFORMAT);
+        CHECK(t == NULL && strstr(e2.msg, "'cut'") != NULL);
+    }
+    int32_t huge = 1 << 30;
+    memcpy(bin + 4 + 4, &huge, 4);            /* first token's length */
+    CHECK(lmp_tokenizer_parse_llama2c(bin, size, vocab, "bad", &t, &err) == LMP_EFORMAT);
+    CHECK(lmp_tokenizer_parse_llama2c(bin, size, 0, "bad", &t, &err) == LMP_EINVAL);
+    free(bin);
+    CHECK(lmp_tokenizer_load_llama2c("/nonexistent/tokenizer.bin", 512, &t, &err) == LMP_ENOENT);
+}
+
+int main(void) {
+    RUN(test_llama2c_merge_order);
+    RUN(test_llama2c_matches_run_c);
+    RUN(test_llama2c_roundtrip);
+    return check_report();
+}
