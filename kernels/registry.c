@@ -19,6 +19,7 @@ void lmp_kernels_init_best(struct lmp_kernels *k) {
     if (lmp_cpu_has_avx512()) {
         k->name = "avx512";
         /* variants register here: k->op = lmp_op_avx512; */
+        k->dequant_row = lmp_dequant_row_avx512;
     }
 #endif
 }

@@ -7,4 +7,6 @@
 
 #include "kernels/kernels.h"
 
+lmp_dequant_row_fn lmp_dequant_row_avx512;   /* dequant_avx512.c (+F16C) */
+
 #endif /* LMP_KERNELS_CPU_VARIANTS_H */
