@@ -9,6 +9,13 @@ void lmp_kernels_init_ref(struct lmp_kernels *k) {
         .name        = "ref",
         .device      = LMP_DEVICE_CPU,
         .dequant_row = lmp_dequant_row_ref,
+        .gram_acc      = lmp_gram_acc_ref,
+        .kmeans_assign = lmp_kmeans_assign_ref,
+        .kmeans_update = lmp_kmeans_update_ref,
+        .aq_beam       = lmp_aq_beam_ref,
+        .aq_grad       = lmp_aq_grad_ref,
+        .aq_decode     = lmp_aq_decode_ref,
+        .aq_matvec     = lmp_aq_matvec_ref,
     };
 }
 
@@ -20,6 +27,13 @@ void lmp_kernels_init_best(struct lmp_kernels *k) {
         k->name = "avx512";
         /* variants register here: k->op = lmp_op_avx512; */
         k->dequant_row = lmp_dequant_row_avx512;
+        k->gram_acc      = lmp_gram_acc_avx512;
+        k->kmeans_assign = lmp_kmeans_assign_avx512;
+        k->kmeans_update = lmp_kmeans_update_avx512;
+        k->aq_beam       = lmp_aq_beam_avx512;
+        k->aq_grad       = lmp_aq_grad_avx512;
+        k->aq_decode     = lmp_aq_decode_avx512;
+        k->aq_matvec     = lmp_aq_matvec_avx512;
     }
 #endif
 }

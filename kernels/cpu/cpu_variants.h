@@ -9,4 +9,17 @@
 
 lmp_dequant_row_fn lmp_dequant_row_avx512;   /* dequant_avx512.c (+F16C) */
 
+/* AQLM ops (kernels/cpu/<op>_avx512.c). */
+lmp_gram_acc_fn      lmp_gram_acc_avx512;
+lmp_kmeans_assign_fn lmp_kmeans_assign_avx512;
+lmp_kmeans_update_fn lmp_kmeans_update_avx512;
+lmp_aq_beam_fn       lmp_aq_beam_avx512;
+lmp_aq_grad_fn       lmp_aq_grad_avx512;
+lmp_aq_decode_fn     lmp_aq_decode_avx512;
+lmp_aq_matvec_fn     lmp_aq_matvec_avx512;
+
+/* Worker threads the CPU variants use: $LMP_THREADS if set (1..256), else the online
+ * CPUs. Read at each call; kernels keep no state. */
+int lmp_cpu_threads(void);
+
 #endif /* LMP_KERNELS_CPU_VARIANTS_H */

@@ -1,0 +1,269 @@
+/*  aq_beam_avx512 - the beam search of aq_beam_ref, vectorized and threaded
+ *
+ *  - The starting products rH of all rows come from one OpenBLAS sgemm (R H).
+ *  - q_jm[k] = cb_m[k]^T H_jj cb_m[k] is built once per call, groups split across threads.
+ *  - Scoring: codebooks transposed to (M, g, K) so 16 candidates take g FMAs.
+ *  - Applying a change is a rank-g update rH -= d^T H[j-rows, :] fused with the copy from
+ *    the parent hypothesis (16 lanes, scalar tail).
+ *  - Selection keeps a sorted list of the b best distinct candidates; a vector compare
+ *    against the current b-th value skips almost every candidate.
+ *  - Rows are split across threads (each with its own hypotheses).
+ *  rH and the candidate deltas are fp32 (the reference uses double), so the loss
+ *  reported is tracked to fp32 rounding; the objective of the codes is what tests compare.
+ *  CPU reference: kernels/ref/aq_beam_ref.c
+ */
+#include "kernels/cpu/cpu_variants.h"
+#include "kernels/cpu/parallel.h"
+#include "proto/status.h"   /* defines: LMP_ENOMEM */
+
+#include <cblas.h>
+#include <float.h>
+#include <immintrin.h>
+#include <stdlib.h>
+#include <string.h>
+
+static uint64_t zkey(int64_t pos, int code) {   /* same keys as the reference */
+    uint64_t z = (uint64_t) pos * 65536u + (uint64_t) code + 0x9E3779B97F4A7C15ull;
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
+struct beam_job {
+    uint16_t *codes; double *loss;
+    const float *w, *scale, *cb, *h;
+    const float *cT;      /* (M, g, K) */
+    float *q;             /* (P, K) */
+    const float *rh0;     /* (n_out, n_in) R H at the start */
+    const double *loss0;  /* (n_out) */
+    int64_t n_out, n_in, g, M, K, n_grp, P;
+    int beam;
+    int failed;           /* set by a thread that could not allocate (rows left unchanged) */
+};
+
+static void q_part(void *arg, int tid, int nt) {
+    struct beam_job *J = arg;
+    int64_t lo, hi;
+    lmp_par_range(J->n_grp, tid, nt, &lo, &hi);
+    const int64_t g = J->g, K = J->K, n_in = J->n_in;
+    for (int64_t j = lo; j < hi; j++)
+        for (int64_t m = 0; m < J->M; m++) {
+            const float *cm = J->cT + m * g * K;
+            float *qp = J->q + (j * J->M + m) * K;
+            for (int64_t k = 0; k < K; k += 16) {
+                __m512 acc = _mm512_setzero_ps();
+                for (int64_t a = 0; a < g; a++) {
+                    __m512 hc = _mm512_setzero_ps();     /* (H_jj c)[a] for 16 codewords */
+                    for (int64_t b = 0; b < g; b++)
+                        hc = _mm512_fmadd_ps(_mm512_set1_ps(J->h[(j * g + a) * n_in + j * g + b]),
+                                             _mm512_loadu_ps(cm + b * K + k), hc);
+                    acc = _mm512_fmadd_ps(_mm512_loadu_ps(cm + a * K + k), hc, acc);
+                }
+                _mm512_storeu_ps(qp + k, acc);
+            }
+        }
+}
+
+/* y = x - sum_t dl[t] * hrows[t, :]  (hrows: g rows of H with stride n_in) */
+static void rank_update(float *y, const float *x, const float *dl, const float *hrows, int64_t g,
+                        int64_t n_in) {
+    int64_t i = 0;
+    for (; i + 32 <= n_in; i += 32) {
+        __m512 a0 = _mm512_loadu_ps(x + i), a1 = _mm512_loadu_ps(x + i + 16);
+        for (int64_t t = 0; t < g; t++) {
+            __m512 d = _mm512_set1_ps(dl[t]);
+            a0 = _mm512_fnmadd_ps(d, _mm512_loadu_ps(hrows + t * n_in + i), a0);
+            a1 = _mm512_fnmadd_ps(d, _mm512_loadu_ps(hrows + t * n_in + i + 16), a1);
+        }
+        _mm512_storeu_ps(y + i, a0);
+        _mm512_storeu_ps(y + i + 16, a1);
+    }
+    for (; i < n_in; i++) {
+        float acc = x[i];
+        for (int64_t t = 0; t < g; t++) acc -= dl[t] * hrows[t * n_in + i];
+        y[i] = acc;
+    }
+}
+
+struct hyp { uint16_t *codes; float *rh; double loss; uint64_t hash; };
+struct cand { float val; int idx; uint64_t hash; };
+
+static void rows_part(void *arg, int tid, int nt) {
+    struct beam_job *J = arg;
+    int64_t lo, hi;
+    lmp_par_range(J->n_out, tid, nt, &lo, &hi);
+    if (lo >= hi) return;
+    const int64_t g = J->g, K = J->K, M = J->M, P = J->P, n_in = J->n_in;
+    const int beam = J->beam;
+    struct hyp hy[2 * 64];
+    size_t per = (size_t) P * sizeof(uint16_t) + (size_t) n_in * sizeof(float) + 64;
+    char *mem = malloc(per * 2 * (size_t) beam + (size_t) (beam * K + 64) * sizeof(float) +
+                       (size_t) (beam + 1) * sizeof(struct cand));
+    if (mem == NULL) { __atomic_store_n(&J->failed, 1, __ATOMIC_RELAXED); return; }
+    for (int i = 0; i < 2 * beam; i++) {
+        hy[i].rh    = (float *) (mem + per * (size_t) i);
+        hy[i].codes = (uint16_t *) (mem + per * (size_t) i + (size_t) n_in * sizeof(float));
+    }
+    float *d = (float *) (mem + per * 2 * (size_t) beam);
+    struct cand *top = (struct cand *) (d + beam * K + 64);
+    float v[64], hc[64], dl[64];
+
+    for (int64_t o = lo; o < hi; o++) {
+        const float so = J->scale[o];
+        struct hyp *cur = hy, *nxt = hy + beam;
+        int n_cur = 1;
+        memcpy(cur[0].codes, J->codes + o * P, (size_t) P * sizeof(uint16_t));
+        memcpy(cur[0].rh, J->rh0 + o * n_in, (size_t) n_in * sizeof(float));
+        cur[0].loss = J->loss0[o];
+        cur[0].hash = 0;
+        if (beam > 1)
+            for (int64_t p = 0; p < P; p++) cur[0].hash ^= zkey(p, cur[0].codes[p]);
+        for (int64_t j = 0; j < J->n_grp; j++) {
+            const float *hrows = J->h + j * g * n_in;
+            for (int64_t m = 0; m < M; m++) {
+                const int64_t p = j * M + m;
+                const float *qp = J->q + p * K, *cm = J->cT + m * g * K;
+                const __m512 s2 = _mm512_set1_ps(so * so);
+                for (int hi2 = 0; hi2 < n_cur; hi2++) {
+                    const struct hyp *x = &cur[hi2];
+                    const int c = x->codes[p];
+                    for (int64_t a = 0; a < g; a++) {
+                        float acc = 0.0f;
+                        for (int64_t b = 0; b < g; b++) acc += hrows[a * n_in + j * g + b] * cm[b * K + c];
+                        hc[a] = acc;
+                        v[a] = -2.0f * so * x->rh[j * g + a] - 2.0f * so * so * hc[a];
+                    }
+                    float *dh = d + hi2 * K;
+                    float ec = so * so * qp[c];                     /* e(c), see the reference */
+                    for (int64_t t = 0; t < g; t++) ec += v[t] * cm[t * K + c];
+                    const __m512 nec = _mm512_set1_ps(-ec);
+                    for (int64_t k = 0; k < K; k += 16) {
+                        __m512 acc = _mm512_fmadd_ps(s2, _mm512_loadu_ps(qp + k), nec);
+                        for (int64_t t = 0; t < g; t++)
+                            acc = _mm512_fmadd_ps(_mm512_set1_ps(v[t]), _mm512_loadu_ps(cm + t * K + k), acc);
+                        _mm512_storeu_ps(dh + k, acc);
+                    }
+                    dh[c] = 0.0f;
+                }
+                if (beam == 1) {                         /* greedy: in place */
+                    struct hyp *x = &cur[0];
+                    const int c = x->codes[p];
+                    __m512 bv = _mm512_set1_ps(0.0f);
+                    __m512i bi = _mm512_set1_epi32(c), idx = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+                    for (int64_t k = 0; k < K; k += 16) {
+                        __m512 dv = _mm512_loadu_ps(d + k);
+                        __mmask16 lt = _mm512_cmp_ps_mask(dv, bv, _CMP_LT_OQ);
+                        bv = _mm512_mask_blend_ps(lt, bv, dv);
+                        bi = _mm512_mask_blend_epi32(lt, bi, idx);
+                        idx = _mm512_add_epi32(idx, _mm512_set1_epi32(16));
+                    }
+                    float bvs[16]; int32_t bis[16];
+                    _mm512_storeu_ps(bvs, bv);
+                    _mm512_storeu_si512(bis, bi);
+                    float best = 0.0f; int bk = c;
+                    for (int l = 0; l < 16; l++)
+                        if (bvs[l] < best || (bvs[l] == best && bvs[l] < 0.0f && bis[l] < bk)) { best = bvs[l]; bk = bis[l]; }
+                    if (bk != c) {
+                        for (int64_t t = 0; t < g; t++) dl[t] = so * (J->cb[(m * K + bk) * g + t] - J->cb[(m * K + c) * g + t]);
+                        rank_update(x->rh, x->rh, dl, hrows, g, n_in);
+                        x->codes[p] = (uint16_t) bk;
+                        x->loss += best;
+                    }
+                    continue;
+                }
+                const double base = cur[0].loss;
+                int n_top = 0;
+                float thr = FLT_MAX;
+                for (int hi2 = 0; hi2 < n_cur; hi2++) {
+                    const float off = (float) (cur[hi2].loss - base);
+                    const uint64_t hb = cur[hi2].hash ^ zkey(p, cur[hi2].codes[p]);
+                    for (int64_t k = 0; k < K; k += 16) {
+                        __m512 val = _mm512_add_ps(_mm512_set1_ps(off), _mm512_loadu_ps(d + hi2 * K + k));
+                        __mmask16 mk = _mm512_cmp_ps_mask(val, _mm512_set1_ps(thr), _CMP_LT_OQ);
+                        if (n_top < beam) mk = 0xffff;
+                        while (mk) {
+                            int l = __builtin_ctz(mk);
+                            mk &= mk - 1;
+                            float cv = off + d[hi2 * K + k + l];
+                            if (n_top == beam && !(cv < thr)) continue;
+                            uint64_t chs = hb ^ zkey(p, (int) (k + l));
+                            int e = 0, dup = -1;
+                            for (; e < n_top; e++) if (top[e].hash == chs) { dup = e; break; }
+                            if (dup >= 0) {
+                                if (!(cv < top[dup].val)) continue;
+                                memmove(top + dup, top + dup + 1, (size_t) (n_top - dup - 1) * sizeof(*top));
+                                n_top--;
+                            }
+                            int pos = n_top;                       /* insert after equal values */
+                            while (pos > 0 && cv < top[pos - 1].val) pos--;
+                            if (pos >= beam) continue;
+                            int last = n_top < beam ? n_top : beam - 1;
+                            memmove(top + pos + 1, top + pos, (size_t) (last - pos) * sizeof(*top));
+                            top[pos] = (struct cand){ cv, hi2 * (int) K + (int) (k + l), chs };
+                            if (n_top < beam) n_top++;
+                            if (n_top == beam) thr = top[beam - 1].val;
+                        }
+                    }
+                }
+                for (int e = 0; e < n_top; e++) {
+                    const struct hyp *x = &cur[top[e].idx / K];
+                    struct hyp *y = &nxt[e];
+                    const int k = top[e].idx % (int) K, c = x->codes[p];
+                    memcpy(y->codes, x->codes, (size_t) P * sizeof(uint16_t));
+                    y->codes[p] = (uint16_t) k;
+                    y->loss = base + top[e].val;
+                    y->hash = top[e].hash;
+                    if (k != c) {
+                        for (int64_t t = 0; t < g; t++) dl[t] = so * (J->cb[(m * K + k) * g + t] - J->cb[(m * K + c) * g + t]);
+                        rank_update(y->rh, x->rh, dl, hrows, g, n_in);
+                    } else {
+                        memcpy(y->rh, x->rh, (size_t) n_in * sizeof(float));
+                    }
+                }
+                struct hyp *sw = cur; cur = nxt; nxt = sw;
+                n_cur = n_top;
+            }
+        }
+        memcpy(J->codes + o * P, cur[0].codes, (size_t) P * sizeof(uint16_t));
+        if (J->loss) J->loss[o] = cur[0].loss;
+    }
+    free(mem);
+}
+
+int lmp_aq_beam_avx512(uint16_t *codes, double *loss, const float *w, const float *scale,
+                       const float *cb, const float *h, const struct lmp_aq_shape *s, int beam) {
+    const int64_t n_out = s->n_out, n_in = s->n_in, g = s->g, M = s->M, K = s->K;
+    const int64_t n_grp = n_in / g, P = n_grp * M;
+    if (beam < 1) beam = 1;
+    if (K % 16 != 0 || g > 64 || beam > 64) return lmp_aq_beam_ref(codes, loss, w, scale, cb, h, s, beam);
+    float *cT = malloc((size_t) (M * g * K + P * K + 2 * n_out * n_in) * sizeof(float));
+    double *loss0 = malloc((size_t) n_out * sizeof(double));
+    uint16_t *keep = malloc((size_t) (n_out * P) * sizeof(uint16_t));
+    if (!cT || !loss0 || !keep) { free(cT); free(loss0); free(keep); return LMP_ENOMEM; }
+    float *q = cT + M * g * K, *r = q + P * K, *rh = r + n_out * n_in;
+    memcpy(keep, codes, (size_t) (n_out * P) * sizeof(uint16_t));
+    for (int64_t m = 0; m < M; m++)
+        for (int64_t k = 0; k < K; k++)
+            for (int64_t t = 0; t < g; t++) cT[(m * g + t) * K + k] = cb[(m * K + k) * g + t];
+    lmp_aq_decode_avx512(r, codes, cb, scale, s);
+    for (int64_t i = 0; i < n_out * n_in; i++) r[i] = w[i] - r[i];
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (blasint) n_out, (blasint) n_in,
+                (blasint) n_in, 1.0f, r, (blasint) n_in, h, (blasint) n_in, 0.0f, rh, (blasint) n_in);
+    for (int64_t o = 0; o < n_out; o++) {
+        double acc = 0.0;
+        for (int64_t i = 0; i < n_in; i++) acc += (double) r[o * n_in + i] * rh[o * n_in + i];
+        loss0[o] = acc;
+    }
+    struct beam_job J = { codes, loss, w, scale, cb, h, cT, q, rh, loss0,
+                          n_out, n_in, g, M, K, n_grp, P, beam, 0 };
+    int nt = lmp_cpu_threads();
+    lmp_cpu_parallel(nt < n_grp ? nt : (int) n_grp, q_part, &J);
+    lmp_cpu_parallel(nt < n_out ? nt : (int) n_out, rows_part, &J);
+    int st = 0;
+    if (J.failed) {
+        memcpy(codes, keep, (size_t) (n_out * P) * sizeof(uint16_t));
+        st = LMP_ENOMEM;
+    }
+    free(cT); free(loss0); free(keep);
+    return st;
+}

@@ -1,0 +1,378 @@
+/*  test_kernels - every slot of the best kernel table against the reference table
+ *
+ *  Same seeded inputs go through lmp_kernels_init_ref() and lmp_kernels_init_best();
+ *  outputs are compared with a normalized error (nmse = sum (v - r)^2 / sum r^2) and a
+ *  per-op tolerance; the first mismatches are printed with index, reference and
+ *  variant values. Odd shapes first (scalar tails, fallbacks), then realistic ones.
+ *  Discrete outputs are not compared bit for bit: k-means compares the distance to the
+ *  chosen centroid, beam search the objective its codes achieve (variant <= ref (1+tol)).
+ *  dequant_row must be bit-exact.
+ *
+ *  usage: test_kernels [--mode test|perf]     test (default): fast checks
+ *                                              perf: time ref vs best on realistic shapes
+ */
+#include "kernels/kernels.h"
+#include "tests/check.h"            /* defines: CHECK, RUN, check_fill_random, check_report */
+#include "worker/model/model.h"     /* defines: enum lmp_dtype */
+
+#include <time.h>
+
+static struct lmp_kernels ref, best;
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double) ts.tv_sec + 1e-9 * (double) ts.tv_nsec;
+}
+
+static uint64_t rng_state = 12345;
+static uint64_t rng_next(void) {
+    rng_state ^= rng_state << 13; rng_state ^= rng_state >> 7; rng_state ^= rng_state << 17;
+    return rng_state;
+}
+
+/* Compare n values: nmse <= tol; print the first 5 elements off by more than sqrt(tol)*rms. */
+static int compare_f(const char *what, const float *r, const float *v, int64_t n, double tol) {
+    double num = 0.0, den = 0.0;
+    for (int64_t i = 0; i < n; i++) {
+        double e = (double) v[i] - r[i];
+        num += e * e;
+        den += (double) r[i] * r[i];
+    }
+    double nmse = den > 0 ? num / den : num;
+    int ok = nmse <= tol && num == num;
+    if (!ok) {
+        double rms = sqrt(den / (n > 0 ? n : 1)), lim = sqrt(tol) * (rms > 0 ? rms : 1.0);
+        fprintf(stderr, "  %s: nmse %.3g > tol %.3g\n", what, nmse, tol);
+        for (int64_t i = 0, shown = 0; i < n && shown < 5; i++)
+            if (!(fabs((double) v[i] - r[i]) <= lim)) {
+                fprintf(stderr, "    [%lld] ref %.9g variant %.9g\n", (long long) i, r[i], v[i]);
+                shown++;
+            }
+    }
+    CHECK(ok);
+    return ok;
+}
+
+static int compare_d(const char *what, const double *r, const double *v, int64_t n, double tol) {
+    double num = 0.0, den = 0.0;
+    for (int64_t i = 0; i < n; i++) {
+        num += (v[i] - r[i]) * (v[i] - r[i]);
+        den += r[i] * r[i];
+    }
+    double nmse = den > 0 ? num / den : num;
+    int ok = nmse <= tol && num == num;
+    if (!ok) {
+        fprintf(stderr, "  %s: nmse %.3g > tol %.3g\n", what, nmse, tol);
+        for (int64_t i = 0, shown = 0; i < n && shown < 5; i++)
+            if (v[i] != r[i]) {
+                fprintf(stderr, "    [%lld] ref %.17g variant %.17g\n", (long long) i, r[i], v[i]);
+                shown++;
+            }
+    }
+    CHECK(ok);
+    return ok;
+}
+
+static float *fbuf(int64_t n, uint64_t seed) {
+    float *p = malloc((size_t) (n > 0 ? n : 1) * sizeof(float));
+    check_fill_random(p, n, seed);
+    return p;
+}
+
+/* ---- dequant_row: bit-exact for every dtype ------------------------------------ */
+
+static uint16_t rand_finite_f16(void) {
+    for (;;) {
+        uint16_t hv = (uint16_t) rng_next();
+        if (((hv >> 10) & 0x1f) != 0x1f) return hv;
+    }
+}
+
+static void test_dequant_row(void) {
+    static const struct { int dtype; int64_t n; int64_t bytes_per_block; int64_t block; const char *name; } cases[] = {
+        { LMP_DTYPE_F32, 37, 4, 1, "F32" },   { LMP_DTYPE_F32, 4096, 4, 1, "F32" },
+        { LMP_DTYPE_F16, 37, 2, 1, "F16" },   { LMP_DTYPE_F16, 4099, 2, 1, "F16" },
+        { LMP_DTYPE_BF16, 37, 2, 1, "BF16" }, { LMP_DTYPE_BF16, 4099, 2, 1, "BF16" },
+        { LMP_DTYPE_Q8_0, 32, 34, 32, "Q8_0" }, { LMP_DTYPE_Q8_0, 4096, 34, 32, "Q8_0" },
+        { LMP_DTYPE_Q4_0, 32, 18, 32, "Q4_0" }, { LMP_DTYPE_Q4_0, 4096, 18, 32, "Q4_0" },
+        { LMP_DTYPE_Q4_1, 32, 20, 32, "Q4_1" }, { LMP_DTYPE_Q4_1, 4096, 20, 32, "Q4_1" },
+    };
+    for (size_t c = 0; c < sizeof(cases) / sizeof(cases[0]); c++) {
+        int64_t n = cases[c].n, nb = n / cases[c].block, bytes = nb * cases[c].bytes_per_block;
+        uint8_t *src = malloc((size_t) bytes);
+        for (int64_t i = 0; i < bytes; i++) src[i] = (uint8_t) rng_next();
+        if (cases[c].dtype == LMP_DTYPE_F32)       /* finite floats: random bits can be NaN */
+            for (int64_t i = 0; i < n; i++) { float f = (float) ((double) (int32_t) rng_next() * 1e-6); memcpy(src + 4 * i, &f, 4); }
+        if (cases[c].dtype >= LMP_DTYPE_Q8_0)      /* finite f16 d (and m) fields */
+            for (int64_t b = 0; b < nb; b++) {
+                uint8_t *blk = src + b * cases[c].bytes_per_block;
+                uint16_t d = rand_finite_f16(), m = rand_finite_f16();
+                blk[0] = (uint8_t) d; blk[1] = (uint8_t) (d >> 8);
+                if (cases[c].dtype == LMP_DTYPE_Q4_1) { blk[2] = (uint8_t) m; blk[3] = (uint8_t) (m >> 8); }
+            }
+        float *r = malloc((size_t) n * sizeof(float)), *v = malloc((size_t) n * sizeof(float));
+        ref.dequant_row(cases[c].dtype, src, r, n);
+        best.dequant_row(cases[c].dtype, src, v, n);
+        int bad = 0;
+        for (int64_t i = 0; i < n; i++) {
+            if (isnan(r[i]) && isnan(v[i])) continue;   /* NaN payloads may differ */
+            if (memcmp(&r[i], &v[i], 4) != 0) {
+                if (bad < 5)
+                    fprintf(stderr, "  dequant_row %s n=%lld [%lld] ref %.9g variant %.9g\n", cases[c].name,
+                            (long long) n, (long long) i, r[i], v[i]);
+                bad++;
+            }
+        }
+        CHECK(bad == 0);
+        free(src); free(r); free(v);
+    }
+}
+
+/* ---- gram_acc ------------------------------------------------------------------- */
+
+static void test_gram_acc(void) {
+    static const int64_t shapes[][2] = { { 7, 5 }, { 300, 33 }, { 513, 96 }, { 1, 1 } };
+    for (size_t c = 0; c < sizeof(shapes) / sizeof(shapes[0]); c++) {
+        int64_t n_tok = shapes[c][0], n_in = shapes[c][1];
+        float *x = fbuf(n_tok * n_in, 10 + c);
+        double *hr = malloc((size_t) (n_in * n_in) * sizeof(double));
+        double *hv = malloc((size_t) (n_in * n_in) * sizeof(double));
+        for (int64_t a = 0; a < n_in; a++)        /* symmetric non-zero start: it accumulates */
+            for (int64_t b = 0; b <= a; b++) hr[a * n_in + b] = hr[b * n_in + a] = (double) (a + 2 * b) * 0.25;
+        memcpy(hv, hr, (size_t) (n_in * n_in) * sizeof(double));
+        ref.gram_acc(hr, x, n_tok, n_in);
+        best.gram_acc(hv, x, n_tok, n_in);
+        compare_d("gram_acc", hr, hv, n_in * n_in, 1e-24);
+        free(x); free(hr); free(hv);
+    }
+}
+
+/* ---- kmeans --------------------------------------------------------------------- */
+
+static double dist_exact(const float *p, const float *c, int g) {
+    double d = 0.0;
+    for (int t = 0; t < g; t++) d += ((double) p[t] - c[t]) * ((double) p[t] - c[t]);
+    return d;
+}
+
+static void test_kmeans(void) {
+    static const int64_t shapes[][3] = { { 37, 5, 3 }, { 200, 20, 8 }, { 333, 48, 4 }, { 5000, 256, 8 } };
+    for (size_t c = 0; c < sizeof(shapes) / sizeof(shapes[0]); c++) {
+        int64_t n = shapes[c][0], K = shapes[c][1];
+        int g = (int) shapes[c][2];
+        float *pts = fbuf(n * g, 20 + c), *cent = fbuf(K * g, 30 + c), *wts = fbuf(n, 40 + c);
+        for (int64_t i = 0; i < n; i++) wts[i] = fabsf(wts[i]);
+        int32_t *ar = malloc((size_t) n * sizeof(int32_t)), *av = malloc((size_t) n * sizeof(int32_t));
+        float *dr = malloc((size_t) n * sizeof(float)), *dv = malloc((size_t) n * sizeof(float));
+        ref.kmeans_assign(ar, dr, pts, n, cent, K, g);
+        best.kmeans_assign(av, dv, pts, n, cent, K, g);
+        int bad = 0;
+        for (int64_t i = 0; i < n; i++) {
+            double er = dist_exact(pts + i * g, cent + ar[i] * g, g), ev = dist_exact(pts + i * g, cent + av[i] * g, g);
+            if (av[i] < 0 || av[i] >= K || ev > er * (1 + 1e-5) + 1e-6) {
+                if (bad++ < 5)
+                    fprintf(stderr, "  kmeans_assign [%lld] ref k=%d d=%.9g variant k=%d d=%.9g\n", (long long) i,
+                            ar[i], er, av[i], ev);
+            }
+        }
+        CHECK(bad == 0);
+        compare_f("kmeans_assign dist2", dr, dv, n, 1e-10);
+        for (int wi = 0; wi < 2; wi++) {              /* update, without then with weights */
+            float *cr = malloc((size_t) (K * g) * sizeof(float)), *cv = malloc((size_t) (K * g) * sizeof(float));
+            memcpy(cr, cent, (size_t) (K * g) * sizeof(float));
+            memcpy(cv, cent, (size_t) (K * g) * sizeof(float));
+            ref.kmeans_update(cr, pts, wi ? wts : NULL, ar, n, K, g);
+            best.kmeans_update(cv, pts, wi ? wts : NULL, ar, n, K, g);
+            compare_f("kmeans_update", cr, cv, K * g, 1e-12);
+            free(cr); free(cv);
+        }
+        free(pts); free(cent); free(wts); free(ar); free(av); free(dr); free(dv);
+    }
+}
+
+/* ---- AQ ops: shared fixture ----------------------------------------------------- */
+
+struct aq_case { int64_t n_out, n_in; int M, K, g; };
+static const struct aq_case aq_cases[] = {
+    { 3, 24, 2, 16, 8 },      /* odd and tiny */
+    { 5, 12, 3, 4, 4 },       /* K < 16 and g % 8 != 0: fallbacks */
+    { 7, 40, 1, 32, 8 },      /* P = 5 positions: scalar tails */
+    { 6, 48, 1, 64, 16 },
+    { 16, 136, 2, 256, 8 },   /* n_in not a multiple of 32 */
+    { 24, 576, 2, 256, 8 },   /* SmolLM2 width, 2x8g8 */
+};
+enum { N_AQ_CASES = sizeof(aq_cases) / sizeof(aq_cases[0]) };
+
+struct aq_fix {
+    struct lmp_aq_shape s;
+    float *w, *cb, *scale, *h;
+    uint16_t *codes;
+};
+
+static void aq_fix_init(struct aq_fix *f, const struct aq_case *c, uint64_t seed) {
+    f->s = (struct lmp_aq_shape){ c->n_out, c->n_in, c->M, c->K, c->g };
+    int64_t n_in = c->n_in, P = n_in / c->g * c->M, n_tok = n_in + 17;
+    f->w = fbuf(c->n_out * n_in, seed);
+    f->cb = fbuf((int64_t) c->M * c->K * c->g, seed + 1);
+    for (int64_t i = 0; i < (int64_t) c->M * c->K * c->g; i++) f->cb[i] *= 0.5f;
+    f->scale = fbuf(c->n_out, seed + 2);
+    for (int64_t o = 0; o < c->n_out; o++) f->scale[o] = 0.5f + fabsf(f->scale[o]);
+    f->codes = malloc((size_t) (c->n_out * P) * sizeof(uint16_t));
+    for (int64_t i = 0; i < c->n_out * P; i++) f->codes[i] = (uint16_t) (rng_next() % (uint64_t) c->K);
+    float *x = fbuf(n_tok * n_in, seed + 3);       /* H = X^T X / n_tok: SPD, correlated */
+    for (int64_t t = 0; t < n_tok; t++)
+        for (int64_t i = 1; i < n_in; i++) x[t * n_in + i] += 0.5f * x[t * n_in + i - 1];
+    double *hd = calloc((size_t) (n_in * n_in), sizeof(double));
+    lmp_gram_acc_ref(hd, x, n_tok, n_in);
+    f->h = malloc((size_t) (n_in * n_in) * sizeof(float));
+    for (int64_t i = 0; i < n_in * n_in; i++) f->h[i] = (float) (hd[i] / (double) n_tok);
+    free(hd);
+    free(x);
+}
+
+static void aq_fix_free(struct aq_fix *f) {
+    free(f->w); free(f->cb); free(f->scale); free(f->h); free(f->codes);
+}
+
+/* Exact objective sum_o r H r^T of the given codes (double). */
+static double aq_objective(const struct aq_fix *f, const uint16_t *codes) {
+    const int64_t n_out = f->s.n_out, n_in = f->s.n_in;
+    float *wh = malloc((size_t) (n_out * n_in) * sizeof(float));
+    double *r = malloc((size_t) n_in * sizeof(double));
+    lmp_aq_decode_ref(wh, codes, f->cb, f->scale, &f->s);
+    double L = 0.0;
+    for (int64_t o = 0; o < n_out; o++) {
+        for (int64_t i = 0; i < n_in; i++) r[i] = (double) f->w[o * n_in + i] - wh[o * n_in + i];
+        for (int64_t a = 0; a < n_in; a++) {
+            double acc = 0.0;
+            for (int64_t b = 0; b < n_in; b++) acc += (double) f->h[a * n_in + b] * r[b];
+            L += r[a] * acc;
+        }
+    }
+    free(wh); free(r);
+    return L;
+}
+
+static void test_aq_decode_matvec(void) {
+    for (int c = 0; c < N_AQ_CASES; c++) {
+        struct aq_fix f;
+        aq_fix_init(&f, &aq_cases[c], 100 + c);
+        int64_t n_out = f.s.n_out, n_in = f.s.n_in, nb = 3;
+        float *wr = malloc((size_t) (n_out * n_in) * sizeof(float)), *wv = malloc((size_t) (n_out * n_in) * sizeof(float));
+        ref.aq_decode(wr, f.codes, f.cb, f.scale, &f.s);
+        best.aq_decode(wv, f.codes, f.cb, f.scale, &f.s);
+        compare_f("aq_decode", wr, wv, n_out * n_in, 1e-12);
+        float *x = fbuf(nb * n_in, 200 + c);
+        float *yr = malloc((size_t) (nb * n_out) * sizeof(float)), *yv = malloc((size_t) (nb * n_out) * sizeof(float));
+        CHECK(ref.aq_matvec(yr, x, nb, f.codes, f.cb, f.scale, &f.s) == 0);
+        CHECK(best.aq_matvec(yv, x, nb, f.codes, f.cb, f.scale, &f.s) == 0);
+        compare_f("aq_matvec", yr, yv, nb * n_out, 1e-10);
+        free(wr); free(wv); free(x); free(yr); free(yv);
+        aq_fix_free(&f);
+    }
+}
+
+static void test_aq_grad(void) {
+    for (int c = 0; c < N_AQ_CASES; c++) {
+        struct aq_fix f;
+        aq_fix_init(&f, &aq_cases[c], 300 + c);
+        int64_t n_cb = (int64_t) f.s.M * f.s.K * f.s.g;
+        float *gr = malloc((size_t) n_cb * sizeof(float)), *gv = malloc((size_t) n_cb * sizeof(float));
+        float *sr = malloc((size_t) f.s.n_out * sizeof(float)), *sv = malloc((size_t) f.s.n_out * sizeof(float));
+        double lr = 0, lv = 0;
+        CHECK(ref.aq_grad(&lr, gr, sr, f.codes, f.w, f.scale, f.cb, f.h, &f.s) == 0);
+        CHECK(best.aq_grad(&lv, gv, sv, f.codes, f.w, f.scale, f.cb, f.h, &f.s) == 0);
+        CHECK_NEAR(lv / lr, 1.0, 1e-5);
+        CHECK_NEAR(lr / aq_objective(&f, f.codes), 1.0, 1e-6);
+        compare_f("aq_grad codebooks", gr, gv, n_cb, 1e-9);
+        compare_f("aq_grad scales", sr, sv, f.s.n_out, 1e-9);
+        free(gr); free(gv); free(sr); free(sv);
+        aq_fix_free(&f);
+    }
+}
+
+static void test_aq_beam(void) {
+    static const int beams[] = { 1, 4 };
+    for (int c = 0; c < N_AQ_CASES; c++)
+        for (int bi = 0; bi < 2; bi++) {
+            struct aq_fix f;
+            aq_fix_init(&f, &aq_cases[c], 400 + c);
+            int64_t n = f.s.n_out * (f.s.n_in / f.s.g) * f.s.M;
+            uint16_t *cr = malloc((size_t) n * sizeof(uint16_t)), *cv = malloc((size_t) n * sizeof(uint16_t));
+            memcpy(cr, f.codes, (size_t) n * sizeof(uint16_t));
+            memcpy(cv, f.codes, (size_t) n * sizeof(uint16_t));
+            double *lr = malloc((size_t) f.s.n_out * sizeof(double)), *lv = malloc((size_t) f.s.n_out * sizeof(double));
+            CHECK(ref.aq_beam(cr, lr, f.w, f.scale, f.cb, f.h, &f.s, beams[bi]) == 0);
+            CHECK(best.aq_beam(cv, lv, f.w, f.scale, f.cb, f.h, &f.s, beams[bi]) == 0);
+            double o0 = aq_objective(&f, f.codes), orf = aq_objective(&f, cr), ov = aq_objective(&f, cv);
+            double sr = 0, sv = 0;
+            for (int64_t o = 0; o < f.s.n_out; o++) { sr += lr[o]; sv += lv[o]; }
+            int ok = orf <= o0 && ov <= orf * (1 + 1e-3) && fabs(sr / orf - 1) < 1e-6 && fabs(sv / ov - 1) < 1e-3;
+            if (!ok)
+                fprintf(stderr, "  aq_beam case %d beam %d: start %.9g ref %.9g (reported %.9g) variant %.9g (reported %.9g)\n",
+                        c, beams[bi], o0, orf, sr, ov, sv);
+            CHECK(ok);
+            free(cr); free(cv); free(lr); free(lv);
+            aq_fix_free(&f);
+        }
+}
+
+/* ---- perf mode ------------------------------------------------------------------- */
+
+static void perf(void) {
+    struct aq_case c = { 64, 576, 2, 256, 8 };
+    struct aq_fix f;
+    aq_fix_init(&f, &c, 7);
+    int64_t n_cb = (int64_t) c.M * c.K * c.g, n = c.n_out * (c.n_in / c.g) * c.M;
+    float *gc = malloc((size_t) n_cb * sizeof(float)), *gs = malloc((size_t) c.n_out * sizeof(float));
+    uint16_t *codes = malloc((size_t) n * sizeof(uint16_t));
+    float *wd = malloc((size_t) (c.n_out * c.n_in) * sizeof(float));
+    double L;
+    const struct lmp_kernels *tabs[2] = { &ref, &best };
+    printf("op (64 x 576, 2x8g8)      ref ms     best ms   speedup\n");
+    double t[2];
+    for (int v = 0; v < 2; v++) { double t0 = now_s(); tabs[v]->aq_grad(&L, gc, gs, f.codes, f.w, f.scale, f.cb, f.h, &f.s); t[v] = now_s() - t0; }
+    printf("aq_grad               %9.2f   %9.2f   %7.1f\n", 1e3 * t[0], 1e3 * t[1], t[0] / t[1]);
+    for (int b = 1; b <= 8; b *= 8) {
+        for (int v = 0; v < 2; v++) {
+            memcpy(codes, f.codes, (size_t) n * sizeof(uint16_t));
+            double t0 = now_s(); tabs[v]->aq_beam(codes, NULL, f.w, f.scale, f.cb, f.h, &f.s, b); t[v] = now_s() - t0;
+        }
+        printf("aq_beam (beam %d)      %9.2f   %9.2f   %7.1f\n", b, 1e3 * t[0], 1e3 * t[1], t[0] / t[1]);
+    }
+    for (int v = 0; v < 2; v++) { double t0 = now_s(); tabs[v]->aq_decode(wd, f.codes, f.cb, f.scale, &f.s); t[v] = now_s() - t0; }
+    printf("aq_decode             %9.2f   %9.2f   %7.1f\n", 1e3 * t[0], 1e3 * t[1], t[0] / t[1]);
+    for (int v = 0; v < 2; v++) { double t0 = now_s(); tabs[v]->aq_matvec(gs, f.w, 1, f.codes, f.cb, f.scale, &f.s); t[v] = now_s() - t0; }
+    printf("aq_matvec (batch 1)   %9.2f   %9.2f   %7.1f\n", 1e3 * t[0], 1e3 * t[1], t[0] / t[1]);
+    int64_t np = 20000;
+    float *pts = fbuf(np * 8, 1);
+    int32_t *as = malloc((size_t) np * sizeof(int32_t));
+    for (int v = 0; v < 2; v++) { double t0 = now_s(); tabs[v]->kmeans_assign(as, NULL, pts, np, f.cb, 256, 8); t[v] = now_s() - t0; }
+    printf("kmeans_assign 20000x256 %7.2f   %9.2f   %7.1f\n", 1e3 * t[0], 1e3 * t[1], t[0] / t[1]);
+    double *hd = calloc(576 * 576, sizeof(double));
+    for (int v = 0; v < 2; v++) { double t0 = now_s(); tabs[v]->gram_acc(hd, wd, 64, 576); t[v] = now_s() - t0; }
+    printf("gram_acc 64x576       %9.2f   %9.2f   %7.1f\n", 1e3 * t[0], 1e3 * t[1], t[0] / t[1]);
+    free(hd); free(pts); free(as); free(gc); free(gs); free(codes); free(wd);
+    aq_fix_free(&f);
+}
+
+int main(int argc, char **argv) {
+    const char *mode = "test";
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--mode") == 0 && i + 1 < argc) mode = argv[++i];
+        else { fprintf(stderr, "usage: test_kernels [--mode test|perf]\n"); return 2; }
+    }
+    lmp_kernels_init_ref(&ref);
+    lmp_kernels_init_best(&best);
+    fprintf(stderr, "comparing '%s' with '%s'\n", best.name, ref.name);
+    if (strcmp(mode, "perf") == 0) { perf(); return 0; }
+    if (strcmp(mode, "test") != 0) { fprintf(stderr, "unknown mode '%s'\n", mode); return 2; }
+    RUN(test_dequant_row);
+    RUN(test_gram_acc);
+    RUN(test_kmeans);
+    RUN(test_aq_decode_matvec);
+    RUN(test_aq_grad);
+    RUN(test_aq_beam);
+    return check_report();
+}
