@@ -108,6 +108,33 @@ def c_str(b):
     return '"' + "".join(out) + '"'
 
 
+def hf_from_gguf(path):
+    """A Hugging Face tokenizers BPE with SmolLM2's pre-tokenizer (Digits(individual) then
+    ByteLevel with the GPT-2 regex), from the GGUF's tokens, types and merges."""
+    from gguf import GGUFReader
+    from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, processors
+    r = GGUFReader(path)
+    f = r.fields
+    field_str = lambda k, i: bytes(f[k].parts[f[k].data[i]]).decode("utf-8")
+    pre = field_str("tokenizer.ggml.pre", 0)
+    assert pre == "smollm", "only the smollm pre-tokenizer is mapped here, not %r" % pre
+    n = len(f["tokenizer.ggml.tokens"].data)
+    tokens = [field_str("tokenizer.ggml.tokens", i) for i in range(n)]
+    types = [int(f["tokenizer.ggml.token_type"].parts[i][0]) for i in f["tokenizer.ggml.token_type"].data]
+    merges = [tuple(field_str("tokenizer.ggml.merges", i).split(" ", 1))
+              for i in range(len(f["tokenizer.ggml.merges"].data))]
+    bos = int(f["tokenizer.ggml.bos_token_id"].parts[-1][0])
+    tok = Tokenizer(models.BPE(vocab={t: i for i, t in enumerate(tokens)}, merges=merges))
+    tok.pre_tokenizer = pre_tokenizers.Sequence([
+        pre_tokenizers.Digits(individual_digits=True),
+        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)])
+    tok.decoder = decoders.ByteLevel()
+    tok.add_special_tokens([AddedToken(tokens[i], special=True) for i in range(n) if types[i] == 3])
+    tok.post_processor = processors.TemplateProcessing(
+        single="%s $A" % tokens[bos], special_tokens=[(tokens[bos], bos)])
+    return tok
+
+
 def gguf_refs(gguf, hf_out, wikitext):
     try:
         import llama_cpp
@@ -115,13 +142,13 @@ def gguf_refs(gguf, hf_out, wikitext):
         enc = lambda b: llm.tokenize(b, add_bos=False, special=False)
         who = "llama.cpp %s (llama-cpp-python)" % llama_cpp.__version__
     except ImportError:
-        from transformers import AutoTokenizer
-        tok = AutoTokenizer.from_pretrained(os.path.dirname(gguf), gguf_file=os.path.basename(gguf))
-        enc = lambda b: tok.encode(b.decode("utf-8"), add_special_tokens=False)
-        who = "transformers (GGUF tokenizer conversion)"
+        tok = hf_from_gguf(gguf)
+        enc = lambda b: tok.encode(b.decode("utf-8"), add_special_tokens=False).ids
+        who = "Hugging Face tokenizers %s (built from the GGUF vocabulary and merges)" % (
+            __import__("tokenizers").__version__)
         if hf_out and not os.path.exists(os.path.join(hf_out, "tokenizer.json")):
             os.makedirs(hf_out, exist_ok=True)
-            tok.save_pretrained(hf_out)
+            tok.save(os.path.join(hf_out, "tokenizer.json"))
             print("/* wrote %s/tokenizer.json */" % hf_out)
     print("/* SmolLM2 (%s) by %s */" % (os.path.basename(gguf), who))
     for s in VALID_UTF8:
@@ -129,7 +156,7 @@ def gguf_refs(gguf, hf_out, wikitext):
     if wikitext and os.path.exists(wikitext):
         with open(wikitext, "rb") as f:
             data = f.read()
-        print("/* WikiText-2 %s: %d bytes, %d tokens */" % (wikitext, len(data), len(enc(data))))
+        print("/* WikiText-2 %s: %d bytes, %d tokens */" % (os.path.basename(wikitext), len(data), len(enc(data))))
 
 
 def main():

@@ -202,9 +202,149 @@ static void test_llama2c_merge_order(void) {
     CHECK(lmp_tokenizer_load_llama2c("/nonexistent/tokenizer.bin", 512, &t, &err) == LMP_ENOENT);
 }
 
+/* ---- SmolLM2 (GGUF gpt2 / smollm, and the equivalent tokenizer.json) ---------------- */
+
+#include "worker/model/gguf.h"     /* defines: lmp_gguf_open() */
+
+/* scripts/ref/tokenizer_refs.py: add_bos = false, special tokens not parsed */
+/* SmolLM2 (SmolLM2-135M-Instruct.Q4_1.gguf) by Hugging Face tokenizers 0.23.3 (built from the GGUF vocabulary and merges) */
+static const struct ref_case smollm2_refs[] = {
+    { "", 0, {0} },
+    { "Hello world", 11, {19556, 905} },
+    { "  leading and trailing  ", 24, {216, 2899, 284, 35079, 256} },
+    { "12345", 5, {33, 34, 35, 36, 37} },
+    { "a   b\x0a""\x0a""\x09""c", 9, {81, 256, 278, 1116, 197, 83} },
+    { "don't I'll we're THEY'VE", 24, {12420, 982, 339, 3060, 392, 2316, 6462, 73, 23, 18525} },
+    { "h\xc3""\xa9""llo w\xc3""\xb6""rld caf\xc3""\xa9""", 19, {88, 2756, 31394, 267, 29989, 400, 37366} },
+    { "\xe6""\x97""\xa5""\xe6""\x9c""\xac""\xe8""\xaa""\x9e""\xe3""\x81""\xae""\xe3""\x83""\x86""\xe3""\x82""\xad""\xe3""\x82""\xb9""\xe3""\x83""\x88"" \xe4""\xb8""\xad""\xe6""\x96""\x87""", 31, {23274, 115, 40993, 179, 120, 248, 26453, 11100, 224, 10391, 251, 10391, 134, 11100, 226, 216, 28589, 29184} },
+    { "emoji \xf0""\x9f""\xa6""\x99""\xf0""\x9f""\x9a""\x80"" ok \xe2""\x9d""\xa4""\xef""\xb8""\x8f""", 24, {391, 33777, 15107, 116, 243, 10813, 244, 218, 10907, 4636, 247, 114, 31752} },
+    { "nul \x00"" byte", 10, {94, 336, 216, 190, 23860} },
+    { "Once upon a time, there was a little girl named Lily. She liked 3 cats.", 71, {6403, 1980, 253, 655, 28, 665, 436, 253, 1838, 8180, 3365, 14176, 30, 2306, 16686, 216, 35, 7680, 30} },
+    { "x = f(a[1], b{2});  // 100% $5.00 #tag @user", 44, {104, 446, 275, 24, 81, 75, 33, 1750, 278, 107, 34, 109, 4258, 216, 13241, 216, 33, 32, 32, 21, 1885, 37, 30, 32, 32, 907, 9204, 3394, 4093} },
+};
+/* WikiText-2 wikitext2_test_join.txt: 1296370 bytes, 304978 tokens */
+#define SMOLLM2_WIKITEXT_TOKENS 304978
+
+#define SMOLLM2_GGUF "/root/.cache/lmpress/models/SmolLM2-135M-Instruct.Q4_1.gguf"
+#define SMOLLM2_HF   "/root/.cache/lmpress/models/smollm2-135m-hf/tokenizer.json"
+
+static bool file_exists(const char *p) {
+    struct stat st;
+    if (stat(p, &st) == 0) return true;
+    fprintf(stderr, "  note: '%s' is absent, not checked\n", p);
+    return false;
+}
+
+static struct lmp_tokenizer *open_smollm2(struct lmp_gguf **g) {
+    *g = NULL;
+    if (!file_exists(SMOLLM2_GGUF)) return NULL;
+    struct lmp_err        err = { 0 };
+    struct lmp_tokenizer *t   = NULL;
+    CHECK(lmp_gguf_open(SMOLLM2_GGUF, g, &err) == LMP_OK);
+    if (*g) CHECK(lmp_tokenizer_from_gguf(*g, &t, &err) == LMP_OK);
+    if (t == NULL) fprintf(stderr, "  %s\n", err.msg);
+    return t;
+}
+
+static void test_smollm2_gguf_matches_reference(void) {
+    struct lmp_gguf      *g;
+    struct lmp_tokenizer *t = open_smollm2(&g);
+    if (t == NULL) { lmp_gguf_close(&g); return; }
+    CHECK(lmp_tokenizer_kind(t) == LMP_TOK_BPE);
+    CHECK(lmp_tokenizer_n_vocab(t) == 49152);
+    CHECK(lmp_tokenizer_bos(t) == 1 && lmp_tokenizer_eos(t) == 2);
+    CHECK(strcmp(lmp_tokenizer_describe(t), "gpt2 bpe (smollm), 49152 tokens") == 0);
+    int n_cases = (int) (sizeof(smollm2_refs) / sizeof(smollm2_refs[0]));
+    check_refs(t, smollm2_refs, n_cases, false);
+    for (int c = 0; c < n_cases; c++) {       /* valid UTF-8 round-trips */
+        int32_t *ids;
+        int64_t  n;
+        char    *text;
+        size_t   len;
+        CHECK(lmp_tokenizer_encode(t, smollm2_refs[c].s, smollm2_refs[c].len, true, &ids, &n,
+                                   NULL) == LMP_OK);
+        CHECK(n >= 1 && ids[0] == 1);
+        CHECK(lmp_tokenizer_decode(t, ids, n, &text, &len, NULL) == LMP_OK);
+        CHECK(len == smollm2_refs[c].len && memcmp(text, smollm2_refs[c].s, len) == 0);
+        free(ids);
+        free(text);
+    }
+    /* control tokens in the text are plain text (llama.cpp tokenize with special = false) */
+    int32_t *ids;
+    int64_t  n;
+    CHECK(lmp_tokenizer_encode(t, "<|im_end|>", 10, false, &ids, &n, NULL) == LMP_OK);
+    CHECK(n > 1);
+    free(ids);
+    /* invalid UTF-8 becomes U+FFFD, as in llama.cpp */
+    char *text;
+    size_t len;
+    CHECK(lmp_tokenizer_encode(t, "a\xff", 2, false, &ids, &n, NULL) == LMP_OK);
+    CHECK(lmp_tokenizer_decode(t, ids, n, &text, &len, NULL) == LMP_OK);
+    CHECK(len == 4 && memcmp(text, "a\xEF\xBF\xBD", 4) == 0);
+    free(ids);
+    free(text);
+    lmp_tokenizer_free(&t);
+    lmp_gguf_close(&g);
+}
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double) ts.tv_sec + 1e-9 * (double) ts.tv_nsec;
+}
+
+static void test_smollm2_wikitext_count(void) {
+    const char *path = check_shared_file(1, "data/wikitext2_test_join.txt");
+    if (path == NULL) return;
+    struct lmp_gguf      *g;
+    struct lmp_tokenizer *t = open_smollm2(&g);
+    if (t == NULL) { lmp_gguf_close(&g); return; }
+    FILE *f = fopen(path, "rb");
+    CHECK(f != NULL);
+    if (f == NULL) goto out;
+    fseek(f, 0, SEEK_END);
+    long size = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *text = malloc((size_t) size);
+    CHECK(fread(text, 1, (size_t) size, f) == (size_t) size);
+    fclose(f);
+    int32_t *ids;
+    int64_t  n  = 0;
+    double   t0 = now_s();
+    CHECK(lmp_tokenizer_encode(t, text, (size_t) size, false, &ids, &n, NULL) == LMP_OK);
+    double dt = now_s() - t0;
+    fprintf(stderr, "  wikitext-2: %ld bytes -> %lld tokens in %.3f s (%.1f MB/s)\n", size,
+            (long long) n, dt, (double) size / dt / 1e6);
+    CHECK(n == SMOLLM2_WIKITEXT_TOKENS);
+    free(ids);
+    free(text);
+out:
+    lmp_tokenizer_free(&t);
+    lmp_gguf_close(&g);
+}
+
+static void test_smollm2_hf_equals_gguf(void) {
+    if (!file_exists(SMOLLM2_HF)) return;
+    struct lmp_tokenizer *t   = NULL;
+    struct lmp_err        err = { 0 };
+    CHECK(lmp_tokenizer_load_hf(SMOLLM2_HF, &t, &err) == LMP_OK);
+    if (t == NULL) { fprintf(stderr, "  %s\n", err.msg); return; }
+    CHECK(lmp_tokenizer_n_vocab(t) == 49152);
+    CHECK(lmp_tokenizer_bos(t) == 1);
+    check_refs(t, smollm2_refs, (int) (sizeof(smollm2_refs) / sizeof(smollm2_refs[0])), false);
+    lmp_tokenizer_free(&t);
+    /* the directory form through lmp_tokenizer_open */
+    CHECK(lmp_tokenizer_open("/root/.cache/lmpress/models/smollm2-135m-hf", NULL, &t, &err) == LMP_OK);
+    CHECK(t && lmp_tokenizer_kind(t) == LMP_TOK_BPE);
+    lmp_tokenizer_free(&t);
+}
+
 int main(void) {
     RUN(test_llama2c_merge_order);
     RUN(test_llama2c_matches_run_c);
     RUN(test_llama2c_roundtrip);
+    RUN(test_smollm2_gguf_matches_reference);
+    RUN(test_smollm2_hf_equals_gguf);
+    RUN(test_smollm2_wikitext_count);
     return check_report();
 }

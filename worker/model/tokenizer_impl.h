@@ -73,7 +73,9 @@ struct lmp_tokenizer {
     struct tok_strmap  vocab;      /* text -> id (first id wins for duplicate texts) */
     struct tok_pairmap merges;     /* BPE only */
     int32_t            bos, eos, unk;      /* -1 when absent */
-    bool               add_space_prefix;   /* SPM: prepend the dummy-prefix space */
+    bool               add_space_prefix;   /* prepend the dummy-prefix space (SPM; BPE:
+                                              ByteLevel add_prefix_space) */
+    bool               ignore_merges;      /* BPE: a word that is a token is taken whole */
     int32_t            byte_tok[256];      /* token of each raw byte (fallback), or -1 */
 };
 
