@@ -96,8 +96,7 @@ static int cmd_eval_exec(struct lmp_cli *cli, int argc, char **argv) {
     int                     rc    = LMP_EXIT_OK;
 
     if (lmp_file_read_all(text_path, &text, &len, &err) != LMP_OK) {
-        fprintf(stderr, "lmpress: cannot read text file '%s': %s\n", text_path,
-                err.msg[0] ? err.msg : lmp_status_str(err.code));
+        fprintf(stderr, "lmpress: text file: %s\n", err.msg[0] ? err.msg : lmp_status_str(err.code));
         rc = LMP_EXIT_INPUT;
         goto out;
     }
