@@ -1,0 +1,401 @@
+/*  aq - see aq.h */
+#include "worker/aq.h"
+#include "kernels/kernels.h"   /* defines: lmp_kernels_get(), struct lmp_aq_shape */
+
+#include <assert.h>
+#include <cblas.h>
+#include <ctype.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double) ts.tv_sec + 1e-9 * (double) ts.tv_nsec;
+}
+
+static struct lmp_aq_shape shape_of(const struct lmp_aq_scheme *sc, int64_t n_rows, int64_t n_in) {
+    return (struct lmp_aq_shape){ .n_out = n_rows, .n_in = n_in, .M = sc->M, .K = sc->K, .g = sc->g };
+}
+
+/* ---- scheme ------------------------------------------------------------------------ */
+
+static int parse_uint(const char **p, long *out) {
+    if (!isdigit((unsigned char) **p)) return 0;
+    char *end;
+    *out = strtol(*p, &end, 10);
+    if (end - *p > 6) return 0;
+    *p = end;
+    return 1;
+}
+
+enum lmp_status lmp_aq_scheme_parse(struct lmp_aq_scheme *sc, const char *text, struct lmp_err *err) {
+    assert(sc);
+    long M, B, G;
+    const char *p = text ? text : "";
+    if (!parse_uint(&p, &M) || *p++ != 'x' || !parse_uint(&p, &B) || *p++ != 'g' ||
+        !parse_uint(&p, &G) || *p != '\0')
+        return lmp_err_set(err, LMP_EINVAL, "invalid AQ scheme '%s': expected MxBgG, e.g. 2x8g8",
+                           text ? text : "(null)");
+    if (M < 1 || M > 8 || B < 1 || B > 16 || G < 1 || G > 64)
+        return lmp_err_set(err, LMP_EINVAL,
+                           "invalid AQ scheme '%s': need 1 <= M <= 8 codebooks, 1 <= B <= 16 bits, "
+                           "1 <= G <= 64 group size", text);
+    *sc = (struct lmp_aq_scheme){ .M = (int) M, .B = (int) B, .g = (int) G, .K = 1 << B };
+    return LMP_OK;
+}
+
+enum lmp_status lmp_aq_scheme_check(const struct lmp_aq_scheme *sc, int64_t n_out, int64_t n_in,
+                                    struct lmp_err *err) {
+    if (n_out <= 0 || n_in <= 0)
+        return lmp_err_set(err, LMP_EINVAL, "invalid layer shape %lld x %lld", (long long) n_out,
+                           (long long) n_in);
+    if (n_in % sc->g != 0)
+        return lmp_err_set(err, LMP_EINVAL, "AQ scheme %dx%dg%d: group size %d does not divide n_in %lld",
+                           sc->M, sc->B, sc->g, sc->g, (long long) n_in);
+    return LMP_OK;
+}
+
+double lmp_aq_bits_per_weight(const struct lmp_aq_scheme *sc, int64_t n_out, int64_t n_in) {
+    double n = (double) n_out * (double) n_in;
+    double code_bits = n / sc->g * sc->M * sc->B;
+    double cb_bits = (double) sc->M * (double) sc->K * sc->g * 16.0;
+    double scale_bits = (double) n_out * 16.0;
+    return (code_bits + cb_bits + scale_bits) / n;
+}
+
+/* ---- H and errors -------------------------------------------------------------------- */
+
+enum lmp_status lmp_aq_check_h(const float *h, int64_t n_in, struct lmp_err *err) {
+    double tr = 0.0;
+    for (int64_t a = 0; a < n_in; a++)
+        for (int64_t b = 0; b < n_in; b++)
+            if (!isfinite(h[a * n_in + b]))
+                return lmp_err_set(err, LMP_EINVAL, "H has a non-finite entry at (%lld, %lld)",
+                                   (long long) a, (long long) b);
+    for (int64_t a = 0; a < n_in; a++) {
+        if (h[a * n_in + a] < 0.0f)
+            return lmp_err_set(err, LMP_EINVAL, "H has a negative diagonal entry at %lld: not a Gram matrix",
+                               (long long) a);
+        tr += h[a * n_in + a];
+    }
+    if (!(tr > 0.0)) return lmp_err_set(err, LMP_EINVAL, "H is zero: no calibration signal");
+    return LMP_OK;
+}
+
+/* sum_o a_o H a_o^T for a (n_out, n_in), via sgemm in row blocks; -1 on ENOMEM. */
+static double quad_form(const float *a, const float *h, int64_t n_out, int64_t n_in) {
+    const int64_t blk = 256;
+    float *t = malloc((size_t) (blk * n_in) * sizeof(float));
+    if (t == NULL) return -1.0;
+    double L = 0.0;
+    for (int64_t o0 = 0; o0 < n_out; o0 += blk) {
+        int64_t nb = n_out - o0 < blk ? n_out - o0 : blk;
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (blasint) nb, (blasint) n_in, (blasint) n_in,
+                    1.0f, a + o0 * n_in, (blasint) n_in, h, (blasint) n_in, 0.0f, t, (blasint) n_in);
+        for (int64_t i = 0; i < nb * n_in; i++) L += (double) a[o0 * n_in + i] * t[i];
+    }
+    free(t);
+    return L;
+}
+
+enum lmp_status lmp_aq_rel_err(double *rel, const float *w, const float *w_hat, const float *h,
+                               int64_t n_out, int64_t n_in) {
+    float *r = malloc((size_t) (n_out * n_in) * sizeof(float));
+    if (r == NULL) return LMP_ENOMEM;
+    for (int64_t i = 0; i < n_out * n_in; i++) r[i] = w[i] - w_hat[i];
+    double num = quad_form(r, h, n_out, n_in), den = quad_form(w, h, n_out, n_in);
+    free(r);
+    if (num < 0.0 || den < 0.0) return den < 0.0 && num >= 0.0 ? LMP_EINVAL : LMP_ENOMEM;
+    if (!(den > 0.0)) return LMP_EINVAL;
+    *rel = num / den;
+    return LMP_OK;
+}
+
+/* ---- slice primitives -------------------------------------------------------------- */
+
+void lmp_aq_scales_from_rows(float *scale, const float *w, int64_t n_rows, int64_t n_in) {
+    for (int64_t o = 0; o < n_rows; o++) {
+        double s = 0.0;
+        for (int64_t i = 0; i < n_in; i++) s += (double) w[o * n_in + i] * w[o * n_in + i];
+        scale[o] = s > 0.0 ? (float) sqrt(s) : 1.0f;
+    }
+}
+
+static uint64_t rng_next(uint64_t *s) {   /* splitmix64 */
+    uint64_t z = (*s += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
+enum lmp_status lmp_aq_kmeans_init(float *cb, uint16_t *codes, const float *w, const float *scale,
+                                   const float *h, int64_t n_rows, int64_t n_in,
+                                   const struct lmp_aq_scheme *sc, int iters, int64_t max_points,
+                                   uint64_t seed, struct lmp_err *err) {
+    const struct lmp_kernels *kt = lmp_kernels_get();
+    const int g = sc->g, M = sc->M;
+    const int64_t K = sc->K, n_grp = n_in / g, N = n_rows * n_grp;
+    int64_t S = max_points > 0 && max_points < N ? max_points : N;
+    enum lmp_status st = LMP_OK;
+    float *res = malloc((size_t) (N * g) * sizeof(float));          /* residual points */
+    float *wts = malloc((size_t) N * sizeof(float));
+    float *sp = malloc((size_t) (S * g) * sizeof(float)), *sw = malloc((size_t) S * sizeof(float));
+    int64_t *perm = malloc((size_t) N * sizeof(int64_t));
+    int32_t *as = malloc((size_t) N * sizeof(int32_t));
+    if (!res || !wts || !sp || !sw || !perm || !as) {
+        st = lmp_err_set(err, LMP_ENOMEM, "out of memory for k-means on %lld groups", (long long) N);
+        goto out;
+    }
+    for (int64_t o = 0; o < n_rows; o++)
+        for (int64_t j = 0; j < n_grp; j++) {
+            double tr = 0.0;
+            for (int t = 0; t < g; t++) {
+                res[(o * n_grp + j) * g + t] = w[o * n_in + j * g + t] / scale[o];
+                tr += h[(j * g + t) * n_in + j * g + t];
+            }
+            wts[o * n_grp + j] = (float) ((double) scale[o] * scale[o] * tr / g + 1e-30);
+        }
+    uint64_t rs = seed;
+    for (int64_t i = 0; i < N; i++) perm[i] = i;
+    for (int64_t i = 0; i < S; i++) {                 /* partial Fisher-Yates: S distinct groups */
+        int64_t k = i + (int64_t) (rng_next(&rs) % (uint64_t) (N - i));
+        int64_t t = perm[i]; perm[i] = perm[k]; perm[k] = t;
+    }
+    for (int m = 0; m < M; m++) {
+        float *c = cb + (int64_t) m * K * g;
+        for (int64_t i = 0; i < S; i++) {
+            memcpy(sp + i * g, res + perm[i] * g, (size_t) g * sizeof(float));
+            sw[i] = wts[perm[i]];
+        }
+        for (int64_t k = 0; k < K; k++) {             /* seeds: distinct sampled points */
+            int64_t i = k < S ? k : (int64_t) (rng_next(&rs) % (uint64_t) S);
+            memcpy(c + k * g, sp + i * g, (size_t) g * sizeof(float));
+        }
+        for (int it = 0; it < iters; it++) {
+            kt->kmeans_assign(as, NULL, sp, S, c, K, g);
+            kt->kmeans_update(c, sp, sw, as, S, K, g);
+        }
+        kt->kmeans_assign(as, NULL, res, N, c, K, g);
+        for (int64_t i = 0; i < N; i++) {
+            codes[i * M + m] = (uint16_t) as[i];
+            for (int t = 0; t < g; t++) res[i * g + t] -= c[as[i] * g + t];
+        }
+    }
+out:
+    free(res); free(wts); free(sp); free(sw); free(perm); free(as);
+    return st;
+}
+
+enum lmp_status lmp_aq_grad_rows(double *loss, float *g_cb, float *g_scale, const uint16_t *codes,
+                                 const float *w, const float *scale, const float *cb, const float *h,
+                                 int64_t n_rows, int64_t n_in, const struct lmp_aq_scheme *sc,
+                                 struct lmp_err *err) {
+    struct lmp_aq_shape s = shape_of(sc, n_rows, n_in);
+    if (lmp_kernels_get()->aq_grad(loss, g_cb, g_scale, codes, w, scale, cb, h, &s) != 0)
+        return lmp_err_set(err, LMP_ENOMEM, "out of memory in the AQ gradient of %lld x %lld rows",
+                           (long long) n_rows, (long long) n_in);
+    return LMP_OK;
+}
+
+enum lmp_status lmp_aq_beam_rows(uint16_t *codes, double *loss, const float *w, const float *scale,
+                                 const float *cb, const float *h, int64_t n_rows, int64_t n_in,
+                                 const struct lmp_aq_scheme *sc, int beam, struct lmp_err *err) {
+    struct lmp_aq_shape s = shape_of(sc, n_rows, n_in);
+    if (lmp_kernels_get()->aq_beam(codes, loss, w, scale, cb, h, &s, beam) != 0)
+        return lmp_err_set(err, LMP_ENOMEM, "out of memory in the AQ beam search of %lld x %lld rows",
+                           (long long) n_rows, (long long) n_in);
+    return LMP_OK;
+}
+
+/* ---- Adam ---------------------------------------------------------------------------- */
+
+enum lmp_status lmp_aq_adam_init(struct lmp_aq_adam *a, int64_t n, float beta1, float beta2) {
+    *a = (struct lmp_aq_adam){ .n = n, .beta1 = beta1, .beta2 = beta2, .eps = 1e-8f };
+    a->m = calloc((size_t) (2 * n > 0 ? 2 * n : 1), sizeof(float));
+    if (a->m == NULL) return LMP_ENOMEM;
+    a->v = a->m + n;
+    return LMP_OK;
+}
+
+void lmp_aq_adam_reset(struct lmp_aq_adam *a) {
+    memset(a->m, 0, (size_t) (2 * a->n) * sizeof(float));
+    a->t = 0;
+}
+
+void lmp_aq_adam_release(struct lmp_aq_adam *a) {
+    free(a->m);
+    a->m = a->v = NULL;
+}
+
+void lmp_aq_adam_step(struct lmp_aq_adam *a, float *param, const float *grad, float lr) {
+    a->t++;
+    const double c1 = 1.0 - pow(a->beta1, (double) a->t), c2 = 1.0 - pow(a->beta2, (double) a->t);
+    const float step = (float) (lr * sqrt(c2) / c1);
+    for (int64_t i = 0; i < a->n; i++) {
+        a->m[i] = a->beta1 * a->m[i] + (1.0f - a->beta1) * grad[i];
+        a->v[i] = a->beta2 * a->v[i] + (1.0f - a->beta2) * grad[i] * grad[i];
+        param[i] -= step * a->m[i] / (sqrtf(a->v[i]) + a->eps * (float) sqrt(c2));
+    }
+}
+
+/* ---- the whole layer ------------------------------------------------------------------ */
+
+void lmp_aq_opts_init(struct lmp_aq_opts *o) {
+    *o = (struct lmp_aq_opts){
+        .beam = 8, .adam_steps = 100, .lr = 1e-4f, .beta1 = 0.9f, .beta2 = 0.95f, .tol = 0.01,
+        .max_rounds = 20, .max_adam_steps = 10000, .kmeans_iters = 20, .kmeans_max_points = 0,
+        .damp = 0.0, .seed = 0,
+    };
+}
+
+/* Objective of layer l on h (own scratch, so the caller's gradients survive). */
+static enum lmp_status loss_on(double *L, const float *h, const struct lmp_aq_layer *l, const float *w,
+                               struct lmp_err *err) {
+    const int64_t n_cb = (int64_t) l->sc.M * l->sc.K * l->sc.g;
+    float *g = malloc((size_t) (n_cb + l->n_out) * sizeof(float));
+    if (g == NULL) return lmp_err_set(err, LMP_ENOMEM, "out of memory");
+    enum lmp_status st = lmp_aq_grad_rows(L, g, g + n_cb, l->codes, w, l->scales, l->codebooks, h,
+                                          l->n_out, l->n_in, &l->sc, err);
+    free(g);
+    return st;
+}
+
+void lmp_aq_layer_release(struct lmp_aq_layer *l) {
+    if (l == NULL) return;
+    free(l->codes); free(l->codebooks); free(l->scales);
+    l->codes = NULL; l->codebooks = NULL; l->scales = NULL;
+}
+
+enum lmp_status lmp_aq_quantize(struct lmp_aq_layer *out, struct lmp_aq_stats *stats,
+                                const float *w, const float *h, int64_t n_out, int64_t n_in,
+                                const struct lmp_aq_scheme *sc, const struct lmp_aq_opts *opts,
+                                struct lmp_err *err) {
+    assert(out && w && h && sc && opts);
+    const double t_start = now_s();
+    struct lmp_aq_stats st_local, *S = stats ? stats : &st_local;
+    memset(S, 0, sizeof(*S));
+    memset(out, 0, sizeof(*out));
+    enum lmp_status st = lmp_aq_scheme_check(sc, n_out, n_in, err);
+    if (st != LMP_OK) return st;
+    if ((st = lmp_aq_check_h(h, n_in, err)) != LMP_OK) return st;
+    const int64_t K = sc->K, n_grp = n_in / sc->g, n_codes = n_out * n_grp * sc->M;
+    const int64_t n_cb = (int64_t) sc->M * K * sc->g;
+    const int max_rounds = opts->max_rounds < 1 ? 1 : opts->max_rounds > LMP_AQ_MAX_ROUNDS ? LMP_AQ_MAX_ROUNDS
+                                                                                       : opts->max_rounds;
+    float *hd = NULL, *g_cb = NULL, *g_sc = NULL, *best_cb = NULL, *best_sc = NULL;
+    uint16_t *codes_prev = NULL;
+    struct lmp_aq_adam ad_cb = {0}, ad_sc = {0};
+    out->sc = *sc;
+    out->n_out = n_out;
+    out->n_in = n_in;
+    out->codes = malloc((size_t) n_codes * sizeof(uint16_t));
+    out->codebooks = malloc((size_t) n_cb * sizeof(float));
+    out->scales = malloc((size_t) n_out * sizeof(float));
+    g_cb = malloc((size_t) n_cb * sizeof(float));
+    best_cb = malloc((size_t) n_cb * sizeof(float));
+    g_sc = malloc((size_t) n_out * sizeof(float));
+    best_sc = malloc((size_t) n_out * sizeof(float));
+    codes_prev = malloc((size_t) n_codes * sizeof(uint16_t));
+    if (!out->codes || !out->codebooks || !out->scales || !g_cb || !best_cb || !g_sc || !best_sc ||
+        !codes_prev || lmp_aq_adam_init(&ad_cb, n_cb, opts->beta1, opts->beta2) != LMP_OK ||
+        lmp_aq_adam_init(&ad_sc, n_out, opts->beta1, opts->beta2) != LMP_OK) {
+        st = lmp_err_set(err, LMP_ENOMEM, "out of memory for AQ layer %lld x %lld", (long long) n_out,
+                         (long long) n_in);
+        goto out;
+    }
+    const float *ho = h;                     /* H the optimisation sees */
+    if (opts->damp > 0.0) {
+        hd = malloc((size_t) (n_in * n_in) * sizeof(float));
+        if (hd == NULL) { st = lmp_err_set(err, LMP_ENOMEM, "out of memory for damped H"); goto out; }
+        memcpy(hd, h, (size_t) (n_in * n_in) * sizeof(float));
+        double tr = 0.0;
+        for (int64_t a = 0; a < n_in; a++) tr += h[a * n_in + a];
+        for (int64_t a = 0; a < n_in; a++) hd[a * n_in + a] += (float) (opts->damp * tr / (double) n_in);
+        ho = hd;
+    }
+    const double wnorm = quad_form(w, h, n_out, n_in);
+    if (wnorm < 0.0) { st = lmp_err_set(err, LMP_ENOMEM, "out of memory"); goto out; }
+    if (!(wnorm > 0.0)) {
+        st = lmp_err_set(err, LMP_EINVAL, "W H W^T is zero: the layer's output does not depend on it");
+        goto out;
+    }
+    /* 1. scales and residual k-means */
+    lmp_aq_scales_from_rows(out->scales, w, n_out, n_in);
+    int64_t maxp = opts->kmeans_max_points > 0 ? opts->kmeans_max_points : 64 * K;
+    if ((st = lmp_aq_kmeans_init(out->codebooks, out->codes, w, out->scales, ho, n_out, n_in, sc,
+                                 opts->kmeans_iters, maxp, opts->seed, err)) != LMP_OK)
+        goto out;
+    double L;
+    if ((st = lmp_aq_grad_rows(&L, g_cb, g_sc, out->codes, w, out->scales, out->codebooks, ho, n_out,
+                               n_in, sc, err)) != LMP_OK)
+        goto out;
+    {
+        double Lt = L;
+        if (hd && (st = loss_on(&Lt, h, out, w, err)) != LMP_OK) goto out;
+        S->rel_err_init = Lt / wnorm;
+    }
+    S->seconds_init = now_s() - t_start;
+
+    /* 2. rounds: g_cb/g_sc/L always hold the gradient and loss of the current state */
+    double L_prev = L;
+    for (int r = 0; r < max_rounds && S->n_adam_steps < opts->max_adam_steps; r++) {
+        double t0 = now_s();
+        lmp_aq_adam_reset(&ad_cb);
+        lmp_aq_adam_reset(&ad_sc);
+        double L_best = L;
+        memcpy(best_cb, out->codebooks, (size_t) n_cb * sizeof(float));
+        memcpy(best_sc, out->scales, (size_t) n_out * sizeof(float));
+        for (int s = 0; s < opts->adam_steps && S->n_adam_steps < opts->max_adam_steps; s++) {
+            lmp_aq_adam_step(&ad_cb, out->codebooks, g_cb, opts->lr);
+            lmp_aq_adam_step(&ad_sc, out->scales, g_sc, opts->lr);
+            S->n_adam_steps++;
+            if ((st = lmp_aq_grad_rows(&L, g_cb, g_sc, out->codes, w, out->scales, out->codebooks, ho,
+                                       n_out, n_in, sc, err)) != LMP_OK)
+                goto out;
+            if (L < L_best) {
+                L_best = L;
+                memcpy(best_cb, out->codebooks, (size_t) n_cb * sizeof(float));
+                memcpy(best_sc, out->scales, (size_t) n_out * sizeof(float));
+            }
+        }
+        if (L > L_best) {                    /* keep the best iterate of the phase */
+            memcpy(out->codebooks, best_cb, (size_t) n_cb * sizeof(float));
+            memcpy(out->scales, best_sc, (size_t) n_out * sizeof(float));
+        }
+        double t1 = now_s();
+        S->seconds_adam += t1 - t0;
+        memcpy(codes_prev, out->codes, (size_t) n_codes * sizeof(uint16_t));
+        if ((st = lmp_aq_beam_rows(out->codes, NULL, w, out->scales, out->codebooks, ho, n_out, n_in, sc,
+                                   opts->beam, err)) != LMP_OK)
+            goto out;
+        if ((st = lmp_aq_grad_rows(&L, g_cb, g_sc, out->codes, w, out->scales, out->codebooks, ho, n_out,
+                                   n_in, sc, err)) != LMP_OK)
+            goto out;
+        if (L > L_best) {                    /* fp32 rounding in the search: never go back */
+            memcpy(out->codes, codes_prev, (size_t) n_codes * sizeof(uint16_t));
+            if ((st = lmp_aq_grad_rows(&L, g_cb, g_sc, out->codes, w, out->scales, out->codebooks, ho,
+                                       n_out, n_in, sc, err)) != LMP_OK)
+                goto out;
+        }
+        S->seconds_beam += now_s() - t1;
+        double Lt = L;
+        if (hd && (st = loss_on(&Lt, h, out, w, err)) != LMP_OK) goto out;
+        S->rel_err_round[r] = Lt / wnorm;
+        S->n_rounds = r + 1;
+        double impr = L_prev > 0.0 ? (L_prev - L) / L_prev : 0.0;
+        L_prev = L;
+        if (impr < opts->tol) break;
+    }
+    S->rel_err_final = S->n_rounds ? S->rel_err_round[S->n_rounds - 1] : S->rel_err_init;
+    S->bits_per_weight = lmp_aq_bits_per_weight(sc, n_out, n_in);
+    S->seconds = now_s() - t_start;
+out:
+    free(hd); free(g_cb); free(g_sc); free(best_cb); free(best_sc); free(codes_prev);
+    lmp_aq_adam_release(&ad_cb);
+    lmp_aq_adam_release(&ad_sc);
+    if (st != LMP_OK) lmp_aq_layer_release(out);
+    return st;
+}

@@ -1,0 +1,155 @@
+/*  aq - AQLM (additive quantization) of one linear layer, or of a range of its rows
+ *
+ *  A layer W (n_out, n_in) is cut into groups of g consecutive inputs per row; each
+ *  group is stored as M codes of B bits and decoded as
+ *      w_hat[o, j*g:(j+1)*g] = scale[o] * sum_m codebooks[m, codes[o, j, m], :]
+ *  (scheme "MxBgG", e.g. 2x8g8). The objective is the layer's output error on the
+ *  calibration inputs, L = ||(W - W_hat) X||^2 = tr((W - W_hat) H (W - W_hat)^T).
+ *
+ *  H is fp32 (n_in, n_in), symmetric positive semi-definite, any positive scaling (the
+ *  calibration stage accumulates X^T X in double and hands over H / n_tok in fp32; fp32
+ *  is enough here because every quantity below is a relative one and the kernels' big
+ *  products are fp32 GEMMs). A singular H is fine (the objective is still a quadratic
+ *  form: directions H does not see are free), so no damping is added by default, as in
+ *  AQLM; opts.damp > 0 adds damp * mean(diag H) to the diagonal for the optimisation
+ *  only (errors are always reported on the H given). H with NaN/Inf, a negative
+ *  diagonal entry or a zero trace is rejected with LMP_EINVAL.
+ *
+ *  Everything is explicit: inputs in, outputs out, no hidden state, no I/O. The
+ *  kernels come from lmp_kernels_get(). Rows are independent given the codebooks, so a
+ *  layer split into row shards [r0, r1) runs, per Adam step, on every shard:
+ *
+ *      lmp_aq_grad_rows(my rows)            -> loss_local, g_cb_local, g_scale (my rows)
+ *      sum loss and g_cb over shards          (MPI_Allreduce; one shard: nothing to do)
+ *      lmp_aq_adam_step(cb_adam, cb, g_cb)    identical on every shard (same inputs)
+ *      lmp_aq_adam_step(my scale_adam, my scales, g_scale)   local
+ *
+ *  and per round lmp_aq_beam_rows(my rows) then a sum of the losses. Adam state is
+ *  reset each round, so the state of a layer between rounds is (codes, codebooks,
+ *  scales) only. lmp_aq_quantize() is that loop on one process (all rows).
+ */
+#ifndef LMP_WORKER_AQ_H
+#define LMP_WORKER_AQ_H
+
+#include <stdint.h>
+#include "proto/status.h"   /* defines: enum lmp_status, struct lmp_err */
+
+enum { LMP_AQ_MAX_ROUNDS = 64 };
+
+struct lmp_aq_scheme {
+    int M;   /* codebooks */
+    int B;   /* bits per code, 1..16 */
+    int g;   /* in-group size */
+    int K;   /* 2^B entries per codebook */
+};
+
+/* Parse "MxBgG" (e.g. "2x8g8", "1x16g8"): 1 <= M <= 8, 1 <= B <= 16, 1 <= G <= 64.
+ * RET LMP_OK, or LMP_EINVAL with a message naming the text. */
+enum lmp_status lmp_aq_scheme_parse(struct lmp_aq_scheme *sc, const char *text, struct lmp_err *err);
+
+/* LMP_EINVAL (with message) unless g divides n_in and both sizes are positive. */
+enum lmp_status lmp_aq_scheme_check(const struct lmp_aq_scheme *sc, int64_t n_out, int64_t n_in,
+                                    struct lmp_err *err);
+
+/* Stored bits per weight: codes (M B per g weights) + codebooks (M 2^B g entries at 16
+ * bits) + one 16-bit scale per row, divided by n_out n_in. */
+double lmp_aq_bits_per_weight(const struct lmp_aq_scheme *sc, int64_t n_out, int64_t n_in);
+
+/* LMP_OK if h (n_in, n_in) is usable: finite, diagonal >= 0, trace > 0; else LMP_EINVAL
+ * with the first offending entry in the message. */
+enum lmp_status lmp_aq_check_h(const float *h, int64_t n_in, struct lmp_err *err);
+
+/* rel = ||(W - W_hat) X||^2 / ||W X||^2 = tr(R H R^T) / tr(W H W^T).
+ * RET LMP_OK, LMP_ENOMEM, or LMP_EINVAL if tr(W H W^T) is 0. */
+enum lmp_status lmp_aq_rel_err(double *rel, const float *w, const float *w_hat, const float *h,
+                               int64_t n_out, int64_t n_in);
+
+/* ---- slice primitives (rows [r0, r1) of a layer: pass those rows and n_rows) ---- */
+
+/* scale[o] = ||w_o||_2 (1 where the row is zero). w (n_rows, n_in), scale (n_rows) out. */
+void lmp_aq_scales_from_rows(float *scale, const float *w, int64_t n_rows, int64_t n_in);
+
+/* Residual k-means initialisation: codebook m is fitted (weighted Lloyd, iters rounds,
+ * on at most max_points sampled groups, seeded) to what codebooks 0..m-1 leave of the
+ * normalized groups w_o/scale_o, then every group gets its nearest entry. Points are
+ * weighted by scale_o^2 tr(H_jj) / g (their weight in the objective, to first order).
+ * cb (M, K, g) out, codes (n_rows, n_in/g, M) out. RET LMP_OK or LMP_ENOMEM. */
+enum lmp_status lmp_aq_kmeans_init(float *cb, uint16_t *codes, const float *w, const float *scale,
+                                   const float *h, int64_t n_rows, int64_t n_in,
+                                   const struct lmp_aq_scheme *sc, int iters, int64_t max_points,
+                                   uint64_t seed, struct lmp_err *err);
+
+/* Local objective and gradients of rows w (n_rows, n_in): *loss, g_cb (M, K, g) (sum it
+ * over shards), g_scale (n_rows). RET LMP_OK or LMP_ENOMEM. */
+enum lmp_status lmp_aq_grad_rows(double *loss, float *g_cb, float *g_scale, const uint16_t *codes,
+                                 const float *w, const float *scale, const float *cb, const float *h,
+                                 int64_t n_rows, int64_t n_in, const struct lmp_aq_scheme *sc,
+                                 struct lmp_err *err);
+
+/* One beam-search sweep over the codes of rows w (n_rows, n_in); codes in/out;
+ * loss (n_rows) out or NULL. RET LMP_OK or LMP_ENOMEM (codes unchanged). */
+enum lmp_status lmp_aq_beam_rows(uint16_t *codes, double *loss, const float *w, const float *scale,
+                                 const float *cb, const float *h, int64_t n_rows, int64_t n_in,
+                                 const struct lmp_aq_scheme *sc, int beam, struct lmp_err *err);
+
+/* Adam over n parameters (deterministic: same inputs give the same bits everywhere). */
+struct lmp_aq_adam {
+    int64_t n;
+    int64_t t;        /* steps taken */
+    float   beta1, beta2, eps;
+    float  *m, *v;    /* (n) moments */
+};
+enum lmp_status lmp_aq_adam_init(struct lmp_aq_adam *a, int64_t n, float beta1, float beta2);
+void lmp_aq_adam_reset(struct lmp_aq_adam *a);   /* zero moments and t */
+void lmp_aq_adam_release(struct lmp_aq_adam *a);
+void lmp_aq_adam_step(struct lmp_aq_adam *a, float *param, const float *grad, float lr);
+
+/* ---- the whole layer on one process ------------------------------------------------ */
+
+struct lmp_aq_opts {
+    int      beam;               /* beam width of the code search (default 8) */
+    int      adam_steps;         /* Adam steps per round (default 100) */
+    float    lr;                 /* Adam learning rate (default 1e-4) */
+    float    beta1, beta2;       /* Adam betas (default 0.9, 0.95) */
+    double   tol;                /* stop when a round improves L by less than tol (default 0.01) */
+    int      max_rounds;         /* at most this many rounds (default 20, <= LMP_AQ_MAX_ROUNDS) */
+    int64_t  max_adam_steps;     /* total step budget over all rounds (default 10000) */
+    int      kmeans_iters;       /* Lloyd iterations per codebook (default 20) */
+    int64_t  kmeans_max_points;  /* groups sampled for k-means (default 64 K) */
+    double   damp;               /* relative diagonal damping of H (default 0) */
+    uint64_t seed;
+};
+void lmp_aq_opts_init(struct lmp_aq_opts *o);
+
+struct lmp_aq_stats {
+    double  rel_err_init;                       /* after the k-means initialisation */
+    double  rel_err_final;
+    double  rel_err_round[LMP_AQ_MAX_ROUNDS];   /* after each round's beam search */
+    int     n_rounds;
+    int64_t n_adam_steps;
+    double  bits_per_weight;
+    double  seconds, seconds_init, seconds_adam, seconds_beam;
+};
+
+struct lmp_aq_layer {
+    struct lmp_aq_scheme sc;
+    int64_t   n_out, n_in;
+    uint16_t *codes;       /* (n_out, n_in/g, M) */
+    float    *codebooks;   /* (M, K, g) */
+    float    *scales;      /* (n_out) */
+};
+void lmp_aq_layer_release(struct lmp_aq_layer *l);   /* frees the arrays; safe twice */
+
+/* Quantize w (n_out, n_in) under h (n_in, n_in): k-means init, then rounds of
+ * {opts.adam_steps Adam steps on codebooks and scales, one beam search over codes}
+ * until a round improves the objective by less than opts.tol, or max_rounds or
+ * max_adam_steps is reached. The objective never increases from round to round (an
+ * Adam phase that ends worse keeps its best iterate; a beam search that ends worse keeps
+ * the old codes). out is filled (caller releases it); stats may be NULL.
+ * RET LMP_OK, LMP_EINVAL (scheme, shapes, H) or LMP_ENOMEM, with err set. */
+enum lmp_status lmp_aq_quantize(struct lmp_aq_layer *out, struct lmp_aq_stats *stats,
+                                const float *w, const float *h, int64_t n_out, int64_t n_in,
+                                const struct lmp_aq_scheme *sc, const struct lmp_aq_opts *opts,
+                                struct lmp_err *err);
+
+#endif /* LMP_WORKER_AQ_H */
