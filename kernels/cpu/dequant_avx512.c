@@ -15,7 +15,9 @@
 
 #define RNE (_MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)
 
-static float f16_at(const uint8_t *p) { return lmp_f16_to_f32((uint16_t) (p[0] | p[1] << 8)); }
+/* A block scale. The hardware conversion differs from lmp_f16_to_f32 only by quieting a
+ * signalling NaN, which the product with it quiets anyway: the outputs are the same. */
+static float f16_at(const uint8_t *p) { return _cvtsh_ss((unsigned short) (p[0] | p[1] << 8)); }
 
 /* 16 halves -> 16 floats. vcvtph2ps quiets signalling NaNs, the reference keeps their
  * payload bits as they are: lanes with exponent 31 are rebuilt with integer ops. */

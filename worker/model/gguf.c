@@ -211,7 +211,7 @@ static enum lmp_status parse_value(struct cursor *c, struct gguf_kv *kv) {
         c->pos += sz;
         return LMP_OK;
     }
-    uint32_t elem;
+    uint32_t elem = 0;
     if ((st = get_u32(c, &elem, "an array type")) || (st = get_u64(c, &kv->n, "an array length")))
         return st;
     kv->elem    = (enum lmp_gguf_type) elem;
@@ -243,7 +243,7 @@ static enum lmp_status parse_value(struct cursor *c, struct gguf_kv *kv) {
         return lmp_err_set(c->err, LMP_ENOMEM, "'%s': out of memory indexing '%.*s'", g->name,
                            key_len, key);
     for (uint64_t i = 0; i < kv->n; i++) {
-        uint64_t len;
+        uint64_t len = 0;
         if ((st = get_str(c, &kv->str_off[i], &len, "a string array element"))) return st;
     }
     return LMP_OK;
@@ -254,7 +254,7 @@ static enum lmp_status parse_kvs(struct cursor *c) {
     enum lmp_status st;
     for (int64_t i = 0; i < g->n_kv; i++) {
         struct gguf_kv *kv = &g->kv[i];
-        uint32_t type;
+        uint32_t type = 0;
         if ((st = get_str(c, &kv->key_off, &kv->key_len, "a metadata key")) ||
             (st = get_u32(c, &type, "a metadata value type")))
             return st;
@@ -293,7 +293,7 @@ static enum lmp_status parse_tensor_infos(struct cursor *c, uint64_t *rel_off, u
     enum lmp_status st;
     for (int64_t i = 0; i < g->n_tensors; i++) {
         struct lmp_tensor *t = &g->tensors[i];
-        uint64_t name_off, name_len;
+        uint64_t name_off = 0, name_len = 0;
         if ((st = get_str(c, &name_off, &name_len, "a tensor name"))) return st;
         const char *name = (const char *) g->data + name_off;
         if (name_len == 0 || name_len >= LMP_NAME_MAX || memchr(name, 0, name_len) != NULL)
@@ -308,14 +308,14 @@ static enum lmp_status parse_tensor_infos(struct cursor *c, uint64_t *rel_off, u
             return lmp_err_set(c->err, LMP_EFORMAT, "'%s': duplicate tensor '%s'", g->name, t->name);
         g->t_hash[slot] = i;
 
-        uint32_t n_dims;
+        uint32_t n_dims = 0;
         if ((st = get_u32(c, &n_dims, "a tensor rank"))) return st;
         if (n_dims < 1 || n_dims > LMP_MAX_DIMS)
             return lmp_err_set(c->err, LMP_EFORMAT, "'%s': tensor '%s' has %u dimensions "
                                "(1 to %d allowed)", g->name, t->name, n_dims, LMP_MAX_DIMS);
         t->n_dims = (int) n_dims;
         for (uint32_t d = 0; d < n_dims; d++) {
-            uint64_t ne;
+            uint64_t ne = 0;
             if ((st = get_u64(c, &ne, "a tensor dimension"))) return st;
             if (ne > (uint64_t) INT64_MAX)
                 return lmp_err_set(c->err, LMP_EFORMAT, "'%s': tensor '%s' has dimension %" PRIu64,
@@ -385,8 +385,8 @@ static enum lmp_status parse(struct lmp_gguf *g, struct lmp_err *err) {
     enum lmp_status st;
     uint64_t *rel_off = NULL;
     uint32_t *types   = NULL;
-    uint32_t  version;
-    uint64_t  n_tensors, n_kv;
+    uint32_t  version = 0;
+    uint64_t  n_tensors = 0, n_kv = 0;
 
     if (g->size < 4 || memcmp(g->data, "GGUF", 4) != 0)
         return lmp_err_set(err, LMP_EFORMAT, "'%s': not a GGUF file (bad magic)", g->name);
