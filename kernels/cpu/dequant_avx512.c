@@ -1,10 +1,10 @@
 /*  dequant_avx512 - lmp_dequant_row with AVX-512 (F, BW, VL) and F16C
  *
- *  Bit-identical to kernels/ref/dequant_ref.c: each output is the same single IEEE
- *  operation as there (a conversion, d * q, or d * q followed by + m). Products and sums
- *  use the explicit-rounding intrinsics (_mm512_mul_round_ps, _mm512_add_round_ps) on
- *  purpose: they are opaque to the compiler, which therefore cannot fuse d * q + m into
- *  one FMA (that would round once instead of twice and differ from the reference).
+ *  Bit-identical to kernels/ref/dequant_ref.c: each output is the same IEEE operation
+ *  as there (a conversion, d * q, or d * q followed by + m). d * q is exact in fp32 (an
+ *  11-bit f16 mantissa times an integer of at most 8 bits), so fusing d * q + m into one
+ *  FMA, as the compiler may do in the reference under -march=native, cannot change a
+ *  result either; the explicit-rounding intrinsics keep the two steps separate anyway.
  *  Elements past the last full vector of a plain row go through the reference.
  */
 #include "kernels/cpu/cpu_variants.h"
