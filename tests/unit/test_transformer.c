@@ -436,6 +436,27 @@ static void test_nll_matches_log_softmax(void) {
     lmp_model_close(&m);
 }
 
+/* The vocabulary sweep with an online log-sum-exp == whole logits rows. */
+static void test_hidden_nll_matches_logits(void) {
+    enum { N_TOK = 30 };
+    struct lmp_model       *m  = build(&specs[1]);
+    struct lmp_transformer_opts o = {.n_threads = 2, .vocab_slice = 5};   /* 8 slices */
+    struct lmp_transformer *tf = NULL;
+    CHECK(lmp_transformer_new(m, &o, &tf, NULL) == LMP_OK);
+    int32_t tok[N_TOK], tgt[N_TOK];
+    fill_tokens(tok, N_TOK, 8);
+    fill_tokens(tgt, N_TOK, 9);
+    float  h[N_TOK * DIM], lg[N_TOK * VOCAB];
+    double a[N_TOK], b[N_TOK];
+    CHECK(lmp_transformer_forward(tf, NULL, tok, 1, N_TOK, h, NULL, NULL) == LMP_OK);
+    lmp_transformer_logits(tf, h, N_TOK, lg);
+    lmp_transformer_nll(tf, lg, N_TOK, tgt, a);
+    CHECK(lmp_transformer_hidden_nll(tf, h, N_TOK, tgt, b) == LMP_OK);
+    for (int i = 0; i < N_TOK; i++) CHECK_NEAR(a[i], b[i], 1e-5);
+    lmp_transformer_destroy(&tf);
+    lmp_model_close(&m);
+}
+
 static void test_rejects_bad_tokens_and_positions(void) {
     struct lmp_model       *m  = build(&specs[0]);
     struct lmp_transformer *tf = make_tf(m, 1);
@@ -507,7 +528,8 @@ static void test_eval_ppl_protocol(void) {
         struct logit_log ll = {.rows = calloc(CTX * VOCAB, sizeof(float))};
         int64_t last = 0;
         struct lmp_eval_opts o = {.ctx = CTX, .batch = batch, .on_logits = on_logits,
-                                  .logits_ctx = &ll, .progress = on_progress, .progress_ctx = &last};
+                                  .logits_ctx = &ll, .logits_windows = batch == 1 ? 3 : 0,
+                                  .progress = on_progress, .progress_ctx = &last};
         struct lmp_eval_result r;
         struct lmp_err err = {0};
         CHECK(lmp_eval_ppl(tf, ids, N_IDS, &o, &r, &err) == LMP_OK);
@@ -515,7 +537,8 @@ static void test_eval_ppl_protocol(void) {
         CHECK_NEAR(r.nll, want, 1e-5);
         CHECK_NEAR(r.ppl, exp(want), 1e-4 * exp(want));
         CHECK(last == 3);
-        CHECK(ll.window == 2 && ll.next_row == CTX);
+        if (batch == 1) CHECK(ll.window == 2 && ll.next_row == CTX);   /* all reported */
+        else CHECK(ll.window == 0 && ll.next_row == CTX);              /* the first only */
         CHECK(max_abs_diff(ll.rows, first, CTX * VOCAB) < 2e-4);
         free(ll.rows);
     }
@@ -545,6 +568,7 @@ int main(void) {
     RUN(test_block_by_block_equals_forward);
     RUN(test_pluggable_linear);
     RUN(test_nll_matches_log_softmax);
+    RUN(test_hidden_nll_matches_logits);
     RUN(test_rejects_bad_tokens_and_positions);
     RUN(test_eval_ppl_protocol);
     return check_report();

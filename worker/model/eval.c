@@ -6,8 +6,8 @@
 #include <stdlib.h>
 #include <time.h>
 
-/* Rows of logits computed at once: 128 x 49152 x 4 B = 25 MB for SmolLM2, and 128 rows
- * already keep the lm-head sgemm near its peak. */
+/* Rows of whole logits computed at once when they are reported: 128 x 49152 x 4 B = 25 MB
+ * for SmolLM2. The NLL alone goes through lmp_transformer_hidden_nll, which is faster. */
 enum { LOGIT_CHUNK = 128 };
 
 static double now_s(void) {
@@ -38,33 +38,45 @@ enum lmp_status lmp_eval_ppl(struct lmp_transformer *tf, const int32_t *ids, int
 
     enum lmp_status st     = LMP_OK;
     float          *hidden = malloc(sizeof(float) * (size_t) (batch * ctx * c->dim));
-    float          *logits = malloc(sizeof(float) * (size_t) (LOGIT_CHUNK * vocab));
-    double         *nll    = malloc(sizeof(double) * LOGIT_CHUNK);
-    if (hidden == NULL || logits == NULL || nll == NULL) {
+    float          *logits = o->on_logits ? malloc(sizeof(float) * (size_t) (LOGIT_CHUNK * vocab))
+                                          : NULL;
+    double         *nll     = malloc(sizeof(double) * (size_t) (batch * ctx));
+    int32_t        *targets = malloc(sizeof(int32_t) * (size_t) (batch * ctx));
+    if (hidden == NULL || (o->on_logits && logits == NULL) || nll == NULL || targets == NULL) {
         st = lmp_err_set(err, LMP_ENOMEM, "out of memory for windows of %lld tokens",
                          (long long) ctx);
         goto out;
     }
-    const double t0  = now_s();
-    double       sum = 0;   /* of per-window mean NLLs */
+    const int64_t n_logit_win = o->on_logits ? (o->logits_windows > 0 ? o->logits_windows : 1) : 0;
+    const double  t0          = now_s();
+    double        sum         = 0;   /* of per-window mean NLLs */
     for (int64_t w0 = 0; w0 < n_windows; w0 += batch) {
         const int64_t nb = n_windows - w0 < batch ? n_windows - w0 : batch;
         st = lmp_transformer_forward(tf, NULL, ids + w0 * ctx, nb, ctx, hidden, NULL, err);
         if (st != LMP_OK) goto out;
+        /* Fast path: NLL of every row of the batch in one vocabulary sweep. Row t of a
+         * window predicts token t + 1; the last row of each window has no target (its
+         * slot gets a harmless one and is skipped). */
+        for (int64_t b = 0; b < nb; b++)
+            for (int64_t t = 0; t < ctx; t++)
+                targets[b * ctx + t] = t + 1 < ctx ? ids[(w0 + b) * ctx + t + 1] : 0;
+        if (w0 + nb > n_logit_win &&
+            lmp_transformer_hidden_nll(tf, hidden, nb * ctx, targets, nll) != LMP_OK) {
+            st = lmp_err_set(err, LMP_ENOMEM, "out of memory for the lm head");
+            goto out;
+        }
         for (int64_t b = 0; b < nb; b++) {
-            const int64_t  w   = w0 + b;
-            const int32_t *tgt = ids + w * ctx + 1;   /* position t predicts token t + 1 */
-            /* the last position has no target; its logits are computed only for on_logits */
-            const int64_t n_rows = o->on_logits ? ctx : ctx - 1;
-            double        wsum   = 0;
-            for (int64_t r0 = 0; r0 < n_rows; r0 += LOGIT_CHUNK) {
-                const int64_t n = n_rows - r0 < LOGIT_CHUNK ? n_rows - r0 : LOGIT_CHUNK;
-                lmp_transformer_logits(tf, hidden + (b * ctx + r0) * c->dim, n, logits);
-                if (o->on_logits) o->on_logits(o->logits_ctx, w, r0, logits, n, vocab);
-                const int64_t n_pred = r0 + n <= ctx - 1 ? n : ctx - 1 - r0;
-                lmp_transformer_nll(tf, logits, n_pred, tgt + r0, nll);
-                for (int64_t i = 0; i < n_pred; i++) wsum += nll[i];
+            const int64_t w = w0 + b;
+            double        wsum = 0;
+            if (w < n_logit_win) {   /* slow path: whole logits rows for on_logits */
+                for (int64_t r0 = 0; r0 < ctx; r0 += LOGIT_CHUNK) {
+                    const int64_t n = ctx - r0 < LOGIT_CHUNK ? ctx - r0 : LOGIT_CHUNK;
+                    lmp_transformer_logits(tf, hidden + (b * ctx + r0) * c->dim, n, logits);
+                    o->on_logits(o->logits_ctx, w, r0, logits, n, vocab);
+                    lmp_transformer_nll(tf, logits, n, targets + b * ctx + r0, nll + b * ctx + r0);
+                }
             }
+            for (int64_t t = 0; t < ctx - 1; t++) wsum += nll[b * ctx + t];
             sum += wsum / (double) (ctx - 1);
         }
         if (o->progress) o->progress(o->progress_ctx, w0 + nb, n_windows);
@@ -78,5 +90,6 @@ out:
     free(hidden);
     free(logits);
     free(nll);
+    free(targets);
     return st;
 }

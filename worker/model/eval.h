@@ -18,7 +18,8 @@
 typedef void lmp_eval_progress_fn(void *ctx, int64_t windows_done, int64_t n_windows);
 
 /* Logits of window `window`, rows [row0, row0 + n_rows) of its ctx positions,
- * shape (n_rows, vocab), borrowed for the call. Every position is reported once, in order. */
+ * shape (n_rows, vocab), borrowed for the call. Every position of the first
+ * logits_windows windows is reported once, in order. */
 typedef void lmp_eval_logits_fn(void *ctx, int64_t window, int64_t row0, const float *logits,
                                 int64_t n_rows, int64_t vocab);
 
@@ -30,6 +31,8 @@ struct lmp_eval_opts {
     void                 *progress_ctx;
     lmp_eval_logits_fn   *on_logits;     /* NULL: none */
     void                 *logits_ctx;
+    int64_t               logits_windows;  /* windows reported to on_logits; <= 0: 1. Those
+                                              run slower: whole logits rows are materialized */
 };
 
 struct lmp_eval_result {

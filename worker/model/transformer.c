@@ -145,6 +145,7 @@ struct lmp_transformer {
     const struct lmp_model *model;
     struct lmp_config       cfg;
     int                     n_threads;
+    int64_t                 vocab_slice;   /* see lmp_transformer_opts */
     struct pool             pool;
     struct tf_block        *blocks;        /* (n_layers) */
     float                  *out_norm;      /* (dim) */
@@ -277,6 +278,9 @@ enum lmp_status lmp_transformer_new(const struct lmp_model *m,
     tf->model     = m;
     tf->cfg       = *c;
     tf->n_threads = opts && opts->n_threads > 1 ? opts->n_threads : 1;
+    /* 4096 columns: the (rows, 4096) slice of logits stays small (8 MB for 512 rows) while
+     * each sgemm is wide enough to run near peak */
+    tf->vocab_slice = opts && opts->vocab_slice > 0 ? opts->vocab_slice : 4096;
     if (!pool_start(&tf->pool, tf->n_threads)) tf->n_threads = 1;
     tf->n_threads = tf->pool.n_threads;
     openblas_set_num_threads(tf->n_threads);
@@ -670,4 +674,65 @@ void lmp_transformer_nll(struct lmp_transformer *tf, const float *logits, int64_
                          const int32_t *target, double *nll) {
     struct nll_job j = {logits, target, nll, tf->cfg.vocab_size};
     pool_run(&tf->pool, n_rows, nll_task, &j);
+}
+
+/* Online log-sum-exp over vocabulary slices (see lmp_transformer_hidden_nll). */
+
+struct lse_job {
+    const float   *lg;       /* (n_rows, n) logits of vocabulary [v0, v0 + n) */
+    int64_t        v0, n;
+    const int32_t *target;
+    double        *mx, *sum, *tgt;   /* (n_rows) running max, sum of exp(l - mx), target logit */
+    int64_t        n_rows;
+};
+
+static void lse_task(void *ctx, int64_t task, int thread) {
+    const struct lse_job *j = ctx;
+    int64_t r1 = (task + 1) * ROW_TASK < j->n_rows ? (task + 1) * ROW_TASK : j->n_rows;
+    for (int64_t r = task * ROW_TASK; r < r1; r++) {
+        const float *row = j->lg + r * j->n;
+        float        m   = row[0];
+        for (int64_t i = 1; i < j->n; i++) m = row[i] > m ? row[i] : m;
+        double s = 0;
+        for (int64_t i = 0; i < j->n; i++) s += expf(row[i] - m);
+        if (m > j->mx[r]) {
+            j->sum[r] = j->sum[r] * exp(j->mx[r] - m) + s;
+            j->mx[r]  = m;
+        } else {
+            j->sum[r] += s * exp(m - j->mx[r]);
+        }
+        int64_t t = j->target[r] - j->v0;
+        if (t >= 0 && t < j->n) j->tgt[r] = row[t];
+    }
+}
+
+enum lmp_status lmp_transformer_hidden_nll(struct lmp_transformer *tf, const float *hidden,
+                                           int64_t n_rows, const int32_t *target, double *nll) {
+    const struct lmp_config *c = &tf->cfg;
+    const int64_t vocab = c->vocab_size, slice = vocab < tf->vocab_slice ? vocab : tf->vocab_slice;
+    float  *lg  = malloc(sizeof(float) * (size_t) (n_rows * slice));
+    double *acc = malloc(sizeof(double) * (size_t) (3 * n_rows));
+    if (lg == NULL || acc == NULL) {
+        free(lg);
+        free(acc);
+        return LMP_ENOMEM;
+    }
+    struct lse_job j = {.lg = lg, .target = target, .mx = acc, .sum = acc + n_rows,
+                        .tgt = acc + 2 * n_rows, .n_rows = n_rows};
+    for (int64_t r = 0; r < n_rows; r++) {
+        j.mx[r]  = -INFINITY;
+        j.sum[r] = 0;
+        j.tgt[r] = 0;
+    }
+    for (int64_t v0 = 0; v0 < vocab; v0 += slice) {
+        j.v0 = v0;
+        j.n  = vocab - v0 < slice ? vocab - v0 : slice;
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int) n_rows, (int) j.n, c->dim,
+                    1.0f, hidden, c->dim, tf->output + v0 * c->dim, c->dim, 0.0f, lg, (int) j.n);
+        pool_run(&tf->pool, (n_rows + ROW_TASK - 1) / ROW_TASK, lse_task, &j);
+    }
+    for (int64_t r = 0; r < n_rows; r++) nll[r] = log(j.sum[r]) + j.mx[r] - j.tgt[r];
+    free(lg);
+    free(acc);
+    return LMP_OK;
 }

@@ -71,7 +71,8 @@ struct lmp_block_hooks {
 };
 
 struct lmp_transformer_opts {
-    int n_threads;   /* threads for GEMMs and for the rest; <= 0: 1 */
+    int     n_threads;     /* threads for GEMMs and for the rest; <= 0: 1 */
+    int64_t vocab_slice;   /* lm-head columns per step of lmp_transformer_hidden_nll; <= 0: 4096 */
 };
 
 struct lmp_transformer;
@@ -145,5 +146,13 @@ void lmp_transformer_logits(struct lmp_transformer *self, const float *hidden, i
  * numerically stable log-softmax, rows in parallel; nll (n_rows) out. */
 void lmp_transformer_nll(struct lmp_transformer *self, const float *logits, int64_t n_rows,
                          const int32_t *target, double *nll);
+
+/* nll (n_rows) = the NLL of target[r] given hidden row r (n_rows, dim), without keeping
+ * whole logits rows: the vocabulary is swept in slices (a (n_rows, slice) sgemm each,
+ * so the lm head's weight is packed once per slice, not once per few rows) with an
+ * online log-sum-exp per row. Same result as lmp_transformer_logits + _nll up to
+ * rounding; memory (n_rows, opts.vocab_slice) floats. RET LMP_OK or LMP_ENOMEM. */
+enum lmp_status lmp_transformer_hidden_nll(struct lmp_transformer *self, const float *hidden,
+                                           int64_t n_rows, const int32_t *target, double *nll);
 
 #endif /* LMP_WORKER_MODEL_TRANSFORMER_H */
