@@ -339,8 +339,40 @@ static void test_smollm2_hf_equals_gguf(void) {
     lmp_tokenizer_free(&t);
 }
 
+static void test_hf_rejects_bad_input(void) {
+    struct lmp_tokenizer *t;
+    struct lmp_err        err = { 0 };
+    CHECK(lmp_tokenizer_parse_hf("{", 1, "x.json", &t, &err) == LMP_EFORMAT && t == NULL);
+    CHECK(strstr(err.msg, "'x.json'") != NULL);
+    static const char wp[] = "{\"model\":{\"type\":\"WordPiece\",\"vocab\":{}}}";
+    err = (struct lmp_err) { 0 };
+    CHECK(lmp_tokenizer_parse_hf(wp, sizeof(wp) - 1, "wp", &t, &err) == LMP_EUNSUP);
+    static const char re[] = "{\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":0},\"merges\":[]},"
+        "\"pre_tokenizer\":{\"type\":\"Sequence\",\"pretokenizers\":[{\"type\":\"Split\","
+        "\"pattern\":{\"Regex\":\"\\\\w+\"},\"behavior\":\"Isolated\"},{\"type\":\"ByteLevel\","
+        "\"use_regex\":false}]}}";
+    err = (struct lmp_err) { 0 };
+    CHECK(lmp_tokenizer_parse_hf(re, sizeof(re) - 1, "re", &t, &err) == LMP_EUNSUP);
+    CHECK(strstr(err.msg, "regex") != NULL);
+    static const char gap[] = "{\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":0,\"b\":2},\"merges\":[]},"
+        "\"pre_tokenizer\":{\"type\":\"ByteLevel\"}}";
+    CHECK(lmp_tokenizer_parse_hf(gap, sizeof(gap) - 1, "gap", &t, &err) == LMP_EFORMAT);
+    static const char ok[] = "{\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":0,\"b\":1,\"ab\":2,"
+        "\"\\u0120\":3,\"\\u0120ab\":4},\"merges\":[\"a b\",[\"\\u0120\",\"ab\"]]},"
+        "\"pre_tokenizer\":{\"type\":\"ByteLevel\",\"add_prefix_space\":false}}";
+    CHECK(lmp_tokenizer_parse_hf(ok, sizeof(ok) - 1, "ok", &t, &err) == LMP_OK);
+    int32_t *ids;
+    int64_t  n;
+    CHECK(t && lmp_tokenizer_encode(t, "ab ab", 5, true, &ids, &n, NULL) == LMP_OK);
+    CHECK(t && n == 2 && ids[0] == 2 && ids[1] == 4);   /* no post-processor: no BOS */
+    if (t) free(ids);
+    lmp_tokenizer_free(&t);
+    CHECK(lmp_tokenizer_open("/nonexistent.txt", NULL, &t, &err) == LMP_EUNSUP);
+}
+
 int main(void) {
     RUN(test_llama2c_merge_order);
+    RUN(test_hf_rejects_bad_input);
     RUN(test_llama2c_matches_run_c);
     RUN(test_llama2c_roundtrip);
     RUN(test_smollm2_gguf_matches_reference);
