@@ -556,6 +556,26 @@ static void test_smollm2_hf(void) {
     double ss = 0;
     for (int i = 0; i < 576; i++) ss += (double) row[i] * row[i];
     CHECK(ss > 0 && isfinite(ss));
+
+    /* the same token's embedding in the GGUF release of the model (Q8_0 there) points
+     * the same way: the HF reader found the right bytes */
+    char gguf[600];
+    snprintf(gguf, sizeof(gguf), "%s/.cache/lmpress/models/SmolLM2-135M-Instruct.Q4_1.gguf",
+             home ? home : "/root");
+    struct lmp_model *g = NULL;
+    if (access(gguf, R_OK) == 0 && lmp_model_open(gguf, &g, &err) == LMP_OK) {
+        float  grow[576];
+        double dot = 0, gg = 0;
+        lmp_tensor_rows_f32(g->tok_emb, 1000, 1, grow);
+        for (int i = 0; i < 576; i++) {
+            dot += (double) row[i] * grow[i];
+            gg += (double) grow[i] * grow[i];
+        }
+        double cosine = dot / sqrt(ss * gg);
+        fprintf(stderr, "smollm2: cosine of token 1000's embedding, HF vs GGUF: %.6f\n", cosine);
+        CHECK(cosine > 0.9);
+        lmp_model_close(&g);
+    }
     lmp_model_close(&m);
 }
 
