@@ -140,17 +140,16 @@ static void make_tensors(struct checkpoint *c, const char *arch, const char *dty
     if (lm_head) add(c, "lm_head.weight", dtype, 2, VOCAB, DIM);
 }
 
-/* extra: more fields, ", \"key\": value, ..."; they come first, so they override the defaults
- * (cJSON returns the first of duplicate keys) */
+/* extra: more fields, ", \"key\": value, ..."; they come last, so they override the
+ * defaults (of duplicate keys the last wins, as in Python) */
 static void make_config(char *buf, size_t cap, const char *arch, bool tied, const char *extra) {
     snprintf(buf, cap,
-             "{%s%s\"architectures\": [\"X\"], \"model_type\": \"%s\", \"hidden_size\": %d,"
+             "{\"architectures\": [\"X\"], \"model_type\": \"%s\", \"hidden_size\": %d,"
              " \"intermediate_size\": %d, \"num_hidden_layers\": %d, \"num_attention_heads\": %d,"
              " \"num_key_value_heads\": %d, \"vocab_size\": %d, \"max_position_embeddings\": 64,"
              " \"rope_theta\": 500000.0, \"rms_norm_eps\": 1e-06, \"hidden_act\": \"silu\","
-             " \"tie_word_embeddings\": %s, \"rope_scaling\": null}",
-             extra ? extra + 2 : "", extra ? ", " : "", arch, DIM, HID, NL, NH, NKV, VOCAB,
-             tied ? "true" : "false");
+             " \"tie_word_embeddings\": %s, \"rope_scaling\": null%s}",
+             arch, DIM, HID, NL, NH, NKV, VOCAB, tied ? "true" : "false", extra ? extra : "");
 }
 
 /* Write a checkpoint into a fresh directory under tmpdir; n_files > 1 shards it. */
@@ -430,6 +429,15 @@ static void test_weight_failures(void) {
         patch(st_path, o - buf, repl, (size_t) w);
     }
     expect_fail(dir, LMP_EFORMAT, "outside the data section");
+    /* truncated downloads: empty, inside the header, inside the data */
+    struct stat sb;
+    CHECK(stat(st_path, &sb) == 0);
+    const long cuts[] = {0, 5, 100, (long) sb.st_size - 1};
+    for (size_t i = 0; i < sizeof(cuts) / sizeof(cuts[0]); i++) {
+        write_checkpoint(dir, "wfail", cfg, &c, 1);
+        CHECK(truncate(st_path, cuts[i]) == 0);
+        expect_fail(dir, LMP_EFORMAT, i < 3 ? "truncated" : "outside the data section");
+    }
     /* size mismatch with the shape */
     write_checkpoint(dir, "wfail", cfg, &c, 1);
     patch_text(st_path, "\"model.norm.weight\":{\"dtype\":\"BF16\",\"shape\":[8]",

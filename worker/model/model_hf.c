@@ -54,10 +54,18 @@ static enum lmp_status join(char *out, const char *dir, const char *file, struct
 
 /* --- config.json ---------------------------------------------------------------------- */
 
+/* The value of key in obj; of duplicate keys the last wins, as in Python's json module
+ * (cJSON's own lookup returns the first). */
+static const cJSON *cfg_get(const cJSON *obj, const char *key) {
+    const cJSON *hit = NULL, *e;
+    cJSON_ArrayForEach(e, obj) if (e->string && strcmp(e->string, key) == 0) hit = e;
+    return hit;
+}
+
 /* An integer field in [lo, INT32_MAX]; absent or null gives def (or an error if required). */
 static enum lmp_status cfg_int(const cJSON *cfg, const char *key, bool required, int32_t def,
                                int32_t lo, int32_t *out, const char *path, struct lmp_err *err) {
-    const cJSON *j = cJSON_GetObjectItemCaseSensitive(cfg, key);
+    const cJSON *j = cfg_get(cfg, key);
     if (j == NULL || cJSON_IsNull(j)) {
         if (required) return lmp_err_set(err, LMP_EFORMAT, "'%s': missing '%s'", path, key);
         *out = def;
@@ -72,7 +80,7 @@ static enum lmp_status cfg_int(const cJSON *cfg, const char *key, bool required,
 
 static enum lmp_status cfg_float(const cJSON *cfg, const char *key, double def, float *out,
                                  const char *path, struct lmp_err *err) {
-    const cJSON *j = cJSON_GetObjectItemCaseSensitive(cfg, key);
+    const cJSON *j = cfg_get(cfg, key);
     if (j == NULL || cJSON_IsNull(j)) {
         *out = (float) def;
         return LMP_OK;
@@ -84,7 +92,7 @@ static enum lmp_status cfg_float(const cJSON *cfg, const char *key, double def, 
 }
 
 static bool cfg_bool(const cJSON *cfg, const char *key, bool def) {
-    const cJSON *j = cJSON_GetObjectItemCaseSensitive(cfg, key);
+    const cJSON *j = cfg_get(cfg, key);
     return cJSON_IsBool(j) ? cJSON_IsTrue(j) : def;
 }
 
@@ -108,8 +116,8 @@ static enum lmp_status parse_config(const char *path, struct lmp_config *c, stru
         {"mistral", "MistralForCausalLM", LMP_ARCH_MISTRAL},
         {"qwen2", "Qwen2ForCausalLM", LMP_ARCH_QWEN2},
     };
-    const cJSON *mt   = cJSON_GetObjectItemCaseSensitive(cfg, "model_type");
-    const cJSON *arcs = cJSON_GetObjectItemCaseSensitive(cfg, "architectures");
+    const cJSON *mt   = cfg_get(cfg, "model_type");
+    const cJSON *arcs = cfg_get(cfg, "architectures");
     const char  *type = cJSON_IsString(mt) ? mt->valuestring : NULL;
     const char  *cls  = NULL;
     if (cJSON_IsArray(arcs) && cJSON_IsString(cJSON_GetArrayItem(arcs, 0)))
@@ -127,7 +135,7 @@ static enum lmp_status parse_config(const char *path, struct lmp_config *c, stru
     }
     c->arch = archs[found].arch;
 
-    const cJSON *rs = cJSON_GetObjectItemCaseSensitive(cfg, "rope_scaling");
+    const cJSON *rs = cfg_get(cfg, "rope_scaling");
     if (rs && !cJSON_IsNull(rs)) {
         const cJSON *rt = cJSON_GetObjectItemCaseSensitive(rs, "rope_type");
         if (!cJSON_IsString(rt)) rt = cJSON_GetObjectItemCaseSensitive(rs, "type");
@@ -135,7 +143,7 @@ static enum lmp_status parse_config(const char *path, struct lmp_config *c, stru
                          cJSON_IsString(rt) ? rt->valuestring : "unknown type");
         goto out;
     }
-    const cJSON *act = cJSON_GetObjectItemCaseSensitive(cfg, "hidden_act");
+    const cJSON *act = cfg_get(cfg, "hidden_act");
     if (act && !(cJSON_IsString(act) && strcmp(act->valuestring, "silu") == 0)) {
         st = lmp_err_set(err, LMP_EUNSUP, "'%s': hidden_act '%s' is not supported (silu only)",
                          path, cJSON_IsString(act) ? act->valuestring : "?");
