@@ -1,0 +1,76 @@
+/*  block_grad - training-mode forward and backward pass of one transformer block
+ *
+ *  The same math as lmp_transformer_block (worker/model/transformer.h) for sequences that
+ *  each start at position 0 (no KV cache):
+ *      h1 = rmsnorm(x) * attn_norm
+ *      q, k, v = h1 Wq^T + bq, h1 Wk^T + bk, h1 Wv^T + bv
+ *      rope(q), rope(k)                    (cfg.rope: interleaved or half pairs)
+ *      a  = softmax(q k^T / sqrt(head_dim), causal) v       (grouped-query)
+ *      r  = x + a Wo^T
+ *      h2 = rmsnorm(r) * ffn_norm
+ *      f  = silu(h2 Wgate^T) * (h2 Wup^T)
+ *      y  = r + f Wdown^T
+ *  (any of the seven linears may have a bias). The forward saves what the backward needs
+ *  (normed inputs, rms factors, rotated q/k, v, attention probabilities, attention output,
+ *  residual, gate/up pre-activations, SwiGLU output); the backward takes dL/dy and
+ *  accumulates dL/d(every parameter) and writes dL/dx, so blocks can be chained in
+ *  reverse for a whole-model backward pass.
+ *
+ *  Threads: the GEMMs run on OpenBLAS with whatever thread count the process has set;
+ *  everything else is single-threaded. An object holds the activations of at most
+ *  max_seq sequences of seq_len tokens; calls on one object must not overlap.
+ *
+ *  Calling sequence:
+ *      lmp_block_grad_new(cfg, max_seq, seq_len, &bg);
+ *      loop: lmp_block_grad_forward(bg, &params, x, n_seq, y);
+ *            zero the gradients you want (or keep accumulating over micro-batches);
+ *            lmp_block_grad_backward(bg, &params, dy, dx, &grads);
+ *      lmp_block_grad_destroy(&bg);
+ */
+#ifndef LMP_WORKER_BLOCK_GRAD_H
+#define LMP_WORKER_BLOCK_GRAD_H
+
+#include <stdint.h>
+#include "proto/status.h"         /* defines: enum lmp_status */
+#include "worker/model/model.h"   /* defines: struct lmp_config, LMP_LIN_COUNT */
+
+/* One block's parameters, fp32, borrowed. Shapes as in struct lmp_ft_linear. */
+struct lmp_block_params {
+    const float *attn_norm;            /* (dim) */
+    const float *ffn_norm;             /* (dim) */
+    const float *w[LMP_LIN_COUNT];     /* (n_out, n_in) dense, by enum lmp_lin */
+    const float *b[LMP_LIN_COUNT];     /* (n_out) or NULL */
+};
+
+/* Gradient buffers, owned by the caller. The backward ADDS into every non-NULL buffer
+ * (zero them first); NULL means "not wanted" and skips that work where possible. A bias
+ * gradient is only touched where params.b[k] is non-NULL. */
+struct lmp_block_grads {
+    float *attn_norm;                  /* (dim) or NULL */
+    float *ffn_norm;                   /* (dim) or NULL */
+    float *w[LMP_LIN_COUNT];           /* (n_out, n_in) or NULL */
+    float *b[LMP_LIN_COUNT];           /* (n_out) or NULL */
+};
+
+struct lmp_block_grad;
+
+/* Room for max_seq sequences of seq_len tokens of a block shaped by cfg (copied). RoPE
+ * tables for positions [0, seq_len) are built here. RET LMP_OK, LMP_EINVAL for sizes <= 0
+ * or an attention shape the block cannot run (odd head_dim, n_heads not a multiple of
+ * n_kv_heads), LMP_ENOMEM. */
+enum lmp_status lmp_block_grad_new(const struct lmp_config *cfg, int64_t max_seq, int64_t seq_len,
+                                   struct lmp_block_grad **out);
+void lmp_block_grad_destroy(struct lmp_block_grad **self_p);
+
+/* y (n_seq, seq_len, dim) = block(x), x of the same shape; both borrowed (y may not alias
+ * x). 0 < n_seq <= max_seq. Saves the activations for one backward. */
+void lmp_block_grad_forward(struct lmp_block_grad *self, const struct lmp_block_params *p,
+                            const float *x, int64_t n_seq, float *y);
+
+/* Backward of the last forward (same params): dy (n_seq, seq_len, dim) in; dx of the same
+ * shape out (overwritten; NULL if not needed; may alias dy); parameter gradients added into
+ * g. The saved activations stay valid (a second backward with another dy is allowed). */
+void lmp_block_grad_backward(struct lmp_block_grad *self, const struct lmp_block_params *p,
+                             const float *dy, float *dx, const struct lmp_block_grads *g);
+
+#endif /* LMP_WORKER_BLOCK_GRAD_H */
