@@ -65,6 +65,11 @@ typedef int lmp_aq_beam_fn(uint16_t *codes, double *loss, const float *w, const 
 typedef int lmp_aq_grad_fn(double *loss, float *g_cb, float *g_scale, const uint16_t *codes,
                            const float *w, const float *scale, const float *cb, const float *h,
                            const struct lmp_aq_shape *s);
+/* Codebook and scale gradients from a dense weight gradient dw (n_out, n_in) = dL/dW_hat
+ * with codes frozen: g_cb (M, K, g) and g_scale (n_out), both overwritten (sum g_cb over
+ * row shards). Returns 0, or LMP_ENOMEM. */
+typedef int lmp_aq_grad_dw_fn(float *g_cb, float *g_scale, const float *dw, const uint16_t *codes,
+                              const float *cb, const float *scale, const struct lmp_aq_shape *s);
 /* w (n_out, n_in) = decoded weights. */
 typedef void lmp_aq_decode_fn(float *w, const uint16_t *codes, const float *cb,
                               const float *scale, const struct lmp_aq_shape *s);
@@ -82,6 +87,7 @@ struct lmp_kernels {
     lmp_kmeans_update_fn *kmeans_update;
     lmp_aq_beam_fn       *aq_beam;
     lmp_aq_grad_fn       *aq_grad;
+    lmp_aq_grad_dw_fn    *aq_grad_dw;
     lmp_aq_decode_fn     *aq_decode;
     lmp_aq_matvec_fn     *aq_matvec;
 };
@@ -93,6 +99,7 @@ lmp_kmeans_assign_fn lmp_kmeans_assign_ref;
 lmp_kmeans_update_fn lmp_kmeans_update_ref;
 lmp_aq_beam_fn       lmp_aq_beam_ref;
 lmp_aq_grad_fn       lmp_aq_grad_ref;
+lmp_aq_grad_dw_fn    lmp_aq_grad_dw_ref;
 lmp_aq_decode_fn     lmp_aq_decode_ref;
 lmp_aq_matvec_fn     lmp_aq_matvec_ref;
 

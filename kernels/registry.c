@@ -14,6 +14,7 @@ void lmp_kernels_init_ref(struct lmp_kernels *k) {
         .kmeans_update = lmp_kmeans_update_ref,
         .aq_beam       = lmp_aq_beam_ref,
         .aq_grad       = lmp_aq_grad_ref,
+        .aq_grad_dw    = lmp_aq_grad_dw_ref,
         .aq_decode     = lmp_aq_decode_ref,
         .aq_matvec     = lmp_aq_matvec_ref,
     };

@@ -292,6 +292,40 @@ static void test_aq_grad(void) {
     }
 }
 
+/* aq_grad_dw: best vs ref, and tied to aq_grad: with dw = dL/dW_hat = -2 (W - W_hat) H
+ * it must give aq_grad's codebook and scale gradients (the same chain rule). */
+static void test_aq_grad_dw(void) {
+    for (int c = 0; c < N_AQ_CASES; c++) {
+        struct aq_fix f;
+        aq_fix_init(&f, &aq_cases[c], 350 + c);
+        const int64_t n_out = f.s.n_out, n_in = f.s.n_in, n_cb = (int64_t) f.s.M * f.s.K * f.s.g;
+        float *wh = malloc((size_t) (n_out * n_in) * sizeof(float));
+        float *dw = malloc((size_t) (n_out * n_in) * sizeof(float));
+        float *gr = malloc((size_t) n_cb * sizeof(float)), *gv = malloc((size_t) n_cb * sizeof(float));
+        float *ga = malloc((size_t) n_cb * sizeof(float));
+        float *sr = malloc((size_t) n_out * sizeof(float)), *sv = malloc((size_t) n_out * sizeof(float));
+        float *sa = malloc((size_t) n_out * sizeof(float));
+        lmp_aq_decode_ref(wh, f.codes, f.cb, f.scale, &f.s);
+        for (int64_t o = 0; o < n_out; o++)
+            for (int64_t i = 0; i < n_in; i++) {
+                double acc = 0.0;
+                for (int64_t a = 0; a < n_in; a++)
+                    acc += ((double) f.w[o * n_in + a] - wh[o * n_in + a]) * f.h[a * n_in + i];
+                dw[o * n_in + i] = (float) (-2.0 * acc);
+            }
+        CHECK(ref.aq_grad_dw(gr, sr, dw, f.codes, f.cb, f.scale, &f.s) == 0);
+        CHECK(best.aq_grad_dw(gv, sv, dw, f.codes, f.cb, f.scale, &f.s) == 0);
+        compare_f("aq_grad_dw codebooks", gr, gv, n_cb, 1e-9);
+        compare_f("aq_grad_dw scales", sr, sv, n_out, 1e-9);
+        double L = 0;
+        CHECK(ref.aq_grad(&L, ga, sa, f.codes, f.w, f.scale, f.cb, f.h, &f.s) == 0);
+        compare_f("aq_grad_dw vs aq_grad codebooks", ga, gr, n_cb, 1e-8);
+        compare_f("aq_grad_dw vs aq_grad scales", sa, sr, n_out, 1e-8);
+        free(wh); free(dw); free(gr); free(gv); free(ga); free(sr); free(sv); free(sa);
+        aq_fix_free(&f);
+    }
+}
+
 static void test_aq_beam(void) {
     static const int beams[] = { 1, 4 };
     for (int c = 0; c < N_AQ_CASES; c++)
@@ -373,6 +407,7 @@ int main(int argc, char **argv) {
     RUN(test_kmeans);
     RUN(test_aq_decode_matvec);
     RUN(test_aq_grad);
+    RUN(test_aq_grad_dw);
     RUN(test_aq_beam);
     return check_report();
 }
