@@ -85,11 +85,11 @@ enum lmp_status lmp_aq_check_h(const float *h, int64_t n_in, struct lmp_err *err
     return LMP_OK;
 }
 
-/* sum_o a_o H a_o^T for a (n_out, n_in), via sgemm in row blocks; -1 on ENOMEM. */
-static double quad_form(const float *a, const float *h, int64_t n_out, int64_t n_in) {
+/* *out = sum_o a_o H a_o^T for a (n_out, n_in), via sgemm in row blocks. */
+static enum lmp_status quad_form(double *out, const float *a, const float *h, int64_t n_out, int64_t n_in) {
     const int64_t blk = 256;
     float *t = malloc((size_t) (blk * n_in) * sizeof(float));
-    if (t == NULL) return -1.0;
+    if (t == NULL) return LMP_ENOMEM;
     double L = 0.0;
     for (int64_t o0 = 0; o0 < n_out; o0 += blk) {
         int64_t nb = n_out - o0 < blk ? n_out - o0 : blk;
@@ -98,7 +98,8 @@ static double quad_form(const float *a, const float *h, int64_t n_out, int64_t n
         for (int64_t i = 0; i < nb * n_in; i++) L += (double) a[o0 * n_in + i] * t[i];
     }
     free(t);
-    return L;
+    *out = L;
+    return LMP_OK;
 }
 
 enum lmp_status lmp_aq_rel_err(double *rel, const float *w, const float *w_hat, const float *h,
@@ -106,11 +107,13 @@ enum lmp_status lmp_aq_rel_err(double *rel, const float *w, const float *w_hat, 
     float *r = malloc((size_t) (n_out * n_in) * sizeof(float));
     if (r == NULL) return LMP_ENOMEM;
     for (int64_t i = 0; i < n_out * n_in; i++) r[i] = w[i] - w_hat[i];
-    double num = quad_form(r, h, n_out, n_in), den = quad_form(w, h, n_out, n_in);
+    double num = 0.0, den = 0.0;
+    enum lmp_status st = quad_form(&num, r, h, n_out, n_in);
+    if (st == LMP_OK) st = quad_form(&den, w, h, n_out, n_in);
     free(r);
-    if (num < 0.0 || den < 0.0) return den < 0.0 && num >= 0.0 ? LMP_EINVAL : LMP_ENOMEM;
+    if (st != LMP_OK) return st;
     if (!(den > 0.0)) return LMP_EINVAL;
-    *rel = num / den;
+    *rel = (num > 0.0 ? num : 0.0) / den;    /* rounding can leave a PSD form slightly negative */
     return LMP_OK;
 }
 
@@ -316,8 +319,11 @@ enum lmp_status lmp_aq_quantize(struct lmp_aq_layer *out, struct lmp_aq_stats *s
         for (int64_t a = 0; a < n_in; a++) hd[a * n_in + a] += (float) (opts->damp * tr / (double) n_in);
         ho = hd;
     }
-    const double wnorm = quad_form(w, h, n_out, n_in);
-    if (wnorm < 0.0) { st = lmp_err_set(err, LMP_ENOMEM, "out of memory"); goto out; }
+    double wnorm = 0.0;
+    if (quad_form(&wnorm, w, h, n_out, n_in) != LMP_OK) {
+        st = lmp_err_set(err, LMP_ENOMEM, "out of memory");
+        goto out;
+    }
     if (!(wnorm > 0.0)) {
         st = lmp_err_set(err, LMP_EINVAL, "W H W^T is zero: the layer's output does not depend on it");
         goto out;

@@ -4,7 +4,9 @@
  *  - q_jm[k] = cb_m[k]^T H_jj cb_m[k] is built once per call, groups split across threads.
  *  - Scoring: codebooks transposed to (M, g, K) so 16 candidates take g FMAs.
  *  - Applying a change is a rank-g update rH -= d^T H[j-rows, :] fused with the copy from
- *    the parent hypothesis (16 lanes, scalar tail).
+ *    the parent hypothesis, restricted to the columns of groups not yet visited in this
+ *    sweep (the others are never read again: half the work on average); for g = 8 the
+ *    H rows are loaded once per position for all hypotheses (16 lanes, scalar tail).
  *  - Selection keeps a sorted list of the b best distinct candidates; a vector compare
  *    against the current b-th value skips almost every candidate.
  *  - Rows are split across threads (each with its own hypotheses).
@@ -64,28 +66,80 @@ static void q_part(void *arg, int tid, int nt) {
         }
 }
 
-/* y = x - sum_t dl[t] * hrows[t, :]  (hrows: g rows of H with stride n_in) */
+/* y[i] = x[i] - sum_t dl[t] * hrows[t * ld + i] for i in [0, n) (hrows: g rows of H) */
 static void rank_update(float *y, const float *x, const float *dl, const float *hrows, int64_t g,
-                        int64_t n_in) {
+                        int64_t n, int64_t ld) {
     int64_t i = 0;
-    for (; i + 32 <= n_in; i += 32) {
+    for (; i + 32 <= n; i += 32) {
         __m512 a0 = _mm512_loadu_ps(x + i), a1 = _mm512_loadu_ps(x + i + 16);
         for (int64_t t = 0; t < g; t++) {
             __m512 d = _mm512_set1_ps(dl[t]);
-            a0 = _mm512_fnmadd_ps(d, _mm512_loadu_ps(hrows + t * n_in + i), a0);
-            a1 = _mm512_fnmadd_ps(d, _mm512_loadu_ps(hrows + t * n_in + i + 16), a1);
+            a0 = _mm512_fnmadd_ps(d, _mm512_loadu_ps(hrows + t * ld + i), a0);
+            a1 = _mm512_fnmadd_ps(d, _mm512_loadu_ps(hrows + t * ld + i + 16), a1);
         }
         _mm512_storeu_ps(y + i, a0);
         _mm512_storeu_ps(y + i + 16, a1);
     }
-    for (; i < n_in; i++) {
+    for (; i < n; i++) {
         float acc = x[i];
-        for (int64_t t = 0; t < g; t++) acc -= dl[t] * hrows[t * n_in + i];
+        for (int64_t t = 0; t < g; t++) acc -= dl[t] * hrows[t * ld + i];
         y[i] = acc;
     }
 }
 
+/* d[k] = s^2 q[k] - e(c) + sum_t v[t] cT[t, k] for g = 8: v in registers, two
+ * accumulators per 16 candidates so the FMA chains are 4 long. */
+static void score_g8(float *d, const float *q, const float *cT, int64_t K, const float *v, __m512 s2,
+                     __m512 nec) {
+    __m512 vb[8];
+#pragma GCC unroll 8
+    for (int t = 0; t < 8; t++) vb[t] = _mm512_set1_ps(v[t]);
+    for (int64_t k = 0; k < K; k += 16) {
+        __m512 a0 = _mm512_fmadd_ps(s2, _mm512_loadu_ps(q + k), nec), a1 = _mm512_setzero_ps();
+#pragma GCC unroll 4
+        for (int t = 0; t < 8; t += 2) {
+            a0 = _mm512_fmadd_ps(vb[t], _mm512_loadu_ps(cT + t * K + k), a0);
+            a1 = _mm512_fmadd_ps(vb[t + 1], _mm512_loadu_ps(cT + (t + 1) * K + k), a1);
+        }
+        _mm512_storeu_ps(d + k, _mm512_add_ps(a0, a1));
+    }
+}
+
 struct hyp { uint16_t *codes; float *rh; double loss; uint64_t hash; };
+
+/* For every new hypothesis e: y_e[i] = x_e[i] - sum_t dl_e[t] H[t, i] for i in [i0, n_in)
+ * (dl_e NULL: plain copy). The g = 8 rows of H are loaded once per 32 columns and
+ * applied to all hypotheses, so H is read from L2 once per position, not once per
+ * hypothesis. */
+static void fused_update8(float *const *y, const float *const *x, const float *const *dl, int n,
+                          const float *hrows, int64_t i0, int64_t n_in) {
+    int64_t i = i0;
+    for (; i + 32 <= n_in; i += 32) {
+        __m512 h0[8], h1[8];
+        for (int t = 0; t < 8; t++) {
+            h0[t] = _mm512_loadu_ps(hrows + t * n_in + i);
+            h1[t] = _mm512_loadu_ps(hrows + t * n_in + i + 16);
+        }
+        for (int e = 0; e < n; e++) {
+            __m512 a0 = _mm512_loadu_ps(x[e] + i), a1 = _mm512_loadu_ps(x[e] + i + 16);
+            if (dl[e])
+                for (int t = 0; t < 8; t++) {
+                    __m512 d = _mm512_set1_ps(dl[e][t]);
+                    a0 = _mm512_fnmadd_ps(d, h0[t], a0);
+                    a1 = _mm512_fnmadd_ps(d, h1[t], a1);
+                }
+            _mm512_storeu_ps(y[e] + i, a0);
+            _mm512_storeu_ps(y[e] + i + 16, a1);
+        }
+    }
+    for (; i < n_in; i++)                                       /* scalar tail */
+        for (int e = 0; e < n; e++) {
+            float acc = x[e][i];
+            if (dl[e])
+                for (int t = 0; t < 8; t++) acc -= dl[e][t] * hrows[t * n_in + i];
+            y[e][i] = acc;
+        }
+}
 struct cand { float val; int idx; uint64_t hash; };
 
 static void rows_part(void *arg, int tid, int nt) {
@@ -96,7 +150,7 @@ static void rows_part(void *arg, int tid, int nt) {
     const int64_t g = J->g, K = J->K, M = J->M, P = J->P, n_in = J->n_in;
     const int beam = J->beam;
     struct hyp hy[2 * 64];
-    size_t per = (size_t) P * sizeof(uint16_t) + (size_t) n_in * sizeof(float) + 64;
+    size_t per = ((size_t) P * sizeof(uint16_t) + (size_t) n_in * sizeof(float) + 63) / 64 * 64;
     char *mem = malloc(per * 2 * (size_t) beam + (size_t) (beam * K + 64) * sizeof(float) +
                        (size_t) (beam + 1) * sizeof(struct cand));
     if (mem == NULL) { __atomic_store_n(&J->failed, 1, __ATOMIC_RELAXED); return; }
@@ -106,7 +160,9 @@ static void rows_part(void *arg, int tid, int nt) {
     }
     float *d = (float *) (mem + per * 2 * (size_t) beam);
     struct cand *top = (struct cand *) (d + beam * K + 64);
-    float v[64], hc[64], dl[64];
+    float v[64], hc[64], dl[64], dls[64][8];
+    float *ys[64];
+    const float *xs[64], *dls_p[64];
 
     for (int64_t o = lo; o < hi; o++) {
         const float so = J->scale[o];
@@ -137,12 +193,14 @@ static void rows_part(void *arg, int tid, int nt) {
                     float ec = so * so * qp[c];                     /* e(c), see the reference */
                     for (int64_t t = 0; t < g; t++) ec += v[t] * cm[t * K + c];
                     const __m512 nec = _mm512_set1_ps(-ec);
-                    for (int64_t k = 0; k < K; k += 16) {
-                        __m512 acc = _mm512_fmadd_ps(s2, _mm512_loadu_ps(qp + k), nec);
-                        for (int64_t t = 0; t < g; t++)
-                            acc = _mm512_fmadd_ps(_mm512_set1_ps(v[t]), _mm512_loadu_ps(cm + t * K + k), acc);
-                        _mm512_storeu_ps(dh + k, acc);
-                    }
+                    if (g == 8) score_g8(dh, qp, cm, K, v, s2, nec);
+                    else
+                        for (int64_t k = 0; k < K; k += 16) {
+                            __m512 acc = _mm512_fmadd_ps(s2, _mm512_loadu_ps(qp + k), nec);
+                            for (int64_t t = 0; t < g; t++)
+                                acc = _mm512_fmadd_ps(_mm512_set1_ps(v[t]), _mm512_loadu_ps(cm + t * K + k), acc);
+                            _mm512_storeu_ps(dh + k, acc);
+                        }
                     dh[c] = 0.0f;
                 }
                 if (beam == 1) {                         /* greedy: in place */
@@ -165,7 +223,8 @@ static void rows_part(void *arg, int tid, int nt) {
                         if (bvs[l] < best || (bvs[l] == best && bvs[l] < 0.0f && bis[l] < bk)) { best = bvs[l]; bk = bis[l]; }
                     if (bk != c) {
                         for (int64_t t = 0; t < g; t++) dl[t] = so * (J->cb[(m * K + bk) * g + t] - J->cb[(m * K + c) * g + t]);
-                        rank_update(x->rh, x->rh, dl, hrows, g, n_in);
+                        /* columns of groups already visited are never read again */
+                        rank_update(x->rh + j * g, x->rh + j * g, dl, hrows + j * g, g, n_in - j * g, n_in);
                         x->codes[p] = (uint16_t) bk;
                         x->loss += best;
                     }
@@ -205,6 +264,7 @@ static void rows_part(void *arg, int tid, int nt) {
                         }
                     }
                 }
+                const int64_t i0 = j * g;   /* columns of visited groups are never read again */
                 for (int e = 0; e < n_top; e++) {
                     const struct hyp *x = &cur[top[e].idx / K];
                     struct hyp *y = &nxt[e];
@@ -213,13 +273,19 @@ static void rows_part(void *arg, int tid, int nt) {
                     y->codes[p] = (uint16_t) k;
                     y->loss = base + top[e].val;
                     y->hash = top[e].hash;
+                    ys[e] = y->rh;
+                    xs[e] = x->rh;
+                    dls_p[e] = NULL;
                     if (k != c) {
-                        for (int64_t t = 0; t < g; t++) dl[t] = so * (J->cb[(m * K + k) * g + t] - J->cb[(m * K + c) * g + t]);
-                        rank_update(y->rh, x->rh, dl, hrows, g, n_in);
-                    } else {
-                        memcpy(y->rh, x->rh, (size_t) n_in * sizeof(float));
+                        float *de = g == 8 ? dls[e] : dl;
+                        for (int64_t t = 0; t < g; t++) de[t] = so * (J->cb[(m * K + k) * g + t] - J->cb[(m * K + c) * g + t]);
+                        dls_p[e] = de;
+                        if (g != 8) rank_update(y->rh + i0, x->rh + i0, dl, hrows + i0, g, n_in - i0, n_in);
+                    } else if (g != 8) {
+                        memcpy(y->rh + i0, x->rh + i0, (size_t) (n_in - i0) * sizeof(float));
                     }
                 }
+                if (g == 8) fused_update8(ys, xs, dls_p, n_top, hrows, i0, n_in);
                 struct hyp *sw = cur; cur = nxt; nxt = sw;
                 n_cur = n_top;
             }

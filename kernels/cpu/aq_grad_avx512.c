@@ -12,29 +12,37 @@
 #include <immintrin.h>
 #include <stdlib.h>
 
+/* u = unscaled decode of row o, r = w - scale u (g a multiple of 8: 8 lanes per step). */
+static void decode_residual_row(float *u, float *r, const float *w, const uint16_t *co, const float *cb,
+                                float so, int64_t n_grp, int64_t g, int64_t M, int64_t K) {
+    const __m256 s8 = _mm256_set1_ps(so);
+    for (int64_t j = 0; j < n_grp; j++)
+        for (int64_t t = 0; t < g; t += 8) {
+            __m256 acc = _mm256_loadu_ps(cb + co[j * M] * g + t);
+            for (int64_t m = 1; m < M; m++)
+                acc = _mm256_add_ps(acc, _mm256_loadu_ps(cb + (m * K + co[j * M + m]) * g + t));
+            _mm256_storeu_ps(u + j * g + t, acc);
+            _mm256_storeu_ps(r + j * g + t, _mm256_fnmadd_ps(s8, acc, _mm256_loadu_ps(w + j * g + t)));
+        }
+}
+
 int lmp_aq_grad_avx512(double *loss, float *g_cb, float *g_scale, const uint16_t *codes,
                        const float *w, const float *scale, const float *cb, const float *h,
                        const struct lmp_aq_shape *s) {
     const int64_t n_out = s->n_out, n_in = s->n_in, g = s->g, M = s->M, K = s->K;
     const int64_t n_grp = n_in / g, n_cb = M * K * g;
-    if (n_out <= 0) return lmp_aq_grad_ref(loss, g_cb, g_scale, codes, w, scale, cb, h, s);
-    float *u   = malloc((size_t) (3 * n_out * n_in + n_out) * sizeof(float));
-    double *gc = calloc((size_t) n_cb, sizeof(double));
-    if (u == NULL || gc == NULL) { free(u); free(gc); return LMP_ENOMEM; }
-    float *r = u + n_out * n_in, *rh = r + n_out * n_in, *ones = rh + n_out * n_in;
-    for (int64_t o = 0; o < n_out; o++) ones[o] = 1.0f;
-    struct lmp_aq_shape s1 = *s;
-    lmp_aq_decode_avx512(u, codes, cb, ones, &s1);
-    for (int64_t o = 0; o < n_out; o++) {
-        const __m512 so = _mm512_set1_ps(scale[o]);
-        int64_t i = 0;
-        for (; i + 16 <= n_in; i += 16)
-            _mm512_storeu_ps(r + o * n_in + i, _mm512_fnmadd_ps(so, _mm512_loadu_ps(u + o * n_in + i),
-                                                                _mm512_loadu_ps(w + o * n_in + i)));
-        for (; i < n_in; i++) r[o * n_in + i] = w[o * n_in + i] - scale[o] * u[o * n_in + i];
-    }
+    if (n_out <= 0 || g % 8 != 0) return lmp_aq_grad_ref(loss, g_cb, g_scale, codes, w, scale, cb, h, s);
+    float *u = malloc((size_t) (3 * n_out * n_in) * sizeof(float));
+    if (u == NULL) return LMP_ENOMEM;
+    float *r = u + n_out * n_in, *rh = r + n_out * n_in;
+    for (int64_t o = 0; o < n_out; o++)
+        decode_residual_row(u + o * n_in, r + o * n_in, w + o * n_in, codes + o * n_grp * M, cb, scale[o],
+                            n_grp, g, M, K);
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (blasint) n_out, (blasint) n_in,
                 (blasint) n_in, 1.0f, r, (blasint) n_in, h, (blasint) n_in, 0.0f, rh, (blasint) n_in);
+    /* g_cb accumulates in fp32: each entry sums at most n_out n_grp / K-ish terms of one sign
+     * pattern, far from where fp32 loses digits that matter to Adam */
+    for (int64_t k = 0; k < n_cb; k++) g_cb[k] = 0.0f;
     double L = 0.0;
     for (int64_t o = 0; o < n_out; o++) {
         const float *ro = r + o * n_in, *qo = rh + o * n_in, *uo = u + o * n_in;
@@ -49,17 +57,16 @@ int lmp_aq_grad_avx512(double *loss, float *g_cb, float *g_scale, const uint16_t
         for (; i < n_in; i++) { lo += (double) ro[i] * qo[i]; gs += (double) uo[i] * qo[i]; }
         L += lo;
         g_scale[o] = (float) (-2.0 * gs);
-        const double f = -2.0 * scale[o];
+        const __m256 f = _mm256_set1_ps(-2.0f * scale[o]);
         const uint16_t *co = codes + o * n_grp * M;
         for (int64_t j = 0; j < n_grp; j++)
             for (int64_t m = 0; m < M; m++) {
-                double *dst = gc + (m * K + co[j * M + m]) * g;
-                for (int64_t t = 0; t < g; t++) dst[t] += f * qo[j * g + t];
+                float *dst = g_cb + (m * K + co[j * M + m]) * g;
+                for (int64_t t = 0; t < g; t += 8)
+                    _mm256_storeu_ps(dst + t, _mm256_fmadd_ps(f, _mm256_loadu_ps(qo + j * g + t), _mm256_loadu_ps(dst + t)));
             }
     }
-    for (int64_t k = 0; k < n_cb; k++) g_cb[k] = (float) gc[k];
     *loss = L;
     free(u);
-    free(gc);
     return 0;
 }
