@@ -1,0 +1,358 @@
+/*  block_grad - see block_grad.h
+ *
+ *  Layout: activations are row-major, one row per token, sequence-major (row = s*T + t,
+ *  T = seq_len). Attention probabilities are kept per (sequence, head) as full (T, T)
+ *  matrices with zeros above the diagonal: the backward then is four plain sgemms per
+ *  head (dV = P^T dO, dP = dO V^T, dQ = dS K, dK = dS^T Q) at twice the causal minimum,
+ *  which is simple and still GEMM-bound.
+ *
+ *  Backward of the pieces (row vectors, n = x s w with s = (mean(x^2) + eps)^-1/2):
+ *      rmsnorm:  dw += dn * x * s;  dx = s (dn*w) - x s^3 <dn*w, x> / dim
+ *      rope:     the transposed rotation (a, b) <- (a c + b s', -a s' + b c)
+ *      softmax:  dS = P * (dP - rowsum(dP * P)), then the 1/sqrt(head_dim) scale
+ *      swiglu:   f = silu(g) u:  du = df silu(g);  dg = df u sig(g) (1 + g (1 - sig(g)))
+ *      linear:   y = x W^T + b:  dW += dy^T x;  db += colsum(dy);  dx = dy W
+ */
+#include "worker/block_grad.h"
+
+#include <assert.h>
+#include <cblas.h>          /* defines: cblas_sgemm */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct lmp_block_grad {
+    struct lmp_config cfg;
+    int64_t max_seq, T;              /* capacity in sequences; tokens per sequence */
+    int64_t dim, hid, qd, kd, hd;    /* model width, FFN width, q width, kv width, head dim */
+    int64_t n_seq;                   /* sequences of the last forward (0: none yet) */
+    float  *rope_cos, *rope_sin;     /* (T, hd/2) */
+    /* saved by the forward; rows = n_seq * T */
+    float *x;      /* (rows, dim) block input */
+    float *s1;     /* (rows) rms factor of x */
+    float *h1;     /* (rows, dim) rmsnorm(x) * attn_norm */
+    float *q;      /* (rows, qd) rotated queries */
+    float *k;      /* (rows, kd) rotated keys */
+    float *v;      /* (rows, kd) values */
+    float *p;      /* (n_seq, n_heads, T, T) attention probabilities, causal zeros */
+    float *a;      /* (rows, qd) attention output */
+    float *r;      /* (rows, dim) x + a Wo^T */
+    float *s2;     /* (rows) rms factor of r */
+    float *h2;     /* (rows, dim) rmsnorm(r) * ffn_norm */
+    float *gp;     /* (rows, hid) gate pre-activation */
+    float *up;     /* (rows, hid) up projection */
+    float *f;      /* (rows, hid) silu(gp) * up */
+    /* backward scratch */
+    float  *dr;    /* (rows, dim) dL/dr, then dL/dx */
+    float  *dh;    /* (rows, dim) dL/dh2, then dL/dh1 */
+    float  *da;    /* (rows, qd) */
+    float  *dq;    /* (rows, qd) */
+    float  *dk;    /* (rows, kd) */
+    float  *dv;    /* (rows, kd) */
+    float  *dgp;   /* (rows, hid) */
+    float  *dup;   /* (rows, hid) */
+    float  *ds;    /* (T, T) dP then dS of one head */
+    double *acc;   /* (dim) norm-weight gradient accumulator */
+};
+
+static void free_all(struct lmp_block_grad *bg) {
+    float *bufs[] = {bg->rope_cos, bg->rope_sin, bg->x, bg->s1, bg->h1, bg->q, bg->k, bg->v,
+                     bg->p, bg->a, bg->r, bg->s2, bg->h2, bg->gp, bg->up, bg->f, bg->dr, bg->dh,
+                     bg->da, bg->dq, bg->dk, bg->dv, bg->dgp, bg->dup, bg->ds};
+    for (size_t i = 0; i < sizeof(bufs) / sizeof(bufs[0]); i++) free(bufs[i]);
+    free(bg->acc);
+}
+
+enum lmp_status lmp_block_grad_new(const struct lmp_config *cfg, int64_t max_seq, int64_t seq_len,
+                                   struct lmp_block_grad **out) {
+    assert(cfg && out);
+    *out = NULL;
+    if (max_seq <= 0 || seq_len <= 0 || cfg->dim <= 0 || cfg->hidden_dim <= 0 ||
+        cfg->head_dim <= 0 || cfg->head_dim % 2 != 0 || cfg->n_kv_heads <= 0 ||
+        cfg->n_heads <= 0 || cfg->n_heads % cfg->n_kv_heads != 0)
+        return LMP_EINVAL;
+    struct lmp_block_grad *bg = calloc(1, sizeof(*bg));
+    if (bg == NULL) return LMP_ENOMEM;
+    bg->cfg     = *cfg;
+    bg->max_seq = max_seq;
+    bg->T       = seq_len;
+    bg->dim     = cfg->dim;
+    bg->hid     = cfg->hidden_dim;
+    bg->hd      = cfg->head_dim;
+    bg->qd      = (int64_t) cfg->n_heads * cfg->head_dim;
+    bg->kd      = (int64_t) cfg->n_kv_heads * cfg->head_dim;
+    const int64_t rows = max_seq * seq_len, half = bg->hd / 2;
+#define ALLOC(field, n) ((bg->field = malloc((size_t) (n) * sizeof(*bg->field))) != NULL)
+    bool ok = ALLOC(rope_cos, seq_len * half) && ALLOC(rope_sin, seq_len * half) &&
+              ALLOC(x, rows * bg->dim) && ALLOC(s1, rows) && ALLOC(h1, rows * bg->dim) &&
+              ALLOC(q, rows * bg->qd) && ALLOC(k, rows * bg->kd) && ALLOC(v, rows * bg->kd) &&
+              ALLOC(p, max_seq * cfg->n_heads * seq_len * seq_len) && ALLOC(a, rows * bg->qd) &&
+              ALLOC(r, rows * bg->dim) && ALLOC(s2, rows) && ALLOC(h2, rows * bg->dim) &&
+              ALLOC(gp, rows * bg->hid) && ALLOC(up, rows * bg->hid) && ALLOC(f, rows * bg->hid) &&
+              ALLOC(dr, rows * bg->dim) && ALLOC(dh, rows * bg->dim) && ALLOC(da, rows * bg->qd) &&
+              ALLOC(dq, rows * bg->qd) && ALLOC(dk, rows * bg->kd) && ALLOC(dv, rows * bg->kd) &&
+              ALLOC(dgp, rows * bg->hid) && ALLOC(dup, rows * bg->hid) &&
+              ALLOC(ds, seq_len * seq_len) && ALLOC(acc, bg->dim);
+#undef ALLOC
+    if (!ok) {
+        lmp_block_grad_destroy(&bg);
+        return LMP_ENOMEM;
+    }
+    memset(bg->acc, 0, (size_t) bg->dim * sizeof(*bg->acc));
+    /* the same tables as the forward pass: angle(pos, i) = pos * theta^(-2i/head_dim) */
+    for (int64_t i = 0; i < half; i++) {
+        double freq = pow((double) cfg->rope_theta, -2.0 * (double) i / (double) bg->hd);
+        for (int64_t t = 0; t < seq_len; t++) {
+            double ang                 = (double) t * freq;
+            bg->rope_cos[t * half + i] = (float) cos(ang);
+            bg->rope_sin[t * half + i] = (float) sin(ang);
+        }
+    }
+    *out = bg;
+    return LMP_OK;
+}
+
+void lmp_block_grad_destroy(struct lmp_block_grad **self_p) {
+    assert(self_p);
+    struct lmp_block_grad *bg = *self_p;
+    if (bg == NULL) return;
+    free_all(bg);
+    free(bg);
+    *self_p = NULL;
+}
+
+/* ---- pieces --------------------------------------------------------------------------- */
+
+/* out = x * s * w per row, s = 1/sqrt(mean(x^2) + eps) (saved); the forward pass's order. */
+static void rmsnorm_fwd(const float *x, const float *w, int64_t rows, int64_t dim, float eps,
+                        float *s_out, float *out) {
+    for (int64_t r = 0; r < rows; r++) {
+        const float *xr = x + r * dim;
+        float       *o  = out + r * dim;
+        double ss = 0;
+        for (int64_t i = 0; i < dim; i++) ss += (double) xr[i] * xr[i];
+        float s  = (float) (1.0 / sqrt(ss / (double) dim + (double) eps));
+        s_out[r] = s;
+        for (int64_t i = 0; i < dim; i++) o[i] = xr[i] * s * w[i];
+    }
+}
+
+/* dx += d rmsnorm / dx applied to dn; acc += dn * x * s (norm weight gradient). */
+static void rmsnorm_bwd(const float *x, const float *w, const float *s, const float *dn,
+                        int64_t rows, int64_t dim, float *dx, double *acc) {
+    for (int64_t r = 0; r < rows; r++) {
+        const float *xr = x + r * dim, *dr = dn + r * dim;
+        const double sr = s[r];
+        double dot = 0;
+        for (int64_t i = 0; i < dim; i++) {
+            dot += (double) dr[i] * w[i] * xr[i];
+            acc[i] += (double) dr[i] * xr[i] * sr;
+        }
+        const double c = sr * sr * sr * dot / (double) dim;
+        float *o = dx + r * dim;
+        for (int64_t i = 0; i < dim; i++)
+            o[i] += (float) (sr * dr[i] * w[i] - c * xr[i]);
+    }
+}
+
+/* y (rows, n_out) = x (rows, n_in) W^T + b. */
+static void linear_fwd(const float *x, const float *w, const float *b, int64_t rows,
+                       int64_t n_out, int64_t n_in, float beta, float *y) {
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int) rows, (int) n_out, (int) n_in, 1.0f,
+                x, (int) n_in, w, (int) n_in, beta, y, (int) n_out);
+    if (b)
+        for (int64_t t = 0; t < rows; t++)
+            for (int64_t o = 0; o < n_out; o++) y[t * n_out + o] += b[o];
+}
+
+/* dW (n_out, n_in) += dy^T x; db (n_out) += colsum(dy); either may be NULL. */
+static void linear_bwd_params(const float *dy, const float *x, int64_t rows, int64_t n_out,
+                              int64_t n_in, float *dw, float *db) {
+    if (dw)
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int) n_out, (int) n_in, (int) rows,
+                    1.0f, dy, (int) n_out, x, (int) n_in, 1.0f, dw, (int) n_in);
+    if (db)
+        for (int64_t o = 0; o < n_out; o++) {
+            double sum = 0;
+            for (int64_t t = 0; t < rows; t++) sum += dy[t * n_out + o];
+            db[o] += (float) sum;
+        }
+}
+
+/* dx (rows, n_in) = dy (rows, n_out) W (+ dx when beta = 1). */
+static void linear_bwd_input(const float *dy, const float *w, int64_t rows, int64_t n_out,
+                             int64_t n_in, float beta, float *dx) {
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int) rows, (int) n_in, (int) n_out,
+                1.0f, dy, (int) n_out, w, (int) n_in, beta, dx, (int) n_in);
+}
+
+/* Rotate (inverse = false) or rotate back (inverse = true, the transpose) every head of
+ * x (rows, n_heads * hd), row r at position r % T. */
+static void rope_rows(const struct lmp_block_grad *bg, float *x, int64_t rows, int n_heads,
+                      bool inverse) {
+    const int64_t hd = bg->hd, half = hd / 2, width = (int64_t) n_heads * hd;
+    const bool    inter = bg->cfg.rope == LMP_ROPE_INTERLEAVED;
+    for (int64_t r = 0; r < rows; r++) {
+        const int64_t pos = r % bg->T;
+        const float  *cs = bg->rope_cos + pos * half, *sn = bg->rope_sin + pos * half;
+        for (int h = 0; h < n_heads; h++) {
+            float *y = x + r * width + h * hd;
+            for (int64_t i = 0; i < half; i++) {
+                float *pa = inter ? &y[2 * i] : &y[i], *pb = inter ? &y[2 * i + 1] : &y[i + half];
+                float  a = *pa, b = *pb, s = inverse ? -sn[i] : sn[i];
+                *pa = a * cs[i] - b * s;
+                *pb = a * s + b * cs[i];
+            }
+        }
+    }
+}
+
+/* ---- forward -------------------------------------------------------------------------- */
+
+void lmp_block_grad_forward(struct lmp_block_grad *bg, const struct lmp_block_params *p,
+                            const float *x, int64_t n_seq, float *y) {
+    assert(bg && p && x && y && n_seq > 0 && n_seq <= bg->max_seq);
+    const struct lmp_config *c = &bg->cfg;
+    const int64_t T = bg->T, rows = n_seq * T, dim = bg->dim, hd = bg->hd;
+    const int64_t qd = bg->qd, kd = bg->kd, hid = bg->hid;
+    const int     group = c->n_heads / c->n_kv_heads;
+    const float   sc = (float) (1.0 / sqrt((double) hd));
+    bg->n_seq = n_seq;
+
+    memcpy(bg->x, x, (size_t) (rows * dim) * sizeof(float));
+    rmsnorm_fwd(bg->x, p->attn_norm, rows, dim, c->norm_eps, bg->s1, bg->h1);
+    linear_fwd(bg->h1, p->w[LMP_LIN_Q], p->b[LMP_LIN_Q], rows, qd, dim, 0.0f, bg->q);
+    linear_fwd(bg->h1, p->w[LMP_LIN_K], p->b[LMP_LIN_K], rows, kd, dim, 0.0f, bg->k);
+    linear_fwd(bg->h1, p->w[LMP_LIN_V], p->b[LMP_LIN_V], rows, kd, dim, 0.0f, bg->v);
+    rope_rows(bg, bg->q, rows, c->n_heads, false);
+    rope_rows(bg, bg->k, rows, c->n_kv_heads, false);
+
+    for (int64_t s = 0; s < n_seq; s++)
+        for (int h = 0; h < c->n_heads; h++) {
+            const int64_t kvh = h / group;
+            const float  *Q   = bg->q + s * T * qd + h * hd;
+            const float  *K   = bg->k + s * T * kd + kvh * hd;
+            const float  *V   = bg->v + s * T * kd + kvh * hd;
+            float        *P   = bg->p + (s * c->n_heads + h) * T * T;
+            float        *O   = bg->a + s * T * qd + h * hd;
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int) T, (int) T, (int) hd, sc,
+                        Q, (int) qd, K, (int) kd, 0.0f, P, (int) T);
+            for (int64_t i = 0; i < T; i++) {
+                float *row = P + i * T;
+                float  mx  = row[0];
+                for (int64_t j = 1; j <= i; j++) mx = row[j] > mx ? row[j] : mx;
+                float sum = 0;
+                for (int64_t j = 0; j <= i; j++) {
+                    row[j] = expf(row[j] - mx);
+                    sum += row[j];
+                }
+                float inv = 1.0f / sum;
+                for (int64_t j = 0; j <= i; j++) row[j] *= inv;
+                for (int64_t j = i + 1; j < T; j++) row[j] = 0.0f;
+            }
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int) T, (int) hd, (int) T,
+                        1.0f, P, (int) T, V, (int) kd, 0.0f, O, (int) qd);
+        }
+
+    memcpy(bg->r, bg->x, (size_t) (rows * dim) * sizeof(float));
+    linear_fwd(bg->a, p->w[LMP_LIN_O], p->b[LMP_LIN_O], rows, dim, qd, 1.0f, bg->r);
+    rmsnorm_fwd(bg->r, p->ffn_norm, rows, dim, c->norm_eps, bg->s2, bg->h2);
+    linear_fwd(bg->h2, p->w[LMP_LIN_GATE], p->b[LMP_LIN_GATE], rows, hid, dim, 0.0f, bg->gp);
+    linear_fwd(bg->h2, p->w[LMP_LIN_UP], p->b[LMP_LIN_UP], rows, hid, dim, 0.0f, bg->up);
+    for (int64_t i = 0; i < rows * hid; i++)
+        bg->f[i] = bg->gp[i] / (1.0f + expf(-bg->gp[i])) * bg->up[i];
+    memcpy(y, bg->r, (size_t) (rows * dim) * sizeof(float));
+    linear_fwd(bg->f, p->w[LMP_LIN_DOWN], p->b[LMP_LIN_DOWN], rows, dim, hid, 1.0f, y);
+}
+
+/* ---- backward ------------------------------------------------------------------------- */
+
+static void add_acc(float *dst, double *acc, int64_t n) {
+    if (dst)
+        for (int64_t i = 0; i < n; i++) dst[i] += (float) acc[i];
+    memset(acc, 0, (size_t) n * sizeof(*acc));
+}
+
+void lmp_block_grad_backward(struct lmp_block_grad *bg, const struct lmp_block_params *p,
+                             const float *dy, float *dx, const struct lmp_block_grads *g) {
+    assert(bg && p && dy && g && bg->n_seq > 0);
+    const struct lmp_config *c = &bg->cfg;
+    const int64_t n_seq = bg->n_seq, T = bg->T, rows = n_seq * T, dim = bg->dim, hd = bg->hd;
+    const int64_t qd = bg->qd, kd = bg->kd, hid = bg->hid;
+    const int     group = c->n_heads / c->n_kv_heads;
+    const float   sc = (float) (1.0 / sqrt((double) hd));
+#define BIAS_GRAD(kind) (p->b[kind] ? g->b[kind] : NULL)
+
+    /* y = r + f Wd^T + bd */
+    memcpy(bg->dr, dy, (size_t) (rows * dim) * sizeof(float));
+    linear_bwd_params(bg->dr, bg->f, rows, dim, hid, g->w[LMP_LIN_DOWN], BIAS_GRAD(LMP_LIN_DOWN));
+    linear_bwd_input(bg->dr, p->w[LMP_LIN_DOWN], rows, dim, hid, 0.0f, bg->dup);   /* df */
+
+    /* f = silu(gp) * up */
+    for (int64_t i = 0; i < rows * hid; i++) {
+        const float z = bg->gp[i], sg = 1.0f / (1.0f + expf(-z)), df = bg->dup[i];
+        bg->dup[i] = df * z * sg;
+        bg->dgp[i] = df * bg->up[i] * sg * (1.0f + z * (1.0f - sg));
+    }
+    linear_bwd_params(bg->dgp, bg->h2, rows, hid, dim, g->w[LMP_LIN_GATE], BIAS_GRAD(LMP_LIN_GATE));
+    linear_bwd_params(bg->dup, bg->h2, rows, hid, dim, g->w[LMP_LIN_UP], BIAS_GRAD(LMP_LIN_UP));
+    linear_bwd_input(bg->dgp, p->w[LMP_LIN_GATE], rows, hid, dim, 0.0f, bg->dh);
+    linear_bwd_input(bg->dup, p->w[LMP_LIN_UP], rows, hid, dim, 1.0f, bg->dh);
+
+    /* h2 = rmsnorm(r) * ffn_norm; dr now holds the full dL/dr */
+    rmsnorm_bwd(bg->r, p->ffn_norm, bg->s2, bg->dh, rows, dim, bg->dr, bg->acc);
+    add_acc(g->ffn_norm, bg->acc, dim);
+
+    /* r = x + a Wo^T + bo */
+    linear_bwd_params(bg->dr, bg->a, rows, dim, qd, g->w[LMP_LIN_O], BIAS_GRAD(LMP_LIN_O));
+    linear_bwd_input(bg->dr, p->w[LMP_LIN_O], rows, dim, qd, 0.0f, bg->da);
+
+    /* attention, per (sequence, head) */
+    memset(bg->dk, 0, (size_t) (rows * kd) * sizeof(float));
+    memset(bg->dv, 0, (size_t) (rows * kd) * sizeof(float));
+    for (int64_t s = 0; s < n_seq; s++)
+        for (int h = 0; h < c->n_heads; h++) {
+            const int64_t kvh = h / group;
+            const float  *Q   = bg->q + s * T * qd + h * hd;
+            const float  *K   = bg->k + s * T * kd + kvh * hd;
+            const float  *V   = bg->v + s * T * kd + kvh * hd;
+            const float  *P   = bg->p + (s * c->n_heads + h) * T * T;
+            const float  *dO  = bg->da + s * T * qd + h * hd;
+            float        *dQ  = bg->dq + s * T * qd + h * hd;
+            float        *dK  = bg->dk + s * T * kd + kvh * hd;
+            float        *dV  = bg->dv + s * T * kd + kvh * hd;
+            float        *dS  = bg->ds;
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int) T, (int) hd, (int) T, 1.0f,
+                        P, (int) T, dO, (int) qd, 1.0f, dV, (int) kd);
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int) T, (int) T, (int) hd, 1.0f,
+                        dO, (int) qd, V, (int) kd, 0.0f, dS, (int) T);
+            for (int64_t i = 0; i < T; i++) {
+                const float *pr = P + i * T;
+                float       *dr = dS + i * T;
+                double dot = 0;
+                for (int64_t j = 0; j <= i; j++) dot += (double) pr[j] * dr[j];
+                for (int64_t j = 0; j <= i; j++) dr[j] = pr[j] * (dr[j] - (float) dot);
+                for (int64_t j = i + 1; j < T; j++) dr[j] = 0.0f;
+            }
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int) T, (int) hd, (int) T, sc,
+                        dS, (int) T, K, (int) kd, 0.0f, dQ, (int) qd);
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int) T, (int) hd, (int) T, sc,
+                        dS, (int) T, Q, (int) qd, 1.0f, dK, (int) kd);
+        }
+    rope_rows(bg, bg->dq, rows, c->n_heads, true);
+    rope_rows(bg, bg->dk, rows, c->n_kv_heads, true);
+
+    /* q, k, v = h1 W^T + b */
+    linear_bwd_params(bg->dq, bg->h1, rows, qd, dim, g->w[LMP_LIN_Q], BIAS_GRAD(LMP_LIN_Q));
+    linear_bwd_params(bg->dk, bg->h1, rows, kd, dim, g->w[LMP_LIN_K], BIAS_GRAD(LMP_LIN_K));
+    linear_bwd_params(bg->dv, bg->h1, rows, kd, dim, g->w[LMP_LIN_V], BIAS_GRAD(LMP_LIN_V));
+    linear_bwd_input(bg->dq, p->w[LMP_LIN_Q], rows, qd, dim, 0.0f, bg->dh);
+    linear_bwd_input(bg->dk, p->w[LMP_LIN_K], rows, kd, dim, 1.0f, bg->dh);
+    linear_bwd_input(bg->dv, p->w[LMP_LIN_V], rows, kd, dim, 1.0f, bg->dh);
+
+    /* h1 = rmsnorm(x) * attn_norm; the residual's gradient is already in dr */
+    rmsnorm_bwd(bg->x, p->attn_norm, bg->s1, bg->dh, rows, dim, bg->dr, bg->acc);
+    add_acc(g->attn_norm, bg->acc, dim);
+    if (dx) memcpy(dx, bg->dr, (size_t) (rows * dim) * sizeof(float));
+#undef BIAS_GRAD
+}
