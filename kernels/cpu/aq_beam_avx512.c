@@ -21,6 +21,7 @@
 #include <cblas.h>
 #include <float.h>
 #include <immintrin.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -89,9 +90,9 @@ static void rank_update(float *y, const float *x, const float *dl, const float *
 
 /* d[k] = s^2 q[k] - e(c) + sum_t v[t] cT[t, k] for g = 8: v in registers, two
  * accumulators per 16 candidates so the FMA chains are 4 long. */
-static void score_g8(float *d, const float *q, const float *cT, int64_t K, const float *v, __m512 s2,
-                     __m512 nec) {
-    __m512 vb[8];
+static float score_g8(float *d, const float *q, const float *cT, int64_t K, const float *v, __m512 s2,
+                      __m512 nec) {
+    __m512 vb[8], mn0 = _mm512_set1_ps(FLT_MAX), mn1 = mn0;   /* also returns min_k d[k] */
 #pragma GCC unroll 8
     for (int t = 0; t < 8; t++) vb[t] = _mm512_set1_ps(v[t]);
     for (int64_t k = 0; k < K; k += 16) {
@@ -101,8 +102,12 @@ static void score_g8(float *d, const float *q, const float *cT, int64_t K, const
             a0 = _mm512_fmadd_ps(vb[t], _mm512_loadu_ps(cT + t * K + k), a0);
             a1 = _mm512_fmadd_ps(vb[t + 1], _mm512_loadu_ps(cT + (t + 1) * K + k), a1);
         }
-        _mm512_storeu_ps(d + k, _mm512_add_ps(a0, a1));
+        a0 = _mm512_add_ps(a0, a1);
+        _mm512_storeu_ps(d + k, a0);
+        if (k & 16) mn1 = _mm512_min_ps(mn1, a0);
+        else mn0 = _mm512_min_ps(mn0, a0);
     }
+    return _mm512_reduce_min_ps(_mm512_min_ps(mn0, mn1));
 }
 
 struct hyp { uint16_t *codes; float *rh; double loss; uint64_t hash; };
@@ -160,7 +165,7 @@ static void rows_part(void *arg, int tid, int nt) {
     }
     float *d = (float *) (mem + per * 2 * (size_t) beam);
     struct cand *top = (struct cand *) (d + beam * K + 64);
-    float v[64], hc[64], dl[64], dls[64][8];
+    float v[64], hc[64], dl[64], dls[64][8], hmin[64];
     float *ys[64];
     const float *xs[64], *dls_p[64];
 
@@ -183,17 +188,26 @@ static void rows_part(void *arg, int tid, int nt) {
                 for (int hi2 = 0; hi2 < n_cur; hi2++) {
                     const struct hyp *x = &cur[hi2];
                     const int c = x->codes[p];
-                    for (int64_t a = 0; a < g; a++) {
-                        float acc = 0.0f;
-                        for (int64_t b = 0; b < g; b++) acc += hrows[a * n_in + j * g + b] * cm[b * K + c];
-                        hc[a] = acc;
-                        v[a] = -2.0f * so * x->rh[j * g + a] - 2.0f * so * so * hc[a];
+                    const float *cc = J->cb + (m * K + c) * g;     /* row-major: contiguous */
+                    if (g == 8) {                                   /* H_jj symmetric: sum of rows */
+                        __m256 acc = _mm256_setzero_ps();
+                        for (int64_t b = 0; b < 8; b++)
+                            acc = _mm256_fmadd_ps(_mm256_set1_ps(cc[b]), _mm256_loadu_ps(hrows + b * n_in + j * 8), acc);
+                        _mm256_storeu_ps(hc, acc);
+                    } else {
+                        for (int64_t a = 0; a < g; a++) {
+                            float acc = 0.0f;
+                            for (int64_t b = 0; b < g; b++) acc += cc[b] * hrows[b * n_in + j * g + a];
+                            hc[a] = acc;
+                        }
                     }
+                    for (int64_t a = 0; a < g; a++)
+                        v[a] = -2.0f * so * x->rh[j * g + a] - 2.0f * so * so * hc[a];
                     float *dh = d + hi2 * K;
                     float ec = so * so * qp[c];                     /* e(c), see the reference */
                     for (int64_t t = 0; t < g; t++) ec += v[t] * cm[t * K + c];
                     const __m512 nec = _mm512_set1_ps(-ec);
-                    if (g == 8) score_g8(dh, qp, cm, K, v, s2, nec);
+                    if (g == 8) hmin[hi2] = score_g8(dh, qp, cm, K, v, s2, nec);
                     else
                         for (int64_t k = 0; k < K; k += 16) {
                             __m512 acc = _mm512_fmadd_ps(s2, _mm512_loadu_ps(qp + k), nec);
@@ -202,6 +216,12 @@ static void rows_part(void *arg, int tid, int nt) {
                             _mm512_storeu_ps(dh + k, acc);
                         }
                     dh[c] = 0.0f;
+                    hmin[hi2] = hmin[hi2] < 0.0f ? hmin[hi2] : 0.0f;  /* "keep" is 0 */
+                    if (g != 8 && beam > 1 && n_cur >= beam) {         /* its best candidate */
+                        __m512 mn = _mm512_loadu_ps(dh);
+                        for (int64_t k = 16; k < K; k += 16) mn = _mm512_min_ps(mn, _mm512_loadu_ps(dh + k));
+                        hmin[hi2] = _mm512_reduce_min_ps(mn);
+                    }
                 }
                 if (beam == 1) {                         /* greedy: in place */
                     struct hyp *x = &cur[0];
@@ -231,20 +251,33 @@ static void rows_part(void *arg, int tid, int nt) {
                     continue;
                 }
                 const double base = cur[0].loss;
+                /* With b hypotheses, their b best candidates are all <= the largest of them:
+                 * start from that bound so almost nothing passes the vector compare. Should
+                 * duplicates leave fewer than b survivors, scan again without the bound. */
+                float bound = FLT_MAX;
+                if (n_cur >= beam) {
+                    bound = -FLT_MAX;
+                    for (int hi2 = 0; hi2 < n_cur; hi2++) {
+                        float bh = (float) (cur[hi2].loss - base) + hmin[hi2];
+                        bound = bh > bound ? bh : bound;
+                    }
+                    bound = nextafterf(bound, FLT_MAX);
+                }
                 int n_top = 0;
-                float thr = FLT_MAX;
+            rescan:
+                n_top = 0;
+                float thr = bound;
                 for (int hi2 = 0; hi2 < n_cur; hi2++) {
                     const float off = (float) (cur[hi2].loss - base);
                     const uint64_t hb = cur[hi2].hash ^ zkey(p, cur[hi2].codes[p]);
                     for (int64_t k = 0; k < K; k += 16) {
                         __m512 val = _mm512_add_ps(_mm512_set1_ps(off), _mm512_loadu_ps(d + hi2 * K + k));
                         __mmask16 mk = _mm512_cmp_ps_mask(val, _mm512_set1_ps(thr), _CMP_LT_OQ);
-                        if (n_top < beam) mk = 0xffff;
                         while (mk) {
                             int l = __builtin_ctz(mk);
                             mk &= mk - 1;
                             float cv = off + d[hi2 * K + k + l];
-                            if (n_top == beam && !(cv < thr)) continue;
+                            if (!(cv < thr)) continue;
                             uint64_t chs = hb ^ zkey(p, (int) (k + l));
                             int e = 0, dup = -1;
                             for (; e < n_top; e++) if (top[e].hash == chs) { dup = e; break; }
@@ -263,6 +296,10 @@ static void rows_part(void *arg, int tid, int nt) {
                             if (n_top == beam) thr = top[beam - 1].val;
                         }
                     }
+                }
+                if (n_top < beam && bound != FLT_MAX && n_top < n_cur * K) {
+                    bound = FLT_MAX;
+                    goto rescan;
                 }
                 const int64_t i0 = j * g;   /* columns of visited groups are never read again */
                 for (int e = 0; e < n_top; e++) {
