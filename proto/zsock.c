@@ -153,7 +153,7 @@ enum lmp_status lmp_zsock_recv(void *sock, int timeout_ms, size_t max_frame, str
     if (name == NULL) name = "coordinator";
     if (n_parts != want) {
         st = lmp_err_set(err, LMP_EPROTO, "message of %zu frames from peer '%s' (expected %zu)",
-                         from ? n_parts - 1 : n_parts, name, from ? (size_t) 1 : (size_t) 1);
+                         from ? n_parts - 1 : n_parts, name, (size_t) 1);
         goto out;
     }
     zmq_msg_t *payload = &parts[want - 1];
