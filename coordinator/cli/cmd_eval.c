@@ -6,6 +6,7 @@
  *  little-endian, for comparisons with other implementations.
  */
 #include "coordinator/cli/cli.h"
+#include "coordinator/artifact_model.h"   /* defines: lmp_artifact_model_open */
 #include "proto/file.h"                   /* defines: lmp_file_read_all */
 #include "worker/model/eval.h"            /* defines: lmp_eval_ppl */
 #include "worker/model/model.h"           /* defines: lmp_model_open */
@@ -21,7 +22,8 @@
 #include <unistd.h>
 
 static const char *const usage =
-    "lmpress eval --model PATH [--tokenizer PATH] --text FILE [--ctx N] [--max-windows K]\n"
+    "lmpress eval (--model PATH [--tokenizer PATH] | --artifact ART.h5) --text FILE [--ctx N]\n"
+    "             [--max-windows K]"
     "             [--batch B] [--threads T] [--json] [--dump-logits FILE]";
 
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
@@ -51,27 +53,39 @@ static void progress_bar(void *ctx, int64_t done, int64_t n) {
     fflush(stderr);
 }
 
+/* The model and tokenizer from a checkpoint, or both rebuilt from an artifact. */
+static enum lmp_status open_model(const char *art_path, const char *model_path,
+                                  const char *tok_path, struct lmp_model **model,
+                                  struct lmp_tokenizer **tok, struct lmp_err *err) {
+    if (art_path) return lmp_artifact_model_open(art_path, model, tok, err);
+    enum lmp_status st = lmp_model_open(model_path, model, err);
+    return st != LMP_OK ? st : lmp_tokenizer_open(tok_path, *model, tok, err);
+}
+
 static int default_threads(void) {
     long n = sysconf(_SC_NPROCESSORS_ONLN);
     return n > 0 ? (int) n : 1;
 }
 
 static int cmd_eval_exec(struct lmp_cli *cli, int argc, char **argv) {
-    const char *model_path = NULL, *tok_path = NULL, *text_path = NULL, *dump_path = NULL;
+    const char *model_path = NULL, *tok_path = NULL, *text_path = NULL, *dump_path = NULL,
+               *art_path = NULL;
     long long   ctx = 0, max_windows = 0, batch = 1, threads = default_threads();
     static const struct option opts[] = {
         {"model", required_argument, NULL, 'm'},   {"tokenizer", required_argument, NULL, 'k'},
         {"text", required_argument, NULL, 'x'},    {"ctx", required_argument, NULL, 'c'},
         {"max-windows", required_argument, NULL, 'w'}, {"batch", required_argument, NULL, 'b'},
         {"threads", required_argument, NULL, 't'}, {"json", no_argument, NULL, 'j'},
-        {"dump-logits", required_argument, NULL, 'd'}, {0},
+        {"dump-logits", required_argument, NULL, 'd'}, {"artifact", required_argument, NULL, 'a'},
+        {0},
     };
-    for (int c; (c = getopt_long(argc, argv, "m:k:x:c:w:b:t:jd:", opts, NULL)) != -1;) {
+    for (int c; (c = getopt_long(argc, argv, "m:k:x:c:w:b:t:jd:a:", opts, NULL)) != -1;) {
         switch (c) {
         case 'm': model_path = optarg; break;
         case 'k': tok_path = optarg; break;
         case 'x': text_path = optarg; break;
         case 'd': dump_path = optarg; break;
+        case 'a': art_path = optarg; break;
         case 'j': cli->json = true; break;
         case 'c': if (!lmp_cli_parse_i64("--ctx", optarg, 2, 1 << 20, &ctx)) return LMP_EXIT_USAGE; break;
         case 'w': if (!lmp_cli_parse_i64("--max-windows", optarg, 1, INT32_MAX, &max_windows)) return LMP_EXIT_USAGE; break;
@@ -81,8 +95,10 @@ static int cmd_eval_exec(struct lmp_cli *cli, int argc, char **argv) {
         }
     }
     if (optind != argc) return lmp_cli_usage_msg(usage, "unexpected argument");
-    if (model_path == NULL || text_path == NULL)
-        return lmp_cli_usage_msg(usage, "--model and --text are required");
+    if ((model_path == NULL) == (art_path == NULL) || text_path == NULL)
+        return lmp_cli_usage_msg(usage, "--text and one of --model or --artifact are required");
+    if (art_path && tok_path)
+        return lmp_cli_usage_msg(usage, "--artifact carries its tokenizer: drop --tokenizer");
 
     struct lmp_err          err   = {0};
     struct lmp_model       *model = NULL;
@@ -105,8 +121,7 @@ static int cmd_eval_exec(struct lmp_cli *cli, int argc, char **argv) {
         rc = LMP_EXIT_INPUT;
         goto out;
     }
-    if (lmp_model_open(model_path, &model, &err) != LMP_OK ||
-        lmp_tokenizer_open(tok_path, model, &tok, &err) != LMP_OK ||
+    if (open_model(art_path, model_path, tok_path, &model, &tok, &err) != LMP_OK ||
         lmp_tokenizer_encode(tok, text, len, true, &ids, &n_ids, &err) != LMP_OK) {
         rc = lmp_cli_fail(cli, &err);
         goto out;
@@ -166,7 +181,7 @@ static int cmd_eval_exec(struct lmp_cli *cli, int argc, char **argv) {
         cJSON_AddNumberToObject(o, "threads", (double) lmp_transformer_n_threads(tf));
         cJSON_AddNumberToObject(o, "tokens_per_s", tps);
         cJSON_AddNumberToObject(o, "seconds", res.seconds);
-        cJSON_AddStringToObject(o, "model", model_path);
+        cJSON_AddStringToObject(o, art_path ? "artifact" : "model", art_path ? art_path : model_path);
         cJSON_AddStringToObject(o, "text", text_path);
         cJSON_AddStringToObject(o, "tokenizer", lmp_tokenizer_describe(tok));
         char *s = cJSON_PrintUnformatted(o);

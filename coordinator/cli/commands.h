@@ -7,7 +7,9 @@
 extern const struct lmp_cli_cmd lmp_cli_cmd_inspect;
 extern const struct lmp_cli_cmd lmp_cli_cmd_eval;
 extern const struct lmp_cli_cmd lmp_cli_cmd_generate;
+extern const struct lmp_cli_cmd lmp_cli_cmd_compress;
 
-#define LMP_CLI_COMMANDS &lmp_cli_cmd_inspect, &lmp_cli_cmd_eval, &lmp_cli_cmd_generate
+#define LMP_CLI_COMMANDS &lmp_cli_cmd_inspect, &lmp_cli_cmd_eval, &lmp_cli_cmd_generate, \
+                         &lmp_cli_cmd_compress
 
 #endif /* LMP_COORDINATOR_CLI_COMMANDS_H */

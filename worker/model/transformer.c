@@ -361,6 +361,11 @@ struct lmp_linop *lmp_transformer_linop(struct lmp_transformer *self, int32_t bl
     return &self->blocks[block].lin[kind];
 }
 
+float *lmp_transformer_norm(struct lmp_transformer *self, int32_t block, bool ffn) {
+    assert(block >= 0 && block < self->cfg.n_layers);
+    return ffn ? self->blocks[block].ffn_norm : self->blocks[block].attn_norm;
+}
+
 /* ---- KV cache ------------------------------------------------------------------------- */
 
 struct lmp_kvcache *lmp_kvcache_new(const struct lmp_transformer *tf, int64_t n_seq,

@@ -95,6 +95,10 @@ int lmp_transformer_n_threads(const struct lmp_transformer *self);
 struct lmp_linop *lmp_transformer_linop(struct lmp_transformer *self, int32_t block,
                                         enum lmp_lin kind);
 
+/* The RMSNorm weight (dim) of `block` before attention (ffn false) or before the FFN
+ * (ffn true), owned by the transformer, for a stage to overwrite (e.g. tuned norms). */
+float *lmp_transformer_norm(struct lmp_transformer *self, int32_t block, bool ffn);
+
 /* A KV cache for n_seq sequences of up to max_ctx positions each (max_ctx <=
  * cfg.max_seq), all sequences at the same position. NULL on out-of-memory. */
 struct lmp_kvcache *lmp_kvcache_new(const struct lmp_transformer *tf, int64_t n_seq,
