@@ -529,7 +529,7 @@ enum lmp_status lmp_wire_pack(const Lmp__Envelope *env, uint8_t **out, size_t *o
 struct head {
     bool     has_version;
     uint64_t version;
-    uint32_t body_field;      /* last length-delimited field >= 10 (oneof: the last wins) */
+    uint32_t body_field;      /* last known body field, else the last unknown field >= 10 */
     size_t   body_off, body_len;
 };
 
@@ -570,7 +570,9 @@ static enum lmp_status scan_head(const uint8_t *p, size_t len, const char *peer,
             break;
         case 2:
             if (!read_varint(p, len, &pos, &v) || v > len - pos) goto malformed;
-            if (field >= 10) {
+            /* the oneof keeps its last member; unknown fields are not members */
+            if (field >= 10 && (lmp_wire_kind_of((Lmp__Envelope__BodyCase) field) || h->body_field == 0 ||
+                                lmp_wire_kind_of((Lmp__Envelope__BodyCase) h->body_field) == NULL)) {
                 h->body_field = field;
                 h->body_off   = pos;
                 h->body_len   = (size_t) v;

@@ -558,6 +558,33 @@ static void test_body_missing_or_unknown_is_eproto(void) {
     struct lmp_err e2 = {0};
     CHECK(lmp_wire_unpack(buf2, len + 3, 0, "p", &got, &e2) == LMP_EPROTO);
     CHECK(strstr(e2.msg, "unknown body kind (field 99)") != NULL);
+    /* a known body followed by an unknown field: the body stands, the field is carried on */
+    Lmp__Heartbeat hb = LMP__HEARTBEAT__INIT;
+    env.body_case = LMP__ENVELOPE__BODY_HEARTBEAT;
+    env.heartbeat = &hb;
+    free(buf);
+    buf = pack_raw(&env, &len);
+    free(buf2);
+    buf2 = malloc(len + 3);
+    memcpy(buf2, buf, len);
+    buf2[len] = (uint8_t) ((99 << 3 | 2) & 0x7f) | 0x80;
+    buf2[len + 1] = (uint8_t) ((99 << 3 | 2) >> 7);
+    buf2[len + 2] = 0;
+    CHECK(lmp_wire_unpack(buf2, len + 3, 0, "p", &got, &e2) == LMP_OK);
+    if (got) {
+        uint8_t *re = NULL;
+        size_t   re_len = 0;
+        CHECK(got->body_case == LMP__ENVELOPE__BODY_HEARTBEAT && got->base.n_unknown_fields == 1);
+        CHECK(lmp_wire_pack(got, &re, &re_len, &e2) == LMP_OK);
+        Lmp__Envelope *again = NULL;
+        CHECK(re && lmp_wire_unpack(re, re_len, 0, "p", &again, &e2) == LMP_OK);
+        CHECK(again && again->body_case == LMP__ENVELOPE__BODY_HEARTBEAT);
+        lmp_wire_free(&again);
+        free(re);
+    }
+    lmp_wire_free(&got);
+    env.body_case = LMP__ENVELOPE__BODY__NOT_SET;
+
     struct lmp_err e3 = {0};
     uint8_t *out = NULL;
     size_t   out_len = 0;
