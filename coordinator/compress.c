@@ -544,9 +544,13 @@ enum lmp_status lmp_compress_run(const struct lmp_model *m, const struct lmp_com
             st = lmp_calib_generate(J.tokens, J.tf, o->prompt, o->n_prompt, o->n_seq, o->ctx,
                                     o->seed, err);
         if (st != LMP_OK) goto out;
-        J.aj.calib_fp = lmp_fingerprint_calib(J.tokens, o->n_seq * o->ctx, settings);
+        /* the tokens are hashed, so the file's name stays out of the fingerprint */
+        const char *src = o->text_ids ? (o->calib_source ? o->calib_source : "text") : "generate";
+        J.aj.calib_fp = lmp_fingerprint_calib(J.tokens, o->n_seq * o->ctx,
+                                              settings + strlen(src));
+        snprintf(J.aj.calib_desc, sizeof(J.aj.calib_desc), "%s", settings);
     }
-    snprintf(J.aj.calib_desc, sizeof(J.aj.calib_desc), "%s", settings);
+    if (rtn) snprintf(J.aj.calib_desc, sizeof(J.aj.calib_desc), "%s", settings);
     snprintf(J.aj.method, sizeof(J.aj.method), "%s", rtn ? "rtn" : "aqlm");
     snprintf(J.aj.scheme, sizeof(J.aj.scheme), "%s", scheme);
     J.S.model_fp = J.aj.model_fp;

@@ -69,7 +69,7 @@ enum lmp_status lmp_compress_linear(struct lmp_compress_result *res,
                                     const struct lmp_compress_spec *spec, const char *name,
                                     const float *w, const float *h, int64_t n_out, int64_t n_in,
                                     uint64_t seed, struct lmp_err *err) {
-    assert(res && spec && name && w && h);
+    assert(res && spec && name && w);
     memset(res, 0, sizeof(*res));
     res->method = spec->method;
     res->n_out  = n_out;

@@ -16,7 +16,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const char *const usage = "lmpress inspect [--tokenizer PATH] [--all] [--json] <model>";
+static const char *const usage = "lmpress inspect [--tokenizer PATH] [--all] [--json] <model|ART.h5>";
+
+/* inspect_artifact.c */
+bool lmp_cli_is_artifact(const char *path);
+int  lmp_cli_inspect_artifact(struct lmp_cli *cli, const char *path);
 
 static void shape_str(const struct lmp_tensor *t, char *buf, size_t n) {
     int off = snprintf(buf, n, "(");
@@ -60,6 +64,7 @@ static int cmd_inspect_exec(struct lmp_cli *cli, int argc, char **argv) {
     }
     if (argc - optind != 1) return lmp_cli_usage_msg(usage, "expected one model path");
     const char *path = argv[optind];
+    if (lmp_cli_is_artifact(path)) return lmp_cli_inspect_artifact(cli, path);   /* ART.h5 */
 
     struct lmp_err        err = {0}, tok_err = {0};
     struct lmp_model     *m   = NULL;
