@@ -373,6 +373,29 @@ static void test_config_failures(void) {
                 ", \"rope_scaling\": {\"rope_type\": \"llama3\", \"factor\": 8.0}");
     write_text(p, cfg);
     expect_fail(dir, LMP_EUNSUP, "rope_scaling (llama3) is not supported");
+    make_config(cfg, sizeof(cfg), "llama", false,
+                ", \"rope_parameters\": {\"rope_type\": \"yarn\", \"factor\": 4.0}");
+    write_text(p, cfg);
+    expect_fail(dir, LMP_EUNSUP, "rope_parameters (yarn) is not supported");
+    make_config(cfg, sizeof(cfg), "llama", false,
+                ", \"rope_parameters\": {\"full_attention\": {\"rope_theta\": 1e6}}");
+    write_text(p, cfg);
+    expect_fail(dir, LMP_EUNSUP, "rope_parameters (unknown type) is not supported");
+    /* transformers 5 keeps theta in rope_parameters; a "default" type is plain RoPE */
+    static const char *const plain[] = {
+        ", \"rope_parameters\": {\"rope_theta\": 100000.0, \"rope_type\": \"default\"}",
+        ", \"rope_parameters\": {\"rope_theta\": 100000.0}",
+        ", \"rope_scaling\": {\"rope_type\": \"default\"}, \"rope_theta\": 100000.0",
+    };
+    for (int i = 0; i < 3; i++) {
+        make_config(cfg, sizeof(cfg), "llama", false, plain[i]);
+        write_text(p, cfg);
+        struct lmp_model *m = NULL;
+        struct lmp_err    err = {0};
+        CHECK(lmp_model_open(dir, &m, &err) == LMP_OK);
+        CHECK(m && m->cfg.rope_theta == 100000.0f);
+        lmp_model_close(&m);
+    }
     make_config(cfg, sizeof(cfg), "llama", false, ", \"hidden_act\": \"gelu\"");
     write_text(p, cfg);
     expect_fail(dir, LMP_EUNSUP, "hidden_act 'gelu'");
@@ -559,6 +582,9 @@ static void test_smollm2_hf(void) {
     CHECK(m->cfg.vocab_size == 49152);
     CHECK(m->cfg.tied_embeddings && m->output == m->tok_emb);
     CHECK(m->cfg.rope == LMP_ROPE_HALF);
+    CHECK(m->cfg.rope_theta == 100000.0f);
+    CHECK_NEAR(m->cfg.norm_eps, 1e-5, 1e-9);
+    CHECK(m->cfg.max_seq == 8192);
     float row[576];
     lmp_tensor_rows_f32(m->tok_emb, 1000, 1, row);
     double ss = 0;

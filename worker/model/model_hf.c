@@ -7,10 +7,10 @@
  *  only an error when the model needs one of them.
  *
  *  Weights keep the Hugging Face layout, so RoPE rotates the halves of each head
- *  (LMP_ROPE_HALF). rope_scaling is not implemented and is rejected; so is any
- *  activation other than silu and any bias the forward pass does not apply (o_proj,
- *  MLP). An absent lm_head.weight, or tie_word_embeddings, means the output shares
- *  the token embedding.
+ *  (LMP_ROPE_HALF). Scaled RoPE (rope_scaling, or a rope_parameters type other than
+ *  "default") is not implemented and is rejected; so is any activation other than silu
+ *  and any bias the forward pass does not apply (o_proj, MLP). An absent
+ *  lm_head.weight, or tie_word_embeddings, means the output shares the token embedding.
  */
 #include "worker/model/model.h"
 #include "worker/model/safetensors.h"   /* defines: lmp_safetensors_parse_header() */
@@ -135,13 +135,24 @@ static enum lmp_status parse_config(const char *path, struct lmp_config *c, stru
     }
     c->arch = archs[found].arch;
 
-    const cJSON *rs = cfg_get(cfg, "rope_scaling");
-    if (rs && !cJSON_IsNull(rs)) {
-        const cJSON *rt = cJSON_GetObjectItemCaseSensitive(rs, "rope_type");
-        if (!cJSON_IsString(rt)) rt = cJSON_GetObjectItemCaseSensitive(rs, "type");
-        st = lmp_err_set(err, LMP_EUNSUP, "'%s': rope_scaling (%s) is not supported", path,
-                         cJSON_IsString(rt) ? rt->valuestring : "unknown type");
-        goto out;
+    /* RoPE: transformers 4 writes rope_theta and rope_scaling (null unless scaled);
+     * transformers 5 writes rope_parameters {"rope_theta", "rope_type"}. Only the plain
+     * ("default") rotation is implemented. */
+    static const char *const rope_keys[] = {"rope_scaling", "rope_parameters"};
+    for (int i = 0; i < 2; i++) {
+        const cJSON *rs = cfg_get(cfg, rope_keys[i]);
+        if (rs == NULL || cJSON_IsNull(rs)) continue;
+        const cJSON *rt = cfg_get(rs, "rope_type");
+        if (rt == NULL) rt = cfg_get(rs, "type");
+        bool plain = cJSON_IsObject(rs) && (i == 1 ? rt == NULL : false);
+        if (cJSON_IsString(rt) && strcmp(rt->valuestring, "default") == 0) plain = true;
+        const cJSON *sub;
+        cJSON_ArrayForEach(sub, rs) if (cJSON_IsObject(sub)) plain = false;   /* per layer type */
+        if (!plain) {
+            st = lmp_err_set(err, LMP_EUNSUP, "'%s': %s (%s) is not supported", path,
+                             rope_keys[i], cJSON_IsString(rt) ? rt->valuestring : "unknown type");
+            goto out;
+        }
     }
     const cJSON *act = cfg_get(cfg, "hidden_act");
     if (act && !(cJSON_IsString(act) && strcmp(act->valuestring, "silu") == 0)) {
@@ -162,6 +173,10 @@ static enum lmp_status parse_config(const char *path, struct lmp_config *c, stru
         (st = cfg_int(cfg, "sliding_window", false, 0, 0, &c->sliding_window, path, err)) ||
         (st = cfg_float(cfg, "rope_theta", 10000.0, &c->rope_theta, path, err)) ||
         (st = cfg_float(cfg, "rms_norm_eps", 1e-6, &c->norm_eps, path, err)))
+        goto out;
+    const cJSON *rp = cfg_get(cfg, "rope_parameters");
+    if (cJSON_IsObject(rp) &&
+        (st = cfg_float(rp, "rope_theta", c->rope_theta, &c->rope_theta, path, err)))
         goto out;
     if (c->n_layers > 4096 || c->head_dim % 2 != 0) {
         st = lmp_err_set(err, LMP_EFORMAT, "'%s': invalid config (%d layers, head_dim %d)", path,
