@@ -557,8 +557,7 @@ enum lmp_status lmp_compress_run(const struct lmp_model *m, const struct lmp_com
     J.S.calib_fp = J.aj.calib_fp;
 
     if ((st = lmp_artifact_open_write(o->out_path, &J.aj, &J.a, err))) goto out;
-    if ((st = lmp_artifact_put_tokenizer(J.a, o->tok_kind, o->tok_bytes, o->tok_n, err)) ||
-        (st = put_static_tensors(&J, err)))
+    if ((st = lmp_artifact_put_tokenizer(J.a, o->tok_kind, o->tok_bytes, o->tok_n, err)))
         goto out;
 
     if (!rtn) {
@@ -580,7 +579,8 @@ enum lmp_status lmp_compress_run(const struct lmp_model *m, const struct lmp_com
 
     for (int32_t b = 0; b < m->cfg.n_layers; b++)
         if ((st = do_block(&J, b, err))) goto out;
-    if ((st = lmp_artifact_finalize(J.a, err))) goto out;
+    /* the big unquantized tensors last: the layers, the costly part, are committed first */
+    if ((st = put_static_tensors(&J, err)) || (st = lmp_artifact_finalize(J.a, err))) goto out;
 out:
     J.S.n_resumed     = J.n_rel - J.S.n_quantized;
     J.S.mean_rel_err  = J.n_rel ? J.rel_sum / (double) J.n_rel : 0.0;
