@@ -353,6 +353,12 @@ enum lmp_status tok_gguf_common(const struct lmp_gguf *g, struct lmp_tokenizer *
     }
     int64_t v;
     if (lmp_gguf_get_i64(g, "tokenizer.ggml.bos_token_id", &v) && v >= 0 && v < n) t->bos = (int32_t) v;
+    /* BOS is what the tokenizer prepends, as llama.cpp decides it: tokenizer.ggml.add_bos_token,
+     * absent meaning yes for SentencePiece and no for byte-level BPE (SmolLM2 says false, as its
+     * Hugging Face tokenizer does, so its text starts without one). */
+    bool add_bos = want_scores;
+    (void) lmp_gguf_get_bool(g, "tokenizer.ggml.add_bos_token", &add_bos);
+    if (!add_bos) t->bos = -1;
     if (lmp_gguf_get_i64(g, "tokenizer.ggml.eos_token_id", &v) && v >= 0 && v < n) t->eos = (int32_t) v;
     if (lmp_gguf_get_i64(g, "tokenizer.ggml.unknown_token_id", &v) && v >= 0 && v < n) t->unk = (int32_t) v;
     *out = t;
