@@ -86,7 +86,7 @@ static inline const char *check_shared(void) {
 
 /* Path to a file under the shared dir, in a static buffer per call slot (0..3). */
 static inline const char *check_shared_file(int slot, const char *rel) {
-    static char bufs[4][4096];
+    static char bufs[4][8192];   /* root (< 4096) + "/" + rel */
     const char *root = check_shared();
     if (root == NULL) return NULL;
     snprintf(bufs[slot & 3], sizeof(bufs[0]), "%s/%s", root, rel);

@@ -240,7 +240,7 @@ static void test_roundtrip_and_handles(void) {
     }
     CHECK(no_open_handles());
     if (system("command -v h5dump >/dev/null 2>&1") == 0) {     /* the standard tool reads it */
-        char cmd[1024];
+        char cmd[10000];
         snprintf(cmd, sizeof(cmd), "h5dump -H '%s' >/dev/null 2>&1", path);
         CHECK(system(cmd) == 0);
         snprintf(cmd, sizeof(cmd), "h5dump -d '/layers/model.layers.0.self_attn.q_proj/codes' '%s' "
@@ -359,7 +359,7 @@ static void test_corrupt_inputs(void) {
     path = tpath(3, "badpart.h5");
     rm_artifact(path);
     CHECK(write_layers(path, &job, false, &err) == LMP_OK);
-    char cmd[1200], part[1024] = "";
+    char cmd[10000], part[1024] = "";
     snprintf(cmd, sizeof(cmd), "ls %s.parts/layer-model.layers.0.mlp.up_proj-*.h5", path);
     FILE *p = popen(cmd, "r");
     if (p && fgets(part, sizeof(part), p)) part[strcspn(part, "\n")] = '\0';
@@ -485,7 +485,7 @@ static void test_kill_anywhere_then_resume(void) {
     CHECK(write_layers(path, &job, true, &err) == LMP_OK);   /* resume completes it */
     CHECK(check_layers(path, &job) == job.n_linears);
     if (system("command -v h5diff >/dev/null 2>&1") == 0) {  /* datasets byte-equal a clean run */
-        char cmd[1200];
+        char cmd[10000];
         snprintf(cmd, sizeof(cmd), "h5diff '%s' '%s' /layers /layers", ref, path);
         CHECK(system(cmd) == 0);
     }
