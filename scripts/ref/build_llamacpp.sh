@@ -36,8 +36,13 @@ if [ ! -f "$tree/vendor/llama.cpp/CMakeLists.txt" ]; then
     tar -xzf "$sdist" -C "$src_dir"
 fi
 
+# CPU flags: this machine's AVX-512 set without AMX. -DGGML_NATIVE=ON would turn AMX on from
+# -march=native, and ggml's AMX matmul crashes (SIGSEGV in ggml_backend_amx_mul_mat) on these
+# machines; GGML_NATIVE=OFF with the instruction sets listed keeps everything else.
+ggml_cpu=${GGML_CPU_FLAGS:-"-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON -DGGML_AVX_VNNI=ON -DGGML_AVX512=ON -DGGML_AVX512_VBMI=ON -DGGML_AVX512_VNNI=ON -DGGML_AVX512_BF16=ON"}
 targets=(llama-bench llama-perplexity llama-quantize llama-imatrix llama-tokenize)
-cmake -S "$tree/vendor/llama.cpp" -B "$build" -DCMAKE_BUILD_TYPE=Release -DGGML_NATIVE=ON \
+# shellcheck disable=SC2086
+cmake -S "$tree/vendor/llama.cpp" -B "$build" -DCMAKE_BUILD_TYPE=Release $ggml_cpu \
     -DLLAMA_CURL=OFF -DLLAMA_OPENSSL=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_SERVER=OFF >/dev/null
 cmake --build "$build" -j"$jobs" --target "${targets[@]}"
 
@@ -45,7 +50,7 @@ commit=$(git -C "$tree/vendor/llama.cpp" rev-parse HEAD 2>/dev/null || echo unkn
 {
     echo "llama-cpp-python sdist: $LLAMA_CPP_PY_VERSION"
     echo "llama.cpp commit: $commit"
-    echo "cmake: -DCMAKE_BUILD_TYPE=Release -DGGML_NATIVE=ON"
+    echo "cmake: -DCMAKE_BUILD_TYPE=Release $ggml_cpu"
     echo "compiler: $(${CC:-cc} --version | head -1)"
     echo "tools: ${targets[*]}"
 } > "$build/VERSIONS.txt"

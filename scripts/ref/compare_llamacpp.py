@@ -63,58 +63,100 @@ def gguf_add_bos(path):
     return bool(f.parts[f.data[0]][0])
 
 
-def llama_eval(args):
-    from llama_cpp import Llama
-    import llama_cpp
+class LlamaRef:
+    """llama.cpp through llama-cpp-python: tokenizes the text once, evaluates id sequences."""
 
-    text = open(args.text, encoding="utf-8").read()
-    llm = Llama(model_path=args.model, n_ctx=args.ctx, n_batch=args.ctx, n_ubatch=args.ctx,
-                n_threads=args.threads, n_threads_batch=args.threads, logits_all=True,
-                verbose=False)
-    # add_bos=True means "add the model's special prefix": llama.cpp adds BOS only if the vocab
-    # says so (llama_vocab_get_add_bos), so this follows the GGUF's tokenizer.ggml.add_bos_token.
-    t0 = time.perf_counter()
-    ids = llm.tokenize(text.encode("utf-8"), add_bos=(args.bos == "model"), special=False)
-    t_tok = time.perf_counter() - t0
-    vocab = llm.n_vocab()
-    bos = llm.token_bos()
-    if args.bos == "always" and bos >= 0 and (not ids or ids[0] != bos):
-        ids = [bos] + ids
-    ids = np.asarray(ids, dtype=np.int64)
-    n_win = len(ids) // args.ctx
-    if args.max_windows is not None:
-        n_win = min(n_win, args.max_windows)
-    log(f"llama.cpp: {len(ids)} tokens (first {ids[:8].tolist()}), {n_win} windows of {args.ctx}")
-    nlls = []
-    first_logits = None
-    t_eval = 0.0
-    for w in range(n_win):
-        win = ids[w * args.ctx:(w + 1) * args.ctx]
-        llm.reset()
+    def __init__(self, args):
+        from llama_cpp import Llama
+        import llama_cpp
+
+        self.args = args
+        self.version = llama_cpp.__version__
+        self.llm = Llama(model_path=args.model, n_ctx=args.ctx, n_batch=args.ctx,
+                         n_ubatch=args.ctx, n_threads=args.threads,
+                         n_threads_batch=args.threads, logits_all=True, verbose=False)
+        text = open(args.text, encoding="utf-8").read().encode("utf-8")
         t0 = time.perf_counter()
-        llm.eval(win.tolist())
-        t_eval += time.perf_counter() - t0
-        logits = np.array(llm.scores[:args.ctx], dtype=np.float32, copy=True)
-        nlls.append(window_nll(logits, win))
-        if w == 0:
-            first_logits = logits
-        if (w + 1) % 50 == 0:
-            log(f"  window {w + 1}/{n_win}: running ppl {math.exp(np.mean(nlls)):.4f}")
-    ppl = math.exp(float(np.mean(np.asarray(nlls, dtype=np.float64)))) if nlls else float("nan")
-    if args.dump_logits and first_logits is not None:
-        first_logits.astype("<f4").tofile(args.dump_logits)
-    if args.dump_tokens:
-        ids.astype("<i4").tofile(args.dump_tokens)
-    return {
-        "ids": ids, "first_logits": first_logits, "nlls": nlls,
-        "summary": {
-            "llama_cpp_python": llama_cpp.__version__,
-            "n_tokens": int(len(ids)), "bos_added": bool(len(ids) and ids[0] == bos),
-            "bos_policy": args.bos, "bos_id": int(bos), "vocab": int(vocab), "n_windows": n_win,
-            "ppl": ppl, "tokenize_s": round(t_tok, 3),
-            "eval_tokens_per_s": round(n_win * args.ctx / t_eval, 1) if t_eval > 0 else None,
-        },
-    }
+        # add_bos=True means "add the model's special prefix": llama.cpp adds BOS only if the
+        # vocab says so (llama_vocab_get_add_bos), i.e. the GGUF's tokenizer.ggml.add_bos_token.
+        with_prefix = self.llm.tokenize(text, add_bos=True, special=False)
+        self.tokenize_s = time.perf_counter() - t0
+        self.nobos = np.asarray(self.llm.tokenize(text, add_bos=False, special=False), np.int64)
+        self.bos = int(self.llm.token_bos())
+        self.vocab = int(self.llm.n_vocab())
+        self.model_adds_bos = len(with_prefix) == len(self.nobos) + 1
+
+    def ids(self, bos):
+        """The text's ids with BOS in front (bos True, where the vocabulary has one) or not."""
+        if bos and self.bos >= 0:
+            return np.concatenate([[self.bos], self.nobos]).astype(np.int64)
+        return self.nobos
+
+    def policy_bos(self, policy):
+        return {"model": self.model_adds_bos, "always": True, "never": False}[policy]
+
+    def evaluate(self, ids):
+        a = self.args
+        n_win = len(ids) // a.ctx
+        if a.max_windows is not None:
+            n_win = min(n_win, a.max_windows)
+        log(f"llama.cpp: {len(ids)} tokens (first {ids[:6].tolist()}), {n_win} windows of {a.ctx}")
+        nlls, first, t_eval = [], None, 0.0
+        for w in range(n_win):
+            win = ids[w * a.ctx:(w + 1) * a.ctx]
+            self.llm.reset()  # n_tokens = 0: eval() then clears the KV cache from position 0
+            t0 = time.perf_counter()
+            self.llm.eval(win.tolist())
+            t_eval += time.perf_counter() - t0
+            logits = np.array(self.llm.scores[:a.ctx], dtype=np.float32, copy=True)
+            nlls.append(window_nll(logits, win))
+            if w == 0:
+                first = logits
+            if (w + 1) % 50 == 0:
+                log(f"  window {w + 1}/{n_win}: running ppl {math.exp(np.mean(nlls)):.4f}")
+        ppl = math.exp(float(np.mean(np.asarray(nlls, np.float64)))) if nlls else float("nan")
+        return first, {
+            "n_tokens": int(len(ids)), "bos_added": bool(len(ids) and ids[0] == self.bos),
+            "n_windows": n_win, "ppl": ppl,
+            "eval_tokens_per_s": round(n_win * a.ctx / t_eval, 1) if t_eval > 0 else None,
+        }
+
+
+def compare_ids(ref, other):
+    """Equality of two id sequences; where they differ, the first position and a count."""
+    res = {"ids_equal": bool(len(ref) == len(other) and np.array_equal(ref, other)),
+           "n_ref": int(len(ref)), "n_other": int(len(other))}
+    if not res["ids_equal"]:
+        n = min(len(ref), len(other))
+        neq = np.nonzero(ref[:n] != other[:n])[0]
+        res["first_diff"] = int(neq[0]) if len(neq) else n
+    return res
+
+
+def lmpress_ids(args, model, tmpdir):
+    """(ids without BOS, BOS id or -1) from lmpress's tokenizer via the dump_ids tool
+    (scripts/ref/build_dump_ids.sh); None if the tool is not built."""
+    tool = args.dump_ids or os.path.join(CACHE, "tools", "dump_ids")
+    if not os.access(tool, os.X_OK):
+        return None
+    out = os.path.join(tmpdir, "lmpress-ids.i32")
+    p = subprocess.run([tool, model, args.text, out], capture_output=True, text=True)
+    if p.returncode != 0:
+        raise RuntimeError(f"dump_ids failed: {p.stderr.strip()}")
+    info = json.loads(p.stdout)
+    return np.fromfile(out, dtype="<i4").astype(np.int64), int(info["bos"])
+
+
+def lmpress_bos(js, ref_nobos, lids):
+    """Did `lmpress eval` put BOS first? From its text_tokens against lmpress's own count without
+    BOS (dump_ids) where available, else against the reference's count."""
+    ntext = pick(js, "text_tokens", "n_tokens")
+    base = len(lids[0]) if lids is not None else len(ref_nobos)
+    return ntext == base + 1
+
+
+def with_bos(ids, bos):
+    return np.concatenate([[bos], ids]).astype(np.int64)
 
 
 def find_lmpress(arg):
@@ -187,19 +229,41 @@ def main():
     ap.add_argument("--dump-tokens", help="write llama.cpp's token ids (int32 little-endian)")
     ap.add_argument("--lmpress", help="lmpress binary (default: build-fwd, build-ref, build, PATH)")
     ap.add_argument("--no-lmpress", action="store_true", help="run llama.cpp only")
+    ap.add_argument("--dump-ids", help="dump_ids tool (default ~/.cache/lmpress/tools/dump_ids)")
     args = ap.parse_args()
 
-    ref = llama_eval(args)
-    s = ref["summary"]
-    s["add_bos_token_in_gguf"] = gguf_add_bos(args.model)
-    result = {"model": args.model, "text": args.text, "ctx": args.ctx, "llama_cpp": s}
+    ref = LlamaRef(args)
+    want_bos = ref.policy_bos(args.bos)
+    first, summ = ref.evaluate(ref.ids(want_bos))
+    summ.update({"llama_cpp_python": ref.version, "bos_policy": args.bos, "bos_id": ref.bos,
+                 "vocab": ref.vocab, "tokenize_s": round(ref.tokenize_s, 3),
+                 "add_bos_token_in_gguf": gguf_add_bos(args.model),
+                 "llama_cpp_tokenize_add_bos_adds_bos": ref.model_adds_bos})
+    if args.dump_logits and first is not None:
+        first.astype("<f4").tofile(args.dump_logits)
+    if args.dump_tokens:
+        ref.ids(want_bos).astype("<i4").tofile(args.dump_tokens)
+    result = {"model": args.model, "text": args.text, "ctx": args.ctx, "llama_cpp": summ}
     binary = None if args.no_lmpress else find_lmpress(args.lmpress)
     if binary:
         with tempfile.TemporaryDirectory() as tmp:
             try:
                 js, logits = lmpress_eval(binary, args.model, args, tmp, "gguf")
-                result["lmpress"] = compare(ref["first_logits"], s["ppl"], s["n_tokens"], js,
-                                            logits, s["vocab"], args.ctx, "lmpress")
+                # lmpress eval puts BOS first whenever the vocabulary has one; compare with the
+                # llama.cpp run over the same BOS choice (re-evaluated if --bos differs).
+                lids = lmpress_ids(args, args.model, tmp)
+                lm_bos = lmpress_bos(js, ref.nobos, lids)
+                r_first, r_summ = first, summ
+                if lm_bos != want_bos:
+                    r_first, r_summ = ref.evaluate(ref.ids(lm_bos))
+                res = compare(r_first, r_summ["ppl"], r_summ["n_tokens"], js, logits, ref.vocab,
+                              args.ctx, "lmpress")
+                res["lmpress_bos"] = lm_bos
+                res["llama_cpp_same_bos"] = r_summ
+                if lids is not None:
+                    res["token_ids"] = compare_ids(
+                        ref.ids(lm_bos), with_bos(lids[0], lids[1]) if lm_bos else lids[0])
+                result["lmpress"] = res
             except Exception as e:  # report, do not hide the reference numbers
                 result["lmpress_error"] = str(e)
     elif not args.no_lmpress:

@@ -72,40 +72,68 @@ def export(tok, model, out_dir):
     return sorted(os.listdir(out_dir))
 
 
-def hf_eval(tok, model, args):
-    import torch
+class HFRef:
+    """transformers forward pass on id sequences; the text tokenized once by the HF tokenizer."""
 
-    text = open(args.text, encoding="utf-8").read()
-    ids = tok(text, add_special_tokens=(args.bos == "model"))["input_ids"]
-    bos = tok.bos_token_id
-    if args.bos == "always" and bos is not None and (not ids or ids[0] != bos):
-        ids = [bos] + ids
-    ids = np.asarray(ids, dtype=np.int64)
-    n_win = len(ids) // args.ctx
-    if args.max_windows is not None:
-        n_win = min(n_win, args.max_windows)
-    cl.log(f"transformers: {len(ids)} tokens (first {ids[:8].tolist()}), {n_win} windows")
-    nlls, first = [], None
-    t_eval = 0.0
+    def __init__(self, tok, model, args):
+        self.tok, self.model, self.args = tok, model, args
+        text = open(args.text, encoding="utf-8").read()
+        self.nobos = np.asarray(tok(text, add_special_tokens=False)["input_ids"], np.int64)
+        with_special = tok(text[:1000], add_special_tokens=True)["input_ids"]
+        self.bos = tok.bos_token_id
+        self.model_adds_bos = bool(with_special) and self.bos is not None and \
+            with_special[0] == self.bos
+        self.cache = {}
+
+    def ids(self, bos):
+        if bos and self.bos is not None:
+            return np.concatenate([[self.bos], self.nobos]).astype(np.int64)
+        return self.nobos
+
+    def policy_bos(self, policy):
+        return {"model": self.model_adds_bos, "always": True, "never": False}[policy]
+
+    def evaluate(self, bos):
+        """(first-window logits, summary) for the ids with or without BOS; cached."""
+        import torch
+
+        if bos in self.cache:
+            return self.cache[bos]
+        a, ids = self.args, self.ids(bos)
+        n_win = len(ids) // a.ctx
+        if a.max_windows is not None:
+            n_win = min(n_win, a.max_windows)
+        cl.log(f"transformers: {len(ids)} tokens (first {ids[:6].tolist()}), {n_win} windows")
+        nlls, first, t_eval = [], None, 0.0
+        with torch.inference_mode():
+            for w in range(n_win):
+                win = ids[w * a.ctx:(w + 1) * a.ctx]
+                t0 = time.perf_counter()
+                logits = self.model(torch.from_numpy(win)[None]).logits[0].float().numpy()
+                t_eval += time.perf_counter() - t0
+                nlls.append(cl.window_nll(logits, win))
+                if w == 0:
+                    first = logits.copy()
+                if (w + 1) % 50 == 0:
+                    cl.log(f"  window {w + 1}/{n_win}: running ppl {math.exp(np.mean(nlls)):.4f}")
+        ppl = math.exp(float(np.mean(np.asarray(nlls, np.float64)))) if nlls else float("nan")
+        summ = {"n_tokens": int(len(ids)), "bos_added": bool(bos and self.bos is not None),
+                "n_windows": n_win, "ppl": ppl,
+                "eval_tokens_per_s": round(n_win * a.ctx / t_eval, 1) if t_eval > 0 else None}
+        self.cache[bos] = (first, summ)
+        return first, summ
+
+
+def verify_export(args, win, ref_logits):
+    """Reload the exported checkpoint with transformers: same logits as the GGUF-loaded model?"""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    m = AutoModelForCausalLM.from_pretrained(args.export_dir, dtype=torch.float32).eval()
     with torch.inference_mode():
-        for w in range(n_win):
-            win = ids[w * args.ctx:(w + 1) * args.ctx]
-            t0 = time.perf_counter()
-            logits = model(torch.from_numpy(win)[None]).logits[0].float().numpy()
-            t_eval += time.perf_counter() - t0
-            nlls.append(cl.window_nll(logits, win))
-            if w == 0:
-                first = logits.copy()
-            if (w + 1) % 50 == 0:
-                cl.log(f"  window {w + 1}/{n_win}: running ppl {math.exp(np.mean(nlls)):.4f}")
-    ppl = math.exp(float(np.mean(np.asarray(nlls, dtype=np.float64)))) if nlls else float("nan")
-    return ids, first, {
-        "n_tokens": int(len(ids)), "bos_policy": args.bos, "bos_id": bos,
-        "bos_added": bool(len(ids) and bos is not None and ids[0] == bos),
-        "vocab": int(first.shape[1]) if first is not None else None,
-        "n_windows": n_win, "ppl": ppl,
-        "eval_tokens_per_s": round(n_win * args.ctx / t_eval, 1) if t_eval > 0 else None,
-    }
+        logits = m(torch.from_numpy(win)[None]).logits[0].float().numpy()
+    d = float(np.abs(logits.astype(np.float64) - ref_logits).max())
+    return {"max_abs_logit_diff_vs_gguf_load": d, "ok": d < 1e-3}
 
 
 def main():
@@ -125,6 +153,7 @@ def main():
     ap.add_argument("--dump-tokens", help="write the token ids (int32 little-endian)")
     ap.add_argument("--lmpress")
     ap.add_argument("--no-lmpress", action="store_true")
+    ap.add_argument("--dump-ids", help="dump_ids tool (default ~/.cache/lmpress/tools/dump_ids)")
     args = ap.parse_args()
 
     tok, model = load(args)
@@ -133,12 +162,19 @@ def main():
     if not args.no_export:
         result["export_dir"] = args.export_dir
         result["export_files"] = export(tok, model, args.export_dir)
-    ids, first, s = hf_eval(tok, model, args)
-    result["transformers_eval"] = s
+    ref = HFRef(tok, model, args)
+    want_bos = ref.policy_bos(args.bos)
+    first, summ = ref.evaluate(want_bos)
+    summ.update({"bos_policy": args.bos, "bos_id": ref.bos,
+                 "tokenizer_adds_bos": ref.model_adds_bos})
+    result["transformers_eval"] = summ
+    if not args.no_export:
+        result["export_check"] = verify_export(args, ref.ids(want_bos)[:args.ctx], first)
+    vocab = int(first.shape[1])
     if args.dump_logits and first is not None:
         first.astype("<f4").tofile(args.dump_logits)
     if args.dump_tokens:
-        ids.astype("<i4").tofile(args.dump_tokens)
+        ref.ids(want_bos).astype("<i4").tofile(args.dump_tokens)
     binary = None if args.no_lmpress else cl.find_lmpress(args.lmpress)
     if binary:
         targets = [("lmpress_gguf", args.model)]
@@ -148,8 +184,19 @@ def main():
             for tag, m in targets:
                 try:
                     js, logits = cl.lmpress_eval(binary, m, args, tmp, tag)
-                    result[tag] = cl.compare(first, s["ppl"], s["n_tokens"], js, logits,
-                                             s["vocab"], args.ctx, tag)
+                    # compare with the transformers run over the same BOS choice as lmpress
+                    lids = cl.lmpress_ids(args, m, tmp)
+                    lm_bos = cl.lmpress_bos(js, ref.nobos, lids)
+                    r_first, r_summ = ref.evaluate(lm_bos)
+                    res = cl.compare(r_first, r_summ["ppl"], r_summ["n_tokens"], js, logits,
+                                     vocab, args.ctx, tag)
+                    res["lmpress_bos"] = lm_bos
+                    res["transformers_same_bos"] = r_summ
+                    if lids is not None:
+                        res["token_ids_vs_hf_tokenizer"] = cl.compare_ids(
+                            ref.ids(lm_bos),
+                            cl.with_bos(lids[0], lids[1]) if lm_bos else lids[0])
+                    result[tag] = res
                 except Exception as e:
                     result[tag + "_error"] = str(e)
     elif not args.no_lmpress:

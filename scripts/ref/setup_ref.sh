@@ -2,8 +2,9 @@
 # Create the Python environment for the reference comparisons (scripts/ref/*.py) outside the
 # repository, at $LMP_CACHE/venv-ref (default ~/.cache/lmpress/venv-ref), with pinned versions
 # from PyPI:
-#   llama-cpp-python  built from its sdist for this CPU (-DGGML_NATIVE=ON); the same sdist that
-#                     scripts/ref/build_llamacpp.sh builds the llama.cpp tools from
+#   llama-cpp-python  built from its sdist for this CPU (AVX-512, no AMX: see build_llamacpp.sh);
+#                     the same sdist and flags that scripts/ref/build_llamacpp.sh builds the
+#                     llama.cpp tools with
 #   numpy, gguf, safetensors, sentencepiece, transformers (+ accelerate, needed for GGUF), torch
 # torch from PyPI is the CUDA build for Linux x86_64 and pulls about 3 GB of nvidia-* wheels;
 # it only runs on the CPU here. --no-torch leaves torch and transformers out
@@ -47,16 +48,19 @@ fi
 
 if [ $with_llama = 1 ]; then
     have=$("$py" -m pip show llama-cpp-python 2>/dev/null | sed -n 's/^Version: //p' || true)
-    if [ "$have" != "$LLAMA_CPP_PY_VERSION" ]; then
+    stamp="$venv/.llama-cpp-python-noamx"   # builds before the AMX fix crash: rebuild those
+    if [ "$have" != "$LLAMA_CPP_PY_VERSION" ] || [ ! -f "$stamp" ]; then
         src_dir="$cache/src"
         sdist="$src_dir/llama_cpp_python-$LLAMA_CPP_PY_VERSION.tar.gz"
         mkdir -p "$src_dir"
         [ -s "$sdist" ] || "$py" -m pip download --quiet --no-deps --no-binary :all: \
             "llama-cpp-python==$LLAMA_CPP_PY_VERSION" -d "$src_dir"
         echo "setup_ref: building llama-cpp-python $LLAMA_CPP_PY_VERSION (10+ minutes)"
-        CMAKE_ARGS="-DGGML_NATIVE=ON -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF" \
+        CMAKE_ARGS="${GGML_CPU_FLAGS:--DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON -DGGML_AVX_VNNI=ON -DGGML_AVX512=ON -DGGML_AVX512_VBMI=ON -DGGML_AVX512_VNNI=ON -DGGML_AVX512_BF16=ON} -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF" \
         CMAKE_BUILD_PARALLEL_LEVEL=${CMAKE_BUILD_PARALLEL_LEVEL:-2} MAKEFLAGS=${MAKEFLAGS:--j2} \
-            "$py" -m pip install --quiet "$sdist"
+            "$py" -m pip install --quiet --force-reinstall --no-deps "$sdist"
+        "$py" -m pip install --quiet typing-extensions numpy diskcache jinja2   # its requirements
+        touch "$stamp"
     fi
 fi
 
