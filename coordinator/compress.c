@@ -589,3 +589,13 @@ out:
     job_release(&J);
     return st;
 }
+
+enum lmp_status lmp_compress_result_to_layer(struct lmp_art_layer *l,
+                                             const struct lmp_compress_result *r,
+                                             const struct lmp_compress_spec *spec,
+                                             const char *name, struct lmp_err *err) {
+    assert(l && r && spec && name);
+    return r->method == LMP_COMPRESS_RTN
+               ? rtn_to_layer(l, r, spec->rtn_bits, spec->rtn_group, name, err)
+               : result_to_layer(l, r, name, err);
+}

@@ -103,4 +103,14 @@ struct lmp_compress_summary {
 enum lmp_status lmp_compress_run(const struct lmp_model *m, const struct lmp_compress_opts *o,
                                  struct lmp_compress_summary *summary, struct lmp_err *err);
 
+/* The artifact form of one task result (the same conversion lmp_compress_run commits, so
+ * a distributed run stores identical layers): arrays of r are copied into *l, which the
+ * caller releases with lmp_art_layer_release (also after an error). Only r's method,
+ * shape, aq / rtn_* arrays and statistics are read (w_hat may be NULL).
+ * RET LMP_OK or LMP_ENOMEM. */
+enum lmp_status lmp_compress_result_to_layer(struct lmp_art_layer *l,
+                                             const struct lmp_compress_result *r,
+                                             const struct lmp_compress_spec *spec,
+                                             const char *name, struct lmp_err *err);
+
 #endif /* LMP_COORDINATOR_COMPRESS_H */

@@ -27,6 +27,7 @@ static const struct {
     uint64_t digest;
 } history[] = {
     { 1, 0, 0xd5e19b44c8ee957full },   /* first release */
+    { 1, 1, 0x1c7154d88884fecfull },   /* JobSpec.tokenizer_path, JobSpec.threads */
 };
 
 /* ---------------------------------------------------------------- a test arena */
