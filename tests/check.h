@@ -93,6 +93,36 @@ static inline const char *check_shared_file(int slot, const char *rel) {
     return bufs[slot & 3];
 }
 
+/* Path of a file in the lmpress cache ($LMP_CACHE, else $HOME/.cache/lmpress), where
+ * deploy/setup.sh puts the default model, in a static buffer per call slot (0..3). */
+static inline const char *check_cache_file(int slot, const char *rel) {
+    static char bufs[4][8192];
+    const char *cache = getenv("LMP_CACHE"), *home = getenv("HOME");
+    if (cache && *cache)
+        snprintf(bufs[slot & 3], sizeof(bufs[0]), "%s/%s", cache, rel);
+    else
+        snprintf(bufs[slot & 3], sizeof(bufs[0]), "%s/.cache/lmpress/%s", home ? home : ".", rel);
+    return bufs[slot & 3];
+}
+
+/* Is a prerequisite file present? If not: a note outside CI (the caller skips that part),
+ * a failure under CI=true (deploy/setup.sh must have fetched it). */
+static inline int check_have_file(const char *path) {
+    struct stat st;
+    if (stat(path, &st) == 0) return 1;
+    const char *ci = getenv("CI");
+    if (ci && strcmp(ci, "true") == 0) {
+        fprintf(stderr, "FAIL: '%s' is absent (CI=true: deploy/setup.sh fetches it)\n", path);
+        check_failures++;
+    } else {
+        fprintf(stderr, "note: '%s' is absent, its checks are not run\n", path);
+    }
+    return 0;
+}
+
+/* The default model (SmolLM2-135M-Instruct Q4_1 GGUF) as fetched by deploy/setup.sh. */
+#define CHECK_SMOLLM2_GGUF "models/SmolLM2-135M-Instruct.Q4_1.gguf"
+
 static inline int check_report(void) {
     fprintf(stderr, "%d checks, %d failed%s\n", check_count, check_failures,
             check_skipped ? ", skipped" : "");

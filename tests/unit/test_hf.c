@@ -557,10 +557,9 @@ static void test_sharded_failures(void) {
 
 /* The SmolLM2-135M checkpoint converted to Hugging Face format, when present. */
 static void test_smollm2_hf(void) {
-    const char *home = getenv("HOME");
-    char dir[512];
-    snprintf(dir, sizeof(dir), "%s/.cache/lmpress/models/smollm2-135m-hf", home ? home : "/root");
-    char cfg[600];
+    char dir[8192];
+    snprintf(dir, sizeof(dir), "%s", check_cache_file(0, "models/smollm2-135m-hf"));
+    char cfg[8300];
     snprintf(cfg, sizeof(cfg), "%s/config.json", dir);
     if (access(cfg, R_OK) != 0) {
         fprintf(stderr, "note: '%s' absent, SmolLM2 HF check not run\n", dir);
@@ -593,9 +592,7 @@ static void test_smollm2_hf(void) {
 
     /* the same token's embedding in the GGUF release of the model (Q8_0 there) points
      * the same way: the HF reader found the right bytes */
-    char gguf[600];
-    snprintf(gguf, sizeof(gguf), "%s/.cache/lmpress/models/SmolLM2-135M-Instruct.Q4_1.gguf",
-             home ? home : "/root");
+    const char *gguf = check_cache_file(1, CHECK_SMOLLM2_GGUF);
     struct lmp_model *g = NULL;
     if (access(gguf, R_OK) == 0 && lmp_model_open(gguf, &g, &err) == LMP_OK) {
         float  grow[576];
