@@ -32,9 +32,11 @@ import numpy as np
 
 CACHE = os.environ.get("LMP_CACHE", os.path.expanduser("~/.cache/lmpress"))
 DEF_MODEL = os.path.join(CACHE, "models", "SmolLM2-135M-Instruct.Q4_1.gguf")
-DEF_TEXT = "/work/shared/data/wikitext2_test_join.txt"
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
+DEF_TEXT = next((p for p in ("/work/shared/data/wikitext2_test_join.txt",
+                             os.path.join(REPO, "..", "shared", "data", "wikitext2_test_join.txt"))
+                 if os.path.exists(p)), "/work/shared/data/wikitext2_test_join.txt")
 
 
 def log(*a):
@@ -162,8 +164,8 @@ def with_bos(ids, bos):
 def find_lmpress(arg):
     if arg:
         return arg
-    for p in (os.path.join(REPO, "build-fwd", "coordinator", "lmpress"),
-              os.path.join(REPO, "build-ref", "coordinator", "lmpress"),
+    for p in (os.path.join(REPO, "build-ref", "coordinator", "lmpress"),
+              os.path.join(REPO, "build-fwd", "coordinator", "lmpress"),
               os.path.join(REPO, "build", "coordinator", "lmpress")):
         if os.access(p, os.X_OK):
             return p
@@ -227,7 +229,7 @@ def main():
                     help="BOS policy of the llama.cpp side (see the module doc)")
     ap.add_argument("--dump-logits", help="write llama.cpp's first-window logits (fp32, ctx x vocab)")
     ap.add_argument("--dump-tokens", help="write llama.cpp's token ids (int32 little-endian)")
-    ap.add_argument("--lmpress", help="lmpress binary (default: build-fwd, build-ref, build, PATH)")
+    ap.add_argument("--lmpress", help="lmpress binary (default: build-ref, build-fwd, build, PATH)")
     ap.add_argument("--no-lmpress", action="store_true", help="run llama.cpp only")
     ap.add_argument("--dump-ids", help="dump_ids tool (default ~/.cache/lmpress/tools/dump_ids)")
     args = ap.parse_args()
