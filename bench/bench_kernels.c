@@ -207,8 +207,11 @@ int main(int argc, char **argv) {
         { 576, 1536, 30 }, { 576, 576, 60 }, { 192, 576, 60 }, { 1536, 576, 60 } };
     int n_sh = mode == 2 ? 4 : 1;
     double total = 0.0;
-    printf("\nquantize (beam %d, %d Adam steps/round, lr %g, tol %g):\n", o.beam, o.adam_steps, (double) o.lr, o.tol);
-    printf("%-10s %8s %8s %8s %8s %8s %7s %6s %11s %11s %6s\n", "layer", "total s", "init s", "adam s", "beam s",
+    if (o.cg_iters > 0)
+        printf("\nquantize (beam %d, %d CG iterations + closed-form scales/round, tol %g):\n", o.beam, o.cg_iters, o.tol);
+    else
+        printf("\nquantize (beam %d, %d Adam steps/round, lr %g, tol %g):\n", o.beam, o.adam_steps, (double) o.lr, o.tol);
+    printf("%-10s %8s %8s %8s %8s %8s %7s %6s %11s %11s %6s\n", "layer", "total s", "init s", "update s", "beam s",
            "rounds", "steps", "bits", "rel err 0", "rel err", "count");
     for (int si = 0; si < n_sh; si++) {
         struct layer L;

@@ -244,11 +244,120 @@ void lmp_aq_adam_step(struct lmp_aq_adam *a, float *param, const float *grad, fl
     }
 }
 
+/* ---- codebook update by conjugate gradient, scales in closed form -------------------- */
+
+struct cg_ws {
+    float *r, *z, *p, *ap, *dinv, *cb0, *sc0, *gtmp;   /* (n_cb) x 6, (n_out) x 2 */
+    float *zero_w;                                     /* (n_out, n_in) zeros */
+    float *ones;                                       /* (n_out) */
+};
+
+static void cg_ws_release(struct cg_ws *c) {
+    free(c->r); free(c->zero_w);
+    memset(c, 0, sizeof(*c));
+}
+
+static enum lmp_status cg_ws_init(struct cg_ws *c, int64_t n_cb, int64_t n_out, int64_t n_in) {
+    memset(c, 0, sizeof(*c));
+    c->r = malloc((size_t) (6 * n_cb + 3 * n_out) * sizeof(float));
+    c->zero_w = calloc((size_t) (n_out * n_in), sizeof(float));
+    if (c->r == NULL || c->zero_w == NULL) { cg_ws_release(c); return LMP_ENOMEM; }
+    c->z = c->r + n_cb; c->p = c->z + n_cb; c->ap = c->p + n_cb; c->dinv = c->ap + n_cb;
+    c->cb0 = c->dinv + n_cb; c->sc0 = c->cb0 + n_cb; c->gtmp = c->sc0 + n_out; c->ones = c->gtmp + n_out;
+    for (int64_t o = 0; o < n_out; o++) c->ones[o] = 1.0f;
+    return LMP_OK;
+}
+
+static double dot_f(const float *a, const float *b, int64_t n) {
+    double s = 0.0;
+    for (int64_t i = 0; i < n; i++) s += (double) a[i] * b[i];
+    return s;
+}
+
+/* One update of codebooks and scales (codes fixed). On entry and on exit *L, g_cb, g_sc
+ * are the objective and gradient of l's state; L never increases. *iters_done += the CG
+ * iterations taken. With codes and scales fixed, L(cb) is quadratic with Hessian
+ * A = 2 sum_o s_o^2 P_o^T H P_o (P_o places codewords in row o); A d is the codebook
+ * gradient at W = 0 with codebooks d (and d^T A d is twice that call's loss). */
+static enum lmp_status cg_update(double *L, float *g_cb, float *g_sc, struct lmp_aq_layer *l,
+                                 const float *w, const float *h, int iters, int64_t *iters_done,
+                                 struct cg_ws *c, struct lmp_err *err) {
+    const struct lmp_aq_scheme *sc = &l->sc;
+    const int64_t n_out = l->n_out, n_in = l->n_in, g = sc->g, M = sc->M, K = sc->K;
+    const int64_t n_grp = n_in / g, n_cb = M * K * g;
+    float *cb = l->codebooks, *s = l->scales;
+    enum lmp_status st;
+    /* Jacobi preconditioner: diag A[m, k, t] = 2 sum over (o, j) coded k in m of s_o^2 H_tt */
+    for (int64_t i = 0; i < n_cb; i++) c->dinv[i] = 0.0f;
+    for (int64_t o = 0; o < n_out; o++) {
+        const float s2 = 2.0f * s[o] * s[o];
+        const uint16_t *co = l->codes + o * n_grp * M;
+        for (int64_t j = 0; j < n_grp; j++)
+            for (int64_t m = 0; m < M; m++) {
+                float *d = c->dinv + (m * K + co[j * M + m]) * g;
+                for (int64_t t = 0; t < g; t++) d[t] += s2 * h[(j * g + t) * n_in + j * g + t];
+            }
+    }
+    for (int64_t i = 0; i < n_cb; i++) c->dinv[i] = c->dinv[i] > 0.0f ? 1.0f / c->dinv[i] : 0.0f;
+
+    const double L0 = *L;
+    memcpy(c->cb0, cb, (size_t) n_cb * sizeof(float));
+    for (int64_t i = 0; i < n_cb; i++) { c->r[i] = -g_cb[i]; c->p[i] = c->z[i] = c->dinv[i] * c->r[i]; }
+    double rz = dot_f(c->r, c->z, n_cb);
+    const double rz0 = rz;
+    for (int it = 0; it < iters && rz > 1e-12 * rz0 && rz > 0.0; it++) {
+        double half_pap;
+        if ((st = lmp_aq_grad_rows(&half_pap, c->ap, c->gtmp, l->codes, c->zero_w, s, c->p, h, n_out,
+                                   n_in, sc, err)) != LMP_OK)
+            return st;
+        (*iters_done)++;
+        const double pap = 2.0 * half_pap;
+        if (!(pap > 0.0) || !isfinite(pap)) break;   /* flat or broken direction: stop */
+        const float alpha = (float) (rz / pap);
+        for (int64_t i = 0; i < n_cb; i++) {
+            cb[i] += alpha * c->p[i];
+            c->r[i] -= alpha * c->ap[i];
+            c->z[i] = c->dinv[i] * c->r[i];
+        }
+        const double rz_new = dot_f(c->r, c->z, n_cb);
+        const float beta = (float) (rz_new / rz);
+        for (int64_t i = 0; i < n_cb; i++) c->p[i] = c->z[i] + beta * c->p[i];
+        rz = rz_new;
+    }
+    if ((st = lmp_aq_grad_rows(L, g_cb, g_sc, l->codes, w, s, cb, h, n_out, n_in, sc, err)) != LMP_OK)
+        return st;
+    if (!(*L <= L0)) {                        /* fp32 rounding ate the gain: keep the old codebooks */
+        memcpy(cb, c->cb0, (size_t) n_cb * sizeof(float));
+        if ((st = lmp_aq_grad_rows(L, g_cb, g_sc, l->codes, w, s, cb, h, n_out, n_in, sc, err)) != LMP_OK)
+            return st;
+    }
+    /* scales: L_o(s) = w H w^T - 2 s u H w^T + s^2 u H u^T; with W = 0 and unit scales the
+     * scale gradient is 2 u H u^T, and g_sc = -2 u H w^T + 2 s u H u^T, so the minimiser is
+     * s - g_sc / (2 u H u^T) */
+    double dummy, L1 = *L;
+    if ((st = lmp_aq_grad_rows(&dummy, c->ap, c->gtmp, l->codes, c->zero_w, c->ones, cb, h, n_out, n_in,
+                               sc, err)) != LMP_OK)
+        return st;
+    memcpy(c->sc0, s, (size_t) n_out * sizeof(float));
+    for (int64_t o = 0; o < n_out; o++) {
+        const float uhu2 = c->gtmp[o], sn = s[o] - g_sc[o] / uhu2;
+        if (uhu2 > 0.0f && isfinite(sn) && sn != 0.0f) s[o] = sn;
+    }
+    if ((st = lmp_aq_grad_rows(L, g_cb, g_sc, l->codes, w, s, cb, h, n_out, n_in, sc, err)) != LMP_OK)
+        return st;
+    if (!(*L <= L1)) {
+        memcpy(s, c->sc0, (size_t) n_out * sizeof(float));
+        if ((st = lmp_aq_grad_rows(L, g_cb, g_sc, l->codes, w, s, cb, h, n_out, n_in, sc, err)) != LMP_OK)
+            return st;
+    }
+    return LMP_OK;
+}
+
 /* ---- the whole layer ------------------------------------------------------------------ */
 
 void lmp_aq_opts_init(struct lmp_aq_opts *o) {
     *o = (struct lmp_aq_opts){
-        .beam = 8, .adam_steps = 100, .lr = 1e-4f, .beta1 = 0.9f, .beta2 = 0.95f, .tol = 0.01,
+        .beam = 8, .cg_iters = 16, .adam_steps = 100, .lr = 1e-4f, .beta1 = 0.9f, .beta2 = 0.95f, .tol = 0.01,
         .max_rounds = 20, .max_adam_steps = 10000, .kmeans_iters = 20, .kmeans_max_points = 0,
         .damp = 0.0, .seed = 0,
     };
@@ -291,6 +400,7 @@ enum lmp_status lmp_aq_quantize(struct lmp_aq_layer *out, struct lmp_aq_stats *s
     float *hd = NULL, *g_cb = NULL, *g_sc = NULL, *best_cb = NULL, *best_sc = NULL;
     uint16_t *codes_prev = NULL;
     struct lmp_aq_adam ad_cb = {0}, ad_sc = {0};
+    struct cg_ws cg = {0};
     out->sc = *sc;
     out->n_out = n_out;
     out->n_in = n_in;
@@ -304,7 +414,8 @@ enum lmp_status lmp_aq_quantize(struct lmp_aq_layer *out, struct lmp_aq_stats *s
     codes_prev = malloc((size_t) n_codes * sizeof(uint16_t));
     if (!out->codes || !out->codebooks || !out->scales || !g_cb || !best_cb || !g_sc || !best_sc ||
         !codes_prev || lmp_aq_adam_init(&ad_cb, n_cb, opts->beta1, opts->beta2) != LMP_OK ||
-        lmp_aq_adam_init(&ad_sc, n_out, opts->beta1, opts->beta2) != LMP_OK) {
+        lmp_aq_adam_init(&ad_sc, n_out, opts->beta1, opts->beta2) != LMP_OK ||
+        (opts->cg_iters > 0 && cg_ws_init(&cg, n_cb, n_out, n_in) != LMP_OK)) {
         st = lmp_err_set(err, LMP_ENOMEM, "out of memory for AQ layer %lld x %lld", (long long) n_out,
                          (long long) n_in);
         goto out;
@@ -354,7 +465,15 @@ enum lmp_status lmp_aq_quantize(struct lmp_aq_layer *out, struct lmp_aq_stats *s
         double L_best = L;
         memcpy(best_cb, out->codebooks, (size_t) n_cb * sizeof(float));
         memcpy(best_sc, out->scales, (size_t) n_out * sizeof(float));
-        for (int s = 0; s < opts->adam_steps && S->n_adam_steps < opts->max_adam_steps; s++) {
+        if (opts->cg_iters > 0) {
+            int64_t left = opts->max_adam_steps - S->n_adam_steps;
+            if ((st = cg_update(&L, g_cb, g_sc, out, w, ho, left < opts->cg_iters ? (int) left : opts->cg_iters,
+                                &S->n_adam_steps, &cg, err)) != LMP_OK)
+                goto out;
+            L_best = L;
+        }
+        for (int s = 0; opts->cg_iters <= 0 && s < opts->adam_steps && S->n_adam_steps < opts->max_adam_steps;
+             s++) {
             lmp_aq_adam_step(&ad_cb, out->codebooks, g_cb, opts->lr);
             lmp_aq_adam_step(&ad_sc, out->scales, g_sc, opts->lr);
             S->n_adam_steps++;
@@ -402,6 +521,7 @@ out:
     free(hd); free(g_cb); free(g_sc); free(best_cb); free(best_sc); free(codes_prev);
     lmp_aq_adam_release(&ad_cb);
     lmp_aq_adam_release(&ad_sc);
+    cg_ws_release(&cg);
     if (st != LMP_OK) lmp_aq_layer_release(out);
     return st;
 }

@@ -108,12 +108,16 @@ void lmp_aq_adam_step(struct lmp_aq_adam *a, float *param, const float *grad, fl
 
 struct lmp_aq_opts {
     int      beam;               /* beam width of the code search (default 8) */
-    int      adam_steps;         /* Adam steps per round (default 100) */
+    int      cg_iters;           /* codebook update per round: this many preconditioned
+                                    conjugate-gradient iterations, then every scale set to its
+                                    exact minimiser (default 16); 0: adam_steps Adam steps */
+    int      adam_steps;         /* Adam steps per round when cg_iters is 0 (default 100) */
     float    lr;                 /* Adam learning rate (default 1e-4) */
     float    beta1, beta2;       /* Adam betas (default 0.9, 0.95) */
     double   tol;                /* stop when a round improves L by less than tol (default 0.01) */
     int      max_rounds;         /* at most this many rounds (default 20, <= LMP_AQ_MAX_ROUNDS) */
-    int64_t  max_adam_steps;     /* total step budget over all rounds (default 10000) */
+    int64_t  max_adam_steps;     /* total step budget (Adam steps or CG iterations) over all
+                                    rounds (default 10000) */
     int      kmeans_iters;       /* Lloyd iterations per codebook (default 20) */
     int64_t  kmeans_max_points;  /* groups sampled for k-means (default 64 K) */
     double   damp;               /* relative diagonal damping of H (default 0) */
@@ -126,7 +130,7 @@ struct lmp_aq_stats {
     double  rel_err_final;
     double  rel_err_round[LMP_AQ_MAX_ROUNDS];   /* after each round's beam search */
     int     n_rounds;
-    int64_t n_adam_steps;
+    int64_t n_adam_steps;                       /* Adam steps or CG iterations */
     double  bits_per_weight;
     double  seconds, seconds_init, seconds_adam, seconds_beam;
 };
@@ -141,11 +145,17 @@ struct lmp_aq_layer {
 void lmp_aq_layer_release(struct lmp_aq_layer *l);   /* frees the arrays; safe twice */
 
 /* Quantize w (n_out, n_in) under h (n_in, n_in): k-means init, then rounds of
- * {opts.adam_steps Adam steps on codebooks and scales, one beam search over codes}
+ * {codebook and scale update, one beam search over codes}
  * until a round improves the objective by less than opts.tol, or max_rounds or
  * max_adam_steps is reached. The objective never increases from round to round (an
  * Adam phase that ends worse keeps its best iterate; a beam search that ends worse keeps
- * the old codes). out is filled (caller releases it); stats may be NULL.
+ * the old codes). The update is, with opts.cg_iters > 0, block coordinate descent:
+ * with codes and scales fixed L is a quadratic in the codebooks, minimised by
+ * conjugate gradient preconditioned with the diagonal of its Hessian (each iteration one
+ * Hessian-vector product, i.e. one aq_grad call on W = 0), then each row's scale is set
+ * to its closed-form minimiser s_o = u_o H w_o^T / u_o H u_o^T; with cg_iters 0 it is
+ * opts.adam_steps joint Adam steps (one aq_grad call each), as in AQLM.
+ * out is filled (caller releases it); stats may be NULL.
  * RET LMP_OK, LMP_EINVAL (scheme, shapes, H) or LMP_ENOMEM, with err set. */
 enum lmp_status lmp_aq_quantize(struct lmp_aq_layer *out, struct lmp_aq_stats *stats,
                                 const float *w, const float *h, int64_t n_out, int64_t n_in,

@@ -26,8 +26,8 @@ static const char *const usage =
     "                 [--ctx L] --out ART.h5 [--scheme MxBgG] [--mode sequential|independent]\n"
     "                 [--method aqlm|rtn] [--bits N] [--group G] [--keep PATTERN]...\n"
     "                 [--finetune] [--ft-epochs E] [--ft-max-steps S] [--beam B]\n"
-    "                 [--max-rounds R] [--tol T] [--adam-steps S] [--lr LR] [--seed S]\n"
-    "                 [--threads T] [--json]";
+    "                 [--max-rounds R] [--tol T] [--cg-iters N] [--adam-steps S] [--lr LR]\n"
+    "                 [--seed S] [--threads T] [--json]";
 
 enum { MAX_KEEP = 64 };
 
@@ -90,7 +90,7 @@ static int cmd_compress_exec(struct lmp_cli *cli, int argc, char **argv) {
     int         n_keep = 0;
     long long   nsamples = 128, ctx = 0, bits = 4, group = 128, seed = 0,
                 threads = default_threads(), beam = -1, max_rounds = -1, adam_steps = -1,
-                ft_epochs = -1, ft_steps = -1;
+                ft_epochs = -1, ft_steps = -1, cg_iters = -1;
     double      tol = -1, lr = -1;
     bool        finetune = false;
     struct lmp_compress_opts o;
@@ -107,7 +107,8 @@ static int cmd_compress_exec(struct lmp_cli *cli, int argc, char **argv) {
         {"beam", required_argument, NULL, 1},       {"max-rounds", required_argument, NULL, 2},
         {"tol", required_argument, NULL, 3},        {"adam-steps", required_argument, NULL, 4},
         {"lr", required_argument, NULL, 5},         {"ft-epochs", required_argument, NULL, 6},
-        {"ft-max-steps", required_argument, NULL, 7}, {0},
+        {"ft-max-steps", required_argument, NULL, 7}, {"cg-iters", required_argument, NULL, 8},
+        {0},
     };
     for (int c; (c = getopt_long(argc, argv, "m:k:c:n:L:s:o:M:q:b:g:K:fS:t:j", opts, NULL)) != -1;) {
         bool ok = true;
@@ -138,6 +139,7 @@ static int cmd_compress_exec(struct lmp_cli *cli, int argc, char **argv) {
         case 5: ok = lmp_cli_parse_f64("--lr", optarg, 0, 1, &lr); break;
         case 6: ok = lmp_cli_parse_i64("--ft-epochs", optarg, 1, 1000, &ft_epochs); break;
         case 7: ok = lmp_cli_parse_i64("--ft-max-steps", optarg, 1, 1 << 30, &ft_steps); break;
+        case 8: ok = lmp_cli_parse_i64("--cg-iters", optarg, 0, 1 << 20, &cg_iters); break;
         default: return lmp_cli_usage(usage);
         }
         if (!ok) return LMP_EXIT_USAGE;
@@ -164,6 +166,7 @@ static int cmd_compress_exec(struct lmp_cli *cli, int argc, char **argv) {
     if (max_rounds > 0) o.spec.aq.max_rounds = (int) max_rounds;
     if (tol >= 0) o.spec.aq.tol = tol;
     if (adam_steps >= 0) o.spec.aq.adam_steps = (int) adam_steps;
+    if (cg_iters >= 0) o.spec.aq.cg_iters = (int) cg_iters;
     if (lr > 0) o.spec.aq.lr = (float) lr;
     if (ft_epochs > 0) o.ft.max_epochs = (int) ft_epochs;
     if (ft_steps > 0) o.ft.max_steps = ft_steps;

@@ -105,6 +105,7 @@ static void test_aq_converges_and_beats_rtn(void) {
     struct lmp_aq_stats st;
     lmp_aq_scheme_parse(&sc, "2x8g8", NULL);
     lmp_aq_opts_init(&o);
+    o.cg_iters = 0;           /* the Adam update (test_aq_cg_update covers the default) */
     o.adam_steps = 40;
     o.max_rounds = 4;
     o.tol = 0.0;              /* run every round: the monotonicity check needs several */
@@ -142,6 +143,7 @@ static void test_aq_stops_at_tolerance(void) {
     struct lmp_aq_stats st;
     lmp_aq_scheme_parse(&sc, "1x8g8", NULL);
     lmp_aq_opts_init(&o);
+    o.cg_iters = 0;
     o.adam_steps = 20;
     o.beam = 1;
     o.tol = 0.5;              /* no round improves by half: one round only */
@@ -154,6 +156,47 @@ static void test_aq_stops_at_tolerance(void) {
     CHECK(lmp_aq_quantize(&l, &st, W, H, N_OUT, N_IN, &sc, &o, NULL) == LMP_OK);
     CHECK(st.n_adam_steps == 50 && st.n_rounds == 3);
     lmp_aq_layer_release(&l);
+}
+
+/* The default update (conjugate gradient on the codebooks, closed-form scales) reaches at
+ * least the error of the Adam update with a tenth of the objective evaluations, keeps the
+ * rounds monotone, and honours the step budget. */
+static void test_aq_cg_update(void) {
+    struct lmp_aq_scheme sc;
+    struct lmp_aq_opts o;
+    struct lmp_aq_layer la, lc;
+    struct lmp_aq_stats sa, scg;
+    lmp_aq_scheme_parse(&sc, "2x8g8", NULL);
+    lmp_aq_opts_init(&o);
+    CHECK(o.cg_iters > 0);
+    o.max_rounds = 3;
+    o.tol = 0.0;
+    o.beam = 4;
+    o.seed = 3;
+    o.cg_iters = 0;
+    o.adam_steps = 100;
+    o.lr = 1e-3f;
+    CHECK(lmp_aq_quantize(&la, &sa, W, H, N_OUT, N_IN, &sc, &o, NULL) == LMP_OK);
+    o.cg_iters = 8;
+    CHECK(lmp_aq_quantize(&lc, &scg, W, H, N_OUT, N_IN, &sc, &o, NULL) == LMP_OK);
+    fprintf(stderr, "  Adam 3 x 100 steps: %.5f -> %.5f; CG 3 x 8: %.5f -> %.5f -> %.5f -> %.5f\n",
+            sa.rel_err_init, sa.rel_err_final, scg.rel_err_init, scg.rel_err_round[0],
+            scg.rel_err_round[1], scg.rel_err_round[2]);
+    CHECK(scg.rel_err_init == sa.rel_err_init);       /* same k-means start */
+    CHECK(scg.n_rounds == 3 && scg.n_adam_steps <= 24 && scg.n_adam_steps > 3);
+    CHECK(scg.rel_err_round[0] < scg.rel_err_init);
+    for (int r = 1; r < scg.n_rounds; r++) CHECK(scg.rel_err_round[r] <= scg.rel_err_round[r - 1]);
+    CHECK(scg.rel_err_final <= sa.rel_err_final * 1.001);
+    CHECK_NEAR(decoded_rel_err(&lc, H) / scg.rel_err_final, 1.0, 1e-4);
+    struct lmp_aq_layer l1;   /* the budget counts CG iterations: one round of 5 */
+    o.max_rounds = 4;
+    o.max_adam_steps = 5;
+    CHECK(lmp_aq_quantize(&l1, &scg, W, H, N_OUT, N_IN, &sc, &o, NULL) == LMP_OK);
+    CHECK(scg.n_adam_steps == 5 && scg.n_rounds == 1);
+    CHECK(scg.rel_err_final < scg.rel_err_init);
+    lmp_aq_layer_release(&l1);
+    lmp_aq_layer_release(&la);
+    lmp_aq_layer_release(&lc);
 }
 
 static void test_aq_singular_h_and_damping(void) {
@@ -244,6 +287,7 @@ int main(void) {
     RUN(test_aq_beam_width_and_row_shards);
     RUN(test_aq_converges_and_beats_rtn);
     RUN(test_aq_stops_at_tolerance);
+    RUN(test_aq_cg_update);
     RUN(test_aq_singular_h_and_damping);
     return check_report();
 }
