@@ -1,0 +1,1113 @@
+/*  coord - see coord.h */
+#define _GNU_SOURCE
+#include "coordinator/coord.h"
+#include "coordinator/artifact.h"        /* defines: lmp_artifact_* */
+#include "coordinator/artifact_model.h"  /* defines: lmp_art_tokenizer_source */
+#include "coordinator/compress.h"        /* defines: lmp_compress_result_to_layer */
+#include "coordinator/fingerprint.h"     /* defines: lmp_fingerprint_calib */
+#include "proto/file.h"                  /* defines: lmp_file_read_all */
+#include "proto/log.h"                   /* defines: lmp_log_* */
+#include "proto/zsock.h"                 /* defines: lmp_zsock_*, lmp_wire_* */
+#include "worker/agent.h"                /* defines: lmp_agent_method_spec */
+#include "worker/calib.h"                /* defines: lmp_calib_* */
+#include "worker/model/tokenizer.h"      /* defines: lmp_tokenizer_open, lmp_tokenizer_encode */
+#include "worker/model/transformer.h"    /* defines: lmp_transformer_new */
+
+#include <assert.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+#include <zmq.h>
+
+enum { MAX_PEERS = 256 };
+
+static uint64_t mono_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t) ts.tv_sec * 1000u + (uint64_t) ts.tv_nsec / 1000000u;
+}
+
+static uint64_t unix_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t) ts.tv_sec * 1000u + (uint64_t) ts.tv_nsec / 1000000u;
+}
+
+void lmp_coord_opts_init(struct lmp_coord_opts *o) {
+    assert(o);
+    memset(o, 0, sizeof(*o));
+    o->bind                 = "tcp://127.0.0.1:7070";
+    o->name                 = "coordinator";
+    o->heartbeat_ms         = 1000;
+    o->heartbeat_timeout_ms = 5000;
+    o->max_attempts         = 3;
+}
+
+/* H of one block's four inputs, shared by its tasks. */
+struct blockh {
+    int    refs;
+    float *h[LMP_INPUT_COUNT];     /* (n_in, n_in) each */
+};
+
+struct task {
+    int64_t        lin;            /* index into the model's linears */
+    const struct lmp_linear *l;
+    Lmp__TaskState state;
+    uint32_t       attempt;        /* assignments so far */
+    uint32_t       n_failures;
+    int            worker;         /* peer index while running, else -1 */
+    char           worker_name[128];
+    struct blockh *h;              /* set once the block is calibrated (AQLM) */
+    double         seconds, rel_before, rel_after, progress_s;
+};
+
+struct peer {
+    bool              used, dead;
+    struct lmp_zpeer  id;
+    enum lmp_peer     role;
+    uint64_t          last_seen, last_hb_unix;
+    int               task;        /* task index, -1 = idle */
+    bool              cancelling;  /* a TaskCancel is outstanding */
+    uint32_t          cores;
+    uint64_t          memory;
+    char              host[128], kernels[64];
+    uint32_t          n_done, n_failed;
+    double            busy_s, params_done;
+};
+
+struct job {
+    uint64_t        id;
+    Lmp__JobSpec   *spec;          /* owned copy (lmp__job_spec__unpack) */
+    Lmp__JobState   state;
+    char            error[256];
+    struct lmp_compress_spec cspec;
+    struct lmp_model        *m;
+    struct lmp_transformer  *tf;
+    struct lmp_calib        *cal;
+    struct lmp_calib_grams  *grams;
+    struct lmp_artifact     *a;
+    struct lmp_art_job       aj;
+    int32_t         *tokens;
+    bool            *quantized;    /* (n_linears) */
+    struct task     *tasks;
+    int64_t          n_tasks, n_done, n_failed;
+    int32_t          next_block;   /* next block to calibrate */
+    uint64_t         submitted_ms, started_ms, finished_ms, started_mono;
+    double           params_total, params_done_run;
+};
+
+struct lmp_coord {
+    struct lmp_coord_opts o;
+    char          endpoint[256];
+    void         *zctx, *sock;
+    uint64_t      seq;
+    struct peer   peers[MAX_PEERS];
+    struct job   *job;
+    uint64_t      next_job_id;
+};
+
+/* ---- sending -------------------------------------------------------------------- */
+
+static void send_to(struct lmp_coord *c, const struct lmp_zpeer *to, Lmp__Envelope *env) {
+    struct lmp_err err = {0};
+    env->seq = ++c->seq;
+    if (lmp_zsock_send(c->sock, to, env, NULL, &err) != LMP_OK)
+        lmp_log_warn("coordinator: cannot send to '%s': %s", to->name, err.msg);
+}
+
+static void send_error(struct lmp_coord *c, const struct lmp_zpeer *to, uint64_t reply_to,
+                       enum lmp_status code, const char *msg) {
+    Lmp__Envelope env;
+    Lmp__Error    e;
+    lmp_wire_error_init(&env, &e, 0, reply_to, code, msg);
+    send_to(c, to, &env);
+}
+
+/* ---- peers ---------------------------------------------------------------------- */
+
+static int find_peer(struct lmp_coord *c, const struct lmp_zpeer *p) {
+    for (int i = 0; i < MAX_PEERS; i++)
+        if (c->peers[i].used && c->peers[i].id.id_len == p->id_len &&
+            memcmp(c->peers[i].id.id, p->id, p->id_len) == 0)
+            return i;
+    return -1;
+}
+
+static void job_fail(struct lmp_coord *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Put a running task back in the queue; a failure counts towards max_attempts. */
+static void requeue(struct lmp_coord *c, int ti, bool failure, const char *why) {
+    struct job *J = c->job;
+    struct task *t = &J->tasks[ti];
+    t->state  = LMP__TASK_STATE__TASK_STATE_PENDING;
+    t->worker = -1;
+    if (!failure) return;
+    t->n_failures++;
+    if (t->n_failures >= c->o.max_attempts)
+        job_fail(c, "layer '%s' failed %u times; last: %s", t->l->name, t->n_failures, why);
+}
+
+static void peer_gone(struct lmp_coord *c, int pi, const char *why) {
+    struct peer *p = &c->peers[pi];
+    if (p->role == LMP_PEER_WORKER)
+        lmp_log_warn("coordinator: worker '%s' %s: declared gone%s%s", p->id.name, why,
+                     p->task >= 0 && c->job ? "; task requeued: " : "",
+                     p->task >= 0 && c->job ? c->job->tasks[p->task].l->name : "");
+    if (p->task >= 0 && c->job && c->job->tasks[p->task].worker == pi) {
+        char msg[300];
+        snprintf(msg, sizeof(msg), "worker '%s' %s", p->id.name, why);
+        requeue(c, p->task, true, msg);
+    }
+    p->task = -1;
+    p->dead = true;
+    if (p->role != LMP_PEER_WORKER) p->used = false;
+}
+
+/* ---- the job -------------------------------------------------------------------- */
+
+static void job_destroy(struct job **jp) {
+    struct job *J = *jp;
+    if (J == NULL) return;
+    lmp_calib_destroy(&J->cal);
+    lmp_calib_grams_destroy(&J->grams);
+    lmp_transformer_destroy(&J->tf);
+    lmp_artifact_close(&J->a);
+    lmp_art_job_release(&J->aj);
+    for (int64_t i = 0; i < J->n_tasks; i++) {
+        struct blockh *h = J->tasks[i].h;
+        if (h && --h->refs == 0) {
+            for (int k = 0; k < LMP_INPUT_COUNT; k++) free(h->h[k]);
+            free(h);
+        }
+    }
+    free(J->tasks);
+    free(J->tokens);
+    free(J->quantized);
+    lmp_model_close(&J->m);
+    if (J->spec) lmp__job_spec__free_unpacked(J->spec, NULL);
+    free(J);
+    *jp = NULL;
+}
+
+static void drop_h(struct task *t) {
+    if (t->h && --t->h->refs == 0) {
+        for (int k = 0; k < LMP_INPUT_COUNT; k++) free(t->h->h[k]);
+        free(t->h);
+    }
+    t->h = NULL;
+}
+
+static void state_path(const struct lmp_coord *c, char *buf, size_t n) {
+    snprintf(buf, n, "%s/job.pb", c->o.state_dir);
+}
+
+static void state_forget(struct lmp_coord *c) {
+    if (c->o.state_dir == NULL) return;
+    char p[4096];
+    state_path(c, p, sizeof(p));
+    unlink(p);
+}
+
+/* The job ends (done, failed, cancelled): workers are told, resources released; the
+ * job's summary stays visible to status queries. */
+static void job_end(struct lmp_coord *c, Lmp__JobState state) {
+    struct job *J = c->job;
+    J->state       = state;
+    J->finished_ms = unix_ms();
+    for (int i = 0; i < MAX_PEERS; i++) {
+        struct peer *p = &c->peers[i];
+        if (!p->used || p->dead || p->task < 0) continue;
+        Lmp__Envelope env;
+        Lmp__TaskCancel tc = LMP__TASK_CANCEL__INIT;
+        lmp_wire_init(&env, 0, 0);
+        tc.job_id = J->id;
+        tc.reason = state == LMP__JOB_STATE__JOB_STATE_CANCELLED ? "job cancelled" : "job ended";
+        env.body_case = LMP__ENVELOPE__BODY_TASK_CANCEL;
+        env.task_cancel = &tc;
+        send_to(c, &p->id, &env);
+        p->cancelling = true;
+        p->task = -1;
+    }
+    for (int64_t i = 0; i < J->n_tasks; i++) {
+        struct task *t = &J->tasks[i];
+        if (t->state == LMP__TASK_STATE__TASK_STATE_PENDING ||
+            t->state == LMP__TASK_STATE__TASK_STATE_RUNNING)
+            t->state = LMP__TASK_STATE__TASK_STATE_CANCELLED;
+        t->worker = -1;
+        drop_h(t);
+    }
+    lmp_calib_destroy(&J->cal);
+    lmp_calib_grams_destroy(&J->grams);
+    lmp_transformer_destroy(&J->tf);
+    lmp_artifact_close(&J->a);      /* committed parts stay; the lock is released */
+    free(J->tokens);
+    J->tokens = NULL;
+    state_forget(c);
+}
+
+static void job_fail(struct lmp_coord *c, const char *fmt, ...) {
+    struct job *J = c->job;
+    if (J == NULL || J->state != LMP__JOB_STATE__JOB_STATE_RUNNING) return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(J->error, sizeof(J->error), fmt, ap);
+    va_end(ap);
+    lmp_log_error("coordinator: job %llu failed: %s", (unsigned long long) J->id, J->error);
+    job_end(c, LMP__JOB_STATE__JOB_STATE_FAILED);
+}
+
+/* Calibrate the next block (if any): its tasks become ready. RET false when none left. */
+static bool calibrate_next(struct lmp_coord *c) {
+    struct job *J = c->job;
+    const struct lmp_model *m = J->m;
+    if (J->cal == NULL || J->next_block >= m->cfg.n_layers) return false;
+    const int32_t b = J->next_block++;
+    bool todo = false;
+    for (int64_t i = 0; i < J->n_tasks; i++)
+        if (J->tasks[i].l->block == b && J->tasks[i].state == LMP__TASK_STATE__TASK_STATE_PENDING)
+            todo = true;
+    struct lmp_err err = {0};
+    if (todo) lmp_calib_grams_reset(J->grams);
+    if (lmp_calib_collect(J->cal, b, todo ? J->grams : NULL, &err) != LMP_OK) {
+        job_fail(c, "calibration of block %d: %s", b, err.msg);
+        return false;
+    }
+    if (todo) {
+        struct blockh *h = calloc(1, sizeof(*h));
+        if (h == NULL) { job_fail(c, "out of memory for the Gram matrices"); return false; }
+        for (int k = 0; k < LMP_INPUT_COUNT; k++) {
+            const int64_t n = lmp_calib_grams_n_in(J->grams, (enum lmp_input) k);
+            if ((h->h[k] = malloc((size_t) (n * n) * sizeof(float))) == NULL ||
+                lmp_calib_grams_h(J->grams, (enum lmp_input) k, h->h[k]) != LMP_OK) {
+                for (int q = 0; q <= k; q++) free(h->h[q]);
+                free(h);
+                job_fail(c, "block %d: no calibration tokens (or out of memory)", b);
+                return false;
+            }
+        }
+        for (int64_t i = 0; i < J->n_tasks; i++)
+            if (J->tasks[i].l->block == b && J->tasks[i].state == LMP__TASK_STATE__TASK_STATE_PENDING) {
+                J->tasks[i].h = h;
+                h->refs++;
+            }
+    }
+    lmp_calib_take_output(J->cal);   /* independent mode: the original model's output */
+    return true;
+}
+
+static bool task_ready(const struct job *J, const struct task *t) {
+    return t->state == LMP__TASK_STATE__TASK_STATE_PENDING &&
+           (J->cspec.method == LMP_COMPRESS_RTN || t->h != NULL);
+}
+
+static void assign(struct lmp_coord *c, int pi, int ti) {
+    struct job *J = c->job;
+    struct task *t = &J->tasks[ti];
+    struct peer *p = &c->peers[pi];
+    Lmp__Envelope env;
+    Lmp__TaskAssign ta = LMP__TASK_ASSIGN__INIT;
+    Lmp__Blob blob = LMP__BLOB__INIT, *blobs[1] = {&blob};
+    Lmp__Tensor gram = LMP__TENSOR__INIT;
+    const uint64_t n = (uint64_t) t->l->n_in, shape[2] = {n, n};   /* borrowed until the send */
+    lmp_wire_init(&env, 0, 0);
+    t->attempt++;
+    ta.job_id = J->id, ta.task_id = (uint64_t) ti + 1, ta.attempt = t->attempt;
+    ta.kind = LMP__TASK_KIND__TASK_KIND_QUANTIZE_LAYER;
+    ta.layer = (char *) t->l->name;
+    ta.layer_index = (uint32_t) t->l->block;
+    ta.model_path = J->spec->model_path;
+    ta.method = J->spec->method;
+    ta.kernels = J->spec->kernels;
+    ta.n_threads = p->cores;
+    if (t->h) {
+        lmp_wire_tensor_init(&gram, "gram", LMP__DTYPE__DTYPE_F32, shape, 2, t->h->h[t->l->input],
+                             n * n * sizeof(float));
+        blob.name = "gram";
+        blob.where_case = LMP__BLOB__WHERE_TENSOR;
+        blob.tensor = &gram;
+        ta.n_inputs = 1;
+        ta.inputs = blobs;
+    }
+    env.body_case = LMP__ENVELOPE__BODY_TASK_ASSIGN;
+    env.task_assign = &ta;
+    t->state  = LMP__TASK_STATE__TASK_STATE_RUNNING;
+    t->worker = pi;
+    t->progress_s = 0;
+    snprintf(t->worker_name, sizeof(t->worker_name), "%s", p->id.name);
+    p->task = ti;
+    lmp_log_info("coordinator: '%s' -> worker '%s' (attempt %u)", t->l->name, p->id.name,
+                 t->attempt);
+    send_to(c, &p->id, &env);
+}
+
+/* Give every idle worker a ready task, calibrating blocks as needed. */
+static void dispatch(struct lmp_coord *c) {
+    struct job *J = c->job;
+    if (J == NULL || J->state != LMP__JOB_STATE__JOB_STATE_RUNNING) return;
+    for (int pi = 0; pi < MAX_PEERS; pi++) {
+        struct peer *p = &c->peers[pi];
+        if (!p->used || p->dead || p->role != LMP_PEER_WORKER || p->task >= 0 || p->cancelling)
+            continue;
+        int ti = -1;
+        for (;;) {
+            for (int64_t i = 0; i < J->n_tasks && ti < 0; i++)
+                if (task_ready(J, &J->tasks[i])) ti = (int) i;
+            if (ti >= 0) break;
+            const uint64_t t0 = mono_ms();
+            bool more = calibrate_next(c);
+            /* workers were not heard while this thread calibrated: not their fault */
+            const uint64_t now = mono_ms();
+            if (now - t0 > 100)
+                for (int q = 0; q < MAX_PEERS; q++)
+                    if (c->peers[q].used && c->peers[q].last_seen < now) c->peers[q].last_seen = now;
+            if (!more || J->state != LMP__JOB_STATE__JOB_STATE_RUNNING) break;
+        }
+        if (ti < 0) return;
+        assign(c, pi, ti);
+    }
+}
+
+static void job_finish_if_done(struct lmp_coord *c) {
+    struct job *J = c->job;
+    if (J == NULL || J->state != LMP__JOB_STATE__JOB_STATE_RUNNING || J->n_done < J->n_tasks) return;
+    struct lmp_err err = {0};
+    if (lmp_artifact_put_model_tensors(J->a, J->m, J->quantized, &err) != LMP_OK ||
+        lmp_artifact_finalize(J->a, &err) != LMP_OK) {
+        job_fail(c, "%s", err.msg);
+        return;
+    }
+    lmp_log_info("coordinator: job %llu done: %s", (unsigned long long) J->id, J->spec->out_path);
+    job_end(c, LMP__JOB_STATE__JOB_STATE_DONE);
+}
+
+/* Build the job from its spec (see coord.h: the description matches lmp_compress_run's). */
+static enum lmp_status job_plan(struct lmp_coord *c, const Lmp__JobSpec *spec_in,
+                                struct job **out, struct lmp_err *err) {
+    enum lmp_status st = LMP_OK;
+    struct lmp_tokenizer *tok = NULL;
+    char *text = NULL;
+    int32_t *ids = NULL;
+    uint8_t *tok_bytes = NULL;
+    size_t tok_n = 0, len = 0, plen;
+    uint8_t *packed = NULL;
+    struct job *J = calloc(1, sizeof(*J));
+    if (J == NULL) return lmp_err_set(err, LMP_ENOMEM, "out of memory");
+    lmp_art_job_init(&J->aj);
+    /* own a copy of the spec */
+    plen = lmp__job_spec__get_packed_size(spec_in);
+    if ((packed = malloc(plen ? plen : 1)) == NULL) { st = lmp_err_set(err, LMP_ENOMEM, "out of memory"); goto out; }
+    lmp__job_spec__pack(spec_in, packed);
+    if ((J->spec = lmp__job_spec__unpack(NULL, plen, packed)) == NULL) {
+        st = lmp_err_set(err, LMP_ENOMEM, "cannot copy the job spec");
+        goto out;
+    }
+    const Lmp__JobSpec *s = J->spec;
+    if (s->mode != LMP__MODE__MODE_INDEPENDENT) {
+        st = lmp_err_set(err, LMP_EUNSUP, "the coordinator runs --mode independent only (sequential "
+                         "mode runs in 'lmpress compress')");
+        goto out;
+    }
+    if (s->finetune && s->finetune->enabled) {
+        st = lmp_err_set(err, LMP_EUNSUP, "block fine-tuning is not distributed yet: use 'lmpress "
+                         "compress --finetune'");
+        goto out;
+    }
+    if ((st = lmp_agent_method_spec(s->method, &J->cspec, err))) goto out;
+    const bool rtn = J->cspec.method == LMP_COMPRESS_RTN;
+    const uint64_t seed = s->method->seed;
+    if ((st = lmp_model_open(s->model_path, &J->m, err))) goto out;
+    const struct lmp_model *m = J->m;
+    const int64_t n_lin = lmp_model_n_linears(m);
+    if ((J->quantized = calloc((size_t) n_lin, sizeof(bool))) == NULL ||
+        (J->tasks = calloc((size_t) n_lin, sizeof(struct task))) == NULL) {
+        st = lmp_err_set(err, LMP_ENOMEM, "out of memory");
+        goto out;
+    }
+    for (int64_t i = 0; i < n_lin; i++) {
+        const struct lmp_linear *l = lmp_model_linear(m, i);
+        J->quantized[i] = !lmp_compress_keep_match((const char *const *) s->keep, (int) s->n_keep,
+                                                   l->name);
+        if (!J->quantized[i]) continue;
+        if ((st = lmp_compress_check(&J->cspec, l->name, l->n_out, l->n_in, err))) goto out;
+        J->tasks[J->n_tasks++] = (struct task){.lin = i, .l = l, .worker = -1,
+                                               .state = LMP__TASK_STATE__TASK_STATE_PENDING};
+        J->params_total += (double) (l->n_out * l->n_in);
+    }
+    if ((st = lmp_art_job_from_model(&J->aj, m))) {
+        st = lmp_err_set(err, st, "out of memory describing the model");
+        goto out;
+    }
+    const int threads = s->threads > 0 ? (int) s->threads : 1;
+    struct lmp_transformer_opts topts = {.n_threads = threads};
+    if ((st = lmp_transformer_new(m, &topts, &J->tf, err))) goto out;
+    const char *tok_path = s->tokenizer_path && s->tokenizer_path[0] ? s->tokenizer_path : NULL;
+    enum lmp_art_tok tok_kind;
+    if ((st = lmp_tokenizer_open(tok_path, m, &tok, err)) ||
+        (st = lmp_art_tokenizer_source(m, tok_path, &tok_kind, &tok_bytes, &tok_n, err)))
+        goto out;
+    /* the keep list and settings, worded exactly as lmp_compress_run words them */
+    char keep[160] = "";
+    for (size_t i = 0, off = 0; i < s->n_keep && off < sizeof(keep) - 1; i++)
+        off += (size_t) snprintf(keep + off, sizeof(keep) - off, "%s%s", i ? "," : "", s->keep[i]);
+    char settings[256], scheme[64];
+    lmp_compress_spec_name(&J->cspec, scheme, sizeof(scheme));
+    if (rtn) {
+        snprintf(settings, sizeof(settings), "rtn (no calibration) keep=[%s]", keep);
+        snprintf(J->aj.calib_desc, sizeof(J->aj.calib_desc), "%s", settings);
+    } else {
+        const Lmp__CalibSpec *cs = s->calib;
+        const int max_seq = m->cfg.max_seq;
+        int64_t n_seq = cs->nsamples ? cs->nsamples : 128, ctx = cs->ctx;
+        if (ctx == 0) ctx = max_seq > 0 && max_seq < 512 ? max_seq : 512;
+        if (cs->source != LMP__CALIB_SOURCE__CALIB_SOURCE_FILE) {
+            st = lmp_err_set(err, LMP_EUNSUP, "the coordinator calibrates from a text file only "
+                             "(--calib generate runs in 'lmpress compress')");
+            goto out;
+        }
+        if (max_seq > 0 && ctx > max_seq) {
+            st = lmp_err_set(err, LMP_EINVAL, "context length %lld exceeds the model's maximum of %d",
+                             (long long) ctx, max_seq);
+            goto out;
+        }
+        int64_t n_ids = 0;
+        if ((st = lmp_file_read_all(cs->path, &text, &len, err)) ||
+            (st = lmp_tokenizer_encode(tok, text, len, true, &ids, &n_ids, err)))
+            goto out;
+        if ((J->tokens = malloc((size_t) (n_seq * ctx) * sizeof(int32_t))) == NULL) {
+            st = lmp_err_set(err, LMP_ENOMEM, "out of memory for the calibration tokens");
+            goto out;
+        }
+        if ((st = lmp_calib_sample_text(J->tokens, ids, n_ids, n_seq, ctx, seed, err))) goto out;
+        snprintf(settings, sizeof(settings), "%s n=%lld ctx=%lld seed=%llu mode=%s%s keep=[%s]",
+                 cs->path, (long long) n_seq, (long long) ctx, (unsigned long long) seed,
+                 "independent", "", keep);
+        J->aj.calib_fp = lmp_fingerprint_calib(J->tokens, n_seq * ctx, settings + strlen(cs->path));
+        snprintf(J->aj.calib_desc, sizeof(J->aj.calib_desc), "%s", settings);
+        if ((st = lmp_calib_new(J->tf, J->tokens, n_seq, ctx, &J->cal, err))) goto out;
+        if ((J->grams = lmp_calib_grams_new(&m->cfg)) == NULL) {
+            st = lmp_err_set(err, LMP_ENOMEM, "out of memory for the Gram matrices");
+            goto out;
+        }
+    }
+    snprintf(J->aj.method, sizeof(J->aj.method), "%s", rtn ? "rtn" : "aqlm");
+    snprintf(J->aj.scheme, sizeof(J->aj.scheme), "%s", scheme);
+    if ((st = lmp_artifact_open_write(s->out_path, &J->aj, &J->a, err)) ||
+        (st = lmp_artifact_put_tokenizer(J->a, tok_kind, tok_bytes, tok_n, err)))
+        goto out;
+    for (int64_t i = 0; i < J->n_tasks; i++)
+        if (lmp_artifact_has_layer(J->a, J->tasks[i].l->name)) {
+            J->tasks[i].state = LMP__TASK_STATE__TASK_STATE_DONE;
+            snprintf(J->tasks[i].worker_name, sizeof(J->tasks[i].worker_name), "(resumed)");
+            J->n_done++;
+        }
+    J->id           = ++c->next_job_id;
+    J->state        = LMP__JOB_STATE__JOB_STATE_RUNNING;
+    J->submitted_ms = J->started_ms = unix_ms();
+    J->started_mono = mono_ms();
+    /* keep the spec so a restarted coordinator picks the job up again */
+    if (c->o.state_dir) {
+        char p[4096], tmp[4200];
+        state_path(c, p, sizeof(p));
+        snprintf(tmp, sizeof(tmp), "%s.tmp", p);
+        FILE *f = fopen(tmp, "wb");
+        bool ok = f && fwrite(packed, 1, plen, f) == plen;
+        if (f && fclose(f) != 0) ok = false;
+        if (!ok || rename(tmp, p) != 0)
+            lmp_log_warn("coordinator: cannot save the job to '%s': %s", p, strerror(errno));
+    }
+out:
+    free(packed);
+    free(text);
+    free(ids);
+    free(tok_bytes);
+    lmp_tokenizer_free(&tok);
+    if (st != LMP_OK) job_destroy(&J);
+    *out = J;
+    return st;
+}
+
+/* ---- status --------------------------------------------------------------------- */
+
+static Lmp__WorkerState worker_state(const struct peer *p) {
+    if (p->dead) return LMP__WORKER_STATE__WORKER_STATE_DEAD;
+    if (p->cancelling) return LMP__WORKER_STATE__WORKER_STATE_DRAINING;
+    return p->task >= 0 ? LMP__WORKER_STATE__WORKER_STATE_BUSY : LMP__WORKER_STATE__WORKER_STATE_IDLE;
+}
+
+/* Arrays for a JobStatus / WorkerList; freed by status_free. */
+struct status_buf {
+    Lmp__JobInfo     job;
+    Lmp__LayerInfo  *layers, **layer_ptrs;
+    Lmp__WorkerInfo  workers[MAX_PEERS], *worker_ptrs[MAX_PEERS];
+    Lmp__Capabilities caps[MAX_PEERS];
+    char            *variants[MAX_PEERS];
+    uint64_t         running[MAX_PEERS];
+    Lmp__Error       error;
+    size_t           n_workers;
+};
+
+static void fill_workers(struct lmp_coord *c, struct status_buf *b, bool with_dead) {
+    b->n_workers = 0;
+    for (int i = 0; i < MAX_PEERS; i++) {
+        struct peer *p = &c->peers[i];
+        if (!p->used || p->role != LMP_PEER_WORKER || (p->dead && !with_dead)) continue;
+        size_t k = b->n_workers++;
+        Lmp__WorkerInfo *w = &b->workers[k];
+        lmp__worker_info__init(w);
+        lmp__capabilities__init(&b->caps[k]);
+        b->caps[k].cores = p->cores;
+        b->caps[k].memory_bytes = p->memory;
+        b->caps[k].hostname = p->host;
+        b->variants[k] = p->kernels;
+        b->caps[k].n_kernel_variants = 1;
+        b->caps[k].kernel_variants = &b->variants[k];
+        w->id = p->id.name;
+        w->name = p->id.name;
+        w->state = worker_state(p);
+        w->caps = &b->caps[k];
+        w->last_heartbeat_ms = p->last_hb_unix;
+        w->throughput = p->busy_s > 0 ? p->params_done / p->busy_s : 0;
+        if (p->task >= 0) {
+            b->running[k] = (uint64_t) p->task + 1;
+            w->n_running_tasks = 1;
+            w->running_tasks = &b->running[k];
+        }
+        w->n_done = p->n_done;
+        w->n_failed = p->n_failed;
+        b->worker_ptrs[k] = w;
+    }
+}
+
+static bool fill_job(struct lmp_coord *c, struct status_buf *b, bool with_layers) {
+    struct job *J = c->job;
+    Lmp__JobInfo *ji = &b->job;
+    lmp__job_info__init(ji);
+    ji->job_id = J->id;
+    ji->name = J->spec->name;
+    ji->state = J->state;
+    ji->model_path = J->spec->model_path;
+    ji->out_path = J->spec->out_path;
+    ji->layers_total = (uint32_t) J->n_tasks;
+    ji->layers_done = (uint32_t) J->n_done;
+    ji->layers_failed = (uint32_t) J->n_failed;
+    ji->submitted_ms = J->submitted_ms;
+    ji->started_ms = J->started_ms;
+    ji->finished_ms = J->finished_ms;
+    const double el = (double) (mono_ms() - J->started_mono) / 1000.0;
+    ji->throughput = el > 0 ? J->params_done_run / el : 0;
+    double left = 0;
+    for (int64_t i = 0; i < J->n_tasks; i++)
+        if (J->tasks[i].state != LMP__TASK_STATE__TASK_STATE_DONE)
+            left += (double) (J->tasks[i].l->n_out * J->tasks[i].l->n_in);
+    ji->eta_s = J->state != LMP__JOB_STATE__JOB_STATE_RUNNING ? 0
+              : ji->throughput > 0 ? left / ji->throughput : -1;
+    if (J->error[0]) {
+        lmp__error__init(&b->error);
+        b->error.code = "EINVAL";
+        b->error.message = J->error;
+        ji->error = &b->error;
+    }
+    if (!with_layers) return true;
+    b->layers = calloc((size_t) J->n_tasks + 1, sizeof(*b->layers));
+    b->layer_ptrs = calloc((size_t) J->n_tasks + 1, sizeof(*b->layer_ptrs));
+    if (b->layers == NULL || b->layer_ptrs == NULL) return false;
+    for (int64_t i = 0; i < J->n_tasks; i++) {
+        const struct task *t = &J->tasks[i];
+        Lmp__LayerInfo *li = &b->layers[i];
+        lmp__layer_info__init(li);
+        li->index = (uint32_t) t->lin;
+        li->name = (char *) t->l->name;
+        li->state = t->state;
+        li->worker = (char *) t->worker_name;
+        li->attempt = t->attempt;
+        li->rel_err_before = t->rel_before;
+        li->rel_err_after = t->rel_after;
+        li->seconds = t->state == LMP__TASK_STATE__TASK_STATE_RUNNING ? t->progress_s : t->seconds;
+        b->layer_ptrs[i] = li;
+    }
+    ji->n_layers = (size_t) J->n_tasks;
+    ji->layers = b->layer_ptrs;
+    return true;
+}
+
+static void status_free(struct status_buf *b) {
+    free(b->layers);
+    free(b->layer_ptrs);
+}
+
+static void reply_status(struct lmp_coord *c, const struct lmp_zpeer *to, uint64_t reply_to,
+                         uint64_t job_id, bool with_layers, bool with_workers) {
+    struct status_buf *b = calloc(1, sizeof(*b));
+    if (b == NULL) { send_error(c, to, reply_to, LMP_ENOMEM, "out of memory"); return; }
+    Lmp__Envelope env;
+    Lmp__JobStatus js = LMP__JOB_STATUS__INIT;
+    Lmp__JobInfo *jp[1];
+    lmp_wire_init(&env, 0, reply_to);
+    if (c->job && (job_id == 0 || job_id == c->job->id)) {
+        if (!fill_job(c, b, with_layers)) {
+            status_free(b);
+            free(b);
+            send_error(c, to, reply_to, LMP_ENOMEM, "out of memory");
+            return;
+        }
+        jp[0] = &b->job;
+        js.n_jobs = 1;
+        js.jobs = jp;
+    } else if (job_id != 0) {
+        char msg[96];
+        snprintf(msg, sizeof(msg), "no job %llu", (unsigned long long) job_id);
+        send_error(c, to, reply_to, LMP_EINVAL, msg);
+        free(b);
+        return;
+    }
+    if (with_workers) {
+        fill_workers(c, b, false);
+        js.n_workers = b->n_workers;
+        js.workers = b->worker_ptrs;
+    }
+    env.body_case = LMP__ENVELOPE__BODY_JOB_STATUS;
+    env.job_status = &js;
+    send_to(c, to, &env);
+    status_free(b);
+    free(b);
+}
+
+/* ---- messages ------------------------------------------------------------------- */
+
+static void on_hello(struct lmp_coord *c, const struct lmp_zpeer *from, const Lmp__Envelope *env) {
+    const Lmp__Hello *h = env->hello;
+    const enum lmp_peer role = lmp_peer_of_role(h->role);
+    if (role != LMP_PEER_CLI && role != LMP_PEER_WORKER) {
+        send_error(c, from, env->seq, LMP_EPROTO, "hello: role must be cli or worker");
+        return;
+    }
+    int pi = find_peer(c, from);
+    if (pi < 0)
+        for (int i = 0; i < MAX_PEERS && pi < 0; i++)
+            if (!c->peers[i].used) pi = i;
+    if (pi < 0)   /* reuse the slot of a dead worker */
+        for (int i = 0; i < MAX_PEERS && pi < 0; i++)
+            if (c->peers[i].dead) pi = i;
+    if (pi < 0) {
+        send_error(c, from, env->seq, LMP_ENOMEM, "too many peers");
+        return;
+    }
+    struct peer *p = &c->peers[pi];
+    if (p->used && !p->dead && p->task >= 0 && c->job && c->job->tasks[p->task].worker == pi)
+        requeue(c, p->task, false, "");   /* a new session: its old task is not coming back */
+    memset(p, 0, sizeof(*p));
+    p->used = true;
+    p->id = *from;
+    p->role = role;
+    p->task = -1;
+    p->last_seen = mono_ms();
+    p->last_hb_unix = unix_ms();
+    if (h->caps) {
+        p->cores = h->caps->cores;
+        p->memory = h->caps->memory_bytes;
+        snprintf(p->host, sizeof(p->host), "%s", h->caps->hostname ? h->caps->hostname : "");
+        if (h->caps->n_kernel_variants)
+            snprintf(p->kernels, sizeof(p->kernels), "%s", h->caps->kernel_variants[0]);
+    }
+    if (role == LMP_PEER_WORKER)
+        lmp_log_info("coordinator: worker '%s' joined (%u cores, kernels %s)", from->name,
+                     p->cores, p->kernels);
+    Lmp__Envelope out;
+    Lmp__HelloAck ack;
+    lmp_wire_hello_ack_init(&out, &ack, 0, env->seq, c->o.name, from->name, c->o.heartbeat_ms,
+                            c->o.heartbeat_timeout_ms, LMP_WIRE_MAX_FRAME);
+    send_to(c, from, &out);
+}
+
+static void on_result(struct lmp_coord *c, int pi, const Lmp__Envelope *env) {
+    struct peer *p = &c->peers[pi];
+    const Lmp__TaskResult *r = env->task_result;
+    struct job *J = c->job;
+    Lmp__Envelope out;
+    Lmp__TaskResultAck ack = LMP__TASK_RESULT_ACK__INIT;
+    lmp_wire_init(&out, 0, env->seq);
+    ack.job_id = r->job_id, ack.task_id = r->task_id, ack.attempt = r->attempt;
+    out.body_case = LMP__ENVELOPE__BODY_TASK_RESULT_ACK;
+    out.task_result_ack = &ack;
+    p->cancelling = false;
+    const int ti = (int) r->task_id - 1;
+    if (J == NULL || r->job_id != J->id || J->state != LMP__JOB_STATE__JOB_STATE_RUNNING ||
+        ti < 0 || ti >= J->n_tasks || J->tasks[ti].worker != pi ||
+        J->tasks[ti].attempt != r->attempt) {
+        lmp_log_info("coordinator: stale result from '%s' dropped", p->id.name);
+        if (p->task == ti) p->task = -1;
+        send_to(c, &p->id, &out);
+        return;
+    }
+    struct task *t = &J->tasks[ti];
+    const struct lmp_linear *l = t->l;
+    struct lmp_err err = {0};
+    enum lmp_status st = LMP_OK;
+    struct lmp_compress_result res = {.method = J->cspec.method, .n_out = l->n_out, .n_in = l->n_in};
+    const Lmp__TaskStats *ts = r->stats;
+    if (ts) {
+        res.rel_err_before = ts->rel_err_before, res.rel_err_after = ts->rel_err_after;
+        res.bits_per_weight = ts->bits_per_weight, res.seconds = ts->seconds;
+        res.steps = ts->steps;
+    }
+    if (J->cspec.method == LMP_COMPRESS_AQLM) {
+        const struct lmp_aq_scheme *sc = &J->cspec.sc;
+        const uint64_t want_c[3] = {(uint64_t) l->n_out, (uint64_t) (l->n_in / sc->g), (uint64_t) sc->M};
+        const uint64_t want_b[3] = {(uint64_t) sc->M, (uint64_t) sc->K, (uint64_t) sc->g};
+        if (r->codes == NULL || r->codebooks == NULL || r->scales == NULL ||
+            r->codes->n_shape != 3 || r->codebooks->n_shape != 3 || r->scales->n_shape != 1 ||
+            memcmp(r->codes->shape, want_c, sizeof(want_c)) != 0 ||
+            memcmp(r->codebooks->shape, want_b, sizeof(want_b)) != 0 ||
+            r->scales->shape[0] != (uint64_t) l->n_out) {
+            st = lmp_err_set(&err, LMP_EPROTO, "result for '%s' from '%s' does not have the "
+                             "job's scheme or the layer's shape", l->name, p->id.name);
+        } else {
+            res.aq = (struct lmp_aq_layer){.sc = *sc, .n_out = l->n_out, .n_in = l->n_in,
+                                           .codes = (uint16_t *) r->codes->data.data,
+                                           .codebooks = (float *) r->codebooks->data.data,
+                                           .scales = (float *) r->scales->data.data};
+        }
+    } else {
+        const Lmp__Tensor *q = NULL, *s = NULL, *z = NULL;
+        for (size_t i = 0; i < r->n_tensors; i++) {
+            const char *nm = r->tensors[i]->name ? r->tensors[i]->name : "";
+            if (strcmp(nm, "q") == 0) q = r->tensors[i];
+            else if (strcmp(nm, "scale") == 0) s = r->tensors[i];
+            else if (strcmp(nm, "zero") == 0) z = r->tensors[i];
+        }
+        const uint64_t ng = (uint64_t) (l->n_out * (l->n_in / J->cspec.rtn_group));
+        if (q == NULL || s == NULL || z == NULL || q->dtype != LMP__DTYPE__DTYPE_U8 ||
+            s->dtype != LMP__DTYPE__DTYPE_U16 || z->dtype != LMP__DTYPE__DTYPE_U16 ||
+            q->data.len != (size_t) (l->n_out * l->n_in) || s->data.len != ng * 2 ||
+            z->data.len != ng * 2) {
+            st = lmp_err_set(&err, LMP_EPROTO, "rtn result for '%s' from '%s' has wrong arrays",
+                             l->name, p->id.name);
+        } else {
+            res.rtn_q = q->data.data;
+            res.rtn_scale = (uint16_t *) s->data.data;
+            res.rtn_zero = (uint16_t *) z->data.data;
+        }
+    }
+    struct lmp_art_layer al = {0};
+    if (st == LMP_OK) st = lmp_compress_result_to_layer(&al, &res, &J->cspec, l->name, &err);
+    if (st == LMP_OK) st = lmp_artifact_commit_layer(J->a, &al, &err);
+    lmp_art_layer_release(&al);
+    p->task = -1;
+    if (st != LMP_OK) {
+        ack.accepted = false;
+        send_to(c, &p->id, &out);
+        p->n_failed++;
+        if (st == LMP_EPROTO) {
+            lmp_log_warn("coordinator: %s", err.msg);
+            requeue(c, ti, true, err.msg);
+        } else {
+            job_fail(c, "cannot store layer '%s': %s", l->name, err.msg);
+        }
+        return;
+    }
+    ack.accepted = true;
+    send_to(c, &p->id, &out);
+    t->state = LMP__TASK_STATE__TASK_STATE_DONE;
+    t->worker = -1;
+    t->seconds = res.seconds, t->rel_before = res.rel_err_before, t->rel_after = res.rel_err_after;
+    drop_h(t);
+    J->n_done++;
+    const double n = (double) (l->n_out * l->n_in);
+    J->params_done_run += n;
+    p->n_done++;
+    p->busy_s += res.seconds;
+    p->params_done += n;
+    lmp_log_info("coordinator: [%lld/%lld] %s committed (worker '%s', rel err %.4g)",
+                 (long long) J->n_done, (long long) J->n_tasks, l->name, p->id.name,
+                 res.rel_err_after);
+    job_finish_if_done(c);
+}
+
+static void on_task_error(struct lmp_coord *c, int pi, const Lmp__Envelope *env) {
+    struct peer *p = &c->peers[pi];
+    const Lmp__Error *e = env->error;
+    struct job *J = c->job;
+    enum lmp_status code = LMP_EPROTO;
+    lmp_status_from_name(e->code ? e->code : "", &code);
+    if (code == LMP_ECANCEL || p->cancelling) {
+        p->cancelling = false;
+        if (p->task >= 0 && J && J->tasks[p->task].worker == pi) requeue(c, p->task, false, "");
+        p->task = -1;
+        return;
+    }
+    lmp_log_warn("coordinator: worker '%s' reports %s: %s", p->id.name, e->code ? e->code : "?",
+                 e->message ? e->message : "");
+    const int ti = (int) e->task_id - 1;
+    if (J && e->job_id == J->id && ti >= 0 && ti < J->n_tasks && J->tasks[ti].worker == pi) {
+        p->n_failed++;
+        p->task = -1;
+        char msg[300];
+        snprintf(msg, sizeof(msg), "%s: %s (worker '%s')", e->code ? e->code : "?",
+                 e->message ? e->message : "", p->id.name);
+        requeue(c, ti, true, msg);
+    }
+}
+
+static void on_message(struct lmp_coord *c, const struct lmp_zpeer *from, Lmp__Envelope *env) {
+    if (env->body_case == LMP__ENVELOPE__BODY_HELLO) {
+        struct lmp_err err = {0};
+        if (lmp_wire_check_sender(env, LMP_PEER_CLI | LMP_PEER_WORKER, from->name, &err) != LMP_OK) {
+            send_error(c, from, env->seq, LMP_EPROTO, err.msg);
+            return;
+        }
+        on_hello(c, from, env);
+        return;
+    }
+    const int pi = find_peer(c, from);
+    if (pi < 0 || c->peers[pi].dead) {
+        lmp_log_warn("coordinator: '%s' sent %s before Hello: refused", from->name,
+                     lmp_wire_body_name(env->body_case));
+        send_error(c, from, env->seq, LMP_EPROTO, "say Hello first");
+        return;
+    }
+    struct peer *p = &c->peers[pi];
+    struct lmp_err err = {0};
+    if (lmp_wire_check_sender(env, p->role, from->name, &err) != LMP_OK) {
+        lmp_log_warn("coordinator: %s", err.msg);
+        send_error(c, from, env->seq, LMP_EPROTO, err.msg);
+        return;
+    }
+    p->last_seen = mono_ms();
+    struct job *J = c->job;
+    switch (env->body_case) {
+    case LMP__ENVELOPE__BODY_HEARTBEAT: {
+        p->last_hb_unix = unix_ms();
+        Lmp__Envelope out;
+        Lmp__Heartbeat hb = LMP__HEARTBEAT__INIT;
+        lmp_wire_init(&out, 0, env->seq);
+        hb.time_ms = mono_ms();
+        out.body_case = LMP__ENVELOPE__BODY_HEARTBEAT;
+        out.heartbeat = &hb;
+        send_to(c, from, &out);
+        break;
+    }
+    case LMP__ENVELOPE__BODY_TASK_PROGRESS:
+        if (J && p->task >= 0 && env->task_progress->task_id == (uint64_t) p->task + 1)
+            J->tasks[p->task].progress_s = env->task_progress->elapsed_s;
+        break;
+    case LMP__ENVELOPE__BODY_TASK_RESULT:
+        on_result(c, pi, env);
+        break;
+    case LMP__ENVELOPE__BODY_TASK_HANDBACK:
+        if (p->task >= 0 && J && J->tasks[p->task].worker == pi &&
+            env->task_handback->task_id == (uint64_t) p->task + 1) {
+            lmp_log_info("coordinator: worker '%s' handed back '%s' (%s)", from->name,
+                         J->tasks[p->task].l->name,
+                         env->task_handback->reason ? env->task_handback->reason : "");
+            requeue(c, p->task, false, "");
+        }
+        p->task = -1;
+        p->cancelling = true;   /* it is leaving: no new task */
+        break;
+    case LMP__ENVELOPE__BODY_ERROR:
+        on_task_error(c, pi, env);
+        break;
+    case LMP__ENVELOPE__BODY_JOB_SUBMIT: {
+        if (J && J->state == LMP__JOB_STATE__JOB_STATE_RUNNING) {
+            char msg[128];
+            snprintf(msg, sizeof(msg), "job %llu is running; one job at a time",
+                     (unsigned long long) J->id);
+            send_error(c, from, env->seq, LMP_EINVAL, msg);
+            break;
+        }
+        struct job *nj = NULL;
+        enum lmp_status st = job_plan(c, env->job_submit->spec, &nj, &err);
+        if (st != LMP_OK) {
+            lmp_log_warn("coordinator: job refused: %s", err.msg);
+            send_error(c, from, env->seq, st, err.msg);
+            break;
+        }
+        job_destroy(&c->job);
+        c->job = nj;
+        lmp_log_info("coordinator: job %llu accepted: %lld tasks (%lld already committed)",
+                     (unsigned long long) nj->id, (long long) nj->n_tasks, (long long) nj->n_done);
+        Lmp__Envelope out;
+        Lmp__JobAccepted ja = LMP__JOB_ACCEPTED__INIT;
+        lmp_wire_init(&out, 0, env->seq);
+        ja.job_id = nj->id;
+        ja.n_layers = (uint32_t) lmp_model_n_linears(nj->m);
+        ja.n_tasks = (uint32_t) nj->n_tasks;
+        out.body_case = LMP__ENVELOPE__BODY_JOB_ACCEPTED;
+        out.job_accepted = &ja;
+        send_to(c, from, &out);
+        job_finish_if_done(c);   /* everything was already committed */
+        break;
+    }
+    case LMP__ENVELOPE__BODY_JOB_QUERY:
+        reply_status(c, from, env->seq, env->job_query->job_id, env->job_query->with_layers,
+                     env->job_query->with_workers);
+        break;
+    case LMP__ENVELOPE__BODY_JOB_CANCEL: {
+        const uint64_t id = env->job_cancel->job_id;
+        if (J == NULL || (id != 0 && id != J->id)) {
+            send_error(c, from, env->seq, LMP_EINVAL, "no such job");
+            break;
+        }
+        if (J->state == LMP__JOB_STATE__JOB_STATE_RUNNING) {
+            lmp_log_info("coordinator: job %llu cancelled by '%s'", (unsigned long long) J->id,
+                         from->name);
+            snprintf(J->error, sizeof(J->error), "cancelled: %s",
+                     env->job_cancel->reason && env->job_cancel->reason[0]
+                         ? env->job_cancel->reason : "by request");
+            job_end(c, LMP__JOB_STATE__JOB_STATE_CANCELLED);
+        }
+        reply_status(c, from, env->seq, J->id, false, false);
+        break;
+    }
+    case LMP__ENVELOPE__BODY_WORKER_QUERY: {
+        struct status_buf *b = calloc(1, sizeof(*b));
+        if (b == NULL) { send_error(c, from, env->seq, LMP_ENOMEM, "out of memory"); break; }
+        fill_workers(c, b, env->worker_query->with_dead);
+        Lmp__Envelope out;
+        Lmp__WorkerList wl = LMP__WORKER_LIST__INIT;
+        lmp_wire_init(&out, 0, env->seq);
+        wl.n_workers = b->n_workers;
+        wl.workers = b->worker_ptrs;
+        out.body_case = LMP__ENVELOPE__BODY_WORKER_LIST;
+        out.worker_list = &wl;
+        send_to(c, from, &out);
+        free(b);
+        break;
+    }
+    default:
+        send_error(c, from, env->seq, LMP_EUNSUP, "not supported by this coordinator");
+    }
+}
+
+/* ---- the loop ------------------------------------------------------------------- */
+
+static void on_timer(struct lmp_coord *c) {
+    const uint64_t now = mono_ms();
+    for (int i = 0; i < MAX_PEERS; i++) {
+        struct peer *p = &c->peers[i];
+        if (!p->used || p->dead) continue;
+        if (p->role == LMP_PEER_WORKER && now - p->last_seen > c->o.heartbeat_timeout_ms) {
+            char why[64];
+            snprintf(why, sizeof(why), "silent for %.1fs", (double) (now - p->last_seen) / 1000.0);
+            peer_gone(c, i, why);
+        } else if (p->role == LMP_PEER_CLI && now - p->last_seen > 600000) {
+            p->used = false;   /* a CLI that went away long ago */
+        }
+    }
+}
+
+enum lmp_status lmp_coord_new(const struct lmp_coord_opts *o, struct lmp_coord **out,
+                              struct lmp_err *err) {
+    assert(o && out);
+    struct lmp_coord *c = calloc(1, sizeof(*c));
+    enum lmp_status st = LMP_OK;
+    if (c == NULL) return lmp_err_set(err, LMP_ENOMEM, "out of memory");
+    c->o = *o;
+    if ((c->zctx = zmq_ctx_new()) == NULL || (c->sock = zmq_socket(c->zctx, ZMQ_ROUTER)) == NULL) {
+        st = lmp_err_set(err, LMP_EIO, "cannot create a zeromq socket: %s", zmq_strerror(errno));
+        goto fail;
+    }
+    if ((st = lmp_zsock_configure(c->sock, 0, 5000, err))) goto fail;
+    if (zmq_bind(c->sock, o->bind) != 0) {
+        st = lmp_err_set(err, LMP_EIO, "cannot bind '%s': %s", o->bind, zmq_strerror(errno));
+        goto fail;
+    }
+    size_t n = sizeof(c->endpoint);
+    if (zmq_getsockopt(c->sock, ZMQ_LAST_ENDPOINT, c->endpoint, &n) != 0)
+        snprintf(c->endpoint, sizeof(c->endpoint), "%s", o->bind);
+    if (o->state_dir) {
+        mkdir(o->state_dir, 0755);
+        char p[4096];
+        state_path(c, p, sizeof(p));
+        uint8_t *buf = NULL;
+        size_t len = 0;
+        struct lmp_err e2 = {0};
+        if (access(p, F_OK) == 0 && lmp_file_read_all(p, (char **) &buf, &len, &e2) == LMP_OK) {
+            Lmp__JobSpec *spec = lmp__job_spec__unpack(NULL, len, buf);
+            struct job *J = NULL;
+            if (spec == NULL)
+                lmp_log_warn("coordinator: '%s' is not a job spec: ignored", p);
+            else if (job_plan(c, spec, &J, &e2) != LMP_OK)
+                lmp_log_warn("coordinator: cannot resume the job in '%s': %s", p, e2.msg);
+            else {
+                lmp_log_info("coordinator: resumed job %llu from '%s' (%lld of %lld layers "
+                             "committed)", (unsigned long long) J->id, p, (long long) J->n_done,
+                             (long long) J->n_tasks);
+                c->job = J;
+            }
+            if (spec) lmp__job_spec__free_unpacked(spec, NULL);
+            free(buf);
+        }
+    }
+    *out = c;
+    return LMP_OK;
+fail:
+    lmp_coord_destroy(&c);
+    *out = NULL;
+    return st;
+}
+
+const char *lmp_coord_endpoint(const struct lmp_coord *c) { return c->endpoint; }
+
+enum lmp_status lmp_coord_run(struct lmp_coord *c, volatile sig_atomic_t *stop,
+                              struct lmp_err *err) {
+    assert(c && stop);
+    uint64_t last_tick = 0;
+    if (c->job) job_finish_if_done(c);
+    while (!*stop) {
+        zmq_pollitem_t item = {c->sock, 0, ZMQ_POLLIN, 0};
+        int n = zmq_poll(&item, 1, 100);
+        if (n < 0 && errno != EINTR)
+            return lmp_err_set(err, LMP_EIO, "poll: %s", zmq_strerror(errno));
+        /* drain what is there, without blocking */
+        for (int k = 0; n > 0 && k < 64; k++) {
+            struct lmp_zpeer from = {0};
+            Lmp__Envelope *env = NULL;
+            struct lmp_err rerr = {0};
+            enum lmp_status st = lmp_zsock_recv(c->sock, 0, 0, &from, NULL, &env, &rerr);
+            if (st == LMP_OK && env == NULL) break;
+            if (st == LMP_EVERSION) {
+                lmp_log_warn("coordinator: refused '%s': %s", from.name, rerr.msg);
+                char msg[160];
+                snprintf(msg, sizeof(msg), "this coordinator speaks protocol %u", LMP_PROTO_VERSION);
+                send_error(c, &from, 0, LMP_EVERSION, msg);
+                int pi = find_peer(c, &from);
+                if (pi >= 0) peer_gone(c, pi, "speaks another protocol version");
+                continue;
+            }
+            if (st == LMP_EPROTO) {
+                lmp_log_warn("coordinator: bad frame from '%s' dropped: %s", from.name, rerr.msg);
+                if (from.id_len) send_error(c, &from, 0, LMP_EPROTO, rerr.msg);
+                continue;
+            }
+            if (st != LMP_OK) {
+                lmp_log_warn("coordinator: receive: %s", rerr.msg);
+                break;
+            }
+            on_message(c, &from, env);
+            lmp_wire_free(&env);
+        }
+        const uint64_t now = mono_ms();
+        if (now - last_tick >= 200) {
+            last_tick = now;
+            on_timer(c);
+        }
+        dispatch(c);
+    }
+    return LMP_OK;
+}
+
+void lmp_coord_destroy(struct lmp_coord **cp) {
+    struct lmp_coord *c = *cp;
+    if (c == NULL) return;
+    job_destroy(&c->job);
+    if (c->sock) zmq_close(c->sock);
+    if (c->zctx) zmq_ctx_term(c->zctx);
+    free(c);
+    *cp = NULL;
+}

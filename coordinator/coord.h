@@ -1,0 +1,74 @@
+/*  coord - the coordinator daemon: one thread, one zmq_poll loop, one ROUTER socket
+ *
+ *  Peers (workers and CLI invocations) connect DEALER sockets and say Hello first
+ *  (docs/protocol.md). The coordinator runs one job at a time, in INDEPENDENT mode:
+ *
+ *    submit   JobSubmit -> open the model, tokenize the calibration text, describe the
+ *             job exactly as `lmpress compress` does (same fingerprints), open (or
+ *             resume) the artifact; one task per quantized linear, those already
+ *             committed are done at once.
+ *    calib    H of a block is computed here, lazily (when an idle worker finds no ready
+ *             task), by one calibration pass over the original model (worker/calib.h);
+ *             a block's H is freed when its tasks are done. Blocking: a block of a
+ *             small model takes milliseconds; workers' silence during it is not held
+ *             against them.
+ *    dispatch TaskAssign {layer, method, model path, H inline} to an idle worker.
+ *    results  TaskResult -> lmp_compress_result_to_layer -> lmp_artifact_commit_layer
+ *             (durable) -> TaskResultAck. Every layer done: the unquantized tensors,
+ *             finalize, job DONE.
+ *    failure  Error from a worker, or a worker silent for heartbeat_timeout_ms (declared
+ *             gone): the task goes back to the queue; after max_attempts failures of one
+ *             task the job FAILS with the last message. TaskHandback requeues without
+ *             counting a failure.
+ *    cancel   JobCancel: TaskCancel to busy workers, pending tasks cancelled, committed
+ *             layers kept (a later submit of the same job resumes them).
+ *    state    with a state directory, the running job's spec is kept in DIR/job.pb until
+ *             the job ends, and a restarted coordinator resubmits it (the artifact
+ *             resumes: committed layers are not redone).
+ *
+ *  Refusals never disturb the job: a garbage frame is logged and answered with
+ *  Error{EPROTO}; another protocol version gets Error{EVERSION} and the peer is forgotten;
+ *  a message before Hello or a body the peer's role may not send gets Error{EPROTO}.
+ *
+ *  Calling sequence:
+ *      struct lmp_coord_opts o; lmp_coord_opts_init(&o); o.bind = "tcp://127.0.0.1:7000";
+ *      st = lmp_coord_new(&o, &c, &err);
+ *      st = lmp_coord_run(c, &stop_flag, &err);     // until *stop_flag is set
+ *      lmp_coord_destroy(&c);
+ *  Not thread-safe: one thread owns the object (tests run it in a thread of their own).
+ */
+#ifndef LMP_COORDINATOR_COORD_H
+#define LMP_COORDINATOR_COORD_H
+
+#include <signal.h>
+#include <stdint.h>
+#include "proto/status.h"   /* defines: enum lmp_status, struct lmp_err */
+
+struct lmp_coord_opts {
+    const char *bind;                 /* default "tcp://127.0.0.1:7070" */
+    const char *state_dir;            /* NULL = no state kept */
+    const char *name;                 /* default "coordinator" */
+    uint32_t    heartbeat_ms;         /* workers' heartbeat interval (default 1000) */
+    uint32_t    heartbeat_timeout_ms; /* silence after which a worker is gone (default 5000) */
+    uint32_t    max_attempts;         /* failures of one task before the job fails (default 3) */
+};
+
+void lmp_coord_opts_init(struct lmp_coord_opts *o);
+
+struct lmp_coord;
+
+/* Bind the socket and, with a state directory holding an unfinished job, resubmit it.
+ * RET LMP_OK, LMP_EIO (cannot bind: the message names the endpoint), LMP_ENOMEM. */
+enum lmp_status lmp_coord_new(const struct lmp_coord_opts *o, struct lmp_coord **out,
+                              struct lmp_err *err);
+
+/* The endpoint actually bound (resolves "tcp://127.0.0.1:*"). */
+const char *lmp_coord_endpoint(const struct lmp_coord *c);
+
+/* Serve until *stop becomes non-zero. RET LMP_OK or LMP_EIO (socket failure). */
+enum lmp_status lmp_coord_run(struct lmp_coord *c, volatile sig_atomic_t *stop,
+                              struct lmp_err *err);
+
+void lmp_coord_destroy(struct lmp_coord **c);
+
+#endif /* LMP_COORDINATOR_COORD_H */

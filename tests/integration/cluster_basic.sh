@@ -1,0 +1,181 @@
+#!/usr/bin/env bash
+# cluster_basic - lmpress coordinator + workers on loopback, stories260K, independent mode:
+#  1. two workers, submit --wait: the artifact equals `lmpress compress --mode independent`
+#     dataset for dataset (h5diff), with the same seed;
+#  2. a worker killed with -9 mid-task: the task is requeued, the job completes, same artifact;
+#     bad peers (garbage frames, another protocol version) hit the coordinator during the job
+#     and are refused without disturbing it;
+#  3. cancel mid-job: workers stop within seconds, committed layers are kept, and a new
+#     submit of the same job resumes them (not redone) to the same artifact;
+#  4. a coordinator killed with -9 and restarted with the same --state resumes its job;
+#  5. an unreachable coordinator is exit code 3; a refused job is exit code 1.
+# Every wait is bounded, so a broken build fails instead of hanging.
+set -u
+: "${LMPRESS:?}" "${LMP_SHARED:?}" "${LMP_BUILD_DIR:?}"
+M="$LMP_SHARED/models/stories260K"
+TXT="$LMP_SHARED/data/tinystories_valid_first1000.txt"
+for f in "$M/stories260K.bin" "$M/tok512.bin" "$TXT"; do
+    if [ ! -f "$f" ]; then
+        echo "missing $f"
+        [ "${CI:-}" = true ] && exit 1
+        exit 77
+    fi
+done
+command -v h5diff >/dev/null && command -v h5dump >/dev/null || { echo "no h5diff/h5dump"; exit 77; }
+T=$(mktemp -d)
+PIDS=()
+cleanup() {
+    for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null; done
+    wait 2>/dev/null
+    rm -rf "$T"
+}
+trap cleanup EXIT
+cd "$T" || exit 1
+head -c 120000 "$TXT" > cal.txt
+fail=0
+bad() { echo "FAIL: $*"; fail=1; }
+export LMPRESS_TIMEOUT_MS=10000
+JOB=(--model "$M/stories260K.bin" --tokenizer "$M/tok512.bin" --calib cal.txt --nsamples 12
+     --ctx 96 --threads 2 --max-rounds 4 --adam-steps 50 --scheme 2x6g4 --keep '*.down_proj'
+     --mode independent --seed 5)
+
+# start_coord LOG [args]: starts a coordinator on a free loopback port; sets EP and CPID
+start_coord() {
+    local log=$1; shift
+    "$LMPRESS" coordinator --bind 'tcp://127.0.0.1:*' --heartbeat-timeout 2000 --verbose "$@" \
+        2> "$log" &
+    CPID=$!
+    PIDS+=("$CPID")
+    EP=
+    for _ in $(seq 1 200); do
+        EP=$(sed -n 's/.*coordinator listening on \(tcp:[^ ]*\).*/\1/p' "$log" | head -1)
+        [ -n "$EP" ] && return 0
+        sleep 0.05
+    done
+    bad "coordinator did not start"; cat "$log"; exit 1
+}
+start_worker() {   # NAME [env...]
+    local name=$1; shift
+    env "$@" "$LMPRESS" worker --connect "$EP" --name "$name" --verbose 2> "w-$name.log" &
+    PIDS+=("$!")
+    eval "WPID_$name=$!"
+}
+# same_layers A B: every dataset of A equals B's (and they hold the same datasets)
+same_layers() {
+    local la lb d n=0
+    la=$(h5dump -n "$1" | awk '$1=="dataset"{print $2}' | sort)
+    lb=$(h5dump -n "$2" | awk '$1=="dataset"{print $2}' | sort)
+    [ -n "$la" ] && [ "$la" = "$lb" ] || { echo "different dataset lists"; return 1; }
+    for d in $la; do
+        h5diff -q "$1" "$2" "$d" "$d" >/dev/null || { echo "dataset $d differs"; return 1; }
+        n=$((n + 1))
+    done
+    echo "$n datasets identical"
+}
+# wait_for SECONDS CMD...: poll CMD every 0.1 s
+wait_for() {
+    local s=$1; shift
+    for _ in $(seq 1 $((s * 10))); do "$@" && return 0; sleep 0.1; done
+    return 1
+}
+n_parts() { ls "$1.parts" 2>/dev/null | grep -c '^layer-'; }
+has_parts() { [ "$(n_parts "$1")" -ge "$2" ]; }
+
+# reference: the single-process path
+"$LMPRESS" compress "${JOB[@]}" --out ref.h5 > /dev/null 2> ref.err || { bad "compress"; cat ref.err; }
+
+# 1. two workers
+start_coord c1.log
+start_worker w1
+start_worker w2
+timeout 300 "$LMPRESS" submit --connect "$EP" --wait "${JOB[@]}" --out a.h5 > a.out 2> a.err ||
+    { bad "submit --wait (rc $?)"; cat a.err c1.log; }
+same_layers a.h5 ref.h5 || bad "cluster artifact differs from lmpress compress"
+grep -q "30/30 layers done" a.err || bad "submit --wait: no progress lines"
+"$LMPRESS" status --connect "$EP" --json > st.json || bad "status --json"
+grep -q '"state":"done"' st.json || bad "status: job not done: $(cat st.json)"
+grep -q '"id":"w1"' st.json && grep -q '"id":"w2"' st.json || bad "status: workers missing"
+"$LMPRESS" workers --connect "$EP" > wk.txt || bad "workers"
+grep -q "^worker w1 .*idle" wk.txt || bad "workers: $(cat wk.txt)"
+for w in w1 w2; do
+    n=$(grep -c "'$w'" c1.log)
+    [ "$n" -gt 1 ] || bad "worker $w did no task"
+done
+
+# 2. kill -9 a worker mid-task (its tasks sleep 5 s first, so it is surely mid-task),
+#    and bad peers during the job
+start_worker slow LMP_FAULT_TASK_SLEEP_MS=5000
+wait_for 10 grep -q "worker 'slow' joined" c1.log || bad "slow worker did not join"
+"$LMPRESS" submit --connect "$EP" "${JOB[@]}" --out b.h5 > b.out 2> b.err || bad "submit b"
+wait_for 30 grep -q "> worker 'slow'" c1.log || bad "slow worker got no task"
+kill -9 "$WPID_slow"
+"$LMP_BUILD_DIR/tests/test_coord_peers" "$EP" > peers.out 2>&1 || { bad "bad peers"; cat peers.out; }
+wait_for 60 grep -q "job 2 done" c1.log || { bad "job 2 did not complete"; tail -20 c1.log; }
+grep -q "worker 'slow' silent for .*declared gone; task requeued" c1.log ||
+    bad "the killed worker was not declared gone"
+grep -q "refused 'time-traveller'" c1.log || bad "no version refusal logged"
+same_layers b.h5 ref.h5 || bad "artifact after a killed worker differs"
+
+# 3. cancel mid-job (tasks of 300 ms), then resume by submitting again
+kill -TERM "$WPID_w1" "$WPID_w2"
+wait "$WPID_w1" || bad "worker w1 exit code $? on SIGTERM"
+wait "$WPID_w2" || bad "worker w2 exit code $? on SIGTERM"
+start_worker w3 LMP_FAULT_TASK_SLEEP_MS=300
+start_worker w4 LMP_FAULT_TASK_SLEEP_MS=300
+"$LMPRESS" submit --connect "$EP" "${JOB[@]}" --out c.h5 > c.out 2> c.err || bad "submit c"
+wait_for 60 has_parts c.h5 4 || bad "no layers committed before the cancel"
+"$LMPRESS" cancel --connect "$EP" > cancel.out 2>&1 || { bad "cancel"; cat cancel.out; }
+grep -q "cancelled" cancel.out || bad "cancel: $(cat cancel.out)"
+idle() { "$LMPRESS" workers --connect "$EP" > wk2.txt && ! grep -q "busy\|draining" wk2.txt; }
+wait_for 5 idle || bad "workers still busy 5 s after the cancel: $(cat wk2.txt)"
+kept=$(n_parts c.h5)
+sleep 0.5
+[ "$(n_parts c.h5)" -eq "$kept" ] || bad "layers committed after the cancel"
+[ "$kept" -lt 30 ] || bad "the job finished before the cancel ($kept layers)"
+[ ! -f c.h5 ] || bad "a cancelled job was finalized"
+"$LMPRESS" status --connect "$EP" --json | grep -q '"state":"cancelled"' || bad "status after cancel"
+timeout 300 "$LMPRESS" submit --connect "$EP" --wait "${JOB[@]}" --out c.h5 > c2.out 2> c2.err ||
+    { bad "resubmit after cancel"; cat c2.err; }
+grep -q "tasks ($kept already committed)" c1.log || bad "resubmit did not resume $kept layers"
+same_layers c.h5 ref.h5 || bad "artifact after cancel + resume differs"
+
+# 4. coordinator killed and restarted with its state directory
+kill -9 "$CPID"
+wait "$CPID" 2>/dev/null
+start_coord c2.log --state st
+LMP_FAULT_TASK_SLEEP_MS=300 "$LMPRESS" worker --connect "$EP" --name w5 2> w-w5.log &
+PIDS+=("$!")
+W5=$!
+LMP_FAULT_TASK_SLEEP_MS=300 "$LMPRESS" worker --connect "$EP" --name w6 2> w-w6.log &
+PIDS+=("$!")
+"$LMPRESS" submit --connect "$EP" "${JOB[@]}" --out d.h5 > d.out 2> d.err || bad "submit d"
+wait_for 60 has_parts d.h5 4 || bad "no layers before the coordinator kill"
+kill -9 "$CPID"
+wait "$CPID" 2>/dev/null
+port=${EP##*:}
+for _ in $(seq 1 40); do   # the port may take a moment to be free again
+    "$LMPRESS" coordinator --bind "tcp://127.0.0.1:$port" --state st --heartbeat-timeout 2000 \
+        --verbose 2> c3.log &
+    CPID=$!
+    PIDS+=("$CPID")
+    sleep 0.5
+    kill -0 "$CPID" 2>/dev/null && break
+done
+wait_for 120 grep -q "job 1 done" c3.log || { bad "restarted coordinator did not finish"; tail c3.log; }
+grep -q "resumed job 1 from" c3.log || bad "no resume from the state directory"
+same_layers d.h5 ref.h5 || bad "artifact after a coordinator restart differs"
+
+# 5. exit codes
+"$LMPRESS" submit --connect "$EP" "${JOB[@]}" --mode sequential --out e.h5 > /dev/null 2>&1
+[ $? -eq 2 ] || bad "sequential mode is not a usage error"
+"$LMPRESS" submit --connect "$EP" "${JOB[@]}" --scheme 2x6g5 --out e.h5 > /dev/null 2> e.err
+[ $? -eq 1 ] || bad "a scheme that does not fit was not refused with 1"
+grep -q "2x6g5 does not fit" e.err || bad "refusal message: $(cat e.err)"
+LMPRESS_TIMEOUT_MS=500 "$LMPRESS" status --connect tcp://127.0.0.1:1 > /dev/null 2> u.err
+[ $? -eq 3 ] || bad "unreachable coordinator is not exit code 3"
+grep -q "cannot reach the coordinator at 'tcp://127.0.0.1:1'" u.err || bad "message: $(cat u.err)"
+kill -TERM "$W5"
+wait "$W5" || bad "worker exit code on SIGTERM"
+kill -TERM "$CPID"
+wait "$CPID" || bad "coordinator exit code on SIGTERM"
+exit $fail

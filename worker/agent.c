@@ -1,0 +1,506 @@
+/*  agent - see agent.h */
+#define _GNU_SOURCE
+#include "worker/agent.h"
+#include "kernels/kernels.h"        /* defines: lmp_kernels_get */
+#include "proto/log.h"              /* defines: lmp_log_* */
+#include "proto/zsock.h"            /* defines: lmp_zsock_*, lmp_wire_* */
+#include "worker/model/model.h"     /* defines: lmp_model_open, lmp_model_linear */
+
+#include <assert.h>
+#include <errno.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <zmq.h>
+
+void lmp_agent_opts_init(struct lmp_agent_opts *o) {
+    assert(o);
+    memset(o, 0, sizeof(*o));
+    o->connect_timeout_ms = 10000;
+}
+
+enum lmp_status lmp_agent_method_spec(const Lmp__MethodSpec *m, struct lmp_compress_spec *spec,
+                                      struct lmp_err *err) {
+    assert(m && spec);
+    lmp_compress_spec_init(spec);
+    if (m->method == LMP__METHOD__METHOD_RTN) {
+        spec->method = LMP_COMPRESS_RTN;
+        if (m->bits) spec->rtn_bits = (int) m->bits;
+        if (m->group) spec->rtn_group = m->group;
+        if (spec->rtn_bits < 1 || spec->rtn_bits > 8)
+            return lmp_err_set(err, LMP_EINVAL, "rtn bits %d out of range 1..8", spec->rtn_bits);
+        return LMP_OK;
+    }
+    if (m->method != LMP__METHOD__METHOD_AQLM)
+        return lmp_err_set(err, LMP_EINVAL, "unknown method %d", (int) m->method);
+    spec->method = LMP_COMPRESS_AQLM;
+    if (m->scheme && m->scheme[0]) {
+        enum lmp_status st = lmp_aq_scheme_parse(&spec->sc, m->scheme, err);
+        if (st != LMP_OK) return st;
+    }
+    if (m->beam) spec->aq.beam = (int) m->beam;
+    if (m->adam_steps) spec->aq.adam_steps = (int) m->adam_steps;
+    if (m->lr > 0) spec->aq.lr = m->lr;
+    if (m->tol > 0) spec->aq.tol = m->tol;
+    if (m->max_rounds) spec->aq.max_rounds = (int) m->max_rounds;
+    if (m->kmeans_iters) spec->aq.kmeans_iters = (int) m->kmeans_iters;
+    if (m->damp > 0) spec->aq.damp = m->damp;
+    return LMP_OK;
+}
+
+static uint64_t mono_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t) ts.tv_sec * 1000u + (uint64_t) ts.tv_nsec / 1000000u;
+}
+
+/* The task the compute thread runs: inputs copied out of the TaskAssign, the result. */
+struct task {
+    uint64_t job_id, task_id;
+    uint32_t attempt;
+    char     layer[LMP_NAME_MAX];
+    uint32_t layer_index;
+    const struct lmp_linear *lin;      /* in the agent's model */
+    struct lmp_compress_spec spec;
+    uint64_t seed;                     /* job seed; the layer seed is derived from it */
+    float   *h;                        /* (n_in, n_in) or NULL (RTN) */
+    /* out */
+    struct lmp_compress_result res;
+    enum lmp_status st;
+    struct lmp_err  err;
+    int      done_fd;                  /* write end of the pipe */
+    uint64_t started_ms;
+};
+
+static void *task_main(void *arg) {
+    struct task *t = arg;
+    const struct lmp_linear *l = t->lin;
+    /* fault-injection hook for tests: a slow task, so that a kill or a cancel lands mid-task */
+    const char *slow = getenv("LMP_FAULT_TASK_SLEEP_MS");
+    if (slow && atoi(slow) > 0) {
+        const long ms = atol(slow);
+        struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+        nanosleep(&ts, NULL);
+    }
+    float *w = malloc((size_t) (l->n_out * l->n_in) * sizeof(float));
+    if (w == NULL) {
+        t->st = lmp_err_set(&t->err, LMP_ENOMEM, "out of memory for layer '%s'", t->layer);
+    } else {
+        lmp_tensor_rows_f32(l->weight, 0, l->n_out, w);
+        t->st = lmp_compress_linear(&t->res, &t->spec, t->layer, w, t->h, l->n_out, l->n_in,
+                                    lmp_compress_layer_seed(t->seed, t->layer), &t->err);
+        free(w);
+    }
+    char one = 1;
+    while (write(t->done_fd, &one, 1) < 0 && errno == EINTR) {}
+    return NULL;
+}
+
+struct agent {
+    const struct lmp_agent_opts *o;
+    char      name[128];
+    void     *zctx, *sock;
+    uint64_t  seq;
+    uint32_t  hb_ms, hb_timeout_ms;
+    uint64_t  last_rx_ms, last_hb_ms, last_hello_ms;
+    bool      registered;
+    struct lmp_model *model;
+    char      model_path[4096];
+    /* the running task */
+    struct task *task;
+    pthread_t    thread;
+    bool         cancelled, handed_back;
+    Lmp__Envelope *queued;             /* a TaskAssign that waits for an abandoned task to end */
+    int          pipe_fd[2];
+};
+
+static enum lmp_status send_env(struct agent *A, Lmp__Envelope *env, struct lmp_err *err) {
+    env->seq = ++A->seq;
+    return lmp_zsock_send(A->sock, NULL, env, "coordinator", err);
+}
+
+static enum lmp_status send_hello(struct agent *A, struct lmp_err *err) {
+    Lmp__Envelope env;
+    Lmp__Hello    hello;
+    Lmp__Capabilities caps = LMP__CAPABILITIES__INIT;
+    char host[256] = "";
+    gethostname(host, sizeof(host) - 1);
+    long ncpu = sysconf(_SC_NPROCESSORS_ONLN), pages = sysconf(_SC_PHYS_PAGES),
+         psz = sysconf(_SC_PAGESIZE);
+    caps.cores = A->o->n_threads > 0 ? (uint32_t) A->o->n_threads : (uint32_t) (ncpu > 0 ? ncpu : 1);
+    caps.memory_bytes = pages > 0 && psz > 0 ? (uint64_t) pages * (uint64_t) psz : 0;
+    char *variant = (char *) lmp_kernels_get()->name;
+    caps.n_kernel_variants = 1;
+    caps.kernel_variants   = &variant;
+    caps.hostname  = host;
+    caps.max_tasks = 1;
+    lmp_wire_hello_init(&env, &hello, 0, LMP__ROLE__ROLE_WORKER, A->name, &caps);
+    A->last_hello_ms = mono_ms();
+    /* a new session: the coordinator no longer counts on the running task's result */
+    if (A->task) A->handed_back = true;
+    return send_env(A, &env, err);
+}
+
+static enum lmp_status send_error(struct agent *A, const struct task *t, enum lmp_status code,
+                                  const char *msg, uint64_t reply_to, struct lmp_err *err) {
+    Lmp__Envelope env;
+    Lmp__Error    e;
+    lmp_wire_error_init(&env, &e, 0, reply_to, code, msg);
+    if (t) {
+        e.job_id    = t->job_id;
+        e.task_id   = t->task_id;
+        e.attempt   = t->attempt;
+        e.layer     = (char *) t->layer;
+        e.retryable = code == LMP_ENOMEM || code == LMP_EIO;
+    }
+    return send_env(A, &env, err);
+}
+
+static void task_free(struct task **tp) {
+    struct task *t = *tp;
+    if (t == NULL) return;
+    lmp_compress_result_release(&t->res);
+    free(t->h);
+    free(t);
+    *tp = NULL;
+}
+
+/* Wait for the compute thread (it has written to the pipe or is about to). */
+static void task_join(struct agent *A) {
+    if (A->task == NULL) return;
+    pthread_join(A->thread, NULL);
+    char c;
+    while (read(A->pipe_fd[0], &c, 1) < 0 && errno == EINTR) {}
+}
+
+static enum lmp_status send_result(struct agent *A, struct task *t, struct lmp_err *err) {
+    const struct lmp_compress_result *r = &t->res;
+    Lmp__Envelope env;
+    lmp_wire_init(&env, 0, 0);
+    Lmp__TaskResult tr = LMP__TASK_RESULT__INIT;
+    Lmp__TaskStats  ts = LMP__TASK_STATS__INIT;
+    Lmp__Tensor codes = LMP__TENSOR__INIT, cb = LMP__TENSOR__INIT, sc = LMP__TENSOR__INIT;
+    Lmp__Tensor rq = LMP__TENSOR__INIT, rs = LMP__TENSOR__INIT, rz = LMP__TENSOR__INIT;
+    Lmp__Tensor *extra[3] = {&rq, &rs, &rz};
+    uint64_t cs[3], bs[3], ss[1], qs[2], gs[2];   /* shapes: borrowed until the send */
+    tr.job_id = t->job_id, tr.task_id = t->task_id, tr.attempt = t->attempt;
+    tr.kind = LMP__TASK_KIND__TASK_KIND_QUANTIZE_LAYER;
+    tr.layer = t->layer;
+    tr.layer_index = t->layer_index;
+    ts.rel_err_before = r->rel_err_before, ts.rel_err_after = r->rel_err_after;
+    ts.bits_per_weight = r->bits_per_weight, ts.seconds = r->seconds;
+    ts.steps = (uint32_t) r->steps;
+    tr.stats = &ts;
+    if (r->method == LMP_COMPRESS_AQLM) {
+        const struct lmp_aq_layer *q = &r->aq;
+        cs[0] = (uint64_t) r->n_out, cs[1] = (uint64_t) (r->n_in / q->sc.g), cs[2] = (uint64_t) q->sc.M;
+        bs[0] = (uint64_t) q->sc.M, bs[1] = (uint64_t) q->sc.K, bs[2] = (uint64_t) q->sc.g;
+        ss[0] = (uint64_t) r->n_out;
+        lmp_wire_tensor_init(&codes, "codes", LMP__DTYPE__DTYPE_U16, cs, 3, q->codes,
+                             cs[0] * cs[1] * cs[2] * sizeof(uint16_t));
+        lmp_wire_tensor_init(&cb, "codebooks", LMP__DTYPE__DTYPE_F32, bs, 3, q->codebooks,
+                             bs[0] * bs[1] * bs[2] * sizeof(float));
+        lmp_wire_tensor_init(&sc, "scales", LMP__DTYPE__DTYPE_F32, ss, 1, q->scales,
+                             ss[0] * sizeof(float));
+        tr.codes = &codes, tr.codebooks = &cb, tr.scales = &sc;
+    } else {
+        const uint64_t G = (uint64_t) t->spec.rtn_group;
+        qs[0] = (uint64_t) r->n_out, qs[1] = (uint64_t) r->n_in;
+        gs[0] = (uint64_t) r->n_out, gs[1] = (uint64_t) r->n_in / G;
+        lmp_wire_tensor_init(&rq, "q", LMP__DTYPE__DTYPE_U8, qs, 2, r->rtn_q, qs[0] * qs[1]);
+        lmp_wire_tensor_init(&rs, "scale", LMP__DTYPE__DTYPE_U16, gs, 2, r->rtn_scale,
+                             gs[0] * gs[1] * 2);
+        lmp_wire_tensor_init(&rz, "zero", LMP__DTYPE__DTYPE_U16, gs, 2, r->rtn_zero,
+                             gs[0] * gs[1] * 2);
+        tr.n_tensors = 3;
+        tr.tensors   = extra;
+    }
+    env.body_case   = LMP__ENVELOPE__BODY_TASK_RESULT;
+    env.task_result = &tr;
+    return send_env(A, &env, err);
+}
+
+static enum lmp_status on_assign(struct agent *A, const Lmp__Envelope *env, struct lmp_err *err);
+
+/* The compute thread finished: report it (or drop it if cancelled / handed back). */
+static enum lmp_status on_task_done(struct agent *A, struct lmp_err *err) {
+    task_join(A);
+    struct task *t = A->task;
+    enum lmp_status st = LMP_OK;
+    if (A->handed_back) {
+        lmp_log_info("worker %s: task '%s' ended after hand-back; result dropped", A->name, t->layer);
+    } else if (A->cancelled) {
+        lmp_log_info("worker %s: task '%s' cancelled", A->name, t->layer);
+        st = send_error(A, t, LMP_ECANCEL, "task cancelled", 0, err);
+    } else if (t->st != LMP_OK) {
+        lmp_log_warn("worker %s: task '%s' failed: %s", A->name, t->layer, t->err.msg);
+        st = send_error(A, t, t->st, t->err.msg[0] ? t->err.msg : lmp_status_str(t->st), 0, err);
+    } else {
+        lmp_log_info("worker %s: task '%s' done in %.2fs (rel err %.4g)", A->name, t->layer,
+                     t->res.seconds, t->res.rel_err_after);
+        st = send_result(A, t, err);
+    }
+    task_free(&A->task);
+    A->cancelled = A->handed_back = false;
+    if (st == LMP_OK && A->queued) {
+        Lmp__Envelope *q = A->queued;
+        A->queued = NULL;
+        st = on_assign(A, q, err);
+        lmp_wire_free(&q);
+    }
+    return st;
+}
+
+static const struct lmp_linear *find_linear(const struct lmp_model *m, const char *name) {
+    for (int64_t i = 0; i < lmp_model_n_linears(m); i++)
+        if (strcmp(lmp_model_linear(m, i)->name, name) == 0) return lmp_model_linear(m, i);
+    return NULL;
+}
+
+/* Start a TaskAssign; a task that cannot start is answered with an Error at once. */
+static enum lmp_status on_assign(struct agent *A, const Lmp__Envelope *env, struct lmp_err *err) {
+    const Lmp__TaskAssign *ta = env->task_assign;
+    struct lmp_err terr = {0};
+    enum lmp_status st = LMP_OK;
+    struct task *t = calloc(1, sizeof(*t));
+    if (t == NULL) return lmp_err_set(err, LMP_ENOMEM, "out of memory");
+    t->job_id = ta->job_id, t->task_id = ta->task_id, t->attempt = ta->attempt;
+    t->layer_index = ta->layer_index;
+    snprintf(t->layer, sizeof(t->layer), "%s", ta->layer ? ta->layer : "");
+    if (A->task != NULL) {
+        st = lmp_err_set(&terr, LMP_EPROTO, "worker '%s' is busy with '%s'", A->name, A->task->layer);
+        goto refuse;
+    }
+    if (ta->kind != LMP__TASK_KIND__TASK_KIND_QUANTIZE_LAYER) {
+        st = lmp_err_set(&terr, LMP_EUNSUP, "task kind %d is not supported by this worker",
+                         (int) ta->kind);
+        goto refuse;
+    }
+    if (ta->method == NULL || (st = lmp_agent_method_spec(ta->method, &t->spec, &terr)))
+        goto refuse_inval;
+    t->seed = ta->method->seed;
+    if (A->model == NULL || strcmp(A->model_path, ta->model_path ? ta->model_path : "") != 0) {
+        lmp_model_close(&A->model);
+        A->model_path[0] = '\0';
+        if ((st = lmp_model_open(ta->model_path ? ta->model_path : "", &A->model, &terr)))
+            goto refuse;
+        snprintf(A->model_path, sizeof(A->model_path), "%s", ta->model_path);
+    }
+    if ((t->lin = find_linear(A->model, t->layer)) == NULL) {
+        st = lmp_err_set(&terr, LMP_ENOENT, "model '%s' has no linear '%s'", A->model_path, t->layer);
+        goto refuse;
+    }
+    if ((st = lmp_compress_check(&t->spec, t->layer, t->lin->n_out, t->lin->n_in, &terr)))
+        goto refuse;
+    if (t->spec.method == LMP_COMPRESS_AQLM) {
+        const Lmp__Tensor *g = NULL;
+        for (size_t i = 0; i < ta->n_inputs; i++)
+            if (ta->inputs[i]->name && strcmp(ta->inputs[i]->name, "gram") == 0 &&
+                ta->inputs[i]->where_case == LMP__BLOB__WHERE_TENSOR)
+                g = ta->inputs[i]->tensor;
+        const uint64_t n = (uint64_t) t->lin->n_in;
+        if (g == NULL || g->dtype != LMP__DTYPE__DTYPE_F32 || g->n_shape != 2 ||
+            g->shape[0] != n || g->shape[1] != n) {
+            st = lmp_err_set(&terr, LMP_EPROTO, "task '%s': no f32 (%llu, %llu) 'gram' input",
+                             t->layer, (unsigned long long) n, (unsigned long long) n);
+            goto refuse;
+        }
+        if ((t->h = malloc(g->data.len)) == NULL) {
+            st = lmp_err_set(&terr, LMP_ENOMEM, "out of memory");
+            goto refuse;
+        }
+        memcpy(t->h, g->data.data, g->data.len);
+    }
+    t->done_fd    = A->pipe_fd[1];
+    t->started_ms = mono_ms();
+    if (pthread_create(&A->thread, NULL, task_main, t) != 0) {
+        st = lmp_err_set(&terr, LMP_ENOMEM, "cannot start a compute thread");
+        goto refuse;
+    }
+    A->task = t;
+    lmp_log_info("worker %s: task '%s' (attempt %u)", A->name, t->layer, t->attempt);
+    return LMP_OK;
+refuse_inval:
+    if (st == LMP_OK) st = lmp_err_set(&terr, LMP_EPROTO, "task '%s' has no method", t->layer);
+refuse:
+    lmp_log_warn("worker %s: cannot run task '%s': %s", A->name, t->layer, terr.msg);
+    st = send_error(A, t, st, terr.msg, env->seq, err);
+    task_free(&t);
+    return st;
+}
+
+static enum lmp_status on_message(struct agent *A, Lmp__Envelope *env, bool *quit,
+                                  struct lmp_err *err) {
+    switch (env->body_case) {
+    case LMP__ENVELOPE__BODY_HELLO_ACK:
+        A->registered = true;
+        if (env->hello_ack->heartbeat_ms) A->hb_ms = env->hello_ack->heartbeat_ms;
+        if (env->hello_ack->heartbeat_timeout_ms)
+            A->hb_timeout_ms = env->hello_ack->heartbeat_timeout_ms;
+        lmp_log_info("worker %s: registered with coordinator '%s'", A->name,
+                     env->hello_ack->name ? env->hello_ack->name : "");
+        return LMP_OK;
+    case LMP__ENVELOPE__BODY_TASK_ASSIGN:
+        return on_assign(A, env, err);
+    case LMP__ENVELOPE__BODY_TASK_CANCEL:
+        if (A->task && (env->task_cancel->task_id == 0 ||
+                        env->task_cancel->task_id == A->task->task_id) &&
+            env->task_cancel->job_id == A->task->job_id)
+            A->cancelled = true;
+        return LMP_OK;
+    case LMP__ENVELOPE__BODY_SHUTDOWN:
+        lmp_log_info("worker %s: shutdown requested by the coordinator", A->name);
+        *quit = true;
+        return LMP_OK;
+    case LMP__ENVELOPE__BODY_ERROR: {
+        const Lmp__Error *e = env->error;
+        enum lmp_status code = LMP_EPROTO;
+        lmp_status_from_name(e->code ? e->code : "", &code);
+        if (code == LMP_EVERSION)
+            return lmp_err_set(err, LMP_EVERSION, "coordinator refused this worker: %s",
+                               e->message ? e->message : "");
+        lmp_log_warn("worker %s: coordinator says %s: %s", A->name, e->code ? e->code : "?",
+                     e->message ? e->message : "");
+        if (code == LMP_EPROTO && e->task_id == 0) return send_hello(A, err);   /* forgot us */
+        return LMP_OK;
+    }
+    default:   /* Heartbeat, TaskResultAck: liveness only */
+        return LMP_OK;
+    }
+}
+
+enum lmp_status lmp_agent_run(const struct lmp_agent_opts *o, volatile sig_atomic_t *stop,
+                              struct lmp_err *err) {
+    assert(o && o->endpoint && stop);
+    struct agent A = {.o = o, .hb_ms = 1000, .hb_timeout_ms = 10000, .pipe_fd = {-1, -1}};
+    enum lmp_status st = LMP_OK;
+    if (o->name && o->name[0]) snprintf(A.name, sizeof(A.name), "%s", o->name);
+    else {
+        char host[64] = "";
+        gethostname(host, sizeof(host) - 1);
+        snprintf(A.name, sizeof(A.name), "%s-%d", host, (int) getpid());
+    }
+    if (pipe(A.pipe_fd) != 0) return lmp_err_set(err, LMP_EIO, "cannot create a pipe");
+    if ((A.zctx = zmq_ctx_new()) == NULL || (A.sock = zmq_socket(A.zctx, ZMQ_DEALER)) == NULL) {
+        st = lmp_err_set(err, LMP_EIO, "cannot create a zeromq socket: %s", zmq_strerror(errno));
+        goto out;
+    }
+    if ((st = lmp_zsock_configure(A.sock, 0, 5000, err)) ||
+        (st = lmp_zsock_set_id(A.sock, A.name, err)))
+        goto out;
+    if (zmq_connect(A.sock, o->endpoint) != 0) {
+        st = lmp_err_set(err, LMP_EIO, "cannot connect to '%s': %s", o->endpoint,
+                         zmq_strerror(errno));
+        goto out;
+    }
+    if ((st = send_hello(&A, err))) goto out;
+    const uint64_t t_start = mono_ms();
+    A.last_rx_ms = t_start;
+    bool quit = false;
+    while (!quit) {
+        if (*stop) {
+            if (A.task && !A.handed_back && !A.cancelled) {
+                Lmp__Envelope env;
+                Lmp__TaskHandback hb = LMP__TASK_HANDBACK__INIT;
+                lmp_wire_init(&env, 0, 0);
+                hb.job_id = A.task->job_id, hb.task_id = A.task->task_id;
+                hb.attempt = A.task->attempt;
+                hb.reason  = "worker stopping";
+                env.body_case = LMP__ENVELOPE__BODY_TASK_HANDBACK;
+                env.task_handback = &hb;
+                struct lmp_err e2 = {0};
+                if (send_env(&A, &env, &e2) != LMP_OK)
+                    lmp_log_warn("worker %s: hand-back not sent: %s", A.name, e2.msg);
+                else
+                    lmp_log_info("worker %s: stopping; task '%s' handed back", A.name, A.task->layer);
+                A.handed_back = true;
+            }
+            if (A.task) task_join(&A), task_free(&A.task);
+            break;
+        }
+        zmq_pollitem_t items[2] = {{A.sock, 0, ZMQ_POLLIN, 0}, {NULL, A.pipe_fd[0], ZMQ_POLLIN, 0}};
+        int n = zmq_poll(items, 2, 100);
+        if (n < 0 && errno != EINTR) {
+            st = lmp_err_set(err, LMP_EIO, "poll: %s", zmq_strerror(errno));
+            break;
+        }
+        const uint64_t now = mono_ms();
+        if (n > 0 && (items[1].revents & ZMQ_POLLIN)) {
+            if ((st = on_task_done(&A, err))) break;
+        }
+        if (n > 0 && (items[0].revents & ZMQ_POLLIN)) {
+            Lmp__Envelope *env = NULL;
+            struct lmp_err rerr = {0};
+            enum lmp_status rs = lmp_zsock_recv(A.sock, 0, 0, NULL, "coordinator", &env, &rerr);
+            if (rs == LMP_EVERSION) {
+                st = lmp_err_set(err, LMP_EVERSION, "%s", rerr.msg);
+                break;
+            }
+            if (rs != LMP_OK) lmp_log_warn("worker %s: bad message dropped: %s", A.name, rerr.msg);
+            if (env && env->body_case == LMP__ENVELOPE__BODY_TASK_ASSIGN && A.task &&
+                A.handed_back) {   /* runs when the abandoned task ends */
+                A.last_rx_ms = now;
+                lmp_wire_free(&A.queued);
+                A.queued = env;
+                env = NULL;
+            }
+            if (env) {
+                A.last_rx_ms = now;
+                st = on_message(&A, env, &quit, err);
+                lmp_wire_free(&env);
+                if (st != LMP_OK) break;
+            }
+        }
+        if (!A.registered && now - t_start > (uint64_t) o->connect_timeout_ms) {
+            st = lmp_err_set(err, LMP_EIO, "cannot reach the coordinator at '%s' (no answer in "
+                             "%.1fs)", o->endpoint, o->connect_timeout_ms / 1000.0);
+            break;
+        }
+        if (A.registered && now - A.last_hb_ms >= A.hb_ms) {
+            A.last_hb_ms = now;
+            Lmp__Envelope env;
+            Lmp__Heartbeat hb = LMP__HEARTBEAT__INIT;
+            uint64_t running = A.task ? A.task->task_id : 0;
+            lmp_wire_init(&env, 0, 0);
+            hb.time_ms = now;
+            hb.n_running_tasks = A.task ? 1 : 0;
+            hb.running_tasks = &running;
+            env.body_case = LMP__ENVELOPE__BODY_HEARTBEAT;
+            env.heartbeat = &hb;
+            struct lmp_err e2 = {0};
+            send_env(&A, &env, &e2);
+            if (A.task && !A.cancelled) {
+                Lmp__TaskProgress tp = LMP__TASK_PROGRESS__INIT;
+                tp.job_id = A.task->job_id, tp.task_id = A.task->task_id;
+                tp.attempt = A.task->attempt;
+                tp.phase = "quantize";
+                tp.elapsed_s = (double) (now - A.task->started_ms) / 1000.0;
+                lmp_wire_init(&env, 0, 0);
+                env.body_case = LMP__ENVELOPE__BODY_TASK_PROGRESS;
+                env.task_progress = &tp;
+                send_env(&A, &env, &e2);
+            }
+        }
+        /* a silent coordinator may have restarted: greet it again */
+        if (A.registered && now - A.last_rx_ms > A.hb_timeout_ms &&
+            now - A.last_hello_ms > A.hb_timeout_ms) {
+            lmp_log_warn("worker %s: coordinator silent for %.1fs; saying Hello again", A.name,
+                         (double) (now - A.last_rx_ms) / 1000.0);
+            struct lmp_err e2 = {0};
+            send_hello(&A, &e2);
+        }
+    }
+out:
+    if (A.task) task_join(&A), task_free(&A.task);
+    lmp_wire_free(&A.queued);
+    lmp_model_close(&A.model);
+    if (A.sock) zmq_close(A.sock);
+    if (A.zctx) zmq_ctx_term(A.zctx);
+    for (int i = 0; i < 2; i++)
+        if (A.pipe_fd[i] >= 0) close(A.pipe_fd[i]);
+    return st;
+}

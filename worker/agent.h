@@ -1,0 +1,55 @@
+/*  agent - the worker process: connects to the coordinator, runs the tasks it is given
+ *
+ *  One DEALER socket, owned by the calling (main) thread, which says Hello (with the
+ *  node's capabilities), sends a Heartbeat every heartbeat_ms (as told by HelloAck) and a
+ *  TaskProgress for the running task, and answers TaskAssign / TaskCancel / Shutdown.
+ *  The task itself (TASK_KIND_QUANTIZE_LAYER: lmp_compress_linear on one linear) runs in
+ *  a compute thread, which reports back through a pipe, so heartbeats keep flowing
+ *  during a long codebook search. One task at a time.
+ *
+ *  What a task needs: the worker opens the model itself (model_path, mmapped once and
+ *  kept for the next task of the same model) and reads only the weight rows of its
+ *  linear; H comes inline in the TaskAssign (Blob "gram", f32 (n_in, n_in)), computed by
+ *  the coordinator's single calibration pass (docs/architecture.md says why).
+ *
+ *  Stop (*stop set, e.g. by SIGTERM): a running task is handed back (TaskHandback) at
+ *  once, so the coordinator reassigns it; the agent waits for its compute thread to end
+ *  (the quantizer has no cancellation point) and returns LMP_OK. A silent coordinator
+ *  (no message for heartbeat_timeout_ms) is greeted again with Hello, so a restarted
+ *  coordinator finds its workers back.
+ *
+ *  Fault injection (tests): LMP_FAULT_TASK_SLEEP_MS=<ms> makes every task sleep that long
+ *  before it computes, so that a kill or a cancel reliably lands mid-task.
+ */
+#ifndef LMP_WORKER_AGENT_H
+#define LMP_WORKER_AGENT_H
+
+#include <signal.h>
+#include <stdint.h>
+
+#include "proto/lmpress.pb-c.h"     /* defines: Lmp__MethodSpec */
+#include "proto/status.h"           /* defines: enum lmp_status, struct lmp_err */
+#include "worker/compress.h"        /* defines: struct lmp_compress_spec */
+
+struct lmp_agent_opts {
+    const char *endpoint;           /* "tcp://127.0.0.1:7000" */
+    const char *name;               /* routing id and name; NULL = "<host>-<pid>" */
+    int         n_threads;          /* advertised cores (0 = all online) */
+    int         connect_timeout_ms; /* HelloAck must come within this (default 10000) */
+};
+
+void lmp_agent_opts_init(struct lmp_agent_opts *o);
+
+/* Run the worker until *stop is set, the coordinator sends Shutdown, or it refuses this
+ * worker. RET LMP_OK; LMP_EIO (no HelloAck within the timeout: "cannot reach ..."),
+ * LMP_EVERSION (refused: another protocol version), LMP_ENOMEM. */
+enum lmp_status lmp_agent_run(const struct lmp_agent_opts *o, volatile sig_atomic_t *stop,
+                              struct lmp_err *err);
+
+/* The compression settings of a MethodSpec (0 / empty fields = the defaults of
+ * lmp_compress_spec_init, as `lmpress compress` without that option).
+ * RET LMP_OK or LMP_EINVAL (unknown method, bad scheme, bits/group out of range). */
+enum lmp_status lmp_agent_method_spec(const Lmp__MethodSpec *m, struct lmp_compress_spec *spec,
+                                      struct lmp_err *err);
+
+#endif /* LMP_WORKER_AGENT_H */
