@@ -9,7 +9,10 @@
  *    H rows are loaded once per position for all hypotheses (16 lanes, scalar tail).
  *  - Selection keeps a sorted list of the b best distinct candidates; a vector compare
  *    against the current b-th value skips almost every candidate.
- *  - Rows are split across threads (each with its own hypotheses).
+ *  - Rows are split across threads (each with its own hypotheses) and searched 8 at a time
+ *    in lockstep, so a position's g rows of H come from memory once per 8 rows.
+ *  - A hypothesis' first child takes over its buffers (updated in place, nothing to do
+ *    when its code is kept); only further children of the same parent copy.
  *  rH and the candidate deltas are fp32 (the reference uses double), so the loss
  *  reported is tracked to fp32 rounding; the objective of the codes is what tests compare.
  *  CPU reference: kernels/ref/aq_beam_ref.c
@@ -20,6 +23,7 @@
 
 #include <cblas.h>
 #include <float.h>
+#include <stdbool.h>
 #include <immintrin.h>
 #include <math.h>
 #include <stdlib.h>
@@ -110,7 +114,7 @@ static float score_g8(float *d, const float *q, const float *cT, int64_t K, cons
     return _mm512_reduce_min_ps(_mm512_min_ps(mn0, mn1));
 }
 
-struct hyp { uint16_t *codes; float *rh; double loss; uint64_t hash; };
+struct hyp { uint16_t *codes; float *rh; double loss; uint64_t hash; int buf; };
 
 /* For every new hypothesis e: y_e[i] = x_e[i] - sum_t dl_e[t] H[t, i] for i in [i0, n_in)
  * (dl_e NULL: plain copy). The g = 8 rows of H are loaded once per 32 columns and
@@ -147,6 +151,21 @@ static void fused_update8(float *const *y, const float *const *x, const float *c
 }
 struct cand { float val; int idx; uint64_t hash; };
 
+/* Hypotheses of one row: 2 beam buffers (R H row and codes) that hypotheses point at. */
+struct row_st {
+    int64_t    o;
+    float      so;
+    int        n_cur;
+    struct hyp hy[2 * 64], *cur, *nxt;
+    float     *buf_rh[2 * 64];
+    uint16_t  *buf_codes[2 * 64];
+};
+
+/* Rows are searched ROW_BLOCK at a time in lockstep, position by position, so the g rows
+ * of H a position needs are read from memory once per block rather than once per row
+ * (each row's sweep otherwise streams half of H). The per-row arithmetic is unchanged. */
+enum { ROW_BLOCK = 8 };
+
 static void rows_part(void *arg, int tid, int nt) {
     struct beam_job *J = arg;
     int64_t lo, hi;
@@ -154,34 +173,58 @@ static void rows_part(void *arg, int tid, int nt) {
     if (lo >= hi) return;
     const int64_t g = J->g, K = J->K, M = J->M, P = J->P, n_in = J->n_in;
     const int beam = J->beam;
-    struct hyp hy[2 * 64];
     size_t per = ((size_t) P * sizeof(uint16_t) + (size_t) n_in * sizeof(float) + 63) / 64 * 64;
-    char *mem = malloc(per * 2 * (size_t) beam + (size_t) (beam * K + 64) * sizeof(float) +
+    char *mem = malloc(per * 2 * (size_t) beam * ROW_BLOCK + (size_t) (beam * K + 64) * sizeof(float) +
                        (size_t) (beam + 1) * sizeof(struct cand));
-    if (mem == NULL) { __atomic_store_n(&J->failed, 1, __ATOMIC_RELAXED); return; }
-    for (int i = 0; i < 2 * beam; i++) {
-        hy[i].rh    = (float *) (mem + per * (size_t) i);
-        hy[i].codes = (uint16_t *) (mem + per * (size_t) i + (size_t) n_in * sizeof(float));
+    struct row_st *rows = malloc(ROW_BLOCK * sizeof(struct row_st));
+    if (mem == NULL || rows == NULL) {
+        free(mem); free(rows);
+        __atomic_store_n(&J->failed, 1, __ATOMIC_RELAXED);
+        return;
     }
-    float *d = (float *) (mem + per * 2 * (size_t) beam);
+    for (int r = 0; r < ROW_BLOCK; r++)
+        for (int i = 0; i < 2 * beam; i++) {
+            char *b = mem + per * (size_t) (r * 2 * beam + i);
+            rows[r].buf_rh[i]    = (float *) b;
+            rows[r].buf_codes[i] = (uint16_t *) (b + (size_t) n_in * sizeof(float));
+        }
+    float *d = (float *) (mem + per * 2 * (size_t) beam * ROW_BLOCK);
     struct cand *top = (struct cand *) (d + beam * K + 64);
     float v[64], hc[64], dl[64], dls[64][8], hmin[64];
     float *ys[64];
     const float *xs[64], *dls_p[64];
 
-    for (int64_t o = lo; o < hi; o++) {
-        const float so = J->scale[o];
-        struct hyp *cur = hy, *nxt = hy + beam;
-        int n_cur = 1;
-        memcpy(cur[0].codes, J->codes + o * P, (size_t) P * sizeof(uint16_t));
-        memcpy(cur[0].rh, J->rh0 + o * n_in, (size_t) n_in * sizeof(float));
-        cur[0].loss = J->loss0[o];
-        cur[0].hash = 0;
-        if (beam > 1)
-            for (int64_t p = 0; p < P; p++) cur[0].hash ^= zkey(p, cur[0].codes[p]);
+    for (int64_t o0 = lo; o0 < hi; o0 += ROW_BLOCK) {
+        const int nr = hi - o0 < ROW_BLOCK ? (int) (hi - o0) : ROW_BLOCK;
+        for (int r = 0; r < nr; r++) {
+            struct row_st *R = &rows[r];
+            const int64_t o = o0 + r;
+            R->o = o;
+            R->so = J->scale[o];
+            R->cur = R->hy;
+            R->nxt = R->hy + beam;
+            R->n_cur = 1;
+            struct hyp *c0 = &R->cur[0];
+            c0->buf = 0;
+            c0->rh = R->buf_rh[0];
+            c0->codes = R->buf_codes[0];
+            memcpy(c0->codes, J->codes + o * P, (size_t) P * sizeof(uint16_t));
+            memcpy(c0->rh, J->rh0 + o * n_in, (size_t) n_in * sizeof(float));
+            c0->loss = J->loss0[o];
+            c0->hash = 0;
+            if (beam > 1)
+                for (int64_t p = 0; p < P; p++) c0->hash ^= zkey(p, c0->codes[p]);
+        }
         for (int64_t j = 0; j < J->n_grp; j++) {
             const float *hrows = J->h + j * g * n_in;
-            for (int64_t m = 0; m < M; m++) {
+            for (int64_t m = 0; m < M; m++)
+            for (int r = 0; r < nr; r++) {
+                struct row_st *R = &rows[r];
+                const float so = R->so;
+                struct hyp *cur = R->cur, *nxt = R->nxt;
+                const int n_cur = R->n_cur;
+                float *const *buf_rh = R->buf_rh;
+                uint16_t *const *buf_codes = R->buf_codes;
                 const int64_t p = j * M + m;
                 const float *qp = J->q + p * K, *cm = J->cT + m * g * K;
                 const __m512 s2 = _mm512_set1_ps(so * so);
@@ -302,35 +345,72 @@ static void rows_part(void *arg, int tid, int nt) {
                     goto rescan;
                 }
                 const int64_t i0 = j * g;   /* columns of visited groups are never read again */
+                /* Buffers: the first child of a hypothesis takes over its parent's buffers
+                 * and is updated in place; further children get free buffers and copies.
+                 * Copies are listed first, so in every column block they read the parent
+                 * before an in-place child overwrites it. */
+                int taken[64] = {0}, in_place[64], n_upd = 0;
+                bool busy[2 * 64] = {0};
+                for (int hi2 = 0; hi2 < n_cur; hi2++) busy[cur[hi2].buf] = true;
+                int next_free = 0;
                 for (int e = 0; e < n_top; e++) {
-                    const struct hyp *x = &cur[top[e].idx / K];
+                    const int par = top[e].idx / (int) K;
+                    const struct hyp *x = &cur[par];
                     struct hyp *y = &nxt[e];
-                    const int k = top[e].idx % (int) K, c = x->codes[p];
-                    memcpy(y->codes, x->codes, (size_t) P * sizeof(uint16_t));
-                    y->codes[p] = (uint16_t) k;
-                    y->loss = base + top[e].val;
-                    y->hash = top[e].hash;
-                    ys[e] = y->rh;
-                    xs[e] = x->rh;
-                    dls_p[e] = NULL;
-                    if (k != c) {
-                        float *de = g == 8 ? dls[e] : dl;
-                        for (int64_t t = 0; t < g; t++) de[t] = so * (J->cb[(m * K + k) * g + t] - J->cb[(m * K + c) * g + t]);
-                        dls_p[e] = de;
-                        if (g != 8) rank_update(y->rh + i0, x->rh + i0, dl, hrows + i0, g, n_in - i0, n_in);
-                    } else if (g != 8) {
-                        memcpy(y->rh + i0, x->rh + i0, (size_t) (n_in - i0) * sizeof(float));
+                    in_place[e] = !taken[par];
+                    taken[par] = 1;
+                    if (in_place[e]) {
+                        y->buf = x->buf; y->rh = x->rh; y->codes = x->codes;
+                    } else {
+                        while (busy[next_free]) next_free++;
+                        busy[next_free] = true;
+                        y->buf = next_free; y->rh = buf_rh[next_free]; y->codes = buf_codes[next_free];
+                        memcpy(y->codes, x->codes, (size_t) P * sizeof(uint16_t));
                     }
                 }
-                if (g == 8) fused_update8(ys, xs, dls_p, n_top, hrows, i0, n_in);
-                struct hyp *sw = cur; cur = nxt; nxt = sw;
-                n_cur = n_top;
+                for (int pass = 0; pass < 2; pass++)         /* copies, then in place */
+                    for (int e = 0; e < n_top; e++) {
+                        if (in_place[e] != pass) continue;
+                        const struct hyp *x = &cur[top[e].idx / K];
+                        const int k = top[e].idx % (int) K, c = x->codes[p];
+                        const float *src = x->rh;
+                        const float *de = NULL;
+                        if (k != c) {
+                            float *dd = g == 8 ? dls[n_upd] : dl;
+                            for (int64_t t = 0; t < g; t++) dd[t] = so * (J->cb[(m * K + k) * g + t] - J->cb[(m * K + c) * g + t]);
+                            de = dd;
+                        } else if (pass == 1) {
+                            continue;                        /* same buffer, same code: nothing to do */
+                        }
+                        float *dst = nxt[e].rh;
+                        if (g == 8) {
+                            ys[n_upd] = dst; xs[n_upd] = src; dls_p[n_upd] = de;
+                            n_upd++;
+                        } else if (de) {
+                            rank_update(dst + i0, src + i0, de, hrows + i0, g, n_in - i0, n_in);
+                        } else {
+                            memcpy(dst + i0, src + i0, (size_t) (n_in - i0) * sizeof(float));
+                        }
+                    }
+                for (int e = 0; e < n_top; e++) {            /* codes last: children share parents */
+                    struct hyp *y = &nxt[e];
+                    y->codes[p] = (uint16_t) (top[e].idx % (int) K);
+                    y->loss = base + top[e].val;
+                    y->hash = top[e].hash;
+                }
+                if (g == 8) fused_update8(ys, xs, dls_p, n_upd, hrows, i0, n_in);
+                R->cur = nxt;
+                R->nxt = cur;
+                R->n_cur = n_top;
             }
         }
-        memcpy(J->codes + o * P, cur[0].codes, (size_t) P * sizeof(uint16_t));
-        if (J->loss) J->loss[o] = cur[0].loss;
+        for (int r = 0; r < nr; r++) {
+            memcpy(J->codes + rows[r].o * P, rows[r].cur[0].codes, (size_t) P * sizeof(uint16_t));
+            if (J->loss) J->loss[rows[r].o] = rows[r].cur[0].loss;
+        }
     }
     free(mem);
+    free(rows);
 }
 
 int lmp_aq_beam_avx512(uint16_t *codes, double *loss, const float *w, const float *scale,

@@ -201,6 +201,7 @@ static const struct aq_case aq_cases[] = {
     { 6, 48, 1, 64, 16 },
     { 16, 136, 2, 256, 8 },   /* n_in not a multiple of 32 */
     { 24, 576, 2, 256, 8 },   /* SmolLM2 width, 2x8g8 */
+    { 19, 96, 2, 32, 16 },    /* g = 16 path, row blocks of the beam search left partial */
 };
 enum { N_AQ_CASES = sizeof(aq_cases) / sizeof(aq_cases[0]) };
 
