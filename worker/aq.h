@@ -24,7 +24,9 @@
  *      lmp_aq_adam_step(cb_adam, cb, g_cb)    identical on every shard (same inputs)
  *      lmp_aq_adam_step(my scale_adam, my scales, g_scale)   local
  *
- *  and per round lmp_aq_beam_rows(my rows) then a sum of the losses. Adam state is
+ *  and per round lmp_aq_beam_rows(my rows) then a sum of the losses. (The default
+ *  single-process update, conjugate gradient, shards the same way: each iteration's
+ *  Hessian-vector product is an lmp_aq_grad_rows call on W = 0, summed over shards.) Adam state is
  *  reset each round, so the state of a layer between rounds is (codes, codebooks,
  *  scales) only. lmp_aq_quantize() is that loop on one process (all rows).
  */
