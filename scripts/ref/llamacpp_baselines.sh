@@ -10,6 +10,11 @@
 # file here is a requantization (llama-quantize --allow-requantize) of those weights, not a
 # quantization of the fp16 checkpoint; the Q4_1 file itself is the reference row.
 #
+# SmolLM2-135M's rows are 576 long, which 256-element super-blocks do not divide: llama-quantize
+# puts Q2_K/Q3_K's 576-wide tensors in Q4_0 and IQ2_*'s in IQ4_NL ("falling back"), so only
+# ffn_down (rows of 1536) gets a 2-3 bit type there. Q2_0 (2.25 bpw, groups of 64) is the llama.cpp
+# type that is 2-bit on every linear weight of this model. The bpw JSON shows what each file holds.
+#
 # Everything is written to $LMP_CACHE/baselines (default ~/.cache/lmpress/baselines):
 #   <stem>.<TYPE>.gguf, <stem>.<TYPE>.quantize.log   llama-quantize output and its log
 #   imatrix-<calib>-c<ctx>-x<chunks>.gguf / .log      llama-imatrix output and its log
@@ -48,7 +53,7 @@ while [ $# -gt 0 ]; do
         --threads) threads=$2; shift 2 ;;
         --no-eval) do_eval=0; shift ;;
         --force) force=1; shift ;;
-        -h|--help) sed -n '2,25p' "$0"; exit 0 ;;
+        -h|--help) awk 'NR > 1 && /^set -e/ { exit } NR > 1' "$0"; exit 0 ;;
         *) echo "llamacpp_baselines.sh: unknown option '$1'" >&2; exit 2 ;;
     esac
 done
