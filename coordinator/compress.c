@@ -4,6 +4,7 @@
 #include "coordinator/artifact_model.h"   /* defines: lmp_art_layer_decode */
 #include "coordinator/fingerprint.h"      /* defines: lmp_fingerprint_calib */
 #include "kernels/kernels.h"              /* defines: lmp_f16 conversions */
+#include "proto/file.h"                   /* defines: lmp_map_release_pages */
 #include "worker/calib.h"                 /* defines: struct lmp_calib, lmp_calib_grams */
 #include "worker/model/transformer.h"     /* defines: struct lmp_transformer, lmp_linop */
 
@@ -88,6 +89,9 @@ static enum lmp_status put_tensor(struct job *J, const char *name, const struct 
     }
     enum lmp_status st = lmp_artifact_put_tensor(J->a, &at, err);
     free(buf);
+    /* the source's file pages read here stay resident otherwise: every kept linear of
+     * every block would add up */
+    lmp_map_release_pages(t->data, (size_t) t->nbytes);
     return st;
 }
 
@@ -453,6 +457,7 @@ static enum lmp_status do_block(struct job *J, int32_t b, struct lmp_err *err) {
     J->S.seconds_calib += now_s() - t0;
 out:
     block_state_release(&bs);
+    lmp_transformer_release_block(J->tf, b);   /* one block's weights resident at a time */
     return st;
 }
 
@@ -514,7 +519,9 @@ enum lmp_status lmp_compress_run(const struct lmp_model *m, const struct lmp_com
         st = lmp_err_set(err, st, "out of memory describing the model");
         goto out;
     }
-    struct lmp_transformer_opts topts = {.n_threads = o->n_threads};
+    /* lazy weights: the block walk holds one block's fp32 linears (and file pages) at a
+     * time, so memory does not grow with the number of blocks */
+    struct lmp_transformer_opts topts = {.n_threads = o->n_threads, .lazy_weights = true};
     if ((st = lmp_transformer_new(m, &topts, &J.tf, err))) goto out;
 
     char keep[160] = "";
@@ -543,6 +550,9 @@ enum lmp_status lmp_compress_run(const struct lmp_model *m, const struct lmp_com
         else
             st = lmp_calib_generate(J.tokens, J.tf, o->prompt, o->n_prompt, o->n_seq, o->ctx,
                                     o->seed, err);
+        /* generation ran the whole model: let go of every block and the head */
+        for (int32_t b = 0; b < m->cfg.n_layers; b++) lmp_transformer_release_block(J.tf, b);
+        lmp_transformer_release_head(J.tf);
         if (st != LMP_OK) goto out;
         /* the tokens are hashed, so the file's name stays out of the fingerprint */
         const char *src = o->text_ids ? (o->calib_source ? o->calib_source : "text") : "generate";
@@ -562,6 +572,7 @@ enum lmp_status lmp_compress_run(const struct lmp_model *m, const struct lmp_com
 
     if (!rtn) {
         if ((st = lmp_calib_new(J.tf, J.tokens, o->n_seq, o->ctx, &J.cal, err))) goto out;
+        lmp_transformer_release_head(J.tf);   /* the embedding rows read, if mapped */
         if ((J.grams = lmp_calib_grams_new(&m->cfg)) == NULL) {
             st = lmp_err_set(err, LMP_ENOMEM, "out of memory for the Gram matrices");
             goto out;

@@ -297,6 +297,7 @@ static bool calibrate_next(struct lmp_coord *c) {
             }
     }
     lmp_calib_take_output(J->cal);   /* independent mode: the original model's output */
+    lmp_transformer_release_block(J->tf, b);   /* one block's weights resident at a time */
     return true;
 }
 
@@ -443,7 +444,7 @@ static enum lmp_status job_plan(struct lmp_coord *c, const Lmp__JobSpec *spec_in
         goto out;
     }
     const int threads = s->threads > 0 ? (int) s->threads : 1;
-    struct lmp_transformer_opts topts = {.n_threads = threads};
+    struct lmp_transformer_opts topts = {.n_threads = threads, .lazy_weights = true};
     if ((st = lmp_transformer_new(m, &topts, &J->tf, err))) goto out;
     const char *tok_path = s->tokenizer_path && s->tokenizer_path[0] ? s->tokenizer_path : NULL;
     enum lmp_art_tok tok_kind;
@@ -489,6 +490,7 @@ static enum lmp_status job_plan(struct lmp_coord *c, const Lmp__JobSpec *spec_in
         J->aj.calib_fp = lmp_fingerprint_calib(J->tokens, n_seq * ctx, settings + strlen(cs->path));
         snprintf(J->aj.calib_desc, sizeof(J->aj.calib_desc), "%s", settings);
         if ((st = lmp_calib_new(J->tf, J->tokens, n_seq, ctx, &J->cal, err))) goto out;
+        lmp_transformer_release_head(J->tf);   /* the embedding rows read, if mapped */
         if ((J->grams = lmp_calib_grams_new(&m->cfg)) == NULL) {
             st = lmp_err_set(err, LMP_ENOMEM, "out of memory for the Gram matrices");
             goto out;

@@ -3,12 +3,73 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+/* Every live map, so that lmp_map_release_pages never advises away memory that is not a
+ * read-only file map (MADV_DONTNEED zeroes anonymous memory). Few entries: a model has a
+ * handful of files. */
+struct map_range {
+    const uint8_t *data;
+    size_t         size;
+};
+static pthread_mutex_t   maps_mu = PTHREAD_MUTEX_INITIALIZER;
+static struct map_range *maps;
+static size_t            n_maps, cap_maps;
+
+static bool maps_add(const uint8_t *data, size_t size) {
+    pthread_mutex_lock(&maps_mu);
+    bool ok = true;
+    if (n_maps == cap_maps) {
+        size_t cap = cap_maps ? 2 * cap_maps : 16;
+        struct map_range *r = realloc(maps, cap * sizeof(*r));
+        if (r == NULL) ok = false;
+        else maps = r, cap_maps = cap;
+    }
+    if (ok) maps[n_maps++] = (struct map_range){data, size};
+    pthread_mutex_unlock(&maps_mu);
+    return ok;
+}
+
+static void maps_remove(const uint8_t *data) {
+    pthread_mutex_lock(&maps_mu);
+    for (size_t i = 0; i < n_maps; i++)
+        if (maps[i].data == data) {
+            maps[i] = maps[--n_maps];
+            break;
+        }
+    if (n_maps == 0) {   /* no leak reports at exit once every map is closed */
+        free(maps);
+        maps = NULL;
+        cap_maps = 0;
+    }
+    pthread_mutex_unlock(&maps_mu);
+}
+
+size_t lmp_map_release_pages(const void *p, size_t n) {
+    const long ps = sysconf(_SC_PAGESIZE);
+    if (p == NULL || n == 0 || ps <= 0) return 0;
+    const uintptr_t a = (uintptr_t) p, page = (uintptr_t) ps;
+    const uintptr_t lo = (a + page - 1) / page * page, hi = (a + n) / page * page;
+    if (hi <= lo) return 0;
+    size_t released = 0;
+    pthread_mutex_lock(&maps_mu);
+    for (size_t i = 0; i < n_maps; i++) {
+        const uintptr_t m0 = (uintptr_t) maps[i].data, m1 = m0 + maps[i].size;
+        if (a >= m0 && a + n <= m1) {
+            if (madvise((void *) lo, hi - lo, MADV_DONTNEED) == 0) released = hi - lo;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&maps_mu);
+    return released;
+}
 
 static enum lmp_status errno_status(int e) {
     return (e == ENOENT || e == ENOTDIR) ? LMP_ENOENT : LMP_EIO;
@@ -35,6 +96,12 @@ enum lmp_status lmp_map_open(struct lmp_map *m, const char *path, struct lmp_err
             return lmp_err_set(err, LMP_EIO, "cannot map '%s': %s", path, strerror(e));
         }
         m->data = p;
+        if (!maps_add(m->data, m->size)) {
+            munmap(p, m->size);
+            m->data = NULL;
+            close(fd);
+            return lmp_err_set(err, LMP_ENOMEM, "out of memory mapping '%s'", path);
+        }
     }
     close(fd);
     m->path = strdup(path);
@@ -47,7 +114,10 @@ enum lmp_status lmp_map_open(struct lmp_map *m, const char *path, struct lmp_err
 
 void lmp_map_close(struct lmp_map *m) {
     if (m == NULL) return;
-    if (m->data != NULL) munmap((void *) m->data, m->size);
+    if (m->data != NULL) {
+        maps_remove(m->data);
+        munmap((void *) m->data, m->size);
+    }
     free(m->path);
     memset(m, 0, sizeof(*m));
 }

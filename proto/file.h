@@ -22,6 +22,14 @@ struct lmp_map {
 enum lmp_status lmp_map_open(struct lmp_map *m, const char *path, struct lmp_err *err);
 void            lmp_map_close(struct lmp_map *m);
 
+/* Drop the resident pages of [p, p + n) (the whole pages inside it) when the range lies
+ * inside one map opened by lmp_map_open: pages read stay counted in the process's RSS
+ * until released, so a stage that walks a model block by block releases each block's
+ * source tensors after use. The data stays valid: a later read pages it in again from
+ * the file. Anything else (heap buffers, a range crossing a map's end) is left alone.
+ * Thread-safe. RET bytes released (0 if nothing was). */
+size_t lmp_map_release_pages(const void *p, size_t n);
+
 /* Read a whole file into a NUL-terminated heap buffer (*out, *len excludes the NUL).
  * RET LMP_OK, LMP_ENOENT, LMP_EIO, LMP_ENOMEM. */
 enum lmp_status lmp_file_read_all(const char *path, char **out, size_t *len, struct lmp_err *err);

@@ -77,7 +77,8 @@ enum lmp_status lmp_calib_generate(int32_t *out, struct lmp_transformer *tf,
                            (long long) ctx, (long long) n_prompt, cfg->max_seq);
     const int64_t dim = cfg->dim, vocab = cfg->vocab_size;
     const int64_t nb  = n_seq < CALIB_GEN_BATCH ? n_seq : CALIB_GEN_BATCH;
-    enum lmp_status st = LMP_OK;
+    enum lmp_status st = lmp_transformer_load_head(tf, err);   /* lazy weights: the head */
+    if (st != LMP_OK) return st;
     struct lmp_kvcache *kv = lmp_kvcache_new(tf, nb, ctx);
     int32_t *tok    = malloc((size_t) (nb * n_prompt) * sizeof(*tok));
     float   *hidden = malloc((size_t) (nb * n_prompt * dim) * sizeof(*hidden));

@@ -6,6 +6,7 @@
  *  on the pool, so the masked upper triangle costs at most one QB-wide strip.
  */
 #include "worker/model/transformer.h"
+#include "proto/file.h"   /* defines: lmp_map_release_pages */
 
 #include <assert.h>
 #include <cblas.h>          /* defines: cblas_sgemm, openblas_set_num_threads */
@@ -139,6 +140,10 @@ struct tf_block {
     float           *attn_norm;            /* (dim) */
     float           *ffn_norm;             /* (dim) */
     struct lmp_linop lin[LMP_LIN_COUNT];
+    /* lazy weights: what load_block put into lin[] (to clear it again) and what it owns */
+    bool             loaded;
+    const float     *lazy_w[LMP_LIN_COUNT], *lazy_b[LMP_LIN_COUNT];
+    float           *own_w[LMP_LIN_COUNT], *own_b[LMP_LIN_COUNT];
 };
 
 struct lmp_transformer {
@@ -149,7 +154,10 @@ struct lmp_transformer {
     struct pool             pool;
     struct tf_block        *blocks;        /* (n_layers) */
     float                  *out_norm;      /* (dim) */
-    const float            *output;        /* (vocab, dim): owned or into the map */
+    bool                    lazy;          /* opts.lazy_weights */
+    float                  *own_output;    /* lazy: the dequantized head, or NULL */
+    const float            *output;        /* (vocab, dim): owned or into the map (lazy: NULL
+                                              until lmp_transformer_load_head) */
     const float            *tok_emb;       /* (vocab, dim) fp32 or NULL: rows dequantized on use */
     float                 **owned;         /* buffers to free */
     int64_t                 n_owned, cap_owned;
@@ -202,18 +210,41 @@ static void dequant_task(void *ctx, int64_t task, int thread) {
     lmp_tensor_rows_f32(j->t, r0, n, j->dst + r0 * j->n_cols);
 }
 
-/* fp32 rows of t: the map itself when it is aligned F32, else an owned dequantized copy. */
-static const float *tensor_f32(struct lmp_transformer *tf, const struct lmp_tensor *t,
-                               bool force_copy) {
-    if (!force_copy && t->dtype == LMP_DTYPE_F32 && ((uintptr_t) t->data % sizeof(float)) == 0)
-        return t->data;
-    float *dst = own(tf, (size_t) lmp_tensor_n_elem(t));
-    if (dst == NULL) return NULL;
+static bool is_direct_f32(const struct lmp_tensor *t) {
+    return t->dtype == LMP_DTYPE_F32 && ((uintptr_t) t->data % sizeof(float)) == 0;
+}
+
+/* dst (n_elem) = t dequantized to fp32, rows in parallel on the pool. */
+static void dequant(struct lmp_transformer *tf, const struct lmp_tensor *t, float *dst) {
     struct dequant_job j = {.t = t, .dst = dst, .n_rows = lmp_tensor_n_rows(t),
                             .n_cols = lmp_tensor_n_cols(t)};
     j.rows_per_task = j.n_rows / 64 > 0 ? j.n_rows / 64 : 1;
     pool_run(&tf->pool, (j.n_rows + j.rows_per_task - 1) / j.rows_per_task, dequant_task, &j);
+}
+
+/* fp32 rows of t: the map itself when it is aligned F32, else an owned dequantized copy. */
+static const float *tensor_f32(struct lmp_transformer *tf, const struct lmp_tensor *t,
+                               bool force_copy) {
+    if (!force_copy && is_direct_f32(t)) return t->data;
+    float *dst = own(tf, (size_t) lmp_tensor_n_elem(t));
+    if (dst == NULL) return NULL;
+    dequant(tf, t, dst);
     return dst;
+}
+
+/* Lazy weights: fp32 rows of t as tensor_f32, but a copy goes to *owned (freed by the
+ * caller) instead of the transformer's list. NULL on out-of-memory. */
+static const float *tensor_f32_lazy(struct lmp_transformer *tf, const struct lmp_tensor *t,
+                                    float **owned) {
+    *owned = NULL;
+    if (is_direct_f32(t)) return t->data;
+    if ((*owned = malloc((size_t) lmp_tensor_n_elem(t) * sizeof(float))) == NULL) return NULL;
+    dequant(tf, t, *owned);
+    return *owned;
+}
+
+static void release_tensor_pages(const struct lmp_tensor *t) {
+    if (t) lmp_map_release_pages(t->data, (size_t) t->nbytes);
 }
 
 static void free_scratch(struct lmp_transformer *tf) {
@@ -281,6 +312,7 @@ enum lmp_status lmp_transformer_new(const struct lmp_model *m,
     /* 4096 columns: the (rows, 4096) slice of logits stays small (8 MB for 512 rows) while
      * each sgemm is wide enough to run near peak */
     tf->vocab_slice = opts && opts->vocab_slice > 0 ? opts->vocab_slice : 4096;
+    tf->lazy        = opts && opts->lazy_weights;
     if (!pool_start(&tf->pool, tf->n_threads)) tf->n_threads = 1;
     tf->n_threads = tf->pool.n_threads;
     openblas_set_num_threads(tf->n_threads);
@@ -300,15 +332,19 @@ enum lmp_status lmp_transformer_new(const struct lmp_model *m,
             struct lmp_linop        *op = &dst->lin[k];
             op->n_out = l->n_out;
             op->n_in  = l->n_in;
+            if (tf->lazy) continue;   /* lmp_transformer_load_block */
             if ((op->w = tensor_f32(tf, l->weight, false)) == NULL) goto oom;
             if (l->bias && (op->bias = tensor_f32(tf, l->bias, false)) == NULL) goto oom;
         }
     }
     if ((tf->out_norm = (float *) tensor_f32(tf, m->out_norm, true)) == NULL) goto oom;
-    if ((tf->output = tensor_f32(tf, m->output, false)) == NULL) goto oom;
-    if (m->output == m->tok_emb) tf->tok_emb = tf->output;
-    else if (m->tok_emb->dtype == LMP_DTYPE_F32 && (uintptr_t) m->tok_emb->data % 4 == 0)
-        tf->tok_emb = m->tok_emb->data;
+    if (tf->lazy) {   /* head: lmp_transformer_load_head; embeddings: rows on use */
+        if (is_direct_f32(m->tok_emb)) tf->tok_emb = m->tok_emb->data;
+    } else {
+        if ((tf->output = tensor_f32(tf, m->output, false)) == NULL) goto oom;
+        if (m->output == m->tok_emb) tf->tok_emb = tf->output;
+        else if (is_direct_f32(m->tok_emb)) tf->tok_emb = m->tok_emb->data;
+    }
     (void) dim;
 
     /* RoPE: angle(pos, i) = pos * theta^(-2i/head_dim), i < head_dim/2, in double. */
@@ -337,6 +373,13 @@ void lmp_transformer_destroy(struct lmp_transformer **self_p) {
     assert(self_p);
     struct lmp_transformer *tf = *self_p;
     if (tf == NULL) return;
+    if (tf->blocks)
+        for (int32_t b = 0; b < tf->cfg.n_layers; b++)
+            for (int k = 0; k < LMP_LIN_COUNT; k++) {
+                free(tf->blocks[b].own_w[k]);
+                free(tf->blocks[b].own_b[k]);
+            }
+    free(tf->own_output);
     pool_stop(&tf->pool);
     for (int64_t i = 0; i < tf->n_owned; i++) free(tf->owned[i]);
     free(tf->owned);
@@ -364,6 +407,73 @@ struct lmp_linop *lmp_transformer_linop(struct lmp_transformer *self, int32_t bl
 float *lmp_transformer_norm(struct lmp_transformer *self, int32_t block, bool ffn) {
     assert(block >= 0 && block < self->cfg.n_layers);
     return ffn ? self->blocks[block].ffn_norm : self->blocks[block].attn_norm;
+}
+
+enum lmp_status lmp_transformer_load_block(struct lmp_transformer *tf, int32_t block,
+                                           struct lmp_err *err) {
+    assert(tf && block >= 0 && block < tf->cfg.n_layers);
+    struct tf_block *blk = &tf->blocks[block];
+    if (!tf->lazy || blk->loaded) return LMP_OK;
+    const struct lmp_block *src = &tf->model->blocks[block];
+    for (int k = 0; k < LMP_LIN_COUNT; k++) {
+        const struct lmp_linear *l  = &src->lin[k];
+        struct lmp_linop        *op = &blk->lin[k];
+        if (op->w == NULL && op->apply == NULL) {
+            if ((op->w = tensor_f32_lazy(tf, l->weight, &blk->own_w[k])) == NULL) goto oom;
+            blk->lazy_w[k] = op->w;
+        }
+        if (l->bias && op->bias == NULL) {
+            if ((op->bias = tensor_f32_lazy(tf, l->bias, &blk->own_b[k])) == NULL) goto oom;
+            blk->lazy_b[k] = op->bias;
+        }
+    }
+    blk->loaded = true;
+    return LMP_OK;
+oom:
+    lmp_transformer_release_block(tf, block);
+    return lmp_err_set(err, LMP_ENOMEM, "'%s': out of memory for the weights of block %d",
+                       tf->model->path ? tf->model->path : "model", block);
+}
+
+void lmp_transformer_release_block(struct lmp_transformer *tf, int32_t block) {
+    assert(tf && block >= 0 && block < tf->cfg.n_layers);
+    if (!tf->lazy) return;
+    struct tf_block        *blk = &tf->blocks[block];
+    const struct lmp_block *src = &tf->model->blocks[block];
+    for (int k = 0; k < LMP_LIN_COUNT; k++) {
+        struct lmp_linop *op = &blk->lin[k];
+        if (blk->lazy_w[k] && op->w == blk->lazy_w[k]) op->w = NULL;
+        if (blk->lazy_b[k] && op->bias == blk->lazy_b[k]) op->bias = NULL;
+        free(blk->own_w[k]);
+        free(blk->own_b[k]);
+        blk->own_w[k] = blk->own_b[k] = NULL;
+        blk->lazy_w[k] = blk->lazy_b[k] = NULL;
+        release_tensor_pages(src->lin[k].weight);
+        release_tensor_pages(src->lin[k].bias);
+    }
+    release_tensor_pages(src->attn_norm);
+    release_tensor_pages(src->ffn_norm);
+    blk->loaded = false;
+}
+
+enum lmp_status lmp_transformer_load_head(struct lmp_transformer *tf, struct lmp_err *err) {
+    assert(tf);
+    if (tf->output != NULL) return LMP_OK;
+    if ((tf->output = tensor_f32_lazy(tf, tf->model->output, &tf->own_output)) == NULL)
+        return lmp_err_set(err, LMP_ENOMEM, "'%s': out of memory for the output layer",
+                           tf->model->path ? tf->model->path : "model");
+    return LMP_OK;
+}
+
+void lmp_transformer_release_head(struct lmp_transformer *tf) {
+    assert(tf);
+    if (!tf->lazy) return;
+    free(tf->own_output);
+    tf->own_output = NULL;
+    tf->output     = NULL;
+    release_tensor_pages(tf->model->output);
+    if (tf->model->tok_emb != tf->model->output) release_tensor_pages(tf->model->tok_emb);
+    release_tensor_pages(tf->model->out_norm);
 }
 
 /* ---- KV cache ------------------------------------------------------------------------- */
@@ -570,6 +680,8 @@ enum lmp_status lmp_transformer_block(struct lmp_transformer *tf, int32_t block,
                            (long long) (pos0 + n_tok), (long long) tf->n_pos);
     if (!ensure_rows(tf, rows) || !ensure_scores(tf, pos0 + n_tok))
         return lmp_err_set(err, LMP_ENOMEM, "out of memory for %lld tokens", (long long) rows);
+    enum lmp_status st = lmp_transformer_load_block(tf, block, err);
+    if (st != LMP_OK) return st;
 
     /* attention */
     rmsnorm_rows(tf, x, blk->attn_norm, rows, tf->xb);
@@ -654,6 +766,7 @@ enum lmp_status lmp_transformer_forward(struct lmp_transformer *tf, struct lmp_k
 void lmp_transformer_logits(struct lmp_transformer *tf, const float *hidden, int64_t n_rows,
                             float *logits) {
     const struct lmp_config *c = &tf->cfg;
+    assert(tf->output != NULL);   /* lazy weights: lmp_transformer_load_head first */
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int) n_rows, c->vocab_size, c->dim,
                 1.0f, hidden, c->dim, tf->output, c->dim, 0.0f, logits, c->vocab_size);
 }
@@ -715,6 +828,7 @@ enum lmp_status lmp_transformer_hidden_nll(struct lmp_transformer *tf, const flo
                                            int64_t n_rows, const int32_t *target, double *nll) {
     const struct lmp_config *c = &tf->cfg;
     const int64_t vocab = c->vocab_size, slice = vocab < tf->vocab_slice ? vocab : tf->vocab_slice;
+    if (lmp_transformer_load_head(tf, NULL) != LMP_OK) return LMP_ENOMEM;
     float  *lg  = malloc(sizeof(float) * (size_t) (n_rows * slice));
     double *acc = malloc(sizeof(double) * (size_t) (3 * n_rows));
     if (lg == NULL || acc == NULL) {

@@ -27,7 +27,17 @@
  *  process-wide: use one transformer at a time per process.
  *
  *  A transformer owns scratch buffers: calls on one transformer must not overlap. The
- *  model must outlive it (tensors are read at load only, but the config is shared).
+ *  model must outlive it (its config is shared; lazy weights are read from it on use).
+ *
+ *  Weights, eager or lazy. By default every linear and the lm head are dequantized at
+ *  load (fast repeated whole-model passes: eval, generation). With opts.lazy_weights a
+ *  block's linears are dequantized when the block first runs (or by
+ *  lmp_transformer_load_block) and freed by lmp_transformer_release_block, which also
+ *  drops the file pages of the block's source tensors; the lm head likewise with
+ *  lmp_transformer_load_head / _release_head, and embeddings are dequantized row by row
+ *  on use. A stage that walks the model block by block (calibration) then holds one
+ *  block's weights at a time, whatever the number of blocks. Results are bit-identical
+ *  in both modes (the same dequantization, the same arithmetic).
  *
  *  Calling sequence for generation:
  *      lmp_transformer_new(model, &opts, &tf, &err);
@@ -73,15 +83,16 @@ struct lmp_block_hooks {
 struct lmp_transformer_opts {
     int     n_threads;     /* threads for GEMMs and for the rest; <= 0: 1 */
     int64_t vocab_slice;   /* lm-head columns per step of lmp_transformer_hidden_nll; <= 0: 4096 */
+    bool    lazy_weights;  /* dequantize linears and the lm head on use (see the header) */
 };
 
 struct lmp_transformer;
 struct lmp_kvcache;
 
 /* Build the forward pass of m: dequantize every linear, the embeddings and the norms to
- * fp32 (owned by the transformer) and precompute the RoPE tables for cfg.max_seq
- * positions (at least 1). RET LMP_OK; LMP_ENOMEM; LMP_EUNSUP for a config the forward
- * pass cannot run (odd head_dim). */
+ * fp32 (owned by the transformer; with opts->lazy_weights only the norms) and precompute
+ * the RoPE tables for cfg.max_seq positions (at least 1). RET LMP_OK; LMP_ENOMEM;
+ * LMP_EUNSUP for a config the forward pass cannot run (odd head_dim). */
 enum lmp_status lmp_transformer_new(const struct lmp_model *m,
                                     const struct lmp_transformer_opts *opts,
                                     struct lmp_transformer **out, struct lmp_err *err);
@@ -91,13 +102,31 @@ const struct lmp_config *lmp_transformer_config(const struct lmp_transformer *se
 int lmp_transformer_n_threads(const struct lmp_transformer *self);
 
 /* The operator of linear `kind` in `block`, for a stage to replace (e.g. set apply/ctx
- * to a compressed layer's decode). Shapes must stay the same. */
+ * to a compressed layer's decode). Shapes must stay the same. With lazy weights, w and
+ * bias are NULL until the block is loaded; loading fills only operators whose w (bias)
+ * is NULL and apply unset, and releasing clears only what loading filled. */
 struct lmp_linop *lmp_transformer_linop(struct lmp_transformer *self, int32_t block,
                                         enum lmp_lin kind);
 
 /* The RMSNorm weight (dim) of `block` before attention (ffn false) or before the FFN
  * (ffn true), owned by the transformer, for a stage to overwrite (e.g. tuned norms). */
 float *lmp_transformer_norm(struct lmp_transformer *self, int32_t block, bool ffn);
+
+/* Lazy weights: dequantize block's linears now (a no-op when loaded, or in eager mode).
+ * lmp_transformer_block loads on demand; call this to read lmp_transformer_linop()->w
+ * before the block has run. RET LMP_OK or LMP_ENOMEM. */
+enum lmp_status lmp_transformer_load_block(struct lmp_transformer *self, int32_t block,
+                                           struct lmp_err *err);
+/* Lazy weights: free block's dequantized linears and drop the file pages of its source
+ * tensors (weights, biases, norms). The block reloads when it runs again. No-op in eager
+ * mode. */
+void lmp_transformer_release_block(struct lmp_transformer *self, int32_t block);
+/* Lazy weights: dequantize the lm head (needed by lmp_transformer_logits; loaded on
+ * demand by lmp_transformer_hidden_nll). RET LMP_OK or LMP_ENOMEM. No-op when eager. */
+enum lmp_status lmp_transformer_load_head(struct lmp_transformer *self, struct lmp_err *err);
+/* Lazy weights: free the lm head and drop the file pages of the embedding and head
+ * tensors (e.g. after embedding the calibration tokens). No-op in eager mode. */
+void lmp_transformer_release_head(struct lmp_transformer *self);
 
 /* A KV cache for n_seq sequences of up to max_ctx positions each (max_ctx <=
  * cfg.max_seq), all sequences at the same position. NULL on out-of-memory. */
@@ -142,7 +171,8 @@ enum lmp_status lmp_transformer_forward(struct lmp_transformer *self, struct lmp
                                         float *hidden, const struct lmp_block_hooks *hooks,
                                         struct lmp_err *err);
 
-/* logits (n_rows, vocab) = hidden (n_rows, dim) Wout^T. */
+/* logits (n_rows, vocab) = hidden (n_rows, dim) Wout^T. Lazy weights: the head must be
+ * loaded (lmp_transformer_load_head). */
 void lmp_transformer_logits(struct lmp_transformer *self, const float *hidden, int64_t n_rows,
                             float *logits);
 

@@ -1,0 +1,114 @@
+#!/usr/bin/env bash
+# compress_memory - peak memory of `lmpress compress` against model depth. Two synthetic
+# Hugging Face checkpoints in SmolLM2-135M's shapes (dim 576, hidden 1536, 9 heads, 3 kv
+# heads, head dim 64, vocab 49152, tied embeddings, F16 safetensors, seeded random
+# weights), with L_SMALL (8) and L_LARGE (32) layers, are compressed with the same cheap
+# configuration (AQLM 1x8g8 on k_proj, the other linears kept, sequential calibration on
+# NSAMPLES x CTX TinyStories tokens) under /usr/bin/time -v. Prints one JSON object with
+# the peak RSS of each run and their ratio: the block walk holds one block's weights, so
+# the ratio stays near 1 while the model grows 4x (an eager transformer that dequantizes
+# every linear at load grows by ~14 MB of fp32 per layer).
+# Usage: bench/compress_memory.sh [LMPRESS]; environment: L_SMALL (8), L_LARGE (32),
+# NSAMPLES (16), CTX (128), THREADS (2), OUT (work dir, default a temporary one, removed),
+# TOKENIZER (a tokenizer.json with a 49152-token vocabulary; default SmolLM2's, from the
+# model cache), LMP_SHARED (the shared data directory).
+set -eu
+LMPRESS=${1:-${LMPRESS:-build/coordinator/lmpress}}
+SHARED=${LMP_SHARED:-$(dirname "$0")/../../shared}
+CALIB=${CALIB:-$SHARED/data/tinystories_valid_first1000.txt}
+CACHE=${LMP_CACHE:-$HOME/.cache/lmpress}
+TOKENIZER=${TOKENIZER:-$CACHE/models/smollm2-135m-hf/tokenizer.json}
+L_SMALL=${L_SMALL:-8}; L_LARGE=${L_LARGE:-32}
+NSAMPLES=${NSAMPLES:-16}; CTX=${CTX:-128}; THREADS=${THREADS:-2}
+for f in "$LMPRESS" "$CALIB" "$TOKENIZER" /usr/bin/time; do
+    [ -e "$f" ] || { echo "compress_memory: missing $f" >&2; exit 77; }
+done
+if [ -z "${OUT:-}" ]; then OUT=$(mktemp -d); trap 'rm -rf "$OUT"' EXIT; fi
+mkdir -p "$OUT"
+
+# gen DIR N_LAYERS: a SmolLM2-shaped checkpoint, python3 standard library only. Values
+# are N(0, 0.02) (norm weights 1), drawn once into a seeded pool of 2^20 F16 numbers;
+# each tensor is a run of the pool from a seeded offset, so generation is I/O bound.
+gen() {
+    python3 - "$1" "$2" "$TOKENIZER" <<'EOF'
+import json, os, random, shutil, struct, sys
+out, n_layers, tok = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+dim, hidden, n_heads, n_kv, vocab = 576, 1536, 9, 3, 49152
+hd = dim // n_heads
+os.makedirs(out, exist_ok=True)
+rng = random.Random(1234)
+pool = struct.pack('<%de' % (1 << 20), *[rng.gauss(0.0, 0.02) for _ in range(1 << 20)])
+ones = struct.pack('<e', 1.0) * dim
+shapes = [('model.embed_tokens.weight', (vocab, dim))]
+for b in range(n_layers):
+    p = 'model.layers.%d.' % b
+    shapes += [(p + 'input_layernorm.weight', (dim,)),
+               (p + 'self_attn.q_proj.weight', (n_heads * hd, dim)),
+               (p + 'self_attn.k_proj.weight', (n_kv * hd, dim)),
+               (p + 'self_attn.v_proj.weight', (n_kv * hd, dim)),
+               (p + 'self_attn.o_proj.weight', (dim, n_heads * hd)),
+               (p + 'post_attention_layernorm.weight', (dim,)),
+               (p + 'mlp.gate_proj.weight', (hidden, dim)),
+               (p + 'mlp.up_proj.weight', (hidden, dim)),
+               (p + 'mlp.down_proj.weight', (dim, hidden))]
+shapes.append(('model.norm.weight', (dim,)))
+header, off = {}, 0
+for name, shape in shapes:
+    n = 2
+    for d in shape: n *= d
+    header[name] = {'dtype': 'F16', 'shape': list(shape), 'data_offsets': [off, off + n]}
+    off += n
+hj = json.dumps(header, separators=(',', ':')).encode()
+hj += b' ' * (-len(hj) % 8)
+with open(os.path.join(out, 'model.safetensors'), 'wb') as f:
+    f.write(struct.pack('<Q', len(hj)) + hj)
+    for name, shape in shapes:
+        n = 2
+        for d in shape: n *= d
+        if len(shape) == 1:
+            f.write(ones)
+            continue
+        pos = rng.randrange(len(pool) // 2) * 2
+        while n > 0:
+            chunk = pool[pos:pos + n]
+            f.write(chunk)
+            n -= len(chunk)
+            pos = 0
+cfg = {'architectures': ['LlamaForCausalLM'], 'model_type': 'llama', 'hidden_act': 'silu',
+       'hidden_size': dim, 'intermediate_size': hidden, 'num_attention_heads': n_heads,
+       'num_key_value_heads': n_kv, 'num_hidden_layers': n_layers, 'head_dim': hd,
+       'vocab_size': vocab, 'max_position_embeddings': 8192, 'rms_norm_eps': 1e-5,
+       'rope_theta': 100000.0, 'tie_word_embeddings': True, 'torch_dtype': 'float16'}
+with open(os.path.join(out, 'config.json'), 'w') as f:
+    json.dump(cfg, f, indent=1)
+shutil.copy(tok, os.path.join(out, 'tokenizer.json'))
+EOF
+}
+
+# run NAME N_LAYERS: prints "<peak RSS kB> <seconds> <file MB>"
+run() {
+    local dir="$OUT/synth-L$2"
+    [ -f "$dir/model.safetensors" ] || gen "$dir" "$2"
+    rm -f "$OUT/$1.h5"
+    /usr/bin/time -v "$LMPRESS" compress --model "$dir" --calib "$CALIB" --nsamples "$NSAMPLES" \
+        --ctx "$CTX" --out "$OUT/$1.h5" --scheme 1x8g8 --beam 1 --max-rounds 1 \
+        --threads "$THREADS" --keep '*.q_proj' --keep '*.v_proj' --keep '*.o_proj' \
+        --keep '*.mlp.*' --json > "$OUT/$1.json" 2> "$OUT/$1.log" ||
+        { echo "compress_memory: compress of L=$2 failed (see $OUT/$1.log)" >&2; tail -3 "$OUT/$1.log" >&2; exit 1; }
+    local rss secs
+    rss=$(sed -n 's/.*Maximum resident set size (kbytes): *//p' "$OUT/$1.log")
+    secs=$(sed -n 's/.*"seconds_total":\([^,}]*\).*/\1/p' "$OUT/$1.json")
+    echo "$rss ${secs:-0} $(( $(stat -c %s "$dir/model.safetensors") / 1048576 ))"
+}
+
+read -r rss_s sec_s mb_s <<< "$(run small "$L_SMALL")"
+read -r rss_l sec_l mb_l <<< "$(run large "$L_LARGE")"
+python3 - "$L_SMALL" "$rss_s" "$sec_s" "$mb_s" "$L_LARGE" "$rss_l" "$sec_l" "$mb_l" <<'EOF'
+import json, sys
+a = sys.argv[1:]
+row = lambda l, r, s, mb: {'layers': int(l), 'model_file_mb': int(mb),
+                           'peak_rss_mb': round(int(r) / 1024, 1), 'seconds': float(s)}
+print(json.dumps({'bench': 'compress_memory', 'small': row(*a[0:4]), 'large': row(*a[4:8]),
+                  'rss_ratio_large_over_small': round(int(a[5]) / int(a[1]), 3),
+                  'model_ratio_large_over_small': round(int(a[7]) / max(1, int(a[3])), 3)}))
+EOF
