@@ -105,7 +105,9 @@ static bool layers_equal(const struct lmp_art_layer *a, const struct lmp_art_lay
 static int64_t check_layers(const char *path, const struct lmp_art_job *job) {
     struct lmp_artifact *a = NULL;
     struct lmp_err err = {0};
-    if (lmp_artifact_open_read(path, &a, &err) != LMP_OK) {
+    enum lmp_status st = lmp_artifact_open_read(path, &a, &err);
+    if (st == LMP_ENOENT) return 0;   /* nothing committed yet (killed before the first part) */
+    if (st != LMP_OK) {
         fprintf(stderr, "open_read: %s\n", err.msg);
         return -1;
     }
