@@ -58,7 +58,10 @@ def gguf_add_bos(path):
         import gguf
     except ImportError:
         return None
-    r = gguf.GGUFReader(path)
+    try:
+        r = gguf.GGUFReader(path)
+    except ValueError:  # e.g. a tensor type newer than the gguf package (Q2_0 = 42)
+        return None
     f = r.fields.get("tokenizer.ggml.add_bos_token")
     if f is None:
         return None
