@@ -73,6 +73,7 @@ struct peer {
     uint64_t          last_seen, last_hb_unix;
     int               task;        /* task index, -1 = idle */
     bool              cancelling;  /* a TaskCancel is outstanding */
+    uint64_t          busy_until;  /* ms (monotonic): refused a task as busy, none before then */
     uint32_t          cores;
     uint64_t          memory;
     char              host[128], kernels[64];
@@ -352,7 +353,8 @@ static void dispatch(struct lmp_coord *c) {
     if (J == NULL || J->state != LMP__JOB_STATE__JOB_STATE_RUNNING) return;
     for (int pi = 0; pi < MAX_PEERS; pi++) {
         struct peer *p = &c->peers[pi];
-        if (!p->used || p->dead || p->role != LMP_PEER_WORKER || p->task >= 0 || p->cancelling)
+        if (!p->used || p->dead || p->role != LMP_PEER_WORKER || p->task >= 0 || p->cancelling ||
+            p->busy_until > mono_ms())
             continue;
         int ti = -1;
         for (;;) {
@@ -845,6 +847,15 @@ static void on_task_error(struct lmp_coord *c, int pi, const Lmp__Envelope *env)
     lmp_log_warn("coordinator: worker '%s' reports %s: %s", p->id.name, e->code ? e->code : "?",
                  e->message ? e->message : "");
     const int ti = (int) e->task_id - 1;
+    if (code == LMP_EBUSY) {
+        /* A worker that reconnected (e.g. to a restarted coordinator) while still running an
+         * earlier task: not the task's fault. Requeue it and leave the worker alone a while. */
+        if (J && e->job_id == J->id && ti >= 0 && ti < J->n_tasks && J->tasks[ti].worker == pi)
+            requeue(c, ti, false, "");
+        p->task       = -1;
+        p->busy_until = mono_ms() + 1000;
+        return;
+    }
     if (J && e->job_id == J->id && ti >= 0 && ti < J->n_tasks && J->tasks[ti].worker == pi) {
         p->n_failed++;
         p->task = -1;

@@ -18,6 +18,7 @@ const char *lmp_status_str(enum lmp_status st) {
     case LMP_ENOENT:    return "ENOENT";
     case LMP_ENOSPC:    return "ENOSPC";
     case LMP_EMISMATCH: return "EMISMATCH";
+    case LMP_EBUSY:     return "EBUSY";
     }
     return "E?";
 }

@@ -24,6 +24,7 @@ enum lmp_status {
     LMP_ENOENT   = -10,  /* file, tensor or key missing */
     LMP_ENOSPC   = -11,  /* disk full */
     LMP_EMISMATCH= -12,  /* artifact/job belongs to another model, data or scheme */
+    LMP_EBUSY    = -13,  /* peer is busy with other work: try again later (not a failure) */
 };
 
 /* Stable short name ("EIO"); "E?" for unknown values. */

@@ -272,7 +272,7 @@ static enum lmp_status on_assign(struct agent *A, const Lmp__Envelope *env, stru
     t->layer_index = ta->layer_index;
     snprintf(t->layer, sizeof(t->layer), "%s", ta->layer ? ta->layer : "");
     if (A->task != NULL) {
-        st = lmp_err_set(&terr, LMP_EPROTO, "worker '%s' is busy with '%s'", A->name, A->task->layer);
+        st = lmp_err_set(&terr, LMP_EBUSY, "worker '%s' is busy with '%s'", A->name, A->task->layer);
         goto refuse;
     }
     if (ta->kind != LMP__TASK_KIND__TASK_KIND_QUANTIZE_LAYER) {
