@@ -546,6 +546,32 @@ static bool read_varint(const uint8_t *p, size_t len, size_t *pos, uint64_t *v) 
     return false;
 }
 
+/* Every unknown field kept by protobuf-c, at any depth, has a valid field number (>= 1). */
+static bool unknown_fields_ok(const ProtobufCMessage *m, int depth) {
+    if (m == NULL) return true;
+    if (depth > 32) return false;
+    for (unsigned i = 0; i < m->n_unknown_fields; i++)
+        if (m->unknown_fields[i].tag == 0) return false;
+    const ProtobufCMessageDescriptor *d = m->descriptor;
+    for (unsigned i = 0; i < d->n_fields; i++) {
+        const ProtobufCFieldDescriptor *f = &d->fields[i];
+        if (f->type != PROTOBUF_C_TYPE_MESSAGE) continue;
+        const char *member = (const char *) m + f->offset;
+        if (f->flags & PROTOBUF_C_FIELD_FLAG_ONEOF) {
+            if (*(const uint32_t *) ((const char *) m + f->quantifier_offset) != f->id) continue;
+            if (!unknown_fields_ok(*(const ProtobufCMessage *const *) member, depth + 1)) return false;
+        } else if (f->label == PROTOBUF_C_LABEL_REPEATED) {
+            size_t n = *(const size_t *) ((const char *) m + f->quantifier_offset);
+            const ProtobufCMessage *const *arr = *(const ProtobufCMessage *const *const *) member;
+            for (size_t k = 0; k < n; k++)
+                if (!unknown_fields_ok(arr[k], depth + 1)) return false;
+        } else if (!unknown_fields_ok(*(const ProtobufCMessage *const *) member, depth + 1)) {
+            return false;
+        }
+    }
+    return true;
+}
+
 static enum lmp_status scan_head(const uint8_t *p, size_t len, const char *peer, struct head *h,
                                  struct lmp_err *err) {
     size_t pos = 0;
@@ -663,7 +689,9 @@ enum lmp_status lmp_wire_unpack(const uint8_t *data, size_t len, size_t max_fram
                                k->name, len, peer, b.limit);
         return lmp_err_set(err, LMP_EPROTO, "malformed %s from peer '%s' (%zu bytes)", k->name, peer, len);
     }
-    if ((uint32_t) e->body_case != h.body_field) {   /* cannot happen: protobuf-c keeps the last */
+    if ((uint32_t) e->body_case != h.body_field || !unknown_fields_ok(&e->base, 0)) {
+        /* protobuf-c accepts an over-long tag encoding field number 0 inside nested messages and
+         * keeps it as an unknown field that it would re-send as a frame no peer accepts */
         lmp_wire_free(&e);
         return lmp_err_set(err, LMP_EPROTO, "malformed %s from peer '%s' (%zu bytes)", k->name, peer, len);
     }

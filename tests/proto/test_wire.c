@@ -542,6 +542,20 @@ static void test_wrong_version_is_eversion_with_a_clear_message(void) {
     CHECK(lmp_wire_pack(&env, &buf, &len, &e4) == LMP_EINVAL);
 }
 
+/* Found by fuzz_wire: a HelloAck whose body ends in an over-long tag encoding field 0
+ * ("80 00"); protobuf-c kept it as an unknown field and re-packed a frame it then rejected. */
+static void test_unknown_field_zero_is_eproto(void) {
+    static const uint8_t frame[] = {
+        0x08, 0x01, 0x10, 0x01, 0x18, 0x01, 0x5a, 0x2a, 0x08, 0x01, 0x19, 0x7f, 0x95, 0xee, 0xcf,
+        0x44, 0x9b, 0x20, 0x5a, 0x22, 0x03, 0x72, 0x65, 0x66, 0x22, 0x06, 0x61, 0x76, 0x78, 0x35,
+        0x31, 0x32, 0x22, 0x04, 0x63, 0x75, 0x2d, 0x37, 0x38, 0xe8, 0x07, 0x40, 0x90, 0x4e, 0x48,
+        0x79, 0x80, 0x00, 0x80, 0x01};
+    Lmp__Envelope *env = NULL;
+    struct lmp_err err = {0};
+    CHECK(lmp_wire_unpack(frame, sizeof(frame), 1 << 20, "p", &env, &err) == LMP_EPROTO);
+    CHECK(env == NULL);
+}
+
 static void test_body_missing_or_unknown_is_eproto(void) {
     Lmp__Envelope env;
     lmp_wire_init(&env, 3, 0);
@@ -882,6 +896,7 @@ int main(void) {
     RUN(test_empty_and_oversized_frames);
     RUN(test_wrong_version_is_eversion_with_a_clear_message);
     RUN(test_body_missing_or_unknown_is_eproto);
+    RUN(test_unknown_field_zero_is_eproto);
     RUN(test_sender_permissions);
     RUN(test_validation_catches_inconsistent_results);
     RUN(test_memory_budget_bounds_amplification);
