@@ -50,7 +50,7 @@ int main(int argc, char **argv) {
     gw_kv_arr_str(&w, "a.arr_str", (const char *[]){"x", "", "yz"}, 3);
     gw_tensor(&w, "f32", GW_F32, 1, (uint64_t[]){8}, bytes, 32);
     gw_tensor(&w, "q8_0", GW_Q8_0, 2, (uint64_t[]){32, 2}, bytes, 68);
-    save(argv[1], "types_v3.gguf", gw_finish(&w, 3));
+    save(argv[1], "types_v3.gguf.seed", gw_finish(&w, 3));
 
     /* v2, alignment 64, the other tensor types */
     gw_init(&w);
@@ -61,7 +61,7 @@ int main(int argc, char **argv) {
     gw_tensor(&w, "bf16", GW_BF16, 1, (uint64_t[]){16}, bytes, 32);
     gw_tensor(&w, "q4_0", GW_Q4_0, 2, (uint64_t[]){64, 1}, bytes, 36);
     gw_tensor(&w, "q4_1", GW_Q4_1, 3, (uint64_t[]){32, 2, 2}, bytes, 80);
-    save(argv[1], "tensors_v2_align64.gguf", gw_finish(&w, 2));
+    save(argv[1], "tensors_v2_align64.gguf.seed", gw_finish(&w, 2));
 
     /* llama-style model metadata and a tokenizer, two small tensors */
     gw_init(&w);
@@ -81,11 +81,11 @@ int main(int argc, char **argv) {
     gw_kv_u32(&w, "tokenizer.ggml.bos_token_id", 0);
     gw_tensor(&w, "output_norm.weight", GW_F32, 1, (uint64_t[]){32}, bytes, 128);
     gw_tensor(&w, "token_embd.weight", GW_Q4_1, 2, (uint64_t[]){32, 5}, bytes, 100);
-    save(argv[1], "llama_meta_v3.gguf", gw_finish(&w, 3));
+    save(argv[1], "llama_meta_v3.gguf.seed", gw_finish(&w, 3));
 
     /* metadata only */
     gw_init(&w);
     gw_kv_str(&w, "general.name", "empty");
-    save(argv[1], "no_tensors.gguf", gw_finish(&w, 3));
+    save(argv[1], "no_tensors.gguf.seed", gw_finish(&w, 3));
     return 0;
 }
