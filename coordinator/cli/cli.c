@@ -59,3 +59,13 @@ bool lmp_cli_parse_f64(const char *opt, const char *s, double lo, double hi, dou
     *v = x;
     return true;
 }
+
+int lmp_cli_resolve_ctx(long long *ctx, int max_seq) {
+    if (*ctx == 0) *ctx = max_seq > 0 && max_seq < 512 ? max_seq : 512;
+    if (max_seq > 0 && *ctx > max_seq) {
+        fprintf(stderr, "lmpress: context length %lld exceeds the model's maximum of %d\n", *ctx,
+                max_seq);
+        return LMP_EXIT_INPUT;
+    }
+    return LMP_EXIT_OK;
+}

@@ -41,6 +41,10 @@ int lmp_cli_fail(const struct lmp_cli *cli, const struct lmp_err *err);
 /* The exit code for a status. */
 int lmp_cli_exit_code(enum lmp_status st);
 
+/* Context length for a model trained on max_seq positions (0 = unknown): *ctx == 0 becomes
+ * min(512, max_seq); a *ctx above max_seq prints a one-line error and returns LMP_EXIT_INPUT. */
+int lmp_cli_resolve_ctx(long long *ctx, int max_seq);
+
 /* Parse helpers: a whole-string integer / float; false (and a message) on junk. */
 bool lmp_cli_parse_i64(const char *opt, const char *s, long long lo, long long hi, long long *v);
 bool lmp_cli_parse_f64(const char *opt, const char *s, double lo, double hi, double *v);

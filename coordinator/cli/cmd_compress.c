@@ -194,14 +194,7 @@ static int cmd_compress_exec(struct lmp_cli *cli, int argc, char **argv) {
         goto out;
     }
     o.tok_bytes = tok_bytes;
-    const int max_seq = model->cfg.max_seq;
-    if (ctx == 0) ctx = max_seq > 0 && max_seq < 512 ? max_seq : 512;
-    if (max_seq > 0 && ctx > max_seq) {
-        fprintf(stderr, "lmpress: context length %lld exceeds the model's maximum of %d\n", ctx,
-                max_seq);
-        rc = LMP_EXIT_INPUT;
-        goto out;
-    }
+    if ((rc = lmp_cli_resolve_ctx(&ctx, model->cfg.max_seq)) != LMP_EXIT_OK) goto out;
     o.ctx = ctx;
     if (calib && strcmp(calib, "generate") == 0) {
         o.calib_source = "generate";

@@ -126,14 +126,7 @@ static int cmd_eval_exec(struct lmp_cli *cli, int argc, char **argv) {
         rc = lmp_cli_fail(cli, &err);
         goto out;
     }
-    const int max_seq = model->cfg.max_seq;
-    if (ctx == 0) ctx = max_seq > 0 && max_seq < 512 ? max_seq : 512;
-    if (max_seq > 0 && ctx > max_seq) {
-        fprintf(stderr, "lmpress: context length %lld exceeds the model's maximum of %d\n", ctx,
-                max_seq);
-        rc = LMP_EXIT_INPUT;
-        goto out;
-    }
+    if ((rc = lmp_cli_resolve_ctx(&ctx, model->cfg.max_seq)) != LMP_EXIT_OK) goto out;
     if (n_ids < ctx) {
         fprintf(stderr, "lmpress: text file '%s' has %lld tokens, fewer than one window of %lld\n",
                 text_path, (long long) n_ids, ctx);
