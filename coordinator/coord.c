@@ -1,6 +1,6 @@
 /*  coord - see coord.h */
 #define _GNU_SOURCE
-#include "coordinator/coord.h"
+#include "coordinator/coord_internal.h"
 #include "coordinator/artifact.h"        /* defines: lmp_artifact_* */
 #include "coordinator/artifact_model.h"  /* defines: lmp_art_tokenizer_source */
 #include "coordinator/compress.h"        /* defines: lmp_compress_result_to_layer */
@@ -24,20 +24,6 @@
 #include <unistd.h>
 #include <zmq.h>
 
-enum { MAX_PEERS = 256 };
-
-static uint64_t mono_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t) ts.tv_sec * 1000u + (uint64_t) ts.tv_nsec / 1000000u;
-}
-
-static uint64_t unix_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (uint64_t) ts.tv_sec * 1000u + (uint64_t) ts.tv_nsec / 1000000u;
-}
-
 void lmp_coord_opts_init(struct lmp_coord_opts *o) {
     assert(o);
     memset(o, 0, sizeof(*o));
@@ -48,85 +34,21 @@ void lmp_coord_opts_init(struct lmp_coord_opts *o) {
     o->max_attempts         = 3;
 }
 
-/* H of one block's four inputs, shared by its tasks. */
-struct blockh {
-    int    refs;
-    float *h[LMP_INPUT_COUNT];     /* (n_in, n_in) each */
-};
-
-struct task {
-    int64_t        lin;            /* index into the model's linears */
-    const struct lmp_linear *l;
-    Lmp__TaskState state;
-    uint32_t       attempt;        /* assignments so far */
-    uint32_t       n_failures;
-    int            worker;         /* peer index while running, else -1 */
-    char           worker_name[128];
-    struct blockh *h;              /* set once the block is calibrated (AQLM) */
-    double         seconds, rel_before, rel_after, progress_s;
-};
-
-struct peer {
-    bool              used, dead;
-    struct lmp_zpeer  id;
-    enum lmp_peer     role;
-    uint64_t          last_seen, last_hb_unix;
-    int               task;        /* task index, -1 = idle */
-    bool              cancelling;  /* a TaskCancel is outstanding */
-    uint64_t          busy_until;  /* ms (monotonic): refused a task as busy, none before then */
-    uint32_t          cores;
-    uint64_t          memory;
-    char              host[128], kernels[64];
-    uint32_t          n_done, n_failed;
-    double            busy_s, params_done;
-};
-
-struct job {
-    uint64_t        id;
-    Lmp__JobSpec   *spec;          /* owned copy (lmp__job_spec__unpack) */
-    Lmp__JobState   state;
-    char            error[256];
-    struct lmp_compress_spec cspec;
-    struct lmp_model        *m;
-    struct lmp_transformer  *tf;
-    struct lmp_calib        *cal;
-    struct lmp_calib_grams  *grams;
-    struct lmp_artifact     *a;
-    struct lmp_art_job       aj;
-    int32_t         *tokens;
-    bool            *quantized;    /* (n_linears) */
-    struct task     *tasks;
-    int64_t          n_tasks, n_done, n_failed;
-    int32_t          next_block;   /* next block to calibrate */
-    uint64_t         submitted_ms, started_ms, finished_ms, started_mono;
-    double           params_total, params_done_run;
-};
-
-struct lmp_coord {
-    struct lmp_coord_opts o;
-    char          endpoint[256];
-    void         *zctx, *sock;
-    uint64_t      seq;
-    struct peer   peers[MAX_PEERS];
-    struct job   *job;
-    uint64_t      next_job_id;
-};
-
 /* ---- sending -------------------------------------------------------------------- */
 
-static void send_to(struct lmp_coord *c, const struct lmp_zpeer *to, Lmp__Envelope *env) {
+void coord_send(struct lmp_coord *c, const struct lmp_zpeer *to, Lmp__Envelope *env) {
     struct lmp_err err = {0};
     env->seq = ++c->seq;
     if (lmp_zsock_send(c->sock, to, env, NULL, &err) != LMP_OK)
         lmp_log_warn("coordinator: cannot send to '%s': %s", to->name, err.msg);
 }
 
-static void send_error(struct lmp_coord *c, const struct lmp_zpeer *to, uint64_t reply_to,
+void coord_send_error(struct lmp_coord *c, const struct lmp_zpeer *to, uint64_t reply_to,
                        enum lmp_status code, const char *msg) {
     Lmp__Envelope env;
     Lmp__Error    e;
     lmp_wire_error_init(&env, &e, 0, reply_to, code, msg);
-    send_to(c, to, &env);
+    coord_send(c, to, &env);
 }
 
 /* ---- peers ---------------------------------------------------------------------- */
@@ -230,7 +152,7 @@ static void job_end(struct lmp_coord *c, Lmp__JobState state) {
         tc.reason = state == LMP__JOB_STATE__JOB_STATE_CANCELLED ? "job cancelled" : "job ended";
         env.body_case = LMP__ENVELOPE__BODY_TASK_CANCEL;
         env.task_cancel = &tc;
-        send_to(c, &p->id, &env);
+        coord_send(c, &p->id, &env);
         p->cancelling = true;
         p->task = -1;
     }
@@ -344,7 +266,7 @@ static void assign(struct lmp_coord *c, int pi, int ti) {
     p->task = ti;
     lmp_log_info("coordinator: '%s' -> worker '%s' (attempt %u)", t->l->name, p->id.name,
                  t->attempt);
-    send_to(c, &p->id, &env);
+    coord_send(c, &p->id, &env);
 }
 
 /* Give every idle worker a ready task, calibrating blocks as needed. */
@@ -535,159 +457,12 @@ out:
     return st;
 }
 
-/* ---- status --------------------------------------------------------------------- */
-
-static Lmp__WorkerState worker_state(const struct peer *p) {
-    if (p->dead) return LMP__WORKER_STATE__WORKER_STATE_DEAD;
-    if (p->cancelling) return LMP__WORKER_STATE__WORKER_STATE_DRAINING;
-    return p->task >= 0 ? LMP__WORKER_STATE__WORKER_STATE_BUSY : LMP__WORKER_STATE__WORKER_STATE_IDLE;
-}
-
-/* Arrays for a JobStatus / WorkerList; freed by status_free. */
-struct status_buf {
-    Lmp__JobInfo     job;
-    Lmp__LayerInfo  *layers, **layer_ptrs;
-    Lmp__WorkerInfo  workers[MAX_PEERS], *worker_ptrs[MAX_PEERS];
-    Lmp__Capabilities caps[MAX_PEERS];
-    char            *variants[MAX_PEERS];
-    uint64_t         running[MAX_PEERS];
-    Lmp__Error       error;
-    size_t           n_workers;
-};
-
-static void fill_workers(struct lmp_coord *c, struct status_buf *b, bool with_dead) {
-    b->n_workers = 0;
-    for (int i = 0; i < MAX_PEERS; i++) {
-        struct peer *p = &c->peers[i];
-        if (!p->used || p->role != LMP_PEER_WORKER || (p->dead && !with_dead)) continue;
-        size_t k = b->n_workers++;
-        Lmp__WorkerInfo *w = &b->workers[k];
-        lmp__worker_info__init(w);
-        lmp__capabilities__init(&b->caps[k]);
-        b->caps[k].cores = p->cores;
-        b->caps[k].memory_bytes = p->memory;
-        b->caps[k].hostname = p->host;
-        b->variants[k] = p->kernels;
-        b->caps[k].n_kernel_variants = 1;
-        b->caps[k].kernel_variants = &b->variants[k];
-        w->id = p->id.name;
-        w->name = p->id.name;
-        w->state = worker_state(p);
-        w->caps = &b->caps[k];
-        w->last_heartbeat_ms = p->last_hb_unix;
-        w->throughput = p->busy_s > 0 ? p->params_done / p->busy_s : 0;
-        if (p->task >= 0) {
-            b->running[k] = (uint64_t) p->task + 1;
-            w->n_running_tasks = 1;
-            w->running_tasks = &b->running[k];
-        }
-        w->n_done = p->n_done;
-        w->n_failed = p->n_failed;
-        b->worker_ptrs[k] = w;
-    }
-}
-
-static bool fill_job(struct lmp_coord *c, struct status_buf *b, bool with_layers) {
-    struct job *J = c->job;
-    Lmp__JobInfo *ji = &b->job;
-    lmp__job_info__init(ji);
-    ji->job_id = J->id;
-    ji->name = J->spec->name;
-    ji->state = J->state;
-    ji->model_path = J->spec->model_path;
-    ji->out_path = J->spec->out_path;
-    ji->layers_total = (uint32_t) J->n_tasks;
-    ji->layers_done = (uint32_t) J->n_done;
-    ji->layers_failed = (uint32_t) J->n_failed;
-    ji->submitted_ms = J->submitted_ms;
-    ji->started_ms = J->started_ms;
-    ji->finished_ms = J->finished_ms;
-    const double el = (double) (mono_ms() - J->started_mono) / 1000.0;
-    ji->throughput = el > 0 ? J->params_done_run / el : 0;
-    double left = 0;
-    for (int64_t i = 0; i < J->n_tasks; i++)
-        if (J->tasks[i].state != LMP__TASK_STATE__TASK_STATE_DONE)
-            left += (double) (J->tasks[i].l->n_out * J->tasks[i].l->n_in);
-    ji->eta_s = J->state != LMP__JOB_STATE__JOB_STATE_RUNNING ? 0
-              : ji->throughput > 0 ? left / ji->throughput : -1;
-    if (J->error[0]) {
-        lmp__error__init(&b->error);
-        b->error.code = "EINVAL";
-        b->error.message = J->error;
-        ji->error = &b->error;
-    }
-    if (!with_layers) return true;
-    b->layers = calloc((size_t) J->n_tasks + 1, sizeof(*b->layers));
-    b->layer_ptrs = calloc((size_t) J->n_tasks + 1, sizeof(*b->layer_ptrs));
-    if (b->layers == NULL || b->layer_ptrs == NULL) return false;
-    for (int64_t i = 0; i < J->n_tasks; i++) {
-        const struct task *t = &J->tasks[i];
-        Lmp__LayerInfo *li = &b->layers[i];
-        lmp__layer_info__init(li);
-        li->index = (uint32_t) t->lin;
-        li->name = (char *) t->l->name;
-        li->state = t->state;
-        li->worker = (char *) t->worker_name;
-        li->attempt = t->attempt;
-        li->rel_err_before = t->rel_before;
-        li->rel_err_after = t->rel_after;
-        li->seconds = t->state == LMP__TASK_STATE__TASK_STATE_RUNNING ? t->progress_s : t->seconds;
-        b->layer_ptrs[i] = li;
-    }
-    ji->n_layers = (size_t) J->n_tasks;
-    ji->layers = b->layer_ptrs;
-    return true;
-}
-
-static void status_free(struct status_buf *b) {
-    free(b->layers);
-    free(b->layer_ptrs);
-}
-
-static void reply_status(struct lmp_coord *c, const struct lmp_zpeer *to, uint64_t reply_to,
-                         uint64_t job_id, bool with_layers, bool with_workers) {
-    struct status_buf *b = calloc(1, sizeof(*b));
-    if (b == NULL) { send_error(c, to, reply_to, LMP_ENOMEM, "out of memory"); return; }
-    Lmp__Envelope env;
-    Lmp__JobStatus js = LMP__JOB_STATUS__INIT;
-    Lmp__JobInfo *jp[1];
-    lmp_wire_init(&env, 0, reply_to);
-    if (c->job && (job_id == 0 || job_id == c->job->id)) {
-        if (!fill_job(c, b, with_layers)) {
-            status_free(b);
-            free(b);
-            send_error(c, to, reply_to, LMP_ENOMEM, "out of memory");
-            return;
-        }
-        jp[0] = &b->job;
-        js.n_jobs = 1;
-        js.jobs = jp;
-    } else if (job_id != 0) {
-        char msg[96];
-        snprintf(msg, sizeof(msg), "no job %llu", (unsigned long long) job_id);
-        send_error(c, to, reply_to, LMP_EINVAL, msg);
-        free(b);
-        return;
-    }
-    if (with_workers) {
-        fill_workers(c, b, false);
-        js.n_workers = b->n_workers;
-        js.workers = b->worker_ptrs;
-    }
-    env.body_case = LMP__ENVELOPE__BODY_JOB_STATUS;
-    env.job_status = &js;
-    send_to(c, to, &env);
-    status_free(b);
-    free(b);
-}
-
-/* ---- messages ------------------------------------------------------------------- */
 
 static void on_hello(struct lmp_coord *c, const struct lmp_zpeer *from, const Lmp__Envelope *env) {
     const Lmp__Hello *h = env->hello;
     const enum lmp_peer role = lmp_peer_of_role(h->role);
     if (role != LMP_PEER_CLI && role != LMP_PEER_WORKER) {
-        send_error(c, from, env->seq, LMP_EPROTO, "hello: role must be cli or worker");
+        coord_send_error(c, from, env->seq, LMP_EPROTO, "hello: role must be cli or worker");
         return;
     }
     int pi = find_peer(c, from);
@@ -698,7 +473,7 @@ static void on_hello(struct lmp_coord *c, const struct lmp_zpeer *from, const Lm
         for (int i = 0; i < MAX_PEERS && pi < 0; i++)
             if (c->peers[i].dead) pi = i;
     if (pi < 0) {
-        send_error(c, from, env->seq, LMP_ENOMEM, "too many peers");
+        coord_send_error(c, from, env->seq, LMP_ENOMEM, "too many peers");
         return;
     }
     struct peer *p = &c->peers[pi];
@@ -725,7 +500,7 @@ static void on_hello(struct lmp_coord *c, const struct lmp_zpeer *from, const Lm
     Lmp__HelloAck ack;
     lmp_wire_hello_ack_init(&out, &ack, 0, env->seq, c->o.name, from->name, c->o.heartbeat_ms,
                             c->o.heartbeat_timeout_ms, LMP_WIRE_MAX_FRAME);
-    send_to(c, from, &out);
+    coord_send(c, from, &out);
 }
 
 static void on_result(struct lmp_coord *c, int pi, const Lmp__Envelope *env) {
@@ -745,7 +520,7 @@ static void on_result(struct lmp_coord *c, int pi, const Lmp__Envelope *env) {
         J->tasks[ti].attempt != r->attempt) {
         lmp_log_info("coordinator: stale result from '%s' dropped", p->id.name);
         if (p->task == ti) p->task = -1;
-        send_to(c, &p->id, &out);
+        coord_send(c, &p->id, &out);
         return;
     }
     struct task *t = &J->tasks[ti];
@@ -804,7 +579,7 @@ static void on_result(struct lmp_coord *c, int pi, const Lmp__Envelope *env) {
     p->task = -1;
     if (st != LMP_OK) {
         ack.accepted = false;
-        send_to(c, &p->id, &out);
+        coord_send(c, &p->id, &out);
         p->n_failed++;
         if (st == LMP_EPROTO) {
             lmp_log_warn("coordinator: %s", err.msg);
@@ -815,7 +590,7 @@ static void on_result(struct lmp_coord *c, int pi, const Lmp__Envelope *env) {
         return;
     }
     ack.accepted = true;
-    send_to(c, &p->id, &out);
+    coord_send(c, &p->id, &out);
     t->state = LMP__TASK_STATE__TASK_STATE_DONE;
     t->worker = -1;
     t->seconds = res.seconds, t->rel_before = res.rel_err_before, t->rel_after = res.rel_err_after;
@@ -870,7 +645,7 @@ static void on_message(struct lmp_coord *c, const struct lmp_zpeer *from, Lmp__E
     if (env->body_case == LMP__ENVELOPE__BODY_HELLO) {
         struct lmp_err err = {0};
         if (lmp_wire_check_sender(env, LMP_PEER_CLI | LMP_PEER_WORKER, from->name, &err) != LMP_OK) {
-            send_error(c, from, env->seq, LMP_EPROTO, err.msg);
+            coord_send_error(c, from, env->seq, LMP_EPROTO, err.msg);
             return;
         }
         on_hello(c, from, env);
@@ -880,14 +655,14 @@ static void on_message(struct lmp_coord *c, const struct lmp_zpeer *from, Lmp__E
     if (pi < 0 || c->peers[pi].dead) {
         lmp_log_warn("coordinator: '%s' sent %s before Hello: refused", from->name,
                      lmp_wire_body_name(env->body_case));
-        send_error(c, from, env->seq, LMP_EPROTO, "say Hello first");
+        coord_send_error(c, from, env->seq, LMP_EPROTO, "say Hello first");
         return;
     }
     struct peer *p = &c->peers[pi];
     struct lmp_err err = {0};
     if (lmp_wire_check_sender(env, p->role, from->name, &err) != LMP_OK) {
         lmp_log_warn("coordinator: %s", err.msg);
-        send_error(c, from, env->seq, LMP_EPROTO, err.msg);
+        coord_send_error(c, from, env->seq, LMP_EPROTO, err.msg);
         return;
     }
     p->last_seen = mono_ms();
@@ -901,7 +676,7 @@ static void on_message(struct lmp_coord *c, const struct lmp_zpeer *from, Lmp__E
         hb.time_ms = mono_ms();
         out.body_case = LMP__ENVELOPE__BODY_HEARTBEAT;
         out.heartbeat = &hb;
-        send_to(c, from, &out);
+        coord_send(c, from, &out);
         break;
     }
     case LMP__ENVELOPE__BODY_TASK_PROGRESS:
@@ -930,14 +705,14 @@ static void on_message(struct lmp_coord *c, const struct lmp_zpeer *from, Lmp__E
             char msg[128];
             snprintf(msg, sizeof(msg), "job %llu is running; one job at a time",
                      (unsigned long long) J->id);
-            send_error(c, from, env->seq, LMP_EINVAL, msg);
+            coord_send_error(c, from, env->seq, LMP_EINVAL, msg);
             break;
         }
         struct job *nj = NULL;
         enum lmp_status st = job_plan(c, env->job_submit->spec, &nj, &err);
         if (st != LMP_OK) {
             lmp_log_warn("coordinator: job refused: %s", err.msg);
-            send_error(c, from, env->seq, st, err.msg);
+            coord_send_error(c, from, env->seq, st, err.msg);
             break;
         }
         job_destroy(&c->job);
@@ -952,18 +727,18 @@ static void on_message(struct lmp_coord *c, const struct lmp_zpeer *from, Lmp__E
         ja.n_tasks = (uint32_t) nj->n_tasks;
         out.body_case = LMP__ENVELOPE__BODY_JOB_ACCEPTED;
         out.job_accepted = &ja;
-        send_to(c, from, &out);
+        coord_send(c, from, &out);
         job_finish_if_done(c);   /* everything was already committed */
         break;
     }
     case LMP__ENVELOPE__BODY_JOB_QUERY:
-        reply_status(c, from, env->seq, env->job_query->job_id, env->job_query->with_layers,
+        coord_reply_status(c, from, env->seq, env->job_query->job_id, env->job_query->with_layers,
                      env->job_query->with_workers);
         break;
     case LMP__ENVELOPE__BODY_JOB_CANCEL: {
         const uint64_t id = env->job_cancel->job_id;
         if (J == NULL || (id != 0 && id != J->id)) {
-            send_error(c, from, env->seq, LMP_EINVAL, "no such job");
+            coord_send_error(c, from, env->seq, LMP_EINVAL, "no such job");
             break;
         }
         if (J->state == LMP__JOB_STATE__JOB_STATE_RUNNING) {
@@ -974,26 +749,15 @@ static void on_message(struct lmp_coord *c, const struct lmp_zpeer *from, Lmp__E
                          ? env->job_cancel->reason : "by request");
             job_end(c, LMP__JOB_STATE__JOB_STATE_CANCELLED);
         }
-        reply_status(c, from, env->seq, J->id, false, false);
+        coord_reply_status(c, from, env->seq, J->id, false, false);
         break;
     }
     case LMP__ENVELOPE__BODY_WORKER_QUERY: {
-        struct status_buf *b = calloc(1, sizeof(*b));
-        if (b == NULL) { send_error(c, from, env->seq, LMP_ENOMEM, "out of memory"); break; }
-        fill_workers(c, b, env->worker_query->with_dead);
-        Lmp__Envelope out;
-        Lmp__WorkerList wl = LMP__WORKER_LIST__INIT;
-        lmp_wire_init(&out, 0, env->seq);
-        wl.n_workers = b->n_workers;
-        wl.workers = b->worker_ptrs;
-        out.body_case = LMP__ENVELOPE__BODY_WORKER_LIST;
-        out.worker_list = &wl;
-        send_to(c, from, &out);
-        free(b);
+        coord_reply_workers(c, from, env->seq, env->worker_query->with_dead);
         break;
     }
     default:
-        send_error(c, from, env->seq, LMP_EUNSUP, "not supported by this coordinator");
+        coord_send_error(c, from, env->seq, LMP_EUNSUP, "not supported by this coordinator");
     }
 }
 
@@ -1088,14 +852,14 @@ enum lmp_status lmp_coord_run(struct lmp_coord *c, volatile sig_atomic_t *stop,
                 lmp_log_warn("coordinator: refused '%s': %s", from.name, rerr.msg);
                 char msg[160];
                 snprintf(msg, sizeof(msg), "this coordinator speaks protocol %u", LMP_PROTO_VERSION);
-                send_error(c, &from, 0, LMP_EVERSION, msg);
+                coord_send_error(c, &from, 0, LMP_EVERSION, msg);
                 int pi = find_peer(c, &from);
                 if (pi >= 0) peer_gone(c, pi, "speaks another protocol version");
                 continue;
             }
             if (st == LMP_EPROTO) {
                 lmp_log_warn("coordinator: bad frame from '%s' dropped: %s", from.name, rerr.msg);
-                if (from.id_len) send_error(c, &from, 0, LMP_EPROTO, rerr.msg);
+                if (from.id_len) coord_send_error(c, &from, 0, LMP_EPROTO, rerr.msg);
                 continue;
             }
             if (st != LMP_OK) {

@@ -1,0 +1,111 @@
+/*  coord_internal - the coordinator's state, shared by its translation units
+ *
+ *  coord.c owns the loop, planning, dispatch and results; coord_status.c answers
+ *  JobQuery / WorkerQuery from this state. Not a public interface: only coordinator/coord*.c
+ *  include it. One thread owns a struct lmp_coord (see coord.h).
+ */
+#ifndef LMP_COORDINATOR_COORD_INTERNAL_H
+#define LMP_COORDINATOR_COORD_INTERNAL_H
+
+#include "coordinator/coord.h"
+#include "coordinator/artifact.h"        /* defines: struct lmp_artifact, struct lmp_art_job */
+#include "coordinator/compress.h"        /* defines: struct lmp_compress_spec */
+#include "proto/zsock.h"                 /* defines: struct lmp_zpeer, Lmp__* */
+#include "worker/calib.h"                /* defines: struct lmp_calib, LMP_INPUT_COUNT */
+#include "worker/model/transformer.h"    /* defines: struct lmp_transformer */
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <time.h>
+
+enum { MAX_PEERS = 256 };
+
+static inline uint64_t mono_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t) ts.tv_sec * 1000u + (uint64_t) ts.tv_nsec / 1000000u;
+}
+
+static inline uint64_t unix_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t) ts.tv_sec * 1000u + (uint64_t) ts.tv_nsec / 1000000u;
+}
+
+/* H of one block's four inputs, shared by its tasks. */
+struct blockh {
+    int    refs;
+    float *h[LMP_INPUT_COUNT];     /* (n_in, n_in) each */
+};
+
+struct task {
+    int64_t        lin;            /* index into the model's linears */
+    const struct lmp_linear *l;
+    Lmp__TaskState state;
+    uint32_t       attempt;        /* assignments so far */
+    uint32_t       n_failures;
+    int            worker;         /* peer index while running, else -1 */
+    char           worker_name[128];
+    struct blockh *h;              /* set once the block is calibrated (AQLM) */
+    double         seconds, rel_before, rel_after, progress_s;
+};
+
+struct peer {
+    bool              used, dead;
+    struct lmp_zpeer  id;
+    enum lmp_peer     role;
+    uint64_t          last_seen, last_hb_unix;
+    int               task;        /* task index, -1 = idle */
+    bool              cancelling;  /* a TaskCancel is outstanding */
+    uint64_t          busy_until;  /* ms (monotonic): refused a task as busy, none before then */
+    uint32_t          cores;
+    uint64_t          memory;
+    char              host[128], kernels[64];
+    uint32_t          n_done, n_failed;
+    double            busy_s, params_done;
+};
+
+struct job {
+    uint64_t        id;
+    Lmp__JobSpec   *spec;          /* owned copy (lmp__job_spec__unpack) */
+    Lmp__JobState   state;
+    char            error[256];
+    struct lmp_compress_spec cspec;
+    struct lmp_model        *m;
+    struct lmp_transformer  *tf;
+    struct lmp_calib        *cal;
+    struct lmp_calib_grams  *grams;
+    struct lmp_artifact     *a;
+    struct lmp_art_job       aj;
+    int32_t         *tokens;
+    bool            *quantized;    /* (n_linears) */
+    struct task     *tasks;
+    int64_t          n_tasks, n_done, n_failed;
+    int32_t          next_block;   /* next block to calibrate */
+    uint64_t         submitted_ms, started_ms, finished_ms, started_mono;
+    double           params_total, params_done_run;
+};
+
+struct lmp_coord {
+    struct lmp_coord_opts o;
+    char          endpoint[256];
+    void         *zctx, *sock;
+    uint64_t      seq;
+    struct peer   peers[MAX_PEERS];
+    struct job   *job;
+    uint64_t      next_job_id;
+};
+
+
+/* coord.c: send an envelope to a peer (seq assigned here; failures are logged). */
+void coord_send(struct lmp_coord *c, const struct lmp_zpeer *to, Lmp__Envelope *env);
+void coord_send_error(struct lmp_coord *c, const struct lmp_zpeer *to, uint64_t reply_to,
+                      enum lmp_status code, const char *msg);
+
+/* coord_status.c: JobStatus (job_id 0 = the current job) and WorkerList replies. */
+void coord_reply_status(struct lmp_coord *c, const struct lmp_zpeer *to, uint64_t reply_to,
+                        uint64_t job_id, bool with_layers, bool with_workers);
+void coord_reply_workers(struct lmp_coord *c, const struct lmp_zpeer *to, uint64_t reply_to,
+                         bool with_dead);
+
+#endif /* LMP_COORDINATOR_COORD_INTERNAL_H */
