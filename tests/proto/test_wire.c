@@ -28,6 +28,7 @@ static const struct {
 } history[] = {
     { 1, 0, 0xd5e19b44c8ee957full },   /* first release */
     { 1, 1, 0x1c7154d88884fecfull },   /* JobSpec.tokenizer_path, JobSpec.threads */
+    { 1, 2, 0x4d1527e826374038ull },   /* LogQuery.since_ms, LogLine.kind, LogLine.layer */
 };
 
 /* ---------------------------------------------------------------- a test arena */
