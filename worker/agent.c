@@ -47,6 +47,8 @@ enum lmp_status lmp_agent_method_spec(const Lmp__MethodSpec *m, struct lmp_compr
     if (m->lr > 0) spec->aq.lr = m->lr;
     if (m->tol > 0) spec->aq.tol = m->tol;
     if (m->max_rounds) spec->aq.max_rounds = (int) m->max_rounds;
+    if (m->codebook_update_case == LMP__METHOD_SPEC__CODEBOOK_UPDATE_CG_ITERS)
+        spec->aq.cg_iters = (int) m->cg_iters;   /* 0 = Adam steps instead of CG */
     if (m->kmeans_iters) spec->aq.kmeans_iters = (int) m->kmeans_iters;
     if (m->damp > 0) spec->aq.damp = m->damp;
     return LMP_OK;

@@ -29,6 +29,7 @@ static const struct {
     { 1, 0, 0xd5e19b44c8ee957full },   /* first release */
     { 1, 1, 0x1c7154d88884fecfull },   /* JobSpec.tokenizer_path, JobSpec.threads */
     { 1, 2, 0x4d1527e826374038ull },   /* LogQuery.since_ms, LogLine.kind, LogLine.layer */
+    { 1, 3, 0xa9932e43095ad72aull },   /* MethodSpec.cg_iters (oneof), FinetuneSpec.max_steps */
 };
 
 /* ---------------------------------------------------------------- a test arena */
