@@ -69,6 +69,7 @@ CALIB=$SHARED/data/tinystories_valid_first1000.txt
 BLOCKS=4 NSAMPLES=32 CTX=512 SCHEME=2x8g8 LAYOUTS="1x2 2x1 1x1" REPEAT=1 CTHREADS=2
 OUT= COMMIT= TMO=7200
 EXTRA=()
+ARGS="$*"
 usage() { sed -n '/^# usage:/,/^# Exit/p' "$0" | sed 's/^# \{0,1\}//'; exit "${1:-2}"; }
 while [ $# -gt 0 ]; do
     case $1 in
@@ -229,6 +230,19 @@ run_layout() {
     tail -1 "$OUT/results.tsv" | awk -F'\t' '{printf "%-8s wall %8.2f s  quant phase %8.2f s  %d tasks, compute %.1f s, util %.2f, dispatch %.1f ms/task, result+commit %.1f ms/task, coord cpu %.2f s (%.0f ms/task)  load %s->%s\n", $1, $4, $5, $6, $7, $8, 1000*$9, 1000*$11, $14, $15, $18, $19}'
 }
 
+{
+    echo "command=$0 $ARGS"
+    echo "source=$SOURCE"
+    echo "model=$MODEL"
+    echo "n_layers=$NL"
+    echo "blocks=$BLOCKS"
+    echo "nsamples=$NSAMPLES"
+    echo "ctx=$CTX"
+    echo "scheme=$SCHEME"
+    echo "coord_threads=$CTHREADS"
+    echo "layouts=$LAYOUTS"
+    echo "load=$(cut -d' ' -f1-3 /proc/loadavg)"
+} > "$OUT/settings.txt"
 echo "lmpress: $LMP"
 echo "source:  $SOURCE"
 echo "model:   $MODEL ($NL blocks; quantizing the last $BLOCKS), calib $CALIB, nsamples $NSAMPLES, ctx $CTX, scheme $SCHEME, coordinator threads $CTHREADS"
@@ -242,6 +256,7 @@ for ((r = 1; r <= REPEAT; r++)); do
     done
 done
 echo "uptime:  $(uptime)"
+echo "load_end=$(cut -d' ' -f1-3 /proc/loadavg)" >> "$OUT/settings.txt"
 
 # same artifact from every layout
 if [ "$HAVE_H5" = 1 ] && [ "$fail" = 0 ]; then
