@@ -9,6 +9,7 @@
  *   - the index: which job/layer/tensor/tokenizer lives in the main file or which part.
  */
 #include "coordinator/artifact.h"
+#include "coordinator/events.h"     /* defines: lmp_events_*, struct lmp_event_list */
 #include "proto/file.h"             /* defines: lmp_file_read_all(), lmp_path_is_file() */
 #include "proto/log.h"              /* defines: lmp_log_warn() */
 
@@ -19,6 +20,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,6 +28,7 @@
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
+#include <time.h>
 #include <unistd.h>
 
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
@@ -35,6 +38,7 @@
 #define FORMAT_MAIN "lmpress-artifact"
 #define FORMAT_PART "lmpress-artifact-part"
 #define PATH_CAP    4096
+#define EVENTS_FILE "events.log"    /* in the parts directory: coordinator/events.h */
 
 enum item_kind { ITEM_JOB, ITEM_LAYER, ITEM_TENSOR, ITEM_TOKENIZER, ITEM_COUNT };
 static const char *const item_prefix[ITEM_COUNT] = {"job", "layer", "tensor", "tokenizer"};
@@ -60,7 +64,11 @@ struct lmp_artifact {
     int64_t        n_layer_order;
     int64_t       *tensor_order;  /* (n_tensor_order) indices into items, sorted by name */
     int64_t        n_tensor_order;
+    struct lmp_events_file *events;  /* writer: parts_dir/events.log, appended */
+    uint32_t       run;           /* writer: this session's run number (events.h) */
 };
+
+static enum lmp_status events_start(struct lmp_artifact *a, struct lmp_err *err);
 
 /* ------------------------------------------------------------------------------ */
 /* small utilities                                                                  */
@@ -1143,7 +1151,7 @@ static enum lmp_status index_parts(struct lmp_artifact *a, const struct lmp_art_
     struct dirent *e;
     while ((e = readdir(d)) != NULL) {
         const char *fn = e->d_name;
-        if (fn[0] == '.' || strcmp(fn, "LOCK") == 0) continue;
+        if (fn[0] == '.' || strcmp(fn, "LOCK") == 0 || strcmp(fn, EVENTS_FILE) == 0) continue;
         char path[PATH_CAP], name[LMP_NAME_MAX];
         snprintf(path, sizeof(path), "%s/%s", a->parts_dir, fn);
         size_t fl = strlen(fn);
@@ -1227,6 +1235,7 @@ void lmp_artifact_close(struct lmp_artifact **ap) {
     if (ap == NULL || *ap == NULL) return;
     struct lmp_artifact *a = *ap;
     if (a->main >= 0) H5Fclose(a->main);
+    lmp_events_close(&a->events);
     if (a->lock_fd >= 0) close(a->lock_fd);     /* releases the flock */
     for (int64_t i = 0; i < a->n_items; i++) free(a->items[i].part);
     free(a->items);
@@ -1304,7 +1313,7 @@ enum lmp_status lmp_artifact_open_write(const char *path, const struct lmp_art_j
         memcpy(a->job.linears, job->linears, (size_t) job->n_linears * sizeof(*job->linears));
         a->have_job = true;
     }
-    if ((st = rebuild_order(a, err))) goto fail;
+    if ((st = rebuild_order(a, err)) || (st = events_start(a, err))) goto fail;
     *out = a;
     return LMP_OK;
 fail:
@@ -1370,6 +1379,7 @@ enum lmp_status lmp_artifact_commit_layer(struct lmp_artifact *a, const struct l
         if (l->codes[i] >= lim)
             return lmp_err_set(err, LMP_EINVAL, "'%s': layer '%s' has a code %u >= 2^%d", a->path,
                                l->name, l->codes[i], l->B);
+    if ((st = lmp_artifact_sync_events(a, err))) return st;   /* events.h: fsync policy */
     hid_t f = part_begin(l->name, ITEM_LAYER, l->name);
     if (f < 0 || write_layer_obj(f, l) < 0) {
         if (f >= 0) H5Fclose(f);
@@ -1526,6 +1536,207 @@ enum lmp_status lmp_artifact_put_tokenizer(struct lmp_artifact *a, enum lmp_art_
 }
 
 /* ------------------------------------------------------------------------------ */
+/* events (coordinator/events.h): parts_dir/events.log while the job runs, /events    */
+/* in the assembled file                                                             */
+
+struct ev_str_field { const char *name; size_t off, size; };
+static const struct ev_str_field ev_str_fields[4] = {
+    {"kind", offsetof(struct lmp_event, kind), LMP_EVENTS_KIND_MAX},
+    {"worker", offsetof(struct lmp_event, worker), LMP_EVENTS_WORKER_MAX},
+    {"layer", offsetof(struct lmp_event, layer), LMP_EVENTS_LAYER_MAX},
+    {"message", offsetof(struct lmp_event, message), LMP_EVENTS_MESSAGE_MAX},
+};
+
+static void events_path(const struct lmp_artifact *a, char *buf, size_t cap) {
+    snprintf(buf, cap, "%s/%s", a->parts_dir, EVENTS_FILE);
+}
+
+/* Write l as /events: parallel 1-D datasets (docs/artifact.md). */
+static int write_events(hid_t file, const struct lmp_event_list *l, uint64_t file_id) {
+    const int64_t n = l->n, dims[1] = {n};
+    hid_t g = H5Gcreate2(file, "events", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    uint64_t *t = malloc((size_t) (n + 1) * sizeof(*t));
+    uint32_t *run = malloc((size_t) (n + 1) * sizeof(*run));
+    uint8_t  *lvl = malloc((size_t) (n + 1));
+    char     *str = NULL;
+    int rc = -1;
+    if (g < 0 || !t || !run || !lvl) goto out;
+    for (int64_t i = 0; i < n; i++) t[i] = l->ev[i].time_ms, run[i] = l->ev[i].run, lvl[i] = l->ev[i].level;
+    if (dset_put(g, "time_ms", H5T_STD_U64LE, H5T_NATIVE_UINT64, 8, 1, dims, t) < 0 ||
+        dset_put(g, "run", H5T_STD_U32LE, H5T_NATIVE_UINT32, 4, 1, dims, run) < 0 ||
+        dset_put(g, "level", H5T_STD_U8LE, H5T_NATIVE_UINT8, 1, 1, dims, lvl) < 0)
+        goto out;
+    for (int f = 0; f < 4; f++) {
+        const struct ev_str_field *fd = &ev_str_fields[f];
+        free(str);
+        if ((str = calloc((size_t) n + 1, fd->size)) == NULL) goto out;
+        for (int64_t i = 0; i < n; i++)   /* NUL-padded, so the checksum is reproducible */
+            snprintf(str + (size_t) i * fd->size, fd->size, "%s", (const char *) &l->ev[i] + fd->off);
+        hid_t st = str_type(fd->size);
+        int r = st < 0 ? -1 : dset_put(g, fd->name, st, st, fd->size, 1, dims, str);
+        if (st >= 0) H5Tclose(st);
+        if (r < 0) goto out;
+    }
+    if (attr_put_i64(g, "n_events", n) < 0 || attr_put_u64(g, "events_file_id", file_id) < 0) goto out;
+    rc = 0;
+out:
+    free(str);
+    free(lvl);
+    free(run);
+    free(t);
+    if (g >= 0) H5Gclose(g);
+    return rc;
+}
+
+/* Append the events of file's /events (if any) to out; *file_id gets the id of the
+ * events file they were assembled from (0 = none). */
+static enum lmp_status read_events_obj(hid_t file, const char *fname, struct lmp_event_list *out,
+                                       uint64_t *file_id, struct lmp_err *err) {
+    *file_id = 0;
+    if (H5Lexists(file, "events", H5P_DEFAULT) <= 0) return LMP_OK;
+    enum lmp_status st = LMP_OK;
+    hid_t g = H5Gopen2(file, "events", H5P_DEFAULT);
+    uint64_t *t = NULL;
+    uint32_t *run = NULL;
+    uint8_t  *lvl = NULL;
+    char     *str[4] = {0};
+    int       rank = 0;
+    int64_t   dims[LMP_MAX_DIMS];
+    if (g < 0 || dset_shape(g, "time_ms", &rank, dims, NULL, NULL) < 0 || rank != 1 ||
+        dims[0] > (int64_t) 1 << 28) {
+        st = lmp_err_set(err, LMP_EFORMAT, "'%s': unreadable /events", fname);
+        goto out;
+    }
+    const int64_t n = dims[0];
+    if (attr_get_u64(g, "events_file_id", file_id) < 0) *file_id = 0;
+    t = malloc((size_t) (n + 1) * sizeof(*t));
+    run = malloc((size_t) (n + 1) * sizeof(*run));
+    lvl = malloc((size_t) (n + 1));
+    if (!t || !run || !lvl) { st = lmp_err_set(err, LMP_ENOMEM, "out of memory reading '%s'", fname); goto out; }
+    if ((st = dset_get(g, "time_ms", H5T_NATIVE_UINT64, 8, 1, dims, t, fname, "/events", err)) ||
+        (st = dset_get(g, "run", H5T_NATIVE_UINT32, 4, 1, dims, run, fname, "/events", err)) ||
+        (st = dset_get(g, "level", H5T_NATIVE_UINT8, 1, 1, dims, lvl, fname, "/events", err)))
+        goto out;
+    for (int f = 0; f < 4; f++) {
+        const struct ev_str_field *fd = &ev_str_fields[f];
+        size_t fsize = 0;
+        H5T_class_t cls;
+        if (dset_shape(g, fd->name, &rank, dims, &fsize, &cls) < 0 || cls != H5T_STRING ||
+            fsize != fd->size) {
+            st = lmp_err_set(err, LMP_EFORMAT, "'%s': /events/%s is missing or not a string of %zu "
+                             "bytes", fname, fd->name, fd->size);
+            goto out;
+        }
+        hid_t mt = str_type(fd->size);
+        if ((str[f] = calloc((size_t) n + 1, fd->size)) == NULL || mt < 0) {
+            if (mt >= 0) H5Tclose(mt);
+            st = lmp_err_set(err, LMP_ENOMEM, "out of memory reading '%s'", fname);
+            goto out;
+        }
+        dims[0] = n;
+        st = dset_get(g, fd->name, mt, fd->size, 1, dims, str[f], fname, "/events", err);
+        H5Tclose(mt);
+        if (st) goto out;
+    }
+    for (int64_t i = 0; i < n; i++) {
+        struct lmp_event e;
+        char *s[4];
+        for (int f = 0; f < 4; f++) {
+            s[f] = str[f] + (size_t) i * ev_str_fields[f].size;
+            s[f][ev_str_fields[f].size - 1] = '\0';
+        }
+        lmp_event_set(&e, t[i], run[i], lvl[i], s[0], s[1], s[2], s[3]);
+        if (lmp_event_list_push(out, &e) != LMP_OK) {
+            st = lmp_err_set(err, LMP_ENOMEM, "out of memory reading '%s'", fname);
+            goto out;
+        }
+    }
+out:
+    for (int f = 0; f < 4; f++) free(str[f]);
+    free(lvl);
+    free(run);
+    free(t);
+    if (g >= 0) H5Gclose(g);
+    return st;
+}
+
+/* Every event: the main file's /events, then the events file unless the main file
+ * already holds it. *file_id gets the events file's id (0 = none or absorbed). */
+static enum lmp_status collect_events(struct lmp_artifact *a, struct lmp_event_list *out,
+                                      uint64_t *file_id, struct lmp_err *err) {
+    uint64_t absorbed = 0;
+    enum lmp_status st;
+    *file_id = 0;
+    if (a->main >= 0 && (st = read_events_obj(a->main, a->path, out, &absorbed, err))) return st;
+    char path[PATH_CAP];
+    events_path(a, path, sizeof(path));
+    struct lmp_event_list fl = {0};
+    struct lmp_events_scan scan;
+    st = lmp_events_read(path, &fl, &scan, err);
+    if (st == LMP_ENOENT) return LMP_OK;
+    if (st == LMP_OK && scan.header_ok && scan.file_id != absorbed) {
+        *file_id = scan.file_id;
+        for (int64_t i = 0; i < fl.n && st == LMP_OK; i++)
+            if (lmp_event_list_push(out, &fl.ev[i]) != LMP_OK)
+                st = lmp_err_set(err, LMP_ENOMEM, "out of memory reading '%s'", path);
+    }
+    lmp_event_list_release(&fl);
+    return st;
+}
+
+/* Writer: open the events file, choose this run's number, record "open" or "resume". */
+static enum lmp_status events_start(struct lmp_artifact *a, struct lmp_err *err) {
+    struct lmp_event_list old = {0};
+    uint64_t absorbed = 0;
+    uint32_t max_run = 0, file_max = 0;
+    enum lmp_status st = LMP_OK;
+    if (a->main >= 0 && (st = read_events_obj(a->main, a->path, &old, &absorbed, err))) goto out;
+    for (int64_t i = 0; i < old.n; i++)
+        if (old.ev[i].run > max_run) max_run = old.ev[i].run;
+    char path[PATH_CAP];
+    events_path(a, path, sizeof(path));
+    if ((st = lmp_events_open(path, absorbed, &a->events, &file_max, err))) goto out;
+    a->run = (file_max > max_run ? file_max : max_run) + 1;
+    char msg[160];
+    snprintf(msg, sizeof(msg), "run %u: %s (%lld layers committed)", a->run,
+             a->run == 1 ? "artifact created" : "artifact reopened", (long long) a->n_layer_order);
+    struct lmp_event e;
+    lmp_event_set(&e, 0, 0, LMP_LOG_INFO, a->run == 1 ? LMP_EVENT_OPEN : LMP_EVENT_RESUME, "", "", msg);
+    st = lmp_artifact_add_event(a, &e, err);
+out:
+    lmp_event_list_release(&old);
+    return st;
+}
+
+enum lmp_status lmp_artifact_add_event(struct lmp_artifact *a, const struct lmp_event *e,
+                                       struct lmp_err *err) {
+    assert(a && e);
+    if (a->events == NULL)
+        return lmp_err_set(err, LMP_EINVAL, "'%s': %s", a->path,
+                           a->finalized ? "finalized: no more events" : "open read-only");
+    struct lmp_event ev = *e;
+    ev.run = a->run;
+    if (ev.time_ms == 0) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ev.time_ms = (uint64_t) ts.tv_sec * 1000u + (uint64_t) ts.tv_nsec / 1000000u;
+    }
+    return lmp_events_append(a->events, &ev, err);
+}
+
+enum lmp_status lmp_artifact_sync_events(struct lmp_artifact *a, struct lmp_err *err) {
+    assert(a);
+    return a->events ? lmp_events_sync(a->events, err) : LMP_OK;
+}
+
+enum lmp_status lmp_artifact_read_events(struct lmp_artifact *a, struct lmp_event_list *out,
+                                         struct lmp_err *err) {
+    assert(a && out);
+    uint64_t id;
+    return collect_events(a, out, &id, err);
+}
+
+/* ------------------------------------------------------------------------------ */
 /* finalize                                                                         */
 
 static enum lmp_status copy_item(struct lmp_artifact *a, int64_t i, hid_t dst, const char *tmp,
@@ -1565,6 +1776,8 @@ static enum lmp_status check_space(const struct lmp_artifact *a, const char *tmp
     if (stat(a->path, &sb) == 0) need += (uint64_t) sb.st_size;
     for (int64_t i = 0; i < a->n_items; i++)
         if (a->items[i].part && stat(a->items[i].part, &sb) == 0) need += (uint64_t) sb.st_size;
+    if (a->events)   /* fixed-length strings in /events: about 1 KiB an event */
+        need += (uint64_t) lmp_events_count(a->events) * sizeof(struct lmp_event);
     need += need / 16;
     uint64_t have = UINT64_MAX;
     struct statvfs vs;
@@ -1588,6 +1801,19 @@ enum lmp_status lmp_artifact_finalize(struct lmp_artifact *a, struct lmp_err *er
     dir_of(a->path, dir, sizeof(dir));
     unlink(tmp);
     if ((st = check_space(a, tmp, dir, err))) return st;
+    struct lmp_event_list evs = {0};
+    uint64_t ev_id = 0;
+    {
+        char msg[128];
+        struct lmp_event e;
+        snprintf(msg, sizeof(msg), "assembling '%s' (%lld layers)", a->path, (long long) a->n_layer_order);
+        lmp_event_set(&e, 0, 0, LMP_LOG_INFO, LMP_EVENT_FINALIZE, "", "", msg);
+        if ((st = lmp_artifact_add_event(a, &e, err)) || (st = lmp_artifact_sync_events(a, err)) ||
+            (st = collect_events(a, &evs, &ev_id, err))) {
+            lmp_event_list_release(&evs);
+            return st;
+        }
+    }
     errno = 0;
     hid_t dst = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT), g = H5I_INVALID_HID;
     if (dst < 0) {
@@ -1598,8 +1824,9 @@ enum lmp_status lmp_artifact_finalize(struct lmp_artifact *a, struct lmp_err *er
     const bool complete = lmp_artifact_is_complete(a);
     if (attr_put_str(dst, "format", FORMAT_MAIN) < 0 ||
         attr_put_i64(dst, "format_version", LMP_ARTIFACT_FORMAT_VERSION) < 0 ||
+        attr_put_i64(dst, "format_minor", LMP_ARTIFACT_FORMAT_MINOR) < 0 ||
         write_job(dst, &a->job) < 0 || attr_put_i64(dst, "complete", complete) < 0 ||
-        attr_put_i64(dst, "n_layers", a->n_layer_order) < 0) {
+        attr_put_i64(dst, "n_layers", a->n_layer_order) < 0 || write_events(dst, &evs, ev_id) < 0) {
         int e = errno;
         st = lmp_err_set(err, is_enospc(e) ? LMP_ENOSPC : LMP_EIO, "cannot write '%s'", tmp);
         goto fail;
@@ -1644,6 +1871,11 @@ enum lmp_status lmp_artifact_finalize(struct lmp_artifact *a, struct lmp_err *er
         free(a->items[i].part);
         a->items[i].part = NULL;
     }
+    lmp_event_list_release(&evs);
+    if (a->events) {   /* its id is now /events' events_file_id: readers skip it if it stays */
+        unlink(lmp_events_path(a->events));
+        lmp_events_close(&a->events);
+    }
     char lock[PATH_CAP];
     snprintf(lock, sizeof(lock), "%s/LOCK", a->parts_dir);
     unlink(lock);
@@ -1656,6 +1888,7 @@ enum lmp_status lmp_artifact_finalize(struct lmp_artifact *a, struct lmp_err *er
         return lmp_err_set(err, LMP_EIO, "cannot reopen '%s' after assembling it", a->path);
     return LMP_OK;
 fail:
+    lmp_event_list_release(&evs);
     if (g >= 0) H5Gclose(g);
     if (dst >= 0) H5Fclose(dst);
     unlink(tmp);

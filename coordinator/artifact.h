@@ -76,6 +76,10 @@
 #include "coordinator/fingerprint.h" /* defines: lmp_fingerprint_model(), lmp_fingerprint_calib() */
 
 #define LMP_ARTIFACT_FORMAT_VERSION 1   /* docs/artifact.md: version history */
+#define LMP_ARTIFACT_FORMAT_MINOR   1   /* 1.1: /events; readers of 1.0 ignore it */
+
+struct lmp_event;        /* coordinator/events.h */
+struct lmp_event_list;
 
 /* One linear of the model description: name and shape. */
 struct lmp_art_linear {
@@ -201,6 +205,25 @@ enum lmp_status lmp_artifact_put_tokenizer(struct lmp_artifact *a, enum lmp_art_
  * the parts. The artifact stays readable but accepts no more commits. RET LMP_OK,
  * LMP_ENOSPC (the old main file and all parts are intact), LMP_EIO, LMP_EFORMAT. */
 enum lmp_status lmp_artifact_finalize(struct lmp_artifact *a, struct lmp_err *err);
+
+/* --- events (coordinator/events.h) -------------------------------------------- */
+
+/* Record an event of the job (writer only): appended to ART.h5.parts/events.log at
+ * once (write(2): a killed process loses nothing), fsync'ed at the next layer commit,
+ * at finalize, or by an append a second after the last fsync. e->run is set to this
+ * writer's run (1 for the run that created the artifact, +1 per reopen); time_ms 0 =
+ * now. open_write records "open" or "resume", finalize records "finalize" and copies
+ * every event into /events. RET LMP_OK, LMP_EINVAL (read-only or finalized),
+ * LMP_EIO, LMP_ENOSPC. */
+enum lmp_status lmp_artifact_add_event(struct lmp_artifact *a, const struct lmp_event *e,
+                                       struct lmp_err *err);
+/* fsync the events appended so far. */
+enum lmp_status lmp_artifact_sync_events(struct lmp_artifact *a, struct lmp_err *err);
+/* Append every event to out, oldest run first: the main file's /events, then the events
+ * file of the parts directory (a running or crashed job), without duplicates. A torn
+ * last record is dropped; a corrupt one skipped. RET LMP_OK, LMP_EFORMAT, LMP_ENOMEM. */
+enum lmp_status lmp_artifact_read_events(struct lmp_artifact *a, struct lmp_event_list *out,
+                                         struct lmp_err *err);
 
 /* --- reading ------------------------------------------------------------------ */
 
