@@ -6,30 +6,34 @@
  *  artifact as soon as it is final, so an interrupted run resumes where it stopped
  *  (coordinator/compress.h). Progress goes to stderr, one line per layer (a live line on
  *  a terminal); the summary to stdout (--json: one object).
+ *
+ *  Two drivers, chosen in one place (use_embedded): jobs the coordinator supports run on
+ *  the embedded path, a coordinator and --workers local worker threads on a loopback
+ *  endpoint (coordinator/launch.h), the same code as a cluster; the others (sequential
+ *  mode, --finetune, --calib generate) on the single-process driver lmp_compress_run.
+ *  Options (and a JOB file) are parsed by jobopts.h, shared with submit and run.
  */
 #include "coordinator/cli/cli.h"
 #include "coordinator/artifact_model.h"   /* defines: lmp_art_tokenizer_source */
+#include "coordinator/cli/jobopts.h"      /* defines: lmp_jobopts_* */
 #include "coordinator/compress.h"         /* defines: lmp_compress_run */
+#include "coordinator/launch.h"           /* defines: lmp_launch_* */
 #include "proto/file.h"                   /* defines: lmp_file_read_all */
 #include "worker/model/model.h"           /* defines: lmp_model_open */
 #include "worker/model/tokenizer.h"       /* defines: lmp_tokenizer_open, lmp_tokenizer_encode */
 
 #include <cjson/cJSON.h>
 #include <getopt.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 static const char *const usage =
-    "lmpress compress --model PATH [--tokenizer PATH] --calib FILE|generate [--nsamples N]\n"
-    "                 [--ctx L] --out ART.h5 [--scheme MxBgG] [--mode sequential|independent]\n"
-    "                 [--method aqlm|rtn] [--bits N] [--group G] [--keep PATTERN]...\n"
-    "                 [--finetune] [--ft-epochs E] [--ft-max-steps S] [--beam B]\n"
-    "                 [--max-rounds R] [--tol T] [--cg-iters N] [--adam-steps S] [--lr LR]\n"
-    "                 [--seed S] [--threads T] [--json]";
-
-enum { MAX_KEEP = 64 };
+    "lmpress compress [JOB] [job options]\n"
+    "job options (they override the JOB file's):\n    " LMP_JOBOPTS_USAGE;
 
 struct progress {
     bool tty;
@@ -83,99 +87,172 @@ static int default_threads(void) {
     return n > 0 ? (int) n : 1;
 }
 
-static int cmd_compress_exec(struct lmp_cli *cli, int argc, char **argv) {
-    const char *model_path = NULL, *tok_path = NULL, *calib = NULL, *scheme = "2x8g8",
-               *mode = "sequential", *method = "aqlm";
-    const char *keep[MAX_KEEP];
-    int         n_keep = 0;
-    long long   nsamples = 128, ctx = 0, bits = 4, group = 128, seed = 0,
-                threads = default_threads(), beam = -1, max_rounds = -1, adam_steps = -1,
-                ft_epochs = -1, ft_steps = -1, cg_iters = -1;
-    double      tol = -1, lr = -1;
-    bool        finetune = false;
-    struct lmp_compress_opts o;
-    lmp_compress_opts_init(&o);
-    static const struct option opts[] = {
-        {"model", required_argument, NULL, 'm'},    {"tokenizer", required_argument, NULL, 'k'},
-        {"calib", required_argument, NULL, 'c'},    {"nsamples", required_argument, NULL, 'n'},
-        {"ctx", required_argument, NULL, 'L'},      {"scheme", required_argument, NULL, 's'},
-        {"out", required_argument, NULL, 'o'},      {"mode", required_argument, NULL, 'M'},
-        {"method", required_argument, NULL, 'q'},   {"bits", required_argument, NULL, 'b'},
-        {"group", required_argument, NULL, 'g'},    {"keep", required_argument, NULL, 'K'},
-        {"finetune", no_argument, NULL, 'f'},       {"seed", required_argument, NULL, 'S'},
-        {"threads", required_argument, NULL, 't'},  {"json", no_argument, NULL, 'j'},
-        {"beam", required_argument, NULL, 1},       {"max-rounds", required_argument, NULL, 2},
-        {"tol", required_argument, NULL, 3},        {"adam-steps", required_argument, NULL, 4},
-        {"lr", required_argument, NULL, 5},         {"ft-epochs", required_argument, NULL, 6},
-        {"ft-max-steps", required_argument, NULL, 7}, {"cg-iters", required_argument, NULL, 8},
-        {0},
-    };
-    for (int c; (c = getopt_long(argc, argv, "m:k:c:n:L:s:o:M:q:b:g:K:fS:t:j", opts, NULL)) != -1;) {
-        bool ok = true;
-        switch (c) {
-        case 'm': model_path = optarg; break;
-        case 'k': tok_path = optarg; break;
-        case 'c': calib = optarg; break;
-        case 's': scheme = optarg; break;
-        case 'o': o.out_path = optarg; break;
-        case 'M': mode = optarg; break;
-        case 'q': method = optarg; break;
-        case 'f': finetune = true; break;
-        case 'j': cli->json = true; break;
-        case 'K':
-            if (n_keep == MAX_KEEP) return lmp_cli_usage_msg(usage, "too many --keep patterns");
-            keep[n_keep++] = optarg;
-            break;
-        case 'n': ok = lmp_cli_parse_i64("--nsamples", optarg, 1, 1 << 20, &nsamples); break;
-        case 'L': ok = lmp_cli_parse_i64("--ctx", optarg, 2, 1 << 20, &ctx); break;
-        case 'b': ok = lmp_cli_parse_i64("--bits", optarg, 1, 8, &bits); break;
-        case 'g': ok = lmp_cli_parse_i64("--group", optarg, 1, 1 << 20, &group); break;
-        case 'S': ok = lmp_cli_parse_i64("--seed", optarg, 0, INT64_MAX, &seed); break;
-        case 't': ok = lmp_cli_parse_i64("--threads", optarg, 1, 256, &threads); break;
-        case 1: ok = lmp_cli_parse_i64("--beam", optarg, 1, 256, &beam); break;
-        case 2: ok = lmp_cli_parse_i64("--max-rounds", optarg, 1, 64, &max_rounds); break;
-        case 3: ok = lmp_cli_parse_f64("--tol", optarg, 0, 1, &tol); break;
-        case 4: ok = lmp_cli_parse_i64("--adam-steps", optarg, 0, 1 << 20, &adam_steps); break;
-        case 5: ok = lmp_cli_parse_f64("--lr", optarg, 0, 1, &lr); break;
-        case 6: ok = lmp_cli_parse_i64("--ft-epochs", optarg, 1, 1000, &ft_epochs); break;
-        case 7: ok = lmp_cli_parse_i64("--ft-max-steps", optarg, 1, 1 << 30, &ft_steps); break;
-        case 8: ok = lmp_cli_parse_i64("--cg-iters", optarg, 0, 1 << 20, &cg_iters); break;
-        default: return lmp_cli_usage(usage);
-        }
-        if (!ok) return LMP_EXIT_USAGE;
-    }
-    if (optind != argc) return lmp_cli_usage_msg(usage, "unexpected argument");
-    if (model_path == NULL || o.out_path == NULL)
-        return lmp_cli_usage_msg(usage, "--model and --out are required");
-    if (strcmp(method, "aqlm") == 0) o.spec.method = LMP_COMPRESS_AQLM;
-    else if (strcmp(method, "rtn") == 0) o.spec.method = LMP_COMPRESS_RTN;
-    else return lmp_cli_usage_msg(usage, "--method must be aqlm or rtn");
-    if (strcmp(mode, "sequential") == 0) o.mode = LMP_COMPRESS_SEQUENTIAL;
-    else if (strcmp(mode, "independent") == 0) o.mode = LMP_COMPRESS_INDEPENDENT;
-    else return lmp_cli_usage_msg(usage, "--mode must be sequential or independent");
-    if (o.spec.method == LMP_COMPRESS_AQLM && calib == NULL)
-        return lmp_cli_usage_msg(usage, "--calib FILE|generate is required for aqlm");
+static volatile sig_atomic_t stop_flag;
+static void on_signal(int sig) { (void) sig; stop_flag = 1; }
 
-    struct lmp_err        err   = {0};
-    if (o.spec.method == LMP_COMPRESS_AQLM &&
-        lmp_aq_scheme_parse(&o.spec.sc, scheme, &err) != LMP_OK)
+/* THE switch between the two drivers: what the coordinator supports today (coord.c
+ * job_plan: independent mode, a calibration text file, no fine-tuning) runs embedded. */
+static bool use_embedded(const struct lmp_compress_opts *o, const char *calib) {
+    const char *force = getenv("LMPRESS_DRIVER");   /* "single": the one-process driver */
+    if (force && strcmp(force, "single") == 0) return false;
+    return o->mode == LMP_COMPRESS_INDEPENDENT && !o->finetune &&
+           !(calib && strcmp(calib, "generate") == 0);
+}
+
+/* ---- the embedded path: coordinator + local workers, progress from the job status */
+
+struct embedded {
+    const struct lmp_model         *m;
+    const struct lmp_compress_opts *o;
+    struct progress                *prog;
+    bool    *seen;          /* (n_linears) a line was printed */
+    int64_t  n_linears, n_printed, n_fresh, n_resumed;
+    double   rel_sum;
+    char     fail_code[32], fail_msg[256];
+};
+
+static void embedded_status(void *ctx, const Lmp__JobInfo *j) {
+    struct embedded *E = ctx;
+    for (size_t i = 0; i < j->n_layers; i++) {
+        const Lmp__LayerInfo *li = j->layers[i];
+        if (li->state != LMP__TASK_STATE__TASK_STATE_DONE || li->index >= E->n_linears ||
+            E->seen[li->index])
+            continue;
+        E->seen[li->index] = true;
+        const bool resumed = li->worker && strcmp(li->worker, "(resumed)") == 0;
+        const struct lmp_linear *l = lmp_model_linear(E->m, li->index);
+        struct lmp_compress_event ev = {
+            .what = resumed ? LMP_COMPRESS_EV_RESUMED : LMP_COMPRESS_EV_QUANTIZED,
+            .name = li->name, .index = ++E->n_printed, .n_linears = E->n_linears,
+            .rel_err_before = li->rel_err_before, .rel_err_after = li->rel_err_after,
+            .bits_per_weight = lmp_compress_bits_per_weight(&E->o->spec, l->n_out, l->n_in),
+            .seconds = li->seconds, .eta_s = j->eta_s};
+        if (resumed) E->n_resumed++;
+        else {
+            E->n_fresh++;
+            E->rel_sum += li->rel_err_after;
+        }
+        on_progress(E->prog, &ev);
+    }
+    if (j->state == LMP__JOB_STATE__JOB_STATE_FAILED || j->state == LMP__JOB_STATE__JOB_STATE_CANCELLED) {
+        snprintf(E->fail_code, sizeof(E->fail_code), "%s", j->error && j->error->code ? j->error->code : "");
+        snprintf(E->fail_msg, sizeof(E->fail_msg), "%s",
+                 j->error && j->error->message && j->error->message[0] ? j->error->message
+                 : "the job was cancelled");
+    }
+}
+
+/* Run the job on a coordinator and workers in this process; fills S as lmp_compress_run. */
+static int run_embedded(struct lmp_cli *cli, const struct lmp_jobopts *jo, const struct lmp_model *m,
+                        const struct lmp_compress_opts *o, int n_workers, struct progress *prog,
+                        struct lmp_compress_summary *S) {
+    struct lmp_err err = {0};
+    const double t0 = (double) time(NULL);
+    struct timespec ts0, ts1;
+    clock_gettime(CLOCK_MONOTONIC, &ts0);
+    (void) t0;
+    memset(S, 0, sizeof(*S));
+    /* what lmp_compress_run reports up front: kept linears, bits */
+    const int64_t n_lin = lmp_model_n_linears(m);
+    int64_t n_params_lin = 0;
+    double bits_sum = 0;
+    struct embedded E = {.m = m, .o = o, .prog = prog, .n_linears = n_lin};
+    if ((E.seen = calloc((size_t) (n_lin > 0 ? n_lin : 1), sizeof(bool))) == NULL) {
+        fprintf(stderr, "lmpress: out of memory\n");
+        return LMP_EXIT_FAIL;
+    }
+    for (int64_t i = 0; i < n_lin; i++) {
+        const struct lmp_linear *l = lmp_model_linear(m, i);
+        const int64_t n = l->n_out * l->n_in;
+        n_params_lin += n;
+        if (lmp_compress_keep_match(o->keep, o->n_keep, l->name)) {
+            S->n_kept++;
+            bits_sum += 16.0 * (double) n;
+            E.seen[i] = true;
+            struct lmp_compress_event ev = {.what = LMP_COMPRESS_EV_KEPT, .name = l->name,
+                                            .index = ++E.n_printed, .n_linears = n_lin, .eta_s = -1};
+            on_progress(prog, &ev);
+        } else {
+            bits_sum += lmp_compress_bits_per_weight(&o->spec, l->n_out, l->n_in) * (double) n;
+        }
+    }
+    const int64_t n_params_all = lmp_model_n_params(m);
+    S->n_linears   = n_lin;
+    S->bits_linear = n_params_lin ? bits_sum / (double) n_params_lin : 0;
+    S->bits_model  = n_params_all ? (bits_sum + 16.0 * (double) (n_params_all - n_params_lin)) /
+                                        (double) n_params_all : 0;
+
+    struct lmp_jobopts_pb pb;
+    lmp_jobopts_to_jobspec(jo, &pb);
+    pb.spec.calib->ctx = (uint32_t) o->ctx;           /* resolved against the model */
+    pb.spec.threads    = (uint32_t) o->n_threads;     /* the coordinator's calibration pass */
+    struct lmp_launch_opts lo;
+    lmp_launch_opts_init(&lo);
+    lo.n_workers      = n_workers;
+    lo.worker_threads = o->n_threads / n_workers > 0 ? o->n_threads / n_workers : 1;
+    struct lmp_launch *L = NULL;
+    struct lmp_client *cl = NULL;
+    uint64_t job_id = 0;
+    Lmp__JobState state = LMP__JOB_STATE__JOB_STATE_UNSPECIFIED;
+    int rc = LMP_EXIT_OK;
+    enum lmp_status st;
+    if ((st = lmp_launch_start(&lo, &L, &err)) ||
+        (st = lmp_client_connect(lmp_launch_endpoint(L), 10000, &cl, &err)) ||
+        (st = lmp_launch_submit(cl, &pb.spec, &job_id, NULL, &err)) ||
+        (st = lmp_launch_follow(cl, job_id, 200, &stop_flag, embedded_status, &E, &state, &err))) {
+        if (prog->live) fputc('\n', stderr), prog->live = false;
+        if (st == LMP_ECANCEL) {
+            fprintf(stderr, "lmpress: interrupted; committed layers are kept (run again to resume)\n");
+            rc = LMP_EXIT_INTERRUPTED;
+        } else rc = lmp_cli_fail(cli, &err);
+        goto out;
+    }
+    if (prog->live) fputc('\n', stderr), prog->live = false;
+    if (state != LMP__JOB_STATE__JOB_STATE_DONE) {
+        enum lmp_status code = LMP_EIO;
+        if (!lmp_status_from_name(E.fail_code, &code) || code == LMP_OK) code = LMP_EIO;
+        fprintf(stderr, "lmpress: %s\n", E.fail_msg);
+        rc = lmp_cli_exit_code(code);
+        if (rc == LMP_EXIT_OK) rc = LMP_EXIT_FAIL;
+        goto out;
+    }
+out:
+    lmp_client_close(&cl);
+    struct lmp_err serr = {0};
+    if (lmp_launch_stop(&L, &serr) != LMP_OK && rc == LMP_EXIT_OK) rc = lmp_cli_fail(cli, &serr);
+    clock_gettime(CLOCK_MONOTONIC, &ts1);
+    S->n_quantized   = E.n_fresh;
+    S->n_resumed     = E.n_resumed;
+    S->mean_rel_err  = E.n_fresh ? E.rel_sum / (double) E.n_fresh : 0.0;
+    S->seconds_total = (double) (ts1.tv_sec - ts0.tv_sec) + 1e-9 * (double) (ts1.tv_nsec - ts0.tv_nsec);
+    S->seconds_quant = S->seconds_total;   /* calibration runs interleaved, on the coordinator */
+    free(E.seen);
+    return rc;
+}
+
+static int cmd_compress_exec(struct lmp_cli *cli, int argc, char **argv) {
+    struct lmp_jobopts jo;
+    struct lmp_jobopts_cmd pc = {.job_arg = true};
+    struct lmp_err err = {0};
+    lmp_jobopts_init(&jo);
+    int rc = lmp_jobopts_parse_argv(&jo, argc, argv, &pc, &err);
+    if (rc != LMP_EXIT_OK || pc.help) {
+        lmp_jobopts_release(&jo);
+        if (pc.help) printf("usage: %s\n", usage);
+        return rc;
+    }
+    cli->json = cli->json || pc.json;
+    struct lmp_compress_opts o;
+    if (lmp_jobopts_check(&jo, &err) != LMP_OK ||
+        lmp_jobopts_to_compress(&jo, default_threads(), &o, &err) != LMP_OK) {
+        lmp_jobopts_release(&jo);
         return lmp_cli_usage_msg(usage, err.msg);
-    o.spec.rtn_bits  = (int) bits;
-    o.spec.rtn_group = group;
-    if (beam > 0) o.spec.aq.beam = (int) beam;
-    if (max_rounds > 0) o.spec.aq.max_rounds = (int) max_rounds;
-    if (tol >= 0) o.spec.aq.tol = tol;
-    if (adam_steps >= 0) o.spec.aq.adam_steps = (int) adam_steps;
-    if (cg_iters >= 0) o.spec.aq.cg_iters = (int) cg_iters;
-    if (lr > 0) o.spec.aq.lr = (float) lr;
-    if (ft_epochs > 0) o.ft.max_epochs = (int) ft_epochs;
-    if (ft_steps > 0) o.ft.max_steps = ft_steps;
-    o.keep      = keep;
-    o.n_keep    = n_keep;
-    o.finetune  = finetune;
-    o.seed      = (uint64_t) seed;
-    o.n_threads = (int) threads;
-    o.n_seq     = nsamples;
+    }
+    const char *model_path = jo.model, *tok_path = jo.tokenizer, *calib = jo.calib;
+    const char *method = o.spec.method == LMP_COMPRESS_RTN ? "rtn" : "aqlm";
+    const char *mode = o.mode == LMP_COMPRESS_INDEPENDENT ? "independent" : "sequential";
+    const bool finetune = o.finetune;
+    long long ctx = o.ctx;
 
     struct lmp_model     *model = NULL;
     struct lmp_tokenizer *tok   = NULL;
@@ -184,8 +261,8 @@ static int cmd_compress_exec(struct lmp_cli *cli, int argc, char **argv) {
     uint8_t              *tok_bytes = NULL;
     size_t                len = 0;
     int64_t               n_ids = 0, n_prompt = 0;
-    int                   rc = LMP_EXIT_OK;
     struct progress       prog = {.tty = cli->tty};
+    struct lmp_compress_summary S;
 
     if (lmp_model_open(model_path, &model, &err) != LMP_OK ||
         lmp_tokenizer_open(tok_path, model, &tok, &err) != LMP_OK ||
@@ -196,6 +273,17 @@ static int cmd_compress_exec(struct lmp_cli *cli, int argc, char **argv) {
     o.tok_bytes = tok_bytes;
     if ((rc = lmp_cli_resolve_ctx(&ctx, model->cfg.max_seq)) != LMP_EXIT_OK) goto out;
     o.ctx = ctx;
+    if (use_embedded(&o, calib)) {
+        struct sigaction sa;
+        memset(&sa, 0, sizeof(sa));
+        sa.sa_handler = on_signal;
+        sigaction(SIGINT, &sa, NULL);
+        sigaction(SIGTERM, &sa, NULL);
+        signal(SIGPIPE, SIG_IGN);
+        if ((rc = run_embedded(cli, &jo, model, &o, (int) jo.workers, &prog, &S)) != LMP_EXIT_OK)
+            goto out;
+        goto summary;
+    }
     if (calib && strcmp(calib, "generate") == 0) {
         o.calib_source = "generate";
         int32_t bos = lmp_tokenizer_bos(tok);
@@ -235,13 +323,13 @@ static int cmd_compress_exec(struct lmp_cli *cli, int argc, char **argv) {
     o.progress     = on_progress;
     o.progress_ctx = &prog;
 
-    struct lmp_compress_summary S;
     enum lmp_status st = lmp_compress_run(model, &o, &S, &err);
     if (prog.live) fputc('\n', stderr);
     if (st != LMP_OK) {
         rc = lmp_cli_fail(cli, &err);
         goto out;
     }
+summary:;
     char sname[64];
     lmp_compress_spec_name(&o.spec, sname, sizeof(sname));
     if (cli->json) {
@@ -287,6 +375,7 @@ out:
     free(text);
     lmp_tokenizer_free(&tok);
     lmp_model_close(&model);
+    lmp_jobopts_release(&jo);
     return rc;
 }
 
