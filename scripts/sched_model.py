@@ -1,0 +1,529 @@
+#!/usr/bin/env python3
+"""sched_model - a list-scheduling model of an lmpress cluster job, fed with task times
+measured by lmpress on this machine, scaled to Llama-2-70B's shapes and GPU workers.
+
+  scripts/sched_model.py measure RUN_DIR [--ft-log LOG --ft-tokens N] [--out bench/sched_inputs.txt]
+      reads a bench/cluster_scaling.sh --out directory (the 1x1 and 1x2 layouts) and writes the
+      measured inputs: per-linear quantization seconds by shape and thread count, calibration
+      seconds per token per block, commit seconds per task, dispatch bytes and seconds; plus
+      block fine-tuning seconds per token from an `lmpress compress --finetune` log.
+  scripts/sched_model.py validate RUN_DIR [--inputs bench/sched_inputs.txt]
+      predicts the measured SmolLM2 layouts of RUN_DIR (same blocks, same calibration size)
+      and prints predicted vs measured quant-phase wall times and speedups.
+  scripts/sched_model.py predict [--inputs ...] [--gpu a100-tf32|a100-fp32|h100-tf32|h100-fp32]
+      [--workers 1,8,32,64] [--gbps 100] [--latency-us 10] [--tokens 2048x4096] ...
+      Llama-2-70B: independent mode (coordinator calibrates / workers calibrate token shards),
+      sequential mode (row shards per layer, a reduction per optimisation step), wall time and
+      scaling efficiency T(1) / (P T(P)).
+
+Only the Python standard library; rerunnable by anyone. Every model assumption is printed with
+the results (see docs/results-cluster.md for the discussion).
+"""
+import argparse
+import glob
+import heapq
+import math
+import os
+import re
+import sys
+
+# ---------------------------------------------------------------------------------------------
+# shapes
+
+SMOL = dict(name="SmolLM2-135M", n_layers=30, dim=576, hidden=1536, n_heads=9, n_kv=3)
+L70B = dict(name="Llama-2-70B", n_layers=80, dim=8192, hidden=28672, n_heads=64, n_kv=8)
+ORDER = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+# which Gram matrix (input) each linear reads: q/k/v share one, gate/up share one
+INPUT = {"q_proj": "attn", "k_proj": "attn", "v_proj": "attn", "o_proj": "o",
+         "gate_proj": "mlp", "up_proj": "mlp", "down_proj": "down"}
+
+
+def linears(m):
+    d, h = m["dim"], m["hidden"]
+    kv = d // m["n_heads"] * m["n_kv"]
+    return {"q_proj": (d, d), "k_proj": (kv, d), "v_proj": (kv, d), "o_proj": (d, d),
+            "gate_proj": (h, d), "up_proj": (h, d), "down_proj": (d, h)}
+
+
+def input_width(m):
+    return {"attn": m["dim"], "o": m["dim"], "mlp": m["dim"], "down": m["hidden"]}
+
+
+def block_params(m):
+    return sum(o * i for o, i in linears(m).values())
+
+
+def calib_flops_per_token(m, ctx):
+    """Forward of one block (2 flops per weight, causal attention at mean length ctx/2) plus
+    the X^T X accumulation of its 4 distinct inputs (2 n_in^2 per token each)."""
+    attn = 2 * 2 * m["dim"] * (ctx / 2)
+    gram = sum(2 * n * n for n in input_width(m).values())
+    return 2 * block_params(m) + attn + gram
+
+
+def ft_flops_per_token(m, ctx):
+    """Block fine-tuning: forward + backward, about 3x the forward (6 flops per weight)."""
+    return 3 * (2 * block_params(m) + 2 * 2 * m["dim"] * (ctx / 2))
+
+
+GPUS = {  # nominal dense rates, TFLOP/s (vendor data sheets, SXM parts)
+    "a100-fp32": 19.5, "a100-tf32": 156.0, "h100-fp32": 67.0, "h100-tf32": 495.0}
+
+# ---------------------------------------------------------------------------------------------
+# inputs file: "key value... # comment" lines
+
+
+def read_inputs(path):
+    d = {"quant": []}
+    with open(path) as f:
+        for line in f:
+            line = line.split("#", 1)[0].strip()
+            if not line:
+                continue
+            k, *v = line.split()
+            if k == "quant":   # quant THREADS SCHEME N_OUT N_IN SECONDS COUNT
+                d["quant"].append((int(v[0]), v[1], int(v[2]), int(v[3]), float(v[4]), int(v[5])))
+            else:
+                d[k] = float(v[0]) if re.fullmatch(r"[-+0-9.eE]+", v[0]) else v[0]
+    return d
+
+
+def fit_quant(inp, threads):
+    """t(n_out, n_in) = a n_out n_in + b n_out n_in^2, least squares (weighted by count) over
+    the measured shapes at this thread count; a, b clipped at >= 0 (then refit the other)."""
+    rows = [(o, i, s, c) for t, _, o, i, s, c in inp["quant"] if t == threads]
+    if not rows:
+        raise SystemExit(f"sched_model: no quantization times at {threads} thread(s) in the inputs")
+    def lsq(cols):
+        # normal equations for 1 or 2 columns
+        if len(cols) == 1:
+            f = cols[0]
+            num = sum(c * f(o, i) * s for o, i, s, c in rows)
+            den = sum(c * f(o, i) ** 2 for o, i, s, c in rows)
+            return [num / den]
+        f, g = cols
+        sff = sum(c * f(o, i) ** 2 for o, i, s, c in rows)
+        sgg = sum(c * g(o, i) ** 2 for o, i, s, c in rows)
+        sfg = sum(c * f(o, i) * g(o, i) for o, i, s, c in rows)
+        sfs = sum(c * f(o, i) * s for o, i, s, c in rows)
+        sgs = sum(c * g(o, i) * s for o, i, s, c in rows)
+        det = sff * sgg - sfg * sfg
+        return [(sfs * sgg - sgs * sfg) / det, (sgs * sff - sfs * sfg) / det]
+    f1 = lambda o, i: o * i
+    f2 = lambda o, i: o * i * i
+    a, b = lsq([f1, f2])
+    if a < 0:
+        a, b = 0.0, lsq([f2])[0]
+    elif b < 0:
+        a, b = lsq([f1])[0], 0.0
+    return lambda o, i: a * o * i + b * o * i * i, (a, b)
+
+# ---------------------------------------------------------------------------------------------
+# measure
+
+
+def stamped(path):
+    out = []
+    with open(path, errors="replace") as f:
+        for line in f:
+            ts, _, rest = line.partition(" ")
+            try:
+                out.append((float(ts), rest.rstrip("\n")))
+            except ValueError:
+                pass
+    return out
+
+
+def parse_run(d):
+    """One layout directory of cluster_scaling: per task (layer name): assign, recv, done,
+    commit stamps and the worker's compute seconds."""
+    tasks = {}
+    for ts, l in stamped(os.path.join(d, "coord.log")):
+        m = re.search(r"coordinator: '([^']*)' -> worker", l)
+        if m:
+            tasks.setdefault(m.group(1), {})["assign"] = ts
+        m = re.search(r"\] (\S+) committed ", l)
+        if m:
+            tasks.setdefault(m.group(1), {})["commit"] = ts
+    for w in glob.glob(os.path.join(d, "w*.log")):
+        for ts, l in stamped(w):
+            m = re.search(r"task '([^']*)' \(attempt", l)
+            if m:
+                tasks.setdefault(m.group(1), {})["recv"] = ts
+            m = re.search(r"task '([^']*)' done in ([0-9.]+)s", l)
+            if m:
+                t = tasks.setdefault(m.group(1), {})
+                t["done"], t["compute"] = ts, float(m.group(2))
+    return {k: v for k, v in tasks.items() if {"assign", "recv", "done", "commit"} <= v.keys()}
+
+
+def layer_of(name):
+    m = re.match(r"model\.layers\.(\d+)\.\w+\.(\w+)$", name)
+    return (int(m.group(1)), m.group(2)) if m else (None, None)
+
+
+def run_settings(run_dir):
+    """nsamples, ctx, blocks, scheme, coordinator threads from cluster_scaling's stdout copy."""
+    s = {}
+    p = os.path.join(run_dir, "settings.txt")
+    if os.path.exists(p):
+        for line in open(p):
+            k, _, v = line.strip().partition("=")
+            s[k] = v
+    return s
+
+
+def layout_dirs(run_dir, layout):
+    return sorted(glob.glob(os.path.join(run_dir, f"{layout}-r*")))
+
+
+def cmd_measure(a):
+    s = run_settings(a.run)
+    ntok = int(s["nsamples"]) * int(s["ctx"])
+    shapes = linears(SMOL)
+    lines = [f"# measured by: scripts/sched_model.py measure {a.run}"
+             + (f" --ft-log {a.ft_log} --ft-tokens {a.ft_tokens}" if a.ft_log else ""),
+             f"# from the run: {s.get('command', '?')}",
+             f"# source measured: {s.get('source', '?')}",
+             f"# load average during the run: {s.get('load', '?')}",
+             "cpu_peak_gflops 450   # nominal fp32 peak of this machine's 2 cores (bench_kernels' default)",
+             "cpu_cores 2",
+             f"scheme {s.get('scheme', '2x8g8')}",
+             f"calib_ctx {s['ctx']}"]
+    # quantization seconds per shape, for each thread count
+    commit, disp_b, disp_s, res_b = [], [], [], []
+    for layout, threads in (("1x1", 1), ("1x2", 2)):
+        per = {}
+        for d in layout_dirs(a.run, layout):
+            for name, t in parse_run(d).items():
+                b, kind = layer_of(name)
+                if kind is None:
+                    continue
+                per.setdefault(kind, []).append(t["compute"])
+                if threads == 1:
+                    n_out, n_in = shapes[kind]
+                    commit.append(t["commit"] - t["done"])
+                    disp_b.append(n_in * n_in * 4)
+                    disp_s.append(t["recv"] - t["assign"])
+        for kind in ORDER:
+            if kind in per:
+                v = per[kind]
+                o, i = shapes[kind]
+                lines.append(f"quant {threads} {s.get('scheme', '2x8g8')} {o} {i} {sum(v) / len(v):.4f} {len(v)}"
+                             f"   # {kind}, mean over {len(v)} tasks, layout {layout}")
+    if commit:
+        lines.append(f"commit_s {sum(commit) / len(commit):.5f}   # coordinator 'committed' - worker 'done', "
+                     f"mean over {len(commit)} tasks (result message + checks + HDF5 commit), 1x1")
+        lines.append(f"dispatch_gbps_loopback {sum(disp_b) / sum(disp_s) * 8 / 1e9:.3f}   # H bytes / "
+                     "(worker 'task' - coordinator '->'), loopback, 1x1")
+    # calibration: in the 1x1 layout the coordinator calibrates block b+1 between the last
+    # commit of block b and the first assign of block b+1 (nothing else runs then)
+    gaps = []
+    for d in layout_dirs(a.run, "1x1"):
+        by_block = {}
+        for name, t in parse_run(d).items():
+            b, _ = layer_of(name)
+            by_block.setdefault(b, []).append(t)
+        bs = sorted(by_block)
+        for b0, b1 in zip(bs, bs[1:]):
+            gaps.append(min(t["assign"] for t in by_block[b1]) - max(t["commit"] for t in by_block[b0]))
+    if gaps:
+        g = sorted(gaps)[len(gaps) // 2]
+        lines.append(f"calib_s_per_token_block {g / ntok:.4e}   # median over {len(gaps)} blocks of the "
+                     f"coordinator's gap (last commit of b -> first assign of b+1) / {ntok} tokens, "
+                     f"{s.get('coord_threads', '?')} coordinator threads")
+        lines.append(f"calib_threads {s.get('coord_threads', 2)}")
+    if a.ft_log:
+        ft = [float(m.group(1)) for m in (re.search(r"finetune block \d+: .* ([0-9.]+)s$", l.strip())
+                                          for l in open(a.ft_log)) if m]
+        if ft:
+            med = sorted(ft)[len(ft) // 2]
+            lines.append(f"ft_s_per_token_block {med / a.ft_tokens:.4e}   # median over {len(ft)} blocks of "
+                         f"'finetune block' seconds in {a.ft_log} / {a.ft_tokens} tokens per block-epoch")
+            lines.append(f"ft_threads {a.ft_threads}")
+    txt = "\n".join(lines) + "\n"
+    if a.out == "-":
+        sys.stdout.write(txt)
+    else:
+        open(a.out, "w").write(txt)
+        print(f"wrote {a.out}")
+
+# ---------------------------------------------------------------------------------------------
+# the simulator
+
+
+class Sim:
+    """P workers; one coordinator serving commits, reductions and H sends one at a time.
+    A task is (duration, ready time, affinity); list scheduling: whenever a worker is free,
+    the first ready task in priority order starts on it (earliest-free worker first)."""
+
+    def __init__(self, p):
+        self.p = p
+        self.free = [(0.0, w) for w in range(p)]   # heap of (time free, worker)
+        heapq.heapify(self.free)
+        self.coord = 0.0                          # when the coordinator is next free
+        self.coord_busy = 0.0                     # its total busy time
+
+    def coord_do(self, ready, dur):
+        start = max(self.coord, ready)
+        self.coord = start + dur
+        self.coord_busy += dur
+        return self.coord
+
+    def run(self, ready_at, dur):
+        t, w = heapq.heappop(self.free)
+        start = max(t, ready_at)
+        heapq.heappush(self.free, (start + dur, w))
+        return start + dur
+
+
+def reduce_time(c, P, nbytes):
+    """Sum P partial arrays of nbytes each: 'star' (today's coordinator: every part crosses
+    the coordinator's link, then it adds them) or 'tree' (pairwise, log2 P rounds of one part,
+    the sums done by the workers)."""
+    net = c["lat"] + nbytes * 8 / (c["gbps"] * 1e9)
+    add = nbytes / (c["mem_gbs"] * 1e9)
+    if P <= 1:
+        return 0.0
+    if c["reducer"] == "tree":
+        return math.ceil(math.log2(P)) * (net + add)
+    return P * (net + add)
+
+
+def independent(m, P, q, c, calib_mode, order="fifo"):
+    """Independent mode. calib_mode 'coord': the coordinator computes every block's H serially
+    (today's lmpress) and sends each task its H; 'workers': the tokens are cut into P shards,
+    each worker forwards its shard block by block (calibration tasks, highest priority), the
+    coordinator sums the P partial H of a block (the reducer) and sends each task its H.
+    Every result is committed by the coordinator, one at a time."""
+    lin = linears(m)
+    iw = input_width(m)
+    S = Sim(P)
+    net = lambda nbytes: c["lat"] + nbytes * 8 / (c["gbps"] * 1e9)
+    tcal = c["calib_block_s"]
+    ready = []
+    if calib_mode == "coord":
+        t = 0.0
+        for b in range(m["n_layers"]):
+            t = S.coord_do(t, tcal)
+            ready.append(t)
+    else:
+        # token shards, one per worker; calibration has priority, so each worker forwards
+        # its shard through all blocks first (block b done at (b+1) shard), the coordinator
+        # reduces each block's P partial H as they come, and the workers quantize after.
+        shard = tcal / P
+        part = sum(4 * n * n for n in iw.values())
+        for b in range(m["n_layers"]):
+            ready.append(S.coord_do((b + 1) * shard, reduce_time(c, P, part)))
+        S.free = [(m["n_layers"] * shard, w) for w in range(P)]
+        heapq.heapify(S.free)
+    tasks = []
+    for b in range(m["n_layers"]):
+        for k in ORDER:
+            o, i = lin[k]
+            tasks.append((b, k, o, i, q(o, i)))
+    if order == "lpt":   # largest first among the ready: blocks in order, largest layer first
+        tasks.sort(key=lambda x: (x[0], -x[4]))
+    end = 0.0
+    busy = 0.0
+    for b, k, o, i, dur in tasks:
+        # H sent by the coordinator when the block is calibrated (serialised on its link)
+        t_h = S.coord_do(ready[b], net(4 * i * i))
+        fin = S.run(t_h, dur)
+        res_bytes = o * (i // c["g"]) * c["M"] * 2 + c["M"] * c["K"] * c["g"] * 4 + o * 4
+        end = S.coord_do(fin, net(res_bytes) + c["commit_s"] * c["commit_scale"](o, i))
+        busy += dur
+    return end, S.coord_busy
+
+
+def sequential(m, P, q, c):
+    """Sequential mode (the reference order): block by block, and inside a block the groups
+    [q,k,v] [o] [gate,up] [down], each calibrated on the outputs of what is already quantized
+    (token shards over the P workers + the reducer), then each linear of the group cut into
+    row shards over the workers. Every optimisation step needs the codebook gradient summed
+    over the shards (a reduction through the coordinator: gather + broadcast of M K g floats),
+    steps_per_layer of them. Then the block is fine-tuned data-parallel with an all-reduce of
+    the block's parameters per step. The wall time is the critical path, no overlap."""
+    lin = linears(m)
+    iw = input_width(m)
+    net = lambda nbytes: c["lat"] + nbytes * 8 / (c["gbps"] * 1e9)
+    groups = [["q_proj", "k_proj", "v_proj"], ["o_proj"], ["gate_proj", "up_proj"], ["down_proj"]]
+    gin = ["attn", "o", "mlp", "down"]
+    t = 0.0
+    for b in range(m["n_layers"]):
+        for g, inp in zip(groups, gin):
+            # calibration of this input: 1/4 of a block's calibration, split over P workers
+            t += c["calib_block_s"] / 4 / P
+            t += reduce_time(c, P, 4 * iw[inp] ** 2)
+            # the group's linears, their row shards spread over all workers (work divides
+            # evenly down to one row block of 8 rows per shard)
+            work = sum(q(*lin[k]) for k in g)
+            rows = min(sum(lin[k][0] for k in g) // 8, P)
+            grad = c["M"] * c["K"] * c["g"] * 4
+            steps = c["steps_per_layer"] * len(g)
+            t += work / rows + (steps * (reduce_time(c, rows, grad) + net(grad) + c["reduce_s"])
+                                if rows > 1 else 0)
+        if c["ft_block_s"] > 0:
+            steps = c["ft_steps"]
+            # data parallel, gradients of the block's parameters all-reduced every step
+            t += c["ft_block_s"] / P + steps * reduce_time(c, P, 4 * block_params(m))
+    return t
+
+
+def constants(inp, m, gpu_scale, args, threads):
+    M, K, g = parse_scheme(inp.get("scheme", "2x8g8"))
+    ctx = args.ctx
+    ntok = args.nseq * ctx
+    cal = inp["calib_s_per_token_block"] * calib_flops_per_token(m, ctx) / calib_flops_per_token(SMOL, int(inp["calib_ctx"]))
+    ft = inp.get("ft_s_per_token_block", 0.0) * ft_flops_per_token(m, ctx) / ft_flops_per_token(SMOL, 512)
+    c = dict(reducer=args.reducer, M=M, K=K, g=g, lat=args.latency_us * 1e-6, gbps=args.gbps, mem_gbs=args.mem_gbs,
+             calib_block_s=cal * ntok * gpu_scale,
+             commit_s=inp.get("commit_s", 0.0),
+             # HDF5 commit cost grows with the layer's codes: scale by bytes vs the mean
+             # SmolLM2 layer's
+             commit_scale=lambda o, i: max(1.0, (o * i) / (sum(a * b for a, b in linears(SMOL).values()) / 7)),
+             steps_per_layer=args.steps_per_layer, reduce_s=args.reduce_us * 1e-6,
+             ft_block_s=(ft * ntok * args.ft_epochs * gpu_scale) if args.finetune else 0.0,
+             ft_steps=int(args.nseq / 4 * args.ft_epochs))
+    return c
+
+
+def parse_scheme(s):
+    mm = re.fullmatch(r"(\d+)x(\d+)g(\d+)", s)
+    return int(mm.group(1)), 2 ** int(mm.group(2)), int(mm.group(3))
+
+
+def fmt_t(s):
+    if s >= 86400:
+        return f"{s / 86400:.2f} d"
+    if s >= 3600:
+        return f"{s / 3600:.2f} h"
+    if s >= 60:
+        return f"{s / 60:.1f} min"
+    return f"{s:.1f} s"
+
+
+def cmd_predict(a):
+    inp = read_inputs(a.inputs)
+    threads = int(a.threads)
+    qcpu, (ca, cb) = fit_quant(inp, threads)
+    rate_cpu = inp["cpu_peak_gflops"] / inp["cpu_cores"] * threads * 1e9
+    rate_gpu = GPUS[a.gpu] * 1e12
+    scale = rate_cpu / rate_gpu * a.gpu_eff_ratio
+    q = lambda o, i: qcpu(o, i) * scale
+    m = L70B
+    c = constants(inp, m, scale * 1.0, a, threads)
+    # calibration and fine-tuning were measured with calib_threads / ft_threads CPU threads
+    c["calib_block_s"] *= inp.get("calib_threads", threads) / threads
+    c["ft_block_s"] *= inp.get("ft_threads", threads) / threads
+    print(f"model: {m['name']}: {m['n_layers']} blocks, dim {m['dim']}, hidden {m['hidden']}, "
+          f"{m['n_heads']} heads / {m['n_kv']} KV heads; scheme {inp.get('scheme')}")
+    print(f"inputs: {a.inputs}; per-linear CPU fit at {threads} thread(s): t = {ca:.3e} n_out n_in + "
+          f"{cb:.3e} n_out n_in^2 s")
+    print(f"GPU worker: {a.gpu} ({GPUS[a.gpu]} TFLOP/s nominal) vs {threads} CPU core(s) at "
+          f"{rate_cpu / 1e9:.0f} GFLOP/s nominal: times x {scale:.3e} (same fraction of peak on both"
+          f"{'' if a.gpu_eff_ratio == 1 else f', times {a.gpu_eff_ratio}'})")
+    print(f"calibration: {a.nseq} x {a.ctx} tokens, {fmt_t(c['calib_block_s'])} per block on one worker; "
+          f"network {a.gbps} Gb/s, {a.latency_us} us; reducer memory {a.mem_gbs} GB/s; "
+          f"fine-tuning {'%s per block-epoch x %d epoch(s)' % (fmt_t(c['ft_block_s'] / a.ft_epochs), a.ft_epochs) if a.finetune else 'off'}")
+    per_block = sum(q(*s) for s in linears(m).values())
+    print(f"quantization work: {fmt_t(per_block)} per block, {fmt_t(per_block * m['n_layers'])} in all; "
+          f"largest task (down_proj) {fmt_t(q(*linears(m)['down_proj']))}")
+    print()
+    print("| mode | workers | wall | speedup | efficiency | coordinator busy |")
+    print("|---|---|---|---|---|---|")
+    for mode in ("independent, coordinator calibrates", "independent, workers calibrate",
+                 "sequential, row shards"):
+        base = None
+        for P in [1] + [int(x) for x in a.workers.split(",")]:
+            if mode.startswith("independent"):
+                wall, cb = independent(m, P, q, c, "coord" if "coordinator" in mode else "workers", a.order)
+                if a.finetune:   # independent mode fine-tunes each block after its layers: P-way parallel blocks
+                    wall += c["ft_block_s"] * m["n_layers"] / P
+            else:
+                wall, cb = sequential(m, P, q, c), float("nan")
+            base = base or wall
+            if P == 1 and 1 not in [int(x) for x in a.workers.split(",")]:
+                print(f"| {mode} | 1 | {fmt_t(wall)} | 1.00 | 100% | {fmt_t(cb) if cb == cb else '-'} |")
+                continue
+            print(f"| {mode} | {P} | {fmt_t(wall)} | {base / wall:.2f} | {100 * base / (P * wall):.0f}% "
+                  f"| {fmt_t(cb) if cb == cb else '-'} |")
+
+
+def cmd_validate(a):
+    inp = read_inputs(a.inputs)
+    s = run_settings(a.run)
+    nb = int(s["blocks"])
+    ntok = int(s["nsamples"]) * int(s["ctx"])
+    m = dict(SMOL, n_layers=nb)
+    print(f"SmolLM2-135M, the last {nb} blocks, {ntok} calibration tokens; quant phase = first "
+          f"assign to last commit (the coordinator's prelude forward through the kept blocks excluded)")
+    print("| layout | predicted | measured | error |")
+    print("|---|---|---|---|")
+    res = {}
+    for layout in ("1x2", "2x1", "1x1"):
+        W, T = map(int, layout.split("x"))
+        q, _ = fit_quant(inp, T)
+        args = argparse.Namespace(ctx=int(s["ctx"]), nseq=int(s["nsamples"]), latency_us=50, gbps=8 * float(inp.get("dispatch_gbps_loopback", 8)) / 8,
+                                  mem_gbs=10, steps_per_layer=0, reduce_us=0, finetune=False, ft_epochs=1,
+                                  reducer="star")
+        c = constants(inp, SMOL, 1.0, args, T)
+        c["calib_block_s"] = inp["calib_s_per_token_block"] * ntok   # measured at calib_threads
+        # the first block's calibration is in the quant phase only after its first assign: drop it
+        wall, _ = independent(m, W, q, c, "coord")
+        wall -= c["calib_block_s"]
+        meas = []
+        for d in layout_dirs(a.run, layout):
+            t = parse_run(d)
+            if t:
+                meas.append(max(x["commit"] for x in t.values()) - min(x["assign"] for x in t.values()))
+        mm = sorted(meas)[len(meas) // 2] if meas else float("nan")
+        res[layout] = (wall, mm)
+        print(f"| {layout} | {wall:.1f} s | {mm:.1f} s | {100 * (wall - mm) / mm:+.0f}% |")
+    if "1x2" in res and "2x1" in res:
+        print(f"\nspeedup 2x1 vs 1x2: predicted {res['1x2'][0] / res['2x1'][0]:.2f}x, measured "
+              f"{res['1x2'][1] / res['2x1'][1]:.2f}x")
+        print(f"speedup 2x1 vs 1x1: predicted {res['1x1'][0] / res['2x1'][0]:.2f}x, measured "
+              f"{res['1x1'][1] / res['2x1'][1]:.2f}x")
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    here = os.path.dirname(os.path.abspath(__file__))
+    default_inputs = os.path.join(here, "..", "bench", "sched_inputs.txt")
+    p = sub.add_parser("measure")
+    p.add_argument("run")
+    p.add_argument("--ft-log")
+    p.add_argument("--ft-tokens", type=int, default=128 * 512)
+    p.add_argument("--ft-threads", type=int, default=2)
+    p.add_argument("--out", default=default_inputs)
+    p = sub.add_parser("validate")
+    p.add_argument("run")
+    p.add_argument("--inputs", default=default_inputs)
+    p = sub.add_parser("predict")
+    p.add_argument("--inputs", default=default_inputs)
+    p.add_argument("--gpu", default="a100-tf32", choices=sorted(GPUS))
+    p.add_argument("--gpu-eff-ratio", type=float, default=1.0,
+                   help="GPU time multiplier on top of the peak ratio (1: same fraction of peak)")
+    p.add_argument("--threads", default="1", help="which measured CPU thread count to scale from")
+    p.add_argument("--workers", default="8,32,64")
+    p.add_argument("--gbps", type=float, default=100.0, help="network, Gb/s (default: 100, InfiniBand EDR)")
+    p.add_argument("--latency-us", type=float, default=10.0)
+    p.add_argument("--mem-gbs", type=float, default=20.0, help="reducer's memory bandwidth for H sums")
+    p.add_argument("--nseq", type=int, default=2048)
+    p.add_argument("--ctx", type=int, default=4096)
+    p.add_argument("--steps-per-layer", type=int, default=300,
+                   help="sequential mode: reductions per layer (optimisation steps over all rounds)")
+    p.add_argument("--reduce-us", type=float, default=50.0, help="coordinator time per reduction")
+    p.add_argument("--finetune", action="store_true")
+    p.add_argument("--ft-epochs", type=int, default=1)
+    p.add_argument("--order", default="fifo", choices=["fifo", "lpt"])
+    p.add_argument("--reducer", default="star", choices=["star", "tree"],
+                   help="how partial sums meet: at the coordinator (star) or pairwise (tree)")
+    a = ap.parse_args()
+    {"measure": cmd_measure, "validate": cmd_validate, "predict": cmd_predict}[a.cmd](a)
+
+
+if __name__ == "__main__":
+    main()
