@@ -81,7 +81,9 @@ def read_inputs(path):
             if not line:
                 continue
             k, *v = line.split()
-            if k == "quant":   # quant THREADS SCHEME N_OUT N_IN SECONDS COUNT
+            if k == "commit":  # commit N_OUT N_IN SECONDS COUNT
+                d.setdefault("commits", []).append((int(v[0]), int(v[1]), float(v[2]), int(v[3])))
+            elif k == "quant":   # quant THREADS SCHEME N_OUT N_IN SECONDS COUNT
                 d["quant"].append((int(v[0]), v[1], int(v[2]), int(v[3]), float(v[4]), int(v[5])))
             else:
                 d[k] = float(v[0]) if re.fullmatch(r"[-+0-9.eE]+", v[0]) else v[0]
@@ -191,7 +193,8 @@ def cmd_measure(a):
              f"scheme {s.get('scheme', '2x8g8')}",
              f"calib_ctx {s['ctx']}"]
     # quantization seconds per shape, for each thread count
-    commit, disp_b, disp_s, res_b = [], [], [], []
+    commit, disp_b, disp_s = [], [], []
+    commit_by = {}
     for layout, threads in (("1x1", 1), ("1x2", 2)):
         per = {}
         for d in layout_dirs(a.run, layout):
@@ -203,6 +206,7 @@ def cmd_measure(a):
                 if threads == 1:
                     n_out, n_in = shapes[kind]
                     commit.append(t["commit"] - t["done"])
+                    commit_by.setdefault((n_out, n_in), []).append(t["commit"] - t["done"])
                     disp_b.append(n_in * n_in * 4)
                     disp_s.append(t["recv"] - t["assign"])
         for kind in ORDER:
@@ -211,6 +215,9 @@ def cmd_measure(a):
                 o, i = shapes[kind]
                 lines.append(f"quant {threads} {s.get('scheme', '2x8g8')} {o} {i} {sum(v) / len(v):.4f} {len(v)}"
                              f"   # {kind}, mean over {len(v)} tasks, layout {layout}")
+    for (o, i), v in sorted(commit_by.items()):
+        lines.append(f"commit {o} {i} {sum(v) / len(v):.5f} {len(v)}   # coordinator 'committed' - worker "
+                     "'done' (result message, checks, HDF5 commit), mean, 1x1")
     if commit:
         lines.append(f"commit_s {sum(commit) / len(commit):.5f}   # coordinator 'committed' - worker 'done', "
                      f"mean over {len(commit)} tasks (result message + checks + HDF5 commit), 1x1")
@@ -331,7 +338,7 @@ def independent(m, P, q, c, calib_mode, order="fifo"):
         t_h = S.coord_do(ready[b], net(4 * i * i))
         fin = S.run(t_h, dur)
         res_bytes = o * (i // c["g"]) * c["M"] * 2 + c["M"] * c["K"] * c["g"] * 4 + o * 4
-        end = S.coord_do(fin, net(res_bytes) + c["commit_s"] * c["commit_scale"](o, i))
+        end = S.coord_do(fin, net(res_bytes) + c["commit"](o, i))
         busy += dur
     return end, S.coord_busy
 
@@ -378,14 +385,28 @@ def constants(inp, m, gpu_scale, args, threads):
     ft = inp.get("ft_s_per_token_block", 0.0) * ft_flops_per_token(m, ctx) / ft_flops_per_token(SMOL, 512)
     c = dict(reducer=args.reducer, M=M, K=K, g=g, lat=args.latency_us * 1e-6, gbps=args.gbps, mem_gbs=args.mem_gbs,
              calib_block_s=cal * ntok * gpu_scale,
-             commit_s=inp.get("commit_s", 0.0),
-             # HDF5 commit cost grows with the layer's codes: scale by bytes vs the mean
-             # SmolLM2 layer's
-             commit_scale=lambda o, i: max(1.0, (o * i) / (sum(a * b for a, b in linears(SMOL).values()) / 7)),
+             commit=fit_commit(inp)[0],
              steps_per_layer=args.steps_per_layer, reduce_s=args.reduce_us * 1e-6,
              ft_block_s=(ft * ntok * args.ft_epochs * gpu_scale) if args.finetune else 0.0,
              ft_steps=int(args.nseq / 4 * args.ft_epochs))
     return c
+
+
+def fit_commit(inp):
+    """commit seconds = c0 + c1 n_out n_in (the artifact's codes grow with the weights),
+    least squares over the measured shapes, both >= 0."""
+    rows = inp.get("commits", [])
+    if not rows:
+        v = inp.get("commit_s", 0.0)
+        return lambda o, i: v, (v, 0.0)
+    n = sum(c for *_, c in rows)
+    mx = sum(c * o * i for o, i, _, c in rows) / n
+    my = sum(c * y for _, _, y, c in rows) / n
+    sxx = sum(c * (o * i - mx) ** 2 for o, i, _, c in rows)
+    sxy = sum(c * (o * i - mx) * (y - my) for o, i, y, c in rows)
+    c1 = max(0.0, sxy / sxx) if sxx > 0 else 0.0
+    c0 = max(0.0, my - c1 * mx)
+    return lambda o, i: c0 + c1 * o * i, (c0, c1)
 
 
 def parse_scheme(s):
@@ -426,6 +447,11 @@ def cmd_predict(a):
     print(f"calibration: {a.nseq} x {a.ctx} tokens, {fmt_t(c['calib_block_s'])} per block on one worker; "
           f"network {a.gbps} Gb/s, {a.latency_us} us; reducer memory {a.mem_gbs} GB/s; "
           f"fine-tuning {'%s per block-epoch x %d epoch(s)' % (fmt_t(c['ft_block_s'] / a.ft_epochs), a.ft_epochs) if a.finetune else 'off'}")
+    _, (k0, k1) = fit_commit(inp)
+    print(f"commit on the coordinator (not scaled: disk and HDF5 bound): {k0 * 1e3:.1f} ms + "
+          f"{k1 * 1e9:.2f} ns per weight; down_proj {fmt_t(c['commit'](*linears(m)['down_proj']))}")
+    print(f"H sent per task: n_in^2 x 4 bytes ({linears(m)['down_proj'][1] ** 2 * 4 / 2 ** 30:.1f} GiB for "
+          f"down_proj; lmpress's frame limit today is 256 MiB)")
     per_block = sum(q(*s) for s in linears(m).values())
     print(f"quantization work: {fmt_t(per_block)} per block, {fmt_t(per_block * m['n_layers'])} in all; "
           f"largest task (down_proj) {fmt_t(q(*linears(m)['down_proj']))}")
