@@ -69,6 +69,7 @@ static void requeue(struct lmp_coord *c, int ti, bool failure, const char *why) 
     struct task *t = &J->tasks[ti];
     t->state  = LMP__TASK_STATE__TASK_STATE_PENDING;
     t->worker = -1;
+    coord_event(c, failure ? LMP_LOG_WARN : LMP_LOG_INFO, LMP_EVENT_REQUEUED, ti, "%s", why && why[0] ? why : "not a failure");
     if (!failure) return;
     t->n_failures++;
     if (t->n_failures >= c->o.max_attempts)
@@ -77,6 +78,7 @@ static void requeue(struct lmp_coord *c, int ti, bool failure, const char *why) 
 
 static void peer_gone(struct lmp_coord *c, int pi, const char *why) {
     struct peer *p = &c->peers[pi];
+    if (p->role == LMP_PEER_WORKER) coord_peer_event(c, LMP_LOG_WARN, LMP_EVENT_GONE, pi, "%s", why);
     if (p->role == LMP_PEER_WORKER)
         lmp_log_warn("coordinator: worker '%s' %s: declared gone%s%s", p->id.name, why,
                      p->task >= 0 && c->job ? "; task requeued: " : "",
@@ -181,6 +183,7 @@ static void job_fail(struct lmp_coord *c, const char *fmt, ...) {
     vsnprintf(J->error, sizeof(J->error), fmt, ap);
     va_end(ap);
     lmp_log_error("coordinator: job %llu failed: %s", (unsigned long long) J->id, J->error);
+    coord_event(c, LMP_LOG_ERROR, LMP_EVENT_JOB_END, -1, "job %llu failed: %s", (unsigned long long) J->id, J->error);
     job_end(c, LMP__JOB_STATE__JOB_STATE_FAILED);
 }
 
@@ -266,6 +269,7 @@ static void assign(struct lmp_coord *c, int pi, int ti) {
     p->task = ti;
     lmp_log_info("coordinator: '%s' -> worker '%s' (attempt %u)", t->l->name, p->id.name,
                  t->attempt);
+    coord_event(c, LMP_LOG_INFO, LMP_EVENT_ASSIGNED, ti, "attempt %u", t->attempt);
     coord_send(c, &p->id, &env);
 }
 
@@ -307,6 +311,7 @@ static void job_finish_if_done(struct lmp_coord *c) {
         return;
     }
     lmp_log_info("coordinator: job %llu done: %s", (unsigned long long) J->id, J->spec->out_path);
+    coord_event(c, LMP_LOG_INFO, LMP_EVENT_JOB_END, -1, "job %llu done: %s", (unsigned long long) J->id, J->spec->out_path);
     job_end(c, LMP__JOB_STATE__JOB_STATE_DONE);
 }
 
@@ -496,6 +501,7 @@ static void on_hello(struct lmp_coord *c, const struct lmp_zpeer *from, const Lm
     if (role == LMP_PEER_WORKER)
         lmp_log_info("coordinator: worker '%s' joined (%u cores, kernels %s)", from->name,
                      p->cores, p->kernels);
+    if (role == LMP_PEER_WORKER) coord_peer_event(c, LMP_LOG_INFO, LMP_EVENT_JOINED, pi, "%u cores, kernels %s", p->cores, p->kernels);
     Lmp__Envelope out;
     Lmp__HelloAck ack;
     lmp_wire_hello_ack_init(&out, &ack, 0, env->seq, c->o.name, from->name, c->o.heartbeat_ms,
@@ -604,6 +610,7 @@ static void on_result(struct lmp_coord *c, int pi, const Lmp__Envelope *env) {
     lmp_log_info("coordinator: [%lld/%lld] %s committed (worker '%s', rel err %.4g)",
                  (long long) J->n_done, (long long) J->n_tasks, l->name, p->id.name,
                  res.rel_err_after);
+    coord_event(c, LMP_LOG_INFO, LMP_EVENT_DONE, ti, "[%lld/%lld] rel err %.4g -> %.4g, %.1fs", (long long) J->n_done, (long long) J->n_tasks, res.rel_err_before, res.rel_err_after, res.seconds);
     job_finish_if_done(c);
 }
 
@@ -621,6 +628,7 @@ static void on_task_error(struct lmp_coord *c, int pi, const Lmp__Envelope *env)
     }
     lmp_log_warn("coordinator: worker '%s' reports %s: %s", p->id.name, e->code ? e->code : "?",
                  e->message ? e->message : "");
+    coord_peer_event(c, LMP_LOG_WARN, LMP_EVENT_FAILED, pi, "%s: %s", e->code ? e->code : "?", e->message ? e->message : "");
     const int ti = (int) e->task_id - 1;
     if (code == LMP_EBUSY) {
         /* A worker that reconnected (e.g. to a restarted coordinator) while still running an
@@ -682,6 +690,7 @@ static void on_message(struct lmp_coord *c, const struct lmp_zpeer *from, Lmp__E
     case LMP__ENVELOPE__BODY_TASK_PROGRESS:
         if (J && p->task >= 0 && env->task_progress->task_id == (uint64_t) p->task + 1)
             J->tasks[p->task].progress_s = env->task_progress->elapsed_s;
+        coord_on_progress(c, pi, env->task_progress);
         break;
     case LMP__ENVELOPE__BODY_TASK_RESULT:
         on_result(c, pi, env);
@@ -719,6 +728,7 @@ static void on_message(struct lmp_coord *c, const struct lmp_zpeer *from, Lmp__E
         c->job = nj;
         lmp_log_info("coordinator: job %llu accepted: %lld tasks (%lld already committed)",
                      (unsigned long long) nj->id, (long long) nj->n_tasks, (long long) nj->n_done);
+        coord_event(c, LMP_LOG_INFO, LMP_EVENT_SUBMIT, -1, "job %llu accepted from '%s': %lld tasks (%lld already committed)", (unsigned long long) nj->id, from->name, (long long) nj->n_tasks, (long long) nj->n_done);
         Lmp__Envelope out;
         Lmp__JobAccepted ja = LMP__JOB_ACCEPTED__INIT;
         lmp_wire_init(&out, 0, env->seq);
@@ -744,6 +754,7 @@ static void on_message(struct lmp_coord *c, const struct lmp_zpeer *from, Lmp__E
         if (J->state == LMP__JOB_STATE__JOB_STATE_RUNNING) {
             lmp_log_info("coordinator: job %llu cancelled by '%s'", (unsigned long long) J->id,
                          from->name);
+            coord_event(c, LMP_LOG_INFO, LMP_EVENT_CANCEL, -1, "job %llu cancelled by '%s': %s", (unsigned long long) J->id, from->name, env->job_cancel->reason && env->job_cancel->reason[0] ? env->job_cancel->reason : "by request");
             snprintf(J->error, sizeof(J->error), "cancelled: %s",
                      env->job_cancel->reason && env->job_cancel->reason[0]
                          ? env->job_cancel->reason : "by request");
@@ -756,6 +767,9 @@ static void on_message(struct lmp_coord *c, const struct lmp_zpeer *from, Lmp__E
         coord_reply_workers(c, from, env->seq, env->worker_query->with_dead);
         break;
     }
+    case LMP__ENVELOPE__BODY_LOG_QUERY:
+        coord_reply_logs(c, from, env->seq, env->log_query);
+        break;
     default:
         coord_send_error(c, from, env->seq, LMP_EUNSUP, "not supported by this coordinator");
     }
@@ -883,6 +897,7 @@ void lmp_coord_destroy(struct lmp_coord **cp) {
     struct lmp_coord *c = *cp;
     if (c == NULL) return;
     job_destroy(&c->job);
+    coord_log_free(c);
     if (c->sock) zmq_close(c->sock);
     if (c->zctx) zmq_ctx_term(c->zctx);
     free(c);

@@ -10,6 +10,7 @@
 #include "coordinator/coord.h"
 #include "coordinator/artifact.h"        /* defines: struct lmp_artifact, struct lmp_art_job */
 #include "coordinator/compress.h"        /* defines: struct lmp_compress_spec */
+#include "coordinator/events.h"          /* defines: LMP_EVENT_* (coord_event kinds) */
 #include "proto/zsock.h"                 /* defines: struct lmp_zpeer, Lmp__* */
 #include "worker/calib.h"                /* defines: struct lmp_calib, LMP_INPUT_COUNT */
 #include "worker/model/transformer.h"    /* defines: struct lmp_transformer */
@@ -48,6 +49,10 @@ struct task {
     char           worker_name[128];
     struct blockh *h;              /* set once the block is calibrated (AQLM) */
     double         seconds, rel_before, rel_after, progress_s;
+    uint32_t       step, n_steps;  /* coord_log.c: latest TaskProgress, of attempt progress_attempt */
+    double         loss, rel_err;
+    uint32_t       progress_attempt;
+    uint64_t       event_ms;       /* coord_log.c: ms (monotonic) of its last progress event */
 };
 
 struct peer {
@@ -94,6 +99,7 @@ struct lmp_coord {
     struct peer   peers[MAX_PEERS];
     struct job   *job;
     uint64_t      next_job_id;
+    struct coord_log *log;         /* coord_log.c: ring of log lines and events, LogQuery */
 };
 
 
@@ -107,5 +113,22 @@ void coord_reply_status(struct lmp_coord *c, const struct lmp_zpeer *to, uint64_
                         uint64_t job_id, bool with_layers, bool with_workers);
 void coord_reply_workers(struct lmp_coord *c, const struct lmp_zpeer *to, uint64_t reply_to,
                          bool with_dead);
+
+/* coord_log.c: an event of the job (kinds: coordinator/events.h LMP_EVENT_*): logged
+ * (debug level: the callers keep their own log lines), kept in a bounded ring that
+ * LogQuery reads, and appended to the job's artifact (ART.h5.parts/events.log), so a
+ * crash does not lose it. coord_event: task >= 0 names the layer and its worker;
+ * coord_peer_event: pi >= 0 names a worker (and its task, if any). Never fails. */
+void coord_event(struct lmp_coord *c, int level, const char *kind, int task, const char *fmt, ...)
+    __attribute__((format(printf, 5, 6)));
+void coord_peer_event(struct lmp_coord *c, int level, const char *kind, int pi, const char *fmt, ...)
+    __attribute__((format(printf, 5, 6)));
+/* A TaskProgress from peer pi: kept as the task's latest step/loss/rel_err (status),
+ * "started" on the first one, a "progress" event at most every 10 s. */
+void coord_on_progress(struct lmp_coord *c, int pi, const Lmp__TaskProgress *tp);
+/* LogQuery -> LogChunk from the ring. */
+void coord_reply_logs(struct lmp_coord *c, const struct lmp_zpeer *to, uint64_t reply_to,
+                      const Lmp__LogQuery *q);
+void coord_log_free(struct lmp_coord *c);
 
 #endif /* LMP_COORDINATOR_COORD_INTERNAL_H */

@@ -104,6 +104,12 @@ static bool fill_job(struct lmp_coord *c, struct status_buf *b, bool with_layers
         li->rel_err_before = t->rel_before;
         li->rel_err_after = t->rel_after;
         li->seconds = t->state == LMP__TASK_STATE__TASK_STATE_RUNNING ? t->progress_s : t->seconds;
+        if (t->state == LMP__TASK_STATE__TASK_STATE_RUNNING && t->progress_attempt == t->attempt) {
+            li->step = t->step;                 /* the latest TaskProgress (coord_log.c) */
+            li->n_steps = t->n_steps;
+            li->loss = t->loss;
+            li->rel_err_after = t->rel_err;     /* so far */
+        }
         b->layer_ptrs[i] = li;
     }
     ji->n_layers = (size_t) J->n_tasks;

@@ -2,6 +2,7 @@
 #include "proto/log.h"
 
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,13 +25,28 @@ enum lmp_log_level lmp_log_get_level(void) {
     return (enum lmp_log_level) g_level;
 }
 
+static _Thread_local lmp_log_hook_fn *t_hook;
+static _Thread_local void *t_hook_ctx;
+static _Thread_local int t_hook_max, t_in_hook;
+
+void lmp_log_set_hook(lmp_log_hook_fn *fn, void *ctx, enum lmp_log_level max_level) {
+    t_hook = fn, t_hook_ctx = ctx, t_hook_max = (int) max_level;
+}
+
 void lmp_log(enum lmp_log_level level, const char *fmt, ...) {
-    if ((int) level > (int) lmp_log_get_level()) return;
+    const bool to_hook = t_hook != NULL && !t_in_hook && (int) level <= t_hook_max;
+    const bool to_err  = (int) level <= (int) lmp_log_get_level();
+    if (!to_hook && !to_err) return;
     static const char *const names[] = {"error", "warning", "info", "debug"};
     char line[1024];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(line, sizeof(line), fmt, ap);
     va_end(ap);
-    fprintf(stderr, "lmpress: %s: %s\n", names[level], line);
+    if (to_hook) {
+        t_in_hook = 1;
+        t_hook(t_hook_ctx, level, line);
+        t_in_hook = 0;
+    }
+    if (to_err) fprintf(stderr, "lmpress: %s: %s\n", names[level], line);
 }
