@@ -70,6 +70,12 @@ enum lmp_status lmp_client_call(struct lmp_client *cl, Lmp__Envelope *req, Lmp__
 
 enum lmp_status lmp_client_connect(const char *endpoint, int timeout_ms, struct lmp_client **out,
                                    struct lmp_err *err) {
+    return lmp_client_connect_curve(endpoint, timeout_ms, NULL, out, err);
+}
+
+enum lmp_status lmp_client_connect_curve(const char *endpoint, int timeout_ms,
+                                         const struct lmp_curve_client *curve,
+                                         struct lmp_client **out, struct lmp_err *err) {
     assert(endpoint && out);
     struct lmp_client *cl = calloc(1, sizeof(*cl));
     enum lmp_status st = LMP_OK;
@@ -86,11 +92,8 @@ enum lmp_status lmp_client_connect(const char *endpoint, int timeout_ms, struct 
     if ((st = lmp_zsock_configure(cl->sock, LMP_WIRE_MAX_STATUS, cl->timeout_ms, err)) ||
         (st = lmp_zsock_set_id(cl->sock, id, err)))
         goto fail;
-    if (zmq_connect(cl->sock, endpoint) != 0) {
-        st = lmp_err_set(err, LMP_EIO, "cannot reach the coordinator at '%s': %s", endpoint,
-                         zmq_strerror(errno));
+    if ((st = lmp_zsock_connect(cl->zctx, cl->sock, endpoint, curve, cl->timeout_ms, err)))
         goto fail;
-    }
     Lmp__Envelope env, *rep = NULL;
     Lmp__Hello hello;
     char user[64];

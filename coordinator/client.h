@@ -15,6 +15,7 @@
 #ifndef LMP_COORDINATOR_CLIENT_H
 #define LMP_COORDINATOR_CLIENT_H
 
+#include "proto/keys.h"     /* defines: struct lmp_curve_client */
 #include "proto/wire.h"     /* defines: Lmp__Envelope */
 
 struct lmp_client;
@@ -23,6 +24,13 @@ struct lmp_client;
  * RET LMP_OK, LMP_EIO (unreachable: no answer in time), LMP_EVERSION (refused). */
 enum lmp_status lmp_client_connect(const char *endpoint, int timeout_ms, struct lmp_client **out,
                                    struct lmp_err *err);
+
+/* The same as a CURVE client of curve (NULL: none). Also LMP_EPERM: the coordinator
+ * refused the key (not authorized, or a worker's key), requires keys, or does not use
+ * them; the message says which. */
+enum lmp_status lmp_client_connect_curve(const char *endpoint, int timeout_ms,
+                                         const struct lmp_curve_client *curve,
+                                         struct lmp_client **out, struct lmp_err *err);
 
 /* Send req (seq is set here) and wait for the reply to it (other messages are skipped).
  * An Error reply returns its code with its message in err. LMP_EIO on timeout. */

@@ -7,6 +7,7 @@
 #include "coordinator/fingerprint.h"     /* defines: lmp_fingerprint_calib */
 #include "proto/file.h"                  /* defines: lmp_file_read_all */
 #include "proto/log.h"                   /* defines: lmp_log_* */
+#include "proto/zauth.h"                 /* defines: lmp_zauth_* */
 #include "proto/zsock.h"                 /* defines: lmp_zsock_*, lmp_wire_* */
 #include "worker/agent.h"                /* defines: lmp_agent_method_spec */
 #include "worker/calib.h"                /* defines: lmp_calib_* */
@@ -803,7 +804,13 @@ enum lmp_status lmp_coord_new(const struct lmp_coord_opts *o, struct lmp_coord *
         st = lmp_err_set(err, LMP_EIO, "cannot create a zeromq socket: %s", zmq_strerror(errno));
         goto fail;
     }
-    if ((st = lmp_zsock_configure(c->sock, 0, 5000, err))) goto fail;
+    if ((st = lmp_zsock_configure(c->sock, 0, 5000, err)) ||
+        (st = lmp_bind_check(o->bind, o->curve != NULL, o->insecure, err)))
+        goto fail;
+    if (o->curve && ((st = lmp_zauth_start(c->zctx, c->sock, o->curve, &c->zauth, err)) ||
+                     (st = lmp_zsock_curve_server(c->sock, o->curve, err))))
+        goto fail;
+    c->o.curve = NULL;   /* borrowed during lmp_coord_new only */
     if (zmq_bind(c->sock, o->bind) != 0) {
         st = lmp_err_set(err, LMP_EIO, "cannot bind '%s': %s", o->bind, zmq_strerror(errno));
         goto fail;
@@ -871,9 +878,10 @@ enum lmp_status lmp_coord_run(struct lmp_coord *c, volatile sig_atomic_t *stop,
                 if (pi >= 0) peer_gone(c, pi, "speaks another protocol version");
                 continue;
             }
-            if (st == LMP_EPROTO) {
-                lmp_log_warn("coordinator: bad frame from '%s' dropped: %s", from.name, rerr.msg);
-                if (from.id_len) coord_send_error(c, &from, 0, LMP_EPROTO, rerr.msg);
+            if (st == LMP_EPROTO || st == LMP_EPERM) {
+                lmp_log_warn("coordinator: %s from '%s' dropped: %s", st == LMP_EPERM
+                             ? "refused message" : "bad frame", from.name, rerr.msg);
+                if (from.id_len) coord_send_error(c, &from, 0, st, rerr.msg);
                 continue;
             }
             if (st != LMP_OK) {
@@ -899,6 +907,7 @@ void lmp_coord_destroy(struct lmp_coord **cp) {
     job_destroy(&c->job);
     coord_log_free(c);
     if (c->sock) zmq_close(c->sock);
+    lmp_zauth_stop(&c->zauth);   /* after the socket it serves, before the context */
     if (c->zctx) zmq_ctx_term(c->zctx);
     free(c);
     *cp = NULL;

@@ -43,6 +43,7 @@
 #include <signal.h>
 #include <stdint.h>
 #include "proto/status.h"   /* defines: enum lmp_status, struct lmp_err */
+#include "proto/keys.h"     /* defines: struct lmp_curve_server */
 
 struct lmp_coord_opts {
     const char *bind;                 /* default "tcp://127.0.0.1:7070" */
@@ -51,6 +52,10 @@ struct lmp_coord_opts {
     uint32_t    heartbeat_ms;         /* workers' heartbeat interval (default 1000) */
     uint32_t    heartbeat_timeout_ms; /* silence after which a worker is gone (default 5000) */
     uint32_t    max_attempts;         /* failures of one task before the job fails (default 3) */
+    const struct lmp_curve_server *curve; /* CURVE keys (proto/keys.h, borrowed during
+                                             lmp_coord_new); NULL = none: then a bind beyond
+                                             loopback is refused unless insecure */
+    bool        insecure;             /* allow a non-loopback bind without CURVE */
 };
 
 void lmp_coord_opts_init(struct lmp_coord_opts *o);
@@ -58,7 +63,9 @@ void lmp_coord_opts_init(struct lmp_coord_opts *o);
 struct lmp_coord;
 
 /* Bind the socket and, with a state directory holding an unfinished job, resubmit it.
- * RET LMP_OK, LMP_EIO (cannot bind: the message names the endpoint), LMP_ENOMEM. */
+ * With o->curve, the socket is a CURVE server and a ZAP handler thread (proto/zauth.h)
+ * admits only the listed keys. RET LMP_OK, LMP_EIO (cannot bind: the message names the
+ * endpoint), LMP_EINVAL (a non-loopback bind without CURVE or insecure), LMP_ENOMEM. */
 enum lmp_status lmp_coord_new(const struct lmp_coord_opts *o, struct lmp_coord **out,
                               struct lmp_err *err);
 

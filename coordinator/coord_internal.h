@@ -95,6 +95,7 @@ struct lmp_coord {
     struct lmp_coord_opts o;
     char          endpoint[256];
     void         *zctx, *sock;
+    struct lmp_zauth *zauth;       /* ZAP handler thread (proto/zauth.h), NULL without CURVE */
     uint64_t      seq;
     struct peer   peers[MAX_PEERS];
     struct job   *job;

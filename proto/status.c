@@ -19,6 +19,7 @@ const char *lmp_status_str(enum lmp_status st) {
     case LMP_ENOSPC:    return "ENOSPC";
     case LMP_EMISMATCH: return "EMISMATCH";
     case LMP_EBUSY:     return "EBUSY";
+    case LMP_EPERM:     return "EPERM";
     }
     return "E?";
 }

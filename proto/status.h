@@ -25,6 +25,7 @@ enum lmp_status {
     LMP_ENOSPC   = -11,  /* disk full */
     LMP_EMISMATCH= -12,  /* artifact/job belongs to another model, data or scheme */
     LMP_EBUSY    = -13,  /* peer is busy with other work: try again later (not a failure) */
+    LMP_EPERM    = -14,  /* not allowed: the peer's key is not authorized for this */
 };
 
 /* Stable short name ("EIO"); "E?" for unknown values. */

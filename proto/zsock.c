@@ -7,7 +7,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <zmq.h>
+
+#include "proto/zauth.h"            /* defines: LMP_ZAP_DOMAIN */
 
 static enum lmp_status set_opt(void *sock, int opt, const void *val, size_t len, const char *what,
                                struct lmp_err *err) {
@@ -41,6 +44,129 @@ enum lmp_status lmp_zsock_set_id(void *sock, const char *id, struct lmp_err *err
     if (n == 0 || n > 255)
         return lmp_err_set(err, LMP_EINVAL, "routing id '%.64s' must be 1 to 255 bytes", id);
     return set_opt(sock, ZMQ_ROUTING_ID, id, n, "ZMQ_ROUTING_ID", err);
+}
+
+enum lmp_status lmp_zsock_curve_server(void *sock, const struct lmp_curve_server *s,
+                                       struct lmp_err *err) {
+    assert(sock && s);
+    int one = 1;
+    enum lmp_status st;
+    if ((st = set_opt(sock, ZMQ_CURVE_SERVER, &one, sizeof(one), "ZMQ_CURVE_SERVER", err)) ||
+        (st = set_opt(sock, ZMQ_CURVE_SECRETKEY, s->secret_key.z85, LMP_KEY_Z85_LEN + 1,
+                      "ZMQ_CURVE_SECRETKEY", err)))
+        return st;
+    return set_opt(sock, ZMQ_ZAP_DOMAIN, LMP_ZAP_DOMAIN, strlen(LMP_ZAP_DOMAIN), "ZMQ_ZAP_DOMAIN", err);
+}
+
+static uint64_t mono_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t) ts.tv_sec * 1000u + (uint64_t) ts.tv_nsec / 1000000u;
+}
+
+/* Read one monitor event: *ev and *value; false if none could be read. */
+static bool read_event(void *mon, uint16_t *ev, uint32_t *value) {
+    zmq_msg_t m;
+    bool ok = false, more = true;
+    for (int i = 0; more; i++) {
+        zmq_msg_init(&m);
+        if (zmq_msg_recv(&m, mon, 0) < 0) {
+            zmq_msg_close(&m);
+            return false;
+        }
+        more = zmq_msg_more(&m);
+        if (i == 0 && zmq_msg_size(&m) == 6) {
+            memcpy(ev, zmq_msg_data(&m), 2);
+            memcpy(value, (const uint8_t *) zmq_msg_data(&m) + 2, 4);
+            ok = true;
+        }
+        zmq_msg_close(&m);
+    }
+    return ok;
+}
+
+enum lmp_status lmp_zsock_connect(void *zctx, void *sock, const char *endpoint,
+                                  const struct lmp_curve_client *curve, int timeout_ms,
+                                  struct lmp_err *err) {
+    assert(zctx && sock && endpoint);
+    enum lmp_status st = LMP_OK;
+    if (curve &&
+        ((st = set_opt(sock, ZMQ_CURVE_SERVERKEY, curve->server_key.z85, LMP_KEY_Z85_LEN + 1,
+                       "ZMQ_CURVE_SERVERKEY", err)) ||
+         (st = set_opt(sock, ZMQ_CURVE_PUBLICKEY, curve->public_key.z85, LMP_KEY_Z85_LEN + 1,
+                       "ZMQ_CURVE_PUBLICKEY", err)) ||
+         (st = set_opt(sock, ZMQ_CURVE_SECRETKEY, curve->secret_key.z85, LMP_KEY_Z85_LEN + 1,
+                       "ZMQ_CURVE_SECRETKEY", err))))
+        return st;
+    /* ZeroMQ fails a refused handshake silently (it just reconnects): watch it */
+    char addr[64];
+    snprintf(addr, sizeof(addr), "inproc://lmp-zsock-mon-%p", sock);
+    const int events = ZMQ_EVENT_HANDSHAKE_SUCCEEDED | ZMQ_EVENT_HANDSHAKE_FAILED_AUTH |
+                       ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL | ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL |
+                       ZMQ_EVENT_DISCONNECTED;
+    void *mon = NULL;
+    int linger = 0;
+    if (zmq_socket_monitor(sock, addr, events) != 0 || (mon = zmq_socket(zctx, ZMQ_PAIR)) == NULL ||
+        zmq_setsockopt(mon, ZMQ_LINGER, &linger, sizeof(linger)) != 0 || zmq_connect(mon, addr) != 0) {
+        st = lmp_err_set(err, LMP_EIO, "cannot monitor a socket: %s", zmq_strerror(errno));
+        goto out;
+    }
+    if (zmq_connect(sock, endpoint) != 0) {
+        st = lmp_err_set(err, LMP_EIO, "cannot connect to '%s': %s", endpoint, zmq_strerror(errno));
+        goto out;
+    }
+    const uint64_t t0 = mono_ms();
+    int n_dropped = 0;
+    for (;;) {
+        const uint64_t el = mono_ms() - t0;
+        if (el >= (uint64_t) timeout_ms) {
+            st = lmp_err_set(err, LMP_EIO, "cannot reach the coordinator at '%s' (no answer in "
+                             "%.1fs)", endpoint, timeout_ms / 1000.0);
+            break;
+        }
+        zmq_pollitem_t it = {mon, 0, ZMQ_POLLIN, 0};
+        int rc = zmq_poll(&it, 1, (long) ((uint64_t) timeout_ms - el));
+        if (rc < 0 && errno == EINTR) {
+            st = lmp_err_set(err, LMP_ECANCEL, "interrupted while connecting to '%s'", endpoint);
+            break;
+        }
+        if (rc < 0) {
+            st = lmp_err_set(err, LMP_EIO, "cannot poll a socket: %s", zmq_strerror(errno));
+            break;
+        }
+        uint16_t ev = 0;
+        uint32_t value = 0;
+        if (rc == 0 || !read_event(mon, &ev, &value)) continue;
+        if (ev == ZMQ_EVENT_HANDSHAKE_SUCCEEDED) break;
+        if (ev == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH) {
+            st = lmp_err_set(err, LMP_EPERM, "the coordinator at '%s' refused this key ('%.10s...'): "
+                             "it must be in the coordinator's workers/ or clients/ key directory",
+                             endpoint, curve ? curve->public_key.z85 : "none");
+            break;
+        }
+        if (ev == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL &&
+            value == ZMQ_PROTOCOL_ERROR_ZMTP_MECHANISM_MISMATCH) {
+            st = lmp_err_set(err, LMP_EPERM, curve
+                                 ? "the coordinator at '%s' does not use CURVE keys: connect without them"
+                                 : "the coordinator at '%s' requires CURVE keys (--key and --server-key, "
+                                   "or LMPRESS_KEY and LMPRESS_SERVER_KEY)",
+                             endpoint);
+            break;
+        }
+        if (ev == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL || ev == ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL ||
+            ev == ZMQ_EVENT_DISCONNECTED)
+            n_dropped++;   /* ZeroMQ reconnects; a wrong server key looks like this */
+        if (curve && n_dropped >= 5) {   /* an unreachable host never gets this far */
+            st = lmp_err_set(err, LMP_EPERM, "the coordinator at '%s' dropped the CURVE "
+                             "handshake %d times: is the server key its public key?",
+                             endpoint, n_dropped);
+            break;
+        }
+    }
+out:
+    zmq_socket_monitor(sock, NULL, 0);
+    if (mon) zmq_close(mon);
+    return st;
 }
 
 static void free_frame(void *data, void *hint) {
@@ -112,6 +238,44 @@ static void peer_from_id(struct lmp_zpeer *p, const uint8_t *id, size_t n) {
         o += (size_t) snprintf(p->name + o, sizeof(p->name) - o, "%02x", id[i]);
 }
 
+/* The ZAP User-Id and the peer address of a received frame (ZeroMQ message properties). */
+static void peer_auth(struct lmp_zpeer *p, zmq_msg_t *m) {
+    const char *u = zmq_msg_gets(m, "User-Id"), *a = zmq_msg_gets(m, "Peer-Address");
+    snprintf(p->user, sizeof(p->user), "%s", u ? u : "");
+    snprintf(p->addr, sizeof(p->addr), "%s", a ? a : "");
+}
+
+/* A CURVE peer's key has a role ("worker:NAME"): a Hello must claim it, and the body must
+ * be one that role may send. */
+static enum lmp_status check_key_role(const struct lmp_zpeer *p, const Lmp__Envelope *env,
+                                      struct lmp_err *err) {
+    const char *colon = strchr(p->user, ':');
+    const size_t n = colon ? (size_t) (colon - p->user) : strlen(p->user);
+    const char *key = colon ? colon + 1 : p->user;
+    enum lmp_peer role = 0;
+    if (n == 6 && strncmp(p->user, "worker", 6) == 0) role = LMP_PEER_WORKER;
+    else if (n == 3 && strncmp(p->user, "cli", 3) == 0) role = LMP_PEER_CLI;
+    if (role == 0)
+        return lmp_err_set(err, LMP_EPERM, "peer '%s' (%s) has an unknown key role '%s'", p->name,
+                           p->addr[0] ? p->addr : "?", p->user);
+    if (env->body_case == LMP__ENVELOPE__BODY_HELLO) {
+        const enum lmp_peer claimed = lmp_peer_of_role(env->hello->role);
+        if (claimed != role)
+            return lmp_err_set(err, LMP_EPERM, "key '%s' is a %s key: peer '%s' (%s) may not join "
+                               "as a %s", key, role == LMP_PEER_WORKER ? "worker" : "client",
+                               p->name, p->addr[0] ? p->addr : "?",
+                               claimed == LMP_PEER_WORKER ? "worker" : claimed == LMP_PEER_CLI
+                                                                           ? "client" : "peer of no role");
+        return LMP_OK;
+    }
+    const struct lmp_wire_kind *k = lmp_wire_kind_of(env->body_case);
+    if (k == NULL || (k->from & role) == 0)
+        return lmp_err_set(err, LMP_EPERM, "key '%s' is a %s key: peer '%s' (%s) may not send %s",
+                           key, role == LMP_PEER_WORKER ? "worker" : "client", p->name,
+                           p->addr[0] ? p->addr : "?", lmp_wire_body_name(env->body_case));
+    return LMP_OK;
+}
+
 enum lmp_status lmp_zsock_recv(void *sock, int timeout_ms, size_t max_frame, struct lmp_zpeer *from,
                                const char *peer, Lmp__Envelope **env, struct lmp_err *err) {
     assert(sock && env);
@@ -157,7 +321,10 @@ enum lmp_status lmp_zsock_recv(void *sock, int timeout_ms, size_t max_frame, str
         goto out;
     }
     zmq_msg_t *payload = &parts[want - 1];
+    if (from) peer_auth(from, payload);
     st = lmp_wire_unpack(zmq_msg_data(payload), zmq_msg_size(payload), max_frame, name, env, err);
+    if (st == LMP_OK && from && from->user[0] && (st = check_key_role(from, *env, err)) != LMP_OK)
+        lmp_wire_free(env);
 out:
     for (size_t i = 0; i < n_parts && i < 2; i++) zmq_msg_close(&parts[i]);
     return st;

@@ -362,8 +362,8 @@ static enum lmp_status on_message(struct agent *A, Lmp__Envelope *env, bool *qui
         const Lmp__Error *e = env->error;
         enum lmp_status code = LMP_EPROTO;
         lmp_status_from_name(e->code ? e->code : "", &code);
-        if (code == LMP_EVERSION)
-            return lmp_err_set(err, LMP_EVERSION, "coordinator refused this worker: %s",
+        if (code == LMP_EVERSION || code == LMP_EPERM)
+            return lmp_err_set(err, code, "coordinator refused this worker: %s",
                                e->message ? e->message : "");
         lmp_log_warn("worker %s: coordinator says %s: %s", A->name, e->code ? e->code : "?",
                      e->message ? e->message : "");
@@ -394,11 +394,8 @@ enum lmp_status lmp_agent_run(const struct lmp_agent_opts *o, volatile sig_atomi
     if ((st = lmp_zsock_configure(A.sock, 0, 5000, err)) ||
         (st = lmp_zsock_set_id(A.sock, A.name, err)))
         goto out;
-    if (zmq_connect(A.sock, o->endpoint) != 0) {
-        st = lmp_err_set(err, LMP_EIO, "cannot connect to '%s': %s", o->endpoint,
-                         zmq_strerror(errno));
+    if ((st = lmp_zsock_connect(A.zctx, A.sock, o->endpoint, o->curve, o->connect_timeout_ms, err)))
         goto out;
-    }
     if ((st = send_hello(&A, err))) goto out;
     const uint64_t t_start = mono_ms();
     A.last_rx_ms = t_start;

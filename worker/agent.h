@@ -28,6 +28,7 @@
 #include <stdint.h>
 
 #include "proto/lmpress.pb-c.h"     /* defines: Lmp__MethodSpec */
+#include "proto/keys.h"             /* defines: struct lmp_curve_client */
 #include "proto/status.h"           /* defines: enum lmp_status, struct lmp_err */
 #include "worker/compress.h"        /* defines: struct lmp_compress_spec */
 
@@ -36,13 +37,15 @@ struct lmp_agent_opts {
     const char *name;               /* routing id and name; NULL = "<host>-<pid>" */
     int         n_threads;          /* advertised cores (0 = all online) */
     int         connect_timeout_ms; /* HelloAck must come within this (default 10000) */
+    const struct lmp_curve_client *curve; /* CURVE keys (proto/keys.h), NULL = none */
 };
 
 void lmp_agent_opts_init(struct lmp_agent_opts *o);
 
 /* Run the worker until *stop is set, the coordinator sends Shutdown, or it refuses this
  * worker. RET LMP_OK; LMP_EIO (no HelloAck within the timeout: "cannot reach ..."),
- * LMP_EVERSION (refused: another protocol version), LMP_ENOMEM. */
+ * LMP_EVERSION (refused: another protocol version), LMP_EPERM (refused: the key is not
+ * authorized, or not a worker's key), LMP_ENOMEM. */
 enum lmp_status lmp_agent_run(const struct lmp_agent_opts *o, volatile sig_atomic_t *stop,
                               struct lmp_err *err);
 

@@ -16,6 +16,7 @@ enum lmp_exit {
     LMP_EXIT_USAGE       = 2,   /* bad command line */
     LMP_EXIT_UNREACHABLE = 3,   /* cannot reach the coordinator */
     LMP_EXIT_INPUT       = 4,   /* an input file (model, tokenizer, text, artifact) was rejected */
+    LMP_EXIT_DENIED      = 5,   /* the coordinator refused this key (CURVE), or requires one */
     LMP_EXIT_INTERRUPTED = 130, /* SIGINT / SIGTERM */
 };
 
@@ -40,6 +41,19 @@ int lmp_cli_usage_msg(const char *usage, const char *msg);
 int lmp_cli_fail(const struct lmp_cli *cli, const struct lmp_err *err);
 /* The exit code for a status. */
 int lmp_cli_exit_code(enum lmp_status st);
+
+/* CURVE keys of a worker or client, from LMPRESS_KEY (its secret key file) and
+ * LMPRESS_SERVER_KEY (the coordinator's public key file); `--key FILE` and
+ * `--server-key FILE` anywhere on the command line set these (main.c, as git's --git-dir
+ * sets GIT_DIR). Neither set: *on = false, exit code 0. One without the other, or a bad
+ * file: a one-line message naming the file and its exit code (2 usage, 4 input). */
+struct lmp_curve_client;
+int lmp_cli_curve_from_env(struct lmp_curve_client *c, bool *on);
+
+/* Remove "--key FILE", "--key=FILE", "--server-key FILE", "--server-key=FILE" from argv
+ * (argc updated) and export them as LMPRESS_KEY / LMPRESS_SERVER_KEY. RET 0, or
+ * LMP_EXIT_USAGE (an option without its value) after a message. */
+int lmp_cli_take_key_options(int *argc, char **argv);
 
 /* Context length for a model trained on max_seq positions (0 = unknown): *ctx == 0 becomes
  * min(512, max_seq); a *ctx above max_seq prints a one-line error and returns LMP_EXIT_INPUT. */

@@ -4,15 +4,23 @@
 #include <cjson/cJSON.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 
 int lmp_cli_connect(const char *endpoint, struct lmp_client **cl) {
     struct lmp_err err = {0};
     const char *t = getenv("LMPRESS_TIMEOUT_MS");
     int timeout = t ? atoi(t) : 5000;
-    if (lmp_client_connect(endpoint, timeout, cl, &err) != LMP_OK) {
+    struct lmp_curve_client curve;
+    bool use_curve = false;
+    int rc = lmp_cli_curve_from_env(&curve, &use_curve);
+    if (rc != LMP_EXIT_OK) return rc;
+    enum lmp_status st = lmp_client_connect_curve(endpoint, timeout, use_curve ? &curve : NULL,
+                                                  cl, &err);
+    memset(&curve, 0, sizeof(curve));
+    if (st != LMP_OK) {
         fprintf(stderr, "lmpress: %s\n", err.msg);
-        return LMP_EXIT_UNREACHABLE;
+        return st == LMP_EPERM ? LMP_EXIT_DENIED : LMP_EXIT_UNREACHABLE;
     }
     return LMP_EXIT_OK;
 }

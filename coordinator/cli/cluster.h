@@ -11,8 +11,9 @@
 
 #define LMP_CLI_DEFAULT_ENDPOINT "tcp://127.0.0.1:7070"
 
-/* Connect (timeout from LMPRESS_TIMEOUT_MS, default 5000). On failure print the message
- * and return the exit code (3 unreachable/refused); 0 on success. */
+/* Connect (timeout from LMPRESS_TIMEOUT_MS, default 5000), with the CURVE keys of
+ * lmp_cli_curve_from_env if set. On failure print the message and return the exit code
+ * (3 unreachable or refused, 5 key refused, 2/4 bad key options/files); 0 on success. */
 int lmp_cli_connect(const char *endpoint, struct lmp_client **cl);
 
 /* Query job_id (0 = current) with layers and workers into *rep. Exit code as above. */

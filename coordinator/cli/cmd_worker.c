@@ -14,7 +14,8 @@
 #include <string.h>
 
 static const char *const usage =
-    "lmpress worker --connect EP [--threads T] [--name NAME] [--timeout MS] [--verbose]";
+    "lmpress worker --connect EP [--threads T] [--name NAME] [--timeout MS] [--verbose]\n"
+    "               [--key FILE --server-key FILE]";
 
 static volatile sig_atomic_t stop_flag;
 static void on_signal(int sig) { (void) sig; stop_flag = 1; }
@@ -45,6 +46,11 @@ static int cmd_worker_exec(struct lmp_cli *cli, int argc, char **argv) {
     if (optind != argc) return lmp_cli_usage_msg(usage, "unexpected argument");
     o.n_threads = (int) threads;
     o.connect_timeout_ms = (int) timeout;
+    struct lmp_curve_client curve;   /* --key / --server-key, taken out of argv by main.c */
+    bool use_curve = false;
+    int rc = lmp_cli_curve_from_env(&curve, &use_curve);
+    if (rc != LMP_EXIT_OK) return rc;
+    o.curve = use_curve ? &curve : NULL;
     if (verbose && lmp_log_get_level() < LMP_LOG_INFO) lmp_log_set_level(LMP_LOG_INFO);
     struct sigaction sa;
     memset(&sa, 0, sizeof(sa));
@@ -54,6 +60,7 @@ static int cmd_worker_exec(struct lmp_cli *cli, int argc, char **argv) {
     signal(SIGPIPE, SIG_IGN);
     struct lmp_err err = {0};
     enum lmp_status st = lmp_agent_run(&o, &stop_flag, &err);
+    memset(&curve, 0, sizeof(curve));
     if (st == LMP_EIO || st == LMP_EVERSION) {
         fprintf(stderr, "lmpress: %s\n", err.msg);
         return LMP_EXIT_UNREACHABLE;

@@ -3,6 +3,7 @@
 #include "coordinator/cli/commands.h"   /* defines: the lmp_cli_cmd_* entries */
 
 #include <getopt.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -17,7 +18,17 @@ static void print_help(FILE *f) {
                "usage: lmpress <command> [options]\n\ncommands:\n", LMP_VERSION);
     for (int i = 0; i < N_CMDS; i++) fprintf(f, "  %-12s %s\n", cmds[i]->name, cmds[i]->summary);
     fprintf(f, "\n'lmpress help <command>' shows a command's usage.\n"
-               "exit codes: 0 ok, 1 failed, 2 usage, 3 coordinator unreachable, 4 input rejected\n");
+               "exit codes: 0 ok, 1 failed, 2 usage, 3 coordinator unreachable, 4 input rejected,\n"
+               "            5 key refused by the coordinator\n");
+}
+
+/* The commands that connect to a coordinator as a worker or client, and so take the key
+ * options --key FILE / --server-key FILE (docs/cli.md, "Remote deployment"). */
+static bool takes_keys(const char *name) {
+    static const char *const peers[] = {"worker", "submit", "status", "cancel", "workers", "logs"};
+    for (size_t i = 0; i < sizeof(peers) / sizeof(peers[0]); i++)
+        if (strcmp(peers[i], name) == 0) return true;
+    return false;
 }
 
 static const struct lmp_cli_cmd *find(const char *name) {
@@ -50,6 +61,9 @@ int main(int argc, char **argv) {
         return LMP_EXIT_USAGE;
     }
     struct lmp_cli cli = {.json = false, .tty = isatty(STDERR_FILENO) != 0};
+    int sub_argc = argc - 1;
+    if (takes_keys(name) && lmp_cli_take_key_options(&sub_argc, argv + 1) != LMP_EXIT_OK)
+        return LMP_EXIT_USAGE;
     optind = 1;
-    return cmd->exec(&cli, argc - 1, argv + 1);
+    return cmd->exec(&cli, sub_argc, argv + 1);
 }
