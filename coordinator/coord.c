@@ -77,9 +77,51 @@ static void requeue(struct lmp_coord *c, int ti, bool failure, const char *why) 
         job_fail(c, "layer '%s' failed %u times; last: %s", t->l->name, t->n_failures, why);
 }
 
+/* Calibration task ids: CAL_TASK_BASE + slice (the attempt tells attempts apart). */
+#define CAL_TASK_BASE (UINT64_C(1) << 32)
+/* Blocks summed or holding H at once (bounds the coordinator's memory). */
+enum { CAL_WINDOW = 3 };
+
+/* A running calibration slice goes back to the queue; its activations are lost with the
+ * worker that held them (owner cleared: anyone may recompute them). */
+static void cal_requeue(struct lmp_coord *c, int si, bool failure, const char *why) {
+    struct job *J = c->job;
+    struct cslice *sl = &J->slices[si];
+    if (sl->worker >= 0 && c->peers[sl->worker].cal == si) c->peers[sl->worker].cal = -1;
+    sl->worker = -1;
+    sl->owner  = -1;
+    if (!failure) return;
+    if (++sl->n_failures >= c->o.max_attempts)
+        job_fail(c, "calibration of sequences [%lld, %lld) failed %u times; last: %s",
+                 (long long) sl->begin, (long long) sl->end, sl->n_failures, why);
+}
+
+/* Forget a peer's calibration: its running slice is requeued, the slices it held lose
+ * their owner. */
+static void peer_forget_slices(struct lmp_coord *c, int pi, bool failure, const char *why) {
+    struct job *J = c->job;
+    if (J == NULL || J->slices == NULL) return;
+    for (int64_t i = 0; i < J->n_slices; i++) {
+        if (J->slices[i].worker == pi) cal_requeue(c, (int) i, failure, why);
+        if (J->slices[i].owner == pi) J->slices[i].owner = -1;
+    }
+    c->peers[pi].cal = -1;
+}
+
 static void peer_gone(struct lmp_coord *c, int pi, const char *why) {
     struct peer *p = &c->peers[pi];
     if (p->role == LMP_PEER_WORKER) coord_peer_event(c, LMP_LOG_WARN, LMP_EVENT_GONE, pi, "%s", why);
+    if (p->cal >= 0 && c->job) {
+        char msg[300];
+        snprintf(msg, sizeof(msg), "worker '%s' %s", p->id.name, why);
+        const struct cslice *sl = &c->job->slices[p->cal];
+        lmp_log_warn("coordinator: worker '%s' %s: declared gone; task requeued: calibration of "
+                     "sequences [%lld, %lld) block %d", p->id.name, why, (long long) sl->begin,
+                     (long long) sl->end, sl->next_b);
+        peer_forget_slices(c, pi, true, msg);
+    } else if (c->job) {
+        peer_forget_slices(c, pi, false, "");
+    }
     if (p->role == LMP_PEER_WORKER)
         lmp_log_warn("coordinator: worker '%s' %s: declared gone%s%s", p->id.name, why,
                      p->task >= 0 && c->job ? "; task requeued: " : "",
@@ -96,9 +138,28 @@ static void peer_gone(struct lmp_coord *c, int pi, const char *why) {
 
 /* ---- the job -------------------------------------------------------------------- */
 
+static void cblock_free(struct job *J, int32_t b) {
+    struct cblock *cb = J->cblocks ? J->cblocks[b] : NULL;
+    if (cb == NULL) return;
+    lmp_calib_grams_destroy(&cb->acc);
+    for (int64_t i = 0; cb->held && i < J->n_slices; i++) lmp_calib_grams_destroy(&cb->held[i]);
+    free(cb->held);
+    free(cb);
+    J->cblocks[b] = NULL;
+}
+
+static void job_free_calib(struct job *J) {
+    for (int32_t b = 0; J->cblocks && J->m && b < J->m->cfg.n_layers; b++) cblock_free(J, b);
+    free(J->cblocks);
+    J->cblocks = NULL;
+}
+
 static void job_destroy(struct job **jp) {
     struct job *J = *jp;
     if (J == NULL) return;
+    job_free_calib(J);
+    free(J->slices);
+    free(J->need_block);
     lmp_calib_destroy(&J->cal);
     lmp_calib_grams_destroy(&J->grams);
     lmp_transformer_destroy(&J->tf);
@@ -120,10 +181,11 @@ static void job_destroy(struct job **jp) {
     *jp = NULL;
 }
 
-static void drop_h(struct task *t) {
+static void drop_h(struct job *J, struct task *t) {
     if (t->h && --t->h->refs == 0) {
         for (int k = 0; k < LMP_INPUT_COUNT; k++) free(t->h->h[k]);
         free(t->h);
+        J->n_open--;
     }
     t->h = NULL;
 }
@@ -147,7 +209,7 @@ static void job_end(struct lmp_coord *c, Lmp__JobState state) {
     J->finished_ms = unix_ms();
     for (int i = 0; i < MAX_PEERS; i++) {
         struct peer *p = &c->peers[i];
-        if (!p->used || p->dead || p->task < 0) continue;
+        if (!p->used || p->dead || (p->task < 0 && p->cal < 0)) continue;
         Lmp__Envelope env;
         Lmp__TaskCancel tc = LMP__TASK_CANCEL__INIT;
         lmp_wire_init(&env, 0, 0);
@@ -158,14 +220,17 @@ static void job_end(struct lmp_coord *c, Lmp__JobState state) {
         coord_send(c, &p->id, &env);
         p->cancelling = true;
         p->task = -1;
+        p->cal = -1;
     }
+    for (int64_t i = 0; J->slices && i < J->n_slices; i++) J->slices[i].worker = -1;
+    job_free_calib(J);
     for (int64_t i = 0; i < J->n_tasks; i++) {
         struct task *t = &J->tasks[i];
         if (t->state == LMP__TASK_STATE__TASK_STATE_PENDING ||
             t->state == LMP__TASK_STATE__TASK_STATE_RUNNING)
             t->state = LMP__TASK_STATE__TASK_STATE_CANCELLED;
         t->worker = -1;
-        drop_h(t);
+        drop_h(J, t);
     }
     lmp_calib_destroy(&J->cal);
     lmp_calib_grams_destroy(&J->grams);
@@ -188,44 +253,174 @@ static void job_fail(struct lmp_coord *c, const char *fmt, ...) {
     job_end(c, LMP__JOB_STATE__JOB_STATE_FAILED);
 }
 
-/* Calibrate the next block (if any): its tasks become ready. RET false when none left. */
-static bool calibrate_next(struct lmp_coord *c) {
+/* The next block after b (or the first, b = -1) whose H some pending task waits for; -1. */
+static int32_t next_needed(const struct job *J, int32_t b) {
+    for (int32_t k = b + 1; J->need_block && k < J->m->cfg.n_layers; k++)
+        if (J->need_block[k]) return k;
+    return -1;
+}
+
+/* Every slice of block b is in: H of its four inputs, and its tasks become ready. */
+static void cal_block_done(struct lmp_coord *c, int32_t b) {
     struct job *J = c->job;
-    const struct lmp_model *m = J->m;
-    if (J->cal == NULL || J->next_block >= m->cfg.n_layers) return false;
-    const int32_t b = J->next_block++;
-    bool todo = false;
-    for (int64_t i = 0; i < J->n_tasks; i++)
-        if (J->tasks[i].l->block == b && J->tasks[i].state == LMP__TASK_STATE__TASK_STATE_PENDING)
-            todo = true;
-    struct lmp_err err = {0};
-    if (todo) lmp_calib_grams_reset(J->grams);
-    if (lmp_calib_collect(J->cal, b, todo ? J->grams : NULL, &err) != LMP_OK) {
-        job_fail(c, "calibration of block %d: %s", b, err.msg);
-        return false;
-    }
-    if (todo) {
-        struct blockh *h = calloc(1, sizeof(*h));
-        if (h == NULL) { job_fail(c, "out of memory for the Gram matrices"); return false; }
-        for (int k = 0; k < LMP_INPUT_COUNT; k++) {
-            const int64_t n = lmp_calib_grams_n_in(J->grams, (enum lmp_input) k);
-            if ((h->h[k] = malloc((size_t) (n * n) * sizeof(float))) == NULL ||
-                lmp_calib_grams_h(J->grams, (enum lmp_input) k, h->h[k]) != LMP_OK) {
-                for (int q = 0; q <= k; q++) free(h->h[q]);
-                free(h);
-                job_fail(c, "block %d: no calibration tokens (or out of memory)", b);
-                return false;
-            }
+    struct cblock *cb = J->cblocks[b];
+    struct blockh *h = calloc(1, sizeof(*h));
+    if (h == NULL) { job_fail(c, "out of memory for the Gram matrices"); return; }
+    for (int k = 0; k < LMP_INPUT_COUNT; k++) {
+        const int64_t n = lmp_calib_grams_n_in(cb->acc, (enum lmp_input) k);
+        if ((h->h[k] = malloc((size_t) (n * n) * sizeof(float))) == NULL ||
+            lmp_calib_grams_h(cb->acc, (enum lmp_input) k, h->h[k]) != LMP_OK) {
+            for (int q = 0; q <= k; q++) free(h->h[q]);
+            free(h);
+            job_fail(c, "block %d: no calibration tokens (or out of memory)", b);
+            return;
         }
-        for (int64_t i = 0; i < J->n_tasks; i++)
-            if (J->tasks[i].l->block == b && J->tasks[i].state == LMP__TASK_STATE__TASK_STATE_PENDING) {
-                J->tasks[i].h = h;
-                h->refs++;
-            }
     }
-    lmp_calib_take_output(J->cal);   /* independent mode: the original model's output */
-    lmp_transformer_release_block(J->tf, b);   /* one block's weights resident at a time */
-    return true;
+    cblock_free(J, b);   /* n_open unchanged: the block now holds H instead */
+    for (int64_t i = 0; i < J->n_tasks; i++)
+        if (J->tasks[i].l->block == b && J->tasks[i].state == LMP__TASK_STATE__TASK_STATE_PENDING &&
+            J->tasks[i].h == NULL) {
+            J->tasks[i].h = h;
+            h->refs++;
+        }
+    J->need_block[b] = false;
+    if (h->refs == 0) {   /* nothing waits for it any more */
+        for (int k = 0; k < LMP_INPUT_COUNT; k++) free(h->h[k]);
+        free(h);
+        J->n_open--;
+    }
+    lmp_log_info("coordinator: block %d calibrated (%lld slices)", b, (long long) J->n_slices);
+}
+
+/* Slice si may compute its next block now: not running, a block left, inside the window. */
+static bool slice_ready(const struct job *J, const struct cslice *sl) {
+    if (sl->worker >= 0 || sl->next_b < 0) return false;
+    return J->cblocks[sl->next_b] != NULL || J->n_open < CAL_WINDOW;
+}
+
+static void assign_cal(struct lmp_coord *c, int pi, int si) {
+    struct job *J = c->job;
+    struct cslice *sl = &J->slices[si];
+    struct peer *p = &c->peers[pi];
+    const int32_t b = sl->next_b;
+    if (J->cblocks[b] == NULL) {
+        struct cblock *cb = calloc(1, sizeof(*cb));
+        if (cb == NULL || (cb->acc = lmp_calib_grams_new(&J->m->cfg)) == NULL ||
+            (cb->held = calloc((size_t) J->n_slices, sizeof(*cb->held))) == NULL) {
+            if (cb) lmp_calib_grams_destroy(&cb->acc), free(cb);
+            job_fail(c, "out of memory for the Gram matrices of block %d", b);
+            return;
+        }
+        J->cblocks[b] = cb;
+        J->n_open++;
+    }
+    Lmp__Envelope env;
+    Lmp__TaskAssign ta = LMP__TASK_ASSIGN__INIT;
+    Lmp__RowRange rows = LMP__ROW_RANGE__INIT;
+    Lmp__Blob blob = LMP__BLOB__INIT, *blobs[1] = {&blob};
+    Lmp__Tensor tok = LMP__TENSOR__INIT;
+    const uint64_t shape[2] = {(uint64_t) (sl->end - sl->begin), (uint64_t) J->ctx};
+    lmp_wire_init(&env, 0, 0);
+    sl->attempt++;
+    ta.job_id = J->id, ta.task_id = CAL_TASK_BASE + (uint64_t) si, ta.attempt = sl->attempt;
+    ta.kind = LMP__TASK_KIND__TASK_KIND_CALIBRATE;
+    ta.layer = "";
+    ta.layer_index = (uint32_t) b;
+    rows.begin = (uint64_t) sl->begin, rows.end = (uint64_t) sl->end;
+    ta.rows = &rows;
+    ta.model_path = J->spec->model_path;
+    ta.method = J->spec->method;
+    ta.kernels = J->spec->kernels;
+    ta.n_threads = p->cores;
+    lmp_wire_tensor_init(&tok, "tokens", LMP__DTYPE__DTYPE_I32, shape, 2,
+                         J->tokens + sl->begin * J->ctx, shape[0] * shape[1] * sizeof(int32_t));
+    blob.name = "tokens";
+    blob.where_case = LMP__BLOB__WHERE_TENSOR;
+    blob.tensor = &tok;
+    ta.n_inputs = 1;
+    ta.inputs = blobs;
+    env.body_case = LMP__ENVELOPE__BODY_TASK_ASSIGN;
+    env.task_assign = &ta;
+    sl->worker = pi;
+    p->cal = si;
+    lmp_log_info("coordinator: calibration of sequences [%lld, %lld) block %d -> worker '%s'%s",
+                 (long long) sl->begin, (long long) sl->end, b, p->id.name,
+                 sl->owner == pi ? "" : " (from the embedding)");
+    sl->owner = pi;
+    coord_send(c, &p->id, &env);
+}
+
+/* A slice's sums for its block: added in slice order (held if early); the block is done
+ * when the last slice is added. */
+static void on_cal_result(struct lmp_coord *c, int pi, const Lmp__TaskResult *r,
+                          Lmp__Envelope *ackenv, Lmp__TaskResultAck *ack) {
+    struct job *J = c->job;
+    struct peer *p = &c->peers[pi];
+    const uint64_t si64 = r->task_id - CAL_TASK_BASE;
+    p->cal = -1;
+    if (J == NULL || r->job_id != J->id || J->state != LMP__JOB_STATE__JOB_STATE_RUNNING ||
+        J->slices == NULL || si64 >= (uint64_t) J->n_slices ||
+        J->slices[si64].worker != pi || J->slices[si64].attempt != r->attempt) {
+        lmp_log_info("coordinator: stale calibration result from '%s' dropped", p->id.name);
+        coord_send(c, &p->id, ackenv);
+        return;
+    }
+    const int si = (int) si64;
+    struct cslice *sl = &J->slices[si];
+    const int32_t b = sl->next_b;
+    struct cblock *cb = J->cblocks[b];
+    const Lmp__Tensor *g[LMP_INPUT_COUNT] = {0};
+    bool ok = r->layer_index == (uint32_t) b && r->n_tensors == LMP_INPUT_COUNT;
+    for (int k = 0; ok && k < LMP_INPUT_COUNT; k++) {
+        const uint64_t n = (uint64_t) lmp_calib_grams_n_in(cb->acc, (enum lmp_input) k);
+        g[k] = r->tensors[k];
+        ok = g[k]->dtype == LMP__DTYPE__DTYPE_F64 && g[k]->n_shape == 2 && g[k]->shape[0] == n &&
+             g[k]->shape[1] == n && g[k]->data.len == n * n * sizeof(double);
+    }
+    if (!ok) {
+        char msg[200];
+        snprintf(msg, sizeof(msg), "calibration result from '%s' has not four f64 Gram sums "
+                 "of block %d", p->id.name, b);
+        lmp_log_warn("coordinator: %s", msg);
+        ack->accepted = false;
+        coord_send(c, &p->id, ackenv);
+        p->n_failed++;
+        cal_requeue(c, si, true, msg);
+        return;
+    }
+    ack->accepted = true;
+    coord_send(c, &p->id, ackenv);
+    const int64_t n_tok = (sl->end - sl->begin) * J->ctx;
+    /* the bytes are copied out first: protobuf-c does not align them for doubles */
+    struct lmp_calib_grams *dst = cb->acc;
+    if (si != cb->next_slice) {
+        if ((cb->held[si] = lmp_calib_grams_new(&J->m->cfg)) == NULL) {
+            job_fail(c, "out of memory for the Gram matrices of block %d", b);
+            return;
+        }
+        dst = cb->held[si];
+    }
+    for (int k = 0; k < LMP_INPUT_COUNT; k++) {
+        const int64_t n = lmp_calib_grams_n_in(cb->acc, (enum lmp_input) k);
+        double *tmp = malloc((size_t) (n * n) * sizeof(double));
+        if (tmp == NULL) { job_fail(c, "out of memory for the Gram matrices"); return; }
+        memcpy(tmp, g[k]->data.data, (size_t) (n * n) * sizeof(double));
+        lmp_calib_grams_add(dst, (enum lmp_input) k, tmp, n_tok);
+        free(tmp);
+    }
+    /* add what is now in order */
+    if (si == cb->next_slice) cb->next_slice++;
+    while (cb->next_slice < J->n_slices && cb->held[cb->next_slice]) {
+        struct lmp_calib_grams *hq = cb->held[cb->next_slice];
+        for (int k = 0; k < LMP_INPUT_COUNT; k++)
+            lmp_calib_grams_add(cb->acc, (enum lmp_input) k, lmp_calib_grams_sum(hq, (enum lmp_input) k),
+                                lmp_calib_grams_n_tok(hq, (enum lmp_input) k));
+        lmp_calib_grams_destroy(&cb->held[cb->next_slice]);
+        cb->next_slice++;
+    }
+    sl->worker = -1;
+    sl->next_b = next_needed(J, b);
+    if (cb->next_slice == J->n_slices) cal_block_done(c, b);
 }
 
 static bool task_ready(const struct job *J, const struct task *t) {
@@ -274,31 +469,49 @@ static void assign(struct lmp_coord *c, int pi, int ti) {
     coord_send(c, &p->id, &env);
 }
 
-/* Give every idle worker a ready task, calibrating blocks as needed. */
+/* The pending ready task for worker pi: the biggest first (the long ones start early, so
+ * that the job does not end waiting on one), -1 if none. */
+static int pick_task(const struct job *J) {
+    int best = -1;
+    for (int64_t i = 0; i < J->n_tasks; i++)
+        if (task_ready(J, &J->tasks[i]) &&
+            (best < 0 || J->tasks[i].l->n_out * J->tasks[i].l->n_in >
+                             J->tasks[best].l->n_out * J->tasks[best].l->n_in))
+            best = (int) i;
+    return best;
+}
+
+/* A ready calibration slice for worker pi. pass 0: slices it holds; 1: slices nobody
+ * holds; 2: slices another worker holds but cannot run now (it is busy), recomputed here. */
+static int pick_slice(const struct lmp_coord *c, const struct job *J, int pi, int pass) {
+    for (int64_t i = 0; J->slices && i < J->n_slices; i++) {
+        const struct cslice *sl = &J->slices[i];
+        if (!slice_ready(J, sl)) continue;
+        const int o = sl->owner;
+        const bool gone = o < 0 || !c->peers[o].used || c->peers[o].dead;
+        if ((pass == 0 && o == pi) || (pass == 1 && gone) ||
+            (pass == 2 && !gone && o != pi))
+            return (int) i;
+    }
+    return -1;
+}
+
+/* Give every idle worker work: calibration slices it holds, then quantization tasks, then
+ * slices nobody holds, then (rather than idle) slices held by a busy worker. */
 static void dispatch(struct lmp_coord *c) {
     struct job *J = c->job;
     if (J == NULL || J->state != LMP__JOB_STATE__JOB_STATE_RUNNING) return;
     for (int pi = 0; pi < MAX_PEERS; pi++) {
         struct peer *p = &c->peers[pi];
-        if (!p->used || p->dead || p->role != LMP_PEER_WORKER || p->task >= 0 || p->cancelling ||
-            p->busy_until > mono_ms())
+        if (!p->used || p->dead || p->role != LMP_PEER_WORKER || p->task >= 0 || p->cal >= 0 ||
+            p->cancelling || p->busy_until > mono_ms())
             continue;
-        int ti = -1;
-        for (;;) {
-            for (int64_t i = 0; i < J->n_tasks && ti < 0; i++)
-                if (task_ready(J, &J->tasks[i])) ti = (int) i;
-            if (ti >= 0) break;
-            const uint64_t t0 = mono_ms();
-            bool more = calibrate_next(c);
-            /* workers were not heard while this thread calibrated: not their fault */
-            const uint64_t now = mono_ms();
-            if (now - t0 > 100)
-                for (int q = 0; q < MAX_PEERS; q++)
-                    if (c->peers[q].used && c->peers[q].last_seen < now) c->peers[q].last_seen = now;
-            if (!more || J->state != LMP__JOB_STATE__JOB_STATE_RUNNING) break;
-        }
-        if (ti < 0) return;
-        assign(c, pi, ti);
+        int si = pick_slice(c, J, pi, 0), ti = -1;
+        if (si < 0 && (ti = pick_task(J)) < 0 && (si = pick_slice(c, J, pi, 1)) < 0)
+            si = pick_slice(c, J, pi, 2);
+        if (si >= 0) assign_cal(c, pi, si);
+        else if (ti >= 0) assign(c, pi, ti);
+        if (J->state != LMP__JOB_STATE__JOB_STATE_RUNNING) return;
     }
 }
 
@@ -373,9 +586,6 @@ static enum lmp_status job_plan(struct lmp_coord *c, const Lmp__JobSpec *spec_in
         st = lmp_err_set(err, st, "out of memory describing the model");
         goto out;
     }
-    const int threads = s->threads > 0 ? (int) s->threads : 1;
-    struct lmp_transformer_opts topts = {.n_threads = threads, .lazy_weights = true};
-    if ((st = lmp_transformer_new(m, &topts, &J->tf, err))) goto out;
     const char *tok_path = s->tokenizer_path && s->tokenizer_path[0] ? s->tokenizer_path : NULL;
     enum lmp_art_tok tok_kind;
     if ((st = lmp_tokenizer_open(tok_path, m, &tok, err)) ||
@@ -419,12 +629,19 @@ static enum lmp_status job_plan(struct lmp_coord *c, const Lmp__JobSpec *spec_in
                  "independent", "", keep);
         J->aj.calib_fp = lmp_fingerprint_calib(J->tokens, n_seq * ctx, settings + strlen(cs->path));
         snprintf(J->aj.calib_desc, sizeof(J->aj.calib_desc), "%s", settings);
-        if ((st = lmp_calib_new(J->tf, J->tokens, n_seq, ctx, &J->cal, err))) goto out;
-        lmp_transformer_release_head(J->tf);   /* the embedding rows read, if mapped */
-        if ((J->grams = lmp_calib_grams_new(&m->cfg)) == NULL) {
-            st = lmp_err_set(err, LMP_ENOMEM, "out of memory for the Gram matrices");
+        /* calibration slices: the workers compute them (see coord.h) */
+        J->n_seq = n_seq, J->ctx = ctx;
+        J->n_slices = lmp_calib_n_slices(n_seq);
+        const int64_t k = lmp_calib_slice_seqs(n_seq);
+        if ((J->slices = calloc((size_t) J->n_slices, sizeof(*J->slices))) == NULL ||
+            (J->cblocks = calloc((size_t) m->cfg.n_layers, sizeof(*J->cblocks))) == NULL ||
+            (J->need_block = calloc((size_t) m->cfg.n_layers, sizeof(bool))) == NULL) {
+            st = lmp_err_set(err, LMP_ENOMEM, "out of memory");
             goto out;
         }
+        for (int64_t i = 0; i < J->n_slices; i++)
+            J->slices[i] = (struct cslice){.begin = i * k, .end = (i + 1) * k < n_seq ? (i + 1) * k : n_seq,
+                                           .worker = -1, .owner = -1};
     }
     snprintf(J->aj.method, sizeof(J->aj.method), "%s", rtn ? "rtn" : "aqlm");
     snprintf(J->aj.scheme, sizeof(J->aj.scheme), "%s", scheme);
@@ -437,6 +654,13 @@ static enum lmp_status job_plan(struct lmp_coord *c, const Lmp__JobSpec *spec_in
             snprintf(J->tasks[i].worker_name, sizeof(J->tasks[i].worker_name), "(resumed)");
             J->n_done++;
         }
+    if (J->need_block) {
+        for (int64_t i = 0; i < J->n_tasks; i++)
+            if (J->tasks[i].state == LMP__TASK_STATE__TASK_STATE_PENDING)
+                J->need_block[J->tasks[i].l->block] = true;
+        const int32_t first = next_needed(J, -1);
+        for (int64_t i = 0; i < J->n_slices; i++) J->slices[i].next_b = first;
+    }
     J->id           = ++c->next_job_id;
     J->state        = LMP__JOB_STATE__JOB_STATE_RUNNING;
     J->submitted_ms = J->started_ms = unix_ms();
@@ -485,11 +709,13 @@ static void on_hello(struct lmp_coord *c, const struct lmp_zpeer *from, const Lm
     struct peer *p = &c->peers[pi];
     if (p->used && !p->dead && p->task >= 0 && c->job && c->job->tasks[p->task].worker == pi)
         requeue(c, p->task, false, "");   /* a new session: its old task is not coming back */
+    if (p->used && c->job) peer_forget_slices(c, pi, false, "");
     memset(p, 0, sizeof(*p));
     p->used = true;
     p->id = *from;
     p->role = role;
     p->task = -1;
+    p->cal = -1;
     p->last_seen = mono_ms();
     p->last_hb_unix = unix_ms();
     if (h->caps) {
@@ -521,6 +747,10 @@ static void on_result(struct lmp_coord *c, int pi, const Lmp__Envelope *env) {
     out.body_case = LMP__ENVELOPE__BODY_TASK_RESULT_ACK;
     out.task_result_ack = &ack;
     p->cancelling = false;
+    if (r->kind == LMP__TASK_KIND__TASK_KIND_CALIBRATE || r->task_id >= CAL_TASK_BASE) {
+        on_cal_result(c, pi, r, &out, &ack);
+        return;
+    }
     const int ti = (int) r->task_id - 1;
     if (J == NULL || r->job_id != J->id || J->state != LMP__JOB_STATE__JOB_STATE_RUNNING ||
         ti < 0 || ti >= J->n_tasks || J->tasks[ti].worker != pi ||
@@ -601,7 +831,7 @@ static void on_result(struct lmp_coord *c, int pi, const Lmp__Envelope *env) {
     t->state = LMP__TASK_STATE__TASK_STATE_DONE;
     t->worker = -1;
     t->seconds = res.seconds, t->rel_before = res.rel_err_before, t->rel_after = res.rel_err_after;
-    drop_h(t);
+    drop_h(J, t);
     J->n_done++;
     const double n = (double) (l->n_out * l->n_in);
     J->params_done_run += n;
@@ -623,6 +853,7 @@ static void on_task_error(struct lmp_coord *c, int pi, const Lmp__Envelope *env)
     lmp_status_from_name(e->code ? e->code : "", &code);
     if (code == LMP_ECANCEL || p->cancelling) {
         p->cancelling = false;
+        if (p->cal >= 0 && J && J->slices) cal_requeue(c, p->cal, false, "");
         if (p->task >= 0 && J && J->tasks[p->task].worker == pi) requeue(c, p->task, false, "");
         p->task = -1;
         return;
@@ -631,6 +862,17 @@ static void on_task_error(struct lmp_coord *c, int pi, const Lmp__Envelope *env)
                  e->message ? e->message : "");
     coord_peer_event(c, LMP_LOG_WARN, LMP_EVENT_FAILED, pi, "%s: %s", e->code ? e->code : "?", e->message ? e->message : "");
     const int ti = (int) e->task_id - 1;
+    if (p->cal >= 0 && J && J->slices && e->job_id == J->id &&
+        e->task_id == CAL_TASK_BASE + (uint64_t) p->cal) {
+        const int si = p->cal;
+        if (code == LMP_EBUSY) p->busy_until = mono_ms() + 1000;
+        else p->n_failed++;
+        char msg[300];
+        snprintf(msg, sizeof(msg), "%s: %s (worker '%s')", e->code ? e->code : "?",
+                 e->message ? e->message : "", p->id.name);
+        cal_requeue(c, si, code != LMP_EBUSY, msg);
+        return;
+    }
     if (code == LMP_EBUSY) {
         /* A worker that reconnected (e.g. to a restarted coordinator) while still running an
          * earlier task: not the task's fault. Requeue it and leave the worker alone a while. */
@@ -704,6 +946,7 @@ static void on_message(struct lmp_coord *c, const struct lmp_zpeer *from, Lmp__E
                          env->task_handback->reason ? env->task_handback->reason : "");
             requeue(c, p->task, false, "");
         }
+        if (p->cal >= 0 && J && J->slices) cal_requeue(c, p->cal, false, "");
         p->task = -1;
         p->cancelling = true;   /* it is leaving: no new task */
         break;

@@ -7,11 +7,14 @@
  *             job exactly as `lmpress compress` does (same fingerprints), open (or
  *             resume) the artifact; one task per quantized linear, those already
  *             committed are done at once.
- *    calib    H of a block is computed here, lazily (when an idle worker finds no ready
- *             task), by one calibration pass over the original model (worker/calib.h);
- *             a block's H is freed when its tasks are done. Blocking: a block of a
- *             small model takes milliseconds; workers' silence during it is not held
- *             against them.
+ *    calib    the calibration sequences are cut into slices (worker/calib.h, at most 8);
+ *             a TASK_KIND_CALIBRATE task {slice, block} runs on a worker, which keeps
+ *             the slice's activations for its next block; the coordinator adds the
+ *             slices' f64 sums in slice order (the bits of `lmpress compress`, whatever
+ *             the number of workers) and a block's tasks become ready when its last
+ *             slice is in. At most 3 blocks are summed or hold H at once; a block's H
+ *             is freed when its tasks are done. A slice whose worker is gone is
+ *             recomputed elsewhere from the tokens.
  *    dispatch TaskAssign {layer, method, model path, H inline} to an idle worker.
  *    results  TaskResult -> lmp_compress_result_to_layer -> lmp_artifact_commit_layer
  *             (durable) -> TaskResultAck. Every layer done: the unquantized tensors,

@@ -39,6 +39,23 @@ struct blockh {
     float *h[LMP_INPUT_COUNT];     /* (n_in, n_in) each */
 };
 
+/* A calibration slice (TASK_KIND_CALIBRATE): sequences [begin, end) of the job's tokens,
+ * walked through the original model by a worker that keeps its activations. */
+struct cslice {
+    int64_t  begin, end;
+    int32_t  next_b;               /* next block whose sums it owes; -1 = none left */
+    int      worker;               /* peer computing it, -1 */
+    int      owner;                /* peer believed to hold its activations, -1 = none */
+    uint32_t attempt, n_failures;
+};
+
+/* One block's sums in the making: slice sums added in slice order (worker/calib.h). */
+struct cblock {
+    struct lmp_calib_grams  *acc;
+    int64_t                  next_slice;   /* slices below this one are added */
+    struct lmp_calib_grams **held;         /* (n_slices) arrived out of order */
+};
+
 struct task {
     int64_t        lin;            /* index into the model's linears */
     const struct lmp_linear *l;
@@ -61,6 +78,7 @@ struct peer {
     enum lmp_peer     role;
     uint64_t          last_seen, last_hb_unix;
     int               task;        /* task index, -1 = idle */
+    int               cal;         /* calibration slice running, -1 = none */
     bool              cancelling;  /* a TaskCancel is outstanding */
     uint64_t          busy_until;  /* ms (monotonic): refused a task as busy, none before then */
     uint32_t          cores;
@@ -87,6 +105,11 @@ struct job {
     struct task     *tasks;
     int64_t          n_tasks, n_done, n_failed;
     int32_t          next_block;   /* next block to calibrate */
+    struct cslice   *slices;       /* (n_slices) distributed calibration */
+    int64_t          n_slices, n_seq, ctx;
+    struct cblock  **cblocks;      /* (n_layers) blocks being summed */
+    bool            *need_block;   /* (n_layers) has tasks waiting for its H */
+    int              n_open;       /* blocks being summed or with H alive */
     uint64_t         submitted_ms, started_ms, finished_ms, started_mono;
     double           params_total, params_done_run;
 };
@@ -96,11 +119,11 @@ struct lmp_coord {
     char          endpoint[256];
     void         *zctx, *sock;
     struct lmp_zauth *zauth;       /* ZAP handler thread (proto/zauth.h), NULL without CURVE */
+    struct coord_log *log;         /* coord_log.c: ring of log lines and events, LogQuery */
     uint64_t      seq;
     struct peer   peers[MAX_PEERS];
     struct job   *job;
     uint64_t      next_job_id;
-    struct coord_log *log;         /* coord_log.c: ring of log lines and events, LogQuery */
 };
 
 

@@ -4,7 +4,9 @@
 #include "kernels/kernels.h"        /* defines: lmp_kernels_get */
 #include "proto/log.h"              /* defines: lmp_log_* */
 #include "proto/zsock.h"            /* defines: lmp_zsock_*, lmp_wire_* */
+#include "worker/calib.h"           /* defines: lmp_calib_*, LMP_INPUT_COUNT */
 #include "worker/model/model.h"     /* defines: lmp_model_open, lmp_model_linear */
+#include "worker/model/transformer.h"  /* defines: lmp_transformer_new */
 
 #include <assert.h>
 #include <errno.h>
@@ -60,16 +62,36 @@ static uint64_t mono_ms(void) {
     return (uint64_t) ts.tv_sec * 1000u + (uint64_t) ts.tv_nsec / 1000000u;
 }
 
+/* A calibration slice this worker holds: its tokens and the original model's activations
+ * at the input of block `pos` (TASK_KIND_CALIBRATE). */
+enum { AGENT_MAX_SLICES = 32 };
+struct slice {
+    int32_t *tokens;                   /* (n_seq, ctx) */
+    int64_t  n_seq, ctx;
+    uint64_t begin;                    /* first sequence in the job */
+    struct lmp_calib *cal;
+    int32_t  pos;                      /* x = input of this block */
+    uint64_t used;                     /* LRU stamp */
+};
+
 /* The task the compute thread runs: inputs copied out of the TaskAssign, the result. */
 struct task {
     uint64_t job_id, task_id;
     uint32_t attempt;
+    Lmp__TaskKind kind;
     char     layer[LMP_NAME_MAX];
     uint32_t layer_index;
     const struct lmp_linear *lin;      /* in the agent's model */
     struct lmp_compress_spec spec;
     uint64_t seed;                     /* job seed; the layer seed is derived from it */
     float   *h;                        /* (n_in, n_in) or NULL (RTN) */
+    /* TASK_KIND_CALIBRATE: the slice (tokens copied in) and its block's sums (out) */
+    struct agent *agent;
+    int32_t  *tokens;
+    int64_t   n_seq, ctx;
+    uint64_t  row_begin, row_end;
+    int       n_threads;
+    struct lmp_calib_grams *grams;
     /* out */
     struct lmp_compress_result res;
     enum lmp_status st;
@@ -77,6 +99,8 @@ struct task {
     int      done_fd;                  /* write end of the pipe */
     uint64_t started_ms;
 };
+
+static enum lmp_status calibrate(struct task *t, struct lmp_err *err);
 
 static void *task_main(void *arg) {
     struct task *t = arg;
@@ -87,6 +111,14 @@ static void *task_main(void *arg) {
         const long ms = atol(slow);
         struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
         nanosleep(&ts, NULL);
+    }
+    if (t->kind == LMP__TASK_KIND__TASK_KIND_CALIBRATE) {
+        const uint64_t t0 = mono_ms();
+        t->st = calibrate(t, &t->err);
+        t->res.seconds = (double) (mono_ms() - t0) / 1000.0;
+        char one = 1;
+        while (write(t->done_fd, &one, 1) < 0 && errno == EINTR) {}
+        return NULL;
     }
     float *w = malloc((size_t) (l->n_out * l->n_in) * sizeof(float));
     if (w == NULL) {
@@ -112,6 +144,9 @@ struct agent {
     bool      registered;
     struct lmp_model *model;
     char      model_path[4096];
+    struct lmp_transformer *tf;        /* on model, lazy weights: calibration tasks */
+    struct slice slices[AGENT_MAX_SLICES];
+    uint64_t  slice_clock;
     /* the running task */
     struct task *task;
     pthread_t    thread;
@@ -162,10 +197,70 @@ static enum lmp_status send_error(struct agent *A, const struct task *t, enum lm
     return send_env(A, &env, err);
 }
 
+static void slice_drop(struct slice *s) {
+    lmp_calib_destroy(&s->cal);
+    free(s->tokens);
+    memset(s, 0, sizeof(*s));
+}
+
+/* The calibration task: slice (tokens, rows) at block layer_index. The activations are
+ * the original model's, whoever computes them, so a slice held at block pos <= b is
+ * advanced from there; otherwise it starts from the embedding. Runs in the compute
+ * thread, which alone touches the slices and the transformer while it runs. */
+static enum lmp_status calibrate(struct task *t, struct lmp_err *err) {
+    struct agent *A = t->agent;
+    const int32_t b = (int32_t) t->layer_index;
+    enum lmp_status st = LMP_OK;
+    if (A->tf == NULL) {
+        struct lmp_transformer_opts to = {.n_threads = t->n_threads > 0 ? t->n_threads : 1,
+                                          .lazy_weights = true};
+        if ((st = lmp_transformer_new(A->model, &to, &A->tf, err))) return st;
+    }
+    const size_t ntok = (size_t) (t->n_seq * t->ctx);
+    struct slice *s = NULL, *lru = &A->slices[0];
+    for (int i = 0; i < AGENT_MAX_SLICES && s == NULL; i++) {
+        struct slice *q = &A->slices[i];
+        if (q->cal && q->begin == t->row_begin && q->n_seq == t->n_seq && q->ctx == t->ctx &&
+            memcmp(q->tokens, t->tokens, ntok * sizeof(int32_t)) == 0)
+            s = q;
+        if (q->used < lru->used) lru = q;
+    }
+    if (s && s->pos > b) slice_drop(s), s = NULL;   /* past it: start again */
+    if (s == NULL) {
+        s = lru;
+        slice_drop(s);
+        s->tokens = t->tokens, t->tokens = NULL;
+        s->n_seq = t->n_seq, s->ctx = t->ctx, s->begin = t->row_begin;
+        if ((st = lmp_calib_new(A->tf, s->tokens, s->n_seq, s->ctx, &s->cal, err))) {
+            slice_drop(s);
+            return st;
+        }
+        lmp_calib_set_slice(s->cal, s->n_seq);
+        lmp_transformer_release_head(A->tf);
+    }
+    s->used = ++A->slice_clock;
+    for (; s->pos < b; s->pos++)
+        if ((st = lmp_calib_advance(s->cal, s->pos, err))) goto fail;
+    if ((t->grams = lmp_calib_grams_new(lmp_transformer_config(A->tf))) == NULL) {
+        st = lmp_err_set(err, LMP_ENOMEM, "out of memory for the Gram matrices");
+        goto fail;
+    }
+    if ((st = lmp_calib_collect(s->cal, b, t->grams, err))) goto fail;
+    lmp_calib_take_output(s->cal);
+    s->pos = b + 1;
+    for (int32_t k = 0; k < b; k++) lmp_transformer_release_block(A->tf, k);
+    return LMP_OK;
+fail:
+    slice_drop(s);
+    return st;
+}
+
 static void task_free(struct task **tp) {
     struct task *t = *tp;
     if (t == NULL) return;
     lmp_compress_result_release(&t->res);
+    lmp_calib_grams_destroy(&t->grams);
+    free(t->tokens);
     free(t->h);
     free(t);
     *tp = NULL;
@@ -189,15 +284,34 @@ static enum lmp_status send_result(struct agent *A, struct task *t, struct lmp_e
     Lmp__Tensor rq = LMP__TENSOR__INIT, rs = LMP__TENSOR__INIT, rz = LMP__TENSOR__INIT;
     Lmp__Tensor *extra[3] = {&rq, &rs, &rz};
     uint64_t cs[3], bs[3], ss[1], qs[2], gs[2];   /* shapes: borrowed until the send */
+    Lmp__Tensor gt[LMP_INPUT_COUNT];
+    Lmp__Tensor *gp[LMP_INPUT_COUNT];
+    Lmp__RowRange rows = LMP__ROW_RANGE__INIT;
+    uint64_t gsh[LMP_INPUT_COUNT][2];
+    static const char *const gname[LMP_INPUT_COUNT] = {"gram0", "gram1", "gram2", "gram3"};
     tr.job_id = t->job_id, tr.task_id = t->task_id, tr.attempt = t->attempt;
-    tr.kind = LMP__TASK_KIND__TASK_KIND_QUANTIZE_LAYER;
+    tr.kind = t->kind;
     tr.layer = t->layer;
     tr.layer_index = t->layer_index;
     ts.rel_err_before = r->rel_err_before, ts.rel_err_after = r->rel_err_after;
     ts.bits_per_weight = r->bits_per_weight, ts.seconds = r->seconds;
     ts.steps = (uint32_t) r->steps;
     tr.stats = &ts;
-    if (r->method == LMP_COMPRESS_AQLM) {
+    if (t->kind == LMP__TASK_KIND__TASK_KIND_CALIBRATE) {
+        rows.begin = t->row_begin, rows.end = t->row_end;
+        tr.rows = &rows;
+        for (int k = 0; k < LMP_INPUT_COUNT; k++) {
+            const uint64_t n = (uint64_t) lmp_calib_grams_n_in(t->grams, (enum lmp_input) k);
+            gsh[k][0] = gsh[k][1] = n;
+            gt[k] = (Lmp__Tensor) LMP__TENSOR__INIT;
+            lmp_wire_tensor_init(&gt[k], gname[k], LMP__DTYPE__DTYPE_F64, gsh[k], 2,
+                                 lmp_calib_grams_sum(t->grams, (enum lmp_input) k),
+                                 n * n * sizeof(double));
+            gp[k] = &gt[k];
+        }
+        tr.n_tensors = LMP_INPUT_COUNT;
+        tr.tensors = gp;
+    } else if (r->method == LMP_COMPRESS_AQLM) {
         const struct lmp_aq_layer *q = &r->aq;
         cs[0] = (uint64_t) r->n_out, cs[1] = (uint64_t) (r->n_in / q->sc.g), cs[2] = (uint64_t) q->sc.M;
         bs[0] = (uint64_t) q->sc.M, bs[1] = (uint64_t) q->sc.K, bs[2] = (uint64_t) q->sc.g;
@@ -277,7 +391,9 @@ static enum lmp_status on_assign(struct agent *A, const Lmp__Envelope *env, stru
         st = lmp_err_set(&terr, LMP_EBUSY, "worker '%s' is busy with '%s'", A->name, A->task->layer);
         goto refuse;
     }
-    if (ta->kind != LMP__TASK_KIND__TASK_KIND_QUANTIZE_LAYER) {
+    t->kind = ta->kind;
+    if (ta->kind != LMP__TASK_KIND__TASK_KIND_QUANTIZE_LAYER &&
+        ta->kind != LMP__TASK_KIND__TASK_KIND_CALIBRATE) {
         st = lmp_err_set(&terr, LMP_EUNSUP, "task kind %d is not supported by this worker",
                          (int) ta->kind);
         goto refuse;
@@ -286,11 +402,57 @@ static enum lmp_status on_assign(struct agent *A, const Lmp__Envelope *env, stru
         goto refuse_inval;
     t->seed = ta->method->seed;
     if (A->model == NULL || strcmp(A->model_path, ta->model_path ? ta->model_path : "") != 0) {
+        for (int i = 0; i < AGENT_MAX_SLICES; i++) slice_drop(&A->slices[i]);
+        lmp_transformer_destroy(&A->tf);
         lmp_model_close(&A->model);
         A->model_path[0] = '\0';
         if ((st = lmp_model_open(ta->model_path ? ta->model_path : "", &A->model, &terr)))
             goto refuse;
         snprintf(A->model_path, sizeof(A->model_path), "%s", ta->model_path);
+    }
+    if (ta->kind == LMP__TASK_KIND__TASK_KIND_CALIBRATE) {
+        const Lmp__Tensor *tk = NULL;
+        for (size_t i = 0; i < ta->n_inputs; i++)
+            if (ta->inputs[i]->name && strcmp(ta->inputs[i]->name, "tokens") == 0 &&
+                ta->inputs[i]->where_case == LMP__BLOB__WHERE_TENSOR)
+                tk = ta->inputs[i]->tensor;
+        const struct lmp_config *cfg = &A->model->cfg;
+        if (tk == NULL || tk->dtype != LMP__DTYPE__DTYPE_I32 || tk->n_shape != 2 ||
+            tk->shape[0] == 0 || tk->shape[1] == 0 || tk->shape[0] > (1u << 20) ||
+            tk->shape[1] > (1u << 20) || tk->data.len != tk->shape[0] * tk->shape[1] * 4 ||
+            ta->rows == NULL || ta->rows->end - ta->rows->begin != tk->shape[0] ||
+            ta->layer_index >= (uint32_t) cfg->n_layers) {
+            st = lmp_err_set(&terr, LMP_EPROTO, "calibration task %llu: no i32 (n, ctx) 'tokens' "
+                             "input matching its rows, or block %u out of range",
+                             (unsigned long long) ta->task_id, ta->layer_index);
+            goto refuse;
+        }
+        for (size_t i = 0; i < tk->shape[0] * tk->shape[1]; i++) {
+            int32_t v;
+            memcpy(&v, tk->data.data + i * 4, 4);
+            if (v < 0 || v >= cfg->vocab_size) {
+                st = lmp_err_set(&terr, LMP_EPROTO, "calibration task %llu: token %d out of the "
+                                 "vocabulary", (unsigned long long) ta->task_id, (int) v);
+                goto refuse;
+            }
+        }
+        if ((t->tokens = malloc(tk->data.len)) == NULL) {
+            st = lmp_err_set(&terr, LMP_ENOMEM, "out of memory");
+            goto refuse;
+        }
+        memcpy(t->tokens, tk->data.data, tk->data.len);
+        t->n_seq = (int64_t) tk->shape[0], t->ctx = (int64_t) tk->shape[1];
+        t->row_begin = ta->rows->begin, t->row_end = ta->rows->end;
+        t->n_threads = (int) ta->n_threads;
+        t->agent = A;
+        if (cfg->max_seq > 0 && t->ctx > cfg->max_seq) {
+            st = lmp_err_set(&terr, LMP_EINVAL, "calibration context %lld exceeds the model's %d",
+                             (long long) t->ctx, cfg->max_seq);
+            goto refuse;
+        }
+        snprintf(t->layer, sizeof(t->layer), "calib[%llu,%llu)@%u",
+                 (unsigned long long) t->row_begin, (unsigned long long) t->row_end, t->layer_index);
+        goto start;
     }
     if ((t->lin = find_linear(A->model, t->layer)) == NULL) {
         st = lmp_err_set(&terr, LMP_ENOENT, "model '%s' has no linear '%s'", A->model_path, t->layer);
@@ -317,6 +479,7 @@ static enum lmp_status on_assign(struct agent *A, const Lmp__Envelope *env, stru
         }
         memcpy(t->h, g->data.data, g->data.len);
     }
+start:
     t->done_fd    = A->pipe_fd[1];
     t->started_ms = mono_ms();
     if (pthread_create(&A->thread, NULL, task_main, t) != 0) {
@@ -496,6 +659,8 @@ enum lmp_status lmp_agent_run(const struct lmp_agent_opts *o, volatile sig_atomi
 out:
     if (A.task) task_join(&A), task_free(&A.task);
     lmp_wire_free(&A.queued);
+    for (int i = 0; i < AGENT_MAX_SLICES; i++) slice_drop(&A.slices[i]);
+    lmp_transformer_destroy(&A.tf);
     lmp_model_close(&A.model);
     if (A.sock) zmq_close(A.sock);
     if (A.zctx) zmq_ctx_term(A.zctx);

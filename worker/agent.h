@@ -9,8 +9,16 @@
  *
  *  What a task needs: the worker opens the model itself (model_path, mmapped once and
  *  kept for the next task of the same model) and reads only the weight rows of its
- *  linear; H comes inline in the TaskAssign (Blob "gram", f32 (n_in, n_in)), computed by
- *  the coordinator's single calibration pass (docs/architecture.md says why).
+ *  linear; H comes inline in the TaskAssign (Blob "gram", f32 (n_in, n_in)), summed by
+ *  the coordinator from the workers' calibration slices.
+ *
+ *  TASK_KIND_CALIBRATE {layer_index b, rows [s0, s1), Blob "tokens" i32 (s1 - s0, ctx)}:
+ *  the slice's Gram sums of block b of the original model (worker/calib.h: the slice's
+ *  own sum S_k, chunked from its first sequence), returned as four f64 (n_in, n_in)
+ *  tensors "gram0".."gram3" (enum lmp_input order). The worker keeps the slice's
+ *  activations (up to 32 slices, least recently used dropped), so the next task of the
+ *  slice advances from block b + 1 instead of starting from the embedding; a slice it
+ *  does not hold (another worker died, or it was dropped) is recomputed from the tokens.
  *
  *  Stop (*stop set, e.g. by SIGTERM): a running task is handed back (TaskHandback) at
  *  once, so the coordinator reassigns it; the agent waits for its compute thread to end

@@ -163,6 +163,25 @@ void lmp_calib_grams_reset(struct lmp_calib_grams *self) {
     }
 }
 
+int64_t lmp_calib_slice_seqs(int64_t n_seq) {
+    const int64_t k = (n_seq + LMP_CALIB_SLICES - 1) / LMP_CALIB_SLICES;
+    return k > 0 ? k : 1;
+}
+
+int64_t lmp_calib_n_slices(int64_t n_seq) {
+    const int64_t k = lmp_calib_slice_seqs(n_seq);
+    return n_seq > 0 ? (n_seq + k - 1) / k : 0;
+}
+
+void lmp_calib_grams_add(struct lmp_calib_grams *self, enum lmp_input which, const double *part,
+                         int64_t n_tok) {
+    assert(self && part && which >= 0 && which < LMP_INPUT_COUNT);
+    const int64_t n = self->n_in[which] * self->n_in[which];
+    double *s = self->sum[which];
+    for (int64_t k = 0; k < n; k++) s[k] += part[k];
+    self->n_tok[which] += n_tok;
+}
+
 void lmp_calib_grams_hook(void *ctx, int32_t block, enum lmp_input which, const float *x,
                           int64_t n_rows, int64_t n_cols) {
     (void) block;
@@ -204,8 +223,10 @@ struct lmp_calib {
     struct lmp_transformer *tf;     /* borrowed */
     int64_t n_seq, ctx, dim;
     int64_t chunk;                  /* sequences per block call */
+    int64_t slice;                  /* sequences per calibration slice */
     float  *x;                      /* (n_seq * ctx, dim) current block input */
     float  *y;                      /* (n_seq * ctx, dim) last collected output */
+    struct lmp_calib_grams *part;   /* one slice's sums (several slices only), lazily */
 };
 
 enum lmp_status lmp_calib_new(struct lmp_transformer *tf, const int32_t *tokens, int64_t n_seq,
@@ -224,6 +245,7 @@ enum lmp_status lmp_calib_new(struct lmp_transformer *tf, const int32_t *tokens,
     self->ctx   = ctx;
     self->dim   = cfg->dim;
     self->chunk = CALIB_CHUNK_TOKENS / ctx > 0 ? CALIB_CHUNK_TOKENS / ctx : 1;
+    self->slice = lmp_calib_slice_seqs(n_seq);
     const size_t n = (size_t) (n_seq * ctx * self->dim);
     self->x = malloc(n * sizeof(float));
     self->y = malloc(n * sizeof(float));
@@ -247,18 +269,32 @@ void lmp_calib_destroy(struct lmp_calib **self_p) {
     if (self == NULL) return;
     free(self->x);
     free(self->y);
+    lmp_calib_grams_destroy(&self->part);
     free(self);
     *self_p = NULL;
 }
 
-/* Run block over buf in chunks of sequences, in place. */
-static enum lmp_status run_block(struct lmp_calib *self, int32_t block, float *buf,
-                                 const struct lmp_block_hooks *hooks, struct lmp_err *err) {
-    for (int64_t s0 = 0; s0 < self->n_seq; s0 += self->chunk) {
-        const int64_t n = self->n_seq - s0 < self->chunk ? self->n_seq - s0 : self->chunk;
+/* Run block over sequences [q0, q1) of buf in chunks of sequences, in place. */
+static enum lmp_status run_seqs(struct lmp_calib *self, int32_t block, float *buf, int64_t q0,
+                                int64_t q1, const struct lmp_block_hooks *hooks,
+                                struct lmp_err *err) {
+    for (int64_t s0 = q0; s0 < q1; s0 += self->chunk) {
+        const int64_t n = q1 - s0 < self->chunk ? q1 - s0 : self->chunk;
         enum lmp_status st = lmp_transformer_block(self->tf, block, NULL,
                                                    buf + s0 * self->ctx * self->dim, n, self->ctx,
                                                    hooks, err);
+        if (st != LMP_OK) return st;
+    }
+    return LMP_OK;
+}
+
+/* Run block over buf slice by slice (chunks start at each slice's first sequence). */
+static enum lmp_status run_block(struct lmp_calib *self, int32_t block, float *buf,
+                                 const struct lmp_block_hooks *hooks, struct lmp_err *err) {
+    const int64_t k = self->slice;
+    for (int64_t q0 = 0; q0 < self->n_seq; q0 += k) {
+        enum lmp_status st = run_seqs(self, block, buf, q0, q0 + k < self->n_seq ? q0 + k : self->n_seq,
+                                      hooks, err);
         if (st != LMP_OK) return st;
     }
     return LMP_OK;
@@ -268,13 +304,35 @@ enum lmp_status lmp_calib_collect(struct lmp_calib *self, int32_t block,
                                   struct lmp_calib_grams *grams, struct lmp_err *err) {
     assert(self);
     memcpy(self->y, self->x, (size_t) (self->n_seq * self->ctx * self->dim) * sizeof(float));
-    struct lmp_block_hooks hooks = {.on_input = lmp_calib_grams_hook, .ctx = grams};
-    return run_block(self, block, self->y, grams ? &hooks : NULL, err);
+    const int64_t k = self->slice;
+    if (grams == NULL) return run_block(self, block, self->y, NULL, err);
+    if (k >= self->n_seq) {   /* one slice: its sum is the block's */
+        struct lmp_block_hooks hooks = {.on_input = lmp_calib_grams_hook, .ctx = grams};
+        return run_seqs(self, block, self->y, 0, self->n_seq, &hooks, err);
+    }
+    if (self->part == NULL &&
+        (self->part = lmp_calib_grams_new(lmp_transformer_config(self->tf))) == NULL)
+        return lmp_err_set(err, LMP_ENOMEM, "out of memory for a slice's Gram matrices");
+    struct lmp_block_hooks hooks = {.on_input = lmp_calib_grams_hook, .ctx = self->part};
+    for (int64_t q0 = 0; q0 < self->n_seq; q0 += k) {
+        lmp_calib_grams_reset(self->part);
+        enum lmp_status st = run_seqs(self, block, self->y, q0,
+                                      q0 + k < self->n_seq ? q0 + k : self->n_seq, &hooks, err);
+        if (st != LMP_OK) return st;
+        for (int w = 0; w < LMP_INPUT_COUNT; w++)
+            lmp_calib_grams_add(grams, (enum lmp_input) w, self->part->sum[w], self->part->n_tok[w]);
+    }
+    return LMP_OK;
 }
 
 enum lmp_status lmp_calib_advance(struct lmp_calib *self, int32_t block, struct lmp_err *err) {
     assert(self);
     return run_block(self, block, self->x, NULL, err);
+}
+
+void lmp_calib_set_slice(struct lmp_calib *self, int64_t slice_seqs) {
+    assert(self && slice_seqs > 0);
+    self->slice = slice_seqs;
 }
 
 void lmp_calib_take_output(struct lmp_calib *self) {

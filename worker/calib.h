@@ -21,7 +21,15 @@
  *
  *  Sequences run through a block in chunks of about 2048 tokens, so scratch stays small
  *  whatever n_seq. Grams accumulate in double (gram_acc kernel); lmp_calib_grams_h hands
- *  out H / n_tok in fp32 as lmp_aq_quantize expects. Not thread-safe; the transformer
+ *  out H / n_tok in fp32 as lmp_aq_quantize expects.
+ *
+ *  Calibration slices: the sequences are cut into at most LMP_CALIB_SLICES consecutive
+ *  slices of lmp_calib_slice_seqs(n_seq) sequences. A block's sum is always formed as
+ *  ((0 + S_0) + S_1) + ... where S_k is slice k's sum started from zero (chunks of the
+ *  slice start at its first sequence). A cluster computes each S_k on some worker (a
+ *  struct lmp_calib over that slice's tokens alone gives S_k bit for bit) and adds them
+ *  with lmp_calib_grams_add in slice order, so H is the same bits whatever the number
+ *  of workers, and the same as a single process. Not thread-safe; the transformer
  *  must not be used by anything else while a calib object runs blocks on it.
  */
 #ifndef LMP_WORKER_CALIB_H
@@ -50,6 +58,15 @@ enum lmp_status lmp_calib_generate(int32_t *out, struct lmp_transformer *tf,
                                    const int32_t *prompt, int64_t n_prompt, int64_t n_seq,
                                    int64_t ctx, uint64_t seed, struct lmp_err *err);
 
+/* ---- calibration slices ------------------------------------------------------------ */
+
+enum { LMP_CALIB_SLICES = 8 };
+
+/* Sequences per slice for n_seq sequences: ceil(n_seq / LMP_CALIB_SLICES) (>= 1). */
+int64_t lmp_calib_slice_seqs(int64_t n_seq);
+/* Number of slices: ceil(n_seq / lmp_calib_slice_seqs(n_seq)). */
+int64_t lmp_calib_n_slices(int64_t n_seq);
+
 /* ---- Gram matrices of one block -------------------------------------------------- */
 
 struct lmp_calib_grams;
@@ -67,6 +84,10 @@ int64_t lmp_calib_grams_n_in(const struct lmp_calib_grams *self, enum lmp_input 
 int64_t lmp_calib_grams_n_tok(const struct lmp_calib_grams *self, enum lmp_input which);
 /* The running double sum (n_in, n_in) of input `which`, for tests and checkpoints. */
 const double *lmp_calib_grams_sum(const struct lmp_calib_grams *self, enum lmp_input which);
+/* sum(which) += part (n_in, n_in) element by element, n_tok(which) += n_tok: one slice's
+ * sum added in slice order (see the file comment). */
+void lmp_calib_grams_add(struct lmp_calib_grams *self, enum lmp_input which, const double *part,
+                         int64_t n_tok);
 /* h (n_in, n_in) fp32, caller-owned = sum / n_tok. RET LMP_OK or LMP_EINVAL (no tokens). */
 enum lmp_status lmp_calib_grams_h(const struct lmp_calib_grams *self, enum lmp_input which,
                                   float *h);
@@ -82,11 +103,17 @@ enum lmp_status lmp_calib_new(struct lmp_transformer *tf, const int32_t *tokens,
 void lmp_calib_destroy(struct lmp_calib **self_p);
 
 /* Run block on (a copy of) x with the hooks adding into grams (may be NULL: output
- * only); the block's output goes to y. x is unchanged. RET as lmp_transformer_block. */
+ * only), slice by slice (each slice's sum from zero, then added in order: see the file
+ * comment; a calib object over one slice's tokens adds just that slice's sum); the
+ * block's output goes to y. x is unchanged. RET as lmp_transformer_block, LMP_ENOMEM. */
 enum lmp_status lmp_calib_collect(struct lmp_calib *self, int32_t block,
                                   struct lmp_calib_grams *grams, struct lmp_err *err);
 /* x = block(x) in place, with the linops currently installed in the transformer. */
 enum lmp_status lmp_calib_advance(struct lmp_calib *self, int32_t block, struct lmp_err *err);
+/* Slices of slice_seqs sequences instead of lmp_calib_slice_seqs(n_seq): a worker that
+ * holds one slice of a bigger job sets n_seq here, so its collect yields that slice's
+ * sum S_k exactly as the whole job's collect forms it. */
+void lmp_calib_set_slice(struct lmp_calib *self, int64_t slice_seqs);
 /* x = y (the output of the last collect). */
 void lmp_calib_take_output(struct lmp_calib *self);
 
