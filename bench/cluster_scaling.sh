@@ -46,6 +46,8 @@
 #   --lmpress BIN        lmpress binary (default: $LMPRESS, else build/coordinator/lmpress)
 #   --commit REV         build REV (git archive of this repository, Release) under OUT/src and
 #                        measure that binary instead
+#   --source TEXT        what the binary of --lmpress was built from (recorded in settings.txt;
+#                        default: this repository's HEAD and its uncommitted files)
 #   --model PATH         (default: ~/.cache/lmpress/models/SmolLM2-135M-Instruct.Q4_1.gguf)
 #   --tokenizer PATH     (default: none, the model's own)
 #   --calib FILE         (default: $LMP_SHARED/data/tinystories_valid_first1000.txt, LMP_SHARED
@@ -67,7 +69,7 @@ MODEL=$HOME/.cache/lmpress/models/SmolLM2-135M-Instruct.Q4_1.gguf
 TOKENIZER=
 CALIB=$SHARED/data/tinystories_valid_first1000.txt
 BLOCKS=4 NSAMPLES=32 CTX=512 SCHEME=2x8g8 LAYOUTS="1x2 2x1 1x1" REPEAT=1 CTHREADS=2
-OUT= COMMIT= TMO=7200
+OUT= COMMIT= TMO=7200 SOURCE_LABEL=
 EXTRA=()
 ARGS="$*"
 usage() { sed -n '/^# usage:/,/^# Exit/p' "$0" | sed 's/^# \{0,1\}//'; exit "${1:-2}"; }
@@ -75,6 +77,7 @@ while [ $# -gt 0 ]; do
     case $1 in
     --lmpress) LMP=$2; shift ;;
     --commit) COMMIT=$2; shift ;;
+    --source) SOURCE_LABEL=$2; shift ;;
     --model) MODEL=$2; shift ;;
     --tokenizer) TOKENIZER=$2; shift ;;
     --calib) CALIB=$2; shift ;;
@@ -132,6 +135,7 @@ else
     SOURCE="working tree of $SRC at $head"
     [ "$dirty" -gt 0 ] && SOURCE="$SOURCE + $dirty uncommitted file(s) under coordinator/ worker/ kernels/ proto/ (binary built from the tree at its build time)"
 fi
+[ -n "$SOURCE_LABEL" ] && SOURCE=$SOURCE_LABEL
 [ -x "$LMP" ] || { echo "cluster_scaling: no lmpress binary at '$LMP' (build it, or pass --lmpress/--commit)" >&2; exit 2; }
 
 NL=$("$LMP" inspect "$MODEL" ${TOKENIZER:+--tokenizer "$TOKENIZER"} 2>/dev/null |
@@ -196,6 +200,7 @@ run_layout() {
     if [ "$rc" != 0 ]; then
         echo "$tag: submit --wait exit $rc"; tail -5 "$d/submit.err" "$d/coord.log"; return 1
     fi
+    "$LMP" inspect "$d/art.h5" > "$d/inspect.txt" 2>&1   # per-layer seconds and steps
     # per-task pairing of the stamped log lines (see "What is counted")
     cat "$d"/w*.log | awk -v W="$W" -v T="$T" -v tag="$tag" -v wall="$(awk -v a="$t0" -v b="$t1" 'BEGIN{print b - a}')" \
         -v ccpu="$ccpu" -v wcpu="$wcpu" -v la0="$la0" -v la1="$la1" -v clog="$d/coord.log" '
