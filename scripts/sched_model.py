@@ -234,12 +234,38 @@ def cmd_measure(a):
         bs = sorted(by_block)
         for b0, b1 in zip(bs, bs[1:]):
             gaps.append(min(t["assign"] for t in by_block[b1]) - max(t["commit"] for t in by_block[b0]))
-    if gaps:
+    # versions where the workers calibrate: tasks 'calib[a,b)@BLOCK' in the worker logs
+    wcal = {}
+    for d in layout_dirs(a.run, "1x1"):
+        for w in glob.glob(os.path.join(d, "w*.log")):
+            for ts, l in stamped(w):
+                mm = re.search(r"task 'calib\[\d+,\d+\)@(\d+)' done in ([0-9.]+)s", l)
+                if mm:
+                    wcal[(d, int(mm.group(1)))] = wcal.get((d, int(mm.group(1))), 0.0) + float(mm.group(2))
+    if wcal:
+        v = sorted(wcal.values())
+        lines.append(f"calib_s_per_token_block {v[len(v) // 2] / ntok:.4e}   # median over {len(v)} blocks of "
+                     f"the worker's calibration task seconds (calib[..]@block) / {ntok} tokens, 1x1")
+        lines.append("calib_threads 1")
+        lines.append("calib_where workers")
+    elif gaps:
         g = sorted(gaps)[len(gaps) // 2]
         lines.append(f"calib_s_per_token_block {g / ntok:.4e}   # median over {len(gaps)} blocks of the "
                      f"coordinator's gap (last commit of b -> first assign of b+1) / {ntok} tokens, "
                      f"{s.get('coord_threads', '?')} coordinator threads")
         lines.append(f"calib_threads {s.get('coord_threads', 2)}")
+        lines.append("calib_where coordinator")
+    steps = []
+    for d in layout_dirs(a.run, "1x1"):
+        p = os.path.join(d, "inspect.txt")
+        if os.path.exists(p):
+            for l in open(p):
+                f = l.split()
+                if len(f) == 7 and f[0].startswith("model.layers.") and f[6].isdigit():
+                    steps.append(int(f[6]))
+    if steps:
+        lines.append(f"steps_per_layer {sum(steps) / len(steps):.1f}   # mean 'steps' (CG iterations or Adam "
+                     f"steps over all rounds) of {len(steps)} layers, lmpress inspect, 1x1")
     if a.ft_log:
         ft = [float(m.group(1)) for m in (re.search(r"finetune block \d+: .* ([0-9.]+)s$", l.strip())
                                           for l in open(a.ft_log)) if m]
@@ -426,6 +452,8 @@ def fmt_t(s):
 
 def cmd_predict(a):
     inp = read_inputs(a.inputs)
+    if a.steps_per_layer is None:
+        a.steps_per_layer = inp.get("steps_per_layer", 100.0)
     threads = int(a.threads)
     qcpu, (ca, cb) = fit_quant(inp, threads)
     rate_cpu = inp["cpu_peak_gflops"] / inp["cpu_cores"] * threads * 1e9
@@ -444,6 +472,8 @@ def cmd_predict(a):
     print(f"GPU worker: {a.gpu} ({GPUS[a.gpu]} TFLOP/s nominal) vs {threads} CPU core(s) at "
           f"{rate_cpu / 1e9:.0f} GFLOP/s nominal: times x {scale:.3e} (same fraction of peak on both"
           f"{'' if a.gpu_eff_ratio == 1 else f', times {a.gpu_eff_ratio}'})")
+    print(f"sequential mode: {a.steps_per_layer:.0f} reductions per layer, {a.reduce_us} us of coordinator "
+          f"time each, reducer '{a.reducer}'")
     print(f"calibration: {a.nseq} x {a.ctx} tokens, {fmt_t(c['calib_block_s'])} per block on one worker; "
           f"network {a.gbps} Gb/s, {a.latency_us} us; reducer memory {a.mem_gbs} GB/s; "
           f"fine-tuning {'%s per block-epoch x %d epoch(s)' % (fmt_t(c['ft_block_s'] / a.ft_epochs), a.ft_epochs) if a.finetune else 'off'}")
@@ -496,8 +526,12 @@ def cmd_validate(a):
         c = constants(inp, SMOL, 1.0, args, T)
         c["calib_block_s"] = inp["calib_s_per_token_block"] * ntok   # measured at calib_threads
         # the first block's calibration is in the quant phase only after its first assign: drop it
-        wall, _ = independent(m, W, q, c, "coord")
-        wall -= c["calib_block_s"]
+        if inp.get("calib_where", "coordinator") == "workers":
+            c["calib_block_s"] *= 1.0 / T   # measured at 1 thread; a T-thread worker
+            wall, _ = independent(m, W, q, c, "workers")
+        else:
+            wall, _ = independent(m, W, q, c, "coord")
+            wall -= c["calib_block_s"]
         meas = []
         for d in layout_dirs(a.run, layout):
             t = parse_run(d)
@@ -539,8 +573,9 @@ def main():
     p.add_argument("--mem-gbs", type=float, default=20.0, help="reducer's memory bandwidth for H sums")
     p.add_argument("--nseq", type=int, default=2048)
     p.add_argument("--ctx", type=int, default=4096)
-    p.add_argument("--steps-per-layer", type=int, default=300,
-                   help="sequential mode: reductions per layer (optimisation steps over all rounds)")
+    p.add_argument("--steps-per-layer", type=float, default=None,
+                   help="sequential mode: reductions per layer (optimisation steps over all rounds; "
+                        "default: the measured steps_per_layer of the inputs, else 100)")
     p.add_argument("--reduce-us", type=float, default=50.0, help="coordinator time per reduction")
     p.add_argument("--finetune", action="store_true")
     p.add_argument("--ft-epochs", type=int, default=1)
