@@ -30,7 +30,7 @@
 
 struct lmp_launch_opts {
     const char *bind;               /* default "tcp://127.0.0.1:*" (a free loopback port) */
-    const char *state_dir;          /* coordinator --state; NULL = none */
+    const char *state_dir;          /* coordinator --state; NULL = none; borrowed until stop */
     int         n_workers;          /* in-process worker threads (0 = none: remote only) */
     int         worker_threads;     /* cores each worker advertises and uses (0 = all) */
     const char *worker_name;        /* "NAME-<i>" (default "local") */

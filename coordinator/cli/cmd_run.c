@@ -127,12 +127,19 @@ static struct lmp_launch *rank0_start(struct lmp_cli *cli, int argc, char **argv
         return NULL;
     }
     if (!jo->set[LMP_JOBOPT_THREADS]) jo->threads = threads, jo->set[LMP_JOBOPT_THREADS] = true;
-    char state[4096];
-    if (jo->state) snprintf(state, sizeof(state), "%s", jo->state);
-    else snprintf(state, sizeof(state), "%s.state", jo->out);
+    /* the coordinator keeps the pointer: the string lives in jo until the end */
+    if (jo->state == NULL) {
+        size_t n = strlen(jo->out) + sizeof(".state");
+        if ((jo->state = malloc(n)) == NULL) {
+            fprintf(stderr, "lmpress: out of memory\n");
+            *rc = LMP_EXIT_FAIL;
+            return NULL;
+        }
+        snprintf(jo->state, n, "%s.state", jo->out);
+    }
     struct lmp_launch_opts lo;
     lmp_launch_opts_init(&lo);
-    lo.state_dir      = state;
+    lo.state_dir      = jo->state;
     lo.n_workers      = size == 1 ? 1 : 0;
     lo.worker_threads = threads;
     lo.worker_name    = "rank0";

@@ -1,0 +1,108 @@
+#!/usr/bin/env bash
+# mpi_run - `mpirun -np N lmpress run JOB` on stories260K, independent mode:
+#  1. -np 3 (coordinator + 2 worker ranks): the artifact equals `lmpress compress` of the
+#     same JOB dataset for dataset (h5diff; the event log aside), exit code 0 on every rank;
+#  2. -np 1 (coordinator + one in-process worker): the same artifact;
+#  3. a bad JOB file: exit code 2 (the JOBFILE:LINE message), on every rank;
+#  4. SIGTERM to the ranks mid-job: exit 130, committed layers and OUT.state kept, and
+#     the same command again resumes to the same artifact.
+# Skipped (77) when lmpress was built without MPI or mpirun is missing (fails under CI).
+set -u
+: "${LMPRESS:?}" "${LMP_SHARED:?}"
+skip() { echo "skip: $*"; [ "${CI:-}" = true ] && exit 1; exit 77; }
+M="$LMP_SHARED/models/stories260K"
+TXT="$LMP_SHARED/data/tinystories_valid_first1000.txt"
+for f in "$M/stories260K.bin" "$M/tok512.bin" "$TXT"; do [ -f "$f" ] || skip "missing $f"; done
+command -v mpirun >/dev/null || skip "no mpirun"
+command -v h5diff >/dev/null && command -v h5dump >/dev/null || skip "no h5diff/h5dump"
+if "$LMPRESS" run /dev/null 2>&1 | grep -q "built without MPI"; then skip "lmpress built without MPI"; fi
+# Open MPI as root, more ranks than cores, threads inside ranks
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+export OMPI_MCA_rmaps_base_oversubscribe=1 OMPI_MCA_hwloc_base_binding_policy=none
+# Open MPI's own allocations are not ours to leak-check
+export ASAN_OPTIONS="${ASAN_OPTIONS:-}:detect_leaks=0"
+T=$(mktemp -d)
+MPID=
+cleanup() { [ -n "$MPID" ] && kill -9 "$MPID" 2>/dev/null; wait 2>/dev/null; rm -rf "$T"; }
+trap cleanup EXIT
+cd "$T" || exit 1
+fail=0
+bad() { echo "FAIL: $*"; fail=1; }
+head -c 120000 "$TXT" > cal.txt
+mkdir jobs
+cat > jobs/stories.job <<EOF
+# stories260K, 2x6g4, independent mode (paths relative to this file)
+model      = $M/stories260K.bin
+tokenizer  = $M/tok512.bin
+calib      = ../cal.txt
+nsamples   = 12
+ctx        = 96
+max-rounds = 4
+adam-steps = 50
+scheme     = 2x6g4
+keep       = *.down_proj
+mode       = independent
+seed       = 5
+out        = ../mpi3.h5
+EOF
+same_layers() {   # every dataset of A equals B's (the event log aside)
+    local la lb d n=0
+    la=$(h5dump -n "$1" | awk '$1=="dataset"{print $2}' | grep -v '^/events/' | sort)
+    lb=$(h5dump -n "$2" | awk '$1=="dataset"{print $2}' | grep -v '^/events/' | sort)
+    [ -n "$la" ] && [ "$la" = "$lb" ] || { echo "different dataset lists"; return 1; }
+    for d in $la; do
+        h5diff -q "$1" "$2" "$d" "$d" >/dev/null || { echo "dataset $d differs"; return 1; }
+        n=$((n + 1))
+    done
+    echo "$n datasets identical"
+}
+
+# reference: lmpress compress of the same JOB (the command line overrides its out)
+"$LMPRESS" compress jobs/stories.job --threads 2 --out ref.h5 > ref.out 2> ref.err ||
+    { bad "compress JOB"; cat ref.err; }
+
+# 1. three ranks
+timeout 300 mpirun -np 3 "$LMPRESS" run jobs/stories.job > r3.out 2> r3.err
+rc=$?
+[ $rc -eq 0 ] || { bad "mpirun -np 3: exit $rc"; tail -20 r3.err; }
+grep -q "2 worker ranks" r3.err || bad "no coordinator line: $(head -3 r3.err)"
+grep -q "30/30 layers done" r3.err || bad "no progress to 30/30"
+same_layers mpi3.h5 ref.h5 || bad "mpirun -np 3 artifact differs from lmpress compress"
+
+# 2. one rank: coordinator + an in-process worker
+timeout 300 mpirun -np 1 "$LMPRESS" run jobs/stories.job --out mpi1.h5 > r1.out 2> r1.err ||
+    { bad "mpirun -np 1"; tail -20 r1.err; }
+same_layers mpi1.h5 ref.h5 || bad "mpirun -np 1 artifact differs"
+
+# 3. a bad JOB: 2 everywhere, and the message names the line
+printf 'model = x\nbits = nine\n' > bad.job
+timeout 60 mpirun -np 2 "$LMPRESS" run bad.job > bad.out 2> bad.err
+rc=$?
+[ $rc -eq 2 ] || bad "bad JOB: exit $rc, expected 2"
+grep -q "bad.job:2: bits wants an integer" bad.err || bad "bad JOB message: $(head -3 bad.err)"
+
+# 4. SIGTERM mid-job (tasks slowed to 400 ms), then the same command resumes
+sed 's|^out .*|out = ../term.h5|' jobs/stories.job > jobs/term.job
+LMP_FAULT_TASK_SLEEP_MS=400 mpirun -np 2 -x LMP_FAULT_TASK_SLEEP_MS "$LMPRESS" run jobs/term.job \
+    > t1.out 2> t1.err &
+MPID=$!
+for _ in $(seq 1 600); do
+    n=$(ls term.h5.parts 2>/dev/null | grep -c '^layer-' || true)
+    [ "$n" -ge 3 ] && break
+    sleep 0.05
+done
+# as Slurm does on preemption: SIGTERM to every rank (mpirun's children)
+ranks=$(pgrep -P "$MPID")
+[ -n "$ranks" ] && kill -TERM $ranks
+wait "$MPID"
+rc=$?
+MPID=
+[ $rc -eq 130 ] || { bad "SIGTERM: exit $rc, expected 130"; tail -5 t1.err; }
+[ -d term.h5.state ] || bad "no state directory after SIGTERM"
+[ ! -f term.h5 ] || bad "the job finished before the SIGTERM"
+kept=$(ls term.h5.parts 2>/dev/null | grep -c '^layer-')
+timeout 300 mpirun -np 2 "$LMPRESS" run jobs/term.job > t2.out 2> t2.err ||
+    { bad "resume after SIGTERM"; tail -20 t2.err; }
+grep -q "resuming job" t2.err || bad "the state directory was not used to resume"
+same_layers term.h5 ref.h5 || bad "artifact after SIGTERM + resume differs"
+exit $fail
