@@ -3,7 +3,9 @@
  *  time to quantize whole layers
  *
  *  usage: bench_kernels [--peak GFLOPS] [--scheme 2x8g8] [--beam B] [--reps N]
- *                       [--layer | --model | --no-layer]
+ *                       [--layer | --model | --no-layer] [--no-eager]
+ *    --no-eager  skip the baseline beam kernel (by default timed right after the table's,
+ *             with the ratio printed)
  *    --peak   nominal fp32 peak for the fractions (default 450: 2 Sapphire Rapids cores)
  *    --cores  cores that peak is for (default 2); "%core" = GFLOP per CPU-second / (peak/cores)
  *    --layer  (default) also quantize one 576x1536 layer with the default options
@@ -17,12 +19,18 @@
  *    sgemm M x N x K            2 M N K
  *    aq_grad                    2 n_out n_in^2 (R H) + 4 n_out n_in (decode, loss, scatter)
  *    aq_beam, beam b            2 n_out n_in^2 (starting R H) + n_grp M K (2 g^2 + 2 g) (q)
- *                               + n_out P b 2 K g (scoring) + n_out b M sum_j 2 g (n_in - j g)
- *                               (rank-g updates of the columns not yet visited; an upper
- *                               bound: hypotheses whose code did not change skip theirs)
+ *                               + n_out P b 2 K g (scoring: g FMAs per candidate)
+ *                               + n_out b n_in (n_in - g) (each of the b survivors' rH absorbs
+ *                               the weight change of every group once, on the columns right
+ *                               of that group: sum_j 2 g (n_in - (j + 1) g) = n_in (n_in - g))
+ *                               The same count for both variants: the eager baseline does M
+ *                               rank-g updates per group (M times that last term) and the
+ *                               blocked kernel some extra inside its column blocks; neither
+ *                               extra is counted.
  *    kmeans_assign              2 n K g
  */
 #include "kernels/kernels.h"
+#include "kernels/cpu/cpu_variants.h"   /* defines: lmp_aq_beam_eager_avx512 (baseline) */
 #include "worker/aq.h"
 
 #include <cblas.h>
@@ -85,6 +93,20 @@ static struct rate rate_of(double flops, double wall_s, double cpu_s_) {
     return (struct rate){ flops / wall_s * 1e-9, flops / cpu_s_ * 1e-9 };
 }
 
+/* Useful flops of one beam-search call (see the header). */
+static double beam_flops(int64_t n_out, int64_t n_in, int64_t M, int64_t K, int64_t g, int b) {
+    const int64_t n_grp = n_in / g, P = n_grp * M;
+    return 2.0 * n_out * n_in * n_in + (double) n_grp * M * K * (2.0 * g * g + 2.0 * g) +
+           (double) n_out * P * b * 2.0 * K * g + (double) n_out * b * n_in * (double) (n_in - g);
+}
+
+/* Baseline beam kernel timed next to the table's (the previous, eager-update variant). */
+#ifdef LMP_HAVE_AVX512
+static lmp_aq_beam_fn *g_base = lmp_aq_beam_eager_avx512;
+#else
+static lmp_aq_beam_fn *g_base = NULL;
+#endif
+
 static double g_peak = 450.0;        /* nominal fp32 GFLOP/s of the cores used */
 static int g_cores = 2;
 static struct rate g_gemm;
@@ -124,9 +146,10 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "--layer")) mode = 1;
         else if (!strcmp(argv[i], "--model")) mode = 2;
         else if (!strcmp(argv[i], "--no-layer")) mode = 0;
+        else if (!strcmp(argv[i], "--no-eager")) g_base = NULL;
         else {
             fprintf(stderr, "usage: bench_kernels [--peak GFLOPS] [--scheme MxBgG] [--beam B] [--reps N] "
-                            "[--layer|--model|--no-layer]\n");
+                            "[--layer|--model|--no-layer] [--no-eager]\n");
             return 2;
         }
     }
@@ -134,6 +157,7 @@ int main(int argc, char **argv) {
     struct lmp_err err = { 0 };
     if (lmp_aq_scheme_parse(&sc, scheme, &err) != LMP_OK) { fprintf(stderr, "bench_kernels: %s\n", err.msg); return 2; }
     const struct lmp_kernels *kt = lmp_kernels_get();
+    if (!lmp_cpu_has_avx512() || strcmp(kt->name, "avx512") != 0) g_base = NULL;
     printf("kernels '%s', scheme %s, nominal peak %.0f GFLOP/s on %d cores, load average %s", kt->name, scheme,
            g_peak, g_cores, "");
     FILE *la = fopen("/proc/loadavg", "r");
@@ -175,19 +199,23 @@ int main(int argc, char **argv) {
         double f_gr = 2.0 * n_out * n_in * n_in + 4.0 * n_out * n_in;
         report(name, "aq_grad", f_gr, t_gr, c_gr);
         int beams[2] = { 1, beam_big };
-        for (int bi = 0; bi < 2; bi++) {
-            int b = beams[bi];
-            memcpy(c2, codes, (size_t) (n_out * P) * sizeof(uint16_t));
-            t0 = now_s(); c0 = cpu_s();
-            if (kt->aq_beam(c2, NULL, L.w, scale, cb, L.h, &s, b) != 0) { fprintf(stderr, "bench_kernels: out of memory\n"); return 1; }
-            double t_b = now_s() - t0, c_b = cpu_s() - c0;
-            double f_b = 2.0 * n_out * n_in * n_in + (double) n_grp * M * K * (2.0 * g * g + 2.0 * g) +
-                         (double) n_out * P * b * 2.0 * K * g +
-                         (double) n_out * b * M * 2.0 * g * ((double) n_grp * n_in - (double) g * n_grp * (n_grp - 1) / 2);
-            char kn[32];
-            snprintf(kn, sizeof(kn), "aq_beam (beam %d)", b);
-            report(name, kn, f_b, t_b, c_b);
-        }
+        double t_new[2] = { 0, 0 }, c_new[2] = { 0, 0 };
+        for (int bi = 0; bi < 2; bi++)
+            for (int var = 0; var < 1 + (g_base != NULL); var++) {   /* the table's, then the baseline */
+                int b = beams[bi];
+                lmp_aq_beam_fn *fn = var == 0 ? kt->aq_beam : g_base;
+                memcpy(c2, codes, (size_t) (n_out * P) * sizeof(uint16_t));
+                t0 = now_s(); c0 = cpu_s();
+                if (fn(c2, NULL, L.w, scale, cb, L.h, &s, b) != 0) { fprintf(stderr, "bench_kernels: out of memory\n"); return 1; }
+                double t_b = now_s() - t0, c_b = cpu_s() - c0;
+                double f_b = beam_flops(n_out, n_in, M, K, g, b);
+                char kn[32];
+                snprintf(kn, sizeof(kn), "aq_beam%s (beam %d)", var ? " eager" : "", b);
+                report(name, kn, f_b, t_b, c_b);
+                if (var == 0) t_new[bi] = t_b, c_new[bi] = c_b;
+                else printf("%-10s %-22s %9s  eager/blocked: wall %.2fx, CPU %.2fx\n", name, "", "",
+                            t_b / t_new[bi], c_b / c_new[bi]);
+            }
         float *x = malloc((size_t) n_in * sizeof(float)), *y = malloc((size_t) n_out * sizeof(float));
         for (int64_t i = 0; i < n_in; i++) x[i] = frand();
         t0 = now_s();

@@ -1,18 +1,34 @@
-/*  aq_beam_avx512 - the beam search of aq_beam_ref, vectorized and threaded
+/*  aq_beam_avx512 - the beam search of aq_beam_ref with blocked (delayed) updates of rH
+ *
+ *  The search is the reference's: same objective, positions in order (j, m), the b
+ *  lowest-loss distinct code vectors survive each position, ties to the earlier
+ *  hypothesis then the lower k. What changes is how the running product rH is kept.
+ *
+ *  Scoring position (j, m) needs only the g columns of group j of rH. Groups are taken
+ *  JB at a time (a "column block"); inside a block every hypothesis carries rH for the
+ *  block's JB g columns only (kept exact by rank-g updates of those columns, at most
+ *  JB g wide) and its codes for the block's positions. Every position not yet visited
+ *  still holds the row's starting code in every hypothesis, so when a block ends, a
+ *  survivor e differs from the block-start hypothesis it descends from (its "ancestor")
+ *  exactly by the weight change D_e = s (decode(codes_e) - decode(codes_start)) on the
+ *  block's JB g weights, and the columns right of the block follow from one product
+ *
+ *      rH_e[tail] = rH_ancestor[tail] - D_e^T H[block rows, tail]
+ *
+ *  done for the survivors of RB rows at once as a GEMM (m = RB b hypotheses, k = JB g,
+ *  n = the tail; 8 hypotheses x 32 columns in registers, the JB g rows of H read once
+ *  per 8 hypotheses from L2). Per row this is b n_in^2 flops in all, against M b n_in^2
+ *  for the rank-g update of the whole tail after every position, and it streams each
+ *  hypothesis' rH once per block instead of once per position.
  *
  *  - The starting products rH of all rows come from one OpenBLAS sgemm (R H).
- *  - q_jm[k] = cb_m[k]^T H_jj cb_m[k] is built once per call, groups split across threads.
- *  - Scoring: codebooks transposed to (M, g, K) so 16 candidates take g FMAs.
- *  - Applying a change is a rank-g update rH -= d^T H[j-rows, :] fused with the copy from
- *    the parent hypothesis, restricted to the columns of groups not yet visited in this
- *    sweep (the others are never read again: half the work on average); for g = 8 the
- *    H rows are loaded once per position for all hypotheses (16 lanes, scalar tail).
- *  - Selection keeps a sorted list of the b best distinct candidates; a vector compare
- *    against the current b-th value skips almost every candidate.
- *  - Rows are split across threads (each with its own hypotheses) and searched 8 at a time
- *    in lockstep, so a position's g rows of H come from memory once per 8 rows.
- *  - A hypothesis' first child takes over its buffers (updated in place, nothing to do
- *    when its code is kept); only further children of the same parent copy.
+ *  - q_jm[k] = cb_m[k]^T H_jj cb_m[k] once per call, groups split across threads.
+ *  - Scoring: codebooks transposed to (M, g, K) so 16 candidates take g FMAs; for g = 8
+ *    two hypotheses of a row share each codebook load.
+ *  - Selection keeps a sorted list of the b best distinct candidates (Zobrist hashes as
+ *    in the reference); a vector compare against the current b-th value, started from a
+ *    bound every hypothesis' best candidate satisfies, skips almost every candidate.
+ *  - Rows are split across threads, RB rows per thread searched in lockstep.
  *  rH and the candidate deltas are fp32 (the reference uses double), so the loss
  *  reported is tracked to fp32 rounding; the objective of the codes is what tests compare.
  *  CPU reference: kernels/ref/aq_beam_ref.c
@@ -23,11 +39,16 @@
 
 #include <cblas.h>
 #include <float.h>
-#include <stdbool.h>
 #include <immintrin.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+
+enum {
+    RB   = 8,    /* rows searched in lockstep by one thread */
+    JB   = 8,    /* groups per column block */
+    MAXB = 64,   /* widest beam handled here (wider: the reference) */
+};
 
 static uint64_t zkey(int64_t pos, int code) {   /* same keys as the reference */
     uint64_t z = (uint64_t) pos * 65536u + (uint64_t) code + 0x9E3779B97F4A7C15ull;
@@ -38,8 +59,9 @@ static uint64_t zkey(int64_t pos, int code) {   /* same keys as the reference */
 
 struct beam_job {
     uint16_t *codes; double *loss;
-    const float *w, *scale, *cb, *h;
+    const float *scale, *cb, *h;
     const float *cT;      /* (M, g, K) */
+    const float *hd;      /* (n_grp, g, g) the diagonal blocks H_jj, contiguous */
     float *q;             /* (P, K) */
     const float *rh0;     /* (n_out, n_in) R H at the start */
     const double *loss0;  /* (n_out) */
@@ -71,131 +93,313 @@ static void q_part(void *arg, int tid, int nt) {
         }
 }
 
-/* y[i] = x[i] - sum_t dl[t] * hrows[t * ld + i] for i in [0, n) (hrows: g rows of H) */
-static void rank_update(float *y, const float *x, const float *dl, const float *hrows, int64_t g,
-                        int64_t n, int64_t ld) {
-    int64_t i = 0;
-    for (; i + 32 <= n; i += 32) {
-        __m512 a0 = _mm512_loadu_ps(x + i), a1 = _mm512_loadu_ps(x + i + 16);
-        for (int64_t t = 0; t < g; t++) {
-            __m512 d = _mm512_set1_ps(dl[t]);
-            a0 = _mm512_fnmadd_ps(d, _mm512_loadu_ps(hrows + t * ld + i), a0);
-            a1 = _mm512_fnmadd_ps(d, _mm512_loadu_ps(hrows + t * ld + i + 16), a1);
-        }
-        _mm512_storeu_ps(y + i, a0);
-        _mm512_storeu_ps(y + i + 16, a1);
-    }
-    for (; i < n; i++) {
-        float acc = x[i];
-        for (int64_t t = 0; t < g; t++) acc -= dl[t] * hrows[t * ld + i];
-        y[i] = acc;
+static inline __mmask16 tail_mask(int64_t rem) {
+    return rem >= 16 ? (__mmask16) 0xFFFF : rem <= 0 ? (__mmask16) 0 : (__mmask16) ((1u << rem) - 1);
+}
+
+/* y[c] = x[c] - sum_t d[t] hr[t ld + c] for c in [0, n): a change inside the block. */
+static void blk_rank_g(float *y, const float *x, const float *d, const float *hr, int64_t g, int64_t n,
+                       int64_t ld) {
+    for (int64_t c = 0; c < n; c += 16) {
+        const __mmask16 mk = tail_mask(n - c);
+        __m512 acc = _mm512_maskz_loadu_ps(mk, x + c);
+        for (int64_t t = 0; t < g; t++)
+            acc = _mm512_fnmadd_ps(_mm512_set1_ps(d[t]), _mm512_maskz_loadu_ps(mk, hr + t * ld + c), acc);
+        _mm512_mask_storeu_ps(y + c, mk, acc);
     }
 }
 
-/* d[k] = s^2 q[k] - e(c) + sum_t v[t] cT[t, k] for g = 8: v in registers, two
- * accumulators per 16 candidates so the FMA chains are 4 long. */
-static float score_g8(float *d, const float *q, const float *cT, int64_t K, const float *v, __m512 s2,
-                      __m512 nec) {
-    __m512 vb[8], mn0 = _mm512_set1_ps(FLT_MAX), mn1 = mn0;   /* also returns min_k d[k] */
+/* The block-end GEMM for 8 hypotheses: y_e[i] = x_e[i] - sum_{kk < kn} D_e[kk] hb[kk ld + i]
+ * for i in [i1, n_in). 8 x 32 accumulators stay in registers over the whole k loop. */
+static void tail_gemm8(float *const *y, const float *const *x, const float *const *D, int64_t kn,
+                       const float *hb, int64_t ld, int64_t i1, int64_t n_in) {
+    for (int64_t i = i1; i < n_in; i += 32) {
+        const __mmask16 m0 = tail_mask(n_in - i), m1 = tail_mask(n_in - i - 16);
+        __m512 a0[8], a1[8];
 #pragma GCC unroll 8
-    for (int t = 0; t < 8; t++) vb[t] = _mm512_set1_ps(v[t]);
+        for (int e = 0; e < 8; e++) {
+            a0[e] = _mm512_maskz_loadu_ps(m0, x[e] + i);
+            a1[e] = _mm512_maskz_loadu_ps(m1, x[e] + i + 16);
+        }
+        for (int64_t kk = 0; kk < kn; kk++) {
+            const __m512 h0 = _mm512_maskz_loadu_ps(m0, hb + kk * ld + i);
+            const __m512 h1 = _mm512_maskz_loadu_ps(m1, hb + kk * ld + i + 16);
+#pragma GCC unroll 8
+            for (int e = 0; e < 8; e++) {
+                const __m512 d = _mm512_set1_ps(D[e][kk]);
+                a0[e] = _mm512_fnmadd_ps(d, h0, a0[e]);
+                a1[e] = _mm512_fnmadd_ps(d, h1, a1[e]);
+            }
+        }
+#pragma GCC unroll 8
+        for (int e = 0; e < 8; e++) {
+            _mm512_mask_storeu_ps(y[e] + i, m0, a0[e]);
+            _mm512_mask_storeu_ps(y[e] + i + 16, m1, a1[e]);
+        }
+    }
+}
+
+/* d[k] = s^2 q[k] - e(c) + sum_t v[t] cT[t, k] for g = 8, two hypotheses (v0, v1) sharing
+ * the codebook loads; also the 16 lane-wise minima of each (min over k = l mod 16). */
+static void score2_g8(float *d0, float *d1, const float *q, const float *cT, int64_t K, const float *v0,
+                      const float *v1, __m512 s2, float ec0, float ec1, float *min0, float *min1) {
+    __m512 va[8], vb[8];
+    __m512 mn0 = _mm512_set1_ps(FLT_MAX), mn1 = mn0;
+    const __m512 n0 = _mm512_set1_ps(-ec0), n1 = _mm512_set1_ps(-ec1);
+#pragma GCC unroll 8
+    for (int t = 0; t < 8; t++) { va[t] = _mm512_set1_ps(v0[t]); vb[t] = _mm512_set1_ps(v1[t]); }
     for (int64_t k = 0; k < K; k += 16) {
-        __m512 a0 = _mm512_fmadd_ps(s2, _mm512_loadu_ps(q + k), nec), a1 = _mm512_setzero_ps();
-#pragma GCC unroll 4
-        for (int t = 0; t < 8; t += 2) {
-            a0 = _mm512_fmadd_ps(vb[t], _mm512_loadu_ps(cT + t * K + k), a0);
-            a1 = _mm512_fmadd_ps(vb[t + 1], _mm512_loadu_ps(cT + (t + 1) * K + k), a1);
-        }
-        a0 = _mm512_add_ps(a0, a1);
-        _mm512_storeu_ps(d + k, a0);
-        if (k & 16) mn1 = _mm512_min_ps(mn1, a0);
-        else mn0 = _mm512_min_ps(mn0, a0);
-    }
-    return _mm512_reduce_min_ps(_mm512_min_ps(mn0, mn1));
-}
-
-struct hyp { uint16_t *codes; float *rh; double loss; uint64_t hash; int buf; };
-
-/* For every new hypothesis e: y_e[i] = x_e[i] - sum_t dl_e[t] H[t, i] for i in [i0, n_in)
- * (dl_e NULL: plain copy). The g = 8 rows of H are loaded once per 32 columns and
- * applied to all hypotheses, so H is read from L2 once per position, not once per
- * hypothesis. */
-static void fused_update8(float *const *y, const float *const *x, const float *const *dl, int n,
-                          const float *hrows, int64_t i0, int64_t n_in) {
-    int64_t i = i0;
-    for (; i + 32 <= n_in; i += 32) {
-        __m512 h0[8], h1[8];
+        const __m512 qk = _mm512_loadu_ps(q + k);
+        __m512 a = _mm512_fmadd_ps(s2, qk, n0), b = _mm512_fmadd_ps(s2, qk, n1);
+#pragma GCC unroll 8
         for (int t = 0; t < 8; t++) {
-            h0[t] = _mm512_loadu_ps(hrows + t * n_in + i);
-            h1[t] = _mm512_loadu_ps(hrows + t * n_in + i + 16);
+            const __m512 c = _mm512_loadu_ps(cT + t * K + k);
+            a = _mm512_fmadd_ps(va[t], c, a);
+            b = _mm512_fmadd_ps(vb[t], c, b);
         }
-        for (int e = 0; e < n; e++) {
-            __m512 a0 = _mm512_loadu_ps(x[e] + i), a1 = _mm512_loadu_ps(x[e] + i + 16);
-            if (dl[e])
-                for (int t = 0; t < 8; t++) {
-                    __m512 d = _mm512_set1_ps(dl[e][t]);
-                    a0 = _mm512_fnmadd_ps(d, h0[t], a0);
-                    a1 = _mm512_fnmadd_ps(d, h1[t], a1);
-                }
-            _mm512_storeu_ps(y[e] + i, a0);
-            _mm512_storeu_ps(y[e] + i + 16, a1);
-        }
+        _mm512_storeu_ps(d0 + k, a);
+        _mm512_storeu_ps(d1 + k, b);
+        mn0 = _mm512_min_ps(mn0, a);
+        mn1 = _mm512_min_ps(mn1, b);
     }
-    for (; i < n_in; i++)                                       /* scalar tail */
-        for (int e = 0; e < n; e++) {
-            float acc = x[e][i];
-            if (dl[e])
-                for (int t = 0; t < 8; t++) acc -= dl[e][t] * hrows[t * n_in + i];
-            y[e][i] = acc;
-        }
+    _mm512_storeu_ps(min0, mn0);
+    _mm512_storeu_ps(min1, mn1);
 }
-struct cand { float val; int idx; uint64_t hash; };
 
-/* Hypotheses of one row: 2 beam buffers (R H row and codes) that hypotheses point at. */
-struct row_st {
-    int64_t    o;
-    float      so;
-    int        n_cur;
-    struct hyp hy[2 * 64], *cur, *nxt;
-    float     *buf_rh[2 * 64];
-    uint16_t  *buf_codes[2 * 64];
+/* The same for one hypothesis and any g <= 64. */
+static void score1(float *d, const float *q, const float *cT, int64_t K, int64_t g, const float *v, __m512 s2,
+                   float ec, float *min) {
+    __m512 mn = _mm512_set1_ps(FLT_MAX);
+    const __m512 nec = _mm512_set1_ps(-ec);
+    for (int64_t k = 0; k < K; k += 16) {
+        __m512 acc = _mm512_fmadd_ps(s2, _mm512_loadu_ps(q + k), nec);
+        for (int64_t t = 0; t < g; t++)
+            acc = _mm512_fmadd_ps(_mm512_set1_ps(v[t]), _mm512_loadu_ps(cT + t * K + k), acc);
+        _mm512_storeu_ps(d + k, acc);
+        mn = _mm512_min_ps(mn, acc);
+    }
+    _mm512_storeu_ps(min, mn);
+}
+
+/* A hypothesis inside the current column block. */
+struct hyp {
+    int       anc;    /* block-start hypothesis it descends from */
+    double    loss;
+    uint64_t  hash;
+    uint16_t *bc;     /* (JB M) codes of the block's positions */
+    float    *rhb;    /* (JB g) rH on the block's columns, exact */
 };
 
-/* Rows are searched ROW_BLOCK at a time in lockstep, position by position, so the g rows
- * of H a position needs are read from memory once per block rather than once per row
- * (each row's sweep otherwise streams half of H). The per-row arithmetic is unchanged. */
-enum { ROW_BLOCK = 8 };
+struct row_st {
+    int64_t      o;
+    float        so;
+    int          n_cur, set;
+    struct hyp   hy[2 * MAXB], *cur, *nxt;
+    const float *base_rh[MAXB];        /* block-start rH (n_in) of each hypothesis */
+    const uint16_t *base_codes[MAXB];  /* block-start codes (the positions before the block) */
+    float       *slot_rh[2][MAXB];     /* storage of block-start states, two alternating sets */
+    uint16_t    *slot_codes[2][MAXB];
+};
+
+struct cand { float val; int idx; uint64_t hash; };
+
+struct thr_mem {   /* one thread's scratch */
+    char *slots, *small;
+    float *d, *D, *zero, *dummy;
+    struct cand *top;
+    float **ys; const float **xs, **Ds;
+    struct row_st *rows;
+};
+
+static void thr_free(struct thr_mem *T) {
+    free(T->slots); free(T->small); free(T->d); free(T->D); free(T->zero); free(T->dummy);
+    free(T->top); free(T->ys); free(T->xs); free(T->Ds); free(T->rows);
+}
+
+/* One position (j, m) of one row: score, select the b best distinct, apply inside the block. */
+static void step(const struct beam_job *J, struct row_st *R, struct thr_mem *T, int64_t j, int64_t j0, int64_t jn,
+                 int64_t m) {
+    const int64_t g = J->g, K = J->K, M = J->M, n_in = J->n_in;
+    const int beam = J->beam;
+    const float so = R->so;
+    struct hyp *cur = R->cur, *nxt = R->nxt;
+    const int n_cur = R->n_cur;
+    const int64_t p = j * M + m, jj = j - j0, pb = jj * M + m;
+    const float *qp = J->q + p * K, *cm = J->cT + m * g * K, *hrows = J->h + j * g * n_in;
+    const __m512 s2 = _mm512_set1_ps(so * so);
+    float *d = T->d;
+    struct cand *top = T->top;
+    float v[2][64], hc[64], dl[64], ecs[2], lmin[MAXB * 16], best[MAXB + 1];
+
+    for (int h0 = 0, nh; h0 < n_cur; h0 += nh) {            /* score every variant */
+        nh = g == 8 && h0 + 1 < n_cur ? 2 : 1;
+        for (int u = 0; u < nh; u++) {
+            const struct hyp *x = &cur[h0 + u];
+            const int c = x->bc[pb];
+            const float *cc = J->cb + (m * K + c) * g;
+            const float *hd = J->hd + j * g * g;              /* H_jj symmetric: sum of its rows */
+            if (g == 8) {
+                __m256 acc = _mm256_setzero_ps();
+                for (int64_t b = 0; b < 8; b++) acc = _mm256_fmadd_ps(_mm256_set1_ps(cc[b]), _mm256_loadu_ps(hd + b * 8), acc);
+                _mm256_storeu_ps(hc, acc);
+            } else {
+                for (int64_t a = 0; a < g; a++) hc[a] = 0.0f;
+                for (int64_t b = 0; b < g; b++)
+                    for (int64_t a = 0; a < g; a++) hc[a] += cc[b] * hd[b * g + a];
+            }
+            for (int64_t a = 0; a < g; a++) v[u][a] = -2.0f * so * x->rhb[jj * g + a] - 2.0f * so * so * hc[a];
+            float ec = so * so * qp[c];                       /* e(c), see the reference */
+            for (int64_t t = 0; t < g; t++) ec += v[u][t] * cm[t * K + c];
+            ecs[u] = ec;
+        }
+        if (nh == 2)
+            score2_g8(d + h0 * K, d + (h0 + 1) * K, qp, cm, K, v[0], v[1], s2, ecs[0], ecs[1], lmin + h0 * 16,
+                      lmin + (h0 + 1) * 16);
+        else
+            score1(d + h0 * K, qp, cm, K, g, v[0], s2, ecs[0], lmin + h0 * 16);
+        for (int u = 0; u < nh; u++) {               /* "keep" is exactly 0; its lane's minimum */
+            const int c = cur[h0 + u].bc[pb];          /* may have been taken at its rounded value */
+            float *lm = lmin + (h0 + u) * 16 + (c & 15);
+            d[(h0 + u) * K + c] = 0.0f;
+            if (*lm < 0.0f) *lm = 0.0f;
+        }
+    }
+    const double base = cur[0].loss;
+    /* Selection bound: the b-th smallest of the hypotheses' lane-wise minima (n_cur x 16
+     * values, each a different candidate, distinct code vectors across hypotheses as all
+     * of them still hold the starting code here). At least b candidates lie at or below
+     * it, so the scan starts from a threshold that lets almost nothing through. Any bound
+     * is safe: should fewer than b distinct candidates lie below it (a hash collision),
+     * the scan runs again unbounded. */
+    float bound = FLT_MAX;
+    if (n_cur * 16 >= beam) {
+        int nb = 0;
+        for (int hi = 0; hi < n_cur; hi++) {
+            const float off = (float) (cur[hi].loss - base);
+            for (int l = 0; l < 16; l++) {
+                const float x = off + lmin[hi * 16 + l];
+                if (nb == beam && !(x < best[beam - 1])) continue;
+                int pos = nb < beam ? nb++ : beam - 1;
+                while (pos > 0 && x < best[pos - 1]) { best[pos] = best[pos - 1]; pos--; }
+                best[pos] = x;
+            }
+        }
+        bound = nextafterf(best[beam - 1], FLT_MAX);
+    }
+    int n_top;
+rescan:
+    n_top = 0;
+    float thr = bound;
+    for (int hi = 0; hi < n_cur; hi++) {
+        const float off = (float) (cur[hi].loss - base);
+        const uint64_t hb = cur[hi].hash ^ zkey(p, cur[hi].bc[pb]);
+        for (int64_t k = 0; k < K; k += 16) {
+            __m512 val = _mm512_add_ps(_mm512_set1_ps(off), _mm512_loadu_ps(d + hi * K + k));
+            __mmask16 mk = _mm512_cmp_ps_mask(val, _mm512_set1_ps(thr), _CMP_LT_OQ);
+            while (mk) {
+                int l = __builtin_ctz(mk);
+                mk &= mk - 1;
+                float cv = off + d[hi * K + k + l];
+                if (!(cv < thr)) continue;
+                uint64_t chs = hb ^ zkey(p, (int) (k + l));
+                int dup = -1;
+                for (int e = 0; e < n_top; e++) if (top[e].hash == chs) { dup = e; break; }
+                if (dup >= 0) {
+                    if (!(cv < top[dup].val)) continue;
+                    memmove(top + dup, top + dup + 1, (size_t) (n_top - dup - 1) * sizeof(*top));
+                    n_top--;
+                }
+                int pos = n_top;                              /* insert after equal values */
+                while (pos > 0 && cv < top[pos - 1].val) pos--;
+                if (pos >= beam) continue;
+                int last = n_top < beam ? n_top : beam - 1;
+                memmove(top + pos + 1, top + pos, (size_t) (last - pos) * sizeof(*top));
+                top[pos] = (struct cand){ cv, hi * (int) K + (int) (k + l), chs };
+                if (n_top < beam) n_top++;
+                if (n_top == beam) thr = top[beam - 1].val;
+            }
+        }
+    }
+    if (n_top < beam && bound != FLT_MAX && n_top < n_cur * K) {
+        bound = FLT_MAX;
+        goto rescan;
+    }
+    const int64_t ncol = (jn - jj) * g;   /* block columns still to be read: group j onwards */
+    for (int e = 0; e < n_top; e++) {
+        const struct hyp *x = &cur[top[e].idx / (int) K];
+        struct hyp *y = &nxt[e];
+        const int k = top[e].idx % (int) K, c = x->bc[pb];
+        y->anc = x->anc;
+        memcpy(y->bc, x->bc, (size_t) (jn * M) * sizeof(uint16_t));
+        if (k != c) {
+            for (int64_t t = 0; t < g; t++) dl[t] = so * (J->cb[(m * K + k) * g + t] - J->cb[(m * K + c) * g + t]);
+            blk_rank_g(y->rhb + jj * g, x->rhb + jj * g, dl, hrows + j * g, g, ncol, n_in);
+        } else {
+            memcpy(y->rhb + jj * g, x->rhb + jj * g, (size_t) ncol * sizeof(float));
+        }
+        y->bc[pb] = (uint16_t) k;
+        y->loss = base + top[e].val;
+        y->hash = top[e].hash;
+    }
+    R->cur = nxt;
+    R->nxt = cur;
+    R->n_cur = n_top;
+}
+
+static int thr_alloc(struct thr_mem *T, const struct beam_job *J) {
+    const int64_t g = J->g, K = J->K, M = J->M, P = J->P, n_in = J->n_in, b = J->beam;
+    const size_t per_slot = ((size_t) n_in * sizeof(float) + (size_t) P * sizeof(uint16_t) + 63) / 64 * 64;
+    const size_t per_small = ((size_t) (JB * g) * sizeof(float) + (size_t) (JB * M) * sizeof(uint16_t) + 63) / 64 * 64;
+    const size_t n_list = (size_t) (RB * b + 8);
+    memset(T, 0, sizeof(*T));
+    T->slots = malloc(per_slot * (size_t) (RB * 2 * b));
+    T->small = malloc(per_small * (size_t) (RB * 2 * b));
+    T->d = malloc((size_t) (b * K + 64) * sizeof(float));
+    T->D = malloc(n_list * (size_t) (JB * g) * sizeof(float));
+    T->zero = calloc((size_t) (JB * g), sizeof(float));
+    T->dummy = calloc((size_t) n_in + 32, sizeof(float));
+    T->top = malloc((size_t) (b + 1) * sizeof(struct cand));
+    T->ys = malloc(n_list * sizeof(float *));
+    T->xs = malloc(n_list * sizeof(float *));
+    T->Ds = malloc(n_list * sizeof(float *));
+    T->rows = malloc(RB * sizeof(struct row_st));
+    if (!T->slots || !T->small || !T->d || !T->D || !T->zero || !T->dummy || !T->top || !T->ys || !T->xs || !T->Ds ||
+        !T->rows)
+        return -1;
+    for (int r = 0; r < RB; r++) {
+        struct row_st *R = &T->rows[r];
+        for (int s = 0; s < 2; s++)
+            for (int i = 0; i < b; i++) {
+                char *p = T->slots + per_slot * (size_t) ((r * 2 + s) * b + i);
+                R->slot_rh[s][i] = (float *) p;
+                R->slot_codes[s][i] = (uint16_t *) (p + (size_t) n_in * sizeof(float));
+            }
+        for (int i = 0; i < 2 * b; i++) {
+            char *p = T->small + per_small * (size_t) (r * 2 * b + i);
+            R->hy[i].rhb = (float *) p;
+            R->hy[i].bc = (uint16_t *) (p + (size_t) (JB * g) * sizeof(float));
+        }
+    }
+    return 0;
+}
 
 static void rows_part(void *arg, int tid, int nt) {
     struct beam_job *J = arg;
     int64_t lo, hi;
     lmp_par_range(J->n_out, tid, nt, &lo, &hi);
     if (lo >= hi) return;
-    const int64_t g = J->g, K = J->K, M = J->M, P = J->P, n_in = J->n_in;
+    const int64_t g = J->g, K = J->K, M = J->M, P = J->P, n_in = J->n_in, n_grp = J->n_grp;
     const int beam = J->beam;
-    size_t per = ((size_t) P * sizeof(uint16_t) + (size_t) n_in * sizeof(float) + 63) / 64 * 64;
-    char *mem = malloc(per * 2 * (size_t) beam * ROW_BLOCK + (size_t) (beam * K + 64) * sizeof(float) +
-                       (size_t) (beam + 1) * sizeof(struct cand));
-    struct row_st *rows = malloc(ROW_BLOCK * sizeof(struct row_st));
-    if (mem == NULL || rows == NULL) {
-        free(mem); free(rows);
+    struct thr_mem T;
+    if (thr_alloc(&T, J) != 0) {
+        thr_free(&T);
         __atomic_store_n(&J->failed, 1, __ATOMIC_RELAXED);
         return;
     }
-    for (int r = 0; r < ROW_BLOCK; r++)
-        for (int i = 0; i < 2 * beam; i++) {
-            char *b = mem + per * (size_t) (r * 2 * beam + i);
-            rows[r].buf_rh[i]    = (float *) b;
-            rows[r].buf_codes[i] = (uint16_t *) (b + (size_t) n_in * sizeof(float));
-        }
-    float *d = (float *) (mem + per * 2 * (size_t) beam * ROW_BLOCK);
-    struct cand *top = (struct cand *) (d + beam * K + 64);
-    float v[64], hc[64], dl[64], dls[64][8], hmin[64];
-    float *ys[64];
-    const float *xs[64], *dls_p[64];
+    struct row_st *rows = T.rows;
 
-    for (int64_t o0 = lo; o0 < hi; o0 += ROW_BLOCK) {
-        const int nr = hi - o0 < ROW_BLOCK ? (int) (hi - o0) : ROW_BLOCK;
+    for (int64_t o0 = lo; o0 < hi; o0 += RB) {
+        const int nr = hi - o0 < RB ? (int) (hi - o0) : RB;
         for (int r = 0; r < nr; r++) {
             struct row_st *R = &rows[r];
             const int64_t o = o0 + r;
@@ -204,213 +408,73 @@ static void rows_part(void *arg, int tid, int nt) {
             R->cur = R->hy;
             R->nxt = R->hy + beam;
             R->n_cur = 1;
+            R->set = 0;
+            R->base_rh[0] = J->rh0 + o * n_in;
+            R->base_codes[0] = J->codes + o * P;
             struct hyp *c0 = &R->cur[0];
-            c0->buf = 0;
-            c0->rh = R->buf_rh[0];
-            c0->codes = R->buf_codes[0];
-            memcpy(c0->codes, J->codes + o * P, (size_t) P * sizeof(uint16_t));
-            memcpy(c0->rh, J->rh0 + o * n_in, (size_t) n_in * sizeof(float));
+            c0->anc = 0;
             c0->loss = J->loss0[o];
             c0->hash = 0;
             if (beam > 1)
-                for (int64_t p = 0; p < P; p++) c0->hash ^= zkey(p, c0->codes[p]);
+                for (int64_t p = 0; p < P; p++) c0->hash ^= zkey(p, J->codes[o * P + p]);
         }
-        for (int64_t j = 0; j < J->n_grp; j++) {
-            const float *hrows = J->h + j * g * n_in;
-            for (int64_t m = 0; m < M; m++)
+        for (int64_t j0 = 0; j0 < n_grp; j0 += JB) {
+            const int64_t jn = n_grp - j0 < JB ? n_grp - j0 : JB;
+            for (int r = 0; r < nr; r++) {                  /* block start */
+                struct row_st *R = &rows[r];
+                for (int e = 0; e < R->n_cur; e++) {
+                    struct hyp *x = &R->cur[e];
+                    x->anc = e;
+                    memcpy(x->bc, J->codes + R->o * P + j0 * M, (size_t) (jn * M) * sizeof(uint16_t));
+                    memcpy(x->rhb, R->base_rh[e] + j0 * g, (size_t) (jn * g) * sizeof(float));
+                }
+            }
+            for (int64_t j = j0; j < j0 + jn; j++)
+                for (int64_t m = 0; m < M; m++)
+                    for (int r = 0; r < nr; r++) step(J, &rows[r], &T, j, j0, jn, m);
+            /* block end: survivors' block-start states from their ancestors' */
+            const int64_t i1 = (j0 + jn) * g, kn = jn * g;
+            int nl = 0;
             for (int r = 0; r < nr; r++) {
                 struct row_st *R = &rows[r];
-                const float so = R->so;
-                struct hyp *cur = R->cur, *nxt = R->nxt;
-                const int n_cur = R->n_cur;
-                float *const *buf_rh = R->buf_rh;
-                uint16_t *const *buf_codes = R->buf_codes;
-                const int64_t p = j * M + m;
-                const float *qp = J->q + p * K, *cm = J->cT + m * g * K;
-                const __m512 s2 = _mm512_set1_ps(so * so);
-                for (int hi2 = 0; hi2 < n_cur; hi2++) {
-                    const struct hyp *x = &cur[hi2];
-                    const int c = x->codes[p];
-                    const float *cc = J->cb + (m * K + c) * g;     /* row-major: contiguous */
-                    if (g == 8) {                                   /* H_jj symmetric: sum of rows */
-                        __m256 acc = _mm256_setzero_ps();
-                        for (int64_t b = 0; b < 8; b++)
-                            acc = _mm256_fmadd_ps(_mm256_set1_ps(cc[b]), _mm256_loadu_ps(hrows + b * n_in + j * 8), acc);
-                        _mm256_storeu_ps(hc, acc);
-                    } else {
-                        for (int64_t a = 0; a < g; a++) {
+                const uint16_t *orig = J->codes + R->o * P + j0 * M;
+                const int ns = R->set ^ 1;
+                for (int e = 0; e < R->n_cur; e++) {
+                    const struct hyp *x = &R->cur[e];
+                    float *De = T.D + (size_t) nl * (size_t) (JB * g);
+                    for (int64_t jj = 0; jj < jn; jj++)
+                        for (int64_t t = 0; t < g; t++) {
                             float acc = 0.0f;
-                            for (int64_t b = 0; b < g; b++) acc += cc[b] * hrows[b * n_in + j * g + a];
-                            hc[a] = acc;
+                            for (int64_t m = 0; m < M; m++)
+                                acc += J->cb[(m * K + x->bc[jj * M + m]) * g + t] - J->cb[(m * K + orig[jj * M + m]) * g + t];
+                            De[jj * g + t] = R->so * acc;
                         }
-                    }
-                    for (int64_t a = 0; a < g; a++)
-                        v[a] = -2.0f * so * x->rh[j * g + a] - 2.0f * so * so * hc[a];
-                    float *dh = d + hi2 * K;
-                    float ec = so * so * qp[c];                     /* e(c), see the reference */
-                    for (int64_t t = 0; t < g; t++) ec += v[t] * cm[t * K + c];
-                    const __m512 nec = _mm512_set1_ps(-ec);
-                    if (g == 8) hmin[hi2] = score_g8(dh, qp, cm, K, v, s2, nec);
-                    else
-                        for (int64_t k = 0; k < K; k += 16) {
-                            __m512 acc = _mm512_fmadd_ps(s2, _mm512_loadu_ps(qp + k), nec);
-                            for (int64_t t = 0; t < g; t++)
-                                acc = _mm512_fmadd_ps(_mm512_set1_ps(v[t]), _mm512_loadu_ps(cm + t * K + k), acc);
-                            _mm512_storeu_ps(dh + k, acc);
-                        }
-                    dh[c] = 0.0f;
-                    hmin[hi2] = hmin[hi2] < 0.0f ? hmin[hi2] : 0.0f;  /* "keep" is 0 */
-                    if (g != 8 && beam > 1 && n_cur >= beam) {         /* its best candidate */
-                        __m512 mn = _mm512_loadu_ps(dh);
-                        for (int64_t k = 16; k < K; k += 16) mn = _mm512_min_ps(mn, _mm512_loadu_ps(dh + k));
-                        hmin[hi2] = _mm512_reduce_min_ps(mn);
-                    }
+                    uint16_t *dc = R->slot_codes[ns][e];
+                    memcpy(dc, R->base_codes[x->anc], (size_t) (j0 * M) * sizeof(uint16_t));
+                    memcpy(dc + j0 * M, x->bc, (size_t) (jn * M) * sizeof(uint16_t));
+                    T.ys[nl] = R->slot_rh[ns][e];
+                    T.xs[nl] = R->base_rh[x->anc];
+                    T.Ds[nl] = De;
+                    nl++;
                 }
-                if (beam == 1) {                         /* greedy: in place */
-                    struct hyp *x = &cur[0];
-                    const int c = x->codes[p];
-                    __m512 bv = _mm512_set1_ps(0.0f);
-                    __m512i bi = _mm512_set1_epi32(c), idx = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
-                    for (int64_t k = 0; k < K; k += 16) {
-                        __m512 dv = _mm512_loadu_ps(d + k);
-                        __mmask16 lt = _mm512_cmp_ps_mask(dv, bv, _CMP_LT_OQ);
-                        bv = _mm512_mask_blend_ps(lt, bv, dv);
-                        bi = _mm512_mask_blend_epi32(lt, bi, idx);
-                        idx = _mm512_add_epi32(idx, _mm512_set1_epi32(16));
-                    }
-                    float bvs[16]; int32_t bis[16];
-                    _mm512_storeu_ps(bvs, bv);
-                    _mm512_storeu_si512(bis, bi);
-                    float best = 0.0f; int bk = c;
-                    for (int l = 0; l < 16; l++)
-                        if (bvs[l] < best || (bvs[l] == best && bvs[l] < 0.0f && bis[l] < bk)) { best = bvs[l]; bk = bis[l]; }
-                    if (bk != c) {
-                        for (int64_t t = 0; t < g; t++) dl[t] = so * (J->cb[(m * K + bk) * g + t] - J->cb[(m * K + c) * g + t]);
-                        /* columns of groups already visited are never read again */
-                        rank_update(x->rh + j * g, x->rh + j * g, dl, hrows + j * g, g, n_in - j * g, n_in);
-                        x->codes[p] = (uint16_t) bk;
-                        x->loss += best;
-                    }
-                    continue;
+                for (int e = 0; e < R->n_cur; e++) {
+                    R->base_rh[e] = R->slot_rh[ns][e];
+                    R->base_codes[e] = R->slot_codes[ns][e];
                 }
-                const double base = cur[0].loss;
-                /* With b hypotheses, their b best candidates are all <= the largest of them:
-                 * start from that bound so almost nothing passes the vector compare. Should
-                 * duplicates leave fewer than b survivors, scan again without the bound. */
-                float bound = FLT_MAX;
-                if (n_cur >= beam) {
-                    bound = -FLT_MAX;
-                    for (int hi2 = 0; hi2 < n_cur; hi2++) {
-                        float bh = (float) (cur[hi2].loss - base) + hmin[hi2];
-                        bound = bh > bound ? bh : bound;
-                    }
-                    bound = nextafterf(bound, FLT_MAX);
-                }
-                int n_top = 0;
-            rescan:
-                n_top = 0;
-                float thr = bound;
-                for (int hi2 = 0; hi2 < n_cur; hi2++) {
-                    const float off = (float) (cur[hi2].loss - base);
-                    const uint64_t hb = cur[hi2].hash ^ zkey(p, cur[hi2].codes[p]);
-                    for (int64_t k = 0; k < K; k += 16) {
-                        __m512 val = _mm512_add_ps(_mm512_set1_ps(off), _mm512_loadu_ps(d + hi2 * K + k));
-                        __mmask16 mk = _mm512_cmp_ps_mask(val, _mm512_set1_ps(thr), _CMP_LT_OQ);
-                        while (mk) {
-                            int l = __builtin_ctz(mk);
-                            mk &= mk - 1;
-                            float cv = off + d[hi2 * K + k + l];
-                            if (!(cv < thr)) continue;
-                            uint64_t chs = hb ^ zkey(p, (int) (k + l));
-                            int e = 0, dup = -1;
-                            for (; e < n_top; e++) if (top[e].hash == chs) { dup = e; break; }
-                            if (dup >= 0) {
-                                if (!(cv < top[dup].val)) continue;
-                                memmove(top + dup, top + dup + 1, (size_t) (n_top - dup - 1) * sizeof(*top));
-                                n_top--;
-                            }
-                            int pos = n_top;                       /* insert after equal values */
-                            while (pos > 0 && cv < top[pos - 1].val) pos--;
-                            if (pos >= beam) continue;
-                            int last = n_top < beam ? n_top : beam - 1;
-                            memmove(top + pos + 1, top + pos, (size_t) (last - pos) * sizeof(*top));
-                            top[pos] = (struct cand){ cv, hi2 * (int) K + (int) (k + l), chs };
-                            if (n_top < beam) n_top++;
-                            if (n_top == beam) thr = top[beam - 1].val;
-                        }
-                    }
-                }
-                if (n_top < beam && bound != FLT_MAX && n_top < n_cur * K) {
-                    bound = FLT_MAX;
-                    goto rescan;
-                }
-                const int64_t i0 = j * g;   /* columns of visited groups are never read again */
-                /* Buffers: the first child of a hypothesis takes over its parent's buffers
-                 * and is updated in place; further children get free buffers and copies.
-                 * Copies are listed first, so in every column block they read the parent
-                 * before an in-place child overwrites it. */
-                int taken[64] = {0}, in_place[64], n_upd = 0;
-                bool busy[2 * 64] = {0};
-                for (int hi2 = 0; hi2 < n_cur; hi2++) busy[cur[hi2].buf] = true;
-                int next_free = 0;
-                for (int e = 0; e < n_top; e++) {
-                    const int par = top[e].idx / (int) K;
-                    const struct hyp *x = &cur[par];
-                    struct hyp *y = &nxt[e];
-                    in_place[e] = !taken[par];
-                    taken[par] = 1;
-                    if (in_place[e]) {
-                        y->buf = x->buf; y->rh = x->rh; y->codes = x->codes;
-                    } else {
-                        while (busy[next_free]) next_free++;
-                        busy[next_free] = true;
-                        y->buf = next_free; y->rh = buf_rh[next_free]; y->codes = buf_codes[next_free];
-                        memcpy(y->codes, x->codes, (size_t) P * sizeof(uint16_t));
-                    }
-                }
-                for (int pass = 0; pass < 2; pass++)         /* copies, then in place */
-                    for (int e = 0; e < n_top; e++) {
-                        if (in_place[e] != pass) continue;
-                        const struct hyp *x = &cur[top[e].idx / K];
-                        const int k = top[e].idx % (int) K, c = x->codes[p];
-                        const float *src = x->rh;
-                        const float *de = NULL;
-                        if (k != c) {
-                            float *dd = g == 8 ? dls[n_upd] : dl;
-                            for (int64_t t = 0; t < g; t++) dd[t] = so * (J->cb[(m * K + k) * g + t] - J->cb[(m * K + c) * g + t]);
-                            de = dd;
-                        } else if (pass == 1) {
-                            continue;                        /* same buffer, same code: nothing to do */
-                        }
-                        float *dst = nxt[e].rh;
-                        if (g == 8) {
-                            ys[n_upd] = dst; xs[n_upd] = src; dls_p[n_upd] = de;
-                            n_upd++;
-                        } else if (de) {
-                            rank_update(dst + i0, src + i0, de, hrows + i0, g, n_in - i0, n_in);
-                        } else {
-                            memcpy(dst + i0, src + i0, (size_t) (n_in - i0) * sizeof(float));
-                        }
-                    }
-                for (int e = 0; e < n_top; e++) {            /* codes last: children share parents */
-                    struct hyp *y = &nxt[e];
-                    y->codes[p] = (uint16_t) (top[e].idx % (int) K);
-                    y->loss = base + top[e].val;
-                    y->hash = top[e].hash;
-                }
-                if (g == 8) fused_update8(ys, xs, dls_p, n_upd, hrows, i0, n_in);
-                R->cur = nxt;
-                R->nxt = cur;
-                R->n_cur = n_top;
+                R->set = ns;
+            }
+            if (i1 < n_in) {
+                while (nl % 8) { T.ys[nl] = T.dummy; T.xs[nl] = T.dummy; T.Ds[nl] = T.zero; nl++; }
+                for (int e = 0; e < nl; e += 8)
+                    tail_gemm8(T.ys + e, T.xs + e, T.Ds + e, kn, J->h + j0 * g * n_in, n_in, i1, n_in);
             }
         }
         for (int r = 0; r < nr; r++) {
-            memcpy(J->codes + rows[r].o * P, rows[r].cur[0].codes, (size_t) P * sizeof(uint16_t));
+            if (n_grp > 0) memcpy(J->codes + rows[r].o * P, rows[r].base_codes[0], (size_t) P * sizeof(uint16_t));
             if (J->loss) J->loss[rows[r].o] = rows[r].cur[0].loss;
         }
     }
-    free(mem);
-    free(rows);
+    thr_free(&T);
 }
 
 int lmp_aq_beam_avx512(uint16_t *codes, double *loss, const float *w, const float *scale,
@@ -418,12 +482,16 @@ int lmp_aq_beam_avx512(uint16_t *codes, double *loss, const float *w, const floa
     const int64_t n_out = s->n_out, n_in = s->n_in, g = s->g, M = s->M, K = s->K;
     const int64_t n_grp = n_in / g, P = n_grp * M;
     if (beam < 1) beam = 1;
-    if (K % 16 != 0 || g > 64 || beam > 64) return lmp_aq_beam_ref(codes, loss, w, scale, cb, h, s, beam);
-    float *cT = malloc((size_t) (M * g * K + P * K + 2 * n_out * n_in) * sizeof(float));
+    if (K % 16 != 0 || g > 64 || beam > MAXB) return lmp_aq_beam_ref(codes, loss, w, scale, cb, h, s, beam);
+    if (n_out <= 0) return 0;
+    float *cT = malloc((size_t) (M * g * K + P * K + 2 * n_out * n_in + n_in * g) * sizeof(float));
     double *loss0 = malloc((size_t) n_out * sizeof(double));
     uint16_t *keep = malloc((size_t) (n_out * P) * sizeof(uint16_t));
     if (!cT || !loss0 || !keep) { free(cT); free(loss0); free(keep); return LMP_ENOMEM; }
-    float *q = cT + M * g * K, *r = q + P * K, *rh = r + n_out * n_in;
+    float *q = cT + M * g * K, *r = q + P * K, *rh = r + n_out * n_in, *hd = rh + n_out * n_in;
+    for (int64_t j = 0; j < n_grp; j++)
+        for (int64_t a = 0; a < g; a++)
+            for (int64_t b = 0; b < g; b++) hd[(j * g + a) * g + b] = h[(j * g + a) * n_in + j * g + b];
     memcpy(keep, codes, (size_t) (n_out * P) * sizeof(uint16_t));
     for (int64_t m = 0; m < M; m++)
         for (int64_t k = 0; k < K; k++)
@@ -437,11 +505,13 @@ int lmp_aq_beam_avx512(uint16_t *codes, double *loss, const float *w, const floa
         for (int64_t i = 0; i < n_in; i++) acc += (double) r[o * n_in + i] * rh[o * n_in + i];
         loss0[o] = acc;
     }
-    struct beam_job J = { codes, loss, w, scale, cb, h, cT, q, rh, loss0,
+    struct beam_job J = { codes, loss, scale, cb, h, cT, hd, q, rh, loss0,
                           n_out, n_in, g, M, K, n_grp, P, beam, 0 };
     int nt = lmp_cpu_threads();
-    lmp_cpu_parallel(nt < n_grp ? nt : (int) n_grp, q_part, &J);
-    lmp_cpu_parallel(nt < n_out ? nt : (int) n_out, rows_part, &J);
+    if (n_grp > 0) lmp_cpu_parallel(nt < n_grp ? nt : (int) n_grp, q_part, &J);
+    /* at least RB rows per thread, so the lockstep blocks stay full */
+    int64_t nt_rows = (n_out + RB - 1) / RB;
+    lmp_cpu_parallel(nt < nt_rows ? nt : (int) nt_rows, rows_part, &J);
     int st = 0;
     if (J.failed) {
         memcpy(codes, keep, (size_t) (n_out * P) * sizeof(uint16_t));

@@ -14,6 +14,7 @@ lmp_gram_acc_fn      lmp_gram_acc_avx512;
 lmp_kmeans_assign_fn lmp_kmeans_assign_avx512;
 lmp_kmeans_update_fn lmp_kmeans_update_avx512;
 lmp_aq_beam_fn       lmp_aq_beam_avx512;
+lmp_aq_beam_fn       lmp_aq_beam_eager_avx512;   /* previous beam kernel: baseline only */
 lmp_aq_grad_fn       lmp_aq_grad_avx512;
 lmp_aq_decode_fn     lmp_aq_decode_avx512;
 lmp_aq_matvec_fn     lmp_aq_matvec_avx512;

@@ -202,6 +202,7 @@ static const struct aq_case aq_cases[] = {
     { 16, 136, 2, 256, 8 },   /* n_in not a multiple of 32 */
     { 24, 576, 2, 256, 8 },   /* SmolLM2 width, 2x8g8 */
     { 19, 96, 2, 32, 16 },    /* g = 16 path, row blocks of the beam search left partial */
+    { 40, 200, 2, 32, 8 },    /* beam search: several row blocks per thread, column blocks with a partial last */
 };
 enum { N_AQ_CASES = sizeof(aq_cases) / sizeof(aq_cases[0]) };
 
@@ -328,9 +329,9 @@ static void test_aq_grad_dw(void) {
 }
 
 static void test_aq_beam(void) {
-    static const int beams[] = { 1, 4 };
+    static const int beams[] = { 1, 3, 8 };   /* 3: an odd number of hypotheses */
     for (int c = 0; c < N_AQ_CASES; c++)
-        for (int bi = 0; bi < 2; bi++) {
+        for (int bi = 0; bi < 3; bi++) {
             struct aq_fix f;
             aq_fix_init(&f, &aq_cases[c], 400 + c);
             int64_t n = f.s.n_out * (f.s.n_in / f.s.g) * f.s.M;
