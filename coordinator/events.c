@@ -234,15 +234,19 @@ static enum lmp_status io_fail(const char *what, const char *path, struct lmp_er
                        "cannot %s '%s': %s", what, path, strerror(e));
 }
 
+void lmp_events_header(uint8_t *h, uint64_t file_id) {
+    memcpy(h, magic, 8);
+    put_u32(h + 8, EVENTS_VERSION);
+    put_u32(h + 12, LMP_EVENTS_HEADER);
+    put_u64(h + 16, file_id);
+    put_u64(h + 24, lmp_xxh64(h, 24, 0));
+}
+
 /* Start the file afresh: header with a new id, fsync'ed. */
 static enum lmp_status start_fresh(struct lmp_events_file *w, struct lmp_err *err) {
     uint8_t h[LMP_EVENTS_HEADER];
     w->id = random_id();
-    memcpy(h, magic, 8);
-    put_u32(h + 8, EVENTS_VERSION);
-    put_u32(h + 12, LMP_EVENTS_HEADER);
-    put_u64(h + 16, w->id);
-    put_u64(h + 24, lmp_xxh64(h, 24, 0));
+    lmp_events_header(h, w->id);
     if (ftruncate(w->fd, 0) < 0 || lseek(w->fd, 0, SEEK_SET) < 0 ||
         write_full(w->fd, h, sizeof(h)) < 0 || fsync(w->fd) < 0)
         return io_fail("write", w->path, err);

@@ -100,6 +100,9 @@ void            lmp_event_list_release(struct lmp_event_list *l);
  * bytes at least). RET the record's size in bytes. */
 size_t lmp_events_encode(const struct lmp_event *e, uint8_t *buf);
 
+/* Write the LMP_EVENTS_HEADER header bytes of a file with this id into h. */
+void lmp_events_header(uint8_t *h, uint64_t file_id);
+
 /* What a parse found. */
 struct lmp_events_scan {
     bool     header_ok;     /* a valid header was found */
