@@ -20,6 +20,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -1722,6 +1723,21 @@ enum lmp_status lmp_artifact_add_event(struct lmp_artifact *a, const struct lmp_
         ev.time_ms = (uint64_t) ts.tv_sec * 1000u + (uint64_t) ts.tv_nsec / 1000000u;
     }
     return lmp_events_append(a->events, &ev, err);
+}
+
+void lmp_artifact_note(struct lmp_artifact *a, enum lmp_log_level level, const char *kind, const char *worker,
+                       const char *layer, const char *fmt, ...) {
+    if (a == NULL || a->events == NULL) return;
+    char msg[LMP_EVENTS_MESSAGE_MAX];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    struct lmp_event e;
+    struct lmp_err err = {0};
+    lmp_event_set(&e, 0, 0, level, kind, worker, layer, msg);
+    if (lmp_artifact_add_event(a, &e, &err) != LMP_OK)
+        lmp_log_debug("event not kept in '%s': %s", a->path, err.msg);
 }
 
 enum lmp_status lmp_artifact_sync_events(struct lmp_artifact *a, struct lmp_err *err) {

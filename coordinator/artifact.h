@@ -71,6 +71,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include "proto/log.h"               /* defines: enum lmp_log_level */
 #include "proto/status.h"            /* defines: enum lmp_status, struct lmp_err */
 #include "worker/model/model.h"      /* defines: struct lmp_config, struct lmp_model, LMP_NAME_MAX */
 #include "coordinator/fingerprint.h" /* defines: lmp_fingerprint_model(), lmp_fingerprint_calib() */
@@ -217,6 +218,11 @@ enum lmp_status lmp_artifact_finalize(struct lmp_artifact *a, struct lmp_err *er
  * LMP_EIO, LMP_ENOSPC. */
 enum lmp_status lmp_artifact_add_event(struct lmp_artifact *a, const struct lmp_event *e,
                                        struct lmp_err *err);
+/* Convenience: format and record an event (time now), for call sites that go on
+ * whatever happens: a NULL, read-only or finalized artifact or a failed write is
+ * logged at debug level and otherwise ignored. */
+void lmp_artifact_note(struct lmp_artifact *a, enum lmp_log_level level, const char *kind, const char *worker,
+                       const char *layer, const char *fmt, ...) __attribute__((format(printf, 6, 7)));
 /* fsync the events appended so far. */
 enum lmp_status lmp_artifact_sync_events(struct lmp_artifact *a, struct lmp_err *err);
 /* Append every event to out, oldest run first: the main file's /events, then the events

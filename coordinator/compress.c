@@ -52,6 +52,7 @@ struct job {
 static void emit(struct job *J, enum lmp_compress_what what, const char *name, double before,
                  double after, double bits, double seconds, int64_t steps) {
     if (what != LMP_COMPRESS_EV_STAGE) J->done++;
+    lmp_artifact_note(J->a, LMP_LOG_INFO, what == LMP_COMPRESS_EV_STAGE ? "stage" : what == LMP_COMPRESS_EV_KEPT ? "kept" : what == LMP_COMPRESS_EV_RESUMED ? "resumed" : "done", "", what == LMP_COMPRESS_EV_STAGE ? "" : name, "%s%s%.4g -> %.4g, %.1fs", what == LMP_COMPRESS_EV_STAGE ? name : "rel err", what == LMP_COMPRESS_EV_STAGE ? ": " : " ", before, after, seconds);
     if (J->o->progress == NULL) return;
     double eta = -1.0;
     if (J->params_done > 0 && J->params_done < J->n_params_lin)
