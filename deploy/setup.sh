@@ -57,7 +57,7 @@ if [ $do_model = 1 ]; then
 fi
 
 if [ $do_build = 1 ]; then
-    cmake -S "$here" -B "$build" -DCMAKE_BUILD_TYPE=Release -DLMP_NATIVE=ON >/dev/null
+    cmake -S "$here" -B "$build" -DCMAKE_BUILD_TYPE=Release -DLMP_NATIVE=ON -DLMP_MPI=ON >/dev/null
     cmake --build "$build" -j"$(nproc)"
     echo "setup: built $build/coordinator/lmpress"
 fi

@@ -49,6 +49,39 @@ for mode in independent sequential; do
 done
 [ "$ppl_independent" != "$ppl_sequential" ] || bad "modes gave identical models"
 
+# 1b. one code path: independent mode runs on the embedded coordinator + local workers;
+#     its artifact equals the single-process driver's and a separate coordinator + worker's
+#     (submit --wait), dataset for dataset (the event log aside)
+same_layers() {
+    local la lb d
+    la=$(h5dump -n "$1" | awk '$1=="dataset"{print $2}' | grep -v '^/events/' | sort)
+    lb=$(h5dump -n "$2" | awk '$1=="dataset"{print $2}' | grep -v '^/events/' | sort)
+    [ -n "$la" ] && [ "$la" = "$lb" ] || { echo "different dataset lists"; return 1; }
+    for d in $la; do h5diff -q "$1" "$2" "$d" "$d" >/dev/null || { echo "$d differs"; return 1; }; done
+}
+if command -v h5diff >/dev/null && command -v h5dump >/dev/null; then
+    LMPRESS_DRIVER=single "$LMPRESS" compress "${MOD[@]}" "${CAL[@]}" "${AQ[@]}" \
+        --mode independent --out "$T/single.h5" > /dev/null 2> "$T/single.err" || bad "single driver"
+    same_layers "$T/independent.h5" "$T/single.h5" || bad "embedded path differs from the single-process driver"
+    "$LMPRESS" coordinator --bind 'tcp://127.0.0.1:*' 2> "$T/coord.log" &
+    cpid=$!
+    ep=
+    for _ in $(seq 1 100); do
+        ep=$(sed -n 's/.*coordinator listening on \(tcp:[^ ]*\).*/\1/p' "$T/coord.log" | head -1)
+        [ -n "$ep" ] && break
+        sleep 0.05
+    done
+    "$LMPRESS" worker --connect "$ep" 2> "$T/worker.log" &
+    wpid=$!
+    timeout 300 "$LMPRESS" submit --connect "$ep" --wait "${MOD[@]}" "${CAL[@]}" "${AQ[@]}" \
+        --out "$T/cluster.h5" > /dev/null 2> "$T/cluster.err" || { bad "submit --wait"; cat "$T/cluster.err"; }
+    kill -TERM "$wpid" "$cpid" 2>/dev/null
+    wait "$wpid" "$cpid" 2>/dev/null
+    same_layers "$T/independent.h5" "$T/cluster.h5" || bad "embedded path differs from the cluster path"
+else
+    echo "note: no h5diff/h5dump, local vs cluster comparison skipped"
+fi
+
 # 2. AQLM beats RTN with more bits per weight
 "$LMPRESS" compress "${MOD[@]}" --method rtn --bits 2 --group 32 --keep '*.down_proj' --json \
     --out "$T/rtn.h5" > "$T/rtn.json" 2>/dev/null || bad "compress rtn"
