@@ -1152,7 +1152,8 @@ static enum lmp_status index_parts(struct lmp_artifact *a, const struct lmp_art_
     struct dirent *e;
     while ((e = readdir(d)) != NULL) {
         const char *fn = e->d_name;
-        if (fn[0] == '.' || strcmp(fn, "LOCK") == 0 || strcmp(fn, EVENTS_FILE) == 0) continue;
+        if (fn[0] == '.' || strcmp(fn, "LOCK") == 0 || strncmp(fn, EVENTS_FILE, strlen(EVENTS_FILE)) == 0)
+            continue;   /* events.log and a set-aside events.log.bad-<time> */
         char path[PATH_CAP], name[LMP_NAME_MAX];
         snprintf(path, sizeof(path), "%s/%s", a->parts_dir, fn);
         size_t fl = strlen(fn);
@@ -1696,7 +1697,15 @@ static enum lmp_status events_start(struct lmp_artifact *a, struct lmp_err *err)
         if (old.ev[i].run > max_run) max_run = old.ev[i].run;
     char path[PATH_CAP];
     events_path(a, path, sizeof(path));
-    if ((st = lmp_events_open(path, absorbed, &a->events, &file_max, err))) goto out;
+    st = lmp_events_open(path, absorbed, &a->events, &file_max, err);
+    if (st == LMP_EFORMAT || st == LMP_EUNSUP) {   /* a log must not block the job: set it aside */
+        char aside[PATH_CAP + 32];
+        snprintf(aside, sizeof(aside), "%s.bad-%lld", path, (long long) time(NULL));
+        lmp_log_warn("%s: moved to '%s', a new event log is started", err ? err->msg : path, aside);
+        if (rename(path, aside) < 0) goto out;
+        st = lmp_events_open(path, absorbed, &a->events, &file_max, err);
+    }
+    if (st) goto out;
     a->run = (file_max > max_run ? file_max : max_run) + 1;
     char msg[160];
     snprintf(msg, sizeof(msg), "run %u: %s (%lld layers committed)", a->run,

@@ -373,6 +373,40 @@ static void test_absorbed_file_not_duplicated(void) {
     rm_rf(art);
 }
 
+/* An events file with a wrong header does not block the job: it is set aside and a new
+ * log started. */
+static void test_bad_header_set_aside(void) {
+    const char *art = tpath(1, "bad.h5");
+    rm_rf(art);
+    struct lmp_art_job job;
+    make_job(&job);
+    struct lmp_artifact *a = NULL;
+    struct lmp_err err = {0};
+    struct lmp_event_list l = {0};
+    CHECK(lmp_artifact_open_write(art, &job, &a, &err) == LMP_OK);
+    CHECK(add(a, LMP_EVENT_ASSIGNED, "", 1) == LMP_OK);
+    lmp_artifact_close(&a);
+    char ev[600];
+    snprintf(ev, sizeof(ev), "%s.parts/events.log", art);
+    size_t len;
+    uint8_t *b = slurp(ev, &len);
+    CHECK(b != NULL && len > 8);
+    if (b) {
+        b[2] = 'X';
+        spit(ev, b, len);
+    }
+    CHECK(read_all(art, &l) == -1);                 /* a reader says what is wrong */
+    CHECK(lmp_artifact_open_write(art, &job, &a, &err) == LMP_OK);
+    CHECK(add(a, LMP_EVENT_DONE, "", 2) == LMP_OK);
+    lmp_artifact_close(&a);
+    CHECK(read_all(art, &l) == 2);                  /* "open" of the new log + done */
+    CHECK(count_kind(&l, LMP_EVENT_DONE, 0) == 1);
+    free(b);
+    lmp_event_list_release(&l);
+    lmp_art_job_release(&job);
+    rm_rf(art);
+}
+
 /* kill -9 of a writer at a random instant while it appends: every event whose
  * append returned is readable from the parts, and a resume appends after them. */
 static void test_kill_while_appending(void) {
@@ -434,6 +468,7 @@ int main(void) {
     RUN(test_random_corruption);
     RUN(test_resume_and_assembly);
     RUN(test_absorbed_file_not_duplicated);
+    RUN(test_bad_header_set_aside);
     RUN(test_kill_while_appending);
     char cmd[400];
     snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmpdir);
