@@ -197,8 +197,8 @@ enum lmp_status lmp_jobopts_set(struct lmp_jobopts *o, const char *key, const ch
             snprintf(problem, n, "%s", e.msg);
             return LMP_EINVAL;
         }
+        __attribute__((fallthrough));   /* a valid scheme: keep the text */
     }
-        /* fall through: keep the text */
     case K_STR:
     case K_PATH:
     case K_CALIB: {
