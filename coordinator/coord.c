@@ -290,6 +290,7 @@ static void cal_block_done(struct lmp_coord *c, int32_t b) {
         J->n_open--;
     }
     lmp_log_info("coordinator: block %d calibrated (%lld slices)", b, (long long) J->n_slices);
+    coord_event(c, LMP_LOG_INFO, "calibrated", -1, "block %d (%lld slices)", b, (long long) J->n_slices);
 }
 
 /* Slice si may compute its next block now: not running, a block left, inside the window. */
@@ -346,6 +347,7 @@ static void assign_cal(struct lmp_coord *c, int pi, int si) {
     lmp_log_info("coordinator: calibration of sequences [%lld, %lld) block %d -> worker '%s'%s",
                  (long long) sl->begin, (long long) sl->end, b, p->id.name,
                  sl->owner == pi ? "" : " (from the embedding)");
+    coord_peer_event(c, LMP_LOG_INFO, "calibrate", pi, "sequences [%lld, %lld) block %d", (long long) sl->begin, (long long) sl->end, b);
     sl->owner = pi;
     coord_send(c, &p->id, &env);
 }
@@ -469,35 +471,71 @@ static void assign(struct lmp_coord *c, int pi, int ti) {
     coord_send(c, &p->id, &env);
 }
 
-/* The pending ready task for worker pi: the biggest first (the long ones start early, so
- * that the job does not end waiting on one), -1 if none. */
-static int pick_task(const struct job *J) {
+/* Measured throughput of a worker, weights per second of quantization (0 = unknown). */
+static double peer_rate(const struct peer *p) {
+    return p->busy_s > 0 && p->params_done > 0 ? p->params_done / p->busy_s : 0.0;
+}
+
+static double task_size(const struct task *t) { return (double) (t->l->n_out * t->l->n_in); }
+
+/* The ready task for worker pi: the biggest first (long ones start early, so the job does
+ * not end waiting on one), except one that a faster worker, busy now, would still finish
+ * sooner (measured throughputs: heterogeneous nodes) when there are no more such tasks
+ * than such workers; then the next smaller size. -1: none. */
+static int pick_task(const struct lmp_coord *c, const struct job *J, int pi) {
+    const double rp = peer_rate(&c->peers[pi]);
+    double last = -1.0;   /* size of the last candidate tried: sizes strictly decreasing */
+    for (;;) {
+        int best = -1;
+        for (int64_t i = 0; i < J->n_tasks; i++)
+            if (task_ready(J, &J->tasks[i]) && (last < 0 || task_size(&J->tasks[i]) < last) &&
+                (best < 0 || task_size(&J->tasks[i]) > task_size(&J->tasks[best])))
+                best = (int) i;
+        if (best < 0 || rp <= 0) return best;
+        const double sz = task_size(&J->tasks[best]), mine = sz / rp;
+        int n_same = 0, n_faster = 0;   /* ready tasks of this size; workers that beat me */
+        for (int64_t i = 0; i < J->n_tasks; i++)
+            n_same += task_ready(J, &J->tasks[i]) && task_size(&J->tasks[i]) == sz;
+        for (int q = 0; q < MAX_PEERS; q++) {
+            const struct peer *o = &c->peers[q];
+            const double rq = peer_rate(o);
+            if (q == pi || !o->used || o->dead || o->role != LMP_PEER_WORKER || rq <= rp * 1.2)
+                continue;
+            double free_in = 0;   /* seconds until o is free */
+            if (o->task >= 0 && o->task < J->n_tasks)
+                free_in = task_size(&J->tasks[o->task]) / rq - J->tasks[o->task].progress_s;
+            n_faster += (free_in > 0 ? free_in : 0) + sz / rq < mine;
+        }
+        if (n_same > n_faster) return best;
+        last = sz;
+    }
+}
+
+/* A ready calibration slice for worker pi, lowest block first. pass 0: one of the earliest
+ * block still being calibrated (it holds the next H back), held by pi or by nobody; 1: the
+ * same at any block; 2: one held by another worker that is busy (recomputed here). */
+static int pick_slice(const struct lmp_coord *c, const struct job *J, int pi, int pass) {
     int best = -1;
-    for (int64_t i = 0; i < J->n_tasks; i++)
-        if (task_ready(J, &J->tasks[i]) &&
-            (best < 0 || J->tasks[i].l->n_out * J->tasks[i].l->n_in >
-                             J->tasks[best].l->n_out * J->tasks[best].l->n_in))
-            best = (int) i;
+    int32_t lo = -1;   /* earliest block a slice still owes */
+    for (int64_t i = 0; J->slices && i < J->n_slices; i++)
+        if (J->slices[i].next_b >= 0 && (lo < 0 || J->slices[i].next_b < lo)) lo = J->slices[i].next_b;
+    for (int64_t i = 0; J->slices && i < J->n_slices; i++) {
+        const struct cslice *sl = &J->slices[i];
+        if (!slice_ready(J, sl) || (pass == 0 && sl->next_b != lo)) continue;
+        const int o = sl->owner;
+        const bool gone = o < 0 || !c->peers[o].used || c->peers[o].dead;
+        const bool busy_other = !gone && o != pi && (c->peers[o].task >= 0 || c->peers[o].cal >= 0);
+        if (pass < 2 ? (o == pi || gone) : busy_other)
+            if (best < 0 || sl->next_b < J->slices[best].next_b ||
+                (sl->next_b == J->slices[best].next_b && o == pi))
+                best = (int) i;
+    }
     return best;
 }
 
-/* A ready calibration slice for worker pi. pass 0: slices it holds; 1: slices nobody
- * holds; 2: slices another worker holds but cannot run now (it is busy), recomputed here. */
-static int pick_slice(const struct lmp_coord *c, const struct job *J, int pi, int pass) {
-    for (int64_t i = 0; J->slices && i < J->n_slices; i++) {
-        const struct cslice *sl = &J->slices[i];
-        if (!slice_ready(J, sl)) continue;
-        const int o = sl->owner;
-        const bool gone = o < 0 || !c->peers[o].used || c->peers[o].dead;
-        if ((pass == 0 && o == pi) || (pass == 1 && gone) ||
-            (pass == 2 && !gone && o != pi))
-            return (int) i;
-    }
-    return -1;
-}
-
-/* Give every idle worker work: calibration slices it holds, then quantization tasks, then
- * slices nobody holds, then (rather than idle) slices held by a busy worker. */
+/* Give every idle worker work: a slice of the earliest block being calibrated, then
+ * quantization tasks, then slices of later blocks, then (rather than idle) a busy worker's
+ * slice. */
 static void dispatch(struct lmp_coord *c) {
     struct job *J = c->job;
     if (J == NULL || J->state != LMP__JOB_STATE__JOB_STATE_RUNNING) return;
@@ -507,7 +545,7 @@ static void dispatch(struct lmp_coord *c) {
             p->cancelling || p->busy_until > mono_ms())
             continue;
         int si = pick_slice(c, J, pi, 0), ti = -1;
-        if (si < 0 && (ti = pick_task(J)) < 0 && (si = pick_slice(c, J, pi, 1)) < 0)
+        if (si < 0 && (ti = pick_task(c, J, pi)) < 0 && (si = pick_slice(c, J, pi, 1)) < 0)
             si = pick_slice(c, J, pi, 2);
         if (si >= 0) assign_cal(c, pi, si);
         else if (ti >= 0) assign(c, pi, ti);
