@@ -66,7 +66,7 @@ struct beam_job {
     const float *rh0;     /* (n_out, n_in) R H at the start */
     const double *loss0;  /* (n_out) */
     int64_t n_out, n_in, g, M, K, n_grp, P;
-    int beam;
+    int beam, rb;         /* rb: rows in lockstep */
     int failed;           /* set by a thread that could not allocate (rows left unchanged) */
 };
 
@@ -95,6 +95,21 @@ static void q_part(void *arg, int tid, int nt) {
 
 static inline __mmask16 tail_mask(int64_t rem) {
     return rem >= 16 ? (__mmask16) 0xFFFF : rem <= 0 ? (__mmask16) 0 : (__mmask16) ((1u << rem) - 1);
+}
+
+/* Short copies inside the search (a libc call costs more than the move). */
+static inline void copy_f32(float *dst, const float *src, int64_t n) {
+    for (int64_t i = 0; i < n; i += 16) {
+        const __mmask16 mk = tail_mask(n - i);
+        _mm512_mask_storeu_ps(dst + i, mk, _mm512_maskz_loadu_ps(mk, src + i));
+    }
+}
+
+static inline void copy_u16(uint16_t *dst, const uint16_t *src, int64_t n) {
+    for (int64_t i = 0; i < n; i += 32) {
+        const __mmask32 mk = n - i >= 32 ? (__mmask32) 0xFFFFFFFFu : (__mmask32) ((1u << (n - i)) - 1);
+        _mm512_mask_storeu_epi16(dst + i, mk, _mm512_maskz_loadu_epi16(mk, src + i));
+    }
 }
 
 /* y[c] = x[c] - sum_t d[t] hr[t ld + c] for c in [0, n): a change inside the block. */
@@ -136,6 +151,36 @@ static void tail_gemm8(float *const *y, const float *const *x, const float *cons
             _mm512_mask_storeu_ps(y[e] + i, m0, a0[e]);
             _mm512_mask_storeu_ps(y[e] + i + 16, m1, a1[e]);
         }
+    }
+}
+
+/* y[i] = x[i] - sum_{kk in groups of mask} D[kk] hb[kk ld + i] for i in [i1, n_in): a survivor
+ * from a sibling (same ancestor) whose block codes differ from its own only in those groups. */
+static void tail_sparse(float *y, const float *x, const float *D, uint32_t mask, int64_t g, const float *hb,
+                        int64_t ld, int64_t i1, int64_t n_in) {
+    const float *hr[JB * 64];
+    float cf[JB * 64];
+    int nk = 0;
+    for (int64_t jj = 0; jj < JB; jj++)
+        if (mask >> jj & 1u)
+            for (int64_t t = 0; t < g; t++) { hr[nk] = hb + (jj * g + t) * ld; cf[nk] = D[jj * g + t]; nk++; }
+    for (int64_t i = i1; i < n_in; i += 64) {
+        const __mmask16 m0 = tail_mask(n_in - i), m1 = tail_mask(n_in - i - 16), m2 = tail_mask(n_in - i - 32),
+                        m3 = tail_mask(n_in - i - 48);
+        __m512 a0 = _mm512_maskz_loadu_ps(m0, x + i), a1 = _mm512_maskz_loadu_ps(m1, x + i + 16);
+        __m512 a2 = _mm512_maskz_loadu_ps(m2, x + i + 32), a3 = _mm512_maskz_loadu_ps(m3, x + i + 48);
+        for (int kk = 0; kk < nk; kk++) {
+            const __m512 c = _mm512_set1_ps(cf[kk]);
+            const float *h = hr[kk] + i;
+            a0 = _mm512_fnmadd_ps(c, _mm512_maskz_loadu_ps(m0, h), a0);
+            a1 = _mm512_fnmadd_ps(c, _mm512_maskz_loadu_ps(m1, h + 16), a1);
+            a2 = _mm512_fnmadd_ps(c, _mm512_maskz_loadu_ps(m2, h + 32), a2);
+            a3 = _mm512_fnmadd_ps(c, _mm512_maskz_loadu_ps(m3, h + 48), a3);
+        }
+        _mm512_mask_storeu_ps(y + i, m0, a0);
+        _mm512_mask_storeu_ps(y + i + 16, m1, a1);
+        _mm512_mask_storeu_ps(y + i + 32, m2, a2);
+        _mm512_mask_storeu_ps(y + i + 48, m3, a3);
     }
 }
 
@@ -206,26 +251,31 @@ struct cand { float val; int idx; uint64_t hash; };
 struct thr_mem {   /* one thread's scratch */
     char *slots, *small;
     float *d, *D, *zero, *dummy;
+    float *hb;          /* (jn g, jn g) the block's diagonal block of H, contiguous */
     struct cand *top;
-    float **ys; const float **xs, **Ds;
+    float **ys; const float **xs, **Ds;       /* dense block-end list */
+    float **sp_y; const float **sp_x, **sp_D; /* sparse block-end list */
+    uint32_t *sp_mask;
+    const float *Dof[MAXB];
     struct row_st *rows;
 };
 
 static void thr_free(struct thr_mem *T) {
     free(T->slots); free(T->small); free(T->d); free(T->D); free(T->zero); free(T->dummy);
-    free(T->top); free(T->ys); free(T->xs); free(T->Ds); free(T->rows);
+    free(T->hb); free(T->top); free(T->ys); free(T->xs); free(T->Ds); free(T->rows);
+    free(T->sp_y); free(T->sp_x); free(T->sp_D); free(T->sp_mask);
 }
 
 /* One position (j, m) of one row: score, select the b best distinct, apply inside the block. */
 static void step(const struct beam_job *J, struct row_st *R, struct thr_mem *T, int64_t j, int64_t j0, int64_t jn,
                  int64_t m) {
-    const int64_t g = J->g, K = J->K, M = J->M, n_in = J->n_in;
+    const int64_t g = J->g, K = J->K, M = J->M;
     const int beam = J->beam;
     const float so = R->so;
     struct hyp *cur = R->cur, *nxt = R->nxt;
     const int n_cur = R->n_cur;
     const int64_t p = j * M + m, jj = j - j0, pb = jj * M + m;
-    const float *qp = J->q + p * K, *cm = J->cT + m * g * K, *hrows = J->h + j * g * n_in;
+    const float *qp = J->q + p * K, *cm = J->cT + m * g * K;
     const __m512 s2 = _mm512_set1_ps(so * so);
     float *d = T->d;
     struct cand *top = T->top;
@@ -239,9 +289,22 @@ static void step(const struct beam_job *J, struct row_st *R, struct thr_mem *T, 
             const float *cc = J->cb + (m * K + c) * g;
             const float *hd = J->hd + j * g * g;              /* H_jj symmetric: sum of its rows */
             if (g == 8) {
-                __m256 acc = _mm256_setzero_ps();
-                for (int64_t b = 0; b < 8; b++) acc = _mm256_fmadd_ps(_mm256_set1_ps(cc[b]), _mm256_loadu_ps(hd + b * 8), acc);
-                _mm256_storeu_ps(hc, acc);
+                __m256 a0 = _mm256_mul_ps(_mm256_set1_ps(cc[0]), _mm256_loadu_ps(hd));
+                __m256 a1 = _mm256_mul_ps(_mm256_set1_ps(cc[1]), _mm256_loadu_ps(hd + 8));
+                for (int64_t b = 2; b < 8; b += 2) {           /* two chains: latency, not FMAs, bound this */
+                    a0 = _mm256_fmadd_ps(_mm256_set1_ps(cc[b]), _mm256_loadu_ps(hd + b * 8), a0);
+                    a1 = _mm256_fmadd_ps(_mm256_set1_ps(cc[b + 1]), _mm256_loadu_ps(hd + b * 8 + 8), a1);
+                }
+                /* v = -2 s rH_j - 2 s^2 H_jj c;  e(c) = s^2 q[c] + c . v */
+                const __m256 vv = _mm256_fmadd_ps(_mm256_set1_ps(-2.0f * so * so), _mm256_add_ps(a0, a1),
+                                                  _mm256_mul_ps(_mm256_set1_ps(-2.0f * so), _mm256_loadu_ps(x->rhb + jj * 8)));
+                _mm256_storeu_ps(v[u], vv);
+                __m256 pe = _mm256_mul_ps(vv, _mm256_loadu_ps(cc));
+                __m128 p4 = _mm_add_ps(_mm256_castps256_ps128(pe), _mm256_extractf128_ps(pe, 1));
+                p4 = _mm_add_ps(p4, _mm_movehl_ps(p4, p4));
+                p4 = _mm_add_ss(p4, _mm_movehdup_ps(p4));
+                ecs[u] = so * so * qp[c] + _mm_cvtss_f32(p4);
+                continue;
             } else {
                 for (int64_t a = 0; a < g; a++) hc[a] = 0.0f;
                 for (int64_t b = 0; b < g; b++)
@@ -249,7 +312,7 @@ static void step(const struct beam_job *J, struct row_st *R, struct thr_mem *T, 
             }
             for (int64_t a = 0; a < g; a++) v[u][a] = -2.0f * so * x->rhb[jj * g + a] - 2.0f * so * so * hc[a];
             float ec = so * so * qp[c];                       /* e(c), see the reference */
-            for (int64_t t = 0; t < g; t++) ec += v[u][t] * cm[t * K + c];
+            for (int64_t t = 0; t < g; t++) ec += v[u][t] * cc[t];
             ecs[u] = ec;
         }
         if (nh == 2)
@@ -273,10 +336,34 @@ static void step(const struct beam_job *J, struct row_st *R, struct thr_mem *T, 
      * the scan runs again unbounded. */
     float bound = FLT_MAX;
     if (n_cur * 16 >= beam) {
+        /* prefilter: the b-th smallest lane of the minimum over hypotheses bounds the b-th
+         * smallest of all n_cur x 16 values, so only values <= it are sorted in */
+        __m512 gmin = _mm512_set1_ps(FLT_MAX);
+        for (int hi = 0; hi < n_cur; hi++)
+            gmin = _mm512_min_ps(gmin, _mm512_add_ps(_mm512_set1_ps((float) (cur[hi].loss - base)),
+                                                     _mm512_loadu_ps(lmin + hi * 16)));
+        float pre = FLT_MAX;
+        if (beam <= 16) {
+            float gl[16];
+            _mm512_storeu_ps(gl, gmin);
+            int nb = 0;
+            for (int l = 0; l < 16; l++) {
+                const float x = gl[l];
+                if (nb == beam && !(x < best[beam - 1])) continue;
+                int pos = nb < beam ? nb++ : beam - 1;
+                while (pos > 0 && x < best[pos - 1]) { best[pos] = best[pos - 1]; pos--; }
+                best[pos] = x;
+            }
+            pre = best[beam - 1];
+        }
         int nb = 0;
         for (int hi = 0; hi < n_cur; hi++) {
             const float off = (float) (cur[hi].loss - base);
-            for (int l = 0; l < 16; l++) {
+            const __m512 lv = _mm512_add_ps(_mm512_set1_ps(off), _mm512_loadu_ps(lmin + hi * 16));
+            __mmask16 mk = _mm512_cmp_ps_mask(lv, _mm512_set1_ps(pre), _CMP_LE_OQ);
+            while (mk) {
+                const int l = __builtin_ctz(mk);
+                mk &= mk - 1;
                 const float x = off + lmin[hi * 16 + l];
                 if (nb == beam && !(x < best[beam - 1])) continue;
                 int pos = nb < beam ? nb++ : beam - 1;
@@ -306,14 +393,14 @@ rescan:
                 for (int e = 0; e < n_top; e++) if (top[e].hash == chs) { dup = e; break; }
                 if (dup >= 0) {
                     if (!(cv < top[dup].val)) continue;
-                    memmove(top + dup, top + dup + 1, (size_t) (n_top - dup - 1) * sizeof(*top));
+                    for (int e = dup; e + 1 < n_top; e++) top[e] = top[e + 1];
                     n_top--;
                 }
                 int pos = n_top;                              /* insert after equal values */
                 while (pos > 0 && cv < top[pos - 1].val) pos--;
                 if (pos >= beam) continue;
                 int last = n_top < beam ? n_top : beam - 1;
-                memmove(top + pos + 1, top + pos, (size_t) (last - pos) * sizeof(*top));
+                for (int e = last; e > pos; e--) top[e] = top[e - 1];
                 top[pos] = (struct cand){ cv, hi * (int) K + (int) (k + l), chs };
                 if (n_top < beam) n_top++;
                 if (n_top == beam) thr = top[beam - 1].val;
@@ -330,12 +417,12 @@ rescan:
         struct hyp *y = &nxt[e];
         const int k = top[e].idx % (int) K, c = x->bc[pb];
         y->anc = x->anc;
-        memcpy(y->bc, x->bc, (size_t) (jn * M) * sizeof(uint16_t));
+        copy_u16(y->bc, x->bc, jn * M);
         if (k != c) {
             for (int64_t t = 0; t < g; t++) dl[t] = so * (J->cb[(m * K + k) * g + t] - J->cb[(m * K + c) * g + t]);
-            blk_rank_g(y->rhb + jj * g, x->rhb + jj * g, dl, hrows + j * g, g, ncol, n_in);
+            blk_rank_g(y->rhb + jj * g, x->rhb + jj * g, dl, T->hb + jj * g * (jn * g) + jj * g, g, ncol, jn * g);
         } else {
-            memcpy(y->rhb + jj * g, x->rhb + jj * g, (size_t) ncol * sizeof(float));
+            copy_f32(y->rhb + jj * g, x->rhb + jj * g, ncol);
         }
         y->bc[pb] = (uint16_t) k;
         y->loss = base + top[e].val;
@@ -350,10 +437,11 @@ static int thr_alloc(struct thr_mem *T, const struct beam_job *J) {
     const int64_t g = J->g, K = J->K, M = J->M, P = J->P, n_in = J->n_in, b = J->beam;
     const size_t per_slot = ((size_t) n_in * sizeof(float) + (size_t) P * sizeof(uint16_t) + 63) / 64 * 64;
     const size_t per_small = ((size_t) (JB * g) * sizeof(float) + (size_t) (JB * M) * sizeof(uint16_t) + 63) / 64 * 64;
-    const size_t n_list = (size_t) (RB * b + 8);
+    const int rb = J->rb;
+    const size_t n_list = (size_t) (rb * b + 8);
     memset(T, 0, sizeof(*T));
-    T->slots = malloc(per_slot * (size_t) (RB * 2 * b));
-    T->small = malloc(per_small * (size_t) (RB * 2 * b));
+    T->slots = malloc(per_slot * (size_t) (rb * 2 * b));
+    T->small = malloc(per_small * (size_t) (rb * 2 * b));
     T->d = malloc((size_t) (b * K + 64) * sizeof(float));
     T->D = malloc(n_list * (size_t) (JB * g) * sizeof(float));
     T->zero = calloc((size_t) (JB * g), sizeof(float));
@@ -362,11 +450,16 @@ static int thr_alloc(struct thr_mem *T, const struct beam_job *J) {
     T->ys = malloc(n_list * sizeof(float *));
     T->xs = malloc(n_list * sizeof(float *));
     T->Ds = malloc(n_list * sizeof(float *));
-    T->rows = malloc(RB * sizeof(struct row_st));
+    T->rows = malloc((size_t) rb * sizeof(struct row_st));
+    T->hb = malloc((size_t) (JB * g * JB * g) * sizeof(float));
+    T->sp_y = malloc(n_list * sizeof(float *));
+    T->sp_x = malloc(n_list * sizeof(float *));
+    T->sp_D = malloc(n_list * sizeof(float *));
+    T->sp_mask = malloc(n_list * sizeof(uint32_t));
     if (!T->slots || !T->small || !T->d || !T->D || !T->zero || !T->dummy || !T->top || !T->ys || !T->xs || !T->Ds ||
-        !T->rows)
+        !T->rows || !T->hb || !T->sp_y || !T->sp_x || !T->sp_D || !T->sp_mask)
         return -1;
-    for (int r = 0; r < RB; r++) {
+    for (int r = 0; r < rb; r++) {
         struct row_st *R = &T->rows[r];
         for (int s = 0; s < 2; s++)
             for (int i = 0; i < b; i++) {
@@ -398,8 +491,8 @@ static void rows_part(void *arg, int tid, int nt) {
     }
     struct row_st *rows = T.rows;
 
-    for (int64_t o0 = lo; o0 < hi; o0 += RB) {
-        const int nr = hi - o0 < RB ? (int) (hi - o0) : RB;
+    for (int64_t o0 = lo; o0 < hi; o0 += J->rb) {
+        const int nr = hi - o0 < J->rb ? (int) (hi - o0) : J->rb;
         for (int r = 0; r < nr; r++) {
             struct row_st *R = &rows[r];
             const int64_t o = o0 + r;
@@ -429,19 +522,21 @@ static void rows_part(void *arg, int tid, int nt) {
                     memcpy(x->rhb, R->base_rh[e] + j0 * g, (size_t) (jn * g) * sizeof(float));
                 }
             }
+            for (int64_t a = 0; a < jn * g; a++)              /* H on the block's rows and columns */
+                memcpy(T.hb + a * jn * g, J->h + (j0 * g + a) * n_in + j0 * g, (size_t) (jn * g) * sizeof(float));
             for (int64_t j = j0; j < j0 + jn; j++)
                 for (int64_t m = 0; m < M; m++)
                     for (int r = 0; r < nr; r++) step(J, &rows[r], &T, j, j0, jn, m);
             /* block end: survivors' block-start states from their ancestors' */
             const int64_t i1 = (j0 + jn) * g, kn = jn * g;
-            int nl = 0;
+            int nl = 0, nsp = 0, nD = 0;
             for (int r = 0; r < nr; r++) {
                 struct row_st *R = &rows[r];
                 const uint16_t *orig = J->codes + R->o * P + j0 * M;
                 const int ns = R->set ^ 1;
                 for (int e = 0; e < R->n_cur; e++) {
                     const struct hyp *x = &R->cur[e];
-                    float *De = T.D + (size_t) nl * (size_t) (JB * g);
+                    float *De = T.D + (size_t) nD++ * (size_t) (JB * g);
                     for (int64_t jj = 0; jj < jn; jj++)
                         for (int64_t t = 0; t < g; t++) {
                             float acc = 0.0f;
@@ -452,10 +547,31 @@ static void rows_part(void *arg, int tid, int nt) {
                     uint16_t *dc = R->slot_codes[ns][e];
                     memcpy(dc, R->base_codes[x->anc], (size_t) (j0 * M) * sizeof(uint16_t));
                     memcpy(dc + j0 * M, x->bc, (size_t) (jn * M) * sizeof(uint16_t));
-                    T.ys[nl] = R->slot_rh[ns][e];
-                    T.xs[nl] = R->base_rh[x->anc];
-                    T.Ds[nl] = De;
-                    nl++;
+                    int ref = -1;                           /* first survivor of the same ancestor */
+                    for (int e2 = 0; e2 < e && ref < 0; e2++) if (R->cur[e2].anc == x->anc) ref = e2;
+                    if (ref < 0) {
+                        T.ys[nl] = R->slot_rh[ns][e];
+                        T.xs[nl] = R->base_rh[x->anc];
+                        T.Ds[nl] = De;
+                        nl++;
+                        T.Dof[e] = De;
+                    } else {                                /* from the first one's new rH */
+                        const float *Dr = T.Dof[ref];
+                        const uint16_t *bcr = R->cur[ref].bc;
+                        uint32_t mask = 0;
+                        for (int64_t jj = 0; jj < jn; jj++) {
+                            int same = 1;
+                            for (int64_t m = 0; m < M; m++) same &= x->bc[jj * M + m] == bcr[jj * M + m];
+                            if (same) continue;
+                            mask |= 1u << jj;
+                            for (int64_t t = 0; t < g; t++) De[jj * g + t] -= Dr[jj * g + t];
+                        }
+                        T.sp_y[nsp] = R->slot_rh[ns][e];
+                        T.sp_x[nsp] = R->slot_rh[ns][ref];
+                        T.sp_D[nsp] = De;
+                        T.sp_mask[nsp] = mask;
+                        nsp++;
+                    }
                 }
                 for (int e = 0; e < R->n_cur; e++) {
                     R->base_rh[e] = R->slot_rh[ns][e];
@@ -467,6 +583,9 @@ static void rows_part(void *arg, int tid, int nt) {
                 while (nl % 8) { T.ys[nl] = T.dummy; T.xs[nl] = T.dummy; T.Ds[nl] = T.zero; nl++; }
                 for (int e = 0; e < nl; e += 8)
                     tail_gemm8(T.ys + e, T.xs + e, T.Ds + e, kn, J->h + j0 * g * n_in, n_in, i1, n_in);
+                for (int e = 0; e < nsp; e++)
+                    tail_sparse(T.sp_y[e], T.sp_x[e], T.sp_D[e], T.sp_mask[e], g, J->h + j0 * g * n_in, n_in, i1,
+                                n_in);
             }
         }
         for (int r = 0; r < nr; r++) {
@@ -506,11 +625,12 @@ int lmp_aq_beam_avx512(uint16_t *codes, double *loss, const float *w, const floa
         loss0[o] = acc;
     }
     struct beam_job J = { codes, loss, scale, cb, h, cT, hd, q, rh, loss0,
-                          n_out, n_in, g, M, K, n_grp, P, beam, 0 };
+                          n_out, n_in, g, M, K, n_grp, P, beam, 1, 0 };
     int nt = lmp_cpu_threads();
     if (n_grp > 0) lmp_cpu_parallel(nt < n_grp ? nt : (int) n_grp, q_part, &J);
-    /* at least RB rows per thread, so the lockstep blocks stay full */
-    int64_t nt_rows = (n_out + RB - 1) / RB;
+    J.rb = RB;   /* the first survivors of each ancestor in RB rows fill the GEMM tiles */
+    /* at least rb rows per thread, so the lockstep blocks stay full */
+    int64_t nt_rows = (n_out + J.rb - 1) / J.rb;
     lmp_cpu_parallel(nt < nt_rows ? nt : (int) nt_rows, rows_part, &J);
     int st = 0;
     if (J.failed) {
