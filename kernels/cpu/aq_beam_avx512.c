@@ -184,8 +184,9 @@ static void tail_sparse(float *y, const float *x, const float *D, uint32_t mask,
     }
 }
 
-/* d[k] = s^2 q[k] - e(c) + sum_t v[t] cT[t, k] for g = 8, two hypotheses (v0, v1) sharing
- * the codebook loads; also the 16 lane-wise minima of each (min over k = l mod 16). */
+/* d[k] = s^2 q[k] - ec + sum_t v[t] cT[t, k] for g = 8 (ec: e(c) less the hypothesis' loss
+ * offset), two hypotheses (v0, v1) sharing the codebook loads; also the 16 lane-wise minima
+ * of each (min over k = l mod 16). */
 static void score2_g8(float *d0, float *d1, const float *q, const float *cT, int64_t K, const float *v0,
                       const float *v1, __m512 s2, float ec0, float ec1, float *min0, float *min1) {
     __m512 va[8], vb[8];
@@ -279,7 +280,10 @@ static void step(const struct beam_job *J, struct row_st *R, struct thr_mem *T, 
     const __m512 s2 = _mm512_set1_ps(so * so);
     float *d = T->d;
     struct cand *top = T->top;
-    float v[2][64], hc[64], dl[64], ecs[2], lmin[MAXB * 16], best[MAXB + 1];
+    float v[2][64], hc[64], dl[64], ecs[2], lmin[MAXB * 16], best[MAXB + 1], offs[MAXB];
+    const double base = cur[0].loss;
+    /* d[h K + k] holds loss(candidate) - base, the hypothesis' offset folded into scoring */
+    for (int hi = 0; hi < n_cur; hi++) offs[hi] = (float) (cur[hi].loss - base);
 
     for (int h0 = 0, nh; h0 < n_cur; h0 += nh) {            /* score every variant */
         nh = g == 8 && h0 + 1 < n_cur ? 2 : 1;
@@ -316,18 +320,18 @@ static void step(const struct beam_job *J, struct row_st *R, struct thr_mem *T, 
             ecs[u] = ec;
         }
         if (nh == 2)
-            score2_g8(d + h0 * K, d + (h0 + 1) * K, qp, cm, K, v[0], v[1], s2, ecs[0], ecs[1], lmin + h0 * 16,
-                      lmin + (h0 + 1) * 16);
+            score2_g8(d + h0 * K, d + (h0 + 1) * K, qp, cm, K, v[0], v[1], s2, ecs[0] - offs[h0],
+                      ecs[1] - offs[h0 + 1], lmin + h0 * 16, lmin + (h0 + 1) * 16);
         else
-            score1(d + h0 * K, qp, cm, K, g, v[0], s2, ecs[0], lmin + h0 * 16);
-        for (int u = 0; u < nh; u++) {               /* "keep" is exactly 0; its lane's minimum */
-            const int c = cur[h0 + u].bc[pb];          /* may have been taken at its rounded value */
+            score1(d + h0 * K, qp, cm, K, g, v[0], s2, ecs[0] - offs[h0], lmin + h0 * 16);
+        for (int u = 0; u < nh; u++) {               /* "keep" changes nothing: exactly the offset; */
+            const int c = cur[h0 + u].bc[pb];          /* its lane's minimum may have been taken at */
+            const float off = offs[h0 + u];            /* its rounded value */
             float *lm = lmin + (h0 + u) * 16 + (c & 15);
-            d[(h0 + u) * K + c] = 0.0f;
-            if (*lm < 0.0f) *lm = 0.0f;
+            d[(h0 + u) * K + c] = off;
+            if (*lm < off) *lm = off;
         }
     }
-    const double base = cur[0].loss;
     /* Selection bound: the b-th smallest of the hypotheses' lane-wise minima (n_cur x 16
      * values, each a different candidate, distinct code vectors across hypotheses as all
      * of them still hold the starting code here). At least b candidates lie at or below
@@ -340,31 +344,25 @@ static void step(const struct beam_job *J, struct row_st *R, struct thr_mem *T, 
          * smallest of all n_cur x 16 values, so only values <= it are sorted in */
         __m512 gmin = _mm512_set1_ps(FLT_MAX);
         for (int hi = 0; hi < n_cur; hi++)
-            gmin = _mm512_min_ps(gmin, _mm512_add_ps(_mm512_set1_ps((float) (cur[hi].loss - base)),
-                                                     _mm512_loadu_ps(lmin + hi * 16)));
+            gmin = _mm512_min_ps(gmin, _mm512_loadu_ps(lmin + hi * 16));
         float pre = FLT_MAX;
-        if (beam <= 16) {
+        if (beam <= 16) {            /* smallest lane with at least b lanes <= it (no branches) */
             float gl[16];
             _mm512_storeu_ps(gl, gmin);
-            int nb = 0;
             for (int l = 0; l < 16; l++) {
-                const float x = gl[l];
-                if (nb == beam && !(x < best[beam - 1])) continue;
-                int pos = nb < beam ? nb++ : beam - 1;
-                while (pos > 0 && x < best[pos - 1]) { best[pos] = best[pos - 1]; pos--; }
-                best[pos] = x;
+                const int n_le = __builtin_popcount(_mm512_cmp_ps_mask(gmin, _mm512_set1_ps(gl[l]), _CMP_LE_OQ));
+                const float x = n_le >= beam ? gl[l] : FLT_MAX;
+                pre = x < pre ? x : pre;
             }
-            pre = best[beam - 1];
         }
         int nb = 0;
         for (int hi = 0; hi < n_cur; hi++) {
-            const float off = (float) (cur[hi].loss - base);
-            const __m512 lv = _mm512_add_ps(_mm512_set1_ps(off), _mm512_loadu_ps(lmin + hi * 16));
+            const __m512 lv = _mm512_loadu_ps(lmin + hi * 16);
             __mmask16 mk = _mm512_cmp_ps_mask(lv, _mm512_set1_ps(pre), _CMP_LE_OQ);
             while (mk) {
                 const int l = __builtin_ctz(mk);
                 mk &= mk - 1;
-                const float x = off + lmin[hi * 16 + l];
+                const float x = lmin[hi * 16 + l];
                 if (nb == beam && !(x < best[beam - 1])) continue;
                 int pos = nb < beam ? nb++ : beam - 1;
                 while (pos > 0 && x < best[pos - 1]) { best[pos] = best[pos - 1]; pos--; }
@@ -378,15 +376,14 @@ rescan:
     n_top = 0;
     float thr = bound;
     for (int hi = 0; hi < n_cur; hi++) {
-        const float off = (float) (cur[hi].loss - base);
         const uint64_t hb = cur[hi].hash ^ zkey(p, cur[hi].bc[pb]);
         for (int64_t k = 0; k < K; k += 16) {
-            __m512 val = _mm512_add_ps(_mm512_set1_ps(off), _mm512_loadu_ps(d + hi * K + k));
+            __m512 val = _mm512_loadu_ps(d + hi * K + k);
             __mmask16 mk = _mm512_cmp_ps_mask(val, _mm512_set1_ps(thr), _CMP_LT_OQ);
             while (mk) {
                 int l = __builtin_ctz(mk);
                 mk &= mk - 1;
-                float cv = off + d[hi * K + k + l];
+                float cv = d[hi * K + k + l];
                 if (!(cv < thr)) continue;
                 uint64_t chs = hb ^ zkey(p, (int) (k + l));
                 int dup = -1;
@@ -538,11 +535,13 @@ static void rows_part(void *arg, int tid, int nt) {
                     const struct hyp *x = &R->cur[e];
                     float *De = T.D + (size_t) nD++ * (size_t) (JB * g);
                     for (int64_t jj = 0; jj < jn; jj++)
-                        for (int64_t t = 0; t < g; t++) {
-                            float acc = 0.0f;
+                        for (int64_t t = 0; t < g; t += 8) {   /* g is a multiple of 8 here */
+                            __m256 acc = _mm256_setzero_ps();
                             for (int64_t m = 0; m < M; m++)
-                                acc += J->cb[(m * K + x->bc[jj * M + m]) * g + t] - J->cb[(m * K + orig[jj * M + m]) * g + t];
-                            De[jj * g + t] = R->so * acc;
+                                acc = _mm256_add_ps(acc, _mm256_sub_ps(
+                                    _mm256_loadu_ps(J->cb + (m * K + x->bc[jj * M + m]) * g + t),
+                                    _mm256_loadu_ps(J->cb + (m * K + orig[jj * M + m]) * g + t)));
+                            _mm256_storeu_ps(De + jj * g + t, _mm256_mul_ps(_mm256_set1_ps(R->so), acc));
                         }
                     uint16_t *dc = R->slot_codes[ns][e];
                     memcpy(dc, R->base_codes[x->anc], (size_t) (j0 * M) * sizeof(uint16_t));
@@ -601,7 +600,7 @@ int lmp_aq_beam_avx512(uint16_t *codes, double *loss, const float *w, const floa
     const int64_t n_out = s->n_out, n_in = s->n_in, g = s->g, M = s->M, K = s->K;
     const int64_t n_grp = n_in / g, P = n_grp * M;
     if (beam < 1) beam = 1;
-    if (K % 16 != 0 || g > 64 || beam > MAXB) return lmp_aq_beam_ref(codes, loss, w, scale, cb, h, s, beam);
+    if (K % 16 != 0 || g % 8 != 0 || g > 64 || beam > MAXB) return lmp_aq_beam_ref(codes, loss, w, scale, cb, h, s, beam);
     if (n_out <= 0) return 0;
     float *cT = malloc((size_t) (M * g * K + P * K + 2 * n_out * n_in + n_in * g) * sizeof(float));
     double *loss0 = malloc((size_t) n_out * sizeof(double));
