@@ -27,6 +27,10 @@
 # last N, that forward is a prelude that every layout pays alike; the quant-phase wall leaves
 # it out. --blocks all (or --full) quantizes every block.
 #
+# Timeouts: a coordinator that calibrates in its event loop answers nobody while it forwards the
+# calibration batch (minutes for the prelude of a reduced run), so submit runs with
+# LMPRESS_TIMEOUT_MS=3600000 and the workers with --timeout 3600000.
+#
 # What is counted (coordinator overhead), from the logs, each line stamped by this script with
 # $EPOCHREALTIME as it is read from the process's stderr (a pipe; the stamp lags the write by
 # the reader's scheduling delay, so it is an upper bound):
@@ -175,7 +179,7 @@ run_layout() {
     [ -n "$ep" ] || { echo "$tag: coordinator did not start"; cat "$d/coord.log"; return 1; }
     for ((i = 1; i <= W; i++)); do
         env LMP_THREADS="$T" OPENBLAS_NUM_THREADS="$T" \
-            "$LMP" worker --connect "$ep" --threads "$T" --name "w$i" --verbose \
+            "$LMP" worker --connect "$ep" --threads "$T" --name "w$i" --timeout 3600000 --verbose \
             2> >(stamp > "$d/w$i.log") &
         wp+=("$!")
         PIDS+=("$!")
@@ -186,7 +190,7 @@ run_layout() {
     done
     local t0 t1 rc
     t0=$EPOCHREALTIME
-    timeout "$TMO" "$LMP" submit --connect "$ep" --wait "${JOB[@]}" --out "$d/art.h5" \
+    LMPRESS_TIMEOUT_MS=3600000 timeout "$TMO" "$LMP" submit --connect "$ep" --wait "${JOB[@]}" --out "$d/art.h5" \
         > "$d/submit.out" 2> "$d/submit.err"
     rc=$?
     t1=$EPOCHREALTIME
@@ -198,7 +202,7 @@ run_layout() {
     sleep 0.2   # let the stampers drain
     local la1; la1=$(load1)
     if [ "$rc" != 0 ]; then
-        echo "$tag: submit --wait exit $rc"; tail -5 "$d/submit.err" "$d/coord.log"; return 1
+        echo "$tag: submit --wait exit $rc"; tail -n 5 "$d/submit.err" "$d/coord.log"; return 1
     fi
     "$LMP" inspect "$d/art.h5" > "$d/inspect.txt" 2>&1   # per-layer seconds and steps
     # per-task pairing of the stamped log lines (see "What is counted")
