@@ -86,6 +86,10 @@ grep -Eq '"step":[1-9]' st1.json || echo "note: no running layer reported a step
 grep -q "^job 1 running: [0-9]*/30 layers done" st1.txt || bad "status text: $(head -3 st1.txt)"
 grep -q $'\033' st1.txt && bad "escape codes in status output that is not a terminal"
 grep -q "^worker w1 " st1.txt || bad "status text: no worker line"
+if command -v script > /dev/null; then   # on a terminal: progress bars
+    script -qec "'$LMPRESS' status --connect '$EP'" /dev/null > st1.tty 2>&1 || bad "status on a tty"
+    grep -Eq '\[[#-]{40}\] +[0-9]+%' st1.tty || bad "status on a tty: no progress bar: $(head -4 st1.tty)"
+fi
 "$LMPRESS" logs --connect "$EP" > l1.txt || bad "logs exit $?"
 grep -q " assigned  *model\.layers\.[0-9]*\.[a-z_.]* \[w[12]\]: attempt 1$" l1.txt ||
     bad "logs: no assigned event: $(head -5 l1.txt)"
