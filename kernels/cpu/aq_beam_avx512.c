@@ -325,11 +325,12 @@ static void step(const struct beam_job *J, struct row_st *R, struct thr_mem *T, 
         else
             score1(d + h0 * K, qp, cm, K, g, v[0], s2, ecs[0] - offs[h0], lmin + h0 * 16);
         for (int u = 0; u < nh; u++) {               /* "keep" changes nothing: exactly the offset; */
-            const int c = cur[h0 + u].bc[pb];          /* its lane's minimum may have been taken at */
-            const float off = offs[h0 + u];            /* its rounded value */
-            float *lm = lmin + (h0 + u) * 16 + (c & 15);
-            d[(h0 + u) * K + c] = off;
-            if (*lm < off) *lm = off;
+            const int c = cur[h0 + u].bc[pb];          /* its lane's minimum again without the */
+            const float *dh = d + (h0 + u) * K;        /* rounded value computed for it */
+            float mn = offs[h0 + u];
+            d[(h0 + u) * K + c] = mn;
+            for (int64_t k = c & 15; k < K; k += 16) mn = dh[k] < mn ? dh[k] : mn;
+            lmin[(h0 + u) * 16 + (c & 15)] = mn;
         }
     }
     /* Selection bound: the b-th smallest of the hypotheses' lane-wise minima (n_cur x 16
@@ -376,6 +377,9 @@ rescan:
     n_top = 0;
     float thr = bound;
     for (int hi = 0; hi < n_cur; hi++) {
+        /* a hypothesis none of whose lane minima is below the threshold has no candidate
+         * below it (lane minima are never below the candidates they stand for) */
+        if (!_mm512_cmp_ps_mask(_mm512_loadu_ps(lmin + hi * 16), _mm512_set1_ps(thr), _CMP_LT_OQ)) continue;
         const uint64_t hb = cur[hi].hash ^ zkey(p, cur[hi].bc[pb]);
         for (int64_t k = 0; k < K; k += 16) {
             __m512 val = _mm512_loadu_ps(d + hi * K + k);
