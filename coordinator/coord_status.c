@@ -12,7 +12,8 @@
 static Lmp__WorkerState worker_state(const struct peer *p) {
     if (p->dead) return LMP__WORKER_STATE__WORKER_STATE_DEAD;
     if (p->cancelling) return LMP__WORKER_STATE__WORKER_STATE_DRAINING;
-    return p->task >= 0 ? LMP__WORKER_STATE__WORKER_STATE_BUSY : LMP__WORKER_STATE__WORKER_STATE_IDLE;
+    return p->task >= 0 || p->cal >= 0 ? LMP__WORKER_STATE__WORKER_STATE_BUSY   /* cal: a calibration slice */
+                                        : LMP__WORKER_STATE__WORKER_STATE_IDLE;
 }
 
 /* Arrays for a JobStatus / WorkerList; freed by status_free. */
