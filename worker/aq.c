@@ -6,6 +6,7 @@
 #include <cblas.h>
 #include <ctype.h>
 #include <math.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -274,6 +275,38 @@ static double dot_f(const float *a, const float *b, int64_t n) {
     return s;
 }
 
+/* The sums over the shards of a layer. buf holds n_cb + 1 doubles. One shard (red NULL):
+ * nothing happens, so the single-process path is bit for bit the unsharded algorithm. */
+struct allsum {
+    const struct lmp_aq_reducer *red;
+    double *buf;
+};
+
+/* *scalar (if not NULL) and vec[0..n) (if not NULL) become their sums over every shard. */
+static enum lmp_status allsum(const struct allsum *a, double *scalar, float *vec, int64_t n,
+                              struct lmp_err *err) {
+    if (a->red == NULL || a->red->sum == NULL) return LMP_OK;
+    int64_t k = 0;
+    if (scalar) a->buf[k++] = *scalar;
+    for (int64_t i = 0; vec && i < n; i++) a->buf[k++] = (double) vec[i];
+    enum lmp_status st = a->red->sum(a->red->ctx, a->buf, k, err);
+    if (st != LMP_OK) return st;
+    k = 0;
+    if (scalar) *scalar = a->buf[k++];
+    for (int64_t i = 0; vec && i < n; i++) vec[i] = (float) a->buf[k++];
+    return LMP_OK;
+}
+
+/* grad_rows on this shard's rows, then loss and codebook gradient summed over the shards. */
+static enum lmp_status grad_all(const struct allsum *a, double *loss, float *g_cb, float *g_scale,
+                                const uint16_t *codes, const float *w, const float *scale, const float *cb,
+                                const float *h, int64_t n_rows, int64_t n_in, const struct lmp_aq_scheme *sc,
+                                struct lmp_err *err) {
+    enum lmp_status st = lmp_aq_grad_rows(loss, g_cb, g_scale, codes, w, scale, cb, h, n_rows, n_in, sc, err);
+    if (st != LMP_OK) return st;
+    return allsum(a, loss, g_cb, (int64_t) sc->M * sc->K * sc->g, err);
+}
+
 /* One update of codebooks and scales (codes fixed). On entry and on exit *L, g_cb, g_sc
  * are the objective and gradient of l's state; L never increases. *iters_done += the CG
  * iterations taken. With codes and scales fixed, L(cb) is quadratic with Hessian
@@ -281,7 +314,7 @@ static double dot_f(const float *a, const float *b, int64_t n) {
  * gradient at W = 0 with codebooks d (and d^T A d is twice that call's loss). */
 static enum lmp_status cg_update(double *L, float *g_cb, float *g_sc, struct lmp_aq_layer *l,
                                  const float *w, const float *h, int iters, int64_t *iters_done,
-                                 struct cg_ws *c, struct lmp_err *err) {
+                                 struct cg_ws *c, const struct allsum *A, struct lmp_err *err) {
     const struct lmp_aq_scheme *sc = &l->sc;
     const int64_t n_out = l->n_out, n_in = l->n_in, g = sc->g, M = sc->M, K = sc->K;
     const int64_t n_grp = n_in / g, n_cb = M * K * g;
@@ -298,6 +331,7 @@ static enum lmp_status cg_update(double *L, float *g_cb, float *g_sc, struct lmp
                 for (int64_t t = 0; t < g; t++) d[t] += s2 * h[(j * g + t) * n_in + j * g + t];
             }
     }
+    if ((st = allsum(A, NULL, c->dinv, n_cb, err)) != LMP_OK) return st;
     for (int64_t i = 0; i < n_cb; i++) c->dinv[i] = c->dinv[i] > 0.0f ? 1.0f / c->dinv[i] : 0.0f;
 
     const double L0 = *L;
@@ -307,8 +341,8 @@ static enum lmp_status cg_update(double *L, float *g_cb, float *g_sc, struct lmp
     const double rz0 = rz;
     for (int it = 0; it < iters && rz > 1e-12 * rz0 && rz > 0.0; it++) {
         double half_pap;
-        if ((st = lmp_aq_grad_rows(&half_pap, c->ap, c->gtmp, l->codes, c->zero_w, s, c->p, h, n_out,
-                                   n_in, sc, err)) != LMP_OK)
+        if ((st = grad_all(A, &half_pap, c->ap, c->gtmp, l->codes, c->zero_w, s, c->p, h, n_out,
+                           n_in, sc, err)) != LMP_OK)
             return st;
         (*iters_done)++;
         const double pap = 2.0 * half_pap;
@@ -324,11 +358,11 @@ static enum lmp_status cg_update(double *L, float *g_cb, float *g_sc, struct lmp
         for (int64_t i = 0; i < n_cb; i++) c->p[i] = c->z[i] + beta * c->p[i];
         rz = rz_new;
     }
-    if ((st = lmp_aq_grad_rows(L, g_cb, g_sc, l->codes, w, s, cb, h, n_out, n_in, sc, err)) != LMP_OK)
+    if ((st = grad_all(A, L, g_cb, g_sc, l->codes, w, s, cb, h, n_out, n_in, sc, err)) != LMP_OK)
         return st;
     if (!(*L <= L0)) {                        /* fp32 rounding ate the gain: keep the old codebooks */
         memcpy(cb, c->cb0, (size_t) n_cb * sizeof(float));
-        if ((st = lmp_aq_grad_rows(L, g_cb, g_sc, l->codes, w, s, cb, h, n_out, n_in, sc, err)) != LMP_OK)
+        if ((st = grad_all(A, L, g_cb, g_sc, l->codes, w, s, cb, h, n_out, n_in, sc, err)) != LMP_OK)
             return st;
     }
     /* scales: L_o(s) = w H w^T - 2 s u H w^T + s^2 u H u^T; with W = 0 and unit scales the
@@ -343,11 +377,11 @@ static enum lmp_status cg_update(double *L, float *g_cb, float *g_sc, struct lmp
         const float uhu2 = c->gtmp[o], sn = s[o] - g_sc[o] / uhu2;
         if (uhu2 > 0.0f && isfinite(sn) && sn != 0.0f) s[o] = sn;
     }
-    if ((st = lmp_aq_grad_rows(L, g_cb, g_sc, l->codes, w, s, cb, h, n_out, n_in, sc, err)) != LMP_OK)
+    if ((st = grad_all(A, L, g_cb, g_sc, l->codes, w, s, cb, h, n_out, n_in, sc, err)) != LMP_OK)
         return st;
     if (!(*L <= L1)) {
         memcpy(s, c->sc0, (size_t) n_out * sizeof(float));
-        if ((st = lmp_aq_grad_rows(L, g_cb, g_sc, l->codes, w, s, cb, h, n_out, n_in, sc, err)) != LMP_OK)
+        if ((st = grad_all(A, L, g_cb, g_sc, l->codes, w, s, cb, h, n_out, n_in, sc, err)) != LMP_OK)
             return st;
     }
     return LMP_OK;
@@ -363,16 +397,18 @@ void lmp_aq_opts_init(struct lmp_aq_opts *o) {
     };
 }
 
-/* Objective of layer l on h (own scratch, so the caller's gradients survive). */
+/* Objective of layer l on h (own scratch, so the caller's gradients survive), summed
+ * over the shards. */
 static enum lmp_status loss_on(double *L, const float *h, const struct lmp_aq_layer *l, const float *w,
-                               struct lmp_err *err) {
+                               const struct allsum *A, struct lmp_err *err) {
     const int64_t n_cb = (int64_t) l->sc.M * l->sc.K * l->sc.g;
     float *g = malloc((size_t) (n_cb + l->n_out) * sizeof(float));
     if (g == NULL) return lmp_err_set(err, LMP_ENOMEM, "out of memory");
     enum lmp_status st = lmp_aq_grad_rows(L, g, g + n_cb, l->codes, w, l->scales, l->codebooks, h,
                                           l->n_out, l->n_in, &l->sc, err);
     free(g);
-    return st;
+    if (st != LMP_OK) return st;
+    return allsum(A, L, NULL, 0, err);
 }
 
 void lmp_aq_layer_release(struct lmp_aq_layer *l) {
@@ -385,22 +421,51 @@ enum lmp_status lmp_aq_quantize(struct lmp_aq_layer *out, struct lmp_aq_stats *s
                                 const float *w, const float *h, int64_t n_out, int64_t n_in,
                                 const struct lmp_aq_scheme *sc, const struct lmp_aq_opts *opts,
                                 struct lmp_err *err) {
-    assert(out && w && h && sc && opts);
+    return lmp_aq_quantize_rows(out, stats, w, h, n_out, n_in, 0, n_out, sc, opts, NULL, err);
+}
+
+void lmp_aq_shard_rows(int64_t *bounds, int64_t n_out, const double *weight, int n) {
+    double tot = 0.0;
+    for (int i = 0; i < n; i++) tot += weight[i] > 0.0 ? weight[i] : 0.0;
+    bounds[0] = 0;
+    double acc = 0.0;
+    for (int i = 0; i < n; i++) {
+        acc += weight[i] > 0.0 ? weight[i] : 0.0;
+        int64_t e = i == n - 1 ? n_out : tot > 0.0 ? (int64_t) ((double) n_out * acc / tot + 0.5)
+                                                  : n_out * (i + 1) / n;
+        if (e < bounds[i] + 1) e = bounds[i] + 1;                    /* every shard has a row */
+        if (e > n_out - (n - 1 - i)) e = n_out - (n - 1 - i);        /* ... and so do the next */
+        bounds[i + 1] = e;
+    }
+}
+
+enum lmp_status lmp_aq_quantize_rows(struct lmp_aq_layer *out, struct lmp_aq_stats *stats,
+                                     const float *w_all, const float *h, int64_t n_out_all, int64_t n_in,
+                                     int64_t r0, int64_t r1, const struct lmp_aq_scheme *sc,
+                                     const struct lmp_aq_opts *opts, const struct lmp_aq_reducer *red,
+                                     struct lmp_err *err) {
+    assert(out && w_all && h && sc && opts);
     const double t_start = now_s();
     struct lmp_aq_stats st_local, *S = stats ? stats : &st_local;
     memset(S, 0, sizeof(*S));
     memset(out, 0, sizeof(*out));
-    enum lmp_status st = lmp_aq_scheme_check(sc, n_out, n_in, err);
+    enum lmp_status st = lmp_aq_scheme_check(sc, n_out_all, n_in, err);
     if (st != LMP_OK) return st;
+    if (r0 < 0 || r1 <= r0 || r1 > n_out_all)
+        return lmp_err_set(err, LMP_EINVAL, "row range [%lld, %lld) outside a layer of %lld rows",
+                           (long long) r0, (long long) r1, (long long) n_out_all);
     if ((st = lmp_aq_check_h(h, n_in, err)) != LMP_OK) return st;
+    const int64_t n_out = r1 - r0;           /* this shard's rows */
+    const float *w = w_all + r0 * n_in;
     const int64_t K = sc->K, n_grp = n_in / sc->g, n_codes = n_out * n_grp * sc->M;
     const int64_t n_cb = (int64_t) sc->M * K * sc->g;
     const int max_rounds = opts->max_rounds < 1 ? 1 : opts->max_rounds > LMP_AQ_MAX_ROUNDS ? LMP_AQ_MAX_ROUNDS
                                                                                        : opts->max_rounds;
-    float *hd = NULL, *g_cb = NULL, *g_sc = NULL, *best_cb = NULL, *best_sc = NULL;
-    uint16_t *codes_prev = NULL;
+    float *hd = NULL, *g_cb = NULL, *g_sc = NULL, *best_cb = NULL, *best_sc = NULL, *sc_all = NULL;
+    uint16_t *codes_prev = NULL, *codes_all = NULL;
     struct lmp_aq_adam ad_cb = {0}, ad_sc = {0};
     struct cg_ws cg = {0};
+    struct allsum A = {.red = red && red->sum ? red : NULL};
     out->sc = *sc;
     out->n_out = n_out;
     out->n_in = n_in;
@@ -412,8 +477,15 @@ enum lmp_status lmp_aq_quantize(struct lmp_aq_layer *out, struct lmp_aq_stats *s
     g_sc = malloc((size_t) n_out * sizeof(float));
     best_sc = malloc((size_t) n_out * sizeof(float));
     codes_prev = malloc((size_t) n_codes * sizeof(uint16_t));
+    const bool sharded = r0 != 0 || r1 != n_out_all;
+    if (sharded) {
+        sc_all = malloc((size_t) n_out_all * sizeof(float));
+        codes_all = malloc((size_t) (n_out_all * n_grp * sc->M) * sizeof(uint16_t));
+    }
+    if (A.red) A.buf = malloc((size_t) (n_cb + 1) * sizeof(double));
     if (!out->codes || !out->codebooks || !out->scales || !g_cb || !best_cb || !g_sc || !best_sc ||
-        !codes_prev || lmp_aq_adam_init(&ad_cb, n_cb, opts->beta1, opts->beta2) != LMP_OK ||
+        !codes_prev || (sharded && (!sc_all || !codes_all)) || (A.red && !A.buf) ||
+        lmp_aq_adam_init(&ad_cb, n_cb, opts->beta1, opts->beta2) != LMP_OK ||
         lmp_aq_adam_init(&ad_sc, n_out, opts->beta1, opts->beta2) != LMP_OK ||
         (opts->cg_iters > 0 && cg_ws_init(&cg, n_cb, n_out, n_in) != LMP_OK)) {
         st = lmp_err_set(err, LMP_ENOMEM, "out of memory for AQ layer %lld x %lld", (long long) n_out,
@@ -435,28 +507,41 @@ enum lmp_status lmp_aq_quantize(struct lmp_aq_layer *out, struct lmp_aq_stats *s
         st = lmp_err_set(err, LMP_ENOMEM, "out of memory");
         goto out;
     }
+    if ((st = allsum(&A, &wnorm, NULL, 0, err)) != LMP_OK) goto out;
     if (!(wnorm > 0.0)) {
         st = lmp_err_set(err, LMP_EINVAL, "W H W^T is zero: the layer's output does not depend on it");
         goto out;
     }
-    /* 1. scales and residual k-means */
-    lmp_aq_scales_from_rows(out->scales, w, n_out, n_in);
+    /* 1. scales and residual k-means: on every row of the layer, identical on every shard
+     * (same inputs, same seed), which keeps the codebooks of the shards identical */
     int64_t maxp = opts->kmeans_max_points > 0 ? opts->kmeans_max_points : 64 * K;
-    if ((st = lmp_aq_kmeans_init(out->codebooks, out->codes, w, out->scales, ho, n_out, n_in, sc,
-                                 opts->kmeans_iters, maxp, opts->seed, err)) != LMP_OK)
-        goto out;
+    if (sharded) {
+        lmp_aq_scales_from_rows(sc_all, w_all, n_out_all, n_in);
+        if ((st = lmp_aq_kmeans_init(out->codebooks, codes_all, w_all, sc_all, ho, n_out_all, n_in, sc,
+                                     opts->kmeans_iters, maxp, opts->seed, err)) != LMP_OK)
+            goto out;
+        memcpy(out->scales, sc_all + r0, (size_t) n_out * sizeof(float));
+        memcpy(out->codes, codes_all + r0 * n_grp * sc->M, (size_t) n_codes * sizeof(uint16_t));
+        free(codes_all), codes_all = NULL;
+    } else {
+        lmp_aq_scales_from_rows(out->scales, w, n_out, n_in);
+        if ((st = lmp_aq_kmeans_init(out->codebooks, out->codes, w, out->scales, ho, n_out, n_in, sc,
+                                     opts->kmeans_iters, maxp, opts->seed, err)) != LMP_OK)
+            goto out;
+    }
     double L;
-    if ((st = lmp_aq_grad_rows(&L, g_cb, g_sc, out->codes, w, out->scales, out->codebooks, ho, n_out,
-                               n_in, sc, err)) != LMP_OK)
+    if ((st = grad_all(&A, &L, g_cb, g_sc, out->codes, w, out->scales, out->codebooks, ho, n_out, n_in, sc,
+                       err)) != LMP_OK)
         goto out;
     {
         double Lt = L;
-        if (hd && (st = loss_on(&Lt, h, out, w, err)) != LMP_OK) goto out;
+        if (hd && (st = loss_on(&Lt, h, out, w, &A, err)) != LMP_OK) goto out;
         S->rel_err_init = Lt / wnorm;
     }
     S->seconds_init = now_s() - t_start;
 
-    /* 2. rounds: g_cb/g_sc/L always hold the gradient and loss of the current state */
+    /* 2. rounds: g_cb/g_sc/L always hold the gradient and loss of the current state (g_cb
+     * and L summed over the shards, g_sc of this shard's rows) */
     double L_prev = L;
     for (int r = 0; r < max_rounds && S->n_adam_steps < opts->max_adam_steps; r++) {
         double t0 = now_s();
@@ -468,7 +553,7 @@ enum lmp_status lmp_aq_quantize(struct lmp_aq_layer *out, struct lmp_aq_stats *s
         if (opts->cg_iters > 0) {
             int64_t left = opts->max_adam_steps - S->n_adam_steps;
             if ((st = cg_update(&L, g_cb, g_sc, out, w, ho, left < opts->cg_iters ? (int) left : opts->cg_iters,
-                                &S->n_adam_steps, &cg, err)) != LMP_OK)
+                                &S->n_adam_steps, &cg, &A, err)) != LMP_OK)
                 goto out;
             L_best = L;
         }
@@ -477,8 +562,8 @@ enum lmp_status lmp_aq_quantize(struct lmp_aq_layer *out, struct lmp_aq_stats *s
             lmp_aq_adam_step(&ad_cb, out->codebooks, g_cb, opts->lr);
             lmp_aq_adam_step(&ad_sc, out->scales, g_sc, opts->lr);
             S->n_adam_steps++;
-            if ((st = lmp_aq_grad_rows(&L, g_cb, g_sc, out->codes, w, out->scales, out->codebooks, ho,
-                                       n_out, n_in, sc, err)) != LMP_OK)
+            if ((st = grad_all(&A, &L, g_cb, g_sc, out->codes, w, out->scales, out->codebooks, ho,
+                               n_out, n_in, sc, err)) != LMP_OK)
                 goto out;
             if (L < L_best) {
                 L_best = L;
@@ -496,18 +581,18 @@ enum lmp_status lmp_aq_quantize(struct lmp_aq_layer *out, struct lmp_aq_stats *s
         if ((st = lmp_aq_beam_rows(out->codes, NULL, w, out->scales, out->codebooks, ho, n_out, n_in, sc,
                                    opts->beam, err)) != LMP_OK)
             goto out;
-        if ((st = lmp_aq_grad_rows(&L, g_cb, g_sc, out->codes, w, out->scales, out->codebooks, ho, n_out,
-                                   n_in, sc, err)) != LMP_OK)
+        if ((st = grad_all(&A, &L, g_cb, g_sc, out->codes, w, out->scales, out->codebooks, ho, n_out,
+                           n_in, sc, err)) != LMP_OK)
             goto out;
         if (L > L_best) {                    /* fp32 rounding in the search: never go back */
             memcpy(out->codes, codes_prev, (size_t) n_codes * sizeof(uint16_t));
-            if ((st = lmp_aq_grad_rows(&L, g_cb, g_sc, out->codes, w, out->scales, out->codebooks, ho,
-                                       n_out, n_in, sc, err)) != LMP_OK)
+            if ((st = grad_all(&A, &L, g_cb, g_sc, out->codes, w, out->scales, out->codebooks, ho,
+                               n_out, n_in, sc, err)) != LMP_OK)
                 goto out;
         }
         S->seconds_beam += now_s() - t1;
         double Lt = L;
-        if (hd && (st = loss_on(&Lt, h, out, w, err)) != LMP_OK) goto out;
+        if (hd && (st = loss_on(&Lt, h, out, w, &A, err)) != LMP_OK) goto out;
         S->rel_err_round[r] = Lt / wnorm;
         S->n_rounds = r + 1;
         double impr = L_prev > 0.0 ? (L_prev - L) / L_prev : 0.0;
@@ -515,10 +600,11 @@ enum lmp_status lmp_aq_quantize(struct lmp_aq_layer *out, struct lmp_aq_stats *s
         if (impr < opts->tol) break;
     }
     S->rel_err_final = S->n_rounds ? S->rel_err_round[S->n_rounds - 1] : S->rel_err_init;
-    S->bits_per_weight = lmp_aq_bits_per_weight(sc, n_out, n_in);
+    S->bits_per_weight = lmp_aq_bits_per_weight(sc, n_out_all, n_in);
     S->seconds = now_s() - t_start;
 out:
     free(hd); free(g_cb); free(g_sc); free(best_cb); free(best_sc); free(codes_prev);
+    free(sc_all); free(codes_all); free(A.buf);
     lmp_aq_adam_release(&ad_cb);
     lmp_aq_adam_release(&ad_sc);
     cg_ws_release(&cg);

@@ -164,4 +164,41 @@ enum lmp_status lmp_aq_quantize(struct lmp_aq_layer *out, struct lmp_aq_stats *s
                                 const struct lmp_aq_scheme *sc, const struct lmp_aq_opts *opts,
                                 struct lmp_err *err);
 
+/* ---- one layer in row shards ------------------------------------------------------ */
+
+/* Sum over the shards of one layer (an all-reduce): vec (n doubles) holds this shard's
+ * part on entry and, on return, the sum over every shard, the same bits on every shard
+ * (the reducer adds the parts in shard order). Called at the same points, with the same
+ * n, by every shard. RET LMP_OK, or an error (a lost shard, a cancel) that ends the
+ * layer. */
+struct lmp_aq_reducer {
+    enum lmp_status (*sum)(void *ctx, double *vec, int64_t n, struct lmp_err *err);
+    void *ctx;
+};
+
+/* lmp_aq_quantize on the rows [r0, r1) of w_all (n_out_all, n_in), one shard of several
+ * that run together and meet in red (NULL or red->sum NULL: one shard, no sums). It is
+ * the same algorithm, factored at its sums: every reduction point of the round (the
+ * codebook gradient and loss, each conjugate-gradient Hessian-vector product, the Jacobi
+ * diagonal, the norms) sums n_cb + 1 values over the shards, so the codebooks follow the
+ * same path on every shard; codes (beam search) and scales (closed form or Adam) are
+ * per row and stay local. The k-means initialisation reads every row of w_all (its
+ * sampling must not depend on the split) and keeps the codes of [r0, r1).
+ * out: n_out = r1 - r0 rows of codes and scales, the full codebooks (identical on every
+ * shard); stats: the whole layer's (the losses are sums). With r0 = 0, r1 = n_out_all
+ * and no reducer it is lmp_aq_quantize, bit for bit. Sharded, the results agree with the
+ * unsharded ones up to fp32 rounding of the sums (the search may then take a different
+ * path; the final errors agree closely, see tests/unit/test_aq_rows.c).
+ * RET as lmp_aq_quantize, LMP_EINVAL for a bad row range, or the reducer's error. */
+enum lmp_status lmp_aq_quantize_rows(struct lmp_aq_layer *out, struct lmp_aq_stats *stats,
+                                     const float *w_all, const float *h, int64_t n_out_all, int64_t n_in,
+                                     int64_t r0, int64_t r1, const struct lmp_aq_scheme *sc,
+                                     const struct lmp_aq_opts *opts, const struct lmp_aq_reducer *red,
+                                     struct lmp_err *err);
+
+/* Split n_out rows into n shards with sizes proportional to weight[i] (e.g. measured
+ * throughputs; all <= 0: equal), each at least one row (needs n <= n_out): shard i is
+ * rows [bounds[i], bounds[i + 1]), bounds has n + 1 entries. */
+void lmp_aq_shard_rows(int64_t *bounds, int64_t n_out, const double *weight, int n);
+
 #endif /* LMP_WORKER_AQ_H */
