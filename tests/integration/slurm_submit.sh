@@ -1,0 +1,258 @@
+#!/usr/bin/env bash
+# slurm_submit - deploy/slurm/lmpress.sbatch on a real one-node Slurm cluster (slurmctld +
+# slurmd on loopback, generated slurm.conf, no munge, no systemd), stories260K, independent mode:
+#  1. a submitted job completes (COMPLETED, exit 0:0), its artifact is complete (`lmpress
+#     inspect`) and equals `lmpress compress` dataset for dataset (h5diff), the job log has the
+#     template's start/end lines;
+#  2. preemption: a job is requeued (`scontrol requeue`, SIGTERM to its tasks) once some layers
+#     are committed; it runs again (restart 1, appended to the same log), resumes the committed
+#     layers and completes to the same artifact as the uninterrupted run.
+# Skipped (77) when the Slurm binaries are missing outside CI (deploy/setup.sh installs them),
+# or when `lmpress run` does not exist. Daemons are stopped through their PID files and the
+# temp dir removed on every exit path; every wait is bounded.
+set -u
+: "${LMPRESS:?}" "${LMP_SHARED:?}" "${LMP_SOURCE_DIR:?}"
+export PATH="$PATH:/usr/sbin:/sbin"
+TEMPLATE="$LMP_SOURCE_DIR/deploy/slurm/lmpress.sbatch"
+M="$LMP_SHARED/models/stories260K"
+TXT="$LMP_SHARED/data/tinystories_valid_first1000.txt"
+missing() {
+    echo "missing $*"
+    [ "${CI:-}" = true ] && exit 1
+    exit 77
+}
+for f in "$M/stories260K.bin" "$M/tok512.bin" "$TXT"; do
+    [ -f "$f" ] || missing "$f"
+done
+for b in slurmctld slurmd sbatch srun squeue scontrol scancel sinfo; do
+    command -v "$b" >/dev/null || missing "the Slurm program '$b' (deploy/setup.sh installs slurmctld slurmd slurm-client)"
+done
+command -v h5diff >/dev/null && command -v h5dump >/dev/null || missing "h5diff/h5dump (hdf5-tools)"
+if ! "$LMPRESS" help run 2>/dev/null | grep -q "lmpress run"; then
+    echo "SKIP: '$LMPRESS' has no 'run' command (lmpress run JOB, the launcher inside deploy/slurm/lmpress.sbatch)"
+    exit 77
+fi
+
+T=$(mktemp -d /tmp/lmp-slurm.XXXXXX)
+export SLURM_CONF="$T/slurm.conf"
+unset SLURM_JOB_ID SLURM_JOBID   # a test run inside a Slurm job must not talk to that job
+fail=0
+bad() { echo "FAIL: $*"; fail=1; }
+now() { date +%s.%N; }
+elapsed() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.2f", b - a }'; }
+# wait_for SECONDS CMD...: poll CMD every 0.2 s
+wait_for() {
+    local s=$1; shift
+    local end=$((SECONDS + s))
+    while [ $SECONDS -lt $end ]; do "$@" && return 0; sleep 0.2; done
+    "$@"
+}
+# Every client call is bounded: a controller that died must not hang the test.
+sc() { timeout 20 "$@"; }
+
+# stop_pid FILE: SIGTERM the daemon named by a PID file, SIGKILL after 10 s
+stop_pid() {
+    local pid
+    pid=$(cat "$1" 2>/dev/null) || return 0
+    [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null || return 0
+    kill -TERM "$pid" 2>/dev/null
+    for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || return 0; sleep 0.1; done
+    kill -KILL "$pid" 2>/dev/null
+}
+# job processes (slurmstepd, the batch script, srun, lmpress) carry SLURM_CONF=$T/slurm.conf
+# in their environment: this cluster's, and nobody else's
+stray_pids() {
+    local p
+    for p in /proc/[0-9]*; do
+        [ "${p#/proc/}" = $$ ] && continue
+        tr '\0' '\n' 2>/dev/null < "$p/environ" | grep -qxF "SLURM_CONF=$T/slurm.conf" &&
+            echo "${p#/proc/}"
+    done
+}
+stop_slurm() {
+    sc scancel --quiet --user="$(id -un)" 2>/dev/null
+    stop_pid "$T/slurmd.pid"
+    stop_pid "$T/slurmctld.pid"
+    local p
+    for p in $(stray_pids); do kill -KILL "$p" 2>/dev/null; done
+}
+cleanup() {
+    stop_slurm
+    if [ "$fail" != 0 ]; then
+        for f in "$T"/log/slurmctld.log "$T"/log/slurmd.log; do
+            [ -f "$f" ] && { echo "--- tail $f"; tail -15 "$f"; }
+        done
+    fi
+    rm -rf "$T"
+}
+trap cleanup EXIT
+trap 'exit 1' INT TERM HUP
+
+port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+write_conf() {   # CTLD_PORT SLURMD_PORT
+    local user
+    user=$(id -un)
+    mkdir -p "$T/state" "$T/spool" "$T/log"
+    cat > "$T/slurm.conf" <<EOF
+ClusterName=lmptest
+SlurmctldHost=$(hostname -s)(127.0.0.1)
+SlurmctldPort=$1
+SlurmdPort=$2
+AuthType=auth/none
+CredType=cred/none
+SlurmUser=$user
+SlurmdUser=$user
+ProctrackType=proctrack/linuxproc
+TaskPlugin=task/none
+SlurmdParameters=config_overrides
+MpiDefault=none
+ReturnToService=2
+SchedulerType=sched/builtin
+SelectType=select/cons_tres
+SelectTypeParameters=CR_CPU
+StateSaveLocation=$T/state
+SlurmdSpoolDir=$T/spool
+SlurmctldPidFile=$T/slurmctld.pid
+SlurmdPidFile=$T/slurmd.pid
+SlurmctldLogFile=$T/log/slurmctld.log
+SlurmdLogFile=$T/log/slurmd.log
+SlurmctldDebug=info
+SlurmdDebug=info
+JobCompType=jobcomp/filetxt
+JobCompLoc=$T/log/jobcomp.txt
+AccountingStorageType=accounting_storage/none
+MailProg=/bin/true
+KillWait=15
+InactiveLimit=0
+MinJobAge=600
+MessageTimeout=20
+NodeName=n1 NodeAddr=127.0.0.1 CPUs=4 RealMemory=2000 State=UNKNOWN
+PartitionName=test Nodes=n1 Default=YES MaxTime=INFINITE State=UP
+EOF
+}
+node_idle() { [ "$(sc sinfo -h -n n1 -o %t 2>/dev/null)" = idle ]; }
+start_slurm() {
+    local try p1 p2 t0
+    for try in 1 2 3; do
+        p1=$((20000 + RANDOM % 40000))
+        p2=$((p1 + 1))
+        port_free "$p1" && port_free "$p2" || continue
+        write_conf "$p1" "$p2"
+        t0=$(now)
+        slurmctld -f "$SLURM_CONF" < /dev/null >> "$T/log/daemons.out" 2>&1
+        slurmd -f "$SLURM_CONF" -N n1 < /dev/null >> "$T/log/daemons.out" 2>&1
+        if wait_for 60 node_idle; then
+            echo "slurm: one-node cluster up in $(elapsed "$t0") s (ports $p1, $p2, try $try)"
+            return 0
+        fi
+        echo "slurm: node not idle after 60 s (try $try): $(sc sinfo -h -o '%t %E' 2>&1)"
+        cat "$T/log/daemons.out"
+        stop_slurm
+    done
+    bad "no Slurm cluster after 3 tries"
+    exit 1
+}
+# job_field ID FIELD: one field of `scontrol show job`
+job_field() { sc scontrol show job -o "$1" 2>/dev/null | tr ' ' '\n' | sed -n "s/^$2=//p"; }
+job_in() {   # ID STATE...: the job's state is one of STATE
+    local s
+    s=$(job_field "$1" JobState)
+    shift
+    for x in "$@"; do [ "$s" = "$x" ] && return 0; done
+    return 1
+}
+restarted() { [ "$(job_field "$1" Restarts)" = 1 ]; }
+n_parts() { ls "$1.parts" 2>/dev/null | grep -c '^layer-'; }
+has_parts() { [ "$(n_parts "$1")" -ge "$2" ]; }
+same_layers() {
+    local la lb d n=0
+    la=$(h5dump -n "$1" | awk '$1=="dataset"{print $2}' | sort)
+    lb=$(h5dump -n "$2" | awk '$1=="dataset"{print $2}' | sort)
+    [ -n "$la" ] && [ "$la" = "$lb" ] || { echo "different dataset lists"; return 1; }
+    for d in $la; do
+        h5diff -q "$1" "$2" "$d" "$d" >/dev/null || { echo "dataset $d differs"; return 1; }
+        n=$((n + 1))
+    done
+    echo "$n datasets identical"
+}
+# write_job NAME: a JOB file for `lmpress run` (long options of `lmpress compress`)
+write_job() {
+    cat > "$T/$1.job" <<EOF
+# stories260K, the small scheme of the integration tests
+model = $M/stories260K.bin
+tokenizer = $M/tok512.bin
+calib = $T/cal.txt
+nsamples = 12
+ctx = 96
+threads = 1
+max-rounds = 4
+adam-steps = 50
+scheme = 2x6g4
+keep = *.down_proj
+mode = independent
+seed = 5
+out = $T/$1.h5
+EOF
+}
+# submit NAME [sbatch options]: prints the job id
+submit() {
+    local name=$1; shift
+    sc sbatch --parsable --chdir="$T" --output="$T/$name.log" --job-name="$name" \
+        --nodes=1 --ntasks-per-node=3 --cpus-per-task=1 --time=10:00 "$@" \
+        "$TEMPLATE" "$T/$name.job" 2> "$T/$name.sbatch.err"
+}
+
+cd "$T" || exit 1
+head -c 120000 "$TXT" > cal.txt
+write_job ref
+sed -n '/^[a-z]/{s/^\([a-z-]*\) = \(.*\)$/--\1\n\2/;p}' ref.job > ref.args
+mapfile -t REF_ARGS < ref.args
+"$LMPRESS" compress "${REF_ARGS[@]}" > ref.out 2> ref.err || { bad "lmpress compress"; cat ref.err; }
+
+start_slurm
+sc srun --mpi=list > mpi.txt 2>&1 || bad "srun --mpi=list: $(cat mpi.txt)"
+grep -qw pmix mpi.txt || bad "srun has no pmix plugin: $(cat mpi.txt)"
+export LMPRESS
+
+# 1. a job runs to completion
+write_job a
+t0=$(now)
+id=$(submit a) || { bad "sbatch: $(cat a.sbatch.err)"; exit 1; }
+wait_for 240 job_in "$id" COMPLETED FAILED CANCELLED TIMEOUT NODE_FAIL OUT_OF_MEMORY ||
+    bad "job $id not finished after 240 s: $(job_field "$id" JobState)"
+echo "job $id: $(job_field "$id" JobState) in $(elapsed "$t0") s"
+job_in "$id" COMPLETED || bad "job $id ended $(job_field "$id" JobState)"
+[ "$(job_field "$id" ExitCode)" = 0:0 ] || bad "job $id exit code $(job_field "$id" ExitCode)"
+grep -q "^lmpress.sbatch: job $id start .* restart 0: 1 node(s) n1, 3 tasks" a.log ||
+    bad "no start line in the job log"
+grep -q "^lmpress.sbatch: running: srun --mpi=pmix .* run $T/a.job" a.log || bad "no srun line"
+grep -q "^lmpress.sbatch: lmpress run exited with 0 " a.log || bad "no exit line in the job log"
+"$LMPRESS" inspect a.h5 > a.inspect 2>&1 || bad "inspect: $(cat a.inspect)"
+grep -q "30 of 35 linears compressed, 5 kept unquantized.*complete" a.inspect ||
+    bad "inspect: $(tail -3 a.inspect)"
+same_layers a.h5 ref.h5 || bad "the Slurm job's artifact differs from lmpress compress"
+[ $fail = 0 ] || { echo "--- a.log"; cat a.log; }
+
+# 2. preemption: requeue once some layers are committed; the job resumes and completes
+write_job b
+t0=$(now)
+id=$(LMP_FAULT_TASK_SLEEP_MS=300 submit b) || { bad "sbatch: $(cat b.sbatch.err)"; exit 1; }
+wait_for 240 has_parts b.h5 4 || bad "no layers committed before the requeue"
+kept=$(n_parts b.h5)
+sc scontrol requeue "$id" || bad "scontrol requeue $id"
+wait_for 120 restarted "$id" || bad "job $id not requeued"
+# Slurm holds a requeued batch job for 120 s (BeginTime); an operator may start it at once
+wait_for 60 job_in "$id" PENDING || bad "requeued job $id not pending: $(job_field "$id" JobState)"
+sc scontrol update JobId="$id" StartTime=now || bad "scontrol update StartTime=now"
+wait_for 300 job_in "$id" COMPLETED FAILED CANCELLED TIMEOUT NODE_FAIL OUT_OF_MEMORY ||
+    bad "requeued job $id not finished: $(job_field "$id" JobState)"
+echo "job $id: requeued at $kept layers, $(job_field "$id" JobState) in $(elapsed "$t0") s"
+job_in "$id" COMPLETED || bad "requeued job $id ended $(job_field "$id" JobState)"
+grep -q "^lmpress.sbatch: job $id start .* restart 0:" b.log || bad "no first start line"
+grep -q "^lmpress.sbatch: job $id start .* restart 1:" b.log || bad "no restart line (log not appended?)"
+grep -q "^lmpress.sbatch: SIGTERM" b.log || bad "the batch script saw no SIGTERM"
+[ "$(grep -c "^lmpress.sbatch: lmpress run exited with 0 " b.log)" -ge 1 ] || bad "no clean exit"
+same_layers b.h5 ref.h5 || bad "the requeued job's artifact differs from an uninterrupted run"
+grep "^lmpress.sbatch: \|CANCELLED\|resumed" b.log | sed 's/^/  b.log: /' | head -20
+[ $fail = 0 ] || { echo "--- b.log"; cat b.log; }
+exit $fail
