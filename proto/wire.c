@@ -40,6 +40,8 @@ static const struct lmp_wire_kind kinds[] = {
     { LMP__ENVELOPE__BODY_TASK_RESULT_ACK, "TaskResultAck", CRD,         WRK,          LMP_WIRE_MAX_CONTROL },
     { LMP__ENVELOPE__BODY_TASK_HANDBACK,   "TaskHandback",  WRK,         CRD,          LMP_WIRE_MAX_CONTROL },
     { LMP__ENVELOPE__BODY_TASK_CANCEL,     "TaskCancel",    CRD,         WRK,          LMP_WIRE_MAX_CONTROL },
+    { LMP__ENVELOPE__BODY_ROWS_PARTIAL,    "RowsPartial",   WRK,         CRD,          LMP_WIRE_MAX_FRAME },
+    { LMP__ENVELOPE__BODY_ROWS_SUM,        "RowsSum",       CRD,         WRK,          LMP_WIRE_MAX_FRAME },
 };
 
 #undef CLI
@@ -416,6 +418,13 @@ static enum lmp_status validate(const Lmp__Envelope *env, const char *peer, stru
                               env->task_handback->attempt);
     case LMP__ENVELOPE__BODY_TASK_CANCEL:
         return env->task_cancel->job_id == 0 ? bad(&c, "job id 0") : LMP_OK;
+    case LMP__ENVELOPE__BODY_ROWS_PARTIAL:
+        if (env->rows_partial->step == 0) return bad(&c, "rows step 0");
+        return check_task_ids(&c, env->rows_partial->job_id, env->rows_partial->task_id,
+                              env->rows_partial->attempt);
+    case LMP__ENVELOPE__BODY_ROWS_SUM:
+        if (env->rows_sum->step == 0) return bad(&c, "rows step 0");
+        return check_task_ids(&c, env->rows_sum->job_id, env->rows_sum->task_id, env->rows_sum->attempt);
     case LMP__ENVELOPE__BODY_HEARTBEAT:
     case LMP__ENVELOPE__BODY_SHUTDOWN:
     case LMP__ENVELOPE__BODY_JOB_QUERY:

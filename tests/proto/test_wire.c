@@ -30,6 +30,7 @@ static const struct {
     { 1, 1, 0x1c7154d88884fecfull },   /* JobSpec.tokenizer_path, JobSpec.threads */
     { 1, 2, 0x4d1527e826374038ull },   /* LogQuery.since_ms, LogLine.kind, LogLine.layer */
     { 1, 3, 0xa9932e43095ad72aull },   /* MethodSpec.cg_iters (oneof), FinetuneSpec.max_steps */
+    { 1, 4, 0x0b27520389eb938eull },   /* JobSpec.row_shards, RowsPartial, RowsSum */
 };
 
 /* ---------------------------------------------------------------- a test arena */
@@ -334,7 +335,7 @@ static enum lmp_status unpack_fails(const uint8_t *buf, size_t len, size_t max_f
 static void test_every_body_roundtrips_field_by_field(void) {
     size_t nk;
     const struct lmp_wire_kind *kinds = lmp_wire_kinds(&nk);
-    CHECK(nk == 20);
+    CHECK(nk == 22);
     for (size_t k = 0; k < nk; k++) {
         Lmp__Envelope *env = make_full(k);
         CHECK(env->body_case == kinds[k].body);
