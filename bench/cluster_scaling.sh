@@ -29,7 +29,9 @@
 #
 # Timeouts: a coordinator that calibrates in its event loop answers nobody while it forwards the
 # calibration batch (minutes for the prelude of a reduced run), so submit runs with
-# LMPRESS_TIMEOUT_MS=3600000 and the workers with --timeout 3600000.
+# LMPRESS_TIMEOUT_MS=3600000, the workers with --timeout 3600000, and the coordinator with
+# --heartbeat-timeout 3600000 (a worker that hears nothing for that long says Hello again, and
+# the coordinator then runs its task a second time).
 #
 # What is counted (coordinator overhead), from the logs, each line stamped by this script with
 # $EPOCHREALTIME as it is read from the process's stderr (a pipe; the stamp lags the write by
@@ -167,7 +169,7 @@ run_layout() {
     mkdir -p "$d"
     local la0; la0=$(load1)
     env LMP_THREADS="$CTHREADS" OPENBLAS_NUM_THREADS="$CTHREADS" \
-        "$LMP" coordinator --bind 'tcp://127.0.0.1:*' --heartbeat-timeout 60000 --verbose \
+        "$LMP" coordinator --bind 'tcp://127.0.0.1:*' --heartbeat-timeout 3600000 --verbose \
         2> >(stamp > "$d/coord.log") &
     cpid=$!
     PIDS+=("$cpid")
