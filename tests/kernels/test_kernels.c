@@ -12,6 +12,7 @@
  *                                              perf: time ref vs best on realistic shapes
  */
 #include "kernels/kernels.h"
+#include "kernels/cpu/cpu_variants.h"   /* defines: lmp_aq_beam_eager_avx512 (bench baseline) */
 #include "tests/check.h"            /* defines: CHECK, RUN, check_fill_random, check_report */
 #include "worker/model/model.h"     /* defines: enum lmp_dtype */
 
@@ -330,6 +331,10 @@ static void test_aq_grad_dw(void) {
 
 static void test_aq_beam(void) {
     static const int beams[] = { 1, 3, 8 };   /* 3: an odd number of hypotheses */
+    lmp_aq_beam_fn *variants[2] = { best.aq_beam, NULL };
+#ifdef LMP_HAVE_AVX512
+    if (lmp_cpu_has_avx512()) variants[1] = lmp_aq_beam_eager_avx512;   /* bench_kernels' baseline */
+#endif
     for (int c = 0; c < N_AQ_CASES; c++)
         for (int bi = 0; bi < 3; bi++) {
             struct aq_fix f;
@@ -337,18 +342,21 @@ static void test_aq_beam(void) {
             int64_t n = f.s.n_out * (f.s.n_in / f.s.g) * f.s.M;
             uint16_t *cr = malloc((size_t) n * sizeof(uint16_t)), *cv = malloc((size_t) n * sizeof(uint16_t));
             memcpy(cr, f.codes, (size_t) n * sizeof(uint16_t));
-            memcpy(cv, f.codes, (size_t) n * sizeof(uint16_t));
             double *lr = malloc((size_t) f.s.n_out * sizeof(double)), *lv = malloc((size_t) f.s.n_out * sizeof(double));
             CHECK(ref.aq_beam(cr, lr, f.w, f.scale, f.cb, f.h, &f.s, beams[bi]) == 0);
-            CHECK(best.aq_beam(cv, lv, f.w, f.scale, f.cb, f.h, &f.s, beams[bi]) == 0);
-            double o0 = aq_objective(&f, f.codes), orf = aq_objective(&f, cr), ov = aq_objective(&f, cv);
-            double sr = 0, sv = 0;
-            for (int64_t o = 0; o < f.s.n_out; o++) { sr += lr[o]; sv += lv[o]; }
-            int ok = orf <= o0 && ov <= orf * (1 + 1e-3) && fabs(sr / orf - 1) < 1e-6 && fabs(sv / ov - 1) < 1e-3;
-            if (!ok)
-                fprintf(stderr, "  aq_beam case %d beam %d: start %.9g ref %.9g (reported %.9g) variant %.9g (reported %.9g)\n",
-                        c, beams[bi], o0, orf, sr, ov, sv);
-            CHECK(ok);
+            double o0 = aq_objective(&f, f.codes), orf = aq_objective(&f, cr), sr = 0;
+            for (int64_t o = 0; o < f.s.n_out; o++) sr += lr[o];
+            for (int vi = 0; vi < 2 && variants[vi]; vi++) {
+                memcpy(cv, f.codes, (size_t) n * sizeof(uint16_t));
+                CHECK(variants[vi](cv, lv, f.w, f.scale, f.cb, f.h, &f.s, beams[bi]) == 0);
+                double ov = aq_objective(&f, cv), sv = 0;
+                for (int64_t o = 0; o < f.s.n_out; o++) sv += lv[o];
+                int ok = orf <= o0 && ov <= orf * (1 + 1e-3) && fabs(sr / orf - 1) < 1e-6 && fabs(sv / ov - 1) < 1e-3;
+                if (!ok)
+                    fprintf(stderr, "  aq_beam%s case %d beam %d: start %.9g ref %.9g (reported %.9g) variant %.9g "
+                            "(reported %.9g)\n", vi ? " (eager)" : "", c, beams[bi], o0, orf, sr, ov, sv);
+                CHECK(ok);
+            }
             free(cr); free(cv); free(lr); free(lv);
             aq_fix_free(&f);
         }
