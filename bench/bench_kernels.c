@@ -3,9 +3,11 @@
  *  time to quantize whole layers
  *
  *  usage: bench_kernels [--peak GFLOPS] [--scheme 2x8g8] [--beam B] [--reps N]
- *                       [--layer | --model | --no-layer] [--no-eager]
+ *                       [--layer | --model | --no-layer] [--no-eager] [--layer-eager]
  *    --no-eager  skip the baseline beam kernel (by default timed right after the table's,
  *             with the ratio printed)
+ *    --layer-eager  also quantize each layer with the baseline beam kernel (rows "...e"),
+ *             right after the table's run, and print the ratios
  *    --peak   nominal fp32 peak for the fractions (default 450: 2 Sapphire Rapids cores)
  *    --cores  cores that peak is for (default 2); "%core" = GFLOP per CPU-second / (peak/cores)
  *    --layer  (default) also quantize one 576x1536 layer with the default options
@@ -137,6 +139,7 @@ static struct rate bench_sgemm(int64_t m, int64_t n, int64_t k, int reps) {
 int main(int argc, char **argv) {
     const char *scheme = "2x8g8";
     int beam_big = 8, reps = 3, mode = 1;   /* 0 kernels only, 1 + one layer, 2 + model */
+    int layer_eager = 0;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--peak") && i + 1 < argc) g_peak = atof(argv[++i]);
         else if (!strcmp(argv[i], "--scheme") && i + 1 < argc) scheme = argv[++i];
@@ -147,9 +150,10 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "--model")) mode = 2;
         else if (!strcmp(argv[i], "--no-layer")) mode = 0;
         else if (!strcmp(argv[i], "--no-eager")) g_base = NULL;
+        else if (!strcmp(argv[i], "--layer-eager")) layer_eager = 1;
         else {
             fprintf(stderr, "usage: bench_kernels [--peak GFLOPS] [--scheme MxBgG] [--beam B] [--reps N] "
-                            "[--layer|--model|--no-layer] [--no-eager]\n");
+                            "[--layer|--model|--no-layer] [--no-eager] [--layer-eager]\n");
             return 2;
         }
     }
@@ -239,24 +243,45 @@ int main(int argc, char **argv) {
         printf("\nquantize (beam %d, %d CG iterations + closed-form scales/round, tol %g):\n", o.beam, o.cg_iters, o.tol);
     else
         printf("\nquantize (beam %d, %d Adam steps/round, lr %g, tol %g):\n", o.beam, o.adam_steps, (double) o.lr, o.tol);
-    printf("%-10s %8s %8s %8s %8s %8s %7s %6s %11s %11s %6s\n", "layer", "total s", "init s", "update s", "beam s",
-           "rounds", "steps", "bits", "rel err 0", "rel err", "count");
+    printf("%-10s %8s %8s %8s %8s %8s %7s %6s %11s %11s %6s %8s\n", "layer", "total s", "init s", "update s", "beam s",
+           "rounds", "steps", "bits", "rel err 0", "rel err", "count", "CPU s");
+    if (layer_eager && g_base != NULL) printf("(rows ending in e: the same layer with the eager baseline beam kernel)\n");
     for (int si = 0; si < n_sh; si++) {
         struct layer L;
         if (make_layer(&L, mshapes[si][0], mshapes[si][1]) != 0) return 1;
-        struct lmp_aq_layer q;
-        struct lmp_aq_stats st;
-        if (lmp_aq_quantize(&q, &st, L.w, L.h, L.n_out, L.n_in, &sc, &o, &err) != LMP_OK) {
-            fprintf(stderr, "bench_kernels: %s\n", err.msg);
-            return 1;
+        struct lmp_aq_stats st0 = { 0 };
+        double cpu0 = 0.0;
+        for (int var = 0; var < 1 + (layer_eager && g_base != NULL); var++) {
+            struct lmp_aq_layer q;
+            struct lmp_aq_stats st;
+            /* the baseline run swaps the table's beam slot between layers: single-threaded
+             * here, no kernel running, restored right after */
+            struct lmp_kernels *kw = (struct lmp_kernels *) kt;
+            lmp_aq_beam_fn *keep = kw->aq_beam;
+            if (var == 1) kw->aq_beam = g_base;
+            double c0 = cpu_s();
+            enum lmp_status qs = lmp_aq_quantize(&q, &st, L.w, L.h, L.n_out, L.n_in, &sc, &o, &err);
+            double c = cpu_s() - c0;
+            kw->aq_beam = keep;
+            if (qs != LMP_OK) {
+                fprintf(stderr, "bench_kernels: %s\n", err.msg);
+                return 1;
+            }
+            char name[32];
+            snprintf(name, sizeof(name), "%lldx%lld%s", (long long) L.n_out, (long long) L.n_in, var ? "e" : "");
+            printf("%-10s %8.2f %8.2f %8.2f %8.2f %8d %7lld %6.3f %11.5f %11.5f %6lld %8.2f\n", name, st.seconds,
+                   st.seconds_init, st.seconds_adam, st.seconds_beam, st.n_rounds, (long long) st.n_adam_steps,
+                   st.bits_per_weight, st.rel_err_init, st.rel_err_final, (long long) mshapes[si][2], c);
+            if (var == 0) {
+                total += st.seconds * (double) mshapes[si][2];
+                st0 = st;
+                cpu0 = c;
+            } else {
+                printf("%-10s eager/blocked: beam s %.2fx, layer s %.2fx, layer CPU s %.2fx\n", "", st.seconds_beam /
+                       st0.seconds_beam, st.seconds / st0.seconds, c / cpu0);
+            }
+            lmp_aq_layer_release(&q);
         }
-        char name[32];
-        snprintf(name, sizeof(name), "%lldx%lld", (long long) L.n_out, (long long) L.n_in);
-        printf("%-10s %8.2f %8.2f %8.2f %8.2f %8d %7lld %6.3f %11.5f %11.5f %6lld\n", name, st.seconds, st.seconds_init,
-               st.seconds_adam, st.seconds_beam, st.n_rounds, (long long) st.n_adam_steps, st.bits_per_weight,
-               st.rel_err_init, st.rel_err_final, (long long) mshapes[si][2]);
-        total += st.seconds * (double) mshapes[si][2];
-        lmp_aq_layer_release(&q);
         free_layer(&L);
     }
     if (mode == 2)
