@@ -77,6 +77,71 @@ static void requeue(struct lmp_coord *c, int ti, bool failure, const char *why) 
         job_fail(c, "layer '%s' failed %u times; last: %s", t->l->name, t->n_failures, why);
 }
 
+/* ---- a layer in row shards (TASK_KIND_QUANTIZE_ROWS) ------------------------------ */
+
+enum { MAX_ROW_SHARDS = 64 };
+
+struct rshard {
+    int      worker;
+    int64_t  r0, r1;
+    double  *part;                 /* its part of the sum being collected, NULL = not in */
+    bool     done;                 /* its result is in */
+};
+
+struct rtask {
+    int            n;
+    struct rshard  s[MAX_ROW_SHARDS];
+    uint64_t       step;           /* sums completed */
+    int64_t        n_part;         /* length of the sum being collected (0 = none in yet) */
+    double        *sum;
+    uint16_t      *codes;          /* (n_out, n_in/g, M) assembled */
+    float         *scales, *cb;
+    double         rel_before, rel_after, bpw, seconds;
+    uint32_t       steps;
+};
+
+static void rows_free(struct task *t) {
+    struct rtask *R = t->rows;
+    if (R == NULL) return;
+    for (int k = 0; k < R->n; k++) free(R->s[k].part);
+    free(R->sum); free(R->codes); free(R->scales); free(R->cb);
+    free(R);
+    t->rows = NULL;
+}
+
+static int rows_shard_of(const struct task *t, int pi) {
+    for (int k = 0; t->rows && k < t->rows->n; k++)
+        if (t->rows->s[k].worker == pi) return k;
+    return -1;
+}
+
+/* The shards of task ti stop: the others still running are cancelled (they wait on a sum
+ * that will not come), and the layer goes back to the queue (a failure if `failure`). */
+static void rows_abort(struct lmp_coord *c, int ti, bool failure, const char *why) {
+    struct job *J = c->job;
+    struct task *t = &J->tasks[ti];
+    struct rtask *R = t->rows;
+    for (int k = 0; R && k < R->n; k++) {
+        struct peer *q = &c->peers[R->s[k].worker];
+        if (q->task != ti) continue;
+        q->task = -1;
+        if (R->s[k].done || q->dead || !q->used) continue;
+        Lmp__Envelope env;
+        Lmp__TaskCancel tc = LMP__TASK_CANCEL__INIT;
+        lmp_wire_init(&env, 0, 0);
+        tc.job_id = J->id, tc.task_id = (uint64_t) ti + 1;
+        tc.reason = "a row shard of the layer was lost";
+        env.body_case = LMP__ENVELOPE__BODY_TASK_CANCEL;
+        env.task_cancel = &tc;
+        coord_send(c, &q->id, &env);
+        q->cancelling = true;
+    }
+    rows_free(t);
+    lmp_log_warn("coordinator: row shards of '%s' stopped (%s): layer requeued", t->l->name,
+                 why && why[0] ? why : "not a failure");
+    requeue(c, ti, failure, why);
+}
+
 /* Calibration task ids: CAL_TASK_BASE + slice (the attempt tells attempts apart). */
 #define CAL_TASK_BASE (UINT64_C(1) << 32)
 /* Blocks summed or holding H at once (bounds the coordinator's memory). */
@@ -121,6 +186,13 @@ static void peer_gone(struct lmp_coord *c, int pi, const char *why) {
         peer_forget_slices(c, pi, true, msg);
     } else if (c->job) {
         peer_forget_slices(c, pi, false, "");
+    }
+    if (p->task >= 0 && c->job && c->job->tasks[p->task].rows && rows_shard_of(&c->job->tasks[p->task], pi) >= 0) {
+        char msg[300];
+        snprintf(msg, sizeof(msg), "worker '%s' %s", p->id.name, why);
+        const int ti = p->task;
+        p->task = -1;
+        rows_abort(c, ti, true, msg);
     }
     if (p->role == LMP_PEER_WORKER)
         lmp_log_warn("coordinator: worker '%s' %s: declared gone%s%s", p->id.name, why,
@@ -167,6 +239,7 @@ static void job_destroy(struct job **jp) {
     lmp_art_job_release(&J->aj);
     for (int64_t i = 0; i < J->n_tasks; i++) {
         struct blockh *h = J->tasks[i].h;
+        rows_free(&J->tasks[i]);
         if (h && --h->refs == 0) {
             for (int k = 0; k < LMP_INPUT_COUNT; k++) free(h->h[k]);
             free(h);
@@ -230,6 +303,7 @@ static void job_end(struct lmp_coord *c, Lmp__JobState state) {
             t->state == LMP__TASK_STATE__TASK_STATE_RUNNING)
             t->state = LMP__TASK_STATE__TASK_STATE_CANCELLED;
         t->worker = -1;
+        rows_free(t);
         drop_h(J, t);
     }
     lmp_calib_destroy(&J->cal);
@@ -476,6 +550,130 @@ static double peer_rate(const struct peer *p) {
     return p->busy_s > 0 && p->params_done > 0 ? p->params_done / p->busy_s : 0.0;
 }
 
+/* Task ti as n row shards on peers pis[]: rows in proportion to the workers' measured
+ * throughputs (a worker not measured yet counts as the mean of those that are, or 1). */
+static void assign_rows(struct lmp_coord *c, int ti, const int *pis, int n) {
+    struct job *J = c->job;
+    struct task *t = &J->tasks[ti];
+    const struct lmp_aq_scheme *sc = &J->cspec.sc;
+    struct rtask *R = calloc(1, sizeof(*R));
+    const int64_t n_out = t->l->n_out, n_in = t->l->n_in, n_grp = n_in / sc->g;
+    const int64_t n_cb = (int64_t) sc->M * sc->K * sc->g;
+    if (R == NULL || (R->sum = malloc((size_t) (n_cb + 1) * sizeof(double))) == NULL ||
+        (R->codes = malloc((size_t) (n_out * n_grp * sc->M) * sizeof(uint16_t))) == NULL ||
+        (R->scales = malloc((size_t) n_out * sizeof(float))) == NULL ||
+        (R->cb = malloc((size_t) n_cb * sizeof(float))) == NULL) {
+        if (R) free(R->sum), free(R->codes), free(R->scales), free(R->cb);
+        free(R);
+        job_fail(c, "out of memory for the row shards of '%s'", t->l->name);
+        return;
+    }
+    double wt[MAX_ROW_SHARDS], known = 0.0;
+    int n_known = 0;
+    for (int k = 0; k < n; k++)
+        if ((wt[k] = peer_rate(&c->peers[pis[k]])) > 0) known += wt[k], n_known++;
+    for (int k = 0; k < n; k++)
+        if (wt[k] <= 0) wt[k] = n_known ? known / n_known : 1.0;
+    int64_t bounds[MAX_ROW_SHARDS + 1];
+    lmp_aq_shard_rows(bounds, n_out, wt, n);
+    R->n = n;
+    t->rows = R;
+    t->attempt++;
+    t->state  = LMP__TASK_STATE__TASK_STATE_RUNNING;
+    t->worker = pis[0];
+    t->progress_s = 0;
+    snprintf(t->worker_name, sizeof(t->worker_name), "%s +%d", c->peers[pis[0]].id.name, n - 1);
+    Lmp__Blob blob = LMP__BLOB__INIT, *blobs[1] = {&blob};
+    Lmp__Tensor gram = LMP__TENSOR__INIT;
+    const uint64_t shape[2] = {(uint64_t) n_in, (uint64_t) n_in};
+    lmp_wire_tensor_init(&gram, "gram", LMP__DTYPE__DTYPE_F32, shape, 2, t->h->h[t->l->input],
+                         (uint64_t) (n_in * n_in) * sizeof(float));
+    blob.name = "gram";
+    blob.where_case = LMP__BLOB__WHERE_TENSOR;
+    blob.tensor = &gram;
+    for (int k = 0; k < n; k++) {
+        struct peer *p = &c->peers[pis[k]];
+        R->s[k] = (struct rshard){.worker = pis[k], .r0 = bounds[k], .r1 = bounds[k + 1]};
+        Lmp__Envelope env;
+        Lmp__TaskAssign ta = LMP__TASK_ASSIGN__INIT;
+        Lmp__RowRange rows = LMP__ROW_RANGE__INIT;
+        lmp_wire_init(&env, 0, 0);
+        ta.job_id = J->id, ta.task_id = (uint64_t) ti + 1, ta.attempt = t->attempt;
+        ta.kind = LMP__TASK_KIND__TASK_KIND_QUANTIZE_ROWS;
+        ta.layer = (char *) t->l->name;
+        ta.layer_index = (uint32_t) t->l->block;
+        rows.begin = (uint64_t) bounds[k], rows.end = (uint64_t) bounds[k + 1];
+        ta.rows = &rows;
+        ta.model_path = J->spec->model_path;
+        ta.method = J->spec->method;
+        ta.kernels = J->spec->kernels;
+        ta.n_threads = p->cores;
+        ta.n_inputs = 1;
+        ta.inputs = blobs;
+        env.body_case = LMP__ENVELOPE__BODY_TASK_ASSIGN;
+        env.task_assign = &ta;
+        p->task = ti;
+        lmp_log_info("coordinator: '%s' rows [%lld, %lld) -> worker '%s' (shard %d of %d, attempt %u)",
+                     t->l->name, (long long) bounds[k], (long long) bounds[k + 1], p->id.name, k + 1, n,
+                     t->attempt);
+        coord_send(c, &p->id, &env);
+    }
+    coord_event(c, LMP_LOG_INFO, LMP_EVENT_ASSIGNED, ti, "attempt %u, %d row shards", t->attempt, n);
+}
+
+/* A shard's part of the current sum; when every shard's is in, the sum (in shard order)
+ * goes back to each of them. */
+static void on_rows_partial(struct lmp_coord *c, int pi, const Lmp__RowsPartial *rp) {
+    struct job *J = c->job;
+    const int ti = (int) rp->task_id - 1;
+    if (J == NULL || rp->job_id != J->id || J->state != LMP__JOB_STATE__JOB_STATE_RUNNING || ti < 0 ||
+        ti >= J->n_tasks || J->tasks[ti].rows == NULL || J->tasks[ti].attempt != rp->attempt)
+        return;   /* stale: the shards of that attempt were cancelled */
+    struct task *t = &J->tasks[ti];
+    struct rtask *R = t->rows;
+    const int k = rows_shard_of(t, pi);
+    const struct lmp_aq_scheme *sc = &J->cspec.sc;
+    const int64_t n_max = (int64_t) sc->M * sc->K * sc->g + 1;
+    if (k < 0) return;
+    if (rp->step != R->step + 1 || R->s[k].part != NULL || R->s[k].done || rp->n_part == 0 ||
+        (int64_t) rp->n_part > n_max || (R->n_part && (int64_t) rp->n_part != R->n_part)) {
+        char msg[300];
+        snprintf(msg, sizeof(msg), "worker '%s' sent part %llu (%zu values) of '%s' out of step",
+                 c->peers[pi].id.name, (unsigned long long) rp->step, rp->n_part, t->l->name);
+        rows_abort(c, ti, true, msg);
+        return;
+    }
+    if ((R->s[k].part = malloc(rp->n_part * sizeof(double))) == NULL) {
+        job_fail(c, "out of memory for the sums of '%s'", t->l->name);
+        return;
+    }
+    memcpy(R->s[k].part, rp->part, rp->n_part * sizeof(double));
+    R->n_part = (int64_t) rp->n_part;
+    for (int q = 0; q < R->n; q++)
+        if (R->s[q].part == NULL) return;
+    for (int64_t i = 0; i < R->n_part; i++) {
+        double acc = 0.0;
+        for (int q = 0; q < R->n; q++) acc += R->s[q].part[i];
+        R->sum[i] = acc;
+    }
+    R->step++;
+    for (int q = 0; q < R->n; q++) {
+        free(R->s[q].part);
+        R->s[q].part = NULL;
+        Lmp__Envelope env;
+        Lmp__RowsSum rs = LMP__ROWS_SUM__INIT;
+        lmp_wire_init(&env, 0, 0);
+        rs.job_id = J->id, rs.task_id = (uint64_t) ti + 1, rs.attempt = t->attempt;
+        rs.step = R->step;
+        rs.n_sum = (size_t) R->n_part;
+        rs.sum = R->sum;
+        env.body_case = LMP__ENVELOPE__BODY_ROWS_SUM;
+        env.rows_sum = &rs;
+        coord_send(c, &c->peers[R->s[q].worker].id, &env);
+    }
+    R->n_part = 0;
+}
+
 static double task_size(const struct task *t) { return (double) (t->l->n_out * t->l->n_in); }
 
 /* The ready task for worker pi: the biggest first (long ones start early, so the job does
@@ -533,6 +731,32 @@ static int pick_slice(const struct lmp_coord *c, const struct job *J, int pi, in
     return best;
 }
 
+static bool peer_idle(const struct peer *p) {
+    return p->used && !p->dead && p->role == LMP_PEER_WORKER && p->task < 0 && p->cal < 0 &&
+           !p->cancelling && p->busy_until <= mono_ms();
+}
+
+/* With JobSpec.row_shards > 1, AQLM task ti goes to idle worker pi and up to row_shards - 1
+ * more idle workers as row shards. 1: assigned; 0: run it whole (row shards not asked
+ * for, or one live worker); -1: wait until a second worker is free. */
+static int assign_split(struct lmp_coord *c, int pi, int ti) {
+    struct job *J = c->job;
+    const int64_t n_out = J->tasks[ti].l->n_out;
+    int want = (int) (J->spec->row_shards < MAX_ROW_SHARDS ? J->spec->row_shards : MAX_ROW_SHARDS);
+    if (want > n_out) want = (int) n_out;
+    if (J->cspec.method != LMP_COMPRESS_AQLM || want < 2 || J->tasks[ti].h == NULL) return 0;
+    int pis[MAX_ROW_SHARDS], n = 0, n_live = 0;
+    pis[n++] = pi;
+    for (int q = 0; q < MAX_PEERS; q++) {
+        const struct peer *o = &c->peers[q];
+        n_live += o->used && !o->dead && o->role == LMP_PEER_WORKER;
+        if (q != pi && n < want && peer_idle(o)) pis[n++] = q;
+    }
+    if (n < 2) return n_live < 2 ? 0 : -1;
+    assign_rows(c, ti, pis, n);
+    return 1;
+}
+
 /* Give every idle worker work: a slice of the earliest block being calibrated, then
  * quantization tasks, then slices of later blocks, then (rather than idle) a busy worker's
  * slice. */
@@ -544,11 +768,12 @@ static void dispatch(struct lmp_coord *c) {
         if (!p->used || p->dead || p->role != LMP_PEER_WORKER || p->task >= 0 || p->cal >= 0 ||
             p->cancelling || p->busy_until > mono_ms())
             continue;
-        int si = pick_slice(c, J, pi, 0), ti = -1;
-        if (si < 0 && (ti = pick_task(c, J, pi)) < 0 && (si = pick_slice(c, J, pi, 1)) < 0)
-            si = pick_slice(c, J, pi, 2);
+        int si = pick_slice(c, J, pi, 0), ti = -1, split = 0;
+        if (si < 0 && (ti = pick_task(c, J, pi)) >= 0 && (split = assign_split(c, pi, ti)) < 0)
+            ti = -1;   /* row shards wait for a second free worker; calibrate meanwhile */
+        if (si < 0 && ti < 0 && (si = pick_slice(c, J, pi, 1)) < 0) si = pick_slice(c, J, pi, 2);
         if (si >= 0) assign_cal(c, pi, si);
-        else if (ti >= 0) assign(c, pi, ti);
+        else if (ti >= 0 && split == 0) assign(c, pi, ti);
         if (J->state != LMP__JOB_STATE__JOB_STATE_RUNNING) return;
     }
 }
@@ -745,6 +970,12 @@ static void on_hello(struct lmp_coord *c, const struct lmp_zpeer *from, const Lm
         return;
     }
     struct peer *p = &c->peers[pi];
+    if (p->used && !p->dead && p->task >= 0 && c->job && c->job->tasks[p->task].rows &&
+        rows_shard_of(&c->job->tasks[p->task], pi) >= 0) {
+        const int ti = p->task;
+        p->task = -1;
+        rows_abort(c, ti, false, "a row shard's worker reconnected");
+    }
     if (p->used && !p->dead && p->task >= 0 && c->job && c->job->tasks[p->task].worker == pi)
         requeue(c, p->task, false, "");   /* a new session: its old task is not coming back */
     if (p->used && c->job) peer_forget_slices(c, pi, false, "");
@@ -774,6 +1005,96 @@ static void on_hello(struct lmp_coord *c, const struct lmp_zpeer *from, const Lm
     coord_send(c, from, &out);
 }
 
+/* A row shard's result: its rows' codes and scales go into place (codebooks must equal
+ * the other shards'); with the last shard in, the layer is committed. */
+static void on_rows_result(struct lmp_coord *c, int pi, const Lmp__TaskResult *r, Lmp__Envelope *ackenv,
+                           Lmp__TaskResultAck *ack) {
+    struct peer *p = &c->peers[pi];
+    struct job *J = c->job;
+    const int ti = (int) r->task_id - 1;
+    if (J == NULL || r->job_id != J->id || J->state != LMP__JOB_STATE__JOB_STATE_RUNNING || ti < 0 ||
+        ti >= J->n_tasks || J->tasks[ti].rows == NULL || J->tasks[ti].attempt != r->attempt ||
+        rows_shard_of(&J->tasks[ti], pi) < 0) {
+        lmp_log_info("coordinator: stale row result from '%s' dropped", p->id.name);
+        coord_send(c, &p->id, ackenv);
+        return;
+    }
+    struct task *t = &J->tasks[ti];
+    struct rtask *R = t->rows;
+    const int k = rows_shard_of(t, pi);
+    struct rshard *sh = &R->s[k];
+    const struct lmp_linear *l = t->l;
+    const struct lmp_aq_scheme *sc = &J->cspec.sc;
+    const int64_t nr = sh->r1 - sh->r0, n_grp = l->n_in / sc->g, n_cb = (int64_t) sc->M * sc->K * sc->g;
+    const uint64_t want_c[3] = {(uint64_t) nr, (uint64_t) n_grp, (uint64_t) sc->M};
+    const uint64_t want_b[3] = {(uint64_t) sc->M, (uint64_t) sc->K, (uint64_t) sc->g};
+    bool ok = !sh->done && r->rows && r->rows->begin == (uint64_t) sh->r0 && r->rows->end == (uint64_t) sh->r1 &&
+              r->codes && r->codebooks && r->scales && r->stats && r->codes->n_shape == 3 &&
+              r->codebooks->n_shape == 3 && r->scales->n_shape == 1 &&
+              memcmp(r->codes->shape, want_c, sizeof(want_c)) == 0 &&
+              memcmp(r->codebooks->shape, want_b, sizeof(want_b)) == 0 && r->scales->shape[0] == (uint64_t) nr &&
+              r->codes->data.len == (size_t) (nr * n_grp * sc->M) * 2 &&
+              r->codebooks->data.len == (size_t) n_cb * 4 && r->scales->data.len == (size_t) nr * 4;
+    bool first = true;
+    for (int q = 0; q < R->n; q++) first &= !R->s[q].done;
+    if (ok && !first && memcmp(R->cb, r->codebooks->data.data, (size_t) n_cb * 4) != 0) ok = false;
+    p->task = -1;
+    if (!ok) {
+        char msg[300];
+        snprintf(msg, sizeof(msg), "row result for '%s' from '%s' does not fit its shard (rows, shapes, "
+                 "or codebooks differing from the other shards')", l->name, p->id.name);
+        lmp_log_warn("coordinator: %s", msg);
+        ack->accepted = false;
+        coord_send(c, &p->id, ackenv);
+        p->n_failed++;
+        rows_abort(c, ti, true, msg);
+        return;
+    }
+    ack->accepted = true;
+    coord_send(c, &p->id, ackenv);
+    memcpy(R->codes + sh->r0 * n_grp * sc->M, r->codes->data.data, r->codes->data.len);
+    memcpy(R->scales + sh->r0, r->scales->data.data, r->scales->data.len);
+    if (first) {
+        memcpy(R->cb, r->codebooks->data.data, (size_t) n_cb * 4);
+        R->rel_before = r->stats->rel_err_before, R->rel_after = r->stats->rel_err_after;
+        R->bpw = r->stats->bits_per_weight, R->steps = r->stats->steps;
+    }
+    if (r->stats->seconds > R->seconds) R->seconds = r->stats->seconds;
+    sh->done = true;
+    p->n_done++;
+    p->busy_s += r->stats->seconds;
+    p->params_done += (double) (nr * l->n_in);
+    for (int q = 0; q < R->n; q++)
+        if (!R->s[q].done) return;
+    /* every shard is in: commit the layer */
+    struct lmp_err err = {0};
+    struct lmp_compress_result res = {.method = LMP_COMPRESS_AQLM, .n_out = l->n_out, .n_in = l->n_in,
+                                      .rel_err_before = R->rel_before, .rel_err_after = R->rel_after,
+                                      .bits_per_weight = R->bpw, .seconds = R->seconds, .steps = R->steps};
+    res.aq = (struct lmp_aq_layer){.sc = *sc, .n_out = l->n_out, .n_in = l->n_in, .codes = R->codes,
+                                   .codebooks = R->cb, .scales = R->scales};
+    struct lmp_art_layer al = {0};
+    enum lmp_status st = lmp_compress_result_to_layer(&al, &res, &J->cspec, l->name, &err);
+    if (st == LMP_OK) st = lmp_artifact_commit_layer(J->a, &al, &err);
+    lmp_art_layer_release(&al);
+    const int n_sh = R->n;
+    rows_free(t);
+    if (st != LMP_OK) {
+        job_fail(c, "cannot store layer '%s': %s", l->name, err.msg);
+        return;
+    }
+    t->state = LMP__TASK_STATE__TASK_STATE_DONE;
+    t->worker = -1;
+    t->seconds = res.seconds, t->rel_before = res.rel_err_before, t->rel_after = res.rel_err_after;
+    drop_h(J, t);
+    J->n_done++;
+    J->params_done_run += (double) (l->n_out * l->n_in);
+    lmp_log_info("coordinator: [%lld/%lld] %s committed (%d row shards, rel err %.4g)", (long long) J->n_done,
+                 (long long) J->n_tasks, l->name, n_sh, res.rel_err_after);
+    coord_event(c, LMP_LOG_INFO, LMP_EVENT_DONE, ti, "[%lld/%lld] rel err %.4g -> %.4g, %.1fs, %d row shards", (long long) J->n_done, (long long) J->n_tasks, res.rel_err_before, res.rel_err_after, res.seconds, n_sh);
+    job_finish_if_done(c);
+}
+
 static void on_result(struct lmp_coord *c, int pi, const Lmp__Envelope *env) {
     struct peer *p = &c->peers[pi];
     const Lmp__TaskResult *r = env->task_result;
@@ -787,6 +1108,10 @@ static void on_result(struct lmp_coord *c, int pi, const Lmp__Envelope *env) {
     p->cancelling = false;
     if (r->kind == LMP__TASK_KIND__TASK_KIND_CALIBRATE || r->task_id >= CAL_TASK_BASE) {
         on_cal_result(c, pi, r, &out, &ack);
+        return;
+    }
+    if (r->kind == LMP__TASK_KIND__TASK_KIND_QUANTIZE_ROWS) {
+        on_rows_result(c, pi, r, &out, &ack);
         return;
     }
     const int ti = (int) r->task_id - 1;
@@ -891,6 +1216,12 @@ static void on_task_error(struct lmp_coord *c, int pi, const Lmp__Envelope *env)
     lmp_status_from_name(e->code ? e->code : "", &code);
     if (code == LMP_ECANCEL || p->cancelling) {
         p->cancelling = false;
+        if (p->task >= 0 && J && J->tasks[p->task].rows && rows_shard_of(&J->tasks[p->task], pi) >= 0) {
+            const int ti = p->task;   /* a shard that stopped on its own: its layer starts again */
+            p->task = -1;
+            rows_abort(c, ti, false, "a row shard was cancelled");
+            return;
+        }
         if (p->cal >= 0 && J && J->slices) cal_requeue(c, p->cal, false, "");
         if (p->task >= 0 && J && J->tasks[p->task].worker == pi) requeue(c, p->task, false, "");
         p->task = -1;
@@ -900,6 +1231,17 @@ static void on_task_error(struct lmp_coord *c, int pi, const Lmp__Envelope *env)
                  e->message ? e->message : "");
     coord_peer_event(c, LMP_LOG_WARN, LMP_EVENT_FAILED, pi, "%s: %s", e->code ? e->code : "?", e->message ? e->message : "");
     const int ti = (int) e->task_id - 1;
+    if (J && e->job_id == J->id && ti >= 0 && ti < J->n_tasks && p->task == ti && J->tasks[ti].rows &&
+        rows_shard_of(&J->tasks[ti], pi) >= 0) {
+        char msg[300];
+        snprintf(msg, sizeof(msg), "%s: %s (worker '%s')", e->code ? e->code : "?",
+                 e->message ? e->message : "", p->id.name);
+        if (code == LMP_EBUSY) p->busy_until = mono_ms() + 1000;
+        else p->n_failed++;
+        p->task = -1;
+        rows_abort(c, ti, code != LMP_EBUSY, msg);
+        return;
+    }
     if (p->cal >= 0 && J && J->slices && e->job_id == J->id &&
         e->task_id == CAL_TASK_BASE + (uint64_t) p->cal) {
         const int si = p->cal;
@@ -976,7 +1318,16 @@ static void on_message(struct lmp_coord *c, const struct lmp_zpeer *from, Lmp__E
     case LMP__ENVELOPE__BODY_TASK_RESULT:
         on_result(c, pi, env);
         break;
+    case LMP__ENVELOPE__BODY_ROWS_PARTIAL:
+        on_rows_partial(c, pi, env->rows_partial);
+        break;
     case LMP__ENVELOPE__BODY_TASK_HANDBACK:
+        if (p->task >= 0 && J && J->tasks[p->task].rows && rows_shard_of(&J->tasks[p->task], pi) >= 0 &&
+            env->task_handback->task_id == (uint64_t) p->task + 1) {
+            const int ti = p->task;
+            p->task = -1;
+            rows_abort(c, ti, false, "a row shard was handed back");
+        }
         if (p->task >= 0 && J && J->tasks[p->task].worker == pi &&
             env->task_handback->task_id == (uint64_t) p->task + 1) {
             lmp_log_info("coordinator: worker '%s' handed back '%s' (%s)", from->name,

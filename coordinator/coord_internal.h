@@ -56,6 +56,8 @@ struct cblock {
     struct lmp_calib_grams **held;         /* (n_slices) arrived out of order */
 };
 
+struct rtask;                      /* coord.c: a layer running as row shards */
+
 struct task {
     int64_t        lin;            /* index into the model's linears */
     const struct lmp_linear *l;
@@ -70,6 +72,8 @@ struct task {
     double         loss, rel_err;
     uint32_t       progress_attempt;
     uint64_t       event_ms;       /* coord_log.c: ms (monotonic) of its last progress event */
+    struct rtask  *rows;           /* TASK_KIND_QUANTIZE_ROWS shards while running, else NULL;
+                                      worker is then shard 0's peer */
 };
 
 struct peer {

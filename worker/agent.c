@@ -74,6 +74,19 @@ struct slice {
     uint64_t used;                     /* LRU stamp */
 };
 
+/* TASK_KIND_QUANTIZE_ROWS: the compute thread's sums (lmp_aq_reducer) go out through the
+ * main thread, which owns the socket: the compute thread posts its part and waits; the
+ * main thread sends it as RowsPartial (woken by red_fd) and copies the RowsSum back. */
+struct rowsum {
+    pthread_mutex_t mu;
+    pthread_cond_t  cv;
+    double  *vec;                      /* the part, then the sum (the compute thread's buffer) */
+    int64_t  n;
+    uint64_t step;                     /* sums asked so far */
+    bool     posted, sent, have, abort;
+    int      red_fd;                   /* write end: "a part is posted" */
+};
+
 /* The task the compute thread runs: inputs copied out of the TaskAssign, the result. */
 struct task {
     uint64_t job_id, task_id;
@@ -91,6 +104,7 @@ struct task {
     int64_t   n_seq, ctx;
     uint64_t  row_begin, row_end;
     int       n_threads;
+    struct rowsum rs;                  /* TASK_KIND_QUANTIZE_ROWS */
     struct lmp_calib_grams *grams;
     /* out */
     struct lmp_compress_result res;
@@ -101,6 +115,58 @@ struct task {
 };
 
 static enum lmp_status calibrate(struct task *t, struct lmp_err *err);
+
+/* lmp_aq_reducer of a row shard: post the part, wait for the sum (or an abort). */
+static enum lmp_status rows_sum(void *ctx, double *vec, int64_t n, struct lmp_err *err) {
+    struct rowsum *r = ctx;
+    pthread_mutex_lock(&r->mu);
+    r->step++;
+    r->vec = vec, r->n = n;
+    r->posted = true, r->sent = false, r->have = false;
+    pthread_mutex_unlock(&r->mu);
+    char one = 1;
+    while (write(r->red_fd, &one, 1) < 0 && errno == EINTR) {}
+    pthread_mutex_lock(&r->mu);
+    while (!r->have && !r->abort) pthread_cond_wait(&r->cv, &r->mu);
+    const bool ok = r->have;
+    r->posted = false, r->vec = NULL;
+    pthread_mutex_unlock(&r->mu);
+    return ok ? LMP_OK : lmp_err_set(err, LMP_ECANCEL, "row shard stopped while its layer was being summed");
+}
+
+/* Wake a compute thread that waits for a sum: it ends its task (cancel, hand-back, stop). */
+static void rows_abort(struct task *t) {
+    if (t == NULL || t->kind != LMP__TASK_KIND__TASK_KIND_QUANTIZE_ROWS) return;
+    pthread_mutex_lock(&t->rs.mu);
+    t->rs.abort = true;
+    pthread_cond_broadcast(&t->rs.cv);
+    pthread_mutex_unlock(&t->rs.mu);
+}
+
+/* TASK_KIND_QUANTIZE_ROWS: rows [row_begin, row_end) of the linear, meeting the other
+ * shards in the coordinator's sums. res: those rows' codes and scales, the codebooks. */
+static enum lmp_status quantize_rows(struct task *t, const float *w, struct lmp_err *err) {
+    const struct lmp_linear *l = t->lin;
+    struct lmp_aq_opts o = t->spec.aq;
+    struct lmp_aq_stats S;
+    struct lmp_err e = {0};
+    struct lmp_aq_reducer red = {.sum = rows_sum, .ctx = &t->rs};
+    const double t0 = (double) mono_ms() / 1000.0;
+    o.seed = lmp_compress_layer_seed(t->seed, t->layer);
+    enum lmp_status st = lmp_aq_quantize_rows(&t->res.aq, &S, w, t->h, l->n_out, l->n_in,
+                                              (int64_t) t->row_begin, (int64_t) t->row_end, &t->spec.sc,
+                                              &o, &red, &e);
+    if (st != LMP_OK) return lmp_err_set(err, st, "layer '%s' rows [%llu, %llu): %s", t->layer,
+                                         (unsigned long long) t->row_begin,
+                                         (unsigned long long) t->row_end, e.msg);
+    t->res.method = LMP_COMPRESS_AQLM;
+    t->res.n_out = (int64_t) (t->row_end - t->row_begin), t->res.n_in = l->n_in;
+    t->res.rel_err_before = S.rel_err_init, t->res.rel_err_after = S.rel_err_final;
+    t->res.steps = S.n_rounds + S.n_adam_steps;
+    t->res.bits_per_weight = lmp_compress_bits_per_weight(&t->spec, l->n_out, l->n_in);
+    t->res.seconds = (double) mono_ms() / 1000.0 - t0;
+    return LMP_OK;
+}
 
 static void *task_main(void *arg) {
     struct task *t = arg;
@@ -125,8 +191,11 @@ static void *task_main(void *arg) {
         t->st = lmp_err_set(&t->err, LMP_ENOMEM, "out of memory for layer '%s'", t->layer);
     } else {
         lmp_tensor_rows_f32(l->weight, 0, l->n_out, w);
-        t->st = lmp_compress_linear(&t->res, &t->spec, t->layer, w, t->h, l->n_out, l->n_in,
-                                    lmp_compress_layer_seed(t->seed, t->layer), &t->err);
+        if (t->kind == LMP__TASK_KIND__TASK_KIND_QUANTIZE_ROWS)
+            t->st = quantize_rows(t, w, &t->err);
+        else
+            t->st = lmp_compress_linear(&t->res, &t->spec, t->layer, w, t->h, l->n_out, l->n_in,
+                                        lmp_compress_layer_seed(t->seed, t->layer), &t->err);
         free(w);
     }
     char one = 1;
@@ -151,6 +220,7 @@ struct agent {
     struct task *task;
     pthread_t    thread;
     bool         cancelled, handed_back;
+    int          red_fd[2];            /* a row shard's part is posted (struct rowsum) */
     Lmp__Envelope *queued;             /* a TaskAssign that waits for an abandoned task to end */
     int          pipe_fd[2];
 };
@@ -178,7 +248,7 @@ static enum lmp_status send_hello(struct agent *A, struct lmp_err *err) {
     lmp_wire_hello_init(&env, &hello, 0, LMP__ROLE__ROLE_WORKER, A->name, &caps);
     A->last_hello_ms = mono_ms();
     /* a new session: the coordinator no longer counts on the running task's result */
-    if (A->task) A->handed_back = true;
+    if (A->task) A->handed_back = true, rows_abort(A->task);
     return send_env(A, &env, err);
 }
 
@@ -262,6 +332,8 @@ static void task_free(struct task **tp) {
     lmp_calib_grams_destroy(&t->grams);
     free(t->tokens);
     free(t->h);
+    pthread_mutex_destroy(&t->rs.mu);
+    pthread_cond_destroy(&t->rs.cv);
     free(t);
     *tp = NULL;
 }
@@ -297,6 +369,10 @@ static enum lmp_status send_result(struct agent *A, struct task *t, struct lmp_e
     ts.bits_per_weight = r->bits_per_weight, ts.seconds = r->seconds;
     ts.steps = (uint32_t) r->steps;
     tr.stats = &ts;
+    if (t->kind == LMP__TASK_KIND__TASK_KIND_QUANTIZE_ROWS) {
+        rows.begin = t->row_begin, rows.end = t->row_end;
+        tr.rows = &rows;
+    }
     if (t->kind == LMP__TASK_KIND__TASK_KIND_CALIBRATE) {
         rows.begin = t->row_begin, rows.end = t->row_end;
         tr.rows = &rows;
@@ -384,6 +460,9 @@ static enum lmp_status on_assign(struct agent *A, const Lmp__Envelope *env, stru
     enum lmp_status st = LMP_OK;
     struct task *t = calloc(1, sizeof(*t));
     if (t == NULL) return lmp_err_set(err, LMP_ENOMEM, "out of memory");
+    pthread_mutex_init(&t->rs.mu, NULL);
+    pthread_cond_init(&t->rs.cv, NULL);
+    t->rs.red_fd = A->red_fd[1];
     t->job_id = ta->job_id, t->task_id = ta->task_id, t->attempt = ta->attempt;
     t->layer_index = ta->layer_index;
     snprintf(t->layer, sizeof(t->layer), "%s", ta->layer ? ta->layer : "");
@@ -393,6 +472,7 @@ static enum lmp_status on_assign(struct agent *A, const Lmp__Envelope *env, stru
     }
     t->kind = ta->kind;
     if (ta->kind != LMP__TASK_KIND__TASK_KIND_QUANTIZE_LAYER &&
+        ta->kind != LMP__TASK_KIND__TASK_KIND_QUANTIZE_ROWS &&
         ta->kind != LMP__TASK_KIND__TASK_KIND_CALIBRATE) {
         st = lmp_err_set(&terr, LMP_EUNSUP, "task kind %d is not supported by this worker",
                          (int) ta->kind);
@@ -460,6 +540,15 @@ static enum lmp_status on_assign(struct agent *A, const Lmp__Envelope *env, stru
     }
     if ((st = lmp_compress_check(&t->spec, t->layer, t->lin->n_out, t->lin->n_in, &terr)))
         goto refuse;
+    if (ta->kind == LMP__TASK_KIND__TASK_KIND_QUANTIZE_ROWS) {
+        if (t->spec.method != LMP_COMPRESS_AQLM || ta->rows == NULL || ta->rows->end <= ta->rows->begin ||
+            ta->rows->end > (uint64_t) t->lin->n_out) {
+            st = lmp_err_set(&terr, LMP_EPROTO, "row task '%s': not AQLM, or rows outside [0, %lld)",
+                             t->layer, (long long) t->lin->n_out);
+            goto refuse;
+        }
+        t->row_begin = ta->rows->begin, t->row_end = ta->rows->end;
+    }
     if (t->spec.method == LMP_COMPRESS_AQLM) {
         const Lmp__Tensor *g = NULL;
         for (size_t i = 0; i < ta->n_inputs; i++)
@@ -515,8 +604,28 @@ static enum lmp_status on_message(struct agent *A, Lmp__Envelope *env, bool *qui
         if (A->task && (env->task_cancel->task_id == 0 ||
                         env->task_cancel->task_id == A->task->task_id) &&
             env->task_cancel->job_id == A->task->job_id)
-            A->cancelled = true;
+            A->cancelled = true, rows_abort(A->task);
         return LMP_OK;
+    case LMP__ENVELOPE__BODY_ROWS_SUM: {
+        const Lmp__RowsSum *rs = env->rows_sum;
+        struct task *t = A->task;
+        if (t == NULL || t->kind != LMP__TASK_KIND__TASK_KIND_QUANTIZE_ROWS || rs->job_id != t->job_id ||
+            rs->task_id != t->task_id || rs->attempt != t->attempt)
+            return LMP_OK;   /* stale */
+        pthread_mutex_lock(&t->rs.mu);
+        if (t->rs.posted && !t->rs.have && rs->step == t->rs.step && (int64_t) rs->n_sum == t->rs.n) {
+            memcpy(t->rs.vec, rs->sum, rs->n_sum * sizeof(double));
+            t->rs.have = true;
+            pthread_cond_broadcast(&t->rs.cv);
+        } else if (t->rs.posted && rs->step == t->rs.step) {
+            lmp_log_warn("worker %s: sum %llu of '%s' has %zu values, not %lld: shard stopped", A->name,
+                         (unsigned long long) rs->step, t->layer, rs->n_sum, (long long) t->rs.n);
+            t->rs.abort = true;
+            pthread_cond_broadcast(&t->rs.cv);
+        }
+        pthread_mutex_unlock(&t->rs.mu);
+        return LMP_OK;
+    }
     case LMP__ENVELOPE__BODY_SHUTDOWN:
         lmp_log_info("worker %s: shutdown requested by the coordinator", A->name);
         *quit = true;
@@ -541,7 +650,8 @@ static enum lmp_status on_message(struct agent *A, Lmp__Envelope *env, bool *qui
 enum lmp_status lmp_agent_run(const struct lmp_agent_opts *o, volatile sig_atomic_t *stop,
                               struct lmp_err *err) {
     assert(o && o->endpoint && stop);
-    struct agent A = {.o = o, .hb_ms = 1000, .hb_timeout_ms = 10000, .pipe_fd = {-1, -1}};
+    struct agent A = {.o = o, .hb_ms = 1000, .hb_timeout_ms = 10000, .pipe_fd = {-1, -1},
+                      .red_fd = {-1, -1}};
     enum lmp_status st = LMP_OK;
     if (o->name && o->name[0]) snprintf(A.name, sizeof(A.name), "%s", o->name);
     else {
@@ -549,7 +659,11 @@ enum lmp_status lmp_agent_run(const struct lmp_agent_opts *o, volatile sig_atomi
         gethostname(host, sizeof(host) - 1);
         snprintf(A.name, sizeof(A.name), "%s-%d", host, (int) getpid());
     }
-    if (pipe(A.pipe_fd) != 0) return lmp_err_set(err, LMP_EIO, "cannot create a pipe");
+    if (pipe(A.pipe_fd) != 0 || pipe(A.red_fd) != 0) {
+        for (int i = 0; i < 2; i++)
+            if (A.pipe_fd[i] >= 0) close(A.pipe_fd[i]);
+        return lmp_err_set(err, LMP_EIO, "cannot create a pipe");
+    }
     if ((A.zctx = zmq_ctx_new()) == NULL || (A.sock = zmq_socket(A.zctx, ZMQ_DEALER)) == NULL) {
         st = lmp_err_set(err, LMP_EIO, "cannot create a zeromq socket: %s", zmq_strerror(errno));
         goto out;
@@ -581,16 +695,45 @@ enum lmp_status lmp_agent_run(const struct lmp_agent_opts *o, volatile sig_atomi
                     lmp_log_info("worker %s: stopping; task '%s' handed back", A.name, A.task->layer);
                 A.handed_back = true;
             }
+            rows_abort(A.task);
             if (A.task) task_join(&A), task_free(&A.task);
             break;
         }
-        zmq_pollitem_t items[2] = {{A.sock, 0, ZMQ_POLLIN, 0}, {NULL, A.pipe_fd[0], ZMQ_POLLIN, 0}};
-        int n = zmq_poll(items, 2, 100);
+        zmq_pollitem_t items[3] = {{A.sock, 0, ZMQ_POLLIN, 0}, {NULL, A.pipe_fd[0], ZMQ_POLLIN, 0},
+                                   {NULL, A.red_fd[0], ZMQ_POLLIN, 0}};
+        int n = zmq_poll(items, 3, 100);
         if (n < 0 && errno != EINTR) {
             st = lmp_err_set(err, LMP_EIO, "poll: %s", zmq_strerror(errno));
             break;
         }
         const uint64_t now = mono_ms();
+        if (n > 0 && (items[2].revents & ZMQ_POLLIN)) {   /* a row shard's part: out it goes */
+            char c;
+            while (read(A.red_fd[0], &c, 1) < 0 && errno == EINTR) {}
+            struct task *t = A.task;
+            if (t && t->kind == LMP__TASK_KIND__TASK_KIND_QUANTIZE_ROWS) {
+                pthread_mutex_lock(&t->rs.mu);
+                if (t->rs.posted && !t->rs.sent && !t->rs.abort) {
+                    Lmp__Envelope env;
+                    Lmp__RowsPartial rp = LMP__ROWS_PARTIAL__INIT;
+                    lmp_wire_init(&env, 0, 0);
+                    rp.job_id = t->job_id, rp.task_id = t->task_id, rp.attempt = t->attempt;
+                    rp.step = t->rs.step;
+                    rp.n_part = (size_t) t->rs.n;
+                    rp.part = t->rs.vec;
+                    env.body_case = LMP__ENVELOPE__BODY_ROWS_PARTIAL;
+                    env.rows_partial = &rp;
+                    struct lmp_err e2 = {0};
+                    if (send_env(&A, &env, &e2) != LMP_OK) {
+                        lmp_log_warn("worker %s: part of '%s' not sent: %s", A.name, t->layer, e2.msg);
+                        t->rs.abort = true;
+                        pthread_cond_broadcast(&t->rs.cv);
+                    }
+                    t->rs.sent = true;
+                }
+                pthread_mutex_unlock(&t->rs.mu);
+            }
+        }
         if (n > 0 && (items[1].revents & ZMQ_POLLIN)) {
             if ((st = on_task_done(&A, err))) break;
         }
@@ -657,6 +800,7 @@ enum lmp_status lmp_agent_run(const struct lmp_agent_opts *o, volatile sig_atomi
         }
     }
 out:
+    rows_abort(A.task);
     if (A.task) task_join(&A), task_free(&A.task);
     lmp_wire_free(&A.queued);
     for (int i = 0; i < AGENT_MAX_SLICES; i++) slice_drop(&A.slices[i]);
@@ -664,7 +808,9 @@ out:
     lmp_model_close(&A.model);
     if (A.sock) zmq_close(A.sock);
     if (A.zctx) zmq_ctx_term(A.zctx);
-    for (int i = 0; i < 2; i++)
+    for (int i = 0; i < 2; i++) {
         if (A.pipe_fd[i] >= 0) close(A.pipe_fd[i]);
+        if (A.red_fd[i] >= 0) close(A.red_fd[i]);
+    }
     return st;
 }

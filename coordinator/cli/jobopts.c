@@ -64,6 +64,7 @@ static const struct def defs[LMP_JOBOPT_COUNT] = {
     [LMP_JOBOPT_MAX_ATTEMPTS] = {"max-attempts", K_INT, S(max_attempts), 1, 100, 0, 0},
     [LMP_JOBOPT_WORKERS]      = {"workers", K_INT, S(workers), 1, 256, 0, 0},
     [LMP_JOBOPT_STATE]        = {"state", K_PATH, S(state), 0, 0, 0, 0},
+    [LMP_JOBOPT_ROW_SHARDS]   = {"row-shards", K_INT, S(row_shards), 1, 64, 0, 0},
 };
 #undef S
 
@@ -448,6 +449,7 @@ void lmp_jobopts_to_jobspec(const struct lmp_jobopts *o, struct lmp_jobopts_pb *
     s->max_attempts = o->set[LMP_JOBOPT_MAX_ATTEMPTS] ? (uint32_t) o->max_attempts : 0;
     s->kernels      = "best";
     s->threads      = o->set[LMP_JOBOPT_THREADS] ? (uint32_t) o->threads : 0;
+    s->row_shards   = o->set[LMP_JOBOPT_ROW_SHARDS] ? (uint32_t) o->row_shards : 0;
 
     Lmp__CalibSpec *cs = &pb->calib;
     const bool gen = o->calib && strcmp(o->calib, "generate") == 0;

@@ -49,7 +49,7 @@ enum lmp_jobopt {
     LMP_JOBOPT_FT_EPOCHS, LMP_JOBOPT_FT_MAX_STEPS, LMP_JOBOPT_BEAM, LMP_JOBOPT_MAX_ROUNDS,
     LMP_JOBOPT_TOL, LMP_JOBOPT_CG_ITERS, LMP_JOBOPT_ADAM_STEPS, LMP_JOBOPT_LR,
     LMP_JOBOPT_SEED, LMP_JOBOPT_THREADS, LMP_JOBOPT_NAME, LMP_JOBOPT_MAX_ATTEMPTS,
-    LMP_JOBOPT_WORKERS, LMP_JOBOPT_STATE,
+    LMP_JOBOPT_WORKERS, LMP_JOBOPT_STATE, LMP_JOBOPT_ROW_SHARDS,
     LMP_JOBOPT_COUNT
 };
 
@@ -62,7 +62,7 @@ struct lmp_jobopts {
     enum lmp_compress_mode   mode;      /* default independent for the cluster, see check */
     enum lmp_compress_method method;    /* default aqlm */
     long long nsamples, ctx, bits, group, seed, threads, beam, max_rounds, cg_iters,
-              adam_steps, ft_epochs, ft_max_steps, max_attempts, workers;
+              adam_steps, ft_epochs, ft_max_steps, max_attempts, workers, row_shards;
     double    tol, lr;
     bool      finetune;
     char     *job_path;                 /* the JOB file read, or NULL */
