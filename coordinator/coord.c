@@ -367,10 +367,119 @@ static void cal_block_done(struct lmp_coord *c, int32_t b) {
     coord_event(c, LMP_LOG_INFO, "calibrated", -1, "block %d (%lld slices)", b, (long long) J->n_slices);
 }
 
-/* Slice si may compute its next block now: not running, a block left, inside the window. */
+static bool seq_mode(const struct job *J) { return J->spec->mode == LMP__MODE__MODE_SEQUENTIAL; }
+
+/* Sequential mode: every layer of the blocks before b is committed (final). */
+static bool blocks_final_before(const struct job *J, int32_t b) {
+    for (int64_t i = 0; i < J->n_tasks; i++)
+        if (J->tasks[i].l->block < b && J->tasks[i].state != LMP__TASK_STATE__TASK_STATE_DONE) return false;
+    return true;
+}
+
+/* Slice si may compute its next block now: not running, a block left, inside the window
+ * (sequential mode: the blocks before it final). */
 static bool slice_ready(const struct job *J, const struct cslice *sl) {
     if (sl->worker >= 0 || sl->next_b < 0) return false;
+    if (seq_mode(J) && !blocks_final_before(J, sl->next_b)) return false;
     return J->cblocks[sl->next_b] != NULL || J->n_open < CAL_WINDOW;
+}
+
+/* Sequential mode: what a calibration task carries so that its slice advances through
+ * the quantized blocks [from, b): Blob "qfrom" (i32 [1] = from) and, for each committed
+ * layer of those blocks, Blobs "q/<layer>/codes", "q/<layer>/codebooks", "q/<layer>/scales"
+ * (as in TaskResult), and tuned norms as "q/<tensor name>" (f32 (dim)). Read back from
+ * the artifact, so a worker needs no shared storage. */
+struct qship {
+    size_t                 n, cap;
+    Lmp__Blob             *blobs;
+    Lmp__Tensor           *tens;
+    uint64_t             (*shape)[3];
+    char                 (*name)[LMP_NAME_MAX + 16];
+    struct lmp_art_layer  *layers;
+    size_t                 n_layers;
+    struct lmp_art_tensor *norms;
+    size_t                 n_norms;
+    int32_t                qfrom;
+};
+
+static void qship_release(struct qship *q) {
+    for (size_t i = 0; i < q->n_layers; i++) lmp_art_layer_release(&q->layers[i]);
+    for (size_t i = 0; i < q->n_norms; i++) lmp_art_tensor_release(&q->norms[i]);
+    free(q->blobs); free(q->tens); free(q->shape); free(q->name); free(q->layers); free(q->norms);
+    memset(q, 0, sizeof(*q));
+}
+
+static Lmp__Blob *qship_add(struct qship *q, const char *name, Lmp__DType dt, const uint64_t *shape, int nd,
+                            const void *data, size_t bytes) {
+    const size_t i = q->n++;
+    snprintf(q->name[i], sizeof(q->name[i]), "%s", name);
+    for (int d = 0; d < nd; d++) q->shape[i][d] = shape[d];
+    q->tens[i] = (Lmp__Tensor) LMP__TENSOR__INIT;
+    lmp_wire_tensor_init(&q->tens[i], "", dt, q->shape[i], (size_t) nd, data, bytes);
+    q->blobs[i] = (Lmp__Blob) LMP__BLOB__INIT;
+    q->blobs[i].name = q->name[i];
+    q->blobs[i].where_case = LMP__BLOB__WHERE_TENSOR;
+    q->blobs[i].tensor = &q->tens[i];
+    return &q->blobs[i];
+}
+
+static const char *const seq_norm_names[2] = {"input_layernorm", "post_attention_layernorm"};
+
+static enum lmp_status qship_build(struct qship *q, struct job *J, int32_t from, int32_t b, struct lmp_err *err) {
+    memset(q, 0, sizeof(*q));
+    const size_t nb = b > from ? (size_t) (b - from) : 0, cap = nb * (LMP_LIN_COUNT * 3 + 2) + 1;
+    q->blobs = calloc(cap, sizeof(*q->blobs));
+    q->tens = calloc(cap, sizeof(*q->tens));
+    q->shape = calloc(cap, sizeof(*q->shape));
+    q->name = calloc(cap, sizeof(*q->name));
+    q->layers = calloc(nb * LMP_LIN_COUNT + 1, sizeof(*q->layers));
+    q->norms = calloc(nb * 2 + 1, sizeof(*q->norms));
+    if (!q->blobs || !q->tens || !q->shape || !q->name || !q->layers || !q->norms) {
+        qship_release(q);
+        return lmp_err_set(err, LMP_ENOMEM, "out of memory");
+    }
+    q->qfrom = from;
+    const uint64_t one = 1;
+    qship_add(q, "qfrom", LMP__DTYPE__DTYPE_I32, &one, 1, &q->qfrom, sizeof(int32_t));
+    for (int32_t k = from; k < b; k++) {
+        const struct lmp_block *B = &J->m->blocks[k];
+        for (int j = 0; j < LMP_LIN_COUNT; j++) {
+            const char *nm = B->lin[j].name;
+            if (!lmp_artifact_has_layer(J->a, nm)) continue;   /* kept: the original weights */
+            struct lmp_art_layer *l = &q->layers[q->n_layers];
+            enum lmp_status st = lmp_artifact_read_layer(J->a, nm, l, err);
+            if (st != LMP_OK) { qship_release(q); return st; }
+            q->n_layers++;
+            if (l->codec != LMP_ART_CODEC_AQ) continue;
+            char bn[LMP_NAME_MAX + 16];
+            const uint64_t cs[3] = {(uint64_t) l->n_out, (uint64_t) (l->n_in / l->g), (uint64_t) l->M};
+            const uint64_t bs[3] = {(uint64_t) l->M, (uint64_t) 1 << l->B, (uint64_t) l->g};
+            const uint64_t ss[1] = {(uint64_t) l->n_out};
+            snprintf(bn, sizeof(bn), "q/%s/codes", nm);
+            qship_add(q, bn, LMP__DTYPE__DTYPE_U16, cs, 3, l->codes, cs[0] * cs[1] * cs[2] * 2);
+            snprintf(bn, sizeof(bn), "q/%s/codebooks", nm);
+            qship_add(q, bn, LMP__DTYPE__DTYPE_F32, bs, 3, l->codebooks, bs[0] * bs[1] * bs[2] * 4);
+            snprintf(bn, sizeof(bn), "q/%s/scales", nm);
+            qship_add(q, bn, LMP__DTYPE__DTYPE_F32, ss, 1, l->scales, ss[0] * 4);
+        }
+        for (int i = 0; i < 2; i++) {   /* tuned norms (fine-tuning), when committed */
+            char tn[LMP_NAME_MAX], bn[LMP_NAME_MAX + 16];
+            snprintf(tn, sizeof(tn), "model.layers.%d.%s.weight", k, seq_norm_names[i]);
+            bool have = false;
+            for (int64_t t = 0; t < lmp_artifact_n_tensors(J->a) && !have; t++)
+                have = strcmp(lmp_artifact_tensor_name(J->a, t), tn) == 0;
+            if (!have) continue;
+            struct lmp_art_tensor *t = &q->norms[q->n_norms];
+            enum lmp_status st = lmp_artifact_read_tensor(J->a, tn, t, err);
+            if (st != LMP_OK) { qship_release(q); return st; }
+            q->n_norms++;
+            const uint64_t d = (uint64_t) J->m->cfg.dim;
+            if (t->dtype != LMP_DTYPE_F32) continue;
+            snprintf(bn, sizeof(bn), "q/%s", tn);
+            qship_add(q, bn, LMP__DTYPE__DTYPE_F32, &d, 1, t->data, d * 4);
+        }
+    }
+    return LMP_OK;
 }
 
 static void assign_cal(struct lmp_coord *c, int pi, int si) {
@@ -392,9 +501,25 @@ static void assign_cal(struct lmp_coord *c, int pi, int si) {
     Lmp__Envelope env;
     Lmp__TaskAssign ta = LMP__TASK_ASSIGN__INIT;
     Lmp__RowRange rows = LMP__ROW_RANGE__INIT;
-    Lmp__Blob blob = LMP__BLOB__INIT, *blobs[1] = {&blob};
+    Lmp__Blob blob = LMP__BLOB__INIT, *blobs1[1] = {&blob}, **blobs = blobs1;
     Lmp__Tensor tok = LMP__TENSOR__INIT;
     const uint64_t shape[2] = {(uint64_t) (sl->end - sl->begin), (uint64_t) J->ctx};
+    struct qship qs = {0};
+    if (seq_mode(J)) {   /* the quantized blocks the slice must pass first */
+        struct lmp_err err = {0};
+        const int32_t from = sl->owner == pi ? sl->pos : 0;
+        if (qship_build(&qs, J, from, b, &err) != LMP_OK) {
+            job_fail(c, "cannot read the committed blocks for calibration: %s", err.msg);
+            return;
+        }
+        if ((blobs = calloc(qs.n + 1, sizeof(*blobs))) == NULL) {
+            qship_release(&qs);
+            job_fail(c, "out of memory");
+            return;
+        }
+        blobs[0] = &blob;
+        for (size_t i = 0; i < qs.n; i++) blobs[i + 1] = &qs.blobs[i];
+    }
     lmp_wire_init(&env, 0, 0);
     sl->attempt++;
     ta.job_id = J->id, ta.task_id = CAL_TASK_BASE + (uint64_t) si, ta.attempt = sl->attempt;
@@ -412,7 +537,7 @@ static void assign_cal(struct lmp_coord *c, int pi, int si) {
     blob.name = "tokens";
     blob.where_case = LMP__BLOB__WHERE_TENSOR;
     blob.tensor = &tok;
-    ta.n_inputs = 1;
+    ta.n_inputs = 1 + qs.n;
     ta.inputs = blobs;
     env.body_case = LMP__ENVELOPE__BODY_TASK_ASSIGN;
     env.task_assign = &ta;
@@ -424,6 +549,8 @@ static void assign_cal(struct lmp_coord *c, int pi, int si) {
     coord_peer_event(c, LMP_LOG_INFO, "calibrate", pi, "sequences [%lld, %lld) block %d", (long long) sl->begin, (long long) sl->end, b);
     sl->owner = pi;
     coord_send(c, &p->id, &env);
+    if (blobs != blobs1) free(blobs);
+    qship_release(&qs);
 }
 
 /* A slice's sums for its block: added in slice order (held if early); the block is done
@@ -495,6 +622,7 @@ static void on_cal_result(struct lmp_coord *c, int pi, const Lmp__TaskResult *r,
         cb->next_slice++;
     }
     sl->worker = -1;
+    sl->pos = b;   /* sequential: the owner holds block b's input (it advances once b is final) */
     sl->next_b = next_needed(J, b);
     if (cb->next_slice == J->n_slices) cal_block_done(c, b);
 }
@@ -742,7 +870,9 @@ static bool peer_idle(const struct peer *p) {
 static int assign_split(struct lmp_coord *c, int pi, int ti) {
     struct job *J = c->job;
     const int64_t n_out = J->tasks[ti].l->n_out;
-    int want = (int) (J->spec->row_shards < MAX_ROW_SHARDS ? J->spec->row_shards : MAX_ROW_SHARDS);
+    /* sequential mode: a block's layers run one after another over every idle worker */
+    const uint32_t rs = J->spec->row_shards ? J->spec->row_shards : seq_mode(J) ? MAX_ROW_SHARDS : 0;
+    int want = (int) (rs < MAX_ROW_SHARDS ? rs : MAX_ROW_SHARDS);
     if (want > n_out) want = (int) n_out;
     if (J->cspec.method != LMP_COMPRESS_AQLM || want < 2 || J->tasks[ti].h == NULL) return 0;
     int pis[MAX_ROW_SHARDS], n = 0, n_live = 0;
@@ -814,9 +944,8 @@ static enum lmp_status job_plan(struct lmp_coord *c, const Lmp__JobSpec *spec_in
         goto out;
     }
     const Lmp__JobSpec *s = J->spec;
-    if (s->mode != LMP__MODE__MODE_INDEPENDENT) {
-        st = lmp_err_set(err, LMP_EUNSUP, "the coordinator runs --mode independent only (sequential "
-                         "mode runs in 'lmpress compress')");
+    if (s->mode != LMP__MODE__MODE_INDEPENDENT && s->mode != LMP__MODE__MODE_SEQUENTIAL) {
+        st = lmp_err_set(err, LMP_EINVAL, "job mode %d is neither sequential nor independent", (int) s->mode);
         goto out;
     }
     if (s->finetune && s->finetune->enabled) {
@@ -889,7 +1018,7 @@ static enum lmp_status job_plan(struct lmp_coord *c, const Lmp__JobSpec *spec_in
         if ((st = lmp_calib_sample_text(J->tokens, ids, n_ids, n_seq, ctx, seed, err))) goto out;
         snprintf(settings, sizeof(settings), "%s n=%lld ctx=%lld seed=%llu mode=%s%s keep=[%s]",
                  cs->path, (long long) n_seq, (long long) ctx, (unsigned long long) seed,
-                 "independent", "", keep);
+                 s->mode == LMP__MODE__MODE_SEQUENTIAL ? "sequential" : "independent", "", keep);
         J->aj.calib_fp = lmp_fingerprint_calib(J->tokens, n_seq * ctx, settings + strlen(cs->path));
         snprintf(J->aj.calib_desc, sizeof(J->aj.calib_desc), "%s", settings);
         /* calibration slices: the workers compute them (see coord.h) */

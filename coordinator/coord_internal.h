@@ -46,6 +46,7 @@ struct cslice {
     int32_t  next_b;               /* next block whose sums it owes; -1 = none left */
     int      worker;               /* peer computing it, -1 */
     int      owner;                /* peer believed to hold its activations, -1 = none */
+    int32_t  pos;                  /* sequential mode: the owner holds the input of this block */
     uint32_t attempt, n_failures;
 };
 

@@ -105,6 +105,8 @@ struct task {
     uint64_t  row_begin, row_end;
     int       n_threads;
     struct rowsum rs;                  /* TASK_KIND_QUANTIZE_ROWS */
+    Lmp__TaskAssign *qa;               /* sequential calibration: the assign (its "q/..." blobs) */
+    int32_t   qfrom;                   /* ... first quantized block shipped; -1 = independent */
     struct lmp_calib_grams *grams;
     /* out */
     struct lmp_compress_result res;
@@ -277,6 +279,103 @@ static void slice_drop(struct slice *s) {
  * the original model's, whoever computes them, so a slice held at block pos <= b is
  * advanced from there; otherwise it starts from the embedding. Runs in the compute
  * thread, which alone touches the slices and the transformer while it runs. */
+/* The tensor of blob `name` of the sequential assign, or NULL. */
+static const Lmp__Tensor *q_blob(const struct task *t, const char *name) {
+    for (size_t i = 0; t->qa && i < t->qa->n_inputs; i++)
+        if (t->qa->inputs[i]->name && strcmp(t->qa->inputs[i]->name, name) == 0 &&
+            t->qa->inputs[i]->where_case == LMP__BLOB__WHERE_TENSOR)
+            return t->qa->inputs[i]->tensor;
+    return NULL;
+}
+
+/* Sequential mode: install block k's quantized linears (decoded from the shipped codes,
+ * codebooks, scales) and tuned norms into the transformer; saved[] / norm0[] restore it. */
+static enum lmp_status q_install(struct task *t, int32_t k, float *dec[LMP_LIN_COUNT],
+                                 float *saved_w[LMP_LIN_COUNT], float *norm0[2], struct lmp_err *err) {
+    struct agent *A = t->agent;
+    const struct lmp_block *B = &A->model->blocks[k];
+    const int64_t dim = A->model->cfg.dim;
+    char bn[LMP_NAME_MAX + 32];
+    for (int j = 0; j < LMP_LIN_COUNT; j++) {
+        const struct lmp_linear *l = &B->lin[j];
+        struct lmp_linop *op = lmp_transformer_linop(A->tf, k, (enum lmp_lin) j);
+        saved_w[j] = (float *) op->w;
+        snprintf(bn, sizeof(bn), "q/%s/codes", l->name);
+        const Lmp__Tensor *tc = q_blob(t, bn);
+        if (tc == NULL) continue;   /* kept layer: the original weights */
+        snprintf(bn, sizeof(bn), "q/%s/codebooks", l->name);
+        const Lmp__Tensor *tb = q_blob(t, bn);
+        snprintf(bn, sizeof(bn), "q/%s/scales", l->name);
+        const Lmp__Tensor *ts = q_blob(t, bn);
+        if (tb == NULL || ts == NULL || tc->n_shape != 3 || tb->n_shape != 3 || ts->n_shape != 1 ||
+            tc->shape[0] != (uint64_t) l->n_out || tc->shape[1] * tb->shape[2] != (uint64_t) l->n_in ||
+            tc->shape[2] != tb->shape[0] || tb->shape[1] > 65536 || tb->shape[2] == 0 ||
+            ts->shape[0] != (uint64_t) l->n_out || tc->dtype != LMP__DTYPE__DTYPE_U16 ||
+            tb->dtype != LMP__DTYPE__DTYPE_F32 || ts->dtype != LMP__DTYPE__DTYPE_F32 ||
+            tc->data.len != tc->shape[0] * tc->shape[1] * tc->shape[2] * 2 ||
+            tb->data.len != tb->shape[0] * tb->shape[1] * tb->shape[2] * 4 || ts->data.len != ts->shape[0] * 4)
+            return lmp_err_set(err, LMP_EPROTO, "calibration task: quantized layer '%s' has wrong arrays",
+                               l->name);
+        const size_t nc = tc->data.len / 2, nb = tb->data.len / 4, ns = ts->data.len / 4;
+        uint16_t *codes = malloc(nc * 2);
+        float *cb = malloc(nb * 4), *sc = malloc(ns * 4);
+        dec[j] = malloc((size_t) (l->n_out * l->n_in) * sizeof(float));
+        if (!codes || !cb || !sc || !dec[j]) {
+            free(codes), free(cb), free(sc);
+            return lmp_err_set(err, LMP_ENOMEM, "out of memory");
+        }
+        memcpy(codes, tc->data.data, nc * 2);   /* aligned copies: protobuf-c does not align */
+        memcpy(cb, tb->data.data, nb * 4);
+        memcpy(sc, ts->data.data, ns * 4);
+        for (size_t i = 0; i < nc; i++)
+            if (codes[i] >= tb->shape[1]) {
+                free(codes), free(cb), free(sc);
+                return lmp_err_set(err, LMP_EPROTO, "calibration task: code out of range in '%s'", l->name);
+            }
+        const struct lmp_aq_shape shp = {.n_out = l->n_out, .n_in = l->n_in, .M = (int) tb->shape[0],
+                                         .K = (int) tb->shape[1], .g = (int) tb->shape[2]};
+        lmp_kernels_get()->aq_decode(dec[j], codes, cb, sc, &shp);
+        free(codes), free(cb), free(sc);
+        op->w = dec[j];
+    }
+    for (int i = 0; i < 2; i++) {
+        snprintf(bn, sizeof(bn), "q/model.layers.%d.%s.weight", k, i ? "post_attention_layernorm" : "input_layernorm");
+        const Lmp__Tensor *tn = q_blob(t, bn);
+        if (tn == NULL) continue;
+        if (tn->dtype != LMP__DTYPE__DTYPE_F32 || tn->data.len != (size_t) dim * 4)
+            return lmp_err_set(err, LMP_EPROTO, "calibration task: norm '%s' has a wrong shape", bn + 2);
+        float *n = lmp_transformer_norm(A->tf, k, i == 1);
+        if ((norm0[i] = malloc((size_t) dim * 4)) == NULL) return lmp_err_set(err, LMP_ENOMEM, "out of memory");
+        memcpy(norm0[i], n, (size_t) dim * 4);
+        memcpy(n, tn->data.data, (size_t) dim * 4);
+    }
+    return LMP_OK;
+}
+
+static void q_uninstall(struct task *t, int32_t k, float *dec[LMP_LIN_COUNT], float *saved_w[LMP_LIN_COUNT],
+                        float *norm0[2]) {
+    struct agent *A = t->agent;
+    for (int j = 0; j < LMP_LIN_COUNT; j++) {
+        if (dec[j]) lmp_transformer_linop(A->tf, k, (enum lmp_lin) j)->w = saved_w[j];
+        free(dec[j]);
+        dec[j] = NULL;
+    }
+    for (int i = 0; i < 2; i++) {
+        if (norm0[i]) memcpy(lmp_transformer_norm(A->tf, k, i == 1), norm0[i], (size_t) A->model->cfg.dim * 4);
+        free(norm0[i]);
+        norm0[i] = NULL;
+    }
+}
+
+/* x = block k(x) through the quantized block k (sequential mode). */
+static enum lmp_status q_advance(struct task *t, struct lmp_calib *cal, int32_t k, struct lmp_err *err) {
+    float *dec[LMP_LIN_COUNT] = {0}, *saved[LMP_LIN_COUNT] = {0}, *norm0[2] = {0};
+    enum lmp_status st = q_install(t, k, dec, saved, norm0, err);
+    if (st == LMP_OK) st = lmp_calib_advance(cal, k, err);
+    q_uninstall(t, k, dec, saved, norm0);
+    return st;
+}
+
 static enum lmp_status calibrate(struct task *t, struct lmp_err *err) {
     struct agent *A = t->agent;
     const int32_t b = (int32_t) t->layer_index;
@@ -296,6 +395,11 @@ static enum lmp_status calibrate(struct task *t, struct lmp_err *err) {
         if (q->used < lru->used) lru = q;
     }
     if (s && s->pos > b) slice_drop(s), s = NULL;   /* past it: start again */
+    if (s && t->qfrom >= 0 && s->pos < t->qfrom) slice_drop(s), s = NULL;   /* blocks missing */
+    if (s == NULL && t->qfrom > 0)
+        return lmp_err_set(err, LMP_ENOENT, "calibration slice [%llu, %llu) is not held here any more: "
+                           "it restarts from the embedding", (unsigned long long) t->row_begin,
+                           (unsigned long long) t->row_end);
     if (s == NULL) {
         s = lru;
         slice_drop(s);
@@ -310,14 +414,17 @@ static enum lmp_status calibrate(struct task *t, struct lmp_err *err) {
     }
     s->used = ++A->slice_clock;
     for (; s->pos < b; s->pos++)
-        if ((st = lmp_calib_advance(s->cal, s->pos, err))) goto fail;
+        if ((st = t->qfrom >= 0 ? q_advance(t, s->cal, s->pos, err) : lmp_calib_advance(s->cal, s->pos, err)))
+            goto fail;
     if ((t->grams = lmp_calib_grams_new(lmp_transformer_config(A->tf))) == NULL) {
         st = lmp_err_set(err, LMP_ENOMEM, "out of memory for the Gram matrices");
         goto fail;
     }
     if ((st = lmp_calib_collect(s->cal, b, t->grams, err))) goto fail;
-    lmp_calib_take_output(s->cal);
-    s->pos = b + 1;
+    if (t->qfrom < 0) {   /* independent: the original model's output is the next input */
+        lmp_calib_take_output(s->cal);
+        s->pos = b + 1;
+    }   /* sequential: x stays block b's input until b is quantized (the next task ships it) */
     for (int32_t k = 0; k < b; k++) lmp_transformer_release_block(A->tf, k);
     return LMP_OK;
 fail:
@@ -332,6 +439,7 @@ static void task_free(struct task **tp) {
     lmp_calib_grams_destroy(&t->grams);
     free(t->tokens);
     free(t->h);
+    if (t->qa) lmp__task_assign__free_unpacked(t->qa, NULL);
     pthread_mutex_destroy(&t->rs.mu);
     pthread_cond_destroy(&t->rs.cv);
     free(t);
@@ -463,6 +571,7 @@ static enum lmp_status on_assign(struct agent *A, const Lmp__Envelope *env, stru
     pthread_mutex_init(&t->rs.mu, NULL);
     pthread_cond_init(&t->rs.cv, NULL);
     t->rs.red_fd = A->red_fd[1];
+    t->qfrom = -1;
     t->job_id = ta->job_id, t->task_id = ta->task_id, t->attempt = ta->attempt;
     t->layer_index = ta->layer_index;
     snprintf(t->layer, sizeof(t->layer), "%s", ta->layer ? ta->layer : "");
@@ -521,6 +630,27 @@ static enum lmp_status on_assign(struct agent *A, const Lmp__Envelope *env, stru
             goto refuse;
         }
         memcpy(t->tokens, tk->data.data, tk->data.len);
+        for (size_t i = 0; i < ta->n_inputs; i++)   /* sequential mode: quantized blocks to pass */
+            if (ta->inputs[i]->name && strcmp(ta->inputs[i]->name, "qfrom") == 0 &&
+                ta->inputs[i]->where_case == LMP__BLOB__WHERE_TENSOR) {
+                const Lmp__Tensor *qf = ta->inputs[i]->tensor;
+                int32_t v = -1;
+                if (qf->dtype == LMP__DTYPE__DTYPE_I32 && qf->data.len == 4) memcpy(&v, qf->data.data, 4);
+                if (v < 0 || v > (int32_t) ta->layer_index) {
+                    st = lmp_err_set(&terr, LMP_EPROTO, "calibration task %llu: bad 'qfrom'",
+                                     (unsigned long long) ta->task_id);
+                    goto refuse;
+                }
+                t->qfrom = v;
+                const size_t len = lmp__task_assign__get_packed_size(ta);
+                uint8_t *buf = malloc(len ? len : 1);
+                if (buf) lmp__task_assign__pack(ta, buf), t->qa = lmp__task_assign__unpack(NULL, len, buf);
+                free(buf);
+                if (t->qa == NULL) {
+                    st = lmp_err_set(&terr, LMP_ENOMEM, "out of memory");
+                    goto refuse;
+                }
+            }
         t->n_seq = (int64_t) tk->shape[0], t->ctx = (int64_t) tk->shape[1];
         t->row_begin = ta->rows->begin, t->row_end = ta->rows->end;
         t->n_threads = (int) ta->n_threads;

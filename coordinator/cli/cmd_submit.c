@@ -1,7 +1,7 @@
 /*  cmd_submit - lmpress submit: send a compression job to the coordinator
  *
  *  Takes a JOB file and/or the options of `lmpress compress` (one parser: jobopts.h;
- *  the coordinator runs --mode independent only, with a calibration text file); paths are resolved by the coordinator and the
+ *  the coordinator runs sequential and independent jobs with a calibration text file); paths are resolved by the coordinator and the
  *  workers, so they must name the same files there (a shared file system, or loopback).
  *  Prints the job id; with --wait follows the job and exits with its outcome (0 done,
  *  1 failed or cancelled, 3 coordinator unreachable).
@@ -99,10 +99,6 @@ static int cmd_submit_exec(struct lmp_cli *cli, int argc, char **argv) {
     if (lmp_jobopts_check(&jo, &err) != LMP_OK) {
         lmp_jobopts_release(&jo);
         return lmp_cli_usage_msg(usage, err.msg);
-    }
-    if (jo.set[LMP_JOBOPT_MODE] && jo.mode != LMP_COMPRESS_INDEPENDENT) {
-        lmp_jobopts_release(&jo);
-        return lmp_cli_usage_msg(usage, "the coordinator runs --mode independent only");
     }
     struct lmp_jobopts_pb pb;
     lmp_jobopts_to_jobspec(&jo, &pb);
