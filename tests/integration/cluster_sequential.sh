@@ -1,0 +1,114 @@
+#!/usr/bin/env bash
+# cluster_sequential - `lmpress submit --mode sequential` on loopback, stories260K:
+#  1. one worker: the artifact equals `lmpress compress --mode sequential` dataset for
+#     dataset (h5diff; layers run whole, the slices' sums add in slice order);
+#  2. two workers: every layer of a block runs as 2 row shards; the job completes and its
+#     perplexity is finite and within 1% of the single-process run's (the sharded sums
+#     differ in fp32 rounding only: the per-layer errors agree within 0.5%, see
+#     tests/unit/test_aq_rows.c, and stories260K's perplexity moves by ~0.05%);
+#  3. three workers, one killed with -9 while it holds a row shard: the shard's layer is
+#     cancelled on the other workers and requeued; the job completes, perplexity as in 2;
+set -u
+: "${LMPRESS:?}" "${LMP_SHARED:?}"
+M="$LMP_SHARED/models/stories260K"
+TXT="$LMP_SHARED/data/tinystories_valid_first1000.txt"
+for f in "$M/stories260K.bin" "$M/tok512.bin" "$TXT"; do
+    if [ ! -f "$f" ]; then
+        echo "missing $f"
+        [ "${CI:-}" = true ] && exit 1
+        exit 77
+    fi
+done
+command -v h5diff >/dev/null && command -v h5dump >/dev/null || { echo "no h5diff/h5dump"; exit 77; }
+T=$(mktemp -d)
+PIDS=()
+cleanup() {
+    for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null; done
+    wait 2>/dev/null
+    rm -rf "$T"
+}
+trap cleanup EXIT
+cd "$T" || exit 1
+head -c 120000 "$TXT" > cal.txt
+head -c 20000 "$TXT" > ev.txt
+fail=0
+bad() { echo "FAIL: $*"; fail=1; }
+export LMPRESS_TIMEOUT_MS=10000
+JOB=(--model "$M/stories260K.bin" --tokenizer "$M/tok512.bin" --calib cal.txt --nsamples 12
+     --ctx 96 --threads 1 --max-rounds 4 --scheme 2x6g4 --keep '*.down_proj' --mode sequential --seed 5)
+start_coord() {
+    local log=$1; shift
+    "$LMPRESS" coordinator --bind 'tcp://127.0.0.1:*' --heartbeat-timeout 2000 --verbose "$@" 2> "$log" &
+    CPID=$!
+    PIDS+=("$CPID")
+    EP=
+    for _ in $(seq 1 200); do
+        EP=$(sed -n 's/.*coordinator listening on \(tcp:[^ ]*\).*/\1/p' "$log" | head -1)
+        [ -n "$EP" ] && return 0
+        sleep 0.05
+    done
+    bad "coordinator did not start"; cat "$log"; exit 1
+}
+start_worker() {   # NAME [env...]
+    local name=$1; shift
+    env "$@" "$LMPRESS" worker --connect "$EP" --name "$name" --threads 1 --verbose 2> "w-$name.log" &
+    PIDS+=("$!")
+    eval "WPID_$name=$!"
+}
+wait_for() {
+    local s=$1; shift
+    for _ in $(seq 1 $((s * 10))); do "$@" && return 0; sleep 0.1; done
+    return 1
+}
+same_layers() {
+    local la lb d n=0
+    la=$(h5dump -n "$1" | awk '$1=="dataset"{print $2}' | grep -v '^/events/' | sort)
+    lb=$(h5dump -n "$2" | awk '$1=="dataset"{print $2}' | grep -v '^/events/' | sort)
+    [ -n "$la" ] && [ "$la" = "$lb" ] || { echo "different dataset lists"; return 1; }
+    for d in $la; do
+        h5diff -q "$1" "$2" "$d" "$d" >/dev/null || { echo "dataset $d differs"; return 1; }
+        n=$((n + 1))
+    done
+    echo "$n datasets identical"
+}
+ppl() { "$LMPRESS" eval --artifact "$1" --text ev.txt --ctx 96 2>/dev/null | sed -n 's/^ppl \([0-9.eE+-]*\) .*/\1/p' | head -1; }
+near() {   # A B TOL: finite A within TOL (relative) of B
+    python3 -c "import math,sys; a,r=float('$1' or 'nan'),float('$2' or 'nan'); sys.exit(0 if math.isfinite(a) and abs(a/r-1)<$3 else 1)"
+}
+
+"$LMPRESS" compress "${JOB[@]}" --out ref.h5 > ref.out 2> ref.err || { bad "compress"; cat ref.err; }
+pr=$(ppl ref.h5)
+
+# 1. one worker: bit for bit
+start_coord c1.log
+start_worker w1
+timeout 300 "$LMPRESS" submit --connect "$EP" --wait "${JOB[@]}" --out one.h5 > one.out 2> one.err ||
+    { bad "submit, one worker (rc $?)"; cat one.err; tail -20 c1.log; }
+same_layers one.h5 ref.h5 || bad "one worker: artifact differs from lmpress compress --mode sequential"
+
+# 2. two workers: row shards
+start_worker w2
+wait_for 10 grep -q "worker 'w2' joined" c1.log || bad "w2 did not join"
+timeout 300 "$LMPRESS" submit --connect "$EP" --wait "${JOB[@]}" --out two.h5 > two.out 2> two.err ||
+    { bad "submit, two workers (rc $?)"; cat two.err; tail -20 c1.log; }
+n_sh=$(grep -c "committed (2 row shards" c1.log)
+[ "$n_sh" -ge 20 ] || bad "only $n_sh layers committed from 2 row shards"
+p2=$(ppl two.h5)
+echo "perplexity: single process $pr, two workers $p2"
+near "$p2" "$pr" 0.01 || bad "two workers: perplexity $p2 vs $pr"
+
+# 3. a third worker that sleeps 4 s in every task, killed -9 while it holds a row shard
+start_worker slow LMP_FAULT_TASK_SLEEP_MS=4000
+wait_for 10 grep -q "worker 'slow' joined" c1.log || bad "slow worker did not join"
+"$LMPRESS" submit --connect "$EP" "${JOB[@]}" --out kill.h5 > kill.out 2> kill.err || bad "submit kill"
+wait_for 60 grep -q "> worker 'slow' (shard" c1.log || bad "slow worker got no row shard"
+kill -9 "$WPID_slow"
+wait_for 180 grep -q "job 3 done" c1.log || { bad "job 3 did not complete"; tail -20 c1.log; }
+grep -q "row shards of '.*' stopped (worker 'slow' silent" c1.log || bad "the lost shard did not stop its layer"
+pk=$(ppl kill.h5)
+echo "perplexity after a killed shard worker: $pk"
+near "$pk" "$pr" 0.01 || bad "killed shard: perplexity $pk vs $pr"
+kill -9 "$CPID" 2>/dev/null
+
+[ $fail -eq 0 ] && echo "cluster_sequential: ok"
+exit $fail
