@@ -333,6 +333,30 @@ static void step(const struct beam_job *J, struct row_st *R, struct thr_mem *T, 
             lmin[(h0 + u) * 16 + (c & 15)] = mn;
         }
     }
+    if (beam == 1) {   /* greedy: the first lowest candidate (keep is 0), updated in place */
+        struct hyp *x = &cur[0];
+        const int c = x->bc[pb];
+        __m512 bv = _mm512_set1_ps(FLT_MAX);
+        __m512i bi = _mm512_setzero_si512(), idx = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+        for (int64_t k = 0; k < K; k += 16) {
+            const __m512 dv = _mm512_loadu_ps(d + k);
+            const __mmask16 lt = _mm512_cmp_ps_mask(dv, bv, _CMP_LT_OQ);   /* strictly: first per lane */
+            bv = _mm512_mask_blend_ps(lt, bv, dv);
+            bi = _mm512_mask_blend_epi32(lt, bi, idx);
+            idx = _mm512_add_epi32(idx, _mm512_set1_epi32(16));
+        }
+        const float mn = _mm512_reduce_min_ps(bv);
+        const __mmask16 at = _mm512_cmp_ps_mask(bv, _mm512_set1_ps(mn), _CMP_EQ_OQ);
+        const int k = _mm512_mask_reduce_min_epi32(at, bi);   /* lowest k among the lowest */
+        if (k != c) {
+            for (int64_t t = 0; t < g; t++) dl[t] = so * (J->cb[(m * K + k) * g + t] - J->cb[(m * K + c) * g + t]);
+            blk_rank_g(x->rhb + jj * g, x->rhb + jj * g, dl, T->hb + jj * g * (jn * g) + jj * g, g, (jn - jj) * g,
+                       jn * g);
+            x->bc[pb] = (uint16_t) k;
+            x->loss = base + d[k];
+        }
+        return;
+    }
     /* Selection bound: the b-th smallest of the hypotheses' lane-wise minima (n_cur x 16
      * values, each a different candidate, distinct code vectors across hypotheses as all
      * of them still hold the starting code here). At least b candidates lie at or below
