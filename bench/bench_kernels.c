@@ -4,8 +4,8 @@
  *
  *  usage: bench_kernels [--peak GFLOPS] [--scheme 2x8g8] [--beam B] [--reps N]
  *                       [--layer | --model | --no-layer] [--no-eager] [--layer-eager]
- *    --no-eager  skip the baseline beam kernel (by default timed right after the table's,
- *             with the ratio printed)
+ *    --no-eager  skip the baseline beam kernel in the kernel rows (by default timed right
+ *             after the table's, with the ratio printed)
  *    --layer-eager  also quantize each layer with the baseline beam kernel (rows "...e"),
  *             right after the table's run, and print the ratios
  *    --peak   nominal fp32 peak for the fractions (default 450: 2 Sapphire Rapids cores)
@@ -139,7 +139,7 @@ static struct rate bench_sgemm(int64_t m, int64_t n, int64_t k, int reps) {
 int main(int argc, char **argv) {
     const char *scheme = "2x8g8";
     int beam_big = 8, reps = 3, mode = 1;   /* 0 kernels only, 1 + one layer, 2 + model */
-    int layer_eager = 0;
+    int layer_eager = 0, kern_eager = 1;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--peak") && i + 1 < argc) g_peak = atof(argv[++i]);
         else if (!strcmp(argv[i], "--scheme") && i + 1 < argc) scheme = argv[++i];
@@ -149,7 +149,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "--layer")) mode = 1;
         else if (!strcmp(argv[i], "--model")) mode = 2;
         else if (!strcmp(argv[i], "--no-layer")) mode = 0;
-        else if (!strcmp(argv[i], "--no-eager")) g_base = NULL;
+        else if (!strcmp(argv[i], "--no-eager")) kern_eager = 0;
         else if (!strcmp(argv[i], "--layer-eager")) layer_eager = 1;
         else {
             fprintf(stderr, "usage: bench_kernels [--peak GFLOPS] [--scheme MxBgG] [--beam B] [--reps N] "
@@ -205,7 +205,7 @@ int main(int argc, char **argv) {
         int beams[2] = { 1, beam_big };
         double t_new[2] = { 0, 0 }, c_new[2] = { 0, 0 };
         for (int bi = 0; bi < 2; bi++)
-            for (int var = 0; var < 1 + (g_base != NULL); var++) {   /* the table's, then the baseline */
+            for (int var = 0; var < 1 + (kern_eager && g_base != NULL); var++) {   /* the table's, then the baseline */
                 int b = beams[bi];
                 lmp_aq_beam_fn *fn = var == 0 ? kt->aq_beam : g_base;
                 memcpy(c2, codes, (size_t) (n_out * P) * sizeof(uint16_t));
