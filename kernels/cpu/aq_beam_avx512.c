@@ -15,19 +15,25 @@
  *
  *      rH_e[tail] = rH_ancestor[tail] - D_e^T H[block rows, tail]
  *
- *  done for the survivors of RB rows at once as a GEMM (m = RB b hypotheses, k = JB g,
- *  n = the tail; 8 hypotheses x 32 columns in registers, the JB g rows of H read once
- *  per 8 hypotheses from L2). Per row this is b n_in^2 flops in all, against M b n_in^2
- *  for the rank-g update of the whole tail after every position, and it streams each
- *  hypothesis' rH once per block instead of once per position.
+ *  done for the survivors of RB rows at once as a GEMM (k = JB g, n = the tail; 8
+ *  hypotheses x 32 columns in registers, the JB g rows of H read once per 8 hypotheses).
+ *  Per row this is at most b n_in^2 flops, against M b n_in^2 for the rank-g update of
+ *  the whole tail after every position (the eager baseline, aq_beam_eager_avx512.c), and
+ *  each hypothesis' rH is streamed once per block instead of once per position.
+ *  Survivors of one ancestor usually differ in few of the block's groups: only the first
+ *  one takes the GEMM; the others start from its new rH and apply the difference of the
+ *  weight changes on the groups where their codes differ (a rank-(groups x g) update).
  *
  *  - The starting products rH of all rows come from one OpenBLAS sgemm (R H).
  *  - q_jm[k] = cb_m[k]^T H_jj cb_m[k] once per call, groups split across threads.
  *  - Scoring: codebooks transposed to (M, g, K) so 16 candidates take g FMAs; for g = 8
- *    two hypotheses of a row share each codebook load.
+ *    two hypotheses of a row share each codebook load. Scores are stored as loss - base
+ *    (the hypothesis' offset folded into the constant term) with 16 lane-wise minima.
  *  - Selection keeps a sorted list of the b best distinct candidates (Zobrist hashes as
- *    in the reference); a vector compare against the current b-th value, started from a
- *    bound every hypothesis' best candidate satisfies, skips almost every candidate.
+ *    in the reference); the scan starts from a bound that at least b candidates meet
+ *    (from the lane minima), skips hypotheses with no lane minimum below the threshold,
+ *    and a vector compare skips almost every candidate of the others. Beam 1 is a
+ *    vector argmin (lowest k on ties, as the reference's first-lowest).
  *  - Rows are split across threads, RB rows per thread searched in lockstep.
  *  rH and the candidate deltas are fp32 (the reference uses double), so the loss
  *  reported is tracked to fp32 rounding; the objective of the codes is what tests compare.
@@ -188,10 +194,12 @@ static void tail_sparse(float *y, const float *x, const float *D, uint32_t mask,
  * offset), two hypotheses (v0, v1) sharing the codebook loads; also the 16 lane-wise minima
  * of each (min over k = l mod 16). */
 static void score2_g8(float *d0, float *d1, const float *q, const float *cT, int64_t K, const float *v0,
-                      const float *v1, __m512 s2, float ec0, float ec1, float *min0, float *min1) {
+                      const float *v1, __m512 s2, float ec0, float ec1, int c0, int c1, float off0, float off1,
+                      float *min0, float *min1) {
     __m512 va[8], vb[8];
     __m512 mn0 = _mm512_set1_ps(FLT_MAX), mn1 = mn0;
     const __m512 n0 = _mm512_set1_ps(-ec0), n1 = _mm512_set1_ps(-ec1);
+    const __m512 o0 = _mm512_set1_ps(off0), o1 = _mm512_set1_ps(off1);
 #pragma GCC unroll 8
     for (int t = 0; t < 8; t++) { va[t] = _mm512_set1_ps(v0[t]); vb[t] = _mm512_set1_ps(v1[t]); }
     for (int64_t k = 0; k < K; k += 16) {
@@ -203,6 +211,9 @@ static void score2_g8(float *d0, float *d1, const float *q, const float *cT, int
             a = _mm512_fmadd_ps(va[t], c, a);
             b = _mm512_fmadd_ps(vb[t], c, b);
         }
+        /* "keep" (k = c) changes nothing: exactly the offset, also in the lane minima */
+        a = _mm512_mask_mov_ps(a, (__mmask16) (k == (c0 & ~15)) << (c0 & 15), o0);
+        b = _mm512_mask_mov_ps(b, (__mmask16) (k == (c1 & ~15)) << (c1 & 15), o1);
         _mm512_storeu_ps(d0 + k, a);
         _mm512_storeu_ps(d1 + k, b);
         mn0 = _mm512_min_ps(mn0, a);
@@ -214,13 +225,14 @@ static void score2_g8(float *d0, float *d1, const float *q, const float *cT, int
 
 /* The same for one hypothesis and any g <= 64. */
 static void score1(float *d, const float *q, const float *cT, int64_t K, int64_t g, const float *v, __m512 s2,
-                   float ec, float *min) {
+                   float ec, int c, float off, float *min) {
     __m512 mn = _mm512_set1_ps(FLT_MAX);
     const __m512 nec = _mm512_set1_ps(-ec);
     for (int64_t k = 0; k < K; k += 16) {
         __m512 acc = _mm512_fmadd_ps(s2, _mm512_loadu_ps(q + k), nec);
         for (int64_t t = 0; t < g; t++)
             acc = _mm512_fmadd_ps(_mm512_set1_ps(v[t]), _mm512_loadu_ps(cT + t * K + k), acc);
+        acc = _mm512_mask_mov_ps(acc, (__mmask16) (k == (c & ~15)) << (c & 15), _mm512_set1_ps(off));
         _mm512_storeu_ps(d + k, acc);
         mn = _mm512_min_ps(mn, acc);
     }
@@ -321,17 +333,10 @@ static void step(const struct beam_job *J, struct row_st *R, struct thr_mem *T, 
         }
         if (nh == 2)
             score2_g8(d + h0 * K, d + (h0 + 1) * K, qp, cm, K, v[0], v[1], s2, ecs[0] - offs[h0],
-                      ecs[1] - offs[h0 + 1], lmin + h0 * 16, lmin + (h0 + 1) * 16);
+                      ecs[1] - offs[h0 + 1], cur[h0].bc[pb], cur[h0 + 1].bc[pb], offs[h0], offs[h0 + 1],
+                      lmin + h0 * 16, lmin + (h0 + 1) * 16);
         else
-            score1(d + h0 * K, qp, cm, K, g, v[0], s2, ecs[0] - offs[h0], lmin + h0 * 16);
-        for (int u = 0; u < nh; u++) {               /* "keep" changes nothing: exactly the offset; */
-            const int c = cur[h0 + u].bc[pb];          /* its lane's minimum again without the */
-            const float *dh = d + (h0 + u) * K;        /* rounded value computed for it */
-            float mn = offs[h0 + u];
-            d[(h0 + u) * K + c] = mn;
-            for (int64_t k = c & 15; k < K; k += 16) mn = dh[k] < mn ? dh[k] : mn;
-            lmin[(h0 + u) * 16 + (c & 15)] = mn;
-        }
+            score1(d + h0 * K, qp, cm, K, g, v[0], s2, ecs[0] - offs[h0], cur[h0].bc[pb], offs[h0], lmin + h0 * 16);
     }
     if (beam == 1) {   /* greedy: the first lowest candidate (keep is 0), updated in place */
         struct hyp *x = &cur[0];
