@@ -68,7 +68,7 @@ static void emit(struct job *J, enum lmp_compress_what what, const char *name, d
 }
 
 /* Store one model tensor as F32 (F16 sources as they are) under a canonical name. */
-static enum lmp_status put_tensor(struct job *J, const char *name, const struct lmp_tensor *t,
+static enum lmp_status put_tensor(struct lmp_artifact *a, const char *name, const struct lmp_tensor *t,
                                   const float *override, struct lmp_err *err) {
     struct lmp_art_tensor at = {0};
     snprintf(at.name, sizeof(at.name), "%s", name);
@@ -88,7 +88,7 @@ static enum lmp_status put_tensor(struct job *J, const char *name, const struct 
         else lmp_tensor_rows_f32(t, 0, lmp_tensor_n_rows(t), buf);
         at.data = buf;
     }
-    enum lmp_status st = lmp_artifact_put_tensor(J->a, &at, err);
+    enum lmp_status st = lmp_artifact_put_tensor(a, &at, err);
     free(buf);
     /* the source's file pages read here stay resident otherwise: every kept linear of
      * every block would add up */
@@ -98,32 +98,32 @@ static enum lmp_status put_tensor(struct job *J, const char *name, const struct 
 
 /* Every tensor outside the compressed linears, except block norms when fine-tuning
  * (those are stored per block, tuned). Idempotent. */
-static enum lmp_status put_static_tensors(struct job *J, struct lmp_err *err) {
-    const struct lmp_model *m = J->m;
+enum lmp_status lmp_compress_put_static_tensors(struct lmp_artifact *a, const struct lmp_model *m,
+                                                const bool *quantized, bool finetune, struct lmp_err *err) {
     char name[LMP_NAME_MAX];
     enum lmp_status st;
-    if ((st = put_tensor(J, "model.embed_tokens.weight", m->tok_emb, NULL, err)) ||
-        (st = put_tensor(J, "model.norm.weight", m->out_norm, NULL, err)))
+    if ((st = put_tensor(a, "model.embed_tokens.weight", m->tok_emb, NULL, err)) ||
+        (st = put_tensor(a, "model.norm.weight", m->out_norm, NULL, err)))
         return st;
-    if (!m->cfg.tied_embeddings && (st = put_tensor(J, "lm_head.weight", m->output, NULL, err)))
+    if (!m->cfg.tied_embeddings && (st = put_tensor(a, "lm_head.weight", m->output, NULL, err)))
         return st;
     for (int32_t b = 0; b < m->cfg.n_layers; b++) {
         const struct lmp_block *B = &m->blocks[b];
-        if (!J->o->finetune) {
+        if (!finetune) {
             snprintf(name, sizeof(name), "model.layers.%d.input_layernorm.weight", b);
-            if ((st = put_tensor(J, name, B->attn_norm, NULL, err))) return st;
+            if ((st = put_tensor(a, name, B->attn_norm, NULL, err))) return st;
             snprintf(name, sizeof(name), "model.layers.%d.post_attention_layernorm.weight", b);
-            if ((st = put_tensor(J, name, B->ffn_norm, NULL, err))) return st;
+            if ((st = put_tensor(a, name, B->ffn_norm, NULL, err))) return st;
         }
         for (int k = 0; k < LMP_LIN_COUNT; k++) {
             const struct lmp_linear *l = &B->lin[k];
             if (l->bias) {
                 snprintf(name, sizeof(name), "%s.bias", l->name);
-                if ((st = put_tensor(J, name, l->bias, NULL, err))) return st;
+                if ((st = put_tensor(a, name, l->bias, NULL, err))) return st;
             }
-            if (!J->quantized[b * LMP_LIN_COUNT + k]) {
+            if (!quantized[b * LMP_LIN_COUNT + k]) {
                 snprintf(name, sizeof(name), "%s.weight", l->name);
-                if ((st = put_tensor(J, name, l->weight, NULL, err))) return st;
+                if ((st = put_tensor(a, name, l->weight, NULL, err))) return st;
             }
         }
     }
@@ -425,7 +425,7 @@ static enum lmp_status do_block(struct job *J, int32_t b, struct lmp_err *err) {
             char name[LMP_NAME_MAX];
             for (int i = 0; i < 2; i++) {
                 snprintf(name, sizeof(name), "model.layers.%d.%s.weight", b, norm_names[i]);
-                if ((st = put_tensor(J, name, i ? B->ffn_norm : B->attn_norm, bs.norm[i], err)))
+                if ((st = put_tensor(J->a, name, i ? B->ffn_norm : B->attn_norm, bs.norm[i], err)))
                     goto out;
             }
         }
@@ -592,7 +592,9 @@ enum lmp_status lmp_compress_run(const struct lmp_model *m, const struct lmp_com
     for (int32_t b = 0; b < m->cfg.n_layers; b++)
         if ((st = do_block(&J, b, err))) goto out;
     /* the big unquantized tensors last: the layers, the costly part, are committed first */
-    if ((st = put_static_tensors(&J, err)) || (st = lmp_artifact_finalize(J.a, err))) goto out;
+    if ((st = lmp_compress_put_static_tensors(J.a, m, J.quantized, o->finetune, err)) ||
+        (st = lmp_artifact_finalize(J.a, err)))
+        goto out;
 out:
     J.S.n_resumed     = J.n_rel - J.S.n_quantized;
     J.S.mean_rel_err  = J.n_rel ? J.rel_sum / (double) J.n_rel : 0.0;

@@ -109,6 +109,29 @@ static void rows_free(struct task *t) {
     t->rows = NULL;
 }
 
+#define FT_TASK_BASE (UINT64_C(2) << 32)
+
+struct ftstate {
+    struct lmp_compress_result *held;   /* (n_tasks) quantized layers awaiting their block's tuning */
+    bool      *have;                    /* (n_tasks) */
+    int32_t    block;                   /* block ready or being tuned, -1 = none */
+    int        worker;                  /* peer tuning it, -1 */
+    int        owner;                   /* peer holding the full-set activations, -1 */
+    int32_t    pos;                     /* ... at the input of this block */
+    uint32_t   attempt, n_failures;
+};
+
+static void job_finish_if_done(struct lmp_coord *c);
+
+static void ft_free(struct job *J) {
+    struct ftstate *F = J->ft;
+    if (F == NULL) return;
+    for (int64_t i = 0; i < J->n_tasks; i++)
+        if (F->have[i]) lmp_aq_layer_release(&F->held[i].aq);
+    free(F->held); free(F->have); free(F);
+    J->ft = NULL;
+}
+
 static int rows_shard_of(const struct task *t, int pi) {
     for (int k = 0; t->rows && k < t->rows->n; k++)
         if (t->rows->s[k].worker == pi) return k;
@@ -173,8 +196,17 @@ static void peer_forget_slices(struct lmp_coord *c, int pi, bool failure, const 
     c->peers[pi].cal = -1;
 }
 
+static void ft_lost(struct lmp_coord *c, bool failure, const char *why);
+
 static void peer_gone(struct lmp_coord *c, int pi, const char *why) {
     struct peer *p = &c->peers[pi];
+    if (p->ft && c->job && c->job->ft && c->job->ft->worker == pi) {
+        char msg[300];
+        snprintf(msg, sizeof(msg), "worker '%s' %s", p->id.name, why);
+        ft_lost(c, true, msg);
+    }
+    p->ft = false;
+    if (c->job && c->job->ft && c->job->ft->owner == pi) c->job->ft->owner = -1;
     if (p->role == LMP_PEER_WORKER) coord_peer_event(c, LMP_LOG_WARN, LMP_EVENT_GONE, pi, "%s", why);
     if (p->cal >= 0 && c->job) {
         char msg[300];
@@ -230,6 +262,7 @@ static void job_destroy(struct job **jp) {
     struct job *J = *jp;
     if (J == NULL) return;
     job_free_calib(J);
+    ft_free(J);
     free(J->slices);
     free(J->need_block);
     lmp_calib_destroy(&J->cal);
@@ -282,7 +315,7 @@ static void job_end(struct lmp_coord *c, Lmp__JobState state) {
     J->finished_ms = unix_ms();
     for (int i = 0; i < MAX_PEERS; i++) {
         struct peer *p = &c->peers[i];
-        if (!p->used || p->dead || (p->task < 0 && p->cal < 0)) continue;
+        if (!p->used || p->dead || (p->task < 0 && p->cal < 0 && !p->ft)) continue;
         Lmp__Envelope env;
         Lmp__TaskCancel tc = LMP__TASK_CANCEL__INIT;
         lmp_wire_init(&env, 0, 0);
@@ -294,9 +327,11 @@ static void job_end(struct lmp_coord *c, Lmp__JobState state) {
         p->cancelling = true;
         p->task = -1;
         p->cal = -1;
+        p->ft = false;
     }
     for (int64_t i = 0; J->slices && i < J->n_slices; i++) J->slices[i].worker = -1;
     job_free_calib(J);
+    ft_free(J);
     for (int64_t i = 0; i < J->n_tasks; i++) {
         struct task *t = &J->tasks[i];
         if (t->state == LMP__TASK_STATE__TASK_STATE_PENDING ||
@@ -710,7 +745,7 @@ static void assign_rows(struct lmp_coord *c, int ti, const int *pis, int n) {
     t->state  = LMP__TASK_STATE__TASK_STATE_RUNNING;
     t->worker = pis[0];
     t->progress_s = 0;
-    snprintf(t->worker_name, sizeof(t->worker_name), "%s +%d", c->peers[pis[0]].id.name, n - 1);
+    snprintf(t->worker_name, sizeof(t->worker_name), "%.100s +%d", c->peers[pis[0]].id.name, n - 1);
     Lmp__Blob blob = LMP__BLOB__INIT, *blobs[1] = {&blob};
     Lmp__Tensor gram = LMP__TENSOR__INIT;
     const uint64_t shape[2] = {(uint64_t) n_in, (uint64_t) n_in};
@@ -860,7 +895,7 @@ static int pick_slice(const struct lmp_coord *c, const struct job *J, int pi, in
 }
 
 static bool peer_idle(const struct peer *p) {
-    return p->used && !p->dead && p->role == LMP_PEER_WORKER && p->task < 0 && p->cal < 0 &&
+    return p->used && !p->dead && p->role == LMP_PEER_WORKER && p->task < 0 && p->cal < 0 && !p->ft &&
            !p->cancelling && p->busy_until <= mono_ms();
 }
 
@@ -887,6 +922,239 @@ static int assign_split(struct lmp_coord *c, int pi, int ti) {
     return 1;
 }
 
+/* ---- block fine-tuning (sequential --finetune: TASK_KIND_FINETUNE_BLOCK) ---------------
+ * A block's quantized layers are held here, not committed, until one worker has tuned the
+ * block (worker/finetune.h) on every calibration sequence: it keeps those activations
+ * (the input of the block it tuned last) like a calibration slice, and advances them
+ * through the tuned blocks shipped with its next task. The tuned norms and layers are then
+ * committed, as lmp_compress_run commits them. */
+
+/* The quantized layer of task ti (its arrays copied) waits for its block's tuning. */
+static enum lmp_status ft_hold(struct job *J, int ti, const struct lmp_compress_result *res) {
+    struct ftstate *F = J->ft;
+    struct lmp_compress_result *h = &F->held[ti];
+    const struct lmp_aq_layer *q = &res->aq;
+    const size_t nc = (size_t) (q->n_out * (q->n_in / q->sc.g) * q->sc.M), nb = (size_t) q->sc.M * q->sc.K * q->sc.g;
+    *h = *res;
+    h->w_hat = NULL, h->rtn_q = NULL, h->rtn_scale = NULL, h->rtn_zero = NULL;
+    h->aq.codes = malloc(nc * 2), h->aq.codebooks = malloc(nb * 4), h->aq.scales = malloc((size_t) q->n_out * 4);
+    if (!h->aq.codes || !h->aq.codebooks || !h->aq.scales) {
+        lmp_aq_layer_release(&h->aq);
+        return LMP_ENOMEM;
+    }
+    memcpy(h->aq.codes, q->codes, nc * 2);
+    memcpy(h->aq.codebooks, q->codebooks, nb * 4);
+    memcpy(h->aq.scales, q->scales, (size_t) q->n_out * 4);
+    F->have[ti] = true;
+    J->tasks[ti].worker = -1;   /* RUNNING, held: quantized, not final */
+    /* the block is ready when all its layers are held */
+    const int32_t b = J->tasks[ti].l->block;
+    for (int64_t i = 0; i < J->n_tasks; i++)
+        if (J->tasks[i].l->block == b && J->tasks[i].state != LMP__TASK_STATE__TASK_STATE_DONE && !F->have[i])
+            return LMP_OK;
+    F->block = b;
+    return LMP_OK;
+}
+
+/* The tuning worker is lost or failed: the block is tuned again (from the embedding). */
+static void ft_lost(struct lmp_coord *c, bool failure, const char *why) {
+    struct job *J = c->job;
+    struct ftstate *F = J->ft;
+    if (F->worker >= 0) c->peers[F->worker].ft = false;
+    F->worker = -1;
+    F->owner = -1;
+    lmp_log_warn("coordinator: fine-tuning of block %d requeued: %s", F->block, why);
+    if (failure && ++F->n_failures >= c->o.max_attempts)
+        job_fail(c, "fine-tuning of block %d failed %u times; last: %s", F->block, F->n_failures, why);
+}
+
+static void assign_ft(struct lmp_coord *c, int pi) {
+    struct job *J = c->job;
+    struct ftstate *F = J->ft;
+    struct peer *p = &c->peers[pi];
+    const int32_t b = F->block;
+    struct qship qs = {0};
+    struct lmp_err err = {0};
+    const int32_t from = F->owner == pi ? F->pos : 0;
+    if (qship_build(&qs, J, from, b, &err) != LMP_OK) {
+        job_fail(c, "cannot read the committed blocks for fine-tuning: %s", err.msg);
+        return;
+    }
+    /* inputs: tokens, qship's, 3 per held layer of block b */
+    const size_t cap = 1 + qs.n + 3 * LMP_LIN_COUNT;
+    Lmp__Blob **blobs = calloc(cap, sizeof(*blobs)), fb[3 * LMP_LIN_COUNT], tokb = LMP__BLOB__INIT;
+    Lmp__Tensor ft[3 * LMP_LIN_COUNT], tok = LMP__TENSOR__INIT;
+    uint64_t fsh[3 * LMP_LIN_COUNT][3];
+    char fname[3 * LMP_LIN_COUNT][LMP_NAME_MAX + 16];
+    if (blobs == NULL) { qship_release(&qs); job_fail(c, "out of memory"); return; }
+    size_t n = 0;
+    const uint64_t tshape[2] = {(uint64_t) J->n_seq, (uint64_t) J->ctx};
+    lmp_wire_tensor_init(&tok, "tokens", LMP__DTYPE__DTYPE_I32, tshape, 2, J->tokens,
+                         tshape[0] * tshape[1] * sizeof(int32_t));
+    tokb.name = "tokens", tokb.where_case = LMP__BLOB__WHERE_TENSOR, tokb.tensor = &tok;
+    blobs[n++] = &tokb;
+    for (size_t i = 0; i < qs.n; i++) blobs[n++] = &qs.blobs[i];
+    int nf = 0;
+    for (int64_t i = 0; i < J->n_tasks; i++) {
+        if (J->tasks[i].l->block != b || !F->have[i]) continue;
+        const struct lmp_aq_layer *q = &F->held[i].aq;
+        const char *nm = J->tasks[i].l->name;
+        static const char *const part[3] = {"codes", "codebooks", "scales"};
+        for (int k = 0; k < 3; k++, nf++) {
+            int nd = 3;
+            const void *data;
+            size_t bytes;
+            Lmp__DType dt = LMP__DTYPE__DTYPE_F32;
+            if (k == 0) {
+                fsh[nf][0] = (uint64_t) q->n_out, fsh[nf][1] = (uint64_t) (q->n_in / q->sc.g), fsh[nf][2] = (uint64_t) q->sc.M;
+                data = q->codes, bytes = fsh[nf][0] * fsh[nf][1] * fsh[nf][2] * 2, dt = LMP__DTYPE__DTYPE_U16;
+            } else if (k == 1) {
+                fsh[nf][0] = (uint64_t) q->sc.M, fsh[nf][1] = (uint64_t) q->sc.K, fsh[nf][2] = (uint64_t) q->sc.g;
+                data = q->codebooks, bytes = fsh[nf][0] * fsh[nf][1] * fsh[nf][2] * 4;
+            } else {
+                fsh[nf][0] = (uint64_t) q->n_out, nd = 1;
+                data = q->scales, bytes = fsh[nf][0] * 4;
+            }
+            snprintf(fname[nf], sizeof(fname[nf]), "ft/%s/%s", nm, part[k]);
+            ft[nf] = (Lmp__Tensor) LMP__TENSOR__INIT;
+            lmp_wire_tensor_init(&ft[nf], "", dt, fsh[nf], (size_t) nd, data, bytes);
+            fb[nf] = (Lmp__Blob) LMP__BLOB__INIT;
+            fb[nf].name = fname[nf], fb[nf].where_case = LMP__BLOB__WHERE_TENSOR, fb[nf].tensor = &ft[nf];
+            blobs[n++] = &fb[nf];
+        }
+    }
+    Lmp__Envelope env;
+    Lmp__TaskAssign ta = LMP__TASK_ASSIGN__INIT;
+    Lmp__RowRange rows = LMP__ROW_RANGE__INIT;
+    lmp_wire_init(&env, 0, 0);
+    F->attempt++;
+    ta.job_id = J->id, ta.task_id = FT_TASK_BASE + (uint64_t) b, ta.attempt = F->attempt;
+    ta.kind = LMP__TASK_KIND__TASK_KIND_FINETUNE_BLOCK;
+    ta.layer = "";
+    ta.layer_index = (uint32_t) b;
+    rows.begin = 0, rows.end = (uint64_t) J->n_seq;
+    ta.rows = &rows;
+    ta.model_path = J->spec->model_path;
+    ta.method = J->spec->method;
+    ta.finetune = J->spec->finetune;
+    ta.kernels = J->spec->kernels;
+    ta.n_threads = J->spec->threads ? J->spec->threads : p->cores;   /* --threads: the driver's count */
+    ta.n_inputs = n;
+    ta.inputs = blobs;
+    env.body_case = LMP__ENVELOPE__BODY_TASK_ASSIGN;
+    env.task_assign = &ta;
+    F->worker = pi;
+    F->owner = pi;
+    p->ft = true;
+    lmp_log_info("coordinator: fine-tuning of block %d -> worker '%s' (attempt %u%s)", b, p->id.name, F->attempt,
+                 from ? "" : ", from the embedding");
+    coord_peer_event(c, LMP_LOG_INFO, "finetune", pi, "block %d", b);
+    coord_send(c, &p->id, &env);
+    free(blobs);
+    qship_release(&qs);
+}
+
+static const Lmp__Tensor *result_tensor(const Lmp__TaskResult *r, const char *name) {
+    for (size_t i = 0; i < r->n_tensors; i++)
+        if (r->tensors[i]->name && strcmp(r->tensors[i]->name, name) == 0) return r->tensors[i];
+    return NULL;
+}
+
+/* The tuned block: norms first (a resumed run keeps them), then its layers, committed. */
+static void on_ft_result(struct lmp_coord *c, int pi, const Lmp__TaskResult *r, Lmp__Envelope *ackenv,
+                         Lmp__TaskResultAck *ack) {
+    struct job *J = c->job;
+    struct peer *p = &c->peers[pi];
+    struct ftstate *F = J ? J->ft : NULL;
+    p->ft = false;
+    if (J == NULL || F == NULL || r->job_id != J->id || J->state != LMP__JOB_STATE__JOB_STATE_RUNNING ||
+        F->worker != pi || r->attempt != F->attempt || r->task_id != FT_TASK_BASE + (uint64_t) F->block) {
+        lmp_log_info("coordinator: stale fine-tuning result from '%s' dropped", p->id.name);
+        coord_send(c, &p->id, ackenv);
+        return;
+    }
+    const int32_t b = F->block;
+    const int64_t dim = J->m->cfg.dim;
+    const Lmp__Tensor *nt[2] = {result_tensor(r, "attn_norm"), result_tensor(r, "ffn_norm")};
+    bool ok = true;
+    for (int i = 0; i < 2; i++)
+        ok = ok && nt[i] && nt[i]->dtype == LMP__DTYPE__DTYPE_F32 && nt[i]->data.len == (size_t) dim * 4;
+    for (int64_t i = 0; ok && i < J->n_tasks; i++) {
+        if (J->tasks[i].l->block != b || !F->have[i]) continue;
+        const struct lmp_aq_layer *q = &F->held[i].aq;
+        char nm[LMP_NAME_MAX + 32];
+        snprintf(nm, sizeof(nm), "ft/%s/codebooks", J->tasks[i].l->name);
+        const Lmp__Tensor *tb = result_tensor(r, nm);
+        snprintf(nm, sizeof(nm), "ft/%s/scales", J->tasks[i].l->name);
+        const Lmp__Tensor *ts = result_tensor(r, nm);
+        ok = tb && ts && tb->dtype == LMP__DTYPE__DTYPE_F32 && ts->dtype == LMP__DTYPE__DTYPE_F32 &&
+             tb->data.len == (size_t) q->sc.M * q->sc.K * q->sc.g * 4 && ts->data.len == (size_t) q->n_out * 4;
+    }
+    if (!ok) {
+        char msg[200];
+        snprintf(msg, sizeof(msg), "fine-tuning result of block %d from '%s' lacks tuned arrays", b, p->id.name);
+        ack->accepted = false;
+        coord_send(c, &p->id, ackenv);
+        ft_lost(c, true, msg);
+        return;
+    }
+    ack->accepted = true;
+    coord_send(c, &p->id, ackenv);
+    struct lmp_err err = {0};
+    enum lmp_status st = LMP_OK;
+    const struct lmp_block *B = &J->m->blocks[b];
+    for (int i = 0; i < 2 && st == LMP_OK; i++) {
+        struct lmp_art_tensor at = {0};
+        snprintf(at.name, sizeof(at.name), "model.layers.%d.%s.weight", b, seq_norm_names[i]);
+        at.dtype = LMP_DTYPE_F32, at.n_dims = 1, at.shape[0] = dim;
+        if ((at.data = malloc((size_t) dim * 4)) == NULL) { st = lmp_err_set(&err, LMP_ENOMEM, "out of memory"); break; }
+        memcpy(at.data, nt[i]->data.data, (size_t) dim * 4);
+        st = lmp_artifact_put_tensor(J->a, &at, &err);
+        free(at.data);
+    }
+    (void) B;
+    for (int64_t i = 0; st == LMP_OK && i < J->n_tasks; i++) {
+        struct task *t = &J->tasks[i];
+        if (t->l->block != b || !F->have[i]) continue;
+        struct lmp_compress_result *h = &F->held[i];
+        char nm[LMP_NAME_MAX + 32];
+        snprintf(nm, sizeof(nm), "ft/%s/codebooks", t->l->name);
+        memcpy(h->aq.codebooks, result_tensor(r, nm)->data.data, result_tensor(r, nm)->data.len);
+        snprintf(nm, sizeof(nm), "ft/%s/scales", t->l->name);
+        memcpy(h->aq.scales, result_tensor(r, nm)->data.data, result_tensor(r, nm)->data.len);
+        struct lmp_art_layer al = {0};
+        st = lmp_compress_result_to_layer(&al, h, &J->cspec, t->l->name, &err);
+        if (st == LMP_OK) st = lmp_artifact_commit_layer(J->a, &al, &err);
+        lmp_art_layer_release(&al);
+        if (st != LMP_OK) break;
+        t->state = LMP__TASK_STATE__TASK_STATE_DONE;
+        t->seconds = h->seconds, t->rel_before = h->rel_err_before, t->rel_after = h->rel_err_after;
+        lmp_aq_layer_release(&h->aq);
+        F->have[i] = false;
+        drop_h(J, t);
+        J->n_done++;
+        J->params_done_run += (double) (t->l->n_out * t->l->n_in);
+        lmp_log_info("coordinator: [%lld/%lld] %s committed after fine-tuning (rel err %.4g)", (long long) J->n_done,
+                     (long long) J->n_tasks, t->l->name, h->rel_err_after);
+        coord_event(c, LMP_LOG_INFO, LMP_EVENT_DONE, (int) i, "[%lld/%lld] rel err %.4g -> %.4g, tuned", (long long) J->n_done, (long long) J->n_tasks, h->rel_err_before, h->rel_err_after);
+    }
+    if (st != LMP_OK) {
+        job_fail(c, "cannot store fine-tuned block %d: %s", b, err.msg);
+        return;
+    }
+    const Lmp__TaskStats *ts = r->stats;
+    lmp_log_info("coordinator: block %d fine-tuned by '%s' (rel mse %.4g -> %.4g, %u steps, %.1fs)", b, p->id.name,
+                 ts ? ts->rel_err_before : 0.0, ts ? ts->rel_err_after : 0.0, ts ? ts->steps : 0u,
+                 ts ? ts->seconds : 0.0);
+    F->worker = -1;
+    F->owner = pi;
+    F->pos = b;
+    F->block = -1;
+    F->attempt = 0;
+    F->n_failures = 0;
+    job_finish_if_done(c);
+}
+
 /* Give every idle worker work: a slice of the earliest block being calibrated, then
  * quantization tasks, then slices of later blocks, then (rather than idle) a busy worker's
  * slice. */
@@ -895,9 +1163,17 @@ static void dispatch(struct lmp_coord *c) {
     if (J == NULL || J->state != LMP__JOB_STATE__JOB_STATE_RUNNING) return;
     for (int pi = 0; pi < MAX_PEERS; pi++) {
         struct peer *p = &c->peers[pi];
-        if (!p->used || p->dead || p->role != LMP_PEER_WORKER || p->task >= 0 || p->cal >= 0 ||
+        if (!p->used || p->dead || p->role != LMP_PEER_WORKER || p->task >= 0 || p->cal >= 0 || p->ft ||
             p->cancelling || p->busy_until > mono_ms())
             continue;
+        if (J->ft && J->ft->block >= 0 && J->ft->worker < 0) {   /* a block waits for its tuning */
+            const int o = J->ft->owner;   /* the worker holding the activations, if it is free */
+            if (o < 0 || o == pi || !peer_idle(&c->peers[o])) {
+                assign_ft(c, pi);
+                if (J->state != LMP__JOB_STATE__JOB_STATE_RUNNING) return;
+                continue;
+            }
+        }
         int si = pick_slice(c, J, pi, 0), ti = -1, split = 0;
         if (si < 0 && (ti = pick_task(c, J, pi)) >= 0 && (split = assign_split(c, pi, ti)) < 0)
             ti = -1;   /* row shards wait for a second free worker; calibrate meanwhile */
@@ -912,7 +1188,8 @@ static void job_finish_if_done(struct lmp_coord *c) {
     struct job *J = c->job;
     if (J == NULL || J->state != LMP__JOB_STATE__JOB_STATE_RUNNING || J->n_done < J->n_tasks) return;
     struct lmp_err err = {0};
-    if (lmp_artifact_put_model_tensors(J->a, J->m, J->quantized, &err) != LMP_OK ||
+    if ((J->ft ? lmp_compress_put_static_tensors(J->a, J->m, J->quantized, true, &err)
+               : lmp_artifact_put_model_tensors(J->a, J->m, J->quantized, &err)) != LMP_OK ||
         lmp_artifact_finalize(J->a, &err) != LMP_OK) {
         job_fail(c, "%s", err.msg);
         return;
@@ -948,9 +1225,10 @@ static enum lmp_status job_plan(struct lmp_coord *c, const Lmp__JobSpec *spec_in
         st = lmp_err_set(err, LMP_EINVAL, "job mode %d is neither sequential nor independent", (int) s->mode);
         goto out;
     }
-    if (s->finetune && s->finetune->enabled) {
-        st = lmp_err_set(err, LMP_EUNSUP, "block fine-tuning is not distributed yet: use 'lmpress "
-                         "compress --finetune'");
+    const bool ft = s->finetune && s->finetune->enabled;
+    if (ft && s->mode != LMP__MODE__MODE_SEQUENTIAL) {
+        st = lmp_err_set(err, LMP_EUNSUP, "the coordinator fine-tunes blocks in sequential mode only: "
+                         "use 'lmpress compress --finetune --mode independent'");
         goto out;
     }
     if ((st = lmp_agent_method_spec(s->method, &J->cspec, err))) goto out;
@@ -1018,7 +1296,8 @@ static enum lmp_status job_plan(struct lmp_coord *c, const Lmp__JobSpec *spec_in
         if ((st = lmp_calib_sample_text(J->tokens, ids, n_ids, n_seq, ctx, seed, err))) goto out;
         snprintf(settings, sizeof(settings), "%s n=%lld ctx=%lld seed=%llu mode=%s%s keep=[%s]",
                  cs->path, (long long) n_seq, (long long) ctx, (unsigned long long) seed,
-                 s->mode == LMP__MODE__MODE_SEQUENTIAL ? "sequential" : "independent", "", keep);
+                 s->mode == LMP__MODE__MODE_SEQUENTIAL ? "sequential" : "independent", ft ? " finetune" : "",
+                 keep);
         J->aj.calib_fp = lmp_fingerprint_calib(J->tokens, n_seq * ctx, settings + strlen(cs->path));
         snprintf(J->aj.calib_desc, sizeof(J->aj.calib_desc), "%s", settings);
         /* calibration slices: the workers compute them (see coord.h) */
@@ -1034,6 +1313,19 @@ static enum lmp_status job_plan(struct lmp_coord *c, const Lmp__JobSpec *spec_in
         for (int64_t i = 0; i < J->n_slices; i++)
             J->slices[i] = (struct cslice){.begin = i * k, .end = (i + 1) * k < n_seq ? (i + 1) * k : n_seq,
                                            .worker = -1, .owner = -1};
+    }
+    if (ft && rtn) {
+        st = lmp_err_set(err, LMP_EINVAL, "--finetune needs --method aqlm (RTN has no codebooks to tune)");
+        goto out;
+    }
+    if (ft) {
+        if ((J->ft = calloc(1, sizeof(*J->ft))) == NULL ||
+            (J->ft->held = calloc((size_t) J->n_tasks + 1, sizeof(*J->ft->held))) == NULL ||
+            (J->ft->have = calloc((size_t) J->n_tasks + 1, sizeof(bool))) == NULL) {
+            st = lmp_err_set(err, LMP_ENOMEM, "out of memory");
+            goto out;
+        }
+        J->ft->block = -1, J->ft->worker = -1, J->ft->owner = -1;
     }
     snprintf(J->aj.method, sizeof(J->aj.method), "%s", rtn ? "rtn" : "aqlm");
     snprintf(J->aj.scheme, sizeof(J->aj.scheme), "%s", scheme);
@@ -1108,6 +1400,8 @@ static void on_hello(struct lmp_coord *c, const struct lmp_zpeer *from, const Lm
     if (p->used && !p->dead && p->task >= 0 && c->job && c->job->tasks[p->task].worker == pi)
         requeue(c, p->task, false, "");   /* a new session: its old task is not coming back */
     if (p->used && c->job) peer_forget_slices(c, pi, false, "");
+    if (p->used && p->ft && c->job && c->job->ft && c->job->ft->worker == pi) ft_lost(c, false, "its worker reconnected");
+    if (p->used && c->job && c->job->ft && c->job->ft->owner == pi) c->job->ft->owner = -1;
     memset(p, 0, sizeof(*p));
     p->used = true;
     p->id = *from;
@@ -1169,7 +1463,7 @@ static void on_rows_result(struct lmp_coord *c, int pi, const Lmp__TaskResult *r
     if (ok && !first && memcmp(R->cb, r->codebooks->data.data, (size_t) n_cb * 4) != 0) ok = false;
     p->task = -1;
     if (!ok) {
-        char msg[300];
+        char msg[400];
         snprintf(msg, sizeof(msg), "row result for '%s' from '%s' does not fit its shard (rows, shapes, "
                  "or codebooks differing from the other shards')", l->name, p->id.name);
         lmp_log_warn("coordinator: %s", msg);
@@ -1202,11 +1496,19 @@ static void on_rows_result(struct lmp_coord *c, int pi, const Lmp__TaskResult *r
                                       .bits_per_weight = R->bpw, .seconds = R->seconds, .steps = R->steps};
     res.aq = (struct lmp_aq_layer){.sc = *sc, .n_out = l->n_out, .n_in = l->n_in, .codes = R->codes,
                                    .codebooks = R->cb, .scales = R->scales};
+    const int n_sh = R->n;
+    if (J->ft) {   /* final after its block's fine-tuning */
+        const enum lmp_status hs = ft_hold(J, ti, &res);
+        rows_free(t);
+        if (hs != LMP_OK) job_fail(c, "out of memory holding '%s' for fine-tuning", l->name);
+        else lmp_log_info("coordinator: %s quantized in %d row shards (rel err %.4g), held for its block's "
+                          "fine-tuning", l->name, n_sh, res.rel_err_after);
+        return;
+    }
     struct lmp_art_layer al = {0};
     enum lmp_status st = lmp_compress_result_to_layer(&al, &res, &J->cspec, l->name, &err);
     if (st == LMP_OK) st = lmp_artifact_commit_layer(J->a, &al, &err);
     lmp_art_layer_release(&al);
-    const int n_sh = R->n;
     rows_free(t);
     if (st != LMP_OK) {
         job_fail(c, "cannot store layer '%s': %s", l->name, err.msg);
@@ -1235,6 +1537,10 @@ static void on_result(struct lmp_coord *c, int pi, const Lmp__Envelope *env) {
     out.body_case = LMP__ENVELOPE__BODY_TASK_RESULT_ACK;
     out.task_result_ack = &ack;
     p->cancelling = false;
+    if (r->kind == LMP__TASK_KIND__TASK_KIND_FINETUNE_BLOCK || r->task_id >= FT_TASK_BASE) {
+        on_ft_result(c, pi, r, &out, &ack);
+        return;
+    }
     if (r->kind == LMP__TASK_KIND__TASK_KIND_CALIBRATE || r->task_id >= CAL_TASK_BASE) {
         on_cal_result(c, pi, r, &out, &ack);
         return;
@@ -1301,6 +1607,21 @@ static void on_result(struct lmp_coord *c, int pi, const Lmp__Envelope *env) {
             res.rtn_zero = (uint16_t *) z->data.data;
         }
     }
+    if (st == LMP_OK && J->ft) {   /* final after its block's fine-tuning */
+        p->task = -1;
+        if (ft_hold(J, ti, &res) != LMP_OK) {
+            job_fail(c, "out of memory holding '%s' for fine-tuning", l->name);
+            return;
+        }
+        ack.accepted = true;
+        coord_send(c, &p->id, &out);
+        p->n_done++;
+        p->busy_s += res.seconds;
+        p->params_done += (double) (l->n_out * l->n_in);
+        lmp_log_info("coordinator: %s quantized by '%s' (rel err %.4g), held for its block's fine-tuning",
+                     l->name, p->id.name, res.rel_err_after);
+        return;
+    }
     struct lmp_art_layer al = {0};
     if (st == LMP_OK) st = lmp_compress_result_to_layer(&al, &res, &J->cspec, l->name, &err);
     if (st == LMP_OK) st = lmp_artifact_commit_layer(J->a, &al, &err);
@@ -1343,8 +1664,19 @@ static void on_task_error(struct lmp_coord *c, int pi, const Lmp__Envelope *env)
     struct job *J = c->job;
     enum lmp_status code = LMP_EPROTO;
     lmp_status_from_name(e->code ? e->code : "", &code);
+    if (p->ft && J && J->ft && J->ft->worker == pi && e->job_id == J->id &&
+        e->task_id == FT_TASK_BASE + (uint64_t) J->ft->block) {
+        char msg[300];
+        snprintf(msg, sizeof(msg), "%s: %s (worker '%s')", e->code ? e->code : "?",
+                 e->message ? e->message : "", p->id.name);
+        if (code == LMP_EBUSY) p->busy_until = mono_ms() + 1000;
+        p->cancelling = false;
+        ft_lost(c, code != LMP_EBUSY && code != LMP_ECANCEL, msg);
+        return;
+    }
     if (code == LMP_ECANCEL || p->cancelling) {
         p->cancelling = false;
+        p->ft = false;
         if (p->task >= 0 && J && J->tasks[p->task].rows && rows_shard_of(&J->tasks[p->task], pi) >= 0) {
             const int ti = p->task;   /* a shard that stopped on its own: its layer starts again */
             p->task = -1;
@@ -1465,6 +1797,7 @@ static void on_message(struct lmp_coord *c, const struct lmp_zpeer *from, Lmp__E
             requeue(c, p->task, false, "");
         }
         if (p->cal >= 0 && J && J->slices) cal_requeue(c, p->cal, false, "");
+        if (p->ft && J && J->ft && J->ft->worker == pi) ft_lost(c, false, "handed back");
         p->task = -1;
         p->cancelling = true;   /* it is leaving: no new task */
         break;

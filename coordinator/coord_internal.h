@@ -84,6 +84,7 @@ struct peer {
     uint64_t          last_seen, last_hb_unix;
     int               task;        /* task index, -1 = idle */
     int               cal;         /* calibration slice running, -1 = none */
+    bool              ft;          /* coord.c: running the job's block fine-tuning task */
     bool              cancelling;  /* a TaskCancel is outstanding */
     uint64_t          busy_until;  /* ms (monotonic): refused a task as busy, none before then */
     uint32_t          cores;
@@ -113,6 +114,7 @@ struct job {
     struct cslice   *slices;       /* (n_slices) distributed calibration */
     int64_t          n_slices, n_seq, ctx;
     struct cblock  **cblocks;      /* (n_layers) blocks being summed */
+    struct ftstate  *ft;           /* coord.c: block fine-tuning (sequential --finetune), NULL = off */
     bool            *need_block;   /* (n_layers) has tasks waiting for its H */
     int              n_open;       /* blocks being summed or with H alive */
     uint64_t         submitted_ms, started_ms, finished_ms, started_mono;

@@ -5,6 +5,7 @@
 #include "proto/log.h"              /* defines: lmp_log_* */
 #include "proto/zsock.h"            /* defines: lmp_zsock_*, lmp_wire_* */
 #include "worker/calib.h"           /* defines: lmp_calib_*, LMP_INPUT_COUNT */
+#include "worker/finetune.h"        /* defines: lmp_finetune_block */
 #include "worker/model/model.h"     /* defines: lmp_model_open, lmp_model_linear */
 #include "worker/model/transformer.h"  /* defines: lmp_transformer_new */
 
@@ -72,6 +73,8 @@ struct slice {
     struct lmp_calib *cal;
     int32_t  pos;                      /* x = input of this block */
     uint64_t used;                     /* LRU stamp */
+    bool     full;                     /* every sequence of the job, unsliced (fine-tuning) */
+    uint64_t job_id;                   /* sequential mode: the job whose blocks it went through */
 };
 
 /* TASK_KIND_QUANTIZE_ROWS: the compute thread's sums (lmp_aq_reducer) go out through the
@@ -106,6 +109,11 @@ struct task {
     int       n_threads;
     struct rowsum rs;                  /* TASK_KIND_QUANTIZE_ROWS */
     Lmp__TaskAssign *qa;               /* sequential calibration: the assign (its "q/..." blobs) */
+    /* TASK_KIND_FINETUNE_BLOCK: settings in, the tuned block out */
+    int64_t   ft_epochs, ft_max_steps;
+    struct lmp_aq_layer ftl[LMP_LIN_COUNT];
+    float    *ft_norm[2];
+    struct lmp_ft_stats fs;
     int32_t   qfrom;                   /* ... first quantized block shipped; -1 = independent */
     struct lmp_calib_grams *grams;
     /* out */
@@ -117,6 +125,7 @@ struct task {
 };
 
 static enum lmp_status calibrate(struct task *t, struct lmp_err *err);
+static enum lmp_status finetune(struct task *t, struct lmp_err *err);
 
 /* lmp_aq_reducer of a row shard: post the part, wait for the sum (or an abort). */
 static enum lmp_status rows_sum(void *ctx, double *vec, int64_t n, struct lmp_err *err) {
@@ -180,9 +189,9 @@ static void *task_main(void *arg) {
         struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
         nanosleep(&ts, NULL);
     }
-    if (t->kind == LMP__TASK_KIND__TASK_KIND_CALIBRATE) {
+    if (t->kind == LMP__TASK_KIND__TASK_KIND_CALIBRATE || t->kind == LMP__TASK_KIND__TASK_KIND_FINETUNE_BLOCK) {
         const uint64_t t0 = mono_ms();
-        t->st = calibrate(t, &t->err);
+        t->st = t->kind == LMP__TASK_KIND__TASK_KIND_CALIBRATE ? calibrate(t, &t->err) : finetune(t, &t->err);
         t->res.seconds = (double) (mono_ms() - t0) / 1000.0;
         char one = 1;
         while (write(t->done_fd, &one, 1) < 0 && errno == EINTR) {}
@@ -296,6 +305,10 @@ static enum lmp_status q_install(struct task *t, int32_t k, float *dec[LMP_LIN_C
     const struct lmp_block *B = &A->model->blocks[k];
     const int64_t dim = A->model->cfg.dim;
     char bn[LMP_NAME_MAX + 32];
+    /* loaded first: lazy loading fills only empty operators, so a block loaded while ours
+     * were installed would keep them empty once we restore them */
+    enum lmp_status st = lmp_transformer_load_block(A->tf, k, err);
+    if (st != LMP_OK) return st;
     for (int j = 0; j < LMP_LIN_COUNT; j++) {
         const struct lmp_linear *l = &B->lin[j];
         struct lmp_linop *op = lmp_transformer_linop(A->tf, k, (enum lmp_lin) j);
@@ -395,7 +408,10 @@ static enum lmp_status calibrate(struct task *t, struct lmp_err *err) {
         if (q->used < lru->used) lru = q;
     }
     if (s && s->pos > b) slice_drop(s), s = NULL;   /* past it: start again */
-    if (s && t->qfrom >= 0 && s->pos < t->qfrom) slice_drop(s), s = NULL;   /* blocks missing */
+    /* sequential: activations of this job's quantized blocks only, and from the embedding
+     * when the coordinator ships every block (it believes nobody holds them) */
+    if (s && t->qfrom >= 0 && (s->pos < t->qfrom || s->job_id != t->job_id || (t->qfrom == 0 && s->pos > 0)))
+        slice_drop(s), s = NULL;
     if (s == NULL && t->qfrom > 0)
         return lmp_err_set(err, LMP_ENOENT, "calibration slice [%llu, %llu) is not held here any more: "
                            "it restarts from the embedding", (unsigned long long) t->row_begin,
@@ -413,6 +429,7 @@ static enum lmp_status calibrate(struct task *t, struct lmp_err *err) {
         lmp_transformer_release_head(A->tf);
     }
     s->used = ++A->slice_clock;
+    s->job_id = t->job_id;
     for (; s->pos < b; s->pos++)
         if ((st = t->qfrom >= 0 ? q_advance(t, s->cal, s->pos, err) : lmp_calib_advance(s->cal, s->pos, err)))
             goto fail;
@@ -432,6 +449,126 @@ fail:
     return st;
 }
 
+/* TASK_KIND_FINETUNE_BLOCK b: every sequence of the job, advanced through the tuned
+ * blocks before b (kept here between tasks like a slice), b's original output as the
+ * target, and b's quantized layers (shipped as ft/<layer>/...) tuned as lmp_compress_run
+ * tunes them (worker/finetune.h); x stays b's input for the next block. */
+static enum lmp_status finetune(struct task *t, struct lmp_err *err) {
+    struct agent *A = t->agent;
+    const int32_t b = (int32_t) t->layer_index;
+    const struct lmp_block *B = &A->model->blocks[b];
+    const int64_t dim = A->model->cfg.dim;
+    enum lmp_status st = LMP_OK;
+    float *bias[LMP_LIN_COUNT] = {0};
+    if (A->tf == NULL) {
+        struct lmp_transformer_opts to = {.n_threads = t->n_threads > 0 ? t->n_threads : 1, .lazy_weights = true};
+        if ((st = lmp_transformer_new(A->model, &to, &A->tf, err))) return st;
+    }
+    const size_t ntok = (size_t) (t->n_seq * t->ctx);
+    struct slice *s = NULL, *lru = &A->slices[0];
+    for (int i = 0; i < AGENT_MAX_SLICES && s == NULL; i++) {
+        struct slice *q = &A->slices[i];
+        if (q->cal && q->full && q->n_seq == t->n_seq && q->ctx == t->ctx &&
+            memcmp(q->tokens, t->tokens, ntok * sizeof(int32_t)) == 0)
+            s = q;
+        if (q->used < lru->used) lru = q;
+    }
+    if (s && (s->pos > b || s->pos < t->qfrom || s->job_id != t->job_id || (t->qfrom == 0 && s->pos > 0)))
+        slice_drop(s), s = NULL;
+    if (s == NULL && t->qfrom > 0)
+        return lmp_err_set(err, LMP_ENOENT, "the fine-tuning activations are not held here any more: they "
+                           "restart from the embedding");
+    if (s == NULL) {
+        s = lru;
+        slice_drop(s);
+        s->tokens = t->tokens, t->tokens = NULL;
+        s->n_seq = t->n_seq, s->ctx = t->ctx, s->begin = 0, s->full = true;
+        if ((st = lmp_calib_new(A->tf, s->tokens, s->n_seq, s->ctx, &s->cal, err))) {
+            slice_drop(s);
+            return st;
+        }
+        lmp_transformer_release_head(A->tf);
+    }
+    s->used = ++A->slice_clock;
+    s->job_id = t->job_id;
+    for (; s->pos < b; s->pos++)
+        if ((st = q_advance(t, s->cal, s->pos, err))) goto fail;
+    if ((st = lmp_calib_collect(s->cal, b, NULL, err))) goto fail;   /* y: the original block b */
+    if ((st = lmp_transformer_load_block(A->tf, b, err))) goto fail;
+    struct lmp_ft_block fb = {.cfg = &A->model->cfg};
+    for (int i = 0; i < 2; i++) {
+        if ((t->ft_norm[i] = malloc((size_t) dim * sizeof(float))) == NULL) {
+            st = lmp_err_set(err, LMP_ENOMEM, "out of memory");
+            goto fail;
+        }
+        lmp_tensor_rows_f32(i ? B->ffn_norm : B->attn_norm, 0, 1, t->ft_norm[i]);
+    }
+    fb.attn_norm = t->ft_norm[0], fb.ffn_norm = t->ft_norm[1];
+    for (int k = 0; k < LMP_LIN_COUNT; k++) {
+        const struct lmp_linear *l = &B->lin[k];
+        char bn[LMP_NAME_MAX + 32];
+        snprintf(bn, sizeof(bn), "ft/%s/codes", l->name);
+        const Lmp__Tensor *tc = q_blob(t, bn);
+        snprintf(bn, sizeof(bn), "ft/%s/codebooks", l->name);
+        const Lmp__Tensor *tb = q_blob(t, bn);
+        snprintf(bn, sizeof(bn), "ft/%s/scales", l->name);
+        const Lmp__Tensor *ts = q_blob(t, bn);
+        if (tc && tb && ts) {
+            const struct lmp_aq_scheme *sc = &t->spec.sc;
+            const size_t nc = (size_t) (l->n_out * (l->n_in / sc->g) * sc->M), nb = (size_t) sc->M * sc->K * sc->g;
+            if (tc->data.len != nc * 2 || tb->data.len != nb * 4 || ts->data.len != (size_t) l->n_out * 4) {
+                st = lmp_err_set(err, LMP_EPROTO, "fine-tuning task: layer '%s' does not have the job's scheme",
+                                 l->name);
+                goto fail;
+            }
+            struct lmp_aq_layer *q = &t->ftl[k];
+            *q = (struct lmp_aq_layer){.sc = *sc, .n_out = l->n_out, .n_in = l->n_in};
+            q->codes = malloc(nc * 2), q->codebooks = malloc(nb * 4), q->scales = malloc((size_t) l->n_out * 4);
+            if (!q->codes || !q->codebooks || !q->scales) {
+                st = lmp_err_set(err, LMP_ENOMEM, "out of memory");
+                goto fail;
+            }
+            memcpy(q->codes, tc->data.data, nc * 2);
+            memcpy(q->codebooks, tb->data.data, nb * 4);
+            memcpy(q->scales, ts->data.data, (size_t) l->n_out * 4);
+            for (size_t i = 0; i < nc; i++)
+                if (q->codes[i] >= sc->K) {
+                    st = lmp_err_set(err, LMP_EPROTO, "fine-tuning task: code out of range in '%s'", l->name);
+                    goto fail;
+                }
+            fb.lin[k].aq = q;
+        } else {
+            fb.lin[k].w = lmp_transformer_linop(A->tf, b, (enum lmp_lin) k)->w;   /* kept: frozen */
+        }
+        if (l->bias) {   /* not trained, but the forward needs it */
+            if ((bias[k] = malloc((size_t) l->n_out * sizeof(float))) == NULL) {
+                st = lmp_err_set(err, LMP_ENOMEM, "out of memory");
+                goto fail;
+            }
+            lmp_tensor_rows_f32(l->bias, 0, 1, bias[k]);
+            fb.lin[k].bias = bias[k];
+        }
+    }
+    struct lmp_ft_opts fo;
+    lmp_ft_opts_init(&fo);
+    if (t->ft_epochs > 0) fo.max_epochs = (int) t->ft_epochs;
+    if (t->ft_max_steps > 0) fo.max_steps = t->ft_max_steps;
+    fo.n_threads = t->n_threads;
+    fo.seed = lmp_compress_layer_seed(t->seed, B->lin[0].name) ^ 0x6674ULL;   /* as lmp_compress_run */
+    fo.train_bias = false;
+    st = lmp_finetune_block(&fb, lmp_calib_x(s->cal), lmp_calib_y(s->cal), lmp_calib_n_seq(s->cal),
+                            lmp_calib_ctx(s->cal), &fo, &t->fs, err);
+    for (int k = 0; k < LMP_LIN_COUNT; k++) free(bias[k]);
+    lmp_transformer_release_block(A->tf, b);
+    if (st != LMP_OK) slice_drop(s);
+    else s->pos = b;   /* x stays b's input: the next task ships the tuned block b */
+    return st;
+fail:
+    for (int k = 0; k < LMP_LIN_COUNT; k++) free(bias[k]);
+    slice_drop(s);
+    return st;
+}
+
 static void task_free(struct task **tp) {
     struct task *t = *tp;
     if (t == NULL) return;
@@ -440,6 +577,8 @@ static void task_free(struct task **tp) {
     free(t->tokens);
     free(t->h);
     if (t->qa) lmp__task_assign__free_unpacked(t->qa, NULL);
+    for (int k = 0; k < LMP_LIN_COUNT; k++) lmp_aq_layer_release(&t->ftl[k]);
+    free(t->ft_norm[0]), free(t->ft_norm[1]);
     pthread_mutex_destroy(&t->rs.mu);
     pthread_cond_destroy(&t->rs.cv);
     free(t);
@@ -481,7 +620,42 @@ static enum lmp_status send_result(struct agent *A, struct task *t, struct lmp_e
         rows.begin = t->row_begin, rows.end = t->row_end;
         tr.rows = &rows;
     }
-    if (t->kind == LMP__TASK_KIND__TASK_KIND_CALIBRATE) {
+    Lmp__Tensor ftt[2 * LMP_LIN_COUNT + 2];
+    Lmp__Tensor *ftp[2 * LMP_LIN_COUNT + 2];
+    char ftn[2 * LMP_LIN_COUNT][LMP_NAME_MAX + 32];
+    uint64_t fsh[2 * LMP_LIN_COUNT + 2][3];
+    if (t->kind == LMP__TASK_KIND__TASK_KIND_FINETUNE_BLOCK) {
+        const struct lmp_block *B = &A->model->blocks[t->layer_index];
+        size_t n = 0;
+        for (int k = 0; k < LMP_LIN_COUNT; k++) {
+            const struct lmp_aq_layer *q = &t->ftl[k];
+            if (q->codebooks == NULL) continue;
+            for (int part = 0; part < 2; part++, n++) {
+                snprintf(ftn[n], sizeof(ftn[n]), "ft/%s/%s", B->lin[k].name, part ? "scales" : "codebooks");
+                ftt[n] = (Lmp__Tensor) LMP__TENSOR__INIT;
+                if (part == 0) {
+                    fsh[n][0] = (uint64_t) q->sc.M, fsh[n][1] = (uint64_t) q->sc.K, fsh[n][2] = (uint64_t) q->sc.g;
+                    lmp_wire_tensor_init(&ftt[n], ftn[n], LMP__DTYPE__DTYPE_F32, fsh[n], 3, q->codebooks,
+                                         fsh[n][0] * fsh[n][1] * fsh[n][2] * 4);
+                } else {
+                    fsh[n][0] = (uint64_t) q->n_out;
+                    lmp_wire_tensor_init(&ftt[n], ftn[n], LMP__DTYPE__DTYPE_F32, fsh[n], 1, q->scales, fsh[n][0] * 4);
+                }
+                ftp[n] = &ftt[n];
+            }
+        }
+        for (int i = 0; i < 2; i++, n++) {
+            fsh[n][0] = (uint64_t) A->model->cfg.dim;
+            ftt[n] = (Lmp__Tensor) LMP__TENSOR__INIT;
+            lmp_wire_tensor_init(&ftt[n], i ? "ffn_norm" : "attn_norm", LMP__DTYPE__DTYPE_F32, fsh[n], 1,
+                                 t->ft_norm[i], fsh[n][0] * 4);
+            ftp[n] = &ftt[n];
+        }
+        tr.n_tensors = n;
+        tr.tensors = ftp;
+        ts.rel_err_before = t->fs.rel_mse_before, ts.rel_err_after = t->fs.rel_mse_after;
+        ts.steps = (uint32_t) t->fs.n_steps;
+    } else if (t->kind == LMP__TASK_KIND__TASK_KIND_CALIBRATE) {
         rows.begin = t->row_begin, rows.end = t->row_end;
         tr.rows = &rows;
         for (int k = 0; k < LMP_INPUT_COUNT; k++) {
@@ -582,6 +756,7 @@ static enum lmp_status on_assign(struct agent *A, const Lmp__Envelope *env, stru
     t->kind = ta->kind;
     if (ta->kind != LMP__TASK_KIND__TASK_KIND_QUANTIZE_LAYER &&
         ta->kind != LMP__TASK_KIND__TASK_KIND_QUANTIZE_ROWS &&
+        ta->kind != LMP__TASK_KIND__TASK_KIND_FINETUNE_BLOCK &&
         ta->kind != LMP__TASK_KIND__TASK_KIND_CALIBRATE) {
         st = lmp_err_set(&terr, LMP_EUNSUP, "task kind %d is not supported by this worker",
                          (int) ta->kind);
@@ -599,7 +774,7 @@ static enum lmp_status on_assign(struct agent *A, const Lmp__Envelope *env, stru
             goto refuse;
         snprintf(A->model_path, sizeof(A->model_path), "%s", ta->model_path);
     }
-    if (ta->kind == LMP__TASK_KIND__TASK_KIND_CALIBRATE) {
+    if (ta->kind == LMP__TASK_KIND__TASK_KIND_CALIBRATE || ta->kind == LMP__TASK_KIND__TASK_KIND_FINETUNE_BLOCK) {
         const Lmp__Tensor *tk = NULL;
         for (size_t i = 0; i < ta->n_inputs; i++)
             if (ta->inputs[i]->name && strcmp(ta->inputs[i]->name, "tokens") == 0 &&
@@ -662,6 +837,15 @@ static enum lmp_status on_assign(struct agent *A, const Lmp__Envelope *env, stru
         }
         snprintf(t->layer, sizeof(t->layer), "calib[%llu,%llu)@%u",
                  (unsigned long long) t->row_begin, (unsigned long long) t->row_end, t->layer_index);
+        if (ta->kind == LMP__TASK_KIND__TASK_KIND_FINETUNE_BLOCK) {
+            if (t->spec.method != LMP_COMPRESS_AQLM || t->qfrom < 0 || ta->finetune == NULL) {
+                st = lmp_err_set(&terr, LMP_EPROTO, "fine-tuning task %llu: needs AQLM, 'qfrom' and its "
+                                 "settings", (unsigned long long) ta->task_id);
+                goto refuse;
+            }
+            t->ft_epochs = ta->finetune->epochs, t->ft_max_steps = ta->finetune->max_steps;
+            snprintf(t->layer, sizeof(t->layer), "finetune@%u", t->layer_index);
+        }
         goto start;
     }
     if ((t->lin = find_linear(A->model, t->layer)) == NULL) {
