@@ -3,11 +3,18 @@
 #  1. one worker: the artifact equals `lmpress compress --mode sequential` dataset for
 #     dataset (h5diff; layers run whole, the slices' sums add in slice order);
 #  2. two workers: every layer of a block runs as 2 row shards; the job completes and its
-#     perplexity is finite and within 1% of the single-process run's (the sharded sums
-#     differ in fp32 rounding only: the per-layer errors agree within 0.5%, see
-#     tests/unit/test_aq_rows.c, and stories260K's perplexity moves by ~0.05%);
+#     perplexity is finite and within 2% of the single-process run's. Why 2%: the sharded
+#     sums differ from the unsharded ones in fp32 rounding only (per-layer errors agree
+#     within 0.5%, tests/unit/test_aq_rows.c), but a last-bit difference can flip discrete
+#     code choices, and in sequential mode every later block sees the changed outputs; on
+#     stories260K the perplexity over shard layouts spreads by up to ~0.7% (seen: 5.2136
+#     single, 5.2156-5.2179 two workers, 5.1783 after a shard was lost and redone on two);
 #  3. three workers, one killed with -9 while it holds a row shard: the shard's layer is
 #     cancelled on the other workers and requeued; the job completes, perplexity as in 2;
+#  4. --finetune (TASK_KIND_FINETUNE_BLOCK): two workers, perplexity within 2% of
+#     `lmpress compress --mode sequential --finetune` (as in 2; seen: 0.4-0.6%); one worker:
+#     the same artifact,
+#     dataset for dataset.
 set -u
 : "${LMPRESS:?}" "${LMP_SHARED:?}"
 M="$LMP_SHARED/models/stories260K"
@@ -95,7 +102,7 @@ n_sh=$(grep -c "committed (2 row shards" c1.log)
 [ "$n_sh" -ge 20 ] || bad "only $n_sh layers committed from 2 row shards"
 p2=$(ppl two.h5)
 echo "perplexity: single process $pr, two workers $p2"
-near "$p2" "$pr" 0.01 || bad "two workers: perplexity $p2 vs $pr"
+near "$p2" "$pr" 0.02 || bad "two workers: perplexity $p2 vs $pr"
 
 # 3. a third worker that sleeps 4 s in every task, killed -9 while it holds a row shard
 start_worker slow LMP_FAULT_TASK_SLEEP_MS=4000
@@ -107,7 +114,23 @@ wait_for 180 grep -q "job 3 done" c1.log || { bad "job 3 did not complete"; tail
 grep -q "row shards of '.*' stopped (worker 'slow' silent" c1.log || bad "the lost shard did not stop its layer"
 pk=$(ppl kill.h5)
 echo "perplexity after a killed shard worker: $pk"
-near "$pk" "$pr" 0.01 || bad "killed shard: perplexity $pk vs $pr"
+near "$pk" "$pr" 0.02 || bad "killed shard: perplexity $pk vs $pr"
+
+# 4. block fine-tuning
+FT=(--finetune --ft-max-steps 20)
+"$LMPRESS" compress "${JOB[@]}" "${FT[@]}" --out fref.h5 > fref.out 2> fref.err || { bad "compress --finetune"; cat fref.err; }
+pf=$(ppl fref.h5)
+timeout 300 "$LMPRESS" submit --connect "$EP" --wait "${JOB[@]}" "${FT[@]}" --out ft2.h5 > ft2.out 2> ft2.err ||
+    { bad "submit --finetune, two workers (rc $?)"; cat ft2.err; tail -20 c1.log; }
+grep -q "block 4 fine-tuned by" c1.log || bad "no fine-tuning task ran"
+p2f=$(ppl ft2.h5)
+echo "perplexity with fine-tuning: single process $pf, two workers $p2f"
+near "$p2f" "$pf" 0.02 || bad "finetune, two workers: perplexity $p2f vs $pf"
+kill -TERM "$WPID_w2"
+wait "$WPID_w2"
+timeout 300 "$LMPRESS" submit --connect "$EP" --wait "${JOB[@]}" "${FT[@]}" --out ft1.h5 > ft1.out 2> ft1.err ||
+    { bad "submit --finetune, one worker (rc $?)"; cat ft1.err; tail -20 c1.log; }
+same_layers ft1.h5 fref.h5 || bad "finetune, one worker: artifact differs from lmpress compress --finetune"
 kill -9 "$CPID" 2>/dev/null
 
 [ $fail -eq 0 ] && echo "cluster_sequential: ok"
