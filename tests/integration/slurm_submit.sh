@@ -49,14 +49,18 @@ wait_for() {
 # Every client call is bounded: a controller that died must not hang the test.
 sc() { timeout 20 "$@"; }
 
-# stop_pid FILE: SIGTERM the daemon named by a PID file, SIGKILL after 10 s
-stop_pid() {
-    local pid
-    pid=$(cat "$1" 2>/dev/null) || return 0
-    [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null || return 0
-    kill -TERM "$pid" 2>/dev/null
-    for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || return 0; sleep 0.1; done
-    kill -KILL "$pid" 2>/dev/null
+# stop_pids FILE...: SIGTERM the daemons named by PID files, SIGKILL those alive after 10 s
+stop_pids() {
+    local f p pids=()
+    for f in "$@"; do
+        p=$(cat "$f" 2>/dev/null) && [ -n "$p" ] && kill -TERM "$p" 2>/dev/null && pids+=("$p")
+    done
+    for _ in $(seq 1 100); do
+        for p in "${pids[@]}"; do kill -0 "$p" 2>/dev/null && break; p=; done
+        [ -z "${p:-}" ] && return 0
+        sleep 0.1
+    done
+    for p in "${pids[@]}"; do kill -KILL "$p" 2>/dev/null; done
 }
 # job processes (slurmstepd, the batch script, srun, lmpress) carry SLURM_CONF=$T/slurm.conf
 # in their environment: this cluster's, and nobody else's
@@ -70,12 +74,12 @@ stray_pids() {
 }
 stop_slurm() {
     sc scancel --quiet --user="$(id -un)" 2>/dev/null
-    stop_pid "$T/slurmd.pid"
-    stop_pid "$T/slurmctld.pid"
+    stop_pids "$T/slurmd.pid" "$T/slurmctld.pid"
     local p
     for p in $(stray_pids); do kill -KILL "$p" 2>/dev/null; done
 }
 cleanup() {
+    [ -n "${REF_PID:-}" ] && kill -KILL "$REF_PID" 2>/dev/null
     stop_slurm
     if [ "$fail" != 0 ]; then
         for f in "$T"/log/slurmctld.log "$T"/log/slurmd.log; do
@@ -181,12 +185,12 @@ write_job() {
 model = $M/stories260K.bin
 tokenizer = $M/tok512.bin
 calib = $T/cal.txt
-nsamples = 12
-ctx = 96
+nsamples = 8
+ctx = 64
 threads = 1
-max-rounds = 4
-adam-steps = 50
-scheme = 2x6g4
+max-rounds = 2
+adam-steps = 20
+scheme = 2x4g4
 keep = *.down_proj
 mode = independent
 seed = 5
@@ -245,7 +249,8 @@ head -c 120000 "$TXT" > cal.txt
 write_job ref
 sed -n '/^[a-z]/{s/^\([a-z-]*\) = \(.*\)$/--\1\n\2/;p}' ref.job > ref.args
 mapfile -t REF_ARGS < ref.args
-"$LMPRESS" compress "${REF_ARGS[@]}" > ref.out 2> ref.err || { bad "lmpress compress"; cat ref.err; }
+"$LMPRESS" compress "${REF_ARGS[@]}" > ref.out 2> ref.err &   # meanwhile, job 1 runs
+REF_PID=$!
 
 # 1. a job runs to completion
 write_job a
@@ -266,6 +271,8 @@ grep -q "^job 1 done: $T/a.h5" a.log || bad "no done line from lmpress run"
 "$LMPRESS" inspect a.h5 > a.inspect 2>&1 || bad "inspect: $(cat a.inspect)"
 grep -q "30 of 35 linears compressed, 5 kept unquantized.*complete" a.inspect ||
     bad "inspect: $(tail -3 a.inspect)"
+wait "$REF_PID" || { bad "lmpress compress (the reference)"; cat ref.err; }
+REF_PID=
 same_layers a.h5 ref.h5 || bad "the Slurm job's artifact differs from lmpress compress"
 [ $fail = 0 ] || { echo "--- a.log"; cat a.log; }
 
@@ -307,7 +314,7 @@ for r in 0 1 2; do
     grep -q "^lmpress.sbatch: job $id start .* restart $r:" b.log ||
         bad "no start line of restart $r (log not appended?)"
 done
-[ "$(grep -c "^lmpress.sbatch: SIGTERM" b.log)" = 2 ] || bad "the batch script saw no 2 SIGTERMs"
+[ "$(grep -c "^lmpress.sbatch: SIGTERM" b.log)" = 2 ] || bad "the batch script did not see 2 SIGTERMs"
 grep -q "^lmpress.sbatch: time limit near: requeueing job $id" b.log || bad "no USR1 line"
 [ "$(grep -c "^lmpress.sbatch: lmpress run exited with 130 " b.log)" = 2 ] ||
     bad "lmpress run did not exit 130 (stopped) twice"
