@@ -292,7 +292,7 @@ static void step(const struct beam_job *J, struct row_st *R, struct thr_mem *T, 
     const __m512 s2 = _mm512_set1_ps(so * so);
     float *d = T->d;
     struct cand *top = T->top;
-    float v[2][64], hc[64], dl[64], ecs[2], lmin[MAXB * 16], best[MAXB + 1], offs[MAXB];
+    float v[2][64], hc[64], dl[64], ecs[2], lmin[MAXB * 16], best[MAXB + 1], offs[MAXB], cv_buf[MAXB * 16 + 16];
     const double base = cur[0].loss;
     /* d[h K + k] holds loss(candidate) - base, the hypothesis' offset folded into scoring */
     for (int hi = 0; hi < n_cur; hi++) offs[hi] = (float) (cur[hi].loss - base);
@@ -371,7 +371,9 @@ static void step(const struct beam_job *J, struct row_st *R, struct thr_mem *T, 
     float bound = FLT_MAX;
     if (n_cur * 16 >= beam) {
         /* prefilter: the b-th smallest lane of the minimum over hypotheses bounds the b-th
-         * smallest of all n_cur x 16 values, so only values <= it are sorted in */
+         * smallest of all n_cur x 16 values, so only values <= it take part; for b <= 16
+         * their b-th smallest comes from vector counts (no data-dependent branches), for
+         * wider beams from insertion into a sorted list */
         __m512 gmin = _mm512_set1_ps(FLT_MAX);
         for (int hi = 0; hi < n_cur; hi++)
             gmin = _mm512_min_ps(gmin, _mm512_loadu_ps(lmin + hi * 16));
@@ -384,6 +386,27 @@ static void step(const struct beam_job *J, struct row_st *R, struct thr_mem *T, 
                 const float x = n_le >= beam ? gl[l] : FLT_MAX;
                 pre = x < pre ? x : pre;
             }
+        }
+        if (pre != FLT_MAX) {        /* the values <= pre, then the smallest with b of them <= it */
+            int nc = 0;
+            for (int hi = 0; hi < n_cur; hi++) {
+                const __m512 lv = _mm512_loadu_ps(lmin + hi * 16);
+                const __mmask16 mk = _mm512_cmp_ps_mask(lv, _mm512_set1_ps(pre), _CMP_LE_OQ);
+                _mm512_mask_compressstoreu_ps(cv_buf + nc, mk, lv);
+                nc += __builtin_popcount(mk);
+            }
+            _mm512_storeu_ps(cv_buf + nc, _mm512_set1_ps(FLT_MAX));
+            float bth = FLT_MAX;
+            for (int i = 0; i < nc; i++) {
+                const __m512 x = _mm512_set1_ps(cv_buf[i]);
+                int cnt = 0;
+                for (int v0 = 0; v0 < nc; v0 += 16)
+                    cnt += __builtin_popcount(_mm512_cmp_ps_mask(_mm512_loadu_ps(cv_buf + v0), x, _CMP_LE_OQ));
+                const float y = cnt >= beam ? cv_buf[i] : FLT_MAX;
+                bth = y < bth ? y : bth;
+            }
+            bound = nextafterf(bth, FLT_MAX);
+            goto scan;
         }
         int nb = 0;
         for (int hi = 0; hi < n_cur; hi++) {
@@ -401,6 +424,7 @@ static void step(const struct beam_job *J, struct row_st *R, struct thr_mem *T, 
         }
         bound = nextafterf(best[beam - 1], FLT_MAX);
     }
+scan:;
     int n_top;
 rescan:
     n_top = 0;
