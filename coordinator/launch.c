@@ -1,14 +1,22 @@
 /*  launch - see launch.h */
+#define _GNU_SOURCE
 #include "coordinator/launch.h"
 #include "coordinator/coord.h"      /* defines: lmp_coord_* */
 #include "worker/agent.h"           /* defines: lmp_agent_run */
 
+#include <arpa/inet.h>
 #include <assert.h>
+#include <ifaddrs.h>
+#include <net/if.h>
+#include <netdb.h>
+#include <netinet/in.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <time.h>
+#include <unistd.h>
 
 struct worker {
     struct lmp_launch     *L;
@@ -63,6 +71,7 @@ enum lmp_status lmp_launch_start(const struct lmp_launch_opts *o, struct lmp_lau
     lmp_coord_opts_init(&co);
     co.bind      = o->bind ? o->bind : "tcp://127.0.0.1:*";
     co.state_dir = o->state_dir;
+    co.curve     = o->curve;
     if (o->heartbeat_timeout_ms) {
         co.heartbeat_timeout_ms = o->heartbeat_timeout_ms;
         if (co.heartbeat_ms * 2 > co.heartbeat_timeout_ms) co.heartbeat_ms = co.heartbeat_timeout_ms / 3;
@@ -91,6 +100,7 @@ enum lmp_status lmp_launch_start(const struct lmp_launch_opts *o, struct lmp_lau
         w->o.endpoint  = L->endpoint;
         w->o.name      = w->name;
         w->o.n_threads = o->worker_threads;
+        w->o.curve     = o->worker_curve;
         if (pthread_create(&w->thr, NULL, worker_main, w) != 0) {
             lmp_launch_stop(&L, NULL);
             return lmp_err_set(err, LMP_ENOMEM, "cannot start worker thread %d", i);
@@ -135,6 +145,107 @@ enum lmp_status lmp_launch_stop(struct lmp_launch **Lp, struct lmp_err *err) {
     free(L);
     *Lp = NULL;
     return st;
+}
+
+static bool is_loopback4(const struct in_addr *a) { return (ntohl(a->s_addr) >> 24) == 127; }
+
+/* The first IPv4 address of name (a host name or a numeric address); skip_loopback:
+ * the first one outside 127.0.0.0/8. */
+static bool resolve4(const char *name, bool skip_loopback, struct in_addr *out) {
+    struct addrinfo hints, *res = NULL;
+    memset(&hints, 0, sizeof(hints));
+    hints.ai_family   = AF_INET;
+    hints.ai_socktype = SOCK_STREAM;
+    if (getaddrinfo(name, NULL, &hints, &res) != 0) return false;
+    bool found = false;
+    for (const struct addrinfo *r = res; r && !found; r = r->ai_next) {
+        const struct in_addr *a = &((const struct sockaddr_in *) r->ai_addr)->sin_addr;
+        if (skip_loopback && is_loopback4(a)) continue;
+        *out  = *a;
+        found = true;
+    }
+    freeaddrinfo(res);
+    return found;
+}
+
+/* The first IPv4 address of interface ifname (NULL: of any up, non-loopback interface). */
+static bool interface4(const char *ifname, struct in_addr *out) {
+    struct ifaddrs *ifs = NULL;
+    if (getifaddrs(&ifs) != 0) return false;
+    bool found = false;
+    for (const struct ifaddrs *i = ifs; i && !found; i = i->ifa_next) {
+        if (i->ifa_addr == NULL || i->ifa_addr->sa_family != AF_INET) continue;
+        if (ifname ? strcmp(i->ifa_name, ifname) != 0
+                   : (!(i->ifa_flags & IFF_UP) || (i->ifa_flags & IFF_LOOPBACK)))
+            continue;
+        const struct in_addr *a = &((const struct sockaddr_in *) i->ifa_addr)->sin_addr;
+        if (ifname == NULL && is_loopback4(a)) continue;
+        *out  = *a;
+        found = true;
+    }
+    freeifaddrs(ifs);
+    return found;
+}
+
+enum lmp_status lmp_launch_host_address(char *addr, size_t n, struct lmp_err *err) {
+    assert(addr && n >= INET_ADDRSTRLEN);
+    char host[256] = "";
+    struct in_addr a;
+    if (gethostname(host, sizeof(host) - 1) == 0 && host[0] && resolve4(host, true, &a)) {
+        inet_ntop(AF_INET, &a, addr, (socklen_t) n);
+        return LMP_OK;
+    }
+    if (interface4(NULL, &a)) {
+        inet_ntop(AF_INET, &a, addr, (socklen_t) n);
+        return LMP_OK;
+    }
+    return lmp_err_set(err, LMP_ENOENT, "no non-loopback IPv4 address: the host name '%s' "
+                       "resolves to none and no interface that is up has one (give "
+                       "--bind-address ADDR)", host);
+}
+
+enum lmp_status lmp_launch_bind_endpoint(const char *spec, char *endpoint, size_t n,
+                                         bool *loopback, struct lmp_err *err) {
+    assert(endpoint && n > 0);
+    char name[256] = "", port[16] = "*", text[INET_ADDRSTRLEN];
+    struct in_addr a;
+    if (spec && spec[0]) {
+        const char *colon = strchr(spec, ':');
+        if (colon && strchr(colon + 1, ':'))
+            return lmp_err_set(err, LMP_EINVAL, "bind address '%s': IPv6 is not supported, give "
+                               "an IPv4 address or an interface name", spec);
+        size_t len = colon ? (size_t) (colon - spec) : strlen(spec);
+        if (len == 0 || len >= sizeof(name))
+            return lmp_err_set(err, LMP_EINVAL, "bind address '%s': expected ADDR or ADDR:PORT",
+                               spec);
+        memcpy(name, spec, len);
+        name[len] = '\0';
+        if (colon) {
+            char *end = NULL;
+            long p = strtol(colon + 1, &end, 10);
+            if (end == colon + 1 || *end != '\0' || p < 1 || p > 65535)
+                return lmp_err_set(err, LMP_EINVAL, "bind address '%s': the port must be a "
+                                   "number in [1, 65535]", spec);
+            snprintf(port, sizeof(port), "%ld", p);
+        }
+        if (strcmp(name, "*") == 0 || strcmp(name, "0.0.0.0") == 0)
+            return lmp_err_set(err, LMP_EINVAL, "bind address '%s': a wildcard is not an "
+                               "address the workers can connect to; give one of this host's "
+                               "addresses", spec);
+        if (inet_pton(AF_INET, name, &a) != 1 && !interface4(name, &a) &&
+            !resolve4(name, false, &a))
+            return lmp_err_set(err, LMP_EINVAL, "bind address '%s': not an IPv4 address, an "
+                               "interface with one, or a host name that resolves to one", spec);
+        inet_ntop(AF_INET, &a, text, sizeof(text));
+    } else {
+        enum lmp_status st = lmp_launch_host_address(text, sizeof(text), err);
+        if (st != LMP_OK) return st;
+        inet_pton(AF_INET, text, &a);
+    }
+    if (loopback) *loopback = is_loopback4(&a);
+    if ((size_t) snprintf(endpoint, n, "tcp://%s:%s", text, port) >= n)
+        return lmp_err_set(err, LMP_EINVAL, "endpoint buffer too small");
+    return LMP_OK;
 }
 
 enum lmp_status lmp_launch_submit(struct lmp_client *cl, const Lmp__JobSpec *spec,

@@ -8,6 +8,11 @@
  *  and polls its status until it ends. So there is one code path for a job, wherever its
  *  processes run.
  *
+ *  On loopback no keys are needed. A coordinator that workers on other hosts must reach
+ *  binds lmp_launch_bind_endpoint's address and is given CURVE keys (opts.curve; the
+ *  in-process workers then need opts.worker_curve, and the client connects with
+ *  lmp_client_connect_curve).
+ *
  *  Calling sequence:
  *      struct lmp_launch_opts lo; lmp_launch_opts_init(&lo); lo.n_workers = 1; ...
  *      st = lmp_launch_start(&lo, &L, &err);            // coordinator bound, workers started
@@ -24,7 +29,9 @@
 #include <signal.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <stddef.h>
 #include "coordinator/client.h"     /* defines: struct lmp_client */
+#include "proto/keys.h"             /* defines: struct lmp_curve_server, lmp_curve_client */
 #include "proto/status.h"           /* defines: enum lmp_status, struct lmp_err */
 #include "proto/wire.h"             /* defines: Lmp__JobSpec, Lmp__JobInfo */
 
@@ -35,6 +42,10 @@ struct lmp_launch_opts {
     int         worker_threads;     /* cores each worker advertises and uses (0 = all) */
     const char *worker_name;        /* "NAME-<i>" (default "local") */
     uint32_t    heartbeat_timeout_ms; /* 0 = the coordinator's default */
+    const struct lmp_curve_server *curve; /* the coordinator's CURVE keys (borrowed during
+                                             start); NULL = none (then bind must be local) */
+    const struct lmp_curve_client *worker_curve; /* the in-process workers' CURVE keys,
+                                             borrowed until stop; NULL = none */
 };
 
 void lmp_launch_opts_init(struct lmp_launch_opts *o);
@@ -54,6 +65,21 @@ const char *lmp_launch_endpoint(const struct lmp_launch *L);
  * and the state directory stay), join every thread and free *L. Safe on NULL. Returns the
  * first error a thread ended with (LMP_OK normally) with its message in err (may be NULL). */
 enum lmp_status lmp_launch_stop(struct lmp_launch **L, struct lmp_err *err);
+
+/* The IPv4 address other hosts reach this one at, as text ("10.1.2.3"), for a
+ * coordinator serving workers on several hosts: the first non-loopback IPv4 address
+ * the host name resolves to, else the first non-loopback IPv4 address of an interface
+ * that is up (Debian maps the host name to 127.0.1.1 in /etc/hosts, so the first rule
+ * alone often finds nothing). RET LMP_OK, LMP_ENOENT (no such address). */
+enum lmp_status lmp_launch_host_address(char *addr, size_t n, struct lmp_err *err);
+
+/* The bind endpoint "tcp://IPV4:PORT" for spec "ADDR[:PORT]": ADDR an IPv4 address, an
+ * interface name (its first IPv4 address) or a host name (resolved, IPv4); PORT a number
+ * (default "*": a free port). NULL or "" = lmp_launch_host_address. *loopback tells
+ * whether the address is in 127.0.0.0/8. RET LMP_OK, LMP_EINVAL (a wildcard, IPv6, a bad
+ * port, an unknown name: the message says which), LMP_ENOENT (no address found). */
+enum lmp_status lmp_launch_bind_endpoint(const char *spec, char *endpoint, size_t n,
+                                         bool *loopback, struct lmp_err *err);
 
 /* Submit spec; *job_id and *n_tasks (may be NULL) from the JobAccepted.
  * RET LMP_OK; the coordinator's refusal (its code and message), LMP_EIO (no answer). */

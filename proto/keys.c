@@ -284,6 +284,49 @@ const struct lmp_authorized_key *lmp_curve_server_find(const struct lmp_curve_se
     return NULL;
 }
 
+enum lmp_status lmp_key_pair_new(struct lmp_key *public_key, struct lmp_key *secret_key,
+                                 struct lmp_err *err) {
+    assert(public_key && secret_key);
+    memset(public_key, 0, sizeof(*public_key));
+    memset(secret_key, 0, sizeof(*secret_key));
+    enum lmp_status st = need_curve(err);
+    if (st != LMP_OK) return st;
+    if (zmq_curve_keypair(public_key->z85, secret_key->z85) != 0)
+        return lmp_err_set(err, LMP_EIO, "cannot generate a key pair: %s", zmq_strerror(errno));
+    return LMP_OK;
+}
+
+enum lmp_status lmp_curve_server_add(struct lmp_curve_server *s, const struct lmp_key *key,
+                                     enum lmp_peer role, const char *name, struct lmp_err *err) {
+    assert(s && key && name);
+    assert(role == LMP_PEER_WORKER || role == LMP_PEER_CLI);
+    struct lmp_authorized_key k;
+    memset(&k, 0, sizeof(k));
+    if (!valid_name(name, strlen(name)))
+        return lmp_err_set(err, LMP_EINVAL, "key name '%.64s': must be 1 to %d of [A-Za-z0-9._-]",
+                           name, LMP_KEY_NAME_MAX - 1);
+    enum lmp_status st = lmp_key_parse(key->z85, strnlen(key->z85, sizeof(key->z85)), name, &k.key,
+                                       err);
+    if (st != LMP_OK) return st;
+    zmq_z85_decode(k.raw, k.key.z85);   /* cannot fail: lmp_key_parse decoded it */
+    k.role = role;
+    snprintf(k.name, sizeof(k.name), "%s", name);
+    const struct lmp_authorized_key *dup = lmp_curve_server_find(s, k.raw);
+    if (dup)
+        return lmp_err_set(err, LMP_EINVAL, "key '%s': the same key as '%s'", name, dup->name);
+    if (memcmp(k.key.z85, s->public_key.z85, LMP_KEY_Z85_LEN) == 0)
+        return lmp_err_set(err, LMP_EINVAL, "key '%s' is the coordinator's own key", name);
+    if (s->n_keys >= LMP_KEYS_MAX)
+        return lmp_err_set(err, LMP_EINVAL, "more than %d keys", LMP_KEYS_MAX);
+    if (s->n_keys % 64 == 0) {
+        void *p = realloc(s->keys, (s->n_keys + 64) * sizeof(*s->keys));
+        if (p == NULL) return lmp_err_set(err, LMP_ENOMEM, "out of memory");
+        s->keys = p;
+    }
+    s->keys[s->n_keys++] = k;
+    return LMP_OK;
+}
+
 bool lmp_endpoint_is_local(const char *ep) {
     assert(ep);
     if (strncmp(ep, "ipc://", 6) == 0 || strncmp(ep, "inproc://", 9) == 0) return true;

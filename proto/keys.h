@@ -101,6 +101,19 @@ enum lmp_status lmp_curve_server_load(const char *dir, struct lmp_curve_server *
 
 void lmp_curve_server_release(struct lmp_curve_server *s);
 
+/* A new random key pair in memory (an ephemeral identity; nothing is written).
+ * RET LMP_OK, LMP_EUNSUP (no CURVE in libzmq), LMP_EIO. */
+enum lmp_status lmp_key_pair_new(struct lmp_key *public_key, struct lmp_key *secret_key,
+                                 struct lmp_err *err);
+
+/* Authorize key for role (LMP_PEER_WORKER or LMP_PEER_CLI) under name, as the file
+ * DIR/workers/NAME.pub or DIR/clients/NAME.pub would: for a coordinator whose keys are
+ * made in memory (s zeroed, then s->public_key / secret_key set, then the peers added;
+ * released with lmp_curve_server_release). RET LMP_OK, LMP_EFORMAT (not a Z85 key),
+ * LMP_EINVAL (bad name, key already listed or the server's own, too many), LMP_ENOMEM. */
+enum lmp_status lmp_curve_server_add(struct lmp_curve_server *s, const struct lmp_key *key,
+                                     enum lmp_peer role, const char *name, struct lmp_err *err);
+
 /* The authorized key whose 32 bytes are raw, or NULL. */
 const struct lmp_authorized_key *lmp_curve_server_find(const struct lmp_curve_server *s,
                                                        const uint8_t raw[32]);

@@ -2,19 +2,32 @@
  *
  *      mpirun -np N lmpress run JOB          srun --mpi=pmix lmpress run JOB
  *
- *  Rank 0 is the coordinator: it binds a loopback TCP endpoint (every rank must share its
- *  host: a multi-node run needs CURVE authentication, which is not wired into the
- *  coordinator yet, so it is refused), broadcasts it (MPI_Bcast), submits the JOB to its
- *  own coordinator, follows it to its end, then tells the workers to stop (MPI_Ibcast,
- *  which the workers test with a sleep between tests instead of spinning). Ranks 1..N-1
- *  are workers; each takes cores-on-the-node / ranks-on-the-node threads (OpenBLAS too).
- *  With -np 1 rank 0 also runs one worker thread. Every rank exits with the same code,
- *  agreed with MPI_Allreduce (MAX): the job's (0 done, 1 failed, 2 bad JOB, 130 stopped).
+ *  Rank 0 is the coordinator: it binds an endpoint, broadcasts it (MPI_Bcast), submits the
+ *  JOB to its own coordinator, follows it to its end, then tells the workers to stop
+ *  (MPI_Ibcast, which the workers test with a sleep between tests instead of spinning).
+ *  Ranks 1..N-1 are workers; each takes cores-on-the-node / ranks-on-the-node threads
+ *  (OpenBLAS too). With -np 1 rank 0 also runs one worker thread. Every rank exits with
+ *  the same code, agreed with MPI_Allreduce (MAX): the job's (0 done, 1 failed, 2 bad JOB
+ *  or bind address, 130 stopped).
+ *
+ *  Where the coordinator listens:
+ *    - every rank on rank 0's host (MPI_Comm_split_type SHARED holds the whole world):
+ *      a free port on 127.0.0.1, no keys;
+ *    - ranks on several hosts (or LMPRESS_RUN_FORCE_REMOTE=1, for tests on one host):
+ *      a free port on --bind-address ADDR[:PORT] (or LMPRESS_RUN_ADDRESS), by default
+ *      the address of rank 0's host name, else its first non-loopback interface address
+ *      (lmp_launch_bind_endpoint), with CURVE and keys made for this run only: every
+ *      rank makes a worker key pair in memory and rank 0 gathers the public keys
+ *      (MPI_Gather; no secret key leaves the rank that made it), makes the coordinator's
+ *      pair and a client pair for its own submitting client, authorizes exactly those
+ *      keys (workers "rankR", client "run") and broadcasts its public key with the
+ *      endpoint. Nothing is written to disk; a peer outside the launch is refused at the
+ *      handshake. Only public keys are printed.
  *
  *  SIGTERM / SIGINT on rank 0 (Slurm preemption): the coordinator stops, keeping the
  *  committed layers and its --state directory (default: the JOB's out path + ".state");
- *  running the same command again resumes the job. Without LMP_MPI at build time the
- *  command says so and fails.
+ *  running the same command again resumes the job (with new keys). Without LMP_MPI at
+ *  build time the command says so and fails.
  */
 #include "coordinator/cli/cli.h"
 #include "coordinator/cli/jobopts.h"  /* defines: lmp_jobopts_* */
@@ -23,7 +36,7 @@
 #include <string.h>
 
 static const char *const usage =
-    "mpirun -np N lmpress run [--verbose] JOB [job options]\n"
+    "mpirun -np N lmpress run [--verbose] [--bind-address ADDR[:PORT]] JOB [job options]\n"
     "job options (as lmpress compress; they override the JOB file's):\n    " LMP_JOBOPTS_USAGE;
 
 #ifndef LMP_HAVE_MPI
@@ -44,6 +57,7 @@ static int cmd_run_exec(struct lmp_cli *cli, int argc, char **argv) {
 
 #include "coordinator/cli/cluster.h"  /* defines: lmp_cli_job_exit */
 #include "coordinator/launch.h"       /* defines: lmp_launch_* */
+#include "proto/keys.h"               /* defines: lmp_key_pair_new, lmp_curve_server_add */
 #include "proto/log.h"                /* defines: lmp_log_set_level */
 #include "worker/agent.h"             /* defines: lmp_agent_run */
 
@@ -56,7 +70,24 @@ static int cmd_run_exec(struct lmp_cli *cli, int argc, char **argv) {
 
 void openblas_set_num_threads(int n);   /* OpenBLAS's own API (cblas.h) */
 
-enum { EP_MAX = 256 };
+enum { EP_MAX = 256, KEY_LEN = LMP_KEY_Z85_LEN + 1 };
+
+/* What rank 0 tells every rank (MPI_Bcast, as bytes). */
+struct run_info {
+    char ep[EP_MAX];                /* the endpoint to connect to; "" = rank 0 failed */
+    char server_key[KEY_LEN];       /* the coordinator's public key; "" = no CURVE */
+};
+
+/* Rank 0's launch: the endpoint it binds and, across hosts, the keys of this run. */
+struct run_net {
+    bool                    remote;      /* ranks on several hosts (or forced): CURVE */
+    int                     n_hosts;
+    const char             *bind_address; /* --bind-address, else LMPRESS_RUN_ADDRESS */
+    char                    bind[EP_MAX];
+    struct lmp_curve_server server;      /* the coordinator's keys and the authorized ones */
+    struct lmp_curve_client client;      /* rank 0's submitting client */
+    struct lmp_curve_client worker;      /* this rank's worker (in-process with -np 1) */
+};
 
 static volatile sig_atomic_t stop_flag;
 static void on_signal(int sig) { (void) sig; stop_flag = 1; }
@@ -66,9 +97,15 @@ static void sleep_ms(int ms) {
     nanosleep(&ts, NULL);
 }
 
+struct run_flags {
+    bool        verbose;
+    const char *bind_address;
+};
+
 static bool on_extra(void *ctx, int val, const char *arg) {
-    (void) arg;
-    if (val == 256) *(bool *) ctx = true;
+    struct run_flags *f = ctx;
+    if (val == 256) f->verbose = true;
+    if (val == 257) f->bind_address = arg;
     return true;
 }
 
@@ -107,17 +144,62 @@ static uint64_t running_job(struct lmp_client *cl) {
     return id;
 }
 
+/* Rank 0, across hosts: the bind endpoint and this run's keys. pubs (size * KEY_LEN) are
+ * the ranks' worker public keys; rank 0's own is used only with -np 1. RET an exit code. */
+static int rank0_net(struct run_net *net, const char *pubs, int size) {
+    struct lmp_err err = {0};
+    bool loopback = false;
+    if (lmp_launch_bind_endpoint(net->bind_address, net->bind, sizeof(net->bind), &loopback,
+                                 &err) != LMP_OK) {
+        fprintf(stderr, "lmpress: %s\n", err.msg);
+        return err.code == LMP_EINVAL ? LMP_EXIT_USAGE : LMP_EXIT_FAIL;
+    }
+    if (loopback && net->n_hosts > 1) {
+        fprintf(stderr, "lmpress: the ranks span %d hosts but the bind address %s is a loopback "
+                        "address the others cannot reach: give --bind-address ADDR "
+                        "(or LMPRESS_RUN_ADDRESS)\n", net->n_hosts, net->bind);
+        return LMP_EXIT_USAGE;
+    }
+    struct lmp_curve_server *s = &net->server;
+    enum lmp_status st = lmp_key_pair_new(&s->public_key, &s->secret_key, &err);
+    if (st == LMP_OK) st = lmp_key_pair_new(&net->client.public_key, &net->client.secret_key, &err);
+    if (st == LMP_OK) st = lmp_curve_server_add(s, &net->client.public_key, LMP_PEER_CLI, "run", &err);
+    for (int r = size == 1 ? 0 : 1; st == LMP_OK && r < size; r++) {
+        struct lmp_key k;
+        char name[32];
+        snprintf(name, sizeof(name), "rank%d", r);
+        memcpy(k.z85, pubs + (size_t) r * KEY_LEN, KEY_LEN);
+        k.z85[LMP_KEY_Z85_LEN] = '\0';
+        if (k.z85[0] == '\0') {
+            st = lmp_err_set(&err, LMP_EUNSUP, "rank %d could not make a CURVE key pair (libzmq "
+                             "without CURVE there?)", r);
+            break;
+        }
+        st = lmp_curve_server_add(s, &k, LMP_PEER_WORKER, name, &err);
+    }
+    net->client.server_key = s->public_key;
+    net->worker.server_key = s->public_key;
+    if (st != LMP_OK) {
+        fprintf(stderr, "lmpress: a run across hosts needs CURVE keys: %s\n", err.msg);
+        return LMP_EXIT_FAIL;
+    }
+    return LMP_EXIT_OK;
+}
+
 /* Rank 0 before the broadcast: parse the JOB, start the coordinator (+ a worker with
  * -np 1). On failure *rc is set and no endpoint is returned. */
 static struct lmp_launch *rank0_start(struct lmp_cli *cli, int argc, char **argv, int size,
-                                      int threads, struct lmp_jobopts *jo, int *rc) {
-    bool verbose = false;
-    static const struct option extra[] = {{"verbose", no_argument, NULL, 256}, {0}};
-    struct lmp_jobopts_cmd pc = {.extra = extra, .on_extra = on_extra, .ctx = &verbose,
+                                      int threads, const char *pubs, struct run_net *net,
+                                      struct lmp_jobopts *jo, int *rc) {
+    struct run_flags flags = {.bind_address = NULL};
+    static const struct option extra[] = {{"verbose", no_argument, NULL, 256},
+                                          {"bind-address", required_argument, NULL, 257},
+                                          {0}};
+    struct lmp_jobopts_cmd pc = {.extra = extra, .on_extra = on_extra, .ctx = &flags,
                                  .job_arg = true};
     struct lmp_err err = {0};
     if ((*rc = lmp_jobopts_parse_argv(jo, argc, argv, &pc, &err)) != LMP_EXIT_OK) return NULL;
-    if (verbose && lmp_log_get_level() < LMP_LOG_INFO) lmp_log_set_level(LMP_LOG_INFO);
+    if (flags.verbose && lmp_log_get_level() < LMP_LOG_INFO) lmp_log_set_level(LMP_LOG_INFO);
     if (jo->job_path == NULL) {
         *rc = lmp_cli_usage_msg(usage, "expected a JOB file");
         return NULL;
@@ -126,6 +208,8 @@ static struct lmp_launch *rank0_start(struct lmp_cli *cli, int argc, char **argv
         *rc = lmp_cli_usage_msg(usage, err.msg);
         return NULL;
     }
+    net->bind_address = flags.bind_address ? flags.bind_address : getenv("LMPRESS_RUN_ADDRESS");
+    if (net->remote && (*rc = rank0_net(net, pubs, size)) != LMP_EXIT_OK) return NULL;
     if (!jo->set[LMP_JOBOPT_THREADS]) jo->threads = threads, jo->set[LMP_JOBOPT_THREADS] = true;
     /* the coordinator keeps the pointer: the string lives in jo until the end */
     if (jo->state == NULL) {
@@ -143,6 +227,11 @@ static struct lmp_launch *rank0_start(struct lmp_cli *cli, int argc, char **argv
     lo.n_workers      = size == 1 ? 1 : 0;
     lo.worker_threads = threads;
     lo.worker_name    = "rank0";
+    if (net->remote) {
+        lo.bind         = net->bind;
+        lo.curve        = &net->server;
+        lo.worker_curve = &net->worker;
+    }
     struct lmp_launch *L = NULL;
     if (lmp_launch_start(&lo, &L, &err) != LMP_OK) {
         *rc = lmp_cli_fail(cli, &err);
@@ -151,7 +240,8 @@ static struct lmp_launch *rank0_start(struct lmp_cli *cli, int argc, char **argv
     return L;
 }
 
-static int rank0_job(struct lmp_cli *cli, struct lmp_launch *L, const struct lmp_jobopts *jo) {
+static int rank0_job(struct lmp_cli *cli, struct lmp_launch *L, const struct run_net *net,
+                     const struct lmp_jobopts *jo) {
     struct lmp_err err = {0};
     struct lmp_client *cl = NULL;
     struct lmp_jobopts_pb pb;
@@ -159,7 +249,8 @@ static int rank0_job(struct lmp_cli *cli, struct lmp_launch *L, const struct lmp
     uint64_t job_id = 0;
     uint32_t last = UINT32_MAX;
     Lmp__JobState state = LMP__JOB_STATE__JOB_STATE_UNSPECIFIED;
-    enum lmp_status st = lmp_client_connect(lmp_launch_endpoint(L), 10000, &cl, &err);
+    enum lmp_status st = lmp_client_connect_curve(lmp_launch_endpoint(L), 10000,
+                                                  net->remote ? &net->client : NULL, &cl, &err);
     if (st == LMP_OK && (job_id = running_job(cl)) != 0)
         fprintf(stderr, "lmpress: resuming job %llu from the state directory\n",
                 (unsigned long long) job_id);
@@ -189,13 +280,18 @@ static void *agent_main(void *arg) {
     return NULL;
 }
 
+static bool env_on(const char *name) {
+    const char *v = getenv(name);
+    return v && v[0] && strcmp(v, "0") != 0;
+}
+
 static int cmd_run_exec(struct lmp_cli *cli, int argc, char **argv) {
     for (int i = 1; i < argc; i++)
         if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
             printf("usage: %s\n", usage);
             return LMP_EXIT_OK;
         }
-    int provided = 0, rank = 0, size = 1, local = 1;
+    int provided = 0, rank = 0, size = 1, local = 1, local_rank = 0;
     if (MPI_Init_thread(NULL, NULL, MPI_THREAD_FUNNELED, &provided) != MPI_SUCCESS) {
         fprintf(stderr, "lmpress: MPI_Init failed\n");
         return LMP_EXIT_FAIL;
@@ -205,7 +301,10 @@ static int cmd_run_exec(struct lmp_cli *cli, int argc, char **argv) {
     MPI_Comm node;
     MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, rank, MPI_INFO_NULL, &node);
     MPI_Comm_size(node, &local);
+    MPI_Comm_rank(node, &local_rank);
     MPI_Comm_free(&node);
+    int first_on_host = local_rank == 0, n_hosts = 1;
+    MPI_Allreduce(&first_on_host, &n_hosts, 1, MPI_INT, MPI_SUM, MPI_COMM_WORLD);
     long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
     int threads = (int) ((ncpu > 0 ? ncpu : 1) / local);
     if (threads < 1) threads = 1;
@@ -217,30 +316,53 @@ static int cmd_run_exec(struct lmp_cli *cli, int argc, char **argv) {
     sigaction(SIGTERM, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
 
+    /* every rank's worker key pair; the public keys meet on rank 0 (used across hosts) */
+    struct run_net net;
+    memset(&net, 0, sizeof(net));
+    net.n_hosts = n_hosts;
+    net.remote  = n_hosts > 1 || (rank == 0 && env_on("LMPRESS_RUN_FORCE_REMOTE"));
+    struct lmp_err kerr = {0};
+    if (lmp_key_pair_new(&net.worker.public_key, &net.worker.secret_key, &kerr) != LMP_OK)
+        memset(&net.worker, 0, sizeof(net.worker));
+    char *pubs = rank == 0 ? calloc((size_t) size, KEY_LEN) : NULL;
+    if (rank == 0 && pubs == NULL) {
+        fprintf(stderr, "lmpress: out of memory\n");
+        MPI_Abort(MPI_COMM_WORLD, LMP_EXIT_FAIL);
+    }
+    MPI_Gather(net.worker.public_key.z85, KEY_LEN, MPI_CHAR, pubs, KEY_LEN, MPI_CHAR, 0,
+               MPI_COMM_WORLD);
+
     int rc = LMP_EXIT_OK;
-    char ep[EP_MAX] = "";
+    struct run_info info;
+    memset(&info, 0, sizeof(info));
     struct lmp_jobopts jo;
     lmp_jobopts_init(&jo);
     struct lmp_launch *L = NULL;
     if (rank == 0) {
-        if (local != size) {
-            fprintf(stderr, "lmpress: the ranks span several hosts; a multi-node run needs CURVE "
-                            "authentication, which 'lmpress run' does not set up yet: run on one "
-                            "node, or start 'lmpress coordinator' and 'lmpress worker' yourself\n");
-            rc = LMP_EXIT_USAGE;
-        } else if ((L = rank0_start(cli, argc, argv, size, threads, &jo, &rc)) != NULL) {
-            snprintf(ep, sizeof(ep), "%s", lmp_launch_endpoint(L));
-            fprintf(stderr, "lmpress: coordinator on %s, %d worker rank%s, %d threads each\n", ep,
+        if ((L = rank0_start(cli, argc, argv, size, threads, pubs, &net, &jo, &rc)) != NULL) {
+            snprintf(info.ep, sizeof(info.ep), "%s", lmp_launch_endpoint(L));
+            if (net.remote) snprintf(info.server_key, sizeof(info.server_key), "%s",
+                                     net.server.public_key.z85);
+            fprintf(stderr, "lmpress: coordinator on %s, %d worker rank%s, %d threads each", info.ep,
                     size > 1 ? size - 1 : 1, size > 2 ? "s" : "", threads);
+            if (net.remote)
+                fprintf(stderr, "; %d host%s, CURVE with this run's keys (server key %s)",
+                        n_hosts, n_hosts > 1 ? "s" : "", info.server_key);
+            fputc('\n', stderr);
         }
+        /* the coordinator's ZAP handler has its own copy of the keys */
+        lmp_curve_server_release(&net.server);
+        explicit_bzero(&net.server, sizeof(net.server));
     }
-    MPI_Bcast(ep, EP_MAX, MPI_CHAR, 0, MPI_COMM_WORLD);
-    ep[EP_MAX - 1] = '\0';
+    free(pubs);
+    MPI_Bcast(&info, (int) sizeof(info), MPI_BYTE, 0, MPI_COMM_WORLD);
+    info.ep[EP_MAX - 1] = '\0';
+    info.server_key[KEY_LEN - 1] = '\0';
     char bye = 0;
     MPI_Request req;
     if (rank == 0) {
         if (L) {
-            rc = rank0_job(cli, L, &jo);
+            rc = rank0_job(cli, L, &net, &jo);
             struct lmp_err err = {0};
             if (lmp_launch_stop(&L, &err) != LMP_OK && rc == LMP_EXIT_OK) rc = lmp_cli_fail(cli, &err);
         }
@@ -254,11 +376,15 @@ static int cmd_run_exec(struct lmp_cli *cli, int argc, char **argv) {
         char host[128] = "host", name[192];
         gethostname(host, sizeof(host) - 1);
         snprintf(name, sizeof(name), "rank%d@%s", rank, host);
-        if (ep[0]) {
+        if (info.ep[0] && info.server_key[0] && net.worker.public_key.z85[0] == '\0') {
+            fprintf(stderr, "lmpress: rank %d: no CURVE key pair: %s\n", rank, kerr.msg);
+        } else if (info.ep[0]) {
+            memcpy(net.worker.server_key.z85, info.server_key, KEY_LEN);
             lmp_agent_opts_init(&a.o);
-            a.o.endpoint  = ep;
+            a.o.endpoint  = info.ep;
             a.o.name      = name;
             a.o.n_threads = threads;
+            a.o.curve     = info.server_key[0] ? &net.worker : NULL;
             started = pthread_create(&thr, NULL, agent_main, &a) == 0;
         }
         /* wait for rank 0's word without spinning on a core the job needs */
@@ -275,6 +401,7 @@ static int cmd_run_exec(struct lmp_cli *cli, int argc, char **argv) {
             if (a.st != LMP_OK) fprintf(stderr, "lmpress: rank %d: %s\n", rank, a.err.msg);
         }
     }
+    explicit_bzero(&net, sizeof(net));
     int all = rc;
     MPI_Allreduce(&rc, &all, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
     lmp_jobopts_release(&jo);
