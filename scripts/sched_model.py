@@ -285,88 +285,81 @@ def cmd_measure(a):
 # the simulator
 
 
-class Sim:
-    """P workers; one coordinator serving commits, reductions and H sends one at a time.
-    A task is (duration, ready time, affinity); list scheduling: whenever a worker is free,
-    the first ready task in priority order starts on it (earliest-free worker first)."""
-
-    def __init__(self, p):
-        self.p = p
-        self.free = [(0.0, w) for w in range(p)]   # heap of (time free, worker)
-        heapq.heapify(self.free)
-        self.coord = 0.0                          # when the coordinator is next free
-        self.coord_busy = 0.0                     # its total busy time
-
-    def coord_do(self, ready, dur):
-        start = max(self.coord, ready)
-        self.coord = start + dur
-        self.coord_busy += dur
-        return self.coord
-
-    def run(self, ready_at, dur):
-        t, w = heapq.heappop(self.free)
-        start = max(t, ready_at)
-        heapq.heappush(self.free, (start + dur, w))
-        return start + dur
-
-
 def reduce_time(c, P, nbytes):
     """Sum P partial arrays of nbytes each: 'star' (today's coordinator: every part crosses
-    the coordinator's link, then it adds them) or 'tree' (pairwise, log2 P rounds of one part,
-    the sums done by the workers)."""
+    the coordinator's link, then it adds them) or 'ring' (a bandwidth-optimal all-reduce among
+    the workers: 2 (P-1)/P of the array per link, 2 (P-1) latencies)."""
     net = c["lat"] + nbytes * 8 / (c["gbps"] * 1e9)
     add = nbytes / (c["mem_gbs"] * 1e9)
     if P <= 1:
         return 0.0
-    if c["reducer"] == "tree":
-        return math.ceil(math.log2(P)) * (net + add)
+    if c["reducer"] == "ring":
+        return 2 * (P - 1) * c["lat"] + 2 * (P - 1) / P * (net - c["lat"] + add)
     return P * (net + add)
 
 
 def independent(m, P, q, c, calib_mode, order="fifo"):
-    """Independent mode. calib_mode 'coord': the coordinator computes every block's H serially
-    (today's lmpress) and sends each task its H; 'workers': the tokens are cut into P shards,
-    each worker forwards its shard block by block (calibration tasks, highest priority), the
-    coordinator sums the P partial H of a block (the reducer) and sends each task its H.
-    Every result is committed by the coordinator, one at a time."""
+    """Independent mode, event driven. Calibration: 'coord', the coordinator computes every
+    block's H in order, back to back (today's lmpress; it calibrates lazily, which is no
+    faster); 'workers', the tokens are cut into P shards, each worker forwards its shard
+    through every block first (calibration before quantization), and the coordinator sums the
+    P partial H of each block (the reducer) as they arrive. Then list scheduling in block
+    order (fifo: q k v o gate up down; lpt: largest first within a block): a free worker gets
+    the next task once its block is calibrated; the coordinator, one request at a time, sends
+    the task its H, and when the result comes back commits it, then dispatches the worker's
+    next task (lmpress dispatches after the commit). RET (wall, coordinator busy seconds)."""
     lin = linears(m)
     iw = input_width(m)
-    S = Sim(P)
     net = lambda nbytes: c["lat"] + nbytes * 8 / (c["gbps"] * 1e9)
     tcal = c["calib_block_s"]
-    ready = []
+    st = {"free": 0.0, "busy": 0.0}
+
+    def coord(t, dur):
+        start = max(t, st["free"])
+        st["free"] = start + dur
+        st["busy"] += dur
+        return st["free"]
+
+    ready, t0 = [], 0.0
     if calib_mode == "coord":
-        t = 0.0
         for b in range(m["n_layers"]):
-            t = S.coord_do(t, tcal)
-            ready.append(t)
+            ready.append((b + 1) * tcal)
+        st["busy"] += m["n_layers"] * tcal
     else:
-        # token shards, one per worker; calibration has priority, so each worker forwards
-        # its shard through all blocks first (block b done at (b+1) shard), the coordinator
-        # reduces each block's P partial H as they come, and the workers quantize after.
         shard = tcal / P
         part = sum(4 * n * n for n in iw.values())
         for b in range(m["n_layers"]):
-            ready.append(S.coord_do((b + 1) * shard, reduce_time(c, P, part)))
-        S.free = [(m["n_layers"] * shard, w) for w in range(P)]
-        heapq.heapify(S.free)
+            ready.append(coord((b + 1) * shard, reduce_time(c, P, part)))
+        t0 = m["n_layers"] * shard
     tasks = []
     for b in range(m["n_layers"]):
-        for k in ORDER:
-            o, i = lin[k]
-            tasks.append((b, k, o, i, q(o, i)))
-    if order == "lpt":   # largest first among the ready: blocks in order, largest layer first
-        tasks.sort(key=lambda x: (x[0], -x[4]))
-    end = 0.0
-    busy = 0.0
-    for b, k, o, i, dur in tasks:
-        # H sent by the coordinator when the block is calibrated (serialised on its link)
-        t_h = S.coord_do(ready[b], net(4 * i * i))
-        fin = S.run(t_h, dur)
-        res_bytes = o * (i // c["g"]) * c["M"] * 2 + c["M"] * c["K"] * c["g"] * 4 + o * 4
-        end = S.coord_do(fin, net(res_bytes) + c["commit"](o, i))
-        busy += dur
-    return end, S.coord_busy
+        blk = [(b, k, *lin[k], q(*lin[k])) for k in ORDER]
+        if order == "lpt":
+            blk.sort(key=lambda x: -x[4])
+        tasks += blk
+    ev, seq, nxt, end = [], 0, 0, 0.0
+    for w in range(P):
+        heapq.heappush(ev, (t0, seq, "free", w, None))
+        seq += 1
+    while ev:
+        t, _, kind, w, task = heapq.heappop(ev)
+        if kind == "done":
+            b, k, o, i, dur = task
+            res_bytes = o * (i // c["g"]) * c["M"] * 2 + c["M"] * c["K"] * c["g"] * 4 + o * 4
+            t = coord(t, net(res_bytes) + c["commit"](o, i))
+            end = max(end, t)
+        if nxt == len(tasks):
+            continue
+        b, k, o, i, dur = tasks[nxt]
+        if ready[b] > t:   # wait for the block's calibration, in time order with the rest
+            heapq.heappush(ev, (ready[b], seq, "free", w, None))
+            seq += 1
+            continue
+        nxt += 1
+        t_start = coord(t, net(4 * i * i))
+        heapq.heappush(ev, (t_start + dur, seq, "done", w, tasks[nxt - 1]))
+        seq += 1
+    return end, st["busy"]
 
 
 def sequential(m, P, q, c):
@@ -397,8 +390,9 @@ def sequential(m, P, q, c):
             t += work / rows + (steps * (reduce_time(c, rows, grad) + net(grad) + c["reduce_s"])
                                 if rows > 1 else 0)
         if c["ft_block_s"] > 0:
-            steps = c["ft_steps"]
-            # data parallel, gradients of the block's parameters all-reduced every step
+            # data parallel with a global minibatch of max(4, P) sequences (>= 1 per worker),
+            # the gradients of the block's parameters all-reduced every step
+            steps = math.ceil(c["ft_seqs"] / max(4, P))
             t += c["ft_block_s"] / P + steps * reduce_time(c, P, 4 * block_params(m))
     return t
 
@@ -414,7 +408,7 @@ def constants(inp, m, gpu_scale, args, threads):
              commit=fit_commit(inp)[0],
              steps_per_layer=args.steps_per_layer, reduce_s=args.reduce_us * 1e-6,
              ft_block_s=(ft * ntok * args.ft_epochs * gpu_scale) if args.finetune else 0.0,
-             ft_steps=int(args.nseq / 4 * args.ft_epochs))
+             ft_seqs=args.nseq * args.ft_epochs)
     return c
 
 
@@ -464,6 +458,10 @@ def cmd_predict(a):
     c = constants(inp, m, scale * 1.0, a, threads)
     # calibration and fine-tuning were measured with calib_threads / ft_threads CPU threads
     c["calib_block_s"] *= inp.get("calib_threads", threads) / threads
+    if a.calib_eff:   # the forward and X^T X are GEMMs: a stated fraction of the GPU's peak instead
+        c["calib_block_s"] = calib_flops_per_token(m, a.ctx) * a.nseq * a.ctx / (a.calib_eff * rate_gpu)
+        c["ft_block_s"] = (ft_flops_per_token(m, a.ctx) * a.nseq * a.ctx * a.ft_epochs / (a.calib_eff * rate_gpu)
+                           if a.finetune else 0.0)
     c["ft_block_s"] *= inp.get("ft_threads", threads) / threads
     print(f"model: {m['name']}: {m['n_layers']} blocks, dim {m['dim']}, hidden {m['hidden']}, "
           f"{m['n_heads']} heads / {m['n_kv']} KV heads; scheme {inp.get('scheme')}")
@@ -514,8 +512,8 @@ def cmd_validate(a):
     m = dict(SMOL, n_layers=nb)
     print(f"SmolLM2-135M, the last {nb} blocks, {ntok} calibration tokens; quant phase = first "
           f"assign to last commit (the coordinator's prelude forward through the kept blocks excluded)")
-    print("| layout | predicted | measured | error |")
-    print("|---|---|---|---|")
+    print("| layout | predicted (inputs) | predicted (this layout's task times) | measured | error (inputs) |")
+    print("|---|---|---|---|---|")
     res = {}
     for layout in ("1x2", "2x1", "1x1"):
         W, T = map(int, layout.split("x"))
@@ -532,6 +530,17 @@ def cmd_validate(a):
         else:
             wall, _ = independent(m, W, q, c, "coord")
             wall -= c["calib_block_s"]
+        # the same schedule with this layout's own task times (contention on the 2 cores
+        # included): separates the scheduling from the slowdown of each task
+        own = {}
+        for d in layout_dirs(a.run, layout):
+            for name, t in parse_run(d).items():
+                own.setdefault(layer_of(name)[1], []).append(t["compute"])
+        sh = {v: k for k, v in linears(SMOL).items()}
+        qo = lambda o, i, _own=own: sum(_own[[k for k, s_ in linears(SMOL).items() if s_ == (o, i)][0]]) / \
+            len(_own[[k for k, s_ in linears(SMOL).items() if s_ == (o, i)][0]])
+        wall_own, _ = independent(m, W, qo, c, "coord")
+        wall_own -= c["calib_block_s"]
         meas = []
         for d in layout_dirs(a.run, layout):
             t = parse_run(d)
@@ -539,7 +548,7 @@ def cmd_validate(a):
                 meas.append(max(x["commit"] for x in t.values()) - min(x["assign"] for x in t.values()))
         mm = sorted(meas)[len(meas) // 2] if meas else float("nan")
         res[layout] = (wall, mm)
-        print(f"| {layout} | {wall:.1f} s | {mm:.1f} s | {100 * (wall - mm) / mm:+.0f}% |")
+        print(f"| {layout} | {wall:.1f} s | {wall_own:.1f} s | {mm:.1f} s | {100 * (wall - mm) / mm:+.0f}% |")
     if "1x2" in res and "2x1" in res:
         print(f"\nspeedup 2x1 vs 1x2: predicted {res['1x2'][0] / res['2x1'][0]:.2f}x, measured "
               f"{res['1x2'][1] / res['2x1'][1]:.2f}x")
@@ -577,11 +586,14 @@ def main():
                    help="sequential mode: reductions per layer (optimisation steps over all rounds; "
                         "default: the measured steps_per_layer of the inputs, else 100)")
     p.add_argument("--reduce-us", type=float, default=50.0, help="coordinator time per reduction")
+    p.add_argument("--calib-eff", type=float, default=None,
+                   help="calibration and fine-tuning at this fraction of the GPU's peak (default: the "
+                        "fraction measured on the CPU)")
     p.add_argument("--finetune", action="store_true")
     p.add_argument("--ft-epochs", type=int, default=1)
     p.add_argument("--order", default="fifo", choices=["fifo", "lpt"])
-    p.add_argument("--reducer", default="star", choices=["star", "tree"],
-                   help="how partial sums meet: at the coordinator (star) or pairwise (tree)")
+    p.add_argument("--reducer", default="star", choices=["star", "ring"],
+                   help="how partial sums meet: at the coordinator (star) or in a ring all-reduce")
     a = ap.parse_args()
     {"measure": cmd_measure, "validate": cmd_validate, "predict": cmd_predict}[a.cmd](a)
 
