@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# mpi_run - `mpirun -np N lmpress run JOB` on stories260K, independent mode:
-#  1. -np 3 (coordinator + 2 worker ranks): the artifact equals `lmpress compress` of the
+# mpi_run - `mpirun -np N lmpress run JOB` on stories260K, independent mode, one host:
+#  1. -np 3 (coordinator on loopback, no keys + 2 worker ranks): the artifact equals `lmpress compress` of the
 #     same JOB dataset for dataset (h5diff; the event log aside), exit code 0 on every rank;
 #  2. -np 1 (coordinator + one in-process worker): the same artifact;
 #  3. a bad JOB file: exit code 2 (the JOBFILE:LINE message), on every rank;
@@ -66,6 +66,9 @@ timeout 300 mpirun -np 3 "$LMPRESS" run jobs/stories.job > r3.out 2> r3.err
 rc=$?
 [ $rc -eq 0 ] || { bad "mpirun -np 3: exit $rc"; tail -20 r3.err; }
 grep -q "2 worker ranks" r3.err || bad "no coordinator line: $(head -3 r3.err)"
+# one host: loopback, no keys (the multi-host path is mpi_run_remote.sh)
+grep -q "coordinator on tcp://127.0.0.1:" r3.err || bad "one host but not loopback: $(head -1 r3.err)"
+grep -q "CURVE" r3.err && bad "one host but CURVE keys: $(head -1 r3.err)"
 grep -q "30/30 layers done" r3.err || bad "no progress to 30/30"
 same_layers mpi3.h5 ref.h5 || bad "mpirun -np 3 artifact differs from lmpress compress"
 
