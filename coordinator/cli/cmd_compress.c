@@ -9,8 +9,8 @@
  *
  *  Two drivers, chosen in one place (use_embedded): jobs the coordinator supports run on
  *  the embedded path, a coordinator and --workers local worker threads on a loopback
- *  endpoint (coordinator/launch.h), the same code as a cluster; the others (sequential
- *  mode, --finetune, --calib generate) on the single-process driver lmp_compress_run.
+ *  endpoint (coordinator/launch.h), the same code as a cluster; the others (--finetune in
+ *  independent mode, --calib generate) on the single-process driver lmp_compress_run.
  *  Options (and a JOB file) are parsed by jobopts.h, shared with submit and run.
  */
 #include "coordinator/cli/cli.h"
@@ -90,13 +90,18 @@ static int default_threads(void) {
 static volatile sig_atomic_t stop_flag;
 static void on_signal(int sig) { (void) sig; stop_flag = 1; }
 
-/* THE switch between the two drivers: what the coordinator supports today (coord.c
- * job_plan: independent mode, a calibration text file, no fine-tuning) runs embedded. */
+/* THE switch between the two drivers: what the coordinator supports (coord.c job_plan: a
+ * calibration text file; independent mode without fine-tuning, sequential AQLM with or
+ * without) runs embedded. With one worker (--workers 1, the default) the artifact is the
+ * single-process driver's bit for bit; with more, sequential layers run as row shards whose
+ * sums differ in fp32 rounding (per-layer errors within 0.5%: tests/unit/test_aq_rows.c,
+ * tests/integration/cluster_sequential.sh). */
 static bool use_embedded(const struct lmp_compress_opts *o, const char *calib) {
     const char *force = getenv("LMPRESS_DRIVER");   /* "single": the one-process driver */
     if (force && strcmp(force, "single") == 0) return false;
-    return o->mode == LMP_COMPRESS_INDEPENDENT && !o->finetune &&
-           !(calib && strcmp(calib, "generate") == 0);
+    if (calib && strcmp(calib, "generate") == 0) return false;
+    if (o->mode == LMP_COMPRESS_INDEPENDENT) return !o->finetune;
+    return o->spec.method == LMP_COMPRESS_AQLM && calib != NULL;   /* sequential: AQLM on a text */
 }
 
 /* ---- the embedded path: coordinator + local workers, progress from the job status */

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # cluster_sequential - `lmpress submit --mode sequential` on loopback, stories260K:
-#  1. one worker: the artifact equals `lmpress compress --mode sequential` dataset for
-#     dataset (h5diff; layers run whole, the slices' sums add in slice order);
+#  0. `lmpress compress --mode sequential` (embedded coordinator, one worker) equals the
+#     single-process driver (LMPRESS_DRIVER=single), with and without --finetune;
+#  1. one worker: the artifact equals the single-process driver's dataset for dataset
+#     (h5diff; layers run whole, the slices' sums add in slice order);
 #  2. two workers: every layer of a block runs as 2 row shards; the job completes and its
 #     perplexity is finite and within 2% of the single-process run's. Why 2%: the sharded
 #     sums differ from the unsharded ones in fp32 rounding only (per-layer errors agree
@@ -83,8 +85,12 @@ near() {   # A B TOL: finite A within TOL (relative) of B
     python3 -c "import math,sys; a,r=float('$1' or 'nan'),float('$2' or 'nan'); sys.exit(0 if math.isfinite(a) and abs(a/r-1)<$3 else 1)"
 }
 
-"$LMPRESS" compress "${JOB[@]}" --out ref.h5 > ref.out 2> ref.err || { bad "compress"; cat ref.err; }
+# the single-process driver, and `lmpress compress` (embedded coordinator + one worker): equal
+LMPRESS_DRIVER=single "$LMPRESS" compress "${JOB[@]}" --out ref.h5 > ref.out 2> ref.err || { bad "compress"; cat ref.err; }
 pr=$(ppl ref.h5)
+"$LMPRESS" compress "${JOB[@]}" --out emb.h5 > emb.out 2> emb.err || { bad "compress (embedded)"; cat emb.err; }
+same_layers emb.h5 ref.h5 || bad "lmpress compress --mode sequential (embedded) differs from the single-process driver"
+grep -q "model.layers.4.mlp.up_proj rel err" emb.err || bad "embedded: no progress lines"
 
 # 1. one worker: bit for bit
 start_coord c1.log
@@ -118,8 +124,11 @@ near "$pk" "$pr" 0.02 || bad "killed shard: perplexity $pk vs $pr"
 
 # 4. block fine-tuning
 FT=(--finetune --ft-max-steps 20)
-"$LMPRESS" compress "${JOB[@]}" "${FT[@]}" --out fref.h5 > fref.out 2> fref.err || { bad "compress --finetune"; cat fref.err; }
+LMPRESS_DRIVER=single "$LMPRESS" compress "${JOB[@]}" "${FT[@]}" --out fref.h5 > fref.out 2> fref.err ||
+    { bad "compress --finetune"; cat fref.err; }
 pf=$(ppl fref.h5)
+"$LMPRESS" compress "${JOB[@]}" "${FT[@]}" --out femb.h5 > femb.out 2> femb.err || { bad "compress --finetune (embedded)"; cat femb.err; }
+same_layers femb.h5 fref.h5 || bad "lmpress compress --finetune (embedded) differs from the single-process driver"
 timeout 300 "$LMPRESS" submit --connect "$EP" --wait "${JOB[@]}" "${FT[@]}" --out ft2.h5 > ft2.out 2> ft2.err ||
     { bad "submit --finetune, two workers (rc $?)"; cat ft2.err; tail -20 c1.log; }
 grep -q "block 4 fine-tuned by" c1.log || bad "no fine-tuning task ran"
