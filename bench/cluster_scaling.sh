@@ -34,8 +34,10 @@
 # the coordinator then runs its task a second time).
 #
 # What is counted (coordinator overhead), from the logs, each line stamped by this script with
-# $EPOCHREALTIME as it is read from the process's stderr (a pipe; the stamp lags the write by
-# the reader's scheduling delay, so it is an upper bound):
+# $EPOCHREALTIME as it is read from the process's stderr (a pipe, one reader per process: each
+# stamp lags its write by that reader's scheduling delay, milliseconds on an idle machine, tens
+# of milliseconds under heavy load, so one interval can be off by that much either way, even
+# negative; the means over many tasks are what to read):
 #   dispatch_s = worker's "task 'L' (attempt A)" - coordinator's "'L' -> worker" (H packed, sent
 #                over loopback, unpacked and copied by the worker);
 #   result_s   = coordinator's "L committed" - worker's "task 'L' done in" (result packed, sent,
@@ -75,7 +77,7 @@ MODEL=$HOME/.cache/lmpress/models/SmolLM2-135M-Instruct.Q4_1.gguf
 TOKENIZER=
 CALIB=$SHARED/data/tinystories_valid_first1000.txt
 BLOCKS=4 NSAMPLES=32 CTX=512 SCHEME=2x8g8 LAYOUTS="1x2 2x1 1x1" REPEAT=1 CTHREADS=2
-OUT= COMMIT= TMO=7200 SOURCE_LABEL=
+OUT='' COMMIT='' TMO=7200 SOURCE_LABEL=
 EXTRA=()
 ARGS="$*"
 usage() { sed -n '/^# usage:/,/^# Exit/p' "$0" | sed 's/^# \{0,1\}//'; exit "${1:-2}"; }
@@ -165,7 +167,7 @@ load1() { cut -d' ' -f1 /proc/loadavg; }
 
 # run_layout W T TAG: one job; appends a row to results.tsv
 run_layout() {
-    local W=$1 T=$2 tag=$3 d="$OUT/$3" ep= cpid wp=() i
+    local W=$1 T=$2 tag=$3 d="$OUT/$3" ep='' cpid wp=() i
     mkdir -p "$d"
     local la0; la0=$(load1)
     env LMP_THREADS="$CTHREADS" OPENBLAS_NUM_THREADS="$CTHREADS" \
