@@ -8,6 +8,8 @@
 #     (preemption: SIGTERM to its tasks) and by the template itself on SIGUSR1 (what
 #     --signal=B:USR1@300 sends before the time limit); each restart appends to the same log
 #     and resumes the committed layers, and the artifact equals the uninterrupted run's.
+#  3. the template's errors: no JOB file, and a bad JOB on a job with --gres=gpu:2 (two stand-in
+#     GPUs): both FAILED with exit code 2, the GPUs in the start line, lmpress run's message.
 # Also: srun --mpi=pmix wires Open MPI ranks together (an MPI program on 3 tasks).
 # Skipped (77) when the Slurm binaries are missing outside CI (deploy/setup.sh installs them),
 # or when `lmpress run` does not exist. Daemons are stopped through their PID files and the
@@ -96,6 +98,8 @@ write_conf() {   # CTLD_PORT SLURMD_PORT
     local user
     user=$(id -un)
     mkdir -p "$T/state" "$T/spool" "$T/log"
+    # two stand-in GPUs (count-only GPUs are refused: 0 reported), so --gres=gpu:N schedules
+    printf 'Name=gpu File=/dev/null\nName=gpu File=/dev/zero\n' > "$T/gres.conf"
     cat > "$T/slurm.conf" <<EOF
 ClusterName=lmptest
 SlurmctldHost=$(hostname -s)(127.0.0.1)
@@ -129,7 +133,8 @@ KillWait=15
 InactiveLimit=0
 MinJobAge=600
 MessageTimeout=20
-NodeName=n1 NodeAddr=127.0.0.1 CPUs=4 RealMemory=2000 State=UNKNOWN
+GresTypes=gpu
+NodeName=n1 NodeAddr=127.0.0.1 CPUs=4 RealMemory=2000 Gres=gpu:2 State=UNKNOWN
 PartitionName=test Nodes=n1 Default=YES MaxTime=INFINITE State=UP
 EOF
 }
@@ -256,6 +261,13 @@ REF_PID=$!
 write_job a
 t0=$(now)
 id=$(submit a) || { bad "sbatch: $(cat a.sbatch.err)"; exit 1; }
+# 3. (meanwhile, on the CPU left, then after job 1) the template's errors: no JOB file; a bad
+#    JOB with --gres=gpu:2 (the tasks run; lmpress run refuses the JOB: exit 2 on every rank)
+printf 'model = x\nbits = nine\n' > bad.job
+id_nojob=$(sc sbatch --parsable --chdir="$T" --output="$T/nojob.log" --ntasks=1 \
+           --cpus-per-task=1 "$TEMPLATE" 2> nojob.sbatch.err) || bad "sbatch: $(cat nojob.sbatch.err)"
+id_bad=$(sc sbatch --parsable --chdir="$T" --output="$T/bad.log" --ntasks=2 --cpus-per-task=1 \
+         --gres=gpu:2 "$TEMPLATE" "$T/bad.job" 2> bad.sbatch.err) || bad "sbatch: $(cat bad.sbatch.err)"
 wait_for 240 job_in "$id" COMPLETED FAILED CANCELLED TIMEOUT NODE_FAIL OUT_OF_MEMORY ||
     bad "job $id not finished after 240 s: $(job_field "$id" JobState)"
 echo "job $id: $(job_field "$id" JobState) in $(elapsed "$t0") s"
@@ -275,6 +287,22 @@ wait "$REF_PID" || { bad "lmpress compress (the reference)"; cat ref.err; }
 REF_PID=
 same_layers a.h5 ref.h5 || bad "the Slurm job's artifact differs from lmpress compress"
 [ $fail = 0 ] || { echo "--- a.log"; cat a.log; }
+
+# 3. (continued)
+for j in "$id_nojob" "$id_bad"; do
+    wait_for 120 job_in "$j" COMPLETED FAILED CANCELLED TIMEOUT NODE_FAIL OUT_OF_MEMORY ||
+        bad "job $j not finished: $(job_field "$j" JobState)"
+    job_in "$j" FAILED && [ "$(job_field "$j" ExitCode)" = 2:0 ] ||
+        bad "job $j: $(job_field "$j" JobState) exit $(job_field "$j" ExitCode), expected FAILED 2:0"
+done
+grep -q "^lmpress.sbatch: no JOB file: give it as the argument or in LMPRESS_JOB" nojob.log ||
+    bad "no-JOB message: $(cat nojob.log)"
+grep -q "^lmpress.sbatch: job $id_bad start .* 2 tasks, 1 cpus/task, 2 gpus/node" bad.log ||
+    bad "the GPU job's start line: $(head -1 bad.log)"
+grep -q "^$T/bad.job:2: " bad.log || bad "no JOBFILE:LINE message: $(cat bad.log)"
+grep -q "^lmpress.sbatch: lmpress run exited with 2 " bad.log || bad "bad JOB: $(cat bad.log)"
+echo "jobs $id_nojob (no JOB) and $id_bad (bad JOB, --gres=gpu:2): $(job_field "$id_bad" JobState)" \
+     "$(job_field "$id_bad" ExitCode)"
 
 # 2. one job interrupted twice (tasks of 200 ms, so it is surely mid-job), then completed:
 #  a. preemption: `scontrol requeue` (SIGTERM to every task, the job back to the queue);
