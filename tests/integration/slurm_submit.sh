@@ -170,7 +170,7 @@ job_in() {   # ID STATE...: the job's state is one of STATE
     return 1
 }
 restarted() { [ "$(job_field "$1" Restarts)" = "$2" ]; }
-n_parts() { ls "$1.parts" 2>/dev/null | grep -c '^layer-'; }
+n_parts() { local f=("$1".parts/layer-*); [ -e "${f[0]}" ] && echo ${#f[@]} || echo 0; }
 has_parts() { [ "$(n_parts "$1")" -ge "$2" ]; }
 same_layers() {
     local la lb d n=0
@@ -325,16 +325,16 @@ write_job b
 t0=$(now)
 id=$(LMP_FAULT_TASK_SLEEP_MS=200 submit b) || { bad "sbatch: $(cat b.sbatch.err)"; exit 1; }
 wait_for 240 has_parts b.h5 4 || bad "no layers committed before the requeue"
-kept1=$(n_parts b.h5)
+kept=(0 "$(n_parts b.h5)")
 sc scontrol requeue "$id" || bad "scontrol requeue $id"
 release "$id" 1
-wait_for 240 has_parts b.h5 $((kept1 + 4)) || bad "no layers committed after the restart"
-kept2=$(n_parts b.h5)
+wait_for 240 has_parts b.h5 $((kept[1] + 4)) || bad "no layers committed after the restart"
+kept+=("$(n_parts b.h5)")
 sc scancel --batch --signal=USR1 "$id" || bad "scancel --batch --signal=USR1 $id"
 release "$id" 2
 wait_for 300 job_in "$id" COMPLETED FAILED CANCELLED TIMEOUT NODE_FAIL OUT_OF_MEMORY ||
     bad "requeued job $id not finished: $(job_field "$id" JobState)"
-echo "job $id: requeued at $kept1 layers, USR1 at $kept2, $(job_field "$id" JobState)" \
+echo "job $id: requeued at ${kept[1]} layers, USR1 at ${kept[2]}, $(job_field "$id" JobState)" \
      "in $(elapsed "$t0") s"
 job_in "$id" COMPLETED || bad "requeued job $id ended $(job_field "$id" JobState)"
 [ "$(job_field "$id" ExitCode)" = 0:0 ] || bad "job $id exit code $(job_field "$id" ExitCode)"
@@ -351,8 +351,8 @@ grep -q "^lmpress.sbatch: lmpress run exited with 0 " b.log || bad "no clean exi
     bad "the restarts did not resume from the state directory"
 for r in 1 2; do
     n=$(resumed_at $r)
-    eval "k=\$kept$r"
-    [ -n "$n" ] && [ "$n" -ge "$k" ] || bad "restart $r started at '$n' layers, $k were committed"
+    [ -n "$n" ] && [ "$n" -ge "${kept[r]}" ] ||
+        bad "restart $r started at '$n' layers, ${kept[r]} were committed"
 done
 same_layers b.h5 ref.h5 || bad "the requeued job's artifact differs from an uninterrupted run"
 grep "^lmpress.sbatch: \|^lmpress: \|CANCELLED" b.log | sed 's/^/  b.log: /' | head -30
