@@ -163,7 +163,8 @@ static int rank0_net(struct run_net *net, const char *pubs, int size) {
     struct lmp_curve_server *s = &net->server;
     enum lmp_status st = lmp_key_pair_new(&s->public_key, &s->secret_key, &err);
     if (st == LMP_OK) st = lmp_key_pair_new(&net->client.public_key, &net->client.secret_key, &err);
-    if (st == LMP_OK) st = lmp_curve_server_add(s, &net->client.public_key, LMP_PEER_CLI, "run", &err);
+    if (st == LMP_OK)
+        st = lmp_curve_server_add(s, &net->client.public_key, LMP_PEER_CLI, "run", &err);
     for (int r = size == 1 ? 0 : 1; st == LMP_OK && r < size; r++) {
         struct lmp_key k;
         char name[32];
@@ -343,8 +344,8 @@ static int cmd_run_exec(struct lmp_cli *cli, int argc, char **argv) {
             snprintf(info.ep, sizeof(info.ep), "%s", lmp_launch_endpoint(L));
             if (net.remote) snprintf(info.server_key, sizeof(info.server_key), "%s",
                                      net.server.public_key.z85);
-            fprintf(stderr, "lmpress: coordinator on %s, %d worker rank%s, %d threads each", info.ep,
-                    size > 1 ? size - 1 : 1, size > 2 ? "s" : "", threads);
+            fprintf(stderr, "lmpress: coordinator on %s, %d worker rank%s, %d threads each",
+                    info.ep, size > 1 ? size - 1 : 1, size > 2 ? "s" : "", threads);
             if (net.remote)
                 fprintf(stderr, "; %d host%s, CURVE with this run's keys (server key %s)",
                         n_hosts, n_hosts > 1 ? "s" : "", info.server_key);

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # mpi_run - `mpirun -np N lmpress run JOB` on stories260K, independent mode, one host:
-#  1. -np 3 (coordinator on loopback, no keys + 2 worker ranks): the artifact equals `lmpress compress` of the
-#     same JOB dataset for dataset (h5diff; the event log aside), exit code 0 on every rank;
+#  1. -np 3 (coordinator on loopback without keys, 2 worker ranks): the artifact equals
+#     `lmpress compress` of the same JOB dataset for dataset (h5diff; the event log aside),
+#     exit code 0 on every rank;
 #  2. -np 1 (coordinator + one in-process worker): the same artifact;
 #  3. a bad JOB file: exit code 2 (the JOBFILE:LINE message), on every rank;
 #  4. SIGTERM to the ranks mid-job: exit 130, committed layers and OUT.state kept, and

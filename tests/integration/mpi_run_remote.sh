@@ -72,7 +72,8 @@ expect() {
 # the address rank 0 should pick: this host's first global IPv4 address, if it has one
 ADDR=
 if command -v ip >/dev/null; then
-    ADDR=$(ip -4 -o addr show scope global up 2>/dev/null | awk '{sub(/\/.*/, "", $4); print $4; exit}')
+    ADDR=$(ip -4 -o addr show scope global up 2>/dev/null |
+           awk '{sub(/\/.*/, "", $4); print $4; exit}')
 fi
 RUNENV=(-x LMPRESS_RUN_FORCE_REMOTE=1)
 if [ -z "$ADDR" ]; then
@@ -100,7 +101,8 @@ for _ in $(seq 1 600); do
     sleep 0.05
 done
 echo "rank 0: $line"
-[ -n "$EP" ] && [ ${#SKEY} -eq 40 ] || bad "no endpoint and server key from rank 0: $(head -5 r3.err)"
+[ -n "$EP" ] && [ ${#SKEY} -eq 40 ] ||
+    bad "no endpoint and server key from rank 0: $(head -5 r3.err)"
 case "$EP" in
     "tcp://$ADDR:"*) ;;
     *) bad "rank 0 bound $EP, expected an endpoint on $ADDR" ;;
@@ -131,7 +133,9 @@ for k in rank1 rank2; do
 done
 grep -q "key 'run' (cli) connected" r3.err || bad "rank 0's client key not accepted"
 prefix=$(head -c 10 mallory.pub 2>/dev/null)
-[ -n "$prefix" ] && { grep -qF "refused key '$prefix" r3.err || bad "mallory's key refusal is not logged"; }
+if [ -n "$prefix" ]; then
+    grep -qF "refused key '$prefix" r3.err || bad "mallory's key refusal is not logged"
+fi
 grep -Eq "worker '(mallory|nokey)' joined" r3.err && bad "a stranger joined as a worker"
 grep -q "job 1 cancelled\|cancelled" r3.err && bad "a stranger cancelled the job"
 grep -q "30/30 layers done" r3.err || bad "no progress to 30/30"

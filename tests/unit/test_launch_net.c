@@ -181,14 +181,15 @@ static void test_launch_curve(void) {
 
     struct lmp_client *bad = NULL;
     memset(&err, 0, sizeof(err));
-    CHECK(lmp_client_connect_curve(lmp_launch_endpoint(L), 5000, &stranger, &bad, &err) == LMP_EPERM);
+    const char *ep = lmp_launch_endpoint(L);
+    CHECK(lmp_client_connect_curve(ep, 5000, &stranger, &bad, &err) == LMP_EPERM);
     CHECK(bad == NULL);
     memset(&err, 0, sizeof(err));
-    CHECK(lmp_client_connect(lmp_launch_endpoint(L), 5000, &bad, &err) == LMP_EPERM);
+    CHECK(lmp_client_connect(ep, 5000, &bad, &err) == LMP_EPERM);
     CHECK(bad == NULL);
     /* the worker's key is not a client's */
     memset(&err, 0, sizeof(err));
-    CHECK(lmp_client_connect_curve(lmp_launch_endpoint(L), 5000, &wk, &bad, &err) == LMP_EPERM);
+    CHECK(lmp_client_connect_curve(ep, 5000, &wk, &bad, &err) == LMP_EPERM);
     lmp_client_close(&bad);
     CHECK(lmp_launch_stop(&L, &err) == LMP_OK);
 }
