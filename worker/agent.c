@@ -88,6 +88,7 @@ struct rowsum {
     uint64_t step;                     /* sums asked so far */
     bool     posted, sent, have, abort;
     int      red_fd;                   /* write end: "a part is posted" */
+    double   wait_s;                   /* time spent waiting for sums */
 };
 
 /* The task the compute thread runs: inputs copied out of the TaskAssign, the result. */
@@ -136,9 +137,11 @@ static enum lmp_status rows_sum(void *ctx, double *vec, int64_t n, struct lmp_er
     r->posted = true, r->sent = false, r->have = false;
     pthread_mutex_unlock(&r->mu);
     char one = 1;
+    const uint64_t t0 = mono_ms();
     while (write(r->red_fd, &one, 1) < 0 && errno == EINTR) {}
     pthread_mutex_lock(&r->mu);
     while (!r->have && !r->abort) pthread_cond_wait(&r->cv, &r->mu);
+    r->wait_s += (double) (mono_ms() - t0) / 1000.0;
     const bool ok = r->have;
     r->posted = false, r->vec = NULL;
     pthread_mutex_unlock(&r->mu);
@@ -176,6 +179,10 @@ static enum lmp_status quantize_rows(struct task *t, const float *w, struct lmp_
     t->res.steps = S.n_rounds + S.n_adam_steps;
     t->res.bits_per_weight = lmp_compress_bits_per_weight(&t->spec, l->n_out, l->n_in);
     t->res.seconds = (double) mono_ms() / 1000.0 - t0;
+    lmp_log_info("%s: '%s' rows [%llu, %llu): init %.2fs, codebook update %.2fs, beam %.2fs, "
+                 "%llu sums (%.2fs waiting for them), %d rounds", "row shard", t->layer,
+                 (unsigned long long) t->row_begin, (unsigned long long) t->row_end, S.seconds_init,
+                 S.seconds_adam, S.seconds_beam, (unsigned long long) t->rs.step, t->rs.wait_s, S.n_rounds);
     return LMP_OK;
 }
 
@@ -746,6 +753,7 @@ static enum lmp_status on_assign(struct agent *A, const Lmp__Envelope *env, stru
     pthread_cond_init(&t->rs.cv, NULL);
     t->rs.red_fd = A->red_fd[1];
     t->qfrom = -1;
+    t->agent = A;
     t->job_id = ta->job_id, t->task_id = ta->task_id, t->attempt = ta->attempt;
     t->layer_index = ta->layer_index;
     snprintf(t->layer, sizeof(t->layer), "%s", ta->layer ? ta->layer : "");
