@@ -3,7 +3,8 @@
  *  One DEALER socket, owned by the calling (main) thread, which says Hello (with the
  *  node's capabilities), sends a Heartbeat every heartbeat_ms (as told by HelloAck) and a
  *  TaskProgress for the running task, and answers TaskAssign / TaskCancel / Shutdown.
- *  The task itself (TASK_KIND_QUANTIZE_LAYER: lmp_compress_linear on one linear) runs in
+ *  The task itself (TASK_KIND_QUANTIZE_LAYER: lmp_compress_linear on one linear; the other
+ *  kinds below) runs in
  *  a compute thread, which reports back through a pipe, so heartbeats keep flowing
  *  during a long codebook search. One task at a time.
  *
@@ -19,6 +20,22 @@
  *  activations (up to 32 slices, least recently used dropped), so the next task of the
  *  slice advances from block b + 1 instead of starting from the embedding; a slice it
  *  does not hold (another worker died, or it was dropped) is recomputed from the tokens.
+ *
+ *  In sequential mode a CALIBRATE task also carries the quantized blocks the slice must pass
+ *  (Blob "qfrom" and q/<layer>/codes|codebooks|scales, q/<norm tensor>): the worker installs
+ *  their decoded weights, advances, restores the originals, and keeps the input (not the output)
+ *  of the block it collected, until the next task ships that block quantized.
+ *
+ *  TASK_KIND_QUANTIZE_ROWS {layer, rows [r0, r1), Blob "gram"}: lmp_aq_quantize_rows on those
+ *  rows; each sum of the optimisation goes out as RowsPartial and comes back as RowsSum (the
+ *  compute thread posts its part and waits, the main thread sends it, a pipe wakes the main
+ *  thread); a TaskCancel, hand-back or stop wakes a waiting compute thread, which ends the task.
+ *
+ *  TASK_KIND_FINETUNE_BLOCK {block b, Blob "tokens" (every sequence), "qfrom", q/..., the
+ *  block's quantized layers as ft/<layer>/codes|codebooks|scales, FinetuneSpec}: every sequence
+ *  advanced through the shipped blocks (kept between tasks like a slice), b's original output as
+ *  the target, lmp_finetune_block with lmp_compress_run's settings and seed; the result is the
+ *  tuned ft/<layer>/codebooks|scales and attn_norm, ffn_norm.
  *
  *  Stop (*stop set, e.g. by SIGTERM): a running task is handed back (TaskHandback) at
  *  once, so the coordinator reassigns it; the agent waits for its compute thread to end
