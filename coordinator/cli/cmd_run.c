@@ -24,6 +24,12 @@
  *      endpoint. Nothing is written to disk; a peer outside the launch is refused at the
  *      handshake. Only public keys are printed.
  *
+ *  A worker rank whose agent ends before the job (the coordinator unreachable from its
+ *  host, its key refused) tells rank 0 (MPI_Send, TAG_LOST), which reports it; once no
+ *  worker rank is left rank 0 stops the job (state kept) and every rank exits with that
+ *  rank's code (3 unreachable, 5 refused) instead of waiting for workers that never come.
+ *  Tests: LMP_FAULT_RUN_WRONG_SERVER_KEY=1 gives the worker ranks a wrong server key.
+ *
  *  SIGTERM / SIGINT on rank 0 (Slurm preemption): the coordinator stops, keeping the
  *  committed layers and its --state directory (default: the JOB's out path + ".state");
  *  running the same command again resumes the job (with new keys). Without LMP_MPI at
@@ -70,7 +76,7 @@ static int cmd_run_exec(struct lmp_cli *cli, int argc, char **argv) {
 
 void openblas_set_num_threads(int n);   /* OpenBLAS's own API (cblas.h) */
 
-enum { EP_MAX = 256, KEY_LEN = LMP_KEY_Z85_LEN + 1 };
+enum { EP_MAX = 256, KEY_LEN = LMP_KEY_Z85_LEN + 1, TAG_LOST = 7 };
 
 /* What rank 0 tells every rank (MPI_Bcast, as bytes). */
 struct run_info {
@@ -109,10 +115,43 @@ static bool on_extra(void *ctx, int val, const char *arg) {
     return true;
 }
 
+/* Rank 0 following the job: progress lines, and the worker ranks that could not join. */
+struct follow {
+    uint32_t    last;           /* layers done at the last line */
+    int         n_ranks;        /* worker ranks (size - 1) */
+    int         n_lost;         /* of them, those whose agent ended with an error */
+    int         lost_status;    /* the last one's enum lmp_status */
+    bool        gave_up;        /* every worker rank is lost: the job was stopped */
+    const char *ep;
+};
+
+/* A worker rank whose agent stopped before the end sends its status (TAG_LOST). */
+static void collect_lost(struct follow *f) {
+    for (int flag = 1; flag;) {
+        MPI_Status ms;
+        MPI_Iprobe(MPI_ANY_SOURCE, TAG_LOST, MPI_COMM_WORLD, &flag, &ms);
+        if (!flag) break;
+        int code = 0;
+        MPI_Recv(&code, 1, MPI_INT, ms.MPI_SOURCE, TAG_LOST, MPI_COMM_WORLD, MPI_STATUS_IGNORE);
+        f->n_lost++;
+        f->lost_status = code;
+        fprintf(stderr, "lmpress: worker rank %d cannot work with the coordinator at %s (%s)%s\n",
+                ms.MPI_SOURCE, f->ep, lmp_status_str((enum lmp_status) code),
+                code == LMP_EIO ? ": can its host reach that address? (--bind-address, "
+                                  "LMPRESS_RUN_ADDRESS)" : "");
+    }
+    if (f->n_ranks > 0 && f->n_lost >= f->n_ranks && !f->gave_up) {
+        fprintf(stderr, "lmpress: no worker rank is left: stopping\n");
+        f->gave_up = true;
+        stop_flag  = 1;
+    }
+}
+
 static void follow_status(void *ctx, const Lmp__JobInfo *j) {
-    uint32_t *last = ctx;
-    if (j->layers_done == *last) return;
-    *last = j->layers_done;
+    struct follow *f = ctx;
+    collect_lost(f);
+    if (j->layers_done == f->last) return;
+    f->last = j->layers_done;
     fprintf(stderr, "job %llu: %u/%u layers done", (unsigned long long) j->job_id, j->layers_done,
             j->layers_total);
     if (j->eta_s >= 0 && j->state == LMP__JOB_STATE__JOB_STATE_RUNNING)
@@ -242,13 +281,13 @@ static struct lmp_launch *rank0_start(struct lmp_cli *cli, int argc, char **argv
 }
 
 static int rank0_job(struct lmp_cli *cli, struct lmp_launch *L, const struct run_net *net,
-                     const struct lmp_jobopts *jo) {
+                     int size, const struct lmp_jobopts *jo) {
     struct lmp_err err = {0};
     struct lmp_client *cl = NULL;
     struct lmp_jobopts_pb pb;
     lmp_jobopts_to_jobspec(jo, &pb);
     uint64_t job_id = 0;
-    uint32_t last = UINT32_MAX;
+    struct follow f = {.last = UINT32_MAX, .n_ranks = size - 1, .ep = lmp_launch_endpoint(L)};
     Lmp__JobState state = LMP__JOB_STATE__JOB_STATE_UNSPECIFIED;
     enum lmp_status st = lmp_client_connect_curve(lmp_launch_endpoint(L), 10000,
                                                   net->remote ? &net->client : NULL, &cl, &err);
@@ -256,15 +295,21 @@ static int rank0_job(struct lmp_cli *cli, struct lmp_launch *L, const struct run
         fprintf(stderr, "lmpress: resuming job %llu from the state directory\n",
                 (unsigned long long) job_id);
     if (st == LMP_OK && job_id == 0) st = lmp_launch_submit(cl, &pb.spec, &job_id, NULL, &err);
-    if (st == LMP_OK) st = lmp_launch_follow(cl, job_id, 300, &stop_flag, follow_status, &last, &state, &err);
+    if (st == LMP_OK)
+        st = lmp_launch_follow(cl, job_id, 300, &stop_flag, follow_status, &f, &state, &err);
     lmp_client_close(&cl);
+    if (st == LMP_ECANCEL && f.gave_up) {   /* as lmpress worker would have exited */
+        if (f.lost_status == LMP_EIO || f.lost_status == LMP_EVERSION) return LMP_EXIT_UNREACHABLE;
+        return f.lost_status == LMP_EPERM ? LMP_EXIT_DENIED : LMP_EXIT_FAIL;
+    }
     if (st == LMP_ECANCEL) {
         fprintf(stderr, "lmpress: stopped; committed layers and the state directory are kept: "
                         "run the same command again to resume\n");
         return LMP_EXIT_INTERRUPTED;
     }
     if (st != LMP_OK) return lmp_cli_fail(cli, &err);
-    if (state == LMP__JOB_STATE__JOB_STATE_DONE) printf("job %llu done: %s\n", (unsigned long long) job_id, jo->out);
+    if (state == LMP__JOB_STATE__JOB_STATE_DONE)
+        printf("job %llu done: %s\n", (unsigned long long) job_id, jo->out);
     return lmp_cli_job_exit(state);
 }
 
@@ -273,11 +318,13 @@ struct agent_thread {
     volatile sig_atomic_t stop;
     enum lmp_status       st;
     struct lmp_err        err;
+    int                   finished;     /* __atomic: the agent returned */
 };
 
 static void *agent_main(void *arg) {
     struct agent_thread *a = arg;
     a->st = lmp_agent_run(&a->o, &a->stop, &a->err);
+    __atomic_store_n(&a->finished, 1, __ATOMIC_RELEASE);
     return NULL;
 }
 
@@ -363,9 +410,10 @@ static int cmd_run_exec(struct lmp_cli *cli, int argc, char **argv) {
     MPI_Request req;
     if (rank == 0) {
         if (L) {
-            rc = rank0_job(cli, L, &net, &jo);
+            rc = rank0_job(cli, L, &net, size, &jo);
             struct lmp_err err = {0};
-            if (lmp_launch_stop(&L, &err) != LMP_OK && rc == LMP_EXIT_OK) rc = lmp_cli_fail(cli, &err);
+            if (lmp_launch_stop(&L, &err) != LMP_OK && rc == LMP_EXIT_OK)
+                rc = lmp_cli_fail(cli, &err);
         }
         bye = 1;
         MPI_Ibcast(&bye, 1, MPI_CHAR, 0, MPI_COMM_WORLD, &req);
@@ -377,34 +425,63 @@ static int cmd_run_exec(struct lmp_cli *cli, int argc, char **argv) {
         char host[128] = "host", name[192];
         gethostname(host, sizeof(host) - 1);
         snprintf(name, sizeof(name), "rank%d@%s", rank, host);
+        int lost = LMP_OK;   /* why this rank cannot work, told to rank 0 once */
         if (info.ep[0] && info.server_key[0] && net.worker.public_key.z85[0] == '\0') {
             fprintf(stderr, "lmpress: rank %d: no CURVE key pair: %s\n", rank, kerr.msg);
+            lost = LMP_EUNSUP;
         } else if (info.ep[0]) {
             memcpy(net.worker.server_key.z85, info.server_key, KEY_LEN);
+            if (env_on("LMP_FAULT_RUN_WRONG_SERVER_KEY")) {   /* tests: a worker that cannot join */
+                struct lmp_key unused;
+                lmp_key_pair_new(&net.worker.server_key, &unused, &kerr);
+                explicit_bzero(&unused, sizeof(unused));
+            }
             lmp_agent_opts_init(&a.o);
             a.o.endpoint  = info.ep;
             a.o.name      = name;
             a.o.n_threads = threads;
             a.o.curve     = info.server_key[0] ? &net.worker : NULL;
             started = pthread_create(&thr, NULL, agent_main, &a) == 0;
+            if (!started) lost = LMP_ENOMEM;
         }
-        /* wait for rank 0's word without spinning on a core the job needs */
+        /* wait for rank 0's word without spinning on a core the job needs; an agent that
+         * ends before it (unreachable, refused) is told to rank 0, which stops the job once
+         * no worker rank is left instead of waiting for workers that will never come */
+        bool told = false, said = false;
         MPI_Ibcast(&bye, 1, MPI_CHAR, 0, MPI_COMM_WORLD, &req);
         for (int done = 0;;) {
             MPI_Test(&req, &done, MPI_STATUS_IGNORE);
             if (done) break;
             if (stop_flag) a.stop = 1;   /* SIGTERM: hand the task back, wait for rank 0 */
+            if (started && !a.stop && !said && __atomic_load_n(&a.finished, __ATOMIC_ACQUIRE)) {
+                said = true;
+                if (a.st != LMP_OK) {
+                    fprintf(stderr, "lmpress: rank %d: %s\n", rank, a.err.msg);
+                    lost = a.st;
+                }
+            }
+            if (lost != LMP_OK && !told) {
+                MPI_Send(&lost, 1, MPI_INT, 0, TAG_LOST, MPI_COMM_WORLD);
+                told = true;
+            }
             sleep_ms(100);
         }
         if (started) {
             a.stop = 1;
             pthread_join(thr, NULL);
-            if (a.st != LMP_OK) fprintf(stderr, "lmpress: rank %d: %s\n", rank, a.err.msg);
+            if (a.st != LMP_OK && !said) fprintf(stderr, "lmpress: rank %d: %s\n", rank, a.err.msg);
         }
     }
     explicit_bzero(&net, sizeof(net));
     int all = rc;
     MPI_Allreduce(&rc, &all, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
+    for (int flag = rank == 0; flag;) {   /* news of a worker rank that came too late */
+        int code;
+        MPI_Iprobe(MPI_ANY_SOURCE, TAG_LOST, MPI_COMM_WORLD, &flag, MPI_STATUS_IGNORE);
+        if (flag)
+            MPI_Recv(&code, 1, MPI_INT, MPI_ANY_SOURCE, TAG_LOST, MPI_COMM_WORLD,
+                     MPI_STATUS_IGNORE);
+    }
     lmp_jobopts_release(&jo);
     MPI_Finalize();
     return all;

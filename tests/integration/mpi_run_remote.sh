@@ -11,7 +11,9 @@
 #     without keys, a client without keys and a client with a stranger's key; the
 #     coordinator logs the refused key;
 #  3. mpirun -np 1 (coordinator + an in-process worker with the run's keys): the same artifact;
-#  4. --bind-address of a wildcard, an IPv6 address or an unknown name: exit 2, one message.
+#  4. --bind-address of a wildcard, an IPv6 address or an unknown name: exit 2, one message;
+#  5. worker ranks that cannot join (LMP_FAULT_RUN_WRONG_SERVER_KEY: a wrong server key) are
+#     reported by rank 0, which stops the run once none is left: exit 5 instead of a hang.
 # Skipped (77) when lmpress was built without MPI or mpirun is missing (fails under CI).
 set -u
 : "${LMPRESS:?}" "${LMP_SHARED:?}"
@@ -156,4 +158,15 @@ for a in 0.0.0.0 fe80::1 nosuchif.invalid; do
     grep -q "bind address '$a'" ba.err || bad "--bind-address '$a' message: $(head -3 ba.err)"
 done
 [ ! -e never.h5 ] || bad "a refused bind address still ran the job"
+
+# 5. no worker rank can join: the run ends by itself, with the refusal's exit code
+timeout 120 mpirun -np 3 "${RUNENV[@]}" -x LMP_FAULT_RUN_WRONG_SERVER_KEY=1 "$LMPRESS" run \
+    stories.job --out lost.h5 > lost.out 2> lost.err
+rc=$?
+[ $rc -eq 5 ] || bad "worker ranks that cannot join: exit $rc, expected 5: $(tail -5 lost.err)"
+for r in 1 2; do
+    grep -q "worker rank $r cannot work with the coordinator" lost.err ||
+        bad "rank 0 does not report worker rank $r"
+done
+grep -q "no worker rank is left" lost.err || bad "no 'no worker rank is left' line"
 exit $fail
