@@ -325,7 +325,7 @@ static void test_resume_and_assembly(void) {
     CHECK(count_kind(&l, LMP_EVENT_RESUME, 3) == 1);
     /* h5dump reads the layout */
     if (system("command -v h5dump >/dev/null 2>&1") == 0) {
-        char cmd[1200];
+        char cmd[8400];
         snprintf(cmd, sizeof(cmd), "h5dump -d /events/kind '%s' 2>&1 | grep -q '\"finalize\"' && "
                  "h5dump -H '%s' | grep -q 'DATASET \"message\"'", art, art);
         CHECK(system(cmd) == 0);
@@ -348,7 +348,7 @@ static void test_absorbed_file_not_duplicated(void) {
     struct lmp_artifact *a = NULL;
     struct lmp_err err = {0};
     struct lmp_event_list l = {0};
-    char ev[600], parts[600];
+    char ev[4200], parts[4200];
     snprintf(ev, sizeof(ev), "%s.parts/events.log", art);
     snprintf(parts, sizeof(parts), "%s.parts", art);
     CHECK(lmp_artifact_open_write(art, &job, &a, &err) == LMP_OK);
@@ -386,7 +386,7 @@ static void test_bad_header_set_aside(void) {
     CHECK(lmp_artifact_open_write(art, &job, &a, &err) == LMP_OK);
     CHECK(add(a, LMP_EVENT_ASSIGNED, "", 1) == LMP_OK);
     lmp_artifact_close(&a);
-    char ev[600];
+    char ev[4200];
     snprintf(ev, sizeof(ev), "%s.parts/events.log", art);
     size_t len;
     uint8_t *b = slurp(ev, &len);
