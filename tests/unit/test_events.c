@@ -23,7 +23,7 @@ static const char *tpath(int slot, const char *name) {
 }
 
 static void rm_rf(const char *path) {
-    char cmd[1200];
+    char cmd[12000];
     snprintf(cmd, sizeof(cmd), "rm -rf '%s' '%s.parts' '%s.tmp'", path, path, path);
     if (system(cmd) != 0) fprintf(stderr, "cannot clean %s\n", path);
 }
