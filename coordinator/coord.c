@@ -1227,7 +1227,7 @@ static enum lmp_status job_plan(struct lmp_coord *c, const Lmp__JobSpec *spec_in
     }
     const bool ft = s->finetune && s->finetune->enabled;
     if (ft && s->mode != LMP__MODE__MODE_SEQUENTIAL) {
-        st = lmp_err_set(err, LMP_EUNSUP, "the coordinator fine-tunes blocks in sequential mode only: "
+        st = lmp_err_set(err, LMP_EINVAL, "the coordinator fine-tunes blocks in sequential mode only: "
                          "use 'lmpress compress --finetune --mode independent'");
         goto out;
     }

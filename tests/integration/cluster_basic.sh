@@ -8,7 +8,8 @@
 #  3. cancel mid-job: workers stop within seconds, committed layers are kept, and a new
 #     submit of the same job resumes them (not redone) to the same artifact;
 #  4. a coordinator killed with -9 and restarted with the same --state resumes its job;
-#  5. an unreachable coordinator is exit code 3; a refused job is exit code 1.
+#  5. an unreachable coordinator is exit code 3; a refused job (independent --finetune, a scheme
+#     that does not fit) is exit code 1.
 # Every wait is bounded, so a broken build fails instead of hanging.
 set -u
 : "${LMPRESS:?}" "${LMP_SHARED:?}" "${LMP_BUILD_DIR:?}"
@@ -167,8 +168,9 @@ grep -q "resumed job 1 from" c3.log || bad "no resume from the state directory"
 same_layers d.h5 ref.h5 || bad "artifact after a coordinator restart differs"
 
 # 5. exit codes
-"$LMPRESS" submit --connect "$EP" "${JOB[@]}" --mode sequential --out e.h5 > /dev/null 2>&1
-[ $? -eq 2 ] || bad "sequential mode is not a usage error"
+"$LMPRESS" submit --connect "$EP" "${JOB[@]}" --finetune --out e.h5 > /dev/null 2> e0.err
+[ $? -eq 1 ] || bad "independent --finetune was not refused with 1"
+grep -q "fine-tunes blocks in sequential mode only" e0.err || bad "refusal message: $(cat e0.err)"
 "$LMPRESS" submit --connect "$EP" "${JOB[@]}" --scheme 2x6g5 --out e.h5 > /dev/null 2> e.err
 [ $? -eq 1 ] || bad "a scheme that does not fit was not refused with 1"
 grep -q "2x6g5 does not fit" e.err || bad "refusal message: $(cat e.err)"
