@@ -33,7 +33,7 @@ fail=0
 bad() { echo "FAIL: $*"; fail=1; }
 export LMPRESS_TIMEOUT_MS=10000
 JOB=(--model "$M/stories260K.bin" --tokenizer "$M/tok512.bin" --calib cal.txt --nsamples 12
-     --ctx 96 --threads 1 --max-rounds 4 --scheme 2x6g4 --keep '*.down_proj' --keep '*self_attn*'
+     --ctx 96 --threads 1 --max-rounds 2 --scheme 2x6g4 --keep '*.down_proj' --keep '*self_attn*'
      --mode independent --seed 5)
 start_coord() {
     local log=$1; shift
