@@ -68,8 +68,9 @@ static void emit(struct job *J, enum lmp_compress_what what, const char *name, d
 }
 
 /* Store one model tensor as F32 (F16 sources as they are) under a canonical name. */
-static enum lmp_status put_tensor(struct lmp_artifact *a, const char *name, const struct lmp_tensor *t,
-                                  const float *override, struct lmp_err *err) {
+static enum lmp_status put_tensor(struct lmp_artifact *a, const char *name,
+                                  const struct lmp_tensor *t, const float *override,
+                                  struct lmp_err *err) {
     struct lmp_art_tensor at = {0};
     snprintf(at.name, sizeof(at.name), "%s", name);
     const int64_t n = lmp_tensor_n_elem(t);
@@ -99,7 +100,8 @@ static enum lmp_status put_tensor(struct lmp_artifact *a, const char *name, cons
 /* Every tensor outside the compressed linears, except block norms when fine-tuning
  * (those are stored per block, tuned). Idempotent. */
 enum lmp_status lmp_compress_put_static_tensors(struct lmp_artifact *a, const struct lmp_model *m,
-                                                const bool *quantized, bool finetune, struct lmp_err *err) {
+                                                const bool *quantized, bool finetune,
+                                                struct lmp_err *err) {
     char name[LMP_NAME_MAX];
     enum lmp_status st;
     if ((st = put_tensor(a, "model.embed_tokens.weight", m->tok_emb, NULL, err)) ||

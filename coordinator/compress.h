@@ -118,6 +118,7 @@ enum lmp_status lmp_compress_result_to_layer(struct lmp_art_layer *l,
  * stores each block's tuned norms itself), as lmp_compress_run does at its end. quantized
  * is indexed block * LMP_LIN_COUNT + kind. Idempotent. RET as lmp_artifact_put_tensor. */
 enum lmp_status lmp_compress_put_static_tensors(struct lmp_artifact *a, const struct lmp_model *m,
-                                                const bool *quantized, bool finetune, struct lmp_err *err);
+                                                const bool *quantized, bool finetune,
+                                                struct lmp_err *err);
 
 #endif /* LMP_COORDINATOR_COMPRESS_H */

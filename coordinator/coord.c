@@ -82,29 +82,32 @@ static void requeue(struct lmp_coord *c, int ti, bool failure, const char *why) 
 enum { MAX_ROW_SHARDS = 64 };
 
 struct rshard {
-    int      worker;
-    int64_t  r0, r1;
-    double  *part;                 /* its part of the sum being collected, NULL = not in */
-    bool     done;                 /* its result is in */
+    int     worker;
+    int64_t r0, r1;
+    double *part; /* its part of the sum being collected, NULL = not in */
+    bool    done; /* its result is in */
 };
 
 struct rtask {
-    int            n;
-    struct rshard  s[MAX_ROW_SHARDS];
-    uint64_t       step;           /* sums completed */
-    int64_t        n_part;         /* length of the sum being collected (0 = none in yet) */
-    double        *sum;
-    uint16_t      *codes;          /* (n_out, n_in/g, M) assembled */
-    float         *scales, *cb;
-    double         rel_before, rel_after, bpw, seconds;
-    uint32_t       steps;
+    int           n;
+    struct rshard s[MAX_ROW_SHARDS];
+    uint64_t      step;   /* sums completed */
+    int64_t       n_part; /* length of the sum being collected (0 = none in yet) */
+    double       *sum;
+    uint16_t     *codes; /* (n_out, n_in/g, M) assembled */
+    float        *scales, *cb;
+    double        rel_before, rel_after, bpw, seconds;
+    uint32_t      steps;
 };
 
 static void rows_free(struct task *t) {
     struct rtask *R = t->rows;
     if (R == NULL) return;
     for (int k = 0; k < R->n; k++) free(R->s[k].part);
-    free(R->sum); free(R->codes); free(R->scales); free(R->cb);
+    free(R->sum);
+    free(R->codes);
+    free(R->scales);
+    free(R->cb);
     free(R);
     t->rows = NULL;
 }
@@ -112,13 +115,13 @@ static void rows_free(struct task *t) {
 #define FT_TASK_BASE (UINT64_C(2) << 32)
 
 struct ftstate {
-    struct lmp_compress_result *held;   /* (n_tasks) quantized layers awaiting their block's tuning */
-    bool      *have;                    /* (n_tasks) */
-    int32_t    block;                   /* block ready or being tuned, -1 = none */
-    int        worker;                  /* peer tuning it, -1 */
-    int        owner;                   /* peer holding the full-set activations, -1 */
-    int32_t    pos;                     /* ... at the input of this block */
-    uint32_t   attempt, n_failures;
+    struct lmp_compress_result *held; /* (n_tasks) quantized layers awaiting their block's tuning */
+    bool                       *have; /* (n_tasks) */
+    int32_t                     block;  /* block ready or being tuned, -1 = none */
+    int                         worker; /* peer tuning it, -1 */
+    int                         owner;  /* peer holding the full-set activations, -1 */
+    int32_t                     pos;    /* ... at the input of this block */
+    uint32_t                    attempt, n_failures;
 };
 
 static void job_finish_if_done(struct lmp_coord *c);
@@ -128,7 +131,9 @@ static void ft_free(struct job *J) {
     if (F == NULL) return;
     for (int64_t i = 0; i < J->n_tasks; i++)
         if (F->have[i]) lmp_aq_layer_release(&F->held[i].aq);
-    free(F->held); free(F->have); free(F);
+    free(F->held);
+    free(F->have);
+    free(F);
     J->ft = NULL;
 }
 
@@ -141,18 +146,18 @@ static int rows_shard_of(const struct task *t, int pi) {
 /* The shards of task ti stop: the others still running are cancelled (they wait on a sum
  * that will not come), and the layer goes back to the queue (a failure if `failure`). */
 static void rows_abort(struct lmp_coord *c, int ti, bool failure, const char *why) {
-    struct job *J = c->job;
-    struct task *t = &J->tasks[ti];
+    struct job   *J = c->job;
+    struct task  *t = &J->tasks[ti];
     struct rtask *R = t->rows;
     for (int k = 0; R && k < R->n; k++) {
         struct peer *q = &c->peers[R->s[k].worker];
         if (q->task != ti) continue;
         q->task = -1;
         if (R->s[k].done || q->dead || !q->used) continue;
-        Lmp__Envelope env;
+        Lmp__Envelope   env;
         Lmp__TaskCancel tc = LMP__TASK_CANCEL__INIT;
         lmp_wire_init(&env, 0, 0);
-        tc.job_id = J->id, tc.task_id = (uint64_t) ti + 1;
+        tc.job_id = J->id, tc.task_id = (uint64_t)ti + 1;
         tc.reason = "a row shard of the layer was lost";
         env.body_case = LMP__ENVELOPE__BODY_TASK_CANCEL;
         env.task_cancel = &tc;
@@ -219,7 +224,8 @@ static void peer_gone(struct lmp_coord *c, int pi, const char *why) {
     } else if (c->job) {
         peer_forget_slices(c, pi, false, "");
     }
-    if (p->task >= 0 && c->job && c->job->tasks[p->task].rows && rows_shard_of(&c->job->tasks[p->task], pi) >= 0) {
+    if (p->task >= 0 && c->job && c->job->tasks[p->task].rows &&
+        rows_shard_of(&c->job->tasks[p->task], pi) >= 0) {
         char msg[300];
         snprintf(msg, sizeof(msg), "worker '%s' %s", p->id.name, why);
         const int ti = p->task;
@@ -402,12 +408,15 @@ static void cal_block_done(struct lmp_coord *c, int32_t b) {
     coord_event(c, LMP_LOG_INFO, "calibrated", -1, "block %d (%lld slices)", b, (long long) J->n_slices);
 }
 
-static bool seq_mode(const struct job *J) { return J->spec->mode == LMP__MODE__MODE_SEQUENTIAL; }
+static bool seq_mode(const struct job *J) {
+    return J->spec->mode == LMP__MODE__MODE_SEQUENTIAL;
+}
 
 /* Sequential mode: every layer of the blocks before b is committed (final). */
 static bool blocks_final_before(const struct job *J, int32_t b) {
     for (int64_t i = 0; i < J->n_tasks; i++)
-        if (J->tasks[i].l->block < b && J->tasks[i].state != LMP__TASK_STATE__TASK_STATE_DONE) return false;
+        if (J->tasks[i].l->block < b && J->tasks[i].state != LMP__TASK_STATE__TASK_STATE_DONE)
+            return false;
     return true;
 }
 
@@ -425,11 +434,11 @@ static bool slice_ready(const struct job *J, const struct cslice *sl) {
  * (as in TaskResult), and tuned norms as "q/<tensor name>" (f32 (dim)). Read back from
  * the artifact, so a worker needs no shared storage. */
 struct qship {
-    size_t                 n, cap;
-    Lmp__Blob             *blobs;
-    Lmp__Tensor           *tens;
-    uint64_t             (*shape)[3];
-    char                 (*name)[LMP_NAME_MAX + 16];
+    size_t       n, cap;
+    Lmp__Blob   *blobs;
+    Lmp__Tensor *tens;
+    uint64_t (*shape)[3];
+    char (*name)[LMP_NAME_MAX + 16];
     struct lmp_art_layer  *layers;
     size_t                 n_layers;
     struct lmp_art_tensor *norms;
@@ -440,18 +449,23 @@ struct qship {
 static void qship_release(struct qship *q) {
     for (size_t i = 0; i < q->n_layers; i++) lmp_art_layer_release(&q->layers[i]);
     for (size_t i = 0; i < q->n_norms; i++) lmp_art_tensor_release(&q->norms[i]);
-    free(q->blobs); free(q->tens); free(q->shape); free(q->name); free(q->layers); free(q->norms);
+    free(q->blobs);
+    free(q->tens);
+    free(q->shape);
+    free(q->name);
+    free(q->layers);
+    free(q->norms);
     memset(q, 0, sizeof(*q));
 }
 
-static Lmp__Blob *qship_add(struct qship *q, const char *name, Lmp__DType dt, const uint64_t *shape, int nd,
-                            const void *data, size_t bytes) {
+static Lmp__Blob *qship_add(struct qship *q, const char *name, Lmp__DType dt, const uint64_t *shape,
+                            int nd, const void *data, size_t bytes) {
     const size_t i = q->n++;
     snprintf(q->name[i], sizeof(q->name[i]), "%s", name);
     for (int d = 0; d < nd; d++) q->shape[i][d] = shape[d];
-    q->tens[i] = (Lmp__Tensor) LMP__TENSOR__INIT;
-    lmp_wire_tensor_init(&q->tens[i], "", dt, q->shape[i], (size_t) nd, data, bytes);
-    q->blobs[i] = (Lmp__Blob) LMP__BLOB__INIT;
+    q->tens[i] = (Lmp__Tensor)LMP__TENSOR__INIT;
+    lmp_wire_tensor_init(&q->tens[i], "", dt, q->shape[i], (size_t)nd, data, bytes);
+    q->blobs[i] = (Lmp__Blob)LMP__BLOB__INIT;
     q->blobs[i].name = q->name[i];
     q->blobs[i].where_case = LMP__BLOB__WHERE_TENSOR;
     q->blobs[i].tensor = &q->tens[i];
@@ -460,9 +474,10 @@ static Lmp__Blob *qship_add(struct qship *q, const char *name, Lmp__DType dt, co
 
 static const char *const seq_norm_names[2] = {"input_layernorm", "post_attention_layernorm"};
 
-static enum lmp_status qship_build(struct qship *q, struct job *J, int32_t from, int32_t b, struct lmp_err *err) {
+static enum lmp_status qship_build(struct qship *q, struct job *J, int32_t from, int32_t b,
+                                   struct lmp_err *err) {
     memset(q, 0, sizeof(*q));
-    const size_t nb = b > from ? (size_t) (b - from) : 0, cap = nb * (LMP_LIN_COUNT * 3 + 2) + 1;
+    const size_t nb = b > from ? (size_t)(b - from) : 0, cap = nb * (LMP_LIN_COUNT * 3 + 2) + 1;
     q->blobs = calloc(cap, sizeof(*q->blobs));
     q->tens = calloc(cap, sizeof(*q->tens));
     q->shape = calloc(cap, sizeof(*q->shape));
@@ -480,16 +495,19 @@ static enum lmp_status qship_build(struct qship *q, struct job *J, int32_t from,
         const struct lmp_block *B = &J->m->blocks[k];
         for (int j = 0; j < LMP_LIN_COUNT; j++) {
             const char *nm = B->lin[j].name;
-            if (!lmp_artifact_has_layer(J->a, nm)) continue;   /* kept: the original weights */
+            if (!lmp_artifact_has_layer(J->a, nm)) continue; /* kept: the original weights */
             struct lmp_art_layer *l = &q->layers[q->n_layers];
-            enum lmp_status st = lmp_artifact_read_layer(J->a, nm, l, err);
-            if (st != LMP_OK) { qship_release(q); return st; }
+            enum lmp_status       st = lmp_artifact_read_layer(J->a, nm, l, err);
+            if (st != LMP_OK) {
+                qship_release(q);
+                return st;
+            }
             q->n_layers++;
             if (l->codec != LMP_ART_CODEC_AQ) continue;
-            char bn[LMP_NAME_MAX + 16];
-            const uint64_t cs[3] = {(uint64_t) l->n_out, (uint64_t) (l->n_in / l->g), (uint64_t) l->M};
-            const uint64_t bs[3] = {(uint64_t) l->M, (uint64_t) 1 << l->B, (uint64_t) l->g};
-            const uint64_t ss[1] = {(uint64_t) l->n_out};
+            char           bn[LMP_NAME_MAX + 16];
+            const uint64_t cs[3] = {(uint64_t)l->n_out, (uint64_t)(l->n_in / l->g), (uint64_t)l->M};
+            const uint64_t bs[3] = {(uint64_t)l->M, (uint64_t)1 << l->B, (uint64_t)l->g};
+            const uint64_t ss[1] = {(uint64_t)l->n_out};
             snprintf(bn, sizeof(bn), "q/%s/codes", nm);
             qship_add(q, bn, LMP__DTYPE__DTYPE_U16, cs, 3, l->codes, cs[0] * cs[1] * cs[2] * 2);
             snprintf(bn, sizeof(bn), "q/%s/codebooks", nm);
@@ -497,7 +515,7 @@ static enum lmp_status qship_build(struct qship *q, struct job *J, int32_t from,
             snprintf(bn, sizeof(bn), "q/%s/scales", nm);
             qship_add(q, bn, LMP__DTYPE__DTYPE_F32, ss, 1, l->scales, ss[0] * 4);
         }
-        for (int i = 0; i < 2; i++) {   /* tuned norms (fine-tuning), when committed */
+        for (int i = 0; i < 2; i++) { /* tuned norms (fine-tuning), when committed */
             char tn[LMP_NAME_MAX], bn[LMP_NAME_MAX + 16];
             snprintf(tn, sizeof(tn), "model.layers.%d.%s.weight", k, seq_norm_names[i]);
             bool have = false;
@@ -505,10 +523,13 @@ static enum lmp_status qship_build(struct qship *q, struct job *J, int32_t from,
                 have = strcmp(lmp_artifact_tensor_name(J->a, t), tn) == 0;
             if (!have) continue;
             struct lmp_art_tensor *t = &q->norms[q->n_norms];
-            enum lmp_status st = lmp_artifact_read_tensor(J->a, tn, t, err);
-            if (st != LMP_OK) { qship_release(q); return st; }
+            enum lmp_status        st = lmp_artifact_read_tensor(J->a, tn, t, err);
+            if (st != LMP_OK) {
+                qship_release(q);
+                return st;
+            }
             q->n_norms++;
-            const uint64_t d = (uint64_t) J->m->cfg.dim;
+            const uint64_t d = (uint64_t)J->m->cfg.dim;
             if (t->dtype != LMP_DTYPE_F32) continue;
             snprintf(bn, sizeof(bn), "q/%s", tn);
             qship_add(q, bn, LMP__DTYPE__DTYPE_F32, &d, 1, t->data, d * 4);
@@ -536,13 +557,13 @@ static void assign_cal(struct lmp_coord *c, int pi, int si) {
     Lmp__Envelope env;
     Lmp__TaskAssign ta = LMP__TASK_ASSIGN__INIT;
     Lmp__RowRange rows = LMP__ROW_RANGE__INIT;
-    Lmp__Blob blob = LMP__BLOB__INIT, *blobs1[1] = {&blob}, **blobs = blobs1;
+    Lmp__Blob       blob = LMP__BLOB__INIT, *blobs1[1] = {&blob}, **blobs = blobs1;
     Lmp__Tensor tok = LMP__TENSOR__INIT;
     const uint64_t shape[2] = {(uint64_t) (sl->end - sl->begin), (uint64_t) J->ctx};
-    struct qship qs = {0};
-    if (seq_mode(J)) {   /* the quantized blocks the slice must pass first */
+    struct qship    qs = {0};
+    if (seq_mode(J)) { /* the quantized blocks the slice must pass first */
         struct lmp_err err = {0};
-        const int32_t from = sl->owner == pi ? sl->pos : 0;
+        const int32_t  from = sl->owner == pi ? sl->pos : 0;
         if (qship_build(&qs, J, from, b, &err) != LMP_OK) {
             job_fail(c, "cannot read the committed blocks for calibration: %s", err.msg);
             return;
@@ -657,7 +678,7 @@ static void on_cal_result(struct lmp_coord *c, int pi, const Lmp__TaskResult *r,
         cb->next_slice++;
     }
     sl->worker = -1;
-    sl->pos = b;   /* sequential: the owner holds block b's input (it advances once b is final) */
+    sl->pos = b; /* sequential: the owner holds block b's input (it advances once b is final) */
     sl->next_b = next_needed(J, b);
     if (cb->next_slice == J->n_slices) cal_block_done(c, b);
 }
@@ -716,23 +737,23 @@ static double peer_rate(const struct peer *p) {
 /* Task ti as n row shards on peers pis[]: rows in proportion to the workers' measured
  * throughputs (a worker not measured yet counts as the mean of those that are, or 1). */
 static void assign_rows(struct lmp_coord *c, int ti, const int *pis, int n) {
-    struct job *J = c->job;
-    struct task *t = &J->tasks[ti];
+    struct job                 *J = c->job;
+    struct task                *t = &J->tasks[ti];
     const struct lmp_aq_scheme *sc = &J->cspec.sc;
-    struct rtask *R = calloc(1, sizeof(*R));
-    const int64_t n_out = t->l->n_out, n_in = t->l->n_in, n_grp = n_in / sc->g;
-    const int64_t n_cb = (int64_t) sc->M * sc->K * sc->g;
-    if (R == NULL || (R->sum = malloc((size_t) (n_cb + 1) * sizeof(double))) == NULL ||
-        (R->codes = malloc((size_t) (n_out * n_grp * sc->M) * sizeof(uint16_t))) == NULL ||
-        (R->scales = malloc((size_t) n_out * sizeof(float))) == NULL ||
-        (R->cb = malloc((size_t) n_cb * sizeof(float))) == NULL) {
+    struct rtask               *R = calloc(1, sizeof(*R));
+    const int64_t               n_out = t->l->n_out, n_in = t->l->n_in, n_grp = n_in / sc->g;
+    const int64_t               n_cb = (int64_t)sc->M * sc->K * sc->g;
+    if (R == NULL || (R->sum = malloc((size_t)(n_cb + 1) * sizeof(double))) == NULL ||
+        (R->codes = malloc((size_t)(n_out * n_grp * sc->M) * sizeof(uint16_t))) == NULL ||
+        (R->scales = malloc((size_t)n_out * sizeof(float))) == NULL ||
+        (R->cb = malloc((size_t)n_cb * sizeof(float))) == NULL) {
         if (R) free(R->sum), free(R->codes), free(R->scales), free(R->cb);
         free(R);
         job_fail(c, "out of memory for the row shards of '%s'", t->l->name);
         return;
     }
     double wt[MAX_ROW_SHARDS], known = 0.0;
-    int n_known = 0;
+    int    n_known = 0;
     for (int k = 0; k < n; k++)
         if ((wt[k] = peer_rate(&c->peers[pis[k]])) > 0) known += wt[k], n_known++;
     for (int k = 0; k < n; k++)
@@ -742,30 +763,30 @@ static void assign_rows(struct lmp_coord *c, int ti, const int *pis, int n) {
     R->n = n;
     t->rows = R;
     t->attempt++;
-    t->state  = LMP__TASK_STATE__TASK_STATE_RUNNING;
+    t->state = LMP__TASK_STATE__TASK_STATE_RUNNING;
     t->worker = pis[0];
     t->progress_s = 0;
     snprintf(t->worker_name, sizeof(t->worker_name), "%.100s +%d", c->peers[pis[0]].id.name, n - 1);
-    Lmp__Blob blob = LMP__BLOB__INIT, *blobs[1] = {&blob};
-    Lmp__Tensor gram = LMP__TENSOR__INIT;
-    const uint64_t shape[2] = {(uint64_t) n_in, (uint64_t) n_in};
+    Lmp__Blob      blob = LMP__BLOB__INIT, *blobs[1] = {&blob};
+    Lmp__Tensor    gram = LMP__TENSOR__INIT;
+    const uint64_t shape[2] = {(uint64_t)n_in, (uint64_t)n_in};
     lmp_wire_tensor_init(&gram, "gram", LMP__DTYPE__DTYPE_F32, shape, 2, t->h->h[t->l->input],
-                         (uint64_t) (n_in * n_in) * sizeof(float));
+                         (uint64_t)(n_in * n_in) * sizeof(float));
     blob.name = "gram";
     blob.where_case = LMP__BLOB__WHERE_TENSOR;
     blob.tensor = &gram;
     for (int k = 0; k < n; k++) {
         struct peer *p = &c->peers[pis[k]];
         R->s[k] = (struct rshard){.worker = pis[k], .r0 = bounds[k], .r1 = bounds[k + 1]};
-        Lmp__Envelope env;
+        Lmp__Envelope   env;
         Lmp__TaskAssign ta = LMP__TASK_ASSIGN__INIT;
-        Lmp__RowRange rows = LMP__ROW_RANGE__INIT;
+        Lmp__RowRange   rows = LMP__ROW_RANGE__INIT;
         lmp_wire_init(&env, 0, 0);
-        ta.job_id = J->id, ta.task_id = (uint64_t) ti + 1, ta.attempt = t->attempt;
+        ta.job_id = J->id, ta.task_id = (uint64_t)ti + 1, ta.attempt = t->attempt;
         ta.kind = LMP__TASK_KIND__TASK_KIND_QUANTIZE_ROWS;
-        ta.layer = (char *) t->l->name;
-        ta.layer_index = (uint32_t) t->l->block;
-        rows.begin = (uint64_t) bounds[k], rows.end = (uint64_t) bounds[k + 1];
+        ta.layer = (char *)t->l->name;
+        ta.layer_index = (uint32_t)t->l->block;
+        rows.begin = (uint64_t)bounds[k], rows.end = (uint64_t)bounds[k + 1];
         ta.rows = &rows;
         ta.model_path = J->spec->model_path;
         ta.method = J->spec->method;
@@ -776,33 +797,36 @@ static void assign_rows(struct lmp_coord *c, int ti, const int *pis, int n) {
         env.body_case = LMP__ENVELOPE__BODY_TASK_ASSIGN;
         env.task_assign = &ta;
         p->task = ti;
-        lmp_log_info("coordinator: '%s' rows [%lld, %lld) -> worker '%s' (shard %d of %d, attempt %u)",
-                     t->l->name, (long long) bounds[k], (long long) bounds[k + 1], p->id.name, k + 1, n,
-                     t->attempt);
+        lmp_log_info(
+            "coordinator: '%s' rows [%lld, %lld) -> worker '%s' (shard %d of %d, attempt %u)",
+            t->l->name, (long long)bounds[k], (long long)bounds[k + 1], p->id.name, k + 1, n,
+            t->attempt);
         coord_send(c, &p->id, &env);
     }
-    coord_event(c, LMP_LOG_INFO, LMP_EVENT_ASSIGNED, ti, "attempt %u, %d row shards", t->attempt, n);
+    coord_event(c, LMP_LOG_INFO, LMP_EVENT_ASSIGNED, ti, "attempt %u, %d row shards", t->attempt,
+                n);
 }
 
 /* A shard's part of the current sum; when every shard's is in, the sum (in shard order)
  * goes back to each of them. */
 static void on_rows_partial(struct lmp_coord *c, int pi, const Lmp__RowsPartial *rp) {
     struct job *J = c->job;
-    const int ti = (int) rp->task_id - 1;
-    if (J == NULL || rp->job_id != J->id || J->state != LMP__JOB_STATE__JOB_STATE_RUNNING || ti < 0 ||
-        ti >= J->n_tasks || J->tasks[ti].rows == NULL || J->tasks[ti].attempt != rp->attempt)
-        return;   /* stale: the shards of that attempt were cancelled */
-    struct task *t = &J->tasks[ti];
-    struct rtask *R = t->rows;
-    const int k = rows_shard_of(t, pi);
+    const int   ti = (int)rp->task_id - 1;
+    if (J == NULL || rp->job_id != J->id || J->state != LMP__JOB_STATE__JOB_STATE_RUNNING ||
+        ti < 0 || ti >= J->n_tasks || J->tasks[ti].rows == NULL ||
+        J->tasks[ti].attempt != rp->attempt)
+        return; /* stale: the shards of that attempt were cancelled */
+    struct task                *t = &J->tasks[ti];
+    struct rtask               *R = t->rows;
+    const int                   k = rows_shard_of(t, pi);
     const struct lmp_aq_scheme *sc = &J->cspec.sc;
-    const int64_t n_max = (int64_t) sc->M * sc->K * sc->g + 1;
+    const int64_t               n_max = (int64_t)sc->M * sc->K * sc->g + 1;
     if (k < 0) return;
     if (rp->step != R->step + 1 || R->s[k].part != NULL || R->s[k].done || rp->n_part == 0 ||
-        (int64_t) rp->n_part > n_max || (R->n_part && (int64_t) rp->n_part != R->n_part)) {
+        (int64_t)rp->n_part > n_max || (R->n_part && (int64_t)rp->n_part != R->n_part)) {
         char msg[300];
         snprintf(msg, sizeof(msg), "worker '%s' sent part %llu (%zu values) of '%s' out of step",
-                 c->peers[pi].id.name, (unsigned long long) rp->step, rp->n_part, t->l->name);
+                 c->peers[pi].id.name, (unsigned long long)rp->step, rp->n_part, t->l->name);
         rows_abort(c, ti, true, msg);
         return;
     }
@@ -811,7 +835,7 @@ static void on_rows_partial(struct lmp_coord *c, int pi, const Lmp__RowsPartial 
         return;
     }
     memcpy(R->s[k].part, rp->part, rp->n_part * sizeof(double));
-    R->n_part = (int64_t) rp->n_part;
+    R->n_part = (int64_t)rp->n_part;
     for (int q = 0; q < R->n; q++)
         if (R->s[q].part == NULL) return;
     for (int64_t i = 0; i < R->n_part; i++) {
@@ -824,11 +848,11 @@ static void on_rows_partial(struct lmp_coord *c, int pi, const Lmp__RowsPartial 
         free(R->s[q].part);
         R->s[q].part = NULL;
         Lmp__Envelope env;
-        Lmp__RowsSum rs = LMP__ROWS_SUM__INIT;
+        Lmp__RowsSum  rs = LMP__ROWS_SUM__INIT;
         lmp_wire_init(&env, 0, 0);
-        rs.job_id = J->id, rs.task_id = (uint64_t) ti + 1, rs.attempt = t->attempt;
+        rs.job_id = J->id, rs.task_id = (uint64_t)ti + 1, rs.attempt = t->attempt;
         rs.step = R->step;
-        rs.n_sum = (size_t) R->n_part;
+        rs.n_sum = (size_t)R->n_part;
         rs.sum = R->sum;
         env.body_case = LMP__ENVELOPE__BODY_ROWS_SUM;
         env.rows_sum = &rs;
@@ -895,20 +919,22 @@ static int pick_slice(const struct lmp_coord *c, const struct job *J, int pi, in
 }
 
 static bool peer_idle(const struct peer *p) {
-    return p->used && !p->dead && p->role == LMP_PEER_WORKER && p->task < 0 && p->cal < 0 && !p->ft &&
-           !p->cancelling && p->busy_until <= mono_ms();
+    return p->used && !p->dead && p->role == LMP_PEER_WORKER && p->task < 0 && p->cal < 0 &&
+           !p->ft && !p->cancelling && p->busy_until <= mono_ms();
 }
 
 /* With JobSpec.row_shards > 1, AQLM task ti goes to idle worker pi and up to row_shards - 1
  * more idle workers as row shards. 1: assigned; 0: run it whole (row shards not asked
  * for, or one live worker); -1: wait until a second worker is free. */
 static int assign_split(struct lmp_coord *c, int pi, int ti) {
-    struct job *J = c->job;
+    struct job   *J = c->job;
     const int64_t n_out = J->tasks[ti].l->n_out;
     /* sequential mode: a block's layers run one after another over every idle worker */
-    const uint32_t rs = J->spec->row_shards ? J->spec->row_shards : seq_mode(J) ? MAX_ROW_SHARDS : 0;
-    int want = (int) (rs < MAX_ROW_SHARDS ? rs : MAX_ROW_SHARDS);
-    if (want > n_out) want = (int) n_out;
+    const uint32_t rs = J->spec->row_shards ? J->spec->row_shards
+                        : seq_mode(J)       ? MAX_ROW_SHARDS
+                                            : 0;
+    int            want = (int)(rs < MAX_ROW_SHARDS ? rs : MAX_ROW_SHARDS);
+    if (want > n_out) want = (int)n_out;
     if (J->cspec.method != LMP_COMPRESS_AQLM || want < 2 || J->tasks[ti].h == NULL) return 0;
     int pis[MAX_ROW_SHARDS], n = 0, n_live = 0;
     pis[n++] = pi;
@@ -931,26 +957,29 @@ static int assign_split(struct lmp_coord *c, int pi, int ti) {
 
 /* The quantized layer of task ti (its arrays copied) waits for its block's tuning. */
 static enum lmp_status ft_hold(struct job *J, int ti, const struct lmp_compress_result *res) {
-    struct ftstate *F = J->ft;
+    struct ftstate             *F = J->ft;
     struct lmp_compress_result *h = &F->held[ti];
-    const struct lmp_aq_layer *q = &res->aq;
-    const size_t nc = (size_t) (q->n_out * (q->n_in / q->sc.g) * q->sc.M), nb = (size_t) q->sc.M * q->sc.K * q->sc.g;
+    const struct lmp_aq_layer  *q = &res->aq;
+    const size_t                nc = (size_t)(q->n_out * (q->n_in / q->sc.g) * q->sc.M),
+                 nb = (size_t)q->sc.M * q->sc.K * q->sc.g;
     *h = *res;
     h->w_hat = NULL, h->rtn_q = NULL, h->rtn_scale = NULL, h->rtn_zero = NULL;
-    h->aq.codes = malloc(nc * 2), h->aq.codebooks = malloc(nb * 4), h->aq.scales = malloc((size_t) q->n_out * 4);
+    h->aq.codes = malloc(nc * 2), h->aq.codebooks = malloc(nb * 4),
+    h->aq.scales = malloc((size_t)q->n_out * 4);
     if (!h->aq.codes || !h->aq.codebooks || !h->aq.scales) {
         lmp_aq_layer_release(&h->aq);
         return LMP_ENOMEM;
     }
     memcpy(h->aq.codes, q->codes, nc * 2);
     memcpy(h->aq.codebooks, q->codebooks, nb * 4);
-    memcpy(h->aq.scales, q->scales, (size_t) q->n_out * 4);
+    memcpy(h->aq.scales, q->scales, (size_t)q->n_out * 4);
     F->have[ti] = true;
-    J->tasks[ti].worker = -1;   /* RUNNING, held: quantized, not final */
+    J->tasks[ti].worker = -1; /* RUNNING, held: quantized, not final */
     /* the block is ready when all its layers are held */
     const int32_t b = J->tasks[ti].l->block;
     for (int64_t i = 0; i < J->n_tasks; i++)
-        if (J->tasks[i].l->block == b && J->tasks[i].state != LMP__TASK_STATE__TASK_STATE_DONE && !F->have[i])
+        if (J->tasks[i].l->block == b && J->tasks[i].state != LMP__TASK_STATE__TASK_STATE_DONE &&
+            !F->have[i])
             return LMP_OK;
     F->block = b;
     return LMP_OK;
@@ -958,37 +987,42 @@ static enum lmp_status ft_hold(struct job *J, int ti, const struct lmp_compress_
 
 /* The tuning worker is lost or failed: the block is tuned again (from the embedding). */
 static void ft_lost(struct lmp_coord *c, bool failure, const char *why) {
-    struct job *J = c->job;
+    struct job     *J = c->job;
     struct ftstate *F = J->ft;
     if (F->worker >= 0) c->peers[F->worker].ft = false;
     F->worker = -1;
     F->owner = -1;
     lmp_log_warn("coordinator: fine-tuning of block %d requeued: %s", F->block, why);
     if (failure && ++F->n_failures >= c->o.max_attempts)
-        job_fail(c, "fine-tuning of block %d failed %u times; last: %s", F->block, F->n_failures, why);
+        job_fail(c, "fine-tuning of block %d failed %u times; last: %s", F->block, F->n_failures,
+                 why);
 }
 
 static void assign_ft(struct lmp_coord *c, int pi) {
-    struct job *J = c->job;
+    struct job     *J = c->job;
     struct ftstate *F = J->ft;
-    struct peer *p = &c->peers[pi];
-    const int32_t b = F->block;
-    struct qship qs = {0};
-    struct lmp_err err = {0};
-    const int32_t from = F->owner == pi ? F->pos : 0;
+    struct peer    *p = &c->peers[pi];
+    const int32_t   b = F->block;
+    struct qship    qs = {0};
+    struct lmp_err  err = {0};
+    const int32_t   from = F->owner == pi ? F->pos : 0;
     if (qship_build(&qs, J, from, b, &err) != LMP_OK) {
         job_fail(c, "cannot read the committed blocks for fine-tuning: %s", err.msg);
         return;
     }
     /* inputs: tokens, qship's, 3 per held layer of block b */
     const size_t cap = 1 + qs.n + 3 * LMP_LIN_COUNT;
-    Lmp__Blob **blobs = calloc(cap, sizeof(*blobs)), fb[3 * LMP_LIN_COUNT], tokb = LMP__BLOB__INIT;
-    Lmp__Tensor ft[3 * LMP_LIN_COUNT], tok = LMP__TENSOR__INIT;
-    uint64_t fsh[3 * LMP_LIN_COUNT][3];
-    char fname[3 * LMP_LIN_COUNT][LMP_NAME_MAX + 16];
-    if (blobs == NULL) { qship_release(&qs); job_fail(c, "out of memory"); return; }
-    size_t n = 0;
-    const uint64_t tshape[2] = {(uint64_t) J->n_seq, (uint64_t) J->ctx};
+    Lmp__Blob  **blobs = calloc(cap, sizeof(*blobs)), fb[3 * LMP_LIN_COUNT], tokb = LMP__BLOB__INIT;
+    Lmp__Tensor  ft[3 * LMP_LIN_COUNT], tok = LMP__TENSOR__INIT;
+    uint64_t     fsh[3 * LMP_LIN_COUNT][3];
+    char         fname[3 * LMP_LIN_COUNT][LMP_NAME_MAX + 16];
+    if (blobs == NULL) {
+        qship_release(&qs);
+        job_fail(c, "out of memory");
+        return;
+    }
+    size_t         n = 0;
+    const uint64_t tshape[2] = {(uint64_t)J->n_seq, (uint64_t)J->ctx};
     lmp_wire_tensor_init(&tok, "tokens", LMP__DTYPE__DTYPE_I32, tshape, 2, J->tokens,
                          tshape[0] * tshape[1] * sizeof(int32_t));
     tokb.name = "tokens", tokb.where_case = LMP__BLOB__WHERE_TENSOR, tokb.tensor = &tok;
@@ -998,47 +1032,52 @@ static void assign_ft(struct lmp_coord *c, int pi) {
     for (int64_t i = 0; i < J->n_tasks; i++) {
         if (J->tasks[i].l->block != b || !F->have[i]) continue;
         const struct lmp_aq_layer *q = &F->held[i].aq;
-        const char *nm = J->tasks[i].l->name;
-        static const char *const part[3] = {"codes", "codebooks", "scales"};
+        const char                *nm = J->tasks[i].l->name;
+        static const char *const   part[3] = {"codes", "codebooks", "scales"};
         for (int k = 0; k < 3; k++, nf++) {
-            int nd = 3;
+            int         nd = 3;
             const void *data;
-            size_t bytes;
-            Lmp__DType dt = LMP__DTYPE__DTYPE_F32;
+            size_t      bytes;
+            Lmp__DType  dt = LMP__DTYPE__DTYPE_F32;
             if (k == 0) {
-                fsh[nf][0] = (uint64_t) q->n_out, fsh[nf][1] = (uint64_t) (q->n_in / q->sc.g), fsh[nf][2] = (uint64_t) q->sc.M;
-                data = q->codes, bytes = fsh[nf][0] * fsh[nf][1] * fsh[nf][2] * 2, dt = LMP__DTYPE__DTYPE_U16;
+                fsh[nf][0] = (uint64_t)q->n_out, fsh[nf][1] = (uint64_t)(q->n_in / q->sc.g),
+                fsh[nf][2] = (uint64_t)q->sc.M;
+                data = q->codes, bytes = fsh[nf][0] * fsh[nf][1] * fsh[nf][2] * 2,
+                dt = LMP__DTYPE__DTYPE_U16;
             } else if (k == 1) {
-                fsh[nf][0] = (uint64_t) q->sc.M, fsh[nf][1] = (uint64_t) q->sc.K, fsh[nf][2] = (uint64_t) q->sc.g;
+                fsh[nf][0] = (uint64_t)q->sc.M, fsh[nf][1] = (uint64_t)q->sc.K,
+                fsh[nf][2] = (uint64_t)q->sc.g;
                 data = q->codebooks, bytes = fsh[nf][0] * fsh[nf][1] * fsh[nf][2] * 4;
             } else {
-                fsh[nf][0] = (uint64_t) q->n_out, nd = 1;
+                fsh[nf][0] = (uint64_t)q->n_out, nd = 1;
                 data = q->scales, bytes = fsh[nf][0] * 4;
             }
             snprintf(fname[nf], sizeof(fname[nf]), "ft/%s/%s", nm, part[k]);
-            ft[nf] = (Lmp__Tensor) LMP__TENSOR__INIT;
-            lmp_wire_tensor_init(&ft[nf], "", dt, fsh[nf], (size_t) nd, data, bytes);
-            fb[nf] = (Lmp__Blob) LMP__BLOB__INIT;
-            fb[nf].name = fname[nf], fb[nf].where_case = LMP__BLOB__WHERE_TENSOR, fb[nf].tensor = &ft[nf];
+            ft[nf] = (Lmp__Tensor)LMP__TENSOR__INIT;
+            lmp_wire_tensor_init(&ft[nf], "", dt, fsh[nf], (size_t)nd, data, bytes);
+            fb[nf] = (Lmp__Blob)LMP__BLOB__INIT;
+            fb[nf].name = fname[nf], fb[nf].where_case = LMP__BLOB__WHERE_TENSOR,
+            fb[nf].tensor = &ft[nf];
             blobs[n++] = &fb[nf];
         }
     }
-    Lmp__Envelope env;
+    Lmp__Envelope   env;
     Lmp__TaskAssign ta = LMP__TASK_ASSIGN__INIT;
-    Lmp__RowRange rows = LMP__ROW_RANGE__INIT;
+    Lmp__RowRange   rows = LMP__ROW_RANGE__INIT;
     lmp_wire_init(&env, 0, 0);
     F->attempt++;
-    ta.job_id = J->id, ta.task_id = FT_TASK_BASE + (uint64_t) b, ta.attempt = F->attempt;
+    ta.job_id = J->id, ta.task_id = FT_TASK_BASE + (uint64_t)b, ta.attempt = F->attempt;
     ta.kind = LMP__TASK_KIND__TASK_KIND_FINETUNE_BLOCK;
     ta.layer = "";
-    ta.layer_index = (uint32_t) b;
-    rows.begin = 0, rows.end = (uint64_t) J->n_seq;
+    ta.layer_index = (uint32_t)b;
+    rows.begin = 0, rows.end = (uint64_t)J->n_seq;
     ta.rows = &rows;
     ta.model_path = J->spec->model_path;
     ta.method = J->spec->method;
     ta.finetune = J->spec->finetune;
     ta.kernels = J->spec->kernels;
-    ta.n_threads = J->spec->threads ? J->spec->threads : p->cores;   /* --threads: the driver's count */
+    ta.n_threads =
+        J->spec->threads ? J->spec->threads : p->cores; /* --threads: the driver's count */
     ta.n_inputs = n;
     ta.inputs = blobs;
     env.body_case = LMP__ENVELOPE__BODY_TASK_ASSIGN;
@@ -1046,8 +1085,8 @@ static void assign_ft(struct lmp_coord *c, int pi) {
     F->worker = pi;
     F->owner = pi;
     p->ft = true;
-    lmp_log_info("coordinator: fine-tuning of block %d -> worker '%s' (attempt %u%s)", b, p->id.name, F->attempt,
-                 from ? "" : ", from the embedding");
+    lmp_log_info("coordinator: fine-tuning of block %d -> worker '%s' (attempt %u%s)", b,
+                 p->id.name, F->attempt, from ? "" : ", from the embedding");
     coord_peer_event(c, LMP_LOG_INFO, "finetune", pi, "block %d", b);
     coord_send(c, &p->id, &env);
     free(blobs);
@@ -1061,38 +1100,42 @@ static const Lmp__Tensor *result_tensor(const Lmp__TaskResult *r, const char *na
 }
 
 /* The tuned block: norms first (a resumed run keeps them), then its layers, committed. */
-static void on_ft_result(struct lmp_coord *c, int pi, const Lmp__TaskResult *r, Lmp__Envelope *ackenv,
-                         Lmp__TaskResultAck *ack) {
-    struct job *J = c->job;
-    struct peer *p = &c->peers[pi];
+static void on_ft_result(struct lmp_coord *c, int pi, const Lmp__TaskResult *r,
+                         Lmp__Envelope *ackenv, Lmp__TaskResultAck *ack) {
+    struct job     *J = c->job;
+    struct peer    *p = &c->peers[pi];
     struct ftstate *F = J ? J->ft : NULL;
     p->ft = false;
-    if (J == NULL || F == NULL || r->job_id != J->id || J->state != LMP__JOB_STATE__JOB_STATE_RUNNING ||
-        F->worker != pi || r->attempt != F->attempt || r->task_id != FT_TASK_BASE + (uint64_t) F->block) {
+    if (J == NULL || F == NULL || r->job_id != J->id ||
+        J->state != LMP__JOB_STATE__JOB_STATE_RUNNING || F->worker != pi ||
+        r->attempt != F->attempt || r->task_id != FT_TASK_BASE + (uint64_t)F->block) {
         lmp_log_info("coordinator: stale fine-tuning result from '%s' dropped", p->id.name);
         coord_send(c, &p->id, ackenv);
         return;
     }
-    const int32_t b = F->block;
-    const int64_t dim = J->m->cfg.dim;
+    const int32_t      b = F->block;
+    const int64_t      dim = J->m->cfg.dim;
     const Lmp__Tensor *nt[2] = {result_tensor(r, "attn_norm"), result_tensor(r, "ffn_norm")};
-    bool ok = true;
+    bool               ok = true;
     for (int i = 0; i < 2; i++)
-        ok = ok && nt[i] && nt[i]->dtype == LMP__DTYPE__DTYPE_F32 && nt[i]->data.len == (size_t) dim * 4;
+        ok = ok && nt[i] && nt[i]->dtype == LMP__DTYPE__DTYPE_F32 &&
+             nt[i]->data.len == (size_t)dim * 4;
     for (int64_t i = 0; ok && i < J->n_tasks; i++) {
         if (J->tasks[i].l->block != b || !F->have[i]) continue;
         const struct lmp_aq_layer *q = &F->held[i].aq;
-        char nm[LMP_NAME_MAX + 32];
+        char                       nm[LMP_NAME_MAX + 32];
         snprintf(nm, sizeof(nm), "ft/%s/codebooks", J->tasks[i].l->name);
         const Lmp__Tensor *tb = result_tensor(r, nm);
         snprintf(nm, sizeof(nm), "ft/%s/scales", J->tasks[i].l->name);
         const Lmp__Tensor *ts = result_tensor(r, nm);
         ok = tb && ts && tb->dtype == LMP__DTYPE__DTYPE_F32 && ts->dtype == LMP__DTYPE__DTYPE_F32 &&
-             tb->data.len == (size_t) q->sc.M * q->sc.K * q->sc.g * 4 && ts->data.len == (size_t) q->n_out * 4;
+             tb->data.len == (size_t)q->sc.M * q->sc.K * q->sc.g * 4 &&
+             ts->data.len == (size_t)q->n_out * 4;
     }
     if (!ok) {
         char msg[200];
-        snprintf(msg, sizeof(msg), "fine-tuning result of block %d from '%s' lacks tuned arrays", b, p->id.name);
+        snprintf(msg, sizeof(msg), "fine-tuning result of block %d from '%s' lacks tuned arrays", b,
+                 p->id.name);
         ack->accepted = false;
         coord_send(c, &p->id, ackenv);
         ft_lost(c, true, msg);
@@ -1100,24 +1143,27 @@ static void on_ft_result(struct lmp_coord *c, int pi, const Lmp__TaskResult *r, 
     }
     ack->accepted = true;
     coord_send(c, &p->id, ackenv);
-    struct lmp_err err = {0};
-    enum lmp_status st = LMP_OK;
+    struct lmp_err          err = {0};
+    enum lmp_status         st = LMP_OK;
     const struct lmp_block *B = &J->m->blocks[b];
     for (int i = 0; i < 2 && st == LMP_OK; i++) {
         struct lmp_art_tensor at = {0};
         snprintf(at.name, sizeof(at.name), "model.layers.%d.%s.weight", b, seq_norm_names[i]);
         at.dtype = LMP_DTYPE_F32, at.n_dims = 1, at.shape[0] = dim;
-        if ((at.data = malloc((size_t) dim * 4)) == NULL) { st = lmp_err_set(&err, LMP_ENOMEM, "out of memory"); break; }
-        memcpy(at.data, nt[i]->data.data, (size_t) dim * 4);
+        if ((at.data = malloc((size_t)dim * 4)) == NULL) {
+            st = lmp_err_set(&err, LMP_ENOMEM, "out of memory");
+            break;
+        }
+        memcpy(at.data, nt[i]->data.data, (size_t)dim * 4);
         st = lmp_artifact_put_tensor(J->a, &at, &err);
         free(at.data);
     }
-    (void) B;
+    (void)B;
     for (int64_t i = 0; st == LMP_OK && i < J->n_tasks; i++) {
         struct task *t = &J->tasks[i];
         if (t->l->block != b || !F->have[i]) continue;
         struct lmp_compress_result *h = &F->held[i];
-        char nm[LMP_NAME_MAX + 32];
+        char                        nm[LMP_NAME_MAX + 32];
         snprintf(nm, sizeof(nm), "ft/%s/codebooks", t->l->name);
         memcpy(h->aq.codebooks, result_tensor(r, nm)->data.data, result_tensor(r, nm)->data.len);
         snprintf(nm, sizeof(nm), "ft/%s/scales", t->l->name);
@@ -1133,19 +1179,21 @@ static void on_ft_result(struct lmp_coord *c, int pi, const Lmp__TaskResult *r, 
         F->have[i] = false;
         drop_h(J, t);
         J->n_done++;
-        J->params_done_run += (double) (t->l->n_out * t->l->n_in);
-        lmp_log_info("coordinator: [%lld/%lld] %s committed after fine-tuning (rel err %.4g)", (long long) J->n_done,
-                     (long long) J->n_tasks, t->l->name, h->rel_err_after);
-        coord_event(c, LMP_LOG_INFO, LMP_EVENT_DONE, (int) i, "[%lld/%lld] rel err %.4g -> %.4g, tuned", (long long) J->n_done, (long long) J->n_tasks, h->rel_err_before, h->rel_err_after);
+        J->params_done_run += (double)(t->l->n_out * t->l->n_in);
+        lmp_log_info("coordinator: [%lld/%lld] %s committed after fine-tuning (rel err %.4g)",
+                     (long long)J->n_done, (long long)J->n_tasks, t->l->name, h->rel_err_after);
+        coord_event(c, LMP_LOG_INFO, LMP_EVENT_DONE, (int)i,
+                    "[%lld/%lld] rel err %.4g -> %.4g, tuned", (long long)J->n_done,
+                    (long long)J->n_tasks, h->rel_err_before, h->rel_err_after);
     }
     if (st != LMP_OK) {
         job_fail(c, "cannot store fine-tuned block %d: %s", b, err.msg);
         return;
     }
     const Lmp__TaskStats *ts = r->stats;
-    lmp_log_info("coordinator: block %d fine-tuned by '%s' (rel mse %.4g -> %.4g, %u steps, %.1fs)", b, p->id.name,
-                 ts ? ts->rel_err_before : 0.0, ts ? ts->rel_err_after : 0.0, ts ? ts->steps : 0u,
-                 ts ? ts->seconds : 0.0);
+    lmp_log_info("coordinator: block %d fine-tuned by '%s' (rel mse %.4g -> %.4g, %u steps, %.1fs)",
+                 b, p->id.name, ts ? ts->rel_err_before : 0.0, ts ? ts->rel_err_after : 0.0,
+                 ts ? ts->steps : 0u, ts ? ts->seconds : 0.0);
     F->worker = -1;
     F->owner = pi;
     F->pos = b;
@@ -1163,11 +1211,11 @@ static void dispatch(struct lmp_coord *c) {
     if (J == NULL || J->state != LMP__JOB_STATE__JOB_STATE_RUNNING) return;
     for (int pi = 0; pi < MAX_PEERS; pi++) {
         struct peer *p = &c->peers[pi];
-        if (!p->used || p->dead || p->role != LMP_PEER_WORKER || p->task >= 0 || p->cal >= 0 || p->ft ||
-            p->cancelling || p->busy_until > mono_ms())
+        if (!p->used || p->dead || p->role != LMP_PEER_WORKER || p->task >= 0 || p->cal >= 0 ||
+            p->ft || p->cancelling || p->busy_until > mono_ms())
             continue;
-        if (J->ft && J->ft->block >= 0 && J->ft->worker < 0) {   /* a block waits for its tuning */
-            const int o = J->ft->owner;   /* the worker holding the activations, if it is free */
+        if (J->ft && J->ft->block >= 0 && J->ft->worker < 0) { /* a block waits for its tuning */
+            const int o = J->ft->owner; /* the worker holding the activations, if it is free */
             if (o < 0 || o == pi || !peer_idle(&c->peers[o])) {
                 assign_ft(c, pi);
                 if (J->state != LMP__JOB_STATE__JOB_STATE_RUNNING) return;
@@ -1176,10 +1224,11 @@ static void dispatch(struct lmp_coord *c) {
         }
         int si = pick_slice(c, J, pi, 0), ti = -1, split = 0;
         if (si < 0 && (ti = pick_task(c, J, pi)) >= 0 && (split = assign_split(c, pi, ti)) < 0)
-            ti = -1;   /* row shards wait for a second free worker; calibrate meanwhile */
+            ti = -1; /* row shards wait for a second free worker; calibrate meanwhile */
         if (si < 0 && ti < 0 && (si = pick_slice(c, J, pi, 1)) < 0) si = pick_slice(c, J, pi, 2);
         if (si >= 0) assign_cal(c, pi, si);
-        else if (ti >= 0 && split == 0) assign(c, pi, ti);
+        else if (ti >= 0 && split == 0)
+            assign(c, pi, ti);
         if (J->state != LMP__JOB_STATE__JOB_STATE_RUNNING) return;
     }
 }
@@ -1222,12 +1271,14 @@ static enum lmp_status job_plan(struct lmp_coord *c, const Lmp__JobSpec *spec_in
     }
     const Lmp__JobSpec *s = J->spec;
     if (s->mode != LMP__MODE__MODE_INDEPENDENT && s->mode != LMP__MODE__MODE_SEQUENTIAL) {
-        st = lmp_err_set(err, LMP_EINVAL, "job mode %d is neither sequential nor independent", (int) s->mode);
+        st = lmp_err_set(err, LMP_EINVAL, "job mode %d is neither sequential nor independent",
+                         (int)s->mode);
         goto out;
     }
     const bool ft = s->finetune && s->finetune->enabled;
     if (ft && s->mode != LMP__MODE__MODE_SEQUENTIAL) {
-        st = lmp_err_set(err, LMP_EINVAL, "the coordinator fine-tunes blocks in sequential mode only: "
+        st = lmp_err_set(err, LMP_EINVAL,
+                         "the coordinator fine-tunes blocks in sequential mode only: "
                          "use 'lmpress compress --finetune --mode independent'");
         goto out;
     }
@@ -1295,9 +1346,9 @@ static enum lmp_status job_plan(struct lmp_coord *c, const Lmp__JobSpec *spec_in
         }
         if ((st = lmp_calib_sample_text(J->tokens, ids, n_ids, n_seq, ctx, seed, err))) goto out;
         snprintf(settings, sizeof(settings), "%s n=%lld ctx=%lld seed=%llu mode=%s%s keep=[%s]",
-                 cs->path, (long long) n_seq, (long long) ctx, (unsigned long long) seed,
-                 s->mode == LMP__MODE__MODE_SEQUENTIAL ? "sequential" : "independent", ft ? " finetune" : "",
-                 keep);
+                 cs->path, (long long)n_seq, (long long)ctx, (unsigned long long)seed,
+                 s->mode == LMP__MODE__MODE_SEQUENTIAL ? "sequential" : "independent",
+                 ft ? " finetune" : "", keep);
         J->aj.calib_fp = lmp_fingerprint_calib(J->tokens, n_seq * ctx, settings + strlen(cs->path));
         snprintf(J->aj.calib_desc, sizeof(J->aj.calib_desc), "%s", settings);
         /* calibration slices: the workers compute them (see coord.h) */
@@ -1315,13 +1366,14 @@ static enum lmp_status job_plan(struct lmp_coord *c, const Lmp__JobSpec *spec_in
                                            .worker = -1, .owner = -1};
     }
     if (ft && rtn) {
-        st = lmp_err_set(err, LMP_EINVAL, "--finetune needs --method aqlm (RTN has no codebooks to tune)");
+        st = lmp_err_set(err, LMP_EINVAL,
+                         "--finetune needs --method aqlm (RTN has no codebooks to tune)");
         goto out;
     }
     if (ft) {
         if ((J->ft = calloc(1, sizeof(*J->ft))) == NULL ||
-            (J->ft->held = calloc((size_t) J->n_tasks + 1, sizeof(*J->ft->held))) == NULL ||
-            (J->ft->have = calloc((size_t) J->n_tasks + 1, sizeof(bool))) == NULL) {
+            (J->ft->held = calloc((size_t)J->n_tasks + 1, sizeof(*J->ft->held))) == NULL ||
+            (J->ft->have = calloc((size_t)J->n_tasks + 1, sizeof(bool))) == NULL) {
             st = lmp_err_set(err, LMP_ENOMEM, "out of memory");
             goto out;
         }
@@ -1400,7 +1452,8 @@ static void on_hello(struct lmp_coord *c, const struct lmp_zpeer *from, const Lm
     if (p->used && !p->dead && p->task >= 0 && c->job && c->job->tasks[p->task].worker == pi)
         requeue(c, p->task, false, "");   /* a new session: its old task is not coming back */
     if (p->used && c->job) peer_forget_slices(c, pi, false, "");
-    if (p->used && p->ft && c->job && c->job->ft && c->job->ft->worker == pi) ft_lost(c, false, "its worker reconnected");
+    if (p->used && p->ft && c->job && c->job->ft && c->job->ft->worker == pi)
+        ft_lost(c, false, "its worker reconnected");
     if (p->used && c->job && c->job->ft && c->job->ft->owner == pi) c->job->ft->owner = -1;
     memset(p, 0, sizeof(*p));
     p->used = true;
@@ -1430,42 +1483,46 @@ static void on_hello(struct lmp_coord *c, const struct lmp_zpeer *from, const Lm
 
 /* A row shard's result: its rows' codes and scales go into place (codebooks must equal
  * the other shards'); with the last shard in, the layer is committed. */
-static void on_rows_result(struct lmp_coord *c, int pi, const Lmp__TaskResult *r, Lmp__Envelope *ackenv,
-                           Lmp__TaskResultAck *ack) {
+static void on_rows_result(struct lmp_coord *c, int pi, const Lmp__TaskResult *r,
+                           Lmp__Envelope *ackenv, Lmp__TaskResultAck *ack) {
     struct peer *p = &c->peers[pi];
-    struct job *J = c->job;
-    const int ti = (int) r->task_id - 1;
-    if (J == NULL || r->job_id != J->id || J->state != LMP__JOB_STATE__JOB_STATE_RUNNING || ti < 0 ||
-        ti >= J->n_tasks || J->tasks[ti].rows == NULL || J->tasks[ti].attempt != r->attempt ||
-        rows_shard_of(&J->tasks[ti], pi) < 0) {
+    struct job  *J = c->job;
+    const int    ti = (int)r->task_id - 1;
+    if (J == NULL || r->job_id != J->id || J->state != LMP__JOB_STATE__JOB_STATE_RUNNING ||
+        ti < 0 || ti >= J->n_tasks || J->tasks[ti].rows == NULL ||
+        J->tasks[ti].attempt != r->attempt || rows_shard_of(&J->tasks[ti], pi) < 0) {
         lmp_log_info("coordinator: stale row result from '%s' dropped", p->id.name);
         coord_send(c, &p->id, ackenv);
         return;
     }
-    struct task *t = &J->tasks[ti];
-    struct rtask *R = t->rows;
-    const int k = rows_shard_of(t, pi);
-    struct rshard *sh = &R->s[k];
-    const struct lmp_linear *l = t->l;
+    struct task                *t = &J->tasks[ti];
+    struct rtask               *R = t->rows;
+    const int                   k = rows_shard_of(t, pi);
+    struct rshard              *sh = &R->s[k];
+    const struct lmp_linear    *l = t->l;
     const struct lmp_aq_scheme *sc = &J->cspec.sc;
-    const int64_t nr = sh->r1 - sh->r0, n_grp = l->n_in / sc->g, n_cb = (int64_t) sc->M * sc->K * sc->g;
-    const uint64_t want_c[3] = {(uint64_t) nr, (uint64_t) n_grp, (uint64_t) sc->M};
-    const uint64_t want_b[3] = {(uint64_t) sc->M, (uint64_t) sc->K, (uint64_t) sc->g};
-    bool ok = !sh->done && r->rows && r->rows->begin == (uint64_t) sh->r0 && r->rows->end == (uint64_t) sh->r1 &&
-              r->codes && r->codebooks && r->scales && r->stats && r->codes->n_shape == 3 &&
-              r->codebooks->n_shape == 3 && r->scales->n_shape == 1 &&
-              memcmp(r->codes->shape, want_c, sizeof(want_c)) == 0 &&
-              memcmp(r->codebooks->shape, want_b, sizeof(want_b)) == 0 && r->scales->shape[0] == (uint64_t) nr &&
-              r->codes->data.len == (size_t) (nr * n_grp * sc->M) * 2 &&
-              r->codebooks->data.len == (size_t) n_cb * 4 && r->scales->data.len == (size_t) nr * 4;
+    const int64_t               nr = sh->r1 - sh->r0, n_grp = l->n_in / sc->g,
+                  n_cb = (int64_t)sc->M * sc->K * sc->g;
+    const uint64_t want_c[3] = {(uint64_t)nr, (uint64_t)n_grp, (uint64_t)sc->M};
+    const uint64_t want_b[3] = {(uint64_t)sc->M, (uint64_t)sc->K, (uint64_t)sc->g};
+    bool           ok = !sh->done && r->rows && r->rows->begin == (uint64_t)sh->r0 &&
+              r->rows->end == (uint64_t)sh->r1 && r->codes && r->codebooks && r->scales &&
+              r->stats && r->codes->n_shape == 3 && r->codebooks->n_shape == 3 &&
+              r->scales->n_shape == 1 && memcmp(r->codes->shape, want_c, sizeof(want_c)) == 0 &&
+              memcmp(r->codebooks->shape, want_b, sizeof(want_b)) == 0 &&
+              r->scales->shape[0] == (uint64_t)nr &&
+              r->codes->data.len == (size_t)(nr * n_grp * sc->M) * 2 &&
+              r->codebooks->data.len == (size_t)n_cb * 4 && r->scales->data.len == (size_t)nr * 4;
     bool first = true;
     for (int q = 0; q < R->n; q++) first &= !R->s[q].done;
-    if (ok && !first && memcmp(R->cb, r->codebooks->data.data, (size_t) n_cb * 4) != 0) ok = false;
+    if (ok && !first && memcmp(R->cb, r->codebooks->data.data, (size_t)n_cb * 4) != 0) ok = false;
     p->task = -1;
     if (!ok) {
         char msg[400];
-        snprintf(msg, sizeof(msg), "row result for '%s' from '%s' does not fit its shard (rows, shapes, "
-                 "or codebooks differing from the other shards')", l->name, p->id.name);
+        snprintf(msg, sizeof(msg),
+                 "row result for '%s' from '%s' does not fit its shard (rows, shapes, "
+                 "or codebooks differing from the other shards')",
+                 l->name, p->id.name);
         lmp_log_warn("coordinator: %s", msg);
         ack->accepted = false;
         coord_send(c, &p->id, ackenv);
@@ -1478,7 +1535,7 @@ static void on_rows_result(struct lmp_coord *c, int pi, const Lmp__TaskResult *r
     memcpy(R->codes + sh->r0 * n_grp * sc->M, r->codes->data.data, r->codes->data.len);
     memcpy(R->scales + sh->r0, r->scales->data.data, r->scales->data.len);
     if (first) {
-        memcpy(R->cb, r->codebooks->data.data, (size_t) n_cb * 4);
+        memcpy(R->cb, r->codebooks->data.data, (size_t)n_cb * 4);
         R->rel_before = r->stats->rel_err_before, R->rel_after = r->stats->rel_err_after;
         R->bpw = r->stats->bits_per_weight, R->steps = r->stats->steps;
     }
@@ -1486,27 +1543,40 @@ static void on_rows_result(struct lmp_coord *c, int pi, const Lmp__TaskResult *r
     sh->done = true;
     p->n_done++;
     p->busy_s += r->stats->seconds;
-    p->params_done += (double) (nr * l->n_in);
+    p->params_done += (double)(nr * l->n_in);
     for (int q = 0; q < R->n; q++)
         if (!R->s[q].done) return;
     /* every shard is in: commit the layer */
-    struct lmp_err err = {0};
-    struct lmp_compress_result res = {.method = LMP_COMPRESS_AQLM, .n_out = l->n_out, .n_in = l->n_in,
-                                      .rel_err_before = R->rel_before, .rel_err_after = R->rel_after,
-                                      .bits_per_weight = R->bpw, .seconds = R->seconds, .steps = R->steps};
-    res.aq = (struct lmp_aq_layer){.sc = *sc, .n_out = l->n_out, .n_in = l->n_in, .codes = R->codes,
-                                   .codebooks = R->cb, .scales = R->scales};
+    struct lmp_err             err = {0};
+    struct lmp_compress_result res = {.method = LMP_COMPRESS_AQLM,
+                                      .n_out = l->n_out,
+                                      .n_in = l->n_in,
+                                      .rel_err_before = R->rel_before,
+                                      .rel_err_after = R->rel_after,
+                                      .bits_per_weight = R->bpw,
+                                      .seconds = R->seconds,
+                                      .steps = R->steps};
+    res.aq = (struct lmp_aq_layer){.sc = *sc,
+                                   .n_out = l->n_out,
+                                   .n_in = l->n_in,
+                                   .codes = R->codes,
+                                   .codebooks = R->cb,
+                                   .scales = R->scales};
     const int n_sh = R->n;
-    if (J->ft) {   /* final after its block's fine-tuning */
+    if (J->ft) { /* final after its block's fine-tuning */
         const enum lmp_status hs = ft_hold(J, ti, &res);
         rows_free(t);
-        if (hs != LMP_OK) job_fail(c, "out of memory holding '%s' for fine-tuning", l->name);
-        else lmp_log_info("coordinator: %s quantized in %d row shards (rel err %.4g), held for its block's "
-                          "fine-tuning", l->name, n_sh, res.rel_err_after);
+        if (hs != LMP_OK)
+            job_fail(c, "out of memory holding '%s' for fine-tuning", l->name);
+        else
+            lmp_log_info(
+                "coordinator: %s quantized in %d row shards (rel err %.4g), held for its block's "
+                "fine-tuning",
+                l->name, n_sh, res.rel_err_after);
         return;
     }
     struct lmp_art_layer al = {0};
-    enum lmp_status st = lmp_compress_result_to_layer(&al, &res, &J->cspec, l->name, &err);
+    enum lmp_status      st = lmp_compress_result_to_layer(&al, &res, &J->cspec, l->name, &err);
     if (st == LMP_OK) st = lmp_artifact_commit_layer(J->a, &al, &err);
     lmp_art_layer_release(&al);
     rows_free(t);
@@ -1519,10 +1589,12 @@ static void on_rows_result(struct lmp_coord *c, int pi, const Lmp__TaskResult *r
     t->seconds = res.seconds, t->rel_before = res.rel_err_before, t->rel_after = res.rel_err_after;
     drop_h(J, t);
     J->n_done++;
-    J->params_done_run += (double) (l->n_out * l->n_in);
-    lmp_log_info("coordinator: [%lld/%lld] %s committed (%d row shards, rel err %.4g)", (long long) J->n_done,
-                 (long long) J->n_tasks, l->name, n_sh, res.rel_err_after);
-    coord_event(c, LMP_LOG_INFO, LMP_EVENT_DONE, ti, "[%lld/%lld] rel err %.4g -> %.4g, %.1fs, %d row shards", (long long) J->n_done, (long long) J->n_tasks, res.rel_err_before, res.rel_err_after, res.seconds, n_sh);
+    J->params_done_run += (double)(l->n_out * l->n_in);
+    lmp_log_info("coordinator: [%lld/%lld] %s committed (%d row shards, rel err %.4g)",
+                 (long long)J->n_done, (long long)J->n_tasks, l->name, n_sh, res.rel_err_after);
+    coord_event(c, LMP_LOG_INFO, LMP_EVENT_DONE, ti,
+                "[%lld/%lld] rel err %.4g -> %.4g, %.1fs, %d row shards", (long long)J->n_done,
+                (long long)J->n_tasks, res.rel_err_before, res.rel_err_after, res.seconds, n_sh);
     job_finish_if_done(c);
 }
 
@@ -1607,7 +1679,7 @@ static void on_result(struct lmp_coord *c, int pi, const Lmp__Envelope *env) {
             res.rtn_zero = (uint16_t *) z->data.data;
         }
     }
-    if (st == LMP_OK && J->ft) {   /* final after its block's fine-tuning */
+    if (st == LMP_OK && J->ft) { /* final after its block's fine-tuning */
         p->task = -1;
         if (ft_hold(J, ti, &res) != LMP_OK) {
             job_fail(c, "out of memory holding '%s' for fine-tuning", l->name);
@@ -1617,9 +1689,10 @@ static void on_result(struct lmp_coord *c, int pi, const Lmp__Envelope *env) {
         coord_send(c, &p->id, &out);
         p->n_done++;
         p->busy_s += res.seconds;
-        p->params_done += (double) (l->n_out * l->n_in);
-        lmp_log_info("coordinator: %s quantized by '%s' (rel err %.4g), held for its block's fine-tuning",
-                     l->name, p->id.name, res.rel_err_after);
+        p->params_done += (double)(l->n_out * l->n_in);
+        lmp_log_info(
+            "coordinator: %s quantized by '%s' (rel err %.4g), held for its block's fine-tuning",
+            l->name, p->id.name, res.rel_err_after);
         return;
     }
     struct lmp_art_layer al = {0};
@@ -1665,7 +1738,7 @@ static void on_task_error(struct lmp_coord *c, int pi, const Lmp__Envelope *env)
     enum lmp_status code = LMP_EPROTO;
     lmp_status_from_name(e->code ? e->code : "", &code);
     if (p->ft && J && J->ft && J->ft->worker == pi && e->job_id == J->id &&
-        e->task_id == FT_TASK_BASE + (uint64_t) J->ft->block) {
+        e->task_id == FT_TASK_BASE + (uint64_t)J->ft->block) {
         char msg[300];
         snprintf(msg, sizeof(msg), "%s: %s (worker '%s')", e->code ? e->code : "?",
                  e->message ? e->message : "", p->id.name);
@@ -1677,8 +1750,9 @@ static void on_task_error(struct lmp_coord *c, int pi, const Lmp__Envelope *env)
     if (code == LMP_ECANCEL || p->cancelling) {
         p->cancelling = false;
         p->ft = false;
-        if (p->task >= 0 && J && J->tasks[p->task].rows && rows_shard_of(&J->tasks[p->task], pi) >= 0) {
-            const int ti = p->task;   /* a shard that stopped on its own: its layer starts again */
+        if (p->task >= 0 && J && J->tasks[p->task].rows &&
+            rows_shard_of(&J->tasks[p->task], pi) >= 0) {
+            const int ti = p->task; /* a shard that stopped on its own: its layer starts again */
             p->task = -1;
             rows_abort(c, ti, false, "a row shard was cancelled");
             return;
@@ -1692,13 +1766,15 @@ static void on_task_error(struct lmp_coord *c, int pi, const Lmp__Envelope *env)
                  e->message ? e->message : "");
     coord_peer_event(c, LMP_LOG_WARN, LMP_EVENT_FAILED, pi, "%s: %s", e->code ? e->code : "?", e->message ? e->message : "");
     const int ti = (int) e->task_id - 1;
-    if (J && e->job_id == J->id && ti >= 0 && ti < J->n_tasks && p->task == ti && J->tasks[ti].rows &&
-        rows_shard_of(&J->tasks[ti], pi) >= 0) {
+    if (J && e->job_id == J->id && ti >= 0 && ti < J->n_tasks && p->task == ti &&
+        J->tasks[ti].rows && rows_shard_of(&J->tasks[ti], pi) >= 0) {
         char msg[300];
         snprintf(msg, sizeof(msg), "%s: %s (worker '%s')", e->code ? e->code : "?",
                  e->message ? e->message : "", p->id.name);
-        if (code == LMP_EBUSY) p->busy_until = mono_ms() + 1000;
-        else p->n_failed++;
+        if (code == LMP_EBUSY)
+            p->busy_until = mono_ms() + 1000;
+        else
+            p->n_failed++;
         p->task = -1;
         rows_abort(c, ti, code != LMP_EBUSY, msg);
         return;
@@ -1783,8 +1859,9 @@ static void on_message(struct lmp_coord *c, const struct lmp_zpeer *from, Lmp__E
         on_rows_partial(c, pi, env->rows_partial);
         break;
     case LMP__ENVELOPE__BODY_TASK_HANDBACK:
-        if (p->task >= 0 && J && J->tasks[p->task].rows && rows_shard_of(&J->tasks[p->task], pi) >= 0 &&
-            env->task_handback->task_id == (uint64_t) p->task + 1) {
+        if (p->task >= 0 && J && J->tasks[p->task].rows &&
+            rows_shard_of(&J->tasks[p->task], pi) >= 0 &&
+            env->task_handback->task_id == (uint64_t)p->task + 1) {
             const int ti = p->task;
             p->task = -1;
             rows_abort(c, ti, false, "a row shard was handed back");

@@ -73,8 +73,8 @@ struct slice {
     struct lmp_calib *cal;
     int32_t  pos;                      /* x = input of this block */
     uint64_t used;                     /* LRU stamp */
-    bool     full;                     /* every sequence of the job, unsliced (fine-tuning) */
-    uint64_t job_id;                   /* sequential mode: the job whose blocks it went through */
+    bool              full;   /* every sequence of the job, unsliced (fine-tuning) */
+    uint64_t          job_id; /* sequential mode: the job whose blocks it went through */
 };
 
 /* TASK_KIND_QUANTIZE_ROWS: the compute thread's sums (lmp_aq_reducer) go out through the
@@ -83,12 +83,12 @@ struct slice {
 struct rowsum {
     pthread_mutex_t mu;
     pthread_cond_t  cv;
-    double  *vec;                      /* the part, then the sum (the compute thread's buffer) */
-    int64_t  n;
-    uint64_t step;                     /* sums asked so far */
-    bool     posted, sent, have, abort;
-    int      red_fd;                   /* write end: "a part is posted" */
-    double   wait_s;                   /* time spent waiting for sums */
+    double         *vec; /* the part, then the sum (the compute thread's buffer) */
+    int64_t         n;
+    uint64_t        step; /* sums asked so far */
+    bool            posted, sent, have, abort;
+    int             red_fd; /* write end: "a part is posted" */
+    double          wait_s; /* time spent waiting for sums */
 };
 
 /* The task the compute thread runs: inputs copied out of the TaskAssign, the result. */
@@ -108,14 +108,14 @@ struct task {
     int64_t   n_seq, ctx;
     uint64_t  row_begin, row_end;
     int       n_threads;
-    struct rowsum rs;                  /* TASK_KIND_QUANTIZE_ROWS */
-    Lmp__TaskAssign *qa;               /* sequential calibration: the assign (its "q/..." blobs) */
+    struct rowsum    rs; /* TASK_KIND_QUANTIZE_ROWS */
+    Lmp__TaskAssign *qa; /* sequential calibration: the assign (its "q/..." blobs) */
     /* TASK_KIND_FINETUNE_BLOCK: settings in, the tuned block out */
-    int64_t   ft_epochs, ft_max_steps;
-    struct lmp_aq_layer ftl[LMP_LIN_COUNT];
-    float    *ft_norm[2];
-    struct lmp_ft_stats fs;
-    int32_t   qfrom;                   /* ... first quantized block shipped; -1 = independent */
+    int64_t                 ft_epochs, ft_max_steps;
+    struct lmp_aq_layer     ftl[LMP_LIN_COUNT];
+    float                  *ft_norm[2];
+    struct lmp_ft_stats     fs;
+    int32_t                 qfrom; /* ... first quantized block shipped; -1 = independent */
     struct lmp_calib_grams *grams;
     /* out */
     struct lmp_compress_result res;
@@ -136,16 +136,18 @@ static enum lmp_status rows_sum(void *ctx, double *vec, int64_t n, struct lmp_er
     r->vec = vec, r->n = n;
     r->posted = true, r->sent = false, r->have = false;
     pthread_mutex_unlock(&r->mu);
-    char one = 1;
+    char           one = 1;
     const uint64_t t0 = mono_ms();
-    while (write(r->red_fd, &one, 1) < 0 && errno == EINTR) {}
+    while (write(r->red_fd, &one, 1) < 0 && errno == EINTR) {
+    }
     pthread_mutex_lock(&r->mu);
     while (!r->have && !r->abort) pthread_cond_wait(&r->cv, &r->mu);
-    r->wait_s += (double) (mono_ms() - t0) / 1000.0;
+    r->wait_s += (double)(mono_ms() - t0) / 1000.0;
     const bool ok = r->have;
     r->posted = false, r->vec = NULL;
     pthread_mutex_unlock(&r->mu);
-    return ok ? LMP_OK : lmp_err_set(err, LMP_ECANCEL, "row shard stopped while its layer was being summed");
+    return ok ? LMP_OK
+              : lmp_err_set(err, LMP_ECANCEL, "row shard stopped while its layer was being summed");
 }
 
 /* Wake a compute thread that waits for a sum: it ends its task (cancel, hand-back, stop). */
@@ -161,28 +163,29 @@ static void rows_abort(struct task *t) {
  * shards in the coordinator's sums. res: those rows' codes and scales, the codebooks. */
 static enum lmp_status quantize_rows(struct task *t, const float *w, struct lmp_err *err) {
     const struct lmp_linear *l = t->lin;
-    struct lmp_aq_opts o = t->spec.aq;
-    struct lmp_aq_stats S;
-    struct lmp_err e = {0};
-    struct lmp_aq_reducer red = {.sum = rows_sum, .ctx = &t->rs};
-    const double t0 = (double) mono_ms() / 1000.0;
+    struct lmp_aq_opts       o = t->spec.aq;
+    struct lmp_aq_stats      S;
+    struct lmp_err           e = {0};
+    struct lmp_aq_reducer    red = {.sum = rows_sum, .ctx = &t->rs};
+    const double             t0 = (double)mono_ms() / 1000.0;
     o.seed = lmp_compress_layer_seed(t->seed, t->layer);
-    enum lmp_status st = lmp_aq_quantize_rows(&t->res.aq, &S, w, t->h, l->n_out, l->n_in,
-                                              (int64_t) t->row_begin, (int64_t) t->row_end, &t->spec.sc,
-                                              &o, &red, &e);
-    if (st != LMP_OK) return lmp_err_set(err, st, "layer '%s' rows [%llu, %llu): %s", t->layer,
-                                         (unsigned long long) t->row_begin,
-                                         (unsigned long long) t->row_end, e.msg);
+    enum lmp_status st =
+        lmp_aq_quantize_rows(&t->res.aq, &S, w, t->h, l->n_out, l->n_in, (int64_t)t->row_begin,
+                             (int64_t)t->row_end, &t->spec.sc, &o, &red, &e);
+    if (st != LMP_OK)
+        return lmp_err_set(err, st, "layer '%s' rows [%llu, %llu): %s", t->layer,
+                           (unsigned long long)t->row_begin, (unsigned long long)t->row_end, e.msg);
     t->res.method = LMP_COMPRESS_AQLM;
-    t->res.n_out = (int64_t) (t->row_end - t->row_begin), t->res.n_in = l->n_in;
+    t->res.n_out = (int64_t)(t->row_end - t->row_begin), t->res.n_in = l->n_in;
     t->res.rel_err_before = S.rel_err_init, t->res.rel_err_after = S.rel_err_final;
     t->res.steps = S.n_rounds + S.n_adam_steps;
     t->res.bits_per_weight = lmp_compress_bits_per_weight(&t->spec, l->n_out, l->n_in);
-    t->res.seconds = (double) mono_ms() / 1000.0 - t0;
+    t->res.seconds = (double)mono_ms() / 1000.0 - t0;
     lmp_log_info("%s: '%s' rows [%llu, %llu): init %.2fs, codebook update %.2fs, beam %.2fs, "
-                 "%llu sums (%.2fs waiting for them), %d rounds", "row shard", t->layer,
-                 (unsigned long long) t->row_begin, (unsigned long long) t->row_end, S.seconds_init,
-                 S.seconds_adam, S.seconds_beam, (unsigned long long) t->rs.step, t->rs.wait_s, S.n_rounds);
+                 "%llu sums (%.2fs waiting for them), %d rounds",
+                 "row shard", t->layer, (unsigned long long)t->row_begin,
+                 (unsigned long long)t->row_end, S.seconds_init, S.seconds_adam, S.seconds_beam,
+                 (unsigned long long)t->rs.step, t->rs.wait_s, S.n_rounds);
     return LMP_OK;
 }
 
@@ -196,9 +199,11 @@ static void *task_main(void *arg) {
         struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
         nanosleep(&ts, NULL);
     }
-    if (t->kind == LMP__TASK_KIND__TASK_KIND_CALIBRATE || t->kind == LMP__TASK_KIND__TASK_KIND_FINETUNE_BLOCK) {
+    if (t->kind == LMP__TASK_KIND__TASK_KIND_CALIBRATE ||
+        t->kind == LMP__TASK_KIND__TASK_KIND_FINETUNE_BLOCK) {
         const uint64_t t0 = mono_ms();
-        t->st = t->kind == LMP__TASK_KIND__TASK_KIND_CALIBRATE ? calibrate(t, &t->err) : finetune(t, &t->err);
+        t->st = t->kind == LMP__TASK_KIND__TASK_KIND_CALIBRATE ? calibrate(t, &t->err)
+                                                               : finetune(t, &t->err);
         t->res.seconds = (double) (mono_ms() - t0) / 1000.0;
         char one = 1;
         while (write(t->done_fd, &one, 1) < 0 && errno == EINTR) {}
@@ -238,7 +243,7 @@ struct agent {
     struct task *task;
     pthread_t    thread;
     bool         cancelled, handed_back;
-    int          red_fd[2];            /* a row shard's part is posted (struct rowsum) */
+    int            red_fd[2];          /* a row shard's part is posted (struct rowsum) */
     Lmp__Envelope *queued;             /* a TaskAssign that waits for an abandoned task to end */
     int          pipe_fd[2];
 };
@@ -307,89 +312,101 @@ static const Lmp__Tensor *q_blob(const struct task *t, const char *name) {
 /* Sequential mode: install block k's quantized linears (decoded from the shipped codes,
  * codebooks, scales) and tuned norms into the transformer; saved[] / norm0[] restore it. */
 static enum lmp_status q_install(struct task *t, int32_t k, float *dec[LMP_LIN_COUNT],
-                                 float *saved_w[LMP_LIN_COUNT], float *norm0[2], struct lmp_err *err) {
-    struct agent *A = t->agent;
+                                 float *saved_w[LMP_LIN_COUNT], float *norm0[2],
+                                 struct lmp_err *err) {
+    struct agent           *A = t->agent;
     const struct lmp_block *B = &A->model->blocks[k];
-    const int64_t dim = A->model->cfg.dim;
-    char bn[LMP_NAME_MAX + 32];
+    const int64_t           dim = A->model->cfg.dim;
+    char                    bn[LMP_NAME_MAX + 32];
     /* loaded first: lazy loading fills only empty operators, so a block loaded while ours
      * were installed would keep them empty once we restore them */
     enum lmp_status st = lmp_transformer_load_block(A->tf, k, err);
     if (st != LMP_OK) return st;
     for (int j = 0; j < LMP_LIN_COUNT; j++) {
         const struct lmp_linear *l = &B->lin[j];
-        struct lmp_linop *op = lmp_transformer_linop(A->tf, k, (enum lmp_lin) j);
-        saved_w[j] = (float *) op->w;
+        struct lmp_linop        *op = lmp_transformer_linop(A->tf, k, (enum lmp_lin)j);
+        saved_w[j] = (float *)op->w;
         snprintf(bn, sizeof(bn), "q/%s/codes", l->name);
         const Lmp__Tensor *tc = q_blob(t, bn);
-        if (tc == NULL) continue;   /* kept layer: the original weights */
+        if (tc == NULL) continue; /* kept layer: the original weights */
         snprintf(bn, sizeof(bn), "q/%s/codebooks", l->name);
         const Lmp__Tensor *tb = q_blob(t, bn);
         snprintf(bn, sizeof(bn), "q/%s/scales", l->name);
         const Lmp__Tensor *ts = q_blob(t, bn);
         if (tb == NULL || ts == NULL || tc->n_shape != 3 || tb->n_shape != 3 || ts->n_shape != 1 ||
-            tc->shape[0] != (uint64_t) l->n_out || tc->shape[1] * tb->shape[2] != (uint64_t) l->n_in ||
-            tc->shape[2] != tb->shape[0] || tb->shape[1] > 65536 || tb->shape[2] == 0 ||
-            ts->shape[0] != (uint64_t) l->n_out || tc->dtype != LMP__DTYPE__DTYPE_U16 ||
-            tb->dtype != LMP__DTYPE__DTYPE_F32 || ts->dtype != LMP__DTYPE__DTYPE_F32 ||
+            tc->shape[0] != (uint64_t)l->n_out ||
+            tc->shape[1] * tb->shape[2] != (uint64_t)l->n_in || tc->shape[2] != tb->shape[0] ||
+            tb->shape[1] > 65536 || tb->shape[2] == 0 || ts->shape[0] != (uint64_t)l->n_out ||
+            tc->dtype != LMP__DTYPE__DTYPE_U16 || tb->dtype != LMP__DTYPE__DTYPE_F32 ||
+            ts->dtype != LMP__DTYPE__DTYPE_F32 ||
             tc->data.len != tc->shape[0] * tc->shape[1] * tc->shape[2] * 2 ||
-            tb->data.len != tb->shape[0] * tb->shape[1] * tb->shape[2] * 4 || ts->data.len != ts->shape[0] * 4)
-            return lmp_err_set(err, LMP_EPROTO, "calibration task: quantized layer '%s' has wrong arrays",
-                               l->name);
+            tb->data.len != tb->shape[0] * tb->shape[1] * tb->shape[2] * 4 ||
+            ts->data.len != ts->shape[0] * 4)
+            return lmp_err_set(err, LMP_EPROTO,
+                               "calibration task: quantized layer '%s' has wrong arrays", l->name);
         const size_t nc = tc->data.len / 2, nb = tb->data.len / 4, ns = ts->data.len / 4;
-        uint16_t *codes = malloc(nc * 2);
-        float *cb = malloc(nb * 4), *sc = malloc(ns * 4);
-        dec[j] = malloc((size_t) (l->n_out * l->n_in) * sizeof(float));
+        uint16_t    *codes = malloc(nc * 2);
+        float       *cb = malloc(nb * 4), *sc = malloc(ns * 4);
+        dec[j] = malloc((size_t)(l->n_out * l->n_in) * sizeof(float));
         if (!codes || !cb || !sc || !dec[j]) {
             free(codes), free(cb), free(sc);
             return lmp_err_set(err, LMP_ENOMEM, "out of memory");
         }
-        memcpy(codes, tc->data.data, nc * 2);   /* aligned copies: protobuf-c does not align */
+        memcpy(codes, tc->data.data, nc * 2); /* aligned copies: protobuf-c does not align */
         memcpy(cb, tb->data.data, nb * 4);
         memcpy(sc, ts->data.data, ns * 4);
         for (size_t i = 0; i < nc; i++)
             if (codes[i] >= tb->shape[1]) {
                 free(codes), free(cb), free(sc);
-                return lmp_err_set(err, LMP_EPROTO, "calibration task: code out of range in '%s'", l->name);
+                return lmp_err_set(err, LMP_EPROTO, "calibration task: code out of range in '%s'",
+                                   l->name);
             }
-        const struct lmp_aq_shape shp = {.n_out = l->n_out, .n_in = l->n_in, .M = (int) tb->shape[0],
-                                         .K = (int) tb->shape[1], .g = (int) tb->shape[2]};
+        const struct lmp_aq_shape shp = {.n_out = l->n_out,
+                                         .n_in = l->n_in,
+                                         .M = (int)tb->shape[0],
+                                         .K = (int)tb->shape[1],
+                                         .g = (int)tb->shape[2]};
         lmp_kernels_get()->aq_decode(dec[j], codes, cb, sc, &shp);
         free(codes), free(cb), free(sc);
         op->w = dec[j];
     }
     for (int i = 0; i < 2; i++) {
-        snprintf(bn, sizeof(bn), "q/model.layers.%d.%s.weight", k, i ? "post_attention_layernorm" : "input_layernorm");
+        snprintf(bn, sizeof(bn), "q/model.layers.%d.%s.weight", k,
+                 i ? "post_attention_layernorm" : "input_layernorm");
         const Lmp__Tensor *tn = q_blob(t, bn);
         if (tn == NULL) continue;
-        if (tn->dtype != LMP__DTYPE__DTYPE_F32 || tn->data.len != (size_t) dim * 4)
-            return lmp_err_set(err, LMP_EPROTO, "calibration task: norm '%s' has a wrong shape", bn + 2);
+        if (tn->dtype != LMP__DTYPE__DTYPE_F32 || tn->data.len != (size_t)dim * 4)
+            return lmp_err_set(err, LMP_EPROTO, "calibration task: norm '%s' has a wrong shape",
+                               bn + 2);
         float *n = lmp_transformer_norm(A->tf, k, i == 1);
-        if ((norm0[i] = malloc((size_t) dim * 4)) == NULL) return lmp_err_set(err, LMP_ENOMEM, "out of memory");
-        memcpy(norm0[i], n, (size_t) dim * 4);
-        memcpy(n, tn->data.data, (size_t) dim * 4);
+        if ((norm0[i] = malloc((size_t)dim * 4)) == NULL)
+            return lmp_err_set(err, LMP_ENOMEM, "out of memory");
+        memcpy(norm0[i], n, (size_t)dim * 4);
+        memcpy(n, tn->data.data, (size_t)dim * 4);
     }
     return LMP_OK;
 }
 
-static void q_uninstall(struct task *t, int32_t k, float *dec[LMP_LIN_COUNT], float *saved_w[LMP_LIN_COUNT],
-                        float *norm0[2]) {
+static void q_uninstall(struct task *t, int32_t k, float *dec[LMP_LIN_COUNT],
+                        float *saved_w[LMP_LIN_COUNT], float *norm0[2]) {
     struct agent *A = t->agent;
     for (int j = 0; j < LMP_LIN_COUNT; j++) {
-        if (dec[j]) lmp_transformer_linop(A->tf, k, (enum lmp_lin) j)->w = saved_w[j];
+        if (dec[j]) lmp_transformer_linop(A->tf, k, (enum lmp_lin)j)->w = saved_w[j];
         free(dec[j]);
         dec[j] = NULL;
     }
     for (int i = 0; i < 2; i++) {
-        if (norm0[i]) memcpy(lmp_transformer_norm(A->tf, k, i == 1), norm0[i], (size_t) A->model->cfg.dim * 4);
+        if (norm0[i])
+            memcpy(lmp_transformer_norm(A->tf, k, i == 1), norm0[i], (size_t)A->model->cfg.dim * 4);
         free(norm0[i]);
         norm0[i] = NULL;
     }
 }
 
 /* x = block k(x) through the quantized block k (sequential mode). */
-static enum lmp_status q_advance(struct task *t, struct lmp_calib *cal, int32_t k, struct lmp_err *err) {
-    float *dec[LMP_LIN_COUNT] = {0}, *saved[LMP_LIN_COUNT] = {0}, *norm0[2] = {0};
+static enum lmp_status q_advance(struct task *t, struct lmp_calib *cal, int32_t k,
+                                 struct lmp_err *err) {
+    float          *dec[LMP_LIN_COUNT] = {0}, *saved[LMP_LIN_COUNT] = {0}, *norm0[2] = {0};
     enum lmp_status st = q_install(t, k, dec, saved, norm0, err);
     if (st == LMP_OK) st = lmp_calib_advance(cal, k, err);
     q_uninstall(t, k, dec, saved, norm0);
@@ -417,12 +434,14 @@ static enum lmp_status calibrate(struct task *t, struct lmp_err *err) {
     if (s && s->pos > b) slice_drop(s), s = NULL;   /* past it: start again */
     /* sequential: activations of this job's quantized blocks only, and from the embedding
      * when the coordinator ships every block (it believes nobody holds them) */
-    if (s && t->qfrom >= 0 && (s->pos < t->qfrom || s->job_id != t->job_id || (t->qfrom == 0 && s->pos > 0)))
+    if (s && t->qfrom >= 0 &&
+        (s->pos < t->qfrom || s->job_id != t->job_id || (t->qfrom == 0 && s->pos > 0)))
         slice_drop(s), s = NULL;
     if (s == NULL && t->qfrom > 0)
-        return lmp_err_set(err, LMP_ENOENT, "calibration slice [%llu, %llu) is not held here any more: "
-                           "it restarts from the embedding", (unsigned long long) t->row_begin,
-                           (unsigned long long) t->row_end);
+        return lmp_err_set(err, LMP_ENOENT,
+                           "calibration slice [%llu, %llu) is not held here any more: "
+                           "it restarts from the embedding",
+                           (unsigned long long)t->row_begin, (unsigned long long)t->row_end);
     if (s == NULL) {
         s = lru;
         slice_drop(s);
@@ -438,17 +457,18 @@ static enum lmp_status calibrate(struct task *t, struct lmp_err *err) {
     s->used = ++A->slice_clock;
     s->job_id = t->job_id;
     for (; s->pos < b; s->pos++)
-        if ((st = t->qfrom >= 0 ? q_advance(t, s->cal, s->pos, err) : lmp_calib_advance(s->cal, s->pos, err)))
+        if ((st = t->qfrom >= 0 ? q_advance(t, s->cal, s->pos, err)
+                                : lmp_calib_advance(s->cal, s->pos, err)))
             goto fail;
     if ((t->grams = lmp_calib_grams_new(lmp_transformer_config(A->tf))) == NULL) {
         st = lmp_err_set(err, LMP_ENOMEM, "out of memory for the Gram matrices");
         goto fail;
     }
     if ((st = lmp_calib_collect(s->cal, b, t->grams, err))) goto fail;
-    if (t->qfrom < 0) {   /* independent: the original model's output is the next input */
+    if (t->qfrom < 0) { /* independent: the original model's output is the next input */
         lmp_calib_take_output(s->cal);
         s->pos = b + 1;
-    }   /* sequential: x stays block b's input until b is quantized (the next task ships it) */
+    } /* sequential: x stays block b's input until b is quantized (the next task ships it) */
     for (int32_t k = 0; k < b; k++) lmp_transformer_release_block(A->tf, k);
     return LMP_OK;
 fail:
@@ -461,17 +481,18 @@ fail:
  * target, and b's quantized layers (shipped as ft/<layer>/...) tuned as lmp_compress_run
  * tunes them (worker/finetune.h); x stays b's input for the next block. */
 static enum lmp_status finetune(struct task *t, struct lmp_err *err) {
-    struct agent *A = t->agent;
-    const int32_t b = (int32_t) t->layer_index;
+    struct agent           *A = t->agent;
+    const int32_t           b = (int32_t)t->layer_index;
     const struct lmp_block *B = &A->model->blocks[b];
-    const int64_t dim = A->model->cfg.dim;
-    enum lmp_status st = LMP_OK;
-    float *bias[LMP_LIN_COUNT] = {0};
+    const int64_t           dim = A->model->cfg.dim;
+    enum lmp_status         st = LMP_OK;
+    float                  *bias[LMP_LIN_COUNT] = {0};
     if (A->tf == NULL) {
-        struct lmp_transformer_opts to = {.n_threads = t->n_threads > 0 ? t->n_threads : 1, .lazy_weights = true};
+        struct lmp_transformer_opts to = {.n_threads = t->n_threads > 0 ? t->n_threads : 1,
+                                          .lazy_weights = true};
         if ((st = lmp_transformer_new(A->model, &to, &A->tf, err))) return st;
     }
-    const size_t ntok = (size_t) (t->n_seq * t->ctx);
+    const size_t  ntok = (size_t)(t->n_seq * t->ctx);
     struct slice *s = NULL, *lru = &A->slices[0];
     for (int i = 0; i < AGENT_MAX_SLICES && s == NULL; i++) {
         struct slice *q = &A->slices[i];
@@ -480,10 +501,12 @@ static enum lmp_status finetune(struct task *t, struct lmp_err *err) {
             s = q;
         if (q->used < lru->used) lru = q;
     }
-    if (s && (s->pos > b || s->pos < t->qfrom || s->job_id != t->job_id || (t->qfrom == 0 && s->pos > 0)))
+    if (s && (s->pos > b || s->pos < t->qfrom || s->job_id != t->job_id ||
+              (t->qfrom == 0 && s->pos > 0)))
         slice_drop(s), s = NULL;
     if (s == NULL && t->qfrom > 0)
-        return lmp_err_set(err, LMP_ENOENT, "the fine-tuning activations are not held here any more: they "
+        return lmp_err_set(err, LMP_ENOENT,
+                           "the fine-tuning activations are not held here any more: they "
                            "restart from the embedding");
     if (s == NULL) {
         s = lru;
@@ -500,11 +523,11 @@ static enum lmp_status finetune(struct task *t, struct lmp_err *err) {
     s->job_id = t->job_id;
     for (; s->pos < b; s->pos++)
         if ((st = q_advance(t, s->cal, s->pos, err))) goto fail;
-    if ((st = lmp_calib_collect(s->cal, b, NULL, err))) goto fail;   /* y: the original block b */
+    if ((st = lmp_calib_collect(s->cal, b, NULL, err))) goto fail; /* y: the original block b */
     if ((st = lmp_transformer_load_block(A->tf, b, err))) goto fail;
     struct lmp_ft_block fb = {.cfg = &A->model->cfg};
     for (int i = 0; i < 2; i++) {
-        if ((t->ft_norm[i] = malloc((size_t) dim * sizeof(float))) == NULL) {
+        if ((t->ft_norm[i] = malloc((size_t)dim * sizeof(float))) == NULL) {
             st = lmp_err_set(err, LMP_ENOMEM, "out of memory");
             goto fail;
         }
@@ -513,7 +536,7 @@ static enum lmp_status finetune(struct task *t, struct lmp_err *err) {
     fb.attn_norm = t->ft_norm[0], fb.ffn_norm = t->ft_norm[1];
     for (int k = 0; k < LMP_LIN_COUNT; k++) {
         const struct lmp_linear *l = &B->lin[k];
-        char bn[LMP_NAME_MAX + 32];
+        char                     bn[LMP_NAME_MAX + 32];
         snprintf(bn, sizeof(bn), "ft/%s/codes", l->name);
         const Lmp__Tensor *tc = q_blob(t, bn);
         snprintf(bn, sizeof(bn), "ft/%s/codebooks", l->name);
@@ -522,33 +545,38 @@ static enum lmp_status finetune(struct task *t, struct lmp_err *err) {
         const Lmp__Tensor *ts = q_blob(t, bn);
         if (tc && tb && ts) {
             const struct lmp_aq_scheme *sc = &t->spec.sc;
-            const size_t nc = (size_t) (l->n_out * (l->n_in / sc->g) * sc->M), nb = (size_t) sc->M * sc->K * sc->g;
-            if (tc->data.len != nc * 2 || tb->data.len != nb * 4 || ts->data.len != (size_t) l->n_out * 4) {
-                st = lmp_err_set(err, LMP_EPROTO, "fine-tuning task: layer '%s' does not have the job's scheme",
+            const size_t                nc = (size_t)(l->n_out * (l->n_in / sc->g) * sc->M),
+                         nb = (size_t)sc->M * sc->K * sc->g;
+            if (tc->data.len != nc * 2 || tb->data.len != nb * 4 ||
+                ts->data.len != (size_t)l->n_out * 4) {
+                st = lmp_err_set(err, LMP_EPROTO,
+                                 "fine-tuning task: layer '%s' does not have the job's scheme",
                                  l->name);
                 goto fail;
             }
             struct lmp_aq_layer *q = &t->ftl[k];
             *q = (struct lmp_aq_layer){.sc = *sc, .n_out = l->n_out, .n_in = l->n_in};
-            q->codes = malloc(nc * 2), q->codebooks = malloc(nb * 4), q->scales = malloc((size_t) l->n_out * 4);
+            q->codes = malloc(nc * 2), q->codebooks = malloc(nb * 4),
+            q->scales = malloc((size_t)l->n_out * 4);
             if (!q->codes || !q->codebooks || !q->scales) {
                 st = lmp_err_set(err, LMP_ENOMEM, "out of memory");
                 goto fail;
             }
             memcpy(q->codes, tc->data.data, nc * 2);
             memcpy(q->codebooks, tb->data.data, nb * 4);
-            memcpy(q->scales, ts->data.data, (size_t) l->n_out * 4);
+            memcpy(q->scales, ts->data.data, (size_t)l->n_out * 4);
             for (size_t i = 0; i < nc; i++)
                 if (q->codes[i] >= sc->K) {
-                    st = lmp_err_set(err, LMP_EPROTO, "fine-tuning task: code out of range in '%s'", l->name);
+                    st = lmp_err_set(err, LMP_EPROTO, "fine-tuning task: code out of range in '%s'",
+                                     l->name);
                     goto fail;
                 }
             fb.lin[k].aq = q;
         } else {
-            fb.lin[k].w = lmp_transformer_linop(A->tf, b, (enum lmp_lin) k)->w;   /* kept: frozen */
+            fb.lin[k].w = lmp_transformer_linop(A->tf, b, (enum lmp_lin)k)->w; /* kept: frozen */
         }
-        if (l->bias) {   /* not trained, but the forward needs it */
-            if ((bias[k] = malloc((size_t) l->n_out * sizeof(float))) == NULL) {
+        if (l->bias) { /* not trained, but the forward needs it */
+            if ((bias[k] = malloc((size_t)l->n_out * sizeof(float))) == NULL) {
                 st = lmp_err_set(err, LMP_ENOMEM, "out of memory");
                 goto fail;
             }
@@ -558,17 +586,20 @@ static enum lmp_status finetune(struct task *t, struct lmp_err *err) {
     }
     struct lmp_ft_opts fo;
     lmp_ft_opts_init(&fo);
-    if (t->ft_epochs > 0) fo.max_epochs = (int) t->ft_epochs;
+    if (t->ft_epochs > 0) fo.max_epochs = (int)t->ft_epochs;
     if (t->ft_max_steps > 0) fo.max_steps = t->ft_max_steps;
     fo.n_threads = t->n_threads;
-    fo.seed = lmp_compress_layer_seed(t->seed, B->lin[0].name) ^ 0x6674ULL;   /* as lmp_compress_run */
+    fo.seed =
+        lmp_compress_layer_seed(t->seed, B->lin[0].name) ^ 0x6674ULL; /* as lmp_compress_run */
     fo.train_bias = false;
     st = lmp_finetune_block(&fb, lmp_calib_x(s->cal), lmp_calib_y(s->cal), lmp_calib_n_seq(s->cal),
                             lmp_calib_ctx(s->cal), &fo, &t->fs, err);
     for (int k = 0; k < LMP_LIN_COUNT; k++) free(bias[k]);
     lmp_transformer_release_block(A->tf, b);
-    if (st != LMP_OK) slice_drop(s);
-    else s->pos = b;   /* x stays b's input: the next task ships the tuned block b */
+    if (st != LMP_OK)
+        slice_drop(s);
+    else
+        s->pos = b; /* x stays b's input: the next task ships the tuned block b */
     return st;
 fail:
     for (int k = 0; k < LMP_LIN_COUNT; k++) free(bias[k]);
@@ -627,41 +658,44 @@ static enum lmp_status send_result(struct agent *A, struct task *t, struct lmp_e
         rows.begin = t->row_begin, rows.end = t->row_end;
         tr.rows = &rows;
     }
-    Lmp__Tensor ftt[2 * LMP_LIN_COUNT + 2];
+    Lmp__Tensor  ftt[2 * LMP_LIN_COUNT + 2];
     Lmp__Tensor *ftp[2 * LMP_LIN_COUNT + 2];
-    char ftn[2 * LMP_LIN_COUNT][LMP_NAME_MAX + 32];
-    uint64_t fsh[2 * LMP_LIN_COUNT + 2][3];
+    char         ftn[2 * LMP_LIN_COUNT][LMP_NAME_MAX + 32];
+    uint64_t     fsh[2 * LMP_LIN_COUNT + 2][3];
     if (t->kind == LMP__TASK_KIND__TASK_KIND_FINETUNE_BLOCK) {
         const struct lmp_block *B = &A->model->blocks[t->layer_index];
-        size_t n = 0;
+        size_t                  n = 0;
         for (int k = 0; k < LMP_LIN_COUNT; k++) {
             const struct lmp_aq_layer *q = &t->ftl[k];
             if (q->codebooks == NULL) continue;
             for (int part = 0; part < 2; part++, n++) {
-                snprintf(ftn[n], sizeof(ftn[n]), "ft/%s/%s", B->lin[k].name, part ? "scales" : "codebooks");
-                ftt[n] = (Lmp__Tensor) LMP__TENSOR__INIT;
+                snprintf(ftn[n], sizeof(ftn[n]), "ft/%s/%s", B->lin[k].name,
+                         part ? "scales" : "codebooks");
+                ftt[n] = (Lmp__Tensor)LMP__TENSOR__INIT;
                 if (part == 0) {
-                    fsh[n][0] = (uint64_t) q->sc.M, fsh[n][1] = (uint64_t) q->sc.K, fsh[n][2] = (uint64_t) q->sc.g;
-                    lmp_wire_tensor_init(&ftt[n], ftn[n], LMP__DTYPE__DTYPE_F32, fsh[n], 3, q->codebooks,
-                                         fsh[n][0] * fsh[n][1] * fsh[n][2] * 4);
+                    fsh[n][0] = (uint64_t)q->sc.M, fsh[n][1] = (uint64_t)q->sc.K,
+                    fsh[n][2] = (uint64_t)q->sc.g;
+                    lmp_wire_tensor_init(&ftt[n], ftn[n], LMP__DTYPE__DTYPE_F32, fsh[n], 3,
+                                         q->codebooks, fsh[n][0] * fsh[n][1] * fsh[n][2] * 4);
                 } else {
-                    fsh[n][0] = (uint64_t) q->n_out;
-                    lmp_wire_tensor_init(&ftt[n], ftn[n], LMP__DTYPE__DTYPE_F32, fsh[n], 1, q->scales, fsh[n][0] * 4);
+                    fsh[n][0] = (uint64_t)q->n_out;
+                    lmp_wire_tensor_init(&ftt[n], ftn[n], LMP__DTYPE__DTYPE_F32, fsh[n], 1,
+                                         q->scales, fsh[n][0] * 4);
                 }
                 ftp[n] = &ftt[n];
             }
         }
         for (int i = 0; i < 2; i++, n++) {
-            fsh[n][0] = (uint64_t) A->model->cfg.dim;
-            ftt[n] = (Lmp__Tensor) LMP__TENSOR__INIT;
-            lmp_wire_tensor_init(&ftt[n], i ? "ffn_norm" : "attn_norm", LMP__DTYPE__DTYPE_F32, fsh[n], 1,
-                                 t->ft_norm[i], fsh[n][0] * 4);
+            fsh[n][0] = (uint64_t)A->model->cfg.dim;
+            ftt[n] = (Lmp__Tensor)LMP__TENSOR__INIT;
+            lmp_wire_tensor_init(&ftt[n], i ? "ffn_norm" : "attn_norm", LMP__DTYPE__DTYPE_F32,
+                                 fsh[n], 1, t->ft_norm[i], fsh[n][0] * 4);
             ftp[n] = &ftt[n];
         }
         tr.n_tensors = n;
         tr.tensors = ftp;
         ts.rel_err_before = t->fs.rel_mse_before, ts.rel_err_after = t->fs.rel_mse_after;
-        ts.steps = (uint32_t) t->fs.n_steps;
+        ts.steps = (uint32_t)t->fs.n_steps;
     } else if (t->kind == LMP__TASK_KIND__TASK_KIND_CALIBRATE) {
         rows.begin = t->row_begin, rows.end = t->row_end;
         tr.rows = &rows;
@@ -782,7 +816,8 @@ static enum lmp_status on_assign(struct agent *A, const Lmp__Envelope *env, stru
             goto refuse;
         snprintf(A->model_path, sizeof(A->model_path), "%s", ta->model_path);
     }
-    if (ta->kind == LMP__TASK_KIND__TASK_KIND_CALIBRATE || ta->kind == LMP__TASK_KIND__TASK_KIND_FINETUNE_BLOCK) {
+    if (ta->kind == LMP__TASK_KIND__TASK_KIND_CALIBRATE ||
+        ta->kind == LMP__TASK_KIND__TASK_KIND_FINETUNE_BLOCK) {
         const Lmp__Tensor *tk = NULL;
         for (size_t i = 0; i < ta->n_inputs; i++)
             if (ta->inputs[i]->name && strcmp(ta->inputs[i]->name, "tokens") == 0 &&
@@ -813,21 +848,24 @@ static enum lmp_status on_assign(struct agent *A, const Lmp__Envelope *env, stru
             goto refuse;
         }
         memcpy(t->tokens, tk->data.data, tk->data.len);
-        for (size_t i = 0; i < ta->n_inputs; i++)   /* sequential mode: quantized blocks to pass */
+        for (size_t i = 0; i < ta->n_inputs; i++) /* sequential mode: quantized blocks to pass */
             if (ta->inputs[i]->name && strcmp(ta->inputs[i]->name, "qfrom") == 0 &&
                 ta->inputs[i]->where_case == LMP__BLOB__WHERE_TENSOR) {
                 const Lmp__Tensor *qf = ta->inputs[i]->tensor;
-                int32_t v = -1;
-                if (qf->dtype == LMP__DTYPE__DTYPE_I32 && qf->data.len == 4) memcpy(&v, qf->data.data, 4);
-                if (v < 0 || v > (int32_t) ta->layer_index) {
+                int32_t            v = -1;
+                if (qf->dtype == LMP__DTYPE__DTYPE_I32 && qf->data.len == 4)
+                    memcpy(&v, qf->data.data, 4);
+                if (v < 0 || v > (int32_t)ta->layer_index) {
                     st = lmp_err_set(&terr, LMP_EPROTO, "calibration task %llu: bad 'qfrom'",
-                                     (unsigned long long) ta->task_id);
+                                     (unsigned long long)ta->task_id);
                     goto refuse;
                 }
                 t->qfrom = v;
                 const size_t len = lmp__task_assign__get_packed_size(ta);
-                uint8_t *buf = malloc(len ? len : 1);
-                if (buf) lmp__task_assign__pack(ta, buf), t->qa = lmp__task_assign__unpack(NULL, len, buf);
+                uint8_t     *buf = malloc(len ? len : 1);
+                if (buf)
+                    lmp__task_assign__pack(ta, buf),
+                        t->qa = lmp__task_assign__unpack(NULL, len, buf);
                 free(buf);
                 if (t->qa == NULL) {
                     st = lmp_err_set(&terr, LMP_ENOMEM, "out of memory");
@@ -847,8 +885,10 @@ static enum lmp_status on_assign(struct agent *A, const Lmp__Envelope *env, stru
                  (unsigned long long) t->row_begin, (unsigned long long) t->row_end, t->layer_index);
         if (ta->kind == LMP__TASK_KIND__TASK_KIND_FINETUNE_BLOCK) {
             if (t->spec.method != LMP_COMPRESS_AQLM || t->qfrom < 0 || ta->finetune == NULL) {
-                st = lmp_err_set(&terr, LMP_EPROTO, "fine-tuning task %llu: needs AQLM, 'qfrom' and its "
-                                 "settings", (unsigned long long) ta->task_id);
+                st = lmp_err_set(&terr, LMP_EPROTO,
+                                 "fine-tuning task %llu: needs AQLM, 'qfrom' and its "
+                                 "settings",
+                                 (unsigned long long)ta->task_id);
                 goto refuse;
             }
             t->ft_epochs = ta->finetune->epochs, t->ft_max_steps = ta->finetune->max_steps;
@@ -863,10 +903,11 @@ static enum lmp_status on_assign(struct agent *A, const Lmp__Envelope *env, stru
     if ((st = lmp_compress_check(&t->spec, t->layer, t->lin->n_out, t->lin->n_in, &terr)))
         goto refuse;
     if (ta->kind == LMP__TASK_KIND__TASK_KIND_QUANTIZE_ROWS) {
-        if (t->spec.method != LMP_COMPRESS_AQLM || ta->rows == NULL || ta->rows->end <= ta->rows->begin ||
-            ta->rows->end > (uint64_t) t->lin->n_out) {
-            st = lmp_err_set(&terr, LMP_EPROTO, "row task '%s': not AQLM, or rows outside [0, %lld)",
-                             t->layer, (long long) t->lin->n_out);
+        if (t->spec.method != LMP_COMPRESS_AQLM || ta->rows == NULL ||
+            ta->rows->end <= ta->rows->begin || ta->rows->end > (uint64_t)t->lin->n_out) {
+            st =
+                lmp_err_set(&terr, LMP_EPROTO, "row task '%s': not AQLM, or rows outside [0, %lld)",
+                            t->layer, (long long)t->lin->n_out);
             goto refuse;
         }
         t->row_begin = ta->rows->begin, t->row_end = ta->rows->end;
@@ -930,18 +971,20 @@ static enum lmp_status on_message(struct agent *A, Lmp__Envelope *env, bool *qui
         return LMP_OK;
     case LMP__ENVELOPE__BODY_ROWS_SUM: {
         const Lmp__RowsSum *rs = env->rows_sum;
-        struct task *t = A->task;
-        if (t == NULL || t->kind != LMP__TASK_KIND__TASK_KIND_QUANTIZE_ROWS || rs->job_id != t->job_id ||
-            rs->task_id != t->task_id || rs->attempt != t->attempt)
-            return LMP_OK;   /* stale */
+        struct task        *t = A->task;
+        if (t == NULL || t->kind != LMP__TASK_KIND__TASK_KIND_QUANTIZE_ROWS ||
+            rs->job_id != t->job_id || rs->task_id != t->task_id || rs->attempt != t->attempt)
+            return LMP_OK; /* stale */
         pthread_mutex_lock(&t->rs.mu);
-        if (t->rs.posted && !t->rs.have && rs->step == t->rs.step && (int64_t) rs->n_sum == t->rs.n) {
+        if (t->rs.posted && !t->rs.have && rs->step == t->rs.step &&
+            (int64_t)rs->n_sum == t->rs.n) {
             memcpy(t->rs.vec, rs->sum, rs->n_sum * sizeof(double));
             t->rs.have = true;
             pthread_cond_broadcast(&t->rs.cv);
         } else if (t->rs.posted && rs->step == t->rs.step) {
-            lmp_log_warn("worker %s: sum %llu of '%s' has %zu values, not %lld: shard stopped", A->name,
-                         (unsigned long long) rs->step, t->layer, rs->n_sum, (long long) t->rs.n);
+            lmp_log_warn("worker %s: sum %llu of '%s' has %zu values, not %lld: shard stopped",
+                         A->name, (unsigned long long)rs->step, t->layer, rs->n_sum,
+                         (long long)t->rs.n);
             t->rs.abort = true;
             pthread_cond_broadcast(&t->rs.cv);
         }
@@ -972,8 +1015,8 @@ static enum lmp_status on_message(struct agent *A, Lmp__Envelope *env, bool *qui
 enum lmp_status lmp_agent_run(const struct lmp_agent_opts *o, volatile sig_atomic_t *stop,
                               struct lmp_err *err) {
     assert(o && o->endpoint && stop);
-    struct agent A = {.o = o, .hb_ms = 1000, .hb_timeout_ms = 10000, .pipe_fd = {-1, -1},
-                      .red_fd = {-1, -1}};
+    struct agent A = {
+        .o = o, .hb_ms = 1000, .hb_timeout_ms = 10000, .pipe_fd = {-1, -1}, .red_fd = {-1, -1}};
     enum lmp_status st = LMP_OK;
     if (o->name && o->name[0]) snprintf(A.name, sizeof(A.name), "%s", o->name);
     else {
@@ -1021,33 +1064,36 @@ enum lmp_status lmp_agent_run(const struct lmp_agent_opts *o, volatile sig_atomi
             if (A.task) task_join(&A), task_free(&A.task);
             break;
         }
-        zmq_pollitem_t items[3] = {{A.sock, 0, ZMQ_POLLIN, 0}, {NULL, A.pipe_fd[0], ZMQ_POLLIN, 0},
+        zmq_pollitem_t items[3] = {{A.sock, 0, ZMQ_POLLIN, 0},
+                                   {NULL, A.pipe_fd[0], ZMQ_POLLIN, 0},
                                    {NULL, A.red_fd[0], ZMQ_POLLIN, 0}};
-        int n = zmq_poll(items, 3, 100);
+        int            n = zmq_poll(items, 3, 100);
         if (n < 0 && errno != EINTR) {
             st = lmp_err_set(err, LMP_EIO, "poll: %s", zmq_strerror(errno));
             break;
         }
         const uint64_t now = mono_ms();
-        if (n > 0 && (items[2].revents & ZMQ_POLLIN)) {   /* a row shard's part: out it goes */
+        if (n > 0 && (items[2].revents & ZMQ_POLLIN)) { /* a row shard's part: out it goes */
             char c;
-            while (read(A.red_fd[0], &c, 1) < 0 && errno == EINTR) {}
+            while (read(A.red_fd[0], &c, 1) < 0 && errno == EINTR) {
+            }
             struct task *t = A.task;
             if (t && t->kind == LMP__TASK_KIND__TASK_KIND_QUANTIZE_ROWS) {
                 pthread_mutex_lock(&t->rs.mu);
                 if (t->rs.posted && !t->rs.sent && !t->rs.abort) {
-                    Lmp__Envelope env;
+                    Lmp__Envelope    env;
                     Lmp__RowsPartial rp = LMP__ROWS_PARTIAL__INIT;
                     lmp_wire_init(&env, 0, 0);
                     rp.job_id = t->job_id, rp.task_id = t->task_id, rp.attempt = t->attempt;
                     rp.step = t->rs.step;
-                    rp.n_part = (size_t) t->rs.n;
+                    rp.n_part = (size_t)t->rs.n;
                     rp.part = t->rs.vec;
                     env.body_case = LMP__ENVELOPE__BODY_ROWS_PARTIAL;
                     env.rows_partial = &rp;
                     struct lmp_err e2 = {0};
                     if (send_env(&A, &env, &e2) != LMP_OK) {
-                        lmp_log_warn("worker %s: part of '%s' not sent: %s", A.name, t->layer, e2.msg);
+                        lmp_log_warn("worker %s: part of '%s' not sent: %s", A.name, t->layer,
+                                     e2.msg);
                         t->rs.abort = true;
                         pthread_cond_broadcast(&t->rs.cv);
                     }

@@ -279,7 +279,7 @@ static double dot_f(const float *a, const float *b, int64_t n) {
  * nothing happens, so the single-process path is bit for bit the unsharded algorithm. */
 struct allsum {
     const struct lmp_aq_reducer *red;
-    double *buf;
+    double                      *buf;
 };
 
 /* *scalar (if not NULL) and vec[0..n) (if not NULL) become their sums over every shard. */
@@ -288,23 +288,24 @@ static enum lmp_status allsum(const struct allsum *a, double *scalar, float *vec
     if (a->red == NULL || a->red->sum == NULL) return LMP_OK;
     int64_t k = 0;
     if (scalar) a->buf[k++] = *scalar;
-    for (int64_t i = 0; vec && i < n; i++) a->buf[k++] = (double) vec[i];
+    for (int64_t i = 0; vec && i < n; i++) a->buf[k++] = (double)vec[i];
     enum lmp_status st = a->red->sum(a->red->ctx, a->buf, k, err);
     if (st != LMP_OK) return st;
     k = 0;
     if (scalar) *scalar = a->buf[k++];
-    for (int64_t i = 0; vec && i < n; i++) vec[i] = (float) a->buf[k++];
+    for (int64_t i = 0; vec && i < n; i++) vec[i] = (float)a->buf[k++];
     return LMP_OK;
 }
 
 /* grad_rows on this shard's rows, then loss and codebook gradient summed over the shards. */
 static enum lmp_status grad_all(const struct allsum *a, double *loss, float *g_cb, float *g_scale,
-                                const uint16_t *codes, const float *w, const float *scale, const float *cb,
-                                const float *h, int64_t n_rows, int64_t n_in, const struct lmp_aq_scheme *sc,
-                                struct lmp_err *err) {
-    enum lmp_status st = lmp_aq_grad_rows(loss, g_cb, g_scale, codes, w, scale, cb, h, n_rows, n_in, sc, err);
+                                const uint16_t *codes, const float *w, const float *scale,
+                                const float *cb, const float *h, int64_t n_rows, int64_t n_in,
+                                const struct lmp_aq_scheme *sc, struct lmp_err *err) {
+    enum lmp_status st =
+        lmp_aq_grad_rows(loss, g_cb, g_scale, codes, w, scale, cb, h, n_rows, n_in, sc, err);
     if (st != LMP_OK) return st;
-    return allsum(a, loss, g_cb, (int64_t) sc->M * sc->K * sc->g, err);
+    return allsum(a, loss, g_cb, (int64_t)sc->M * sc->K * sc->g, err);
 }
 
 /* One update of codebooks and scales (codes fixed). On entry and on exit *L, g_cb, g_sc
@@ -362,7 +363,8 @@ static enum lmp_status cg_update(double *L, float *g_cb, float *g_sc, struct lmp
         return st;
     if (!(*L <= L0)) {                        /* fp32 rounding ate the gain: keep the old codebooks */
         memcpy(cb, c->cb0, (size_t) n_cb * sizeof(float));
-        if ((st = grad_all(A, L, g_cb, g_sc, l->codes, w, s, cb, h, n_out, n_in, sc, err)) != LMP_OK)
+        if ((st = grad_all(A, L, g_cb, g_sc, l->codes, w, s, cb, h, n_out, n_in, sc, err)) !=
+            LMP_OK)
             return st;
     }
     /* scales: L_o(s) = w H w^T - 2 s u H w^T + s^2 u H u^T; with W = 0 and unit scales the
@@ -381,7 +383,8 @@ static enum lmp_status cg_update(double *L, float *g_cb, float *g_sc, struct lmp
         return st;
     if (!(*L <= L1)) {
         memcpy(s, c->sc0, (size_t) n_out * sizeof(float));
-        if ((st = grad_all(A, L, g_cb, g_sc, l->codes, w, s, cb, h, n_out, n_in, sc, err)) != LMP_OK)
+        if ((st = grad_all(A, L, g_cb, g_sc, l->codes, w, s, cb, h, n_out, n_in, sc, err)) !=
+            LMP_OK)
             return st;
     }
     return LMP_OK;
@@ -399,8 +402,8 @@ void lmp_aq_opts_init(struct lmp_aq_opts *o) {
 
 /* Objective of layer l on h (own scratch, so the caller's gradients survive), summed
  * over the shards. */
-static enum lmp_status loss_on(double *L, const float *h, const struct lmp_aq_layer *l, const float *w,
-                               const struct allsum *A, struct lmp_err *err) {
+static enum lmp_status loss_on(double *L, const float *h, const struct lmp_aq_layer *l,
+                               const float *w, const struct allsum *A, struct lmp_err *err) {
     const int64_t n_cb = (int64_t) l->sc.M * l->sc.K * l->sc.g;
     float *g = malloc((size_t) (n_cb + l->n_out) * sizeof(float));
     if (g == NULL) return lmp_err_set(err, LMP_ENOMEM, "out of memory");
@@ -431,19 +434,20 @@ void lmp_aq_shard_rows(int64_t *bounds, int64_t n_out, const double *weight, int
     double acc = 0.0;
     for (int i = 0; i < n; i++) {
         acc += weight[i] > 0.0 ? weight[i] : 0.0;
-        int64_t e = i == n - 1 ? n_out : tot > 0.0 ? (int64_t) ((double) n_out * acc / tot + 0.5)
-                                                  : n_out * (i + 1) / n;
-        if (e < bounds[i] + 1) e = bounds[i] + 1;                    /* every shard has a row */
-        if (e > n_out - (n - 1 - i)) e = n_out - (n - 1 - i);        /* ... and so do the next */
+        int64_t e = i == n - 1  ? n_out
+                    : tot > 0.0 ? (int64_t)((double)n_out * acc / tot + 0.5)
+                                : n_out * (i + 1) / n;
+        if (e < bounds[i] + 1) e = bounds[i] + 1;             /* every shard has a row */
+        if (e > n_out - (n - 1 - i)) e = n_out - (n - 1 - i); /* ... and so do the next */
         bounds[i + 1] = e;
     }
 }
 
 enum lmp_status lmp_aq_quantize_rows(struct lmp_aq_layer *out, struct lmp_aq_stats *stats,
-                                     const float *w_all, const float *h, int64_t n_out_all, int64_t n_in,
-                                     int64_t r0, int64_t r1, const struct lmp_aq_scheme *sc,
-                                     const struct lmp_aq_opts *opts, const struct lmp_aq_reducer *red,
-                                     struct lmp_err *err) {
+                                     const float *w_all, const float *h, int64_t n_out_all,
+                                     int64_t n_in, int64_t r0, int64_t r1,
+                                     const struct lmp_aq_scheme *sc, const struct lmp_aq_opts *opts,
+                                     const struct lmp_aq_reducer *red, struct lmp_err *err) {
     assert(out && w_all && h && sc && opts);
     const double t_start = now_s();
     struct lmp_aq_stats st_local, *S = stats ? stats : &st_local;
@@ -453,19 +457,19 @@ enum lmp_status lmp_aq_quantize_rows(struct lmp_aq_layer *out, struct lmp_aq_sta
     if (st != LMP_OK) return st;
     if (r0 < 0 || r1 <= r0 || r1 > n_out_all)
         return lmp_err_set(err, LMP_EINVAL, "row range [%lld, %lld) outside a layer of %lld rows",
-                           (long long) r0, (long long) r1, (long long) n_out_all);
+                           (long long)r0, (long long)r1, (long long)n_out_all);
     if ((st = lmp_aq_check_h(h, n_in, err)) != LMP_OK) return st;
-    const int64_t n_out = r1 - r0;           /* this shard's rows */
-    const float *w = w_all + r0 * n_in;
+    const int64_t n_out = r1 - r0; /* this shard's rows */
+    const float  *w = w_all + r0 * n_in;
     const int64_t K = sc->K, n_grp = n_in / sc->g, n_codes = n_out * n_grp * sc->M;
     const int64_t n_cb = (int64_t) sc->M * K * sc->g;
     const int max_rounds = opts->max_rounds < 1 ? 1 : opts->max_rounds > LMP_AQ_MAX_ROUNDS ? LMP_AQ_MAX_ROUNDS
                                                                                        : opts->max_rounds;
     float *hd = NULL, *g_cb = NULL, *g_sc = NULL, *best_cb = NULL, *best_sc = NULL, *sc_all = NULL;
-    uint16_t *codes_prev = NULL, *codes_all = NULL;
+    uint16_t          *codes_prev = NULL, *codes_all = NULL;
     struct lmp_aq_adam ad_cb = {0}, ad_sc = {0};
     struct cg_ws cg = {0};
-    struct allsum A = {.red = red && red->sum ? red : NULL};
+    struct allsum      A = {.red = red && red->sum ? red : NULL};
     out->sc = *sc;
     out->n_out = n_out;
     out->n_in = n_in;
@@ -479,10 +483,10 @@ enum lmp_status lmp_aq_quantize_rows(struct lmp_aq_layer *out, struct lmp_aq_sta
     codes_prev = malloc((size_t) n_codes * sizeof(uint16_t));
     const bool sharded = r0 != 0 || r1 != n_out_all;
     if (sharded) {
-        sc_all = malloc((size_t) n_out_all * sizeof(float));
-        codes_all = malloc((size_t) (n_out_all * n_grp * sc->M) * sizeof(uint16_t));
+        sc_all = malloc((size_t)n_out_all * sizeof(float));
+        codes_all = malloc((size_t)(n_out_all * n_grp * sc->M) * sizeof(uint16_t));
     }
-    if (A.red) A.buf = malloc((size_t) (n_cb + 1) * sizeof(double));
+    if (A.red) A.buf = malloc((size_t)(n_cb + 1) * sizeof(double));
     if (!out->codes || !out->codebooks || !out->scales || !g_cb || !best_cb || !g_sc || !best_sc ||
         !codes_prev || (sharded && (!sc_all || !codes_all)) || (A.red && !A.buf) ||
         lmp_aq_adam_init(&ad_cb, n_cb, opts->beta1, opts->beta2) != LMP_OK ||
@@ -517,21 +521,21 @@ enum lmp_status lmp_aq_quantize_rows(struct lmp_aq_layer *out, struct lmp_aq_sta
     int64_t maxp = opts->kmeans_max_points > 0 ? opts->kmeans_max_points : 64 * K;
     if (sharded) {
         lmp_aq_scales_from_rows(sc_all, w_all, n_out_all, n_in);
-        if ((st = lmp_aq_kmeans_init(out->codebooks, codes_all, w_all, sc_all, ho, n_out_all, n_in, sc,
-                                     opts->kmeans_iters, maxp, opts->seed, err)) != LMP_OK)
+        if ((st = lmp_aq_kmeans_init(out->codebooks, codes_all, w_all, sc_all, ho, n_out_all, n_in,
+                                     sc, opts->kmeans_iters, maxp, opts->seed, err)) != LMP_OK)
             goto out;
-        memcpy(out->scales, sc_all + r0, (size_t) n_out * sizeof(float));
-        memcpy(out->codes, codes_all + r0 * n_grp * sc->M, (size_t) n_codes * sizeof(uint16_t));
+        memcpy(out->scales, sc_all + r0, (size_t)n_out * sizeof(float));
+        memcpy(out->codes, codes_all + r0 * n_grp * sc->M, (size_t)n_codes * sizeof(uint16_t));
         free(codes_all), codes_all = NULL;
     } else {
         lmp_aq_scales_from_rows(out->scales, w, n_out, n_in);
-        if ((st = lmp_aq_kmeans_init(out->codebooks, out->codes, w, out->scales, ho, n_out, n_in, sc,
-                                     opts->kmeans_iters, maxp, opts->seed, err)) != LMP_OK)
+        if ((st = lmp_aq_kmeans_init(out->codebooks, out->codes, w, out->scales, ho, n_out, n_in,
+                                     sc, opts->kmeans_iters, maxp, opts->seed, err)) != LMP_OK)
             goto out;
     }
     double L;
-    if ((st = grad_all(&A, &L, g_cb, g_sc, out->codes, w, out->scales, out->codebooks, ho, n_out, n_in, sc,
-                       err)) != LMP_OK)
+    if ((st = grad_all(&A, &L, g_cb, g_sc, out->codes, w, out->scales, out->codebooks, ho, n_out,
+                       n_in, sc, err)) != LMP_OK)
         goto out;
     {
         double Lt = L;
@@ -552,7 +556,8 @@ enum lmp_status lmp_aq_quantize_rows(struct lmp_aq_layer *out, struct lmp_aq_sta
         memcpy(best_sc, out->scales, (size_t) n_out * sizeof(float));
         if (opts->cg_iters > 0) {
             int64_t left = opts->max_adam_steps - S->n_adam_steps;
-            if ((st = cg_update(&L, g_cb, g_sc, out, w, ho, left < opts->cg_iters ? (int) left : opts->cg_iters,
+            if ((st = cg_update(&L, g_cb, g_sc, out, w, ho,
+                                left < opts->cg_iters ? (int)left : opts->cg_iters,
                                 &S->n_adam_steps, &cg, &A, err)) != LMP_OK)
                 goto out;
             L_best = L;
@@ -581,8 +586,8 @@ enum lmp_status lmp_aq_quantize_rows(struct lmp_aq_layer *out, struct lmp_aq_sta
         if ((st = lmp_aq_beam_rows(out->codes, NULL, w, out->scales, out->codebooks, ho, n_out, n_in, sc,
                                    opts->beam, err)) != LMP_OK)
             goto out;
-        if ((st = grad_all(&A, &L, g_cb, g_sc, out->codes, w, out->scales, out->codebooks, ho, n_out,
-                           n_in, sc, err)) != LMP_OK)
+        if ((st = grad_all(&A, &L, g_cb, g_sc, out->codes, w, out->scales, out->codebooks, ho,
+                           n_out, n_in, sc, err)) != LMP_OK)
             goto out;
         if (L > L_best) {                    /* fp32 rounding in the search: never go back */
             memcpy(out->codes, codes_prev, (size_t) n_codes * sizeof(uint16_t));
@@ -604,7 +609,9 @@ enum lmp_status lmp_aq_quantize_rows(struct lmp_aq_layer *out, struct lmp_aq_sta
     S->seconds = now_s() - t_start;
 out:
     free(hd); free(g_cb); free(g_sc); free(best_cb); free(best_sc); free(codes_prev);
-    free(sc_all); free(codes_all); free(A.buf);
+    free(sc_all);
+    free(codes_all);
+    free(A.buf);
     lmp_aq_adam_release(&ad_cb);
     lmp_aq_adam_release(&ad_sc);
     cg_ws_release(&cg);

@@ -191,10 +191,10 @@ struct lmp_aq_reducer {
  * path; the final errors agree closely, see tests/unit/test_aq_rows.c).
  * RET as lmp_aq_quantize, LMP_EINVAL for a bad row range, or the reducer's error. */
 enum lmp_status lmp_aq_quantize_rows(struct lmp_aq_layer *out, struct lmp_aq_stats *stats,
-                                     const float *w_all, const float *h, int64_t n_out_all, int64_t n_in,
-                                     int64_t r0, int64_t r1, const struct lmp_aq_scheme *sc,
-                                     const struct lmp_aq_opts *opts, const struct lmp_aq_reducer *red,
-                                     struct lmp_err *err);
+                                     const float *w_all, const float *h, int64_t n_out_all,
+                                     int64_t n_in, int64_t r0, int64_t r1,
+                                     const struct lmp_aq_scheme *sc, const struct lmp_aq_opts *opts,
+                                     const struct lmp_aq_reducer *red, struct lmp_err *err);
 
 /* Split n_out rows into n shards with sizes proportional to weight[i] (e.g. measured
  * throughputs; all <= 0: equal), each at least one row (needs n <= n_out): shard i is
