@@ -1744,7 +1744,7 @@ static void on_task_error(struct lmp_coord *c, int pi, const Lmp__Envelope *env)
                  e->message ? e->message : "", p->id.name);
         if (code == LMP_EBUSY) p->busy_until = mono_ms() + 1000;
         p->cancelling = false;
-        ft_lost(c, code != LMP_EBUSY && code != LMP_ECANCEL, msg);
+        ft_lost(c, code != LMP_EBUSY && code != LMP_ECANCEL && code != LMP_ENOENT, msg);
         return;
     }
     if (code == LMP_ECANCEL || p->cancelling) {
@@ -1787,7 +1787,8 @@ static void on_task_error(struct lmp_coord *c, int pi, const Lmp__Envelope *env)
         char msg[300];
         snprintf(msg, sizeof(msg), "%s: %s (worker '%s')", e->code ? e->code : "?",
                  e->message ? e->message : "", p->id.name);
-        cal_requeue(c, si, code != LMP_EBUSY, msg);
+        /* ENOENT: a sequential slice the worker no longer holds; sent again from block 0 */
+        cal_requeue(c, si, code != LMP_EBUSY && code != LMP_ENOENT, msg);
         return;
     }
     if (code == LMP_EBUSY) {
