@@ -112,7 +112,7 @@ static void rows_free(struct task *t) {
     t->rows = NULL;
 }
 
-#define FT_TASK_BASE (UINT64_C(2) << 32)
+#define FT_TASK_BASE LMP_FT_TASK_BASE   /* coord.h */
 
 struct ftstate {
     struct lmp_compress_result *held; /* (n_tasks) quantized layers awaiting their block's tuning */
@@ -125,6 +125,32 @@ struct ftstate {
 };
 
 static void job_finish_if_done(struct lmp_coord *c);
+
+const struct lmp_compress_result *coord_ft_held(const struct job *J, int64_t ti, int *tuner) {
+    const struct ftstate *F = J->ft;
+    *tuner = -1;
+    if (F == NULL || ti < 0 || ti >= J->n_tasks || !F->have[ti]) return NULL;
+    if (F->block == J->tasks[ti].l->block) *tuner = F->worker;
+    return &F->held[ti];
+}
+
+int32_t coord_ft_block(const struct job *J) { return J->ft ? J->ft->block : -1; }
+
+/* A TaskProgress of the block fine-tuning: the step and loss of every layer of the block. */
+static void ft_progress(struct lmp_coord *c, int pi, const Lmp__TaskProgress *tp) {
+    struct job     *J = c->job;
+    struct ftstate *F = J->ft;
+    if (tp->job_id != J->id || F->worker != pi || F->block < 0 ||
+        tp->task_id != FT_TASK_BASE + (uint64_t)F->block || tp->attempt != F->attempt)
+        return;
+    for (int64_t i = 0; i < J->n_tasks; i++) {
+        struct task *t = &J->tasks[i];
+        if (t->l->block != F->block || !F->have[i]) continue;
+        t->progress_attempt = t->attempt;
+        t->step = tp->step, t->n_steps = tp->n_steps, t->loss = tp->loss, t->rel_err = tp->rel_err;
+        t->progress_s = tp->elapsed_s;
+    }
+}
 
 static void ft_free(struct job *J) {
     struct ftstate *F = J->ft;
@@ -171,7 +197,7 @@ static void rows_abort(struct lmp_coord *c, int ti, bool failure, const char *wh
 }
 
 /* Calibration task ids: CAL_TASK_BASE + slice (the attempt tells attempts apart). */
-#define CAL_TASK_BASE (UINT64_C(1) << 32)
+#define CAL_TASK_BASE LMP_CAL_TASK_BASE   /* coord.h */
 /* Blocks summed or holding H at once (bounds the coordinator's memory). */
 enum { CAL_WINDOW = 3 };
 
@@ -975,6 +1001,8 @@ static enum lmp_status ft_hold(struct job *J, int ti, const struct lmp_compress_
     memcpy(h->aq.scales, q->scales, (size_t)q->n_out * 4);
     F->have[ti] = true;
     J->tasks[ti].worker = -1; /* RUNNING, held: quantized, not final */
+    J->tasks[ti].step = 0, J->tasks[ti].n_steps = 0, J->tasks[ti].loss = 0; /* the tuning's, next */
+    J->tasks[ti].rel_err = 0, J->tasks[ti].progress_s = 0;
     /* the block is ready when all its layers are held */
     const int32_t b = J->tasks[ti].l->block;
     for (int64_t i = 0; i < J->n_tasks; i++)
@@ -1851,7 +1879,10 @@ static void on_message(struct lmp_coord *c, const struct lmp_zpeer *from, Lmp__E
     case LMP__ENVELOPE__BODY_TASK_PROGRESS:
         if (J && p->task >= 0 && env->task_progress->task_id == (uint64_t) p->task + 1)
             J->tasks[p->task].progress_s = env->task_progress->elapsed_s;
-        coord_on_progress(c, pi, env->task_progress);
+        if (J && J->ft && env->task_progress->task_id >= FT_TASK_BASE)
+            ft_progress(c, pi, env->task_progress);
+        else
+            coord_on_progress(c, pi, env->task_progress);
         break;
     case LMP__ENVELOPE__BODY_TASK_RESULT:
         on_result(c, pi, env);

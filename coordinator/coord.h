@@ -48,6 +48,12 @@
 #include "proto/status.h"   /* defines: enum lmp_status, struct lmp_err */
 #include "proto/keys.h"     /* defines: struct lmp_curve_server */
 
+/* Task ids of a job (TaskAssign, TaskProgress, WorkerInfo.running_tasks): 1 + the layer's
+ * index for a layer (or its row shards); LMP_CAL_TASK_BASE + slice for a calibration slice;
+ * LMP_FT_TASK_BASE + block for a block's fine-tuning. */
+#define LMP_CAL_TASK_BASE (UINT64_C(1) << 32)
+#define LMP_FT_TASK_BASE  (UINT64_C(2) << 32)
+
 struct lmp_coord_opts {
     const char *bind;                 /* default "tcp://127.0.0.1:7070" */
     const char *state_dir;            /* NULL = no state kept */

@@ -157,6 +157,11 @@ void coord_peer_event(struct lmp_coord *c, int level, const char *kind, int pi, 
 /* A TaskProgress from peer pi: kept as the task's latest step/loss/rel_err (status),
  * "started" on the first one, a "progress" event at most every 10 s. */
 void coord_on_progress(struct lmp_coord *c, int pi, const Lmp__TaskProgress *tp);
+/* coord.c, block fine-tuning (sequential --finetune): task ti's quantized result held for
+ * its block's tuning, or NULL; *tuner = the peer tuning that block now, or -1 (waiting). */
+const struct lmp_compress_result *coord_ft_held(const struct job *J, int64_t ti, int *tuner);
+/* The block being tuned or ready to be, -1 = none (or no fine-tuning). */
+int32_t coord_ft_block(const struct job *J);
 /* LogQuery -> LogChunk from the ring. */
 void coord_reply_logs(struct lmp_coord *c, const struct lmp_zpeer *to, uint64_t reply_to,
                       const Lmp__LogQuery *q);

@@ -133,6 +133,7 @@ void coord_peer_event(struct lmp_coord *c, int level, const char *kind, int pi, 
 void coord_on_progress(struct lmp_coord *c, int pi, const Lmp__TaskProgress *tp) {
     struct job *J = c->job;
     if (J == NULL || pi < 0 || pi >= MAX_PEERS || tp == NULL) return;
+    if (tp->task_id == 0 || tp->task_id > (uint64_t) J->n_tasks) return;   /* calibration, tuning */
     const int ti = (int) tp->task_id - 1;
     if (tp->job_id != J->id || ti < 0 || ti >= J->n_tasks || J->tasks[ti].worker != pi ||
         J->tasks[ti].attempt != tp->attempt)

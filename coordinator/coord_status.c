@@ -12,8 +12,10 @@
 static Lmp__WorkerState worker_state(const struct peer *p) {
     if (p->dead) return LMP__WORKER_STATE__WORKER_STATE_DEAD;
     if (p->cancelling) return LMP__WORKER_STATE__WORKER_STATE_DRAINING;
-    return p->task >= 0 || p->cal >= 0 ? LMP__WORKER_STATE__WORKER_STATE_BUSY   /* cal: a calibration slice */
-                                        : LMP__WORKER_STATE__WORKER_STATE_IDLE;
+    /* cal: a calibration slice; ft: a block's fine-tuning */
+    return p->task >= 0 || p->cal >= 0 || p->ft
+               ? LMP__WORKER_STATE__WORKER_STATE_BUSY
+               : LMP__WORKER_STATE__WORKER_STATE_IDLE;
 }
 
 /* Arrays for a JobStatus / WorkerList; freed by status_free. */
@@ -49,8 +51,11 @@ static void fill_workers(struct lmp_coord *c, struct status_buf *b, bool with_de
         w->caps = &b->caps[k];
         w->last_heartbeat_ms = p->last_hb_unix;
         w->throughput = p->busy_s > 0 ? p->params_done / p->busy_s : 0;
-        if (p->task >= 0) {
-            b->running[k] = (uint64_t) p->task + 1;
+        const int32_t ftb = p->ft && c->job ? coord_ft_block(c->job) : -1;
+        if (p->task >= 0 || p->cal >= 0 || ftb >= 0) {   /* task ids: see coord.h */
+            b->running[k] = p->task >= 0 ? (uint64_t) p->task + 1
+                          : p->cal >= 0  ? LMP_CAL_TASK_BASE + (uint64_t) p->cal
+                                         : LMP_FT_TASK_BASE + (uint64_t) ftb;
             w->n_running_tasks = 1;
             w->running_tasks = &b->running[k];
         }
@@ -105,11 +110,23 @@ static bool fill_job(struct lmp_coord *c, struct status_buf *b, bool with_layers
         li->rel_err_before = t->rel_before;
         li->rel_err_after = t->rel_after;
         li->seconds = t->state == LMP__TASK_STATE__TASK_STATE_RUNNING ? t->progress_s : t->seconds;
-        if (t->state == LMP__TASK_STATE__TASK_STATE_RUNNING && t->progress_attempt == t->attempt) {
+        int tuner;
+        const struct lmp_compress_result *held = coord_ft_held(J, i, &tuner);
+        if (held) {   /* quantized, held for its block's fine-tuning */
+            li->rel_err_before = held->rel_err_before;
+            li->rel_err_after = held->rel_err_after;
+            if (tuner >= 0)
+                li->worker = c->peers[tuner].id.name;   /* running: its block is being tuned */
+            else {
+                li->state = LMP__TASK_STATE__TASK_STATE_PENDING;   /* waiting for that */
+                li->seconds = held->seconds;
+            }
+        }
+        if (li->state == LMP__TASK_STATE__TASK_STATE_RUNNING && t->progress_attempt == t->attempt) {
             li->step = t->step;                 /* the latest TaskProgress (coord_log.c) */
             li->n_steps = t->n_steps;
             li->loss = t->loss;
-            li->rel_err_after = t->rel_err;     /* so far */
+            if (held == NULL) li->rel_err_after = t->rel_err;   /* so far (held: quantized) */
         }
         b->layer_ptrs[i] = li;
     }

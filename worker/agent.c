@@ -91,6 +91,16 @@ struct rowsum {
     double          wait_s; /* time spent waiting for sums */
 };
 
+/* The latest progress of the compute thread (its AQ round or fine-tuning step), read by
+ * the main thread for TaskProgress. */
+struct progress {
+    pthread_mutex_t mu;
+    const char     *phase;   /* "quantize", "rows", "finetune", "calibrate" (static) */
+    uint32_t        step, n_steps;
+    double          loss, rel_err;
+    uint64_t        seq;     /* updates so far */
+};
+
 /* The task the compute thread runs: inputs copied out of the TaskAssign, the result. */
 struct task {
     uint64_t job_id, task_id;
@@ -123,7 +133,41 @@ struct task {
     struct lmp_err  err;
     int      done_fd;                  /* write end of the pipe */
     uint64_t started_ms;
+    struct progress pg;
+    uint64_t pg_sent;                  /* main thread: pg.seq last sent as TaskProgress */
+    uint64_t pg_sent_ms;
 };
+
+static void progress_set(struct task *t, uint32_t step, uint32_t n_steps, double loss,
+                         double rel_err) {
+    pthread_mutex_lock(&t->pg.mu);
+    t->pg.step = step, t->pg.n_steps = n_steps, t->pg.loss = loss, t->pg.rel_err = rel_err;
+    t->pg.seq++;
+    pthread_mutex_unlock(&t->pg.mu);
+}
+
+/* Fault-injection hook for tests: LMP_FAULT_ROUND_SLEEP_MS stretches each AQ round and
+ * each fine-tuning step, so that a status poll sees a task mid-way. */
+static void round_sleep(void) {
+    const char *slow = getenv("LMP_FAULT_ROUND_SLEEP_MS");
+    if (slow && atol(slow) > 0) {
+        const long ms = atol(slow);
+        struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+        nanosleep(&ts, NULL);
+    }
+}
+
+/* lmp_aq_opts.progress: one optimisation round done. */
+static void on_aq_round(void *ctx, int round, int max_rounds, double loss, double rel_err) {
+    progress_set(ctx, (uint32_t) round, (uint32_t) max_rounds, loss, rel_err);
+    round_sleep();
+}
+
+/* lmp_ft_opts.progress: one Adam step of the block fine-tuning done. */
+static void on_ft_step(void *ctx, int64_t step, int64_t n_steps, double loss) {
+    progress_set(ctx, (uint32_t) step, (uint32_t) n_steps, loss, 0);
+    round_sleep();
+}
 
 static enum lmp_status calibrate(struct task *t, struct lmp_err *err);
 static enum lmp_status finetune(struct task *t, struct lmp_err *err);
@@ -169,6 +213,7 @@ static enum lmp_status quantize_rows(struct task *t, const float *w, struct lmp_
     struct lmp_aq_reducer    red = {.sum = rows_sum, .ctx = &t->rs};
     const double             t0 = (double)mono_ms() / 1000.0;
     o.seed = lmp_compress_layer_seed(t->seed, t->layer);
+    o.progress = on_aq_round, o.progress_ctx = t;
     enum lmp_status st =
         lmp_aq_quantize_rows(&t->res.aq, &S, w, t->h, l->n_out, l->n_in, (int64_t)t->row_begin,
                              (int64_t)t->row_end, &t->spec.sc, &o, &red, &e);
@@ -592,6 +637,7 @@ static enum lmp_status finetune(struct task *t, struct lmp_err *err) {
     fo.seed =
         lmp_compress_layer_seed(t->seed, B->lin[0].name) ^ 0x6674ULL; /* as lmp_compress_run */
     fo.train_bias = false;
+    fo.progress = on_ft_step, fo.progress_ctx = t;
     st = lmp_finetune_block(&fb, lmp_calib_x(s->cal), lmp_calib_y(s->cal), lmp_calib_n_seq(s->cal),
                             lmp_calib_ctx(s->cal), &fo, &t->fs, err);
     for (int k = 0; k < LMP_LIN_COUNT; k++) free(bias[k]);
@@ -619,6 +665,7 @@ static void task_free(struct task **tp) {
     free(t->ft_norm[0]), free(t->ft_norm[1]);
     pthread_mutex_destroy(&t->rs.mu);
     pthread_cond_destroy(&t->rs.cv);
+    pthread_mutex_destroy(&t->pg.mu);
     free(t);
     *tp = NULL;
 }
@@ -785,6 +832,11 @@ static enum lmp_status on_assign(struct agent *A, const Lmp__Envelope *env, stru
     if (t == NULL) return lmp_err_set(err, LMP_ENOMEM, "out of memory");
     pthread_mutex_init(&t->rs.mu, NULL);
     pthread_cond_init(&t->rs.cv, NULL);
+    pthread_mutex_init(&t->pg.mu, NULL);
+    t->pg.phase = ta->kind == LMP__TASK_KIND__TASK_KIND_QUANTIZE_ROWS    ? "rows"
+                : ta->kind == LMP__TASK_KIND__TASK_KIND_FINETUNE_BLOCK ? "finetune"
+                : ta->kind == LMP__TASK_KIND__TASK_KIND_CALIBRATE      ? "calibrate"
+                                                                       : "quantize";
     t->rs.red_fd = A->red_fd[1];
     t->qfrom = -1;
     t->agent = A;
@@ -932,6 +984,7 @@ static enum lmp_status on_assign(struct agent *A, const Lmp__Envelope *env, stru
         memcpy(t->h, g->data.data, g->data.len);
     }
 start:
+    t->spec.aq.progress = on_aq_round, t->spec.aq.progress_ctx = t;   /* observes only */
     t->done_fd    = A->pipe_fd[1];
     t->started_ms = mono_ms();
     if (pthread_create(&A->thread, NULL, task_main, t) != 0) {
@@ -1010,6 +1063,30 @@ static enum lmp_status on_message(struct agent *A, Lmp__Envelope *env, bool *qui
     default:   /* Heartbeat, TaskResultAck: liveness only */
         return LMP_OK;
     }
+}
+
+enum { PROGRESS_MIN_MS = 250 };
+
+/* TaskProgress of the running task: its phase and the compute thread's latest step. */
+static void send_progress(struct agent *A, uint64_t now) {
+    struct task *t = A->task;
+    Lmp__Envelope env;
+    Lmp__TaskProgress tp = LMP__TASK_PROGRESS__INIT;
+    tp.job_id = t->job_id, tp.task_id = t->task_id;
+    tp.attempt = t->attempt;
+    pthread_mutex_lock(&t->pg.mu);
+    tp.phase = (char *) t->pg.phase;
+    tp.step = t->pg.step, tp.n_steps = t->pg.n_steps;
+    tp.loss = t->pg.loss, tp.rel_err = t->pg.rel_err;
+    t->pg_sent = t->pg.seq;
+    pthread_mutex_unlock(&t->pg.mu);
+    t->pg_sent_ms = now;
+    tp.elapsed_s = (double) (now - t->started_ms) / 1000.0;
+    lmp_wire_init(&env, 0, 0);
+    env.body_case = LMP__ENVELOPE__BODY_TASK_PROGRESS;
+    env.task_progress = &tp;
+    struct lmp_err e2 = {0};
+    send_env(A, &env, &e2);
 }
 
 enum lmp_status lmp_agent_run(const struct lmp_agent_opts *o, volatile sig_atomic_t *stop,
@@ -1146,17 +1223,14 @@ enum lmp_status lmp_agent_run(const struct lmp_agent_opts *o, volatile sig_atomi
             env.heartbeat = &hb;
             struct lmp_err e2 = {0};
             send_env(&A, &env, &e2);
-            if (A.task && !A.cancelled) {
-                Lmp__TaskProgress tp = LMP__TASK_PROGRESS__INIT;
-                tp.job_id = A.task->job_id, tp.task_id = A.task->task_id;
-                tp.attempt = A.task->attempt;
-                tp.phase = "quantize";
-                tp.elapsed_s = (double) (now - A.task->started_ms) / 1000.0;
-                lmp_wire_init(&env, 0, 0);
-                env.body_case = LMP__ENVELOPE__BODY_TASK_PROGRESS;
-                env.task_progress = &tp;
-                send_env(&A, &env, &e2);
-            }
+            if (A.task && !A.cancelled) send_progress(&A, now);
+        } else if (A.registered && A.task && !A.cancelled &&
+                   now - A.task->pg_sent_ms >= PROGRESS_MIN_MS) {
+            /* a new round or step between heartbeats: report it (at most every 250 ms) */
+            pthread_mutex_lock(&A.task->pg.mu);
+            const bool fresh = A.task->pg.seq != A.task->pg_sent;
+            pthread_mutex_unlock(&A.task->pg.mu);
+            if (fresh) send_progress(&A, now);
         }
         /* a silent coordinator may have restarted: greet it again */
         if (A.registered && now - A.last_rx_ms > A.hb_timeout_ms &&

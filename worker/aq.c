@@ -600,6 +600,8 @@ enum lmp_status lmp_aq_quantize_rows(struct lmp_aq_layer *out, struct lmp_aq_sta
         if (hd && (st = loss_on(&Lt, h, out, w, &A, err)) != LMP_OK) goto out;
         S->rel_err_round[r] = Lt / wnorm;
         S->n_rounds = r + 1;
+        if (opts->progress)   /* observes only */
+            opts->progress(opts->progress_ctx, r + 1, max_rounds, L, S->rel_err_round[r]);
         double impr = L_prev > 0.0 ? (L_prev - L) / L_prev : 0.0;
         L_prev = L;
         if (impr < opts->tol) break;

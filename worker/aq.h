@@ -124,6 +124,12 @@ struct lmp_aq_opts {
     int64_t  kmeans_max_points;  /* groups sampled for k-means (default 64 K) */
     double   damp;               /* relative diagonal damping of H (default 0) */
     uint64_t seed;
+    /* Optional observer (NULL: none, the default): called once after each optimisation
+     * round r (1-based) of at most max_rounds, with the objective L after the round (the
+     * sum over shards, on the possibly damped H) and the relative error rel_err_round[r-1].
+     * It only observes: the results do not depend on it. Called on the quantizing thread. */
+    void   (*progress)(void *ctx, int round, int max_rounds, double loss, double rel_err);
+    void    *progress_ctx;
 };
 void lmp_aq_opts_init(struct lmp_aq_opts *o);
 

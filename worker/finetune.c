@@ -273,6 +273,8 @@ enum lmp_status lmp_finetune_block(struct lmp_ft_block *blk, const float *x, con
     double   prev_epoch = -1;
     bool     done = false;
     for (int64_t s = 0; s < n_seq; s++) r.order[s] = s;
+    int64_t planned = (int64_t) o.max_epochs * ((n_seq + batch - 1) / batch);
+    if (o.max_steps > 0 && o.max_steps < planned) planned = o.max_steps;
     for (int ep = 0; ep < o.max_epochs && !done; ep++) {
         st->n_epochs = ep + 1;
         for (int64_t s = n_seq - 1; s > 0; s--) {   /* Fisher-Yates */
@@ -324,6 +326,7 @@ enum lmp_status lmp_finetune_block(struct lmp_ft_block *blk, const float *x, con
             for (int i = 0; i < 2; i++)
                 if (r.norm[i].v) lmp_aq_adam_step(&r.norm[i].adam, r.norm[i].v, r.norm[i].g, o.lr);
             st->n_steps++;
+            if (o.progress) o.progress(o.progress_ctx, st->n_steps, planned, e / yb2);
             if (o.max_steps > 0 && st->n_steps >= o.max_steps) done = true;
         }
         const double mean = ep_loss / (double) ep_steps;

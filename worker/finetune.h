@@ -79,6 +79,12 @@ struct lmp_ft_opts {
     bool     train_bias;    /* default false */
     int      n_threads;     /* OpenBLAS threads for the call; <= 0: leave as is (default 0) */
     uint64_t seed;          /* minibatch order (default 1) */
+    /* Optional observer (NULL: none, the default): called after each Adam step with the
+     * steps taken so far, the planned total (max_steps, or max_epochs times the minibatches
+     * per epoch, whichever is smaller; early stopping may end sooner) and that minibatch's
+     * relative error before the step. It only observes: the results do not depend on it. */
+    void   (*progress)(void *ctx, int64_t step, int64_t n_steps, double loss);
+    void    *progress_ctx;
 };
 void lmp_ft_opts_init(struct lmp_ft_opts *o);
 

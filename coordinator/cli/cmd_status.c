@@ -9,6 +9,7 @@
  */
 #include "coordinator/cli/cli.h"
 #include "coordinator/cli/cluster.h"  /* defines: lmp_cli_connect, lmp_cli_query, lmp_cli_job_exit */
+#include "coordinator/coord.h"        /* defines: LMP_CAL_TASK_BASE, LMP_FT_TASK_BASE */
 
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -76,10 +77,21 @@ static struct counts count_layers(const Lmp__JobInfo *j) {
 }
 
 /* The layer a worker runs (running_tasks holds task index + 1), "" if none. */
-static const char *worker_layer(const Lmp__JobStatus *js, const Lmp__WorkerInfo *w) {
+/* What worker w runs: a layer's name, "calibration slice N", "fine-tuning block N" (task
+ * ids: coordinator/coord.h), or "". buf: at least 48 bytes. */
+static const char *worker_layer(const Lmp__JobStatus *js, const Lmp__WorkerInfo *w, char *buf,
+                                size_t cap) {
     if (js->n_jobs != 1 || w->n_running_tasks == 0) return "";
     const Lmp__JobInfo *j = js->jobs[0];
     const uint64_t t = w->running_tasks[0];
+    if (t >= LMP_FT_TASK_BASE) {
+        snprintf(buf, cap, "fine-tuning block %llu", (unsigned long long) (t - LMP_FT_TASK_BASE));
+        return buf;
+    }
+    if (t >= LMP_CAL_TASK_BASE) {
+        snprintf(buf, cap, "calibration slice %llu", (unsigned long long) (t - LMP_CAL_TASK_BASE));
+        return buf;
+    }
     return t >= 1 && t <= j->n_layers && j->layers[t - 1]->name ? j->layers[t - 1]->name : "";
 }
 
@@ -143,7 +155,8 @@ static void print_json(const Lmp__JobStatus *js) {
         cJSON_AddNumberToObject(o, "cores", w->caps ? w->caps->cores : 0);
         cJSON_AddNumberToObject(o, "last_heartbeat_ms", (double) w->last_heartbeat_ms);
         cJSON_AddNumberToObject(o, "heartbeat_age_s", age_s(w->last_heartbeat_ms, now));
-        cJSON_AddStringToObject(o, "layer", worker_layer(js, w));
+        char wl[64];
+        cJSON_AddStringToObject(o, "layer", worker_layer(js, w, wl, sizeof(wl)));
         cJSON_AddNumberToObject(o, "throughput", w->throughput);
         cJSON_AddNumberToObject(o, "done", w->n_done);
         cJSON_AddNumberToObject(o, "failed", w->n_failed);
@@ -213,7 +226,8 @@ static void print_text(const Lmp__JobStatus *js, bool tty) {
     }
     for (size_t i = 0; i < js->n_workers; i++) {
         const Lmp__WorkerInfo *w = js->workers[i];
-        const char *layer = worker_layer(js, w);
+        char wl[64];
+        const char *layer = worker_layer(js, w, wl, sizeof(wl));
         printf("worker %-20s %-8s %3u cores  heartbeat %.1fs ago  %u done  %u failed  %.3g weights/s%s%s\n",
                w->id ? w->id : "", worker_state(w->state), w->caps ? w->caps->cores : 0,
                age_s(w->last_heartbeat_ms, now), w->n_done, w->n_failed, w->throughput,

@@ -2,7 +2,8 @@
 # cluster_monitor - `lmpress status` and `lmpress logs` against a real coordinator and
 # workers on loopback (stories260K, independent mode), and the job's events in the artifact:
 #  1. mid-job, `status --json` shows layers pending, running and done, and the workers with
-#     their heartbeats; `logs` (text and --json) shows the task events;
+#     their heartbeats; a running layer shows its round and loss (the worker's TaskProgress);
+#     `logs` (text and --json) shows the task events;
 #  2. the coordinator killed with -9 mid-job: `lmpress logs ART.h5` reads the events from
 #     ART.h5.parts; Ctrl-C of `status --watch` is exit 130;
 #  3. restarted with its state directory, the job completes: `status --watch` ends with
@@ -61,10 +62,12 @@ wait_for() {      # SECONDS CMD...: poll CMD every 0.1 s
 n_parts() { ls "$1.parts" 2>/dev/null | grep -c '^layer-'; }
 has_parts() { [ "$(n_parts "$1")" -ge "$2" ]; }
 
-# 1. a job whose tasks take 400 ms each on two workers
+# 1. a job whose tasks take 400 ms or more each on two workers (100 ms, then 150 ms more
+#    per optimisation round, so that a status poll sees a layer mid-way)
 start_coord c1.log --state st || { bad "coordinator did not start"; cat c1.log; exit 1; }
 for w in w1 w2; do
-    LMP_FAULT_TASK_SLEEP_MS=400 "$LMPRESS" worker --connect "$EP" --name "$w" --timeout 60000 \
+    LMP_FAULT_TASK_SLEEP_MS=100 LMP_FAULT_ROUND_SLEEP_MS=150 \
+        "$LMPRESS" worker --connect "$EP" --name "$w" --timeout 60000 \
         2> "w-$w.log" &
     PIDS+=("$!")
 done
@@ -81,7 +84,13 @@ for w in w1 w2; do
 done
 grep -Eq '"last_heartbeat_ms":[1-9][0-9]{11}' st1.json || bad "status: no worker heartbeat time"
 grep -Eq '"heartbeat_age_s":[0-9.e-]+' st1.json || bad "status: no heartbeat age"
-grep -Eq '"step":[1-9]' st1.json || echo "note: no running layer reported a step yet"
+# a running layer's latest round, step of n_steps and a non-zero loss, from TaskProgress
+RUNRX='"state":"running","worker":"w[12]","attempt":[0-9]+,"step":[1-9][0-9]*,'
+RUNRX+='"n_steps":[1-9][0-9]*,"loss":(0\.[0-9]*[1-9]|[1-9])'
+seen_step() { "$LMPRESS" status --connect "$EP" --json > stp.json && grep -Eq "$RUNRX" stp.json; }
+wait_for 20 seen_step || bad "no running layer showed its step and loss: $(head -c 900 stp.json)"
+grep -Eq '"id":"w[12]","state":"busy",[^}]*"layer":"model\.layers\.' stp.json ||
+    bad "status: no busy worker on a layer: $(head -c 900 stp.json)"
 "$LMPRESS" status --connect "$EP" > st1.txt || bad "status text"
 grep -q "^job 1 running: [0-9]*/30 layers done" st1.txt || bad "status text: $(head -3 st1.txt)"
 grep -q $'\033' st1.txt && bad "escape codes in status output that is not a terminal"

@@ -158,6 +158,52 @@ static void test_aq_stops_at_tolerance(void) {
     lmp_aq_layer_release(&l);
 }
 
+/* The progress observer: called once per round with that round's index, the round limit,
+ * a loss that never increases and the round's relative error; the results are the same
+ * bits with and without it. */
+struct aq_seen {
+    int    calls, last_round, max_rounds;
+    double loss[LMP_AQ_MAX_ROUNDS], rel[LMP_AQ_MAX_ROUNDS];
+    bool   ordered;
+};
+static void on_round(void *ctx, int round, int max_rounds, double loss, double rel_err) {
+    struct aq_seen *s = ctx;
+    s->ordered &= round == s->last_round + 1 && round <= LMP_AQ_MAX_ROUNDS;
+    if (round >= 1 && round <= LMP_AQ_MAX_ROUNDS)
+        s->loss[round - 1] = loss, s->rel[round - 1] = rel_err;
+    s->calls++, s->last_round = round, s->max_rounds = max_rounds;
+}
+
+static void test_aq_progress_callback(void) {
+    struct lmp_aq_scheme sc;
+    struct lmp_aq_opts o;
+    struct lmp_aq_layer a, b;
+    struct lmp_aq_stats sa, sb;
+    lmp_aq_scheme_parse(&sc, "2x6g8", NULL);
+    lmp_aq_opts_init(&o);
+    CHECK(o.progress == NULL);
+    o.max_rounds = 4;
+    o.tol = 0.0;
+    o.beam = 2;
+    o.cg_iters = 4;
+    o.seed = 9;
+    CHECK(lmp_aq_quantize(&a, &sa, W, H, N_OUT, N_IN, &sc, &o, NULL) == LMP_OK);
+    struct aq_seen seen = {.ordered = true};
+    o.progress = on_round, o.progress_ctx = &seen;
+    CHECK(lmp_aq_quantize(&b, &sb, W, H, N_OUT, N_IN, &sc, &o, NULL) == LMP_OK);
+    CHECK(seen.calls == sb.n_rounds && seen.calls >= 2 && seen.ordered && seen.max_rounds == 4);
+    for (int r = 0; r < seen.calls; r++) {
+        CHECK(seen.rel[r] == sb.rel_err_round[r]);
+        CHECK(seen.loss[r] > 0 && (r == 0 || seen.loss[r] <= seen.loss[r - 1]));
+    }
+    CHECK(sa.n_rounds == sb.n_rounds && sa.rel_err_final == sb.rel_err_final);
+    CHECK(memcmp(a.codes, b.codes, (size_t) (N_OUT * (N_IN / sc.g) * sc.M) * 2) == 0);
+    CHECK(memcmp(a.codebooks, b.codebooks, (size_t) (sc.M * sc.K * sc.g) * sizeof(float)) == 0);
+    CHECK(memcmp(a.scales, b.scales, N_OUT * sizeof(float)) == 0);
+    lmp_aq_layer_release(&a);
+    lmp_aq_layer_release(&b);
+}
+
 /* The default update (conjugate gradient on the codebooks, closed-form scales) reaches at
  * least the error of the Adam update with a tenth of the objective evaluations, keeps the
  * rounds monotone, and honours the step budget. */
@@ -288,6 +334,7 @@ int main(void) {
     RUN(test_aq_converges_and_beats_rtn);
     RUN(test_aq_stops_at_tolerance);
     RUN(test_aq_cg_update);
+    RUN(test_aq_progress_callback);
     RUN(test_aq_singular_h_and_damping);
     return check_report();
 }

@@ -200,6 +200,18 @@ static void test_finetune_reduces_error(void) {
     fixture_free(&f);
 }
 
+struct ft_seen {
+    int64_t calls, last_step, n_steps;
+    bool    ordered, loss_ok;
+};
+static void on_step(void *ctx, int64_t step, int64_t n_steps, double loss) {
+    struct ft_seen *s = ctx;
+    if (s->calls == 0) s->ordered = s->loss_ok = true;
+    s->ordered &= step == s->last_step + 1 && (s->calls == 0 || n_steps == s->n_steps);
+    s->loss_ok &= isfinite(loss) && loss > 0;
+    s->calls++, s->last_step = step, s->n_steps = n_steps;
+}
+
 static void test_finetune_is_deterministic(void) {
     struct fixture f;
     fixture_init(&f);
@@ -212,9 +224,14 @@ static void test_finetune_is_deterministic(void) {
     struct lmp_ft_stats sa, sb;
     struct lmp_err err = {0};
     CHECK(lmp_finetune_block(&a.blk, f.x, f.y, N_SEQ, T, &o, &sa, &err) == LMP_OK);
+    struct ft_seen seen = {0};   /* the same run observed step by step: the same bits */
+    o.progress = on_step, o.progress_ctx = &seen;
     CHECK(lmp_finetune_block(&b.blk, f.x, f.y, N_SEQ, T, &o, &sb, &err) == LMP_OK);
+    o.progress = NULL, o.progress_ctx = NULL;
     CHECK(same_params(&a, &b));
     CHECK(sa.rel_mse_after == sb.rel_mse_after && sa.n_steps == sb.n_steps);
+    CHECK(seen.calls == sb.n_steps && seen.ordered && seen.last_step == sb.n_steps);
+    CHECK(seen.n_steps >= sb.n_steps && seen.loss_ok);
     /* another seed visits the minibatches in another order: other bits */
     tuned_free(&b);
     tuned_init(&b, &f, 0);
