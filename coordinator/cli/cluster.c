@@ -55,7 +55,7 @@ const char *lmp_cli_job_state_name(Lmp__JobState st) {
     }
 }
 
-static const char *task_state(Lmp__TaskState st) {
+const char *lmp_cli_task_state_name(Lmp__TaskState st) {
     switch (st) {
     case LMP__TASK_STATE__TASK_STATE_PENDING:   return "pending";
     case LMP__TASK_STATE__TASK_STATE_RUNNING:   return "running";
@@ -66,7 +66,7 @@ static const char *task_state(Lmp__TaskState st) {
     }
 }
 
-static const char *worker_state(Lmp__WorkerState st) {
+const char *lmp_cli_worker_state_name(Lmp__WorkerState st) {
     switch (st) {
     case LMP__WORKER_STATE__WORKER_STATE_IDLE:     return "idle";
     case LMP__WORKER_STATE__WORKER_STATE_BUSY:     return "busy";
@@ -90,7 +90,7 @@ static double age_s(uint64_t unix_ms) {
 static cJSON *worker_json(const Lmp__WorkerInfo *w) {
     cJSON *o = cJSON_CreateObject();
     cJSON_AddStringToObject(o, "id", w->id ? w->id : "");
-    cJSON_AddStringToObject(o, "state", worker_state(w->state));
+    cJSON_AddStringToObject(o, "state", lmp_cli_worker_state_name(w->state));
     cJSON_AddNumberToObject(o, "cores", w->caps ? w->caps->cores : 0);
     cJSON_AddStringToObject(o, "host", w->caps && w->caps->hostname ? w->caps->hostname : "");
     cJSON_AddNumberToObject(o, "last_heartbeat_age_s", age_s(w->last_heartbeat_ms));
@@ -104,7 +104,7 @@ void lmp_cli_print_workers_text(size_t n, Lmp__WorkerInfo **ws) {
     for (size_t i = 0; i < n; i++) {
         const Lmp__WorkerInfo *w = ws[i];
         printf("worker %-24s %-8s %3u cores  heartbeat %.1fs ago  %u done  %u failed  %.3g "
-               "weights/s\n", w->id ? w->id : "", worker_state(w->state), w->caps ? w->caps->cores : 0,
+               "weights/s\n", w->id ? w->id : "", lmp_cli_worker_state_name(w->state), w->caps ? w->caps->cores : 0,
                age_s(w->last_heartbeat_ms), w->n_done, w->n_failed, w->throughput);
     }
 }
@@ -129,7 +129,7 @@ void lmp_cli_print_status(const struct lmp_cli *cli, const Lmp__JobStatus *js, b
                 const Lmp__LayerInfo *l = j->layers[k];
                 cJSON *lo = cJSON_CreateObject();
                 cJSON_AddStringToObject(lo, "name", l->name ? l->name : "");
-                cJSON_AddStringToObject(lo, "state", task_state(l->state));
+                cJSON_AddStringToObject(lo, "state", lmp_cli_task_state_name(l->state));
                 cJSON_AddStringToObject(lo, "worker", l->worker ? l->worker : "");
                 cJSON_AddNumberToObject(lo, "attempt", l->attempt);
                 cJSON_AddNumberToObject(lo, "rel_err", l->rel_err_after);
@@ -159,7 +159,7 @@ void lmp_cli_print_status(const struct lmp_cli *cli, const Lmp__JobStatus *js, b
         for (size_t k = 0; k < j->n_layers; k++) {
             const Lmp__LayerInfo *l = j->layers[k];
             printf("  %-44s %-9s %-22s attempt %u  rel err %.4g  %.2fs\n", l->name ? l->name : "",
-                   task_state(l->state), l->worker ? l->worker : "", l->attempt, l->rel_err_after,
+                   lmp_cli_task_state_name(l->state), l->worker ? l->worker : "", l->attempt, l->rel_err_after,
                    l->seconds);
         }
     }

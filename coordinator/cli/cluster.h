@@ -30,5 +30,7 @@ int lmp_cli_job_exit(Lmp__JobState st);
 void lmp_cli_print_workers_text(size_t n, Lmp__WorkerInfo **ws);
 
 const char *lmp_cli_job_state_name(Lmp__JobState st);
+const char *lmp_cli_task_state_name(Lmp__TaskState st);
+const char *lmp_cli_worker_state_name(Lmp__WorkerState st);
 
 #endif /* LMP_COORDINATOR_CLI_CLUSTER_H */

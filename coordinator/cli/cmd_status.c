@@ -8,7 +8,7 @@
  *  --watch the exit code is 0 when the coordinator answered.
  */
 #include "coordinator/cli/cli.h"
-#include "coordinator/cli/cluster.h"  /* defines: lmp_cli_connect, lmp_cli_query, lmp_cli_job_exit */
+#include "coordinator/cli/cluster.h"  /* defines: lmp_cli_connect, lmp_cli_query, lmp_cli_*_state_name */
 #include "coordinator/coord.h"        /* defines: LMP_CAL_TASK_BASE, LMP_FT_TASK_BASE */
 
 #include <cjson/cJSON.h>
@@ -27,27 +27,6 @@ static const char *const usage =
 
 static volatile sig_atomic_t interrupted;
 static void on_signal(int sig) { (void) sig; interrupted = 1; }
-
-static const char *task_state(Lmp__TaskState st) {
-    switch (st) {
-    case LMP__TASK_STATE__TASK_STATE_PENDING:   return "pending";
-    case LMP__TASK_STATE__TASK_STATE_RUNNING:   return "running";
-    case LMP__TASK_STATE__TASK_STATE_DONE:      return "done";
-    case LMP__TASK_STATE__TASK_STATE_FAILED:    return "failed";
-    case LMP__TASK_STATE__TASK_STATE_CANCELLED: return "cancelled";
-    default:                                    return "unknown";
-    }
-}
-
-static const char *worker_state(Lmp__WorkerState st) {
-    switch (st) {
-    case LMP__WORKER_STATE__WORKER_STATE_IDLE:     return "idle";
-    case LMP__WORKER_STATE__WORKER_STATE_BUSY:     return "busy";
-    case LMP__WORKER_STATE__WORKER_STATE_DRAINING: return "draining";
-    case LMP__WORKER_STATE__WORKER_STATE_DEAD:     return "dead";
-    default:                                       return "unknown";
-    }
-}
 
 static uint64_t now_unix_ms(void) {
     struct timespec ts;
@@ -132,7 +111,7 @@ static void print_json(const Lmp__JobStatus *js) {
             cJSON *lo = cJSON_CreateObject();
             cJSON_AddNumberToObject(lo, "index", l->index);
             cJSON_AddStringToObject(lo, "name", l->name ? l->name : "");
-            cJSON_AddStringToObject(lo, "state", task_state(l->state));
+            cJSON_AddStringToObject(lo, "state", lmp_cli_task_state_name(l->state));
             cJSON_AddStringToObject(lo, "worker", l->worker ? l->worker : "");
             cJSON_AddNumberToObject(lo, "attempt", l->attempt);
             cJSON_AddNumberToObject(lo, "step", l->step);
@@ -150,7 +129,7 @@ static void print_json(const Lmp__JobStatus *js) {
         const Lmp__WorkerInfo *w = js->workers[i];
         cJSON *o = cJSON_CreateObject();
         cJSON_AddStringToObject(o, "id", w->id ? w->id : "");
-        cJSON_AddStringToObject(o, "state", worker_state(w->state));
+        cJSON_AddStringToObject(o, "state", lmp_cli_worker_state_name(w->state));
         cJSON_AddStringToObject(o, "host", w->caps && w->caps->hostname ? w->caps->hostname : "");
         cJSON_AddNumberToObject(o, "cores", w->caps ? w->caps->cores : 0);
         cJSON_AddNumberToObject(o, "last_heartbeat_ms", (double) w->last_heartbeat_ms);
@@ -210,7 +189,7 @@ static void print_text(const Lmp__JobStatus *js, bool tty) {
         for (size_t q = 0; q < j->n_layers; q++) {
             const Lmp__LayerInfo *l = j->layers[q];
             const bool run = l->state == LMP__TASK_STATE__TASK_STATE_RUNNING;
-            printf("  %-40s %-9s %-20s attempt %u", l->name ? l->name : "", task_state(l->state),
+            printf("  %-40s %-9s %-20s attempt %u", l->name ? l->name : "", lmp_cli_task_state_name(l->state),
                    l->worker ? l->worker : "", l->attempt);
             if (run && l->n_steps > 0) {
                 if (tty) {
@@ -229,7 +208,7 @@ static void print_text(const Lmp__JobStatus *js, bool tty) {
         char wl[64];
         const char *layer = worker_layer(js, w, wl, sizeof(wl));
         printf("worker %-20s %-8s %3u cores  heartbeat %.1fs ago  %u done  %u failed  %.3g weights/s%s%s\n",
-               w->id ? w->id : "", worker_state(w->state), w->caps ? w->caps->cores : 0,
+               w->id ? w->id : "", lmp_cli_worker_state_name(w->state), w->caps ? w->caps->cores : 0,
                age_s(w->last_heartbeat_ms, now), w->n_done, w->n_failed, w->throughput,
                layer[0] ? "  on " : "", layer);
     }
