@@ -592,13 +592,14 @@ static void rows_part(void *arg, int tid, int nt) {
                     const struct hyp *x = &R->cur[e];
                     float *De = T.D + (size_t) nD++ * (size_t) (JB * g);
                     for (int64_t jj = 0; jj < jn; jj++)
-                        for (int64_t t = 0; t < g; t += 8) {   /* g is a multiple of 8 here */
+                        for (int64_t t = 0; t < g; t += 8) {   /* the last step masked if 8 does not divide g */
+                            const __mmask8 mk = g - t >= 8 ? (__mmask8) 0xFF : (__mmask8) ((1u << (g - t)) - 1);
                             __m256 acc = _mm256_setzero_ps();
                             for (int64_t m = 0; m < M; m++)
                                 acc = _mm256_add_ps(acc, _mm256_sub_ps(
-                                    _mm256_loadu_ps(J->cb + (m * K + x->bc[jj * M + m]) * g + t),
-                                    _mm256_loadu_ps(J->cb + (m * K + orig[jj * M + m]) * g + t)));
-                            _mm256_storeu_ps(De + jj * g + t, _mm256_mul_ps(_mm256_set1_ps(R->so), acc));
+                                    _mm256_maskz_loadu_ps(mk, J->cb + (m * K + x->bc[jj * M + m]) * g + t),
+                                    _mm256_maskz_loadu_ps(mk, J->cb + (m * K + orig[jj * M + m]) * g + t)));
+                            _mm256_mask_storeu_ps(De + jj * g + t, mk, _mm256_mul_ps(_mm256_set1_ps(R->so), acc));
                         }
                     uint16_t *dc = R->slot_codes[ns][e];
                     memcpy(dc, R->base_codes[x->anc], (size_t) (j0 * M) * sizeof(uint16_t));
@@ -657,7 +658,7 @@ int lmp_aq_beam_avx512(uint16_t *codes, double *loss, const float *w, const floa
     const int64_t n_out = s->n_out, n_in = s->n_in, g = s->g, M = s->M, K = s->K;
     const int64_t n_grp = n_in / g, P = n_grp * M;
     if (beam < 1) beam = 1;
-    if (K % 16 != 0 || g % 8 != 0 || g > 64 || beam > MAXB) return lmp_aq_beam_ref(codes, loss, w, scale, cb, h, s, beam);
+    if (K % 16 != 0 || g > 64 || beam > MAXB) return lmp_aq_beam_ref(codes, loss, w, scale, cb, h, s, beam);
     if (n_out <= 0) return 0;
     float *cT = malloc((size_t) (M * g * K + P * K + 2 * n_out * n_in + n_in * g) * sizeof(float));
     double *loss0 = malloc((size_t) n_out * sizeof(double));

@@ -12,17 +12,21 @@
 #include <immintrin.h>
 #include <stdlib.h>
 
-/* u = unscaled decode of row o, r = w - scale u (g a multiple of 8: 8 lanes per step). */
+static inline __mmask8 mask8(int64_t rem) { return rem >= 8 ? (__mmask8) 0xFF : (__mmask8) ((1u << rem) - 1); }
+
+/* u = unscaled decode of row o, r = w - scale u (8 lanes per step, the last masked when
+ * g is not a multiple of 8). */
 static void decode_residual_row(float *u, float *r, const float *w, const uint16_t *co, const float *cb,
                                 float so, int64_t n_grp, int64_t g, int64_t M, int64_t K) {
     const __m256 s8 = _mm256_set1_ps(so);
     for (int64_t j = 0; j < n_grp; j++)
         for (int64_t t = 0; t < g; t += 8) {
-            __m256 acc = _mm256_loadu_ps(cb + co[j * M] * g + t);
+            const __mmask8 mk = mask8(g - t);
+            __m256 acc = _mm256_maskz_loadu_ps(mk, cb + co[j * M] * g + t);
             for (int64_t m = 1; m < M; m++)
-                acc = _mm256_add_ps(acc, _mm256_loadu_ps(cb + (m * K + co[j * M + m]) * g + t));
-            _mm256_storeu_ps(u + j * g + t, acc);
-            _mm256_storeu_ps(r + j * g + t, _mm256_fnmadd_ps(s8, acc, _mm256_loadu_ps(w + j * g + t)));
+                acc = _mm256_add_ps(acc, _mm256_maskz_loadu_ps(mk, cb + (m * K + co[j * M + m]) * g + t));
+            _mm256_mask_storeu_ps(u + j * g + t, mk, acc);
+            _mm256_mask_storeu_ps(r + j * g + t, mk, _mm256_fnmadd_ps(s8, acc, _mm256_maskz_loadu_ps(mk, w + j * g + t)));
         }
 }
 
@@ -31,7 +35,7 @@ int lmp_aq_grad_avx512(double *loss, float *g_cb, float *g_scale, const uint16_t
                        const struct lmp_aq_shape *s) {
     const int64_t n_out = s->n_out, n_in = s->n_in, g = s->g, M = s->M, K = s->K;
     const int64_t n_grp = n_in / g, n_cb = M * K * g;
-    if (n_out <= 0 || g % 8 != 0) return lmp_aq_grad_ref(loss, g_cb, g_scale, codes, w, scale, cb, h, s);
+    if (n_out <= 0) return lmp_aq_grad_ref(loss, g_cb, g_scale, codes, w, scale, cb, h, s);
     float *u = malloc((size_t) (3 * n_out * n_in) * sizeof(float));
     if (u == NULL) return LMP_ENOMEM;
     float *r = u + n_out * n_in, *rh = r + n_out * n_in;
@@ -62,8 +66,11 @@ int lmp_aq_grad_avx512(double *loss, float *g_cb, float *g_scale, const uint16_t
         for (int64_t j = 0; j < n_grp; j++)
             for (int64_t m = 0; m < M; m++) {
                 float *dst = g_cb + (m * K + co[j * M + m]) * g;
-                for (int64_t t = 0; t < g; t += 8)
-                    _mm256_storeu_ps(dst + t, _mm256_fmadd_ps(f, _mm256_loadu_ps(qo + j * g + t), _mm256_loadu_ps(dst + t)));
+                for (int64_t t = 0; t < g; t += 8) {
+                    const __mmask8 mk = mask8(g - t);
+                    _mm256_mask_storeu_ps(dst + t, mk, _mm256_fmadd_ps(f, _mm256_maskz_loadu_ps(mk, qo + j * g + t),
+                                                                        _mm256_maskz_loadu_ps(mk, dst + t)));
+                }
             }
     }
     *loss = L;

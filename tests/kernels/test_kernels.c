@@ -197,13 +197,15 @@ static void test_kmeans(void) {
 struct aq_case { int64_t n_out, n_in; int M, K, g; };
 static const struct aq_case aq_cases[] = {
     { 3, 24, 2, 16, 8 },      /* odd and tiny */
-    { 5, 12, 3, 4, 4 },       /* K < 16 and g % 8 != 0: fallbacks */
+    { 5, 12, 3, 4, 4 },       /* K < 16: the beam search and matvec fall back */
     { 7, 40, 1, 32, 8 },      /* P = 5 positions: scalar tails */
     { 6, 48, 1, 64, 16 },
     { 16, 136, 2, 256, 8 },   /* n_in not a multiple of 32 */
     { 24, 576, 2, 256, 8 },   /* SmolLM2 width, 2x8g8 */
     { 19, 96, 2, 32, 16 },    /* g = 16 path, row blocks of the beam search left partial */
     { 40, 200, 2, 32, 8 },    /* beam search: several row blocks per thread, column blocks with a partial last */
+    { 24, 576, 2, 256, 4 },   /* SmolLM2 width, 2x8g4: masked 8-lane steps */
+    { 11, 90, 3, 32, 6 },     /* g = 6: a partial column block, odd rows */
 };
 enum { N_AQ_CASES = sizeof(aq_cases) / sizeof(aq_cases[0]) };
 
