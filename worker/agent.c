@@ -11,6 +11,7 @@
 
 #include <assert.h>
 #include <errno.h>
+#include <math.h>
 #include <poll.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -122,6 +123,7 @@ struct task {
     Lmp__TaskAssign *qa; /* sequential calibration: the assign (its "q/..." blobs) */
     /* TASK_KIND_FINETUNE_BLOCK: settings in, the tuned block out */
     int64_t                 ft_epochs, ft_max_steps;
+    float                   ft_lr;            /* 0: the default */
     struct lmp_aq_layer     ftl[LMP_LIN_COUNT];
     float                  *ft_norm[2];
     struct lmp_ft_stats     fs;
@@ -633,6 +635,7 @@ static enum lmp_status finetune(struct task *t, struct lmp_err *err) {
     lmp_ft_opts_init(&fo);
     if (t->ft_epochs > 0) fo.max_epochs = (int)t->ft_epochs;
     if (t->ft_max_steps > 0) fo.max_steps = t->ft_max_steps;
+    if (t->ft_lr > 0) fo.lr = t->ft_lr;
     fo.n_threads = t->n_threads;
     fo.seed =
         lmp_compress_layer_seed(t->seed, B->lin[0].name) ^ 0x6674ULL; /* as lmp_compress_run */
@@ -943,7 +946,8 @@ static enum lmp_status on_assign(struct agent *A, const Lmp__Envelope *env, stru
                                  (unsigned long long)ta->task_id);
                 goto refuse;
             }
-            t->ft_epochs = ta->finetune->epochs, t->ft_max_steps = ta->finetune->max_steps;
+            t->ft_epochs = ta->finetune->epochs, t->ft_max_steps = ta->finetune->max_steps,
+            t->ft_lr = ta->finetune->lr > 0 && isfinite(ta->finetune->lr) ? ta->finetune->lr : 0.0f;
             snprintf(t->layer, sizeof(t->layer), "finetune@%u", t->layer_index);
         }
         goto start;

@@ -65,6 +65,7 @@ static const struct def defs[LMP_JOBOPT_COUNT] = {
     [LMP_JOBOPT_WORKERS]      = {"workers", K_INT, S(workers), 1, 256, 0, 0},
     [LMP_JOBOPT_STATE]        = {"state", K_PATH, S(state), 0, 0, 0, 0},
     [LMP_JOBOPT_ROW_SHARDS]   = {"row-shards", K_INT, S(row_shards), 1, 64, 0, 0},
+    [LMP_JOBOPT_FT_LR]        = {"ft-lr", K_F64, S(ft_lr), 0, 0, 0, 1},
 };
 #undef S
 
@@ -420,6 +421,7 @@ enum lmp_status lmp_jobopts_to_compress(const struct lmp_jobopts *o, int default
     if (o->set[LMP_JOBOPT_LR] && o->lr > 0) c->spec.aq.lr = (float) o->lr;
     if (o->set[LMP_JOBOPT_FT_EPOCHS]) c->ft.max_epochs = (int) o->ft_epochs;
     if (o->set[LMP_JOBOPT_FT_MAX_STEPS]) c->ft.max_steps = o->ft_max_steps;
+    if (o->set[LMP_JOBOPT_FT_LR] && o->ft_lr > 0) c->ft.lr = (float) o->ft_lr;
     c->keep      = (const char *const *) o->keep;
     c->n_keep    = o->n_keep;
     c->finetune  = o->finetune;
@@ -481,6 +483,7 @@ void lmp_jobopts_to_jobspec(const struct lmp_jobopts *o, struct lmp_jobopts_pb *
     fs->enabled   = o->finetune;
     fs->epochs    = o->set[LMP_JOBOPT_FT_EPOCHS] ? (uint32_t) o->ft_epochs : 0;
     fs->max_steps = o->set[LMP_JOBOPT_FT_MAX_STEPS] ? (uint32_t) o->ft_max_steps : 0;
+    fs->lr        = o->set[LMP_JOBOPT_FT_LR] && o->ft_lr > 0 ? (float) o->ft_lr : 0.0f;
     fs->seed      = (uint64_t) o->seed;
-    s->finetune   = o->finetune || fs->epochs || fs->max_steps ? fs : NULL;
+    s->finetune   = o->finetune || fs->epochs || fs->max_steps || fs->lr > 0 ? fs : NULL;
 }

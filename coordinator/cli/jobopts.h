@@ -49,7 +49,7 @@ enum lmp_jobopt {
     LMP_JOBOPT_FT_EPOCHS, LMP_JOBOPT_FT_MAX_STEPS, LMP_JOBOPT_BEAM, LMP_JOBOPT_MAX_ROUNDS,
     LMP_JOBOPT_TOL, LMP_JOBOPT_CG_ITERS, LMP_JOBOPT_ADAM_STEPS, LMP_JOBOPT_LR,
     LMP_JOBOPT_SEED, LMP_JOBOPT_THREADS, LMP_JOBOPT_NAME, LMP_JOBOPT_MAX_ATTEMPTS,
-    LMP_JOBOPT_WORKERS, LMP_JOBOPT_STATE, LMP_JOBOPT_ROW_SHARDS,
+    LMP_JOBOPT_WORKERS, LMP_JOBOPT_STATE, LMP_JOBOPT_ROW_SHARDS, LMP_JOBOPT_FT_LR,
     LMP_JOBOPT_COUNT
 };
 
@@ -63,7 +63,7 @@ struct lmp_jobopts {
     enum lmp_compress_method method;    /* default aqlm */
     long long nsamples, ctx, bits, group, seed, threads, beam, max_rounds, cg_iters,
               adam_steps, ft_epochs, ft_max_steps, max_attempts, workers, row_shards;
-    double    tol, lr;
+    double    tol, lr, ft_lr;
     bool      finetune;
     char     *job_path;                 /* the JOB file read, or NULL */
 };
@@ -133,7 +133,7 @@ void lmp_jobopts_to_jobspec(const struct lmp_jobopts *o, struct lmp_jobopts_pb *
     "--model PATH [--tokenizer PATH] --calib FILE|generate [--nsamples N] [--ctx L]\n" \
     "    --out ART.h5 [--scheme MxBgG] [--mode sequential|independent] [--method aqlm|rtn]\n" \
     "    [--bits N] [--group G] [--keep PATTERN]... [--finetune] [--ft-epochs E]\n" \
-    "    [--ft-max-steps S] [--beam B] [--max-rounds R] [--tol T] [--cg-iters N]\n" \
+    "    [--ft-max-steps S] [--ft-lr LR] [--beam B] [--max-rounds R] [--tol T] [--cg-iters N]\n" \
     "    [--adam-steps S] [--lr LR] [--seed S] [--threads T] [--name NAME]\n" \
     "    [--max-attempts N] [--workers N] [--state DIR] [--json]"
 

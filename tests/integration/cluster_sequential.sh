@@ -124,7 +124,7 @@ echo "perplexity after a killed shard worker: $pk"
 near "$pk" "$pr" 0.02 || bad "killed shard: perplexity $pk vs $pr"
 
 # 4. block fine-tuning
-FT=(--finetune --ft-max-steps 20)
+FT=(--finetune --ft-max-steps 20 --ft-lr 3e-4)   # a non-default lr: the workers must get it too
 LMPRESS_DRIVER=single "$LMPRESS" compress "${JOB[@]}" "${FT[@]}" --out fref.h5 > fref.out 2> fref.err ||
     { bad "compress --finetune"; cat fref.err; }
 pf=$(ppl fref.h5)

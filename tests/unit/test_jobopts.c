@@ -34,6 +34,7 @@ static const char good[] =
     "lr        = 0.001\n"
     "ft-epochs = 2\n"
     "ft-max-steps = 30\n"
+    "ft_lr     = 0.0005\n"
     "seed      = 5\n"
     "threads   = 2\r\n";
 
@@ -58,6 +59,7 @@ static void test_good_file(void) {
     CHECK(lmp_jobopts_to_compress(&o, 7, &c, &err) == LMP_OK);
     CHECK(c.spec.sc.M == 2 && c.spec.sc.B == 6 && c.spec.sc.g == 4);
     CHECK(c.spec.aq.cg_iters == 0 && c.spec.aq.adam_steps == 50);
+    CHECK(c.ft.lr == 0.0005f);
     CHECK(c.ft.max_epochs == 2 && c.ft.max_steps == 30 && c.n_threads == 2 && c.n_keep == 2);
     CHECK(c.mode == LMP_COMPRESS_INDEPENDENT && c.n_seq == 12 && c.seed == 5);
 
@@ -65,7 +67,8 @@ static void test_good_file(void) {
     lmp_jobopts_to_jobspec(&o, &pb);
     CHECK(pb.spec.method->codebook_update_case == LMP__METHOD_SPEC__CODEBOOK_UPDATE_CG_ITERS);
     CHECK(pb.spec.method->cg_iters == 0 && pb.spec.method->adam_steps == 50);
-    CHECK(pb.spec.finetune && pb.spec.finetune->epochs == 2 && pb.spec.finetune->max_steps == 30);
+    CHECK(pb.spec.finetune && pb.spec.finetune->epochs == 2 && pb.spec.finetune->max_steps == 30 &&
+          pb.spec.finetune->lr == 0.0005f);
     CHECK(pb.spec.mode == LMP__MODE__MODE_INDEPENDENT && pb.spec.n_keep == 2);
     lmp_jobopts_release(&o);
 }
@@ -85,6 +88,7 @@ static void test_errors_name_the_line(void) {
         {"method = gptq\n", "j.txt:1: method must be aqlm or rtn, got 'gptq'"},
         {"finetune = maybe\n", "j.txt:1: finetune wants true or false, got 'maybe'"},
         {"lr = 2\n", "j.txt:1: lr wants a number in [0, 1], got '2'"},
+        {"ft-lr = -1e-4\n", "j.txt:1: ft-lr wants a number in [0, 1], got '-1e-4'"},
         {"seed =\n", "j.txt:1: seed wants a value"},
         {"ctx = 12abc\n", "j.txt:1: ctx wants an integer in [2, 1048576], got '12abc'"},
         {"scheme = 2x8\n", "j.txt:1: "},
