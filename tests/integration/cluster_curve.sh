@@ -11,39 +11,16 @@
 #     cancel (exit 5, one clear line each); the coordinator keeps serving.
 # Every wait is bounded, so a broken build fails instead of hanging.
 set -u
-: "${LMPRESS:?}" "${LMP_SHARED:?}"
-M="$LMP_SHARED/models/stories260K"
-TXT="$LMP_SHARED/data/tinystories_valid_first1000.txt"
-for f in "$M/stories260K.bin" "$M/tok512.bin" "$TXT"; do
-    if [ ! -f "$f" ]; then
-        echo "missing $f"
-        [ "${CI:-}" = true ] && exit 1
-        exit 77
-    fi
-done
-command -v h5diff >/dev/null && command -v h5dump >/dev/null || { echo "no h5diff/h5dump"; exit 77; }
-T=$(mktemp -d)
-PIDS=()
-cleanup() {
-    for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null; done
-    wait 2>/dev/null
-    rm -rf "$T"
-}
-trap cleanup EXIT
-cd "$T" || exit 1
+. "$(dirname "$0")/lib.bash"
+lmp_need_stories
+lmp_need_cmds h5diff h5dump
+lmp_workdir
 umask 022
 head -c 60000 "$TXT" > cal.txt
-fail=0
-bad() { echo "FAIL: $*"; fail=1; }
 export LMPRESS_TIMEOUT_MS=10000
 JOB=(--model "$M/stories260K.bin" --tokenizer "$M/tok512.bin" --calib cal.txt --nsamples 8
      --ctx 64 --threads 2 --max-rounds 2 --adam-steps 20 --scheme 2x6g4 --keep '*.down_proj'
      --mode independent --seed 7)
-wait_for() {   # SECONDS CMD...: poll CMD every 0.1 s
-    local s=$1; shift
-    for _ in $(seq 1 $((s * 10))); do "$@" && return 0; sleep 0.1; done
-    return 1
-}
 mode() { stat -c %a "$1"; }
 # expect RC FILE PATTERN CMD...: CMD exits RC and prints one stderr line matching PATTERN
 expect() {

@@ -12,53 +12,16 @@
 #     a bad option 2, a missing artifact 4.
 # Every wait is bounded, so a broken build fails instead of hanging.
 set -u
-: "${LMPRESS:?}" "${LMP_SHARED:?}"
-M="$LMP_SHARED/models/stories260K"
-TXT="$LMP_SHARED/data/tinystories_valid_first1000.txt"
-for f in "$M/stories260K.bin" "$M/tok512.bin" "$TXT"; do
-    if [ ! -f "$f" ]; then
-        echo "missing $f"
-        [ "${CI:-}" = true ] && exit 1
-        exit 77
-    fi
-done
-command -v h5dump >/dev/null || { echo "no h5dump"; [ "${CI:-}" = true ] && exit 1; exit 77; }
-T=$(mktemp -d)
-PIDS=()
-cleanup() {
-    for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null; done
-    wait 2>/dev/null
-    rm -rf "$T"
-}
-trap cleanup EXIT
-cd "$T" || exit 1
+. "$(dirname "$0")/lib.bash"
+lmp_need_stories
+lmp_need_cmds h5dump
+lmp_workdir
 head -c 120000 "$TXT" > cal.txt
-fail=0
-bad() { echo "FAIL: $*"; fail=1; }
 export LMPRESS_TIMEOUT_MS=10000
 JOB=(--model "$M/stories260K.bin" --tokenizer "$M/tok512.bin" --calib cal.txt --nsamples 12
      --ctx 96 --threads 2 --max-rounds 4 --adam-steps 50 --scheme 2x6g4 --keep '*.down_proj'
      --mode independent --seed 5)
 
-start_coord() {   # LOG [args]: a coordinator on a free loopback port; sets EP and CPID
-    local log=$1; shift
-    "$LMPRESS" coordinator --bind "${BIND:-tcp://127.0.0.1:*}" --heartbeat-timeout 2000 --verbose \
-        "$@" 2> "$log" &
-    CPID=$!
-    PIDS+=("$CPID")
-    for _ in $(seq 1 200); do
-        EP=$(sed -n 's/.*coordinator listening on \(tcp:[^ ]*\).*/\1/p' "$log" | head -1)
-        [ -n "$EP" ] && return 0
-        kill -0 "$CPID" 2>/dev/null || break
-        sleep 0.05
-    done
-    return 1
-}
-wait_for() {      # SECONDS CMD...: poll CMD every 0.1 s
-    local s=$1; shift
-    for _ in $(seq 1 $((s * 10))); do "$@" && return 0; sleep 0.1; done
-    return 1
-}
 n_parts() { ls "$1.parts" 2>/dev/null | grep -c '^layer-'; }
 has_parts() { [ "$(n_parts "$1")" -ge "$2" ]; }
 
@@ -125,7 +88,7 @@ grep -q "run 1 info  assigned " l2.txt || bad "no assigned event in the parts"
 # 3. restart (same port, same state): the job resumes and completes
 port=${EP##*:}
 for _ in $(seq 1 40); do   # the port may take a moment to be free again
-    BIND="tcp://127.0.0.1:$port" start_coord c2.log --state st && break
+    BIND="tcp://127.0.0.1:$port" try_coord c2.log --state st && break
     sleep 0.5
 done
 "$LMPRESS" status --connect "$EP" --watch --interval 0.2 > /dev/null 2>&1 &

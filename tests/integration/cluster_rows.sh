@@ -8,58 +8,16 @@
 #  2. a row-shard worker killed with -9 mid-layer: its layer's shards are cancelled and the
 #     layer requeued; the job completes.
 set -u
-: "${LMPRESS:?}" "${LMP_SHARED:?}"
-M="$LMP_SHARED/models/stories260K"
-TXT="$LMP_SHARED/data/tinystories_valid_first1000.txt"
-for f in "$M/stories260K.bin" "$M/tok512.bin" "$TXT"; do
-    if [ ! -f "$f" ]; then
-        echo "missing $f"
-        [ "${CI:-}" = true ] && exit 1
-        exit 77
-    fi
-done
-T=$(mktemp -d)
-PIDS=()
-cleanup() {
-    for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null; done
-    wait 2>/dev/null
-    rm -rf "$T"
-}
-trap cleanup EXIT
-cd "$T" || exit 1
+. "$(dirname "$0")/lib.bash"
+lmp_need_stories
+lmp_workdir
 head -c 120000 "$TXT" > cal.txt
 head -c 20000 "$TXT" > ev.txt
-fail=0
-bad() { echo "FAIL: $*"; fail=1; }
 export LMPRESS_TIMEOUT_MS=10000
+WORKER_ARGS=(--threads 1)
 JOB=(--model "$M/stories260K.bin" --tokenizer "$M/tok512.bin" --calib cal.txt --nsamples 12
      --ctx 96 --threads 1 --max-rounds 2 --scheme 2x6g4 --keep '*.down_proj' --keep '*self_attn*'
      --mode independent --seed 5)
-start_coord() {
-    local log=$1; shift
-    "$LMPRESS" coordinator --bind 'tcp://127.0.0.1:*' --heartbeat-timeout 2000 --verbose "$@" 2> "$log" &
-    CPID=$!
-    PIDS+=("$CPID")
-    EP=
-    for _ in $(seq 1 200); do
-        EP=$(sed -n 's/.*coordinator listening on \(tcp:[^ ]*\).*/\1/p' "$log" | head -1)
-        [ -n "$EP" ] && return 0
-        sleep 0.05
-    done
-    bad "coordinator did not start"; cat "$log"; exit 1
-}
-start_worker() {   # NAME [env...]
-    local name=$1; shift
-    env "$@" "$LMPRESS" worker --connect "$EP" --name "$name" --threads 1 --verbose 2> "w-$name.log" &
-    PIDS+=("$!")
-    eval "WPID_$name=$!"
-}
-wait_for() {
-    local s=$1; shift
-    for _ in $(seq 1 $((s * 10))); do "$@" && return 0; sleep 0.1; done
-    return 1
-}
-ppl() { "$LMPRESS" eval --artifact "$1" --text ev.txt --ctx 96 2>/dev/null | sed -n 's/^ppl \([0-9.eE+-]*\) .*/\1/p' | head -1; }
 
 "$LMPRESS" compress "${JOB[@]}" --out ref.h5 > ref.out 2> ref.err || { bad "compress"; cat ref.err; }
 

@@ -19,72 +19,16 @@
 #     the same artifact,
 #     dataset for dataset.
 set -u
-: "${LMPRESS:?}" "${LMP_SHARED:?}"
-M="$LMP_SHARED/models/stories260K"
-TXT="$LMP_SHARED/data/tinystories_valid_first1000.txt"
-for f in "$M/stories260K.bin" "$M/tok512.bin" "$TXT"; do
-    if [ ! -f "$f" ]; then
-        echo "missing $f"
-        [ "${CI:-}" = true ] && exit 1
-        exit 77
-    fi
-done
-command -v h5diff >/dev/null && command -v h5dump >/dev/null || { echo "no h5diff/h5dump"; exit 77; }
-T=$(mktemp -d)
-PIDS=()
-cleanup() {
-    for p in "${PIDS[@]}"; do kill -9 "$p" 2>/dev/null; done
-    wait 2>/dev/null
-    rm -rf "$T"
-}
-trap cleanup EXIT
-cd "$T" || exit 1
+. "$(dirname "$0")/lib.bash"
+lmp_need_stories
+lmp_need_cmds h5diff h5dump
+lmp_workdir
 head -c 120000 "$TXT" > cal.txt
 head -c 20000 "$TXT" > ev.txt
-fail=0
-bad() { echo "FAIL: $*"; fail=1; }
 export LMPRESS_TIMEOUT_MS=10000
+WORKER_ARGS=(--threads 1)
 JOB=(--model "$M/stories260K.bin" --tokenizer "$M/tok512.bin" --calib cal.txt --nsamples 12
      --ctx 96 --threads 1 --max-rounds 4 --scheme 2x6g4 --keep '*.down_proj' --mode sequential --seed 5)
-start_coord() {
-    local log=$1; shift
-    "$LMPRESS" coordinator --bind 'tcp://127.0.0.1:*' --heartbeat-timeout 2000 --verbose "$@" 2> "$log" &
-    CPID=$!
-    PIDS+=("$CPID")
-    EP=
-    for _ in $(seq 1 200); do
-        EP=$(sed -n 's/.*coordinator listening on \(tcp:[^ ]*\).*/\1/p' "$log" | head -1)
-        [ -n "$EP" ] && return 0
-        sleep 0.05
-    done
-    bad "coordinator did not start"; cat "$log"; exit 1
-}
-start_worker() {   # NAME [env...]
-    local name=$1; shift
-    env "$@" "$LMPRESS" worker --connect "$EP" --name "$name" --threads 1 --verbose 2> "w-$name.log" &
-    PIDS+=("$!")
-    eval "WPID_$name=$!"
-}
-wait_for() {
-    local s=$1; shift
-    for _ in $(seq 1 $((s * 10))); do "$@" && return 0; sleep 0.1; done
-    return 1
-}
-same_layers() {
-    local la lb d n=0
-    la=$(h5dump -n "$1" | awk '$1=="dataset"{print $2}' | grep -v '^/events/' | sort)
-    lb=$(h5dump -n "$2" | awk '$1=="dataset"{print $2}' | grep -v '^/events/' | sort)
-    [ -n "$la" ] && [ "$la" = "$lb" ] || { echo "different dataset lists"; return 1; }
-    for d in $la; do
-        h5diff -q "$1" "$2" "$d" "$d" >/dev/null || { echo "dataset $d differs"; return 1; }
-        n=$((n + 1))
-    done
-    echo "$n datasets identical"
-}
-ppl() { "$LMPRESS" eval --artifact "$1" --text ev.txt --ctx 96 2>/dev/null | sed -n 's/^ppl \([0-9.eE+-]*\) .*/\1/p' | head -1; }
-near() {   # A B TOL: finite A within TOL (relative) of B
-    python3 -c "import math,sys; a,r=float('$1' or 'nan'),float('$2' or 'nan'); sys.exit(0 if math.isfinite(a) and abs(a/r-1)<$3 else 1)"
-}
 
 # the single-process driver, and `lmpress compress` (embedded coordinator + one worker): equal
 LMPRESS_DRIVER=single "$LMPRESS" compress "${JOB[@]}" --out ref.h5 > ref.out 2> ref.err || { bad "compress"; cat ref.err; }

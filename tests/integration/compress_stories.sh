@@ -4,22 +4,12 @@
 # same model, refusal of another job's artifact, corrupt artifact, full disk.
 # Calibration and evaluation use disjoint parts of the TinyStories text.
 set -u
-: "${LMPRESS:?}" "${LMP_SHARED:?}"
-M="$LMP_SHARED/models/stories260K"
-TXT="$LMP_SHARED/data/tinystories_valid_first1000.txt"
-for f in "$M/stories260K.bin" "$M/tok512.bin" "$TXT"; do
-    if [ ! -f "$f" ]; then
-        echo "missing $f"
-        [ "${CI:-}" = true ] && exit 1
-        exit 77
-    fi
-done
-T=$(mktemp -d)
-trap 'rm -rf "$T"' EXIT
+. "$(dirname "$0")/lib.bash"
+lmp_need_stories
+lmp_need_cmds h5diff h5dump
+lmp_workdir
 head -c 120000 "$TXT" > "$T/cal.txt"
 tail -c 100000 "$TXT" > "$T/eval.txt"
-fail=0
-bad() { echo "FAIL: $*"; fail=1; }
 MOD=(--model "$M/stories260K.bin" --tokenizer "$M/tok512.bin")
 CAL=(--calib "$T/cal.txt" --nsamples 12 --ctx 96 --threads 2 --max-rounds 4 --adam-steps 50)
 # g=4 divides every layer (down_proj has n_in 172); keep down_proj so RTN g32 fits too
@@ -52,35 +42,16 @@ done
 # 1b. one code path: independent mode runs on the embedded coordinator + local workers;
 #     its artifact equals the single-process driver's and a separate coordinator + worker's
 #     (submit --wait), dataset for dataset (the event log aside)
-same_layers() {
-    local la lb d
-    la=$(h5dump -n "$1" | awk '$1=="dataset"{print $2}' | grep -v '^/events/' | sort)
-    lb=$(h5dump -n "$2" | awk '$1=="dataset"{print $2}' | grep -v '^/events/' | sort)
-    [ -n "$la" ] && [ "$la" = "$lb" ] || { echo "different dataset lists"; return 1; }
-    for d in $la; do h5diff -q "$1" "$2" "$d" "$d" >/dev/null || { echo "$d differs"; return 1; }; done
-}
-if command -v h5diff >/dev/null && command -v h5dump >/dev/null; then
-    LMPRESS_DRIVER=single "$LMPRESS" compress "${MOD[@]}" "${CAL[@]}" "${AQ[@]}" \
-        --mode independent --out "$T/single.h5" > /dev/null 2> "$T/single.err" || bad "single driver"
-    same_layers "$T/independent.h5" "$T/single.h5" || bad "embedded path differs from the single-process driver"
-    "$LMPRESS" coordinator --bind 'tcp://127.0.0.1:*' 2> "$T/coord.log" &
-    cpid=$!
-    ep=
-    for _ in $(seq 1 100); do
-        ep=$(sed -n 's/.*coordinator listening on \(tcp:[^ ]*\).*/\1/p' "$T/coord.log" | head -1)
-        [ -n "$ep" ] && break
-        sleep 0.05
-    done
-    "$LMPRESS" worker --connect "$ep" 2> "$T/worker.log" &
-    wpid=$!
-    timeout 300 "$LMPRESS" submit --connect "$ep" --wait "${MOD[@]}" "${CAL[@]}" "${AQ[@]}" \
-        --out "$T/cluster.h5" > /dev/null 2> "$T/cluster.err" || { bad "submit --wait"; cat "$T/cluster.err"; }
-    kill -TERM "$wpid" "$cpid" 2>/dev/null
-    wait "$wpid" "$cpid" 2>/dev/null
-    same_layers "$T/independent.h5" "$T/cluster.h5" || bad "embedded path differs from the cluster path"
-else
-    echo "note: no h5diff/h5dump, local vs cluster comparison skipped"
-fi
+LMPRESS_DRIVER=single "$LMPRESS" compress "${MOD[@]}" "${CAL[@]}" "${AQ[@]}" \
+    --mode independent --out "$T/single.h5" > /dev/null 2> "$T/single.err" || bad "single driver"
+same_layers "$T/independent.h5" "$T/single.h5" || bad "embedded path differs from the single-process driver"
+start_coord coord.log
+start_worker w1
+timeout 300 "$LMPRESS" submit --connect "$EP" --wait "${MOD[@]}" "${CAL[@]}" "${AQ[@]}" \
+    --out "$T/cluster.h5" > /dev/null 2> "$T/cluster.err" || { bad "submit --wait"; cat "$T/cluster.err"; }
+kill -TERM "$WPID_w1" "$CPID" 2>/dev/null
+wait "$WPID_w1" "$CPID" 2>/dev/null
+same_layers "$T/independent.h5" "$T/cluster.h5" || bad "embedded path differs from the cluster path"
 
 # 2. AQLM beats RTN with more bits per weight
 "$LMPRESS" compress "${MOD[@]}" --method rtn --bits 2 --group 32 --keep '*.down_proj' --json \

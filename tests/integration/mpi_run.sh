@@ -9,26 +9,16 @@
 #     the same command again resumes to the same artifact.
 # Skipped (77) when lmpress was built without MPI or mpirun is missing (fails under CI).
 set -u
-: "${LMPRESS:?}" "${LMP_SHARED:?}"
-skip() { echo "skip: $*"; [ "${CI:-}" = true ] && exit 1; exit 77; }
-M="$LMP_SHARED/models/stories260K"
-TXT="$LMP_SHARED/data/tinystories_valid_first1000.txt"
-for f in "$M/stories260K.bin" "$M/tok512.bin" "$TXT"; do [ -f "$f" ] || skip "missing $f"; done
-command -v mpirun >/dev/null || skip "no mpirun"
-command -v h5diff >/dev/null && command -v h5dump >/dev/null || skip "no h5diff/h5dump"
-if "$LMPRESS" run /dev/null 2>&1 | grep -q "built without MPI"; then skip "lmpress built without MPI"; fi
+. "$(dirname "$0")/lib.bash"
+lmp_need_stories
+lmp_need_cmds mpirun h5diff h5dump
+if "$LMPRESS" run /dev/null 2>&1 | grep -q "built without MPI"; then lmp_skip "lmpress built without MPI"; fi
 # Open MPI as root, more ranks than cores, threads inside ranks
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 export OMPI_MCA_rmaps_base_oversubscribe=1 OMPI_MCA_hwloc_base_binding_policy=none
 # Open MPI's own allocations are not ours to leak-check
 export ASAN_OPTIONS="${ASAN_OPTIONS:-}:detect_leaks=0"
-T=$(mktemp -d)
-MPID=
-cleanup() { [ -n "$MPID" ] && kill -9 "$MPID" 2>/dev/null; wait 2>/dev/null; rm -rf "$T"; }
-trap cleanup EXIT
-cd "$T" || exit 1
-fail=0
-bad() { echo "FAIL: $*"; fail=1; }
+lmp_workdir
 head -c 120000 "$TXT" > cal.txt
 mkdir jobs
 cat > jobs/stories.job <<EOF
@@ -46,17 +36,6 @@ mode       = independent
 seed       = 5
 out        = ../mpi3.h5
 EOF
-same_layers() {   # every dataset of A equals B's (the event log aside)
-    local la lb d n=0
-    la=$(h5dump -n "$1" | awk '$1=="dataset"{print $2}' | grep -v '^/events/' | sort)
-    lb=$(h5dump -n "$2" | awk '$1=="dataset"{print $2}' | grep -v '^/events/' | sort)
-    [ -n "$la" ] && [ "$la" = "$lb" ] || { echo "different dataset lists"; return 1; }
-    for d in $la; do
-        h5diff -q "$1" "$2" "$d" "$d" >/dev/null || { echo "dataset $d differs"; return 1; }
-        n=$((n + 1))
-    done
-    echo "$n datasets identical"
-}
 
 # reference: lmpress compress of the same JOB (the command line overrides its out)
 "$LMPRESS" compress jobs/stories.job --threads 2 --out ref.h5 > ref.out 2> ref.err ||

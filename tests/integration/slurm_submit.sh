@@ -18,27 +18,17 @@ set -u
 : "${LMPRESS:?}" "${LMP_SHARED:?}" "${LMP_SOURCE_DIR:?}"
 export PATH="$PATH:/usr/sbin:/sbin"
 TEMPLATE="$LMP_SOURCE_DIR/deploy/slurm/lmpress.sbatch"
-M="$LMP_SHARED/models/stories260K"
-TXT="$LMP_SHARED/data/tinystories_valid_first1000.txt"
-missing() {
-    echo "missing $*"
-    [ "${CI:-}" = true ] && exit 1
-    exit 77
-}
-for f in "$M/stories260K.bin" "$M/tok512.bin" "$TXT"; do
-    [ -f "$f" ] || missing "$f"
-done
+. "$LMP_SOURCE_DIR/tests/integration/lib.bash"
+lmp_need_stories
 for b in slurmctld slurmd sbatch srun squeue scontrol scancel sinfo; do
-    command -v "$b" >/dev/null || missing "the Slurm program '$b' (deploy/setup.sh installs slurmctld slurmd slurm-client)"
+    command -v "$b" >/dev/null || lmp_skip "missing the Slurm program '$b' (deploy/setup.sh installs slurmctld slurmd slurm-client)"
 done
-command -v h5diff >/dev/null && command -v h5dump >/dev/null || missing "h5diff/h5dump (hdf5-tools)"
-command -v mpicc >/dev/null || missing "mpicc (libopenmpi-dev)"
+command -v h5diff >/dev/null && command -v h5dump >/dev/null || lmp_skip "missing h5diff/h5dump (hdf5-tools)"
+command -v mpicc >/dev/null || lmp_skip "missing mpicc (libopenmpi-dev)"
 
 T=$(mktemp -d /tmp/lmp-slurm.XXXXXX)
 export SLURM_CONF="$T/slurm.conf"
 unset SLURM_JOB_ID SLURM_JOBID   # a test run inside a Slurm job must not talk to that job
-fail=0
-bad() { echo "FAIL: $*"; fail=1; }
 now() { date +%s.%N; }
 elapsed() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.2f", b - a }'; }
 # wait_for SECONDS CMD...: poll CMD every 0.2 s
@@ -172,17 +162,6 @@ job_in() {   # ID STATE...: the job's state is one of STATE
 restarted() { [ "$(job_field "$1" Restarts)" = "$2" ]; }
 n_parts() { local f=("$1".parts/layer-*); [ -e "${f[0]}" ] && echo ${#f[@]} || echo 0; }
 has_parts() { [ "$(n_parts "$1")" -ge "$2" ]; }
-same_layers() {
-    local la lb d n=0
-    la=$(h5dump -n "$1" | awk '$1=="dataset"{print $2}' | grep -v '^/events/' | sort)
-    lb=$(h5dump -n "$2" | awk '$1=="dataset"{print $2}' | grep -v '^/events/' | sort)
-    [ -n "$la" ] && [ "$la" = "$lb" ] || { echo "different dataset lists"; return 1; }
-    for d in $la; do
-        h5diff -q "$1" "$2" "$d" "$d" >/dev/null || { echo "dataset $d differs"; return 1; }
-        n=$((n + 1))
-    done
-    echo "$n datasets identical"
-}
 # write_job NAME: a JOB file for `lmpress run` (long options of `lmpress compress`)
 write_job() {
     cat > "$T/$1.job" <<EOF
@@ -246,7 +225,7 @@ if "$LMPRESS" run "$T/none.job" 2>&1 | grep -q "built without MPI\|not a command
     echo "lmpress run is missing or built without MPI (-DLMP_MPI=ON);" \
          "the Slurm cluster and srun --mpi=pmix work"
     [ $fail = 0 ] || exit 1
-    missing "lmpress run"
+    lmp_skip "missing lmpress run"
 fi
 export LMPRESS
 
