@@ -675,6 +675,7 @@ static void on_cal_result(struct lmp_coord *c, int pi, const Lmp__TaskResult *r,
     }
     ack->accepted = true;
     coord_send(c, &p->id, ackenv);
+    if (r->stats && r->stats->seconds > 0) J->sec_calib += r->stats->seconds;
     const int64_t n_tok = (sl->end - sl->begin) * J->ctx;
     /* the bytes are copied out first: protobuf-c does not align them for doubles */
     struct lmp_calib_grams *dst = cb->acc;
@@ -1219,6 +1220,7 @@ static void on_ft_result(struct lmp_coord *c, int pi, const Lmp__TaskResult *r,
         return;
     }
     const Lmp__TaskStats *ts = r->stats;
+    if (ts && ts->seconds > 0) J->sec_ft += ts->seconds;
     lmp_log_info("coordinator: block %d fine-tuned by '%s' (rel mse %.4g -> %.4g, %u steps, %.1fs)",
                  b, p->id.name, ts ? ts->rel_err_before : 0.0, ts ? ts->rel_err_after : 0.0,
                  ts ? ts->steps : 0u, ts ? ts->seconds : 0.0);
@@ -1571,6 +1573,7 @@ static void on_rows_result(struct lmp_coord *c, int pi, const Lmp__TaskResult *r
     sh->done = true;
     p->n_done++;
     p->busy_s += r->stats->seconds;
+    if (r->stats->seconds > 0) J->sec_quant += r->stats->seconds;
     p->params_done += (double)(nr * l->n_in);
     for (int q = 0; q < R->n; q++)
         if (!R->s[q].done) return;
@@ -1717,6 +1720,7 @@ static void on_result(struct lmp_coord *c, int pi, const Lmp__Envelope *env) {
         coord_send(c, &p->id, &out);
         p->n_done++;
         p->busy_s += res.seconds;
+        if (res.seconds > 0) J->sec_quant += res.seconds;
         p->params_done += (double)(l->n_out * l->n_in);
         lmp_log_info(
             "coordinator: %s quantized by '%s' (rel err %.4g), held for its block's fine-tuning",
@@ -1751,6 +1755,7 @@ static void on_result(struct lmp_coord *c, int pi, const Lmp__Envelope *env) {
     J->params_done_run += n;
     p->n_done++;
     p->busy_s += res.seconds;
+    if (res.seconds > 0) J->sec_quant += res.seconds;
     p->params_done += n;
     lmp_log_info("coordinator: [%lld/%lld] %s committed (worker '%s', rel err %.4g)",
                  (long long) J->n_done, (long long) J->n_tasks, l->name, p->id.name,

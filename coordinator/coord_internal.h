@@ -119,6 +119,7 @@ struct job {
     int              n_open;       /* blocks being summed or with H alive */
     uint64_t         submitted_ms, started_ms, finished_ms, started_mono;
     double           params_total, params_done_run;
+    double           sec_calib, sec_quant, sec_ft;   /* worker-seconds of accepted results, this run */
 };
 
 struct lmp_coord {

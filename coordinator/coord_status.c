@@ -88,6 +88,9 @@ static bool fill_job(struct lmp_coord *c, struct status_buf *b, bool with_layers
             left += (double) (J->tasks[i].l->n_out * J->tasks[i].l->n_in);
     ji->eta_s = J->state != LMP__JOB_STATE__JOB_STATE_RUNNING ? 0
               : ji->throughput > 0 ? left / ji->throughput : -1;
+    ji->seconds_calibration = J->sec_calib;
+    ji->seconds_quantization = J->sec_quant;
+    ji->seconds_finetune = J->sec_ft;
     if (J->error[0]) {
         lmp__error__init(&b->error);
         b->error.code = "EINVAL";

@@ -113,11 +113,14 @@ struct embedded {
     bool    *seen;          /* (n_linears) a line was printed */
     int64_t  n_linears, n_printed, n_fresh, n_resumed;
     double   rel_sum;
+    double   sec_calib, sec_quant, sec_ft;   /* the job's worker-seconds per stage, latest status */
     char     fail_code[32], fail_msg[256];
 };
 
 static void embedded_status(void *ctx, const Lmp__JobInfo *j) {
     struct embedded *E = ctx;
+    E->sec_calib = j->seconds_calibration, E->sec_quant = j->seconds_quantization;
+    E->sec_ft = j->seconds_finetune;
     for (size_t i = 0; i < j->n_layers; i++) {
         const Lmp__LayerInfo *li = j->layers[i];
         if (li->state != LMP__TASK_STATE__TASK_STATE_DONE || li->index >= E->n_linears ||
@@ -230,7 +233,11 @@ out:
     S->n_resumed     = E.n_resumed;
     S->mean_rel_err  = E.n_fresh ? E.rel_sum / (double) E.n_fresh : 0.0;
     S->seconds_total = (double) (ts1.tv_sec - ts0.tv_sec) + 1e-9 * (double) (ts1.tv_nsec - ts0.tv_nsec);
-    S->seconds_quant = S->seconds_total;   /* calibration runs interleaved, on the coordinator */
+    /* the workers' seconds per stage: with one worker (the default) the stages' share of the
+     * wall time; with more, summed over the workers */
+    S->seconds_calib    = E.sec_calib;
+    S->seconds_quant    = E.sec_quant;
+    S->seconds_finetune = E.sec_ft;
     free(E.seen);
     return rc;
 }

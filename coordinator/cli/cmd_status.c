@@ -99,6 +99,9 @@ static void print_json(const Lmp__JobStatus *js) {
         cJSON_AddNumberToObject(c, "cancelled", k.cancelled);
         cJSON_AddNumberToObject(o, "throughput", j->throughput);
         cJSON_AddNumberToObject(o, "eta_s", j->eta_s);
+        cJSON_AddNumberToObject(o, "seconds_calibration", j->seconds_calibration);
+        cJSON_AddNumberToObject(o, "seconds_quantization", j->seconds_quantization);
+        cJSON_AddNumberToObject(o, "seconds_finetune", j->seconds_finetune);
         cJSON_AddNumberToObject(o, "submitted_ms", (double) j->submitted_ms);
         cJSON_AddNumberToObject(o, "started_ms", (double) j->started_ms);
         cJSON_AddNumberToObject(o, "finished_ms", (double) j->finished_ms);
@@ -181,6 +184,9 @@ static void print_text(const Lmp__JobStatus *js, bool tty) {
                j->layers_done, j->layers_total, k.pending, k.running, k.failed, j->throughput, el);
         if (j->state == LMP__JOB_STATE__JOB_STATE_RUNNING) printf(", ETA %s", eta);
         printf("\n  %s -> %s\n", j->model_path ? j->model_path : "", j->out_path ? j->out_path : "");
+        if (j->seconds_calibration + j->seconds_quantization + j->seconds_finetune > 0)
+            printf("  worker time: calibration %.1fs, quantization %.1fs, fine-tuning %.1fs\n",
+                   j->seconds_calibration, j->seconds_quantization, j->seconds_finetune);
         if (j->error && j->error->message && j->error->message[0]) printf("  %s\n", j->error->message);
         if (tty && j->layers_total > 0) {
             bar(b, 40, (double) j->layers_done / j->layers_total);

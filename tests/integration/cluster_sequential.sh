@@ -72,7 +72,11 @@ FT=(--finetune --ft-max-steps 20 --ft-lr 3e-4)   # a non-default lr: the workers
 LMPRESS_DRIVER=single "$LMPRESS" compress "${JOB[@]}" "${FT[@]}" --out fref.h5 > fref.out 2> fref.err ||
     { bad "compress --finetune"; cat fref.err; }
 pf=$(ppl fref.h5)
-"$LMPRESS" compress "${JOB[@]}" "${FT[@]}" --out femb.h5 > femb.out 2> femb.err || { bad "compress --finetune (embedded)"; cat femb.err; }
+"$LMPRESS" compress "${JOB[@]}" "${FT[@]}" --json --out femb.h5 > femb.out 2> femb.err || { bad "compress --finetune (embedded)"; cat femb.err; }
+for s in seconds_calibration seconds_quantization seconds_finetune; do   # the workers' stage times
+    v=$(sed -n "s/.*\"$s\":\([^,}]*\).*/\1/p" femb.out)
+    awk -v v="$v" 'BEGIN { exit !(v + 0 > 0) }' || bad "compress --finetune (embedded): $s is '$v', not > 0"
+done
 same_layers femb.h5 fref.h5 || bad "lmpress compress --finetune (embedded) differs from the single-process driver"
 timeout 300 "$LMPRESS" submit --connect "$EP" --wait "${JOB[@]}" "${FT[@]}" --out ft2.h5 > ft2.out 2> ft2.err ||
     { bad "submit --finetune, two workers (rc $?)"; cat ft2.err; tail -20 c1.log; }

@@ -31,6 +31,10 @@ for mode in independent sequential; do
         bad "compress --mode $mode"; cat "$T/$mode.err"
     fi
     grep -q "model.layers.4.mlp.up_proj rel err" "$T/$mode.err" || bad "$mode: no progress lines"
+    for s in seconds_calibration seconds_quantization; do   # stage times (embedded path: worker-seconds)
+        v=$(jfield "$T/$mode.json" $s)
+        awk -v v="$v" 'BEGIN { exit !(v + 0 > 0) }' || bad "$mode: $s is '$v', not > 0"
+    done
     p=$(ppl "$T/$mode.h5")
     finite "$p" || bad "$mode ppl '$p'"
     num_lt "$base" "$p" || bad "$mode ppl $p not above the original's $base"

@@ -31,6 +31,7 @@ static const struct {
     { 1, 2, 0x4d1527e826374038ull },   /* LogQuery.since_ms, LogLine.kind, LogLine.layer */
     { 1, 3, 0xa9932e43095ad72aull },   /* MethodSpec.cg_iters (oneof), FinetuneSpec.max_steps */
     { 1, 4, 0x0b27520389eb938eull },   /* JobSpec.row_shards, RowsPartial, RowsSum */
+    { 1, 5, 0x58a6ffcba16e07e6ull },   /* JobInfo.seconds_calibration/_quantization/_finetune */
 };
 
 /* ---------------------------------------------------------------- a test arena */
