@@ -97,8 +97,9 @@ static enum lmp_status put_tensor(struct lmp_artifact *a, const char *name,
     return st;
 }
 
-/* Every tensor outside the compressed linears, except block norms when fine-tuning
- * (those are stored per block, tuned). Idempotent. */
+/* Every tensor outside the compressed linears, except the norms of the blocks that
+ * fine-tuning tunes (those with a compressed linear: stored per block, tuned; a block
+ * whose linears are all kept is not tuned and keeps its norms). Idempotent. */
 enum lmp_status lmp_compress_put_static_tensors(struct lmp_artifact *a, const struct lmp_model *m,
                                                 const bool *quantized, bool finetune,
                                                 struct lmp_err *err) {
@@ -111,7 +112,9 @@ enum lmp_status lmp_compress_put_static_tensors(struct lmp_artifact *a, const st
         return st;
     for (int32_t b = 0; b < m->cfg.n_layers; b++) {
         const struct lmp_block *B = &m->blocks[b];
-        if (!finetune) {
+        bool tuned = false;
+        for (int k = 0; finetune && k < LMP_LIN_COUNT; k++) tuned = tuned || quantized[b * LMP_LIN_COUNT + k];
+        if (!tuned) {
             snprintf(name, sizeof(name), "model.layers.%d.input_layernorm.weight", b);
             if ((st = put_tensor(a, name, B->attn_norm, NULL, err))) return st;
             snprintf(name, sizeof(name), "model.layers.%d.post_attention_layernorm.weight", b);
@@ -303,15 +306,19 @@ static enum lmp_status do_block(struct job *J, int32_t b, struct lmp_err *err) {
     const bool rtn = o->spec.method == LMP_COMPRESS_RTN;
     struct block_state bs = {0};
     enum lmp_status st = LMP_OK;
-    bool todo = false, have_norms = false;
+    bool todo = false, have_norms = false, any_q = false;
     double t0;
 
     for (int k = 0; k < LMP_LIN_COUNT; k++) {
         const int64_t idx = (int64_t) b * LMP_LIN_COUNT + k;
         bs.committed[k] = J->quantized[idx] && lmp_artifact_has_layer(J->a, B->lin[k].name);
         todo = todo || (J->quantized[idx] && !bs.committed[k]);
+        any_q = any_q || J->quantized[idx];
     }
-    if (o->finetune && (st = load_norms(J, &bs, b, &have_norms, err))) goto out;
+    /* a block whose linears are all kept is not fine-tuned (lmp_compress_put_static_tensors
+     * stores its norms as they are), as on the coordinator */
+    const bool tune = o->finetune && any_q;
+    if (tune && (st = load_norms(J, &bs, b, &have_norms, err))) goto out;
 
     /* calibration of this block: H (only if something is left to quantize) and the
      * original block output (the fine-tuning target; the next input in independent mode) */
@@ -375,7 +382,7 @@ static enum lmp_status do_block(struct job *J, int32_t b, struct lmp_err *err) {
     }
 
     /* block fine-tuning: every quantized linear of the block trained together */
-    if (o->finetune && (todo || !have_norms)) {
+    if (tune && (todo || !have_norms)) {
         t0 = now_s();
         struct lmp_ft_block fb = {.cfg = &J->m->cfg};
         float *norm[2];
