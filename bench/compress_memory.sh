@@ -10,8 +10,10 @@
 # every linear at load grows by ~14 MB of fp32 per layer).
 # Usage: bench/compress_memory.sh [LMPRESS]; environment: L_SMALL (8), L_LARGE (32),
 # NSAMPLES (16), CTX (128), THREADS (2), OUT (work dir, default a temporary one, removed),
-# TOKENIZER (a tokenizer.json with a 49152-token vocabulary; default SmolLM2's, from the
-# model cache), LMP_SHARED (the shared data directory).
+# TOKENIZER (a tokenizer.json with a 49152-token vocabulary, default SmolLM2's from the model
+# cache; or a llama2.c tokenizer.bin, with VOCAB its vocabulary size), VOCAB (49152),
+# MAX_RATIO (if set: exit 1 when the peak-RSS ratio exceeds it; tests/integration/
+# compress_memory.sh), LMP_SHARED (the shared data directory).
 set -eu
 LMPRESS=${1:-${LMPRESS:-build/coordinator/lmpress}}
 SHARED=${LMP_SHARED:-$(dirname "$0")/../../shared}
@@ -19,7 +21,9 @@ CALIB=${CALIB:-$SHARED/data/tinystories_valid_first1000.txt}
 CACHE=${LMP_CACHE:-$HOME/.cache/lmpress}
 TOKENIZER=${TOKENIZER:-$CACHE/models/smollm2-135m-hf/tokenizer.json}
 L_SMALL=${L_SMALL:-8}; L_LARGE=${L_LARGE:-32}
-NSAMPLES=${NSAMPLES:-16}; CTX=${CTX:-128}; THREADS=${THREADS:-2}
+NSAMPLES=${NSAMPLES:-16}; CTX=${CTX:-128}; THREADS=${THREADS:-2}; VOCAB=${VOCAB:-49152}
+TOKOPT=()   # a tokenizer.json is copied into the checkpoint; a tokenizer.bin is passed
+case "$TOKENIZER" in *.bin) TOKOPT=(--tokenizer "$TOKENIZER") ;; esac
 for f in "$LMPRESS" "$CALIB" "$TOKENIZER" /usr/bin/time; do
     [ -e "$f" ] || { echo "compress_memory: missing $f" >&2; exit 77; }
 done
@@ -30,10 +34,10 @@ mkdir -p "$OUT"
 # are N(0, 0.02) (norm weights 1), drawn once into a seeded pool of 2^20 F16 numbers;
 # each tensor is a run of the pool from a seeded offset, so generation is I/O bound.
 gen() {
-    python3 - "$1" "$2" "$TOKENIZER" <<'EOF'
+    python3 - "$1" "$2" "$TOKENIZER" "$VOCAB" <<'EOF'
 import json, os, random, shutil, struct, sys
-out, n_layers, tok = sys.argv[1], int(sys.argv[2]), sys.argv[3]
-dim, hidden, n_heads, n_kv, vocab = 576, 1536, 9, 3, 49152
+out, n_layers, tok, vocab = sys.argv[1], int(sys.argv[2]), sys.argv[3], int(sys.argv[4])
+dim, hidden, n_heads, n_kv = 576, 1536, 9, 3
 hd = dim // n_heads
 os.makedirs(out, exist_ok=True)
 rng = random.Random(1234)
@@ -81,7 +85,8 @@ cfg = {'architectures': ['LlamaForCausalLM'], 'model_type': 'llama', 'hidden_act
        'rope_theta': 100000.0, 'tie_word_embeddings': True, 'torch_dtype': 'float16'}
 with open(os.path.join(out, 'config.json'), 'w') as f:
     json.dump(cfg, f, indent=1)
-shutil.copy(tok, os.path.join(out, 'tokenizer.json'))
+if tok.endswith('.json'):
+    shutil.copy(tok, os.path.join(out, 'tokenizer.json'))
 EOF
 }
 
@@ -90,7 +95,7 @@ run() {
     local dir="$OUT/synth-L$2"
     [ -f "$dir/model.safetensors" ] || gen "$dir" "$2"
     rm -f "$OUT/$1.h5"
-    /usr/bin/time -v "$LMPRESS" compress --model "$dir" --calib "$CALIB" --nsamples "$NSAMPLES" \
+    /usr/bin/time -v "$LMPRESS" compress --model "$dir" ${TOKOPT[@]+"${TOKOPT[@]}"} --calib "$CALIB" --nsamples "$NSAMPLES" \
         --ctx "$CTX" --out "$OUT/$1.h5" --scheme 1x8g8 --beam 1 --max-rounds 1 \
         --threads "$THREADS" --keep '*.q_proj' --keep '*.v_proj' --keep '*.o_proj' \
         --keep '*.mlp.*' --json > "$OUT/$1.json" 2> "$OUT/$1.log" ||
@@ -112,3 +117,7 @@ print(json.dumps({'bench': 'compress_memory', 'small': row(*a[0:4]), 'large': ro
                   'rss_ratio_large_over_small': round(int(a[5]) / int(a[1]), 3),
                   'model_ratio_large_over_small': round(int(a[7]) / max(1, int(a[3])), 3)}))
 EOF
+if [ -n "${MAX_RATIO:-}" ]; then
+    awk -v a="$rss_l" -v b="$rss_s" -v m="$MAX_RATIO" 'BEGIN { exit !(a / b <= m) }' ||
+        { echo "compress_memory: peak RSS grew x$(awk -v a="$rss_l" -v b="$rss_s" 'BEGIN { printf "%.3f", a / b }') from $L_SMALL to $L_LARGE layers (limit x$MAX_RATIO)" >&2; exit 1; }
+fi

@@ -10,7 +10,7 @@
  */
 #include "coordinator/artifact.h"
 #include "coordinator/events.h"     /* defines: lmp_events_*, struct lmp_event_list */
-#include "proto/file.h"             /* defines: lmp_file_read_all(), lmp_path_is_file() */
+#include "proto/file.h"             /* defines: lmp_file_read_all(), lmp_path_is_file(), lmp_map_release_pages */
 #include "proto/log.h"              /* defines: lmp_log_warn() */
 
 #include <hdf5.h>
@@ -1457,24 +1457,29 @@ static enum lmp_status put_model_tensor(struct lmp_artifact *a, const char *name
     snprintf(t.name, sizeof(t.name), "%s", name);
     t.n_dims = n_dims;
     memcpy(t.shape, shape, (size_t) n_dims * sizeof(int64_t));
+    float *buf = NULL;
     if (src->dtype == LMP_DTYPE_F32 || src->dtype == LMP_DTYPE_F16) {
         t.dtype = src->dtype;
         t.data  = (void *) src->data;                 /* written, never modified */
-        return lmp_artifact_put_tensor(a, &t, err);
+    } else {
+        int64_t rows = lmp_tensor_n_rows(src), cols = lmp_tensor_n_cols(src);
+        if ((buf = malloc((size_t) (rows * cols) * sizeof(float))) == NULL)
+            return lmp_err_set(err, LMP_ENOMEM, "out of memory converting '%s'", name);
+        lmp_tensor_rows_f32(src, 0, rows, buf);
+        t.dtype = LMP_DTYPE_F32;
+        t.data  = buf;
     }
-    int64_t rows = lmp_tensor_n_rows(src), cols = lmp_tensor_n_cols(src);
-    float  *buf  = malloc((size_t) (rows * cols) * sizeof(float));
-    if (buf == NULL) return lmp_err_set(err, LMP_ENOMEM, "out of memory converting '%s'", name);
-    lmp_tensor_rows_f32(src, 0, rows, buf);
-    t.dtype = LMP_DTYPE_F32;
-    t.data  = buf;
     enum lmp_status st = lmp_artifact_put_tensor(a, &t, err);
     free(buf);
+    /* the source's file pages read here would stay resident: every kept linear of every
+     * block would add up (memory is bounded by one block, not the model) */
+    lmp_map_release_pages(src->data, (size_t) src->nbytes);
     return st;
 }
 
 enum lmp_status lmp_artifact_put_model_tensors(struct lmp_artifact *a, const struct lmp_model *m,
-                                               const bool *quantized, struct lmp_err *err) {
+                                               const bool *quantized, bool finetune,
+                                               struct lmp_err *err) {
     assert(a && m);
     const struct lmp_config *c = &m->cfg;
     enum lmp_status st;
@@ -1488,10 +1493,15 @@ enum lmp_status lmp_artifact_put_model_tensors(struct lmp_artifact *a, const str
     char name[LMP_NAME_MAX];
     for (int32_t b = 0; b < c->n_layers; b++) {
         const struct lmp_block *blk = &m->blocks[b];
-        snprintf(name, sizeof(name), "model.layers.%d.input_layernorm.weight", b);
-        if ((st = put_model_tensor(a, name, blk->attn_norm, 1, vec, err))) return st;
-        snprintf(name, sizeof(name), "model.layers.%d.post_attention_layernorm.weight", b);
-        if ((st = put_model_tensor(a, name, blk->ffn_norm, 1, vec, err))) return st;
+        bool tuned = false;   /* fine-tuning stores this block's norms, tuned */
+        for (int k = 0; finetune && k < LMP_LIN_COUNT; k++)
+            tuned = tuned || !quantized || quantized[(int64_t) b * LMP_LIN_COUNT + k];
+        if (!tuned) {
+            snprintf(name, sizeof(name), "model.layers.%d.input_layernorm.weight", b);
+            if ((st = put_model_tensor(a, name, blk->attn_norm, 1, vec, err))) return st;
+            snprintf(name, sizeof(name), "model.layers.%d.post_attention_layernorm.weight", b);
+            if ((st = put_model_tensor(a, name, blk->ffn_norm, 1, vec, err))) return st;
+        }
         for (int k = 0; k < LMP_LIN_COUNT; k++) {
             const struct lmp_linear *l = &blk->lin[k];
             int64_t idx = (int64_t) b * LMP_LIN_COUNT + k, w[2] = {l->n_out, l->n_in};

@@ -33,7 +33,7 @@
  *      st = lmp_artifact_open_write("ART.h5", &job, &a, &err);
  *          // creates it, or resumes it if it was made by the same job;
  *          // LMP_EMISMATCH if it belongs to another model/calibration/method/scheme
- *      lmp_artifact_put_model_tensors(a, model, quantized, &err);   // idempotent
+ *      lmp_artifact_put_model_tensors(a, model, quantized, false, &err);   // idempotent
  *      lmp_artifact_put_tokenizer(a, kind, bytes, n, &err);         // once
  *      for each linear:
  *          if (lmp_artifact_has_layer(a, name)) continue;   // committed by an earlier run
@@ -192,10 +192,14 @@ enum lmp_status lmp_artifact_put_tensor(struct lmp_artifact *a, const struct lmp
  * canonical name: model.embed_tokens.weight, model.norm.weight, lm_head.weight (unless
  * tied), model.layers.N.{input,post_attention}_layernorm.weight, every bias, and
  * <linear>.weight for each linear i with quantized[i] false (quantized NULL = all
- * linears are quantized). F16 and F32 sources are stored as they are; BF16 and the
- * ggml quants are dequantized to F32. Idempotent (see put_tensor). */
+ * linears are quantized). With finetune, the norms of the blocks that have a quantized
+ * linear are left out: block fine-tuning stores them, tuned (a block whose linears are
+ * all kept is not tuned). F16 and F32 sources are stored as they are; BF16 and the ggml
+ * quants are dequantized to F32. The source's mapped file pages are released after each
+ * tensor. Idempotent (see put_tensor). */
 enum lmp_status lmp_artifact_put_model_tensors(struct lmp_artifact *a, const struct lmp_model *m,
-                                               const bool *quantized, struct lmp_err *err);
+                                               const bool *quantized, bool finetune,
+                                               struct lmp_err *err);
 
 /* Commit the tokenizer source (bytes borrowed for the call). Once per artifact:
  * identical bytes again are a no-op, different ones LMP_EMISMATCH. */

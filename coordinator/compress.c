@@ -97,44 +97,6 @@ static enum lmp_status put_tensor(struct lmp_artifact *a, const char *name,
     return st;
 }
 
-/* Every tensor outside the compressed linears, except the norms of the blocks that
- * fine-tuning tunes (those with a compressed linear: stored per block, tuned; a block
- * whose linears are all kept is not tuned and keeps its norms). Idempotent. */
-enum lmp_status lmp_compress_put_static_tensors(struct lmp_artifact *a, const struct lmp_model *m,
-                                                const bool *quantized, bool finetune,
-                                                struct lmp_err *err) {
-    char name[LMP_NAME_MAX];
-    enum lmp_status st;
-    if ((st = put_tensor(a, "model.embed_tokens.weight", m->tok_emb, NULL, err)) ||
-        (st = put_tensor(a, "model.norm.weight", m->out_norm, NULL, err)))
-        return st;
-    if (!m->cfg.tied_embeddings && (st = put_tensor(a, "lm_head.weight", m->output, NULL, err)))
-        return st;
-    for (int32_t b = 0; b < m->cfg.n_layers; b++) {
-        const struct lmp_block *B = &m->blocks[b];
-        bool tuned = false;
-        for (int k = 0; finetune && k < LMP_LIN_COUNT; k++) tuned = tuned || quantized[b * LMP_LIN_COUNT + k];
-        if (!tuned) {
-            snprintf(name, sizeof(name), "model.layers.%d.input_layernorm.weight", b);
-            if ((st = put_tensor(a, name, B->attn_norm, NULL, err))) return st;
-            snprintf(name, sizeof(name), "model.layers.%d.post_attention_layernorm.weight", b);
-            if ((st = put_tensor(a, name, B->ffn_norm, NULL, err))) return st;
-        }
-        for (int k = 0; k < LMP_LIN_COUNT; k++) {
-            const struct lmp_linear *l = &B->lin[k];
-            if (l->bias) {
-                snprintf(name, sizeof(name), "%s.bias", l->name);
-                if ((st = put_tensor(a, name, l->bias, NULL, err))) return st;
-            }
-            if (!quantized[b * LMP_LIN_COUNT + k]) {
-                snprintf(name, sizeof(name), "%s.weight", l->name);
-                if ((st = put_tensor(a, name, l->weight, NULL, err))) return st;
-            }
-        }
-    }
-    return LMP_OK;
-}
-
 static bool has_tensor(struct job *J, const char *name) {
     for (int64_t i = 0; i < lmp_artifact_n_tensors(J->a); i++)
         if (strcmp(lmp_artifact_tensor_name(J->a, i), name) == 0) return true;
@@ -315,7 +277,7 @@ static enum lmp_status do_block(struct job *J, int32_t b, struct lmp_err *err) {
         todo = todo || (J->quantized[idx] && !bs.committed[k]);
         any_q = any_q || J->quantized[idx];
     }
-    /* a block whose linears are all kept is not fine-tuned (lmp_compress_put_static_tensors
+    /* a block whose linears are all kept is not fine-tuned (lmp_artifact_put_model_tensors
      * stores its norms as they are), as on the coordinator */
     const bool tune = o->finetune && any_q;
     if (tune && (st = load_norms(J, &bs, b, &have_norms, err))) goto out;
@@ -601,7 +563,7 @@ enum lmp_status lmp_compress_run(const struct lmp_model *m, const struct lmp_com
     for (int32_t b = 0; b < m->cfg.n_layers; b++)
         if ((st = do_block(&J, b, err))) goto out;
     /* the big unquantized tensors last: the layers, the costly part, are committed first */
-    if ((st = lmp_compress_put_static_tensors(J.a, m, J.quantized, o->finetune, err)) ||
+    if ((st = lmp_artifact_put_model_tensors(J.a, m, J.quantized, o->finetune, err)) ||
         (st = lmp_artifact_finalize(J.a, err)))
         goto out;
 out:

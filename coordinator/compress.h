@@ -113,12 +113,4 @@ enum lmp_status lmp_compress_result_to_layer(struct lmp_art_layer *l,
                                              const struct lmp_compress_spec *spec,
                                              const char *name, struct lmp_err *err);
 
-/* Store every model tensor outside the compressed linears (embeddings, final norm, lm
- * head, biases, linears with quantized[i] false, block norms unless finetune: fine-tuning
- * stores each block's tuned norms itself), as lmp_compress_run does at its end. quantized
- * is indexed block * LMP_LIN_COUNT + kind. Idempotent. RET as lmp_artifact_put_tensor. */
-enum lmp_status lmp_compress_put_static_tensors(struct lmp_artifact *a, const struct lmp_model *m,
-                                                const bool *quantized, bool finetune,
-                                                struct lmp_err *err);
-
 #endif /* LMP_COORDINATOR_COMPRESS_H */

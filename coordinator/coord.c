@@ -1267,8 +1267,7 @@ static void job_finish_if_done(struct lmp_coord *c) {
     struct job *J = c->job;
     if (J == NULL || J->state != LMP__JOB_STATE__JOB_STATE_RUNNING || J->n_done < J->n_tasks) return;
     struct lmp_err err = {0};
-    if ((J->ft ? lmp_compress_put_static_tensors(J->a, J->m, J->quantized, true, &err)
-               : lmp_artifact_put_model_tensors(J->a, J->m, J->quantized, &err)) != LMP_OK ||
+    if (lmp_artifact_put_model_tensors(J->a, J->m, J->quantized, J->ft != NULL, &err) != LMP_OK ||
         lmp_artifact_finalize(J->a, &err) != LMP_OK) {
         job_fail(c, "%s", err.msg);
         return;

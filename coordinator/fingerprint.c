@@ -5,6 +5,7 @@
  *  and a final avalanche. Input words are read little-endian.
  */
 #include "coordinator/fingerprint.h"
+#include "proto/file.h"              /* defines: lmp_map_release_pages */
 #include "worker/model/model.h"     /* defines: struct lmp_model, struct lmp_tensor */
 
 #include <assert.h>
@@ -156,7 +157,12 @@ uint64_t lmp_fingerprint_model(const struct lmp_model *m) {
         lmp_xxh64_u64(&s, (uint64_t) t->n_dims);
         for (int d = 0; d < t->n_dims; d++) lmp_xxh64_u64(&s, (uint64_t) t->shape[d]);
         lmp_xxh64_u64(&s, t->nbytes);
-        if (t->data && t->nbytes) lmp_xxh64_update(&s, t->data, (size_t) t->nbytes);
+        if (t->data && t->nbytes) {
+            lmp_xxh64_update(&s, t->data, (size_t) t->nbytes);
+            /* hashing pages a mapped file in: give them back, or the whole model stays
+             * resident (memory is bounded by one block, not the model; no-op outside maps) */
+            lmp_map_release_pages(t->data, (size_t) t->nbytes);
+        }
     }
     return lmp_xxh64_digest(&s);
 }

@@ -559,8 +559,8 @@ static void test_model_tensors_and_fingerprint(void) {
     bool quantized[7] = {true, true, true, true, true, true, false};   /* down_proj kept */
     CHECK(lmp_artifact_open_write(path, &job, &a, &err) == LMP_OK);
     if (a) {
-        CHECK(lmp_artifact_put_model_tensors(a, fm.m, quantized, &err) == LMP_OK);
-        CHECK(lmp_artifact_put_model_tensors(a, fm.m, quantized, &err) == LMP_OK);  /* idempotent */
+        CHECK(lmp_artifact_put_model_tensors(a, fm.m, quantized, false, &err) == LMP_OK);
+        CHECK(lmp_artifact_put_model_tensors(a, fm.m, quantized, false, &err) == LMP_OK);  /* idempotent */
         CHECK(lmp_artifact_n_tensors(a) == 6);
         CHECK(!lmp_artifact_is_complete(a));
         for (int64_t i = 0; i < 6; i++) {
