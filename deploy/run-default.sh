@@ -1,12 +1,46 @@
 #!/usr/bin/env bash
-# The main job on the default model: WikiText-2 perplexity (ctx 512) of SmolLM2-135M-Instruct.
-# Run deploy/setup.sh first. Text: $LMP_TEXT, else ../shared/data/wikitext2_test_join.txt.
+# The main job on the default model: compress SmolLM2-135M-Instruct with AQLM (sequential
+# calibration on TinyStories text, block fine-tuning), then the WikiText-2 perplexity (ctx 512)
+# of the original and of the compressed model, measured the same way.
+# Run deploy/setup.sh first. Environment (all optional):
+#   SCHEME       AQLM scheme (default 2x8g8, ~2.15 bits per linear weight; 2x8g4 is ~4.1 bits
+#                and beats llama.cpp's Q2_K on this model, see docs/results.md)
+#   LMP_CALIB    calibration text (default ../shared/data/tinystories_valid_first1000.txt;
+#                without it the model generates its own: --calib generate)
+#   LMP_TEXT     evaluation text (default ../shared/data/wikitext2_test_join.txt)
+#   MAX_WINDOWS  evaluation windows of 512 tokens (default 40; "all" for the whole text)
+#   LMP_OUT      the artifact (default ~/.cache/lmpress/runs/smollm2-SCHEME-seq-ft.h5);
+#                a rerun resumes it
+# Extra arguments go to `lmpress compress` (e.g. --threads 4, --ft-epochs 2).
+# Wall time on a 2-core machine: about 20-30 minutes for the compression, 1 minute per
+# evaluation of 40 windows.
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 cache=${LMP_CACHE:-$HOME/.cache/lmpress}
 build=${LMP_BUILD_DIR:-$here/build}
+lmpress="$build/coordinator/lmpress"
 model="$cache/models/SmolLM2-135M-Instruct.Q4_1.gguf"
 text=${LMP_TEXT:-$here/../shared/data/wikitext2_test_join.txt}
+calib=${LMP_CALIB:-$here/../shared/data/tinystories_valid_first1000.txt}
+scheme=${SCHEME:-2x8g8}
+windows=${MAX_WINDOWS:-40}
+out=${LMP_OUT:-$cache/runs/smollm2-$scheme-seq-ft.h5}
+[ -x "$lmpress" ] || { echo "run-default: no lmpress at '$lmpress': run deploy/setup.sh" >&2; exit 4; }
 [ -s "$model" ] || { echo "run-default: no model at '$model': run deploy/setup.sh" >&2; exit 4; }
 [ -s "$text" ] || { echo "run-default: no text at '$text': set LMP_TEXT to a text file" >&2; exit 4; }
-exec "$build/coordinator/lmpress" eval --model "$model" --text "$text" --ctx 512 "$@"
+if [ ! -s "$calib" ]; then
+    echo "run-default: no calibration text at '$calib': the model generates its own" >&2
+    calib=generate
+fi
+win=(--max-windows "$windows")
+[ "$windows" = all ] && win=()
+mkdir -p "$(dirname "$out")"
+
+echo "== compress $model -> $out (AQLM $scheme, sequential, block fine-tuning)"
+"$lmpress" compress --model "$model" --calib "$calib" --nsamples 128 --ctx 512 --scheme "$scheme" \
+    --mode sequential --finetune --ft-epochs 1 --out "$out" "$@"
+echo "== original model"
+"$lmpress" eval --model "$model" --text "$text" --ctx 512 "${win[@]}"
+echo "== compressed model"
+"$lmpress" eval --artifact "$out" --text "$text" --ctx 512 "${win[@]}"
+"$lmpress" inspect "$out" | head -3

@@ -106,6 +106,8 @@ static bool use_embedded(const struct lmp_compress_opts *o, const char *calib) {
 
 /* ---- the embedded path: coordinator + local workers, progress from the job status */
 
+enum { EMBEDDED_TIMEOUT_MS = 30 * 60 * 1000 };   /* see run_embedded */
+
 struct embedded {
     const struct lmp_model         *m;
     const struct lmp_compress_opts *o;
@@ -198,6 +200,11 @@ static int run_embedded(struct lmp_cli *cli, const struct lmp_jobopts *jo, const
     lmp_launch_opts_init(&lo);
     lo.n_workers      = n_workers;
     lo.worker_threads = o->n_threads / n_workers > 0 ? o->n_threads / n_workers : 1;
+    /* Everything is in this process, so silence means a busy coordinator, not a lost peer:
+     * planning a job (model fingerprint, tokenizing the calibration text) runs on its loop
+     * and takes many seconds on a large model or a loaded machine. Network timeouts would
+     * fail the job there (seen: SmolLM2 on a machine kept busy by another compression). */
+    lo.heartbeat_timeout_ms = EMBEDDED_TIMEOUT_MS;
     struct lmp_launch *L = NULL;
     struct lmp_client *cl = NULL;
     uint64_t job_id = 0;
@@ -205,7 +212,7 @@ static int run_embedded(struct lmp_cli *cli, const struct lmp_jobopts *jo, const
     int rc = LMP_EXIT_OK;
     enum lmp_status st;
     if ((st = lmp_launch_start(&lo, &L, &err)) ||
-        (st = lmp_client_connect(lmp_launch_endpoint(L), 10000, &cl, &err)) ||
+        (st = lmp_client_connect(lmp_launch_endpoint(L), EMBEDDED_TIMEOUT_MS, &cl, &err)) ||
         (st = lmp_launch_submit(cl, &pb.spec, &job_id, NULL, &err)) ||
         (st = lmp_launch_follow(cl, job_id, 200, &stop_flag, embedded_status, &E, &state, &err))) {
         if (prog->live) fputc('\n', stderr), prog->live = false;
@@ -285,7 +292,8 @@ static int cmd_compress_exec(struct lmp_cli *cli, int argc, char **argv) {
     o.tok_bytes = tok_bytes;
     if ((rc = lmp_cli_resolve_ctx(&ctx, model->cfg.max_seq)) != LMP_EXIT_OK) goto out;
     o.ctx = ctx;
-    if (use_embedded(&o, calib)) {
+    const bool embedded = use_embedded(&o, calib);
+    if (embedded) {
         struct sigaction sa;
         memset(&sa, 0, sizeof(sa));
         sa.sa_handler = on_signal;
@@ -373,8 +381,9 @@ summary:;
                (long long) S.n_resumed, (long long) S.n_kept);
         printf("mean rel err %.5f; bits/weight %.3f over linears, %.3f over the whole model "
                "(unquantized tensors at 16)\n", S.mean_rel_err, S.bits_linear, S.bits_model);
-        printf("wall time: calibration %.1fs, quantization %.1fs, fine-tuning %.1fs, total %.1fs\n",
-               S.seconds_calib, S.seconds_quant, S.seconds_finetune, S.seconds_total);
+        printf("time: calibration %.1fs, quantization %.1fs, fine-tuning %.1fs (%s); total %.1fs wall\n",
+               S.seconds_calib, S.seconds_quant, S.seconds_finetune,
+               embedded ? "worker seconds" : "wall", S.seconds_total);
     }
     goto out;
 oom:
