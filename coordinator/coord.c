@@ -1315,6 +1315,11 @@ static enum lmp_status job_plan(struct lmp_coord *c, const Lmp__JobSpec *spec_in
     const bool rtn = J->cspec.method == LMP_COMPRESS_RTN;
     const uint64_t seed = s->method->seed;
     if ((st = lmp_model_open(s->model_path, &J->m, err))) goto out;
+    const char *slow = getenv("LMP_FAULT_PLAN_SLEEP_MS");   /* tests: planning a large model */
+    if (slow && atol(slow) > 0) {
+        struct timespec ts = {atol(slow) / 1000, (atol(slow) % 1000) * 1000000L};
+        nanosleep(&ts, NULL);
+    }
     const struct lmp_model *m = J->m;
     const int64_t n_lin = lmp_model_n_linears(m);
     if ((J->quantized = calloc((size_t) n_lin, sizeof(bool))) == NULL ||

@@ -1119,6 +1119,11 @@ enum lmp_status lmp_agent_run(const struct lmp_agent_opts *o, volatile sig_atomi
         goto out;
     if ((st = lmp_zsock_connect(A.zctx, A.sock, o->endpoint, o->curve, o->connect_timeout_ms, err)))
         goto out;
+    const char *late = getenv("LMP_FAULT_HELLO_SLEEP_MS");   /* tests: a worker that joins late */
+    if (late && atol(late) > 0) {
+        struct timespec ts = {atol(late) / 1000, (atol(late) % 1000) * 1000000L};
+        nanosleep(&ts, NULL);
+    }
     if ((st = send_hello(&A, err))) goto out;
     const uint64_t t_start = mono_ms();
     A.last_rx_ms = t_start;

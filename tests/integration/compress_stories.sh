@@ -57,6 +57,15 @@ kill -TERM "$WPID_w1" "$CPID" 2>/dev/null
 wait "$WPID_w1" "$CPID" 2>/dev/null
 same_layers "$T/independent.h5" "$T/cluster.h5" || bad "embedded path differs from the cluster path"
 
+# 1c. the embedded coordinator blocks its loop while it plans a job (hashing the model,
+#     tokenizing the text): 12 s of that, past the cluster's 10 s timeouts, must not fail
+#     `lmpress compress`, whose client and workers share its process; the worker says Hello
+#     after the job came in (it then waits the whole planning for its HelloAck)
+LMP_FAULT_HELLO_SLEEP_MS=1000 LMP_FAULT_PLAN_SLEEP_MS=12000 timeout 300 "$LMPRESS" compress "${MOD[@]}" "${CAL[@]}" "${AQ[@]}" --mode independent \
+    --out "$T/slowplan.h5" > /dev/null 2> "$T/slowplan.err" ||
+    { bad "compress with a slow job plan failed"; cat "$T/slowplan.err"; }
+same_layers "$T/independent.h5" "$T/slowplan.h5" > /dev/null || bad "slow job plan: a different artifact"
+
 # 2. AQLM beats RTN with more bits per weight
 "$LMPRESS" compress "${MOD[@]}" --method rtn --bits 2 --group 32 --keep '*.down_proj' --json \
     --out "$T/rtn.h5" > "$T/rtn.json" 2>/dev/null || bad "compress rtn"
