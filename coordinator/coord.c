@@ -5,6 +5,7 @@
 #include "coordinator/artifact_model.h"  /* defines: lmp_art_tokenizer_source */
 #include "coordinator/compress.h"        /* defines: lmp_compress_result_to_layer */
 #include "coordinator/fingerprint.h"     /* defines: lmp_fingerprint_calib */
+#include "proto/fault.h"                 /* defines: lmp_fault_sleep */
 #include "proto/file.h"                  /* defines: lmp_file_read_all */
 #include "proto/log.h"                   /* defines: lmp_log_* */
 #include "proto/zauth.h"                 /* defines: lmp_zauth_* */
@@ -1315,11 +1316,7 @@ static enum lmp_status job_plan(struct lmp_coord *c, const Lmp__JobSpec *spec_in
     const bool rtn = J->cspec.method == LMP_COMPRESS_RTN;
     const uint64_t seed = s->method->seed;
     if ((st = lmp_model_open(s->model_path, &J->m, err))) goto out;
-    const char *slow = getenv("LMP_FAULT_PLAN_SLEEP_MS");   /* tests: planning a large model */
-    if (slow && atol(slow) > 0) {
-        struct timespec ts = {atol(slow) / 1000, (atol(slow) % 1000) * 1000000L};
-        nanosleep(&ts, NULL);
-    }
+    lmp_fault_sleep("LMP_FAULT_PLAN_SLEEP_MS");   /* tests: planning a large model */
     const struct lmp_model *m = J->m;
     const int64_t n_lin = lmp_model_n_linears(m);
     if ((J->quantized = calloc((size_t) n_lin, sizeof(bool))) == NULL ||
@@ -1517,6 +1514,15 @@ static void on_hello(struct lmp_coord *c, const struct lmp_zpeer *from, const Lm
 
 /* A row shard's result: its rows' codes and scales go into place (codebooks must equal
  * the other shards'); with the last shard in, the layer is committed. */
+/* An accepted quantization result (a layer or a row shard): the worker's counters and
+ * throughput, and the job's quantization seconds. */
+static void credit_quant(struct job *J, struct peer *p, double seconds, double params) {
+    p->n_done++;
+    p->busy_s += seconds;
+    p->params_done += params;
+    if (seconds > 0) J->sec_quant += seconds;
+}
+
 static void on_rows_result(struct lmp_coord *c, int pi, const Lmp__TaskResult *r,
                            Lmp__Envelope *ackenv, Lmp__TaskResultAck *ack) {
     struct peer *p = &c->peers[pi];
@@ -1575,10 +1581,7 @@ static void on_rows_result(struct lmp_coord *c, int pi, const Lmp__TaskResult *r
     }
     if (r->stats->seconds > R->seconds) R->seconds = r->stats->seconds;
     sh->done = true;
-    p->n_done++;
-    p->busy_s += r->stats->seconds;
-    if (r->stats->seconds > 0) J->sec_quant += r->stats->seconds;
-    p->params_done += (double)(nr * l->n_in);
+    credit_quant(J, p, r->stats->seconds, (double)(nr * l->n_in));
     for (int q = 0; q < R->n; q++)
         if (!R->s[q].done) return;
     /* every shard is in: commit the layer */
@@ -1722,10 +1725,7 @@ static void on_result(struct lmp_coord *c, int pi, const Lmp__Envelope *env) {
         }
         ack.accepted = true;
         coord_send(c, &p->id, &out);
-        p->n_done++;
-        p->busy_s += res.seconds;
-        if (res.seconds > 0) J->sec_quant += res.seconds;
-        p->params_done += (double)(l->n_out * l->n_in);
+        credit_quant(J, p, res.seconds, (double)(l->n_out * l->n_in));
         lmp_log_info(
             "coordinator: %s quantized by '%s' (rel err %.4g), held for its block's fine-tuning",
             l->name, p->id.name, res.rel_err_after);
@@ -1757,10 +1757,7 @@ static void on_result(struct lmp_coord *c, int pi, const Lmp__Envelope *env) {
     J->n_done++;
     const double n = (double) (l->n_out * l->n_in);
     J->params_done_run += n;
-    p->n_done++;
-    p->busy_s += res.seconds;
-    if (res.seconds > 0) J->sec_quant += res.seconds;
-    p->params_done += n;
+    credit_quant(J, p, res.seconds, n);
     lmp_log_info("coordinator: [%lld/%lld] %s committed (worker '%s', rel err %.4g)",
                  (long long) J->n_done, (long long) J->n_tasks, l->name, p->id.name,
                  res.rel_err_after);

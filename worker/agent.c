@@ -2,6 +2,7 @@
 #define _GNU_SOURCE
 #include "worker/agent.h"
 #include "kernels/kernels.h"        /* defines: lmp_kernels_get */
+#include "proto/fault.h"            /* defines: lmp_fault_sleep */
 #include "proto/log.h"              /* defines: lmp_log_* */
 #include "proto/zsock.h"            /* defines: lmp_zsock_*, lmp_wire_* */
 #include "worker/calib.h"           /* defines: lmp_calib_*, LMP_INPUT_COUNT */
@@ -151,12 +152,7 @@ static void progress_set(struct task *t, uint32_t step, uint32_t n_steps, double
 /* Fault-injection hook for tests: LMP_FAULT_ROUND_SLEEP_MS stretches each AQ round and
  * each fine-tuning step, so that a status poll sees a task mid-way. */
 static void round_sleep(void) {
-    const char *slow = getenv("LMP_FAULT_ROUND_SLEEP_MS");
-    if (slow && atol(slow) > 0) {
-        const long ms = atol(slow);
-        struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-        nanosleep(&ts, NULL);
-    }
+    lmp_fault_sleep("LMP_FAULT_ROUND_SLEEP_MS");
 }
 
 /* lmp_aq_opts.progress: one optimisation round done. */
@@ -240,12 +236,7 @@ static void *task_main(void *arg) {
     struct task *t = arg;
     const struct lmp_linear *l = t->lin;
     /* fault-injection hook for tests: a slow task, so that a kill or a cancel lands mid-task */
-    const char *slow = getenv("LMP_FAULT_TASK_SLEEP_MS");
-    if (slow && atoi(slow) > 0) {
-        const long ms = atol(slow);
-        struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-        nanosleep(&ts, NULL);
-    }
+    lmp_fault_sleep("LMP_FAULT_TASK_SLEEP_MS");
     if (t->kind == LMP__TASK_KIND__TASK_KIND_CALIBRATE ||
         t->kind == LMP__TASK_KIND__TASK_KIND_FINETUNE_BLOCK) {
         const uint64_t t0 = mono_ms();
@@ -1119,11 +1110,7 @@ enum lmp_status lmp_agent_run(const struct lmp_agent_opts *o, volatile sig_atomi
         goto out;
     if ((st = lmp_zsock_connect(A.zctx, A.sock, o->endpoint, o->curve, o->connect_timeout_ms, err)))
         goto out;
-    const char *late = getenv("LMP_FAULT_HELLO_SLEEP_MS");   /* tests: a worker that joins late */
-    if (late && atol(late) > 0) {
-        struct timespec ts = {atol(late) / 1000, (atol(late) % 1000) * 1000000L};
-        nanosleep(&ts, NULL);
-    }
+    lmp_fault_sleep("LMP_FAULT_HELLO_SLEEP_MS");   /* tests: a worker that joins late */
     if ((st = send_hello(&A, err))) goto out;
     const uint64_t t_start = mono_ms();
     A.last_rx_ms = t_start;

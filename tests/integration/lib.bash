@@ -6,6 +6,8 @@
 #   lmp_skip MSG          exit 77 (CTest: skipped), or 1 where CI=true: CI must not skip
 #   lmp_need_stories      M (stories260K directory) and TXT (TinyStories text), or skip
 #   lmp_need_cmds C...    each program on PATH, or skip
+#   lmp_need_mpi          mpirun and an lmpress built with MPI, or skip; Open MPI set for tests
+#                         (root, more ranks than cores, no binding, its leaks not checked)
 #   lmp_workdir [TEMPLATE] T: a new temporary directory, entered; on exit the PIDS (array)
 #                         and MPID are killed and T removed
 #   bad MSG               reports a failure and sets fail=1 (the script ends `exit $fail`)
@@ -38,6 +40,14 @@ lmp_need_stories() {
 lmp_need_cmds() {
     local c
     for c in "$@"; do command -v "$c" > /dev/null || lmp_skip "no '$c' on PATH"; done
+}
+
+lmp_need_mpi() {
+    lmp_need_cmds mpirun
+    if "$LMPRESS" run /dev/null 2>&1 | grep -q "built without MPI"; then lmp_skip "lmpress built without MPI"; fi
+    export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+    export OMPI_MCA_rmaps_base_oversubscribe=1 OMPI_MCA_hwloc_base_binding_policy=none
+    export ASAN_OPTIONS="${ASAN_OPTIONS:-}:detect_leaks=0"
 }
 
 PIDS=()

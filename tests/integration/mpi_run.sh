@@ -11,13 +11,8 @@
 set -u
 . "$(dirname "$0")/lib.bash"
 lmp_need_stories
-lmp_need_cmds mpirun h5diff h5dump
-if "$LMPRESS" run /dev/null 2>&1 | grep -q "built without MPI"; then lmp_skip "lmpress built without MPI"; fi
-# Open MPI as root, more ranks than cores, threads inside ranks
-export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
-export OMPI_MCA_rmaps_base_oversubscribe=1 OMPI_MCA_hwloc_base_binding_policy=none
-# Open MPI's own allocations are not ours to leak-check
-export ASAN_OPTIONS="${ASAN_OPTIONS:-}:detect_leaks=0"
+lmp_need_cmds h5diff h5dump
+lmp_need_mpi
 lmp_workdir
 head -c 120000 "$TXT" > cal.txt
 mkdir jobs
