@@ -156,9 +156,15 @@ enum lmp_status lmp_zsock_connect(void *zctx, void *sock, const char *endpoint,
         if (ev == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL || ev == ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL ||
             ev == ZMQ_EVENT_DISCONNECTED)
             n_dropped++;   /* ZeroMQ reconnects; a wrong server key looks like this */
-        if (curve && n_dropped >= 5) {   /* an unreachable host never gets this far */
-            st = lmp_err_set(err, LMP_EPERM, "the coordinator at '%s' dropped the CURVE "
-                             "handshake %d times: is the server key its public key?",
+        /* an unreachable host never gets this far (no connection, nothing dropped); without
+         * keys, a CURVE coordinator closing the connection first can hide the mismatch event */
+        if (n_dropped >= 5) {
+            st = lmp_err_set(err, LMP_EPERM, curve
+                                 ? "the coordinator at '%s' dropped the CURVE handshake %d times: "
+                                   "is the server key its public key?"
+                                 : "the coordinator at '%s' requires CURVE keys (it dropped the "
+                                   "connection %d times; --key and --server-key, or LMPRESS_KEY and "
+                                   "LMPRESS_SERVER_KEY)",
                              endpoint, n_dropped);
             break;
         }
