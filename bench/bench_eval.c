@@ -10,11 +10,11 @@
  *  (getrusage ru_maxrss). If TEXT is "-" or cannot be tokenized, deterministic
  *  synthetic token ids are used (throughput does not depend on the ids).
  */
-#include "proto/file.h"                   /* defines: lmp_file_read_all */
-#include "worker/model/eval.h"            /* defines: lmp_eval_ppl */
-#include "worker/model/model.h"           /* defines: lmp_model_open */
-#include "worker/model/tokenizer.h"       /* defines: lmp_tokenizer_open */
-#include "worker/model/transformer.h"     /* defines: lmp_transformer_new */
+#include "base/file.h"                   /* defines: lmp_file_read_all */
+#include "model/eval.h"            /* defines: lmp_eval_ppl */
+#include "model/model.h"           /* defines: lmp_model_open */
+#include "model/tokenizer.h"       /* defines: lmp_tokenizer_open */
+#include "model/transformer.h"     /* defines: lmp_transformer_new */
 
 #include <stdio.h>
 #include <stdlib.h>

@@ -7,7 +7,7 @@
  *  linear weight with the reference kernel and with the best variant, as a ratio
  *  measured in the same run.
  */
-#include "worker/model/model.h"
+#include "model/model.h"
 #include "kernels/kernels.h"   /* defines: lmp_kernels_init_ref/best */
 
 #include <stdio.h>

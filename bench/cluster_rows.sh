@@ -18,7 +18,7 @@
 # usage: bench/cluster_rows.sh [--lmpress BIN] [--model PATH] [--proj gate_proj|up_proj|down_proj]
 #                              [--scheme MxBgG] [--nsamples N] [--ctx L] [--threads T]
 #                              [--out DIR] [-- extra options of lmpress submit]
-# defaults: build/coordinator/lmpress, ~/.cache/lmpress/models/SmolLM2-135M-Instruct.Q4_1.gguf,
+# defaults: build/cli/lmpress, ~/.cache/lmpress/models/SmolLM2-135M-Instruct.Q4_1.gguf,
 # gate_proj, 2x8g8, 16 sequences of 256 tokens, 1 thread; OUT keeps the logs (default: a
 # temporary directory, removed).
 set -u
@@ -43,7 +43,7 @@ while [ $# -gt 0 ]; do
     esac
 done
 HERE=$(cd "$(dirname "$0")/.." && pwd)
-[ -n "$LMPRESS" ] || LMPRESS=$HERE/build/coordinator/lmpress
+[ -n "$LMPRESS" ] || LMPRESS=$HERE/build/cli/lmpress
 for f in "$LMPRESS" "$MODEL" "$CALIB"; do [ -e "$f" ] || { echo "missing $f" >&2; exit 2; }; done
 case $PROJ in
     gate_proj) KEEP_MLP=('*up_proj' '*down_proj') ;;

@@ -51,7 +51,7 @@
 # coordinator calibrates, and the handling cost itself when workers calibrate.
 #
 # usage: bench/cluster_scaling.sh [options] [-- extra options of lmpress submit]
-#   --lmpress BIN        lmpress binary (default: $LMPRESS, else build/coordinator/lmpress)
+#   --lmpress BIN        lmpress binary (default: $LMPRESS, else build/cli/lmpress)
 #   --commit REV         build REV (git archive of this repository, Release) under OUT/src and
 #                        measure that binary instead
 #   --source TEXT        what the binary of --lmpress was built from (recorded in settings.txt;
@@ -72,7 +72,7 @@
 set -u
 SRC=$(cd "$(dirname "$0")/.." && pwd)
 SHARED=${LMP_SHARED:-/work/shared}
-LMP=${LMPRESS:-$SRC/build/coordinator/lmpress}
+LMP=${LMPRESS:-$SRC/build/cli/lmpress}
 MODEL=$HOME/.cache/lmpress/models/SmolLM2-135M-Instruct.Q4_1.gguf
 TOKENIZER=
 CALIB=$SHARED/data/tinystories_valid_first1000.txt
@@ -135,7 +135,7 @@ if [ -n "$COMMIT" ]; then
     { cmake -S "$OUT/src-$rev" -B "$OUT/src-$rev/build" -DCMAKE_BUILD_TYPE=Release &&
       cmake --build "$OUT/src-$rev/build" -j2 --target lmpress; } > "$OUT/build.log" 2>&1 ||
         { tail -20 "$OUT/build.log"; exit 1; }
-    LMP=$OUT/src-$rev/build/coordinator/lmpress
+    LMP=$OUT/src-$rev/build/cli/lmpress
     SOURCE="commit $(git -C "$SRC" rev-parse "$rev") (git archive)"
 else
     head=$(git -C "$SRC" rev-parse HEAD 2>/dev/null || echo unknown)

@@ -15,7 +15,7 @@
 # MAX_RATIO (if set: exit 1 when the peak-RSS ratio exceeds it; tests/integration/
 # compress_memory.sh), LMP_SHARED (the shared data directory).
 set -eu
-LMPRESS=${1:-${LMPRESS:-build/coordinator/lmpress}}
+LMPRESS=${1:-${LMPRESS:-build/cli/lmpress}}
 SHARED=${LMP_SHARED:-$(dirname "$0")/../../shared}
 CALIB=${CALIB:-$SHARED/data/tinystories_valid_first1000.txt}
 CACHE=${LMP_CACHE:-$HOME/.cache/lmpress}

@@ -10,7 +10,7 @@
 # One row at a time: every row reports its own wall times. A row whose compress fails is
 # reported and skipped; the summary table lists the rows that finished.
 set -u
-LMPRESS=${1:-${LMPRESS:-build/coordinator/lmpress}}
+LMPRESS=${1:-${LMPRESS:-build/cli/lmpress}}
 MODEL=${MODEL:-/root/.cache/lmpress/models/SmolLM2-135M-Instruct.Q4_1.gguf}
 SHARED=${LMP_SHARED:-$(dirname "$0")/../../shared}
 CALIB=${CALIB:-$SHARED/data/tinystories_valid_first1000.txt}

@@ -39,7 +39,7 @@ while [ $# -gt 0 ]; do
 done
 if [ -z "$lmpress" ]; then
     for d in build-ref build-fwd build; do
-        [ -x "$here/$d/coordinator/lmpress" ] && { lmpress=$here/$d/coordinator/lmpress; break; }
+        [ -x "$here/$d/cli/lmpress" ] && { lmpress=$here/$d/cli/lmpress; break; }
     done
 fi
 for f in "$model" "$text"; do [ -f "$f" ] || { echo "eval_vs_llamacpp.sh: no file '$f'" >&2; exit 1; }; done

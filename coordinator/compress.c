@@ -1,12 +1,12 @@
 /*  compress - see compress.h */
 #define _POSIX_C_SOURCE 200809L
 #include "coordinator/compress.h"
-#include "coordinator/artifact_model.h"   /* defines: lmp_art_layer_decode */
-#include "coordinator/fingerprint.h"      /* defines: lmp_fingerprint_calib */
+#include "artifact/artifact_model.h"   /* defines: lmp_art_layer_decode */
+#include "artifact/fingerprint.h"      /* defines: lmp_fingerprint_calib */
 #include "kernels/kernels.h"              /* defines: lmp_f16 conversions */
-#include "proto/file.h"                   /* defines: lmp_map_release_pages */
+#include "base/file.h"                   /* defines: lmp_map_release_pages */
 #include "worker/calib.h"                 /* defines: struct lmp_calib, lmp_calib_grams */
-#include "worker/model/transformer.h"     /* defines: struct lmp_transformer, lmp_linop */
+#include "model/transformer.h"     /* defines: struct lmp_transformer, lmp_linop */
 
 #include <assert.h>
 #include <stdio.h>

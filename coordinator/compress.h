@@ -28,11 +28,11 @@
 
 #include <stdbool.h>
 #include <stdint.h>
-#include "coordinator/artifact.h"   /* defines: enum lmp_art_tok */
-#include "proto/status.h"           /* defines: enum lmp_status, struct lmp_err */
+#include "artifact/artifact.h"   /* defines: enum lmp_art_tok */
+#include "base/status.h"           /* defines: enum lmp_status, struct lmp_err */
 #include "worker/compress.h"        /* defines: struct lmp_compress_spec */
 #include "worker/finetune.h"        /* defines: struct lmp_ft_opts */
-#include "worker/model/model.h"     /* defines: struct lmp_model */
+#include "model/model.h"     /* defines: struct lmp_model */
 
 enum lmp_compress_mode { LMP_COMPRESS_SEQUENTIAL, LMP_COMPRESS_INDEPENDENT };
 

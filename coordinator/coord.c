@@ -1,19 +1,19 @@
 /*  coord - see coord.h */
 #define _GNU_SOURCE
 #include "coordinator/coord_internal.h"
-#include "coordinator/artifact.h"        /* defines: lmp_artifact_* */
-#include "coordinator/artifact_model.h"  /* defines: lmp_art_tokenizer_source */
+#include "artifact/artifact.h"        /* defines: lmp_artifact_* */
+#include "artifact/artifact_model.h"  /* defines: lmp_art_tokenizer_source */
 #include "coordinator/compress.h"        /* defines: lmp_compress_result_to_layer */
-#include "coordinator/fingerprint.h"     /* defines: lmp_fingerprint_calib */
-#include "proto/fault.h"                 /* defines: lmp_fault_sleep */
-#include "proto/file.h"                  /* defines: lmp_file_read_all */
-#include "proto/log.h"                   /* defines: lmp_log_* */
+#include "artifact/fingerprint.h"     /* defines: lmp_fingerprint_calib */
+#include "base/fault.h"                 /* defines: lmp_fault_sleep */
+#include "base/file.h"                  /* defines: lmp_file_read_all */
+#include "base/log.h"                   /* defines: lmp_log_* */
 #include "proto/zauth.h"                 /* defines: lmp_zauth_* */
 #include "proto/zsock.h"                 /* defines: lmp_zsock_*, lmp_wire_* */
 #include "worker/agent.h"                /* defines: lmp_agent_method_spec */
 #include "worker/calib.h"                /* defines: lmp_calib_* */
-#include "worker/model/tokenizer.h"      /* defines: lmp_tokenizer_open, lmp_tokenizer_encode */
-#include "worker/model/transformer.h"    /* defines: lmp_transformer_new */
+#include "model/tokenizer.h"      /* defines: lmp_tokenizer_open, lmp_tokenizer_encode */
+#include "model/transformer.h"    /* defines: lmp_transformer_new */
 
 #include <assert.h>
 #include <errno.h>

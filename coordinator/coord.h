@@ -45,7 +45,7 @@
 
 #include <signal.h>
 #include <stdint.h>
-#include "proto/status.h"   /* defines: enum lmp_status, struct lmp_err */
+#include "base/status.h"   /* defines: enum lmp_status, struct lmp_err */
 #include "proto/keys.h"     /* defines: struct lmp_curve_server */
 
 /* Task ids of a job (TaskAssign, TaskProgress, WorkerInfo.running_tasks): 1 + the layer's

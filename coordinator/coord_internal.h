@@ -8,12 +8,12 @@
 #define LMP_COORDINATOR_COORD_INTERNAL_H
 
 #include "coordinator/coord.h"
-#include "coordinator/artifact.h"        /* defines: struct lmp_artifact, struct lmp_art_job */
+#include "artifact/artifact.h"        /* defines: struct lmp_artifact, struct lmp_art_job */
 #include "coordinator/compress.h"        /* defines: struct lmp_compress_spec */
-#include "coordinator/events.h"          /* defines: LMP_EVENT_* (coord_event kinds) */
+#include "artifact/events.h"          /* defines: LMP_EVENT_* (coord_event kinds) */
 #include "proto/zsock.h"                 /* defines: struct lmp_zpeer, Lmp__* */
 #include "worker/calib.h"                /* defines: struct lmp_calib, LMP_INPUT_COUNT */
-#include "worker/model/transformer.h"    /* defines: struct lmp_transformer */
+#include "model/transformer.h"    /* defines: struct lmp_transformer */
 
 #include <stdbool.h>
 #include <stdint.h>
@@ -146,7 +146,7 @@ void coord_reply_status(struct lmp_coord *c, const struct lmp_zpeer *to, uint64_
 void coord_reply_workers(struct lmp_coord *c, const struct lmp_zpeer *to, uint64_t reply_to,
                          bool with_dead);
 
-/* coord_log.c: an event of the job (kinds: coordinator/events.h LMP_EVENT_*): logged
+/* coord_log.c: an event of the job (kinds: artifact/events.h LMP_EVENT_*): logged
  * (debug level: the callers keep their own log lines), kept in a bounded ring that
  * LogQuery reads, and appended to the job's artifact (ART.h5.parts/events.log), so a
  * crash does not lose it. coord_event: task >= 0 names the layer and its worker;

@@ -1,6 +1,6 @@
 /*  coord_log - the coordinator's events and log ring (see coord_internal.h)
  *
- *  Every event (coordinator/events.h kinds) goes to three places: the log at debug level
+ *  Every event (artifact/events.h kinds) goes to three places: the log at debug level
  *  (the call sites keep their own info/warn lines), a bounded in-memory ring that
  *  LogQuery reads (`lmpress logs`), and the running job's artifact, whose event log
  *  survives a kill -9 of the coordinator. The coordinator thread's warning and error
@@ -10,8 +10,8 @@
  */
 #define _GNU_SOURCE
 #include "coordinator/coord_internal.h"
-#include "coordinator/events.h"        /* defines: struct lmp_event, LMP_EVENT_* */
-#include "proto/log.h"                 /* defines: lmp_log, lmp_log_set_hook */
+#include "artifact/events.h"        /* defines: struct lmp_event, LMP_EVENT_* */
+#include "base/log.h"                 /* defines: lmp_log, lmp_log_set_hook */
 
 #include <stdarg.h>
 #include <stdio.h>

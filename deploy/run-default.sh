@@ -18,7 +18,7 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 cache=${LMP_CACHE:-$HOME/.cache/lmpress}
 build=${LMP_BUILD_DIR:-$here/build}
-lmpress="$build/coordinator/lmpress"
+lmpress="$build/cli/lmpress"
 model="$cache/models/SmolLM2-135M-Instruct.Q4_1.gguf"
 text=${LMP_TEXT:-$here/../shared/data/wikitext2_test_join.txt}
 calib=${LMP_CALIB:-$here/../shared/data/tinystories_valid_first1000.txt}

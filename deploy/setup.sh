@@ -61,5 +61,5 @@ fi
 if [ $do_build = 1 ]; then
     cmake -S "$here" -B "$build" -DCMAKE_BUILD_TYPE=Release -DLMP_NATIVE=ON -DLMP_MPI=ON >/dev/null
     cmake --build "$build" -j"$(nproc)"
-    echo "setup: built $build/coordinator/lmpress"
+    echo "setup: built $build/cli/lmpress"
 fi

@@ -24,7 +24,7 @@ uint16_t lmp_f32_to_bf16(float f);
 /* ---- op signatures ---------------------------------------------------------------- */
 
 /* Dequantize n elements (n a multiple of the dtype's block) of a row stored as `dtype`
- * (enum lmp_dtype value from worker/model/model.h) into fp32. */
+ * (enum lmp_dtype value, kernels/dtype.h) into fp32. */
 typedef void lmp_dequant_row_fn(int dtype, const void *src, float *dst, int64_t n);
 
 /* ---- AQLM ops (math and tolerances: each reference file's header) ---------------- */

@@ -29,7 +29,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "proto/status.h"           /* defines: enum lmp_status, struct lmp_err */
+#include "base/status.h"           /* defines: enum lmp_status, struct lmp_err */
 #include "proto/wire.h"             /* defines: enum lmp_peer */
 
 #define LMP_KEY_Z85_LEN   40        /* characters of one Z85-encoded 32-byte key */

@@ -41,7 +41,7 @@
 #include <stdint.h>
 
 #include "proto/lmpress.pb-c.h"     /* defines: Lmp__Envelope and every body (generated) */
-#include "proto/status.h"           /* defines: enum lmp_status, struct lmp_err */
+#include "base/status.h"           /* defines: enum lmp_status, struct lmp_err */
 
 /* Protocol version. MAJOR goes in every Envelope and must match exactly; MINOR counts
  * compatible additions (new fields receivers may ignore) and is informational.

@@ -1,6 +1,6 @@
 /*  zauth - see zauth.h */
 #include "proto/zauth.h"
-#include "proto/log.h"              /* defines: lmp_log_* */
+#include "base/log.h"              /* defines: lmp_log_* */
 
 #include <assert.h>
 #include <errno.h>

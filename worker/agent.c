@@ -2,13 +2,13 @@
 #define _GNU_SOURCE
 #include "worker/agent.h"
 #include "kernels/kernels.h"        /* defines: lmp_kernels_get */
-#include "proto/fault.h"            /* defines: lmp_fault_sleep */
-#include "proto/log.h"              /* defines: lmp_log_* */
+#include "base/fault.h"            /* defines: lmp_fault_sleep */
+#include "base/log.h"              /* defines: lmp_log_* */
 #include "proto/zsock.h"            /* defines: lmp_zsock_*, lmp_wire_* */
 #include "worker/calib.h"           /* defines: lmp_calib_*, LMP_INPUT_COUNT */
 #include "worker/finetune.h"        /* defines: lmp_finetune_block */
-#include "worker/model/model.h"     /* defines: lmp_model_open, lmp_model_linear */
-#include "worker/model/transformer.h"  /* defines: lmp_transformer_new */
+#include "model/model.h"     /* defines: lmp_model_open, lmp_model_linear */
+#include "model/transformer.h"  /* defines: lmp_transformer_new */
 
 #include <assert.h>
 #include <errno.h>

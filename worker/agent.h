@@ -54,7 +54,7 @@
 
 #include "proto/lmpress.pb-c.h"     /* defines: Lmp__MethodSpec */
 #include "proto/keys.h"             /* defines: struct lmp_curve_client */
-#include "proto/status.h"           /* defines: enum lmp_status, struct lmp_err */
+#include "base/status.h"           /* defines: enum lmp_status, struct lmp_err */
 #include "worker/compress.h"        /* defines: struct lmp_compress_spec */
 
 struct lmp_agent_opts {

@@ -34,7 +34,7 @@
 #define LMP_WORKER_AQ_H
 
 #include <stdint.h>
-#include "proto/status.h"   /* defines: enum lmp_status, struct lmp_err */
+#include "base/status.h"   /* defines: enum lmp_status, struct lmp_err */
 
 enum { LMP_AQ_MAX_ROUNDS = 64 };
 

@@ -1,6 +1,6 @@
 /*  block_grad - training-mode forward and backward pass of one transformer block
  *
- *  The same math as lmp_transformer_block (worker/model/transformer.h) for sequences that
+ *  The same math as lmp_transformer_block (model/transformer.h) for sequences that
  *  each start at position 0 (no KV cache):
  *      h1 = rmsnorm(x) * attn_norm
  *      q, k, v = h1 Wq^T + bq, h1 Wk^T + bk, h1 Wv^T + bv
@@ -31,8 +31,8 @@
 #define LMP_WORKER_BLOCK_GRAD_H
 
 #include <stdint.h>
-#include "proto/status.h"         /* defines: enum lmp_status */
-#include "worker/model/model.h"   /* defines: struct lmp_config, LMP_LIN_COUNT */
+#include "base/status.h"         /* defines: enum lmp_status */
+#include "model/model.h"   /* defines: struct lmp_config, LMP_LIN_COUNT */
 
 /* One block's parameters, fp32, borrowed. Shapes as in struct lmp_ft_linear. */
 struct lmp_block_params {

@@ -36,9 +36,9 @@
 #define LMP_WORKER_CALIB_H
 
 #include <stdint.h>
-#include "proto/status.h"              /* defines: enum lmp_status, struct lmp_err */
-#include "worker/model/model.h"        /* defines: enum lmp_input, struct lmp_config */
-#include "worker/model/transformer.h"  /* defines: struct lmp_transformer */
+#include "base/status.h"              /* defines: enum lmp_status, struct lmp_err */
+#include "model/model.h"        /* defines: enum lmp_input, struct lmp_config */
+#include "model/transformer.h"  /* defines: struct lmp_transformer */
 
 /* ---- calibration sequences ------------------------------------------------------ */
 

@@ -13,7 +13,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
-#include "proto/status.h"   /* defines: enum lmp_status, struct lmp_err */
+#include "base/status.h"   /* defines: enum lmp_status, struct lmp_err */
 #include "worker/aq.h"      /* defines: struct lmp_aq_scheme, struct lmp_aq_opts, lmp_aq_layer */
 
 enum lmp_compress_method { LMP_COMPRESS_AQLM, LMP_COMPRESS_RTN };

@@ -46,9 +46,9 @@
 
 #include <stdbool.h>
 #include <stdint.h>
-#include "proto/status.h"         /* defines: enum lmp_status, struct lmp_err */
+#include "base/status.h"         /* defines: enum lmp_status, struct lmp_err */
 #include "worker/aq.h"            /* defines: struct lmp_aq_layer */
-#include "worker/model/model.h"   /* defines: struct lmp_config, LMP_LIN_COUNT */
+#include "model/model.h"   /* defines: struct lmp_config, LMP_LIN_COUNT */
 
 /* One linear of the block: exactly one of aq and w is non-NULL. Shapes follow cfg
  * (q: (n_heads*head_dim, dim), k/v: (n_kv_heads*head_dim, dim), o: (dim, n_heads*head_dim),

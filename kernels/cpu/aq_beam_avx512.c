@@ -41,7 +41,7 @@
  */
 #include "kernels/cpu/cpu_variants.h"
 #include "kernels/cpu/parallel.h"
-#include "proto/status.h"   /* defines: LMP_ENOMEM */
+#include "base/status.h"   /* defines: LMP_ENOMEM */
 
 #include <cblas.h>
 #include <float.h>

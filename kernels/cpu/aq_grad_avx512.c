@@ -6,7 +6,7 @@
  *  CPU reference: kernels/ref/aq_grad_ref.c
  */
 #include "kernels/cpu/cpu_variants.h"
-#include "proto/status.h"   /* defines: LMP_ENOMEM */
+#include "base/status.h"   /* defines: LMP_ENOMEM */
 
 #include <cblas.h>
 #include <immintrin.h>

@@ -9,7 +9,7 @@
  *  CPU reference: kernels/ref/aq_matvec_ref.c
  */
 #include "kernels/cpu/cpu_variants.h"
-#include "proto/status.h"   /* defines: LMP_ENOMEM */
+#include "base/status.h"   /* defines: LMP_ENOMEM */
 
 #include <immintrin.h>
 #include <stdlib.h>

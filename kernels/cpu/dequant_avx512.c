@@ -8,7 +8,7 @@
  *  Elements past the last full vector of a plain row go through the reference.
  */
 #include "kernels/cpu/cpu_variants.h"
-#include "worker/model/model.h"   /* defines: enum lmp_dtype (values only) */
+#include "kernels/dtype.h" /* defines: enum lmp_dtype */
 
 #include <immintrin.h>
 #include <string.h>

@@ -20,7 +20,7 @@
  *  hypothesis, then the lower k. The reference keeps rH and losses in double.
  */
 #include "kernels/kernels.h"
-#include "proto/status.h"   /* defines: LMP_ENOMEM */
+#include "base/status.h"   /* defines: LMP_ENOMEM */
 
 #include <stdlib.h>
 #include <string.h>

@@ -13,7 +13,7 @@
  *  The reference accumulates the codebook gradient in double.
  */
 #include "kernels/kernels.h"
-#include "proto/status.h"   /* defines: LMP_ENOMEM */
+#include "base/status.h"   /* defines: LMP_ENOMEM */
 
 #include <stdlib.h>
 

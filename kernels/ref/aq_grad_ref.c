@@ -13,7 +13,7 @@
  *  The reference works row by row in double.
  */
 #include "kernels/kernels.h"
-#include "proto/status.h"   /* defines: LMP_ENOMEM */
+#include "base/status.h"   /* defines: LMP_ENOMEM */
 
 #include <stdlib.h>
 #include <string.h>

@@ -7,7 +7,7 @@
  *  where nib(i) for i < 16 is the low nibble of qs[i], for i >= 16 the high nibble of qs[i-16].
  */
 #include "kernels/kernels.h"
-#include "worker/model/model.h"   /* defines: enum lmp_dtype (values only) */
+#include "kernels/dtype.h" /* defines: enum lmp_dtype */
 
 #include <assert.h>
 #include <string.h>

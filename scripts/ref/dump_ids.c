@@ -5,9 +5,9 @@
  *    dump_ids MODEL TEXT OUT.i32 [--bos] [--tokenizer PATH]
  *  OUT.i32: int32 little-endian ids. Prints the count and the BOS id on stdout.
  */
-#include "proto/file.h"
-#include "worker/model/model.h"
-#include "worker/model/tokenizer.h"
+#include "base/file.h"
+#include "model/model.h"
+#include "model/tokenizer.h"
 
 #include <stdbool.h>
 #include <stdio.h>

@@ -5,7 +5,7 @@
  *  good), return NUL-terminated strings within their fields, and a good record must
  *  encode back to the very bytes it was read from when the file has no bad records.
  */
-#include "coordinator/events.h"
+#include "artifact/events.h"
 
 #include <stdint.h>
 #include <stdlib.h>

@@ -5,8 +5,8 @@
  *  tensor's bytes (the first and last, so ASan sees any range the reader got wrong)
  *  and one dequantized row. Any crash, sanitizer report or leak is a finding.
  */
-#include "worker/model/gguf.h"
-#include "worker/model/model.h"
+#include "model/gguf.h"
+#include "model/model.h"
 
 #include <stdint.h>
 #include <stdlib.h>

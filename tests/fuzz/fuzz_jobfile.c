@@ -1,10 +1,10 @@
-/*  fuzz_jobfile - libFuzzer target for the JOB file parser (coordinator/cli/jobopts.h)
+/*  fuzz_jobfile - libFuzzer target for the JOB file parser (cli/jobopts.h)
  *
  *  Any input must give LMP_OK or a one-line "FILE:LINE: problem" error, never a crash,
  *  a leak or an out-of-bounds read; an accepted file must also convert to a JobSpec and
  *  pack. Seeds: tests/fuzz/corpus/fuzz_jobfile/.
  */
-#include "coordinator/cli/jobopts.h"
+#include "cli/jobopts.h"
 
 #include <stdint.h>
 #include <stdlib.h>

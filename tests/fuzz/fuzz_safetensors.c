@@ -5,7 +5,7 @@
  *  every tensor lmpress can use, so ASan sees any range the parser let through
  *  outside the input. Any crash, sanitizer report or leak is a finding.
  */
-#include "worker/model/safetensors.h"
+#include "model/safetensors.h"
 #include "kernels/kernels.h"          /* defines: lmp_dequant_row_ref() */
 
 #include <stdint.h>

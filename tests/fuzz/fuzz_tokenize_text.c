@@ -6,7 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include "worker/model/tokenizer.h"
+#include "model/tokenizer.h"
 
 static struct lmp_tokenizer *spm, *bpe;
 

@@ -2,7 +2,7 @@
  *  a fixed string with whatever parsed. */
 #include <stdint.h>
 #include <stdlib.h>
-#include "worker/model/tokenizer.h"
+#include "model/tokenizer.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     struct lmp_tokenizer *t   = NULL;

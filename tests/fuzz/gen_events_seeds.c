@@ -7,7 +7,7 @@
  *
  *  Not built by CMake (only tests/fuzz/fuzz_*.c are); deterministic output.
  */
-#include "coordinator/events.h"
+#include "artifact/events.h"
 
 #include <stdio.h>
 #include <string.h>

@@ -14,7 +14,7 @@
 #include "kernels/kernels.h"
 #include "kernels/cpu/cpu_variants.h"   /* defines: lmp_aq_beam_eager_avx512 (bench baseline) */
 #include "tests/check.h"            /* defines: CHECK, RUN, check_fill_random, check_report */
-#include "worker/model/model.h"     /* defines: enum lmp_dtype */
+#include "model/model.h"     /* defines: enum lmp_dtype */
 
 #include <time.h>
 

@@ -14,7 +14,7 @@
 #include <string.h>
 #include <zmq.h>
 
-#include "coordinator/client.h"
+#include "proto/client.h"
 #include "coordinator/coord.h"
 #include "proto/zsock.h"
 #include "tests/check.h"

@@ -17,7 +17,7 @@
 #include <unistd.h>
 #include <zmq.h>
 
-#include "coordinator/client.h"
+#include "proto/client.h"
 #include "coordinator/coord.h"
 #include "coordinator/coord_internal.h"   /* struct lmp_coord: the ZAP handler's counters */
 #include "proto/keys.h"

@@ -1,7 +1,7 @@
 /*  test_artifact - the HDF5 artifact: round trip, resume, refusal, corruption, full
  *  disk, and kill -9 at random instants during a many-layer write */
-#include "coordinator/artifact.h"
-#include "coordinator/fingerprint.h"
+#include "artifact/artifact.h"
+#include "artifact/fingerprint.h"
 #include "tests/check.h"            /* defines: CHECK, RUN, check_report */
 
 #include <errno.h>

@@ -7,7 +7,7 @@
  *  aq_grad_dw of the backward's dW against finite differences through the decode.
  */
 #include "worker/block_grad.h"
-#include "worker/model/transformer.h"
+#include "model/transformer.h"
 #include "kernels/kernels.h"          /* defines: lmp_kernels_get, struct lmp_aq_shape */
 #include "tests/check.h"              /* defines: CHECK, CHECK_NEAR, RUN, check_report */
 

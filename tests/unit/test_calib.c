@@ -1,8 +1,8 @@
 /*  test_calib - calibration sequences, per-input Gram matrices and the block walk
  *  (stories260K from the shared data) */
 #include "worker/calib.h"
-#include "worker/model/model.h"
-#include "worker/model/transformer.h"
+#include "model/model.h"
+#include "model/transformer.h"
 #include "worker/rtn.h"
 #include "tests/check.h"
 

@@ -2,8 +2,8 @@
  *  from per-slice calib objects, added in slice order, are the bits of one calib object
  *  over every sequence, at block 0 and after walking to block 1 (stories260K) */
 #include "worker/calib.h"
-#include "worker/model/model.h"
-#include "worker/model/transformer.h"
+#include "model/model.h"
+#include "model/transformer.h"
 #include "tests/check.h"
 
 #include <stdlib.h>

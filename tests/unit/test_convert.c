@@ -1,6 +1,6 @@
 /*  test_convert - fp16/bf16 conversions and ggml block dequantization against hand values */
 #include "kernels/kernels.h"
-#include "worker/model/model.h"
+#include "model/model.h"
 #include "tests/check.h"
 
 static void test_f16_roundtrip_all(void) {

@@ -1,9 +1,9 @@
 /*  test_events - the job event log: record round trip, torn tail, checksum mismatch,
  *  resume, kill -9 while appending, assembly into the artifact's /events, h5dump */
-#include "coordinator/artifact.h"
-#include "coordinator/events.h"
-#include "proto/file.h"             /* defines: lmp_path_is_dir() */
-#include "proto/log.h"              /* defines: LMP_LOG_* */
+#include "artifact/artifact.h"
+#include "artifact/events.h"
+#include "base/file.h"             /* defines: lmp_path_is_dir() */
+#include "base/log.h"              /* defines: LMP_LOG_* */
 #include "tests/check.h"            /* defines: CHECK, RUN, check_report */
 
 #include <errno.h>

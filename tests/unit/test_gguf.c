@@ -7,8 +7,8 @@
  *  must fail cleanly with a message naming the problem. The AVX-512 dequant variant
  *  must be bit-identical to the reference. The real model: test_gguf_smollm2.c.
  */
-#include "worker/model/gguf.h"
-#include "worker/model/model.h"
+#include "model/gguf.h"
+#include "model/model.h"
 #include "kernels/kernels.h"      /* defines: lmp_kernels_init_ref/best, f16 conversions */
 #include "tests/check.h"          /* defines: CHECK, RUN, check_report */
 #include "tests/gguf_writer.h"    /* defines: struct gw, gw_finish() */

@@ -2,8 +2,8 @@
  *  lmp_model_open: config, tensor types, tokenizer metadata, plausible dequantized rows.
  *  Skipped (failed under CI=true) when deploy/setup.sh has not fetched the model.
  */
-#include "worker/model/gguf.h"
-#include "worker/model/model.h"
+#include "model/gguf.h"
+#include "model/model.h"
 #include "tests/check.h"          /* defines: CHECK, RUN, check_report, check_skip */
 
 #include <math.h>

@@ -2,7 +2,7 @@
  *  qwen2 with biases; F32, F16, BF16; one file and sharded), every value checked, and on
  *  broken checkpoints; plus the converted SmolLM2 checkpoint when it is present */
 #define _GNU_SOURCE                   /* memmem */
-#include "worker/model/model.h"
+#include "model/model.h"
 #include "kernels/kernels.h"          /* defines: lmp_f32_to_f16(), lmp_f32_to_bf16() */
 #include "tests/check.h"
 

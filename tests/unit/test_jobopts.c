@@ -1,7 +1,7 @@
 /*  test_jobopts - the job-options parser: JOB files, their errors, argv, override order,
  *  and the same JobSpec from a file and from the command line */
-#include "coordinator/cli/cli.h"
-#include "coordinator/cli/jobopts.h"
+#include "cli/cli.h"
+#include "cli/jobopts.h"
 #include "tests/check.h"
 
 #include <getopt.h>

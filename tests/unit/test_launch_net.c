@@ -5,8 +5,8 @@
  *  lmp_curve_server_add, and a launch with in-memory CURVE keys: its own worker and an
  *  authorized client get in, a stranger's key and a peer without keys are refused (EPERM).
  */
-#include "coordinator/client.h"
-#include "coordinator/launch.h"
+#include "proto/client.h"
+#include "cli/launch.h"
 #include "proto/keys.h"
 #include "tests/check.h"
 

@@ -5,10 +5,10 @@
  *  non-map memory alone. The model is tiny, F16 linears and embeddings (so the lazy path
  *  really dequantizes), written to a temporary file and mapped like a checkpoint.
  */
-#include "worker/model/transformer.h"
+#include "model/transformer.h"
 #include "worker/calib.h"
 #include "kernels/kernels.h"          /* defines: lmp_f32_to_f16 */
-#include "proto/file.h"               /* defines: lmp_map_open, lmp_map_release_pages */
+#include "base/file.h"               /* defines: lmp_map_open, lmp_map_release_pages */
 #include "tests/check.h"              /* defines: CHECK, RUN, check_report, check_fill_random */
 
 #include <math.h>

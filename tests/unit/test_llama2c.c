@@ -1,6 +1,6 @@
 /*  test_llama2c - the llama2.c reader on stories260K, on synthetic v0/v1 files whose every
  *  weight carries a marker value, and on truncated and corrupt files */
-#include "worker/model/model.h"
+#include "model/model.h"
 #include "tests/check.h"
 
 #include <stdbool.h>

@@ -1,5 +1,5 @@
 /*  test_safetensors - the safetensors header parser on hand-built images in memory */
-#include "worker/model/safetensors.h"
+#include "model/safetensors.h"
 #include "tests/check.h"
 
 /* A file image: 8-byte length, the JSON header verbatim, n_data bytes of data. */

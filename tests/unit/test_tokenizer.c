@@ -11,7 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-#include "worker/model/tokenizer.h"
+#include "model/tokenizer.h"
 #include "tests/check.h"            /* defines: CHECK, RUN, check_report, check_shared_file */
 
 struct ref_case {
@@ -204,7 +204,7 @@ static void test_llama2c_merge_order(void) {
 
 /* ---- SmolLM2 (GGUF gpt2 / smollm, and the equivalent tokenizer.json) ---------------- */
 
-#include "worker/model/gguf.h"     /* defines: lmp_gguf_open() */
+#include "model/gguf.h"     /* defines: lmp_gguf_open() */
 
 /* scripts/ref/tokenizer_refs.py: add_bos = false, special tokens not parsed */
 /* SmolLM2 (SmolLM2-135M-Instruct.Q4_1.gguf) by Hugging Face tokenizers 0.23.3 (built from the GGUF vocabulary and merges) */

@@ -3,8 +3,8 @@
  *  causal attention, SwiGLU, biases, tied/untied output), on tiny random models built in
  *  memory; prefill + KV-cache decoding against the full forward; hooks; pluggable linears.
  */
-#include "worker/model/transformer.h"
-#include "worker/model/eval.h"
+#include "model/transformer.h"
+#include "model/eval.h"
 #include "tests/check.h"              /* defines: CHECK, CHECK_NEAR, RUN, check_report */
 
 #include <math.h>

@@ -1,0 +1,406 @@
+/*  cmd_compress - lmpress compress: compress a model into an artifact on this machine
+ *
+ *  Calibration comes from a text file (windows of --ctx tokens at seeded random offsets)
+ *  or from the model itself (--calib generate). Each linear is compressed with AQLM
+ *  (--scheme MxBgG) or RTN (--method rtn --bits N --group G) and committed to the
+ *  artifact as soon as it is final, so an interrupted run resumes where it stopped
+ *  (coordinator/compress.h). Progress goes to stderr, one line per layer (a live line on
+ *  a terminal); the summary to stdout (--json: one object).
+ *
+ *  Two drivers, chosen in one place (use_embedded): jobs the coordinator supports run on
+ *  the embedded path, a coordinator and --workers local worker threads on a loopback
+ *  endpoint (cli/launch.h), the same code as a cluster; the others (--finetune in
+ *  independent mode, --calib generate) on the single-process driver lmp_compress_run.
+ *  Options (and a JOB file) are parsed by jobopts.h, shared with submit and run.
+ */
+#include "cli/cli.h"
+#include "artifact/artifact_model.h"   /* defines: lmp_art_tokenizer_source */
+#include "cli/jobopts.h"      /* defines: lmp_jobopts_* */
+#include "coordinator/compress.h"         /* defines: lmp_compress_run */
+#include "cli/launch.h"           /* defines: lmp_launch_* */
+#include "base/file.h"                   /* defines: lmp_file_read_all */
+#include "model/model.h"           /* defines: lmp_model_open */
+#include "model/tokenizer.h"       /* defines: lmp_tokenizer_open, lmp_tokenizer_encode */
+
+#include <cjson/cJSON.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+static const char *const usage =
+    "lmpress compress [JOB] [job options]\n"
+    "job options (they override the JOB file's):\n    " LMP_JOBOPTS_USAGE;
+
+struct progress {
+    bool tty;
+    bool live;   /* a live line is on screen */
+};
+
+static void fmt_eta(double s, char *buf, size_t n) {
+    if (s < 0) snprintf(buf, n, "?");
+    else if (s < 90) snprintf(buf, n, "%.0fs", s);
+    else if (s < 5400) snprintf(buf, n, "%.1fm", s / 60);
+    else snprintf(buf, n, "%.1fh", s / 3600);
+}
+
+static void on_progress(void *ctx, const struct lmp_compress_event *ev) {
+    struct progress *p = ctx;
+    char eta[32], line[400];
+    fmt_eta(ev->eta_s, eta, sizeof(eta));
+    switch (ev->what) {
+    case LMP_COMPRESS_EV_STAGE:
+        if (ev->steps > 0)
+            snprintf(line, sizeof(line), "%s: rel mse %.4g -> %.4g, %lld steps, %.1fs", ev->name,
+                     ev->rel_err_before, ev->rel_err_after, (long long) ev->steps, ev->seconds);
+        else
+            snprintf(line, sizeof(line), "%s: %.1fs", ev->name, ev->seconds);
+        break;
+    case LMP_COMPRESS_EV_KEPT:
+        snprintf(line, sizeof(line), "[%lld/%lld] %s kept (16 bits)", (long long) ev->index,
+                 (long long) ev->n_linears, ev->name);
+        break;
+    default:
+        snprintf(line, sizeof(line), "[%lld/%lld] %s%s rel err %.4g -> %.4g, %.3f bits, %.1fs, "
+                 "ETA %s", (long long) ev->index, (long long) ev->n_linears, ev->name,
+                 ev->what == LMP_COMPRESS_EV_RESUMED ? " (resumed)" : "", ev->rel_err_before,
+                 ev->rel_err_after, ev->bits_per_weight, ev->seconds, eta);
+    }
+    if (p->tty) {
+        /* layers overwrite one live line; stages stay */
+        fprintf(stderr, "\r\033[K%s", line);
+        if (ev->what == LMP_COMPRESS_EV_STAGE || ev->index == ev->n_linears) {
+            fputc('\n', stderr);
+            p->live = false;
+        } else p->live = true;
+    } else {
+        fprintf(stderr, "%s\n", line);
+    }
+    fflush(stderr);
+}
+
+static int default_threads(void) {
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n > 0 ? (int) n : 1;
+}
+
+static volatile sig_atomic_t stop_flag;
+static void on_signal(int sig) { (void) sig; stop_flag = 1; }
+
+/* THE switch between the two drivers: what the coordinator supports (coord.c job_plan: a
+ * calibration text file; independent mode without fine-tuning, sequential AQLM with or
+ * without) runs embedded. With one worker (--workers 1, the default) the artifact is the
+ * single-process driver's bit for bit; with more, sequential layers run as row shards whose
+ * sums differ in fp32 rounding (per-layer errors within 0.5%: tests/unit/test_aq_rows.c,
+ * tests/integration/cluster_sequential.sh). */
+static bool use_embedded(const struct lmp_compress_opts *o, const char *calib) {
+    const char *force = getenv("LMPRESS_DRIVER");   /* "single": the one-process driver */
+    if (force && strcmp(force, "single") == 0) return false;
+    if (calib && strcmp(calib, "generate") == 0) return false;
+    if (o->mode == LMP_COMPRESS_INDEPENDENT) return !o->finetune;
+    return o->spec.method == LMP_COMPRESS_AQLM && calib != NULL;   /* sequential: AQLM on a text */
+}
+
+/* ---- the embedded path: coordinator + local workers, progress from the job status */
+
+enum { EMBEDDED_TIMEOUT_MS = 30 * 60 * 1000 };   /* see run_embedded */
+
+struct embedded {
+    const struct lmp_model         *m;
+    const struct lmp_compress_opts *o;
+    struct progress                *prog;
+    bool    *seen;          /* (n_linears) a line was printed */
+    int64_t  n_linears, n_printed, n_fresh, n_resumed;
+    double   rel_sum;
+    double   sec_calib, sec_quant, sec_ft;   /* the job's worker-seconds per stage, latest status */
+    char     fail_code[32], fail_msg[256];
+};
+
+static void embedded_status(void *ctx, const Lmp__JobInfo *j) {
+    struct embedded *E = ctx;
+    E->sec_calib = j->seconds_calibration, E->sec_quant = j->seconds_quantization;
+    E->sec_ft = j->seconds_finetune;
+    for (size_t i = 0; i < j->n_layers; i++) {
+        const Lmp__LayerInfo *li = j->layers[i];
+        if (li->state != LMP__TASK_STATE__TASK_STATE_DONE || li->index >= E->n_linears ||
+            E->seen[li->index])
+            continue;
+        E->seen[li->index] = true;
+        const bool resumed = li->worker && strcmp(li->worker, "(resumed)") == 0;
+        const struct lmp_linear *l = lmp_model_linear(E->m, li->index);
+        struct lmp_compress_event ev = {
+            .what = resumed ? LMP_COMPRESS_EV_RESUMED : LMP_COMPRESS_EV_QUANTIZED,
+            .name = li->name, .index = ++E->n_printed, .n_linears = E->n_linears,
+            .rel_err_before = li->rel_err_before, .rel_err_after = li->rel_err_after,
+            .bits_per_weight = lmp_compress_bits_per_weight(&E->o->spec, l->n_out, l->n_in),
+            .seconds = li->seconds, .eta_s = j->eta_s};
+        if (resumed) E->n_resumed++;
+        else {
+            E->n_fresh++;
+            E->rel_sum += li->rel_err_after;
+        }
+        on_progress(E->prog, &ev);
+    }
+    if (j->state == LMP__JOB_STATE__JOB_STATE_FAILED || j->state == LMP__JOB_STATE__JOB_STATE_CANCELLED) {
+        snprintf(E->fail_code, sizeof(E->fail_code), "%s", j->error && j->error->code ? j->error->code : "");
+        snprintf(E->fail_msg, sizeof(E->fail_msg), "%s",
+                 j->error && j->error->message && j->error->message[0] ? j->error->message
+                 : "the job was cancelled");
+    }
+}
+
+/* Run the job on a coordinator and workers in this process; fills S as lmp_compress_run. */
+static int run_embedded(struct lmp_cli *cli, const struct lmp_jobopts *jo, const struct lmp_model *m,
+                        const struct lmp_compress_opts *o, int n_workers, struct progress *prog,
+                        struct lmp_compress_summary *S) {
+    struct lmp_err err = {0};
+    const double t0 = (double) time(NULL);
+    struct timespec ts0, ts1;
+    clock_gettime(CLOCK_MONOTONIC, &ts0);
+    (void) t0;
+    memset(S, 0, sizeof(*S));
+    /* what lmp_compress_run reports up front: kept linears, bits */
+    const int64_t n_lin = lmp_model_n_linears(m);
+    int64_t n_params_lin = 0;
+    double bits_sum = 0;
+    struct embedded E = {.m = m, .o = o, .prog = prog, .n_linears = n_lin};
+    if ((E.seen = calloc((size_t) (n_lin > 0 ? n_lin : 1), sizeof(bool))) == NULL) {
+        fprintf(stderr, "lmpress: out of memory\n");
+        return LMP_EXIT_FAIL;
+    }
+    for (int64_t i = 0; i < n_lin; i++) {
+        const struct lmp_linear *l = lmp_model_linear(m, i);
+        const int64_t n = l->n_out * l->n_in;
+        n_params_lin += n;
+        if (lmp_compress_keep_match(o->keep, o->n_keep, l->name)) {
+            S->n_kept++;
+            bits_sum += 16.0 * (double) n;
+            E.seen[i] = true;
+            struct lmp_compress_event ev = {.what = LMP_COMPRESS_EV_KEPT, .name = l->name,
+                                            .index = ++E.n_printed, .n_linears = n_lin, .eta_s = -1};
+            on_progress(prog, &ev);
+        } else {
+            bits_sum += lmp_compress_bits_per_weight(&o->spec, l->n_out, l->n_in) * (double) n;
+        }
+    }
+    const int64_t n_params_all = lmp_model_n_params(m);
+    S->n_linears   = n_lin;
+    S->bits_linear = n_params_lin ? bits_sum / (double) n_params_lin : 0;
+    S->bits_model  = n_params_all ? (bits_sum + 16.0 * (double) (n_params_all - n_params_lin)) /
+                                        (double) n_params_all : 0;
+
+    struct lmp_jobopts_pb pb;
+    lmp_jobopts_to_jobspec(jo, &pb);
+    pb.spec.calib->ctx = (uint32_t) o->ctx;           /* resolved against the model */
+    pb.spec.threads    = (uint32_t) o->n_threads;     /* the coordinator's calibration pass */
+    struct lmp_launch_opts lo;
+    lmp_launch_opts_init(&lo);
+    lo.n_workers      = n_workers;
+    lo.worker_threads = o->n_threads / n_workers > 0 ? o->n_threads / n_workers : 1;
+    /* Everything is in this process, so silence means a busy coordinator, not a lost peer:
+     * planning a job (model fingerprint, tokenizing the calibration text) runs on its loop
+     * and takes many seconds on a large model or a loaded machine. Network timeouts would
+     * fail the job there (seen: SmolLM2 on a machine kept busy by another compression). */
+    lo.heartbeat_timeout_ms = EMBEDDED_TIMEOUT_MS;
+    struct lmp_launch *L = NULL;
+    struct lmp_client *cl = NULL;
+    uint64_t job_id = 0;
+    Lmp__JobState state = LMP__JOB_STATE__JOB_STATE_UNSPECIFIED;
+    int rc = LMP_EXIT_OK;
+    enum lmp_status st;
+    if ((st = lmp_launch_start(&lo, &L, &err)) ||
+        (st = lmp_client_connect(lmp_launch_endpoint(L), EMBEDDED_TIMEOUT_MS, &cl, &err)) ||
+        (st = lmp_launch_submit(cl, &pb.spec, &job_id, NULL, &err)) ||
+        (st = lmp_launch_follow(cl, job_id, 200, &stop_flag, embedded_status, &E, &state, &err))) {
+        if (prog->live) fputc('\n', stderr), prog->live = false;
+        if (st == LMP_ECANCEL) {
+            fprintf(stderr, "lmpress: interrupted; committed layers are kept (run again to resume)\n");
+            rc = LMP_EXIT_INTERRUPTED;
+        } else rc = lmp_cli_fail(cli, &err);
+        goto out;
+    }
+    if (prog->live) fputc('\n', stderr), prog->live = false;
+    if (state != LMP__JOB_STATE__JOB_STATE_DONE) {
+        enum lmp_status code = LMP_EIO;
+        if (!lmp_status_from_name(E.fail_code, &code) || code == LMP_OK) code = LMP_EIO;
+        fprintf(stderr, "lmpress: %s\n", E.fail_msg);
+        rc = lmp_cli_exit_code(code);
+        if (rc == LMP_EXIT_OK) rc = LMP_EXIT_FAIL;
+        goto out;
+    }
+out:
+    lmp_client_close(&cl);
+    struct lmp_err serr = {0};
+    if (lmp_launch_stop(&L, &serr) != LMP_OK && rc == LMP_EXIT_OK) rc = lmp_cli_fail(cli, &serr);
+    clock_gettime(CLOCK_MONOTONIC, &ts1);
+    S->n_quantized   = E.n_fresh;
+    S->n_resumed     = E.n_resumed;
+    S->mean_rel_err  = E.n_fresh ? E.rel_sum / (double) E.n_fresh : 0.0;
+    S->seconds_total = (double) (ts1.tv_sec - ts0.tv_sec) + 1e-9 * (double) (ts1.tv_nsec - ts0.tv_nsec);
+    /* the workers' seconds per stage: with one worker (the default) the stages' share of the
+     * wall time; with more, summed over the workers */
+    S->seconds_calib    = E.sec_calib;
+    S->seconds_quant    = E.sec_quant;
+    S->seconds_finetune = E.sec_ft;
+    free(E.seen);
+    return rc;
+}
+
+static int cmd_compress_exec(struct lmp_cli *cli, int argc, char **argv) {
+    struct lmp_jobopts jo;
+    struct lmp_jobopts_cmd pc = {.job_arg = true};
+    struct lmp_err err = {0};
+    lmp_jobopts_init(&jo);
+    int rc = lmp_jobopts_parse_argv(&jo, argc, argv, &pc, &err);
+    if (rc != LMP_EXIT_OK || pc.help) {
+        lmp_jobopts_release(&jo);
+        if (pc.help) printf("usage: %s\n", usage);
+        return rc;
+    }
+    cli->json = cli->json || pc.json;
+    struct lmp_compress_opts o;
+    if (lmp_jobopts_check(&jo, &err) != LMP_OK ||
+        lmp_jobopts_to_compress(&jo, default_threads(), &o, &err) != LMP_OK) {
+        lmp_jobopts_release(&jo);
+        return lmp_cli_usage_msg(usage, err.msg);
+    }
+    const char *model_path = jo.model, *tok_path = jo.tokenizer, *calib = jo.calib;
+    const char *method = o.spec.method == LMP_COMPRESS_RTN ? "rtn" : "aqlm";
+    const char *mode = o.mode == LMP_COMPRESS_INDEPENDENT ? "independent" : "sequential";
+    const bool finetune = o.finetune;
+    long long ctx = o.ctx;
+
+    struct lmp_model     *model = NULL;
+    struct lmp_tokenizer *tok   = NULL;
+    char                 *text  = NULL;
+    int32_t              *ids = NULL, *prompt = NULL;
+    uint8_t              *tok_bytes = NULL;
+    size_t                len = 0;
+    int64_t               n_ids = 0, n_prompt = 0;
+    struct progress       prog = {.tty = cli->tty};
+    struct lmp_compress_summary S;
+
+    if (lmp_model_open(model_path, &model, &err) != LMP_OK ||
+        lmp_tokenizer_open(tok_path, model, &tok, &err) != LMP_OK ||
+        lmp_art_tokenizer_source(model, tok_path, &o.tok_kind, &tok_bytes, &o.tok_n, &err) != LMP_OK) {
+        rc = lmp_cli_fail(cli, &err);
+        goto out;
+    }
+    o.tok_bytes = tok_bytes;
+    if ((rc = lmp_cli_resolve_ctx(&ctx, model->cfg.max_seq)) != LMP_EXIT_OK) goto out;
+    o.ctx = ctx;
+    const bool embedded = use_embedded(&o, calib);
+    if (embedded) {
+        struct sigaction sa;
+        memset(&sa, 0, sizeof(sa));
+        sa.sa_handler = on_signal;
+        sigaction(SIGINT, &sa, NULL);
+        sigaction(SIGTERM, &sa, NULL);
+        signal(SIGPIPE, SIG_IGN);
+        if ((rc = run_embedded(cli, &jo, model, &o, (int) jo.workers, &prog, &S)) != LMP_EXIT_OK)
+            goto out;
+        goto summary;
+    }
+    if (calib && strcmp(calib, "generate") == 0) {
+        o.calib_source = "generate";
+        int32_t bos = lmp_tokenizer_bos(tok);
+        if (bos >= 0) {
+            if ((prompt = malloc(sizeof(*prompt))) == NULL) goto oom;
+            prompt[0] = bos;
+            n_prompt  = 1;
+        } else {
+            static const char p[] = "Once upon a time";   /* a neutral opening */
+            if (lmp_tokenizer_encode(tok, p, sizeof(p) - 1, false, &prompt, &n_prompt, &err)) {
+                rc = lmp_cli_fail(cli, &err);
+                goto out;
+            }
+        }
+        o.prompt   = prompt;
+        o.n_prompt = n_prompt;
+    } else if (calib) {
+        o.calib_source = calib;
+        if (lmp_file_read_all(calib, &text, &len, &err) != LMP_OK) {
+            fprintf(stderr, "lmpress: calibration file: %s\n", err.msg);
+            rc = LMP_EXIT_INPUT;
+            goto out;
+        }
+        if (lmp_tokenizer_encode(tok, text, len, true, &ids, &n_ids, &err) != LMP_OK) {
+            rc = lmp_cli_fail(cli, &err);
+            goto out;
+        }
+        if (n_ids < ctx) {
+            fprintf(stderr, "lmpress: calibration file '%s' has %lld tokens, fewer than one "
+                    "window of %lld\n", calib, (long long) n_ids, ctx);
+            rc = LMP_EXIT_INPUT;
+            goto out;
+        }
+        o.text_ids   = ids;
+        o.n_text_ids = n_ids;
+    }
+    o.progress     = on_progress;
+    o.progress_ctx = &prog;
+
+    enum lmp_status st = lmp_compress_run(model, &o, &S, &err);
+    if (prog.live) fputc('\n', stderr);
+    if (st != LMP_OK) {
+        rc = lmp_cli_fail(cli, &err);
+        goto out;
+    }
+summary:;
+    char sname[64];
+    lmp_compress_spec_name(&o.spec, sname, sizeof(sname));
+    if (cli->json) {
+        cJSON *j = cJSON_CreateObject();
+        cJSON_AddStringToObject(j, "artifact", o.out_path);
+        cJSON_AddStringToObject(j, "method", method);
+        cJSON_AddStringToObject(j, "scheme", sname);
+        cJSON_AddStringToObject(j, "mode", mode);
+        cJSON_AddBoolToObject(j, "finetune", finetune);
+        cJSON_AddNumberToObject(j, "linears", (double) S.n_linears);
+        cJSON_AddNumberToObject(j, "quantized", (double) S.n_quantized);
+        cJSON_AddNumberToObject(j, "resumed", (double) S.n_resumed);
+        cJSON_AddNumberToObject(j, "kept", (double) S.n_kept);
+        cJSON_AddNumberToObject(j, "mean_rel_err", S.mean_rel_err);
+        cJSON_AddNumberToObject(j, "bits_per_weight_linear", S.bits_linear);
+        cJSON_AddNumberToObject(j, "bits_per_weight_model", S.bits_model);
+        cJSON_AddNumberToObject(j, "seconds_calibration", S.seconds_calib);
+        cJSON_AddNumberToObject(j, "seconds_quantization", S.seconds_quant);
+        cJSON_AddNumberToObject(j, "seconds_finetune", S.seconds_finetune);
+        cJSON_AddNumberToObject(j, "seconds_total", S.seconds_total);
+        char *s = cJSON_PrintUnformatted(j);
+        if (s) printf("%s\n", s);
+        else rc = LMP_EXIT_FAIL;
+        free(s);
+        cJSON_Delete(j);
+    } else {
+        printf("artifact %s: %s %s, %lld linears (%lld compressed, %lld resumed, %lld kept)\n",
+               o.out_path, method, sname, (long long) S.n_linears, (long long) S.n_quantized,
+               (long long) S.n_resumed, (long long) S.n_kept);
+        printf("mean rel err %.5f; bits/weight %.3f over linears, %.3f over the whole model "
+               "(unquantized tensors at 16)\n", S.mean_rel_err, S.bits_linear, S.bits_model);
+        printf("time: calibration %.1fs, quantization %.1fs, fine-tuning %.1fs (%s); total %.1fs wall\n",
+               S.seconds_calib, S.seconds_quant, S.seconds_finetune,
+               embedded ? "worker seconds" : "wall", S.seconds_total);
+    }
+    goto out;
+oom:
+    fprintf(stderr, "lmpress: out of memory\n");
+    rc = LMP_EXIT_FAIL;
+out:
+    free(tok_bytes);
+    free(prompt);
+    free(ids);
+    free(text);
+    lmp_tokenizer_free(&tok);
+    lmp_model_close(&model);
+    lmp_jobopts_release(&jo);
+    return rc;
+}
+
+const struct lmp_cli_cmd lmp_cli_cmd_compress = {
+    .name = "compress", .summary = "compress a model (AQLM or RTN) into an artifact",
+    .usage = usage, .exec = cmd_compress_exec,
+};

@@ -1,0 +1,75 @@
+/*  cmd_worker - lmpress worker: connect to a coordinator and run its tasks until stopped
+ *
+ *  SIGINT / SIGTERM: a running task is handed back to the coordinator, then the worker
+ *  exits with 0.
+ */
+#include "cli/cli.h"
+#include "cli/cluster.h"  /* defines: LMP_CLI_DEFAULT_ENDPOINT */
+#include "base/log.h"                /* defines: lmp_log_set_level */
+#include "worker/agent.h"             /* defines: lmp_agent_run */
+
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+
+static const char *const usage =
+    "lmpress worker --connect EP [--threads T] [--name NAME] [--timeout MS] [--verbose]\n"
+    "               [--key FILE --server-key FILE]";
+
+static volatile sig_atomic_t stop_flag;
+static void on_signal(int sig) { (void) sig; stop_flag = 1; }
+
+static int cmd_worker_exec(struct lmp_cli *cli, int argc, char **argv) {
+    struct lmp_agent_opts o;
+    lmp_agent_opts_init(&o);
+    o.endpoint = LMP_CLI_DEFAULT_ENDPOINT;
+    long long threads = 0, timeout = o.connect_timeout_ms;
+    bool verbose = false;
+    static const struct option opts[] = {
+        {"connect", required_argument, NULL, 'c'}, {"threads", required_argument, NULL, 't'},
+        {"name", required_argument, NULL, 'n'},    {"timeout", required_argument, NULL, 'T'},
+        {"verbose", no_argument, NULL, 'v'},        {0},
+    };
+    for (int c; (c = getopt_long(argc, argv, "c:t:n:T:v", opts, NULL)) != -1;) {
+        bool ok = true;
+        switch (c) {
+        case 'c': o.endpoint = optarg; break;
+        case 'n': o.name = optarg; break;
+        case 'v': verbose = true; break;
+        case 't': ok = lmp_cli_parse_i64("--threads", optarg, 1, 1024, &threads); break;
+        case 'T': ok = lmp_cli_parse_i64("--timeout", optarg, 100, 86400000, &timeout); break;
+        default: return lmp_cli_usage(usage);
+        }
+        if (!ok) return LMP_EXIT_USAGE;
+    }
+    if (optind != argc) return lmp_cli_usage_msg(usage, "unexpected argument");
+    o.n_threads = (int) threads;
+    o.connect_timeout_ms = (int) timeout;
+    struct lmp_curve_client curve;   /* --key / --server-key, taken out of argv by main.c */
+    bool use_curve = false;
+    int rc = lmp_cli_curve_from_env(&curve, &use_curve);
+    if (rc != LMP_EXIT_OK) return rc;
+    o.curve = use_curve ? &curve : NULL;
+    if (verbose && lmp_log_get_level() < LMP_LOG_INFO) lmp_log_set_level(LMP_LOG_INFO);
+    struct sigaction sa;
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = on_signal;
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
+    struct lmp_err err = {0};
+    enum lmp_status st = lmp_agent_run(&o, &stop_flag, &err);
+    memset(&curve, 0, sizeof(curve));
+    if (st == LMP_EIO || st == LMP_EVERSION) {
+        fprintf(stderr, "lmpress: %s\n", err.msg);
+        return LMP_EXIT_UNREACHABLE;
+    }
+    if (st != LMP_OK) return lmp_cli_fail(cli, &err);
+    return LMP_EXIT_OK;
+}
+
+const struct lmp_cli_cmd lmp_cli_cmd_worker = {
+    .name = "worker", .summary = "run a worker: take tasks from a coordinator",
+    .usage = usage, .exec = cmd_worker_exec,
+};

@@ -1,0 +1,237 @@
+/*  model - format detection, the shared description, validation (see model.h) */
+#include "model/model.h"
+#include "kernels/kernels.h"          /* defines: lmp_kernels_get() for dequantization */
+#include "base/file.h"               /* defines: lmp_path_is_dir() */
+
+#include <assert.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+int64_t lmp_tensor_n_elem(const struct lmp_tensor *t) {
+    int64_t n = 1;
+    for (int i = 0; i < t->n_dims; i++) n *= t->shape[i];
+    return n;
+}
+
+int64_t lmp_tensor_n_cols(const struct lmp_tensor *t) {
+    return t->n_dims > 0 ? t->shape[t->n_dims - 1] : 1;
+}
+
+int64_t lmp_tensor_n_rows(const struct lmp_tensor *t) {
+    int64_t n = 1;
+    for (int i = 0; i + 1 < t->n_dims; i++) n *= t->shape[i];
+    return n;
+}
+
+int64_t lmp_tensor_expected_bytes(enum lmp_dtype dtype, int n_dims, const int64_t *shape) {
+    if ((unsigned) dtype >= LMP_DTYPE_COUNT || n_dims < 1 || n_dims > LMP_MAX_DIMS) return -1;
+    const int64_t limit = INT64_C(1) << 50;    /* a petabyte: anything above is corrupt */
+    int64_t n_elem = 1;
+    for (int i = 0; i < n_dims; i++) {
+        if (shape[i] < 0 || (shape[i] > 0 && n_elem > limit / shape[i])) return -1;
+        n_elem *= shape[i];
+    }
+    int64_t cols = shape[n_dims - 1];
+    if (cols % lmp_dtype_block(dtype) != 0) return -1;
+    return n_elem / lmp_dtype_block(dtype) * lmp_dtype_block_bytes(dtype);
+}
+
+void lmp_tensor_rows_f32(const struct lmp_tensor *t, int64_t row0, int64_t n_rows, float *dst) {
+    const int64_t cols = lmp_tensor_n_cols(t);
+    assert(row0 >= 0 && n_rows >= 0 && row0 + n_rows <= lmp_tensor_n_rows(t));
+    const int64_t row_bytes = cols / lmp_dtype_block(t->dtype) * lmp_dtype_block_bytes(t->dtype);
+    lmp_dequant_row_fn *fn = lmp_kernels_get()->dequant_row;
+    for (int64_t r = 0; r < n_rows; r++)
+        fn((int) t->dtype, (const uint8_t *) t->data + (row0 + r) * row_bytes, dst + r * cols, cols);
+}
+
+static const char *const arch_names[LMP_ARCH_COUNT] = {"llama", "mistral", "qwen2"};
+const char *lmp_arch_name(enum lmp_arch a) {
+    return (unsigned) a < LMP_ARCH_COUNT ? arch_names[a] : "?";
+}
+const char *lmp_format_name(enum lmp_format f) {
+    switch (f) {
+    case LMP_FORMAT_GGUF:    return "gguf";
+    case LMP_FORMAT_HF:      return "hf";
+    case LMP_FORMAT_LLAMA2C: return "llama2c";
+    }
+    return "?";
+}
+
+static const char *const lin_names[LMP_LIN_COUNT] = {
+    "q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"};
+const char *lmp_lin_name(enum lmp_lin k) { return lin_names[k]; }
+
+enum lmp_input lmp_lin_input(enum lmp_lin k) {
+    switch (k) {
+    case LMP_LIN_Q: case LMP_LIN_K: case LMP_LIN_V: return LMP_INPUT_ATTN;
+    case LMP_LIN_O:                                 return LMP_INPUT_ATTN_OUT;
+    case LMP_LIN_GATE: case LMP_LIN_UP:             return LMP_INPUT_FFN;
+    case LMP_LIN_DOWN: case LMP_LIN_COUNT:          break;
+    }
+    return LMP_INPUT_FFN_OUT;
+}
+
+struct lmp_model *lmp_model_alloc(int32_t n_layers) {
+    if (n_layers <= 0 || n_layers > 4096) return NULL;
+    struct lmp_model *m = calloc(1, sizeof(*m));
+    if (m == NULL) return NULL;
+    m->blocks = calloc((size_t) n_layers, sizeof(*m->blocks));
+    if (m->blocks == NULL) {
+        free(m);
+        return NULL;
+    }
+    m->cfg.n_layers = n_layers;
+    return m;
+}
+
+void lmp_model_close(struct lmp_model **mp) {
+    if (mp == NULL || *mp == NULL) return;
+    struct lmp_model *m = *mp;
+    if (m->src_close) m->src_close(m->src);
+    free(m->blocks);
+    free(m->tensors);
+    free(m->path);
+    free(m);
+    *mp = NULL;
+}
+
+/* Check that t has exactly the given shape (n_dims entries). */
+static enum lmp_status want_shape(const struct lmp_model *m, const struct lmp_tensor *t,
+                                  const char *what, int n_dims, int64_t d0, int64_t d1,
+                                  struct lmp_err *err) {
+    if (t == NULL)
+        return lmp_err_set(err, LMP_EFORMAT, "'%s': missing tensor %s", m->path, what);
+    int64_t want[2] = {d0, d1};
+    /* A 1-D tensor may also be stored as (1, n) by some writers. */
+    int ok = 0;
+    if (n_dims == 1)
+        ok = (t->n_dims == 1 && t->shape[0] == d0) ||
+             (t->n_dims == 2 && t->shape[0] == 1 && t->shape[1] == d0);
+    else
+        ok = t->n_dims == 2 && t->shape[0] == want[0] && t->shape[1] == want[1];
+    if (!ok) {
+        char got[96] = "";
+        int  off     = 0;
+        for (int i = 0; i < t->n_dims && off < (int) sizeof(got) - 24; i++)
+            off += snprintf(got + off, sizeof(got) - (size_t) off, "%s%lld", i ? ", " : "",
+                            (long long) t->shape[i]);
+        if (n_dims == 1)
+            return lmp_err_set(err, LMP_EFORMAT, "'%s': tensor '%s' has shape (%s), expected (%lld)",
+                               m->path, t->name, got, (long long) d0);
+        return lmp_err_set(err, LMP_EFORMAT,
+                           "'%s': tensor '%s' has shape (%s), expected (%lld, %lld)", m->path,
+                           t->name, got, (long long) d0, (long long) d1);
+    }
+    return LMP_OK;
+}
+
+enum lmp_status lmp_model_finish(struct lmp_model *m, struct lmp_err *err) {
+    struct lmp_config *c = &m->cfg;
+    if (c->dim <= 0 || c->n_heads <= 0 || c->n_kv_heads <= 0 || c->hidden_dim <= 0 ||
+        c->vocab_size <= 0 || c->n_layers <= 0)
+        return lmp_err_set(err, LMP_EFORMAT,
+                           "'%s': invalid config (dim %d, heads %d, kv heads %d, hidden %d, "
+                           "vocab %d, layers %d)", m->path, c->dim, c->n_heads, c->n_kv_heads,
+                           c->hidden_dim, c->vocab_size, c->n_layers);
+    if (c->head_dim <= 0) c->head_dim = c->dim / c->n_heads;
+    if (c->n_heads % c->n_kv_heads != 0 || c->head_dim % 2 != 0)
+        return lmp_err_set(err, LMP_EFORMAT,
+                           "'%s': invalid attention config (%d heads, %d kv heads, head dim %d)",
+                           m->path, c->n_heads, c->n_kv_heads, c->head_dim);
+    if (c->rope_theta <= 0) c->rope_theta = 10000.0f;
+    if (c->norm_eps <= 0) c->norm_eps = 1e-5f;
+    if (m->output == NULL && c->tied_embeddings) m->output = m->tok_emb;
+    c->tied_embeddings = (m->output == m->tok_emb);
+
+    enum lmp_status st;
+    if ((st = want_shape(m, m->tok_emb, "token embedding", 2, c->vocab_size, c->dim, err)) ||
+        (st = want_shape(m, m->out_norm, "final norm", 1, c->dim, 0, err)) ||
+        (st = want_shape(m, m->output, "output (lm head)", 2, c->vocab_size, c->dim, err)))
+        return st;
+
+    const int64_t q_out = (int64_t) c->n_heads * c->head_dim;
+    const int64_t kv_out = (int64_t) c->n_kv_heads * c->head_dim;
+    for (int32_t b = 0; b < c->n_layers; b++) {
+        struct lmp_block *blk = &m->blocks[b];
+        char what[96];
+        snprintf(what, sizeof(what), "attention norm of block %d", b);
+        if ((st = want_shape(m, blk->attn_norm, what, 1, c->dim, 0, err))) return st;
+        snprintf(what, sizeof(what), "ffn norm of block %d", b);
+        if ((st = want_shape(m, blk->ffn_norm, what, 1, c->dim, 0, err))) return st;
+        for (int k = 0; k < LMP_LIN_COUNT; k++) {
+            struct lmp_linear *l = &blk->lin[k];
+            static const char *const mod[LMP_LIN_COUNT] = {"self_attn", "self_attn", "self_attn",
+                                                           "self_attn", "mlp", "mlp", "mlp"};
+            snprintf(l->name, sizeof(l->name), "model.layers.%d.%s.%s", b, mod[k], lin_names[k]);
+            l->block = b;
+            l->kind  = (enum lmp_lin) k;
+            l->input = lmp_lin_input(l->kind);
+            switch (l->kind) {
+            case LMP_LIN_Q:    l->n_out = q_out;         l->n_in = c->dim;        break;
+            case LMP_LIN_K:
+            case LMP_LIN_V:    l->n_out = kv_out;        l->n_in = c->dim;        break;
+            case LMP_LIN_O:    l->n_out = c->dim;        l->n_in = q_out;         break;
+            case LMP_LIN_GATE:
+            case LMP_LIN_UP:   l->n_out = c->hidden_dim; l->n_in = c->dim;        break;
+            case LMP_LIN_DOWN: l->n_out = c->dim;        l->n_in = c->hidden_dim; break;
+            case LMP_LIN_COUNT: break;
+            }
+            if ((st = want_shape(m, l->weight, l->name, 2, l->n_out, l->n_in, err))) return st;
+            if (l->bias && (st = want_shape(m, l->bias, l->name, 1, l->n_out, 0, err))) return st;
+        }
+        c->qkv_bias = c->qkv_bias || blk->lin[LMP_LIN_Q].bias != NULL;
+    }
+    return LMP_OK;
+}
+
+const struct lmp_linear *lmp_model_linear(const struct lmp_model *m, int64_t idx) {
+    assert(idx >= 0 && idx < lmp_model_n_linears(m));
+    return &m->blocks[idx / LMP_LIN_COUNT].lin[idx % LMP_LIN_COUNT];
+}
+
+int64_t lmp_model_n_linears(const struct lmp_model *m) {
+    return (int64_t) m->cfg.n_layers * LMP_LIN_COUNT;
+}
+
+int64_t lmp_model_n_params(const struct lmp_model *m) {
+    int64_t n = 0;
+    for (int64_t i = 0; i < m->n_tensors; i++) n += lmp_tensor_n_elem(&m->tensors[i]);
+    return n;
+}
+
+const struct lmp_tensor *lmp_model_find_tensor(const struct lmp_model *m, const char *name) {
+    for (int64_t i = 0; i < m->n_tensors; i++)
+        if (strcmp(m->tensors[i].name, name) == 0) return &m->tensors[i];
+    return NULL;
+}
+
+static int has_suffix(const char *s, const char *suf) {
+    size_t n = strlen(s), k = strlen(suf);
+    return n >= k && strcmp(s + n - k, suf) == 0;
+}
+
+enum lmp_status lmp_model_open(const char *path, struct lmp_model **out, struct lmp_err *err) {
+    *out = NULL;
+    if (lmp_path_is_dir(path)) return lmp_model_open_hf(path, out, err);
+    if (has_suffix(path, "config.json") || has_suffix(path, ".safetensors") ||
+        has_suffix(path, ".safetensors.index.json")) {
+        /* a file inside a HF checkpoint: open its directory */
+        char dir[4096];
+        snprintf(dir, sizeof(dir), "%s", path);
+        char *slash = strrchr(dir, '/');
+        if (slash) *slash = '\0'; else snprintf(dir, sizeof(dir), ".");
+        return lmp_model_open_hf(dir, out, err);
+    }
+    FILE *f = fopen(path, "rb");
+    if (f == NULL)
+        return lmp_err_set(err, LMP_ENOENT, "cannot open model '%s'", path);
+    unsigned char magic[4] = {0};
+    size_t n = fread(magic, 1, 4, f);
+    fclose(f);
+    if (n == 4 && memcmp(magic, "GGUF", 4) == 0) return lmp_model_open_gguf(path, out, err);
+    if (has_suffix(path, ".gguf"))
+        return lmp_err_set(err, LMP_EFORMAT, "'%s': not a GGUF file (bad magic)", path);
+    return lmp_model_open_llama2c(path, out, err);
+}

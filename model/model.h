@@ -1,0 +1,160 @@
+/*  model - the one internal description of a transformer checkpoint
+ *
+ *  Every stage (eval, calibration, codebook learning, fine-tuning, export) sees a
+ *  model only through struct lmp_model: its config, its blocks, and for each block
+ *  the seven linear layers with their canonical names, shapes, source tensors and
+ *  the id of the input they read (q/k/v share one input, gate/up another). The
+ *  readers (GGUF, Hugging Face safetensors, llama2.c) fill it; nothing downstream
+ *  knows which format a model came from, except the RoPE pair order in cfg.rope.
+ *
+ *  Tensors point into read-only file maps: opening a model reads headers only,
+ *  and a stage pages in just the tensors it touches. Rows are dequantized to fp32
+ *  on demand with lmp_tensor_rows_f32(). A model is immutable after open and may
+ *  be shared by threads.
+ *
+ *  Canonical linear names are the Hugging Face module prefixes
+ *  ("model.layers.3.self_attn.q_proj"), which is also what the export format uses.
+ */
+#ifndef LMP_MODEL_MODEL_H
+#define LMP_MODEL_MODEL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include "base/status.h"   /* defines: enum lmp_status, struct lmp_err */
+#include "kernels/dtype.h" /* defines: enum lmp_dtype */
+
+#define LMP_MAX_DIMS 4
+#define LMP_NAME_MAX 160
+
+struct lmp_tensor {
+    char           name[LMP_NAME_MAX]; /* name in the source file */
+    enum lmp_dtype dtype;
+    int            n_dims;
+    int64_t        shape[LMP_MAX_DIMS]; /* outermost first: a linear weight is {n_out, n_in} */
+    const void    *data;                /* into the file map (or an owned buffer of the reader) */
+    uint64_t       nbytes;              /* == bytes needed for shape and dtype (checked at open) */
+};
+
+int64_t lmp_tensor_n_elem(const struct lmp_tensor *t);
+/* Innermost dimension (row length) and number of rows (product of the others). */
+int64_t lmp_tensor_n_cols(const struct lmp_tensor *t);
+int64_t lmp_tensor_n_rows(const struct lmp_tensor *t);
+/* Bytes a tensor of this dtype and shape needs; -1 if the row length is not a
+ * multiple of the dtype's block or the size overflows. */
+int64_t lmp_tensor_expected_bytes(enum lmp_dtype dtype, int n_dims, const int64_t *shape);
+
+/* Dequantize rows [row0, row0 + n_rows) into dst, shape (n_rows, n_cols), fp32.
+ * The caller guarantees the range is inside the tensor (asserted). Thread-safe. */
+void lmp_tensor_rows_f32(const struct lmp_tensor *t, int64_t row0, int64_t n_rows, float *dst);
+
+enum lmp_arch   { LMP_ARCH_LLAMA, LMP_ARCH_MISTRAL, LMP_ARCH_QWEN2, LMP_ARCH_COUNT };
+enum lmp_format { LMP_FORMAT_GGUF, LMP_FORMAT_HF, LMP_FORMAT_LLAMA2C };
+enum lmp_rope   {
+    LMP_ROPE_INTERLEAVED,   /* rotate pairs (2i, 2i+1): llama2.c, GGUF llama */
+    LMP_ROPE_HALF,          /* rotate (i, i + head_dim/2): Hugging Face, GGUF qwen2 (NEOX) */
+};
+
+const char *lmp_arch_name(enum lmp_arch a);       /* "llama", "mistral", "qwen2" */
+const char *lmp_format_name(enum lmp_format f);   /* "gguf", "hf", "llama2c" */
+
+struct lmp_config {
+    enum lmp_arch   arch;
+    enum lmp_format format;
+    int32_t n_layers;
+    int32_t dim;          /* hidden size */
+    int32_t hidden_dim;   /* FFN intermediate size */
+    int32_t n_heads;
+    int32_t n_kv_heads;
+    int32_t head_dim;     /* usually dim / n_heads */
+    int32_t vocab_size;
+    int32_t max_seq;      /* trained context length */
+    float   rope_theta;
+    float   norm_eps;     /* RMSNorm epsilon */
+    enum lmp_rope rope;
+    bool    tied_embeddings;   /* output == tok_emb */
+    bool    qkv_bias;          /* q/k/v have biases (Qwen2) */
+    int32_t sliding_window;    /* Mistral; 0 = none (not applied by the forward pass) */
+};
+
+enum lmp_lin { LMP_LIN_Q, LMP_LIN_K, LMP_LIN_V, LMP_LIN_O, LMP_LIN_GATE, LMP_LIN_UP, LMP_LIN_DOWN,
+               LMP_LIN_COUNT };
+
+/* The distinct inputs of a block's linears: one Gram matrix H each in calibration. */
+enum lmp_input { LMP_INPUT_ATTN,       /* normed block input: q, k, v */
+                 LMP_INPUT_ATTN_OUT,   /* attention output: o */
+                 LMP_INPUT_FFN,        /* normed residual: gate, up */
+                 LMP_INPUT_FFN_OUT,    /* silu(gate) * up: down */
+                 LMP_INPUT_COUNT };
+
+const char *lmp_lin_name(enum lmp_lin k);       /* "q_proj", ..., "down_proj" */
+enum lmp_input lmp_lin_input(enum lmp_lin k);
+
+struct lmp_linear {
+    char            name[64];     /* "model.layers.3.self_attn.q_proj" */
+    int32_t         block;
+    enum lmp_lin    kind;
+    enum lmp_input  input;
+    int64_t         n_out, n_in;
+    const struct lmp_tensor *weight;   /* (n_out, n_in) */
+    const struct lmp_tensor *bias;     /* (n_out), or NULL */
+};
+
+struct lmp_block {
+    const struct lmp_tensor *attn_norm;   /* (dim) */
+    const struct lmp_tensor *ffn_norm;    /* (dim) */
+    struct lmp_linear        lin[LMP_LIN_COUNT];
+};
+
+struct lmp_gguf;
+
+struct lmp_model {
+    struct lmp_config        cfg;
+    char                    *path;        /* what was opened (file or directory) */
+    const struct lmp_tensor *tok_emb;     /* (vocab, dim) */
+    const struct lmp_tensor *out_norm;    /* (dim) */
+    const struct lmp_tensor *output;      /* (vocab, dim); == tok_emb when tied */
+    struct lmp_block        *blocks;      /* (n_layers) */
+    struct lmp_tensor       *tensors;     /* every tensor the reader found */
+    int64_t                  n_tensors;
+    const struct lmp_gguf   *gguf;        /* the GGUF file (tokenizer, metadata) or NULL */
+    void                    *src;         /* reader state (maps), released by src_close */
+    void                   (*src_close)(void *src);
+};
+
+/* Open a checkpoint: a .gguf file, a Hugging Face directory (config.json + safetensors),
+ * or a llama2.c .bin. Reads headers and validates every shape and byte range; tensor
+ * data stays mapped. RET LMP_OK; otherwise *out is NULL and err names the file and the
+ * problem (LMP_ENOENT, LMP_EFORMAT, LMP_EUNSUP, LMP_EIO, LMP_ENOMEM). */
+enum lmp_status lmp_model_open(const char *path, struct lmp_model **out, struct lmp_err *err);
+
+/* Release everything; *m set to NULL. Safe on NULL. */
+void lmp_model_close(struct lmp_model **m);
+
+/* Linear by flat index idx in [0, n_layers * LMP_LIN_COUNT): block-major, then kind. */
+const struct lmp_linear *lmp_model_linear(const struct lmp_model *m, int64_t idx);
+int64_t lmp_model_n_linears(const struct lmp_model *m);
+
+/* Parameter count (every tensor once; a tied output is not counted twice). */
+int64_t lmp_model_n_params(const struct lmp_model *m);
+
+/* Find a tensor by source name; NULL if absent. */
+const struct lmp_tensor *lmp_model_find_tensor(const struct lmp_model *m, const char *name);
+
+/* --- for readers --------------------------------------------------------------- */
+
+/* Allocate a model with n_layers blocks (zeroed). NULL on out-of-memory. */
+struct lmp_model *lmp_model_alloc(int32_t n_layers);
+
+/* Fill every block's linear names, kinds, inputs and shapes from cfg and check that
+ * every tensor the readers attached has the shape cfg implies and that required ones
+ * are present. RET LMP_OK or LMP_EFORMAT with err naming path and the tensor. */
+enum lmp_status lmp_model_finish(struct lmp_model *m, struct lmp_err *err);
+
+/* The readers (one file each). Called by lmp_model_open after format detection. */
+enum lmp_status lmp_model_open_gguf(const char *path, struct lmp_model **out, struct lmp_err *err);
+enum lmp_status lmp_model_open_hf(const char *dir, struct lmp_model **out, struct lmp_err *err);
+enum lmp_status lmp_model_open_llama2c(const char *path, struct lmp_model **out,
+                                       struct lmp_err *err);
+
+#endif /* LMP_MODEL_MODEL_H */

@@ -1,0 +1,409 @@
+/*  model_hf - reader for Hugging Face checkpoint directories (llama, mistral, qwen2)
+ *
+ *  A directory holds config.json and either model.safetensors or shards listed in
+ *  model.safetensors.index.json ({"weight_map": {tensor: file}}). Every shard is
+ *  mapped once; m->tensors holds every tensor of every shard whose dtype lmpress can
+ *  compute with (F32, F16, BF16), pointing into the maps. Tensors of other dtypes are
+ *  only an error when the model needs one of them.
+ *
+ *  Weights keep the Hugging Face layout, so RoPE rotates the halves of each head
+ *  (LMP_ROPE_HALF). Scaled RoPE (rope_scaling, or a rope_parameters type other than
+ *  "default") is not implemented and is rejected; so is any activation other than silu
+ *  and any bias the forward pass does not apply (o_proj, MLP). An absent
+ *  lm_head.weight, or tie_word_embeddings, means the output shares the token embedding.
+ */
+#include "model/model.h"
+#include "model/safetensors.h"   /* defines: lmp_safetensors_parse_header() */
+#include "base/file.h"                 /* defines: lmp_map_open(), lmp_file_read_all() */
+
+#include <cjson/cJSON.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define HF_PATH_MAX 4096
+
+struct hf_shard {
+    struct lmp_map         map;
+    struct lmp_safetensors st;
+};
+
+struct hf_src {
+    struct hf_shard *shards;    /* (n_shards) */
+    int              n_shards;
+};
+
+static void hf_src_close(void *p) {
+    struct hf_src *s = p;
+    if (s == NULL) return;
+    for (int i = 0; i < s->n_shards; i++) {
+        lmp_safetensors_release(&s->shards[i].st);
+        lmp_map_close(&s->shards[i].map);
+    }
+    free(s->shards);
+    free(s);
+}
+
+static enum lmp_status join(char *out, const char *dir, const char *file, struct lmp_err *err) {
+    int n = snprintf(out, HF_PATH_MAX, "%s/%s", dir, file);
+    if (n < 0 || n >= HF_PATH_MAX)
+        return lmp_err_set(err, LMP_EINVAL, "path too long: '%s/%s'", dir, file);
+    return LMP_OK;
+}
+
+/* --- config.json ---------------------------------------------------------------------- */
+
+/* The value of key in obj; of duplicate keys the last wins, as in Python's json module
+ * (cJSON's own lookup returns the first). */
+static const cJSON *cfg_get(const cJSON *obj, const char *key) {
+    const cJSON *hit = NULL, *e;
+    cJSON_ArrayForEach(e, obj) if (e->string && strcmp(e->string, key) == 0) hit = e;
+    return hit;
+}
+
+/* An integer field in [lo, INT32_MAX]; absent or null gives def (or an error if required). */
+static enum lmp_status cfg_int(const cJSON *cfg, const char *key, bool required, int32_t def,
+                               int32_t lo, int32_t *out, const char *path, struct lmp_err *err) {
+    const cJSON *j = cfg_get(cfg, key);
+    if (j == NULL || cJSON_IsNull(j)) {
+        if (required) return lmp_err_set(err, LMP_EFORMAT, "'%s': missing '%s'", path, key);
+        *out = def;
+        return LMP_OK;
+    }
+    double d = cJSON_IsNumber(j) ? j->valuedouble : -1.0;
+    if (!cJSON_IsNumber(j) || d != (double) (int64_t) d || d < lo || d > 2147483647.0)
+        return lmp_err_set(err, LMP_EFORMAT, "'%s': '%s' is not an integer >= %d", path, key, lo);
+    *out = (int32_t) d;
+    return LMP_OK;
+}
+
+static enum lmp_status cfg_float(const cJSON *cfg, const char *key, double def, float *out,
+                                 const char *path, struct lmp_err *err) {
+    const cJSON *j = cfg_get(cfg, key);
+    if (j == NULL || cJSON_IsNull(j)) {
+        *out = (float) def;
+        return LMP_OK;
+    }
+    if (!cJSON_IsNumber(j) || !(j->valuedouble > 0.0 && j->valuedouble < 1e30))
+        return lmp_err_set(err, LMP_EFORMAT, "'%s': '%s' is not a positive number", path, key);
+    *out = (float) j->valuedouble;
+    return LMP_OK;
+}
+
+static bool cfg_bool(const cJSON *cfg, const char *key, bool def) {
+    const cJSON *j = cfg_get(cfg, key);
+    return cJSON_IsBool(j) ? cJSON_IsTrue(j) : def;
+}
+
+static enum lmp_status parse_config(const char *path, struct lmp_config *c, struct lmp_err *err) {
+    char           *text = NULL;
+    size_t          len  = 0;
+    cJSON          *cfg  = NULL;
+    enum lmp_status st   = lmp_file_read_all(path, &text, &len, err);
+    if (st != LMP_OK) return st;
+    cfg = cJSON_ParseWithLength(text, len);
+    if (cfg == NULL || !cJSON_IsObject(cfg)) {
+        st = lmp_err_set(err, LMP_EFORMAT, "'%s': not a JSON object", path);
+        goto out;
+    }
+
+    memset(c, 0, sizeof(*c));
+    c->format = LMP_FORMAT_HF;
+    c->rope   = LMP_ROPE_HALF;
+    static const struct { const char *type, *cls; enum lmp_arch arch; } archs[] = {
+        {"llama", "LlamaForCausalLM", LMP_ARCH_LLAMA},
+        {"mistral", "MistralForCausalLM", LMP_ARCH_MISTRAL},
+        {"qwen2", "Qwen2ForCausalLM", LMP_ARCH_QWEN2},
+    };
+    const cJSON *mt   = cfg_get(cfg, "model_type");
+    const cJSON *arcs = cfg_get(cfg, "architectures");
+    const char  *type = cJSON_IsString(mt) ? mt->valuestring : NULL;
+    const char  *cls  = NULL;
+    if (cJSON_IsArray(arcs) && cJSON_IsString(cJSON_GetArrayItem(arcs, 0)))
+        cls = cJSON_GetArrayItem(arcs, 0)->valuestring;
+    int found = -1;
+    for (int i = 0; i < 3 && found < 0; i++)
+        if ((type && strcmp(type, archs[i].type) == 0) ||
+            (type == NULL && cls && strcmp(cls, archs[i].cls) == 0))
+            found = i;
+    if (found < 0) {
+        st = lmp_err_set(err, LMP_EUNSUP,
+                         "'%s': model_type '%s' is not supported (llama, mistral, qwen2)", path,
+                         type ? type : cls ? cls : "(none)");
+        goto out;
+    }
+    c->arch = archs[found].arch;
+
+    /* RoPE: transformers 4 writes rope_theta and rope_scaling (null unless scaled);
+     * transformers 5 writes rope_parameters {"rope_theta", "rope_type"}. Only the plain
+     * ("default") rotation is implemented. */
+    static const char *const rope_keys[] = {"rope_scaling", "rope_parameters"};
+    for (int i = 0; i < 2; i++) {
+        const cJSON *rs = cfg_get(cfg, rope_keys[i]);
+        if (rs == NULL || cJSON_IsNull(rs)) continue;
+        const cJSON *rt = cfg_get(rs, "rope_type");
+        if (rt == NULL) rt = cfg_get(rs, "type");
+        bool plain = cJSON_IsObject(rs) && (i == 1 ? rt == NULL : false);
+        if (cJSON_IsString(rt) && strcmp(rt->valuestring, "default") == 0) plain = true;
+        const cJSON *sub;
+        cJSON_ArrayForEach(sub, rs) if (cJSON_IsObject(sub)) plain = false;   /* per layer type */
+        if (!plain) {
+            st = lmp_err_set(err, LMP_EUNSUP, "'%s': %s (%s) is not supported", path,
+                             rope_keys[i], cJSON_IsString(rt) ? rt->valuestring : "unknown type");
+            goto out;
+        }
+    }
+    const cJSON *act = cfg_get(cfg, "hidden_act");
+    if (act && !(cJSON_IsString(act) && strcmp(act->valuestring, "silu") == 0)) {
+        st = lmp_err_set(err, LMP_EUNSUP, "'%s': hidden_act '%s' is not supported (silu only)",
+                         path, cJSON_IsString(act) ? act->valuestring : "?");
+        goto out;
+    }
+
+    if ((st = cfg_int(cfg, "hidden_size", true, 0, 1, &c->dim, path, err)) ||
+        (st = cfg_int(cfg, "intermediate_size", true, 0, 1, &c->hidden_dim, path, err)) ||
+        (st = cfg_int(cfg, "num_hidden_layers", true, 0, 1, &c->n_layers, path, err)) ||
+        (st = cfg_int(cfg, "num_attention_heads", true, 0, 1, &c->n_heads, path, err)) ||
+        (st = cfg_int(cfg, "num_key_value_heads", false, c->n_heads, 1, &c->n_kv_heads, path,
+                      err)) ||
+        (st = cfg_int(cfg, "head_dim", false, 0, 1, &c->head_dim, path, err)) ||
+        (st = cfg_int(cfg, "vocab_size", true, 0, 1, &c->vocab_size, path, err)) ||
+        (st = cfg_int(cfg, "max_position_embeddings", false, 2048, 1, &c->max_seq, path, err)) ||
+        (st = cfg_int(cfg, "sliding_window", false, 0, 0, &c->sliding_window, path, err)) ||
+        (st = cfg_float(cfg, "rope_theta", 10000.0, &c->rope_theta, path, err)) ||
+        (st = cfg_float(cfg, "rms_norm_eps", 1e-6, &c->norm_eps, path, err)))
+        goto out;
+    const cJSON *rp = cfg_get(cfg, "rope_parameters");
+    if (cJSON_IsObject(rp) &&
+        (st = cfg_float(rp, "rope_theta", c->rope_theta, &c->rope_theta, path, err)))
+        goto out;
+    if (c->n_layers > 4096 || c->head_dim % 2 != 0) {
+        st = lmp_err_set(err, LMP_EFORMAT, "'%s': invalid config (%d layers, head_dim %d)", path,
+                         c->n_layers, c->head_dim);
+        goto out;
+    }
+    /* Qwen2 writes a window but applies it only with use_sliding_window */
+    if (c->arch == LMP_ARCH_QWEN2 && !cfg_bool(cfg, "use_sliding_window", false))
+        c->sliding_window = 0;
+    if (c->arch == LMP_ARCH_LLAMA) c->sliding_window = 0;
+    c->tied_embeddings = cfg_bool(cfg, "tie_word_embeddings", false);
+out:
+    cJSON_Delete(cfg);
+    free(text);
+    return st;
+}
+
+/* --- shards ---------------------------------------------------------------------------- */
+
+static enum lmp_status open_shard(struct hf_shard *sh, const char *path, struct lmp_err *err) {
+    enum lmp_status st = lmp_map_open(&sh->map, path, err);
+    if (st != LMP_OK) return st;
+    return lmp_safetensors_parse_header(sh->map.data, sh->map.size, path, &sh->st, err);
+}
+
+/* Shard file names from the index must name plain files in the checkpoint directory. */
+static bool plain_name(const char *f) {
+    return f[0] != '\0' && f[0] != '.' && strchr(f, '/') == NULL && strlen(f) < 256;
+}
+
+static enum lmp_status open_sharded(struct hf_src *src, const char *dir, const char *index,
+                                    struct lmp_err *err) {
+    char           *text = NULL;
+    size_t          len  = 0;
+    cJSON          *root = NULL;
+    const char    **files = NULL;
+    int             n_files = 0;
+    char            path[HF_PATH_MAX];
+    enum lmp_status st = lmp_file_read_all(index, &text, &len, err);
+    if (st != LMP_OK) return st;
+    root = cJSON_ParseWithLength(text, len);
+    const cJSON *wm = cJSON_GetObjectItemCaseSensitive(root, "weight_map");
+    if (root == NULL || !cJSON_IsObject(wm) || wm->child == NULL) {
+        st = lmp_err_set(err, LMP_EFORMAT, "'%s': no weight_map object", index);
+        goto out;
+    }
+    /* the distinct files, each opened once */
+    int n_entries = cJSON_GetArraySize(wm);
+    if ((files = calloc((size_t) n_entries, sizeof(*files))) == NULL) {
+        st = lmp_err_set(err, LMP_ENOMEM, "out of memory reading '%s'", index);
+        goto out;
+    }
+    const cJSON *e;
+    cJSON_ArrayForEach(e, wm) {
+        if (!cJSON_IsString(e) || !plain_name(e->valuestring)) {
+            st = lmp_err_set(err, LMP_EFORMAT, "'%s': tensor '%s' maps to an invalid file name",
+                             index, e->string);
+            goto out;
+        }
+        int k = 0;
+        while (k < n_files && strcmp(files[k], e->valuestring) != 0) k++;
+        if (k == n_files) files[n_files++] = e->valuestring;
+    }
+    if ((src->shards = calloc((size_t) n_files, sizeof(*src->shards))) == NULL) {
+        st = lmp_err_set(err, LMP_ENOMEM, "out of memory reading '%s'", index);
+        goto out;
+    }
+    for (int k = 0; k < n_files; k++) {
+        src->n_shards++;
+        if ((st = join(path, dir, files[k], err)) ||
+            (st = open_shard(&src->shards[k], path, err)))
+            goto out;
+    }
+    /* every mapped tensor is in the file the index names */
+    cJSON_ArrayForEach(e, wm) {
+        int k = 0;
+        while (strcmp(files[k], e->valuestring) != 0) k++;
+        if (lmp_safetensors_find(&src->shards[k].st, e->string) == NULL) {
+            st = lmp_err_set(err, LMP_EFORMAT, "'%s': tensor '%s' is not in '%s' as the index says",
+                             index, e->string, files[k]);
+            goto out;
+        }
+    }
+out:
+    free(files);
+    cJSON_Delete(root);
+    free(text);
+    return st;
+}
+
+/* --- assembling the model ------------------------------------------------------------- */
+
+/* The tensor named name, or NULL when absent. A present tensor whose dtype or rank
+ * lmpress cannot use is LMP_EUNSUP, naming the file, the tensor and the dtype. */
+static enum lmp_status get(const struct lmp_model *m, const struct hf_src *src, const char *name,
+                           bool required, const struct lmp_tensor **out, struct lmp_err *err) {
+    *out = lmp_model_find_tensor(m, name);
+    if (*out) return LMP_OK;
+    for (int k = 0; k < src->n_shards; k++) {
+        const struct lmp_st_tensor *t = lmp_safetensors_find(&src->shards[k].st, name);
+        if (t == NULL) continue;
+        if (t->unsup && strcmp(t->unsup, "rank") == 0)
+            return lmp_err_set(err, LMP_EUNSUP, "'%s': tensor '%s' has rank %d (at most %d)",
+                               src->shards[k].map.path, name, t->n_dims, LMP_MAX_DIMS);
+        return lmp_err_set(err, LMP_EUNSUP, "'%s': tensor '%s' has unsupported dtype %s",
+                           src->shards[k].map.path, name, t->dtype_name);
+    }
+    if (required)
+        return lmp_err_set(err, LMP_EFORMAT, "'%s': missing tensor '%s'", m->path, name);
+    return LMP_OK;
+}
+
+static enum lmp_status collect_tensors(struct lmp_model *m, const struct hf_src *src,
+                                       struct lmp_err *err) {
+    int64_t n = 0;
+    for (int k = 0; k < src->n_shards; k++) n += src->shards[k].st.n_tensors;
+    if (n == 0) return lmp_err_set(err, LMP_EFORMAT, "'%s': no tensors", m->path);
+    if ((m->tensors = calloc((size_t) n, sizeof(*m->tensors))) == NULL)
+        return lmp_err_set(err, LMP_ENOMEM, "out of memory opening '%s'", m->path);
+    for (int k = 0; k < src->n_shards; k++) {
+        const struct hf_shard *sh = &src->shards[k];
+        for (int64_t i = 0; i < sh->st.n_tensors; i++) {
+            const struct lmp_st_tensor *s = &sh->st.tensors[i];
+            /* a name in two shards is ambiguous, whatever its dtype */
+            for (int j = 0; j < k; j++)
+                if (lmp_safetensors_find(&src->shards[j].st, s->name))
+                    return lmp_err_set(err, LMP_EFORMAT, "'%s': tensor '%s' also in '%s'",
+                                       sh->map.path, s->name, src->shards[j].map.path);
+            if (s->unsup) continue;
+            struct lmp_tensor *t = &m->tensors[m->n_tensors++];
+            memcpy(t->name, s->name, sizeof(t->name));
+            t->dtype  = s->dtype;
+            t->n_dims = s->n_dims;
+            memcpy(t->shape, s->shape, sizeof(t->shape));
+            t->nbytes = s->end - s->begin;
+            t->data   = sh->map.data + sh->st.data_offset + s->begin;
+        }
+    }
+    return LMP_OK;
+}
+
+static enum lmp_status attach(struct lmp_model *m, const struct hf_src *src, struct lmp_err *err) {
+    struct lmp_config *c = &m->cfg;
+    enum lmp_status    st;
+    const struct lmp_tensor *lm_head = NULL;
+    if ((st = get(m, src, "model.embed_tokens.weight", true, &m->tok_emb, err)) ||
+        (st = get(m, src, "model.norm.weight", true, &m->out_norm, err)) ||
+        (st = get(m, src, "lm_head.weight", false, &lm_head, err)))
+        return st;
+    /* tied (or no head in the file): the output is the embedding */
+    m->output = (c->tied_embeddings || lm_head == NULL) ? m->tok_emb : lm_head;
+    c->tied_embeddings = m->output == m->tok_emb;
+
+    static const char *const mod[LMP_LIN_COUNT] = {"self_attn", "self_attn", "self_attn",
+                                                   "self_attn", "mlp", "mlp", "mlp"};
+    char name[LMP_NAME_MAX];
+    for (int32_t b = 0; b < c->n_layers; b++) {
+        struct lmp_block *blk = &m->blocks[b];
+        snprintf(name, sizeof(name), "model.layers.%d.input_layernorm.weight", b);
+        if ((st = get(m, src, name, true, &blk->attn_norm, err))) return st;
+        snprintf(name, sizeof(name), "model.layers.%d.post_attention_layernorm.weight", b);
+        if ((st = get(m, src, name, true, &blk->ffn_norm, err))) return st;
+        for (int k = 0; k < LMP_LIN_COUNT; k++) {
+            struct lmp_linear *l = &blk->lin[k];
+            const char *ln = lmp_lin_name((enum lmp_lin) k);
+            snprintf(name, sizeof(name), "model.layers.%d.%s.%s.weight", b, mod[k], ln);
+            if ((st = get(m, src, name, true, &l->weight, err))) return st;
+            snprintf(name, sizeof(name), "model.layers.%d.%s.%s.bias", b, mod[k], ln);
+            bool qkv = k == LMP_LIN_Q || k == LMP_LIN_K || k == LMP_LIN_V;
+            if ((st = get(m, src, name, qkv && c->arch == LMP_ARCH_QWEN2, &l->bias, err)))
+                return st;
+            if (l->bias && !qkv)
+                return lmp_err_set(err, LMP_EUNSUP, "'%s': bias '%s' is not supported", m->path,
+                                   name);
+        }
+    }
+    return LMP_OK;
+}
+
+enum lmp_status lmp_model_open_hf(const char *dir, struct lmp_model **out, struct lmp_err *err) {
+    *out = NULL;
+    enum lmp_status   st = LMP_OK;
+    struct lmp_model *m  = NULL;
+    struct hf_src    *src = NULL;
+    struct lmp_config cfg;
+    char              path[HF_PATH_MAX];
+
+    if ((st = join(path, dir, "config.json", err))) return st;
+    if (!lmp_path_is_file(path))
+        return lmp_err_set(err, LMP_ENOENT, "'%s': no config.json (not a Hugging Face checkpoint)",
+                           dir);
+    if ((st = parse_config(path, &cfg, err))) return st;
+
+    if ((m = lmp_model_alloc(cfg.n_layers)) == NULL || (m->path = strdup(dir)) == NULL ||
+        (src = calloc(1, sizeof(*src))) == NULL) {
+        st = lmp_err_set(err, LMP_ENOMEM, "out of memory opening '%s'", dir);
+        goto fail;
+    }
+    m->cfg       = cfg;
+    m->src       = src;
+    m->src_close = hf_src_close;
+
+    char index[HF_PATH_MAX];
+    if ((st = join(index, dir, "model.safetensors.index.json", err)) ||
+        (st = join(path, dir, "model.safetensors", err)))
+        goto fail;
+    if (lmp_path_is_file(index)) {
+        if ((st = open_sharded(src, dir, index, err))) goto fail;
+    } else if (lmp_path_is_file(path)) {
+        if ((src->shards = calloc(1, sizeof(*src->shards))) == NULL) {
+            st = lmp_err_set(err, LMP_ENOMEM, "out of memory opening '%s'", dir);
+            goto fail;
+        }
+        src->n_shards = 1;
+        if ((st = open_shard(&src->shards[0], path, err))) goto fail;
+    } else {
+        st = lmp_err_set(err, LMP_ENOENT,
+                         "'%s': no model.safetensors or model.safetensors.index.json", dir);
+        goto fail;
+    }
+    if ((st = collect_tensors(m, src, err)) || (st = attach(m, src, err)) ||
+        (st = lmp_model_finish(m, err)))
+        goto fail;
+    *out = m;
+    return LMP_OK;
+fail:
+    if (m && m->src == NULL) hf_src_close(src);
+    lmp_model_close(&m);
+    return st;
+}
