@@ -135,11 +135,12 @@ if [ -n "$COMMIT" ]; then
     { cmake -S "$OUT/src-$rev" -B "$OUT/src-$rev/build" -DCMAKE_BUILD_TYPE=Release &&
       cmake --build "$OUT/src-$rev/build" -j2 --target lmpress; } > "$OUT/build.log" 2>&1 ||
         { tail -20 "$OUT/build.log"; exit 1; }
-    LMP=$OUT/src-$rev/build/cli/lmpress
+    LMP=$OUT/src-$rev/build/cli/lmpress   # before the layered tree: build/coordinator/lmpress
+    [ -x "$LMP" ] || LMP=$OUT/src-$rev/build/coordinator/lmpress
     SOURCE="commit $(git -C "$SRC" rev-parse "$rev") (git archive)"
 else
     head=$(git -C "$SRC" rev-parse HEAD 2>/dev/null || echo unknown)
-    dirty=$(git -C "$SRC" status --porcelain -- coordinator worker kernels proto 2>/dev/null | wc -l)
+    dirty=$(git -C "$SRC" status --porcelain -- base kernels model proto worker artifact coordinator cli 2>/dev/null | wc -l)
     SOURCE="working tree of $SRC at $head"
     [ "$dirty" -gt 0 ] && SOURCE="$SOURCE + $dirty uncommitted file(s) under coordinator/ worker/ kernels/ proto/ (binary built from the tree at its build time)"
 fi

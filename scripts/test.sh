@@ -8,14 +8,14 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 jobs=$(nproc)
 b="$here/build-asan"
-cmake -S "$here" -B "$b" -DCMAKE_BUILD_TYPE=Debug -DLMP_SANITIZE=ON -DLMP_MPI=ON >/dev/null
+cmake -S "$here" -B "$b" -DCMAKE_BUILD_TYPE=Debug -DLMP_SANITIZE=ON -DLMP_MPI=ON -DLMP_WERROR=ON >/dev/null
 cmake --build "$b" -j"$jobs"
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 (cd "$b" && ctest --output-on-failure -j"$jobs" "$@")
 if [ $# -eq 0 ] && command -v clang >/dev/null 2>&1; then
     f="$here/build-fuzz"
-    CC=clang cmake -S "$here" -B "$f" -DCMAKE_BUILD_TYPE=Debug -DLMP_FUZZ=ON -DLMP_MPI=ON \
+    CC=clang cmake -S "$here" -B "$f" -DCMAKE_BUILD_TYPE=Debug -DLMP_FUZZ=ON -DLMP_MPI=ON -DLMP_WERROR=ON \
         -DLMP_FUZZ_SECONDS="${LMP_FUZZ_SECONDS:-20}" >/dev/null
     cmake --build "$f" -j"$jobs"
     (cd "$f" && ctest --output-on-failure -L fuzz)

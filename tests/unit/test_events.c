@@ -51,8 +51,9 @@ static void spit(const char *path, const uint8_t *b, size_t n) {
 /* Event i: varied lengths, including empty worker/layer and a long message. */
 static void make_event(struct lmp_event *e, int i) {
     char worker[64], layer[96], msg[600];
-    snprintf(worker, sizeof(worker), i % 3 ? "w-%d" : "", i);
-    snprintf(layer, sizeof(layer), i % 4 ? "model.layers.%d.mlp.up_proj" : "", i);
+    worker[0] = layer[0] = '\0';
+    if (i % 3) snprintf(worker, sizeof(worker), "w-%d", i);
+    if (i % 4) snprintf(layer, sizeof(layer), "model.layers.%d.mlp.up_proj", i);
     memset(msg, 'a' + i % 26, sizeof(msg));
     msg[(i * 37) % 590] = '\0';
     lmp_event_set(e, 1700000000000ull + (uint64_t) i, (uint32_t) (1 + i % 2), i % 4,
