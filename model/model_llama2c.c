@@ -15,6 +15,11 @@
  *  then fp32 rms_att (L, dim), rms_ffn (L, dim), rms_final (dim), token_embedding (vocab, dim),
  *  wq, wk, wv, wo, w1, w2, w3 (each stacked over L as above), wcls (vocab, dim) if not shared.
  *
+ *  A v0 file has no magic: a file without the GGUF or version 1 magic is taken for one
+ *  only if its header is plausible (every size within the bounds below, heads dividing
+ *  dim into even head sizes); otherwise it is reported as no known checkpoint format
+ *  ("not a GGUF, safetensors or llama2.c file"), not as a llama2.c file with absurd sizes.
+ *
  *  w1 is the FFN gate, w3 the up projection, w2 the down projection. RoPE rotates
  *  interleaved pairs with theta 10000 (the v0 frequency tables are recomputable and are
  *  not exposed as tensors). Per-layer tensors point into slices of the file map and are
@@ -40,6 +45,9 @@
 #define MAX_LAYERS 4096
 #define MAX_VOCAB  (1 << 22)
 #define MAX_SEQ    (1 << 24)
+
+/* what a file without a known magic and without a plausible llama2.c header is */
+#define LMP_LLAMA2C_UNKNOWN "not a GGUF, safetensors or llama2.c file"
 
 struct llama2c_src {
     struct lmp_map map;
@@ -69,11 +77,7 @@ static enum lmp_status parse_header(const struct lmp_map *map, struct llama2c_hd
     const char *path = map->path;
     memset(h, 0, sizeof(*h));
     const uint8_t *p = map->data;
-    if (map->size < 8)
-        return lmp_err_set(err, LMP_EFORMAT,
-                           "'%s': truncated: llama2.c header needs %d bytes, file has %zu", path,
-                           LLAMA2C_V0_HEADER, map->size);
-    if ((uint32_t) rd_i32(p) == LLAMA2C_MAGIC) {
+    if (map->size >= 8 && (uint32_t)rd_i32(p) == LLAMA2C_MAGIC) {
         int32_t version = rd_i32(p + 4);
         if (version != 1)
             return lmp_err_set(err, LMP_EUNSUP,
@@ -87,10 +91,11 @@ static enum lmp_status parse_header(const struct lmp_map *map, struct llama2c_hd
         h->header_bytes = LLAMA2C_V1_HEADER;
         p += 8;
     } else {
+        /* no magic: a version 0 file, or no checkpoint at all (see the file comment) */
         if (map->size < LLAMA2C_V0_HEADER)
             return lmp_err_set(err, LMP_EFORMAT,
-                               "'%s': truncated: llama2.c header needs %d bytes, file has %zu",
-                               path, LLAMA2C_V0_HEADER, map->size);
+                               "'%s': " LMP_LLAMA2C_UNKNOWN " (%zu bytes, shorter than any header)",
+                               path, map->size);
         h->version      = 0;
         h->header_bytes = LLAMA2C_V0_HEADER;
     }
@@ -115,6 +120,16 @@ static enum lmp_status parse_header(const struct lmp_map *map, struct llama2c_hd
         /* INT32_MIN has no positive counterpart: rejected by the range check below */
         if (h->vocab < 0 && h->vocab != INT32_MIN) h->vocab = -h->vocab;
     }
+    const bool sane = h->dim > 0 && h->dim <= MAX_DIM && h->hidden > 0 && h->hidden <= MAX_HIDDEN &&
+                      h->n_layers > 0 && h->n_layers <= MAX_LAYERS && h->n_heads > 0 &&
+                      h->n_heads <= h->dim && h->n_kv_heads > 0 && h->n_kv_heads <= h->n_heads &&
+                      h->vocab > 0 && h->vocab <= MAX_VOCAB && h->seq_len > 0 &&
+                      h->seq_len <= MAX_SEQ && h->dim % h->n_heads == 0 &&
+                      h->n_heads % h->n_kv_heads == 0 && (h->dim / h->n_heads) % 2 == 0;
+    /* Without the magic only a plausible header says "llama2.c"; anything else is no
+     * checkpoint we know, and its first 28 bytes read as dimensions would only mislead. */
+    if (h->version == 0 && !sane)
+        return lmp_err_set(err, LMP_EFORMAT, "'%s': " LMP_LLAMA2C_UNKNOWN, path);
     if (h->dim <= 0 || h->dim > MAX_DIM || h->hidden <= 0 || h->hidden > MAX_HIDDEN ||
         h->n_layers <= 0 || h->n_layers > MAX_LAYERS || h->n_heads <= 0 || h->n_heads > h->dim ||
         h->n_kv_heads <= 0 || h->n_kv_heads > h->n_heads || h->vocab <= 0 ||
