@@ -7,6 +7,19 @@
 #include <stdlib.h>
 #include <string.h>
 
+void lmp_cli_print_help(const struct lmp_cli_cmd *cmd, FILE *f) {
+    fprintf(f, "usage: %s\n%s\n", cmd->usage, cmd->summary);
+    if (cmd->help && cmd->help[0]) fprintf(f, "\n%s", cmd->help);
+}
+
+bool lmp_cli_wants_help(int argc, char **argv) {
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--") == 0) return false;
+        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) return true;
+    }
+    return false;
+}
+
 int lmp_cli_usage(const char *usage) {
     fprintf(stderr, "usage: %s\n", usage);
     return LMP_EXIT_USAGE;

@@ -8,6 +8,7 @@
 #define LMP_CLI_CLI_H
 
 #include <stdbool.h>
+#include <stdio.h>
 #include "base/status.h"   /* defines: struct lmp_err */
 
 enum lmp_exit {
@@ -29,9 +30,21 @@ struct lmp_cli_cmd {
     const char *name;
     const char *summary;
     const char *usage;
+    /* each option with its default and meaning (`lmpress CMD --help`, `lmpress help CMD`) */
+    const char *help;
     /* argv[0] is the subcommand name; optind is reset before the call */
     int (*exec)(struct lmp_cli *cli, int argc, char **argv);
 };
+
+/* The help lines of --key / --server-key, for the commands main.c gives them to. */
+#define LMP_CLI_KEYS_HELP                                                                          \
+    "  --key FILE            this peer's CURVE secret key (default LMPRESS_KEY, else none)\n"      \
+    "  --server-key FILE     the coordinator's CURVE public key (default LMPRESS_SERVER_KEY)\n"
+
+/* Print the command's usage, summary and help (every option, its default and meaning). */
+void lmp_cli_print_help(const struct lmp_cli_cmd *cmd, FILE *f);
+/* True if argv[1..argc) asks for help: "--help" or "-h" before any "--". */
+bool lmp_cli_wants_help(int argc, char **argv);
 
 /* Print "usage: ..." to stderr; return LMP_EXIT_USAGE. */
 int lmp_cli_usage(const char *usage);

@@ -7,6 +7,13 @@
 
 static const char *const usage = "lmpress cancel --connect EP [--job ID] [--reason TEXT]";
 
+static const char *const help =
+    "Busy workers stop, committed layers are kept; submitting the job again resumes it.\n\n"
+    "  --connect EP          the coordinator (default " LMP_CLI_DEFAULT_ENDPOINT ")\n"
+    "  --job ID              the job to cancel (default the current one)\n"
+    "  --reason TEXT         recorded in the job's events (default none)\n"
+    "  --json                print the answer as JSON\n" LMP_CLI_KEYS_HELP;
+
 static int cmd_cancel_exec(struct lmp_cli *cli, int argc, char **argv) {
     const char *ep = LMP_CLI_DEFAULT_ENDPOINT, *reason = "";
     long long job = 0;
@@ -57,6 +64,9 @@ static int cmd_cancel_exec(struct lmp_cli *cli, int argc, char **argv) {
 }
 
 const struct lmp_cli_cmd lmp_cli_cmd_cancel = {
-    .name = "cancel", .summary = "cancel the coordinator's job (committed layers are kept)",
-    .usage = usage, .exec = cmd_cancel_exec,
+    .name = "cancel",
+    .summary = "cancel the coordinator's job (committed layers are kept)",
+    .usage = usage,
+    .help = help,
+    .exec = cmd_cancel_exec,
 };

@@ -35,6 +35,10 @@ static const char *const usage =
     "lmpress compress [JOB] [job options]\n"
     "job options (they override the JOB file's):\n    " LMP_JOBOPTS_USAGE;
 
+static const char *const help =
+    "Compress on this machine: an embedded coordinator with --workers local worker threads,\n"
+    "the same code as a cluster. Progress on stderr, the summary on stdout.\n\n" LMP_JOBOPTS_HELP;
+
 struct progress {
     bool tty;
     bool live;   /* a live line is on screen */
@@ -401,6 +405,9 @@ out:
 }
 
 const struct lmp_cli_cmd lmp_cli_cmd_compress = {
-    .name = "compress", .summary = "compress a model (AQLM or RTN) into an artifact",
-    .usage = usage, .exec = cmd_compress_exec,
+    .name = "compress",
+    .summary = "compress a model (AQLM or RTN) into an artifact",
+    .usage = usage,
+    .help = help,
+    .exec = cmd_compress_exec,
 };

@@ -19,6 +19,19 @@ static const char *const usage =
     "lmpress coordinator [--bind EP] [--state DIR] [--heartbeat-timeout MS] [--max-attempts N]\n"
     "                    [--curve-dir DIR | --insecure] [--verbose]";
 
+static const char *const help =
+    "  --bind EP             endpoint to listen on (default tcp://127.0.0.1:7070; port *: a\n"
+    "                        free one, printed on stderr)\n"
+    "  --state DIR           keep the running job in DIR/job.pb and resume it on restart\n"
+    "                        (default none)\n"
+    "  --heartbeat-timeout MS  a worker silent this long is gone and its task requeued\n"
+    "                        (default 5000)\n"
+    "  --max-attempts N      failures of one task before the job fails (default 3)\n"
+    "  --curve-dir DIR       CURVE keys: DIR/server.key, authorized DIR/workers/*.pub and\n"
+    "                        DIR/clients/*.pub (required to bind beyond loopback)\n"
+    "  --insecure            bind beyond loopback without keys: the network is trusted\n"
+    "  --verbose             per-task log lines (default off)\n";
+
 static volatile sig_atomic_t stop_flag;
 static void on_signal(int sig) { (void) sig; stop_flag = 1; }
 
@@ -94,6 +107,9 @@ static int cmd_coordinator_exec(struct lmp_cli *cli, int argc, char **argv) {
 }
 
 const struct lmp_cli_cmd lmp_cli_cmd_coordinator = {
-    .name = "coordinator", .summary = "run the coordinator daemon (jobs, workers, artifact)",
-    .usage = usage, .exec = cmd_coordinator_exec,
+    .name = "coordinator",
+    .summary = "run the coordinator daemon (jobs, workers, artifact)",
+    .usage = usage,
+    .help = help,
+    .exec = cmd_coordinator_exec,
 };

@@ -26,6 +26,19 @@ static const char *const usage =
     "             [--max-windows K]"
     "             [--batch B] [--threads T] [--json] [--dump-logits FILE]";
 
+static const char *const help =
+    "Perplexity over windows of --ctx tokens, each from an empty context.\n\n"
+    "  --model PATH          checkpoint: .gguf, Hugging Face directory or llama2.c .bin\n"
+    "  --artifact ART.h5     a compressed model instead (it carries its tokenizer)\n"
+    "  --tokenizer PATH      tokenizer for --model (default the checkpoint's own)\n"
+    "  --text FILE           the text (required)\n"
+    "  --ctx N               tokens per window (default the model's context, at most 512)\n"
+    "  --max-windows K       evaluate at most K windows (default all)\n"
+    "  --batch B             windows run together, 1..64 (default 1)\n"
+    "  --threads T           threads (default every core)\n"
+    "  --json                print one JSON object\n"
+    "  --dump-logits FILE    write the first window's fp32 logits (ctx, vocab), little-endian\n";
+
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
 #error "--dump-logits writes host floats and promises little-endian"
 #endif
@@ -198,6 +211,9 @@ out:
 }
 
 const struct lmp_cli_cmd lmp_cli_cmd_eval = {
-    .name = "eval", .summary = "perplexity of a model on a text file", .usage = usage,
+    .name = "eval",
+    .summary = "perplexity of a model on a text file",
+    .usage = usage,
+    .help = help,
     .exec = cmd_eval_exec,
 };

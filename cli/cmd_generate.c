@@ -23,6 +23,17 @@ static const char *const usage =
     "lmpress generate --model PATH [--tokenizer PATH] --prompt TEXT [-n N]\n"
     "                 [--temperature T] [--top-p P] [--seed S] [--threads T]";
 
+static const char *const help =
+    "  --model PATH          checkpoint: .gguf, Hugging Face directory or llama2.c .bin\n"
+    "  --tokenizer PATH      tokenizer (default the checkpoint's own)\n"
+    "  --prompt TEXT         the text to continue (required)\n"
+    "  -n N                  tokens to generate (default 128)\n"
+    "  --temperature T       sampling temperature; 0 is greedy (default 0)\n"
+    "  --top-p P             nucleus sampling: the smallest set of tokens of probability P\n"
+    "                        (default 1: all)\n"
+    "  --seed S              sampling seed (default: the time)\n"
+    "  --threads T           threads (default every core)\n";
+
 struct sampler {
     double    temperature, top_p;
     uint64_t  rng;      /* xorshift64* state, never 0 */
@@ -213,6 +224,9 @@ out:
 }
 
 const struct lmp_cli_cmd lmp_cli_cmd_generate = {
-    .name = "generate", .summary = "continue a prompt with the model (KV cache, streaming)",
-    .usage = usage, .exec = cmd_generate_exec,
+    .name = "generate",
+    .summary = "continue a prompt with the model (KV cache, streaming)",
+    .usage = usage,
+    .help = help,
+    .exec = cmd_generate_exec,
 };

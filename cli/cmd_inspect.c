@@ -18,6 +18,13 @@
 
 static const char *const usage = "lmpress inspect [--tokenizer PATH] [--all] [--json] <model|ART.h5>";
 
+static const char *const help =
+    "A checkpoint's format, architecture, config, tensors and tokenizer; for an artifact\n"
+    "its job, layers and bits.\n\n"
+    "  --tokenizer PATH      tokenizer to describe (default the checkpoint's own)\n"
+    "  --all                 list every tensor (default block 0 only)\n"
+    "  --json                print one JSON object (every tensor)\n";
+
 /* inspect_artifact.c */
 bool lmp_cli_is_artifact(const char *path);
 int  lmp_cli_inspect_artifact(struct lmp_cli *cli, const char *path);
@@ -174,6 +181,9 @@ static int cmd_inspect_exec(struct lmp_cli *cli, int argc, char **argv) {
 }
 
 const struct lmp_cli_cmd lmp_cli_cmd_inspect = {
-    .name = "inspect", .summary = "show a checkpoint's architecture, config and tensors",
-    .usage = usage, .exec = cmd_inspect_exec,
+    .name = "inspect",
+    .summary = "show a checkpoint's architecture, config and tensors",
+    .usage = usage,
+    .help = help,
+    .exec = cmd_inspect_exec,
 };

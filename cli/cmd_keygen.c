@@ -14,6 +14,11 @@
 
 static const char *const usage = "lmpress keygen --out DIR/NAME [--force]";
 
+static const char *const help =
+    "  --out DIR/NAME        write DIR/NAME.key (secret, mode 0600) and DIR/NAME.pub\n"
+    "                        (required)\n"
+    "  --force               overwrite an existing pair (default: refuse)\n";
+
 static int cmd_keygen_exec(struct lmp_cli *cli, int argc, char **argv) {
     const char *out = NULL;
     bool force = false;
@@ -41,6 +46,9 @@ static int cmd_keygen_exec(struct lmp_cli *cli, int argc, char **argv) {
 }
 
 const struct lmp_cli_cmd lmp_cli_cmd_keygen = {
-    .name = "keygen", .summary = "write a CURVE key pair (NAME.key secret, NAME.pub public)",
-    .usage = usage, .exec = cmd_keygen_exec,
+    .name = "keygen",
+    .summary = "write a CURVE key pair (NAME.key secret, NAME.pub public)",
+    .usage = usage,
+    .help = help,
+    .exec = cmd_keygen_exec,
 };

@@ -26,6 +26,16 @@ static const char *const usage =
     "lmpress logs [--connect EP] [--follow] [--since SECONDS] [--tail N] [--worker NAME] "
     "[--job ID] [--json] [ART.h5]";
 
+static const char *const help =
+    "From a coordinator (no ART.h5), or the events kept in an artifact (ART.h5).\n\n"
+    "  --connect EP          the coordinator (default " LMP_CLI_DEFAULT_ENDPOINT ")\n"
+    "  --follow              keep printing new lines until the job ends (default off)\n"
+    "  --since SECONDS       only the lines of the last SECONDS (default all)\n"
+    "  --tail N              only the last N lines (default all)\n"
+    "  --worker NAME         only that worker's lines (default all)\n"
+    "  --job ID              that job's lines (default the current job)\n"
+    "  --json                one JSON object per line\n" LMP_CLI_KEYS_HELP;
+
 static volatile sig_atomic_t interrupted;
 static void on_signal(int sig) { (void) sig; interrupted = 1; }
 
@@ -212,6 +222,9 @@ static int cmd_logs_exec(struct lmp_cli *cli, int argc, char **argv) {
 }
 
 const struct lmp_cli_cmd lmp_cli_cmd_logs = {
-    .name = "logs", .summary = "show the job's events (coordinator, or an artifact offline)",
-    .usage = usage, .exec = cmd_logs_exec,
+    .name = "logs",
+    .summary = "show the job's events (coordinator, or an artifact offline)",
+    .usage = usage,
+    .help = help,
+    .exec = cmd_logs_exec,
 };

@@ -45,6 +45,15 @@ static const char *const usage =
     "mpirun -np N lmpress run [--verbose] [--bind-address ADDR[:PORT]] JOB [job options]\n"
     "job options (as lmpress compress; they override the JOB file's):\n    " LMP_JOBOPTS_USAGE;
 
+static const char *const help =
+    "Rank 0 runs the coordinator, the other ranks are workers (-np 1: one worker thread);\n"
+    "every rank exits with the job's code. Run the same command again to resume.\n\n"
+    "  --verbose             the coordinator's and workers' per-task log lines (default off)\n"
+    "  --bind-address ADDR[:PORT]\n"
+    "                        across hosts: the address (or interface, host name) rank 0\n"
+    "                        listens on (default LMPRESS_RUN_ADDRESS, else its host name's\n"
+    "                        address, else its first non-loopback interface)\n\n" LMP_JOBOPTS_HELP;
+
 #ifndef LMP_HAVE_MPI
 
 static int cmd_run_exec(struct lmp_cli *cli, int argc, char **argv) {
@@ -490,6 +499,9 @@ static int cmd_run_exec(struct lmp_cli *cli, int argc, char **argv) {
 #endif /* LMP_HAVE_MPI */
 
 const struct lmp_cli_cmd lmp_cli_cmd_run = {
-    .name = "run", .summary = "run a JOB on the ranks of an MPI launch (mpirun / srun)",
-    .usage = usage, .exec = cmd_run_exec,
+    .name = "run",
+    .summary = "run a JOB on the ranks of an MPI launch (mpirun / srun)",
+    .usage = usage,
+    .help = help,
+    .exec = cmd_run_exec,
 };

@@ -25,6 +25,14 @@
 static const char *const usage =
     "lmpress status [--connect EP] [--json] [--watch] [--interval SECONDS] [--job ID]";
 
+static const char *const help =
+    "The job (state, layers done, throughput, ETA, stage seconds), its layers and workers.\n\n"
+    "  --connect EP          the coordinator (default " LMP_CLI_DEFAULT_ENDPOINT ")\n"
+    "  --json                one JSON document per refresh\n"
+    "  --watch               refresh until the job ends; exit 0 done, 1 failed (default: once)\n"
+    "  --interval SECONDS    --watch's refresh period (default 1)\n"
+    "  --job ID              that job (default the current one)\n" LMP_CLI_KEYS_HELP;
+
 static volatile sig_atomic_t interrupted;
 static void on_signal(int sig) { (void) sig; interrupted = 1; }
 
@@ -284,6 +292,9 @@ static int cmd_status_exec(struct lmp_cli *cli, int argc, char **argv) {
 }
 
 const struct lmp_cli_cmd lmp_cli_cmd_status = {
-    .name = "status", .summary = "show the coordinator's job, layers and workers",
-    .usage = usage, .exec = cmd_status_exec,
+    .name = "status",
+    .summary = "show the coordinator's job, layers and workers",
+    .usage = usage,
+    .help = help,
+    .exec = cmd_status_exec,
 };

@@ -21,6 +21,14 @@ static const char *const usage =
     "lmpress submit [--connect EP] [--wait] [JOB] [job options]\n"
     "job options (as lmpress compress; they override the JOB file's):\n    " LMP_JOBOPTS_USAGE;
 
+static const char *const help =
+    "Send the job to a coordinator; its workers open the paths, so they must name the same\n"
+    "files there. Prints the job id, or with --wait follows the job to its end.\n\n"
+    "  --connect EP          the coordinator (default " LMP_CLI_DEFAULT_ENDPOINT ")\n"
+    "  --wait                follow the job: progress on stderr, exit 0 done, 1 failed\n"
+    "                        (default: print the job id and exit)\n" LMP_CLI_KEYS_HELP
+    "\n" LMP_JOBOPTS_HELP;
+
 static void sleep_ms(int ms) {
     struct timespec ts = {ms / 1000, (long) (ms % 1000) * 1000000L};
     nanosleep(&ts, NULL);
@@ -129,6 +137,9 @@ static int cmd_submit_exec(struct lmp_cli *cli, int argc, char **argv) {
 }
 
 const struct lmp_cli_cmd lmp_cli_cmd_submit = {
-    .name = "submit", .summary = "submit a compression job to a coordinator",
-    .usage = usage, .exec = cmd_submit_exec,
+    .name = "submit",
+    .summary = "submit a compression job to a coordinator",
+    .usage = usage,
+    .help = help,
+    .exec = cmd_submit_exec,
 };

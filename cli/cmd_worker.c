@@ -17,6 +17,14 @@ static const char *const usage =
     "lmpress worker --connect EP [--threads T] [--name NAME] [--timeout MS] [--verbose]\n"
     "               [--key FILE --server-key FILE]";
 
+static const char *const help =
+    "  --connect EP          the coordinator (default " LMP_CLI_DEFAULT_ENDPOINT ")\n"
+    "  --threads T           compute threads (default every core)\n"
+    "  --name NAME           unique among the coordinator's workers (default HOST-PID)\n"
+    "  --timeout MS          give up (exit 3) when the coordinator does not answer this\n"
+    "                        long (default 10000)\n"
+    "  --verbose             per-task log lines (default off)\n" LMP_CLI_KEYS_HELP;
+
 static volatile sig_atomic_t stop_flag;
 static void on_signal(int sig) { (void) sig; stop_flag = 1; }
 
@@ -70,6 +78,9 @@ static int cmd_worker_exec(struct lmp_cli *cli, int argc, char **argv) {
 }
 
 const struct lmp_cli_cmd lmp_cli_cmd_worker = {
-    .name = "worker", .summary = "run a worker: take tasks from a coordinator",
-    .usage = usage, .exec = cmd_worker_exec,
+    .name = "worker",
+    .summary = "run a worker: take tasks from a coordinator",
+    .usage = usage,
+    .help = help,
+    .exec = cmd_worker_exec,
 };

@@ -7,6 +7,11 @@
 
 static const char *const usage = "lmpress workers --connect EP [--all] [--json]";
 
+static const char *const help =
+    "  --connect EP          the coordinator (default " LMP_CLI_DEFAULT_ENDPOINT ")\n"
+    "  --all                 also the workers that are gone (default the live ones)\n"
+    "  --json                one JSON document\n" LMP_CLI_KEYS_HELP;
+
 static int cmd_workers_exec(struct lmp_cli *cli, int argc, char **argv) {
     const char *ep = LMP_CLI_DEFAULT_ENDPOINT;
     bool all = false;
@@ -51,6 +56,9 @@ static int cmd_workers_exec(struct lmp_cli *cli, int argc, char **argv) {
 }
 
 const struct lmp_cli_cmd lmp_cli_cmd_workers = {
-    .name = "workers", .summary = "list the workers of a coordinator",
-    .usage = usage, .exec = cmd_workers_exec,
+    .name = "workers",
+    .summary = "list the workers of a coordinator",
+    .usage = usage,
+    .help = help,
+    .exec = cmd_workers_exec,
 };

@@ -129,12 +129,70 @@ struct lmp_jobopts_pb {
 void lmp_jobopts_to_jobspec(const struct lmp_jobopts *o, struct lmp_jobopts_pb *pb);
 
 /* Usage text of the job options, for the commands' usage strings. */
-#define LMP_JOBOPTS_USAGE \
-    "--model PATH [--tokenizer PATH] --calib FILE|generate [--nsamples N] [--ctx L]\n" \
-    "    --out ART.h5 [--scheme MxBgG] [--mode sequential|independent] [--method aqlm|rtn]\n" \
-    "    [--bits N] [--group G] [--keep PATTERN]... [--finetune] [--ft-epochs E]\n" \
-    "    [--ft-max-steps S] [--ft-lr LR] [--beam B] [--max-rounds R] [--tol T] [--cg-iters N]\n" \
-    "    [--adam-steps S] [--lr LR] [--seed S] [--threads T] [--name NAME]\n" \
-    "    [--max-attempts N] [--workers N] [--state DIR] [--json]"
+#define LMP_JOBOPTS_USAGE                                                                          \
+    "--model PATH [--tokenizer PATH] --calib FILE|generate [--nsamples N] [--ctx L]\n"             \
+    "    --out ART.h5 [--scheme MxBgG] [--mode sequential|independent] [--method aqlm|rtn]\n"      \
+    "    [--bits N] [--group G] [--keep PATTERN]... [--finetune] [--ft-epochs E]\n"                \
+    "    [--ft-max-steps S] [--ft-lr LR] [--beam B] [--max-rounds R] [--tol T] [--cg-iters N]\n"   \
+    "    [--adam-steps S] [--lr LR] [--seed S] [--threads T] [--name NAME]\n"                      \
+    "    [--max-attempts N] [--workers N] [--state DIR] [--row-shards N] [--json]"
+
+/* Each job option with its default and meaning, for --help (and `lmpress help CMD`) of
+ * compress, submit and run. tests/integration/cli_help.sh checks that every option of the
+ * table in jobopts.c appears here. */
+#define LMP_JOBOPTS_HELP                                                                           \
+    "the scheme MxBgG: M codebooks of B bits each over groups of G consecutive input weights\n"    \
+    "  of a row; each group is stored as M codes of B bits, so about M*B/G bits per weight\n"      \
+    "  plus the codebooks and one scale per row. 2x8g8 = 2 codebooks x 8 bits per group of 8\n"    \
+    "  weights = 2 bits per weight; 2x8g4 = 4 bits, 1x16g8 = 2 bits. G must divide the input\n"    \
+    "  width of every layer that is not kept (--keep).\n"                                          \
+    "\n"                                                                                           \
+    "job options (in a JOB file: one 'key = value' per line, keys without the dashes):\n"          \
+    "  --model PATH          checkpoint: a .gguf file, a Hugging Face directory or a llama2.c\n"   \
+    "                        .bin (required)\n"                                                    \
+    "  --tokenizer PATH      tokenizer (default: the checkpoint's own; tokenizer.bin beside a\n"   \
+    "                        llama2.c file)\n"                                                     \
+    "  --calib FILE|generate calibration: windows of a text file, or sequences the model\n"        \
+    "                        writes itself (required for aqlm; rtn needs none)\n"                  \
+    "  --nsamples N          calibration windows (default 128)\n"                                  \
+    "  --ctx L               tokens per window (default the model's context, at most 512)\n"       \
+    "  --out ART.h5          the artifact (required); an existing one of the same job resumes\n"   \
+    "  --scheme MxBgG        AQLM scheme, see above (default 2x8g8)\n"                             \
+    "  --mode sequential|independent\n"                                                            \
+    "                        sequential: each block is calibrated on the outputs of the\n"         \
+    "                        blocks already quantized (AQLM's protocol); independent: every\n"     \
+    "                        block on the original model's (default sequential)\n"                 \
+    "  --method aqlm|rtn     AQLM codebooks, or round-to-nearest baseline (default aqlm)\n"        \
+    "  --bits N              rtn: bits per weight, 1..8 (default 4)\n"                             \
+    "  --group G             rtn: weights per scale/zero group (default 128)\n"                    \
+    "  --keep PATTERN        leave the linears whose name matches this glob unquantized (16\n"     \
+    "                        bits), e.g. '*.down_proj'; repeatable; each must match a layer\n"     \
+    "                        (default none)\n"                                                     \
+    "  --finetune            block fine-tuning after each block: codes frozen, codebooks,\n"       \
+    "                        scales and norms trained on the block's output (default off)\n"       \
+    "  --ft-epochs E         fine-tuning passes over the calibration windows (default 4)\n"        \
+    "  --ft-max-steps S      fine-tuning Adam steps per block at most (default no limit)\n"        \
+    "  --ft-lr LR            fine-tuning Adam learning rate (default 1e-4)\n"                      \
+    "  --beam B              beam width of the code search (default 8)\n"                          \
+    "  --max-rounds R        AQLM rounds (code search + codebook update) at most (default 20)\n"   \
+    "  --tol T               stop when a round improves the error by less than T (default\n"       \
+    "                        0.01)\n"                                                              \
+    "  --cg-iters N          conjugate-gradient iterations of the codebook update (default 16;\n"  \
+    "                        0: --adam-steps Adam steps instead)\n"                                \
+    "  --adam-steps S        Adam steps per round when --cg-iters is 0 (default 100)\n"            \
+    "  --lr LR               that Adam's learning rate (default 1e-4)\n"                           \
+    "  --seed S              the job's seed: calibration windows, k-means, fine-tuning order\n"    \
+    "                        (default 0)\n"                                                        \
+    "  --threads T           threads in all (default: every core; split between --workers)\n"      \
+    "  --name NAME           the job's name in status and logs (default none)\n"                   \
+    "  --max-attempts N      failures of one task before the job fails (default 3)\n"              \
+    "  --workers N           compress: local worker threads (default 1)\n"                         \
+    "  --state DIR           run: where the coordinator keeps the job to resume it (default\n"     \
+    "                        ART.h5.state); compress and submit ignore it\n"                       \
+    "  --row-shards N        quantize a layer as up to N row shards over idle workers, 1..64\n"    \
+    "                        (default: whole layers in independent mode, every idle worker\n"      \
+    "                        in sequential mode)\n"                                                \
+    "  --json                print the result as one JSON object\n"                                \
+    "  -h, --help            this help\n"
 
 #endif /* LMP_CLI_JOBOPTS_H */

@@ -17,7 +17,10 @@ static void print_help(FILE *f) {
     fprintf(f, "lmpress %s: compress large language models to ~2 bits per weight (AQLM)\n\n"
                "usage: lmpress <command> [options]\n\ncommands:\n", LMP_VERSION);
     for (int i = 0; i < N_CMDS; i++) fprintf(f, "  %-12s %s\n", cmds[i]->name, cmds[i]->summary);
-    fprintf(f, "\n'lmpress help <command>' shows a command's usage.\n"
+    fprintf(f, "\n'lmpress help <command>' or 'lmpress <command> --help' shows a command's\n"
+               "options, their defaults and meaning.\n"
+               "'--key FILE --server-key FILE' (CURVE keys) go with worker, submit, status,\n"
+               "logs, cancel and workers.\n"
                "exit codes: 0 ok, 1 failed, 2 usage, 3 coordinator unreachable, 4 input rejected,\n"
                "            5 key refused by the coordinator\n");
 }
@@ -45,8 +48,12 @@ int main(int argc, char **argv) {
     const char *name = argv[1];
     if (strcmp(name, "help") == 0 || strcmp(name, "--help") == 0 || strcmp(name, "-h") == 0) {
         if (argc >= 3 && find(argv[2])) {
-            printf("usage: %s\n%s\n", find(argv[2])->usage, find(argv[2])->summary);
+            lmp_cli_print_help(find(argv[2]), stdout);
             return LMP_EXIT_OK;
+        }
+        if (argc >= 3) {
+            fprintf(stderr, "lmpress: '%s' is not a command; see 'lmpress help'\n", argv[2]);
+            return LMP_EXIT_USAGE;
         }
         print_help(stdout);
         return LMP_EXIT_OK;
@@ -59,6 +66,11 @@ int main(int argc, char **argv) {
     if (cmd == NULL) {
         fprintf(stderr, "lmpress: '%s' is not a command; see 'lmpress help'\n", name);
         return LMP_EXIT_USAGE;
+    }
+    /* every command answers --help / -h, wherever it stands before "--" */
+    if (lmp_cli_wants_help(argc - 1, argv + 1)) {
+        lmp_cli_print_help(cmd, stdout);
+        return LMP_EXIT_OK;
     }
     struct lmp_cli cli = {.json = false, .tty = isatty(STDERR_FILENO) != 0};
     int sub_argc = argc - 1;
