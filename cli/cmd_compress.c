@@ -17,6 +17,7 @@
 #include "artifact/artifact_model.h"   /* defines: lmp_art_tokenizer_source */
 #include "cli/jobopts.h"      /* defines: lmp_jobopts_* */
 #include "coordinator/compress.h"         /* defines: lmp_compress_run */
+#include "coordinator/job_check.h"        /* defines: lmp_job_check */
 #include "cli/launch.h"           /* defines: lmp_launch_* */
 #include "base/file.h"                   /* defines: lmp_file_read_all */
 #include "model/model.h"           /* defines: lmp_model_open */
@@ -295,6 +296,13 @@ static int cmd_compress_exec(struct lmp_cli *cli, int argc, char **argv) {
     }
     o.tok_bytes = tok_bytes;
     if ((rc = lmp_cli_resolve_ctx(&ctx, model->cfg.max_seq)) != LMP_EXIT_OK) goto out;
+    /* fail fast, before any work or artifact: --keep patterns, scheme fit, calibration file */
+    if (lmp_job_check(model, &o.spec, o.keep, o.n_keep,
+                      calib && strcmp(calib, "generate") != 0 ? calib : NULL, &err) != LMP_OK) {
+        fprintf(stderr, "lmpress: %s\n", err.msg);
+        rc = err.code == LMP_EINVAL ? LMP_EXIT_USAGE : LMP_EXIT_INPUT;
+        goto out;
+    }
     o.ctx = ctx;
     const bool embedded = use_embedded(&o, calib);
     if (embedded) {

@@ -1,0 +1,50 @@
+/*  job_check - see job_check.h */
+#include "coordinator/job_check.h"
+
+#include <assert.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+/* LMP_ENOENT unless path is a regular file this process can read */
+static enum lmp_status check_calib_file(const char *path, struct lmp_err *err) {
+    const int fd = open(path, O_RDONLY);
+    if (fd < 0) {
+        const int e = errno;
+        return lmp_err_set(err, LMP_ENOENT, "calibration file '%s': %s", path, strerror(e));
+    }
+    struct stat st;
+    const bool  regular = fstat(fd, &st) == 0 && S_ISREG(st.st_mode);
+    close(fd);
+    if (!regular)
+        return lmp_err_set(err, LMP_ENOENT, "calibration file '%s': not a regular file", path);
+    return LMP_OK;
+}
+
+enum lmp_status lmp_job_check(const struct lmp_model *m, const struct lmp_compress_spec *spec,
+                              const char *const *keep, int n_keep, const char *calib_path,
+                              struct lmp_err *err) {
+    assert(m && spec && (keep || n_keep == 0));
+    const int64_t n_lin = lmp_model_n_linears(m);
+    for (int k = 0; k < n_keep; k++) {
+        bool hit = false;
+        for (int64_t i = 0; i < n_lin && !hit; i++)
+            hit = lmp_compress_keep_match(&keep[k], 1, lmp_model_linear(m, i)->name);
+        if (!hit)
+            return lmp_err_set(err, LMP_EINVAL,
+                               "--keep '%s' matches no linear layer of '%s' (their names look "
+                               "like '%s')",
+                               keep[k], m->path ? m->path : "the model",
+                               n_lin > 0 ? lmp_model_linear(m, n_lin - 1)->name : "");
+    }
+    for (int64_t i = 0; i < n_lin; i++) {
+        const struct lmp_linear *l = lmp_model_linear(m, i);
+        if (lmp_compress_keep_match(keep, n_keep, l->name)) continue;
+        enum lmp_status st = lmp_compress_check(spec, l->name, l->n_out, l->n_in, err);
+        if (st != LMP_OK) return st;
+    }
+    if (calib_path && spec->method == LMP_COMPRESS_AQLM) return check_calib_file(calib_path, err);
+    return LMP_OK;
+}

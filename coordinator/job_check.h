@@ -1,0 +1,30 @@
+/*  job_check - the checks of a compression job against its model, before any work
+ *
+ *  What can be known from the model's description and the job's options alone is
+ *  checked here, once, by `lmpress compress` before it starts its coordinator and by the
+ *  coordinator's planner before it opens the artifact, so that a job that cannot succeed
+ *  fails in one line, before any calibration, and leaves no ART.h5.parts/ behind:
+ *    - every --keep pattern matches at least one linear layer (a typo would otherwise
+ *      quantize what it meant to keep);
+ *    - the scheme fits every linear that is not kept (its group size divides n_in);
+ *    - the calibration text file (AQLM with --calib FILE) can be opened for reading.
+ */
+#ifndef LMP_COORDINATOR_JOB_CHECK_H
+#define LMP_COORDINATOR_JOB_CHECK_H
+
+#include "base/status.h"     /* defines: enum lmp_status, struct lmp_err */
+#include "model/model.h"     /* defines: struct lmp_model */
+#include "worker/compress.h" /* defines: struct lmp_compress_spec */
+
+/* Check the job (see the file comment) on m: keep (n_keep glob patterns, borrowed), spec
+ * (method and scheme), calib_path (the calibration text file, or NULL when the job reads
+ * none: RTN, --calib generate). The first problem found is the message, one line naming
+ * the pattern, the layer or the file.
+ * RET LMP_OK; LMP_EINVAL (a --keep pattern that matches nothing, a scheme that does not
+ * fit a layer), LMP_ENOENT (the calibration file cannot be opened: missing, unreadable, a
+ * directory). */
+enum lmp_status lmp_job_check(const struct lmp_model *m, const struct lmp_compress_spec *spec,
+                              const char *const *keep, int n_keep, const char *calib_path,
+                              struct lmp_err *err);
+
+#endif /* LMP_COORDINATOR_JOB_CHECK_H */
