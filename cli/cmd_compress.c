@@ -3,23 +3,19 @@
  *  Calibration comes from a text file (windows of --ctx tokens at seeded random offsets)
  *  or from the model itself (--calib generate). Each linear is compressed with AQLM
  *  (--scheme MxBgG) or RTN (--method rtn --bits N --group G) and committed to the
- *  artifact as soon as it is final, so an interrupted run resumes where it stopped
- *  (coordinator/compress.h). Progress goes to stderr, one line per layer (a live line on
- *  a terminal); the summary to stdout (--json: one object).
+ *  artifact as soon as it is final, so an interrupted run resumes where it stopped.
+ *  Progress goes to stderr, one line per layer (a live line on a terminal); the summary
+ *  to stdout (--json: one object).
  *
- *  Two drivers, chosen in one place (use_embedded): jobs the coordinator supports run on
- *  the embedded path, a coordinator and --workers local worker threads on a loopback
- *  endpoint (cli/launch.h), the same code as a cluster; the others (--finetune in
- *  independent mode, --calib generate) on the single-process driver lmp_compress_run.
- *  Options (and a JOB file) are parsed by jobopts.h, shared with submit and run.
+ *  Every job runs on an embedded coordinator and --workers local worker threads on a
+ *  loopback endpoint (cli/launch.h), the same code as a cluster: the coordinator plans it
+ *  from the JobSpec (coordinator/plan.h). Options (and a JOB file) are parsed by
+ *  jobopts.h, shared with submit and run.
  */
 #include "cli/cli.h"
-#include "artifact/artifact_model.h"   /* defines: lmp_art_tokenizer_source */
 #include "cli/jobopts.h"      /* defines: lmp_jobopts_* */
-#include "coordinator/compress.h"         /* defines: lmp_compress_run */
 #include "coordinator/job_check.h"        /* defines: lmp_job_check */
 #include "cli/launch.h"           /* defines: lmp_launch_* */
-#include "base/file.h"                   /* defines: lmp_file_read_all */
 #include "model/model.h"           /* defines: lmp_model_open */
 #include "model/tokenizer.h"       /* defines: lmp_tokenizer_open, lmp_tokenizer_encode */
 
@@ -39,6 +35,36 @@ static const char *const usage =
 static const char *const help =
     "Compress on this machine: an embedded coordinator with --workers local worker threads,\n"
     "the same code as a cluster. Progress on stderr, the summary on stdout.\n\n" LMP_JOBOPTS_HELP;
+
+enum lmp_compress_what {
+    LMP_COMPRESS_EV_QUANTIZED,   /* a layer was compressed and committed */
+    LMP_COMPRESS_EV_KEPT,        /* matched --keep: stored unquantized */
+    LMP_COMPRESS_EV_RESUMED,     /* already in the artifact */
+    LMP_COMPRESS_EV_STAGE,       /* a stage finished (name = "calibration", "finetune ...") */
+};
+
+/* One progress line. */
+struct lmp_compress_event {
+    enum lmp_compress_what what;
+    const char *name;            /* layer or stage */
+    int64_t     index;           /* linears handled so far (1-based), of n_linears */
+    int64_t     n_linears;
+    double      rel_err_before, rel_err_after, bits_per_weight, seconds;
+    int64_t     steps;
+    double      eta_s;           /* estimated seconds left (< 0: unknown) */
+};
+
+/* The summary of a run. */
+struct lmp_compress_summary {
+    int64_t n_linears, n_quantized, n_kept, n_resumed;
+    double  mean_rel_err;        /* over the layers compressed in this run */
+    double  bits_linear;         /* bits per weight over every linear (kept ones at 16) */
+    double  bits_model;          /* the same over every parameter (embeddings, norms at 16) */
+    double  seconds_calib;       /* the workers' seconds per stage */
+    double  seconds_quant;
+    double  seconds_finetune;
+    double  seconds_total;       /* wall */
+};
 
 struct progress {
     bool tty;
@@ -95,20 +121,6 @@ static int default_threads(void) {
 static volatile sig_atomic_t stop_flag;
 static void on_signal(int sig) { (void) sig; stop_flag = 1; }
 
-/* THE switch between the two drivers: what the coordinator supports (coord.c job_plan: a
- * calibration text file; independent mode without fine-tuning, sequential AQLM with or
- * without) runs embedded. With one worker (--workers 1, the default) the artifact is the
- * single-process driver's bit for bit; with more, sequential layers run as row shards whose
- * sums differ in fp32 rounding (per-layer errors within 0.5%: tests/unit/test_aq_rows.c,
- * tests/integration/cluster_sequential.sh). */
-static bool use_embedded(const struct lmp_compress_opts *o, const char *calib) {
-    const char *force = getenv("LMPRESS_DRIVER");   /* "single": the one-process driver */
-    if (force && strcmp(force, "single") == 0) return false;
-    if (calib && strcmp(calib, "generate") == 0) return false;
-    if (o->mode == LMP_COMPRESS_INDEPENDENT) return !o->finetune;
-    return o->spec.method == LMP_COMPRESS_AQLM && calib != NULL;   /* sequential: AQLM on a text */
-}
-
 /* ---- the embedded path: coordinator + local workers, progress from the job status */
 
 enum { EMBEDDED_TIMEOUT_MS = 30 * 60 * 1000 };   /* see run_embedded */
@@ -157,7 +169,7 @@ static void embedded_status(void *ctx, const Lmp__JobInfo *j) {
     }
 }
 
-/* Run the job on a coordinator and workers in this process; fills S as lmp_compress_run. */
+/* Run the job on a coordinator and workers in this process; fills S. */
 static int run_embedded(struct lmp_cli *cli, const struct lmp_jobopts *jo, const struct lmp_model *m,
                         const struct lmp_compress_opts *o, int n_workers, struct progress *prog,
                         struct lmp_compress_summary *S) {
@@ -167,7 +179,7 @@ static int run_embedded(struct lmp_cli *cli, const struct lmp_jobopts *jo, const
     clock_gettime(CLOCK_MONOTONIC, &ts0);
     (void) t0;
     memset(S, 0, sizeof(*S));
-    /* what lmp_compress_run reports up front: kept linears, bits */
+    /* reported up front: kept linears, bits */
     const int64_t n_lin = lmp_model_n_linears(m);
     int64_t n_params_lin = 0;
     double bits_sum = 0;
@@ -280,21 +292,14 @@ static int cmd_compress_exec(struct lmp_cli *cli, int argc, char **argv) {
 
     struct lmp_model     *model = NULL;
     struct lmp_tokenizer *tok   = NULL;
-    char                 *text  = NULL;
-    int32_t              *ids = NULL, *prompt = NULL;
-    uint8_t              *tok_bytes = NULL;
-    size_t                len = 0;
-    int64_t               n_ids = 0, n_prompt = 0;
     struct progress       prog = {.tty = cli->tty};
     struct lmp_compress_summary S;
 
     if (lmp_model_open(model_path, &model, &err) != LMP_OK ||
-        lmp_tokenizer_open(tok_path, model, &tok, &err) != LMP_OK ||
-        lmp_art_tokenizer_source(model, tok_path, &o.tok_kind, &tok_bytes, &o.tok_n, &err) != LMP_OK) {
+        lmp_tokenizer_open(tok_path, model, &tok, &err) != LMP_OK) {
         rc = lmp_cli_fail(cli, &err);
         goto out;
     }
-    o.tok_bytes = tok_bytes;
     if ((rc = lmp_cli_resolve_ctx(&ctx, model->cfg.max_seq)) != LMP_EXIT_OK) goto out;
     /* fail fast, before any work or artifact: --keep patterns, scheme fit, calibration file */
     if (lmp_job_check(model, &o.spec, o.keep, o.n_keep,
@@ -304,64 +309,14 @@ static int cmd_compress_exec(struct lmp_cli *cli, int argc, char **argv) {
         goto out;
     }
     o.ctx = ctx;
-    const bool embedded = use_embedded(&o, calib);
-    if (embedded) {
-        struct sigaction sa;
-        memset(&sa, 0, sizeof(sa));
-        sa.sa_handler = on_signal;
-        sigaction(SIGINT, &sa, NULL);
-        sigaction(SIGTERM, &sa, NULL);
-        signal(SIGPIPE, SIG_IGN);
-        if ((rc = run_embedded(cli, &jo, model, &o, (int) jo.workers, &prog, &S)) != LMP_EXIT_OK)
-            goto out;
-        goto summary;
-    }
-    if (calib && strcmp(calib, "generate") == 0) {
-        o.calib_source = "generate";
-        int32_t bos = lmp_tokenizer_bos(tok);
-        if (bos >= 0) {
-            if ((prompt = malloc(sizeof(*prompt))) == NULL) goto oom;
-            prompt[0] = bos;
-            n_prompt  = 1;
-        } else {
-            static const char p[] = "Once upon a time";   /* a neutral opening */
-            if (lmp_tokenizer_encode(tok, p, sizeof(p) - 1, false, &prompt, &n_prompt, &err)) {
-                rc = lmp_cli_fail(cli, &err);
-                goto out;
-            }
-        }
-        o.prompt   = prompt;
-        o.n_prompt = n_prompt;
-    } else if (calib) {
-        o.calib_source = calib;
-        if (lmp_file_read_all(calib, &text, &len, &err) != LMP_OK) {
-            fprintf(stderr, "lmpress: calibration file: %s\n", err.msg);
-            rc = LMP_EXIT_INPUT;
-            goto out;
-        }
-        if (lmp_tokenizer_encode(tok, text, len, true, &ids, &n_ids, &err) != LMP_OK) {
-            rc = lmp_cli_fail(cli, &err);
-            goto out;
-        }
-        if (n_ids < ctx) {
-            fprintf(stderr, "lmpress: calibration file '%s' has %lld tokens, fewer than one "
-                    "window of %lld\n", calib, (long long) n_ids, ctx);
-            rc = LMP_EXIT_INPUT;
-            goto out;
-        }
-        o.text_ids   = ids;
-        o.n_text_ids = n_ids;
-    }
-    o.progress     = on_progress;
-    o.progress_ctx = &prog;
-
-    enum lmp_status st = lmp_compress_run(model, &o, &S, &err);
-    if (prog.live) fputc('\n', stderr);
-    if (st != LMP_OK) {
-        rc = lmp_cli_fail(cli, &err);
+    struct sigaction sa;
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = on_signal;
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
+    if ((rc = run_embedded(cli, &jo, model, &o, (int) jo.workers, &prog, &S)) != LMP_EXIT_OK)
         goto out;
-    }
-summary:;
     char sname[64];
     lmp_compress_spec_name(&o.spec, sname, sizeof(sname));
     if (cli->json) {
@@ -395,17 +350,10 @@ summary:;
                "(unquantized tensors at 16)\n", S.mean_rel_err, S.bits_linear, S.bits_model);
         printf("time: calibration %.1fs, quantization %.1fs, fine-tuning %.1fs (%s); total %.1fs wall\n",
                S.seconds_calib, S.seconds_quant, S.seconds_finetune,
-               embedded ? "worker seconds" : "wall", S.seconds_total);
+               "worker seconds", S.seconds_total);
     }
     goto out;
-oom:
-    fprintf(stderr, "lmpress: out of memory\n");
-    rc = LMP_EXIT_FAIL;
 out:
-    free(tok_bytes);
-    free(prompt);
-    free(ids);
-    free(text);
     lmp_tokenizer_free(&tok);
     lmp_model_close(&model);
     lmp_jobopts_release(&jo);

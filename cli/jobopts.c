@@ -72,7 +72,7 @@ static const struct def defs[LMP_JOBOPT_COUNT] = {
 void lmp_jobopts_init(struct lmp_jobopts *o) {
     assert(o);
     memset(o, 0, sizeof(*o));
-    o->mode     = LMP_COMPRESS_INDEPENDENT;
+    o->mode     = LMP_COMPRESS_SEQUENTIAL;
     o->method   = LMP_COMPRESS_AQLM;
     o->nsamples = 128;
     o->bits     = 4;
@@ -404,9 +404,10 @@ enum lmp_status lmp_jobopts_check(const struct lmp_jobopts *o, struct lmp_err *e
 
 enum lmp_status lmp_jobopts_to_compress(const struct lmp_jobopts *o, int default_threads,
                                         struct lmp_compress_opts *c, struct lmp_err *err) {
-    lmp_compress_opts_init(c);
+    memset(c, 0, sizeof(*c));
+    lmp_compress_spec_init(&c->spec);
     c->out_path    = o->out;
-    c->mode        = o->set[LMP_JOBOPT_MODE] ? o->mode : LMP_COMPRESS_SEQUENTIAL;
+    c->mode        = o->mode;
     c->spec.method = o->method;
     if (o->method == LMP_COMPRESS_AQLM && o->scheme &&
         lmp_aq_scheme_parse(&c->spec.sc, o->scheme, err) != LMP_OK)
@@ -419,9 +420,6 @@ enum lmp_status lmp_jobopts_to_compress(const struct lmp_jobopts *o, int default
     if (o->set[LMP_JOBOPT_ADAM_STEPS]) c->spec.aq.adam_steps = (int) o->adam_steps;
     if (o->set[LMP_JOBOPT_CG_ITERS]) c->spec.aq.cg_iters = (int) o->cg_iters;
     if (o->set[LMP_JOBOPT_LR] && o->lr > 0) c->spec.aq.lr = (float) o->lr;
-    if (o->set[LMP_JOBOPT_FT_EPOCHS]) c->ft.max_epochs = (int) o->ft_epochs;
-    if (o->set[LMP_JOBOPT_FT_MAX_STEPS]) c->ft.max_steps = o->ft_max_steps;
-    if (o->set[LMP_JOBOPT_FT_LR] && o->ft_lr > 0) c->ft.lr = (float) o->ft_lr;
     c->keep      = (const char *const *) o->keep;
     c->n_keep    = o->n_keep;
     c->finetune  = o->finetune;
@@ -443,9 +441,8 @@ void lmp_jobopts_to_jobspec(const struct lmp_jobopts *o, struct lmp_jobopts_pb *
     s->model_path     = o->model ? o->model : "";
     s->tokenizer_path = o->tokenizer ? o->tokenizer : "";
     s->out_path       = o->out ? o->out : "";
-    /* the cluster's default mode is independent (the coordinator's only one so far) */
-    s->mode = o->set[LMP_JOBOPT_MODE] && o->mode == LMP_COMPRESS_SEQUENTIAL
-                  ? LMP__MODE__MODE_SEQUENTIAL : LMP__MODE__MODE_INDEPENDENT;
+    s->mode = o->mode == LMP_COMPRESS_INDEPENDENT ? LMP__MODE__MODE_INDEPENDENT
+                                                  : LMP__MODE__MODE_SEQUENTIAL;
     s->n_keep       = (size_t) o->n_keep;
     s->keep         = (char **) o->keep;
     s->max_attempts = o->set[LMP_JOBOPT_MAX_ATTEMPTS] ? (uint32_t) o->max_attempts : 0;

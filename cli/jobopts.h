@@ -2,9 +2,10 @@
  *
  *  `lmpress compress`, `lmpress submit` and `lmpress run` take the same job options
  *  (--model, --calib, --scheme, ...). They are declared once, in the table of jobopts.c,
- *  and parsed into one struct lmp_jobopts, from which both the local driver's
- *  struct lmp_compress_opts and the wire's Lmp__JobSpec are built, so the two paths
- *  cannot drift apart.
+ *  and parsed into one struct lmp_jobopts, from which the wire's Lmp__JobSpec (what the
+ *  coordinator plans every job from, also `lmpress compress`'s embedded one) and the few
+ *  facts `lmpress compress` reports itself (struct lmp_compress_opts) are built, with
+ *  the same defaults (mode sequential).
  *
  *  A JOB file (docs/cli.md, "JOB files") holds the same options as text, one
  *  `key = value` per line, keys being the long option names without the dashes:
@@ -35,11 +36,13 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
-#include "coordinator/compress.h"       /* defines: struct lmp_compress_opts */
+#include "worker/compress.h"            /* defines: struct lmp_compress_spec */
 #include "proto/lmpress.pb-c.h"         /* defines: Lmp__JobSpec */
 #include "base/status.h"               /* defines: enum lmp_status, struct lmp_err */
 
 enum { LMP_JOBOPTS_MAX_KEEP = 64 };
+
+enum lmp_compress_mode { LMP_COMPRESS_SEQUENTIAL, LMP_COMPRESS_INDEPENDENT };
 
 /* Every job option; the order of the table in jobopts.c. */
 enum lmp_jobopt {
@@ -59,7 +62,7 @@ struct lmp_jobopts {
     char *model, *tokenizer, *calib, *out, *scheme, *name, *state;
     char *keep[LMP_JOBOPTS_MAX_KEEP];
     int   n_keep;
-    enum lmp_compress_mode   mode;      /* default independent for the cluster, see check */
+    enum lmp_compress_mode   mode;      /* default sequential */
     enum lmp_compress_method method;    /* default aqlm */
     long long nsamples, ctx, bits, group, seed, threads, beam, max_rounds, cg_iters,
               adam_steps, ft_epochs, ft_max_steps, max_attempts, workers, row_shards;
@@ -114,8 +117,23 @@ int lmp_jobopts_parse_argv(struct lmp_jobopts *o, int argc, char **argv,
  * RET LMP_OK or LMP_EINVAL (err->msg without "lmpress: "). */
 enum lmp_status lmp_jobopts_check(const struct lmp_jobopts *o, struct lmp_err *err);
 
-/* The local driver's options (everything but the calibration data, ctx resolution and the
- * tokenizer, which need the model). n_threads: --threads, else default_threads. */
+/* What `lmpress compress` reports of its job (the job itself runs from the JobSpec): the
+ * method spec as the coordinator parses it, the keep list (borrowed from o), the mode and
+ * the resolved defaults. ctx 0 = not given (the model decides). */
+struct lmp_compress_opts {
+    const char              *out_path;   /* ART.h5 */
+    enum lmp_compress_mode   mode;
+    struct lmp_compress_spec spec;
+    const char *const       *keep;       /* (n_keep) glob patterns of linears to keep */
+    int                      n_keep;
+    bool                     finetune;
+    uint64_t                 seed;
+    int                      n_threads;
+    int64_t                  n_seq, ctx;
+};
+
+/* c from o; n_threads: --threads, else default_threads. RET LMP_OK or LMP_EINVAL (a scheme
+ * that does not parse). */
 enum lmp_status lmp_jobopts_to_compress(const struct lmp_jobopts *o, int default_threads,
                                         struct lmp_compress_opts *c, struct lmp_err *err);
 

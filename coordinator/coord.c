@@ -505,6 +505,7 @@ static const char *const seq_norm_names[2] = {"input_layernorm", "post_attention
 static enum lmp_status qship_build(struct qship *q, struct job *J, int32_t from, int32_t b,
                                    struct lmp_err *err) {
     memset(q, 0, sizeof(*q));
+    if (!seq_mode(J)) return LMP_OK; /* independent: workers walk the original model */
     const size_t nb = b > from ? (size_t)(b - from) : 0, cap = nb * (LMP_LIN_COUNT * 3 + 2) + 1;
     q->blobs = calloc(cap, sizeof(*q->blobs));
     q->tens = calloc(cap, sizeof(*q->tens));
@@ -984,6 +985,22 @@ static int assign_split(struct lmp_coord *c, int pi, int ti) {
  * through the tuned blocks shipped with its next task. The tuned norms and layers are then
  * committed, as lmp_compress_run commits them. */
 
+/* The block to tune next: the first block with a layer not committed, once all such
+ * layers are held; -1 = none yet. Blocks are tuned in order, so the tuning worker's
+ * activations only move forward (independent mode quantizes several blocks at once). */
+static int32_t ft_ready_block(const struct job *J) {
+    int32_t b = -1;
+    for (int64_t i = 0; i < J->n_tasks; i++)
+        if (J->tasks[i].state != LMP__TASK_STATE__TASK_STATE_DONE &&
+            (b < 0 || J->tasks[i].l->block < b))
+            b = J->tasks[i].l->block;
+    for (int64_t i = 0; b >= 0 && i < J->n_tasks; i++)
+        if (J->tasks[i].l->block == b && J->tasks[i].state != LMP__TASK_STATE__TASK_STATE_DONE &&
+            !J->ft->have[i])
+            return -1;
+    return b;
+}
+
 /* The quantized layer of task ti (its arrays copied) waits for its block's tuning. */
 static enum lmp_status ft_hold(struct job *J, int ti, const struct lmp_compress_result *res) {
     struct ftstate             *F = J->ft;
@@ -1006,13 +1023,7 @@ static enum lmp_status ft_hold(struct job *J, int ti, const struct lmp_compress_
     J->tasks[ti].worker = -1; /* RUNNING, held: quantized, not final */
     J->tasks[ti].step = 0, J->tasks[ti].n_steps = 0, J->tasks[ti].loss = 0; /* the tuning's, next */
     J->tasks[ti].rel_err = 0, J->tasks[ti].progress_s = 0;
-    /* the block is ready when all its layers are held */
-    const int32_t b = J->tasks[ti].l->block;
-    for (int64_t i = 0; i < J->n_tasks; i++)
-        if (J->tasks[i].l->block == b && J->tasks[i].state != LMP__TASK_STATE__TASK_STATE_DONE &&
-            !F->have[i])
-            return LMP_OK;
-    F->block = b;
+    if (F->block < 0) F->block = ft_ready_block(J);
     return LMP_OK;
 }
 
@@ -1229,9 +1240,9 @@ static void on_ft_result(struct lmp_coord *c, int pi, const Lmp__TaskResult *r,
     F->worker = -1;
     F->owner = pi;
     F->pos = b;
-    F->block = -1;
     F->attempt = 0;
     F->n_failures = 0;
+    F->block = ft_ready_block(J); /* independent mode: the next block may be held already */
     job_finish_if_done(c);
 }
 

@@ -515,9 +515,10 @@ fail:
 }
 
 /* TASK_KIND_FINETUNE_BLOCK b: every sequence of the job, advanced through the tuned
- * blocks before b (kept here between tasks like a slice), b's original output as the
- * target, and b's quantized layers (shipped as ft/<layer>/...) tuned as lmp_compress_run
- * tunes them (worker/finetune.h); x stays b's input for the next block. */
+ * blocks before b (sequential mode; independent mode, without 'qfrom': the original
+ * blocks) and kept here between tasks like a slice, b's original output as the target,
+ * and b's quantized layers (shipped as ft/<layer>/...) tuned with the settings and seed of
+ * every fine-tuned block (worker/finetune.h); x stays b's input for the next block. */
 static enum lmp_status finetune(struct task *t, struct lmp_err *err) {
     struct agent           *A = t->agent;
     const int32_t           b = (int32_t)t->layer_index;
@@ -559,8 +560,10 @@ static enum lmp_status finetune(struct task *t, struct lmp_err *err) {
     }
     s->used = ++A->slice_clock;
     s->job_id = t->job_id;
-    for (; s->pos < b; s->pos++)
-        if ((st = q_advance(t, s->cal, s->pos, err))) goto fail;
+    for (; s->pos < b; s->pos++) /* independent mode (no 'qfrom'): the original blocks */
+        if ((st = t->qfrom >= 0 ? q_advance(t, s->cal, s->pos, err)
+                                : lmp_calib_advance(s->cal, s->pos, err)))
+            goto fail;
     if ((st = lmp_calib_collect(s->cal, b, NULL, err))) goto fail; /* y: the original block b */
     if ((st = lmp_transformer_load_block(A->tf, b, err))) goto fail;
     struct lmp_ft_block fb = {.cfg = &A->model->cfg};
@@ -629,7 +632,7 @@ static enum lmp_status finetune(struct task *t, struct lmp_err *err) {
     if (t->ft_lr > 0) fo.lr = t->ft_lr;
     fo.n_threads = t->n_threads;
     fo.seed =
-        lmp_compress_layer_seed(t->seed, B->lin[0].name) ^ 0x6674ULL; /* as lmp_compress_run */
+        lmp_compress_layer_seed(t->seed, B->lin[0].name) ^ 0x6674ULL; /* the block's seed */
     fo.train_bias = false;
     fo.progress = on_ft_step, fo.progress_ctx = t;
     st = lmp_finetune_block(&fb, lmp_calib_x(s->cal), lmp_calib_y(s->cal), lmp_calib_n_seq(s->cal),
@@ -907,17 +910,19 @@ static enum lmp_status on_assign(struct agent *A, const Lmp__Envelope *env, stru
                     goto refuse;
                 }
                 t->qfrom = v;
-                const size_t len = lmp__task_assign__get_packed_size(ta);
-                uint8_t     *buf = malloc(len ? len : 1);
-                if (buf)
-                    lmp__task_assign__pack(ta, buf),
-                        t->qa = lmp__task_assign__unpack(NULL, len, buf);
-                free(buf);
-                if (t->qa == NULL) {
-                    st = lmp_err_set(&terr, LMP_ENOMEM, "out of memory");
-                    goto refuse;
-                }
             }
+        /* its blobs (q/..., ft/...) stay with the task */
+        if (t->qfrom >= 0 || ta->kind == LMP__TASK_KIND__TASK_KIND_FINETUNE_BLOCK) {
+            const size_t len = lmp__task_assign__get_packed_size(ta);
+            uint8_t     *buf = malloc(len ? len : 1);
+            if (buf)
+                lmp__task_assign__pack(ta, buf), t->qa = lmp__task_assign__unpack(NULL, len, buf);
+            free(buf);
+            if (t->qa == NULL) {
+                st = lmp_err_set(&terr, LMP_ENOMEM, "out of memory");
+                goto refuse;
+            }
+        }
         t->n_seq = (int64_t) tk->shape[0], t->ctx = (int64_t) tk->shape[1];
         t->row_begin = ta->rows->begin, t->row_end = ta->rows->end;
         t->n_threads = (int) ta->n_threads;
@@ -930,10 +935,9 @@ static enum lmp_status on_assign(struct agent *A, const Lmp__Envelope *env, stru
         snprintf(t->layer, sizeof(t->layer), "calib[%llu,%llu)@%u",
                  (unsigned long long) t->row_begin, (unsigned long long) t->row_end, t->layer_index);
         if (ta->kind == LMP__TASK_KIND__TASK_KIND_FINETUNE_BLOCK) {
-            if (t->spec.method != LMP_COMPRESS_AQLM || t->qfrom < 0 || ta->finetune == NULL) {
+            if (t->spec.method != LMP_COMPRESS_AQLM || ta->finetune == NULL) {
                 st = lmp_err_set(&terr, LMP_EPROTO,
-                                 "fine-tuning task %llu: needs AQLM, 'qfrom' and its "
-                                 "settings",
+                                 "fine-tuning task %llu: needs AQLM and its settings",
                                  (unsigned long long)ta->task_id);
                 goto refuse;
             }

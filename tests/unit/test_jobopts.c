@@ -59,8 +59,7 @@ static void test_good_file(void) {
     CHECK(lmp_jobopts_to_compress(&o, 7, &c, &err) == LMP_OK);
     CHECK(c.spec.sc.M == 2 && c.spec.sc.B == 6 && c.spec.sc.g == 4);
     CHECK(c.spec.aq.cg_iters == 0 && c.spec.aq.adam_steps == 50);
-    CHECK(c.ft.lr == 0.0005f);
-    CHECK(c.ft.max_epochs == 2 && c.ft.max_steps == 30 && c.n_threads == 2 && c.n_keep == 2);
+    CHECK(c.n_threads == 2 && c.n_keep == 2);
     CHECK(c.mode == LMP_COMPRESS_INDEPENDENT && c.n_seq == 12 && c.seed == 5);
 
     struct lmp_jobopts_pb pb;
@@ -216,8 +215,25 @@ static void test_check_requires_model_out_calib(void) {
     lmp_jobopts_release(&o);
 }
 
+/* Without --mode, what lmpress compress reports and the JobSpec its coordinator plans from
+ * (and submit sends) are both sequential. */
+static void test_default_mode_is_sequential_everywhere(void) {
+    struct lmp_jobopts o;
+    struct lmp_err err = {0};
+    lmp_jobopts_init(&o);
+    CHECK(load(&o, "j", "model = /m\ncalib = /c\nout = /o\n", &err) == LMP_OK);
+    struct lmp_compress_opts c;
+    CHECK(lmp_jobopts_to_compress(&o, 1, &c, &err) == LMP_OK);
+    CHECK(c.mode == LMP_COMPRESS_SEQUENTIAL);
+    struct lmp_jobopts_pb pb;
+    lmp_jobopts_to_jobspec(&o, &pb);
+    CHECK(pb.spec.mode == LMP__MODE__MODE_SEQUENTIAL);
+    lmp_jobopts_release(&o);
+}
+
 int main(void) {
     RUN(test_good_file);
+    RUN(test_default_mode_is_sequential_everywhere);
     RUN(test_errors_name_the_line);
     RUN(test_command_line_overrides_file);
     RUN(test_file_and_argv_same_jobspec);
