@@ -4,6 +4,7 @@
 #include "artifact/fingerprint.h"      /* defines: lmp_fingerprint_calib */
 #include "base/fault.h"                /* defines: lmp_fault_sleep */
 #include "base/file.h"                 /* defines: lmp_file_read_all */
+#include "coordinator/job_check.h"     /* defines: lmp_job_check */
 #include "model/tokenizer.h"           /* defines: lmp_tokenizer_open, lmp_tokenizer_encode */
 #include "model/transformer.h"         /* defines: lmp_transformer_new */
 #include "worker/agent.h"              /* defines: lmp_agent_method_spec */
@@ -93,6 +94,11 @@ enum lmp_status coord_plan_job(struct job *J, const Lmp__JobSpec *spec_in, struc
     if ((st = lmp_model_open(s->model_path, &J->m, err))) goto out;
     lmp_fault_sleep("LMP_FAULT_PLAN_SLEEP_MS");   /* tests: planning a large model */
     const struct lmp_model *m     = J->m;
+    /* fail fast (coordinator/job_check.h): --keep patterns, scheme fit, calibration file */
+    if ((st = lmp_job_check(m, &J->cspec, (const char *const *) s->keep, (int) s->n_keep,
+                            s->calib && s->calib->source == LMP__CALIB_SOURCE__CALIB_SOURCE_FILE
+                                ? s->calib->path : NULL, err)))
+        goto out;
     const int64_t           n_lin = lmp_model_n_linears(m);
     if ((J->quantized = calloc((size_t) n_lin, sizeof(bool))) == NULL ||
         (J->tasks = calloc((size_t) n_lin, sizeof(struct task))) == NULL) {
