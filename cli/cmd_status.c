@@ -9,6 +9,7 @@
  */
 #include "cli/cli.h"
 #include "cli/cluster.h"  /* defines: lmp_cli_connect, lmp_cli_query, lmp_cli_*_state_name */
+#include "cli/status_view.h"          /* defines: lmp_status_view_render */
 #include "coordinator/coord.h"        /* defines: LMP_CAL_TASK_BASE, LMP_FT_TASK_BASE */
 
 #include <cjson/cJSON.h>
@@ -19,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -228,6 +230,24 @@ static void print_text(const Lmp__JobStatus *js, bool tty) {
     }
 }
 
+/* --watch on a terminal: the screen of status_view.h, redrawn in place, sized to the
+ * terminal (TIOCGWINSZ; LINES / COLUMNS, else 24 x 80). */
+static void draw_screen(struct lmp_status_view *view, const Lmp__JobStatus *js) {
+    struct winsize ws = {0};
+    int            rows = 0, cols = 0;
+    if (ioctl(STDOUT_FILENO, TIOCGWINSZ, &ws) == 0) rows = ws.ws_row, cols = ws.ws_col;
+    if (rows <= 0) rows = getenv("LINES") ? atoi(getenv("LINES")) : 24;
+    if (cols <= 0) cols = getenv("COLUMNS") ? atoi(getenv("COLUMNS")) : 80;
+    char *s =
+        lmp_status_view_render(view, js, now_unix_ms(), rows > 0 ? rows : 24, cols > 0 ? cols : 80);
+    if (s == NULL) return;
+    fputs("\033[H", stdout); /* home, then each line cleared to its end, then the rest */
+    for (char *p = s, *e; (e = strchr(p, '\n')) != NULL; p = e + 1)
+        printf("%.*s\033[K\n", (int)(e - p), p);
+    fputs("\033[J", stdout);
+    free(s);
+}
+
 /* Sleep for seconds, waking early on a signal. */
 static void nap(double seconds) {
     struct timespec ts = {(time_t) seconds, (long) ((seconds - (double) (time_t) seconds) * 1e9)};
@@ -260,16 +280,19 @@ static int cmd_status_exec(struct lmp_cli *cli, int argc, char **argv) {
     sigaction(SIGINT, &sa, &old_int);
     sigaction(SIGTERM, &sa, &old_term);
     struct lmp_client *cl = NULL;
+    struct lmp_status_view view;
+    lmp_status_view_init(&view);
     int rc = lmp_cli_connect(ep, &cl);
     while (rc == LMP_EXIT_OK && !interrupted) {
         Lmp__Envelope *rep = NULL;
         if ((rc = lmp_cli_query(cl, (uint64_t) job, true, true, &rep)) != LMP_EXIT_OK) break;
         const Lmp__JobStatus *js = rep->job_status;
         if (cli->json) print_json(js);
+        else if (watch && tty)
+            draw_screen(&view, js); /* fits the terminal */
         else {
-            if (watch && tty) printf("\033[H\033[J");
             print_text(js, tty);
-            if (watch && !tty) printf("\n");   /* one block per refresh */
+            if (watch) printf("\n"); /* one block per refresh */
         }
         fflush(stdout);
         const bool has_job = js->n_jobs == 1;
