@@ -1,6 +1,7 @@
 /*  aq_beam_eager_avx512 - the previous AVX-512 beam search (eager rank-g updates), kept
- *  as a baseline for bench/bench_kernels and as a second variant for tests/kernels; the
- *  table uses kernels/cpu/aq_beam_avx512.c. Same search as aq_beam_ref.
+ *  as the baseline of bench/bench_kernels only (built into that program, not into the
+ *  kernel library); the table uses kernels/cpu/aq_beam_avx512.c. Same search as
+ *  aq_beam_ref.
  *
  *  - The starting products rH of all rows come from one OpenBLAS sgemm (R H).
  *  - q_jm[k] = cb_m[k]^T H_jj cb_m[k] is built once per call, groups split across threads.
@@ -19,6 +20,7 @@
  *  reported is tracked to fp32 rounding; the objective of the codes is what tests compare.
  *  CPU reference: kernels/ref/aq_beam_ref.c
  */
+#include "bench/aq_beam_eager.h"
 #include "kernels/cpu/cpu_variants.h"
 #include "kernels/cpu/parallel.h"
 #include "base/status.h"   /* defines: LMP_ENOMEM */

@@ -3,7 +3,11 @@
  *  time to quantize whole layers
  *
  *  usage: bench_kernels [--peak GFLOPS] [--scheme 2x8g8] [--beam B] [--reps N]
- *                       [--layer | --model | --no-layer] [--no-eager] [--layer-eager]
+ *                       [--layer | --model | --no-layer | --gemm-only] [--no-eager]
+ *                       [--layer-eager]
+ *    --gemm-only  only the sgemm baseline and the routing rows: the table's sgemm slot
+ *             against cblas_sgemm called directly with the same arguments, alternating,
+ *             minimum of 5 rounds each ("table/direct" 1.00: routing costs nothing)
  *    --no-eager  skip the baseline beam kernel in the kernel rows (by default timed right
  *             after the table's, with the ratio printed)
  *    --layer-eager  also quantize each layer with the baseline beam kernel (rows "...e"),
@@ -32,7 +36,9 @@
  *    kmeans_assign              2 n K g
  */
 #include "kernels/kernels.h"
-#include "kernels/cpu/cpu_variants.h"   /* defines: lmp_aq_beam_eager_avx512 (baseline) */
+#ifdef LMP_BENCH_EAGER
+#include "bench/aq_beam_eager.h" /* defines: lmp_aq_beam_eager_avx512 (baseline) */
+#endif
 #include "worker/aq.h"
 
 #include <cblas.h>
@@ -103,7 +109,7 @@ static double beam_flops(int64_t n_out, int64_t n_in, int64_t M, int64_t K, int6
 }
 
 /* Baseline beam kernel timed next to the table's (the previous, eager-update variant). */
-#ifdef LMP_HAVE_AVX512
+#ifdef LMP_BENCH_EAGER
 static lmp_aq_beam_fn *g_base = lmp_aq_beam_eager_avx512;
 #else
 static lmp_aq_beam_fn *g_base = NULL;
@@ -136,6 +142,40 @@ static struct rate bench_sgemm(int64_t m, int64_t n, int64_t k, int reps) {
     return rate_of(2.0 * m * n * k * reps, t, ct);
 }
 
+/* The table's sgemm against cblas_sgemm called directly, same arguments, alternating
+ * calls; minimum time of each over `rounds` rounds of `reps` calls. Prints the ratio
+ * table / direct (1.00: routing through the table costs nothing). */
+static void bench_gemm_routing(const struct lmp_kernels *kt, int64_t m, int64_t n, int64_t k,
+                               int reps, int rounds) {
+    float *a = malloc((size_t)(m * k) * sizeof(float)),
+          *b = malloc((size_t)(k * n) * sizeof(float));
+    float *c = malloc((size_t)(m * n) * sizeof(float));
+    for (int64_t i = 0; i < m * k; i++) a[i] = frand();
+    for (int64_t i = 0; i < k * n; i++) b[i] = frand();
+    double best[2] = {1e30, 1e30};
+    for (int r = 0; r < rounds; r++)
+        for (int v = 0; v < 2; v++) {
+            double t0 = now_s();
+            for (int i = 0; i < reps; i++) {
+                if (v == 0)
+                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (blasint)m, (blasint)n,
+                                (blasint)k, 1.0f, a, (blasint)k, b, (blasint)k, 0.0f, c,
+                                (blasint)n);
+                else
+                    kt->sgemm(LMP_NO_TRANS, LMP_TRANS, m, n, k, 1.0f, a, k, b, k, 0.0f, c, n);
+            }
+            double t = (now_s() - t0) / reps;
+            if (t < best[v]) best[v] = t;
+        }
+    printf("sgemm %4lldx%4lldx%4lld (N,T)  direct cblas %9.4f ms  table '%s' %9.4f ms  "
+           "table/direct %.3f\n",
+           (long long)m, (long long)n, (long long)k, 1e3 * best[0], kt->name, 1e3 * best[1],
+           best[1] / best[0]);
+    free(a);
+    free(b);
+    free(c);
+}
+
 int main(int argc, char **argv) {
     const char *scheme = "2x8g8";
     int beam_big = 8, reps = 3, mode = 1;   /* 0 kernels only, 1 + one layer, 2 + model */
@@ -151,9 +191,12 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "--no-layer")) mode = 0;
         else if (!strcmp(argv[i], "--no-eager")) kern_eager = 0;
         else if (!strcmp(argv[i], "--layer-eager")) layer_eager = 1;
+        else if (!strcmp(argv[i], "--gemm-only"))
+            mode = -1;
         else {
-            fprintf(stderr, "usage: bench_kernels [--peak GFLOPS] [--scheme MxBgG] [--beam B] [--reps N] "
-                            "[--layer|--model|--no-layer] [--no-eager] [--layer-eager]\n");
+            fprintf(stderr,
+                    "usage: bench_kernels [--peak GFLOPS] [--scheme MxBgG] [--beam B] [--reps N] "
+                    "[--layer|--model|--no-layer|--gemm-only] [--no-eager] [--layer-eager]\n");
             return 2;
         }
     }
@@ -172,6 +215,12 @@ int main(int argc, char **argv) {
     printf("baseline OpenBLAS sgemm 576x1536x1536: %.1f GFLOP/s wall (%.0f%% of peak), %.1f GFLOP per CPU-second "
            "(%.0f%% of one core's peak)\n\n", g_gemm.wall, 100 * g_gemm.wall / g_peak, g_gemm.cpu,
            100 * g_gemm.cpu / (g_peak / g_cores));
+    /* routing cost: the shapes of a linear layer, the lm head slice, an attention tile */
+    bench_gemm_routing(kt, 512, 576, 576, 5, 5);
+    bench_gemm_routing(kt, 64, 512, 64, 200, 5);
+    bench_gemm_routing(kt, 8, 8, 8, 20000, 5);
+    printf("\n");
+    if (mode < 0) return 0;
     printf("%-10s %-22s %9s %8s %7s %8s %7s %7s\n", "shape", "kernel", "wall ms", "GF/s", "%peak", "GF/cpu-s",
            "%core", "/sgemm");
     static const int64_t shapes[][2] = { { 576, 576 }, { 1536, 576 }, { 576, 1536 } };

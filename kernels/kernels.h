@@ -1,10 +1,31 @@
 /*  kernels - the compute ops of lmpress and the table that picks their variants
  *
  *  Every op has a plain scalar reference in kernels/ref/ that defines it; optimized
- *  variants (kernels/cpu/ AVX2/AVX-512, kernels/cuda/) keep the same signature and
- *  are compared with the reference by tests/kernels/test_kernels.c. The table is
- *  chosen once at startup (lmp_kernels_select) and read-only afterwards, so stages
- *  never mention a device. Kernels do no I/O and hold no state.
+ *  variants (kernels/cpu/: OpenBLAS, AVX-512; kernels/cuda/ later) keep the same
+ *  signature and are compared with the reference by tests/kernels/test_kernels.c. The
+ *  table is chosen once per process (lmp_kernels_select, or $LMP_KERNELS) and read-only
+ *  afterwards, so stages never mention a device: every GEMM and every buffer a kernel
+ *  works on goes through lmp_kernels_get(). Kernels do no I/O and keep no state between
+ *  calls (scratch is a per-thread arena, below).
+ *
+ *  Memory. A table owns its device's memory: mem_alloc / mem_free / mem_copy (host memory
+ *  for the CPU tables; a CUDA table gives device memory). Pointers passed to a table's ops
+ *  are that device's memory; a buffer from mem_alloc belongs to the caller until mem_free.
+ *  Scratch inside a kernel comes from the calling thread's arena (lmp_scratch_*): carved
+ *  between a mark and a reset within one call, never returned to the caller, kept (up to
+ *  64 MiB per thread) for the thread's next call and freed when the thread exits or on
+ *  lmp_scratch_trim. Each thread has its own arena, so no locking; a pointer from it must
+ *  not be handed to another thread beyond the call that made it (the kernel pool's threads
+ *  use their own arenas).
+ *
+ *  Threads. One compute budget per process (lmp_kernels_threads): OpenBLAS's thread count
+ *  is set once, in kernels/cpu/gemm_blas.c, and the kernel pool (kernels/cpu/parallel.c)
+ *  is started once with that many threads. Nothing else calls openblas_set_num_threads.
+ *  The one exception is a caller that runs GEMMs from several threads of its own (the
+ *  transformer's attention): it brackets them with lmp_kernels_blas_serial_begin/end, a
+ *  counted section in which OpenBLAS runs one thread per call; sections of concurrent
+ *  callers nest, so the count always returns to the budget (a big GEMM of another thread
+ *  that runs inside someone's section runs on one thread: slower, same bits).
  */
 #ifndef LMP_KERNELS_KERNELS_H
 #define LMP_KERNELS_KERNELS_H
@@ -22,6 +43,35 @@ float    lmp_bf16_to_f32(uint16_t h);
 uint16_t lmp_f32_to_bf16(float f);
 
 /* ---- op signatures ---------------------------------------------------------------- */
+
+/* ---- dense linear algebra (references: kernels/ref/sgemm_ref.c) ------------------- */
+
+enum lmp_trans { LMP_NO_TRANS = 0, LMP_TRANS = 1 };
+
+/* C (m, n) = alpha op(A) op(B) + beta C, all row-major as cblas_sgemm with CblasRowMajor:
+ * op(A) (m, k) is A (m, k) with leading dimension lda, or A^T for A (k, m) (LMP_TRANS);
+ * op(B) (k, n) likewise with ldb; C (m, n) with ldc. beta == 0: C is only written (its
+ * old contents, NaN included, are ignored, as in BLAS). No aliasing between C and A, B. */
+typedef void lmp_sgemm_fn(enum lmp_trans ta, enum lmp_trans tb, int64_t m, int64_t n, int64_t k,
+                          float alpha, const float *a, int64_t lda, const float *b, int64_t ldb,
+                          float beta, float *c, int64_t ldc);
+
+/* ---- memory of the table's device ------------------------------------------------- */
+
+enum lmp_copy_dir {
+    LMP_COPY_HOST_TO_DEVICE,
+    LMP_COPY_DEVICE_TO_HOST,
+    LMP_COPY_DEVICE_TO_DEVICE,
+};
+
+/* bytes of the table's device memory, 64-byte aligned; NULL on failure (or bytes == 0).
+ * The caller owns it until mem_free. Thread-safe. */
+typedef void *lmp_mem_alloc_fn(size_t bytes);
+/* Free what mem_alloc returned; NULL is a no-op. */
+typedef void lmp_mem_free_fn(void *p);
+/* Copy bytes between host and device memory (CPU tables: memcpy, every direction);
+ * synchronous: dst is complete on return. Regions do not overlap. */
+typedef void lmp_mem_copy_fn(void *dst, const void *src, size_t bytes, enum lmp_copy_dir dir);
 
 /* Dequantize n elements (n a multiple of the dtype's block) of a row stored as `dtype`
  * (enum lmp_dtype value, kernels/dtype.h) into fp32. */
@@ -79,9 +129,13 @@ typedef int lmp_aq_matvec_fn(float *y, const float *x, int64_t n_batch, const ui
                              const float *cb, const float *scale, const struct lmp_aq_shape *s);
 
 struct lmp_kernels {
-    const char         *name;       /* "ref", "avx512", "cuda" */
-    enum lmp_device     device;
-    lmp_dequant_row_fn *dequant_row;
+    const char           *name; /* "ref", "blas", "avx512", "cuda" */
+    enum lmp_device       device;
+    lmp_mem_alloc_fn     *mem_alloc;
+    lmp_mem_free_fn      *mem_free;
+    lmp_mem_copy_fn      *mem_copy;
+    lmp_sgemm_fn         *sgemm;
+    lmp_dequant_row_fn   *dequant_row;
     lmp_gram_acc_fn      *gram_acc;
     lmp_kmeans_assign_fn *kmeans_assign;
     lmp_kmeans_update_fn *kmeans_update;
@@ -93,7 +147,11 @@ struct lmp_kernels {
 };
 
 /* References (kernels/ref/). */
-lmp_dequant_row_fn lmp_dequant_row_ref;
+lmp_sgemm_fn         lmp_sgemm_ref;
+lmp_mem_alloc_fn     lmp_mem_alloc_host; /* kernels/scratch.c: host memory, every CPU table */
+lmp_mem_free_fn      lmp_mem_free_host;
+lmp_mem_copy_fn      lmp_mem_copy_host;
+lmp_dequant_row_fn   lmp_dequant_row_ref;
 lmp_gram_acc_fn      lmp_gram_acc_ref;
 lmp_kmeans_assign_fn lmp_kmeans_assign_ref;
 lmp_kmeans_update_fn lmp_kmeans_update_ref;
@@ -103,15 +161,60 @@ lmp_aq_grad_dw_fn    lmp_aq_grad_dw_ref;
 lmp_aq_decode_fn     lmp_aq_decode_ref;
 lmp_aq_matvec_fn     lmp_aq_matvec_ref;
 
-/* Fill every slot with the reference. */
+/* Fill every slot with the reference (table "ref"). */
 void lmp_kernels_init_ref(struct lmp_kernels *k);
-/* References first, then the best variant this CPU supports for each slot. */
+/* The best table this CPU runs: "avx512" where the CPU has it, else "blas". */
 void lmp_kernels_init_best(struct lmp_kernels *k);
+/* Fill *k with the table called name: "ref", "best", or one of lmp_kernels_names().
+ * Returns false (k untouched) for an unknown name or one this CPU cannot run. */
+bool lmp_kernels_init_named(struct lmp_kernels *k, const char *name);
+/* The tables this build and CPU can run, NULL-terminated, reference first:
+ * "ref" (every slot scalar), "blas" (the references with OpenBLAS sgemm), "avx512"
+ * (the blas table with the AVX-512 variants; = best on such a CPU). */
+const char *const *lmp_kernels_names(void);
 
-/* Select the process-wide table: "ref" or "best" (default when never called).
- * Returns false for an unknown name. Call before starting threads. */
+/* Select the process-wide table by name (as lmp_kernels_init_named). Returns false for
+ * an unknown name. Call before starting threads. Without a call, the first
+ * lmp_kernels_get() takes $LMP_KERNELS if set (an unknown name there is reported on
+ * stderr once and "best" is used), else "best". */
 bool lmp_kernels_select(const char *name);
 const struct lmp_kernels *lmp_kernels_get(void);
+
+/* ---- scratch: the calling thread's arena (kernels/scratch.c) ----------------------- */
+
+/* Where the arena stands; pass it to lmp_scratch_reset to free what was carved since. */
+struct lmp_scratch_mark {
+    int    chunk;
+    size_t used; /* bytes */
+};
+
+/* Calling sequence inside a kernel (allocations nest like a stack):
+ *     struct lmp_scratch_mark m = lmp_scratch_mark();
+ *     float *t = lmp_scratch_alloc(n * sizeof(float));     NULL on out-of-memory
+ *     ...
+ *     lmp_scratch_reset(m);                                 every path out, t now invalid
+ * Memory is 64-byte aligned and not zeroed; it is host memory (the CPU tables' device). */
+struct lmp_scratch_mark lmp_scratch_mark(void);
+void                   *lmp_scratch_alloc(size_t bytes);
+void                    lmp_scratch_reset(struct lmp_scratch_mark mark);
+/* Free the calling thread's cached chunks (nothing may be carved). */
+void lmp_scratch_trim(void);
+/* Bytes the calling thread's arena holds (carved or cached). */
+size_t lmp_scratch_held(void);
+
+/* ---- threads (kernels/cpu/gemm_blas.c) --------------------------------------------- */
+
+/* Fix the process's compute thread budget: the first call wins (later calls, and the
+ * value a first lmp_kernels_threads() takes, do not change it) and sets OpenBLAS's thread
+ * count. n <= 0: the default, $LMP_THREADS (1..256) if set, else the online CPUs. Returns
+ * the budget in effect. Thread-safe. */
+int lmp_kernels_set_threads(int n);
+/* The budget (fixing the default if nothing set it yet). */
+int lmp_kernels_threads(void);
+/* A section whose GEMMs run concurrently on the caller's own threads: OpenBLAS runs one
+ * thread per call until the matching end (counted: sections of several threads nest). */
+void lmp_kernels_blas_serial_begin(void);
+void lmp_kernels_blas_serial_end(void);
 
 /* CPU feature probes (cpuid). */
 bool lmp_cpu_has_avx2(void);     /* AVX2 + FMA */

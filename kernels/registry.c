@@ -1,57 +1,122 @@
-/*  registry - fills the kernel table: references first, then overrides */
+/*  registry - fills the kernel tables: references first, then overrides
+ *
+ *  Tables, each the one before with more slots overridden:
+ *      ref     every slot the scalar reference (kernels/ref/)
+ *      blas    + sgemm by OpenBLAS (the GEMMs the stages ran before the table had them)
+ *      avx512  + the AVX-512 variants (kernels/cpu/<op>_avx512.c), where the CPU has them
+ *  "best" is the last one this CPU runs. All three are host tables (device CPU, host
+ *  memory slots).
+ */
 #include "kernels/kernels.h"
-#include "kernels/cpu/cpu_variants.h"   /* defines: the optimized CPU variants */
+#include "kernels/cpu/cpu_variants.h" /* defines: the optimized CPU variants */
+#include "base/log.h"                 /* defines: lmp_log_warn */
 
+#include <pthread.h>
+#include <stdlib.h>
 #include <string.h>
 
 void lmp_kernels_init_ref(struct lmp_kernels *k) {
     *k = (struct lmp_kernels){
-        .name        = "ref",
-        .device      = LMP_DEVICE_CPU,
+        .name = "ref",
+        .device = LMP_DEVICE_CPU,
+        .mem_alloc = lmp_mem_alloc_host,
+        .mem_free = lmp_mem_free_host,
+        .mem_copy = lmp_mem_copy_host,
+        .sgemm = lmp_sgemm_ref,
         .dequant_row = lmp_dequant_row_ref,
-        .gram_acc      = lmp_gram_acc_ref,
+        .gram_acc = lmp_gram_acc_ref,
         .kmeans_assign = lmp_kmeans_assign_ref,
         .kmeans_update = lmp_kmeans_update_ref,
-        .aq_beam       = lmp_aq_beam_ref,
-        .aq_grad       = lmp_aq_grad_ref,
-        .aq_grad_dw    = lmp_aq_grad_dw_ref,
-        .aq_decode     = lmp_aq_decode_ref,
-        .aq_matvec     = lmp_aq_matvec_ref,
+        .aq_beam = lmp_aq_beam_ref,
+        .aq_grad = lmp_aq_grad_ref,
+        .aq_grad_dw = lmp_aq_grad_dw_ref,
+        .aq_decode = lmp_aq_decode_ref,
+        .aq_matvec = lmp_aq_matvec_ref,
     };
 }
 
-void lmp_kernels_init_best(struct lmp_kernels *k) {
-    lmp_kernels_init_ref(k);   /* every slot filled first */
-    k->name = "best";
+static void init_blas(struct lmp_kernels *k) {
+    lmp_kernels_init_ref(k); /* every slot filled first */
+    k->name = "blas";
+    k->sgemm = lmp_sgemm_blas;
+}
+
+static bool have_avx512(void) {
 #ifdef LMP_HAVE_AVX512
-    if (lmp_cpu_has_avx512()) {
-        k->name = "avx512";
-        /* variants register here: k->op = lmp_op_avx512; */
-        k->dequant_row = lmp_dequant_row_avx512;
-        k->gram_acc      = lmp_gram_acc_avx512;
-        k->kmeans_assign = lmp_kmeans_assign_avx512;
-        k->kmeans_update = lmp_kmeans_update_avx512;
-        k->aq_beam       = lmp_aq_beam_avx512;
-        k->aq_grad       = lmp_aq_grad_avx512;
-        k->aq_decode     = lmp_aq_decode_avx512;
-        k->aq_matvec     = lmp_aq_matvec_avx512;
-    }
+    return lmp_cpu_has_avx512();
+#else
+    return false;
 #endif
 }
 
-static struct lmp_kernels g_table;
-static bool               g_ready;
+static void init_avx512(struct lmp_kernels *k) {
+    init_blas(k);
+#ifdef LMP_HAVE_AVX512
+    k->name = "avx512";
+    /* variants register here: k->op = lmp_op_avx512; */
+    k->dequant_row = lmp_dequant_row_avx512;
+    k->gram_acc = lmp_gram_acc_avx512;
+    k->kmeans_assign = lmp_kmeans_assign_avx512;
+    k->kmeans_update = lmp_kmeans_update_avx512;
+    k->aq_beam = lmp_aq_beam_avx512;
+    k->aq_grad = lmp_aq_grad_avx512;
+    k->aq_decode = lmp_aq_decode_avx512;
+    k->aq_matvec = lmp_aq_matvec_avx512;
+#endif
+}
 
-bool lmp_kernels_select(const char *name) {
-    if (strcmp(name, "ref") == 0) lmp_kernels_init_ref(&g_table);
-    else if (strcmp(name, "best") == 0) lmp_kernels_init_best(&g_table);
-    else return false;
-    g_ready = true;
+void lmp_kernels_init_best(struct lmp_kernels *k) {
+    if (have_avx512())
+        init_avx512(k);
+    else
+        init_blas(k);
+}
+
+const char *const *lmp_kernels_names(void) {
+    static const char *const with_avx512[] = {"ref", "blas", "avx512", NULL};
+    static const char *const without[] = {"ref", "blas", NULL};
+    return have_avx512() ? with_avx512 : without;
+}
+
+bool lmp_kernels_init_named(struct lmp_kernels *k, const char *name) {
+    if (strcmp(name, "ref") == 0)
+        lmp_kernels_init_ref(k);
+    else if (strcmp(name, "best") == 0)
+        lmp_kernels_init_best(k);
+    else if (strcmp(name, "blas") == 0)
+        init_blas(k);
+    else if (strcmp(name, "avx512") == 0 && have_avx512())
+        init_avx512(k);
+    else
+        return false;
     return true;
 }
 
+static struct lmp_kernels g_table;
+static pthread_once_t     g_once = PTHREAD_ONCE_INIT;
+static bool               g_selected;
+
+bool lmp_kernels_select(const char *name) {
+    struct lmp_kernels k;
+    if (!lmp_kernels_init_named(&k, name)) return false;
+    g_table = k;
+    g_selected = true;
+    return true;
+}
+
+static void select_default(void) {
+    if (g_selected) return;
+    const char *e = getenv("LMP_KERNELS");
+    if (e && *e && lmp_kernels_init_named(&g_table, e)) return;
+    if (e && *e)
+        lmp_log_warn("LMP_KERNELS='%s' is not a kernel table this CPU runs (ref, blas%s, best); "
+                     "using best",
+                     e, have_avx512() ? ", avx512" : "");
+    lmp_kernels_init_best(&g_table);
+}
+
 const struct lmp_kernels *lmp_kernels_get(void) {
-    if (!g_ready) lmp_kernels_select("best");
+    pthread_once(&g_once, select_default);
     return &g_table;
 }
 

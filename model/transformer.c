@@ -7,9 +7,9 @@
  */
 #include "model/transformer.h"
 #include "base/file.h"   /* defines: lmp_map_release_pages */
+#include "kernels/kernels.h" /* defines: lmp_kernels_get()->sgemm, lmp_kernels_set_threads */
 
 #include <assert.h>
-#include <cblas.h>          /* defines: cblas_sgemm, openblas_set_num_threads */
 #include <math.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -315,7 +315,9 @@ enum lmp_status lmp_transformer_new(const struct lmp_model *m,
     tf->lazy        = opts && opts->lazy_weights;
     if (!pool_start(&tf->pool, tf->n_threads)) tf->n_threads = 1;
     tf->n_threads = tf->pool.n_threads;
-    openblas_set_num_threads(tf->n_threads);
+    /* fixes the process's thread budget (OpenBLAS's count) unless something did before:
+     * one transformer per process (eval, generate) gets exactly n_threads, as before */
+    lmp_kernels_set_threads(tf->n_threads);
     tf->scores = calloc((size_t) tf->n_threads, sizeof(*tf->scores));
     tf->blocks = calloc((size_t) c->n_layers, sizeof(*tf->blocks));
     if (tf->scores == NULL || tf->blocks == NULL) goto oom;
@@ -517,9 +519,8 @@ void lmp_kvcache_advance(struct lmp_kvcache *self, int64_t n_tok) {
 static void linop_apply(const struct lmp_linop *op, const float *x, int64_t n_tok, float *y,
                         bool accumulate, float *tmp) {
     if (op->apply == NULL) {
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int) n_tok, (int) op->n_out,
-                    (int) op->n_in, 1.0f, x, (int) op->n_in, op->w, (int) op->n_in,
-                    accumulate ? 1.0f : 0.0f, y, (int) op->n_out);
+        lmp_kernels_get()->sgemm(LMP_NO_TRANS, LMP_TRANS, n_tok, op->n_out, op->n_in, 1.0f, x,
+                                 op->n_in, op->w, op->n_in, accumulate ? 1.0f : 0.0f, y, op->n_out);
     } else if (accumulate) {
         op->apply(op->ctx, x, n_tok, tmp);
         for (int64_t i = 0; i < n_tok * op->n_out; i++) y[i] += tmp[i];
@@ -634,9 +635,9 @@ static void attn_task(void *ctx, int64_t task, int thread) {
     float        *O = tf->att + (s * j->n_tok + t0) * qd + h * hd;
     float        *S = tf->scores[thread];   /* (m, n_keys) */
 
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int) m, (int) n_keys, (int) hd,
-                (float) (1.0 / sqrt((double) hd)), Q, (int) qd, K, (int) kd, 0.0f, S,
-                (int) n_keys);
+    const struct lmp_kernels *kt = lmp_kernels_get();
+    kt->sgemm(LMP_NO_TRANS, LMP_TRANS, m, n_keys, hd, (float)(1.0 / sqrt((double)hd)), Q, qd, K, kd,
+              0.0f, S, n_keys);
     for (int64_t i = 0; i < m; i++) {
         float        *row = S + i * n_keys;
         const int64_t n   = j->pos0 + t0 + i + 1;   /* keys this query may see */
@@ -651,8 +652,7 @@ static void attn_task(void *ctx, int64_t task, int thread) {
         for (int64_t k = 0; k < n; k++) row[k] *= inv;
         for (int64_t k = n; k < n_keys; k++) row[k] = 0.0f;
     }
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int) m, (int) hd, (int) n_keys, 1.0f,
-                S, (int) n_keys, V, (int) kd, 0.0f, O, (int) qd);
+    kt->sgemm(LMP_NO_TRANS, LMP_NO_TRANS, m, hd, n_keys, 1.0f, S, n_keys, V, kd, 0.0f, O, qd);
 }
 
 /* ---- block and model ------------------------------------------------------------------ */
@@ -711,9 +711,9 @@ enum lmp_status lmp_transformer_block(struct lmp_transformer *tf, int32_t block,
         aj.vc = tf->v;
     }
     /* The pool owns the cores here: each task's sgemms run on one thread. */
-    if (tf->n_threads > 1) openblas_set_num_threads(1);
+    if (tf->n_threads > 1) lmp_kernels_blas_serial_begin();
     pool_run(&tf->pool, n_seq * c->n_heads * aj.n_qb, attn_task, &aj);
-    if (tf->n_threads > 1) openblas_set_num_threads(tf->n_threads);
+    if (tf->n_threads > 1) lmp_kernels_blas_serial_end();
 
     hook(hooks, block, LMP_INPUT_ATTN_OUT, tf->att, rows, q_dim(c));
     linop_apply(&blk->lin[LMP_LIN_O], tf->att, rows, x, true, tf->tmp);
@@ -767,8 +767,8 @@ void lmp_transformer_logits(struct lmp_transformer *tf, const float *hidden, int
                             float *logits) {
     const struct lmp_config *c = &tf->cfg;
     assert(tf->output != NULL);   /* lazy weights: lmp_transformer_load_head first */
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int) n_rows, c->vocab_size, c->dim,
-                1.0f, hidden, c->dim, tf->output, c->dim, 0.0f, logits, c->vocab_size);
+    lmp_kernels_get()->sgemm(LMP_NO_TRANS, LMP_TRANS, n_rows, c->vocab_size, c->dim, 1.0f, hidden,
+                             c->dim, tf->output, c->dim, 0.0f, logits, c->vocab_size);
 }
 
 struct nll_job {
@@ -846,8 +846,8 @@ enum lmp_status lmp_transformer_hidden_nll(struct lmp_transformer *tf, const flo
     for (int64_t v0 = 0; v0 < vocab; v0 += slice) {
         j.v0 = v0;
         j.n  = vocab - v0 < slice ? vocab - v0 : slice;
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int) n_rows, (int) j.n, c->dim,
-                    1.0f, hidden, c->dim, tf->output + v0 * c->dim, c->dim, 0.0f, lg, (int) j.n);
+        lmp_kernels_get()->sgemm(LMP_NO_TRANS, LMP_TRANS, n_rows, j.n, c->dim, 1.0f, hidden, c->dim,
+                                 tf->output + v0 * c->dim, c->dim, 0.0f, lg, j.n);
         pool_run(&tf->pool, (n_rows + ROW_TASK - 1) / ROW_TASK, lse_task, &j);
     }
     for (int64_t r = 0; r < n_rows; r++) nll[r] = log(j.sum[r]) + j.mx[r] - j.tgt[r];

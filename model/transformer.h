@@ -20,11 +20,14 @@
  *      x += g Wdown^T
  *  then logits = (rmsnorm(x) * out_norm) Wout^T (Wout = tok_emb when tied).
  *
- *  Threads: the GEMMs are OpenBLAS's (openblas_set_num_threads(n_threads)); the rest
- *  (norms, RoPE, attention per (sequence, head), SwiGLU) runs on the transformer's own
- *  pool of n_threads threads (the caller's thread included) while OpenBLAS is switched
- *  to one thread, so the two never oversubscribe the cores. OpenBLAS's thread count is
- *  process-wide: use one transformer at a time per process.
+ *  Threads: the GEMMs go through the kernel table (lmp_kernels_get()->sgemm: OpenBLAS on
+ *  the CPU tables), whose thread count is the process's budget: lmp_transformer_new fixes
+ *  it to n_threads unless the program (or an earlier transformer) fixed it first
+ *  (lmp_kernels_set_threads). The rest (norms, RoPE, attention per (sequence, head),
+ *  SwiGLU) runs on the transformer's own pool of n_threads threads (the caller's thread
+ *  included); attention's per-task GEMMs run inside a BLAS serial section
+ *  (lmp_kernels_blas_serial_begin/end), so the pool and OpenBLAS never oversubscribe the
+ *  cores, and several transformers (in-process workers) may run at once.
  *
  *  A transformer owns scratch buffers: calls on one transformer must not overlap. The
  *  model must outlive it (its config is shared; lazy weights are read from it on use).

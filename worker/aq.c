@@ -3,7 +3,6 @@
 #include "kernels/kernels.h"   /* defines: lmp_kernels_get(), struct lmp_aq_shape */
 
 #include <assert.h>
-#include <cblas.h>
 #include <ctype.h>
 #include <math.h>
 #include <stdbool.h>
@@ -94,8 +93,8 @@ static enum lmp_status quad_form(double *out, const float *a, const float *h, in
     double L = 0.0;
     for (int64_t o0 = 0; o0 < n_out; o0 += blk) {
         int64_t nb = n_out - o0 < blk ? n_out - o0 : blk;
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (blasint) nb, (blasint) n_in, (blasint) n_in,
-                    1.0f, a + o0 * n_in, (blasint) n_in, h, (blasint) n_in, 0.0f, t, (blasint) n_in);
+        lmp_kernels_get()->sgemm(LMP_NO_TRANS, LMP_NO_TRANS, nb, n_in, n_in, 1.0f, a + o0 * n_in,
+                                 n_in, h, n_in, 0.0f, t, n_in);
         for (int64_t i = 0; i < nb * n_in; i++) L += (double) a[o0 * n_in + i] * t[i];
     }
     free(t);

@@ -15,8 +15,9 @@
  */
 #include "worker/block_grad.h"
 
+#include "kernels/kernels.h" /* defines: lmp_kernels_get()->sgemm */
+
 #include <assert.h>
-#include <cblas.h>          /* defines: cblas_sgemm */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -158,8 +159,8 @@ static void rmsnorm_bwd(const float *x, const float *w, const float *s, const fl
 /* y (rows, n_out) = x (rows, n_in) W^T + b. */
 static void linear_fwd(const float *x, const float *w, const float *b, int64_t rows,
                        int64_t n_out, int64_t n_in, float beta, float *y) {
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int) rows, (int) n_out, (int) n_in, 1.0f,
-                x, (int) n_in, w, (int) n_in, beta, y, (int) n_out);
+    lmp_kernels_get()->sgemm(LMP_NO_TRANS, LMP_TRANS, rows, n_out, n_in, 1.0f, x, n_in, w, n_in,
+                             beta, y, n_out);
     if (b)
         for (int64_t t = 0; t < rows; t++)
             for (int64_t o = 0; o < n_out; o++) y[t * n_out + o] += b[o];
@@ -169,8 +170,8 @@ static void linear_fwd(const float *x, const float *w, const float *b, int64_t r
 static void linear_bwd_params(const float *dy, const float *x, int64_t rows, int64_t n_out,
                               int64_t n_in, float *dw, float *db) {
     if (dw)
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int) n_out, (int) n_in, (int) rows,
-                    1.0f, dy, (int) n_out, x, (int) n_in, 1.0f, dw, (int) n_in);
+        lmp_kernels_get()->sgemm(LMP_TRANS, LMP_NO_TRANS, n_out, n_in, rows, 1.0f, dy, n_out, x,
+                                 n_in, 1.0f, dw, n_in);
     if (db)
         for (int64_t o = 0; o < n_out; o++) {
             double sum = 0;
@@ -182,8 +183,8 @@ static void linear_bwd_params(const float *dy, const float *x, int64_t rows, int
 /* dx (rows, n_in) = dy (rows, n_out) W (+ dx when beta = 1). */
 static void linear_bwd_input(const float *dy, const float *w, int64_t rows, int64_t n_out,
                              int64_t n_in, float beta, float *dx) {
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int) rows, (int) n_in, (int) n_out,
-                1.0f, dy, (int) n_out, w, (int) n_in, beta, dx, (int) n_in);
+    lmp_kernels_get()->sgemm(LMP_NO_TRANS, LMP_NO_TRANS, rows, n_in, n_out, 1.0f, dy, n_out, w,
+                             n_in, beta, dx, n_in);
 }
 
 /* Rotate (inverse = false) or rotate back (inverse = true, the transpose) every head of
@@ -217,6 +218,7 @@ void lmp_block_grad_forward(struct lmp_block_grad *bg, const struct lmp_block_pa
     const int64_t qd = bg->qd, kd = bg->kd, hid = bg->hid;
     const int     group = c->n_heads / c->n_kv_heads;
     const float   sc = (float) (1.0 / sqrt((double) hd));
+    const struct lmp_kernels *kt = lmp_kernels_get();
     bg->n_seq = n_seq;
 
     memcpy(bg->x, x, (size_t) (rows * dim) * sizeof(float));
@@ -235,8 +237,7 @@ void lmp_block_grad_forward(struct lmp_block_grad *bg, const struct lmp_block_pa
             const float  *V   = bg->v + s * T * kd + kvh * hd;
             float        *P   = bg->p + (s * c->n_heads + h) * T * T;
             float        *O   = bg->a + s * T * qd + h * hd;
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int) T, (int) T, (int) hd, sc,
-                        Q, (int) qd, K, (int) kd, 0.0f, P, (int) T);
+            kt->sgemm(LMP_NO_TRANS, LMP_TRANS, T, T, hd, sc, Q, qd, K, kd, 0.0f, P, T);
             for (int64_t i = 0; i < T; i++) {
                 float *row = P + i * T;
                 float  mx  = row[0];
@@ -250,8 +251,7 @@ void lmp_block_grad_forward(struct lmp_block_grad *bg, const struct lmp_block_pa
                 for (int64_t j = 0; j <= i; j++) row[j] *= inv;
                 for (int64_t j = i + 1; j < T; j++) row[j] = 0.0f;
             }
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int) T, (int) hd, (int) T,
-                        1.0f, P, (int) T, V, (int) kd, 0.0f, O, (int) qd);
+            kt->sgemm(LMP_NO_TRANS, LMP_NO_TRANS, T, hd, T, 1.0f, P, T, V, kd, 0.0f, O, qd);
         }
 
     memcpy(bg->r, bg->x, (size_t) (rows * dim) * sizeof(float));
@@ -281,6 +281,7 @@ void lmp_block_grad_backward(struct lmp_block_grad *bg, const struct lmp_block_p
     const int64_t qd = bg->qd, kd = bg->kd, hid = bg->hid;
     const int     group = c->n_heads / c->n_kv_heads;
     const float   sc = (float) (1.0 / sqrt((double) hd));
+    const struct lmp_kernels *kt = lmp_kernels_get();
 #define BIAS_GRAD(kind) (p->b[kind] ? g->b[kind] : NULL)
 
     /* y = r + f Wd^T + bd */
@@ -322,10 +323,8 @@ void lmp_block_grad_backward(struct lmp_block_grad *bg, const struct lmp_block_p
             float        *dK  = bg->dk + s * T * kd + kvh * hd;
             float        *dV  = bg->dv + s * T * kd + kvh * hd;
             float        *dS  = bg->ds;
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int) T, (int) hd, (int) T, 1.0f,
-                        P, (int) T, dO, (int) qd, 1.0f, dV, (int) kd);
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int) T, (int) T, (int) hd, 1.0f,
-                        dO, (int) qd, V, (int) kd, 0.0f, dS, (int) T);
+            kt->sgemm(LMP_TRANS, LMP_NO_TRANS, T, hd, T, 1.0f, P, T, dO, qd, 1.0f, dV, kd);
+            kt->sgemm(LMP_NO_TRANS, LMP_TRANS, T, T, hd, 1.0f, dO, qd, V, kd, 0.0f, dS, T);
             for (int64_t i = 0; i < T; i++) {
                 const float *pr = P + i * T;
                 float       *dr = dS + i * T;
@@ -334,10 +333,8 @@ void lmp_block_grad_backward(struct lmp_block_grad *bg, const struct lmp_block_p
                 for (int64_t j = 0; j <= i; j++) dr[j] = pr[j] * (dr[j] - (float) dot);
                 for (int64_t j = i + 1; j < T; j++) dr[j] = 0.0f;
             }
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int) T, (int) hd, (int) T, sc,
-                        dS, (int) T, K, (int) kd, 0.0f, dQ, (int) qd);
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int) T, (int) hd, (int) T, sc,
-                        dS, (int) T, Q, (int) qd, 1.0f, dK, (int) kd);
+            kt->sgemm(LMP_NO_TRANS, LMP_NO_TRANS, T, hd, T, sc, dS, T, K, kd, 0.0f, dQ, qd);
+            kt->sgemm(LMP_TRANS, LMP_NO_TRANS, T, hd, T, sc, dS, T, Q, qd, 1.0f, dK, kd);
         }
     rope_rows(bg, bg->dq, rows, c->n_heads, true);
     rope_rows(bg, bg->dk, rows, c->n_kv_heads, true);

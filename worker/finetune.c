@@ -12,7 +12,6 @@
 #include "kernels/kernels.h"        /* defines: lmp_kernels_get, struct lmp_aq_shape */
 
 #include <assert.h>
-#include <cblas.h>                  /* defines: openblas_set_num_threads */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -205,11 +204,9 @@ enum lmp_status lmp_finetune_block(struct lmp_ft_block *blk, const float *x, con
     if (!(y2 > 0) || !isfinite(y2))
         return lmp_err_set(err, LMP_EINVAL, "block fine-tuning: the targets are all zero or "
                            "not finite");
-    int saved_threads = -1;
-    if (o.n_threads > 0) {
-        saved_threads = openblas_get_num_threads();
-        openblas_set_num_threads(o.n_threads);
-    }
+    /* the process's thread budget, fixed here unless something fixed it before (one
+     * count per process: no set-and-restore that concurrent workers would race on) */
+    if (o.n_threads > 0) lmp_kernels_set_threads(o.n_threads);
 
     /* ---- set up: weights the forward reads, gradients, Adam states, entry copies ---- */
     r.cfg = c;
@@ -343,7 +340,6 @@ enum lmp_status lmp_finetune_block(struct lmp_ft_block *blk, const float *x, con
 
 out:
     run_release(&r);
-    if (saved_threads > 0) openblas_set_num_threads(saved_threads);
     st->seconds = now_s() - t_start;
     return st_code;
 }

@@ -29,8 +29,9 @@
  *  comes from opts.seed). If the final relative error is not below the initial one, every
  *  trained parameter is restored to its value on entry (the block never gets worse).
  *
- *  Threads: the GEMMs run on OpenBLAS (openblas_set_num_threads(opts.n_threads) is set
- *  for the call, process-wide); the rest is single-threaded. Memory: the saved
+ *  Threads: the GEMMs run on the kernel table (OpenBLAS), whose thread count is the
+ *  process's budget: opts.n_threads fixes it unless it was fixed before
+ *  (lmp_kernels_set_threads); the rest is single-threaded. Memory: the saved
  *  activations of one minibatch (about (14 dim + 5 hidden + n_heads seq_len) floats per
  *  token), dense copies of the seven weights and their gradients, Adam moments.
  *
@@ -77,7 +78,7 @@ struct lmp_ft_opts {
                                0: never stop early */
     bool     train_norms;   /* default true */
     bool     train_bias;    /* default false */
-    int      n_threads;     /* OpenBLAS threads for the call; <= 0: leave as is (default 0) */
+    int n_threads; /* the process's GEMM threads if not fixed yet; <= 0: leave as is (default 0) */
     uint64_t seed;          /* minibatch order (default 1) */
     /* Optional observer (NULL: none, the default): called after each Adam step with the
      * steps taken so far, the planned total (max_steps, or max_epochs times the minibatches

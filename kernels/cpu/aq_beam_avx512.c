@@ -273,12 +273,6 @@ struct thr_mem {   /* one thread's scratch */
     struct row_st *rows;
 };
 
-static void thr_free(struct thr_mem *T) {
-    free(T->slots); free(T->small); free(T->d); free(T->D); free(T->zero); free(T->dummy);
-    free(T->hb); free(T->top); free(T->ys); free(T->xs); free(T->Ds); free(T->rows);
-    free(T->sp_y); free(T->sp_x); free(T->sp_D); free(T->sp_mask);
-}
-
 /* One position (j, m) of one row: score, select the b best distinct, apply inside the block. */
 static void step(const struct beam_job *J, struct row_st *R, struct thr_mem *T, int64_t j, int64_t j0, int64_t jn,
                  int64_t m) {
@@ -487,6 +481,14 @@ rescan:
     R->n_cur = n_top;
 }
 
+/* Zeroed scratch (NULL on out-of-memory). */
+static void *scratch_zalloc(size_t bytes) {
+    void *p = lmp_scratch_alloc(bytes);
+    if (p) memset(p, 0, bytes);
+    return p;
+}
+
+/* The thread's buffers, from its scratch arena (the caller resets its mark afterwards). */
 static int thr_alloc(struct thr_mem *T, const struct beam_job *J) {
     const int64_t g = J->g, K = J->K, M = J->M, P = J->P, n_in = J->n_in, b = J->beam;
     const size_t per_slot = ((size_t) n_in * sizeof(float) + (size_t) P * sizeof(uint16_t) + 63) / 64 * 64;
@@ -494,22 +496,22 @@ static int thr_alloc(struct thr_mem *T, const struct beam_job *J) {
     const int rb = J->rb;
     const size_t n_list = (size_t) (rb * b + 8);
     memset(T, 0, sizeof(*T));
-    T->slots = malloc(per_slot * (size_t) (rb * 2 * b));
-    T->small = malloc(per_small * (size_t) (rb * 2 * b));
-    T->d = malloc((size_t) (b * K + 64) * sizeof(float));
-    T->D = malloc(n_list * (size_t) (JB * g) * sizeof(float));
-    T->zero = calloc((size_t) (JB * g), sizeof(float));
-    T->dummy = calloc((size_t) n_in + 32, sizeof(float));
-    T->top = malloc((size_t) (b + 1) * sizeof(struct cand));
-    T->ys = malloc(n_list * sizeof(float *));
-    T->xs = malloc(n_list * sizeof(float *));
-    T->Ds = malloc(n_list * sizeof(float *));
-    T->rows = malloc((size_t) rb * sizeof(struct row_st));
-    T->hb = malloc((size_t) (JB * g * JB * g) * sizeof(float));
-    T->sp_y = malloc(n_list * sizeof(float *));
-    T->sp_x = malloc(n_list * sizeof(float *));
-    T->sp_D = malloc(n_list * sizeof(float *));
-    T->sp_mask = malloc(n_list * sizeof(uint32_t));
+    T->slots = lmp_scratch_alloc(per_slot * (size_t) (rb * 2 * b));
+    T->small = lmp_scratch_alloc(per_small * (size_t) (rb * 2 * b));
+    T->d = lmp_scratch_alloc((size_t) (b * K + 64) * sizeof(float));
+    T->D = lmp_scratch_alloc(n_list * (size_t) (JB * g) * sizeof(float));
+    T->zero = scratch_zalloc((size_t) (JB * g) * sizeof(float));
+    T->dummy = scratch_zalloc(((size_t) n_in + 32) * sizeof(float));
+    T->top = lmp_scratch_alloc((size_t) (b + 1) * sizeof(struct cand));
+    T->ys = lmp_scratch_alloc(n_list * sizeof(float *));
+    T->xs = lmp_scratch_alloc(n_list * sizeof(float *));
+    T->Ds = lmp_scratch_alloc(n_list * sizeof(float *));
+    T->rows = lmp_scratch_alloc((size_t) rb * sizeof(struct row_st));
+    T->hb = lmp_scratch_alloc((size_t) (JB * g * JB * g) * sizeof(float));
+    T->sp_y = lmp_scratch_alloc(n_list * sizeof(float *));
+    T->sp_x = lmp_scratch_alloc(n_list * sizeof(float *));
+    T->sp_D = lmp_scratch_alloc(n_list * sizeof(float *));
+    T->sp_mask = lmp_scratch_alloc(n_list * sizeof(uint32_t));
     if (!T->slots || !T->small || !T->d || !T->D || !T->zero || !T->dummy || !T->top || !T->ys || !T->xs || !T->Ds ||
         !T->rows || !T->hb || !T->sp_y || !T->sp_x || !T->sp_D || !T->sp_mask)
         return -1;
@@ -538,8 +540,9 @@ static void rows_part(void *arg, int tid, int nt) {
     const int64_t g = J->g, K = J->K, M = J->M, P = J->P, n_in = J->n_in, n_grp = J->n_grp;
     const int beam = J->beam;
     struct thr_mem T;
+    const struct lmp_scratch_mark mark = lmp_scratch_mark();
     if (thr_alloc(&T, J) != 0) {
-        thr_free(&T);
+        lmp_scratch_reset(mark);
         __atomic_store_n(&J->failed, 1, __ATOMIC_RELAXED);
         return;
     }
@@ -650,7 +653,7 @@ static void rows_part(void *arg, int tid, int nt) {
             if (J->loss) J->loss[rows[r].o] = rows[r].cur[0].loss;
         }
     }
-    thr_free(&T);
+    lmp_scratch_reset(mark);
 }
 
 int lmp_aq_beam_avx512(uint16_t *codes, double *loss, const float *w, const float *scale,
@@ -660,10 +663,11 @@ int lmp_aq_beam_avx512(uint16_t *codes, double *loss, const float *w, const floa
     if (beam < 1) beam = 1;
     if (K % 16 != 0 || g > 64 || beam > MAXB) return lmp_aq_beam_ref(codes, loss, w, scale, cb, h, s, beam);
     if (n_out <= 0) return 0;
-    float *cT = malloc((size_t) (M * g * K + P * K + 2 * n_out * n_in + n_in * g) * sizeof(float));
-    double *loss0 = malloc((size_t) n_out * sizeof(double));
-    uint16_t *keep = malloc((size_t) (n_out * P) * sizeof(uint16_t));
-    if (!cT || !loss0 || !keep) { free(cT); free(loss0); free(keep); return LMP_ENOMEM; }
+    const struct lmp_scratch_mark mark = lmp_scratch_mark();
+    float *cT = lmp_scratch_alloc((size_t) (M * g * K + P * K + 2 * n_out * n_in + n_in * g) * sizeof(float));
+    double *loss0 = lmp_scratch_alloc((size_t) n_out * sizeof(double));
+    uint16_t *keep = lmp_scratch_alloc((size_t) (n_out * P) * sizeof(uint16_t));
+    if (!cT || !loss0 || !keep) { lmp_scratch_reset(mark); return LMP_ENOMEM; }
     float *q = cT + M * g * K, *r = q + P * K, *rh = r + n_out * n_in, *hd = rh + n_out * n_in;
     for (int64_t j = 0; j < n_grp; j++)
         for (int64_t a = 0; a < g; a++)
@@ -694,6 +698,6 @@ int lmp_aq_beam_avx512(uint16_t *codes, double *loss, const float *w, const floa
         memcpy(codes, keep, (size_t) (n_out * P) * sizeof(uint16_t));
         st = LMP_ENOMEM;
     }
-    free(cT); free(loss0); free(keep);
+    lmp_scratch_reset(mark);
     return st;
 }

@@ -36,8 +36,9 @@ int lmp_aq_grad_avx512(double *loss, float *g_cb, float *g_scale, const uint16_t
     const int64_t n_out = s->n_out, n_in = s->n_in, g = s->g, M = s->M, K = s->K;
     const int64_t n_grp = n_in / g, n_cb = M * K * g;
     if (n_out <= 0) return lmp_aq_grad_ref(loss, g_cb, g_scale, codes, w, scale, cb, h, s);
-    float *u = malloc((size_t) (3 * n_out * n_in) * sizeof(float));
-    if (u == NULL) return LMP_ENOMEM;
+    struct lmp_scratch_mark mark = lmp_scratch_mark();
+    float *u = lmp_scratch_alloc((size_t) (3 * n_out * n_in) * sizeof(float));
+    if (u == NULL) { lmp_scratch_reset(mark); return LMP_ENOMEM; }
     float *r = u + n_out * n_in, *rh = r + n_out * n_in;
     for (int64_t o = 0; o < n_out; o++)
         decode_residual_row(u + o * n_in, r + o * n_in, w + o * n_in, codes + o * n_grp * M, cb, scale[o],
@@ -74,6 +75,6 @@ int lmp_aq_grad_avx512(double *loss, float *g_cb, float *g_scale, const uint16_t
             }
     }
     *loss = L;
-    free(u);
+    lmp_scratch_reset(mark);
     return 0;
 }

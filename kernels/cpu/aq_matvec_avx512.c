@@ -18,9 +18,10 @@ int lmp_aq_matvec_avx512(float *y, const float *x, int64_t n_batch, const uint16
                          const float *cb, const float *scale, const struct lmp_aq_shape *s) {
     const int64_t K = s->K, g = s->g, M = s->M, n_grp = s->n_in / g, P = n_grp * M;
     if (K > 4096 || K % 16 != 0) return lmp_aq_matvec_ref(y, x, n_batch, codes, cb, scale, s);
-    float *cT  = malloc((size_t) (M * g * K) * sizeof(float));   /* (M, g, K) */
-    float *tab = malloc((size_t) (P * K) * sizeof(float));       /* (n_grp, M, K) */
-    if (cT == NULL || tab == NULL) { free(cT); free(tab); return LMP_ENOMEM; }
+    struct lmp_scratch_mark mark = lmp_scratch_mark();
+    float *cT  = lmp_scratch_alloc((size_t) (M * g * K) * sizeof(float));   /* (M, g, K) */
+    float *tab = lmp_scratch_alloc((size_t) (P * K) * sizeof(float));       /* (n_grp, M, K) */
+    if (cT == NULL || tab == NULL) { lmp_scratch_reset(mark); return LMP_ENOMEM; }
     for (int64_t m = 0; m < M; m++)
         for (int64_t k = 0; k < K; k++)
             for (int64_t t = 0; t < g; t++) cT[(m * g + t) * K + k] = cb[(m * K + k) * g + t];
@@ -53,7 +54,6 @@ int lmp_aq_matvec_avx512(float *y, const float *x, int64_t n_batch, const uint16
             y[b * s->n_out + o] = sum * scale[o];
         }
     }
-    free(cT);
-    free(tab);
+    lmp_scratch_reset(mark);
     return 0;
 }

@@ -7,6 +7,7 @@
 
 #include "kernels/kernels.h"
 
+lmp_sgemm_fn       lmp_sgemm_blas;           /* gemm_blas.c: OpenBLAS cblas_sgemm */
 lmp_dequant_row_fn lmp_dequant_row_avx512;   /* dequant_avx512.c (+F16C) */
 
 /* AQLM ops (kernels/cpu/<op>_avx512.c). */
@@ -14,13 +15,12 @@ lmp_gram_acc_fn      lmp_gram_acc_avx512;
 lmp_kmeans_assign_fn lmp_kmeans_assign_avx512;
 lmp_kmeans_update_fn lmp_kmeans_update_avx512;
 lmp_aq_beam_fn       lmp_aq_beam_avx512;
-lmp_aq_beam_fn       lmp_aq_beam_eager_avx512;   /* previous beam kernel: baseline only */
 lmp_aq_grad_fn       lmp_aq_grad_avx512;
 lmp_aq_decode_fn     lmp_aq_decode_avx512;
 lmp_aq_matvec_fn     lmp_aq_matvec_avx512;
 
-/* Worker threads the CPU variants use: $LMP_THREADS if set (1..256), else the online
- * CPUs. Read at each call; kernels keep no state. */
+/* Threads the CPU variants split a call over: the process budget, lmp_kernels_threads()
+ * ($LMP_THREADS or the online CPUs unless a program fixed it). */
 int lmp_cpu_threads(void);
 
 #endif /* LMP_KERNELS_CPU_VARIANTS_H */

@@ -10,6 +10,7 @@
 #include <float.h>
 #include <immintrin.h>
 #include <stdlib.h>
+#include <string.h>
 
 struct assign_job {
     int32_t *assign; float *dist2; const float *pts; int64_t n;
@@ -104,9 +105,10 @@ static void assign_part(void *arg, int tid, int nt) {
 void lmp_kmeans_assign_avx512(int32_t *assign, float *dist2, const float *pts, int64_t n,
                               const float *cent, int64_t K, int g) {
     const int64_t K16 = K / 16 * 16;
-    float *cT = malloc((size_t) (g * K16 + K) * sizeof(float));
-    if (cT == NULL || K16 == 0) {
-        free(cT);
+    struct lmp_scratch_mark mark = lmp_scratch_mark();
+    float *cT = K16 > 0 ? lmp_scratch_alloc((size_t) (g * K16 + K) * sizeof(float)) : NULL;
+    if (cT == NULL) {
+        lmp_scratch_reset(mark);
         lmp_kmeans_assign_ref(assign, dist2, pts, n, cent, K, g);
         return;
     }
@@ -122,14 +124,16 @@ void lmp_kmeans_assign_avx512(int32_t *assign, float *dist2, const float *pts, i
     int nt = lmp_cpu_threads();
     if (n < 256 * nt) nt = 1;
     lmp_cpu_parallel(nt, assign_part, &J);
-    free(cT);
+    lmp_scratch_reset(mark);
 }
 
 void lmp_kmeans_update_avx512(float *cent, const float *pts, const float *weights,
                               const int32_t *assign, int64_t n, int64_t K, int g) {
     if (g != 8) { lmp_kmeans_update_ref(cent, pts, weights, assign, n, K, g); return; }
-    double *sum = calloc((size_t) (K * 8 + K), sizeof(double));
-    if (sum == NULL) return;
+    struct lmp_scratch_mark mark = lmp_scratch_mark();
+    double *sum = lmp_scratch_alloc((size_t) (K * 8 + K) * sizeof(double));
+    if (sum == NULL) { lmp_scratch_reset(mark); return; }
+    memset(sum, 0, (size_t) (K * 8 + K) * sizeof(double));
     double *wsum = sum + K * 8;
     for (int64_t i = 0; i < n; i++) {
         double wi = weights ? (double) weights[i] : 1.0;
@@ -143,5 +147,5 @@ void lmp_kmeans_update_avx512(float *cent, const float *pts, const float *weight
             __m512d c = _mm512_div_pd(_mm512_loadu_pd(sum + k * 8), _mm512_set1_pd(wsum[k]));
             _mm256_storeu_ps(cent + k * 8, _mm512_cvtpd_ps(c));
         }
-    free(sum);
+    lmp_scratch_reset(mark);
 }

@@ -50,16 +50,18 @@ int lmp_aq_beam_ref(uint16_t *codes,        /* (n_out, n_grp, M) in/out */
     const int64_t n_in = s->n_in, g = s->g, K = s->K, M = s->M, n_grp = n_in / g, P = n_grp * M;
     if (beam < 1) beam = 1;
     int st = LMP_ENOMEM;
-    double *q = malloc((size_t) (P * K) * sizeof(double));     /* (n_grp, M, K) */
-    double *cand = malloc((size_t) (beam * K) * sizeof(double));
-    uint64_t *chash = malloc((size_t) (beam * K) * sizeof(uint64_t));
-    double *tmp = malloc((size_t) (2 * n_in + g) * sizeof(double));
-    struct hyp *hy = calloc((size_t) (2 * beam), sizeof(*hy));
-    int *pick = malloc((size_t) beam * 2 * sizeof(int));
+    struct lmp_scratch_mark mark = lmp_scratch_mark();
+    double *q = lmp_scratch_alloc((size_t) (P * K) * sizeof(double));     /* (n_grp, M, K) */
+    double *cand = lmp_scratch_alloc((size_t) (beam * K) * sizeof(double));
+    uint64_t *chash = lmp_scratch_alloc((size_t) (beam * K) * sizeof(uint64_t));
+    double *tmp = lmp_scratch_alloc((size_t) (2 * n_in + g) * sizeof(double));
+    struct hyp *hy = lmp_scratch_alloc((size_t) (2 * beam) * sizeof(*hy));
+    int *pick = lmp_scratch_alloc((size_t) beam * 2 * sizeof(int));
     if (!q || !cand || !chash || !tmp || !hy || !pick) goto out;
+    memset(hy, 0, (size_t) (2 * beam) * sizeof(*hy));
     for (int i = 0; i < 2 * beam; i++) {
-        hy[i].codes = malloc((size_t) P * sizeof(uint16_t));
-        hy[i].rh    = malloc((size_t) n_in * sizeof(double));
+        hy[i].codes = lmp_scratch_alloc((size_t) P * sizeof(uint16_t));
+        hy[i].rh    = lmp_scratch_alloc((size_t) n_in * sizeof(double));
         if (!hy[i].codes || !hy[i].rh) goto out;
     }
     double *r = tmp, *v = tmp + n_in, *hc = tmp + 2 * n_in;   /* hc (g) = H_jj cb_m[c] */
@@ -159,8 +161,6 @@ int lmp_aq_beam_ref(uint16_t *codes,        /* (n_out, n_grp, M) in/out */
     }
     st = 0;
 out:
-    if (hy)
-        for (int i = 0; i < 2 * beam; i++) { free(hy[i].codes); free(hy[i].rh); }
-    free(hy); free(pick); free(q); free(cand); free(chash); free(tmp);
+    lmp_scratch_reset(mark);
     return st;
 }

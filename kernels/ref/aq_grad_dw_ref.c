@@ -16,6 +16,7 @@
 #include "base/status.h"   /* defines: LMP_ENOMEM */
 
 #include <stdlib.h>
+#include <string.h>
 
 int lmp_aq_grad_dw_ref(float *g_cb,             /* (M, K, g) out */
                        float *g_scale,          /* (n_out) out */
@@ -25,8 +26,10 @@ int lmp_aq_grad_dw_ref(float *g_cb,             /* (M, K, g) out */
                        const float *scale,      /* (n_out) */
                        const struct lmp_aq_shape *s) {
     const int64_t n_grp = s->n_in / s->g, n_cb = (int64_t) s->M * s->K * s->g;
-    double *gc = calloc((size_t) n_cb, sizeof(double));
-    if (gc == NULL) return LMP_ENOMEM;
+    struct lmp_scratch_mark mark = lmp_scratch_mark();
+    double *gc = lmp_scratch_alloc((size_t) n_cb * sizeof(double));
+    if (gc == NULL) { lmp_scratch_reset(mark); return LMP_ENOMEM; }
+    memset(gc, 0, (size_t) n_cb * sizeof(double));
     for (int64_t o = 0; o < s->n_out; o++) {
         const uint16_t *co = codes + o * n_grp * s->M;
         const float    *d  = dw + o * s->n_in;
@@ -42,6 +45,6 @@ int lmp_aq_grad_dw_ref(float *g_cb,             /* (M, K, g) out */
         g_scale[o] = (float) gs;
     }
     for (int64_t k = 0; k < n_cb; k++) g_cb[k] = (float) gc[k];
-    free(gc);
+    lmp_scratch_reset(mark);
     return 0;
 }

@@ -28,9 +28,11 @@ int lmp_aq_grad_ref(double *loss,            /* out: L */
                     const float *h,          /* (n_in, n_in) */
                     const struct lmp_aq_shape *s) {
     const int64_t n_in = s->n_in, n_grp = n_in / s->g, n_cb = (int64_t) s->M * s->K * s->g;
-    double *u  = malloc((size_t) (3 * n_in) * sizeof(double));
-    double *gc = calloc((size_t) n_cb, sizeof(double));
-    if (u == NULL || gc == NULL) { free(u); free(gc); return LMP_ENOMEM; }
+    struct lmp_scratch_mark mark = lmp_scratch_mark();
+    double *u  = lmp_scratch_alloc((size_t) (3 * n_in) * sizeof(double));
+    double *gc = lmp_scratch_alloc((size_t) n_cb * sizeof(double));
+    if (u == NULL || gc == NULL) { lmp_scratch_reset(mark); return LMP_ENOMEM; }
+    memset(gc, 0, (size_t) n_cb * sizeof(double));
     double *r = u + n_in, *gr = r + n_in;
     double L = 0.0;
     for (int64_t o = 0; o < s->n_out; o++) {
@@ -60,7 +62,6 @@ int lmp_aq_grad_ref(double *loss,            /* out: L */
     }
     for (int64_t k = 0; k < n_cb; k++) g_cb[k] = (float) gc[k];
     *loss = L;
-    free(u);
-    free(gc);
+    lmp_scratch_reset(mark);
     return 0;
 }

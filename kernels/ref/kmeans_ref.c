@@ -9,6 +9,7 @@
 #include "kernels/kernels.h"
 
 #include <stdlib.h>
+#include <string.h>
 
 void lmp_kmeans_assign_ref(int32_t *assign,     /* (n) out */
                            float *dist2,        /* (n) out, or NULL */
@@ -38,8 +39,13 @@ void lmp_kmeans_update_ref(float *cent,            /* (K, g) in/out */
                            const float *weights,   /* (n) or NULL */
                            const int32_t *assign,  /* (n) */
                            int64_t n, int64_t K, int g) {
-    double *sum = calloc((size_t) (K * g + K), sizeof(double));
-    if (sum == NULL) return;   /* keep the centroids: the next iteration retries */
+    struct lmp_scratch_mark mark = lmp_scratch_mark();
+    double *sum = lmp_scratch_alloc((size_t) (K * g + K) * sizeof(double));
+    if (sum == NULL) {   /* keep the centroids: the next iteration retries */
+        lmp_scratch_reset(mark);
+        return;
+    }
+    memset(sum, 0, (size_t) (K * g + K) * sizeof(double));
     double *wsum = sum + K * g;
     for (int64_t i = 0; i < n; i++) {
         double wi = weights ? (double) weights[i] : 1.0;
@@ -50,5 +56,5 @@ void lmp_kmeans_update_ref(float *cent,            /* (K, g) in/out */
     for (int64_t k = 0; k < K; k++)
         if (wsum[k] > 0.0)
             for (int t = 0; t < g; t++) cent[k * g + t] = (float) (sum[k * g + t] / wsum[k]);
-    free(sum);
+    lmp_scratch_reset(mark);
 }

@@ -1,24 +1,31 @@
-/*  test_kernels - every slot of the best kernel table against the reference table
+/*  test_kernels - every slot of every kernel table against the reference table
  *
- *  Same seeded inputs go through lmp_kernels_init_ref() and lmp_kernels_init_best();
- *  outputs are compared with a normalized error (nmse = sum (v - r)^2 / sum r^2) and a
- *  per-op tolerance; the first mismatches are printed with index, reference and
- *  variant values. Odd shapes first (scalar tails, fallbacks), then realistic ones.
- *  Discrete outputs are not compared bit for bit: k-means compares the distance to the
- *  chosen centroid, beam search the objective its codes achieve (variant <= ref (1+tol)).
- *  dequant_row must be bit-exact.
+ *  Same seeded inputs go through lmp_kernels_init_ref() and each table the registry can
+ *  build on this CPU (lmp_kernels_names(): blas, avx512 where present; with
+ *  LMP_KERNELS=NAME only that one); outputs are compared with a normalized error
+ *  (nmse = sum (v - r)^2 / sum r^2) and a per-op tolerance; the first mismatches are
+ *  printed with index, reference and variant values. Odd shapes first (scalar tails,
+ *  fallbacks), then realistic ones. Discrete outputs are not compared bit for bit:
+ *  k-means compares the distance to the chosen centroid, beam search the objective its
+ *  codes achieve (variant <= ref (1+tol)). dequant_row must be bit-exact.
+ *  sgemm: every transpose pair, alpha/beta (beta 0 must ignore NaN in C), leading
+ *  dimensions wider than the matrices; nmse 1e-10 against the double-accumulating
+ *  reference (fp32 accumulation over k <= 300 terms), and cells outside C untouched.
+ *  Memory slots: alloc / copy / free round trip; the scratch arena: alignment, nesting,
+ *  reuse, and per-thread arenas.
  *
  *  usage: test_kernels [--mode test|perf]     test (default): fast checks
  *                                              perf: time ref vs best on realistic shapes
  */
 #include "kernels/kernels.h"
-#include "kernels/cpu/cpu_variants.h"   /* defines: lmp_aq_beam_eager_avx512 (bench baseline) */
 #include "tests/check.h"            /* defines: CHECK, RUN, check_fill_random, check_report */
 #include "model/model.h"     /* defines: enum lmp_dtype */
 
+#include <pthread.h>
+#include <stdlib.h>
 #include <time.h>
 
-static struct lmp_kernels ref, best;
+static struct lmp_kernels ref, best; /* best: the table under test */
 
 static double now_s(void) {
     struct timespec ts;
@@ -333,10 +340,7 @@ static void test_aq_grad_dw(void) {
 
 static void test_aq_beam(void) {
     static const int beams[] = { 1, 3, 8 };   /* 3: an odd number of hypotheses */
-    lmp_aq_beam_fn *variants[2] = { best.aq_beam, NULL };
-#ifdef LMP_HAVE_AVX512
-    if (lmp_cpu_has_avx512()) variants[1] = lmp_aq_beam_eager_avx512;   /* bench_kernels' baseline */
-#endif
+    lmp_aq_beam_fn  *variants[2] = {best.aq_beam, NULL}; /* room for a second variant */
     for (int c = 0; c < N_AQ_CASES; c++)
         for (int bi = 0; bi < 3; bi++) {
             struct aq_fix f;
@@ -355,13 +359,125 @@ static void test_aq_beam(void) {
                 for (int64_t o = 0; o < f.s.n_out; o++) sv += lv[o];
                 int ok = orf <= o0 && ov <= orf * (1 + 1e-3) && fabs(sr / orf - 1) < 1e-6 && fabs(sv / ov - 1) < 1e-3;
                 if (!ok)
-                    fprintf(stderr, "  aq_beam%s case %d beam %d: start %.9g ref %.9g (reported %.9g) variant %.9g "
-                            "(reported %.9g)\n", vi ? " (eager)" : "", c, beams[bi], o0, orf, sr, ov, sv);
+                    fprintf(stderr,
+                            "  aq_beam%s case %d beam %d: start %.9g ref %.9g (reported %.9g) "
+                            "variant %.9g "
+                            "(reported %.9g)\n",
+                            vi ? " (second)" : "", c, beams[bi], o0, orf, sr, ov, sv);
                 CHECK(ok);
             }
             free(cr); free(cv); free(lr); free(lv);
             aq_fix_free(&f);
         }
+}
+
+/* ---- sgemm --------------------------------------------------------------------- */
+
+static void test_sgemm(void) {
+    static const int64_t shapes[][3] = {{1, 1, 1},    {7, 5, 3},      {33, 17, 65},
+                                        {64, 96, 64}, {130, 70, 300}, {5, 300, 1}};
+    static const float   ab[][2] = {{1.0f, 0.0f}, {0.7f, 1.0f}, {-1.3f, 0.25f}};
+    for (size_t c = 0; c < sizeof(shapes) / sizeof(shapes[0]); c++)
+        for (int tr = 0; tr < 4; tr++)
+            for (size_t q = 0; q < sizeof(ab) / sizeof(ab[0]); q++) {
+                const int64_t        m = shapes[c][0], n = shapes[c][1], k = shapes[c][2];
+                const enum lmp_trans ta = tr & 1 ? LMP_TRANS : LMP_NO_TRANS;
+                const enum lmp_trans tb = tr & 2 ? LMP_TRANS : LMP_NO_TRANS;
+                /* stored shapes, with leading dimensions 3 wider than needed */
+                const int64_t ar = ta ? k : m, ac = ta ? m : k, br = tb ? n : k, bc = tb ? k : n;
+                const int64_t lda = ac + 3, ldb = bc + 3, ldc = n + 3;
+                float        *a = fbuf(ar * lda, 500 + c), *b = fbuf(br * ldb, 600 + c);
+                float *cr = fbuf(m * ldc, 700 + c), *cv = malloc((size_t)(m * ldc) * sizeof(float));
+                if (ab[q][1] == 0.0f) /* beta 0: C is write-only, NaN must not propagate */
+                    for (int64_t i = 0; i < m * ldc; i += 2) cr[i] = NAN;
+                memcpy(cv, cr, (size_t)(m * ldc) * sizeof(float));
+                ref.sgemm(ta, tb, m, n, k, ab[q][0], a, lda, b, ldb, ab[q][1], cr, ldc);
+                best.sgemm(ta, tb, m, n, k, ab[q][0], a, lda, b, ldb, ab[q][1], cv, ldc);
+                float *pr = malloc((size_t)(m * n) * sizeof(float)),
+                      *pv = malloc((size_t)(m * n) * sizeof(float));
+                int pad_ok = 1;
+                for (int64_t i = 0; i < m; i++)
+                    for (int64_t j = 0; j < ldc; j++) {
+                        if (j < n) {
+                            pr[i * n + j] = cr[i * ldc + j];
+                            pv[i * n + j] = cv[i * ldc + j];
+                        } else if (memcmp(&cr[i * ldc + j], &cv[i * ldc + j], sizeof(float)) != 0) {
+                            pad_ok = 0; /* outside C: untouched by both */
+                        }
+                    }
+                char what[96];
+                snprintf(what, sizeof(what), "sgemm %lldx%lldx%lld %c%c alpha %g beta %g",
+                         (long long)m, (long long)n, (long long)k, ta ? 'T' : 'N', tb ? 'T' : 'N',
+                         ab[q][0], ab[q][1]);
+                compare_f(what, pr, pv, m * n, 1e-10);
+                if (!pad_ok) fprintf(stderr, "  %s: wrote outside C\n", what);
+                CHECK(pad_ok);
+                free(a);
+                free(b);
+                free(cr);
+                free(cv);
+                free(pr);
+                free(pv);
+            }
+}
+
+/* ---- memory slots and the scratch arena ----------------------------------------- */
+
+static void test_memory(void) {
+    const size_t n = 1000;
+    float       *h = fbuf((int64_t)n, 800), *back = malloc(n * sizeof(float));
+    float       *d = best.mem_alloc(n * sizeof(float)), *d2 = best.mem_alloc(n * sizeof(float));
+    CHECK(d != NULL && d2 != NULL);
+    CHECK(((uintptr_t)d & 63) == 0);
+    best.mem_copy(d, h, n * sizeof(float), LMP_COPY_HOST_TO_DEVICE);
+    best.mem_copy(d2, d, n * sizeof(float), LMP_COPY_DEVICE_TO_DEVICE);
+    best.mem_copy(back, d2, n * sizeof(float), LMP_COPY_DEVICE_TO_HOST);
+    CHECK(memcmp(h, back, n * sizeof(float)) == 0);
+    best.mem_free(d);
+    best.mem_free(d2);
+    best.mem_free(NULL);
+    free(h);
+    free(back);
+}
+
+static void *scratch_thread(void *arg) {
+    (void)arg;
+    struct lmp_scratch_mark m = lmp_scratch_mark();
+    char                   *p = lmp_scratch_alloc(100);
+    if (p) memset(p, 7, 100);
+    lmp_scratch_reset(m);
+    return p;
+}
+
+static void test_scratch(void) {
+    struct lmp_scratch_mark m0 = lmp_scratch_mark();
+    char                   *a = lmp_scratch_alloc(10);
+    char                   *b = lmp_scratch_alloc(3u << 20); /* beyond the first chunk: a new one */
+    CHECK(a != NULL && b != NULL);
+    CHECK(((uintptr_t)a & 63) == 0 && ((uintptr_t)b & 63) == 0);
+    memset(a, 1, 10);
+    memset(b, 2, 3u << 20);
+    struct lmp_scratch_mark m1 = lmp_scratch_mark();
+    char                   *c = lmp_scratch_alloc(1000);
+    CHECK(c != NULL);
+    memset(c, 3, 1000);
+    CHECK(a[9] == 1 && b[(3u << 20) - 1] == 2); /* earlier carvings intact */
+    lmp_scratch_reset(m1);
+    char *c2 = lmp_scratch_alloc(1000);
+    CHECK(c2 == c); /* reset gives the same memory back */
+    lmp_scratch_reset(m0);
+    const size_t held = lmp_scratch_held();
+    CHECK(held >= (3u << 20));
+    char *a2 = lmp_scratch_alloc(10); /* cached: nothing new */
+    CHECK(a2 == a && lmp_scratch_held() == held);
+    lmp_scratch_reset(m0);
+    pthread_t th;
+    void     *other = NULL;
+    CHECK(pthread_create(&th, NULL, scratch_thread, NULL) == 0);
+    pthread_join(th, &other);
+    CHECK(other != NULL && other != (void *)a); /* each thread its own arena */
+    lmp_scratch_trim();
+    CHECK(lmp_scratch_held() == 0);
 }
 
 /* ---- perf mode ------------------------------------------------------------------- */
@@ -410,16 +526,41 @@ int main(int argc, char **argv) {
         else { fprintf(stderr, "usage: test_kernels [--mode test|perf]\n"); return 2; }
     }
     lmp_kernels_init_ref(&ref);
-    lmp_kernels_init_best(&best);
-    fprintf(stderr, "comparing '%s' with '%s'\n", best.name, ref.name);
-    if (strcmp(mode, "perf") == 0) { perf(); return 0; }
+    if (strcmp(mode, "perf") == 0) {
+        lmp_kernels_init_best(&best);
+        fprintf(stderr, "comparing '%s' with '%s'\n", best.name, ref.name);
+        perf();
+        return 0;
+    }
     if (strcmp(mode, "test") != 0) { fprintf(stderr, "unknown mode '%s'\n", mode); return 2; }
-    RUN(test_dequant_row);
-    RUN(test_gram_acc);
-    RUN(test_kmeans);
-    RUN(test_aq_decode_matvec);
-    RUN(test_aq_grad);
-    RUN(test_aq_grad_dw);
-    RUN(test_aq_beam);
+    /* every table this CPU runs but the reference itself (LMP_KERNELS=ref checks that the
+     * reference agrees with itself), or only $LMP_KERNELS (a name or "best") */
+    const char        *only = getenv("LMP_KERNELS");
+    const char *const *names = lmp_kernels_names();
+    int                n_tables = 0;
+    for (int t = 0; names[t]; t++) {
+        if (!(only && *only) && strcmp(names[t], "ref") == 0) continue;
+        if (only && *only && strcmp(only, names[t]) != 0 &&
+            !(strcmp(only, "best") == 0 &&
+              (lmp_kernels_init_best(&best), strcmp(best.name, names[t]) == 0)))
+            continue;
+        CHECK(lmp_kernels_init_named(&best, names[t]));
+        fprintf(stderr, "comparing '%s' with '%s'\n", best.name, ref.name);
+        n_tables++;
+        RUN(test_sgemm);
+        RUN(test_memory);
+        RUN(test_dequant_row);
+        RUN(test_gram_acc);
+        RUN(test_kmeans);
+        RUN(test_aq_decode_matvec);
+        RUN(test_aq_grad);
+        RUN(test_aq_grad_dw);
+        RUN(test_aq_beam);
+    }
+    if (only && *only && n_tables == 0) {
+        fprintf(stderr, "LMP_KERNELS='%s': not a table this CPU runs\n", only);
+        return 2;
+    }
+    RUN(test_scratch);
     return check_report();
 }
