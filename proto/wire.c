@@ -291,7 +291,11 @@ static enum lmp_status check_job_submit(const struct vctx *c, const Lmp__JobSubm
     if (empty(s->model_path)) return bad(c, "no model path");
     if (empty(s->out_path)) return bad(c, "no output path");
     if ((st = check_method(c, s->method)) != LMP_OK) return st;
-    if ((st = check_calib(c, s->calib)) != LMP_OK) return st;
+    /* RTN needs no calibration: no source at all is fine there */
+    const bool no_calib = s->method->method == LMP__METHOD__METHOD_RTN &&
+                          (s->calib == NULL ||
+                           s->calib->source == LMP__CALIB_SOURCE__CALIB_SOURCE_UNSPECIFIED);
+    if (!no_calib && (st = check_calib(c, s->calib)) != LMP_OK) return st;
     if (s->mode != LMP__MODE__MODE_SEQUENTIAL && s->mode != LMP__MODE__MODE_INDEPENDENT)
         return bad(c, "unknown mode %d", (int) s->mode);
     if (s->n_keep > 0 && s->keep == NULL) return bad(c, "keep list is missing");
