@@ -25,6 +25,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -136,6 +137,51 @@ struct embedded {
     char     fail_code[32], fail_msg[256];
 };
 
+/* On a terminal, the live line between layer lines: the stage the job is in, from the
+ * layers' states (a running layer with a quantization error already is in its block's
+ * fine-tuning, one without is being quantized; layers quantized but pending wait for
+ * their block's fine-tuning; nothing running with layers pending is the calibration of
+ * the first pending layer's block), and the coordinator's ETA, redrawn every poll. */
+static void live_stage(struct embedded *E, const Lmp__JobInfo *j) {
+    const Lmp__LayerInfo *run = NULL, *tuned = NULL, *next = NULL;
+    unsigned              n_run = 0;
+    for (size_t i = 0; i < j->n_layers; i++) {
+        const Lmp__LayerInfo *li = j->layers[i];
+        if (li->state == LMP__TASK_STATE__TASK_STATE_RUNNING && li->rel_err_before > 0)
+            tuned = tuned ? tuned : li; /* quantized: its block is being fine-tuned */
+        else if (li->state == LMP__TASK_STATE__TASK_STATE_RUNNING)
+            run = run ? run : li, n_run++;
+        else if (li->state == LMP__TASK_STATE__TASK_STATE_PENDING) {
+            if (li->worker && li->worker[0] && tuned == NULL)
+                tuned = li;
+            else if (next == NULL)
+                next = li;
+        }
+    }
+    const Lmp__LayerInfo *at = run ? run : tuned ? tuned : next;
+    if (at == NULL || at->index >= E->n_linears) return;
+    const int block = lmp_model_linear(E->m, at->index)->block;
+    char      what[160], eta[32];
+    if (run && run->n_steps > 0)
+        snprintf(what, sizeof(what), "quantizing %s (step %u/%u)%s", run->name ? run->name : "",
+                 run->step, run->n_steps, n_run > 1 ? ", ..." : "");
+    else if (run)
+        snprintf(what, sizeof(what), "quantizing %s%s", run->name ? run->name : "",
+                 n_run > 1 ? ", ..." : "");
+    else if (tuned)
+        snprintf(what, sizeof(what), "fine-tuning block %d", block);
+    else
+        snprintf(what, sizeof(what), "calibrating block %d", block);
+    fmt_eta(j->eta_s, eta, sizeof(eta));
+    struct winsize ws = {0};
+    int  cols = ioctl(STDERR_FILENO, TIOCGWINSZ, &ws) == 0 && ws.ws_col > 0 ? ws.ws_col : 80;
+    char line[320];
+    snprintf(line, sizeof(line), "[%u/%u] %s, ETA %s", j->layers_done, j->layers_total, what, eta);
+    fprintf(stderr, "\r\033[K%.*s", cols - 1, line);
+    fflush(stderr);
+    E->prog->live = true;
+}
+
 static void embedded_status(void *ctx, const Lmp__JobInfo *j) {
     struct embedded *E = ctx;
     E->sec_calib = j->seconds_calibration, E->sec_quant = j->seconds_quantization;
@@ -161,12 +207,22 @@ static void embedded_status(void *ctx, const Lmp__JobInfo *j) {
         }
         on_progress(E->prog, &ev);
     }
+    if (E->prog->tty && j->state == LMP__JOB_STATE__JOB_STATE_RUNNING) live_stage(E, j);
     if (j->state == LMP__JOB_STATE__JOB_STATE_FAILED || j->state == LMP__JOB_STATE__JOB_STATE_CANCELLED) {
         snprintf(E->fail_code, sizeof(E->fail_code), "%s", j->error && j->error->code ? j->error->code : "");
         snprintf(E->fail_msg, sizeof(E->fail_msg), "%s",
                  j->error && j->error->message && j->error->message[0] ? j->error->message
                  : "the job was cancelled");
     }
+}
+
+/* Where the embedded coordinator listens, so that `lmpress status --watch --connect EP`
+ * (and logs, workers) can follow this run from another terminal. RET LMP_OK. */
+static enum lmp_status announce_endpoint(const struct lmp_launch *L) {
+    const char *ep = lmp_launch_endpoint(L);
+    fprintf(stderr, "lmpress: coordinator on %s (follow: lmpress status --watch --connect %s)\n",
+            ep, ep);
+    return LMP_OK;
 }
 
 /* Run the job on a coordinator and workers in this process; fills S. */
@@ -228,7 +284,7 @@ static int run_embedded(struct lmp_cli *cli, const struct lmp_jobopts *jo, const
     Lmp__JobState state = LMP__JOB_STATE__JOB_STATE_UNSPECIFIED;
     int rc = LMP_EXIT_OK;
     enum lmp_status st;
-    if ((st = lmp_launch_start(&lo, &L, &err)) ||
+    if ((st = lmp_launch_start(&lo, &L, &err)) || (st = announce_endpoint(L)) ||
         (st = lmp_client_connect(lmp_launch_endpoint(L), EMBEDDED_TIMEOUT_MS, &cl, &err)) ||
         (st = lmp_launch_submit(cl, &pb.spec, &job_id, NULL, &err)) ||
         (st = lmp_launch_follow(cl, job_id, 200, &stop_flag, embedded_status, &E, &state, &err))) {
