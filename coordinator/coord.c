@@ -378,7 +378,8 @@ static void job_end(struct lmp_coord *c, Lmp__JobState state) {
     lmp_calib_destroy(&J->cal);
     lmp_calib_grams_destroy(&J->grams);
     lmp_transformer_destroy(&J->tf);
-    lmp_artifact_close(&J->a);      /* committed parts stay; the lock is released */
+    if (J->bg_busy == 0)           /* else once the background item is back (bg_done) */
+        lmp_artifact_close(&J->a); /* committed parts stay; the lock is released */
     free(J->tokens);
     J->tokens = NULL;
     state_forget(c);
@@ -567,6 +568,13 @@ static enum lmp_status qship_build(struct qship *q, struct job *J, int32_t from,
     return LMP_OK;
 }
 
+static void read_post(struct lmp_coord *c, bool ft, int pi, int si, uint32_t attempt, int32_t from,
+                      int32_t b, bool fresh);
+static void cal_send(struct lmp_coord *c, int pi, int si, struct qship *qs, bool fresh);
+
+/* Slice si's next block goes to worker pi: reserved now (slice and worker busy), sent now
+ * (independent mode) or once the committed blocks it must pass are read back (sequential
+ * mode: the background thread reads them, see bg_done). */
 static void assign_cal(struct lmp_coord *c, int pi, int si) {
     struct job *J = c->job;
     struct cslice *sl = &J->slices[si];
@@ -583,30 +591,40 @@ static void assign_cal(struct lmp_coord *c, int pi, int si) {
         J->cblocks[b] = cb;
         J->n_open++;
     }
+    const bool    fresh = sl->owner != pi; /* its activations start from the embedding */
+    const int32_t from = fresh ? 0 : sl->pos;
+    sl->attempt++;
+    sl->worker = pi;
+    sl->owner = pi;
+    p->cal = si;
+    if (seq_mode(J)) /* the quantized blocks the slice must pass first */
+        read_post(c, false, pi, si, sl->attempt, from, b, fresh);
+    else
+        cal_send(c, pi, si, NULL, fresh);
+}
+
+/* Send slice si's task to worker pi (reserved by assign_cal), with the blocks in qs. */
+static void cal_send(struct lmp_coord *c, int pi, int si, struct qship *qs, bool fresh) {
+    struct job     *J = c->job;
+    struct cslice  *sl = &J->slices[si];
+    struct peer    *p = &c->peers[pi];
+    const int32_t   b = sl->next_b;
     Lmp__Envelope env;
     Lmp__TaskAssign ta = LMP__TASK_ASSIGN__INIT;
     Lmp__RowRange rows = LMP__ROW_RANGE__INIT;
     Lmp__Blob       blob = LMP__BLOB__INIT, *blobs1[1] = {&blob}, **blobs = blobs1;
     Lmp__Tensor tok = LMP__TENSOR__INIT;
     const uint64_t shape[2] = {(uint64_t) (sl->end - sl->begin), (uint64_t) J->ctx};
-    struct qship    qs = {0};
-    if (seq_mode(J)) { /* the quantized blocks the slice must pass first */
-        struct lmp_err err = {0};
-        const int32_t  from = sl->owner == pi ? sl->pos : 0;
-        if (qship_build(&qs, J, from, b, &err) != LMP_OK) {
-            job_fail(c, "cannot read the committed blocks for calibration: %s", err.msg);
-            return;
-        }
-        if ((blobs = calloc(qs.n + 1, sizeof(*blobs))) == NULL) {
-            qship_release(&qs);
+    const size_t    n_q = qs ? qs->n : 0;
+    if (n_q) {
+        if ((blobs = calloc(n_q + 1, sizeof(*blobs))) == NULL) {
             job_fail(c, "out of memory");
             return;
         }
         blobs[0] = &blob;
-        for (size_t i = 0; i < qs.n; i++) blobs[i + 1] = &qs.blobs[i];
+        for (size_t i = 0; i < n_q; i++) blobs[i + 1] = &qs->blobs[i];
     }
     lmp_wire_init(&env, 0, 0);
-    sl->attempt++;
     ta.job_id = J->id, ta.task_id = CAL_TASK_BASE + (uint64_t) si, ta.attempt = sl->attempt;
     ta.kind = LMP__TASK_KIND__TASK_KIND_CALIBRATE;
     ta.layer = "";
@@ -622,20 +640,16 @@ static void assign_cal(struct lmp_coord *c, int pi, int si) {
     blob.name = "tokens";
     blob.where_case = LMP__BLOB__WHERE_TENSOR;
     blob.tensor = &tok;
-    ta.n_inputs = 1 + qs.n;
+    ta.n_inputs = 1 + n_q;
     ta.inputs = blobs;
     env.body_case = LMP__ENVELOPE__BODY_TASK_ASSIGN;
     env.task_assign = &ta;
-    sl->worker = pi;
-    p->cal = si;
     lmp_log_info("coordinator: calibration of sequences [%lld, %lld) block %d -> worker '%s'%s",
-                 (long long) sl->begin, (long long) sl->end, b, p->id.name,
-                 sl->owner == pi ? "" : " (from the embedding)");
+                 (long long)sl->begin, (long long)sl->end, b, p->id.name,
+                 fresh ? " (from the embedding)" : "");
     coord_peer_event(c, LMP_LOG_INFO, "calibrate", pi, "sequences [%lld, %lld) block %d", (long long) sl->begin, (long long) sl->end, b);
-    sl->owner = pi;
     coord_send(c, &p->id, &env);
     if (blobs != blobs1) free(blobs);
-    qship_release(&qs);
 }
 
 /* A slice's sums for its block: added in slice order (held if early); the block is done
@@ -1040,26 +1054,32 @@ static void ft_lost(struct lmp_coord *c, bool failure, const char *why) {
                  why);
 }
 
+/* The block waiting for its tuning goes to worker pi: reserved now, sent (ft_send) once the
+ * committed blocks before it are read back by the background thread. */
 static void assign_ft(struct lmp_coord *c, int pi) {
+    struct job     *J = c->job;
+    struct ftstate *F = J->ft;
+    const int32_t   from = F->owner == pi ? F->pos : 0;
+    F->attempt++;
+    F->worker = pi;
+    F->owner = pi;
+    c->peers[pi].ft = true;
+    read_post(c, true, pi, -1, F->attempt, from, F->block, from == 0);
+}
+
+static void ft_send(struct lmp_coord *c, int pi, struct qship *qs) {
     struct job     *J = c->job;
     struct ftstate *F = J->ft;
     struct peer    *p = &c->peers[pi];
     const int32_t   b = F->block;
-    struct qship    qs = {0};
-    struct lmp_err  err = {0};
-    const int32_t   from = F->owner == pi ? F->pos : 0;
-    if (qship_build(&qs, J, from, b, &err) != LMP_OK) {
-        job_fail(c, "cannot read the committed blocks for fine-tuning: %s", err.msg);
-        return;
-    }
+    const int32_t   from = qs->qfrom;
     /* inputs: tokens, qship's, 3 per held layer of block b */
-    const size_t cap = 1 + qs.n + 3 * LMP_LIN_COUNT;
+    const size_t cap = 1 + qs->n + 3 * LMP_LIN_COUNT;
     Lmp__Blob  **blobs = calloc(cap, sizeof(*blobs)), fb[3 * LMP_LIN_COUNT], tokb = LMP__BLOB__INIT;
     Lmp__Tensor  ft[3 * LMP_LIN_COUNT], tok = LMP__TENSOR__INIT;
     uint64_t     fsh[3 * LMP_LIN_COUNT][3];
     char         fname[3 * LMP_LIN_COUNT][LMP_NAME_MAX + 16];
     if (blobs == NULL) {
-        qship_release(&qs);
         job_fail(c, "out of memory");
         return;
     }
@@ -1069,7 +1089,7 @@ static void assign_ft(struct lmp_coord *c, int pi) {
                          tshape[0] * tshape[1] * sizeof(int32_t));
     tokb.name = "tokens", tokb.where_case = LMP__BLOB__WHERE_TENSOR, tokb.tensor = &tok;
     blobs[n++] = &tokb;
-    for (size_t i = 0; i < qs.n; i++) blobs[n++] = &qs.blobs[i];
+    for (size_t i = 0; i < qs->n; i++) blobs[n++] = &qs->blobs[i];
     int nf = 0;
     for (int64_t i = 0; i < J->n_tasks; i++) {
         if (J->tasks[i].l->block != b || !F->have[i]) continue;
@@ -1107,7 +1127,6 @@ static void assign_ft(struct lmp_coord *c, int pi) {
     Lmp__TaskAssign ta = LMP__TASK_ASSIGN__INIT;
     Lmp__RowRange   rows = LMP__ROW_RANGE__INIT;
     lmp_wire_init(&env, 0, 0);
-    F->attempt++;
     ta.job_id = J->id, ta.task_id = FT_TASK_BASE + (uint64_t)b, ta.attempt = F->attempt;
     ta.kind = LMP__TASK_KIND__TASK_KIND_FINETUNE_BLOCK;
     ta.layer = "";
@@ -1124,15 +1143,11 @@ static void assign_ft(struct lmp_coord *c, int pi) {
     ta.inputs = blobs;
     env.body_case = LMP__ENVELOPE__BODY_TASK_ASSIGN;
     env.task_assign = &ta;
-    F->worker = pi;
-    F->owner = pi;
-    p->ft = true;
     lmp_log_info("coordinator: fine-tuning of block %d -> worker '%s' (attempt %u%s)", b,
                  p->id.name, F->attempt, from ? "" : ", from the embedding");
     coord_peer_event(c, LMP_LOG_INFO, "finetune", pi, "block %d", b);
     coord_send(c, &p->id, &env);
     free(blobs);
-    qship_release(&qs);
 }
 
 static const Lmp__Tensor *result_tensor(const Lmp__TaskResult *r, const char *name) {
@@ -1276,18 +1291,16 @@ static void dispatch(struct lmp_coord *c) {
     }
 }
 
+static void finalize_post(struct lmp_coord *c, struct job *J);
+
+/* Every layer is committed: the artifact is finalized in the background (bg_done ends the
+ * job). */
 static void job_finish_if_done(struct lmp_coord *c) {
     struct job *J = c->job;
-    if (J == NULL || J->state != LMP__JOB_STATE__JOB_STATE_RUNNING || J->n_done < J->n_tasks) return;
-    struct lmp_err err = {0};
-    if (lmp_artifact_put_model_tensors(J->a, J->m, J->quantized, J->ft != NULL, &err) != LMP_OK ||
-        lmp_artifact_finalize(J->a, &err) != LMP_OK) {
-        job_fail(c, "%s", err.msg);
+    if (J == NULL || J->state != LMP__JOB_STATE__JOB_STATE_RUNNING || J->n_done < J->n_tasks ||
+        J->finalizing)
         return;
-    }
-    lmp_log_info("coordinator: job %llu done: %s", (unsigned long long) J->id, J->spec->out_path);
-    coord_event(c, LMP_LOG_INFO, LMP_EVENT_JOB_END, -1, "job %llu done: %s", (unsigned long long) J->id, J->spec->out_path);
-    job_end(c, LMP__JOB_STATE__JOB_STATE_DONE);
+    finalize_post(c, J);
 }
 
 /* Build the job from its spec: coordinator/plan.h plans it; the fine-tuning state, the
@@ -1315,7 +1328,6 @@ static enum lmp_status job_plan(struct lmp_coord *c, const Lmp__JobSpec *spec_in
         const int32_t first = next_needed(J, -1);
         for (int64_t i = 0; i < J->n_slices; i++) J->slices[i].next_b = first;
     }
-    J->id           = ++c->next_job_id;
     J->state        = LMP__JOB_STATE__JOB_STATE_RUNNING;
     J->submitted_ms = J->started_ms = unix_ms();
     J->started_mono = mono_ms();
@@ -1340,6 +1352,280 @@ out:
     return st;
 }
 
+/* ---- the background thread's items (bg.h) ----------------------------------------------
+ * Planning, reading committed blocks back and finalizing run there; the loop goes on
+ * answering. Each item carries its inputs; the loop keeps its hands off what an item uses
+ * until it is back: a job being planned is not installed yet (only job_plan's reads of c->o,
+ * which never change, and its own J); a read-back uses J->m (read-only) and J->a's committed
+ * layers (the pipeline commits nothing meanwhile: a sequential slice or a block's tuning
+ * waits for every earlier block to be final, and the layers of its block wait for it), with
+ * J->bg_busy keeping job_end from closing the artifact under it; a finalize has J->finalizing
+ * (no event is appended to the artifact meanwhile). Items come back in posting order. */
+
+enum bgkind { BG_PLAN, BG_READ, BG_FINALIZE };
+
+struct bgjob {
+    struct lmp_bg_item it; /* first */
+    enum bgkind        kind;
+    struct lmp_coord  *c;       /* BG_PLAN: job_plan reads c->o only */
+    struct job        *J;       /* BG_READ, BG_FINALIZE: the job; BG_PLAN: the result */
+    Lmp__JobSpec      *spec;    /* BG_PLAN: borrowed from c->plan */
+    bool               ft;      /* BG_READ: for the block's tuning (else slice si) */
+    bool               fresh;   /* BG_READ: the activations start from the embedding */
+    int                pi, si;  /* BG_READ: the worker and slice it was reserved for */
+    uint32_t           attempt; /* BG_READ: ... and the attempt */
+    int32_t            from, b; /* BG_READ: blocks [from, b) */
+    struct qship       qs;      /* BG_READ: the result */
+    enum lmp_status    st;
+    struct lmp_err     err;
+};
+
+enum { PLAN_REPLY_MS = 2000 }; /* a submitter waits this long for the plan, then gets JobAccepted */
+
+static void bg_work(struct lmp_bg_item *it) {
+    struct bgjob *bj = (struct bgjob *)it;
+    switch (bj->kind) {
+    case BG_PLAN:
+        bj->st = job_plan(bj->c, bj->spec, &bj->J, &bj->err);
+        break;
+    case BG_READ:
+        lmp_fault_sleep("LMP_FAULT_READBACK_SLEEP_MS"); /* tests: reading back a large model */
+        bj->st = qship_build(&bj->qs, bj->J, bj->from, bj->b, &bj->err);
+        break;
+    case BG_FINALIZE: {
+        struct job *J = bj->J;
+        lmp_fault_sleep("LMP_FAULT_FINALIZE_SLEEP_MS"); /* tests: finalizing a large model */
+        bj->st = lmp_artifact_put_model_tensors(J->a, J->m, J->quantized, bj->ft, &bj->err);
+        if (bj->st == LMP_OK) bj->st = lmp_artifact_finalize(J->a, &bj->err);
+        break;
+    }
+    }
+}
+
+static struct bgjob *bg_new(struct lmp_coord *c, enum bgkind kind, struct job *J) {
+    struct bgjob *bj = calloc(1, sizeof(*bj));
+    if (bj == NULL) return NULL;
+    bj->it.work = bg_work;
+    bj->kind = kind, bj->c = c, bj->J = J;
+    return bj;
+}
+
+/* A reserved slice (ft false) or block tuning (ft true) gets its blocks [from, b) read back. */
+static void read_post(struct lmp_coord *c, bool ft, int pi, int si, uint32_t attempt, int32_t from,
+                      int32_t b, bool fresh) {
+    struct bgjob *bj = bg_new(c, BG_READ, c->job);
+    if (bj == NULL) {
+        job_fail(c, "out of memory");
+        return;
+    }
+    bj->ft = ft, bj->fresh = fresh, bj->pi = pi, bj->si = si, bj->attempt = attempt;
+    bj->from = from, bj->b = b;
+    c->job->bg_busy++;
+    lmp_bg_post(c->bg, &bj->it);
+}
+
+static void finalize_post(struct lmp_coord *c, struct job *J) {
+    struct bgjob *bj = bg_new(c, BG_FINALIZE, J);
+    if (bj == NULL) {
+        job_fail(c, "out of memory");
+        return;
+    }
+    bj->ft = J->ft != NULL;
+    J->finalizing = true;
+    J->bg_busy++;
+    lmp_log_info("coordinator: job %llu: every layer committed; finalizing '%s'",
+                 (unsigned long long)J->id, J->spec->out_path);
+    lmp_bg_post(c->bg, &bj->it);
+}
+
+/* Plan spec (borrowed; copied) in the background. from = the submitter (NULL: a resume). */
+static void plan_post(struct lmp_coord *c, const Lmp__JobSpec *spec, const struct lmp_zpeer *from,
+                      uint64_t seq) {
+    struct coord_plan *P = calloc(1, sizeof(*P));
+    struct bgjob      *bj = bg_new(c, BG_PLAN, NULL);
+    const size_t       plen = lmp__job_spec__get_packed_size(spec);
+    uint8_t           *packed = malloc(plen ? plen : 1);
+    if (P && bj && packed) {
+        lmp__job_spec__pack(spec, packed);
+        P->spec = lmp__job_spec__unpack(NULL, plen, packed);
+    }
+    free(packed);
+    if (P == NULL || bj == NULL || P->spec == NULL) {
+        if (P && P->spec) lmp__job_spec__free_unpacked(P->spec, NULL);
+        free(P);
+        free(bj);
+        if (from) coord_send_error(c, from, seq, LMP_ENOMEM, "out of memory");
+        return;
+    }
+    P->id = ++c->next_job_id;
+    P->submitted_ms = unix_ms();
+    P->resume = from == NULL;
+    P->replied = from == NULL;
+    if (from) P->from = *from;
+    P->seq = seq;
+    P->reply_by = mono_ms() + PLAN_REPLY_MS;
+    bj->spec = P->spec;
+    c->plan = P;
+    lmp_log_info("coordinator: planning job %llu (%s)", (unsigned long long)P->id,
+                 P->spec->model_path ? P->spec->model_path : "");
+    lmp_bg_post(c->bg, &bj->it);
+}
+
+static void plan_accept_reply(struct lmp_coord *c, const struct coord_plan *P,
+                              const struct job *J) {
+    Lmp__Envelope    out;
+    Lmp__JobAccepted ja = LMP__JOB_ACCEPTED__INIT;
+    lmp_wire_init(&out, 0, P->seq);
+    ja.job_id = P->id;
+    ja.n_layers = J ? (uint32_t)lmp_model_n_linears(J->m) : 0;
+    ja.n_tasks = J ? (uint32_t)J->n_tasks : 0;
+    out.body_case = LMP__ENVELOPE__BODY_JOB_ACCEPTED;
+    out.job_accepted = &ja;
+    coord_send(c, &P->from, &out);
+}
+
+/* A submitter still waiting past reply_by gets JobAccepted now (the job is QUEUED while
+ * it is planned; a later planning failure shows as the job FAILED). */
+static void plan_reply_late(struct lmp_coord *c) {
+    struct coord_plan *P = c->plan;
+    if (P == NULL || P->replied || mono_ms() < P->reply_by) return;
+    P->replied = true;
+    lmp_log_info("coordinator: job %llu accepted; still planning it", (unsigned long long)P->id);
+    plan_accept_reply(c, P, NULL);
+}
+
+/* A job that never ran (planning failed or was cancelled), kept for status queries. */
+static struct job *job_stub(struct coord_plan *P, Lmp__JobState state, const char *error) {
+    struct job *J = calloc(1, sizeof(*J));
+    if (J == NULL) return NULL;
+    lmp_art_job_init(&J->aj);
+    J->id = P->id;
+    J->spec = P->spec;
+    P->spec = NULL;
+    J->state = state;
+    J->submitted_ms = P->submitted_ms;
+    J->finished_ms = unix_ms();
+    snprintf(J->error, sizeof(J->error), "%.250s", error);
+    return J;
+}
+
+static void plan_done(struct lmp_coord *c, struct bgjob *bj) {
+    struct coord_plan *P = c->plan;
+    struct job        *J = bj->J;
+    c->plan = NULL;
+    bj->J = NULL;
+    if (bj->st != LMP_OK) {
+        if (P->resume) {
+            lmp_log_warn("coordinator: cannot resume the job in '%s': %s", c->o.state_dir,
+                         bj->err.msg);
+        } else if (!P->replied) { /* refused, as if planned at once: the id is not used */
+            lmp_log_warn("coordinator: job refused: %s", bj->err.msg);
+            coord_send_error(c, &P->from, P->seq, bj->st, bj->err.msg);
+            if (c->next_job_id == P->id) c->next_job_id--;
+        } else {
+            lmp_log_warn("coordinator: job %llu failed while planned: %s",
+                         (unsigned long long)P->id, bj->err.msg);
+        }
+        if (P->resume || P->replied) {
+            struct job *S = job_stub(P, LMP__JOB_STATE__JOB_STATE_FAILED, bj->err.msg);
+            if (S) job_destroy(&c->job), c->job = S;
+        }
+    } else {
+        J->id = P->id;
+        J->submitted_ms = P->submitted_ms;
+        job_destroy(&c->job);
+        c->job = J;
+        if (P->resume) {
+            lmp_log_info("coordinator: resumed job %llu from '%s' (%lld of %lld layers committed)",
+                         (unsigned long long)J->id, c->o.state_dir, (long long)J->n_done,
+                         (long long)J->n_tasks);
+        } else {
+            lmp_log_info("coordinator: job %llu accepted: %lld tasks (%lld already committed)",
+                         (unsigned long long)J->id, (long long)J->n_tasks, (long long)J->n_done);
+            coord_event(c, LMP_LOG_INFO, LMP_EVENT_SUBMIT, -1,
+                        "job %llu accepted from '%s': %lld tasks (%lld already committed)",
+                        (unsigned long long)J->id, P->from.name, (long long)J->n_tasks,
+                        (long long)J->n_done);
+        }
+        if (!P->replied) plan_accept_reply(c, P, J);
+        if (P->cancelled) {
+            coord_event(c, LMP_LOG_INFO, LMP_EVENT_CANCEL, -1, "job %llu cancelled: %s",
+                        (unsigned long long)J->id, P->reason);
+            snprintf(J->error, sizeof(J->error), "cancelled: %.200s", P->reason);
+            job_end(c, LMP__JOB_STATE__JOB_STATE_CANCELLED);
+        } else {
+            job_finish_if_done(c); /* everything was already committed */
+        }
+    }
+    if (P->spec) lmp__job_spec__free_unpacked(P->spec, NULL);
+    free(P);
+}
+
+static void read_done(struct lmp_coord *c, struct bgjob *bj) {
+    struct job *J = bj->J;
+    if (J != c->job || J->state != LMP__JOB_STATE__JOB_STATE_RUNNING) return; /* job over */
+    if (bj->st != LMP_OK) {
+        job_fail(c, "cannot read the committed blocks for %s: %s",
+                 bj->ft ? "fine-tuning" : "calibration", bj->err.msg);
+        return;
+    }
+    const struct peer *p = &c->peers[bj->pi];
+    if (!p->used || p->dead) return; /* peer_gone requeued it */
+    if (bj->ft) {
+        const struct ftstate *F = J->ft;
+        if (F && F->worker == bj->pi && F->attempt == bj->attempt && p->ft)
+            ft_send(c, bj->pi, &bj->qs);
+    } else {
+        const struct cslice *sl = &J->slices[bj->si];
+        if (sl->worker == bj->pi && sl->attempt == bj->attempt && p->cal == bj->si)
+            cal_send(c, bj->pi, bj->si, &bj->qs, bj->fresh);
+    }
+}
+
+static void finalize_done(struct lmp_coord *c, struct bgjob *bj) {
+    struct job *J = bj->J;
+    J->finalizing = false;
+    if (J != c->job || J->state != LMP__JOB_STATE__JOB_STATE_RUNNING) return; /* cancelled */
+    if (bj->st != LMP_OK) {
+        job_fail(c, "%s", bj->err.msg);
+        return;
+    }
+    lmp_log_info("coordinator: job %llu done: %s", (unsigned long long)J->id, J->spec->out_path);
+    coord_event(c, LMP_LOG_INFO, LMP_EVENT_JOB_END, -1, "job %llu done: %s",
+                (unsigned long long)J->id, J->spec->out_path);
+    job_end(c, LMP__JOB_STATE__JOB_STATE_DONE);
+}
+
+/* The loop takes back what the background thread has done. */
+static void bg_done(struct lmp_coord *c) {
+    struct lmp_bg_item *it;
+    while ((it = lmp_bg_take(c->bg)) != NULL) {
+        struct bgjob *bj = (struct bgjob *)it;
+        if (bj->kind == BG_PLAN) {
+            plan_done(c, bj);
+        } else {
+            struct job *J = bj->J;
+            J->bg_busy--;
+            if (bj->kind == BG_READ)
+                read_done(c, bj);
+            else
+                finalize_done(c, bj);
+            if (J->bg_busy == 0 && J->state != LMP__JOB_STATE__JOB_STATE_RUNNING)
+                lmp_artifact_close(&J->a); /* job_end left it open for the item */
+        }
+        qship_release(&bj->qs);
+        if (bj->kind == BG_PLAN) job_destroy(&bj->J);
+        free(bj);
+    }
+}
+
+/* lmp_bg_destroy: an item not taken back (the coordinator is going away). */
+static void bg_drop(struct lmp_bg_item *it) {
+    struct bgjob *bj = (struct bgjob *)it;
+    qship_release(&bj->qs);
+    if (bj->kind == BG_PLAN) job_destroy(&bj->J);
+    free(bj);
+}
 
 static void on_hello(struct lmp_coord *c, const struct lmp_zpeer *from, const Lmp__Envelope *env) {
     const Lmp__Hello *h = env->hello;
@@ -1806,35 +2092,15 @@ static void on_message(struct lmp_coord *c, const struct lmp_zpeer *from, Lmp__E
         on_task_error(c, pi, env);
         break;
     case LMP__ENVELOPE__BODY_JOB_SUBMIT: {
-        if (J && J->state == LMP__JOB_STATE__JOB_STATE_RUNNING) {
+        if ((J && J->state == LMP__JOB_STATE__JOB_STATE_RUNNING) || c->plan) {
             char msg[128];
-            snprintf(msg, sizeof(msg), "job %llu is running; one job at a time",
-                     (unsigned long long) J->id);
+            snprintf(msg, sizeof(msg), "job %llu is %s; one job at a time",
+                     (unsigned long long)(c->plan ? c->plan->id : J->id),
+                     c->plan ? "being planned" : "running");
             coord_send_error(c, from, env->seq, LMP_EINVAL, msg);
             break;
         }
-        struct job *nj = NULL;
-        enum lmp_status st = job_plan(c, env->job_submit->spec, &nj, &err);
-        if (st != LMP_OK) {
-            lmp_log_warn("coordinator: job refused: %s", err.msg);
-            coord_send_error(c, from, env->seq, st, err.msg);
-            break;
-        }
-        job_destroy(&c->job);
-        c->job = nj;
-        lmp_log_info("coordinator: job %llu accepted: %lld tasks (%lld already committed)",
-                     (unsigned long long) nj->id, (long long) nj->n_tasks, (long long) nj->n_done);
-        coord_event(c, LMP_LOG_INFO, LMP_EVENT_SUBMIT, -1, "job %llu accepted from '%s': %lld tasks (%lld already committed)", (unsigned long long) nj->id, from->name, (long long) nj->n_tasks, (long long) nj->n_done);
-        Lmp__Envelope out;
-        Lmp__JobAccepted ja = LMP__JOB_ACCEPTED__INIT;
-        lmp_wire_init(&out, 0, env->seq);
-        ja.job_id = nj->id;
-        ja.n_layers = (uint32_t) lmp_model_n_linears(nj->m);
-        ja.n_tasks = (uint32_t) nj->n_tasks;
-        out.body_case = LMP__ENVELOPE__BODY_JOB_ACCEPTED;
-        out.job_accepted = &ja;
-        coord_send(c, from, &out);
-        job_finish_if_done(c);   /* everything was already committed */
+        plan_post(c, env->job_submit->spec, from, env->seq); /* answered by plan_done */
         break;
     }
     case LMP__ENVELOPE__BODY_JOB_QUERY:
@@ -1843,6 +2109,17 @@ static void on_message(struct lmp_coord *c, const struct lmp_zpeer *from, Lmp__E
         break;
     case LMP__ENVELOPE__BODY_JOB_CANCEL: {
         const uint64_t id = env->job_cancel->job_id;
+        if (c->plan && (id == 0 || id == c->plan->id)) { /* ends cancelled once planned */
+            struct coord_plan *P = c->plan;
+            P->cancelled = true;
+            snprintf(P->reason, sizeof(P->reason), "%s",
+                     env->job_cancel->reason && env->job_cancel->reason[0] ? env->job_cancel->reason
+                                                                           : "by request");
+            lmp_log_info("coordinator: job %llu cancelled by '%s' while planned",
+                         (unsigned long long)P->id, from->name);
+            coord_reply_status(c, from, env->seq, P->id, false, false);
+            break;
+        }
         if (J == NULL || (id != 0 && id != J->id)) {
             coord_send_error(c, from, env->seq, LMP_EINVAL, "no such job");
             break;
@@ -1913,6 +2190,7 @@ enum lmp_status lmp_coord_new(const struct lmp_coord_opts *o, struct lmp_coord *
     size_t n = sizeof(c->endpoint);
     if (zmq_getsockopt(c->sock, ZMQ_LAST_ENDPOINT, c->endpoint, &n) != 0)
         snprintf(c->endpoint, sizeof(c->endpoint), "%s", o->bind);
+    if ((st = lmp_bg_new(&c->bg, err))) goto fail;
     if (o->state_dir) {
         mkdir(o->state_dir, 0755);
         char p[4096];
@@ -1922,17 +2200,10 @@ enum lmp_status lmp_coord_new(const struct lmp_coord_opts *o, struct lmp_coord *
         struct lmp_err e2 = {0};
         if (access(p, F_OK) == 0 && lmp_file_read_all(p, (char **) &buf, &len, &e2) == LMP_OK) {
             Lmp__JobSpec *spec = lmp__job_spec__unpack(NULL, len, buf);
-            struct job *J = NULL;
             if (spec == NULL)
                 lmp_log_warn("coordinator: '%s' is not a job spec: ignored", p);
-            else if (job_plan(c, spec, &J, &e2) != LMP_OK)
-                lmp_log_warn("coordinator: cannot resume the job in '%s': %s", p, e2.msg);
-            else {
-                lmp_log_info("coordinator: resumed job %llu from '%s' (%lld of %lld layers "
-                             "committed)", (unsigned long long) J->id, p, (long long) J->n_done,
-                             (long long) J->n_tasks);
-                c->job = J;
-            }
+            else /* planned in the background: the loop answers meanwhile (QUEUED) */
+                plan_post(c, spec, NULL, 0);
             if (spec) lmp__job_spec__free_unpacked(spec, NULL);
             free(buf);
         }
@@ -1951,12 +2222,14 @@ enum lmp_status lmp_coord_run(struct lmp_coord *c, volatile sig_atomic_t *stop,
                               struct lmp_err *err) {
     assert(c && stop);
     uint64_t last_tick = 0;
-    if (c->job) job_finish_if_done(c);
     while (!*stop) {
-        zmq_pollitem_t item = {c->sock, 0, ZMQ_POLLIN, 0};
-        int n = zmq_poll(&item, 1, 100);
+        zmq_pollitem_t items[2] = {{c->sock, 0, ZMQ_POLLIN, 0},
+                                   {NULL, lmp_bg_fd(c->bg), ZMQ_POLLIN, 0}};
+        int            n = zmq_poll(items, 2, 100);
         if (n < 0 && errno != EINTR)
             return lmp_err_set(err, LMP_EIO, "poll: %s", zmq_strerror(errno));
+        if (n > 0 && (items[1].revents & ZMQ_POLLIN)) bg_done(c);
+        n = n > 0 && (items[0].revents & ZMQ_POLLIN);
         /* drain what is there, without blocking */
         for (int k = 0; n > 0 && k < 64; k++) {
             struct lmp_zpeer from = {0};
@@ -1990,6 +2263,7 @@ enum lmp_status lmp_coord_run(struct lmp_coord *c, volatile sig_atomic_t *stop,
         if (now - last_tick >= 200) {
             last_tick = now;
             on_timer(c);
+            plan_reply_late(c);
         }
         dispatch(c);
     }
@@ -1999,6 +2273,10 @@ enum lmp_status lmp_coord_run(struct lmp_coord *c, volatile sig_atomic_t *stop,
 void lmp_coord_destroy(struct lmp_coord **cp) {
     struct lmp_coord *c = *cp;
     if (c == NULL) return;
+    lmp_bg_destroy(&c->bg, bg_drop); /* first: its items use the job */
+    if (c->plan && c->plan->spec) lmp__job_spec__free_unpacked(c->plan->spec, NULL);
+    free(c->plan);
+    c->plan = NULL;
     job_destroy(&c->job);
     coord_log_free(c);
     if (c->sock) zmq_close(c->sock);

@@ -2,12 +2,16 @@
  *
  *  coord.c owns the loop, planning, dispatch and results; coord_status.c answers
  *  JobQuery / WorkerQuery from this state. Not a public interface: only coordinator/coord*.c
- *  include it. One thread owns a struct lmp_coord (see coord.h).
+ *  include it. One thread, the loop's, owns a struct lmp_coord (see coord.h): the
+ *  background thread (bg.h) runs items that carry what they need (a spec to plan; a job's
+ *  model and artifact to read back or finalize, marked by job.bg_busy / job.finalizing,
+ *  which the loop then leaves alone) and never touches this state.
  */
 #ifndef LMP_COORDINATOR_COORD_INTERNAL_H
 #define LMP_COORDINATOR_COORD_INTERNAL_H
 
 #include "coordinator/coord.h"
+#include "coordinator/bg.h"           /* defines: struct lmp_bg */
 #include "artifact/artifact.h"        /* defines: struct lmp_artifact, struct lmp_art_job */
 #include "coordinator/compress.h"        /* defines: struct lmp_compress_spec */
 #include "artifact/events.h"          /* defines: LMP_EVENT_* (coord_event kinds) */
@@ -120,6 +124,24 @@ struct job {
     uint64_t         submitted_ms, started_ms, finished_ms, started_mono;
     double           params_total, params_done_run;
     double           sec_calib, sec_quant, sec_ft;   /* worker-seconds of accepted results, this run */
+    int              bg_busy; /* coord.c: background items using a, m in flight; while > 0
+                                 the loop neither closes a nor frees m */
+    bool finalizing;          /* coord.c: the artifact is being finalized (background);
+                                 no events are appended to it meanwhile */
+};
+
+/* coord.c: a job being planned on the background thread (JobSubmit, or a resume from the
+ * state directory). Status shows it as QUEUED. */
+struct coord_plan {
+    uint64_t         id;
+    Lmp__JobSpec    *spec; /* owned copy; the planner reads it until it is done */
+    uint64_t         submitted_ms;
+    struct lmp_zpeer from; /* the submitter, answered once planned or at reply_by */
+    uint64_t         seq, reply_by;
+    bool             replied; /* JobAccepted sent (or a resume: nobody to answer) */
+    bool             resume;
+    bool             cancelled; /* JobCancel while planning: ends cancelled when planned */
+    char             reason[256];
 };
 
 struct lmp_coord {
@@ -132,6 +154,8 @@ struct lmp_coord {
     struct peer   peers[MAX_PEERS];
     struct job   *job;
     uint64_t      next_job_id;
+    struct coord_plan    *plan; /* the job being planned, NULL */
+    struct lmp_bg        *bg;   /* coordinator/bg.h: planning, read-back, finalize */
 };
 
 

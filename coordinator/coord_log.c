@@ -75,7 +75,7 @@ static void record(struct lmp_coord *c, const struct lmp_event *e) {
         L->lines[slot].e   = *e;
     }
     struct job *J = c->job;
-    if (J && J->a) {
+    if (J && J->a && !J->finalizing) { /* finalize (background) absorbs the log file */
         struct lmp_err err = {0};
         if (lmp_artifact_add_event(J->a, e, &err) != LMP_OK)   /* not fatal: the ring has it */
             lmp_log_debug("coordinator: event not kept in the artifact: %s", err.msg);

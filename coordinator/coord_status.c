@@ -65,6 +65,20 @@ static void fill_workers(struct lmp_coord *c, struct status_buf *b, bool with_de
     }
 }
 
+/* The job being planned (coord.c, background thread): QUEUED, nothing known but its spec. */
+static void fill_plan(const struct coord_plan *P, struct status_buf *b) {
+    Lmp__JobInfo *ji = &b->job;
+    lmp__job_info__init(ji);
+    ji->job_id = P->id;
+    ji->name = P->spec->name;
+    ji->state =
+        P->cancelled ? LMP__JOB_STATE__JOB_STATE_CANCELLED : LMP__JOB_STATE__JOB_STATE_QUEUED;
+    ji->model_path = P->spec->model_path;
+    ji->out_path = P->spec->out_path;
+    ji->submitted_ms = P->submitted_ms;
+    ji->eta_s = -1;
+}
+
 static bool fill_job(struct lmp_coord *c, struct status_buf *b, bool with_layers) {
     struct job *J = c->job;
     Lmp__JobInfo *ji = &b->job;
@@ -151,7 +165,12 @@ void coord_reply_status(struct lmp_coord *c, const struct lmp_zpeer *to, uint64_
     Lmp__JobStatus js = LMP__JOB_STATUS__INIT;
     Lmp__JobInfo *jp[1];
     lmp_wire_init(&env, 0, reply_to);
-    if (c->job && (job_id == 0 || job_id == c->job->id)) {
+    if (c->plan && (job_id == 0 || job_id == c->plan->id)) {
+        fill_plan(c->plan, b);
+        jp[0] = &b->job;
+        js.n_jobs = 1;
+        js.jobs = jp;
+    } else if (c->job && (job_id == 0 || job_id == c->job->id)) {
         if (!fill_job(c, b, with_layers)) {
             status_free(b);
             free(b);
