@@ -992,12 +992,13 @@ static int assign_split(struct lmp_coord *c, int pi, int ti) {
     return 1;
 }
 
-/* ---- block fine-tuning (sequential --finetune: TASK_KIND_FINETUNE_BLOCK) ---------------
+/* ---- block fine-tuning (--finetune: TASK_KIND_FINETUNE_BLOCK) -------------------------
  * A block's quantized layers are held here, not committed, until one worker has tuned the
  * block (worker/finetune.h) on every calibration sequence: it keeps those activations
  * (the input of the block it tuned last) like a calibration slice, and advances them
- * through the tuned blocks shipped with its next task. The tuned norms and layers are then
- * committed, as lmp_compress_run commits them. */
+ * through the tuned blocks shipped with its next task (sequential mode) or through the
+ * original blocks (independent mode: nothing shipped). Blocks are tuned in order. The
+ * tuned norms are committed first (a resumed run keeps them), then the layers. */
 
 /* The block to tune next: the first block with a layer not committed, once all such
  * layers are held; -1 = none yet. Blocks are tuned in order, so the tuning worker's

@@ -33,9 +33,10 @@
  *
  *  TASK_KIND_FINETUNE_BLOCK {block b, Blob "tokens" (every sequence), "qfrom", q/..., the
  *  block's quantized layers as ft/<layer>/codes|codebooks|scales, FinetuneSpec}: every sequence
- *  advanced through the shipped blocks (kept between tasks like a slice), b's original output as
- *  the target, lmp_finetune_block with lmp_compress_run's settings and seed; the result is the
- *  tuned ft/<layer>/codebooks|scales and attn_norm, ffn_norm.
+ *  advanced through the shipped blocks (sequential mode; without "qfrom", independent mode,
+ *  through the original blocks), kept between tasks like a slice, b's original output as the
+ *  target, lmp_finetune_block with the FinetuneSpec's settings and the block's seed; the result
+ *  is the tuned ft/<layer>/codebooks|scales and attn_norm, ffn_norm.
  *
  *  Stop (*stop set, e.g. by SIGTERM): a running task is handed back (TaskHandback) at
  *  once, so the coordinator reassigns it; the agent waits for its compute thread to end

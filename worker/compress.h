@@ -4,7 +4,8 @@
  *  (n_out, n_in) fp32, the Gram matrix H (n_in, n_in) of its calibration inputs, the
  *  method and its settings, and a seed; it returns the compressed representation, the
  *  decoded W_hat (for propagating calibration activations and for fine-tuning) and
- *  statistics. The block loop, calibration and storage live in coordinator/compress.h.
+ *  statistics. The job (calibration, the tasks of each block, the artifact) is the
+ *  coordinator's (coordinator/coord.h).
  *  No I/O, no hidden state; thread-safe on distinct results.
  */
 #ifndef LMP_WORKER_COMPRESS_H
