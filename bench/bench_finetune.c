@@ -12,9 +12,8 @@
  */
 #include "worker/finetune.h"
 #include "worker/block_grad.h"
-#include "kernels/kernels.h"        /* defines: lmp_kernels_get, struct lmp_aq_shape */
+#include "kernels/kernels.h"        /* defines: lmp_kernels_get, lmp_kernels_set_threads */
 
-#include <cblas.h>                  /* defines: openblas_set_num_threads */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -51,7 +50,7 @@ int main(int argc, char **argv) {
                 "[--layers L] [--budget-min MIN]\n");
         return 2;
     }
-    openblas_set_num_threads(threads);
+    lmp_kernels_set_threads(threads);
     struct lmp_config c = {.dim = 576, .hidden_dim = 1536, .n_heads = 9, .n_kv_heads = 3,
                            .head_dim = 64, .n_layers = 1, .max_seq = (int32_t) T,
                            .rope_theta = 100000.0f, .norm_eps = 1e-5f, .rope = LMP_ROPE_HALF};

@@ -7,7 +7,7 @@
  *                       [--layer-eager]
  *    --gemm-only  only the sgemm baseline and the routing rows: the table's sgemm slot
  *             against cblas_sgemm called directly with the same arguments, alternating,
- *             minimum of 5 rounds each ("table/direct" 1.00: routing costs nothing)
+ *             minimum over rounds ("table/direct" 1.00: routing costs nothing)
  *    --no-eager  skip the baseline beam kernel in the kernel rows (by default timed right
  *             after the table's, with the ratio printed)
  *    --layer-eager  also quantize each layer with the baseline beam kernel (rows "...e"),
@@ -167,9 +167,9 @@ static void bench_gemm_routing(const struct lmp_kernels *kt, int64_t m, int64_t 
             double t = (now_s() - t0) / reps;
             if (t < best[v]) best[v] = t;
         }
-    printf("sgemm %4lldx%4lldx%4lld (N,T)  direct cblas %9.4f ms  table '%s' %9.4f ms  "
+    printf("sgemm %4lldx%4lldx%4lld (N,T)  direct cblas %10.3f us  table '%s' %10.3f us  "
            "table/direct %.3f\n",
-           (long long)m, (long long)n, (long long)k, 1e3 * best[0], kt->name, 1e3 * best[1],
+           (long long)m, (long long)n, (long long)k, 1e6 * best[0], kt->name, 1e6 * best[1],
            best[1] / best[0]);
     free(a);
     free(b);
@@ -218,7 +218,7 @@ int main(int argc, char **argv) {
     /* routing cost: the shapes of a linear layer, the lm head slice, an attention tile */
     bench_gemm_routing(kt, 512, 576, 576, 5, 5);
     bench_gemm_routing(kt, 64, 512, 64, 200, 5);
-    bench_gemm_routing(kt, 8, 8, 8, 20000, 5);
+    bench_gemm_routing(kt, 8, 8, 8, 100000, 9);
     printf("\n");
     if (mode < 0) return 0;
     printf("%-10s %-22s %9s %8s %7s %8s %7s %7s\n", "shape", "kernel", "wall ms", "GF/s", "%peak", "GF/cpu-s",

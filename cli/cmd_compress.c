@@ -124,8 +124,6 @@ static void on_signal(int sig) { (void) sig; stop_flag = 1; }
 
 /* ---- the embedded path: coordinator + local workers, progress from the job status */
 
-enum { EMBEDDED_TIMEOUT_MS = 30 * 60 * 1000 };   /* see run_embedded */
-
 struct embedded {
     const struct lmp_model         *m;
     const struct lmp_compress_opts *o;
@@ -273,11 +271,6 @@ static int run_embedded(struct lmp_cli *cli, const struct lmp_jobopts *jo, const
     lmp_launch_opts_init(&lo);
     lo.n_workers      = n_workers;
     lo.worker_threads = o->n_threads / n_workers > 0 ? o->n_threads / n_workers : 1;
-    /* Everything is in this process, so silence means a busy coordinator, not a lost peer:
-     * planning a job (model fingerprint, tokenizing the calibration text) runs on its loop
-     * and takes many seconds on a large model or a loaded machine. Network timeouts would
-     * fail the job there (seen: SmolLM2 on a machine kept busy by another compression). */
-    lo.heartbeat_timeout_ms = EMBEDDED_TIMEOUT_MS;
     struct lmp_launch *L = NULL;
     struct lmp_client *cl = NULL;
     uint64_t job_id = 0;
@@ -285,7 +278,7 @@ static int run_embedded(struct lmp_cli *cli, const struct lmp_jobopts *jo, const
     int rc = LMP_EXIT_OK;
     enum lmp_status st;
     if ((st = lmp_launch_start(&lo, &L, &err)) || (st = announce_endpoint(L)) ||
-        (st = lmp_client_connect(lmp_launch_endpoint(L), EMBEDDED_TIMEOUT_MS, &cl, &err)) ||
+        (st = lmp_client_connect(lmp_launch_endpoint(L), 10000, &cl, &err)) ||
         (st = lmp_launch_submit(cl, &pb.spec, &job_id, NULL, &err)) ||
         (st = lmp_launch_follow(cl, job_id, 200, &stop_flag, embedded_status, &E, &state, &err))) {
         if (prog->live) fputc('\n', stderr), prog->live = false;

@@ -101,7 +101,6 @@ enum lmp_status lmp_launch_start(const struct lmp_launch_opts *o, struct lmp_lau
         w->o.name      = w->name;
         w->o.n_threads = o->worker_threads;
         w->o.curve     = o->worker_curve;
-        if (o->heartbeat_timeout_ms) w->o.connect_timeout_ms = (int) o->heartbeat_timeout_ms;
         if (pthread_create(&w->thr, NULL, worker_main, w) != 0) {
             lmp_launch_stop(&L, NULL);
             return lmp_err_set(err, LMP_ENOMEM, "cannot start worker thread %d", i);

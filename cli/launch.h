@@ -41,9 +41,7 @@ struct lmp_launch_opts {
     int         n_workers;          /* in-process worker threads (0 = none: remote only) */
     int         worker_threads;     /* cores each worker advertises and uses (0 = all) */
     const char *worker_name;        /* "NAME-<i>" (default "local") */
-    uint32_t    heartbeat_timeout_ms; /* 0 = the coordinator's default; also how long the
-                                       in-process workers wait for their HelloAck (a
-                                       coordinator planning a job answers nobody meanwhile) */
+    uint32_t    heartbeat_timeout_ms; /* 0 = the coordinator's default */
     const struct lmp_curve_server *curve; /* the coordinator's CURVE keys (borrowed during
                                              start); NULL = none (then bind must be local) */
     const struct lmp_curve_client *worker_curve; /* the in-process workers' CURVE keys,
