@@ -8,8 +8,9 @@
 #  3. cancel mid-job: workers stop within seconds, committed layers are kept, and a new
 #     submit of the same job resumes them (not redone) to the same artifact;
 #  4. a coordinator killed with -9 and restarted with the same --state resumes its job;
-#  5. an unreachable coordinator is exit code 3; a refused job (independent --finetune, a scheme
-#     that does not fit) is exit code 1.
+#  5. independent --finetune (block fine-tuning tasks on the original model's activations)
+#     on two workers equals `lmpress compress --mode independent --finetune`; an unreachable
+#     coordinator is exit code 3; a refused job (a scheme that does not fit) is exit code 1.
 # Every wait is bounded, so a broken build fails instead of hanging.
 set -u
 : "${LMP_BUILD_DIR:?}"
@@ -26,8 +27,11 @@ JOB=(--model "$M/stories260K.bin" --tokenizer "$M/tok512.bin" --calib cal.txt --
 n_parts() { ls "$1.parts" 2>/dev/null | grep -c '^layer-'; }
 has_parts() { [ "$(n_parts "$1")" -ge "$2" ]; }
 
-# reference: the single-process path
+# references: lmpress compress (embedded coordinator, one worker thread)
 "$LMPRESS" compress "${JOB[@]}" --out ref.h5 > /dev/null 2> ref.err || { bad "compress"; cat ref.err; }
+FT=(--finetune --ft-epochs 1)
+"$LMPRESS" compress "${JOB[@]}" "${FT[@]}" --out fref.h5 > /dev/null 2> fref.err ||
+    { bad "compress --finetune"; cat fref.err; }
 
 # 1. two workers
 start_coord c1.log
@@ -111,9 +115,10 @@ grep -q "resumed job 1 from" c3.log || bad "no resume from the state directory"
 same_layers d.h5 ref.h5 || bad "artifact after a coordinator restart differs"
 
 # 5. exit codes
-"$LMPRESS" submit --connect "$EP" "${JOB[@]}" --finetune --out e.h5 > /dev/null 2> e0.err
-[ $? -eq 1 ] || bad "independent --finetune was not refused with 1"
-grep -q "fine-tunes blocks in sequential mode only" e0.err || bad "refusal message: $(cat e0.err)"
+timeout 300 "$LMPRESS" submit --connect "$EP" --wait "${JOB[@]}" "${FT[@]}" --out f.h5 > f.out 2> f.err ||
+    { bad "submit --finetune --mode independent"; cat f.err; }
+grep -q "block 4 fine-tuned by" c3.log || bad "no fine-tuning task ran"
+same_layers f.h5 fref.h5 || bad "independent --finetune on two workers differs from lmpress compress"
 "$LMPRESS" submit --connect "$EP" "${JOB[@]}" --scheme 2x6g5 --out e.h5 > /dev/null 2> e.err
 [ $? -eq 1 ] || bad "a scheme that does not fit was not refused with 1"
 grep -q "2x6g5 does not fit" e.err || bad "refusal message: $(cat e.err)"

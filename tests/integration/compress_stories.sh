@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # compress_stories - lmpress compress / eval --artifact / inspect on stories260K:
-# round trips in both modes, AQLM beats RTN at more bits, kill -9 + resume gives the
+# round trips in both modes, sequential the default, AQLM beats RTN at more bits, kill -9 + resume gives the
 # same model, refusal of another job's artifact, corrupt artifact, full disk.
 # Calibration and evaluation use disjoint parts of the TinyStories text.
 set -u
@@ -43,16 +43,24 @@ for mode in independent sequential; do
 done
 [ "$ppl_independent" != "$ppl_sequential" ] || bad "modes gave identical models"
 
+# 1a. one default mode: without --mode, the JSON summary and the artifact (its calibration
+#     settings, which the resume fingerprint hashes) both say sequential, and the artifact
+#     is the --mode sequential one
+"$LMPRESS" compress "${MOD[@]}" "${CAL[@]}" "${AQ[@]}" --json --out "$T/default.h5" \
+    > "$T/default.json" 2> "$T/default.err" || { bad "compress without --mode"; cat "$T/default.err"; }
+grep -q '"mode":"sequential"' "$T/default.json" || bad "compress --json: mode is not sequential"
+"$LMPRESS" inspect --json "$T/default.h5" | grep -q '"calibration":"[^"]* mode=sequential ' ||
+    bad "inspect --json: the artifact's mode is not sequential"
+same_layers "$T/sequential.h5" "$T/default.h5" || bad "no --mode differs from --mode sequential"
+
 # 1b. one code path: independent mode runs on the embedded coordinator + local workers;
-#     its artifact equals the single-process driver's and a separate coordinator + worker's
-#     (submit --wait), dataset for dataset (the event log aside)
-LMPRESS_DRIVER=single "$LMPRESS" compress "${MOD[@]}" "${CAL[@]}" "${AQ[@]}" \
-    --mode independent --out "$T/single.h5" > /dev/null 2> "$T/single.err" || bad "single driver"
-same_layers "$T/independent.h5" "$T/single.h5" || bad "embedded path differs from the single-process driver"
+#     its artifact equals a separate coordinator + worker's (submit --wait, whose default
+#     mode is sequential too), dataset for dataset (the event log aside)
 start_coord coord.log
 start_worker w1
 timeout 300 "$LMPRESS" submit --connect "$EP" --wait "${MOD[@]}" "${CAL[@]}" "${AQ[@]}" \
-    --out "$T/cluster.h5" > /dev/null 2> "$T/cluster.err" || { bad "submit --wait"; cat "$T/cluster.err"; }
+    --mode independent --out "$T/cluster.h5" > /dev/null 2> "$T/cluster.err" ||
+    { bad "submit --wait"; cat "$T/cluster.err"; }
 kill -TERM "$WPID_w1" "$CPID" 2>/dev/null
 wait "$WPID_w1" "$CPID" 2>/dev/null
 same_layers "$T/independent.h5" "$T/cluster.h5" || bad "embedded path differs from the cluster path"
