@@ -38,33 +38,33 @@ static const char *const help =
     "the same code as a cluster. Progress on stderr, the summary on stdout.\n\n" LMP_JOBOPTS_HELP;
 
 enum lmp_compress_what {
-    LMP_COMPRESS_EV_QUANTIZED,   /* a layer was compressed and committed */
-    LMP_COMPRESS_EV_KEPT,        /* matched --keep: stored unquantized */
-    LMP_COMPRESS_EV_RESUMED,     /* already in the artifact */
-    LMP_COMPRESS_EV_STAGE,       /* a stage finished (name = "calibration", "finetune ...") */
+    LMP_COMPRESS_EV_QUANTIZED, /* a layer was compressed and committed */
+    LMP_COMPRESS_EV_KEPT,      /* matched --keep: stored unquantized */
+    LMP_COMPRESS_EV_RESUMED,   /* already in the artifact */
+    LMP_COMPRESS_EV_STAGE,     /* a stage finished (name = "calibration", "finetune ...") */
 };
 
 /* One progress line. */
 struct lmp_compress_event {
     enum lmp_compress_what what;
-    const char *name;            /* layer or stage */
-    int64_t     index;           /* linears handled so far (1-based), of n_linears */
-    int64_t     n_linears;
-    double      rel_err_before, rel_err_after, bits_per_weight, seconds;
-    int64_t     steps;
-    double      eta_s;           /* estimated seconds left (< 0: unknown) */
+    const char            *name;  /* layer or stage */
+    int64_t                index; /* linears handled so far (1-based), of n_linears */
+    int64_t                n_linears;
+    double                 rel_err_before, rel_err_after, bits_per_weight, seconds;
+    int64_t                steps;
+    double                 eta_s; /* estimated seconds left (< 0: unknown) */
 };
 
 /* The summary of a run. */
 struct lmp_compress_summary {
     int64_t n_linears, n_quantized, n_kept, n_resumed;
-    double  mean_rel_err;        /* over the layers compressed in this run */
-    double  bits_linear;         /* bits per weight over every linear (kept ones at 16) */
-    double  bits_model;          /* the same over every parameter (embeddings, norms at 16) */
-    double  seconds_calib;       /* the workers' seconds per stage */
+    double  mean_rel_err;  /* over the layers compressed in this run */
+    double  bits_linear;   /* bits per weight over every linear (kept ones at 16) */
+    double  bits_model;    /* the same over every parameter (embeddings, norms at 16) */
+    double  seconds_calib; /* the workers' seconds per stage */
     double  seconds_quant;
     double  seconds_finetune;
-    double  seconds_total;       /* wall */
+    double  seconds_total; /* wall */
 };
 
 struct progress {

@@ -452,9 +452,9 @@ void lmp_jobopts_to_jobspec(const struct lmp_jobopts *o, struct lmp_jobopts_pb *
 
     Lmp__CalibSpec *cs = &pb->calib;
     const bool gen = o->calib && strcmp(o->calib, "generate") == 0;
-    cs->source   = o->calib == NULL ? LMP__CALIB_SOURCE__CALIB_SOURCE_UNSPECIFIED   /* RTN */
-                   : gen            ? LMP__CALIB_SOURCE__CALIB_SOURCE_GENERATE
-                                    : LMP__CALIB_SOURCE__CALIB_SOURCE_FILE;
+    cs->source = o->calib == NULL ? LMP__CALIB_SOURCE__CALIB_SOURCE_UNSPECIFIED /* RTN */
+                 : gen            ? LMP__CALIB_SOURCE__CALIB_SOURCE_GENERATE
+                                  : LMP__CALIB_SOURCE__CALIB_SOURCE_FILE;
     cs->path     = o->calib && !gen ? o->calib : "";
     cs->nsamples = (uint32_t) o->nsamples;
     cs->ctx      = (uint32_t) o->ctx;

@@ -121,10 +121,10 @@ enum lmp_status lmp_jobopts_check(const struct lmp_jobopts *o, struct lmp_err *e
  * method spec as the coordinator parses it, the keep list (borrowed from o), the mode and
  * the resolved defaults. ctx 0 = not given (the model decides). */
 struct lmp_compress_opts {
-    const char              *out_path;   /* ART.h5 */
+    const char              *out_path; /* ART.h5 */
     enum lmp_compress_mode   mode;
     struct lmp_compress_spec spec;
-    const char *const       *keep;       /* (n_keep) glob patterns of linears to keep */
+    const char *const       *keep; /* (n_keep) glob patterns of linears to keep */
     int                      n_keep;
     bool                     finetune;
     uint64_t                 seed;

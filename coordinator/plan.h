@@ -11,9 +11,9 @@
 #ifndef LMP_COORDINATOR_PLAN_H
 #define LMP_COORDINATOR_PLAN_H
 
-#include "coordinator/coord_internal.h"   /* defines: struct job */
-#include "base/status.h"                   /* defines: enum lmp_status, struct lmp_err */
-#include "proto/lmpress.pb-c.h"            /* defines: Lmp__JobSpec */
+#include "coordinator/coord_internal.h" /* defines: struct job */
+#include "base/status.h"                /* defines: enum lmp_status, struct lmp_err */
+#include "proto/lmpress.pb-c.h"         /* defines: Lmp__JobSpec */
 
 /* Plan spec into J (zeroed, its aj initialised, by the caller): J->spec (a copy), model,
  * quantized, tasks (committed ones DONE), aj, tokens, slices, cblocks, need_block (all
