@@ -83,7 +83,7 @@ static int cmd_run_exec(struct lmp_cli *cli, int argc, char **argv) {
 #include <time.h>
 #include <unistd.h>
 
-void openblas_set_num_threads(int n);   /* OpenBLAS's own API (cblas.h) */
+#include "kernels/kernels.h"  /* defines: lmp_kernels_set_threads */
 
 enum { EP_MAX = 256, KEY_LEN = LMP_KEY_Z85_LEN + 1, TAG_LOST = 7 };
 
@@ -365,7 +365,7 @@ static int cmd_run_exec(struct lmp_cli *cli, int argc, char **argv) {
     long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
     int threads = (int) ((ncpu > 0 ? ncpu : 1) / local);
     if (threads < 1) threads = 1;
-    openblas_set_num_threads(threads);
+    lmp_kernels_set_threads(threads);   /* the process budget, OpenBLAS included */
     struct sigaction sa;
     memset(&sa, 0, sizeof(sa));
     sa.sa_handler = on_signal;
