@@ -141,7 +141,7 @@ static void render_job(struct screen *s, struct lmp_status_view *v, const Lmp__J
     int  n_quant = 0;
     for (size_t i = 0; i < js->n_workers; i++) {
         worker_task(j, js->workers[i], what, sizeof(what));
-        if (strncmp(what, "quantizing ", 11) == 0)
+        if (strstr(what, "quantizing ") == what)
             n_quant++;
         else if (what[0] && strstr(now, what) == NULL)
             snprintf(now + strlen(now), sizeof(now) - strlen(now), "%s%s", now[0] ? "; " : "",
