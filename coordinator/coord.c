@@ -1,6 +1,7 @@
 /*  coord - see coord.h */
 #define _GNU_SOURCE
 #include "coordinator/coord_internal.h"
+#include "coordinator/sched.h"                 /* defines: lmp_sched_* */
 #include "coordinator/plan.h"              /* defines: coord_plan_job */
 #include "artifact/artifact.h"        /* defines: lmp_artifact_* */
 #include "artifact/artifact_model.h"  /* defines: lmp_art_tokenizer_source */
@@ -81,7 +82,7 @@ static void requeue(struct lmp_coord *c, int ti, bool failure, const char *why) 
 
 /* ---- a layer in row shards (TASK_KIND_QUANTIZE_ROWS) ------------------------------ */
 
-enum { MAX_ROW_SHARDS = 64 };
+enum { MAX_ROW_SHARDS = LMP_SCHED_MAX_SHARDS };
 
 struct rshard {
     int     worker;
@@ -313,6 +314,8 @@ static void job_destroy(struct job **jp) {
         }
     }
     free(J->tasks);
+    free(J->sched_tasks);
+    free(J->sched_slices);
     free(J->tokens);
     free(J->quantized);
     lmp_model_close(&J->m);
@@ -775,7 +778,8 @@ static void assign(struct lmp_coord *c, int pi, int ti) {
 
 /* Measured throughput of a worker, weights per second of quantization (0 = unknown). */
 static double peer_rate(const struct peer *p) {
-    return p->busy_s > 0 && p->params_done > 0 ? p->params_done / p->busy_s : 0.0;
+    const struct lmp_sched_peer sp = {.busy_s = p->busy_s, .params_done = p->params_done};
+    return lmp_sched_rate(&sp);
 }
 
 /* Task ti as n row shards on peers pis[]: rows in proportion to the workers' measured
@@ -796,12 +800,9 @@ static void assign_rows(struct lmp_coord *c, int ti, const int *pis, int n) {
         job_fail(c, "out of memory for the row shards of '%s'", t->l->name);
         return;
     }
-    double wt[MAX_ROW_SHARDS], known = 0.0;
-    int    n_known = 0;
-    for (int k = 0; k < n; k++)
-        if ((wt[k] = peer_rate(&c->peers[pis[k]])) > 0) known += wt[k], n_known++;
-    for (int k = 0; k < n; k++)
-        if (wt[k] <= 0) wt[k] = n_known ? known / n_known : 1.0;
+    double rate[MAX_ROW_SHARDS], wt[MAX_ROW_SHARDS];
+    for (int k = 0; k < n; k++) rate[k] = peer_rate(&c->peers[pis[k]]);
+    lmp_sched_shard_weights(rate, n, wt);
     int64_t bounds[MAX_ROW_SHARDS + 1];
     lmp_aq_shard_rows(bounds, n_out, wt, n);
     R->n = n;
@@ -905,91 +906,56 @@ static void on_rows_partial(struct lmp_coord *c, int pi, const Lmp__RowsPartial 
     R->n_part = 0;
 }
 
-static double task_size(const struct task *t) { return (double) (t->l->n_out * t->l->n_in); }
-
-/* The ready task for worker pi: the biggest first (long ones start early, so the job does
- * not end waiting on one), except one that a faster worker, busy now, would still finish
- * sooner (measured throughputs: heterogeneous nodes) when there are no more such tasks
- * than such workers; then the next smaller size. -1: none. */
-static int pick_task(const struct lmp_coord *c, const struct job *J, int pi) {
-    const double rp = peer_rate(&c->peers[pi]);
-    double last = -1.0;   /* size of the last candidate tried: sizes strictly decreasing */
-    for (;;) {
-        int best = -1;
-        for (int64_t i = 0; i < J->n_tasks; i++)
-            if (task_ready(J, &J->tasks[i]) && (last < 0 || task_size(&J->tasks[i]) < last) &&
-                (best < 0 || task_size(&J->tasks[i]) > task_size(&J->tasks[best])))
-                best = (int) i;
-        if (best < 0 || rp <= 0) return best;
-        const double sz = task_size(&J->tasks[best]), mine = sz / rp;
-        int n_same = 0, n_faster = 0;   /* ready tasks of this size; workers that beat me */
-        for (int64_t i = 0; i < J->n_tasks; i++)
-            n_same += task_ready(J, &J->tasks[i]) && task_size(&J->tasks[i]) == sz;
-        for (int q = 0; q < MAX_PEERS; q++) {
-            const struct peer *o = &c->peers[q];
-            const double rq = peer_rate(o);
-            if (q == pi || !o->used || o->dead || o->role != LMP_PEER_WORKER || rq <= rp * 1.2)
-                continue;
-            double free_in = 0;   /* seconds until o is free */
-            if (o->task >= 0 && o->task < J->n_tasks)
-                free_in = task_size(&J->tasks[o->task]) / rq - J->tasks[o->task].progress_s;
-            n_faster += (free_in > 0 ? free_in : 0) + sz / rq < mine;
-        }
-        if (n_same > n_faster) return best;
-        last = sz;
-    }
-}
-
-/* A ready calibration slice for worker pi, lowest block first. pass 0: one of the earliest
- * block still being calibrated (it holds the next H back), held by pi or by nobody; 1: the
- * same at any block; 2: one held by another worker that is busy (recomputed here). */
-static int pick_slice(const struct lmp_coord *c, const struct job *J, int pi, int pass) {
-    int best = -1;
-    int32_t lo = -1;   /* earliest block a slice still owes */
-    for (int64_t i = 0; J->slices && i < J->n_slices; i++)
-        if (J->slices[i].next_b >= 0 && (lo < 0 || J->slices[i].next_b < lo)) lo = J->slices[i].next_b;
-    for (int64_t i = 0; J->slices && i < J->n_slices; i++) {
-        const struct cslice *sl = &J->slices[i];
-        if (!slice_ready(J, sl) || (pass == 0 && sl->next_b != lo)) continue;
-        const int o = sl->owner;
-        const bool gone = o < 0 || !c->peers[o].used || c->peers[o].dead;
-        const bool busy_other = !gone && o != pi && (c->peers[o].task >= 0 || c->peers[o].cal >= 0);
-        if (pass < 2 ? (o == pi || gone) : busy_other)
-            if (best < 0 || sl->next_b < J->slices[best].next_b ||
-                (sl->next_b == J->slices[best].next_b && o == pi))
-                best = (int) i;
-    }
-    return best;
-}
-
 static bool peer_idle(const struct peer *p) {
     return p->used && !p->dead && p->role == LMP_PEER_WORKER && p->task < 0 && p->cal < 0 &&
            !p->ft && !p->cancelling && p->busy_until <= mono_ms();
 }
 
-/* With JobSpec.row_shards > 1, AQLM task ti goes to idle worker pi and up to row_shards - 1
- * more idle workers as row shards. 1: assigned; 0: run it whole (row shards not asked
- * for, or one live worker); -1: wait until a second worker is free. */
-static int assign_split(struct lmp_coord *c, int pi, int ti) {
-    struct job   *J = c->job;
-    const int64_t n_out = J->tasks[ti].l->n_out;
+/* The scheduler's view of the job and the peers now (sched.h), in J's scratch arrays. */
+static bool sched_snapshot(struct lmp_coord *c, struct job *J, struct lmp_sched *s) {
+    if (J->sched_tasks == NULL &&
+        (J->sched_tasks = calloc((size_t)J->n_tasks + 1, sizeof(*J->sched_tasks))) == NULL)
+        return false;
+    if (J->n_slices && J->sched_slices == NULL &&
+        (J->sched_slices = calloc((size_t)J->n_slices, sizeof(*J->sched_slices))) == NULL)
+        return false;
+    for (int64_t i = 0; i < J->n_tasks; i++) {
+        const struct task *t = &J->tasks[i];
+        J->sched_tasks[i] = (struct lmp_sched_task){.ready = task_ready(J, t),
+                                                    .has_h = t->h != NULL,
+                                                    .size = (double)(t->l->n_out * t->l->n_in),
+                                                    .n_out = t->l->n_out,
+                                                    .progress_s = t->progress_s};
+    }
+    for (int64_t i = 0; J->slices && i < J->n_slices; i++)
+        J->sched_slices[i] = (struct lmp_sched_slice){.next_b = J->slices[i].next_b,
+                                                      .ready = slice_ready(J, &J->slices[i]),
+                                                      .owner = J->slices[i].owner};
+    for (int q = 0; q < MAX_PEERS; q++) {
+        const struct peer *p = &c->peers[q];
+        c->sched_peers[q] = (struct lmp_sched_peer){.connected = p->used && !p->dead,
+                                                    .worker = p->role == LMP_PEER_WORKER,
+                                                    .idle = peer_idle(p),
+                                                    .calibrating = p->cal >= 0,
+                                                    .task = p->task,
+                                                    .busy_s = p->busy_s,
+                                                    .params_done = p->params_done};
+    }
     /* sequential mode: a block's layers run one after another over every idle worker */
     const uint32_t rs = J->spec->row_shards ? J->spec->row_shards
                         : seq_mode(J)       ? MAX_ROW_SHARDS
                                             : 0;
-    int            want = (int)(rs < MAX_ROW_SHARDS ? rs : MAX_ROW_SHARDS);
-    if (want > n_out) want = (int)n_out;
-    if (J->cspec.method != LMP_COMPRESS_AQLM || want < 2 || J->tasks[ti].h == NULL) return 0;
-    int pis[MAX_ROW_SHARDS], n = 0, n_live = 0;
-    pis[n++] = pi;
-    for (int q = 0; q < MAX_PEERS; q++) {
-        const struct peer *o = &c->peers[q];
-        n_live += o->used && !o->dead && o->role == LMP_PEER_WORKER;
-        if (q != pi && n < want && peer_idle(o)) pis[n++] = q;
-    }
-    if (n < 2) return n_live < 2 ? 0 : -1;
-    assign_rows(c, ti, pis, n);
-    return 1;
+    *s = (struct lmp_sched){.tasks = J->sched_tasks,
+                            .n_tasks = J->n_tasks,
+                            .slices = J->sched_slices,
+                            .n_slices = J->slices ? J->n_slices : 0,
+                            .peers = c->sched_peers,
+                            .n_peers = MAX_PEERS,
+                            .ft_waiting = J->ft && J->ft->block >= 0 && J->ft->worker < 0,
+                            .ft_owner = J->ft ? J->ft->owner : -1,
+                            .aqlm = J->cspec.method == LMP_COMPRESS_AQLM,
+                            .row_shards = (int)(rs < MAX_ROW_SHARDS ? rs : MAX_ROW_SHARDS)};
+    return true;
 }
 
 /* ---- block fine-tuning (--finetune: TASK_KIND_FINETUNE_BLOCK) -------------------------
@@ -1269,25 +1235,21 @@ static void dispatch(struct lmp_coord *c) {
     struct job *J = c->job;
     if (J == NULL || J->state != LMP__JOB_STATE__JOB_STATE_RUNNING) return;
     for (int pi = 0; pi < MAX_PEERS; pi++) {
-        struct peer *p = &c->peers[pi];
-        if (!p->used || p->dead || p->role != LMP_PEER_WORKER || p->task >= 0 || p->cal >= 0 ||
-            p->ft || p->cancelling || p->busy_until > mono_ms())
-            continue;
-        if (J->ft && J->ft->block >= 0 && J->ft->worker < 0) { /* a block waits for its tuning */
-            const int o = J->ft->owner; /* the worker holding the activations, if it is free */
-            if (o < 0 || o == pi || !peer_idle(&c->peers[o])) {
-                assign_ft(c, pi);
-                if (J->state != LMP__JOB_STATE__JOB_STATE_RUNNING) return;
-                continue;
-            }
+        if (!peer_idle(&c->peers[pi])) continue;
+        struct lmp_sched      s;
+        struct lmp_sched_pick d;
+        if (!sched_snapshot(c, J, &s)) {
+            job_fail(c, "out of memory");
+            return;
         }
-        int si = pick_slice(c, J, pi, 0), ti = -1, split = 0;
-        if (si < 0 && (ti = pick_task(c, J, pi)) >= 0 && (split = assign_split(c, pi, ti)) < 0)
-            ti = -1; /* row shards wait for a second free worker; calibrate meanwhile */
-        if (si < 0 && ti < 0 && (si = pick_slice(c, J, pi, 1)) < 0) si = pick_slice(c, J, pi, 2);
-        if (si >= 0) assign_cal(c, pi, si);
-        else if (ti >= 0 && split == 0)
-            assign(c, pi, ti);
+        lmp_sched_decide(&s, pi, &d);
+        switch (d.kind) {
+        case LMP_SCHED_FINETUNE: assign_ft(c, pi); break;
+        case LMP_SCHED_SLICE: assign_cal(c, pi, d.index); break;
+        case LMP_SCHED_TASK: assign(c, pi, d.index); break;
+        case LMP_SCHED_ROWS: assign_rows(c, d.index, d.peers, d.n); break;
+        case LMP_SCHED_NONE: break;
+        }
         if (J->state != LMP__JOB_STATE__JOB_STATE_RUNNING) return;
     }
 }

@@ -12,6 +12,7 @@
 
 #include "coordinator/coord.h"
 #include "coordinator/bg.h"           /* defines: struct lmp_bg */
+#include "coordinator/sched.h"        /* defines: struct lmp_sched_* */
 #include "artifact/artifact.h"        /* defines: struct lmp_artifact, struct lmp_art_job */
 #include "coordinator/compress.h"        /* defines: struct lmp_compress_spec */
 #include "artifact/events.h"          /* defines: LMP_EVENT_* (coord_event kinds) */
@@ -128,6 +129,8 @@ struct job {
                                  the loop neither closes a nor frees m */
     bool finalizing;          /* coord.c: the artifact is being finalized (background);
                                  no events are appended to it meanwhile */
+    struct lmp_sched_task  *sched_tasks;  /* coord.c: (n_tasks) the scheduler's view */
+    struct lmp_sched_slice *sched_slices; /* (n_slices) */
 };
 
 /* coord.c: a job being planned on the background thread (JobSubmit, or a resume from the
@@ -156,6 +159,7 @@ struct lmp_coord {
     uint64_t      next_job_id;
     struct coord_plan    *plan; /* the job being planned, NULL */
     struct lmp_bg        *bg;   /* coordinator/bg.h: planning, read-back, finalize */
+    struct lmp_sched_peer sched_peers[MAX_PEERS]; /* coord.c: the scheduler's view of peers */
 };
 
 
