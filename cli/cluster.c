@@ -2,25 +2,204 @@
 #include "cli/cluster.h"
 
 #include <cjson/cJSON.h>
+#include <errno.h>
+#include <limits.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
-int lmp_cli_connect(const char *endpoint, struct lmp_client **cl) {
-    struct lmp_err err = {0};
-    const char *t = getenv("LMPRESS_TIMEOUT_MS");
-    int timeout = t ? atoi(t) : 5000;
+/* A positive number of milliseconds from the environment variable name, else def. */
+static int env_ms(const char *name, int def) {
+    const char *t = getenv(name);
+    if (t == NULL || t[0] == '\0') return def;
+    char *end = NULL;
+    errno = 0;
+    const long v = strtol(t, &end, 10);
+    return errno == 0 && *end == '\0' && v > 0 && v <= INT_MAX ? (int)v : def;
+}
+
+static int call_timeout_ms(void) {
+    return env_ms("LMPRESS_TIMEOUT_MS", 5000);
+}
+
+static uint64_t mono_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+/* Connect with the CURVE keys of the environment: *st and err say how it went. Returns
+ * the exit code of bad key options or files (printed), else LMP_EXIT_OK. */
+static int try_connect(const char *endpoint, int timeout_ms, struct lmp_client **cl,
+                       enum lmp_status *st, struct lmp_err *err) {
     struct lmp_curve_client curve;
-    bool use_curve = false;
-    int rc = lmp_cli_curve_from_env(&curve, &use_curve);
+    bool                    use_curve = false;
+    int                     rc = lmp_cli_curve_from_env(&curve, &use_curve);
     if (rc != LMP_EXIT_OK) return rc;
-    enum lmp_status st = lmp_client_connect_curve(endpoint, timeout, use_curve ? &curve : NULL,
-                                                  cl, &err);
+    *st = lmp_client_connect_curve(endpoint, timeout_ms, use_curve ? &curve : NULL, cl, err);
     memset(&curve, 0, sizeof(curve));
+    return LMP_EXIT_OK;
+}
+
+int lmp_cli_connect(const char *endpoint, struct lmp_client **cl) {
+    struct lmp_err  err = {0};
+    enum lmp_status st = LMP_OK;
+    int             rc = try_connect(endpoint, call_timeout_ms(), cl, &st, &err);
+    if (rc != LMP_EXIT_OK) return rc;
     if (st != LMP_OK) {
         fprintf(stderr, "lmpress: %s\n", err.msg);
         return st == LMP_EPERM ? LMP_EXIT_DENIED : LMP_EXIT_UNREACHABLE;
+    }
+    return LMP_EXIT_OK;
+}
+
+/* ---- following a job across coordinator restarts (cluster.h) --------------------- */
+
+void lmp_cli_session_init(struct lmp_cli_session *s, const char *endpoint, uint64_t job_id,
+                          const char *out_path) {
+    memset(s, 0, sizeof(*s));
+    s->endpoint = endpoint;
+    s->job_id = job_id;
+    s->out_path = out_path && out_path[0] ? strdup(out_path) : NULL;
+    s->reconnect_ms = env_ms("LMPRESS_RECONNECT_MS", 60000);
+}
+
+void lmp_cli_session_release(struct lmp_cli_session *s) {
+    lmp_client_close(&s->cl);
+    free(s->out_path);
+    s->out_path = NULL;
+}
+
+int lmp_cli_session_connect(struct lmp_cli_session *s) {
+    return lmp_cli_connect(s->endpoint, &s->cl);
+}
+
+/* After a reconnection: the job followed may have a new id (a coordinator restarted with
+ * its state resumes it as a new job): take the id of the current job when it writes the
+ * same artifact. */
+static void relocate_job(struct lmp_cli_session *s) {
+    if (s->job_id == 0 || s->out_path == NULL) return;
+    Lmp__Envelope  env, *rep = NULL;
+    Lmp__JobQuery  q = LMP__JOB_QUERY__INIT;
+    struct lmp_err err = {0};
+    lmp_wire_init(&env, 0, 0);
+    env.body_case = LMP__ENVELOPE__BODY_JOB_QUERY;
+    env.job_query = &q;
+    if (lmp_client_call(s->cl, &env, &rep, &err) != LMP_OK) return;
+    if (rep->body_case == LMP__ENVELOPE__BODY_JOB_STATUS && rep->job_status->n_jobs == 1) {
+        const Lmp__JobInfo *j = rep->job_status->jobs[0];
+        if (j->job_id != s->job_id && j->out_path && strcmp(j->out_path, s->out_path) == 0) {
+            fprintf(stderr, "lmpress: job %llu ('%s') is job %llu on the restarted coordinator\n",
+                    (unsigned long long)s->job_id, s->out_path, (unsigned long long)j->job_id);
+            s->job_id = j->job_id;
+        }
+    }
+    lmp_wire_free(&rep);
+}
+
+/* Open a new session (Hello again) until one answers or *deadline passes (0: set it now,
+ * reconnect_ms ahead). Exit code: 0, 3 (no coordinator in time), 5, or a key option's. */
+static int reconnect(struct lmp_cli_session *s, const struct lmp_err *why, uint64_t *deadline) {
+    lmp_client_close(&s->cl);
+    if (*deadline == 0) {
+        *deadline = mono_ms() + (uint64_t)s->reconnect_ms;
+        if (why->code == LMP_EPROTO) /* answered "say Hello first" */
+            fprintf(stderr,
+                    "lmpress: the coordinator at '%s' no longer knows this session "
+                    "(restarted); reconnecting\n",
+                    s->endpoint);
+        else
+            fprintf(stderr,
+                    "lmpress: lost the coordinator at '%s' (%s); reconnecting for up "
+                    "to %.0fs\n",
+                    s->endpoint, why->msg, s->reconnect_ms / 1000.0);
+    }
+    const int per_try = call_timeout_ms();
+    for (;;) {
+        const uint64_t now = mono_ms();
+        if (s->stop && *s->stop) return LMP_EXIT_INTERRUPTED;
+        if (now >= *deadline) {
+            fprintf(stderr,
+                    "lmpress: cannot reach the coordinator at '%s' (no answer in the %.0fs "
+                    "after it was lost; LMPRESS_RECONNECT_MS)\n",
+                    s->endpoint, s->reconnect_ms / 1000.0);
+            return LMP_EXIT_UNREACHABLE;
+        }
+        const uint64_t  left = *deadline - now;
+        struct lmp_err  err = {0};
+        enum lmp_status st = LMP_OK;
+        const int       t = left < (uint64_t)per_try ? (int)left : per_try;
+        int             rc = try_connect(s->endpoint, t > 100 ? t : 100, &s->cl, &st, &err);
+        if (rc != LMP_EXIT_OK) return rc;
+        if (st == LMP_OK) break;
+        if (st == LMP_EPERM) {
+            fprintf(stderr, "lmpress: %s\n", err.msg);
+            return LMP_EXIT_DENIED;
+        }
+        struct timespec ts = {0, 200 * 1000000L}; /* a refused connection returns at once */
+        nanosleep(&ts, NULL);
+    }
+    fprintf(stderr, "lmpress: reconnected to the coordinator at '%s'\n", s->endpoint);
+    s->reconnected = true;
+    relocate_job(s);
+    return LMP_EXIT_OK;
+}
+
+int lmp_cli_session_call(struct lmp_cli_session *s, Lmp__Envelope *req, Lmp__Envelope **rep) {
+    uint64_t deadline = 0;
+    bool     fresh = false; /* a session opened by this call: its refusals are real */
+    for (;;) {
+        struct lmp_err  err = {0};
+        enum lmp_status st = LMP_EIO;
+        if (s->cl)
+            st = lmp_client_call(s->cl, req, rep, &err);
+        else
+            lmp_err_set(&err, LMP_EIO, "no session");
+        if (st == LMP_OK) return LMP_EXIT_OK;
+        /* no answer: killed or unreachable; EPROTO from a session the coordinator does not
+         * know ("say Hello first"): it was restarted. Either way, a new session. */
+        if (st != LMP_EIO && !(st == LMP_EPROTO && !fresh)) {
+            fprintf(stderr, "lmpress: %s\n", err.msg);
+            return st == LMP_EPERM ? LMP_EXIT_DENIED : LMP_EXIT_FAIL;
+        }
+        const uint64_t old_id = s->job_id;
+        int            rc = reconnect(s, &err, &deadline);
+        if (rc != LMP_EXIT_OK) return rc;
+        fresh = true;
+        /* the request again, for the job's id there, and from the start of the new
+         * coordinator's log ring */
+        if (req->body_case == LMP__ENVELOPE__BODY_JOB_QUERY && old_id &&
+            req->job_query->job_id == old_id)
+            req->job_query->job_id = s->job_id;
+        if (req->body_case == LMP__ENVELOPE__BODY_LOG_QUERY) {
+            if (old_id && req->log_query->job_id == old_id) req->log_query->job_id = s->job_id;
+            req->log_query->after_seq = 0;
+        }
+    }
+}
+
+int lmp_cli_session_query(struct lmp_cli_session *s, bool layers, bool workers,
+                          Lmp__Envelope **rep) {
+    Lmp__Envelope env;
+    Lmp__JobQuery q = LMP__JOB_QUERY__INIT;
+    lmp_wire_init(&env, 0, 0);
+    q.job_id = s->job_id, q.with_layers = layers, q.with_workers = workers;
+    env.body_case = LMP__ENVELOPE__BODY_JOB_QUERY;
+    env.job_query = &q;
+    int rc = lmp_cli_session_call(s, &env, rep);
+    if (rc != LMP_EXIT_OK) return rc;
+    if ((*rep)->body_case != LMP__ENVELOPE__BODY_JOB_STATUS) {
+        lmp_wire_free(rep);
+        fprintf(stderr, "lmpress: unexpected reply to a job query\n");
+        return LMP_EXIT_FAIL;
+    }
+    const Lmp__JobStatus *js = (*rep)->job_status;
+    if (js->n_jobs == 1 && js->jobs[0]->out_path && js->jobs[0]->out_path[0] &&
+        (s->out_path == NULL || strcmp(s->out_path, js->jobs[0]->out_path) != 0)) {
+        char *o = strdup(js->jobs[0]->out_path);
+        if (o) free(s->out_path), s->out_path = o;
     }
     return LMP_EXIT_OK;
 }

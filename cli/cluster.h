@@ -1,10 +1,30 @@
-/*  cluster - what the cluster subcommands (submit, status, cancel, workers) share:
- *  connecting with the fixed exit code 3 when the coordinator cannot be reached, and
- *  printing a JobStatus (text or --json).
+/*  cluster - what the cluster subcommands (submit, status, cancel, workers, logs) share:
+ *  connecting with the fixed exit code 3 when the coordinator cannot be reached,
+ *  following a job across a restart of its coordinator, and printing a JobStatus (text
+ *  or --json).
+ *
+ *  Following (submit --wait, status --watch, logs --follow):
+ *      struct lmp_cli_session s;
+ *      lmp_cli_session_init(&s, endpoint, job_id, out_path);   // out_path may be NULL
+ *      rc = lmp_cli_session_connect(&s);                       // 0, 3, 5 (as lmp_cli_connect)
+ *      while (...) {
+ *          rc = lmp_cli_session_query(&s, layers, workers, &rep);  // or lmp_cli_session_call
+ *          if (rc != 0) break;                                  // 1 refused, 3 gone for good
+ *          ... rep->job_status ...; if (s.reconnected) {...; s.reconnected = false;}
+ *      }
+ *      lmp_cli_session_release(&s);
+ *  A call that gets no answer (the coordinator was killed) or an answer that says this
+ *  session is unknown to it (a restarted coordinator: "say Hello first") closes the
+ *  session and opens a new one (Hello again), retrying for up to LMPRESS_RECONNECT_MS
+ *  (default 60000 ms) since the coordinator was last heard; then exit code 3. After a
+ *  reconnection the job is looked up again: a coordinator restarted with its --state
+ *  resumes the job under a new id, so the job followed is the one writing the same
+ *  artifact (out_path) when its id is unknown there.
  */
 #ifndef LMP_CLI_CLUSTER_H
 #define LMP_CLI_CLUSTER_H
 
+#include <signal.h>
 #include <stdbool.h>
 #include "cli/cli.h"
 #include "proto/client.h"     /* defines: struct lmp_client */
@@ -15,6 +35,34 @@
  * lmp_cli_curve_from_env if set. On failure print the message and return the exit code
  * (3 unreachable or refused, 5 key refused, 2/4 bad key options/files); 0 on success. */
 int lmp_cli_connect(const char *endpoint, struct lmp_client **cl);
+
+/* A client session that survives a restart of the coordinator (see above). */
+struct lmp_cli_session {
+    const char        *endpoint;       /* borrowed */
+    struct lmp_client *cl;             /* the current session; NULL between two */
+    uint64_t           job_id;         /* the job followed; 0: the coordinator's current job */
+    char              *out_path;       /* its artifact (owned), to find it again; NULL: unknown */
+    int                reconnect_ms;   /* how long to retry after the coordinator is lost */
+    bool               reconnected;    /* set by a call that reconnected; the caller clears it */
+    const volatile sig_atomic_t *stop; /* set (e.g. by SIGINT): stop reconnecting, exit 130 */
+};
+
+void lmp_cli_session_init(struct lmp_cli_session *s, const char *endpoint, uint64_t job_id,
+                          const char *out_path);
+void lmp_cli_session_release(struct lmp_cli_session *s);
+
+/* Open the first session. Exit code as lmp_cli_connect. */
+int lmp_cli_session_connect(struct lmp_cli_session *s);
+
+/* One request (req's seq is set here), reconnecting as described above. On success *rep is
+ * the reply (free with lmp_wire_free). Exit code: 0, 1 (refused: the message is printed),
+ * 3 (no coordinator within reconnect_ms), 5 (key refused on reconnection), 130 (*stop). */
+int lmp_cli_session_call(struct lmp_cli_session *s, Lmp__Envelope *req, Lmp__Envelope **rep);
+
+/* A JobQuery of the job followed (see lmp_cli_query), through lmp_cli_session_call; the
+ * first answer naming one job records its artifact. */
+int lmp_cli_session_query(struct lmp_cli_session *s, bool layers, bool workers,
+                          Lmp__Envelope **rep);
 
 /* Query job_id (0 = current) with layers and workers into *rep. Exit code as above. */
 int lmp_cli_query(struct lmp_client *cl, uint64_t job_id, bool layers, bool workers,

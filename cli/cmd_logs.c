@@ -2,7 +2,9 @@
  *
  *  Online (no file argument): LogQuery -> LogChunk from a running coordinator's ring;
  *  --follow asks again every half second for the lines after the last one seen, until
- *  the job ends (exit 0) or Ctrl-C (130). Offline (`lmpress logs ART.h5`): the events
+ *  the job ends (exit 0) or Ctrl-C (130), reconnecting to a coordinator restarted
+ *  meanwhile (cli/cluster.h; then from the first line of its new ring), 3 when it stays
+ *  away for LMPRESS_RECONNECT_MS. Offline (`lmpress logs ART.h5`): the events
  *  kept in the artifact, from the assembled file's /events and from ART.h5.parts/ of a
  *  job still running or killed (artifact/events.h). One line per event, or one JSON
  *  object per line with --json.
@@ -29,7 +31,9 @@ static const char *const usage =
 static const char *const help =
     "From a coordinator (no ART.h5), or the events kept in an artifact (ART.h5).\n\n"
     "  --connect EP          the coordinator (default " LMP_CLI_DEFAULT_ENDPOINT ")\n"
-    "  --follow              keep printing new lines until the job ends (default off)\n"
+    "  --follow              keep printing new lines until the job ends, across a restart of\n"
+    "                        the coordinator (exit 3 when it is gone for LMPRESS_RECONNECT_MS,\n"
+    "                        default 60000) (default off)\n"
     "  --since SECONDS       only the lines of the last SECONDS (default all)\n"
     "  --tail N              only the last N lines (default all)\n"
     "  --worker NAME         only that worker's lines (default all)\n"
@@ -114,24 +118,35 @@ out:
     return rc;
 }
 
-/* One LogQuery; prints the lines, advances *after. *eof: nothing more right now. */
-static int query_once(struct lmp_client *cl, const Lmp__LogQuery *q0, bool json, uint64_t *after,
-                      bool *eof) {
+/* One LogQuery; prints the lines, advances *after. *eof: nothing more right now. With
+ * follow (--follow) a restarted coordinator is reconnected to, and its ring,
+ * which starts afresh, is read from its first line. */
+static int query_once(struct lmp_cli_session *s, bool follow, const Lmp__LogQuery *q0, bool json,
+                      uint64_t *after, bool *eof) {
     Lmp__Envelope env, *rep = NULL;
     Lmp__LogQuery q = *q0;
     struct lmp_err err = {0};
+    if (s->reconnected) *after = 0, s->reconnected = false; /* by the job query in between */
     q.after_seq = *after;
+    if (q.job_id) q.job_id = s->job_id; /* a restarted coordinator may give it another id */
     lmp_wire_init(&env, 0, 0);
     env.body_case = LMP__ENVELOPE__BODY_LOG_QUERY;
     env.log_query = &q;
-    enum lmp_status st = lmp_client_call(cl, &env, &rep, &err);
-    if (st == LMP_OK && rep->body_case != LMP__ENVELOPE__BODY_LOG_CHUNK) {
-        lmp_wire_free(&rep);
-        st = lmp_err_set(&err, LMP_EPROTO, "unexpected reply to a log query");
+    if (follow) {
+        int rc = lmp_cli_session_call(s, &env, &rep);
+        if (rc != LMP_EXIT_OK) return rc;
+        if (s->reconnected) *after = 0, s->reconnected = false;
+    } else {
+        enum lmp_status st = lmp_client_call(s->cl, &env, &rep, &err);
+        if (st != LMP_OK) {
+            fprintf(stderr, "lmpress: %s\n", err.msg);
+            return st == LMP_EIO ? LMP_EXIT_UNREACHABLE : LMP_EXIT_FAIL;
+        }
     }
-    if (st != LMP_OK) {
-        fprintf(stderr, "lmpress: %s\n", err.msg);
-        return st == LMP_EIO ? LMP_EXIT_UNREACHABLE : LMP_EXIT_FAIL;
+    if (rep->body_case != LMP__ENVELOPE__BODY_LOG_CHUNK) {
+        lmp_wire_free(&rep);
+        fprintf(stderr, "lmpress: unexpected reply to a log query\n");
+        return LMP_EXIT_FAIL;
     }
     const Lmp__LogChunk *ch = rep->log_chunk;
     for (size_t i = 0; i < ch->n_lines; i++) {
@@ -150,9 +165,14 @@ static int query_once(struct lmp_client *cl, const Lmp__LogQuery *q0, bool json,
 
 static int logs_online(const char *ep, bool json, bool follow, uint64_t since_ms, long long tail,
                        const char *worker, long long job) {
-    struct lmp_client *cl = NULL;
-    int rc = lmp_cli_connect(ep, &cl);
-    if (rc != LMP_EXIT_OK) return rc;
+    struct lmp_cli_session s; /* --follow follows the job across coordinator restarts */
+    lmp_cli_session_init(&s, ep, (uint64_t)job, NULL);
+    s.stop = &interrupted;
+    int rc = lmp_cli_session_connect(&s);
+    if (rc != LMP_EXIT_OK) {
+        lmp_cli_session_release(&s);
+        return rc;
+    }
     Lmp__LogQuery q = LMP__LOG_QUERY__INIT;
     q.job_id = (uint64_t) job;
     q.worker = (char *) (worker ? worker : "");
@@ -161,25 +181,25 @@ static int logs_online(const char *ep, bool json, bool follow, uint64_t since_ms
     uint64_t after = 0;
     bool eof = false;
     while (!interrupted) {
-        if ((rc = query_once(cl, &q, json, &after, &eof)) != LMP_EXIT_OK) break;
+        if ((rc = query_once(&s, follow, &q, json, &after, &eof)) != LMP_EXIT_OK) break;
         q.tail = 0;            /* the tail applies to the first answer only */
         if (!eof) continue;    /* more than one chunk's worth: ask again at once */
         if (!follow) break;
         Lmp__Envelope *rep = NULL;
-        if ((rc = lmp_cli_query(cl, (uint64_t) job, false, false, &rep)) != LMP_EXIT_OK) break;
+        if ((rc = lmp_cli_session_query(&s, false, false, &rep)) != LMP_EXIT_OK) break;
         const bool ended = rep->job_status->n_jobs == 1 &&
                            rep->job_status->jobs[0]->state != LMP__JOB_STATE__JOB_STATE_RUNNING &&
                            rep->job_status->jobs[0]->state != LMP__JOB_STATE__JOB_STATE_QUEUED;
         lmp_wire_free(&rep);
         if (ended) {           /* the last lines, then stop */
-            rc = query_once(cl, &q, json, &after, &eof);
+            rc = query_once(&s, follow, &q, json, &after, &eof);
             break;
         }
         struct timespec ts = {0, 500 * 1000000L};
         while (!interrupted && nanosleep(&ts, &ts) != 0 && errno == EINTR) {}
     }
     if (interrupted) rc = LMP_EXIT_INTERRUPTED;
-    lmp_client_close(&cl);
+    lmp_cli_session_release(&s);
     return rc;
 }
 

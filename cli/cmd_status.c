@@ -4,8 +4,9 @@
  *  bars (the job's layers, each running layer's steps); text elsewhere is plain lines;
  *  --json prints one JSON document per refresh (one line each). --watch refreshes every
  *  --interval seconds until the job ends; its exit code is then the job's (0 done,
- *  1 failed or cancelled), 3 if the coordinator goes away, 130 on Ctrl-C. Without
- *  --watch the exit code is 0 when the coordinator answered.
+ *  1 failed or cancelled), 3 if the coordinator goes away for good (a restarted one is
+ *  reconnected to, cli/cluster.h), 130 on Ctrl-C. Without --watch the exit code is 0
+ *  when the coordinator answered.
  */
 #include "cli/cli.h"
 #include "cli/cluster.h"  /* defines: lmp_cli_connect, lmp_cli_query, lmp_cli_*_state_name */
@@ -31,7 +32,9 @@ static const char *const help =
     "The job (state, layers done, throughput, ETA, stage seconds), its layers and workers.\n\n"
     "  --connect EP          the coordinator (default " LMP_CLI_DEFAULT_ENDPOINT ")\n"
     "  --json                one JSON document per refresh\n"
-    "  --watch               refresh until the job ends; exit 0 done, 1 failed (default: once)\n"
+    "  --watch               refresh until the job ends; exit 0 done, 1 failed, 3 coordinator\n"
+    "                        gone for LMPRESS_RECONNECT_MS (default 60000; a restarted one is\n"
+    "                        reconnected to) (default: once)\n"
     "  --interval SECONDS    --watch's refresh period (default 1)\n"
     "  --job ID              that job (default the current one)\n" LMP_CLI_KEYS_HELP;
 
@@ -279,13 +282,18 @@ static int cmd_status_exec(struct lmp_cli *cli, int argc, char **argv) {
     sa.sa_handler = on_signal;   /* no SA_RESTART: the nap and the poll wake up */
     sigaction(SIGINT, &sa, &old_int);
     sigaction(SIGTERM, &sa, &old_term);
-    struct lmp_client *cl = NULL;
+    struct lmp_cli_session s; /* --watch follows the job across coordinator restarts */
     struct lmp_status_view view;
     lmp_status_view_init(&view);
-    int rc = lmp_cli_connect(ep, &cl);
+    lmp_cli_session_init(&s, ep, (uint64_t)job, NULL);
+    s.stop = &interrupted;
+    int rc = lmp_cli_session_connect(&s);
     while (rc == LMP_EXIT_OK && !interrupted) {
         Lmp__Envelope *rep = NULL;
-        if ((rc = lmp_cli_query(cl, (uint64_t) job, true, true, &rep)) != LMP_EXIT_OK) break;
+        if (!watch) {
+            if ((rc = lmp_cli_query(s.cl, (uint64_t)job, true, true, &rep)) != LMP_EXIT_OK) break;
+        } else if ((rc = lmp_cli_session_query(&s, true, true, &rep)) != LMP_EXIT_OK)
+            break;
         const Lmp__JobStatus *js = rep->job_status;
         if (cli->json) print_json(js);
         else if (watch && tty)
@@ -308,7 +316,7 @@ static int cmd_status_exec(struct lmp_cli *cli, int argc, char **argv) {
         nap(interval);
     }
     if (interrupted && (rc == LMP_EXIT_OK || watch)) rc = LMP_EXIT_INTERRUPTED;
-    lmp_client_close(&cl);
+    lmp_cli_session_release(&s);
     sigaction(SIGINT, &old_int, NULL);
     sigaction(SIGTERM, &old_term, NULL);
     return rc;

@@ -1,10 +1,11 @@
 /*  cmd_submit - lmpress submit: send a compression job to the coordinator
  *
  *  Takes a JOB file and/or the options of `lmpress compress` (one parser: jobopts.h;
- *  the coordinator runs sequential and independent jobs with a calibration text file); paths are resolved by the coordinator and the
- *  workers, so they must name the same files there (a shared file system, or loopback).
- *  Prints the job id; with --wait follows the job and exits with its outcome (0 done,
- *  1 failed or cancelled, 3 coordinator unreachable).
+ *  the coordinator runs sequential and independent jobs with a calibration text file); paths are
+ * resolved by the coordinator and the workers, so they must name the same files there (a shared
+ * file system, or loopback). Prints the job id; with --wait follows the job and exits with its
+ * outcome (0 done, 1 failed or cancelled, 3 coordinator unreachable), reconnecting to a coordinator
+ * that was restarted meanwhile (cli/cluster.h).
  */
 #include "cli/cli.h"
 #include "cli/cluster.h"  /* defines: lmp_cli_connect, lmp_cli_print_status */
@@ -25,27 +26,36 @@ static const char *const help =
     "Send the job to a coordinator; its workers open the paths, so they must name the same\n"
     "files there. Prints the job id, or with --wait follows the job to its end.\n\n"
     "  --connect EP          the coordinator (default " LMP_CLI_DEFAULT_ENDPOINT ")\n"
-    "  --wait                follow the job: progress on stderr, exit 0 done, 1 failed\n"
-    "                        (default: print the job id and exit)\n" LMP_CLI_KEYS_HELP
-    "\n" LMP_JOBOPTS_HELP;
+    "  --wait                follow the job: progress on stderr, exit 0 done, 1 failed,\n"
+    "                        3 coordinator gone (a restarted one is reconnected to for up\n"
+    "                        to LMPRESS_RECONNECT_MS, default 60000; default: print the\n"
+    "                        job id and exit)\n" LMP_CLI_KEYS_HELP "\n" LMP_JOBOPTS_HELP;
 
 static void sleep_ms(int ms) {
     struct timespec ts = {ms / 1000, (long) (ms % 1000) * 1000000L};
     nanosleep(&ts, NULL);
 }
 
-static int follow(struct lmp_cli *cli, struct lmp_client *cl, uint64_t job_id) {
-    uint32_t last_done = UINT32_MAX;
+/* Follow job_id to its end, across restarts of the coordinator (a new session each time,
+ * cli/cluster.h); the session cl is taken over and closed. */
+static int follow(struct lmp_cli *cli, const char *ep, struct lmp_client *cl, uint64_t job_id,
+                  const char *out_path) {
+    uint32_t               last_done = UINT32_MAX;
+    struct lmp_cli_session ss, *s = &ss;
+    lmp_cli_session_init(s, ep, job_id, out_path);
+    s->cl = cl;
+    int rc = LMP_EXIT_OK;
     for (;;) {
         Lmp__Envelope *rep = NULL;
-        int rc = lmp_cli_query(cl, job_id, false, false, &rep);
-        if (rc != LMP_EXIT_OK) return rc;
+        if ((rc = lmp_cli_session_query(s, false, false, &rep)) != LMP_EXIT_OK) break;
+        job_id = s->job_id; /* a restarted coordinator may give it another id */
         const Lmp__JobStatus *js = rep->job_status;
         if (js->n_jobs != 1) {
             lmp_wire_free(&rep);
             fprintf(stderr, "lmpress: job %llu is gone from the coordinator\n",
                     (unsigned long long) job_id);
-            return LMP_EXIT_FAIL;
+            rc = LMP_EXIT_FAIL;
+            break;
         }
         const Lmp__JobInfo *j = js->jobs[0];
         if (j->layers_done != last_done && !cli->json) {
@@ -58,20 +68,22 @@ static int follow(struct lmp_cli *cli, struct lmp_client *cl, uint64_t job_id) {
         }
         if (j->state != LMP__JOB_STATE__JOB_STATE_RUNNING &&
             j->state != LMP__JOB_STATE__JOB_STATE_QUEUED) {
-            int rc2 = lmp_cli_job_exit(j->state);
+            rc = lmp_cli_job_exit(j->state);
             if (cli->json) lmp_cli_print_status(cli, js, false);
-            else if (rc2 != LMP_EXIT_OK)
+            else if (rc != LMP_EXIT_OK)
                 fprintf(stderr, "lmpress: job %llu %s: %s\n", (unsigned long long) job_id,
                         lmp_cli_job_state_name(j->state),
                         j->error && j->error->message ? j->error->message : "");
             else
                 printf("job %llu done: %s\n", (unsigned long long) job_id, j->out_path);
             lmp_wire_free(&rep);
-            return rc2;
+            break;
         }
         lmp_wire_free(&rep);
         sleep_ms(300);
     }
+    lmp_cli_session_release(s);
+    return rc;
 }
 
 struct submit_args {
@@ -130,8 +142,10 @@ static int cmd_submit_exec(struct lmp_cli *cli, int argc, char **argv) {
         printf(cli->json ? "{\"job_id\":%llu,\"tasks\":%u}\n" : "job %llu submitted (%u tasks)\n",
                (unsigned long long) job_id, n_tasks);
     fflush(stdout);
-    if (wait) rc = follow(cli, cl, job_id);
-    lmp_client_close(&cl);
+    if (wait)
+        rc = follow(cli, ep, cl, job_id, pb.spec.out_path); /* takes cl over */
+    else
+        lmp_client_close(&cl);
     lmp_jobopts_release(&jo);
     return rc;
 }

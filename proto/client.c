@@ -7,13 +7,14 @@
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 #include <unistd.h>
 #include <zmq.h>
 
 struct lmp_client {
     void    *zctx, *sock;
-    char     endpoint[256];
+    char    *endpoint; /* owned: the endpoint as given, for messages */
     int      timeout_ms;
     uint64_t seq;
 };
@@ -81,7 +82,10 @@ enum lmp_status lmp_client_connect_curve(const char *endpoint, int timeout_ms,
     enum lmp_status st = LMP_OK;
     *out = NULL;
     if (cl == NULL) return lmp_err_set(err, LMP_ENOMEM, "out of memory");
-    snprintf(cl->endpoint, sizeof(cl->endpoint), "%s", endpoint);
+    if ((cl->endpoint = strdup(endpoint)) == NULL) {
+        free(cl);
+        return lmp_err_set(err, LMP_ENOMEM, "out of memory");
+    }
     cl->timeout_ms = timeout_ms > 0 ? timeout_ms : 5000;
     if ((cl->zctx = zmq_ctx_new()) == NULL || (cl->sock = zmq_socket(cl->zctx, ZMQ_DEALER)) == NULL) {
         st = lmp_err_set(err, LMP_EIO, "cannot create a zeromq socket: %s", zmq_strerror(errno));
@@ -118,6 +122,7 @@ void lmp_client_close(struct lmp_client **clp) {
     if (cl == NULL) return;
     if (cl->sock) zmq_close(cl->sock);
     if (cl->zctx) zmq_ctx_term(cl->zctx);
+    free(cl->endpoint);
     free(cl);
     *clp = NULL;
 }
