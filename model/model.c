@@ -127,25 +127,65 @@ static enum lmp_status want_shape(const struct lmp_model *m, const struct lmp_te
     return LMP_OK;
 }
 
+/* Bounds of a believable config, whatever the reader: far above any model lmpress can
+ * run (the largest public models have dim 16384, FFN 53248, vocab 256000, 128 heads of
+ * 128), far below what could overflow the shape arithmetic: every product of two of
+ * them stays under 2^46 elements. */
+#define CFG_MAX_DIM (1 << 20)
+#define CFG_MAX_HEADS (1 << 14)
+#define CFG_MAX_VOCAB (1 << 24)
+#define CFG_MAX_SEQ (1 << 28)
+
+/* field in [lo, hi], else LMP_EFORMAT naming the model and the field */
+static enum lmp_status cfg_range(const struct lmp_model *m, const char *field, int64_t v,
+                                 int64_t lo, int64_t hi, struct lmp_err *err) {
+    if (v >= lo && v <= hi) return LMP_OK;
+    return lmp_err_set(err, LMP_EFORMAT, "'%s': config %s %lld is out of range [%lld, %lld]",
+                       m->path, field, (long long)v, (long long)lo, (long long)hi);
+}
+
+/* Every config field within its bounds, and the head counts dividing as attention needs;
+ * a zero head_dim is dim / n_heads, which must then divide. */
+static enum lmp_status check_config(const struct lmp_model *m, struct lmp_config *c,
+                                    struct lmp_err *err) {
+    enum lmp_status st;
+    if ((st = cfg_range(m, "n_layers", c->n_layers, 1, 4096, err)) ||
+        (st = cfg_range(m, "dim", c->dim, 1, CFG_MAX_DIM, err)) ||
+        (st = cfg_range(m, "hidden_dim", c->hidden_dim, 1, CFG_MAX_DIM, err)) ||
+        (st = cfg_range(m, "n_heads", c->n_heads, 1, CFG_MAX_HEADS, err)) ||
+        (st = cfg_range(m, "n_kv_heads", c->n_kv_heads, 1, c->n_heads, err)) ||
+        (st = cfg_range(m, "head_dim", c->head_dim, 0, CFG_MAX_HEADS, err)) ||
+        (st = cfg_range(m, "vocab_size", c->vocab_size, 2, CFG_MAX_VOCAB, err)) ||
+        (st = cfg_range(m, "max_seq", c->max_seq, 0, CFG_MAX_SEQ, err)) ||
+        (st = cfg_range(m, "sliding_window", c->sliding_window, 0, CFG_MAX_SEQ, err)))
+        return st;
+    if (c->head_dim == 0 && c->dim % c->n_heads != 0)
+        return lmp_err_set(err, LMP_EFORMAT, "'%s': config n_heads %d does not divide dim %d",
+                           m->path, c->n_heads, c->dim);
+    if (c->head_dim == 0) c->head_dim = c->dim / c->n_heads;
+    if ((int64_t)c->n_heads * c->head_dim > CFG_MAX_DIM)
+        return lmp_err_set(err, LMP_EFORMAT,
+                           "'%s': config n_heads %d x head_dim %d is out of range (at most %d)",
+                           m->path, c->n_heads, c->head_dim, CFG_MAX_DIM);
+    if (c->n_heads % c->n_kv_heads != 0)
+        return lmp_err_set(err, LMP_EFORMAT,
+                           "'%s': config n_kv_heads %d does not divide n_heads %d", m->path,
+                           c->n_kv_heads, c->n_heads);
+    if (c->head_dim % 2 != 0)
+        return lmp_err_set(err, LMP_EFORMAT, "'%s': config head_dim %d is odd (RoPE rotates pairs)",
+                           m->path, c->head_dim);
+    return LMP_OK;
+}
+
 enum lmp_status lmp_model_finish(struct lmp_model *m, struct lmp_err *err) {
     struct lmp_config *c = &m->cfg;
-    if (c->dim <= 0 || c->n_heads <= 0 || c->n_kv_heads <= 0 || c->hidden_dim <= 0 ||
-        c->vocab_size <= 0 || c->n_layers <= 0)
-        return lmp_err_set(err, LMP_EFORMAT,
-                           "'%s': invalid config (dim %d, heads %d, kv heads %d, hidden %d, "
-                           "vocab %d, layers %d)", m->path, c->dim, c->n_heads, c->n_kv_heads,
-                           c->hidden_dim, c->vocab_size, c->n_layers);
-    if (c->head_dim <= 0) c->head_dim = c->dim / c->n_heads;
-    if (c->n_heads % c->n_kv_heads != 0 || c->head_dim % 2 != 0)
-        return lmp_err_set(err, LMP_EFORMAT,
-                           "'%s': invalid attention config (%d heads, %d kv heads, head dim %d)",
-                           m->path, c->n_heads, c->n_kv_heads, c->head_dim);
+    enum lmp_status    st = check_config(m, c, err);
+    if (st != LMP_OK) return st;
     if (c->rope_theta <= 0) c->rope_theta = 10000.0f;
     if (c->norm_eps <= 0) c->norm_eps = 1e-5f;
     if (m->output == NULL && c->tied_embeddings) m->output = m->tok_emb;
     c->tied_embeddings = (m->output == m->tok_emb);
 
-    enum lmp_status st;
     if ((st = want_shape(m, m->tok_emb, "token embedding", 2, c->vocab_size, c->dim, err)) ||
         (st = want_shape(m, m->out_norm, "final norm", 1, c->dim, 0, err)) ||
         (st = want_shape(m, m->output, "output (lm head)", 2, c->vocab_size, c->dim, err)))
@@ -218,11 +258,12 @@ enum lmp_status lmp_model_open(const char *path, struct lmp_model **out, struct 
     if (has_suffix(path, "config.json") || has_suffix(path, ".safetensors") ||
         has_suffix(path, ".safetensors.index.json")) {
         /* a file inside a HF checkpoint: open its directory */
-        char dir[4096];
-        snprintf(dir, sizeof(dir), "%s", path);
-        char *slash = strrchr(dir, '/');
-        if (slash) *slash = '\0'; else snprintf(dir, sizeof(dir), ".");
-        return lmp_model_open_hf(dir, out, err);
+        const char *slash = strrchr(path, '/');
+        char       *dir = slash ? strndup(path, (size_t)(slash - path)) : strdup(".");
+        if (dir == NULL) return lmp_err_set(err, LMP_ENOMEM, "out of memory opening '%s'", path);
+        enum lmp_status st = lmp_model_open_hf(dir, out, err);
+        free(dir);
+        return st;
     }
     FILE *f = fopen(path, "rb");
     if (f == NULL)

@@ -98,6 +98,16 @@ static enum lmp_status read_config(struct lmp_config *c, const struct lmp_gguf *
         (st = cfg_float(g, arch, "attention.layer_norm_rms_epsilon", &c->norm_eps, err)))
         return st;
     if (c->n_kv_heads == 0) c->n_kv_heads = c->n_heads;
+    if (c->n_kv_heads > c->n_heads || c->n_heads % c->n_kv_heads != 0)
+        return lmp_err_set(err, LMP_EFORMAT,
+                           "'%s': %s.attention.head_count_kv %d does not divide "
+                           "%s.attention.head_count %d",
+                           lmp_gguf_path(g), arch, c->n_kv_heads, arch, c->n_heads);
+    if (key_len == 0 && c->dim % c->n_heads != 0)
+        return lmp_err_set(err, LMP_EFORMAT,
+                           "'%s': %s.attention.head_count %d does not divide "
+                           "%s.embedding_length %d",
+                           lmp_gguf_path(g), arch, c->n_heads, arch, c->dim);
     c->head_dim = key_len ? key_len : c->dim / c->n_heads;
     if (value_len && value_len != c->head_dim)
         return lmp_err_set(err, LMP_EUNSUP, "'%s': value head size %d differs from key head "

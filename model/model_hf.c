@@ -178,6 +178,25 @@ static enum lmp_status parse_config(const char *path, struct lmp_config *c, stru
     if (cJSON_IsObject(rp) &&
         (st = cfg_float(rp, "rope_theta", c->rope_theta, &c->rope_theta, path, err)))
         goto out;
+    /* the fields that must agree, named as config.json names them (lmp_model_finish
+     * checks the bounds of every field again, whatever the reader) */
+    if (c->n_kv_heads > c->n_heads || c->n_heads % c->n_kv_heads != 0) {
+        st = lmp_err_set(err, LMP_EFORMAT,
+                         "'%s': num_key_value_heads %d does not divide num_attention_heads %d",
+                         path, c->n_kv_heads, c->n_heads);
+        goto out;
+    }
+    if (c->head_dim == 0 && c->dim % c->n_heads != 0) {
+        st = lmp_err_set(err, LMP_EFORMAT,
+                         "'%s': num_attention_heads %d does not divide hidden_size %d (and no "
+                         "head_dim)",
+                         path, c->n_heads, c->dim);
+        goto out;
+    }
+    if (c->vocab_size < 2) {
+        st = lmp_err_set(err, LMP_EFORMAT, "'%s': vocab_size %d (at least 2)", path, c->vocab_size);
+        goto out;
+    }
     if (c->n_layers > 4096 || c->head_dim % 2 != 0) {
         st = lmp_err_set(err, LMP_EFORMAT, "'%s': invalid config (%d layers, head_dim %d)", path,
                          c->n_layers, c->head_dim);

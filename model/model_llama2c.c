@@ -207,12 +207,18 @@ enum lmp_status lmp_model_open_llama2c(const char *path, struct lmp_model **out,
                          (long long) need, (long long) have);
         goto fail;
     }
-    /* v0 files carry no magic, so trailing bytes are tolerated there (older exports
-     * appended nothing, but the format never said); version 1 must match exactly. */
-    if (h.version == 1 && have != need) {
+    /* The file size is the only check a v0 header has (no magic, no checksum), so it
+     * must match exactly, as every llama2.c export writes it: a header whose fields were
+     * changed (vocab_size -1 for 512: an untied classifier of one row) otherwise
+     * describes a prefix of the file and opens as a different, absurd model. */
+    if (have != need) {
         st = lmp_err_set(err, LMP_EFORMAT,
-                         "'%s': llama2.c layout needs %lld bytes, file has %lld (trailing data)",
-                         path, (long long) need, (long long) have);
+                         "'%s': llama2.c header (dim %d, hidden %d, layers %d, heads %d, kv heads "
+                         "%d, vocab %d%s, seq_len %d) describes %lld bytes, the file has %lld "
+                         "(%lld trailing)",
+                         path, h.dim, h.hidden, h.n_layers, h.n_heads, h.n_kv_heads, h.vocab,
+                         h.shared ? "" : " with an untied classifier", h.seq_len, (long long)need,
+                         (long long)have, (long long)(have - need));
         goto fail;
     }
 

@@ -489,8 +489,8 @@ static void sibling(char *buf, size_t cap, const char *path, const char *name) {
     else snprintf(buf, cap, "%.*s/%s", (int) (slash - path), path, name);
 }
 
-enum lmp_status lmp_tokenizer_open(const char *path, const struct lmp_model *m,
-                                   struct lmp_tokenizer **out, struct lmp_err *err) {
+static enum lmp_status open_any(const char *path, const struct lmp_model *m,
+                                struct lmp_tokenizer **out, struct lmp_err *err) {
     assert(out);
     *out = NULL;
     char buf[4096];
@@ -532,4 +532,21 @@ enum lmp_status lmp_tokenizer_open(const char *path, const struct lmp_model *m,
         return lmp_tokenizer_load_llama2c(buf, m->cfg.vocab_size, out, err);
     }
     return lmp_err_set(err, LMP_EUNSUP, "'%s': unknown model format", m->path);
+}
+
+enum lmp_status lmp_tokenizer_open(const char *path, const struct lmp_model *m,
+                                   struct lmp_tokenizer **out, struct lmp_err *err) {
+    enum lmp_status st = open_any(path, m, out, err);
+    if (st != LMP_OK || m == NULL) return st;
+    /* a model's vocabulary may be padded beyond its tokenizer's, never smaller: ids past
+     * the embedding would be refused at the first forward pass, or worse */
+    if ((*out)->n_vocab > m->cfg.vocab_size) {
+        st = lmp_err_set(err, LMP_EMISMATCH,
+                         "tokenizer '%s' (%s) has %d tokens, more than the vocab_size %d of "
+                         "model '%s'",
+                         path ? path : m->path, (*out)->desc, (*out)->n_vocab, m->cfg.vocab_size,
+                         m->path);
+        lmp_tokenizer_free(out);
+    }
+    return st;
 }

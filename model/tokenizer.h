@@ -43,7 +43,9 @@ enum lmp_status lmp_tokenizer_from_gguf(const struct lmp_gguf *g, struct lmp_tok
 
 /* The tokenizer for a model: path if given (tokenizer.bin, tokenizer.json, or a directory
  * holding tokenizer.json), else the model's own (GGUF metadata; tokenizer.json beside a HF
- * checkpoint; tokenizer.bin beside a llama2.c checkpoint). */
+ * checkpoint; tokenizer.bin beside a llama2.c checkpoint). With a model, a tokenizer with
+ * more tokens than the model's vocab_size is LMP_EMISMATCH (a llama2.c tokenizer.bin with
+ * bytes after vocab_size tokens is one). */
 enum lmp_status lmp_tokenizer_open(const char *path, const struct lmp_model *m,
                                    struct lmp_tokenizer **out, struct lmp_err *err);
 

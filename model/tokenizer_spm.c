@@ -97,9 +97,24 @@ enum lmp_status lmp_tokenizer_parse_llama2c(const uint8_t *data, size_t size, in
                              "the file (offset %zu)", name, i, n, pos);
             goto out;
         }
+        if (n > max_len) { /* llama2.c sizes its buffers by max_token_length */
+            st = lmp_err_set(err, LMP_EFORMAT,
+                             "'%s': token %d has length %d, above max_token_length %d", name, i, n,
+                             max_len);
+            goto out;
+        }
         b.off[i] = pos;
         b.len[i] = (uint32_t) n;
         pos += (size_t) n;
+    }
+    /* the file has no token count: the model's vocab_size says how many tokens it holds,
+     * and bytes left over mean the two disagree */
+    if (pos != size) {
+        st = lmp_err_set(err, LMP_EMISMATCH,
+                         "'%s': %zu bytes follow the model's vocab_size %d tokens: this "
+                         "tokenizer.bin is not the model's (its vocabulary is larger)",
+                         name, size - pos, vocab_size);
+        goto out;
     }
     t->kind             = LMP_TOK_SPM;
     t->flavor           = TOK_FLAVOR_LLAMA2C;

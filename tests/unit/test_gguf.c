@@ -276,6 +276,7 @@ struct tiny_opts {
     bool        bias;        /* q/k/v biases */
     bool        q2k;         /* an extra tensor of an unsupported type */
     bool        no_layers;   /* leave out <arch>.block_count */
+    int         heads, kv;   /* head counts written (0: T_HEADS, T_KV) */
 };
 
 /* Writes the model file; *emb gets the token embedding values (caller frees). */
@@ -290,8 +291,8 @@ static const char *write_tiny(const char *fname, const struct tiny_opts *o, floa
     if (!o->no_layers) gw_kv_u32(&w, KEY("block_count"), T_LAYERS);
     gw_kv_u32(&w, KEY("embedding_length"), T_DIM);
     gw_kv_u64(&w, KEY("feed_forward_length"), T_HID);   /* any integer type is accepted */
-    gw_kv_u32(&w, KEY("attention.head_count"), T_HEADS);
-    gw_kv_u32(&w, KEY("attention.head_count_kv"), T_KV);
+    gw_kv_u32(&w, KEY("attention.head_count"), o->heads ? (uint32_t)o->heads : T_HEADS);
+    gw_kv_u32(&w, KEY("attention.head_count_kv"), o->kv ? (uint32_t)o->kv : T_KV);
     gw_kv_u32(&w, KEY("context_length"), 256);
     gw_kv_f32(&w, KEY("rope.freq_base"), 500000.0f);
     gw_kv_f32(&w, KEY("attention.layer_norm_rms_epsilon"), 1e-6f);
@@ -438,6 +439,17 @@ static void test_gguf_model_errors(void) {
                        LMP_EFORMAT, "llama.block_count", NULL);
     expect_model_error("q2k.gguf", &(struct tiny_opts){.arch = "llama", .q2k = true}, LMP_EUNSUP,
                        "tensor 'extra.weight' has unsupported type Q2_K", NULL);
+    /* issue 10: head counts that do not divide, named by their keys */
+    expect_model_error("heads.gguf", &(struct tiny_opts){.arch = "llama", .heads = 5, .kv = 5},
+                       LMP_EFORMAT, "llama.attention.head_count 5 does not divide",
+                       "llama.embedding_length 64");
+    expect_model_error("kvheads.gguf", &(struct tiny_opts){.arch = "llama", .kv = 3}, LMP_EFORMAT,
+                       "llama.attention.head_count_kv 3 does not divide", NULL);
+    expect_model_error("kvmore.gguf", &(struct tiny_opts){.arch = "qwen2", .kv = 8}, LMP_EFORMAT,
+                       "qwen2.attention.head_count_kv 8", NULL);
+    /* heads of 64 / 32 = 2: dividing, but the tensors' shapes disagree with the config */
+    expect_model_error("heads32.gguf", &(struct tiny_opts){.arch = "llama", .heads = 32, .kv = 2},
+                       LMP_EFORMAT, "blk.0.attn_k.weight", "expected (4, 64)");
     struct lmp_model *m = NULL;
     struct lmp_err    err = {0};
     char missing[600];

@@ -409,7 +409,32 @@ static void test_config_failures(void) {
     expect_fail(dir, LMP_EFORMAT, "missing 'intermediate_size'");
     make_config(cfg, sizeof(cfg), "llama", false, ", \"num_key_value_heads\": 3");
     write_text(p, cfg);
-    expect_fail(dir, LMP_EFORMAT, "invalid attention config");
+    expect_fail(dir, LMP_EFORMAT, "num_key_value_heads 3 does not divide num_attention_heads");
+    /* issue 10: every field within bounds and agreeing with the others */
+    static const struct {
+        const char *extra, *says;
+    } cfgs[] = {
+        {", \"vocab_size\": 1", "vocab_size 1"},
+        {", \"vocab_size\": -1", "'vocab_size' is not an integer >= 1"},
+        {", \"num_hidden_layers\": 0", "'num_hidden_layers' is not an integer >= 1"},
+        {", \"num_hidden_layers\": 100000", "100000 layers"},
+        {", \"num_attention_heads\": 3, \"num_key_value_heads\": 3",
+         "num_attention_heads 3 does not divide hidden_size"},
+        {", \"num_key_value_heads\": 4", "num_key_value_heads 4 does not divide"},
+        {", \"head_dim\": 3", "head_dim 3"},
+        {", \"hidden_size\": 1073741824", "config dim 1073741824 is out of range"},
+        {", \"intermediate_size\": 4294967296", "'intermediate_size' is not an integer"},
+        {", \"max_position_embeddings\": 0", "'max_position_embeddings'"},
+        {", \"sliding_window\": -1", "'sliding_window'"},
+        /* the config disagrees with the tensors' shapes */
+        {", \"vocab_size\": 64", "expected (64, 8)"},
+        {", \"head_dim\": 8", "expected (16, 8)"},
+    };
+    for (size_t i = 0; i < sizeof(cfgs) / sizeof(cfgs[0]); i++) {
+        make_config(cfg, sizeof(cfg), "llama", false, cfgs[i].extra);
+        write_text(p, cfg);
+        expect_fail(dir, LMP_EFORMAT, cfgs[i].says);
+    }
     /* a config whose shapes disagree with the weights */
     make_config(cfg, sizeof(cfg), "llama", false, ", \"intermediate_size\": 16");
     write_text(p, cfg);

@@ -139,16 +139,49 @@ static void test_stories260k(void) {
         unlink(p);
     }
 
-    /* trailing bytes after a v0 file are tolerated */
+    /* trailing bytes after a v0 file: its size is the only check of a v0 header */
     char p[512];
     snprintf(p, sizeof(p), "%s/stories_trail.bin", tmpdir);
     unsigned char *big = calloc((size_t) n_file + 100, 1);
     memcpy(big, raw, (size_t) n_file);
     write_file(p, big, (size_t) n_file + 100);
-    CHECK(lmp_model_open(p, &m, &err) == LMP_OK);
-    lmp_model_close(&m);
+    CHECK(lmp_model_open(p, &m, &err) == LMP_EFORMAT && m == NULL);
+    CHECK(strstr(err.msg, p) != NULL && strstr(err.msg, "(100 trailing)") != NULL);
     unlink(p);
     free(big);
+
+    /* issue 10 item 8: vocab_size -1 (an untied classifier of one row) describes a prefix
+     * of the file; so do the other fields changed to smaller plausible values */
+    const struct {
+        int         field;
+        int32_t     value;
+        const char *says;
+    } edits[] = {
+        {5, -1, "vocab 1 with an untied classifier"},
+        {5, 256, "vocab 256,"},
+        {5, -512, "truncated: llama2.c layout needs"},
+        {2, 4, "layers 4,"},
+        {1, 100, "hidden 100,"},
+        {4, 8, "truncated: llama2.c layout needs"},
+        {6, 64, "seq_len 64)"},
+    };
+    for (size_t i = 0; i < sizeof(edits) / sizeof(edits[0]); i++) {
+        unsigned char *ed = malloc((size_t)n_file);
+        memcpy(ed, raw, (size_t)n_file);
+        memcpy(ed + 4 * edits[i].field, &edits[i].value, 4);
+        snprintf(p, sizeof(p), "%s/stories_edit%zu.bin", tmpdir, i);
+        write_file(p, ed, (size_t)n_file);
+        err = (struct lmp_err){0};
+        const enum lmp_status st = lmp_model_open(p, &m, &err);
+        if (st != LMP_EFORMAT || strstr(err.msg, edits[i].says) == NULL)
+            fprintf(stderr, "edit %zu: %s (%s)\n", i, lmp_status_str(st), err.msg);
+        CHECK(st == LMP_EFORMAT && m == NULL);
+        CHECK(strstr(err.msg, p) != NULL && strstr(err.msg, edits[i].says) != NULL);
+        CHECK(strchr(err.msg, '\n') == NULL);
+        lmp_model_close(&m);
+        unlink(p);
+        free(ed);
+    }
     free(raw);
 }
 
@@ -291,15 +324,54 @@ static void test_synthetic_layouts(void) {
                      n, n - 1);
             CHECK(strstr(err.msg, want) != NULL);
 
-            /* trailing data: tolerated in v0 (no magic, no length), rejected in v1 */
+            /* trailing data: rejected in both versions (the size checks the header) */
             n = build(image, version, hdr, shared, 8);
             st = open_image(tag, n, &m, &err, path);
-            CHECK(version == 0 ? st == LMP_OK : st == LMP_EFORMAT);
-            if (version == 1) CHECK(strstr(err.msg, "trailing") != NULL);
+            CHECK(st == LMP_EFORMAT && m == NULL);
+            CHECK(strstr(err.msg, "(8 trailing)") != NULL);
             lmp_model_close(&m);
             unlink(path);
         }
     }
+}
+
+/* Files whose size matches their header but whose config no model has: a vocabulary of
+ * one token (ppl 1.0 whatever the text). The data is zeros of the size the header
+ * implies (the llama2.c layout's element count). */
+static void test_consistent_but_absurd(void) {
+    const int32_t vocabs[] = {1, -1};
+    for (int version = 0; version <= 1; version++)
+        for (size_t i = 0; i < sizeof(vocabs) / sizeof(vocabs[0]); i++) {
+            if (version == 1 && vocabs[i] < 0) continue; /* v1: vocab > 0, a flag for tying */
+            const int32_t hdr[7] = {DIM, HID, NL, NH, NKV, vocabs[i], SEQ};
+            const int64_t v = vocabs[i] < 0 ? -vocabs[i] : vocabs[i];
+            const bool    shared = version == 1 || vocabs[i] > 0;
+            const int64_t per_layer = 2 * DIM + 2 * DIM * DIM + 2 * KV * DIM + 3 * HID * DIM;
+            int64_t       n_elem = v * DIM + NL * per_layer + DIM + (shared ? 0 : v * DIM);
+            if (version == 0) n_elem += 2 * SEQ * (DIM / NH / 2);
+            const size_t hdr_bytes = version ? 256 : 28, n = hdr_bytes + 4 * (size_t)n_elem;
+            memset(image, 0, n);
+            if (version == 1) {
+                const uint32_t magic = 0x616b3432u;
+                const int32_t  ver = 1;
+                memcpy(image, &magic, 4), memcpy(image + 4, &ver, 4), memcpy(image + 8, hdr, 28);
+                image[36] = 1;
+            } else {
+                memcpy(image, hdr, 28);
+            }
+            struct lmp_model *m = NULL;
+            struct lmp_err    err;
+            char              path[512];
+            enum lmp_status   st = open_image("absurd", n, &m, &err, path);
+            const char       *says = "vocab_size 1 is out of range [2, ";
+            if (st != LMP_EFORMAT || strstr(err.msg, says) == NULL)
+                fprintf(stderr, "v%d vocab %d: %s (%s)\n", version, vocabs[i], lmp_status_str(st),
+                        err.msg);
+            CHECK(st == LMP_EFORMAT && m == NULL);
+            CHECK(strstr(err.msg, path) != NULL && strstr(err.msg, says) != NULL);
+            lmp_model_close(&m);
+            unlink(path);
+        }
 }
 
 static void test_bad_headers(void) {
@@ -424,6 +496,7 @@ int main(void) {
     RUN(test_unknown_formats);
     RUN(test_synthetic_layouts);
     RUN(test_bad_headers);
+    RUN(test_consistent_but_absurd);
     RUN(test_stories260k);
     rmdir(tmpdir);
     return check_report();

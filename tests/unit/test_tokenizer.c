@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 #include "model/tokenizer.h"
 #include "tests/check.h"            /* defines: CHECK, RUN, check_report, check_shared_file */
 
@@ -375,7 +376,86 @@ static void test_hf_rejects_bad_input(void) {
     CHECK(lmp_tokenizer_open("/nonexistent.txt", NULL, &t, &err) == LMP_EUNSUP);
 }
 
+static void put_i32(uint8_t *p, int32_t v) {
+    memcpy(p, &v, 4);
+}
+
+/* Issue 10: the tokenizer's fields checked against the file and the model: a llama2.c
+ * tokenizer.bin has no token count (the model's vocab_size says it), so bytes left over
+ * mean the two disagree; a token longer than max_token_length; a tokenizer with more
+ * tokens than the model's vocabulary. */
+static void test_vocab_must_agree(void) {
+    struct lmp_tokenizer *t = NULL;
+    struct lmp_err        err = {0};
+    /* max_token_length 2; tokens "a", "bc", "def" */
+    uint8_t bin[64];
+    size_t  n = 0;
+    put_i32(bin, 2), n = 4;
+    static const char *const toks[] = {"a", "bc", "def"};
+    for (int i = 0; i < 3; i++) {
+        const int32_t len = (int32_t)strlen(toks[i]);
+        memset(bin + n, 0, 4), put_i32(bin + n + 4, len), memcpy(bin + n + 8, toks[i], (size_t)len);
+        n += 8 + (size_t)len;
+    }
+    CHECK(lmp_tokenizer_parse_llama2c(bin, n, 3, "long.bin", &t, &err) == LMP_EFORMAT && !t);
+    CHECK(strstr(err.msg, "'long.bin': token 2 has length 3, above max_token_length 2") != NULL);
+    put_i32(bin, 3);
+    CHECK(lmp_tokenizer_parse_llama2c(bin, n, 3, "ok.bin", &t, &err) == LMP_OK && t);
+    lmp_tokenizer_free(&t);
+    err = (struct lmp_err){0};
+    CHECK(lmp_tokenizer_parse_llama2c(bin, n, 2, "more.bin", &t, &err) == LMP_EMISMATCH && !t);
+    CHECK(strstr(err.msg, "'more.bin': 11 bytes follow the model's vocab_size 2 tokens") != NULL);
+    err = (struct lmp_err){0};
+    CHECK(lmp_tokenizer_parse_llama2c(bin, n, 4, "fewer.bin", &t, &err) == LMP_EFORMAT && !t);
+    CHECK(strstr(err.msg, "truncated at token 3 of 4") != NULL);
+    CHECK(lmp_tokenizer_parse_llama2c(bin, n, -1, "neg.bin", &t, &err) == LMP_EINVAL && !t);
+    CHECK(lmp_tokenizer_parse_llama2c(bin, n, 0, "zero.bin", &t, &err) == LMP_EINVAL && !t);
+    put_i32(bin, -5);
+    err = (struct lmp_err){0};
+    CHECK(lmp_tokenizer_parse_llama2c(bin, n, 3, "neglen.bin", &t, &err) == LMP_EFORMAT && !t);
+    CHECK(strstr(err.msg, "max_token_length -5") != NULL);
+
+    char tok[1024], mod[1024]; /* check_shared_file's answer is overwritten by the next call */
+    const char *p1 = check_shared_file(0, "models/stories260K/tok512.bin");
+    if (p1 == NULL) return;
+    snprintf(tok, sizeof(tok), "%s", p1);
+    const char *p2 = check_shared_file(0, "models/stories260K/stories260K.bin");
+    if (p2 == NULL) return;
+    snprintf(mod, sizeof(mod), "%s", p2);
+    err = (struct lmp_err){0};
+    CHECK(lmp_tokenizer_load_llama2c(tok, 500, &t, &err) == LMP_EMISMATCH && !t);
+    CHECK(strstr(err.msg, tok) != NULL && strstr(err.msg, "vocab_size 500") != NULL);
+    struct lmp_model *m = NULL;
+    CHECK(lmp_model_open(mod, &m, &err) == LMP_OK && m);
+    if (m == NULL) return;
+    CHECK(lmp_tokenizer_open(tok, m, &t, &err) == LMP_OK && t);
+    lmp_tokenizer_free(&t);
+    /* a tokenizer.json of 600 tokens for a model of 512 */
+    char      path[] = "/tmp/lmp_tok_vocab_XXXXXX";
+    const int fd = mkstemp(path);
+    FILE     *f = fd >= 0 ? fdopen(fd, "w") : NULL;
+    CHECK(f != NULL);
+    if (f) {
+        fputs("{\"model\":{\"type\":\"BPE\",\"vocab\":{", f);
+        for (int i = 0; i < 600; i++) fprintf(f, "%s\"t%d\":%d", i ? "," : "", i, i);
+        fputs("},\"merges\":[]},\"pre_tokenizer\":{\"type\":\"ByteLevel\"}}", f);
+        fclose(f);
+        char json[64];
+        snprintf(json, sizeof(json), "%s.json", path);
+        CHECK(rename(path, json) == 0);
+        err = (struct lmp_err){0};
+        const enum lmp_status st = lmp_tokenizer_open(json, m, &t, &err);
+        if (st != LMP_EMISMATCH) fprintf(stderr, "  %s: %s\n", lmp_status_str(st), err.msg);
+        CHECK(st == LMP_EMISMATCH && t == NULL);
+        CHECK(strstr(err.msg, "has 600 tokens, more than the vocab_size 512") != NULL);
+        CHECK(strstr(err.msg, json) != NULL && strstr(err.msg, mod) != NULL);
+        unlink(json);
+    }
+    lmp_model_close(&m);
+}
+
 int main(void) {
+    RUN(test_vocab_must_agree);
     RUN(test_llama2c_merge_order);
     RUN(test_hf_rejects_bad_input);
     RUN(test_llama2c_matches_run_c);
