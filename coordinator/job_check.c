@@ -8,7 +8,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-/* LMP_ENOENT unless path is a regular file this process can read */
+/* LMP_ENOENT unless path is a regular file this process can read; LMP_EFORMAT when it
+ * is empty */
 static enum lmp_status check_calib_file(const char *path, struct lmp_err *err) {
     const int fd = open(path, O_RDONLY);
     if (fd < 0) {
@@ -20,6 +21,8 @@ static enum lmp_status check_calib_file(const char *path, struct lmp_err *err) {
     close(fd);
     if (!regular)
         return lmp_err_set(err, LMP_ENOENT, "calibration file '%s': not a regular file", path);
+    if (st.st_size == 0) /* no text: as rejected as a missing file (exit 4, not 1) */
+        return lmp_err_set(err, LMP_EFORMAT, "calibration file '%s': empty", path);
     return LMP_OK;
 }
 

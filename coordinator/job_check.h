@@ -7,7 +7,9 @@
  *    - every --keep pattern matches at least one linear layer (a typo would otherwise
  *      quantize what it meant to keep);
  *    - the scheme fits every linear that is not kept (its group size divides n_in);
- *    - the calibration text file (AQLM with --calib FILE) can be opened for reading.
+ *    - the calibration text file (AQLM with --calib FILE) can be opened for reading and
+ *      is not empty.
+ *  Every refusal is an "input rejected" status (exit code 4 from the CLI).
  */
 #ifndef LMP_COORDINATOR_JOB_CHECK_H
 #define LMP_COORDINATOR_JOB_CHECK_H
@@ -22,7 +24,7 @@
  * the pattern, the layer or the file.
  * RET LMP_OK; LMP_EINVAL (a --keep pattern that matches nothing, a scheme that does not
  * fit a layer), LMP_ENOENT (the calibration file cannot be opened: missing, unreadable, a
- * directory). */
+ * directory), LMP_EFORMAT (the calibration file is empty). */
 enum lmp_status lmp_job_check(const struct lmp_model *m, const struct lmp_compress_spec *spec,
                               const char *const *keep, int n_keep, const char *calib_path,
                               struct lmp_err *err);

@@ -82,6 +82,16 @@ static void test_calibration_file_must_be_readable(void) {
     err = (struct lmp_err){0};
     CHECK(lmp_job_check(m, &g4, NULL, 0, dir, &err) == LMP_ENOENT); /* a directory */
     CHECK(strstr(err.msg, dir) != NULL);
+    /* issue 10: an empty file is rejected input too (exit 4), not a job failure (1) */
+    char empty[64];
+    snprintf(empty, sizeof(empty), "%s/empty.txt", dir);
+    FILE *fe = fopen(empty, "w");
+    CHECK(fe != NULL);
+    if (fe) fclose(fe);
+    err = (struct lmp_err){0};
+    CHECK(lmp_job_check(m, &g4, NULL, 0, empty, &err) == LMP_EFORMAT);
+    CHECK(strstr(err.msg, empty) != NULL && strstr(err.msg, "empty") != NULL);
+    unlink(empty);
     /* RTN reads no calibration: a missing file is not its problem */
     struct lmp_compress_spec rtn = g4;
     rtn.method = LMP_COMPRESS_RTN;
