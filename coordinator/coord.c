@@ -2,6 +2,7 @@
 #define _GNU_SOURCE
 #include "coordinator/coord_internal.h"
 #include "coordinator/sched.h"                 /* defines: lmp_sched_* */
+#include "coordinator/lease.h"                 /* defines: struct lmp_lease */
 #include "coordinator/plan.h"              /* defines: coord_plan_job */
 #include "artifact/artifact.h"        /* defines: lmp_artifact_* */
 #include "artifact/artifact_model.h"  /* defines: lmp_art_tokenizer_source */
@@ -218,59 +219,139 @@ static void cal_requeue(struct lmp_coord *c, int si, bool failure, const char *w
                  (long long) sl->begin, (long long) sl->end, sl->n_failures, why);
 }
 
-/* Forget a peer's calibration: its running slice is requeued, the slices it held lose
- * their owner. */
-static void peer_forget_slices(struct lmp_coord *c, int pi, bool failure, const char *why) {
-    struct job *J = c->job;
-    if (J == NULL || J->slices == NULL) return;
-    for (int64_t i = 0; i < J->n_slices; i++) {
-        if (J->slices[i].worker == pi) cal_requeue(c, (int) i, failure, why);
-        if (J->slices[i].owner == pi) J->slices[i].owner = -1;
+static void ft_lost(struct lmp_coord *c, bool failure, const char *why);
+
+/* ---- leases: the work a worker holds, one shape for every kind (lease.h) ------------ */
+
+static int ft_block_of(const struct job *J) {
+    return J->ft ? J->ft->block : -1;
+}
+
+/* What worker pi holds now, from the task table, the slices and the fine-tuning state. */
+static bool peer_lease(const struct lmp_coord *c, int pi, struct lmp_lease *L) {
+    const struct peer *p = &c->peers[pi];
+    const struct job  *J = c->job;
+    *L = (struct lmp_lease){.kind = LMP_LEASE_NONE, .id = -1, .peer = pi};
+    if (J == NULL) return false;
+    if (p->ft && J->ft && J->ft->worker == pi) {
+        L->kind = LMP_LEASE_FINETUNE, L->id = ft_block_of(J), L->attempt = J->ft->attempt;
+    } else if (p->cal >= 0 && J->slices && p->cal < J->n_slices && J->slices[p->cal].worker == pi) {
+        L->kind = LMP_LEASE_SLICE, L->id = p->cal, L->attempt = J->slices[p->cal].attempt;
+    } else if (p->task >= 0 && p->task < J->n_tasks) {
+        const struct task *t = &J->tasks[p->task];
+        if (t->rows && rows_shard_of(t, pi) >= 0)
+            L->kind = LMP_LEASE_ROWS;
+        else if (t->worker == pi)
+            L->kind = LMP_LEASE_LAYER;
+        L->id = p->task, L->attempt = t->attempt;
     }
+    return L->kind != LMP_LEASE_NONE;
+}
+
+struct lease_ops {
+    /* the task id on the wire */
+    uint64_t (*wire_id)(const struct lmp_lease *L);
+    /* the work, for log lines */
+    void (*describe)(const struct lmp_coord *c, const struct lmp_lease *L, char *buf, size_t n);
+    /* an Error with this code is the work's failure (counts towards --max-attempts) */
+    bool (*fails)(enum lmp_status code);
+    /* the lease ends without a result: the work goes back to be assigned again */
+    void (*lost)(struct lmp_coord *c, const struct lmp_lease *L, bool failure, const char *why);
+};
+
+static uint64_t task_wire_id(const struct lmp_lease *L) {
+    return (uint64_t)L->id + 1;
+}
+static uint64_t slice_wire_id(const struct lmp_lease *L) {
+    return CAL_TASK_BASE + (uint64_t)L->id;
+}
+static uint64_t ft_wire_id(const struct lmp_lease *L) {
+    return FT_TASK_BASE + (uint64_t)L->id;
+}
+
+static void layer_describe(const struct lmp_coord *c, const struct lmp_lease *L, char *buf,
+                           size_t n) {
+    snprintf(buf, n, "%s", c->job->tasks[L->id].l->name);
+}
+static void rows_describe(const struct lmp_coord *c, const struct lmp_lease *L, char *buf,
+                          size_t n) {
+    snprintf(buf, n, "a row shard of %s", c->job->tasks[L->id].l->name);
+}
+static void slice_describe(const struct lmp_coord *c, const struct lmp_lease *L, char *buf,
+                           size_t n) {
+    const struct cslice *sl = &c->job->slices[L->id];
+    snprintf(buf, n, "calibration of sequences [%lld, %lld) block %d", (long long)sl->begin,
+             (long long)sl->end, sl->next_b);
+}
+static void ft_describe(const struct lmp_coord *c, const struct lmp_lease *L, char *buf, size_t n) {
+    (void)c;
+    snprintf(buf, n, "fine-tuning of block %lld", (long long)L->id);
+}
+
+static bool fails_unless_busy(enum lmp_status code) {
+    return code != LMP_EBUSY;
+}
+/* ENOENT: a sequential slice (or the tuning's sequences) the worker no longer holds; sent
+ * again from block 0. ECANCEL: a tuning stopped on request. */
+static bool slice_fails(enum lmp_status code) {
+    return code != LMP_EBUSY && code != LMP_ENOENT;
+}
+static bool ft_fails(enum lmp_status code) {
+    return code != LMP_EBUSY && code != LMP_ECANCEL && code != LMP_ENOENT;
+}
+
+static void layer_lost(struct lmp_coord *c, const struct lmp_lease *L, bool failure,
+                       const char *why) {
+    c->peers[L->peer].task = -1;
+    requeue(c, (int)L->id, failure, why);
+}
+static void rows_lost(struct lmp_coord *c, const struct lmp_lease *L, bool failure,
+                      const char *why) {
+    c->peers[L->peer].task = -1;
+    rows_abort(c, (int)L->id, failure, why); /* the other shards are cancelled */
+}
+static void slice_lost(struct lmp_coord *c, const struct lmp_lease *L, bool failure,
+                       const char *why) {
+    cal_requeue(c, (int)L->id, failure, why);
+}
+static void ft_lease_lost(struct lmp_coord *c, const struct lmp_lease *L, bool failure,
+                          const char *why) {
+    (void)L;
+    ft_lost(c, failure, why);
+}
+
+static const struct lease_ops lease_ops[LMP_LEASE_KIND_COUNT] = {
+    [LMP_LEASE_LAYER] = {task_wire_id, layer_describe, fails_unless_busy, layer_lost},
+    [LMP_LEASE_ROWS] = {task_wire_id, rows_describe, fails_unless_busy, rows_lost},
+    [LMP_LEASE_SLICE] = {slice_wire_id, slice_describe, slice_fails, slice_lost},
+    [LMP_LEASE_FINETUNE] = {ft_wire_id, ft_describe, ft_fails, ft_lease_lost},
+};
+
+/* The peer no longer holds the activations of slices or of the fine-tuning. */
+static void peer_forget_owned(struct lmp_coord *c, int pi) {
+    struct job *J = c->job;
+    for (int64_t i = 0; J && J->slices && i < J->n_slices; i++)
+        if (J->slices[i].owner == pi) J->slices[i].owner = -1;
+    if (J && J->ft && J->ft->owner == pi) J->ft->owner = -1;
     c->peers[pi].cal = -1;
 }
 
-static void ft_lost(struct lmp_coord *c, bool failure, const char *why);
-
 static void peer_gone(struct lmp_coord *c, int pi, const char *why) {
-    struct peer *p = &c->peers[pi];
-    if (p->ft && c->job && c->job->ft && c->job->ft->worker == pi) {
-        char msg[300];
-        snprintf(msg, sizeof(msg), "worker '%s' %s", p->id.name, why);
-        ft_lost(c, true, msg);
-    }
-    p->ft = false;
-    if (c->job && c->job->ft && c->job->ft->owner == pi) c->job->ft->owner = -1;
-    if (p->role == LMP_PEER_WORKER) coord_peer_event(c, LMP_LOG_WARN, LMP_EVENT_GONE, pi, "%s", why);
-    if (p->cal >= 0 && c->job) {
-        char msg[300];
-        snprintf(msg, sizeof(msg), "worker '%s' %s", p->id.name, why);
-        const struct cslice *sl = &c->job->slices[p->cal];
-        lmp_log_warn("coordinator: worker '%s' %s: declared gone; task requeued: calibration of "
-                     "sequences [%lld, %lld) block %d", p->id.name, why, (long long) sl->begin,
-                     (long long) sl->end, sl->next_b);
-        peer_forget_slices(c, pi, true, msg);
-    } else if (c->job) {
-        peer_forget_slices(c, pi, false, "");
-    }
-    if (p->task >= 0 && c->job && c->job->tasks[p->task].rows &&
-        rows_shard_of(&c->job->tasks[p->task], pi) >= 0) {
-        char msg[300];
-        snprintf(msg, sizeof(msg), "worker '%s' %s", p->id.name, why);
-        const int ti = p->task;
-        p->task = -1;
-        rows_abort(c, ti, true, msg);
-    }
-    if (p->role == LMP_PEER_WORKER)
+    struct peer     *p = &c->peers[pi];
+    struct lmp_lease L;
+    char             what[LMP_NAME_MAX + 64] = "", msg[300];
+    snprintf(msg, sizeof(msg), "worker '%s' %s", p->id.name, why);
+    const bool held = peer_lease(c, pi, &L);
+    if (held) lease_ops[L.kind].describe(c, &L, what, sizeof(what));
+    if (p->role == LMP_PEER_WORKER) {
+        coord_peer_event(c, LMP_LOG_WARN, LMP_EVENT_GONE, pi, "%s", why);
         lmp_log_warn("coordinator: worker '%s' %s: declared gone%s%s", p->id.name, why,
-                     p->task >= 0 && c->job ? "; task requeued: " : "",
-                     p->task >= 0 && c->job ? c->job->tasks[p->task].l->name : "");
-    if (p->task >= 0 && c->job && c->job->tasks[p->task].worker == pi) {
-        char msg[300];
-        snprintf(msg, sizeof(msg), "worker '%s' %s", p->id.name, why);
-        requeue(c, p->task, true, msg);
+                     held ? "; task requeued: " : "", what);
     }
+    if (held) lease_ops[L.kind].lost(c, &L, true, msg);
+    peer_forget_owned(c, pi);
     p->task = -1;
+    p->ft = false;
     p->dead = true;
     if (p->role != LMP_PEER_WORKER) p->used = false;
 }
@@ -1608,19 +1689,11 @@ static void on_hello(struct lmp_coord *c, const struct lmp_zpeer *from, const Lm
         coord_send_error(c, from, env->seq, LMP_ENOMEM, "too many peers");
         return;
     }
-    struct peer *p = &c->peers[pi];
-    if (p->used && !p->dead && p->task >= 0 && c->job && c->job->tasks[p->task].rows &&
-        rows_shard_of(&c->job->tasks[p->task], pi) >= 0) {
-        const int ti = p->task;
-        p->task = -1;
-        rows_abort(c, ti, false, "a row shard's worker reconnected");
-    }
-    if (p->used && !p->dead && p->task >= 0 && c->job && c->job->tasks[p->task].worker == pi)
-        requeue(c, p->task, false, "");   /* a new session: its old task is not coming back */
-    if (p->used && c->job) peer_forget_slices(c, pi, false, "");
-    if (p->used && p->ft && c->job && c->job->ft && c->job->ft->worker == pi)
-        ft_lost(c, false, "its worker reconnected");
-    if (p->used && c->job && c->job->ft && c->job->ft->owner == pi) c->job->ft->owner = -1;
+    struct peer     *p = &c->peers[pi];
+    struct lmp_lease L; /* a new session: its old work is not coming back */
+    if (p->used && !p->dead && peer_lease(c, pi, &L))
+        lease_ops[L.kind].lost(c, &L, false, "its worker reconnected");
+    if (p->used) peer_forget_owned(c, pi);
     memset(p, 0, sizeof(*p));
     p->used = true;
     p->id = *from;
@@ -1901,82 +1974,43 @@ static void on_result(struct lmp_coord *c, int pi, const Lmp__Envelope *env) {
 }
 
 static void on_task_error(struct lmp_coord *c, int pi, const Lmp__Envelope *env) {
-    struct peer *p = &c->peers[pi];
+    struct peer      *p = &c->peers[pi];
     const Lmp__Error *e = env->error;
-    struct job *J = c->job;
-    enum lmp_status code = LMP_EPROTO;
+    struct job       *J = c->job;
+    enum lmp_status   code = LMP_EPROTO;
     lmp_status_from_name(e->code ? e->code : "", &code);
-    if (p->ft && J && J->ft && J->ft->worker == pi && e->job_id == J->id &&
-        e->task_id == FT_TASK_BASE + (uint64_t)J->ft->block) {
-        char msg[300];
-        snprintf(msg, sizeof(msg), "%s: %s (worker '%s')", e->code ? e->code : "?",
-                 e->message ? e->message : "", p->id.name);
+    struct lmp_lease L;
+    const bool       held =
+        peer_lease(c, pi, &L) && e->job_id == J->id && e->task_id == lease_ops[L.kind].wire_id(&L);
+    char msg[300];
+    snprintf(msg, sizeof(msg), "%s: %s (worker '%s')", e->code ? e->code : "?",
+             e->message ? e->message : "", p->id.name);
+    if (held && L.kind == LMP_LEASE_FINETUNE) { /* whatever the code: the tuning is over */
         if (code == LMP_EBUSY) p->busy_until = mono_ms() + 1000;
         p->cancelling = false;
-        ft_lost(c, code != LMP_EBUSY && code != LMP_ECANCEL && code != LMP_ENOENT, msg);
+        lease_ops[L.kind].lost(c, &L, ft_fails(code), msg);
         return;
     }
-    if (code == LMP_ECANCEL || p->cancelling) {
+    if (code == LMP_ECANCEL || p->cancelling) { /* it stopped on request, or on its own */
         p->cancelling = false;
         p->ft = false;
-        if (p->task >= 0 && J && J->tasks[p->task].rows &&
-            rows_shard_of(&J->tasks[p->task], pi) >= 0) {
-            const int ti = p->task; /* a shard that stopped on its own: its layer starts again */
-            p->task = -1;
-            rows_abort(c, ti, false, "a row shard was cancelled");
-            return;
-        }
-        if (p->cal >= 0 && J && J->slices) cal_requeue(c, p->cal, false, "");
-        if (p->task >= 0 && J && J->tasks[p->task].worker == pi) requeue(c, p->task, false, "");
+        if (peer_lease(c, pi, &L)) lease_ops[L.kind].lost(c, &L, false, "cancelled");
         p->task = -1;
         return;
     }
     lmp_log_warn("coordinator: worker '%s' reports %s: %s", p->id.name, e->code ? e->code : "?",
                  e->message ? e->message : "");
-    coord_peer_event(c, LMP_LOG_WARN, LMP_EVENT_FAILED, pi, "%s: %s", e->code ? e->code : "?", e->message ? e->message : "");
-    const int ti = (int) e->task_id - 1;
-    if (J && e->job_id == J->id && ti >= 0 && ti < J->n_tasks && p->task == ti &&
-        J->tasks[ti].rows && rows_shard_of(&J->tasks[ti], pi) >= 0) {
-        char msg[300];
-        snprintf(msg, sizeof(msg), "%s: %s (worker '%s')", e->code ? e->code : "?",
-                 e->message ? e->message : "", p->id.name);
-        if (code == LMP_EBUSY)
-            p->busy_until = mono_ms() + 1000;
-        else
-            p->n_failed++;
-        p->task = -1;
-        rows_abort(c, ti, code != LMP_EBUSY, msg);
+    coord_peer_event(c, LMP_LOG_WARN, LMP_EVENT_FAILED, pi, "%s: %s", e->code ? e->code : "?",
+                     e->message ? e->message : "");
+    /* EBUSY: a worker that reconnected (e.g. to a restarted coordinator) while still running
+     * an earlier task: not the work's fault. Leave the worker alone a while. */
+    if (code == LMP_EBUSY) p->busy_until = mono_ms() + 1000;
+    if (!held) {
+        if (code == LMP_EBUSY) p->task = -1;
         return;
     }
-    if (p->cal >= 0 && J && J->slices && e->job_id == J->id &&
-        e->task_id == CAL_TASK_BASE + (uint64_t) p->cal) {
-        const int si = p->cal;
-        if (code == LMP_EBUSY) p->busy_until = mono_ms() + 1000;
-        else p->n_failed++;
-        char msg[300];
-        snprintf(msg, sizeof(msg), "%s: %s (worker '%s')", e->code ? e->code : "?",
-                 e->message ? e->message : "", p->id.name);
-        /* ENOENT: a sequential slice the worker no longer holds; sent again from block 0 */
-        cal_requeue(c, si, code != LMP_EBUSY && code != LMP_ENOENT, msg);
-        return;
-    }
-    if (code == LMP_EBUSY) {
-        /* A worker that reconnected (e.g. to a restarted coordinator) while still running an
-         * earlier task: not the task's fault. Requeue it and leave the worker alone a while. */
-        if (J && e->job_id == J->id && ti >= 0 && ti < J->n_tasks && J->tasks[ti].worker == pi)
-            requeue(c, ti, false, "");
-        p->task       = -1;
-        p->busy_until = mono_ms() + 1000;
-        return;
-    }
-    if (J && e->job_id == J->id && ti >= 0 && ti < J->n_tasks && J->tasks[ti].worker == pi) {
-        p->n_failed++;
-        p->task = -1;
-        char msg[300];
-        snprintf(msg, sizeof(msg), "%s: %s (worker '%s')", e->code ? e->code : "?",
-                 e->message ? e->message : "", p->id.name);
-        requeue(c, ti, true, msg);
-    }
+    if (code != LMP_EBUSY) p->n_failed++;
+    lease_ops[L.kind].lost(c, &L, lease_ops[L.kind].fails(code), msg);
 }
 
 static void on_message(struct lmp_coord *c, const struct lmp_zpeer *from, Lmp__Envelope *env) {
@@ -2031,26 +2065,20 @@ static void on_message(struct lmp_coord *c, const struct lmp_zpeer *from, Lmp__E
     case LMP__ENVELOPE__BODY_ROWS_PARTIAL:
         on_rows_partial(c, pi, env->rows_partial);
         break;
-    case LMP__ENVELOPE__BODY_TASK_HANDBACK:
-        if (p->task >= 0 && J && J->tasks[p->task].rows &&
-            rows_shard_of(&J->tasks[p->task], pi) >= 0 &&
-            env->task_handback->task_id == (uint64_t)p->task + 1) {
-            const int ti = p->task;
-            p->task = -1;
-            rows_abort(c, ti, false, "a row shard was handed back");
-        }
-        if (p->task >= 0 && J && J->tasks[p->task].worker == pi &&
-            env->task_handback->task_id == (uint64_t) p->task + 1) {
-            lmp_log_info("coordinator: worker '%s' handed back '%s' (%s)", from->name,
-                         J->tasks[p->task].l->name,
+    case LMP__ENVELOPE__BODY_TASK_HANDBACK: {
+        struct lmp_lease L;
+        if (peer_lease(c, pi, &L) && env->task_handback->job_id == J->id &&
+            env->task_handback->task_id == lease_ops[L.kind].wire_id(&L)) {
+            char what[LMP_NAME_MAX + 64];
+            lease_ops[L.kind].describe(c, &L, what, sizeof(what));
+            lmp_log_info("coordinator: worker '%s' handed back %s (%s)", from->name, what,
                          env->task_handback->reason ? env->task_handback->reason : "");
-            requeue(c, p->task, false, "");
+            lease_ops[L.kind].lost(c, &L, false, "handed back");
         }
-        if (p->cal >= 0 && J && J->slices) cal_requeue(c, p->cal, false, "");
-        if (p->ft && J && J->ft && J->ft->worker == pi) ft_lost(c, false, "handed back");
         p->task = -1;
-        p->cancelling = true;   /* it is leaving: no new task */
+        p->cancelling = true; /* it is leaving: no new task */
         break;
+    }
     case LMP__ENVELOPE__BODY_ERROR:
         on_task_error(c, pi, env);
         break;
