@@ -2,6 +2,7 @@
 #define _GNU_SOURCE
 #include "coordinator/coord_internal.h"
 #include "coordinator/sched.h"                 /* defines: lmp_sched_* */
+#include "proto/payload.h"                     /* defines: lmp_payload_name, lmp_payload_layer */
 #include "coordinator/lease.h"                 /* defines: struct lmp_lease */
 #include "coordinator/plan.h"              /* defines: coord_plan_job */
 #include "artifact/artifact.h"        /* defines: lmp_artifact_* */
@@ -604,7 +605,8 @@ static enum lmp_status qship_build(struct qship *q, struct job *J, int32_t from,
     }
     q->qfrom = from;
     const uint64_t one = 1;
-    qship_add(q, "qfrom", LMP__DTYPE__DTYPE_I32, &one, 1, &q->qfrom, sizeof(int32_t));
+    qship_add(q, lmp_payload_name(LMP__PAYLOAD__PAYLOAD_QFROM), LMP__DTYPE__DTYPE_I32, &one, 1,
+              &q->qfrom, sizeof(int32_t));
     for (int32_t k = from; k < b; k++) {
         const struct lmp_block *B = &J->m->blocks[k];
         for (int j = 0; j < LMP_LIN_COUNT; j++) {
@@ -622,11 +624,14 @@ static enum lmp_status qship_build(struct qship *q, struct job *J, int32_t from,
             const uint64_t cs[3] = {(uint64_t)l->n_out, (uint64_t)(l->n_in / l->g), (uint64_t)l->M};
             const uint64_t bs[3] = {(uint64_t)l->M, (uint64_t)1 << l->B, (uint64_t)l->g};
             const uint64_t ss[1] = {(uint64_t)l->n_out};
-            snprintf(bn, sizeof(bn), "q/%s/codes", nm);
+            lmp_payload_layer(bn, sizeof(bn), LMP__PAYLOAD__PAYLOAD_SHIPPED, nm,
+                              LMP__PAYLOAD__PAYLOAD_CODES);
             qship_add(q, bn, LMP__DTYPE__DTYPE_U16, cs, 3, l->codes, cs[0] * cs[1] * cs[2] * 2);
-            snprintf(bn, sizeof(bn), "q/%s/codebooks", nm);
+            lmp_payload_layer(bn, sizeof(bn), LMP__PAYLOAD__PAYLOAD_SHIPPED, nm,
+                              LMP__PAYLOAD__PAYLOAD_CODEBOOKS);
             qship_add(q, bn, LMP__DTYPE__DTYPE_F32, bs, 3, l->codebooks, bs[0] * bs[1] * bs[2] * 4);
-            snprintf(bn, sizeof(bn), "q/%s/scales", nm);
+            lmp_payload_layer(bn, sizeof(bn), LMP__PAYLOAD__PAYLOAD_SHIPPED, nm,
+                              LMP__PAYLOAD__PAYLOAD_SCALES);
             qship_add(q, bn, LMP__DTYPE__DTYPE_F32, ss, 1, l->scales, ss[0] * 4);
         }
         for (int i = 0; i < 2; i++) { /* tuned norms (fine-tuning), when committed */
@@ -645,7 +650,8 @@ static enum lmp_status qship_build(struct qship *q, struct job *J, int32_t from,
             q->n_norms++;
             const uint64_t d = (uint64_t)J->m->cfg.dim;
             if (t->dtype != LMP_DTYPE_F32) continue;
-            snprintf(bn, sizeof(bn), "q/%s", tn);
+            lmp_payload_layer(bn, sizeof(bn), LMP__PAYLOAD__PAYLOAD_SHIPPED, tn,
+                              LMP__PAYLOAD__PAYLOAD_UNSPECIFIED);
             qship_add(q, bn, LMP__DTYPE__DTYPE_F32, &d, 1, t->data, d * 4);
         }
     }
@@ -719,9 +725,10 @@ static void cal_send(struct lmp_coord *c, int pi, int si, struct qship *qs, bool
     ta.method = J->spec->method;
     ta.kernels = J->spec->kernels;
     ta.n_threads = p->cores;
-    lmp_wire_tensor_init(&tok, "tokens", LMP__DTYPE__DTYPE_I32, shape, 2,
-                         J->tokens + sl->begin * J->ctx, shape[0] * shape[1] * sizeof(int32_t));
-    blob.name = "tokens";
+    lmp_wire_tensor_init(&tok, lmp_payload_name(LMP__PAYLOAD__PAYLOAD_TOKENS),
+                         LMP__DTYPE__DTYPE_I32, shape, 2, J->tokens + sl->begin * J->ctx,
+                         shape[0] * shape[1] * sizeof(int32_t));
+    blob.name = (char *)lmp_payload_name(LMP__PAYLOAD__PAYLOAD_TOKENS);
     blob.where_case = LMP__BLOB__WHERE_TENSOR;
     blob.tensor = &tok;
     ta.n_inputs = 1 + n_q;
@@ -836,9 +843,10 @@ static void assign(struct lmp_coord *c, int pi, int ti) {
     ta.kernels = J->spec->kernels;
     ta.n_threads = p->cores;
     if (t->h) {
-        lmp_wire_tensor_init(&gram, "gram", LMP__DTYPE__DTYPE_F32, shape, 2, t->h->h[t->l->input],
+        lmp_wire_tensor_init(&gram, lmp_payload_name(LMP__PAYLOAD__PAYLOAD_GRAM),
+                             LMP__DTYPE__DTYPE_F32, shape, 2, t->h->h[t->l->input],
                              n * n * sizeof(float));
-        blob.name = "gram";
+        blob.name = (char *)lmp_payload_name(LMP__PAYLOAD__PAYLOAD_GRAM);
         blob.where_case = LMP__BLOB__WHERE_TENSOR;
         blob.tensor = &gram;
         ta.n_inputs = 1;
@@ -896,9 +904,9 @@ static void assign_rows(struct lmp_coord *c, int ti, const int *pis, int n) {
     Lmp__Blob      blob = LMP__BLOB__INIT, *blobs[1] = {&blob};
     Lmp__Tensor    gram = LMP__TENSOR__INIT;
     const uint64_t shape[2] = {(uint64_t)n_in, (uint64_t)n_in};
-    lmp_wire_tensor_init(&gram, "gram", LMP__DTYPE__DTYPE_F32, shape, 2, t->h->h[t->l->input],
-                         (uint64_t)(n_in * n_in) * sizeof(float));
-    blob.name = "gram";
+    lmp_wire_tensor_init(&gram, lmp_payload_name(LMP__PAYLOAD__PAYLOAD_GRAM), LMP__DTYPE__DTYPE_F32,
+                         shape, 2, t->h->h[t->l->input], (uint64_t)(n_in * n_in) * sizeof(float));
+    blob.name = (char *)lmp_payload_name(LMP__PAYLOAD__PAYLOAD_GRAM);
     blob.where_case = LMP__BLOB__WHERE_TENSOR;
     blob.tensor = &gram;
     for (int k = 0; k < n; k++) {
@@ -1133,9 +1141,11 @@ static void ft_send(struct lmp_coord *c, int pi, struct qship *qs) {
     }
     size_t         n = 0;
     const uint64_t tshape[2] = {(uint64_t)J->n_seq, (uint64_t)J->ctx};
-    lmp_wire_tensor_init(&tok, "tokens", LMP__DTYPE__DTYPE_I32, tshape, 2, J->tokens,
+    lmp_wire_tensor_init(&tok, lmp_payload_name(LMP__PAYLOAD__PAYLOAD_TOKENS),
+                         LMP__DTYPE__DTYPE_I32, tshape, 2, J->tokens,
                          tshape[0] * tshape[1] * sizeof(int32_t));
-    tokb.name = "tokens", tokb.where_case = LMP__BLOB__WHERE_TENSOR, tokb.tensor = &tok;
+    tokb.name = (char *)lmp_payload_name(LMP__PAYLOAD__PAYLOAD_TOKENS),
+    tokb.where_case = LMP__BLOB__WHERE_TENSOR, tokb.tensor = &tok;
     blobs[n++] = &tokb;
     for (size_t i = 0; i < qs->n; i++) blobs[n++] = &qs->blobs[i];
     int nf = 0;
@@ -1143,7 +1153,9 @@ static void ft_send(struct lmp_coord *c, int pi, struct qship *qs) {
         if (J->tasks[i].l->block != b || !F->have[i]) continue;
         const struct lmp_aq_layer *q = &F->held[i].aq;
         const char                *nm = J->tasks[i].l->name;
-        static const char *const   part[3] = {"codes", "codebooks", "scales"};
+        static const Lmp__Payload  part[3] = {LMP__PAYLOAD__PAYLOAD_CODES,
+                                              LMP__PAYLOAD__PAYLOAD_CODEBOOKS,
+                                              LMP__PAYLOAD__PAYLOAD_SCALES};
         for (int k = 0; k < 3; k++, nf++) {
             int         nd = 3;
             const void *data;
@@ -1162,7 +1174,8 @@ static void ft_send(struct lmp_coord *c, int pi, struct qship *qs) {
                 fsh[nf][0] = (uint64_t)q->n_out, nd = 1;
                 data = q->scales, bytes = fsh[nf][0] * 4;
             }
-            snprintf(fname[nf], sizeof(fname[nf]), "ft/%s/%s", nm, part[k]);
+            lmp_payload_layer(fname[nf], sizeof(fname[nf]), LMP__PAYLOAD__PAYLOAD_HELD, nm,
+                              part[k]);
             ft[nf] = (Lmp__Tensor)LMP__TENSOR__INIT;
             lmp_wire_tensor_init(&ft[nf], "", dt, fsh[nf], (size_t)nd, data, bytes);
             fb[nf] = (Lmp__Blob)LMP__BLOB__INIT;
@@ -1220,7 +1233,8 @@ static void on_ft_result(struct lmp_coord *c, int pi, const Lmp__TaskResult *r,
     }
     const int32_t      b = F->block;
     const int64_t      dim = J->m->cfg.dim;
-    const Lmp__Tensor *nt[2] = {result_tensor(r, "attn_norm"), result_tensor(r, "ffn_norm")};
+    const Lmp__Tensor *nt[2] = {result_tensor(r, lmp_payload_name(LMP__PAYLOAD__PAYLOAD_ATTN_NORM)),
+                                result_tensor(r, lmp_payload_name(LMP__PAYLOAD__PAYLOAD_FFN_NORM))};
     bool               ok = true;
     for (int i = 0; i < 2; i++)
         ok = ok && nt[i] && nt[i]->dtype == LMP__DTYPE__DTYPE_F32 &&
@@ -1229,9 +1243,11 @@ static void on_ft_result(struct lmp_coord *c, int pi, const Lmp__TaskResult *r,
         if (J->tasks[i].l->block != b || !F->have[i]) continue;
         const struct lmp_aq_layer *q = &F->held[i].aq;
         char                       nm[LMP_NAME_MAX + 32];
-        snprintf(nm, sizeof(nm), "ft/%s/codebooks", J->tasks[i].l->name);
+        lmp_payload_layer(nm, sizeof(nm), LMP__PAYLOAD__PAYLOAD_HELD, J->tasks[i].l->name,
+                          LMP__PAYLOAD__PAYLOAD_CODEBOOKS);
         const Lmp__Tensor *tb = result_tensor(r, nm);
-        snprintf(nm, sizeof(nm), "ft/%s/scales", J->tasks[i].l->name);
+        lmp_payload_layer(nm, sizeof(nm), LMP__PAYLOAD__PAYLOAD_HELD, J->tasks[i].l->name,
+                          LMP__PAYLOAD__PAYLOAD_SCALES);
         const Lmp__Tensor *ts = result_tensor(r, nm);
         ok = tb && ts && tb->dtype == LMP__DTYPE__DTYPE_F32 && ts->dtype == LMP__DTYPE__DTYPE_F32 &&
              tb->data.len == (size_t)q->sc.M * q->sc.K * q->sc.g * 4 &&
@@ -1269,9 +1285,11 @@ static void on_ft_result(struct lmp_coord *c, int pi, const Lmp__TaskResult *r,
         if (t->l->block != b || !F->have[i]) continue;
         struct lmp_compress_result *h = &F->held[i];
         char                        nm[LMP_NAME_MAX + 32];
-        snprintf(nm, sizeof(nm), "ft/%s/codebooks", t->l->name);
+        lmp_payload_layer(nm, sizeof(nm), LMP__PAYLOAD__PAYLOAD_HELD, t->l->name,
+                          LMP__PAYLOAD__PAYLOAD_CODEBOOKS);
         memcpy(h->aq.codebooks, result_tensor(r, nm)->data.data, result_tensor(r, nm)->data.len);
-        snprintf(nm, sizeof(nm), "ft/%s/scales", t->l->name);
+        lmp_payload_layer(nm, sizeof(nm), LMP__PAYLOAD__PAYLOAD_HELD, t->l->name,
+                          LMP__PAYLOAD__PAYLOAD_SCALES);
         memcpy(h->aq.scales, result_tensor(r, nm)->data.data, result_tensor(r, nm)->data.len);
         struct lmp_art_layer al = {0};
         st = lmp_compress_result_to_layer(&al, h, &J->cspec, t->l->name, &err);
@@ -1908,9 +1926,12 @@ static void on_result(struct lmp_coord *c, int pi, const Lmp__Envelope *env) {
         const Lmp__Tensor *q = NULL, *s = NULL, *z = NULL;
         for (size_t i = 0; i < r->n_tensors; i++) {
             const char *nm = r->tensors[i]->name ? r->tensors[i]->name : "";
-            if (strcmp(nm, "q") == 0) q = r->tensors[i];
-            else if (strcmp(nm, "scale") == 0) s = r->tensors[i];
-            else if (strcmp(nm, "zero") == 0) z = r->tensors[i];
+            if (strcmp(nm, lmp_payload_name(LMP__PAYLOAD__PAYLOAD_RTN_Q)) == 0)
+                q = r->tensors[i];
+            else if (strcmp(nm, lmp_payload_name(LMP__PAYLOAD__PAYLOAD_RTN_SCALE)) == 0)
+                s = r->tensors[i];
+            else if (strcmp(nm, lmp_payload_name(LMP__PAYLOAD__PAYLOAD_RTN_ZERO)) == 0)
+                z = r->tensors[i];
         }
         const uint64_t ng = (uint64_t) (l->n_out * (l->n_in / J->cspec.rtn_group));
         if (q == NULL || s == NULL || z == NULL || q->dtype != LMP__DTYPE__DTYPE_U8 ||

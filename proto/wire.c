@@ -1,5 +1,6 @@
 /*  wire - see wire.h */
 #include "proto/wire.h"
+#include "proto/payload.h" /* defines: lmp_payload_name */
 
 #include <assert.h>
 #include <stdalign.h>
@@ -778,6 +779,10 @@ size_t lmp_proto_schema_text(char *buf, size_t cap) {
     }
     walk_message(&w, &lmp__envelope__descriptor);
     walk_enum(&w, &lmp__role__descriptor);       /* reached from Hello, listed for clarity */
+    walk_enum(&w, &lmp__payload__descriptor);    /* Blob and Tensor names, and their strings */
+    for (unsigned i = 0; i < lmp__payload__descriptor.n_values; i++)
+        fprintf(w.f, "payload %s \"%s\"\n", lmp__payload__descriptor.values[i].name,
+                lmp_payload_name((Lmp__Payload)lmp__payload__descriptor.values[i].value));
     fclose(w.f);
     if (cap) {
         size_t m = n < cap - 1 ? n : cap - 1;

@@ -1,6 +1,7 @@
 /*  agent - see agent.h */
 #define _GNU_SOURCE
 #include "worker/agent.h"
+#include "proto/payload.h"          /* defines: lmp_payload_name, lmp_payload_layer */
 #include "kernels/kernels.h"        /* defines: lmp_kernels_get */
 #include "base/fault.h"            /* defines: lmp_fault_sleep */
 #include "base/log.h"              /* defines: lmp_log_* */
@@ -364,12 +365,15 @@ static enum lmp_status q_install(struct task *t, int32_t k, float *dec[LMP_LIN_C
         const struct lmp_linear *l = &B->lin[j];
         struct lmp_linop        *op = lmp_transformer_linop(A->tf, k, (enum lmp_lin)j);
         saved_w[j] = (float *)op->w;
-        snprintf(bn, sizeof(bn), "q/%s/codes", l->name);
+        lmp_payload_layer(bn, sizeof(bn), LMP__PAYLOAD__PAYLOAD_SHIPPED, l->name,
+                          LMP__PAYLOAD__PAYLOAD_CODES);
         const Lmp__Tensor *tc = q_blob(t, bn);
         if (tc == NULL) continue; /* kept layer: the original weights */
-        snprintf(bn, sizeof(bn), "q/%s/codebooks", l->name);
+        lmp_payload_layer(bn, sizeof(bn), LMP__PAYLOAD__PAYLOAD_SHIPPED, l->name,
+                          LMP__PAYLOAD__PAYLOAD_CODEBOOKS);
         const Lmp__Tensor *tb = q_blob(t, bn);
-        snprintf(bn, sizeof(bn), "q/%s/scales", l->name);
+        lmp_payload_layer(bn, sizeof(bn), LMP__PAYLOAD__PAYLOAD_SHIPPED, l->name,
+                          LMP__PAYLOAD__PAYLOAD_SCALES);
         const Lmp__Tensor *ts = q_blob(t, bn);
         if (tb == NULL || ts == NULL || tc->n_shape != 3 || tb->n_shape != 3 || ts->n_shape != 1 ||
             tc->shape[0] != (uint64_t)l->n_out ||
@@ -409,8 +413,11 @@ static enum lmp_status q_install(struct task *t, int32_t k, float *dec[LMP_LIN_C
         op->w = dec[j];
     }
     for (int i = 0; i < 2; i++) {
-        snprintf(bn, sizeof(bn), "q/model.layers.%d.%s.weight", k,
+        char norm[LMP_NAME_MAX];
+        snprintf(norm, sizeof(norm), "model.layers.%d.%s.weight", k,
                  i ? "post_attention_layernorm" : "input_layernorm");
+        lmp_payload_layer(bn, sizeof(bn), LMP__PAYLOAD__PAYLOAD_SHIPPED, norm,
+                          LMP__PAYLOAD__PAYLOAD_UNSPECIFIED);
         const Lmp__Tensor *tn = q_blob(t, bn);
         if (tn == NULL) continue;
         if (tn->dtype != LMP__DTYPE__DTYPE_F32 || tn->data.len != (size_t)dim * 4)
@@ -578,11 +585,14 @@ static enum lmp_status finetune(struct task *t, struct lmp_err *err) {
     for (int k = 0; k < LMP_LIN_COUNT; k++) {
         const struct lmp_linear *l = &B->lin[k];
         char                     bn[LMP_NAME_MAX + 32];
-        snprintf(bn, sizeof(bn), "ft/%s/codes", l->name);
+        lmp_payload_layer(bn, sizeof(bn), LMP__PAYLOAD__PAYLOAD_HELD, l->name,
+                          LMP__PAYLOAD__PAYLOAD_CODES);
         const Lmp__Tensor *tc = q_blob(t, bn);
-        snprintf(bn, sizeof(bn), "ft/%s/codebooks", l->name);
+        lmp_payload_layer(bn, sizeof(bn), LMP__PAYLOAD__PAYLOAD_HELD, l->name,
+                          LMP__PAYLOAD__PAYLOAD_CODEBOOKS);
         const Lmp__Tensor *tb = q_blob(t, bn);
-        snprintf(bn, sizeof(bn), "ft/%s/scales", l->name);
+        lmp_payload_layer(bn, sizeof(bn), LMP__PAYLOAD__PAYLOAD_HELD, l->name,
+                          LMP__PAYLOAD__PAYLOAD_SCALES);
         const Lmp__Tensor *ts = q_blob(t, bn);
         if (tc && tb && ts) {
             const struct lmp_aq_scheme *sc = &t->spec.sc;
@@ -713,8 +723,9 @@ static enum lmp_status send_result(struct agent *A, struct task *t, struct lmp_e
             const struct lmp_aq_layer *q = &t->ftl[k];
             if (q->codebooks == NULL) continue;
             for (int part = 0; part < 2; part++, n++) {
-                snprintf(ftn[n], sizeof(ftn[n]), "ft/%s/%s", B->lin[k].name,
-                         part ? "scales" : "codebooks");
+                lmp_payload_layer(
+                    ftn[n], sizeof(ftn[n]), LMP__PAYLOAD__PAYLOAD_HELD, B->lin[k].name,
+                    part ? LMP__PAYLOAD__PAYLOAD_SCALES : LMP__PAYLOAD__PAYLOAD_CODEBOOKS);
                 ftt[n] = (Lmp__Tensor)LMP__TENSOR__INIT;
                 if (part == 0) {
                     fsh[n][0] = (uint64_t)q->sc.M, fsh[n][1] = (uint64_t)q->sc.K,
@@ -732,8 +743,10 @@ static enum lmp_status send_result(struct agent *A, struct task *t, struct lmp_e
         for (int i = 0; i < 2; i++, n++) {
             fsh[n][0] = (uint64_t)A->model->cfg.dim;
             ftt[n] = (Lmp__Tensor)LMP__TENSOR__INIT;
-            lmp_wire_tensor_init(&ftt[n], i ? "ffn_norm" : "attn_norm", LMP__DTYPE__DTYPE_F32,
-                                 fsh[n], 1, t->ft_norm[i], fsh[n][0] * 4);
+            lmp_wire_tensor_init(&ftt[n],
+                                 lmp_payload_name(i ? LMP__PAYLOAD__PAYLOAD_FFN_NORM
+                                                    : LMP__PAYLOAD__PAYLOAD_ATTN_NORM),
+                                 LMP__DTYPE__DTYPE_F32, fsh[n], 1, t->ft_norm[i], fsh[n][0] * 4);
             ftp[n] = &ftt[n];
         }
         tr.n_tensors = n;
@@ -759,22 +772,25 @@ static enum lmp_status send_result(struct agent *A, struct task *t, struct lmp_e
         cs[0] = (uint64_t) r->n_out, cs[1] = (uint64_t) (r->n_in / q->sc.g), cs[2] = (uint64_t) q->sc.M;
         bs[0] = (uint64_t) q->sc.M, bs[1] = (uint64_t) q->sc.K, bs[2] = (uint64_t) q->sc.g;
         ss[0] = (uint64_t) r->n_out;
-        lmp_wire_tensor_init(&codes, "codes", LMP__DTYPE__DTYPE_U16, cs, 3, q->codes,
+        lmp_wire_tensor_init(&codes, lmp_payload_name(LMP__PAYLOAD__PAYLOAD_CODES),
+                             LMP__DTYPE__DTYPE_U16, cs, 3, q->codes,
                              cs[0] * cs[1] * cs[2] * sizeof(uint16_t));
-        lmp_wire_tensor_init(&cb, "codebooks", LMP__DTYPE__DTYPE_F32, bs, 3, q->codebooks,
+        lmp_wire_tensor_init(&cb, lmp_payload_name(LMP__PAYLOAD__PAYLOAD_CODEBOOKS),
+                             LMP__DTYPE__DTYPE_F32, bs, 3, q->codebooks,
                              bs[0] * bs[1] * bs[2] * sizeof(float));
-        lmp_wire_tensor_init(&sc, "scales", LMP__DTYPE__DTYPE_F32, ss, 1, q->scales,
-                             ss[0] * sizeof(float));
+        lmp_wire_tensor_init(&sc, lmp_payload_name(LMP__PAYLOAD__PAYLOAD_SCALES),
+                             LMP__DTYPE__DTYPE_F32, ss, 1, q->scales, ss[0] * sizeof(float));
         tr.codes = &codes, tr.codebooks = &cb, tr.scales = &sc;
     } else {
         const uint64_t G = (uint64_t) t->spec.rtn_group;
         qs[0] = (uint64_t) r->n_out, qs[1] = (uint64_t) r->n_in;
         gs[0] = (uint64_t) r->n_out, gs[1] = (uint64_t) r->n_in / G;
-        lmp_wire_tensor_init(&rq, "q", LMP__DTYPE__DTYPE_U8, qs, 2, r->rtn_q, qs[0] * qs[1]);
-        lmp_wire_tensor_init(&rs, "scale", LMP__DTYPE__DTYPE_U16, gs, 2, r->rtn_scale,
-                             gs[0] * gs[1] * 2);
-        lmp_wire_tensor_init(&rz, "zero", LMP__DTYPE__DTYPE_U16, gs, 2, r->rtn_zero,
-                             gs[0] * gs[1] * 2);
+        lmp_wire_tensor_init(&rq, lmp_payload_name(LMP__PAYLOAD__PAYLOAD_RTN_Q),
+                             LMP__DTYPE__DTYPE_U8, qs, 2, r->rtn_q, qs[0] * qs[1]);
+        lmp_wire_tensor_init(&rs, lmp_payload_name(LMP__PAYLOAD__PAYLOAD_RTN_SCALE),
+                             LMP__DTYPE__DTYPE_U16, gs, 2, r->rtn_scale, gs[0] * gs[1] * 2);
+        lmp_wire_tensor_init(&rz, lmp_payload_name(LMP__PAYLOAD__PAYLOAD_RTN_ZERO),
+                             LMP__DTYPE__DTYPE_U16, gs, 2, r->rtn_zero, gs[0] * gs[1] * 2);
         tr.n_tensors = 3;
         tr.tensors   = extra;
     }
@@ -869,7 +885,8 @@ static enum lmp_status on_assign(struct agent *A, const Lmp__Envelope *env, stru
         ta->kind == LMP__TASK_KIND__TASK_KIND_FINETUNE_BLOCK) {
         const Lmp__Tensor *tk = NULL;
         for (size_t i = 0; i < ta->n_inputs; i++)
-            if (ta->inputs[i]->name && strcmp(ta->inputs[i]->name, "tokens") == 0 &&
+            if (ta->inputs[i]->name &&
+                strcmp(ta->inputs[i]->name, lmp_payload_name(LMP__PAYLOAD__PAYLOAD_TOKENS)) == 0 &&
                 ta->inputs[i]->where_case == LMP__BLOB__WHERE_TENSOR)
                 tk = ta->inputs[i]->tensor;
         const struct lmp_config *cfg = &A->model->cfg;
@@ -898,7 +915,8 @@ static enum lmp_status on_assign(struct agent *A, const Lmp__Envelope *env, stru
         }
         memcpy(t->tokens, tk->data.data, tk->data.len);
         for (size_t i = 0; i < ta->n_inputs; i++) /* sequential mode: quantized blocks to pass */
-            if (ta->inputs[i]->name && strcmp(ta->inputs[i]->name, "qfrom") == 0 &&
+            if (ta->inputs[i]->name &&
+                strcmp(ta->inputs[i]->name, lmp_payload_name(LMP__PAYLOAD__PAYLOAD_QFROM)) == 0 &&
                 ta->inputs[i]->where_case == LMP__BLOB__WHERE_TENSOR) {
                 const Lmp__Tensor *qf = ta->inputs[i]->tensor;
                 int32_t            v = -1;
@@ -966,7 +984,8 @@ static enum lmp_status on_assign(struct agent *A, const Lmp__Envelope *env, stru
     if (t->spec.method == LMP_COMPRESS_AQLM) {
         const Lmp__Tensor *g = NULL;
         for (size_t i = 0; i < ta->n_inputs; i++)
-            if (ta->inputs[i]->name && strcmp(ta->inputs[i]->name, "gram") == 0 &&
+            if (ta->inputs[i]->name &&
+                strcmp(ta->inputs[i]->name, lmp_payload_name(LMP__PAYLOAD__PAYLOAD_GRAM)) == 0 &&
                 ta->inputs[i]->where_case == LMP__BLOB__WHERE_TENSOR)
                 g = ta->inputs[i]->tensor;
         const uint64_t n = (uint64_t) t->lin->n_in;

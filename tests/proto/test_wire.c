@@ -32,6 +32,7 @@ static const struct {
     { 1, 3, 0xa9932e43095ad72aull },   /* MethodSpec.cg_iters (oneof), FinetuneSpec.max_steps */
     { 1, 4, 0x0b27520389eb938eull },   /* JobSpec.row_shards, RowsPartial, RowsSum */
     { 1, 5, 0x58a6ffcba16e07e6ull },   /* JobInfo.seconds_calibration/_quantization/_finetune */
+    { 1, 6, 0x58d6bb2be1bebf86ull },   /* enum Payload: the names of task inputs and results */
 };
 
 /* ---------------------------------------------------------------- a test arena */
