@@ -296,11 +296,14 @@ static enum lmp_status parse_tensor_infos(struct cursor *c, uint64_t *rel_off, u
         uint64_t name_off = 0, name_len = 0;
         if ((st = get_str(c, &name_off, &name_len, "a tensor name"))) return st;
         const char *name = (const char *) g->data + name_off;
-        if (name_len == 0 || name_len >= LMP_NAME_MAX || memchr(name, 0, name_len) != NULL)
+        bool        ctrl = false; /* names end up in messages: one line, no terminal escapes */
+        for (uint64_t k = 0; k < name_len && !ctrl; k++)
+            ctrl = (uint8_t)name[k] < 0x20 || name[k] == 0x7f;
+        if (name_len == 0 || name_len >= LMP_NAME_MAX || ctrl)
             return lmp_err_set(c->err, LMP_EFORMAT,
                                "'%s': tensor %" PRId64 " has an invalid name (length %" PRIu64
-                               ", at most %d, no NUL bytes)", g->name, i, name_len,
-                               LMP_NAME_MAX - 1);
+                               ", at most %d, no control characters)",
+                               g->name, i, name_len, LMP_NAME_MAX - 1);
         memcpy(t->name, name, name_len);
         t->name[name_len] = '\0';
         uint64_t slot = t_slot(g, t->name, name_len);

@@ -128,9 +128,12 @@ static enum lmp_status parse_config(const char *path, struct lmp_config *c, stru
             (type == NULL && cls && strcmp(cls, archs[i].cls) == 0))
             found = i;
     if (found < 0) {
+        const char *what = type ? type : cls ? cls : "(none)";
+        for (const char *q = what; *q; q++) /* outside text in a message: one line, no escapes */
+            if ((unsigned char)*q < 0x20 || *q == 0x7f) what = "(not printable)";
         st = lmp_err_set(err, LMP_EUNSUP,
-                         "'%s': model_type '%s' is not supported (llama, mistral, qwen2)", path,
-                         type ? type : cls ? cls : "(none)");
+                         "'%s': model_type '%.64s' is not supported (llama, mistral, qwen2)", path,
+                         what);
         goto out;
     }
     c->arch = archs[found].arch;
