@@ -1343,11 +1343,20 @@ static void dispatch(struct lmp_coord *c) {
         }
         lmp_sched_decide(&s, pi, &d);
         switch (d.kind) {
-        case LMP_SCHED_FINETUNE: assign_ft(c, pi); break;
-        case LMP_SCHED_SLICE: assign_cal(c, pi, d.index); break;
-        case LMP_SCHED_TASK: assign(c, pi, d.index); break;
-        case LMP_SCHED_ROWS: assign_rows(c, d.index, d.peers, d.n); break;
-        case LMP_SCHED_NONE: break;
+        case LMP_SCHED_FINETUNE:
+            assign_ft(c, pi);
+            break;
+        case LMP_SCHED_SLICE:
+            assign_cal(c, pi, d.index);
+            break;
+        case LMP_SCHED_TASK:
+            assign(c, pi, d.index);
+            break;
+        case LMP_SCHED_ROWS:
+            assign_rows(c, d.index, d.peers, d.n);
+            break;
+        case LMP_SCHED_NONE:
+            break;
         }
         if (J->state != LMP__JOB_STATE__JOB_STATE_RUNNING) return;
     }
