@@ -47,7 +47,7 @@ echo "reference: $sha ($old)"
 echo "new:       $new"
 
 T=$(mktemp -d)
-trap 'kill $(jobs -p) 2>/dev/null; wait 2>/dev/null; rm -rf "$T"' EXIT
+trap 'kill $(jobs -p) 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$T"' EXIT
 head -c 120000 "$TXT" > "$T/cal.txt"
 MOD=(--model "$M/stories260K.bin" --tokenizer "$M/tok512.bin")
 CAL=(--calib "$T/cal.txt" --nsamples 12 --ctx 96 --threads 2 --max-rounds 4 --adam-steps 50)
