@@ -1,12 +1,14 @@
-/*  coord - the coordinator daemon: one thread, one zmq_poll loop, one ROUTER socket
+/*  coord - the coordinator daemon: one loop thread, one zmq_poll loop, one ROUTER socket
  *
  *  Peers (workers and CLI invocations) connect DEALER sockets and say Hello first
  *  (docs/protocol.md). The coordinator runs one job at a time, in INDEPENDENT mode:
  *
- *    submit   JobSubmit -> open the model, tokenize the calibration text, describe the
- *             job exactly as `lmpress compress` does (same fingerprints), open (or
- *             resume) the artifact; one task per quantized linear, those already
- *             committed are done at once.
+ *    submit   JobSubmit -> planned on the background thread (coordinator/bg.h; the job is
+ *             QUEUED meanwhile): open the model, tokenize the calibration text,
+ *             describe the job (coordinator/plan.h), open (or resume) the artifact;
+ *             one task per quantized linear, those already committed are done at
+ *             once. The submitter gets JobAccepted (or the refusal) when planned, or
+ *             JobAccepted after 2 s, a later failure then showing as the job FAILED.
  *    calib    the calibration sequences are cut into slices (worker/calib.h, at most 8);
  *             a TASK_KIND_CALIBRATE task {slice, block} runs on a worker, which keeps
  *             the slice's activations for its next block; the coordinator adds the
@@ -15,19 +17,21 @@
  *             slice is in. At most 3 blocks are summed or hold H at once; a block's H
  *             is freed when its tasks are done. A slice whose worker is gone is
  *             recomputed elsewhere from the tokens.
- *    dispatch TaskAssign {layer, method, model path, H inline} to an idle worker.
+ *    dispatch coordinator/sched.h decides what each idle worker does next; TaskAssign
+ *             {layer, method, model path, H inline} (sequential tasks: the committed
+ *             blocks they pass, read back on the background thread first).
  *    results  TaskResult -> lmp_compress_result_to_layer -> lmp_artifact_commit_layer
- *             (durable) -> TaskResultAck. Every layer done: the unquantized tensors,
- *             finalize, job DONE.
+ *             (durable) -> TaskResultAck. Every layer done: the unquantized tensors and
+ *             finalize on the background thread, then job DONE.
  *    failure  Error from a worker, or a worker silent for heartbeat_timeout_ms (declared
- *             gone): the task goes back to the queue; after max_attempts failures of one
- *             task the job FAILS with the last message. TaskHandback requeues without
- *             counting a failure.
+ *             gone): the work (a lease, coordinator/lease.h) goes back to the queue; after
+ *             max_attempts failures of one task the job FAILS with the last message.
+ *             TaskHandback requeues without counting a failure.
  *    cancel   JobCancel: TaskCancel to busy workers, pending tasks cancelled, committed
  *             layers kept (a later submit of the same job resumes them).
  *    state    with a state directory, the running job's spec is kept in DIR/job.pb until
- *             the job ends, and a restarted coordinator resubmits it (the artifact
- *             resumes: committed layers are not redone).
+ *             the job ends, and a restarted coordinator plans it again in the background
+ *             (the artifact resumes: committed layers are not redone).
  *
  *  Refusals never disturb the job: a garbage frame is logged and answered with
  *  Error{EPROTO}; another protocol version gets Error{EVERSION} and the peer is forgotten;
@@ -38,7 +42,9 @@
  *      st = lmp_coord_new(&o, &c, &err);
  *      st = lmp_coord_run(c, &stop_flag, &err);     // until *stop_flag is set
  *      lmp_coord_destroy(&c);
- *  Not thread-safe: one thread owns the object (tests run it in a thread of their own).
+ *  Not thread-safe: one thread owns the object (tests run it in a thread of their own); its
+ *  background thread (started by lmp_coord_new, joined by lmp_coord_destroy) never touches
+ *  it (coord_internal.h).
  */
 #ifndef LMP_COORDINATOR_COORD_H
 #define LMP_COORDINATOR_COORD_H
