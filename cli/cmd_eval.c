@@ -3,7 +3,10 @@
  *  The text is tokenized once with BOS first, cut into windows of --ctx tokens, each run
  *  from an empty context (model/eval.h). --json prints one object on stdout;
  *  --dump-logits writes the first window's fp32 logits, (ctx, vocab) row-major,
- *  little-endian, for comparisons with other implementations.
+ *  little-endian, for comparisons with other implementations. --reference ORIGINAL also
+ *  runs the windows through another model (a checkpoint, or an artifact) and reports
+ *  KL(reference || model) per predicted token and top-1 agreement (model/eval.h); the
+ *  reference must have the same vocabulary and tokenize the text to the same ids.
  */
 #include "cli/cli.h"
 #include "artifact/artifact_model.h"   /* defines: lmp_artifact_model_open */
@@ -23,7 +26,7 @@
 
 static const char *const usage =
     "lmpress eval (--model PATH [--tokenizer PATH] | --artifact ART.h5) --text FILE [--ctx N]\n"
-    "             [--max-windows K]"
+    "             [--max-windows K] [--reference ORIGINAL]"
     "             [--batch B] [--threads T] [--json] [--dump-logits FILE]";
 
 static const char *const help =
@@ -34,6 +37,10 @@ static const char *const help =
     "  --text FILE           the text (required)\n"
     "  --ctx N               tokens per window (default the model's context, at most 512)\n"
     "  --max-windows K       evaluate at most K windows (default all)\n"
+    "  --reference ORIGINAL  also KL(ORIGINAL || model) per predicted token (nats) and top-1\n"
+    "                        agreement on the same windows; ORIGINAL is a checkpoint or an\n"
+    "                        artifact with the same vocabulary and tokenization (its own\n"
+    "                        tokenizer, --tokenizer, else the model's; default none)\n"
     "  --batch B             windows run together, 1..64 (default 1)\n"
     "  --threads T           threads (default every core)\n"
     "  --json                print one JSON object\n"
@@ -75,6 +82,17 @@ static enum lmp_status open_model(const char *art_path, const char *model_path,
     return st != LMP_OK ? st : lmp_tokenizer_open(tok_path, *model, tok, err);
 }
 
+/* An HDF5 file (the artifact) starts with this signature; anything else is a checkpoint. */
+static bool is_hdf5(const char *path) {
+    static const unsigned char sig[8] = {0x89, 'H', 'D', 'F', '\r', '\n', 0x1a, '\n'};
+    unsigned char head[8] = {0};
+    FILE         *f = fopen(path, "rb");
+    if (f == NULL) return false;
+    size_t n = fread(head, 1, sizeof(head), f);
+    fclose(f);
+    return n == sizeof(head) && memcmp(head, sig, sizeof(sig)) == 0;
+}
+
 static int default_threads(void) {
     long n = sysconf(_SC_NPROCESSORS_ONLN);
     return n > 0 ? (int) n : 1;
@@ -82,7 +100,7 @@ static int default_threads(void) {
 
 static int cmd_eval_exec(struct lmp_cli *cli, int argc, char **argv) {
     const char *model_path = NULL, *tok_path = NULL, *text_path = NULL, *dump_path = NULL,
-               *art_path = NULL;
+               *art_path = NULL, *ref_path = NULL;
     long long   ctx = 0, max_windows = 0, batch = 1, threads = default_threads();
     static const struct option opts[] = {
         {"model", required_argument, NULL, 'm'},   {"tokenizer", required_argument, NULL, 'k'},
@@ -90,15 +108,17 @@ static int cmd_eval_exec(struct lmp_cli *cli, int argc, char **argv) {
         {"max-windows", required_argument, NULL, 'w'}, {"batch", required_argument, NULL, 'b'},
         {"threads", required_argument, NULL, 't'}, {"json", no_argument, NULL, 'j'},
         {"dump-logits", required_argument, NULL, 'd'}, {"artifact", required_argument, NULL, 'a'},
+        {"reference", required_argument, NULL, 'r'},
         {0},
     };
-    for (int c; (c = getopt_long(argc, argv, "m:k:x:c:w:b:t:jd:a:", opts, NULL)) != -1;) {
+    for (int c; (c = getopt_long(argc, argv, "m:k:x:c:w:b:t:jd:a:r:", opts, NULL)) != -1;) {
         switch (c) {
         case 'm': model_path = optarg; break;
         case 'k': tok_path = optarg; break;
         case 'x': text_path = optarg; break;
         case 'd': dump_path = optarg; break;
         case 'a': art_path = optarg; break;
+        case 'r': ref_path = optarg; break;
         case 'j': cli->json = true; break;
         case 'c': if (!lmp_cli_parse_i64("--ctx", optarg, 2, 1 << 20, &ctx)) return LMP_EXIT_USAGE; break;
         case 'w': if (!lmp_cli_parse_i64("--max-windows", optarg, 1, INT32_MAX, &max_windows)) return LMP_EXIT_USAGE; break;
@@ -117,6 +137,11 @@ static int cmd_eval_exec(struct lmp_cli *cli, int argc, char **argv) {
     struct lmp_model       *model = NULL;
     struct lmp_tokenizer   *tok   = NULL;
     struct lmp_transformer *tf    = NULL;
+    struct lmp_model       *ref_model = NULL;
+    struct lmp_tokenizer   *ref_tok   = NULL;
+    struct lmp_transformer *ref_tf    = NULL;
+    int32_t                *ref_ids   = NULL;
+    int64_t                 n_ref_ids = 0;
     char                   *text  = NULL;
     int32_t                *ids   = NULL;
     size_t                  len   = 0;
@@ -139,7 +164,44 @@ static int cmd_eval_exec(struct lmp_cli *cli, int argc, char **argv) {
         rc = lmp_cli_fail(cli, &err);
         goto out;
     }
+    if (ref_path) {
+        /* the reference's own tokenizer (an artifact's; a checkpoint's, or --tokenizer's),
+         * else, for a checkpoint without one, the model's: the ids then agree trivially */
+        enum lmp_status st = is_hdf5(ref_path)
+                                 ? lmp_artifact_model_open(ref_path, &ref_model, &ref_tok, &err)
+                                 : lmp_model_open(ref_path, &ref_model, &err);
+        if (st == LMP_OK && ref_tok == NULL) {
+            st = lmp_tokenizer_open(tok_path, ref_model, &ref_tok, &err);
+            if (st == LMP_ENOENT && tok_path == NULL) st = LMP_OK;
+        }
+        if (st == LMP_OK && ref_tok)
+            st = lmp_tokenizer_encode(ref_tok, text, len, true, &ref_ids, &n_ref_ids, &err);
+        if (st != LMP_OK) {
+            rc = lmp_cli_fail(cli, &err);
+            goto out;
+        }
+        if (ref_tok == NULL) {   /* ids of the model's tokenizer */
+            if ((ref_ids = malloc((size_t) n_ids * sizeof(*ids))) != NULL)
+                memcpy(ref_ids, ids, (size_t) n_ids * sizeof(*ids));
+            n_ref_ids = n_ids;
+        }
+        if (ref_model->cfg.vocab_size != model->cfg.vocab_size || n_ref_ids != n_ids ||
+            ref_ids == NULL ||
+            memcmp(ref_ids, ids, (size_t) n_ids * sizeof(*ids)) != 0) {
+            fprintf(stderr, "lmpress: the reference '%s' (vocabulary %d) does not tokenize the "
+                    "text as the model does (vocabulary %d): no KL to compare\n", ref_path,
+                    ref_model->cfg.vocab_size, model->cfg.vocab_size);
+            rc = LMP_EXIT_INPUT;
+            goto out;
+        }
+    }
     if ((rc = lmp_cli_resolve_ctx(&ctx, model->cfg.max_seq)) != LMP_EXIT_OK) goto out;
+    if (ref_model && ref_model->cfg.max_seq > 0 && ctx > ref_model->cfg.max_seq) {
+        fprintf(stderr, "lmpress: --ctx %lld exceeds the reference's context of %d\n", ctx,
+                ref_model->cfg.max_seq);
+        rc = LMP_EXIT_INPUT;
+        goto out;
+    }
     if (n_ids < ctx) {
         fprintf(stderr, "lmpress: text file '%s' has %lld tokens, fewer than one window of %lld\n",
                 text_path, (long long) n_ids, ctx);
@@ -156,9 +218,14 @@ static int cmd_eval_exec(struct lmp_cli *cli, int argc, char **argv) {
         rc = lmp_cli_fail(cli, &err);
         goto out;
     }
+    if (ref_model && lmp_transformer_new(ref_model, &topts, &ref_tf, &err) != LMP_OK) {
+        rc = lmp_cli_fail(cli, &err);
+        goto out;
+    }
     struct lmp_eval_opts eo = {.ctx = ctx, .max_windows = max_windows, .batch = batch,
                                .progress = cli->tty ? progress_bar : NULL,
-                               .on_logits = dump.f ? dump_logits : NULL, .logits_ctx = &dump};
+                               .on_logits = dump.f ? dump_logits : NULL, .logits_ctx = &dump,
+                               .reference = ref_tf};
     struct lmp_eval_result res;
     if (lmp_eval_ppl(tf, ids, n_ids, &eo, &res, &err) != LMP_OK) {
         rc = lmp_cli_fail(cli, &err);
@@ -190,6 +257,13 @@ static int cmd_eval_exec(struct lmp_cli *cli, int argc, char **argv) {
         cJSON_AddStringToObject(o, art_path ? "artifact" : "model", art_path ? art_path : model_path);
         cJSON_AddStringToObject(o, "text", text_path);
         cJSON_AddStringToObject(o, "tokenizer", lmp_tokenizer_describe(tok));
+        if (ref_tf) {
+            cJSON_AddStringToObject(o, "reference", ref_path);
+            cJSON_AddNumberToObject(o, "kl", res.kl);
+            cJSON_AddNumberToObject(o, "top1_agreement", res.top1);
+            cJSON_AddNumberToObject(o, "reference_ppl", res.ref_ppl);
+            cJSON_AddNumberToObject(o, "predicted_tokens", (double) res.n_pred);
+        }
         char *s = cJSON_PrintUnformatted(o);
         if (s) printf("%s\n", s);
         free(s);
@@ -199,10 +273,18 @@ static int cmd_eval_exec(struct lmp_cli *cli, int argc, char **argv) {
         printf("ppl %.4f (nll %.6f) over %lld windows of %lld tokens: %lld tokens, %.3f s, "
                "%.1f tokens/s\n", res.ppl, res.nll, (long long) res.n_windows, ctx,
                (long long) res.n_tokens, res.seconds, tps);
+        if (ref_tf)
+            printf("against %s: kl %.6f nats per token, top-1 agreement %.4f over %lld predicted "
+                   "tokens (reference ppl %.4f)\n", ref_path, res.kl, res.top1,
+                   (long long) res.n_pred, res.ref_ppl);
     }
 out:
     if (dump.f) fclose(dump.f);
     lmp_transformer_destroy(&tf);
+    lmp_transformer_destroy(&ref_tf);
+    free(ref_ids);
+    lmp_tokenizer_free(&ref_tok);
+    lmp_model_close(&ref_model);
     free(ids);
     lmp_tokenizer_free(&tok);
     lmp_model_close(&model);
