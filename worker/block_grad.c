@@ -54,18 +54,23 @@ struct lmp_block_grad {
     float  *dup;   /* (rows, hid) */
     float  *ds;    /* (T, T) dP then dS of one head */
     double *acc;   /* (dim) norm-weight gradient accumulator */
+    bool    borrowed;   /* the backward scratch above belongs to another object */
 };
 
 static void free_all(struct lmp_block_grad *bg) {
     float *bufs[] = {bg->rope_cos, bg->rope_sin, bg->x, bg->s1, bg->h1, bg->q, bg->k, bg->v,
-                     bg->p, bg->a, bg->r, bg->s2, bg->h2, bg->gp, bg->up, bg->f, bg->dr, bg->dh,
-                     bg->da, bg->dq, bg->dk, bg->dv, bg->dgp, bg->dup, bg->ds};
+                     bg->p, bg->a, bg->r, bg->s2, bg->h2, bg->gp, bg->up, bg->f};
     for (size_t i = 0; i < sizeof(bufs) / sizeof(bufs[0]); i++) free(bufs[i]);
+    if (bg->borrowed) return;
+    float *scratch[] = {bg->dr, bg->dh, bg->da, bg->dq, bg->dk, bg->dv, bg->dgp, bg->dup, bg->ds};
+    for (size_t i = 0; i < sizeof(scratch) / sizeof(scratch[0]); i++) free(scratch[i]);
     free(bg->acc);
 }
 
-enum lmp_status lmp_block_grad_new(const struct lmp_config *cfg, int64_t max_seq, int64_t seq_len,
-                                   struct lmp_block_grad **out) {
+/* lmp_block_grad_new and _new_shared: with `from`, the backward scratch is from's. */
+static enum lmp_status block_grad_new(const struct lmp_config *cfg, int64_t max_seq,
+                                      int64_t seq_len, struct lmp_block_grad *from,
+                                      struct lmp_block_grad **out) {
     assert(cfg && out);
     *out = NULL;
     if (max_seq <= 0 || seq_len <= 0 || cfg->dim <= 0 || cfg->hidden_dim <= 0 ||
@@ -89,17 +94,24 @@ enum lmp_status lmp_block_grad_new(const struct lmp_config *cfg, int64_t max_seq
               ALLOC(q, rows * bg->qd) && ALLOC(k, rows * bg->kd) && ALLOC(v, rows * bg->kd) &&
               ALLOC(p, max_seq * cfg->n_heads * seq_len * seq_len) && ALLOC(a, rows * bg->qd) &&
               ALLOC(r, rows * bg->dim) && ALLOC(s2, rows) && ALLOC(h2, rows * bg->dim) &&
-              ALLOC(gp, rows * bg->hid) && ALLOC(up, rows * bg->hid) && ALLOC(f, rows * bg->hid) &&
-              ALLOC(dr, rows * bg->dim) && ALLOC(dh, rows * bg->dim) && ALLOC(da, rows * bg->qd) &&
-              ALLOC(dq, rows * bg->qd) && ALLOC(dk, rows * bg->kd) && ALLOC(dv, rows * bg->kd) &&
-              ALLOC(dgp, rows * bg->hid) && ALLOC(dup, rows * bg->hid) &&
-              ALLOC(ds, seq_len * seq_len) && ALLOC(acc, bg->dim);
+              ALLOC(gp, rows * bg->hid) && ALLOC(up, rows * bg->hid) && ALLOC(f, rows * bg->hid);
+    if (ok && from) {
+        bg->borrowed = true;
+        bg->dr = from->dr; bg->dh = from->dh; bg->da = from->da; bg->dq = from->dq;
+        bg->dk = from->dk; bg->dv = from->dv; bg->dgp = from->dgp; bg->dup = from->dup;
+        bg->ds = from->ds; bg->acc = from->acc;
+    } else if (ok) {
+        ok = ALLOC(dr, rows * bg->dim) && ALLOC(dh, rows * bg->dim) && ALLOC(da, rows * bg->qd) &&
+             ALLOC(dq, rows * bg->qd) && ALLOC(dk, rows * bg->kd) && ALLOC(dv, rows * bg->kd) &&
+             ALLOC(dgp, rows * bg->hid) && ALLOC(dup, rows * bg->hid) &&
+             ALLOC(ds, seq_len * seq_len) && ALLOC(acc, bg->dim);
+        if (ok) memset(bg->acc, 0, (size_t) bg->dim * sizeof(*bg->acc));
+    }
 #undef ALLOC
     if (!ok) {
         lmp_block_grad_destroy(&bg);
         return LMP_ENOMEM;
     }
-    memset(bg->acc, 0, (size_t) bg->dim * sizeof(*bg->acc));
     /* the same tables as the forward pass: angle(pos, i) = pos * theta^(-2i/head_dim) */
     for (int64_t i = 0; i < half; i++) {
         double freq = pow((double) cfg->rope_theta, -2.0 * (double) i / (double) bg->hd);
@@ -111,6 +123,18 @@ enum lmp_status lmp_block_grad_new(const struct lmp_config *cfg, int64_t max_seq
     }
     *out = bg;
     return LMP_OK;
+}
+
+enum lmp_status lmp_block_grad_new(const struct lmp_config *cfg, int64_t max_seq, int64_t seq_len,
+                                   struct lmp_block_grad **out) {
+    return block_grad_new(cfg, max_seq, seq_len, NULL, out);
+}
+
+enum lmp_status lmp_block_grad_new_shared(struct lmp_block_grad *from, struct lmp_block_grad **out) {
+    assert(from && out);
+    *out = NULL;
+    if (from->borrowed) return LMP_EINVAL;   /* share with the owner only */
+    return block_grad_new(&from->cfg, from->max_seq, from->T, from, out);
 }
 
 void lmp_block_grad_destroy(struct lmp_block_grad **self_p) {

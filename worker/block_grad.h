@@ -62,6 +62,15 @@ enum lmp_status lmp_block_grad_new(const struct lmp_config *cfg, int64_t max_seq
                                    struct lmp_block_grad **out);
 void lmp_block_grad_destroy(struct lmp_block_grad **self_p);
 
+/* Like lmp_block_grad_new with from's config and sizes, but the backward's scratch (about
+ * as large as the saved activations: dL/d of the residual, normed inputs, q/k/v, attention
+ * output, gate/up, one head's (T, T) dS) is from's, not a copy: a chain of blocks run
+ * backward one at a time (worker/model_grad.c) then holds one set of scratch, not one per
+ * block. Saved activations stay per object. from must be an object made by
+ * lmp_block_grad_new, outlive *out, and not run a backward at the same time. RET LMP_OK,
+ * LMP_EINVAL if from itself borrows its scratch, LMP_ENOMEM. */
+enum lmp_status lmp_block_grad_new_shared(struct lmp_block_grad *from, struct lmp_block_grad **out);
+
 /* y (n_seq, seq_len, dim) = block(x), x of the same shape; both borrowed (y may not alias
  * x). 0 < n_seq <= max_seq. Saves the activations for one backward. */
 void lmp_block_grad_forward(struct lmp_block_grad *self, const struct lmp_block_params *p,
