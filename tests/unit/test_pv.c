@@ -1,0 +1,351 @@
+/*  test_pv - one-process PV-Tuning steps (worker/pv.h) on a tiny random model
+ *
+ *  The teacher is a random 2-block model (dim 24, GQA 4/2 heads, vocab 50, tied); the
+ *  student is the same model with every linear replaced by an AQ code (2 codebooks of 16
+ *  entries, groups of 4: 2 bits per weight; codes by one beam-search sweep against the
+ *  weights, scales from row norms) and trained against the teacher's logits with
+ *  worker/model_grad.h's KL backward:
+ *  - registration decodes the codes into the dense weights the forward runs;
+ *  - the P step (Adam on codebooks, scales and norms through the decode) lowers the KL:
+ *    every one of the first steps at a small rate, and by more than 30% over 40 steps;
+ *  - the V step re-encodes at most floor(code_frac x groups) groups per linear, never
+ *    increases a re-encoded group's L2 distance to its straight-through buffer (each
+ *    group checked), leaves the other groups' codes alone, and keeps every dense weight
+ *    equal to the kernel's decode of its codes; code_frac 0 changes nothing;
+ *  - P and V steps together lower the KL.
+ */
+#include "worker/pv.h"
+#include "kernels/kernels.h"   /* defines: lmp_kernels_get()->aq_beam, aq_decode */
+#include "tests/check.h"       /* defines: CHECK, CHECK_NEAR, RUN, check_report */
+#include "worker/model_grad.h" /* defines: lmp_model_grad_*, lmp_model_weights_* */
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+enum { DIM = 24, HD = 6, HIDDEN = 40, VOCAB = 50, LAYERS = 2, T = 8, N_SEQ = 2 };
+enum { ROWS = N_SEQ * T, NL = LAYERS * LMP_LIN_COUNT, M = 2, K = 16, G = 4 };
+
+struct spec {
+    enum lmp_rope rope;
+    bool          tied, bias;
+    int           n_heads, n_kv_heads;
+};
+
+/* ---- a tiny model in memory ------------------------------------------------------------- */
+
+static struct lmp_tensor *add_tensor(struct lmp_model *m, float **cur, const char *name, int n_dims,
+                                     int64_t d0, int64_t d1, uint64_t seed, float scale,
+                                     float offset) {
+    struct lmp_tensor *t = &m->tensors[m->n_tensors++];
+    snprintf(t->name, sizeof(t->name), "%s", name);
+    t->dtype = LMP_DTYPE_F32;
+    t->n_dims = n_dims;
+    t->shape[0] = d0;
+    t->shape[1] = d1;
+    int64_t n = n_dims == 1 ? d0 : d0 * d1;
+    check_fill_random(*cur, n, seed);
+    for (int64_t i = 0; i < n; i++) (*cur)[i] = (*cur)[i] * scale + offset;
+    t->data = *cur;
+    t->nbytes = (uint64_t)n * 4;
+    *cur += n;
+    return t;
+}
+
+static struct lmp_model *build(const struct spec *sp, uint64_t seed) {
+    struct lmp_model  *m = lmp_model_alloc(LAYERS);
+    struct lmp_config *c = &m->cfg;
+    c->arch = LMP_ARCH_LLAMA;
+    c->format = LMP_FORMAT_GGUF;
+    c->dim = DIM;
+    c->hidden_dim = HIDDEN;
+    c->n_heads = sp->n_heads;
+    c->n_kv_heads = sp->n_kv_heads;
+    c->head_dim = HD;
+    c->vocab_size = VOCAB;
+    c->max_seq = 32;
+    c->rope_theta = 100.0f;
+    c->norm_eps = 1e-5f;
+    c->rope = sp->rope;
+    c->tied_embeddings = sp->tied;
+    m->path = strdup("test-model-grad");
+    m->tensors = calloc(64, sizeof(*m->tensors));
+    float *data = malloc(100000 * sizeof(float)), *cur = data;
+    m->src = data;
+    m->src_close = free;
+    const int64_t qd = (int64_t)sp->n_heads * HD, kd = (int64_t)sp->n_kv_heads * HD;
+    m->tok_emb = add_tensor(m, &cur, "tok_emb", 2, VOCAB, DIM, seed++, 1.0f, 0.0f);
+    m->out_norm = add_tensor(m, &cur, "out_norm", 1, DIM, 0, seed++, 0.3f, 1.0f);
+    m->output =
+        sp->tied ? m->tok_emb : add_tensor(m, &cur, "output", 2, VOCAB, DIM, seed++, 0.7f, 0.0f);
+    for (int b = 0; b < LAYERS; b++) {
+        struct lmp_block *blk = &m->blocks[b];
+        blk->attn_norm = add_tensor(m, &cur, "attn_norm", 1, DIM, 0, seed++, 0.3f, 1.0f);
+        blk->ffn_norm = add_tensor(m, &cur, "ffn_norm", 1, DIM, 0, seed++, 0.3f, 1.0f);
+        const int64_t shp[LMP_LIN_COUNT][2] = {{qd, DIM},    {kd, DIM},     {kd, DIM},
+                                               {DIM, qd},    {HIDDEN, DIM}, {HIDDEN, DIM},
+                                               {DIM, HIDDEN}};
+        for (int k = 0; k < LMP_LIN_COUNT; k++) {
+            /* ~1/sqrt(n_in) keeps activations O(1); larger q/k make attention peaked */
+            float sc = (k <= LMP_LIN_K ? 2.5f : 1.0f) / sqrtf((float)shp[k][1]);
+            blk->lin[k].weight =
+                add_tensor(m, &cur, lmp_lin_name(k), 2, shp[k][0], shp[k][1], seed++, sc, 0.0f);
+            if (sp->bias && k <= LMP_LIN_V)
+                blk->lin[k].bias = add_tensor(m, &cur, "bias", 1, shp[k][0], 0, seed++, 0.5f, 0.0f);
+        }
+    }
+    struct lmp_err err = {0};
+    c->qkv_bias = sp->bias;
+    enum lmp_status st = lmp_model_finish(m, &err);
+    if (st != LMP_OK) fprintf(stderr, "finish: %s\n", err.msg);
+    CHECK(st == LMP_OK);
+    return m;
+}
+
+static void random_tokens(int32_t *t, int64_t n, int32_t vocab, uint64_t seed) {
+    for (int64_t i = 0; i < n; i++) {
+        seed = seed * 6364136223846793005ULL + 1442695040888963407ULL;
+        t[i] = (int32_t)((seed >> 33) % (uint64_t)vocab);
+    }
+}
+
+/* ---- the student: teacher weights quantized ------------------------------------------- */
+
+struct student {
+    struct lmp_model             *m;
+    struct lmp_model_weights     *teacher, *w; /* w: the student's dense weights (decoded) */
+    struct lmp_model_grad        *mg;
+    struct lmp_pv_linear          lin[NL];
+    struct lmp_pv_param           prm[2 * LAYERS + 1];
+    float                        *t; /* (ROWS, VOCAB) teacher logits */
+    int32_t                       tokens[ROWS];
+    struct lmp_model_grads_owned *g;
+    const float                  *dw[NL], *dp[2 * LAYERS + 1];
+};
+
+static void student_init(struct student *s, uint64_t seed) {
+    memset(s, 0, sizeof(*s));
+    const struct spec sp = {LMP_ROPE_HALF, true, false, 4, 2};
+    struct lmp_err    err = {0};
+    s->m = build(&sp, seed);
+    CHECK(lmp_model_weights_load(s->m, &s->teacher, &err) == LMP_OK);
+    CHECK(lmp_model_weights_load(s->m, &s->w, &err) == LMP_OK);
+    CHECK(lmp_model_grad_new(&s->m->cfg, N_SEQ, T, &s->mg) == LMP_OK);
+    random_tokens(s->tokens, ROWS, VOCAB, seed + 1);
+    s->t = malloc(sizeof(float) * ROWS * VOCAB);
+    CHECK(lmp_model_grad_forward(s->mg, &s->teacher->params, s->tokens, N_SEQ, &err) == LMP_OK);
+    lmp_model_grad_logits(s->mg, &s->teacher->params, 0, ROWS, s->t);
+    const struct lmp_kernels *kt = lmp_kernels_get();
+    for (int i = 0; i < NL; i++) {
+        const struct lmp_linear *l = &s->m->blocks[i / LMP_LIN_COUNT].lin[i % LMP_LIN_COUNT];
+        struct lmp_pv_linear    *q = &s->lin[i];
+        const int64_t            n_grp = l->n_in / G;
+        q->shape =
+            (struct lmp_aq_shape){.n_out = l->n_out, .n_in = l->n_in, .M = M, .K = K, .g = G};
+        q->codes = calloc((size_t)(l->n_out * n_grp * M), sizeof(uint16_t));
+        q->cb = calloc((size_t)(M * K * G), sizeof(float));
+        q->scale = calloc((size_t)l->n_out, sizeof(float));
+        q->w = s->w->w[i];
+        const float *W = s->teacher->w[i];
+        for (int64_t o = 0; o < l->n_out; o++) { /* scale: the row's rms */
+            double ss = 0;
+            for (int64_t j = 0; j < l->n_in; j++)
+                ss += (double)W[o * l->n_in + j] * W[o * l->n_in + j];
+            q->scale[o] = (float)sqrt(ss / (double)l->n_in);
+        }
+        check_fill_random(q->cb, M * K * G, seed + 100 + i);
+        for (int j = 0; j < M * K * G; j++) q->cb[j] *= 1.2f / (float)(j / (K * G) + 1);
+        float *h = calloc((size_t)(l->n_in * l->n_in), sizeof(float));
+        for (int64_t j = 0; j < l->n_in; j++) h[j * l->n_in + j] = 1.0f;
+        CHECK(kt->aq_beam(q->codes, NULL, W, q->scale, q->cb, h, &q->shape, 4) == 0);
+        free(h);
+    }
+    for (int b = 0; b < LAYERS; b++) {
+        s->prm[2 * b] = (struct lmp_pv_param){s->w->attn_norm[b], DIM};
+        s->prm[2 * b + 1] = (struct lmp_pv_param){s->w->ffn_norm[b], DIM};
+    }
+    s->prm[2 * LAYERS] = (struct lmp_pv_param){s->w->out_norm, DIM};
+    s->g = lmp_model_grads_new(&s->m->cfg, false);
+    for (int i = 0; i < NL; i++) s->dw[i] = s->g->g.blocks[i / LMP_LIN_COUNT].w[i % LMP_LIN_COUNT];
+    for (int b = 0; b < LAYERS; b++) {
+        s->dp[2 * b] = s->g->g.blocks[b].attn_norm;
+        s->dp[2 * b + 1] = s->g->g.blocks[b].ffn_norm;
+    }
+    s->dp[2 * LAYERS] = s->g->g.out_norm;
+}
+
+static void student_free(struct student *s) {
+    for (int i = 0; i < NL; i++) {
+        free(s->lin[i].codes);
+        free(s->lin[i].cb);
+        free(s->lin[i].scale);
+    }
+    lmp_model_grads_free(&s->g);
+    free(s->t);
+    lmp_model_grad_destroy(&s->mg);
+    lmp_model_weights_free(&s->w);
+    lmp_model_weights_free(&s->teacher);
+    lmp_model_close(&s->m);
+}
+
+/* KL of the student now; with grad, its gradients in s->g (zeroed first). */
+static double kl_now(struct student *s, bool grad) {
+    struct lmp_err err = {0};
+    CHECK(lmp_model_grad_forward(s->mg, &s->w->params, s->tokens, N_SEQ, &err) == LMP_OK);
+    double kl = 0;
+    if (grad) lmp_model_grads_zero(s->g);
+    lmp_model_grad_kl_backward(s->mg, &s->w->params, s->t, grad ? &s->g->g : NULL, &kl, NULL);
+    return kl;
+}
+
+static bool w_is_decode(const struct lmp_pv_linear *q) {
+    const int64_t n = q->shape.n_out * q->shape.n_in;
+    float        *d = malloc((size_t)n * sizeof(float));
+    lmp_kernels_get()->aq_decode(d, q->codes, q->cb, q->scale, &q->shape);
+    bool same = memcmp(d, q->w, (size_t)n * sizeof(float)) == 0;
+    free(d);
+    return same;
+}
+
+static void test_p_step_lowers_kl(void) {
+    struct student s;
+    student_init(&s, 10);
+    struct lmp_pv     *pv = NULL;
+    struct lmp_pv_opts o = {.lr = 2e-3f, .code_frac = -1};
+    CHECK(lmp_pv_new(s.lin, NL, s.prm, 2 * LAYERS + 1, &o, &pv) == LMP_OK);
+    for (int i = 0; i < NL; i++) CHECK(w_is_decode(&s.lin[i]));
+    const double kl0 = kl_now(&s, true);
+    CHECK(kl0 > 0.05);
+    double prev = kl0, kl = kl0;
+    int    rises = 0;
+    for (int step = 0; step < 40; step++) {
+        CHECK(lmp_pv_p_step(pv, s.dw, s.dp) == LMP_OK);
+        kl = kl_now(&s, true);
+        if (step < 5 && !(kl < prev)) rises++;
+        prev = kl;
+    }
+    fprintf(stderr, "  P step: KL %.4f -> %.4f after 40 steps\n", kl0, kl);
+    CHECK(rises == 0);
+    CHECK(kl < 0.7 * kl0);
+    for (int i = 0; i < NL; i++) CHECK(w_is_decode(&s.lin[i]));
+    lmp_pv_destroy(&pv);
+    student_free(&s);
+}
+
+static void test_v_step(void) {
+    struct student s;
+    student_init(&s, 30);
+    struct lmp_pv     *pv = NULL;
+    const double       frac = 0.05;
+    struct lmp_pv_opts o = {.code_lr = 5e-2f, .code_frac = frac, .beam = 4};
+    CHECK(lmp_pv_new(s.lin, NL, s.prm, 2 * LAYERS + 1, &o, &pv) == LMP_OK);
+    int64_t total_changed = 0;
+    for (int step = 0; step < 4; step++) {
+        kl_now(&s, true);
+        uint16_t *old_codes[NL];
+        float    *old_w[NL];
+        int64_t   allowed = 0;
+        for (int i = 0; i < NL; i++) {
+            const struct lmp_aq_shape *sh = &s.lin[i].shape;
+            const int64_t nc = sh->n_out * (sh->n_in / G) * M, nw = sh->n_out * sh->n_in;
+            old_codes[i] = malloc((size_t)nc * sizeof(uint16_t));
+            old_w[i] = malloc((size_t)nw * sizeof(float));
+            memcpy(old_codes[i], s.lin[i].codes, (size_t)nc * sizeof(uint16_t));
+            memcpy(old_w[i], s.lin[i].w, (size_t)nw * sizeof(float));
+            allowed += (int64_t)(frac * (double)(sh->n_out * (sh->n_in / G)));
+        }
+        struct lmp_pv_v_stats st;
+        CHECK(lmp_pv_v_step(pv, s.dw, &st) == LMP_OK);
+        CHECK(st.n_selected <= allowed && st.n_changed <= st.n_selected);
+        CHECK(st.dist_after <= st.dist_before);
+        int64_t changed = 0, worse = 0;
+        for (int i = 0; i < NL; i++) {
+            const struct lmp_aq_shape *sh = &s.lin[i].shape;
+            const int64_t              groups = sh->n_out * (sh->n_in / G);
+            const float               *u = lmp_pv_buffer(pv, i);
+            int64_t                    here = 0;
+            for (int64_t gi = 0; gi < groups; gi++) {
+                if (memcmp(old_codes[i] + gi * M, s.lin[i].codes + gi * M, M * sizeof(uint16_t)) ==
+                    0)
+                    continue;
+                here++;
+                double before = 0, after = 0;
+                for (int t = 0; t < G; t++) {
+                    const double a = (double)u[gi * G + t] - old_w[i][gi * G + t];
+                    const double b = (double)u[gi * G + t] - s.lin[i].w[gi * G + t];
+                    before += a * a;
+                    after += b * b;
+                }
+                if (!(after <= before * (1 + 1e-5) + 1e-12)) worse++;
+            }
+            CHECK(here <= (int64_t)(frac * (double)groups)); /* per linear */
+            CHECK(w_is_decode(&s.lin[i]));
+            changed += here;
+            free(old_codes[i]);
+            free(old_w[i]);
+        }
+        CHECK(worse == 0);
+        CHECK(changed == st.n_changed);
+        total_changed += changed;
+        if (step == 0)
+            fprintf(stderr,
+                    "  V step: %lld of %lld groups selected, %lld changed, distance %.4g -> %.4g\n",
+                    (long long)st.n_selected, (long long)st.n_groups, (long long)st.n_changed,
+                    st.dist_before, st.dist_after);
+    }
+    CHECK(total_changed > 0);
+    lmp_pv_destroy(&pv);
+
+    /* code_frac 0: the buffers move, no code does */
+    struct lmp_pv_opts o0 = {.code_lr = 5e-2f, .code_frac = 0};
+    CHECK(lmp_pv_new(s.lin, NL, s.prm, 2 * LAYERS + 1, &o0, &pv) == LMP_OK);
+    kl_now(&s, true);
+    struct lmp_pv_v_stats st;
+    CHECK(lmp_pv_v_step(pv, s.dw, &st) == LMP_OK);
+    CHECK(st.n_selected == 0 && st.n_changed == 0 && st.n_groups > 0);
+    lmp_pv_destroy(&pv);
+    student_free(&s);
+}
+
+static void test_pv_steps_lower_kl(void) {
+    struct student s;
+    student_init(&s, 50);
+    struct lmp_pv     *pv = NULL;
+    struct lmp_pv_opts o = {.lr = 2e-3f, .code_lr = 1e-2f, .code_frac = 0.02};
+    CHECK(lmp_pv_new(s.lin, NL, s.prm, 2 * LAYERS + 1, &o, &pv) == LMP_OK);
+    const double kl0 = kl_now(&s, true);
+    double       kl = kl0;
+    int64_t      changed = 0;
+    for (int step = 0; step < 30; step++) {
+        struct lmp_pv_v_stats st;
+        CHECK(lmp_pv_p_step(pv, s.dw, s.dp) == LMP_OK);
+        CHECK(lmp_pv_v_step(pv, s.dw, &st) == LMP_OK);
+        changed += st.n_changed;
+        kl = kl_now(&s, true);
+    }
+    fprintf(stderr, "  P+V steps: KL %.4f -> %.4f after 30 steps, %lld codes changed\n", kl0, kl,
+            (long long)changed);
+    CHECK(kl < 0.8 * kl0);
+    lmp_pv_destroy(&pv);
+    student_free(&s);
+}
+
+static void test_rejects_bad_shapes(void) {
+    struct lmp_pv       *pv = NULL;
+    struct lmp_pv_linear l = {.shape = {.n_out = 2, .n_in = 10, .M = 1, .K = 16, .g = 4}};
+    CHECK(lmp_pv_new(&l, 1, NULL, 0, NULL, &pv) == LMP_EINVAL && pv == NULL);
+    l.shape.n_in = 8;
+    l.shape.K = 70000;
+    CHECK(lmp_pv_new(&l, 1, NULL, 0, NULL, &pv) == LMP_EINVAL);
+    CHECK(lmp_pv_new(NULL, 0, NULL, 0, NULL, &pv) == LMP_OK && pv != NULL);
+    lmp_pv_destroy(&pv);
+    CHECK(pv == NULL);
+}
+
+int main(void) {
+    RUN(test_p_step_lowers_kl);
+    RUN(test_v_step);
+    RUN(test_pv_steps_lower_kl);
+    RUN(test_rejects_bad_shapes);
+    return check_report();
+}

@@ -1,0 +1,243 @@
+/*  pv - see pv.h
+ *
+ *  V step, per linear: the distance of every group (o, j), d = ||U[o, jg:(j+1)g] -
+ *  W_hat[o, jg:(j+1)g]||^2, is computed in double; the n_sel = floor(code_frac n_grp)
+ *  largest (ties to the lower group index; groups at distance 0 are never worth a search)
+ *  are packed as rows of one aq_beam call of shape (n_sel, g) with H = I_g: target U's
+ *  group, the row's scale, the group's M codes. The beam's objective is then exactly the
+ *  group's squared L2 distance, and its per-row loss output is the distance after.
+ */
+#include "worker/pv.h"
+
+#include "worker/aq.h" /* defines: struct lmp_aq_adam, lmp_aq_adam_* */
+
+#include <assert.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct pv_lin {
+    struct lmp_pv_linear l;
+    float               *u;                  /* (n_out, n_in) straight-through buffer */
+    float               *g_cb, *g_scale;     /* (M, K, g), (n_out) */
+    struct lmp_aq_adam   a_cb, a_scale, a_u; /* P: codebooks, scales; V: the buffer */
+};
+
+struct lmp_pv {
+    struct lmp_pv_opts   o;
+    int                  n_lins, n_params;
+    struct pv_lin       *lins;    /* (n_lins) */
+    struct lmp_pv_param *params;  /* (n_params) */
+    struct lmp_aq_adam  *a_param; /* (n_params) */
+};
+
+static void lin_release(struct pv_lin *p) {
+    free(p->u);
+    free(p->g_cb);
+    free(p->g_scale);
+    lmp_aq_adam_release(&p->a_cb);
+    lmp_aq_adam_release(&p->a_scale);
+    lmp_aq_adam_release(&p->a_u);
+}
+
+void lmp_pv_destroy(struct lmp_pv **self_p) {
+    assert(self_p);
+    struct lmp_pv *pv = *self_p;
+    if (pv == NULL) return;
+    for (int i = 0; pv->lins && i < pv->n_lins; i++) lin_release(&pv->lins[i]);
+    for (int i = 0; pv->a_param && i < pv->n_params; i++) lmp_aq_adam_release(&pv->a_param[i]);
+    free(pv->lins);
+    free(pv->params);
+    free(pv->a_param);
+    free(pv);
+    *self_p = NULL;
+}
+
+enum lmp_status lmp_pv_new(const struct lmp_pv_linear *lins, int n_lins,
+                           const struct lmp_pv_param *params, int n_params,
+                           const struct lmp_pv_opts *opts, struct lmp_pv **out) {
+    assert(out && n_lins >= 0 && n_params >= 0 && (lins || n_lins == 0) &&
+           (params || n_params == 0));
+    *out = NULL;
+    for (int i = 0; i < n_lins; i++) {
+        const struct lmp_aq_shape *s = &lins[i].shape;
+        if (s->n_out <= 0 || s->g <= 0 || s->n_in <= 0 || s->n_in % s->g != 0 || s->M <= 0 ||
+            s->K <= 0 || s->K > 65536)
+            return LMP_EINVAL;
+    }
+    struct lmp_pv *pv = calloc(1, sizeof(*pv));
+    if (pv == NULL) return LMP_ENOMEM;
+    struct lmp_pv_opts o = opts ? *opts : (struct lmp_pv_opts){.code_frac = -1};
+    if (o.lr <= 0) o.lr = 3e-4f;
+    if (o.beta1 <= 0) o.beta1 = 0.9f;
+    if (o.beta2 <= 0) o.beta2 = 0.95f;
+    if (o.code_lr <= 0) o.code_lr = 1e-2f;
+    if (o.code_beta2 <= 0) o.code_beta2 = 0.95f;
+    if (o.code_frac < 0) o.code_frac = 0.01;
+    if (o.beam <= 0) o.beam = 8;
+    pv->o = o;
+    pv->n_lins = n_lins;
+    pv->n_params = n_params;
+    pv->lins = calloc((size_t)(n_lins > 0 ? n_lins : 1), sizeof(*pv->lins));
+    pv->params = calloc((size_t)(n_params > 0 ? n_params : 1), sizeof(*pv->params));
+    pv->a_param = calloc((size_t)(n_params > 0 ? n_params : 1), sizeof(*pv->a_param));
+    if (pv->lins == NULL || pv->params == NULL || pv->a_param == NULL) goto oom;
+    if (n_params > 0) memcpy(pv->params, params, (size_t)n_params * sizeof(*params));
+    for (int i = 0; i < n_params; i++)
+        if (lmp_aq_adam_init(&pv->a_param[i], params[i].n, o.beta1, o.beta2) != LMP_OK) goto oom;
+    const struct lmp_kernels *kt = lmp_kernels_get();
+    for (int i = 0; i < n_lins; i++) {
+        struct pv_lin             *p = &pv->lins[i];
+        const struct lmp_aq_shape *s = &lins[i].shape;
+        const int64_t              nw = s->n_out * s->n_in, nc = (int64_t)s->M * s->K * s->g;
+        p->l = lins[i];
+        p->u = malloc((size_t)nw * sizeof(float));
+        p->g_cb = malloc((size_t)nc * sizeof(float));
+        p->g_scale = malloc((size_t)s->n_out * sizeof(float));
+        if (p->u == NULL || p->g_cb == NULL || p->g_scale == NULL ||
+            lmp_aq_adam_init(&p->a_cb, nc, o.beta1, o.beta2) != LMP_OK ||
+            lmp_aq_adam_init(&p->a_scale, s->n_out, o.beta1, o.beta2) != LMP_OK ||
+            lmp_aq_adam_init(&p->a_u, nw, 0.0f, o.code_beta2) != LMP_OK)
+            goto oom;
+        kt->aq_decode(p->l.w, p->l.codes, p->l.cb, p->l.scale, s);
+        memcpy(p->u, p->l.w, (size_t)nw * sizeof(float));
+    }
+    *out = pv;
+    return LMP_OK;
+oom:
+    lmp_pv_destroy(&pv);
+    return LMP_ENOMEM;
+}
+
+const float *lmp_pv_buffer(const struct lmp_pv *pv, int i) {
+    assert(pv && i >= 0 && i < pv->n_lins);
+    return pv->lins[i].u;
+}
+
+/* ---- P step ----------------------------------------------------------------------------- */
+
+enum lmp_status lmp_pv_p_step(struct lmp_pv *pv, const float *const *dw,
+                              const float *const *dparams) {
+    assert(pv);
+    const struct lmp_kernels *kt = lmp_kernels_get();
+    for (int i = 0; dw && i < pv->n_lins; i++) {
+        struct pv_lin *p = &pv->lins[i];
+        if (dw[i] == NULL) continue;
+        if (kt->aq_grad_dw(p->g_cb, p->g_scale, dw[i], p->l.codes, p->l.cb, p->l.scale,
+                           &p->l.shape) != 0)
+            return LMP_ENOMEM;
+        lmp_aq_adam_step(&p->a_cb, p->l.cb, p->g_cb, pv->o.lr);
+        lmp_aq_adam_step(&p->a_scale, p->l.scale, p->g_scale, pv->o.lr);
+        kt->aq_decode(p->l.w, p->l.codes, p->l.cb, p->l.scale, &p->l.shape);
+    }
+    for (int i = 0; dparams && i < pv->n_params; i++)
+        if (dparams[i]) lmp_aq_adam_step(&pv->a_param[i], pv->params[i].x, dparams[i], pv->o.lr);
+    return LMP_OK;
+}
+
+/* ---- V step ----------------------------------------------------------------------------- */
+
+struct grp {
+    double  d; /* squared distance of U's group to W_hat's */
+    int64_t i; /* group index o * n_grp + j */
+};
+
+static int by_distance_desc(const void *a, const void *b) {
+    const struct grp *x = a, *y = b;
+    if (x->d != y->d) return x->d < y->d ? 1 : -1;
+    return x->i < y->i ? -1 : x->i > y->i;
+}
+
+static int by_index(const void *a, const void *b) {
+    const struct grp *x = a, *y = b;
+    return x->i < y->i ? -1 : x->i > y->i;
+}
+
+static double dist2(const float *a, const float *b, int g) {
+    double s = 0;
+    for (int t = 0; t < g; t++) {
+        const double d = (double)a[t] - (double)b[t];
+        s += d * d;
+    }
+    return s;
+}
+
+/* Re-encode the n_sel farthest groups of one linear. RET LMP_OK or LMP_ENOMEM. */
+static enum lmp_status reencode(struct pv_lin *p, double frac, int beam,
+                                struct lmp_pv_v_stats *st) {
+    const struct lmp_kernels  *kt = lmp_kernels_get();
+    const struct lmp_aq_shape *s = &p->l.shape;
+    const int                  g = s->g, M = s->M;
+    const int64_t              n_grp = s->n_in / g, total = s->n_out * n_grp;
+    int64_t                    n_sel = (int64_t)(frac * (double)total);
+    st->n_groups += total;
+    if (n_sel <= 0) return LMP_OK;
+    if (n_sel > total) n_sel = total;
+    struct grp *gr = malloc((size_t)total * sizeof(*gr));
+    if (gr == NULL) return LMP_ENOMEM;
+    for (int64_t i = 0; i < total; i++)
+        gr[i] = (struct grp){dist2(p->u + i * g, p->l.w + i * g, g), i};
+    qsort(gr, (size_t)total, sizeof(*gr), by_distance_desc);
+    while (n_sel > 0 && gr[n_sel - 1].d == 0) n_sel--; /* nothing to gain there */
+    qsort(gr, (size_t)n_sel, sizeof(*gr), by_index);   /* memory order */
+
+    enum lmp_status st_ = LMP_OK;
+    float          *tw = malloc((size_t)(n_sel * g + g * g + n_sel + 1) * sizeof(float));
+    uint16_t       *tc = malloc((size_t)(n_sel * M + 1) * sizeof(uint16_t));
+    double         *lo = malloc((size_t)(n_sel + 1) * sizeof(double));
+    if (tw == NULL || tc == NULL || lo == NULL) {
+        st_ = LMP_ENOMEM;
+        goto out;
+    }
+    float *h = tw + n_sel * g, *sc = h + g * g; /* H = I_g; per packed row, its scale */
+    memset(h, 0, (size_t)(g * g) * sizeof(float));
+    for (int t = 0; t < g; t++) h[t * g + t] = 1.0f;
+    for (int64_t r = 0; r < n_sel; r++) {
+        const int64_t i = gr[r].i;
+        memcpy(tw + r * g, p->u + i * g, (size_t)g * sizeof(float));
+        memcpy(tc + r * M, p->l.codes + i * M, (size_t)M * sizeof(uint16_t));
+        sc[r] = p->l.scale[i / n_grp];
+        st->dist_before += gr[r].d;
+    }
+    const struct lmp_aq_shape ps = {.n_out = n_sel, .n_in = g, .M = M, .K = s->K, .g = g};
+    if (kt->aq_beam(tc, lo, tw, sc, p->l.cb, h, &ps, beam) != 0) {
+        st_ = LMP_ENOMEM;
+        goto out;
+    }
+    st->n_selected += n_sel;
+    int64_t changed = 0;
+    for (int64_t r = 0; r < n_sel; r++) {
+        uint16_t *c = p->l.codes + gr[r].i * M;
+        if (memcmp(c, tc + r * M, (size_t)M * sizeof(uint16_t)) != 0) {
+            memcpy(c, tc + r * M, (size_t)M * sizeof(uint16_t));
+            changed++;
+        }
+    }
+    /* the whole decode, not the changed groups by hand: the dense buffer stays bit for bit
+     * the kernel's decode (O(n_out n_in), small next to a forward) */
+    if (changed) kt->aq_decode(p->l.w, p->l.codes, p->l.cb, p->l.scale, s);
+    st->n_changed += changed;
+    for (int64_t r = 0; r < n_sel; r++)
+        st->dist_after += dist2(p->u + gr[r].i * g, p->l.w + gr[r].i * g, g);
+out:
+    free(gr);
+    free(tw);
+    free(tc);
+    free(lo);
+    return st_;
+}
+
+enum lmp_status lmp_pv_v_step(struct lmp_pv *pv, const float *const *dw,
+                              struct lmp_pv_v_stats *stats) {
+    assert(pv && dw);
+    struct lmp_pv_v_stats st = {0};
+    for (int i = 0; i < pv->n_lins; i++) {
+        struct pv_lin *p = &pv->lins[i];
+        if (dw[i] == NULL) continue;
+        lmp_aq_adam_step(&p->a_u, p->u, dw[i], pv->o.code_lr);
+        enum lmp_status e = reencode(p, pv->o.code_frac, pv->o.beam, &st);
+        if (e != LMP_OK) return e;
+    }
+    if (stats) *stats = st;
+    return LMP_OK;
+}

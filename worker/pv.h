@@ -1,0 +1,106 @@
+/*  pv - one PV-Tuning step on one process: the P step and the linearized V step
+ *
+ *  PV-Tuning (Malinovskii et al., NeurIPS 2024; docs/pv-tuning.md) tunes a quantized model
+ *  against the original with the gradients of worker/model_grad.h. Each quantized linear
+ *  W_hat[o, j g + t] = s_o sum_m cb_m[codes[o, j, m]][t] is registered with its codes,
+ *  codebooks, scales and the dense fp32 buffer the forward runs (its decode, kept equal to
+ *  it by every step); unquantized parameters (norms, optionally embeddings) are plain
+ *  vectors. Given dL/dW_hat of every linear (model_grad's dense weight gradients):
+ *
+ *  P step (codes fixed): dL/dcb and dL/ds through the decode (kernel aq_grad_dw), one Adam
+ *      step on codebooks, scales and the plain parameters (lr 3e-4, betas 0.9/0.95 by
+ *      default), then every dense buffer is decoded again.
+ *  V step (linearized): each linear keeps a straight-through buffer U (n_out, n_in), the
+ *      decoded weight at registration, which takes its own Adam step (code_lr, beta1 0,
+ *      beta2 0.95: the reference's settings) with dL/dW_hat. The groups (row o, group j)
+ *      whose U moved farthest (squared L2) from the current W_hat, a fraction code_frac of
+ *      the linear's groups (1% by default, rounded down), are re-encoded by beam search
+ *      (kernel aq_beam) minimizing ||U_group - s_o sum_m cb_m[c_m]||^2, i.e. the L2
+ *      distance to U/s_o in codebook space, starting from their current codes: the beam
+ *      keeps "no change" as a candidate, so a re-encoded group's distance never grows.
+ *      With H = I the row objective separates over groups, so the selected groups are
+ *      searched as independent one-group rows. U is kept (not reset to W_hat), as in the
+ *      reference; the changed groups are decoded into the dense buffer.
+ *
+ *  Not here yet: the trust ratio that caps the total weight change, LAMB, data-parallel or
+ *  pipeline reductions, checkpoints (docs/pv-tuning.md says what is planned).
+ *
+ *  Ownership: every array registered is borrowed and updated in place; the object owns the
+ *  Adam states and the buffers U. Threads: the kernels' (aq_beam's rows); calls on one
+ *  object must not overlap.
+ *
+ *  Calling sequence:
+ *      lmp_pv_new(lins, n_lins, params, n_params, &opts, &pv);
+ *      loop: model_grad forward + lmp_model_grad_kl_backward -> dW of every linear, dparams
+ *            lmp_pv_p_step(pv, dw, dparams);
+ *            lmp_pv_v_step(pv, dw, &stats);          (same gradient; or every few steps)
+ *      lmp_pv_destroy(&pv);
+ */
+#ifndef LMP_WORKER_PV_H
+#define LMP_WORKER_PV_H
+
+#include <stdint.h>
+#include "base/status.h"     /* defines: enum lmp_status */
+#include "kernels/kernels.h" /* defines: struct lmp_aq_shape */
+
+/* One quantized linear, every array borrowed and updated in place. */
+struct lmp_pv_linear {
+    struct lmp_aq_shape shape; /* n_out, n_in, M, K, g (all rows of the linear) */
+    uint16_t           *codes; /* (n_out, n_in/g, M) */
+    float              *cb;    /* (M, K, g) */
+    float              *scale; /* (n_out) */
+    float              *w;     /* (n_out, n_in) the dense weight the forward reads: the
+                                  decode, rewritten by lmp_pv_new and every step */
+};
+
+/* An unquantized parameter trained by the P step (a norm, an embedding): x (n) in place. */
+struct lmp_pv_param {
+    float  *x;
+    int64_t n;
+};
+
+struct lmp_pv_opts {
+    float  lr;         /* P step Adam learning rate; <= 0: 3e-4 */
+    float  beta1;      /* P step; <= 0: 0.9 */
+    float  beta2;      /* P step; <= 0: 0.95 */
+    float  code_lr;    /* V step: the buffers' Adam learning rate; <= 0: 1e-2 */
+    float  code_beta2; /* V step (beta1 is 0); <= 0: 0.95 */
+    double code_frac;  /* V step: fraction of each linear's groups re-encoded; < 0: 0.01 */
+    int    beam;       /* V step: beam width; <= 0: 8 */
+};
+
+/* What one V step did, summed over the linears. */
+struct lmp_pv_v_stats {
+    int64_t n_groups;    /* groups of all linears */
+    int64_t n_selected;  /* groups re-encoded (sum over linears of floor(code_frac x groups)) */
+    int64_t n_changed;   /* of those, groups whose codes changed */
+    double  dist_before; /* sum over the selected groups of ||U - W_hat||^2 before ... */
+    double  dist_after;  /* ... and after the re-encoding */
+};
+
+struct lmp_pv;
+
+/* Register n_lins linears and n_params plain parameters (arrays copied; their contents
+ * borrowed). Each linear's dense buffer is set to its decode and its buffer U to a copy.
+ * RET LMP_OK, LMP_EINVAL (a shape the kernels cannot run: g not dividing n_in, K > 65536),
+ * LMP_ENOMEM. */
+enum lmp_status lmp_pv_new(const struct lmp_pv_linear *lins, int n_lins,
+                           const struct lmp_pv_param *params, int n_params,
+                           const struct lmp_pv_opts *opts, struct lmp_pv **out);
+void            lmp_pv_destroy(struct lmp_pv **self_p);
+
+/* P step. dw[i] (n_out, n_in) is dL/dW_hat of linear i (NULL: not trained this step);
+ * dparams[i] (n) the gradient of param i (NULL entries or a NULL array: not trained).
+ * RET LMP_OK or LMP_ENOMEM (kernel scratch; parameters may then be partly updated). */
+enum lmp_status lmp_pv_p_step(struct lmp_pv *self, const float *const *dw,
+                              const float *const *dparams);
+
+/* V step with the same gradients (dw[i] NULL: linear i untouched); stats may be NULL.
+ * RET LMP_OK or LMP_ENOMEM. */
+enum lmp_status lmp_pv_v_step(struct lmp_pv *self, const float *const *dw,
+                              struct lmp_pv_v_stats *stats);
+
+/* The straight-through buffer U (n_out, n_in) of linear i, owned by the object. */
+const float *lmp_pv_buffer(const struct lmp_pv *self, int i);
+
+#endif /* LMP_WORKER_PV_H */
