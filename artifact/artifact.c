@@ -10,7 +10,9 @@
  */
 #include "artifact/artifact.h"
 #include "artifact/events.h"     /* defines: lmp_events_*, struct lmp_event_list */
+#include "base/build.h"          /* defines: lmp_build_id() */
 #include "base/file.h"             /* defines: lmp_file_read_all(), lmp_path_is_file(), lmp_map_release_pages */
+#include "base/text.h"             /* defines: lmp_str_escape() */
 #include "base/log.h"              /* defines: lmp_log_warn() */
 
 #include <hdf5.h>
@@ -265,6 +267,26 @@ out:
     return rc;
 }
 
+/* A scalar fixed-length string attribute of any length, into *out (malloc'ed). */
+static int attr_get_str_dup(hid_t obj, const char *name, char **out) {
+    hid_t  attr = H5I_INVALID_HID, ftype = H5I_INVALID_HID;
+    size_t size = 0;
+    if (H5Aexists(obj, name) <= 0) return -1;
+    if ((attr = H5Aopen(obj, name, H5P_DEFAULT)) >= 0 && (ftype = H5Aget_type(attr)) >= 0 &&
+        H5Tget_class(ftype) == H5T_STRING)
+        size = H5Tget_size(ftype);
+    if (ftype >= 0) H5Tclose(ftype);
+    if (attr >= 0) H5Aclose(attr);
+    char *buf = size > 0 && size < ((size_t)1 << 30) ? malloc(size + 1) : NULL;
+    if (buf == NULL || attr_get_str(obj, name, buf, size + 1) < 0) {
+        free(buf);
+        return -1;
+    }
+    free(*out);
+    *out = buf;
+    return 0;
+}
+
 /* Create dataset name under loc with file type ftype, shape dims (rank >= 1, a zero
  * dimension allowed), write buf (memory type mtype, elem_size bytes per element) and
  * its xxh64. */
@@ -363,13 +385,42 @@ static hid_t group_open_or_create(hid_t loc, const char *name) {
 void lmp_art_job_init(struct lmp_art_job *job) {
     memset(job, 0, sizeof(*job));
     snprintf(job->tool_version, sizeof(job->tool_version), "%s", LMP_VERSION);
+    snprintf(job->build, sizeof(job->build), "%s", lmp_build_id());
 }
 
 void lmp_art_job_release(struct lmp_art_job *job) {
     if (job == NULL) return;
     free(job->linears);
-    job->linears   = NULL;
-    job->n_linears = 0;
+    free(job->model_name);
+    free(job->calib_desc);
+    memset(job, 0, sizeof(*job));
+}
+
+enum lmp_status lmp_art_job_set_text(char **field, const char *v) {
+    assert(field);
+    char *c = xstrdup(v ? v : "");
+    if (c == NULL) return LMP_ENOMEM;
+    free(*field);
+    *field = c;
+    return LMP_OK;
+}
+
+/* A deep copy of src into dst (zeroed or released). RET LMP_OK or LMP_ENOMEM. */
+static enum lmp_status job_copy(struct lmp_art_job *dst, const struct lmp_art_job *src) {
+    *dst = *src;
+    dst->model_name = dst->calib_desc = NULL;
+    dst->linears = NULL;
+    dst->n_linears = 0;
+    if (lmp_art_job_set_text(&dst->model_name, src->model_name) != LMP_OK ||
+        lmp_art_job_set_text(&dst->calib_desc, src->calib_desc) != LMP_OK ||
+        (dst->linears = malloc((size_t)(src->n_linears ? src->n_linears : 1) *
+                               sizeof(*src->linears))) == NULL) {
+        lmp_art_job_release(dst);
+        return LMP_ENOMEM;
+    }
+    memcpy(dst->linears, src->linears, (size_t)src->n_linears * sizeof(*src->linears));
+    dst->n_linears = src->n_linears;
+    return LMP_OK;
 }
 
 enum lmp_status lmp_art_job_from_model(struct lmp_art_job *job, const struct lmp_model *m) {
@@ -388,8 +439,10 @@ enum lmp_status lmp_art_job_from_model(struct lmp_art_job *job, const struct lmp
     job->n_linears = n;
     job->cfg       = m->cfg;
     job->model_fp  = lmp_fingerprint_model(m);
-    snprintf(job->model_name, sizeof(job->model_name), "%s", m->path ? m->path : "(unnamed)");
+    if (lmp_art_job_set_text(&job->model_name, m->path ? m->path : "(unnamed)") != LMP_OK)
+        return LMP_ENOMEM;
     snprintf(job->tool_version, sizeof(job->tool_version), "%s", LMP_VERSION);
+    snprintf(job->build, sizeof(job->build), "%s", lmp_build_id());
     return LMP_OK;
 }
 
@@ -405,8 +458,9 @@ static int write_job(hid_t file, const struct lmp_art_job *job) {
     if (attr_put_str(file, "tool_version", job->tool_version) < 0 ||
         attr_put_str(file, "method", job->method) < 0 ||
         attr_put_str(file, "scheme", job->scheme) < 0 ||
-        attr_put_str(file, "model_name", job->model_name) < 0 ||
-        attr_put_str(file, "calib_desc", job->calib_desc) < 0 ||
+        attr_put_str(file, "model_name", job->model_name ? job->model_name : "") < 0 ||
+        attr_put_str(file, "calib_desc", job->calib_desc ? job->calib_desc : "") < 0 ||
+        attr_put_str(file, "build", job->build) < 0 ||
         attr_put_u64(file, "model_fingerprint", job->model_fp) < 0 ||
         attr_put_u64(file, "calib_fingerprint", job->calib_fp) < 0)
         goto out;
@@ -461,15 +515,21 @@ static enum lmp_status read_job(hid_t file, const char *fname, struct lmp_art_jo
     char *names = NULL;
     int64_t *shapes = NULL;
     int64_t v[12];
-    memset(job, 0, sizeof(*job));
+    lmp_art_job_release(job);
     if (attr_get_str(file, "tool_version", job->tool_version, sizeof(job->tool_version)) < 0 ||
         attr_get_str(file, "method", job->method, sizeof(job->method)) < 0 ||
         attr_get_str(file, "scheme", job->scheme, sizeof(job->scheme)) < 0 ||
-        attr_get_str(file, "model_name", job->model_name, sizeof(job->model_name)) < 0 ||
-        attr_get_str(file, "calib_desc", job->calib_desc, sizeof(job->calib_desc)) < 0 ||
+        attr_get_str_dup(file, "model_name", &job->model_name) < 0 ||
+        attr_get_str_dup(file, "calib_desc", &job->calib_desc) < 0 ||
         attr_get_u64(file, "model_fingerprint", &job->model_fp) < 0 ||
         attr_get_u64(file, "calib_fingerprint", &job->calib_fp) < 0) {
         st = lmp_err_set(err, LMP_EFORMAT, "'%s': missing or malformed job attributes", fname);
+        goto out;
+    }
+    /* optional (absent before it was recorded): "" = unknown build */
+    if (H5Aexists(file, "build") > 0 &&
+        attr_get_str(file, "build", job->build, sizeof(job->build)) < 0) {
+        st = lmp_err_set(err, LMP_EFORMAT, "'%s': malformed attribute 'build'", fname);
         goto out;
     }
     if (H5Lexists(file, "model", H5P_DEFAULT) <= 0 ||
@@ -1119,25 +1179,66 @@ static enum lmp_status index_main(struct lmp_artifact *a, struct lmp_err *err) {
     return LMP_OK;
 }
 
+/* The setting where description a first differs from b ("key=value" words), escaped
+ * into out: the key and, for a long value, its part around the first difference. */
+static void desc_diff(const char *a, const char *b, char *out, size_t n) {
+    size_t i = 0;
+    while (a[i] && a[i] == b[i]) i++;
+    size_t w = i; /* the word holding the difference */
+    while (w > 0 && a[w - 1] != ' ') w--;
+    size_t e = i;
+    while (a[e] && a[e] != ' ') e++;
+    const char *eq = memchr(a + w, '=', e - w);
+    size_t      v = eq ? (size_t)(eq - a) + 1 : w; /* the value's start */
+    char        key[64], val[200];
+    lmp_str_escape_n(key, sizeof(key), a + w, v - w);
+    const size_t from = i > v + 40 ? i - 40 : v; /* a little context before the change */
+    lmp_str_escape_n(val, sizeof(val), a + from, e - from);
+    if (e == w)
+        snprintf(out, n, "(nothing)");
+    else
+        snprintf(out, n, "'%s%s%s'", key, from > v ? "..." : "", val);
+}
+
 static enum lmp_status job_match(const struct lmp_artifact *a, const struct lmp_art_job *have,
                                  const struct lmp_art_job *want, struct lmp_err *err) {
+    /* outside text (paths, settings) is escaped and cut to fit the one-line message */
+    char p[256], hn[160], wn[160], hd[512], wd[512];
+    lmp_str_escape(p, sizeof(p), a->path);
     if (have->model_fp != want->model_fp)
         return lmp_err_set(err, LMP_EMISMATCH,
                            "'%s' was made from model '%s' (fingerprint %016" PRIx64 "), this run "
                            "uses '%s' (%016" PRIx64 "): use another --out or delete it",
-                           a->path, have->model_name, have->model_fp, want->model_name,
-                           want->model_fp);
-    if (have->calib_fp != want->calib_fp)
+                           p, lmp_str_escape(hn, sizeof(hn), have->model_name), have->model_fp,
+                           lmp_str_escape(wn, sizeof(wn), want->model_name), want->model_fp);
+    if (strcmp(have->build, want->build) != 0)
         return lmp_err_set(err, LMP_EMISMATCH,
-                           "'%s' was made with calibration data '%s' (fingerprint %016" PRIx64 "), "
-                           "this run uses '%s' (%016" PRIx64 "): use another --out or delete it",
-                           a->path, have->calib_desc, have->calib_fp, want->calib_desc,
-                           want->calib_fp);
+                           "'%s' was written by build '%s', this is '%s': another build computes "
+                           "other codebooks, so a resume would mix them; resume with the same "
+                           "build, or use another --out",
+                           p, have->build[0] ? have->build : "(not recorded)", want->build);
+    if (have->calib_fp != want->calib_fp) {
+        const char *a0 = have->calib_desc ? have->calib_desc : "";
+        const char *b0 = want->calib_desc ? want->calib_desc : "";
+        if (strcmp(a0, b0) == 0)
+            return lmp_err_set(err, LMP_EMISMATCH,
+                               "'%s' was made with other calibration data (same settings, "
+                               "other tokens: fingerprint %016" PRIx64 ", this run %016" PRIx64
+                               "): use another --out or delete it",
+                               p, have->calib_fp, want->calib_fp);
+        desc_diff(a0, b0, hd, sizeof(hd));
+        desc_diff(b0, a0, wd, sizeof(wd));
+        return lmp_err_set(err, LMP_EMISMATCH,
+                           "'%s' was made with other calibration data or settings: %s there, "
+                           "%s in this run (fingerprint %016" PRIx64 ", this run %016" PRIx64
+                           "): use another --out or delete it",
+                           p, hd, wd, have->calib_fp, want->calib_fp);
+    }
     if (strcmp(have->method, want->method) != 0 || strcmp(have->scheme, want->scheme) != 0)
         return lmp_err_set(err, LMP_EMISMATCH,
                            "'%s' was made with method '%s' scheme '%s', this run uses '%s' '%s': "
                            "use another --out or delete it",
-                           a->path, have->method, have->scheme, want->method, want->scheme);
+                           p, have->method, have->scheme, want->method, want->scheme);
     return LMP_OK;
 }
 
@@ -1304,15 +1405,11 @@ enum lmp_status lmp_artifact_open_write(const char *path, const struct lmp_art_j
         }
         if ((st = part_commit(a, f, ITEM_JOB, "", &p, err))) goto fail;
         if ((st = add_item(a, ITEM_JOB, "", p, err))) goto fail;
-        /* keep our own copy of the job (with its linears) */
-        a->job = *job;
-        a->job.linears = malloc((size_t) job->n_linears * sizeof(*job->linears));
-        if (a->job.linears == NULL) {
-            a->job.n_linears = 0;
+        /* keep our own copy of the job (with its linears and strings) */
+        if (job_copy(&a->job, job) != LMP_OK) {
             st = lmp_err_set(err, LMP_ENOMEM, "out of memory");
             goto fail;
         }
-        memcpy(a->job.linears, job->linears, (size_t) job->n_linears * sizeof(*job->linears));
         a->have_job = true;
     }
     if ((st = rebuild_order(a, err)) || (st = events_start(a, err))) goto fail;

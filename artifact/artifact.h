@@ -27,12 +27,14 @@
  *      struct lmp_art_job job;
  *      lmp_art_job_init(&job);
  *      lmp_art_job_from_model(&job, model);           // config, linears, fingerprint
- *      job.calib_fp = lmp_fingerprint_calib(ids, n, settings);
+ *      job.calib_fp = lmp_fingerprint_job(ids, n, settings_digest);
+ *      lmp_art_job_set_text(&job.calib_desc, settings_in_words);
  *      snprintf(job.method, ..., "aqlm"); snprintf(job.scheme, ..., "2x8g8");
  *      struct lmp_artifact *a;
  *      st = lmp_artifact_open_write("ART.h5", &job, &a, &err);
  *          // creates it, or resumes it if it was made by the same job;
- *          // LMP_EMISMATCH if it belongs to another model/calibration/method/scheme
+ *          // LMP_EMISMATCH if it belongs to another model/calibration/settings/
+ *          // method/scheme, or was written by another build
  *      lmp_artifact_put_model_tensors(a, model, quantized, false, &err);   // idempotent
  *      lmp_artifact_put_tokenizer(a, kind, bytes, n, &err);         // once
  *      for each linear:
@@ -74,7 +76,7 @@
 #include "base/log.h"               /* defines: enum lmp_log_level */
 #include "base/status.h"            /* defines: enum lmp_status, struct lmp_err */
 #include "model/model.h"      /* defines: struct lmp_config, struct lmp_model, LMP_NAME_MAX */
-#include "artifact/fingerprint.h" /* defines: lmp_fingerprint_model(), lmp_fingerprint_calib() */
+#include "artifact/fingerprint.h" /* defines: lmp_fingerprint_model(), lmp_fingerprint_job() */
 
 #define LMP_ARTIFACT_FORMAT_VERSION 1   /* docs/artifact.md: version history */
 #define LMP_ARTIFACT_FORMAT_MINOR   1   /* 1.1: /events; readers of 1.0 ignore it */
@@ -88,24 +90,33 @@ struct lmp_art_linear {
     int64_t n_out, n_in;
 };
 
-/* What a job is: the key an artifact is checked against on resume. */
+/* What a job is: the key an artifact is checked against on resume. The strings that
+ * come from outside (the model's path, the settings in words) are owned, whole, and
+ * never NULL once read back; set them with lmp_art_job_set_text. */
 struct lmp_art_job {
     uint64_t model_fp;              /* lmp_fingerprint_model() */
-    uint64_t calib_fp;              /* lmp_fingerprint_calib(); 0 = none (RTN) */
-    char     model_name[256];       /* for messages: the model's path */
-    char     calib_desc[256];       /* human description of the calibration settings */
+    uint64_t calib_fp;              /* lmp_fingerprint_job(): calibration tokens and every
+                                       setting that changes the artifact (docs/artifact.md) */
+    char    *model_name;            /* for messages: the model's path (owned) */
+    char    *calib_desc;            /* the fingerprinted settings in words (owned) */
     char     method[32];            /* "aqlm", "rtn" */
     char     scheme[64];            /* "2x8g8", "int4g128" */
-    char     tool_version[32];      /* LMP_VERSION of the writer (not checked on resume) */
+    char     tool_version[32];      /* LMP_VERSION of the writer */
+    char     build[256];            /* lmp_build_id() of the writer; "" = not recorded (an
+                                       artifact older than the record); checked on resume */
     struct lmp_config cfg;
     struct lmp_art_linear *linears; /* (n_linears), owned */
     int64_t  n_linears;
 };
 
+/* Zero job, then tool_version and build of this program. */
 void lmp_art_job_init(struct lmp_art_job *job);
+/* Free what job owns; job is zeroed (init it again to reuse it). */
 void lmp_art_job_release(struct lmp_art_job *job);
-/* Fill cfg, linears, model_name, model_fp (hashes the model: reads every tensor once)
- * and tool_version. RET LMP_OK or LMP_ENOMEM. */
+/* *field (job->model_name or job->calib_desc) = a copy of v. RET LMP_OK or LMP_ENOMEM. */
+enum lmp_status lmp_art_job_set_text(char **field, const char *v);
+/* Fill cfg, linears, model_name, model_fp (hashes the model: reads every tensor once),
+ * tool_version and build. RET LMP_OK or LMP_ENOMEM. */
 enum lmp_status lmp_art_job_from_model(struct lmp_art_job *job, const struct lmp_model *m);
 
 /* Statistics of one layer's compression (attributes of its group). */

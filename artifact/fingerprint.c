@@ -36,11 +36,77 @@ uint64_t lmp_fingerprint_model(const struct lmp_model *m) {
     return lmp_xxh64_digest(&s);
 }
 
-uint64_t lmp_fingerprint_calib(const int32_t *ids, int64_t n_ids, const char *settings) {
+/* ---- job settings ---------------------------------------------------------------- */
+
+enum { TAG_STR = 1, TAG_I64, TAG_F64, TAG_LIST };
+
+void lmp_fp_settings_init(struct lmp_fp_settings *s) {
+    assert(s);
+    lmp_xxh64_init(&s->h, 0);
+    lmp_xxh64_str(&s->h, "lmpress-settings-v2");
+    lmp_strbuf_init(&s->desc);
+}
+
+void lmp_fp_settings_release(struct lmp_fp_settings *s) {
+    if (s) lmp_strbuf_release(&s->desc);
+}
+
+static void field(struct lmp_fp_settings *s, const char *key, uint64_t tag) {
+    lmp_xxh64_str(&s->h, key);
+    lmp_xxh64_u64(&s->h, tag);
+    lmp_strbuf_printf(&s->desc, "%s%s=", s->desc.len ? " " : "", key);
+}
+
+void lmp_fp_settings_str(struct lmp_fp_settings *s, const char *key, const char *v) {
+    assert(s && key);
+    field(s, key, TAG_STR);
+    lmp_xxh64_str(&s->h, v ? v : "");
+    lmp_strbuf_printf(&s->desc, "%s", v ? v : "");
+}
+
+void lmp_fp_settings_i64(struct lmp_fp_settings *s, const char *key, int64_t v) {
+    assert(s && key);
+    field(s, key, TAG_I64);
+    lmp_xxh64_u64(&s->h, (uint64_t)v);
+    lmp_strbuf_printf(&s->desc, "%lld", (long long)v);
+}
+
+void lmp_fp_settings_f64(struct lmp_fp_settings *s, const char *key, double v) {
+    assert(s && key);
+    field(s, key, TAG_F64);
+    lmp_xxh64_f64(&s->h, v);
+    lmp_strbuf_printf(&s->desc, "%.9g", v);
+}
+
+void lmp_fp_settings_list(struct lmp_fp_settings *s, const char *key, const char *const *v,
+                          size_t n) {
+    assert(s && key && (v || n == 0));
+    field(s, key, TAG_LIST);
+    lmp_xxh64_u64(&s->h, (uint64_t)n);
+    lmp_strbuf_append(&s->desc, "[", 1);
+    for (size_t i = 0; i < n; i++) {
+        lmp_xxh64_str(&s->h, v[i] ? v[i] : "");
+        lmp_strbuf_printf(&s->desc, "%s%s", i ? "," : "", v[i] ? v[i] : "");
+    }
+    lmp_strbuf_append(&s->desc, "]", 1);
+}
+
+void lmp_fp_settings_note(struct lmp_fp_settings *s, const char *key, const char *v) {
+    assert(s && key);
+    lmp_strbuf_printf(&s->desc, "%s%s=%s", s->desc.len ? " " : "", key, v ? v : "");
+}
+
+uint64_t lmp_fp_settings_digest(const struct lmp_fp_settings *s) {
+    assert(s);
+    return lmp_xxh64_digest(&s->h);
+}
+
+uint64_t lmp_fingerprint_job(const int32_t *ids, int64_t n_ids, uint64_t settings) {
+    assert(ids || n_ids == 0);
     struct lmp_xxh64 s;
     lmp_xxh64_init(&s, 0);
-    lmp_xxh64_str(&s, "lmpress-calib-v1");
-    lmp_xxh64_str(&s, settings);
+    lmp_xxh64_str(&s, "lmpress-job-v2");
+    lmp_xxh64_u64(&s, settings);
     lmp_xxh64_u64(&s, (uint64_t) n_ids);
     uint8_t buf[4096];
     size_t  k = 0;

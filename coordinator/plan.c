@@ -1,39 +1,86 @@
 /*  plan - see plan.h */
 #include "coordinator/plan.h"
 #include "artifact/artifact_model.h" /* defines: lmp_art_tokenizer_source */
-#include "artifact/fingerprint.h"    /* defines: lmp_fingerprint_calib */
+#include "artifact/fingerprint.h"    /* defines: lmp_fingerprint_job, struct lmp_fp_settings */
 #include "base/fault.h"              /* defines: lmp_fault_sleep */
 #include "base/file.h"               /* defines: lmp_file_read_all */
+#include "base/text.h"               /* defines: lmp_str_escape */
 #include "coordinator/job_check.h"   /* defines: lmp_job_check */
 #include "model/tokenizer.h"         /* defines: lmp_tokenizer_open, lmp_tokenizer_encode */
 #include "model/transformer.h"       /* defines: lmp_transformer_new */
 #include "worker/agent.h"            /* defines: lmp_agent_method_spec */
-#include "worker/calib.h"            /* defines: lmp_calib_sample_text, lmp_calib_n_slices */
+#include "worker/calib.h"            /* defines: lmp_calib_sample_text, lmp_calib_check_budget */
+#include "worker/finetune.h"         /* defines: lmp_ft_opts_init */
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-/* The job's settings as the artifact describes them (calib_desc) and as the resume
- * fingerprint hashes them (all but the leading calibration source, whose tokens are hashed
- * instead): the one place that words them. src is the text file or "generate"; RTN has no
- * calibration. RET the length of the source prefix in buf. */
-static size_t plan_settings(char *buf, size_t n, const Lmp__JobSpec *s, bool rtn, const char *src,
-                            int64_t n_seq, int64_t ctx) {
-    char keep[160] = "";
-    for (size_t i = 0, off = 0; i < s->n_keep && off < sizeof(keep) - 1; i++)
-        off += (size_t)snprintf(keep + off, sizeof(keep) - off, "%s%s", i ? "," : "", s->keep[i]);
-    if (rtn) {
-        snprintf(buf, n, "rtn (no calibration) keep=[%s]", keep);
-        return 0;
+/* The job's settings, field by field, into the resume fingerprint and the artifact's
+ * description (calib_desc), resolved (defaults filled in, as the stages will use them) and
+ * whole: every setting that changes what the artifact holds. The one place that decides
+ * which. Left out on purpose (docs/artifact.md, "Fingerprints"): the paths of the model,
+ * tokenizer and calibration text (their contents are fingerprinted: the model's bytes,
+ * the tokens; the text's path is in the words only); what decides only where and how
+ * fast the work runs (name, out path, threads, row shards, max attempts, the kernel
+ * table); settings a method does not read (the Adam settings of the codebook update when
+ * it is conjugate gradient; mode and calibration for RTN); and the JobSpec fields no stage
+ * reads (CalibSpec seed and temperature, FinetuneSpec batch_size, pv_tuning, code_ratio,
+ * seed: the job seed is MethodSpec.seed). The build is checked apart (artifact.h). */
+static void plan_settings(struct lmp_fp_settings *S, const Lmp__JobSpec *s,
+                          const struct lmp_compress_spec *cs, const char *calib_path, int64_t n_seq,
+                          int64_t ctx) {
+    const char *const *keep = (const char *const *)s->keep;
+    if (cs->method == LMP_COMPRESS_RTN) {
+        lmp_fp_settings_str(S, "method", "rtn");
+        lmp_fp_settings_i64(S, "bits", cs->rtn_bits);
+        lmp_fp_settings_i64(S, "group", cs->rtn_group);
+        lmp_fp_settings_list(S, "keep", keep, s->n_keep);
+        return;
     }
-    const bool ft = s->finetune && s->finetune->enabled;
-    snprintf(buf, n, "%s n=%lld ctx=%lld seed=%llu mode=%s%s keep=[%s]", src, (long long)n_seq,
-             (long long)ctx, (unsigned long long)s->method->seed,
-             s->mode == LMP__MODE__MODE_SEQUENTIAL ? "sequential" : "independent",
-             ft ? " finetune" : "", keep);
-    const size_t n_src = strlen(src);
-    return n_src < n ? n_src : n - 1;
+    if (calib_path)
+        lmp_fp_settings_note(S, "calib", calib_path); /* its tokens are hashed */
+    else
+        lmp_fp_settings_str(S, "calib", "generate");
+    lmp_fp_settings_i64(S, "nsamples", n_seq);
+    lmp_fp_settings_i64(S, "ctx", ctx);
+    lmp_fp_settings_i64(S, "seed", (int64_t)s->method->seed);
+    lmp_fp_settings_str(S, "mode",
+                        s->mode == LMP__MODE__MODE_SEQUENTIAL ? "sequential" : "independent");
+    lmp_fp_settings_list(S, "keep", keep, s->n_keep);
+    const struct lmp_aq_opts *a = &cs->aq;
+    char                      scheme[64];
+    lmp_compress_spec_name(cs, scheme, sizeof(scheme));
+    lmp_fp_settings_str(S, "method", "aqlm");
+    lmp_fp_settings_str(S, "scheme", scheme);
+    lmp_fp_settings_i64(S, "beam", a->beam);
+    lmp_fp_settings_i64(S, "max_rounds", a->max_rounds);
+    lmp_fp_settings_f64(S, "tol", a->tol);
+    lmp_fp_settings_i64(S, "max_steps", a->max_adam_steps);
+    lmp_fp_settings_i64(S, "kmeans_iters", a->kmeans_iters);
+    lmp_fp_settings_i64(S, "kmeans_points", a->kmeans_max_points);
+    lmp_fp_settings_f64(S, "damp", a->damp);
+    lmp_fp_settings_i64(S, "cg_iters", a->cg_iters);
+    if (a->cg_iters <= 0) { /* Adam updates the codebooks: its settings count */
+        lmp_fp_settings_i64(S, "adam_steps", a->adam_steps);
+        lmp_fp_settings_f64(S, "lr", a->lr);
+        lmp_fp_settings_f64(S, "beta1", a->beta1);
+        lmp_fp_settings_f64(S, "beta2", a->beta2);
+    }
+    const Lmp__FinetuneSpec *f = s->finetune;
+    if (f && f->enabled) { /* resolved as the worker resolves them (worker/agent.c) */
+        struct lmp_ft_opts fo;
+        lmp_ft_opts_init(&fo);
+        lmp_fp_settings_str(S, "finetune", "on");
+        lmp_fp_settings_i64(S, "ft_epochs", f->epochs > 0 ? (int64_t)f->epochs : fo.max_epochs);
+        lmp_fp_settings_i64(S, "ft_max_steps", f->max_steps > 0 ? (int64_t)f->max_steps : 0);
+        lmp_fp_settings_f64(S, "ft_lr", f->lr > 0 && isfinite(f->lr) ? f->lr : fo.lr);
+        lmp_fp_settings_i64(S, "ft_batch", fo.batch_seqs);
+        lmp_fp_settings_f64(S, "ft_tol", fo.tol);
+    } else {
+        lmp_fp_settings_str(S, "finetune", "off");
+    }
 }
 
 /* --calib generate: n_seq sequences of ctx tokens the model writes itself (worker/calib.h,
@@ -128,8 +175,11 @@ enum lmp_status coord_plan_job(struct job *J, const Lmp__JobSpec *spec_in, struc
         goto out;
     char scheme[64];
     lmp_compress_spec_name(&J->cspec, scheme, sizeof(scheme));
+    struct lmp_fp_settings fs;
+    lmp_fp_settings_init(&fs);
     if (rtn) {
-        plan_settings(J->aj.calib_desc, sizeof(J->aj.calib_desc), s, true, "", 0, 0);
+        plan_settings(&fs, s, &J->cspec, NULL, 0, 0);
+        J->aj.calib_fp = lmp_fingerprint_job(NULL, 0, lmp_fp_settings_digest(&fs));
     } else {
         const Lmp__CalibSpec *cs = s->calib;
         const int             max_seq = m->cfg.max_seq;
@@ -138,33 +188,47 @@ enum lmp_status coord_plan_job(struct job *J, const Lmp__JobSpec *spec_in, struc
         if (ctx == 0) ctx = max_seq > 0 && max_seq < 512 ? max_seq : 512;
         if (!gen && cs->source != LMP__CALIB_SOURCE__CALIB_SOURCE_FILE) {
             st = lmp_err_set(err, LMP_EINVAL, "unknown calibration source %d", (int)cs->source);
-            goto out;
+            goto settings_out;
         }
         if (max_seq > 0 && ctx > max_seq) {
             st = lmp_err_set(err, LMP_EINVAL,
                              "context length %lld exceeds the model's maximum of %d",
                              (long long)ctx, max_seq);
-            goto out;
+            goto settings_out;
         }
+        /* the memory budget (base/mem.h), before anything of that size is allocated */
+        if ((st = lmp_calib_check_budget(n_seq, ctx, m->cfg.dim, err))) goto settings_out;
         if ((J->tokens = malloc((size_t)(n_seq * ctx) * sizeof(int32_t))) == NULL) {
             st = lmp_err_set(err, LMP_ENOMEM, "out of memory for the calibration tokens");
-            goto out;
+            goto settings_out;
         }
         if (gen) {
             const int threads = s->threads ? (int)s->threads : 1;
-            if ((st = plan_generate(J->tokens, m, tok, n_seq, ctx, seed, threads, err))) goto out;
+            if ((st = plan_generate(J->tokens, m, tok, n_seq, ctx, seed, threads, err)))
+                goto settings_out;
         } else {
             int64_t n_ids = 0;
             if ((st = lmp_file_read_all(cs->path, &text, &len, err)) ||
-                (st = lmp_tokenizer_encode(tok, text, len, true, &ids, &n_ids, err)) ||
-                (st = lmp_calib_sample_text(J->tokens, ids, n_ids, n_seq, ctx, seed, err)))
-                goto out;
+                (st = lmp_tokenizer_encode(tok, text, len, true, &ids, &n_ids, err)))
+                goto settings_out;
+            /* windows are drawn with replacement (as AQLM's), but never more tokens than
+             * the text has: more would only repeat it, at the memory cost of new ones */
+            if (n_seq * ctx > n_ids) {
+                char q[160];
+                st = lmp_err_set(err, LMP_EUNSUP,
+                                 "calibration text '%s' has %lld tokens, fewer than --nsamples "
+                                 "%lld x --ctx %lld = %lld: use a longer text or at most %lld "
+                                 "samples",
+                                 lmp_str_escape(q, sizeof(q), cs->path), (long long)n_ids,
+                                 (long long)n_seq, (long long)ctx, (long long)(n_seq * ctx),
+                                 (long long)(n_ids / ctx));
+                goto settings_out;
+            }
+            if ((st = lmp_calib_sample_text(J->tokens, ids, n_ids, n_seq, ctx, seed, err)))
+                goto settings_out;
         }
-        /* the tokens are hashed, so the file's name stays out of the fingerprint */
-        const char  *src = gen ? "generate" : cs->path;
-        const size_t n_src =
-            plan_settings(J->aj.calib_desc, sizeof(J->aj.calib_desc), s, false, src, n_seq, ctx);
-        J->aj.calib_fp = lmp_fingerprint_calib(J->tokens, n_seq * ctx, J->aj.calib_desc + n_src);
+        plan_settings(&fs, s, &J->cspec, gen ? NULL : cs->path, n_seq, ctx);
+        J->aj.calib_fp = lmp_fingerprint_job(J->tokens, n_seq * ctx, lmp_fp_settings_digest(&fs));
         /* calibration slices: the workers compute them (see coord.h) */
         J->n_seq = n_seq, J->ctx = ctx;
         J->n_slices = lmp_calib_n_slices(n_seq);
@@ -173,7 +237,7 @@ enum lmp_status coord_plan_job(struct job *J, const Lmp__JobSpec *spec_in, struc
             (J->cblocks = calloc((size_t)m->cfg.n_layers, sizeof(*J->cblocks))) == NULL ||
             (J->need_block = calloc((size_t)m->cfg.n_layers, sizeof(bool))) == NULL) {
             st = lmp_err_set(err, LMP_ENOMEM, "out of memory");
-            goto out;
+            goto settings_out;
         }
         for (int64_t i = 0; i < J->n_slices; i++)
             J->slices[i] = (struct cslice){.begin = i * k,
@@ -181,6 +245,11 @@ enum lmp_status coord_plan_job(struct job *J, const Lmp__JobSpec *spec_in, struc
                                            .worker = -1,
                                            .owner = -1};
     }
+    if (fs.desc.failed || lmp_art_job_set_text(&J->aj.calib_desc, lmp_strbuf_str(&fs.desc)))
+        st = lmp_err_set(err, LMP_ENOMEM, "out of memory describing the job");
+settings_out:
+    lmp_fp_settings_release(&fs);
+    if (st != LMP_OK) goto out;
     if (ft && rtn) {
         st = lmp_err_set(err, LMP_EINVAL,
                          "--finetune needs --method aqlm (RTN has no codebooks to tune)");

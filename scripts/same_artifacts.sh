@@ -13,10 +13,17 @@
 # Row shards over two workers follow the workers' measured throughputs, so their artifacts are
 # not reproducible run to run; tests/integration/cluster_sequential.sh and cluster_rows.sh bound
 # them by perplexity instead.
+# Besides every dataset, the root attributes (the job's description) must be identical too,
+# except the job key that the resume fingerprint v2 (issue 10) words differently from older
+# trees on purpose: calib_fingerprint (every setting, field by field, and the tokens),
+# calib_desc (those settings in words) and build (the build that wrote the artifact, absent
+# before v2). LMP_GUARD_JOB_KEY_ATTRS overrides that list ("" compares every attribute, for
+# two trees of the same fingerprint format). No dataset is ever excluded.
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 rev=${1:?usage: same_artifacts.sh REV [NEW_LMPRESS]}
 new=${2:-}
+JOB_KEY_ATTRS=${LMP_GUARD_JOB_KEY_ATTRS-"calib_fingerprint calib_desc build"}
 if [ -z "$new" ]; then
     for c in "$here/build/cli/lmpress" "$here/build/coordinator/lmpress"; do
         [ -x "$c" ] && { new=$c; break; }
@@ -45,6 +52,7 @@ if [ -z "$old" ]; then
 fi
 echo "reference: $sha ($old)"
 echo "new:       $new"
+[ -n "$JOB_KEY_ATTRS" ] && echo "job key attributes not compared (fingerprint v2): $JOB_KEY_ATTRS"
 
 T=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$T"' EXIT
@@ -62,6 +70,12 @@ declare -A JOBS=(
 )
 
 fail=0
+rootattrs() {   # FILE: the root attribute names, sorted, the job key left out
+    local a
+    for a in $(h5dump -H "$1" | sed -n 's/^   ATTRIBUTE "\(.*\)" {$/\1/p' | sort); do
+        [[ " $JOB_KEY_ATTRS " == *" $a "* ]] || echo "$a"
+    done
+}
 same() {
     local la lb d n=0
     la=$(h5dump -n "$1" | awk '$1=="dataset"{print $2}' | grep -v '^/events/' | sort)
@@ -71,7 +85,13 @@ same() {
         h5diff -q "$1" "$2" "$d" "$d" > /dev/null || { echo "dataset $d differs"; return 1; }
         n=$((n + 1))
     done
-    echo "$n datasets identical"
+    la=$(rootattrs "$1"); lb=$(rootattrs "$2")
+    [ "$la" = "$lb" ] || { echo "different root attribute lists"; return 1; }
+    for d in $la; do
+        [ "$(h5dump -a "/$d" "$1" | tail -n +2)" = "$(h5dump -a "/$d" "$2" | tail -n +2)" ] ||
+            { echo "root attribute $d differs"; return 1; }
+    done
+    echo "$n datasets and $(echo "$la" | wc -w) root attributes identical"
 }
 check() {   # NAME
     local r

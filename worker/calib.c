@@ -1,6 +1,8 @@
 /*  calib - see calib.h */
 #include "worker/calib.h"
 #include "kernels/kernels.h"   /* defines: lmp_kernels_get(), gram_acc */
+#include "base/cancel.h"       /* defines: lmp_cancelled */
+#include "base/mem.h"          /* defines: lmp_mem_budget, lmp_mem_mul */
 
 #include <assert.h>
 #include <math.h>
@@ -52,6 +54,27 @@ enum lmp_status lmp_calib_sample_text(int32_t *out, const int32_t *ids, int64_t 
     return LMP_OK;
 }
 
+uint64_t lmp_calib_bytes(int64_t n_seq, int64_t ctx, int64_t dim) {
+    if (n_seq <= 0 || ctx <= 0) return 0;
+    const uint64_t tok = lmp_mem_mul((uint64_t)n_seq, (uint64_t)ctx, 1);
+    const uint64_t act = lmp_mem_mul(tok, (uint64_t)(dim > 0 ? dim : 1), 2 * sizeof(float));
+    const uint64_t tb = lmp_mem_mul(tok, sizeof(int32_t), 1);
+    return act > UINT64_MAX - tb ? UINT64_MAX : act + tb;
+}
+
+enum lmp_status lmp_calib_check_budget(int64_t n_seq, int64_t ctx, int64_t dim,
+                                       struct lmp_err *err) {
+    const uint64_t need = lmp_calib_bytes(n_seq, ctx, dim), budget = lmp_mem_budget();
+    if (need <= budget) return LMP_OK;
+    return lmp_err_set(err, LMP_EUNSUP,
+                       "calibration of --nsamples %lld x --ctx %lld needs %.1f "
+                       "GiB (tokens and two fp32 activations of width %lld), over this "
+                       "machine's budget of %.1f GiB (half its memory, or LMP_MEM_BUDGET): ask "
+                       "for fewer samples or a shorter --ctx",
+                       (long long)n_seq, (long long)ctx, (double)need / (1 << 30), (long long)dim,
+                       (double)budget / (1 << 30));
+}
+
 /* Sample from softmax(logits) (n) by inverse CDF, in double. */
 static int32_t sample_softmax(const float *logits, int64_t n, uint64_t *s) {
     float mx = logits[0];
@@ -98,6 +121,13 @@ enum lmp_status lmp_calib_generate(int32_t *out, struct lmp_transformer *tf,
         }
         int64_t step = n_prompt;   /* tokens fed in this forward pass */
         for (int64_t pos = n_prompt; pos < ctx; pos++) {
+            if (lmp_cancelled(NULL)) { /* one token of a batch at a time: a stop acts now */
+                st = lmp_err_set(err, LMP_ECANCEL,
+                                 "generating calibration text: stopped "
+                                 "(sequence %lld of %lld)",
+                                 (long long)s0, (long long)n_seq);
+                goto out;
+            }
             if ((st = lmp_transformer_forward(tf, kv, tok, n, step, hidden, NULL, err))) goto out;
             for (int64_t i = 0; i < n; i++)
                 memcpy(last + i * dim, hidden + (i * step + step - 1) * dim,
@@ -227,6 +257,7 @@ struct lmp_calib {
     float  *x;                      /* (n_seq * ctx, dim) current block input */
     float  *y;                      /* (n_seq * ctx, dim) last collected output */
     struct lmp_calib_grams *part;   /* one slice's sums (several slices only), lazily */
+    const atomic_int       *cancel; /* a task's cancel flag (NULL: none), polled per chunk */
 };
 
 enum lmp_status lmp_calib_new(struct lmp_transformer *tf, const int32_t *tokens, int64_t n_seq,
@@ -246,6 +277,19 @@ enum lmp_status lmp_calib_new(struct lmp_transformer *tf, const int32_t *tokens,
     self->dim   = cfg->dim;
     self->chunk = CALIB_CHUNK_TOKENS / ctx > 0 ? CALIB_CHUNK_TOKENS / ctx : 1;
     self->slice = lmp_calib_slice_seqs(n_seq);
+    /* sizes come from a job: check them against the memory budget before allocating */
+    const uint64_t bytes =
+        lmp_mem_mul((uint64_t)n_seq * (uint64_t)ctx, (uint64_t)self->dim, 2 * sizeof(float));
+    const uint64_t budget = lmp_mem_budget();
+    if (bytes > budget) {
+        st = lmp_err_set(err, LMP_EUNSUP,
+                         "calibration activations of %lld x %lld x %lld floats "
+                         "need %.1f GiB, over this machine's budget of %.1f GiB (half its "
+                         "memory, or LMP_MEM_BUDGET)",
+                         (long long)n_seq, (long long)ctx, (long long)self->dim,
+                         (double)bytes / (1 << 30), (double)budget / (1 << 30));
+        goto fail;
+    }
     const size_t n = (size_t) (n_seq * ctx * self->dim);
     self->x = malloc(n * sizeof(float));
     self->y = malloc(n * sizeof(float));
@@ -280,6 +324,8 @@ static enum lmp_status run_seqs(struct lmp_calib *self, int32_t block, float *bu
                                 struct lmp_err *err) {
     for (int64_t s0 = q0; s0 < q1; s0 += self->chunk) {
         const int64_t n = q1 - s0 < self->chunk ? q1 - s0 : self->chunk;
+        if (lmp_cancelled(self->cancel)) /* ~2048 tokens through one block between polls */
+            return lmp_err_set(err, LMP_ECANCEL, "calibration of block %d stopped", (int)block);
         enum lmp_status st = lmp_transformer_block(self->tf, block, NULL,
                                                    buf + s0 * self->ctx * self->dim, n, self->ctx,
                                                    hooks, err);
@@ -333,6 +379,11 @@ enum lmp_status lmp_calib_advance(struct lmp_calib *self, int32_t block, struct 
 void lmp_calib_set_slice(struct lmp_calib *self, int64_t slice_seqs) {
     assert(self && slice_seqs > 0);
     self->slice = slice_seqs;
+}
+
+void lmp_calib_set_cancel(struct lmp_calib *self, const atomic_int *flag) {
+    assert(self);
+    self->cancel = flag;
 }
 
 void lmp_calib_take_output(struct lmp_calib *self) {

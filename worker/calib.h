@@ -36,6 +36,7 @@
 #define LMP_WORKER_CALIB_H
 
 #include <stdint.h>
+#include <stdatomic.h>
 #include "base/status.h"              /* defines: enum lmp_status, struct lmp_err */
 #include "model/model.h"        /* defines: enum lmp_input, struct lmp_config */
 #include "model/transformer.h"  /* defines: struct lmp_transformer */
@@ -49,11 +50,23 @@ enum lmp_status lmp_calib_sample_text(int32_t *out, const int32_t *ids, int64_t 
                                       int64_t n_seq, int64_t ctx, uint64_t seed,
                                       struct lmp_err *err);
 
+/* Bytes a calibration of n_seq x ctx tokens asks of memory: the tokens (int32, held by
+ * the coordinator) and the fp32 activations of every sequence, two copies of
+ * (n_seq * ctx, dim) (a block's input and output, held by the workers: all of them on one
+ * worker, as in `lmpress compress`). Saturates at UINT64_MAX instead of overflowing. */
+uint64_t lmp_calib_bytes(int64_t n_seq, int64_t ctx, int64_t dim);
+/* RET LMP_OK, or LMP_EUNSUP with one line naming --nsamples and --ctx when
+ * lmp_calib_bytes exceeds the memory budget (base/mem.h: half the physical memory, or
+ * LMP_MEM_BUDGET). The planner and `lmpress compress` (before it starts) check a job. */
+enum lmp_status lmp_calib_check_budget(int64_t n_seq, int64_t ctx, int64_t dim,
+                                       struct lmp_err *err);
+
 /* Let the model write its own calibration text: out (n_seq, ctx) starts with the prompt
  * (n_prompt >= 1 tokens, e.g. just BOS) and continues by sampling the next token from
  * softmax(logits) (temperature 1) with a generator seeded with seed. Sequences are
  * generated in batches with a KV cache. RET LMP_OK, LMP_EINVAL (ctx > the model's
- * context, n_prompt >= ctx), LMP_ENOMEM. */
+ * context, n_prompt >= ctx), LMP_ENOMEM, LMP_ECANCEL (the process is stopping: polled
+ * before each token step). */
 enum lmp_status lmp_calib_generate(int32_t *out, struct lmp_transformer *tf,
                                    const int32_t *prompt, int64_t n_prompt, int64_t n_seq,
                                    int64_t ctx, uint64_t seed, struct lmp_err *err);
@@ -97,7 +110,8 @@ enum lmp_status lmp_calib_grams_h(const struct lmp_calib_grams *self, enum lmp_i
 struct lmp_calib;
 
 /* Embed tokens (n_seq, ctx) (borrowed for the call) into x, ready for block 0.
- * tf is borrowed and must outlive the object. RET LMP_OK, LMP_ENOMEM, LMP_EINVAL. */
+ * tf is borrowed and must outlive the object. RET LMP_OK, LMP_ENOMEM, LMP_EINVAL,
+ * LMP_EUNSUP (x and y would exceed the memory budget of base/mem.h). */
 enum lmp_status lmp_calib_new(struct lmp_transformer *tf, const int32_t *tokens, int64_t n_seq,
                               int64_t ctx, struct lmp_calib **out, struct lmp_err *err);
 void lmp_calib_destroy(struct lmp_calib **self_p);
@@ -114,6 +128,9 @@ enum lmp_status lmp_calib_advance(struct lmp_calib *self, int32_t block, struct 
  * holds one slice of a bigger job sets n_seq here, so its collect yields that slice's
  * sum S_k exactly as the whole job's collect forms it. */
 void lmp_calib_set_slice(struct lmp_calib *self, int64_t slice_seqs);
+/* Poll flag (borrowed; NULL: none) between chunks of a collect or an advance, which then
+ * stop with LMP_ECANCEL; the process-wide stop (base/cancel.h) is always polled. */
+void lmp_calib_set_cancel(struct lmp_calib *self, const atomic_int *flag);
 /* x = y (the output of the last collect). */
 void lmp_calib_take_output(struct lmp_calib *self);
 

@@ -45,8 +45,10 @@ static void make_job(struct lmp_art_job *job, int n_blocks, uint64_t model_fp, c
     }
     job->model_fp = model_fp;
     job->calib_fp = 0xC0FFEE;
-    snprintf(job->model_name, sizeof(job->model_name), "fake-model-%llx", (unsigned long long) model_fp);
-    snprintf(job->calib_desc, sizeof(job->calib_desc), "synthetic");
+    char name[64];
+    snprintf(name, sizeof(name), "fake-model-%llx", (unsigned long long)model_fp);
+    CHECK(lmp_art_job_set_text(&job->model_name, name) == LMP_OK);
+    CHECK(lmp_art_job_set_text(&job->calib_desc, "synthetic") == LMP_OK);
     snprintf(job->method, sizeof(job->method), "aqlm");
     snprintf(job->scheme, sizeof(job->scheme), "%s", scheme);
     job->cfg.n_layers = n_blocks;
@@ -163,8 +165,108 @@ static void test_xxh64_vectors(void) {
     CHECK(lmp_xxh64_digest(&s) == one);
     CHECK(lmp_xxh64(buf, sizeof(buf), 0) != one);             /* the seed matters */
     int32_t ids[3] = {1, 2, 3};
-    CHECK(lmp_fingerprint_calib(ids, 3, "a") != lmp_fingerprint_calib(ids, 3, "b"));
-    CHECK(lmp_fingerprint_calib(ids, 3, "a") != lmp_fingerprint_calib(ids, 2, "a"));
+    CHECK(lmp_fingerprint_job(ids, 3, 1) != lmp_fingerprint_job(ids, 3, 2));
+    CHECK(lmp_fingerprint_job(ids, 3, 1) != lmp_fingerprint_job(ids, 2, 1));
+    CHECK(lmp_fingerprint_job(NULL, 0, 1) != lmp_fingerprint_job(NULL, 0, 2));
+}
+
+/* The digest of a keep list and a few settings, and its words into *desc (owned). */
+static uint64_t settings_of(const char *const *keep, size_t n_keep, int64_t nsamples, char **desc) {
+    struct lmp_fp_settings s;
+    lmp_fp_settings_init(&s);
+    lmp_fp_settings_note(&s, "calib", "/some/text.txt");
+    lmp_fp_settings_i64(&s, "nsamples", nsamples);
+    lmp_fp_settings_list(&s, "keep", keep, n_keep);
+    lmp_fp_settings_f64(&s, "tol", 0.01);
+    lmp_fp_settings_str(&s, "mode", "sequential");
+    const uint64_t d = lmp_fp_settings_digest(&s);
+    if (desc) *desc = lmp_strbuf_take(&s.desc);
+    lmp_fp_settings_release(&s);
+    return d;
+}
+
+/* issue 10, item 3: the keep list was cut at 160 characters in the fingerprinted string,
+ * so a resume with a changed long keep list was accepted. Every pattern counts, whole. */
+static void test_fingerprint_covers_long_settings(void) {
+    enum { N = 40 };
+    static char pat[N][64];
+    const char *keep[N];
+    for (int i = 0; i < N; i++) {
+        snprintf(pat[i], sizeof(pat[i]), "model.layers.%d.self_attn.*_proj", i);
+        keep[i] = pat[i];
+    }
+    char          *d1 = NULL, *d2 = NULL;
+    const uint64_t a = settings_of(keep, N, 128, &d1);
+    keep[N - 1] = "model.layers.39.mlp.down_proj"; /* the last pattern, far past 160 chars */
+    const uint64_t b = settings_of(keep, N, 128, &d2);
+    CHECK(a != b);
+    CHECK(d1 && d2 && strlen(d1) > 1000 && strcmp(d1, d2) != 0); /* the words, whole */
+    CHECK(d2 && strstr(d2, "model.layers.39.mlp.down_proj]") != NULL);
+    CHECK(d1 && strstr(d1, "calib=/some/text.txt nsamples=128 keep=[model.layers.0.") == d1);
+    free(d1), free(d2);
+    /* one pattern "a,b" is not the two patterns "a" and "b" (no text to read two ways) */
+    const char *one[1] = {"a,b"}, *two[2] = {"a", "b"};
+    CHECK(settings_of(one, 1, 128, NULL) != settings_of(two, 2, 128, NULL));
+    CHECK(settings_of(two, 2, 128, NULL) != settings_of(two, 2, 129, NULL));
+    CHECK(settings_of(two, 2, 128, NULL) == settings_of(two, 2, 128, NULL));
+    /* a note (the calibration file's name: its tokens are hashed) is words only */
+    struct lmp_fp_settings s1, s2;
+    lmp_fp_settings_init(&s1), lmp_fp_settings_init(&s2);
+    lmp_fp_settings_note(&s1, "calib", "a.txt"), lmp_fp_settings_note(&s2, "calib", "b.txt");
+    CHECK(lmp_fp_settings_digest(&s1) == lmp_fp_settings_digest(&s2));
+    lmp_fp_settings_release(&s1), lmp_fp_settings_release(&s2);
+}
+
+/* Long outside text (a model path, the settings in words) is stored and read back whole,
+ * and a different calibration description of the same length still refuses a resume. */
+static void test_long_job_text_round_trip(void) {
+    const char *path = tpath(0, "long.h5");
+    rm_artifact(path);
+    struct lmp_art_job job;
+    make_job(&job, 1, 0x77, "2x8g8");
+    char long_name[1200], long_desc[3000];
+    memset(long_name, 'm', sizeof(long_name) - 1), long_name[sizeof(long_name) - 1] = '\0';
+    memset(long_desc, 'd', sizeof(long_desc) - 1), long_desc[sizeof(long_desc) - 1] = '\0';
+    CHECK(lmp_art_job_set_text(&job.model_name, long_name) == LMP_OK);
+    CHECK(lmp_art_job_set_text(&job.calib_desc, long_desc) == LMP_OK);
+    struct lmp_err err = {0};
+    CHECK(write_layers(path, &job, true, &err) == LMP_OK);
+    struct lmp_artifact *a = NULL;
+    CHECK(lmp_artifact_open_read(path, &a, &err) == LMP_OK);
+    if (a) {
+        const struct lmp_art_job *j = lmp_artifact_job(a);
+        CHECK(j->model_name && strcmp(j->model_name, long_name) == 0);
+        CHECK(j->calib_desc && strcmp(j->calib_desc, long_desc) == 0);
+        CHECK(strcmp(j->build, job.build) == 0 && j->build[0] != '\0');
+    }
+    lmp_artifact_close(&a);
+    CHECK(no_open_handles());
+    lmp_art_job_release(&job);
+}
+
+/* issue 10, "Also": a resume by another build (Debug and Release compute other codebooks)
+ * is refused with a message naming both builds; the same build resumes. */
+static void test_resume_refuses_other_build(void) {
+    const char *path = tpath(0, "build.h5");
+    rm_artifact(path);
+    struct lmp_art_job job, other;
+    make_job(&job, 1, 0x99, "2x8g8");
+    struct lmp_err       err = {0};
+    struct lmp_artifact *a = NULL;
+    CHECK(lmp_artifact_open_write(path, &job, &a, &err) == LMP_OK);
+    lmp_artifact_close(&a);
+    make_job(&other, 1, 0x99, "2x8g8");
+    snprintf(other.build, sizeof(other.build), "lmpress 0.0.0 Other cc 1.0 -O1");
+    CHECK(lmp_artifact_open_write(path, &other, &a, &err) == LMP_EMISMATCH);
+    CHECK(strstr(err.msg, "was written by build '") != NULL);
+    CHECK(strstr(err.msg, "lmpress 0.0.0 Other cc 1.0 -O1") != NULL);
+    CHECK(strstr(err.msg, job.build) != NULL);
+    lmp_art_job_release(&other);
+    err = (struct lmp_err){0};
+    CHECK(lmp_artifact_open_write(path, &job, &a, &err) == LMP_OK); /* the same build */
+    lmp_artifact_close(&a);
+    CHECK(no_open_handles());
+    lmp_art_job_release(&job);
 }
 
 static void test_roundtrip_and_handles(void) {
@@ -294,7 +396,7 @@ static void test_resume_and_refusal(void) {
     snprintf(other.scheme, sizeof(other.scheme), "2x8g8");
     err = (struct lmp_err) {0};
     CHECK(lmp_artifact_open_write(path, &other, &a, &err) == LMP_EMISMATCH);
-    CHECK(strstr(err.msg, "calibration") != NULL);
+    CHECK(strstr(err.msg, "other calibration data (same settings, other tokens") != NULL);
     lmp_art_job_release(&other);
 
     CHECK(write_layers(path, &job, true, &err) == LMP_OK);   /* resume to the end */
@@ -601,6 +703,9 @@ int main(void) {
     RUN(test_xxh64_vectors);
     RUN(test_roundtrip_and_handles);
     RUN(test_resume_and_refusal);
+    RUN(test_fingerprint_covers_long_settings);
+    RUN(test_long_job_text_round_trip);
+    RUN(test_resume_refuses_other_build);
     RUN(test_corrupt_inputs);
     RUN(test_disk_full);
     RUN(test_kill_anywhere_then_resume);

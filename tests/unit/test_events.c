@@ -239,7 +239,7 @@ static void make_job(struct lmp_art_job *job) {
         job->linears[i].n_in = 8;
     }
     job->model_fp = 0xABCD;
-    snprintf(job->model_name, sizeof(job->model_name), "fake");
+    lmp_art_job_set_text(&job->model_name, "fake");
     snprintf(job->method, sizeof(job->method), "rtn");
     snprintf(job->scheme, sizeof(job->scheme), "int4g8");
     job->cfg.n_layers = 1;
