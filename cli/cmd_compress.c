@@ -16,6 +16,8 @@
 #include "cli/jobopts.h"      /* defines: lmp_jobopts_* */
 #include "coordinator/job_check.h"        /* defines: lmp_job_check */
 #include "cli/launch.h"           /* defines: lmp_launch_* */
+#include "base/cancel.h"          /* defines: lmp_cancel_shutdown */
+#include "worker/calib.h"         /* defines: lmp_calib_check_budget */
 #include "model/model.h"           /* defines: lmp_model_open */
 #include "model/tokenizer.h"       /* defines: lmp_tokenizer_open, lmp_tokenizer_encode */
 
@@ -120,7 +122,13 @@ static int default_threads(void) {
 }
 
 static volatile sig_atomic_t stop_flag;
-static void on_signal(int sig) { (void) sig; stop_flag = 1; }
+/* the process is going down: every computation in it stops within a second or so (the
+ * stages poll base/cancel.h), and the launch loop sees stop_flag */
+static void on_signal(int sig) {
+    (void)sig;
+    stop_flag = 1;
+    lmp_cancel_shutdown();
+}
 
 /* ---- the embedded path: coordinator + local workers, progress from the job status */
 
@@ -355,6 +363,13 @@ static int cmd_compress_exec(struct lmp_cli *cli, int argc, char **argv) {
                       calib && strcmp(calib, "generate") != 0 ? calib : NULL, &err) != LMP_OK) {
         fprintf(stderr, "lmpress: %s\n", err.msg);
         rc = err.code == LMP_EINVAL ? LMP_EXIT_USAGE : LMP_EXIT_INPUT;
+        goto out;
+    }
+    /* and the memory budget (worker/calib.h), as the planner will check it */
+    if (o.spec.method == LMP_COMPRESS_AQLM &&
+        lmp_calib_check_budget(o.n_seq, ctx, model->cfg.dim, &err) != LMP_OK) {
+        fprintf(stderr, "lmpress: %s\n", err.msg);
+        rc = LMP_EXIT_INPUT;
         goto out;
     }
     o.ctx = ctx;

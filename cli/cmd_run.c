@@ -74,6 +74,7 @@ static int cmd_run_exec(struct lmp_cli *cli, int argc, char **argv) {
 #include "cli/launch.h"       /* defines: lmp_launch_* */
 #include "proto/keys.h"               /* defines: lmp_key_pair_new, lmp_curve_server_add */
 #include "base/log.h"                /* defines: lmp_log_set_level */
+#include "base/cancel.h"             /* defines: lmp_cancel_shutdown */
 #include "worker/agent.h"             /* defines: lmp_agent_run */
 
 #include <mpi.h>
@@ -105,7 +106,13 @@ struct run_net {
 };
 
 static volatile sig_atomic_t stop_flag;
-static void on_signal(int sig) { (void) sig; stop_flag = 1; }
+/* the process is going down: every computation in it stops within a second or so (the
+ * stages poll base/cancel.h), and the launch loop sees stop_flag */
+static void on_signal(int sig) {
+    (void)sig;
+    stop_flag = 1;
+    lmp_cancel_shutdown();
+}
 
 static void sleep_ms(int ms) {
     struct timespec ts = {ms / 1000, (long) (ms % 1000) * 1000000L};

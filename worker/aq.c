@@ -1,6 +1,8 @@
 /*  aq - see aq.h */
 #include "worker/aq.h"
 #include "kernels/kernels.h"   /* defines: lmp_kernels_get(), struct lmp_aq_shape */
+#include "base/cancel.h"       /* defines: lmp_cancelled */
+#include "base/text.h"         /* defines: lmp_str_escape */
 
 #include <assert.h>
 #include <ctype.h>
@@ -35,14 +37,16 @@ enum lmp_status lmp_aq_scheme_parse(struct lmp_aq_scheme *sc, const char *text, 
     assert(sc);
     long M, B, G;
     const char *p = text ? text : "";
+    char        q[48]; /* the text as a message may quote it (a client's or a JOB file's) */
     if (!parse_uint(&p, &M) || *p++ != 'x' || !parse_uint(&p, &B) || *p++ != 'g' ||
         !parse_uint(&p, &G) || *p != '\0')
         return lmp_err_set(err, LMP_EINVAL, "invalid AQ scheme '%s': expected MxBgG, e.g. 2x8g8",
-                           text ? text : "(null)");
+                           text ? lmp_str_escape(q, sizeof(q), text) : "(null)");
     if (M < 1 || M > 8 || B < 1 || B > 16 || G < 1 || G > 64)
         return lmp_err_set(err, LMP_EINVAL,
                            "invalid AQ scheme '%s': need 1 <= M <= 8 codebooks, 1 <= B <= 16 bits, "
-                           "1 <= G <= 64 group size", text);
+                           "1 <= G <= 64 group size",
+                           lmp_str_escape(q, sizeof(q), text));
     *sc = (struct lmp_aq_scheme){ .M = (int) M, .B = (int) B, .g = (int) G, .K = 1 << B };
     return LMP_OK;
 }
@@ -213,6 +217,35 @@ enum lmp_status lmp_aq_beam_rows(uint16_t *codes, double *loss, const float *w, 
     return LMP_OK;
 }
 
+/* ---- stopping ------------------------------------------------------------------------- */
+
+static enum lmp_status stopped(struct lmp_err *err, const char *where) {
+    return lmp_err_set(err, LMP_ECANCEL, "AQ quantization stopped (%s)", where);
+}
+
+/* The beam search of rows [0, n_out), in chunks of rows with a poll of cancel between them.
+ * Rows are searched independently (each from its own codes, with the same q and H), so the
+ * codes are the same bits as one call. A chunk is about 2^32 flops (the search is ~b n_in^2
+ * per row, aq_beam_avx512.c): a fraction of a second, and at least 256 rows, so the
+ * kernel's threads stay busy. */
+static enum lmp_status beam_chunked(uint16_t *codes, const float *w, const float *scale,
+                                    const float *cb, const float *h, int64_t n_out, int64_t n_in,
+                                    const struct lmp_aq_scheme *sc, int beam,
+                                    const atomic_int *cancel, struct lmp_err *err) {
+    const double  per_row = (double)(beam > 0 ? beam : 1) * (double)n_in * (double)n_in;
+    const double  rows = 4294967296.0 / (per_row > 1.0 ? per_row : 1.0);
+    const int64_t chunk = rows < 256.0 ? 256 : rows > (double)n_out ? n_out : (int64_t)rows;
+    const int64_t per_code_row = n_in / sc->g * sc->M;
+    for (int64_t o0 = 0; o0 < n_out; o0 += chunk) {
+        if (lmp_cancelled(cancel)) return stopped(err, "beam search");
+        const int64_t   n = n_out - o0 < chunk ? n_out - o0 : chunk;
+        enum lmp_status st = lmp_aq_beam_rows(codes + o0 * per_code_row, NULL, w + o0 * n_in,
+                                              scale + o0, cb, h, n, n_in, sc, beam, err);
+        if (st != LMP_OK) return st;
+    }
+    return LMP_OK;
+}
+
 /* ---- Adam ---------------------------------------------------------------------------- */
 
 enum lmp_status lmp_aq_adam_init(struct lmp_aq_adam *a, int64_t n, float beta1, float beta2) {
@@ -314,7 +347,8 @@ static enum lmp_status grad_all(const struct allsum *a, double *loss, float *g_c
  * gradient at W = 0 with codebooks d (and d^T A d is twice that call's loss). */
 static enum lmp_status cg_update(double *L, float *g_cb, float *g_sc, struct lmp_aq_layer *l,
                                  const float *w, const float *h, int iters, int64_t *iters_done,
-                                 struct cg_ws *c, const struct allsum *A, struct lmp_err *err) {
+                                 struct cg_ws *c, const struct allsum *A, const atomic_int *cancel,
+                                 struct lmp_err *err) {
     const struct lmp_aq_scheme *sc = &l->sc;
     const int64_t n_out = l->n_out, n_in = l->n_in, g = sc->g, M = sc->M, K = sc->K;
     const int64_t n_grp = n_in / g, n_cb = M * K * g;
@@ -340,6 +374,7 @@ static enum lmp_status cg_update(double *L, float *g_cb, float *g_sc, struct lmp
     double rz = dot_f(c->r, c->z, n_cb);
     const double rz0 = rz;
     for (int it = 0; it < iters && rz > 1e-12 * rz0 && rz > 0.0; it++) {
+        if (lmp_cancelled(cancel)) return stopped(err, "codebook update");
         double half_pap;
         if ((st = grad_all(A, &half_pap, c->ap, c->gtmp, l->codes, c->zero_w, s, c->p, h, n_out,
                            n_in, sc, err)) != LMP_OK)
@@ -547,6 +582,10 @@ enum lmp_status lmp_aq_quantize_rows(struct lmp_aq_layer *out, struct lmp_aq_sta
      * and L summed over the shards, g_sc of this shard's rows) */
     double L_prev = L;
     for (int r = 0; r < max_rounds && S->n_adam_steps < opts->max_adam_steps; r++) {
+        if (lmp_cancelled(opts->cancel)) {
+            st = stopped(err, "before a round");
+            goto out;
+        }
         double t0 = now_s();
         lmp_aq_adam_reset(&ad_cb);
         lmp_aq_adam_reset(&ad_sc);
@@ -557,12 +596,16 @@ enum lmp_status lmp_aq_quantize_rows(struct lmp_aq_layer *out, struct lmp_aq_sta
             int64_t left = opts->max_adam_steps - S->n_adam_steps;
             if ((st = cg_update(&L, g_cb, g_sc, out, w, ho,
                                 left < opts->cg_iters ? (int)left : opts->cg_iters,
-                                &S->n_adam_steps, &cg, &A, err)) != LMP_OK)
+                                &S->n_adam_steps, &cg, &A, opts->cancel, err)) != LMP_OK)
                 goto out;
             L_best = L;
         }
         for (int s = 0; opts->cg_iters <= 0 && s < opts->adam_steps && S->n_adam_steps < opts->max_adam_steps;
              s++) {
+            if (lmp_cancelled(opts->cancel)) {
+                st = stopped(err, "codebook update");
+                goto out;
+            }
             lmp_aq_adam_step(&ad_cb, out->codebooks, g_cb, opts->lr);
             lmp_aq_adam_step(&ad_sc, out->scales, g_sc, opts->lr);
             S->n_adam_steps++;
@@ -582,8 +625,8 @@ enum lmp_status lmp_aq_quantize_rows(struct lmp_aq_layer *out, struct lmp_aq_sta
         double t1 = now_s();
         S->seconds_adam += t1 - t0;
         memcpy(codes_prev, out->codes, (size_t) n_codes * sizeof(uint16_t));
-        if ((st = lmp_aq_beam_rows(out->codes, NULL, w, out->scales, out->codebooks, ho, n_out, n_in, sc,
-                                   opts->beam, err)) != LMP_OK)
+        if ((st = beam_chunked(out->codes, w, out->scales, out->codebooks, ho, n_out, n_in, sc,
+                               opts->beam, opts->cancel, err)) != LMP_OK)
             goto out;
         if ((st = grad_all(&A, &L, g_cb, g_sc, out->codes, w, out->scales, out->codebooks, ho,
                            n_out, n_in, sc, err)) != LMP_OK)

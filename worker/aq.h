@@ -33,6 +33,7 @@
 #ifndef LMP_WORKER_AQ_H
 #define LMP_WORKER_AQ_H
 
+#include <stdatomic.h>
 #include <stdint.h>
 #include "base/status.h"   /* defines: enum lmp_status, struct lmp_err */
 
@@ -130,6 +131,11 @@ struct lmp_aq_opts {
      * It only observes: the results do not depend on it. Called on the quantizing thread. */
     void   (*progress)(void *ctx, int round, int max_rounds, double loss, double rel_err);
     void    *progress_ctx;
+    /* Optional (NULL: none, the default): a task's cancel flag, polled with the process's
+     * stop (base/cancel.h) before each round, each codebook-update iteration and each
+     * chunk of the beam search (a fraction of a second apart); the layer then ends with
+     * LMP_ECANCEL. */
+    const atomic_int *cancel;
 };
 void lmp_aq_opts_init(struct lmp_aq_opts *o);
 

@@ -6,6 +6,7 @@
 
 #include <assert.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -62,17 +63,28 @@ uint64_t lmp_calib_bytes(int64_t n_seq, int64_t ctx, int64_t dim) {
     return act > UINT64_MAX - tb ? UINT64_MAX : act + tb;
 }
 
+/* bytes in words for a message: "3.2 GiB", "740 MiB", "12 KiB" */
+static const char *fmt_bytes(char *buf, size_t n, uint64_t b) {
+    if (b >= (1ull << 30))
+        snprintf(buf, n, "%.1f GiB", (double)b / (1ull << 30));
+    else if (b >= (1ull << 20))
+        snprintf(buf, n, "%.0f MiB", (double)b / (1ull << 20));
+    else
+        snprintf(buf, n, "%.0f KiB", (double)b / (1ull << 10));
+    return buf;
+}
+
 enum lmp_status lmp_calib_check_budget(int64_t n_seq, int64_t ctx, int64_t dim,
                                        struct lmp_err *err) {
     const uint64_t need = lmp_calib_bytes(n_seq, ctx, dim), budget = lmp_mem_budget();
     if (need <= budget) return LMP_OK;
+    char a[32], b[32];
     return lmp_err_set(err, LMP_EUNSUP,
-                       "calibration of --nsamples %lld x --ctx %lld needs %.1f "
-                       "GiB (tokens and two fp32 activations of width %lld), over this "
-                       "machine's budget of %.1f GiB (half its memory, or LMP_MEM_BUDGET): ask "
-                       "for fewer samples or a shorter --ctx",
-                       (long long)n_seq, (long long)ctx, (double)need / (1 << 30), (long long)dim,
-                       (double)budget / (1 << 30));
+                       "calibration of --nsamples %lld x --ctx %lld needs %s (tokens and two fp32 "
+                       "activations of width %lld), over this machine's budget of %s (half its "
+                       "memory, or LMP_MEM_BUDGET): ask for fewer samples or a shorter --ctx",
+                       (long long)n_seq, (long long)ctx, fmt_bytes(a, sizeof(a), need),
+                       (long long)dim, fmt_bytes(b, sizeof(b), budget));
 }
 
 /* Sample from softmax(logits) (n) by inverse CDF, in double. */
@@ -282,12 +294,12 @@ enum lmp_status lmp_calib_new(struct lmp_transformer *tf, const int32_t *tokens,
         lmp_mem_mul((uint64_t)n_seq * (uint64_t)ctx, (uint64_t)self->dim, 2 * sizeof(float));
     const uint64_t budget = lmp_mem_budget();
     if (bytes > budget) {
+        char a[32], b[32];
         st = lmp_err_set(err, LMP_EUNSUP,
-                         "calibration activations of %lld x %lld x %lld floats "
-                         "need %.1f GiB, over this machine's budget of %.1f GiB (half its "
-                         "memory, or LMP_MEM_BUDGET)",
+                         "calibration activations of %lld x %lld x %lld floats need %s, over "
+                         "this machine's budget of %s (half its memory, or LMP_MEM_BUDGET)",
                          (long long)n_seq, (long long)ctx, (long long)self->dim,
-                         (double)bytes / (1 << 30), (double)budget / (1 << 30));
+                         fmt_bytes(a, sizeof(a), bytes), fmt_bytes(b, sizeof(b), budget));
         goto fail;
     }
     const size_t n = (size_t) (n_seq * ctx * self->dim);

@@ -10,6 +10,7 @@
 #include "worker/finetune.h"
 #include "worker/block_grad.h"      /* defines: lmp_block_grad_*, struct lmp_block_params */
 #include "kernels/kernels.h"        /* defines: lmp_kernels_get, struct lmp_aq_shape */
+#include "base/cancel.h"            /* defines: lmp_cancelled */
 
 #include <assert.h>
 #include <math.h>
@@ -164,10 +165,12 @@ static double sq_err(struct run *r, const float *x, const float *y, int64_t n, i
     return e;
 }
 
-static double rel_mse(struct run *r, const float *x, const float *y, int64_t n_seq,
-                      int64_t per_seq, int64_t batch, double y2) {
+/* -1 when cancel (or the process's stop) interrupts it between minibatches */
+static double rel_mse(struct run *r, const float *x, const float *y, int64_t n_seq, int64_t per_seq,
+                      int64_t batch, double y2, const atomic_int *cancel) {
     double e = 0;
     for (int64_t s = 0; s < n_seq; s += batch) {
+        if (lmp_cancelled(cancel)) return -1.0;
         int64_t n = n_seq - s < batch ? n_seq - s : batch;
         e += sq_err(r, x + s * per_seq, y + s * per_seq, n, per_seq);
     }
@@ -265,7 +268,10 @@ enum lmp_status lmp_finetune_block(struct lmp_ft_block *blk, const float *x, con
     }
 
     /* ---- train ------------------------------------------------------------------------ */
-    st->rel_mse_before = rel_mse(&r, x, y, n_seq, per_seq, batch, y2);
+    if ((st->rel_mse_before = rel_mse(&r, x, y, n_seq, per_seq, batch, y2, o.cancel)) < 0) {
+        st_code = lmp_err_set(err, LMP_ECANCEL, "block fine-tuning stopped");
+        goto out;
+    }
     uint64_t rng = o.seed * 0x9E3779B97F4A7C15ull + 1;
     double   prev_epoch = -1;
     bool     done = false;
@@ -283,6 +289,12 @@ enum lmp_status lmp_finetune_block(struct lmp_ft_block *blk, const float *x, con
         int64_t ep_steps = 0;
         for (int64_t s0 = 0; s0 < n_seq && !done; s0 += batch) {
             const int64_t n = n_seq - s0 < batch ? n_seq - s0 : batch, rows = n * per_seq;
+            if (lmp_cancelled(o.cancel)) { /* one Adam step between polls */
+                restore(&r, blk);
+                st_code = lmp_err_set(err, LMP_ECANCEL, "block fine-tuning stopped at step %lld",
+                                      (long long)st->n_steps);
+                goto out;
+            }
             for (int64_t i = 0; i < n; i++) {
                 memcpy(r.xb + i * per_seq, x + r.order[s0 + i] * per_seq,
                        (size_t) per_seq * sizeof(float));
@@ -331,7 +343,11 @@ enum lmp_status lmp_finetune_block(struct lmp_ft_block *blk, const float *x, con
         if (prev_epoch > 0 && o.tol > 0 && (prev_epoch - mean) / prev_epoch < o.tol) done = true;
         prev_epoch = mean;
     }
-    st->rel_mse_after = rel_mse(&r, x, y, n_seq, per_seq, batch, y2);
+    if ((st->rel_mse_after = rel_mse(&r, x, y, n_seq, per_seq, batch, y2, o.cancel)) < 0) {
+        restore(&r, blk);
+        st_code = lmp_err_set(err, LMP_ECANCEL, "block fine-tuning stopped");
+        goto out;
+    }
     if (!(st->rel_mse_after < st->rel_mse_before)) {
         restore(&r, blk);
         st->rel_mse_after = st->rel_mse_before;

@@ -45,6 +45,7 @@
 #ifndef LMP_WORKER_FINETUNE_H
 #define LMP_WORKER_FINETUNE_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include "base/status.h"         /* defines: enum lmp_status, struct lmp_err */
@@ -86,6 +87,10 @@ struct lmp_ft_opts {
      * relative error before the step. It only observes: the results do not depend on it. */
     void   (*progress)(void *ctx, int64_t step, int64_t n_steps, double loss);
     void    *progress_ctx;
+    /* Optional (NULL: none, the default): a task's cancel flag, polled with the process's
+     * stop (base/cancel.h) before each Adam step and each minibatch of the error passes;
+     * the block's parameters are then restored and the call returns LMP_ECANCEL. */
+    const atomic_int *cancel;
 };
 void lmp_ft_opts_init(struct lmp_ft_opts *o);
 
@@ -103,7 +108,8 @@ struct lmp_ft_stats {
  * header); codes, dense weights, x and y are not modified. stats may be NULL.
  * RET LMP_OK; LMP_EINVAL (shapes: a linear with neither or both of aq/w, an AQ layer whose
  * n_out/n_in differ from cfg, n_seq or seq_len <= 0, a zero ||Y||, bad options);
- * LMP_ENOMEM. err names the problem. On error blk is left as on entry. */
+ * LMP_ENOMEM, LMP_ECANCEL (opts.cancel). err names the problem. On error blk is left as on entry.
+ */
 enum lmp_status lmp_finetune_block(struct lmp_ft_block *blk, const float *x, const float *y,
                                    int64_t n_seq, int64_t seq_len, const struct lmp_ft_opts *opts,
                                    struct lmp_ft_stats *stats, struct lmp_err *err);
