@@ -2,6 +2,7 @@
 #include "cli/jobopts.h"
 #include "cli/cli.h"        /* defines: LMP_EXIT_* */
 #include "base/file.h"                 /* defines: lmp_file_read_all */
+#include "base/text.h"                 /* defines: lmp_str_escape */
 #include "worker/aq.h"                  /* defines: lmp_aq_scheme_parse */
 
 #include <assert.h>
@@ -130,9 +131,13 @@ static char *resolve(const char *value, const char *base_dir) {
 enum lmp_status lmp_jobopts_set(struct lmp_jobopts *o, const char *key, const char *value,
                                 const char *base_dir, bool forbid_dup, char *problem, size_t n) {
     assert(o && key && value && problem);
+    /* key and value are outside text: quoted escaped, and cut, in a problem */
+    char qk[48], qv[48];
+    lmp_str_escape(qk, sizeof(qk), key);
+    lmp_str_escape(qv, sizeof(qv), value);
     const int id = find_key(key);
     if (id < 0) {
-        snprintf(problem, n, "unknown key '%.40s'", key);
+        snprintf(problem, n, "unknown key '%s'", qk);
         return LMP_EINVAL;
     }
     const struct def *d = &defs[id];
@@ -150,8 +155,8 @@ enum lmp_status lmp_jobopts_set(struct lmp_jobopts *o, const char *key, const ch
         errno = 0;
         long long x = strtoll(value, &end, 10);
         if (errno != 0 || end == value || *end != '\0' || x < d->lo || x > d->hi) {
-            snprintf(problem, n, "%s wants an integer in [%lld, %lld], got '%.40s'", d->key, d->lo,
-                     d->hi, value);
+            snprintf(problem, n, "%s wants an integer in [%lld, %lld], got '%s'", d->key, d->lo,
+                     d->hi, qv);
             return LMP_EINVAL;
         }
         *(long long *) ((char *) o + d->off) = x;
@@ -161,8 +166,8 @@ enum lmp_status lmp_jobopts_set(struct lmp_jobopts *o, const char *key, const ch
         errno = 0;
         double x = strtod(value, &end);
         if (errno != 0 || end == value || *end != '\0' || !(x >= d->flo && x <= d->fhi)) {
-            snprintf(problem, n, "%s wants a number in [%g, %g], got '%.40s'", d->key, d->flo,
-                     d->fhi, value);
+            snprintf(problem, n, "%s wants a number in [%g, %g], got '%s'", d->key, d->flo, d->fhi,
+                     qv);
             return LMP_EINVAL;
         }
         *(double *) ((char *) o + d->off) = x;
@@ -172,7 +177,7 @@ enum lmp_status lmp_jobopts_set(struct lmp_jobopts *o, const char *key, const ch
         if (strcmp(value, "true") == 0 || strcmp(value, "1") == 0) o->finetune = true;
         else if (strcmp(value, "false") == 0 || strcmp(value, "0") == 0) o->finetune = false;
         else {
-            snprintf(problem, n, "%s wants true or false, got '%.40s'", d->key, value);
+            snprintf(problem, n, "%s wants true or false, got '%s'", d->key, qv);
             return LMP_EINVAL;
         }
         break;
@@ -180,7 +185,7 @@ enum lmp_status lmp_jobopts_set(struct lmp_jobopts *o, const char *key, const ch
         if (strcmp(value, "sequential") == 0) o->mode = LMP_COMPRESS_SEQUENTIAL;
         else if (strcmp(value, "independent") == 0) o->mode = LMP_COMPRESS_INDEPENDENT;
         else {
-            snprintf(problem, n, "mode must be sequential or independent, got '%.40s'", value);
+            snprintf(problem, n, "mode must be sequential or independent, got '%s'", qv);
             return LMP_EINVAL;
         }
         break;
@@ -188,7 +193,7 @@ enum lmp_status lmp_jobopts_set(struct lmp_jobopts *o, const char *key, const ch
         if (strcmp(value, "aqlm") == 0) o->method = LMP_COMPRESS_AQLM;
         else if (strcmp(value, "rtn") == 0) o->method = LMP_COMPRESS_RTN;
         else {
-            snprintf(problem, n, "method must be aqlm or rtn, got '%.40s'", value);
+            snprintf(problem, n, "method must be aqlm or rtn, got '%s'", qv);
             return LMP_EINVAL;
         }
         break;
@@ -246,6 +251,8 @@ enum lmp_status lmp_jobopts_load_buffer(struct lmp_jobopts *o, const char *path,
         free(dir);
         return lmp_err_set(err, LMP_ENOMEM, "out of memory");
     }
+    char qpath[200]; /* the file's name as messages quote it */
+    lmp_str_escape(qpath, sizeof(qpath), path);
     enum lmp_status st = LMP_OK;
     size_t pos = 0;
     for (long lineno = 1; pos < len && st == LMP_OK; lineno++) {
@@ -253,7 +260,7 @@ enum lmp_status lmp_jobopts_load_buffer(struct lmp_jobopts *o, const char *path,
         while (e < len && text[e] != '\n') e++;
         size_t n = e - pos;
         if (memchr(text + pos, '\0', n)) {
-            st = lmp_err_set(err, LMP_EINVAL, "%s:%ld: NUL byte in the line", path, lineno);
+            st = lmp_err_set(err, LMP_EINVAL, "%s:%ld: NUL byte in the line", qpath, lineno);
             break;
         }
         memcpy(line, text + pos, n);
@@ -272,7 +279,7 @@ enum lmp_status lmp_jobopts_load_buffer(struct lmp_jobopts *o, const char *path,
         if (m == 0) continue;
         char *eq = strchr(s, '=');
         if (eq == NULL) {
-            st = lmp_err_set(err, LMP_EINVAL, "%s:%ld: expected 'key = value'", path, lineno);
+            st = lmp_err_set(err, LMP_EINVAL, "%s:%ld: expected 'key = value'", qpath, lineno);
             break;
         }
         char *k = s, *v = eq + 1;
@@ -281,12 +288,12 @@ enum lmp_status lmp_jobopts_load_buffer(struct lmp_jobopts *o, const char *path,
         *ke = '\0';
         while (is_space(*v)) v++;
         if (k[0] == '\0') {
-            st = lmp_err_set(err, LMP_EINVAL, "%s:%ld: a line with no key", path, lineno);
+            st = lmp_err_set(err, LMP_EINVAL, "%s:%ld: a line with no key", qpath, lineno);
             break;
         }
         char problem[200];
         enum lmp_status s2 = lmp_jobopts_set(o, k, v, dir, true, problem, sizeof(problem));
-        if (s2 != LMP_OK) st = lmp_err_set(err, s2, "%s:%ld: %s", path, lineno, problem);
+        if (s2 != LMP_OK) st = lmp_err_set(err, s2, "%s:%ld: %s", qpath, lineno, problem);
     }
     free(line);
     free(dir);
@@ -377,13 +384,19 @@ int lmp_jobopts_parse_argv(struct lmp_jobopts *o, int argc, char **argv,
     if (cmd->help) goto out;
     if (optind < argc) {
         if (!cmd->job_arg || argc - optind > 1) {
-            fprintf(stderr, "lmpress: unexpected argument '%s'\n", argv[cmd->job_arg ? optind + 1 : optind]);
+            char q[200];
+            fprintf(stderr, "lmpress: unexpected argument '%s'\n",
+                    lmp_str_escape(q, sizeof(q), argv[cmd->job_arg ? optind + 1 : optind]));
             rc = LMP_EXIT_USAGE;
             goto out;
         }
         enum lmp_status st = lmp_jobopts_load_file(o, argv[optind], err);
         if (st != LMP_OK) {
-            fprintf(stderr, "%s%s\n", st == LMP_EINVAL ? "" : "lmpress: JOB file: ", err->msg);
+            /* EINVAL: "FILE:LINE: problem", its outside text escaped already; else a message
+             * of the file reader, which quotes the name as given */
+            char q[sizeof(err->msg) + 64];
+            fprintf(stderr, "%s%s\n", st == LMP_EINVAL ? "" : "lmpress: JOB file: ",
+                    st == LMP_EINVAL ? err->msg : lmp_str_escape(q, sizeof(q), err->msg));
             rc = st == LMP_EINVAL ? LMP_EXIT_USAGE : LMP_EXIT_INPUT;
             goto out;
         }

@@ -172,7 +172,9 @@ void lmp_jobopts_to_jobspec(const struct lmp_jobopts *o, struct lmp_jobopts_pb *
     "                        llama2.c file)\n"                                                     \
     "  --calib FILE|generate calibration: windows of a text file, or sequences the model\n"        \
     "                        writes itself (required for aqlm; rtn needs none)\n"                  \
-    "  --nsamples N          calibration windows (default 128)\n"                                  \
+    "  --nsamples N          calibration windows (default 128); N x L tokens at most what the\n"   \
+    "                        text has, and tokens + activations (2 x N x L x dim floats) at\n"    \
+    "                        most half this machine's memory (LMP_MEM_BUDGET overrides)\n"     \
     "  --ctx L               tokens per window (default the model's context, at most 512)\n"       \
     "  --out ART.h5          the artifact (required); an existing one of the same job resumes\n"   \
     "  --scheme MxBgG        AQLM scheme, see above (default 2x8g8)\n"                             \

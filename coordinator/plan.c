@@ -4,6 +4,7 @@
 #include "artifact/fingerprint.h"    /* defines: lmp_fingerprint_job, struct lmp_fp_settings */
 #include "base/fault.h"              /* defines: lmp_fault_sleep */
 #include "base/file.h"               /* defines: lmp_file_read_all */
+#include "base/mem.h"                /* defines: lmp_mem_budget, lmp_mem_mul */
 #include "base/text.h"               /* defines: lmp_str_escape */
 #include "coordinator/job_check.h"   /* defines: lmp_job_check */
 #include "model/tokenizer.h"         /* defines: lmp_tokenizer_open, lmp_tokenizer_encode */
@@ -16,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 /* The job's settings, field by field, into the resume fingerprint and the artifact's
  * description (calib_desc), resolved (defaults filled in, as the stages will use them) and
@@ -207,7 +209,21 @@ enum lmp_status coord_plan_job(struct job *J, const Lmp__JobSpec *spec_in, struc
             if ((st = plan_generate(J->tokens, m, tok, n_seq, ctx, seed, threads, err)))
                 goto settings_out;
         } else {
-            int64_t n_ids = 0;
+            int64_t     n_ids = 0;
+            struct stat sb;
+            /* the text is read whole and tokenized (at most one 4-byte id per byte): it
+             * counts against the memory budget too */
+            if (stat(cs->path, &sb) == 0 && S_ISREG(sb.st_mode) &&
+                lmp_mem_mul((uint64_t)sb.st_size, 5, 1) > lmp_mem_budget()) {
+                char q[160];
+                st = lmp_err_set(err, LMP_EUNSUP,
+                                 "calibration text '%s' (%lld MiB) is too big to tokenize within "
+                                 "this machine's memory budget (half its memory, or "
+                                 "LMP_MEM_BUDGET): use a shorter text",
+                                 lmp_str_escape(q, sizeof(q), cs->path),
+                                 (long long)(sb.st_size >> 20));
+                goto settings_out;
+            }
             if ((st = lmp_file_read_all(cs->path, &text, &len, err)) ||
                 (st = lmp_tokenizer_encode(tok, text, len, true, &ids, &n_ids, err)))
                 goto settings_out;

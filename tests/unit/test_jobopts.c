@@ -200,6 +200,33 @@ static void test_file_and_argv_same_jobspec(void) {
     unlink(job);
 }
 
+/* issue 10, "Also": the bytes of a binary JOB file were echoed raw to the terminal. Every
+ * message that quotes the file (its name, a key, a value) escapes what is not printable. */
+static void test_errors_escape_binary_bytes(void) {
+    static const struct {
+        const char *path, *text, *want;
+    } cases[] = {
+        {"j.txt", "\x1b[2J\x01\x02 = 1\n", "j.txt:1: unknown key '\\x1B[2J\\x01\\x02'"},
+        {"j.txt", "bits = \x7f\xff\n",
+         "j.txt:1: bits wants an integer in [1, 8], got '\\x7F\\xFF'"},
+        {"j.txt", "scheme = 2x\x1b\n", "j.txt:1: invalid AQ scheme '2x\\x1B'"},
+        {"j.txt", "mode = \r\x1b]0;pwned\x07\n",
+         "j.txt:1: mode must be sequential or independent, got '\\x1B]0;pwned\\x07'"},
+        {"a\nb\x1b.txt", "bogus = 1\n", "a\\nb\\x1B.txt:1: unknown key 'bogus'"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        struct lmp_jobopts o;
+        struct lmp_err     err = {0};
+        lmp_jobopts_init(&o);
+        CHECK(load(&o, cases[i].path, cases[i].text, &err) == LMP_EINVAL);
+        if (strncmp(err.msg, cases[i].want, strlen(cases[i].want)) != 0)
+            fprintf(stderr, "  case %zu: got \"%s\"\n", i, err.msg);
+        CHECK(strncmp(err.msg, cases[i].want, strlen(cases[i].want)) == 0);
+        for (const char *c = err.msg; *c; c++) CHECK((unsigned char)*c >= 0x20 && *c != 0x7f);
+        lmp_jobopts_release(&o);
+    }
+}
+
 static void test_check_requires_model_out_calib(void) {
     struct lmp_jobopts o;
     struct lmp_err err = {0};
@@ -235,6 +262,7 @@ int main(void) {
     RUN(test_good_file);
     RUN(test_default_mode_is_sequential_everywhere);
     RUN(test_errors_name_the_line);
+    RUN(test_errors_escape_binary_bytes);
     RUN(test_command_line_overrides_file);
     RUN(test_file_and_argv_same_jobspec);
     RUN(test_check_requires_model_out_calib);
