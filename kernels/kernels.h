@@ -18,14 +18,15 @@
  *  not be handed to another thread beyond the call that made it (the kernel pool's threads
  *  use their own arenas).
  *
- *  Threads. One compute budget per process (lmp_kernels_threads): OpenBLAS's thread count
- *  is set once, in kernels/cpu/gemm_blas.c, and the kernel pool (kernels/cpu/parallel.c)
- *  is started once with that many threads. Nothing else calls openblas_set_num_threads.
- *  The one exception is a caller that runs GEMMs from several threads of its own (the
- *  transformer's attention): it brackets them with lmp_kernels_blas_serial_begin/end, a
- *  counted section in which OpenBLAS runs one thread per call; sections of concurrent
- *  callers nest, so the count always returns to the budget (a big GEMM of another thread
- *  that runs inside someone's section runs on one thread: slower, same bits).
+ *  Threads. One compute budget per process (lmp_kernels_threads), fixed once; the kernel
+ *  pool (kernels/cpu/parallel.c) is started once with that many threads. OpenBLAS always
+ *  runs one thread (kernels/cpu/gemm_blas.c, the only caller of openblas_set_num_threads):
+ *  its results depend on its thread count, ours must not. A big sgemm is cut into fixed
+ *  blocks of rows that the pool shares out, so every result is the same bits whatever the
+ *  budget (docs/kernels.md "Thread invariance"). A caller that runs GEMMs from several
+ *  threads of its own (the transformer's attention) brackets them with
+ *  lmp_kernels_blas_serial_begin/end, a counted section in which an sgemm runs its blocks
+ *  on the calling thread (same blocks, same bits).
  */
 #ifndef LMP_KERNELS_KERNELS_H
 #define LMP_KERNELS_KERNELS_H
@@ -205,14 +206,14 @@ size_t lmp_scratch_held(void);
 /* ---- threads (kernels/cpu/gemm_blas.c) --------------------------------------------- */
 
 /* Fix the process's compute thread budget: the first call wins (later calls, and the
- * value a first lmp_kernels_threads() takes, do not change it) and sets OpenBLAS's thread
- * count. n <= 0: the default, $LMP_THREADS (1..256) if set, else the online CPUs. Returns
+ * value a first lmp_kernels_threads() takes, do not change it); OpenBLAS stays at one
+ * thread whatever it is. n <= 0: the default, $LMP_THREADS (1..256) if set, else the online CPUs. Returns
  * the budget in effect. Thread-safe. */
 int lmp_kernels_set_threads(int n);
 /* The budget (fixing the default if nothing set it yet). */
 int lmp_kernels_threads(void);
-/* A section whose GEMMs run concurrently on the caller's own threads: OpenBLAS runs one
- * thread per call until the matching end (counted: sections of several threads nest). */
+/* A section whose GEMMs run concurrently on the caller's own threads: an sgemm runs its
+ * fixed blocks on the calling thread until the matching end (counted: sections nest). */
 void lmp_kernels_blas_serial_begin(void);
 void lmp_kernels_blas_serial_end(void);
 

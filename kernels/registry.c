@@ -39,6 +39,7 @@ static void init_blas(struct lmp_kernels *k) {
     lmp_kernels_init_ref(k); /* every slot filled first */
     k->name = "blas";
     k->sgemm = lmp_sgemm_blas;
+    lmp_blas_one_thread(); /* thread invariance: see kernels/cpu/gemm_blas.c */
 }
 
 static bool have_avx512(void) {

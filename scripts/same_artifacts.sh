@@ -19,11 +19,18 @@
 # calib_desc (those settings in words) and build (the build that wrote the artifact, absent
 # before v2). LMP_GUARD_JOB_KEY_ATTRS overrides that list ("" compares every attribute, for
 # two trees of the same fingerprint format). No dataset is ever excluded.
+# GUARD_OLD_THREADS=N runs the reference binary's jobs (compress and submit) with --threads N
+# while the new one keeps --threads 2: since the thread-invariance fix (docs/kernels.md) the
+# new tree's results at any thread count equal an older tree's --threads 1 results, so
+# compare against an older REV with GUARD_OLD_THREADS=1.
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 rev=${1:?usage: same_artifacts.sh REV [NEW_LMPRESS]}
 new=${2:-}
 JOB_KEY_ATTRS=${LMP_GUARD_JOB_KEY_ATTRS-"calib_fingerprint calib_desc build"}
+OLD_THREADS=${GUARD_OLD_THREADS:-}
+[[ -z "$OLD_THREADS" || "$OLD_THREADS" =~ ^[1-9][0-9]*$ ]] ||
+    { echo "same_artifacts: GUARD_OLD_THREADS wants a positive integer" >&2; exit 2; }
 if [ -z "$new" ]; then
     for c in "$here/build/cli/lmpress" "$here/build/coordinator/lmpress"; do
         [ -x "$c" ] && { new=$c; break; }
@@ -53,6 +60,7 @@ fi
 echo "reference: $sha ($old)"
 echo "new:       $new"
 [ -n "$JOB_KEY_ATTRS" ] && echo "job key attributes not compared (fingerprint v2): $JOB_KEY_ATTRS"
+[ -n "$OLD_THREADS" ] && echo "reference jobs at --threads $OLD_THREADS (GUARD_OLD_THREADS)"
 
 T=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$T"' EXIT
@@ -93,6 +101,14 @@ same() {
     done
     echo "$n datasets and $(echo "$la" | wc -w) root attributes identical"
 }
+side_args() {   # SIDE ARGS...: ARGS, the reference's --threads replaced by GUARD_OLD_THREADS
+    local side=$1 prev=""; shift
+    out=()
+    for a in "$@"; do
+        [ "$side" = old ] && [ -n "$OLD_THREADS" ] && [ "$prev" = --threads ] && a=$OLD_THREADS
+        out+=("$a"); prev=$a
+    done
+}
 check() {   # NAME
     local r
     if r=$(same "$T/old_$1.h5" "$T/new_$1.h5"); then echo "  $1: $r"
@@ -104,7 +120,8 @@ for name in independent sequential seq_finetune ind_finetune generate seq_rtn; d
     for side in old new; do
         bin=$old; [ $side = new ] && bin=$new
         set -f
-        if ! "$bin" compress "${MOD[@]}" "${args[@]}" --out "$T/${side}_$name.h5" \
+        side_args $side "${args[@]}"
+        if ! "$bin" compress "${MOD[@]}" "${out[@]}" --out "$T/${side}_$name.h5" \
                 > "$T/${side}_$name.out" 2>&1; then
             echo "  $name: $side lmpress compress failed:"; tail -3 "$T/${side}_$name.out"; fail=1
         fi
@@ -126,7 +143,8 @@ cluster() {   # SIDE NAME NWORKERS ARGS...
             2> "$T/$side-$name-w$i.log" &
         wp+=($!)
     done
-    timeout 600 "$bin" submit --connect "tcp://127.0.0.1:$port" --wait "${MOD[@]}" "$@" \
+    side_args "$side" "$@"
+    timeout 600 "$bin" submit --connect "tcp://127.0.0.1:$port" --wait "${MOD[@]}" "${out[@]}" \
         --out "$T/${side}_$name.h5" > "$T/$side-$name.out" 2>&1 ||
         { echo "  $name: $side submit failed"; tail -3 "$T/$side-$name.out"; fail=1; }
     kill "$cpid" "${wp[@]}" 2>/dev/null || true
