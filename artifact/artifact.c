@@ -9,11 +9,11 @@
  *   - the index: which job/layer/tensor/tokenizer lives in the main file or which part.
  */
 #include "artifact/artifact.h"
-#include "artifact/events.h"     /* defines: lmp_events_*, struct lmp_event_list */
-#include "base/build.h"          /* defines: lmp_build_id() */
-#include "base/file.h"             /* defines: lmp_file_read_all(), lmp_path_is_file(), lmp_map_release_pages */
-#include "base/text.h"             /* defines: lmp_str_escape() */
-#include "base/log.h"              /* defines: lmp_log_warn() */
+#include "artifact/events.h" /* defines: lmp_events_*, struct lmp_event_list */
+#include "base/build.h"      /* defines: lmp_build_id() */
+#include "base/file.h" /* defines: lmp_file_read_all(), lmp_path_is_file(), lmp_map_release_pages */
+#include "base/text.h" /* defines: lmp_str_escape() */
+#include "base/log.h"  /* defines: lmp_log_warn() */
 
 #include <hdf5.h>
 
@@ -41,7 +41,7 @@
 #define FORMAT_MAIN "lmpress-artifact"
 #define FORMAT_PART "lmpress-artifact-part"
 #define PATH_CAP    4096
-#define EVENTS_FILE "events.log"    /* in the parts directory: artifact/events.h */
+#define EVENTS_FILE "events.log" /* in the parts directory: artifact/events.h */
 
 enum item_kind { ITEM_JOB, ITEM_LAYER, ITEM_TENSOR, ITEM_TOKENIZER, ITEM_COUNT };
 static const char *const item_prefix[ITEM_COUNT] = {"job", "layer", "tensor", "tokenizer"};
@@ -49,26 +49,26 @@ static const char *const item_prefix[ITEM_COUNT] = {"job", "layer", "tensor", "t
 struct item {
     enum item_kind kind;
     char           name[LMP_NAME_MAX];
-    char          *part;       /* part file path, or NULL when the item is in the main file */
+    char          *part; /* part file path, or NULL when the item is in the main file */
 };
 
 struct lmp_artifact {
-    char          *path;          /* ART.h5 */
-    char          *parts_dir;     /* ART.h5.parts */
-    bool           writer;
-    bool           finalized;     /* no more commits */
-    int            lock_fd;       /* writer: flock'ed parts_dir/LOCK; -1 otherwise */
-    hid_t          main;          /* the main file, or H5I_INVALID_HID if absent */
-    struct lmp_art_job job;
-    bool           have_job;
-    struct item   *items;
-    int64_t        n_items, cap_items;
-    int64_t       *layer_order;   /* (n_layer_order) indices into items, job linear order */
-    int64_t        n_layer_order;
-    int64_t       *tensor_order;  /* (n_tensor_order) indices into items, sorted by name */
-    int64_t        n_tensor_order;
-    struct lmp_events_file *events;  /* writer: parts_dir/events.log, appended */
-    uint32_t       run;           /* writer: this session's run number (events.h) */
+    char                   *path;      /* ART.h5 */
+    char                   *parts_dir; /* ART.h5.parts */
+    bool                    writer;
+    bool                    finalized; /* no more commits */
+    int                     lock_fd;   /* writer: flock'ed parts_dir/LOCK; -1 otherwise */
+    hid_t                   main;      /* the main file, or H5I_INVALID_HID if absent */
+    struct lmp_art_job      job;
+    bool                    have_job;
+    struct item            *items;
+    int64_t                 n_items, cap_items;
+    int64_t                *layer_order; /* (n_layer_order) indices into items, job linear order */
+    int64_t                 n_layer_order;
+    int64_t                *tensor_order; /* (n_tensor_order) indices into items, sorted by name */
+    int64_t                 n_tensor_order;
+    struct lmp_events_file *events; /* writer: parts_dir/events.log, appended */
+    uint32_t                run;    /* writer: this session's run number (events.h) */
 };
 
 static enum lmp_status events_start(struct lmp_artifact *a, struct lmp_err *err);
@@ -79,7 +79,7 @@ static enum lmp_status events_start(struct lmp_artifact *a, struct lmp_err *err)
 static void h5_quiet(void) {
     static bool done;
     if (!done) {
-        H5Eset_auto2(H5E_DEFAULT, NULL, NULL);   /* errors come back through lmp_err */
+        H5Eset_auto2(H5E_DEFAULT, NULL, NULL); /* errors come back through lmp_err */
         done = true;
     }
 }
@@ -91,7 +91,9 @@ static char *xstrdup(const char *s) {
     return d;
 }
 
-static bool is_enospc(int e) { return e == ENOSPC || e == EFBIG || e == EDQUOT; }
+static bool is_enospc(int e) {
+    return e == ENOSPC || e == EFBIG || e == EDQUOT;
+}
 
 /* Names become file names and HDF5 link names: keep them plain. */
 static bool name_ok(const char *s) {
@@ -119,9 +121,12 @@ static int fsync_path(const char *path, bool dir) {
 static void dir_of(const char *path, char *out, size_t cap) {
     snprintf(out, cap, "%s", path);
     char *slash = strrchr(out, '/');
-    if (slash == out) slash[1] = '\0';
-    else if (slash) *slash = '\0';
-    else snprintf(out, cap, ".");
+    if (slash == out)
+        slash[1] = '\0';
+    else if (slash)
+        *slash = '\0';
+    else
+        snprintf(out, cap, ".");
 }
 
 /* Fault injection: LMP_FAULT_WRITE_LIMIT=<bytes> lets each part file write at most
@@ -129,9 +134,9 @@ static void dir_of(const char *path, char *out, size_t cap) {
 static int64_t fault_write_limit(void) {
     const char *s = getenv("LMP_FAULT_WRITE_LIMIT");
     if (s == NULL || *s == '\0') return -1;
-    char *end = NULL;
-    long long v = strtoll(s, &end, 10);
-    return (end && *end == '\0' && v >= 0) ? (int64_t) v : -1;
+    char     *end = NULL;
+    long long v   = strtoll(s, &end, 10);
+    return (end && *end == '\0' && v >= 0) ? (int64_t)v : -1;
 }
 
 static int write_all(int fd, const uint8_t *p, size_t n) {
@@ -140,8 +145,11 @@ static int write_all(int fd, const uint8_t *p, size_t n) {
     while (done < n) {
         size_t want = n - done;
         if (limit >= 0) {
-            if ((int64_t) done >= limit) { errno = ENOSPC; return -1; }
-            if ((int64_t) (done + want) > limit) want = (size_t) (limit - (int64_t) done);
+            if ((int64_t)done >= limit) {
+                errno = ENOSPC;
+                return -1;
+            }
+            if ((int64_t)(done + want) > limit) want = (size_t)(limit - (int64_t)done);
         }
         if (want > (1u << 30)) want = 1u << 30;
         ssize_t w = write(fd, p + done, want);
@@ -149,7 +157,7 @@ static int write_all(int fd, const uint8_t *p, size_t n) {
             if (errno == EINTR) continue;
             return -1;
         }
-        done += (size_t) w;
+        done += (size_t)w;
     }
     return 0;
 }
@@ -183,7 +191,7 @@ static hid_t f16_type(void) {
 
 static int attr_put(hid_t obj, const char *name, hid_t ftype, hid_t mtype, const void *v) {
     hid_t space = H5Screate(H5S_SCALAR), attr = H5I_INVALID_HID;
-    int   rc    = -1;
+    int   rc = -1;
     if (space < 0) goto out;
     if (H5Aexists(obj, name) > 0 && H5Adelete(obj, name) < 0) goto out;
     if ((attr = H5Acreate2(obj, name, ftype, space, H5P_DEFAULT, H5P_DEFAULT)) < 0) goto out;
@@ -215,7 +223,7 @@ static int attr_put_f64(hid_t obj, const char *name, double v) {
 /* Read a scalar numeric attribute converted to mtype. -1 if absent or not scalar. */
 static int attr_get(hid_t obj, const char *name, hid_t mtype, void *v) {
     hid_t attr = H5I_INVALID_HID, space = H5I_INVALID_HID, ftype = H5I_INVALID_HID;
-    int   rc   = -1;
+    int   rc = -1;
     if (H5Aexists(obj, name) <= 0) return -1;
     if ((attr = H5Aopen(obj, name, H5P_DEFAULT)) < 0) goto out;
     if ((space = H5Aget_space(attr)) < 0 || H5Sget_simple_extent_npoints(space) != 1) goto out;
@@ -258,7 +266,7 @@ static int attr_get_str(hid_t obj, const char *name, char *buf, size_t cap) {
     memset(buf, 0, cap);
     if (H5Aread(attr, mtype, buf) < 0) goto out;
     buf[cap - 1] = '\0';
-    rc = 0;
+    rc           = 0;
 out:
     if (mtype >= 0) H5Tclose(mtype);
     if (ftype >= 0) H5Tclose(ftype);
@@ -295,16 +303,16 @@ static int dset_put(hid_t loc, const char *name, hid_t ftype, hid_t mtype, size_
     hsize_t hd[LMP_MAX_DIMS];
     int64_t n = 1;
     for (int i = 0; i < rank; i++) {
-        hd[i] = (hsize_t) dims[i];
+        hd[i] = (hsize_t)dims[i];
         n *= dims[i];
     }
     hid_t space = H5Screate_simple(rank, hd, NULL), dset = H5I_INVALID_HID;
-    int   rc    = -1;
+    int   rc = -1;
     if (space < 0) goto out;
     if ((dset = H5Dcreate2(loc, name, ftype, space, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT)) < 0)
         goto out;
     if (n > 0 && H5Dwrite(dset, mtype, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf) < 0) goto out;
-    if (attr_put_u64(dset, "xxh64", lmp_xxh64(buf, (size_t) n * elem_size, 0)) < 0) goto out;
+    if (attr_put_u64(dset, "xxh64", lmp_xxh64(buf, (size_t)n * elem_size, 0)) < 0) goto out;
     rc = 0;
 out:
     if (dset >= 0) H5Dclose(dset);
@@ -317,7 +325,7 @@ static int dset_shape(hid_t loc, const char *name, int *rank, int64_t *dims, siz
                       H5T_class_t *cls) {
     if (H5Lexists(loc, name, H5P_DEFAULT) <= 0) return -1;
     hid_t dset = H5Dopen2(loc, name, H5P_DEFAULT), space = H5I_INVALID_HID, ft = H5I_INVALID_HID;
-    int   rc   = -1;
+    int   rc = -1;
     if (dset < 0) goto out;
     if ((space = H5Dget_space(dset)) < 0) goto out;
     int r = H5Sget_simple_extent_ndims(space);
@@ -325,8 +333,8 @@ static int dset_shape(hid_t loc, const char *name, int *rank, int64_t *dims, siz
     hsize_t hd[LMP_MAX_DIMS];
     if (H5Sget_simple_extent_dims(space, hd, NULL) != r) goto out;
     for (int i = 0; i < r; i++) {
-        if (hd[i] > (hsize_t) INT64_MAX / 2) goto out;
-        dims[i] = (int64_t) hd[i];
+        if (hd[i] > (hsize_t)INT64_MAX / 2) goto out;
+        dims[i] = (int64_t)hd[i];
     }
     *rank = r;
     if ((ft = H5Dget_type(dset)) < 0) goto out;
@@ -350,7 +358,7 @@ static enum lmp_status dset_get(hid_t loc, const char *name, hid_t mtype, size_t
     if (dset_shape(loc, name, &r, got, NULL, NULL) < 0)
         return lmp_err_set(err, LMP_EFORMAT, "'%s': %s has no readable dataset '%s'", fname, obj,
                            name);
-    int64_t n = 1;
+    int64_t n    = 1;
     bool    same = r == rank;
     for (int i = 0; same && i < rank; i++) {
         same = got[i] == dims[i];
@@ -363,12 +371,12 @@ static enum lmp_status dset_get(hid_t loc, const char *name, hid_t mtype, size_t
     if (dset < 0)
         return lmp_err_set(err, LMP_EFORMAT, "'%s': cannot open %s dataset '%s'", fname, obj, name);
     uint64_t want = 0;
-    int rd = n > 0 ? H5Dread(dset, mtype, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf) : 0;
-    int ha = attr_get_u64(dset, "xxh64", &want);
+    int      rd   = n > 0 ? H5Dread(dset, mtype, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf) : 0;
+    int      ha   = attr_get_u64(dset, "xxh64", &want);
     H5Dclose(dset);
     if (rd < 0)
         return lmp_err_set(err, LMP_EFORMAT, "'%s': cannot read %s dataset '%s'", fname, obj, name);
-    if (ha < 0 || lmp_xxh64(buf, (size_t) n * elem_size, 0) != want)
+    if (ha < 0 || lmp_xxh64(buf, (size_t)n * elem_size, 0) != want)
         return lmp_err_set(err, LMP_EFORMAT, "'%s': %s dataset '%s' fails its checksum (corrupt)",
                            fname, obj, name);
     return LMP_OK;
@@ -407,10 +415,10 @@ enum lmp_status lmp_art_job_set_text(char **field, const char *v) {
 
 /* A deep copy of src into dst (zeroed or released). RET LMP_OK or LMP_ENOMEM. */
 static enum lmp_status job_copy(struct lmp_art_job *dst, const struct lmp_art_job *src) {
-    *dst = *src;
+    *dst            = *src;
     dst->model_name = dst->calib_desc = NULL;
-    dst->linears = NULL;
-    dst->n_linears = 0;
+    dst->linears                      = NULL;
+    dst->n_linears                    = 0;
     if (lmp_art_job_set_text(&dst->model_name, src->model_name) != LMP_OK ||
         lmp_art_job_set_text(&dst->calib_desc, src->calib_desc) != LMP_OK ||
         (dst->linears = malloc((size_t)(src->n_linears ? src->n_linears : 1) *
@@ -425,8 +433,8 @@ static enum lmp_status job_copy(struct lmp_art_job *dst, const struct lmp_art_jo
 
 enum lmp_status lmp_art_job_from_model(struct lmp_art_job *job, const struct lmp_model *m) {
     assert(job && m);
-    int64_t n = lmp_model_n_linears(m);
-    struct lmp_art_linear *lin = calloc((size_t) (n ? n : 1), sizeof(*lin));
+    int64_t                n   = lmp_model_n_linears(m);
+    struct lmp_art_linear *lin = calloc((size_t)(n ? n : 1), sizeof(*lin));
     if (lin == NULL) return LMP_ENOMEM;
     for (int64_t i = 0; i < n; i++) {
         const struct lmp_linear *l = lmp_model_linear(m, i);
@@ -446,15 +454,17 @@ enum lmp_status lmp_art_job_from_model(struct lmp_art_job *job, const struct lmp
     return LMP_OK;
 }
 
-static const char *rope_name(enum lmp_rope r) { return r == LMP_ROPE_HALF ? "half" : "interleaved"; }
+static const char *rope_name(enum lmp_rope r) {
+    return r == LMP_ROPE_HALF ? "half" : "interleaved";
+}
 
 /* Root attributes and /model of a main file or a job part. */
 static int write_job(hid_t file, const struct lmp_art_job *job) {
     const struct lmp_config *c = &job->cfg;
-    hid_t g = H5I_INVALID_HID, t = H5I_INVALID_HID;
-    int   rc = -1;
-    char *names = NULL;
-    int64_t *shapes = NULL;
+    hid_t                    g = H5I_INVALID_HID, t = H5I_INVALID_HID;
+    int                      rc     = -1;
+    char                    *names  = NULL;
+    int64_t                 *shapes = NULL;
     if (attr_put_str(file, "tool_version", job->tool_version) < 0 ||
         attr_put_str(file, "method", job->method) < 0 ||
         attr_put_str(file, "scheme", job->scheme) < 0 ||
@@ -482,8 +492,8 @@ static int write_job(hid_t file, const struct lmp_art_job *job) {
         attr_put_i64(g, "sliding_window", c->sliding_window) < 0)
         goto out;
     int64_t n = job->n_linears;
-    names  = calloc((size_t) (n ? n : 1), sizeof(job->linears[0].name));
-    shapes = calloc((size_t) (n ? n : 1) * 2, sizeof(int64_t));
+    names     = calloc((size_t)(n ? n : 1), sizeof(job->linears[0].name));
+    shapes    = calloc((size_t)(n ? n : 1) * 2, sizeof(int64_t));
     if (names == NULL || shapes == NULL) goto out;
     for (int64_t i = 0; i < n; i++) {
         memcpy(names + i * sizeof(job->linears[0].name), job->linears[i].name,
@@ -509,12 +519,12 @@ out:
 static enum lmp_status read_job(hid_t file, const char *fname, struct lmp_art_job *job,
                                 struct lmp_err *err) {
     struct lmp_config *c = &job->cfg;
-    char  arch[32], fmt[32], rope[32];
-    hid_t g = H5I_INVALID_HID, t = H5I_INVALID_HID;
-    enum lmp_status st = LMP_OK;
-    char *names = NULL;
-    int64_t *shapes = NULL;
-    int64_t v[12];
+    char               arch[32], fmt[32], rope[32];
+    hid_t              g = H5I_INVALID_HID, t = H5I_INVALID_HID;
+    enum lmp_status    st     = LMP_OK;
+    char              *names  = NULL;
+    int64_t           *shapes = NULL;
+    int64_t            v[12];
     lmp_art_job_release(job);
     if (attr_get_str(file, "tool_version", job->tool_version, sizeof(job->tool_version)) < 0 ||
         attr_get_str(file, "method", job->method, sizeof(job->method)) < 0 ||
@@ -540,13 +550,12 @@ static enum lmp_status read_job(hid_t file, const char *fname, struct lmp_art_jo
     double theta = 0, eps = 0;
     if (attr_get_str(g, "arch", arch, sizeof(arch)) < 0 ||
         attr_get_str(g, "source_format", fmt, sizeof(fmt)) < 0 ||
-        attr_get_str(g, "rope", rope, sizeof(rope)) < 0 ||
-        attr_get_i64(g, "n_layers", &v[0]) < 0 || attr_get_i64(g, "dim", &v[1]) < 0 ||
-        attr_get_i64(g, "hidden_dim", &v[2]) < 0 || attr_get_i64(g, "n_heads", &v[3]) < 0 ||
-        attr_get_i64(g, "n_kv_heads", &v[4]) < 0 || attr_get_i64(g, "head_dim", &v[5]) < 0 ||
-        attr_get_i64(g, "vocab_size", &v[6]) < 0 || attr_get_i64(g, "max_seq", &v[7]) < 0 ||
-        attr_get_i64(g, "tied_embeddings", &v[8]) < 0 || attr_get_i64(g, "qkv_bias", &v[9]) < 0 ||
-        attr_get_i64(g, "sliding_window", &v[10]) < 0 ||
+        attr_get_str(g, "rope", rope, sizeof(rope)) < 0 || attr_get_i64(g, "n_layers", &v[0]) < 0 ||
+        attr_get_i64(g, "dim", &v[1]) < 0 || attr_get_i64(g, "hidden_dim", &v[2]) < 0 ||
+        attr_get_i64(g, "n_heads", &v[3]) < 0 || attr_get_i64(g, "n_kv_heads", &v[4]) < 0 ||
+        attr_get_i64(g, "head_dim", &v[5]) < 0 || attr_get_i64(g, "vocab_size", &v[6]) < 0 ||
+        attr_get_i64(g, "max_seq", &v[7]) < 0 || attr_get_i64(g, "tied_embeddings", &v[8]) < 0 ||
+        attr_get_i64(g, "qkv_bias", &v[9]) < 0 || attr_get_i64(g, "sliding_window", &v[10]) < 0 ||
         attr_get_f64(g, "rope_theta", &theta) < 0 || attr_get_f64(g, "norm_eps", &eps) < 0) {
         st = lmp_err_set(err, LMP_EFORMAT, "'%s': missing or malformed /model attributes", fname);
         goto out;
@@ -557,35 +566,42 @@ static enum lmp_status read_job(hid_t file, const char *fname, struct lmp_art_jo
             goto out;
         }
     int a = 0, f = 0;
-    while (a < LMP_ARCH_COUNT && strcmp(lmp_arch_name((enum lmp_arch) a), arch) != 0) a++;
-    while (f <= LMP_FORMAT_LLAMA2C && strcmp(lmp_format_name((enum lmp_format) f), fmt) != 0) f++;
+    while (a < LMP_ARCH_COUNT && strcmp(lmp_arch_name((enum lmp_arch)a), arch) != 0) a++;
+    while (f <= LMP_FORMAT_LLAMA2C && strcmp(lmp_format_name((enum lmp_format)f), fmt) != 0) f++;
     if (a == LMP_ARCH_COUNT || f > LMP_FORMAT_LLAMA2C ||
         (strcmp(rope, "half") != 0 && strcmp(rope, "interleaved") != 0)) {
         st = lmp_err_set(err, LMP_EFORMAT, "'%s': unknown arch '%s', format '%s' or rope '%s'",
                          fname, arch, fmt, rope);
         goto out;
     }
-    c->arch = (enum lmp_arch) a;
-    c->format = (enum lmp_format) f;
-    c->rope = strcmp(rope, "half") == 0 ? LMP_ROPE_HALF : LMP_ROPE_INTERLEAVED;
-    c->n_layers = (int32_t) v[0]; c->dim = (int32_t) v[1]; c->hidden_dim = (int32_t) v[2];
-    c->n_heads = (int32_t) v[3]; c->n_kv_heads = (int32_t) v[4]; c->head_dim = (int32_t) v[5];
-    c->vocab_size = (int32_t) v[6]; c->max_seq = (int32_t) v[7];
-    c->tied_embeddings = v[8] != 0; c->qkv_bias = v[9] != 0; c->sliding_window = (int32_t) v[10];
-    c->rope_theta = (float) theta;
-    c->norm_eps = (float) eps;
+    c->arch            = (enum lmp_arch)a;
+    c->format          = (enum lmp_format)f;
+    c->rope            = strcmp(rope, "half") == 0 ? LMP_ROPE_HALF : LMP_ROPE_INTERLEAVED;
+    c->n_layers        = (int32_t)v[0];
+    c->dim             = (int32_t)v[1];
+    c->hidden_dim      = (int32_t)v[2];
+    c->n_heads         = (int32_t)v[3];
+    c->n_kv_heads      = (int32_t)v[4];
+    c->head_dim        = (int32_t)v[5];
+    c->vocab_size      = (int32_t)v[6];
+    c->max_seq         = (int32_t)v[7];
+    c->tied_embeddings = v[8] != 0;
+    c->qkv_bias        = v[9] != 0;
+    c->sliding_window  = (int32_t)v[10];
+    c->rope_theta      = (float)theta;
+    c->norm_eps        = (float)eps;
 
-    int r = 0;
+    int     r = 0;
     int64_t dims[LMP_MAX_DIMS];
     if (dset_shape(g, "linear_names", &r, dims, NULL, NULL) < 0 || r != 1 || dims[0] > 1000000) {
         st = lmp_err_set(err, LMP_EFORMAT, "'%s': missing or malformed /model/linear_names", fname);
         goto out;
     }
-    int64_t n = dims[0];
+    int64_t      n  = dims[0];
     const size_t nl = sizeof(job->linears[0].name);
-    names  = calloc((size_t) (n ? n : 1), nl);
-    shapes = calloc((size_t) (n ? n : 1) * 2, sizeof(int64_t));
-    job->linears = calloc((size_t) (n ? n : 1), sizeof(*job->linears));
+    names           = calloc((size_t)(n ? n : 1), nl);
+    shapes          = calloc((size_t)(n ? n : 1) * 2, sizeof(int64_t));
+    job->linears    = calloc((size_t)(n ? n : 1), sizeof(*job->linears));
     if (names == NULL || shapes == NULL || job->linears == NULL) {
         st = lmp_err_set(err, LMP_ENOMEM, "out of memory reading '%s'", fname);
         goto out;
@@ -596,17 +612,17 @@ static enum lmp_status read_job(hid_t file, const char *fname, struct lmp_art_jo
     }
     int64_t d1[1] = {n}, d2[2] = {n, 2};
     if ((st = dset_get(g, "linear_names", t, nl, 1, d1, names, fname, "/model", err)) ||
-        (st = dset_get(g, "linear_shapes", H5T_NATIVE_INT64, sizeof(int64_t), 2, d2, shapes,
-                       fname, "/model", err)))
+        (st = dset_get(g, "linear_shapes", H5T_NATIVE_INT64, sizeof(int64_t), 2, d2, shapes, fname,
+                       "/model", err)))
         goto out;
     for (int64_t i = 0; i < n; i++) {
         memcpy(job->linears[i].name, names + i * nl, nl);
         job->linears[i].name[nl - 1] = '\0';
-        job->linears[i].n_out = shapes[2 * i];
-        job->linears[i].n_in  = shapes[2 * i + 1];
+        job->linears[i].n_out        = shapes[2 * i];
+        job->linears[i].n_in         = shapes[2 * i + 1];
         if (!name_ok(job->linears[i].name) || shapes[2 * i] <= 0 || shapes[2 * i + 1] <= 0) {
             st = lmp_err_set(err, LMP_EFORMAT, "'%s': malformed linear %lld in /model", fname,
-                             (long long) i);
+                             (long long)i);
             goto out;
         }
     }
@@ -632,14 +648,14 @@ static enum lmp_status check_format(hid_t file, const char *fname, const char *w
     if (ver < 1 || ver > LMP_ARTIFACT_FORMAT_VERSION)
         return lmp_err_set(err, LMP_EUNSUP,
                            "'%s': artifact format version %lld, this lmpress reads up to %d", fname,
-                           (long long) ver, LMP_ARTIFACT_FORMAT_VERSION);
+                           (long long)ver, LMP_ARTIFACT_FORMAT_VERSION);
     return LMP_OK;
 }
 
 /* ------------------------------------------------------------------------------ */
 /* layers, tensors, tokenizer as HDF5 objects                                        */
 
-static int64_t mul_ok(int64_t a, int64_t b) {        /* a*b, or -1 on overflow */
+static int64_t mul_ok(int64_t a, int64_t b) { /* a*b, or -1 on overflow */
     if (a < 0 || b < 0) return -1;
     if (a != 0 && b > INT64_MAX / 4 / a) return -1;
     return a * b;
@@ -652,7 +668,7 @@ int64_t lmp_art_layer_n_codes(const struct lmp_art_layer *l) {
 }
 int64_t lmp_art_layer_n_codebooks(const struct lmp_art_layer *l) {
     if (l->codec != LMP_ART_CODEC_AQ || l->B < 1 || l->B > 16) return 0;
-    return mul_ok(mul_ok(l->M, (int64_t) 1 << l->B), l->g);
+    return mul_ok(mul_ok(l->M, (int64_t)1 << l->B), l->g);
 }
 int64_t lmp_art_layer_n_scales(const struct lmp_art_layer *l) {
     if (l->codec == LMP_ART_CODEC_AQ) return l->n_out;
@@ -666,7 +682,7 @@ void lmp_art_layer_release(struct lmp_art_layer *l) {
     free(l->codebooks);
     free(l->scales);
     free(l->zeros);
-    l->codes = NULL;
+    l->codes     = NULL;
     l->codebooks = l->scales = l->zeros = NULL;
 }
 
@@ -678,9 +694,12 @@ void lmp_art_tensor_release(struct lmp_art_tensor *t) {
 
 const char *lmp_art_tok_name(enum lmp_art_tok k) {
     switch (k) {
-    case LMP_ART_TOK_GGUF:    return "gguf";
-    case LMP_ART_TOK_LLAMA2C: return "llama2c";
-    case LMP_ART_TOK_HF:      return "hf";
+    case LMP_ART_TOK_GGUF:
+        return "gguf";
+    case LMP_ART_TOK_LLAMA2C:
+        return "llama2c";
+    case LMP_ART_TOK_HF:
+        return "hf";
     }
     return "?";
 }
@@ -688,12 +707,12 @@ const char *lmp_art_tok_name(enum lmp_art_tok k) {
 /* Shape and parameter check shared by writing and reading; msg gets the problem. */
 static bool layer_params_ok(const struct lmp_art_layer *l, char *msg, size_t cap) {
     if (l->codec != LMP_ART_CODEC_AQ && l->codec != LMP_ART_CODEC_RTN)
-        return snprintf(msg, cap, "unknown codec %d", (int) l->codec), false;
+        return snprintf(msg, cap, "unknown codec %d", (int)l->codec), false;
     if (l->n_out <= 0 || l->n_in <= 0 || l->g <= 0 || l->n_in % l->g != 0)
-        return snprintf(msg, cap, "shape (%lld, %lld) with group %d", (long long) l->n_out,
-                        (long long) l->n_in, l->g), false;
-    if (l->B < 1 || l->B > 16)
-        return snprintf(msg, cap, "%d bits per code (1..16)", l->B), false;
+        return snprintf(msg, cap, "shape (%lld, %lld) with group %d", (long long)l->n_out,
+                        (long long)l->n_in, l->g),
+               false;
+    if (l->B < 1 || l->B > 16) return snprintf(msg, cap, "%d bits per code (1..16)", l->B), false;
     if (l->codec == LMP_ART_CODEC_AQ && (l->M < 1 || l->M > 64))
         return snprintf(msg, cap, "%d codebooks (1..64)", l->M), false;
     if (l->codec == LMP_ART_CODEC_RTN && l->M != 1)
@@ -704,22 +723,32 @@ static bool layer_params_ok(const struct lmp_art_layer *l, char *msg, size_t cap
     return true;
 }
 
-static void layer_dims(const struct lmp_art_layer *l, int *rc, int64_t *dc, int64_t *dcb,
-                       int *rs, int64_t *ds) {
+static void layer_dims(const struct lmp_art_layer *l, int *rc, int64_t *dc, int64_t *dcb, int *rs,
+                       int64_t *ds) {
     if (l->codec == LMP_ART_CODEC_AQ) {
-        *rc = 3; dc[0] = l->n_out; dc[1] = l->n_in / l->g; dc[2] = l->M;
-        dcb[0] = l->M; dcb[1] = (int64_t) 1 << l->B; dcb[2] = l->g;
-        *rs = 1; ds[0] = l->n_out;
+        *rc    = 3;
+        dc[0]  = l->n_out;
+        dc[1]  = l->n_in / l->g;
+        dc[2]  = l->M;
+        dcb[0] = l->M;
+        dcb[1] = (int64_t)1 << l->B;
+        dcb[2] = l->g;
+        *rs    = 1;
+        ds[0]  = l->n_out;
     } else {
-        *rc = 2; dc[0] = l->n_out; dc[1] = l->n_in;
-        *rs = 2; ds[0] = l->n_out; ds[1] = l->n_in / l->g;
+        *rc   = 2;
+        dc[0] = l->n_out;
+        dc[1] = l->n_in;
+        *rs   = 2;
+        ds[0] = l->n_out;
+        ds[1] = l->n_in / l->g;
     }
 }
 
 static int write_layer_obj(hid_t file, const struct lmp_art_layer *l) {
-    hid_t lg = H5I_INVALID_HID, g = H5I_INVALID_HID;
-    int   rc = -1;
-    int   rcodes = 0, rsc = 0;
+    hid_t   lg = H5I_INVALID_HID, g = H5I_INVALID_HID;
+    int     rc     = -1;
+    int     rcodes = 0, rsc = 0;
     int64_t dc[3], dcb[3], ds[2];
     layer_dims(l, &rcodes, dc, dcb, &rsc, ds);
     if ((lg = group_open_or_create(file, "layers")) < 0) goto out;
@@ -735,8 +764,8 @@ static int write_layer_obj(hid_t file, const struct lmp_art_layer *l) {
         attr_put_f64(g, "seconds", s->seconds) < 0 || attr_put_i64(g, "steps", s->steps) < 0)
         goto out;
     /* codes: uint8 on disk when they fit (half the bytes), always uint16 in memory */
-    if (dset_put(g, "codes", l->B <= 8 ? H5T_STD_U8LE : H5T_STD_U16LE, H5T_NATIVE_UINT16, 2,
-                 rcodes, dc, l->codes) < 0)
+    if (dset_put(g, "codes", l->B <= 8 ? H5T_STD_U8LE : H5T_STD_U16LE, H5T_NATIVE_UINT16, 2, rcodes,
+                 dc, l->codes) < 0)
         goto out;
     if (l->codec == LMP_ART_CODEC_AQ &&
         dset_put(g, "codebooks", H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, 4, 3, dcb, l->codebooks) < 0)
@@ -755,8 +784,8 @@ out:
 
 static enum lmp_status read_layer_obj(hid_t file, const char *fname, const char *name,
                                       struct lmp_art_layer *l, struct lmp_err *err) {
-    char    path[LMP_NAME_MAX + 16], codec[16], msg[128], obj[LMP_NAME_MAX + 16];
-    int64_t v[5];
+    char            path[LMP_NAME_MAX + 16], codec[16], msg[128], obj[LMP_NAME_MAX + 16];
+    int64_t         v[5];
     enum lmp_status st = LMP_OK;
     memset(l, 0, sizeof(*l));
     snprintf(path, sizeof(path), "layers/%s", name);
@@ -766,10 +795,9 @@ static enum lmp_status read_layer_obj(hid_t file, const char *fname, const char 
         (g = H5Gopen2(file, path, H5P_DEFAULT)) < 0)
         return lmp_err_set(err, LMP_EFORMAT, "'%s': missing group /%s", fname, path);
     struct lmp_art_stats *s = &l->stats;
-    if (attr_get_str(g, "codec", codec, sizeof(codec)) < 0 ||
-        attr_get_i64(g, "n_out", &v[0]) < 0 || attr_get_i64(g, "n_in", &v[1]) < 0 ||
-        attr_get_i64(g, "M", &v[2]) < 0 || attr_get_i64(g, "B", &v[3]) < 0 ||
-        attr_get_i64(g, "g", &v[4]) < 0 ||
+    if (attr_get_str(g, "codec", codec, sizeof(codec)) < 0 || attr_get_i64(g, "n_out", &v[0]) < 0 ||
+        attr_get_i64(g, "n_in", &v[1]) < 0 || attr_get_i64(g, "M", &v[2]) < 0 ||
+        attr_get_i64(g, "B", &v[3]) < 0 || attr_get_i64(g, "g", &v[4]) < 0 ||
         attr_get_f64(g, "rel_err_before", &s->rel_err_before) < 0 ||
         attr_get_f64(g, "rel_err_after", &s->rel_err_after) < 0 ||
         attr_get_f64(g, "bits_per_weight", &s->bits_per_weight) < 0 ||
@@ -779,26 +807,31 @@ static enum lmp_status read_layer_obj(hid_t file, const char *fname, const char 
         goto out;
     }
     snprintf(l->name, sizeof(l->name), "%s", name);
-    l->codec = strcmp(codec, "aq") == 0 ? LMP_ART_CODEC_AQ
-             : strcmp(codec, "rtn") == 0 ? LMP_ART_CODEC_RTN : (enum lmp_art_codec) -1;
-    bool small = v[2] >= 0 && v[2] <= 64 && v[3] >= 0 && v[3] <= 16 && v[4] >= 0 &&
-                 v[4] <= INT32_MAX;
-    l->n_out = v[0]; l->n_in = v[1];
-    l->M = small ? (int32_t) v[2] : -1; l->B = small ? (int32_t) v[3] : -1;
-    l->g = small ? (int32_t) v[4] : -1;
+    l->codec = strcmp(codec, "aq") == 0    ? LMP_ART_CODEC_AQ
+               : strcmp(codec, "rtn") == 0 ? LMP_ART_CODEC_RTN
+                                           : (enum lmp_art_codec) - 1;
+    bool small =
+        v[2] >= 0 && v[2] <= 64 && v[3] >= 0 && v[3] <= 16 && v[4] >= 0 && v[4] <= INT32_MAX;
+    l->n_out = v[0];
+    l->n_in  = v[1];
+    l->M     = small ? (int32_t)v[2] : -1;
+    l->B     = small ? (int32_t)v[3] : -1;
+    l->g     = small ? (int32_t)v[4] : -1;
     if (!layer_params_ok(l, msg, sizeof(msg))) {
         st = lmp_err_set(err, LMP_EFORMAT, "'%s': %s: %s", fname, obj, msg);
         goto out;
     }
-    int rc = 0, rs = 0;
+    int     rc = 0, rs = 0;
     int64_t dc[3], dcb[3], ds[2];
     layer_dims(l, &rc, dc, dcb, &rs, ds);
     int64_t nc = lmp_art_layer_n_codes(l), ncb = lmp_art_layer_n_codebooks(l),
             ns = lmp_art_layer_n_scales(l);
-    l->codes  = malloc((size_t) (nc ? nc : 1) * sizeof(uint16_t));
-    l->scales = malloc((size_t) (ns ? ns : 1) * sizeof(float));
-    if (l->codec == LMP_ART_CODEC_AQ) l->codebooks = malloc((size_t) (ncb ? ncb : 1) * sizeof(float));
-    else l->zeros = malloc((size_t) (ns ? ns : 1) * sizeof(float));
+    l->codes   = malloc((size_t)(nc ? nc : 1) * sizeof(uint16_t));
+    l->scales  = malloc((size_t)(ns ? ns : 1) * sizeof(float));
+    if (l->codec == LMP_ART_CODEC_AQ)
+        l->codebooks = malloc((size_t)(ncb ? ncb : 1) * sizeof(float));
+    else
+        l->zeros = malloc((size_t)(ns ? ns : 1) * sizeof(float));
     if (!l->codes || !l->scales || (!l->codebooks && !l->zeros)) {
         st = lmp_err_set(err, LMP_ENOMEM, "out of memory reading %s from '%s'", obj, fname);
         goto out;
@@ -806,8 +839,8 @@ static enum lmp_status read_layer_obj(hid_t file, const char *fname, const char 
     if ((st = dset_get(g, "codes", H5T_NATIVE_UINT16, 2, rc, dc, l->codes, fname, obj, err)) ||
         (st = dset_get(g, "scales", H5T_NATIVE_FLOAT, 4, rs, ds, l->scales, fname, obj, err)))
         goto out;
-    if (l->codebooks && (st = dset_get(g, "codebooks", H5T_NATIVE_FLOAT, 4, 3, dcb, l->codebooks,
-                                       fname, obj, err)))
+    if (l->codebooks &&
+        (st = dset_get(g, "codebooks", H5T_NATIVE_FLOAT, 4, 3, dcb, l->codebooks, fname, obj, err)))
         goto out;
     if (l->zeros &&
         (st = dset_get(g, "zeros", H5T_NATIVE_FLOAT, 4, rs, ds, l->zeros, fname, obj, err)))
@@ -832,17 +865,17 @@ static int64_t tensor_elem(const struct lmp_art_tensor *t) {
 }
 
 static int write_tensor_obj(hid_t file, const struct lmp_art_tensor *t, uint64_t *hash) {
-    hid_t tg = H5I_INVALID_HID, ft = H5I_INVALID_HID;
-    int   rc = -1;
-    const bool f16 = t->dtype == LMP_DTYPE_F16;
-    const size_t es = f16 ? 2 : 4;
+    hid_t        tg = H5I_INVALID_HID, ft = H5I_INVALID_HID;
+    int          rc  = -1;
+    const bool   f16 = t->dtype == LMP_DTYPE_F16;
+    const size_t es  = f16 ? 2 : 4;
     if ((tg = group_open_or_create(file, "tensors")) < 0) goto out;
     if (f16 && (ft = f16_type()) < 0) goto out;
     /* memory type == file type for f16: the bits are stored as they are */
-    if (dset_put(tg, t->name, f16 ? ft : H5T_IEEE_F32LE, f16 ? ft : H5T_NATIVE_FLOAT, es,
-                 t->n_dims, t->shape, t->data) < 0)
+    if (dset_put(tg, t->name, f16 ? ft : H5T_IEEE_F32LE, f16 ? ft : H5T_NATIVE_FLOAT, es, t->n_dims,
+                 t->shape, t->data) < 0)
         goto out;
-    if (hash) *hash = lmp_xxh64(t->data, (size_t) tensor_elem(t) * es, 0);
+    if (hash) *hash = lmp_xxh64(t->data, (size_t)tensor_elem(t) * es, 0);
     rc = 0;
 out:
     if (ft >= 0) H5Tclose(ft);
@@ -853,8 +886,8 @@ out:
 static enum lmp_status read_tensor_obj(hid_t file, const char *fname, const char *name,
                                        struct lmp_art_tensor *t, bool data, uint64_t *hash,
                                        struct lmp_err *err) {
-    char path[LMP_NAME_MAX + 16], obj[LMP_NAME_MAX + 16];
-    size_t es = 0;
+    char        path[LMP_NAME_MAX + 16], obj[LMP_NAME_MAX + 16];
+    size_t      es = 0;
     H5T_class_t cls;
     memset(t, 0, sizeof(*t));
     snprintf(path, sizeof(path), "tensors/%s", name);
@@ -874,13 +907,13 @@ static enum lmp_status read_tensor_obj(hid_t file, const char *fname, const char
     }
     if (!data) return LMP_OK;
     int64_t n = tensor_elem(t);
-    t->data = malloc((size_t) (n ? n : 1) * es);
+    t->data   = malloc((size_t)(n ? n : 1) * es);
     if (t->data == NULL) return lmp_err_set(err, LMP_ENOMEM, "out of memory reading %s", obj);
-    hid_t ft = es == 2 ? f16_type() : H5I_INVALID_HID;
-    hid_t tg = H5Gopen2(file, "tensors", H5P_DEFAULT);
+    hid_t           ft = es == 2 ? f16_type() : H5I_INVALID_HID;
+    hid_t           tg = H5Gopen2(file, "tensors", H5P_DEFAULT);
     enum lmp_status st = tg < 0 ? lmp_err_set(err, LMP_EFORMAT, "'%s': cannot open /tensors", fname)
-        : dset_get(tg, name, es == 2 ? ft : H5T_NATIVE_FLOAT, es, t->n_dims, t->shape, t->data,
-                   fname, obj, err);
+                                : dset_get(tg, name, es == 2 ? ft : H5T_NATIVE_FLOAT, es, t->n_dims,
+                                           t->shape, t->data, fname, obj, err);
     if (tg >= 0) H5Gclose(tg);
     if (ft >= 0) H5Tclose(ft);
     if (st != LMP_OK) lmp_art_tensor_release(t);
@@ -888,13 +921,13 @@ static enum lmp_status read_tensor_obj(hid_t file, const char *fname, const char
 }
 
 static int write_tokenizer_obj(hid_t file, enum lmp_art_tok kind, const uint8_t *bytes, size_t n) {
-    hid_t g = H5I_INVALID_HID;
-    int   rc = -1;
-    int64_t d[1] = {(int64_t) n};
+    hid_t   g    = H5I_INVALID_HID;
+    int     rc   = -1;
+    int64_t d[1] = {(int64_t)n};
     if ((g = H5Gcreate2(file, "tokenizer", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT)) < 0) goto out;
     if (attr_put_str(g, "kind", lmp_art_tok_name(kind)) < 0) goto out;
-    if (dset_put(g, "source", H5T_STD_U8LE, H5T_NATIVE_UINT8, 1, 1, d, n ? bytes : (const uint8_t *) "")
-        < 0)
+    if (dset_put(g, "source", H5T_STD_U8LE, H5T_NATIVE_UINT8, 1, 1, d,
+                 n ? bytes : (const uint8_t *)"") < 0)
         goto out;
     rc = 0;
 out:
@@ -907,9 +940,9 @@ static enum lmp_status read_tokenizer_obj(hid_t file, const char *fname, enum lm
     char    k[16];
     int     r = 0;
     int64_t d[LMP_MAX_DIMS];
-    *bytes = NULL;
-    *n = 0;
-    hid_t g = H5I_INVALID_HID;
+    *bytes             = NULL;
+    *n                 = 0;
+    hid_t           g  = H5I_INVALID_HID;
     enum lmp_status st = LMP_OK;
     if (H5Lexists(file, "tokenizer", H5P_DEFAULT) <= 0 ||
         (g = H5Gopen2(file, "tokenizer", H5P_DEFAULT)) < 0)
@@ -919,21 +952,24 @@ static enum lmp_status read_tokenizer_obj(hid_t file, const char *fname, enum lm
         st = lmp_err_set(err, LMP_EFORMAT, "'%s': malformed /tokenizer", fname);
         goto out;
     }
-    if (strcmp(k, "gguf") == 0) *kind = LMP_ART_TOK_GGUF;
-    else if (strcmp(k, "llama2c") == 0) *kind = LMP_ART_TOK_LLAMA2C;
-    else if (strcmp(k, "hf") == 0) *kind = LMP_ART_TOK_HF;
+    if (strcmp(k, "gguf") == 0)
+        *kind = LMP_ART_TOK_GGUF;
+    else if (strcmp(k, "llama2c") == 0)
+        *kind = LMP_ART_TOK_LLAMA2C;
+    else if (strcmp(k, "hf") == 0)
+        *kind = LMP_ART_TOK_HF;
     else {
         st = lmp_err_set(err, LMP_EFORMAT, "'%s': unknown tokenizer kind '%s'", fname, k);
         goto out;
     }
-    *bytes = malloc((size_t) d[0] + 1);
+    *bytes = malloc((size_t)d[0] + 1);
     if (*bytes == NULL) {
         st = lmp_err_set(err, LMP_ENOMEM, "out of memory reading the tokenizer of '%s'", fname);
         goto out;
     }
     if ((st = dset_get(g, "source", H5T_NATIVE_UINT8, 1, 1, d, *bytes, fname, "/tokenizer", err)))
         goto out;
-    *n = (size_t) d[0];
+    *n = (size_t)d[0];
 out:
     H5Gclose(g);
     if (st != LMP_OK) {
@@ -956,7 +992,8 @@ static hid_t part_begin(const char *label, enum item_kind kind, const char *name
     if (f < 0) return f;
     if (attr_put_str(f, "format", FORMAT_PART) < 0 ||
         attr_put_i64(f, "format_version", LMP_ARTIFACT_FORMAT_VERSION) < 0 ||
-        attr_put_str(f, "part_kind", item_prefix[kind]) < 0 || attr_put_str(f, "part_name", name) < 0) {
+        attr_put_str(f, "part_kind", item_prefix[kind]) < 0 ||
+        attr_put_str(f, "part_name", name) < 0) {
         H5Fclose(f);
         return H5I_INVALID_HID;
     }
@@ -968,17 +1005,17 @@ static hid_t part_begin(const char *label, enum item_kind kind, const char *name
  * <dir>/<kind>-<name>-<xxh64>.h5, fsync the directory. *out_path gets the final path. */
 static enum lmp_status part_commit(struct lmp_artifact *a, hid_t f, enum item_kind kind,
                                    const char *name, char **out_path, struct lmp_err *err) {
-    uint8_t *img = NULL;
-    char     tmp[PATH_CAP], fin[PATH_CAP];
-    int      fd = -1;
+    uint8_t        *img = NULL;
+    char            tmp[PATH_CAP], fin[PATH_CAP];
+    int             fd = -1;
     enum lmp_status st = LMP_OK;
-    *out_path = NULL;
-    const char *sep = name[0] ? "-" : "";
+    *out_path          = NULL;
+    const char *sep    = name[0] ? "-" : "";
     snprintf(tmp, sizeof(tmp), "%s/%s%s%s.tmp", a->parts_dir, item_prefix[kind], sep, name);
     ssize_t size = -1;
     if (H5Fflush(f, H5F_SCOPE_GLOBAL) >= 0) size = H5Fget_file_image(f, NULL, 0);
-    if (size > 0 && (img = malloc((size_t) size)) != NULL &&
-        H5Fget_file_image(f, img, (size_t) size) != size)
+    if (size > 0 && (img = malloc((size_t)size)) != NULL &&
+        H5Fget_file_image(f, img, (size_t)size) != size)
         size = -1;
     if (H5Fclose(f) < 0) size = -1;
     if (size <= 0 || img == NULL) {
@@ -986,27 +1023,27 @@ static enum lmp_status part_commit(struct lmp_artifact *a, hid_t f, enum item_ki
                          tmp);
         goto out;
     }
-    uint64_t h = lmp_xxh64(img, (size_t) size, 0);
+    uint64_t h = lmp_xxh64(img, (size_t)size, 0);
     snprintf(fin, sizeof(fin), "%s/%s%s%s-%016" PRIx64 ".h5", a->parts_dir, item_prefix[kind], sep,
              name, h);
     fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd < 0 || write_all(fd, img, (size_t) size) < 0 || fsync(fd) < 0) {
+    if (fd < 0 || write_all(fd, img, (size_t)size) < 0 || fsync(fd) < 0) {
         int e = errno;
-        st = lmp_err_set(err, is_enospc(e) ? LMP_ENOSPC : LMP_EIO,
-                         "cannot write '%s': %s (committed layers are intact)", tmp, strerror(e));
+        st    = lmp_err_set(err, is_enospc(e) ? LMP_ENOSPC : LMP_EIO,
+                            "cannot write '%s': %s (committed layers are intact)", tmp, strerror(e));
         goto out;
     }
     if (close(fd) < 0) {
-        fd = -1;
+        fd    = -1;
         int e = errno;
-        st = lmp_err_set(err, is_enospc(e) ? LMP_ENOSPC : LMP_EIO, "cannot write '%s': %s", tmp,
-                         strerror(e));
+        st    = lmp_err_set(err, is_enospc(e) ? LMP_ENOSPC : LMP_EIO, "cannot write '%s': %s", tmp,
+                            strerror(e));
         goto out;
     }
     fd = -1;
     if (rename(tmp, fin) < 0 || fsync_path(a->parts_dir, true) < 0) {
         int e = errno;
-        st = lmp_err_set(err, LMP_EIO, "cannot commit '%s': %s", fin, strerror(e));
+        st    = lmp_err_set(err, LMP_EIO, "cannot commit '%s': %s", fin, strerror(e));
         goto out;
     }
     if ((*out_path = xstrdup(fin)) == NULL) st = lmp_err_set(err, LMP_ENOMEM, "out of memory");
@@ -1020,30 +1057,30 @@ out:
 /* Open a committed part: read it, check its bytes against the hash in its name, and
  * open the image in memory. */
 static enum lmp_status part_open(const char *path, hid_t *out, struct lmp_err *err) {
-    char  *buf = NULL;
-    size_t len = 0;
-    *out = H5I_INVALID_HID;
+    char  *buf         = NULL;
+    size_t len         = 0;
+    *out               = H5I_INVALID_HID;
     enum lmp_status st = lmp_file_read_all(path, &buf, &len, err);
     if (st != LMP_OK) return st;
     const char *dash = strrchr(path, '-');
-    uint64_t want = dash ? strtoull(dash + 1, NULL, 16) : 0;
+    uint64_t    want = dash ? strtoull(dash + 1, NULL, 16) : 0;
     if (len == 0 || lmp_xxh64(buf, len, 0) != want) {
         free(buf);
         return lmp_err_set(err, LMP_EFORMAT,
                            "'%s': checksum mismatch, the committed part is corrupt (delete it to "
-                           "recompute what it held)", path);
+                           "recompute what it held)",
+                           path);
     }
     hid_t fapl = H5Pcreate(H5P_FILE_ACCESS), f = H5I_INVALID_HID;
     if (fapl >= 0 && H5Pset_fapl_core(fapl, 1 << 20, 0) >= 0 &&
-        H5Pset_file_image(fapl, buf, len) >= 0)
-    {
+        H5Pset_file_image(fapl, buf, len) >= 0) {
         /* the core driver refuses an image whose name exists on disk: give it another */
         char label[PATH_CAP + 8];
         snprintf(label, sizeof(label), "%s#image", path);
         f = H5Fopen(label, H5F_ACC_RDONLY, fapl);
     }
     if (fapl >= 0) H5Pclose(fapl);
-    free(buf);                                  /* H5Pset_file_image copied it */
+    free(buf); /* H5Pset_file_image copied it */
     if (f < 0) return lmp_err_set(err, LMP_EFORMAT, "'%s': not a readable hdf5 part", path);
     if ((st = check_format(f, path, FORMAT_PART, err)) != LMP_OK) {
         H5Fclose(f);
@@ -1065,13 +1102,13 @@ static bool part_parse(const char *fn, enum item_kind *kind, char *name, size_t 
         size_t pl = strlen(item_prefix[k]);
         if (strncmp(fn, item_prefix[k], pl) != 0 || fn[pl] != '-') continue;
         const char *nm = fn + pl + 1;
-        size_t      nl = nm >= hex ? 0 : (size_t) (hex - 1 - nm);   /* 0: "job-<hex>.h5" */
+        size_t      nl = nm >= hex ? 0 : (size_t)(hex - 1 - nm); /* 0: "job-<hex>.h5" */
         if (nl >= cap) return false;
         memcpy(name, nm, nl);
-        name[nl] = '\0';
+        name[nl]        = '\0';
         bool needs_name = k == ITEM_LAYER || k == ITEM_TENSOR;
         if (needs_name != (nl > 0) || (nl > 0 && !name_ok(name))) return false;
-        *kind = (enum item_kind) k;
+        *kind = (enum item_kind)k;
         return true;
     }
     return false;
@@ -1089,46 +1126,49 @@ static int64_t find_item(const struct lmp_artifact *a, enum item_kind kind, cons
 static enum lmp_status add_item(struct lmp_artifact *a, enum item_kind kind, const char *name,
                                 char *part /* taken */, struct lmp_err *err) {
     if (a->n_items == a->cap_items) {
-        int64_t cap = a->cap_items ? 2 * a->cap_items : 64;
-        struct item *ni = realloc(a->items, (size_t) cap * sizeof(*ni));
+        int64_t      cap = a->cap_items ? 2 * a->cap_items : 64;
+        struct item *ni  = realloc(a->items, (size_t)cap * sizeof(*ni));
         if (ni == NULL) {
             free(part);
             return lmp_err_set(err, LMP_ENOMEM, "out of memory indexing '%s'", a->path);
         }
-        a->items = ni;
+        a->items     = ni;
         a->cap_items = cap;
     }
     struct item *it = &a->items[a->n_items++];
-    it->kind = kind;
+    it->kind        = kind;
     snprintf(it->name, sizeof(it->name), "%s", name);
     it->part = part;
     return LMP_OK;
 }
 
-struct name_idx { const char *name; int64_t idx; };
+struct name_idx {
+    const char *name;
+    int64_t     idx;
+};
 
 static int cmp_name_idx(const void *x, const void *y) {
-    return strcmp(((const struct name_idx *) x)->name, ((const struct name_idx *) y)->name);
+    return strcmp(((const struct name_idx *)x)->name, ((const struct name_idx *)y)->name);
 }
 
 static enum lmp_status rebuild_order(struct lmp_artifact *a, struct lmp_err *err) {
     free(a->layer_order);
     free(a->tensor_order);
     a->n_layer_order = a->n_tensor_order = 0;
-    a->layer_order  = malloc((size_t) (a->n_items + 1) * sizeof(int64_t));
-    a->tensor_order = malloc((size_t) (a->n_items + 1) * sizeof(int64_t));
+    a->layer_order                       = malloc((size_t)(a->n_items + 1) * sizeof(int64_t));
+    a->tensor_order                      = malloc((size_t)(a->n_items + 1) * sizeof(int64_t));
     if (!a->layer_order || !a->tensor_order)
         return lmp_err_set(err, LMP_ENOMEM, "out of memory indexing '%s'", a->path);
     for (int64_t j = 0; j < a->job.n_linears; j++) {
         int64_t i = find_item(a, ITEM_LAYER, a->job.linears[j].name);
         if (i >= 0) a->layer_order[a->n_layer_order++] = i;
     }
-    struct name_idx *ni = malloc((size_t) (a->n_items + 1) * sizeof(*ni));
+    struct name_idx *ni = malloc((size_t)(a->n_items + 1) * sizeof(*ni));
     if (ni == NULL) return lmp_err_set(err, LMP_ENOMEM, "out of memory indexing '%s'", a->path);
     int64_t n = 0;
     for (int64_t i = 0; i < a->n_items; i++)
-        if (a->items[i].kind == ITEM_TENSOR) ni[n++] = (struct name_idx) {a->items[i].name, i};
-    qsort(ni, (size_t) n, sizeof(*ni), cmp_name_idx);
+        if (a->items[i].kind == ITEM_TENSOR) ni[n++] = (struct name_idx){a->items[i].name, i};
+    qsort(ni, (size_t)n, sizeof(*ni), cmp_name_idx);
     for (int64_t k = 0; k < n; k++) a->tensor_order[k] = ni[k].idx;
     a->n_tensor_order = n;
     free(ni);
@@ -1147,21 +1187,22 @@ static enum lmp_status index_main(struct lmp_artifact *a, struct lmp_err *err) {
     if ((st = check_format(a->main, a->path, FORMAT_MAIN, err)) ||
         (st = read_job(a->main, a->path, &a->job, err)))
         return st;
-    a->have_job = true;
+    a->have_job                        = true;
     static const char *const groups[2] = {"layers", "tensors"};
     for (int gi = 0; gi < 2; gi++) {
         if (H5Lexists(a->main, groups[gi], H5P_DEFAULT) <= 0) continue;
-        hid_t g = H5Gopen2(a->main, groups[gi], H5P_DEFAULT);
+        hid_t      g = H5Gopen2(a->main, groups[gi], H5P_DEFAULT);
         H5G_info_t info;
         if (g < 0 || H5Gget_info(g, &info) < 0) {
             if (g >= 0) H5Gclose(g);
-            return lmp_err_set(err, LMP_EFORMAT, "'%s': cannot read group /%s", a->path, groups[gi]);
+            return lmp_err_set(err, LMP_EFORMAT, "'%s': cannot read group /%s", a->path,
+                               groups[gi]);
         }
         for (hsize_t k = 0; k < info.nlinks; k++) {
-            char name[LMP_NAME_MAX];
+            char    name[LMP_NAME_MAX];
             ssize_t nl = H5Lget_name_by_idx(g, ".", H5_INDEX_NAME, H5_ITER_INC, k, name,
                                             sizeof(name), H5P_DEFAULT);
-            if (nl <= 0 || nl >= (ssize_t) sizeof(name) || !name_ok(name)) {
+            if (nl <= 0 || nl >= (ssize_t)sizeof(name) || !name_ok(name)) {
                 H5Gclose(g);
                 return lmp_err_set(err, LMP_EFORMAT, "'%s': bad object name in /%s", a->path,
                                    groups[gi]);
@@ -1189,7 +1230,7 @@ static void desc_diff(const char *a, const char *b, char *out, size_t n) {
     size_t e = i;
     while (a[e] && a[e] != ' ') e++;
     const char *eq = memchr(a + w, '=', e - w);
-    size_t      v = eq ? (size_t)(eq - a) + 1 : w; /* the value's start */
+    size_t      v  = eq ? (size_t)(eq - a) + 1 : w; /* the value's start */
     char        key[64], val[200];
     lmp_str_escape_n(key, sizeof(key), a + w, v - w);
     const size_t from = i > v + 40 ? i - 40 : v; /* a little context before the change */
@@ -1247,14 +1288,17 @@ static enum lmp_status job_match(const struct lmp_artifact *a, const struct lmp_
 static enum lmp_status index_parts(struct lmp_artifact *a, const struct lmp_art_job *want,
                                    struct lmp_err *err) {
     DIR *d = opendir(a->parts_dir);
-    if (d == NULL) return errno == ENOENT ? LMP_OK
-        : lmp_err_set(err, LMP_EIO, "cannot read '%s': %s", a->parts_dir, strerror(errno));
+    if (d == NULL)
+        return errno == ENOENT ? LMP_OK
+                               : lmp_err_set(err, LMP_EIO, "cannot read '%s': %s", a->parts_dir,
+                                             strerror(errno));
     enum lmp_status st = LMP_OK;
-    struct dirent *e;
+    struct dirent  *e;
     while ((e = readdir(d)) != NULL) {
         const char *fn = e->d_name;
-        if (fn[0] == '.' || strcmp(fn, "LOCK") == 0 || strncmp(fn, EVENTS_FILE, strlen(EVENTS_FILE)) == 0)
-            continue;   /* events.log and a set-aside events.log.bad-<time> */
+        if (fn[0] == '.' || strcmp(fn, "LOCK") == 0 ||
+            strncmp(fn, EVENTS_FILE, strlen(EVENTS_FILE)) == 0)
+            continue; /* events.log and a set-aside events.log.bad-<time> */
         char path[PATH_CAP], name[LMP_NAME_MAX];
         snprintf(path, sizeof(path), "%s/%s", a->parts_dir, fn);
         size_t fl = strlen(fn);
@@ -1271,22 +1315,25 @@ static enum lmp_status index_parts(struct lmp_artifact *a, const struct lmp_art_
             lmp_log_warn("ignoring '%s': not an artifact part", path);
             continue;
         }
-        if (a->writer) {                     /* verify now: resume must not build on a bad part */
+        if (a->writer) { /* verify now: resume must not build on a bad part */
             hid_t f;
             if ((st = part_open(path, &f, err))) break;
             H5Fclose(f);
         }
-        if (find_item(a, kind, name) >= 0) {  /* already assembled into the main file */
+        if (find_item(a, kind, name) >= 0) { /* already assembled into the main file */
             if (a->writer) unlink(path);
             continue;
         }
         char *p = xstrdup(path);
-        if (p == NULL) { st = lmp_err_set(err, LMP_ENOMEM, "out of memory"); break; }
+        if (p == NULL) {
+            st = lmp_err_set(err, LMP_ENOMEM, "out of memory");
+            break;
+        }
         if ((st = add_item(a, kind, name, p, err))) break;
     }
     closedir(d);
     if (st != LMP_OK) return st;
-    (void) want;
+    (void)want;
     int64_t ji = find_item(a, ITEM_JOB, "");
     if (!a->have_job && ji >= 0) {
         hid_t f;
@@ -1305,24 +1352,25 @@ static enum lmp_status index_parts(struct lmp_artifact *a, const struct lmp_art_
 static enum lmp_status open_main_if_any(struct lmp_artifact *a, struct lmp_err *err) {
     struct stat sb;
     if (stat(a->path, &sb) != 0) return LMP_OK;
-    if (!S_ISREG(sb.st_mode)) return lmp_err_set(err, LMP_EIO, "'%s' is not a regular file", a->path);
+    if (!S_ISREG(sb.st_mode))
+        return lmp_err_set(err, LMP_EIO, "'%s' is not a regular file", a->path);
     if (H5Fis_hdf5(a->path) <= 0)
         return lmp_err_set(err, LMP_EFORMAT, "'%s': not an hdf5 file (corrupt or truncated)",
                            a->path);
     a->main = H5Fopen(a->path, H5F_ACC_RDONLY, H5P_DEFAULT);
     if (a->main < 0)
-        return lmp_err_set(err, LMP_EFORMAT, "'%s': cannot open the hdf5 file (corrupt or truncated)",
-                           a->path);
+        return lmp_err_set(err, LMP_EFORMAT,
+                           "'%s': cannot open the hdf5 file (corrupt or truncated)", a->path);
     return index_main(a, err);
 }
 
 static struct lmp_artifact *artifact_new(const char *path) {
     struct lmp_artifact *a = calloc(1, sizeof(*a));
     if (a == NULL) return NULL;
-    a->main = H5I_INVALID_HID;
-    a->lock_fd = -1;
-    size_t n = strlen(path);
-    a->path = xstrdup(path);
+    a->main      = H5I_INVALID_HID;
+    a->lock_fd   = -1;
+    size_t n     = strlen(path);
+    a->path      = xstrdup(path);
     a->parts_dir = malloc(n + 8);
     if (a->path == NULL || a->parts_dir == NULL) {
         free(a->path);
@@ -1339,7 +1387,7 @@ void lmp_artifact_close(struct lmp_artifact **ap) {
     struct lmp_artifact *a = *ap;
     if (a->main >= 0) H5Fclose(a->main);
     lmp_events_close(&a->events);
-    if (a->lock_fd >= 0) close(a->lock_fd);     /* releases the flock */
+    if (a->lock_fd >= 0) close(a->lock_fd); /* releases the flock */
     for (int64_t i = 0; i < a->n_items; i++) free(a->items[i].part);
     free(a->items);
     free(a->layer_order);
@@ -1355,9 +1403,9 @@ enum lmp_status lmp_artifact_open_write(const char *path, const struct lmp_art_j
                                         struct lmp_artifact **out, struct lmp_err *err) {
     assert(path && job && out);
     h5_quiet();
-    *out = NULL;
-    enum lmp_status st = LMP_OK;
-    struct lmp_artifact *a = artifact_new(path);
+    *out                    = NULL;
+    enum lmp_status      st = LMP_OK;
+    struct lmp_artifact *a  = artifact_new(path);
     if (a == NULL) return lmp_err_set(err, LMP_ENOMEM, "out of memory opening '%s'", path);
     a->writer = true;
     if (job->method[0] == '\0' || job->n_linears <= 0) {
@@ -1372,8 +1420,8 @@ enum lmp_status lmp_artifact_open_write(const char *path, const struct lmp_art_j
         }
     if (mkdir(a->parts_dir, 0755) < 0 && errno != EEXIST) {
         int e = errno;
-        st = lmp_err_set(err, is_enospc(e) ? LMP_ENOSPC : LMP_EIO, "cannot create '%s': %s",
-                         a->parts_dir, strerror(e));
+        st    = lmp_err_set(err, is_enospc(e) ? LMP_ENOSPC : LMP_EIO, "cannot create '%s': %s",
+                            a->parts_dir, strerror(e));
         goto fail;
     }
     char lock[PATH_CAP], dir[PATH_CAP];
@@ -1386,12 +1434,12 @@ enum lmp_status lmp_artifact_open_write(const char *path, const struct lmp_art_j
         goto fail;
     }
     if (flock(a->lock_fd, LOCK_EX | LOCK_NB) < 0) {
-        st = lmp_err_set(err, LMP_EIO, "'%s' is being written by another process (lock '%s')",
-                         path, lock);
+        st = lmp_err_set(err, LMP_EIO, "'%s' is being written by another process (lock '%s')", path,
+                         lock);
         goto fail;
     }
     dir_of(path, dir, sizeof(dir));
-    fsync_path(dir, true);                   /* make the parts directory itself durable */
+    fsync_path(dir, true); /* make the parts directory itself durable */
     if ((st = open_main_if_any(a, err)) || (st = index_parts(a, job, err))) goto fail;
     if (a->have_job) {
         if ((st = job_match(a, &a->job, job, err))) goto fail;
@@ -1425,7 +1473,7 @@ enum lmp_status lmp_artifact_open_read(const char *path, struct lmp_artifact **o
     assert(path && out);
     h5_quiet();
     *out = NULL;
-    enum lmp_status st;
+    enum lmp_status      st;
     struct lmp_artifact *a = artifact_new(path);
     if (a == NULL) return lmp_err_set(err, LMP_ENOMEM, "out of memory opening '%s'", path);
     if ((st = open_main_if_any(a, err)) || (st = index_parts(a, NULL, err))) goto fail;
@@ -1455,16 +1503,18 @@ enum lmp_status lmp_artifact_commit_layer(struct lmp_artifact *a, const struct l
                                           struct lmp_err *err) {
     assert(a && l);
     enum lmp_status st;
-    char msg[128];
+    char            msg[128];
     if ((st = writable(a, err))) return st;
     const struct lmp_art_linear *lin = job_linear(&a->job, l->name);
     if (lin == NULL)
         return lmp_err_set(err, LMP_EINVAL, "'%s': '%s' is not a linear of the model", a->path,
                            l->name);
     if (lin->n_out != l->n_out || lin->n_in != l->n_in)
-        return lmp_err_set(err, LMP_EINVAL, "'%s': layer '%s' has shape (%lld, %lld), the model "
-                           "says (%lld, %lld)", a->path, l->name, (long long) l->n_out,
-                           (long long) l->n_in, (long long) lin->n_out, (long long) lin->n_in);
+        return lmp_err_set(err, LMP_EINVAL,
+                           "'%s': layer '%s' has shape (%lld, %lld), the model "
+                           "says (%lld, %lld)",
+                           a->path, l->name, (long long)l->n_out, (long long)l->n_in,
+                           (long long)lin->n_out, (long long)lin->n_in);
     if (!layer_params_ok(l, msg, sizeof(msg)))
         return lmp_err_set(err, LMP_EINVAL, "'%s': layer '%s': %s", a->path, l->name, msg);
     if (!l->codes || !l->scales || (l->codec == LMP_ART_CODEC_AQ ? !l->codebooks : !l->zeros))
@@ -1472,13 +1522,13 @@ enum lmp_status lmp_artifact_commit_layer(struct lmp_artifact *a, const struct l
     if (find_item(a, ITEM_LAYER, l->name) >= 0)
         return lmp_err_set(err, LMP_EINVAL, "'%s': layer '%s' is already committed", a->path,
                            l->name);
-    const int64_t nc = lmp_art_layer_n_codes(l);
+    const int64_t  nc  = lmp_art_layer_n_codes(l);
     const uint32_t lim = 1u << l->B;
     for (int64_t i = 0; i < nc; i++)
         if (l->codes[i] >= lim)
             return lmp_err_set(err, LMP_EINVAL, "'%s': layer '%s' has a code %u >= 2^%d", a->path,
                                l->name, l->codes[i], l->B);
-    if ((st = lmp_artifact_sync_events(a, err))) return st;   /* events.h: fsync policy */
+    if ((st = lmp_artifact_sync_events(a, err))) return st; /* events.h: fsync policy */
     hid_t f = part_begin(l->name, ITEM_LAYER, l->name);
     if (f < 0 || write_layer_obj(f, l) < 0) {
         if (f >= 0) H5Fclose(f);
@@ -1496,7 +1546,7 @@ static enum lmp_status item_file(struct lmp_artifact *a, int64_t i, hid_t *f, co
                                  struct lmp_err *err) {
     const struct item *it = &a->items[i];
     if (it->part == NULL) {
-        *f = a->main;
+        *f     = a->main;
         *fname = a->path;
         return LMP_OK;
     }
@@ -1516,22 +1566,24 @@ enum lmp_status lmp_artifact_put_tensor(struct lmp_artifact *a, const struct lmp
         t->n_dims < 1 || t->n_dims > LMP_MAX_DIMS || tensor_elem(t) < 0 || t->data == NULL)
         return lmp_err_set(err, LMP_EINVAL, "'%s': invalid tensor '%s'", a->path, t->name);
     int64_t i = find_item(a, ITEM_TENSOR, t->name);
-    if (i >= 0) {                                       /* committed earlier: must be identical */
-        hid_t f;
-        const char *fn;
+    if (i >= 0) { /* committed earlier: must be identical */
+        hid_t                 f;
+        const char           *fn;
         struct lmp_art_tensor have;
-        uint64_t h = 0;
+        uint64_t              h = 0;
         if ((st = item_file(a, i, &f, &fn, err))) return st;
         st = read_tensor_obj(f, fn, t->name, &have, false, &h, err);
         item_done(a, f);
         if (st) return st;
-        size_t es = t->dtype == LMP_DTYPE_F16 ? 2 : 4;
-        bool same = have.dtype == t->dtype && have.n_dims == t->n_dims &&
-                    memcmp(have.shape, t->shape, (size_t) t->n_dims * sizeof(int64_t)) == 0 &&
-                    h == lmp_xxh64(t->data, (size_t) tensor_elem(t) * es, 0);
+        size_t es   = t->dtype == LMP_DTYPE_F16 ? 2 : 4;
+        bool   same = have.dtype == t->dtype && have.n_dims == t->n_dims &&
+                    memcmp(have.shape, t->shape, (size_t)t->n_dims * sizeof(int64_t)) == 0 &&
+                    h == lmp_xxh64(t->data, (size_t)tensor_elem(t) * es, 0);
         if (!same)
-            return lmp_err_set(err, LMP_EMISMATCH, "'%s': tensor '%s' is already stored with "
-                               "different contents", a->path, t->name);
+            return lmp_err_set(err, LMP_EMISMATCH,
+                               "'%s': tensor '%s' is already stored with "
+                               "different contents",
+                               a->path, t->name);
         return LMP_OK;
     }
     hid_t f = part_begin(t->name, ITEM_TENSOR, t->name);
@@ -1553,14 +1605,14 @@ static enum lmp_status put_model_tensor(struct lmp_artifact *a, const char *name
     struct lmp_art_tensor t = {0};
     snprintf(t.name, sizeof(t.name), "%s", name);
     t.n_dims = n_dims;
-    memcpy(t.shape, shape, (size_t) n_dims * sizeof(int64_t));
+    memcpy(t.shape, shape, (size_t)n_dims * sizeof(int64_t));
     float *buf = NULL;
     if (src->dtype == LMP_DTYPE_F32 || src->dtype == LMP_DTYPE_F16) {
         t.dtype = src->dtype;
-        t.data  = (void *) src->data;                 /* written, never modified */
+        t.data  = (void *)src->data; /* written, never modified */
     } else {
         int64_t rows = lmp_tensor_n_rows(src), cols = lmp_tensor_n_cols(src);
-        if ((buf = malloc((size_t) (rows * cols) * sizeof(float))) == NULL)
+        if ((buf = malloc((size_t)(rows * cols) * sizeof(float))) == NULL)
             return lmp_err_set(err, LMP_ENOMEM, "out of memory converting '%s'", name);
         lmp_tensor_rows_f32(src, 0, rows, buf);
         t.dtype = LMP_DTYPE_F32;
@@ -1570,7 +1622,7 @@ static enum lmp_status put_model_tensor(struct lmp_artifact *a, const char *name
     free(buf);
     /* the source's file pages read here would stay resident: every kept linear of every
      * block would add up (memory is bounded by one block, not the model) */
-    lmp_map_release_pages(src->data, (size_t) src->nbytes);
+    lmp_map_release_pages(src->data, (size_t)src->nbytes);
     return st;
 }
 
@@ -1579,20 +1631,19 @@ enum lmp_status lmp_artifact_put_model_tensors(struct lmp_artifact *a, const str
                                                struct lmp_err *err) {
     assert(a && m);
     const struct lmp_config *c = &m->cfg;
-    enum lmp_status st;
-    int64_t emb[2] = {c->vocab_size, c->dim}, vec[1] = {c->dim};
+    enum lmp_status          st;
+    int64_t                  emb[2] = {c->vocab_size, c->dim}, vec[1] = {c->dim};
     if ((st = put_model_tensor(a, "model.embed_tokens.weight", m->tok_emb, 2, emb, err)) ||
         (st = put_model_tensor(a, "model.norm.weight", m->out_norm, 1, vec, err)))
         return st;
-    if (!c->tied_embeddings &&
-        (st = put_model_tensor(a, "lm_head.weight", m->output, 2, emb, err)))
+    if (!c->tied_embeddings && (st = put_model_tensor(a, "lm_head.weight", m->output, 2, emb, err)))
         return st;
     char name[LMP_NAME_MAX];
     for (int32_t b = 0; b < c->n_layers; b++) {
-        const struct lmp_block *blk = &m->blocks[b];
-        bool tuned = false;   /* fine-tuning stores this block's norms, tuned */
+        const struct lmp_block *blk   = &m->blocks[b];
+        bool                    tuned = false; /* fine-tuning stores this block's norms, tuned */
         for (int k = 0; finetune && k < LMP_LIN_COUNT; k++)
-            tuned = tuned || !quantized || quantized[(int64_t) b * LMP_LIN_COUNT + k];
+            tuned = tuned || !quantized || quantized[(int64_t)b * LMP_LIN_COUNT + k];
         if (!tuned) {
             snprintf(name, sizeof(name), "model.layers.%d.input_layernorm.weight", b);
             if ((st = put_model_tensor(a, name, blk->attn_norm, 1, vec, err))) return st;
@@ -1601,7 +1652,7 @@ enum lmp_status lmp_artifact_put_model_tensors(struct lmp_artifact *a, const str
         }
         for (int k = 0; k < LMP_LIN_COUNT; k++) {
             const struct lmp_linear *l = &blk->lin[k];
-            int64_t idx = (int64_t) b * LMP_LIN_COUNT + k, w[2] = {l->n_out, l->n_in};
+            int64_t idx = (int64_t)b * LMP_LIN_COUNT + k, w[2] = {l->n_out, l->n_in};
             if (l->bias) {
                 snprintf(name, sizeof(name), "%s.bias", l->name);
                 if ((st = put_model_tensor(a, name, l->bias, 1, w, err))) return st;
@@ -1623,14 +1674,16 @@ enum lmp_status lmp_artifact_put_tokenizer(struct lmp_artifact *a, enum lmp_art_
     int64_t i = find_item(a, ITEM_TOKENIZER, "");
     if (i >= 0) {
         enum lmp_art_tok k;
-        uint8_t *have = NULL;
-        size_t   hn = 0;
+        uint8_t         *have = NULL;
+        size_t           hn   = 0;
         if ((st = lmp_artifact_read_tokenizer(a, &k, &have, &hn, err))) return st;
         bool same = k == kind && hn == n && (n == 0 || memcmp(have, bytes, n) == 0);
         free(have);
         return same ? LMP_OK
-                    : lmp_err_set(err, LMP_EMISMATCH, "'%s': a different tokenizer is already "
-                                  "stored", a->path);
+                    : lmp_err_set(err, LMP_EMISMATCH,
+                                  "'%s': a different tokenizer is already "
+                                  "stored",
+                                  a->path);
     }
     hid_t f = part_begin("tokenizer", ITEM_TOKENIZER, "");
     if (f < 0 || write_tokenizer_obj(f, kind, bytes, n) < 0) {
@@ -1648,7 +1701,10 @@ enum lmp_status lmp_artifact_put_tokenizer(struct lmp_artifact *a, enum lmp_art_
 /* events (artifact/events.h): parts_dir/events.log while the job runs, /events    */
 /* in the assembled file                                                             */
 
-struct ev_str_field { const char *name; size_t off, size; };
+struct ev_str_field {
+    const char *name;
+    size_t      off, size;
+};
 static const struct ev_str_field ev_str_fields[4] = {
     {"kind", offsetof(struct lmp_event, kind), LMP_EVENTS_KIND_MAX},
     {"worker", offsetof(struct lmp_event, worker), LMP_EVENTS_WORKER_MAX},
@@ -1663,14 +1719,15 @@ static void events_path(const struct lmp_artifact *a, char *buf, size_t cap) {
 /* Write l as /events: parallel 1-D datasets (docs/artifact.md). */
 static int write_events(hid_t file, const struct lmp_event_list *l, uint64_t file_id) {
     const int64_t n = l->n, dims[1] = {n};
-    hid_t g = H5Gcreate2(file, "events", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
-    uint64_t *t = malloc((size_t) (n + 1) * sizeof(*t));
-    uint32_t *run = malloc((size_t) (n + 1) * sizeof(*run));
-    uint8_t  *lvl = malloc((size_t) (n + 1));
-    char     *str = NULL;
-    int rc = -1;
+    hid_t         g   = H5Gcreate2(file, "events", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    uint64_t     *t   = malloc((size_t)(n + 1) * sizeof(*t));
+    uint32_t     *run = malloc((size_t)(n + 1) * sizeof(*run));
+    uint8_t      *lvl = malloc((size_t)(n + 1));
+    char         *str = NULL;
+    int           rc  = -1;
     if (g < 0 || !t || !run || !lvl) goto out;
-    for (int64_t i = 0; i < n; i++) t[i] = l->ev[i].time_ms, run[i] = l->ev[i].run, lvl[i] = l->ev[i].level;
+    for (int64_t i = 0; i < n; i++)
+        t[i] = l->ev[i].time_ms, run[i] = l->ev[i].run, lvl[i] = l->ev[i].level;
     if (dset_put(g, "time_ms", H5T_STD_U64LE, H5T_NATIVE_UINT64, 8, 1, dims, t) < 0 ||
         dset_put(g, "run", H5T_STD_U32LE, H5T_NATIVE_UINT32, 4, 1, dims, run) < 0 ||
         dset_put(g, "level", H5T_STD_U8LE, H5T_NATIVE_UINT8, 1, 1, dims, lvl) < 0)
@@ -1678,15 +1735,16 @@ static int write_events(hid_t file, const struct lmp_event_list *l, uint64_t fil
     for (int f = 0; f < 4; f++) {
         const struct ev_str_field *fd = &ev_str_fields[f];
         free(str);
-        if ((str = calloc((size_t) n + 1, fd->size)) == NULL) goto out;
-        for (int64_t i = 0; i < n; i++)   /* NUL-padded, so the checksum is reproducible */
-            snprintf(str + (size_t) i * fd->size, fd->size, "%s", (const char *) &l->ev[i] + fd->off);
+        if ((str = calloc((size_t)n + 1, fd->size)) == NULL) goto out;
+        for (int64_t i = 0; i < n; i++) /* NUL-padded, so the checksum is reproducible */
+            snprintf(str + (size_t)i * fd->size, fd->size, "%s", (const char *)&l->ev[i] + fd->off);
         hid_t st = str_type(fd->size);
-        int r = st < 0 ? -1 : dset_put(g, fd->name, st, st, fd->size, 1, dims, str);
+        int   r  = st < 0 ? -1 : dset_put(g, fd->name, st, st, fd->size, 1, dims, str);
         if (st >= 0) H5Tclose(st);
         if (r < 0) goto out;
     }
-    if (attr_put_i64(g, "n_events", n) < 0 || attr_put_u64(g, "events_file_id", file_id) < 0) goto out;
+    if (attr_put_i64(g, "n_events", n) < 0 || attr_put_u64(g, "events_file_id", file_id) < 0)
+        goto out;
     rc = 0;
 out:
     free(str);
@@ -1703,55 +1761,60 @@ static enum lmp_status read_events_obj(hid_t file, const char *fname, struct lmp
                                        uint64_t *file_id, struct lmp_err *err) {
     *file_id = 0;
     if (H5Lexists(file, "events", H5P_DEFAULT) <= 0) return LMP_OK;
-    enum lmp_status st = LMP_OK;
-    hid_t g = H5Gopen2(file, "events", H5P_DEFAULT);
-    uint64_t *t = NULL;
-    uint32_t *run = NULL;
-    uint8_t  *lvl = NULL;
-    char     *str[4] = {0};
-    int       rank = 0;
-    int64_t   dims[LMP_MAX_DIMS];
+    enum lmp_status st     = LMP_OK;
+    hid_t           g      = H5Gopen2(file, "events", H5P_DEFAULT);
+    uint64_t       *t      = NULL;
+    uint32_t       *run    = NULL;
+    uint8_t        *lvl    = NULL;
+    char           *str[4] = {0};
+    int             rank   = 0;
+    int64_t         dims[LMP_MAX_DIMS];
     if (g < 0 || dset_shape(g, "time_ms", &rank, dims, NULL, NULL) < 0 || rank != 1 ||
-        dims[0] > (int64_t) 1 << 28) {
+        dims[0] > (int64_t)1 << 28) {
         st = lmp_err_set(err, LMP_EFORMAT, "'%s': unreadable /events", fname);
         goto out;
     }
     const int64_t n = dims[0];
     if (attr_get_u64(g, "events_file_id", file_id) < 0) *file_id = 0;
-    t = malloc((size_t) (n + 1) * sizeof(*t));
-    run = malloc((size_t) (n + 1) * sizeof(*run));
-    lvl = malloc((size_t) (n + 1));
-    if (!t || !run || !lvl) { st = lmp_err_set(err, LMP_ENOMEM, "out of memory reading '%s'", fname); goto out; }
+    t   = malloc((size_t)(n + 1) * sizeof(*t));
+    run = malloc((size_t)(n + 1) * sizeof(*run));
+    lvl = malloc((size_t)(n + 1));
+    if (!t || !run || !lvl) {
+        st = lmp_err_set(err, LMP_ENOMEM, "out of memory reading '%s'", fname);
+        goto out;
+    }
     if ((st = dset_get(g, "time_ms", H5T_NATIVE_UINT64, 8, 1, dims, t, fname, "/events", err)) ||
         (st = dset_get(g, "run", H5T_NATIVE_UINT32, 4, 1, dims, run, fname, "/events", err)) ||
         (st = dset_get(g, "level", H5T_NATIVE_UINT8, 1, 1, dims, lvl, fname, "/events", err)))
         goto out;
     for (int f = 0; f < 4; f++) {
-        const struct ev_str_field *fd = &ev_str_fields[f];
-        size_t fsize = 0;
-        H5T_class_t cls;
+        const struct ev_str_field *fd    = &ev_str_fields[f];
+        size_t                     fsize = 0;
+        H5T_class_t                cls;
         if (dset_shape(g, fd->name, &rank, dims, &fsize, &cls) < 0 || cls != H5T_STRING ||
             fsize != fd->size) {
-            st = lmp_err_set(err, LMP_EFORMAT, "'%s': /events/%s is missing or not a string of %zu "
-                             "bytes", fname, fd->name, fd->size);
+            st = lmp_err_set(err, LMP_EFORMAT,
+                             "'%s': /events/%s is missing or not a string of %zu "
+                             "bytes",
+                             fname, fd->name, fd->size);
             goto out;
         }
         hid_t mt = str_type(fd->size);
-        if ((str[f] = calloc((size_t) n + 1, fd->size)) == NULL || mt < 0) {
+        if ((str[f] = calloc((size_t)n + 1, fd->size)) == NULL || mt < 0) {
             if (mt >= 0) H5Tclose(mt);
             st = lmp_err_set(err, LMP_ENOMEM, "out of memory reading '%s'", fname);
             goto out;
         }
         dims[0] = n;
-        st = dset_get(g, fd->name, mt, fd->size, 1, dims, str[f], fname, "/events", err);
+        st      = dset_get(g, fd->name, mt, fd->size, 1, dims, str[f], fname, "/events", err);
         H5Tclose(mt);
         if (st) goto out;
     }
     for (int64_t i = 0; i < n; i++) {
         struct lmp_event e;
-        char *s[4];
+        char            *s[4];
         for (int f = 0; f < 4; f++) {
-            s[f] = str[f] + (size_t) i * ev_str_fields[f].size;
+            s[f]                            = str[f] + (size_t)i * ev_str_fields[f].size;
             s[f][ev_str_fields[f].size - 1] = '\0';
         }
         lmp_event_set(&e, t[i], run[i], lvl[i], s[0], s[1], s[2], s[3]);
@@ -1773,13 +1836,13 @@ out:
  * already holds it. *file_id gets the events file's id (0 = none or absorbed). */
 static enum lmp_status collect_events(struct lmp_artifact *a, struct lmp_event_list *out,
                                       uint64_t *file_id, struct lmp_err *err) {
-    uint64_t absorbed = 0;
+    uint64_t        absorbed = 0;
     enum lmp_status st;
     *file_id = 0;
     if (a->main >= 0 && (st = read_events_obj(a->main, a->path, out, &absorbed, err))) return st;
     char path[PATH_CAP];
     events_path(a, path, sizeof(path));
-    struct lmp_event_list fl = {0};
+    struct lmp_event_list  fl = {0};
     struct lmp_events_scan scan;
     st = lmp_events_read(path, &fl, &scan, err);
     if (st == LMP_ENOENT) return LMP_OK;
@@ -1795,19 +1858,19 @@ static enum lmp_status collect_events(struct lmp_artifact *a, struct lmp_event_l
 
 /* Writer: open the events file, choose this run's number, record "open" or "resume". */
 static enum lmp_status events_start(struct lmp_artifact *a, struct lmp_err *err) {
-    struct lmp_event_list old = {0};
-    uint64_t absorbed = 0;
-    uint32_t max_run = 0, file_max = 0;
-    enum lmp_status st = LMP_OK;
+    struct lmp_event_list old      = {0};
+    uint64_t              absorbed = 0;
+    uint32_t              max_run = 0, file_max = 0;
+    enum lmp_status       st = LMP_OK;
     if (a->main >= 0 && (st = read_events_obj(a->main, a->path, &old, &absorbed, err))) goto out;
     for (int64_t i = 0; i < old.n; i++)
         if (old.ev[i].run > max_run) max_run = old.ev[i].run;
     char path[PATH_CAP];
     events_path(a, path, sizeof(path));
     st = lmp_events_open(path, absorbed, &a->events, &file_max, err);
-    if (st == LMP_EFORMAT || st == LMP_EUNSUP) {   /* a log must not block the job: set it aside */
+    if (st == LMP_EFORMAT || st == LMP_EUNSUP) { /* a log must not block the job: set it aside */
         char aside[PATH_CAP + 32];
-        snprintf(aside, sizeof(aside), "%s.bad-%lld", path, (long long) time(NULL));
+        snprintf(aside, sizeof(aside), "%s.bad-%lld", path, (long long)time(NULL));
         lmp_log_warn("%s: moved to '%s', a new event log is started", err ? err->msg : path, aside);
         if (rename(path, aside) < 0) goto out;
         st = lmp_events_open(path, absorbed, &a->events, &file_max, err);
@@ -1816,9 +1879,10 @@ static enum lmp_status events_start(struct lmp_artifact *a, struct lmp_err *err)
     a->run = (file_max > max_run ? file_max : max_run) + 1;
     char msg[160];
     snprintf(msg, sizeof(msg), "run %u: %s (%lld layers committed)", a->run,
-             a->run == 1 ? "artifact created" : "artifact reopened", (long long) a->n_layer_order);
+             a->run == 1 ? "artifact created" : "artifact reopened", (long long)a->n_layer_order);
     struct lmp_event e;
-    lmp_event_set(&e, 0, 0, LMP_LOG_INFO, a->run == 1 ? LMP_EVENT_OPEN : LMP_EVENT_RESUME, "", "", msg);
+    lmp_event_set(&e, 0, 0, LMP_LOG_INFO, a->run == 1 ? LMP_EVENT_OPEN : LMP_EVENT_RESUME, "", "",
+                  msg);
     st = lmp_artifact_add_event(a, &e, err);
 out:
     lmp_event_list_release(&old);
@@ -1832,25 +1896,25 @@ enum lmp_status lmp_artifact_add_event(struct lmp_artifact *a, const struct lmp_
         return lmp_err_set(err, LMP_EINVAL, "'%s': %s", a->path,
                            a->finalized ? "finalized: no more events" : "open read-only");
     struct lmp_event ev = *e;
-    ev.run = a->run;
+    ev.run              = a->run;
     if (ev.time_ms == 0) {
         struct timespec ts;
         clock_gettime(CLOCK_REALTIME, &ts);
-        ev.time_ms = (uint64_t) ts.tv_sec * 1000u + (uint64_t) ts.tv_nsec / 1000000u;
+        ev.time_ms = (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
     }
     return lmp_events_append(a->events, &ev, err);
 }
 
-void lmp_artifact_note(struct lmp_artifact *a, enum lmp_log_level level, const char *kind, const char *worker,
-                       const char *layer, const char *fmt, ...) {
+void lmp_artifact_note(struct lmp_artifact *a, enum lmp_log_level level, const char *kind,
+                       const char *worker, const char *layer, const char *fmt, ...) {
     if (a == NULL || a->events == NULL) return;
-    char msg[LMP_EVENTS_MESSAGE_MAX];
+    char    msg[LMP_EVENTS_MESSAGE_MAX];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
     struct lmp_event e;
-    struct lmp_err err = {0};
+    struct lmp_err   err = {0};
     lmp_event_set(&e, 0, 0, level, kind, worker, layer, msg);
     if (lmp_artifact_add_event(a, &e, &err) != LMP_OK)
         lmp_log_debug("event not kept in '%s': %s", a->path, err.msg);
@@ -1874,24 +1938,29 @@ enum lmp_status lmp_artifact_read_events(struct lmp_artifact *a, struct lmp_even
 static enum lmp_status copy_item(struct lmp_artifact *a, int64_t i, hid_t dst, const char *tmp,
                                  struct lmp_err *err) {
     const struct item *it = &a->items[i];
-    char obj[LMP_NAME_MAX + 16];
-    if (it->kind == ITEM_LAYER) snprintf(obj, sizeof(obj), "layers/%s", it->name);
-    else if (it->kind == ITEM_TENSOR) snprintf(obj, sizeof(obj), "tensors/%s", it->name);
-    else snprintf(obj, sizeof(obj), "tokenizer");
-    hid_t f;
-    const char *fn;
+    char               obj[LMP_NAME_MAX + 16];
+    if (it->kind == ITEM_LAYER)
+        snprintf(obj, sizeof(obj), "layers/%s", it->name);
+    else if (it->kind == ITEM_TENSOR)
+        snprintf(obj, sizeof(obj), "tensors/%s", it->name);
+    else
+        snprintf(obj, sizeof(obj), "tokenizer");
+    hid_t           f;
+    const char     *fn;
     enum lmp_status st = item_file(a, i, &f, &fn, err);
     if (st) return st;
-    if (H5Lexists(f, it->kind == ITEM_TOKENIZER ? "tokenizer" : (it->kind == ITEM_LAYER ? "layers"
-                                                                                          : "tensors"),
+    if (H5Lexists(f,
+                  it->kind == ITEM_TOKENIZER ? "tokenizer"
+                                             : (it->kind == ITEM_LAYER ? "layers" : "tensors"),
                   H5P_DEFAULT) <= 0 ||
         H5Lexists(f, obj, H5P_DEFAULT) <= 0) {
         st = lmp_err_set(err, LMP_EFORMAT, "'%s': missing object /%s", fn, obj);
     } else if (H5Ocopy(f, obj, dst, obj, H5P_DEFAULT, H5P_DEFAULT) < 0) {
         int e = errno;
-        st = lmp_err_set(err, is_enospc(e) ? LMP_ENOSPC : LMP_EIO, "cannot copy /%s from '%s' "
-                         "into '%s'%s%s", obj, fn, tmp, is_enospc(e) ? ": " : "",
-                         is_enospc(e) ? strerror(e) : "");
+        st    = lmp_err_set(err, is_enospc(e) ? LMP_ENOSPC : LMP_EIO,
+                            "cannot copy /%s from '%s' "
+                               "into '%s'%s%s",
+                            obj, fn, tmp, is_enospc(e) ? ": " : "", is_enospc(e) ? strerror(e) : "");
     }
     item_done(a, f);
     return st;
@@ -1903,24 +1972,26 @@ static enum lmp_status copy_item(struct lmp_artifact *a, int64_t i, hid_t dst, c
  * is the size of the main file and the parts plus a margin for HDF5's own metadata. */
 static enum lmp_status check_space(const struct lmp_artifact *a, const char *tmp, const char *dir,
                                    struct lmp_err *err) {
-    uint64_t need = 64 * 1024;
+    uint64_t    need = 64 * 1024;
     struct stat sb;
-    if (stat(a->path, &sb) == 0) need += (uint64_t) sb.st_size;
+    if (stat(a->path, &sb) == 0) need += (uint64_t)sb.st_size;
     for (int64_t i = 0; i < a->n_items; i++)
-        if (a->items[i].part && stat(a->items[i].part, &sb) == 0) need += (uint64_t) sb.st_size;
-    if (a->events)   /* fixed-length strings in /events: about 1 KiB an event */
-        need += (uint64_t) lmp_events_count(a->events) * sizeof(struct lmp_event);
+        if (a->items[i].part && stat(a->items[i].part, &sb) == 0) need += (uint64_t)sb.st_size;
+    if (a->events) /* fixed-length strings in /events: about 1 KiB an event */
+        need += (uint64_t)lmp_events_count(a->events) * sizeof(struct lmp_event);
     need += need / 16;
-    uint64_t have = UINT64_MAX;
+    uint64_t       have = UINT64_MAX;
     struct statvfs vs;
-    if (statvfs(dir, &vs) == 0) have = (uint64_t) vs.f_bavail * (uint64_t) vs.f_frsize;
+    if (statvfs(dir, &vs) == 0) have = (uint64_t)vs.f_bavail * (uint64_t)vs.f_frsize;
     struct rlimit rl;
     if (getrlimit(RLIMIT_FSIZE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < have)
-        have = (uint64_t) rl.rlim_cur;
+        have = (uint64_t)rl.rlim_cur;
     if (need > have)
-        return lmp_err_set(err, LMP_ENOSPC, "cannot write '%s': no space left on device (needs "
+        return lmp_err_set(err, LMP_ENOSPC,
+                           "cannot write '%s': no space left on device (needs "
                            "about %" PRIu64 " bytes, %" PRIu64 " available); committed layers are "
-                           "intact", tmp, need, have);
+                           "intact",
+                           tmp, need, have);
     return LMP_OK;
 }
 
@@ -1933,12 +2004,13 @@ enum lmp_status lmp_artifact_finalize(struct lmp_artifact *a, struct lmp_err *er
     dir_of(a->path, dir, sizeof(dir));
     unlink(tmp);
     if ((st = check_space(a, tmp, dir, err))) return st;
-    struct lmp_event_list evs = {0};
-    uint64_t ev_id = 0;
+    struct lmp_event_list evs   = {0};
+    uint64_t              ev_id = 0;
     {
-        char msg[128];
+        char             msg[128];
         struct lmp_event e;
-        snprintf(msg, sizeof(msg), "assembling '%s' (%lld layers)", a->path, (long long) a->n_layer_order);
+        snprintf(msg, sizeof(msg), "assembling '%s' (%lld layers)", a->path,
+                 (long long)a->n_layer_order);
         lmp_event_set(&e, 0, 0, LMP_LOG_INFO, LMP_EVENT_FINALIZE, "", "", msg);
         if ((st = lmp_artifact_add_event(a, &e, err)) || (st = lmp_artifact_sync_events(a, err)) ||
             (st = collect_events(a, &evs, &ev_id, err))) {
@@ -1946,7 +2018,7 @@ enum lmp_status lmp_artifact_finalize(struct lmp_artifact *a, struct lmp_err *er
             return st;
         }
     }
-    errno = 0;
+    errno     = 0;
     hid_t dst = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT), g = H5I_INVALID_HID;
     if (dst < 0) {
         int e = errno;
@@ -1960,7 +2032,7 @@ enum lmp_status lmp_artifact_finalize(struct lmp_artifact *a, struct lmp_err *er
         write_job(dst, &a->job) < 0 || attr_put_i64(dst, "complete", complete) < 0 ||
         attr_put_i64(dst, "n_layers", a->n_layer_order) < 0 || write_events(dst, &evs, ev_id) < 0) {
         int e = errno;
-        st = lmp_err_set(err, is_enospc(e) ? LMP_ENOSPC : LMP_EIO, "cannot write '%s'", tmp);
+        st    = lmp_err_set(err, is_enospc(e) ? LMP_ENOSPC : LMP_EIO, "cannot write '%s'", tmp);
         goto fail;
     }
     for (int gi = 0; gi < 2; gi++) {
@@ -1978,12 +2050,12 @@ enum lmp_status lmp_artifact_finalize(struct lmp_artifact *a, struct lmp_err *er
         if ((st = copy_item(a, a->tensor_order[k], dst, tmp, err))) goto fail;
     int64_t ti = find_item(a, ITEM_TOKENIZER, "");
     if (ti >= 0 && (st = copy_item(a, ti, dst, tmp, err))) goto fail;
-    errno = 0;
+    errno     = 0;
     herr_t cr = H5Fclose(dst);
-    dst = H5I_INVALID_HID;
+    dst       = H5I_INVALID_HID;
     if (cr < 0 || fsync_path(tmp, false) < 0) {
         int e = errno;
-        st = lmp_err_set(err, is_enospc(e) ? LMP_ENOSPC : LMP_EIO, "cannot write '%s'%s%s", tmp,
+        st    = lmp_err_set(err, is_enospc(e) ? LMP_ENOSPC : LMP_EIO, "cannot write '%s'%s%s", tmp,
                          e ? ": " : "", e ? strerror(e) : "");
         goto fail;
     }
@@ -2004,7 +2076,7 @@ enum lmp_status lmp_artifact_finalize(struct lmp_artifact *a, struct lmp_err *er
         a->items[i].part = NULL;
     }
     lmp_event_list_release(&evs);
-    if (a->events) {   /* its id is now /events' events_file_id: readers skip it if it stays */
+    if (a->events) { /* its id is now /events' events_file_id: readers skip it if it stays */
         unlink(lmp_events_path(a->events));
         lmp_events_close(&a->events);
     }
@@ -2015,7 +2087,7 @@ enum lmp_status lmp_artifact_finalize(struct lmp_artifact *a, struct lmp_err *er
         lmp_log_warn("cannot remove '%s': %s", a->parts_dir, strerror(errno));
     fsync_path(dir, true);
     a->finalized = true;
-    a->main = H5Fopen(a->path, H5F_ACC_RDONLY, H5P_DEFAULT);
+    a->main      = H5Fopen(a->path, H5F_ACC_RDONLY, H5P_DEFAULT);
     if (a->main < 0)
         return lmp_err_set(err, LMP_EIO, "cannot reopen '%s' after assembling it", a->path);
     return LMP_OK;
@@ -2024,7 +2096,7 @@ fail:
     if (g >= 0) H5Gclose(g);
     if (dst >= 0) H5Fclose(dst);
     unlink(tmp);
-    if (a->main < 0 && lmp_path_is_file(a->path))   /* closed for a rename that failed */
+    if (a->main < 0 && lmp_path_is_file(a->path)) /* closed for a rename that failed */
         a->main = H5Fopen(a->path, H5F_ACC_RDONLY, H5P_DEFAULT);
     return st;
 }
@@ -2032,8 +2104,12 @@ fail:
 /* ------------------------------------------------------------------------------ */
 /* queries and reads                                                                */
 
-const struct lmp_art_job *lmp_artifact_job(const struct lmp_artifact *a) { return &a->job; }
-int64_t lmp_artifact_n_layers(const struct lmp_artifact *a) { return a->n_layer_order; }
+const struct lmp_art_job *lmp_artifact_job(const struct lmp_artifact *a) {
+    return &a->job;
+}
+int64_t lmp_artifact_n_layers(const struct lmp_artifact *a) {
+    return a->n_layer_order;
+}
 const char *lmp_artifact_layer_name(const struct lmp_artifact *a, int64_t i) {
     assert(i >= 0 && i < a->n_layer_order);
     return a->items[a->layer_order[i]].name;
@@ -2041,7 +2117,9 @@ const char *lmp_artifact_layer_name(const struct lmp_artifact *a, int64_t i) {
 bool lmp_artifact_has_layer(const struct lmp_artifact *a, const char *name) {
     return find_item(a, ITEM_LAYER, name) >= 0;
 }
-int64_t lmp_artifact_n_tensors(const struct lmp_artifact *a) { return a->n_tensor_order; }
+int64_t lmp_artifact_n_tensors(const struct lmp_artifact *a) {
+    return a->n_tensor_order;
+}
 const char *lmp_artifact_tensor_name(const struct lmp_artifact *a, int64_t i) {
     assert(i >= 0 && i < a->n_tensor_order);
     return a->items[a->tensor_order[i]].name;
@@ -2065,8 +2143,8 @@ enum lmp_status lmp_artifact_read_layer(struct lmp_artifact *a, const char *name
     memset(out, 0, sizeof(*out));
     int64_t i = find_item(a, ITEM_LAYER, name);
     if (i < 0) return lmp_err_set(err, LMP_ENOENT, "'%s': no layer '%s'", a->path, name);
-    hid_t f;
-    const char *fn;
+    hid_t           f;
+    const char     *fn;
     enum lmp_status st = item_file(a, i, &f, &fn, err);
     if (st) return st;
     st = read_layer_obj(f, fn, name, out, err);
@@ -2075,8 +2153,10 @@ enum lmp_status lmp_artifact_read_layer(struct lmp_artifact *a, const char *name
         const struct lmp_art_linear *lin = job_linear(&a->job, name);
         if (lin == NULL || lin->n_out != out->n_out || lin->n_in != out->n_in) {
             lmp_art_layer_release(out);
-            st = lmp_err_set(err, LMP_EFORMAT, "'%s': layer '%s' does not match the model "
-                             "description", fn, name);
+            st = lmp_err_set(err, LMP_EFORMAT,
+                             "'%s': layer '%s' does not match the model "
+                             "description",
+                             fn, name);
         }
     }
     return st;
@@ -2088,8 +2168,8 @@ enum lmp_status lmp_artifact_read_tensor(struct lmp_artifact *a, const char *nam
     memset(out, 0, sizeof(*out));
     int64_t i = find_item(a, ITEM_TENSOR, name);
     if (i < 0) return lmp_err_set(err, LMP_ENOENT, "'%s': no tensor '%s'", a->path, name);
-    hid_t f;
-    const char *fn;
+    hid_t           f;
+    const char     *fn;
     enum lmp_status st = item_file(a, i, &f, &fn, err);
     if (st) return st;
     st = read_tensor_obj(f, fn, name, out, true, NULL, err);
@@ -2100,12 +2180,12 @@ enum lmp_status lmp_artifact_read_tensor(struct lmp_artifact *a, const char *nam
 enum lmp_status lmp_artifact_read_tokenizer(struct lmp_artifact *a, enum lmp_art_tok *kind,
                                             uint8_t **bytes, size_t *n, struct lmp_err *err) {
     assert(a && kind && bytes && n);
-    *bytes = NULL;
-    *n = 0;
+    *bytes    = NULL;
+    *n        = 0;
     int64_t i = find_item(a, ITEM_TOKENIZER, "");
     if (i < 0) return lmp_err_set(err, LMP_ENOENT, "'%s': no tokenizer stored", a->path);
-    hid_t f;
-    const char *fn;
+    hid_t           f;
+    const char     *fn;
     enum lmp_status st = item_file(a, i, &f, &fn, err);
     if (st) return st;
     st = read_tokenizer_obj(f, fn, kind, bytes, n, err);
@@ -2114,5 +2194,5 @@ enum lmp_status lmp_artifact_read_tokenizer(struct lmp_artifact *a, enum lmp_art
 }
 
 int64_t lmp_artifact_n_open_ids(void) {
-    return (int64_t) H5Fget_obj_count((hid_t) H5F_OBJ_ALL, H5F_OBJ_ALL);
+    return (int64_t)H5Fget_obj_count((hid_t)H5F_OBJ_ALL, H5F_OBJ_ALL);
 }

@@ -73,20 +73,20 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
-#include "base/log.h"               /* defines: enum lmp_log_level */
-#include "base/status.h"            /* defines: enum lmp_status, struct lmp_err */
-#include "model/model.h"      /* defines: struct lmp_config, struct lmp_model, LMP_NAME_MAX */
+#include "base/log.h"             /* defines: enum lmp_log_level */
+#include "base/status.h"          /* defines: enum lmp_status, struct lmp_err */
+#include "model/model.h"          /* defines: struct lmp_config, struct lmp_model, LMP_NAME_MAX */
 #include "artifact/fingerprint.h" /* defines: lmp_fingerprint_model(), lmp_fingerprint_job() */
 
-#define LMP_ARTIFACT_FORMAT_VERSION 1   /* docs/artifact.md: version history */
-#define LMP_ARTIFACT_FORMAT_MINOR   1   /* 1.1: /events; readers of 1.0 ignore it */
+#define LMP_ARTIFACT_FORMAT_VERSION 1 /* docs/artifact.md: version history */
+#define LMP_ARTIFACT_FORMAT_MINOR   1 /* 1.1: /events; readers of 1.0 ignore it */
 
-struct lmp_event;        /* artifact/events.h */
+struct lmp_event; /* artifact/events.h */
 struct lmp_event_list;
 
 /* One linear of the model description: name and shape. */
 struct lmp_art_linear {
-    char    name[64];          /* "model.layers.3.self_attn.q_proj" */
+    char    name[64]; /* "model.layers.3.self_attn.q_proj" */
     int64_t n_out, n_in;
 };
 
@@ -94,19 +94,19 @@ struct lmp_art_linear {
  * come from outside (the model's path, the settings in words) are owned, whole, and
  * never NULL once read back; set them with lmp_art_job_set_text. */
 struct lmp_art_job {
-    uint64_t model_fp;              /* lmp_fingerprint_model() */
-    uint64_t calib_fp;              /* lmp_fingerprint_job(): calibration tokens and every
-                                       setting that changes the artifact (docs/artifact.md) */
-    char    *model_name;            /* for messages: the model's path (owned) */
-    char    *calib_desc;            /* the fingerprinted settings in words (owned) */
-    char     method[32];            /* "aqlm", "rtn" */
-    char     scheme[64];            /* "2x8g8", "int4g128" */
-    char     tool_version[32];      /* LMP_VERSION of the writer */
-    char     build[256];            /* lmp_build_id() of the writer; "" = not recorded (an
-                                       artifact older than the record); checked on resume */
-    struct lmp_config cfg;
+    uint64_t model_fp;      /* lmp_fingerprint_model() */
+    uint64_t calib_fp;      /* lmp_fingerprint_job(): calibration tokens and every
+                               setting that changes the artifact (docs/artifact.md) */
+    char *model_name;       /* for messages: the model's path (owned) */
+    char *calib_desc;       /* the fingerprinted settings in words (owned) */
+    char  method[32];       /* "aqlm", "rtn" */
+    char  scheme[64];       /* "2x8g8", "int4g128" */
+    char  tool_version[32]; /* LMP_VERSION of the writer */
+    char  build[256];       /* lmp_build_id() of the writer; "" = not recorded (an
+                               artifact older than the record); checked on resume */
+    struct lmp_config      cfg;
     struct lmp_art_linear *linears; /* (n_linears), owned */
-    int64_t  n_linears;
+    int64_t                n_linears;
 };
 
 /* Zero job, then tool_version and build of this program. */
@@ -121,16 +121,16 @@ enum lmp_status lmp_art_job_from_model(struct lmp_art_job *job, const struct lmp
 
 /* Statistics of one layer's compression (attributes of its group). */
 struct lmp_art_stats {
-    double  rel_err_before;    /* ||(W - W0) X|| / ||W X|| of the initialisation */
-    double  rel_err_after;     /* same, final */
-    double  bits_per_weight;   /* including codebooks and scales */
-    double  seconds;           /* wall time spent on the layer */
-    int64_t steps;             /* optimisation steps (beam-search rounds, Adam steps) */
+    double  rel_err_before;  /* ||(W - W0) X|| / ||W X|| of the initialisation */
+    double  rel_err_after;   /* same, final */
+    double  bits_per_weight; /* including codebooks and scales */
+    double  seconds;         /* wall time spent on the layer */
+    int64_t steps;           /* optimisation steps (beam-search rounds, Adam steps) */
 };
 
 enum lmp_art_codec {
-    LMP_ART_CODEC_AQ,          /* additive quantization (AQLM) */
-    LMP_ART_CODEC_RTN,         /* round-to-nearest with per-group scale and zero */
+    LMP_ART_CODEC_AQ,  /* additive quantization (AQLM) */
+    LMP_ART_CODEC_RTN, /* round-to-nearest with per-group scale and zero */
 };
 
 /* One compressed linear layer. For writing, the pointers are borrowed for the call;
@@ -139,16 +139,16 @@ enum lmp_art_codec {
  *   AQ:  w[o, j*g + t] = scales[o] * sum_m codebooks[m, codes[o, j, m], t]
  *   RTN: w[o, i]       = scales[o, i/g] * (codes[o, i] - zeros[o, i/g])      (M = 1) */
 struct lmp_art_layer {
-    char               name[LMP_NAME_MAX];  /* canonical linear name */
-    enum lmp_art_codec codec;
-    int64_t            n_out, n_in;
-    int32_t            M;          /* AQ: codebooks; RTN: 1 */
-    int32_t            B;          /* bits per code, 1..16 (stored as uint8 if B <= 8) */
-    int32_t            g;          /* AQ: in-group size; RTN: quantization group along n_in */
-    uint16_t          *codes;      /* AQ: (n_out, n_in/g, M); RTN: (n_out, n_in) */
-    float             *codebooks;  /* AQ: (M, 2^B, g); RTN: NULL */
-    float             *scales;     /* AQ: (n_out); RTN: (n_out, n_in/g) */
-    float             *zeros;      /* AQ: NULL; RTN: (n_out, n_in/g) */
+    char                 name[LMP_NAME_MAX]; /* canonical linear name */
+    enum lmp_art_codec   codec;
+    int64_t              n_out, n_in;
+    int32_t              M;         /* AQ: codebooks; RTN: 1 */
+    int32_t              B;         /* bits per code, 1..16 (stored as uint8 if B <= 8) */
+    int32_t              g;         /* AQ: in-group size; RTN: quantization group along n_in */
+    uint16_t            *codes;     /* AQ: (n_out, n_in/g, M); RTN: (n_out, n_in) */
+    float               *codebooks; /* AQ: (M, 2^B, g); RTN: NULL */
+    float               *scales;    /* AQ: (n_out); RTN: (n_out, n_in/g) */
+    float               *zeros;     /* AQ: NULL; RTN: (n_out, n_in/g) */
     struct lmp_art_stats stats;
 };
 
@@ -160,20 +160,20 @@ int64_t lmp_art_layer_n_scales(const struct lmp_art_layer *l);
 
 /* An unquantized tensor (fp32 or fp16 bits). Reading allocates data; release frees it. */
 struct lmp_art_tensor {
-    char           name[LMP_NAME_MAX];   /* canonical name: "model.embed_tokens.weight" */
-    enum lmp_dtype dtype;                /* LMP_DTYPE_F32 or LMP_DTYPE_F16 */
+    char           name[LMP_NAME_MAX]; /* canonical name: "model.embed_tokens.weight" */
+    enum lmp_dtype dtype;              /* LMP_DTYPE_F32 or LMP_DTYPE_F16 */
     int            n_dims;
     int64_t        shape[LMP_MAX_DIMS];
-    void          *data;                 /* row-major, little-endian */
+    void          *data; /* row-major, little-endian */
 };
 void lmp_art_tensor_release(struct lmp_art_tensor *t);
 
 enum lmp_art_tok {
-    LMP_ART_TOK_GGUF,        /* a GGUF image holding only the tokenizer.* metadata */
-    LMP_ART_TOK_LLAMA2C,     /* the bytes of a llama2.c tokenizer.bin */
-    LMP_ART_TOK_HF,          /* the bytes of a Hugging Face tokenizer.json */
+    LMP_ART_TOK_GGUF,    /* a GGUF image holding only the tokenizer.* metadata */
+    LMP_ART_TOK_LLAMA2C, /* the bytes of a llama2.c tokenizer.bin */
+    LMP_ART_TOK_HF,      /* the bytes of a Hugging Face tokenizer.json */
 };
-const char *lmp_art_tok_name(enum lmp_art_tok k);   /* "gguf", "llama2c", "hf" */
+const char *lmp_art_tok_name(enum lmp_art_tok k); /* "gguf", "llama2c", "hf" */
 
 struct lmp_artifact;
 
@@ -236,8 +236,9 @@ enum lmp_status lmp_artifact_add_event(struct lmp_artifact *a, const struct lmp_
 /* Convenience: format and record an event (time now), for call sites that go on
  * whatever happens: a NULL, read-only or finalized artifact or a failed write is
  * logged at debug level and otherwise ignored. */
-void lmp_artifact_note(struct lmp_artifact *a, enum lmp_log_level level, const char *kind, const char *worker,
-                       const char *layer, const char *fmt, ...) __attribute__((format(printf, 6, 7)));
+void lmp_artifact_note(struct lmp_artifact *a, enum lmp_log_level level, const char *kind,
+                       const char *worker, const char *layer, const char *fmt, ...)
+    __attribute__((format(printf, 6, 7)));
 /* fsync the events appended so far. */
 enum lmp_status lmp_artifact_sync_events(struct lmp_artifact *a, struct lmp_err *err);
 /* Append every event to out, oldest run first: the main file's /events, then the events
@@ -268,7 +269,7 @@ const char *lmp_artifact_tensor_name(const struct lmp_artifact *a, int64_t i);
 bool        lmp_artifact_has_tokenizer(const struct lmp_artifact *a);
 /* True when every linear of the job is either a committed layer or an unquantized
  * tensor "<linear>.weight". */
-bool        lmp_artifact_is_complete(const struct lmp_artifact *a);
+bool lmp_artifact_is_complete(const struct lmp_artifact *a);
 
 /* Read a committed layer (arrays allocated; release with lmp_art_layer_release).
  * RET LMP_OK, LMP_ENOENT, LMP_EFORMAT, LMP_EIO, LMP_ENOMEM. */

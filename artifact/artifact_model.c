@@ -1,7 +1,7 @@
 /*  artifact_model - see artifact_model.h */
 #include "artifact/artifact_model.h"
-#include "kernels/kernels.h"        /* defines: lmp_kernels_get(), aq_decode */
-#include "base/file.h"             /* defines: lmp_file_read_all, lmp_path_is_dir/file */
+#include "kernels/kernels.h" /* defines: lmp_kernels_get(), aq_decode */
+#include "base/file.h"       /* defines: lmp_file_read_all, lmp_path_is_dir/file */
 #include "model/gguf.h"      /* defines: lmp_gguf_parse, lmp_gguf_* metadata getters */
 
 #include <assert.h>
@@ -12,16 +12,16 @@
 void lmp_art_layer_decode(const struct lmp_art_layer *l, float *w) {
     assert(l && w);
     if (l->codec == LMP_ART_CODEC_AQ) {
-        const struct lmp_aq_shape s = {.n_out = l->n_out, .n_in = l->n_in, .M = l->M,
-                                       .K = 1 << l->B, .g = l->g};
+        const struct lmp_aq_shape s = {
+            .n_out = l->n_out, .n_in = l->n_in, .M = l->M, .K = 1 << l->B, .g = l->g};
         lmp_kernels_get()->aq_decode(w, l->codes, l->codebooks, l->scales, &s);
         return;
     }
     const int64_t n_grp = l->n_in / l->g;
     for (int64_t o = 0; o < l->n_out; o++)
         for (int64_t i = 0; i < l->n_in; i++) {
-            const int64_t j = o * n_grp + i / l->g;
-            w[o * l->n_in + i] = l->scales[j] * ((float) l->codes[o * l->n_in + i] - l->zeros[j]);
+            const int64_t j    = o * n_grp + i / l->g;
+            w[o * l->n_in + i] = l->scales[j] * ((float)l->codes[o * l->n_in + i] - l->zeros[j]);
         }
 }
 
@@ -34,9 +34,9 @@ static bool has_suffix(const char *s, const char *suf) {
 
 static enum lmp_status read_file(const char *path, uint8_t **bytes, size_t *n,
                                  struct lmp_err *err) {
-    char *buf = NULL;
-    enum lmp_status st = lmp_file_read_all(path, &buf, n, err);
-    *bytes = (uint8_t *) buf;
+    char           *buf = NULL;
+    enum lmp_status st  = lmp_file_read_all(path, &buf, n, err);
+    *bytes              = (uint8_t *)buf;
     return st;
 }
 
@@ -69,8 +69,10 @@ enum lmp_status lmp_art_tokenizer_source(const struct lmp_model *m, const char *
     case LMP_FORMAT_LLAMA2C: {
         snprintf(buf, sizeof(buf), "%s", m->path);
         char *slash = strrchr(buf, '/');
-        if (slash) snprintf(slash + 1, sizeof(buf) - (size_t) (slash + 1 - buf), "tokenizer.bin");
-        else snprintf(buf, sizeof(buf), "tokenizer.bin");
+        if (slash)
+            snprintf(slash + 1, sizeof(buf) - (size_t)(slash + 1 - buf), "tokenizer.bin");
+        else
+            snprintf(buf, sizeof(buf), "tokenizer.bin");
         *kind = LMP_ART_TOK_LLAMA2C;
         return read_file(buf, bytes, n, err);
     }
@@ -91,7 +93,10 @@ static void gb_put(struct gbuf *b, const void *d, size_t k) {
         size_t cap = b->cap ? b->cap : 4096;
         while (cap < b->n + k) cap *= 2;
         uint8_t *p = realloc(b->p, cap);
-        if (p == NULL) { b->oom = true; return; }
+        if (p == NULL) {
+            b->oom = true;
+            return;
+        }
         b->p = p, b->cap = cap;
     }
     memcpy(b->p + b->n, d, k);
@@ -101,24 +106,46 @@ static void gb_put(struct gbuf *b, const void *d, size_t k) {
 #if defined(__BYTE_ORDER__) && __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
 #error "the GGUF image writer assumes a little-endian host"
 #endif
-static void gb_u32(struct gbuf *b, uint32_t v) { gb_put(b, &v, 4); }
-static void gb_u64(struct gbuf *b, uint64_t v) { gb_put(b, &v, 8); }
-static void gb_str(struct gbuf *b, const char *s, uint64_t n) { gb_u64(b, n); gb_put(b, s, n); }
+static void gb_u32(struct gbuf *b, uint32_t v) {
+    gb_put(b, &v, 4);
+}
+static void gb_u64(struct gbuf *b, uint64_t v) {
+    gb_put(b, &v, 8);
+}
+static void gb_str(struct gbuf *b, const char *s, uint64_t n) {
+    gb_u64(b, n);
+    gb_put(b, s, n);
+}
 
 static size_t gguf_scalar_size(enum lmp_gguf_type t) {
     switch (t) {
-    case LMP_GGUF_UINT8: case LMP_GGUF_INT8: case LMP_GGUF_BOOL: return 1;
-    case LMP_GGUF_UINT16: case LMP_GGUF_INT16: return 2;
-    case LMP_GGUF_UINT32: case LMP_GGUF_INT32: case LMP_GGUF_FLOAT32: return 4;
-    case LMP_GGUF_UINT64: case LMP_GGUF_INT64: case LMP_GGUF_FLOAT64: return 8;
-    default: return 0;
+    case LMP_GGUF_UINT8:
+    case LMP_GGUF_INT8:
+    case LMP_GGUF_BOOL:
+        return 1;
+    case LMP_GGUF_UINT16:
+    case LMP_GGUF_INT16:
+        return 2;
+    case LMP_GGUF_UINT32:
+    case LMP_GGUF_INT32:
+    case LMP_GGUF_FLOAT32:
+        return 4;
+    case LMP_GGUF_UINT64:
+    case LMP_GGUF_INT64:
+    case LMP_GGUF_FLOAT64:
+        return 8;
+    default:
+        return 0;
     }
 }
 
 /* Encode one scalar of type t from the getters; false if it cannot be represented. */
 static bool put_scalar(struct gbuf *b, const struct lmp_gguf *g, const char *key,
                        enum lmp_gguf_type t) {
-    int64_t i; double f; bool v; struct lmp_gguf_str s;
+    int64_t             i;
+    double              f;
+    bool                v;
+    struct lmp_gguf_str s;
     switch (t) {
     case LMP_GGUF_STRING:
         if (!lmp_gguf_get_str(g, key, &s)) return false;
@@ -130,7 +157,7 @@ static bool put_scalar(struct gbuf *b, const struct lmp_gguf *g, const char *key
         return true;
     case LMP_GGUF_FLOAT32:
         if (!lmp_gguf_get_f64(g, key, &f)) return false;
-        gb_put(b, &(float){(float) f}, 4);
+        gb_put(b, &(float){(float)f}, 4);
         return true;
     case LMP_GGUF_FLOAT64:
         if (!lmp_gguf_get_f64(g, key, &f)) return false;
@@ -138,7 +165,7 @@ static bool put_scalar(struct gbuf *b, const struct lmp_gguf *g, const char *key
         return true;
     default:
         if (gguf_scalar_size(t) == 0 || !lmp_gguf_get_i64(g, key, &i)) return false;
-        gb_put(b, &i, gguf_scalar_size(t));   /* low bytes: little-endian truncation */
+        gb_put(b, &i, gguf_scalar_size(t)); /* low bytes: little-endian truncation */
         return true;
     }
 }
@@ -153,18 +180,19 @@ enum lmp_status lmp_gguf_tokenizer_image(const struct lmp_gguf *g, uint8_t **img
         struct lmp_gguf_str k = lmp_gguf_key(g, i);
         if (k.len < 10 || k.len >= sizeof(key) || memcmp(k.s, "tokenizer.", 10) != 0) continue;
         memcpy(key, k.s, k.len);
-        key[k.len] = '\0';
-        enum lmp_gguf_type t = lmp_gguf_kv_type(g, i);
-        size_t mark = body.n;
+        key[k.len]              = '\0';
+        enum lmp_gguf_type t    = lmp_gguf_kv_type(g, i);
+        size_t             mark = body.n;
         gb_str(&body, key, k.len);
-        gb_u32(&body, (uint32_t) t);
+        gb_u32(&body, (uint32_t)t);
         bool ok = true;
         if (t == LMP_GGUF_ARRAY) {
             enum lmp_gguf_type et;
-            int64_t cnt = lmp_gguf_arr_n(g, key, &et);
-            gb_u32(&body, (uint32_t) et);
-            gb_u64(&body, (uint64_t) cnt);
-            if (cnt < 0) ok = false;
+            int64_t            cnt = lmp_gguf_arr_n(g, key, &et);
+            gb_u32(&body, (uint32_t)et);
+            gb_u64(&body, (uint64_t)cnt);
+            if (cnt < 0)
+                ok = false;
             else if (et == LMP_GGUF_STRING) {
                 for (int64_t j = 0; j < cnt; j++) {
                     struct lmp_gguf_str s = lmp_gguf_arr_str(g, key, j);
@@ -172,16 +200,22 @@ enum lmp_status lmp_gguf_tokenizer_image(const struct lmp_gguf *g, uint8_t **img
                 }
             } else if (gguf_scalar_size(et) > 0) {
                 const void *d = lmp_gguf_arr_data(g, key);
-                if (d == NULL && cnt > 0) ok = false;
-                else gb_put(&body, d, (size_t) cnt * gguf_scalar_size(et));
-            } else ok = false;   /* nested arrays: no tokenizer key uses them */
-        } else ok = put_scalar(&body, g, key, t);
-        if (!ok) body.n = mark;   /* drop a key we cannot reproduce */
-        else n_kv++;
+                if (d == NULL && cnt > 0)
+                    ok = false;
+                else
+                    gb_put(&body, d, (size_t)cnt * gguf_scalar_size(et));
+            } else
+                ok = false; /* nested arrays: no tokenizer key uses them */
+        } else
+            ok = put_scalar(&body, g, key, t);
+        if (!ok)
+            body.n = mark; /* drop a key we cannot reproduce */
+        else
+            n_kv++;
     }
     gb_put(&out, "GGUF", 4);
     gb_u32(&out, 3);
-    gb_u64(&out, 0);      /* tensors */
+    gb_u64(&out, 0); /* tensors */
     gb_u64(&out, n_kv);
     if (body.n) gb_put(&out, body.p, body.n);
     free(body.p);
@@ -197,10 +231,10 @@ enum lmp_status lmp_gguf_tokenizer_image(const struct lmp_gguf *g, uint8_t **img
 /* ---- model from artifact --------------------------------------------------------------- */
 
 struct am_src {
-    void            **bufs;    /* (n_bufs) owned tensor data */
-    int64_t           n_bufs;
-    uint8_t          *img;     /* GGUF tokenizer image, or NULL */
-    struct lmp_gguf  *gguf;    /* parsed from img */
+    void           **bufs; /* (n_bufs) owned tensor data */
+    int64_t          n_bufs;
+    uint8_t         *img;  /* GGUF tokenizer image, or NULL */
+    struct lmp_gguf *gguf; /* parsed from img */
 };
 
 static void am_src_close(void *p) {
@@ -218,7 +252,7 @@ struct am_build {
     struct am_src       *src;
     struct lmp_artifact *a;
     const char          *path;
-    int64_t              cap;   /* tensors allocated */
+    int64_t              cap; /* tensors allocated */
 };
 
 /* Append a tensor owning data; returns it or NULL (ENOMEM). */
@@ -229,39 +263,41 @@ static struct lmp_tensor *am_add(struct am_build *b, const char *name, enum lmp_
         return NULL;
     }
     b->src->bufs[b->src->n_bufs++] = data;
-    struct lmp_tensor *t = &b->m->tensors[b->m->n_tensors++];
+    struct lmp_tensor *t           = &b->m->tensors[b->m->n_tensors++];
     snprintf(t->name, sizeof(t->name), "%s", name);
     t->dtype  = dtype;
     t->n_dims = n_dims;
     for (int i = 0; i < n_dims; i++) t->shape[i] = shape[i];
     t->data   = data;
-    t->nbytes = (uint64_t) lmp_tensor_expected_bytes(dtype, n_dims, shape);
+    t->nbytes = (uint64_t)lmp_tensor_expected_bytes(dtype, n_dims, shape);
     return t;
 }
 
 /* A stored tensor by name; *out NULL if absent and !required. */
 static enum lmp_status am_tensor(struct am_build *b, const char *name, bool required,
                                  const struct lmp_tensor **out, struct lmp_err *err) {
-    *out = NULL;
+    *out         = NULL;
     bool present = false;
     for (int64_t i = 0; i < lmp_artifact_n_tensors(b->a) && !present; i++)
         present = strcmp(lmp_artifact_tensor_name(b->a, i), name) == 0;
     if (!present)
-        return required ? lmp_err_set(err, LMP_EFORMAT, "'%s': tensor '%s' is missing", b->path,
-                                      name)
-                        : LMP_OK;
-    struct lmp_art_tensor t = {0};
-    enum lmp_status st = lmp_artifact_read_tensor(b->a, name, &t, err);
+        return required
+                   ? lmp_err_set(err, LMP_EFORMAT, "'%s': tensor '%s' is missing", b->path, name)
+                   : LMP_OK;
+    struct lmp_art_tensor t  = {0};
+    enum lmp_status       st = lmp_artifact_read_tensor(b->a, name, &t, err);
     if (st != LMP_OK) return st;
     if ((t.dtype != LMP_DTYPE_F32 && t.dtype != LMP_DTYPE_F16) || t.n_dims < 1 ||
         t.n_dims > LMP_MAX_DIMS || lmp_tensor_expected_bytes(t.dtype, t.n_dims, t.shape) < 0) {
         lmp_art_tensor_release(&t);
-        return lmp_err_set(err, LMP_EFORMAT, "'%s': tensor '%s' has an unsupported dtype or "
-                           "shape", b->path, name);
+        return lmp_err_set(err, LMP_EFORMAT,
+                           "'%s': tensor '%s' has an unsupported dtype or "
+                           "shape",
+                           b->path, name);
     }
     void *data = t.data;
-    t.data = NULL;
-    *out = am_add(b, name, t.dtype, t.n_dims, t.shape, data);
+    t.data     = NULL;
+    *out       = am_add(b, name, t.dtype, t.n_dims, t.shape, data);
     lmp_art_tensor_release(&t);
     return *out ? LMP_OK : lmp_err_set(err, LMP_ENOMEM, "'%s': too many tensors", b->path);
 }
@@ -280,7 +316,7 @@ static enum lmp_status am_tokenizer(struct am_build *b, struct lmp_tokenizer **t
         st = lmp_tokenizer_parse_llama2c(bytes, n, b->m->cfg.vocab_size, name, tok, err);
         break;
     case LMP_ART_TOK_HF:
-        st = lmp_tokenizer_parse_hf((const char *) bytes, n, name, tok, err);
+        st = lmp_tokenizer_parse_hf((const char *)bytes, n, name, tok, err);
         break;
     case LMP_ART_TOK_GGUF:
         /* the tokenizer may point into the image: the model keeps both alive */
@@ -288,7 +324,7 @@ static enum lmp_status am_tokenizer(struct am_build *b, struct lmp_tokenizer **t
         bytes       = NULL;
         if ((st = lmp_gguf_parse(b->src->img, n, name, &b->src->gguf, err)) == LMP_OK) {
             b->m->gguf = b->src->gguf;
-            st = lmp_tokenizer_from_gguf(b->src->gguf, tok, err);
+            st         = lmp_tokenizer_from_gguf(b->src->gguf, tok, err);
         }
         break;
     default:
@@ -303,33 +339,35 @@ enum lmp_status lmp_artifact_model_open(const char *path, struct lmp_model **mod
     assert(path && model);
     *model = NULL;
     if (tok) *tok = NULL;
-    struct am_build b = {.path = path};
+    struct am_build b  = {.path = path};
     enum lmp_status st = lmp_artifact_open_read(path, &b.a, err);
     if (st != LMP_OK) return st;
     const struct lmp_art_job *job = lmp_artifact_job(b.a);
     const struct lmp_config  *cfg = &job->cfg;
     if (!lmp_artifact_is_complete(b.a)) {
-        st = lmp_err_set(err, LMP_EFORMAT, "'%s': the artifact is incomplete (%lld of %lld "
-                         "linears compressed): resume the compression first", path,
-                         (long long) lmp_artifact_n_layers(b.a), (long long) job->n_linears);
+        st = lmp_err_set(err, LMP_EFORMAT,
+                         "'%s': the artifact is incomplete (%lld of %lld "
+                         "linears compressed): resume the compression first",
+                         path, (long long)lmp_artifact_n_layers(b.a), (long long)job->n_linears);
         goto fail;
     }
-    if (cfg->n_layers <= 0 || cfg->n_layers > 4096 || (b.m = lmp_model_alloc(cfg->n_layers)) == NULL) {
+    if (cfg->n_layers <= 0 || cfg->n_layers > 4096 ||
+        (b.m = lmp_model_alloc(cfg->n_layers)) == NULL) {
         st = lmp_err_set(err, cfg->n_layers <= 0 ? LMP_EFORMAT : LMP_ENOMEM,
                          "'%s': cannot build a model of %d layers", path, cfg->n_layers);
         goto fail;
     }
-    b.m->cfg  = *cfg;
-    b.m->path = strdup(path);
-    b.cap     = 3 + (int64_t) cfg->n_layers * (2 + 2 * LMP_LIN_COUNT);
-    b.m->tensors = calloc((size_t) b.cap, sizeof(*b.m->tensors));
+    b.m->cfg     = *cfg;
+    b.m->path    = strdup(path);
+    b.cap        = 3 + (int64_t)cfg->n_layers * (2 + 2 * LMP_LIN_COUNT);
+    b.m->tensors = calloc((size_t)b.cap, sizeof(*b.m->tensors));
     b.src        = calloc(1, sizeof(*b.src));
-    if (b.src) b.src->bufs = calloc((size_t) b.cap, sizeof(void *));
+    if (b.src) b.src->bufs = calloc((size_t)b.cap, sizeof(void *));
     if (b.m->path == NULL || b.m->tensors == NULL || b.src == NULL || b.src->bufs == NULL) {
         free(b.src ? b.src->bufs : NULL);
         free(b.src);
         b.src = NULL;
-        st = lmp_err_set(err, LMP_ENOMEM, "'%s': out of memory", path);
+        st    = lmp_err_set(err, LMP_ENOMEM, "'%s': out of memory", path);
         goto fail;
     }
     b.m->src       = b.src;
@@ -338,8 +376,10 @@ enum lmp_status lmp_artifact_model_open(const char *path, struct lmp_model **mod
     if ((st = am_tensor(&b, "model.embed_tokens.weight", true, &b.m->tok_emb, err)) ||
         (st = am_tensor(&b, "model.norm.weight", true, &b.m->out_norm, err)))
         goto fail;
-    if (cfg->tied_embeddings) b.m->output = b.m->tok_emb;
-    else if ((st = am_tensor(&b, "lm_head.weight", true, &b.m->output, err))) goto fail;
+    if (cfg->tied_embeddings)
+        b.m->output = b.m->tok_emb;
+    else if ((st = am_tensor(&b, "lm_head.weight", true, &b.m->output, err)))
+        goto fail;
 
     char name[LMP_NAME_MAX];
     for (int32_t blk = 0; blk < cfg->n_layers; blk++) {
@@ -351,7 +391,7 @@ enum lmp_status lmp_artifact_model_open(const char *path, struct lmp_model **mod
         for (int k = 0; k < LMP_LIN_COUNT; k++) {
             char lin[64];
             snprintf(lin, sizeof(lin), "model.layers.%d.%s.%s", blk,
-                     k <= LMP_LIN_O ? "self_attn" : "mlp", lmp_lin_name((enum lmp_lin) k));
+                     k <= LMP_LIN_O ? "self_attn" : "mlp", lmp_lin_name((enum lmp_lin)k));
             snprintf(name, sizeof(name), "%s.bias", lin);
             if ((st = am_tensor(&b, name, false, &B->lin[k].bias, err))) goto fail;
             snprintf(name, sizeof(name), "%s.weight", lin);
@@ -361,11 +401,12 @@ enum lmp_status lmp_artifact_model_open(const char *path, struct lmp_model **mod
             }
             struct lmp_art_layer l = {0};
             if ((st = lmp_artifact_read_layer(b.a, lin, &l, err))) goto fail;
-            float *w = malloc((size_t) (l.n_out * l.n_in) * sizeof(float));
+            float *w = malloc((size_t)(l.n_out * l.n_in) * sizeof(float));
             if (w) lmp_art_layer_decode(&l, w);
             const int64_t shape[2] = {l.n_out, l.n_in};
             lmp_art_layer_release(&l);
-            if (w == NULL || (B->lin[k].weight = am_add(&b, name, LMP_DTYPE_F32, 2, shape, w)) == NULL) {
+            if (w == NULL ||
+                (B->lin[k].weight = am_add(&b, name, LMP_DTYPE_F32, 2, shape, w)) == NULL) {
                 st = lmp_err_set(err, LMP_ENOMEM, "'%s': out of memory decoding '%s'", path, lin);
                 goto fail;
             }

@@ -20,8 +20,8 @@
 
 #include <stddef.h>
 #include <stdint.h>
-#include "artifact/artifact.h"     /* defines: struct lmp_artifact, enum lmp_art_tok */
-#include "base/status.h"             /* defines: enum lmp_status, struct lmp_err */
+#include "artifact/artifact.h" /* defines: struct lmp_artifact, enum lmp_art_tok */
+#include "base/status.h"       /* defines: enum lmp_status, struct lmp_err */
 #include "model/model.h"       /* defines: struct lmp_model */
 #include "model/tokenizer.h"   /* defines: struct lmp_tokenizer */
 

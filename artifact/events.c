@@ -1,9 +1,9 @@
 /*  events - see events.h */
 #define _GNU_SOURCE
 #include "artifact/events.h"
-#include "artifact/fingerprint.h"   /* defines: lmp_xxh64() */
-#include "base/file.h"                /* defines: lmp_file_read_all() */
-#include "base/log.h"                 /* defines: lmp_log_warn() */
+#include "artifact/fingerprint.h" /* defines: lmp_xxh64() */
+#include "base/file.h"            /* defines: lmp_file_read_all() */
+#include "base/log.h"             /* defines: lmp_log_warn() */
 
 #include <assert.h>
 #include <errno.h>
@@ -22,25 +22,29 @@ struct lmp_events_file {
     char    *path;
     int      fd;
     uint64_t id;
-    int64_t  n;             /* records in the file */
-    bool     dirty;         /* appended since the last fsync */
-    uint64_t last_sync;     /* ms, monotonic */
+    int64_t  n;         /* records in the file */
+    bool     dirty;     /* appended since the last fsync */
+    uint64_t last_sync; /* ms, monotonic */
 };
 
 static uint64_t now_mono_ms(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t) ts.tv_sec * 1000u + (uint64_t) ts.tv_nsec / 1000000u;
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
-static void put_u16(uint8_t *p, uint16_t v) { p[0] = (uint8_t) v, p[1] = (uint8_t) (v >> 8); }
+static void put_u16(uint8_t *p, uint16_t v) {
+    p[0] = (uint8_t)v, p[1] = (uint8_t)(v >> 8);
+}
 static void put_u32(uint8_t *p, uint32_t v) {
-    for (int i = 0; i < 4; i++) p[i] = (uint8_t) (v >> (8 * i));
+    for (int i = 0; i < 4; i++) p[i] = (uint8_t)(v >> (8 * i));
 }
 static void put_u64(uint8_t *p, uint64_t v) {
-    for (int i = 0; i < 8; i++) p[i] = (uint8_t) (v >> (8 * i));
+    for (int i = 0; i < 8; i++) p[i] = (uint8_t)(v >> (8 * i));
 }
-static uint16_t get_u16(const uint8_t *p) { return (uint16_t) (p[0] | (p[1] << 8)); }
+static uint16_t get_u16(const uint8_t *p) {
+    return (uint16_t)(p[0] | (p[1] << 8));
+}
 static uint32_t get_u32(const uint8_t *p) {
     uint32_t v = 0;
     for (int i = 3; i >= 0; i--) v = (v << 8) | p[i];
@@ -63,7 +67,7 @@ void lmp_event_set(struct lmp_event *e, uint64_t time_ms, uint32_t run, int leve
     assert(e);
     e->time_ms = time_ms;
     e->run     = run;
-    e->level   = (uint8_t) (level < 0 ? 0 : level > 255 ? 255 : level);
+    e->level   = (uint8_t)(level < 0 ? 0 : level > 255 ? 255 : level);
     copy_str(e->kind, sizeof(e->kind), kind);
     copy_str(e->worker, sizeof(e->worker), worker);
     copy_str(e->layer, sizeof(e->layer), layer);
@@ -72,8 +76,8 @@ void lmp_event_set(struct lmp_event *e, uint64_t time_ms, uint32_t run, int leve
 
 enum lmp_status lmp_event_list_push(struct lmp_event_list *l, const struct lmp_event *e) {
     if (l->n == l->cap) {
-        int64_t cap = l->cap ? 2 * l->cap : 64;
-        struct lmp_event *ne = realloc(l->ev, (size_t) cap * sizeof(*ne));
+        int64_t           cap = l->cap ? 2 * l->cap : 64;
+        struct lmp_event *ne  = realloc(l->ev, (size_t)cap * sizeof(*ne));
         if (ne == NULL) return LMP_ENOMEM;
         l->ev  = ne;
         l->cap = cap;
@@ -90,23 +94,24 @@ void lmp_event_list_release(struct lmp_event_list *l) {
 /* ---- records -------------------------------------------------------------------- */
 
 size_t lmp_events_encode(const struct lmp_event *e, uint8_t *buf) {
-    const size_t lk = strnlen(e->kind, sizeof(e->kind) - 1), lw = strnlen(e->worker, sizeof(e->worker) - 1);
+    const size_t lk = strnlen(e->kind, sizeof(e->kind) - 1),
+                 lw = strnlen(e->worker, sizeof(e->worker) - 1);
     const size_t ll = strnlen(e->layer, sizeof(e->layer) - 1);
     const size_t lm = strnlen(e->message, sizeof(e->message) - 1);
-    uint8_t *p = buf + RECORD_HEAD;
+    uint8_t     *p  = buf + RECORD_HEAD;
     put_u64(p, e->time_ms);
     put_u32(p + 8, e->run);
     p[12] = e->level;
-    p[13] = (uint8_t) lk;
-    put_u16(p + 14, (uint16_t) lw);
-    put_u16(p + 16, (uint16_t) ll);
-    put_u16(p + 18, (uint16_t) lm);
+    p[13] = (uint8_t)lk;
+    put_u16(p + 14, (uint16_t)lw);
+    put_u16(p + 16, (uint16_t)ll);
+    put_u16(p + 18, (uint16_t)lm);
     size_t off = LMP_EVENTS_PAYLOAD_MIN;
     memcpy(p + off, e->kind, lk), off += lk;
     memcpy(p + off, e->worker, lw), off += lw;
     memcpy(p + off, e->layer, ll), off += ll;
     memcpy(p + off, e->message, lm), off += lm;
-    put_u32(buf, (uint32_t) off);
+    put_u32(buf, (uint32_t)off);
     put_u64(buf + 4, lmp_xxh64(p, off, 0));
     return RECORD_HEAD + off;
 }
@@ -124,9 +129,9 @@ static bool decode_payload(const uint8_t *p, size_t n, struct lmp_event *e) {
     if (n < LMP_EVENTS_PAYLOAD_MIN) return false;
     const size_t lk = p[13], lw = get_u16(p + 14), ll = get_u16(p + 16), lm = get_u16(p + 18);
     if (LMP_EVENTS_PAYLOAD_MIN + lk + lw + ll + lm != n) return false;
-    e->time_ms = get_u64(p);
-    e->run     = get_u32(p + 8);
-    e->level   = p[12];
+    e->time_ms       = get_u64(p);
+    e->run           = get_u32(p + 8);
+    e->level         = p[12];
     const uint8_t *s = p + LMP_EVENTS_PAYLOAD_MIN;
     if (!take_str(e->kind, sizeof(e->kind), s, lk) || lk == 0) return false;
     s += lk;
@@ -142,9 +147,9 @@ enum lmp_status lmp_events_parse(const uint8_t *buf, size_t len, const char *nam
                                  struct lmp_err *err) {
     assert(scan && (buf || len == 0));
     memset(scan, 0, sizeof(*scan));
-    name = name ? name : "events";
+    name            = name ? name : "events";
     scan->valid_end = len < LMP_EVENTS_HEADER ? len : LMP_EVENTS_HEADER;
-    if (len < LMP_EVENTS_HEADER) {   /* torn while it was being created: nothing in it */
+    if (len < LMP_EVENTS_HEADER) { /* torn while it was being created: nothing in it */
         scan->n_dropped = len;
         scan->valid_end = 0;
         return LMP_OK;
@@ -156,16 +161,16 @@ enum lmp_status lmp_events_parse(const uint8_t *buf, size_t len, const char *nam
     if (get_u32(buf + 8) != EVENTS_VERSION || get_u32(buf + 12) != LMP_EVENTS_HEADER)
         return lmp_err_set(err, LMP_EUNSUP, "'%s': events file version %u, this lmpress reads %d",
                            name, get_u32(buf + 8), EVENTS_VERSION);
-    scan->header_ok = true;
-    scan->file_id   = get_u64(buf + 16);
-    size_t pos = LMP_EVENTS_HEADER;
-    struct lmp_event *e = malloc(sizeof(*e));
+    scan->header_ok       = true;
+    scan->file_id         = get_u64(buf + 16);
+    size_t            pos = LMP_EVENTS_HEADER;
+    struct lmp_event *e   = malloc(sizeof(*e));
     if (e == NULL) return lmp_err_set(err, LMP_ENOMEM, "out of memory reading '%s'", name);
     enum lmp_status st = LMP_OK;
     while (len - pos >= RECORD_HEAD) {
         const uint32_t n = get_u32(buf + pos);
-        if (n < LMP_EVENTS_PAYLOAD_MIN || n > LMP_EVENTS_PAYLOAD_MAX) break;   /* cannot resync */
-        if (n > len - pos - RECORD_HEAD) break;                                /* torn */
+        if (n < LMP_EVENTS_PAYLOAD_MIN || n > LMP_EVENTS_PAYLOAD_MAX) break; /* cannot resync */
+        if (n > len - pos - RECORD_HEAD) break;                              /* torn */
         const uint8_t *p = buf + pos + RECORD_HEAD;
         pos += RECORD_HEAD + n;
         if (get_u64(buf + pos - n - 8) != lmp_xxh64(p, n, 0) || !decode_payload(p, n, e)) {
@@ -189,11 +194,11 @@ enum lmp_status lmp_events_read(const char *path, struct lmp_event_list *out,
     struct stat sb;
     if (stat(path, &sb) != 0 && errno == ENOENT)
         return lmp_err_set(err, LMP_ENOENT, "no events file '%s'", path);
-    char  *buf = NULL;
-    size_t len = 0;
-    enum lmp_status st = lmp_file_read_all(path, &buf, &len, err);
+    char           *buf = NULL;
+    size_t          len = 0;
+    enum lmp_status st  = lmp_file_read_all(path, &buf, &len, err);
     if (st != LMP_OK) return st;
-    st = lmp_events_parse((const uint8_t *) buf, len, path, out, scan, err);
+    st = lmp_events_parse((const uint8_t *)buf, len, path, out, scan, err);
     free(buf);
     return st;
 }
@@ -202,16 +207,16 @@ enum lmp_status lmp_events_read(const char *path, struct lmp_event_list *out,
 
 static uint64_t random_id(void) {
     uint64_t id = 0;
-    int fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
+    int      fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
     if (fd >= 0) {
-        if (read(fd, &id, sizeof(id)) != (ssize_t) sizeof(id)) id = 0;
+        if (read(fd, &id, sizeof(id)) != (ssize_t)sizeof(id)) id = 0;
         close(fd);
     }
     if (id == 0) {
         struct timespec ts;
         clock_gettime(CLOCK_REALTIME, &ts);
-        uint64_t seed[3] = {(uint64_t) ts.tv_sec, (uint64_t) ts.tv_nsec, (uint64_t) getpid()};
-        id = lmp_xxh64(seed, sizeof(seed), 0);
+        uint64_t seed[3] = {(uint64_t)ts.tv_sec, (uint64_t)ts.tv_nsec, (uint64_t)getpid()};
+        id               = lmp_xxh64(seed, sizeof(seed), 0);
     }
     return id ? id : 1;
 }
@@ -223,7 +228,7 @@ static int write_full(int fd, const uint8_t *p, size_t n) {
             if (errno == EINTR) continue;
             return -1;
         }
-        p += w, n -= (size_t) w;
+        p += w, n -= (size_t)w;
     }
     return 0;
 }
@@ -254,25 +259,29 @@ static enum lmp_status start_fresh(struct lmp_events_file *w, struct lmp_err *er
     return LMP_OK;
 }
 
-enum lmp_status lmp_events_open(const char *path, uint64_t absorbed_id, struct lmp_events_file **out,
-                                uint32_t *max_run, struct lmp_err *err) {
+enum lmp_status lmp_events_open(const char *path, uint64_t absorbed_id,
+                                struct lmp_events_file **out, uint32_t *max_run,
+                                struct lmp_err *err) {
     assert(path && out && max_run);
-    *out = NULL;
-    *max_run = 0;
+    *out                      = NULL;
+    *max_run                  = 0;
     struct lmp_events_file *w = calloc(1, sizeof(*w));
     if (w == NULL || (w->path = strdup(path)) == NULL) {
         free(w);
         return lmp_err_set(err, LMP_ENOMEM, "out of memory opening '%s'", path);
     }
-    enum lmp_status st = LMP_OK;
-    struct lmp_event_list l = {0};
+    enum lmp_status        st = LMP_OK;
+    struct lmp_event_list  l  = {0};
     struct lmp_events_scan scan;
-    char  *buf = NULL;
-    size_t len = 0;
-    w->fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-    if (w->fd < 0) { st = io_fail("open", path, err); goto fail; }
+    char                  *buf = NULL;
+    size_t                 len = 0;
+    w->fd                      = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (w->fd < 0) {
+        st = io_fail("open", path, err);
+        goto fail;
+    }
     if ((st = lmp_file_read_all(path, &buf, &len, err))) goto fail;
-    if ((st = lmp_events_parse((const uint8_t *) buf, len, path, &l, &scan, err))) goto fail;
+    if ((st = lmp_events_parse((const uint8_t *)buf, len, path, &l, &scan, err))) goto fail;
     if (!scan.header_ok || scan.file_id == absorbed_id) {
         if (scan.header_ok && scan.n_records > 0)
             lmp_log_info("'%s' is already in the assembled artifact: starting it afresh", path);
@@ -285,14 +294,17 @@ enum lmp_status lmp_events_open(const char *path, uint64_t absorbed_id, struct l
         if (scan.n_dropped > 0) {
             lmp_log_warn("'%s': dropping %zu bytes after the last complete event (a torn write)",
                          path, scan.n_dropped);
-            if (ftruncate(w->fd, (off_t) scan.valid_end) < 0 || fsync(w->fd) < 0) {
+            if (ftruncate(w->fd, (off_t)scan.valid_end) < 0 || fsync(w->fd) < 0) {
                 st = io_fail("truncate", path, err);
                 goto fail;
             }
         }
         if (scan.n_bad > 0)
-            lmp_log_warn("'%s': %lld corrupt events skipped", path, (long long) scan.n_bad);
-        if (lseek(w->fd, 0, SEEK_END) < 0) { st = io_fail("seek", path, err); goto fail; }
+            lmp_log_warn("'%s': %lld corrupt events skipped", path, (long long)scan.n_bad);
+        if (lseek(w->fd, 0, SEEK_END) < 0) {
+            st = io_fail("seek", path, err);
+            goto fail;
+        }
     }
     w->last_sync = now_mono_ms();
     free(buf);
@@ -309,7 +321,7 @@ fail:
 enum lmp_status lmp_events_append(struct lmp_events_file *w, const struct lmp_event *e,
                                   struct lmp_err *err) {
     assert(w && e);
-    uint8_t rec[LMP_EVENTS_PAYLOAD_MAX + RECORD_HEAD];
+    uint8_t      rec[LMP_EVENTS_PAYLOAD_MAX + RECORD_HEAD];
     const size_t n = lmp_events_encode(e, rec);
     if (write_full(w->fd, rec, n) < 0) return io_fail("append to", w->path, err);
     w->n++;
@@ -327,9 +339,15 @@ enum lmp_status lmp_events_sync(struct lmp_events_file *w, struct lmp_err *err) 
     return LMP_OK;
 }
 
-uint64_t lmp_events_file_id(const struct lmp_events_file *w) { return w->id; }
-int64_t lmp_events_count(const struct lmp_events_file *w) { return w->n; }
-const char *lmp_events_path(const struct lmp_events_file *w) { return w->path; }
+uint64_t lmp_events_file_id(const struct lmp_events_file *w) {
+    return w->id;
+}
+int64_t lmp_events_count(const struct lmp_events_file *w) {
+    return w->n;
+}
+const char *lmp_events_path(const struct lmp_events_file *w) {
+    return w->path;
+}
 
 void lmp_events_close(struct lmp_events_file **wp) {
     if (wp == NULL || *wp == NULL) return;

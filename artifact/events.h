@@ -45,42 +45,43 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
-#include "base/status.h"           /* defines: enum lmp_status, struct lmp_err */
-#include "model/model.h"     /* defines: LMP_NAME_MAX */
+#include "base/status.h" /* defines: enum lmp_status, struct lmp_err */
+#include "model/model.h" /* defines: LMP_NAME_MAX */
 
-#define LMP_EVENTS_HEADER       32
-#define LMP_EVENTS_PAYLOAD_MIN  20
-#define LMP_EVENTS_KIND_MAX     24      /* bytes, with the NUL */
-#define LMP_EVENTS_WORKER_MAX   128
-#define LMP_EVENTS_LAYER_MAX    LMP_NAME_MAX
-#define LMP_EVENTS_MESSAGE_MAX  512
-#define LMP_EVENTS_PAYLOAD_MAX  (LMP_EVENTS_PAYLOAD_MIN + LMP_EVENTS_KIND_MAX + LMP_EVENTS_WORKER_MAX + \
-                                 LMP_EVENTS_LAYER_MAX + LMP_EVENTS_MESSAGE_MAX)
+#define LMP_EVENTS_HEADER      32
+#define LMP_EVENTS_PAYLOAD_MIN 20
+#define LMP_EVENTS_KIND_MAX    24 /* bytes, with the NUL */
+#define LMP_EVENTS_WORKER_MAX  128
+#define LMP_EVENTS_LAYER_MAX   LMP_NAME_MAX
+#define LMP_EVENTS_MESSAGE_MAX 512
+#define LMP_EVENTS_PAYLOAD_MAX                                                                     \
+    (LMP_EVENTS_PAYLOAD_MIN + LMP_EVENTS_KIND_MAX + LMP_EVENTS_WORKER_MAX + LMP_EVENTS_LAYER_MAX + \
+     LMP_EVENTS_MESSAGE_MAX)
 
 /* The event kinds the coordinator and `lmpress compress` write (any short name is valid). */
-#define LMP_EVENT_OPEN       "open"        /* the artifact was created by run 1 */
-#define LMP_EVENT_RESUME     "resume"      /* a later run reopened it */
-#define LMP_EVENT_FINALIZE   "finalize"    /* ART.h5 assembled */
-#define LMP_EVENT_SUBMIT     "submit"      /* a job was accepted */
-#define LMP_EVENT_ASSIGNED   "assigned"    /* task sent to a worker */
-#define LMP_EVENT_STARTED    "started"     /* first progress from the worker */
-#define LMP_EVENT_PROGRESS   "progress"    /* periodic summary: step, loss, rel err */
-#define LMP_EVENT_DONE       "done"        /* layer committed */
-#define LMP_EVENT_FAILED     "failed"      /* the worker reported an error */
-#define LMP_EVENT_REQUEUED   "requeued"    /* task back in the queue */
-#define LMP_EVENT_JOINED     "joined"      /* worker said Hello */
-#define LMP_EVENT_GONE       "gone"        /* worker silent or disconnected */
-#define LMP_EVENT_CANCEL     "cancel"      /* job cancelled */
-#define LMP_EVENT_JOB_END    "job_end"     /* job done or failed */
-#define LMP_EVENT_LOG        "log"         /* a plain log line */
+#define LMP_EVENT_OPEN     "open"     /* the artifact was created by run 1 */
+#define LMP_EVENT_RESUME   "resume"   /* a later run reopened it */
+#define LMP_EVENT_FINALIZE "finalize" /* ART.h5 assembled */
+#define LMP_EVENT_SUBMIT   "submit"   /* a job was accepted */
+#define LMP_EVENT_ASSIGNED "assigned" /* task sent to a worker */
+#define LMP_EVENT_STARTED  "started"  /* first progress from the worker */
+#define LMP_EVENT_PROGRESS "progress" /* periodic summary: step, loss, rel err */
+#define LMP_EVENT_DONE     "done"     /* layer committed */
+#define LMP_EVENT_FAILED   "failed"   /* the worker reported an error */
+#define LMP_EVENT_REQUEUED "requeued" /* task back in the queue */
+#define LMP_EVENT_JOINED   "joined"   /* worker said Hello */
+#define LMP_EVENT_GONE     "gone"     /* worker silent or disconnected */
+#define LMP_EVENT_CANCEL   "cancel"   /* job cancelled */
+#define LMP_EVENT_JOB_END  "job_end"  /* job done or failed */
+#define LMP_EVENT_LOG      "log"      /* a plain log line */
 
 struct lmp_event {
-    uint64_t time_ms;                          /* unix time, ms */
-    uint32_t run;                              /* writer session: 1, then +1 per resume */
-    uint8_t  level;                            /* enum lmp_log_level */
-    char     kind[LMP_EVENTS_KIND_MAX];        /* LMP_EVENT_* */
-    char     worker[LMP_EVENTS_WORKER_MAX];    /* "" = none */
-    char     layer[LMP_EVENTS_LAYER_MAX];      /* "" = none */
+    uint64_t time_ms;                       /* unix time, ms */
+    uint32_t run;                           /* writer session: 1, then +1 per resume */
+    uint8_t  level;                         /* enum lmp_log_level */
+    char     kind[LMP_EVENTS_KIND_MAX];     /* LMP_EVENT_* */
+    char     worker[LMP_EVENTS_WORKER_MAX]; /* "" = none */
+    char     layer[LMP_EVENTS_LAYER_MAX];   /* "" = none */
     char     message[LMP_EVENTS_MESSAGE_MAX];
 };
 
@@ -90,7 +91,7 @@ void lmp_event_set(struct lmp_event *e, uint64_t time_ms, uint32_t run, int leve
 
 /* A growable array of events. */
 struct lmp_event_list {
-    struct lmp_event *ev;      /* (n) */
+    struct lmp_event *ev; /* (n) */
     int64_t           n, cap;
 };
 enum lmp_status lmp_event_list_push(struct lmp_event_list *l, const struct lmp_event *e);
@@ -105,12 +106,12 @@ void lmp_events_header(uint8_t *h, uint64_t file_id);
 
 /* What a parse found. */
 struct lmp_events_scan {
-    bool     header_ok;     /* a valid header was found */
-    uint64_t file_id;       /* from the header */
-    int64_t  n_records;     /* good records */
-    int64_t  n_bad;         /* records skipped: checksum or payload wrong */
-    size_t   valid_end;     /* offset just after the last good record (>= header size) */
-    size_t   n_dropped;     /* bytes after valid_end: a torn or unreadable tail */
+    bool     header_ok; /* a valid header was found */
+    uint64_t file_id;   /* from the header */
+    int64_t  n_records; /* good records */
+    int64_t  n_bad;     /* records skipped: checksum or payload wrong */
+    size_t   valid_end; /* offset just after the last good record (>= header size) */
+    size_t   n_dropped; /* bytes after valid_end: a torn or unreadable tail */
 };
 
 /* Parse a whole events file image (header + records). Good records are appended to out
@@ -132,8 +133,9 @@ struct lmp_events_file;
  * already copied into the assembled artifact (a crash after the assembly): it is
  * started afresh. *max_run gets the largest run among the kept records (0 = none).
  * RET LMP_OK, LMP_EFORMAT (not an events file), LMP_EIO, LMP_ENOSPC, LMP_ENOMEM. */
-enum lmp_status lmp_events_open(const char *path, uint64_t absorbed_id, struct lmp_events_file **out,
-                                uint32_t *max_run, struct lmp_err *err);
+enum lmp_status lmp_events_open(const char *path, uint64_t absorbed_id,
+                                struct lmp_events_file **out, uint32_t *max_run,
+                                struct lmp_err *err);
 
 /* Append one record (write(2) now; fsync when the last one is a second old). */
 enum lmp_status lmp_events_append(struct lmp_events_file *w, const struct lmp_event *e,
@@ -143,7 +145,7 @@ enum lmp_status lmp_events_append(struct lmp_events_file *w, const struct lmp_ev
 enum lmp_status lmp_events_sync(struct lmp_events_file *w, struct lmp_err *err);
 
 uint64_t    lmp_events_file_id(const struct lmp_events_file *w);
-int64_t     lmp_events_count(const struct lmp_events_file *w);   /* records in the file */
+int64_t     lmp_events_count(const struct lmp_events_file *w); /* records in the file */
 const char *lmp_events_path(const struct lmp_events_file *w);
 
 /* fsync, close, free; *w set to NULL. Safe on NULL. */

@@ -27,10 +27,12 @@ static bool maps_add(const uint8_t *data, size_t size) {
     pthread_mutex_lock(&maps_mu);
     bool ok = true;
     if (n_maps == cap_maps) {
-        size_t cap = cap_maps ? 2 * cap_maps : 16;
-        struct map_range *r = realloc(maps, cap * sizeof(*r));
-        if (r == NULL) ok = false;
-        else maps = r, cap_maps = cap;
+        size_t            cap = cap_maps ? 2 * cap_maps : 16;
+        struct map_range *r   = realloc(maps, cap * sizeof(*r));
+        if (r == NULL)
+            ok = false;
+        else
+            maps = r, cap_maps = cap;
     }
     if (ok) maps[n_maps++] = (struct map_range){data, size};
     pthread_mutex_unlock(&maps_mu);
@@ -44,9 +46,9 @@ static void maps_remove(const uint8_t *data) {
             maps[i] = maps[--n_maps];
             break;
         }
-    if (n_maps == 0) {   /* no leak reports at exit once every map is closed */
+    if (n_maps == 0) { /* no leak reports at exit once every map is closed */
         free(maps);
-        maps = NULL;
+        maps     = NULL;
         cap_maps = 0;
     }
     pthread_mutex_unlock(&maps_mu);
@@ -55,15 +57,15 @@ static void maps_remove(const uint8_t *data) {
 size_t lmp_map_release_pages(const void *p, size_t n) {
     const long ps = sysconf(_SC_PAGESIZE);
     if (p == NULL || n == 0 || ps <= 0) return 0;
-    const uintptr_t a = (uintptr_t) p, page = (uintptr_t) ps;
+    const uintptr_t a = (uintptr_t)p, page = (uintptr_t)ps;
     const uintptr_t lo = (a + page - 1) / page * page, hi = (a + n) / page * page;
     if (hi <= lo) return 0;
     size_t released = 0;
     pthread_mutex_lock(&maps_mu);
     for (size_t i = 0; i < n_maps; i++) {
-        const uintptr_t m0 = (uintptr_t) maps[i].data, m1 = m0 + maps[i].size;
+        const uintptr_t m0 = (uintptr_t)maps[i].data, m1 = m0 + maps[i].size;
         if (a >= m0 && a + n <= m1) {
-            if (madvise((void *) lo, hi - lo, MADV_DONTNEED) == 0) released = hi - lo;
+            if (madvise((void *)lo, hi - lo, MADV_DONTNEED) == 0) released = hi - lo;
             break;
         }
     }
@@ -87,7 +89,7 @@ enum lmp_status lmp_map_open(struct lmp_map *m, const char *path, struct lmp_err
         close(fd);
         return lmp_err_set(err, LMP_EIO, "'%s' is not a regular file", path);
     }
-    m->size = (size_t) st.st_size;
+    m->size = (size_t)st.st_size;
     if (m->size > 0) {
         void *p = mmap(NULL, m->size, PROT_READ, MAP_PRIVATE, fd, 0);
         if (p == MAP_FAILED) {
@@ -116,15 +118,15 @@ void lmp_map_close(struct lmp_map *m) {
     if (m == NULL) return;
     if (m->data != NULL) {
         maps_remove(m->data);
-        munmap((void *) m->data, m->size);
+        munmap((void *)m->data, m->size);
     }
     free(m->path);
     memset(m, 0, sizeof(*m));
 }
 
 enum lmp_status lmp_file_read_all(const char *path, char **out, size_t *len, struct lmp_err *err) {
-    *out = NULL;
-    *len = 0;
+    *out    = NULL;
+    *len    = 0;
     FILE *f = fopen(path, "rb");
     if (f == NULL) {
         int e = errno;
@@ -135,14 +137,14 @@ enum lmp_status lmp_file_read_all(const char *path, char **out, size_t *len, str
         fclose(f);
         return lmp_err_set(err, LMP_EIO, "'%s' is not a regular file", path);
     }
-    size_t cap = (size_t) st.st_size + 1, n = 0;
-    char *buf = malloc(cap);
+    size_t cap = (size_t)st.st_size + 1, n = 0;
+    char  *buf = malloc(cap);
     if (buf == NULL) {
         fclose(f);
         return lmp_err_set(err, LMP_ENOMEM, "out of memory reading '%s'", path);
     }
     for (;;) {
-        if (n + 1 >= cap) {   /* file grew while reading (or a pipe): grow */
+        if (n + 1 >= cap) { /* file grew while reading (or a pipe): grow */
             char *nb = realloc(buf, cap * 2);
             if (nb == NULL) {
                 free(buf);
@@ -163,8 +165,8 @@ enum lmp_status lmp_file_read_all(const char *path, char **out, size_t *len, str
         return lmp_err_set(err, LMP_EIO, "cannot read '%s'", path);
     }
     buf[n] = '\0';
-    *out = buf;
-    *len = n;
+    *out   = buf;
+    *len   = n;
     return LMP_OK;
 }
 

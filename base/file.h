@@ -9,12 +9,12 @@
 
 #include <stddef.h>
 #include <stdint.h>
-#include "base/status.h"   /* defines: enum lmp_status, struct lmp_err */
+#include "base/status.h" /* defines: enum lmp_status, struct lmp_err */
 
 struct lmp_map {
-    const uint8_t *data;    /* NULL for an empty file */
-    size_t         size;    /* bytes */
-    char          *path;    /* owned copy, for messages */
+    const uint8_t *data; /* NULL for an empty file */
+    size_t         size; /* bytes */
+    char          *path; /* owned copy, for messages */
 };
 
 /* Map path read-only. An empty file maps to data == NULL, size 0 (not an error here:

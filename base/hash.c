@@ -15,16 +15,18 @@
 #define P4 0x85EBCA77C2B2AE63ull
 #define P5 0x27D4EB2F165667C5ull
 
-static inline uint64_t rotl(uint64_t x, int r) { return (x << r) | (x >> (64 - r)); }
+static inline uint64_t rotl(uint64_t x, int r) {
+    return (x << r) | (x >> (64 - r));
+}
 
 static inline uint64_t rd64(const uint8_t *p) {
     uint64_t v = 0;
-    for (int i = 7; i >= 0; i--) v = (v << 8) | p[i];    /* little-endian, any host */
+    for (int i = 7; i >= 0; i--) v = (v << 8) | p[i]; /* little-endian, any host */
     return v;
 }
 
 static inline uint32_t rd32(const uint8_t *p) {
-    return (uint32_t) p[0] | (uint32_t) p[1] << 8 | (uint32_t) p[2] << 16 | (uint32_t) p[3] << 24;
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
 }
 
 static inline uint64_t round64(uint64_t acc, uint64_t lane) {
@@ -59,7 +61,7 @@ void lmp_xxh64_update(struct lmp_xxh64 *s, const void *data, size_t len) {
     s->total += len;
     if (s->n_buf + len < 32) {
         if (len) memcpy(s->buf + s->n_buf, p, len);
-        s->n_buf += (uint32_t) len;
+        s->n_buf += (uint32_t)len;
         return;
     }
     if (s->n_buf) {
@@ -70,11 +72,12 @@ void lmp_xxh64_update(struct lmp_xxh64 *s, const void *data, size_t len) {
         len -= take;
         s->n_buf = 0;
     }
-    uint64_t v[4] = {s->v[0], s->v[1], s->v[2], s->v[3]};   /* locals: the compiler keeps them in registers */
+    uint64_t v[4] = {s->v[0], s->v[1], s->v[2],
+                     s->v[3]}; /* locals: the compiler keeps them in registers */
     for (; len >= 32; p += 32, len -= 32) stripe(v, p);
     memcpy(s->v, v, sizeof(v));
     if (len) memcpy(s->buf, p, len);
-    s->n_buf = (uint32_t) len;
+    s->n_buf = (uint32_t)len;
 }
 
 uint64_t lmp_xxh64_digest(const struct lmp_xxh64 *s) {
@@ -87,19 +90,19 @@ uint64_t lmp_xxh64_digest(const struct lmp_xxh64 *s) {
     }
     h += s->total;
     const uint8_t *p = s->buf;
-    uint32_t n = s->n_buf;
+    uint32_t       n = s->n_buf;
     for (; n >= 8; p += 8, n -= 8) {
         h ^= round64(0, rd64(p));
         h = rotl(h, 27) * P1 + P4;
     }
     if (n >= 4) {
-        h ^= (uint64_t) rd32(p) * P1;
+        h ^= (uint64_t)rd32(p) * P1;
         h = rotl(h, 23) * P2 + P3;
         p += 4;
         n -= 4;
     }
     for (; n > 0; p++, n--) {
-        h ^= (uint64_t) *p * P5;
+        h ^= (uint64_t)*p * P5;
         h = rotl(h, 11) * P1;
     }
     h ^= h >> 33;
@@ -119,7 +122,7 @@ uint64_t lmp_xxh64(const void *data, size_t len, uint64_t seed) {
 
 void lmp_xxh64_u64(struct lmp_xxh64 *s, uint64_t v) {
     uint8_t b[8];
-    for (int i = 0; i < 8; i++) b[i] = (uint8_t) (v >> (8 * i));
+    for (int i = 0; i < 8; i++) b[i] = (uint8_t)(v >> (8 * i));
     lmp_xxh64_update(s, b, 8);
 }
 
@@ -134,4 +137,3 @@ void lmp_xxh64_str(struct lmp_xxh64 *s, const char *str) {
     lmp_xxh64_u64(s, n);
     if (n) lmp_xxh64_update(s, str, n);
 }
-

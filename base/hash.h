@@ -18,10 +18,10 @@
 #include <stdint.h>
 
 struct lmp_xxh64 {
-    uint64_t v[4];          /* the four lane accumulators */
-    uint64_t total;         /* bytes consumed so far */
-    uint8_t  buf[32];       /* a pending partial stripe */
-    uint32_t n_buf;         /* bytes in buf */
+    uint64_t v[4];    /* the four lane accumulators */
+    uint64_t total;   /* bytes consumed so far */
+    uint8_t  buf[32]; /* a pending partial stripe */
+    uint32_t n_buf;   /* bytes in buf */
     uint64_t seed;
 };
 
@@ -34,6 +34,6 @@ uint64_t lmp_xxh64(const void *data, size_t len, uint64_t seed);
 /* Helpers that feed fixed-width little-endian values (canonical streams). */
 void lmp_xxh64_u64(struct lmp_xxh64 *s, uint64_t v);
 void lmp_xxh64_f64(struct lmp_xxh64 *s, double v);
-void lmp_xxh64_str(struct lmp_xxh64 *s, const char *str);   /* length first, then bytes */
+void lmp_xxh64_str(struct lmp_xxh64 *s, const char *str); /* length first, then bytes */
 
 #endif /* LMP_BASE_HASH_H */

@@ -8,7 +8,7 @@
 
 enum lmp_log_level { LMP_LOG_ERROR, LMP_LOG_WARN, LMP_LOG_INFO, LMP_LOG_DEBUG };
 
-void lmp_log_set_level(enum lmp_log_level level);
+void               lmp_log_set_level(enum lmp_log_level level);
 enum lmp_log_level lmp_log_get_level(void);
 void lmp_log(enum lmp_log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
@@ -16,7 +16,7 @@ void lmp_log(enum lmp_log_level level, const char *fmt, ...) __attribute__((form
  * LMPRESS_LOG says), e.g. the coordinator's log ring. Thread-local; fn NULL removes it.
  * Lines the hook itself logs do not reach it again. */
 typedef void lmp_log_hook_fn(void *ctx, enum lmp_log_level level, const char *line);
-void lmp_log_set_hook(lmp_log_hook_fn *fn, void *ctx, enum lmp_log_level max_level);
+void         lmp_log_set_hook(lmp_log_hook_fn *fn, void *ctx, enum lmp_log_level max_level);
 
 #define lmp_log_error(...) lmp_log(LMP_LOG_ERROR, __VA_ARGS__)
 #define lmp_log_warn(...)  lmp_log(LMP_LOG_WARN, __VA_ARGS__)

@@ -14,9 +14,9 @@ uint64_t lmp_mem_physical(void) {
 uint64_t lmp_mem_budget(void) {
     const char *e = getenv("LMP_MEM_BUDGET");
     if (e && e[0]) {
-        char *end = NULL;
-        errno = 0;
-        const unsigned long long v = strtoull(e, &end, 10);
+        char *end                    = NULL;
+        errno                        = 0;
+        const unsigned long long v   = strtoull(e, &end, 10);
         uint64_t                 mul = 1;
         if (*end == 'K' || *end == 'k')
             mul = 1ull << 10, end++;

@@ -5,21 +5,36 @@
 
 const char *lmp_status_str(enum lmp_status st) {
     switch (st) {
-    case LMP_OK:        return "OK";
-    case LMP_EINVAL:    return "EINVAL";
-    case LMP_ENOMEM:    return "ENOMEM";
-    case LMP_EIO:       return "EIO";
-    case LMP_EPROTO:    return "EPROTO";
-    case LMP_EVERSION:  return "EVERSION";
-    case LMP_ENODEV:    return "ENODEV";
-    case LMP_ECANCEL:   return "ECANCEL";
-    case LMP_EFORMAT:   return "EFORMAT";
-    case LMP_EUNSUP:    return "EUNSUP";
-    case LMP_ENOENT:    return "ENOENT";
-    case LMP_ENOSPC:    return "ENOSPC";
-    case LMP_EMISMATCH: return "EMISMATCH";
-    case LMP_EBUSY:     return "EBUSY";
-    case LMP_EPERM:     return "EPERM";
+    case LMP_OK:
+        return "OK";
+    case LMP_EINVAL:
+        return "EINVAL";
+    case LMP_ENOMEM:
+        return "ENOMEM";
+    case LMP_EIO:
+        return "EIO";
+    case LMP_EPROTO:
+        return "EPROTO";
+    case LMP_EVERSION:
+        return "EVERSION";
+    case LMP_ENODEV:
+        return "ENODEV";
+    case LMP_ECANCEL:
+        return "ECANCEL";
+    case LMP_EFORMAT:
+        return "EFORMAT";
+    case LMP_EUNSUP:
+        return "EUNSUP";
+    case LMP_ENOENT:
+        return "ENOENT";
+    case LMP_ENOSPC:
+        return "ENOSPC";
+    case LMP_EMISMATCH:
+        return "EMISMATCH";
+    case LMP_EBUSY:
+        return "EBUSY";
+    case LMP_EPERM:
+        return "EPERM";
     }
     return "E?";
 }

@@ -11,21 +11,21 @@
 #include <stdarg.h>
 
 enum lmp_status {
-    LMP_OK       =  0,
-    LMP_EINVAL   = -1,   /* caller passed something invalid */
-    LMP_ENOMEM   = -2,
-    LMP_EIO      = -3,   /* file, HDF5 or socket failure */
-    LMP_EPROTO   = -4,   /* malformed or unexpected message */
-    LMP_EVERSION = -5,   /* peer speaks another protocol version */
-    LMP_ENODEV   = -6,   /* requested device or kernel variant not available */
-    LMP_ECANCEL  = -7,   /* job cancelled or shutdown requested */
-    LMP_EFORMAT  = -8,   /* file contents malformed: bad magic, truncated, out-of-range offsets */
-    LMP_EUNSUP   = -9,   /* well-formed but not supported: dtype, architecture, version */
-    LMP_ENOENT   = -10,  /* file, tensor or key missing */
-    LMP_ENOSPC   = -11,  /* disk full */
-    LMP_EMISMATCH= -12,  /* artifact/job belongs to another model, data or scheme */
-    LMP_EBUSY    = -13,  /* peer is busy with other work: try again later (not a failure) */
-    LMP_EPERM    = -14,  /* not allowed: the peer's key is not authorized for this */
+    LMP_OK        = 0,
+    LMP_EINVAL    = -1, /* caller passed something invalid */
+    LMP_ENOMEM    = -2,
+    LMP_EIO       = -3,  /* file, HDF5 or socket failure */
+    LMP_EPROTO    = -4,  /* malformed or unexpected message */
+    LMP_EVERSION  = -5,  /* peer speaks another protocol version */
+    LMP_ENODEV    = -6,  /* requested device or kernel variant not available */
+    LMP_ECANCEL   = -7,  /* job cancelled or shutdown requested */
+    LMP_EFORMAT   = -8,  /* file contents malformed: bad magic, truncated, out-of-range offsets */
+    LMP_EUNSUP    = -9,  /* well-formed but not supported: dtype, architecture, version */
+    LMP_ENOENT    = -10, /* file, tensor or key missing */
+    LMP_ENOSPC    = -11, /* disk full */
+    LMP_EMISMATCH = -12, /* artifact/job belongs to another model, data or scheme */
+    LMP_EBUSY     = -13, /* peer is busy with other work: try again later (not a failure) */
+    LMP_EPERM     = -14, /* not allowed: the peer's key is not authorized for this */
 };
 
 /* Stable short name ("EIO"); "E?" for unknown values. */

@@ -106,7 +106,7 @@ static size_t utf8_len(const unsigned char *s, size_t n) {
  * RET its length; *k = the bytes of s it stands for. */
 static size_t piece(const unsigned char *u, size_t len, size_t i, char *tmp, size_t *k) {
     const unsigned c = u[i];
-    *k = 1;
+    *k               = 1;
     if (c >= 0x20 && c < 0x7F && c != '\\') {
         tmp[0] = (char)c;
         return 1;
@@ -132,9 +132,9 @@ const char *lmp_str_escape_n(char *out, size_t n, const char *s, size_t len) {
     size_t               total = 0, k;
     for (size_t i = 0; i < len && total < n; i += k) total += piece(u, len, i, tmp, &k);
     /* what does not fit is cut, and "..." says so */
-    const bool   cut = total > n - 1;
+    const bool   cut  = total > n - 1;
     const size_t room = cut ? n - 4 : n - 1;
-    size_t       o = 0;
+    size_t       o    = 0;
     for (size_t i = 0; i < len; i += k) {
         const size_t m = piece(u, len, i, tmp, &k);
         if (o + m > room) break;

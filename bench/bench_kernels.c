@@ -51,61 +51,74 @@
 static double now_s(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double) ts.tv_sec + 1e-9 * (double) ts.tv_nsec;
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
 static double cpu_s(void) {
     struct timespec ts;
     clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
-    return (double) ts.tv_sec + 1e-9 * (double) ts.tv_nsec;
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
 static uint64_t rs = 88172645463325252ull;
-static float frand(void) {
-    rs ^= rs << 13; rs ^= rs >> 7; rs ^= rs << 17;
-    return (float) ((double) (rs >> 11) / 9007199254740992.0 * 2.0 - 1.0);
+static float    frand(void) {
+       rs ^= rs << 13;
+       rs ^= rs >> 7;
+       rs ^= rs << 17;
+       return (float)((double)(rs >> 11) / 9007199254740992.0 * 2.0 - 1.0);
 }
 
-struct layer { int64_t n_out, n_in; float *w, *h; };
+struct layer {
+    int64_t n_out, n_in;
+    float  *w, *h;
+};
 
 static int make_layer(struct layer *L, int64_t n_out, int64_t n_in) {
     const int64_t n_tok = 2048;
-    L->n_out = n_out; L->n_in = n_in;
-    L->w = malloc((size_t) (n_out * n_in) * sizeof(float));
-    L->h = malloc((size_t) (n_in * n_in) * sizeof(float));
-    float *x = malloc((size_t) (n_tok * n_in) * sizeof(float));
-    double *hd = calloc((size_t) (n_in * n_in), sizeof(double));
+    L->n_out            = n_out;
+    L->n_in             = n_in;
+    L->w                = malloc((size_t)(n_out * n_in) * sizeof(float));
+    L->h                = malloc((size_t)(n_in * n_in) * sizeof(float));
+    float  *x           = malloc((size_t)(n_tok * n_in) * sizeof(float));
+    double *hd          = calloc((size_t)(n_in * n_in), sizeof(double));
     if (!L->w || !L->h || !x || !hd) return -1;
-    for (int64_t i = 0; i < n_out * n_in; i++) L->w[i] = 0.02f * (frand() + frand() + frand() + frand());
+    for (int64_t i = 0; i < n_out * n_in; i++)
+        L->w[i] = 0.02f * (frand() + frand() + frand() + frand());
     for (int64_t t = 0; t < n_tok; t++) {
         float prev = 0.0f;
         for (int64_t i = 0; i < n_in; i++) {
-            float v = frand() * (1.0f + (float) (i % 7)) + 0.6f * prev;   /* uneven, correlated */
+            float v = frand() * (1.0f + (float)(i % 7)) + 0.6f * prev; /* uneven, correlated */
             x[t * n_in + i] = v;
-            prev = v;
+            prev            = v;
         }
     }
     lmp_kernels_get()->gram_acc(hd, x, n_tok, n_in);
-    for (int64_t i = 0; i < n_in * n_in; i++) L->h[i] = (float) (hd[i] / (double) n_tok);
-    free(x); free(hd);
+    for (int64_t i = 0; i < n_in * n_in; i++) L->h[i] = (float)(hd[i] / (double)n_tok);
+    free(x);
+    free(hd);
     return 0;
 }
 
-static void free_layer(struct layer *L) { free(L->w); free(L->h); }
+static void free_layer(struct layer *L) {
+    free(L->w);
+    free(L->h);
+}
 
 /* Rates of one measured region: GFLOP per wall second and per CPU second (all threads);
  * on a shared machine the second is the one that does not depend on other load. */
-struct rate { double wall, cpu; };
+struct rate {
+    double wall, cpu;
+};
 
 static struct rate rate_of(double flops, double wall_s, double cpu_s_) {
-    return (struct rate){ flops / wall_s * 1e-9, flops / cpu_s_ * 1e-9 };
+    return (struct rate){flops / wall_s * 1e-9, flops / cpu_s_ * 1e-9};
 }
 
 /* Useful flops of one beam-search call (see the header). */
 static double beam_flops(int64_t n_out, int64_t n_in, int64_t M, int64_t K, int64_t g, int b) {
     const int64_t n_grp = n_in / g, P = n_grp * M;
-    return 2.0 * n_out * n_in * n_in + (double) n_grp * M * K * (2.0 * g * g + 2.0 * g) +
-           (double) n_out * P * b * 2.0 * K * g + (double) n_out * b * n_in * (double) (n_in - g);
+    return 2.0 * n_out * n_in * n_in + (double)n_grp * M * K * (2.0 * g * g + 2.0 * g) +
+           (double)n_out * P * b * 2.0 * K * g + (double)n_out * b * n_in * (double)(n_in - g);
 }
 
 /* Baseline beam kernel timed next to the table's (the previous, eager-update variant). */
@@ -115,30 +128,33 @@ static lmp_aq_beam_fn *g_base = lmp_aq_beam_eager_avx512;
 static lmp_aq_beam_fn *g_base = NULL;
 #endif
 
-static double g_peak = 450.0;        /* nominal fp32 GFLOP/s of the cores used */
-static int g_cores = 2;
+static double      g_peak  = 450.0; /* nominal fp32 GFLOP/s of the cores used */
+static int         g_cores = 2;
 static struct rate g_gemm;
 
 static void report(const char *shape, const char *kernel, double flops, double wall, double cpu) {
-    struct rate r = rate_of(flops, wall, cpu);
-    double core_peak = g_peak / g_cores;
-    printf("%-10s %-22s %9.2f %8.1f %6.0f%% %8.1f %6.0f%% %7.2f\n", shape, kernel, 1e3 * wall, r.wall,
-           100 * r.wall / g_peak, r.cpu, 100 * r.cpu / core_peak, r.cpu / g_gemm.cpu);
+    struct rate r         = rate_of(flops, wall, cpu);
+    double      core_peak = g_peak / g_cores;
+    printf("%-10s %-22s %9.2f %8.1f %6.0f%% %8.1f %6.0f%% %7.2f\n", shape, kernel, 1e3 * wall,
+           r.wall, 100 * r.wall / g_peak, r.cpu, 100 * r.cpu / core_peak, r.cpu / g_gemm.cpu);
 }
 
 static struct rate bench_sgemm(int64_t m, int64_t n, int64_t k, int reps) {
-    float *a = malloc((size_t) (m * k) * sizeof(float)), *b = malloc((size_t) (k * n) * sizeof(float));
-    float *c = malloc((size_t) (m * n) * sizeof(float));
+    float *a = malloc((size_t)(m * k) * sizeof(float)),
+          *b = malloc((size_t)(k * n) * sizeof(float));
+    float *c = malloc((size_t)(m * n) * sizeof(float));
     for (int64_t i = 0; i < m * k; i++) a[i] = frand();
     for (int64_t i = 0; i < k * n; i++) b[i] = frand();
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (blasint) m, (blasint) n, (blasint) k, 1.0f, a,
-                (blasint) k, b, (blasint) n, 0.0f, c, (blasint) n);   /* warm-up */
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (blasint)m, (blasint)n, (blasint)k, 1.0f,
+                a, (blasint)k, b, (blasint)n, 0.0f, c, (blasint)n); /* warm-up */
     double t0 = now_s(), c0 = cpu_s();
     for (int r = 0; r < reps; r++)
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (blasint) m, (blasint) n, (blasint) k, 1.0f, a,
-                    (blasint) k, b, (blasint) n, 0.0f, c, (blasint) n);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (blasint)m, (blasint)n, (blasint)k,
+                    1.0f, a, (blasint)k, b, (blasint)n, 0.0f, c, (blasint)n);
     double t = now_s() - t0, ct = cpu_s() - c0;
-    free(a); free(b); free(c);
+    free(a);
+    free(b);
+    free(c);
     return rate_of(2.0 * m * n * k * reps, t, ct);
 }
 
@@ -177,20 +193,30 @@ static void bench_gemm_routing(const struct lmp_kernels *kt, int64_t m, int64_t 
 }
 
 int main(int argc, char **argv) {
-    const char *scheme = "2x8g8";
-    int beam_big = 8, reps = 3, mode = 1;   /* 0 kernels only, 1 + one layer, 2 + model */
-    int layer_eager = 0, kern_eager = 1;
+    const char *scheme   = "2x8g8";
+    int         beam_big = 8, reps = 3, mode = 1; /* 0 kernels only, 1 + one layer, 2 + model */
+    int         layer_eager = 0, kern_eager = 1;
     for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--peak") && i + 1 < argc) g_peak = atof(argv[++i]);
-        else if (!strcmp(argv[i], "--scheme") && i + 1 < argc) scheme = argv[++i];
-        else if (!strcmp(argv[i], "--cores") && i + 1 < argc) g_cores = atoi(argv[++i]);
-        else if (!strcmp(argv[i], "--beam") && i + 1 < argc) beam_big = atoi(argv[++i]);
-        else if (!strcmp(argv[i], "--reps") && i + 1 < argc) reps = atoi(argv[++i]);
-        else if (!strcmp(argv[i], "--layer")) mode = 1;
-        else if (!strcmp(argv[i], "--model")) mode = 2;
-        else if (!strcmp(argv[i], "--no-layer")) mode = 0;
-        else if (!strcmp(argv[i], "--no-eager")) kern_eager = 0;
-        else if (!strcmp(argv[i], "--layer-eager")) layer_eager = 1;
+        if (!strcmp(argv[i], "--peak") && i + 1 < argc)
+            g_peak = atof(argv[++i]);
+        else if (!strcmp(argv[i], "--scheme") && i + 1 < argc)
+            scheme = argv[++i];
+        else if (!strcmp(argv[i], "--cores") && i + 1 < argc)
+            g_cores = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--beam") && i + 1 < argc)
+            beam_big = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--reps") && i + 1 < argc)
+            reps = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--layer"))
+            mode = 1;
+        else if (!strcmp(argv[i], "--model"))
+            mode = 2;
+        else if (!strcmp(argv[i], "--no-layer"))
+            mode = 0;
+        else if (!strcmp(argv[i], "--no-eager"))
+            kern_eager = 0;
+        else if (!strcmp(argv[i], "--layer-eager"))
+            layer_eager = 1;
         else if (!strcmp(argv[i], "--gemm-only"))
             mode = -1;
         else {
@@ -201,19 +227,27 @@ int main(int argc, char **argv) {
         }
     }
     struct lmp_aq_scheme sc;
-    struct lmp_err err = { 0 };
-    if (lmp_aq_scheme_parse(&sc, scheme, &err) != LMP_OK) { fprintf(stderr, "bench_kernels: %s\n", err.msg); return 2; }
+    struct lmp_err       err = {0};
+    if (lmp_aq_scheme_parse(&sc, scheme, &err) != LMP_OK) {
+        fprintf(stderr, "bench_kernels: %s\n", err.msg);
+        return 2;
+    }
     const struct lmp_kernels *kt = lmp_kernels_get();
     if (!lmp_cpu_has_avx512() || strcmp(kt->name, "avx512") != 0) g_base = NULL;
-    printf("kernels '%s', scheme %s, nominal peak %.0f GFLOP/s on %d cores, load average %s", kt->name, scheme,
-           g_peak, g_cores, "");
-    FILE *la = fopen("/proc/loadavg", "r");
-    char lbuf[128] = "?\n";
-    if (la) { if (!fgets(lbuf, sizeof(lbuf), la)) strcpy(lbuf, "?\n"); fclose(la); }
+    printf("kernels '%s', scheme %s, nominal peak %.0f GFLOP/s on %d cores, load average %s",
+           kt->name, scheme, g_peak, g_cores, "");
+    FILE *la        = fopen("/proc/loadavg", "r");
+    char  lbuf[128] = "?\n";
+    if (la) {
+        if (!fgets(lbuf, sizeof(lbuf), la)) strcpy(lbuf, "?\n");
+        fclose(la);
+    }
     printf("%s", lbuf);
     g_gemm = bench_sgemm(576, 1536, 1536, reps);
-    printf("baseline OpenBLAS sgemm 576x1536x1536: %.1f GFLOP/s wall (%.0f%% of peak), %.1f GFLOP per CPU-second "
-           "(%.0f%% of one core's peak)\n\n", g_gemm.wall, 100 * g_gemm.wall / g_peak, g_gemm.cpu,
+    printf("baseline OpenBLAS sgemm 576x1536x1536: %.1f GFLOP/s wall (%.0f%% of peak), %.1f GFLOP "
+           "per CPU-second "
+           "(%.0f%% of one core's peak)\n\n",
+           g_gemm.wall, 100 * g_gemm.wall / g_peak, g_gemm.cpu,
            100 * g_gemm.cpu / (g_peak / g_cores));
     /* routing cost: the shapes of a linear layer, the lm head slice, an attention tile */
     bench_gemm_routing(kt, 512, 576, 576, 5, 5);
@@ -221,120 +255,156 @@ int main(int argc, char **argv) {
     bench_gemm_routing(kt, 8, 8, 8, 100000, 9);
     printf("\n");
     if (mode < 0) return 0;
-    printf("%-10s %-22s %9s %8s %7s %8s %7s %7s\n", "shape", "kernel", "wall ms", "GF/s", "%peak", "GF/cpu-s",
-           "%core", "/sgemm");
-    static const int64_t shapes[][2] = { { 576, 576 }, { 1536, 576 }, { 576, 1536 } };
+    printf("%-10s %-22s %9s %8s %7s %8s %7s %7s\n", "shape", "kernel", "wall ms", "GF/s", "%peak",
+           "GF/cpu-s", "%core", "/sgemm");
+    static const int64_t shapes[][2] = {{576, 576}, {1536, 576}, {576, 1536}};
     for (int si = 0; si < 3; si++) {
         struct layer L;
-        if (make_layer(&L, shapes[si][0], shapes[si][1]) != 0) { fprintf(stderr, "bench_kernels: out of memory\n"); return 1; }
-        const int64_t n_out = L.n_out, n_in = L.n_in, K = sc.K, g = sc.g, M = sc.M, n_grp = n_in / g, P = n_grp * M;
-        struct lmp_aq_shape s = { n_out, n_in, sc.M, sc.K, sc.g };
-        float *cb = malloc((size_t) (M * K * g) * sizeof(float)), *scale = malloc((size_t) n_out * sizeof(float));
-        uint16_t *codes = malloc((size_t) (n_out * P) * sizeof(uint16_t)), *c2 = malloc((size_t) (n_out * P) * sizeof(uint16_t));
-        float *gcb = malloc((size_t) (M * K * g) * sizeof(float)), *gsc = malloc((size_t) n_out * sizeof(float));
+        if (make_layer(&L, shapes[si][0], shapes[si][1]) != 0) {
+            fprintf(stderr, "bench_kernels: out of memory\n");
+            return 1;
+        }
+        const int64_t n_out = L.n_out, n_in = L.n_in, K = sc.K, g = sc.g, M = sc.M,
+                      n_grp = n_in / g, P = n_grp * M;
+        struct lmp_aq_shape s  = {n_out, n_in, sc.M, sc.K, sc.g};
+        float              *cb = malloc((size_t)(M * K * g) * sizeof(float)),
+              *scale           = malloc((size_t)n_out * sizeof(float));
+        uint16_t *codes        = malloc((size_t)(n_out * P) * sizeof(uint16_t)),
+                 *c2           = malloc((size_t)(n_out * P) * sizeof(uint16_t));
+        float *gcb             = malloc((size_t)(M * K * g) * sizeof(float)),
+              *gsc             = malloc((size_t)n_out * sizeof(float));
         lmp_aq_scales_from_rows(scale, L.w, n_out, n_in);
         double t0 = now_s(), c0 = cpu_s();
-        if (lmp_aq_kmeans_init(cb, codes, L.w, scale, L.h, n_out, n_in, &sc, 10, 0, 1, &err) != LMP_OK) {
-            fprintf(stderr, "bench_kernels: %s\n", err.msg); return 1;
+        if (lmp_aq_kmeans_init(cb, codes, L.w, scale, L.h, n_out, n_in, &sc, 10, 0, 1, &err) !=
+            LMP_OK) {
+            fprintf(stderr, "bench_kernels: %s\n", err.msg);
+            return 1;
         }
         double t_km = now_s() - t0, c_km = cpu_s() - c0;
-        char name[32];
-        snprintf(name, sizeof(name), "%lldx%lld", (long long) n_out, (long long) n_in);
-        /* k-means init (10 Lloyd iterations on 64 K sampled groups, M codebooks, then all groups) */
-        double S = (double) (64 * K < n_out * n_grp ? 64 * K : n_out * n_grp);
+        char   name[32];
+        snprintf(name, sizeof(name), "%lldx%lld", (long long)n_out, (long long)n_in);
+        /* k-means init (10 Lloyd iterations on 64 K sampled groups, M codebooks, then all groups)
+         */
+        double S    = (double)(64 * K < n_out * n_grp ? 64 * K : n_out * n_grp);
         double f_km = M * (10.0 * 2 * S * K * g + 2.0 * n_out * n_grp * K * g);
         report(name, "kmeans init", f_km, t_km, c_km);
         double loss;
-        kt->aq_grad(&loss, gcb, gsc, codes, L.w, scale, cb, L.h, &s);   /* warm-up */
-        t0 = now_s(); c0 = cpu_s();
+        kt->aq_grad(&loss, gcb, gsc, codes, L.w, scale, cb, L.h, &s); /* warm-up */
+        t0 = now_s();
+        c0 = cpu_s();
         for (int r = 0; r < reps; r++) kt->aq_grad(&loss, gcb, gsc, codes, L.w, scale, cb, L.h, &s);
         double t_gr = (now_s() - t0) / reps, c_gr = (cpu_s() - c0) / reps;
         double f_gr = 2.0 * n_out * n_in * n_in + 4.0 * n_out * n_in;
         report(name, "aq_grad", f_gr, t_gr, c_gr);
-        int beams[2] = { 1, beam_big };
-        double t_new[2] = { 0, 0 }, c_new[2] = { 0, 0 };
+        int    beams[2] = {1, beam_big};
+        double t_new[2] = {0, 0}, c_new[2] = {0, 0};
         for (int bi = 0; bi < 2; bi++)
-            for (int var = 0; var < 1 + (kern_eager && g_base != NULL); var++) {   /* the table's, then the baseline */
-                int b = beams[bi];
+            for (int var = 0; var < 1 + (kern_eager && g_base != NULL);
+                 var++) { /* the table's, then the baseline */
+                int             b  = beams[bi];
                 lmp_aq_beam_fn *fn = var == 0 ? kt->aq_beam : g_base;
-                memcpy(c2, codes, (size_t) (n_out * P) * sizeof(uint16_t));
-                t0 = now_s(); c0 = cpu_s();
-                if (fn(c2, NULL, L.w, scale, cb, L.h, &s, b) != 0) { fprintf(stderr, "bench_kernels: out of memory\n"); return 1; }
+                memcpy(c2, codes, (size_t)(n_out * P) * sizeof(uint16_t));
+                t0 = now_s();
+                c0 = cpu_s();
+                if (fn(c2, NULL, L.w, scale, cb, L.h, &s, b) != 0) {
+                    fprintf(stderr, "bench_kernels: out of memory\n");
+                    return 1;
+                }
                 double t_b = now_s() - t0, c_b = cpu_s() - c0;
                 double f_b = beam_flops(n_out, n_in, M, K, g, b);
-                char kn[32];
+                char   kn[32];
                 snprintf(kn, sizeof(kn), "aq_beam%s (beam %d)", var ? " eager" : "", b);
                 report(name, kn, f_b, t_b, c_b);
-                if (var == 0) t_new[bi] = t_b, c_new[bi] = c_b;
-                else printf("%-10s %-22s %9s  eager/blocked: wall %.2fx, CPU %.2fx\n", name, "", "",
-                            t_b / t_new[bi], c_b / c_new[bi]);
+                if (var == 0)
+                    t_new[bi] = t_b, c_new[bi] = c_b;
+                else
+                    printf("%-10s %-22s %9s  eager/blocked: wall %.2fx, CPU %.2fx\n", name, "", "",
+                           t_b / t_new[bi], c_b / c_new[bi]);
             }
-        float *x = malloc((size_t) n_in * sizeof(float)), *y = malloc((size_t) n_out * sizeof(float));
+        float *x = malloc((size_t)n_in * sizeof(float)), *y = malloc((size_t)n_out * sizeof(float));
         for (int64_t i = 0; i < n_in; i++) x[i] = frand();
         t0 = now_s();
         for (int r = 0; r < 20; r++) kt->aq_matvec(y, x, 1, codes, cb, scale, &s);
         double t_mv = (now_s() - t0) / 20;
-        printf("%-10s %-22s %9.3f %8.1f  (equivalent dense GFLOP/s; %.2f GB/s of codes)\n", name, "aq_matvec (batch 1)",
-               1e3 * t_mv, 2.0 * n_out * n_in / t_mv * 1e-9, (double) n_out * P * 2 / t_mv * 1e-9);
-        free(x); free(y); free(cb); free(scale); free(codes); free(c2); free(gcb); free(gsc);
+        printf("%-10s %-22s %9.3f %8.1f  (equivalent dense GFLOP/s; %.2f GB/s of codes)\n", name,
+               "aq_matvec (batch 1)", 1e3 * t_mv, 2.0 * n_out * n_in / t_mv * 1e-9,
+               (double)n_out * P * 2 / t_mv * 1e-9);
+        free(x);
+        free(y);
+        free(cb);
+        free(scale);
+        free(codes);
+        free(c2);
+        free(gcb);
+        free(gsc);
         free_layer(&L);
     }
     if (mode == 0) return 0;
 
     struct lmp_aq_opts o;
     lmp_aq_opts_init(&o);
-    o.beam = beam_big;
-    static const int64_t mshapes[][3] = {   /* n_out, n_in, count in SmolLM2-135M (30 blocks) */
-        { 576, 1536, 30 }, { 576, 576, 60 }, { 192, 576, 60 }, { 1536, 576, 60 } };
-    int n_sh = mode == 2 ? 4 : 1;
-    double total = 0.0;
+    o.beam                            = beam_big;
+    static const int64_t mshapes[][3] = {/* n_out, n_in, count in SmolLM2-135M (30 blocks) */
+                                         {576, 1536, 30},
+                                         {576, 576, 60},
+                                         {192, 576, 60},
+                                         {1536, 576, 60}};
+    int                  n_sh         = mode == 2 ? 4 : 1;
+    double               total        = 0.0;
     if (o.cg_iters > 0)
-        printf("\nquantize (beam %d, %d CG iterations + closed-form scales/round, tol %g):\n", o.beam, o.cg_iters, o.tol);
+        printf("\nquantize (beam %d, %d CG iterations + closed-form scales/round, tol %g):\n",
+               o.beam, o.cg_iters, o.tol);
     else
-        printf("\nquantize (beam %d, %d Adam steps/round, lr %g, tol %g):\n", o.beam, o.adam_steps, (double) o.lr, o.tol);
-    printf("%-10s %8s %8s %8s %8s %8s %7s %6s %11s %11s %6s %8s\n", "layer", "total s", "init s", "update s", "beam s",
-           "rounds", "steps", "bits", "rel err 0", "rel err", "count", "CPU s");
-    if (layer_eager && g_base != NULL) printf("(rows ending in e: the same layer with the eager baseline beam kernel)\n");
+        printf("\nquantize (beam %d, %d Adam steps/round, lr %g, tol %g):\n", o.beam, o.adam_steps,
+               (double)o.lr, o.tol);
+    printf("%-10s %8s %8s %8s %8s %8s %7s %6s %11s %11s %6s %8s\n", "layer", "total s", "init s",
+           "update s", "beam s", "rounds", "steps", "bits", "rel err 0", "rel err", "count",
+           "CPU s");
+    if (layer_eager && g_base != NULL)
+        printf("(rows ending in e: the same layer with the eager baseline beam kernel)\n");
     for (int si = 0; si < n_sh; si++) {
         struct layer L;
         if (make_layer(&L, mshapes[si][0], mshapes[si][1]) != 0) return 1;
-        struct lmp_aq_stats st0 = { 0 };
-        double cpu0 = 0.0;
+        struct lmp_aq_stats st0  = {0};
+        double              cpu0 = 0.0;
         for (int var = 0; var < 1 + (layer_eager && g_base != NULL); var++) {
             struct lmp_aq_layer q;
             struct lmp_aq_stats st;
             /* the baseline run swaps the table's beam slot between layers: single-threaded
              * here, no kernel running, restored right after */
-            struct lmp_kernels *kw = (struct lmp_kernels *) kt;
-            lmp_aq_beam_fn *keep = kw->aq_beam;
+            struct lmp_kernels *kw   = (struct lmp_kernels *)kt;
+            lmp_aq_beam_fn     *keep = kw->aq_beam;
             if (var == 1) kw->aq_beam = g_base;
-            double c0 = cpu_s();
+            double          c0 = cpu_s();
             enum lmp_status qs = lmp_aq_quantize(&q, &st, L.w, L.h, L.n_out, L.n_in, &sc, &o, &err);
-            double c = cpu_s() - c0;
-            kw->aq_beam = keep;
+            double          c  = cpu_s() - c0;
+            kw->aq_beam        = keep;
             if (qs != LMP_OK) {
                 fprintf(stderr, "bench_kernels: %s\n", err.msg);
                 return 1;
             }
             char name[32];
-            snprintf(name, sizeof(name), "%lldx%lld%s", (long long) L.n_out, (long long) L.n_in, var ? "e" : "");
-            printf("%-10s %8.2f %8.2f %8.2f %8.2f %8d %7lld %6.3f %11.5f %11.5f %6lld %8.2f\n", name, st.seconds,
-                   st.seconds_init, st.seconds_adam, st.seconds_beam, st.n_rounds, (long long) st.n_adam_steps,
-                   st.bits_per_weight, st.rel_err_init, st.rel_err_final, (long long) mshapes[si][2], c);
+            snprintf(name, sizeof(name), "%lldx%lld%s", (long long)L.n_out, (long long)L.n_in,
+                     var ? "e" : "");
+            printf("%-10s %8.2f %8.2f %8.2f %8.2f %8d %7lld %6.3f %11.5f %11.5f %6lld %8.2f\n",
+                   name, st.seconds, st.seconds_init, st.seconds_adam, st.seconds_beam, st.n_rounds,
+                   (long long)st.n_adam_steps, st.bits_per_weight, st.rel_err_init,
+                   st.rel_err_final, (long long)mshapes[si][2], c);
             if (var == 0) {
-                total += st.seconds * (double) mshapes[si][2];
-                st0 = st;
+                total += st.seconds * (double)mshapes[si][2];
+                st0  = st;
                 cpu0 = c;
             } else {
-                printf("%-10s eager/blocked: beam s %.2fx, layer s %.2fx, layer CPU s %.2fx\n", "", st.seconds_beam /
-                       st0.seconds_beam, st.seconds / st0.seconds, c / cpu0);
+                printf("%-10s eager/blocked: beam s %.2fx, layer s %.2fx, layer CPU s %.2fx\n", "",
+                       st.seconds_beam / st0.seconds_beam, st.seconds / st0.seconds, c / cpu0);
             }
             lmp_aq_layer_release(&q);
         }
         free_layer(&L);
     }
     if (mode == 2)
-        printf("extrapolated SmolLM2-135M (210 linears, synthetic H): %.1f s = %.1f min (target 30 min)\n", total,
-               total / 60.0);
+        printf("extrapolated SmolLM2-135M (210 linears, synthetic H): %.1f s = %.1f min (target 30 "
+               "min)\n",
+               total, total / 60.0);
     return 0;
 }

@@ -1,6 +1,6 @@
 /*  cli - shared helpers of the subcommands (see cli.h) */
 #include "cli/cli.h"
-#include "proto/keys.h"     /* defines: lmp_curve_client_load */
+#include "proto/keys.h" /* defines: lmp_curve_client_load */
 
 #include <errno.h>
 #include <stdio.h>
@@ -32,27 +32,32 @@ int lmp_cli_usage_msg(const char *usage, const char *msg) {
 
 int lmp_cli_exit_code(enum lmp_status st) {
     switch (st) {
-    case LMP_OK:        return LMP_EXIT_OK;
+    case LMP_OK:
+        return LMP_EXIT_OK;
     case LMP_EFORMAT:
     case LMP_EUNSUP:
     case LMP_ENOENT:
-    case LMP_EMISMATCH: return LMP_EXIT_INPUT;
-    case LMP_ECANCEL:   return LMP_EXIT_INTERRUPTED;
-    case LMP_EPERM:     return LMP_EXIT_DENIED;
-    default:            return LMP_EXIT_FAIL;
+    case LMP_EMISMATCH:
+        return LMP_EXIT_INPUT;
+    case LMP_ECANCEL:
+        return LMP_EXIT_INTERRUPTED;
+    case LMP_EPERM:
+        return LMP_EXIT_DENIED;
+    default:
+        return LMP_EXIT_FAIL;
     }
 }
 
 int lmp_cli_fail(const struct lmp_cli *cli, const struct lmp_err *err) {
-    (void) cli;
+    (void)cli;
     fprintf(stderr, "lmpress: %s\n", err->msg[0] ? err->msg : lmp_status_str(err->code));
     int rc = lmp_cli_exit_code(err->code);
     return rc == LMP_EXIT_OK ? LMP_EXIT_FAIL : rc;
 }
 
 bool lmp_cli_parse_i64(const char *opt, const char *s, long long lo, long long hi, long long *v) {
-    char *end = NULL;
-    errno = 0;
+    char *end   = NULL;
+    errno       = 0;
     long long x = strtoll(s, &end, 10);
     if (errno != 0 || end == s || *end != '\0' || x < lo || x > hi) {
         fprintf(stderr, "lmpress: option '%s' wants an integer in [%lld, %lld], got '%s'\n", opt,
@@ -65,8 +70,8 @@ bool lmp_cli_parse_i64(const char *opt, const char *s, long long lo, long long h
 
 bool lmp_cli_parse_f64(const char *opt, const char *s, double lo, double hi, double *v) {
     char *end = NULL;
-    errno = 0;
-    double x = strtod(s, &end);
+    errno     = 0;
+    double x  = strtod(s, &end);
     if (errno != 0 || end == s || *end != '\0' || !(x >= lo && x <= hi)) {
         fprintf(stderr, "lmpress: option '%s' wants a number in [%g, %g], got '%s'\n", opt, lo, hi,
                 s);
@@ -107,13 +112,16 @@ int lmp_cli_curve_from_env(struct lmp_curve_client *c, bool *on) {
 }
 
 int lmp_cli_take_key_options(int *argc, char **argv) {
-    static const struct { const char *opt, *env; } keys[] = {
-        {"--key", "LMPRESS_KEY"}, {"--server-key", "LMPRESS_SERVER_KEY"},
+    static const struct {
+        const char *opt, *env;
+    } keys[] = {
+        {"--key", "LMPRESS_KEY"},
+        {"--server-key", "LMPRESS_SERVER_KEY"},
     };
     int out = 0;
     for (int i = 0; i < *argc; i++) {
         bool taken = false;
-        if (strcmp(argv[i], "--") == 0) {   /* the rest are operands */
+        if (strcmp(argv[i], "--") == 0) { /* the rest are operands */
             while (i < *argc) argv[out++] = argv[i++];
             break;
         }
@@ -121,9 +129,12 @@ int lmp_cli_take_key_options(int *argc, char **argv) {
             const size_t n = strlen(keys[k].opt);
             if (strncmp(argv[i], keys[k].opt, n) != 0) continue;
             const char *v = NULL;
-            if (argv[i][n] == '=') v = argv[i] + n + 1;
-            else if (argv[i][n] != '\0') continue;
-            else if (i + 1 < *argc) v = argv[++i];
+            if (argv[i][n] == '=')
+                v = argv[i] + n + 1;
+            else if (argv[i][n] != '\0')
+                continue;
+            else if (i + 1 < *argc)
+                v = argv[++i];
             if (v == NULL || v[0] == '\0') {
                 fprintf(stderr, "lmpress: option '%s' wants a key file\n", keys[k].opt);
                 return LMP_EXIT_USAGE;
@@ -134,6 +145,6 @@ int lmp_cli_take_key_options(int *argc, char **argv) {
         if (!taken) argv[out++] = argv[i];
     }
     argv[out] = NULL;
-    *argc = out;
+    *argc     = out;
     return LMP_EXIT_OK;
 }

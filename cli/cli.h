@@ -9,7 +9,7 @@
 
 #include <stdbool.h>
 #include <stdio.h>
-#include "base/status.h"   /* defines: struct lmp_err */
+#include "base/status.h" /* defines: struct lmp_err */
 
 enum lmp_exit {
     LMP_EXIT_OK          = 0,   /* success */
@@ -22,8 +22,8 @@ enum lmp_exit {
 };
 
 struct lmp_cli {
-    bool json;      /* machine-readable output */
-    bool tty;       /* stderr is a terminal: progress bars */
+    bool json; /* machine-readable output */
+    bool tty;  /* stderr is a terminal: progress bars */
 };
 
 struct lmp_cli_cmd {

@@ -14,8 +14,8 @@
 static int env_ms(const char *name, int def) {
     const char *t = getenv(name);
     if (t == NULL || t[0] == '\0') return def;
-    char *end = NULL;
-    errno = 0;
+    char *end    = NULL;
+    errno        = 0;
     const long v = strtol(t, &end, 10);
     return errno == 0 && *end == '\0' && v > 0 && v <= INT_MAX ? (int)v : def;
 }
@@ -36,7 +36,7 @@ static int try_connect(const char *endpoint, int timeout_ms, struct lmp_client *
                        enum lmp_status *st, struct lmp_err *err) {
     struct lmp_curve_client curve;
     bool                    use_curve = false;
-    int                     rc = lmp_cli_curve_from_env(&curve, &use_curve);
+    int                     rc        = lmp_cli_curve_from_env(&curve, &use_curve);
     if (rc != LMP_EXIT_OK) return rc;
     *st = lmp_client_connect_curve(endpoint, timeout_ms, use_curve ? &curve : NULL, cl, err);
     memset(&curve, 0, sizeof(curve));
@@ -45,8 +45,8 @@ static int try_connect(const char *endpoint, int timeout_ms, struct lmp_client *
 
 int lmp_cli_connect(const char *endpoint, struct lmp_client **cl) {
     struct lmp_err  err = {0};
-    enum lmp_status st = LMP_OK;
-    int             rc = try_connect(endpoint, call_timeout_ms(), cl, &st, &err);
+    enum lmp_status st  = LMP_OK;
+    int             rc  = try_connect(endpoint, call_timeout_ms(), cl, &st, &err);
     if (rc != LMP_EXIT_OK) return rc;
     if (st != LMP_OK) {
         fprintf(stderr, "lmpress: %s\n", err.msg);
@@ -60,9 +60,9 @@ int lmp_cli_connect(const char *endpoint, struct lmp_client **cl) {
 void lmp_cli_session_init(struct lmp_cli_session *s, const char *endpoint, uint64_t job_id,
                           const char *out_path) {
     memset(s, 0, sizeof(*s));
-    s->endpoint = endpoint;
-    s->job_id = job_id;
-    s->out_path = out_path && out_path[0] ? strdup(out_path) : NULL;
+    s->endpoint     = endpoint;
+    s->job_id       = job_id;
+    s->out_path     = out_path && out_path[0] ? strdup(out_path) : NULL;
     s->reconnect_ms = env_ms("LMPRESS_RECONNECT_MS", 60000);
 }
 
@@ -82,7 +82,7 @@ int lmp_cli_session_connect(struct lmp_cli_session *s) {
 static void relocate_job(struct lmp_cli_session *s) {
     if (s->job_id == 0 || s->out_path == NULL) return;
     Lmp__Envelope  env, *rep = NULL;
-    Lmp__JobQuery  q = LMP__JOB_QUERY__INIT;
+    Lmp__JobQuery  q   = LMP__JOB_QUERY__INIT;
     struct lmp_err err = {0};
     lmp_wire_init(&env, 0, 0);
     env.body_case = LMP__ENVELOPE__BODY_JOB_QUERY;
@@ -128,10 +128,10 @@ static int reconnect(struct lmp_cli_session *s, const struct lmp_err *why, uint6
             return LMP_EXIT_UNREACHABLE;
         }
         const uint64_t  left = *deadline - now;
-        struct lmp_err  err = {0};
-        enum lmp_status st = LMP_OK;
-        const int       t = left < (uint64_t)per_try ? (int)left : per_try;
-        int             rc = try_connect(s->endpoint, t > 100 ? t : 100, &s->cl, &st, &err);
+        struct lmp_err  err  = {0};
+        enum lmp_status st   = LMP_OK;
+        const int       t    = left < (uint64_t)per_try ? (int)left : per_try;
+        int             rc   = try_connect(s->endpoint, t > 100 ? t : 100, &s->cl, &st, &err);
         if (rc != LMP_EXIT_OK) return rc;
         if (st == LMP_OK) break;
         if (st == LMP_EPERM) {
@@ -149,10 +149,10 @@ static int reconnect(struct lmp_cli_session *s, const struct lmp_err *why, uint6
 
 int lmp_cli_session_call(struct lmp_cli_session *s, Lmp__Envelope *req, Lmp__Envelope **rep) {
     uint64_t deadline = 0;
-    bool     fresh = false; /* a session opened by this call: its refusals are real */
+    bool     fresh    = false; /* a session opened by this call: its refusals are real */
     for (;;) {
         struct lmp_err  err = {0};
-        enum lmp_status st = LMP_EIO;
+        enum lmp_status st  = LMP_EIO;
         if (s->cl)
             st = lmp_client_call(s->cl, req, rep, &err);
         else
@@ -165,7 +165,7 @@ int lmp_cli_session_call(struct lmp_cli_session *s, Lmp__Envelope *req, Lmp__Env
             return st == LMP_EPERM ? LMP_EXIT_DENIED : LMP_EXIT_FAIL;
         }
         const uint64_t old_id = s->job_id;
-        int            rc = reconnect(s, &err, &deadline);
+        int            rc     = reconnect(s, &err, &deadline);
         if (rc != LMP_EXIT_OK) return rc;
         fresh = true;
         /* the request again, for the job's id there, and from the start of the new
@@ -188,7 +188,7 @@ int lmp_cli_session_query(struct lmp_cli_session *s, bool layers, bool workers,
     q.job_id = s->job_id, q.with_layers = layers, q.with_workers = workers;
     env.body_case = LMP__ENVELOPE__BODY_JOB_QUERY;
     env.job_query = &q;
-    int rc = lmp_cli_session_call(s, &env, rep);
+    int rc        = lmp_cli_session_call(s, &env, rep);
     if (rc != LMP_EXIT_OK) return rc;
     if ((*rep)->body_case != LMP__ENVELOPE__BODY_JOB_STATUS) {
         lmp_wire_free(rep);
@@ -206,13 +206,13 @@ int lmp_cli_session_query(struct lmp_cli_session *s, bool layers, bool workers,
 
 int lmp_cli_query(struct lmp_client *cl, uint64_t job_id, bool layers, bool workers,
                   Lmp__Envelope **rep) {
-    Lmp__Envelope env;
-    Lmp__JobQuery q = LMP__JOB_QUERY__INIT;
+    Lmp__Envelope  env;
+    Lmp__JobQuery  q   = LMP__JOB_QUERY__INIT;
     struct lmp_err err = {0};
     lmp_wire_init(&env, 0, 0);
     q.job_id = job_id, q.with_layers = layers, q.with_workers = workers;
-    env.body_case = LMP__ENVELOPE__BODY_JOB_QUERY;
-    env.job_query = &q;
+    env.body_case      = LMP__ENVELOPE__BODY_JOB_QUERY;
+    env.job_query      = &q;
     enum lmp_status st = lmp_client_call(cl, &env, rep, &err);
     if (st == LMP_OK && (*rep)->body_case != LMP__ENVELOPE__BODY_JOB_STATUS) {
         lmp_wire_free(rep);
@@ -225,33 +225,50 @@ int lmp_cli_query(struct lmp_client *cl, uint64_t job_id, bool layers, bool work
 
 const char *lmp_cli_job_state_name(Lmp__JobState st) {
     switch (st) {
-    case LMP__JOB_STATE__JOB_STATE_QUEUED:    return "queued";
-    case LMP__JOB_STATE__JOB_STATE_RUNNING:   return "running";
-    case LMP__JOB_STATE__JOB_STATE_DONE:      return "done";
-    case LMP__JOB_STATE__JOB_STATE_FAILED:    return "failed";
-    case LMP__JOB_STATE__JOB_STATE_CANCELLED: return "cancelled";
-    default:                                  return "unknown";
+    case LMP__JOB_STATE__JOB_STATE_QUEUED:
+        return "queued";
+    case LMP__JOB_STATE__JOB_STATE_RUNNING:
+        return "running";
+    case LMP__JOB_STATE__JOB_STATE_DONE:
+        return "done";
+    case LMP__JOB_STATE__JOB_STATE_FAILED:
+        return "failed";
+    case LMP__JOB_STATE__JOB_STATE_CANCELLED:
+        return "cancelled";
+    default:
+        return "unknown";
     }
 }
 
 const char *lmp_cli_task_state_name(Lmp__TaskState st) {
     switch (st) {
-    case LMP__TASK_STATE__TASK_STATE_PENDING:   return "pending";
-    case LMP__TASK_STATE__TASK_STATE_RUNNING:   return "running";
-    case LMP__TASK_STATE__TASK_STATE_DONE:      return "done";
-    case LMP__TASK_STATE__TASK_STATE_FAILED:    return "failed";
-    case LMP__TASK_STATE__TASK_STATE_CANCELLED: return "cancelled";
-    default:                                    return "unknown";
+    case LMP__TASK_STATE__TASK_STATE_PENDING:
+        return "pending";
+    case LMP__TASK_STATE__TASK_STATE_RUNNING:
+        return "running";
+    case LMP__TASK_STATE__TASK_STATE_DONE:
+        return "done";
+    case LMP__TASK_STATE__TASK_STATE_FAILED:
+        return "failed";
+    case LMP__TASK_STATE__TASK_STATE_CANCELLED:
+        return "cancelled";
+    default:
+        return "unknown";
     }
 }
 
 const char *lmp_cli_worker_state_name(Lmp__WorkerState st) {
     switch (st) {
-    case LMP__WORKER_STATE__WORKER_STATE_IDLE:     return "idle";
-    case LMP__WORKER_STATE__WORKER_STATE_BUSY:     return "busy";
-    case LMP__WORKER_STATE__WORKER_STATE_DRAINING: return "draining";
-    case LMP__WORKER_STATE__WORKER_STATE_DEAD:     return "dead";
-    default:                                       return "unknown";
+    case LMP__WORKER_STATE__WORKER_STATE_IDLE:
+        return "idle";
+    case LMP__WORKER_STATE__WORKER_STATE_BUSY:
+        return "busy";
+    case LMP__WORKER_STATE__WORKER_STATE_DRAINING:
+        return "draining";
+    case LMP__WORKER_STATE__WORKER_STATE_DEAD:
+        return "dead";
+    default:
+        return "unknown";
     }
 }
 
@@ -262,8 +279,8 @@ int lmp_cli_job_exit(Lmp__JobState st) {
 static double age_s(uint64_t unix_ms) {
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
-    const double now = (double) ts.tv_sec * 1000.0 + (double) ts.tv_nsec / 1e6;
-    return unix_ms ? (now - (double) unix_ms) / 1000.0 : -1.0;
+    const double now = (double)ts.tv_sec * 1000.0 + (double)ts.tv_nsec / 1e6;
+    return unix_ms ? (now - (double)unix_ms) / 1000.0 : -1.0;
 }
 
 static cJSON *worker_json(const Lmp__WorkerInfo *w) {
@@ -283,8 +300,10 @@ void lmp_cli_print_workers_text(size_t n, Lmp__WorkerInfo **ws) {
     for (size_t i = 0; i < n; i++) {
         const Lmp__WorkerInfo *w = ws[i];
         printf("worker %-24s %-8s %3u cores  heartbeat %.1fs ago  %u done  %u failed  %.3g "
-               "weights/s\n", w->id ? w->id : "", lmp_cli_worker_state_name(w->state), w->caps ? w->caps->cores : 0,
-               age_s(w->last_heartbeat_ms), w->n_done, w->n_failed, w->throughput);
+               "weights/s\n",
+               w->id ? w->id : "", lmp_cli_worker_state_name(w->state),
+               w->caps ? w->caps->cores : 0, age_s(w->last_heartbeat_ms), w->n_done, w->n_failed,
+               w->throughput);
     }
 }
 
@@ -293,8 +312,8 @@ void lmp_cli_print_status(const struct lmp_cli *cli, const Lmp__JobStatus *js, b
         cJSON *root = cJSON_CreateObject(), *jobs = cJSON_AddArrayToObject(root, "jobs");
         for (size_t i = 0; i < js->n_jobs; i++) {
             const Lmp__JobInfo *j = js->jobs[i];
-            cJSON *o = cJSON_CreateObject();
-            cJSON_AddNumberToObject(o, "job_id", (double) j->job_id);
+            cJSON              *o = cJSON_CreateObject();
+            cJSON_AddNumberToObject(o, "job_id", (double)j->job_id);
             cJSON_AddStringToObject(o, "state", lmp_cli_job_state_name(j->state));
             cJSON_AddStringToObject(o, "model", j->model_path ? j->model_path : "");
             cJSON_AddStringToObject(o, "out", j->out_path ? j->out_path : "");
@@ -302,11 +321,12 @@ void lmp_cli_print_status(const struct lmp_cli *cli, const Lmp__JobStatus *js, b
             cJSON_AddNumberToObject(o, "layers_done", j->layers_done);
             cJSON_AddNumberToObject(o, "throughput", j->throughput);
             cJSON_AddNumberToObject(o, "eta_s", j->eta_s);
-            cJSON_AddStringToObject(o, "error", j->error && j->error->message ? j->error->message : "");
+            cJSON_AddStringToObject(o, "error",
+                                    j->error && j->error->message ? j->error->message : "");
             cJSON *ls = cJSON_AddArrayToObject(o, "layers");
             for (size_t k = 0; k < j->n_layers; k++) {
-                const Lmp__LayerInfo *l = j->layers[k];
-                cJSON *lo = cJSON_CreateObject();
+                const Lmp__LayerInfo *l  = j->layers[k];
+                cJSON                *lo = cJSON_CreateObject();
                 cJSON_AddStringToObject(lo, "name", l->name ? l->name : "");
                 cJSON_AddStringToObject(lo, "state", lmp_cli_task_state_name(l->state));
                 cJSON_AddStringToObject(lo, "worker", l->worker ? l->worker : "");
@@ -318,7 +338,8 @@ void lmp_cli_print_status(const struct lmp_cli *cli, const Lmp__JobStatus *js, b
             cJSON_AddItemToArray(jobs, o);
         }
         cJSON *ws = cJSON_AddArrayToObject(root, "workers");
-        for (size_t i = 0; i < js->n_workers; i++) cJSON_AddItemToArray(ws, worker_json(js->workers[i]));
+        for (size_t i = 0; i < js->n_workers; i++)
+            cJSON_AddItemToArray(ws, worker_json(js->workers[i]));
         char *s = cJSON_PrintUnformatted(root);
         if (s) printf("%s\n", s);
         free(s);
@@ -329,17 +350,20 @@ void lmp_cli_print_status(const struct lmp_cli *cli, const Lmp__JobStatus *js, b
     if (js->n_jobs == 0) printf("no job\n");
     for (size_t i = 0; i < js->n_jobs; i++) {
         const Lmp__JobInfo *j = js->jobs[i];
-        printf("job %llu %s: %u/%u layers done, %.3g weights/s", (unsigned long long) j->job_id,
+        printf("job %llu %s: %u/%u layers done, %.3g weights/s", (unsigned long long)j->job_id,
                lmp_cli_job_state_name(j->state), j->layers_done, j->layers_total, j->throughput);
-        if (j->eta_s >= 0 && j->state == LMP__JOB_STATE__JOB_STATE_RUNNING) printf(", ETA %.0fs", j->eta_s);
-        printf("\n  %s -> %s\n", j->model_path ? j->model_path : "", j->out_path ? j->out_path : "");
-        if (j->error && j->error->message && j->error->message[0]) printf("  %s\n", j->error->message);
+        if (j->eta_s >= 0 && j->state == LMP__JOB_STATE__JOB_STATE_RUNNING)
+            printf(", ETA %.0fs", j->eta_s);
+        printf("\n  %s -> %s\n", j->model_path ? j->model_path : "",
+               j->out_path ? j->out_path : "");
+        if (j->error && j->error->message && j->error->message[0])
+            printf("  %s\n", j->error->message);
         if (!with_detail) continue;
         for (size_t k = 0; k < j->n_layers; k++) {
             const Lmp__LayerInfo *l = j->layers[k];
             printf("  %-44s %-9s %-22s attempt %u  rel err %.4g  %.2fs\n", l->name ? l->name : "",
-                   lmp_cli_task_state_name(l->state), l->worker ? l->worker : "", l->attempt, l->rel_err_after,
-                   l->seconds);
+                   lmp_cli_task_state_name(l->state), l->worker ? l->worker : "", l->attempt,
+                   l->rel_err_after, l->seconds);
         }
     }
     if (with_detail) lmp_cli_print_workers_text(js->n_workers, js->workers);

@@ -27,7 +27,7 @@
 #include <signal.h>
 #include <stdbool.h>
 #include "cli/cli.h"
-#include "proto/client.h"     /* defines: struct lmp_client */
+#include "proto/client.h" /* defines: struct lmp_client */
 
 #define LMP_CLI_DEFAULT_ENDPOINT "tcp://127.0.0.1:7070"
 

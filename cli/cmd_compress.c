@@ -13,11 +13,11 @@
  *  jobopts.h, shared with submit and run.
  */
 #include "cli/cli.h"
-#include "cli/jobopts.h"      /* defines: lmp_jobopts_* */
-#include "coordinator/job_check.h"        /* defines: lmp_job_check */
-#include "cli/launch.h"           /* defines: lmp_launch_* */
-#include "base/cancel.h"          /* defines: lmp_cancel_shutdown */
-#include "worker/calib.h"         /* defines: lmp_calib_check_budget */
+#include "cli/jobopts.h"           /* defines: lmp_jobopts_* */
+#include "coordinator/job_check.h" /* defines: lmp_job_check */
+#include "cli/launch.h"            /* defines: lmp_launch_* */
+#include "base/cancel.h"           /* defines: lmp_cancel_shutdown */
+#include "worker/calib.h"          /* defines: lmp_calib_check_budget */
 #include "model/model.h"           /* defines: lmp_model_open */
 #include "model/tokenizer.h"       /* defines: lmp_tokenizer_open, lmp_tokenizer_encode */
 
@@ -71,35 +71,41 @@ struct lmp_compress_summary {
 
 struct progress {
     bool tty;
-    bool live;   /* a live line is on screen */
+    bool live; /* a live line is on screen */
 };
 
 static void fmt_eta(double s, char *buf, size_t n) {
-    if (s < 0) snprintf(buf, n, "?");
-    else if (s < 90) snprintf(buf, n, "%.0fs", s);
-    else if (s < 5400) snprintf(buf, n, "%.1fm", s / 60);
-    else snprintf(buf, n, "%.1fh", s / 3600);
+    if (s < 0)
+        snprintf(buf, n, "?");
+    else if (s < 90)
+        snprintf(buf, n, "%.0fs", s);
+    else if (s < 5400)
+        snprintf(buf, n, "%.1fm", s / 60);
+    else
+        snprintf(buf, n, "%.1fh", s / 3600);
 }
 
 static void on_progress(void *ctx, const struct lmp_compress_event *ev) {
     struct progress *p = ctx;
-    char eta[32], line[400];
+    char             eta[32], line[400];
     fmt_eta(ev->eta_s, eta, sizeof(eta));
     switch (ev->what) {
     case LMP_COMPRESS_EV_STAGE:
         if (ev->steps > 0)
             snprintf(line, sizeof(line), "%s: rel mse %.4g -> %.4g, %lld steps, %.1fs", ev->name,
-                     ev->rel_err_before, ev->rel_err_after, (long long) ev->steps, ev->seconds);
+                     ev->rel_err_before, ev->rel_err_after, (long long)ev->steps, ev->seconds);
         else
             snprintf(line, sizeof(line), "%s: %.1fs", ev->name, ev->seconds);
         break;
     case LMP_COMPRESS_EV_KEPT:
-        snprintf(line, sizeof(line), "[%lld/%lld] %s kept (16 bits)", (long long) ev->index,
-                 (long long) ev->n_linears, ev->name);
+        snprintf(line, sizeof(line), "[%lld/%lld] %s kept (16 bits)", (long long)ev->index,
+                 (long long)ev->n_linears, ev->name);
         break;
     default:
-        snprintf(line, sizeof(line), "[%lld/%lld] %s%s rel err %.4g -> %.4g, %.3f bits, %.1fs, "
-                 "ETA %s", (long long) ev->index, (long long) ev->n_linears, ev->name,
+        snprintf(line, sizeof(line),
+                 "[%lld/%lld] %s%s rel err %.4g -> %.4g, %.3f bits, %.1fs, "
+                 "ETA %s",
+                 (long long)ev->index, (long long)ev->n_linears, ev->name,
                  ev->what == LMP_COMPRESS_EV_RESUMED ? " (resumed)" : "", ev->rel_err_before,
                  ev->rel_err_after, ev->bits_per_weight, ev->seconds, eta);
     }
@@ -109,7 +115,8 @@ static void on_progress(void *ctx, const struct lmp_compress_event *ev) {
         if (ev->what == LMP_COMPRESS_EV_STAGE || ev->index == ev->n_linears) {
             fputc('\n', stderr);
             p->live = false;
-        } else p->live = true;
+        } else
+            p->live = true;
     } else {
         fprintf(stderr, "%s\n", line);
     }
@@ -118,7 +125,7 @@ static void on_progress(void *ctx, const struct lmp_compress_event *ev) {
 
 static int default_threads(void) {
     long n = sysconf(_SC_NPROCESSORS_ONLN);
-    return n > 0 ? (int) n : 1;
+    return n > 0 ? (int)n : 1;
 }
 
 static volatile sig_atomic_t stop_flag;
@@ -136,11 +143,11 @@ struct embedded {
     const struct lmp_model         *m;
     const struct lmp_compress_opts *o;
     struct progress                *prog;
-    bool    *seen;          /* (n_linears) a line was printed */
-    int64_t  n_linears, n_printed, n_fresh, n_resumed;
-    double   rel_sum;
-    double   sec_calib, sec_quant, sec_ft;   /* the job's worker-seconds per stage, latest status */
-    char     fail_code[32], fail_msg[256];
+    bool                           *seen; /* (n_linears) a line was printed */
+    int64_t                         n_linears, n_printed, n_fresh, n_resumed;
+    double                          rel_sum;
+    double sec_calib, sec_quant, sec_ft; /* the job's worker-seconds per stage, latest status */
+    char   fail_code[32], fail_msg[256];
 };
 
 /* On a terminal, the live line between layer lines: the stage the job is in, from the
@@ -197,16 +204,21 @@ static void embedded_status(void *ctx, const Lmp__JobInfo *j) {
         if (li->state != LMP__TASK_STATE__TASK_STATE_DONE || li->index >= E->n_linears ||
             E->seen[li->index])
             continue;
-        E->seen[li->index] = true;
-        const bool resumed = li->worker && strcmp(li->worker, "(resumed)") == 0;
-        const struct lmp_linear *l = lmp_model_linear(E->m, li->index);
-        struct lmp_compress_event ev = {
-            .what = resumed ? LMP_COMPRESS_EV_RESUMED : LMP_COMPRESS_EV_QUANTIZED,
-            .name = li->name, .index = ++E->n_printed, .n_linears = E->n_linears,
-            .rel_err_before = li->rel_err_before, .rel_err_after = li->rel_err_after,
-            .bits_per_weight = lmp_compress_bits_per_weight(&E->o->spec, l->n_out, l->n_in),
-            .seconds = li->seconds, .eta_s = j->eta_s};
-        if (resumed) E->n_resumed++;
+        E->seen[li->index]                = true;
+        const bool                resumed = li->worker && strcmp(li->worker, "(resumed)") == 0;
+        const struct lmp_linear  *l       = lmp_model_linear(E->m, li->index);
+        struct lmp_compress_event ev      = {
+                 .what            = resumed ? LMP_COMPRESS_EV_RESUMED : LMP_COMPRESS_EV_QUANTIZED,
+                 .name            = li->name,
+                 .index           = ++E->n_printed,
+                 .n_linears       = E->n_linears,
+                 .rel_err_before  = li->rel_err_before,
+                 .rel_err_after   = li->rel_err_after,
+                 .bits_per_weight = lmp_compress_bits_per_weight(&E->o->spec, l->n_out, l->n_in),
+                 .seconds         = li->seconds,
+                 .eta_s           = j->eta_s};
+        if (resumed)
+            E->n_resumed++;
         else {
             E->n_fresh++;
             E->rel_sum += li->rel_err_after;
@@ -214,11 +226,13 @@ static void embedded_status(void *ctx, const Lmp__JobInfo *j) {
         on_progress(E->prog, &ev);
     }
     if (E->prog->tty && j->state == LMP__JOB_STATE__JOB_STATE_RUNNING) live_stage(E, j);
-    if (j->state == LMP__JOB_STATE__JOB_STATE_FAILED || j->state == LMP__JOB_STATE__JOB_STATE_CANCELLED) {
-        snprintf(E->fail_code, sizeof(E->fail_code), "%s", j->error && j->error->code ? j->error->code : "");
+    if (j->state == LMP__JOB_STATE__JOB_STATE_FAILED ||
+        j->state == LMP__JOB_STATE__JOB_STATE_CANCELLED) {
+        snprintf(E->fail_code, sizeof(E->fail_code), "%s",
+                 j->error && j->error->code ? j->error->code : "");
         snprintf(E->fail_msg, sizeof(E->fail_msg), "%s",
                  j->error && j->error->message && j->error->message[0] ? j->error->message
-                 : "the job was cancelled");
+                                                                       : "the job was cancelled");
     }
 }
 
@@ -232,68 +246,74 @@ static enum lmp_status announce_endpoint(const struct lmp_launch *L) {
 }
 
 /* Run the job on a coordinator and workers in this process; fills S. */
-static int run_embedded(struct lmp_cli *cli, const struct lmp_jobopts *jo, const struct lmp_model *m,
-                        const struct lmp_compress_opts *o, int n_workers, struct progress *prog,
-                        struct lmp_compress_summary *S) {
-    struct lmp_err err = {0};
-    const double t0 = (double) time(NULL);
+static int run_embedded(struct lmp_cli *cli, const struct lmp_jobopts *jo,
+                        const struct lmp_model *m, const struct lmp_compress_opts *o, int n_workers,
+                        struct progress *prog, struct lmp_compress_summary *S) {
+    struct lmp_err  err = {0};
+    const double    t0  = (double)time(NULL);
     struct timespec ts0, ts1;
     clock_gettime(CLOCK_MONOTONIC, &ts0);
-    (void) t0;
+    (void)t0;
     memset(S, 0, sizeof(*S));
     /* reported up front: kept linears, bits */
-    const int64_t n_lin = lmp_model_n_linears(m);
-    int64_t n_params_lin = 0;
-    double bits_sum = 0;
-    struct embedded E = {.m = m, .o = o, .prog = prog, .n_linears = n_lin};
-    if ((E.seen = calloc((size_t) (n_lin > 0 ? n_lin : 1), sizeof(bool))) == NULL) {
+    const int64_t   n_lin        = lmp_model_n_linears(m);
+    int64_t         n_params_lin = 0;
+    double          bits_sum     = 0;
+    struct embedded E            = {.m = m, .o = o, .prog = prog, .n_linears = n_lin};
+    if ((E.seen = calloc((size_t)(n_lin > 0 ? n_lin : 1), sizeof(bool))) == NULL) {
         fprintf(stderr, "lmpress: out of memory\n");
         return LMP_EXIT_FAIL;
     }
     for (int64_t i = 0; i < n_lin; i++) {
         const struct lmp_linear *l = lmp_model_linear(m, i);
-        const int64_t n = l->n_out * l->n_in;
+        const int64_t            n = l->n_out * l->n_in;
         n_params_lin += n;
         if (lmp_compress_keep_match(o->keep, o->n_keep, l->name)) {
             S->n_kept++;
-            bits_sum += 16.0 * (double) n;
-            E.seen[i] = true;
-            struct lmp_compress_event ev = {.what = LMP_COMPRESS_EV_KEPT, .name = l->name,
-                                            .index = ++E.n_printed, .n_linears = n_lin, .eta_s = -1};
+            bits_sum += 16.0 * (double)n;
+            E.seen[i]                    = true;
+            struct lmp_compress_event ev = {.what      = LMP_COMPRESS_EV_KEPT,
+                                            .name      = l->name,
+                                            .index     = ++E.n_printed,
+                                            .n_linears = n_lin,
+                                            .eta_s     = -1};
             on_progress(prog, &ev);
         } else {
-            bits_sum += lmp_compress_bits_per_weight(&o->spec, l->n_out, l->n_in) * (double) n;
+            bits_sum += lmp_compress_bits_per_weight(&o->spec, l->n_out, l->n_in) * (double)n;
         }
     }
     const int64_t n_params_all = lmp_model_n_params(m);
-    S->n_linears   = n_lin;
-    S->bits_linear = n_params_lin ? bits_sum / (double) n_params_lin : 0;
-    S->bits_model  = n_params_all ? (bits_sum + 16.0 * (double) (n_params_all - n_params_lin)) /
-                                        (double) n_params_all : 0;
+    S->n_linears               = n_lin;
+    S->bits_linear             = n_params_lin ? bits_sum / (double)n_params_lin : 0;
+    S->bits_model = n_params_all ? (bits_sum + 16.0 * (double)(n_params_all - n_params_lin)) /
+                                       (double)n_params_all
+                                 : 0;
 
     struct lmp_jobopts_pb pb;
     lmp_jobopts_to_jobspec(jo, &pb);
-    pb.spec.calib->ctx = (uint32_t) o->ctx;           /* resolved against the model */
-    pb.spec.threads    = (uint32_t) o->n_threads;     /* the coordinator's calibration pass */
+    pb.spec.calib->ctx = (uint32_t)o->ctx;       /* resolved against the model */
+    pb.spec.threads    = (uint32_t)o->n_threads; /* the coordinator's calibration pass */
     struct lmp_launch_opts lo;
     lmp_launch_opts_init(&lo);
-    lo.n_workers      = n_workers;
-    lo.worker_threads = o->n_threads / n_workers > 0 ? o->n_threads / n_workers : 1;
-    struct lmp_launch *L = NULL;
-    struct lmp_client *cl = NULL;
-    uint64_t job_id = 0;
-    Lmp__JobState state = LMP__JOB_STATE__JOB_STATE_UNSPECIFIED;
-    int rc = LMP_EXIT_OK;
-    enum lmp_status st;
+    lo.n_workers              = n_workers;
+    lo.worker_threads         = o->n_threads / n_workers > 0 ? o->n_threads / n_workers : 1;
+    struct lmp_launch *L      = NULL;
+    struct lmp_client *cl     = NULL;
+    uint64_t           job_id = 0;
+    Lmp__JobState      state  = LMP__JOB_STATE__JOB_STATE_UNSPECIFIED;
+    int                rc     = LMP_EXIT_OK;
+    enum lmp_status    st;
     if ((st = lmp_launch_start(&lo, &L, &err)) || (st = announce_endpoint(L)) ||
         (st = lmp_client_connect(lmp_launch_endpoint(L), 10000, &cl, &err)) ||
         (st = lmp_launch_submit(cl, &pb.spec, &job_id, NULL, &err)) ||
         (st = lmp_launch_follow(cl, job_id, 200, &stop_flag, embedded_status, &E, &state, &err))) {
         if (prog->live) fputc('\n', stderr), prog->live = false;
         if (st == LMP_ECANCEL) {
-            fprintf(stderr, "lmpress: interrupted; committed layers are kept (run again to resume)\n");
+            fprintf(stderr,
+                    "lmpress: interrupted; committed layers are kept (run again to resume)\n");
             rc = LMP_EXIT_INTERRUPTED;
-        } else rc = lmp_cli_fail(cli, &err);
+        } else
+            rc = lmp_cli_fail(cli, &err);
         goto out;
     }
     if (prog->live) fputc('\n', stderr), prog->live = false;
@@ -310,10 +330,11 @@ out:
     struct lmp_err serr = {0};
     if (lmp_launch_stop(&L, &serr) != LMP_OK && rc == LMP_EXIT_OK) rc = lmp_cli_fail(cli, &serr);
     clock_gettime(CLOCK_MONOTONIC, &ts1);
-    S->n_quantized   = E.n_fresh;
-    S->n_resumed     = E.n_resumed;
-    S->mean_rel_err  = E.n_fresh ? E.rel_sum / (double) E.n_fresh : 0.0;
-    S->seconds_total = (double) (ts1.tv_sec - ts0.tv_sec) + 1e-9 * (double) (ts1.tv_nsec - ts0.tv_nsec);
+    S->n_quantized  = E.n_fresh;
+    S->n_resumed    = E.n_resumed;
+    S->mean_rel_err = E.n_fresh ? E.rel_sum / (double)E.n_fresh : 0.0;
+    S->seconds_total =
+        (double)(ts1.tv_sec - ts0.tv_sec) + 1e-9 * (double)(ts1.tv_nsec - ts0.tv_nsec);
     /* the workers' seconds per stage: with one worker (the default) the stages' share of the
      * wall time; with more, summed over the workers */
     S->seconds_calib    = E.sec_calib;
@@ -324,9 +345,9 @@ out:
 }
 
 static int cmd_compress_exec(struct lmp_cli *cli, int argc, char **argv) {
-    struct lmp_jobopts jo;
-    struct lmp_jobopts_cmd pc = {.job_arg = true};
-    struct lmp_err err = {0};
+    struct lmp_jobopts     jo;
+    struct lmp_jobopts_cmd pc  = {.job_arg = true};
+    struct lmp_err         err = {0};
     lmp_jobopts_init(&jo);
     int rc = lmp_jobopts_parse_argv(&jo, argc, argv, &pc, &err);
     if (rc != LMP_EXIT_OK || pc.help) {
@@ -342,14 +363,14 @@ static int cmd_compress_exec(struct lmp_cli *cli, int argc, char **argv) {
         return lmp_cli_usage_msg(usage, err.msg);
     }
     const char *model_path = jo.model, *tok_path = jo.tokenizer, *calib = jo.calib;
-    const char *method = o.spec.method == LMP_COMPRESS_RTN ? "rtn" : "aqlm";
-    const char *mode = o.mode == LMP_COMPRESS_INDEPENDENT ? "independent" : "sequential";
-    const bool finetune = o.finetune;
-    long long ctx = o.ctx;
+    const char *method   = o.spec.method == LMP_COMPRESS_RTN ? "rtn" : "aqlm";
+    const char *mode     = o.mode == LMP_COMPRESS_INDEPENDENT ? "independent" : "sequential";
+    const bool  finetune = o.finetune;
+    long long   ctx      = o.ctx;
 
-    struct lmp_model     *model = NULL;
-    struct lmp_tokenizer *tok   = NULL;
-    struct progress       prog = {.tty = cli->tty};
+    struct lmp_model           *model = NULL;
+    struct lmp_tokenizer       *tok   = NULL;
+    struct progress             prog  = {.tty = cli->tty};
     struct lmp_compress_summary S;
 
     if (lmp_model_open(model_path, &model, &err) != LMP_OK ||
@@ -379,7 +400,7 @@ static int cmd_compress_exec(struct lmp_cli *cli, int argc, char **argv) {
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
-    if ((rc = run_embedded(cli, &jo, model, &o, (int) jo.workers, &prog, &S)) != LMP_EXIT_OK)
+    if ((rc = run_embedded(cli, &jo, model, &o, (int)jo.workers, &prog, &S)) != LMP_EXIT_OK)
         goto out;
     char sname[64];
     lmp_compress_spec_name(&o.spec, sname, sizeof(sname));
@@ -390,10 +411,10 @@ static int cmd_compress_exec(struct lmp_cli *cli, int argc, char **argv) {
         cJSON_AddStringToObject(j, "scheme", sname);
         cJSON_AddStringToObject(j, "mode", mode);
         cJSON_AddBoolToObject(j, "finetune", finetune);
-        cJSON_AddNumberToObject(j, "linears", (double) S.n_linears);
-        cJSON_AddNumberToObject(j, "quantized", (double) S.n_quantized);
-        cJSON_AddNumberToObject(j, "resumed", (double) S.n_resumed);
-        cJSON_AddNumberToObject(j, "kept", (double) S.n_kept);
+        cJSON_AddNumberToObject(j, "linears", (double)S.n_linears);
+        cJSON_AddNumberToObject(j, "quantized", (double)S.n_quantized);
+        cJSON_AddNumberToObject(j, "resumed", (double)S.n_resumed);
+        cJSON_AddNumberToObject(j, "kept", (double)S.n_kept);
         cJSON_AddNumberToObject(j, "mean_rel_err", S.mean_rel_err);
         cJSON_AddNumberToObject(j, "bits_per_weight_linear", S.bits_linear);
         cJSON_AddNumberToObject(j, "bits_per_weight_model", S.bits_model);
@@ -402,19 +423,23 @@ static int cmd_compress_exec(struct lmp_cli *cli, int argc, char **argv) {
         cJSON_AddNumberToObject(j, "seconds_finetune", S.seconds_finetune);
         cJSON_AddNumberToObject(j, "seconds_total", S.seconds_total);
         char *s = cJSON_PrintUnformatted(j);
-        if (s) printf("%s\n", s);
-        else rc = LMP_EXIT_FAIL;
+        if (s)
+            printf("%s\n", s);
+        else
+            rc = LMP_EXIT_FAIL;
         free(s);
         cJSON_Delete(j);
     } else {
         printf("artifact %s: %s %s, %lld linears (%lld compressed, %lld resumed, %lld kept)\n",
-               o.out_path, method, sname, (long long) S.n_linears, (long long) S.n_quantized,
-               (long long) S.n_resumed, (long long) S.n_kept);
+               o.out_path, method, sname, (long long)S.n_linears, (long long)S.n_quantized,
+               (long long)S.n_resumed, (long long)S.n_kept);
         printf("mean rel err %.5f; bits/weight %.3f over linears, %.3f over the whole model "
-               "(unquantized tensors at 16)\n", S.mean_rel_err, S.bits_linear, S.bits_model);
-        printf("time: calibration %.1fs, quantization %.1fs, fine-tuning %.1fs (%s); total %.1fs wall\n",
-               S.seconds_calib, S.seconds_quant, S.seconds_finetune,
-               "worker seconds", S.seconds_total);
+               "(unquantized tensors at 16)\n",
+               S.mean_rel_err, S.bits_linear, S.bits_model);
+        printf("time: calibration %.1fs, quantization %.1fs, fine-tuning %.1fs (%s); total %.1fs "
+               "wall\n",
+               S.seconds_calib, S.seconds_quant, S.seconds_finetune, "worker seconds",
+               S.seconds_total);
     }
     goto out;
 out:
@@ -425,9 +450,9 @@ out:
 }
 
 const struct lmp_cli_cmd lmp_cli_cmd_compress = {
-    .name = "compress",
+    .name    = "compress",
     .summary = "compress a model (AQLM or RTN) into an artifact",
-    .usage = usage,
-    .help = help,
-    .exec = cmd_compress_exec,
+    .usage   = usage,
+    .help    = help,
+    .exec    = cmd_compress_exec,
 };

@@ -9,12 +9,12 @@
  *  reference must have the same vocabulary and tokenize the text to the same ids.
  */
 #include "cli/cli.h"
-#include "artifact/artifact_model.h"   /* defines: lmp_artifact_model_open */
-#include "base/file.h"                   /* defines: lmp_file_read_all */
-#include "model/eval.h"            /* defines: lmp_eval_ppl */
-#include "model/model.h"           /* defines: lmp_model_open */
-#include "model/tokenizer.h"       /* defines: lmp_tokenizer_open, lmp_tokenizer_encode */
-#include "model/transformer.h"     /* defines: lmp_transformer_new */
+#include "artifact/artifact_model.h" /* defines: lmp_artifact_model_open */
+#include "base/file.h"               /* defines: lmp_file_read_all */
+#include "model/eval.h"              /* defines: lmp_eval_ppl */
+#include "model/model.h"             /* defines: lmp_model_open */
+#include "model/tokenizer.h"         /* defines: lmp_tokenizer_open, lmp_tokenizer_encode */
+#include "model/transformer.h"       /* defines: lmp_transformer_new */
 
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -60,15 +60,15 @@ static void dump_logits(void *ctx, int64_t window, int64_t row0, const float *lo
                         int64_t n_rows, int64_t vocab) {
     struct dump *d = ctx;
     if (window != 0 || d->failed) return;
-    size_t n = (size_t) (n_rows * vocab);
+    size_t n = (size_t)(n_rows * vocab);
     if (fwrite(logits, sizeof(float), n, d->f) != n) d->failed = true;
 }
 
 static void progress_bar(void *ctx, int64_t done, int64_t n) {
-    const int width = 40, fill = (int) (done * width / n);
+    const int width = 40, fill = (int)(done * width / n);
     fprintf(stderr, "\r[%.*s%*s] %lld/%lld windows", fill,
-            "########################################", width - fill, "", (long long) done,
-            (long long) n);
+            "########################################", width - fill, "", (long long)done,
+            (long long)n);
     if (done == n) fputc('\n', stderr);
     fflush(stderr);
 }
@@ -84,9 +84,9 @@ static enum lmp_status open_model(const char *art_path, const char *model_path,
 
 /* An HDF5 file (the artifact) starts with this signature; anything else is a checkpoint. */
 static bool is_hdf5(const char *path) {
-    static const unsigned char sig[8] = {0x89, 'H', 'D', 'F', '\r', '\n', 0x1a, '\n'};
-    unsigned char head[8] = {0};
-    FILE         *f = fopen(path, "rb");
+    static const unsigned char sig[8]  = {0x89, 'H', 'D', 'F', '\r', '\n', 0x1a, '\n'};
+    unsigned char              head[8] = {0};
+    FILE                      *f       = fopen(path, "rb");
     if (f == NULL) return false;
     size_t n = fread(head, 1, sizeof(head), f);
     fclose(f);
@@ -95,36 +95,59 @@ static bool is_hdf5(const char *path) {
 
 static int default_threads(void) {
     long n = sysconf(_SC_NPROCESSORS_ONLN);
-    return n > 0 ? (int) n : 1;
+    return n > 0 ? (int)n : 1;
 }
 
 static int cmd_eval_exec(struct lmp_cli *cli, int argc, char **argv) {
     const char *model_path = NULL, *tok_path = NULL, *text_path = NULL, *dump_path = NULL,
                *art_path = NULL, *ref_path = NULL;
-    long long   ctx = 0, max_windows = 0, batch = 1, threads = default_threads();
+    long long                  ctx = 0, max_windows = 0, batch = 1, threads = default_threads();
     static const struct option opts[] = {
-        {"model", required_argument, NULL, 'm'},   {"tokenizer", required_argument, NULL, 'k'},
-        {"text", required_argument, NULL, 'x'},    {"ctx", required_argument, NULL, 'c'},
+        {"model", required_argument, NULL, 'm'},       {"tokenizer", required_argument, NULL, 'k'},
+        {"text", required_argument, NULL, 'x'},        {"ctx", required_argument, NULL, 'c'},
         {"max-windows", required_argument, NULL, 'w'}, {"batch", required_argument, NULL, 'b'},
-        {"threads", required_argument, NULL, 't'}, {"json", no_argument, NULL, 'j'},
+        {"threads", required_argument, NULL, 't'},     {"json", no_argument, NULL, 'j'},
         {"dump-logits", required_argument, NULL, 'd'}, {"artifact", required_argument, NULL, 'a'},
-        {"reference", required_argument, NULL, 'r'},
-        {0},
+        {"reference", required_argument, NULL, 'r'},   {0},
     };
     for (int c; (c = getopt_long(argc, argv, "m:k:x:c:w:b:t:jd:a:r:", opts, NULL)) != -1;) {
         switch (c) {
-        case 'm': model_path = optarg; break;
-        case 'k': tok_path = optarg; break;
-        case 'x': text_path = optarg; break;
-        case 'd': dump_path = optarg; break;
-        case 'a': art_path = optarg; break;
-        case 'r': ref_path = optarg; break;
-        case 'j': cli->json = true; break;
-        case 'c': if (!lmp_cli_parse_i64("--ctx", optarg, 2, 1 << 20, &ctx)) return LMP_EXIT_USAGE; break;
-        case 'w': if (!lmp_cli_parse_i64("--max-windows", optarg, 1, INT32_MAX, &max_windows)) return LMP_EXIT_USAGE; break;
-        case 'b': if (!lmp_cli_parse_i64("--batch", optarg, 1, 64, &batch)) return LMP_EXIT_USAGE; break;
-        case 't': if (!lmp_cli_parse_i64("--threads", optarg, 1, 256, &threads)) return LMP_EXIT_USAGE; break;
-        default: return lmp_cli_usage(usage);
+        case 'm':
+            model_path = optarg;
+            break;
+        case 'k':
+            tok_path = optarg;
+            break;
+        case 'x':
+            text_path = optarg;
+            break;
+        case 'd':
+            dump_path = optarg;
+            break;
+        case 'a':
+            art_path = optarg;
+            break;
+        case 'r':
+            ref_path = optarg;
+            break;
+        case 'j':
+            cli->json = true;
+            break;
+        case 'c':
+            if (!lmp_cli_parse_i64("--ctx", optarg, 2, 1 << 20, &ctx)) return LMP_EXIT_USAGE;
+            break;
+        case 'w':
+            if (!lmp_cli_parse_i64("--max-windows", optarg, 1, INT32_MAX, &max_windows))
+                return LMP_EXIT_USAGE;
+            break;
+        case 'b':
+            if (!lmp_cli_parse_i64("--batch", optarg, 1, 64, &batch)) return LMP_EXIT_USAGE;
+            break;
+        case 't':
+            if (!lmp_cli_parse_i64("--threads", optarg, 1, 256, &threads)) return LMP_EXIT_USAGE;
+            break;
+        default:
+            return lmp_cli_usage(usage);
         }
     }
     if (optind != argc) return lmp_cli_usage_msg(usage, "unexpected argument");
@@ -133,24 +156,25 @@ static int cmd_eval_exec(struct lmp_cli *cli, int argc, char **argv) {
     if (art_path && tok_path)
         return lmp_cli_usage_msg(usage, "--artifact carries its tokenizer: drop --tokenizer");
 
-    struct lmp_err          err   = {0};
-    struct lmp_model       *model = NULL;
-    struct lmp_tokenizer   *tok   = NULL;
-    struct lmp_transformer *tf    = NULL;
+    struct lmp_err          err       = {0};
+    struct lmp_model       *model     = NULL;
+    struct lmp_tokenizer   *tok       = NULL;
+    struct lmp_transformer *tf        = NULL;
     struct lmp_model       *ref_model = NULL;
     struct lmp_tokenizer   *ref_tok   = NULL;
     struct lmp_transformer *ref_tf    = NULL;
     int32_t                *ref_ids   = NULL;
     int64_t                 n_ref_ids = 0;
-    char                   *text  = NULL;
-    int32_t                *ids   = NULL;
-    size_t                  len   = 0;
-    int64_t                 n_ids = 0;
-    struct dump             dump  = {.path = dump_path};
-    int                     rc    = LMP_EXIT_OK;
+    char                   *text      = NULL;
+    int32_t                *ids       = NULL;
+    size_t                  len       = 0;
+    int64_t                 n_ids     = 0;
+    struct dump             dump      = {.path = dump_path};
+    int                     rc        = LMP_EXIT_OK;
 
     if (lmp_file_read_all(text_path, &text, &len, &err) != LMP_OK) {
-        fprintf(stderr, "lmpress: text file: %s\n", err.msg[0] ? err.msg : lmp_status_str(err.code));
+        fprintf(stderr, "lmpress: text file: %s\n",
+                err.msg[0] ? err.msg : lmp_status_str(err.code));
         rc = LMP_EXIT_INPUT;
         goto out;
     }
@@ -180,17 +204,17 @@ static int cmd_eval_exec(struct lmp_cli *cli, int argc, char **argv) {
             rc = lmp_cli_fail(cli, &err);
             goto out;
         }
-        if (ref_tok == NULL) {   /* ids of the model's tokenizer */
-            if ((ref_ids = malloc((size_t) n_ids * sizeof(*ids))) != NULL)
-                memcpy(ref_ids, ids, (size_t) n_ids * sizeof(*ids));
+        if (ref_tok == NULL) { /* ids of the model's tokenizer */
+            if ((ref_ids = malloc((size_t)n_ids * sizeof(*ids))) != NULL)
+                memcpy(ref_ids, ids, (size_t)n_ids * sizeof(*ids));
             n_ref_ids = n_ids;
         }
         if (ref_model->cfg.vocab_size != model->cfg.vocab_size || n_ref_ids != n_ids ||
-            ref_ids == NULL ||
-            memcmp(ref_ids, ids, (size_t) n_ids * sizeof(*ids)) != 0) {
-            fprintf(stderr, "lmpress: the reference '%s' (vocabulary %d) does not tokenize the "
-                    "text as the model does (vocabulary %d): no KL to compare\n", ref_path,
-                    ref_model->cfg.vocab_size, model->cfg.vocab_size);
+            ref_ids == NULL || memcmp(ref_ids, ids, (size_t)n_ids * sizeof(*ids)) != 0) {
+            fprintf(stderr,
+                    "lmpress: the reference '%s' (vocabulary %d) does not tokenize the "
+                    "text as the model does (vocabulary %d): no KL to compare\n",
+                    ref_path, ref_model->cfg.vocab_size, model->cfg.vocab_size);
             rc = LMP_EXIT_INPUT;
             goto out;
         }
@@ -204,7 +228,7 @@ static int cmd_eval_exec(struct lmp_cli *cli, int argc, char **argv) {
     }
     if (n_ids < ctx) {
         fprintf(stderr, "lmpress: text file '%s' has %lld tokens, fewer than one window of %lld\n",
-                text_path, (long long) n_ids, ctx);
+                text_path, (long long)n_ids, ctx);
         rc = LMP_EXIT_INPUT;
         goto out;
     }
@@ -213,7 +237,7 @@ static int cmd_eval_exec(struct lmp_cli *cli, int argc, char **argv) {
         rc = LMP_EXIT_FAIL;
         goto out;
     }
-    struct lmp_transformer_opts topts = {.n_threads = (int) threads};
+    struct lmp_transformer_opts topts = {.n_threads = (int)threads};
     if (lmp_transformer_new(model, &topts, &tf, &err) != LMP_OK) {
         rc = lmp_cli_fail(cli, &err);
         goto out;
@@ -222,10 +246,13 @@ static int cmd_eval_exec(struct lmp_cli *cli, int argc, char **argv) {
         rc = lmp_cli_fail(cli, &err);
         goto out;
     }
-    struct lmp_eval_opts eo = {.ctx = ctx, .max_windows = max_windows, .batch = batch,
-                               .progress = cli->tty ? progress_bar : NULL,
-                               .on_logits = dump.f ? dump_logits : NULL, .logits_ctx = &dump,
-                               .reference = ref_tf};
+    struct lmp_eval_opts   eo = {.ctx         = ctx,
+                                 .max_windows = max_windows,
+                                 .batch       = batch,
+                                 .progress    = cli->tty ? progress_bar : NULL,
+                                 .on_logits   = dump.f ? dump_logits : NULL,
+                                 .logits_ctx  = &dump,
+                                 .reference   = ref_tf};
     struct lmp_eval_result res;
     if (lmp_eval_ppl(tf, ids, n_ids, &eo, &res, &err) != LMP_OK) {
         rc = lmp_cli_fail(cli, &err);
@@ -241,20 +268,21 @@ static int cmd_eval_exec(struct lmp_cli *cli, int argc, char **argv) {
             goto out;
         }
     }
-    const double tps = res.seconds > 0 ? (double) res.n_tokens / res.seconds : 0.0;
+    const double tps = res.seconds > 0 ? (double)res.n_tokens / res.seconds : 0.0;
     if (cli->json) {
         cJSON *o = cJSON_CreateObject();
         cJSON_AddNumberToObject(o, "ppl", res.ppl);
         cJSON_AddNumberToObject(o, "nll", res.nll);
-        cJSON_AddNumberToObject(o, "tokens", (double) res.n_tokens);
-        cJSON_AddNumberToObject(o, "text_tokens", (double) res.n_text);
-        cJSON_AddNumberToObject(o, "windows", (double) res.n_windows);
-        cJSON_AddNumberToObject(o, "ctx", (double) ctx);
-        cJSON_AddNumberToObject(o, "batch", (double) batch);
-        cJSON_AddNumberToObject(o, "threads", (double) lmp_transformer_n_threads(tf));
+        cJSON_AddNumberToObject(o, "tokens", (double)res.n_tokens);
+        cJSON_AddNumberToObject(o, "text_tokens", (double)res.n_text);
+        cJSON_AddNumberToObject(o, "windows", (double)res.n_windows);
+        cJSON_AddNumberToObject(o, "ctx", (double)ctx);
+        cJSON_AddNumberToObject(o, "batch", (double)batch);
+        cJSON_AddNumberToObject(o, "threads", (double)lmp_transformer_n_threads(tf));
         cJSON_AddNumberToObject(o, "tokens_per_s", tps);
         cJSON_AddNumberToObject(o, "seconds", res.seconds);
-        cJSON_AddStringToObject(o, art_path ? "artifact" : "model", art_path ? art_path : model_path);
+        cJSON_AddStringToObject(o, art_path ? "artifact" : "model",
+                                art_path ? art_path : model_path);
         cJSON_AddStringToObject(o, "text", text_path);
         cJSON_AddStringToObject(o, "tokenizer", lmp_tokenizer_describe(tok));
         if (ref_tf) {
@@ -262,7 +290,7 @@ static int cmd_eval_exec(struct lmp_cli *cli, int argc, char **argv) {
             cJSON_AddNumberToObject(o, "kl", res.kl);
             cJSON_AddNumberToObject(o, "top1_agreement", res.top1);
             cJSON_AddNumberToObject(o, "reference_ppl", res.ref_ppl);
-            cJSON_AddNumberToObject(o, "predicted_tokens", (double) res.n_pred);
+            cJSON_AddNumberToObject(o, "predicted_tokens", (double)res.n_pred);
         }
         char *s = cJSON_PrintUnformatted(o);
         if (s) printf("%s\n", s);
@@ -271,12 +299,13 @@ static int cmd_eval_exec(struct lmp_cli *cli, int argc, char **argv) {
         if (s == NULL) rc = LMP_EXIT_FAIL;
     } else {
         printf("ppl %.4f (nll %.6f) over %lld windows of %lld tokens: %lld tokens, %.3f s, "
-               "%.1f tokens/s\n", res.ppl, res.nll, (long long) res.n_windows, ctx,
-               (long long) res.n_tokens, res.seconds, tps);
+               "%.1f tokens/s\n",
+               res.ppl, res.nll, (long long)res.n_windows, ctx, (long long)res.n_tokens,
+               res.seconds, tps);
         if (ref_tf)
             printf("against %s: kl %.6f nats per token, top-1 agreement %.4f over %lld predicted "
-                   "tokens (reference ppl %.4f)\n", ref_path, res.kl, res.top1,
-                   (long long) res.n_pred, res.ref_ppl);
+                   "tokens (reference ppl %.4f)\n",
+                   ref_path, res.kl, res.top1, (long long)res.n_pred, res.ref_ppl);
     }
 out:
     if (dump.f) fclose(dump.f);
@@ -293,9 +322,9 @@ out:
 }
 
 const struct lmp_cli_cmd lmp_cli_cmd_eval = {
-    .name = "eval",
+    .name    = "eval",
     .summary = "perplexity of a model on a text file",
-    .usage = usage,
-    .help = help,
-    .exec = cmd_eval_exec,
+    .usage   = usage,
+    .help    = help,
+    .exec    = cmd_eval_exec,
 };

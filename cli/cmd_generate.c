@@ -7,9 +7,9 @@
  *  context length. The prompt is echoed, then each new token's text as it comes.
  */
 #include "cli/cli.h"
-#include "model/model.h"           /* defines: lmp_model_open */
-#include "model/tokenizer.h"       /* defines: lmp_tokenizer_* */
-#include "model/transformer.h"     /* defines: lmp_transformer_*, lmp_kvcache_* */
+#include "model/model.h"       /* defines: lmp_model_open */
+#include "model/tokenizer.h"   /* defines: lmp_tokenizer_* */
+#include "model/transformer.h" /* defines: lmp_transformer_*, lmp_kvcache_* */
 
 #include <getopt.h>
 #include <math.h>
@@ -35,23 +35,23 @@ static const char *const help =
     "  --threads T           threads (default every core)\n";
 
 struct sampler {
-    double    temperature, top_p;
-    uint64_t  rng;      /* xorshift64* state, never 0 */
-    float    *prob;     /* (vocab) */
-    int32_t  *order;    /* (vocab) */
+    double   temperature, top_p;
+    uint64_t rng;   /* xorshift64* state, never 0 */
+    float   *prob;  /* (vocab) */
+    int32_t *order; /* (vocab) */
 };
 
-static double rng_uniform(struct sampler *s) {   /* in [0, 1) */
+static double rng_uniform(struct sampler *s) { /* in [0, 1) */
     s->rng ^= s->rng >> 12;
     s->rng ^= s->rng << 25;
     s->rng ^= s->rng >> 27;
-    return (double) ((s->rng * 0x2545F4914F6CDD1Dull) >> 11) / 9007199254740992.0;
+    return (double)((s->rng * 0x2545F4914F6CDD1Dull) >> 11) / 9007199254740992.0;
 }
 
-static const float *g_sort_prob;   /* qsort has no context argument; one sort at a time */
-static int by_prob_desc(const void *a, const void *b) {
-    float pa = g_sort_prob[*(const int32_t *) a], pb = g_sort_prob[*(const int32_t *) b];
-    return pa < pb ? 1 : pa > pb ? -1 : 0;
+static const float *g_sort_prob; /* qsort has no context argument; one sort at a time */
+static int          by_prob_desc(const void *a, const void *b) {
+             float pa = g_sort_prob[*(const int32_t *)a], pb = g_sort_prob[*(const int32_t *)b];
+             return pa < pb ? 1 : pa > pb ? -1 : 0;
 }
 
 static int32_t sample(struct sampler *s, const float *logits, int32_t vocab) {
@@ -60,7 +60,7 @@ static int32_t sample(struct sampler *s, const float *logits, int32_t vocab) {
     if (s->temperature <= 0) return best;
     double sum = 0;
     for (int32_t i = 0; i < vocab; i++) {
-        s->prob[i] = (float) exp((logits[i] - logits[best]) / s->temperature);
+        s->prob[i] = (float)exp((logits[i] - logits[best]) / s->temperature);
         sum += s->prob[i];
     }
     int32_t n = 0;
@@ -72,8 +72,8 @@ static int32_t sample(struct sampler *s, const float *logits, int32_t vocab) {
         for (int32_t i = 0; i < vocab; i++)
             if (s->prob[i] >= cut || i == best) s->order[n++] = i;
         g_sort_prob = s->prob;
-        qsort(s->order, (size_t) n, sizeof(*s->order), by_prob_desc);
-        double acc = 0;
+        qsort(s->order, (size_t)n, sizeof(*s->order), by_prob_desc);
+        double  acc  = 0;
         int32_t keep = n;
         for (int32_t i = 0; i < n; i++) {
             acc += s->prob[s->order[i]];
@@ -96,43 +96,61 @@ static int32_t sample(struct sampler *s, const float *logits, int32_t vocab) {
 }
 
 static int cmd_generate_exec(struct lmp_cli *cli, int argc, char **argv) {
-    const char *model_path = NULL, *tok_path = NULL, *prompt = NULL;
-    long long   n_new = 128, seed = -1, threads = sysconf(_SC_NPROCESSORS_ONLN);
-    double      temperature = 0.0, top_p = 1.0;
+    const char                *model_path = NULL, *tok_path = NULL, *prompt = NULL;
+    long long                  n_new = 128, seed = -1, threads = sysconf(_SC_NPROCESSORS_ONLN);
+    double                     temperature = 0.0, top_p = 1.0;
     static const struct option opts[] = {
-        {"model", required_argument, NULL, 'm'},  {"tokenizer", required_argument, NULL, 'k'},
-        {"prompt", required_argument, NULL, 'p'}, {"temperature", required_argument, NULL, 'T'},
-        {"top-p", required_argument, NULL, 'P'},  {"seed", required_argument, NULL, 's'},
+        {"model", required_argument, NULL, 'm'},   {"tokenizer", required_argument, NULL, 'k'},
+        {"prompt", required_argument, NULL, 'p'},  {"temperature", required_argument, NULL, 'T'},
+        {"top-p", required_argument, NULL, 'P'},   {"seed", required_argument, NULL, 's'},
         {"threads", required_argument, NULL, 't'}, {0},
     };
     if (threads < 1) threads = 1;
     for (int c; (c = getopt_long(argc, argv, "m:k:p:n:T:P:s:t:", opts, NULL)) != -1;) {
         switch (c) {
-        case 'm': model_path = optarg; break;
-        case 'k': tok_path = optarg; break;
-        case 'p': prompt = optarg; break;
-        case 'n': if (!lmp_cli_parse_i64("-n", optarg, 0, 1 << 20, &n_new)) return LMP_EXIT_USAGE; break;
-        case 'T': if (!lmp_cli_parse_f64("--temperature", optarg, 0, 100, &temperature)) return LMP_EXIT_USAGE; break;
-        case 'P': if (!lmp_cli_parse_f64("--top-p", optarg, 1e-9, 1, &top_p)) return LMP_EXIT_USAGE; break;
-        case 's': if (!lmp_cli_parse_i64("--seed", optarg, 0, INT64_MAX, &seed)) return LMP_EXIT_USAGE; break;
-        case 't': if (!lmp_cli_parse_i64("--threads", optarg, 1, 256, &threads)) return LMP_EXIT_USAGE; break;
-        default: return lmp_cli_usage(usage);
+        case 'm':
+            model_path = optarg;
+            break;
+        case 'k':
+            tok_path = optarg;
+            break;
+        case 'p':
+            prompt = optarg;
+            break;
+        case 'n':
+            if (!lmp_cli_parse_i64("-n", optarg, 0, 1 << 20, &n_new)) return LMP_EXIT_USAGE;
+            break;
+        case 'T':
+            if (!lmp_cli_parse_f64("--temperature", optarg, 0, 100, &temperature))
+                return LMP_EXIT_USAGE;
+            break;
+        case 'P':
+            if (!lmp_cli_parse_f64("--top-p", optarg, 1e-9, 1, &top_p)) return LMP_EXIT_USAGE;
+            break;
+        case 's':
+            if (!lmp_cli_parse_i64("--seed", optarg, 0, INT64_MAX, &seed)) return LMP_EXIT_USAGE;
+            break;
+        case 't':
+            if (!lmp_cli_parse_i64("--threads", optarg, 1, 256, &threads)) return LMP_EXIT_USAGE;
+            break;
+        default:
+            return lmp_cli_usage(usage);
         }
     }
     if (optind != argc) return lmp_cli_usage_msg(usage, "unexpected argument");
     if (model_path == NULL || prompt == NULL)
         return lmp_cli_usage_msg(usage, "--model and --prompt are required");
 
-    struct lmp_err          err   = {0};
-    struct lmp_model       *model = NULL;
-    struct lmp_tokenizer   *tok   = NULL;
-    struct lmp_transformer *tf    = NULL;
-    struct lmp_kvcache     *kv    = NULL;
-    int32_t                *ids   = NULL;
-    int64_t                 n_ids = 0;
+    struct lmp_err          err    = {0};
+    struct lmp_model       *model  = NULL;
+    struct lmp_tokenizer   *tok    = NULL;
+    struct lmp_transformer *tf     = NULL;
+    struct lmp_kvcache     *kv     = NULL;
+    int32_t                *ids    = NULL;
+    int64_t                 n_ids  = 0;
     float                  *hidden = NULL, *logits = NULL;
-    struct sampler          smp   = {.temperature = temperature, .top_p = top_p};
-    int                     rc    = LMP_EXIT_OK;
+    struct sampler          smp = {.temperature = temperature, .top_p = top_p};
+    int                     rc  = LMP_EXIT_OK;
 
     if (lmp_model_open(model_path, &model, &err) != LMP_OK ||
         lmp_tokenizer_open(tok_path, model, &tok, &err) != LMP_OK ||
@@ -140,8 +158,8 @@ static int cmd_generate_exec(struct lmp_cli *cli, int argc, char **argv) {
         rc = lmp_cli_fail(cli, &err);
         goto out;
     }
-    const struct lmp_config *c = &model->cfg;
-    const int64_t max_ctx = c->max_seq > 0 ? c->max_seq : 4096;
+    const struct lmp_config *c       = &model->cfg;
+    const int64_t            max_ctx = c->max_seq > 0 ? c->max_seq : 4096;
     if (n_ids == 0) {
         fprintf(stderr, "lmpress: the prompt encodes to no tokens\n");
         rc = LMP_EXIT_USAGE;
@@ -149,27 +167,27 @@ static int cmd_generate_exec(struct lmp_cli *cli, int argc, char **argv) {
     }
     if (n_ids >= max_ctx) {
         fprintf(stderr, "lmpress: the prompt has %lld tokens, the model's context is %lld\n",
-                (long long) n_ids, (long long) max_ctx);
+                (long long)n_ids, (long long)max_ctx);
         rc = LMP_EXIT_INPUT;
         goto out;
     }
     if (n_new > max_ctx - n_ids) n_new = max_ctx - n_ids;
-    struct lmp_transformer_opts topts = {.n_threads = (int) threads};
+    struct lmp_transformer_opts topts = {.n_threads = (int)threads};
     if (lmp_transformer_new(model, &topts, &tf, &err) != LMP_OK) {
         rc = lmp_cli_fail(cli, &err);
         goto out;
     }
     kv        = lmp_kvcache_new(tf, 1, n_ids + n_new > 0 ? n_ids + n_new : 1);
-    hidden    = malloc(sizeof(float) * (size_t) (n_ids * c->dim));
-    logits    = malloc(sizeof(float) * (size_t) c->vocab_size);
-    smp.prob  = malloc(sizeof(float) * (size_t) c->vocab_size);
-    smp.order = malloc(sizeof(int32_t) * (size_t) c->vocab_size);
+    hidden    = malloc(sizeof(float) * (size_t)(n_ids * c->dim));
+    logits    = malloc(sizeof(float) * (size_t)c->vocab_size);
+    smp.prob  = malloc(sizeof(float) * (size_t)c->vocab_size);
+    smp.order = malloc(sizeof(int32_t) * (size_t)c->vocab_size);
     if (!kv || !hidden || !logits || !smp.prob || !smp.order) {
         fprintf(stderr, "lmpress: out of memory\n");
         rc = LMP_EXIT_FAIL;
         goto out;
     }
-    smp.rng = (seed >= 0 ? (uint64_t) seed : (uint64_t) time(NULL)) * 0x9E3779B97F4A7C15ull + 1;
+    smp.rng = (seed >= 0 ? (uint64_t)seed : (uint64_t)time(NULL)) * 0x9E3779B97F4A7C15ull + 1;
     if (smp.rng == 0) smp.rng = 1;
 
     fputs(prompt, stdout);
@@ -177,8 +195,8 @@ static int cmd_generate_exec(struct lmp_cli *cli, int argc, char **argv) {
     struct timespec t0, t1;
     clock_gettime(CLOCK_MONOTONIC, &t0);
     const int32_t bos = lmp_tokenizer_bos(tok), eos = lmp_tokenizer_eos(tok);
-    int32_t prev = ids[n_ids - 1];
-    int64_t n_done = 0;
+    int32_t       prev   = ids[n_ids - 1];
+    int64_t       n_done = 0;
     if (n_new > 0 && lmp_transformer_forward(tf, kv, ids, 1, n_ids, hidden, NULL, &err) != LMP_OK) {
         rc = lmp_cli_fail(cli, &err);
         goto out;
@@ -206,9 +224,9 @@ static int cmd_generate_exec(struct lmp_cli *cli, int argc, char **argv) {
     fputc('\n', stdout);
     clock_gettime(CLOCK_MONOTONIC, &t1);
     if (cli->tty) {
-        double s = (double) (t1.tv_sec - t0.tv_sec) + 1e-9 * (double) (t1.tv_nsec - t0.tv_nsec);
+        double s = (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec);
         fprintf(stderr, "(%lld prompt + %lld generated tokens, %.2f s, %.1f tokens/s)\n",
-                (long long) n_ids, (long long) n_done, s, s > 0 ? (double) n_done / s : 0.0);
+                (long long)n_ids, (long long)n_done, s, s > 0 ? (double)n_done / s : 0.0);
     }
 out:
     free(smp.prob);
@@ -224,9 +242,9 @@ out:
 }
 
 const struct lmp_cli_cmd lmp_cli_cmd_generate = {
-    .name = "generate",
+    .name    = "generate",
     .summary = "continue a prompt with the model (KV cache, streaming)",
-    .usage = usage,
-    .help = help,
-    .exec = cmd_generate_exec,
+    .usage   = usage,
+    .help    = help,
+    .exec    = cmd_generate_exec,
 };

@@ -6,8 +6,8 @@
  *  tensor of the file; --json prints all of it as one object (every tensor included).
  */
 #include "cli/cli.h"
-#include "model/model.h"           /* defines: lmp_model_open, struct lmp_model */
-#include "model/tokenizer.h"       /* defines: lmp_tokenizer_open, lmp_tokenizer_describe */
+#include "model/model.h"     /* defines: lmp_model_open, struct lmp_model */
+#include "model/tokenizer.h" /* defines: lmp_tokenizer_open, lmp_tokenizer_describe */
 
 #include <cjson/cJSON.h>
 #include <getopt.h>
@@ -16,7 +16,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const char *const usage = "lmpress inspect [--tokenizer PATH] [--all] [--json] <model|ART.h5>";
+static const char *const usage =
+    "lmpress inspect [--tokenizer PATH] [--all] [--json] <model|ART.h5>";
 
 static const char *const help =
     "A checkpoint's format, architecture, config, tensors and tokenizer; for an artifact\n"
@@ -31,18 +32,18 @@ int  lmp_cli_inspect_artifact(struct lmp_cli *cli, const char *path);
 
 static void shape_str(const struct lmp_tensor *t, char *buf, size_t n) {
     int off = snprintf(buf, n, "(");
-    for (int i = 0; i < t->n_dims && off < (int) n; i++)
-        off += snprintf(buf + off, n - (size_t) off, "%s%" PRId64, i ? ", " : "", t->shape[i]);
-    if (off < (int) n) snprintf(buf + off, n - (size_t) off, ")");
+    for (int i = 0; i < t->n_dims && off < (int)n; i++)
+        off += snprintf(buf + off, n - (size_t)off, "%s%" PRId64, i ? ", " : "", t->shape[i]);
+    if (off < (int)n) snprintf(buf + off, n - (size_t)off, ")");
 }
 
 static cJSON *tensor_json(const struct lmp_tensor *t) {
     cJSON *o = cJSON_CreateObject(), *shape = cJSON_AddArrayToObject(o, "shape");
     cJSON_AddStringToObject(o, "name", t->name);
     for (int i = 0; i < t->n_dims; i++)
-        cJSON_AddItemToArray(shape, cJSON_CreateNumber((double) t->shape[i]));
+        cJSON_AddItemToArray(shape, cJSON_CreateNumber((double)t->shape[i]));
     cJSON_AddStringToObject(o, "dtype", lmp_dtype_name(t->dtype));
-    cJSON_AddNumberToObject(o, "bytes", (double) t->nbytes);
+    cJSON_AddNumberToObject(o, "bytes", (double)t->nbytes);
     return o;
 }
 
@@ -57,21 +58,27 @@ static void print_tensor(const char *role, const struct lmp_tensor *t) {
 }
 
 static int cmd_inspect_exec(struct lmp_cli *cli, int argc, char **argv) {
-    const char *tok_path = NULL;
-    bool        all      = false;
-    static const struct option opts[] = {
-        {"tokenizer", required_argument, NULL, 'k'}, {"all", no_argument, NULL, 'a'},
-        {"json", no_argument, NULL, 'j'}, {0},
+    const char                *tok_path = NULL;
+    bool                       all      = false;
+    static const struct option opts[]   = {
+          {"tokenizer", required_argument, NULL, 'k'},
+          {"all", no_argument, NULL, 'a'},
+          {"json", no_argument, NULL, 'j'},
+          {0},
     };
     for (int c; (c = getopt_long(argc, argv, "k:aj", opts, NULL)) != -1;) {
-        if (c == 'k') tok_path = optarg;
-        else if (c == 'a') all = true;
-        else if (c == 'j') cli->json = true;
-        else return lmp_cli_usage(usage);
+        if (c == 'k')
+            tok_path = optarg;
+        else if (c == 'a')
+            all = true;
+        else if (c == 'j')
+            cli->json = true;
+        else
+            return lmp_cli_usage(usage);
     }
     if (argc - optind != 1) return lmp_cli_usage_msg(usage, "expected one model path");
     const char *path = argv[optind];
-    if (lmp_cli_is_artifact(path)) return lmp_cli_inspect_artifact(cli, path);   /* ART.h5 */
+    if (lmp_cli_is_artifact(path)) return lmp_cli_inspect_artifact(cli, path); /* ART.h5 */
 
     struct lmp_err        err = {0}, tok_err = {0};
     struct lmp_model     *m   = NULL;
@@ -85,14 +92,14 @@ static int cmd_inspect_exec(struct lmp_cli *cli, int argc, char **argv) {
     int64_t n_bytes = 0, count[LMP_DTYPE_COUNT] = {0}, bytes[LMP_DTYPE_COUNT] = {0};
     for (int64_t i = 0; i < m->n_tensors; i++) {
         const struct lmp_tensor *t = &m->tensors[i];
-        n_bytes += (int64_t) t->nbytes;
-        if ((unsigned) t->dtype < LMP_DTYPE_COUNT) {
+        n_bytes += (int64_t)t->nbytes;
+        if ((unsigned)t->dtype < LMP_DTYPE_COUNT) {
             count[t->dtype]++;
-            bytes[t->dtype] += (int64_t) t->nbytes;
+            bytes[t->dtype] += (int64_t)t->nbytes;
         }
     }
     const int64_t n_params = lmp_model_n_params(m);
-    int rc = LMP_EXIT_OK;
+    int           rc       = LMP_EXIT_OK;
 
     if (cli->json) {
         cJSON *o = cJSON_CreateObject(), *cfg = cJSON_AddObjectToObject(o, "config");
@@ -113,47 +120,52 @@ static int cmd_inspect_exec(struct lmp_cli *cli, int argc, char **argv) {
         cJSON_AddBoolToObject(cfg, "tied_embeddings", c->tied_embeddings);
         cJSON_AddBoolToObject(cfg, "qkv_bias", c->qkv_bias);
         cJSON_AddNumberToObject(cfg, "sliding_window", c->sliding_window);
-        cJSON_AddNumberToObject(o, "n_params", (double) n_params);
-        cJSON_AddNumberToObject(o, "n_tensors", (double) m->n_tensors);
-        cJSON_AddNumberToObject(o, "tensor_bytes", (double) n_bytes);
+        cJSON_AddNumberToObject(o, "n_params", (double)n_params);
+        cJSON_AddNumberToObject(o, "n_tensors", (double)m->n_tensors);
+        cJSON_AddNumberToObject(o, "tensor_bytes", (double)n_bytes);
         cJSON *tk = cJSON_AddObjectToObject(o, "tokenizer");
         cJSON_AddBoolToObject(tk, "ok", have_tok);
         cJSON_AddStringToObject(tk, have_tok ? "description" : "error", tok_desc);
         cJSON *lin = cJSON_AddArrayToObject(o, "linears");
         for (int64_t i = 0; i < lmp_model_n_linears(m); i++) {
             const struct lmp_linear *l = lmp_model_linear(m, i);
-            cJSON *e = cJSON_CreateObject();
+            cJSON                   *e = cJSON_CreateObject();
             cJSON_AddStringToObject(e, "name", l->name);
             cJSON_AddStringToObject(e, "tensor", l->weight->name);
-            cJSON_AddNumberToObject(e, "n_out", (double) l->n_out);
-            cJSON_AddNumberToObject(e, "n_in", (double) l->n_in);
+            cJSON_AddNumberToObject(e, "n_out", (double)l->n_out);
+            cJSON_AddNumberToObject(e, "n_in", (double)l->n_in);
             cJSON_AddStringToObject(e, "dtype", lmp_dtype_name(l->weight->dtype));
             cJSON_AddBoolToObject(e, "bias", l->bias != NULL);
             cJSON_AddItemToArray(lin, e);
         }
         cJSON *ts = cJSON_AddArrayToObject(o, "tensors");
-        for (int64_t i = 0; i < m->n_tensors; i++) cJSON_AddItemToArray(ts, tensor_json(&m->tensors[i]));
+        for (int64_t i = 0; i < m->n_tensors; i++)
+            cJSON_AddItemToArray(ts, tensor_json(&m->tensors[i]));
         char *s = cJSON_PrintUnformatted(o);
-        if (s) printf("%s\n", s);
-        else rc = LMP_EXIT_FAIL;
+        if (s)
+            printf("%s\n", s);
+        else
+            rc = LMP_EXIT_FAIL;
         free(s);
         cJSON_Delete(o);
     } else {
         printf("model      %s\n", path);
-        printf("format     %s, architecture %s\n", lmp_format_name(c->format), lmp_arch_name(c->arch));
+        printf("format     %s, architecture %s\n", lmp_format_name(c->format),
+               lmp_arch_name(c->arch));
         printf("config     %d layers, dim %d, ffn %d, %d heads (%d kv, head dim %d), vocab %d, "
-               "context %d\n", c->n_layers, c->dim, c->hidden_dim, c->n_heads, c->n_kv_heads,
-               c->head_dim, c->vocab_size, c->max_seq);
+               "context %d\n",
+               c->n_layers, c->dim, c->hidden_dim, c->n_heads, c->n_kv_heads, c->head_dim,
+               c->vocab_size, c->max_seq);
         printf("           rope %s theta %g, rmsnorm eps %g, %s embeddings%s%s\n",
-               c->rope == LMP_ROPE_HALF ? "half-split" : "interleaved", c->rope_theta,
-               c->norm_eps, c->tied_embeddings ? "tied" : "untied",
-               c->qkv_bias ? ", q/k/v biases" : "", c->sliding_window ? ", sliding window" : "");
+               c->rope == LMP_ROPE_HALF ? "half-split" : "interleaved", c->rope_theta, c->norm_eps,
+               c->tied_embeddings ? "tied" : "untied", c->qkv_bias ? ", q/k/v biases" : "",
+               c->sliding_window ? ", sliding window" : "");
         printf("parameters %" PRId64 " (%.1f M) in %" PRId64 " tensors, %.1f MiB\n", n_params,
-               (double) n_params / 1e6, m->n_tensors, (double) n_bytes / 1048576.0);
+               (double)n_params / 1e6, m->n_tensors, (double)n_bytes / 1048576.0);
         for (int d = 0; d < LMP_DTYPE_COUNT; d++)
             if (count[d])
                 printf("           %-5s %4" PRId64 " tensors, %.1f MiB\n",
-                       lmp_dtype_name((enum lmp_dtype) d), count[d], (double) bytes[d] / 1048576.0);
+                       lmp_dtype_name((enum lmp_dtype)d), count[d], (double)bytes[d] / 1048576.0);
         printf("tokenizer  %s\n\n", have_tok ? tok_desc : "none");
         if (!have_tok) fprintf(stderr, "lmpress: note: %s\n", tok_desc);
         if (all) {
@@ -181,9 +193,9 @@ static int cmd_inspect_exec(struct lmp_cli *cli, int argc, char **argv) {
 }
 
 const struct lmp_cli_cmd lmp_cli_cmd_inspect = {
-    .name = "inspect",
+    .name    = "inspect",
     .summary = "show a checkpoint's architecture, config and tensors",
-    .usage = usage,
-    .help = help,
-    .exec = cmd_inspect_exec,
+    .usage   = usage,
+    .help    = help,
+    .exec    = cmd_inspect_exec,
 };

@@ -10,9 +10,9 @@
  *  object per line with --json.
  */
 #include "cli/cli.h"
-#include "cli/cluster.h"  /* defines: lmp_cli_connect, lmp_cli_query */
-#include "artifact/artifact.h"     /* defines: lmp_artifact_open_read, lmp_artifact_read_events */
-#include "artifact/events.h"       /* defines: struct lmp_event_list */
+#include "cli/cluster.h"       /* defines: lmp_cli_connect, lmp_cli_query */
+#include "artifact/artifact.h" /* defines: lmp_artifact_open_read, lmp_artifact_read_events */
+#include "artifact/events.h"   /* defines: struct lmp_event_list */
 
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -41,7 +41,10 @@ static const char *const help =
     "  --json                one JSON object per line\n" LMP_CLI_KEYS_HELP;
 
 static volatile sig_atomic_t interrupted;
-static void on_signal(int sig) { (void) sig; interrupted = 1; }
+static void                  on_signal(int sig) {
+                     (void)sig;
+                     interrupted = 1;
+}
 
 static const char *level_name(uint32_t l) {
     static const char *const names[] = {"error", "warn", "info", "debug"};
@@ -53,9 +56,9 @@ static void print_line(bool json, uint64_t seq, uint32_t run, uint64_t time_ms, 
                        const char *kind, const char *worker, const char *layer, const char *text) {
     if (json) {
         cJSON *o = cJSON_CreateObject();
-        if (seq) cJSON_AddNumberToObject(o, "seq", (double) seq);
+        if (seq) cJSON_AddNumberToObject(o, "seq", (double)seq);
         if (run) cJSON_AddNumberToObject(o, "run", run);
-        cJSON_AddNumberToObject(o, "time_ms", (double) time_ms);
+        cJSON_AddNumberToObject(o, "time_ms", (double)time_ms);
         cJSON_AddStringToObject(o, "level", level_name(level));
         cJSON_AddStringToObject(o, "kind", kind);
         cJSON_AddStringToObject(o, "worker", worker);
@@ -67,12 +70,12 @@ static void print_line(bool json, uint64_t seq, uint32_t run, uint64_t time_ms, 
         cJSON_Delete(o);
         return;
     }
-    char ts[40];
-    time_t t = (time_t) (time_ms / 1000);
+    char      ts[40];
+    time_t    t = (time_t)(time_ms / 1000);
     struct tm tm;
     gmtime_r(&t, &tm);
     strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%S", &tm);
-    printf("%s.%03uZ ", ts, (unsigned) (time_ms % 1000));
+    printf("%s.%03uZ ", ts, (unsigned)(time_ms % 1000));
     if (run) printf("run %u ", run);
     printf("%-5s %-9s", level_name(level), kind);
     if (layer[0]) printf(" %s", layer);
@@ -83,22 +86,22 @@ static void print_line(bool json, uint64_t seq, uint32_t run, uint64_t time_ms, 
 static uint64_t now_ms(void) {
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
-    return (uint64_t) ts.tv_sec * 1000u + (uint64_t) ts.tv_nsec / 1000000u;
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
 static int logs_offline(const char *path, bool json, uint64_t since_ms, long long tail,
                         const char *worker) {
-    struct lmp_artifact *a = NULL;
-    struct lmp_err err = {0};
-    struct lmp_event_list l = {0};
-    int rc = LMP_EXIT_OK;
+    struct lmp_artifact  *a   = NULL;
+    struct lmp_err        err = {0};
+    struct lmp_event_list l   = {0};
+    int                   rc  = LMP_EXIT_OK;
     if (lmp_artifact_open_read(path, &a, &err) != LMP_OK ||
         lmp_artifact_read_events(a, &l, &err) != LMP_OK) {
         fprintf(stderr, "lmpress: %s\n", err.msg);
         rc = lmp_cli_exit_code(err.code) == LMP_EXIT_INPUT ? LMP_EXIT_INPUT : LMP_EXIT_FAIL;
         goto out;
     }
-    int64_t n = 0, *keep = malloc((size_t) (l.n + 1) * sizeof(*keep));
+    int64_t n = 0, *keep = malloc((size_t)(l.n + 1) * sizeof(*keep));
     if (keep == NULL) {
         fprintf(stderr, "lmpress: out of memory\n");
         rc = LMP_EXIT_FAIL;
@@ -123,8 +126,8 @@ out:
  * which starts afresh, is read from its first line. */
 static int query_once(struct lmp_cli_session *s, bool follow, const Lmp__LogQuery *q0, bool json,
                       uint64_t *after, bool *eof) {
-    Lmp__Envelope env, *rep = NULL;
-    Lmp__LogQuery q = *q0;
+    Lmp__Envelope  env, *rep = NULL;
+    Lmp__LogQuery  q   = *q0;
     struct lmp_err err = {0};
     if (s->reconnected) *after = 0, s->reconnected = false; /* by the job query in between */
     q.after_seq = *after;
@@ -150,8 +153,8 @@ static int query_once(struct lmp_cli_session *s, bool follow, const Lmp__LogQuer
     }
     const Lmp__LogChunk *ch = rep->log_chunk;
     for (size_t i = 0; i < ch->n_lines; i++) {
-        const Lmp__LogLine *l = ch->lines[i];
-        const char *src = l->source ? l->source : "";
+        const Lmp__LogLine *l   = ch->lines[i];
+        const char         *src = l->source ? l->source : "";
         print_line(json, l->seq, 0, l->time_ms, l->level, l->kind && l->kind[0] ? l->kind : "log",
                    strcmp(src, "coordinator") == 0 ? "" : src, l->layer ? l->layer : "",
                    l->text ? l->text : "");
@@ -174,16 +177,16 @@ static int logs_online(const char *ep, bool json, bool follow, uint64_t since_ms
         return rc;
     }
     Lmp__LogQuery q = LMP__LOG_QUERY__INIT;
-    q.job_id = (uint64_t) job;
-    q.worker = (char *) (worker ? worker : "");
-    q.tail = (uint32_t) tail;
-    q.since_ms = since_ms;
-    uint64_t after = 0;
-    bool eof = false;
+    q.job_id        = (uint64_t)job;
+    q.worker        = (char *)(worker ? worker : "");
+    q.tail          = (uint32_t)tail;
+    q.since_ms      = since_ms;
+    uint64_t after  = 0;
+    bool     eof    = false;
     while (!interrupted) {
         if ((rc = query_once(&s, follow, &q, json, &after, &eof)) != LMP_EXIT_OK) break;
-        q.tail = 0;            /* the tail applies to the first answer only */
-        if (!eof) continue;    /* more than one chunk's worth: ask again at once */
+        q.tail = 0;         /* the tail applies to the first answer only */
+        if (!eof) continue; /* more than one chunk's worth: ask again at once */
         if (!follow) break;
         Lmp__Envelope *rep = NULL;
         if ((rc = lmp_cli_session_query(&s, false, false, &rep)) != LMP_EXIT_OK) break;
@@ -191,12 +194,13 @@ static int logs_online(const char *ep, bool json, bool follow, uint64_t since_ms
                            rep->job_status->jobs[0]->state != LMP__JOB_STATE__JOB_STATE_RUNNING &&
                            rep->job_status->jobs[0]->state != LMP__JOB_STATE__JOB_STATE_QUEUED;
         lmp_wire_free(&rep);
-        if (ended) {           /* the last lines, then stop */
+        if (ended) { /* the last lines, then stop */
             rc = query_once(&s, follow, &q, json, &after, &eof);
             break;
         }
         struct timespec ts = {0, 500 * 1000000L};
-        while (!interrupted && nanosleep(&ts, &ts) != 0 && errno == EINTR) {}
+        while (!interrupted && nanosleep(&ts, &ts) != 0 && errno == EINTR) {
+        }
     }
     if (interrupted) rc = LMP_EXIT_INTERRUPTED;
     lmp_cli_session_release(&s);
@@ -204,30 +208,40 @@ static int logs_online(const char *ep, bool json, bool follow, uint64_t since_ms
 }
 
 static int cmd_logs_exec(struct lmp_cli *cli, int argc, char **argv) {
-    const char *ep = LMP_CLI_DEFAULT_ENDPOINT, *worker = NULL;
-    bool follow = false;
-    long long job = 0, tail = 0;
-    double since = -1;
+    const char                *ep = LMP_CLI_DEFAULT_ENDPOINT, *worker = NULL;
+    bool                       follow = false;
+    long long                  job = 0, tail = 0;
+    double                     since  = -1;
     static const struct option opts[] = {
         {"connect", required_argument, NULL, 'C'}, {"json", no_argument, NULL, 'j'},
-        {"follow", no_argument, NULL, 'f'},         {"job", required_argument, NULL, 'J'},
-        {"since", required_argument, NULL, 's'},    {"tail", required_argument, NULL, 'n'},
-        {"worker", required_argument, NULL, 'W'},   {0},
+        {"follow", no_argument, NULL, 'f'},        {"job", required_argument, NULL, 'J'},
+        {"since", required_argument, NULL, 's'},   {"tail", required_argument, NULL, 'n'},
+        {"worker", required_argument, NULL, 'W'},  {0},
     };
     for (int c; (c = getopt_long(argc, argv, "C:jfJ:s:n:W:", opts, NULL)) != -1;) {
-        if (c == 'C') ep = optarg;
-        else if (c == 'j') cli->json = true;
-        else if (c == 'f') follow = true;
-        else if (c == 'W') worker = optarg;
-        else if (c == 'J') { if (!lmp_cli_parse_i64("--job", optarg, 1, INT64_MAX, &job)) return LMP_EXIT_USAGE; }
-        else if (c == 'n') { if (!lmp_cli_parse_i64("--tail", optarg, 1, UINT32_MAX, &tail)) return LMP_EXIT_USAGE; }
-        else if (c == 's') { if (!lmp_cli_parse_f64("--since", optarg, 0, 1e10, &since)) return LMP_EXIT_USAGE; }
-        else return lmp_cli_usage(usage);
+        if (c == 'C')
+            ep = optarg;
+        else if (c == 'j')
+            cli->json = true;
+        else if (c == 'f')
+            follow = true;
+        else if (c == 'W')
+            worker = optarg;
+        else if (c == 'J') {
+            if (!lmp_cli_parse_i64("--job", optarg, 1, INT64_MAX, &job)) return LMP_EXIT_USAGE;
+        } else if (c == 'n') {
+            if (!lmp_cli_parse_i64("--tail", optarg, 1, UINT32_MAX, &tail)) return LMP_EXIT_USAGE;
+        } else if (c == 's') {
+            if (!lmp_cli_parse_f64("--since", optarg, 0, 1e10, &since)) return LMP_EXIT_USAGE;
+        } else
+            return lmp_cli_usage(usage);
     }
     if (argc - optind > 1) return lmp_cli_usage_msg(usage, "expected at most one artifact path");
-    const uint64_t since_ms = since >= 0 ? now_ms() - (uint64_t) (since * 1000.0) : 0;
+    const uint64_t since_ms = since >= 0 ? now_ms() - (uint64_t)(since * 1000.0) : 0;
     if (argc - optind == 1) {
-        if (follow || job) return lmp_cli_usage_msg(usage, "--follow and --job need a coordinator, not an artifact");
+        if (follow || job)
+            return lmp_cli_usage_msg(usage,
+                                     "--follow and --job need a coordinator, not an artifact");
         return logs_offline(argv[optind], cli->json, since_ms, tail, worker);
     }
     struct sigaction sa, old_int, old_term;
@@ -242,9 +256,9 @@ static int cmd_logs_exec(struct lmp_cli *cli, int argc, char **argv) {
 }
 
 const struct lmp_cli_cmd lmp_cli_cmd_logs = {
-    .name = "logs",
+    .name    = "logs",
     .summary = "show the job's events (coordinator, or an artifact offline)",
-    .usage = usage,
-    .help = help,
-    .exec = cmd_logs_exec,
+    .usage   = usage,
+    .help    = help,
+    .exec    = cmd_logs_exec,
 };

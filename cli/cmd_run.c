@@ -36,7 +36,7 @@
  *  build time the command says so and fails.
  */
 #include "cli/cli.h"
-#include "cli/jobopts.h"  /* defines: lmp_jobopts_* */
+#include "cli/jobopts.h" /* defines: lmp_jobopts_* */
 
 #include <stdio.h>
 #include <string.h>
@@ -57,7 +57,7 @@ static const char *const help =
 #ifndef LMP_HAVE_MPI
 
 static int cmd_run_exec(struct lmp_cli *cli, int argc, char **argv) {
-    (void) cli;
+    (void)cli;
     for (int i = 1; i < argc; i++)
         if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
             printf("usage: %s\n", usage);
@@ -71,11 +71,11 @@ static int cmd_run_exec(struct lmp_cli *cli, int argc, char **argv) {
 #else /* LMP_HAVE_MPI */
 
 #include "cli/cluster.h"  /* defines: lmp_cli_job_exit */
-#include "cli/launch.h"       /* defines: lmp_launch_* */
-#include "proto/keys.h"               /* defines: lmp_key_pair_new, lmp_curve_server_add */
-#include "base/log.h"                /* defines: lmp_log_set_level */
-#include "base/cancel.h"             /* defines: lmp_cancel_shutdown */
-#include "worker/agent.h"             /* defines: lmp_agent_run */
+#include "cli/launch.h"   /* defines: lmp_launch_* */
+#include "proto/keys.h"   /* defines: lmp_key_pair_new, lmp_curve_server_add */
+#include "base/log.h"     /* defines: lmp_log_set_level */
+#include "base/cancel.h"  /* defines: lmp_cancel_shutdown */
+#include "worker/agent.h" /* defines: lmp_agent_run */
 
 #include <mpi.h>
 #include <pthread.h>
@@ -84,25 +84,25 @@ static int cmd_run_exec(struct lmp_cli *cli, int argc, char **argv) {
 #include <time.h>
 #include <unistd.h>
 
-#include "kernels/kernels.h"  /* defines: lmp_kernels_set_threads */
+#include "kernels/kernels.h" /* defines: lmp_kernels_set_threads */
 
 enum { EP_MAX = 256, KEY_LEN = LMP_KEY_Z85_LEN + 1, TAG_LOST = 7 };
 
 /* What rank 0 tells every rank (MPI_Bcast, as bytes). */
 struct run_info {
-    char ep[EP_MAX];                /* the endpoint to connect to; "" = rank 0 failed */
-    char server_key[KEY_LEN];       /* the coordinator's public key; "" = no CURVE */
+    char ep[EP_MAX];          /* the endpoint to connect to; "" = rank 0 failed */
+    char server_key[KEY_LEN]; /* the coordinator's public key; "" = no CURVE */
 };
 
 /* Rank 0's launch: the endpoint it binds and, across hosts, the keys of this run. */
 struct run_net {
-    bool                    remote;      /* ranks on several hosts (or forced): CURVE */
+    bool                    remote; /* ranks on several hosts (or forced): CURVE */
     int                     n_hosts;
     const char             *bind_address; /* --bind-address, else LMPRESS_RUN_ADDRESS */
     char                    bind[EP_MAX];
-    struct lmp_curve_server server;      /* the coordinator's keys and the authorized ones */
-    struct lmp_curve_client client;      /* rank 0's submitting client */
-    struct lmp_curve_client worker;      /* this rank's worker (in-process with -np 1) */
+    struct lmp_curve_server server; /* the coordinator's keys and the authorized ones */
+    struct lmp_curve_client client; /* rank 0's submitting client */
+    struct lmp_curve_client worker; /* this rank's worker (in-process with -np 1) */
 };
 
 static volatile sig_atomic_t stop_flag;
@@ -115,7 +115,7 @@ static void on_signal(int sig) {
 }
 
 static void sleep_ms(int ms) {
-    struct timespec ts = {ms / 1000, (long) (ms % 1000) * 1000000L};
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
     nanosleep(&ts, NULL);
 }
 
@@ -133,11 +133,11 @@ static bool on_extra(void *ctx, int val, const char *arg) {
 
 /* Rank 0 following the job: progress lines, and the worker ranks that could not join. */
 struct follow {
-    uint32_t    last;           /* layers done at the last line */
-    int         n_ranks;        /* worker ranks (size - 1) */
-    int         n_lost;         /* of them, those whose agent ended with an error */
-    int         lost_status;    /* the last one's enum lmp_status */
-    bool        gave_up;        /* every worker rank is lost: the job was stopped */
+    uint32_t    last;        /* layers done at the last line */
+    int         n_ranks;     /* worker ranks (size - 1) */
+    int         n_lost;      /* of them, those whose agent ended with an error */
+    int         lost_status; /* the last one's enum lmp_status */
+    bool        gave_up;     /* every worker rank is lost: the job was stopped */
     const char *ep;
 };
 
@@ -152,9 +152,10 @@ static void collect_lost(struct follow *f) {
         f->n_lost++;
         f->lost_status = code;
         fprintf(stderr, "lmpress: worker rank %d cannot work with the coordinator at %s (%s)%s\n",
-                ms.MPI_SOURCE, f->ep, lmp_status_str((enum lmp_status) code),
+                ms.MPI_SOURCE, f->ep, lmp_status_str((enum lmp_status)code),
                 code == LMP_EIO ? ": can its host reach that address? (--bind-address, "
-                                  "LMPRESS_RUN_ADDRESS)" : "");
+                                  "LMPRESS_RUN_ADDRESS)"
+                                : "");
     }
     if (f->n_ranks > 0 && f->n_lost >= f->n_ranks && !f->gave_up) {
         fprintf(stderr, "lmpress: no worker rank is left: stopping\n");
@@ -168,25 +169,25 @@ static void follow_status(void *ctx, const Lmp__JobInfo *j) {
     collect_lost(f);
     if (j->layers_done == f->last) return;
     f->last = j->layers_done;
-    fprintf(stderr, "job %llu: %u/%u layers done", (unsigned long long) j->job_id, j->layers_done,
+    fprintf(stderr, "job %llu: %u/%u layers done", (unsigned long long)j->job_id, j->layers_done,
             j->layers_total);
     if (j->eta_s >= 0 && j->state == LMP__JOB_STATE__JOB_STATE_RUNNING)
         fprintf(stderr, ", ETA %.0fs", j->eta_s);
     fputc('\n', stderr);
     if (j->state == LMP__JOB_STATE__JOB_STATE_FAILED && j->error && j->error->message)
-        fprintf(stderr, "lmpress: job %llu failed: %s\n", (unsigned long long) j->job_id,
+        fprintf(stderr, "lmpress: job %llu failed: %s\n", (unsigned long long)j->job_id,
                 j->error->message);
 }
 
 /* The id of a job the coordinator already runs (resumed from its state directory), or 0. */
 static uint64_t running_job(struct lmp_client *cl) {
-    Lmp__Envelope env, *rep = NULL;
-    Lmp__JobQuery q = LMP__JOB_QUERY__INIT;
+    Lmp__Envelope  env, *rep = NULL;
+    Lmp__JobQuery  q   = LMP__JOB_QUERY__INIT;
     struct lmp_err err = {0};
     lmp_wire_init(&env, 0, 0);
     env.body_case = LMP__ENVELOPE__BODY_JOB_QUERY;
     env.job_query = &q;
-    uint64_t id = 0;
+    uint64_t id   = 0;
     if (lmp_client_call(cl, &env, &rep, &err) != LMP_OK) return 0;
     if (rep->body_case == LMP__ENVELOPE__BODY_JOB_STATUS)
         for (size_t i = 0; i < rep->job_status->n_jobs; i++) {
@@ -202,33 +203,37 @@ static uint64_t running_job(struct lmp_client *cl) {
 /* Rank 0, across hosts: the bind endpoint and this run's keys. pubs (size * KEY_LEN) are
  * the ranks' worker public keys; rank 0's own is used only with -np 1. RET an exit code. */
 static int rank0_net(struct run_net *net, const char *pubs, int size) {
-    struct lmp_err err = {0};
-    bool loopback = false;
+    struct lmp_err err      = {0};
+    bool           loopback = false;
     if (lmp_launch_bind_endpoint(net->bind_address, net->bind, sizeof(net->bind), &loopback,
                                  &err) != LMP_OK) {
         fprintf(stderr, "lmpress: %s\n", err.msg);
         return err.code == LMP_EINVAL ? LMP_EXIT_USAGE : LMP_EXIT_FAIL;
     }
     if (loopback && net->n_hosts > 1) {
-        fprintf(stderr, "lmpress: the ranks span %d hosts but the bind address %s is a loopback "
-                        "address the others cannot reach: give --bind-address ADDR "
-                        "(or LMPRESS_RUN_ADDRESS)\n", net->n_hosts, net->bind);
+        fprintf(stderr,
+                "lmpress: the ranks span %d hosts but the bind address %s is a loopback "
+                "address the others cannot reach: give --bind-address ADDR "
+                "(or LMPRESS_RUN_ADDRESS)\n",
+                net->n_hosts, net->bind);
         return LMP_EXIT_USAGE;
     }
-    struct lmp_curve_server *s = &net->server;
-    enum lmp_status st = lmp_key_pair_new(&s->public_key, &s->secret_key, &err);
+    struct lmp_curve_server *s  = &net->server;
+    enum lmp_status          st = lmp_key_pair_new(&s->public_key, &s->secret_key, &err);
     if (st == LMP_OK) st = lmp_key_pair_new(&net->client.public_key, &net->client.secret_key, &err);
     if (st == LMP_OK)
         st = lmp_curve_server_add(s, &net->client.public_key, LMP_PEER_CLI, "run", &err);
     for (int r = size == 1 ? 0 : 1; st == LMP_OK && r < size; r++) {
         struct lmp_key k;
-        char name[32];
+        char           name[32];
         snprintf(name, sizeof(name), "rank%d", r);
-        memcpy(k.z85, pubs + (size_t) r * KEY_LEN, KEY_LEN);
+        memcpy(k.z85, pubs + (size_t)r * KEY_LEN, KEY_LEN);
         k.z85[LMP_KEY_Z85_LEN] = '\0';
         if (k.z85[0] == '\0') {
-            st = lmp_err_set(&err, LMP_EUNSUP, "rank %d could not make a CURVE key pair (libzmq "
-                             "without CURVE there?)", r);
+            st = lmp_err_set(&err, LMP_EUNSUP,
+                             "rank %d could not make a CURVE key pair (libzmq "
+                             "without CURVE there?)",
+                             r);
             break;
         }
         st = lmp_curve_server_add(s, &k, LMP_PEER_WORKER, name, &err);
@@ -247,12 +252,11 @@ static int rank0_net(struct run_net *net, const char *pubs, int size) {
 static struct lmp_launch *rank0_start(struct lmp_cli *cli, int argc, char **argv, int size,
                                       int threads, const char *pubs, struct run_net *net,
                                       struct lmp_jobopts *jo, int *rc) {
-    struct run_flags flags = {.bind_address = NULL};
-    static const struct option extra[] = {{"verbose", no_argument, NULL, 256},
-                                          {"bind-address", required_argument, NULL, 257},
-                                          {0}};
-    struct lmp_jobopts_cmd pc = {.extra = extra, .on_extra = on_extra, .ctx = &flags,
-                                 .job_arg = true};
+    struct run_flags           flags   = {.bind_address = NULL};
+    static const struct option extra[] = {
+        {"verbose", no_argument, NULL, 256}, {"bind-address", required_argument, NULL, 257}, {0}};
+    struct lmp_jobopts_cmd pc = {
+        .extra = extra, .on_extra = on_extra, .ctx = &flags, .job_arg = true};
     struct lmp_err err = {0};
     if ((*rc = lmp_jobopts_parse_argv(jo, argc, argv, &pc, &err)) != LMP_EXIT_OK) return NULL;
     if (flags.verbose && lmp_log_get_level() < LMP_LOG_INFO) lmp_log_set_level(LMP_LOG_INFO);
@@ -296,25 +300,25 @@ static struct lmp_launch *rank0_start(struct lmp_cli *cli, int argc, char **argv
     return L;
 }
 
-static int rank0_job(struct lmp_cli *cli, struct lmp_launch *L, const struct run_net *net,
-                     int size, const struct lmp_jobopts *jo) {
-    struct lmp_err err = {0};
-    struct lmp_client *cl = NULL;
+static int rank0_job(struct lmp_cli *cli, struct lmp_launch *L, const struct run_net *net, int size,
+                     const struct lmp_jobopts *jo) {
+    struct lmp_err        err = {0};
+    struct lmp_client    *cl  = NULL;
     struct lmp_jobopts_pb pb;
     lmp_jobopts_to_jobspec(jo, &pb);
-    uint64_t job_id = 0;
-    struct follow f = {.last = UINT32_MAX, .n_ranks = size - 1, .ep = lmp_launch_endpoint(L)};
-    Lmp__JobState state = LMP__JOB_STATE__JOB_STATE_UNSPECIFIED;
-    enum lmp_status st = lmp_client_connect_curve(lmp_launch_endpoint(L), 10000,
+    uint64_t        job_id = 0;
+    struct follow   f     = {.last = UINT32_MAX, .n_ranks = size - 1, .ep = lmp_launch_endpoint(L)};
+    Lmp__JobState   state = LMP__JOB_STATE__JOB_STATE_UNSPECIFIED;
+    enum lmp_status st    = lmp_client_connect_curve(lmp_launch_endpoint(L), 10000,
                                                   net->remote ? &net->client : NULL, &cl, &err);
     if (st == LMP_OK && (job_id = running_job(cl)) != 0)
         fprintf(stderr, "lmpress: resuming job %llu from the state directory\n",
-                (unsigned long long) job_id);
+                (unsigned long long)job_id);
     if (st == LMP_OK && job_id == 0) st = lmp_launch_submit(cl, &pb.spec, &job_id, NULL, &err);
     if (st == LMP_OK)
         st = lmp_launch_follow(cl, job_id, 300, &stop_flag, follow_status, &f, &state, &err);
     lmp_client_close(&cl);
-    if (st == LMP_ECANCEL && f.gave_up) {   /* as lmpress worker would have exited */
+    if (st == LMP_ECANCEL && f.gave_up) { /* as lmpress worker would have exited */
         if (f.lost_status == LMP_EIO || f.lost_status == LMP_EVERSION) return LMP_EXIT_UNREACHABLE;
         return f.lost_status == LMP_EPERM ? LMP_EXIT_DENIED : LMP_EXIT_FAIL;
     }
@@ -325,7 +329,7 @@ static int rank0_job(struct lmp_cli *cli, struct lmp_launch *L, const struct run
     }
     if (st != LMP_OK) return lmp_cli_fail(cli, &err);
     if (state == LMP__JOB_STATE__JOB_STATE_DONE)
-        printf("job %llu done: %s\n", (unsigned long long) job_id, jo->out);
+        printf("job %llu done: %s\n", (unsigned long long)job_id, jo->out);
     return lmp_cli_job_exit(state);
 }
 
@@ -334,12 +338,12 @@ struct agent_thread {
     volatile sig_atomic_t stop;
     enum lmp_status       st;
     struct lmp_err        err;
-    int                   finished;     /* __atomic: the agent returned */
+    int                   finished; /* __atomic: the agent returned */
 };
 
 static void *agent_main(void *arg) {
     struct agent_thread *a = arg;
-    a->st = lmp_agent_run(&a->o, &a->stop, &a->err);
+    a->st                  = lmp_agent_run(&a->o, &a->stop, &a->err);
     __atomic_store_n(&a->finished, 1, __ATOMIC_RELEASE);
     return NULL;
 }
@@ -369,10 +373,10 @@ static int cmd_run_exec(struct lmp_cli *cli, int argc, char **argv) {
     MPI_Comm_free(&node);
     int first_on_host = local_rank == 0, n_hosts = 1;
     MPI_Allreduce(&first_on_host, &n_hosts, 1, MPI_INT, MPI_SUM, MPI_COMM_WORLD);
-    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
-    int threads = (int) ((ncpu > 0 ? ncpu : 1) / local);
+    long ncpu    = sysconf(_SC_NPROCESSORS_ONLN);
+    int  threads = (int)((ncpu > 0 ? ncpu : 1) / local);
     if (threads < 1) threads = 1;
-    lmp_kernels_set_threads(threads);   /* the process budget, OpenBLAS included */
+    lmp_kernels_set_threads(threads); /* the process budget, OpenBLAS included */
     struct sigaction sa;
     memset(&sa, 0, sizeof(sa));
     sa.sa_handler = on_signal;
@@ -383,12 +387,12 @@ static int cmd_run_exec(struct lmp_cli *cli, int argc, char **argv) {
     /* every rank's worker key pair; the public keys meet on rank 0 (used across hosts) */
     struct run_net net;
     memset(&net, 0, sizeof(net));
-    net.n_hosts = n_hosts;
-    net.remote  = n_hosts > 1 || (rank == 0 && env_on("LMPRESS_RUN_FORCE_REMOTE"));
+    net.n_hosts         = n_hosts;
+    net.remote          = n_hosts > 1 || (rank == 0 && env_on("LMPRESS_RUN_FORCE_REMOTE"));
     struct lmp_err kerr = {0};
     if (lmp_key_pair_new(&net.worker.public_key, &net.worker.secret_key, &kerr) != LMP_OK)
         memset(&net.worker, 0, sizeof(net.worker));
-    char *pubs = rank == 0 ? calloc((size_t) size, KEY_LEN) : NULL;
+    char *pubs = rank == 0 ? calloc((size_t)size, KEY_LEN) : NULL;
     if (rank == 0 && pubs == NULL) {
         fprintf(stderr, "lmpress: out of memory\n");
         MPI_Abort(MPI_COMM_WORLD, LMP_EXIT_FAIL);
@@ -396,7 +400,7 @@ static int cmd_run_exec(struct lmp_cli *cli, int argc, char **argv) {
     MPI_Gather(net.worker.public_key.z85, KEY_LEN, MPI_CHAR, pubs, KEY_LEN, MPI_CHAR, 0,
                MPI_COMM_WORLD);
 
-    int rc = LMP_EXIT_OK;
+    int             rc = LMP_EXIT_OK;
     struct run_info info;
     memset(&info, 0, sizeof(info));
     struct lmp_jobopts jo;
@@ -405,13 +409,13 @@ static int cmd_run_exec(struct lmp_cli *cli, int argc, char **argv) {
     if (rank == 0) {
         if ((L = rank0_start(cli, argc, argv, size, threads, pubs, &net, &jo, &rc)) != NULL) {
             snprintf(info.ep, sizeof(info.ep), "%s", lmp_launch_endpoint(L));
-            if (net.remote) snprintf(info.server_key, sizeof(info.server_key), "%s",
-                                     net.server.public_key.z85);
+            if (net.remote)
+                snprintf(info.server_key, sizeof(info.server_key), "%s", net.server.public_key.z85);
             fprintf(stderr, "lmpress: coordinator on %s, %d worker rank%s, %d threads each",
                     info.ep, size > 1 ? size - 1 : 1, size > 2 ? "s" : "", threads);
             if (net.remote)
-                fprintf(stderr, "; %d host%s, CURVE with this run's keys (server key %s)",
-                        n_hosts, n_hosts > 1 ? "s" : "", info.server_key);
+                fprintf(stderr, "; %d host%s, CURVE with this run's keys (server key %s)", n_hosts,
+                        n_hosts > 1 ? "s" : "", info.server_key);
             fputc('\n', stderr);
         }
         /* the coordinator's ZAP handler has its own copy of the keys */
@@ -419,14 +423,14 @@ static int cmd_run_exec(struct lmp_cli *cli, int argc, char **argv) {
         explicit_bzero(&net.server, sizeof(net.server));
     }
     free(pubs);
-    MPI_Bcast(&info, (int) sizeof(info), MPI_BYTE, 0, MPI_COMM_WORLD);
-    info.ep[EP_MAX - 1] = '\0';
+    MPI_Bcast(&info, (int)sizeof(info), MPI_BYTE, 0, MPI_COMM_WORLD);
+    info.ep[EP_MAX - 1]          = '\0';
     info.server_key[KEY_LEN - 1] = '\0';
-    char bye = 0;
+    char        bye              = 0;
     MPI_Request req;
     if (rank == 0) {
         if (L) {
-            rc = rank0_job(cli, L, &net, size, &jo);
+            rc                 = rank0_job(cli, L, &net, size, &jo);
             struct lmp_err err = {0};
             if (lmp_launch_stop(&L, &err) != LMP_OK && rc == LMP_EXIT_OK)
                 rc = lmp_cli_fail(cli, &err);
@@ -436,18 +440,18 @@ static int cmd_run_exec(struct lmp_cli *cli, int argc, char **argv) {
         MPI_Wait(&req, MPI_STATUS_IGNORE);
     } else {
         struct agent_thread a = {.stop = 0};
-        pthread_t thr;
-        bool started = false;
-        char host[128] = "host", name[192];
+        pthread_t           thr;
+        bool                started   = false;
+        char                host[128] = "host", name[192];
         gethostname(host, sizeof(host) - 1);
         snprintf(name, sizeof(name), "rank%d@%s", rank, host);
-        int lost = LMP_OK;   /* why this rank cannot work, told to rank 0 once */
+        int lost = LMP_OK; /* why this rank cannot work, told to rank 0 once */
         if (info.ep[0] && info.server_key[0] && net.worker.public_key.z85[0] == '\0') {
             fprintf(stderr, "lmpress: rank %d: no CURVE key pair: %s\n", rank, kerr.msg);
             lost = LMP_EUNSUP;
         } else if (info.ep[0]) {
             memcpy(net.worker.server_key.z85, info.server_key, KEY_LEN);
-            if (env_on("LMP_FAULT_RUN_WRONG_SERVER_KEY")) {   /* tests: a worker that cannot join */
+            if (env_on("LMP_FAULT_RUN_WRONG_SERVER_KEY")) { /* tests: a worker that cannot join */
                 struct lmp_key unused;
                 lmp_key_pair_new(&net.worker.server_key, &unused, &kerr);
                 explicit_bzero(&unused, sizeof(unused));
@@ -457,7 +461,7 @@ static int cmd_run_exec(struct lmp_cli *cli, int argc, char **argv) {
             a.o.name      = name;
             a.o.n_threads = threads;
             a.o.curve     = info.server_key[0] ? &net.worker : NULL;
-            started = pthread_create(&thr, NULL, agent_main, &a) == 0;
+            started       = pthread_create(&thr, NULL, agent_main, &a) == 0;
             if (!started) lost = LMP_ENOMEM;
         }
         /* wait for rank 0's word without spinning on a core the job needs; an agent that
@@ -468,7 +472,7 @@ static int cmd_run_exec(struct lmp_cli *cli, int argc, char **argv) {
         for (int done = 0;;) {
             MPI_Test(&req, &done, MPI_STATUS_IGNORE);
             if (done) break;
-            if (stop_flag) a.stop = 1;   /* SIGTERM: hand the task back, wait for rank 0 */
+            if (stop_flag) a.stop = 1; /* SIGTERM: hand the task back, wait for rank 0 */
             if (started && !a.stop && !said && __atomic_load_n(&a.finished, __ATOMIC_ACQUIRE)) {
                 said = true;
                 if (a.st != LMP_OK) {
@@ -491,7 +495,7 @@ static int cmd_run_exec(struct lmp_cli *cli, int argc, char **argv) {
     explicit_bzero(&net, sizeof(net));
     int all = rc;
     MPI_Allreduce(&rc, &all, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
-    for (int flag = rank == 0; flag;) {   /* news of a worker rank that came too late */
+    for (int flag = rank == 0; flag;) { /* news of a worker rank that came too late */
         int code;
         MPI_Iprobe(MPI_ANY_SOURCE, TAG_LOST, MPI_COMM_WORLD, &flag, MPI_STATUS_IGNORE);
         if (flag)
@@ -506,9 +510,9 @@ static int cmd_run_exec(struct lmp_cli *cli, int argc, char **argv) {
 #endif /* LMP_HAVE_MPI */
 
 const struct lmp_cli_cmd lmp_cli_cmd_run = {
-    .name = "run",
+    .name    = "run",
     .summary = "run a JOB on the ranks of an MPI launch (mpirun / srun)",
-    .usage = usage,
-    .help = help,
-    .exec = cmd_run_exec,
+    .usage   = usage,
+    .help    = help,
+    .exec    = cmd_run_exec,
 };

@@ -8,9 +8,9 @@
  * that was restarted meanwhile (cli/cluster.h).
  */
 #include "cli/cli.h"
-#include "cli/cluster.h"  /* defines: lmp_cli_connect, lmp_cli_print_status */
-#include "cli/jobopts.h"  /* defines: lmp_jobopts_* */
-#include "cli/launch.h"       /* defines: lmp_launch_submit */
+#include "cli/cluster.h" /* defines: lmp_cli_connect, lmp_cli_print_status */
+#include "cli/jobopts.h" /* defines: lmp_jobopts_* */
+#include "cli/launch.h"  /* defines: lmp_launch_submit */
 
 #include <getopt.h>
 #include <stdio.h>
@@ -32,7 +32,7 @@ static const char *const help =
     "                        job id and exit)\n" LMP_CLI_KEYS_HELP "\n" LMP_JOBOPTS_HELP;
 
 static void sleep_ms(int ms) {
-    struct timespec ts = {ms / 1000, (long) (ms % 1000) * 1000000L};
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
     nanosleep(&ts, NULL);
 }
 
@@ -43,24 +43,24 @@ static int follow(struct lmp_cli *cli, const char *ep, struct lmp_client *cl, ui
     uint32_t               last_done = UINT32_MAX;
     struct lmp_cli_session ss, *s = &ss;
     lmp_cli_session_init(s, ep, job_id, out_path);
-    s->cl = cl;
+    s->cl  = cl;
     int rc = LMP_EXIT_OK;
     for (;;) {
         Lmp__Envelope *rep = NULL;
         if ((rc = lmp_cli_session_query(s, false, false, &rep)) != LMP_EXIT_OK) break;
-        job_id = s->job_id; /* a restarted coordinator may give it another id */
+        job_id                   = s->job_id; /* a restarted coordinator may give it another id */
         const Lmp__JobStatus *js = rep->job_status;
         if (js->n_jobs != 1) {
             lmp_wire_free(&rep);
             fprintf(stderr, "lmpress: job %llu is gone from the coordinator\n",
-                    (unsigned long long) job_id);
+                    (unsigned long long)job_id);
             rc = LMP_EXIT_FAIL;
             break;
         }
         const Lmp__JobInfo *j = js->jobs[0];
         if (j->layers_done != last_done && !cli->json) {
             last_done = j->layers_done;
-            fprintf(stderr, "job %llu: %u/%u layers done", (unsigned long long) job_id,
+            fprintf(stderr, "job %llu: %u/%u layers done", (unsigned long long)job_id,
                     j->layers_done, j->layers_total);
             if (j->eta_s >= 0 && j->state == LMP__JOB_STATE__JOB_STATE_RUNNING)
                 fprintf(stderr, ", ETA %.0fs", j->eta_s);
@@ -69,13 +69,14 @@ static int follow(struct lmp_cli *cli, const char *ep, struct lmp_client *cl, ui
         if (j->state != LMP__JOB_STATE__JOB_STATE_RUNNING &&
             j->state != LMP__JOB_STATE__JOB_STATE_QUEUED) {
             rc = lmp_cli_job_exit(j->state);
-            if (cli->json) lmp_cli_print_status(cli, js, false);
+            if (cli->json)
+                lmp_cli_print_status(cli, js, false);
             else if (rc != LMP_EXIT_OK)
-                fprintf(stderr, "lmpress: job %llu %s: %s\n", (unsigned long long) job_id,
+                fprintf(stderr, "lmpress: job %llu %s: %s\n", (unsigned long long)job_id,
                         lmp_cli_job_state_name(j->state),
                         j->error && j->error->message ? j->error->message : "");
             else
-                printf("job %llu done: %s\n", (unsigned long long) job_id, j->out_path);
+                printf("job %llu done: %s\n", (unsigned long long)job_id, j->out_path);
             lmp_wire_free(&rep);
             break;
         }
@@ -93,19 +94,24 @@ struct submit_args {
 
 static bool on_extra(void *ctx, int val, const char *arg) {
     struct submit_args *a = ctx;
-    if (val == 256) a->ep = arg;
-    else if (val == 257) a->wait = true;
+    if (val == 256)
+        a->ep = arg;
+    else if (val == 257)
+        a->wait = true;
     return true;
 }
 
 static int cmd_submit_exec(struct lmp_cli *cli, int argc, char **argv) {
     static const struct option extra[] = {
-        {"connect", required_argument, NULL, 256}, {"wait", no_argument, NULL, 257}, {0},
+        {"connect", required_argument, NULL, 256},
+        {"wait", no_argument, NULL, 257},
+        {0},
     };
-    struct submit_args args = {.ep = LMP_CLI_DEFAULT_ENDPOINT};
-    struct lmp_jobopts_cmd pc = {.extra = extra, .on_extra = on_extra, .ctx = &args, .job_arg = true};
+    struct submit_args     args = {.ep = LMP_CLI_DEFAULT_ENDPOINT};
+    struct lmp_jobopts_cmd pc   = {
+          .extra = extra, .on_extra = on_extra, .ctx = &args, .job_arg = true};
     struct lmp_jobopts jo;
-    struct lmp_err err = {0};
+    struct lmp_err     err = {0};
     lmp_jobopts_init(&jo);
     int rc = lmp_jobopts_parse_argv(&jo, argc, argv, &pc, &err);
     if (rc != LMP_EXIT_OK || pc.help) {
@@ -113,9 +119,9 @@ static int cmd_submit_exec(struct lmp_cli *cli, int argc, char **argv) {
         if (pc.help) printf("usage: %s\n", usage);
         return rc;
     }
-    cli->json = cli->json || pc.json;
-    const bool wait = args.wait;
-    const char *ep = args.ep;
+    cli->json        = cli->json || pc.json;
+    const bool  wait = args.wait;
+    const char *ep   = args.ep;
     if (lmp_jobopts_check(&jo, &err) != LMP_OK) {
         lmp_jobopts_release(&jo);
         return lmp_cli_usage_msg(usage, err.msg);
@@ -128,9 +134,9 @@ static int cmd_submit_exec(struct lmp_cli *cli, int argc, char **argv) {
         lmp_jobopts_release(&jo);
         return rc;
     }
-    uint64_t job_id = 0;
-    uint32_t n_tasks = 0;
-    enum lmp_status st = lmp_launch_submit(cl, &pb.spec, &job_id, &n_tasks, &err);
+    uint64_t        job_id  = 0;
+    uint32_t        n_tasks = 0;
+    enum lmp_status st      = lmp_launch_submit(cl, &pb.spec, &job_id, &n_tasks, &err);
     if (st != LMP_OK) {
         rc = st == LMP_EIO ? (fprintf(stderr, "lmpress: %s\n", err.msg), LMP_EXIT_UNREACHABLE)
                            : lmp_cli_fail(cli, &err);
@@ -140,7 +146,7 @@ static int cmd_submit_exec(struct lmp_cli *cli, int argc, char **argv) {
     }
     if (!cli->json || !wait)
         printf(cli->json ? "{\"job_id\":%llu,\"tasks\":%u}\n" : "job %llu submitted (%u tasks)\n",
-               (unsigned long long) job_id, n_tasks);
+               (unsigned long long)job_id, n_tasks);
     fflush(stdout);
     if (wait)
         rc = follow(cli, ep, cl, job_id, pb.spec.out_path); /* takes cl over */
@@ -151,9 +157,9 @@ static int cmd_submit_exec(struct lmp_cli *cli, int argc, char **argv) {
 }
 
 const struct lmp_cli_cmd lmp_cli_cmd_submit = {
-    .name = "submit",
+    .name    = "submit",
     .summary = "submit a compression job to a coordinator",
-    .usage = usage,
-    .help = help,
-    .exec = cmd_submit_exec,
+    .usage   = usage,
+    .help    = help,
+    .exec    = cmd_submit_exec,
 };

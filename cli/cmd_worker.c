@@ -5,8 +5,8 @@
  */
 #include "cli/cli.h"
 #include "cli/cluster.h"  /* defines: LMP_CLI_DEFAULT_ENDPOINT */
-#include "base/log.h"                /* defines: lmp_log_set_level */
-#include "worker/agent.h"             /* defines: lmp_agent_run */
+#include "base/log.h"     /* defines: lmp_log_set_level */
+#include "worker/agent.h" /* defines: lmp_agent_run */
 
 #include <getopt.h>
 #include <signal.h>
@@ -26,37 +26,51 @@ static const char *const help =
     "  --verbose             per-task log lines (default off)\n" LMP_CLI_KEYS_HELP;
 
 static volatile sig_atomic_t stop_flag;
-static void on_signal(int sig) { (void) sig; stop_flag = 1; }
+static void                  on_signal(int sig) {
+                     (void)sig;
+                     stop_flag = 1;
+}
 
 static int cmd_worker_exec(struct lmp_cli *cli, int argc, char **argv) {
     struct lmp_agent_opts o;
     lmp_agent_opts_init(&o);
-    o.endpoint = LMP_CLI_DEFAULT_ENDPOINT;
-    long long threads = 0, timeout = o.connect_timeout_ms;
-    bool verbose = false;
-    static const struct option opts[] = {
-        {"connect", required_argument, NULL, 'c'}, {"threads", required_argument, NULL, 't'},
-        {"name", required_argument, NULL, 'n'},    {"timeout", required_argument, NULL, 'T'},
-        {"verbose", no_argument, NULL, 'v'},        {0},
+    o.endpoint                         = LMP_CLI_DEFAULT_ENDPOINT;
+    long long                  threads = 0, timeout = o.connect_timeout_ms;
+    bool                       verbose = false;
+    static const struct option opts[]  = {
+         {"connect", required_argument, NULL, 'c'}, {"threads", required_argument, NULL, 't'},
+         {"name", required_argument, NULL, 'n'},    {"timeout", required_argument, NULL, 'T'},
+         {"verbose", no_argument, NULL, 'v'},       {0},
     };
     for (int c; (c = getopt_long(argc, argv, "c:t:n:T:v", opts, NULL)) != -1;) {
         bool ok = true;
         switch (c) {
-        case 'c': o.endpoint = optarg; break;
-        case 'n': o.name = optarg; break;
-        case 'v': verbose = true; break;
-        case 't': ok = lmp_cli_parse_i64("--threads", optarg, 1, 1024, &threads); break;
-        case 'T': ok = lmp_cli_parse_i64("--timeout", optarg, 100, 86400000, &timeout); break;
-        default: return lmp_cli_usage(usage);
+        case 'c':
+            o.endpoint = optarg;
+            break;
+        case 'n':
+            o.name = optarg;
+            break;
+        case 'v':
+            verbose = true;
+            break;
+        case 't':
+            ok = lmp_cli_parse_i64("--threads", optarg, 1, 1024, &threads);
+            break;
+        case 'T':
+            ok = lmp_cli_parse_i64("--timeout", optarg, 100, 86400000, &timeout);
+            break;
+        default:
+            return lmp_cli_usage(usage);
         }
         if (!ok) return LMP_EXIT_USAGE;
     }
     if (optind != argc) return lmp_cli_usage_msg(usage, "unexpected argument");
-    o.n_threads = (int) threads;
-    o.connect_timeout_ms = (int) timeout;
-    struct lmp_curve_client curve;   /* --key / --server-key, taken out of argv by main.c */
-    bool use_curve = false;
-    int rc = lmp_cli_curve_from_env(&curve, &use_curve);
+    o.n_threads          = (int)threads;
+    o.connect_timeout_ms = (int)timeout;
+    struct lmp_curve_client curve; /* --key / --server-key, taken out of argv by main.c */
+    bool                    use_curve = false;
+    int                     rc        = lmp_cli_curve_from_env(&curve, &use_curve);
     if (rc != LMP_EXIT_OK) return rc;
     o.curve = use_curve ? &curve : NULL;
     if (verbose && lmp_log_get_level() < LMP_LOG_INFO) lmp_log_set_level(LMP_LOG_INFO);
@@ -66,8 +80,8 @@ static int cmd_worker_exec(struct lmp_cli *cli, int argc, char **argv) {
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
-    struct lmp_err err = {0};
-    enum lmp_status st = lmp_agent_run(&o, &stop_flag, &err);
+    struct lmp_err  err = {0};
+    enum lmp_status st  = lmp_agent_run(&o, &stop_flag, &err);
     memset(&curve, 0, sizeof(curve));
     if (st == LMP_EIO || st == LMP_EVERSION) {
         fprintf(stderr, "lmpress: %s\n", err.msg);
@@ -78,9 +92,9 @@ static int cmd_worker_exec(struct lmp_cli *cli, int argc, char **argv) {
 }
 
 const struct lmp_cli_cmd lmp_cli_cmd_worker = {
-    .name = "worker",
+    .name    = "worker",
     .summary = "run a worker: take tasks from a coordinator",
-    .usage = usage,
-    .help = help,
-    .exec = cmd_worker_exec,
+    .usage   = usage,
+    .help    = help,
+    .exec    = cmd_worker_exec,
 };

@@ -6,7 +6,7 @@
  *  per weight, seconds, steps) and totals; --json prints the same as one object.
  */
 #include "cli/cli.h"
-#include "artifact/artifact.h"   /* defines: lmp_artifact_open_read, lmp_artifact_read_layer */
+#include "artifact/artifact.h" /* defines: lmp_artifact_open_read, lmp_artifact_read_layer */
 
 #include <cjson/cJSON.h>
 #include <inttypes.h>
@@ -21,8 +21,8 @@ bool lmp_cli_is_artifact(const char *path);
 
 bool lmp_cli_is_artifact(const char *path) {
     static const unsigned char magic[8] = {0x89, 'H', 'D', 'F', '\r', '\n', 0x1a, '\n'};
-    unsigned char buf[8];
-    FILE *f = fopen(path, "rb");
+    unsigned char              buf[8];
+    FILE                      *f = fopen(path, "rb");
     if (f) {
         bool ok = fread(buf, 1, 8, f) == 8 && memcmp(buf, magic, 8) == 0;
         fclose(f);
@@ -30,7 +30,7 @@ bool lmp_cli_is_artifact(const char *path) {
     }
     char parts[4200];
     snprintf(parts, sizeof(parts), "%s.parts", path);
-    FILE *d = fopen(parts, "r");   /* a directory opens read-only on Linux */
+    FILE *d = fopen(parts, "r"); /* a directory opens read-only on Linux */
     if (d) fclose(d);
     return d != NULL;
 }
@@ -39,12 +39,12 @@ int lmp_cli_inspect_artifact(struct lmp_cli *cli, const char *path) {
     struct lmp_err       err = {0};
     struct lmp_artifact *a   = NULL;
     if (lmp_artifact_open_read(path, &a, &err) != LMP_OK) return lmp_cli_fail(cli, &err);
-    const struct lmp_art_job *job = lmp_artifact_job(a);
-    const struct lmp_config  *c   = &job->cfg;
-    const int64_t n_layers = lmp_artifact_n_layers(a);
-    cJSON *root = NULL, *jl = NULL;
+    const struct lmp_art_job *job      = lmp_artifact_job(a);
+    const struct lmp_config  *c        = &job->cfg;
+    const int64_t             n_layers = lmp_artifact_n_layers(a);
+    cJSON                    *root = NULL, *jl = NULL;
     if (cli->json) {
-        root = cJSON_CreateObject();
+        root     = cJSON_CreateObject();
         cJSON *j = cJSON_AddObjectToObject(root, "job");
         cJSON_AddStringToObject(j, "model", job->model_name);
         char fp[32];
@@ -74,38 +74,40 @@ int lmp_cli_inspect_artifact(struct lmp_cli *cli, const char *path) {
         printf("%-40s %-5s %10s %10s %7s %8s %7s\n", "layer", "codec", "rel before", "rel after",
                "bits", "seconds", "steps");
     }
-    double rel = 0, secs = 0, bits_w = 0, n_w = 0;
+    double  rel = 0, secs = 0, bits_w = 0, n_w = 0;
     int64_t steps = 0, n_q_params = 0;
-    int rc = LMP_EXIT_OK;
+    int     rc = LMP_EXIT_OK;
     for (int64_t i = 0; i < n_layers; i++) {
-        struct lmp_art_layer l = {0};
-        const char *name = lmp_artifact_layer_name(a, i);
+        struct lmp_art_layer l    = {0};
+        const char          *name = lmp_artifact_layer_name(a, i);
         if (lmp_artifact_read_layer(a, name, &l, &err) != LMP_OK) {
             rc = lmp_cli_fail(cli, &err);
             goto out;
         }
         const struct lmp_art_stats *s = &l.stats;
-        char codec[32];
-        if (l.codec == LMP_ART_CODEC_AQ) snprintf(codec, sizeof(codec), "%dx%dg%d", l.M, l.B, l.g);
-        else snprintf(codec, sizeof(codec), "rtn%dg%d", l.B, l.g);
-        const double n = (double) (l.n_out * l.n_in);
+        char                        codec[32];
+        if (l.codec == LMP_ART_CODEC_AQ)
+            snprintf(codec, sizeof(codec), "%dx%dg%d", l.M, l.B, l.g);
+        else
+            snprintf(codec, sizeof(codec), "rtn%dg%d", l.B, l.g);
+        const double n = (double)(l.n_out * l.n_in);
         rel += s->rel_err_after, secs += s->seconds, steps += s->steps;
         bits_w += s->bits_per_weight * n, n_w += n, n_q_params += l.n_out * l.n_in;
         if (jl) {
             cJSON *o = cJSON_CreateObject();
             cJSON_AddStringToObject(o, "name", name);
             cJSON_AddStringToObject(o, "codec", codec);
-            cJSON_AddNumberToObject(o, "n_out", (double) l.n_out);
-            cJSON_AddNumberToObject(o, "n_in", (double) l.n_in);
+            cJSON_AddNumberToObject(o, "n_out", (double)l.n_out);
+            cJSON_AddNumberToObject(o, "n_in", (double)l.n_in);
             cJSON_AddNumberToObject(o, "rel_err_before", s->rel_err_before);
             cJSON_AddNumberToObject(o, "rel_err_after", s->rel_err_after);
             cJSON_AddNumberToObject(o, "bits_per_weight", s->bits_per_weight);
             cJSON_AddNumberToObject(o, "seconds", s->seconds);
-            cJSON_AddNumberToObject(o, "steps", (double) s->steps);
+            cJSON_AddNumberToObject(o, "steps", (double)s->steps);
             cJSON_AddItemToArray(jl, o);
         } else {
             printf("%-40s %-5s %10.5f %10.5f %7.3f %8.2f %7lld\n", name, codec, s->rel_err_before,
-                   s->rel_err_after, s->bits_per_weight, s->seconds, (long long) s->steps);
+                   s->rel_err_after, s->bits_per_weight, s->seconds, (long long)s->steps);
         }
         lmp_art_layer_release(&l);
     }
@@ -118,38 +120,41 @@ int lmp_cli_inspect_artifact(struct lmp_cli *cli, const char *path) {
         for (int64_t k = 0; k < lmp_artifact_n_tensors(a); k++)
             if (strcmp(lmp_artifact_tensor_name(a, k), t) == 0) {
                 n_kept++;
-                kept_w += (double) (job->linears[i].n_out * job->linears[i].n_in);
+                kept_w += (double)(job->linears[i].n_out * job->linears[i].n_in);
                 break;
             }
     }
-    const double mean_rel = n_layers ? rel / (double) n_layers : 0.0;
+    const double mean_rel = n_layers ? rel / (double)n_layers : 0.0;
     const double bits_lin = n_w + kept_w > 0 ? (bits_w + 16.0 * kept_w) / (n_w + kept_w) : 0.0;
     const bool   complete = lmp_artifact_is_complete(a);
     if (root) {
         cJSON *t = cJSON_AddObjectToObject(root, "totals");
-        cJSON_AddNumberToObject(t, "linears", (double) job->n_linears);
-        cJSON_AddNumberToObject(t, "compressed", (double) n_layers);
-        cJSON_AddNumberToObject(t, "kept", (double) n_kept);
-        cJSON_AddNumberToObject(t, "tensors", (double) lmp_artifact_n_tensors(a));
+        cJSON_AddNumberToObject(t, "linears", (double)job->n_linears);
+        cJSON_AddNumberToObject(t, "compressed", (double)n_layers);
+        cJSON_AddNumberToObject(t, "kept", (double)n_kept);
+        cJSON_AddNumberToObject(t, "tensors", (double)lmp_artifact_n_tensors(a));
         cJSON_AddBoolToObject(t, "complete", complete);
         cJSON_AddBoolToObject(t, "tokenizer", lmp_artifact_has_tokenizer(a));
         cJSON_AddNumberToObject(t, "mean_rel_err", mean_rel);
         cJSON_AddNumberToObject(t, "bits_per_weight_linear", bits_lin);
         cJSON_AddNumberToObject(t, "seconds", secs);
-        cJSON_AddNumberToObject(t, "steps", (double) steps);
+        cJSON_AddNumberToObject(t, "steps", (double)steps);
         char *s = cJSON_PrintUnformatted(root);
-        if (s) printf("%s\n", s);
-        else rc = LMP_EXIT_FAIL;
+        if (s)
+            printf("%s\n", s);
+        else
+            rc = LMP_EXIT_FAIL;
         free(s);
     } else {
         printf("\n%lld of %lld linears compressed, %lld kept unquantized, %lld tensors stored, "
-               "tokenizer %s, %s\n", (long long) n_layers, (long long) job->n_linears,
-               (long long) n_kept, (long long) lmp_artifact_n_tensors(a),
+               "tokenizer %s, %s\n",
+               (long long)n_layers, (long long)job->n_linears, (long long)n_kept,
+               (long long)lmp_artifact_n_tensors(a),
                lmp_artifact_has_tokenizer(a) ? "stored" : "missing",
                complete ? "complete" : "INCOMPLETE");
         printf("mean rel err %.5f, %.3f bits per linear weight (kept at 16), %.1f s, %lld steps "
-               "(%lld compressed weights)\n", mean_rel, bits_lin, secs, (long long) steps,
-               (long long) n_q_params);
+               "(%lld compressed weights)\n",
+               mean_rel, bits_lin, secs, (long long)steps, (long long)n_q_params);
     }
 out:
     cJSON_Delete(root);

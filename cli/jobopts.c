@@ -1,9 +1,9 @@
 /*  jobopts - see jobopts.h */
 #include "cli/jobopts.h"
-#include "cli/cli.h"        /* defines: LMP_EXIT_* */
-#include "base/file.h"                 /* defines: lmp_file_read_all */
-#include "base/text.h"                 /* defines: lmp_str_escape */
-#include "worker/aq.h"                  /* defines: lmp_aq_scheme_parse */
+#include "cli/cli.h"   /* defines: LMP_EXIT_* */
+#include "base/file.h" /* defines: lmp_file_read_all */
+#include "base/text.h" /* defines: lmp_str_escape */
+#include "worker/aq.h" /* defines: lmp_aq_scheme_parse */
 
 #include <assert.h>
 #include <errno.h>
@@ -15,27 +15,27 @@
 #include <string.h>
 
 enum kind {
-    K_STR,      /* free text */
-    K_PATH,     /* a path: resolved against the JOB file's directory */
-    K_CALIB,    /* a path or "generate" */
-    K_KEEP,     /* a glob pattern, repeatable */
-    K_INT,      /* long long in [lo, hi] */
-    K_F64,      /* double in [flo, fhi] */
-    K_BOOL,     /* true/false; a flag on the command line */
-    K_MODE,     /* sequential | independent */
-    K_METHOD,   /* aqlm | rtn */
-    K_SCHEME,   /* MxBgG */
+    K_STR,    /* free text */
+    K_PATH,   /* a path: resolved against the JOB file's directory */
+    K_CALIB,  /* a path or "generate" */
+    K_KEEP,   /* a glob pattern, repeatable */
+    K_INT,    /* long long in [lo, hi] */
+    K_F64,    /* double in [flo, fhi] */
+    K_BOOL,   /* true/false; a flag on the command line */
+    K_MODE,   /* sequential | independent */
+    K_METHOD, /* aqlm | rtn */
+    K_SCHEME, /* MxBgG */
 };
 
 struct def {
     const char *key;
     enum kind   kind;
-    size_t      off;        /* of the value in struct lmp_jobopts */
+    size_t      off; /* of the value in struct lmp_jobopts */
     long long   lo, hi;
     double      flo, fhi;
 };
 
-#define S(f)  offsetof(struct lmp_jobopts, f)
+#define S(f) offsetof(struct lmp_jobopts, f)
 /* One row per option, in enum lmp_jobopt order; the ranges are the documented ones. */
 static const struct def defs[LMP_JOBOPT_COUNT] = {
     [LMP_JOBOPT_MODEL]        = {"model", K_PATH, S(model), 0, 0, 0, 0},
@@ -82,7 +82,7 @@ void lmp_jobopts_init(struct lmp_jobopts *o) {
 }
 
 static char **str_field(struct lmp_jobopts *o, const struct def *d) {
-    return (char **) ((char *) o + d->off);
+    return (char **)((char *)o + d->off);
 }
 
 static void clear_keep(struct lmp_jobopts *o) {
@@ -106,11 +106,11 @@ void lmp_jobopts_release(struct lmp_jobopts *o) {
 }
 
 const char *lmp_jobopt_key(enum lmp_jobopt id) {
-    return (int) id >= 0 && id < LMP_JOBOPT_COUNT ? defs[id].key : NULL;
+    return (int)id >= 0 && id < LMP_JOBOPT_COUNT ? defs[id].key : NULL;
 }
 
 static int find_key(const char *key) {
-    char k[32];
+    char   k[32];
     size_t n = strlen(key);
     if (n == 0 || n >= sizeof(k)) return -1;
     for (size_t i = 0; i <= n; i++) k[i] = key[i] == '_' ? '-' : key[i];
@@ -123,7 +123,7 @@ static int find_key(const char *key) {
 static char *resolve(const char *value, const char *base_dir) {
     if (base_dir == NULL || base_dir[0] == '\0' || value[0] == '/') return strdup(value);
     size_t n = strlen(base_dir) + strlen(value) + 2;
-    char *p = malloc(n);
+    char  *p = malloc(n);
     if (p) snprintf(p, n, "%s/%s", base_dir, value);
     return p;
 }
@@ -152,46 +152,52 @@ enum lmp_status lmp_jobopts_set(struct lmp_jobopts *o, const char *key, const ch
     char *end = NULL;
     switch (d->kind) {
     case K_INT: {
-        errno = 0;
+        errno       = 0;
         long long x = strtoll(value, &end, 10);
         if (errno != 0 || end == value || *end != '\0' || x < d->lo || x > d->hi) {
             snprintf(problem, n, "%s wants an integer in [%lld, %lld], got '%s'", d->key, d->lo,
                      d->hi, qv);
             return LMP_EINVAL;
         }
-        *(long long *) ((char *) o + d->off) = x;
+        *(long long *)((char *)o + d->off) = x;
         break;
     }
     case K_F64: {
-        errno = 0;
+        errno    = 0;
         double x = strtod(value, &end);
         if (errno != 0 || end == value || *end != '\0' || !(x >= d->flo && x <= d->fhi)) {
             snprintf(problem, n, "%s wants a number in [%g, %g], got '%s'", d->key, d->flo, d->fhi,
                      qv);
             return LMP_EINVAL;
         }
-        *(double *) ((char *) o + d->off) = x;
+        *(double *)((char *)o + d->off) = x;
         break;
     }
     case K_BOOL:
-        if (strcmp(value, "true") == 0 || strcmp(value, "1") == 0) o->finetune = true;
-        else if (strcmp(value, "false") == 0 || strcmp(value, "0") == 0) o->finetune = false;
+        if (strcmp(value, "true") == 0 || strcmp(value, "1") == 0)
+            o->finetune = true;
+        else if (strcmp(value, "false") == 0 || strcmp(value, "0") == 0)
+            o->finetune = false;
         else {
             snprintf(problem, n, "%s wants true or false, got '%s'", d->key, qv);
             return LMP_EINVAL;
         }
         break;
     case K_MODE:
-        if (strcmp(value, "sequential") == 0) o->mode = LMP_COMPRESS_SEQUENTIAL;
-        else if (strcmp(value, "independent") == 0) o->mode = LMP_COMPRESS_INDEPENDENT;
+        if (strcmp(value, "sequential") == 0)
+            o->mode = LMP_COMPRESS_SEQUENTIAL;
+        else if (strcmp(value, "independent") == 0)
+            o->mode = LMP_COMPRESS_INDEPENDENT;
         else {
             snprintf(problem, n, "mode must be sequential or independent, got '%s'", qv);
             return LMP_EINVAL;
         }
         break;
     case K_METHOD:
-        if (strcmp(value, "aqlm") == 0) o->method = LMP_COMPRESS_AQLM;
-        else if (strcmp(value, "rtn") == 0) o->method = LMP_COMPRESS_RTN;
+        if (strcmp(value, "aqlm") == 0)
+            o->method = LMP_COMPRESS_AQLM;
+        else if (strcmp(value, "rtn") == 0)
+            o->method = LMP_COMPRESS_RTN;
         else {
             snprintf(problem, n, "method must be aqlm or rtn, got '%s'", qv);
             return LMP_EINVAL;
@@ -199,18 +205,18 @@ enum lmp_status lmp_jobopts_set(struct lmp_jobopts *o, const char *key, const ch
         break;
     case K_SCHEME: {
         struct lmp_aq_scheme sc;
-        struct lmp_err e = {0};
+        struct lmp_err       e = {0};
         if (lmp_aq_scheme_parse(&sc, value, &e) != LMP_OK) {
             snprintf(problem, n, "%s", e.msg);
             return LMP_EINVAL;
         }
-        __attribute__((fallthrough));   /* a valid scheme: keep the text */
+        __attribute__((fallthrough)); /* a valid scheme: keep the text */
     }
     case K_STR:
     case K_PATH:
     case K_CALIB: {
         const bool path = d->kind == K_PATH || (d->kind == K_CALIB && strcmp(value, "generate"));
-        char *s = path ? resolve(value, base_dir) : strdup(value);
+        char      *s    = path ? resolve(value, base_dir) : strdup(value);
         if (s == NULL) {
             snprintf(problem, n, "out of memory");
             return LMP_ENOMEM;
@@ -236,15 +242,17 @@ enum lmp_status lmp_jobopts_set(struct lmp_jobopts *o, const char *key, const ch
     return LMP_OK;
 }
 
-static bool is_space(char c) { return c == ' ' || c == '\t' || c == '\r'; }
+static bool is_space(char c) {
+    return c == ' ' || c == '\t' || c == '\r';
+}
 
-enum lmp_status lmp_jobopts_load_buffer(struct lmp_jobopts *o, const char *path,
-                                        const char *text, size_t len, struct lmp_err *err) {
+enum lmp_status lmp_jobopts_load_buffer(struct lmp_jobopts *o, const char *path, const char *text,
+                                        size_t len, struct lmp_err *err) {
     assert(o && path && (text || len == 0));
     /* base directory: the file's directory, when it names one */
-    char *dir = NULL;
+    char       *dir   = NULL;
     const char *slash = strrchr(path, '/');
-    if (slash && (dir = strndup(path, slash == path ? 1 : (size_t) (slash - path))) == NULL)
+    if (slash && (dir = strndup(path, slash == path ? 1 : (size_t)(slash - path))) == NULL)
         return lmp_err_set(err, LMP_ENOMEM, "out of memory");
     char *line = malloc(len + 1);
     if (line == NULL) {
@@ -253,8 +261,8 @@ enum lmp_status lmp_jobopts_load_buffer(struct lmp_jobopts *o, const char *path,
     }
     char qpath[200]; /* the file's name as messages quote it */
     lmp_str_escape(qpath, sizeof(qpath), path);
-    enum lmp_status st = LMP_OK;
-    size_t pos = 0;
+    enum lmp_status st  = LMP_OK;
+    size_t          pos = 0;
     for (long lineno = 1; pos < len && st == LMP_OK; lineno++) {
         size_t e = pos;
         while (e < len && text[e] != '\n') e++;
@@ -265,7 +273,7 @@ enum lmp_status lmp_jobopts_load_buffer(struct lmp_jobopts *o, const char *path,
         }
         memcpy(line, text + pos, n);
         line[n] = '\0';
-        pos = e + 1;
+        pos     = e + 1;
         /* a comment starts with '#' at the start of the line or after a blank */
         for (size_t i = 0; i < n; i++)
             if (line[i] == '#' && (i == 0 || is_space(line[i - 1]))) {
@@ -291,7 +299,7 @@ enum lmp_status lmp_jobopts_load_buffer(struct lmp_jobopts *o, const char *path,
             st = lmp_err_set(err, LMP_EINVAL, "%s:%ld: a line with no key", qpath, lineno);
             break;
         }
-        char problem[200];
+        char            problem[200];
         enum lmp_status s2 = lmp_jobopts_set(o, k, v, dir, true, problem, sizeof(problem));
         if (s2 != LMP_OK) st = lmp_err_set(err, s2, "%s:%ld: %s", qpath, lineno, problem);
     }
@@ -302,9 +310,9 @@ enum lmp_status lmp_jobopts_load_buffer(struct lmp_jobopts *o, const char *path,
 
 enum lmp_status lmp_jobopts_load_file(struct lmp_jobopts *o, const char *path,
                                       struct lmp_err *err) {
-    char *text = NULL;
-    size_t len = 0;
-    enum lmp_status st = lmp_file_read_all(path, &text, &len, err);
+    char           *text = NULL;
+    size_t          len  = 0;
+    enum lmp_status st   = lmp_file_read_all(path, &text, &len, err);
     if (st != LMP_OK) return st;
     st = lmp_jobopts_load_buffer(o, path, text, len, err);
     free(text);
@@ -319,11 +327,21 @@ static void merge(struct lmp_jobopts *dst, struct lmp_jobopts *src) {
         if (!src->set[i]) continue;
         const struct def *d = &defs[i];
         switch (d->kind) {
-        case K_INT: *(long long *) ((char *) dst + d->off) = *(long long *) ((char *) src + d->off); break;
-        case K_F64: *(double *) ((char *) dst + d->off) = *(double *) ((char *) src + d->off); break;
-        case K_BOOL: dst->finetune = src->finetune; break;
-        case K_MODE: dst->mode = src->mode; break;
-        case K_METHOD: dst->method = src->method; break;
+        case K_INT:
+            *(long long *)((char *)dst + d->off) = *(long long *)((char *)src + d->off);
+            break;
+        case K_F64:
+            *(double *)((char *)dst + d->off) = *(double *)((char *)src + d->off);
+            break;
+        case K_BOOL:
+            dst->finetune = src->finetune;
+            break;
+        case K_MODE:
+            dst->mode = src->mode;
+            break;
+        case K_METHOD:
+            dst->method = src->method;
+            break;
         case K_KEEP:
             clear_keep(dst);
             for (int k = 0; k < src->n_keep; k++) dst->keep[k] = src->keep[k];
@@ -345,26 +363,29 @@ int lmp_jobopts_parse_argv(struct lmp_jobopts *o, int argc, char **argv,
                            struct lmp_jobopts_cmd *cmd, struct lmp_err *err) {
     enum { OPT_BASE = 1000, OPT_JSON = 2000, OPT_HELP };
     struct option opts[LMP_JOBOPT_COUNT + 64];
-    int n = 0;
+    int           n = 0;
     for (int i = 0; i < LMP_JOBOPT_COUNT; i++)
-        opts[n++] = (struct option){defs[i].key, defs[i].kind == K_BOOL ? no_argument
-                                                                          : required_argument,
-                                    NULL, OPT_BASE + i};
+        opts[n++] =
+            (struct option){defs[i].key, defs[i].kind == K_BOOL ? no_argument : required_argument,
+                            NULL, OPT_BASE + i};
     opts[n++] = (struct option){"json", no_argument, NULL, OPT_JSON};
     opts[n++] = (struct option){"help", no_argument, NULL, OPT_HELP};
-    for (const struct option *x = cmd->extra; x && x->name && n < (int) (sizeof(opts) / sizeof(opts[0])) - 1; x++)
+    for (const struct option *x = cmd->extra;
+         x && x->name && n < (int)(sizeof(opts) / sizeof(opts[0])) - 1; x++)
         opts[n++] = *x;
     opts[n] = (struct option){0};
 
-    struct lmp_jobopts cl;   /* the command line's options, merged over the JOB file's */
+    struct lmp_jobopts cl; /* the command line's options, merged over the JOB file's */
     lmp_jobopts_init(&cl);
     int rc = LMP_EXIT_OK;
     for (int c; (c = getopt_long(argc, argv, "h", opts, NULL)) != -1;) {
-        if (c == OPT_JSON) cmd->json = true;
-        else if (c == OPT_HELP || c == 'h') cmd->help = true;
+        if (c == OPT_JSON)
+            cmd->json = true;
+        else if (c == OPT_HELP || c == 'h')
+            cmd->help = true;
         else if (c >= OPT_BASE && c < OPT_BASE + LMP_JOBOPT_COUNT) {
             const struct def *d = &defs[c - OPT_BASE];
-            char problem[200];
+            char              problem[200];
             if (lmp_jobopts_set(&cl, d->key, d->kind == K_BOOL ? "true" : optarg, NULL, false,
                                 problem, sizeof(problem)) != LMP_OK) {
                 fprintf(stderr, "lmpress: option '--%s': %s\n", d->key, problem);
@@ -377,7 +398,7 @@ int lmp_jobopts_parse_argv(struct lmp_jobopts *o, int argc, char **argv,
                 goto out;
             }
         } else {
-            rc = LMP_EXIT_USAGE;   /* getopt printed why */
+            rc = LMP_EXIT_USAGE; /* getopt printed why */
             goto out;
         }
     }
@@ -425,77 +446,77 @@ enum lmp_status lmp_jobopts_to_compress(const struct lmp_jobopts *o, int default
     if (o->method == LMP_COMPRESS_AQLM && o->scheme &&
         lmp_aq_scheme_parse(&c->spec.sc, o->scheme, err) != LMP_OK)
         return LMP_EINVAL;
-    c->spec.rtn_bits  = (int) o->bits;
+    c->spec.rtn_bits  = (int)o->bits;
     c->spec.rtn_group = o->group;
-    if (o->set[LMP_JOBOPT_BEAM]) c->spec.aq.beam = (int) o->beam;
-    if (o->set[LMP_JOBOPT_MAX_ROUNDS]) c->spec.aq.max_rounds = (int) o->max_rounds;
+    if (o->set[LMP_JOBOPT_BEAM]) c->spec.aq.beam = (int)o->beam;
+    if (o->set[LMP_JOBOPT_MAX_ROUNDS]) c->spec.aq.max_rounds = (int)o->max_rounds;
     if (o->set[LMP_JOBOPT_TOL]) c->spec.aq.tol = o->tol;
-    if (o->set[LMP_JOBOPT_ADAM_STEPS]) c->spec.aq.adam_steps = (int) o->adam_steps;
-    if (o->set[LMP_JOBOPT_CG_ITERS]) c->spec.aq.cg_iters = (int) o->cg_iters;
-    if (o->set[LMP_JOBOPT_LR] && o->lr > 0) c->spec.aq.lr = (float) o->lr;
-    c->keep      = (const char *const *) o->keep;
+    if (o->set[LMP_JOBOPT_ADAM_STEPS]) c->spec.aq.adam_steps = (int)o->adam_steps;
+    if (o->set[LMP_JOBOPT_CG_ITERS]) c->spec.aq.cg_iters = (int)o->cg_iters;
+    if (o->set[LMP_JOBOPT_LR] && o->lr > 0) c->spec.aq.lr = (float)o->lr;
+    c->keep      = (const char *const *)o->keep;
     c->n_keep    = o->n_keep;
     c->finetune  = o->finetune;
-    c->seed      = (uint64_t) o->seed;
-    c->n_threads = o->set[LMP_JOBOPT_THREADS] ? (int) o->threads : default_threads;
+    c->seed      = (uint64_t)o->seed;
+    c->n_threads = o->set[LMP_JOBOPT_THREADS] ? (int)o->threads : default_threads;
     c->n_seq     = o->nsamples;
     c->ctx       = o->ctx;
     return LMP_OK;
 }
 
 void lmp_jobopts_to_jobspec(const struct lmp_jobopts *o, struct lmp_jobopts_pb *pb) {
-    const bool rtn = o->method == LMP_COMPRESS_RTN;
-    pb->spec     = (Lmp__JobSpec) LMP__JOB_SPEC__INIT;
-    pb->calib    = (Lmp__CalibSpec) LMP__CALIB_SPEC__INIT;
-    pb->method   = (Lmp__MethodSpec) LMP__METHOD_SPEC__INIT;
-    pb->finetune = (Lmp__FinetuneSpec) LMP__FINETUNE_SPEC__INIT;
-    Lmp__JobSpec *s = &pb->spec;
+    const bool rtn    = o->method == LMP_COMPRESS_RTN;
+    pb->spec          = (Lmp__JobSpec)LMP__JOB_SPEC__INIT;
+    pb->calib         = (Lmp__CalibSpec)LMP__CALIB_SPEC__INIT;
+    pb->method        = (Lmp__MethodSpec)LMP__METHOD_SPEC__INIT;
+    pb->finetune      = (Lmp__FinetuneSpec)LMP__FINETUNE_SPEC__INIT;
+    Lmp__JobSpec *s   = &pb->spec;
     s->name           = o->name ? o->name : "";
     s->model_path     = o->model ? o->model : "";
     s->tokenizer_path = o->tokenizer ? o->tokenizer : "";
     s->out_path       = o->out ? o->out : "";
-    s->mode = o->mode == LMP_COMPRESS_INDEPENDENT ? LMP__MODE__MODE_INDEPENDENT
-                                                  : LMP__MODE__MODE_SEQUENTIAL;
-    s->n_keep       = (size_t) o->n_keep;
-    s->keep         = (char **) o->keep;
-    s->max_attempts = o->set[LMP_JOBOPT_MAX_ATTEMPTS] ? (uint32_t) o->max_attempts : 0;
-    s->kernels      = "best";
-    s->threads      = o->set[LMP_JOBOPT_THREADS] ? (uint32_t) o->threads : 0;
-    s->row_shards   = o->set[LMP_JOBOPT_ROW_SHARDS] ? (uint32_t) o->row_shards : 0;
+    s->mode           = o->mode == LMP_COMPRESS_INDEPENDENT ? LMP__MODE__MODE_INDEPENDENT
+                                                            : LMP__MODE__MODE_SEQUENTIAL;
+    s->n_keep         = (size_t)o->n_keep;
+    s->keep           = (char **)o->keep;
+    s->max_attempts   = o->set[LMP_JOBOPT_MAX_ATTEMPTS] ? (uint32_t)o->max_attempts : 0;
+    s->kernels        = "best";
+    s->threads        = o->set[LMP_JOBOPT_THREADS] ? (uint32_t)o->threads : 0;
+    s->row_shards     = o->set[LMP_JOBOPT_ROW_SHARDS] ? (uint32_t)o->row_shards : 0;
 
-    Lmp__CalibSpec *cs = &pb->calib;
-    const bool gen = o->calib && strcmp(o->calib, "generate") == 0;
-    cs->source = o->calib == NULL ? LMP__CALIB_SOURCE__CALIB_SOURCE_UNSPECIFIED /* RTN */
-                 : gen            ? LMP__CALIB_SOURCE__CALIB_SOURCE_GENERATE
-                                  : LMP__CALIB_SOURCE__CALIB_SOURCE_FILE;
-    cs->path     = o->calib && !gen ? o->calib : "";
-    cs->nsamples = (uint32_t) o->nsamples;
-    cs->ctx      = (uint32_t) o->ctx;
-    cs->seed     = (uint64_t) o->seed;
-    s->calib     = cs;
+    Lmp__CalibSpec *cs  = &pb->calib;
+    const bool      gen = o->calib && strcmp(o->calib, "generate") == 0;
+    cs->source          = o->calib == NULL ? LMP__CALIB_SOURCE__CALIB_SOURCE_UNSPECIFIED /* RTN */
+                          : gen            ? LMP__CALIB_SOURCE__CALIB_SOURCE_GENERATE
+                                           : LMP__CALIB_SOURCE__CALIB_SOURCE_FILE;
+    cs->path            = o->calib && !gen ? o->calib : "";
+    cs->nsamples        = (uint32_t)o->nsamples;
+    cs->ctx             = (uint32_t)o->ctx;
+    cs->seed            = (uint64_t)o->seed;
+    s->calib            = cs;
 
     Lmp__MethodSpec *ms = &pb->method;
-    ms->method     = rtn ? LMP__METHOD__METHOD_RTN : LMP__METHOD__METHOD_AQLM;
-    ms->scheme     = !rtn && o->scheme ? o->scheme : "";
-    ms->bits       = rtn ? (uint32_t) o->bits : 0;
-    ms->group      = rtn ? (uint32_t) o->group : 0;
-    ms->beam       = o->set[LMP_JOBOPT_BEAM] ? (uint32_t) o->beam : 0;
-    ms->max_rounds = o->set[LMP_JOBOPT_MAX_ROUNDS] ? (uint32_t) o->max_rounds : 0;
-    ms->adam_steps = o->set[LMP_JOBOPT_ADAM_STEPS] ? (uint32_t) o->adam_steps : 0;
-    if (o->set[LMP_JOBOPT_TOL]) ms->tol = o->tol > 0 ? o->tol : DBL_MIN;  /* 0 = "default" */
-    if (o->set[LMP_JOBOPT_LR] && o->lr > 0) ms->lr = (float) o->lr;
+    ms->method          = rtn ? LMP__METHOD__METHOD_RTN : LMP__METHOD__METHOD_AQLM;
+    ms->scheme          = !rtn && o->scheme ? o->scheme : "";
+    ms->bits            = rtn ? (uint32_t)o->bits : 0;
+    ms->group           = rtn ? (uint32_t)o->group : 0;
+    ms->beam            = o->set[LMP_JOBOPT_BEAM] ? (uint32_t)o->beam : 0;
+    ms->max_rounds      = o->set[LMP_JOBOPT_MAX_ROUNDS] ? (uint32_t)o->max_rounds : 0;
+    ms->adam_steps      = o->set[LMP_JOBOPT_ADAM_STEPS] ? (uint32_t)o->adam_steps : 0;
+    if (o->set[LMP_JOBOPT_TOL]) ms->tol = o->tol > 0 ? o->tol : DBL_MIN; /* 0 = "default" */
+    if (o->set[LMP_JOBOPT_LR] && o->lr > 0) ms->lr = (float)o->lr;
     if (o->set[LMP_JOBOPT_CG_ITERS]) {
         ms->codebook_update_case = LMP__METHOD_SPEC__CODEBOOK_UPDATE_CG_ITERS;
-        ms->cg_iters = (uint32_t) o->cg_iters;
+        ms->cg_iters             = (uint32_t)o->cg_iters;
     }
-    ms->seed  = (uint64_t) o->seed;
+    ms->seed  = (uint64_t)o->seed;
     s->method = ms;
 
     Lmp__FinetuneSpec *fs = &pb->finetune;
-    fs->enabled   = o->finetune;
-    fs->epochs    = o->set[LMP_JOBOPT_FT_EPOCHS] ? (uint32_t) o->ft_epochs : 0;
-    fs->max_steps = o->set[LMP_JOBOPT_FT_MAX_STEPS] ? (uint32_t) o->ft_max_steps : 0;
-    fs->lr        = o->set[LMP_JOBOPT_FT_LR] && o->ft_lr > 0 ? (float) o->ft_lr : 0.0f;
-    fs->seed      = (uint64_t) o->seed;
-    s->finetune   = o->finetune || fs->epochs || fs->max_steps || fs->lr > 0 ? fs : NULL;
+    fs->enabled           = o->finetune;
+    fs->epochs            = o->set[LMP_JOBOPT_FT_EPOCHS] ? (uint32_t)o->ft_epochs : 0;
+    fs->max_steps         = o->set[LMP_JOBOPT_FT_MAX_STEPS] ? (uint32_t)o->ft_max_steps : 0;
+    fs->lr                = o->set[LMP_JOBOPT_FT_LR] && o->ft_lr > 0 ? (float)o->ft_lr : 0.0f;
+    fs->seed              = (uint64_t)o->seed;
+    s->finetune           = o->finetune || fs->epochs || fs->max_steps || fs->lr > 0 ? fs : NULL;
 }

@@ -36,9 +36,9 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
-#include "worker/compress.h"            /* defines: struct lmp_compress_spec */
-#include "proto/lmpress.pb-c.h"         /* defines: Lmp__JobSpec */
-#include "base/status.h"               /* defines: enum lmp_status, struct lmp_err */
+#include "worker/compress.h"    /* defines: struct lmp_compress_spec */
+#include "proto/lmpress.pb-c.h" /* defines: Lmp__JobSpec */
+#include "base/status.h"        /* defines: enum lmp_status, struct lmp_err */
 
 enum { LMP_JOBOPTS_MAX_KEEP = 64 };
 
@@ -46,29 +46,51 @@ enum lmp_compress_mode { LMP_COMPRESS_SEQUENTIAL, LMP_COMPRESS_INDEPENDENT };
 
 /* Every job option; the order of the table in jobopts.c. */
 enum lmp_jobopt {
-    LMP_JOBOPT_MODEL, LMP_JOBOPT_TOKENIZER, LMP_JOBOPT_CALIB, LMP_JOBOPT_NSAMPLES,
-    LMP_JOBOPT_CTX, LMP_JOBOPT_OUT, LMP_JOBOPT_SCHEME, LMP_JOBOPT_MODE, LMP_JOBOPT_METHOD,
-    LMP_JOBOPT_BITS, LMP_JOBOPT_GROUP, LMP_JOBOPT_KEEP, LMP_JOBOPT_FINETUNE,
-    LMP_JOBOPT_FT_EPOCHS, LMP_JOBOPT_FT_MAX_STEPS, LMP_JOBOPT_BEAM, LMP_JOBOPT_MAX_ROUNDS,
-    LMP_JOBOPT_TOL, LMP_JOBOPT_CG_ITERS, LMP_JOBOPT_ADAM_STEPS, LMP_JOBOPT_LR,
-    LMP_JOBOPT_SEED, LMP_JOBOPT_THREADS, LMP_JOBOPT_NAME, LMP_JOBOPT_MAX_ATTEMPTS,
-    LMP_JOBOPT_WORKERS, LMP_JOBOPT_STATE, LMP_JOBOPT_ROW_SHARDS, LMP_JOBOPT_FT_LR,
+    LMP_JOBOPT_MODEL,
+    LMP_JOBOPT_TOKENIZER,
+    LMP_JOBOPT_CALIB,
+    LMP_JOBOPT_NSAMPLES,
+    LMP_JOBOPT_CTX,
+    LMP_JOBOPT_OUT,
+    LMP_JOBOPT_SCHEME,
+    LMP_JOBOPT_MODE,
+    LMP_JOBOPT_METHOD,
+    LMP_JOBOPT_BITS,
+    LMP_JOBOPT_GROUP,
+    LMP_JOBOPT_KEEP,
+    LMP_JOBOPT_FINETUNE,
+    LMP_JOBOPT_FT_EPOCHS,
+    LMP_JOBOPT_FT_MAX_STEPS,
+    LMP_JOBOPT_BEAM,
+    LMP_JOBOPT_MAX_ROUNDS,
+    LMP_JOBOPT_TOL,
+    LMP_JOBOPT_CG_ITERS,
+    LMP_JOBOPT_ADAM_STEPS,
+    LMP_JOBOPT_LR,
+    LMP_JOBOPT_SEED,
+    LMP_JOBOPT_THREADS,
+    LMP_JOBOPT_NAME,
+    LMP_JOBOPT_MAX_ATTEMPTS,
+    LMP_JOBOPT_WORKERS,
+    LMP_JOBOPT_STATE,
+    LMP_JOBOPT_ROW_SHARDS,
+    LMP_JOBOPT_FT_LR,
     LMP_JOBOPT_COUNT
 };
 
 struct lmp_jobopts {
-    bool  set[LMP_JOBOPT_COUNT];    /* given (on the line or in the file) */
+    bool set[LMP_JOBOPT_COUNT]; /* given (on the line or in the file) */
     /* strings: owned (NULL = not given); paths from a file are resolved against its dir */
-    char *model, *tokenizer, *calib, *out, *scheme, *name, *state;
-    char *keep[LMP_JOBOPTS_MAX_KEEP];
-    int   n_keep;
-    enum lmp_compress_mode   mode;      /* default sequential */
-    enum lmp_compress_method method;    /* default aqlm */
-    long long nsamples, ctx, bits, group, seed, threads, beam, max_rounds, cg_iters,
-              adam_steps, ft_epochs, ft_max_steps, max_attempts, workers, row_shards;
-    double    tol, lr, ft_lr;
-    bool      finetune;
-    char     *job_path;                 /* the JOB file read, or NULL */
+    char                    *model, *tokenizer, *calib, *out, *scheme, *name, *state;
+    char                    *keep[LMP_JOBOPTS_MAX_KEEP];
+    int                      n_keep;
+    enum lmp_compress_mode   mode;   /* default sequential */
+    enum lmp_compress_method method; /* default aqlm */
+    long long nsamples, ctx, bits, group, seed, threads, beam, max_rounds, cg_iters, adam_steps,
+        ft_epochs, ft_max_steps, max_attempts, workers, row_shards;
+    double tol, lr, ft_lr;
+    bool   finetune;
+    char  *job_path; /* the JOB file read, or NULL */
 };
 
 void lmp_jobopts_init(struct lmp_jobopts *o);
@@ -87,22 +109,21 @@ enum lmp_status lmp_jobopts_set(struct lmp_jobopts *o, const char *key, const ch
 
 /* Read a JOB file into o (see the file comment). RET LMP_OK; LMP_ENOENT / LMP_EIO (cannot
  * read it), LMP_EINVAL (err->msg = "FILE:LINE: problem"), LMP_ENOMEM. */
-enum lmp_status lmp_jobopts_load_file(struct lmp_jobopts *o, const char *path,
-                                      struct lmp_err *err);
+enum lmp_status lmp_jobopts_load_file(struct lmp_jobopts *o, const char *path, struct lmp_err *err);
 /* The same from a buffer (fuzzing, tests); path only names it in messages and gives the
  * base directory. */
-enum lmp_status lmp_jobopts_load_buffer(struct lmp_jobopts *o, const char *path,
-                                        const char *text, size_t len, struct lmp_err *err);
+enum lmp_status lmp_jobopts_load_buffer(struct lmp_jobopts *o, const char *path, const char *text,
+                                        size_t len, struct lmp_err *err);
 
 /* Command-specific options that ride along with the job options. */
 struct lmp_jobopts_cmd {
-    const struct option *extra;     /* { name, has_arg, NULL, val >= 256 }, { 0 }-terminated */
+    const struct option *extra; /* { name, has_arg, NULL, val >= 256 }, { 0 }-terminated */
     /* called for each extra option; false = bad value (it printed why) */
     bool (*on_extra)(void *ctx, int val, const char *arg);
     void *ctx;
-    bool  job_arg;                  /* a positional JOB file is allowed */
-    bool  json;                     /* out: --json given */
-    bool  help;                     /* out: --help / -h given */
+    bool  job_arg; /* a positional JOB file is allowed */
+    bool  json;    /* out: --json given */
+    bool  help;    /* out: --help / -h given */
 };
 
 /* Parse argv (argv[0] = the subcommand) with getopt_long: the job options, --json, --help,
@@ -173,8 +194,8 @@ void lmp_jobopts_to_jobspec(const struct lmp_jobopts *o, struct lmp_jobopts_pb *
     "  --calib FILE|generate calibration: windows of a text file, or sequences the model\n"        \
     "                        writes itself (required for aqlm; rtn needs none)\n"                  \
     "  --nsamples N          calibration windows (default 128); N x L tokens at most what the\n"   \
-    "                        text has, and tokens + activations (2 x N x L x dim floats) at\n"    \
-    "                        most half this machine's memory (LMP_MEM_BUDGET overrides)\n"     \
+    "                        text has, and tokens + activations (2 x N x L x dim floats) at\n"     \
+    "                        most half this machine's memory (LMP_MEM_BUDGET overrides)\n"         \
     "  --ctx L               tokens per window (default the model's context, at most 512)\n"       \
     "  --out ART.h5          the artifact (required); an existing one of the same job resumes\n"   \
     "  --scheme MxBgG        AQLM scheme, see above (default 2x8g8)\n"                             \

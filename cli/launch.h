@@ -30,20 +30,20 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <stddef.h>
-#include "proto/client.h"     /* defines: struct lmp_client */
-#include "proto/keys.h"             /* defines: struct lmp_curve_server, lmp_curve_client */
-#include "base/status.h"           /* defines: enum lmp_status, struct lmp_err */
-#include "proto/wire.h"             /* defines: Lmp__JobSpec, Lmp__JobInfo */
+#include "proto/client.h" /* defines: struct lmp_client */
+#include "proto/keys.h"   /* defines: struct lmp_curve_server, lmp_curve_client */
+#include "base/status.h"  /* defines: enum lmp_status, struct lmp_err */
+#include "proto/wire.h"   /* defines: Lmp__JobSpec, Lmp__JobInfo */
 
 struct lmp_launch_opts {
-    const char *bind;               /* default "tcp://127.0.0.1:*" (a free loopback port) */
-    const char *state_dir;          /* coordinator --state; NULL = none; borrowed until stop */
-    int         n_workers;          /* in-process worker threads (0 = none: remote only) */
-    int         worker_threads;     /* cores each worker advertises and uses (0 = all) */
-    const char *worker_name;        /* "NAME-<i>" (default "local") */
+    const char *bind;                 /* default "tcp://127.0.0.1:*" (a free loopback port) */
+    const char *state_dir;            /* coordinator --state; NULL = none; borrowed until stop */
+    int         n_workers;            /* in-process worker threads (0 = none: remote only) */
+    int         worker_threads;       /* cores each worker advertises and uses (0 = all) */
+    const char *worker_name;          /* "NAME-<i>" (default "local") */
     uint32_t    heartbeat_timeout_ms; /* 0 = the coordinator's default */
-    const struct lmp_curve_server *curve; /* the coordinator's CURVE keys (borrowed during
-                                             start); NULL = none (then bind must be local) */
+    const struct lmp_curve_server *curve;        /* the coordinator's CURVE keys (borrowed during
+                                                    start); NULL = none (then bind must be local) */
     const struct lmp_curve_client *worker_curve; /* the in-process workers' CURVE keys,
                                              borrowed until stop; NULL = none */
 };
@@ -78,13 +78,13 @@ enum lmp_status lmp_launch_host_address(char *addr, size_t n, struct lmp_err *er
  * (default "*": a free port). NULL or "" = lmp_launch_host_address. *loopback tells
  * whether the address is in 127.0.0.0/8. RET LMP_OK, LMP_EINVAL (a wildcard, IPv6, a bad
  * port, an unknown name: the message says which), LMP_ENOENT (no address found). */
-enum lmp_status lmp_launch_bind_endpoint(const char *spec, char *endpoint, size_t n,
-                                         bool *loopback, struct lmp_err *err);
+enum lmp_status lmp_launch_bind_endpoint(const char *spec, char *endpoint, size_t n, bool *loopback,
+                                         struct lmp_err *err);
 
 /* Submit spec; *job_id and *n_tasks (may be NULL) from the JobAccepted.
  * RET LMP_OK; the coordinator's refusal (its code and message), LMP_EIO (no answer). */
-enum lmp_status lmp_launch_submit(struct lmp_client *cl, const Lmp__JobSpec *spec,
-                                  uint64_t *job_id, uint32_t *n_tasks, struct lmp_err *err);
+enum lmp_status lmp_launch_submit(struct lmp_client *cl, const Lmp__JobSpec *spec, uint64_t *job_id,
+                                  uint32_t *n_tasks, struct lmp_err *err);
 
 /* Called with every status poll (with layers) and with the final one. */
 typedef void lmp_launch_status_fn(void *ctx, const Lmp__JobInfo *job);
@@ -94,7 +94,7 @@ typedef void lmp_launch_status_fn(void *ctx, const Lmp__JobInfo *job);
  * its state), LMP_ECANCEL (*stop was set first), LMP_EIO (the coordinator stopped
  * answering), LMP_EPROTO (the job vanished). */
 enum lmp_status lmp_launch_follow(struct lmp_client *cl, uint64_t job_id, int poll_ms,
-                                  volatile sig_atomic_t *stop, lmp_launch_status_fn *cb,
-                                  void *ctx, Lmp__JobState *state, struct lmp_err *err);
+                                  volatile sig_atomic_t *stop, lmp_launch_status_fn *cb, void *ctx,
+                                  Lmp__JobState *state, struct lmp_err *err);
 
 #endif /* LMP_CLI_LAUNCH_H */

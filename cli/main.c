@@ -1,6 +1,6 @@
 /*  main - the `lmpress` program: resolve the subcommand from the table and run it */
 #include "cli/cli.h"
-#include "cli/commands.h"   /* defines: the lmp_cli_cmd_* entries */
+#include "cli/commands.h" /* defines: the lmp_cli_cmd_* entries */
 
 #include <getopt.h>
 #include <stdbool.h>
@@ -8,14 +8,14 @@
 #include <string.h>
 #include <unistd.h>
 
-static const struct lmp_cli_cmd *const cmds[] = {
-    LMP_CLI_COMMANDS
-};
+static const struct lmp_cli_cmd *const cmds[] = {LMP_CLI_COMMANDS};
 enum { N_CMDS = sizeof(cmds) / sizeof(cmds[0]) };
 
 static void print_help(FILE *f) {
-    fprintf(f, "lmpress %s: compress large language models to ~2 bits per weight (AQLM)\n\n"
-               "usage: lmpress <command> [options]\n\ncommands:\n", LMP_VERSION);
+    fprintf(f,
+            "lmpress %s: compress large language models to ~2 bits per weight (AQLM)\n\n"
+            "usage: lmpress <command> [options]\n\ncommands:\n",
+            LMP_VERSION);
     for (int i = 0; i < N_CMDS; i++) fprintf(f, "  %-12s %s\n", cmds[i]->name, cmds[i]->summary);
     fprintf(f, "\n'lmpress help <command>' or 'lmpress <command> --help' shows a command's\n"
                "options, their defaults and meaning.\n"
@@ -72,8 +72,8 @@ int main(int argc, char **argv) {
         lmp_cli_print_help(cmd, stdout);
         return LMP_EXIT_OK;
     }
-    struct lmp_cli cli = {.json = false, .tty = isatty(STDERR_FILENO) != 0};
-    int sub_argc = argc - 1;
+    struct lmp_cli cli      = {.json = false, .tty = isatty(STDERR_FILENO) != 0};
+    int            sub_argc = argc - 1;
     if (takes_keys(name) && lmp_cli_take_key_options(&sub_argc, argv + 1) != LMP_EXIT_OK)
         return LMP_EXIT_USAGE;
     optind = 1;

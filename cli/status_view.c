@@ -1,5 +1,5 @@
 /*  status_view - see status_view.h */
-#define _GNU_SOURCE   /* vasprintf */
+#define _GNU_SOURCE /* vasprintf */
 #include "cli/status_view.h"
 #include "cli/cluster.h"       /* defines: lmp_cli_*_state_name */
 #include "coordinator/coord.h" /* defines: LMP_CAL_TASK_BASE, LMP_FT_TASK_BASE */
@@ -28,7 +28,7 @@ static void add_line(struct screen *s, const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
     char     *line = NULL;
-    const int n = vasprintf(&line, fmt, ap);
+    const int n    = vasprintf(&line, fmt, ap);
     va_end(ap);
     if (n < 0) {
         s->oom = true;
@@ -50,7 +50,7 @@ static void add_line(struct screen *s, const char *fmt, ...) {
     memcpy(s->buf + s->len, line, m);
     s->len += m;
     s->buf[s->len++] = '\n';
-    s->buf[s->len] = '\0';
+    s->buf[s->len]   = '\0';
     s->n_lines++;
     free(line);
 }
@@ -59,7 +59,7 @@ static void bar(char *out, int width, double frac) {
     if (!(frac >= 0)) frac = 0;
     if (frac > 1) frac = 1;
     const int n_full = (int)(frac * width + 0.5);
-    out[0] = '[';
+    out[0]           = '[';
     for (int i = 0; i < width; i++) out[1 + i] = i < n_full ? '#' : '-';
     out[1 + width] = ']';
     out[2 + width] = '\0';
@@ -86,7 +86,7 @@ void lmp_status_view_init(struct lmp_status_view *v) {
 
 double lmp_status_view_throughput(struct lmp_status_view *v, const Lmp__JobInfo *j) {
     if (j->state == LMP__JOB_STATE__JOB_STATE_RUNNING) {
-        v->job_id = j->job_id;
+        v->job_id     = j->job_id;
         v->throughput = j->throughput;
         return j->throughput;
     }
@@ -113,10 +113,10 @@ static void render_job(struct screen *s, struct lmp_status_view *v, const Lmp__J
     for (size_t i = 0; i < j->n_layers; i++) n[(unsigned)j->layers[i]->state & 7]++;
     const unsigned pending = n[LMP__TASK_STATE__TASK_STATE_PENDING],
                    running = n[LMP__TASK_STATE__TASK_STATE_RUNNING],
-                   failed = n[LMP__TASK_STATE__TASK_STATE_FAILED],
-                   cancel = n[LMP__TASK_STATE__TASK_STATE_CANCELLED];
-    const bool     live = j->state == LMP__JOB_STATE__JOB_STATE_RUNNING;
-    const uint64_t end = j->finished_ms ? j->finished_ms : now_ms;
+                   failed  = n[LMP__TASK_STATE__TASK_STATE_FAILED],
+                   cancel  = n[LMP__TASK_STATE__TASK_STATE_CANCELLED];
+    const bool     live    = j->state == LMP__JOB_STATE__JOB_STATE_RUNNING;
+    const uint64_t end     = j->finished_ms ? j->finished_ms : now_ms;
     char           el[32], eta[32], b[256];
     fmt_duration(el, sizeof(el),
                  j->started_ms && end > j->started_ms ? (double)(end - j->started_ms) / 1e3 : 0);
@@ -138,7 +138,7 @@ static void render_job(struct screen *s, struct lmp_status_view *v, const Lmp__J
              cancel, cancel ? " cancelled" : "");
     /* what runs now, one phrase per busy worker, identical ones counted */
     char now[512] = "", what[160];
-    int  n_quant = 0;
+    int  n_quant  = 0;
     for (size_t i = 0; i < js->n_workers; i++) {
         worker_task(j, js->workers[i], what, sizeof(what));
         if (strstr(what, "quantizing ") == what)

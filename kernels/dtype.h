@@ -12,9 +12,9 @@ enum lmp_dtype {
     LMP_DTYPE_F32,
     LMP_DTYPE_F16,
     LMP_DTYPE_BF16,
-    LMP_DTYPE_Q8_0,   /* ggml: blocks of 32: f16 d, int8 q[32]; x = d*q */
-    LMP_DTYPE_Q4_0,   /* ggml: blocks of 32: f16 d, 16 bytes of nibbles; x = d*(q-8) */
-    LMP_DTYPE_Q4_1,   /* ggml: blocks of 32: f16 d, f16 m, 16 bytes of nibbles; x = d*q + m */
+    LMP_DTYPE_Q8_0, /* ggml: blocks of 32: f16 d, int8 q[32]; x = d*q */
+    LMP_DTYPE_Q4_0, /* ggml: blocks of 32: f16 d, 16 bytes of nibbles; x = d*(q-8) */
+    LMP_DTYPE_Q4_1, /* ggml: blocks of 32: f16 d, f16 m, 16 bytes of nibbles; x = d*q + m */
     LMP_DTYPE_COUNT
 };
 

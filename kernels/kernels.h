@@ -85,11 +85,11 @@ typedef void lmp_dequant_row_fn(int dtype, const void *src, float *dst, int64_t 
  * the row's scale. n_out is the number of rows the call sees (a slice may be a range
  * of a layer's rows). */
 struct lmp_aq_shape {
-    int64_t n_out;   /* rows in this call */
-    int64_t n_in;    /* input features, a multiple of g */
-    int     M;       /* codebooks */
-    int     K;       /* entries per codebook, 2^bits (<= 65536) */
-    int     g;       /* in-group size */
+    int64_t n_out; /* rows in this call */
+    int64_t n_in;  /* input features, a multiple of g */
+    int     M;     /* codebooks */
+    int     K;     /* entries per codebook, 2^bits (<= 65536) */
+    int     g;     /* in-group size */
 };
 
 /* h (n_in, n_in), symmetric, += x^T x for x (n_tok, n_in) row-major. */
@@ -108,8 +108,7 @@ typedef void lmp_kmeans_update_fn(float *cent, const float *pts, const float *we
  * returned codes; w (n_out, n_in); scale (n_out); cb (M, K, g); h (n_in, n_in).
  * Returns 0, or LMP_ENOMEM when scratch cannot be allocated (codes then unchanged). */
 typedef int lmp_aq_beam_fn(uint16_t *codes, double *loss, const float *w, const float *scale,
-                           const float *cb, const float *h, const struct lmp_aq_shape *s,
-                           int beam);
+                           const float *cb, const float *h, const struct lmp_aq_shape *s, int beam);
 /* Objective L = sum_o (w_o - w_hat_o) H (w_o - w_hat_o)^T (written to *loss) and its
  * gradient: g_cb (M, K, g) and g_scale (n_out), both overwritten. Same arrays as above.
  * Returns 0, or LMP_ENOMEM. */
@@ -122,8 +121,8 @@ typedef int lmp_aq_grad_fn(double *loss, float *g_cb, float *g_scale, const uint
 typedef int lmp_aq_grad_dw_fn(float *g_cb, float *g_scale, const float *dw, const uint16_t *codes,
                               const float *cb, const float *scale, const struct lmp_aq_shape *s);
 /* w (n_out, n_in) = decoded weights. */
-typedef void lmp_aq_decode_fn(float *w, const uint16_t *codes, const float *cb,
-                              const float *scale, const struct lmp_aq_shape *s);
+typedef void lmp_aq_decode_fn(float *w, const uint16_t *codes, const float *cb, const float *scale,
+                              const struct lmp_aq_shape *s);
 /* y (n_batch, n_out) = x (n_batch, n_in) W_hat^T straight from the codes.
  * Returns 0, or LMP_ENOMEM. */
 typedef int lmp_aq_matvec_fn(float *y, const float *x, int64_t n_batch, const uint16_t *codes,
@@ -178,7 +177,7 @@ const char *const *lmp_kernels_names(void);
  * an unknown name. Call before starting threads. Without a call, the first
  * lmp_kernels_get() takes $LMP_KERNELS if set (an unknown name there is reported on
  * stderr once and "best" is used), else "best". */
-bool lmp_kernels_select(const char *name);
+bool                      lmp_kernels_select(const char *name);
 const struct lmp_kernels *lmp_kernels_get(void);
 
 /* ---- scratch: the calling thread's arena (kernels/scratch.c) ----------------------- */
@@ -207,8 +206,8 @@ size_t lmp_scratch_held(void);
 
 /* Fix the process's compute thread budget: the first call wins (later calls, and the
  * value a first lmp_kernels_threads() takes, do not change it); OpenBLAS stays at one
- * thread whatever it is. n <= 0: the default, $LMP_THREADS (1..256) if set, else the online CPUs. Returns
- * the budget in effect. Thread-safe. */
+ * thread whatever it is. n <= 0: the default, $LMP_THREADS (1..256) if set, else the online CPUs.
+ * Returns the budget in effect. Thread-safe. */
 int lmp_kernels_set_threads(int n);
 /* The budget (fixing the default if nothing set it yet). */
 int lmp_kernels_threads(void);
@@ -218,7 +217,7 @@ void lmp_kernels_blas_serial_begin(void);
 void lmp_kernels_blas_serial_end(void);
 
 /* CPU feature probes (cpuid). */
-bool lmp_cpu_has_avx2(void);     /* AVX2 + FMA */
-bool lmp_cpu_has_avx512(void);   /* AVX-512 F + BW + VL */
+bool lmp_cpu_has_avx2(void);   /* AVX2 + FMA */
+bool lmp_cpu_has_avx512(void); /* AVX-512 F + BW + VL */
 
 #endif /* LMP_KERNELS_KERNELS_H */

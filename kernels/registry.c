@@ -17,27 +17,27 @@
 
 void lmp_kernels_init_ref(struct lmp_kernels *k) {
     *k = (struct lmp_kernels){
-        .name = "ref",
-        .device = LMP_DEVICE_CPU,
-        .mem_alloc = lmp_mem_alloc_host,
-        .mem_free = lmp_mem_free_host,
-        .mem_copy = lmp_mem_copy_host,
-        .sgemm = lmp_sgemm_ref,
-        .dequant_row = lmp_dequant_row_ref,
-        .gram_acc = lmp_gram_acc_ref,
+        .name          = "ref",
+        .device        = LMP_DEVICE_CPU,
+        .mem_alloc     = lmp_mem_alloc_host,
+        .mem_free      = lmp_mem_free_host,
+        .mem_copy      = lmp_mem_copy_host,
+        .sgemm         = lmp_sgemm_ref,
+        .dequant_row   = lmp_dequant_row_ref,
+        .gram_acc      = lmp_gram_acc_ref,
         .kmeans_assign = lmp_kmeans_assign_ref,
         .kmeans_update = lmp_kmeans_update_ref,
-        .aq_beam = lmp_aq_beam_ref,
-        .aq_grad = lmp_aq_grad_ref,
-        .aq_grad_dw = lmp_aq_grad_dw_ref,
-        .aq_decode = lmp_aq_decode_ref,
-        .aq_matvec = lmp_aq_matvec_ref,
+        .aq_beam       = lmp_aq_beam_ref,
+        .aq_grad       = lmp_aq_grad_ref,
+        .aq_grad_dw    = lmp_aq_grad_dw_ref,
+        .aq_decode     = lmp_aq_decode_ref,
+        .aq_matvec     = lmp_aq_matvec_ref,
     };
 }
 
 static void init_blas(struct lmp_kernels *k) {
     lmp_kernels_init_ref(k); /* every slot filled first */
-    k->name = "blas";
+    k->name  = "blas";
     k->sgemm = lmp_sgemm_blas;
     lmp_blas_one_thread(); /* thread invariance: see kernels/cpu/gemm_blas.c */
 }
@@ -55,14 +55,14 @@ static void init_avx512(struct lmp_kernels *k) {
 #ifdef LMP_HAVE_AVX512
     k->name = "avx512";
     /* variants register here: k->op = lmp_op_avx512; */
-    k->dequant_row = lmp_dequant_row_avx512;
-    k->gram_acc = lmp_gram_acc_avx512;
+    k->dequant_row   = lmp_dequant_row_avx512;
+    k->gram_acc      = lmp_gram_acc_avx512;
     k->kmeans_assign = lmp_kmeans_assign_avx512;
     k->kmeans_update = lmp_kmeans_update_avx512;
-    k->aq_beam = lmp_aq_beam_avx512;
-    k->aq_grad = lmp_aq_grad_avx512;
-    k->aq_decode = lmp_aq_decode_avx512;
-    k->aq_matvec = lmp_aq_matvec_avx512;
+    k->aq_beam       = lmp_aq_beam_avx512;
+    k->aq_grad       = lmp_aq_grad_avx512;
+    k->aq_decode     = lmp_aq_decode_avx512;
+    k->aq_matvec     = lmp_aq_matvec_avx512;
 #endif
 }
 
@@ -75,7 +75,7 @@ void lmp_kernels_init_best(struct lmp_kernels *k) {
 
 const char *const *lmp_kernels_names(void) {
     static const char *const with_avx512[] = {"ref", "blas", "avx512", NULL};
-    static const char *const without[] = {"ref", "blas", NULL};
+    static const char *const without[]     = {"ref", "blas", NULL};
     return have_avx512() ? with_avx512 : without;
 }
 
@@ -100,7 +100,7 @@ static bool               g_selected;
 bool lmp_kernels_select(const char *name) {
     struct lmp_kernels k;
     if (!lmp_kernels_init_named(&k, name)) return false;
-    g_table = k;
+    g_table    = k;
     g_selected = true;
     return true;
 }

@@ -20,13 +20,13 @@
 #include <sanitizer/asan_interface.h>
 #define ARENA_REDZONE 64
 #else
-#define ASAN_POISON_MEMORY_REGION(p, n) ((void)(p), (void)(n))
+#define ASAN_POISON_MEMORY_REGION(p, n)   ((void)(p), (void)(n))
 #define ASAN_UNPOISON_MEMORY_REGION(p, n) ((void)(p), (void)(n))
-#define ARENA_REDZONE 0
+#define ARENA_REDZONE                     0
 #endif
 
 enum {
-    ALIGN = 64,      /* bytes: a cache line, and any SIMD load */
+    ALIGN      = 64, /* bytes: a cache line, and any SIMD load */
     MAX_CHUNKS = 40, /* doubling from 1 MiB: far beyond any memory */
 };
 #define MIN_CHUNK ((size_t)1 << 20) /* bytes: small kernels fit the first chunk */
@@ -70,7 +70,7 @@ static void arena_free_from(struct arena *a, int first) {
         ASAN_UNPOISON_MEMORY_REGION(a->base[i], a->cap[i]);
         free(a->base[i]);
         a->base[i] = NULL;
-        a->cap[i] = 0;
+        a->cap[i]  = 0;
     }
     if (a->n_chunks > first) a->n_chunks = first;
 }
@@ -119,10 +119,10 @@ void *lmp_scratch_alloc(size_t bytes) {
             if (p == NULL) return NULL;
             ASAN_POISON_MEMORY_REGION(p, cap);
             a->base[next] = p;
-            a->cap[next] = cap;
-            a->n_chunks = next + 1;
+            a->cap[next]  = cap;
+            a->n_chunks   = next + 1;
         }
-        a->cur = next;
+        a->cur  = next;
         a->used = 0;
     }
     char *p = a->base[a->cur] + a->used;
@@ -138,11 +138,11 @@ void lmp_scratch_reset(struct lmp_scratch_mark mark) {
         ASAN_POISON_MEMORY_REGION(a->base[i], a->cap[i]);
     if (mark.chunk >= 0 && mark.chunk <= a->cur)
         ASAN_POISON_MEMORY_REGION(a->base[mark.chunk] + mark.used, a->cap[mark.chunk] - mark.used);
-    a->cur = mark.chunk;
+    a->cur  = mark.chunk;
     a->used = mark.used;
     if (a->cur < 0) { /* the outermost call is done: keep at most KEEP_BYTES cached */
         size_t kept = 0;
-        int    i = 0;
+        int    i    = 0;
         while (i < a->n_chunks && kept + a->cap[i] <= KEEP_BYTES) kept += a->cap[i++];
         arena_free_from(a, i);
     }

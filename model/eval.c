@@ -28,10 +28,10 @@ double lmp_kl_rows(const float *teacher, const float *student, int64_t n_rows, i
         for (int64_t v = 0; v < vocab; v++) {
             const double et = expf(t[v] - mt);
             zt += et;
-            cross += et * ((double) t[v] - (double) s[v]);
+            cross += et * ((double)t[v] - (double)s[v]);
             zs += expf(s[v] - ms);
         }
-        const double lt = (double) mt + log(zt), ls = (double) ms + log(zs);
+        const double lt = (double)mt + log(zt), ls = (double)ms + log(zs);
         const double kl = cross / zt - lt + ls;
         total += kl;
         if (kl_row) kl_row[r] = kl;
@@ -39,8 +39,7 @@ double lmp_kl_rows(const float *teacher, const float *student, int64_t n_rows, i
         if (dstudent) {
             float *d = dstudent + r * vocab;
             for (int64_t v = 0; v < vocab; v++)
-                d[v] = (float) ((double) scale *
-                                (exp((double) s[v] - ls) - exp((double) t[v] - lt)));
+                d[v] = (float)((double)scale * (exp((double)s[v] - ls) - exp((double)t[v] - lt)));
         }
     }
     if (n_agree) *n_agree = agree;
@@ -50,57 +49,61 @@ double lmp_kl_rows(const float *teacher, const float *student, int64_t n_rows, i
 static double now_s(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double) ts.tv_sec + 1e-9 * (double) ts.tv_nsec;
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
 enum lmp_status lmp_eval_ppl(struct lmp_transformer *tf, const int32_t *ids, int64_t n_ids,
                              const struct lmp_eval_opts *o, struct lmp_eval_result *res,
                              struct lmp_err *err) {
     assert(tf && ids && o && res);
-    const struct lmp_config *c = lmp_transformer_config(tf);
-    const int64_t ctx = o->ctx, vocab = c->vocab_size;
+    const struct lmp_config *c   = lmp_transformer_config(tf);
+    const int64_t            ctx = o->ctx, vocab = c->vocab_size;
     *res = (struct lmp_eval_result){.n_text = n_ids};
     if (ctx < 2)
         return lmp_err_set(err, LMP_EINVAL, "context length %lld is too short (at least 2)",
-                           (long long) ctx);
+                           (long long)ctx);
     if (c->max_seq > 0 && ctx > c->max_seq)
         return lmp_err_set(err, LMP_EINVAL, "context length %lld exceeds the model's %d",
-                           (long long) ctx, c->max_seq);
+                           (long long)ctx, c->max_seq);
     int64_t n_windows = n_ids / ctx;
     if (n_windows == 0)
-        return lmp_err_set(err, LMP_EINVAL, "the text has %lld tokens, fewer than one window "
-                           "of %lld", (long long) n_ids, (long long) ctx);
+        return lmp_err_set(err, LMP_EINVAL,
+                           "the text has %lld tokens, fewer than one window "
+                           "of %lld",
+                           (long long)n_ids, (long long)ctx);
     if (o->max_windows > 0 && n_windows > o->max_windows) n_windows = o->max_windows;
-    const int64_t batch = o->batch > 0 ? (o->batch < n_windows ? o->batch : n_windows) : 1;
+    const int64_t batch          = o->batch > 0 ? (o->batch < n_windows ? o->batch : n_windows) : 1;
     struct lmp_transformer  *ref = o->reference;
     const struct lmp_config *rc  = ref ? lmp_transformer_config(ref) : NULL;
     if (rc && rc->vocab_size != c->vocab_size)
-        return lmp_err_set(err, LMP_EINVAL, "the reference's vocabulary (%d) differs from the "
-                           "model's (%d)", rc->vocab_size, c->vocab_size);
+        return lmp_err_set(err, LMP_EINVAL,
+                           "the reference's vocabulary (%d) differs from the "
+                           "model's (%d)",
+                           rc->vocab_size, c->vocab_size);
     if (rc && rc->max_seq > 0 && ctx > rc->max_seq)
         return lmp_err_set(err, LMP_EINVAL, "context length %lld exceeds the reference's %d",
-                           (long long) ctx, rc->max_seq);
+                           (long long)ctx, rc->max_seq);
 
-    enum lmp_status st     = LMP_OK;
-    const bool      whole  = o->on_logits || ref;   /* whole logits rows needed */
-    float          *hidden = malloc(sizeof(float) * (size_t) (batch * ctx * c->dim));
-    float          *logits = whole ? malloc(sizeof(float) * (size_t) (LOGIT_CHUNK * vocab)) : NULL;
-    double         *nll     = malloc(sizeof(double) * (size_t) (batch * ctx));
-    int32_t        *targets = malloc(sizeof(int32_t) * (size_t) (batch * ctx));
-    float  *ref_hidden = ref ? malloc(sizeof(float) * (size_t) (batch * ctx * rc->dim)) : NULL;
-    float  *ref_logits = ref ? malloc(sizeof(float) * (size_t) (LOGIT_CHUNK * vocab)) : NULL;
-    double *ref_nll    = ref ? malloc(sizeof(double) * LOGIT_CHUNK) : NULL;
+    enum lmp_status st      = LMP_OK;
+    const bool      whole   = o->on_logits || ref; /* whole logits rows needed */
+    float          *hidden  = malloc(sizeof(float) * (size_t)(batch * ctx * c->dim));
+    float          *logits  = whole ? malloc(sizeof(float) * (size_t)(LOGIT_CHUNK * vocab)) : NULL;
+    double         *nll     = malloc(sizeof(double) * (size_t)(batch * ctx));
+    int32_t        *targets = malloc(sizeof(int32_t) * (size_t)(batch * ctx));
+    float  *ref_hidden      = ref ? malloc(sizeof(float) * (size_t)(batch * ctx * rc->dim)) : NULL;
+    float  *ref_logits      = ref ? malloc(sizeof(float) * (size_t)(LOGIT_CHUNK * vocab)) : NULL;
+    double *ref_nll         = ref ? malloc(sizeof(double) * LOGIT_CHUNK) : NULL;
     if (hidden == NULL || (whole && logits == NULL) || nll == NULL || targets == NULL ||
         (ref && (ref_hidden == NULL || ref_logits == NULL || ref_nll == NULL))) {
         st = lmp_err_set(err, LMP_ENOMEM, "out of memory for windows of %lld tokens",
-                         (long long) ctx);
+                         (long long)ctx);
         goto out;
     }
-    double  kl_sum = 0, ref_sum = 0;   /* KL over predicted tokens; reference window means */
-    int64_t n_agree = 0;
+    double        kl_sum = 0, ref_sum = 0; /* KL over predicted tokens; reference window means */
+    int64_t       n_agree     = 0;
     const int64_t n_logit_win = o->on_logits ? (o->logits_windows > 0 ? o->logits_windows : 1) : 0;
     const double  t0          = now_s();
-    double        sum         = 0;   /* of per-window mean NLLs */
+    double        sum         = 0; /* of per-window mean NLLs */
     for (int64_t w0 = 0; w0 < n_windows; w0 += batch) {
         const int64_t nb = n_windows - w0 < batch ? n_windows - w0 : batch;
         st = lmp_transformer_forward(tf, NULL, ids + w0 * ctx, nb, ctx, hidden, NULL, err);
@@ -119,13 +122,13 @@ enum lmp_status lmp_eval_ppl(struct lmp_transformer *tf, const int32_t *ids, int
             goto out;
         }
         for (int64_t b = 0; b < nb; b++) {
-            const int64_t w = w0 + b;
+            const int64_t w    = w0 + b;
             double        wsum = 0;
             double        rsum = 0;
-            if (w < n_logit_win || ref) {   /* slow path: whole logits rows */
+            if (w < n_logit_win || ref) { /* slow path: whole logits rows */
                 for (int64_t r0 = 0; r0 < ctx; r0 += LOGIT_CHUNK) {
-                    const int64_t n = ctx - r0 < LOGIT_CHUNK ? ctx - r0 : LOGIT_CHUNK;
-                    const int64_t n_pred = r0 + n < ctx ? n : n - 1;   /* rows with a target */
+                    const int64_t n      = ctx - r0 < LOGIT_CHUNK ? ctx - r0 : LOGIT_CHUNK;
+                    const int64_t n_pred = r0 + n < ctx ? n : n - 1; /* rows with a target */
                     lmp_transformer_logits(tf, hidden + (b * ctx + r0) * c->dim, n, logits);
                     if (w < n_logit_win) {
                         o->on_logits(o->logits_ctx, w, r0, logits, n, vocab);
@@ -137,29 +140,29 @@ enum lmp_status lmp_eval_ppl(struct lmp_transformer *tf, const int32_t *ids, int
                     lmp_transformer_logits(ref, ref_hidden + (b * ctx + r0) * rc->dim, n,
                                            ref_logits);
                     int64_t agree = 0;
-                    kl_sum += lmp_kl_rows(ref_logits, logits, n_pred, vocab, 0.0f, NULL, NULL,
-                                          &agree);
+                    kl_sum +=
+                        lmp_kl_rows(ref_logits, logits, n_pred, vocab, 0.0f, NULL, NULL, &agree);
                     n_agree += agree;
                     lmp_transformer_nll(ref, ref_logits, n_pred, targets + b * ctx + r0, ref_nll);
                     for (int64_t t = 0; t < n_pred; t++) rsum += ref_nll[t];
                 }
             }
             for (int64_t t = 0; t < ctx - 1; t++) wsum += nll[b * ctx + t];
-            sum += wsum / (double) (ctx - 1);
-            ref_sum += rsum / (double) (ctx - 1);
+            sum += wsum / (double)(ctx - 1);
+            ref_sum += rsum / (double)(ctx - 1);
         }
         if (o->progress) o->progress(o->progress_ctx, w0 + nb, n_windows);
     }
     res->seconds   = now_s() - t0;
     res->n_windows = n_windows;
     res->n_tokens  = n_windows * ctx;
-    res->nll       = sum / (double) n_windows;
+    res->nll       = sum / (double)n_windows;
     res->ppl       = exp(res->nll);
     if (ref) {
         res->n_pred  = n_windows * (ctx - 1);
-        res->kl      = kl_sum / (double) res->n_pred;
-        res->top1    = (double) n_agree / (double) res->n_pred;
-        res->ref_nll = ref_sum / (double) n_windows;
+        res->kl      = kl_sum / (double)res->n_pred;
+        res->top1    = (double)n_agree / (double)res->n_pred;
+        res->ref_nll = ref_sum / (double)n_windows;
         res->ref_ppl = exp(res->ref_nll);
     }
 out:

@@ -18,8 +18,8 @@
 #define LMP_MODEL_EVAL_H
 
 #include <stdint.h>
-#include "base/status.h"                 /* defines: enum lmp_status, struct lmp_err */
-#include "model/transformer.h"     /* defines: struct lmp_transformer */
+#include "base/status.h"       /* defines: enum lmp_status, struct lmp_err */
+#include "model/transformer.h" /* defines: struct lmp_transformer */
 
 /* After each batch of windows: windows_done of n_windows. */
 typedef void lmp_eval_progress_fn(void *ctx, int64_t windows_done, int64_t n_windows);
@@ -31,32 +31,32 @@ typedef void lmp_eval_logits_fn(void *ctx, int64_t window, int64_t row0, const f
                                 int64_t n_rows, int64_t vocab);
 
 struct lmp_eval_opts {
-    int64_t               ctx;           /* window length in tokens (>= 2) */
-    int64_t               max_windows;   /* evaluate at most this many windows; <= 0: all */
-    int64_t               batch;         /* windows per forward pass; <= 0: 1 */
-    lmp_eval_progress_fn *progress;      /* NULL: none */
+    int64_t               ctx;         /* window length in tokens (>= 2) */
+    int64_t               max_windows; /* evaluate at most this many windows; <= 0: all */
+    int64_t               batch;       /* windows per forward pass; <= 0: 1 */
+    lmp_eval_progress_fn *progress;    /* NULL: none */
     void                 *progress_ctx;
-    lmp_eval_logits_fn   *on_logits;     /* NULL: none */
+    lmp_eval_logits_fn   *on_logits; /* NULL: none */
     void                 *logits_ctx;
-    int64_t               logits_windows;  /* windows reported to on_logits; <= 0: 1. Those
-                                              run slower: whole logits rows are materialized */
-    struct lmp_transformer *reference;   /* NULL: none; else KL and top-1 agreement against
-                                            it (same vocabulary; it runs the same windows) */
+    int64_t               logits_windows; /* windows reported to on_logits; <= 0: 1. Those
+                                             run slower: whole logits rows are materialized */
+    struct lmp_transformer *reference;    /* NULL: none; else KL and top-1 agreement against
+                                             it (same vocabulary; it runs the same windows) */
 };
 
 struct lmp_eval_result {
-    double  ppl;           /* exp(nll) */
-    double  nll;           /* mean over windows of each window's mean NLL (nats) */
-    int64_t n_windows;     /* windows evaluated */
-    int64_t n_tokens;      /* tokens run through the model: n_windows * ctx */
-    int64_t n_text;        /* tokens in the whole text */
-    double  seconds;       /* wall time of the forward passes and losses */
+    double  ppl;       /* exp(nll) */
+    double  nll;       /* mean over windows of each window's mean NLL (nats) */
+    int64_t n_windows; /* windows evaluated */
+    int64_t n_tokens;  /* tokens run through the model: n_windows * ctx */
+    int64_t n_text;    /* tokens in the whole text */
+    double  seconds;   /* wall time of the forward passes and losses */
     /* with opts.reference only (else 0): */
-    double  kl;            /* mean KL(reference || model) per predicted token (nats) */
-    double  top1;          /* fraction of predicted tokens whose argmaxes agree */
-    double  ref_nll;       /* the reference's nll and ppl on the same windows */
+    double  kl;      /* mean KL(reference || model) per predicted token (nats) */
+    double  top1;    /* fraction of predicted tokens whose argmaxes agree */
+    double  ref_nll; /* the reference's nll and ppl on the same windows */
     double  ref_ppl;
-    int64_t n_pred;        /* predicted tokens compared: n_windows * (ctx - 1) */
+    int64_t n_pred; /* predicted tokens compared: n_windows * (ctx - 1) */
 };
 
 /* KL(teacher || student) of the next-token distributions of n_rows rows of logits

@@ -15,19 +15,31 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
-#include "base/status.h"          /* defines: enum lmp_status, struct lmp_err */
-#include "model/model.h"    /* defines: struct lmp_tensor */
+#include "base/status.h" /* defines: enum lmp_status, struct lmp_err */
+#include "model/model.h" /* defines: struct lmp_tensor */
 
 enum lmp_gguf_type {
-    LMP_GGUF_UINT8 = 0, LMP_GGUF_INT8 = 1, LMP_GGUF_UINT16 = 2, LMP_GGUF_INT16 = 3,
-    LMP_GGUF_UINT32 = 4, LMP_GGUF_INT32 = 5, LMP_GGUF_FLOAT32 = 6, LMP_GGUF_BOOL = 7,
-    LMP_GGUF_STRING = 8, LMP_GGUF_ARRAY = 9, LMP_GGUF_UINT64 = 10, LMP_GGUF_INT64 = 11,
+    LMP_GGUF_UINT8   = 0,
+    LMP_GGUF_INT8    = 1,
+    LMP_GGUF_UINT16  = 2,
+    LMP_GGUF_INT16   = 3,
+    LMP_GGUF_UINT32  = 4,
+    LMP_GGUF_INT32   = 5,
+    LMP_GGUF_FLOAT32 = 6,
+    LMP_GGUF_BOOL    = 7,
+    LMP_GGUF_STRING  = 8,
+    LMP_GGUF_ARRAY   = 9,
+    LMP_GGUF_UINT64  = 10,
+    LMP_GGUF_INT64   = 11,
     LMP_GGUF_FLOAT64 = 12,
 };
 
 struct lmp_gguf;
 
-struct lmp_gguf_str { const char *s; uint64_t len; };   /* view into the map */
+struct lmp_gguf_str {
+    const char *s;
+    uint64_t    len;
+}; /* view into the map */
 
 /* Open and fully validate path. RET LMP_OK, LMP_ENOENT, LMP_EIO, LMP_EFORMAT (bad magic,
  * truncated, offsets beyond the file, misaligned), LMP_EUNSUP (version, tensor type). */
@@ -46,7 +58,7 @@ uint32_t    lmp_gguf_version(const struct lmp_gguf *g);
 /* --- metadata ---------------------------------------------------------------- */
 int64_t lmp_gguf_n_kv(const struct lmp_gguf *g);
 /* Index of key, or -1. */
-int64_t lmp_gguf_find(const struct lmp_gguf *g, const char *key);
+int64_t             lmp_gguf_find(const struct lmp_gguf *g, const char *key);
 struct lmp_gguf_str lmp_gguf_key(const struct lmp_gguf *g, int64_t idx);
 enum lmp_gguf_type  lmp_gguf_kv_type(const struct lmp_gguf *g, int64_t idx);
 

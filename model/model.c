@@ -1,7 +1,7 @@
 /*  model - format detection, the shared description, validation (see model.h) */
 #include "model/model.h"
-#include "kernels/kernels.h"          /* defines: lmp_kernels_get() for dequantization */
-#include "base/file.h"               /* defines: lmp_path_is_dir() */
+#include "kernels/kernels.h" /* defines: lmp_kernels_get() for dequantization */
+#include "base/file.h"       /* defines: lmp_path_is_dir() */
 
 #include <assert.h>
 #include <stdio.h>
@@ -25,9 +25,9 @@ int64_t lmp_tensor_n_rows(const struct lmp_tensor *t) {
 }
 
 int64_t lmp_tensor_expected_bytes(enum lmp_dtype dtype, int n_dims, const int64_t *shape) {
-    if ((unsigned) dtype >= LMP_DTYPE_COUNT || n_dims < 1 || n_dims > LMP_MAX_DIMS) return -1;
-    const int64_t limit = INT64_C(1) << 50;    /* a petabyte: anything above is corrupt */
-    int64_t n_elem = 1;
+    if ((unsigned)dtype >= LMP_DTYPE_COUNT || n_dims < 1 || n_dims > LMP_MAX_DIMS) return -1;
+    const int64_t limit  = INT64_C(1) << 50; /* a petabyte: anything above is corrupt */
+    int64_t       n_elem = 1;
     for (int i = 0; i < n_dims; i++) {
         if (shape[i] < 0 || (shape[i] > 0 && n_elem > limit / shape[i])) return -1;
         n_elem *= shape[i];
@@ -41,34 +41,47 @@ void lmp_tensor_rows_f32(const struct lmp_tensor *t, int64_t row0, int64_t n_row
     const int64_t cols = lmp_tensor_n_cols(t);
     assert(row0 >= 0 && n_rows >= 0 && row0 + n_rows <= lmp_tensor_n_rows(t));
     const int64_t row_bytes = cols / lmp_dtype_block(t->dtype) * lmp_dtype_block_bytes(t->dtype);
-    lmp_dequant_row_fn *fn = lmp_kernels_get()->dequant_row;
+    lmp_dequant_row_fn *fn  = lmp_kernels_get()->dequant_row;
     for (int64_t r = 0; r < n_rows; r++)
-        fn((int) t->dtype, (const uint8_t *) t->data + (row0 + r) * row_bytes, dst + r * cols, cols);
+        fn((int)t->dtype, (const uint8_t *)t->data + (row0 + r) * row_bytes, dst + r * cols, cols);
 }
 
 static const char *const arch_names[LMP_ARCH_COUNT] = {"llama", "mistral", "qwen2"};
-const char *lmp_arch_name(enum lmp_arch a) {
-    return (unsigned) a < LMP_ARCH_COUNT ? arch_names[a] : "?";
+const char              *lmp_arch_name(enum lmp_arch a) {
+                 return (unsigned)a < LMP_ARCH_COUNT ? arch_names[a] : "?";
 }
 const char *lmp_format_name(enum lmp_format f) {
     switch (f) {
-    case LMP_FORMAT_GGUF:    return "gguf";
-    case LMP_FORMAT_HF:      return "hf";
-    case LMP_FORMAT_LLAMA2C: return "llama2c";
+    case LMP_FORMAT_GGUF:
+        return "gguf";
+    case LMP_FORMAT_HF:
+        return "hf";
+    case LMP_FORMAT_LLAMA2C:
+        return "llama2c";
     }
     return "?";
 }
 
-static const char *const lin_names[LMP_LIN_COUNT] = {
-    "q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"};
-const char *lmp_lin_name(enum lmp_lin k) { return lin_names[k]; }
+static const char *const lin_names[LMP_LIN_COUNT] = {"q_proj",    "k_proj",  "v_proj",   "o_proj",
+                                                     "gate_proj", "up_proj", "down_proj"};
+const char              *lmp_lin_name(enum lmp_lin k) {
+                 return lin_names[k];
+}
 
 enum lmp_input lmp_lin_input(enum lmp_lin k) {
     switch (k) {
-    case LMP_LIN_Q: case LMP_LIN_K: case LMP_LIN_V: return LMP_INPUT_ATTN;
-    case LMP_LIN_O:                                 return LMP_INPUT_ATTN_OUT;
-    case LMP_LIN_GATE: case LMP_LIN_UP:             return LMP_INPUT_FFN;
-    case LMP_LIN_DOWN: case LMP_LIN_COUNT:          break;
+    case LMP_LIN_Q:
+    case LMP_LIN_K:
+    case LMP_LIN_V:
+        return LMP_INPUT_ATTN;
+    case LMP_LIN_O:
+        return LMP_INPUT_ATTN_OUT;
+    case LMP_LIN_GATE:
+    case LMP_LIN_UP:
+        return LMP_INPUT_FFN;
+    case LMP_LIN_DOWN:
+    case LMP_LIN_COUNT:
+        break;
     }
     return LMP_INPUT_FFN_OUT;
 }
@@ -77,7 +90,7 @@ struct lmp_model *lmp_model_alloc(int32_t n_layers) {
     if (n_layers <= 0 || n_layers > 4096) return NULL;
     struct lmp_model *m = calloc(1, sizeof(*m));
     if (m == NULL) return NULL;
-    m->blocks = calloc((size_t) n_layers, sizeof(*m->blocks));
+    m->blocks = calloc((size_t)n_layers, sizeof(*m->blocks));
     if (m->blocks == NULL) {
         free(m);
         return NULL;
@@ -101,8 +114,7 @@ void lmp_model_close(struct lmp_model **mp) {
 static enum lmp_status want_shape(const struct lmp_model *m, const struct lmp_tensor *t,
                                   const char *what, int n_dims, int64_t d0, int64_t d1,
                                   struct lmp_err *err) {
-    if (t == NULL)
-        return lmp_err_set(err, LMP_EFORMAT, "'%s': missing tensor %s", m->path, what);
+    if (t == NULL) return lmp_err_set(err, LMP_EFORMAT, "'%s': missing tensor %s", m->path, what);
     int64_t want[2] = {d0, d1};
     /* A 1-D tensor may also be stored as (1, n) by some writers. */
     int ok = 0;
@@ -114,15 +126,16 @@ static enum lmp_status want_shape(const struct lmp_model *m, const struct lmp_te
     if (!ok) {
         char got[96] = "";
         int  off     = 0;
-        for (int i = 0; i < t->n_dims && off < (int) sizeof(got) - 24; i++)
-            off += snprintf(got + off, sizeof(got) - (size_t) off, "%s%lld", i ? ", " : "",
-                            (long long) t->shape[i]);
+        for (int i = 0; i < t->n_dims && off < (int)sizeof(got) - 24; i++)
+            off += snprintf(got + off, sizeof(got) - (size_t)off, "%s%lld", i ? ", " : "",
+                            (long long)t->shape[i]);
         if (n_dims == 1)
-            return lmp_err_set(err, LMP_EFORMAT, "'%s': tensor '%s' has shape (%s), expected (%lld)",
-                               m->path, t->name, got, (long long) d0);
+            return lmp_err_set(err, LMP_EFORMAT,
+                               "'%s': tensor '%s' has shape (%s), expected (%lld)", m->path,
+                               t->name, got, (long long)d0);
         return lmp_err_set(err, LMP_EFORMAT,
                            "'%s': tensor '%s' has shape (%s), expected (%lld, %lld)", m->path,
-                           t->name, got, (long long) d0, (long long) d1);
+                           t->name, got, (long long)d0, (long long)d1);
     }
     return LMP_OK;
 }
@@ -131,10 +144,10 @@ static enum lmp_status want_shape(const struct lmp_model *m, const struct lmp_te
  * run (the largest public models have dim 16384, FFN 53248, vocab 256000, 128 heads of
  * 128), far below what could overflow the shape arithmetic: every product of two of
  * them stays under 2^46 elements. */
-#define CFG_MAX_DIM (1 << 20)
+#define CFG_MAX_DIM   (1 << 20)
 #define CFG_MAX_HEADS (1 << 14)
 #define CFG_MAX_VOCAB (1 << 24)
-#define CFG_MAX_SEQ (1 << 28)
+#define CFG_MAX_SEQ   (1 << 28)
 
 /* field in [lo, hi], else LMP_EFORMAT naming the model and the field */
 static enum lmp_status cfg_range(const struct lmp_model *m, const char *field, int64_t v,
@@ -178,7 +191,7 @@ static enum lmp_status check_config(const struct lmp_model *m, struct lmp_config
 }
 
 enum lmp_status lmp_model_finish(struct lmp_model *m, struct lmp_err *err) {
-    struct lmp_config *c = &m->cfg;
+    struct lmp_config *c  = &m->cfg;
     enum lmp_status    st = check_config(m, c, err);
     if (st != LMP_OK) return st;
     if (c->rope_theta <= 0) c->rope_theta = 10000.0f;
@@ -191,32 +204,48 @@ enum lmp_status lmp_model_finish(struct lmp_model *m, struct lmp_err *err) {
         (st = want_shape(m, m->output, "output (lm head)", 2, c->vocab_size, c->dim, err)))
         return st;
 
-    const int64_t q_out = (int64_t) c->n_heads * c->head_dim;
-    const int64_t kv_out = (int64_t) c->n_kv_heads * c->head_dim;
+    const int64_t q_out  = (int64_t)c->n_heads * c->head_dim;
+    const int64_t kv_out = (int64_t)c->n_kv_heads * c->head_dim;
     for (int32_t b = 0; b < c->n_layers; b++) {
         struct lmp_block *blk = &m->blocks[b];
-        char what[96];
+        char              what[96];
         snprintf(what, sizeof(what), "attention norm of block %d", b);
         if ((st = want_shape(m, blk->attn_norm, what, 1, c->dim, 0, err))) return st;
         snprintf(what, sizeof(what), "ffn norm of block %d", b);
         if ((st = want_shape(m, blk->ffn_norm, what, 1, c->dim, 0, err))) return st;
         for (int k = 0; k < LMP_LIN_COUNT; k++) {
-            struct lmp_linear *l = &blk->lin[k];
-            static const char *const mod[LMP_LIN_COUNT] = {"self_attn", "self_attn", "self_attn",
-                                                           "self_attn", "mlp", "mlp", "mlp"};
+            struct lmp_linear       *l                  = &blk->lin[k];
+            static const char *const mod[LMP_LIN_COUNT] = {
+                "self_attn", "self_attn", "self_attn", "self_attn", "mlp", "mlp", "mlp"};
             snprintf(l->name, sizeof(l->name), "model.layers.%d.%s.%s", b, mod[k], lin_names[k]);
             l->block = b;
-            l->kind  = (enum lmp_lin) k;
+            l->kind  = (enum lmp_lin)k;
             l->input = lmp_lin_input(l->kind);
             switch (l->kind) {
-            case LMP_LIN_Q:    l->n_out = q_out;         l->n_in = c->dim;        break;
+            case LMP_LIN_Q:
+                l->n_out = q_out;
+                l->n_in  = c->dim;
+                break;
             case LMP_LIN_K:
-            case LMP_LIN_V:    l->n_out = kv_out;        l->n_in = c->dim;        break;
-            case LMP_LIN_O:    l->n_out = c->dim;        l->n_in = q_out;         break;
+            case LMP_LIN_V:
+                l->n_out = kv_out;
+                l->n_in  = c->dim;
+                break;
+            case LMP_LIN_O:
+                l->n_out = c->dim;
+                l->n_in  = q_out;
+                break;
             case LMP_LIN_GATE:
-            case LMP_LIN_UP:   l->n_out = c->hidden_dim; l->n_in = c->dim;        break;
-            case LMP_LIN_DOWN: l->n_out = c->dim;        l->n_in = c->hidden_dim; break;
-            case LMP_LIN_COUNT: break;
+            case LMP_LIN_UP:
+                l->n_out = c->hidden_dim;
+                l->n_in  = c->dim;
+                break;
+            case LMP_LIN_DOWN:
+                l->n_out = c->dim;
+                l->n_in  = c->hidden_dim;
+                break;
+            case LMP_LIN_COUNT:
+                break;
             }
             if ((st = want_shape(m, l->weight, l->name, 2, l->n_out, l->n_in, err))) return st;
             if (l->bias && (st = want_shape(m, l->bias, l->name, 1, l->n_out, 0, err))) return st;
@@ -232,7 +261,7 @@ const struct lmp_linear *lmp_model_linear(const struct lmp_model *m, int64_t idx
 }
 
 int64_t lmp_model_n_linears(const struct lmp_model *m) {
-    return (int64_t) m->cfg.n_layers * LMP_LIN_COUNT;
+    return (int64_t)m->cfg.n_layers * LMP_LIN_COUNT;
 }
 
 int64_t lmp_model_n_params(const struct lmp_model *m) {
@@ -259,17 +288,16 @@ enum lmp_status lmp_model_open(const char *path, struct lmp_model **out, struct 
         has_suffix(path, ".safetensors.index.json")) {
         /* a file inside a HF checkpoint: open its directory */
         const char *slash = strrchr(path, '/');
-        char       *dir = slash ? strndup(path, (size_t)(slash - path)) : strdup(".");
+        char       *dir   = slash ? strndup(path, (size_t)(slash - path)) : strdup(".");
         if (dir == NULL) return lmp_err_set(err, LMP_ENOMEM, "out of memory opening '%s'", path);
         enum lmp_status st = lmp_model_open_hf(dir, out, err);
         free(dir);
         return st;
     }
     FILE *f = fopen(path, "rb");
-    if (f == NULL)
-        return lmp_err_set(err, LMP_ENOENT, "cannot open model '%s'", path);
+    if (f == NULL) return lmp_err_set(err, LMP_ENOENT, "cannot open model '%s'", path);
     unsigned char magic[4] = {0};
-    size_t n = fread(magic, 1, 4, f);
+    size_t        n        = fread(magic, 1, 4, f);
     fclose(f);
     if (n == 4 && memcmp(magic, "GGUF", 4) == 0) return lmp_model_open_gguf(path, out, err);
     if (has_suffix(path, ".gguf"))

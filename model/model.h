@@ -48,61 +48,71 @@ int64_t lmp_tensor_expected_bytes(enum lmp_dtype dtype, int n_dims, const int64_
  * The caller guarantees the range is inside the tensor (asserted). Thread-safe. */
 void lmp_tensor_rows_f32(const struct lmp_tensor *t, int64_t row0, int64_t n_rows, float *dst);
 
-enum lmp_arch   { LMP_ARCH_LLAMA, LMP_ARCH_MISTRAL, LMP_ARCH_QWEN2, LMP_ARCH_COUNT };
+enum lmp_arch { LMP_ARCH_LLAMA, LMP_ARCH_MISTRAL, LMP_ARCH_QWEN2, LMP_ARCH_COUNT };
 enum lmp_format { LMP_FORMAT_GGUF, LMP_FORMAT_HF, LMP_FORMAT_LLAMA2C };
-enum lmp_rope   {
-    LMP_ROPE_INTERLEAVED,   /* rotate pairs (2i, 2i+1): llama2.c, GGUF llama */
-    LMP_ROPE_HALF,          /* rotate (i, i + head_dim/2): Hugging Face, GGUF qwen2 (NEOX) */
+enum lmp_rope {
+    LMP_ROPE_INTERLEAVED, /* rotate pairs (2i, 2i+1): llama2.c, GGUF llama */
+    LMP_ROPE_HALF,        /* rotate (i, i + head_dim/2): Hugging Face, GGUF qwen2 (NEOX) */
 };
 
-const char *lmp_arch_name(enum lmp_arch a);       /* "llama", "mistral", "qwen2" */
-const char *lmp_format_name(enum lmp_format f);   /* "gguf", "hf", "llama2c" */
+const char *lmp_arch_name(enum lmp_arch a);     /* "llama", "mistral", "qwen2" */
+const char *lmp_format_name(enum lmp_format f); /* "gguf", "hf", "llama2c" */
 
 struct lmp_config {
     enum lmp_arch   arch;
     enum lmp_format format;
-    int32_t n_layers;
-    int32_t dim;          /* hidden size */
-    int32_t hidden_dim;   /* FFN intermediate size */
-    int32_t n_heads;
-    int32_t n_kv_heads;
-    int32_t head_dim;     /* usually dim / n_heads */
-    int32_t vocab_size;
-    int32_t max_seq;      /* trained context length */
-    float   rope_theta;
-    float   norm_eps;     /* RMSNorm epsilon */
-    enum lmp_rope rope;
-    bool    tied_embeddings;   /* output == tok_emb */
-    bool    qkv_bias;          /* q/k/v have biases (Qwen2) */
-    int32_t sliding_window;    /* Mistral; 0 = none (not applied by the forward pass) */
+    int32_t         n_layers;
+    int32_t         dim;        /* hidden size */
+    int32_t         hidden_dim; /* FFN intermediate size */
+    int32_t         n_heads;
+    int32_t         n_kv_heads;
+    int32_t         head_dim; /* usually dim / n_heads */
+    int32_t         vocab_size;
+    int32_t         max_seq; /* trained context length */
+    float           rope_theta;
+    float           norm_eps; /* RMSNorm epsilon */
+    enum lmp_rope   rope;
+    bool            tied_embeddings; /* output == tok_emb */
+    bool            qkv_bias;        /* q/k/v have biases (Qwen2) */
+    int32_t         sliding_window;  /* Mistral; 0 = none (not applied by the forward pass) */
 };
 
-enum lmp_lin { LMP_LIN_Q, LMP_LIN_K, LMP_LIN_V, LMP_LIN_O, LMP_LIN_GATE, LMP_LIN_UP, LMP_LIN_DOWN,
-               LMP_LIN_COUNT };
+enum lmp_lin {
+    LMP_LIN_Q,
+    LMP_LIN_K,
+    LMP_LIN_V,
+    LMP_LIN_O,
+    LMP_LIN_GATE,
+    LMP_LIN_UP,
+    LMP_LIN_DOWN,
+    LMP_LIN_COUNT
+};
 
 /* The distinct inputs of a block's linears: one Gram matrix H each in calibration. */
-enum lmp_input { LMP_INPUT_ATTN,       /* normed block input: q, k, v */
-                 LMP_INPUT_ATTN_OUT,   /* attention output: o */
-                 LMP_INPUT_FFN,        /* normed residual: gate, up */
-                 LMP_INPUT_FFN_OUT,    /* silu(gate) * up: down */
-                 LMP_INPUT_COUNT };
+enum lmp_input {
+    LMP_INPUT_ATTN,     /* normed block input: q, k, v */
+    LMP_INPUT_ATTN_OUT, /* attention output: o */
+    LMP_INPUT_FFN,      /* normed residual: gate, up */
+    LMP_INPUT_FFN_OUT,  /* silu(gate) * up: down */
+    LMP_INPUT_COUNT
+};
 
-const char *lmp_lin_name(enum lmp_lin k);       /* "q_proj", ..., "down_proj" */
+const char    *lmp_lin_name(enum lmp_lin k); /* "q_proj", ..., "down_proj" */
 enum lmp_input lmp_lin_input(enum lmp_lin k);
 
 struct lmp_linear {
-    char            name[64];     /* "model.layers.3.self_attn.q_proj" */
-    int32_t         block;
-    enum lmp_lin    kind;
-    enum lmp_input  input;
-    int64_t         n_out, n_in;
-    const struct lmp_tensor *weight;   /* (n_out, n_in) */
-    const struct lmp_tensor *bias;     /* (n_out), or NULL */
+    char                     name[64]; /* "model.layers.3.self_attn.q_proj" */
+    int32_t                  block;
+    enum lmp_lin             kind;
+    enum lmp_input           input;
+    int64_t                  n_out, n_in;
+    const struct lmp_tensor *weight; /* (n_out, n_in) */
+    const struct lmp_tensor *bias;   /* (n_out), or NULL */
 };
 
 struct lmp_block {
-    const struct lmp_tensor *attn_norm;   /* (dim) */
-    const struct lmp_tensor *ffn_norm;    /* (dim) */
+    const struct lmp_tensor *attn_norm; /* (dim) */
+    const struct lmp_tensor *ffn_norm;  /* (dim) */
     struct lmp_linear        lin[LMP_LIN_COUNT];
 };
 
@@ -110,16 +120,16 @@ struct lmp_gguf;
 
 struct lmp_model {
     struct lmp_config        cfg;
-    char                    *path;        /* what was opened (file or directory) */
-    const struct lmp_tensor *tok_emb;     /* (vocab, dim) */
-    const struct lmp_tensor *out_norm;    /* (dim) */
-    const struct lmp_tensor *output;      /* (vocab, dim); == tok_emb when tied */
-    struct lmp_block        *blocks;      /* (n_layers) */
-    struct lmp_tensor       *tensors;     /* every tensor the reader found */
+    char                    *path;     /* what was opened (file or directory) */
+    const struct lmp_tensor *tok_emb;  /* (vocab, dim) */
+    const struct lmp_tensor *out_norm; /* (dim) */
+    const struct lmp_tensor *output;   /* (vocab, dim); == tok_emb when tied */
+    struct lmp_block        *blocks;   /* (n_layers) */
+    struct lmp_tensor       *tensors;  /* every tensor the reader found */
     int64_t                  n_tensors;
-    const struct lmp_gguf   *gguf;        /* the GGUF file (tokenizer, metadata) or NULL */
-    void                    *src;         /* reader state (maps), released by src_close */
-    void                   (*src_close)(void *src);
+    const struct lmp_gguf   *gguf; /* the GGUF file (tokenizer, metadata) or NULL */
+    void                    *src;  /* reader state (maps), released by src_close */
+    void (*src_close)(void *src);
 };
 
 /* Open a checkpoint: a .gguf file, a Hugging Face directory (config.json + safetensors),
@@ -133,7 +143,7 @@ void lmp_model_close(struct lmp_model **m);
 
 /* Linear by flat index idx in [0, n_layers * LMP_LIN_COUNT): block-major, then kind. */
 const struct lmp_linear *lmp_model_linear(const struct lmp_model *m, int64_t idx);
-int64_t lmp_model_n_linears(const struct lmp_model *m);
+int64_t                  lmp_model_n_linears(const struct lmp_model *m);
 
 /* Parameter count (every tensor once; a tied output is not counted twice). */
 int64_t lmp_model_n_params(const struct lmp_model *m);

@@ -10,7 +10,7 @@
  *  copies of the GGUF tensor records whose data point into that map.
  */
 #include "model/model.h"
-#include "model/gguf.h"   /* defines: lmp_gguf_open(), lmp_gguf_get_*() */
+#include "model/gguf.h" /* defines: lmp_gguf_open(), lmp_gguf_get_*() */
 
 #include <inttypes.h>
 #include <stdio.h>
@@ -31,16 +31,17 @@ static enum lmp_status cfg_int(const struct lmp_gguf *g, const char *arch, const
     int64_t x;
     if (!lmp_gguf_get_i64(g, key, &x)) {
         if (lmp_gguf_find(g, key) >= 0)
-            return lmp_err_set(err, LMP_EFORMAT, "'%s': key %s is not an integer",
-                               lmp_gguf_path(g), key);
+            return lmp_err_set(err, LMP_EFORMAT, "'%s': key %s is not an integer", lmp_gguf_path(g),
+                               key);
         if (required)
             return lmp_err_set(err, LMP_EFORMAT, "'%s': missing key %s", lmp_gguf_path(g), key);
         return LMP_OK;
     }
     if (x < lo || x > hi)
-        return lmp_err_set(err, LMP_EFORMAT, "'%s': %s = %" PRId64 " is out of range [%" PRId64
-                           ", %" PRId64 "]", lmp_gguf_path(g), key, x, lo, hi);
-    *v = (int32_t) x;
+        return lmp_err_set(err, LMP_EFORMAT,
+                           "'%s': %s = %" PRId64 " is out of range [%" PRId64 ", %" PRId64 "]",
+                           lmp_gguf_path(g), key, x, lo, hi);
+    *v = (int32_t)x;
     return LMP_OK;
 }
 
@@ -56,9 +57,9 @@ static enum lmp_status cfg_float(const struct lmp_gguf *g, const char *arch, con
         return LMP_OK;
     }
     if (!(x > 0 && x < 1e30))
-        return lmp_err_set(err, LMP_EFORMAT, "'%s': %s = %g is out of range", lmp_gguf_path(g),
-                           key, x);
-    *v = (float) x;
+        return lmp_err_set(err, LMP_EFORMAT, "'%s': %s = %g is out of range", lmp_gguf_path(g), key,
+                           x);
+    *v = (float)x;
     return LMP_OK;
 }
 
@@ -78,11 +79,11 @@ static enum lmp_status required(const struct lmp_model *m, const struct lmp_gguf
     return LMP_OK;
 }
 
-static enum lmp_status read_config(struct lmp_config *c, const struct lmp_gguf *g,
-                                   const char *arch, struct lmp_err *err) {
-    const int32_t big = INT32_MAX;
+static enum lmp_status read_config(struct lmp_config *c, const struct lmp_gguf *g, const char *arch,
+                                   struct lmp_err *err) {
+    const int32_t   big = INT32_MAX;
     enum lmp_status st;
-    int32_t key_len = 0, value_len = 0;
+    int32_t         key_len = 0, value_len = 0;
     c->n_kv_heads = 0;
     c->max_seq    = 0;
     if ((st = cfg_int(g, arch, "embedding_length", true, 1, big, &c->dim, err)) ||
@@ -110,13 +111,15 @@ static enum lmp_status read_config(struct lmp_config *c, const struct lmp_gguf *
                            lmp_gguf_path(g), arch, c->n_heads, arch, c->dim);
     c->head_dim = key_len ? key_len : c->dim / c->n_heads;
     if (value_len && value_len != c->head_dim)
-        return lmp_err_set(err, LMP_EUNSUP, "'%s': value head size %d differs from key head "
-                           "size %d", lmp_gguf_path(g), value_len, c->head_dim);
+        return lmp_err_set(err, LMP_EUNSUP,
+                           "'%s': value head size %d differs from key head "
+                           "size %d",
+                           lmp_gguf_path(g), value_len, c->head_dim);
     return LMP_OK;
 }
 
 enum lmp_status lmp_model_open_gguf(const char *path, struct lmp_model **out, struct lmp_err *err) {
-    *out = NULL;
+    *out                = NULL;
     struct lmp_gguf  *g = NULL;
     struct lmp_model *m = NULL;
     enum lmp_status   st;
@@ -129,12 +132,14 @@ enum lmp_status lmp_model_open_gguf(const char *path, struct lmp_model **out, st
     }
     enum lmp_arch arch_id = LMP_ARCH_COUNT;
     for (int i = 0; i < LMP_ARCH_COUNT; i++)
-        if (a.len == strlen(lmp_arch_name((enum lmp_arch) i)) &&
-            memcmp(a.s, lmp_arch_name((enum lmp_arch) i), a.len) == 0)
-            arch_id = (enum lmp_arch) i;
+        if (a.len == strlen(lmp_arch_name((enum lmp_arch)i)) &&
+            memcmp(a.s, lmp_arch_name((enum lmp_arch)i), a.len) == 0)
+            arch_id = (enum lmp_arch)i;
     if (arch_id == LMP_ARCH_COUNT) {
-        st = lmp_err_set(err, LMP_EUNSUP, "'%s': architecture '%.*s' is not supported "
-                         "(llama, mistral, qwen2)", path, a.len > 64 ? 64 : (int) a.len, a.s);
+        st = lmp_err_set(err, LMP_EUNSUP,
+                         "'%s': architecture '%.*s' is not supported "
+                         "(llama, mistral, qwen2)",
+                         path, a.len > 64 ? 64 : (int)a.len, a.s);
         goto fail;
     }
     const char *arch = lmp_arch_name(arch_id);
@@ -146,14 +151,14 @@ enum lmp_status lmp_model_open_gguf(const char *path, struct lmp_model **out, st
         goto fail;
     }
     struct lmp_config *c = &m->cfg;
-    c->arch   = arch_id;
-    c->format = LMP_FORMAT_GGUF;
-    c->rope   = arch_id == LMP_ARCH_QWEN2 ? LMP_ROPE_HALF : LMP_ROPE_INTERLEAVED;
+    c->arch              = arch_id;
+    c->format            = LMP_FORMAT_GGUF;
+    c->rope              = arch_id == LMP_ARCH_QWEN2 ? LMP_ROPE_HALF : LMP_ROPE_INTERLEAVED;
     if ((st = read_config(c, g, arch, err))) goto fail;
 
     /* Every tensor, copied; the model's pointers go to the copies. */
     m->n_tensors = lmp_gguf_n_tensors(g);
-    m->tensors   = malloc((size_t) (m->n_tensors ? m->n_tensors : 1) * sizeof(*m->tensors));
+    m->tensors   = malloc((size_t)(m->n_tensors ? m->n_tensors : 1) * sizeof(*m->tensors));
     if (m->tensors == NULL) {
         st = lmp_err_set(err, LMP_ENOMEM, "'%s': out of memory", path);
         goto fail;
@@ -163,8 +168,8 @@ enum lmp_status lmp_model_open_gguf(const char *path, struct lmp_model **out, st
     if ((st = required(m, g, "token_embd.weight", &m->tok_emb, err)) ||
         (st = required(m, g, "output_norm.weight", &m->out_norm, err)))
         goto fail;
-    m->output             = tensor(m, g, "output.weight");
-    c->tied_embeddings    = m->output == NULL;
+    m->output          = tensor(m, g, "output.weight");
+    c->tied_embeddings = m->output == NULL;
 
     /* Vocabulary: the embedding rows (which may include padding beyond the tokenizer's). */
     int64_t vocab = lmp_tensor_n_rows(m->tok_emb);
@@ -173,15 +178,15 @@ enum lmp_status lmp_model_open_gguf(const char *path, struct lmp_model **out, st
                          vocab);
         goto fail;
     }
-    c->vocab_size = (int32_t) vocab;
+    c->vocab_size = (int32_t)vocab;
 
     static const char *const lin_tensor[LMP_LIN_COUNT] = {
-        [LMP_LIN_Q] = "attn_q",       [LMP_LIN_K] = "attn_k",   [LMP_LIN_V] = "attn_v",
-        [LMP_LIN_O] = "attn_output",  [LMP_LIN_GATE] = "ffn_gate", [LMP_LIN_UP] = "ffn_up",
+        [LMP_LIN_Q] = "attn_q",      [LMP_LIN_K] = "attn_k",      [LMP_LIN_V] = "attn_v",
+        [LMP_LIN_O] = "attn_output", [LMP_LIN_GATE] = "ffn_gate", [LMP_LIN_UP] = "ffn_up",
         [LMP_LIN_DOWN] = "ffn_down"};
     for (int32_t b = 0; b < n_layers; b++) {
         struct lmp_block *blk = &m->blocks[b];
-        char name[LMP_NAME_MAX];
+        char              name[LMP_NAME_MAX];
         snprintf(name, sizeof(name), "blk.%d.attn_norm.weight", b);
         if ((st = required(m, g, name, &blk->attn_norm, err))) goto fail;
         snprintf(name, sizeof(name), "blk.%d.ffn_norm.weight", b);
@@ -199,7 +204,7 @@ enum lmp_status lmp_model_open_gguf(const char *path, struct lmp_model **out, st
     m->gguf      = g;
     m->src       = g;
     m->src_close = gguf_src_close;
-    g            = NULL;   /* owned by m from here */
+    g            = NULL; /* owned by m from here */
     if ((st = lmp_model_finish(m, err))) goto fail;
     *out = m;
     return LMP_OK;

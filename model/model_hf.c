@@ -13,8 +13,8 @@
  *  lm_head.weight, or tie_word_embeddings, means the output shares the token embedding.
  */
 #include "model/model.h"
-#include "model/safetensors.h"   /* defines: lmp_safetensors_parse_header() */
-#include "base/file.h"                 /* defines: lmp_map_open(), lmp_file_read_all() */
+#include "model/safetensors.h" /* defines: lmp_safetensors_parse_header() */
+#include "base/file.h"         /* defines: lmp_map_open(), lmp_file_read_all() */
 
 #include <cjson/cJSON.h>
 #include <stdbool.h>
@@ -30,7 +30,7 @@ struct hf_shard {
 };
 
 struct hf_src {
-    struct hf_shard *shards;    /* (n_shards) */
+    struct hf_shard *shards; /* (n_shards) */
     int              n_shards;
 };
 
@@ -57,7 +57,7 @@ static enum lmp_status join(char *out, const char *dir, const char *file, struct
 /* The value of key in obj; of duplicate keys the last wins, as in Python's json module
  * (cJSON's own lookup returns the first). */
 static const cJSON *cfg_get(const cJSON *obj, const char *key) {
-    const cJSON *hit = NULL, *e;
+    const cJSON *hit                                                             = NULL, *e;
     cJSON_ArrayForEach(e, obj) if (e->string && strcmp(e->string, key) == 0) hit = e;
     return hit;
 }
@@ -72,9 +72,9 @@ static enum lmp_status cfg_int(const cJSON *cfg, const char *key, bool required,
         return LMP_OK;
     }
     double d = cJSON_IsNumber(j) ? j->valuedouble : -1.0;
-    if (!cJSON_IsNumber(j) || d != (double) (int64_t) d || d < lo || d > 2147483647.0)
+    if (!cJSON_IsNumber(j) || d != (double)(int64_t)d || d < lo || d > 2147483647.0)
         return lmp_err_set(err, LMP_EFORMAT, "'%s': '%s' is not an integer >= %d", path, key, lo);
-    *out = (int32_t) d;
+    *out = (int32_t)d;
     return LMP_OK;
 }
 
@@ -82,12 +82,12 @@ static enum lmp_status cfg_float(const cJSON *cfg, const char *key, double def, 
                                  const char *path, struct lmp_err *err) {
     const cJSON *j = cfg_get(cfg, key);
     if (j == NULL || cJSON_IsNull(j)) {
-        *out = (float) def;
+        *out = (float)def;
         return LMP_OK;
     }
     if (!cJSON_IsNumber(j) || !(j->valuedouble > 0.0 && j->valuedouble < 1e30))
         return lmp_err_set(err, LMP_EFORMAT, "'%s': '%s' is not a positive number", path, key);
-    *out = (float) j->valuedouble;
+    *out = (float)j->valuedouble;
     return LMP_OK;
 }
 
@@ -111,7 +111,10 @@ static enum lmp_status parse_config(const char *path, struct lmp_config *c, stru
     memset(c, 0, sizeof(*c));
     c->format = LMP_FORMAT_HF;
     c->rope   = LMP_ROPE_HALF;
-    static const struct { const char *type, *cls; enum lmp_arch arch; } archs[] = {
+    static const struct {
+        const char   *type, *cls;
+        enum lmp_arch arch;
+    } archs[] = {
         {"llama", "LlamaForCausalLM", LMP_ARCH_LLAMA},
         {"mistral", "MistralForCausalLM", LMP_ARCH_MISTRAL},
         {"qwen2", "Qwen2ForCausalLM", LMP_ARCH_QWEN2},
@@ -150,10 +153,10 @@ static enum lmp_status parse_config(const char *path, struct lmp_config *c, stru
         bool plain = cJSON_IsObject(rs) && (i == 1 ? rt == NULL : false);
         if (cJSON_IsString(rt) && strcmp(rt->valuestring, "default") == 0) plain = true;
         const cJSON *sub;
-        cJSON_ArrayForEach(sub, rs) if (cJSON_IsObject(sub)) plain = false;   /* per layer type */
+        cJSON_ArrayForEach(sub, rs) if (cJSON_IsObject(sub)) plain = false; /* per layer type */
         if (!plain) {
-            st = lmp_err_set(err, LMP_EUNSUP, "'%s': %s (%s) is not supported", path,
-                             rope_keys[i], cJSON_IsString(rt) ? rt->valuestring : "unknown type");
+            st = lmp_err_set(err, LMP_EUNSUP, "'%s': %s (%s) is not supported", path, rope_keys[i],
+                             cJSON_IsString(rt) ? rt->valuestring : "unknown type");
             goto out;
         }
     }
@@ -231,15 +234,15 @@ static bool plain_name(const char *f) {
 
 static enum lmp_status open_sharded(struct hf_src *src, const char *dir, const char *index,
                                     struct lmp_err *err) {
-    char           *text = NULL;
-    size_t          len  = 0;
-    cJSON          *root = NULL;
-    const char    **files = NULL;
+    char           *text    = NULL;
+    size_t          len     = 0;
+    cJSON          *root    = NULL;
+    const char    **files   = NULL;
     int             n_files = 0;
     char            path[HF_PATH_MAX];
     enum lmp_status st = lmp_file_read_all(index, &text, &len, err);
     if (st != LMP_OK) return st;
-    root = cJSON_ParseWithLength(text, len);
+    root            = cJSON_ParseWithLength(text, len);
     const cJSON *wm = cJSON_GetObjectItemCaseSensitive(root, "weight_map");
     if (root == NULL || !cJSON_IsObject(wm) || wm->child == NULL) {
         st = lmp_err_set(err, LMP_EFORMAT, "'%s': no weight_map object", index);
@@ -247,7 +250,7 @@ static enum lmp_status open_sharded(struct hf_src *src, const char *dir, const c
     }
     /* the distinct files, each opened once */
     int n_entries = cJSON_GetArraySize(wm);
-    if ((files = calloc((size_t) n_entries, sizeof(*files))) == NULL) {
+    if ((files = calloc((size_t)n_entries, sizeof(*files))) == NULL) {
         st = lmp_err_set(err, LMP_ENOMEM, "out of memory reading '%s'", index);
         goto out;
     }
@@ -262,14 +265,13 @@ static enum lmp_status open_sharded(struct hf_src *src, const char *dir, const c
         while (k < n_files && strcmp(files[k], e->valuestring) != 0) k++;
         if (k == n_files) files[n_files++] = e->valuestring;
     }
-    if ((src->shards = calloc((size_t) n_files, sizeof(*src->shards))) == NULL) {
+    if ((src->shards = calloc((size_t)n_files, sizeof(*src->shards))) == NULL) {
         st = lmp_err_set(err, LMP_ENOMEM, "out of memory reading '%s'", index);
         goto out;
     }
     for (int k = 0; k < n_files; k++) {
         src->n_shards++;
-        if ((st = join(path, dir, files[k], err)) ||
-            (st = open_shard(&src->shards[k], path, err)))
+        if ((st = join(path, dir, files[k], err)) || (st = open_shard(&src->shards[k], path, err)))
             goto out;
     }
     /* every mapped tensor is in the file the index names */
@@ -306,8 +308,7 @@ static enum lmp_status get(const struct lmp_model *m, const struct hf_src *src, 
         return lmp_err_set(err, LMP_EUNSUP, "'%s': tensor '%s' has unsupported dtype %s",
                            src->shards[k].map.path, name, t->dtype_name);
     }
-    if (required)
-        return lmp_err_set(err, LMP_EFORMAT, "'%s': missing tensor '%s'", m->path, name);
+    if (required) return lmp_err_set(err, LMP_EFORMAT, "'%s': missing tensor '%s'", m->path, name);
     return LMP_OK;
 }
 
@@ -316,7 +317,7 @@ static enum lmp_status collect_tensors(struct lmp_model *m, const struct hf_src 
     int64_t n = 0;
     for (int k = 0; k < src->n_shards; k++) n += src->shards[k].st.n_tensors;
     if (n == 0) return lmp_err_set(err, LMP_EFORMAT, "'%s': no tensors", m->path);
-    if ((m->tensors = calloc((size_t) n, sizeof(*m->tensors))) == NULL)
+    if ((m->tensors = calloc((size_t)n, sizeof(*m->tensors))) == NULL)
         return lmp_err_set(err, LMP_ENOMEM, "out of memory opening '%s'", m->path);
     for (int k = 0; k < src->n_shards; k++) {
         const struct hf_shard *sh = &src->shards[k];
@@ -341,19 +342,19 @@ static enum lmp_status collect_tensors(struct lmp_model *m, const struct hf_src 
 }
 
 static enum lmp_status attach(struct lmp_model *m, const struct hf_src *src, struct lmp_err *err) {
-    struct lmp_config *c = &m->cfg;
-    enum lmp_status    st;
+    struct lmp_config       *c = &m->cfg;
+    enum lmp_status          st;
     const struct lmp_tensor *lm_head = NULL;
     if ((st = get(m, src, "model.embed_tokens.weight", true, &m->tok_emb, err)) ||
         (st = get(m, src, "model.norm.weight", true, &m->out_norm, err)) ||
         (st = get(m, src, "lm_head.weight", false, &lm_head, err)))
         return st;
     /* tied (or no head in the file): the output is the embedding */
-    m->output = (c->tied_embeddings || lm_head == NULL) ? m->tok_emb : lm_head;
+    m->output          = (c->tied_embeddings || lm_head == NULL) ? m->tok_emb : lm_head;
     c->tied_embeddings = m->output == m->tok_emb;
 
-    static const char *const mod[LMP_LIN_COUNT] = {"self_attn", "self_attn", "self_attn",
-                                                   "self_attn", "mlp", "mlp", "mlp"};
+    static const char *const mod[LMP_LIN_COUNT] = {
+        "self_attn", "self_attn", "self_attn", "self_attn", "mlp", "mlp", "mlp"};
     char name[LMP_NAME_MAX];
     for (int32_t b = 0; b < c->n_layers; b++) {
         struct lmp_block *blk = &m->blocks[b];
@@ -362,8 +363,8 @@ static enum lmp_status attach(struct lmp_model *m, const struct hf_src *src, str
         snprintf(name, sizeof(name), "model.layers.%d.post_attention_layernorm.weight", b);
         if ((st = get(m, src, name, true, &blk->ffn_norm, err))) return st;
         for (int k = 0; k < LMP_LIN_COUNT; k++) {
-            struct lmp_linear *l = &blk->lin[k];
-            const char *ln = lmp_lin_name((enum lmp_lin) k);
+            struct lmp_linear *l  = &blk->lin[k];
+            const char        *ln = lmp_lin_name((enum lmp_lin)k);
             snprintf(name, sizeof(name), "model.layers.%d.%s.%s.weight", b, mod[k], ln);
             if ((st = get(m, src, name, true, &l->weight, err))) return st;
             snprintf(name, sizeof(name), "model.layers.%d.%s.%s.bias", b, mod[k], ln);
@@ -379,9 +380,9 @@ static enum lmp_status attach(struct lmp_model *m, const struct hf_src *src, str
 }
 
 enum lmp_status lmp_model_open_hf(const char *dir, struct lmp_model **out, struct lmp_err *err) {
-    *out = NULL;
-    enum lmp_status   st = LMP_OK;
-    struct lmp_model *m  = NULL;
+    *out                  = NULL;
+    enum lmp_status   st  = LMP_OK;
+    struct lmp_model *m   = NULL;
     struct hf_src    *src = NULL;
     struct lmp_config cfg;
     char              path[HF_PATH_MAX];

@@ -27,7 +27,7 @@
  *  "output".
  */
 #include "model/model.h"
-#include "base/file.h"               /* defines: struct lmp_map, lmp_map_open() */
+#include "base/file.h" /* defines: struct lmp_map, lmp_map_open() */
 
 #include <assert.h>
 #include <stdio.h>
@@ -35,8 +35,8 @@
 #include <string.h>
 
 #define LLAMA2C_MAGIC     0x616b3432u
-#define LLAMA2C_V0_HEADER 28          /* bytes: 7 int32 */
-#define LLAMA2C_V1_HEADER 256         /* bytes */
+#define LLAMA2C_V0_HEADER 28  /* bytes: 7 int32 */
+#define LLAMA2C_V1_HEADER 256 /* bytes */
 
 /* Bounds for a header to be believed; far above any llama2.c-sized model, far below
  * what could overflow the size arithmetic (every product stays under 2^62). */
@@ -61,14 +61,14 @@ static void llama2c_src_close(void *p) {
 }
 
 static int32_t rd_i32(const uint8_t *p) {
-    return (int32_t) ((uint32_t) p[0] | (uint32_t) p[1] << 8 | (uint32_t) p[2] << 16 |
-                      (uint32_t) p[3] << 24);
+    return (int32_t)((uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
+                     (uint32_t)p[3] << 24);
 }
 
 struct llama2c_hdr {
-    int     version;        /* 0 or 1 */
+    int     version; /* 0 or 1 */
     int32_t dim, hidden, n_layers, n_heads, n_kv_heads, vocab, seq_len;
-    int     shared;         /* classifier tied to the embedding */
+    int     shared; /* classifier tied to the embedding */
     int64_t header_bytes;
 };
 
@@ -82,7 +82,8 @@ static enum lmp_status parse_header(const struct lmp_map *map, struct llama2c_hd
         if (version != 1)
             return lmp_err_set(err, LMP_EUNSUP,
                                "'%s': llama2.c export version %d is not supported (only 0 and 1, "
-                               "fp32)", path, version);
+                               "fp32)",
+                               path, version);
         if (map->size < LLAMA2C_V1_HEADER)
             return lmp_err_set(err, LMP_EFORMAT,
                                "'%s': truncated: llama2.c header needs %d bytes, file has %zu",
@@ -132,8 +133,8 @@ static enum lmp_status parse_header(const struct lmp_map *map, struct llama2c_hd
         return lmp_err_set(err, LMP_EFORMAT, "'%s': " LMP_LLAMA2C_UNKNOWN, path);
     if (h->dim <= 0 || h->dim > MAX_DIM || h->hidden <= 0 || h->hidden > MAX_HIDDEN ||
         h->n_layers <= 0 || h->n_layers > MAX_LAYERS || h->n_heads <= 0 || h->n_heads > h->dim ||
-        h->n_kv_heads <= 0 || h->n_kv_heads > h->n_heads || h->vocab <= 0 ||
-        h->vocab > MAX_VOCAB || h->seq_len <= 0 || h->seq_len > MAX_SEQ)
+        h->n_kv_heads <= 0 || h->n_kv_heads > h->n_heads || h->vocab <= 0 || h->vocab > MAX_VOCAB ||
+        h->seq_len <= 0 || h->seq_len > MAX_SEQ)
         return lmp_err_set(err, LMP_EFORMAT,
                            "'%s': not a llama2.c checkpoint or corrupt header (dim %d, hidden %d, "
                            "layers %d, heads %d, kv heads %d, vocab %d, seq_len %d)",
@@ -143,24 +144,25 @@ static enum lmp_status parse_header(const struct lmp_map *map, struct llama2c_hd
         (h->dim / h->n_heads) % 2 != 0)
         return lmp_err_set(err, LMP_EFORMAT,
                            "'%s': llama2.c header: dim %d, %d heads, %d kv heads do not divide "
-                           "into even-sized heads", path, h->dim, h->n_heads, h->n_kv_heads);
+                           "into even-sized heads",
+                           path, h->dim, h->n_heads, h->n_kv_heads);
     return LMP_OK;
 }
 
 /* Laying out the file: a cursor over the data section in fp32 elements. */
 struct cursor {
-    const uint8_t *base;    /* first byte after the header */
-    int64_t        off;     /* bytes from base */
+    const uint8_t *base; /* first byte after the header */
+    int64_t        off;  /* bytes from base */
 };
 
-static void set_tensor(struct lmp_tensor *t, const char *name, const struct cursor *c,
-                       int64_t off, int n_dims, int64_t d0, int64_t d1) {
+static void set_tensor(struct lmp_tensor *t, const char *name, const struct cursor *c, int64_t off,
+                       int n_dims, int64_t d0, int64_t d1) {
     snprintf(t->name, sizeof(t->name), "%s", name);
     t->dtype    = LMP_DTYPE_F32;
     t->n_dims   = n_dims;
     t->shape[0] = d0;
     t->shape[1] = n_dims > 1 ? d1 : 0;
-    t->nbytes   = (uint64_t) (n_dims > 1 ? d0 * d1 : d0) * 4;
+    t->nbytes   = (uint64_t)(n_dims > 1 ? d0 * d1 : d0) * 4;
     t->data     = c->base + off;
 }
 
@@ -175,16 +177,16 @@ static void layer_tensors(struct lmp_tensor *ts, int64_t *n_ts, const struct lla
         snprintf(name, sizeof(name), "layers.%d.%s", b, what);
         struct lmp_tensor *t = &ts[(*n_ts)++];
         set_tensor(t, name, c, c->off + b * per, n_dims, rows, cols);
-        if (slot0) *(const struct lmp_tensor **) ((char *) slot0 + b * slot_stride) = t;
+        if (slot0) *(const struct lmp_tensor **)((char *)slot0 + b * slot_stride) = t;
     }
     c->off += per * h->n_layers;
 }
 
 enum lmp_status lmp_model_open_llama2c(const char *path, struct lmp_model **out,
                                        struct lmp_err *err) {
-    *out = NULL;
-    enum lmp_status    st  = LMP_OK;
-    struct lmp_model  *m   = NULL;
+    *out                    = NULL;
+    enum lmp_status     st  = LMP_OK;
+    struct lmp_model   *m   = NULL;
     struct llama2c_src *src = calloc(1, sizeof(*src));
     if (src == NULL) return lmp_err_set(err, LMP_ENOMEM, "out of memory opening '%s'", path);
     if ((st = lmp_map_open(&src->map, path, err)) != LMP_OK) goto fail;
@@ -196,15 +198,15 @@ enum lmp_status lmp_model_open_llama2c(const char *path, struct lmp_model **out,
     const int64_t head = dim / h.n_heads, kv_dim = head * h.n_kv_heads;
     /* fp32 elements of the data section, in file order for v0 */
     const int64_t per_layer = 2 * dim + 2 * dim * dim + 2 * kv_dim * dim + 3 * hid * dim;
-    int64_t n_elem = vocab * dim + L * per_layer + dim;
-    if (h.version == 0) n_elem += 2 * (int64_t) h.seq_len * (head / 2);
+    int64_t       n_elem    = vocab * dim + L * per_layer + dim;
+    if (h.version == 0) n_elem += 2 * (int64_t)h.seq_len * (head / 2);
     if (!h.shared) n_elem += vocab * dim;
     const int64_t need = h.header_bytes + 4 * n_elem;
-    const int64_t have = (int64_t) src->map.size;
+    const int64_t have = (int64_t)src->map.size;
     if (have < need) {
         st = lmp_err_set(err, LMP_EFORMAT,
                          "'%s': truncated: llama2.c layout needs %lld bytes, file has %lld", path,
-                         (long long) need, (long long) have);
+                         (long long)need, (long long)have);
         goto fail;
     }
     /* The file size is the only check a v0 header has (no magic, no checksum), so it
@@ -227,33 +229,33 @@ enum lmp_status lmp_model_open_llama2c(const char *path, struct lmp_model **out,
         goto fail;
     }
     const int64_t max_tensors = 3 + 9 * L;
-    m->tensors = calloc((size_t) max_tensors, sizeof(*m->tensors));
+    m->tensors                = calloc((size_t)max_tensors, sizeof(*m->tensors));
     if (m->tensors == NULL) {
         st = lmp_err_set(err, LMP_ENOMEM, "out of memory opening '%s'", path);
         goto fail;
     }
     m->src       = src;
     m->src_close = llama2c_src_close;
-    src          = NULL;   /* owned by m from here */
+    src          = NULL; /* owned by m from here */
 
     struct lmp_config *c = &m->cfg;
-    c->arch            = LMP_ARCH_LLAMA;
-    c->format          = LMP_FORMAT_LLAMA2C;
-    c->dim             = h.dim;
-    c->hidden_dim      = h.hidden;
-    c->n_heads         = h.n_heads;
-    c->n_kv_heads      = h.n_kv_heads;
-    c->head_dim        = (int32_t) head;
-    c->vocab_size      = h.vocab;
-    c->max_seq         = h.seq_len;
-    c->rope_theta      = 10000.0f;
-    c->norm_eps        = 1e-5f;
-    c->rope            = LMP_ROPE_INTERLEAVED;
-    c->tied_embeddings = h.shared;
+    c->arch              = LMP_ARCH_LLAMA;
+    c->format            = LMP_FORMAT_LLAMA2C;
+    c->dim               = h.dim;
+    c->hidden_dim        = h.hidden;
+    c->n_heads           = h.n_heads;
+    c->n_kv_heads        = h.n_kv_heads;
+    c->head_dim          = (int32_t)head;
+    c->vocab_size        = h.vocab;
+    c->max_seq           = h.seq_len;
+    c->rope_theta        = 10000.0f;
+    c->norm_eps          = 1e-5f;
+    c->rope              = LMP_ROPE_INTERLEAVED;
+    c->tied_embeddings   = h.shared;
 
-    struct lmp_tensor *ts = m->tensors;
-    int64_t            n  = 0;
-    struct cursor      cur = {((const struct llama2c_src *) m->src)->map.data + h.header_bytes, 0};
+    struct lmp_tensor *ts  = m->tensors;
+    int64_t            n   = 0;
+    struct cursor      cur = {((const struct llama2c_src *)m->src)->map.data + h.header_bytes, 0};
     struct lmp_block  *b0  = m->blocks;
     const size_t       bs  = sizeof(*b0);
 #define LIN(k) (&b0->lin[k].weight)
@@ -275,7 +277,7 @@ enum lmp_status lmp_model_open_llama2c(const char *path, struct lmp_model **out,
         norm = &ts[n++];
         set_tensor(norm, "norm", &cur, cur.off, 1, dim, 0);
         cur.off += dim * 4;
-        cur.off += 2 * (int64_t) h.seq_len * (head / 2) * 4;   /* freq_cis_real, freq_cis_imag */
+        cur.off += 2 * (int64_t)h.seq_len * (head / 2) * 4; /* freq_cis_real, freq_cis_imag */
     } else {
         layer_tensors(ts, &n, &h, &cur, "attention_norm", 1, dim, 0, &b0->attn_norm, bs);
         layer_tensors(ts, &n, &h, &cur, "ffn_norm", 1, dim, 0, &b0->ffn_norm, bs);

@@ -1,7 +1,7 @@
 /*  safetensors - see safetensors.h */
 #include "model/safetensors.h"
 
-#include <cjson/cJSON.h>              /* defines: cJSON_ParseWithLengthOpts, cJSON */
+#include <cjson/cJSON.h> /* defines: cJSON_ParseWithLengthOpts, cJSON */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,12 +11,24 @@
 static const struct {
     const char *name;
     int         bytes;
-    int         lmp;                  /* enum lmp_dtype, or -1 */
+    int         lmp; /* enum lmp_dtype, or -1 */
 } st_dtypes[] = {
-    {"F32", 4, LMP_DTYPE_F32}, {"F16", 2, LMP_DTYPE_F16}, {"BF16", 2, LMP_DTYPE_BF16},
-    {"F64", 8, -1},  {"I64", 8, -1},  {"U64", 8, -1},  {"I32", 4, -1},  {"U32", 4, -1},
-    {"I16", 2, -1},  {"U16", 2, -1},  {"I8", 1, -1},   {"U8", 1, -1},   {"BOOL", 1, -1},
-    {"F8_E4M3", 1, -1}, {"F8_E5M2", 1, -1}, {"F8_E8M0", 1, -1},
+    {"F32", 4, LMP_DTYPE_F32},
+    {"F16", 2, LMP_DTYPE_F16},
+    {"BF16", 2, LMP_DTYPE_BF16},
+    {"F64", 8, -1},
+    {"I64", 8, -1},
+    {"U64", 8, -1},
+    {"I32", 4, -1},
+    {"U32", 4, -1},
+    {"I16", 2, -1},
+    {"U16", 2, -1},
+    {"I8", 1, -1},
+    {"U8", 1, -1},
+    {"BOOL", 1, -1},
+    {"F8_E4M3", 1, -1},
+    {"F8_E5M2", 1, -1},
+    {"F8_E8M0", 1, -1},
 };
 
 /* A JSON number that is a non-negative integer exactly representable in a double
@@ -24,8 +36,8 @@ static const struct {
 static int json_u53(const cJSON *j, uint64_t *out) {
     if (!cJSON_IsNumber(j)) return 0;
     double d = j->valuedouble;
-    if (!(d >= 0.0 && d <= 9007199254740992.0) || d != (double) (uint64_t) d) return 0;
-    *out = (uint64_t) d;
+    if (!(d >= 0.0 && d <= 9007199254740992.0) || d != (double)(uint64_t)d) return 0;
+    *out = (uint64_t)d;
     return 1;
 }
 
@@ -50,22 +62,22 @@ static enum lmp_status parse_entry(const cJSON *e, const char *name, uint64_t da
     const cJSON *sh = cJSON_GetObjectItemCaseSensitive(e, "shape");
     const cJSON *of = cJSON_GetObjectItemCaseSensitive(e, "data_offsets");
     if (!cJSON_IsString(dt) || dt->valuestring == NULL)
-        return lmp_err_set(err, LMP_EFORMAT, "'%s': tensor '%s': missing or non-string dtype",
-                           name, key);
+        return lmp_err_set(err, LMP_EFORMAT, "'%s': tensor '%s': missing or non-string dtype", name,
+                           key);
     if (!cJSON_IsArray(sh))
-        return lmp_err_set(err, LMP_EFORMAT, "'%s': tensor '%s': missing or non-array shape",
-                           name, key);
+        return lmp_err_set(err, LMP_EFORMAT, "'%s': tensor '%s': missing or non-array shape", name,
+                           key);
     if (!cJSON_IsArray(of) || cJSON_GetArraySize(of) != 2)
         return lmp_err_set(err, LMP_EFORMAT,
                            "'%s': tensor '%s': data_offsets is not a [begin, end] pair", name, key);
 
     int elem_bytes = 0;
-    t->unsup = "dtype";
+    t->unsup       = "dtype";
     for (size_t i = 0; i < sizeof(st_dtypes) / sizeof(st_dtypes[0]); i++) {
         if (strcmp(dt->valuestring, st_dtypes[i].name) != 0) continue;
         elem_bytes = st_dtypes[i].bytes;
         if (st_dtypes[i].lmp >= 0) {
-            t->dtype = (enum lmp_dtype) st_dtypes[i].lmp;
+            t->dtype = (enum lmp_dtype)st_dtypes[i].lmp;
             t->unsup = NULL;
         }
         break;
@@ -73,7 +85,7 @@ static enum lmp_status parse_entry(const cJSON *e, const char *name, uint64_t da
     snprintf(t->dtype_name, sizeof(t->dtype_name), "%s", dt->valuestring);
 
     /* shape: the element count must not overflow, whatever the rank */
-    const uint64_t limit = UINT64_C(1) << 60;
+    const uint64_t limit  = UINT64_C(1) << 60;
     uint64_t       n_elem = 1;
     int            n_dims = 0;
     const cJSON   *d;
@@ -87,7 +99,7 @@ static enum lmp_status parse_entry(const cJSON *e, const char *name, uint64_t da
             return lmp_err_set(err, LMP_EFORMAT, "'%s': tensor '%s': shape is too large", name,
                                key);
         n_elem *= v;
-        if (n_dims < LMP_MAX_DIMS) t->shape[n_dims] = (int64_t) v;
+        if (n_dims < LMP_MAX_DIMS) t->shape[n_dims] = (int64_t)v;
         n_dims++;
     }
     t->n_dims = n_dims;
@@ -101,15 +113,17 @@ static enum lmp_status parse_entry(const cJSON *e, const char *name, uint64_t da
     if (b > en || en > data_size)
         return lmp_err_set(err, LMP_EFORMAT,
                            "'%s': tensor '%s': data_offsets [%llu, %llu] outside the data section "
-                           "(%llu bytes)", name, key, (unsigned long long) b,
-                           (unsigned long long) en, (unsigned long long) data_size);
+                           "(%llu bytes)",
+                           name, key, (unsigned long long)b, (unsigned long long)en,
+                           (unsigned long long)data_size);
     t->begin = b;
     t->end   = en;
-    if (elem_bytes > 0 && en - b != n_elem * (uint64_t) elem_bytes)
+    if (elem_bytes > 0 && en - b != n_elem * (uint64_t)elem_bytes)
         return lmp_err_set(err, LMP_EFORMAT,
                            "'%s': tensor '%s': %llu bytes in data_offsets, but shape and dtype %s "
-                           "need %llu", name, key, (unsigned long long) (en - b), t->dtype_name,
-                           (unsigned long long) (n_elem * (uint64_t) elem_bytes));
+                           "need %llu",
+                           name, key, (unsigned long long)(en - b), t->dtype_name,
+                           (unsigned long long)(n_elem * (uint64_t)elem_bytes));
     return LMP_OK;
 }
 
@@ -119,23 +133,25 @@ enum lmp_status lmp_safetensors_parse_header(const uint8_t *data, size_t size, c
     if (size < 8)
         return lmp_err_set(err, LMP_EFORMAT,
                            "'%s': truncated: safetensors file has %zu bytes, less than the 8-byte "
-                           "header length", name, size);
+                           "header length",
+                           name, size);
     uint64_t n_hdr = 0;
     for (int i = 7; i >= 0; i--) n_hdr = n_hdr << 8 | data[i];
     if (n_hdr > size - 8)
         return lmp_err_set(err, LMP_EFORMAT,
                            "'%s': truncated: safetensors header length %llu beyond the file "
-                           "(%zu bytes)", name, (unsigned long long) n_hdr, size);
+                           "(%zu bytes)",
+                           name, (unsigned long long)n_hdr, size);
     if (n_hdr > LMP_SAFETENSORS_MAX_HEADER || n_hdr < 2)
         return lmp_err_set(err, LMP_EFORMAT, "'%s': implausible safetensors header length %llu",
-                           name, (unsigned long long) n_hdr);
+                           name, (unsigned long long)n_hdr);
     out->data_offset = 8 + n_hdr;
     out->data_size   = size - out->data_offset;
 
-    const char     *json = (const char *) data + 8;
+    const char     *json = (const char *)data + 8;
     const char     *end  = NULL;
     enum lmp_status st   = LMP_OK;
-    cJSON          *root = cJSON_ParseWithLengthOpts(json, (size_t) n_hdr, &end, 0);
+    cJSON          *root = cJSON_ParseWithLengthOpts(json, (size_t)n_hdr, &end, 0);
     if (root == NULL || !cJSON_IsObject(root)) {
         st = lmp_err_set(err, LMP_EFORMAT, "'%s': safetensors header is not a JSON object", name);
         goto out;
@@ -150,15 +166,15 @@ enum lmp_status lmp_safetensors_parse_header(const uint8_t *data, size_t size, c
         }
     }
 
-    int64_t n = 0;
+    int64_t      n = 0;
     const cJSON *e;
     cJSON_ArrayForEach(e, root) n++;
-    if (n > 0 && (out->tensors = calloc((size_t) n, sizeof(*out->tensors))) == NULL) {
+    if (n > 0 && (out->tensors = calloc((size_t)n, sizeof(*out->tensors))) == NULL) {
         st = lmp_err_set(err, LMP_ENOMEM, "out of memory parsing '%s'", name);
         goto out;
     }
     cJSON_ArrayForEach(e, root) {
-        if (e->string == NULL) {     /* cannot happen for a parsed object */
+        if (e->string == NULL) { /* cannot happen for a parsed object */
             st = lmp_err_set(err, LMP_EFORMAT, "'%s': unnamed safetensors entry", name);
             goto out;
         }
@@ -170,13 +186,13 @@ enum lmp_status lmp_safetensors_parse_header(const uint8_t *data, size_t size, c
 
     /* duplicate names (JSON allows them; a "\u0000" can also make two names equal) */
     if (out->n_tensors > 1) {
-        const struct lmp_st_tensor **sorted = malloc((size_t) out->n_tensors * sizeof(*sorted));
+        const struct lmp_st_tensor **sorted = malloc((size_t)out->n_tensors * sizeof(*sorted));
         if (sorted == NULL) {
             st = lmp_err_set(err, LMP_ENOMEM, "out of memory parsing '%s'", name);
             goto out;
         }
         for (int64_t i = 0; i < out->n_tensors; i++) sorted[i] = &out->tensors[i];
-        qsort(sorted, (size_t) out->n_tensors, sizeof(*sorted), cmp_name);
+        qsort(sorted, (size_t)out->n_tensors, sizeof(*sorted), cmp_name);
         for (int64_t i = 1; i < out->n_tensors && st == LMP_OK; i++)
             if (strcmp(sorted[i - 1]->name, sorted[i]->name) == 0)
                 st = lmp_err_set(err, LMP_EFORMAT, "'%s': duplicate tensor '%s'", name,
@@ -195,7 +211,7 @@ void lmp_safetensors_release(struct lmp_safetensors *st) {
 }
 
 const struct lmp_st_tensor *lmp_safetensors_find(const struct lmp_safetensors *st,
-                                                 const char *name) {
+                                                 const char                   *name) {
     for (int64_t i = 0; i < st->n_tensors; i++)
         if (strcmp(st->tensors[i].name, name) == 0) return &st->tensors[i];
     return NULL;

@@ -18,26 +18,26 @@
 
 #include <stddef.h>
 #include <stdint.h>
-#include "base/status.h"          /* defines: enum lmp_status, struct lmp_err */
-#include "model/model.h"    /* defines: enum lmp_dtype, LMP_MAX_DIMS, LMP_NAME_MAX */
+#include "base/status.h" /* defines: enum lmp_status, struct lmp_err */
+#include "model/model.h" /* defines: enum lmp_dtype, LMP_MAX_DIMS, LMP_NAME_MAX */
 
-#define LMP_SAFETENSORS_MAX_HEADER (100u << 20)   /* bytes; the format's own limit */
+#define LMP_SAFETENSORS_MAX_HEADER (100u << 20) /* bytes; the format's own limit */
 
 struct lmp_st_tensor {
     char           name[LMP_NAME_MAX];
-    char           dtype_name[16];          /* as written in the header: "BF16", "I64" */
-    enum lmp_dtype dtype;                   /* valid only when unsup is NULL */
-    const char    *unsup;                   /* NULL, or why lmpress cannot use it: "dtype", "rank" */
-    int            n_dims;                  /* may exceed LMP_MAX_DIMS when unsup == "rank" */
-    int64_t        shape[LMP_MAX_DIMS];     /* outermost first; first LMP_MAX_DIMS dims only */
-    uint64_t       begin, end;              /* bytes, relative to the data section */
+    char           dtype_name[16];      /* as written in the header: "BF16", "I64" */
+    enum lmp_dtype dtype;               /* valid only when unsup is NULL */
+    const char    *unsup;               /* NULL, or why lmpress cannot use it: "dtype", "rank" */
+    int            n_dims;              /* may exceed LMP_MAX_DIMS when unsup == "rank" */
+    int64_t        shape[LMP_MAX_DIMS]; /* outermost first; first LMP_MAX_DIMS dims only */
+    uint64_t       begin, end;          /* bytes, relative to the data section */
 };
 
 struct lmp_safetensors {
-    struct lmp_st_tensor *tensors;          /* (n_tensors), in header order */
+    struct lmp_st_tensor *tensors; /* (n_tensors), in header order */
     int64_t               n_tensors;
-    uint64_t              data_offset;      /* bytes from the file start: 8 + header length */
-    uint64_t              data_size;        /* bytes of the data section (to the end of file) */
+    uint64_t              data_offset; /* bytes from the file start: 8 + header length */
+    uint64_t              data_size;   /* bytes of the data section (to the end of file) */
 };
 
 /* Parse the safetensors file image data[0, size) into *out (zeroed first; release with
@@ -52,6 +52,6 @@ void lmp_safetensors_release(struct lmp_safetensors *st);
 
 /* The record named name, or NULL. Linear search. */
 const struct lmp_st_tensor *lmp_safetensors_find(const struct lmp_safetensors *st,
-                                                 const char *name);
+                                                 const char                   *name);
 
 #endif /* LMP_MODEL_SAFETENSORS_H */

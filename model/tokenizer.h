@@ -16,7 +16,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
-#include "base/status.h"          /* defines: enum lmp_status, struct lmp_err */
+#include "base/status.h" /* defines: enum lmp_status, struct lmp_err */
 
 struct lmp_tokenizer;
 struct lmp_gguf;
@@ -52,13 +52,14 @@ enum lmp_status lmp_tokenizer_open(const char *path, const struct lmp_model *m,
 void lmp_tokenizer_free(struct lmp_tokenizer **t);
 
 enum lmp_tok_kind lmp_tokenizer_kind(const struct lmp_tokenizer *t);
-const char *lmp_tokenizer_describe(const struct lmp_tokenizer *t);  /* "gpt2 bpe (smollm), 49152 tokens" */
+const char *
+lmp_tokenizer_describe(const struct lmp_tokenizer *t); /* "gpt2 bpe (smollm), 49152 tokens" */
 int32_t lmp_tokenizer_n_vocab(const struct lmp_tokenizer *t);
 /* The BOS id the tokenizer prepends when asked to (llama2.c: 1; GGUF: bos_token_id when
  * tokenizer.ggml.add_bos_token says so; tokenizer.json: the post-processor's template), or -1
  * when this tokenizer adds none (SmolLM2). */
 int32_t lmp_tokenizer_bos(const struct lmp_tokenizer *t);
-int32_t lmp_tokenizer_eos(const struct lmp_tokenizer *t);   /* -1 if none */
+int32_t lmp_tokenizer_eos(const struct lmp_tokenizer *t); /* -1 if none */
 
 /* Encode text[0..len) (UTF-8; invalid bytes go through byte fallback / byte-level BPE),
  * BOS first if add_bos and the tokenizer has one. *ids is malloc'ed, owned by the caller.

@@ -18,9 +18,9 @@
  */
 #include "model/tokenizer.h"
 #include "model/tokenizer_impl.h"
-#include "model/gguf.h"        /* defines: lmp_gguf_arr_str() */
-#include "model/unicode.h"     /* defines: lmp_utf8_decode(), lmp_unicode_class() */
-#include "base/file.h"               /* defines: lmp_file_read_all() */
+#include "model/gguf.h"    /* defines: lmp_gguf_arr_str() */
+#include "model/unicode.h" /* defines: lmp_utf8_decode(), lmp_unicode_class() */
+#include "base/file.h"     /* defines: lmp_file_read_all() */
 
 #include <assert.h>
 #include <cjson/cJSON.h>
@@ -31,15 +31,17 @@
 /* --- merges -------------------------------------------------------------------- */
 
 static uint64_t pair_hash(uint64_t x) {
-    x ^= x >> 33; x *= 0xff51afd7ed558ccdull;
-    x ^= x >> 33; x *= 0xc4ceb9fe1a85ec53ull;
+    x ^= x >> 33;
+    x *= 0xff51afd7ed558ccdull;
+    x ^= x >> 33;
+    x *= 0xc4ceb9fe1a85ec53ull;
     return x ^ (x >> 33);
 }
 
 static enum lmp_status pairmap_init(struct tok_pairmap *m, int64_t n) {
     m->cap = 16;
-    while (m->cap < (uint64_t) n * 2) m->cap <<= 1;
-    m->slot = malloc((size_t) m->cap * sizeof(*m->slot));
+    while (m->cap < (uint64_t)n * 2) m->cap <<= 1;
+    m->slot = malloc((size_t)m->cap * sizeof(*m->slot));
     if (m->slot == NULL) return LMP_ENOMEM;
     for (uint32_t i = 0; i < m->cap; i++) m->slot[i].key = UINT64_MAX;
     return LMP_OK;
@@ -47,19 +49,19 @@ static enum lmp_status pairmap_init(struct tok_pairmap *m, int64_t n) {
 
 /* Insert (a, b) with rank unless present (the first, lowest rank wins, as llama.cpp). */
 static void pairmap_add(struct tok_pairmap *m, int32_t a, int32_t b, int32_t rank, int32_t id) {
-    uint64_t key = (uint64_t) (uint32_t) a << 32 | (uint32_t) b;
-    for (uint32_t i = (uint32_t) pair_hash(key) & (m->cap - 1);; i = (i + 1) & (m->cap - 1)) {
+    uint64_t key = (uint64_t)(uint32_t)a << 32 | (uint32_t)b;
+    for (uint32_t i = (uint32_t)pair_hash(key) & (m->cap - 1);; i = (i + 1) & (m->cap - 1)) {
         if (m->slot[i].key == key) return;
         if (m->slot[i].key == UINT64_MAX) {
-            m->slot[i] = (struct tok_pair) { key, rank, id };
+            m->slot[i] = (struct tok_pair){key, rank, id};
             return;
         }
     }
 }
 
 static const struct tok_pair *pairmap_get(const struct tok_pairmap *m, int32_t a, int32_t b) {
-    uint64_t key = (uint64_t) (uint32_t) a << 32 | (uint32_t) b;
-    for (uint32_t i = (uint32_t) pair_hash(key) & (m->cap - 1);; i = (i + 1) & (m->cap - 1)) {
+    uint64_t key = (uint64_t)(uint32_t)a << 32 | (uint32_t)b;
+    for (uint32_t i = (uint32_t)pair_hash(key) & (m->cap - 1);; i = (i + 1) & (m->cap - 1)) {
         if (m->slot[i].key == key) return &m->slot[i];
         if (m->slot[i].key == UINT64_MAX) return NULL;
     }
@@ -69,7 +71,7 @@ static const struct tok_pair *pairmap_get(const struct tok_pairmap *m, int32_t a
 static bool add_merge_str(struct lmp_tokenizer *t, const char *s, size_t n, int32_t rank) {
     const char *sp = n > 1 ? memchr(s + 1, ' ', n - 1) : NULL;
     if (sp == NULL) return false;
-    size_t  na = (size_t) (sp - s), nb = n - na - 1;
+    size_t  na = (size_t)(sp - s), nb = n - na - 1;
     int32_t a = tok_lookup(t, s, na), b = tok_lookup(t, sp + 1, nb);
     if (a >= 0 && b >= 0) pairmap_add(&t->merges, a, b, rank, tok_lookup2(t, s, na, sp + 1, nb));
     return true;
@@ -92,9 +94,11 @@ static uint32_t cp_at(const struct scan *s, int64_t i) {
     return (i >= s->lo && i < s->hi) ? s->cp[i] : 0xFFFFFFFFu;
 }
 
-typedef enum lmp_status word_fn(void *ctx, int64_t a, int64_t b);   /* codepoints [a, b) */
+typedef enum lmp_status word_fn(void *ctx, int64_t a, int64_t b); /* codepoints [a, b) */
 
-static bool is_other(uint8_t f) { return (f & F_IN) && !(f & (F_SPACE | F_LETTER | F_NUMBER)); }
+static bool is_other(uint8_t f) {
+    return (f & F_IN) && !(f & (F_SPACE | F_LETTER | F_NUMBER));
+}
 
 static enum lmp_status scan_gpt2(const struct scan *s, word_fn *emit, void *ctx) {
     enum lmp_status st = LMP_OK;
@@ -102,7 +106,7 @@ static enum lmp_status scan_gpt2(const struct scan *s, word_fn *emit, void *ctx)
         int64_t  start = pos;
         uint32_t c     = s->cp[pos];
         uint8_t  f     = s->fl[pos];
-        if (c == '\'' && pos + 1 < s->hi) {                     /* 's|'t|'re|'ve|'m|'ll|'d */
+        if (c == '\'' && pos + 1 < s->hi) { /* 's|'t|'re|'ve|'m|'ll|'d */
             uint32_t n1 = cp_at(s, pos + 1), n2 = cp_at(s, pos + 2);
             if (n1 == 's' || n1 == 't' || n1 == 'm' || n1 == 'd') {
                 st = emit(ctx, start, pos + 2);
@@ -116,14 +120,14 @@ static enum lmp_status scan_gpt2(const struct scan *s, word_fn *emit, void *ctx)
             }
         }
         uint8_t f2 = c == ' ' ? flags_at(s, pos + 1) : f;
-        if (f2 & (F_LETTER | F_NUMBER)) {                       /*  ?\p{L}+ |  ?\p{N}+ */
+        if (f2 & (F_LETTER | F_NUMBER)) { /*  ?\p{L}+ |  ?\p{N}+ */
             uint8_t want = f2 & F_LETTER ? F_LETTER : F_NUMBER;
             pos += c == ' ';
             while (flags_at(s, pos) & want) pos++;
             st = emit(ctx, start, pos);
             continue;
         }
-        if (is_other(f2)) {                                     /*  ?[^\s\p{L}\p{N}]+ */
+        if (is_other(f2)) { /*  ?[^\s\p{L}\p{N}]+ */
             pos += c == ' ';
             while (is_other(flags_at(s, pos))) pos++;
             st = emit(ctx, start, pos);
@@ -131,24 +135,28 @@ static enum lmp_status scan_gpt2(const struct scan *s, word_fn *emit, void *ctx)
         }
         int64_t n_ws = 0;
         while (flags_at(s, pos + n_ws) & F_SPACE) n_ws++;
-        if (n_ws > 1 && pos + n_ws < s->hi) pos += n_ws - 1;    /* \s+(?!\S) */
-        else if (n_ws > 0) pos += n_ws;                         /* \s+ */
-        else pos++;                                             /* no match: one codepoint */
+        if (n_ws > 1 && pos + n_ws < s->hi)
+            pos += n_ws - 1; /* \s+(?!\S) */
+        else if (n_ws > 0)
+            pos += n_ws; /* \s+ */
+        else
+            pos++; /* no match: one codepoint */
         st = emit(ctx, start, pos);
     }
     return st;
 }
 
-static uint32_t ascii_lower(uint32_t c) { return (c >= 'A' && c <= 'Z') ? c + 32 : c; }
+static uint32_t ascii_lower(uint32_t c) {
+    return (c >= 'A' && c <= 'Z') ? c + 32 : c;
+}
 
-static enum lmp_status scan_llama3(const struct scan *s, int max_digits, word_fn *emit,
-                                   void *ctx) {
+static enum lmp_status scan_llama3(const struct scan *s, int max_digits, word_fn *emit, void *ctx) {
     enum lmp_status st = LMP_OK;
     for (int64_t pos = s->lo; pos < s->hi && st == LMP_OK;) {
         int64_t  start = pos;
         uint32_t c     = s->cp[pos];
         uint8_t  f     = s->fl[pos];
-        if (c == '\'' && pos + 1 < s->hi) {                     /* (?i:'s|'t|...) */
+        if (c == '\'' && pos + 1 < s->hi) { /* (?i:'s|'t|...) */
             uint32_t n1 = ascii_lower(cp_at(s, pos + 1)), n2 = ascii_lower(cp_at(s, pos + 2));
             if (n1 == 's' || n1 == 't' || n1 == 'm' || n1 == 'd') {
                 st = emit(ctx, start, pos + 2);
@@ -161,14 +169,14 @@ static enum lmp_status scan_llama3(const struct scan *s, int max_digits, word_fn
                 continue;
             }
         }
-        if (!(c == '\r' || c == '\n' || (f & F_NUMBER)) &&       /* [^\r\n\p{L}\p{N}]?\p{L}+ */
+        if (!(c == '\r' || c == '\n' || (f & F_NUMBER)) && /* [^\r\n\p{L}\p{N}]?\p{L}+ */
             ((f & F_LETTER) || (flags_at(s, pos + 1) & F_LETTER))) {
             pos++;
             while (flags_at(s, pos) & F_LETTER) pos++;
             st = emit(ctx, start, pos);
             continue;
         }
-        if (f & F_NUMBER) {                                     /* \p{N}{1,max_digits} */
+        if (f & F_NUMBER) { /* \p{N}{1,max_digits} */
             int64_t ini = pos;
             while ((flags_at(s, pos) & F_NUMBER) && st == LMP_OK) {
                 if (++pos - ini >= max_digits) {
@@ -180,7 +188,7 @@ static enum lmp_status scan_llama3(const struct scan *s, int max_digits, word_fn
             continue;
         }
         uint8_t f2 = c == ' ' ? flags_at(s, pos + 1) : f;
-        if (is_other(f2)) {                                     /*  ?[^\s\p{L}\p{N}]+[\r\n]* */
+        if (is_other(f2)) { /*  ?[^\s\p{L}\p{N}]+[\r\n]* */
             pos += c == ' ';
             while (is_other(flags_at(s, pos))) pos++;
             while (cp_at(s, pos) == '\r' || cp_at(s, pos) == '\n') pos++;
@@ -193,10 +201,14 @@ static enum lmp_status scan_llama3(const struct scan *s, int max_digits, word_fn
             if (c2 == '\r' || c2 == '\n') last_rn = pos + n_ws + 1;
             n_ws++;
         }
-        if (last_rn > 0) pos = last_rn;                         /* \s*[\r\n]+ */
-        else if (n_ws > 1 && pos + n_ws < s->hi) pos += n_ws - 1;   /* \s+(?!\S) */
-        else if (n_ws > 0) pos += n_ws;                         /* \s+ */
-        else pos++;
+        if (last_rn > 0)
+            pos = last_rn; /* \s*[\r\n]+ */
+        else if (n_ws > 1 && pos + n_ws < s->hi)
+            pos += n_ws - 1; /* \s+(?!\S) */
+        else if (n_ws > 0)
+            pos += n_ws; /* \s+ */
+        else
+            pos++;
         st = emit(ctx, start, pos);
     }
     return st;
@@ -204,12 +216,16 @@ static enum lmp_status scan_llama3(const struct scan *s, int max_digits, word_fn
 
 static enum lmp_status pretokenize(enum tok_pretok kind, const uint32_t *cp, const uint8_t *fl,
                                    int64_t n, word_fn *emit, void *ctx) {
-    struct scan s = { cp, fl, 0, n };
+    struct scan s = {cp, fl, 0, n};
     switch (kind) {
-    case TOK_PRETOK_GPT2: return scan_gpt2(&s, emit, ctx);
-    case TOK_PRETOK_LLAMA3: return scan_llama3(&s, 3, emit, ctx);
-    case TOK_PRETOK_QWEN2: return scan_llama3(&s, 1, emit, ctx);
-    case TOK_PRETOK_NONE: return n ? emit(ctx, 0, n) : LMP_OK;
+    case TOK_PRETOK_GPT2:
+        return scan_gpt2(&s, emit, ctx);
+    case TOK_PRETOK_LLAMA3:
+        return scan_llama3(&s, 3, emit, ctx);
+    case TOK_PRETOK_QWEN2:
+        return scan_llama3(&s, 1, emit, ctx);
+    case TOK_PRETOK_NONE:
+        return n ? emit(ctx, 0, n) : LMP_OK;
     case TOK_PRETOK_SMOLLM: {
         /* \p{N} splits the text into single digits and the runs between them; gpt2
          * then splits each run on its own (its lookahead stops at the run's end) */
@@ -234,9 +250,9 @@ static enum lmp_status pretokenize(enum tok_pretok kind, const uint32_t *cp, con
 struct bpe_ctx {
     const struct lmp_tokenizer *t;
     struct tok_ids             *out;
-    char                       *u8;     /* the fragment re-encoded (invalid bytes -> U+FFFD) */
-    int64_t                    *off;    /* (n_cp + 1) byte offset of each codepoint in u8 */
-    struct tok_sym             *syms;   /* scratch, one per byte of the longest word */
+    char                       *u8;   /* the fragment re-encoded (invalid bytes -> U+FFFD) */
+    int64_t                    *off;  /* (n_cp + 1) byte offset of each codepoint in u8 */
+    struct tok_sym             *syms; /* scratch, one per byte of the longest word */
     int64_t                     syms_cap;
     char                       *mapped; /* scratch: a word in GPT-2 byte chars */
     size_t                      mapped_cap;
@@ -253,7 +269,9 @@ static bool bpe_pair(const struct lmp_tokenizer *t, const char *word, const stru
 }
 
 /* Token of byte b as a GPT-2 char (precomputable, but cheap). */
-static int32_t byte_char_token(const struct lmp_tokenizer *t, uint8_t b) { return t->byte_tok[b]; }
+static int32_t byte_char_token(const struct lmp_tokenizer *t, uint8_t b) {
+    return t->byte_tok[b];
+}
 
 static enum lmp_status bpe_word(void *vctx, int64_t a, int64_t b) {
     struct bpe_ctx             *c = vctx;
@@ -261,15 +279,16 @@ static enum lmp_status bpe_word(void *vctx, int64_t a, int64_t b) {
     const char                 *w = c->u8 + c->off[a];
     int64_t                     n = c->off[b] - c->off[a];
     if (n <= 0) return LMP_OK;
-    if (t->ignore_merges) {      /* a word that is a token is taken whole (Llama-3) */
-        if ((size_t) n * 2 > c->mapped_cap) {
-            char *m = realloc(c->mapped, (size_t) n * 2);
+    if (t->ignore_merges) { /* a word that is a token is taken whole (Llama-3) */
+        if ((size_t)n * 2 > c->mapped_cap) {
+            char *m = realloc(c->mapped, (size_t)n * 2);
             if (m == NULL) return LMP_ENOMEM;
             c->mapped     = m;
-            c->mapped_cap = (size_t) n * 2;
+            c->mapped_cap = (size_t)n * 2;
         }
         size_t k = 0;
-        for (int64_t i = 0; i < n; i++) k += (size_t) lmp_utf8_encode(lmp_gpt2_byte_to_char((uint8_t) w[i]), c->mapped + k);
+        for (int64_t i = 0; i < n; i++)
+            k += (size_t)lmp_utf8_encode(lmp_gpt2_byte_to_char((uint8_t)w[i]), c->mapped + k);
         int32_t id = tok_lookup(t, c->mapped, k);
         if (id >= 0) {
             tok_ids_push(c->out, id);
@@ -277,20 +296,23 @@ static enum lmp_status bpe_word(void *vctx, int64_t a, int64_t b) {
         }
     }
     if (n > c->syms_cap) {
-        struct tok_sym *s = realloc(c->syms, (size_t) n * sizeof(*s));
+        struct tok_sym *s = realloc(c->syms, (size_t)n * sizeof(*s));
         if (s == NULL) return LMP_ENOMEM;
         c->syms     = s;
         c->syms_cap = n;
     }
     for (int64_t i = 0; i < n; i++)
-        c->syms[i] = (struct tok_sym) { byte_char_token(t, (uint8_t) w[i]), (uint32_t) i, 1,
-                                        (int32_t) i - 1, i + 1 < n ? (int32_t) i + 1 : -1 };
-    if (n > 1 && !tok_merge(t, w, c->syms, (int32_t) n, bpe_pair)) return LMP_ENOMEM;
+        c->syms[i] = (struct tok_sym){byte_char_token(t, (uint8_t)w[i]), (uint32_t)i, 1,
+                                      (int32_t)i - 1, i + 1 < n ? (int32_t)i + 1 : -1};
+    if (n > 1 && !tok_merge(t, w, c->syms, (int32_t)n, bpe_pair)) return LMP_ENOMEM;
     for (int32_t i = 0; i >= 0; i = c->syms[i].next) {
         const struct tok_sym *s = &c->syms[i];
-        if (s->id >= 0) { tok_ids_push(c->out, s->id); continue; }
-        for (uint32_t k = 0; k < s->len; k++) {   /* not a token: its bytes' tokens */
-            int32_t id = byte_char_token(t, (uint8_t) w[s->start + k]);
+        if (s->id >= 0) {
+            tok_ids_push(c->out, s->id);
+            continue;
+        }
+        for (uint32_t k = 0; k < s->len; k++) { /* not a token: its bytes' tokens */
+            int32_t id = byte_char_token(t, (uint8_t)w[s->start + k]);
             if (id >= 0) tok_ids_push(c->out, id);
         }
     }
@@ -304,25 +326,25 @@ static enum lmp_status bpe_fragment(void *vctx, const char *s, size_t len, int32
         tok_ids_push(c->out, id);
         return LMP_OK;
     }
-    bool      pre = t->add_space_prefix && !(len > 0 && s[0] == ' ');
+    bool      pre   = t->add_space_prefix && !(len > 0 && s[0] == ' ');
     size_t    n_max = len + pre;
     uint32_t *cp    = malloc(n_max * sizeof(*cp) + 1);
     uint8_t  *fl    = malloc(n_max + 1);
     free(c->u8);
     free(c->off);
-    c->u8  = malloc(3 * n_max + 1);
-    c->off = malloc((n_max + 1) * sizeof(*c->off));
+    c->u8              = malloc(3 * n_max + 1);
+    c->off             = malloc((n_max + 1) * sizeof(*c->off));
     enum lmp_status st = LMP_ENOMEM;
     if (cp == NULL || fl == NULL || c->u8 == NULL || c->off == NULL) goto out;
     int64_t n = 0, w = 0;
     if (pre) {
-        cp[n] = ' ';
+        cp[n]       = ' ';
         c->off[n++] = w;
         c->u8[w++]  = ' ';
     }
     for (size_t i = 0; i < len;) {
         uint32_t u;
-        i += (size_t) lmp_utf8_decode((const uint8_t *) s + i, len - i, &u);
+        i += (size_t)lmp_utf8_decode((const uint8_t *)s + i, len - i, &u);
         cp[n]       = u;
         c->off[n++] = w;
         w += lmp_utf8_encode(u, c->u8 + w);
@@ -330,9 +352,9 @@ static enum lmp_status bpe_fragment(void *vctx, const char *s, size_t len, int32
     c->off[n] = w;
     for (int64_t i = 0; i < n; i++) {
         enum lmp_uclass k = lmp_unicode_class(cp[i]);
-        fl[i] = (uint8_t) (F_IN | (k == LMP_UCLASS_LETTER ? F_LETTER : 0) |
-                           (k == LMP_UCLASS_NUMBER ? F_NUMBER : 0) |
-                           (lmp_unicode_is_space(cp[i]) ? F_SPACE : 0));
+        fl[i]             = (uint8_t)(F_IN | (k == LMP_UCLASS_LETTER ? F_LETTER : 0) |
+                          (k == LMP_UCLASS_NUMBER ? F_NUMBER : 0) |
+                          (lmp_unicode_is_space(cp[i]) ? F_SPACE : 0));
     }
     st = pretokenize(t->pretok, cp, fl, n, bpe_word, c);
 out:
@@ -344,7 +366,7 @@ out:
 enum lmp_status tok_bpe_encode(const struct lmp_tokenizer *t, const char *text, size_t len,
                                bool add_bos, struct tok_ids *out) {
     if (add_bos && t->bos >= 0) tok_ids_push(out, t->bos);
-    struct bpe_ctx  c  = { .t = t, .out = out };
+    struct bpe_ctx  c  = {.t = t, .out = out};
     enum lmp_status st = tok_partition(t, text, len, bpe_fragment, &c);
     free(c.u8);
     free(c.off);
@@ -357,18 +379,23 @@ enum lmp_status tok_bpe_encode(const struct lmp_tokenizer *t, const char *text, 
 static void bpe_finish_bytes(struct lmp_tokenizer *t) {
     for (int b = 0; b < 256; b++) {
         char s[4];
-        int  k         = lmp_utf8_encode(lmp_gpt2_byte_to_char((uint8_t) b), s);
-        t->byte_tok[b] = tok_lookup(t, s, (size_t) k);
+        int  k         = lmp_utf8_encode(lmp_gpt2_byte_to_char((uint8_t)b), s);
+        t->byte_tok[b] = tok_lookup(t, s, (size_t)k);
     }
 }
 
 static const char *pretok_name(enum tok_pretok p) {
     switch (p) {
-    case TOK_PRETOK_GPT2: return "gpt2";
-    case TOK_PRETOK_SMOLLM: return "smollm";
-    case TOK_PRETOK_LLAMA3: return "llama3";
-    case TOK_PRETOK_QWEN2: return "qwen2";
-    case TOK_PRETOK_NONE: return "none";
+    case TOK_PRETOK_GPT2:
+        return "gpt2";
+    case TOK_PRETOK_SMOLLM:
+        return "smollm";
+    case TOK_PRETOK_LLAMA3:
+        return "llama3";
+    case TOK_PRETOK_QWEN2:
+        return "qwen2";
+    case TOK_PRETOK_NONE:
+        return "none";
     }
     return "?";
 }
@@ -381,24 +408,28 @@ enum lmp_status tok_bpe_from_gguf(const struct lmp_gguf *g, struct lmp_tokenizer
     struct lmp_tokenizer *t;
     enum lmp_status       st = tok_gguf_common(g, &t, false, err);
     if (st != LMP_OK) return st;
-    t->kind   = LMP_TOK_BPE;
-    t->flavor = TOK_FLAVOR_BPE;
-    struct lmp_gguf_str pre = { "default", 7 };
+    t->kind                 = LMP_TOK_BPE;
+    t->flavor               = TOK_FLAVOR_BPE;
+    struct lmp_gguf_str pre = {"default", 7};
     lmp_gguf_get_str(g, "tokenizer.ggml.pre", &pre);
-    static const struct { const char *name; enum tok_pretok p; } pres[] = {
-        { "gpt2", TOK_PRETOK_GPT2 },     { "gpt-2", TOK_PRETOK_GPT2 },
-        { "smollm", TOK_PRETOK_SMOLLM }, { "starcoder", TOK_PRETOK_SMOLLM },
-        { "llama3", TOK_PRETOK_LLAMA3 }, { "llama-bpe", TOK_PRETOK_LLAMA3 },
-        { "qwen2", TOK_PRETOK_QWEN2 },
+    static const struct {
+        const char     *name;
+        enum tok_pretok p;
+    } pres[] = {
+        {"gpt2", TOK_PRETOK_GPT2},     {"gpt-2", TOK_PRETOK_GPT2},
+        {"smollm", TOK_PRETOK_SMOLLM}, {"starcoder", TOK_PRETOK_SMOLLM},
+        {"llama3", TOK_PRETOK_LLAMA3}, {"llama-bpe", TOK_PRETOK_LLAMA3},
+        {"qwen2", TOK_PRETOK_QWEN2},
     };
     bool found = false;
     for (size_t i = 0; i < sizeof(pres) / sizeof(pres[0]) && !found; i++)
         if (pre.len == strlen(pres[i].name) && memcmp(pre.s, pres[i].name, pre.len) == 0)
             t->pretok = pres[i].p, found = true;
     if (!found) {
-        st = lmp_err_set(err, LMP_EUNSUP, "'%s': pre-tokenizer '%.*s' is not supported (gpt2, "
-                         "smollm, starcoder, llama3, llama-bpe, qwen2)", path,
-                         (int) (pre.len > 64 ? 64 : pre.len), pre.s);
+        st = lmp_err_set(err, LMP_EUNSUP,
+                         "'%s': pre-tokenizer '%.*s' is not supported (gpt2, "
+                         "smollm, starcoder, llama3, llama-bpe, qwen2)",
+                         path, (int)(pre.len > 64 ? 64 : pre.len), pre.s);
         goto fail;
     }
     t->ignore_merges = t->pretok == TOK_PRETOK_LLAMA3;
@@ -409,8 +440,10 @@ enum lmp_status tok_bpe_from_gguf(const struct lmp_gguf *g, struct lmp_tokenizer
     enum lmp_gguf_type et;
     int64_t            nm = lmp_gguf_arr_n(g, "tokenizer.ggml.merges", &et);
     if (nm < 0 || et != LMP_GGUF_STRING || nm > INT32_MAX) {
-        st = lmp_err_set(err, LMP_EFORMAT, "'%s': tokenizer.ggml.merges is missing or not a "
-                         "string array", path);
+        st = lmp_err_set(err, LMP_EFORMAT,
+                         "'%s': tokenizer.ggml.merges is missing or not a "
+                         "string array",
+                         path);
         goto fail;
     }
     if ((st = pairmap_init(&t->merges, nm)) != LMP_OK) {
@@ -419,9 +452,11 @@ enum lmp_status tok_bpe_from_gguf(const struct lmp_gguf *g, struct lmp_tokenizer
     }
     for (int64_t i = 0; i < nm; i++) {
         struct lmp_gguf_str m = lmp_gguf_arr_str(g, "tokenizer.ggml.merges", i);
-        if (!add_merge_str(t, m.s ? m.s : "", (size_t) m.len, (int32_t) i)) {
-            st = lmp_err_set(err, LMP_EFORMAT, "'%s': merge %lld has no space separating its "
-                             "two parts", path, (long long) i);
+        if (!add_merge_str(t, m.s ? m.s : "", (size_t)m.len, (int32_t)i)) {
+            st = lmp_err_set(err, LMP_EFORMAT,
+                             "'%s': merge %lld has no space separating its "
+                             "two parts",
+                             path, (long long)i);
             goto fail;
         }
     }
@@ -438,13 +473,18 @@ fail:
 /* --- Hugging Face tokenizer.json ------------------------------------------------- */
 
 /* The split patterns of tokenizer.json files that map onto our scanners. */
-static const struct { const char *re; enum tok_pretok p; } known_regex[] = {
-    { "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+",
-      TOK_PRETOK_GPT2 },
-    { "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+"
-      "[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+", TOK_PRETOK_LLAMA3 },
-    { "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| ?[^\\s\\p{L}\\p{N}]+"
-      "[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+", TOK_PRETOK_QWEN2 },
+static const struct {
+    const char     *re;
+    enum tok_pretok p;
+} known_regex[] = {
+    {"'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+",
+     TOK_PRETOK_GPT2},
+    {"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+"
+     "[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+",
+     TOK_PRETOK_LLAMA3},
+    {"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| ?[^\\s\\p{L}\\p{N}]+"
+     "[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+",
+     TOK_PRETOK_QWEN2},
 };
 
 static bool json_is(const cJSON *o, const char *key, const char *val) {
@@ -460,20 +500,26 @@ static bool json_true(const cJSON *o, const char *key, bool dflt) {
 /* Map the pre_tokenizer object onto a scanner; false if unsupported (why in *why). */
 static bool hf_pretok(const cJSON *pt, struct lmp_tokenizer *t, const char **why) {
     *why = "pre_tokenizer";
-    if (pt == NULL || cJSON_IsNull(pt)) { *why = "a missing pre_tokenizer"; return false; }
+    if (pt == NULL || cJSON_IsNull(pt)) {
+        *why = "a missing pre_tokenizer";
+        return false;
+    }
     const cJSON *steps[4];
     int          n = 0;
     if (json_is(pt, "type", "Sequence")) {
         const cJSON *arr = cJSON_GetObjectItemCaseSensitive(pt, "pretokenizers"), *s;
         cJSON_ArrayForEach(s, arr) {
-            if (n == 4) { *why = "a pre_tokenizer sequence of more than 4 steps"; return false; }
+            if (n == 4) {
+                *why = "a pre_tokenizer sequence of more than 4 steps";
+                return false;
+            }
             steps[n++] = s;
         }
     } else {
         steps[n++] = pt;
     }
     bool digits = false, have_regex = false, byte_level = false;
-    t->pretok   = TOK_PRETOK_NONE;
+    t->pretok = TOK_PRETOK_NONE;
     for (int i = 0; i < n; i++) {
         const cJSON *s = steps[i];
         if (json_is(s, "type", "Digits") && json_true(s, "individual_digits", false) && i == 0) {
@@ -488,7 +534,8 @@ static bool hf_pretok(const cJSON *pt, struct lmp_tokenizer *t, const char **why
             }
             size_t k = 0;
             while (k < sizeof(known_regex) / sizeof(known_regex[0]) &&
-                   strcmp(known_regex[k].re, re->valuestring) != 0) k++;
+                   strcmp(known_regex[k].re, re->valuestring) != 0)
+                k++;
             if (k == sizeof(known_regex) / sizeof(known_regex[0])) {
                 *why = "the Split regex (only the GPT-2, Llama-3 and Qwen2 patterns are known)";
                 return false;
@@ -496,10 +543,13 @@ static bool hf_pretok(const cJSON *pt, struct lmp_tokenizer *t, const char **why
             t->pretok  = known_regex[k].p;
             have_regex = true;
         } else if (json_is(s, "type", "ByteLevel") && !byte_level && i == n - 1) {
-            byte_level = true;
+            byte_level          = true;
             t->add_space_prefix = json_true(s, "add_prefix_space", false);
             if (json_true(s, "use_regex", true)) {
-                if (have_regex) { *why = "a Split followed by a regex ByteLevel"; return false; }
+                if (have_regex) {
+                    *why = "a Split followed by a regex ByteLevel";
+                    return false;
+                }
                 t->pretok  = TOK_PRETOK_GPT2;
                 have_regex = true;
             }
@@ -508,16 +558,22 @@ static bool hf_pretok(const cJSON *pt, struct lmp_tokenizer *t, const char **why
             return false;
         }
     }
-    if (!byte_level) { *why = "a pre_tokenizer without ByteLevel"; return false; }
+    if (!byte_level) {
+        *why = "a pre_tokenizer without ByteLevel";
+        return false;
+    }
     if (digits) {
-        if (t->pretok != TOK_PRETOK_GPT2) { *why = "Digits before a non-GPT-2 split"; return false; }
+        if (t->pretok != TOK_PRETOK_GPT2) {
+            *why = "Digits before a non-GPT-2 split";
+            return false;
+        }
         t->pretok = TOK_PRETOK_SMOLLM;
     }
     return true;
 }
 
 struct hf_texts {
-    const char **s;   /* (n_vocab) */
+    const char **s; /* (n_vocab) */
 };
 
 static bool hf_text(void *ctx, int32_t i, const char **s, size_t *len) {
@@ -528,14 +584,13 @@ static bool hf_text(void *ctx, int32_t i, const char **s, size_t *len) {
     return true;
 }
 
-
 enum lmp_status lmp_tokenizer_parse_hf(const char *json, size_t len, const char *name,
                                        struct lmp_tokenizer **out, struct lmp_err *err) {
     assert(json && name && out);
-    *out = NULL;
+    *out                       = NULL;
     enum lmp_status       st   = LMP_OK;
     struct lmp_tokenizer *t    = NULL;
-    struct hf_texts       c    = { NULL };
+    struct hf_texts       c    = {NULL};
     cJSON                *root = cJSON_ParseWithLength(json, len);
     if (root == NULL) return lmp_err_set(err, LMP_EFORMAT, "'%s': not valid JSON", name);
     const cJSON *model  = cJSON_GetObjectItemCaseSensitive(root, "model");
@@ -544,13 +599,17 @@ enum lmp_status lmp_tokenizer_parse_hf(const char *json, size_t len, const char 
     const cJSON *added  = cJSON_GetObjectItemCaseSensitive(root, "added_tokens");
     const cJSON *it;
     if (!cJSON_IsObject(model) || !json_is(model, "type", "BPE")) {
-        st = lmp_err_set(err, LMP_EUNSUP, "'%s': only tokenizer.json models of type \"BPE\" are "
-                         "supported", name);
+        st = lmp_err_set(err, LMP_EUNSUP,
+                         "'%s': only tokenizer.json models of type \"BPE\" are "
+                         "supported",
+                         name);
         goto out;
     }
     if (!cJSON_IsObject(vocab) || !cJSON_IsArray(merges)) {
-        st = lmp_err_set(err, LMP_EFORMAT, "'%s': model.vocab must be an object and model.merges "
-                         "an array", name);
+        st = lmp_err_set(err, LMP_EFORMAT,
+                         "'%s': model.vocab must be an object and model.merges "
+                         "an array",
+                         name);
         goto out;
     }
     const cJSON *pfx = cJSON_GetObjectItemCaseSensitive(model, "continuing_subword_prefix");
@@ -558,8 +617,10 @@ enum lmp_status lmp_tokenizer_parse_hf(const char *json, size_t len, const char 
     if ((pfx && !cJSON_IsNull(pfx) && !(cJSON_IsString(pfx) && !*pfx->valuestring)) ||
         (sfx && !cJSON_IsNull(sfx) && !(cJSON_IsString(sfx) && !*sfx->valuestring)) ||
         json_true(model, "byte_fallback", false)) {
-        st = lmp_err_set(err, LMP_EUNSUP, "'%s': BPE with a subword prefix/suffix or byte "
-                         "fallback is not supported", name);
+        st = lmp_err_set(err, LMP_EUNSUP,
+                         "'%s': BPE with a subword prefix/suffix or byte "
+                         "fallback is not supported",
+                         name);
         goto out;
     }
     /* the vocabulary size is one past the largest id in vocab and added_tokens */
@@ -569,41 +630,45 @@ enum lmp_status lmp_tokenizer_parse_hf(const char *json, size_t len, const char 
             st = lmp_err_set(err, LMP_EFORMAT, "'%s': vocab entry has a bad id", name);
             goto out;
         }
-        if ((int64_t) it->valuedouble + 1 > n) n = (int64_t) it->valuedouble + 1;
+        if ((int64_t)it->valuedouble + 1 > n) n = (int64_t)it->valuedouble + 1;
     }
     cJSON_ArrayForEach(it, added) {
         const cJSON *id = cJSON_GetObjectItemCaseSensitive(it, "id");
         const cJSON *ct = cJSON_GetObjectItemCaseSensitive(it, "content");
         if (!cJSON_IsNumber(id) || id->valuedouble < 0 || id->valuedouble >= (1 << 22) ||
             !cJSON_IsString(ct)) {
-            st = lmp_err_set(err, LMP_EFORMAT, "'%s': added_tokens entry without a valid id and "
-                             "content", name);
+            st = lmp_err_set(err, LMP_EFORMAT,
+                             "'%s': added_tokens entry without a valid id and "
+                             "content",
+                             name);
             goto out;
         }
-        if ((int64_t) id->valuedouble + 1 > n) n = (int64_t) id->valuedouble + 1;
+        if ((int64_t)id->valuedouble + 1 > n) n = (int64_t)id->valuedouble + 1;
     }
     if (n == 0) {
         st = lmp_err_set(err, LMP_EFORMAT, "'%s': empty vocabulary", name);
         goto out;
     }
-    c.s = calloc((size_t) n, sizeof(*c.s));
-    t   = tok_alloc((int32_t) n);
+    c.s = calloc((size_t)n, sizeof(*c.s));
+    t   = tok_alloc((int32_t)n);
     if (c.s == NULL || t == NULL) {
         st = lmp_err_set(err, LMP_ENOMEM, "'%s': out of memory", name);
         goto out;
     }
-    t->kind   = LMP_TOK_BPE;
-    t->flavor = TOK_FLAVOR_BPE;
-    cJSON_ArrayForEach(it, vocab) c.s[(int64_t) it->valuedouble] = it->string;
+    t->kind                                                     = LMP_TOK_BPE;
+    t->flavor                                                   = TOK_FLAVOR_BPE;
+    cJSON_ArrayForEach(it, vocab) c.s[(int64_t)it->valuedouble] = it->string;
     cJSON_ArrayForEach(it, added) {
-        int32_t id = (int32_t) cJSON_GetObjectItemCaseSensitive(it, "id")->valuedouble;
+        int32_t id  = (int32_t)cJSON_GetObjectItemCaseSensitive(it, "id")->valuedouble;
         c.s[id]     = cJSON_GetObjectItemCaseSensitive(it, "content")->valuestring;
         t->type[id] = json_true(it, "special", false) ? TOK_TYPE_CONTROL : TOK_TYPE_USER_DEFINED;
     }
     for (int64_t i = 0; i < n; i++) {
         if (c.s[i] == NULL) {
-            st = lmp_err_set(err, LMP_EFORMAT, "'%s': token id %lld is missing from the "
-                             "vocabulary (ids must be dense)", name, (long long) i);
+            st = lmp_err_set(err, LMP_EFORMAT,
+                             "'%s': token id %lld is missing from the "
+                             "vocabulary (ids must be dense)",
+                             name, (long long)i);
             goto out;
         }
     }
@@ -619,7 +684,7 @@ enum lmp_status lmp_tokenizer_parse_hf(const char *json, size_t len, const char 
         goto out;
     }
     int32_t rank = 0;
-    cJSON_ArrayForEach(it, merges) {   /* "a b" strings, or ["a", "b"] pairs */
+    cJSON_ArrayForEach(it, merges) { /* "a b" strings, or ["a", "b"] pairs */
         bool ok = false;
         if (cJSON_IsString(it)) {
             ok = add_merge_str(t, it->valuestring, strlen(it->valuestring), rank);
@@ -627,7 +692,8 @@ enum lmp_status lmp_tokenizer_parse_hf(const char *json, size_t len, const char 
             const cJSON *a = cJSON_GetArrayItem(it, 0), *b = cJSON_GetArrayItem(it, 1);
             if (cJSON_IsString(a) && cJSON_IsString(b)) {
                 size_t  na = strlen(a->valuestring), nb = strlen(b->valuestring);
-                int32_t ia = tok_lookup(t, a->valuestring, na), ib = tok_lookup(t, b->valuestring, nb);
+                int32_t ia = tok_lookup(t, a->valuestring, na),
+                        ib = tok_lookup(t, b->valuestring, nb);
                 if (ia >= 0 && ib >= 0)
                     pairmap_add(&t->merges, ia, ib, rank,
                                 tok_lookup2(t, a->valuestring, na, b->valuestring, nb));
@@ -635,21 +701,25 @@ enum lmp_status lmp_tokenizer_parse_hf(const char *json, size_t len, const char 
             }
         }
         if (!ok) {
-            st = lmp_err_set(err, LMP_EFORMAT, "'%s': merge %d is neither \"a b\" nor [\"a\", "
-                             "\"b\"]", name, rank);
+            st = lmp_err_set(err, LMP_EFORMAT,
+                             "'%s': merge %d is neither \"a b\" nor [\"a\", "
+                             "\"b\"]",
+                             name, rank);
             goto out;
         }
         rank++;
     }
     bpe_finish_bytes(t);
     /* BOS: the first special token the post-processor puts before $A */
-    const cJSON *pp = cJSON_GetObjectItemCaseSensitive(root, "post_processor");
+    const cJSON *pp     = cJSON_GetObjectItemCaseSensitive(root, "post_processor");
     const cJSON *single = NULL;
-    if (json_is(pp, "type", "TemplateProcessing")) single = cJSON_GetObjectItemCaseSensitive(pp, "single");
+    if (json_is(pp, "type", "TemplateProcessing"))
+        single = cJSON_GetObjectItemCaseSensitive(pp, "single");
     else if (json_is(pp, "type", "Sequence")) {
         const cJSON *p;
-        cJSON_ArrayForEach(p, cJSON_GetObjectItemCaseSensitive(pp, "processors"))
-            if (json_is(p, "type", "TemplateProcessing")) single = cJSON_GetObjectItemCaseSensitive(p, "single");
+        cJSON_ArrayForEach(p, cJSON_GetObjectItemCaseSensitive(
+                                  pp, "processors")) if (json_is(p, "type", "TemplateProcessing"))
+            single = cJSON_GetObjectItemCaseSensitive(p, "single");
     }
     const cJSON *first = cJSON_GetArrayItem(single, 0);
     const cJSON *sp    = cJSON_GetObjectItemCaseSensitive(first, "SpecialToken");

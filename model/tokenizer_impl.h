@@ -20,36 +20,42 @@
 
 /* Token types, numbered as GGUF tokenizer.ggml.token_type (llama.cpp's llama_token_type). */
 enum tok_type {
-    TOK_TYPE_UNDEFINED = 0, TOK_TYPE_NORMAL = 1, TOK_TYPE_UNKNOWN = 2, TOK_TYPE_CONTROL = 3,
-    TOK_TYPE_USER_DEFINED = 4, TOK_TYPE_UNUSED = 5, TOK_TYPE_BYTE = 6,
+    TOK_TYPE_UNDEFINED    = 0,
+    TOK_TYPE_NORMAL       = 1,
+    TOK_TYPE_UNKNOWN      = 2,
+    TOK_TYPE_CONTROL      = 3,
+    TOK_TYPE_USER_DEFINED = 4,
+    TOK_TYPE_UNUSED       = 5,
+    TOK_TYPE_BYTE         = 6,
 };
 
 enum tok_flavor {
-    TOK_FLAVOR_LLAMA2C,    /* SPM merges over llama2.c tokenizer.bin ids (run.c encode) */
-    TOK_FLAVOR_SPM,        /* SPM over U+2581-escaped text (GGUF "llama", llama.cpp) */
-    TOK_FLAVOR_BPE,        /* byte-level BPE (GGUF "gpt2", tokenizer.json "BPE") */
+    TOK_FLAVOR_LLAMA2C, /* SPM merges over llama2.c tokenizer.bin ids (run.c encode) */
+    TOK_FLAVOR_SPM,     /* SPM over U+2581-escaped text (GGUF "llama", llama.cpp) */
+    TOK_FLAVOR_BPE,     /* byte-level BPE (GGUF "gpt2", tokenizer.json "BPE") */
 };
 
 /* Pre-tokenizers of byte-level BPE (regex splits implemented as scanners in tokenizer_bpe.c). */
 enum tok_pretok {
-    TOK_PRETOK_GPT2,       /* 's|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+ */
-    TOK_PRETOK_SMOLLM,     /* \p{N} (each digit alone), then GPT2 */
-    TOK_PRETOK_LLAMA3,     /* Llama-3 pattern: case-insensitive contractions, \p{N}{1,3}, ... */
-    TOK_PRETOK_QWEN2,      /* Llama-3 pattern with single digits \p{N} */
-    TOK_PRETOK_NONE,       /* whole text is one word (ByteLevel without regex) */
+    TOK_PRETOK_GPT2,   /* 's|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+
+                        */
+    TOK_PRETOK_SMOLLM, /* \p{N} (each digit alone), then GPT2 */
+    TOK_PRETOK_LLAMA3, /* Llama-3 pattern: case-insensitive contractions, \p{N}{1,3}, ... */
+    TOK_PRETOK_QWEN2,  /* Llama-3 pattern with single digits \p{N} */
+    TOK_PRETOK_NONE,   /* whole text is one word (ByteLevel without regex) */
 };
 
 /* String -> id, open addressing; keys are spans of the tokenizer's text blob. */
 struct tok_strmap {
-    int32_t  *slot;        /* (cap) id or -1 */
-    uint32_t  cap;         /* power of two */
+    int32_t *slot; /* (cap) id or -1 */
+    uint32_t cap;  /* power of two */
 };
 
 /* (left id, right id) -> merge rank and resulting id, open addressing. */
 struct tok_pair {
-    uint64_t key;          /* (uint64) left << 32 | right; UINT64_MAX = empty */
+    uint64_t key; /* (uint64) left << 32 | right; UINT64_MAX = empty */
     int32_t  rank;
-    int32_t  id;           /* id of the concatenation, or -1 when not in the vocabulary */
+    int32_t  id; /* id of the concatenation, or -1 when not in the vocabulary */
 };
 struct tok_pairmap {
     struct tok_pair *slot; /* (cap) */
@@ -62,21 +68,21 @@ struct lmp_tokenizer {
     enum tok_pretok    pretok;
     char               desc[160];
     int32_t            n_vocab;
-    char              *text;       /* token texts as stored, concatenated */
-    uint32_t          *text_off;   /* (n_vocab) */
-    uint32_t          *text_len;   /* (n_vocab) bytes */
-    char              *dec;        /* decoded bytes of every token, concatenated */
-    uint32_t          *dec_off;    /* (n_vocab) */
-    uint32_t          *dec_len;    /* (n_vocab) bytes */
-    float             *score;      /* (n_vocab) SPM merge scores, or NULL */
-    uint8_t           *type;       /* (n_vocab) enum tok_type */
-    struct tok_strmap  vocab;      /* text -> id (first id wins for duplicate texts) */
-    struct tok_pairmap merges;     /* BPE only */
-    int32_t            bos, eos, unk;      /* -1 when absent */
-    bool               add_space_prefix;   /* prepend the dummy-prefix space (SPM; BPE:
-                                              ByteLevel add_prefix_space) */
-    bool               ignore_merges;      /* BPE: a word that is a token is taken whole */
-    int32_t            byte_tok[256];      /* token of each raw byte (fallback), or -1 */
+    char              *text;             /* token texts as stored, concatenated */
+    uint32_t          *text_off;         /* (n_vocab) */
+    uint32_t          *text_len;         /* (n_vocab) bytes */
+    char              *dec;              /* decoded bytes of every token, concatenated */
+    uint32_t          *dec_off;          /* (n_vocab) */
+    uint32_t          *dec_len;          /* (n_vocab) bytes */
+    float             *score;            /* (n_vocab) SPM merge scores, or NULL */
+    uint8_t           *type;             /* (n_vocab) enum tok_type */
+    struct tok_strmap  vocab;            /* text -> id (first id wins for duplicate texts) */
+    struct tok_pairmap merges;           /* BPE only */
+    int32_t            bos, eos, unk;    /* -1 when absent */
+    bool               add_space_prefix; /* prepend the dummy-prefix space (SPM; BPE:
+                                            ByteLevel add_prefix_space) */
+    bool    ignore_merges;               /* BPE: a word that is a token is taken whole */
+    int32_t byte_tok[256];               /* token of each raw byte (fallback), or -1 */
 };
 
 /* --- construction helpers (tokenizer.c) ---------------------------------------- */
@@ -85,7 +91,7 @@ struct lmp_tokenizer {
 struct lmp_tokenizer *tok_alloc(int32_t n_vocab);
 /* Set the stored text of every token from (ptr, len) pairs given by get(ctx, i).
  * RET LMP_OK or LMP_ENOMEM. */
-typedef bool tok_text_fn(void *ctx, int32_t i, const char **s, size_t *len);
+typedef bool    tok_text_fn(void *ctx, int32_t i, const char **s, size_t *len);
 enum lmp_status tok_set_texts(struct lmp_tokenizer *t, tok_text_fn *get, void *ctx);
 /* Compute the decoded bytes of every token (by flavor and type) and build the vocab map. */
 enum lmp_status tok_finish(struct lmp_tokenizer *t);
@@ -109,17 +115,16 @@ void tok_ids_push(struct tok_ids *o, int32_t id);
 
 /* --- the merge engine ------------------------------------------------------------ */
 struct tok_sym {
-    int32_t  id;           /* token id, or -1 when the symbol's text is not a token */
-    uint32_t start;        /* byte offset of the symbol's text in the word (flavor-specific) */
-    uint32_t len;          /* bytes (or units); grows on every merge, 0 once merged away */
-    int32_t  prev, next;   /* neighbours, -1 at the ends */
+    int32_t  id;         /* token id, or -1 when the symbol's text is not a token */
+    uint32_t start;      /* byte offset of the symbol's text in the word (flavor-specific) */
+    uint32_t len;        /* bytes (or units); grows on every merge, 0 once merged away */
+    int32_t  prev, next; /* neighbours, -1 at the ends */
 };
 
 /* Candidate pair l,r (adjacent): return true and set *key (lower merges first) and *id
  * (the merged token) if they may merge. */
-typedef bool tok_pair_fn(const struct lmp_tokenizer *t, const char *word,
-                         const struct tok_sym *l, const struct tok_sym *r, double *key,
-                         int32_t *id);
+typedef bool tok_pair_fn(const struct lmp_tokenizer *t, const char *word, const struct tok_sym *l,
+                         const struct tok_sym *r, double *key, int32_t *id);
 
 /* Merge syms[0..n) (linked in order) until no pair qualifies. Returns false on
  * out-of-memory. The surviving symbols are those with len > 0, in list order from 0. */

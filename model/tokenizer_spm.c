@@ -17,8 +17,8 @@
  */
 #include "model/tokenizer.h"
 #include "model/tokenizer_impl.h"
-#include "model/gguf.h"        /* defines: lmp_gguf_arr_n(), lmp_gguf_arr_str() */
-#include "base/file.h"               /* defines: lmp_map_open() */
+#include "model/gguf.h" /* defines: lmp_gguf_arr_n(), lmp_gguf_arr_str() */
+#include "base/file.h"  /* defines: lmp_map_open() */
 
 #include <assert.h>
 #include <math.h>
@@ -33,24 +33,24 @@
 struct bin_texts {
     const uint8_t *data;
     size_t         size;
-    size_t        *off;    /* (n_vocab) offset of each token's text */
-    uint32_t      *len;    /* (n_vocab) */
+    size_t        *off; /* (n_vocab) offset of each token's text */
+    uint32_t      *len; /* (n_vocab) */
 };
 
 static bool bin_text(void *ctx, int32_t i, const char **s, size_t *len) {
     struct bin_texts *b = ctx;
-    *s   = (const char *) b->data + b->off[i];
-    *len = b->len[i];
+    *s                  = (const char *)b->data + b->off[i];
+    *len                = b->len[i];
     return true;
 }
 
 static int32_t rd_i32(const uint8_t *p) {
-    return (int32_t) ((uint32_t) p[0] | (uint32_t) p[1] << 8 | (uint32_t) p[2] << 16 |
-                      (uint32_t) p[3] << 24);
+    return (int32_t)((uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
+                     (uint32_t)p[3] << 24);
 }
 
 static float rd_f32(const uint8_t *p) {
-    uint32_t u = (uint32_t) rd_i32(p);
+    uint32_t u = (uint32_t)rd_i32(p);
     float    f;
     memcpy(&f, &u, sizeof(f));
     return f;
@@ -69,10 +69,10 @@ enum lmp_status lmp_tokenizer_parse_llama2c(const uint8_t *data, size_t size, in
                            size);
     enum lmp_status       st = LMP_OK;
     struct lmp_tokenizer *t  = tok_alloc(vocab_size);
-    struct bin_texts      b  = { data, size, malloc((size_t) vocab_size * sizeof(size_t)),
-                                 malloc((size_t) vocab_size * sizeof(uint32_t)) };
+    struct bin_texts      b  = {data, size, malloc((size_t)vocab_size * sizeof(size_t)),
+                                malloc((size_t)vocab_size * sizeof(uint32_t))};
     if (t == NULL || b.off == NULL || b.len == NULL ||
-        (t->score = malloc((size_t) vocab_size * sizeof(float))) == NULL) {
+        (t->score = malloc((size_t)vocab_size * sizeof(float))) == NULL) {
         st = lmp_err_set(err, LMP_ENOMEM, "'%s': out of memory loading the tokenizer", name);
         goto out;
     }
@@ -92,9 +92,11 @@ enum lmp_status lmp_tokenizer_parse_llama2c(const uint8_t *data, size_t size, in
         t->score[i] = rd_f32(data + pos);
         int32_t n   = rd_i32(data + pos + 4);
         pos += 8;
-        if (n < 0 || (size_t) n > size - pos) {
-            st = lmp_err_set(err, LMP_EFORMAT, "'%s': token %d has length %d, beyond the end of "
-                             "the file (offset %zu)", name, i, n, pos);
+        if (n < 0 || (size_t)n > size - pos) {
+            st = lmp_err_set(err, LMP_EFORMAT,
+                             "'%s': token %d has length %d, beyond the end of "
+                             "the file (offset %zu)",
+                             name, i, n, pos);
             goto out;
         }
         if (n > max_len) { /* llama2.c sizes its buffers by max_token_length */
@@ -104,8 +106,8 @@ enum lmp_status lmp_tokenizer_parse_llama2c(const uint8_t *data, size_t size, in
             goto out;
         }
         b.off[i] = pos;
-        b.len[i] = (uint32_t) n;
-        pos += (size_t) n;
+        b.len[i] = (uint32_t)n;
+        pos += (size_t)n;
     }
     /* the file has no token count: the model's vocab_size says how many tokens it holds,
      * and bytes left over mean the two disagree */
@@ -153,7 +155,7 @@ enum lmp_status lmp_tokenizer_load_llama2c(const char *path, int32_t vocab_size,
     struct lmp_map  map;
     enum lmp_status st = lmp_map_open(&map, path, err);
     if (st != LMP_OK) return st;
-    st = lmp_tokenizer_parse_llama2c(map.data ? map.data : (const uint8_t *) "", map.size,
+    st = lmp_tokenizer_parse_llama2c(map.data ? map.data : (const uint8_t *)"", map.size,
                                      vocab_size, path, out, err);
     lmp_map_close(&map);
     return st;
@@ -169,12 +171,12 @@ struct syms {
 static bool syms_push(struct syms *s, int32_t id, uint32_t start, uint32_t len) {
     if (s->n == s->cap) {
         int32_t         cap = s->cap ? s->cap * 2 : 256;
-        struct tok_sym *v   = realloc(s->v, (size_t) cap * sizeof(*v));
+        struct tok_sym *v   = realloc(s->v, (size_t)cap * sizeof(*v));
         if (v == NULL) return false;
         s->v   = v;
         s->cap = cap;
     }
-    s->v[s->n] = (struct tok_sym) { id, start, len, s->n - 1, -1 };
+    s->v[s->n] = (struct tok_sym){id, start, len, s->n - 1, -1};
     if (s->n > 0) s->v[s->n - 1].next = s->n;
     s->n++;
     return true;
@@ -187,14 +189,14 @@ static bool llama2c_pair(const struct lmp_tokenizer *t, const char *word, const 
     const char *a = tok_text(t, l->id, &na), *b = tok_text(t, r->id, &nb);
     int32_t     m = tok_lookup2(t, a, na, b, nb);
     if (m < 0 || !(t->score[m] > -1e10f)) return false;
-    *key = -(double) t->score[m];
+    *key = -(double)t->score[m];
     *id  = m;
     return true;
 }
 
 static enum lmp_status llama2c_encode(const struct lmp_tokenizer *t, const char *text, size_t len,
                                       bool add_bos, struct tok_ids *out) {
-    struct syms s  = { 0 };
+    struct syms s  = {0};
     bool        ok = true;
     if (add_bos && t->bos >= 0) ok = syms_push(&s, t->bos, 0, 1);
     if (len > 0) {
@@ -204,14 +206,14 @@ static enum lmp_status llama2c_encode(const struct lmp_tokenizer *t, const char 
     /* one UTF-8 character at a time (a lead byte and at most 3 continuation bytes) */
     for (size_t i = 0; i < len && ok;) {
         size_t n = 1;
-        while (n < 4 && i + n < len && ((uint8_t) text[i + n] & 0xC0) == 0x80) n++;
+        while (n < 4 && i + n < len && ((uint8_t)text[i + n] & 0xC0) == 0x80) n++;
         int32_t id = tok_lookup(t, text + i, n);
         if (id >= 0) {
             ok = syms_push(&s, id, 0, 1);
         } else {
             for (size_t k = 0; k < n && ok; k++) {
-                int32_t b = t->byte_tok[(uint8_t) text[i + k]];
-                ok = syms_push(&s, b >= 0 ? b : (t->unk >= 0 ? t->unk : 0), 0, 1);
+                int32_t b = t->byte_tok[(uint8_t)text[i + k]];
+                ok        = syms_push(&s, b >= 0 ? b : (t->unk >= 0 ? t->unk : 0), 0, 1);
             }
         }
         i += n;
@@ -227,7 +229,7 @@ static bool spm_pair(const struct lmp_tokenizer *t, const char *word, const stru
                      const struct tok_sym *r, double *key, int32_t *id) {
     int32_t m = tok_lookup(t, word + l->start, l->len + r->len);
     if (m < 0 || isnan(t->score[m])) return false;
-    *key = -(double) t->score[m];
+    *key = -(double)t->score[m];
     *id  = m;
     return true;
 }
@@ -236,11 +238,11 @@ struct spm_ctx {
     const struct lmp_tokenizer *t;
     struct tok_ids             *out;
     bool                        prev_special;
-    char                       *buf;       /* escaped text of one fragment */
+    char                       *buf; /* escaped text of one fragment */
     size_t                      cap;
 };
 
-static const uint8_t utf8_len_by_hi4[16] = { 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 3, 4 };
+static const uint8_t utf8_len_by_hi4[16] = {1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 3, 4};
 
 static enum lmp_status spm_fragment(void *vctx, const char *s, size_t len, int32_t id) {
     struct spm_ctx             *c = vctx;
@@ -260,17 +262,19 @@ static enum lmp_status spm_fragment(void *vctx, const char *s, size_t len, int32
     size_t n = 0;
     if (t->add_space_prefix && c->prev_special) memcpy(c->buf, "\xE2\x96\x81", 3), n = 3;
     for (size_t i = 0; i < len; i++) {
-        if (s[i] == ' ') memcpy(c->buf + n, "\xE2\x96\x81", 3), n += 3;
-        else c->buf[n++] = s[i];
+        if (s[i] == ' ')
+            memcpy(c->buf + n, "\xE2\x96\x81", 3), n += 3;
+        else
+            c->buf[n++] = s[i];
     }
     c->prev_special = false;
 
-    struct syms sy = { 0 };
+    struct syms sy = {0};
     bool        ok = true;
     for (size_t i = 0; i < n && ok;) {
-        size_t k = utf8_len_by_hi4[(uint8_t) c->buf[i] >> 4];
+        size_t k = utf8_len_by_hi4[(uint8_t)c->buf[i] >> 4];
         if (k > n - i) k = n - i;
-        ok = syms_push(&sy, tok_lookup(t, c->buf + i, k), (uint32_t) i, (uint32_t) k);
+        ok = syms_push(&sy, tok_lookup(t, c->buf + i, k), (uint32_t)i, (uint32_t)k);
         i += k;
     }
     ok = ok && tok_merge(t, c->buf, sy.v, sy.n, spm_pair);
@@ -278,9 +282,12 @@ static enum lmp_status spm_fragment(void *vctx, const char *s, size_t len, int32
         const struct tok_sym *y = &sy.v[i];
         /* merged symbols are tokens by construction; an initial character may not be */
         int32_t tid = y->id >= 0 ? y->id : tok_lookup(t, c->buf + y->start, y->len);
-        if (tid >= 0) { tok_ids_push(c->out, tid); continue; }
+        if (tid >= 0) {
+            tok_ids_push(c->out, tid);
+            continue;
+        }
         for (uint32_t k = 0; k < y->len; k++) {
-            int32_t b = t->byte_tok[(uint8_t) c->buf[y->start + k]];
+            int32_t b = t->byte_tok[(uint8_t)c->buf[y->start + k]];
             if (b < 0) b = t->unk;
             if (b >= 0) tok_ids_push(c->out, b);
         }
@@ -293,7 +300,7 @@ enum lmp_status tok_spm_encode(const struct lmp_tokenizer *t, const char *text, 
                                bool add_bos, struct tok_ids *out) {
     if (t->flavor == TOK_FLAVOR_LLAMA2C) return llama2c_encode(t, text, len, add_bos, out);
     if (add_bos && t->bos >= 0) tok_ids_push(out, t->bos);
-    struct spm_ctx  c  = { t, out, true, NULL, 0 };
+    struct spm_ctx  c  = {t, out, true, NULL, 0};
     enum lmp_status st = tok_partition(t, text, len, spm_fragment, &c);
     free(c.buf);
     return st;
@@ -308,8 +315,8 @@ struct gguf_texts {
 static bool gguf_text(void *ctx, int32_t i, const char **s, size_t *len) {
     struct gguf_texts  *c = ctx;
     struct lmp_gguf_str v = lmp_gguf_arr_str(c->g, "tokenizer.ggml.tokens", i);
-    *s   = v.s ? v.s : "";
-    *len = (size_t) v.len;
+    *s                    = v.s ? v.s : "";
+    *len                  = (size_t)v.len;
     return true;
 }
 
@@ -319,16 +326,18 @@ enum lmp_status tok_gguf_common(const struct lmp_gguf *g, struct lmp_tokenizer *
     const char        *path = lmp_gguf_path(g);
     enum lmp_gguf_type et;
     int64_t            n = lmp_gguf_arr_n(g, "tokenizer.ggml.tokens", &et);
-    *out = NULL;
+    *out                 = NULL;
     if (n < 0 || et != LMP_GGUF_STRING)
-        return lmp_err_set(err, LMP_EFORMAT, "'%s': tokenizer.ggml.tokens is missing or not a "
-                           "string array", path);
+        return lmp_err_set(err, LMP_EFORMAT,
+                           "'%s': tokenizer.ggml.tokens is missing or not a "
+                           "string array",
+                           path);
     if (n == 0 || n > MAX_VOCAB)
-        return lmp_err_set(err, LMP_EFORMAT, "'%s': tokenizer.ggml.tokens has %lld entries",
-                           path, (long long) n);
-    struct lmp_tokenizer *t = tok_alloc((int32_t) n);
+        return lmp_err_set(err, LMP_EFORMAT, "'%s': tokenizer.ggml.tokens has %lld entries", path,
+                           (long long)n);
+    struct lmp_tokenizer *t = tok_alloc((int32_t)n);
     enum lmp_status       st;
-    struct gguf_texts     c = { g };
+    struct gguf_texts     c = {g};
     if (t == NULL) return lmp_err_set(err, LMP_ENOMEM, "'%s': out of memory", path);
     if ((st = tok_set_texts(t, gguf_text, &c)) != LMP_OK) {
         st = lmp_err_set(err, st, "'%s': cannot store the vocabulary", path);
@@ -337,19 +346,20 @@ enum lmp_status tok_gguf_common(const struct lmp_gguf *g, struct lmp_tokenizer *
     int64_t nt = lmp_gguf_arr_n(g, "tokenizer.ggml.token_type", &et);
     if (nt >= 0) {
         if (nt != n || (et != LMP_GGUF_INT32 && et != LMP_GGUF_UINT32)) {
-            st = lmp_err_set(err, LMP_EFORMAT, "'%s': tokenizer.ggml.token_type has %lld entries "
-                             "of type %d, expected %lld int32", path, (long long) nt, (int) et,
-                             (long long) n);
+            st = lmp_err_set(err, LMP_EFORMAT,
+                             "'%s': tokenizer.ggml.token_type has %lld entries "
+                             "of type %d, expected %lld int32",
+                             path, (long long)nt, (int)et, (long long)n);
             goto fail;
         }
         const uint8_t *p = lmp_gguf_arr_data(g, "tokenizer.ggml.token_type");
         for (int64_t i = 0; i < n; i++) {
-            int32_t v = rd_i32(p + 4 * i);
-            t->type[i] = (v >= 0 && v <= TOK_TYPE_BYTE) ? (uint8_t) v : TOK_TYPE_NORMAL;
+            int32_t v  = rd_i32(p + 4 * i);
+            t->type[i] = (v >= 0 && v <= TOK_TYPE_BYTE) ? (uint8_t)v : TOK_TYPE_NORMAL;
         }
     }
     if (want_scores) {
-        t->score = calloc((size_t) n, sizeof(float));
+        t->score = calloc((size_t)n, sizeof(float));
         if (t->score == NULL) {
             st = lmp_err_set(err, LMP_ENOMEM, "'%s': out of memory", path);
             goto fail;
@@ -357,9 +367,10 @@ enum lmp_status tok_gguf_common(const struct lmp_gguf *g, struct lmp_tokenizer *
         int64_t ns = lmp_gguf_arr_n(g, "tokenizer.ggml.scores", &et);
         if (ns >= 0) {
             if (ns != n || et != LMP_GGUF_FLOAT32) {
-                st = lmp_err_set(err, LMP_EFORMAT, "'%s': tokenizer.ggml.scores has %lld entries "
-                                 "of type %d, expected %lld float32", path, (long long) ns,
-                                 (int) et, (long long) n);
+                st = lmp_err_set(err, LMP_EFORMAT,
+                                 "'%s': tokenizer.ggml.scores has %lld entries "
+                                 "of type %d, expected %lld float32",
+                                 path, (long long)ns, (int)et, (long long)n);
                 goto fail;
             }
             const uint8_t *p = lmp_gguf_arr_data(g, "tokenizer.ggml.scores");
@@ -367,15 +378,18 @@ enum lmp_status tok_gguf_common(const struct lmp_gguf *g, struct lmp_tokenizer *
         }
     }
     int64_t v;
-    if (lmp_gguf_get_i64(g, "tokenizer.ggml.bos_token_id", &v) && v >= 0 && v < n) t->bos = (int32_t) v;
+    if (lmp_gguf_get_i64(g, "tokenizer.ggml.bos_token_id", &v) && v >= 0 && v < n)
+        t->bos = (int32_t)v;
     /* BOS is what the tokenizer prepends, as llama.cpp decides it: tokenizer.ggml.add_bos_token,
      * absent meaning yes for SentencePiece and no for byte-level BPE (SmolLM2 says false, as its
      * Hugging Face tokenizer does, so its text starts without one). */
     bool add_bos = want_scores;
-    (void) lmp_gguf_get_bool(g, "tokenizer.ggml.add_bos_token", &add_bos);
+    (void)lmp_gguf_get_bool(g, "tokenizer.ggml.add_bos_token", &add_bos);
     if (!add_bos) t->bos = -1;
-    if (lmp_gguf_get_i64(g, "tokenizer.ggml.eos_token_id", &v) && v >= 0 && v < n) t->eos = (int32_t) v;
-    if (lmp_gguf_get_i64(g, "tokenizer.ggml.unknown_token_id", &v) && v >= 0 && v < n) t->unk = (int32_t) v;
+    if (lmp_gguf_get_i64(g, "tokenizer.ggml.eos_token_id", &v) && v >= 0 && v < n)
+        t->eos = (int32_t)v;
+    if (lmp_gguf_get_i64(g, "tokenizer.ggml.unknown_token_id", &v) && v >= 0 && v < n)
+        t->unk = (int32_t)v;
     *out = t;
     return LMP_OK;
 fail:
@@ -399,9 +413,9 @@ enum lmp_status tok_spm_from_gguf(const struct lmp_gguf *g, struct lmp_tokenizer
                            lmp_gguf_path(g));
     }
     static const char hex[] = "0123456789ABCDEF";
-    for (int c = 0; c < 256; c++) {   /* <0xNN>, else the byte itself, as llama.cpp */
-        char    name[6] = { '<', '0', 'x', hex[c >> 4], hex[c & 15], '>' };
-        char    one     = (char) c;
+    for (int c = 0; c < 256; c++) { /* <0xNN>, else the byte itself, as llama.cpp */
+        char    name[6] = {'<', '0', 'x', hex[c >> 4], hex[c & 15], '>'};
+        char    one     = (char)c;
         int32_t id      = tok_lookup(t, name, 6);
         t->byte_tok[c]  = id >= 0 ? id : tok_lookup(t, &one, 1);
     }

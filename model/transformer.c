@@ -6,7 +6,7 @@
  *  on the pool, so the masked upper triangle costs at most one QB-wide strip.
  */
 #include "model/transformer.h"
-#include "base/file.h"   /* defines: lmp_map_release_pages */
+#include "base/file.h"       /* defines: lmp_map_release_pages */
 #include "kernels/kernels.h" /* defines: lmp_kernels_get()->sgemm, lmp_kernels_set_threads */
 
 #include <assert.h>
@@ -18,9 +18,9 @@
 #include <string.h>
 
 enum {
-    QB       = 64,     /* query rows per attention task: small enough to balance 2 threads
-                          and waste little of the causal triangle, large enough for sgemm */
-    ROW_TASK = 16,     /* rows per task of the elementwise ops */
+    QB = 64,       /* query rows per attention task: small enough to balance 2 threads
+                      and waste little of the causal triangle, large enough for sgemm */
+    ROW_TASK = 16, /* rows per task of the elementwise ops */
 };
 
 /* ---- a minimal pool: parallel-for over task indices, caller included ------------- */
@@ -28,17 +28,17 @@ enum {
 typedef void pool_fn(void *ctx, int64_t task, int thread);
 
 struct pool {
-    int              n_threads;   /* including the caller */
-    pthread_t       *th;          /* (n_threads - 1) */
-    pthread_mutex_t  mu;
-    pthread_cond_t   go, done;
-    uint64_t         gen;         /* bumped per run */
-    int              n_busy;      /* workers still inside the current run */
-    bool             stop;
-    pool_fn         *fn;
-    void            *ctx;
-    int64_t          n_tasks;
-    atomic_llong     next;
+    int             n_threads; /* including the caller */
+    pthread_t      *th;        /* (n_threads - 1) */
+    pthread_mutex_t mu;
+    pthread_cond_t  go, done;
+    uint64_t        gen;    /* bumped per run */
+    int             n_busy; /* workers still inside the current run */
+    bool            stop;
+    pool_fn        *fn;
+    void           *ctx;
+    int64_t         n_tasks;
+    atomic_llong    next;
 };
 
 struct pool_arg {
@@ -55,8 +55,8 @@ static void pool_drain(struct pool *p, int thread) {
 }
 
 static void *pool_main(void *arg) {
-    struct pool_arg *a = arg;
-    struct pool     *p = a->p;
+    struct pool_arg *a      = arg;
+    struct pool     *p      = a->p;
     const int        thread = a->thread;
     free(a);
     uint64_t seen = 0;
@@ -96,7 +96,7 @@ static bool pool_start(struct pool *p, int n_threads) {
     if (pthread_mutex_init(&p->mu, NULL) != 0) return false;
     pthread_cond_init(&p->go, NULL);
     pthread_cond_init(&p->done, NULL);
-    p->th = calloc((size_t) n_threads - 1, sizeof(*p->th));
+    p->th = calloc((size_t)n_threads - 1, sizeof(*p->th));
     if (p->th == NULL) return false;
     for (int i = 0; i < n_threads - 1; i++) {
         struct pool_arg *a = malloc(sizeof(*a));
@@ -137,57 +137,57 @@ static void pool_run(struct pool *p, int64_t n_tasks, pool_fn *fn, void *ctx) {
 /* ---- the transformer ---------------------------------------------------------------- */
 
 struct tf_block {
-    float           *attn_norm;            /* (dim) */
-    float           *ffn_norm;             /* (dim) */
+    float           *attn_norm; /* (dim) */
+    float           *ffn_norm;  /* (dim) */
     struct lmp_linop lin[LMP_LIN_COUNT];
     /* lazy weights: what load_block put into lin[] (to clear it again) and what it owns */
-    bool             loaded;
-    const float     *lazy_w[LMP_LIN_COUNT], *lazy_b[LMP_LIN_COUNT];
-    float           *own_w[LMP_LIN_COUNT], *own_b[LMP_LIN_COUNT];
+    bool         loaded;
+    const float *lazy_w[LMP_LIN_COUNT], *lazy_b[LMP_LIN_COUNT];
+    float       *own_w[LMP_LIN_COUNT], *own_b[LMP_LIN_COUNT];
 };
 
 struct lmp_transformer {
     const struct lmp_model *model;
     struct lmp_config       cfg;
     int                     n_threads;
-    int64_t                 vocab_slice;   /* see lmp_transformer_opts */
+    int64_t                 vocab_slice; /* see lmp_transformer_opts */
     struct pool             pool;
-    struct tf_block        *blocks;        /* (n_layers) */
-    float                  *out_norm;      /* (dim) */
-    bool                    lazy;          /* opts.lazy_weights */
-    float                  *own_output;    /* lazy: the dequantized head, or NULL */
-    const float            *output;        /* (vocab, dim): owned or into the map (lazy: NULL
-                                              until lmp_transformer_load_head) */
-    const float            *tok_emb;       /* (vocab, dim) fp32 or NULL: rows dequantized on use */
-    float                 **owned;         /* buffers to free */
-    int64_t                 n_owned, cap_owned;
-    int64_t                 n_pos;         /* positions with RoPE tables */
-    float                  *rope_cos;      /* (n_pos, head_dim/2) */
-    float                  *rope_sin;      /* (n_pos, head_dim/2) */
+    struct tf_block        *blocks;     /* (n_layers) */
+    float                  *out_norm;   /* (dim) */
+    bool                    lazy;       /* opts.lazy_weights */
+    float                  *own_output; /* lazy: the dequantized head, or NULL */
+    const float            *output;     /* (vocab, dim): owned or into the map (lazy: NULL
+                                           until lmp_transformer_load_head) */
+    const float *tok_emb;               /* (vocab, dim) fp32 or NULL: rows dequantized on use */
+    float      **owned;                 /* buffers to free */
+    int64_t      n_owned, cap_owned;
+    int64_t      n_pos;    /* positions with RoPE tables */
+    float       *rope_cos; /* (n_pos, head_dim/2) */
+    float       *rope_sin; /* (n_pos, head_dim/2) */
     /* scratch, grown on demand */
-    int64_t                 cap_rows;
-    float *xb;    /* (rows, dim) normed input */
-    float *q;     /* (rows, q_dim) */
-    float *k;     /* (rows, kv_dim) */
-    float *v;     /* (rows, kv_dim) */
-    float *att;   /* (rows, q_dim) attention output */
-    float *hb;    /* (rows, hidden) gate, then silu(gate) * up */
-    float *hb2;   /* (rows, hidden) up */
-    float *tmp;   /* (rows, max(dim, ...)) output of a callback operator */
-    int64_t cap_scores;                    /* floats per thread */
-    float  **scores;                       /* (n_threads) x (QB, keys) */
+    int64_t cap_rows;
+    float  *xb;         /* (rows, dim) normed input */
+    float  *q;          /* (rows, q_dim) */
+    float  *k;          /* (rows, kv_dim) */
+    float  *v;          /* (rows, kv_dim) */
+    float  *att;        /* (rows, q_dim) attention output */
+    float  *hb;         /* (rows, hidden) gate, then silu(gate) * up */
+    float  *hb2;        /* (rows, hidden) up */
+    float  *tmp;        /* (rows, max(dim, ...)) output of a callback operator */
+    int64_t cap_scores; /* floats per thread */
+    float **scores;     /* (n_threads) x (QB, keys) */
 };
 
 struct lmp_kvcache {
     int64_t n_seq, max_ctx, pos, kv_dim, n_layers;
-    float  *k;    /* (n_layers, n_seq, max_ctx, kv_dim) */
-    float  *v;    /* (n_layers, n_seq, max_ctx, kv_dim) */
+    float  *k; /* (n_layers, n_seq, max_ctx, kv_dim) */
+    float  *v; /* (n_layers, n_seq, max_ctx, kv_dim) */
 };
 
 static float *own(struct lmp_transformer *tf, size_t n_floats) {
     if (tf->n_owned == tf->cap_owned) {
         int64_t cap = tf->cap_owned ? 2 * tf->cap_owned : 64;
-        float **o   = realloc(tf->owned, (size_t) cap * sizeof(*o));
+        float **o   = realloc(tf->owned, (size_t)cap * sizeof(*o));
         if (o == NULL) return NULL;
         tf->owned     = o;
         tf->cap_owned = cap;
@@ -204,20 +204,20 @@ struct dequant_job {
 };
 
 static void dequant_task(void *ctx, int64_t task, int thread) {
-    const struct dequant_job *j = ctx;
-    int64_t r0 = task * j->rows_per_task;
-    int64_t n  = j->n_rows - r0 < j->rows_per_task ? j->n_rows - r0 : j->rows_per_task;
+    const struct dequant_job *j  = ctx;
+    int64_t                   r0 = task * j->rows_per_task;
+    int64_t n = j->n_rows - r0 < j->rows_per_task ? j->n_rows - r0 : j->rows_per_task;
     lmp_tensor_rows_f32(j->t, r0, n, j->dst + r0 * j->n_cols);
 }
 
 static bool is_direct_f32(const struct lmp_tensor *t) {
-    return t->dtype == LMP_DTYPE_F32 && ((uintptr_t) t->data % sizeof(float)) == 0;
+    return t->dtype == LMP_DTYPE_F32 && ((uintptr_t)t->data % sizeof(float)) == 0;
 }
 
 /* dst (n_elem) = t dequantized to fp32, rows in parallel on the pool. */
 static void dequant(struct lmp_transformer *tf, const struct lmp_tensor *t, float *dst) {
-    struct dequant_job j = {.t = t, .dst = dst, .n_rows = lmp_tensor_n_rows(t),
-                            .n_cols = lmp_tensor_n_cols(t)};
+    struct dequant_job j = {
+        .t = t, .dst = dst, .n_rows = lmp_tensor_n_rows(t), .n_cols = lmp_tensor_n_cols(t)};
     j.rows_per_task = j.n_rows / 64 > 0 ? j.n_rows / 64 : 1;
     pool_run(&tf->pool, (j.n_rows + j.rows_per_task - 1) / j.rows_per_task, dequant_task, &j);
 }
@@ -226,7 +226,7 @@ static void dequant(struct lmp_transformer *tf, const struct lmp_tensor *t, floa
 static const float *tensor_f32(struct lmp_transformer *tf, const struct lmp_tensor *t,
                                bool force_copy) {
     if (!force_copy && is_direct_f32(t)) return t->data;
-    float *dst = own(tf, (size_t) lmp_tensor_n_elem(t));
+    float *dst = own(tf, (size_t)lmp_tensor_n_elem(t));
     if (dst == NULL) return NULL;
     dequant(tf, t, dst);
     return dst;
@@ -238,38 +238,48 @@ static const float *tensor_f32_lazy(struct lmp_transformer *tf, const struct lmp
                                     float **owned) {
     *owned = NULL;
     if (is_direct_f32(t)) return t->data;
-    if ((*owned = malloc((size_t) lmp_tensor_n_elem(t) * sizeof(float))) == NULL) return NULL;
+    if ((*owned = malloc((size_t)lmp_tensor_n_elem(t) * sizeof(float))) == NULL) return NULL;
     dequant(tf, t, *owned);
     return *owned;
 }
 
 static void release_tensor_pages(const struct lmp_tensor *t) {
-    if (t) lmp_map_release_pages(t->data, (size_t) t->nbytes);
+    if (t) lmp_map_release_pages(t->data, (size_t)t->nbytes);
 }
 
 static void free_scratch(struct lmp_transformer *tf) {
-    free(tf->xb); free(tf->q); free(tf->k); free(tf->v); free(tf->att);
-    free(tf->hb); free(tf->hb2); free(tf->tmp);
+    free(tf->xb);
+    free(tf->q);
+    free(tf->k);
+    free(tf->v);
+    free(tf->att);
+    free(tf->hb);
+    free(tf->hb2);
+    free(tf->tmp);
     tf->xb = tf->q = tf->k = tf->v = tf->att = tf->hb = tf->hb2 = tf->tmp = NULL;
-    tf->cap_rows = 0;
+    tf->cap_rows                                                          = 0;
 }
 
-static int64_t q_dim(const struct lmp_config *c) { return (int64_t) c->n_heads * c->head_dim; }
-static int64_t kv_dim(const struct lmp_config *c) { return (int64_t) c->n_kv_heads * c->head_dim; }
+static int64_t q_dim(const struct lmp_config *c) {
+    return (int64_t)c->n_heads * c->head_dim;
+}
+static int64_t kv_dim(const struct lmp_config *c) {
+    return (int64_t)c->n_kv_heads * c->head_dim;
+}
 
 static bool ensure_rows(struct lmp_transformer *tf, int64_t rows) {
     if (rows <= tf->cap_rows) return true;
     const struct lmp_config *c = &tf->cfg;
     free_scratch(tf);
     int64_t wide = c->dim > q_dim(c) ? c->dim : q_dim(c);
-    tf->xb  = malloc((size_t) (rows * c->dim) * sizeof(float));
-    tf->q   = malloc((size_t) (rows * q_dim(c)) * sizeof(float));
-    tf->k   = malloc((size_t) (rows * kv_dim(c)) * sizeof(float));
-    tf->v   = malloc((size_t) (rows * kv_dim(c)) * sizeof(float));
-    tf->att = malloc((size_t) (rows * q_dim(c)) * sizeof(float));
-    tf->hb  = malloc((size_t) (rows * c->hidden_dim) * sizeof(float));
-    tf->hb2 = malloc((size_t) (rows * c->hidden_dim) * sizeof(float));
-    tf->tmp = malloc((size_t) (rows * wide) * sizeof(float));
+    tf->xb       = malloc((size_t)(rows * c->dim) * sizeof(float));
+    tf->q        = malloc((size_t)(rows * q_dim(c)) * sizeof(float));
+    tf->k        = malloc((size_t)(rows * kv_dim(c)) * sizeof(float));
+    tf->v        = malloc((size_t)(rows * kv_dim(c)) * sizeof(float));
+    tf->att      = malloc((size_t)(rows * q_dim(c)) * sizeof(float));
+    tf->hb       = malloc((size_t)(rows * c->hidden_dim) * sizeof(float));
+    tf->hb2      = malloc((size_t)(rows * c->hidden_dim) * sizeof(float));
+    tf->tmp      = malloc((size_t)(rows * wide) * sizeof(float));
     if (!tf->xb || !tf->q || !tf->k || !tf->v || !tf->att || !tf->hb || !tf->hb2 || !tf->tmp) {
         free_scratch(tf);
         return false;
@@ -279,11 +289,11 @@ static bool ensure_rows(struct lmp_transformer *tf, int64_t rows) {
 }
 
 static bool ensure_scores(struct lmp_transformer *tf, int64_t n_keys) {
-    int64_t need = (int64_t) QB * n_keys;
+    int64_t need = (int64_t)QB * n_keys;
     if (need <= tf->cap_scores) return true;
     for (int i = 0; i < tf->n_threads; i++) {
         free(tf->scores[i]);
-        tf->scores[i] = malloc((size_t) need * sizeof(float));
+        tf->scores[i] = malloc((size_t)need * sizeof(float));
         if (tf->scores[i] == NULL) {
             tf->cap_scores = 0;
             return false;
@@ -293,17 +303,18 @@ static bool ensure_scores(struct lmp_transformer *tf, int64_t n_keys) {
     return true;
 }
 
-enum lmp_status lmp_transformer_new(const struct lmp_model *m,
+enum lmp_status lmp_transformer_new(const struct lmp_model            *m,
                                     const struct lmp_transformer_opts *opts,
                                     struct lmp_transformer **out, struct lmp_err *err) {
     assert(m && out);
-    *out = NULL;
+    *out                       = NULL;
     const struct lmp_config *c = &m->cfg;
     if (c->head_dim <= 0 || c->head_dim % 2 != 0 || c->n_kv_heads <= 0 ||
         c->n_heads % c->n_kv_heads != 0)
-        return lmp_err_set(err, LMP_EUNSUP, "'%s': attention shape not supported (%d heads, "
-                           "%d kv heads, head dim %d)", m->path ? m->path : "model", c->n_heads,
-                           c->n_kv_heads, c->head_dim);
+        return lmp_err_set(err, LMP_EUNSUP,
+                           "'%s': attention shape not supported (%d heads, "
+                           "%d kv heads, head dim %d)",
+                           m->path ? m->path : "model", c->n_heads, c->n_kv_heads, c->head_dim);
     struct lmp_transformer *tf = calloc(1, sizeof(*tf));
     if (tf == NULL) return lmp_err_set(err, LMP_ENOMEM, "out of memory building the forward pass");
     tf->model     = m;
@@ -318,49 +329,51 @@ enum lmp_status lmp_transformer_new(const struct lmp_model *m,
     /* fixes the process's thread budget (OpenBLAS's count) unless something did before:
      * one transformer per process (eval, generate) gets exactly n_threads, as before */
     lmp_kernels_set_threads(tf->n_threads);
-    tf->scores = calloc((size_t) tf->n_threads, sizeof(*tf->scores));
-    tf->blocks = calloc((size_t) c->n_layers, sizeof(*tf->blocks));
+    tf->scores = calloc((size_t)tf->n_threads, sizeof(*tf->scores));
+    tf->blocks = calloc((size_t)c->n_layers, sizeof(*tf->blocks));
     if (tf->scores == NULL || tf->blocks == NULL) goto oom;
 
     const int64_t dim = c->dim;
     for (int32_t b = 0; b < c->n_layers; b++) {
         const struct lmp_block *src = &m->blocks[b];
         struct tf_block        *dst = &tf->blocks[b];
-        if ((dst->attn_norm = (float *) tensor_f32(tf, src->attn_norm, true)) == NULL ||
-            (dst->ffn_norm = (float *) tensor_f32(tf, src->ffn_norm, true)) == NULL)
+        if ((dst->attn_norm = (float *)tensor_f32(tf, src->attn_norm, true)) == NULL ||
+            (dst->ffn_norm = (float *)tensor_f32(tf, src->ffn_norm, true)) == NULL)
             goto oom;
         for (int k = 0; k < LMP_LIN_COUNT; k++) {
             const struct lmp_linear *l  = &src->lin[k];
             struct lmp_linop        *op = &dst->lin[k];
-            op->n_out = l->n_out;
-            op->n_in  = l->n_in;
-            if (tf->lazy) continue;   /* lmp_transformer_load_block */
+            op->n_out                   = l->n_out;
+            op->n_in                    = l->n_in;
+            if (tf->lazy) continue; /* lmp_transformer_load_block */
             if ((op->w = tensor_f32(tf, l->weight, false)) == NULL) goto oom;
             if (l->bias && (op->bias = tensor_f32(tf, l->bias, false)) == NULL) goto oom;
         }
     }
-    if ((tf->out_norm = (float *) tensor_f32(tf, m->out_norm, true)) == NULL) goto oom;
-    if (tf->lazy) {   /* head: lmp_transformer_load_head; embeddings: rows on use */
+    if ((tf->out_norm = (float *)tensor_f32(tf, m->out_norm, true)) == NULL) goto oom;
+    if (tf->lazy) { /* head: lmp_transformer_load_head; embeddings: rows on use */
         if (is_direct_f32(m->tok_emb)) tf->tok_emb = m->tok_emb->data;
     } else {
         if ((tf->output = tensor_f32(tf, m->output, false)) == NULL) goto oom;
-        if (m->output == m->tok_emb) tf->tok_emb = tf->output;
-        else if (is_direct_f32(m->tok_emb)) tf->tok_emb = m->tok_emb->data;
+        if (m->output == m->tok_emb)
+            tf->tok_emb = tf->output;
+        else if (is_direct_f32(m->tok_emb))
+            tf->tok_emb = m->tok_emb->data;
     }
-    (void) dim;
+    (void)dim;
 
     /* RoPE: angle(pos, i) = pos * theta^(-2i/head_dim), i < head_dim/2, in double. */
     const int64_t half = c->head_dim / 2;
-    tf->n_pos    = c->max_seq > 0 ? c->max_seq : 4096;
-    tf->rope_cos = own(tf, (size_t) (tf->n_pos * half));
-    tf->rope_sin = own(tf, (size_t) (tf->n_pos * half));
+    tf->n_pos          = c->max_seq > 0 ? c->max_seq : 4096;
+    tf->rope_cos       = own(tf, (size_t)(tf->n_pos * half));
+    tf->rope_sin       = own(tf, (size_t)(tf->n_pos * half));
     if (tf->rope_cos == NULL || tf->rope_sin == NULL) goto oom;
     for (int64_t i = 0; i < half; i++) {
-        double freq = pow((double) c->rope_theta, -2.0 * (double) i / (double) c->head_dim);
+        double freq = pow((double)c->rope_theta, -2.0 * (double)i / (double)c->head_dim);
         for (int64_t p = 0; p < tf->n_pos; p++) {
-            double a                   = (double) p * freq;
-            tf->rope_cos[p * half + i] = (float) cos(a);
-            tf->rope_sin[p * half + i] = (float) sin(a);
+            double a                   = (double)p * freq;
+            tf->rope_cos[p * half + i] = (float)cos(a);
+            tf->rope_sin[p * half + i] = (float)sin(a);
         }
     }
     *out = tf;
@@ -398,11 +411,13 @@ const struct lmp_config *lmp_transformer_config(const struct lmp_transformer *se
     return &self->cfg;
 }
 
-int lmp_transformer_n_threads(const struct lmp_transformer *self) { return self->n_threads; }
+int lmp_transformer_n_threads(const struct lmp_transformer *self) {
+    return self->n_threads;
+}
 
 struct lmp_linop *lmp_transformer_linop(struct lmp_transformer *self, int32_t block,
                                         enum lmp_lin kind) {
-    assert(block >= 0 && block < self->cfg.n_layers && (unsigned) kind < LMP_LIN_COUNT);
+    assert(block >= 0 && block < self->cfg.n_layers && (unsigned)kind < LMP_LIN_COUNT);
     return &self->blocks[block].lin[kind];
 }
 
@@ -489,7 +504,7 @@ struct lmp_kvcache *lmp_kvcache_new(const struct lmp_transformer *tf, int64_t n_
     kv->max_ctx  = max_ctx;
     kv->kv_dim   = kv_dim(&tf->cfg);
     kv->n_layers = tf->cfg.n_layers;
-    size_t n     = (size_t) (kv->n_layers * n_seq * max_ctx * kv->kv_dim);
+    size_t n     = (size_t)(kv->n_layers * n_seq * max_ctx * kv->kv_dim);
     kv->k        = malloc(n * sizeof(float));
     kv->v        = malloc(n * sizeof(float));
     if (kv->k == NULL || kv->v == NULL) lmp_kvcache_destroy(&kv);
@@ -506,8 +521,12 @@ void lmp_kvcache_destroy(struct lmp_kvcache **self_p) {
     *self_p = NULL;
 }
 
-void lmp_kvcache_reset(struct lmp_kvcache *self) { self->pos = 0; }
-int64_t lmp_kvcache_pos(const struct lmp_kvcache *self) { return self->pos; }
+void lmp_kvcache_reset(struct lmp_kvcache *self) {
+    self->pos = 0;
+}
+int64_t lmp_kvcache_pos(const struct lmp_kvcache *self) {
+    return self->pos;
+}
 void lmp_kvcache_advance(struct lmp_kvcache *self, int64_t n_tok) {
     assert(self->pos + n_tok <= self->max_ctx);
     self->pos += n_tok;
@@ -540,29 +559,29 @@ void lmp_linop_run(const struct lmp_linop *op, const float *x, int64_t n_tok, fl
 
 struct rows_job {
     const struct lmp_transformer *tf;
-    int64_t      n_rows;
-    const float *x;        /* rmsnorm input */
-    float       *out;      /* rmsnorm output */
-    const float *w;        /* rmsnorm weight */
-    int64_t      pos0, n_tok;   /* rope: row r has position pos0 + r % n_tok */
+    int64_t                       n_rows;
+    const float                  *x;           /* rmsnorm input */
+    float                        *out;         /* rmsnorm output */
+    const float                  *w;           /* rmsnorm weight */
+    int64_t                       pos0, n_tok; /* rope: row r has position pos0 + r % n_tok */
 };
 
 static void rmsnorm_task(void *ctx, int64_t task, int thread) {
-    const struct rows_job *j = ctx;
-    const int64_t dim = j->tf->cfg.dim;
+    const struct rows_job *j   = ctx;
+    const int64_t          dim = j->tf->cfg.dim;
     int64_t r1 = (task + 1) * ROW_TASK < j->n_rows ? (task + 1) * ROW_TASK : j->n_rows;
     for (int64_t r = task * ROW_TASK; r < r1; r++) {
-        const float *x = j->x + r * dim;
-        float       *o = j->out + r * dim;
-        double ss = 0;
-        for (int64_t i = 0; i < dim; i++) ss += (double) x[i] * x[i];
-        float s = (float) (1.0 / sqrt(ss / (double) dim + (double) j->tf->cfg.norm_eps));
+        const float *x  = j->x + r * dim;
+        float       *o  = j->out + r * dim;
+        double       ss = 0;
+        for (int64_t i = 0; i < dim; i++) ss += (double)x[i] * x[i];
+        float s = (float)(1.0 / sqrt(ss / (double)dim + (double)j->tf->cfg.norm_eps));
         for (int64_t i = 0; i < dim; i++) o[i] = x[i] * s * j->w[i];
     }
 }
 
-static void rmsnorm_rows(struct lmp_transformer *tf, const float *x, const float *w,
-                         int64_t n_rows, float *out) {
+static void rmsnorm_rows(struct lmp_transformer *tf, const float *x, const float *w, int64_t n_rows,
+                         float *out) {
     struct rows_job j = {.tf = tf, .n_rows = n_rows, .x = x, .out = out, .w = w};
     pool_run(&tf->pool, (n_rows + ROW_TASK - 1) / ROW_TASK, rmsnorm_task, &j);
 }
@@ -601,10 +620,10 @@ static void rope_task(void *ctx, int64_t task, int thread) {
 }
 
 static void swiglu_task(void *ctx, int64_t task, int thread) {
-    const struct rows_job *j = ctx;
-    const int64_t hid = j->tf->cfg.hidden_dim;
+    const struct rows_job *j   = ctx;
+    const int64_t          hid = j->tf->cfg.hidden_dim;
     int64_t r1 = (task + 1) * ROW_TASK < j->n_rows ? (task + 1) * ROW_TASK : j->n_rows;
-    float *g = j->tf->hb, *u = j->tf->hb2;
+    float  *g = j->tf->hb, *u = j->tf->hb2;
     for (int64_t i = task * ROW_TASK * hid; i < r1 * hid; i++)
         g[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
 }
@@ -613,35 +632,35 @@ static void swiglu_task(void *ctx, int64_t task, int thread) {
 
 struct attn_job {
     struct lmp_transformer *tf;
-    int64_t      n_seq, n_tok, pos0;
-    int64_t      n_qb;        /* query blocks per sequence */
-    const float *kc, *vc;     /* (n_seq, seq_stride/kv_dim, kv_dim) keys and values */
-    int64_t      seq_stride;  /* floats between sequences in kc/vc */
+    int64_t                 n_seq, n_tok, pos0;
+    int64_t                 n_qb;       /* query blocks per sequence */
+    const float            *kc, *vc;    /* (n_seq, seq_stride/kv_dim, kv_dim) keys and values */
+    int64_t                 seq_stride; /* floats between sequences in kc/vc */
 };
 
 static void attn_task(void *ctx, int64_t task, int thread) {
-    const struct attn_job  *j  = ctx;
-    struct lmp_transformer *tf = j->tf;
-    const struct lmp_config *c = &tf->cfg;
-    const int64_t qb = task % j->n_qb, h = task / j->n_qb % c->n_heads,
-                  s = task / j->n_qb / c->n_heads;
+    const struct attn_job   *j  = ctx;
+    struct lmp_transformer  *tf = j->tf;
+    const struct lmp_config *c  = &tf->cfg;
+    const int64_t            qb = task % j->n_qb, h = task / j->n_qb % c->n_heads,
+                  s  = task / j->n_qb / c->n_heads;
     const int64_t hd = c->head_dim, qd = q_dim(c), kd = kv_dim(c);
     const int64_t kvh = h / (c->n_heads / c->n_kv_heads);
     const int64_t t0 = qb * QB, t1 = t0 + QB < j->n_tok ? t0 + QB : j->n_tok, m = t1 - t0;
-    const int64_t n_keys = j->pos0 + t1;   /* causal: the last row sees keys [0, pos0 + t1) */
-    const float  *Q = tf->q + (s * j->n_tok + t0) * qd + h * hd;
-    const float  *K = j->kc + s * j->seq_stride + kvh * hd;
-    const float  *V = j->vc + s * j->seq_stride + kvh * hd;
-    float        *O = tf->att + (s * j->n_tok + t0) * qd + h * hd;
-    float        *S = tf->scores[thread];   /* (m, n_keys) */
+    const int64_t n_keys = j->pos0 + t1; /* causal: the last row sees keys [0, pos0 + t1) */
+    const float  *Q      = tf->q + (s * j->n_tok + t0) * qd + h * hd;
+    const float  *K      = j->kc + s * j->seq_stride + kvh * hd;
+    const float  *V      = j->vc + s * j->seq_stride + kvh * hd;
+    float        *O      = tf->att + (s * j->n_tok + t0) * qd + h * hd;
+    float        *S      = tf->scores[thread]; /* (m, n_keys) */
 
     const struct lmp_kernels *kt = lmp_kernels_get();
     kt->sgemm(LMP_NO_TRANS, LMP_TRANS, m, n_keys, hd, (float)(1.0 / sqrt((double)hd)), Q, qd, K, kd,
               0.0f, S, n_keys);
     for (int64_t i = 0; i < m; i++) {
         float        *row = S + i * n_keys;
-        const int64_t n   = j->pos0 + t0 + i + 1;   /* keys this query may see */
-        float mx = row[0];
+        const int64_t n   = j->pos0 + t0 + i + 1; /* keys this query may see */
+        float         mx  = row[0];
         for (int64_t k = 1; k < n; k++) mx = row[k] > mx ? row[k] : mx;
         float sum = 0;
         for (int64_t k = 0; k < n; k++) {
@@ -672,14 +691,16 @@ enum lmp_status lmp_transformer_block(struct lmp_transformer *tf, int32_t block,
     const int64_t            rows = n_seq * n_tok, dim = c->dim, kd = kv_dim(c);
     const int64_t            pos0 = kv ? kv->pos : 0;
     if (kv && (kv->n_seq != n_seq || pos0 + n_tok > kv->max_ctx))
-        return lmp_err_set(err, LMP_EINVAL, "%lld sequences of %lld tokens at position %lld do "
-                           "not fit a cache of %lld x %lld", (long long) n_seq, (long long) n_tok,
-                           (long long) pos0, (long long) kv->n_seq, (long long) kv->max_ctx);
+        return lmp_err_set(err, LMP_EINVAL,
+                           "%lld sequences of %lld tokens at position %lld do "
+                           "not fit a cache of %lld x %lld",
+                           (long long)n_seq, (long long)n_tok, (long long)pos0,
+                           (long long)kv->n_seq, (long long)kv->max_ctx);
     if (pos0 + n_tok > tf->n_pos)
         return lmp_err_set(err, LMP_EINVAL, "position %lld is beyond the model's context of %lld",
-                           (long long) (pos0 + n_tok), (long long) tf->n_pos);
+                           (long long)(pos0 + n_tok), (long long)tf->n_pos);
     if (!ensure_rows(tf, rows) || !ensure_scores(tf, pos0 + n_tok))
-        return lmp_err_set(err, LMP_ENOMEM, "out of memory for %lld tokens", (long long) rows);
+        return lmp_err_set(err, LMP_ENOMEM, "out of memory for %lld tokens", (long long)rows);
     enum lmp_status st = lmp_transformer_load_block(tf, block, err);
     if (st != LMP_OK) return st;
 
@@ -692,23 +713,23 @@ enum lmp_status lmp_transformer_block(struct lmp_transformer *tf, int32_t block,
     struct rows_job rj = {.tf = tf, .n_rows = rows, .pos0 = pos0, .n_tok = n_tok};
     pool_run(&tf->pool, (rows + ROW_TASK - 1) / ROW_TASK, rope_task, &rj);
 
-    struct attn_job aj = {.tf = tf, .n_seq = n_seq, .n_tok = n_tok, .pos0 = pos0,
-                          .n_qb = (n_tok + QB - 1) / QB};
+    struct attn_job aj = {
+        .tf = tf, .n_seq = n_seq, .n_tok = n_tok, .pos0 = pos0, .n_qb = (n_tok + QB - 1) / QB};
     if (kv) {
-        const int64_t layer = (int64_t) block * kv->n_seq * kv->max_ctx * kd;
-        aj.seq_stride = kv->max_ctx * kd;
+        const int64_t layer = (int64_t)block * kv->n_seq * kv->max_ctx * kd;
+        aj.seq_stride       = kv->max_ctx * kd;
         for (int64_t s = 0; s < n_seq; s++) {
             memcpy(kv->k + layer + s * aj.seq_stride + pos0 * kd, tf->k + s * n_tok * kd,
-                   (size_t) (n_tok * kd) * sizeof(float));
+                   (size_t)(n_tok * kd) * sizeof(float));
             memcpy(kv->v + layer + s * aj.seq_stride + pos0 * kd, tf->v + s * n_tok * kd,
-                   (size_t) (n_tok * kd) * sizeof(float));
+                   (size_t)(n_tok * kd) * sizeof(float));
         }
         aj.kc = kv->k + layer;
         aj.vc = kv->v + layer;
     } else {
         aj.seq_stride = n_tok * kd;
-        aj.kc = tf->k;
-        aj.vc = tf->v;
+        aj.kc         = tf->k;
+        aj.vc         = tf->v;
     }
     /* The pool owns the cores here: each task's sgemms run on one thread. */
     if (tf->n_threads > 1) lmp_kernels_blas_serial_begin();
@@ -735,11 +756,12 @@ enum lmp_status lmp_transformer_embed(const struct lmp_transformer *tf, const in
     for (int64_t r = 0; r < n_rows; r++) {
         int32_t t = tokens[r];
         if (t < 0 || t >= tf->cfg.vocab_size)
-            return lmp_err_set(err, LMP_EINVAL, "token id %d is outside the vocabulary of %d",
-                               t, tf->cfg.vocab_size);
-        if (tf->tok_emb) memcpy(x + r * dim, tf->tok_emb + (int64_t) t * dim,
-                                (size_t) dim * sizeof(float));
-        else lmp_tensor_rows_f32(tf->model->tok_emb, t, 1, x + r * dim);
+            return lmp_err_set(err, LMP_EINVAL, "token id %d is outside the vocabulary of %d", t,
+                               tf->cfg.vocab_size);
+        if (tf->tok_emb)
+            memcpy(x + r * dim, tf->tok_emb + (int64_t)t * dim, (size_t)dim * sizeof(float));
+        else
+            lmp_tensor_rows_f32(tf->model->tok_emb, t, 1, x + r * dim);
     }
     return LMP_OK;
 }
@@ -766,7 +788,7 @@ enum lmp_status lmp_transformer_forward(struct lmp_transformer *tf, struct lmp_k
 void lmp_transformer_logits(struct lmp_transformer *tf, const float *hidden, int64_t n_rows,
                             float *logits) {
     const struct lmp_config *c = &tf->cfg;
-    assert(tf->output != NULL);   /* lazy weights: lmp_transformer_load_head first */
+    assert(tf->output != NULL); /* lazy weights: lmp_transformer_load_head first */
     lmp_kernels_get()->sgemm(LMP_NO_TRANS, LMP_TRANS, n_rows, c->vocab_size, c->dim, 1.0f, hidden,
                              c->dim, tf->output, c->dim, 0.0f, logits, c->vocab_size);
 }
@@ -781,11 +803,11 @@ struct nll_job {
 static void nll_task(void *ctx, int64_t r, int thread) {
     const struct nll_job *j   = ctx;
     const float          *row = j->logits + r * j->vocab;
-    float mx = row[0];
+    float                 mx  = row[0];
     for (int64_t i = 1; i < j->vocab; i++) mx = row[i] > mx ? row[i] : mx;
     double sum = 0;
     for (int64_t i = 0; i < j->vocab; i++) sum += expf(row[i] - mx);
-    j->nll[r] = log(sum) + (double) mx - (double) row[j->target[r]];
+    j->nll[r] = log(sum) + (double)mx - (double)row[j->target[r]];
 }
 
 void lmp_transformer_nll(struct lmp_transformer *tf, const float *logits, int64_t n_rows,
@@ -797,16 +819,16 @@ void lmp_transformer_nll(struct lmp_transformer *tf, const float *logits, int64_
 /* Online log-sum-exp over vocabulary slices (see lmp_transformer_hidden_nll). */
 
 struct lse_job {
-    const float   *lg;       /* (n_rows, n) logits of vocabulary [v0, v0 + n) */
+    const float   *lg; /* (n_rows, n) logits of vocabulary [v0, v0 + n) */
     int64_t        v0, n;
     const int32_t *target;
-    double        *mx, *sum, *tgt;   /* (n_rows) running max, sum of exp(l - mx), target logit */
+    double        *mx, *sum, *tgt; /* (n_rows) running max, sum of exp(l - mx), target logit */
     int64_t        n_rows;
 };
 
 static void lse_task(void *ctx, int64_t task, int thread) {
     const struct lse_job *j = ctx;
-    int64_t r1 = (task + 1) * ROW_TASK < j->n_rows ? (task + 1) * ROW_TASK : j->n_rows;
+    int64_t r1              = (task + 1) * ROW_TASK < j->n_rows ? (task + 1) * ROW_TASK : j->n_rows;
     for (int64_t r = task * ROW_TASK; r < r1; r++) {
         const float *row = j->lg + r * j->n;
         float        m   = row[0];
@@ -829,15 +851,19 @@ enum lmp_status lmp_transformer_hidden_nll(struct lmp_transformer *tf, const flo
     const struct lmp_config *c = &tf->cfg;
     const int64_t vocab = c->vocab_size, slice = vocab < tf->vocab_slice ? vocab : tf->vocab_slice;
     if (lmp_transformer_load_head(tf, NULL) != LMP_OK) return LMP_ENOMEM;
-    float  *lg  = malloc(sizeof(float) * (size_t) (n_rows * slice));
-    double *acc = malloc(sizeof(double) * (size_t) (3 * n_rows));
+    float  *lg  = malloc(sizeof(float) * (size_t)(n_rows * slice));
+    double *acc = malloc(sizeof(double) * (size_t)(3 * n_rows));
     if (lg == NULL || acc == NULL) {
         free(lg);
         free(acc);
         return LMP_ENOMEM;
     }
-    struct lse_job j = {.lg = lg, .target = target, .mx = acc, .sum = acc + n_rows,
-                        .tgt = acc + 2 * n_rows, .n_rows = n_rows};
+    struct lse_job j = {.lg     = lg,
+                        .target = target,
+                        .mx     = acc,
+                        .sum    = acc + n_rows,
+                        .tgt    = acc + 2 * n_rows,
+                        .n_rows = n_rows};
     for (int64_t r = 0; r < n_rows; r++) {
         j.mx[r]  = -INFINITY;
         j.sum[r] = 0;

@@ -54,8 +54,8 @@
 #define LMP_MODEL_TRANSFORMER_H
 
 #include <stdint.h>
-#include "base/status.h"            /* defines: enum lmp_status, struct lmp_err */
-#include "model/model.h"      /* defines: struct lmp_model, enum lmp_lin, enum lmp_input */
+#include "base/status.h" /* defines: enum lmp_status, struct lmp_err */
+#include "model/model.h" /* defines: struct lmp_model, enum lmp_lin, enum lmp_input */
 
 /* y (n_tok, n_out) = x (n_tok, n_in) W^T, for an operator that is not a dense matrix.
  * x and y do not overlap; the bias is added by the caller afterwards. */
@@ -64,10 +64,10 @@ typedef void lmp_linop_apply_fn(void *ctx, const float *x, int64_t n_tok, float 
 /* One linear layer as the forward pass applies it. apply == NULL: dense weight w. */
 struct lmp_linop {
     int64_t             n_out, n_in;
-    const float        *w;       /* (n_out, n_in) dense fp32, row-major, or NULL */
-    const float        *bias;    /* (n_out), or NULL */
-    lmp_linop_apply_fn *apply;   /* used instead of w when set */
-    void               *ctx;     /* for apply, borrowed */
+    const float        *w;     /* (n_out, n_in) dense fp32, row-major, or NULL */
+    const float        *bias;  /* (n_out), or NULL */
+    lmp_linop_apply_fn *apply; /* used instead of w when set */
+    void               *ctx;   /* for apply, borrowed */
 };
 
 /* y (n_tok, n_out) = x (n_tok, n_in) op^T + bias. */
@@ -79,14 +79,14 @@ typedef void lmp_block_hook_fn(void *ctx, int32_t block, enum lmp_input which, c
                                int64_t n_rows, int64_t n_cols);
 
 struct lmp_block_hooks {
-    lmp_block_hook_fn *on_input;   /* NULL: no hook */
+    lmp_block_hook_fn *on_input; /* NULL: no hook */
     void              *ctx;
 };
 
 struct lmp_transformer_opts {
-    int     n_threads;     /* threads for GEMMs and for the rest; <= 0: 1 */
-    int64_t vocab_slice;   /* lm-head columns per step of lmp_transformer_hidden_nll; <= 0: 4096 */
-    bool    lazy_weights;  /* dequantize linears and the lm head on use (see the header) */
+    int     n_threads;    /* threads for GEMMs and for the rest; <= 0: 1 */
+    int64_t vocab_slice;  /* lm-head columns per step of lmp_transformer_hidden_nll; <= 0: 4096 */
+    bool    lazy_weights; /* dequantize linears and the lm head on use (see the header) */
 };
 
 struct lmp_transformer;
@@ -96,13 +96,13 @@ struct lmp_kvcache;
  * fp32 (owned by the transformer; with opts->lazy_weights only the norms) and precompute
  * the RoPE tables for cfg.max_seq positions (at least 1). RET LMP_OK; LMP_ENOMEM;
  * LMP_EUNSUP for a config the forward pass cannot run (odd head_dim). */
-enum lmp_status lmp_transformer_new(const struct lmp_model *m,
+enum lmp_status lmp_transformer_new(const struct lmp_model            *m,
                                     const struct lmp_transformer_opts *opts,
                                     struct lmp_transformer **out, struct lmp_err *err);
-void lmp_transformer_destroy(struct lmp_transformer **self_p);
+void            lmp_transformer_destroy(struct lmp_transformer **self_p);
 
 const struct lmp_config *lmp_transformer_config(const struct lmp_transformer *self);
-int lmp_transformer_n_threads(const struct lmp_transformer *self);
+int                      lmp_transformer_n_threads(const struct lmp_transformer *self);
 
 /* The operator of linear `kind` in `block`, for a stage to replace (e.g. set apply/ctx
  * to a compressed layer's decode). Shapes must stay the same. With lazy weights, w and
@@ -135,10 +135,10 @@ void lmp_transformer_release_head(struct lmp_transformer *self);
  * cfg.max_seq), all sequences at the same position. NULL on out-of-memory. */
 struct lmp_kvcache *lmp_kvcache_new(const struct lmp_transformer *tf, int64_t n_seq,
                                     int64_t max_ctx);
-void    lmp_kvcache_destroy(struct lmp_kvcache **self_p);
+void                lmp_kvcache_destroy(struct lmp_kvcache **self_p);
 /* Forget every cached position (start new sequences). */
 void    lmp_kvcache_reset(struct lmp_kvcache *self);
-int64_t lmp_kvcache_pos(const struct lmp_kvcache *self);   /* positions cached so far */
+int64_t lmp_kvcache_pos(const struct lmp_kvcache *self); /* positions cached so far */
 
 /* Embed tokens (n_seq, n_tok) into x (n_seq * n_tok, dim).
  * RET LMP_OK, or LMP_EINVAL (message in err) if a token is outside the vocabulary. */

@@ -4,13 +4,23 @@
 int lmp_utf8_decode(const uint8_t *s, size_t n, uint32_t *cp) {
     uint8_t c = s[0];
     int     k;
-    if (c < 0x80) { *cp = c; return 1; }
-    if ((c & 0x40) == 0) goto bad;                  /* stray continuation byte */
-    if ((c & 0x20) == 0) { k = 2; *cp = c & 0x1F; }
-    else if ((c & 0x10) == 0) { k = 3; *cp = c & 0x0F; }
-    else if ((c & 0x08) == 0) { k = 4; *cp = c & 0x07; }
-    else goto bad;
-    if ((size_t) k > n) goto bad;
+    if (c < 0x80) {
+        *cp = c;
+        return 1;
+    }
+    if ((c & 0x40) == 0) goto bad; /* stray continuation byte */
+    if ((c & 0x20) == 0) {
+        k   = 2;
+        *cp = c & 0x1F;
+    } else if ((c & 0x10) == 0) {
+        k   = 3;
+        *cp = c & 0x0F;
+    } else if ((c & 0x08) == 0) {
+        k   = 4;
+        *cp = c & 0x07;
+    } else
+        goto bad;
+    if ((size_t)k > n) goto bad;
     for (int i = 1; i < k; i++) {
         if ((s[i] & 0xC0) != 0x80) goto bad;
         *cp = (*cp << 6) | (s[i] & 0x3F);
@@ -24,22 +34,25 @@ bad:
 
 int lmp_utf8_encode(uint32_t cp, char out[4]) {
     if (cp > 0x10FFFF) cp = 0xFFFD;
-    if (cp < 0x80) { out[0] = (char) cp; return 1; }
+    if (cp < 0x80) {
+        out[0] = (char)cp;
+        return 1;
+    }
     if (cp < 0x800) {
-        out[0] = (char) (0xC0 | (cp >> 6));
-        out[1] = (char) (0x80 | (cp & 0x3F));
+        out[0] = (char)(0xC0 | (cp >> 6));
+        out[1] = (char)(0x80 | (cp & 0x3F));
         return 2;
     }
     if (cp < 0x10000) {
-        out[0] = (char) (0xE0 | (cp >> 12));
-        out[1] = (char) (0x80 | ((cp >> 6) & 0x3F));
-        out[2] = (char) (0x80 | (cp & 0x3F));
+        out[0] = (char)(0xE0 | (cp >> 12));
+        out[1] = (char)(0x80 | ((cp >> 6) & 0x3F));
+        out[2] = (char)(0x80 | (cp & 0x3F));
         return 3;
     }
-    out[0] = (char) (0xF0 | (cp >> 18));
-    out[1] = (char) (0x80 | ((cp >> 12) & 0x3F));
-    out[2] = (char) (0x80 | ((cp >> 6) & 0x3F));
-    out[3] = (char) (0x80 | (cp & 0x3F));
+    out[0] = (char)(0xF0 | (cp >> 18));
+    out[1] = (char)(0x80 | ((cp >> 12) & 0x3F));
+    out[2] = (char)(0x80 | ((cp >> 6) & 0x3F));
+    out[3] = (char)(0x80 | (cp & 0x3F));
     return 4;
 }
 
@@ -47,9 +60,12 @@ static int range_find(const struct lmp_urange *r, int n, uint32_t cp) {
     int lo = 0, hi = n - 1;
     while (lo <= hi) {
         int mid = (lo + hi) / 2;
-        if (cp < r[mid].lo) hi = mid - 1;
-        else if (cp > r[mid].hi) lo = mid + 1;
-        else return mid;
+        if (cp < r[mid].lo)
+            hi = mid - 1;
+        else if (cp > r[mid].hi)
+            lo = mid + 1;
+        else
+            return mid;
     }
     return -1;
 }
@@ -61,7 +77,7 @@ enum lmp_uclass lmp_unicode_class(uint32_t cp) {
         return LMP_UCLASS_OTHER;
     }
     int i = range_find(lmp_ucd_classes, lmp_ucd_n_classes, cp);
-    return i < 0 ? LMP_UCLASS_OTHER : (enum lmp_uclass) lmp_ucd_classes[i].cls;
+    return i < 0 ? LMP_UCLASS_OTHER : (enum lmp_uclass)lmp_ucd_classes[i].cls;
 }
 
 bool lmp_unicode_is_space(uint32_t cp) {
@@ -77,15 +93,15 @@ static bool gpt2_keeps(unsigned b) {
 
 uint32_t lmp_gpt2_byte_to_char(uint8_t b) {
     if (gpt2_keeps(b)) return b;
-    if (b <= 0x20) return 0x100 + b;                     /* ranks 0..32 */
-    if (b <= 0xA0) return 0x100 + 33 + (b - 0x7F);       /* 0x7F..0xA0: ranks 33..66 */
-    return 0x100 + 67;                                   /* 0xAD */
+    if (b <= 0x20) return 0x100 + b;               /* ranks 0..32 */
+    if (b <= 0xA0) return 0x100 + 33 + (b - 0x7F); /* 0x7F..0xA0: ranks 33..66 */
+    return 0x100 + 67;                             /* 0xAD */
 }
 
 int lmp_gpt2_char_to_byte(uint32_t cp) {
-    if (cp < 0x100) return gpt2_keeps(cp) ? (int) cp : -1;
-    if (cp < 0x100 + 33) return (int) (cp - 0x100);
-    if (cp < 0x100 + 67) return (int) (cp - 0x100 - 33 + 0x7F);
+    if (cp < 0x100) return gpt2_keeps(cp) ? (int)cp : -1;
+    if (cp < 0x100 + 33) return (int)(cp - 0x100);
+    if (cp < 0x100 + 67) return (int)(cp - 0x100 - 33 + 0x7F);
     if (cp == 0x100 + 67) return 0xAD;
     return -1;
 }

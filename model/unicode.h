@@ -16,13 +16,13 @@
 enum lmp_uclass { LMP_UCLASS_OTHER = 0, LMP_UCLASS_LETTER, LMP_UCLASS_NUMBER, LMP_UCLASS_SPACE };
 
 struct lmp_urange {
-    uint32_t lo, hi;       /* inclusive */
-    uint8_t  cls;          /* enum lmp_uclass */
+    uint32_t lo, hi; /* inclusive */
+    uint8_t  cls;    /* enum lmp_uclass */
 };
 
-extern const struct lmp_urange lmp_ucd_classes[];      /* letters and numbers, sorted */
+extern const struct lmp_urange lmp_ucd_classes[]; /* letters and numbers, sorted */
 extern const int               lmp_ucd_n_classes;
-extern const struct lmp_urange lmp_ucd_white_space[];  /* White_Space property, sorted */
+extern const struct lmp_urange lmp_ucd_white_space[]; /* White_Space property, sorted */
 extern const int               lmp_ucd_n_white_space;
 
 /* Decode one codepoint from s[0..n) (n >= 1) into *cp and return the bytes used.

@@ -1,7 +1,7 @@
 /*  client - see client.h */
 #define _GNU_SOURCE
 #include "proto/client.h"
-#include "proto/zsock.h"            /* defines: lmp_zsock_* */
+#include "proto/zsock.h" /* defines: lmp_zsock_* */
 
 #include <assert.h>
 #include <errno.h>
@@ -22,25 +22,27 @@ struct lmp_client {
 static uint64_t mono_ms(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t) ts.tv_sec * 1000u + (uint64_t) ts.tv_nsec / 1000000u;
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
 /* Wait for the reply to seq. */
 static enum lmp_status wait_reply(struct lmp_client *cl, uint64_t seq, Lmp__Envelope **reply,
                                   struct lmp_err *err) {
     const uint64_t t0 = mono_ms();
-    *reply = NULL;
+    *reply            = NULL;
     for (;;) {
         const uint64_t el = mono_ms() - t0;
-        if (el >= (uint64_t) cl->timeout_ms)
-            return lmp_err_set(err, LMP_EIO, "cannot reach the coordinator at '%s' (no answer in "
-                               "%.1fs)", cl->endpoint, cl->timeout_ms / 1000.0);
-        Lmp__Envelope *env = NULL;
-        enum lmp_status st = lmp_zsock_recv(cl->sock, cl->timeout_ms - (int) el, 0, NULL,
-                                            "coordinator", &env, err);
+        if (el >= (uint64_t)cl->timeout_ms)
+            return lmp_err_set(err, LMP_EIO,
+                               "cannot reach the coordinator at '%s' (no answer in "
+                               "%.1fs)",
+                               cl->endpoint, cl->timeout_ms / 1000.0);
+        Lmp__Envelope  *env = NULL;
+        enum lmp_status st =
+            lmp_zsock_recv(cl->sock, cl->timeout_ms - (int)el, 0, NULL, "coordinator", &env, err);
         if (st != LMP_OK) return st;
         if (env == NULL) continue;
-        if (env->reply_to != seq && env->reply_to != 0) {   /* an old reply */
+        if (env->reply_to != seq && env->reply_to != 0) { /* an old reply */
             lmp_wire_free(&env);
             continue;
         }
@@ -63,7 +65,7 @@ static enum lmp_status wait_reply(struct lmp_client *cl, uint64_t seq, Lmp__Enve
 enum lmp_status lmp_client_call(struct lmp_client *cl, Lmp__Envelope *req, Lmp__Envelope **reply,
                                 struct lmp_err *err) {
     assert(cl && req && reply);
-    req->seq = ++cl->seq;
+    req->seq           = ++cl->seq;
     enum lmp_status st = lmp_zsock_send(cl->sock, NULL, req, "coordinator", err);
     if (st != LMP_OK) return st;
     return wait_reply(cl, req->seq, reply, err);
@@ -79,28 +81,29 @@ enum lmp_status lmp_client_connect_curve(const char *endpoint, int timeout_ms,
                                          struct lmp_client **out, struct lmp_err *err) {
     assert(endpoint && out);
     struct lmp_client *cl = calloc(1, sizeof(*cl));
-    enum lmp_status st = LMP_OK;
-    *out = NULL;
+    enum lmp_status    st = LMP_OK;
+    *out                  = NULL;
     if (cl == NULL) return lmp_err_set(err, LMP_ENOMEM, "out of memory");
     if ((cl->endpoint = strdup(endpoint)) == NULL) {
         free(cl);
         return lmp_err_set(err, LMP_ENOMEM, "out of memory");
     }
     cl->timeout_ms = timeout_ms > 0 ? timeout_ms : 5000;
-    if ((cl->zctx = zmq_ctx_new()) == NULL || (cl->sock = zmq_socket(cl->zctx, ZMQ_DEALER)) == NULL) {
+    if ((cl->zctx = zmq_ctx_new()) == NULL ||
+        (cl->sock = zmq_socket(cl->zctx, ZMQ_DEALER)) == NULL) {
         st = lmp_err_set(err, LMP_EIO, "cannot create a zeromq socket: %s", zmq_strerror(errno));
         goto fail;
     }
     char id[64];
-    snprintf(id, sizeof(id), "cli-%d-%llu", (int) getpid(), (unsigned long long) mono_ms());
+    snprintf(id, sizeof(id), "cli-%d-%llu", (int)getpid(), (unsigned long long)mono_ms());
     if ((st = lmp_zsock_configure(cl->sock, LMP_WIRE_MAX_STATUS, cl->timeout_ms, err)) ||
         (st = lmp_zsock_set_id(cl->sock, id, err)))
         goto fail;
     if ((st = lmp_zsock_connect(cl->zctx, cl->sock, endpoint, curve, cl->timeout_ms, err)))
         goto fail;
     Lmp__Envelope env, *rep = NULL;
-    Lmp__Hello hello;
-    char user[64];
+    Lmp__Hello    hello;
+    char          user[64];
     snprintf(user, sizeof(user), "%s", getenv("USER") ? getenv("USER") : "cli");
     lmp_wire_hello_init(&env, &hello, 0, LMP__ROLE__ROLE_CLI, user, NULL);
     if ((st = lmp_client_call(cl, &env, &rep, err))) goto fail;

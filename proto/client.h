@@ -15,8 +15,8 @@
 #ifndef LMP_PROTO_CLIENT_H
 #define LMP_PROTO_CLIENT_H
 
-#include "proto/keys.h"     /* defines: struct lmp_curve_client */
-#include "proto/wire.h"     /* defines: Lmp__Envelope */
+#include "proto/keys.h" /* defines: struct lmp_curve_client */
+#include "proto/wire.h" /* defines: Lmp__Envelope */
 
 struct lmp_client;
 

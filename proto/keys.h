@@ -29,13 +29,13 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "base/status.h"           /* defines: enum lmp_status, struct lmp_err */
-#include "proto/wire.h"             /* defines: enum lmp_peer */
+#include "base/status.h" /* defines: enum lmp_status, struct lmp_err */
+#include "proto/wire.h"  /* defines: enum lmp_peer */
 
-#define LMP_KEY_Z85_LEN   40        /* characters of one Z85-encoded 32-byte key */
-#define LMP_KEY_FILE_MAX  4096      /* bytes: larger key files are refused unread */
-#define LMP_KEY_NAME_MAX  64        /* bytes of an authorized key's name (file stem) */
-#define LMP_KEYS_MAX      4096      /* authorized keys per coordinator */
+#define LMP_KEY_Z85_LEN  40   /* characters of one Z85-encoded 32-byte key */
+#define LMP_KEY_FILE_MAX 4096 /* bytes: larger key files are refused unread */
+#define LMP_KEY_NAME_MAX 64   /* bytes of an authorized key's name (file stem) */
+#define LMP_KEYS_MAX     4096 /* authorized keys per coordinator */
 
 /* One Z85 key as text, NUL-terminated. */
 struct lmp_key {
@@ -50,15 +50,15 @@ struct lmp_curve_client {
 /* One authorized public key. */
 struct lmp_authorized_key {
     struct lmp_key key;
-    uint8_t        raw[32];                 /* decoded: what ZAP requests carry */
-    enum lmp_peer  role;                    /* LMP_PEER_WORKER or LMP_PEER_CLI */
-    char           name[LMP_KEY_NAME_MAX];  /* file stem: "node7" for workers/node7.pub */
+    uint8_t        raw[32];                /* decoded: what ZAP requests carry */
+    enum lmp_peer  role;                   /* LMP_PEER_WORKER or LMP_PEER_CLI */
+    char           name[LMP_KEY_NAME_MAX]; /* file stem: "node7" for workers/node7.pub */
 };
 
 /* The coordinator's CURVE settings (lmp_curve_server_load / _release). */
 struct lmp_curve_server {
     struct lmp_key             public_key, secret_key;
-    struct lmp_authorized_key *keys;        /* (n_keys) */
+    struct lmp_authorized_key *keys; /* (n_keys) */
     size_t                     n_keys;
 };
 
@@ -116,7 +116,7 @@ enum lmp_status lmp_curve_server_add(struct lmp_curve_server *s, const struct lm
 
 /* The authorized key whose 32 bytes are raw, or NULL. */
 const struct lmp_authorized_key *lmp_curve_server_find(const struct lmp_curve_server *s,
-                                                       const uint8_t raw[32]);
+                                                       const uint8_t                  raw[32]);
 
 /* True if a bind endpoint only accepts connections from this host: ipc://, inproc://, or
  * tcp:// on 127.0.0.0/8, [::1] or localhost. "tcp://0.0.0.0:7070", a wildcard "*" host, other

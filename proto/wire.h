@@ -40,8 +40,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "proto/lmpress.pb-c.h"     /* defines: Lmp__Envelope and every body (generated) */
-#include "base/status.h"           /* defines: enum lmp_status, struct lmp_err */
+#include "proto/lmpress.pb-c.h" /* defines: Lmp__Envelope and every body (generated) */
+#include "base/status.h"        /* defines: enum lmp_status, struct lmp_err */
 
 /* Protocol version. MAJOR goes in every Envelope and must match exactly; MINOR counts
  * compatible additions (new fields receivers may ignore) and is informational.
@@ -54,12 +54,12 @@
 /* Size limits (bytes). A frame larger than the receiver's max_frame is refused before it
  * is parsed; each body kind also has its own limit (struct lmp_wire_kind.max_frame):
  * results and task inputs may be large, control messages may not. */
-#define LMP_WIRE_MAX_FRAME   ((size_t) 256 << 20)   /* TaskAssign, TaskResult */
-#define LMP_WIRE_MAX_LOG     ((size_t) 4 << 20)     /* LogChunk */
-#define LMP_WIRE_MAX_STATUS  ((size_t) 16 << 20)    /* JobStatus, WorkerList */
-#define LMP_WIRE_MAX_CONTROL ((size_t) 1 << 20)     /* everything else */
-#define LMP_WIRE_MEM_SLACK   ((size_t) 16 << 20)    /* unpack memory budget = 2 x frame + this */
-#define LMP_WIRE_MAX_DIMS    8                      /* Tensor.shape */
+#define LMP_WIRE_MAX_FRAME   ((size_t)256 << 20) /* TaskAssign, TaskResult */
+#define LMP_WIRE_MAX_LOG     ((size_t)4 << 20)   /* LogChunk */
+#define LMP_WIRE_MAX_STATUS  ((size_t)16 << 20)  /* JobStatus, WorkerList */
+#define LMP_WIRE_MAX_CONTROL ((size_t)1 << 20)   /* everything else */
+#define LMP_WIRE_MEM_SLACK   ((size_t)16 << 20)  /* unpack memory budget = 2 x frame + this */
+#define LMP_WIRE_MAX_DIMS    8                   /* Tensor.shape */
 
 /* Roles as a bit mask (a body may be sent by several roles). */
 enum lmp_peer {
@@ -72,10 +72,10 @@ enum lmp_peer {
 /* One row of the permission table: body kind, who sends it, who receives it, its limit. */
 struct lmp_wire_kind {
     Lmp__Envelope__BodyCase body;
-    const char             *name;       /* "TaskResult" */
-    unsigned                from;       /* enum lmp_peer mask */
-    unsigned                to;         /* enum lmp_peer mask */
-    size_t                  max_frame;  /* bytes */
+    const char             *name;      /* "TaskResult" */
+    unsigned                from;      /* enum lmp_peer mask */
+    unsigned                to;        /* enum lmp_peer mask */
+    size_t                  max_frame; /* bytes */
 };
 
 /* The table, in field-number order; *n gets its length. */
@@ -120,8 +120,8 @@ void lmp_wire_hello_ack_init(Lmp__Envelope *env, Lmp__HelloAck *body, uint64_t s
                              uint64_t max_frame);
 
 /* t := Tensor { name, dtype, shape[0..n_dims), data[0..n_bytes) }, all borrowed. */
-void lmp_wire_tensor_init(Lmp__Tensor *t, const char *name, Lmp__DType dtype,
-                          const uint64_t *shape, size_t n_dims, const void *data, size_t n_bytes);
+void lmp_wire_tensor_init(Lmp__Tensor *t, const char *name, Lmp__DType dtype, const uint64_t *shape,
+                          size_t n_dims, const void *data, size_t n_bytes);
 
 /* ---- frames ---- */
 
@@ -135,8 +135,8 @@ enum lmp_status lmp_wire_pack(const Lmp__Envelope *env, uint8_t **out, size_t *o
  * messages). max_frame 0 means LMP_WIRE_MAX_FRAME. On LMP_OK *env is a new Envelope the
  * caller releases with lmp_wire_free(); on failure *env is NULL and err says why, naming
  * the peer. RET LMP_OK, LMP_EPROTO, LMP_EVERSION (see the file header) or LMP_ENOMEM. */
-enum lmp_status lmp_wire_unpack(const uint8_t *data, size_t len, size_t max_frame,
-                                const char *peer, Lmp__Envelope **env, struct lmp_err *err);
+enum lmp_status lmp_wire_unpack(const uint8_t *data, size_t len, size_t max_frame, const char *peer,
+                                Lmp__Envelope **env, struct lmp_err *err);
 
 /* Free an Envelope from lmp_wire_unpack and set *env to NULL; safe on NULL. */
 void lmp_wire_free(Lmp__Envelope **env);
@@ -148,8 +148,7 @@ enum lmp_status lmp_wire_check_sender(const Lmp__Envelope *env, enum lmp_peer fr
 
 /* Semantic checks on a parsed or hand-built envelope (see the file header, step 7).
  * RET LMP_OK or LMP_EPROTO naming the peer and the field. */
-enum lmp_status lmp_wire_validate(const Lmp__Envelope *env, const char *peer,
-                                  struct lmp_err *err);
+enum lmp_status lmp_wire_validate(const Lmp__Envelope *env, const char *peer, struct lmp_err *err);
 
 /* ---- schema identity ---- */
 

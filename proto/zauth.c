@@ -1,6 +1,6 @@
 /*  zauth - see zauth.h */
 #include "proto/zauth.h"
-#include "base/log.h"              /* defines: lmp_log_* */
+#include "base/log.h" /* defines: lmp_log_* */
 
 #include <assert.h>
 #include <errno.h>
@@ -19,23 +19,23 @@ enum { MAX_FRAMES = 8, N_RECENT = 32, LOG_EVERY_MS = 10000 };
 struct recent {
     uint8_t  raw[32];
     uint64_t logged_ms;
-    uint64_t n_quiet;               /* refusals not logged since */
+    uint64_t n_quiet; /* refusals not logged since */
 };
 
 struct lmp_zauth {
-    struct lmp_curve_server keys;   /* own copy */
-    void            *zap, *mon, *ctl_in, *ctl_out;
-    pthread_t        thread;
-    bool             running;
-    atomic_uint_fast64_t n_accepted, n_refused;
-    struct recent    recent[N_RECENT];
-    uint64_t         proto_logged_ms[3], proto_quiet[3];   /* per kind: no keys, crypto, other */
+    struct lmp_curve_server keys; /* own copy */
+    void                   *zap, *mon, *ctl_in, *ctl_out;
+    pthread_t               thread;
+    bool                    running;
+    atomic_uint_fast64_t    n_accepted, n_refused;
+    struct recent           recent[N_RECENT];
+    uint64_t proto_logged_ms[3], proto_quiet[3]; /* per kind: no keys, crypto, other */
 };
 
 static uint64_t now_ms(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t) ts.tv_sec * 1000u + (uint64_t) ts.tv_nsec / 1000000u;
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
 static bool frame_is(zmq_msg_t *m, const char *s) {
@@ -45,17 +45,18 @@ static bool frame_is(zmq_msg_t *m, const char *s) {
 
 /* Printable copy of a frame (addresses, mechanism names). */
 static void frame_text(zmq_msg_t *m, char *buf, size_t cap) {
-    size_t n = zmq_msg_size(m);
+    size_t      n = zmq_msg_size(m);
     const char *d = zmq_msg_data(m);
-    size_t o = 0;
-    for (size_t i = 0; i < n && o + 1 < cap; i++) buf[o++] = (d[i] >= 0x20 && d[i] < 0x7f) ? d[i] : '?';
+    size_t      o = 0;
+    for (size_t i = 0; i < n && o + 1 < cap; i++)
+        buf[o++] = (d[i] >= 0x20 && d[i] < 0x7f) ? d[i] : '?';
     buf[o] = '\0';
 }
 
 /* True if this refusal of raw should be logged now; *quiet gets the refusals skipped. */
 static bool should_log(struct lmp_zauth *z, const uint8_t raw[32], uint64_t *quiet) {
-    const uint64_t now = now_ms();
-    int slot = 0;
+    const uint64_t now  = now_ms();
+    int            slot = 0;
     for (int i = 0; i < N_RECENT; i++) {
         if (memcmp(z->recent[i].raw, raw, 32) == 0 && z->recent[i].logged_ms) {
             struct recent *r = &z->recent[i];
@@ -63,36 +64,38 @@ static bool should_log(struct lmp_zauth *z, const uint8_t raw[32], uint64_t *qui
                 r->n_quiet++;
                 return false;
             }
-            *quiet = r->n_quiet;
-            r->n_quiet = 0;
+            *quiet       = r->n_quiet;
+            r->n_quiet   = 0;
             r->logged_ms = now;
             return true;
         }
         if (z->recent[i].logged_ms < z->recent[slot].logged_ms) slot = i;
     }
-    memcpy(z->recent[slot].raw, raw, 32);       /* evict the oldest */
+    memcpy(z->recent[slot].raw, raw, 32); /* evict the oldest */
     z->recent[slot].logged_ms = now;
-    z->recent[slot].n_quiet = 0;
-    *quiet = 0;
+    z->recent[slot].n_quiet   = 0;
+    *quiet                    = 0;
     return true;
 }
 
 static void send_reply(void *zap, zmq_msg_t *req_id, const char *status, const char *text,
                        const char *user_id) {
     zmq_send(zap, "1.0", 3, ZMQ_SNDMORE);
-    if (req_id) zmq_send(zap, zmq_msg_data(req_id), zmq_msg_size(req_id), ZMQ_SNDMORE);
-    else zmq_send(zap, "", 0, ZMQ_SNDMORE);
+    if (req_id)
+        zmq_send(zap, zmq_msg_data(req_id), zmq_msg_size(req_id), ZMQ_SNDMORE);
+    else
+        zmq_send(zap, "", 0, ZMQ_SNDMORE);
     zmq_send(zap, status, strlen(status), ZMQ_SNDMORE);
     zmq_send(zap, text, strlen(text), ZMQ_SNDMORE);
     zmq_send(zap, user_id, strlen(user_id), ZMQ_SNDMORE);
-    zmq_send(zap, "", 0, 0);                    /* no metadata */
+    zmq_send(zap, "", 0, 0); /* no metadata */
 }
 
 /* One ZAP request (RFC 27): version, request id, domain, address, routing id, mechanism,
  * credentials. Always answered, so the REP socket stays in step. */
 static void on_zap_request(struct lmp_zauth *z) {
     zmq_msg_t f[MAX_FRAMES];
-    int n = 0;
+    int       n = 0;
     for (bool more = true; more;) {
         zmq_msg_t m;
         zmq_msg_init(&m);
@@ -101,8 +104,10 @@ static void on_zap_request(struct lmp_zauth *z) {
             break;
         }
         more = zmq_msg_more(&m);
-        if (n < MAX_FRAMES) f[n++] = m;
-        else zmq_msg_close(&m);
+        if (n < MAX_FRAMES)
+            f[n++] = m;
+        else
+            zmq_msg_close(&m);
     }
     char addr[64] = "?", mech[32] = "?";
     if (n >= 4) frame_text(&f[3], addr, sizeof(addr));
@@ -115,13 +120,14 @@ static void on_zap_request(struct lmp_zauth *z) {
         send_reply(z->zap, &f[1], "400", "CURVE keys required", "");
         atomic_fetch_add(&z->n_refused, 1);
         const uint8_t none[32] = {0};
-        uint64_t quiet = 0;
+        uint64_t      quiet    = 0;
         if (should_log(z, none, &quiet))
             lmp_log_warn("coordinator: refused a %s connection from %s: this coordinator requires "
-                         "CURVE keys", mech, addr);
+                         "CURVE keys",
+                         mech, addr);
     } else {
-        const uint8_t *raw = zmq_msg_data(&f[6]);
-        const struct lmp_authorized_key *k = lmp_curve_server_find(&z->keys, raw);
+        const uint8_t                   *raw = zmq_msg_data(&f[6]);
+        const struct lmp_authorized_key *k   = lmp_curve_server_find(&z->keys, raw);
         if (k) {
             char user[LMP_KEY_NAME_MAX + 16];
             snprintf(user, sizeof(user), "%s:%s", lmp_peer_name(k->role), k->name);
@@ -137,8 +143,8 @@ static void on_zap_request(struct lmp_zauth *z) {
             uint64_t quiet = 0;
             if (should_log(z, raw, &quiet))
                 lmp_log_warn("coordinator: refused key '%.10s...' from %s: not in the workers/ or "
-                             "clients/ key directory%s", z85, addr,
-                             quiet ? " (refused again since, not logged)" : "");
+                             "clients/ key directory%s",
+                             z85, addr, quiet ? " (refused again since, not logged)" : "");
         }
     }
     for (int i = 0; i < n; i++) zmq_msg_close(&f[i]);
@@ -147,7 +153,7 @@ static void on_zap_request(struct lmp_zauth *z) {
 /* One monitor event of the server socket: log handshakes that fail before ZAP. */
 static void on_monitor_event(struct lmp_zauth *z) {
     zmq_msg_t f[2];
-    int n = 0;
+    int       n = 0;
     for (bool more = true; more;) {
         zmq_msg_t m;
         zmq_msg_init(&m);
@@ -156,18 +162,21 @@ static void on_monitor_event(struct lmp_zauth *z) {
             break;
         }
         more = zmq_msg_more(&m);
-        if (n < 2) f[n++] = m;
-        else zmq_msg_close(&m);
+        if (n < 2)
+            f[n++] = m;
+        else
+            zmq_msg_close(&m);
     }
     if (n == 2 && zmq_msg_size(&f[0]) == 6) {
         uint16_t ev;
         uint32_t value;
         memcpy(&ev, zmq_msg_data(&f[0]), 2);
-        memcpy(&value, (const uint8_t *) zmq_msg_data(&f[0]) + 2, 4);
+        memcpy(&value, (const uint8_t *)zmq_msg_data(&f[0]) + 2, 4);
         const uint64_t now = now_ms();
         if (ev == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL) {
-            const int kind = value == ZMQ_PROTOCOL_ERROR_ZMTP_MECHANISM_MISMATCH ? 0
-                             : value == ZMQ_PROTOCOL_ERROR_ZMTP_CRYPTOGRAPHIC    ? 1 : 2;
+            const int                kind = value == ZMQ_PROTOCOL_ERROR_ZMTP_MECHANISM_MISMATCH ? 0
+                                            : value == ZMQ_PROTOCOL_ERROR_ZMTP_CRYPTOGRAPHIC    ? 1
+                                                                                                : 2;
             static const char *const why[3] = {"the peer has no CURVE keys",
                                                "the peer may use a wrong server key",
                                                "protocol error"};
@@ -186,15 +195,15 @@ static void on_monitor_event(struct lmp_zauth *z) {
 static void *zauth_main(void *arg) {
     struct lmp_zauth *z = arg;
     for (;;) {
-        zmq_pollitem_t it[3] = {{z->ctl_in, 0, ZMQ_POLLIN, 0}, {z->zap, 0, ZMQ_POLLIN, 0},
-                                {z->mon, 0, ZMQ_POLLIN, 0}};
+        zmq_pollitem_t it[3] = {
+            {z->ctl_in, 0, ZMQ_POLLIN, 0}, {z->zap, 0, ZMQ_POLLIN, 0}, {z->mon, 0, ZMQ_POLLIN, 0}};
         int rc = zmq_poll(it, z->mon ? 3 : 2, -1);
         if (rc < 0) {
             if (errno == EINTR) continue;
             lmp_log_error("coordinator: ZAP handler stops: %s", zmq_strerror(errno));
             break;
         }
-        if (it[0].revents & ZMQ_POLLIN) break;        /* lmp_zauth_stop */
+        if (it[0].revents & ZMQ_POLLIN) break; /* lmp_zauth_stop */
         if (it[1].revents & ZMQ_POLLIN) on_zap_request(z);
         if (z->mon && (it[2].revents & ZMQ_POLLIN)) on_monitor_event(z);
     }
@@ -210,12 +219,12 @@ static void close_sockets(struct lmp_zauth *z) {
 enum lmp_status lmp_zauth_start(void *zctx, void *server, const struct lmp_curve_server *keys,
                                 struct lmp_zauth **out, struct lmp_err *err) {
     assert(zctx && keys && out);
-    *out = NULL;
+    *out                = NULL;
     struct lmp_zauth *z = calloc(1, sizeof(*z));
     if (z == NULL) return lmp_err_set(err, LMP_ENOMEM, "out of memory");
     enum lmp_status st = LMP_OK;
-    z->keys = *keys;
-    z->keys.keys = NULL;
+    z->keys            = *keys;
+    z->keys.keys       = NULL;
     if (keys->n_keys) {
         z->keys.keys = malloc(keys->n_keys * sizeof(*keys->keys));
         if (z->keys.keys == NULL) {
@@ -225,12 +234,14 @@ enum lmp_status lmp_zauth_start(void *zctx, void *server, const struct lmp_curve
         memcpy(z->keys.keys, keys->keys, keys->n_keys * sizeof(*keys->keys));
     }
     char ctl[64], mon[64];
-    snprintf(ctl, sizeof(ctl), "inproc://lmp-zauth-ctl-%p", (void *) z);
-    snprintf(mon, sizeof(mon), "inproc://lmp-zauth-mon-%p", (void *) z);
+    snprintf(ctl, sizeof(ctl), "inproc://lmp-zauth-ctl-%p", (void *)z);
+    snprintf(mon, sizeof(mon), "inproc://lmp-zauth-mon-%p", (void *)z);
     int linger = 0;
-    if ((z->zap = zmq_socket(zctx, ZMQ_REP)) == NULL || (z->ctl_in = zmq_socket(zctx, ZMQ_PAIR)) == NULL ||
+    if ((z->zap = zmq_socket(zctx, ZMQ_REP)) == NULL ||
+        (z->ctl_in = zmq_socket(zctx, ZMQ_PAIR)) == NULL ||
         (z->ctl_out = zmq_socket(zctx, ZMQ_PAIR)) == NULL) {
-        st = lmp_err_set(err, LMP_EIO, "cannot create the ZAP handler's sockets: %s", zmq_strerror(errno));
+        st = lmp_err_set(err, LMP_EIO, "cannot create the ZAP handler's sockets: %s",
+                         zmq_strerror(errno));
         goto fail;
     }
     zmq_setsockopt(z->zap, ZMQ_LINGER, &linger, sizeof(linger));
@@ -241,7 +252,8 @@ enum lmp_status lmp_zauth_start(void *zctx, void *server, const struct lmp_curve
         goto fail;
     }
     if (zmq_bind(z->ctl_in, ctl) != 0 || zmq_connect(z->ctl_out, ctl) != 0) {
-        st = lmp_err_set(err, LMP_EIO, "cannot connect the ZAP handler's pipe: %s", zmq_strerror(errno));
+        st = lmp_err_set(err, LMP_EIO, "cannot connect the ZAP handler's pipe: %s",
+                         zmq_strerror(errno));
         goto fail;
     }
     if (server) {
@@ -258,7 +270,7 @@ enum lmp_status lmp_zauth_start(void *zctx, void *server, const struct lmp_curve
         goto fail;
     }
     z->running = true;
-    *out = z;
+    *out       = z;
     return LMP_OK;
 fail:
     close_sockets(z);
@@ -283,9 +295,9 @@ void lmp_zauth_stop(struct lmp_zauth **zp) {
 }
 
 uint64_t lmp_zauth_n_accepted(const struct lmp_zauth *z) {
-    return atomic_load(&((struct lmp_zauth *) z)->n_accepted);
+    return atomic_load(&((struct lmp_zauth *)z)->n_accepted);
 }
 
 uint64_t lmp_zauth_n_refused(const struct lmp_zauth *z) {
-    return atomic_load(&((struct lmp_zauth *) z)->n_refused);
+    return atomic_load(&((struct lmp_zauth *)z)->n_refused);
 }

@@ -30,7 +30,7 @@
 
 #include <stdint.h>
 
-#include "proto/keys.h"             /* defines: struct lmp_curve_server */
+#include "proto/keys.h" /* defines: struct lmp_curve_server */
 
 #define LMP_ZAP_DOMAIN "lmpress"
 

@@ -32,16 +32,17 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "proto/keys.h"             /* defines: struct lmp_curve_client, lmp_curve_server */
-#include "proto/wire.h"             /* defines: Lmp__Envelope, lmp_wire_* */
+#include "proto/keys.h" /* defines: struct lmp_curve_client, lmp_curve_server */
+#include "proto/wire.h" /* defines: Lmp__Envelope, lmp_wire_* */
 
 /* The sender of a message on a ROUTER socket. */
 struct lmp_zpeer {
     size_t  id_len;
-    uint8_t id[255];                /* ZeroMQ routing id (at most 255 bytes) */
-    char    name[128];              /* printable form for messages: the id if it is text, else hex */
-    char    user[LMP_KEY_NAME_MAX + 16]; /* CURVE peers: "worker:NAME" / "cli:NAME" (ZAP User-Id), else "" */
-    char    addr[64];               /* the peer's IP address where known, else "" */
+    uint8_t id[255];   /* ZeroMQ routing id (at most 255 bytes) */
+    char    name[128]; /* printable form for messages: the id if it is text, else hex */
+    char    user[LMP_KEY_NAME_MAX +
+              16]; /* CURVE peers: "worker:NAME" / "cli:NAME" (ZAP User-Id), else "" */
+    char    addr[64]; /* the peer's IP address where known, else "" */
 };
 
 /* ZMQ_LINGER 0 (close never blocks), ZMQ_MAXMSGSIZE max_frame + 1 KiB (0 =

@@ -15,39 +15,41 @@
 
 static int check_failures, check_skipped, check_count;
 
-#define CHECK(expr)                                                                 \
-    do {                                                                            \
-        check_count++;                                                              \
-        if (!(expr)) {                                                              \
-            check_failures++;                                                       \
-            fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #expr); \
-        }                                                                           \
+#define CHECK(expr)                                                                                \
+    do {                                                                                           \
+        check_count++;                                                                             \
+        if (!(expr)) {                                                                             \
+            check_failures++;                                                                      \
+            fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #expr);               \
+        }                                                                                          \
     } while (0)
 
-#define CHECK_NEAR(a, b, tol)                                                             \
-    do {                                                                                  \
-        double check_a_ = (double) (a), check_b_ = (double) (b);                          \
-        check_count++;                                                                    \
-        if (!(fabs(check_a_ - check_b_) <= (tol))) {                                      \
-            check_failures++;                                                             \
-            fprintf(stderr, "%s:%d: CHECK_NEAR failed: %s = %.9g, %s = %.9g (tol %g)\n",  \
-                    __FILE__, __LINE__, #a, check_a_, #b, check_b_, (double) (tol));      \
-        }                                                                                 \
+#define CHECK_NEAR(a, b, tol)                                                                      \
+    do {                                                                                           \
+        double check_a_ = (double)(a), check_b_ = (double)(b);                                     \
+        check_count++;                                                                             \
+        if (!(fabs(check_a_ - check_b_) <= (tol))) {                                               \
+            check_failures++;                                                                      \
+            fprintf(stderr, "%s:%d: CHECK_NEAR failed: %s = %.9g, %s = %.9g (tol %g)\n", __FILE__, \
+                    __LINE__, #a, check_a_, #b, check_b_, (double)(tol));                          \
+        }                                                                                          \
     } while (0)
 
-#define RUN(fn)                                                   \
-    do {                                                          \
-        int check_before_ = check_failures;                       \
-        fn();                                                     \
-        fprintf(stderr, "%s %s\n", check_failures == check_before_ ? "ok  " : "FAIL", #fn); \
+#define RUN(fn)                                                                                    \
+    do {                                                                                           \
+        int check_before_ = check_failures;                                                        \
+        fn();                                                                                      \
+        fprintf(stderr, "%s %s\n", check_failures == check_before_ ? "ok  " : "FAIL", #fn);        \
     } while (0)
 
 /* Deterministic uniform values in [-1, 1). */
 static inline void check_fill_random(float *x, int64_t n, uint64_t seed) {
     uint64_t s = seed * 0x9E3779B97F4A7C15ull + 1;
     for (int64_t i = 0; i < n; i++) {
-        s ^= s << 13; s ^= s >> 7; s ^= s << 17;
-        x[i] = (float) ((double) (s >> 11) / 9007199254740992.0 * 2.0 - 1.0);
+        s ^= s << 13;
+        s ^= s >> 7;
+        s ^= s << 17;
+        x[i] = (float)((double)(s >> 11) / 9007199254740992.0 * 2.0 - 1.0);
     }
 }
 
@@ -86,7 +88,7 @@ static inline const char *check_shared(void) {
 
 /* Path to a file under the shared dir, in a static buffer per call slot (0..3). */
 static inline const char *check_shared_file(int slot, const char *rel) {
-    static char bufs[4][8192];   /* root (< 4096) + "/" + rel */
+    static char bufs[4][8192]; /* root (< 4096) + "/" + rel */
     const char *root = check_shared();
     if (root == NULL) return NULL;
     snprintf(bufs[slot & 3], sizeof(bufs[0]), "%s/%s", root, rel);

@@ -1,15 +1,15 @@
 /*  agent - see agent.h */
 #define _GNU_SOURCE
 #include "worker/agent.h"
-#include "proto/payload.h"          /* defines: lmp_payload_name, lmp_payload_layer */
-#include "kernels/kernels.h"        /* defines: lmp_kernels_get */
-#include "base/fault.h"            /* defines: lmp_fault_sleep */
-#include "base/log.h"              /* defines: lmp_log_* */
-#include "proto/zsock.h"            /* defines: lmp_zsock_*, lmp_wire_* */
-#include "worker/calib.h"           /* defines: lmp_calib_*, LMP_INPUT_COUNT */
-#include "worker/finetune.h"        /* defines: lmp_finetune_block */
-#include "model/model.h"     /* defines: lmp_model_open, lmp_model_linear */
-#include "model/transformer.h"  /* defines: lmp_transformer_new */
+#include "proto/payload.h"     /* defines: lmp_payload_name, lmp_payload_layer */
+#include "kernels/kernels.h"   /* defines: lmp_kernels_get */
+#include "base/fault.h"        /* defines: lmp_fault_sleep */
+#include "base/log.h"          /* defines: lmp_log_* */
+#include "proto/zsock.h"       /* defines: lmp_zsock_*, lmp_wire_* */
+#include "worker/calib.h"      /* defines: lmp_calib_*, LMP_INPUT_COUNT */
+#include "worker/finetune.h"   /* defines: lmp_finetune_block */
+#include "model/model.h"       /* defines: lmp_model_open, lmp_model_linear */
+#include "model/transformer.h" /* defines: lmp_transformer_new */
 
 #include <assert.h>
 #include <errno.h>
@@ -35,27 +35,27 @@ enum lmp_status lmp_agent_method_spec(const Lmp__MethodSpec *m, struct lmp_compr
     lmp_compress_spec_init(spec);
     if (m->method == LMP__METHOD__METHOD_RTN) {
         spec->method = LMP_COMPRESS_RTN;
-        if (m->bits) spec->rtn_bits = (int) m->bits;
+        if (m->bits) spec->rtn_bits = (int)m->bits;
         if (m->group) spec->rtn_group = m->group;
         if (spec->rtn_bits < 1 || spec->rtn_bits > 8)
             return lmp_err_set(err, LMP_EINVAL, "rtn bits %d out of range 1..8", spec->rtn_bits);
         return LMP_OK;
     }
     if (m->method != LMP__METHOD__METHOD_AQLM)
-        return lmp_err_set(err, LMP_EINVAL, "unknown method %d", (int) m->method);
+        return lmp_err_set(err, LMP_EINVAL, "unknown method %d", (int)m->method);
     spec->method = LMP_COMPRESS_AQLM;
     if (m->scheme && m->scheme[0]) {
         enum lmp_status st = lmp_aq_scheme_parse(&spec->sc, m->scheme, err);
         if (st != LMP_OK) return st;
     }
-    if (m->beam) spec->aq.beam = (int) m->beam;
-    if (m->adam_steps) spec->aq.adam_steps = (int) m->adam_steps;
+    if (m->beam) spec->aq.beam = (int)m->beam;
+    if (m->adam_steps) spec->aq.adam_steps = (int)m->adam_steps;
     if (m->lr > 0) spec->aq.lr = m->lr;
     if (m->tol > 0) spec->aq.tol = m->tol;
-    if (m->max_rounds) spec->aq.max_rounds = (int) m->max_rounds;
+    if (m->max_rounds) spec->aq.max_rounds = (int)m->max_rounds;
     if (m->codebook_update_case == LMP__METHOD_SPEC__CODEBOOK_UPDATE_CG_ITERS)
-        spec->aq.cg_iters = (int) m->cg_iters;   /* 0 = Adam steps instead of CG */
-    if (m->kmeans_iters) spec->aq.kmeans_iters = (int) m->kmeans_iters;
+        spec->aq.cg_iters = (int)m->cg_iters; /* 0 = Adam steps instead of CG */
+    if (m->kmeans_iters) spec->aq.kmeans_iters = (int)m->kmeans_iters;
     if (m->damp > 0) spec->aq.damp = m->damp;
     return LMP_OK;
 }
@@ -63,19 +63,19 @@ enum lmp_status lmp_agent_method_spec(const Lmp__MethodSpec *m, struct lmp_compr
 static uint64_t mono_ms(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t) ts.tv_sec * 1000u + (uint64_t) ts.tv_nsec / 1000000u;
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
 /* A calibration slice this worker holds: its tokens and the original model's activations
  * at the input of block `pos` (TASK_KIND_CALIBRATE). */
 enum { AGENT_MAX_SLICES = 32 };
 struct slice {
-    int32_t *tokens;                   /* (n_seq, ctx) */
-    int64_t  n_seq, ctx;
-    uint64_t begin;                    /* first sequence in the job */
+    int32_t          *tokens; /* (n_seq, ctx) */
+    int64_t           n_seq, ctx;
+    uint64_t          begin; /* first sequence in the job */
     struct lmp_calib *cal;
-    int32_t  pos;                      /* x = input of this block */
-    uint64_t used;                     /* LRU stamp */
+    int32_t           pos;    /* x = input of this block */
+    uint64_t          used;   /* LRU stamp */
     bool              full;   /* every sequence of the job, unsliced (fine-tuning) */
     uint64_t          job_id; /* sequential mode: the job whose blocks it went through */
 };
@@ -98,34 +98,34 @@ struct rowsum {
  * the main thread for TaskProgress. */
 struct progress {
     pthread_mutex_t mu;
-    const char     *phase;   /* "quantize", "rows", "finetune", "calibrate" (static) */
+    const char     *phase; /* "quantize", "rows", "finetune", "calibrate" (static) */
     uint32_t        step, n_steps;
     double          loss, rel_err;
-    uint64_t        seq;     /* updates so far */
+    uint64_t        seq; /* updates so far */
 };
 
 /* The task the compute thread runs: inputs copied out of the TaskAssign, the result. */
 struct task {
-    uint64_t job_id, task_id;
-    uint32_t attempt;
-    Lmp__TaskKind kind;
-    char     layer[LMP_NAME_MAX];
-    uint32_t layer_index;
-    const struct lmp_linear *lin;      /* in the agent's model */
+    uint64_t                 job_id, task_id;
+    uint32_t                 attempt;
+    Lmp__TaskKind            kind;
+    char                     layer[LMP_NAME_MAX];
+    uint32_t                 layer_index;
+    const struct lmp_linear *lin; /* in the agent's model */
     struct lmp_compress_spec spec;
-    uint64_t seed;                     /* job seed; the layer seed is derived from it */
-    float   *h;                        /* (n_in, n_in) or NULL (RTN) */
+    uint64_t                 seed; /* job seed; the layer seed is derived from it */
+    float                   *h;    /* (n_in, n_in) or NULL (RTN) */
     /* TASK_KIND_CALIBRATE: the slice (tokens copied in) and its block's sums (out) */
-    struct agent *agent;
-    int32_t  *tokens;
-    int64_t   n_seq, ctx;
-    uint64_t  row_begin, row_end;
-    int       n_threads;
+    struct agent    *agent;
+    int32_t         *tokens;
+    int64_t          n_seq, ctx;
+    uint64_t         row_begin, row_end;
+    int              n_threads;
     struct rowsum    rs; /* TASK_KIND_QUANTIZE_ROWS */
     Lmp__TaskAssign *qa; /* sequential calibration: the assign (its "q/..." blobs) */
     /* TASK_KIND_FINETUNE_BLOCK: settings in, the tuned block out */
     int64_t                 ft_epochs, ft_max_steps;
-    float                   ft_lr;            /* 0: the default */
+    float                   ft_lr; /* 0: the default */
     struct lmp_aq_layer     ftl[LMP_LIN_COUNT];
     float                  *ft_norm[2];
     struct lmp_ft_stats     fs;
@@ -133,13 +133,13 @@ struct task {
     struct lmp_calib_grams *grams;
     /* out */
     struct lmp_compress_result res;
-    enum lmp_status st;
-    struct lmp_err  err;
-    int      done_fd;                  /* write end of the pipe */
-    uint64_t started_ms;
-    struct progress pg;
-    uint64_t pg_sent;                  /* main thread: pg.seq last sent as TaskProgress */
-    uint64_t pg_sent_ms;
+    enum lmp_status            st;
+    struct lmp_err             err;
+    int                        done_fd; /* write end of the pipe */
+    uint64_t                   started_ms;
+    struct progress            pg;
+    uint64_t                   pg_sent; /* main thread: pg.seq last sent as TaskProgress */
+    uint64_t                   pg_sent_ms;
 };
 
 static void progress_set(struct task *t, uint32_t step, uint32_t n_steps, double loss,
@@ -158,13 +158,13 @@ static void round_sleep(void) {
 
 /* lmp_aq_opts.progress: one optimisation round done. */
 static void on_aq_round(void *ctx, int round, int max_rounds, double loss, double rel_err) {
-    progress_set(ctx, (uint32_t) round, (uint32_t) max_rounds, loss, rel_err);
+    progress_set(ctx, (uint32_t)round, (uint32_t)max_rounds, loss, rel_err);
     round_sleep();
 }
 
 /* lmp_ft_opts.progress: one Adam step of the block fine-tuning done. */
 static void on_ft_step(void *ctx, int64_t step, int64_t n_steps, double loss) {
-    progress_set(ctx, (uint32_t) step, (uint32_t) n_steps, loss, 0);
+    progress_set(ctx, (uint32_t)step, (uint32_t)n_steps, loss, 0);
     round_sleep();
 }
 
@@ -180,7 +180,7 @@ static enum lmp_status rows_sum(void *ctx, double *vec, int64_t n, struct lmp_er
     r->posted = true, r->sent = false, r->have = false;
     pthread_mutex_unlock(&r->mu);
     char           one = 1;
-    const uint64_t t0 = mono_ms();
+    const uint64_t t0  = mono_ms();
     while (write(r->red_fd, &one, 1) < 0 && errno == EINTR) {
     }
     pthread_mutex_lock(&r->mu);
@@ -208,10 +208,10 @@ static enum lmp_status quantize_rows(struct task *t, const float *w, struct lmp_
     const struct lmp_linear *l = t->lin;
     struct lmp_aq_opts       o = t->spec.aq;
     struct lmp_aq_stats      S;
-    struct lmp_err           e = {0};
+    struct lmp_err           e   = {0};
     struct lmp_aq_reducer    red = {.sum = rows_sum, .ctx = &t->rs};
-    const double             t0 = (double)mono_ms() / 1000.0;
-    o.seed = lmp_compress_layer_seed(t->seed, t->layer);
+    const double             t0  = (double)mono_ms() / 1000.0;
+    o.seed                       = lmp_compress_layer_seed(t->seed, t->layer);
     o.progress = on_aq_round, o.progress_ctx = t;
     enum lmp_status st =
         lmp_aq_quantize_rows(&t->res.aq, &S, w, t->h, l->n_out, l->n_in, (int64_t)t->row_begin,
@@ -222,9 +222,9 @@ static enum lmp_status quantize_rows(struct task *t, const float *w, struct lmp_
     t->res.method = LMP_COMPRESS_AQLM;
     t->res.n_out = (int64_t)(t->row_end - t->row_begin), t->res.n_in = l->n_in;
     t->res.rel_err_before = S.rel_err_init, t->res.rel_err_after = S.rel_err_final;
-    t->res.steps = S.n_rounds + S.n_adam_steps;
+    t->res.steps           = S.n_rounds + S.n_adam_steps;
     t->res.bits_per_weight = lmp_compress_bits_per_weight(&t->spec, l->n_out, l->n_in);
-    t->res.seconds = (double)mono_ms() / 1000.0 - t0;
+    t->res.seconds         = (double)mono_ms() / 1000.0 - t0;
     lmp_log_info("%s: '%s' rows [%llu, %llu): init %.2fs, codebook update %.2fs, beam %.2fs, "
                  "%llu sums (%.2fs waiting for them), %d rounds",
                  "row shard", t->layer, (unsigned long long)t->row_begin,
@@ -234,21 +234,22 @@ static enum lmp_status quantize_rows(struct task *t, const float *w, struct lmp_
 }
 
 static void *task_main(void *arg) {
-    struct task *t = arg;
+    struct task             *t = arg;
     const struct lmp_linear *l = t->lin;
     /* fault-injection hook for tests: a slow task, so that a kill or a cancel lands mid-task */
     lmp_fault_sleep("LMP_FAULT_TASK_SLEEP_MS");
     if (t->kind == LMP__TASK_KIND__TASK_KIND_CALIBRATE ||
         t->kind == LMP__TASK_KIND__TASK_KIND_FINETUNE_BLOCK) {
         const uint64_t t0 = mono_ms();
-        t->st = t->kind == LMP__TASK_KIND__TASK_KIND_CALIBRATE ? calibrate(t, &t->err)
-                                                               : finetune(t, &t->err);
-        t->res.seconds = (double) (mono_ms() - t0) / 1000.0;
-        char one = 1;
-        while (write(t->done_fd, &one, 1) < 0 && errno == EINTR) {}
+        t->st             = t->kind == LMP__TASK_KIND__TASK_KIND_CALIBRATE ? calibrate(t, &t->err)
+                                                                           : finetune(t, &t->err);
+        t->res.seconds    = (double)(mono_ms() - t0) / 1000.0;
+        char one          = 1;
+        while (write(t->done_fd, &one, 1) < 0 && errno == EINTR) {
+        }
         return NULL;
     }
-    float *w = malloc((size_t) (l->n_out * l->n_in) * sizeof(float));
+    float *w = malloc((size_t)(l->n_out * l->n_in) * sizeof(float));
     if (w == NULL) {
         t->st = lmp_err_set(&t->err, LMP_ENOMEM, "out of memory for layer '%s'", t->layer);
     } else {
@@ -261,30 +262,31 @@ static void *task_main(void *arg) {
         free(w);
     }
     char one = 1;
-    while (write(t->done_fd, &one, 1) < 0 && errno == EINTR) {}
+    while (write(t->done_fd, &one, 1) < 0 && errno == EINTR) {
+    }
     return NULL;
 }
 
 struct agent {
     const struct lmp_agent_opts *o;
-    char      name[128];
-    void     *zctx, *sock;
-    uint64_t  seq;
-    uint32_t  hb_ms, hb_timeout_ms;
-    uint64_t  last_rx_ms, last_hb_ms, last_hello_ms;
-    bool      registered;
-    struct lmp_model *model;
-    char      model_path[4096];
-    struct lmp_transformer *tf;        /* on model, lazy weights: calibration tasks */
-    struct slice slices[AGENT_MAX_SLICES];
-    uint64_t  slice_clock;
+    char                         name[128];
+    void                        *zctx, *sock;
+    uint64_t                     seq;
+    uint32_t                     hb_ms, hb_timeout_ms;
+    uint64_t                     last_rx_ms, last_hb_ms, last_hello_ms;
+    bool                         registered;
+    struct lmp_model            *model;
+    char                         model_path[4096];
+    struct lmp_transformer      *tf; /* on model, lazy weights: calibration tasks */
+    struct slice                 slices[AGENT_MAX_SLICES];
+    uint64_t                     slice_clock;
     /* the running task */
-    struct task *task;
-    pthread_t    thread;
-    bool         cancelled, handed_back;
-    int            red_fd[2];          /* a row shard's part is posted (struct rowsum) */
-    Lmp__Envelope *queued;             /* a TaskAssign that waits for an abandoned task to end */
-    int          pipe_fd[2];
+    struct task   *task;
+    pthread_t      thread;
+    bool           cancelled, handed_back;
+    int            red_fd[2]; /* a row shard's part is posted (struct rowsum) */
+    Lmp__Envelope *queued;    /* a TaskAssign that waits for an abandoned task to end */
+    int            pipe_fd[2];
 };
 
 static enum lmp_status send_env(struct agent *A, Lmp__Envelope *env, struct lmp_err *err) {
@@ -293,20 +295,20 @@ static enum lmp_status send_env(struct agent *A, Lmp__Envelope *env, struct lmp_
 }
 
 static enum lmp_status send_hello(struct agent *A, struct lmp_err *err) {
-    Lmp__Envelope env;
-    Lmp__Hello    hello;
-    Lmp__Capabilities caps = LMP__CAPABILITIES__INIT;
-    char host[256] = "";
+    Lmp__Envelope     env;
+    Lmp__Hello        hello;
+    Lmp__Capabilities caps      = LMP__CAPABILITIES__INIT;
+    char              host[256] = "";
     gethostname(host, sizeof(host) - 1);
     long ncpu = sysconf(_SC_NPROCESSORS_ONLN), pages = sysconf(_SC_PHYS_PAGES),
-         psz = sysconf(_SC_PAGESIZE);
-    caps.cores = A->o->n_threads > 0 ? (uint32_t) A->o->n_threads : (uint32_t) (ncpu > 0 ? ncpu : 1);
-    caps.memory_bytes = pages > 0 && psz > 0 ? (uint64_t) pages * (uint64_t) psz : 0;
-    char *variant = (char *) lmp_kernels_get()->name;
+         psz   = sysconf(_SC_PAGESIZE);
+    caps.cores = A->o->n_threads > 0 ? (uint32_t)A->o->n_threads : (uint32_t)(ncpu > 0 ? ncpu : 1);
+    caps.memory_bytes      = pages > 0 && psz > 0 ? (uint64_t)pages * (uint64_t)psz : 0;
+    char *variant          = (char *)lmp_kernels_get()->name;
     caps.n_kernel_variants = 1;
     caps.kernel_variants   = &variant;
-    caps.hostname  = host;
-    caps.max_tasks = 1;
+    caps.hostname          = host;
+    caps.max_tasks         = 1;
     lmp_wire_hello_init(&env, &hello, 0, LMP__ROLE__ROLE_WORKER, A->name, &caps);
     A->last_hello_ms = mono_ms();
     /* a new session: the coordinator no longer counts on the running task's result */
@@ -323,7 +325,7 @@ static enum lmp_status send_error(struct agent *A, const struct task *t, enum lm
         e.job_id    = t->job_id;
         e.task_id   = t->task_id;
         e.attempt   = t->attempt;
-        e.layer     = (char *) t->layer;
+        e.layer     = (char *)t->layer;
         e.retryable = code == LMP_ENOMEM || code == LMP_EIO;
     }
     return send_env(A, &env, err);
@@ -353,8 +355,8 @@ static const Lmp__Tensor *q_blob(const struct task *t, const char *name) {
 static enum lmp_status q_install(struct task *t, int32_t k, float *dec[LMP_LIN_COUNT],
                                  float *saved_w[LMP_LIN_COUNT], float *norm0[2],
                                  struct lmp_err *err) {
-    struct agent           *A = t->agent;
-    const struct lmp_block *B = &A->model->blocks[k];
+    struct agent           *A   = t->agent;
+    const struct lmp_block *B   = &A->model->blocks[k];
     const int64_t           dim = A->model->cfg.dim;
     char                    bn[LMP_NAME_MAX + 32];
     /* loaded first: lazy loading fills only empty operators, so a block loaded while ours
@@ -362,9 +364,9 @@ static enum lmp_status q_install(struct task *t, int32_t k, float *dec[LMP_LIN_C
     enum lmp_status st = lmp_transformer_load_block(A->tf, k, err);
     if (st != LMP_OK) return st;
     for (int j = 0; j < LMP_LIN_COUNT; j++) {
-        const struct lmp_linear *l = &B->lin[j];
+        const struct lmp_linear *l  = &B->lin[j];
         struct lmp_linop        *op = lmp_transformer_linop(A->tf, k, (enum lmp_lin)j);
-        saved_w[j] = (float *)op->w;
+        saved_w[j]                  = (float *)op->w;
         lmp_payload_layer(bn, sizeof(bn), LMP__PAYLOAD__PAYLOAD_SHIPPED, l->name,
                           LMP__PAYLOAD__PAYLOAD_CODES);
         const Lmp__Tensor *tc = q_blob(t, bn);
@@ -404,10 +406,10 @@ static enum lmp_status q_install(struct task *t, int32_t k, float *dec[LMP_LIN_C
                                    l->name);
             }
         const struct lmp_aq_shape shp = {.n_out = l->n_out,
-                                         .n_in = l->n_in,
-                                         .M = (int)tb->shape[0],
-                                         .K = (int)tb->shape[1],
-                                         .g = (int)tb->shape[2]};
+                                         .n_in  = l->n_in,
+                                         .M     = (int)tb->shape[0],
+                                         .K     = (int)tb->shape[1],
+                                         .g     = (int)tb->shape[2]};
         lmp_kernels_get()->aq_decode(dec[j], codes, cb, sc, &shp);
         free(codes), free(cb), free(sc);
         op->w = dec[j];
@@ -459,15 +461,15 @@ static enum lmp_status q_advance(struct task *t, struct lmp_calib *cal, int32_t 
 }
 
 static enum lmp_status calibrate(struct task *t, struct lmp_err *err) {
-    struct agent *A = t->agent;
-    const int32_t b = (int32_t) t->layer_index;
+    struct agent   *A  = t->agent;
+    const int32_t   b  = (int32_t)t->layer_index;
     enum lmp_status st = LMP_OK;
     if (A->tf == NULL) {
-        struct lmp_transformer_opts to = {.n_threads = t->n_threads > 0 ? t->n_threads : 1,
+        struct lmp_transformer_opts to = {.n_threads    = t->n_threads > 0 ? t->n_threads : 1,
                                           .lazy_weights = true};
         if ((st = lmp_transformer_new(A->model, &to, &A->tf, err))) return st;
     }
-    const size_t ntok = (size_t) (t->n_seq * t->ctx);
+    const size_t  ntok = (size_t)(t->n_seq * t->ctx);
     struct slice *s = NULL, *lru = &A->slices[0];
     for (int i = 0; i < AGENT_MAX_SLICES && s == NULL; i++) {
         struct slice *q = &A->slices[i];
@@ -476,7 +478,7 @@ static enum lmp_status calibrate(struct task *t, struct lmp_err *err) {
             s = q;
         if (q->used < lru->used) lru = q;
     }
-    if (s && s->pos > b) slice_drop(s), s = NULL;   /* past it: start again */
+    if (s && s->pos > b) slice_drop(s), s = NULL; /* past it: start again */
     /* sequential: activations of this job's quantized blocks only, and from the embedding
      * when the coordinator ships every block (it believes nobody holds them) */
     if (s && t->qfrom >= 0 &&
@@ -499,7 +501,7 @@ static enum lmp_status calibrate(struct task *t, struct lmp_err *err) {
         lmp_calib_set_slice(s->cal, s->n_seq);
         lmp_transformer_release_head(A->tf);
     }
-    s->used = ++A->slice_clock;
+    s->used   = ++A->slice_clock;
     s->job_id = t->job_id;
     for (; s->pos < b; s->pos++)
         if ((st = t->qfrom >= 0 ? q_advance(t, s->cal, s->pos, err)
@@ -527,14 +529,14 @@ fail:
  * and b's quantized layers (shipped as ft/<layer>/...) tuned with the settings and seed of
  * every fine-tuned block (worker/finetune.h); x stays b's input for the next block. */
 static enum lmp_status finetune(struct task *t, struct lmp_err *err) {
-    struct agent           *A = t->agent;
-    const int32_t           b = (int32_t)t->layer_index;
-    const struct lmp_block *B = &A->model->blocks[b];
-    const int64_t           dim = A->model->cfg.dim;
-    enum lmp_status         st = LMP_OK;
+    struct agent           *A                   = t->agent;
+    const int32_t           b                   = (int32_t)t->layer_index;
+    const struct lmp_block *B                   = &A->model->blocks[b];
+    const int64_t           dim                 = A->model->cfg.dim;
+    enum lmp_status         st                  = LMP_OK;
     float                  *bias[LMP_LIN_COUNT] = {0};
     if (A->tf == NULL) {
-        struct lmp_transformer_opts to = {.n_threads = t->n_threads > 0 ? t->n_threads : 1,
+        struct lmp_transformer_opts to = {.n_threads    = t->n_threads > 0 ? t->n_threads : 1,
                                           .lazy_weights = true};
         if ((st = lmp_transformer_new(A->model, &to, &A->tf, err))) return st;
     }
@@ -565,7 +567,7 @@ static enum lmp_status finetune(struct task *t, struct lmp_err *err) {
         }
         lmp_transformer_release_head(A->tf);
     }
-    s->used = ++A->slice_clock;
+    s->used   = ++A->slice_clock;
     s->job_id = t->job_id;
     for (; s->pos < b; s->pos++) /* independent mode (no 'qfrom'): the original blocks */
         if ((st = t->qfrom >= 0 ? q_advance(t, s->cal, s->pos, err)
@@ -597,7 +599,7 @@ static enum lmp_status finetune(struct task *t, struct lmp_err *err) {
         if (tc && tb && ts) {
             const struct lmp_aq_scheme *sc = &t->spec.sc;
             const size_t                nc = (size_t)(l->n_out * (l->n_in / sc->g) * sc->M),
-                         nb = (size_t)sc->M * sc->K * sc->g;
+                         nb                = (size_t)sc->M * sc->K * sc->g;
             if (tc->data.len != nc * 2 || tb->data.len != nb * 4 ||
                 ts->data.len != (size_t)l->n_out * 4) {
                 st = lmp_err_set(err, LMP_EPROTO,
@@ -606,7 +608,7 @@ static enum lmp_status finetune(struct task *t, struct lmp_err *err) {
                 goto fail;
             }
             struct lmp_aq_layer *q = &t->ftl[k];
-            *q = (struct lmp_aq_layer){.sc = *sc, .n_out = l->n_out, .n_in = l->n_in};
+            *q       = (struct lmp_aq_layer){.sc = *sc, .n_out = l->n_out, .n_in = l->n_in};
             q->codes = malloc(nc * 2), q->codebooks = malloc(nb * 4),
             q->scales = malloc((size_t)l->n_out * 4);
             if (!q->codes || !q->codebooks || !q->scales) {
@@ -641,8 +643,7 @@ static enum lmp_status finetune(struct task *t, struct lmp_err *err) {
     if (t->ft_max_steps > 0) fo.max_steps = t->ft_max_steps;
     if (t->ft_lr > 0) fo.lr = t->ft_lr;
     fo.n_threads = t->n_threads;
-    fo.seed =
-        lmp_compress_layer_seed(t->seed, B->lin[0].name) ^ 0x6674ULL; /* the block's seed */
+    fo.seed = lmp_compress_layer_seed(t->seed, B->lin[0].name) ^ 0x6674ULL; /* the block's seed */
     fo.train_bias = false;
     fo.progress = on_ft_step, fo.progress_ctx = t;
     st = lmp_finetune_block(&fb, lmp_calib_x(s->cal), lmp_calib_y(s->cal), lmp_calib_n_seq(s->cal),
@@ -682,31 +683,32 @@ static void task_join(struct agent *A) {
     if (A->task == NULL) return;
     pthread_join(A->thread, NULL);
     char c;
-    while (read(A->pipe_fd[0], &c, 1) < 0 && errno == EINTR) {}
+    while (read(A->pipe_fd[0], &c, 1) < 0 && errno == EINTR) {
+    }
 }
 
 static enum lmp_status send_result(struct agent *A, struct task *t, struct lmp_err *err) {
     const struct lmp_compress_result *r = &t->res;
-    Lmp__Envelope env;
+    Lmp__Envelope                     env;
     lmp_wire_init(&env, 0, 0);
-    Lmp__TaskResult tr = LMP__TASK_RESULT__INIT;
-    Lmp__TaskStats  ts = LMP__TASK_STATS__INIT;
-    Lmp__Tensor codes = LMP__TENSOR__INIT, cb = LMP__TENSOR__INIT, sc = LMP__TENSOR__INIT;
-    Lmp__Tensor rq = LMP__TENSOR__INIT, rs = LMP__TENSOR__INIT, rz = LMP__TENSOR__INIT;
-    Lmp__Tensor *extra[3] = {&rq, &rs, &rz};
-    uint64_t cs[3], bs[3], ss[1], qs[2], gs[2];   /* shapes: borrowed until the send */
-    Lmp__Tensor gt[LMP_INPUT_COUNT];
-    Lmp__Tensor *gp[LMP_INPUT_COUNT];
-    Lmp__RowRange rows = LMP__ROW_RANGE__INIT;
-    uint64_t gsh[LMP_INPUT_COUNT][2];
+    Lmp__TaskResult tr    = LMP__TASK_RESULT__INIT;
+    Lmp__TaskStats  ts    = LMP__TASK_STATS__INIT;
+    Lmp__Tensor     codes = LMP__TENSOR__INIT, cb = LMP__TENSOR__INIT, sc = LMP__TENSOR__INIT;
+    Lmp__Tensor     rq = LMP__TENSOR__INIT, rs = LMP__TENSOR__INIT, rz = LMP__TENSOR__INIT;
+    Lmp__Tensor    *extra[3] = {&rq, &rs, &rz};
+    uint64_t        cs[3], bs[3], ss[1], qs[2], gs[2]; /* shapes: borrowed until the send */
+    Lmp__Tensor     gt[LMP_INPUT_COUNT];
+    Lmp__Tensor    *gp[LMP_INPUT_COUNT];
+    Lmp__RowRange   rows = LMP__ROW_RANGE__INIT;
+    uint64_t        gsh[LMP_INPUT_COUNT][2];
     static const char *const gname[LMP_INPUT_COUNT] = {"gram0", "gram1", "gram2", "gram3"};
     tr.job_id = t->job_id, tr.task_id = t->task_id, tr.attempt = t->attempt;
-    tr.kind = t->kind;
-    tr.layer = t->layer;
-    tr.layer_index = t->layer_index;
+    tr.kind           = t->kind;
+    tr.layer          = t->layer;
+    tr.layer_index    = t->layer_index;
     ts.rel_err_before = r->rel_err_before, ts.rel_err_after = r->rel_err_after;
     ts.bits_per_weight = r->bits_per_weight, ts.seconds = r->seconds;
-    ts.steps = (uint32_t) r->steps;
+    ts.steps = (uint32_t)r->steps;
     tr.stats = &ts;
     if (t->kind == LMP__TASK_KIND__TASK_KIND_QUANTIZE_ROWS) {
         rows.begin = t->row_begin, rows.end = t->row_end;
@@ -742,36 +744,37 @@ static enum lmp_status send_result(struct agent *A, struct task *t, struct lmp_e
         }
         for (int i = 0; i < 2; i++, n++) {
             fsh[n][0] = (uint64_t)A->model->cfg.dim;
-            ftt[n] = (Lmp__Tensor)LMP__TENSOR__INIT;
+            ftt[n]    = (Lmp__Tensor)LMP__TENSOR__INIT;
             lmp_wire_tensor_init(&ftt[n],
                                  lmp_payload_name(i ? LMP__PAYLOAD__PAYLOAD_FFN_NORM
                                                     : LMP__PAYLOAD__PAYLOAD_ATTN_NORM),
                                  LMP__DTYPE__DTYPE_F32, fsh[n], 1, t->ft_norm[i], fsh[n][0] * 4);
             ftp[n] = &ftt[n];
         }
-        tr.n_tensors = n;
-        tr.tensors = ftp;
+        tr.n_tensors      = n;
+        tr.tensors        = ftp;
         ts.rel_err_before = t->fs.rel_mse_before, ts.rel_err_after = t->fs.rel_mse_after;
         ts.steps = (uint32_t)t->fs.n_steps;
     } else if (t->kind == LMP__TASK_KIND__TASK_KIND_CALIBRATE) {
         rows.begin = t->row_begin, rows.end = t->row_end;
         tr.rows = &rows;
         for (int k = 0; k < LMP_INPUT_COUNT; k++) {
-            const uint64_t n = (uint64_t) lmp_calib_grams_n_in(t->grams, (enum lmp_input) k);
+            const uint64_t n = (uint64_t)lmp_calib_grams_n_in(t->grams, (enum lmp_input)k);
             gsh[k][0] = gsh[k][1] = n;
-            gt[k] = (Lmp__Tensor) LMP__TENSOR__INIT;
+            gt[k]                 = (Lmp__Tensor)LMP__TENSOR__INIT;
             lmp_wire_tensor_init(&gt[k], gname[k], LMP__DTYPE__DTYPE_F64, gsh[k], 2,
-                                 lmp_calib_grams_sum(t->grams, (enum lmp_input) k),
+                                 lmp_calib_grams_sum(t->grams, (enum lmp_input)k),
                                  n * n * sizeof(double));
             gp[k] = &gt[k];
         }
         tr.n_tensors = LMP_INPUT_COUNT;
-        tr.tensors = gp;
+        tr.tensors   = gp;
     } else if (r->method == LMP_COMPRESS_AQLM) {
         const struct lmp_aq_layer *q = &r->aq;
-        cs[0] = (uint64_t) r->n_out, cs[1] = (uint64_t) (r->n_in / q->sc.g), cs[2] = (uint64_t) q->sc.M;
-        bs[0] = (uint64_t) q->sc.M, bs[1] = (uint64_t) q->sc.K, bs[2] = (uint64_t) q->sc.g;
-        ss[0] = (uint64_t) r->n_out;
+        cs[0] = (uint64_t)r->n_out, cs[1] = (uint64_t)(r->n_in / q->sc.g),
+        cs[2] = (uint64_t)q->sc.M;
+        bs[0] = (uint64_t)q->sc.M, bs[1] = (uint64_t)q->sc.K, bs[2] = (uint64_t)q->sc.g;
+        ss[0] = (uint64_t)r->n_out;
         lmp_wire_tensor_init(&codes, lmp_payload_name(LMP__PAYLOAD__PAYLOAD_CODES),
                              LMP__DTYPE__DTYPE_U16, cs, 3, q->codes,
                              cs[0] * cs[1] * cs[2] * sizeof(uint16_t));
@@ -782,9 +785,9 @@ static enum lmp_status send_result(struct agent *A, struct task *t, struct lmp_e
                              LMP__DTYPE__DTYPE_F32, ss, 1, q->scales, ss[0] * sizeof(float));
         tr.codes = &codes, tr.codebooks = &cb, tr.scales = &sc;
     } else {
-        const uint64_t G = (uint64_t) t->spec.rtn_group;
-        qs[0] = (uint64_t) r->n_out, qs[1] = (uint64_t) r->n_in;
-        gs[0] = (uint64_t) r->n_out, gs[1] = (uint64_t) r->n_in / G;
+        const uint64_t G = (uint64_t)t->spec.rtn_group;
+        qs[0] = (uint64_t)r->n_out, qs[1] = (uint64_t)r->n_in;
+        gs[0] = (uint64_t)r->n_out, gs[1] = (uint64_t)r->n_in / G;
         lmp_wire_tensor_init(&rq, lmp_payload_name(LMP__PAYLOAD__PAYLOAD_RTN_Q),
                              LMP__DTYPE__DTYPE_U8, qs, 2, r->rtn_q, qs[0] * qs[1]);
         lmp_wire_tensor_init(&rs, lmp_payload_name(LMP__PAYLOAD__PAYLOAD_RTN_SCALE),
@@ -804,10 +807,11 @@ static enum lmp_status on_assign(struct agent *A, const Lmp__Envelope *env, stru
 /* The compute thread finished: report it (or drop it if cancelled / handed back). */
 static enum lmp_status on_task_done(struct agent *A, struct lmp_err *err) {
     task_join(A);
-    struct task *t = A->task;
+    struct task    *t  = A->task;
     enum lmp_status st = LMP_OK;
     if (A->handed_back) {
-        lmp_log_info("worker %s: task '%s' ended after hand-back; result dropped", A->name, t->layer);
+        lmp_log_info("worker %s: task '%s' ended after hand-back; result dropped", A->name,
+                     t->layer);
     } else if (A->cancelled) {
         lmp_log_info("worker %s: task '%s' cancelled", A->name, t->layer);
         st = send_error(A, t, LMP_ECANCEL, "task cancelled", 0, err);
@@ -823,8 +827,8 @@ static enum lmp_status on_task_done(struct agent *A, struct lmp_err *err) {
     A->cancelled = A->handed_back = false;
     if (st == LMP_OK && A->queued) {
         Lmp__Envelope *q = A->queued;
-        A->queued = NULL;
-        st = on_assign(A, q, err);
+        A->queued        = NULL;
+        st               = on_assign(A, q, err);
         lmp_wire_free(&q);
     }
     return st;
@@ -838,26 +842,27 @@ static const struct lmp_linear *find_linear(const struct lmp_model *m, const cha
 
 /* Start a TaskAssign; a task that cannot start is answered with an Error at once. */
 static enum lmp_status on_assign(struct agent *A, const Lmp__Envelope *env, struct lmp_err *err) {
-    const Lmp__TaskAssign *ta = env->task_assign;
-    struct lmp_err terr = {0};
-    enum lmp_status st = LMP_OK;
-    struct task *t = calloc(1, sizeof(*t));
+    const Lmp__TaskAssign *ta   = env->task_assign;
+    struct lmp_err         terr = {0};
+    enum lmp_status        st   = LMP_OK;
+    struct task           *t    = calloc(1, sizeof(*t));
     if (t == NULL) return lmp_err_set(err, LMP_ENOMEM, "out of memory");
     pthread_mutex_init(&t->rs.mu, NULL);
     pthread_cond_init(&t->rs.cv, NULL);
     pthread_mutex_init(&t->pg.mu, NULL);
-    t->pg.phase = ta->kind == LMP__TASK_KIND__TASK_KIND_QUANTIZE_ROWS    ? "rows"
-                : ta->kind == LMP__TASK_KIND__TASK_KIND_FINETUNE_BLOCK ? "finetune"
-                : ta->kind == LMP__TASK_KIND__TASK_KIND_CALIBRATE      ? "calibrate"
-                                                                       : "quantize";
+    t->pg.phase  = ta->kind == LMP__TASK_KIND__TASK_KIND_QUANTIZE_ROWS    ? "rows"
+                   : ta->kind == LMP__TASK_KIND__TASK_KIND_FINETUNE_BLOCK ? "finetune"
+                   : ta->kind == LMP__TASK_KIND__TASK_KIND_CALIBRATE      ? "calibrate"
+                                                                          : "quantize";
     t->rs.red_fd = A->red_fd[1];
-    t->qfrom = -1;
-    t->agent = A;
+    t->qfrom     = -1;
+    t->agent     = A;
     t->job_id = ta->job_id, t->task_id = ta->task_id, t->attempt = ta->attempt;
     t->layer_index = ta->layer_index;
     snprintf(t->layer, sizeof(t->layer), "%s", ta->layer ? ta->layer : "");
     if (A->task != NULL) {
-        st = lmp_err_set(&terr, LMP_EBUSY, "worker '%s' is busy with '%s'", A->name, A->task->layer);
+        st =
+            lmp_err_set(&terr, LMP_EBUSY, "worker '%s' is busy with '%s'", A->name, A->task->layer);
         goto refuse;
     }
     t->kind = ta->kind;
@@ -866,7 +871,7 @@ static enum lmp_status on_assign(struct agent *A, const Lmp__Envelope *env, stru
         ta->kind != LMP__TASK_KIND__TASK_KIND_FINETUNE_BLOCK &&
         ta->kind != LMP__TASK_KIND__TASK_KIND_CALIBRATE) {
         st = lmp_err_set(&terr, LMP_EUNSUP, "task kind %d is not supported by this worker",
-                         (int) ta->kind);
+                         (int)ta->kind);
         goto refuse;
     }
     if (ta->method == NULL || (st = lmp_agent_method_spec(ta->method, &t->spec, &terr)))
@@ -894,18 +899,21 @@ static enum lmp_status on_assign(struct agent *A, const Lmp__Envelope *env, stru
             tk->shape[0] == 0 || tk->shape[1] == 0 || tk->shape[0] > (1u << 20) ||
             tk->shape[1] > (1u << 20) || tk->data.len != tk->shape[0] * tk->shape[1] * 4 ||
             ta->rows == NULL || ta->rows->end - ta->rows->begin != tk->shape[0] ||
-            ta->layer_index >= (uint32_t) cfg->n_layers) {
-            st = lmp_err_set(&terr, LMP_EPROTO, "calibration task %llu: no i32 (n, ctx) 'tokens' "
+            ta->layer_index >= (uint32_t)cfg->n_layers) {
+            st = lmp_err_set(&terr, LMP_EPROTO,
+                             "calibration task %llu: no i32 (n, ctx) 'tokens' "
                              "input matching its rows, or block %u out of range",
-                             (unsigned long long) ta->task_id, ta->layer_index);
+                             (unsigned long long)ta->task_id, ta->layer_index);
             goto refuse;
         }
         for (size_t i = 0; i < tk->shape[0] * tk->shape[1]; i++) {
             int32_t v;
             memcpy(&v, tk->data.data + i * 4, 4);
             if (v < 0 || v >= cfg->vocab_size) {
-                st = lmp_err_set(&terr, LMP_EPROTO, "calibration task %llu: token %d out of the "
-                                 "vocabulary", (unsigned long long) ta->task_id, (int) v);
+                st = lmp_err_set(&terr, LMP_EPROTO,
+                                 "calibration task %llu: token %d out of the "
+                                 "vocabulary",
+                                 (unsigned long long)ta->task_id, (int)v);
                 goto refuse;
             }
         }
@@ -919,7 +927,7 @@ static enum lmp_status on_assign(struct agent *A, const Lmp__Envelope *env, stru
                 strcmp(ta->inputs[i]->name, lmp_payload_name(LMP__PAYLOAD__PAYLOAD_QFROM)) == 0 &&
                 ta->inputs[i]->where_case == LMP__BLOB__WHERE_TENSOR) {
                 const Lmp__Tensor *qf = ta->inputs[i]->tensor;
-                int32_t            v = -1;
+                int32_t            v  = -1;
                 if (qf->dtype == LMP__DTYPE__DTYPE_I32 && qf->data.len == 4)
                     memcpy(&v, qf->data.data, 4);
                 if (v < 0 || v > (int32_t)ta->layer_index) {
@@ -941,17 +949,17 @@ static enum lmp_status on_assign(struct agent *A, const Lmp__Envelope *env, stru
                 goto refuse;
             }
         }
-        t->n_seq = (int64_t) tk->shape[0], t->ctx = (int64_t) tk->shape[1];
+        t->n_seq = (int64_t)tk->shape[0], t->ctx = (int64_t)tk->shape[1];
         t->row_begin = ta->rows->begin, t->row_end = ta->rows->end;
-        t->n_threads = (int) ta->n_threads;
-        t->agent = A;
+        t->n_threads = (int)ta->n_threads;
+        t->agent     = A;
         if (cfg->max_seq > 0 && t->ctx > cfg->max_seq) {
             st = lmp_err_set(&terr, LMP_EINVAL, "calibration context %lld exceeds the model's %d",
-                             (long long) t->ctx, cfg->max_seq);
+                             (long long)t->ctx, cfg->max_seq);
             goto refuse;
         }
         snprintf(t->layer, sizeof(t->layer), "calib[%llu,%llu)@%u",
-                 (unsigned long long) t->row_begin, (unsigned long long) t->row_end, t->layer_index);
+                 (unsigned long long)t->row_begin, (unsigned long long)t->row_end, t->layer_index);
         if (ta->kind == LMP__TASK_KIND__TASK_KIND_FINETUNE_BLOCK) {
             if (t->spec.method != LMP_COMPRESS_AQLM || ta->finetune == NULL) {
                 st = lmp_err_set(&terr, LMP_EPROTO,
@@ -966,7 +974,8 @@ static enum lmp_status on_assign(struct agent *A, const Lmp__Envelope *env, stru
         goto start;
     }
     if ((t->lin = find_linear(A->model, t->layer)) == NULL) {
-        st = lmp_err_set(&terr, LMP_ENOENT, "model '%s' has no linear '%s'", A->model_path, t->layer);
+        st = lmp_err_set(&terr, LMP_ENOENT, "model '%s' has no linear '%s'", A->model_path,
+                         t->layer);
         goto refuse;
     }
     if ((st = lmp_compress_check(&t->spec, t->layer, t->lin->n_out, t->lin->n_in, &terr)))
@@ -988,11 +997,11 @@ static enum lmp_status on_assign(struct agent *A, const Lmp__Envelope *env, stru
                 strcmp(ta->inputs[i]->name, lmp_payload_name(LMP__PAYLOAD__PAYLOAD_GRAM)) == 0 &&
                 ta->inputs[i]->where_case == LMP__BLOB__WHERE_TENSOR)
                 g = ta->inputs[i]->tensor;
-        const uint64_t n = (uint64_t) t->lin->n_in;
-        if (g == NULL || g->dtype != LMP__DTYPE__DTYPE_F32 || g->n_shape != 2 ||
-            g->shape[0] != n || g->shape[1] != n) {
+        const uint64_t n = (uint64_t)t->lin->n_in;
+        if (g == NULL || g->dtype != LMP__DTYPE__DTYPE_F32 || g->n_shape != 2 || g->shape[0] != n ||
+            g->shape[1] != n) {
             st = lmp_err_set(&terr, LMP_EPROTO, "task '%s': no f32 (%llu, %llu) 'gram' input",
-                             t->layer, (unsigned long long) n, (unsigned long long) n);
+                             t->layer, (unsigned long long)n, (unsigned long long)n);
             goto refuse;
         }
         if ((t->h = malloc(g->data.len)) == NULL) {
@@ -1002,7 +1011,7 @@ static enum lmp_status on_assign(struct agent *A, const Lmp__Envelope *env, stru
         memcpy(t->h, g->data.data, g->data.len);
     }
 start:
-    t->spec.aq.progress = on_aq_round, t->spec.aq.progress_ctx = t;   /* observes only */
+    t->spec.aq.progress = on_aq_round, t->spec.aq.progress_ctx = t; /* observes only */
     t->done_fd    = A->pipe_fd[1];
     t->started_ms = mono_ms();
     if (pthread_create(&A->thread, NULL, task_main, t) != 0) {
@@ -1035,14 +1044,14 @@ static enum lmp_status on_message(struct agent *A, Lmp__Envelope *env, bool *qui
     case LMP__ENVELOPE__BODY_TASK_ASSIGN:
         return on_assign(A, env, err);
     case LMP__ENVELOPE__BODY_TASK_CANCEL:
-        if (A->task && (env->task_cancel->task_id == 0 ||
-                        env->task_cancel->task_id == A->task->task_id) &&
+        if (A->task &&
+            (env->task_cancel->task_id == 0 || env->task_cancel->task_id == A->task->task_id) &&
             env->task_cancel->job_id == A->task->job_id)
             A->cancelled = true, rows_abort(A->task);
         return LMP_OK;
     case LMP__ENVELOPE__BODY_ROWS_SUM: {
         const Lmp__RowsSum *rs = env->rows_sum;
-        struct task        *t = A->task;
+        struct task        *t  = A->task;
         if (t == NULL || t->kind != LMP__TASK_KIND__TASK_KIND_QUANTIZE_ROWS ||
             rs->job_id != t->job_id || rs->task_id != t->task_id || rs->attempt != t->attempt)
             return LMP_OK; /* stale */
@@ -1067,18 +1076,18 @@ static enum lmp_status on_message(struct agent *A, Lmp__Envelope *env, bool *qui
         *quit = true;
         return LMP_OK;
     case LMP__ENVELOPE__BODY_ERROR: {
-        const Lmp__Error *e = env->error;
-        enum lmp_status code = LMP_EPROTO;
+        const Lmp__Error *e    = env->error;
+        enum lmp_status   code = LMP_EPROTO;
         lmp_status_from_name(e->code ? e->code : "", &code);
         if (code == LMP_EVERSION || code == LMP_EPERM)
             return lmp_err_set(err, code, "coordinator refused this worker: %s",
                                e->message ? e->message : "");
         lmp_log_warn("worker %s: coordinator says %s: %s", A->name, e->code ? e->code : "?",
                      e->message ? e->message : "");
-        if (code == LMP_EPROTO && e->task_id == 0) return send_hello(A, err);   /* forgot us */
+        if (code == LMP_EPROTO && e->task_id == 0) return send_hello(A, err); /* forgot us */
         return LMP_OK;
     }
-    default:   /* Heartbeat, TaskResultAck: liveness only */
+    default: /* Heartbeat, TaskResultAck: liveness only */
         return LMP_OK;
     }
 }
@@ -1087,21 +1096,21 @@ enum { PROGRESS_MIN_MS = 250 };
 
 /* TaskProgress of the running task: its phase and the compute thread's latest step. */
 static void send_progress(struct agent *A, uint64_t now) {
-    struct task *t = A->task;
-    Lmp__Envelope env;
+    struct task      *t = A->task;
+    Lmp__Envelope     env;
     Lmp__TaskProgress tp = LMP__TASK_PROGRESS__INIT;
     tp.job_id = t->job_id, tp.task_id = t->task_id;
     tp.attempt = t->attempt;
     pthread_mutex_lock(&t->pg.mu);
-    tp.phase = (char *) t->pg.phase;
+    tp.phase = (char *)t->pg.phase;
     tp.step = t->pg.step, tp.n_steps = t->pg.n_steps;
     tp.loss = t->pg.loss, tp.rel_err = t->pg.rel_err;
     t->pg_sent = t->pg.seq;
     pthread_mutex_unlock(&t->pg.mu);
     t->pg_sent_ms = now;
-    tp.elapsed_s = (double) (now - t->started_ms) / 1000.0;
+    tp.elapsed_s  = (double)(now - t->started_ms) / 1000.0;
     lmp_wire_init(&env, 0, 0);
-    env.body_case = LMP__ENVELOPE__BODY_TASK_PROGRESS;
+    env.body_case     = LMP__ENVELOPE__BODY_TASK_PROGRESS;
     env.task_progress = &tp;
     struct lmp_err e2 = {0};
     send_env(A, &env, &e2);
@@ -1113,11 +1122,12 @@ enum lmp_status lmp_agent_run(const struct lmp_agent_opts *o, volatile sig_atomi
     struct agent A = {
         .o = o, .hb_ms = 1000, .hb_timeout_ms = 10000, .pipe_fd = {-1, -1}, .red_fd = {-1, -1}};
     enum lmp_status st = LMP_OK;
-    if (o->name && o->name[0]) snprintf(A.name, sizeof(A.name), "%s", o->name);
+    if (o->name && o->name[0])
+        snprintf(A.name, sizeof(A.name), "%s", o->name);
     else {
         char host[64] = "";
         gethostname(host, sizeof(host) - 1);
-        snprintf(A.name, sizeof(A.name), "%s-%d", host, (int) getpid());
+        snprintf(A.name, sizeof(A.name), "%s-%d", host, (int)getpid());
     }
     if (pipe(A.pipe_fd) != 0 || pipe(A.red_fd) != 0) {
         for (int i = 0; i < 2; i++)
@@ -1133,27 +1143,28 @@ enum lmp_status lmp_agent_run(const struct lmp_agent_opts *o, volatile sig_atomi
         goto out;
     if ((st = lmp_zsock_connect(A.zctx, A.sock, o->endpoint, o->curve, o->connect_timeout_ms, err)))
         goto out;
-    lmp_fault_sleep("LMP_FAULT_HELLO_SLEEP_MS");   /* tests: a worker that joins late */
+    lmp_fault_sleep("LMP_FAULT_HELLO_SLEEP_MS"); /* tests: a worker that joins late */
     if ((st = send_hello(&A, err))) goto out;
     const uint64_t t_start = mono_ms();
-    A.last_rx_ms = t_start;
-    bool quit = false;
+    A.last_rx_ms           = t_start;
+    bool quit              = false;
     while (!quit) {
         if (*stop) {
             if (A.task && !A.handed_back && !A.cancelled) {
-                Lmp__Envelope env;
+                Lmp__Envelope     env;
                 Lmp__TaskHandback hb = LMP__TASK_HANDBACK__INIT;
                 lmp_wire_init(&env, 0, 0);
                 hb.job_id = A.task->job_id, hb.task_id = A.task->task_id;
-                hb.attempt = A.task->attempt;
-                hb.reason  = "worker stopping";
-                env.body_case = LMP__ENVELOPE__BODY_TASK_HANDBACK;
+                hb.attempt        = A.task->attempt;
+                hb.reason         = "worker stopping";
+                env.body_case     = LMP__ENVELOPE__BODY_TASK_HANDBACK;
                 env.task_handback = &hb;
                 struct lmp_err e2 = {0};
                 if (send_env(&A, &env, &e2) != LMP_OK)
                     lmp_log_warn("worker %s: hand-back not sent: %s", A.name, e2.msg);
                 else
-                    lmp_log_info("worker %s: stopping; task '%s' handed back", A.name, A.task->layer);
+                    lmp_log_info("worker %s: stopping; task '%s' handed back", A.name,
+                                 A.task->layer);
                 A.handed_back = true;
             }
             rows_abort(A.task);
@@ -1163,7 +1174,7 @@ enum lmp_status lmp_agent_run(const struct lmp_agent_opts *o, volatile sig_atomi
         zmq_pollitem_t items[3] = {{A.sock, 0, ZMQ_POLLIN, 0},
                                    {NULL, A.pipe_fd[0], ZMQ_POLLIN, 0},
                                    {NULL, A.red_fd[0], ZMQ_POLLIN, 0}};
-        int            n = zmq_poll(items, 3, 100);
+        int            n        = zmq_poll(items, 3, 100);
         if (n < 0 && errno != EINTR) {
             st = lmp_err_set(err, LMP_EIO, "poll: %s", zmq_strerror(errno));
             break;
@@ -1181,11 +1192,11 @@ enum lmp_status lmp_agent_run(const struct lmp_agent_opts *o, volatile sig_atomi
                     Lmp__RowsPartial rp = LMP__ROWS_PARTIAL__INIT;
                     lmp_wire_init(&env, 0, 0);
                     rp.job_id = t->job_id, rp.task_id = t->task_id, rp.attempt = t->attempt;
-                    rp.step = t->rs.step;
-                    rp.n_part = (size_t)t->rs.n;
-                    rp.part = t->rs.vec;
-                    env.body_case = LMP__ENVELOPE__BODY_ROWS_PARTIAL;
-                    env.rows_partial = &rp;
+                    rp.step           = t->rs.step;
+                    rp.n_part         = (size_t)t->rs.n;
+                    rp.part           = t->rs.vec;
+                    env.body_case     = LMP__ENVELOPE__BODY_ROWS_PARTIAL;
+                    env.rows_partial  = &rp;
                     struct lmp_err e2 = {0};
                     if (send_env(&A, &env, &e2) != LMP_OK) {
                         lmp_log_warn("worker %s: part of '%s' not sent: %s", A.name, t->layer,
@@ -1202,45 +1213,47 @@ enum lmp_status lmp_agent_run(const struct lmp_agent_opts *o, volatile sig_atomi
             if ((st = on_task_done(&A, err))) break;
         }
         if (n > 0 && (items[0].revents & ZMQ_POLLIN)) {
-            Lmp__Envelope *env = NULL;
-            struct lmp_err rerr = {0};
-            enum lmp_status rs = lmp_zsock_recv(A.sock, 0, 0, NULL, "coordinator", &env, &rerr);
+            Lmp__Envelope  *env  = NULL;
+            struct lmp_err  rerr = {0};
+            enum lmp_status rs   = lmp_zsock_recv(A.sock, 0, 0, NULL, "coordinator", &env, &rerr);
             if (rs == LMP_EVERSION) {
                 st = lmp_err_set(err, LMP_EVERSION, "%s", rerr.msg);
                 break;
             }
             if (rs != LMP_OK) lmp_log_warn("worker %s: bad message dropped: %s", A.name, rerr.msg);
             if (env && env->body_case == LMP__ENVELOPE__BODY_TASK_ASSIGN && A.task &&
-                A.handed_back) {   /* runs when the abandoned task ends */
+                A.handed_back) { /* runs when the abandoned task ends */
                 A.last_rx_ms = now;
                 lmp_wire_free(&A.queued);
                 A.queued = env;
-                env = NULL;
+                env      = NULL;
             }
             if (env) {
                 A.last_rx_ms = now;
-                st = on_message(&A, env, &quit, err);
+                st           = on_message(&A, env, &quit, err);
                 lmp_wire_free(&env);
                 if (st != LMP_OK) break;
             }
         }
-        if (!A.registered && now - t_start > (uint64_t) o->connect_timeout_ms) {
-            st = lmp_err_set(err, LMP_EIO, "cannot reach the coordinator at '%s' (no answer in "
-                             "%.1fs)", o->endpoint, o->connect_timeout_ms / 1000.0);
+        if (!A.registered && now - t_start > (uint64_t)o->connect_timeout_ms) {
+            st = lmp_err_set(err, LMP_EIO,
+                             "cannot reach the coordinator at '%s' (no answer in "
+                             "%.1fs)",
+                             o->endpoint, o->connect_timeout_ms / 1000.0);
             break;
         }
         if (A.registered && now - A.last_hb_ms >= A.hb_ms) {
             A.last_hb_ms = now;
-            Lmp__Envelope env;
-            Lmp__Heartbeat hb = LMP__HEARTBEAT__INIT;
-            uint64_t running = A.task ? A.task->task_id : 0;
+            Lmp__Envelope  env;
+            Lmp__Heartbeat hb      = LMP__HEARTBEAT__INIT;
+            uint64_t       running = A.task ? A.task->task_id : 0;
             lmp_wire_init(&env, 0, 0);
-            hb.time_ms = now;
+            hb.time_ms         = now;
             hb.n_running_tasks = A.task ? 1 : 0;
-            hb.running_tasks = &running;
-            env.body_case = LMP__ENVELOPE__BODY_HEARTBEAT;
-            env.heartbeat = &hb;
-            struct lmp_err e2 = {0};
+            hb.running_tasks   = &running;
+            env.body_case      = LMP__ENVELOPE__BODY_HEARTBEAT;
+            env.heartbeat      = &hb;
+            struct lmp_err e2  = {0};
             send_env(&A, &env, &e2);
             if (A.task && !A.cancelled) send_progress(&A, now);
         } else if (A.registered && A.task && !A.cancelled &&
@@ -1255,7 +1268,7 @@ enum lmp_status lmp_agent_run(const struct lmp_agent_opts *o, volatile sig_atomi
         if (A.registered && now - A.last_rx_ms > A.hb_timeout_ms &&
             now - A.last_hello_ms > A.hb_timeout_ms) {
             lmp_log_warn("worker %s: coordinator silent for %.1fs; saying Hello again", A.name,
-                         (double) (now - A.last_rx_ms) / 1000.0);
+                         (double)(now - A.last_rx_ms) / 1000.0);
             struct lmp_err e2 = {0};
             send_hello(&A, &e2);
         }

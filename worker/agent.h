@@ -53,16 +53,16 @@
 #include <signal.h>
 #include <stdint.h>
 
-#include "proto/lmpress.pb-c.h"     /* defines: Lmp__MethodSpec */
-#include "proto/keys.h"             /* defines: struct lmp_curve_client */
-#include "base/status.h"           /* defines: enum lmp_status, struct lmp_err */
-#include "worker/compress.h"        /* defines: struct lmp_compress_spec */
+#include "proto/lmpress.pb-c.h" /* defines: Lmp__MethodSpec */
+#include "proto/keys.h"         /* defines: struct lmp_curve_client */
+#include "base/status.h"        /* defines: enum lmp_status, struct lmp_err */
+#include "worker/compress.h"    /* defines: struct lmp_compress_spec */
 
 struct lmp_agent_opts {
-    const char *endpoint;           /* "tcp://127.0.0.1:7000" */
-    const char *name;               /* routing id and name; NULL = "<host>-<pid>" */
-    int         n_threads;          /* advertised cores (0 = all online) */
-    int         connect_timeout_ms; /* HelloAck must come within this (default 10000) */
+    const char *endpoint;                 /* "tcp://127.0.0.1:7000" */
+    const char *name;                     /* routing id and name; NULL = "<host>-<pid>" */
+    int         n_threads;                /* advertised cores (0 = all online) */
+    int         connect_timeout_ms;       /* HelloAck must come within this (default 10000) */
     const struct lmp_curve_client *curve; /* CURVE keys (proto/keys.h), NULL = none */
 };
 

@@ -35,20 +35,21 @@
 
 #include <stdatomic.h>
 #include <stdint.h>
-#include "base/status.h"   /* defines: enum lmp_status, struct lmp_err */
+#include "base/status.h" /* defines: enum lmp_status, struct lmp_err */
 
 enum { LMP_AQ_MAX_ROUNDS = 64 };
 
 struct lmp_aq_scheme {
-    int M;   /* codebooks */
-    int B;   /* bits per code, 1..16 */
-    int g;   /* in-group size */
-    int K;   /* 2^B entries per codebook */
+    int M; /* codebooks */
+    int B; /* bits per code, 1..16 */
+    int g; /* in-group size */
+    int K; /* 2^B entries per codebook */
 };
 
 /* Parse "MxBgG" (e.g. "2x8g8", "1x16g8"): 1 <= M <= 8, 1 <= B <= 16, 1 <= G <= 64.
  * RET LMP_OK, or LMP_EINVAL with a message naming the text. */
-enum lmp_status lmp_aq_scheme_parse(struct lmp_aq_scheme *sc, const char *text, struct lmp_err *err);
+enum lmp_status lmp_aq_scheme_parse(struct lmp_aq_scheme *sc, const char *text,
+                                    struct lmp_err *err);
 
 /* LMP_EINVAL (with message) unless g divides n_in and both sizes are positive. */
 enum lmp_status lmp_aq_scheme_check(const struct lmp_aq_scheme *sc, int64_t n_out, int64_t n_in,
@@ -85,9 +86,9 @@ enum lmp_status lmp_aq_kmeans_init(float *cb, uint16_t *codes, const float *w, c
 /* Local objective and gradients of rows w (n_rows, n_in): *loss, g_cb (M, K, g) (sum it
  * over shards), g_scale (n_rows). RET LMP_OK or LMP_ENOMEM. */
 enum lmp_status lmp_aq_grad_rows(double *loss, float *g_cb, float *g_scale, const uint16_t *codes,
-                                 const float *w, const float *scale, const float *cb, const float *h,
-                                 int64_t n_rows, int64_t n_in, const struct lmp_aq_scheme *sc,
-                                 struct lmp_err *err);
+                                 const float *w, const float *scale, const float *cb,
+                                 const float *h, int64_t n_rows, int64_t n_in,
+                                 const struct lmp_aq_scheme *sc, struct lmp_err *err);
 
 /* One beam-search sweep over the codes of rows w (n_rows, n_in); codes in/out;
  * loss (n_rows) out or NULL. RET LMP_OK or LMP_ENOMEM (codes unchanged). */
@@ -98,39 +99,39 @@ enum lmp_status lmp_aq_beam_rows(uint16_t *codes, double *loss, const float *w, 
 /* Adam over n parameters (deterministic: same inputs give the same bits everywhere). */
 struct lmp_aq_adam {
     int64_t n;
-    int64_t t;        /* steps taken */
+    int64_t t; /* steps taken */
     float   beta1, beta2, eps;
-    float  *m, *v;    /* (n) moments */
+    float  *m, *v; /* (n) moments */
 };
 enum lmp_status lmp_aq_adam_init(struct lmp_aq_adam *a, int64_t n, float beta1, float beta2);
-void lmp_aq_adam_reset(struct lmp_aq_adam *a);   /* zero moments and t */
-void lmp_aq_adam_release(struct lmp_aq_adam *a);
-void lmp_aq_adam_step(struct lmp_aq_adam *a, float *param, const float *grad, float lr);
+void            lmp_aq_adam_reset(struct lmp_aq_adam *a); /* zero moments and t */
+void            lmp_aq_adam_release(struct lmp_aq_adam *a);
+void            lmp_aq_adam_step(struct lmp_aq_adam *a, float *param, const float *grad, float lr);
 
 /* ---- the whole layer on one process ------------------------------------------------ */
 
 struct lmp_aq_opts {
-    int      beam;               /* beam width of the code search (default 8) */
-    int      cg_iters;           /* codebook update per round: this many preconditioned
-                                    conjugate-gradient iterations, then every scale set to its
-                                    exact minimiser (default 16); 0: adam_steps Adam steps */
-    int      adam_steps;         /* Adam steps per round when cg_iters is 0 (default 100) */
-    float    lr;                 /* Adam learning rate (default 1e-4) */
-    float    beta1, beta2;       /* Adam betas (default 0.9, 0.95) */
-    double   tol;                /* stop when a round improves L by less than tol (default 0.01) */
-    int      max_rounds;         /* at most this many rounds (default 20, <= LMP_AQ_MAX_ROUNDS) */
-    int64_t  max_adam_steps;     /* total step budget (Adam steps or CG iterations) over all
-                                    rounds (default 10000) */
-    int      kmeans_iters;       /* Lloyd iterations per codebook (default 20) */
-    int64_t  kmeans_max_points;  /* groups sampled for k-means (default 64 K) */
-    double   damp;               /* relative diagonal damping of H (default 0) */
+    int beam;                   /* beam width of the code search (default 8) */
+    int cg_iters;               /* codebook update per round: this many preconditioned
+                                   conjugate-gradient iterations, then every scale set to its
+                                   exact minimiser (default 16); 0: adam_steps Adam steps */
+    int     adam_steps;         /* Adam steps per round when cg_iters is 0 (default 100) */
+    float   lr;                 /* Adam learning rate (default 1e-4) */
+    float   beta1, beta2;       /* Adam betas (default 0.9, 0.95) */
+    double  tol;                /* stop when a round improves L by less than tol (default 0.01) */
+    int     max_rounds;         /* at most this many rounds (default 20, <= LMP_AQ_MAX_ROUNDS) */
+    int64_t max_adam_steps;     /* total step budget (Adam steps or CG iterations) over all
+                                   rounds (default 10000) */
+    int      kmeans_iters;      /* Lloyd iterations per codebook (default 20) */
+    int64_t  kmeans_max_points; /* groups sampled for k-means (default 64 K) */
+    double   damp;              /* relative diagonal damping of H (default 0) */
     uint64_t seed;
     /* Optional observer (NULL: none, the default): called once after each optimisation
      * round r (1-based) of at most max_rounds, with the objective L after the round (the
      * sum over shards, on the possibly damped H) and the relative error rel_err_round[r-1].
      * It only observes: the results do not depend on it. Called on the quantizing thread. */
-    void   (*progress)(void *ctx, int round, int max_rounds, double loss, double rel_err);
-    void    *progress_ctx;
+    void (*progress)(void *ctx, int round, int max_rounds, double loss, double rel_err);
+    void *progress_ctx;
     /* Optional (NULL: none, the default): a task's cancel flag, polled with the process's
      * stop (base/cancel.h) before each round, each codebook-update iteration and each
      * chunk of the beam search (a fraction of a second apart); the layer then ends with
@@ -140,23 +141,23 @@ struct lmp_aq_opts {
 void lmp_aq_opts_init(struct lmp_aq_opts *o);
 
 struct lmp_aq_stats {
-    double  rel_err_init;                       /* after the k-means initialisation */
+    double  rel_err_init; /* after the k-means initialisation */
     double  rel_err_final;
-    double  rel_err_round[LMP_AQ_MAX_ROUNDS];   /* after each round's beam search */
+    double  rel_err_round[LMP_AQ_MAX_ROUNDS]; /* after each round's beam search */
     int     n_rounds;
-    int64_t n_adam_steps;                       /* Adam steps or CG iterations */
+    int64_t n_adam_steps; /* Adam steps or CG iterations */
     double  bits_per_weight;
     double  seconds, seconds_init, seconds_adam, seconds_beam;
 };
 
 struct lmp_aq_layer {
     struct lmp_aq_scheme sc;
-    int64_t   n_out, n_in;
-    uint16_t *codes;       /* (n_out, n_in/g, M) */
-    float    *codebooks;   /* (M, K, g) */
-    float    *scales;      /* (n_out) */
+    int64_t              n_out, n_in;
+    uint16_t            *codes;     /* (n_out, n_in/g, M) */
+    float               *codebooks; /* (M, K, g) */
+    float               *scales;    /* (n_out) */
 };
-void lmp_aq_layer_release(struct lmp_aq_layer *l);   /* frees the arrays; safe twice */
+void lmp_aq_layer_release(struct lmp_aq_layer *l); /* frees the arrays; safe twice */
 
 /* Quantize w (n_out, n_in) under h (n_in, n_in): k-means init, then rounds of
  * {codebook and scale update, one beam search over codes}

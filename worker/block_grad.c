@@ -24,42 +24,42 @@
 
 struct lmp_block_grad {
     struct lmp_config cfg;
-    int64_t max_seq, T;              /* capacity in sequences; tokens per sequence */
-    int64_t dim, hid, qd, kd, hd;    /* model width, FFN width, q width, kv width, head dim */
-    int64_t n_seq;                   /* sequences of the last forward (0: none yet) */
-    float  *rope_cos, *rope_sin;     /* (T, hd/2) */
+    int64_t           max_seq, T; /* capacity in sequences; tokens per sequence */
+    int64_t dim, hid, qd, kd, hd; /* model width, FFN width, q width, kv width, head dim */
+    int64_t n_seq;                /* sequences of the last forward (0: none yet) */
+    float  *rope_cos, *rope_sin;  /* (T, hd/2) */
     /* saved by the forward; rows = n_seq * T */
-    float *x;      /* (rows, dim) block input */
-    float *s1;     /* (rows) rms factor of x */
-    float *h1;     /* (rows, dim) rmsnorm(x) * attn_norm */
-    float *q;      /* (rows, qd) rotated queries */
-    float *k;      /* (rows, kd) rotated keys */
-    float *v;      /* (rows, kd) values */
-    float *p;      /* (n_seq, n_heads, T, T) attention probabilities, causal zeros */
-    float *a;      /* (rows, qd) attention output */
-    float *r;      /* (rows, dim) x + a Wo^T */
-    float *s2;     /* (rows) rms factor of r */
-    float *h2;     /* (rows, dim) rmsnorm(r) * ffn_norm */
-    float *gp;     /* (rows, hid) gate pre-activation */
-    float *up;     /* (rows, hid) up projection */
-    float *f;      /* (rows, hid) silu(gp) * up */
+    float *x;  /* (rows, dim) block input */
+    float *s1; /* (rows) rms factor of x */
+    float *h1; /* (rows, dim) rmsnorm(x) * attn_norm */
+    float *q;  /* (rows, qd) rotated queries */
+    float *k;  /* (rows, kd) rotated keys */
+    float *v;  /* (rows, kd) values */
+    float *p;  /* (n_seq, n_heads, T, T) attention probabilities, causal zeros */
+    float *a;  /* (rows, qd) attention output */
+    float *r;  /* (rows, dim) x + a Wo^T */
+    float *s2; /* (rows) rms factor of r */
+    float *h2; /* (rows, dim) rmsnorm(r) * ffn_norm */
+    float *gp; /* (rows, hid) gate pre-activation */
+    float *up; /* (rows, hid) up projection */
+    float *f;  /* (rows, hid) silu(gp) * up */
     /* backward scratch */
-    float  *dr;    /* (rows, dim) dL/dr, then dL/dx */
-    float  *dh;    /* (rows, dim) dL/dh2, then dL/dh1 */
-    float  *da;    /* (rows, qd) */
-    float  *dq;    /* (rows, qd) */
-    float  *dk;    /* (rows, kd) */
-    float  *dv;    /* (rows, kd) */
-    float  *dgp;   /* (rows, hid) */
-    float  *dup;   /* (rows, hid) */
-    float  *ds;    /* (T, T) dP then dS of one head */
-    double *acc;   /* (dim) norm-weight gradient accumulator */
-    bool    borrowed;   /* the backward scratch above belongs to another object */
+    float  *dr;       /* (rows, dim) dL/dr, then dL/dx */
+    float  *dh;       /* (rows, dim) dL/dh2, then dL/dh1 */
+    float  *da;       /* (rows, qd) */
+    float  *dq;       /* (rows, qd) */
+    float  *dk;       /* (rows, kd) */
+    float  *dv;       /* (rows, kd) */
+    float  *dgp;      /* (rows, hid) */
+    float  *dup;      /* (rows, hid) */
+    float  *ds;       /* (T, T) dP then dS of one head */
+    double *acc;      /* (dim) norm-weight gradient accumulator */
+    bool    borrowed; /* the backward scratch above belongs to another object */
 };
 
 static void free_all(struct lmp_block_grad *bg) {
-    float *bufs[] = {bg->rope_cos, bg->rope_sin, bg->x, bg->s1, bg->h1, bg->q, bg->k, bg->v,
-                     bg->p, bg->a, bg->r, bg->s2, bg->h2, bg->gp, bg->up, bg->f};
+    float *bufs[] = {bg->rope_cos, bg->rope_sin, bg->x, bg->s1, bg->h1, bg->q,  bg->k,  bg->v,
+                     bg->p,        bg->a,        bg->r, bg->s2, bg->h2, bg->gp, bg->up, bg->f};
     for (size_t i = 0; i < sizeof(bufs) / sizeof(bufs[0]); i++) free(bufs[i]);
     if (bg->borrowed) return;
     float *scratch[] = {bg->dr, bg->dh, bg->da, bg->dq, bg->dk, bg->dv, bg->dgp, bg->dup, bg->ds};
@@ -74,21 +74,21 @@ static enum lmp_status block_grad_new(const struct lmp_config *cfg, int64_t max_
     assert(cfg && out);
     *out = NULL;
     if (max_seq <= 0 || seq_len <= 0 || cfg->dim <= 0 || cfg->hidden_dim <= 0 ||
-        cfg->head_dim <= 0 || cfg->head_dim % 2 != 0 || cfg->n_kv_heads <= 0 ||
-        cfg->n_heads <= 0 || cfg->n_heads % cfg->n_kv_heads != 0)
+        cfg->head_dim <= 0 || cfg->head_dim % 2 != 0 || cfg->n_kv_heads <= 0 || cfg->n_heads <= 0 ||
+        cfg->n_heads % cfg->n_kv_heads != 0)
         return LMP_EINVAL;
     struct lmp_block_grad *bg = calloc(1, sizeof(*bg));
     if (bg == NULL) return LMP_ENOMEM;
-    bg->cfg     = *cfg;
-    bg->max_seq = max_seq;
-    bg->T       = seq_len;
-    bg->dim     = cfg->dim;
-    bg->hid     = cfg->hidden_dim;
-    bg->hd      = cfg->head_dim;
-    bg->qd      = (int64_t) cfg->n_heads * cfg->head_dim;
-    bg->kd      = (int64_t) cfg->n_kv_heads * cfg->head_dim;
+    bg->cfg            = *cfg;
+    bg->max_seq        = max_seq;
+    bg->T              = seq_len;
+    bg->dim            = cfg->dim;
+    bg->hid            = cfg->hidden_dim;
+    bg->hd             = cfg->head_dim;
+    bg->qd             = (int64_t)cfg->n_heads * cfg->head_dim;
+    bg->kd             = (int64_t)cfg->n_kv_heads * cfg->head_dim;
     const int64_t rows = max_seq * seq_len, half = bg->hd / 2;
-#define ALLOC(field, n) ((bg->field = malloc((size_t) (n) * sizeof(*bg->field))) != NULL)
+#define ALLOC(field, n) ((bg->field = malloc((size_t)(n) * sizeof(*bg->field))) != NULL)
     bool ok = ALLOC(rope_cos, seq_len * half) && ALLOC(rope_sin, seq_len * half) &&
               ALLOC(x, rows * bg->dim) && ALLOC(s1, rows) && ALLOC(h1, rows * bg->dim) &&
               ALLOC(q, rows * bg->qd) && ALLOC(k, rows * bg->kd) && ALLOC(v, rows * bg->kd) &&
@@ -97,15 +97,22 @@ static enum lmp_status block_grad_new(const struct lmp_config *cfg, int64_t max_
               ALLOC(gp, rows * bg->hid) && ALLOC(up, rows * bg->hid) && ALLOC(f, rows * bg->hid);
     if (ok && from) {
         bg->borrowed = true;
-        bg->dr = from->dr; bg->dh = from->dh; bg->da = from->da; bg->dq = from->dq;
-        bg->dk = from->dk; bg->dv = from->dv; bg->dgp = from->dgp; bg->dup = from->dup;
-        bg->ds = from->ds; bg->acc = from->acc;
+        bg->dr       = from->dr;
+        bg->dh       = from->dh;
+        bg->da       = from->da;
+        bg->dq       = from->dq;
+        bg->dk       = from->dk;
+        bg->dv       = from->dv;
+        bg->dgp      = from->dgp;
+        bg->dup      = from->dup;
+        bg->ds       = from->ds;
+        bg->acc      = from->acc;
     } else if (ok) {
         ok = ALLOC(dr, rows * bg->dim) && ALLOC(dh, rows * bg->dim) && ALLOC(da, rows * bg->qd) &&
              ALLOC(dq, rows * bg->qd) && ALLOC(dk, rows * bg->kd) && ALLOC(dv, rows * bg->kd) &&
              ALLOC(dgp, rows * bg->hid) && ALLOC(dup, rows * bg->hid) &&
              ALLOC(ds, seq_len * seq_len) && ALLOC(acc, bg->dim);
-        if (ok) memset(bg->acc, 0, (size_t) bg->dim * sizeof(*bg->acc));
+        if (ok) memset(bg->acc, 0, (size_t)bg->dim * sizeof(*bg->acc));
     }
 #undef ALLOC
     if (!ok) {
@@ -114,11 +121,11 @@ static enum lmp_status block_grad_new(const struct lmp_config *cfg, int64_t max_
     }
     /* the same tables as the forward pass: angle(pos, i) = pos * theta^(-2i/head_dim) */
     for (int64_t i = 0; i < half; i++) {
-        double freq = pow((double) cfg->rope_theta, -2.0 * (double) i / (double) bg->hd);
+        double freq = pow((double)cfg->rope_theta, -2.0 * (double)i / (double)bg->hd);
         for (int64_t t = 0; t < seq_len; t++) {
-            double ang                 = (double) t * freq;
-            bg->rope_cos[t * half + i] = (float) cos(ang);
-            bg->rope_sin[t * half + i] = (float) sin(ang);
+            double ang                 = (double)t * freq;
+            bg->rope_cos[t * half + i] = (float)cos(ang);
+            bg->rope_sin[t * half + i] = (float)sin(ang);
         }
     }
     *out = bg;
@@ -130,10 +137,11 @@ enum lmp_status lmp_block_grad_new(const struct lmp_config *cfg, int64_t max_seq
     return block_grad_new(cfg, max_seq, seq_len, NULL, out);
 }
 
-enum lmp_status lmp_block_grad_new_shared(struct lmp_block_grad *from, struct lmp_block_grad **out) {
+enum lmp_status lmp_block_grad_new_shared(struct lmp_block_grad  *from,
+                                          struct lmp_block_grad **out) {
     assert(from && out);
     *out = NULL;
-    if (from->borrowed) return LMP_EINVAL;   /* share with the owner only */
+    if (from->borrowed) return LMP_EINVAL; /* share with the owner only */
     return block_grad_new(&from->cfg, from->max_seq, from->T, from, out);
 }
 
@@ -154,9 +162,9 @@ static void rmsnorm_fwd(const float *x, const float *w, int64_t rows, int64_t di
     for (int64_t r = 0; r < rows; r++) {
         const float *xr = x + r * dim;
         float       *o  = out + r * dim;
-        double ss = 0;
-        for (int64_t i = 0; i < dim; i++) ss += (double) xr[i] * xr[i];
-        float s  = (float) (1.0 / sqrt(ss / (double) dim + (double) eps));
+        double       ss = 0;
+        for (int64_t i = 0; i < dim; i++) ss += (double)xr[i] * xr[i];
+        float s  = (float)(1.0 / sqrt(ss / (double)dim + (double)eps));
         s_out[r] = s;
         for (int64_t i = 0; i < dim; i++) o[i] = xr[i] * s * w[i];
     }
@@ -167,22 +175,21 @@ static void rmsnorm_bwd(const float *x, const float *w, const float *s, const fl
                         int64_t rows, int64_t dim, float *dx, double *acc) {
     for (int64_t r = 0; r < rows; r++) {
         const float *xr = x + r * dim, *dr = dn + r * dim;
-        const double sr = s[r];
-        double dot = 0;
+        const double sr  = s[r];
+        double       dot = 0;
         for (int64_t i = 0; i < dim; i++) {
-            dot += (double) dr[i] * w[i] * xr[i];
-            acc[i] += (double) dr[i] * xr[i] * sr;
+            dot += (double)dr[i] * w[i] * xr[i];
+            acc[i] += (double)dr[i] * xr[i] * sr;
         }
-        const double c = sr * sr * sr * dot / (double) dim;
-        float *o = dx + r * dim;
-        for (int64_t i = 0; i < dim; i++)
-            o[i] += (float) (sr * dr[i] * w[i] - c * xr[i]);
+        const double c = sr * sr * sr * dot / (double)dim;
+        float       *o = dx + r * dim;
+        for (int64_t i = 0; i < dim; i++) o[i] += (float)(sr * dr[i] * w[i] - c * xr[i]);
     }
 }
 
 /* y (rows, n_out) = x (rows, n_in) W^T + b. */
-static void linear_fwd(const float *x, const float *w, const float *b, int64_t rows,
-                       int64_t n_out, int64_t n_in, float beta, float *y) {
+static void linear_fwd(const float *x, const float *w, const float *b, int64_t rows, int64_t n_out,
+                       int64_t n_in, float beta, float *y) {
     lmp_kernels_get()->sgemm(LMP_NO_TRANS, LMP_TRANS, rows, n_out, n_in, 1.0f, x, n_in, w, n_in,
                              beta, y, n_out);
     if (b)
@@ -200,7 +207,7 @@ static void linear_bwd_params(const float *dy, const float *x, int64_t rows, int
         for (int64_t o = 0; o < n_out; o++) {
             double sum = 0;
             for (int64_t t = 0; t < rows; t++) sum += dy[t * n_out + o];
-            db[o] += (float) sum;
+            db[o] += (float)sum;
         }
 }
 
@@ -215,7 +222,7 @@ static void linear_bwd_input(const float *dy, const float *w, int64_t rows, int6
  * x (rows, n_heads * hd), row r at position r % T. */
 static void rope_rows(const struct lmp_block_grad *bg, float *x, int64_t rows, int n_heads,
                       bool inverse) {
-    const int64_t hd = bg->hd, half = hd / 2, width = (int64_t) n_heads * hd;
+    const int64_t hd = bg->hd, half = hd / 2, width = (int64_t)n_heads * hd;
     const bool    inter = bg->cfg.rope == LMP_ROPE_INTERLEAVED;
     for (int64_t r = 0; r < rows; r++) {
         const int64_t pos = r % bg->T;
@@ -237,15 +244,15 @@ static void rope_rows(const struct lmp_block_grad *bg, float *x, int64_t rows, i
 void lmp_block_grad_forward(struct lmp_block_grad *bg, const struct lmp_block_params *p,
                             const float *x, int64_t n_seq, float *y) {
     assert(bg && p && x && y && n_seq > 0 && n_seq <= bg->max_seq);
-    const struct lmp_config *c = &bg->cfg;
-    const int64_t T = bg->T, rows = n_seq * T, dim = bg->dim, hd = bg->hd;
-    const int64_t qd = bg->qd, kd = bg->kd, hid = bg->hid;
-    const int     group = c->n_heads / c->n_kv_heads;
-    const float   sc = (float) (1.0 / sqrt((double) hd));
-    const struct lmp_kernels *kt = lmp_kernels_get();
-    bg->n_seq = n_seq;
+    const struct lmp_config  *c = &bg->cfg;
+    const int64_t             T = bg->T, rows = n_seq * T, dim = bg->dim, hd = bg->hd;
+    const int64_t             qd = bg->qd, kd = bg->kd, hid = bg->hid;
+    const int                 group = c->n_heads / c->n_kv_heads;
+    const float               sc    = (float)(1.0 / sqrt((double)hd));
+    const struct lmp_kernels *kt    = lmp_kernels_get();
+    bg->n_seq                       = n_seq;
 
-    memcpy(bg->x, x, (size_t) (rows * dim) * sizeof(float));
+    memcpy(bg->x, x, (size_t)(rows * dim) * sizeof(float));
     rmsnorm_fwd(bg->x, p->attn_norm, rows, dim, c->norm_eps, bg->s1, bg->h1);
     linear_fwd(bg->h1, p->w[LMP_LIN_Q], p->b[LMP_LIN_Q], rows, qd, dim, 0.0f, bg->q);
     linear_fwd(bg->h1, p->w[LMP_LIN_K], p->b[LMP_LIN_K], rows, kd, dim, 0.0f, bg->k);
@@ -278,14 +285,14 @@ void lmp_block_grad_forward(struct lmp_block_grad *bg, const struct lmp_block_pa
             kt->sgemm(LMP_NO_TRANS, LMP_NO_TRANS, T, hd, T, 1.0f, P, T, V, kd, 0.0f, O, qd);
         }
 
-    memcpy(bg->r, bg->x, (size_t) (rows * dim) * sizeof(float));
+    memcpy(bg->r, bg->x, (size_t)(rows * dim) * sizeof(float));
     linear_fwd(bg->a, p->w[LMP_LIN_O], p->b[LMP_LIN_O], rows, dim, qd, 1.0f, bg->r);
     rmsnorm_fwd(bg->r, p->ffn_norm, rows, dim, c->norm_eps, bg->s2, bg->h2);
     linear_fwd(bg->h2, p->w[LMP_LIN_GATE], p->b[LMP_LIN_GATE], rows, hid, dim, 0.0f, bg->gp);
     linear_fwd(bg->h2, p->w[LMP_LIN_UP], p->b[LMP_LIN_UP], rows, hid, dim, 0.0f, bg->up);
     for (int64_t i = 0; i < rows * hid; i++)
         bg->f[i] = bg->gp[i] / (1.0f + expf(-bg->gp[i])) * bg->up[i];
-    memcpy(y, bg->r, (size_t) (rows * dim) * sizeof(float));
+    memcpy(y, bg->r, (size_t)(rows * dim) * sizeof(float));
     linear_fwd(bg->f, p->w[LMP_LIN_DOWN], p->b[LMP_LIN_DOWN], rows, dim, hid, 1.0f, y);
 }
 
@@ -293,8 +300,8 @@ void lmp_block_grad_forward(struct lmp_block_grad *bg, const struct lmp_block_pa
 
 static void add_acc(float *dst, double *acc, int64_t n) {
     if (dst)
-        for (int64_t i = 0; i < n; i++) dst[i] += (float) acc[i];
-    memset(acc, 0, (size_t) n * sizeof(*acc));
+        for (int64_t i = 0; i < n; i++) dst[i] += (float)acc[i];
+    memset(acc, 0, (size_t)n * sizeof(*acc));
 }
 
 void lmp_block_grad_backward(struct lmp_block_grad *bg, const struct lmp_block_params *p,
@@ -303,15 +310,15 @@ void lmp_block_grad_backward(struct lmp_block_grad *bg, const struct lmp_block_p
     const struct lmp_config *c = &bg->cfg;
     const int64_t n_seq = bg->n_seq, T = bg->T, rows = n_seq * T, dim = bg->dim, hd = bg->hd;
     const int64_t qd = bg->qd, kd = bg->kd, hid = bg->hid;
-    const int     group = c->n_heads / c->n_kv_heads;
-    const float   sc = (float) (1.0 / sqrt((double) hd));
+    const int     group          = c->n_heads / c->n_kv_heads;
+    const float   sc             = (float)(1.0 / sqrt((double)hd));
     const struct lmp_kernels *kt = lmp_kernels_get();
 #define BIAS_GRAD(kind) (p->b[kind] ? g->b[kind] : NULL)
 
     /* y = r + f Wd^T + bd */
-    memcpy(bg->dr, dy, (size_t) (rows * dim) * sizeof(float));
+    memcpy(bg->dr, dy, (size_t)(rows * dim) * sizeof(float));
     linear_bwd_params(bg->dr, bg->f, rows, dim, hid, g->w[LMP_LIN_DOWN], BIAS_GRAD(LMP_LIN_DOWN));
-    linear_bwd_input(bg->dr, p->w[LMP_LIN_DOWN], rows, dim, hid, 0.0f, bg->dup);   /* df */
+    linear_bwd_input(bg->dr, p->w[LMP_LIN_DOWN], rows, dim, hid, 0.0f, bg->dup); /* df */
 
     /* f = silu(gp) * up */
     for (int64_t i = 0; i < rows * hid; i++) {
@@ -333,8 +340,8 @@ void lmp_block_grad_backward(struct lmp_block_grad *bg, const struct lmp_block_p
     linear_bwd_input(bg->dr, p->w[LMP_LIN_O], rows, dim, qd, 0.0f, bg->da);
 
     /* attention, per (sequence, head) */
-    memset(bg->dk, 0, (size_t) (rows * kd) * sizeof(float));
-    memset(bg->dv, 0, (size_t) (rows * kd) * sizeof(float));
+    memset(bg->dk, 0, (size_t)(rows * kd) * sizeof(float));
+    memset(bg->dv, 0, (size_t)(rows * kd) * sizeof(float));
     for (int64_t s = 0; s < n_seq; s++)
         for (int h = 0; h < c->n_heads; h++) {
             const int64_t kvh = h / group;
@@ -350,11 +357,11 @@ void lmp_block_grad_backward(struct lmp_block_grad *bg, const struct lmp_block_p
             kt->sgemm(LMP_TRANS, LMP_NO_TRANS, T, hd, T, 1.0f, P, T, dO, qd, 1.0f, dV, kd);
             kt->sgemm(LMP_NO_TRANS, LMP_TRANS, T, T, hd, 1.0f, dO, qd, V, kd, 0.0f, dS, T);
             for (int64_t i = 0; i < T; i++) {
-                const float *pr = P + i * T;
-                float       *dr = dS + i * T;
-                double dot = 0;
-                for (int64_t j = 0; j <= i; j++) dot += (double) pr[j] * dr[j];
-                for (int64_t j = 0; j <= i; j++) dr[j] = pr[j] * (dr[j] - (float) dot);
+                const float *pr  = P + i * T;
+                float       *dr  = dS + i * T;
+                double       dot = 0;
+                for (int64_t j = 0; j <= i; j++) dot += (double)pr[j] * dr[j];
+                for (int64_t j = 0; j <= i; j++) dr[j] = pr[j] * (dr[j] - (float)dot);
                 for (int64_t j = i + 1; j < T; j++) dr[j] = 0.0f;
             }
             kt->sgemm(LMP_NO_TRANS, LMP_NO_TRANS, T, hd, T, sc, dS, T, K, kd, 0.0f, dQ, qd);
@@ -374,6 +381,6 @@ void lmp_block_grad_backward(struct lmp_block_grad *bg, const struct lmp_block_p
     /* h1 = rmsnorm(x) * attn_norm; the residual's gradient is already in dr */
     rmsnorm_bwd(bg->x, p->attn_norm, bg->s1, bg->dh, rows, dim, bg->dr, bg->acc);
     add_acc(g->attn_norm, bg->acc, dim);
-    if (dx) memcpy(dx, bg->dr, (size_t) (rows * dim) * sizeof(float));
+    if (dx) memcpy(dx, bg->dr, (size_t)(rows * dim) * sizeof(float));
 #undef BIAS_GRAD
 }

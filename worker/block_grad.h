@@ -31,25 +31,25 @@
 #define LMP_WORKER_BLOCK_GRAD_H
 
 #include <stdint.h>
-#include "base/status.h"         /* defines: enum lmp_status */
-#include "model/model.h"   /* defines: struct lmp_config, LMP_LIN_COUNT */
+#include "base/status.h" /* defines: enum lmp_status */
+#include "model/model.h" /* defines: struct lmp_config, LMP_LIN_COUNT */
 
 /* One block's parameters, fp32, borrowed. Shapes as in struct lmp_ft_linear. */
 struct lmp_block_params {
-    const float *attn_norm;            /* (dim) */
-    const float *ffn_norm;             /* (dim) */
-    const float *w[LMP_LIN_COUNT];     /* (n_out, n_in) dense, by enum lmp_lin */
-    const float *b[LMP_LIN_COUNT];     /* (n_out) or NULL */
+    const float *attn_norm;        /* (dim) */
+    const float *ffn_norm;         /* (dim) */
+    const float *w[LMP_LIN_COUNT]; /* (n_out, n_in) dense, by enum lmp_lin */
+    const float *b[LMP_LIN_COUNT]; /* (n_out) or NULL */
 };
 
 /* Gradient buffers, owned by the caller. The backward ADDS into every non-NULL buffer
  * (zero them first); NULL means "not wanted" and skips that work where possible. A bias
  * gradient is only touched where params.b[k] is non-NULL. */
 struct lmp_block_grads {
-    float *attn_norm;                  /* (dim) or NULL */
-    float *ffn_norm;                   /* (dim) or NULL */
-    float *w[LMP_LIN_COUNT];           /* (n_out, n_in) or NULL */
-    float *b[LMP_LIN_COUNT];           /* (n_out) or NULL */
+    float *attn_norm;        /* (dim) or NULL */
+    float *ffn_norm;         /* (dim) or NULL */
+    float *w[LMP_LIN_COUNT]; /* (n_out, n_in) or NULL */
+    float *b[LMP_LIN_COUNT]; /* (n_out) or NULL */
 };
 
 struct lmp_block_grad;
@@ -60,7 +60,7 @@ struct lmp_block_grad;
  * n_kv_heads), LMP_ENOMEM. */
 enum lmp_status lmp_block_grad_new(const struct lmp_config *cfg, int64_t max_seq, int64_t seq_len,
                                    struct lmp_block_grad **out);
-void lmp_block_grad_destroy(struct lmp_block_grad **self_p);
+void            lmp_block_grad_destroy(struct lmp_block_grad **self_p);
 
 /* Like lmp_block_grad_new with from's config and sizes, but the backward's scratch (about
  * as large as the saved activations: dL/d of the residual, normed inputs, q/k/v, attention

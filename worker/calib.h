@@ -37,9 +37,9 @@
 
 #include <stdint.h>
 #include <stdatomic.h>
-#include "base/status.h"              /* defines: enum lmp_status, struct lmp_err */
-#include "model/model.h"        /* defines: enum lmp_input, struct lmp_config */
-#include "model/transformer.h"  /* defines: struct lmp_transformer */
+#include "base/status.h"       /* defines: enum lmp_status, struct lmp_err */
+#include "model/model.h"       /* defines: enum lmp_input, struct lmp_config */
+#include "model/transformer.h" /* defines: struct lmp_transformer */
 
 /* ---- calibration sequences ------------------------------------------------------ */
 
@@ -67,9 +67,9 @@ enum lmp_status lmp_calib_check_budget(int64_t n_seq, int64_t ctx, int64_t dim,
  * generated in batches with a KV cache. RET LMP_OK, LMP_EINVAL (ctx > the model's
  * context, n_prompt >= ctx), LMP_ENOMEM, LMP_ECANCEL (the process is stopping: polled
  * before each token step). */
-enum lmp_status lmp_calib_generate(int32_t *out, struct lmp_transformer *tf,
-                                   const int32_t *prompt, int64_t n_prompt, int64_t n_seq,
-                                   int64_t ctx, uint64_t seed, struct lmp_err *err);
+enum lmp_status lmp_calib_generate(int32_t *out, struct lmp_transformer *tf, const int32_t *prompt,
+                                   int64_t n_prompt, int64_t n_seq, int64_t ctx, uint64_t seed,
+                                   struct lmp_err *err);
 
 /* ---- calibration slices ------------------------------------------------------------ */
 
@@ -87,12 +87,12 @@ struct lmp_calib_grams;
 /* Accumulators for the four inputs of a block of cfg (widths dim, n_heads * head_dim,
  * dim, hidden_dim). NULL on out-of-memory. */
 struct lmp_calib_grams *lmp_calib_grams_new(const struct lmp_config *cfg);
-void lmp_calib_grams_destroy(struct lmp_calib_grams **self_p);
+void                    lmp_calib_grams_destroy(struct lmp_calib_grams **self_p);
 /* Zero every sum (start a new block). */
 void lmp_calib_grams_reset(struct lmp_calib_grams *self);
 /* The lmp_block_hook_fn that adds x^T x to input `which`; ctx is the grams object. */
-void lmp_calib_grams_hook(void *ctx, int32_t block, enum lmp_input which, const float *x,
-                          int64_t n_rows, int64_t n_cols);
+void    lmp_calib_grams_hook(void *ctx, int32_t block, enum lmp_input which, const float *x,
+                             int64_t n_rows, int64_t n_cols);
 int64_t lmp_calib_grams_n_in(const struct lmp_calib_grams *self, enum lmp_input which);
 int64_t lmp_calib_grams_n_tok(const struct lmp_calib_grams *self, enum lmp_input which);
 /* The running double sum (n_in, n_in) of input `which`, for tests and checkpoints. */
@@ -114,7 +114,7 @@ struct lmp_calib;
  * LMP_EUNSUP (x and y would exceed the memory budget of base/mem.h). */
 enum lmp_status lmp_calib_new(struct lmp_transformer *tf, const int32_t *tokens, int64_t n_seq,
                               int64_t ctx, struct lmp_calib **out, struct lmp_err *err);
-void lmp_calib_destroy(struct lmp_calib **self_p);
+void            lmp_calib_destroy(struct lmp_calib **self_p);
 
 /* Run block on (a copy of) x with the hooks adding into grams (may be NULL: output
  * only), slice by slice (each slice's sum from zero, then added in order: see the file

@@ -14,17 +14,17 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
-#include "base/status.h"   /* defines: enum lmp_status, struct lmp_err */
-#include "worker/aq.h"      /* defines: struct lmp_aq_scheme, struct lmp_aq_opts, lmp_aq_layer */
+#include "base/status.h" /* defines: enum lmp_status, struct lmp_err */
+#include "worker/aq.h"   /* defines: struct lmp_aq_scheme, struct lmp_aq_opts, lmp_aq_layer */
 
 enum lmp_compress_method { LMP_COMPRESS_AQLM, LMP_COMPRESS_RTN };
 
 struct lmp_compress_spec {
     enum lmp_compress_method method;
-    struct lmp_aq_scheme     sc;          /* AQLM scheme */
-    struct lmp_aq_opts       aq;          /* AQLM settings (aq.seed is replaced per task) */
-    int                      rtn_bits;    /* RTN: bits per weight, 1..8 */
-    int64_t                  rtn_group;   /* RTN: group size along n_in */
+    struct lmp_aq_scheme     sc;        /* AQLM scheme */
+    struct lmp_aq_opts       aq;        /* AQLM settings (aq.seed is replaced per task) */
+    int                      rtn_bits;  /* RTN: bits per weight, 1..8 */
+    int64_t                  rtn_group; /* RTN: group size along n_in */
 };
 
 /* Defaults: AQLM 2x8g8 with lmp_aq_opts_init(), RTN 4 bits group 128. */
@@ -44,17 +44,17 @@ enum lmp_status lmp_compress_check(const struct lmp_compress_spec *spec, const c
 
 struct lmp_compress_result {
     enum lmp_compress_method method;
-    int64_t n_out, n_in;
-    struct lmp_aq_layer aq;       /* AQLM: codes, codebooks, scales */
-    uint8_t  *rtn_q;              /* RTN: (n_out, n_in) codes */
-    uint16_t *rtn_scale;          /* RTN: (n_out, n_in/G) fp16 bits */
-    uint16_t *rtn_zero;           /* RTN: (n_out, n_in/G) fp16 bits */
-    float    *w_hat;              /* (n_out, n_in) decoded weights */
-    double   rel_err_before;      /* AQLM: after k-means init; RTN: = after */
-    double   rel_err_after;       /* ||(W - W_hat) X||^2 / ||W X||^2 */
-    double   bits_per_weight;
-    double   seconds;
-    int64_t  steps;               /* AQLM: beam rounds + Adam steps; RTN: 0 */
+    int64_t                  n_out, n_in;
+    struct lmp_aq_layer      aq;             /* AQLM: codes, codebooks, scales */
+    uint8_t                 *rtn_q;          /* RTN: (n_out, n_in) codes */
+    uint16_t                *rtn_scale;      /* RTN: (n_out, n_in/G) fp16 bits */
+    uint16_t                *rtn_zero;       /* RTN: (n_out, n_in/G) fp16 bits */
+    float                   *w_hat;          /* (n_out, n_in) decoded weights */
+    double                   rel_err_before; /* AQLM: after k-means init; RTN: = after */
+    double                   rel_err_after;  /* ||(W - W_hat) X||^2 / ||W X||^2 */
+    double                   bits_per_weight;
+    double                   seconds;
+    int64_t                  steps; /* AQLM: beam rounds + Adam steps; RTN: 0 */
 };
 
 void lmp_compress_result_release(struct lmp_compress_result *res);
@@ -64,7 +64,7 @@ void lmp_compress_result_release(struct lmp_compress_result *res);
  * fixed by seed. name is for messages. res is filled (release it also after an error).
  * RET LMP_OK; LMP_EINVAL with a message naming the layer (scheme does not divide it,
  * H with NaN/Inf or zero trace, non-finite weights); LMP_ENOMEM. */
-enum lmp_status lmp_compress_linear(struct lmp_compress_result *res,
+enum lmp_status lmp_compress_linear(struct lmp_compress_result     *res,
                                     const struct lmp_compress_spec *spec, const char *name,
                                     const float *w, const float *h, int64_t n_out, int64_t n_in,
                                     uint64_t seed, struct lmp_err *err);

@@ -8,9 +8,9 @@
  *  or fails halfway.
  */
 #include "worker/finetune.h"
-#include "worker/block_grad.h"      /* defines: lmp_block_grad_*, struct lmp_block_params */
-#include "kernels/kernels.h"        /* defines: lmp_kernels_get, struct lmp_aq_shape */
-#include "base/cancel.h"            /* defines: lmp_cancelled */
+#include "worker/block_grad.h" /* defines: lmp_block_grad_*, struct lmp_block_params */
+#include "kernels/kernels.h"   /* defines: lmp_kernels_get, struct lmp_aq_shape */
+#include "base/cancel.h"       /* defines: lmp_cancelled */
 
 #include <assert.h>
 #include <math.h>
@@ -21,17 +21,24 @@
 void lmp_ft_opts_init(struct lmp_ft_opts *o) {
     /* lr and betas as the per-layer AQ stage (and AQLM's block fine-tuning); 4 sequences
      * of 512-4096 tokens per step keeps the saved activations of a 7B block under ~10 GB */
-    *o = (struct lmp_ft_opts){.lr = 1e-4f, .beta1 = 0.9f, .beta2 = 0.95f, .batch_seqs = 4,
-                              .max_epochs = 4, .max_steps = 0, .tol = 0.01,
-                              .train_norms = true, .train_bias = false, .n_threads = 0,
-                              .seed = 1};
+    *o = (struct lmp_ft_opts){.lr          = 1e-4f,
+                              .beta1       = 0.9f,
+                              .beta2       = 0.95f,
+                              .batch_seqs  = 4,
+                              .max_epochs  = 4,
+                              .max_steps   = 0,
+                              .tol         = 0.01,
+                              .train_norms = true,
+                              .train_bias  = false,
+                              .n_threads   = 0,
+                              .seed        = 1};
 }
 
 /* A trained tensor: parameters (in place), gradient, Adam state, entry copy. */
 struct param {
-    float             *v;       /* (n) borrowed, updated in place */
-    float             *g;       /* (n) gradient */
-    float             *save;    /* (n) value on entry */
+    float             *v;    /* (n) borrowed, updated in place */
+    float             *g;    /* (n) gradient */
+    float             *save; /* (n) value on entry */
     int64_t            n;
     struct lmp_aq_adam adam;
 };
@@ -39,33 +46,33 @@ struct param {
 struct run {
     const struct lmp_config *cfg;
     int64_t                  n_out[LMP_LIN_COUNT], n_in[LMP_LIN_COUNT];
-    float                   *w_own[LMP_LIN_COUNT];   /* (n_out, n_in) decoded W_hat of AQ linears */
-    float                   *dw[LMP_LIN_COUNT];      /* (n_out, n_in) dL/dW_hat of AQ linears */
+    float                   *w_own[LMP_LIN_COUNT]; /* (n_out, n_in) decoded W_hat of AQ linears */
+    float                   *dw[LMP_LIN_COUNT];    /* (n_out, n_in) dL/dW_hat of AQ linears */
     struct lmp_aq_shape      shape[LMP_LIN_COUNT];
     struct param             cb[LMP_LIN_COUNT], sc[LMP_LIN_COUNT], bias[LMP_LIN_COUNT];
-    struct param             norm[2];                /* attn, ffn */
+    struct param             norm[2]; /* attn, ffn */
     struct lmp_block_params  p;
     struct lmp_block_grads   g;
     struct lmp_block_grad   *bg;
-    float                   *xb, *yb, *yh;           /* (batch, T, dim) minibatch, output */
-    int64_t                 *order;                  /* (n_seq) sequence order of an epoch */
+    float                   *xb, *yb, *yh; /* (batch, T, dim) minibatch, output */
+    int64_t                 *order;        /* (n_seq) sequence order of an epoch */
 };
 
 static double now_s(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double) ts.tv_sec + 1e-9 * (double) ts.tv_nsec;
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
 static bool param_init(struct param *pa, float *v, int64_t n, const struct lmp_ft_opts *o) {
     pa->v    = v;
     pa->n    = n;
-    pa->g    = malloc((size_t) n * sizeof(float));
-    pa->save = malloc((size_t) n * sizeof(float));
+    pa->g    = malloc((size_t)n * sizeof(float));
+    pa->save = malloc((size_t)n * sizeof(float));
     if (pa->g == NULL || pa->save == NULL ||
         lmp_aq_adam_init(&pa->adam, n, o->beta1, o->beta2) != LMP_OK)
         return false;
-    memcpy(pa->save, v, (size_t) n * sizeof(float));
+    memcpy(pa->save, v, (size_t)n * sizeof(float));
     return true;
 }
 
@@ -96,7 +103,7 @@ static void run_release(struct run *r) {
 /* Put every trained tensor back to its entry value (and the decoded weights with it). */
 static void restore(struct run *r, const struct lmp_ft_block *blk) {
     struct param *all[3 * LMP_LIN_COUNT + 2];
-    int n = 0;
+    int           n = 0;
     for (int k = 0; k < LMP_LIN_COUNT; k++) {
         all[n++] = &r->cb[k];
         all[n++] = &r->sc[k];
@@ -106,7 +113,7 @@ static void restore(struct run *r, const struct lmp_ft_block *blk) {
     all[n++] = &r->norm[1];
     for (int i = 0; i < n; i++)
         if (all[i]->v && all[i]->save)
-            memcpy(all[i]->v, all[i]->save, (size_t) all[i]->n * sizeof(float));
+            memcpy(all[i]->v, all[i]->save, (size_t)all[i]->n * sizeof(float));
     for (int k = 0; k < LMP_LIN_COUNT; k++)
         if (blk->lin[k].aq)
             lmp_kernels_get()->aq_decode(r->w_own[k], blk->lin[k].aq->codes,
@@ -122,32 +129,36 @@ static enum lmp_status check_args(const struct lmp_ft_block *blk, const float *x
         return lmp_err_set(err, LMP_EINVAL, "block fine-tuning: missing config, norms or data");
     if (n_seq <= 0 || seq_len <= 0)
         return lmp_err_set(err, LMP_EINVAL, "block fine-tuning: %lld sequences of %lld tokens",
-                           (long long) n_seq, (long long) seq_len);
+                           (long long)n_seq, (long long)seq_len);
     if (!(o->lr > 0) || o->batch_seqs <= 0 || o->max_epochs <= 0 || !(o->tol >= 0) ||
         !(o->beta1 >= 0 && o->beta1 < 1) || !(o->beta2 >= 0 && o->beta2 < 1))
-        return lmp_err_set(err, LMP_EINVAL, "block fine-tuning: bad options (lr %g, batch %lld, "
-                           "epochs %d, tol %g)", (double) o->lr, (long long) o->batch_seqs,
-                           o->max_epochs, o->tol);
-    const int64_t dim = c->dim, hid = c->hidden_dim, qd = (int64_t) c->n_heads * c->head_dim,
-                  kd = (int64_t) c->n_kv_heads * c->head_dim;
-    const int64_t shp[LMP_LIN_COUNT][2] = {{qd, dim}, {kd, dim}, {kd, dim}, {dim, qd},
+        return lmp_err_set(err, LMP_EINVAL,
+                           "block fine-tuning: bad options (lr %g, batch %lld, "
+                           "epochs %d, tol %g)",
+                           (double)o->lr, (long long)o->batch_seqs, o->max_epochs, o->tol);
+    const int64_t dim = c->dim, hid = c->hidden_dim, qd = (int64_t)c->n_heads * c->head_dim,
+                  kd                    = (int64_t)c->n_kv_heads * c->head_dim;
+    const int64_t shp[LMP_LIN_COUNT][2] = {{qd, dim},  {kd, dim},  {kd, dim}, {dim, qd},
                                            {hid, dim}, {hid, dim}, {dim, hid}};
     for (int k = 0; k < LMP_LIN_COUNT; k++) {
         const struct lmp_ft_linear *l = &blk->lin[k];
-        r->n_out[k] = shp[k][0];
-        r->n_in[k]  = shp[k][1];
+        r->n_out[k]                   = shp[k][0];
+        r->n_in[k]                    = shp[k][1];
         if ((l->aq == NULL) == (l->w == NULL))
-            return lmp_err_set(err, LMP_EINVAL, "block fine-tuning: %s needs exactly one of an "
-                               "AQ layer and a dense weight", lmp_lin_name(k));
+            return lmp_err_set(err, LMP_EINVAL,
+                               "block fine-tuning: %s needs exactly one of an "
+                               "AQ layer and a dense weight",
+                               lmp_lin_name(k));
         if (l->aq) {
             const struct lmp_aq_layer *a = l->aq;
             if (a->n_out != shp[k][0] || a->n_in != shp[k][1] || a->sc.g <= 0 ||
                 a->n_in % a->sc.g != 0 || a->sc.M <= 0 || a->sc.K <= 0 || a->codes == NULL ||
                 a->codebooks == NULL || a->scales == NULL)
-                return lmp_err_set(err, LMP_EINVAL, "block fine-tuning: AQ layer %s is (%lld, "
+                return lmp_err_set(err, LMP_EINVAL,
+                                   "block fine-tuning: AQ layer %s is (%lld, "
                                    "%lld) with g %d, the block needs (%lld, %lld)",
-                                   lmp_lin_name(k), (long long) a->n_out, (long long) a->n_in,
-                                   a->sc.g, (long long) shp[k][0], (long long) shp[k][1]);
+                                   lmp_lin_name(k), (long long)a->n_out, (long long)a->n_in,
+                                   a->sc.g, (long long)shp[k][0], (long long)shp[k][1]);
             r->shape[k] = (struct lmp_aq_shape){a->n_out, a->n_in, a->sc.M, a->sc.K, a->sc.g};
         }
     }
@@ -159,7 +170,7 @@ static double sq_err(struct run *r, const float *x, const float *y, int64_t n, i
     lmp_block_grad_forward(r->bg, &r->p, x, n, r->yh);
     double e = 0;
     for (int64_t i = 0; i < n * per_seq; i++) {
-        double d = (double) r->yh[i] - y[i];
+        double d = (double)r->yh[i] - y[i];
         e += d * d;
     }
     return e;
@@ -188,13 +199,15 @@ enum lmp_status lmp_finetune_block(struct lmp_ft_block *blk, const float *x, con
                                    int64_t n_seq, int64_t seq_len, const struct lmp_ft_opts *opts,
                                    struct lmp_ft_stats *stats, struct lmp_err *err) {
     assert(blk);
-    const double t_start = now_s();
+    const double       t_start = now_s();
     struct lmp_ft_opts o;
-    if (opts) o = *opts;
-    else lmp_ft_opts_init(&o);
-    struct run r = {0};
-    struct lmp_ft_stats st_local = {0};
-    struct lmp_ft_stats *st = stats ? stats : &st_local;
+    if (opts)
+        o = *opts;
+    else
+        lmp_ft_opts_init(&o);
+    struct run           r        = {0};
+    struct lmp_ft_stats  st_local = {0};
+    struct lmp_ft_stats *st       = stats ? stats : &st_local;
     memset(st, 0, sizeof(*st));
     enum lmp_status st_code = check_args(blk, x, y, n_seq, seq_len, &o, &r, err);
     if (st_code != LMP_OK) return st_code;
@@ -202,40 +215,43 @@ enum lmp_status lmp_finetune_block(struct lmp_ft_block *blk, const float *x, con
     const struct lmp_config  *c  = blk->cfg;
     const struct lmp_kernels *kt = lmp_kernels_get();
     const int64_t per_seq = seq_len * c->dim, batch = o.batch_seqs < n_seq ? o.batch_seqs : n_seq;
-    double y2 = 0;
-    for (int64_t i = 0; i < n_seq * per_seq; i++) y2 += (double) y[i] * y[i];
+    double        y2 = 0;
+    for (int64_t i = 0; i < n_seq * per_seq; i++) y2 += (double)y[i] * y[i];
     if (!(y2 > 0) || !isfinite(y2))
-        return lmp_err_set(err, LMP_EINVAL, "block fine-tuning: the targets are all zero or "
+        return lmp_err_set(err, LMP_EINVAL,
+                           "block fine-tuning: the targets are all zero or "
                            "not finite");
     /* the process's thread budget, fixed here unless something fixed it before (one
      * count per process: no set-and-restore that concurrent workers would race on) */
     if (o.n_threads > 0) lmp_kernels_set_threads(o.n_threads);
 
     /* ---- set up: weights the forward reads, gradients, Adam states, entry copies ---- */
-    r.cfg = c;
-    bool ok = true;
+    r.cfg               = c;
+    bool            ok  = true;
     enum lmp_status bst = lmp_block_grad_new(c, batch, seq_len, &r.bg);
     if (bst != LMP_OK) {
-        st_code = bst == LMP_EINVAL
-                      ? lmp_err_set(err, LMP_EINVAL, "block fine-tuning: attention shape not "
-                                    "supported (%d heads, %d kv heads, head dim %d)", c->n_heads,
-                                    c->n_kv_heads, c->head_dim)
-                      : lmp_err_set(err, LMP_ENOMEM, "block fine-tuning: out of memory for the "
-                                    "activations of %lld sequences", (long long) batch);
+        st_code = bst == LMP_EINVAL ? lmp_err_set(err, LMP_EINVAL,
+                                                  "block fine-tuning: attention shape not "
+                                                  "supported (%d heads, %d kv heads, head dim %d)",
+                                                  c->n_heads, c->n_kv_heads, c->head_dim)
+                                    : lmp_err_set(err, LMP_ENOMEM,
+                                                  "block fine-tuning: out of memory for the "
+                                                  "activations of %lld sequences",
+                                                  (long long)batch);
         goto out;
     }
     r.p.attn_norm = blk->attn_norm;
     r.p.ffn_norm  = blk->ffn_norm;
     for (int k = 0; k < LMP_LIN_COUNT && ok; k++) {
-        struct lmp_ft_linear *l = &blk->lin[k];
-        const int64_t nw = r.n_out[k] * r.n_in[k];
-        r.p.b[k] = l->bias;
+        struct lmp_ft_linear *l  = &blk->lin[k];
+        const int64_t         nw = r.n_out[k] * r.n_in[k];
+        r.p.b[k]                 = l->bias;
         if (l->aq) {
-            r.w_own[k] = malloc((size_t) nw * sizeof(float));
-            r.dw[k]    = malloc((size_t) nw * sizeof(float));
-            ok = r.w_own[k] && r.dw[k] &&
-                 param_init(&r.cb[k], l->aq->codebooks, (int64_t) r.shape[k].M * r.shape[k].K *
-                            r.shape[k].g, &o) &&
+            r.w_own[k] = malloc((size_t)nw * sizeof(float));
+            r.dw[k]    = malloc((size_t)nw * sizeof(float));
+            ok         = r.w_own[k] && r.dw[k] &&
+                 param_init(&r.cb[k], l->aq->codebooks,
+                            (int64_t)r.shape[k].M * r.shape[k].K * r.shape[k].g, &o) &&
                  param_init(&r.sc[k], l->aq->scales, r.n_out[k], &o);
             if (!ok) break;
             kt->aq_decode(r.w_own[k], l->aq->codes, l->aq->codebooks, l->aq->scales, &r.shape[k]);
@@ -245,7 +261,7 @@ enum lmp_status lmp_finetune_block(struct lmp_ft_block *blk, const float *x, con
             r.p.w[k] = l->w;
         }
         if (o.train_bias && l->bias) {
-            ok = param_init(&r.bias[k], l->bias, r.n_out[k], &o);
+            ok       = param_init(&r.bias[k], l->bias, r.n_out[k], &o);
             r.g.b[k] = r.bias[k].g;
         }
     }
@@ -256,10 +272,10 @@ enum lmp_status lmp_finetune_block(struct lmp_ft_block *blk, const float *x, con
         r.g.ffn_norm  = r.norm[1].g;
     }
     if (ok) {
-        r.xb    = malloc((size_t) (batch * per_seq) * sizeof(float));
-        r.yb    = malloc((size_t) (batch * per_seq) * sizeof(float));
-        r.yh    = malloc((size_t) (batch * per_seq) * sizeof(float));
-        r.order = malloc((size_t) n_seq * sizeof(*r.order));
+        r.xb    = malloc((size_t)(batch * per_seq) * sizeof(float));
+        r.yb    = malloc((size_t)(batch * per_seq) * sizeof(float));
+        r.yh    = malloc((size_t)(batch * per_seq) * sizeof(float));
+        r.order = malloc((size_t)n_seq * sizeof(*r.order));
         ok      = r.xb && r.yb && r.yh && r.order;
     }
     if (!ok) {
@@ -272,20 +288,20 @@ enum lmp_status lmp_finetune_block(struct lmp_ft_block *blk, const float *x, con
         st_code = lmp_err_set(err, LMP_ECANCEL, "block fine-tuning stopped");
         goto out;
     }
-    uint64_t rng = o.seed * 0x9E3779B97F4A7C15ull + 1;
+    uint64_t rng        = o.seed * 0x9E3779B97F4A7C15ull + 1;
     double   prev_epoch = -1;
-    bool     done = false;
+    bool     done       = false;
     for (int64_t s = 0; s < n_seq; s++) r.order[s] = s;
-    int64_t planned = (int64_t) o.max_epochs * ((n_seq + batch - 1) / batch);
+    int64_t planned = (int64_t)o.max_epochs * ((n_seq + batch - 1) / batch);
     if (o.max_steps > 0 && o.max_steps < planned) planned = o.max_steps;
     for (int ep = 0; ep < o.max_epochs && !done; ep++) {
         st->n_epochs = ep + 1;
-        for (int64_t s = n_seq - 1; s > 0; s--) {   /* Fisher-Yates */
-            int64_t j  = (int64_t) (rng_next(&rng) % (uint64_t) (s + 1)), t = r.order[s];
+        for (int64_t s = n_seq - 1; s > 0; s--) { /* Fisher-Yates */
+            int64_t j = (int64_t)(rng_next(&rng) % (uint64_t)(s + 1)), t = r.order[s];
             r.order[s] = r.order[j];
             r.order[j] = t;
         }
-        double ep_loss = 0;
+        double  ep_loss  = 0;
         int64_t ep_steps = 0;
         for (int64_t s0 = 0; s0 < n_seq && !done; s0 += batch) {
             const int64_t n = n_seq - s0 < batch ? n_seq - s0 : batch, rows = n * per_seq;
@@ -297,24 +313,24 @@ enum lmp_status lmp_finetune_block(struct lmp_ft_block *blk, const float *x, con
             }
             for (int64_t i = 0; i < n; i++) {
                 memcpy(r.xb + i * per_seq, x + r.order[s0 + i] * per_seq,
-                       (size_t) per_seq * sizeof(float));
+                       (size_t)per_seq * sizeof(float));
                 memcpy(r.yb + i * per_seq, y + r.order[s0 + i] * per_seq,
-                       (size_t) per_seq * sizeof(float));
+                       (size_t)per_seq * sizeof(float));
             }
-            double e  = sq_err(&r, r.xb, r.yb, n, per_seq), yb2 = 0;
-            for (int64_t i = 0; i < rows; i++) yb2 += (double) r.yb[i] * r.yb[i];
-            if (!(yb2 > 0)) yb2 = y2 / (double) n_seq * (double) n;   /* an all-zero batch */
+            double e = sq_err(&r, r.xb, r.yb, n, per_seq), yb2 = 0;
+            for (int64_t i = 0; i < rows; i++) yb2 += (double)r.yb[i] * r.yb[i];
+            if (!(yb2 > 0)) yb2 = y2 / (double)n_seq * (double)n; /* an all-zero batch */
             ep_loss += e / yb2;
             ep_steps++;
             /* L = ||yh - y||^2 / ||y||^2  ->  dL/dyh = 2 (yh - y) / ||y||^2 (into yh) */
-            const float f = (float) (2.0 / yb2);
+            const float f = (float)(2.0 / yb2);
             for (int64_t i = 0; i < rows; i++) r.yh[i] = (r.yh[i] - r.yb[i]) * f;
             for (int k = 0; k < LMP_LIN_COUNT; k++) {
-                if (r.dw[k]) memset(r.dw[k], 0, (size_t) (r.n_out[k] * r.n_in[k]) * sizeof(float));
-                if (r.bias[k].g) memset(r.bias[k].g, 0, (size_t) r.bias[k].n * sizeof(float));
+                if (r.dw[k]) memset(r.dw[k], 0, (size_t)(r.n_out[k] * r.n_in[k]) * sizeof(float));
+                if (r.bias[k].g) memset(r.bias[k].g, 0, (size_t)r.bias[k].n * sizeof(float));
             }
             for (int i = 0; i < 2; i++)
-                if (r.norm[i].g) memset(r.norm[i].g, 0, (size_t) r.norm[i].n * sizeof(float));
+                if (r.norm[i].g) memset(r.norm[i].g, 0, (size_t)r.norm[i].n * sizeof(float));
             lmp_block_grad_backward(r.bg, &r.p, r.yh, NULL, &r.g);
 
             for (int k = 0; k < LMP_LIN_COUNT; k++) {
@@ -338,8 +354,8 @@ enum lmp_status lmp_finetune_block(struct lmp_ft_block *blk, const float *x, con
             if (o.progress) o.progress(o.progress_ctx, st->n_steps, planned, e / yb2);
             if (o.max_steps > 0 && st->n_steps >= o.max_steps) done = true;
         }
-        const double mean = ep_loss / (double) ep_steps;
-        if (!isfinite(mean)) break;   /* diverged: the final check below restores */
+        const double mean = ep_loss / (double)ep_steps;
+        if (!isfinite(mean)) break; /* diverged: the final check below restores */
         if (prev_epoch > 0 && o.tol > 0 && (prev_epoch - mean) / prev_epoch < o.tol) done = true;
         prev_epoch = mean;
     }

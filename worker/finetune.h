@@ -48,45 +48,45 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
-#include "base/status.h"         /* defines: enum lmp_status, struct lmp_err */
-#include "worker/aq.h"            /* defines: struct lmp_aq_layer */
-#include "model/model.h"   /* defines: struct lmp_config, LMP_LIN_COUNT */
+#include "base/status.h" /* defines: enum lmp_status, struct lmp_err */
+#include "worker/aq.h"   /* defines: struct lmp_aq_layer */
+#include "model/model.h" /* defines: struct lmp_config, LMP_LIN_COUNT */
 
 /* One linear of the block: exactly one of aq and w is non-NULL. Shapes follow cfg
  * (q: (n_heads*head_dim, dim), k/v: (n_kv_heads*head_dim, dim), o: (dim, n_heads*head_dim),
  * gate/up: (hidden_dim, dim), down: (dim, hidden_dim)). All borrowed. */
 struct lmp_ft_linear {
-    struct lmp_aq_layer *aq;     /* quantized: codes read only; codebooks, scales trained */
-    const float         *w;      /* (n_out, n_in) dense fp32, frozen */
-    float               *bias;   /* (n_out) or NULL; trained only with opts.train_bias */
+    struct lmp_aq_layer *aq;   /* quantized: codes read only; codebooks, scales trained */
+    const float         *w;    /* (n_out, n_in) dense fp32, frozen */
+    float               *bias; /* (n_out) or NULL; trained only with opts.train_bias */
 };
 
 struct lmp_ft_block {
-    const struct lmp_config *cfg;         /* dims, heads, RoPE order and theta, norm eps */
-    float                   *attn_norm;   /* (dim), trained in place (train_norms) */
-    float                   *ffn_norm;    /* (dim), trained in place (train_norms) */
-    struct lmp_ft_linear     lin[LMP_LIN_COUNT];   /* indexed by enum lmp_lin */
+    const struct lmp_config *cfg;                /* dims, heads, RoPE order and theta, norm eps */
+    float                   *attn_norm;          /* (dim), trained in place (train_norms) */
+    float                   *ffn_norm;           /* (dim), trained in place (train_norms) */
+    struct lmp_ft_linear     lin[LMP_LIN_COUNT]; /* indexed by enum lmp_lin */
 };
 
 struct lmp_ft_opts {
-    float    lr;            /* Adam learning rate (default 1e-4) */
-    float    beta1, beta2;  /* Adam betas (default 0.9, 0.95, as the AQ stage) */
-    int64_t  batch_seqs;    /* sequences per minibatch (default 4; clipped to n_seq) */
-    int      max_epochs;    /* passes over the calibration sequences (default 4) */
-    int64_t  max_steps;     /* Adam steps in total, <= 0: no limit but max_epochs (default 0) */
-    double   tol;           /* stop after an epoch whose mean training loss improves on the
-                               previous epoch's by less than this fraction (default 0.01);
-                               0: never stop early */
-    bool     train_norms;   /* default true */
-    bool     train_bias;    /* default false */
-    int n_threads; /* the process's GEMM threads if not fixed yet; <= 0: leave as is (default 0) */
-    uint64_t seed;          /* minibatch order (default 1) */
+    float   lr;           /* Adam learning rate (default 1e-4) */
+    float   beta1, beta2; /* Adam betas (default 0.9, 0.95, as the AQ stage) */
+    int64_t batch_seqs;   /* sequences per minibatch (default 4; clipped to n_seq) */
+    int     max_epochs;   /* passes over the calibration sequences (default 4) */
+    int64_t max_steps;    /* Adam steps in total, <= 0: no limit but max_epochs (default 0) */
+    double  tol;          /* stop after an epoch whose mean training loss improves on the
+                             previous epoch's by less than this fraction (default 0.01);
+                             0: never stop early */
+    bool train_norms;     /* default true */
+    bool train_bias;      /* default false */
+    int  n_threads; /* the process's GEMM threads if not fixed yet; <= 0: leave as is (default 0) */
+    uint64_t seed;  /* minibatch order (default 1) */
     /* Optional observer (NULL: none, the default): called after each Adam step with the
      * steps taken so far, the planned total (max_steps, or max_epochs times the minibatches
      * per epoch, whichever is smaller; early stopping may end sooner) and that minibatch's
      * relative error before the step. It only observes: the results do not depend on it. */
-    void   (*progress)(void *ctx, int64_t step, int64_t n_steps, double loss);
-    void    *progress_ctx;
+    void (*progress)(void *ctx, int64_t step, int64_t n_steps, double loss);
+    void *progress_ctx;
     /* Optional (NULL: none, the default): a task's cancel flag, polled with the process's
      * stop (base/cancel.h) before each Adam step and each minibatch of the error passes;
      * the block's parameters are then restored and the call returns LMP_ECANCEL. */
@@ -95,12 +95,12 @@ struct lmp_ft_opts {
 void lmp_ft_opts_init(struct lmp_ft_opts *o);
 
 struct lmp_ft_stats {
-    double  rel_mse_before;   /* ||block_hat(X) - Y||^2 / ||Y||^2 over all of X, on entry */
-    double  rel_mse_after;    /* the same on return (<= before: see restore above) */
-    int64_t n_steps;          /* Adam steps taken */
-    int     n_epochs;         /* epochs started */
-    bool    restored;         /* tuning did not help and the entry parameters were put back */
-    double  seconds;          /* wall time of the call */
+    double  rel_mse_before; /* ||block_hat(X) - Y||^2 / ||Y||^2 over all of X, on entry */
+    double  rel_mse_after;  /* the same on return (<= before: see restore above) */
+    int64_t n_steps;        /* Adam steps taken */
+    int     n_epochs;       /* epochs started */
+    bool    restored;       /* tuning did not help and the entry parameters were put back */
+    double  seconds;        /* wall time of the call */
 };
 
 /* Fine-tune blk on calibration inputs x and targets y, both (n_seq, seq_len, dim) fp32,

@@ -75,28 +75,28 @@ void lmp_model_weights_free(struct lmp_model_weights **self_p) {
 enum lmp_status lmp_model_weights_load(const struct lmp_model *m, struct lmp_model_weights **out,
                                        struct lmp_err *err) {
     assert(m && out);
-    *out = NULL;
+    *out                        = NULL;
     struct lmp_model_weights *w = calloc(1, sizeof(*w));
     const int32_t             L = m->cfg.n_layers;
     if (w == NULL) goto oom;
-    w->cfg = m->cfg;
+    w->cfg       = m->cfg;
     w->attn_norm = calloc((size_t)L, sizeof(float *));
-    w->ffn_norm = calloc((size_t)L, sizeof(float *));
-    w->w = calloc((size_t)L * LMP_LIN_COUNT, sizeof(float *));
-    w->b = calloc((size_t)L * LMP_LIN_COUNT, sizeof(float *));
-    w->blocks = calloc((size_t)L, sizeof(*w->blocks));
+    w->ffn_norm  = calloc((size_t)L, sizeof(float *));
+    w->w         = calloc((size_t)L * LMP_LIN_COUNT, sizeof(float *));
+    w->b         = calloc((size_t)L * LMP_LIN_COUNT, sizeof(float *));
+    w->blocks    = calloc((size_t)L, sizeof(*w->blocks));
     if (!w->attn_norm || !w->ffn_norm || !w->w || !w->b || !w->blocks) goto oom;
     if ((w->tok_emb = tensor_copy(m->tok_emb)) == NULL) goto oom;
     w->output = m->output == m->tok_emb ? w->tok_emb : tensor_copy(m->output);
     if (w->output == NULL || (w->out_norm = tensor_copy(m->out_norm)) == NULL) goto oom;
     for (int32_t b = 0; b < L; b++) {
         const struct lmp_block  *src = &m->blocks[b];
-        struct lmp_block_params *bp = &w->blocks[b];
+        struct lmp_block_params *bp  = &w->blocks[b];
         if ((w->attn_norm[b] = tensor_copy(src->attn_norm)) == NULL ||
             (w->ffn_norm[b] = tensor_copy(src->ffn_norm)) == NULL)
             goto oom;
         bp->attn_norm = w->attn_norm[b];
-        bp->ffn_norm = w->ffn_norm[b];
+        bp->ffn_norm  = w->ffn_norm[b];
         for (int k = 0; k < LMP_LIN_COUNT; k++) {
             const int64_t i = (int64_t)b * LMP_LIN_COUNT + k;
             if ((w->w[i] = tensor_copy(src->lin[k].weight)) == NULL) goto oom;
@@ -120,26 +120,26 @@ oom:
 struct lmp_model_grads_owned *lmp_model_grads_new(const struct lmp_config *cfg, bool embeddings) {
     assert(cfg);
     const int64_t dim = cfg->dim, hid = cfg->hidden_dim, vocab = cfg->vocab_size;
-    const int64_t qd = (int64_t)cfg->n_heads * cfg->head_dim;
-    const int64_t kd = (int64_t)cfg->n_kv_heads * cfg->head_dim;
+    const int64_t qd                = (int64_t)cfg->n_heads * cfg->head_dim;
+    const int64_t kd                = (int64_t)cfg->n_kv_heads * cfg->head_dim;
     const int64_t wn[LMP_LIN_COUNT] = {qd * dim,  kd * dim,  kd * dim, dim * qd,
                                        hid * dim, hid * dim, dim * hid};
     const int64_t bn[LMP_LIN_COUNT] = {qd, kd, kd, dim, hid, hid, dim};
-    int64_t       per_block = 2 * dim;
+    int64_t       per_block         = 2 * dim;
     for (int k = 0; k < LMP_LIN_COUNT; k++)
         per_block += wn[k] + (cfg->qkv_bias && k <= LMP_LIN_V ? bn[k] : 0);
-    const int64_t emb = embeddings ? vocab * dim * (cfg->tied_embeddings ? 1 : 2) : 0;
+    const int64_t emb               = embeddings ? vocab * dim * (cfg->tied_embeddings ? 1 : 2) : 0;
     struct lmp_model_grads_owned *g = calloc(1, sizeof(*g));
     if (g == NULL) return NULL;
     g->n_layers = cfg->n_layers;
     g->n_floats = dim + emb + per_block * cfg->n_layers;
-    g->mem = calloc((size_t)g->n_floats, sizeof(float));
-    g->blocks = calloc((size_t)cfg->n_layers, sizeof(*g->blocks));
+    g->mem      = calloc((size_t)g->n_floats, sizeof(float));
+    g->blocks   = calloc((size_t)cfg->n_layers, sizeof(*g->blocks));
     if (g->mem == NULL || g->blocks == NULL) {
         lmp_model_grads_free(&g);
         return NULL;
     }
-    float *cur = g->mem;
+    float *cur    = g->mem;
     g->g.out_norm = cur;
     cur += dim;
     if (embeddings) {
@@ -152,8 +152,8 @@ struct lmp_model_grads_owned *lmp_model_grads_new(const struct lmp_config *cfg, 
     }
     for (int32_t b = 0; b < cfg->n_layers; b++) {
         struct lmp_block_grads *bg = &g->blocks[b];
-        bg->attn_norm = cur;
-        bg->ffn_norm = cur + dim;
+        bg->attn_norm              = cur;
+        bg->ffn_norm               = cur + dim;
         cur += 2 * dim;
         for (int k = 0; k < LMP_LIN_COUNT; k++) {
             bg->w[k] = cur;
@@ -209,12 +209,12 @@ enum lmp_status lmp_model_grad_new(const struct lmp_config *cfg, int64_t max_seq
         return LMP_EINVAL;
     struct lmp_model_grad *mg = calloc(1, sizeof(*mg));
     if (mg == NULL) return LMP_ENOMEM;
-    mg->cfg = *cfg;
+    mg->cfg     = *cfg;
     mg->max_seq = max_seq;
-    mg->T = seq_len;
-    mg->dim = cfg->dim;
-    mg->vocab = cfg->vocab_size;
-    mg->bg = calloc((size_t)cfg->n_layers, sizeof(*mg->bg));
+    mg->T       = seq_len;
+    mg->dim     = cfg->dim;
+    mg->vocab   = cfg->vocab_size;
+    mg->bg      = calloc((size_t)cfg->n_layers, sizeof(*mg->bg));
     if (mg->bg == NULL) goto oom;
     enum lmp_status st = lmp_block_grad_new(cfg, max_seq, seq_len, &mg->bg[0]);
     for (int32_t b = 1; st == LMP_OK && b < cfg->n_layers; b++)
@@ -259,16 +259,16 @@ enum lmp_status lmp_model_grad_forward(struct lmp_model_grad *mg, const struct l
         float *y = b == mg->cfg.n_layers - 1 ? mg->xl : out;
         lmp_block_grad_forward(mg->bg[b], &p->blocks[b], in, n_seq, y);
         out = in;
-        in = y;
+        in  = y;
     }
     /* the final norm, in the forward pass's order (block_grad's rmsnorm) */
     for (int64_t r = 0; r < rows; r++) {
-        const float *x = mg->xl + r * dim;
-        float       *o = mg->hn + r * dim;
+        const float *x  = mg->xl + r * dim;
+        float       *o  = mg->hn + r * dim;
         double       ss = 0;
         for (int64_t i = 0; i < dim; i++) ss += (double)x[i] * x[i];
         const float s = (float)(1.0 / sqrt(ss / (double)dim + (double)mg->cfg.norm_eps));
-        mg->sl[r] = s;
+        mg->sl[r]     = s;
         for (int64_t i = 0; i < dim; i++) o[i] = x[i] * s * p->out_norm[i];
     }
     mg->n_seq = n_seq;
@@ -293,14 +293,14 @@ void lmp_model_grad_kl_backward(struct lmp_model_grad *mg, const struct lmp_mode
                                 const float *teacher, const struct lmp_model_grads *g, double *kl,
                                 int64_t *agree) {
     assert(mg && p && teacher && mg->n_seq > 0);
-    const struct lmp_kernels *kt = lmp_kernels_get();
+    const struct lmp_kernels *kt   = lmp_kernels_get();
     const int64_t             rows = mg->n_seq * mg->T, dim = mg->dim, V = mg->vocab;
     const bool                tied = p->output == p->tok_emb;
-    const float               sc = (float)(1.0 / (double)rows);
+    const float               sc   = (float)(1.0 / (double)rows);
     float                    *dout = g ? (tied ? g->tok_emb : g->output) : NULL; /* head gradient */
     assert(!(g && tied && g->output));
-    const bool deep = g && (g->blocks || g->tok_emb || g->out_norm);
-    double     total = 0;
+    const bool deep    = g && (g->blocks || g->tok_emb || g->out_norm);
+    double     total   = 0;
     int64_t    n_agree = 0;
     for (int64_t r0 = 0; r0 < rows; r0 += LMP_MODEL_GRAD_CHUNK) {
         const int64_t n = rows - r0 < LMP_MODEL_GRAD_CHUNK ? rows - r0 : LMP_MODEL_GRAD_CHUNK;
@@ -323,9 +323,9 @@ void lmp_model_grad_kl_backward(struct lmp_model_grad *mg, const struct lmp_mode
 
     /* final norm: dx(L) = d rmsnorm^T dhn (in place), d out_norm += sum dhn x s */
     for (int64_t r = 0; r < rows; r++) {
-        const float *x = mg->xl + r * dim;
-        float       *d = mg->dx + r * dim;
-        const double s = mg->sl[r];
+        const float *x   = mg->xl + r * dim;
+        float       *d   = mg->dx + r * dim;
+        const double s   = mg->sl[r];
         double       dot = 0;
         for (int64_t i = 0; i < dim; i++) {
             dot += (double)d[i] * p->out_norm[i] * x[i];

@@ -75,24 +75,24 @@ enum lmp_status lmp_pv_new(const struct lmp_pv_linear *lins, int n_lins,
     if (o.code_beta2 <= 0) o.code_beta2 = 0.95f;
     if (o.code_frac < 0) o.code_frac = 0.01;
     if (o.beam <= 0) o.beam = 8;
-    pv->o = o;
-    pv->n_lins = n_lins;
+    pv->o        = o;
+    pv->n_lins   = n_lins;
     pv->n_params = n_params;
-    pv->lins = calloc((size_t)(n_lins > 0 ? n_lins : 1), sizeof(*pv->lins));
-    pv->params = calloc((size_t)(n_params > 0 ? n_params : 1), sizeof(*pv->params));
-    pv->a_param = calloc((size_t)(n_params > 0 ? n_params : 1), sizeof(*pv->a_param));
+    pv->lins     = calloc((size_t)(n_lins > 0 ? n_lins : 1), sizeof(*pv->lins));
+    pv->params   = calloc((size_t)(n_params > 0 ? n_params : 1), sizeof(*pv->params));
+    pv->a_param  = calloc((size_t)(n_params > 0 ? n_params : 1), sizeof(*pv->a_param));
     if (pv->lins == NULL || pv->params == NULL || pv->a_param == NULL) goto oom;
     if (n_params > 0) memcpy(pv->params, params, (size_t)n_params * sizeof(*params));
     for (int i = 0; i < n_params; i++)
         if (lmp_aq_adam_init(&pv->a_param[i], params[i].n, o.beta1, o.beta2) != LMP_OK) goto oom;
     const struct lmp_kernels *kt = lmp_kernels_get();
     for (int i = 0; i < n_lins; i++) {
-        struct pv_lin             *p = &pv->lins[i];
-        const struct lmp_aq_shape *s = &lins[i].shape;
+        struct pv_lin             *p  = &pv->lins[i];
+        const struct lmp_aq_shape *s  = &lins[i].shape;
         const int64_t              nw = s->n_out * s->n_in, nc = (int64_t)s->M * s->K * s->g;
-        p->l = lins[i];
-        p->u = malloc((size_t)nw * sizeof(float));
-        p->g_cb = malloc((size_t)nc * sizeof(float));
+        p->l       = lins[i];
+        p->u       = malloc((size_t)nw * sizeof(float));
+        p->g_cb    = malloc((size_t)nc * sizeof(float));
         p->g_scale = malloc((size_t)s->n_out * sizeof(float));
         if (p->u == NULL || p->g_cb == NULL || p->g_scale == NULL ||
             lmp_aq_adam_init(&p->a_cb, nc, o.beta1, o.beta2) != LMP_OK ||
@@ -166,7 +166,7 @@ static double dist2(const float *a, const float *b, int g) {
 static enum lmp_status reencode(struct pv_lin *p, double frac, int beam,
                                 struct lmp_pv_v_stats *st) {
     const struct lmp_kernels  *kt = lmp_kernels_get();
-    const struct lmp_aq_shape *s = &p->l.shape;
+    const struct lmp_aq_shape *s  = &p->l.shape;
     const int                  g = s->g, M = s->M;
     const int64_t              n_grp = s->n_in / g, total = s->n_out * n_grp;
     int64_t                    n_sel = (int64_t)(frac * (double)total);
@@ -182,9 +182,9 @@ static enum lmp_status reencode(struct pv_lin *p, double frac, int beam,
     qsort(gr, (size_t)n_sel, sizeof(*gr), by_index);   /* memory order */
 
     enum lmp_status st_ = LMP_OK;
-    float          *tw = malloc((size_t)(n_sel * g + g * g + n_sel + 1) * sizeof(float));
-    uint16_t       *tc = malloc((size_t)(n_sel * M + 1) * sizeof(uint16_t));
-    double         *lo = malloc((size_t)(n_sel + 1) * sizeof(double));
+    float          *tw  = malloc((size_t)(n_sel * g + g * g + n_sel + 1) * sizeof(float));
+    uint16_t       *tc  = malloc((size_t)(n_sel * M + 1) * sizeof(uint16_t));
+    double         *lo  = malloc((size_t)(n_sel + 1) * sizeof(double));
     if (tw == NULL || tc == NULL || lo == NULL) {
         st_ = LMP_ENOMEM;
         goto out;

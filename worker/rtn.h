@@ -12,7 +12,7 @@
 #define LMP_WORKER_RTN_H
 
 #include <stdint.h>
-#include "base/status.h"   /* defines: enum lmp_status, struct lmp_err */
+#include "base/status.h" /* defines: enum lmp_status, struct lmp_err */
 
 /* N + 32 / G (fp16 scale and zero per group). */
 double lmp_rtn_bits_per_weight(int bits, int64_t group);

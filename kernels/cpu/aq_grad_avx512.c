@@ -6,27 +6,33 @@
  *  CPU reference: kernels/ref/aq_grad_ref.c
  */
 #include "kernels/cpu/cpu_variants.h"
-#include "base/status.h"   /* defines: LMP_ENOMEM */
+#include "base/status.h" /* defines: LMP_ENOMEM */
 
 #include <cblas.h>
 #include <immintrin.h>
 #include <stdlib.h>
 
-static inline __mmask8 mask8(int64_t rem) { return rem >= 8 ? (__mmask8) 0xFF : (__mmask8) ((1u << rem) - 1); }
+static inline __mmask8 mask8(int64_t rem) {
+    return rem >= 8 ? (__mmask8)0xFF : (__mmask8)((1u << rem) - 1);
+}
 
 /* u = unscaled decode of row o, r = w - scale u (8 lanes per step, the last masked when
  * g is not a multiple of 8). */
-static void decode_residual_row(float *u, float *r, const float *w, const uint16_t *co, const float *cb,
-                                float so, int64_t n_grp, int64_t g, int64_t M, int64_t K) {
+static void decode_residual_row(float *u, float *r, const float *w, const uint16_t *co,
+                                const float *cb, float so, int64_t n_grp, int64_t g, int64_t M,
+                                int64_t K) {
     const __m256 s8 = _mm256_set1_ps(so);
     for (int64_t j = 0; j < n_grp; j++)
         for (int64_t t = 0; t < g; t += 8) {
-            const __mmask8 mk = mask8(g - t);
-            __m256 acc = _mm256_maskz_loadu_ps(mk, cb + co[j * M] * g + t);
+            const __mmask8 mk  = mask8(g - t);
+            __m256         acc = _mm256_maskz_loadu_ps(mk, cb + co[j * M] * g + t);
             for (int64_t m = 1; m < M; m++)
-                acc = _mm256_add_ps(acc, _mm256_maskz_loadu_ps(mk, cb + (m * K + co[j * M + m]) * g + t));
+                acc = _mm256_add_ps(
+                    acc, _mm256_maskz_loadu_ps(mk, cb + (m * K + co[j * M + m]) * g + t));
             _mm256_mask_storeu_ps(u + j * g + t, mk, acc);
-            _mm256_mask_storeu_ps(r + j * g + t, mk, _mm256_fnmadd_ps(s8, acc, _mm256_maskz_loadu_ps(mk, w + j * g + t)));
+            _mm256_mask_storeu_ps(
+                r + j * g + t, mk,
+                _mm256_fnmadd_ps(s8, acc, _mm256_maskz_loadu_ps(mk, w + j * g + t)));
         }
 }
 
@@ -37,40 +43,48 @@ int lmp_aq_grad_avx512(double *loss, float *g_cb, float *g_scale, const uint16_t
     const int64_t n_grp = n_in / g, n_cb = M * K * g;
     if (n_out <= 0) return lmp_aq_grad_ref(loss, g_cb, g_scale, codes, w, scale, cb, h, s);
     struct lmp_scratch_mark mark = lmp_scratch_mark();
-    float *u = lmp_scratch_alloc((size_t) (3 * n_out * n_in) * sizeof(float));
-    if (u == NULL) { lmp_scratch_reset(mark); return LMP_ENOMEM; }
+    float                  *u    = lmp_scratch_alloc((size_t)(3 * n_out * n_in) * sizeof(float));
+    if (u == NULL) {
+        lmp_scratch_reset(mark);
+        return LMP_ENOMEM;
+    }
     float *r = u + n_out * n_in, *rh = r + n_out * n_in;
     for (int64_t o = 0; o < n_out; o++)
-        decode_residual_row(u + o * n_in, r + o * n_in, w + o * n_in, codes + o * n_grp * M, cb, scale[o],
-                            n_grp, g, M, K);
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (blasint) n_out, (blasint) n_in,
-                (blasint) n_in, 1.0f, r, (blasint) n_in, h, (blasint) n_in, 0.0f, rh, (blasint) n_in);
+        decode_residual_row(u + o * n_in, r + o * n_in, w + o * n_in, codes + o * n_grp * M, cb,
+                            scale[o], n_grp, g, M, K);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (blasint)n_out, (blasint)n_in,
+                (blasint)n_in, 1.0f, r, (blasint)n_in, h, (blasint)n_in, 0.0f, rh, (blasint)n_in);
     /* g_cb accumulates in fp32: each entry sums at most n_out n_grp / K-ish terms of one sign
      * pattern, far from where fp32 loses digits that matter to Adam */
     for (int64_t k = 0; k < n_cb; k++) g_cb[k] = 0.0f;
     double L = 0.0;
     for (int64_t o = 0; o < n_out; o++) {
         const float *ro = r + o * n_in, *qo = rh + o * n_in, *uo = u + o * n_in;
-        __m512d l8 = _mm512_setzero_pd(), s8 = _mm512_setzero_pd();
-        int64_t i = 0;
+        __m512d      l8 = _mm512_setzero_pd(), s8 = _mm512_setzero_pd();
+        int64_t      i = 0;
         for (; i + 8 <= n_in; i += 8) {
             __m512d q = _mm512_cvtps_pd(_mm256_loadu_ps(qo + i));
-            l8 = _mm512_fmadd_pd(_mm512_cvtps_pd(_mm256_loadu_ps(ro + i)), q, l8);
-            s8 = _mm512_fmadd_pd(_mm512_cvtps_pd(_mm256_loadu_ps(uo + i)), q, s8);
+            l8        = _mm512_fmadd_pd(_mm512_cvtps_pd(_mm256_loadu_ps(ro + i)), q, l8);
+            s8        = _mm512_fmadd_pd(_mm512_cvtps_pd(_mm256_loadu_ps(uo + i)), q, s8);
         }
         double lo = _mm512_reduce_add_pd(l8), gs = _mm512_reduce_add_pd(s8);
-        for (; i < n_in; i++) { lo += (double) ro[i] * qo[i]; gs += (double) uo[i] * qo[i]; }
+        for (; i < n_in; i++) {
+            lo += (double)ro[i] * qo[i];
+            gs += (double)uo[i] * qo[i];
+        }
         L += lo;
-        g_scale[o] = (float) (-2.0 * gs);
-        const __m256 f = _mm256_set1_ps(-2.0f * scale[o]);
+        g_scale[o]         = (float)(-2.0 * gs);
+        const __m256    f  = _mm256_set1_ps(-2.0f * scale[o]);
         const uint16_t *co = codes + o * n_grp * M;
         for (int64_t j = 0; j < n_grp; j++)
             for (int64_t m = 0; m < M; m++) {
                 float *dst = g_cb + (m * K + co[j * M + m]) * g;
                 for (int64_t t = 0; t < g; t += 8) {
                     const __mmask8 mk = mask8(g - t);
-                    _mm256_mask_storeu_ps(dst + t, mk, _mm256_fmadd_ps(f, _mm256_maskz_loadu_ps(mk, qo + j * g + t),
-                                                                        _mm256_maskz_loadu_ps(mk, dst + t)));
+                    _mm256_mask_storeu_ps(dst + t, mk,
+                                          _mm256_fmadd_ps(f,
+                                                          _mm256_maskz_loadu_ps(mk, qo + j * g + t),
+                                                          _mm256_maskz_loadu_ps(mk, dst + t)));
                 }
             }
     }

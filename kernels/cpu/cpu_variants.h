@@ -7,9 +7,9 @@
 
 #include "kernels/kernels.h"
 
-lmp_sgemm_fn       lmp_sgemm_blas;           /* gemm_blas.c: OpenBLAS cblas_sgemm */
+lmp_sgemm_fn       lmp_sgemm_blas;            /* gemm_blas.c: OpenBLAS cblas_sgemm */
 void               lmp_blas_one_thread(void); /* gemm_blas.c: OpenBLAS at one thread, once */
-lmp_dequant_row_fn lmp_dequant_row_avx512;   /* dequant_avx512.c (+F16C) */
+lmp_dequant_row_fn lmp_dequant_row_avx512;    /* dequant_avx512.c (+F16C) */
 
 /* AQLM ops (kernels/cpu/<op>_avx512.c). */
 lmp_gram_acc_fn      lmp_gram_acc_avx512;

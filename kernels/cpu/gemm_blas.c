@@ -28,7 +28,7 @@
 #include <unistd.h>
 
 enum {
-    SGEMM_ROWS = 64,       /* rows of C per block of a big call */
+    SGEMM_ROWS  = 64,      /* rows of C per block of a big call */
     SGEMM_SPLIT = 1 << 21, /* m n k from which a call is cut into blocks */
 };
 
@@ -56,8 +56,8 @@ static void sgemm_blocks(void *arg, int tid, int n_threads) {
     lmp_par_range(j->n_blk, tid, n_threads, &lo, &hi);
     for (int64_t blk = lo; blk < hi; blk++) {
         const int64_t r0 = blk * SGEMM_ROWS;
-        const int64_t m = j->m - r0 < SGEMM_ROWS ? j->m - r0 : SGEMM_ROWS;
-        const float  *a = j->ta == LMP_TRANS ? j->a + r0 : j->a + r0 * j->lda;
+        const int64_t m  = j->m - r0 < SGEMM_ROWS ? j->m - r0 : SGEMM_ROWS;
+        const float  *a  = j->ta == LMP_TRANS ? j->a + r0 : j->a + r0 * j->lda;
         sgemm_one(j->ta, j->tb, m, j->n, j->k, j->alpha, a, j->lda, j->b, j->ldb, j->beta,
                   j->c + r0 * j->ldc, j->ldc);
     }
@@ -71,20 +71,20 @@ void lmp_sgemm_blas(enum lmp_trans ta, enum lmp_trans tb, int64_t m, int64_t n, 
         sgemm_one(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
         return;
     }
-    struct sgemm_job j = {.ta = ta,
-                          .tb = tb,
-                          .m = m,
-                          .n = n,
-                          .k = k,
-                          .lda = lda,
-                          .ldb = ldb,
-                          .ldc = ldc,
-                          .n_blk = (m + SGEMM_ROWS - 1) / SGEMM_ROWS,
-                          .alpha = alpha,
-                          .beta = beta,
-                          .a = a,
-                          .b = b,
-                          .c = c};
+    struct sgemm_job j  = {.ta    = ta,
+                           .tb    = tb,
+                           .m     = m,
+                           .n     = n,
+                           .k     = k,
+                           .lda   = lda,
+                           .ldb   = ldb,
+                           .ldc   = ldc,
+                           .n_blk = (m + SGEMM_ROWS - 1) / SGEMM_ROWS,
+                           .alpha = alpha,
+                           .beta  = beta,
+                           .a     = a,
+                           .b     = b,
+                           .c     = c};
     int              nt = __atomic_load_n(&g_serial, __ATOMIC_RELAXED) > 0 ? 1 : lmp_cpu_threads();
     if (nt > j.n_blk) nt = (int)j.n_blk;
     lmp_cpu_parallel(nt, sgemm_blocks, &j);

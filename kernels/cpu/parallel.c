@@ -35,7 +35,7 @@ static void run_fresh(int n_threads, lmp_par_fn *fn, void *arg) {
     struct par_job jobs[256];
     int            started[256] = {0};
     for (int t = 1; t < n_threads; t++) {
-        jobs[t] = (struct par_job){fn, arg, t, n_threads};
+        jobs[t]    = (struct par_job){fn, arg, t, n_threads};
         started[t] = pthread_create(&th[t], NULL, par_main, &jobs[t]) == 0;
     }
     fn(arg, 0, n_threads);
@@ -61,23 +61,23 @@ static struct {
     int             n; /* threads of the current run, the caller included */
 } g_pool = {
     .busy = PTHREAD_MUTEX_INITIALIZER,
-    .mu = PTHREAD_MUTEX_INITIALIZER,
-    .go = PTHREAD_COND_INITIALIZER,
+    .mu   = PTHREAD_MUTEX_INITIALIZER,
+    .go   = PTHREAD_COND_INITIALIZER,
     .done = PTHREAD_COND_INITIALIZER,
 };
 static pthread_once_t g_pool_once = PTHREAD_ONCE_INIT;
 
 static void *pool_main(void *p) {
-    const int tid = (int)(intptr_t)p;
+    const int tid  = (int)(intptr_t)p;
     uint64_t  seen = 0;
     pthread_mutex_lock(&g_pool.mu);
     for (;;) {
         while (g_pool.gen == seen) pthread_cond_wait(&g_pool.go, &g_pool.mu);
         seen = g_pool.gen;
         if (tid >= g_pool.n) continue; /* not in this run */
-        lmp_par_fn *fn = g_pool.fn;
+        lmp_par_fn *fn  = g_pool.fn;
         void       *arg = g_pool.arg;
-        const int   n = g_pool.n;
+        const int   n   = g_pool.n;
         pthread_mutex_unlock(&g_pool.mu);
         fn(arg, tid, n);
         pthread_mutex_lock(&g_pool.mu);
@@ -111,9 +111,9 @@ void lmp_cpu_parallel(int n_threads, lmp_par_fn *fn, void *arg) {
         return;
     }
     pthread_mutex_lock(&g_pool.mu);
-    g_pool.fn = fn;
-    g_pool.arg = arg;
-    g_pool.n = n_threads;
+    g_pool.fn     = fn;
+    g_pool.arg    = arg;
+    g_pool.n      = n_threads;
     g_pool.n_busy = n_threads - 1;
     g_pool.gen++;
     pthread_cond_broadcast(&g_pool.go);

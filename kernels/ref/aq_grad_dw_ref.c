@@ -13,38 +13,41 @@
  *  The reference accumulates the codebook gradient in double.
  */
 #include "kernels/kernels.h"
-#include "base/status.h"   /* defines: LMP_ENOMEM */
+#include "base/status.h" /* defines: LMP_ENOMEM */
 
 #include <stdlib.h>
 #include <string.h>
 
-int lmp_aq_grad_dw_ref(float *g_cb,             /* (M, K, g) out */
-                       float *g_scale,          /* (n_out) out */
-                       const float *dw,         /* (n_out, n_in) dL/dW_hat */
-                       const uint16_t *codes,   /* (n_out, n_in/g, M) */
-                       const float *cb,         /* (M, K, g) */
-                       const float *scale,      /* (n_out) */
+int lmp_aq_grad_dw_ref(float                     *g_cb,    /* (M, K, g) out */
+                       float                     *g_scale, /* (n_out) out */
+                       const float               *dw,      /* (n_out, n_in) dL/dW_hat */
+                       const uint16_t            *codes,   /* (n_out, n_in/g, M) */
+                       const float               *cb,      /* (M, K, g) */
+                       const float               *scale,   /* (n_out) */
                        const struct lmp_aq_shape *s) {
-    const int64_t n_grp = s->n_in / s->g, n_cb = (int64_t) s->M * s->K * s->g;
+    const int64_t           n_grp = s->n_in / s->g, n_cb = (int64_t)s->M * s->K * s->g;
     struct lmp_scratch_mark mark = lmp_scratch_mark();
-    double *gc = lmp_scratch_alloc((size_t) n_cb * sizeof(double));
-    if (gc == NULL) { lmp_scratch_reset(mark); return LMP_ENOMEM; }
-    memset(gc, 0, (size_t) n_cb * sizeof(double));
+    double                 *gc   = lmp_scratch_alloc((size_t)n_cb * sizeof(double));
+    if (gc == NULL) {
+        lmp_scratch_reset(mark);
+        return LMP_ENOMEM;
+    }
+    memset(gc, 0, (size_t)n_cb * sizeof(double));
     for (int64_t o = 0; o < s->n_out; o++) {
         const uint16_t *co = codes + o * n_grp * s->M;
         const float    *d  = dw + o * s->n_in;
-        double gs = 0.0;
+        double          gs = 0.0;
         for (int64_t j = 0; j < n_grp; j++)
             for (int m = 0; m < s->M; m++) {
-                const int64_t base = ((int64_t) m * s->K + co[j * s->M + m]) * s->g;
+                const int64_t base = ((int64_t)m * s->K + co[j * s->M + m]) * s->g;
                 for (int t = 0; t < s->g; t++) {
-                    gs += (double) d[j * s->g + t] * cb[base + t];
-                    gc[base + t] += (double) scale[o] * d[j * s->g + t];
+                    gs += (double)d[j * s->g + t] * cb[base + t];
+                    gc[base + t] += (double)scale[o] * d[j * s->g + t];
                 }
             }
-        g_scale[o] = (float) gs;
+        g_scale[o] = (float)gs;
     }
-    for (int64_t k = 0; k < n_cb; k++) g_cb[k] = (float) gc[k];
+    for (int64_t k = 0; k < n_cb; k++) g_cb[k] = (float)gc[k];
     lmp_scratch_reset(mark);
     return 0;
 }

@@ -12,13 +12,15 @@
 #include <assert.h>
 #include <string.h>
 
-static uint16_t rd16(const uint8_t *p) { return (uint16_t) (p[0] | (p[1] << 8)); }
+static uint16_t rd16(const uint8_t *p) {
+    return (uint16_t)(p[0] | (p[1] << 8));
+}
 
 void lmp_dequant_row_ref(int dtype, const void *src, float *dst, int64_t n) {
     const uint8_t *p = src;
-    switch ((enum lmp_dtype) dtype) {
+    switch ((enum lmp_dtype)dtype) {
     case LMP_DTYPE_F32:
-        memcpy(dst, src, (size_t) n * sizeof(float));
+        memcpy(dst, src, (size_t)n * sizeof(float));
         return;
     case LMP_DTYPE_F16:
         for (int64_t i = 0; i < n; i++) dst[i] = lmp_f16_to_f32(rd16(p + 2 * i));
@@ -30,7 +32,7 @@ void lmp_dequant_row_ref(int dtype, const void *src, float *dst, int64_t n) {
         assert(n % 32 == 0);
         for (int64_t b = 0; b < n / 32; b++, p += 34) {
             float d = lmp_f16_to_f32(rd16(p));
-            for (int i = 0; i < 32; i++) dst[b * 32 + i] = d * (float) (int8_t) p[2 + i];
+            for (int i = 0; i < 32; i++) dst[b * 32 + i] = d * (float)(int8_t)p[2 + i];
         }
         return;
     case LMP_DTYPE_Q4_0:
@@ -38,8 +40,8 @@ void lmp_dequant_row_ref(int dtype, const void *src, float *dst, int64_t n) {
         for (int64_t b = 0; b < n / 32; b++, p += 18) {
             float d = lmp_f16_to_f32(rd16(p));
             for (int i = 0; i < 16; i++) {
-                dst[b * 32 + i]      = d * (float) ((p[2 + i] & 0x0f) - 8);
-                dst[b * 32 + i + 16] = d * (float) ((p[2 + i] >> 4) - 8);
+                dst[b * 32 + i]      = d * (float)((p[2 + i] & 0x0f) - 8);
+                dst[b * 32 + i + 16] = d * (float)((p[2 + i] >> 4) - 8);
             }
         }
         return;
@@ -49,8 +51,8 @@ void lmp_dequant_row_ref(int dtype, const void *src, float *dst, int64_t n) {
             float d = lmp_f16_to_f32(rd16(p));
             float m = lmp_f16_to_f32(rd16(p + 2));
             for (int i = 0; i < 16; i++) {
-                dst[b * 32 + i]      = d * (float) (p[4 + i] & 0x0f) + m;
-                dst[b * 32 + i + 16] = d * (float) (p[4 + i] >> 4) + m;
+                dst[b * 32 + i]      = d * (float)(p[4 + i] & 0x0f) + m;
+                dst[b * 32 + i + 16] = d * (float)(p[4 + i] >> 4) + m;
             }
         }
         return;

@@ -23,6 +23,6 @@ void lmp_sgemm_ref(enum lmp_trans ta, enum lmp_trans tb, int64_t m, int64_t n, i
                 acc += (double)av * (double)bv;
             }
             const double prev = beta == 0.0f ? 0.0 : (double)beta * c[i * ldc + j];
-            c[i * ldc + j] = (float)((double)alpha * acc + prev);
+            c[i * ldc + j]    = (float)((double)alpha * acc + prev);
         }
 }

@@ -22,9 +22,14 @@ int main(int argc, char **argv) {
     bool        bos      = false;
     const char *tok_path = NULL;
     for (int i = 4; i < argc; i++) {
-        if (strcmp(argv[i], "--bos") == 0) bos = true;
-        else if (strcmp(argv[i], "--tokenizer") == 0 && i + 1 < argc) tok_path = argv[++i];
-        else { fprintf(stderr, "dump_ids: unknown option '%s'\n", argv[i]); return 2; }
+        if (strcmp(argv[i], "--bos") == 0)
+            bos = true;
+        else if (strcmp(argv[i], "--tokenizer") == 0 && i + 1 < argc)
+            tok_path = argv[++i];
+        else {
+            fprintf(stderr, "dump_ids: unknown option '%s'\n", argv[i]);
+            return 2;
+        }
     }
     struct lmp_err        err   = {0};
     struct lmp_model     *model = NULL;
@@ -42,11 +47,11 @@ int main(int argc, char **argv) {
         goto out;
     }
     FILE *f = fopen(argv[3], "wb");
-    if (f == NULL || fwrite(ids, sizeof *ids, (size_t) n, f) != (size_t) n || fclose(f) != 0) {
+    if (f == NULL || fwrite(ids, sizeof *ids, (size_t)n, f) != (size_t)n || fclose(f) != 0) {
         fprintf(stderr, "dump_ids: cannot write '%s'\n", argv[3]);
         goto out;
     }
-    printf("{\"n_ids\": %lld, \"bos\": %d, \"tokenizer\": \"%s\"}\n", (long long) n,
+    printf("{\"n_ids\": %lld, \"bos\": %d, \"tokenizer\": \"%s\"}\n", (long long)n,
            lmp_tokenizer_bos(tok), lmp_tokenizer_describe(tok));
     rc = 0;
 out:

@@ -12,14 +12,14 @@
 #include <string.h>
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
-    struct lmp_event_list l = {0};
+    struct lmp_event_list  l = {0};
     struct lmp_events_scan scan;
-    struct lmp_err err = {0};
-    enum lmp_status st = lmp_events_parse(data, size, "fuzz", &l, &scan, &err);
+    struct lmp_err         err = {0};
+    enum lmp_status        st  = lmp_events_parse(data, size, "fuzz", &l, &scan, &err);
     if (st == LMP_OK) {
         if (scan.valid_end > size || scan.valid_end + scan.n_dropped != size) abort();
         if (scan.n_records != l.n) abort();
-        size_t pos = LMP_EVENTS_HEADER;
+        size_t         pos = LMP_EVENTS_HEADER;
         static uint8_t rec[LMP_EVENTS_PAYLOAD_MAX + 16];
         for (int64_t i = 0; i < l.n; i++) {
             const struct lmp_event *e = &l.ev[i];
@@ -35,7 +35,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
             }
         }
     } else if (err.msg[0] == '\0') {
-        abort();    /* a refusal always says why */
+        abort(); /* a refusal always says why */
     }
     lmp_event_list_release(&l);
     return 0;

@@ -27,7 +27,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (f == NULL) abort();
     if (size && fwrite(data, 1, size, f) != size) abort();
     fclose(f);
-    struct lmp_model *m = NULL;
+    struct lmp_model *m   = NULL;
     struct lmp_err    err = {0};
     if (lmp_model_open(dir, &m, &err) == LMP_OK) abort(); /* there are no weights */
     /* naming the file (not yet: one line; a value such as hidden_act is quoted raw) */

@@ -13,12 +13,12 @@
 #include <zmq.h>
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
-    struct lmp_key k;
-    struct lmp_err err = {0};
-    enum lmp_status st = lmp_key_parse((const char *) data, size, "fuzz.pub", &k, &err);
+    struct lmp_key  k;
+    struct lmp_err  err = {0};
+    enum lmp_status st  = lmp_key_parse((const char *)data, size, "fuzz.pub", &k, &err);
     if (st == LMP_OK) {
         uint8_t raw[32];
-        char back[LMP_KEY_Z85_LEN + 1];
+        char    back[LMP_KEY_Z85_LEN + 1];
         if (strlen(k.z85) != LMP_KEY_Z85_LEN || zmq_z85_decode(raw, k.z85) == NULL ||
             zmq_z85_encode(back, raw, 32) == NULL || strcmp(back, k.z85) != 0)
             abort();
@@ -32,7 +32,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (ep == NULL) return 0;
     memcpy(ep, data, size);
     ep[size] = '\0';
-    (void) lmp_endpoint_is_local(ep);
+    (void)lmp_endpoint_is_local(ep);
     free(ep);
     return 0;
 }

@@ -24,9 +24,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (f == NULL) abort();
     if (size && fwrite(data, 1, size, f) != size) abort();
     fclose(f);
-    struct lmp_model *m = NULL;
+    struct lmp_model *m   = NULL;
     struct lmp_err    err = {0};
-    enum lmp_status   st = lmp_model_open(path, &m, &err);
+    enum lmp_status   st  = lmp_model_open(path, &m, &err);
     if (st == LMP_OK) {
         for (int64_t i = 0; i < m->n_tensors; i++) {
             const struct lmp_tensor *t = &m->tensors[i];

@@ -6,7 +6,7 @@
  *  outside the input. Any crash, sanitizer report or leak is a finding.
  */
 #include "model/safetensors.h"
-#include "kernels/kernels.h"          /* defines: lmp_dequant_row_ref() */
+#include "kernels/kernels.h" /* defines: lmp_dequant_row_ref() */
 
 #include <stdint.h>
 #include <stdlib.h>
@@ -27,15 +27,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
             if (t->end > t->begin) sink += base[t->begin] + base[t->end - 1];
             if (t->unsup || t->end == t->begin) continue;
             int64_t cols = t->n_dims > 0 ? t->shape[t->n_dims - 1] : 1;
-            float  *row  = malloc((size_t) cols * sizeof(float));
+            float  *row  = malloc((size_t)cols * sizeof(float));
             if (row == NULL) continue;
-            lmp_dequant_row_ref((int) t->dtype, base + t->begin, row, cols);
-            sink += (uint64_t) (row[cols - 1] == row[cols - 1]);
+            lmp_dequant_row_ref((int)t->dtype, base + t->begin, row, cols);
+            sink += (uint64_t)(row[cols - 1] == row[cols - 1]);
             free(row);
         }
-        if (st.n_tensors > 0) sink += (uint64_t) (lmp_safetensors_find(&st, st.tensors[0].name) != NULL);
+        if (st.n_tensors > 0)
+            sink += (uint64_t)(lmp_safetensors_find(&st, st.tensors[0].name) != NULL);
     } else {
-        sink += strlen(err.msg);   /* the message is a terminated string */
+        sink += strlen(err.msg); /* the message is a terminated string */
     }
     lmp_safetensors_release(&st);
     return 0;

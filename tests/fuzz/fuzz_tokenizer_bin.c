@@ -6,13 +6,13 @@
 #include "model/tokenizer.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
-    struct lmp_tokenizer *t   = NULL;
-    struct lmp_err        err = { 0 };
-    int32_t vocab = size > 0 ? 1 + data[size - 1] % 2 * 269 : 270;   /* 1 or 270 */
+    struct lmp_tokenizer *t     = NULL;
+    struct lmp_err        err   = {0};
+    int32_t               vocab = size > 0 ? 1 + data[size - 1] % 2 * 269 : 270; /* 1 or 270 */
     if (lmp_tokenizer_parse_llama2c(data, size, vocab, "fuzz", &t, &err) != LMP_OK) return 0;
     static const char text[] = "Once upon a time \xC3\xA9\xF0\x9F\xA6\x99 \xff 12345";
-    int32_t *ids;
-    int64_t  n;
+    int32_t          *ids;
+    int64_t           n;
     if (lmp_tokenizer_encode(t, text, sizeof(text) - 1, true, &ids, &n, &err) == LMP_OK) {
         char  *out;
         size_t len;

@@ -6,11 +6,11 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     struct lmp_tokenizer *t   = NULL;
-    struct lmp_err        err = { 0 };
-    if (lmp_tokenizer_parse_hf((const char *) data, size, "fuzz", &t, &err) != LMP_OK) return 0;
+    struct lmp_err        err = {0};
+    if (lmp_tokenizer_parse_hf((const char *)data, size, "fuzz", &t, &err) != LMP_OK) return 0;
     static const char text[] = "Hello world 123 don't  \n\n\tx \xF0\x9F\xA6\x99<s>ab \xff";
-    int32_t *ids;
-    int64_t  n;
+    int32_t          *ids;
+    int64_t           n;
     if (lmp_tokenizer_encode(t, text, sizeof(text) - 1, true, &ids, &n, &err) == LMP_OK) {
         char  *out;
         size_t len;

@@ -27,8 +27,8 @@ int main(int argc, char **argv) {
         return 2;
     }
     uint8_t bytes[1024];
-    for (int i = 0; i < 1024; i++) bytes[i] = (uint8_t) (i * 37 + 11);
-    for (int i = 0; i < 1024; i += 2) bytes[i + 1] &= 0x3f;   /* keep f16/bf16 values finite-ish */
+    for (int i = 0; i < 1024; i++) bytes[i] = (uint8_t)(i * 37 + 11);
+    for (int i = 0; i < 1024; i += 2) bytes[i + 1] &= 0x3f; /* keep f16/bf16 values finite-ish */
     struct gw w;
 
     /* every metadata type, an F32 and a Q8_0 tensor (v3) */

@@ -18,8 +18,8 @@
  *                                              perf: time ref vs best on realistic shapes
  */
 #include "kernels/kernels.h"
-#include "tests/check.h"            /* defines: CHECK, RUN, check_fill_random, check_report */
-#include "model/model.h"     /* defines: enum lmp_dtype */
+#include "tests/check.h" /* defines: CHECK, RUN, check_fill_random, check_report */
+#include "model/model.h" /* defines: enum lmp_dtype */
 
 #include <pthread.h>
 #include <stdlib.h>
@@ -30,12 +30,14 @@ static struct lmp_kernels ref, best; /* best: the table under test */
 static double now_s(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double) ts.tv_sec + 1e-9 * (double) ts.tv_nsec;
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
 static uint64_t rng_state = 12345;
 static uint64_t rng_next(void) {
-    rng_state ^= rng_state << 13; rng_state ^= rng_state >> 7; rng_state ^= rng_state << 17;
+    rng_state ^= rng_state << 13;
+    rng_state ^= rng_state >> 7;
+    rng_state ^= rng_state << 17;
     return rng_state;
 }
 
@@ -43,18 +45,18 @@ static uint64_t rng_next(void) {
 static int compare_f(const char *what, const float *r, const float *v, int64_t n, double tol) {
     double num = 0.0, den = 0.0;
     for (int64_t i = 0; i < n; i++) {
-        double e = (double) v[i] - r[i];
+        double e = (double)v[i] - r[i];
         num += e * e;
-        den += (double) r[i] * r[i];
+        den += (double)r[i] * r[i];
     }
     double nmse = den > 0 ? num / den : num;
-    int ok = nmse <= tol && num == num;
+    int    ok   = nmse <= tol && num == num;
     if (!ok) {
         double rms = sqrt(den / (n > 0 ? n : 1)), lim = sqrt(tol) * (rms > 0 ? rms : 1.0);
         fprintf(stderr, "  %s: nmse %.3g > tol %.3g\n", what, nmse, tol);
         for (int64_t i = 0, shown = 0; i < n && shown < 5; i++)
-            if (!(fabs((double) v[i] - r[i]) <= lim)) {
-                fprintf(stderr, "    [%lld] ref %.9g variant %.9g\n", (long long) i, r[i], v[i]);
+            if (!(fabs((double)v[i] - r[i]) <= lim)) {
+                fprintf(stderr, "    [%lld] ref %.9g variant %.9g\n", (long long)i, r[i], v[i]);
                 shown++;
             }
     }
@@ -69,12 +71,12 @@ static int compare_d(const char *what, const double *r, const double *v, int64_t
         den += r[i] * r[i];
     }
     double nmse = den > 0 ? num / den : num;
-    int ok = nmse <= tol && num == num;
+    int    ok   = nmse <= tol && num == num;
     if (!ok) {
         fprintf(stderr, "  %s: nmse %.3g > tol %.3g\n", what, nmse, tol);
         for (int64_t i = 0, shown = 0; i < n && shown < 5; i++)
             if (v[i] != r[i]) {
-                fprintf(stderr, "    [%lld] ref %.17g variant %.17g\n", (long long) i, r[i], v[i]);
+                fprintf(stderr, "    [%lld] ref %.17g variant %.17g\n", (long long)i, r[i], v[i]);
                 shown++;
             }
     }
@@ -83,7 +85,7 @@ static int compare_d(const char *what, const double *r, const double *v, int64_t
 }
 
 static float *fbuf(int64_t n, uint64_t seed) {
-    float *p = malloc((size_t) (n > 0 ? n : 1) * sizeof(float));
+    float *p = malloc((size_t)(n > 0 ? n : 1) * sizeof(float));
     check_fill_random(p, n, seed);
     return p;
 }
@@ -92,67 +94,85 @@ static float *fbuf(int64_t n, uint64_t seed) {
 
 static uint16_t rand_finite_f16(void) {
     for (;;) {
-        uint16_t hv = (uint16_t) rng_next();
+        uint16_t hv = (uint16_t)rng_next();
         if (((hv >> 10) & 0x1f) != 0x1f) return hv;
     }
 }
 
 static void test_dequant_row(void) {
-    static const struct { int dtype; int64_t n; int64_t bytes_per_block; int64_t block; const char *name; } cases[] = {
-        { LMP_DTYPE_F32, 37, 4, 1, "F32" },   { LMP_DTYPE_F32, 4096, 4, 1, "F32" },
-        { LMP_DTYPE_F16, 37, 2, 1, "F16" },   { LMP_DTYPE_F16, 4099, 2, 1, "F16" },
-        { LMP_DTYPE_BF16, 37, 2, 1, "BF16" }, { LMP_DTYPE_BF16, 4099, 2, 1, "BF16" },
-        { LMP_DTYPE_Q8_0, 32, 34, 32, "Q8_0" }, { LMP_DTYPE_Q8_0, 4096, 34, 32, "Q8_0" },
-        { LMP_DTYPE_Q4_0, 32, 18, 32, "Q4_0" }, { LMP_DTYPE_Q4_0, 4096, 18, 32, "Q4_0" },
-        { LMP_DTYPE_Q4_1, 32, 20, 32, "Q4_1" }, { LMP_DTYPE_Q4_1, 4096, 20, 32, "Q4_1" },
+    static const struct {
+        int         dtype;
+        int64_t     n;
+        int64_t     bytes_per_block;
+        int64_t     block;
+        const char *name;
+    } cases[] = {
+        {LMP_DTYPE_F32, 37, 4, 1, "F32"},     {LMP_DTYPE_F32, 4096, 4, 1, "F32"},
+        {LMP_DTYPE_F16, 37, 2, 1, "F16"},     {LMP_DTYPE_F16, 4099, 2, 1, "F16"},
+        {LMP_DTYPE_BF16, 37, 2, 1, "BF16"},   {LMP_DTYPE_BF16, 4099, 2, 1, "BF16"},
+        {LMP_DTYPE_Q8_0, 32, 34, 32, "Q8_0"}, {LMP_DTYPE_Q8_0, 4096, 34, 32, "Q8_0"},
+        {LMP_DTYPE_Q4_0, 32, 18, 32, "Q4_0"}, {LMP_DTYPE_Q4_0, 4096, 18, 32, "Q4_0"},
+        {LMP_DTYPE_Q4_1, 32, 20, 32, "Q4_1"}, {LMP_DTYPE_Q4_1, 4096, 20, 32, "Q4_1"},
     };
     for (size_t c = 0; c < sizeof(cases) / sizeof(cases[0]); c++) {
-        int64_t n = cases[c].n, nb = n / cases[c].block, bytes = nb * cases[c].bytes_per_block;
-        uint8_t *src = malloc((size_t) bytes);
-        for (int64_t i = 0; i < bytes; i++) src[i] = (uint8_t) rng_next();
-        if (cases[c].dtype == LMP_DTYPE_F32)       /* finite floats: random bits can be NaN */
-            for (int64_t i = 0; i < n; i++) { float f = (float) ((double) (int32_t) rng_next() * 1e-6); memcpy(src + 4 * i, &f, 4); }
-        if (cases[c].dtype >= LMP_DTYPE_Q8_0)      /* finite f16 d (and m) fields */
+        int64_t  n = cases[c].n, nb = n / cases[c].block, bytes = nb * cases[c].bytes_per_block;
+        uint8_t *src = malloc((size_t)bytes);
+        for (int64_t i = 0; i < bytes; i++) src[i] = (uint8_t)rng_next();
+        if (cases[c].dtype == LMP_DTYPE_F32) /* finite floats: random bits can be NaN */
+            for (int64_t i = 0; i < n; i++) {
+                float f = (float)((double)(int32_t)rng_next() * 1e-6);
+                memcpy(src + 4 * i, &f, 4);
+            }
+        if (cases[c].dtype >= LMP_DTYPE_Q8_0) /* finite f16 d (and m) fields */
             for (int64_t b = 0; b < nb; b++) {
                 uint8_t *blk = src + b * cases[c].bytes_per_block;
                 uint16_t d = rand_finite_f16(), m = rand_finite_f16();
-                blk[0] = (uint8_t) d; blk[1] = (uint8_t) (d >> 8);
-                if (cases[c].dtype == LMP_DTYPE_Q4_1) { blk[2] = (uint8_t) m; blk[3] = (uint8_t) (m >> 8); }
+                blk[0] = (uint8_t)d;
+                blk[1] = (uint8_t)(d >> 8);
+                if (cases[c].dtype == LMP_DTYPE_Q4_1) {
+                    blk[2] = (uint8_t)m;
+                    blk[3] = (uint8_t)(m >> 8);
+                }
             }
-        float *r = malloc((size_t) n * sizeof(float)), *v = malloc((size_t) n * sizeof(float));
+        float *r = malloc((size_t)n * sizeof(float)), *v = malloc((size_t)n * sizeof(float));
         ref.dequant_row(cases[c].dtype, src, r, n);
         best.dequant_row(cases[c].dtype, src, v, n);
         int bad = 0;
         for (int64_t i = 0; i < n; i++) {
-            if (isnan(r[i]) && isnan(v[i])) continue;   /* NaN payloads may differ */
+            if (isnan(r[i]) && isnan(v[i])) continue; /* NaN payloads may differ */
             if (memcmp(&r[i], &v[i], 4) != 0) {
                 if (bad < 5)
-                    fprintf(stderr, "  dequant_row %s n=%lld [%lld] ref %.9g variant %.9g\n", cases[c].name,
-                            (long long) n, (long long) i, r[i], v[i]);
+                    fprintf(stderr, "  dequant_row %s n=%lld [%lld] ref %.9g variant %.9g\n",
+                            cases[c].name, (long long)n, (long long)i, r[i], v[i]);
                 bad++;
             }
         }
         CHECK(bad == 0);
-        free(src); free(r); free(v);
+        free(src);
+        free(r);
+        free(v);
     }
 }
 
 /* ---- gram_acc ------------------------------------------------------------------- */
 
 static void test_gram_acc(void) {
-    static const int64_t shapes[][2] = { { 7, 5 }, { 300, 33 }, { 513, 96 }, { 1, 1 } };
+    static const int64_t shapes[][2] = {{7, 5}, {300, 33}, {513, 96}, {1, 1}};
     for (size_t c = 0; c < sizeof(shapes) / sizeof(shapes[0]); c++) {
         int64_t n_tok = shapes[c][0], n_in = shapes[c][1];
-        float *x = fbuf(n_tok * n_in, 10 + c);
-        double *hr = malloc((size_t) (n_in * n_in) * sizeof(double));
-        double *hv = malloc((size_t) (n_in * n_in) * sizeof(double));
-        for (int64_t a = 0; a < n_in; a++)        /* symmetric non-zero start: it accumulates */
-            for (int64_t b = 0; b <= a; b++) hr[a * n_in + b] = hr[b * n_in + a] = (double) (a + 2 * b) * 0.25;
-        memcpy(hv, hr, (size_t) (n_in * n_in) * sizeof(double));
+        float  *x  = fbuf(n_tok * n_in, 10 + c);
+        double *hr = malloc((size_t)(n_in * n_in) * sizeof(double));
+        double *hv = malloc((size_t)(n_in * n_in) * sizeof(double));
+        for (int64_t a = 0; a < n_in; a++) /* symmetric non-zero start: it accumulates */
+            for (int64_t b = 0; b <= a; b++)
+                hr[a * n_in + b] = hr[b * n_in + a] = (double)(a + 2 * b) * 0.25;
+        memcpy(hv, hr, (size_t)(n_in * n_in) * sizeof(double));
         ref.gram_acc(hr, x, n_tok, n_in);
         best.gram_acc(hv, x, n_tok, n_in);
         compare_d("gram_acc", hr, hv, n_in * n_in, 1e-24);
-        free(x); free(hr); free(hv);
+        free(x);
+        free(hr);
+        free(hv);
     }
 }
 
@@ -160,109 +180,128 @@ static void test_gram_acc(void) {
 
 static double dist_exact(const float *p, const float *c, int g) {
     double d = 0.0;
-    for (int t = 0; t < g; t++) d += ((double) p[t] - c[t]) * ((double) p[t] - c[t]);
+    for (int t = 0; t < g; t++) d += ((double)p[t] - c[t]) * ((double)p[t] - c[t]);
     return d;
 }
 
 static void test_kmeans(void) {
-    static const int64_t shapes[][3] = { { 37, 5, 3 }, { 200, 20, 8 }, { 333, 48, 4 }, { 5000, 256, 8 } };
+    static const int64_t shapes[][3] = {{37, 5, 3}, {200, 20, 8}, {333, 48, 4}, {5000, 256, 8}};
     for (size_t c = 0; c < sizeof(shapes) / sizeof(shapes[0]); c++) {
         int64_t n = shapes[c][0], K = shapes[c][1];
-        int g = (int) shapes[c][2];
-        float *pts = fbuf(n * g, 20 + c), *cent = fbuf(K * g, 30 + c), *wts = fbuf(n, 40 + c);
+        int     g   = (int)shapes[c][2];
+        float  *pts = fbuf(n * g, 20 + c), *cent = fbuf(K * g, 30 + c), *wts = fbuf(n, 40 + c);
         for (int64_t i = 0; i < n; i++) wts[i] = fabsf(wts[i]);
-        int32_t *ar = malloc((size_t) n * sizeof(int32_t)), *av = malloc((size_t) n * sizeof(int32_t));
-        float *dr = malloc((size_t) n * sizeof(float)), *dv = malloc((size_t) n * sizeof(float));
+        int32_t *ar = malloc((size_t)n * sizeof(int32_t)),
+                *av = malloc((size_t)n * sizeof(int32_t));
+        float *dr = malloc((size_t)n * sizeof(float)), *dv = malloc((size_t)n * sizeof(float));
         ref.kmeans_assign(ar, dr, pts, n, cent, K, g);
         best.kmeans_assign(av, dv, pts, n, cent, K, g);
         int bad = 0;
         for (int64_t i = 0; i < n; i++) {
-            double er = dist_exact(pts + i * g, cent + ar[i] * g, g), ev = dist_exact(pts + i * g, cent + av[i] * g, g);
+            double er = dist_exact(pts + i * g, cent + ar[i] * g, g),
+                   ev = dist_exact(pts + i * g, cent + av[i] * g, g);
             if (av[i] < 0 || av[i] >= K || ev > er * (1 + 1e-5) + 1e-6) {
                 if (bad++ < 5)
-                    fprintf(stderr, "  kmeans_assign [%lld] ref k=%d d=%.9g variant k=%d d=%.9g\n", (long long) i,
-                            ar[i], er, av[i], ev);
+                    fprintf(stderr, "  kmeans_assign [%lld] ref k=%d d=%.9g variant k=%d d=%.9g\n",
+                            (long long)i, ar[i], er, av[i], ev);
             }
         }
         CHECK(bad == 0);
         compare_f("kmeans_assign dist2", dr, dv, n, 1e-10);
-        for (int wi = 0; wi < 2; wi++) {              /* update, without then with weights */
-            float *cr = malloc((size_t) (K * g) * sizeof(float)), *cv = malloc((size_t) (K * g) * sizeof(float));
-            memcpy(cr, cent, (size_t) (K * g) * sizeof(float));
-            memcpy(cv, cent, (size_t) (K * g) * sizeof(float));
+        for (int wi = 0; wi < 2; wi++) { /* update, without then with weights */
+            float *cr = malloc((size_t)(K * g) * sizeof(float)),
+                  *cv = malloc((size_t)(K * g) * sizeof(float));
+            memcpy(cr, cent, (size_t)(K * g) * sizeof(float));
+            memcpy(cv, cent, (size_t)(K * g) * sizeof(float));
             ref.kmeans_update(cr, pts, wi ? wts : NULL, ar, n, K, g);
             best.kmeans_update(cv, pts, wi ? wts : NULL, ar, n, K, g);
             compare_f("kmeans_update", cr, cv, K * g, 1e-12);
-            free(cr); free(cv);
+            free(cr);
+            free(cv);
         }
-        free(pts); free(cent); free(wts); free(ar); free(av); free(dr); free(dv);
+        free(pts);
+        free(cent);
+        free(wts);
+        free(ar);
+        free(av);
+        free(dr);
+        free(dv);
     }
 }
 
 /* ---- AQ ops: shared fixture ----------------------------------------------------- */
 
-struct aq_case { int64_t n_out, n_in; int M, K, g; };
+struct aq_case {
+    int64_t n_out, n_in;
+    int     M, K, g;
+};
 static const struct aq_case aq_cases[] = {
-    { 3, 24, 2, 16, 8 },      /* odd and tiny */
-    { 5, 12, 3, 4, 4 },       /* K < 16: the beam search and matvec fall back */
-    { 7, 40, 1, 32, 8 },      /* P = 5 positions: scalar tails */
-    { 6, 48, 1, 64, 16 },
-    { 16, 136, 2, 256, 8 },   /* n_in not a multiple of 32 */
-    { 24, 576, 2, 256, 8 },   /* SmolLM2 width, 2x8g8 */
-    { 19, 96, 2, 32, 16 },    /* g = 16 path, row blocks of the beam search left partial */
-    { 40, 200, 2, 32, 8 },    /* beam search: several row blocks per thread, column blocks with a partial last */
-    { 24, 576, 2, 256, 4 },   /* SmolLM2 width, 2x8g4: masked 8-lane steps */
-    { 11, 90, 3, 32, 6 },     /* g = 6: a partial column block, odd rows */
+    {3, 24, 2, 16, 8},                          /* odd and tiny */
+    {5, 12, 3, 4, 4},                           /* K < 16: the beam search and matvec fall back */
+    {7, 40, 1, 32, 8},                          /* P = 5 positions: scalar tails */
+    {6, 48, 1, 64, 16},   {16, 136, 2, 256, 8}, /* n_in not a multiple of 32 */
+    {24, 576, 2, 256, 8},                       /* SmolLM2 width, 2x8g8 */
+    {19, 96, 2, 32, 16}, /* g = 16 path, row blocks of the beam search left partial */
+    {40, 200, 2, 32, 8}, /* beam search: several row blocks per thread, column blocks with a partial
+                            last */
+    {24, 576, 2, 256, 4}, /* SmolLM2 width, 2x8g4: masked 8-lane steps */
+    {11, 90, 3, 32, 6},   /* g = 6: a partial column block, odd rows */
 };
 enum { N_AQ_CASES = sizeof(aq_cases) / sizeof(aq_cases[0]) };
 
 struct aq_fix {
     struct lmp_aq_shape s;
-    float *w, *cb, *scale, *h;
-    uint16_t *codes;
+    float              *w, *cb, *scale, *h;
+    uint16_t           *codes;
 };
 
 static void aq_fix_init(struct aq_fix *f, const struct aq_case *c, uint64_t seed) {
-    f->s = (struct lmp_aq_shape){ c->n_out, c->n_in, c->M, c->K, c->g };
+    f->s         = (struct lmp_aq_shape){c->n_out, c->n_in, c->M, c->K, c->g};
     int64_t n_in = c->n_in, P = n_in / c->g * c->M, n_tok = n_in + 17;
-    f->w = fbuf(c->n_out * n_in, seed);
-    f->cb = fbuf((int64_t) c->M * c->K * c->g, seed + 1);
-    for (int64_t i = 0; i < (int64_t) c->M * c->K * c->g; i++) f->cb[i] *= 0.5f;
+    f->w  = fbuf(c->n_out * n_in, seed);
+    f->cb = fbuf((int64_t)c->M * c->K * c->g, seed + 1);
+    for (int64_t i = 0; i < (int64_t)c->M * c->K * c->g; i++) f->cb[i] *= 0.5f;
     f->scale = fbuf(c->n_out, seed + 2);
     for (int64_t o = 0; o < c->n_out; o++) f->scale[o] = 0.5f + fabsf(f->scale[o]);
-    f->codes = malloc((size_t) (c->n_out * P) * sizeof(uint16_t));
-    for (int64_t i = 0; i < c->n_out * P; i++) f->codes[i] = (uint16_t) (rng_next() % (uint64_t) c->K);
-    float *x = fbuf(n_tok * n_in, seed + 3);       /* H = X^T X / n_tok: SPD, correlated */
+    f->codes = malloc((size_t)(c->n_out * P) * sizeof(uint16_t));
+    for (int64_t i = 0; i < c->n_out * P; i++)
+        f->codes[i] = (uint16_t)(rng_next() % (uint64_t)c->K);
+    float *x = fbuf(n_tok * n_in, seed + 3); /* H = X^T X / n_tok: SPD, correlated */
     for (int64_t t = 0; t < n_tok; t++)
         for (int64_t i = 1; i < n_in; i++) x[t * n_in + i] += 0.5f * x[t * n_in + i - 1];
-    double *hd = calloc((size_t) (n_in * n_in), sizeof(double));
+    double *hd = calloc((size_t)(n_in * n_in), sizeof(double));
     lmp_gram_acc_ref(hd, x, n_tok, n_in);
-    f->h = malloc((size_t) (n_in * n_in) * sizeof(float));
-    for (int64_t i = 0; i < n_in * n_in; i++) f->h[i] = (float) (hd[i] / (double) n_tok);
+    f->h = malloc((size_t)(n_in * n_in) * sizeof(float));
+    for (int64_t i = 0; i < n_in * n_in; i++) f->h[i] = (float)(hd[i] / (double)n_tok);
     free(hd);
     free(x);
 }
 
 static void aq_fix_free(struct aq_fix *f) {
-    free(f->w); free(f->cb); free(f->scale); free(f->h); free(f->codes);
+    free(f->w);
+    free(f->cb);
+    free(f->scale);
+    free(f->h);
+    free(f->codes);
 }
 
 /* Exact objective sum_o r H r^T of the given codes (double). */
 static double aq_objective(const struct aq_fix *f, const uint16_t *codes) {
     const int64_t n_out = f->s.n_out, n_in = f->s.n_in;
-    float *wh = malloc((size_t) (n_out * n_in) * sizeof(float));
-    double *r = malloc((size_t) n_in * sizeof(double));
+    float        *wh = malloc((size_t)(n_out * n_in) * sizeof(float));
+    double       *r  = malloc((size_t)n_in * sizeof(double));
     lmp_aq_decode_ref(wh, codes, f->cb, f->scale, &f->s);
     double L = 0.0;
     for (int64_t o = 0; o < n_out; o++) {
-        for (int64_t i = 0; i < n_in; i++) r[i] = (double) f->w[o * n_in + i] - wh[o * n_in + i];
+        for (int64_t i = 0; i < n_in; i++) r[i] = (double)f->w[o * n_in + i] - wh[o * n_in + i];
         for (int64_t a = 0; a < n_in; a++) {
             double acc = 0.0;
-            for (int64_t b = 0; b < n_in; b++) acc += (double) f->h[a * n_in + b] * r[b];
+            for (int64_t b = 0; b < n_in; b++) acc += (double)f->h[a * n_in + b] * r[b];
             L += r[a] * acc;
         }
     }
-    free(wh); free(r);
+    free(wh);
+    free(r);
     return L;
 }
 
@@ -271,16 +310,22 @@ static void test_aq_decode_matvec(void) {
         struct aq_fix f;
         aq_fix_init(&f, &aq_cases[c], 100 + c);
         int64_t n_out = f.s.n_out, n_in = f.s.n_in, nb = 3;
-        float *wr = malloc((size_t) (n_out * n_in) * sizeof(float)), *wv = malloc((size_t) (n_out * n_in) * sizeof(float));
+        float  *wr = malloc((size_t)(n_out * n_in) * sizeof(float)),
+              *wv  = malloc((size_t)(n_out * n_in) * sizeof(float));
         ref.aq_decode(wr, f.codes, f.cb, f.scale, &f.s);
         best.aq_decode(wv, f.codes, f.cb, f.scale, &f.s);
         compare_f("aq_decode", wr, wv, n_out * n_in, 1e-12);
-        float *x = fbuf(nb * n_in, 200 + c);
-        float *yr = malloc((size_t) (nb * n_out) * sizeof(float)), *yv = malloc((size_t) (nb * n_out) * sizeof(float));
+        float *x  = fbuf(nb * n_in, 200 + c);
+        float *yr = malloc((size_t)(nb * n_out) * sizeof(float)),
+              *yv = malloc((size_t)(nb * n_out) * sizeof(float));
         CHECK(ref.aq_matvec(yr, x, nb, f.codes, f.cb, f.scale, &f.s) == 0);
         CHECK(best.aq_matvec(yv, x, nb, f.codes, f.cb, f.scale, &f.s) == 0);
         compare_f("aq_matvec", yr, yv, nb * n_out, 1e-10);
-        free(wr); free(wv); free(x); free(yr); free(yv);
+        free(wr);
+        free(wv);
+        free(x);
+        free(yr);
+        free(yv);
         aq_fix_free(&f);
     }
 }
@@ -289,9 +334,11 @@ static void test_aq_grad(void) {
     for (int c = 0; c < N_AQ_CASES; c++) {
         struct aq_fix f;
         aq_fix_init(&f, &aq_cases[c], 300 + c);
-        int64_t n_cb = (int64_t) f.s.M * f.s.K * f.s.g;
-        float *gr = malloc((size_t) n_cb * sizeof(float)), *gv = malloc((size_t) n_cb * sizeof(float));
-        float *sr = malloc((size_t) f.s.n_out * sizeof(float)), *sv = malloc((size_t) f.s.n_out * sizeof(float));
+        int64_t n_cb = (int64_t)f.s.M * f.s.K * f.s.g;
+        float  *gr   = malloc((size_t)n_cb * sizeof(float)),
+              *gv    = malloc((size_t)n_cb * sizeof(float));
+        float *sr    = malloc((size_t)f.s.n_out * sizeof(float)),
+              *sv    = malloc((size_t)f.s.n_out * sizeof(float));
         double lr = 0, lv = 0;
         CHECK(ref.aq_grad(&lr, gr, sr, f.codes, f.w, f.scale, f.cb, f.h, &f.s) == 0);
         CHECK(best.aq_grad(&lv, gv, sv, f.codes, f.w, f.scale, f.cb, f.h, &f.s) == 0);
@@ -299,7 +346,10 @@ static void test_aq_grad(void) {
         CHECK_NEAR(lr / aq_objective(&f, f.codes), 1.0, 1e-6);
         compare_f("aq_grad codebooks", gr, gv, n_cb, 1e-9);
         compare_f("aq_grad scales", sr, sv, f.s.n_out, 1e-9);
-        free(gr); free(gv); free(sr); free(sv);
+        free(gr);
+        free(gv);
+        free(sr);
+        free(sv);
         aq_fix_free(&f);
     }
 }
@@ -310,20 +360,22 @@ static void test_aq_grad_dw(void) {
     for (int c = 0; c < N_AQ_CASES; c++) {
         struct aq_fix f;
         aq_fix_init(&f, &aq_cases[c], 350 + c);
-        const int64_t n_out = f.s.n_out, n_in = f.s.n_in, n_cb = (int64_t) f.s.M * f.s.K * f.s.g;
-        float *wh = malloc((size_t) (n_out * n_in) * sizeof(float));
-        float *dw = malloc((size_t) (n_out * n_in) * sizeof(float));
-        float *gr = malloc((size_t) n_cb * sizeof(float)), *gv = malloc((size_t) n_cb * sizeof(float));
-        float *ga = malloc((size_t) n_cb * sizeof(float));
-        float *sr = malloc((size_t) n_out * sizeof(float)), *sv = malloc((size_t) n_out * sizeof(float));
-        float *sa = malloc((size_t) n_out * sizeof(float));
+        const int64_t n_out = f.s.n_out, n_in = f.s.n_in, n_cb = (int64_t)f.s.M * f.s.K * f.s.g;
+        float        *wh = malloc((size_t)(n_out * n_in) * sizeof(float));
+        float        *dw = malloc((size_t)(n_out * n_in) * sizeof(float));
+        float        *gr = malloc((size_t)n_cb * sizeof(float)),
+              *gv        = malloc((size_t)n_cb * sizeof(float));
+        float *ga        = malloc((size_t)n_cb * sizeof(float));
+        float *sr        = malloc((size_t)n_out * sizeof(float)),
+              *sv        = malloc((size_t)n_out * sizeof(float));
+        float *sa        = malloc((size_t)n_out * sizeof(float));
         lmp_aq_decode_ref(wh, f.codes, f.cb, f.scale, &f.s);
         for (int64_t o = 0; o < n_out; o++)
             for (int64_t i = 0; i < n_in; i++) {
                 double acc = 0.0;
                 for (int64_t a = 0; a < n_in; a++)
-                    acc += ((double) f.w[o * n_in + a] - wh[o * n_in + a]) * f.h[a * n_in + i];
-                dw[o * n_in + i] = (float) (-2.0 * acc);
+                    acc += ((double)f.w[o * n_in + a] - wh[o * n_in + a]) * f.h[a * n_in + i];
+                dw[o * n_in + i] = (float)(-2.0 * acc);
             }
         CHECK(ref.aq_grad_dw(gr, sr, dw, f.codes, f.cb, f.scale, &f.s) == 0);
         CHECK(best.aq_grad_dw(gv, sv, dw, f.codes, f.cb, f.scale, &f.s) == 0);
@@ -333,31 +385,41 @@ static void test_aq_grad_dw(void) {
         CHECK(ref.aq_grad(&L, ga, sa, f.codes, f.w, f.scale, f.cb, f.h, &f.s) == 0);
         compare_f("aq_grad_dw vs aq_grad codebooks", ga, gr, n_cb, 1e-8);
         compare_f("aq_grad_dw vs aq_grad scales", sa, sr, n_out, 1e-8);
-        free(wh); free(dw); free(gr); free(gv); free(ga); free(sr); free(sv); free(sa);
+        free(wh);
+        free(dw);
+        free(gr);
+        free(gv);
+        free(ga);
+        free(sr);
+        free(sv);
+        free(sa);
         aq_fix_free(&f);
     }
 }
 
 static void test_aq_beam(void) {
-    static const int beams[] = { 1, 3, 8 };   /* 3: an odd number of hypotheses */
+    static const int beams[]     = {1, 3, 8};            /* 3: an odd number of hypotheses */
     lmp_aq_beam_fn  *variants[2] = {best.aq_beam, NULL}; /* room for a second variant */
     for (int c = 0; c < N_AQ_CASES; c++)
         for (int bi = 0; bi < 3; bi++) {
             struct aq_fix f;
             aq_fix_init(&f, &aq_cases[c], 400 + c);
-            int64_t n = f.s.n_out * (f.s.n_in / f.s.g) * f.s.M;
-            uint16_t *cr = malloc((size_t) n * sizeof(uint16_t)), *cv = malloc((size_t) n * sizeof(uint16_t));
-            memcpy(cr, f.codes, (size_t) n * sizeof(uint16_t));
-            double *lr = malloc((size_t) f.s.n_out * sizeof(double)), *lv = malloc((size_t) f.s.n_out * sizeof(double));
+            int64_t   n  = f.s.n_out * (f.s.n_in / f.s.g) * f.s.M;
+            uint16_t *cr = malloc((size_t)n * sizeof(uint16_t)),
+                     *cv = malloc((size_t)n * sizeof(uint16_t));
+            memcpy(cr, f.codes, (size_t)n * sizeof(uint16_t));
+            double *lr = malloc((size_t)f.s.n_out * sizeof(double)),
+                   *lv = malloc((size_t)f.s.n_out * sizeof(double));
             CHECK(ref.aq_beam(cr, lr, f.w, f.scale, f.cb, f.h, &f.s, beams[bi]) == 0);
             double o0 = aq_objective(&f, f.codes), orf = aq_objective(&f, cr), sr = 0;
             for (int64_t o = 0; o < f.s.n_out; o++) sr += lr[o];
             for (int vi = 0; vi < 2 && variants[vi]; vi++) {
-                memcpy(cv, f.codes, (size_t) n * sizeof(uint16_t));
+                memcpy(cv, f.codes, (size_t)n * sizeof(uint16_t));
                 CHECK(variants[vi](cv, lv, f.w, f.scale, f.cb, f.h, &f.s, beams[bi]) == 0);
                 double ov = aq_objective(&f, cv), sv = 0;
                 for (int64_t o = 0; o < f.s.n_out; o++) sv += lv[o];
-                int ok = orf <= o0 && ov <= orf * (1 + 1e-3) && fabs(sr / orf - 1) < 1e-6 && fabs(sv / ov - 1) < 1e-3;
+                int ok = orf <= o0 && ov <= orf * (1 + 1e-3) && fabs(sr / orf - 1) < 1e-6 &&
+                         fabs(sv / ov - 1) < 1e-3;
                 if (!ok)
                     fprintf(stderr,
                             "  aq_beam%s case %d beam %d: start %.9g ref %.9g (reported %.9g) "
@@ -366,7 +428,10 @@ static void test_aq_beam(void) {
                             vi ? " (second)" : "", c, beams[bi], o0, orf, sr, ov, sv);
                 CHECK(ok);
             }
-            free(cr); free(cv); free(lr); free(lv);
+            free(cr);
+            free(cv);
+            free(lr);
+            free(lv);
             aq_fix_free(&f);
         }
 }
@@ -376,7 +441,7 @@ static void test_aq_beam(void) {
 static void test_sgemm(void) {
     static const int64_t shapes[][3] = {{1, 1, 1},    {7, 5, 3},      {33, 17, 65},
                                         {64, 96, 64}, {130, 70, 300}, {5, 300, 1}};
-    static const float   ab[][2] = {{1.0f, 0.0f}, {0.7f, 1.0f}, {-1.3f, 0.25f}};
+    static const float   ab[][2]     = {{1.0f, 0.0f}, {0.7f, 1.0f}, {-1.3f, 0.25f}};
     for (size_t c = 0; c < sizeof(shapes) / sizeof(shapes[0]); c++)
         for (int tr = 0; tr < 4; tr++)
             for (size_t q = 0; q < sizeof(ab) / sizeof(ab[0]); q++) {
@@ -393,8 +458,8 @@ static void test_sgemm(void) {
                 memcpy(cv, cr, (size_t)(m * ldc) * sizeof(float));
                 ref.sgemm(ta, tb, m, n, k, ab[q][0], a, lda, b, ldb, ab[q][1], cr, ldc);
                 best.sgemm(ta, tb, m, n, k, ab[q][0], a, lda, b, ldb, ab[q][1], cv, ldc);
-                float *pr = malloc((size_t)(m * n) * sizeof(float)),
-                      *pv = malloc((size_t)(m * n) * sizeof(float));
+                float *pr  = malloc((size_t)(m * n) * sizeof(float)),
+                      *pv  = malloc((size_t)(m * n) * sizeof(float));
                 int pad_ok = 1;
                 for (int64_t i = 0; i < m; i++)
                     for (int64_t j = 0; j < ldc; j++) {
@@ -451,14 +516,14 @@ static void *scratch_thread(void *arg) {
 
 static void test_scratch(void) {
     struct lmp_scratch_mark m0 = lmp_scratch_mark();
-    char                   *a = lmp_scratch_alloc(10);
+    char                   *a  = lmp_scratch_alloc(10);
     char                   *b = lmp_scratch_alloc(3u << 20); /* beyond the first chunk: a new one */
     CHECK(a != NULL && b != NULL);
     CHECK(((uintptr_t)a & 63) == 0 && ((uintptr_t)b & 63) == 0);
     memset(a, 1, 10);
     memset(b, 2, 3u << 20);
     struct lmp_scratch_mark m1 = lmp_scratch_mark();
-    char                   *c = lmp_scratch_alloc(1000);
+    char                   *c  = lmp_scratch_alloc(1000);
     CHECK(c != NULL);
     memset(c, 3, 1000);
     CHECK(a[9] == 1 && b[(3u << 20) - 1] == 2); /* earlier carvings intact */
@@ -483,47 +548,80 @@ static void test_scratch(void) {
 /* ---- perf mode ------------------------------------------------------------------- */
 
 static void perf(void) {
-    struct aq_case c = { 64, 576, 2, 256, 8 };
-    struct aq_fix f;
+    struct aq_case c = {64, 576, 2, 256, 8};
+    struct aq_fix  f;
     aq_fix_init(&f, &c, 7);
-    int64_t n_cb = (int64_t) c.M * c.K * c.g, n = c.n_out * (c.n_in / c.g) * c.M;
-    float *gc = malloc((size_t) n_cb * sizeof(float)), *gs = malloc((size_t) c.n_out * sizeof(float));
-    uint16_t *codes = malloc((size_t) n * sizeof(uint16_t));
-    float *wd = malloc((size_t) (c.n_out * c.n_in) * sizeof(float));
-    double L;
-    const struct lmp_kernels *tabs[2] = { &ref, &best };
+    int64_t n_cb = (int64_t)c.M * c.K * c.g, n = c.n_out * (c.n_in / c.g) * c.M;
+    float *gc = malloc((size_t)n_cb * sizeof(float)), *gs = malloc((size_t)c.n_out * sizeof(float));
+    uint16_t                 *codes = malloc((size_t)n * sizeof(uint16_t));
+    float                    *wd    = malloc((size_t)(c.n_out * c.n_in) * sizeof(float));
+    double                    L;
+    const struct lmp_kernels *tabs[2] = {&ref, &best};
     printf("op (64 x 576, 2x8g8)      ref ms     best ms   speedup\n");
     double t[2];
-    for (int v = 0; v < 2; v++) { double t0 = now_s(); tabs[v]->aq_grad(&L, gc, gs, f.codes, f.w, f.scale, f.cb, f.h, &f.s); t[v] = now_s() - t0; }
+    for (int v = 0; v < 2; v++) {
+        double t0 = now_s();
+        tabs[v]->aq_grad(&L, gc, gs, f.codes, f.w, f.scale, f.cb, f.h, &f.s);
+        t[v] = now_s() - t0;
+    }
     printf("aq_grad               %9.2f   %9.2f   %7.1f\n", 1e3 * t[0], 1e3 * t[1], t[0] / t[1]);
     for (int b = 1; b <= 8; b *= 8) {
         for (int v = 0; v < 2; v++) {
-            memcpy(codes, f.codes, (size_t) n * sizeof(uint16_t));
-            double t0 = now_s(); tabs[v]->aq_beam(codes, NULL, f.w, f.scale, f.cb, f.h, &f.s, b); t[v] = now_s() - t0;
+            memcpy(codes, f.codes, (size_t)n * sizeof(uint16_t));
+            double t0 = now_s();
+            tabs[v]->aq_beam(codes, NULL, f.w, f.scale, f.cb, f.h, &f.s, b);
+            t[v] = now_s() - t0;
         }
-        printf("aq_beam (beam %d)      %9.2f   %9.2f   %7.1f\n", b, 1e3 * t[0], 1e3 * t[1], t[0] / t[1]);
+        printf("aq_beam (beam %d)      %9.2f   %9.2f   %7.1f\n", b, 1e3 * t[0], 1e3 * t[1],
+               t[0] / t[1]);
     }
-    for (int v = 0; v < 2; v++) { double t0 = now_s(); tabs[v]->aq_decode(wd, f.codes, f.cb, f.scale, &f.s); t[v] = now_s() - t0; }
+    for (int v = 0; v < 2; v++) {
+        double t0 = now_s();
+        tabs[v]->aq_decode(wd, f.codes, f.cb, f.scale, &f.s);
+        t[v] = now_s() - t0;
+    }
     printf("aq_decode             %9.2f   %9.2f   %7.1f\n", 1e3 * t[0], 1e3 * t[1], t[0] / t[1]);
-    for (int v = 0; v < 2; v++) { double t0 = now_s(); tabs[v]->aq_matvec(gs, f.w, 1, f.codes, f.cb, f.scale, &f.s); t[v] = now_s() - t0; }
+    for (int v = 0; v < 2; v++) {
+        double t0 = now_s();
+        tabs[v]->aq_matvec(gs, f.w, 1, f.codes, f.cb, f.scale, &f.s);
+        t[v] = now_s() - t0;
+    }
     printf("aq_matvec (batch 1)   %9.2f   %9.2f   %7.1f\n", 1e3 * t[0], 1e3 * t[1], t[0] / t[1]);
-    int64_t np = 20000;
-    float *pts = fbuf(np * 8, 1);
-    int32_t *as = malloc((size_t) np * sizeof(int32_t));
-    for (int v = 0; v < 2; v++) { double t0 = now_s(); tabs[v]->kmeans_assign(as, NULL, pts, np, f.cb, 256, 8); t[v] = now_s() - t0; }
+    int64_t  np  = 20000;
+    float   *pts = fbuf(np * 8, 1);
+    int32_t *as  = malloc((size_t)np * sizeof(int32_t));
+    for (int v = 0; v < 2; v++) {
+        double t0 = now_s();
+        tabs[v]->kmeans_assign(as, NULL, pts, np, f.cb, 256, 8);
+        t[v] = now_s() - t0;
+    }
     printf("kmeans_assign 20000x256 %7.2f   %9.2f   %7.1f\n", 1e3 * t[0], 1e3 * t[1], t[0] / t[1]);
     double *hd = calloc(576 * 576, sizeof(double));
-    for (int v = 0; v < 2; v++) { double t0 = now_s(); tabs[v]->gram_acc(hd, wd, 64, 576); t[v] = now_s() - t0; }
+    for (int v = 0; v < 2; v++) {
+        double t0 = now_s();
+        tabs[v]->gram_acc(hd, wd, 64, 576);
+        t[v] = now_s() - t0;
+    }
     printf("gram_acc 64x576       %9.2f   %9.2f   %7.1f\n", 1e3 * t[0], 1e3 * t[1], t[0] / t[1]);
-    free(hd); free(pts); free(as); free(gc); free(gs); free(codes); free(wd);
+    free(hd);
+    free(pts);
+    free(as);
+    free(gc);
+    free(gs);
+    free(codes);
+    free(wd);
     aq_fix_free(&f);
 }
 
 int main(int argc, char **argv) {
     const char *mode = "test";
     for (int i = 1; i < argc; i++) {
-        if (strcmp(argv[i], "--mode") == 0 && i + 1 < argc) mode = argv[++i];
-        else { fprintf(stderr, "usage: test_kernels [--mode test|perf]\n"); return 2; }
+        if (strcmp(argv[i], "--mode") == 0 && i + 1 < argc)
+            mode = argv[++i];
+        else {
+            fprintf(stderr, "usage: test_kernels [--mode test|perf]\n");
+            return 2;
+        }
     }
     lmp_kernels_init_ref(&ref);
     if (strcmp(mode, "perf") == 0) {
@@ -532,11 +630,14 @@ int main(int argc, char **argv) {
         perf();
         return 0;
     }
-    if (strcmp(mode, "test") != 0) { fprintf(stderr, "unknown mode '%s'\n", mode); return 2; }
+    if (strcmp(mode, "test") != 0) {
+        fprintf(stderr, "unknown mode '%s'\n", mode);
+        return 2;
+    }
     /* every table this CPU runs but the reference itself (LMP_KERNELS=ref checks that the
      * reference agrees with itself), or only $LMP_KERNELS (a name or "best") */
-    const char        *only = getenv("LMP_KERNELS");
-    const char *const *names = lmp_kernels_names();
+    const char        *only     = getenv("LMP_KERNELS");
+    const char *const *names    = lmp_kernels_names();
     int                n_tables = 0;
     for (int t = 0; names[t]; t++) {
         if (!(only && *only) && strcmp(names[t], "ref") == 0) continue;

@@ -24,7 +24,7 @@ static char        bound[256];
 
 static void *dealer(void *ctx, const char *id) {
     struct lmp_err err = {0};
-    void *s = zmq_socket(ctx, ZMQ_DEALER);
+    void          *s   = zmq_socket(ctx, ZMQ_DEALER);
     CHECK(s != NULL);
     CHECK(lmp_zsock_configure(s, 0, 2000, &err) == LMP_OK);
     CHECK(lmp_zsock_set_id(s, id, &err) == LMP_OK);
@@ -34,9 +34,9 @@ static void *dealer(void *ctx, const char *id) {
 
 /* Receive one reply within 3 s; expect an Error with the given code. */
 static void expect_error(void *s, enum lmp_status want, const char *what) {
-    Lmp__Envelope *env = NULL;
-    struct lmp_err err = {0};
-    enum lmp_status st = lmp_zsock_recv(s, 3000, 0, NULL, "coordinator", &env, &err);
+    Lmp__Envelope  *env = NULL;
+    struct lmp_err  err = {0};
+    enum lmp_status st  = lmp_zsock_recv(s, 3000, 0, NULL, "coordinator", &env, &err);
     CHECK(st == LMP_OK && env != NULL);
     if (env == NULL) {
         fprintf(stderr, "  %s: no reply (%s)\n", what, err.msg);
@@ -54,8 +54,8 @@ static void expect_error(void *s, enum lmp_status want, const char *what) {
 
 /* A good CLI session: Hello, JobQuery -> JobStatus. */
 static void check_serving(void) {
-    struct lmp_client *cl = NULL;
-    struct lmp_err err = {0};
+    struct lmp_client *cl  = NULL;
+    struct lmp_err     err = {0};
     CHECK(lmp_client_connect(endpoint, 5000, &cl, &err) == LMP_OK);
     if (cl == NULL) return;
     Lmp__Envelope env, *rep = NULL;
@@ -70,10 +70,11 @@ static void check_serving(void) {
 }
 
 static void test_garbage_frames_are_refused(void) {
-    void *ctx = zmq_ctx_new();
-    void *s = dealer(ctx, "garbage");
-    struct lmp_err err = {0};
-    static const uint8_t junk[] = {0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01};
+    void                *ctx    = zmq_ctx_new();
+    void                *s      = dealer(ctx, "garbage");
+    struct lmp_err       err    = {0};
+    static const uint8_t junk[] = {0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+                                   0xff, 0xff, 0xff, 0xff, 0x01};
     CHECK(lmp_zsock_send_frame(s, NULL, junk, sizeof(junk), "coordinator", &err) == LMP_OK);
     expect_error(s, LMP_EPROTO, "garbage bytes");
     static const uint8_t text[] = "GET / HTTP/1.0\r\n\r\n";
@@ -88,14 +89,14 @@ static void test_garbage_frames_are_refused(void) {
 }
 
 static void test_other_version_is_refused(void) {
-    void *ctx = zmq_ctx_new();
-    void *s = dealer(ctx, "time-traveller");
+    void          *ctx = zmq_ctx_new();
+    void          *s   = dealer(ctx, "time-traveller");
     struct lmp_err err = {0};
-    Lmp__Envelope env;
-    Lmp__Hello hello;
+    Lmp__Envelope  env;
+    Lmp__Hello     hello;
     lmp_wire_hello_init(&env, &hello, 1, LMP__ROLE__ROLE_WORKER, "time-traveller", NULL);
     uint8_t *buf = NULL;
-    size_t len = 0;
+    size_t   len = 0;
     CHECK(lmp_wire_pack(&env, &buf, &len, &err) == LMP_OK);
     /* Envelope.version is field 1, a varint, written first: 0x08 <version> */
     CHECK(len > 2 && buf[0] == 0x08 && buf[1] == LMP_PROTO_VERSION);
@@ -109,11 +110,11 @@ static void test_other_version_is_refused(void) {
 }
 
 static void test_requests_before_hello_and_wrong_role(void) {
-    void *ctx = zmq_ctx_new();
-    void *s = dealer(ctx, "rude");
+    void          *ctx = zmq_ctx_new();
+    void          *s   = dealer(ctx, "rude");
     struct lmp_err err = {0};
-    Lmp__Envelope env;
-    Lmp__JobQuery q = LMP__JOB_QUERY__INIT;
+    Lmp__Envelope  env;
+    Lmp__JobQuery  q = LMP__JOB_QUERY__INIT;
     lmp_wire_init(&env, 1, 0);
     env.body_case = LMP__ENVELOPE__BODY_JOB_QUERY;
     env.job_query = &q;
@@ -130,7 +131,7 @@ static void test_requests_before_hello_and_wrong_role(void) {
     Lmp__TaskHandback hb = LMP__TASK_HANDBACK__INIT;
     hb.job_id = 1, hb.task_id = 1, hb.attempt = 1;
     lmp_wire_init(&env, 3, 0);
-    env.body_case = LMP__ENVELOPE__BODY_TASK_HANDBACK;
+    env.body_case     = LMP__ENVELOPE__BODY_TASK_HANDBACK;
     env.task_handback = &hb;
     CHECK(lmp_zsock_send(s, NULL, &env, "coordinator", &err) == LMP_OK);
     expect_error(s, LMP_EPROTO, "cli sends a worker message");
@@ -149,12 +150,12 @@ static void *coord_thread(void *arg) {
 
 int main(int argc, char **argv) {
     struct lmp_coord *c = NULL;
-    pthread_t th;
+    pthread_t         th;
     if (argc > 1) {
         endpoint = argv[1];
     } else {
         struct lmp_coord_opts o;
-        struct lmp_err err = {0};
+        struct lmp_err        err = {0};
         lmp_coord_opts_init(&o);
         o.bind = "tcp://127.0.0.1:*";
         CHECK(lmp_coord_new(&o, &c, &err) == LMP_OK);

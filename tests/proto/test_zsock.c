@@ -3,12 +3,12 @@
  *  malformed multipart messages, a gone peer.
  */
 #include "proto/zsock.h"
-#include "tests/check.h"            /* defines: CHECK, RUN, check_report */
+#include "tests/check.h" /* defines: CHECK, RUN, check_report */
 
 #include <string.h>
 #include <zmq.h>
 
-#define TIMEOUT_MS 5000             /* generous: a loaded CI machine; a hang would fail */
+#define TIMEOUT_MS 5000 /* generous: a loaded CI machine; a hang would fail */
 
 struct pair {
     void *ctx, *router, *dealer;
@@ -17,9 +17,9 @@ struct pair {
 
 static bool pair_open(struct pair *p, const char *dealer_id) {
     struct lmp_err err = {0};
-    size_t n = sizeof(p->endpoint);
+    size_t         n   = sizeof(p->endpoint);
     memset(p, 0, sizeof(*p));
-    p->ctx = zmq_ctx_new();
+    p->ctx    = zmq_ctx_new();
     p->router = zmq_socket(p->ctx, ZMQ_ROUTER);
     p->dealer = zmq_socket(p->ctx, ZMQ_DEALER);
     if (!p->ctx || !p->router || !p->dealer) return false;
@@ -45,11 +45,11 @@ static void pair_close(struct pair *p) {
 static void test_hello_handshake(void) {
     struct pair p;
     CHECK(pair_open(&p, "w1"));
-    struct lmp_err err = {0};
-    Lmp__Envelope env, *got = NULL;
-    Lmp__Hello h;
+    struct lmp_err    err = {0};
+    Lmp__Envelope     env, *got = NULL;
+    Lmp__Hello        h;
     Lmp__Capabilities caps = LMP__CAPABILITIES__INIT;
-    caps.cores = 2;
+    caps.cores             = 2;
     lmp_wire_hello_init(&env, &h, 1, LMP__ROLE__ROLE_WORKER, "w1", &caps);
     CHECK(lmp_zsock_send(p.dealer, NULL, &env, NULL, &err) == LMP_OK);
 
@@ -58,7 +58,8 @@ static void test_hello_handshake(void) {
     CHECK(got && got->body_case == LMP__ENVELOPE__BODY_HELLO);
     CHECK(strcmp(from.name, "w1") == 0 && from.id_len == 2);
     if (got) {
-        CHECK(lmp_wire_check_sender(got, lmp_peer_of_role(got->hello->role), from.name, &err) == LMP_OK);
+        CHECK(lmp_wire_check_sender(got, lmp_peer_of_role(got->hello->role), from.name, &err) ==
+              LMP_OK);
         CHECK(got->hello->caps && got->hello->caps->cores == 2);
         Lmp__Envelope reply;
         Lmp__HelloAck ack;
@@ -88,25 +89,25 @@ static void test_version_mismatch_refused_on_both_sides(void) {
     Lmp__Hello    h;
     lmp_wire_hello_init(&env, &h, 1, LMP__ROLE__ROLE_WORKER, "w-new", NULL);
     env.version = h.proto_major = LMP_PROTO_VERSION + 1;
-    size_t   len = protobuf_c_message_get_packed_size(&env.base);
-    uint8_t *buf = malloc(len);
+    size_t   len                = protobuf_c_message_get_packed_size(&env.base);
+    uint8_t *buf                = malloc(len);
     protobuf_c_message_pack(&env.base, buf);
     CHECK(lmp_zsock_send_frame(p.dealer, NULL, buf, len, NULL, &err) == LMP_OK);
     free(buf);
 
     /* coordinator side: EVERSION, sender known, reply with an Error of its own version */
     struct lmp_zpeer from;
-    Lmp__Envelope *got = NULL;
+    Lmp__Envelope   *got = NULL;
     CHECK(lmp_zsock_recv(p.router, TIMEOUT_MS, 0, &from, NULL, &got, &err) == LMP_EVERSION);
     CHECK(got == NULL);
     char want[160];
-    snprintf(want, sizeof(want), "peer 'w-new' speaks protocol %u, this is %u", LMP_PROTO_VERSION + 1,
-             LMP_PROTO_VERSION);
+    snprintf(want, sizeof(want), "peer 'w-new' speaks protocol %u, this is %u",
+             LMP_PROTO_VERSION + 1, LMP_PROTO_VERSION);
     CHECK(strcmp(err.msg, want) == 0);
     if (strcmp(err.msg, want) != 0) fprintf(stderr, "  got: %s\n", err.msg);
     Lmp__Envelope refusal;
     Lmp__Error    eb;
-    char text[600];
+    char          text[600];
     snprintf(text, sizeof(text), "coordinator speaks protocol %u; %s", LMP_PROTO_VERSION, err.msg);
     lmp_wire_error_init(&refusal, &eb, 1, 1, LMP_EVERSION, text);
     struct lmp_err e2 = {0};
@@ -130,12 +131,13 @@ static void test_version_mismatch_refused_on_both_sides(void) {
 
     /* and the other way round: a coordinator of another version refuses this worker */
     CHECK(pair_open(&p, "w-old"));
-    lmp_wire_error_init(&refusal, &eb, 1, 1, LMP_EVERSION, "coordinator speaks protocol 7, worker 1: refused");
+    lmp_wire_error_init(&refusal, &eb, 1, 1, LMP_EVERSION,
+                        "coordinator speaks protocol 7, worker 1: refused");
     refusal.version = 7;
-    len = protobuf_c_message_get_packed_size(&refusal.base);
-    buf = malloc(len);
+    len             = protobuf_c_message_get_packed_size(&refusal.base);
+    buf             = malloc(len);
     protobuf_c_message_pack(&refusal.base, buf);
-    struct lmp_zpeer to = { .id_len = 5 };
+    struct lmp_zpeer to = {.id_len = 5};
     memcpy(to.id, "w-old", 5);
     snprintf(to.name, sizeof(to.name), "w-old");
     /* the router only knows the dealer once it has heard from it */
@@ -147,9 +149,11 @@ static void test_version_mismatch_refused_on_both_sides(void) {
     free(buf);
     struct lmp_err e3 = {0};
     CHECK(lmp_zsock_recv(p.dealer, TIMEOUT_MS, 0, NULL, "coordinator", &got, &e3) == LMP_EVERSION);
-    snprintf(want, sizeof(want),
-             "peer 'coordinator' speaks protocol 7, this is %u; it says: EVERSION: coordinator speaks "
-             "protocol 7, worker 1: refused", LMP_PROTO_VERSION);
+    snprintf(
+        want, sizeof(want),
+        "peer 'coordinator' speaks protocol 7, this is %u; it says: EVERSION: coordinator speaks "
+        "protocol 7, worker 1: refused",
+        LMP_PROTO_VERSION);
     CHECK(strcmp(e3.msg, want) == 0);
     if (strcmp(e3.msg, want) != 0) fprintf(stderr, "  got: %s\n", e3.msg);
     pair_close(&p);
@@ -157,12 +161,12 @@ static void test_version_mismatch_refused_on_both_sides(void) {
 
 static void test_timeout_and_bad_multipart(void) {
     struct pair p;
-    CHECK(pair_open(&p, NULL));                    /* binary routing id, shown in hex */
-    struct lmp_err err = {0};
-    Lmp__Envelope *got = (Lmp__Envelope *) 1;
+    CHECK(pair_open(&p, NULL)); /* binary routing id, shown in hex */
+    struct lmp_err   err = {0};
+    Lmp__Envelope   *got = (Lmp__Envelope *)1;
     struct lmp_zpeer from;
     CHECK(lmp_zsock_recv(p.router, 30, 0, &from, NULL, &got, &err) == LMP_OK);
-    CHECK(got == NULL);                            /* timed out */
+    CHECK(got == NULL); /* timed out */
 
     /* three frames from a DEALER (a REQ-style empty delimiter): refused, socket still usable */
     CHECK(zmq_send(p.dealer, "", 0, ZMQ_SNDMORE) == 0);
@@ -184,14 +188,14 @@ static void test_timeout_and_bad_multipart(void) {
     lmp_wire_free(&got);
 
     /* sending to a routing id nobody has: an error, not a silent drop */
-    struct lmp_zpeer ghost = { .id_len = 5 };
+    struct lmp_zpeer ghost = {.id_len = 5};
     memcpy(ghost.id, "ghost", 5);
     snprintf(ghost.name, sizeof(ghost.name), "ghost");
     struct lmp_err e3 = {0};
     CHECK(lmp_zsock_send(p.router, &ghost, &env, NULL, &e3) == LMP_EIO);
     CHECK(strcmp(e3.msg, "peer 'ghost' is gone") == 0);
     /* an invalid envelope is not sent at all */
-    env.version = 0;
+    env.version       = 0;
     struct lmp_err e4 = {0};
     CHECK(lmp_zsock_send(p.dealer, NULL, &env, NULL, &e4) == LMP_EINVAL);
     pair_close(&p);

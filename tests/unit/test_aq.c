@@ -4,8 +4,8 @@
  */
 #include "worker/aq.h"
 #include "worker/rtn.h"
-#include "kernels/kernels.h"        /* defines: lmp_aq_decode_ref() */
-#include "tests/check.h"            /* defines: CHECK, CHECK_NEAR, RUN, check_report */
+#include "kernels/kernels.h" /* defines: lmp_aq_decode_ref() */
+#include "tests/check.h"     /* defines: CHECK, CHECK_NEAR, RUN, check_report */
 
 /* A small layer with Gaussian-like weights and a correlated SPD H = X^T X / n_tok. */
 enum { N_OUT = 128, N_IN = 256, N_TOK = 512 };
@@ -15,16 +15,16 @@ static void make_layer(void) {
     static float u[4][N_OUT * N_IN], x[N_TOK * N_IN];
     for (int k = 0; k < 4; k++) check_fill_random(u[k], N_OUT * N_IN, 50 + k);
     for (int i = 0; i < N_OUT * N_IN; i++)
-        W[i] = (u[0][i] + u[1][i] + u[2][i] + u[3][i]) * (0.5f + (float) (i / N_IN) / N_OUT);
+        W[i] = (u[0][i] + u[1][i] + u[2][i] + u[3][i]) * (0.5f + (float)(i / N_IN) / N_OUT);
     check_fill_random(x, N_TOK * N_IN, 60);
     for (int t = 0; t < N_TOK; t++)
         for (int i = 1; i < N_IN; i++) x[t * N_IN + i] += 0.7f * x[t * N_IN + i - 1];
     static double hd[N_IN * N_IN];
     lmp_gram_acc_ref(hd, x, N_TOK, N_IN);
-    for (int i = 0; i < N_IN * N_IN; i++) H[i] = (float) (hd[i] / N_TOK);
-    memset(hd, 0, sizeof(hd));                       /* rank 64 < n_in: singular */
+    for (int i = 0; i < N_IN * N_IN; i++) H[i] = (float)(hd[i] / N_TOK);
+    memset(hd, 0, sizeof(hd)); /* rank 64 < n_in: singular */
     lmp_gram_acc_ref(hd, x, 64, N_IN);
-    for (int i = 0; i < N_IN * N_IN; i++) Hsing[i] = (float) (hd[i] / 64);
+    for (int i = 0; i < N_IN * N_IN; i++) Hsing[i] = (float)(hd[i] / 64);
 }
 
 static void test_aq_scheme_parse(void) {
@@ -36,15 +36,15 @@ static void test_aq_scheme_parse(void) {
     CHECK(lmp_aq_scheme_parse(&sc, "2x6g4", NULL) == LMP_OK);
     CHECK(sc.M == 2 && sc.B == 6 && sc.g == 4 && sc.K == 64);
     CHECK(lmp_aq_scheme_parse(&sc, "1x8g8", NULL) == LMP_OK && sc.K == 256 && sc.M == 1);
-    static const char *bad[] = { "", "2x8", "2x8g", "0x8g8", "2x17g8", "2x8g0", "2x8g8x", "ax8g8",
-                                 "2 x8g8", "-1x8g8", "2x8g65", "9x8g8" };
+    static const char *bad[] = {"",       "2x8",   "2x8g",   "0x8g8",  "2x17g8", "2x8g0",
+                                "2x8g8x", "ax8g8", "2 x8g8", "-1x8g8", "2x8g65", "9x8g8"};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-        struct lmp_err err = { 0 };
+        struct lmp_err err = {0};
         CHECK(lmp_aq_scheme_parse(&sc, bad[i], &err) == LMP_EINVAL);
         CHECK(strstr(err.msg, "AQ scheme") != NULL);
     }
     CHECK(lmp_aq_scheme_parse(&sc, NULL, NULL) == LMP_EINVAL);
-    struct lmp_err err = { 0 };
+    struct lmp_err err = {0};
     CHECK(lmp_aq_scheme_parse(&sc, "2x8g8", NULL) == LMP_OK);
     CHECK(lmp_aq_scheme_check(&sc, 4, 20, &err) == LMP_EINVAL);
     CHECK(strstr(err.msg, "does not divide n_in 20") != NULL);
@@ -66,32 +66,32 @@ static void test_aq_bits_per_weight(void) {
 
 static void test_aq_rejects_bad_h(void) {
     struct lmp_aq_scheme sc;
-    struct lmp_aq_opts o;
-    struct lmp_aq_layer l;
+    struct lmp_aq_opts   o;
+    struct lmp_aq_layer  l;
     lmp_aq_scheme_parse(&sc, "2x8g8", NULL);
     lmp_aq_opts_init(&o);
     static float h[N_IN * N_IN];
     memcpy(h, H, sizeof(h));
-    h[3 * N_IN + 7] = NAN;
-    struct lmp_err err = { 0 };
+    h[3 * N_IN + 7]    = NAN;
+    struct lmp_err err = {0};
     CHECK(lmp_aq_quantize(&l, NULL, W, h, N_OUT, N_IN, &sc, &o, &err) == LMP_EINVAL);
     CHECK(strstr(err.msg, "non-finite entry at (3, 7)") != NULL);
     CHECK(l.codes == NULL);
     memset(h, 0, sizeof(h));
-    err = (struct lmp_err){ 0 };
+    err = (struct lmp_err){0};
     CHECK(lmp_aq_quantize(&l, NULL, W, h, N_OUT, N_IN, &sc, &o, &err) == LMP_EINVAL);
     CHECK(strstr(err.msg, "H is zero") != NULL);
     memcpy(h, H, sizeof(h));
     h[5 * N_IN + 5] = -1.0f;
     CHECK(lmp_aq_check_h(h, N_IN, NULL) == LMP_EINVAL);
-    err = (struct lmp_err){ 0 };
+    err = (struct lmp_err){0};
     CHECK(lmp_aq_quantize(&l, NULL, W, H, N_OUT, N_IN - 4, &sc, &o, &err) == LMP_EINVAL);
     CHECK(strstr(err.msg, "does not divide") != NULL);
 }
 
 static double decoded_rel_err(const struct lmp_aq_layer *l, const float *h) {
-    static float wh[N_OUT * N_IN];
-    struct lmp_aq_shape s = { l->n_out, l->n_in, l->sc.M, l->sc.K, l->sc.g };
+    static float        wh[N_OUT * N_IN];
+    struct lmp_aq_shape s = {l->n_out, l->n_in, l->sc.M, l->sc.K, l->sc.g};
     lmp_aq_decode_ref(wh, l->codes, l->codebooks, l->scales, &s);
     double rel = -1;
     CHECK(lmp_aq_rel_err(&rel, W, wh, h, l->n_out, l->n_in) == LMP_OK);
@@ -100,33 +100,33 @@ static double decoded_rel_err(const struct lmp_aq_layer *l, const float *h) {
 
 static void test_aq_converges_and_beats_rtn(void) {
     struct lmp_aq_scheme sc;
-    struct lmp_aq_opts o;
-    struct lmp_aq_layer l;
-    struct lmp_aq_stats st;
+    struct lmp_aq_opts   o;
+    struct lmp_aq_layer  l;
+    struct lmp_aq_stats  st;
     lmp_aq_scheme_parse(&sc, "2x8g8", NULL);
     lmp_aq_opts_init(&o);
-    o.cg_iters = 0;           /* the Adam update (test_aq_cg_update covers the default) */
-    o.adam_steps = 40;
-    o.max_rounds = 4;
-    o.tol = 0.0;              /* run every round: the monotonicity check needs several */
-    o.beam = 4;
-    o.lr = 1e-3f;
-    o.seed = 1;
-    struct lmp_err err = { 0 };
+    o.cg_iters         = 0; /* the Adam update (test_aq_cg_update covers the default) */
+    o.adam_steps       = 40;
+    o.max_rounds       = 4;
+    o.tol              = 0.0; /* run every round: the monotonicity check needs several */
+    o.beam             = 4;
+    o.lr               = 1e-3f;
+    o.seed             = 1;
+    struct lmp_err err = {0};
     CHECK(lmp_aq_quantize(&l, &st, W, H, N_OUT, N_IN, &sc, &o, &err) == LMP_OK);
     if (err.msg[0]) fprintf(stderr, "  %s\n", err.msg);
     fprintf(stderr, "  2x8g8: init %.5f", st.rel_err_init);
     for (int r = 0; r < st.n_rounds; r++) fprintf(stderr, " -> %.5f", st.rel_err_round[r]);
-    fprintf(stderr, " (%lld steps, %.2f s)\n", (long long) st.n_adam_steps, st.seconds);
+    fprintf(stderr, " (%lld steps, %.2f s)\n", (long long)st.n_adam_steps, st.seconds);
     CHECK(st.n_rounds == 4);
     CHECK(st.n_adam_steps == 160);
     CHECK(st.rel_err_round[0] < st.rel_err_init);
     for (int r = 1; r < st.n_rounds; r++) CHECK(st.rel_err_round[r] <= st.rel_err_round[r - 1]);
     CHECK(st.rel_err_final < 0.9 * st.rel_err_init);
     CHECK(st.bits_per_weight == lmp_aq_bits_per_weight(&sc, N_OUT, N_IN));
-    CHECK_NEAR(decoded_rel_err(&l, H) / st.rel_err_final, 1.0, 1e-4);   /* what was reported */
+    CHECK_NEAR(decoded_rel_err(&l, H) / st.rel_err_final, 1.0, 1e-4); /* what was reported */
 
-    static float wr[N_OUT * N_IN];                   /* RTN 2-bit, G = 64 (2.5 bpw) */
+    static float wr[N_OUT * N_IN]; /* RTN 2-bit, G = 64 (2.5 bpw) */
     CHECK(lmp_rtn_quantize(wr, NULL, NULL, NULL, W, N_OUT, N_IN, 2, 64, NULL) == LMP_OK);
     double rel_rtn = -1;
     CHECK(lmp_aq_rel_err(&rel_rtn, W, wr, H, N_OUT, N_IN) == LMP_OK);
@@ -138,20 +138,20 @@ static void test_aq_converges_and_beats_rtn(void) {
 
 static void test_aq_stops_at_tolerance(void) {
     struct lmp_aq_scheme sc;
-    struct lmp_aq_opts o;
-    struct lmp_aq_layer l;
-    struct lmp_aq_stats st;
+    struct lmp_aq_opts   o;
+    struct lmp_aq_layer  l;
+    struct lmp_aq_stats  st;
     lmp_aq_scheme_parse(&sc, "1x8g8", NULL);
     lmp_aq_opts_init(&o);
-    o.cg_iters = 0;
+    o.cg_iters   = 0;
     o.adam_steps = 20;
-    o.beam = 1;
-    o.tol = 0.5;              /* no round improves by half: one round only */
+    o.beam       = 1;
+    o.tol        = 0.5; /* no round improves by half: one round only */
     CHECK(lmp_aq_quantize(&l, &st, W, H, N_OUT, N_IN, &sc, &o, NULL) == LMP_OK);
     CHECK(st.n_rounds == 1);
-    o.tol = 0.0;
-    o.max_rounds = 10;
-    o.max_adam_steps = 50;    /* the step budget ends it: 20 + 20 + 10 */
+    o.tol            = 0.0;
+    o.max_rounds     = 10;
+    o.max_adam_steps = 50; /* the step budget ends it: 20 + 20 + 10 */
     lmp_aq_layer_release(&l);
     CHECK(lmp_aq_quantize(&l, &st, W, H, N_OUT, N_IN, &sc, &o, NULL) == LMP_OK);
     CHECK(st.n_adam_steps == 50 && st.n_rounds == 3);
@@ -176,17 +176,17 @@ static void on_round(void *ctx, int round, int max_rounds, double loss, double r
 
 static void test_aq_progress_callback(void) {
     struct lmp_aq_scheme sc;
-    struct lmp_aq_opts o;
-    struct lmp_aq_layer a, b;
-    struct lmp_aq_stats sa, sb;
+    struct lmp_aq_opts   o;
+    struct lmp_aq_layer  a, b;
+    struct lmp_aq_stats  sa, sb;
     lmp_aq_scheme_parse(&sc, "2x6g8", NULL);
     lmp_aq_opts_init(&o);
     CHECK(o.progress == NULL);
     o.max_rounds = 4;
-    o.tol = 0.0;
-    o.beam = 2;
-    o.cg_iters = 4;
-    o.seed = 9;
+    o.tol        = 0.0;
+    o.beam       = 2;
+    o.cg_iters   = 4;
+    o.seed       = 9;
     CHECK(lmp_aq_quantize(&a, &sa, W, H, N_OUT, N_IN, &sc, &o, NULL) == LMP_OK);
     struct aq_seen seen = {.ordered = true};
     o.progress = on_round, o.progress_ctx = &seen;
@@ -197,8 +197,8 @@ static void test_aq_progress_callback(void) {
         CHECK(seen.loss[r] > 0 && (r == 0 || seen.loss[r] <= seen.loss[r - 1]));
     }
     CHECK(sa.n_rounds == sb.n_rounds && sa.rel_err_final == sb.rel_err_final);
-    CHECK(memcmp(a.codes, b.codes, (size_t) (N_OUT * (N_IN / sc.g) * sc.M) * 2) == 0);
-    CHECK(memcmp(a.codebooks, b.codebooks, (size_t) (sc.M * sc.K * sc.g) * sizeof(float)) == 0);
+    CHECK(memcmp(a.codes, b.codes, (size_t)(N_OUT * (N_IN / sc.g) * sc.M) * 2) == 0);
+    CHECK(memcmp(a.codebooks, b.codebooks, (size_t)(sc.M * sc.K * sc.g) * sizeof(float)) == 0);
     CHECK(memcmp(a.scales, b.scales, N_OUT * sizeof(float)) == 0);
     lmp_aq_layer_release(&a);
     lmp_aq_layer_release(&b);
@@ -209,33 +209,33 @@ static void test_aq_progress_callback(void) {
  * rounds monotone, and honours the step budget. */
 static void test_aq_cg_update(void) {
     struct lmp_aq_scheme sc;
-    struct lmp_aq_opts o;
-    struct lmp_aq_layer la, lc;
-    struct lmp_aq_stats sa, scg;
+    struct lmp_aq_opts   o;
+    struct lmp_aq_layer  la, lc;
+    struct lmp_aq_stats  sa, scg;
     lmp_aq_scheme_parse(&sc, "2x8g8", NULL);
     lmp_aq_opts_init(&o);
     CHECK(o.cg_iters > 0);
     o.max_rounds = 3;
-    o.tol = 0.0;
-    o.beam = 4;
-    o.seed = 3;
-    o.cg_iters = 0;
+    o.tol        = 0.0;
+    o.beam       = 4;
+    o.seed       = 3;
+    o.cg_iters   = 0;
     o.adam_steps = 100;
-    o.lr = 1e-3f;
+    o.lr         = 1e-3f;
     CHECK(lmp_aq_quantize(&la, &sa, W, H, N_OUT, N_IN, &sc, &o, NULL) == LMP_OK);
     o.cg_iters = 8;
     CHECK(lmp_aq_quantize(&lc, &scg, W, H, N_OUT, N_IN, &sc, &o, NULL) == LMP_OK);
     fprintf(stderr, "  Adam 3 x 100 steps: %.5f -> %.5f; CG 3 x 8: %.5f -> %.5f -> %.5f -> %.5f\n",
             sa.rel_err_init, sa.rel_err_final, scg.rel_err_init, scg.rel_err_round[0],
             scg.rel_err_round[1], scg.rel_err_round[2]);
-    CHECK(scg.rel_err_init == sa.rel_err_init);       /* same k-means start */
+    CHECK(scg.rel_err_init == sa.rel_err_init); /* same k-means start */
     CHECK(scg.n_rounds == 3 && scg.n_adam_steps <= 24 && scg.n_adam_steps > 3);
     CHECK(scg.rel_err_round[0] < scg.rel_err_init);
     for (int r = 1; r < scg.n_rounds; r++) CHECK(scg.rel_err_round[r] <= scg.rel_err_round[r - 1]);
     CHECK(scg.rel_err_final <= sa.rel_err_final * 1.001);
     CHECK_NEAR(decoded_rel_err(&lc, H) / scg.rel_err_final, 1.0, 1e-4);
-    struct lmp_aq_layer l1;   /* the budget counts CG iterations: one round of 5 */
-    o.max_rounds = 4;
+    struct lmp_aq_layer l1; /* the budget counts CG iterations: one round of 5 */
+    o.max_rounds     = 4;
     o.max_adam_steps = 5;
     CHECK(lmp_aq_quantize(&l1, &scg, W, H, N_OUT, N_IN, &sc, &o, NULL) == LMP_OK);
     CHECK(scg.n_adam_steps == 5 && scg.n_rounds == 1);
@@ -247,18 +247,18 @@ static void test_aq_cg_update(void) {
 
 static void test_aq_singular_h_and_damping(void) {
     struct lmp_aq_scheme sc;
-    struct lmp_aq_opts o;
-    struct lmp_aq_layer l;
-    struct lmp_aq_stats st;
+    struct lmp_aq_opts   o;
+    struct lmp_aq_layer  l;
+    struct lmp_aq_stats  st;
     lmp_aq_scheme_parse(&sc, "2x6g4", NULL);
     lmp_aq_opts_init(&o);
     o.adam_steps = 10;
     o.max_rounds = 2;
-    o.beam = 2;
+    o.beam       = 2;
     CHECK(lmp_aq_quantize(&l, &st, W, Hsing, N_OUT, N_IN, &sc, &o, NULL) == LMP_OK);
     CHECK(isfinite(st.rel_err_final) && st.rel_err_final <= st.rel_err_init);
     lmp_aq_layer_release(&l);
-    o.damp = 0.01;            /* optimised on H + damping, reported on H itself */
+    o.damp = 0.01; /* optimised on H + damping, reported on H itself */
     CHECK(lmp_aq_quantize(&l, &st, W, Hsing, N_OUT, N_IN, &sc, &o, NULL) == LMP_OK);
     CHECK_NEAR(decoded_rel_err(&l, Hsing) / st.rel_err_final, 1.0, 1e-4);
     lmp_aq_layer_release(&l);
@@ -268,7 +268,7 @@ static void test_aq_singular_h_and_damping(void) {
 static double objective(const uint16_t *codes, const float *cb, const float *scale,
                         const struct lmp_aq_scheme *sc) {
     static float gc[2 * 256 * 8], gs[N_OUT];
-    double L = -1;
+    double       L = -1;
     CHECK(lmp_aq_grad_rows(&L, gc, gs, codes, W, scale, cb, H, N_OUT, N_IN, sc, NULL) == LMP_OK);
     return L;
 }
@@ -278,46 +278,56 @@ static void test_aq_beam_width_and_row_shards(void) {
     lmp_aq_scheme_parse(&sc, "2x8g8", NULL);
     enum { P = N_IN / 8 * 2, NCB = 2 * 256 * 8, R0 = 45 };
     static uint16_t c0[N_OUT * P], c1[N_OUT * P], c8[N_OUT * P], cs[N_OUT * P];
-    static float cb[NCB], scale[N_OUT];
+    static float    cb[NCB], scale[N_OUT];
     lmp_aq_scales_from_rows(scale, W, N_OUT, N_IN);
     CHECK(lmp_aq_kmeans_init(cb, c0, W, scale, H, N_OUT, N_IN, &sc, 10, 0, 7, NULL) == LMP_OK);
     memcpy(c1, c0, sizeof(c0));
     memcpy(c8, c0, sizeof(c0));
     CHECK(lmp_aq_beam_rows(c1, NULL, W, scale, cb, H, N_OUT, N_IN, &sc, 1, NULL) == LMP_OK);
     CHECK(lmp_aq_beam_rows(c8, NULL, W, scale, cb, H, N_OUT, N_IN, &sc, 8, NULL) == LMP_OK);
-    double L0 = objective(c0, cb, scale, &sc), L1 = objective(c1, cb, scale, &sc), L8 = objective(c8, cb, scale, &sc);
-    fprintf(stderr, "  beam search from k-means codes: %.6g -> beam 1 %.6g, beam 8 %.6g\n", L0, L1, L8);
+    double L0 = objective(c0, cb, scale, &sc), L1 = objective(c1, cb, scale, &sc),
+           L8 = objective(c8, cb, scale, &sc);
+    fprintf(stderr, "  beam search from k-means codes: %.6g -> beam 1 %.6g, beam 8 %.6g\n", L0, L1,
+            L8);
     CHECK(L1 < L0);
     CHECK(L8 <= L1);
 
     /* row shards: beam on [0, R0) and [R0, N_OUT) == beam on all rows */
     memcpy(cs, c0, sizeof(c0));
     CHECK(lmp_aq_beam_rows(cs, NULL, W, scale, cb, H, R0, N_IN, &sc, 8, NULL) == LMP_OK);
-    CHECK(lmp_aq_beam_rows(cs + R0 * P, NULL, W + R0 * N_IN, scale + R0, cb, H, N_OUT - R0, N_IN, &sc, 8, NULL) == LMP_OK);
+    CHECK(lmp_aq_beam_rows(cs + R0 * P, NULL, W + R0 * N_IN, scale + R0, cb, H, N_OUT - R0, N_IN,
+                           &sc, 8, NULL) == LMP_OK);
     CHECK_NEAR(objective(cs, cb, scale, &sc) / L8, 1.0, 1e-5);
 
     /* gradients: the codebook gradient of the layer is the sum over shards */
     static float ga[NCB], gb[NCB], gfull[NCB], sa[N_OUT], sfull[N_OUT];
-    double la, lb, lf;
-    CHECK(lmp_aq_grad_rows(&lf, gfull, sfull, c8, W, scale, cb, H, N_OUT, N_IN, &sc, NULL) == LMP_OK);
+    double       la, lb, lf;
+    CHECK(lmp_aq_grad_rows(&lf, gfull, sfull, c8, W, scale, cb, H, N_OUT, N_IN, &sc, NULL) ==
+          LMP_OK);
     CHECK(lmp_aq_grad_rows(&la, ga, sa, c8, W, scale, cb, H, R0, N_IN, &sc, NULL) == LMP_OK);
-    CHECK(lmp_aq_grad_rows(&lb, gb, sa + R0, c8 + R0 * P, W + R0 * N_IN, scale + R0, cb, H, N_OUT - R0,
-                           N_IN, &sc, NULL) == LMP_OK);
+    CHECK(lmp_aq_grad_rows(&lb, gb, sa + R0, c8 + R0 * P, W + R0 * N_IN, scale + R0, cb, H,
+                           N_OUT - R0, N_IN, &sc, NULL) == LMP_OK);
     CHECK_NEAR((la + lb) / lf, 1.0, 1e-6);
     double num = 0, den = 0;
-    for (int i = 0; i < NCB; i++) { num += (ga[i] + gb[i] - gfull[i]) * (ga[i] + gb[i] - gfull[i]); den += gfull[i] * gfull[i]; }
+    for (int i = 0; i < NCB; i++) {
+        num += (ga[i] + gb[i] - gfull[i]) * (ga[i] + gb[i] - gfull[i]);
+        den += gfull[i] * gfull[i];
+    }
     CHECK(num <= 1e-10 * den);
     for (int o = 0; o < N_OUT; o++) CHECK_NEAR(sa[o], sfull[o], 1e-4 * (fabs(sfull[o]) + 1e-3));
 }
 
 static void test_aq_adam_deterministic(void) {
     struct lmp_aq_adam a, b;
-    float p[5] = { 1, 2, 3, 4, 5 }, q[5] = { 1, 2, 3, 4, 5 }, g[5] = { 0.5f, -1, 0, 2, -3 };
+    float              p[5] = {1, 2, 3, 4, 5}, q[5] = {1, 2, 3, 4, 5}, g[5] = {0.5f, -1, 0, 2, -3};
     CHECK(lmp_aq_adam_init(&a, 5, 0.9f, 0.95f) == LMP_OK);
     CHECK(lmp_aq_adam_init(&b, 5, 0.9f, 0.95f) == LMP_OK);
-    for (int s = 0; s < 3; s++) { lmp_aq_adam_step(&a, p, g, 0.1f); lmp_aq_adam_step(&b, q, g, 0.1f); }
+    for (int s = 0; s < 3; s++) {
+        lmp_aq_adam_step(&a, p, g, 0.1f);
+        lmp_aq_adam_step(&b, q, g, 0.1f);
+    }
     CHECK(memcmp(p, q, sizeof(p)) == 0);
-    CHECK_NEAR(p[0], 1.0 - 0.3, 1e-5);     /* constant gradient: Adam moves lr per step */
+    CHECK_NEAR(p[0], 1.0 - 0.3, 1e-5); /* constant gradient: Adam moves lr per step */
     CHECK_NEAR(p[4], 5.0 + 0.3, 1e-5);
     CHECK(p[2] == 3.0f);
     lmp_aq_adam_release(&a);

@@ -49,12 +49,12 @@ struct member {
 
 static enum lmp_status bus_sum(void *ctx, double *vec, int64_t n, struct lmp_err *err) {
     struct member *me = ctx;
-    struct bus    *b = me->bus;
+    struct bus    *b  = me->bus;
     pthread_mutex_lock(&b->mu);
     while (b->departed > 0) pthread_cond_wait(&b->cv, &b->mu); /* last round still leaving */
     const uint64_t gen = b->gen;
     b->part[me->shard] = vec;
-    b->len[me->shard] = n;
+    b->len[me->shard]  = n;
     if (++b->arrived == b->n) {
         b->n_sums++;
         b->bad = b->fail_at > 0 && b->n_sums == b->fail_at;
@@ -64,7 +64,7 @@ static enum lmp_status bus_sum(void *ctx, double *vec, int64_t n, struct lmp_err
             b->sum[i] = s;
         }
         for (int k = 0; k < b->n; k++) b->bad |= b->len[k] != n;
-        b->arrived = 0;
+        b->arrived  = 0;
         b->departed = b->n;
         b->gen++;
         pthread_cond_broadcast(&b->cv);
@@ -90,7 +90,7 @@ struct shard_run {
 };
 
 static void *shard_main(void *arg) {
-    struct shard_run     *r = arg;
+    struct shard_run     *r   = arg;
     struct lmp_aq_reducer red = {.sum = bus_sum, .ctx = &r->me};
     r->rc = lmp_aq_quantize_rows(&r->out, &r->st, W, H, N_OUT, N_IN, r->r0, r->r1, r->sc, r->o,
                                  &red, &r->err);
@@ -106,7 +106,7 @@ static enum lmp_status run_shards(int n, const int64_t *bounds, const struct lmp
     memset(&b, 0, sizeof(b));
     pthread_mutex_init(&b.mu, NULL);
     pthread_cond_init(&b.cv, NULL);
-    b.n = n;
+    b.n       = n;
     b.fail_at = fail_at;
     struct shard_run runs[MAX_SHARDS];
     pthread_t        th[MAX_SHARDS];
@@ -122,9 +122,9 @@ static enum lmp_status run_shards(int n, const int64_t *bounds, const struct lmp
         if (runs[k].rc != LMP_OK) rc = runs[k].rc;
     const int64_t n_grp = N_IN / sc->g, n_cb = (int64_t)sc->M * sc->K * sc->g;
     if (rc == LMP_OK) {
-        *full = (struct lmp_aq_layer){.sc = *sc, .n_out = N_OUT, .n_in = N_IN};
-        full->codes = malloc((size_t)(N_OUT * n_grp * sc->M) * sizeof(uint16_t));
-        full->scales = malloc(N_OUT * sizeof(float));
+        *full           = (struct lmp_aq_layer){.sc = *sc, .n_out = N_OUT, .n_in = N_IN};
+        full->codes     = malloc((size_t)(N_OUT * n_grp * sc->M) * sizeof(uint16_t));
+        full->scales    = malloc(N_OUT * sizeof(float));
         full->codebooks = malloc((size_t)n_cb * sizeof(float));
         memcpy(full->codebooks, runs[0].out.codebooks, (size_t)n_cb * sizeof(float));
         *cb_same = true;
@@ -162,11 +162,11 @@ static double decoded_rel_err(const struct lmp_aq_layer *l) {
 
 static void opts_small(struct lmp_aq_opts *o) {
     lmp_aq_opts_init(o);
-    o->beam = 4;
-    o->max_rounds = 4;
-    o->tol = 1e-4;
+    o->beam         = 4;
+    o->max_rounds   = 4;
+    o->tol          = 1e-4;
     o->kmeans_iters = 8;
-    o->seed = 7;
+    o->seed         = 7;
 }
 
 static void test_one_shard_is_unsharded(void) {
@@ -178,7 +178,7 @@ static void test_one_shard_is_unsharded(void) {
     struct lmp_aq_stats sr, s1;
     CHECK(lmp_aq_quantize(&ref, &sr, W, H, N_OUT, N_IN, &sc, &o, NULL) == LMP_OK);
     const int64_t bounds[2] = {0, N_OUT};
-    bool          same = false;
+    bool          same      = false;
     CHECK(run_shards(1, bounds, &sc, &o, 0, &one, &s1, &same) == LMP_OK && same);
     const int64_t n_cb = (int64_t)sc.M * sc.K * sc.g;
     CHECK(memcmp(ref.codes, one.codes, (size_t)(N_OUT * (N_IN / 8) * sc.M) * 2) == 0);
@@ -186,7 +186,7 @@ static void test_one_shard_is_unsharded(void) {
     CHECK(memcmp(ref.scales, one.scales, N_OUT * sizeof(float)) == 0);
     CHECK(sr.rel_err_final == s1.rel_err_final && sr.n_rounds == s1.n_rounds);
     /* and with the Adam update */
-    o.cg_iters = 0;
+    o.cg_iters   = 0;
     o.adam_steps = 20;
     lmp_aq_layer_release(&ref);
     lmp_aq_layer_release(&one);
@@ -238,7 +238,7 @@ static void test_reducer_failure(void) {
     struct lmp_aq_opts o;
     opts_small(&o);
     const int64_t       bounds[3] = {0, 40, N_OUT};
-    struct lmp_aq_layer l = {0};
+    struct lmp_aq_layer l         = {0};
     struct lmp_aq_stats st;
     bool                same;
     CHECK(run_shards(2, bounds, &sc, &o, 5, &l, &st, &same) == LMP_EIO);

@@ -2,7 +2,7 @@
  *  disk, and kill -9 at random instants during a many-layer write */
 #include "artifact/artifact.h"
 #include "artifact/fingerprint.h"
-#include "tests/check.h"            /* defines: CHECK, RUN, check_report */
+#include "tests/check.h" /* defines: CHECK, RUN, check_report */
 
 #include <errno.h>
 #include <signal.h>
@@ -27,19 +27,21 @@ static void rm_artifact(const char *path) {
     if (system(cmd) != 0) fprintf(stderr, "cannot clean %s\n", path);
 }
 
-static bool no_open_handles(void) { return lmp_artifact_n_open_ids() == 0; }
+static bool no_open_handles(void) {
+    return lmp_artifact_n_open_ids() == 0;
+}
 
 /* A job over n_blocks fake blocks of 7 small linears (odd shapes on purpose). */
 static void make_job(struct lmp_art_job *job, int n_blocks, uint64_t model_fp, const char *scheme) {
     static const char *const kinds[7] = {"self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj",
-                                         "self_attn.o_proj", "mlp.gate_proj", "mlp.up_proj",
+                                         "self_attn.o_proj", "mlp.gate_proj",    "mlp.up_proj",
                                          "mlp.down_proj"};
     lmp_art_job_init(job);
-    job->n_linears = (int64_t) n_blocks * 7;
-    job->linears   = calloc((size_t) job->n_linears, sizeof(*job->linears));
+    job->n_linears = (int64_t)n_blocks * 7;
+    job->linears   = calloc((size_t)job->n_linears, sizeof(*job->linears));
     for (int64_t i = 0; i < job->n_linears; i++) {
         snprintf(job->linears[i].name, sizeof(job->linears[i].name), "model.layers.%d.%s",
-                 (int) (i / 7), kinds[i % 7]);
+                 (int)(i / 7), kinds[i % 7]);
         job->linears[i].n_out = 8 + 4 * (i % 3);
         job->linears[i].n_in  = 16 + 8 * (i % 2);
     }
@@ -51,10 +53,10 @@ static void make_job(struct lmp_art_job *job, int n_blocks, uint64_t model_fp, c
     CHECK(lmp_art_job_set_text(&job->calib_desc, "synthetic") == LMP_OK);
     snprintf(job->method, sizeof(job->method), "aqlm");
     snprintf(job->scheme, sizeof(job->scheme), "%s", scheme);
-    job->cfg.n_layers = n_blocks;
-    job->cfg.dim = 16;
+    job->cfg.n_layers   = n_blocks;
+    job->cfg.dim        = 16;
     job->cfg.rope_theta = 10000.0f;
-    job->cfg.norm_eps = 1e-5f;
+    job->cfg.norm_eps   = 1e-5f;
 }
 
 /* Deterministic layer i of job: AQ 2x8g8 for even i (B = 8: uint8 on disk), RTN 4-bit
@@ -65,28 +67,41 @@ static void make_layer(const struct lmp_art_job *job, int64_t i, struct lmp_art_
     l->n_out = job->linears[i].n_out;
     l->n_in  = job->linears[i].n_in;
     l->g     = 8;
-    if (i % 4 == 1) { l->codec = LMP_ART_CODEC_RTN; l->M = 1; l->B = 4; }
-    else if (i % 2 == 0) { l->codec = LMP_ART_CODEC_AQ; l->M = 2; l->B = 8; }
-    else { l->codec = LMP_ART_CODEC_AQ; l->M = 1; l->B = 12; }
+    if (i % 4 == 1) {
+        l->codec = LMP_ART_CODEC_RTN;
+        l->M     = 1;
+        l->B     = 4;
+    } else if (i % 2 == 0) {
+        l->codec = LMP_ART_CODEC_AQ;
+        l->M     = 2;
+        l->B     = 8;
+    } else {
+        l->codec = LMP_ART_CODEC_AQ;
+        l->M     = 1;
+        l->B     = 12;
+    }
     int64_t nc = lmp_art_layer_n_codes(l), ncb = lmp_art_layer_n_codebooks(l),
             ns = lmp_art_layer_n_scales(l);
-    l->codes  = malloc((size_t) nc * sizeof(uint16_t));
-    l->scales = malloc((size_t) ns * sizeof(float));
-    uint64_t s = (uint64_t) i * 77 + 5;
+    l->codes   = malloc((size_t)nc * sizeof(uint16_t));
+    l->scales  = malloc((size_t)ns * sizeof(float));
+    uint64_t s = (uint64_t)i * 77 + 5;
     for (int64_t k = 0; k < nc; k++) {
-        s = s * 6364136223846793005ull + 1442695040888963407ull;
-        l->codes[k] = (uint16_t) ((s >> 33) & ((1u << l->B) - 1));
+        s           = s * 6364136223846793005ull + 1442695040888963407ull;
+        l->codes[k] = (uint16_t)((s >> 33) & ((1u << l->B) - 1));
     }
-    check_fill_random(l->scales, ns, (uint64_t) i + 100);
+    check_fill_random(l->scales, ns, (uint64_t)i + 100);
     if (l->codec == LMP_ART_CODEC_AQ) {
-        l->codebooks = malloc((size_t) ncb * sizeof(float));
-        check_fill_random(l->codebooks, ncb, (uint64_t) i + 200);
+        l->codebooks = malloc((size_t)ncb * sizeof(float));
+        check_fill_random(l->codebooks, ncb, (uint64_t)i + 200);
     } else {
-        l->zeros = malloc((size_t) ns * sizeof(float));
-        check_fill_random(l->zeros, ns, (uint64_t) i + 300);
+        l->zeros = malloc((size_t)ns * sizeof(float));
+        check_fill_random(l->zeros, ns, (uint64_t)i + 300);
     }
-    l->stats = (struct lmp_art_stats) {.rel_err_before = 0.5 + (double) i, .rel_err_after = 0.1,
-                                       .bits_per_weight = 2.0, .seconds = 0.25, .steps = i};
+    l->stats = (struct lmp_art_stats){.rel_err_before  = 0.5 + (double)i,
+                                      .rel_err_after   = 0.1,
+                                      .bits_per_weight = 2.0,
+                                      .seconds         = 0.25,
+                                      .steps           = i};
 }
 
 static bool layers_equal(const struct lmp_art_layer *a, const struct lmp_art_layer *b) {
@@ -96,19 +111,19 @@ static bool layers_equal(const struct lmp_art_layer *a, const struct lmp_art_lay
     if (memcmp(&a->stats, &b->stats, sizeof(a->stats)) != 0) return false;
     int64_t nc = lmp_art_layer_n_codes(a), ncb = lmp_art_layer_n_codebooks(a),
             ns = lmp_art_layer_n_scales(a);
-    if (memcmp(a->codes, b->codes, (size_t) nc * 2) || memcmp(a->scales, b->scales, (size_t) ns * 4))
+    if (memcmp(a->codes, b->codes, (size_t)nc * 2) || memcmp(a->scales, b->scales, (size_t)ns * 4))
         return false;
-    if (a->codebooks && memcmp(a->codebooks, b->codebooks, (size_t) ncb * 4)) return false;
-    if (a->zeros && memcmp(a->zeros, b->zeros, (size_t) ns * 4)) return false;
+    if (a->codebooks && memcmp(a->codebooks, b->codebooks, (size_t)ncb * 4)) return false;
+    if (a->zeros && memcmp(a->zeros, b->zeros, (size_t)ns * 4)) return false;
     return true;
 }
 
 /* Every committed layer of path equals make_layer's; returns how many there are (-1 on error). */
 static int64_t check_layers(const char *path, const struct lmp_art_job *job) {
-    struct lmp_artifact *a = NULL;
-    struct lmp_err err = {0};
-    enum lmp_status st = lmp_artifact_open_read(path, &a, &err);
-    if (st == LMP_ENOENT) return 0;   /* nothing committed yet (killed before the first part) */
+    struct lmp_artifact *a   = NULL;
+    struct lmp_err       err = {0};
+    enum lmp_status      st  = lmp_artifact_open_read(path, &a, &err);
+    if (st == LMP_ENOENT) return 0; /* nothing committed yet (killed before the first part) */
     if (st != LMP_OK) {
         fprintf(stderr, "open_read: %s\n", err.msg);
         return -1;
@@ -116,7 +131,7 @@ static int64_t check_layers(const char *path, const struct lmp_art_job *job) {
     int64_t n = lmp_artifact_n_layers(a), bad = 0;
     for (int64_t k = 0; k < n; k++) {
         const char *name = lmp_artifact_layer_name(a, k);
-        int64_t i = 0;
+        int64_t     i    = 0;
         while (i < job->n_linears && strcmp(job->linears[i].name, name)) i++;
         struct lmp_art_layer want, got;
         make_layer(job, i, &want);
@@ -133,8 +148,8 @@ static int64_t check_layers(const char *path, const struct lmp_art_job *job) {
 
 static enum lmp_status write_layers(const char *path, const struct lmp_art_job *job, bool finalize,
                                     struct lmp_err *err) {
-    struct lmp_artifact *a = NULL;
-    enum lmp_status st = lmp_artifact_open_write(path, job, &a, err);
+    struct lmp_artifact *a  = NULL;
+    enum lmp_status      st = lmp_artifact_open_write(path, job, &a, err);
     for (int64_t i = 0; st == LMP_OK && i < job->n_linears; i++) {
         if (lmp_artifact_has_layer(a, job->linears[i].name)) continue;
         struct lmp_art_layer l;
@@ -148,12 +163,12 @@ static enum lmp_status write_layers(const char *path, const struct lmp_art_job *
 }
 
 static void test_xxh64_vectors(void) {
-    CHECK(lmp_xxh64("", 0, 0) == 0xEF46DB3751D8E999ull);     /* from the xxHash specification */
+    CHECK(lmp_xxh64("", 0, 0) == 0xEF46DB3751D8E999ull); /* from the xxHash specification */
     CHECK(lmp_xxh64("abc", 3, 0) == 0x44BC2CF5AD770999ull);
     uint8_t buf[1000];
-    for (int i = 0; i < 1000; i++) buf[i] = (uint8_t) (i * 131 + 7);
-    uint64_t one = lmp_xxh64(buf, sizeof(buf), 42);
-    struct lmp_xxh64 s;                                         /* uneven splits */
+    for (int i = 0; i < 1000; i++) buf[i] = (uint8_t)(i * 131 + 7);
+    uint64_t         one = lmp_xxh64(buf, sizeof(buf), 42);
+    struct lmp_xxh64 s; /* uneven splits */
     lmp_xxh64_init(&s, 42);
     size_t off = 0, step = 1;
     while (off < sizeof(buf)) {
@@ -163,7 +178,7 @@ static void test_xxh64_vectors(void) {
         step = step * 3 % 61 + 1;
     }
     CHECK(lmp_xxh64_digest(&s) == one);
-    CHECK(lmp_xxh64(buf, sizeof(buf), 0) != one);             /* the seed matters */
+    CHECK(lmp_xxh64(buf, sizeof(buf), 0) != one); /* the seed matters */
     int32_t ids[3] = {1, 2, 3};
     CHECK(lmp_fingerprint_job(ids, 3, 1) != lmp_fingerprint_job(ids, 3, 2));
     CHECK(lmp_fingerprint_job(ids, 3, 1) != lmp_fingerprint_job(ids, 2, 1));
@@ -197,7 +212,7 @@ static void test_fingerprint_covers_long_settings(void) {
     }
     char          *d1 = NULL, *d2 = NULL;
     const uint64_t a = settings_of(keep, N, 128, &d1);
-    keep[N - 1] = "model.layers.39.mlp.down_proj"; /* the last pattern, far past 160 chars */
+    keep[N - 1]      = "model.layers.39.mlp.down_proj"; /* the last pattern, far past 160 chars */
     const uint64_t b = settings_of(keep, N, 128, &d2);
     CHECK(a != b);
     CHECK(d1 && d2 && strlen(d1) > 1000 && strcmp(d1, d2) != 0); /* the words, whole */
@@ -252,7 +267,7 @@ static void test_resume_refuses_other_build(void) {
     struct lmp_art_job job, other;
     make_job(&job, 1, 0x99, "2x8g8");
     struct lmp_err       err = {0};
-    struct lmp_artifact *a = NULL;
+    struct lmp_artifact *a   = NULL;
     CHECK(lmp_artifact_open_write(path, &job, &a, &err) == LMP_OK);
     lmp_artifact_close(&a);
     make_job(&other, 1, 0x99, "2x8g8");
@@ -274,8 +289,8 @@ static void test_roundtrip_and_handles(void) {
     rm_artifact(path);
     struct lmp_art_job job;
     make_job(&job, 3, 0x1234, "mixed");
-    struct lmp_err err = {0};
-    struct lmp_artifact *a = NULL;
+    struct lmp_err       err = {0};
+    struct lmp_artifact *a   = NULL;
     CHECK(lmp_artifact_open_write(path, &job, &a, &err) == LMP_OK);
     for (int64_t i = 0; a && i < job.n_linears; i++) {
         struct lmp_art_layer l;
@@ -283,30 +298,36 @@ static void test_roundtrip_and_handles(void) {
         CHECK(lmp_artifact_commit_layer(a, &l, &err) == LMP_OK);
         lmp_art_layer_release(&l);
     }
-    float emb[6 * 16];
+    float    emb[6 * 16];
     uint16_t norm16[16];
     check_fill_random(emb, 6 * 16, 9);
-    for (int i = 0; i < 16; i++) norm16[i] = (uint16_t) (0x3C00 + i);   /* 1.0, 1.0009765625, ... */
-    struct lmp_art_tensor te = {.name = "model.embed_tokens.weight", .dtype = LMP_DTYPE_F32,
-                                .n_dims = 2, .shape = {6, 16}, .data = emb};
-    struct lmp_art_tensor tn = {.name = "model.norm.weight", .dtype = LMP_DTYPE_F16, .n_dims = 1,
-                                .shape = {16}, .data = norm16};
-    const uint8_t tok[] = "tokenizer bytes \0 with a NUL";
+    for (int i = 0; i < 16; i++) norm16[i] = (uint16_t)(0x3C00 + i); /* 1.0, 1.0009765625, ... */
+    struct lmp_art_tensor te    = {.name   = "model.embed_tokens.weight",
+                                   .dtype  = LMP_DTYPE_F32,
+                                   .n_dims = 2,
+                                   .shape  = {6, 16},
+                                   .data   = emb};
+    struct lmp_art_tensor tn    = {.name   = "model.norm.weight",
+                                   .dtype  = LMP_DTYPE_F16,
+                                   .n_dims = 1,
+                                   .shape  = {16},
+                                   .data   = norm16};
+    const uint8_t         tok[] = "tokenizer bytes \0 with a NUL";
     if (a) {
         CHECK(lmp_artifact_put_tensor(a, &te, &err) == LMP_OK);
         CHECK(lmp_artifact_put_tensor(a, &tn, &err) == LMP_OK);
-        CHECK(lmp_artifact_put_tensor(a, &tn, &err) == LMP_OK);          /* same bytes: no-op */
+        CHECK(lmp_artifact_put_tensor(a, &tn, &err) == LMP_OK); /* same bytes: no-op */
         float keep = emb[3];
-        emb[3] = 7.0f;
-        CHECK(lmp_artifact_put_tensor(a, &te, &err) == LMP_EMISMATCH);   /* different bytes */
+        emb[3]     = 7.0f;
+        CHECK(lmp_artifact_put_tensor(a, &te, &err) == LMP_EMISMATCH); /* different bytes */
         emb[3] = keep;
         CHECK(lmp_artifact_put_tokenizer(a, LMP_ART_TOK_LLAMA2C, tok, sizeof(tok), &err) == LMP_OK);
         struct lmp_art_layer l;
         make_layer(&job, 0, &l);
-        CHECK(lmp_artifact_commit_layer(a, &l, &err) == LMP_EINVAL);     /* already committed */
+        CHECK(lmp_artifact_commit_layer(a, &l, &err) == LMP_EINVAL); /* already committed */
         l.n_out += 1;
         snprintf(l.name, sizeof(l.name), "model.layers.9.mlp.up_proj");
-        CHECK(lmp_artifact_commit_layer(a, &l, &err) == LMP_EINVAL);     /* not in the model */
+        CHECK(lmp_artifact_commit_layer(a, &l, &err) == LMP_EINVAL); /* not in the model */
         lmp_art_layer_release(&l);
         CHECK(lmp_artifact_is_complete(a));
         CHECK(lmp_artifact_finalize(a, &err) == LMP_OK);
@@ -314,7 +335,7 @@ static void test_roundtrip_and_handles(void) {
     lmp_artifact_close(&a);
     CHECK(no_open_handles());
     struct stat sb;
-    CHECK(stat(tpath(1, "rt.h5.parts"), &sb) != 0);      /* parts removed after assembly */
+    CHECK(stat(tpath(1, "rt.h5.parts"), &sb) != 0); /* parts removed after assembly */
     CHECK(check_layers(path, &job) == job.n_linears);
     CHECK(lmp_artifact_open_read(path, &a, &err) == LMP_OK);
     if (a) {
@@ -326,16 +347,16 @@ static void test_roundtrip_and_handles(void) {
         CHECK(strcmp(lmp_artifact_tensor_name(a, 0), "model.embed_tokens.weight") == 0);
         struct lmp_art_tensor t;
         CHECK(lmp_artifact_read_tensor(a, "model.norm.weight", &t, &err) == LMP_OK);
-        CHECK(t.dtype == LMP_DTYPE_F16 && t.n_dims == 1 && t.shape[0] == 16 &&
-              t.data && memcmp(t.data, norm16, sizeof(norm16)) == 0);
+        CHECK(t.dtype == LMP_DTYPE_F16 && t.n_dims == 1 && t.shape[0] == 16 && t.data &&
+              memcmp(t.data, norm16, sizeof(norm16)) == 0);
         lmp_art_tensor_release(&t);
         CHECK(lmp_artifact_read_tensor(a, "model.embed_tokens.weight", &t, &err) == LMP_OK);
         CHECK(t.dtype == LMP_DTYPE_F32 && t.shape[0] == 6 && t.data &&
               memcmp(t.data, emb, sizeof(emb)) == 0);
         lmp_art_tensor_release(&t);
         enum lmp_art_tok kind;
-        uint8_t *bytes = NULL;
-        size_t n = 0;
+        uint8_t         *bytes = NULL;
+        size_t           n     = 0;
         CHECK(lmp_artifact_read_tokenizer(a, &kind, &bytes, &n, &err) == LMP_OK);
         CHECK(kind == LMP_ART_TOK_LLAMA2C && n == sizeof(tok) && bytes && !memcmp(bytes, tok, n));
         free(bytes);
@@ -343,13 +364,15 @@ static void test_roundtrip_and_handles(void) {
         lmp_artifact_close(&a);
     }
     CHECK(no_open_handles());
-    if (system("command -v h5dump >/dev/null 2>&1") == 0) {     /* the standard tool reads it */
+    if (system("command -v h5dump >/dev/null 2>&1") == 0) { /* the standard tool reads it */
         char cmd[10000];
         snprintf(cmd, sizeof(cmd), "h5dump -H '%s' >/dev/null 2>&1", path);
         CHECK(system(cmd) == 0);
-        snprintf(cmd, sizeof(cmd), "h5dump -d '/layers/model.layers.0.self_attn.q_proj/codes' '%s' "
-                 "| grep -q H5T_STD_U8LE", path);
-        CHECK(system(cmd) == 0);                                  /* B = 8: one byte per code */
+        snprintf(cmd, sizeof(cmd),
+                 "h5dump -d '/layers/model.layers.0.self_attn.q_proj/codes' '%s' "
+                 "| grep -q H5T_STD_U8LE",
+                 path);
+        CHECK(system(cmd) == 0); /* B = 8: one byte per code */
     } else {
         fprintf(stderr, "note: h5dump not installed, its check is skipped\n");
     }
@@ -361,8 +384,8 @@ static void test_resume_and_refusal(void) {
     rm_artifact(path);
     struct lmp_art_job job, other;
     make_job(&job, 2, 0xAAAA, "2x8g8");
-    struct lmp_err err = {0};
-    struct lmp_artifact *a = NULL;
+    struct lmp_err       err = {0};
+    struct lmp_artifact *a   = NULL;
     CHECK(lmp_artifact_open_write(path, &job, &a, &err) == LMP_OK);
     for (int64_t i = 0; a && i < 5; i++) {
         struct lmp_art_layer l;
@@ -370,38 +393,38 @@ static void test_resume_and_refusal(void) {
         CHECK(lmp_artifact_commit_layer(a, &l, &err) == LMP_OK);
         lmp_art_layer_release(&l);
     }
-    struct lmp_artifact *b = NULL;                      /* a second writer is refused */
+    struct lmp_artifact *b = NULL; /* a second writer is refused */
     CHECK(lmp_artifact_open_write(path, &job, &b, &err) == LMP_EIO);
     CHECK(strstr(err.msg, "another process") != NULL);
     lmp_artifact_close(&a);
-    CHECK(check_layers(path, &job) == 5);               /* readable before assembly */
+    CHECK(check_layers(path, &job) == 5); /* readable before assembly */
 
     CHECK(lmp_artifact_open_write(path, &job, &a, &err) == LMP_OK);
     CHECK(a && lmp_artifact_n_layers(a) == 5 && lmp_artifact_has_layer(a, job.linears[4].name) &&
           !lmp_artifact_has_layer(a, job.linears[5].name));
     lmp_artifact_close(&a);
 
-    make_job(&other, 2, 0xBBBB, "2x8g8");                /* another model */
-    err = (struct lmp_err) {0};
+    make_job(&other, 2, 0xBBBB, "2x8g8"); /* another model */
+    err = (struct lmp_err){0};
     CHECK(lmp_artifact_open_write(path, &other, &a, &err) == LMP_EMISMATCH);
     CHECK(strstr(err.msg, "res.h5' was made from model 'fake-model-aaaa' (fingerprint "
                           "000000000000aaaa), this run uses 'fake-model-bbbb'") != NULL);
     CHECK(strstr(err.msg, "use another --out or delete it") != NULL);
     lmp_art_job_release(&other);
-    make_job(&other, 2, 0xAAAA, "1x16g8");               /* another scheme */
-    err = (struct lmp_err) {0};
+    make_job(&other, 2, 0xAAAA, "1x16g8"); /* another scheme */
+    err = (struct lmp_err){0};
     CHECK(lmp_artifact_open_write(path, &other, &a, &err) == LMP_EMISMATCH);
     CHECK(strstr(err.msg, "'2x8g8'") && strstr(err.msg, "'1x16g8'"));
-    other.calib_fp = 1;                                   /* another calibration set */
+    other.calib_fp = 1; /* another calibration set */
     snprintf(other.scheme, sizeof(other.scheme), "2x8g8");
-    err = (struct lmp_err) {0};
+    err = (struct lmp_err){0};
     CHECK(lmp_artifact_open_write(path, &other, &a, &err) == LMP_EMISMATCH);
     CHECK(strstr(err.msg, "other calibration data (same settings, other tokens") != NULL);
     lmp_art_job_release(&other);
 
-    CHECK(write_layers(path, &job, true, &err) == LMP_OK);   /* resume to the end */
+    CHECK(write_layers(path, &job, true, &err) == LMP_OK); /* resume to the end */
     CHECK(check_layers(path, &job) == job.n_linears);
-    err = (struct lmp_err) {0};                          /* the finished file still refuses others */
+    err = (struct lmp_err){0}; /* the finished file still refuses others */
     make_job(&other, 2, 0xBBBB, "2x8g8");
     CHECK(lmp_artifact_open_write(path, &other, &a, &err) == LMP_EMISMATCH);
     lmp_art_job_release(&other);
@@ -413,7 +436,7 @@ static void corrupt_file(const char *p, long off, size_t n_trunc_to) {
     FILE *f = fopen(p, "r+b");
     if (f == NULL) return;
     if (n_trunc_to) {
-        if (ftruncate(fileno(f), (off_t) n_trunc_to) != 0) perror("ftruncate");
+        if (ftruncate(fileno(f), (off_t)n_trunc_to) != 0) perror("ftruncate");
     } else {
         fseek(f, off, SEEK_SET);
         int c = fgetc(f);
@@ -424,16 +447,16 @@ static void corrupt_file(const char *p, long off, size_t n_trunc_to) {
 }
 
 static void test_corrupt_inputs(void) {
-    struct lmp_err err = {0};
-    struct lmp_artifact *a = NULL;
-    const char *garbage = tpath(0, "garbage.h5");
+    struct lmp_err       err     = {0};
+    struct lmp_artifact *a       = NULL;
+    const char          *garbage = tpath(0, "garbage.h5");
     rm_artifact(garbage);
     FILE *f = fopen(garbage, "wb");
     fputs("this is not an hdf5 file at all, just text", f);
     fclose(f);
     CHECK(lmp_artifact_open_read(garbage, &a, &err) == LMP_EFORMAT);
     CHECK(strstr(err.msg, "garbage.h5") != NULL);
-    err = (struct lmp_err) {0};
+    err = (struct lmp_err){0};
     CHECK(lmp_artifact_open_read(tpath(1, "absent.h5"), &a, &err) == LMP_ENOENT);
 
     struct lmp_art_job job;
@@ -443,14 +466,15 @@ static void test_corrupt_inputs(void) {
     CHECK(write_layers(path, &job, true, &err) == LMP_OK);
     struct stat sb;
     CHECK(stat(path, &sb) == 0);
-    corrupt_file(path, 0, (size_t) sb.st_size / 2);          /* truncated main file */
-    err = (struct lmp_err) {0};
+    corrupt_file(path, 0, (size_t)sb.st_size / 2); /* truncated main file */
+    err                = (struct lmp_err){0};
     enum lmp_status st = lmp_artifact_open_read(path, &a, &err);
-    if (st == LMP_OK) {                                      /* metadata may sit early: reads must fail */
+    if (st == LMP_OK) { /* metadata may sit early: reads must fail */
         int64_t bad = 0;
         for (int64_t k = 0; k < lmp_artifact_n_layers(a); k++) {
             struct lmp_art_layer l;
-            if (lmp_artifact_read_layer(a, lmp_artifact_layer_name(a, k), &l, &err) != LMP_OK) bad++;
+            if (lmp_artifact_read_layer(a, lmp_artifact_layer_name(a, k), &l, &err) != LMP_OK)
+                bad++;
             lmp_art_layer_release(&l);
         }
         CHECK(bad > 0);
@@ -470,11 +494,11 @@ static void test_corrupt_inputs(void) {
     if (p) pclose(p);
     CHECK(part[0] != '\0');
     corrupt_file(part, 600, 0);
-    err = (struct lmp_err) {0};
+    err = (struct lmp_err){0};
     CHECK(lmp_artifact_open_write(path, &job, &a, &err) == LMP_EFORMAT);
     CHECK(strstr(err.msg, "mlp.up_proj-") && strstr(err.msg, "checksum"));
-    err = (struct lmp_err) {0};
-    CHECK(lmp_artifact_open_read(path, &a, &err) == LMP_OK);   /* lazily verified when read */
+    err = (struct lmp_err){0};
+    CHECK(lmp_artifact_open_read(path, &a, &err) == LMP_OK); /* lazily verified when read */
     struct lmp_art_layer l;
     CHECK(a && lmp_artifact_read_layer(a, "model.layers.0.mlp.up_proj", &l, &err) == LMP_EFORMAT);
     CHECK(a && lmp_artifact_read_layer(a, "model.layers.0.mlp.down_proj", &l, &err) == LMP_OK);
@@ -500,8 +524,8 @@ static void test_disk_full(void) {
     rm_artifact(path);
     struct lmp_art_job job;
     make_job(&job, 1, 0x99, "2x8g8");
-    struct lmp_err err = {0};
-    struct lmp_artifact *a = NULL;
+    struct lmp_err       err = {0};
+    struct lmp_artifact *a   = NULL;
     CHECK(lmp_artifact_open_write(path, &job, &a, &err) == LMP_OK);
     struct lmp_art_layer l;
     for (int64_t i = 0; a && i < 3; i++) {
@@ -509,28 +533,28 @@ static void test_disk_full(void) {
         CHECK(lmp_artifact_commit_layer(a, &l, &err) == LMP_OK);
         lmp_art_layer_release(&l);
     }
-    setenv("LMP_FAULT_WRITE_LIMIT", "1000", 1);           /* the disk fills during layer 3 */
+    setenv("LMP_FAULT_WRITE_LIMIT", "1000", 1); /* the disk fills during layer 3 */
     make_layer(&job, 3, &l);
-    err = (struct lmp_err) {0};
+    err = (struct lmp_err){0};
     CHECK(a && lmp_artifact_commit_layer(a, &l, &err) == LMP_ENOSPC);
     CHECK(strstr(err.msg, "full.h5.parts/layer-model.layers.0.self_attn.o_proj.tmp") != NULL);
     CHECK(a && !lmp_artifact_has_layer(a, l.name));
     unsetenv("LMP_FAULT_WRITE_LIMIT");
-    CHECK(a && lmp_artifact_commit_layer(a, &l, &err) == LMP_OK);   /* space again: it works */
+    CHECK(a && lmp_artifact_commit_layer(a, &l, &err) == LMP_OK); /* space again: it works */
     lmp_art_layer_release(&l);
     lmp_artifact_close(&a);
     CHECK(check_layers(path, &job) == 4);
 
     /* assembly on a full disk (RLIMIT_FSIZE: write() fails with EFBIG) keeps everything */
-    CHECK(write_layers(path, &job, false, &err) == LMP_OK);      /* all parts, no main file */
+    CHECK(write_layers(path, &job, false, &err) == LMP_OK); /* all parts, no main file */
     pid_t pid = fork();
     if (pid == 0) {
         signal(SIGXFSZ, SIG_IGN);
-        struct rlimit rl = {.rlim_cur = 8192, .rlim_max = 8192};  /* the main file needs more */
+        struct rlimit rl = {.rlim_cur = 8192, .rlim_max = 8192}; /* the main file needs more */
         setrlimit(RLIMIT_FSIZE, &rl);
-        struct lmp_artifact *c = NULL;
-        struct lmp_err e = {0};
-        enum lmp_status st = lmp_artifact_open_write(path, &job, &c, &e);
+        struct lmp_artifact *c  = NULL;
+        struct lmp_err       e  = {0};
+        enum lmp_status      st = lmp_artifact_open_write(path, &job, &c, &e);
         if (st == LMP_OK) st = lmp_artifact_finalize(c, &e);
         fprintf(stderr, "finalize under an 8 KiB file size limit: %s (%s)\n", lmp_status_str(st),
                 e.msg);
@@ -542,8 +566,8 @@ static void test_disk_full(void) {
     if (!WIFEXITED(ws)) fprintf(stderr, "child: signal %d\n", WTERMSIG(ws));
     CHECK(WIFEXITED(ws) && WEXITSTATUS(ws) == 0);
     struct stat sb;
-    CHECK(stat(path, &sb) != 0);                          /* no half-assembled main file */
-    CHECK(check_layers(path, &job) == job.n_linears);     /* every committed part intact */
+    CHECK(stat(path, &sb) != 0);                      /* no half-assembled main file */
+    CHECK(check_layers(path, &job) == job.n_linears); /* every committed part intact */
     CHECK(write_layers(path, &job, true, &err) == LMP_OK);
     CHECK(check_layers(path, &job) == job.n_linears);
     CHECK(no_open_handles());
@@ -556,8 +580,8 @@ static void test_kill_anywhere_then_resume(void) {
     rm_artifact(ref);
     rm_artifact(path);
     struct lmp_art_job job;
-    make_job(&job, 6, 0x5151, "mixed");                   /* 42 layers */
-    struct lmp_err err = {0};
+    make_job(&job, 6, 0x5151, "mixed"); /* 42 layers */
+    struct lmp_err  err = {0};
     struct timespec t0, t1;
     clock_gettime(CLOCK_MONOTONIC, &t0);
     CHECK(write_layers(ref, &job, true, &err) == LMP_OK);
@@ -572,23 +596,27 @@ static void test_kill_anywhere_then_resume(void) {
             struct lmp_err e = {0};
             _exit(write_layers(path, &job, true, &e) == LMP_OK ? 0 : 1);
         }
-        usleep((useconds_t) (rand() % (full_us / 4)));     /* anywhere in a quarter run */
+        usleep((useconds_t)(rand() % (full_us / 4))); /* anywhere in a quarter run */
         kill(pid, SIGKILL);
         int ws = 0;
         waitpid(pid, &ws, 0);
-        if (WIFSIGNALED(ws)) kills++;
-        else finished = WIFEXITED(ws) && WEXITSTATUS(ws) == 0;
-        int64_t n = check_layers(path, &job);              /* only complete, correct layers */
+        if (WIFSIGNALED(ws))
+            kills++;
+        else
+            finished = WIFEXITED(ws) && WEXITSTATUS(ws) == 0;
+        int64_t n = check_layers(path, &job); /* only complete, correct layers */
         CHECK(n >= 0);
-        CHECK(n >= prev);                                  /* never loses a committed layer */
-        prev = (int) n;
+        CHECK(n >= prev); /* never loses a committed layer */
+        prev = (int)n;
     }
-    fprintf(stderr, "killed %d writers at random instants; %d layers were committed before the "
-            "last kill\n", kills, prev);
+    fprintf(stderr,
+            "killed %d writers at random instants; %d layers were committed before the "
+            "last kill\n",
+            kills, prev);
     CHECK(kills > 0);
-    CHECK(write_layers(path, &job, true, &err) == LMP_OK);   /* resume completes it */
+    CHECK(write_layers(path, &job, true, &err) == LMP_OK); /* resume completes it */
     CHECK(check_layers(path, &job) == job.n_linears);
-    if (system("command -v h5diff >/dev/null 2>&1") == 0) {  /* datasets byte-equal a clean run */
+    if (system("command -v h5diff >/dev/null 2>&1") == 0) { /* datasets byte-equal a clean run */
         char cmd[10000];
         snprintf(cmd, sizeof(cmd), "h5diff '%s' '%s' /layers /layers", ref, path);
         CHECK(system(cmd) == 0);
@@ -605,28 +633,31 @@ struct fake_model {
 
 static struct fake_model fake_model_new(void) {
     struct fake_model fm = {0};
-    struct lmp_model *m = lmp_model_alloc(1);
-    m->path = strdup("fake.bin");
-    m->cfg = (struct lmp_config) {.n_layers = 1, .dim = 16, .hidden_dim = 32, .n_heads = 2,
-                                  .n_kv_heads = 1, .vocab_size = 8};
-    const int64_t shapes[12][2] = {{8, 16}, {16, 0}, {8, 16}, {16, 0}, {16, 0}, {16, 16},
+    struct lmp_model *m  = lmp_model_alloc(1);
+    m->path              = strdup("fake.bin");
+    m->cfg               = (struct lmp_config){
+                      .n_layers = 1, .dim = 16, .hidden_dim = 32, .n_heads = 2, .n_kv_heads = 1, .vocab_size = 8};
+    const int64_t shapes[12][2] = {{8, 16}, {16, 0}, {8, 16},  {16, 0},  {16, 0},  {16, 16},
                                    {8, 16}, {8, 16}, {16, 16}, {32, 16}, {32, 16}, {16, 32}};
-    m->n_tensors = 12;
-    m->tensors = calloc(12, sizeof(*m->tensors));
-    fm.buf = malloc(12 * 512 * sizeof(float));
+    m->n_tensors                = 12;
+    m->tensors                  = calloc(12, sizeof(*m->tensors));
+    fm.buf                      = malloc(12 * 512 * sizeof(float));
     for (int i = 0; i < 12; i++) {
         struct lmp_tensor *t = &m->tensors[i];
         snprintf(t->name, sizeof(t->name), "t%d", i);
-        t->dtype = LMP_DTYPE_F32;
-        t->n_dims = shapes[i][1] ? 2 : 1;
+        t->dtype    = LMP_DTYPE_F32;
+        t->n_dims   = shapes[i][1] ? 2 : 1;
         t->shape[0] = shapes[i][0];
         t->shape[1] = shapes[i][1];
-        t->data = fm.buf + i * 512;
-        t->nbytes = (uint64_t) lmp_tensor_n_elem(t) * 4;
-        check_fill_random(fm.buf + i * 512, 512, (uint64_t) i);
+        t->data     = fm.buf + i * 512;
+        t->nbytes   = (uint64_t)lmp_tensor_n_elem(t) * 4;
+        check_fill_random(fm.buf + i * 512, 512, (uint64_t)i);
     }
-    m->tok_emb = &m->tensors[0]; m->out_norm = &m->tensors[1]; m->output = &m->tensors[2];
-    m->blocks[0].attn_norm = &m->tensors[3]; m->blocks[0].ffn_norm = &m->tensors[4];
+    m->tok_emb             = &m->tensors[0];
+    m->out_norm            = &m->tensors[1];
+    m->output              = &m->tensors[2];
+    m->blocks[0].attn_norm = &m->tensors[3];
+    m->blocks[0].ffn_norm  = &m->tensors[4];
     for (int k = 0; k < LMP_LIN_COUNT; k++) m->blocks[0].lin[k].weight = &m->tensors[5 + k];
     struct lmp_err err = {0};
     if (lmp_model_finish(m, &err) != LMP_OK) fprintf(stderr, "fake model: %s\n", err.msg);
@@ -636,13 +667,13 @@ static struct fake_model fake_model_new(void) {
 
 static void test_model_tensors_and_fingerprint(void) {
     struct fake_model fm = fake_model_new();
-    uint64_t fp = lmp_fingerprint_model(fm.m);
+    uint64_t          fp = lmp_fingerprint_model(fm.m);
     CHECK(fp == lmp_fingerprint_model(fm.m));
-    float keep = fm.buf[5 * 512 + 7];
-    fm.buf[5 * 512 + 7] = 3.0f;                            /* one weight of q_proj */
+    float keep          = fm.buf[5 * 512 + 7];
+    fm.buf[5 * 512 + 7] = 3.0f; /* one weight of q_proj */
     CHECK(lmp_fingerprint_model(fm.m) != fp);
     fm.buf[5 * 512 + 7] = keep;
-    fm.m->cfg.max_seq = 77;                                /* the config is part of it */
+    fm.m->cfg.max_seq   = 77; /* the config is part of it */
     CHECK(lmp_fingerprint_model(fm.m) != fp);
     fm.m->cfg.max_seq = 0;
     CHECK(lmp_fingerprint_model(fm.m) == fp);
@@ -656,30 +687,36 @@ static void test_model_tensors_and_fingerprint(void) {
     snprintf(job.method, sizeof(job.method), "aqlm");
     const char *path = tpath(0, "model.h5");
     rm_artifact(path);
-    struct lmp_err err = {0};
-    struct lmp_artifact *a = NULL;
-    bool quantized[7] = {true, true, true, true, true, true, false};   /* down_proj kept */
+    struct lmp_err       err = {0};
+    struct lmp_artifact *a   = NULL;
+    bool quantized[7]        = {true, true, true, true, true, true, false}; /* down_proj kept */
     CHECK(lmp_artifact_open_write(path, &job, &a, &err) == LMP_OK);
     if (a) {
         CHECK(lmp_artifact_put_model_tensors(a, fm.m, quantized, false, &err) == LMP_OK);
-        CHECK(lmp_artifact_put_model_tensors(a, fm.m, quantized, false, &err) == LMP_OK);  /* idempotent */
+        CHECK(lmp_artifact_put_model_tensors(a, fm.m, quantized, false, &err) ==
+              LMP_OK); /* idempotent */
         CHECK(lmp_artifact_n_tensors(a) == 6);
         CHECK(!lmp_artifact_is_complete(a));
         for (int64_t i = 0; i < 6; i++) {
             struct lmp_art_layer l = {0};
             snprintf(l.name, sizeof(l.name), "%s", job.linears[i].name);
-            l.codec = LMP_ART_CODEC_RTN; l.M = 1; l.B = 2; l.g = 8;
-            l.n_out = job.linears[i].n_out; l.n_in = job.linears[i].n_in;
-            l.codes = calloc((size_t) (l.n_out * l.n_in), 2);
-            l.scales = calloc((size_t) lmp_art_layer_n_scales(&l), 4);
-            l.zeros = calloc((size_t) lmp_art_layer_n_scales(&l), 4);
+            l.codec  = LMP_ART_CODEC_RTN;
+            l.M      = 1;
+            l.B      = 2;
+            l.g      = 8;
+            l.n_out  = job.linears[i].n_out;
+            l.n_in   = job.linears[i].n_in;
+            l.codes  = calloc((size_t)(l.n_out * l.n_in), 2);
+            l.scales = calloc((size_t)lmp_art_layer_n_scales(&l), 4);
+            l.zeros  = calloc((size_t)lmp_art_layer_n_scales(&l), 4);
             CHECK(lmp_artifact_commit_layer(a, &l, &err) == LMP_OK);
             lmp_art_layer_release(&l);
         }
         CHECK(lmp_artifact_is_complete(a));
         CHECK(lmp_artifact_finalize(a, &err) == LMP_OK);
         struct lmp_art_tensor t;
-        CHECK(lmp_artifact_read_tensor(a, "model.layers.0.mlp.down_proj.weight", &t, &err) == LMP_OK);
+        CHECK(lmp_artifact_read_tensor(a, "model.layers.0.mlp.down_proj.weight", &t, &err) ==
+              LMP_OK);
         CHECK(t.n_dims == 2 && t.shape[0] == 16 && t.shape[1] == 32 && t.data &&
               memcmp(t.data, fm.buf + 11 * 512, 16 * 32 * 4) == 0);
         lmp_art_tensor_release(&t);

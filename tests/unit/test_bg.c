@@ -22,7 +22,7 @@ static void work(struct lmp_bg_item *it) {
         nanosleep(&ts, NULL);
     }
     x->ran_on = pthread_self();
-    x->ran = true;
+    x->ran    = true;
 }
 
 static bool readable(int fd, int timeout_ms) {
@@ -31,7 +31,7 @@ static bool readable(int fd, int timeout_ms) {
 }
 
 static void test_bg_items_come_back_in_order(void) {
-    struct lmp_bg *bg = NULL;
+    struct lmp_bg *bg  = NULL;
     struct lmp_err err = {0};
     CHECK(lmp_bg_new(&bg, &err) == LMP_OK);
     CHECK(!readable(lmp_bg_fd(bg), 0)); /* nothing done yet */
@@ -65,7 +65,7 @@ static void drop(struct lmp_bg_item *it) {
 }
 
 static void test_bg_destroy_drops_what_was_not_taken(void) {
-    struct lmp_bg *bg = NULL;
+    struct lmp_bg *bg  = NULL;
     struct lmp_err err = {0};
     CHECK(lmp_bg_new(&bg, &err) == LMP_OK);
     struct item slow = {.it.work = work, .sleep_ms = 100}, queued = {.it.work = work};

@@ -8,8 +8,8 @@
  */
 #include "worker/block_grad.h"
 #include "model/transformer.h"
-#include "kernels/kernels.h"          /* defines: lmp_kernels_get, struct lmp_aq_shape */
-#include "tests/check.h"              /* defines: CHECK, CHECK_NEAR, RUN, check_report */
+#include "kernels/kernels.h" /* defines: lmp_kernels_get, struct lmp_aq_shape */
+#include "tests/check.h"     /* defines: CHECK, CHECK_NEAR, RUN, check_report */
 
 #include <math.h>
 #include <stdbool.h>
@@ -20,29 +20,29 @@ enum { DIM = 16, HD = 4, HIDDEN = 24, T = 7, N_SEQ = 2, VOCAB = 11 };
 
 struct spec {
     enum lmp_rope rope;
-    int  n_heads, n_kv_heads;
-    bool bias;        /* q/k/v biases (Qwen2); all_bias: every linear */
-    bool all_bias;
+    int           n_heads, n_kv_heads;
+    bool          bias; /* q/k/v biases (Qwen2); all_bias: every linear */
+    bool          all_bias;
 };
 
 static const struct spec specs[] = {
     {LMP_ROPE_INTERLEAVED, 4, 2, false, false},
     {LMP_ROPE_HALF, 4, 2, true, false},
-    {LMP_ROPE_INTERLEAVED, 2, 1, true, true},    /* multi-query, a bias on every linear */
-    {LMP_ROPE_HALF, 3, 3, false, false},         /* plain multi-head */
+    {LMP_ROPE_INTERLEAVED, 2, 1, true, true}, /* multi-query, a bias on every linear */
+    {LMP_ROPE_HALF, 3, 3, false, false},      /* plain multi-head */
 };
 enum { N_SPECS = sizeof(specs) / sizeof(specs[0]) };
 
 /* Owned, mutable parameters of one block plus the const view the API takes. */
 struct block {
     struct lmp_config cfg;
-    float  *norm[2];                         /* attn, ffn (DIM) */
-    float  *w[LMP_LIN_COUNT], *b[LMP_LIN_COUNT];
-    int64_t n_out[LMP_LIN_COUNT], n_in[LMP_LIN_COUNT];
+    float            *norm[2]; /* attn, ffn (DIM) */
+    float            *w[LMP_LIN_COUNT], *b[LMP_LIN_COUNT];
+    int64_t           n_out[LMP_LIN_COUNT], n_in[LMP_LIN_COUNT];
 };
 
 static float *rnd(int64_t n, uint64_t seed, float scale, float offset) {
-    float *p = calloc((size_t) n, sizeof(float));
+    float *p = calloc((size_t)n, sizeof(float));
     check_fill_random(p, n, seed);
     for (int64_t i = 0; i < n; i++) p[i] = p[i] * scale + offset;
     return p;
@@ -51,43 +51,61 @@ static float *rnd(int64_t n, uint64_t seed, float scale, float offset) {
 static void block_init(struct block *b, const struct spec *sp, uint64_t seed) {
     memset(b, 0, sizeof(*b));
     struct lmp_config *c = &b->cfg;
-    c->arch = LMP_ARCH_LLAMA; c->format = LMP_FORMAT_GGUF; c->n_layers = 1;
-    c->dim = DIM; c->hidden_dim = HIDDEN; c->n_heads = sp->n_heads; c->n_kv_heads = sp->n_kv_heads;
-    c->head_dim = HD; c->vocab_size = VOCAB; c->max_seq = 32; c->rope_theta = 100.0f;
-    c->norm_eps = 1e-5f; c->rope = sp->rope; c->qkv_bias = sp->bias;
-    const int64_t qd = (int64_t) sp->n_heads * HD, kd = (int64_t) sp->n_kv_heads * HD;
-    const int64_t shp[LMP_LIN_COUNT][2] = {{qd, DIM}, {kd, DIM}, {kd, DIM}, {DIM, qd},
+    c->arch              = LMP_ARCH_LLAMA;
+    c->format            = LMP_FORMAT_GGUF;
+    c->n_layers          = 1;
+    c->dim               = DIM;
+    c->hidden_dim        = HIDDEN;
+    c->n_heads           = sp->n_heads;
+    c->n_kv_heads        = sp->n_kv_heads;
+    c->head_dim          = HD;
+    c->vocab_size        = VOCAB;
+    c->max_seq           = 32;
+    c->rope_theta        = 100.0f;
+    c->norm_eps          = 1e-5f;
+    c->rope              = sp->rope;
+    c->qkv_bias          = sp->bias;
+    const int64_t qd = (int64_t)sp->n_heads * HD, kd = (int64_t)sp->n_kv_heads * HD;
+    const int64_t shp[LMP_LIN_COUNT][2] = {{qd, DIM},     {kd, DIM},     {kd, DIM},    {DIM, qd},
                                            {HIDDEN, DIM}, {HIDDEN, DIM}, {DIM, HIDDEN}};
-    b->norm[0] = rnd(DIM, seed++, 0.3f, 1.0f);
-    b->norm[1] = rnd(DIM, seed++, 0.3f, 1.0f);
+    b->norm[0]                          = rnd(DIM, seed++, 0.3f, 1.0f);
+    b->norm[1]                          = rnd(DIM, seed++, 0.3f, 1.0f);
     for (int k = 0; k < LMP_LIN_COUNT; k++) {
         b->n_out[k] = shp[k][0];
         b->n_in[k]  = shp[k][1];
         /* ~1/sqrt(n_in) keeps activations O(1); larger q/k make attention peaked */
-        float sc = (k <= LMP_LIN_K ? 2.5f : 1.0f) / sqrtf((float) shp[k][1]);
-        b->w[k] = rnd(shp[k][0] * shp[k][1], seed++, sc, 0.0f);
-        if (sp->all_bias || (sp->bias && k <= LMP_LIN_V)) b->b[k] = rnd(shp[k][0], seed++, 0.5f, 0.0f);
+        float sc = (k <= LMP_LIN_K ? 2.5f : 1.0f) / sqrtf((float)shp[k][1]);
+        b->w[k]  = rnd(shp[k][0] * shp[k][1], seed++, sc, 0.0f);
+        if (sp->all_bias || (sp->bias && k <= LMP_LIN_V))
+            b->b[k] = rnd(shp[k][0], seed++, 0.5f, 0.0f);
     }
 }
 
 static void block_free(struct block *b) {
-    free(b->norm[0]); free(b->norm[1]);
-    for (int k = 0; k < LMP_LIN_COUNT; k++) { free(b->w[k]); free(b->b[k]); }
+    free(b->norm[0]);
+    free(b->norm[1]);
+    for (int k = 0; k < LMP_LIN_COUNT; k++) {
+        free(b->w[k]);
+        free(b->b[k]);
+    }
 }
 
 static struct lmp_block_params view(const struct block *b) {
     struct lmp_block_params p = {.attn_norm = b->norm[0], .ffn_norm = b->norm[1]};
-    for (int k = 0; k < LMP_LIN_COUNT; k++) { p.w[k] = b->w[k]; p.b[k] = b->b[k]; }
+    for (int k = 0; k < LMP_LIN_COUNT; k++) {
+        p.w[k] = b->w[k];
+        p.b[k] = b->b[k];
+    }
     return p;
 }
 
 /* L = sum R * block(x), in double. */
-static double loss(struct lmp_block_grad *bg, const struct block *b, const float *x,
-                   const float *r, float *y) {
+static double loss(struct lmp_block_grad *bg, const struct block *b, const float *x, const float *r,
+                   float *y) {
     struct lmp_block_params p = view(b);
     lmp_block_grad_forward(bg, &p, x, N_SEQ, y);
     double L = 0;
-    for (int64_t i = 0; i < (int64_t) N_SEQ * T * DIM; i++) L += (double) r[i] * y[i];
+    for (int64_t i = 0; i < (int64_t)N_SEQ * T * DIM; i++) L += (double)r[i] * y[i];
     return L;
 }
 
@@ -102,23 +120,23 @@ static struct lmp_tensor *tensor(struct lmp_model *m, const char *name, float *d
     t->shape[0] = d0;
     t->shape[1] = d1;
     t->data     = data;
-    t->nbytes   = (uint64_t) (d1 ? d0 * d1 : d0) * 4;
+    t->nbytes   = (uint64_t)(d1 ? d0 * d1 : d0) * 4;
     return t;
 }
 
 static void test_forward_matches_transformer(void) {
     for (int si = 0; si < N_SPECS; si++) {
-        if (specs[si].all_bias) continue;   /* the model format has biases on q/k/v only */
+        if (specs[si].all_bias) continue; /* the model format has biases on q/k/v only */
         struct block b;
         block_init(&b, &specs[si], 10 + si);
         struct lmp_model *m = lmp_model_alloc(1);
-        m->cfg     = b.cfg;
-        m->path    = strdup("test-block");
-        m->tensors = calloc(32, sizeof(*m->tensors));
+        m->cfg              = b.cfg;
+        m->path             = strdup("test-block");
+        m->tensors          = calloc(32, sizeof(*m->tensors));
         float *emb = rnd(VOCAB * DIM, 1, 1.0f, 0.0f), *on = rnd(DIM, 2, 0.0f, 1.0f);
         m->tok_emb = m->output = tensor(m, "tok_emb", emb, VOCAB, DIM);
         m->cfg.tied_embeddings = true;
-        m->out_norm = tensor(m, "out_norm", on, DIM, 0);
+        m->out_norm            = tensor(m, "out_norm", on, DIM, 0);
         m->blocks[0].attn_norm = tensor(m, "attn_norm", b.norm[0], DIM, 0);
         m->blocks[0].ffn_norm  = tensor(m, "ffn_norm", b.norm[1], DIM, 0);
         for (int k = 0; k < LMP_LIN_COUNT; k++) {
@@ -129,8 +147,9 @@ static void test_forward_matches_transformer(void) {
         CHECK(lmp_model_finish(m, &err) == LMP_OK);
         struct lmp_transformer *tf = NULL;
         CHECK(lmp_transformer_new(m, NULL, &tf, &err) == LMP_OK);
-        float *x = rnd(N_SEQ * T * DIM, 77 + si, 1.0f, 0.0f);
-        float *want = malloc(sizeof(float) * N_SEQ * T * DIM), *got = malloc(sizeof(float) * N_SEQ * T * DIM);
+        float *x    = rnd(N_SEQ * T * DIM, 77 + si, 1.0f, 0.0f);
+        float *want = malloc(sizeof(float) * N_SEQ * T * DIM),
+              *got  = malloc(sizeof(float) * N_SEQ * T * DIM);
         memcpy(want, x, sizeof(float) * N_SEQ * T * DIM);
         CHECK(lmp_transformer_block(tf, 0, NULL, want, N_SEQ, T, NULL, &err) == LMP_OK);
         struct lmp_block_grad *bg = NULL;
@@ -139,16 +158,20 @@ static void test_forward_matches_transformer(void) {
         lmp_block_grad_forward(bg, &p, x, N_SEQ, got);
         double md = 0, mx = 0;
         for (int i = 0; i < N_SEQ * T * DIM; i++) {
-            md = fmax(md, fabs((double) got[i] - want[i]));
-            mx = fmax(mx, fabs((double) want[i]));
+            md = fmax(md, fabs((double)got[i] - want[i]));
+            mx = fmax(mx, fabs((double)want[i]));
         }
-        CHECK(mx > 0.1);          /* not a degenerate block */
+        CHECK(mx > 0.1); /* not a degenerate block */
         CHECK(md <= 1e-5 * mx);
         if (md > 1e-5 * mx) fprintf(stderr, "  spec %d: max diff %g (max %g)\n", si, md, mx);
         lmp_block_grad_destroy(&bg);
         lmp_transformer_destroy(&tf);
         for (int64_t i = 0; i < m->n_tensors; i++) m->tensors[i].data = NULL;
-        free(emb); free(on); free(x); free(want); free(got);
+        free(emb);
+        free(on);
+        free(x);
+        free(want);
+        free(got);
         lmp_model_close(&m);
         block_free(&b);
     }
@@ -164,13 +187,13 @@ struct fd_ctx {
 
 /* Central differences of L along direction d of the n floats at v (eps scaled to v). */
 static double fd_dir(struct fd_ctx *c, float *v, const float *d, int64_t n, double eps) {
-    float *save = malloc((size_t) n * sizeof(float));
-    memcpy(save, v, (size_t) n * sizeof(float));
-    for (int64_t i = 0; i < n; i++) v[i] = (float) (save[i] + eps * d[i]);
+    float *save = malloc((size_t)n * sizeof(float));
+    memcpy(save, v, (size_t)n * sizeof(float));
+    for (int64_t i = 0; i < n; i++) v[i] = (float)(save[i] + eps * d[i]);
     double lp = loss(c->bg, c->b, c->x, c->r, c->y);
-    for (int64_t i = 0; i < n; i++) v[i] = (float) (save[i] - eps * d[i]);
+    for (int64_t i = 0; i < n; i++) v[i] = (float)(save[i] - eps * d[i]);
     double lm = loss(c->bg, c->b, c->x, c->r, c->y);
-    memcpy(v, save, (size_t) n * sizeof(float));
+    memcpy(v, save, (size_t)n * sizeof(float));
     free(save);
     return (lp - lm) / (2.0 * eps);
 }
@@ -179,10 +202,13 @@ static double fd_dir(struct fd_ctx *c, float *v, const float *d, int64_t n, doub
  * a few single entries. Returns the number of failed comparisons (also CHECKed). */
 static int check_tensor(struct fd_ctx *c, const char *what, float *v, const float *g, int64_t n,
                         uint64_t seed) {
-    int bad = 0;
-    float *d = rnd(n, seed, 1.0f, 0.0f);
+    int    bad = 0;
+    float *d   = rnd(n, seed, 1.0f, 0.0f);
     double an = 0, gn = 0;
-    for (int64_t i = 0; i < n; i++) { an += (double) g[i] * d[i]; gn += (double) g[i] * g[i]; }
+    for (int64_t i = 0; i < n; i++) {
+        an += (double)g[i] * d[i];
+        gn += (double)g[i] * g[i];
+    }
     double fd = fd_dir(c, v, d, n, 1e-3);
     /* rounding of L in fp32 is ~1e-7 |L|; divided by 2 eps it stays far below 1e-3 |grad| */
     double tol = 1e-2 * fabs(an) + 1e-3 * sqrt(gn) + 1e-4;
@@ -190,15 +216,15 @@ static int check_tensor(struct fd_ctx *c, const char *what, float *v, const floa
         fprintf(stderr, "  %s: directional analytic %.6g fd %.6g\n", what, an, fd);
         bad++;
     }
-    CHECK(gn > 0);          /* every parameter kind affects the loss */
+    CHECK(gn > 0); /* every parameter kind affects the loss */
     for (int s = 0; s < 4; s++) {
-        int64_t i = (int64_t) ((seed * 2654435761u + (uint64_t) s * 97u) % (uint64_t) n);
-        memset(d, 0, (size_t) n * sizeof(float));
-        d[i] = 1.0f;
+        int64_t i = (int64_t)((seed * 2654435761u + (uint64_t)s * 97u) % (uint64_t)n);
+        memset(d, 0, (size_t)n * sizeof(float));
+        d[i]      = 1.0f;
         double f1 = fd_dir(c, v, d, n, 1e-3);
-        double t1 = 2e-2 * fabs(g[i]) + 2e-3 * sqrt(gn / (double) n) + 2e-4;
+        double t1 = 2e-2 * fabs(g[i]) + 2e-3 * sqrt(gn / (double)n) + 2e-4;
         if (!(fabs(f1 - g[i]) <= t1)) {
-            fprintf(stderr, "  %s[%lld]: analytic %.6g fd %.6g\n", what, (long long) i, g[i], f1);
+            fprintf(stderr, "  %s[%lld]: analytic %.6g fd %.6g\n", what, (long long)i, g[i], f1);
             bad++;
         }
     }
@@ -213,21 +239,21 @@ static void test_backward_matches_finite_differences(void) {
         block_init(&b, &specs[si], 200 + 10 * si);
         struct lmp_block_grad *bg = NULL;
         CHECK(lmp_block_grad_new(&b.cfg, N_SEQ, T, &bg) == LMP_OK);
-        const int64_t n_act = (int64_t) N_SEQ * T * DIM;
-        float *x = rnd(n_act, 300 + si, 1.0f, 0.0f), *r = rnd(n_act, 400 + si, 1.0f, 0.0f);
-        float *y = malloc(sizeof(float) * n_act), *dx = malloc(sizeof(float) * n_act);
+        const int64_t n_act = (int64_t)N_SEQ * T * DIM;
+        float        *x = rnd(n_act, 300 + si, 1.0f, 0.0f), *r = rnd(n_act, 400 + si, 1.0f, 0.0f);
+        float        *y = malloc(sizeof(float) * n_act), *dx = malloc(sizeof(float) * n_act);
         struct lmp_block_grads g = {.attn_norm = calloc(DIM, 4), .ffn_norm = calloc(DIM, 4)};
         for (int k = 0; k < LMP_LIN_COUNT; k++) {
-            g.w[k] = calloc((size_t) (b.n_out[k] * b.n_in[k]), 4);
-            g.b[k] = calloc((size_t) b.n_out[k], 4);
+            g.w[k] = calloc((size_t)(b.n_out[k] * b.n_in[k]), 4);
+            g.b[k] = calloc((size_t)b.n_out[k], 4);
         }
         struct lmp_block_params p = view(&b);
         lmp_block_grad_forward(bg, &p, x, N_SEQ, y);
         lmp_block_grad_backward(bg, &p, r, dx, &g);
 
         struct fd_ctx c = {bg, &b, x, r, y};
-        char what[64];
-        int bad = 0;
+        char          what[64];
+        int           bad = 0;
         snprintf(what, sizeof(what), "spec %d attn_norm", si);
         bad += check_tensor(&c, what, b.norm[0], g.attn_norm, DIM, 1);
         snprintf(what, sizeof(what), "spec %d ffn_norm", si);
@@ -239,7 +265,7 @@ static void test_backward_matches_finite_differences(void) {
                 snprintf(what, sizeof(what), "spec %d %s bias", si, lmp_lin_name(k));
                 bad += check_tensor(&c, what, b.b[k], g.b[k], b.n_out[k], 20 + k);
             } else {
-                for (int64_t o = 0; o < b.n_out[k]; o++) CHECK(g.b[k][o] == 0.0f);   /* untouched */
+                for (int64_t o = 0; o < b.n_out[k]; o++) CHECK(g.b[k][o] == 0.0f); /* untouched */
             }
         }
         snprintf(what, sizeof(what), "spec %d input", si);
@@ -253,9 +279,16 @@ static void test_backward_matches_finite_differences(void) {
         CHECK_NEAR(g.attn_norm[3], 2.0f * n0, 1e-5 * (1 + fabsf(n0)));
         if (bad) fprintf(stderr, "  spec %d: %d mismatches\n", si, bad);
 
-        free(g.attn_norm); free(g.ffn_norm);
-        for (int k = 0; k < LMP_LIN_COUNT; k++) { free(g.w[k]); free(g.b[k]); }
-        free(x); free(r); free(y); free(dx);
+        free(g.attn_norm);
+        free(g.ffn_norm);
+        for (int k = 0; k < LMP_LIN_COUNT; k++) {
+            free(g.w[k]);
+            free(g.b[k]);
+        }
+        free(x);
+        free(r);
+        free(y);
+        free(dx);
         lmp_block_grad_destroy(&bg);
         block_free(&b);
     }
@@ -266,24 +299,24 @@ static void test_backward_matches_finite_differences(void) {
 static void test_aq_gradient_through_decode(void) {
     struct block b;
     block_init(&b, &specs[1], 500);
-    const int k = LMP_LIN_GATE;
-    struct lmp_aq_shape s = {.n_out = b.n_out[k], .n_in = b.n_in[k], .M = 2, .K = 4, .g = 4};
-    const int64_t n_cb = (int64_t) s.M * s.K * s.g, n_codes = s.n_out * s.n_in / s.g * s.M;
-    float    *cb = rnd(n_cb, 501, 0.3f, 0.0f), *scale = rnd(s.n_out, 502, 0.2f, 0.6f);
-    uint16_t *codes = malloc((size_t) n_codes * sizeof(uint16_t));
-    for (int64_t i = 0; i < n_codes; i++) codes[i] = (uint16_t) ((i * 7 + i / 3) % s.K);
+    const int           k    = LMP_LIN_GATE;
+    struct lmp_aq_shape s    = {.n_out = b.n_out[k], .n_in = b.n_in[k], .M = 2, .K = 4, .g = 4};
+    const int64_t       n_cb = (int64_t)s.M * s.K * s.g, n_codes = s.n_out * s.n_in / s.g * s.M;
+    float              *cb = rnd(n_cb, 501, 0.3f, 0.0f), *scale = rnd(s.n_out, 502, 0.2f, 0.6f);
+    uint16_t           *codes = malloc((size_t)n_codes * sizeof(uint16_t));
+    for (int64_t i = 0; i < n_codes; i++) codes[i] = (uint16_t)((i * 7 + i / 3) % s.K);
     const struct lmp_kernels *kt = lmp_kernels_get();
     kt->aq_decode(b.w[k], codes, cb, scale, &s);
 
     struct lmp_block_grad *bg = NULL;
     CHECK(lmp_block_grad_new(&b.cfg, N_SEQ, T, &bg) == LMP_OK);
-    const int64_t n_act = (int64_t) N_SEQ * T * DIM;
-    float *x = rnd(n_act, 503, 1.0f, 0.0f), *r = rnd(n_act, 504, 1.0f, 0.0f);
-    float *y = malloc(sizeof(float) * n_act);
-    float *dw = calloc((size_t) (s.n_out * s.n_in), 4), *gcb = malloc(sizeof(float) * n_cb);
-    float *gsc = malloc(sizeof(float) * s.n_out);
-    struct lmp_block_grads g = {0};
-    g.w[k] = dw;
+    const int64_t n_act = (int64_t)N_SEQ * T * DIM;
+    float        *x = rnd(n_act, 503, 1.0f, 0.0f), *r = rnd(n_act, 504, 1.0f, 0.0f);
+    float        *y  = malloc(sizeof(float) * n_act);
+    float        *dw = calloc((size_t)(s.n_out * s.n_in), 4), *gcb = malloc(sizeof(float) * n_cb);
+    float        *gsc         = malloc(sizeof(float) * s.n_out);
+    struct lmp_block_grads g  = {0};
+    g.w[k]                    = dw;
     struct lmp_block_params p = view(&b);
     lmp_block_grad_forward(bg, &p, x, N_SEQ, y);
     lmp_block_grad_backward(bg, &p, r, NULL, &g);
@@ -291,30 +324,39 @@ static void test_aq_gradient_through_decode(void) {
 
     /* finite differences: perturb a codebook entry or a scale, decode, run the block */
     const double eps = 1e-3;
-    int bad = 0;
+    int          bad = 0;
     for (int q = 0; q < 12; q++) {
         bool   is_cb = q < 8;
-        float *v = is_cb ? &cb[(q * 5 + 1) % n_cb] : &scale[(q * 3) % s.n_out];
-        double an = is_cb ? gcb[(q * 5 + 1) % n_cb] : gsc[(q * 3) % s.n_out];
-        float  v0 = *v;
-        *v = (float) (v0 + eps);
+        float *v     = is_cb ? &cb[(q * 5 + 1) % n_cb] : &scale[(q * 3) % s.n_out];
+        double an    = is_cb ? gcb[(q * 5 + 1) % n_cb] : gsc[(q * 3) % s.n_out];
+        float  v0    = *v;
+        *v           = (float)(v0 + eps);
         kt->aq_decode(b.w[k], codes, cb, scale, &s);
         double lp = loss(bg, &b, x, r, y);
-        *v = (float) (v0 - eps);
+        *v        = (float)(v0 - eps);
         kt->aq_decode(b.w[k], codes, cb, scale, &s);
         double lm = loss(bg, &b, x, r, y);
-        *v = v0;
+        *v        = v0;
         double fd = (lp - lm) / (2 * eps);
         if (!(fabs(fd - an) <= 2e-2 * fabs(an) + 2e-3)) {
-            fprintf(stderr, "  %s %d: analytic %.6g fd %.6g\n", is_cb ? "codebook" : "scale", q, an, fd);
+            fprintf(stderr, "  %s %d: analytic %.6g fd %.6g\n", is_cb ? "codebook" : "scale", q, an,
+                    fd);
             bad++;
         }
     }
     CHECK(bad == 0);
     double gn = 0;
-    for (int64_t i = 0; i < n_cb; i++) gn += (double) gcb[i] * gcb[i];
+    for (int64_t i = 0; i < n_cb; i++) gn += (double)gcb[i] * gcb[i];
     CHECK(gn > 0);
-    free(x); free(r); free(y); free(dw); free(gcb); free(gsc); free(cb); free(scale); free(codes);
+    free(x);
+    free(r);
+    free(y);
+    free(dw);
+    free(gcb);
+    free(gsc);
+    free(cb);
+    free(scale);
+    free(codes);
     lmp_block_grad_destroy(&bg);
     block_free(&b);
 }
@@ -322,16 +364,16 @@ static void test_aq_gradient_through_decode(void) {
 static void test_rejects_bad_shapes(void) {
     struct block b;
     block_init(&b, &specs[0], 1);
-    struct lmp_block_grad *bg = (struct lmp_block_grad *) &b;   /* must be reset to NULL */
+    struct lmp_block_grad *bg = (struct lmp_block_grad *)&b; /* must be reset to NULL */
     CHECK(lmp_block_grad_new(&b.cfg, 0, T, &bg) == LMP_EINVAL && bg == NULL);
     CHECK(lmp_block_grad_new(&b.cfg, 1, 0, &bg) == LMP_EINVAL);
     struct lmp_config c = b.cfg;
-    c.head_dim = 3;
+    c.head_dim          = 3;
     CHECK(lmp_block_grad_new(&c, 1, T, &bg) == LMP_EINVAL);
-    c = b.cfg;
-    c.n_kv_heads = 3;                                      /* 4 heads do not split into 3 */
+    c            = b.cfg;
+    c.n_kv_heads = 3; /* 4 heads do not split into 3 */
     CHECK(lmp_block_grad_new(&c, 1, T, &bg) == LMP_EINVAL);
-    lmp_block_grad_destroy(&bg);                           /* NULL: safe */
+    lmp_block_grad_destroy(&bg); /* NULL: safe */
     block_free(&b);
 }
 

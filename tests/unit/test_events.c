@@ -2,9 +2,9 @@
  *  resume, kill -9 while appending, assembly into the artifact's /events, h5dump */
 #include "artifact/artifact.h"
 #include "artifact/events.h"
-#include "base/file.h"             /* defines: lmp_path_is_dir() */
-#include "base/log.h"              /* defines: LMP_LOG_* */
-#include "tests/check.h"            /* defines: CHECK, RUN, check_report */
+#include "base/file.h"   /* defines: lmp_path_is_dir() */
+#include "base/log.h"    /* defines: LMP_LOG_* */
+#include "tests/check.h" /* defines: CHECK, RUN, check_report */
 
 #include <errno.h>
 #include <fcntl.h>
@@ -30,12 +30,15 @@ static void rm_rf(const char *path) {
 
 static uint8_t *slurp(const char *path, size_t *n) {
     FILE *f = fopen(path, "rb");
-    if (!f) { *n = 0; return NULL; }
+    if (!f) {
+        *n = 0;
+        return NULL;
+    }
     fseek(f, 0, SEEK_END);
     long sz = ftell(f);
     fseek(f, 0, SEEK_SET);
-    uint8_t *b = malloc((size_t) sz + 1);
-    *n = fread(b, 1, (size_t) sz, f);
+    uint8_t *b = malloc((size_t)sz + 1);
+    *n         = fread(b, 1, (size_t)sz, f);
     fclose(f);
     return b;
 }
@@ -56,7 +59,7 @@ static void make_event(struct lmp_event *e, int i) {
     if (i % 4) snprintf(layer, sizeof(layer), "model.layers.%d.mlp.up_proj", i);
     memset(msg, 'a' + i % 26, sizeof(msg));
     msg[(i * 37) % 590] = '\0';
-    lmp_event_set(e, 1700000000000ull + (uint64_t) i, (uint32_t) (1 + i % 2), i % 4,
+    lmp_event_set(e, 1700000000000ull + (uint64_t)i, (uint32_t)(1 + i % 2), i % 4,
                   i % 2 ? LMP_EVENT_DONE : LMP_EVENT_ASSIGNED, worker, layer, msg);
 }
 
@@ -69,9 +72,9 @@ static bool events_equal(const struct lmp_event *a, const struct lmp_event *b) {
 /* Write n events with the writer; return the file's bytes. */
 static uint8_t *write_log(const char *path, int n, size_t *len, size_t *rec_end /* (n) */) {
     unlink(path);
-    struct lmp_events_file *w = NULL;
-    struct lmp_err err = {0};
-    uint32_t max_run = 99;
+    struct lmp_events_file *w       = NULL;
+    struct lmp_err          err     = {0};
+    uint32_t                max_run = 99;
     CHECK(lmp_events_open(path, 0, &w, &max_run, &err) == LMP_OK);
     CHECK(max_run == 0);
     struct stat sb;
@@ -79,7 +82,7 @@ static uint8_t *write_log(const char *path, int n, size_t *len, size_t *rec_end 
         struct lmp_event e;
         make_event(&e, i);
         CHECK(lmp_events_append(w, &e, &err) == LMP_OK);
-        if (rec_end && stat(path, &sb) == 0) rec_end[i] = (size_t) sb.st_size;
+        if (rec_end && stat(path, &sb) == 0) rec_end[i] = (size_t)sb.st_size;
     }
     CHECK(lmp_events_count(w) == n);
     lmp_events_close(&w);
@@ -88,12 +91,12 @@ static uint8_t *write_log(const char *path, int n, size_t *len, size_t *rec_end 
 
 static void test_roundtrip(void) {
     enum { N = 40 };
-    const char *p = tpath(0, "rt.log");
-    size_t len;
-    uint8_t *b = write_log(p, N, &len, NULL);
-    struct lmp_event_list l = {0};
+    const char            *p = tpath(0, "rt.log");
+    size_t                 len;
+    uint8_t               *b = write_log(p, N, &len, NULL);
+    struct lmp_event_list  l = {0};
     struct lmp_events_scan scan;
-    struct lmp_err err = {0};
+    struct lmp_err         err = {0};
     CHECK(lmp_events_read(p, &l, &scan, &err) == LMP_OK);
     CHECK(scan.header_ok && scan.n_records == N && scan.n_bad == 0 && scan.n_dropped == 0);
     CHECK(scan.valid_end == len);
@@ -112,14 +115,14 @@ static void test_roundtrip(void) {
  * others kept; the writer truncates the tail on reopen and appends after it. */
 static void test_torn_tail(void) {
     enum { N = 6 };
-    const char *p = tpath(0, "torn.log");
-    size_t len, ends[N];
-    uint8_t *b = write_log(p, N, &len, ends);
+    const char  *p = tpath(0, "torn.log");
+    size_t       len, ends[N];
+    uint8_t     *b     = write_log(p, N, &len, ends);
     const size_t start = ends[N - 2];
-    int bad = 0;
+    int          bad   = 0;
     for (size_t cut = start; cut < len; cut++) {
         struct lmp_events_scan scan;
-        struct lmp_err err = {0};
+        struct lmp_err         err = {0};
         if (lmp_events_parse(b, cut, p, NULL, &scan, &err) != LMP_OK || scan.n_records != N - 1 ||
             scan.n_dropped != cut - start || scan.valid_end != start)
             bad++;
@@ -127,9 +130,9 @@ static void test_torn_tail(void) {
     CHECK(bad == 0);
     /* reopen a torn file: truncated, then one more record, all readable */
     spit(p, b, len - 3);
-    struct lmp_events_file *w = NULL;
-    struct lmp_err err = {0};
-    uint32_t max_run = 0;
+    struct lmp_events_file *w       = NULL;
+    struct lmp_err          err     = {0};
+    uint32_t                max_run = 0;
     CHECK(lmp_events_open(p, 0, &w, &max_run, &err) == LMP_OK);
     CHECK(max_run == 2);
     CHECK(lmp_events_count(w) == N - 1);
@@ -137,7 +140,7 @@ static void test_torn_tail(void) {
     make_event(&e, 100);
     CHECK(lmp_events_append(w, &e, &err) == LMP_OK);
     lmp_events_close(&w);
-    struct lmp_event_list l = {0};
+    struct lmp_event_list  l = {0};
     struct lmp_events_scan scan;
     CHECK(lmp_events_read(p, &l, &scan, &err) == LMP_OK);
     CHECK(l.n == N && scan.n_dropped == 0 && scan.n_bad == 0);
@@ -154,12 +157,12 @@ static void test_torn_tail(void) {
 
 static void test_checksum_mismatch(void) {
     enum { N = 5 };
-    const char *p = tpath(0, "crc.log");
-    size_t len, ends[N];
-    uint8_t *b = write_log(p, N, &len, ends);
+    const char            *p = tpath(0, "crc.log");
+    size_t                 len, ends[N];
+    uint8_t               *b = write_log(p, N, &len, ends);
     struct lmp_events_scan scan;
-    struct lmp_err err = {0};
-    struct lmp_event_list l = {0};
+    struct lmp_err         err = {0};
+    struct lmp_event_list  l   = {0};
     /* a flipped payload byte in record 2: skipped, the rest kept */
     b[ends[1] + 12 + 3] ^= 0x40;
     CHECK(lmp_events_parse(b, len, p, &l, &scan, &err) == LMP_OK);
@@ -187,7 +190,7 @@ static void test_checksum_mismatch(void) {
     CHECK(lmp_events_parse(b, len, p, NULL, &scan, &err) == LMP_EFORMAT);
     CHECK(strstr(err.msg, "crc.log") != NULL);
     b[0] = 'L';
-    b[20] ^= 1;   /* file id covered by the header checksum */
+    b[20] ^= 1; /* file id covered by the header checksum */
     CHECK(lmp_events_parse(b, len, p, NULL, &scan, &err) == LMP_EFORMAT);
     free(b);
 }
@@ -197,20 +200,21 @@ static void test_checksum_mismatch(void) {
 static void test_random_corruption(void) {
     enum { N = 8 };
     const char *p = tpath(0, "rand.log");
-    size_t len;
-    uint8_t *b = write_log(p, N, &len, NULL), *c = malloc(len);
-    uint64_t s = 42;
-    int invented = 0;
+    size_t      len;
+    uint8_t    *b = write_log(p, N, &len, NULL), *c = malloc(len);
+    uint64_t    s        = 42;
+    int         invented = 0;
     for (int it = 0; it < 3000; it++) {
         memcpy(c, b, len);
         for (int k = 0; k < 1 + it % 4; k++) {
             s = s * 6364136223846793005ull + 1442695040888963407ull;
-            c[LMP_EVENTS_HEADER + (s >> 33) % (len - LMP_EVENTS_HEADER)] ^= (uint8_t) (1u << ((s >> 20) & 7));
+            c[LMP_EVENTS_HEADER + (s >> 33) % (len - LMP_EVENTS_HEADER)] ^=
+                (uint8_t)(1u << ((s >> 20) & 7));
         }
-        struct lmp_event_list l = {0};
+        struct lmp_event_list  l = {0};
         struct lmp_events_scan scan;
-        struct lmp_err err = {0};
-        if (lmp_events_parse(c, len - (size_t) (it % 7), p, &l, &scan, &err) == LMP_OK)
+        struct lmp_err         err = {0};
+        if (lmp_events_parse(c, len - (size_t)(it % 7), p, &l, &scan, &err) == LMP_OK)
             for (int64_t i = 0; i < l.n; i++) {
                 bool known = false;
                 for (int j = 0; j < N && !known; j++) {
@@ -232,24 +236,24 @@ static void test_random_corruption(void) {
 static void make_job(struct lmp_art_job *job) {
     lmp_art_job_init(job);
     job->n_linears = 2;
-    job->linears = calloc(2, sizeof(*job->linears));
+    job->linears   = calloc(2, sizeof(*job->linears));
     for (int i = 0; i < 2; i++) {
         snprintf(job->linears[i].name, sizeof(job->linears[i].name), "model.layers.0.mlp.l%d", i);
         job->linears[i].n_out = 4;
-        job->linears[i].n_in = 8;
+        job->linears[i].n_in  = 8;
     }
     job->model_fp = 0xABCD;
     lmp_art_job_set_text(&job->model_name, "fake");
     snprintf(job->method, sizeof(job->method), "rtn");
     snprintf(job->scheme, sizeof(job->scheme), "int4g8");
     job->cfg.n_layers = 1;
-    job->cfg.dim = 8;
+    job->cfg.dim      = 8;
 }
 
 static enum lmp_status commit(struct lmp_artifact *a, const struct lmp_art_job *job, int i) {
-    struct lmp_art_layer l = {0};
-    uint16_t codes[32] = {0};
-    float sc[4] = {1, 1, 1, 1}, z[4] = {0};
+    struct lmp_art_layer l         = {0};
+    uint16_t             codes[32] = {0};
+    float                sc[4] = {1, 1, 1, 1}, z[4] = {0};
     snprintf(l.name, sizeof(l.name), "%s", job->linears[i].name);
     l.codec = LMP_ART_CODEC_RTN, l.n_out = 4, l.n_in = 8, l.M = 1, l.B = 4, l.g = 8;
     l.codes = codes, l.scales = sc, l.zeros = z;
@@ -259,7 +263,7 @@ static enum lmp_status commit(struct lmp_artifact *a, const struct lmp_art_job *
 
 static enum lmp_status add(struct lmp_artifact *a, const char *kind, const char *layer, int i) {
     struct lmp_event e;
-    char msg[64];
+    char             msg[64];
     snprintf(msg, sizeof(msg), "event %d", i);
     lmp_event_set(&e, 0, 0, LMP_LOG_INFO, kind, "w1", layer, msg);
     struct lmp_err err = {0};
@@ -274,8 +278,8 @@ static int64_t count_kind(const struct lmp_event_list *l, const char *kind, uint
 }
 
 static int64_t read_all(const char *path, struct lmp_event_list *l) {
-    struct lmp_artifact *a = NULL;
-    struct lmp_err err = {0};
+    struct lmp_artifact *a   = NULL;
+    struct lmp_err       err = {0};
     lmp_event_list_release(l);
     if (lmp_artifact_open_read(path, &a, &err) != LMP_OK) {
         fprintf(stderr, "  open_read: %s\n", err.msg);
@@ -295,9 +299,9 @@ static void test_resume_and_assembly(void) {
     rm_rf(art);
     struct lmp_art_job job;
     make_job(&job);
-    struct lmp_artifact *a = NULL;
-    struct lmp_err err = {0};
-    struct lmp_event_list l = {0};
+    struct lmp_artifact  *a   = NULL;
+    struct lmp_err        err = {0};
+    struct lmp_event_list l   = {0};
     CHECK(lmp_artifact_open_write(art, &job, &a, &err) == LMP_OK);
     CHECK(add(a, LMP_EVENT_ASSIGNED, job.linears[0].name, 1) == LMP_OK);
     CHECK(commit(a, &job, 0) == LMP_OK);
@@ -310,7 +314,7 @@ static void test_resume_and_assembly(void) {
     CHECK(add(a, LMP_EVENT_ASSIGNED, job.linears[1].name, 3) == LMP_OK);
     CHECK(commit(a, &job, 1) == LMP_OK);
     CHECK(lmp_artifact_finalize(a, &err) == LMP_OK);
-    CHECK(add(a, LMP_EVENT_DONE, "", 4) == LMP_EINVAL);      /* finalized */
+    CHECK(add(a, LMP_EVENT_DONE, "", 4) == LMP_EINVAL); /* finalized */
     lmp_artifact_close(&a);
     CHECK(!lmp_path_is_dir(tpath(2, "ev.h5.parts")));
     CHECK(read_all(art, &l) == 6);
@@ -327,8 +331,10 @@ static void test_resume_and_assembly(void) {
     /* h5dump reads the layout */
     if (system("command -v h5dump >/dev/null 2>&1") == 0) {
         char cmd[8400];
-        snprintf(cmd, sizeof(cmd), "h5dump -d /events/kind '%s' 2>&1 | grep -q '\"finalize\"' && "
-                 "h5dump -H '%s' | grep -q 'DATASET \"message\"'", art, art);
+        snprintf(cmd, sizeof(cmd),
+                 "h5dump -d /events/kind '%s' 2>&1 | grep -q '\"finalize\"' && "
+                 "h5dump -H '%s' | grep -q 'DATASET \"message\"'",
+                 art, art);
         CHECK(system(cmd) == 0);
     } else {
         fprintf(stderr, "  (h5dump not installed: layout check skipped)\n");
@@ -346,25 +352,25 @@ static void test_absorbed_file_not_duplicated(void) {
     rm_rf(art);
     struct lmp_art_job job;
     make_job(&job);
-    struct lmp_artifact *a = NULL;
-    struct lmp_err err = {0};
-    struct lmp_event_list l = {0};
-    char ev[4200], parts[4200];
+    struct lmp_artifact  *a   = NULL;
+    struct lmp_err        err = {0};
+    struct lmp_event_list l   = {0};
+    char                  ev[4200], parts[4200];
     snprintf(ev, sizeof(ev), "%s.parts/events.log", art);
     snprintf(parts, sizeof(parts), "%s.parts", art);
     CHECK(lmp_artifact_open_write(art, &job, &a, &err) == LMP_OK);
     CHECK(add(a, LMP_EVENT_ASSIGNED, "", 1) == LMP_OK);
     CHECK(lmp_artifact_sync_events(a, &err) == LMP_OK);
-    size_t len;
-    uint8_t *b = slurp(ev, &len);                       /* the file /events will absorb */
+    size_t   len;
+    uint8_t *b = slurp(ev, &len); /* the file /events will absorb */
     CHECK(b != NULL && len > LMP_EVENTS_HEADER);
     CHECK(lmp_artifact_finalize(a, &err) == LMP_OK);
     lmp_artifact_close(&a);
-    CHECK(read_all(art, &l) == 3);                      /* open, assigned, finalize */
-    mkdir(parts, 0755);                                 /* as a crash before its unlink leaves it */
+    CHECK(read_all(art, &l) == 3); /* open, assigned, finalize */
+    mkdir(parts, 0755);            /* as a crash before its unlink leaves it */
     spit(ev, b, len);
     CHECK(read_all(art, &l) == 3);
-    CHECK(lmp_artifact_open_write(art, &job, &a, &err) == LMP_OK);   /* restarts the file */
+    CHECK(lmp_artifact_open_write(art, &job, &a, &err) == LMP_OK); /* restarts the file */
     lmp_artifact_close(&a);
     CHECK(read_all(art, &l) == 4);
     CHECK(count_kind(&l, LMP_EVENT_ASSIGNED, 0) == 1 && count_kind(&l, LMP_EVENT_RESUME, 2) == 1);
@@ -381,26 +387,26 @@ static void test_bad_header_set_aside(void) {
     rm_rf(art);
     struct lmp_art_job job;
     make_job(&job);
-    struct lmp_artifact *a = NULL;
-    struct lmp_err err = {0};
-    struct lmp_event_list l = {0};
+    struct lmp_artifact  *a   = NULL;
+    struct lmp_err        err = {0};
+    struct lmp_event_list l   = {0};
     CHECK(lmp_artifact_open_write(art, &job, &a, &err) == LMP_OK);
     CHECK(add(a, LMP_EVENT_ASSIGNED, "", 1) == LMP_OK);
     lmp_artifact_close(&a);
     char ev[4200];
     snprintf(ev, sizeof(ev), "%s.parts/events.log", art);
-    size_t len;
+    size_t   len;
     uint8_t *b = slurp(ev, &len);
     CHECK(b != NULL && len > 8);
     if (b) {
         b[2] = 'X';
         spit(ev, b, len);
     }
-    CHECK(read_all(art, &l) == -1);                 /* a reader says what is wrong */
+    CHECK(read_all(art, &l) == -1); /* a reader says what is wrong */
     CHECK(lmp_artifact_open_write(art, &job, &a, &err) == LMP_OK);
     CHECK(add(a, LMP_EVENT_DONE, "", 2) == LMP_OK);
     lmp_artifact_close(&a);
-    CHECK(read_all(art, &l) == 2);                  /* "open" of the new log + done */
+    CHECK(read_all(art, &l) == 2); /* "open" of the new log + done */
     CHECK(count_kind(&l, LMP_EVENT_DONE, 0) == 1);
     free(b);
     lmp_event_list_release(&l);
@@ -411,7 +417,7 @@ static void test_bad_header_set_aside(void) {
 /* kill -9 of a writer at a random instant while it appends: every event whose
  * append returned is readable from the parts, and a resume appends after them. */
 static void test_kill_while_appending(void) {
-    const char *art = tpath(1, "kill.h5");
+    const char        *art = tpath(1, "kill.h5");
     struct lmp_art_job job;
     make_job(&job);
     for (int trial = 0; trial < 6; trial++) {
@@ -421,20 +427,20 @@ static void test_kill_while_appending(void) {
         pid_t pid = fork();
         if (pid == 0) {
             close(pfd[0]);
-            struct lmp_artifact *a = NULL;
-            struct lmp_err err = {0};
+            struct lmp_artifact *a   = NULL;
+            struct lmp_err       err = {0};
             if (lmp_artifact_open_write(art, &job, &a, &err) != LMP_OK) _exit(3);
             int32_t ready = 0;
             if (write(pfd[1], &ready, sizeof(ready)) != sizeof(ready)) _exit(5);
             for (int i = 0;; i++) {
                 if (add(a, LMP_EVENT_PROGRESS, "model.layers.0.mlp.l0", i) != LMP_OK) _exit(4);
-                int32_t done = i + 1;   /* appended: the parent may count it */
+                int32_t done = i + 1; /* appended: the parent may count it */
                 if (write(pfd[1], &done, sizeof(done)) != sizeof(done)) _exit(5);
             }
         }
         close(pfd[1]);
         int32_t last = 0, v;
-        CHECK(read(pfd[0], &v, sizeof(v)) == sizeof(v) && v == 0);   /* opened */
+        CHECK(read(pfd[0], &v, sizeof(v)) == sizeof(v) && v == 0); /* opened */
         usleep(500 + 2000 * trial);
         kill(pid, SIGKILL);
         int status = 0;
@@ -443,16 +449,17 @@ static void test_kill_while_appending(void) {
         close(pfd[0]);
         CHECK(WIFSIGNALED(status));
         struct lmp_event_list l = {0};
-        int64_t n = read_all(art, &l);
+        int64_t               n = read_all(art, &l);
         /* "open" + at least every acknowledged append (one more may have landed) */
         CHECK(n >= 1 + last && n <= 2 + last);
         CHECK(count_kind(&l, LMP_EVENT_OPEN, 1) == 1);
-        struct lmp_artifact *a = NULL;
-        struct lmp_err err = {0};
+        struct lmp_artifact *a   = NULL;
+        struct lmp_err       err = {0};
         CHECK(lmp_artifact_open_write(art, &job, &a, &err) == LMP_OK);
         lmp_artifact_close(&a);
         CHECK(read_all(art, &l) == n + 1);
-        CHECK(l.n > 0 && strcmp(l.ev[l.n - 1].kind, LMP_EVENT_RESUME) == 0 && l.ev[l.n - 1].run == 2);
+        CHECK(l.n > 0 && strcmp(l.ev[l.n - 1].kind, LMP_EVENT_RESUME) == 0 &&
+              l.ev[l.n - 1].run == 2);
         lmp_event_list_release(&l);
     }
     lmp_art_job_release(&job);
@@ -460,8 +467,8 @@ static void test_kill_while_appending(void) {
 }
 
 int main(void) {
-    snprintf(tmpdir, sizeof(tmpdir), "%s/lmp_test_events_%d", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp",
-             (int) getpid());
+    snprintf(tmpdir, sizeof(tmpdir), "%s/lmp_test_events_%d",
+             getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp", (int)getpid());
     mkdir(tmpdir, 0755);
     RUN(test_roundtrip);
     RUN(test_torn_tail);

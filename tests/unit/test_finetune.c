@@ -7,8 +7,8 @@
 #include "worker/finetune.h"
 #include "worker/block_grad.h"
 #include "worker/aq.h"
-#include "kernels/kernels.h"          /* defines: lmp_aq_decode_ref, struct lmp_aq_shape */
-#include "tests/check.h"              /* defines: CHECK, CHECK_NEAR, RUN, check_report */
+#include "kernels/kernels.h" /* defines: lmp_aq_decode_ref, struct lmp_aq_shape */
+#include "tests/check.h"     /* defines: CHECK, CHECK_NEAR, RUN, check_report */
 
 #include <math.h>
 #include <stdlib.h>
@@ -18,15 +18,15 @@ enum { DIM = 32, HD = 8, HIDDEN = 48, T = 16, N_SEQ = 6 };
 
 struct fixture {
     struct lmp_config   cfg;
-    float              *norm[2];                   /* original norms (DIM) */
-    float              *w[LMP_LIN_COUNT];          /* original weights */
+    float              *norm[2];          /* original norms (DIM) */
+    float              *w[LMP_LIN_COUNT]; /* original weights */
     int64_t             n_out[LMP_LIN_COUNT], n_in[LMP_LIN_COUNT];
-    struct lmp_aq_layer aq[LMP_LIN_COUNT];         /* quantized, pristine */
-    float              *x, *y;                     /* (N_SEQ, T, DIM) inputs, original outputs */
+    struct lmp_aq_layer aq[LMP_LIN_COUNT]; /* quantized, pristine */
+    float              *x, *y;             /* (N_SEQ, T, DIM) inputs, original outputs */
 };
 
 static float *rnd(int64_t n, uint64_t seed, float scale, float offset) {
-    float *p = calloc((size_t) n, sizeof(float));
+    float *p = calloc((size_t)n, sizeof(float));
     check_fill_random(p, n, seed);
     for (int64_t i = 0; i < n; i++) p[i] = p[i] * scale + offset;
     return p;
@@ -35,16 +35,23 @@ static float *rnd(int64_t n, uint64_t seed, float scale, float offset) {
 static void fixture_init(struct fixture *f) {
     memset(f, 0, sizeof(*f));
     struct lmp_config *c = &f->cfg;
-    c->dim = DIM; c->hidden_dim = HIDDEN; c->n_heads = 4; c->n_kv_heads = 2; c->head_dim = HD;
-    c->n_layers = 1; c->max_seq = T; c->rope_theta = 1000.0f; c->norm_eps = 1e-5f;
-    c->rope = LMP_ROPE_HALF;
+    c->dim               = DIM;
+    c->hidden_dim        = HIDDEN;
+    c->n_heads           = 4;
+    c->n_kv_heads        = 2;
+    c->head_dim          = HD;
+    c->n_layers          = 1;
+    c->max_seq           = T;
+    c->rope_theta        = 1000.0f;
+    c->norm_eps          = 1e-5f;
+    c->rope              = LMP_ROPE_HALF;
     const int64_t qd = 4 * HD, kd = 2 * HD;
-    const int64_t shp[LMP_LIN_COUNT][2] = {{qd, DIM}, {kd, DIM}, {kd, DIM}, {DIM, qd},
+    const int64_t shp[LMP_LIN_COUNT][2] = {{qd, DIM},     {kd, DIM},     {kd, DIM},    {DIM, qd},
                                            {HIDDEN, DIM}, {HIDDEN, DIM}, {DIM, HIDDEN}};
-    f->norm[0] = rnd(DIM, 1, 0.2f, 1.0f);
-    f->norm[1] = rnd(DIM, 2, 0.2f, 1.0f);
+    f->norm[0]                          = rnd(DIM, 1, 0.2f, 1.0f);
+    f->norm[1]                          = rnd(DIM, 2, 0.2f, 1.0f);
     struct lmp_aq_scheme sc;
-    struct lmp_err err = {0};
+    struct lmp_err       err = {0};
     CHECK(lmp_aq_scheme_parse(&sc, "1x4g4", &err) == LMP_OK);
     struct lmp_aq_opts ao;
     lmp_aq_opts_init(&ao);
@@ -54,21 +61,22 @@ static void fixture_init(struct fixture *f) {
     for (int k = 0; k < LMP_LIN_COUNT; k++) {
         f->n_out[k] = shp[k][0];
         f->n_in[k]  = shp[k][1];
-        f->w[k] = rnd(shp[k][0] * shp[k][1], 10 + k, 1.5f / sqrtf((float) shp[k][1]), 0.0f);
+        f->w[k]     = rnd(shp[k][0] * shp[k][1], 10 + k, 1.5f / sqrtf((float)shp[k][1]), 0.0f);
         /* H from random correlated inputs (what calibration would hand over) */
         const int64_t n = shp[k][1], n_tok = 4 * n;
-        float *xs = rnd(n_tok * n, 30 + k, 1.0f, 0.0f), *h = calloc((size_t) (n * n), 4);
+        float        *xs = rnd(n_tok * n, 30 + k, 1.0f, 0.0f), *h = calloc((size_t)(n * n), 4);
         for (int64_t t = 0; t < n_tok; t++)
             for (int64_t i = 1; i < n; i++) xs[t * n + i] += 0.5f * xs[t * n + i - 1];
         for (int64_t t = 0; t < n_tok; t++)
             for (int64_t i = 0; i < n; i++)
-                for (int64_t j = 0; j < n; j++) h[i * n + j] += xs[t * n + i] * xs[t * n + j] / n_tok;
+                for (int64_t j = 0; j < n; j++)
+                    h[i * n + j] += xs[t * n + i] * xs[t * n + j] / n_tok;
         CHECK(lmp_aq_quantize(&f->aq[k], NULL, f->w[k], h, shp[k][0], n, &sc, &ao, &err) == LMP_OK);
         free(xs);
         free(h);
     }
-    f->x = rnd(N_SEQ * T * DIM, 99, 1.0f, 0.0f);
-    f->y = malloc(sizeof(float) * N_SEQ * T * DIM);
+    f->x                      = rnd(N_SEQ * T * DIM, 99, 1.0f, 0.0f);
+    f->y                      = malloc(sizeof(float) * N_SEQ * T * DIM);
     struct lmp_block_grad *bg = NULL;
     CHECK(lmp_block_grad_new(c, N_SEQ, T, &bg) == LMP_OK);
     struct lmp_block_params p = {.attn_norm = f->norm[0], .ffn_norm = f->norm[1]};
@@ -78,8 +86,14 @@ static void fixture_init(struct fixture *f) {
 }
 
 static void fixture_free(struct fixture *f) {
-    free(f->norm[0]); free(f->norm[1]); free(f->x); free(f->y);
-    for (int k = 0; k < LMP_LIN_COUNT; k++) { free(f->w[k]); lmp_aq_layer_release(&f->aq[k]); }
+    free(f->norm[0]);
+    free(f->norm[1]);
+    free(f->x);
+    free(f->y);
+    for (int k = 0; k < LMP_LIN_COUNT; k++) {
+        free(f->w[k]);
+        lmp_aq_layer_release(&f->aq[k]);
+    }
 }
 
 /* A fresh, independently owned copy of the quantized block to tune. */
@@ -100,37 +114,39 @@ static void tuned_init(struct tuned *t, const struct fixture *f, unsigned dense_
     t->blk.ffn_norm  = t->norm[1];
     for (int k = 0; k < LMP_LIN_COUNT; k++) {
         if (dense_mask & (1u << k)) {
-            t->blk.lin[k].w = f->w[k];     /* left unquantized: the original weight, frozen */
+            t->blk.lin[k].w = f->w[k]; /* left unquantized: the original weight, frozen */
             continue;
         }
         const struct lmp_aq_layer *a = &f->aq[k];
         struct lmp_aq_layer       *b = &t->aq[k];
-        *b = *a;
-        const size_t n_codes = (size_t) (a->n_out * a->n_in / a->sc.g * a->sc.M);
-        const size_t n_cb    = (size_t) a->sc.M * (size_t) a->sc.K * (size_t) a->sc.g;
-        b->codes     = malloc(n_codes * sizeof(uint16_t));
-        b->codebooks = malloc(n_cb * sizeof(float));
-        b->scales    = malloc((size_t) a->n_out * sizeof(float));
+        *b                           = *a;
+        const size_t n_codes         = (size_t)(a->n_out * a->n_in / a->sc.g * a->sc.M);
+        const size_t n_cb            = (size_t)a->sc.M * (size_t)a->sc.K * (size_t)a->sc.g;
+        b->codes                     = malloc(n_codes * sizeof(uint16_t));
+        b->codebooks                 = malloc(n_cb * sizeof(float));
+        b->scales                    = malloc((size_t)a->n_out * sizeof(float));
         memcpy(b->codes, a->codes, n_codes * sizeof(uint16_t));
         memcpy(b->codebooks, a->codebooks, n_cb * sizeof(float));
-        memcpy(b->scales, a->scales, (size_t) a->n_out * sizeof(float));
+        memcpy(b->scales, a->scales, (size_t)a->n_out * sizeof(float));
         t->blk.lin[k].aq = b;
     }
 }
 
 static void tuned_free(struct tuned *t) {
-    free(t->norm[0]); free(t->norm[1]);
+    free(t->norm[0]);
+    free(t->norm[1]);
     for (int k = 0; k < LMP_LIN_COUNT; k++) lmp_aq_layer_release(&t->aq[k]);
 }
 
 /* Do the trained tensors of a and b hold the same bits? Of a and the fixture? */
 static bool same_params(const struct tuned *a, const struct tuned *b) {
-    if (memcmp(a->norm[0], b->norm[0], DIM * 4) || memcmp(a->norm[1], b->norm[1], DIM * 4)) return false;
+    if (memcmp(a->norm[0], b->norm[0], DIM * 4) || memcmp(a->norm[1], b->norm[1], DIM * 4))
+        return false;
     for (int k = 0; k < LMP_LIN_COUNT; k++) {
         const struct lmp_aq_layer *x = &a->aq[k], *y = &b->aq[k];
         if (x->codebooks == NULL) continue;
-        if (memcmp(x->codebooks, y->codebooks, (size_t) x->sc.M * x->sc.K * x->sc.g * 4) ||
-            memcmp(x->scales, y->scales, (size_t) x->n_out * 4))
+        if (memcmp(x->codebooks, y->codebooks, (size_t)x->sc.M * x->sc.K * x->sc.g * 4) ||
+            memcmp(x->scales, y->scales, (size_t)x->n_out * 4))
             return false;
     }
     return true;
@@ -141,7 +157,7 @@ static bool codes_unchanged(const struct tuned *t, const struct fixture *f) {
         const struct lmp_aq_layer *a = &t->aq[k];
         if (a->codes == NULL) continue;
         if (memcmp(a->codes, f->aq[k].codes,
-                   (size_t) (a->n_out * a->n_in / a->sc.g * a->sc.M) * sizeof(uint16_t)))
+                   (size_t)(a->n_out * a->n_in / a->sc.g * a->sc.M) * sizeof(uint16_t)))
             return false;
     }
     return true;
@@ -149,7 +165,7 @@ static bool codes_unchanged(const struct tuned *t, const struct fixture *f) {
 
 static void ft_opts(struct lmp_ft_opts *o) {
     lmp_ft_opts_init(o);
-    o->lr         = 2e-3f;   /* a tiny block tolerates (and needs) a larger step */
+    o->lr         = 2e-3f; /* a tiny block tolerates (and needs) a larger step */
     o->batch_seqs = 2;
     o->max_epochs = 6;
     o->tol        = 0;
@@ -164,11 +180,11 @@ static void test_finetune_reduces_error(void) {
     struct lmp_ft_opts o;
     ft_opts(&o);
     struct lmp_ft_stats st;
-    struct lmp_err err = {0};
+    struct lmp_err      err = {0};
     CHECK(lmp_finetune_block(&t.blk, f.x, f.y, N_SEQ, T, &o, &st, &err) == LMP_OK);
     fprintf(stderr, "  rel mse %.5f -> %.5f in %lld steps, %d epochs, %.3f s\n", st.rel_mse_before,
-            st.rel_mse_after, (long long) st.n_steps, st.n_epochs, st.seconds);
-    CHECK(st.rel_mse_before > 1e-3);                  /* the coarse scheme leaves real error */
+            st.rel_mse_after, (long long)st.n_steps, st.n_epochs, st.seconds);
+    CHECK(st.rel_mse_before > 1e-3); /* the coarse scheme leaves real error */
     CHECK(st.rel_mse_after <= 0.9 * st.rel_mse_before);
     CHECK(!st.restored);
     CHECK(st.n_steps == 6 * 3);
@@ -179,9 +195,9 @@ static void test_finetune_reduces_error(void) {
     struct lmp_block_grad *bg = NULL;
     CHECK(lmp_block_grad_new(&f.cfg, N_SEQ, T, &bg) == LMP_OK);
     struct lmp_block_params p = {.attn_norm = t.norm[0], .ffn_norm = t.norm[1]};
-    float *w[LMP_LIN_COUNT], *yh = malloc(sizeof(float) * N_SEQ * T * DIM);
+    float                  *w[LMP_LIN_COUNT], *yh = malloc(sizeof(float) * N_SEQ * T * DIM);
     for (int k = 0; k < LMP_LIN_COUNT; k++) {
-        w[k] = malloc(sizeof(float) * (size_t) (f.n_out[k] * f.n_in[k]));
+        w[k]                  = malloc(sizeof(float) * (size_t)(f.n_out[k] * f.n_in[k]));
         struct lmp_aq_shape s = {f.n_out[k], f.n_in[k], t.aq[k].sc.M, t.aq[k].sc.K, t.aq[k].sc.g};
         lmp_aq_decode_ref(w[k], t.aq[k].codes, t.aq[k].codebooks, t.aq[k].scales, &s);
         p.w[k] = w[k];
@@ -189,8 +205,8 @@ static void test_finetune_reduces_error(void) {
     lmp_block_grad_forward(bg, &p, f.x, N_SEQ, yh);
     double e = 0, y2 = 0;
     for (int i = 0; i < N_SEQ * T * DIM; i++) {
-        e += ((double) yh[i] - f.y[i]) * ((double) yh[i] - f.y[i]);
-        y2 += (double) f.y[i] * f.y[i];
+        e += ((double)yh[i] - f.y[i]) * ((double)yh[i] - f.y[i]);
+        y2 += (double)f.y[i] * f.y[i];
     }
     CHECK_NEAR(e / y2, st.rel_mse_after, 1e-4 * st.rel_mse_after);
     for (int k = 0; k < LMP_LIN_COUNT; k++) free(w[k]);
@@ -222,9 +238,9 @@ static void test_finetune_is_deterministic(void) {
     ft_opts(&o);
     o.max_epochs = 2;
     struct lmp_ft_stats sa, sb;
-    struct lmp_err err = {0};
+    struct lmp_err      err = {0};
     CHECK(lmp_finetune_block(&a.blk, f.x, f.y, N_SEQ, T, &o, &sa, &err) == LMP_OK);
-    struct ft_seen seen = {0};   /* the same run observed step by step: the same bits */
+    struct ft_seen seen = {0}; /* the same run observed step by step: the same bits */
     o.progress = on_step, o.progress_ctx = &seen;
     CHECK(lmp_finetune_block(&b.blk, f.x, f.y, N_SEQ, T, &o, &sb, &err) == LMP_OK);
     o.progress = NULL, o.progress_ctx = NULL;
@@ -246,21 +262,22 @@ static void test_finetune_is_deterministic(void) {
 static void test_dense_linears_frozen_and_steps_limit(void) {
     struct fixture f;
     fixture_init(&f);
-    struct tuned t;
+    struct tuned   t;
     const unsigned dense = (1u << LMP_LIN_V) | (1u << LMP_LIN_DOWN);
     tuned_init(&t, &f, dense);
-    float *wv = malloc(sizeof(float) * (size_t) (f.n_out[LMP_LIN_V] * f.n_in[LMP_LIN_V]));
-    memcpy(wv, f.w[LMP_LIN_V], sizeof(float) * (size_t) (f.n_out[LMP_LIN_V] * f.n_in[LMP_LIN_V]));
+    float *wv = malloc(sizeof(float) * (size_t)(f.n_out[LMP_LIN_V] * f.n_in[LMP_LIN_V]));
+    memcpy(wv, f.w[LMP_LIN_V], sizeof(float) * (size_t)(f.n_out[LMP_LIN_V] * f.n_in[LMP_LIN_V]));
     struct lmp_ft_opts o;
     ft_opts(&o);
     o.max_steps = 5;
     struct lmp_ft_stats st;
-    struct lmp_err err = {0};
+    struct lmp_err      err = {0};
     CHECK(lmp_finetune_block(&t.blk, f.x, f.y, N_SEQ, T, &o, &st, &err) == LMP_OK);
     CHECK(st.n_steps == 5);
     CHECK(st.n_epochs == 2);
     CHECK(st.rel_mse_after < st.rel_mse_before);
-    CHECK(memcmp(wv, f.w[LMP_LIN_V], sizeof(float) * (size_t) (f.n_out[LMP_LIN_V] * f.n_in[LMP_LIN_V])) == 0);
+    CHECK(memcmp(wv, f.w[LMP_LIN_V],
+                 sizeof(float) * (size_t)(f.n_out[LMP_LIN_V] * f.n_in[LMP_LIN_V])) == 0);
     CHECK(codes_unchanged(&t, &f));
     free(wv);
     tuned_free(&t);
@@ -274,12 +291,13 @@ static void test_norms_frozen_when_asked(void) {
     tuned_init(&t, &f, 0);
     struct lmp_ft_opts o;
     ft_opts(&o);
-    o.max_epochs  = 1;
-    o.train_norms = false;
+    o.max_epochs       = 1;
+    o.train_norms      = false;
     struct lmp_err err = {0};
     CHECK(lmp_finetune_block(&t.blk, f.x, f.y, N_SEQ, T, &o, NULL, &err) == LMP_OK);
     CHECK(memcmp(t.norm[0], f.norm[0], DIM * 4) == 0 && memcmp(t.norm[1], f.norm[1], DIM * 4) == 0);
-    CHECK(memcmp(t.aq[LMP_LIN_Q].scales, f.aq[LMP_LIN_Q].scales, (size_t) f.n_out[LMP_LIN_Q] * 4) != 0);
+    CHECK(memcmp(t.aq[LMP_LIN_Q].scales, f.aq[LMP_LIN_Q].scales, (size_t)f.n_out[LMP_LIN_Q] * 4) !=
+          0);
     tuned_free(&t);
     fixture_free(&f);
 }
@@ -292,10 +310,10 @@ static void test_worse_run_is_rolled_back(void) {
     tuned_init(&ref, &f, 0);
     struct lmp_ft_opts o;
     ft_opts(&o);
-    o.lr = 5.0f;                        /* absurd: every step overshoots */
+    o.lr         = 5.0f; /* absurd: every step overshoots */
     o.max_epochs = 1;
     struct lmp_ft_stats st;
-    struct lmp_err err = {0};
+    struct lmp_err      err = {0};
     CHECK(lmp_finetune_block(&t.blk, f.x, f.y, N_SEQ, T, &o, &st, &err) == LMP_OK);
     CHECK(st.restored);
     CHECK(st.rel_mse_after == st.rel_mse_before);
@@ -315,13 +333,13 @@ static void test_rejects_bad_arguments(void) {
     ft_opts(&o);
     struct lmp_err err = {0};
 
-    t.blk.lin[LMP_LIN_K].w = f.w[LMP_LIN_K];              /* both AQ and dense */
+    t.blk.lin[LMP_LIN_K].w = f.w[LMP_LIN_K]; /* both AQ and dense */
     CHECK(lmp_finetune_block(&t.blk, f.x, f.y, N_SEQ, T, &o, NULL, &err) == LMP_EINVAL);
     CHECK(strstr(err.msg, "k_proj") != NULL);
     t.blk.lin[LMP_LIN_K].w = NULL;
 
-    err = (struct lmp_err){0};                            /* lmp_err keeps the first message */
-    t.aq[LMP_LIN_UP].n_in = DIM / 2;                      /* wrong shape */
+    err                   = (struct lmp_err){0}; /* lmp_err keeps the first message */
+    t.aq[LMP_LIN_UP].n_in = DIM / 2;             /* wrong shape */
     CHECK(lmp_finetune_block(&t.blk, f.x, f.y, N_SEQ, T, &o, NULL, &err) == LMP_EINVAL);
     CHECK(strstr(err.msg, "up_proj") != NULL);
     t.aq[LMP_LIN_UP].n_in = DIM;
@@ -332,11 +350,11 @@ static void test_rejects_bad_arguments(void) {
     o.lr = 0;
     CHECK(lmp_finetune_block(&t.blk, f.x, f.y, N_SEQ, T, &o, NULL, &err) == LMP_EINVAL);
     struct lmp_config bad = f.cfg;
-    bad.n_kv_heads = 3;
-    t.blk.cfg = &bad;
+    bad.n_kv_heads        = 3;
+    t.blk.cfg             = &bad;
     ft_opts(&o);
     CHECK(lmp_finetune_block(&t.blk, f.x, f.y, N_SEQ, T, &o, NULL, &err) == LMP_EINVAL);
-    CHECK(same_params(&t, &ref));                         /* nothing touched */
+    CHECK(same_params(&t, &ref)); /* nothing touched */
     free(zero);
     tuned_free(&t);
     tuned_free(&ref);

@@ -9,9 +9,9 @@
  */
 #include "model/gguf.h"
 #include "model/model.h"
-#include "kernels/kernels.h"      /* defines: lmp_kernels_init_ref/best, f16 conversions */
-#include "tests/check.h"          /* defines: CHECK, RUN, check_report */
-#include "tests/gguf_writer.h"    /* defines: struct gw, gw_finish() */
+#include "kernels/kernels.h"   /* defines: lmp_kernels_init_ref/best, f16 conversions */
+#include "tests/check.h"       /* defines: CHECK, RUN, check_report */
+#include "tests/gguf_writer.h" /* defines: struct gw, gw_finish() */
 
 #include <math.h>
 #include <stdio.h>
@@ -24,7 +24,7 @@ static char tmpdir[256];
 static const char *write_file(const char *name, const struct gw_buf *b) {
     static char path[4][512];
     static int  slot;
-    char *p = path[slot++ & 3];
+    char       *p = path[slot++ & 3];
     snprintf(p, 512, "%s/%s", tmpdir, name);
     FILE *f = fopen(p, "wb");
     if (f == NULL || fwrite(b->p, 1, b->n, f) != b->n) abort();
@@ -35,37 +35,46 @@ static const char *write_file(const char *name, const struct gw_buf *b) {
 static uint64_t rng_state = 1;
 static uint32_t rnd(void) {
     rng_state ^= rng_state << 13, rng_state ^= rng_state >> 7, rng_state ^= rng_state << 17;
-    return (uint32_t) (rng_state >> 16);
+    return (uint32_t)(rng_state >> 16);
 }
-static float rnd_f(float lo, float hi) { return lo + (hi - lo) * (float) (rnd() % 100000) / 1e5f; }
+static float rnd_f(float lo, float hi) {
+    return lo + (hi - lo) * (float)(rnd() % 100000) / 1e5f;
+}
 
 /* Random tensor data of `type` (GW_*) with rows x cols elements, and its fp32 values
  * computed here from the format's definition. Caller frees both. */
 static void make_data(uint32_t type, int64_t rows, int64_t cols, uint8_t **data, size_t *nbytes,
                       float **want) {
-    int64_t n = rows * cols;
-    *want = malloc((size_t) n * sizeof(float));
-    size_t   sz = type == GW_F32 ? 4 * n : type == GW_F16 || type == GW_BF16 ? 2 * n
-                : type == GW_Q8_0 ? n / 32 * 34 : type == GW_Q4_0 ? n / 32 * 18 : n / 32 * 20;
-    uint8_t *p = malloc(sz);
+    int64_t n   = rows * cols;
+    *want       = malloc((size_t)n * sizeof(float));
+    size_t   sz = type == GW_F32                      ? 4 * n
+                  : type == GW_F16 || type == GW_BF16 ? 2 * n
+                  : type == GW_Q8_0                   ? n / 32 * 34
+                  : type == GW_Q4_0                   ? n / 32 * 18
+                                                      : n / 32 * 20;
+    uint8_t *p  = malloc(sz);
     *data = p, *nbytes = sz;
     for (int64_t i = 0; i < n; i++) {
         float x = rnd_f(-2, 2);
         switch (type) {
-        case GW_F32: memcpy(p + 4 * i, &x, 4); (*want)[i] = x; break;
+        case GW_F32:
+            memcpy(p + 4 * i, &x, 4);
+            (*want)[i] = x;
+            break;
         case GW_F16: {
             uint16_t h = lmp_f32_to_f16(x);
-            p[2 * i] = (uint8_t) h, p[2 * i + 1] = (uint8_t) (h >> 8);
+            p[2 * i] = (uint8_t)h, p[2 * i + 1] = (uint8_t)(h >> 8);
             (*want)[i] = lmp_f16_to_f32(h);
             break;
         }
         case GW_BF16: {
             uint16_t h = lmp_f32_to_bf16(x);
-            p[2 * i] = (uint8_t) h, p[2 * i + 1] = (uint8_t) (h >> 8);
+            p[2 * i] = (uint8_t)h, p[2 * i + 1] = (uint8_t)(h >> 8);
             (*want)[i] = lmp_bf16_to_f32(h);
             break;
         }
-        default: break;
+        default:
+            break;
         }
     }
     if (type == GW_F32 || type == GW_F16 || type == GW_BF16) return;
@@ -74,25 +83,25 @@ static void make_data(uint32_t type, int64_t rows, int64_t cols, uint8_t **data,
         uint8_t *q = p + b * bsz;
         uint16_t d = lmp_f32_to_f16(rnd_f(0.01f, 0.2f)), m = lmp_f32_to_f16(rnd_f(-1, 0));
         float    df = lmp_f16_to_f32(d), mf = lmp_f16_to_f32(m);
-        q[0] = (uint8_t) d, q[1] = (uint8_t) (d >> 8);
+        q[0] = (uint8_t)d, q[1] = (uint8_t)(d >> 8);
         float *w = *want + b * 32;
         if (type == GW_Q8_0) {
             for (int i = 0; i < 32; i++) {
-                int8_t v = (int8_t) (rnd() % 255 - 127);
-                q[2 + i] = (uint8_t) v;
+                int8_t v = (int8_t)(rnd() % 255 - 127);
+                q[2 + i] = (uint8_t)v;
                 w[i]     = df * v;
             }
         } else if (type == GW_Q4_0) {
             for (int i = 0; i < 16; i++) {
                 uint8_t lo = rnd() & 15, hi = rnd() & 15;
-                q[2 + i] = (uint8_t) (lo | hi << 4);
+                q[2 + i] = (uint8_t)(lo | hi << 4);
                 w[i] = df * (lo - 8), w[i + 16] = df * (hi - 8);
             }
         } else {
-            q[2] = (uint8_t) m, q[3] = (uint8_t) (m >> 8);
+            q[2] = (uint8_t)m, q[3] = (uint8_t)(m >> 8);
             for (int i = 0; i < 16; i++) {
                 uint8_t lo = rnd() & 15, hi = rnd() & 15;
-                q[4 + i] = (uint8_t) (lo | hi << 4);
+                q[4 + i] = (uint8_t)(lo | hi << 4);
                 w[i] = df * lo + mf, w[i + 16] = df * hi + mf;
             }
         }
@@ -100,21 +109,24 @@ static void make_data(uint32_t type, int64_t rows, int64_t cols, uint8_t **data,
 }
 
 /* Add a tensor of `type` with shape (rows, cols) (outermost first); returns its values. */
-static float *add_tensor(struct gw *w, const char *name, uint32_t type, int64_t rows, int64_t cols) {
+static float *add_tensor(struct gw *w, const char *name, uint32_t type, int64_t rows,
+                         int64_t cols) {
     uint8_t *data;
     size_t   nbytes;
     float   *want;
     make_data(type, rows ? rows : 1, cols, &data, &nbytes, &want);
-    if (rows == 0) gw_tensor(w, name, type, 1, (uint64_t[]){(uint64_t) cols}, data, nbytes);
-    else gw_tensor(w, name, type, 2, (uint64_t[]){(uint64_t) cols, (uint64_t) rows}, data, nbytes);
+    if (rows == 0)
+        gw_tensor(w, name, type, 1, (uint64_t[]){(uint64_t)cols}, data, nbytes);
+    else
+        gw_tensor(w, name, type, 2, (uint64_t[]){(uint64_t)cols, (uint64_t)rows}, data, nbytes);
     free(data);
     return want;
 }
 
 /* Does t hold exactly `want` (n_rows x n_cols)? */
 static int tensor_matches(const struct lmp_tensor *t, const float *want) {
-    int64_t n = lmp_tensor_n_elem(t);
-    float  *got = malloc((size_t) n * sizeof(float));
+    int64_t n   = lmp_tensor_n_elem(t);
+    float  *got = malloc((size_t)n * sizeof(float));
     lmp_tensor_rows_f32(t, 0, lmp_tensor_n_rows(t), got);
     int ok = 1;
     for (int64_t i = 0; i < n; i++)
@@ -130,10 +142,10 @@ static int str_is(struct lmp_gguf_str s, const char *want) {
 /* ---- metadata and tensors of every type, v2 and v3 ------------------------------ */
 
 static void check_roundtrip(uint32_t version, uint32_t align) {
-    static const uint32_t types[] = {GW_F32, GW_F16, GW_BF16, GW_Q8_0, GW_Q4_0, GW_Q4_1};
-    static const enum lmp_dtype dtypes[] = {LMP_DTYPE_F32, LMP_DTYPE_F16, LMP_DTYPE_BF16,
+    static const uint32_t       types[]  = {GW_F32, GW_F16, GW_BF16, GW_Q8_0, GW_Q4_0, GW_Q4_1};
+    static const enum lmp_dtype dtypes[] = {LMP_DTYPE_F32,  LMP_DTYPE_F16,  LMP_DTYPE_BF16,
                                             LMP_DTYPE_Q8_0, LMP_DTYPE_Q4_0, LMP_DTYPE_Q4_1};
-    struct gw w;
+    struct gw                   w;
     gw_init(&w);
     gw_kv_u8(&w, "t.u8", 250);
     gw_kv_i8(&w, "t.i8", -100);
@@ -162,14 +174,14 @@ static void check_roundtrip(uint32_t version, uint32_t align) {
         snprintf(name, sizeof(name), "tensor.%s", lmp_dtype_name(dtypes[i]));
         want[i] = add_tensor(&w, name, types[i], 3, 64);
     }
-    float *want1d = add_tensor(&w, "vec", GW_F32, 0, 5);   /* 1-D, odd length */
-    int64_t n_kv = (int64_t) w.n_kv;
-    struct gw_buf img = gw_finish(&w, version);
-    char fname[64];
+    float        *want1d = add_tensor(&w, "vec", GW_F32, 0, 5); /* 1-D, odd length */
+    int64_t       n_kv   = (int64_t)w.n_kv;
+    struct gw_buf img    = gw_finish(&w, version);
+    char          fname[64];
     snprintf(fname, sizeof(fname), "all_v%u_a%u.gguf", version, align);
     const char *path = write_file(fname, &img);
 
-    struct lmp_gguf *g = NULL;
+    struct lmp_gguf *g   = NULL;
     struct lmp_err   err = {0};
     CHECK(lmp_gguf_open(path, &g, &err) == LMP_OK);
     if (g == NULL) {
@@ -187,9 +199,9 @@ static void check_roundtrip(uint32_t version, uint32_t align) {
     CHECK(lmp_gguf_kv_type(g, 7) == LMP_GGUF_BOOL);
     CHECK(lmp_gguf_kv_type(g, 13) == LMP_GGUF_ARRAY);
 
-    int64_t i64 = 0;
-    double  f64 = 0;
-    bool    b = false;
+    int64_t             i64 = 0;
+    double              f64 = 0;
+    bool                b   = false;
     struct lmp_gguf_str s;
     CHECK(lmp_gguf_get_i64(g, "t.u8", &i64) && i64 == 250);
     CHECK(lmp_gguf_get_i64(g, "t.i8", &i64) && i64 == -100);
@@ -199,7 +211,7 @@ static void check_roundtrip(uint32_t version, uint32_t align) {
     CHECK(lmp_gguf_get_i64(g, "t.i32", &i64) && i64 == -2000000000);
     CHECK(lmp_gguf_get_i64(g, "t.u64", &i64) && i64 == 1ll << 40);
     CHECK(lmp_gguf_get_i64(g, "t.i64", &i64) && i64 == -(1ll << 50));
-    CHECK(!lmp_gguf_get_i64(g, "t.u64_big", &i64));   /* does not fit */
+    CHECK(!lmp_gguf_get_i64(g, "t.u64_big", &i64)); /* does not fit */
     CHECK(!lmp_gguf_get_i64(g, "t.f32", &i64));
     CHECK(!lmp_gguf_get_i64(g, "t.str", &i64));
     CHECK(!lmp_gguf_get_i64(g, "absent", &i64));
@@ -214,15 +226,15 @@ static void check_roundtrip(uint32_t version, uint32_t align) {
     enum lmp_gguf_type elem;
     CHECK(lmp_gguf_arr_n(g, "t.arr_i32", &elem) == 3 && elem == LMP_GGUF_INT32);
     const uint8_t *ai = lmp_gguf_arr_data(g, "t.arr_i32");
-    int32_t ai1;
+    int32_t        ai1;
     CHECK(ai != NULL);
     if (ai) {
         memcpy(&ai1, ai + 4, 4);
         CHECK(ai1 == -8);
     }
     CHECK(lmp_gguf_arr_n(g, "t.arr_f32", &elem) == 2 && elem == LMP_GGUF_FLOAT32);
-    const uint8_t *af = lmp_gguf_arr_data(g, "t.arr_f32");
-    float af1 = 0;
+    const uint8_t *af  = lmp_gguf_arr_data(g, "t.arr_f32");
+    float          af1 = 0;
     if (af) memcpy(&af1, af + 4, 4);
     CHECK(af1 == -1.5f);
     CHECK(lmp_gguf_arr_n(g, "t.arr_str", &elem) == 3 && elem == LMP_GGUF_STRING);
@@ -242,8 +254,8 @@ static void check_roundtrip(uint32_t version, uint32_t align) {
         const struct lmp_tensor *t = lmp_gguf_tensor(g, i);
         CHECK(t->dtype == dtypes[i]);
         CHECK(t->n_dims == 2 && t->shape[0] == 3 && t->shape[1] == 64);
-        CHECK((int64_t) t->nbytes == lmp_tensor_expected_bytes(t->dtype, 2, t->shape));
-        CHECK((uintptr_t) t->data % align == 0);   /* the map is page-aligned */
+        CHECK((int64_t)t->nbytes == lmp_tensor_expected_bytes(t->dtype, 2, t->shape));
+        CHECK((uintptr_t)t->data % align == 0); /* the map is page-aligned */
         CHECK(lmp_gguf_find_tensor(g, t->name) == t);
         CHECK(tensor_matches(t, want[i]));
     }
@@ -260,9 +272,15 @@ out:
     free(img.p);
 }
 
-static void test_gguf_roundtrip_v3(void) { check_roundtrip(3, 32); }
-static void test_gguf_roundtrip_v2(void) { check_roundtrip(2, 32); }
-static void test_gguf_roundtrip_alignment_64(void) { check_roundtrip(3, 64); }
+static void test_gguf_roundtrip_v3(void) {
+    check_roundtrip(3, 32);
+}
+static void test_gguf_roundtrip_v2(void) {
+    check_roundtrip(2, 32);
+}
+static void test_gguf_roundtrip_alignment_64(void) {
+    check_roundtrip(3, 64);
+}
 
 /* ---- tiny models ------------------------------------------------------------------ */
 
@@ -270,27 +288,27 @@ enum { T_LAYERS = 2, T_DIM = 64, T_HEADS = 4, T_KV = 2, T_HID = 96, T_VOCAB = 40
 
 struct tiny_opts {
     const char *arch;
-    const char *skip;        /* tensor to leave out */
-    const char *misshape;    /* tensor written with one row too many */
-    bool        output;      /* untied output.weight */
-    bool        bias;        /* q/k/v biases */
-    bool        q2k;         /* an extra tensor of an unsupported type */
-    bool        no_layers;   /* leave out <arch>.block_count */
-    int         heads, kv;   /* head counts written (0: T_HEADS, T_KV) */
+    const char *skip;      /* tensor to leave out */
+    const char *misshape;  /* tensor written with one row too many */
+    bool        output;    /* untied output.weight */
+    bool        bias;      /* q/k/v biases */
+    bool        q2k;       /* an extra tensor of an unsupported type */
+    bool        no_layers; /* leave out <arch>.block_count */
+    int         heads, kv; /* head counts written (0: T_HEADS, T_KV) */
 };
 
 /* Writes the model file; *emb gets the token embedding values (caller frees). */
 static const char *write_tiny(const char *fname, const struct tiny_opts *o, float **emb) {
     struct gw w;
     gw_init(&w);
-    char key[96];
+    char        key[96];
     const char *a = o->arch;
     gw_kv_str(&w, "general.architecture", a);
     gw_kv_str(&w, "general.name", "tiny");
 #define KEY(suffix) (snprintf(key, sizeof(key), "%s.%s", a, suffix), key)
     if (!o->no_layers) gw_kv_u32(&w, KEY("block_count"), T_LAYERS);
     gw_kv_u32(&w, KEY("embedding_length"), T_DIM);
-    gw_kv_u64(&w, KEY("feed_forward_length"), T_HID);   /* any integer type is accepted */
+    gw_kv_u64(&w, KEY("feed_forward_length"), T_HID); /* any integer type is accepted */
     gw_kv_u32(&w, KEY("attention.head_count"), o->heads ? (uint32_t)o->heads : T_HEADS);
     gw_kv_u32(&w, KEY("attention.head_count_kv"), o->kv ? (uint32_t)o->kv : T_KV);
     gw_kv_u32(&w, KEY("context_length"), 256);
@@ -302,9 +320,14 @@ static const char *write_tiny(const char *fname, const struct tiny_opts *o, floa
     for (int i = 0; i < T_VOCAB; i++) snprintf(tokbuf[i], 8, "t%d", i), toks[i] = tokbuf[i];
     gw_kv_arr_str(&w, "tokenizer.ggml.tokens", toks, T_VOCAB);
 
-    struct { const char *name; uint32_t type; int64_t rows, cols; } ts[64];
+    struct {
+        const char *name;
+        uint32_t    type;
+        int64_t     rows, cols;
+    } ts[64];
     int n = 0;
-#define T(nm, ty, r, c) (ts[n].name = strdup(nm), ts[n].type = ty, ts[n].rows = r, ts[n].cols = c, n++)
+#define T(nm, ty, r, c)                                                                            \
+    (ts[n].name = strdup(nm), ts[n].type = ty, ts[n].rows = r, ts[n].cols = c, n++)
     T("token_embd.weight", GW_Q8_0, T_VOCAB, T_DIM);
     T("output_norm.weight", GW_F32, 0, T_DIM);
     if (o->output) T("output.weight", GW_Q4_0, T_VOCAB, T_DIM);
@@ -330,28 +353,30 @@ static const char *write_tiny(const char *fname, const struct tiny_opts *o, floa
 #undef T
     for (int i = 0; i < n; i++) {
         if (o->skip && strcmp(ts[i].name, o->skip) == 0) {
-            free((char *) ts[i].name);
+            free((char *)ts[i].name);
             continue;
         }
         int64_t rows = ts[i].rows + (o->misshape && strcmp(ts[i].name, o->misshape) == 0);
         float  *want = add_tensor(&w, ts[i].name, ts[i].type, rows, ts[i].cols);
-        if (i == 0 && emb) *emb = want;
-        else free(want);
-        free((char *) ts[i].name);
+        if (i == 0 && emb)
+            *emb = want;
+        else
+            free(want);
+        free((char *)ts[i].name);
     }
     if (o->q2k) {
         uint8_t blk[84] = {0};
         gw_tensor(&w, "extra.weight", GW_Q2_K, 2, (uint64_t[]){256, 1}, blk, sizeof(blk));
     }
-    struct gw_buf img = gw_finish(&w, 3);
-    const char *path = write_file(fname, &img);
+    struct gw_buf img  = gw_finish(&w, 3);
+    const char   *path = write_file(fname, &img);
     free(img.p);
     return path;
 }
 
 static void test_gguf_model_tiny_llama(void) {
-    float *emb = NULL;
-    const char *path = write_tiny("tiny_llama.gguf", &(struct tiny_opts){.arch = "llama"}, &emb);
+    float      *emb     = NULL;
+    const char *path    = write_tiny("tiny_llama.gguf", &(struct tiny_opts){.arch = "llama"}, &emb);
     struct lmp_model *m = NULL;
     struct lmp_err    err = {0};
     CHECK(lmp_model_open(path, &m, &err) == LMP_OK);
@@ -385,10 +410,10 @@ static void test_gguf_model_tiny_llama(void) {
 }
 
 static void test_gguf_model_qwen2_bias_and_untied(void) {
-    const char *path = write_tiny("tiny_qwen2.gguf",
-                                  &(struct tiny_opts){.arch = "qwen2", .output = true, .bias = true},
-                                  NULL);
-    struct lmp_model *m = NULL;
+    const char *path =
+        write_tiny("tiny_qwen2.gguf",
+                   &(struct tiny_opts){.arch = "qwen2", .output = true, .bias = true}, NULL);
+    struct lmp_model *m   = NULL;
     struct lmp_err    err = {0};
     CHECK(lmp_model_open(path, &m, &err) == LMP_OK);
     if (m == NULL) {
@@ -402,7 +427,7 @@ static void test_gguf_model_qwen2_bias_and_untied(void) {
     lmp_model_close(&m);
 
     path = write_tiny("tiny_mistral.gguf", &(struct tiny_opts){.arch = "mistral"}, NULL);
-    err = (struct lmp_err){0};
+    err  = (struct lmp_err){0};
     CHECK(lmp_model_open(path, &m, &err) == LMP_OK);
     CHECK(m && m->cfg.arch == LMP_ARCH_MISTRAL && m->cfg.rope == LMP_ROPE_INTERLEAVED);
     lmp_model_close(&m);
@@ -411,10 +436,10 @@ static void test_gguf_model_qwen2_bias_and_untied(void) {
 /* Model open must fail with `code` and a message containing path and both needles. */
 static void expect_model_error(const char *fname, const struct tiny_opts *o, enum lmp_status code,
                                const char *needle1, const char *needle2) {
-    const char *path = write_tiny(fname, o, NULL);
-    struct lmp_model *m = NULL;
-    struct lmp_err    err = {0};
-    enum lmp_status   st = lmp_model_open(path, &m, &err);
+    const char       *path = write_tiny(fname, o, NULL);
+    struct lmp_model *m    = NULL;
+    struct lmp_err    err  = {0};
+    enum lmp_status   st   = lmp_model_open(path, &m, &err);
     CHECK(st == code && m == NULL);
     CHECK(strstr(err.msg, path) != NULL);
     CHECK(strstr(err.msg, needle1) != NULL);
@@ -425,14 +450,15 @@ static void expect_model_error(const char *fname, const struct tiny_opts *o, enu
 }
 
 static void test_gguf_model_errors(void) {
-    expect_model_error("missing.gguf", &(struct tiny_opts){.arch = "llama",
-                       .skip = "blk.0.ffn_down.weight"}, LMP_EFORMAT, "blk.0.ffn_down.weight",
-                       "missing");
-    expect_model_error("no_norm.gguf", &(struct tiny_opts){.arch = "llama",
-                       .skip = "output_norm.weight"}, LMP_EFORMAT, "output_norm.weight", NULL);
-    expect_model_error("shape.gguf", &(struct tiny_opts){.arch = "llama",
-                       .misshape = "blk.1.attn_k.weight"}, LMP_EFORMAT, "blk.1.attn_k.weight",
-                       "shape");
+    expect_model_error("missing.gguf",
+                       &(struct tiny_opts){.arch = "llama", .skip = "blk.0.ffn_down.weight"},
+                       LMP_EFORMAT, "blk.0.ffn_down.weight", "missing");
+    expect_model_error("no_norm.gguf",
+                       &(struct tiny_opts){.arch = "llama", .skip = "output_norm.weight"},
+                       LMP_EFORMAT, "output_norm.weight", NULL);
+    expect_model_error("shape.gguf",
+                       &(struct tiny_opts){.arch = "llama", .misshape = "blk.1.attn_k.weight"},
+                       LMP_EFORMAT, "blk.1.attn_k.weight", "shape");
     expect_model_error("arch.gguf", &(struct tiny_opts){.arch = "gpt2"}, LMP_EUNSUP,
                        "architecture 'gpt2' is not supported", "qwen2");
     expect_model_error("nolayers.gguf", &(struct tiny_opts){.arch = "llama", .no_layers = true},
@@ -450,9 +476,9 @@ static void test_gguf_model_errors(void) {
     /* heads of 64 / 32 = 2: dividing, but the tensors' shapes disagree with the config */
     expect_model_error("heads32.gguf", &(struct tiny_opts){.arch = "llama", .heads = 32, .kv = 2},
                        LMP_EFORMAT, "blk.0.attn_k.weight", "expected (4, 64)");
-    struct lmp_model *m = NULL;
+    struct lmp_model *m   = NULL;
     struct lmp_err    err = {0};
-    char missing[600];
+    char              missing[600];
     snprintf(missing, sizeof(missing), "%s/absent.gguf", tmpdir);
     CHECK(lmp_model_open(missing, &m, &err) == LMP_ENOENT && m == NULL);
 }
@@ -478,13 +504,13 @@ static enum lmp_status parse_copy(const uint8_t *image, size_t n, struct lmp_err
     uint8_t *copy = malloc(n ? n : 1);
     if (n) memcpy(copy, image, n);
     struct lmp_gguf *g = NULL;
-    *err = (struct lmp_err){0};
+    *err               = (struct lmp_err){0};
     enum lmp_status st = lmp_gguf_parse(n ? copy : NULL, n, "img.gguf", &g, err);
-    if (st == LMP_OK) {   /* walk everything, as a consumer would */
+    if (st == LMP_OK) { /* walk everything, as a consumer would */
         for (int64_t i = 0; i < lmp_gguf_n_tensors(g); i++) {
             const struct lmp_tensor *t = lmp_gguf_tensor(g, i);
-            volatile uint8_t sink = t->nbytes ? ((const uint8_t *) t->data)[t->nbytes - 1] : 0;
-            (void) sink;
+            volatile uint8_t sink      = t->nbytes ? ((const uint8_t *)t->data)[t->nbytes - 1] : 0;
+            (void)sink;
         }
     }
     CHECK((st == LMP_OK) == (g != NULL));
@@ -493,10 +519,12 @@ static enum lmp_status parse_copy(const uint8_t *image, size_t n, struct lmp_err
     return st;
 }
 
-static void put64(uint8_t *p, uint64_t v) { for (int i = 0; i < 8; i++) p[i] = (uint8_t) (v >> (8 * i)); }
+static void put64(uint8_t *p, uint64_t v) {
+    for (int i = 0; i < 8; i++) p[i] = (uint8_t)(v >> (8 * i));
+}
 
 static void test_gguf_every_truncation_fails(void) {
-    struct gw_buf img = small_image(3);
+    struct gw_buf  img = small_image(3);
     struct lmp_err err;
     CHECK(parse_copy(img.p, img.n, &err) == LMP_OK);
     int bad = 0;
@@ -512,7 +540,7 @@ static void test_gguf_every_truncation_fails(void) {
 }
 
 static void expect_parse(const struct gw_buf *img, enum lmp_status code, const char *needle) {
-    struct lmp_err err;
+    struct lmp_err  err;
     enum lmp_status st = parse_copy(img->p, img->n, &err);
     CHECK(st == code);
     CHECK(code == LMP_OK || strstr(err.msg, "'img.gguf'") != NULL);
@@ -524,7 +552,7 @@ static void expect_parse(const struct gw_buf *img, enum lmp_status code, const c
 
 static void test_gguf_header_errors(void) {
     struct gw_buf img = small_image(3);
-    img.p[0] = 'X';
+    img.p[0]          = 'X';
     expect_parse(&img, LMP_EFORMAT, "bad magic");
     img.p[0] = 'G';
     img.p[4] = 1;
@@ -536,30 +564,30 @@ static void test_gguf_header_errors(void) {
     img.p[4] = 3, img.p[7] = 0;
     expect_parse(&img, LMP_OK, NULL);
 
-    put64(img.p + 8, 1ull << 40);                    /* n_tensors */
+    put64(img.p + 8, 1ull << 40); /* n_tensors */
     expect_parse(&img, LMP_EFORMAT, "tensor count");
     put64(img.p + 8, UINT64_MAX);
     expect_parse(&img, LMP_EFORMAT, "tensor count");
     put64(img.p + 8, 2);
-    put64(img.p + 16, UINT64_MAX);                   /* n_kv */
+    put64(img.p + 16, UINT64_MAX); /* n_kv */
     expect_parse(&img, LMP_EFORMAT, "metadata count");
     put64(img.p + 16, 1ull << 33);
     expect_parse(&img, LMP_EFORMAT, "metadata count");
     put64(img.p + 16, 3);
 
-    put64(img.p + 24, UINT64_MAX);                   /* first key length */
+    put64(img.p + 24, UINT64_MAX); /* first key length */
     expect_parse(&img, LMP_EFORMAT, "length");
-    put64(img.p + 24, img.n - 32 + 1);               /* one past the end */
+    put64(img.p + 24, img.n - 32 + 1); /* one past the end */
     expect_parse(&img, LMP_EFORMAT, "length");
     put64(img.p + 24, strlen("general.architecture"));
     expect_parse(&img, LMP_OK, NULL);
 
     /* first element length of the string array: after the first key/value pair */
     size_t at = 24 + 8 + 20 + 4 + 8 + 5 + 8 + 21 + 4 + 4 + 8;
-    CHECK(img.p[at] == 3);                           /* "<s>" */
+    CHECK(img.p[at] == 3); /* "<s>" */
     put64(img.p + at, 1ull << 62);
     expect_parse(&img, LMP_EFORMAT, "string array element");
-    put64(img.p + at - 8, 1ull << 61);               /* the element count */
+    put64(img.p + at - 8, 1ull << 61); /* the element count */
     expect_parse(&img, LMP_EFORMAT, "does not fit");
     free(img.p);
 
@@ -568,23 +596,23 @@ static void test_gguf_header_errors(void) {
 }
 
 static void test_gguf_metadata_errors(void) {
-    struct gw w;
+    struct gw     w;
     struct gw_buf img;
-    gw_init(&w);                                     /* duplicate key */
+    gw_init(&w); /* duplicate key */
     gw_kv_u32(&w, "k", 1);
     gw_kv_u32(&w, "k", 2);
     img = gw_finish(&w, 3);
     expect_parse(&img, LMP_EFORMAT, "duplicate metadata key 'k'");
     free(img.p);
 
-    gw_init(&w);                                     /* unknown value type */
+    gw_init(&w); /* unknown value type */
     gw_key(&w, "k", 13);
     gw_u32(&w.kv, 0);
     img = gw_finish(&w, 3);
     expect_parse(&img, LMP_EFORMAT, "unknown value type 13");
     free(img.p);
 
-    gw_init(&w);                                     /* array of arrays */
+    gw_init(&w); /* array of arrays */
     gw_key(&w, "nested", 9);
     gw_u32(&w.kv, 9);
     gw_u64(&w.kv, 0);
@@ -592,7 +620,7 @@ static void test_gguf_metadata_errors(void) {
     expect_parse(&img, LMP_EUNSUP, "array of arrays");
     free(img.p);
 
-    gw_init(&w);                                     /* numeric array longer than the file */
+    gw_init(&w); /* numeric array longer than the file */
     gw_key(&w, "arr", 9);
     gw_u32(&w.kv, 12);
     gw_u64(&w.kv, 1ull << 61);
@@ -602,14 +630,14 @@ static void test_gguf_metadata_errors(void) {
     free(img.p);
 
     float v[4] = {0};
-    gw_init(&w);                                     /* alignment not a power of two */
+    gw_init(&w); /* alignment not a power of two */
     gw_kv_u32(&w, "general.alignment", 24);
     gw_tensor(&w, "a", GW_F32, 1, (uint64_t[]){4}, v, sizeof(v));
     img = gw_finish(&w, 3);
     expect_parse(&img, LMP_EFORMAT, "general.alignment 24");
     free(img.p);
 
-    gw_init(&w);                                     /* alignment of the wrong type */
+    gw_init(&w); /* alignment of the wrong type */
     gw_kv_str(&w, "general.alignment", "32");
     img = gw_finish(&w, 3);
     expect_parse(&img, LMP_EFORMAT, "general.alignment has type string");
@@ -617,70 +645,70 @@ static void test_gguf_metadata_errors(void) {
 }
 
 static void test_gguf_tensor_errors(void) {
-    float v[64] = {0};
-    struct gw w;
+    float         v[64] = {0};
+    struct gw     w;
     struct gw_buf img;
 
-    gw_init(&w);                                     /* misaligned offset */
+    gw_init(&w); /* misaligned offset */
     gw_tensor(&w, "a", GW_F32, 1, (uint64_t[]){4}, v, 16);
     gw_tensor(&w, "b", GW_F32, 1, (uint64_t[]){4}, v, 16);
     w.off_override[1] = 48;
-    img = gw_finish(&w, 3);
+    img               = gw_finish(&w, 3);
     expect_parse(&img, LMP_EFORMAT, "tensor 'b' offset 48 is not a multiple of the alignment 32");
     free(img.p);
 
-    gw_init(&w);                                     /* data beyond the end of the file */
+    gw_init(&w); /* data beyond the end of the file */
     gw_tensor(&w, "a", GW_F32, 1, (uint64_t[]){4}, v, 16);
     gw_tensor(&w, "far", GW_F32, 1, (uint64_t[]){4}, v, 16);
     w.off_override[1] = 1ull << 40;
-    img = gw_finish(&w, 3);
+    img               = gw_finish(&w, 3);
     expect_parse(&img, LMP_EFORMAT, "tensor 'far' data");
     free(img.p);
 
-    gw_init(&w);                                     /* a shape larger than the data */
+    gw_init(&w); /* a shape larger than the data */
     gw_tensor(&w, "big", GW_F32, 2, (uint64_t[]){4, 1000}, v, 16);
     img = gw_finish(&w, 3);
     expect_parse(&img, LMP_EFORMAT, "beyond the end of the file");
     free(img.p);
 
-    gw_init(&w);                                     /* an overflowing shape */
+    gw_init(&w); /* an overflowing shape */
     gw_tensor(&w, "huge", GW_F32, 3, (uint64_t[]){1ull << 30, 1ull << 30, 1ull << 30}, v, 16);
     img = gw_finish(&w, 3);
     expect_parse(&img, LMP_EFORMAT, "tensor 'huge' has a shape invalid");
     free(img.p);
 
-    gw_init(&w);                                     /* a dimension above INT64_MAX */
+    gw_init(&w); /* a dimension above INT64_MAX */
     gw_tensor(&w, "neg", GW_F32, 1, (uint64_t[]){UINT64_MAX}, v, 16);
     img = gw_finish(&w, 3);
     expect_parse(&img, LMP_EFORMAT, "tensor 'neg' has dimension");
     free(img.p);
 
-    gw_init(&w);                                     /* row not a whole number of blocks */
+    gw_init(&w); /* row not a whole number of blocks */
     gw_tensor(&w, "q", GW_Q8_0, 2, (uint64_t[]){33, 2}, v, 68);
     img = gw_finish(&w, 3);
     expect_parse(&img, LMP_EFORMAT, "row length 33, block 32");
     free(img.p);
 
-    gw_init(&w);                                     /* rank 0 and rank 5 */
+    gw_init(&w); /* rank 0 and rank 5 */
     gw_tensor(&w, "r0", GW_F32, 0, NULL, v, 16);
     img = gw_finish(&w, 3);
     expect_parse(&img, LMP_EFORMAT, "tensor 'r0' has 0 dimensions");
     free(img.p);
     gw_init(&w);
     gw_tensor(&w, "r5", GW_F32, 1, (uint64_t[]){4}, v, 16);
-    w.t[0].n_dims = 5;                               /* ne[4] is read from the type field on */
-    img = gw_finish(&w, 3);
+    w.t[0].n_dims = 5; /* ne[4] is read from the type field on */
+    img           = gw_finish(&w, 3);
     expect_parse(&img, LMP_EFORMAT, NULL);
     free(img.p);
 
-    gw_init(&w);                                     /* duplicate tensor */
+    gw_init(&w); /* duplicate tensor */
     gw_tensor(&w, "a", GW_F32, 1, (uint64_t[]){4}, v, 16);
     gw_tensor(&w, "a", GW_F32, 1, (uint64_t[]){4}, v, 16);
     img = gw_finish(&w, 3);
     expect_parse(&img, LMP_EFORMAT, "duplicate tensor 'a'");
     free(img.p);
 
-    gw_init(&w);                                     /* name too long */
+    gw_init(&w); /* name too long */
     char longname[200];
     memset(longname, 'n', sizeof(longname) - 1);
     longname[sizeof(longname) - 1] = '\0';
@@ -689,14 +717,14 @@ static void test_gguf_tensor_errors(void) {
     expect_parse(&img, LMP_EFORMAT, "invalid name");
     free(img.p);
 
-    gw_init(&w);                                     /* unsupported ggml type (valid range) */
+    gw_init(&w); /* unsupported ggml type (valid range) */
     uint8_t q2k[84] = {0};
     gw_tensor(&w, "blk.0.attn_q.weight", GW_Q2_K, 2, (uint64_t[]){256, 1}, q2k, sizeof(q2k));
     img = gw_finish(&w, 3);
     expect_parse(&img, LMP_EUNSUP, "tensor 'blk.0.attn_q.weight' has unsupported type Q2_K");
     free(img.p);
 
-    gw_init(&w);                                     /* unknown ggml type */
+    gw_init(&w); /* unknown ggml type */
     gw_tensor(&w, "odd", 99, 1, (uint64_t[]){4}, v, 16);
     img = gw_finish(&w, 3);
     expect_parse(&img, LMP_EUNSUP, "tensor 'odd' has unknown ggml type 99");
@@ -719,17 +747,17 @@ static void test_dequant_best_matches_ref(void) {
     enum { N = 65536 };
     uint8_t *src = malloc(2 * N + 64);
     float   *a = malloc((N + 16) * sizeof(float)), *b = malloc((N + 16) * sizeof(float));
-    for (uint32_t h = 0; h < N; h++) src[2 * h] = (uint8_t) h, src[2 * h + 1] = (uint8_t) (h >> 8);
+    for (uint32_t h = 0; h < N; h++) src[2 * h] = (uint8_t)h, src[2 * h + 1] = (uint8_t)(h >> 8);
     /* every f16 and bf16 bit pattern, NaN payloads included: exact bits */
     static const enum lmp_dtype half[] = {LMP_DTYPE_F16, LMP_DTYPE_BF16};
     for (int k = 0; k < 2; k++) {
         ref.dequant_row(half[k], src, a, N);
         best.dequant_row(half[k], src, b, N);
         CHECK(memcmp(a, b, N * sizeof(float)) == 0);
-        for (int64_t n = 1; n < 40; n += 3) {         /* odd lengths, unaligned starts */
+        for (int64_t n = 1; n < 40; n += 3) { /* odd lengths, unaligned starts */
             ref.dequant_row(half[k], src + 2 * n, a, n);
             best.dequant_row(half[k], src + 2 * n, b, n);
-            CHECK(memcmp(a, b, (size_t) n * sizeof(float)) == 0);
+            CHECK(memcmp(a, b, (size_t)n * sizeof(float)) == 0);
         }
     }
     float f[37];
@@ -738,11 +766,11 @@ static void test_dequant_best_matches_ref(void) {
     CHECK(memcmp(a, f, sizeof(f)) == 0);
     /* block quants over random bytes: any d and m, NaN and inf included */
     static const enum lmp_dtype quant[] = {LMP_DTYPE_Q8_0, LMP_DTYPE_Q4_0, LMP_DTYPE_Q4_1};
-    for (int64_t i = 0; i < 2 * N + 64; i++) src[i] = (uint8_t) rnd();
+    for (int64_t i = 0; i < 2 * N + 64; i++) src[i] = (uint8_t)rnd();
     for (int k = 0; k < 3; k++) {
         int64_t bb = lmp_dtype_block_bytes(quant[k]);
         for (int64_t n = 32; n <= 4096; n *= 2) {
-            ref.dequant_row(quant[k], src + 1 + bb, a, n);   /* odd address on purpose */
+            ref.dequant_row(quant[k], src + 1 + bb, a, n); /* odd address on purpose */
             best.dequant_row(quant[k], src + 1 + bb, b, n);
             CHECK(same_bits_or_both_nan(a, b, n));
         }

@@ -4,7 +4,7 @@
  */
 #include "model/gguf.h"
 #include "model/model.h"
-#include "tests/check.h"          /* defines: CHECK, RUN, check_report, check_skip */
+#include "tests/check.h" /* defines: CHECK, RUN, check_report, check_skip */
 
 #include <math.h>
 #include <stdio.h>
@@ -18,18 +18,20 @@ static int str_is(struct lmp_gguf_str s, const char *want) {
 }
 
 static void test_gguf_smollm2(void) {
-    char path[4096];
+    char        path[4096];
     const char *cache = getenv("LMP_CACHE"), *home = getenv("HOME");
-    if (cache) snprintf(path, sizeof(path), "%s/models/SmolLM2-135M-Instruct.Q4_1.gguf", cache);
-    else snprintf(path, sizeof(path), "%s/.cache/lmpress/models/SmolLM2-135M-Instruct.Q4_1.gguf",
-                  home ? home : "/root");
+    if (cache)
+        snprintf(path, sizeof(path), "%s/models/SmolLM2-135M-Instruct.Q4_1.gguf", cache);
+    else
+        snprintf(path, sizeof(path), "%s/.cache/lmpress/models/SmolLM2-135M-Instruct.Q4_1.gguf",
+                 home ? home : "/root");
     if (access(path, R_OK) != 0) {
         char why[4200];
         snprintf(why, sizeof(why), "model '%s' not found (deploy/setup.sh fetches it)", path);
         check_skip(why);
         return;
     }
-    struct lmp_model *m = NULL;
+    struct lmp_model *m   = NULL;
     struct lmp_err    err = {0};
     struct timespec   t0, t1;
     clock_gettime(CLOCK_MONOTONIC, &t0);
@@ -58,10 +60,10 @@ static void test_gguf_smollm2(void) {
     float row[576];
     lmp_tensor_rows_f32(q->weight, 100, 1, row);
     double sum = 0, sq = 0, mx = 0;
-    int finite = 1;
+    int    finite = 1;
     for (int i = 0; i < 576; i++) {
         finite &= isfinite(row[i]) != 0;
-        sum += row[i], sq += (double) row[i] * row[i];
+        sum += row[i], sq += (double)row[i] * row[i];
         if (fabs(row[i]) > mx) mx = fabs(row[i]);
     }
     double mean = sum / 576, sd = sqrt(sq / 576 - mean * mean);

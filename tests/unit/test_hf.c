@@ -1,9 +1,9 @@
 /*  test_hf - the Hugging Face reader on synthetic checkpoints written here (llama, mistral,
  *  qwen2 with biases; F32, F16, BF16; one file and sharded), every value checked, and on
  *  broken checkpoints; plus the converted SmolLM2 checkpoint when it is present */
-#define _GNU_SOURCE                   /* memmem */
+#define _GNU_SOURCE /* memmem */
 #include "model/model.h"
-#include "kernels/kernels.h"          /* defines: lmp_f32_to_f16(), lmp_f32_to_bf16() */
+#include "kernels/kernels.h" /* defines: lmp_f32_to_f16(), lmp_f32_to_bf16() */
 #include "tests/check.h"
 
 #include <stdbool.h>
@@ -23,21 +23,21 @@ static void write_text(const char *path, const char *text) {
 
 static uint32_t name_hash(const char *s) {
     uint32_t h = 2166136261u;
-    for (; *s; s++) h = (h ^ (uint8_t) *s) * 16777619u;
+    for (; *s; s++) h = (h ^ (uint8_t)*s) * 16777619u;
     return h;
 }
 
 /* Element e of tensor name: a multiple of 1/8 in [-3.75, 3.75], exact in F16 and BF16,
  * different from tensor to tensor so a swapped tensor is caught. */
 static float value_of(const char *name, int64_t e) {
-    return (float) ((int) ((name_hash(name) + (uint32_t) e * 7u) % 61u) - 30) / 8.0f;
+    return (float)((int)((name_hash(name) + (uint32_t)e * 7u) % 61u) - 30) / 8.0f;
 }
 
 /* --- a tiny safetensors writer ------------------------------------------------------- */
 
 struct wtensor {
     char        name[96];
-    const char *dtype;       /* "F32", "F16", "BF16", "I64" */
+    const char *dtype; /* "F32", "F16", "BF16", "I64" */
     int         n_dims;
     int64_t     shape[2];
 };
@@ -51,8 +51,8 @@ static void add(struct checkpoint *c, const char *name, const char *dtype, int n
                 int64_t d1) {
     struct wtensor *t = &c->t[c->n++];
     snprintf(t->name, sizeof(t->name), "%s", name);
-    t->dtype = dtype;
-    t->n_dims = n_dims;
+    t->dtype    = dtype;
+    t->n_dims   = n_dims;
     t->shape[0] = d0;
     t->shape[1] = d1;
 }
@@ -73,27 +73,29 @@ static void write_safetensors(const char *path, const struct checkpoint *c, int 
     size_t off = 0;
     for (int i = 0; i < c->n; i++) {
         if (i % n_files != which) continue;
-        const struct wtensor *t = &c->t[i];
-        size_t nb = (size_t) n_elem(t) * (size_t) elem_bytes(t->dtype);
-        char   shape[64];
-        if (t->n_dims == 1) snprintf(shape, sizeof(shape), "[%lld]", (long long) t->shape[0]);
-        else snprintf(shape, sizeof(shape), "[%lld,%lld]", (long long) t->shape[0],
-                      (long long) t->shape[1]);
-        jn += snprintf(json + jn, sizeof(json) - (size_t) jn,
+        const struct wtensor *t  = &c->t[i];
+        size_t                nb = (size_t)n_elem(t) * (size_t)elem_bytes(t->dtype);
+        char                  shape[64];
+        if (t->n_dims == 1)
+            snprintf(shape, sizeof(shape), "[%lld]", (long long)t->shape[0]);
+        else
+            snprintf(shape, sizeof(shape), "[%lld,%lld]", (long long)t->shape[0],
+                     (long long)t->shape[1]);
+        jn += snprintf(json + jn, sizeof(json) - (size_t)jn,
                        ",\"%s\":{\"dtype\":\"%s\",\"shape\":%s,\"data_offsets\":[%zu,%zu]}",
                        t->name, t->dtype, shape, off, off + nb);
         off += nb;
     }
-    jn += snprintf(json + jn, sizeof(json) - (size_t) jn, "}");
-    while (jn % 8) json[jn++] = ' ';   /* align the data section, as writers do */
+    jn += snprintf(json + jn, sizeof(json) - (size_t)jn, "}");
+    while (jn % 8) json[jn++] = ' '; /* align the data section, as writers do */
 
     FILE *f = fopen(path, "wb");
     CHECK(f != NULL);
     if (f == NULL) return;
     uint8_t len[8];
-    for (int b = 0; b < 8; b++) len[b] = (uint8_t) ((uint64_t) jn >> (8 * b));
+    for (int b = 0; b < 8; b++) len[b] = (uint8_t)((uint64_t)jn >> (8 * b));
     fwrite(len, 1, 8, f);
-    fwrite(json, 1, (size_t) jn, f);
+    fwrite(json, 1, (size_t)jn, f);
     for (int i = 0; i < c->n; i++) {
         if (i % n_files != which) continue;
         const struct wtensor *t = &c->t[i];
@@ -102,7 +104,7 @@ static void write_safetensors(const char *path, const struct checkpoint *c, int 
             if (!strcmp(t->dtype, "F32")) {
                 fwrite(&v, 4, 1, f);
             } else if (!strcmp(t->dtype, "I64")) {
-                int64_t x = (int64_t) v;
+                int64_t x = (int64_t)v;
                 fwrite(&x, 8, 1, f);
             } else {
                 uint16_t h = !strcmp(t->dtype, "F16") ? lmp_f32_to_f16(v) : lmp_f32_to_bf16(v);
@@ -168,10 +170,10 @@ static void write_checkpoint(char *dir, const char *tag, const char *config,
     char index[8192];
     int  n = snprintf(index, sizeof(index), "{\"metadata\":{\"total_size\":0},\"weight_map\":{");
     for (int i = 0; i < c->n; i++)
-        n += snprintf(index + n, sizeof(index) - (size_t) n,
+        n += snprintf(index + n, sizeof(index) - (size_t)n,
                       "%s\"%s\":\"model-%05d-of-%05d.safetensors\"", i ? "," : "", c->t[i].name,
                       i % n_files + 1, n_files);
-    snprintf(index + n, sizeof(index) - (size_t) n, "}}");
+    snprintf(index + n, sizeof(index) - (size_t)n, "}}");
     snprintf(p, sizeof(p), "%s/model.safetensors.index.json", dir);
     write_text(p, index);
     for (int k = 0; k < n_files; k++) {
@@ -194,7 +196,7 @@ static void check_values(const struct lmp_model *m, const struct checkpoint *c) 
         if (t == NULL) continue;
         int64_t n = lmp_tensor_n_elem(t);
         CHECK(n == n_elem(&c->t[i]));
-        float *v = malloc((size_t) n * sizeof(float));
+        float *v = malloc((size_t)n * sizeof(float));
         lmp_tensor_rows_f32(t, 0, lmp_tensor_n_rows(t), v);
         int bad = 0;
         for (int64_t e = 0; e < n; e++) bad += v[e] != value_of(c->t[i].name, e);
@@ -206,16 +208,16 @@ static void check_values(const struct lmp_model *m, const struct checkpoint *c) 
 
 static void check_structure(const struct lmp_model *m) {
     for (int b = 0; b < NL; b++) {
-        char n[96];
+        char                     n[96];
         static const char *const mod[] = {"self_attn", "self_attn", "self_attn", "self_attn",
-                                          "mlp", "mlp", "mlp"};
+                                          "mlp",       "mlp",       "mlp"};
         for (int k = 0; k < LMP_LIN_COUNT; k++) {
             snprintf(n, sizeof(n), "model.layers.%d.%s.%s.weight", b, mod[k],
-                     lmp_lin_name((enum lmp_lin) k));
+                     lmp_lin_name((enum lmp_lin)k));
             CHECK(m->blocks[b].lin[k].weight == lmp_model_find_tensor(m, n));
             CHECK(m->blocks[b].lin[k].weight != NULL);
             snprintf(n, sizeof(n), "model.layers.%d.%s.%s.bias", b, mod[k],
-                     lmp_lin_name((enum lmp_lin) k));
+                     lmp_lin_name((enum lmp_lin)k));
             CHECK(m->blocks[b].lin[k].bias == lmp_model_find_tensor(m, n));
         }
         snprintf(n, sizeof(n), "model.layers.%d.input_layernorm.weight", b);
@@ -239,15 +241,15 @@ static void test_reads_every_arch_dtype_and_layout(void) {
                 make_tensors(&c, archs[a], dtypes[d], !tied || n_files == 3);
                 char cfg[1024], dir[512], tag[64];
                 make_config(cfg, sizeof(cfg), archs[a], tied,
-                            a == 1 ? ", \"sliding_window\": 4096"
+                            a == 1   ? ", \"sliding_window\": 4096"
                             : a == 2 ? ", \"sliding_window\": 32768, \"use_sliding_window\": false"
                                      : NULL);
                 snprintf(tag, sizeof(tag), "%s_%s_%d", archs[a], dtypes[d], n_files);
                 write_checkpoint(dir, tag, cfg, &c, n_files);
 
-                struct lmp_model *m = NULL;
+                struct lmp_model *m   = NULL;
                 struct lmp_err    err = {0};
-                enum lmp_status   st = lmp_model_open(dir, &m, &err);
+                enum lmp_status   st  = lmp_model_open(dir, &m, &err);
                 if (st != LMP_OK) fprintf(stderr, "%s: %s\n", tag, err.msg);
                 CHECK(st == LMP_OK);
                 if (m) {
@@ -279,22 +281,23 @@ static void test_reads_every_arch_dtype_and_layout(void) {
 
 static void test_opens_via_file_inside_and_defaults(void) {
     static struct checkpoint c;
-    make_tensors(&c, "llama", "F32", false);   /* no lm_head: tied */
+    make_tensors(&c, "llama", "F32", false); /* no lm_head: tied */
     /* minimal config: defaults for kv heads, theta, eps, tie; architectures instead of
      * model_type */
     char cfg[1024], dir[512], p[600];
     snprintf(cfg, sizeof(cfg),
              "{\"architectures\": [\"LlamaForCausalLM\"], \"hidden_size\": %d,"
              " \"intermediate_size\": %d, \"num_hidden_layers\": %d, \"num_attention_heads\": %d,"
-             " \"vocab_size\": %d, \"head_dim\": null}", DIM, HID, NL, NH, VOCAB);
+             " \"vocab_size\": %d, \"head_dim\": null}",
+             DIM, HID, NL, NH, VOCAB);
     /* kv heads default to heads: the checkpoint must have full-size k and v */
     for (int i = 0; i < c.n; i++)
         if (strstr(c.t[i].name, "k_proj") || strstr(c.t[i].name, "v_proj")) c.t[i].shape[0] = DIM;
     write_checkpoint(dir, "defaults", cfg, &c, 1);
     snprintf(p, sizeof(p), "%s/model.safetensors", dir);
-    struct lmp_model *m = NULL;
+    struct lmp_model *m   = NULL;
     struct lmp_err    err = {0};
-    CHECK(lmp_model_open(p, &m, &err) == LMP_OK);   /* a file inside opens the directory */
+    CHECK(lmp_model_open(p, &m, &err) == LMP_OK); /* a file inside opens the directory */
     if (m) {
         CHECK(m->cfg.arch == LMP_ARCH_LLAMA);
         CHECK(m->cfg.n_kv_heads == NH);
@@ -318,10 +321,10 @@ static void test_opens_via_file_inside_and_defaults(void) {
 /* --- failures --------------------------------------------------------------------------- */
 
 static void expect_fail(const char *dir, enum lmp_status want, const char *words) {
-    struct lmp_model *m = NULL;
+    struct lmp_model *m   = NULL;
     struct lmp_err    err = {0};
-    enum lmp_status   st = lmp_model_open(dir, &m, &err);
-    bool ok = st == want && m == NULL && strstr(err.msg, words) != NULL;
+    enum lmp_status   st  = lmp_model_open(dir, &m, &err);
+    bool              ok  = st == want && m == NULL && strstr(err.msg, words) != NULL;
     if (!ok)
         fprintf(stderr, "expected %s with '%s', got %s: %s\n", lmp_status_str(want), words,
                 lmp_status_str(st), err.msg);
@@ -342,11 +345,11 @@ static void patch(const char *path, long off, const void *bytes, size_t n) {
 
 /* Replace the first occurrence of from by to (same length) in the file. */
 static void patch_text(const char *path, const char *from, const char *to) {
-    FILE *f = fopen(path, "rb");
-    char  buf[32768];
+    FILE  *f = fopen(path, "rb");
+    char   buf[32768];
     size_t n = f ? fread(buf, 1, sizeof(buf) - 1, f) : 0;
     if (f) fclose(f);
-    buf[n] = '\0';
+    buf[n]    = '\0';
     char *hit = memmem(buf, n, from, strlen(from));
     CHECK(hit != NULL && strlen(from) == strlen(to));
     if (hit) patch(path, hit - buf, to, strlen(to));
@@ -390,7 +393,7 @@ static void test_config_failures(void) {
     for (int i = 0; i < 3; i++) {
         make_config(cfg, sizeof(cfg), "llama", false, plain[i]);
         write_text(p, cfg);
-        struct lmp_model *m = NULL;
+        struct lmp_model *m   = NULL;
         struct lmp_err    err = {0};
         CHECK(lmp_model_open(dir, &m, &err) == LMP_OK);
         CHECK(m && m->cfg.rope_theta == 100000.0f);
@@ -445,7 +448,7 @@ static void test_config_failures(void) {
 
 static void test_weight_failures(void) {
     static struct checkpoint c;
-    char cfg[1024], dir[512], st_path[600];
+    char                     cfg[1024], dir[512], st_path[600];
     make_config(cfg, sizeof(cfg), "llama", false, NULL);
     make_tensors(&c, "llama", "BF16", true);
     write_checkpoint(dir, "wfail", cfg, &c, 1);
@@ -459,28 +462,28 @@ static void test_weight_failures(void) {
     write_checkpoint(dir, "wfail", cfg, &c, 1);
     {
         /* rewrite lm_head's end offset to one byte beyond the data section */
-        FILE *f = fopen(st_path, "rb");
-        char  buf[32768];
+        FILE  *f = fopen(st_path, "rb");
+        char   buf[32768];
         size_t n = fread(buf, 1, sizeof(buf) - 1, f);
         fclose(f);
-        buf[n] = '\0';
-        char *o = memmem(buf, n, "\"lm_head.weight\"", 16);   /* the length field has NULs */
+        buf[n]  = '\0';
+        char *o = memmem(buf, n, "\"lm_head.weight\"", 16); /* the length field has NULs */
         CHECK(o != NULL);
         if (o == NULL) return;
-        o = strstr(o, "data_offsets\":[");
-        o = strchr(o, ',') + 1;
+        o        = strstr(o, "data_offsets\":[");
+        o        = strchr(o, ',') + 1;
         long end = strtol(o, NULL, 10);
         char repl[32];
-        int  w = (int) (strchr(o, ']') - o);
-        snprintf(repl, sizeof(repl), "%*ld", w, end + 2);   /* same width, padded */
+        int  w = (int)(strchr(o, ']') - o);
+        snprintf(repl, sizeof(repl), "%*ld", w, end + 2); /* same width, padded */
         /* leading spaces inside a JSON array are fine */
-        patch(st_path, o - buf, repl, (size_t) w);
+        patch(st_path, o - buf, repl, (size_t)w);
     }
     expect_fail(dir, LMP_EFORMAT, "outside the data section");
     /* truncated downloads: empty, inside the header, inside the data */
     struct stat sb;
     CHECK(stat(st_path, &sb) == 0);
-    const long cuts[] = {0, 5, 100, (long) sb.st_size - 1};
+    const long cuts[] = {0, 5, 100, (long)sb.st_size - 1};
     for (size_t i = 0; i < sizeof(cuts) / sizeof(cuts[0]); i++) {
         write_checkpoint(dir, "wfail", cfg, &c, 1);
         CHECK(truncate(st_path, cuts[i]) == 0);
@@ -493,14 +496,16 @@ static void test_weight_failures(void) {
     expect_fail(dir, LMP_EFORMAT, "need 14");
     /* wrong shape for the config (bytes consistent) */
     write_checkpoint(dir, "wfail", cfg, &c, 1);
-    patch_text(st_path, "\"model.layers.1.mlp.up_proj.weight\":{\"dtype\":\"BF16\",\"shape\":[12,8]",
+    patch_text(st_path,
+               "\"model.layers.1.mlp.up_proj.weight\":{\"dtype\":\"BF16\",\"shape\":[12,8]",
                "\"model.layers.1.mlp.up_proj.weight\":{\"dtype\":\"BF16\",\"shape\":[8,12]");
     expect_fail(dir, LMP_EFORMAT, "'model.layers.1.mlp.up_proj.weight' has shape (8, 12)");
     /* unsupported dtype for a needed tensor (same element size, so the file stays valid) */
     write_checkpoint(dir, "wfail", cfg, &c, 1);
     patch_text(st_path, "\"model.layers.0.self_attn.k_proj.weight\":{\"dtype\":\"BF16\"",
                "\"model.layers.0.self_attn.k_proj.weight\":{\"dtype\":\"I16\" ");
-    expect_fail(dir, LMP_EUNSUP, "'model.layers.0.self_attn.k_proj.weight' has unsupported dtype I16");
+    expect_fail(dir, LMP_EUNSUP,
+                "'model.layers.0.self_attn.k_proj.weight' has unsupported dtype I16");
     /* missing tensor */
     for (int i = 0; i < c.n; i++)
         if (!strcmp(c.t[i].name, "model.layers.1.self_attn.o_proj.weight")) c.t[i] = c.t[--c.n];
@@ -528,7 +533,7 @@ static void test_weight_failures(void) {
 
 static void test_sharded_failures(void) {
     static struct checkpoint c;
-    char cfg[1024], dir[512], p[600];
+    char                     cfg[1024], dir[512], p[600];
     make_config(cfg, sizeof(cfg), "mistral", false, NULL);
     make_tensors(&c, "mistral", "F32", true);
     write_checkpoint(dir, "shfail", cfg, &c, 2);
@@ -542,11 +547,11 @@ static void test_sharded_failures(void) {
     snprintf(p, sizeof(p), "%s/model.safetensors.index.json", dir);
     {
         /* find which shard holds model.norm.weight and point it at the other */
-        char  buf[8192];
-        FILE *f = fopen(p, "rb");
+        char   buf[8192];
+        FILE  *f = fopen(p, "rb");
         size_t n = fread(buf, 1, sizeof(buf) - 1, f);
         fclose(f);
-        buf[n] = '\0';
+        buf[n]  = '\0';
         char *h = strstr(buf, "\"model.norm.weight\":\"model-0000");
         CHECK(h != NULL);
         if (h) {
@@ -569,7 +574,7 @@ static void test_sharded_failures(void) {
     for (int i = 0; i < c.n; i++)
         if (!strcmp(c.t[i].name, "model.norm.weight")) orig_shard = i % 2;
     CHECK(orig_shard >= 0);
-    struct checkpoint *both = calloc(1, sizeof(*both));   /* the other shard, plus the norm */
+    struct checkpoint *both = calloc(1, sizeof(*both)); /* the other shard, plus the norm */
     for (int i = 0; i < c.n; i++)
         if (i % 2 != orig_shard) both->t[both->n++] = c.t[i];
     add(both, "model.norm.weight", "F32", 1, DIM, 0);
@@ -590,9 +595,9 @@ static void test_smollm2_hf(void) {
         fprintf(stderr, "note: '%s' absent, SmolLM2 HF check not run\n", dir);
         return;
     }
-    struct lmp_model *m = NULL;
+    struct lmp_model *m   = NULL;
     struct lmp_err    err = {0};
-    enum lmp_status   st = lmp_model_open(dir, &m, &err);
+    enum lmp_status   st  = lmp_model_open(dir, &m, &err);
     if (st != LMP_OK) fprintf(stderr, "smollm2: %s\n", err.msg);
     CHECK(st == LMP_OK);
     if (m == NULL) return;
@@ -612,20 +617,20 @@ static void test_smollm2_hf(void) {
     float row[576];
     lmp_tensor_rows_f32(m->tok_emb, 1000, 1, row);
     double ss = 0;
-    for (int i = 0; i < 576; i++) ss += (double) row[i] * row[i];
+    for (int i = 0; i < 576; i++) ss += (double)row[i] * row[i];
     CHECK(ss > 0 && isfinite(ss));
 
     /* the same token's embedding in the GGUF release of the model (Q8_0 there) points
      * the same way: the HF reader found the right bytes */
-    const char *gguf = check_cache_file(1, CHECK_SMOLLM2_GGUF);
-    struct lmp_model *g = NULL;
+    const char       *gguf = check_cache_file(1, CHECK_SMOLLM2_GGUF);
+    struct lmp_model *g    = NULL;
     if (access(gguf, R_OK) == 0 && lmp_model_open(gguf, &g, &err) == LMP_OK) {
         float  grow[576];
         double dot = 0, gg = 0;
         lmp_tensor_rows_f32(g->tok_emb, 1000, 1, grow);
         for (int i = 0; i < 576; i++) {
-            dot += (double) row[i] * grow[i];
-            gg += (double) grow[i] * grow[i];
+            dot += (double)row[i] * grow[i];
+            gg += (double)grow[i] * grow[i];
         }
         double cosine = dot / sqrt(ss * gg);
         fprintf(stderr, "smollm2: cosine of token 1000's embedding, HF vs GGUF: %.6f\n", cosine);

@@ -10,7 +10,7 @@
 static struct lmp_model *open_stories(void) {
     const char *path = check_shared_file(0, "models/stories260K/stories260K.bin");
     if (path == NULL) return NULL;
-    struct lmp_model *m = NULL;
+    struct lmp_model *m   = NULL;
     struct lmp_err    err = {0};
     if (lmp_model_open(path, &m, &err) != LMP_OK) fprintf(stderr, "%s\n", err.msg);
     CHECK(m != NULL);
@@ -39,8 +39,8 @@ static void test_scheme_must_fit_every_quantized_layer(void) {
     CHECK(lmp_job_check(m, &g4, NULL, 0, NULL, &err) == LMP_OK);
     CHECK(lmp_job_check(m, &g8, keep, 1, NULL, &err) == LMP_OK); /* kept: not checked */
     struct lmp_compress_spec rtn = g4;
-    rtn.method = LMP_COMPRESS_RTN;
-    rtn.rtn_group = 32;
+    rtn.method                   = LMP_COMPRESS_RTN;
+    rtn.rtn_group                = 32;
     CHECK(lmp_job_check(m, &rtn, NULL, 0, NULL, &err) == LMP_EINVAL);
     CHECK(strstr(err.msg, "rtn") != NULL);
     lmp_model_close(&m);
@@ -49,10 +49,10 @@ static void test_scheme_must_fit_every_quantized_layer(void) {
 static void test_keep_must_match_a_layer(void) {
     struct lmp_model *m = open_stories();
     if (m == NULL) return;
-    struct lmp_err                 err = {0};
-    const struct lmp_compress_spec g4 = aqlm(2, 4, 4);
-    const char *const              good[] = {"*.down_proj", "model.layers.2.*"};
-    const char *const              typo[] = {"*.down_proj", "*.dwon_proj"};
+    struct lmp_err                 err      = {0};
+    const struct lmp_compress_spec g4       = aqlm(2, 4, 4);
+    const char *const              good[]   = {"*.down_proj", "model.layers.2.*"};
+    const char *const              typo[]   = {"*.down_proj", "*.dwon_proj"};
     const char *const              tensor[] = {"tok_embeddings"}; /* a tensor, no linear */
     CHECK(lmp_job_check(m, &g4, good, 2, NULL, &err) == LMP_OK);
     CHECK(lmp_job_check(m, &g4, typo, 2, NULL, &err) == LMP_EINVAL);
@@ -67,8 +67,8 @@ static void test_keep_must_match_a_layer(void) {
 static void test_calibration_file_must_be_readable(void) {
     struct lmp_model *m = open_stories();
     if (m == NULL) return;
-    struct lmp_err                 err = {0};
-    const struct lmp_compress_spec g4 = aqlm(2, 4, 4);
+    struct lmp_err                 err   = {0};
+    const struct lmp_compress_spec g4    = aqlm(2, 4, 4);
     char                           dir[] = "/tmp/lmp_job_check_XXXXXX", file[64], missing[64];
     CHECK(mkdtemp(dir) != NULL);
     snprintf(file, sizeof(file), "%s/cal.txt", dir);
@@ -94,8 +94,8 @@ static void test_calibration_file_must_be_readable(void) {
     unlink(empty);
     /* RTN reads no calibration: a missing file is not its problem */
     struct lmp_compress_spec rtn = g4;
-    rtn.method = LMP_COMPRESS_RTN;
-    rtn.rtn_group = 4;
+    rtn.method                   = LMP_COMPRESS_RTN;
+    rtn.rtn_group                = 4;
     CHECK(lmp_job_check(m, &rtn, NULL, 0, missing, &err) == LMP_OK);
     unlink(file);
     rmdir(dir);

@@ -15,37 +15,36 @@ static enum lmp_status load(struct lmp_jobopts *o, const char *path, const char 
     return lmp_jobopts_load_buffer(o, path, text, strlen(text), err);
 }
 
-static const char good[] =
-    "# a comment line\n"
-    "model     = m/model.bin     # trailing comment\n"
-    "calib     = cal.txt\n"
-    "\n"
-    "   nsamples = 12\n"
-    "ctx=96\n"
-    "out       = /abs/out.h5\n"
-    "scheme    = 2x6g4\n"
-    "mode      = independent\n"
-    "method    = aqlm\n"
-    "keep      = *.down_proj\n"
-    "keep      = *.lm_head\n"
-    "finetune  = false\n"
-    "cg_iters  = 0\n"
-    "adam-steps = 50\n"
-    "lr        = 0.001\n"
-    "ft-epochs = 2\n"
-    "ft-max-steps = 30\n"
-    "ft_lr     = 0.0005\n"
-    "seed      = 5\n"
-    "threads   = 2\r\n";
+static const char good[] = "# a comment line\n"
+                           "model     = m/model.bin     # trailing comment\n"
+                           "calib     = cal.txt\n"
+                           "\n"
+                           "   nsamples = 12\n"
+                           "ctx=96\n"
+                           "out       = /abs/out.h5\n"
+                           "scheme    = 2x6g4\n"
+                           "mode      = independent\n"
+                           "method    = aqlm\n"
+                           "keep      = *.down_proj\n"
+                           "keep      = *.lm_head\n"
+                           "finetune  = false\n"
+                           "cg_iters  = 0\n"
+                           "adam-steps = 50\n"
+                           "lr        = 0.001\n"
+                           "ft-epochs = 2\n"
+                           "ft-max-steps = 30\n"
+                           "ft_lr     = 0.0005\n"
+                           "seed      = 5\n"
+                           "threads   = 2\r\n";
 
 static void test_good_file(void) {
     struct lmp_jobopts o;
-    struct lmp_err err = {0};
+    struct lmp_err     err = {0};
     lmp_jobopts_init(&o);
     CHECK(load(&o, "dir/job.txt", good, &err) == LMP_OK);
-    CHECK(strcmp(o.model, "dir/m/model.bin") == 0);   /* relative to the file's directory */
+    CHECK(strcmp(o.model, "dir/m/model.bin") == 0); /* relative to the file's directory */
     CHECK(strcmp(o.calib, "dir/cal.txt") == 0);
-    CHECK(strcmp(o.out, "/abs/out.h5") == 0);          /* absolute stays */
+    CHECK(strcmp(o.out, "/abs/out.h5") == 0); /* absolute stays */
     CHECK(o.nsamples == 12 && o.ctx == 96 && o.seed == 5 && o.threads == 2);
     CHECK(strcmp(o.scheme, "2x6g4") == 0);
     CHECK(o.mode == LMP_COMPRESS_INDEPENDENT && o.method == LMP_COMPRESS_AQLM);
@@ -94,7 +93,7 @@ static void test_errors_name_the_line(void) {
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         struct lmp_jobopts o;
-        struct lmp_err err = {0};
+        struct lmp_err     err = {0};
         lmp_jobopts_init(&o);
         CHECK(load(&o, "j.txt", cases[i].text, &err) == LMP_EINVAL);
         if (strncmp(err.msg, cases[i].want, strlen(cases[i].want)) != 0)
@@ -105,7 +104,7 @@ static void test_errors_name_the_line(void) {
     }
     /* a NUL byte inside a line */
     struct lmp_jobopts o;
-    struct lmp_err err = {0};
+    struct lmp_err     err = {0};
     lmp_jobopts_init(&o);
     CHECK(lmp_jobopts_load_buffer(&o, "j.txt", "seed = 1\nse\0ed = 2\n", 20, &err) == LMP_EINVAL);
     CHECK(strncmp(err.msg, "j.txt:2: ", 9) == 0);
@@ -115,7 +114,7 @@ static void test_errors_name_the_line(void) {
 /* the JOB file written to disk; returns its path (static buffer) */
 static const char *write_job(const char *text) {
     static char path[64];
-    snprintf(path, sizeof(path), "/tmp/test_jobopts_%d.job", (int) getpid());
+    snprintf(path, sizeof(path), "/tmp/test_jobopts_%d.job", (int)getpid());
     FILE *f = fopen(path, "w");
     CHECK(f != NULL);
     if (f) {
@@ -126,9 +125,9 @@ static const char *write_job(const char *text) {
 }
 
 static int parse(struct lmp_jobopts *o, int argc, char **argv) {
-    struct lmp_jobopts_cmd pc = {.job_arg = true};
-    struct lmp_err err = {0};
-    optind = 1;
+    struct lmp_jobopts_cmd pc  = {.job_arg = true};
+    struct lmp_err         err = {0};
+    optind                     = 1;
     return lmp_jobopts_parse_argv(o, argc, argv, &pc, &err);
 }
 
@@ -136,7 +135,7 @@ static int parse(struct lmp_jobopts *o, int argc, char **argv) {
 static void test_command_line_overrides_file(void) {
     const char *job = write_job("model = /m.bin\ncalib = /c.txt\nout = /o.h5\nseed = 5\n"
                                 "keep = *.a\nkeep = *.b\nthreads = 2\n");
-    char *argv[] = {"compress", "--seed", "9", (char *) job, "--keep", "*.c", "--beam", "4", NULL};
+    char *argv[] = {"compress", "--seed", "9", (char *)job, "--keep", "*.c", "--beam", "4", NULL};
     struct lmp_jobopts o;
     lmp_jobopts_init(&o);
     CHECK(parse(&o, 8, argv) == LMP_EXIT_OK);
@@ -146,8 +145,8 @@ static void test_command_line_overrides_file(void) {
     lmp_jobopts_release(&o);
 
     /* a bad file through argv: usage error; a missing file: input error */
-    job = write_job("model = /m.bin\nthreads = 0\n");
-    char *argv2[] = {"compress", (char *) job, NULL};
+    job           = write_job("model = /m.bin\nthreads = 0\n");
+    char *argv2[] = {"compress", (char *)job, NULL};
     lmp_jobopts_init(&o);
     CHECK(parse(&o, 2, argv2) == LMP_EXIT_USAGE);
     lmp_jobopts_release(&o);
@@ -155,9 +154,9 @@ static void test_command_line_overrides_file(void) {
     lmp_jobopts_init(&o);
     CHECK(parse(&o, 2, argv3) == LMP_EXIT_INPUT);
     lmp_jobopts_release(&o);
-    char *argv4[] = {"compress", "--help", NULL};
-    struct lmp_jobopts_cmd pc = {.job_arg = true};
-    struct lmp_err err = {0};
+    char                  *argv4[] = {"compress", "--help", NULL};
+    struct lmp_jobopts_cmd pc      = {.job_arg = true};
+    struct lmp_err         err     = {0};
     lmp_jobopts_init(&o);
     optind = 1;
     CHECK(lmp_jobopts_parse_argv(&o, 2, argv4, &pc, &err) == LMP_EXIT_OK && pc.help);
@@ -167,27 +166,62 @@ static void test_command_line_overrides_file(void) {
 
 /* a JOB file and the equivalent command line pack to the same JobSpec bytes */
 static void test_file_and_argv_same_jobspec(void) {
-    const char *job = write_job("model = /m/model.bin\ntokenizer = /m/tok.bin\ncalib = /c.txt\n"
-                                "nsamples = 12\nctx = 96\nout = /o.h5\nscheme = 2x6g4\n"
-                                "mode = independent\nkeep = *.down_proj\nseed = 5\nthreads = 2\n"
-                                "max-rounds = 4\nadam-steps = 50\ncg-iters = 8\ntol = 0.02\n"
-                                "lr = 0.0005\nbeam = 4\nname = s\nmax-attempts = 2\n");
-    char *a1[] = {"submit", (char *) job, NULL};
-    char *a2[] = {"submit", "--model", "/m/model.bin", "--tokenizer", "/m/tok.bin", "--calib",
-                  "/c.txt", "--nsamples", "12", "--ctx", "96", "--out", "/o.h5", "--scheme",
-                  "2x6g4", "--mode", "independent", "--keep", "*.down_proj", "--seed", "5",
-                  "--threads", "2", "--max-rounds", "4", "--adam-steps", "50", "--cg-iters", "8",
-                  "--tol", "0.02", "--lr", "0.0005", "--beam", "4", "--name", "s",
-                  "--max-attempts", "2", NULL};
+    const char *job  = write_job("model = /m/model.bin\ntokenizer = /m/tok.bin\ncalib = /c.txt\n"
+                                  "nsamples = 12\nctx = 96\nout = /o.h5\nscheme = 2x6g4\n"
+                                  "mode = independent\nkeep = *.down_proj\nseed = 5\nthreads = 2\n"
+                                  "max-rounds = 4\nadam-steps = 50\ncg-iters = 8\ntol = 0.02\n"
+                                  "lr = 0.0005\nbeam = 4\nname = s\nmax-attempts = 2\n");
+    char       *a1[] = {"submit", (char *)job, NULL};
+    char       *a2[] = {"submit",
+                        "--model",
+                        "/m/model.bin",
+                        "--tokenizer",
+                        "/m/tok.bin",
+                        "--calib",
+                        "/c.txt",
+                        "--nsamples",
+                        "12",
+                        "--ctx",
+                        "96",
+                        "--out",
+                        "/o.h5",
+                        "--scheme",
+                        "2x6g4",
+                        "--mode",
+                        "independent",
+                        "--keep",
+                        "*.down_proj",
+                        "--seed",
+                        "5",
+                        "--threads",
+                        "2",
+                        "--max-rounds",
+                        "4",
+                        "--adam-steps",
+                        "50",
+                        "--cg-iters",
+                        "8",
+                        "--tol",
+                        "0.02",
+                        "--lr",
+                        "0.0005",
+                        "--beam",
+                        "4",
+                        "--name",
+                        "s",
+                        "--max-attempts",
+                        "2",
+                        NULL};
     struct lmp_jobopts o1, o2;
     lmp_jobopts_init(&o1);
     lmp_jobopts_init(&o2);
     CHECK(parse(&o1, 2, a1) == LMP_EXIT_OK);
-    CHECK(parse(&o2, (int) (sizeof(a2) / sizeof(a2[0])) - 1, a2) == LMP_EXIT_OK);
+    CHECK(parse(&o2, (int)(sizeof(a2) / sizeof(a2[0])) - 1, a2) == LMP_EXIT_OK);
     struct lmp_jobopts_pb p1, p2;
     lmp_jobopts_to_jobspec(&o1, &p1);
     lmp_jobopts_to_jobspec(&o2, &p2);
-    size_t n1 = lmp__job_spec__get_packed_size(&p1.spec), n2 = lmp__job_spec__get_packed_size(&p2.spec);
+    size_t n1   = lmp__job_spec__get_packed_size(&p1.spec),
+           n2   = lmp__job_spec__get_packed_size(&p2.spec);
     uint8_t *b1 = malloc(n1 + 1), *b2 = malloc(n2 + 1);
     lmp__job_spec__pack(&p1.spec, b1);
     lmp__job_spec__pack(&p2.spec, b2);
@@ -229,13 +263,13 @@ static void test_errors_escape_binary_bytes(void) {
 
 static void test_check_requires_model_out_calib(void) {
     struct lmp_jobopts o;
-    struct lmp_err err = {0};
+    struct lmp_err     err = {0};
     lmp_jobopts_init(&o);
     CHECK(load(&o, "j", "model = /m\n", &err) == LMP_OK);
     CHECK(lmp_jobopts_check(&o, &err) == LMP_EINVAL);
     CHECK(load(&o, "j", "out = /o\n", &err) == LMP_OK);
     err = (struct lmp_err){0};
-    CHECK(lmp_jobopts_check(&o, &err) == LMP_EINVAL);   /* aqlm needs --calib */
+    CHECK(lmp_jobopts_check(&o, &err) == LMP_EINVAL); /* aqlm needs --calib */
     CHECK(strstr(err.msg, "--calib") != NULL);
     CHECK(load(&o, "j", "method = rtn\n", &err) == LMP_OK);
     CHECK(lmp_jobopts_check(&o, &err) == LMP_OK);
@@ -246,7 +280,7 @@ static void test_check_requires_model_out_calib(void) {
  * (and submit sends) are both sequential. */
 static void test_default_mode_is_sequential_everywhere(void) {
     struct lmp_jobopts o;
-    struct lmp_err err = {0};
+    struct lmp_err     err = {0};
     lmp_jobopts_init(&o);
     CHECK(load(&o, "j", "model = /m\ncalib = /c\nout = /o\n", &err) == LMP_OK);
     struct lmp_compress_opts c;

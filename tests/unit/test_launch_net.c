@@ -16,8 +16,8 @@
 #include <zmq.h>
 
 static void test_bind_endpoint(void) {
-    char ep[256];
-    bool lo = false;
+    char           ep[256];
+    bool           lo  = false;
     struct lmp_err err = {0};
     CHECK(lmp_launch_bind_endpoint("127.0.0.1", ep, sizeof(ep), &lo, &err) == LMP_OK);
     CHECK(strcmp(ep, "tcp://127.0.0.1:*") == 0 && lo);
@@ -32,14 +32,23 @@ static void test_bind_endpoint(void) {
     CHECK(strncmp(ep, "tcp://127.", 10) == 0 && lo);
 
     static const char *const refused[] = {
-        "*", "0.0.0.0", "0.0.0.0:7070", "fe80::1", "[::1]:7070", "1.2.3.4:0", "1.2.3.4:70000",
-        "1.2.3.4:x", "1.2.3.4:", ":7070", "no-such-interface.invalid",
+        "*",
+        "0.0.0.0",
+        "0.0.0.0:7070",
+        "fe80::1",
+        "[::1]:7070",
+        "1.2.3.4:0",
+        "1.2.3.4:70000",
+        "1.2.3.4:x",
+        "1.2.3.4:",
+        ":7070",
+        "no-such-interface.invalid",
     };
     for (size_t i = 0; i < sizeof(refused) / sizeof(refused[0]); i++) {
         memset(&err, 0, sizeof(err));
         enum lmp_status st = lmp_launch_bind_endpoint(refused[i], ep, sizeof(ep), &lo, &err);
         CHECK(st == LMP_EINVAL);
-        CHECK(strstr(err.msg, refused[i]) != NULL);   /* the message names it */
+        CHECK(strstr(err.msg, refused[i]) != NULL); /* the message names it */
         if (st != LMP_EINVAL) fprintf(stderr, "  accepted '%s' as %s\n", refused[i], ep);
     }
     char long_name[400];
@@ -51,10 +60,10 @@ static void test_bind_endpoint(void) {
 
 /* The default (NULL or ""): this host's non-loopback IPv4 address, or ENOENT. */
 static void test_default_address(void) {
-    char addr[64], ep[256], ep2[256];
-    bool lo = true;
-    struct lmp_err err = {0};
-    enum lmp_status st = lmp_launch_host_address(addr, sizeof(addr), &err);
+    char            addr[64], ep[256], ep2[256];
+    bool            lo  = true;
+    struct lmp_err  err = {0};
+    enum lmp_status st  = lmp_launch_host_address(addr, sizeof(addr), &err);
     CHECK(st == LMP_OK || st == LMP_ENOENT);
     if (st == LMP_ENOENT) {
         fprintf(stderr, "  (no non-loopback address here: %s)\n", err.msg);
@@ -90,7 +99,7 @@ static void test_memory_keys(void) {
     struct lmp_key w[70];
     for (int i = 0; i < 70; i++) {
         struct lmp_key ws;
-        char name[16];
+        char           name[16];
         snprintf(name, sizeof(name), "rank%d", i + 1);
         CHECK(lmp_key_pair_new(&w[i], &ws, &err) == LMP_OK);
         CHECK(lmp_curve_server_add(&s, &w[i], LMP_PEER_WORKER, name, &err) == LMP_OK);
@@ -107,7 +116,7 @@ static void test_memory_keys(void) {
     /* refusals leave the list as it was */
     CHECK(lmp_curve_server_add(&s, &w[3], LMP_PEER_CLI, "again", &err) == LMP_EINVAL);
     CHECK(strstr(err.msg, "rank4") != NULL);
-    memset(&err, 0, sizeof(err));   /* the first error is kept: start afresh */
+    memset(&err, 0, sizeof(err)); /* the first error is kept: start afresh */
     CHECK(lmp_curve_server_add(&s, &pub, LMP_PEER_WORKER, "self", &err) == LMP_EINVAL);
     CHECK(strstr(err.msg, "coordinator's own key") != NULL);
     struct lmp_key fresh, fs;
@@ -118,7 +127,7 @@ static void test_memory_keys(void) {
     memset(&junk, 0, sizeof(junk));
     snprintf(junk.z85, sizeof(junk.z85), "not a key");
     CHECK(lmp_curve_server_add(&s, &junk, LMP_PEER_WORKER, "junk", &err) == LMP_EFORMAT);
-    memset(junk.z85, '~', LMP_KEY_Z85_LEN);   /* right length, not Z85 */
+    memset(junk.z85, '~', LMP_KEY_Z85_LEN); /* right length, not Z85 */
     CHECK(lmp_curve_server_add(&s, &junk, LMP_PEER_WORKER, "junk", &err) == LMP_EFORMAT);
     CHECK(s.n_keys == 71);
     lmp_curve_server_release(&s);
@@ -127,7 +136,7 @@ static void test_memory_keys(void) {
 
 /* A launch with keys made in memory: as `lmpress run` across hosts, on loopback. */
 static void test_launch_curve(void) {
-    struct lmp_err err = {0};
+    struct lmp_err          err = {0};
     struct lmp_curve_server s;
     struct lmp_curve_client cli, wk, stranger;
     memset(&s, 0, sizeof(s));
@@ -144,14 +153,14 @@ static void test_launch_curve(void) {
 
     struct lmp_launch_opts lo;
     lmp_launch_opts_init(&lo);
-    lo.n_workers      = 1;
-    lo.worker_threads = 1;
-    lo.curve          = &s;
-    lo.worker_curve   = &wk;
-    struct lmp_launch *L = NULL;
-    enum lmp_status st = lmp_launch_start(&lo, &L, &err);
+    lo.n_workers          = 1;
+    lo.worker_threads     = 1;
+    lo.curve              = &s;
+    lo.worker_curve       = &wk;
+    struct lmp_launch *L  = NULL;
+    enum lmp_status    st = lmp_launch_start(&lo, &L, &err);
     CHECK(st == LMP_OK);
-    lmp_curve_server_release(&s);   /* borrowed during start only */
+    lmp_curve_server_release(&s); /* borrowed during start only */
     if (st != LMP_OK) {
         fprintf(stderr, "  launch: %s\n", err.msg);
         return;
@@ -161,7 +170,7 @@ static void test_launch_curve(void) {
     /* the in-process worker joined with its key: poll the worker list */
     bool joined = false;
     for (int t = 0; t < 100 && cl && !joined; t++) {
-        Lmp__Envelope env, *rep = NULL;
+        Lmp__Envelope    env, *rep = NULL;
         Lmp__WorkerQuery q = LMP__WORKER_QUERY__INIT;
         lmp_wire_init(&env, 0, 0);
         env.body_case    = LMP__ENVELOPE__BODY_WORKER_QUERY;

@@ -22,18 +22,18 @@ static void make_tmpdir(void) {
 
 static long file_size(const char *path) {
     struct stat st;
-    return stat(path, &st) == 0 ? (long) st.st_size : -1;
+    return stat(path, &st) == 0 ? (long)st.st_size : -1;
 }
 
 static unsigned char *read_file(const char *path, long *n) {
-    *n = file_size(path);
+    *n      = file_size(path);
     FILE *f = fopen(path, "rb");
     if (f == NULL || *n < 0) {
         if (f) fclose(f);
         return NULL;
     }
-    unsigned char *buf = malloc((size_t) *n + 1);
-    if (fread(buf, 1, (size_t) *n, f) != (size_t) *n) {
+    unsigned char *buf = malloc((size_t)*n + 1);
+    if (fread(buf, 1, (size_t)*n, f) != (size_t)*n) {
         free(buf);
         buf = NULL;
     }
@@ -95,7 +95,7 @@ static void test_stories260k(void) {
     lmp_tensor_rows_f32(m->tok_emb, 0, 1, row);
     memcpy(got, row, sizeof(got));
     for (int i = 0; i < 8; i++) CHECK(got[i] == want[i]);
-    CHECK(want[0] != 0.0f || want[1] != 0.0f);   /* a real embedding, not zero padding */
+    CHECK(want[0] != 0.0f || want[1] != 0.0f); /* a real embedding, not zero padding */
 
     /* offsets of a late tensor computed independently from the v0 layout */
     const int64_t dim = 64, hid = 172, L = 5, kv = 32, vocab = 512;
@@ -104,10 +104,11 @@ static void test_stories260k(void) {
     const struct lmp_tensor *w3 = lmp_model_find_tensor(m, "layers.4.w3");
     CHECK(w3 != NULL);
     if (w3) {
-        CHECK((const unsigned char *) w3->data - (const unsigned char *) m->blocks[0].attn_norm->data ==
+        CHECK((const unsigned char *)w3->data -
+                  (const unsigned char *)m->blocks[0].attn_norm->data ==
               w3_off - (28 + 4 * vocab * dim));
         CHECK(m->blocks[4].lin[LMP_LIN_UP].weight == w3);
-        CHECK(memcmp(w3->data, raw + w3_off, (size_t) (hid * dim * 4)) == 0);
+        CHECK(memcmp(w3->data, raw + w3_off, (size_t)(hid * dim * 4)) == 0);
     }
     const struct lmp_tensor *fin = lmp_model_find_tensor(m, "norm");
     CHECK(fin == m->out_norm);
@@ -124,7 +125,7 @@ static void test_stories260k(void) {
     for (size_t i = 0; i < sizeof(cuts) / sizeof(cuts[0]); i++) {
         char p[512];
         snprintf(p, sizeof(p), "%s/stories_cut%zu.bin", tmpdir, i);
-        write_file(p, raw, (size_t) cuts[i]);
+        write_file(p, raw, (size_t)cuts[i]);
         struct lmp_err e = {0};
         CHECK(lmp_model_open(p, &m, &e) == LMP_EFORMAT);
         CHECK(m == NULL);
@@ -142,9 +143,9 @@ static void test_stories260k(void) {
     /* trailing bytes after a v0 file: its size is the only check of a v0 header */
     char p[512];
     snprintf(p, sizeof(p), "%s/stories_trail.bin", tmpdir);
-    unsigned char *big = calloc((size_t) n_file + 100, 1);
-    memcpy(big, raw, (size_t) n_file);
-    write_file(p, big, (size_t) n_file + 100);
+    unsigned char *big = calloc((size_t)n_file + 100, 1);
+    memcpy(big, raw, (size_t)n_file);
+    write_file(p, big, (size_t)n_file + 100);
     CHECK(lmp_model_open(p, &m, &err) == LMP_EFORMAT && m == NULL);
     CHECK(strstr(err.msg, p) != NULL && strstr(err.msg, "(100 trailing)") != NULL);
     unlink(p);
@@ -171,7 +172,7 @@ static void test_stories260k(void) {
         memcpy(ed + 4 * edits[i].field, &edits[i].value, 4);
         snprintf(p, sizeof(p), "%s/stories_edit%zu.bin", tmpdir, i);
         write_file(p, ed, (size_t)n_file);
-        err = (struct lmp_err){0};
+        err                      = (struct lmp_err){0};
         const enum lmp_status st = lmp_model_open(p, &m, &err);
         if (st != LMP_EFORMAT || strstr(err.msg, edits[i].says) == NULL)
             fprintf(stderr, "edit %zu: %s (%s)\n", i, lmp_status_str(st), err.msg);
@@ -191,22 +192,41 @@ enum { DIM = 8, HID = 12, NL = 2, NH = 2, NKV = 1, VOCAB = 10, SEQ = 4, KV = DIM
 
 /* A section of the data: marker k, per-layer or not, shape. Every element e of section k
  * holds k * 1024 + e (e counts across the stacked layers). */
-struct section { const char *name; int per_layer; int rows, cols; };
+struct section {
+    const char *name;
+    int         per_layer;
+    int         rows, cols;
+};
 
-static const struct section v0_order[] = {
-    {"tok_embeddings", 0, VOCAB, DIM}, {"attention_norm", 1, DIM, 0}, {"wq", 1, DIM, DIM},
-    {"wk", 1, KV, DIM}, {"wv", 1, KV, DIM}, {"wo", 1, DIM, DIM}, {"ffn_norm", 1, DIM, 0},
-    {"w1", 1, HID, DIM}, {"w2", 1, DIM, HID}, {"w3", 1, HID, DIM}, {"norm", 0, DIM, 0},
-    {"freq_cis_real", 0, SEQ, DIM / NH / 2}, {"freq_cis_imag", 0, SEQ, DIM / NH / 2},
-    {"output", 0, VOCAB, DIM}};
-static const struct section v1_order[] = {
-    {"attention_norm", 1, DIM, 0}, {"ffn_norm", 1, DIM, 0}, {"norm", 0, DIM, 0},
-    {"tok_embeddings", 0, VOCAB, DIM}, {"wq", 1, DIM, DIM}, {"wk", 1, KV, DIM},
-    {"wv", 1, KV, DIM}, {"wo", 1, DIM, DIM}, {"w1", 1, HID, DIM}, {"w2", 1, DIM, HID},
-    {"w3", 1, HID, DIM}, {"output", 0, VOCAB, DIM}};
+static const struct section v0_order[] = {{"tok_embeddings", 0, VOCAB, DIM},
+                                          {"attention_norm", 1, DIM, 0},
+                                          {"wq", 1, DIM, DIM},
+                                          {"wk", 1, KV, DIM},
+                                          {"wv", 1, KV, DIM},
+                                          {"wo", 1, DIM, DIM},
+                                          {"ffn_norm", 1, DIM, 0},
+                                          {"w1", 1, HID, DIM},
+                                          {"w2", 1, DIM, HID},
+                                          {"w3", 1, HID, DIM},
+                                          {"norm", 0, DIM, 0},
+                                          {"freq_cis_real", 0, SEQ, DIM / NH / 2},
+                                          {"freq_cis_imag", 0, SEQ, DIM / NH / 2},
+                                          {"output", 0, VOCAB, DIM}};
+static const struct section v1_order[] = {{"attention_norm", 1, DIM, 0},
+                                          {"ffn_norm", 1, DIM, 0},
+                                          {"norm", 0, DIM, 0},
+                                          {"tok_embeddings", 0, VOCAB, DIM},
+                                          {"wq", 1, DIM, DIM},
+                                          {"wk", 1, KV, DIM},
+                                          {"wv", 1, KV, DIM},
+                                          {"wo", 1, DIM, DIM},
+                                          {"w1", 1, HID, DIM},
+                                          {"w2", 1, DIM, HID},
+                                          {"w3", 1, HID, DIM},
+                                          {"output", 0, VOCAB, DIM}};
 
 static int64_t section_elems(const struct section *s) {
-    return (int64_t) s->rows * (s->cols ? s->cols : 1) * (s->per_layer ? NL : 1);
+    return (int64_t)s->rows * (s->cols ? s->cols : 1) * (s->per_layer ? NL : 1);
 }
 
 /* Build a file image; returns its size. hdr7 = the 7 header ints (vocab sign included). */
@@ -227,12 +247,12 @@ static size_t build(unsigned char *buf, int version, const int32_t hdr7[7], bool
         off = 28;
     }
     const struct section *order = version ? v1_order : v0_order;
-    size_t n_sec = version ? sizeof(v1_order) / sizeof(v1_order[0])
-                           : sizeof(v0_order) / sizeof(v0_order[0]);
+    size_t                n_sec =
+        version ? sizeof(v1_order) / sizeof(v1_order[0]) : sizeof(v0_order) / sizeof(v0_order[0]);
     for (size_t k = 0; k < n_sec; k++) {
         if (strcmp(order[k].name, "output") == 0 && shared) continue;
         for (int64_t e = 0; e < section_elems(&order[k]); e++) {
-            float v = (float) (k * 1024 + e);
+            float v = (float)(k * 1024 + e);
             memcpy(buf + off, &v, 4);
             off += 4;
         }
@@ -244,36 +264,38 @@ static size_t build(unsigned char *buf, int version, const int32_t hdr7[7], bool
 /* Every tensor of m named after a section holds that section's markers. */
 static void check_markers(const struct lmp_model *m, int version) {
     const struct section *order = version ? v1_order : v0_order;
-    size_t n_sec = version ? sizeof(v1_order) / sizeof(v1_order[0])
-                           : sizeof(v0_order) / sizeof(v0_order[0]);
+    size_t                n_sec =
+        version ? sizeof(v1_order) / sizeof(v1_order[0]) : sizeof(v0_order) / sizeof(v0_order[0]);
     int n_checked = 0;
     for (size_t k = 0; k < n_sec; k++) {
-        const struct section *s = &order[k];
-        int64_t per = (int64_t) s->rows * (s->cols ? s->cols : 1);
+        const struct section *s   = &order[k];
+        int64_t               per = (int64_t)s->rows * (s->cols ? s->cols : 1);
         for (int b = 0; b < (s->per_layer ? NL : 1); b++) {
             char name[64];
-            if (s->per_layer) snprintf(name, sizeof(name), "layers.%d.%s", b, s->name);
-            else snprintf(name, sizeof(name), "%s", s->name);
+            if (s->per_layer)
+                snprintf(name, sizeof(name), "layers.%d.%s", b, s->name);
+            else
+                snprintf(name, sizeof(name), "%s", s->name);
             const struct lmp_tensor *t = lmp_model_find_tensor(m, name);
-            if (strncmp(s->name, "freq", 4) == 0 || (!strcmp(s->name, "output") &&
-                                                     m->cfg.tied_embeddings)) {
+            if (strncmp(s->name, "freq", 4) == 0 ||
+                (!strcmp(s->name, "output") && m->cfg.tied_embeddings)) {
                 CHECK(t == NULL);
                 continue;
             }
             CHECK(t != NULL);
             if (t == NULL) continue;
             CHECK(lmp_tensor_n_elem(t) == per);
-            CHECK(t->nbytes == (uint64_t) per * 4);
-            float *row = malloc((size_t) per * sizeof(float));
+            CHECK(t->nbytes == (uint64_t)per * 4);
+            float *row = malloc((size_t)per * sizeof(float));
             lmp_tensor_rows_f32(t, 0, lmp_tensor_n_rows(t), row);
             int bad = 0;
-            for (int64_t e = 0; e < per; e++) bad += row[e] != (float) (k * 1024 + b * per + e);
+            for (int64_t e = 0; e < per; e++) bad += row[e] != (float)(k * 1024 + b * per + e);
             CHECK(bad == 0);
             free(row);
             n_checked++;
         }
     }
-    CHECK(n_checked == (int) m->n_tensors);
+    CHECK(n_checked == (int)m->n_tensors);
     /* the roles: w1 = gate, w3 = up, w2 = down, wcls = output */
     CHECK(m->blocks[1].lin[LMP_LIN_GATE].weight == lmp_model_find_tensor(m, "layers.1.w1"));
     CHECK(m->blocks[1].lin[LMP_LIN_UP].weight == lmp_model_find_tensor(m, "layers.1.w3"));
@@ -299,7 +321,7 @@ static void test_synthetic_layouts(void) {
         for (int shared = 0; shared <= 1; shared++) {
             int32_t hdr[7] = {DIM, HID, NL, NH, NKV, VOCAB, SEQ};
             if (version == 0 && !shared) hdr[5] = -VOCAB;
-            size_t n = build(image, version, hdr, shared, 0);
+            size_t            n = build(image, version, hdr, shared, 0);
             struct lmp_model *m = NULL;
             struct lmp_err    err;
             char              path[512], tag[32];
@@ -311,7 +333,7 @@ static void test_synthetic_layouts(void) {
             CHECK(m->cfg.dim == DIM && m->cfg.hidden_dim == HID && m->cfg.n_layers == NL);
             CHECK(m->cfg.n_heads == NH && m->cfg.n_kv_heads == NKV && m->cfg.vocab_size == VOCAB);
             CHECK(m->cfg.max_seq == SEQ && m->cfg.head_dim == DIM / NH);
-            CHECK(m->cfg.tied_embeddings == (bool) shared);
+            CHECK(m->cfg.tied_embeddings == (bool)shared);
             CHECK(m->n_tensors == 2 + 9 * NL + !shared);
             check_markers(m, version);
             lmp_model_close(&m);
@@ -325,7 +347,7 @@ static void test_synthetic_layouts(void) {
             CHECK(strstr(err.msg, want) != NULL);
 
             /* trailing data: rejected in both versions (the size checks the header) */
-            n = build(image, version, hdr, shared, 8);
+            n  = build(image, version, hdr, shared, 8);
             st = open_image(tag, n, &m, &err, path);
             CHECK(st == LMP_EFORMAT && m == NULL);
             CHECK(strstr(err.msg, "(8 trailing)") != NULL);
@@ -343,17 +365,17 @@ static void test_consistent_but_absurd(void) {
     for (int version = 0; version <= 1; version++)
         for (size_t i = 0; i < sizeof(vocabs) / sizeof(vocabs[0]); i++) {
             if (version == 1 && vocabs[i] < 0) continue; /* v1: vocab > 0, a flag for tying */
-            const int32_t hdr[7] = {DIM, HID, NL, NH, NKV, vocabs[i], SEQ};
-            const int64_t v = vocabs[i] < 0 ? -vocabs[i] : vocabs[i];
-            const bool    shared = version == 1 || vocabs[i] > 0;
+            const int32_t hdr[7]    = {DIM, HID, NL, NH, NKV, vocabs[i], SEQ};
+            const int64_t v         = vocabs[i] < 0 ? -vocabs[i] : vocabs[i];
+            const bool    shared    = version == 1 || vocabs[i] > 0;
             const int64_t per_layer = 2 * DIM + 2 * DIM * DIM + 2 * KV * DIM + 3 * HID * DIM;
-            int64_t       n_elem = v * DIM + NL * per_layer + DIM + (shared ? 0 : v * DIM);
+            int64_t       n_elem    = v * DIM + NL * per_layer + DIM + (shared ? 0 : v * DIM);
             if (version == 0) n_elem += 2 * SEQ * (DIM / NH / 2);
             const size_t hdr_bytes = version ? 256 : 28, n = hdr_bytes + 4 * (size_t)n_elem;
             memset(image, 0, n);
             if (version == 1) {
                 const uint32_t magic = 0x616b3432u;
-                const int32_t  ver = 1;
+                const int32_t  ver   = 1;
                 memcpy(image, &magic, 4), memcpy(image + 4, &ver, 4), memcpy(image + 8, hdr, 28);
                 image[36] = 1;
             } else {
@@ -362,7 +384,7 @@ static void test_consistent_but_absurd(void) {
             struct lmp_model *m = NULL;
             struct lmp_err    err;
             char              path[512];
-            enum lmp_status   st = open_image("absurd", n, &m, &err, path);
+            enum lmp_status   st   = open_image("absurd", n, &m, &err, path);
             const char       *says = "vocab_size 1 is out of range [2, ";
             if (st != LMP_EFORMAT || strstr(err.msg, says) == NULL)
                 fprintf(stderr, "v%d vocab %d: %s (%s)\n", version, vocabs[i], lmp_status_str(st),
@@ -377,15 +399,18 @@ static void test_consistent_but_absurd(void) {
 static void test_bad_headers(void) {
     const int32_t good[7] = {DIM, HID, NL, NH, NKV, VOCAB, SEQ};
     /* field index, bad value */
-    const struct { int field; int32_t value; } bad[] = {
-        {0, 0}, {0, -8}, {0, 7},            /* dim: zero, negative, not divisible by heads */
-        {0, 0x7fffffff},                    /* absurd */
-        {1, 0}, {1, -1},                    /* hidden */
-        {2, 0}, {2, 100000},                /* layers */
-        {3, 0}, {3, 3}, {3, 16},            /* heads: zero, not dividing dim, > dim */
-        {4, 0}, {4, 3}, {4, 4},             /* kv heads: zero, not dividing, > heads */
-        {5, 0}, {5, INT32_MIN}, {5, 1 << 30}, /* vocab */
-        {6, 0}, {6, -4},                    /* seq_len */
+    const struct {
+        int     field;
+        int32_t value;
+    } bad[] = {
+        {0, 0},          {0, -8},        {0, 7},  /* dim: zero, negative, not divisible by heads */
+        {0, 0x7fffffff},                          /* absurd */
+        {1, 0},          {1, -1},                 /* hidden */
+        {2, 0},          {2, 100000},             /* layers */
+        {3, 0},          {3, 3},         {3, 16}, /* heads: zero, not dividing dim, > dim */
+        {4, 0},          {4, 3},         {4, 4},  /* kv heads: zero, not dividing, > heads */
+        {5, 0},          {5, INT32_MIN}, {5, 1 << 30}, /* vocab */
+        {6, 0},          {6, -4},                      /* seq_len */
     };
     for (int version = 0; version <= 1; version++) {
         for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
@@ -394,15 +419,17 @@ static void test_bad_headers(void) {
             hdr[bad[i].field] = bad[i].value;
             /* header only, followed by plenty of bytes so only the header can be wrong */
             size_t n = build(image, version, good, true, 0);
-            if (version == 1) memcpy(image + 8, hdr, 28);
-            else memcpy(image, hdr, 28);
+            if (version == 1)
+                memcpy(image + 8, hdr, 28);
+            else
+                memcpy(image, hdr, 28);
             struct lmp_model *m = NULL;
             struct lmp_err    err;
             char              path[512];
             enum lmp_status   st = open_image("badhdr", n, &m, &err, path);
             if (st != LMP_EFORMAT)
-                fprintf(stderr, "v%d field %d = %d: %s (%s)\n", version, bad[i].field,
-                        bad[i].value, lmp_status_str(st), err.msg);
+                fprintf(stderr, "v%d field %d = %d: %s (%s)\n", version, bad[i].field, bad[i].value,
+                        lmp_status_str(st), err.msg);
             CHECK(st == LMP_EFORMAT);
             CHECK(m == NULL);
             CHECK(strstr(err.msg, path) != NULL);
@@ -415,7 +442,7 @@ static void test_bad_headers(void) {
         }
     }
     /* v1 with an unsupported version (int8 export) or a bad flag */
-    size_t n = build(image, 1, good, true, 0);
+    size_t  n  = build(image, 1, good, true, 0);
     int32_t v2 = 2;
     memcpy(image + 4, &v2, 4);
     struct lmp_model *m = NULL;
@@ -424,7 +451,7 @@ static void test_bad_headers(void) {
     CHECK(open_image("v2", n, &m, &err, path) == LMP_EUNSUP);
     CHECK(strstr(err.msg, "version 2") != NULL);
     unlink(path);
-    n = build(image, 1, good, true, 0);
+    n         = build(image, 1, good, true, 0);
     image[36] = 7;
     CHECK(open_image("flag", n, &m, &err, path) == LMP_EFORMAT);
     unlink(path);
@@ -445,9 +472,9 @@ static void open_unknown(const char *tag, const void *data, size_t n, enum lmp_s
     char path[512];
     snprintf(path, sizeof(path), "%s/%s.bin", tmpdir, tag);
     write_file(path, data, n);
-    struct lmp_model *m = NULL;
+    struct lmp_model *m   = NULL;
     struct lmp_err    err = {0};
-    enum lmp_status   st = lmp_model_open(path, &m, &err);
+    enum lmp_status   st  = lmp_model_open(path, &m, &err);
     if (st != want || strstr(err.msg, want_msg) == NULL)
         fprintf(stderr, "%s: %s (%s)\n", tag, lmp_status_str(st), err.msg);
     CHECK(st == want);

@@ -48,14 +48,14 @@ static struct lmp_tensor *add_tensor(struct lmp_model *m, float **cur, const cha
                                      float offset) {
     struct lmp_tensor *t = &m->tensors[m->n_tensors++];
     snprintf(t->name, sizeof(t->name), "%s", name);
-    t->dtype = LMP_DTYPE_F32;
-    t->n_dims = n_dims;
+    t->dtype    = LMP_DTYPE_F32;
+    t->n_dims   = n_dims;
     t->shape[0] = d0;
     t->shape[1] = d1;
-    int64_t n = n_dims == 1 ? d0 : d0 * d1;
+    int64_t n   = n_dims == 1 ? d0 : d0 * d1;
     check_fill_random(*cur, n, seed);
     for (int64_t i = 0; i < n; i++) (*cur)[i] = (*cur)[i] * scale + offset;
-    t->data = *cur;
+    t->data   = *cur;
     t->nbytes = (uint64_t)n * 4;
     *cur += n;
     return t;
@@ -64,33 +64,33 @@ static struct lmp_tensor *add_tensor(struct lmp_model *m, float **cur, const cha
 static struct lmp_model *build(const struct spec *sp, uint64_t seed) {
     struct lmp_model  *m = lmp_model_alloc(LAYERS);
     struct lmp_config *c = &m->cfg;
-    c->arch = LMP_ARCH_LLAMA;
-    c->format = LMP_FORMAT_GGUF;
-    c->dim = DIM;
-    c->hidden_dim = HIDDEN;
-    c->n_heads = sp->n_heads;
-    c->n_kv_heads = sp->n_kv_heads;
-    c->head_dim = HD;
-    c->vocab_size = VOCAB;
-    c->max_seq = 32;
-    c->rope_theta = 100.0f;
-    c->norm_eps = 1e-5f;
-    c->rope = sp->rope;
-    c->tied_embeddings = sp->tied;
-    m->path = strdup("test-model-grad");
-    m->tensors = calloc(64, sizeof(*m->tensors));
+    c->arch              = LMP_ARCH_LLAMA;
+    c->format            = LMP_FORMAT_GGUF;
+    c->dim               = DIM;
+    c->hidden_dim        = HIDDEN;
+    c->n_heads           = sp->n_heads;
+    c->n_kv_heads        = sp->n_kv_heads;
+    c->head_dim          = HD;
+    c->vocab_size        = VOCAB;
+    c->max_seq           = 32;
+    c->rope_theta        = 100.0f;
+    c->norm_eps          = 1e-5f;
+    c->rope              = sp->rope;
+    c->tied_embeddings   = sp->tied;
+    m->path              = strdup("test-model-grad");
+    m->tensors           = calloc(64, sizeof(*m->tensors));
     float *data = malloc(100000 * sizeof(float)), *cur = data;
-    m->src = data;
-    m->src_close = free;
+    m->src           = data;
+    m->src_close     = free;
     const int64_t qd = (int64_t)sp->n_heads * HD, kd = (int64_t)sp->n_kv_heads * HD;
-    m->tok_emb = add_tensor(m, &cur, "tok_emb", 2, VOCAB, DIM, seed++, 1.0f, 0.0f);
+    m->tok_emb  = add_tensor(m, &cur, "tok_emb", 2, VOCAB, DIM, seed++, 1.0f, 0.0f);
     m->out_norm = add_tensor(m, &cur, "out_norm", 1, DIM, 0, seed++, 0.3f, 1.0f);
     m->output =
         sp->tied ? m->tok_emb : add_tensor(m, &cur, "output", 2, VOCAB, DIM, seed++, 0.7f, 0.0f);
     for (int b = 0; b < LAYERS; b++) {
         struct lmp_block *blk = &m->blocks[b];
-        blk->attn_norm = add_tensor(m, &cur, "attn_norm", 1, DIM, 0, seed++, 0.3f, 1.0f);
-        blk->ffn_norm = add_tensor(m, &cur, "ffn_norm", 1, DIM, 0, seed++, 0.3f, 1.0f);
+        blk->attn_norm        = add_tensor(m, &cur, "attn_norm", 1, DIM, 0, seed++, 0.3f, 1.0f);
+        blk->ffn_norm         = add_tensor(m, &cur, "ffn_norm", 1, DIM, 0, seed++, 0.3f, 1.0f);
         const int64_t shp[LMP_LIN_COUNT][2] = {{qd, DIM},    {kd, DIM},     {kd, DIM},
                                                {DIM, qd},    {HIDDEN, DIM}, {HIDDEN, DIM},
                                                {DIM, HIDDEN}};
@@ -104,7 +104,7 @@ static struct lmp_model *build(const struct spec *sp, uint64_t seed) {
         }
     }
     struct lmp_err err = {0};
-    c->qkv_bias = sp->bias;
+    c->qkv_bias        = sp->bias;
     enum lmp_status st = lmp_model_finish(m, &err);
     if (st != LMP_OK) fprintf(stderr, "finish: %s\n", err.msg);
     CHECK(st == LMP_OK);
@@ -182,16 +182,16 @@ static double worst_dir; /* largest |fd - g.d| / (|g.d| + |g|) over the directio
 static int check_tensor(struct fd *c, const char *what, float *v, const float *g, int64_t n,
                         uint64_t seed) {
     int    bad = 0;
-    float *d = rnd(n, seed);
+    float *d   = rnd(n, seed);
     double an = 0, gn = 0;
     for (int64_t i = 0; i < n; i++) {
         an += (double)g[i] * d[i];
         gn += (double)g[i] * g[i];
     }
     const double eps = 2e-2; /* see fd_dir; 1e-2..3e-2 all pass, 1e-3 is noise-bound */
-    double       fd = fd_dir(c, v, d, n, eps);
+    double       fd  = fd_dir(c, v, d, n, eps);
     double       tol = 5e-3 * (fabs(an) + sqrt(gn)) + 1e-7;
-    worst_dir = fmax(worst_dir, fabs(fd - an) / (fabs(an) + sqrt(gn)));
+    worst_dir        = fmax(worst_dir, fabs(fd - an) / (fabs(an) + sqrt(gn)));
     if (!(fabs(fd - an) <= tol)) {
         fprintf(stderr, "  %s: directional analytic %.6g fd %.6g\n", what, an, fd);
         bad++;
@@ -203,7 +203,7 @@ static int check_tensor(struct fd *c, const char *what, float *v, const float *g
     for (int s = 0; s < 4; s++) {
         int64_t i = (int64_t)((seed * 2654435761u + (uint64_t)s * 7919u) % (uint64_t)n);
         memset(d, 0, (size_t)n * sizeof(float));
-        d[i] = 1.0f;
+        d[i]      = 1.0f;
         double f1 = fd_dir(c, v, d, n, eps);
         double t1 = 5e-3 * (fabs(g[i]) + sqrt(gn / (double)n)) + 1e-7;
         worst_rel = fmax(worst_rel, fabs(f1 - g[i]) / (fabs(g[i]) + sqrt(gn / (double)n)));
@@ -226,9 +226,9 @@ static float *teacher_logits(uint64_t seed) {
 
 static void test_loss_matches_naive_kl(void) {
     for (int si = 0; si < N_SPECS; si++) {
-        struct lmp_model         *m = build(&specs[si], 100 + 20 * si);
-        struct lmp_model_weights *w = NULL;
-        struct lmp_model_grad    *mg = NULL;
+        struct lmp_model         *m   = build(&specs[si], 100 + 20 * si);
+        struct lmp_model_weights *w   = NULL;
+        struct lmp_model_grad    *mg  = NULL;
         struct lmp_err            err = {0};
         CHECK(lmp_model_weights_load(m, &w, &err) == LMP_OK);
         CHECK(lmp_model_grad_new(&m->cfg, N_SEQ, T, &mg) == LMP_OK);
@@ -251,8 +251,8 @@ static void test_loss_matches_naive_kl(void) {
             for (int v = 0; v < VOCAB; v++)
                 lp[r * VOCAB + v] = (float)((double)t[r * VOCAB + v] - log(zz));
         }
-        struct lmp_model_grads_owned *g1 = lmp_model_grads_new(&m->cfg, true);
-        struct lmp_model_grads_owned *g2 = lmp_model_grads_new(&m->cfg, true);
+        struct lmp_model_grads_owned *g1  = lmp_model_grads_new(&m->cfg, true);
+        struct lmp_model_grads_owned *g2  = lmp_model_grads_new(&m->cfg, true);
         double                        kl1 = 0, kl2 = 0;
         lmp_model_grad_kl_backward(mg, &w->params, t, &g1->g, &kl1, NULL);
         lmp_model_grad_kl_backward(mg, &w->params, lp, &g2->g, &kl2, NULL);
@@ -277,10 +277,10 @@ static void test_loss_matches_naive_kl(void) {
 static void test_backward_matches_finite_differences(void) {
     worst_rel = worst_dir = 0;
     for (int si = 0; si < N_SPECS; si++) {
-        const struct spec        *sp = &specs[si];
-        struct lmp_model         *m = build(sp, 300 + 20 * si);
-        struct lmp_model_weights *w = NULL;
-        struct lmp_model_grad    *mg = NULL;
+        const struct spec        *sp  = &specs[si];
+        struct lmp_model         *m   = build(sp, 300 + 20 * si);
+        struct lmp_model_weights *w   = NULL;
+        struct lmp_model_grad    *mg  = NULL;
         struct lmp_err            err = {0};
         CHECK(lmp_model_weights_load(m, &w, &err) == LMP_OK);
         CHECK(lmp_model_grad_new(&m->cfg, N_SEQ, T, &mg) == LMP_OK);
@@ -296,7 +296,7 @@ static void test_backward_matches_finite_differences(void) {
         struct fd     c = {mg, w, tokens, t};
         char          what[96];
         int           bad = 0;
-        const int64_t VD = (int64_t)VOCAB * DIM;
+        const int64_t VD  = (int64_t)VOCAB * DIM;
         snprintf(what, sizeof(what), "spec %d tok_emb", si);
         bad += check_tensor(&c, what, w->tok_emb, g->g.tok_emb, VD, 1);
         if (!sp->tied) {
@@ -338,8 +338,8 @@ static void test_backward_matches_finite_differences(void) {
         lmp_model_grad_kl_backward(mg, &w->params, t, &g->g, &kl, NULL);
         double gn = 0;
         for (int64_t i = 0; i < g->n_floats; i++) gn += (double)g->mem[i] * g->mem[i];
-        const float lr = (float)(1e-2 * kl / gn); /* first-order drop ~1% of the loss */
-        float      *p[] = {w->out_norm, w->tok_emb};
+        const float lr   = (float)(1e-2 * kl / gn); /* first-order drop ~1% of the loss */
+        float      *p[]  = {w->out_norm, w->tok_emb};
         float      *gp[] = {g->g.out_norm, g->g.tok_emb};
         for (int j = 0; j < 2; j++)
             for (int64_t i = 0; i < (j ? VD : DIM); i++) p[j][i] -= lr * gp[j][i];
@@ -377,9 +377,9 @@ static void test_backward_matches_finite_differences(void) {
 
 static void test_student_equals_teacher(void) {
     for (int si = 0; si < N_SPECS; si++) {
-        struct lmp_model         *m = build(&specs[si], 500 + 20 * si);
-        struct lmp_model_weights *w = NULL;
-        struct lmp_model_grad    *mg = NULL;
+        struct lmp_model         *m   = build(&specs[si], 500 + 20 * si);
+        struct lmp_model_weights *w   = NULL;
+        struct lmp_model_grad    *mg  = NULL;
         struct lmp_err            err = {0};
         CHECK(lmp_model_weights_load(m, &w, &err) == LMP_OK);
         CHECK(lmp_model_grad_new(&m->cfg, N_SEQ, T, &mg) == LMP_OK);
@@ -388,8 +388,8 @@ static void test_student_equals_teacher(void) {
         float *t = malloc(sizeof(float) * ROWS * VOCAB);
         CHECK(lmp_model_grad_forward(mg, &w->params, tokens, N_SEQ, &err) == LMP_OK);
         lmp_model_grad_logits(mg, &w->params, 0, ROWS, t);
-        struct lmp_model_grads_owned *g = lmp_model_grads_new(&m->cfg, true);
-        double                        kl = -1;
+        struct lmp_model_grads_owned *g     = lmp_model_grads_new(&m->cfg, true);
+        double                        kl    = -1;
         int64_t                       agree = 0;
         lmp_model_grad_kl_backward(mg, &w->params, t, &g->g, &kl, &agree);
         CHECK(kl == 0.0);
@@ -406,16 +406,16 @@ static void test_student_equals_teacher(void) {
 }
 
 static void test_errors(void) {
-    struct lmp_model         *m = build(&specs[0], 900);
-    struct lmp_model_weights *w = NULL;
-    struct lmp_model_grad    *mg = NULL;
+    struct lmp_model         *m   = build(&specs[0], 900);
+    struct lmp_model_weights *w   = NULL;
+    struct lmp_model_grad    *mg  = NULL;
     struct lmp_err            err = {0};
     CHECK(lmp_model_weights_load(m, &w, &err) == LMP_OK);
     CHECK(lmp_model_grad_new(&m->cfg, 0, T, &mg) == LMP_EINVAL && mg == NULL);
     CHECK(lmp_model_grad_new(&m->cfg, 1, m->cfg.max_seq + 1, &mg) == LMP_EINVAL);
     CHECK(lmp_model_grad_new(&m->cfg, N_SEQ, T, &mg) == LMP_OK);
     int32_t tokens[ROWS] = {0};
-    tokens[4] = VOCAB;
+    tokens[4]            = VOCAB;
     CHECK(lmp_model_grad_forward(mg, &w->params, tokens, 1, &err) == LMP_EINVAL);
     CHECK(strstr(err.msg, "outside the vocabulary") != NULL);
     lmp_model_grad_destroy(&mg);
@@ -428,7 +428,7 @@ static void test_errors(void) {
 static void test_stories_forward(void) {
     const char *p = check_shared_file(0, "models/stories260K/stories260K.bin");
     if (p == NULL) return;
-    struct lmp_model *m = NULL;
+    struct lmp_model *m   = NULL;
     struct lmp_err    err = {0};
     if (lmp_model_open(p, &m, &err) != LMP_OK) {
         check_skip(err.msg);
@@ -440,16 +440,16 @@ static void test_stories_forward(void) {
     random_tokens(tokens, rows, (int32_t)V, 99);
     tokens[0] = tokens[TS] = 1; /* BOS */
 
-    struct lmp_transformer     *tf = NULL;
+    struct lmp_transformer     *tf    = NULL;
     struct lmp_transformer_opts topts = {.n_threads = 2};
     CHECK(lmp_transformer_new(m, &topts, &tf, &err) == LMP_OK);
     float *hidden = malloc(sizeof(float) * (size_t)(rows * dim));
-    float *want = malloc(sizeof(float) * (size_t)(rows * V)),
-          *got = malloc(sizeof(float) * (size_t)(rows * V));
+    float *want   = malloc(sizeof(float) * (size_t)(rows * V)),
+          *got    = malloc(sizeof(float) * (size_t)(rows * V));
     CHECK(lmp_transformer_forward(tf, NULL, tokens, NS, TS, hidden, NULL, &err) == LMP_OK);
     lmp_transformer_logits(tf, hidden, rows, want);
 
-    struct lmp_model_weights *w = NULL;
+    struct lmp_model_weights *w  = NULL;
     struct lmp_model_grad    *mg = NULL;
     CHECK(lmp_model_weights_load(m, &w, &err) == LMP_OK);
     CHECK(lmp_model_grad_new(&m->cfg, NS, TS, &mg) == LMP_OK);
@@ -464,9 +464,9 @@ static void test_stories_forward(void) {
             m->cfg.n_layers, md, mx);
     CHECK(mx > 1.0);
     CHECK(md <= 1e-4 * mx);
-    double                        kl = -1;
+    double                        kl    = -1;
     int64_t                       agree = 0;
-    struct lmp_model_grads_owned *g = lmp_model_grads_new(&m->cfg, false);
+    struct lmp_model_grads_owned *g     = lmp_model_grads_new(&m->cfg, false);
     lmp_model_grad_kl_backward(mg, &w->params, want, &g->g, &kl, &agree);
     fprintf(stderr, "  stories260K: KL(transformer || model_grad) %.3g, top-1 %lld/%lld\n", kl,
             (long long)agree, (long long)rows);

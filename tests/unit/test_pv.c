@@ -39,14 +39,14 @@ static struct lmp_tensor *add_tensor(struct lmp_model *m, float **cur, const cha
                                      float offset) {
     struct lmp_tensor *t = &m->tensors[m->n_tensors++];
     snprintf(t->name, sizeof(t->name), "%s", name);
-    t->dtype = LMP_DTYPE_F32;
-    t->n_dims = n_dims;
+    t->dtype    = LMP_DTYPE_F32;
+    t->n_dims   = n_dims;
     t->shape[0] = d0;
     t->shape[1] = d1;
-    int64_t n = n_dims == 1 ? d0 : d0 * d1;
+    int64_t n   = n_dims == 1 ? d0 : d0 * d1;
     check_fill_random(*cur, n, seed);
     for (int64_t i = 0; i < n; i++) (*cur)[i] = (*cur)[i] * scale + offset;
-    t->data = *cur;
+    t->data   = *cur;
     t->nbytes = (uint64_t)n * 4;
     *cur += n;
     return t;
@@ -55,33 +55,33 @@ static struct lmp_tensor *add_tensor(struct lmp_model *m, float **cur, const cha
 static struct lmp_model *build(const struct spec *sp, uint64_t seed) {
     struct lmp_model  *m = lmp_model_alloc(LAYERS);
     struct lmp_config *c = &m->cfg;
-    c->arch = LMP_ARCH_LLAMA;
-    c->format = LMP_FORMAT_GGUF;
-    c->dim = DIM;
-    c->hidden_dim = HIDDEN;
-    c->n_heads = sp->n_heads;
-    c->n_kv_heads = sp->n_kv_heads;
-    c->head_dim = HD;
-    c->vocab_size = VOCAB;
-    c->max_seq = 32;
-    c->rope_theta = 100.0f;
-    c->norm_eps = 1e-5f;
-    c->rope = sp->rope;
-    c->tied_embeddings = sp->tied;
-    m->path = strdup("test-model-grad");
-    m->tensors = calloc(64, sizeof(*m->tensors));
+    c->arch              = LMP_ARCH_LLAMA;
+    c->format            = LMP_FORMAT_GGUF;
+    c->dim               = DIM;
+    c->hidden_dim        = HIDDEN;
+    c->n_heads           = sp->n_heads;
+    c->n_kv_heads        = sp->n_kv_heads;
+    c->head_dim          = HD;
+    c->vocab_size        = VOCAB;
+    c->max_seq           = 32;
+    c->rope_theta        = 100.0f;
+    c->norm_eps          = 1e-5f;
+    c->rope              = sp->rope;
+    c->tied_embeddings   = sp->tied;
+    m->path              = strdup("test-model-grad");
+    m->tensors           = calloc(64, sizeof(*m->tensors));
     float *data = malloc(100000 * sizeof(float)), *cur = data;
-    m->src = data;
-    m->src_close = free;
+    m->src           = data;
+    m->src_close     = free;
     const int64_t qd = (int64_t)sp->n_heads * HD, kd = (int64_t)sp->n_kv_heads * HD;
-    m->tok_emb = add_tensor(m, &cur, "tok_emb", 2, VOCAB, DIM, seed++, 1.0f, 0.0f);
+    m->tok_emb  = add_tensor(m, &cur, "tok_emb", 2, VOCAB, DIM, seed++, 1.0f, 0.0f);
     m->out_norm = add_tensor(m, &cur, "out_norm", 1, DIM, 0, seed++, 0.3f, 1.0f);
     m->output =
         sp->tied ? m->tok_emb : add_tensor(m, &cur, "output", 2, VOCAB, DIM, seed++, 0.7f, 0.0f);
     for (int b = 0; b < LAYERS; b++) {
         struct lmp_block *blk = &m->blocks[b];
-        blk->attn_norm = add_tensor(m, &cur, "attn_norm", 1, DIM, 0, seed++, 0.3f, 1.0f);
-        blk->ffn_norm = add_tensor(m, &cur, "ffn_norm", 1, DIM, 0, seed++, 0.3f, 1.0f);
+        blk->attn_norm        = add_tensor(m, &cur, "attn_norm", 1, DIM, 0, seed++, 0.3f, 1.0f);
+        blk->ffn_norm         = add_tensor(m, &cur, "ffn_norm", 1, DIM, 0, seed++, 0.3f, 1.0f);
         const int64_t shp[LMP_LIN_COUNT][2] = {{qd, DIM},    {kd, DIM},     {kd, DIM},
                                                {DIM, qd},    {HIDDEN, DIM}, {HIDDEN, DIM},
                                                {DIM, HIDDEN}};
@@ -95,7 +95,7 @@ static struct lmp_model *build(const struct spec *sp, uint64_t seed) {
         }
     }
     struct lmp_err err = {0};
-    c->qkv_bias = sp->bias;
+    c->qkv_bias        = sp->bias;
     enum lmp_status st = lmp_model_finish(m, &err);
     if (st != LMP_OK) fprintf(stderr, "finish: %s\n", err.msg);
     CHECK(st == LMP_OK);
@@ -125,9 +125,9 @@ struct student {
 
 static void student_init(struct student *s, uint64_t seed) {
     memset(s, 0, sizeof(*s));
-    const struct spec sp = {LMP_ROPE_HALF, true, false, 4, 2};
+    const struct spec sp  = {LMP_ROPE_HALF, true, false, 4, 2};
     struct lmp_err    err = {0};
-    s->m = build(&sp, seed);
+    s->m                  = build(&sp, seed);
     CHECK(lmp_model_weights_load(s->m, &s->teacher, &err) == LMP_OK);
     CHECK(lmp_model_weights_load(s->m, &s->w, &err) == LMP_OK);
     CHECK(lmp_model_grad_new(&s->m->cfg, N_SEQ, T, &s->mg) == LMP_OK);
@@ -137,15 +137,15 @@ static void student_init(struct student *s, uint64_t seed) {
     lmp_model_grad_logits(s->mg, &s->teacher->params, 0, ROWS, s->t);
     const struct lmp_kernels *kt = lmp_kernels_get();
     for (int i = 0; i < NL; i++) {
-        const struct lmp_linear *l = &s->m->blocks[i / LMP_LIN_COUNT].lin[i % LMP_LIN_COUNT];
-        struct lmp_pv_linear    *q = &s->lin[i];
+        const struct lmp_linear *l     = &s->m->blocks[i / LMP_LIN_COUNT].lin[i % LMP_LIN_COUNT];
+        struct lmp_pv_linear    *q     = &s->lin[i];
         const int64_t            n_grp = l->n_in / G;
         q->shape =
             (struct lmp_aq_shape){.n_out = l->n_out, .n_in = l->n_in, .M = M, .K = K, .g = G};
-        q->codes = calloc((size_t)(l->n_out * n_grp * M), sizeof(uint16_t));
-        q->cb = calloc((size_t)(M * K * G), sizeof(float));
-        q->scale = calloc((size_t)l->n_out, sizeof(float));
-        q->w = s->w->w[i];
+        q->codes       = calloc((size_t)(l->n_out * n_grp * M), sizeof(uint16_t));
+        q->cb          = calloc((size_t)(M * K * G), sizeof(float));
+        q->scale       = calloc((size_t)l->n_out, sizeof(float));
+        q->w           = s->w->w[i];
         const float *W = s->teacher->w[i];
         for (int64_t o = 0; o < l->n_out; o++) { /* scale: the row's rms */
             double ss = 0;
@@ -161,14 +161,14 @@ static void student_init(struct student *s, uint64_t seed) {
         free(h);
     }
     for (int b = 0; b < LAYERS; b++) {
-        s->prm[2 * b] = (struct lmp_pv_param){s->w->attn_norm[b], DIM};
+        s->prm[2 * b]     = (struct lmp_pv_param){s->w->attn_norm[b], DIM};
         s->prm[2 * b + 1] = (struct lmp_pv_param){s->w->ffn_norm[b], DIM};
     }
     s->prm[2 * LAYERS] = (struct lmp_pv_param){s->w->out_norm, DIM};
-    s->g = lmp_model_grads_new(&s->m->cfg, false);
+    s->g               = lmp_model_grads_new(&s->m->cfg, false);
     for (int i = 0; i < NL; i++) s->dw[i] = s->g->g.blocks[i / LMP_LIN_COUNT].w[i % LMP_LIN_COUNT];
     for (int b = 0; b < LAYERS; b++) {
-        s->dp[2 * b] = s->g->g.blocks[b].attn_norm;
+        s->dp[2 * b]     = s->g->g.blocks[b].attn_norm;
         s->dp[2 * b + 1] = s->g->g.blocks[b].ffn_norm;
     }
     s->dp[2 * LAYERS] = s->g->g.out_norm;
@@ -211,7 +211,7 @@ static void test_p_step_lowers_kl(void) {
     struct student s;
     student_init(&s, 10);
     struct lmp_pv     *pv = NULL;
-    struct lmp_pv_opts o = {.lr = 2e-3f, .code_frac = -1};
+    struct lmp_pv_opts o  = {.lr = 2e-3f, .code_frac = -1};
     CHECK(lmp_pv_new(s.lin, NL, s.prm, 2 * LAYERS + 1, &o, &pv) == LMP_OK);
     for (int i = 0; i < NL; i++) CHECK(w_is_decode(&s.lin[i]));
     const double kl0 = kl_now(&s, true);
@@ -235,9 +235,9 @@ static void test_p_step_lowers_kl(void) {
 static void test_v_step(void) {
     struct student s;
     student_init(&s, 30);
-    struct lmp_pv     *pv = NULL;
+    struct lmp_pv     *pv   = NULL;
     const double       frac = 0.05;
-    struct lmp_pv_opts o = {.code_lr = 5e-2f, .code_frac = frac, .beam = 4};
+    struct lmp_pv_opts o    = {.code_lr = 5e-2f, .code_frac = frac, .beam = 4};
     CHECK(lmp_pv_new(s.lin, NL, s.prm, 2 * LAYERS + 1, &o, &pv) == LMP_OK);
     int64_t total_changed = 0;
     for (int step = 0; step < 4; step++) {
@@ -249,7 +249,7 @@ static void test_v_step(void) {
             const struct lmp_aq_shape *sh = &s.lin[i].shape;
             const int64_t nc = sh->n_out * (sh->n_in / G) * M, nw = sh->n_out * sh->n_in;
             old_codes[i] = malloc((size_t)nc * sizeof(uint16_t));
-            old_w[i] = malloc((size_t)nw * sizeof(float));
+            old_w[i]     = malloc((size_t)nw * sizeof(float));
             memcpy(old_codes[i], s.lin[i].codes, (size_t)nc * sizeof(uint16_t));
             memcpy(old_w[i], s.lin[i].w, (size_t)nw * sizeof(float));
             allowed += (int64_t)(frac * (double)(sh->n_out * (sh->n_in / G)));
@@ -260,10 +260,10 @@ static void test_v_step(void) {
         CHECK(st.dist_after <= st.dist_before);
         int64_t changed = 0, worse = 0;
         for (int i = 0; i < NL; i++) {
-            const struct lmp_aq_shape *sh = &s.lin[i].shape;
+            const struct lmp_aq_shape *sh     = &s.lin[i].shape;
             const int64_t              groups = sh->n_out * (sh->n_in / G);
-            const float               *u = lmp_pv_buffer(pv, i);
-            int64_t                    here = 0;
+            const float               *u      = lmp_pv_buffer(pv, i);
+            int64_t                    here   = 0;
             for (int64_t gi = 0; gi < groups; gi++) {
                 if (memcmp(old_codes[i] + gi * M, s.lin[i].codes + gi * M, M * sizeof(uint16_t)) ==
                     0)
@@ -311,10 +311,10 @@ static void test_pv_steps_lower_kl(void) {
     struct student s;
     student_init(&s, 50);
     struct lmp_pv     *pv = NULL;
-    struct lmp_pv_opts o = {.lr = 2e-3f, .code_lr = 1e-2f, .code_frac = 0.02};
+    struct lmp_pv_opts o  = {.lr = 2e-3f, .code_lr = 1e-2f, .code_frac = 0.02};
     CHECK(lmp_pv_new(s.lin, NL, s.prm, 2 * LAYERS + 1, &o, &pv) == LMP_OK);
-    const double kl0 = kl_now(&s, true);
-    double       kl = kl0;
+    const double kl0     = kl_now(&s, true);
+    double       kl      = kl0;
     int64_t      changed = 0;
     for (int step = 0; step < 30; step++) {
         struct lmp_pv_v_stats st;
@@ -332,10 +332,10 @@ static void test_pv_steps_lower_kl(void) {
 
 static void test_rejects_bad_shapes(void) {
     struct lmp_pv       *pv = NULL;
-    struct lmp_pv_linear l = {.shape = {.n_out = 2, .n_in = 10, .M = 1, .K = 16, .g = 4}};
+    struct lmp_pv_linear l  = {.shape = {.n_out = 2, .n_in = 10, .M = 1, .K = 16, .g = 4}};
     CHECK(lmp_pv_new(&l, 1, NULL, 0, NULL, &pv) == LMP_EINVAL && pv == NULL);
     l.shape.n_in = 8;
-    l.shape.K = 70000;
+    l.shape.K    = 70000;
     CHECK(lmp_pv_new(&l, 1, NULL, 0, NULL, &pv) == LMP_EINVAL);
     CHECK(lmp_pv_new(NULL, 0, NULL, 0, NULL, &pv) == LMP_OK && pv != NULL);
     lmp_pv_destroy(&pv);

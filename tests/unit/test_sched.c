@@ -9,12 +9,12 @@ enum { N_PEERS = 4 };
 
 /* Peers: 0..3; rate r (weights per second, 0 = unmeasured), idle or running task t. */
 static struct lmp_sched_peer worker(double rate, bool idle, int task, bool calibrating) {
-    return (struct lmp_sched_peer){.connected = true,
-                                   .worker = true,
-                                   .idle = idle,
+    return (struct lmp_sched_peer){.connected   = true,
+                                   .worker      = true,
+                                   .idle        = idle,
                                    .calibrating = calibrating,
-                                   .task = task,
-                                   .busy_s = rate > 0 ? 1.0 : 0.0,
+                                   .task        = task,
+                                   .busy_s      = rate > 0 ? 1.0 : 0.0,
                                    .params_done = rate};
 }
 static const struct lmp_sched_peer none = {.task = -1};
@@ -34,7 +34,7 @@ struct pick_task_case {
 };
 
 static void test_pick_task_table(void) {
-    const struct lmp_sched_peer idle0 = worker(0, true, -1, false);
+    const struct lmp_sched_peer idle0   = worker(0, true, -1, false);
     const struct pick_task_case cases[] = {
         {"nothing ready", {{.size = 9}}, 1, {idle0, none, none, none}, 0, -1},
         {"biggest first",
@@ -133,9 +133,9 @@ struct pick_slice_case {
 };
 
 static void test_pick_slice_table(void) {
-    const struct lmp_sched_peer  idle = worker(0, true, -1, false);
-    const struct lmp_sched_peer  busy = worker(0, false, 5, false);
-    const struct lmp_sched_peer  cal = worker(0, false, -1, true);
+    const struct lmp_sched_peer  idle    = worker(0, true, -1, false);
+    const struct lmp_sched_peer  busy    = worker(0, false, 5, false);
+    const struct lmp_sched_peer  cal     = worker(0, false, -1, true);
     const struct pick_slice_case cases[] = {
         {"no slices", {{0}}, 0, {idle, none, none, none}, 0, {-1, -1, -1}},
         {"unheld slice of the earliest block",
@@ -212,15 +212,15 @@ static void test_pick_slice_table(void) {
 
 static void test_split(void) {
     struct lmp_sched_task       tasks[1] = {ready_task(100)};
-    const struct lmp_sched_peer idle = worker(0, true, -1, false),
-                                busy = worker(0, false, 7, false);
+    const struct lmp_sched_peer idle     = worker(0, true, -1, false),
+                                busy     = worker(0, false, 7, false);
     struct lmp_sched_peer peers[N_PEERS] = {idle, idle, busy, idle};
-    struct lmp_sched      s = {.tasks = tasks,
-                               .n_tasks = 1,
-                               .peers = peers,
-                               .n_peers = N_PEERS,
-                               .aqlm = true,
-                               .row_shards = 8};
+    struct lmp_sched      s              = {.tasks      = tasks,
+                                            .n_tasks    = 1,
+                                            .peers      = peers,
+                                            .n_peers    = N_PEERS,
+                                            .aqlm       = true,
+                                            .row_shards = 8};
     int                   pis[LMP_SCHED_MAX_SHARDS];
     CHECK(lmp_sched_split(&s, 1, 0, pis) == 3); /* 1, then the other idle ones: 0, 3 */
     CHECK(pis[0] == 1 && pis[1] == 0 && pis[2] == 3);
@@ -254,19 +254,19 @@ static void test_shard_weights(void) {
 /* ---- lmp_sched_decide: the order of the rules ----------------------------------------- */
 
 static void test_decide_order(void) {
-    const struct lmp_sched_peer idle = worker(0, true, -1, false);
-    struct lmp_sched_task       tasks[2] = {ready_task(50), ready_task(80)};
-    struct lmp_sched_slice      slices[2] = {{.next_b = 1, .ready = true, .owner = -1},
-                                             {.next_b = 2, .ready = true, .owner = -1}};
+    const struct lmp_sched_peer idle           = worker(0, true, -1, false);
+    struct lmp_sched_task       tasks[2]       = {ready_task(50), ready_task(80)};
+    struct lmp_sched_slice      slices[2]      = {{.next_b = 1, .ready = true, .owner = -1},
+                                                  {.next_b = 2, .ready = true, .owner = -1}};
     struct lmp_sched_peer       peers[N_PEERS] = {idle, idle, none, none};
-    struct lmp_sched            s = {.tasks = tasks,
-                                     .n_tasks = 2,
-                                     .slices = slices,
-                                     .n_slices = 2,
-                                     .peers = peers,
-                                     .n_peers = N_PEERS,
-                                     .aqlm = true,
-                                     .ft_owner = -1};
+    struct lmp_sched            s              = {.tasks    = tasks,
+                                                  .n_tasks  = 2,
+                                                  .slices   = slices,
+                                                  .n_slices = 2,
+                                                  .peers    = peers,
+                                                  .n_peers  = N_PEERS,
+                                                  .aqlm     = true,
+                                                  .ft_owner = -1};
     struct lmp_sched_pick       d;
     lmp_sched_decide(&s, 0, &d); /* a slice of the earliest block before any task */
     CHECK(d.kind == LMP_SCHED_SLICE && d.index == 0);

@@ -23,7 +23,7 @@ static Lmp__JobStatus  js;
 
 /* SmolLM2-like: 210 layers, n_done done, n_run running (each on a worker), the rest pending */
 static void make_job(unsigned n_done, unsigned n_run) {
-    job = (Lmp__JobInfo)LMP__JOB_INFO__INIT;
+    job        = (Lmp__JobInfo)LMP__JOB_INFO__INIT;
     job.job_id = 7, job.name = "smollm2", job.state = LMP__JOB_STATE__JOB_STATE_RUNNING;
     job.model_path = "/models/SmolLM2-135M", job.out_path = "smol.h5";
     job.layers_total = N_LAYERS, job.layers_done = n_done;
@@ -37,7 +37,7 @@ static void make_job(unsigned n_done, unsigned n_run) {
                                                : LMP__TASK_STATE__TASK_STATE_PENDING;
         layers[i].step = 3, layers[i].n_steps = 20, layers[i].loss = 0.25;
         layers[i].worker = i >= n_done && i < n_done + n_run ? "w" : "";
-        layer_p[i] = &layers[i];
+        layer_p[i]       = &layers[i];
     }
     job.n_layers = N_LAYERS, job.layers = layer_p;
     for (unsigned i = 0; i < N_WORKERS; i++) {
@@ -45,15 +45,15 @@ static void make_job(unsigned n_done, unsigned n_run) {
         snprintf(wnames[i], sizeof(wnames[i]), "worker-%u", i);
         workers[i].id = wnames[i], workers[i].state = LMP__WORKER_STATE__WORKER_STATE_IDLE;
         workers[i].last_heartbeat_ms = NOW - 300;
-        worker_p[i] = &workers[i];
+        worker_p[i]                  = &workers[i];
     }
-    js = (Lmp__JobStatus)LMP__JOB_STATUS__INIT;
+    js        = (Lmp__JobStatus)LMP__JOB_STATUS__INIT;
     js.n_jobs = 1, js.jobs = &job_p, js.n_workers = N_WORKERS, js.workers = worker_p;
 }
 
 static void busy(unsigned w, uint64_t task) {
-    workers[w].state = LMP__WORKER_STATE__WORKER_STATE_BUSY;
-    tasks[w] = task;
+    workers[w].state           = LMP__WORKER_STATE__WORKER_STATE_BUSY;
+    tasks[w]                   = task;
     workers[w].n_running_tasks = 1, workers[w].running_tasks = &tasks[w];
 }
 
@@ -84,8 +84,8 @@ static void test_fits_any_terminal(void) {
         char *s = lmp_status_view_render(&v, &js, NOW, sizes[k][0], sizes[k][1]);
         CHECK(s != NULL);
         if (s == NULL) continue;
-        const int         cols = sizes[k][1] < 20 ? 20 : sizes[k][1];
-        const int         n = check_fits(s, sizes[k][0], cols);
+        const int         cols   = sizes[k][1] < 20 ? 20 : sizes[k][1];
+        const int         n      = check_fits(s, sizes[k][0], cols);
         static const char head[] = "job 7 smollm2 running: 120/210 layers";
         CHECK(strncmp(s, head, cols < (int)sizeof(head) - 1 ? (size_t)cols : sizeof(head) - 1) ==
               0);
@@ -119,7 +119,7 @@ static void test_lists_running_layers_only(void) {
     CHECK(s != NULL);
     if (s == NULL) return;
     check_fits(s, 24, 80);
-    if (getenv("LMP_SHOW_SCREEN")) fputs(s, stderr);   /* to look at it */
+    if (getenv("LMP_SHOW_SCREEN")) fputs(s, stderr); /* to look at it */
     CHECK(strstr(s, "more running") != NULL);
     CHECK(strstr(s, "workers: 6") != NULL);
     free(s);
