@@ -428,6 +428,8 @@ static void state_forget(struct lmp_coord *c) {
 
 /* The job ends (done, failed, cancelled): workers are told, resources released; the
  * job's summary stays visible to status queries. */
+static void close_post(struct lmp_coord *c, struct job *J);
+
 static void job_end(struct lmp_coord *c, Lmp__JobState state) {
     struct job *J = c->job;
     J->state       = state;
@@ -435,6 +437,10 @@ static void job_end(struct lmp_coord *c, Lmp__JobState state) {
     for (int i = 0; i < MAX_PEERS; i++) {
         struct peer *p = &c->peers[i];
         if (!p->used || p->dead || (p->task < 0 && p->cal < 0 && !p->ft)) continue;
+        if (p->read_token) { /* reserved, not sent (read-back in flight): nothing to cancel */
+            p->read_token = 0, p->cal = -1, p->ft = false;
+            continue;
+        }
         Lmp__Envelope env;
         Lmp__TaskCancel tc = LMP__TASK_CANCEL__INIT;
         lmp_wire_init(&env, 0, 0);
@@ -463,8 +469,13 @@ static void job_end(struct lmp_coord *c, Lmp__JobState state) {
     lmp_calib_destroy(&J->cal);
     lmp_calib_grams_destroy(&J->grams);
     lmp_transformer_destroy(&J->tf);
-    if (J->bg_busy == 0)           /* else once the background item is back (bg_done) */
-        lmp_artifact_close(&J->a); /* committed parts stay; the lock is released */
+    /* committed parts stay; the lock is released. With a background item using the artifact
+     * (a read-back), closed on the background thread after it and before anything posted
+     * later (a new job's plan opening the same artifact): HDF5 is not thread-safe */
+    if (J->bg_busy == 0)
+        lmp_artifact_close(&J->a);
+    else
+        close_post(c, J);
     free(J->tokens);
     J->tokens = NULL;
     state_forget(c);
@@ -1433,7 +1444,7 @@ out:
  * J->bg_busy keeping job_end from closing the artifact under it; a finalize has J->finalizing
  * (no event is appended to the artifact meanwhile). Items come back in posting order. */
 
-enum bgkind { BG_PLAN, BG_READ, BG_FINALIZE };
+enum bgkind { BG_PLAN, BG_READ, BG_FINALIZE, BG_CLOSE };
 
 struct bgjob {
     struct lmp_bg_item it; /* first */
@@ -1444,6 +1455,7 @@ struct bgjob {
     bool               ft;      /* BG_READ: for the block's tuning (else slice si) */
     bool               fresh;   /* BG_READ: the activations start from the embedding */
     int                pi, si;  /* BG_READ: the worker and slice it was reserved for */
+    uint64_t           token;   /* BG_READ: the worker's read_token while in flight */
     uint32_t           attempt; /* BG_READ: ... and the attempt */
     int32_t            from, b; /* BG_READ: blocks [from, b) */
     struct qship       qs;      /* BG_READ: the result */
@@ -1462,6 +1474,9 @@ static void bg_work(struct lmp_bg_item *it) {
     case BG_READ:
         lmp_fault_sleep("LMP_FAULT_READBACK_SLEEP_MS"); /* tests: reading back a large model */
         bj->st = qship_build(&bj->qs, bj->J, bj->from, bj->b, &bj->err);
+        break;
+    case BG_CLOSE: /* after a job ended with a read-back in flight (bg_done) */
+        lmp_artifact_close(&bj->J->a);
         break;
     case BG_FINALIZE: {
         struct job *J = bj->J;
@@ -1491,7 +1506,16 @@ static void read_post(struct lmp_coord *c, bool ft, int pi, int si, uint32_t att
     }
     bj->ft = ft, bj->fresh = fresh, bj->pi = pi, bj->si = si, bj->attempt = attempt;
     bj->from = from, bj->b = b;
+    bj->token = c->peers[pi].read_token = ++c->next_read_token;
     c->job->bg_busy++;
+    lmp_bg_post(c->bg, &bj->it);
+}
+
+/* job_end with a read-back in flight: the artifact is closed after it (FIFO). */
+static void close_post(struct lmp_coord *c, struct job *J) {
+    struct bgjob *bj = bg_new(c, BG_CLOSE, J);
+    if (bj == NULL) return; /* out of memory: job_destroy closes it */
+    J->bg_busy++;
     lmp_bg_post(c->bg, &bj->it);
 }
 
@@ -1634,6 +1658,7 @@ static void plan_done(struct lmp_coord *c, struct bgjob *bj) {
 
 static void read_done(struct lmp_coord *c, struct bgjob *bj) {
     struct job *J = bj->J;
+    if (c->peers[bj->pi].read_token == bj->token) c->peers[bj->pi].read_token = 0;
     if (J != c->job || J->state != LMP__JOB_STATE__JOB_STATE_RUNNING) return; /* job over */
     if (bj->st != LMP_OK) {
         job_fail(c, "cannot read the committed blocks for %s: %s",
@@ -1679,10 +1704,8 @@ static void bg_done(struct lmp_coord *c) {
             J->bg_busy--;
             if (bj->kind == BG_READ)
                 read_done(c, bj);
-            else
+            else if (bj->kind == BG_FINALIZE)
                 finalize_done(c, bj);
-            if (J->bg_busy == 0 && J->state != LMP__JOB_STATE__JOB_STATE_RUNNING)
-                lmp_artifact_close(&J->a); /* job_end left it open for the item */
         }
         qship_release(&bj->qs);
         if (bj->kind == BG_PLAN) job_destroy(&bj->J);

@@ -91,6 +91,8 @@ struct peer {
     int               cal;         /* calibration slice running, -1 = none */
     bool              ft;          /* coord.c: running the job's block fine-tuning task */
     bool              cancelling;  /* a TaskCancel is outstanding */
+    uint64_t          read_token;  /* coord.c: its task waits for a read-back (the item's
+                                      token), not sent yet; 0 = none */
     uint64_t          busy_until;  /* ms (monotonic): refused a task as busy, none before then */
     uint32_t          cores;
     uint64_t          memory;
@@ -159,6 +161,7 @@ struct lmp_coord {
     uint64_t      next_job_id;
     struct coord_plan    *plan; /* the job being planned, NULL */
     struct lmp_bg        *bg;   /* coordinator/bg.h: planning, read-back, finalize */
+    uint64_t              next_read_token; /* coord.c: peer.read_token of the last read-back */
     struct lmp_sched_peer sched_peers[MAX_PEERS]; /* coord.c: the scheduler's view of peers */
 };
 

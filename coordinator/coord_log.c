@@ -75,7 +75,9 @@ static void record(struct lmp_coord *c, const struct lmp_event *e) {
         L->lines[slot].e   = *e;
     }
     struct job *J = c->job;
-    if (J && J->a && !J->finalizing) { /* finalize (background) absorbs the log file */
+    /* not once the job ended (its artifact may be closing on the background thread), nor
+     * while finalize (background) absorbs the log file */
+    if (J && J->a && J->state == LMP__JOB_STATE__JOB_STATE_RUNNING && !J->finalizing) {
         struct lmp_err err = {0};
         if (lmp_artifact_add_event(J->a, e, &err) != LMP_OK)   /* not fatal: the ring has it */
             lmp_log_debug("coordinator: event not kept in the artifact: %s", err.msg);

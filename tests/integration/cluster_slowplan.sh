@@ -12,7 +12,10 @@
 #  2. sequential mode, 2.5 s per read-back: status within a second, the same artifact as
 #     `lmpress compress --mode sequential` (one worker: bit for bit);
 #  3. a plan that fails after the submitter was answered shows the job failed, with why;
-#  4. in neither job is a worker declared gone.
+#  4. a sequential job cancelled while a read-back is in flight, and submitted again at once:
+#     the artifact is closed (its lock released) before the new plan opens it, and the
+#     resumed job gives the same artifact;
+#  5. in none of the jobs is a worker declared gone.
 set -u
 : "${LMP_BUILD_DIR:?}"
 . "$(dirname "$0")/lib.bash"
@@ -93,7 +96,16 @@ wait_for 10 grep -q "job 3 failed while planned" c.log || bad "the late plan fai
 grep -q '"state":"failed"' e.json && grep -q "nodir" e.json ||
     bad "status after a late plan failure: $(head -c 300 e.json)"
 
-# 4. nobody was declared gone
+# 4. cancelled during a read-back, resubmitted at once (its plan queued behind the close)
+"$LMPRESS" submit --connect "$EP" "${JOB[@]}" --mode sequential --out d.h5 > d.out 2> d.err ||
+    bad "submit d: $(cat d.err)"
+wait_for 15 grep -q "job 4 accepted:" c.log || bad "job 4 not planned"
+"$LMPRESS" cancel --connect "$EP" > /dev/null 2>&1 || bad "cancel job 4"
+timeout 300 "$LMPRESS" submit --connect "$EP" --wait "${JOB[@]}" --mode sequential --out d.h5 \
+    > d2.out 2> d2.err || { bad "resubmit after a cancel during a read-back"; cat d2.err; }
+same_layers d.h5 ref_seq.h5 || bad "cancel during a read-back + resume: the artifact differs"
+
+# 5. nobody was declared gone
 grep -q "declared gone" c.log && bad "a worker was declared gone: $(grep 'declared gone' c.log)"
 kill -TERM "$WPID_w1" "$CPID"
 wait "$CPID" || bad "coordinator exit code on SIGTERM"
