@@ -21,6 +21,7 @@
 
 #include <assert.h>
 #include <errno.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -967,11 +968,14 @@ static void on_rows_partial(struct lmp_coord *c, int pi, const Lmp__RowsPartial 
     const struct lmp_aq_scheme *sc = &J->cspec.sc;
     const int64_t               n_max = (int64_t)sc->M * sc->K * sc->g + 1;
     if (k < 0) return;
+    bool finite = true;
+    for (size_t i = 0; i < rp->n_part; i++) finite &= isfinite(rp->part[i]) != 0;
     if (rp->step != R->step + 1 || R->s[k].part != NULL || R->s[k].done || rp->n_part == 0 ||
-        (int64_t)rp->n_part > n_max || (R->n_part && (int64_t)rp->n_part != R->n_part)) {
+        (int64_t)rp->n_part > n_max || (R->n_part && (int64_t)rp->n_part != R->n_part) || !finite) {
         char msg[300];
-        snprintf(msg, sizeof(msg), "worker '%s' sent part %llu (%zu values) of '%s' out of step",
-                 c->peers[pi].id.name, (unsigned long long)rp->step, rp->n_part, t->l->name);
+        snprintf(msg, sizeof(msg), "worker '%s' sent part %llu (%zu values) of '%s' %s",
+                 c->peers[pi].id.name, (unsigned long long)rp->step, rp->n_part, t->l->name,
+                 finite ? "out of step" : "with values not finite: refused");
         rows_abort(c, ti, true, msg);
         return;
     }
@@ -1721,6 +1725,78 @@ static void bg_drop(struct lmp_bg_item *it) {
     free(bj);
 }
 
+/* A slot for a new peer of this role, -1 if none (MAX_WORKERS workers connected). A client
+ * always gets one: the longest-silent client's if MAX_CLIENTS are in use. */
+static int new_slot(struct lmp_coord *c, enum lmp_peer role) {
+    int n = 0, free_slot = -1, reuse = -1;
+    for (int i = 0; i < MAX_PEERS; i++) {
+        const struct peer *q = &c->peers[i];
+        if (!q->used) {
+            if (free_slot < 0) free_slot = i;
+        } else if (q->role == role) {
+            n++;
+            if (role == LMP_PEER_WORKER ? q->dead && reuse < 0
+                                        : reuse < 0 || q->last_seen < c->peers[reuse].last_seen)
+                reuse = i;
+        }
+    }
+    const int cap = role == LMP_PEER_WORKER ? MAX_WORKERS : MAX_CLIENTS;
+    if (n < cap && free_slot >= 0) return free_slot;
+    if (reuse >= 0 && role == LMP_PEER_CLI) {
+        lmp_log_info("coordinator: %d clients connected: the session of '%s' (silent %.1fs) ends",
+                     n, c->peers[reuse].id.name,
+                     (double)(mono_ms() - c->peers[reuse].last_seen) / 1000.0);
+        c->peers[reuse].used = false;
+    }
+    return reuse;
+}
+
+/* ---- checks of a worker's result before anything of it is kept -------------------- */
+
+/* The largest relative error a result may report (a worse layer is a broken worker,
+ * not a hard layer: docs/protocol.md "Results are checked"). */
+#define LMP_REL_ERR_MAX 1e3
+
+static bool all_finite_f32(const Lmp__Tensor *t) {
+    const float *v = (const float *)t->data.data;
+    for (size_t i = 0; i < t->data.len / sizeof(float); i++)
+        if (!isfinite(v[i])) return false;
+    return true;
+}
+
+/* A worker whose result was refused gets no task for a while (longer after each failure),
+ * so that the other workers' attempts come first. */
+static void bench(struct peer *p) {
+    const uint64_t n = p->n_failed < 10 ? p->n_failed : 10;
+    p->busy_until    = mono_ms() + 1000 * n;
+}
+
+static bool rel_err_sane(double e) {
+    return isfinite(e) && e >= 0 && e <= LMP_REL_ERR_MAX;
+}
+
+/* An AQLM result's payload (shapes already checked): data lengths and types, finite
+ * codebooks and scales, codes below 2^B, sane errors. NULL, or what is wrong. */
+static const char *aq_result_problem(const Lmp__TaskResult *r, const struct lmp_aq_scheme *sc) {
+    const Lmp__Tensor *cd = r->codes, *cb = r->codebooks, *scl = r->scales;
+    if (cd->dtype != LMP__DTYPE__DTYPE_U16 || cb->dtype != LMP__DTYPE__DTYPE_F32 ||
+        scl->dtype != LMP__DTYPE__DTYPE_F32 ||
+        cd->data.len != cd->shape[0] * cd->shape[1] * cd->shape[2] * 2 ||
+        cb->data.len != cb->shape[0] * cb->shape[1] * cb->shape[2] * 4 ||
+        scl->data.len != scl->shape[0] * 4)
+        return "arrays of the wrong type or length";
+    if (!all_finite_f32(cb)) return "codebooks not finite (NaN or Inf)";
+    if (!all_finite_f32(scl)) return "scales not finite (NaN or Inf)";
+    const uint16_t *code = (const uint16_t *)cd->data.data;
+    for (size_t i = 0; i < cd->data.len / 2; i++)
+        if ((int64_t)code[i] >= (int64_t)sc->K) return "codes out of range (>= 2^B)";
+    if (r->stats == NULL) return "no statistics";
+    if (!rel_err_sane(r->stats->rel_err_before) || !rel_err_sane(r->stats->rel_err_after))
+        return "relative error outside [0, 1e3]";
+    if (!isfinite(r->stats->seconds) || r->stats->seconds < 0) return "seconds not a duration";
+    return NULL;
+}
+
 static void on_hello(struct lmp_coord *c, const struct lmp_zpeer *from, const Lmp__Envelope *env) {
     const Lmp__Hello *h = env->hello;
     const enum lmp_peer role = lmp_peer_of_role(h->role);
@@ -1729,14 +1805,11 @@ static void on_hello(struct lmp_coord *c, const struct lmp_zpeer *from, const Lm
         return;
     }
     int pi = find_peer(c, from);
-    if (pi < 0)
-        for (int i = 0; i < MAX_PEERS && pi < 0; i++)
-            if (!c->peers[i].used) pi = i;
-    if (pi < 0)   /* reuse the slot of a dead worker */
-        for (int i = 0; i < MAX_PEERS && pi < 0; i++)
-            if (c->peers[i].dead) pi = i;
+    if (pi < 0) pi = new_slot(c, role);
     if (pi < 0) {
-        coord_send_error(c, from, env->seq, LMP_ENOMEM, "too many peers");
+        char msg[96];
+        snprintf(msg, sizeof(msg), "too many workers (at most %d connected)", MAX_WORKERS);
+        coord_send_error(c, from, env->seq, LMP_ENOMEM, msg);
         return;
     }
     struct peer     *p = &c->peers[pi];
@@ -1814,17 +1887,23 @@ static void on_rows_result(struct lmp_coord *c, int pi, const Lmp__TaskResult *r
     bool first = true;
     for (int q = 0; q < R->n; q++) first &= !R->s[q].done;
     if (ok && !first && memcmp(R->cb, r->codebooks->data.data, (size_t)n_cb * 4) != 0) ok = false;
+    const char *bad = ok ? aq_result_problem(r, sc) : NULL;
     p->task = -1;
-    if (!ok) {
+    if (!ok || bad) {
         char msg[400];
-        snprintf(msg, sizeof(msg),
-                 "row result for '%s' from '%s' does not fit its shard (rows, shapes, "
-                 "or codebooks differing from the other shards')",
-                 l->name, p->id.name);
+        if (bad)
+            snprintf(msg, sizeof(msg), "row result for '%s' from '%s' refused: %s", l->name,
+                     p->id.name, bad);
+        else
+            snprintf(msg, sizeof(msg),
+                     "row result for '%s' from '%s' does not fit its shard (rows, shapes, "
+                     "or codebooks differing from the other shards')",
+                     l->name, p->id.name);
         lmp_log_warn("coordinator: %s", msg);
         ack->accepted = false;
         coord_send(c, &p->id, ackenv);
         p->n_failed++;
+        bench(p);
         rows_abort(c, ti, true, msg);
         return;
     }
@@ -1937,7 +2016,13 @@ static void on_result(struct lmp_coord *c, int pi, const Lmp__Envelope *env) {
         res.bits_per_weight = ts->bits_per_weight, res.seconds = ts->seconds;
         res.steps = ts->steps;
     }
-    if (J->cspec.method == LMP_COMPRESS_AQLM) {
+    const char *bad = NULL;
+    if (ts && (!rel_err_sane(ts->rel_err_before) || !rel_err_sane(ts->rel_err_after)))
+        st = lmp_err_set(&err, LMP_EPROTO,
+                         "result for '%s' from '%s' refused: relative error "
+                         "outside [0, 1e3]",
+                         l->name, p->id.name);
+    else if (J->cspec.method == LMP_COMPRESS_AQLM) {
         const struct lmp_aq_scheme *sc = &J->cspec.sc;
         const uint64_t want_c[3] = {(uint64_t) l->n_out, (uint64_t) (l->n_in / sc->g), (uint64_t) sc->M};
         const uint64_t want_b[3] = {(uint64_t) sc->M, (uint64_t) sc->K, (uint64_t) sc->g};
@@ -1948,6 +2033,9 @@ static void on_result(struct lmp_coord *c, int pi, const Lmp__Envelope *env) {
             r->scales->shape[0] != (uint64_t) l->n_out) {
             st = lmp_err_set(&err, LMP_EPROTO, "result for '%s' from '%s' does not have the "
                              "job's scheme or the layer's shape", l->name, p->id.name);
+        } else if ((bad = aq_result_problem(r, sc)) != NULL) {
+            st = lmp_err_set(&err, LMP_EPROTO, "result for '%s' from '%s' refused: %s", l->name,
+                             p->id.name, bad);
         } else {
             res.aq = (struct lmp_aq_layer){.sc = *sc, .n_out = l->n_out, .n_in = l->n_in,
                                            .codes = (uint16_t *) r->codes->data.data,
@@ -2002,6 +2090,7 @@ static void on_result(struct lmp_coord *c, int pi, const Lmp__Envelope *env) {
         coord_send(c, &p->id, &out);
         p->n_failed++;
         if (st == LMP_EPROTO) {
+            bench(p);
             lmp_log_warn("coordinator: %s", err.msg);
             requeue(c, ti, true, err.msg);
         } else {
@@ -2203,8 +2292,8 @@ static void on_timer(struct lmp_coord *c) {
             char why[64];
             snprintf(why, sizeof(why), "silent for %.1fs", (double) (now - p->last_seen) / 1000.0);
             peer_gone(c, i, why);
-        } else if (p->role == LMP_PEER_CLI && now - p->last_seen > 600000) {
-            p->used = false;   /* a CLI that went away long ago */
+        } else if (p->role == LMP_PEER_CLI && now - p->last_seen > CLIENT_IDLE_MS) {
+            p->used = false; /* a client answered and gone quiet: its session ends */
         }
     }
 }

@@ -24,7 +24,13 @@
 #include <stdint.h>
 #include <time.h>
 
-enum { MAX_PEERS = 256 };
+/* The peer table: workers and clients have separate capacities, so clients can never lock
+ * workers out. A worker slot (alive, or declared gone and kept for status) is reused by
+ * a new worker once MAX_WORKERS are taken; a client slot is freed when the client has
+ * been silent for CLIENT_IDLE_MS, or taken from the longest-silent client when
+ * MAX_CLIENTS are in use (docs/cli.md "Limits"). */
+enum { MAX_WORKERS = 256, MAX_CLIENTS = 64, MAX_PEERS = MAX_WORKERS + MAX_CLIENTS };
+enum { CLIENT_IDLE_MS = 60000 };
 
 static inline uint64_t mono_ms(void) {
     struct timespec ts;

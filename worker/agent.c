@@ -687,6 +687,18 @@ static void task_join(struct agent *A) {
     }
 }
 
+/* Fault-injection hook for tests (tests/integration/cluster_badresult.sh):
+ * LMP_FAULT_RESULT_CORRUPT=nan|inf|code|relerr spoils a layer's result before it is sent
+ * (a NaN codebook entry, an Inf scale, a code of 2^B, a relative error of -1e300). */
+static void corrupt_result(const struct lmp_aq_layer *q, Lmp__TaskStats *ts) {
+    const char *f = getenv("LMP_FAULT_RESULT_CORRUPT");
+    if (f == NULL || f[0] == '\0') return;
+    if (strcmp(f, "nan") == 0) q->codebooks[0] = NAN;
+    if (strcmp(f, "inf") == 0) q->scales[0] = INFINITY;
+    if (strcmp(f, "code") == 0 && q->sc.K < 65536) q->codes[0] = (uint16_t)q->sc.K;
+    if (strcmp(f, "relerr") == 0) ts->rel_err_after = -1e300;
+}
+
 static enum lmp_status send_result(struct agent *A, struct task *t, struct lmp_err *err) {
     const struct lmp_compress_result *r = &t->res;
     Lmp__Envelope                     env;
@@ -771,6 +783,7 @@ static enum lmp_status send_result(struct agent *A, struct task *t, struct lmp_e
         tr.tensors   = gp;
     } else if (r->method == LMP_COMPRESS_AQLM) {
         const struct lmp_aq_layer *q = &r->aq;
+        corrupt_result(q, &ts);
         cs[0] = (uint64_t)r->n_out, cs[1] = (uint64_t)(r->n_in / q->sc.g),
         cs[2] = (uint64_t)q->sc.M;
         bs[0] = (uint64_t)q->sc.M, bs[1] = (uint64_t)q->sc.K, bs[2] = (uint64_t)q->sc.g;
