@@ -48,7 +48,7 @@ static void *bg_main(void *arg) {
         while (!bg->stop && bg->todo == NULL) pthread_cond_wait(&bg->cv, &bg->mu);
         if (bg->stop) break;
         struct lmp_bg_item *it = pop(&bg->todo, &bg->todo_tail);
-        bg->running = it;
+        bg->running            = it;
         pthread_mutex_unlock(&bg->mu);
         it->work(it);
         pthread_mutex_lock(&bg->mu);
@@ -64,7 +64,7 @@ static void *bg_main(void *arg) {
 
 enum lmp_status lmp_bg_new(struct lmp_bg **out, struct lmp_err *err) {
     assert(out);
-    *out = NULL;
+    *out              = NULL;
     struct lmp_bg *bg = calloc(1, sizeof(*bg));
     if (bg == NULL) return lmp_err_set(err, LMP_ENOMEM, "out of memory");
     bg->fd[0] = bg->fd[1] = -1;
@@ -80,7 +80,7 @@ enum lmp_status lmp_bg_new(struct lmp_bg **out, struct lmp_err *err) {
         return lmp_err_set(err, LMP_EIO, "cannot start the coordinator's background thread");
     }
     bg->started = true;
-    *out = bg;
+    *out        = bg;
     return LMP_OK;
 }
 

@@ -13,21 +13,21 @@ static enum lmp_status result_to_layer(struct lmp_art_layer *l, const struct lmp
     memset(l, 0, sizeof(*l));
     snprintf(l->name, sizeof(l->name), "%s", name);
     l->n_out = r->n_out;
-    l->n_in = r->n_in;
-    l->stats = (struct lmp_art_stats){.rel_err_before = r->rel_err_before,
-                                      .rel_err_after = r->rel_err_after,
+    l->n_in  = r->n_in;
+    l->stats = (struct lmp_art_stats){.rel_err_before  = r->rel_err_before,
+                                      .rel_err_after   = r->rel_err_after,
                                       .bits_per_weight = r->bits_per_weight,
-                                      .seconds = r->seconds,
-                                      .steps = r->steps};
+                                      .seconds         = r->seconds,
+                                      .steps           = r->steps};
     if (r->method == LMP_COMPRESS_AQLM) {
         const struct lmp_aq_layer *q = &r->aq;
-        l->codec = LMP_ART_CODEC_AQ;
+        l->codec                     = LMP_ART_CODEC_AQ;
         l->M = q->sc.M, l->B = q->sc.B, l->g = q->sc.g;
         const size_t nc = (size_t)(r->n_out * (r->n_in / q->sc.g) * q->sc.M);
         const size_t nb = (size_t)q->sc.M * (size_t)q->sc.K * (size_t)q->sc.g;
-        l->codes = malloc(nc * sizeof(uint16_t));
-        l->codebooks = malloc(nb * sizeof(float));
-        l->scales = malloc((size_t)r->n_out * sizeof(float));
+        l->codes        = malloc(nc * sizeof(uint16_t));
+        l->codebooks    = malloc(nb * sizeof(float));
+        l->scales       = malloc((size_t)r->n_out * sizeof(float));
         if (l->codes == NULL || l->codebooks == NULL || l->scales == NULL)
             return lmp_err_set(err, LMP_ENOMEM, "out of memory storing '%s'", name);
         memcpy(l->codes, q->codes, nc * sizeof(uint16_t));
@@ -47,15 +47,15 @@ static enum lmp_status rtn_to_layer(struct lmp_art_layer *l, const struct lmp_co
     snprintf(l->name, sizeof(l->name), "%s", name);
     l->codec = LMP_ART_CODEC_RTN;
     l->n_out = r->n_out, l->n_in = r->n_in, l->M = 1, l->B = bits, l->g = (int32_t)group;
-    l->stats = (struct lmp_art_stats){.rel_err_before = r->rel_err_before,
-                                      .rel_err_after = r->rel_err_after,
-                                      .bits_per_weight = r->bits_per_weight,
-                                      .seconds = r->seconds,
-                                      .steps = r->steps};
+    l->stats        = (struct lmp_art_stats){.rel_err_before  = r->rel_err_before,
+                                             .rel_err_after   = r->rel_err_after,
+                                             .bits_per_weight = r->bits_per_weight,
+                                             .seconds         = r->seconds,
+                                             .steps           = r->steps};
     const int64_t n = r->n_out * r->n_in, n_s = r->n_out * (r->n_in / group);
-    l->codes = malloc((size_t)n * sizeof(uint16_t));
+    l->codes  = malloc((size_t)n * sizeof(uint16_t));
     l->scales = malloc((size_t)n_s * sizeof(float));
-    l->zeros = malloc((size_t)n_s * sizeof(float));
+    l->zeros  = malloc((size_t)n_s * sizeof(float));
     if (l->codes == NULL || l->scales == NULL || l->zeros == NULL)
         return lmp_err_set(err, LMP_ENOMEM, "out of memory storing '%s'", name);
     for (int64_t i = 0; i < n; i++) l->codes[i] = r->rtn_q[i];

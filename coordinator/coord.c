@@ -1,23 +1,23 @@
 /*  coord - see coord.h */
 #define _GNU_SOURCE
 #include "coordinator/coord_internal.h"
-#include "coordinator/sched.h"                 /* defines: lmp_sched_* */
-#include "proto/payload.h"                     /* defines: lmp_payload_name, lmp_payload_layer */
-#include "coordinator/lease.h"                 /* defines: struct lmp_lease */
-#include "coordinator/plan.h"              /* defines: coord_plan_job */
-#include "artifact/artifact.h"        /* defines: lmp_artifact_* */
-#include "artifact/artifact_model.h"  /* defines: lmp_art_tokenizer_source */
-#include "coordinator/compress.h"        /* defines: lmp_compress_result_to_layer */
-#include "artifact/fingerprint.h"     /* defines: lmp_fingerprint_calib */
-#include "base/fault.h"                 /* defines: lmp_fault_sleep */
-#include "base/file.h"                  /* defines: lmp_file_read_all */
-#include "base/log.h"                   /* defines: lmp_log_* */
-#include "proto/zauth.h"                 /* defines: lmp_zauth_* */
-#include "proto/zsock.h"                 /* defines: lmp_zsock_*, lmp_wire_* */
-#include "worker/agent.h"                /* defines: lmp_agent_method_spec */
-#include "worker/calib.h"                /* defines: lmp_calib_* */
-#include "model/tokenizer.h"      /* defines: lmp_tokenizer_open, lmp_tokenizer_encode */
-#include "model/transformer.h"    /* defines: lmp_transformer_new */
+#include "coordinator/sched.h"       /* defines: lmp_sched_* */
+#include "proto/payload.h"           /* defines: lmp_payload_name, lmp_payload_layer */
+#include "coordinator/lease.h"       /* defines: struct lmp_lease */
+#include "coordinator/plan.h"        /* defines: coord_plan_job */
+#include "artifact/artifact.h"       /* defines: lmp_artifact_* */
+#include "artifact/artifact_model.h" /* defines: lmp_art_tokenizer_source */
+#include "coordinator/compress.h"    /* defines: lmp_compress_result_to_layer */
+#include "artifact/fingerprint.h"    /* defines: lmp_fingerprint_calib */
+#include "base/fault.h"              /* defines: lmp_fault_sleep */
+#include "base/file.h"               /* defines: lmp_file_read_all */
+#include "base/log.h"                /* defines: lmp_log_* */
+#include "proto/zauth.h"             /* defines: lmp_zauth_* */
+#include "proto/zsock.h"             /* defines: lmp_zsock_*, lmp_wire_* */
+#include "worker/agent.h"            /* defines: lmp_agent_method_spec */
+#include "worker/calib.h"            /* defines: lmp_calib_* */
+#include "model/tokenizer.h"         /* defines: lmp_tokenizer_open, lmp_tokenizer_encode */
+#include "model/transformer.h"       /* defines: lmp_transformer_new */
 
 #include <assert.h>
 #include <errno.h>
@@ -45,13 +45,13 @@ void lmp_coord_opts_init(struct lmp_coord_opts *o) {
 
 void coord_send(struct lmp_coord *c, const struct lmp_zpeer *to, Lmp__Envelope *env) {
     struct lmp_err err = {0};
-    env->seq = ++c->seq;
+    env->seq           = ++c->seq;
     if (lmp_zsock_send(c->sock, to, env, NULL, &err) != LMP_OK)
         lmp_log_warn("coordinator: cannot send to '%s': %s", to->name, err.msg);
 }
 
 void coord_send_error(struct lmp_coord *c, const struct lmp_zpeer *to, uint64_t reply_to,
-                       enum lmp_status code, const char *msg) {
+                      enum lmp_status code, const char *msg) {
     Lmp__Envelope env;
     Lmp__Error    e;
     lmp_wire_error_init(&env, &e, 0, reply_to, code, msg);
@@ -68,15 +68,17 @@ static int find_peer(struct lmp_coord *c, const struct lmp_zpeer *p) {
     return -1;
 }
 
-static void job_fail(struct lmp_coord *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void job_fail(struct lmp_coord *c, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 
 /* Put a running task back in the queue; a failure counts towards max_attempts. */
 static void requeue(struct lmp_coord *c, int ti, bool failure, const char *why) {
-    struct job *J = c->job;
+    struct job  *J = c->job;
     struct task *t = &J->tasks[ti];
-    t->state  = LMP__TASK_STATE__TASK_STATE_PENDING;
-    t->worker = -1;
-    coord_event(c, failure ? LMP_LOG_WARN : LMP_LOG_INFO, LMP_EVENT_REQUEUED, ti, "%s", why && why[0] ? why : "not a failure");
+    t->state       = LMP__TASK_STATE__TASK_STATE_PENDING;
+    t->worker      = -1;
+    coord_event(c, failure ? LMP_LOG_WARN : LMP_LOG_INFO, LMP_EVENT_REQUEUED, ti, "%s",
+                why && why[0] ? why : "not a failure");
     if (!failure) return;
     t->n_failures++;
     if (t->n_failures >= c->o.max_attempts)
@@ -118,7 +120,7 @@ static void rows_free(struct task *t) {
     t->rows = NULL;
 }
 
-#define FT_TASK_BASE LMP_FT_TASK_BASE   /* coord.h */
+#define FT_TASK_BASE LMP_FT_TASK_BASE /* coord.h */
 
 struct ftstate {
     struct lmp_compress_result *held; /* (n_tasks) quantized layers awaiting their block's tuning */
@@ -134,13 +136,15 @@ static void job_finish_if_done(struct lmp_coord *c);
 
 const struct lmp_compress_result *coord_ft_held(const struct job *J, int64_t ti, int *tuner) {
     const struct ftstate *F = J->ft;
-    *tuner = -1;
+    *tuner                  = -1;
     if (F == NULL || ti < 0 || ti >= J->n_tasks || !F->have[ti]) return NULL;
     if (F->block == J->tasks[ti].l->block) *tuner = F->worker;
     return &F->held[ti];
 }
 
-int32_t coord_ft_block(const struct job *J) { return J->ft ? J->ft->block : -1; }
+int32_t coord_ft_block(const struct job *J) {
+    return J->ft ? J->ft->block : -1;
+}
 
 /* A TaskProgress of the block fine-tuning: the step and loss of every layer of the block. */
 static void ft_progress(struct lmp_coord *c, int pi, const Lmp__TaskProgress *tp) {
@@ -190,8 +194,8 @@ static void rows_abort(struct lmp_coord *c, int ti, bool failure, const char *wh
         Lmp__TaskCancel tc = LMP__TASK_CANCEL__INIT;
         lmp_wire_init(&env, 0, 0);
         tc.job_id = J->id, tc.task_id = (uint64_t)ti + 1;
-        tc.reason = "a row shard of the layer was lost";
-        env.body_case = LMP__ENVELOPE__BODY_TASK_CANCEL;
+        tc.reason       = "a row shard of the layer was lost";
+        env.body_case   = LMP__ENVELOPE__BODY_TASK_CANCEL;
         env.task_cancel = &tc;
         coord_send(c, &q->id, &env);
         q->cancelling = true;
@@ -203,14 +207,14 @@ static void rows_abort(struct lmp_coord *c, int ti, bool failure, const char *wh
 }
 
 /* Calibration task ids: CAL_TASK_BASE + slice (the attempt tells attempts apart). */
-#define CAL_TASK_BASE LMP_CAL_TASK_BASE   /* coord.h */
+#define CAL_TASK_BASE LMP_CAL_TASK_BASE /* coord.h */
 /* Blocks summed or holding H at once (bounds the coordinator's memory). */
 enum { CAL_WINDOW = 3 };
 
 /* A running calibration slice goes back to the queue; its activations are lost with the
  * worker that held them (owner cleared: anyone may recompute them). */
 static void cal_requeue(struct lmp_coord *c, int si, bool failure, const char *why) {
-    struct job *J = c->job;
+    struct job    *J  = c->job;
     struct cslice *sl = &J->slices[si];
     if (sl->worker >= 0 && c->peers[sl->worker].cal == si) c->peers[sl->worker].cal = -1;
     sl->worker = -1;
@@ -218,7 +222,7 @@ static void cal_requeue(struct lmp_coord *c, int si, bool failure, const char *w
     if (!failure) return;
     if (++sl->n_failures >= c->o.max_attempts)
         job_fail(c, "calibration of sequences [%lld, %lld) failed %u times; last: %s",
-                 (long long) sl->begin, (long long) sl->end, sl->n_failures, why);
+                 (long long)sl->begin, (long long)sl->end, sl->n_failures, why);
 }
 
 static void ft_lost(struct lmp_coord *c, bool failure, const char *why);
@@ -233,7 +237,7 @@ static int ft_block_of(const struct job *J) {
 static bool peer_lease(const struct lmp_coord *c, int pi, struct lmp_lease *L) {
     const struct peer *p = &c->peers[pi];
     const struct job  *J = c->job;
-    *L = (struct lmp_lease){.kind = LMP_LEASE_NONE, .id = -1, .peer = pi};
+    *L                   = (struct lmp_lease){.kind = LMP_LEASE_NONE, .id = -1, .peer = pi};
     if (J == NULL) return false;
     if (p->ft && J->ft && J->ft->worker == pi) {
         L->kind = LMP_LEASE_FINETUNE, L->id = ft_block_of(J), L->attempt = J->ft->attempt;
@@ -323,9 +327,9 @@ static void ft_lease_lost(struct lmp_coord *c, const struct lmp_lease *L, bool f
 }
 
 static const struct lease_ops lease_ops[LMP_LEASE_KIND_COUNT] = {
-    [LMP_LEASE_LAYER] = {task_wire_id, layer_describe, fails_unless_busy, layer_lost},
-    [LMP_LEASE_ROWS] = {task_wire_id, rows_describe, fails_unless_busy, rows_lost},
-    [LMP_LEASE_SLICE] = {slice_wire_id, slice_describe, slice_fails, slice_lost},
+    [LMP_LEASE_LAYER]    = {task_wire_id, layer_describe, fails_unless_busy, layer_lost},
+    [LMP_LEASE_ROWS]     = {task_wire_id, rows_describe, fails_unless_busy, rows_lost},
+    [LMP_LEASE_SLICE]    = {slice_wire_id, slice_describe, slice_fails, slice_lost},
     [LMP_LEASE_FINETUNE] = {ft_wire_id, ft_describe, ft_fails, ft_lease_lost},
 };
 
@@ -353,7 +357,7 @@ static void peer_gone(struct lmp_coord *c, int pi, const char *why) {
     if (held) lease_ops[L.kind].lost(c, &L, true, msg);
     peer_forget_owned(c, pi);
     p->task = -1;
-    p->ft = false;
+    p->ft   = false;
     p->dead = true;
     if (p->role != LMP_PEER_WORKER) p->used = false;
 }
@@ -432,7 +436,7 @@ static void state_forget(struct lmp_coord *c) {
 static void close_post(struct lmp_coord *c, struct job *J);
 
 static void job_end(struct lmp_coord *c, Lmp__JobState state) {
-    struct job *J = c->job;
+    struct job *J  = c->job;
     J->state       = state;
     J->finished_ms = unix_ms();
     for (int i = 0; i < MAX_PEERS; i++) {
@@ -442,18 +446,18 @@ static void job_end(struct lmp_coord *c, Lmp__JobState state) {
             p->read_token = 0, p->cal = -1, p->ft = false;
             continue;
         }
-        Lmp__Envelope env;
+        Lmp__Envelope   env;
         Lmp__TaskCancel tc = LMP__TASK_CANCEL__INIT;
         lmp_wire_init(&env, 0, 0);
         tc.job_id = J->id;
         tc.reason = state == LMP__JOB_STATE__JOB_STATE_CANCELLED ? "job cancelled" : "job ended";
-        env.body_case = LMP__ENVELOPE__BODY_TASK_CANCEL;
+        env.body_case   = LMP__ENVELOPE__BODY_TASK_CANCEL;
         env.task_cancel = &tc;
         coord_send(c, &p->id, &env);
         p->cancelling = true;
-        p->task = -1;
-        p->cal = -1;
-        p->ft = false;
+        p->task       = -1;
+        p->cal        = -1;
+        p->ft         = false;
     }
     for (int64_t i = 0; J->slices && i < J->n_slices; i++) J->slices[i].worker = -1;
     job_free_calib(J);
@@ -489,8 +493,9 @@ static void job_fail(struct lmp_coord *c, const char *fmt, ...) {
     va_start(ap, fmt);
     vsnprintf(J->error, sizeof(J->error), fmt, ap);
     va_end(ap);
-    lmp_log_error("coordinator: job %llu failed: %s", (unsigned long long) J->id, J->error);
-    coord_event(c, LMP_LOG_ERROR, LMP_EVENT_JOB_END, -1, "job %llu failed: %s", (unsigned long long) J->id, J->error);
+    lmp_log_error("coordinator: job %llu failed: %s", (unsigned long long)J->id, J->error);
+    coord_event(c, LMP_LOG_ERROR, LMP_EVENT_JOB_END, -1, "job %llu failed: %s",
+                (unsigned long long)J->id, J->error);
     job_end(c, LMP__JOB_STATE__JOB_STATE_FAILED);
 }
 
@@ -503,21 +508,24 @@ static int32_t next_needed(const struct job *J, int32_t b) {
 
 /* Every slice of block b is in: H of its four inputs, and its tasks become ready. */
 static void cal_block_done(struct lmp_coord *c, int32_t b) {
-    struct job *J = c->job;
+    struct job    *J  = c->job;
     struct cblock *cb = J->cblocks[b];
-    struct blockh *h = calloc(1, sizeof(*h));
-    if (h == NULL) { job_fail(c, "out of memory for the Gram matrices"); return; }
+    struct blockh *h  = calloc(1, sizeof(*h));
+    if (h == NULL) {
+        job_fail(c, "out of memory for the Gram matrices");
+        return;
+    }
     for (int k = 0; k < LMP_INPUT_COUNT; k++) {
-        const int64_t n = lmp_calib_grams_n_in(cb->acc, (enum lmp_input) k);
-        if ((h->h[k] = malloc((size_t) (n * n) * sizeof(float))) == NULL ||
-            lmp_calib_grams_h(cb->acc, (enum lmp_input) k, h->h[k]) != LMP_OK) {
+        const int64_t n = lmp_calib_grams_n_in(cb->acc, (enum lmp_input)k);
+        if ((h->h[k] = malloc((size_t)(n * n) * sizeof(float))) == NULL ||
+            lmp_calib_grams_h(cb->acc, (enum lmp_input)k, h->h[k]) != LMP_OK) {
             for (int q = 0; q <= k; q++) free(h->h[q]);
             free(h);
             job_fail(c, "block %d: no calibration tokens (or out of memory)", b);
             return;
         }
     }
-    cblock_free(J, b);   /* n_open unchanged: the block now holds H instead */
+    cblock_free(J, b); /* n_open unchanged: the block now holds H instead */
     for (int64_t i = 0; i < J->n_tasks; i++)
         if (J->tasks[i].l->block == b && J->tasks[i].state == LMP__TASK_STATE__TASK_STATE_PENDING &&
             J->tasks[i].h == NULL) {
@@ -525,13 +533,14 @@ static void cal_block_done(struct lmp_coord *c, int32_t b) {
             h->refs++;
         }
     J->need_block[b] = false;
-    if (h->refs == 0) {   /* nothing waits for it any more */
+    if (h->refs == 0) { /* nothing waits for it any more */
         for (int k = 0; k < LMP_INPUT_COUNT; k++) free(h->h[k]);
         free(h);
         J->n_open--;
     }
-    lmp_log_info("coordinator: block %d calibrated (%lld slices)", b, (long long) J->n_slices);
-    coord_event(c, LMP_LOG_INFO, "calibrated", -1, "block %d (%lld slices)", b, (long long) J->n_slices);
+    lmp_log_info("coordinator: block %d calibrated (%lld slices)", b, (long long)J->n_slices);
+    coord_event(c, LMP_LOG_INFO, "calibrated", -1, "block %d (%lld slices)", b,
+                (long long)J->n_slices);
 }
 
 static bool seq_mode(const struct job *J) {
@@ -591,10 +600,10 @@ static Lmp__Blob *qship_add(struct qship *q, const char *name, Lmp__DType dt, co
     for (int d = 0; d < nd; d++) q->shape[i][d] = shape[d];
     q->tens[i] = (Lmp__Tensor)LMP__TENSOR__INIT;
     lmp_wire_tensor_init(&q->tens[i], "", dt, q->shape[i], (size_t)nd, data, bytes);
-    q->blobs[i] = (Lmp__Blob)LMP__BLOB__INIT;
-    q->blobs[i].name = q->name[i];
+    q->blobs[i]            = (Lmp__Blob)LMP__BLOB__INIT;
+    q->blobs[i].name       = q->name[i];
     q->blobs[i].where_case = LMP__BLOB__WHERE_TENSOR;
-    q->blobs[i].tensor = &q->tens[i];
+    q->blobs[i].tensor     = &q->tens[i];
     return &q->blobs[i];
 }
 
@@ -605,17 +614,17 @@ static enum lmp_status qship_build(struct qship *q, struct job *J, int32_t from,
     memset(q, 0, sizeof(*q));
     if (!seq_mode(J)) return LMP_OK; /* independent: workers walk the original model */
     const size_t nb = b > from ? (size_t)(b - from) : 0, cap = nb * (LMP_LIN_COUNT * 3 + 2) + 1;
-    q->blobs = calloc(cap, sizeof(*q->blobs));
-    q->tens = calloc(cap, sizeof(*q->tens));
-    q->shape = calloc(cap, sizeof(*q->shape));
-    q->name = calloc(cap, sizeof(*q->name));
+    q->blobs  = calloc(cap, sizeof(*q->blobs));
+    q->tens   = calloc(cap, sizeof(*q->tens));
+    q->shape  = calloc(cap, sizeof(*q->shape));
+    q->name   = calloc(cap, sizeof(*q->name));
     q->layers = calloc(nb * LMP_LIN_COUNT + 1, sizeof(*q->layers));
-    q->norms = calloc(nb * 2 + 1, sizeof(*q->norms));
+    q->norms  = calloc(nb * 2 + 1, sizeof(*q->norms));
     if (!q->blobs || !q->tens || !q->shape || !q->name || !q->layers || !q->norms) {
         qship_release(q);
         return lmp_err_set(err, LMP_ENOMEM, "out of memory");
     }
-    q->qfrom = from;
+    q->qfrom           = from;
     const uint64_t one = 1;
     qship_add(q, lmp_payload_name(LMP__PAYLOAD__PAYLOAD_QFROM), LMP__DTYPE__DTYPE_I32, &one, 1,
               &q->qfrom, sizeof(int32_t));
@@ -624,7 +633,7 @@ static enum lmp_status qship_build(struct qship *q, struct job *J, int32_t from,
         for (int j = 0; j < LMP_LIN_COUNT; j++) {
             const char *nm = B->lin[j].name;
             if (!lmp_artifact_has_layer(J->a, nm)) continue; /* kept: the original weights */
-            struct lmp_art_layer *l = &q->layers[q->n_layers];
+            struct lmp_art_layer *l  = &q->layers[q->n_layers];
             enum lmp_status       st = lmp_artifact_read_layer(J->a, nm, l, err);
             if (st != LMP_OK) {
                 qship_release(q);
@@ -653,7 +662,7 @@ static enum lmp_status qship_build(struct qship *q, struct job *J, int32_t from,
             for (int64_t t = 0; t < lmp_artifact_n_tensors(J->a) && !have; t++)
                 have = strcmp(lmp_artifact_tensor_name(J->a, t), tn) == 0;
             if (!have) continue;
-            struct lmp_art_tensor *t = &q->norms[q->n_norms];
+            struct lmp_art_tensor *t  = &q->norms[q->n_norms];
             enum lmp_status        st = lmp_artifact_read_tensor(J->a, tn, t, err);
             if (st != LMP_OK) {
                 qship_release(q);
@@ -678,14 +687,14 @@ static void cal_send(struct lmp_coord *c, int pi, int si, struct qship *qs, bool
  * (independent mode) or once the committed blocks it must pass are read back (sequential
  * mode: the background thread reads them, see bg_done). */
 static void assign_cal(struct lmp_coord *c, int pi, int si) {
-    struct job *J = c->job;
+    struct job    *J  = c->job;
     struct cslice *sl = &J->slices[si];
-    struct peer *p = &c->peers[pi];
-    const int32_t b = sl->next_b;
+    struct peer   *p  = &c->peers[pi];
+    const int32_t  b  = sl->next_b;
     if (J->cblocks[b] == NULL) {
         struct cblock *cb = calloc(1, sizeof(*cb));
         if (cb == NULL || (cb->acc = lmp_calib_grams_new(&J->m->cfg)) == NULL ||
-            (cb->held = calloc((size_t) J->n_slices, sizeof(*cb->held))) == NULL) {
+            (cb->held = calloc((size_t)J->n_slices, sizeof(*cb->held))) == NULL) {
             if (cb) lmp_calib_grams_destroy(&cb->acc), free(cb);
             job_fail(c, "out of memory for the Gram matrices of block %d", b);
             return;
@@ -694,11 +703,11 @@ static void assign_cal(struct lmp_coord *c, int pi, int si) {
         J->n_open++;
     }
     const bool    fresh = sl->owner != pi; /* its activations start from the embedding */
-    const int32_t from = fresh ? 0 : sl->pos;
+    const int32_t from  = fresh ? 0 : sl->pos;
     sl->attempt++;
     sl->worker = pi;
-    sl->owner = pi;
-    p->cal = si;
+    sl->owner  = pi;
+    p->cal     = si;
     if (seq_mode(J)) /* the quantized blocks the slice must pass first */
         read_post(c, false, pi, si, sl->attempt, from, b, fresh);
     else
@@ -707,17 +716,17 @@ static void assign_cal(struct lmp_coord *c, int pi, int si) {
 
 /* Send slice si's task to worker pi (reserved by assign_cal), with the blocks in qs. */
 static void cal_send(struct lmp_coord *c, int pi, int si, struct qship *qs, bool fresh) {
-    struct job     *J = c->job;
+    struct job     *J  = c->job;
     struct cslice  *sl = &J->slices[si];
-    struct peer    *p = &c->peers[pi];
-    const int32_t   b = sl->next_b;
-    Lmp__Envelope env;
-    Lmp__TaskAssign ta = LMP__TASK_ASSIGN__INIT;
-    Lmp__RowRange rows = LMP__ROW_RANGE__INIT;
+    struct peer    *p  = &c->peers[pi];
+    const int32_t   b  = sl->next_b;
+    Lmp__Envelope   env;
+    Lmp__TaskAssign ta   = LMP__TASK_ASSIGN__INIT;
+    Lmp__RowRange   rows = LMP__ROW_RANGE__INIT;
     Lmp__Blob       blob = LMP__BLOB__INIT, *blobs1[1] = {&blob}, **blobs = blobs1;
-    Lmp__Tensor tok = LMP__TENSOR__INIT;
-    const uint64_t shape[2] = {(uint64_t) (sl->end - sl->begin), (uint64_t) J->ctx};
-    const size_t    n_q = qs ? qs->n : 0;
+    Lmp__Tensor     tok      = LMP__TENSOR__INIT;
+    const uint64_t  shape[2] = {(uint64_t)(sl->end - sl->begin), (uint64_t)J->ctx};
+    const size_t    n_q      = qs ? qs->n : 0;
     if (n_q) {
         if ((blobs = calloc(n_q + 1, sizeof(*blobs))) == NULL) {
             job_fail(c, "out of memory");
@@ -727,30 +736,31 @@ static void cal_send(struct lmp_coord *c, int pi, int si, struct qship *qs, bool
         for (size_t i = 0; i < n_q; i++) blobs[i + 1] = &qs->blobs[i];
     }
     lmp_wire_init(&env, 0, 0);
-    ta.job_id = J->id, ta.task_id = CAL_TASK_BASE + (uint64_t) si, ta.attempt = sl->attempt;
-    ta.kind = LMP__TASK_KIND__TASK_KIND_CALIBRATE;
-    ta.layer = "";
-    ta.layer_index = (uint32_t) b;
-    rows.begin = (uint64_t) sl->begin, rows.end = (uint64_t) sl->end;
-    ta.rows = &rows;
+    ta.job_id = J->id, ta.task_id = CAL_TASK_BASE + (uint64_t)si, ta.attempt = sl->attempt;
+    ta.kind        = LMP__TASK_KIND__TASK_KIND_CALIBRATE;
+    ta.layer       = "";
+    ta.layer_index = (uint32_t)b;
+    rows.begin = (uint64_t)sl->begin, rows.end = (uint64_t)sl->end;
+    ta.rows       = &rows;
     ta.model_path = J->spec->model_path;
-    ta.method = J->spec->method;
-    ta.kernels = J->spec->kernels;
-    ta.n_threads = p->cores;
+    ta.method     = J->spec->method;
+    ta.kernels    = J->spec->kernels;
+    ta.n_threads  = p->cores;
     lmp_wire_tensor_init(&tok, lmp_payload_name(LMP__PAYLOAD__PAYLOAD_TOKENS),
                          LMP__DTYPE__DTYPE_I32, shape, 2, J->tokens + sl->begin * J->ctx,
                          shape[0] * shape[1] * sizeof(int32_t));
-    blob.name = (char *)lmp_payload_name(LMP__PAYLOAD__PAYLOAD_TOKENS);
+    blob.name       = (char *)lmp_payload_name(LMP__PAYLOAD__PAYLOAD_TOKENS);
     blob.where_case = LMP__BLOB__WHERE_TENSOR;
-    blob.tensor = &tok;
-    ta.n_inputs = 1 + n_q;
-    ta.inputs = blobs;
-    env.body_case = LMP__ENVELOPE__BODY_TASK_ASSIGN;
+    blob.tensor     = &tok;
+    ta.n_inputs     = 1 + n_q;
+    ta.inputs       = blobs;
+    env.body_case   = LMP__ENVELOPE__BODY_TASK_ASSIGN;
     env.task_assign = &ta;
     lmp_log_info("coordinator: calibration of sequences [%lld, %lld) block %d -> worker '%s'%s",
                  (long long)sl->begin, (long long)sl->end, b, p->id.name,
                  fresh ? " (from the embedding)" : "");
-    coord_peer_event(c, LMP_LOG_INFO, "calibrate", pi, "sequences [%lld, %lld) block %d", (long long) sl->begin, (long long) sl->end, b);
+    coord_peer_event(c, LMP_LOG_INFO, "calibrate", pi, "sequences [%lld, %lld) block %d",
+                     (long long)sl->begin, (long long)sl->end, b);
     coord_send(c, &p->id, &env);
     if (blobs != blobs1) free(blobs);
 }
@@ -759,33 +769,35 @@ static void cal_send(struct lmp_coord *c, int pi, int si, struct qship *qs, bool
  * when the last slice is added. */
 static void on_cal_result(struct lmp_coord *c, int pi, const Lmp__TaskResult *r,
                           Lmp__Envelope *ackenv, Lmp__TaskResultAck *ack) {
-    struct job *J = c->job;
-    struct peer *p = &c->peers[pi];
+    struct job    *J    = c->job;
+    struct peer   *p    = &c->peers[pi];
     const uint64_t si64 = r->task_id - CAL_TASK_BASE;
-    p->cal = -1;
+    p->cal              = -1;
     if (J == NULL || r->job_id != J->id || J->state != LMP__JOB_STATE__JOB_STATE_RUNNING ||
-        J->slices == NULL || si64 >= (uint64_t) J->n_slices ||
-        J->slices[si64].worker != pi || J->slices[si64].attempt != r->attempt) {
+        J->slices == NULL || si64 >= (uint64_t)J->n_slices || J->slices[si64].worker != pi ||
+        J->slices[si64].attempt != r->attempt) {
         lmp_log_info("coordinator: stale calibration result from '%s' dropped", p->id.name);
         coord_send(c, &p->id, ackenv);
         return;
     }
-    const int si = (int) si64;
-    struct cslice *sl = &J->slices[si];
-    const int32_t b = sl->next_b;
-    struct cblock *cb = J->cblocks[b];
+    const int          si                 = (int)si64;
+    struct cslice     *sl                 = &J->slices[si];
+    const int32_t      b                  = sl->next_b;
+    struct cblock     *cb                 = J->cblocks[b];
     const Lmp__Tensor *g[LMP_INPUT_COUNT] = {0};
-    bool ok = r->layer_index == (uint32_t) b && r->n_tensors == LMP_INPUT_COUNT;
+    bool               ok = r->layer_index == (uint32_t)b && r->n_tensors == LMP_INPUT_COUNT;
     for (int k = 0; ok && k < LMP_INPUT_COUNT; k++) {
-        const uint64_t n = (uint64_t) lmp_calib_grams_n_in(cb->acc, (enum lmp_input) k);
-        g[k] = r->tensors[k];
+        const uint64_t n = (uint64_t)lmp_calib_grams_n_in(cb->acc, (enum lmp_input)k);
+        g[k]             = r->tensors[k];
         ok = g[k]->dtype == LMP__DTYPE__DTYPE_F64 && g[k]->n_shape == 2 && g[k]->shape[0] == n &&
              g[k]->shape[1] == n && g[k]->data.len == n * n * sizeof(double);
     }
     if (!ok) {
         char msg[200];
-        snprintf(msg, sizeof(msg), "calibration result from '%s' has not four f64 Gram sums "
-                 "of block %d", p->id.name, b);
+        snprintf(msg, sizeof(msg),
+                 "calibration result from '%s' has not four f64 Gram sums "
+                 "of block %d",
+                 p->id.name, b);
         lmp_log_warn("coordinator: %s", msg);
         ack->accepted = false;
         coord_send(c, &p->id, ackenv);
@@ -807,11 +819,14 @@ static void on_cal_result(struct lmp_coord *c, int pi, const Lmp__TaskResult *r,
         dst = cb->held[si];
     }
     for (int k = 0; k < LMP_INPUT_COUNT; k++) {
-        const int64_t n = lmp_calib_grams_n_in(cb->acc, (enum lmp_input) k);
-        double *tmp = malloc((size_t) (n * n) * sizeof(double));
-        if (tmp == NULL) { job_fail(c, "out of memory for the Gram matrices"); return; }
-        memcpy(tmp, g[k]->data.data, (size_t) (n * n) * sizeof(double));
-        lmp_calib_grams_add(dst, (enum lmp_input) k, tmp, n_tok);
+        const int64_t n   = lmp_calib_grams_n_in(cb->acc, (enum lmp_input)k);
+        double       *tmp = malloc((size_t)(n * n) * sizeof(double));
+        if (tmp == NULL) {
+            job_fail(c, "out of memory for the Gram matrices");
+            return;
+        }
+        memcpy(tmp, g[k]->data.data, (size_t)(n * n) * sizeof(double));
+        lmp_calib_grams_add(dst, (enum lmp_input)k, tmp, n_tok);
         free(tmp);
     }
     /* add what is now in order */
@@ -819,13 +834,14 @@ static void on_cal_result(struct lmp_coord *c, int pi, const Lmp__TaskResult *r,
     while (cb->next_slice < J->n_slices && cb->held[cb->next_slice]) {
         struct lmp_calib_grams *hq = cb->held[cb->next_slice];
         for (int k = 0; k < LMP_INPUT_COUNT; k++)
-            lmp_calib_grams_add(cb->acc, (enum lmp_input) k, lmp_calib_grams_sum(hq, (enum lmp_input) k),
-                                lmp_calib_grams_n_tok(hq, (enum lmp_input) k));
+            lmp_calib_grams_add(cb->acc, (enum lmp_input)k,
+                                lmp_calib_grams_sum(hq, (enum lmp_input)k),
+                                lmp_calib_grams_n_tok(hq, (enum lmp_input)k));
         lmp_calib_grams_destroy(&cb->held[cb->next_slice]);
         cb->next_slice++;
     }
     sl->worker = -1;
-    sl->pos = b; /* sequential: the owner holds block b's input (it advances once b is final) */
+    sl->pos    = b; /* sequential: the owner holds block b's input (it advances once b is final) */
     sl->next_b = next_needed(J, b);
     if (cb->next_slice == J->n_slices) cal_block_done(c, b);
 }
@@ -836,39 +852,39 @@ static bool task_ready(const struct job *J, const struct task *t) {
 }
 
 static void assign(struct lmp_coord *c, int pi, int ti) {
-    struct job *J = c->job;
-    struct task *t = &J->tasks[ti];
-    struct peer *p = &c->peers[pi];
-    Lmp__Envelope env;
-    Lmp__TaskAssign ta = LMP__TASK_ASSIGN__INIT;
-    Lmp__Blob blob = LMP__BLOB__INIT, *blobs[1] = {&blob};
-    Lmp__Tensor gram = LMP__TENSOR__INIT;
-    const uint64_t n = (uint64_t) t->l->n_in, shape[2] = {n, n};   /* borrowed until the send */
+    struct job     *J = c->job;
+    struct task    *t = &J->tasks[ti];
+    struct peer    *p = &c->peers[pi];
+    Lmp__Envelope   env;
+    Lmp__TaskAssign ta   = LMP__TASK_ASSIGN__INIT;
+    Lmp__Blob       blob = LMP__BLOB__INIT, *blobs[1] = {&blob};
+    Lmp__Tensor     gram = LMP__TENSOR__INIT;
+    const uint64_t  n = (uint64_t)t->l->n_in, shape[2] = {n, n}; /* borrowed until the send */
     lmp_wire_init(&env, 0, 0);
     t->attempt++;
-    ta.job_id = J->id, ta.task_id = (uint64_t) ti + 1, ta.attempt = t->attempt;
-    ta.kind = LMP__TASK_KIND__TASK_KIND_QUANTIZE_LAYER;
-    ta.layer = (char *) t->l->name;
-    ta.layer_index = (uint32_t) t->l->block;
-    ta.model_path = J->spec->model_path;
-    ta.method = J->spec->method;
-    ta.kernels = J->spec->kernels;
-    ta.n_threads = p->cores;
+    ta.job_id = J->id, ta.task_id = (uint64_t)ti + 1, ta.attempt = t->attempt;
+    ta.kind        = LMP__TASK_KIND__TASK_KIND_QUANTIZE_LAYER;
+    ta.layer       = (char *)t->l->name;
+    ta.layer_index = (uint32_t)t->l->block;
+    ta.model_path  = J->spec->model_path;
+    ta.method      = J->spec->method;
+    ta.kernels     = J->spec->kernels;
+    ta.n_threads   = p->cores;
     if (t->h) {
         lmp_wire_tensor_init(&gram, lmp_payload_name(LMP__PAYLOAD__PAYLOAD_GRAM),
                              LMP__DTYPE__DTYPE_F32, shape, 2, t->h->h[t->l->input],
                              n * n * sizeof(float));
-        blob.name = (char *)lmp_payload_name(LMP__PAYLOAD__PAYLOAD_GRAM);
+        blob.name       = (char *)lmp_payload_name(LMP__PAYLOAD__PAYLOAD_GRAM);
         blob.where_case = LMP__BLOB__WHERE_TENSOR;
-        blob.tensor = &gram;
-        ta.n_inputs = 1;
-        ta.inputs = blobs;
+        blob.tensor     = &gram;
+        ta.n_inputs     = 1;
+        ta.inputs       = blobs;
     }
-    env.body_case = LMP__ENVELOPE__BODY_TASK_ASSIGN;
+    env.body_case   = LMP__ENVELOPE__BODY_TASK_ASSIGN;
     env.task_assign = &ta;
-    t->state  = LMP__TASK_STATE__TASK_STATE_RUNNING;
-    t->worker = pi;
-    t->progress_s = 0;
+    t->state        = LMP__TASK_STATE__TASK_STATE_RUNNING;
+    t->worker       = pi;
+    t->progress_s   = 0;
     snprintf(t->worker_name, sizeof(t->worker_name), "%s", p->id.name);
     p->task = ti;
     lmp_log_info("coordinator: '%s' -> worker '%s' (attempt %u)", t->l->name, p->id.name,
@@ -886,10 +902,10 @@ static double peer_rate(const struct peer *p) {
 /* Task ti as n row shards on peers pis[]: rows in proportion to the workers' measured
  * throughputs (a worker not measured yet counts as the mean of those that are, or 1). */
 static void assign_rows(struct lmp_coord *c, int ti, const int *pis, int n) {
-    struct job                 *J = c->job;
-    struct task                *t = &J->tasks[ti];
-    const struct lmp_aq_scheme *sc = &J->cspec.sc;
-    struct rtask               *R = calloc(1, sizeof(*R));
+    struct job                 *J     = c->job;
+    struct task                *t     = &J->tasks[ti];
+    const struct lmp_aq_scheme *sc    = &J->cspec.sc;
+    struct rtask               *R     = calloc(1, sizeof(*R));
     const int64_t               n_out = t->l->n_out, n_in = t->l->n_in, n_grp = n_in / sc->g;
     const int64_t               n_cb = (int64_t)sc->M * sc->K * sc->g;
     if (R == NULL || (R->sum = malloc((size_t)(n_cb + 1) * sizeof(double))) == NULL ||
@@ -906,43 +922,43 @@ static void assign_rows(struct lmp_coord *c, int ti, const int *pis, int n) {
     lmp_sched_shard_weights(rate, n, wt);
     int64_t bounds[MAX_ROW_SHARDS + 1];
     lmp_aq_shard_rows(bounds, n_out, wt, n);
-    R->n = n;
+    R->n    = n;
     t->rows = R;
     t->attempt++;
-    t->state = LMP__TASK_STATE__TASK_STATE_RUNNING;
-    t->worker = pis[0];
+    t->state      = LMP__TASK_STATE__TASK_STATE_RUNNING;
+    t->worker     = pis[0];
     t->progress_s = 0;
     snprintf(t->worker_name, sizeof(t->worker_name), "%.100s +%d", c->peers[pis[0]].id.name, n - 1);
     Lmp__Blob      blob = LMP__BLOB__INIT, *blobs[1] = {&blob};
-    Lmp__Tensor    gram = LMP__TENSOR__INIT;
+    Lmp__Tensor    gram     = LMP__TENSOR__INIT;
     const uint64_t shape[2] = {(uint64_t)n_in, (uint64_t)n_in};
     lmp_wire_tensor_init(&gram, lmp_payload_name(LMP__PAYLOAD__PAYLOAD_GRAM), LMP__DTYPE__DTYPE_F32,
                          shape, 2, t->h->h[t->l->input], (uint64_t)(n_in * n_in) * sizeof(float));
-    blob.name = (char *)lmp_payload_name(LMP__PAYLOAD__PAYLOAD_GRAM);
+    blob.name       = (char *)lmp_payload_name(LMP__PAYLOAD__PAYLOAD_GRAM);
     blob.where_case = LMP__BLOB__WHERE_TENSOR;
-    blob.tensor = &gram;
+    blob.tensor     = &gram;
     for (int k = 0; k < n; k++) {
         struct peer *p = &c->peers[pis[k]];
-        R->s[k] = (struct rshard){.worker = pis[k], .r0 = bounds[k], .r1 = bounds[k + 1]};
+        R->s[k]        = (struct rshard){.worker = pis[k], .r0 = bounds[k], .r1 = bounds[k + 1]};
         Lmp__Envelope   env;
-        Lmp__TaskAssign ta = LMP__TASK_ASSIGN__INIT;
+        Lmp__TaskAssign ta   = LMP__TASK_ASSIGN__INIT;
         Lmp__RowRange   rows = LMP__ROW_RANGE__INIT;
         lmp_wire_init(&env, 0, 0);
         ta.job_id = J->id, ta.task_id = (uint64_t)ti + 1, ta.attempt = t->attempt;
-        ta.kind = LMP__TASK_KIND__TASK_KIND_QUANTIZE_ROWS;
-        ta.layer = (char *)t->l->name;
+        ta.kind        = LMP__TASK_KIND__TASK_KIND_QUANTIZE_ROWS;
+        ta.layer       = (char *)t->l->name;
         ta.layer_index = (uint32_t)t->l->block;
         rows.begin = (uint64_t)bounds[k], rows.end = (uint64_t)bounds[k + 1];
-        ta.rows = &rows;
-        ta.model_path = J->spec->model_path;
-        ta.method = J->spec->method;
-        ta.kernels = J->spec->kernels;
-        ta.n_threads = p->cores;
-        ta.n_inputs = 1;
-        ta.inputs = blobs;
-        env.body_case = LMP__ENVELOPE__BODY_TASK_ASSIGN;
+        ta.rows         = &rows;
+        ta.model_path   = J->spec->model_path;
+        ta.method       = J->spec->method;
+        ta.kernels      = J->spec->kernels;
+        ta.n_threads    = p->cores;
+        ta.n_inputs     = 1;
+        ta.inputs       = blobs;
+        env.body_case   = LMP__ENVELOPE__BODY_TASK_ASSIGN;
         env.task_assign = &ta;
-        p->task = ti;
+        p->task         = ti;
         lmp_log_info(
             "coordinator: '%s' rows [%lld, %lld) -> worker '%s' (shard %d of %d, attempt %u)",
             t->l->name, (long long)bounds[k], (long long)bounds[k + 1], p->id.name, k + 1, n,
@@ -956,16 +972,16 @@ static void assign_rows(struct lmp_coord *c, int ti, const int *pis, int n) {
 /* A shard's part of the current sum; when every shard's is in, the sum (in shard order)
  * goes back to each of them. */
 static void on_rows_partial(struct lmp_coord *c, int pi, const Lmp__RowsPartial *rp) {
-    struct job *J = c->job;
+    struct job *J  = c->job;
     const int   ti = (int)rp->task_id - 1;
     if (J == NULL || rp->job_id != J->id || J->state != LMP__JOB_STATE__JOB_STATE_RUNNING ||
         ti < 0 || ti >= J->n_tasks || J->tasks[ti].rows == NULL ||
         J->tasks[ti].attempt != rp->attempt)
         return; /* stale: the shards of that attempt were cancelled */
-    struct task                *t = &J->tasks[ti];
-    struct rtask               *R = t->rows;
-    const int                   k = rows_shard_of(t, pi);
-    const struct lmp_aq_scheme *sc = &J->cspec.sc;
+    struct task                *t     = &J->tasks[ti];
+    struct rtask               *R     = t->rows;
+    const int                   k     = rows_shard_of(t, pi);
+    const struct lmp_aq_scheme *sc    = &J->cspec.sc;
     const int64_t               n_max = (int64_t)sc->M * sc->K * sc->g + 1;
     if (k < 0) return;
     bool finite = true;
@@ -1000,11 +1016,11 @@ static void on_rows_partial(struct lmp_coord *c, int pi, const Lmp__RowsPartial 
         Lmp__RowsSum  rs = LMP__ROWS_SUM__INIT;
         lmp_wire_init(&env, 0, 0);
         rs.job_id = J->id, rs.task_id = (uint64_t)ti + 1, rs.attempt = t->attempt;
-        rs.step = R->step;
-        rs.n_sum = (size_t)R->n_part;
-        rs.sum = R->sum;
+        rs.step       = R->step;
+        rs.n_sum      = (size_t)R->n_part;
+        rs.sum        = R->sum;
         env.body_case = LMP__ENVELOPE__BODY_ROWS_SUM;
-        env.rows_sum = &rs;
+        env.rows_sum  = &rs;
         coord_send(c, &c->peers[R->s[q].worker].id, &env);
     }
     R->n_part = 0;
@@ -1025,40 +1041,40 @@ static bool sched_snapshot(struct lmp_coord *c, struct job *J, struct lmp_sched 
         return false;
     for (int64_t i = 0; i < J->n_tasks; i++) {
         const struct task *t = &J->tasks[i];
-        J->sched_tasks[i] = (struct lmp_sched_task){.ready = task_ready(J, t),
-                                                    .has_h = t->h != NULL,
-                                                    .size = (double)(t->l->n_out * t->l->n_in),
-                                                    .n_out = t->l->n_out,
-                                                    .progress_s = t->progress_s};
+        J->sched_tasks[i]    = (struct lmp_sched_task){.ready = task_ready(J, t),
+                                                       .has_h = t->h != NULL,
+                                                       .size  = (double)(t->l->n_out * t->l->n_in),
+                                                       .n_out = t->l->n_out,
+                                                       .progress_s = t->progress_s};
     }
     for (int64_t i = 0; J->slices && i < J->n_slices; i++)
         J->sched_slices[i] = (struct lmp_sched_slice){.next_b = J->slices[i].next_b,
-                                                      .ready = slice_ready(J, &J->slices[i]),
-                                                      .owner = J->slices[i].owner};
+                                                      .ready  = slice_ready(J, &J->slices[i]),
+                                                      .owner  = J->slices[i].owner};
     for (int q = 0; q < MAX_PEERS; q++) {
         const struct peer *p = &c->peers[q];
-        c->sched_peers[q] = (struct lmp_sched_peer){.connected = p->used && !p->dead,
-                                                    .worker = p->role == LMP_PEER_WORKER,
-                                                    .idle = peer_idle(p),
-                                                    .calibrating = p->cal >= 0,
-                                                    .task = p->task,
-                                                    .busy_s = p->busy_s,
-                                                    .params_done = p->params_done};
+        c->sched_peers[q]    = (struct lmp_sched_peer){.connected   = p->used && !p->dead,
+                                                       .worker      = p->role == LMP_PEER_WORKER,
+                                                       .idle        = peer_idle(p),
+                                                       .calibrating = p->cal >= 0,
+                                                       .task        = p->task,
+                                                       .busy_s      = p->busy_s,
+                                                       .params_done = p->params_done};
     }
     /* sequential mode: a block's layers run one after another over every idle worker */
     const uint32_t rs = J->spec->row_shards ? J->spec->row_shards
                         : seq_mode(J)       ? MAX_ROW_SHARDS
                                             : 0;
-    *s = (struct lmp_sched){.tasks = J->sched_tasks,
-                            .n_tasks = J->n_tasks,
-                            .slices = J->sched_slices,
-                            .n_slices = J->slices ? J->n_slices : 0,
-                            .peers = c->sched_peers,
-                            .n_peers = MAX_PEERS,
-                            .ft_waiting = J->ft && J->ft->block >= 0 && J->ft->worker < 0,
-                            .ft_owner = J->ft ? J->ft->owner : -1,
-                            .aqlm = J->cspec.method == LMP_COMPRESS_AQLM,
-                            .row_shards = (int)(rs < MAX_ROW_SHARDS ? rs : MAX_ROW_SHARDS)};
+    *s                = (struct lmp_sched){.tasks      = J->sched_tasks,
+                                           .n_tasks    = J->n_tasks,
+                                           .slices     = J->sched_slices,
+                                           .n_slices   = J->slices ? J->n_slices : 0,
+                                           .peers      = c->sched_peers,
+                                           .n_peers    = MAX_PEERS,
+                                           .ft_waiting = J->ft && J->ft->block >= 0 && J->ft->worker < 0,
+                                           .ft_owner   = J->ft ? J->ft->owner : -1,
+                                           .aqlm       = J->cspec.method == LMP_COMPRESS_AQLM,
+                                           .row_shards = (int)(rs < MAX_ROW_SHARDS ? rs : MAX_ROW_SHARDS)};
     return true;
 }
 
@@ -1088,12 +1104,12 @@ static int32_t ft_ready_block(const struct job *J) {
 
 /* The quantized layer of task ti (its arrays copied) waits for its block's tuning. */
 static enum lmp_status ft_hold(struct job *J, int ti, const struct lmp_compress_result *res) {
-    struct ftstate             *F = J->ft;
-    struct lmp_compress_result *h = &F->held[ti];
-    const struct lmp_aq_layer  *q = &res->aq;
+    struct ftstate             *F  = J->ft;
+    struct lmp_compress_result *h  = &F->held[ti];
+    const struct lmp_aq_layer  *q  = &res->aq;
     const size_t                nc = (size_t)(q->n_out * (q->n_in / q->sc.g) * q->sc.M),
-                 nb = (size_t)q->sc.M * q->sc.K * q->sc.g;
-    *h = *res;
+                 nb                = (size_t)q->sc.M * q->sc.K * q->sc.g;
+    *h                             = *res;
     h->w_hat = NULL, h->rtn_q = NULL, h->rtn_scale = NULL, h->rtn_zero = NULL;
     h->aq.codes = malloc(nc * 2), h->aq.codebooks = malloc(nb * 4),
     h->aq.scales = malloc((size_t)q->n_out * 4);
@@ -1104,7 +1120,7 @@ static enum lmp_status ft_hold(struct job *J, int ti, const struct lmp_compress_
     memcpy(h->aq.codes, q->codes, nc * 2);
     memcpy(h->aq.codebooks, q->codebooks, nb * 4);
     memcpy(h->aq.scales, q->scales, (size_t)q->n_out * 4);
-    F->have[ti] = true;
+    F->have[ti]         = true;
     J->tasks[ti].worker = -1; /* RUNNING, held: quantized, not final */
     J->tasks[ti].step = 0, J->tasks[ti].n_steps = 0, J->tasks[ti].loss = 0; /* the tuning's, next */
     J->tasks[ti].rel_err = 0, J->tasks[ti].progress_s = 0;
@@ -1118,7 +1134,7 @@ static void ft_lost(struct lmp_coord *c, bool failure, const char *why) {
     struct ftstate *F = J->ft;
     if (F->worker >= 0) c->peers[F->worker].ft = false;
     F->worker = -1;
-    F->owner = -1;
+    F->owner  = -1;
     lmp_log_warn("coordinator: fine-tuning of block %d requeued: %s", F->block, why);
     if (failure && ++F->n_failures >= c->o.max_attempts)
         job_fail(c, "fine-tuning of block %d failed %u times; last: %s", F->block, F->n_failures,
@@ -1128,24 +1144,24 @@ static void ft_lost(struct lmp_coord *c, bool failure, const char *why) {
 /* The block waiting for its tuning goes to worker pi: reserved now, sent (ft_send) once the
  * committed blocks before it are read back by the background thread. */
 static void assign_ft(struct lmp_coord *c, int pi) {
-    struct job     *J = c->job;
-    struct ftstate *F = J->ft;
+    struct job     *J    = c->job;
+    struct ftstate *F    = J->ft;
     const int32_t   from = F->owner == pi ? F->pos : 0;
     F->attempt++;
-    F->worker = pi;
-    F->owner = pi;
+    F->worker       = pi;
+    F->owner        = pi;
     c->peers[pi].ft = true;
     read_post(c, true, pi, -1, F->attempt, from, F->block, from == 0);
 }
 
 static void ft_send(struct lmp_coord *c, int pi, struct qship *qs) {
-    struct job     *J = c->job;
-    struct ftstate *F = J->ft;
-    struct peer    *p = &c->peers[pi];
-    const int32_t   b = F->block;
+    struct job     *J    = c->job;
+    struct ftstate *F    = J->ft;
+    struct peer    *p    = &c->peers[pi];
+    const int32_t   b    = F->block;
     const int32_t   from = qs->qfrom;
     /* inputs: tokens, qship's, 3 per held layer of block b */
-    const size_t cap = 1 + qs->n + 3 * LMP_LIN_COUNT;
+    const size_t cap   = 1 + qs->n + 3 * LMP_LIN_COUNT;
     Lmp__Blob  **blobs = calloc(cap, sizeof(*blobs)), fb[3 * LMP_LIN_COUNT], tokb = LMP__BLOB__INIT;
     Lmp__Tensor  ft[3 * LMP_LIN_COUNT], tok = LMP__TENSOR__INIT;
     uint64_t     fsh[3 * LMP_LIN_COUNT][3];
@@ -1154,20 +1170,20 @@ static void ft_send(struct lmp_coord *c, int pi, struct qship *qs) {
         job_fail(c, "out of memory");
         return;
     }
-    size_t         n = 0;
+    size_t         n         = 0;
     const uint64_t tshape[2] = {(uint64_t)J->n_seq, (uint64_t)J->ctx};
     lmp_wire_tensor_init(&tok, lmp_payload_name(LMP__PAYLOAD__PAYLOAD_TOKENS),
                          LMP__DTYPE__DTYPE_I32, tshape, 2, J->tokens,
                          tshape[0] * tshape[1] * sizeof(int32_t));
-    tokb.name = (char *)lmp_payload_name(LMP__PAYLOAD__PAYLOAD_TOKENS),
+    tokb.name       = (char *)lmp_payload_name(LMP__PAYLOAD__PAYLOAD_TOKENS),
     tokb.where_case = LMP__BLOB__WHERE_TENSOR, tokb.tensor = &tok;
     blobs[n++] = &tokb;
     for (size_t i = 0; i < qs->n; i++) blobs[n++] = &qs->blobs[i];
     int nf = 0;
     for (int64_t i = 0; i < J->n_tasks; i++) {
         if (J->tasks[i].l->block != b || !F->have[i]) continue;
-        const struct lmp_aq_layer *q = &F->held[i].aq;
-        const char                *nm = J->tasks[i].l->name;
+        const struct lmp_aq_layer *q       = &F->held[i].aq;
+        const char                *nm      = J->tasks[i].l->name;
         static const Lmp__Payload  part[3] = {LMP__PAYLOAD__PAYLOAD_CODES,
                                               LMP__PAYLOAD__PAYLOAD_CODEBOOKS,
                                               LMP__PAYLOAD__PAYLOAD_SCALES};
@@ -1193,31 +1209,31 @@ static void ft_send(struct lmp_coord *c, int pi, struct qship *qs) {
                               part[k]);
             ft[nf] = (Lmp__Tensor)LMP__TENSOR__INIT;
             lmp_wire_tensor_init(&ft[nf], "", dt, fsh[nf], (size_t)nd, data, bytes);
-            fb[nf] = (Lmp__Blob)LMP__BLOB__INIT;
+            fb[nf]      = (Lmp__Blob)LMP__BLOB__INIT;
             fb[nf].name = fname[nf], fb[nf].where_case = LMP__BLOB__WHERE_TENSOR,
             fb[nf].tensor = &ft[nf];
-            blobs[n++] = &fb[nf];
+            blobs[n++]    = &fb[nf];
         }
     }
     Lmp__Envelope   env;
-    Lmp__TaskAssign ta = LMP__TASK_ASSIGN__INIT;
+    Lmp__TaskAssign ta   = LMP__TASK_ASSIGN__INIT;
     Lmp__RowRange   rows = LMP__ROW_RANGE__INIT;
     lmp_wire_init(&env, 0, 0);
     ta.job_id = J->id, ta.task_id = FT_TASK_BASE + (uint64_t)b, ta.attempt = F->attempt;
-    ta.kind = LMP__TASK_KIND__TASK_KIND_FINETUNE_BLOCK;
-    ta.layer = "";
+    ta.kind        = LMP__TASK_KIND__TASK_KIND_FINETUNE_BLOCK;
+    ta.layer       = "";
     ta.layer_index = (uint32_t)b;
     rows.begin = 0, rows.end = (uint64_t)J->n_seq;
-    ta.rows = &rows;
+    ta.rows       = &rows;
     ta.model_path = J->spec->model_path;
-    ta.method = J->spec->method;
-    ta.finetune = J->spec->finetune;
-    ta.kernels = J->spec->kernels;
+    ta.method     = J->spec->method;
+    ta.finetune   = J->spec->finetune;
+    ta.kernels    = J->spec->kernels;
     ta.n_threads =
         J->spec->threads ? J->spec->threads : p->cores; /* --threads: the driver's count */
-    ta.n_inputs = n;
-    ta.inputs = blobs;
-    env.body_case = LMP__ENVELOPE__BODY_TASK_ASSIGN;
+    ta.n_inputs     = n;
+    ta.inputs       = blobs;
+    env.body_case   = LMP__ENVELOPE__BODY_TASK_ASSIGN;
     env.task_assign = &ta;
     lmp_log_info("coordinator: fine-tuning of block %d -> worker '%s' (attempt %u%s)", b,
                  p->id.name, F->attempt, from ? "" : ", from the embedding");
@@ -1238,7 +1254,7 @@ static void on_ft_result(struct lmp_coord *c, int pi, const Lmp__TaskResult *r,
     struct job     *J = c->job;
     struct peer    *p = &c->peers[pi];
     struct ftstate *F = J ? J->ft : NULL;
-    p->ft = false;
+    p->ft             = false;
     if (J == NULL || F == NULL || r->job_id != J->id ||
         J->state != LMP__JOB_STATE__JOB_STATE_RUNNING || F->worker != pi ||
         r->attempt != F->attempt || r->task_id != FT_TASK_BASE + (uint64_t)F->block) {
@@ -1246,11 +1262,11 @@ static void on_ft_result(struct lmp_coord *c, int pi, const Lmp__TaskResult *r,
         coord_send(c, &p->id, ackenv);
         return;
     }
-    const int32_t      b = F->block;
-    const int64_t      dim = J->m->cfg.dim;
+    const int32_t      b     = F->block;
+    const int64_t      dim   = J->m->cfg.dim;
     const Lmp__Tensor *nt[2] = {result_tensor(r, lmp_payload_name(LMP__PAYLOAD__PAYLOAD_ATTN_NORM)),
                                 result_tensor(r, lmp_payload_name(LMP__PAYLOAD__PAYLOAD_FFN_NORM))};
-    bool               ok = true;
+    bool               ok    = true;
     for (int i = 0; i < 2; i++)
         ok = ok && nt[i] && nt[i]->dtype == LMP__DTYPE__DTYPE_F32 &&
              nt[i]->data.len == (size_t)dim * 4;
@@ -1280,8 +1296,8 @@ static void on_ft_result(struct lmp_coord *c, int pi, const Lmp__TaskResult *r,
     ack->accepted = true;
     coord_send(c, &p->id, ackenv);
     struct lmp_err          err = {0};
-    enum lmp_status         st = LMP_OK;
-    const struct lmp_block *B = &J->m->blocks[b];
+    enum lmp_status         st  = LMP_OK;
+    const struct lmp_block *B   = &J->m->blocks[b];
     for (int i = 0; i < 2 && st == LMP_OK; i++) {
         struct lmp_art_tensor at = {0};
         snprintf(at.name, sizeof(at.name), "model.layers.%d.%s.weight", b, seq_norm_names[i]);
@@ -1307,11 +1323,11 @@ static void on_ft_result(struct lmp_coord *c, int pi, const Lmp__TaskResult *r,
                           LMP__PAYLOAD__PAYLOAD_SCALES);
         memcpy(h->aq.scales, result_tensor(r, nm)->data.data, result_tensor(r, nm)->data.len);
         struct lmp_art_layer al = {0};
-        st = lmp_compress_result_to_layer(&al, h, &J->cspec, t->l->name, &err);
+        st                      = lmp_compress_result_to_layer(&al, h, &J->cspec, t->l->name, &err);
         if (st == LMP_OK) st = lmp_artifact_commit_layer(J->a, &al, &err);
         lmp_art_layer_release(&al);
         if (st != LMP_OK) break;
-        t->state = LMP__TASK_STATE__TASK_STATE_DONE;
+        t->state   = LMP__TASK_STATE__TASK_STATE_DONE;
         t->seconds = h->seconds, t->rel_before = h->rel_err_before, t->rel_after = h->rel_err_after;
         lmp_aq_layer_release(&h->aq);
         F->have[i] = false;
@@ -1333,12 +1349,12 @@ static void on_ft_result(struct lmp_coord *c, int pi, const Lmp__TaskResult *r,
     lmp_log_info("coordinator: block %d fine-tuned by '%s' (rel mse %.4g -> %.4g, %u steps, %.1fs)",
                  b, p->id.name, ts ? ts->rel_err_before : 0.0, ts ? ts->rel_err_after : 0.0,
                  ts ? ts->steps : 0u, ts ? ts->seconds : 0.0);
-    F->worker = -1;
-    F->owner = pi;
-    F->pos = b;
-    F->attempt = 0;
+    F->worker     = -1;
+    F->owner      = pi;
+    F->pos        = b;
+    F->attempt    = 0;
     F->n_failures = 0;
-    F->block = ft_ready_block(J); /* independent mode: the next block may be held already */
+    F->block      = ft_ready_block(J); /* independent mode: the next block may be held already */
     job_finish_if_done(c);
 }
 
@@ -1391,8 +1407,8 @@ static void job_finish_if_done(struct lmp_coord *c) {
 
 /* Build the job from its spec: coordinator/plan.h plans it; the fine-tuning state, the
  * first block to calibrate, the job id and the saved spec are the coordinator's. */
-static enum lmp_status job_plan(struct lmp_coord *c, const Lmp__JobSpec *spec_in,
-                                struct job **out, struct lmp_err *err) {
+static enum lmp_status job_plan(struct lmp_coord *c, const Lmp__JobSpec *spec_in, struct job **out,
+                                struct lmp_err *err) {
     struct job *J = calloc(1, sizeof(*J));
     if (J == NULL) return lmp_err_set(err, LMP_ENOMEM, "out of memory");
     lmp_art_job_init(&J->aj);
@@ -1416,15 +1432,15 @@ static enum lmp_status job_plan(struct lmp_coord *c, const Lmp__JobSpec *spec_in
     }
     J->state        = LMP__JOB_STATE__JOB_STATE_RUNNING;
     J->submitted_ms = J->started_ms = unix_ms();
-    J->started_mono = mono_ms();
+    J->started_mono                 = mono_ms();
     /* keep the spec so a restarted coordinator picks the job up again */
     if (c->o.state_dir) {
         char p[4096], tmp[4200];
         state_path(c, p, sizeof(p));
         snprintf(tmp, sizeof(tmp), "%s.tmp", p);
-        const size_t plen = lmp__job_spec__get_packed_size(J->spec);
-        uint8_t *packed = malloc(plen ? plen : 1);
-        FILE *f = packed ? fopen(tmp, "wb") : NULL;
+        const size_t plen   = lmp__job_spec__get_packed_size(J->spec);
+        uint8_t     *packed = malloc(plen ? plen : 1);
+        FILE        *f      = packed ? fopen(tmp, "wb") : NULL;
         if (packed) lmp__job_spec__pack(J->spec, packed);
         bool ok = f && fwrite(packed, 1, plen, f) == plen;
         if (f && fclose(f) != 0) ok = false;
@@ -1529,7 +1545,7 @@ static void finalize_post(struct lmp_coord *c, struct job *J) {
         job_fail(c, "out of memory");
         return;
     }
-    bj->ft = J->ft != NULL;
+    bj->ft        = J->ft != NULL;
     J->finalizing = true;
     J->bg_busy++;
     lmp_log_info("coordinator: job %llu: every layer committed; finalizing '%s'",
@@ -1540,9 +1556,9 @@ static void finalize_post(struct lmp_coord *c, struct job *J) {
 /* Plan spec (borrowed; copied) in the background. from = the submitter (NULL: a resume). */
 static void plan_post(struct lmp_coord *c, const Lmp__JobSpec *spec, const struct lmp_zpeer *from,
                       uint64_t seq) {
-    struct coord_plan *P = calloc(1, sizeof(*P));
-    struct bgjob      *bj = bg_new(c, BG_PLAN, NULL);
-    const size_t       plen = lmp__job_spec__get_packed_size(spec);
+    struct coord_plan *P      = calloc(1, sizeof(*P));
+    struct bgjob      *bj     = bg_new(c, BG_PLAN, NULL);
+    const size_t       plen   = lmp__job_spec__get_packed_size(spec);
     uint8_t           *packed = malloc(plen ? plen : 1);
     if (P && bj && packed) {
         lmp__job_spec__pack(spec, packed);
@@ -1556,15 +1572,15 @@ static void plan_post(struct lmp_coord *c, const Lmp__JobSpec *spec, const struc
         if (from) coord_send_error(c, from, seq, LMP_ENOMEM, "out of memory");
         return;
     }
-    P->id = ++c->next_job_id;
+    P->id           = ++c->next_job_id;
     P->submitted_ms = unix_ms();
-    P->resume = from == NULL;
-    P->replied = from == NULL;
+    P->resume       = from == NULL;
+    P->replied      = from == NULL;
     if (from) P->from = *from;
-    P->seq = seq;
+    P->seq      = seq;
     P->reply_by = mono_ms() + PLAN_REPLY_MS;
-    bj->spec = P->spec;
-    c->plan = P;
+    bj->spec    = P->spec;
+    c->plan     = P;
     lmp_log_info("coordinator: planning job %llu (%s)", (unsigned long long)P->id,
                  P->spec->model_path ? P->spec->model_path : "");
     lmp_bg_post(c->bg, &bj->it);
@@ -1575,10 +1591,10 @@ static void plan_accept_reply(struct lmp_coord *c, const struct coord_plan *P,
     Lmp__Envelope    out;
     Lmp__JobAccepted ja = LMP__JOB_ACCEPTED__INIT;
     lmp_wire_init(&out, 0, P->seq);
-    ja.job_id = P->id;
-    ja.n_layers = J ? (uint32_t)lmp_model_n_linears(J->m) : 0;
-    ja.n_tasks = J ? (uint32_t)J->n_tasks : 0;
-    out.body_case = LMP__ENVELOPE__BODY_JOB_ACCEPTED;
+    ja.job_id        = P->id;
+    ja.n_layers      = J ? (uint32_t)lmp_model_n_linears(J->m) : 0;
+    ja.n_tasks       = J ? (uint32_t)J->n_tasks : 0;
+    out.body_case    = LMP__ENVELOPE__BODY_JOB_ACCEPTED;
     out.job_accepted = &ja;
     coord_send(c, &P->from, &out);
 }
@@ -1598,12 +1614,12 @@ static struct job *job_stub(struct coord_plan *P, Lmp__JobState state, const cha
     struct job *J = calloc(1, sizeof(*J));
     if (J == NULL) return NULL;
     lmp_art_job_init(&J->aj);
-    J->id = P->id;
-    J->spec = P->spec;
-    P->spec = NULL;
-    J->state = state;
+    J->id           = P->id;
+    J->spec         = P->spec;
+    P->spec         = NULL;
+    J->state        = state;
     J->submitted_ms = P->submitted_ms;
-    J->finished_ms = unix_ms();
+    J->finished_ms  = unix_ms();
     snprintf(J->error, sizeof(J->error), "%.250s", error);
     return J;
 }
@@ -1611,8 +1627,8 @@ static struct job *job_stub(struct coord_plan *P, Lmp__JobState state, const cha
 static void plan_done(struct lmp_coord *c, struct bgjob *bj) {
     struct coord_plan *P = c->plan;
     struct job        *J = bj->J;
-    c->plan = NULL;
-    bj->J = NULL;
+    c->plan              = NULL;
+    bj->J                = NULL;
     if (bj->st != LMP_OK) {
         if (P->resume) {
             lmp_log_warn("coordinator: cannot resume the job in '%s': %s", c->o.state_dir,
@@ -1630,7 +1646,7 @@ static void plan_done(struct lmp_coord *c, struct bgjob *bj) {
             if (S) job_destroy(&c->job), c->job = S;
         }
     } else {
-        J->id = P->id;
+        J->id           = P->id;
         J->submitted_ms = P->submitted_ms;
         job_destroy(&c->job);
         c->job = J;
@@ -1798,7 +1814,7 @@ static const char *aq_result_problem(const Lmp__TaskResult *r, const struct lmp_
 }
 
 static void on_hello(struct lmp_coord *c, const struct lmp_zpeer *from, const Lmp__Envelope *env) {
-    const Lmp__Hello *h = env->hello;
+    const Lmp__Hello   *h    = env->hello;
     const enum lmp_peer role = lmp_peer_of_role(h->role);
     if (role != LMP_PEER_CLI && role != LMP_PEER_WORKER) {
         coord_send_error(c, from, env->seq, LMP_EPROTO, "hello: role must be cli or worker");
@@ -1818,24 +1834,26 @@ static void on_hello(struct lmp_coord *c, const struct lmp_zpeer *from, const Lm
         lease_ops[L.kind].lost(c, &L, false, "its worker reconnected");
     if (p->used) peer_forget_owned(c, pi);
     memset(p, 0, sizeof(*p));
-    p->used = true;
-    p->id = *from;
-    p->role = role;
-    p->task = -1;
-    p->cal = -1;
-    p->last_seen = mono_ms();
+    p->used         = true;
+    p->id           = *from;
+    p->role         = role;
+    p->task         = -1;
+    p->cal          = -1;
+    p->last_seen    = mono_ms();
     p->last_hb_unix = unix_ms();
     if (h->caps) {
-        p->cores = h->caps->cores;
+        p->cores  = h->caps->cores;
         p->memory = h->caps->memory_bytes;
         snprintf(p->host, sizeof(p->host), "%s", h->caps->hostname ? h->caps->hostname : "");
         if (h->caps->n_kernel_variants)
             snprintf(p->kernels, sizeof(p->kernels), "%s", h->caps->kernel_variants[0]);
     }
     if (role == LMP_PEER_WORKER)
-        lmp_log_info("coordinator: worker '%s' joined (%u cores, kernels %s)", from->name,
-                     p->cores, p->kernels);
-    if (role == LMP_PEER_WORKER) coord_peer_event(c, LMP_LOG_INFO, LMP_EVENT_JOINED, pi, "%u cores, kernels %s", p->cores, p->kernels);
+        lmp_log_info("coordinator: worker '%s' joined (%u cores, kernels %s)", from->name, p->cores,
+                     p->kernels);
+    if (role == LMP_PEER_WORKER)
+        coord_peer_event(c, LMP_LOG_INFO, LMP_EVENT_JOINED, pi, "%u cores, kernels %s", p->cores,
+                         p->kernels);
     Lmp__Envelope out;
     Lmp__HelloAck ack;
     lmp_wire_hello_ack_init(&out, &ack, 0, env->seq, c->o.name, from->name, c->o.heartbeat_ms,
@@ -1856,8 +1874,8 @@ static void credit_quant(struct job *J, struct peer *p, double seconds, double p
 
 static void on_rows_result(struct lmp_coord *c, int pi, const Lmp__TaskResult *r,
                            Lmp__Envelope *ackenv, Lmp__TaskResultAck *ack) {
-    struct peer *p = &c->peers[pi];
-    struct job  *J = c->job;
+    struct peer *p  = &c->peers[pi];
+    struct job  *J  = c->job;
     const int    ti = (int)r->task_id - 1;
     if (J == NULL || r->job_id != J->id || J->state != LMP__JOB_STATE__JOB_STATE_RUNNING ||
         ti < 0 || ti >= J->n_tasks || J->tasks[ti].rows == NULL ||
@@ -1866,17 +1884,17 @@ static void on_rows_result(struct lmp_coord *c, int pi, const Lmp__TaskResult *r
         coord_send(c, &p->id, ackenv);
         return;
     }
-    struct task                *t = &J->tasks[ti];
-    struct rtask               *R = t->rows;
-    const int                   k = rows_shard_of(t, pi);
+    struct task                *t  = &J->tasks[ti];
+    struct rtask               *R  = t->rows;
+    const int                   k  = rows_shard_of(t, pi);
     struct rshard              *sh = &R->s[k];
-    const struct lmp_linear    *l = t->l;
+    const struct lmp_linear    *l  = t->l;
     const struct lmp_aq_scheme *sc = &J->cspec.sc;
     const int64_t               nr = sh->r1 - sh->r0, n_grp = l->n_in / sc->g,
-                  n_cb = (int64_t)sc->M * sc->K * sc->g;
+                  n_cb       = (int64_t)sc->M * sc->K * sc->g;
     const uint64_t want_c[3] = {(uint64_t)nr, (uint64_t)n_grp, (uint64_t)sc->M};
     const uint64_t want_b[3] = {(uint64_t)sc->M, (uint64_t)sc->K, (uint64_t)sc->g};
-    bool           ok = !sh->done && r->rows && r->rows->begin == (uint64_t)sh->r0 &&
+    bool           ok        = !sh->done && r->rows && r->rows->begin == (uint64_t)sh->r0 &&
               r->rows->end == (uint64_t)sh->r1 && r->codes && r->codebooks && r->scales &&
               r->stats && r->codes->n_shape == 3 && r->codebooks->n_shape == 3 &&
               r->scales->n_shape == 1 && memcmp(r->codes->shape, want_c, sizeof(want_c)) == 0 &&
@@ -1888,7 +1906,7 @@ static void on_rows_result(struct lmp_coord *c, int pi, const Lmp__TaskResult *r
     for (int q = 0; q < R->n; q++) first &= !R->s[q].done;
     if (ok && !first && memcmp(R->cb, r->codebooks->data.data, (size_t)n_cb * 4) != 0) ok = false;
     const char *bad = ok ? aq_result_problem(r, sc) : NULL;
-    p->task = -1;
+    p->task         = -1;
     if (!ok || bad) {
         char msg[400];
         if (bad)
@@ -1923,21 +1941,21 @@ static void on_rows_result(struct lmp_coord *c, int pi, const Lmp__TaskResult *r
         if (!R->s[q].done) return;
     /* every shard is in: commit the layer */
     struct lmp_err             err = {0};
-    struct lmp_compress_result res = {.method = LMP_COMPRESS_AQLM,
-                                      .n_out = l->n_out,
-                                      .n_in = l->n_in,
-                                      .rel_err_before = R->rel_before,
-                                      .rel_err_after = R->rel_after,
+    struct lmp_compress_result res = {.method          = LMP_COMPRESS_AQLM,
+                                      .n_out           = l->n_out,
+                                      .n_in            = l->n_in,
+                                      .rel_err_before  = R->rel_before,
+                                      .rel_err_after   = R->rel_after,
                                       .bits_per_weight = R->bpw,
-                                      .seconds = R->seconds,
-                                      .steps = R->steps};
-    res.aq = (struct lmp_aq_layer){.sc = *sc,
-                                   .n_out = l->n_out,
-                                   .n_in = l->n_in,
-                                   .codes = R->codes,
-                                   .codebooks = R->cb,
-                                   .scales = R->scales};
-    const int n_sh = R->n;
+                                      .seconds         = R->seconds,
+                                      .steps           = R->steps};
+    res.aq                         = (struct lmp_aq_layer){.sc        = *sc,
+                                                           .n_out     = l->n_out,
+                                                           .n_in      = l->n_in,
+                                                           .codes     = R->codes,
+                                                           .codebooks = R->cb,
+                                                           .scales    = R->scales};
+    const int n_sh                 = R->n;
     if (J->ft) { /* final after its block's fine-tuning */
         const enum lmp_status hs = ft_hold(J, ti, &res);
         rows_free(t);
@@ -1959,8 +1977,8 @@ static void on_rows_result(struct lmp_coord *c, int pi, const Lmp__TaskResult *r
         job_fail(c, "cannot store layer '%s': %s", l->name, err.msg);
         return;
     }
-    t->state = LMP__TASK_STATE__TASK_STATE_DONE;
-    t->worker = -1;
+    t->state   = LMP__TASK_STATE__TASK_STATE_DONE;
+    t->worker  = -1;
     t->seconds = res.seconds, t->rel_before = res.rel_err_before, t->rel_after = res.rel_err_after;
     drop_h(J, t);
     J->n_done++;
@@ -1974,16 +1992,16 @@ static void on_rows_result(struct lmp_coord *c, int pi, const Lmp__TaskResult *r
 }
 
 static void on_result(struct lmp_coord *c, int pi, const Lmp__Envelope *env) {
-    struct peer *p = &c->peers[pi];
+    struct peer           *p = &c->peers[pi];
     const Lmp__TaskResult *r = env->task_result;
-    struct job *J = c->job;
-    Lmp__Envelope out;
-    Lmp__TaskResultAck ack = LMP__TASK_RESULT_ACK__INIT;
+    struct job            *J = c->job;
+    Lmp__Envelope          out;
+    Lmp__TaskResultAck     ack = LMP__TASK_RESULT_ACK__INIT;
     lmp_wire_init(&out, 0, env->seq);
     ack.job_id = r->job_id, ack.task_id = r->task_id, ack.attempt = r->attempt;
-    out.body_case = LMP__ENVELOPE__BODY_TASK_RESULT_ACK;
+    out.body_case       = LMP__ENVELOPE__BODY_TASK_RESULT_ACK;
     out.task_result_ack = &ack;
-    p->cancelling = false;
+    p->cancelling       = false;
     if (r->kind == LMP__TASK_KIND__TASK_KIND_FINETUNE_BLOCK || r->task_id >= FT_TASK_BASE) {
         on_ft_result(c, pi, r, &out, &ack);
         return;
@@ -1996,7 +2014,7 @@ static void on_result(struct lmp_coord *c, int pi, const Lmp__Envelope *env) {
         on_rows_result(c, pi, r, &out, &ack);
         return;
     }
-    const int ti = (int) r->task_id - 1;
+    const int ti = (int)r->task_id - 1;
     if (J == NULL || r->job_id != J->id || J->state != LMP__JOB_STATE__JOB_STATE_RUNNING ||
         ti < 0 || ti >= J->n_tasks || J->tasks[ti].worker != pi ||
         J->tasks[ti].attempt != r->attempt) {
@@ -2005,11 +2023,12 @@ static void on_result(struct lmp_coord *c, int pi, const Lmp__Envelope *env) {
         coord_send(c, &p->id, &out);
         return;
     }
-    struct task *t = &J->tasks[ti];
-    const struct lmp_linear *l = t->l;
-    struct lmp_err err = {0};
-    enum lmp_status st = LMP_OK;
-    struct lmp_compress_result res = {.method = J->cspec.method, .n_out = l->n_out, .n_in = l->n_in};
+    struct task               *t   = &J->tasks[ti];
+    const struct lmp_linear   *l   = t->l;
+    struct lmp_err             err = {0};
+    enum lmp_status            st  = LMP_OK;
+    struct lmp_compress_result res = {
+        .method = J->cspec.method, .n_out = l->n_out, .n_in = l->n_in};
     const Lmp__TaskStats *ts = r->stats;
     if (ts) {
         res.rel_err_before = ts->rel_err_before, res.rel_err_after = ts->rel_err_after;
@@ -2023,24 +2042,29 @@ static void on_result(struct lmp_coord *c, int pi, const Lmp__Envelope *env) {
                          "outside [0, 1e3]",
                          l->name, p->id.name);
     else if (J->cspec.method == LMP_COMPRESS_AQLM) {
-        const struct lmp_aq_scheme *sc = &J->cspec.sc;
-        const uint64_t want_c[3] = {(uint64_t) l->n_out, (uint64_t) (l->n_in / sc->g), (uint64_t) sc->M};
-        const uint64_t want_b[3] = {(uint64_t) sc->M, (uint64_t) sc->K, (uint64_t) sc->g};
+        const struct lmp_aq_scheme *sc        = &J->cspec.sc;
+        const uint64_t              want_c[3] = {(uint64_t)l->n_out, (uint64_t)(l->n_in / sc->g),
+                                                 (uint64_t)sc->M};
+        const uint64_t              want_b[3] = {(uint64_t)sc->M, (uint64_t)sc->K, (uint64_t)sc->g};
         if (r->codes == NULL || r->codebooks == NULL || r->scales == NULL ||
             r->codes->n_shape != 3 || r->codebooks->n_shape != 3 || r->scales->n_shape != 1 ||
             memcmp(r->codes->shape, want_c, sizeof(want_c)) != 0 ||
             memcmp(r->codebooks->shape, want_b, sizeof(want_b)) != 0 ||
-            r->scales->shape[0] != (uint64_t) l->n_out) {
-            st = lmp_err_set(&err, LMP_EPROTO, "result for '%s' from '%s' does not have the "
-                             "job's scheme or the layer's shape", l->name, p->id.name);
+            r->scales->shape[0] != (uint64_t)l->n_out) {
+            st = lmp_err_set(&err, LMP_EPROTO,
+                             "result for '%s' from '%s' does not have the "
+                             "job's scheme or the layer's shape",
+                             l->name, p->id.name);
         } else if ((bad = aq_result_problem(r, sc)) != NULL) {
             st = lmp_err_set(&err, LMP_EPROTO, "result for '%s' from '%s' refused: %s", l->name,
                              p->id.name, bad);
         } else {
-            res.aq = (struct lmp_aq_layer){.sc = *sc, .n_out = l->n_out, .n_in = l->n_in,
-                                           .codes = (uint16_t *) r->codes->data.data,
-                                           .codebooks = (float *) r->codebooks->data.data,
-                                           .scales = (float *) r->scales->data.data};
+            res.aq = (struct lmp_aq_layer){.sc        = *sc,
+                                           .n_out     = l->n_out,
+                                           .n_in      = l->n_in,
+                                           .codes     = (uint16_t *)r->codes->data.data,
+                                           .codebooks = (float *)r->codebooks->data.data,
+                                           .scales    = (float *)r->scales->data.data};
         }
     } else {
         const Lmp__Tensor *q = NULL, *s = NULL, *z = NULL;
@@ -2053,17 +2077,17 @@ static void on_result(struct lmp_coord *c, int pi, const Lmp__Envelope *env) {
             else if (strcmp(nm, lmp_payload_name(LMP__PAYLOAD__PAYLOAD_RTN_ZERO)) == 0)
                 z = r->tensors[i];
         }
-        const uint64_t ng = (uint64_t) (l->n_out * (l->n_in / J->cspec.rtn_group));
+        const uint64_t ng = (uint64_t)(l->n_out * (l->n_in / J->cspec.rtn_group));
         if (q == NULL || s == NULL || z == NULL || q->dtype != LMP__DTYPE__DTYPE_U8 ||
             s->dtype != LMP__DTYPE__DTYPE_U16 || z->dtype != LMP__DTYPE__DTYPE_U16 ||
-            q->data.len != (size_t) (l->n_out * l->n_in) || s->data.len != ng * 2 ||
+            q->data.len != (size_t)(l->n_out * l->n_in) || s->data.len != ng * 2 ||
             z->data.len != ng * 2) {
             st = lmp_err_set(&err, LMP_EPROTO, "rtn result for '%s' from '%s' has wrong arrays",
                              l->name, p->id.name);
         } else {
-            res.rtn_q = q->data.data;
-            res.rtn_scale = (uint16_t *) s->data.data;
-            res.rtn_zero = (uint16_t *) z->data.data;
+            res.rtn_q     = q->data.data;
+            res.rtn_scale = (uint16_t *)s->data.data;
+            res.rtn_zero  = (uint16_t *)z->data.data;
         }
     }
     if (st == LMP_OK && J->ft) { /* final after its block's fine-tuning */
@@ -2100,25 +2124,27 @@ static void on_result(struct lmp_coord *c, int pi, const Lmp__Envelope *env) {
     }
     ack.accepted = true;
     coord_send(c, &p->id, &out);
-    t->state = LMP__TASK_STATE__TASK_STATE_DONE;
-    t->worker = -1;
+    t->state   = LMP__TASK_STATE__TASK_STATE_DONE;
+    t->worker  = -1;
     t->seconds = res.seconds, t->rel_before = res.rel_err_before, t->rel_after = res.rel_err_after;
     drop_h(J, t);
     J->n_done++;
-    const double n = (double) (l->n_out * l->n_in);
+    const double n = (double)(l->n_out * l->n_in);
     J->params_done_run += n;
     credit_quant(J, p, res.seconds, n);
     lmp_log_info("coordinator: [%lld/%lld] %s committed (worker '%s', rel err %.4g)",
-                 (long long) J->n_done, (long long) J->n_tasks, l->name, p->id.name,
+                 (long long)J->n_done, (long long)J->n_tasks, l->name, p->id.name,
                  res.rel_err_after);
-    coord_event(c, LMP_LOG_INFO, LMP_EVENT_DONE, ti, "[%lld/%lld] rel err %.4g -> %.4g, %.1fs", (long long) J->n_done, (long long) J->n_tasks, res.rel_err_before, res.rel_err_after, res.seconds);
+    coord_event(c, LMP_LOG_INFO, LMP_EVENT_DONE, ti, "[%lld/%lld] rel err %.4g -> %.4g, %.1fs",
+                (long long)J->n_done, (long long)J->n_tasks, res.rel_err_before, res.rel_err_after,
+                res.seconds);
     job_finish_if_done(c);
 }
 
 static void on_task_error(struct lmp_coord *c, int pi, const Lmp__Envelope *env) {
-    struct peer      *p = &c->peers[pi];
-    const Lmp__Error *e = env->error;
-    struct job       *J = c->job;
+    struct peer      *p    = &c->peers[pi];
+    const Lmp__Error *e    = env->error;
+    struct job       *J    = c->job;
     enum lmp_status   code = LMP_EPROTO;
     lmp_status_from_name(e->code ? e->code : "", &code);
     struct lmp_lease L;
@@ -2135,7 +2161,7 @@ static void on_task_error(struct lmp_coord *c, int pi, const Lmp__Envelope *env)
     }
     if (code == LMP_ECANCEL || p->cancelling) { /* it stopped on request, or on its own */
         p->cancelling = false;
-        p->ft = false;
+        p->ft         = false;
         if (peer_lease(c, pi, &L)) lease_ops[L.kind].lost(c, &L, false, "cancelled");
         p->task = -1;
         return;
@@ -2158,7 +2184,8 @@ static void on_task_error(struct lmp_coord *c, int pi, const Lmp__Envelope *env)
 static void on_message(struct lmp_coord *c, const struct lmp_zpeer *from, Lmp__Envelope *env) {
     if (env->body_case == LMP__ENVELOPE__BODY_HELLO) {
         struct lmp_err err = {0};
-        if (lmp_wire_check_sender(env, LMP_PEER_CLI | LMP_PEER_WORKER, from->name, &err) != LMP_OK) {
+        if (lmp_wire_check_sender(env, LMP_PEER_CLI | LMP_PEER_WORKER, from->name, &err) !=
+            LMP_OK) {
             coord_send_error(c, from, env->seq, LMP_EPROTO, err.msg);
             return;
         }
@@ -2172,29 +2199,29 @@ static void on_message(struct lmp_coord *c, const struct lmp_zpeer *from, Lmp__E
         coord_send_error(c, from, env->seq, LMP_EPROTO, "say Hello first");
         return;
     }
-    struct peer *p = &c->peers[pi];
+    struct peer   *p   = &c->peers[pi];
     struct lmp_err err = {0};
     if (lmp_wire_check_sender(env, p->role, from->name, &err) != LMP_OK) {
         lmp_log_warn("coordinator: %s", err.msg);
         coord_send_error(c, from, env->seq, LMP_EPROTO, err.msg);
         return;
     }
-    p->last_seen = mono_ms();
+    p->last_seen  = mono_ms();
     struct job *J = c->job;
     switch (env->body_case) {
     case LMP__ENVELOPE__BODY_HEARTBEAT: {
         p->last_hb_unix = unix_ms();
-        Lmp__Envelope out;
+        Lmp__Envelope  out;
         Lmp__Heartbeat hb = LMP__HEARTBEAT__INIT;
         lmp_wire_init(&out, 0, env->seq);
-        hb.time_ms = mono_ms();
+        hb.time_ms    = mono_ms();
         out.body_case = LMP__ENVELOPE__BODY_HEARTBEAT;
         out.heartbeat = &hb;
         coord_send(c, from, &out);
         break;
     }
     case LMP__ENVELOPE__BODY_TASK_PROGRESS:
-        if (J && p->task >= 0 && env->task_progress->task_id == (uint64_t) p->task + 1)
+        if (J && p->task >= 0 && env->task_progress->task_id == (uint64_t)p->task + 1)
             J->tasks[p->task].progress_s = env->task_progress->elapsed_s;
         if (J && J->ft && env->task_progress->task_id >= FT_TASK_BASE)
             ft_progress(c, pi, env->task_progress);
@@ -2217,7 +2244,7 @@ static void on_message(struct lmp_coord *c, const struct lmp_zpeer *from, Lmp__E
                          env->task_handback->reason ? env->task_handback->reason : "");
             lease_ops[L.kind].lost(c, &L, false, "handed back");
         }
-        p->task = -1;
+        p->task       = -1;
         p->cancelling = true; /* it is leaving: no new task */
         break;
     }
@@ -2238,13 +2265,13 @@ static void on_message(struct lmp_coord *c, const struct lmp_zpeer *from, Lmp__E
     }
     case LMP__ENVELOPE__BODY_JOB_QUERY:
         coord_reply_status(c, from, env->seq, env->job_query->job_id, env->job_query->with_layers,
-                     env->job_query->with_workers);
+                           env->job_query->with_workers);
         break;
     case LMP__ENVELOPE__BODY_JOB_CANCEL: {
         const uint64_t id = env->job_cancel->job_id;
         if (c->plan && (id == 0 || id == c->plan->id)) { /* ends cancelled once planned */
             struct coord_plan *P = c->plan;
-            P->cancelled = true;
+            P->cancelled         = true;
             snprintf(P->reason, sizeof(P->reason), "%s",
                      env->job_cancel->reason && env->job_cancel->reason[0] ? env->job_cancel->reason
                                                                            : "by request");
@@ -2258,12 +2285,16 @@ static void on_message(struct lmp_coord *c, const struct lmp_zpeer *from, Lmp__E
             break;
         }
         if (J->state == LMP__JOB_STATE__JOB_STATE_RUNNING) {
-            lmp_log_info("coordinator: job %llu cancelled by '%s'", (unsigned long long) J->id,
+            lmp_log_info("coordinator: job %llu cancelled by '%s'", (unsigned long long)J->id,
                          from->name);
-            coord_event(c, LMP_LOG_INFO, LMP_EVENT_CANCEL, -1, "job %llu cancelled by '%s': %s", (unsigned long long) J->id, from->name, env->job_cancel->reason && env->job_cancel->reason[0] ? env->job_cancel->reason : "by request");
+            coord_event(c, LMP_LOG_INFO, LMP_EVENT_CANCEL, -1, "job %llu cancelled by '%s': %s",
+                        (unsigned long long)J->id, from->name,
+                        env->job_cancel->reason && env->job_cancel->reason[0]
+                            ? env->job_cancel->reason
+                            : "by request");
             snprintf(J->error, sizeof(J->error), "cancelled: %s",
-                     env->job_cancel->reason && env->job_cancel->reason[0]
-                         ? env->job_cancel->reason : "by request");
+                     env->job_cancel->reason && env->job_cancel->reason[0] ? env->job_cancel->reason
+                                                                           : "by request");
             job_end(c, LMP__JOB_STATE__JOB_STATE_CANCELLED);
         }
         coord_reply_status(c, from, env->seq, J->id, false, false);
@@ -2290,7 +2321,7 @@ static void on_timer(struct lmp_coord *c) {
         if (!p->used || p->dead) continue;
         if (p->role == LMP_PEER_WORKER && now - p->last_seen > c->o.heartbeat_timeout_ms) {
             char why[64];
-            snprintf(why, sizeof(why), "silent for %.1fs", (double) (now - p->last_seen) / 1000.0);
+            snprintf(why, sizeof(why), "silent for %.1fs", (double)(now - p->last_seen) / 1000.0);
             peer_gone(c, i, why);
         } else if (p->role == LMP_PEER_CLI && now - p->last_seen > CLIENT_IDLE_MS) {
             p->used = false; /* a client answered and gone quiet: its session ends */
@@ -2301,8 +2332,8 @@ static void on_timer(struct lmp_coord *c) {
 enum lmp_status lmp_coord_new(const struct lmp_coord_opts *o, struct lmp_coord **out,
                               struct lmp_err *err) {
     assert(o && out);
-    struct lmp_coord *c = calloc(1, sizeof(*c));
-    enum lmp_status st = LMP_OK;
+    struct lmp_coord *c  = calloc(1, sizeof(*c));
+    enum lmp_status   st = LMP_OK;
     if (c == NULL) return lmp_err_set(err, LMP_ENOMEM, "out of memory");
     c->o = *o;
     if ((c->zctx = zmq_ctx_new()) == NULL || (c->sock = zmq_socket(c->zctx, ZMQ_ROUTER)) == NULL) {
@@ -2315,7 +2346,7 @@ enum lmp_status lmp_coord_new(const struct lmp_coord_opts *o, struct lmp_coord *
     if (o->curve && ((st = lmp_zauth_start(c->zctx, c->sock, o->curve, &c->zauth, err)) ||
                      (st = lmp_zsock_curve_server(c->sock, o->curve, err))))
         goto fail;
-    c->o.curve = NULL;   /* borrowed during lmp_coord_new only */
+    c->o.curve = NULL; /* borrowed during lmp_coord_new only */
     if (zmq_bind(c->sock, o->bind) != 0) {
         st = lmp_err_set(err, LMP_EIO, "cannot bind '%s': %s", o->bind, zmq_strerror(errno));
         goto fail;
@@ -2328,10 +2359,10 @@ enum lmp_status lmp_coord_new(const struct lmp_coord_opts *o, struct lmp_coord *
         mkdir(o->state_dir, 0755);
         char p[4096];
         state_path(c, p, sizeof(p));
-        uint8_t *buf = NULL;
-        size_t len = 0;
-        struct lmp_err e2 = {0};
-        if (access(p, F_OK) == 0 && lmp_file_read_all(p, (char **) &buf, &len, &e2) == LMP_OK) {
+        uint8_t       *buf = NULL;
+        size_t         len = 0;
+        struct lmp_err e2  = {0};
+        if (access(p, F_OK) == 0 && lmp_file_read_all(p, (char **)&buf, &len, &e2) == LMP_OK) {
             Lmp__JobSpec *spec = lmp__job_spec__unpack(NULL, len, buf);
             if (spec == NULL)
                 lmp_log_warn("coordinator: '%s' is not a job spec: ignored", p);
@@ -2349,7 +2380,9 @@ fail:
     return st;
 }
 
-const char *lmp_coord_endpoint(const struct lmp_coord *c) { return c->endpoint; }
+const char *lmp_coord_endpoint(const struct lmp_coord *c) {
+    return c->endpoint;
+}
 
 enum lmp_status lmp_coord_run(struct lmp_coord *c, volatile sig_atomic_t *stop,
                               struct lmp_err *err) {
@@ -2358,7 +2391,7 @@ enum lmp_status lmp_coord_run(struct lmp_coord *c, volatile sig_atomic_t *stop,
     while (!*stop) {
         zmq_pollitem_t items[2] = {{c->sock, 0, ZMQ_POLLIN, 0},
                                    {NULL, lmp_bg_fd(c->bg), ZMQ_POLLIN, 0}};
-        int            n = zmq_poll(items, 2, 100);
+        int            n        = zmq_poll(items, 2, 100);
         if (n < 0 && errno != EINTR)
             return lmp_err_set(err, LMP_EIO, "poll: %s", zmq_strerror(errno));
         if (n > 0 && (items[1].revents & ZMQ_POLLIN)) bg_done(c);
@@ -2366,22 +2399,24 @@ enum lmp_status lmp_coord_run(struct lmp_coord *c, volatile sig_atomic_t *stop,
         /* drain what is there, without blocking */
         for (int k = 0; n > 0 && k < 64; k++) {
             struct lmp_zpeer from = {0};
-            Lmp__Envelope *env = NULL;
-            struct lmp_err rerr = {0};
-            enum lmp_status st = lmp_zsock_recv(c->sock, 0, 0, &from, NULL, &env, &rerr);
+            Lmp__Envelope   *env  = NULL;
+            struct lmp_err   rerr = {0};
+            enum lmp_status  st   = lmp_zsock_recv(c->sock, 0, 0, &from, NULL, &env, &rerr);
             if (st == LMP_OK && env == NULL) break;
             if (st == LMP_EVERSION) {
                 lmp_log_warn("coordinator: refused '%s': %s", from.name, rerr.msg);
                 char msg[160];
-                snprintf(msg, sizeof(msg), "this coordinator speaks protocol %u", LMP_PROTO_VERSION);
+                snprintf(msg, sizeof(msg), "this coordinator speaks protocol %u",
+                         LMP_PROTO_VERSION);
                 coord_send_error(c, &from, 0, LMP_EVERSION, msg);
                 int pi = find_peer(c, &from);
                 if (pi >= 0) peer_gone(c, pi, "speaks another protocol version");
                 continue;
             }
             if (st == LMP_EPROTO || st == LMP_EPERM) {
-                lmp_log_warn("coordinator: %s from '%s' dropped: %s", st == LMP_EPERM
-                             ? "refused message" : "bad frame", from.name, rerr.msg);
+                lmp_log_warn("coordinator: %s from '%s' dropped: %s",
+                             st == LMP_EPERM ? "refused message" : "bad frame", from.name,
+                             rerr.msg);
                 if (from.id_len) coord_send_error(c, &from, 0, st, rerr.msg);
                 continue;
             }
@@ -2413,7 +2448,7 @@ void lmp_coord_destroy(struct lmp_coord **cp) {
     job_destroy(&c->job);
     coord_log_free(c);
     if (c->sock) zmq_close(c->sock);
-    lmp_zauth_stop(&c->zauth);   /* after the socket it serves, before the context */
+    lmp_zauth_stop(&c->zauth); /* after the socket it serves, before the context */
     if (c->zctx) zmq_ctx_term(c->zctx);
     free(c);
     *cp = NULL;

@@ -51,8 +51,8 @@
 
 #include <signal.h>
 #include <stdint.h>
-#include "base/status.h"   /* defines: enum lmp_status, struct lmp_err */
-#include "proto/keys.h"     /* defines: struct lmp_curve_server */
+#include "base/status.h" /* defines: enum lmp_status, struct lmp_err */
+#include "proto/keys.h"  /* defines: struct lmp_curve_server */
 
 /* Task ids of a job (TaskAssign, TaskProgress, WorkerInfo.running_tasks): 1 + the layer's
  * index for a layer (or its row shards); LMP_CAL_TASK_BASE + slice for a calibration slice;
@@ -70,7 +70,7 @@ struct lmp_coord_opts {
     const struct lmp_curve_server *curve; /* CURVE keys (proto/keys.h, borrowed during
                                              lmp_coord_new); NULL = none: then a bind beyond
                                              loopback is refused unless insecure */
-    bool        insecure;             /* allow a non-loopback bind without CURVE */
+    bool insecure;                        /* allow a non-loopback bind without CURVE */
 };
 
 void lmp_coord_opts_init(struct lmp_coord_opts *o);

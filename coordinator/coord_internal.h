@@ -11,13 +11,13 @@
 #define LMP_COORDINATOR_COORD_INTERNAL_H
 
 #include "coordinator/coord.h"
-#include "coordinator/bg.h"           /* defines: struct lmp_bg */
-#include "coordinator/sched.h"        /* defines: struct lmp_sched_* */
-#include "artifact/artifact.h"        /* defines: struct lmp_artifact, struct lmp_art_job */
-#include "coordinator/compress.h"        /* defines: struct lmp_compress_spec */
-#include "artifact/events.h"          /* defines: LMP_EVENT_* (coord_event kinds) */
-#include "proto/zsock.h"                 /* defines: struct lmp_zpeer, Lmp__* */
-#include "worker/calib.h"                /* defines: struct lmp_calib, LMP_INPUT_COUNT */
+#include "coordinator/bg.h"       /* defines: struct lmp_bg */
+#include "coordinator/sched.h"    /* defines: struct lmp_sched_* */
+#include "artifact/artifact.h"    /* defines: struct lmp_artifact, struct lmp_art_job */
+#include "coordinator/compress.h" /* defines: struct lmp_compress_spec */
+#include "artifact/events.h"      /* defines: LMP_EVENT_* (coord_event kinds) */
+#include "proto/zsock.h"          /* defines: struct lmp_zpeer, Lmp__* */
+#include "worker/calib.h"         /* defines: struct lmp_calib, LMP_INPUT_COUNT */
 #include "model/transformer.h"    /* defines: struct lmp_transformer */
 
 #include <stdbool.h>
@@ -35,83 +35,83 @@ enum { CLIENT_IDLE_MS = 60000 };
 static inline uint64_t mono_ms(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t) ts.tv_sec * 1000u + (uint64_t) ts.tv_nsec / 1000000u;
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
 static inline uint64_t unix_ms(void) {
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
-    return (uint64_t) ts.tv_sec * 1000u + (uint64_t) ts.tv_nsec / 1000000u;
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
 /* H of one block's four inputs, shared by its tasks. */
 struct blockh {
     int    refs;
-    float *h[LMP_INPUT_COUNT];     /* (n_in, n_in) each */
+    float *h[LMP_INPUT_COUNT]; /* (n_in, n_in) each */
 };
 
 /* A calibration slice (TASK_KIND_CALIBRATE): sequences [begin, end) of the job's tokens,
  * walked through the original model by a worker that keeps its activations. */
 struct cslice {
     int64_t  begin, end;
-    int32_t  next_b;               /* next block whose sums it owes; -1 = none left */
-    int      worker;               /* peer computing it, -1 */
-    int      owner;                /* peer believed to hold its activations, -1 = none */
-    int32_t  pos;                  /* sequential mode: the owner holds the input of this block */
+    int32_t  next_b; /* next block whose sums it owes; -1 = none left */
+    int      worker; /* peer computing it, -1 */
+    int      owner;  /* peer believed to hold its activations, -1 = none */
+    int32_t  pos;    /* sequential mode: the owner holds the input of this block */
     uint32_t attempt, n_failures;
 };
 
 /* One block's sums in the making: slice sums added in slice order (worker/calib.h). */
 struct cblock {
     struct lmp_calib_grams  *acc;
-    int64_t                  next_slice;   /* slices below this one are added */
-    struct lmp_calib_grams **held;         /* (n_slices) arrived out of order */
+    int64_t                  next_slice; /* slices below this one are added */
+    struct lmp_calib_grams **held;       /* (n_slices) arrived out of order */
 };
 
-struct rtask;                      /* coord.c: a layer running as row shards */
+struct rtask; /* coord.c: a layer running as row shards */
 
 struct task {
-    int64_t        lin;            /* index into the model's linears */
+    int64_t                  lin; /* index into the model's linears */
     const struct lmp_linear *l;
-    Lmp__TaskState state;
-    uint32_t       attempt;        /* assignments so far */
-    uint32_t       n_failures;
-    int            worker;         /* peer index while running, else -1 */
-    char           worker_name[128];
-    struct blockh *h;              /* set once the block is calibrated (AQLM) */
-    double         seconds, rel_before, rel_after, progress_s;
-    uint32_t       step, n_steps;  /* coord_log.c: latest TaskProgress, of attempt progress_attempt */
-    double         loss, rel_err;
-    uint32_t       progress_attempt;
-    uint64_t       event_ms;       /* coord_log.c: ms (monotonic) of its last progress event */
-    struct rtask  *rows;           /* TASK_KIND_QUANTIZE_ROWS shards while running, else NULL;
-                                      worker is then shard 0's peer */
+    Lmp__TaskState           state;
+    uint32_t                 attempt; /* assignments so far */
+    uint32_t                 n_failures;
+    int                      worker; /* peer index while running, else -1 */
+    char                     worker_name[128];
+    struct blockh           *h; /* set once the block is calibrated (AQLM) */
+    double                   seconds, rel_before, rel_after, progress_s;
+    uint32_t      step, n_steps; /* coord_log.c: latest TaskProgress, of attempt progress_attempt */
+    double        loss, rel_err;
+    uint32_t      progress_attempt;
+    uint64_t      event_ms; /* coord_log.c: ms (monotonic) of its last progress event */
+    struct rtask *rows;     /* TASK_KIND_QUANTIZE_ROWS shards while running, else NULL;
+                               worker is then shard 0's peer */
 };
 
 struct peer {
-    bool              used, dead;
-    struct lmp_zpeer  id;
-    enum lmp_peer     role;
-    uint64_t          last_seen, last_hb_unix;
-    int               task;        /* task index, -1 = idle */
-    int               cal;         /* calibration slice running, -1 = none */
-    bool              ft;          /* coord.c: running the job's block fine-tuning task */
-    bool              cancelling;  /* a TaskCancel is outstanding */
-    uint64_t          read_token;  /* coord.c: its task waits for a read-back (the item's
-                                      token), not sent yet; 0 = none */
-    uint64_t          busy_until;  /* ms (monotonic): refused a task as busy, none before then */
-    uint32_t          cores;
-    uint64_t          memory;
-    char              host[128], kernels[64];
-    uint32_t          n_done, n_failed;
-    double            busy_s, params_done;
+    bool             used, dead;
+    struct lmp_zpeer id;
+    enum lmp_peer    role;
+    uint64_t         last_seen, last_hb_unix;
+    int              task;       /* task index, -1 = idle */
+    int              cal;        /* calibration slice running, -1 = none */
+    bool             ft;         /* coord.c: running the job's block fine-tuning task */
+    bool             cancelling; /* a TaskCancel is outstanding */
+    uint64_t         read_token; /* coord.c: its task waits for a read-back (the item's
+                                    token), not sent yet; 0 = none */
+    uint64_t busy_until;         /* ms (monotonic): refused a task as busy, none before then */
+    uint32_t cores;
+    uint64_t memory;
+    char     host[128], kernels[64];
+    uint32_t n_done, n_failed;
+    double   busy_s, params_done;
 };
 
 struct job {
-    uint64_t        id;
-    Lmp__JobSpec   *spec;          /* owned copy (lmp__job_spec__unpack) */
-    Lmp__JobState   state;
-    char            error[256];
+    uint64_t                 id;
+    Lmp__JobSpec            *spec; /* owned copy (lmp__job_spec__unpack) */
+    Lmp__JobState            state;
+    char                     error[256];
     struct lmp_compress_spec cspec;
     struct lmp_model        *m;
     struct lmp_transformer  *tf;
@@ -119,24 +119,24 @@ struct job {
     struct lmp_calib_grams  *grams;
     struct lmp_artifact     *a;
     struct lmp_art_job       aj;
-    int32_t         *tokens;
-    bool            *quantized;    /* (n_linears) */
-    struct task     *tasks;
-    int64_t          n_tasks, n_done, n_failed;
-    int32_t          next_block;   /* next block to calibrate */
-    struct cslice   *slices;       /* (n_slices) distributed calibration */
-    int64_t          n_slices, n_seq, ctx;
-    struct cblock  **cblocks;      /* (n_layers) blocks being summed */
-    struct ftstate  *ft;           /* coord.c: block fine-tuning (sequential --finetune), NULL = off */
-    bool            *need_block;   /* (n_layers) has tasks waiting for its H */
-    int              n_open;       /* blocks being summed or with H alive */
-    uint64_t         submitted_ms, started_ms, finished_ms, started_mono;
-    double           params_total, params_done_run;
-    double           sec_calib, sec_quant, sec_ft;   /* worker-seconds of accepted results, this run */
-    int              bg_busy; /* coord.c: background items using a, m in flight; while > 0
-                                 the loop neither closes a nor frees m */
-    bool finalizing;          /* coord.c: the artifact is being finalized (background);
-                                 no events are appended to it meanwhile */
+    int32_t                 *tokens;
+    bool                    *quantized; /* (n_linears) */
+    struct task             *tasks;
+    int64_t                  n_tasks, n_done, n_failed;
+    int32_t                  next_block; /* next block to calibrate */
+    struct cslice           *slices;     /* (n_slices) distributed calibration */
+    int64_t                  n_slices, n_seq, ctx;
+    struct cblock          **cblocks; /* (n_layers) blocks being summed */
+    struct ftstate *ft;         /* coord.c: block fine-tuning (sequential --finetune), NULL = off */
+    bool           *need_block; /* (n_layers) has tasks waiting for its H */
+    int             n_open;     /* blocks being summed or with H alive */
+    uint64_t        submitted_ms, started_ms, finished_ms, started_mono;
+    double          params_total, params_done_run;
+    double          sec_calib, sec_quant, sec_ft; /* worker-seconds of accepted results, this run */
+    int             bg_busy; /* coord.c: background items using a, m in flight; while > 0
+                                the loop neither closes a nor frees m */
+    bool finalizing;         /* coord.c: the artifact is being finalized (background);
+                                no events are appended to it meanwhile */
     struct lmp_sched_task  *sched_tasks;  /* coord.c: (n_tasks) the scheduler's view */
     struct lmp_sched_slice *sched_slices; /* (n_slices) */
 };
@@ -157,20 +157,19 @@ struct coord_plan {
 
 struct lmp_coord {
     struct lmp_coord_opts o;
-    char          endpoint[256];
-    void         *zctx, *sock;
-    struct lmp_zauth *zauth;       /* ZAP handler thread (proto/zauth.h), NULL without CURVE */
-    struct coord_log *log;         /* coord_log.c: ring of log lines and events, LogQuery */
-    uint64_t      seq;
-    struct peer   peers[MAX_PEERS];
-    struct job   *job;
-    uint64_t      next_job_id;
-    struct coord_plan    *plan; /* the job being planned, NULL */
-    struct lmp_bg        *bg;   /* coordinator/bg.h: planning, read-back, finalize */
+    char                  endpoint[256];
+    void                 *zctx, *sock;
+    struct lmp_zauth     *zauth; /* ZAP handler thread (proto/zauth.h), NULL without CURVE */
+    struct coord_log     *log;   /* coord_log.c: ring of log lines and events, LogQuery */
+    uint64_t              seq;
+    struct peer           peers[MAX_PEERS];
+    struct job           *job;
+    uint64_t              next_job_id;
+    struct coord_plan    *plan;            /* the job being planned, NULL */
+    struct lmp_bg        *bg;              /* coordinator/bg.h: planning, read-back, finalize */
     uint64_t              next_read_token; /* coord.c: peer.read_token of the last read-back */
     struct lmp_sched_peer sched_peers[MAX_PEERS]; /* coord.c: the scheduler's view of peers */
 };
-
 
 /* coord.c: send an envelope to a peer (seq assigned here; failures are logged). */
 void coord_send(struct lmp_coord *c, const struct lmp_zpeer *to, Lmp__Envelope *env);
@@ -190,8 +189,8 @@ void coord_reply_workers(struct lmp_coord *c, const struct lmp_zpeer *to, uint64
  * coord_peer_event: pi >= 0 names a worker (and its task, if any). Never fails. */
 void coord_event(struct lmp_coord *c, int level, const char *kind, int task, const char *fmt, ...)
     __attribute__((format(printf, 5, 6)));
-void coord_peer_event(struct lmp_coord *c, int level, const char *kind, int pi, const char *fmt, ...)
-    __attribute__((format(printf, 5, 6)));
+void coord_peer_event(struct lmp_coord *c, int level, const char *kind, int pi, const char *fmt,
+                      ...) __attribute__((format(printf, 5, 6)));
 /* A TaskProgress from peer pi: kept as the task's latest step/loss/rel_err (status),
  * "started" on the first one, a "progress" event at most every 10 s. */
 void coord_on_progress(struct lmp_coord *c, int pi, const Lmp__TaskProgress *tp);

@@ -93,7 +93,7 @@ static enum lmp_status plan_generate(int32_t *tokens, const struct lmp_model *m,
                                      uint64_t seed, int threads, struct lmp_err *err) {
     int32_t  bos = lmp_tokenizer_bos(tok), *prompt = &bos;
     int64_t  n_prompt = 1;
-    int32_t *enc = NULL;
+    int32_t *enc      = NULL;
     if (bos < 0) {
         static const char opening[] = "Once upon a time";
         enum lmp_status   st =
@@ -112,10 +112,10 @@ static enum lmp_status plan_generate(int32_t *tokens, const struct lmp_model *m,
 }
 
 enum lmp_status coord_plan_job(struct job *J, const Lmp__JobSpec *spec_in, struct lmp_err *err) {
-    enum lmp_status       st = LMP_OK;
-    struct lmp_tokenizer *tok = NULL;
-    char                 *text = NULL;
-    int32_t              *ids = NULL;
+    enum lmp_status       st        = LMP_OK;
+    struct lmp_tokenizer *tok       = NULL;
+    char                 *text      = NULL;
+    int32_t              *ids       = NULL;
     uint8_t              *tok_bytes = NULL;
     size_t                tok_n = 0, len = 0, plen;
     uint8_t              *packed = NULL;
@@ -138,7 +138,7 @@ enum lmp_status coord_plan_job(struct job *J, const Lmp__JobSpec *spec_in, struc
     }
     const bool ft = s->finetune && s->finetune->enabled;
     if ((st = lmp_agent_method_spec(s->method, &J->cspec, err))) goto out;
-    const bool     rtn = J->cspec.method == LMP_COMPRESS_RTN;
+    const bool     rtn  = J->cspec.method == LMP_COMPRESS_RTN;
     const uint64_t seed = s->method->seed;
     if ((st = lmp_model_open(s->model_path, &J->m, err))) goto out;
     lmp_fault_sleep("LMP_FAULT_PLAN_SLEEP_MS"); /* tests: planning a large model */
@@ -183,9 +183,9 @@ enum lmp_status coord_plan_job(struct job *J, const Lmp__JobSpec *spec_in, struc
         plan_settings(&fs, s, &J->cspec, NULL, 0, 0);
         J->aj.calib_fp = lmp_fingerprint_job(NULL, 0, lmp_fp_settings_digest(&fs));
     } else {
-        const Lmp__CalibSpec *cs = s->calib;
+        const Lmp__CalibSpec *cs      = s->calib;
         const int             max_seq = m->cfg.max_seq;
-        const bool            gen = cs->source == LMP__CALIB_SOURCE__CALIB_SOURCE_GENERATE;
+        const bool            gen     = cs->source == LMP__CALIB_SOURCE__CALIB_SOURCE_GENERATE;
         int64_t               n_seq = cs->nsamples ? cs->nsamples : 128, ctx = cs->ctx;
         if (ctx == 0) ctx = max_seq > 0 && max_seq < 512 ? max_seq : 512;
         if (!gen && cs->source != LMP__CALIB_SOURCE__CALIB_SOURCE_FILE) {
@@ -247,7 +247,7 @@ enum lmp_status coord_plan_job(struct job *J, const Lmp__JobSpec *spec_in, struc
         J->aj.calib_fp = lmp_fingerprint_job(J->tokens, n_seq * ctx, lmp_fp_settings_digest(&fs));
         /* calibration slices: the workers compute them (see coord.h) */
         J->n_seq = n_seq, J->ctx = ctx;
-        J->n_slices = lmp_calib_n_slices(n_seq);
+        J->n_slices     = lmp_calib_n_slices(n_seq);
         const int64_t k = lmp_calib_slice_seqs(n_seq);
         if ((J->slices = calloc((size_t)J->n_slices, sizeof(*J->slices))) == NULL ||
             (J->cblocks = calloc((size_t)m->cfg.n_layers, sizeof(*J->cblocks))) == NULL ||
@@ -256,10 +256,10 @@ enum lmp_status coord_plan_job(struct job *J, const Lmp__JobSpec *spec_in, struc
             goto settings_out;
         }
         for (int64_t i = 0; i < J->n_slices; i++)
-            J->slices[i] = (struct cslice){.begin = i * k,
-                                           .end = (i + 1) * k < n_seq ? (i + 1) * k : n_seq,
+            J->slices[i] = (struct cslice){.begin  = i * k,
+                                           .end    = (i + 1) * k < n_seq ? (i + 1) * k : n_seq,
                                            .worker = -1,
-                                           .owner = -1};
+                                           .owner  = -1};
     }
     if (fs.desc.failed || lmp_art_job_set_text(&J->aj.calib_desc, lmp_strbuf_str(&fs.desc)))
         st = lmp_err_set(err, LMP_ENOMEM, "out of memory describing the job");

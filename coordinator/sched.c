@@ -9,7 +9,7 @@ double lmp_sched_rate(const struct lmp_sched_peer *p) {
 
 int lmp_sched_pick_task(const struct lmp_sched *s, int pi) {
     assert(s && pi >= 0 && pi < s->n_peers);
-    const struct lmp_sched_task *T = s->tasks;
+    const struct lmp_sched_task *T  = s->tasks;
     const double                 rp = lmp_sched_rate(&s->peers[pi]);
     double last = -1.0; /* size of the last candidate tried: sizes strictly decreasing */
     for (;;) {
@@ -23,7 +23,7 @@ int lmp_sched_pick_task(const struct lmp_sched *s, int pi) {
         int          n_same = 0, n_faster = 0; /* ready tasks of this size; workers that beat me */
         for (int64_t i = 0; i < s->n_tasks; i++) n_same += T[i].ready && T[i].size == sz;
         for (int q = 0; q < s->n_peers; q++) {
-            const struct lmp_sched_peer *o = &s->peers[q];
+            const struct lmp_sched_peer *o  = &s->peers[q];
             const double                 rq = lmp_sched_rate(o);
             if (q == pi || !o->connected || !o->worker || rq <= rp * 1.2) continue;
             double free_in = 0; /* seconds until o is free */
@@ -38,15 +38,15 @@ int lmp_sched_pick_task(const struct lmp_sched *s, int pi) {
 
 int lmp_sched_pick_slice(const struct lmp_sched *s, int pi, int pass) {
     assert(s && pi >= 0 && pi < s->n_peers);
-    const struct lmp_sched_slice *S = s->slices;
+    const struct lmp_sched_slice *S    = s->slices;
     int                           best = -1;
-    int32_t                       lo = -1; /* earliest block a slice still owes */
+    int32_t                       lo   = -1; /* earliest block a slice still owes */
     for (int64_t i = 0; i < s->n_slices; i++)
         if (S[i].next_b >= 0 && (lo < 0 || S[i].next_b < lo)) lo = S[i].next_b;
     for (int64_t i = 0; i < s->n_slices; i++) {
         const struct lmp_sched_slice *sl = &S[i];
         if (!sl->ready || (pass == 0 && sl->next_b != lo)) continue;
-        const int  o = sl->owner;
+        const int  o    = sl->owner;
         const bool gone = o < 0 || !s->peers[o].connected;
         const bool busy_other =
             !gone && o != pi && (s->peers[o].task >= 0 || s->peers[o].calibrating);
@@ -76,7 +76,7 @@ int lmp_sched_split(const struct lmp_sched *s, int pi, int ti, int *pis) {
 
 void lmp_sched_shard_weights(const double *rate, int n, double *weight) {
     assert(rate && weight && n > 0);
-    double known = 0.0;
+    double known   = 0.0;
     int    n_known = 0;
     for (int k = 0; k < n; k++)
         if ((weight[k] = rate[k]) > 0) known += weight[k], n_known++;
