@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
-# The test command: build with AddressSanitizer + UBSan and run every test (unit, kernels,
-# proto, integration) with ctest; then, when clang is present, build the libFuzzer targets
-# and run each briefly (LMP_FUZZ_SECONDS, default 20).
+# The test command: check the formatting (scripts/check_format.sh), build with
+# AddressSanitizer + UBSan and -Werror and run every test (unit, kernels, proto,
+# integration) with ctest; then, when clang is present, build the libFuzzer targets and
+# run each briefly (LMP_FUZZ_SECONDS, default 20).
 #   scripts/test.sh            everything
 #   scripts/test.sh -L unit    extra arguments go to ctest
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 jobs=$(nproc)
+[ $# -eq 0 ] && "$here/scripts/check_format.sh"
 b="$here/build-asan"
 cmake -S "$here" -B "$b" -DCMAKE_BUILD_TYPE=Debug -DLMP_SANITIZE=ON -DLMP_MPI=ON -DLMP_WERROR=ON >/dev/null
 cmake --build "$b" -j"$jobs"
