@@ -291,6 +291,9 @@ echo "jobs $id_nojob (no JOB) and $id_bad (bad JOB, --gres=gpu:2): $(job_field "
 release() {   # ID RESTARTS: the job requeued RESTARTS times, pending, then started now
     wait_for 120 restarted "$1" "$2" || { bad "job $1 not requeued (restarts $(job_field "$1" Restarts))"; return 1; }
     wait_for 60 job_in "$1" PENDING || bad "requeued job $1 not pending: $(job_field "$1" JobState)"
+    # slurmd revokes the requeued job's credential with a one-second clock: a restart within
+    # the same second as the requeue is killed ("Job credential revoked"), so wait past it
+    sleep 2
     sc scontrol update JobId="$1" StartTime=now || bad "scontrol update StartTime=now"
 }
 # resumed_at RESTART: the first "N/30 layers done" line after the restart's start line
