@@ -72,7 +72,7 @@ static enum lmp_status cfg_int(const cJSON *cfg, const char *key, bool required,
         return LMP_OK;
     }
     double d = cJSON_IsNumber(j) ? j->valuedouble : -1.0;
-    if (!cJSON_IsNumber(j) || d != (double)(int64_t)d || d < lo || d > 2147483647.0)
+    if (!cJSON_IsNumber(j) || !(d >= lo && d <= 2147483647.0) || d != (double)(int64_t)d)
         return lmp_err_set(err, LMP_EFORMAT, "'%s': '%s' is not an integer >= %d", path, key, lo);
     *out = (int32_t)d;
     return LMP_OK;
