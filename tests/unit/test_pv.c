@@ -17,97 +17,15 @@
 #include "worker/pv.h"
 #include "kernels/kernels.h"   /* defines: lmp_kernels_get()->aq_beam, aq_decode */
 #include "tests/check.h"       /* defines: CHECK, CHECK_NEAR, RUN, check_report */
+#include "tests/tiny_model.h"  /* defines: build, struct spec, random_tokens */
 #include "worker/model_grad.h" /* defines: lmp_model_grad_*, lmp_model_weights_* */
 
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
-enum { DIM = 24, HD = 6, HIDDEN = 40, VOCAB = 50, LAYERS = 2, T = 8, N_SEQ = 2 };
+enum { T = 8, N_SEQ = 2 };
 enum { ROWS = N_SEQ * T, NL = LAYERS * LMP_LIN_COUNT, M = 2, K = 16, G = 4 };
-
-struct spec {
-    enum lmp_rope rope;
-    bool          tied, bias;
-    int           n_heads, n_kv_heads;
-};
-
-/* ---- a tiny model in memory ------------------------------------------------------------- */
-
-static struct lmp_tensor *add_tensor(struct lmp_model *m, float **cur, const char *name, int n_dims,
-                                     int64_t d0, int64_t d1, uint64_t seed, float scale,
-                                     float offset) {
-    struct lmp_tensor *t = &m->tensors[m->n_tensors++];
-    snprintf(t->name, sizeof(t->name), "%s", name);
-    t->dtype    = LMP_DTYPE_F32;
-    t->n_dims   = n_dims;
-    t->shape[0] = d0;
-    t->shape[1] = d1;
-    int64_t n   = n_dims == 1 ? d0 : d0 * d1;
-    check_fill_random(*cur, n, seed);
-    for (int64_t i = 0; i < n; i++) (*cur)[i] = (*cur)[i] * scale + offset;
-    t->data   = *cur;
-    t->nbytes = (uint64_t)n * 4;
-    *cur += n;
-    return t;
-}
-
-static struct lmp_model *build(const struct spec *sp, uint64_t seed) {
-    struct lmp_model  *m = lmp_model_alloc(LAYERS);
-    struct lmp_config *c = &m->cfg;
-    c->arch              = LMP_ARCH_LLAMA;
-    c->format            = LMP_FORMAT_GGUF;
-    c->dim               = DIM;
-    c->hidden_dim        = HIDDEN;
-    c->n_heads           = sp->n_heads;
-    c->n_kv_heads        = sp->n_kv_heads;
-    c->head_dim          = HD;
-    c->vocab_size        = VOCAB;
-    c->max_seq           = 32;
-    c->rope_theta        = 100.0f;
-    c->norm_eps          = 1e-5f;
-    c->rope              = sp->rope;
-    c->tied_embeddings   = sp->tied;
-    m->path              = strdup("test-model-grad");
-    m->tensors           = calloc(64, sizeof(*m->tensors));
-    float *data = malloc(100000 * sizeof(float)), *cur = data;
-    m->src           = data;
-    m->src_close     = free;
-    const int64_t qd = (int64_t)sp->n_heads * HD, kd = (int64_t)sp->n_kv_heads * HD;
-    m->tok_emb  = add_tensor(m, &cur, "tok_emb", 2, VOCAB, DIM, seed++, 1.0f, 0.0f);
-    m->out_norm = add_tensor(m, &cur, "out_norm", 1, DIM, 0, seed++, 0.3f, 1.0f);
-    m->output =
-        sp->tied ? m->tok_emb : add_tensor(m, &cur, "output", 2, VOCAB, DIM, seed++, 0.7f, 0.0f);
-    for (int b = 0; b < LAYERS; b++) {
-        struct lmp_block *blk = &m->blocks[b];
-        blk->attn_norm        = add_tensor(m, &cur, "attn_norm", 1, DIM, 0, seed++, 0.3f, 1.0f);
-        blk->ffn_norm         = add_tensor(m, &cur, "ffn_norm", 1, DIM, 0, seed++, 0.3f, 1.0f);
-        const int64_t shp[LMP_LIN_COUNT][2] = {{qd, DIM},    {kd, DIM},     {kd, DIM},
-                                               {DIM, qd},    {HIDDEN, DIM}, {HIDDEN, DIM},
-                                               {DIM, HIDDEN}};
-        for (int k = 0; k < LMP_LIN_COUNT; k++) {
-            /* ~1/sqrt(n_in) keeps activations O(1); larger q/k make attention peaked */
-            float sc = (k <= LMP_LIN_K ? 2.5f : 1.0f) / sqrtf((float)shp[k][1]);
-            blk->lin[k].weight =
-                add_tensor(m, &cur, lmp_lin_name(k), 2, shp[k][0], shp[k][1], seed++, sc, 0.0f);
-            if (sp->bias && k <= LMP_LIN_V)
-                blk->lin[k].bias = add_tensor(m, &cur, "bias", 1, shp[k][0], 0, seed++, 0.5f, 0.0f);
-        }
-    }
-    struct lmp_err err = {0};
-    c->qkv_bias        = sp->bias;
-    enum lmp_status st = lmp_model_finish(m, &err);
-    if (st != LMP_OK) fprintf(stderr, "finish: %s\n", err.msg);
-    CHECK(st == LMP_OK);
-    return m;
-}
-
-static void random_tokens(int32_t *t, int64_t n, int32_t vocab, uint64_t seed) {
-    for (int64_t i = 0; i < n; i++) {
-        seed = seed * 6364136223846793005ULL + 1442695040888963407ULL;
-        t[i] = (int32_t)((seed >> 33) % (uint64_t)vocab);
-    }
-}
 
 /* ---- the student: teacher weights quantized ------------------------------------------- */
 
