@@ -25,7 +25,7 @@ set -u
 LMPRESS=${LMPRESS:-}
 MODEL=$HOME/.cache/lmpress/models/SmolLM2-135M-Instruct.Q4_1.gguf
 PROJ=gate_proj SCHEME=2x8g8 NSAMPLES=16 CTX=256 THREADS=1 OUT=
-CALIB=${LMP_SHARED:-/work/shared}/data/tinystories_valid_first1000.txt
+CALIB=${LMP_SHARED:-$(cd "$(dirname "$0")/.." && pwd)/../shared}/data/tinystories_valid_first1000.txt
 EXTRA=()
 while [ $# -gt 0 ]; do
     case $1 in

@@ -59,7 +59,7 @@
 #   --model PATH         (default: ~/.cache/lmpress/models/SmolLM2-135M-Instruct.Q4_1.gguf)
 #   --tokenizer PATH     (default: none, the model's own)
 #   --calib FILE         (default: $LMP_SHARED/data/tinystories_valid_first1000.txt, LMP_SHARED
-#                        defaulting to /work/shared)
+#                        defaulting to ../shared beside the checkout)
 #   --blocks N|all       quantize the last N blocks (default 4); --full = --blocks all
 #   --nsamples N --ctx L (default 32 and 512)
 #   --scheme S           (default 2x8g8)
@@ -71,7 +71,7 @@
 # Exit 0 when every job finished (whatever the speedup), 1 otherwise; 2 on a usage error.
 set -u
 SRC=$(cd "$(dirname "$0")/.." && pwd)
-SHARED=${LMP_SHARED:-/work/shared}
+SHARED=${LMP_SHARED:-$SRC/../shared}
 LMP=${LMPRESS:-$SRC/build/cli/lmpress}
 MODEL=$HOME/.cache/lmpress/models/SmolLM2-135M-Instruct.Q4_1.gguf
 TOKENIZER=

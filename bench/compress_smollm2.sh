@@ -11,7 +11,7 @@
 # reported and skipped; the summary table lists the rows that finished.
 set -u
 LMPRESS=${1:-${LMPRESS:-build/cli/lmpress}}
-MODEL=${MODEL:-/root/.cache/lmpress/models/SmolLM2-135M-Instruct.Q4_1.gguf}
+MODEL=${MODEL:-$HOME/.cache/lmpress/models/SmolLM2-135M-Instruct.Q4_1.gguf}
 SHARED=${LMP_SHARED:-$(dirname "$0")/../../shared}
 CALIB=${CALIB:-$SHARED/data/tinystories_valid_first1000.txt}
 WIKI=$SHARED/data/wikitext2_test_join.txt

@@ -20,8 +20,7 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 cache=${LMP_CACHE:-$HOME/.cache/lmpress}
 model="$cache/models/SmolLM2-135M-Instruct.Q4_1.gguf"
-text=/work/shared/data/wikitext2_test_join.txt
-[ -f "$text" ] || text="$here/../shared/data/wikitext2_test_join.txt"
+text=${LMP_SHARED:-$here/../shared}/data/wikitext2_test_join.txt
 ctx=512 windows=8 rounds=3 threads=2 lmpress="" llbin="$cache/llama.cpp-build/bin"
 while [ $# -gt 0 ]; do
     case $1 in

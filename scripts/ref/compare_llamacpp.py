@@ -34,9 +34,8 @@ CACHE = os.environ.get("LMP_CACHE", os.path.expanduser("~/.cache/lmpress"))
 DEF_MODEL = os.path.join(CACHE, "models", "SmolLM2-135M-Instruct.Q4_1.gguf")
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
-DEF_TEXT = next((p for p in ("/work/shared/data/wikitext2_test_join.txt",
-                             os.path.join(REPO, "..", "shared", "data", "wikitext2_test_join.txt"))
-                 if os.path.exists(p)), "/work/shared/data/wikitext2_test_join.txt")
+SHARED = os.environ.get("LMP_SHARED", os.path.join(REPO, "..", "shared"))
+DEF_TEXT = os.path.join(SHARED, "data", "wikitext2_test_join.txt")
 
 
 def log(*a):
