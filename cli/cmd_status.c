@@ -10,7 +10,7 @@
  */
 #include "cli/cli.h"
 #include "cli/cluster.h"       /* defines: lmp_cli_connect, lmp_cli_query, lmp_cli_*_state_name */
-#include "cli/status_view.h"   /* defines: lmp_status_view_render */
+#include "cli/status_view.h"   /* defines: lmp_status_view_render, _bar, _duration */
 #include "coordinator/coord.h" /* defines: LMP_CAL_TASK_BASE, LMP_FT_TASK_BASE */
 
 #include <cjson/cJSON.h>
@@ -178,30 +178,6 @@ static void print_json(const Lmp__JobStatus *js) {
     cJSON_Delete(root);
 }
 
-static void bar(char *out, int width, double frac) {
-    if (!(frac >= 0)) frac = 0;
-    if (frac > 1) frac = 1;
-    const int full = (int)(frac * width + 0.5);
-    out[0]         = '[';
-    for (int i = 0; i < width; i++) out[1 + i] = i < full ? '#' : '-';
-    out[1 + width] = ']';
-    out[2 + width] = '\0';
-}
-
-static void fmt_duration(char *out, size_t cap, double s) {
-    if (!(s >= 0)) {
-        snprintf(out, cap, "?");
-        return;
-    }
-    const long t = (long)(s + 0.5);
-    if (t < 120)
-        snprintf(out, cap, "%lds", t);
-    else if (t < 7200)
-        snprintf(out, cap, "%ldm%02lds", t / 60, t % 60);
-    else
-        snprintf(out, cap, "%ldh%02ldm", t / 3600, t % 3600 / 60);
-}
-
 /* Text: bars on a terminal, plain lines elsewhere. */
 static void print_text(const Lmp__JobStatus *js, bool tty) {
     const uint64_t now = now_unix_ms();
@@ -211,8 +187,8 @@ static void print_text(const Lmp__JobStatus *js, bool tty) {
         const Lmp__JobInfo *j   = js->jobs[i];
         const struct counts k   = count_layers(j);
         const uint64_t      end = j->finished_ms ? j->finished_ms : now;
-        fmt_duration(el, sizeof(el), j->started_ms ? age_s(j->started_ms, end) : 0);
-        fmt_duration(eta, sizeof(eta), j->eta_s);
+        lmp_status_view_duration(el, sizeof(el), j->started_ms ? age_s(j->started_ms, end) : 0);
+        lmp_status_view_duration(eta, sizeof(eta), j->eta_s);
         printf(
             "job %llu %s: %u/%u layers done (pending %u, running %u, failed %u), %.3g weights/s, "
             "elapsed %s",
@@ -227,7 +203,7 @@ static void print_text(const Lmp__JobStatus *js, bool tty) {
         if (j->error && j->error->message && j->error->message[0])
             printf("  %s\n", j->error->message);
         if (tty && j->layers_total > 0) {
-            bar(b, 40, (double)j->layers_done / j->layers_total);
+            lmp_status_view_bar(b, 40, (double)j->layers_done / j->layers_total);
             printf("  %s %3.0f%%\n", b, 100.0 * j->layers_done / j->layers_total);
         }
         for (size_t q = 0; q < j->n_layers; q++) {
@@ -237,7 +213,7 @@ static void print_text(const Lmp__JobStatus *js, bool tty) {
                    lmp_cli_task_state_name(l->state), l->worker ? l->worker : "", l->attempt);
             if (run && l->n_steps > 0) {
                 if (tty) {
-                    bar(b, 20, (double)l->step / l->n_steps);
+                    lmp_status_view_bar(b, 20, (double)l->step / l->n_steps);
                     printf("  %s", b);
                 }
                 printf("  step %u/%u loss %.4g", l->step, l->n_steps, l->loss);

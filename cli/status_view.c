@@ -55,7 +55,7 @@ static void add_line(struct screen *s, const char *fmt, ...) {
     free(line);
 }
 
-static void bar(char *out, int width, double frac) {
+void lmp_status_view_bar(char *out, int width, double frac) {
     if (!(frac >= 0)) frac = 0;
     if (frac > 1) frac = 1;
     const int n_full = (int)(frac * width + 0.5);
@@ -65,7 +65,7 @@ static void bar(char *out, int width, double frac) {
     out[2 + width] = '\0';
 }
 
-static void fmt_duration(char *out, size_t cap, double s) {
+void lmp_status_view_duration(char *out, size_t cap, double s) {
     if (!(s >= 0)) {
         snprintf(out, cap, "?");
         return;
@@ -118,9 +118,10 @@ static void render_job(struct screen *s, struct lmp_status_view *v, const Lmp__J
     const bool     live    = j->state == LMP__JOB_STATE__JOB_STATE_RUNNING;
     const uint64_t end     = j->finished_ms ? j->finished_ms : now_ms;
     char           el[32], eta[32], b[256];
-    fmt_duration(el, sizeof(el),
-                 j->started_ms && end > j->started_ms ? (double)(end - j->started_ms) / 1e3 : 0);
-    fmt_duration(eta, sizeof(eta), j->eta_s);
+    lmp_status_view_duration(
+        el, sizeof(el),
+        j->started_ms && end > j->started_ms ? (double)(end - j->started_ms) / 1e3 : 0);
+    lmp_status_view_duration(eta, sizeof(eta), j->eta_s);
     const double tp = lmp_status_view_throughput(v, j);
     add_line(s, "job %llu%s%s %s: %u/%u layers, %.3g weights/s, elapsed %s%s%s",
              (unsigned long long)j->job_id, j->name && j->name[0] ? " " : "",
@@ -131,7 +132,7 @@ static void render_job(struct screen *s, struct lmp_status_view *v, const Lmp__J
     if (w > (int)sizeof(b) - 3) w = (int)sizeof(b) - 3;
     if (w < 4) w = 4;
     const double frac = j->layers_total ? (double)j->layers_done / j->layers_total : 0;
-    bar(b, w, frac);
+    lmp_status_view_bar(b, w, frac);
     add_line(s, "%s %3.0f%%", b, 100 * frac);
     add_line(s, "layers: %u done, %u running, %u pending%s%.0u%s%s%.0u%s", j->layers_done, running,
              pending, failed ? ", " : "", failed, failed ? " failed" : "", cancel ? ", " : "",
@@ -163,7 +164,7 @@ static void render_job(struct screen *s, struct lmp_status_view *v, const Lmp__J
         if (l->state != LMP__TASK_STATE__TASK_STATE_RUNNING) continue;
         if (s->max_lines - s->n_lines <= 2 && shown + 1 < running) break;
         char sb[32] = "";
-        if (l->n_steps > 0) bar(sb, 10, (double)l->step / l->n_steps);
+        if (l->n_steps > 0) lmp_status_view_bar(sb, 10, (double)l->step / l->n_steps);
         add_line(s, "  %-36s %-12s %s step %u/%u loss %.4g", l->name ? l->name : "",
                  l->worker ? l->worker : "", sb, l->step, l->n_steps, l->loss);
         shown++;

@@ -20,6 +20,7 @@
 #ifndef LMP_CLI_STATUS_VIEW_H
 #define LMP_CLI_STATUS_VIEW_H
 
+#include <stddef.h>
 #include <stdint.h>
 #include "proto/lmpress.pb-c.h" /* defines: Lmp__JobStatus */
 
@@ -39,5 +40,10 @@ char *lmp_status_view_render(struct lmp_status_view *v, const Lmp__JobStatus *js
 /* The job's throughput to show (weights per second): the coordinator's while it runs,
  * afterwards the last one v saw while it ran (the coordinator's when v saw none). */
 double lmp_status_view_throughput(struct lmp_status_view *v, const Lmp__JobInfo *j);
+
+/* "[####----]": width cells filled by frac (clamped to [0, 1]); out holds width + 3 bytes. */
+void lmp_status_view_bar(char *out, int width, double frac);
+/* "42s", "3m05s", "2h10m" ("?" for a negative or NaN s). */
+void lmp_status_view_duration(char *out, size_t cap, double s);
 
 #endif /* LMP_CLI_STATUS_VIEW_H */
