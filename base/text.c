@@ -64,6 +64,21 @@ void lmp_strbuf_printf(struct lmp_strbuf *b, const char *fmt, ...) {
     b->len += (size_t)n;
 }
 
+char *lmp_strfmt(const char *fmt, ...) {
+    assert(fmt);
+    va_list ap;
+    va_start(ap, fmt);
+    const int n = vsnprintf(NULL, 0, fmt, ap);
+    va_end(ap);
+    if (n < 0) return NULL;
+    char *s = malloc((size_t)n + 1);
+    if (s == NULL) return NULL;
+    va_start(ap, fmt);
+    vsnprintf(s, (size_t)n + 1, fmt, ap);
+    va_end(ap);
+    return s;
+}
+
 const char *lmp_strbuf_str(const struct lmp_strbuf *b) {
     assert(b);
     return b->s ? b->s : "";

@@ -39,6 +39,11 @@ const char *lmp_strbuf_str(const struct lmp_strbuf *b);
  * RET NULL when an append had failed or out of memory (b is released either way). */
 char *lmp_strbuf_take(struct lmp_strbuf *b);
 
+/* A formatted string on the heap, as long as it needs to be (asprintf): what replaces
+ * snprintf into a char[N] when an argument is outside text (a path derived from --out, a
+ * state directory). The caller frees it. RET NULL when out of memory. */
+char *lmp_strfmt(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
 /* Copy the len bytes of s into out (size n >= 4, NUL-terminated) escaped as the file
  * comment says, cut with "..." when it does not fit. RET out. */
 const char *lmp_str_escape_n(char *out, size_t n, const char *s, size_t len);

@@ -56,10 +56,27 @@ static void test_strbuf_grows_whole(void) {
     lmp_strbuf_release(&b);
 }
 
+static void test_strfmt_holds_any_length(void) {
+    enum { N = 9000 }; /* longer than PATH_MAX and any old fixed buffer */
+    char *long_dir = malloc(N + 1);
+    CHECK(long_dir != NULL);
+    if (long_dir == NULL) return;
+    memset(long_dir, 'd', N);
+    long_dir[N] = '\0';
+    char *s     = lmp_strfmt("%s/%s.tmp", long_dir, "LOCK");
+    CHECK(s && strlen(s) == N + 9 && strcmp(s + N, "/LOCK.tmp") == 0);
+    free(s);
+    s = lmp_strfmt("%s", "");
+    CHECK(s && s[0] == '\0');
+    free(s);
+    free(long_dir);
+}
+
 int main(void) {
     RUN(test_escape_keeps_printable_and_utf8);
     RUN(test_escape_control_and_binary_bytes);
     RUN(test_escape_cuts_to_fit);
     RUN(test_strbuf_grows_whole);
+    RUN(test_strfmt_holds_any_length);
     return check_report();
 }
