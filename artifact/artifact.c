@@ -22,6 +22,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -40,7 +41,6 @@
 
 #define FORMAT_MAIN "lmpress-artifact"
 #define FORMAT_PART "lmpress-artifact-part"
-#define PATH_CAP    4096
 #define EVENTS_FILE "events.log" /* in the parts directory: artifact/events.h */
 
 enum item_kind { ITEM_JOB, ITEM_LAYER, ITEM_TENSOR, ITEM_TOKENIZER, ITEM_COUNT };
@@ -53,8 +53,13 @@ struct item {
 };
 
 struct lmp_artifact {
-    char                   *path;      /* ART.h5 */
-    char                   *parts_dir; /* ART.h5.parts */
+    char *path;      /* ART.h5 */
+    char *parts_dir; /* ART.h5.parts */
+    /* paths derived from path, on the heap: outside text has no fixed size */
+    char                   *dir;         /* the directory holding path ("." for a bare name) */
+    char                   *tmp_path;    /* ART.h5.tmp, what finalize writes before its rename */
+    char                   *lock_path;   /* parts_dir/LOCK */
+    char                   *events_file; /* parts_dir/events.log */
     bool                    writer;
     bool                    finalized; /* no more commits */
     int                     lock_fd;   /* writer: flock'ed parts_dir/LOCK; -1 otherwise */
@@ -118,15 +123,11 @@ static int fsync_path(const char *path, bool dir) {
     return rc;
 }
 
-static void dir_of(const char *path, char *out, size_t cap) {
-    snprintf(out, cap, "%s", path);
-    char *slash = strrchr(out, '/');
-    if (slash == out)
-        slash[1] = '\0';
-    else if (slash)
-        *slash = '\0';
-    else
-        snprintf(out, cap, ".");
+/* The directory of path, on the heap ("." for a bare name). NULL when out of memory. */
+static char *dir_of(const char *path) {
+    const char *slash = strrchr(path, '/');
+    if (slash == NULL) return lmp_strfmt(".");
+    return lmp_strfmt("%.*s", (int)(slash == path ? 1 : slash - path), path);
 }
 
 /* Fault injection: LMP_FAULT_WRITE_LIMIT=<bytes> lets each part file write at most
@@ -1006,12 +1007,16 @@ static hid_t part_begin(const char *label, enum item_kind kind, const char *name
 static enum lmp_status part_commit(struct lmp_artifact *a, hid_t f, enum item_kind kind,
                                    const char *name, char **out_path, struct lmp_err *err) {
     uint8_t        *img = NULL;
-    char            tmp[PATH_CAP], fin[PATH_CAP];
-    int             fd = -1;
-    enum lmp_status st = LMP_OK;
-    *out_path          = NULL;
-    const char *sep    = name[0] ? "-" : "";
-    snprintf(tmp, sizeof(tmp), "%s/%s%s%s.tmp", a->parts_dir, item_prefix[kind], sep, name);
+    char           *fin = NULL;
+    int             fd  = -1;
+    enum lmp_status st  = LMP_OK;
+    *out_path           = NULL;
+    const char *sep     = name[0] ? "-" : "";
+    char       *tmp     = lmp_strfmt("%s/%s%s%s.tmp", a->parts_dir, item_prefix[kind], sep, name);
+    if (tmp == NULL) {
+        H5Fclose(f);
+        return lmp_err_set(err, LMP_ENOMEM, "out of memory committing to '%s'", a->parts_dir);
+    }
     ssize_t size = -1;
     if (H5Fflush(f, H5F_SCOPE_GLOBAL) >= 0) size = H5Fget_file_image(f, NULL, 0);
     if (size > 0 && (img = malloc((size_t)size)) != NULL &&
@@ -1024,8 +1029,11 @@ static enum lmp_status part_commit(struct lmp_artifact *a, hid_t f, enum item_ki
         goto out;
     }
     uint64_t h = lmp_xxh64(img, (size_t)size, 0);
-    snprintf(fin, sizeof(fin), "%s/%s%s%s-%016" PRIx64 ".h5", a->parts_dir, item_prefix[kind], sep,
-             name, h);
+    fin = lmp_strfmt("%s/%s%s%s-%016" PRIx64 ".h5", a->parts_dir, item_prefix[kind], sep, name, h);
+    if (fin == NULL) {
+        st = lmp_err_set(err, LMP_ENOMEM, "out of memory committing '%s'", tmp);
+        goto out;
+    }
     fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (fd < 0 || write_all(fd, img, (size_t)size) < 0 || fsync(fd) < 0) {
         int e = errno;
@@ -1046,11 +1054,14 @@ static enum lmp_status part_commit(struct lmp_artifact *a, hid_t f, enum item_ki
         st    = lmp_err_set(err, LMP_EIO, "cannot commit '%s': %s", fin, strerror(e));
         goto out;
     }
-    if ((*out_path = xstrdup(fin)) == NULL) st = lmp_err_set(err, LMP_ENOMEM, "out of memory");
+    *out_path = fin;
+    fin       = NULL;
 out:
     if (fd >= 0) close(fd);
     if (st != LMP_OK && st != LMP_ENOMEM) unlink(tmp);
     free(img);
+    free(tmp);
+    free(fin);
     return st;
 }
 
@@ -1075,9 +1086,9 @@ static enum lmp_status part_open(const char *path, hid_t *out, struct lmp_err *e
     if (fapl >= 0 && H5Pset_fapl_core(fapl, 1 << 20, 0) >= 0 &&
         H5Pset_file_image(fapl, buf, len) >= 0) {
         /* the core driver refuses an image whose name exists on disk: give it another */
-        char label[PATH_CAP + 8];
-        snprintf(label, sizeof(label), "%s#image", path);
-        f = H5Fopen(label, H5F_ACC_RDONLY, fapl);
+        char *label = lmp_strfmt("%s#image", path);
+        if (label) f = H5Fopen(label, H5F_ACC_RDONLY, fapl);
+        free(label);
     }
     if (fapl >= 0) H5Pclose(fapl);
     free(buf); /* H5Pset_file_image copied it */
@@ -1288,10 +1299,14 @@ static enum lmp_status job_match(const struct lmp_artifact *a, const struct lmp_
 static enum lmp_status index_parts(struct lmp_artifact *a, const struct lmp_art_job *want,
                                    struct lmp_err *err) {
     DIR *d = opendir(a->parts_dir);
-    if (d == NULL)
-        return errno == ENOENT ? LMP_OK
-                               : lmp_err_set(err, LMP_EIO, "cannot read '%s': %s", a->parts_dir,
-                                             strerror(errno));
+    if (d == NULL) {
+        const int e = errno;
+        if (e == ENOENT) return LMP_OK;
+        /* a path the system cannot take or read is a rejected input, not an I/O fault */
+        const bool input = e == ENAMETOOLONG || e == ENOTDIR || e == EACCES || e == ELOOP;
+        return lmp_err_set(err, input ? LMP_ENOENT : LMP_EIO, "cannot read '%s': %s", a->parts_dir,
+                           strerror(e));
+    }
     enum lmp_status st = LMP_OK;
     struct dirent  *e;
     while ((e = readdir(d)) != NULL) {
@@ -1299,8 +1314,12 @@ static enum lmp_status index_parts(struct lmp_artifact *a, const struct lmp_art_
         if (fn[0] == '.' || strcmp(fn, "LOCK") == 0 ||
             strncmp(fn, EVENTS_FILE, strlen(EVENTS_FILE)) == 0)
             continue; /* events.log and a set-aside events.log.bad-<time> */
-        char path[PATH_CAP], name[LMP_NAME_MAX];
-        snprintf(path, sizeof(path), "%s/%s", a->parts_dir, fn);
+        char  name[LMP_NAME_MAX];
+        char *path = lmp_strfmt("%s/%s", a->parts_dir, fn);
+        if (path == NULL) {
+            st = lmp_err_set(err, LMP_ENOMEM, "out of memory reading '%s'", a->parts_dir);
+            break;
+        }
         size_t fl = strlen(fn);
         if (fl > 4 && strcmp(fn + fl - 4, ".tmp") == 0) {
             if (a->writer) {
@@ -1308,28 +1327,29 @@ static enum lmp_status index_parts(struct lmp_artifact *a, const struct lmp_art_
                              path);
                 unlink(path);
             }
+            free(path);
             continue;
         }
         enum item_kind kind;
         if (!part_parse(fn, &kind, name, sizeof(name))) {
             lmp_log_warn("ignoring '%s': not an artifact part", path);
+            free(path);
             continue;
         }
         if (a->writer) { /* verify now: resume must not build on a bad part */
             hid_t f;
-            if ((st = part_open(path, &f, err))) break;
+            if ((st = part_open(path, &f, err))) {
+                free(path);
+                break;
+            }
             H5Fclose(f);
         }
         if (find_item(a, kind, name) >= 0) { /* already assembled into the main file */
             if (a->writer) unlink(path);
+            free(path);
             continue;
         }
-        char *p = xstrdup(path);
-        if (p == NULL) {
-            st = lmp_err_set(err, LMP_ENOMEM, "out of memory");
-            break;
-        }
-        if ((st = add_item(a, kind, name, p, err))) break;
+        if ((st = add_item(a, kind, name, path, err))) break; /* path taken */
     }
     closedir(d);
     if (st != LMP_OK) return st;
@@ -1367,18 +1387,17 @@ static enum lmp_status open_main_if_any(struct lmp_artifact *a, struct lmp_err *
 static struct lmp_artifact *artifact_new(const char *path) {
     struct lmp_artifact *a = calloc(1, sizeof(*a));
     if (a == NULL) return NULL;
-    a->main      = H5I_INVALID_HID;
-    a->lock_fd   = -1;
-    size_t n     = strlen(path);
-    a->path      = xstrdup(path);
-    a->parts_dir = malloc(n + 8);
-    if (a->path == NULL || a->parts_dir == NULL) {
-        free(a->path);
-        free(a->parts_dir);
-        free(a);
-        return NULL;
-    }
-    snprintf(a->parts_dir, n + 8, "%s.parts", path);
+    a->main        = H5I_INVALID_HID;
+    a->lock_fd     = -1;
+    a->path        = xstrdup(path);
+    a->parts_dir   = lmp_strfmt("%s.parts", path);
+    a->dir         = dir_of(path);
+    a->tmp_path    = lmp_strfmt("%s.tmp", path);
+    a->lock_path   = lmp_strfmt("%s.parts/LOCK", path);
+    a->events_file = lmp_strfmt("%s.parts/%s", path, EVENTS_FILE);
+    if (a->path == NULL || a->parts_dir == NULL || a->dir == NULL || a->tmp_path == NULL ||
+        a->lock_path == NULL || a->events_file == NULL)
+        lmp_artifact_close(&a);
     return a;
 }
 
@@ -1395,6 +1414,10 @@ void lmp_artifact_close(struct lmp_artifact **ap) {
     lmp_art_job_release(&a->job);
     free(a->path);
     free(a->parts_dir);
+    free(a->dir);
+    free(a->tmp_path);
+    free(a->lock_path);
+    free(a->events_file);
     free(a);
     *ap = NULL;
 }
@@ -1403,9 +1426,19 @@ enum lmp_status lmp_artifact_open_write(const char *path, const struct lmp_art_j
                                         struct lmp_artifact **out, struct lmp_err *err) {
     assert(path && job && out);
     h5_quiet();
-    *out                    = NULL;
-    enum lmp_status      st = LMP_OK;
-    struct lmp_artifact *a  = artifact_new(path);
+    *out               = NULL;
+    enum lmp_status st = LMP_OK;
+    /* the longest name a writer makes: ART.h5.parts/layer-<name>-<16 hex>.h5 */
+    const size_t longest =
+        strlen(path) + strlen(".parts/layer--0123456789abcdef.h5") + LMP_NAME_MAX;
+    if (longest >= PATH_MAX) {
+        char q[200];
+        return lmp_err_set(err, LMP_EUNSUP,
+                           "'%s': path of %zu bytes, too long for the parts beside it (this "
+                           "system takes paths of at most %d bytes): use a shorter --out",
+                           lmp_str_escape(q, sizeof(q), path), strlen(path), PATH_MAX - 1);
+    }
+    struct lmp_artifact *a = artifact_new(path);
     if (a == NULL) return lmp_err_set(err, LMP_ENOMEM, "out of memory opening '%s'", path);
     a->writer = true;
     if (job->method[0] == '\0' || job->n_linears <= 0) {
@@ -1424,9 +1457,8 @@ enum lmp_status lmp_artifact_open_write(const char *path, const struct lmp_art_j
                             a->parts_dir, strerror(e));
         goto fail;
     }
-    char lock[PATH_CAP], dir[PATH_CAP];
-    snprintf(lock, sizeof(lock), "%s/LOCK", a->parts_dir);
-    a->lock_fd = open(lock, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    const char *lock = a->lock_path;
+    a->lock_fd       = open(lock, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
     if (a->lock_fd < 0) {
         int e = errno;
         st = lmp_err_set(err, is_enospc(e) ? LMP_ENOSPC : LMP_EIO, "cannot create '%s': %s", lock,
@@ -1438,8 +1470,7 @@ enum lmp_status lmp_artifact_open_write(const char *path, const struct lmp_art_j
                          lock);
         goto fail;
     }
-    dir_of(path, dir, sizeof(dir));
-    fsync_path(dir, true); /* make the parts directory itself durable */
+    fsync_path(a->dir, true); /* make the parts directory itself durable */
     if ((st = open_main_if_any(a, err)) || (st = index_parts(a, job, err))) goto fail;
     if (a->have_job) {
         if ((st = job_match(a, &a->job, job, err))) goto fail;
@@ -1712,10 +1743,6 @@ static const struct ev_str_field ev_str_fields[4] = {
     {"message", offsetof(struct lmp_event, message), LMP_EVENTS_MESSAGE_MAX},
 };
 
-static void events_path(const struct lmp_artifact *a, char *buf, size_t cap) {
-    snprintf(buf, cap, "%s/%s", a->parts_dir, EVENTS_FILE);
-}
-
 /* Write l as /events: parallel 1-D datasets (docs/artifact.md). */
 static int write_events(hid_t file, const struct lmp_event_list *l, uint64_t file_id) {
     const int64_t n = l->n, dims[1] = {n};
@@ -1840,9 +1867,8 @@ static enum lmp_status collect_events(struct lmp_artifact *a, struct lmp_event_l
     enum lmp_status st;
     *file_id = 0;
     if (a->main >= 0 && (st = read_events_obj(a->main, a->path, out, &absorbed, err))) return st;
-    char path[PATH_CAP];
-    events_path(a, path, sizeof(path));
-    struct lmp_event_list  fl = {0};
+    const char            *path = a->events_file;
+    struct lmp_event_list  fl   = {0};
     struct lmp_events_scan scan;
     st = lmp_events_read(path, &fl, &scan, err);
     if (st == LMP_ENOENT) return LMP_OK;
@@ -1865,14 +1891,18 @@ static enum lmp_status events_start(struct lmp_artifact *a, struct lmp_err *err)
     if (a->main >= 0 && (st = read_events_obj(a->main, a->path, &old, &absorbed, err))) goto out;
     for (int64_t i = 0; i < old.n; i++)
         if (old.ev[i].run > max_run) max_run = old.ev[i].run;
-    char path[PATH_CAP];
-    events_path(a, path, sizeof(path));
-    st = lmp_events_open(path, absorbed, &a->events, &file_max, err);
+    const char *path = a->events_file;
+    st               = lmp_events_open(path, absorbed, &a->events, &file_max, err);
     if (st == LMP_EFORMAT || st == LMP_EUNSUP) { /* a log must not block the job: set it aside */
-        char aside[PATH_CAP + 32];
-        snprintf(aside, sizeof(aside), "%s.bad-%lld", path, (long long)time(NULL));
+        char *aside = lmp_strfmt("%s.bad-%lld", path, (long long)time(NULL));
+        if (aside == NULL) {
+            st = lmp_err_set(err, LMP_ENOMEM, "out of memory setting '%s' aside", path);
+            goto out;
+        }
         lmp_log_warn("%s: moved to '%s', a new event log is started", err ? err->msg : path, aside);
-        if (rename(path, aside) < 0) goto out;
+        const int moved = rename(path, aside);
+        free(aside);
+        if (moved < 0) goto out;
         st = lmp_events_open(path, absorbed, &a->events, &file_max, err);
     }
     if (st) goto out;
@@ -1999,9 +2029,7 @@ enum lmp_status lmp_artifact_finalize(struct lmp_artifact *a, struct lmp_err *er
     assert(a);
     enum lmp_status st;
     if ((st = writable(a, err))) return st;
-    char tmp[PATH_CAP], dir[PATH_CAP];
-    snprintf(tmp, sizeof(tmp), "%s.tmp", a->path);
-    dir_of(a->path, dir, sizeof(dir));
+    const char *tmp = a->tmp_path, *dir = a->dir;
     unlink(tmp);
     if ((st = check_space(a, tmp, dir, err))) return st;
     struct lmp_event_list evs   = {0};
@@ -2080,9 +2108,7 @@ enum lmp_status lmp_artifact_finalize(struct lmp_artifact *a, struct lmp_err *er
         unlink(lmp_events_path(a->events));
         lmp_events_close(&a->events);
     }
-    char lock[PATH_CAP];
-    snprintf(lock, sizeof(lock), "%s/LOCK", a->parts_dir);
-    unlink(lock);
+    unlink(a->lock_path);
     if (rmdir(a->parts_dir) < 0)
         lmp_log_warn("cannot remove '%s': %s", a->parts_dir, strerror(errno));
     fsync_path(dir, true);

@@ -2,6 +2,7 @@
 #include "artifact/artifact_model.h"
 #include "kernels/kernels.h" /* defines: lmp_kernels_get(), aq_decode */
 #include "base/file.h"       /* defines: lmp_file_read_all, lmp_path_is_dir/file */
+#include "base/text.h"       /* defines: lmp_strfmt */
 #include "model/gguf.h"      /* defines: lmp_gguf_parse, lmp_gguf_* metadata getters */
 
 #include <assert.h>
@@ -40,18 +41,24 @@ static enum lmp_status read_file(const char *path, uint8_t **bytes, size_t *n,
     return st;
 }
 
+/* read_file of a path made with lmp_strfmt (freed here; NULL: out of memory) */
+static enum lmp_status read_made(char *path, uint8_t **bytes, size_t *n, struct lmp_err *err) {
+    if (path == NULL) return lmp_err_set(err, LMP_ENOMEM, "out of memory finding the tokenizer");
+    enum lmp_status st = read_file(path, bytes, n, err);
+    free(path);
+    return st;
+}
+
 enum lmp_status lmp_art_tokenizer_source(const struct lmp_model *m, const char *tok_path,
                                          enum lmp_art_tok *kind, uint8_t **bytes, size_t *n,
                                          struct lmp_err *err) {
     assert(m && kind && bytes && n);
-    char buf[4096];
     *bytes = NULL;
     *n     = 0;
     if (tok_path) {
         if (lmp_path_is_dir(tok_path)) {
-            snprintf(buf, sizeof(buf), "%s/tokenizer.json", tok_path);
             *kind = LMP_ART_TOK_HF;
-            return read_file(buf, bytes, n, err);
+            return read_made(lmp_strfmt("%s/tokenizer.json", tok_path), bytes, n, err);
         }
         *kind = has_suffix(tok_path, ".json") ? LMP_ART_TOK_HF : LMP_ART_TOK_LLAMA2C;
         return read_file(tok_path, bytes, n, err);
@@ -63,18 +70,13 @@ enum lmp_status lmp_art_tokenizer_source(const struct lmp_model *m, const char *
             return lmp_err_set(err, LMP_EINVAL, "'%s': GGUF model without its file", m->path);
         return lmp_gguf_tokenizer_image(m->gguf, bytes, n, err);
     case LMP_FORMAT_HF:
-        snprintf(buf, sizeof(buf), "%s/tokenizer.json", m->path);
         *kind = LMP_ART_TOK_HF;
-        return read_file(buf, bytes, n, err);
-    case LMP_FORMAT_LLAMA2C: {
-        snprintf(buf, sizeof(buf), "%s", m->path);
-        char *slash = strrchr(buf, '/');
-        if (slash)
-            snprintf(slash + 1, sizeof(buf) - (size_t)(slash + 1 - buf), "tokenizer.bin");
-        else
-            snprintf(buf, sizeof(buf), "tokenizer.bin");
-        *kind = LMP_ART_TOK_LLAMA2C;
-        return read_file(buf, bytes, n, err);
+        return read_made(lmp_strfmt("%s/tokenizer.json", m->path), bytes, n, err);
+    case LMP_FORMAT_LLAMA2C: { /* tokenizer.bin beside the model */
+        const char *slash = strrchr(m->path, '/');
+        const int   dir   = slash ? (int)(slash + 1 - m->path) : 0;
+        *kind             = LMP_ART_TOK_LLAMA2C;
+        return read_made(lmp_strfmt("%.*stokenizer.bin", dir, m->path), bytes, n, err);
     }
     }
     return lmp_err_set(err, LMP_EUNSUP, "'%s': unknown model format", m->path);
@@ -309,8 +311,11 @@ static enum lmp_status am_tokenizer(struct am_build *b, struct lmp_tokenizer **t
     size_t           n     = 0;
     enum lmp_status  st    = lmp_artifact_read_tokenizer(b->a, &kind, &bytes, &n, err);
     if (st != LMP_OK) return st;
-    char name[600];
-    snprintf(name, sizeof(name), "%s#tokenizer", b->path);
+    char *name = lmp_strfmt("%s#tokenizer", b->path); /* names it in messages */
+    if (name == NULL) {
+        free(bytes);
+        return lmp_err_set(err, LMP_ENOMEM, "out of memory reading '%s'", b->path);
+    }
     switch (kind) {
     case LMP_ART_TOK_LLAMA2C:
         st = lmp_tokenizer_parse_llama2c(bytes, n, b->m->cfg.vocab_size, name, tok, err);
@@ -330,6 +335,7 @@ static enum lmp_status am_tokenizer(struct am_build *b, struct lmp_tokenizer **t
     default:
         st = lmp_err_set(err, LMP_EFORMAT, "'%s': unknown tokenizer kind", b->path);
     }
+    free(name);
     free(bytes);
     return st;
 }
