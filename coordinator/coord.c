@@ -12,6 +12,8 @@
 #include "base/fault.h"              /* defines: lmp_fault_sleep */
 #include "base/file.h"               /* defines: lmp_file_read_all */
 #include "base/log.h"                /* defines: lmp_log_* */
+#include "base/text.h"               /* defines: lmp_strfmt, lmp_str_escape */
+#include "coordinator/job_check.h"   /* defines: lmp_job_spec_check */
 #include "proto/zauth.h"             /* defines: lmp_zauth_* */
 #include "proto/zsock.h"             /* defines: lmp_zsock_*, lmp_wire_* */
 #include "worker/agent.h"            /* defines: lmp_agent_method_spec */
@@ -420,15 +422,16 @@ static void drop_h(struct job *J, struct task *t) {
     t->h = NULL;
 }
 
-static void state_path(const struct lmp_coord *c, char *buf, size_t n) {
-    snprintf(buf, n, "%s/job.pb", c->o.state_dir);
+/* DIR/job.pb on the heap (the state directory is outside text); NULL when out of memory */
+static char *state_path(const struct lmp_coord *c) {
+    return lmp_strfmt("%s/job.pb", c->o.state_dir);
 }
 
 static void state_forget(struct lmp_coord *c) {
     if (c->o.state_dir == NULL) return;
-    char p[4096];
-    state_path(c, p, sizeof(p));
-    unlink(p);
+    char *p = state_path(c);
+    if (p) unlink(p);
+    free(p);
 }
 
 /* The job ends (done, failed, cancelled): workers are told, resources released; the
@@ -1435,18 +1438,20 @@ static enum lmp_status job_plan(struct lmp_coord *c, const Lmp__JobSpec *spec_in
     J->started_mono                 = mono_ms();
     /* keep the spec so a restarted coordinator picks the job up again */
     if (c->o.state_dir) {
-        char p[4096], tmp[4200];
-        state_path(c, p, sizeof(p));
-        snprintf(tmp, sizeof(tmp), "%s.tmp", p);
+        char        *p      = state_path(c);
+        char        *tmp    = p ? lmp_strfmt("%s.tmp", p) : NULL;
         const size_t plen   = lmp__job_spec__get_packed_size(J->spec);
-        uint8_t     *packed = malloc(plen ? plen : 1);
+        uint8_t     *packed = tmp ? malloc(plen ? plen : 1) : NULL;
         FILE        *f      = packed ? fopen(tmp, "wb") : NULL;
         if (packed) lmp__job_spec__pack(J->spec, packed);
         bool ok = f && fwrite(packed, 1, plen, f) == plen;
         if (f && fclose(f) != 0) ok = false;
         if (!ok || rename(tmp, p) != 0)
-            lmp_log_warn("coordinator: cannot save the job to '%s': %s", p, strerror(errno));
+            lmp_log_warn("coordinator: cannot save the job to '%s/job.pb': %s", c->o.state_dir,
+                         packed ? strerror(errno) : "out of memory");
         free(packed);
+        free(tmp);
+        free(p);
     }
 out:
     if (st != LMP_OK) job_destroy(&J);
@@ -2357,20 +2362,28 @@ enum lmp_status lmp_coord_new(const struct lmp_coord_opts *o, struct lmp_coord *
     if ((st = lmp_bg_new(&c->bg, err))) goto fail;
     if (o->state_dir) {
         mkdir(o->state_dir, 0755);
-        char p[4096];
-        state_path(c, p, sizeof(p));
+        char *p = state_path(c);
+        if (p == NULL) {
+            st = lmp_err_set(err, LMP_ENOMEM, "out of memory");
+            goto fail;
+        }
         uint8_t       *buf = NULL;
         size_t         len = 0;
         struct lmp_err e2  = {0};
         if (access(p, F_OK) == 0 && lmp_file_read_all(p, (char **)&buf, &len, &e2) == LMP_OK) {
             Lmp__JobSpec *spec = lmp__job_spec__unpack(NULL, len, buf);
+            char          q[256];
             if (spec == NULL)
-                lmp_log_warn("coordinator: '%s' is not a job spec: ignored", p);
+                lmp_log_warn("coordinator: '%s' is not a job spec: ignored",
+                             lmp_str_escape(q, sizeof(q), p));
+            else if (lmp_job_spec_check(spec, p, &e2) != LMP_OK) /* as a client's would be */
+                lmp_log_warn("coordinator: %s: ignored", e2.msg);
             else /* planned in the background: the loop answers meanwhile (QUEUED) */
                 plan_post(c, spec, NULL, 0);
             if (spec) lmp__job_spec__free_unpacked(spec, NULL);
             free(buf);
         }
+        free(p);
     }
     *out = c;
     return LMP_OK;

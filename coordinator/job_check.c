@@ -1,5 +1,6 @@
 /*  job_check - see job_check.h */
 #include "coordinator/job_check.h"
+#include "base/text.h" /* defines: lmp_str_escape */
 
 #include <assert.h>
 #include <errno.h>
@@ -11,19 +12,36 @@
 /* LMP_ENOENT unless path is a regular file this process can read; LMP_EFORMAT when it
  * is empty */
 static enum lmp_status check_calib_file(const char *path, struct lmp_err *err) {
-    const int fd = open(path, O_RDONLY);
+    char q[256];
+    lmp_str_escape(q, sizeof(q), path);
+    /* O_NONBLOCK: a FIFO named as the text must be refused, not wait for a writer */
+    const int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
     if (fd < 0) {
         const int e = errno;
-        return lmp_err_set(err, LMP_ENOENT, "calibration file '%s': %s", path, strerror(e));
+        return lmp_err_set(err, LMP_ENOENT, "calibration file '%s': %s", q, strerror(e));
     }
     struct stat st;
     const bool  regular = fstat(fd, &st) == 0 && S_ISREG(st.st_mode);
     close(fd);
     if (!regular)
-        return lmp_err_set(err, LMP_ENOENT, "calibration file '%s': not a regular file", path);
+        return lmp_err_set(err, LMP_ENOENT, "calibration file '%s': not a regular file", q);
     if (st.st_size == 0) /* no text: as rejected as a missing file (exit 4, not 1) */
-        return lmp_err_set(err, LMP_EFORMAT, "calibration file '%s': empty", path);
+        return lmp_err_set(err, LMP_EFORMAT, "calibration file '%s': empty", q);
     return LMP_OK;
+}
+
+enum lmp_status lmp_job_spec_check(const Lmp__JobSpec *spec, const char *from,
+                                   struct lmp_err *err) {
+    char q[256];
+    lmp_str_escape(q, sizeof(q), from ? from : "?");
+    if (spec == NULL) return lmp_err_set(err, LMP_EPROTO, "'%s': no job spec", q);
+    Lmp__Envelope  env;
+    Lmp__JobSubmit js = LMP__JOB_SUBMIT__INIT;
+    lmp_wire_init(&env, 0, 0);
+    js.spec        = (Lmp__JobSpec *)spec; /* read only */
+    env.body_case  = LMP__ENVELOPE__BODY_JOB_SUBMIT;
+    env.job_submit = &js;
+    return lmp_wire_validate(&env, q, err);
 }
 
 enum lmp_status lmp_job_check(const struct lmp_model *m, const struct lmp_compress_spec *spec,
@@ -35,12 +53,17 @@ enum lmp_status lmp_job_check(const struct lmp_model *m, const struct lmp_compre
         bool hit = false;
         for (int64_t i = 0; i < n_lin && !hit; i++)
             hit = lmp_compress_keep_match(&keep[k], 1, lmp_model_linear(m, i)->name);
-        if (!hit)
-            return lmp_err_set(err, LMP_EINVAL,
-                               "--keep '%s' matches no linear layer of '%s' (their names look "
-                               "like '%s')",
-                               keep[k], m->path ? m->path : "the model",
-                               n_lin > 0 ? lmp_model_linear(m, n_lin - 1)->name : "");
+        if (!hit) {
+            char qk[160], qm[256], ql[160];
+            return lmp_err_set(
+                err, LMP_EINVAL,
+                "--keep '%s' matches no linear layer of '%s' (their names look "
+                "like '%s')",
+                lmp_str_escape(qk, sizeof(qk), keep[k]),
+                lmp_str_escape(qm, sizeof(qm), m->path ? m->path : "the model"),
+                lmp_str_escape(ql, sizeof(ql),
+                               n_lin > 0 ? lmp_model_linear(m, n_lin - 1)->name : ""));
+        }
     }
     for (int64_t i = 0; i < n_lin; i++) {
         const struct lmp_linear *l = lmp_model_linear(m, i);

@@ -16,7 +16,15 @@
 
 #include "base/status.h"     /* defines: enum lmp_status, struct lmp_err */
 #include "model/model.h"     /* defines: struct lmp_model */
+#include "proto/wire.h"      /* defines: Lmp__JobSpec */
 #include "worker/compress.h" /* defines: struct lmp_compress_spec */
+
+/* The checks of a JobSpec that need no model, whoever hands it over: a client's JobSubmit
+ * gets them on the wire (lmp_wire_validate); the coordinator's own state file (DIR/job.pb,
+ * read back by lmp_coord_new) and every plan (coord_plan_job) get the same ones here, so
+ * no spec reaches the planner unchecked. from names the spec's source in the message
+ * (escaped). RET LMP_OK, or LMP_EPROTO with one line. */
+enum lmp_status lmp_job_spec_check(const Lmp__JobSpec *spec, const char *from, struct lmp_err *err);
 
 /* Check the job (see the file comment) on m: keep (n_keep glob patterns, borrowed), spec
  * (method and scheme), calib_path (the calibration text file, or NULL when the job reads

@@ -131,6 +131,9 @@ enum lmp_status coord_plan_job(struct job *J, const Lmp__JobSpec *spec_in, struc
         goto out;
     }
     const Lmp__JobSpec *s = J->spec;
+    /* the checks a client's JobSubmit gets on the wire, whoever handed this spec over */
+    if ((st = lmp_job_spec_check(s, s->out_path && s->out_path[0] ? s->out_path : "job spec", err)))
+        goto out;
     if (s->mode != LMP__MODE__MODE_INDEPENDENT && s->mode != LMP__MODE__MODE_SEQUENTIAL) {
         st = lmp_err_set(err, LMP_EINVAL, "job mode %d is neither sequential nor independent",
                          (int)s->mode);

@@ -80,14 +80,10 @@ timeout 60 "$LMPRESS" eval --artifact "$D/x.h5" --text cal.txt > /dev/null 2> e.
 one_line $? 4 "eval --artifact of 5000 characters" e.err
 
 # 5. a coordinator with a --state 5000 characters long
-"$LMPRESS" coordinator --bind "tcp://127.0.0.1:*" --state "$D/state" 2> s.log &
-SP=$!
-PIDS+=("$SP")
-wait_for 10 grep -q "listening on" s.log || { bad "coordinator with a long --state"; head -3 s.log | cut -c1-300; }
-EP=$(sed -n 's/.*listening on \([^ ,]*\).*/\1/p' s.log | head -1)
+try_coord s.log --state "$D/state" || { bad "coordinator with a long --state"; head -3 s.log | cut -c1-300; }
 [ -n "$EP" ] && { timeout 20 "$LMPRESS" status --connect "$EP" > /dev/null 2>&1 ||
     bad "a coordinator with a long --state does not answer"; }
-kill -TERM "$SP" 2>/dev/null
-wait "$SP" 2>/dev/null
+kill -TERM "$CPID" 2>/dev/null
+wait "$CPID" 2>/dev/null
 grep -qi "AddressSanitizer\|runtime error" s.log && bad "coordinator: sanitizer report"
 exit $fail
