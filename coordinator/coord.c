@@ -768,6 +768,56 @@ static void cal_send(struct lmp_coord *c, int pi, int si, struct qship *qs, bool
     if (blobs != blobs1) free(blobs);
 }
 
+/* ---- checks of what a worker sends back (the AQLM results' are aq_result_problem) ------
+ * A result is data from outside: a worker with a bug, bad memory or a bad build must cost
+ * an attempt, never a committed layer. Values are read with memcpy (protobuf-c does not
+ * align bytes fields for their element type). */
+
+/* |tuned value| above this is no weight, norm or scale of a model but a diverged run */
+#define LMP_TUNED_MAX 1e6
+
+static void bench(struct peer *p); /* a refused worker's pause (below, with the AQLM checks) */
+
+/* One input's Gram sum (n, n) f64 from a calibration slice: finite, a non-negative
+ * diagonal, and |g_ij| <= sqrt(g_ii g_jj) (Cauchy-Schwarz, with room for rounding), as
+ * every sum of x^T x is. NULL, or what is wrong. */
+static const char *gram_problem(const uint8_t *bytes, int64_t n) {
+    for (int64_t i = 0; i < n * n; i++) {
+        double v;
+        memcpy(&v, bytes + (size_t)i * sizeof(v), sizeof(v));
+        if (!isfinite(v)) return "a Gram sum is not finite (NaN or Inf)";
+        if (i / n == i % n && v < 0) return "a Gram sum has a negative diagonal";
+    }
+    for (int64_t i = 0; i < n; i++) {
+        double gii;
+        memcpy(&gii, bytes + (size_t)(i * n + i) * sizeof(gii), sizeof(gii));
+        for (int64_t j = 0; j < n; j++) {
+            double gij, gjj;
+            memcpy(&gij, bytes + (size_t)(i * n + j) * sizeof(gij), sizeof(gij));
+            memcpy(&gjj, bytes + (size_t)(j * n + j) * sizeof(gjj), sizeof(gjj));
+            if (fabs(gij) > sqrt(gii) * sqrt(gjj) * (1 + 1e-6) + 1e-300)
+                return "a Gram sum is not a sum of x^T x (|g_ij| > sqrt(g_ii g_jj))";
+        }
+    }
+    return NULL;
+}
+
+/* n_bytes of f32 values from a fine-tuning result: finite and within LMP_TUNED_MAX.
+ * NULL, or what is wrong (what: "codebooks", "scales", "norms"). */
+static const char *tuned_problem(const uint8_t *bytes, size_t n_bytes, const char *what, char *buf,
+                                 size_t cap) {
+    for (size_t i = 0; i + sizeof(float) <= n_bytes; i += sizeof(float)) {
+        float v;
+        memcpy(&v, bytes + i, sizeof(v));
+        if (!isfinite(v) || fabsf(v) > LMP_TUNED_MAX) {
+            snprintf(buf, cap, "tuned %s %s", what,
+                     isfinite(v) ? "out of range (|v| > 1e6)" : "not finite (NaN or Inf)");
+            return buf;
+        }
+    }
+    return NULL;
+}
+
 /* A slice's sums for its block: added in slice order (held if early); the block is done
  * when the last slice is added. */
 static void on_cal_result(struct lmp_coord *c, int pi, const Lmp__TaskResult *r,
@@ -795,16 +845,24 @@ static void on_cal_result(struct lmp_coord *c, int pi, const Lmp__TaskResult *r,
         ok = g[k]->dtype == LMP__DTYPE__DTYPE_F64 && g[k]->n_shape == 2 && g[k]->shape[0] == n &&
              g[k]->shape[1] == n && g[k]->data.len == n * n * sizeof(double);
     }
-    if (!ok) {
+    const char *bad = NULL;
+    for (int k = 0; ok && bad == NULL && k < LMP_INPUT_COUNT; k++)
+        bad = gram_problem(g[k]->data.data, (int64_t)g[k]->shape[0]);
+    if (!ok || bad) { /* a failed attempt of this worker: the slice goes to another */
         char msg[200];
-        snprintf(msg, sizeof(msg),
-                 "calibration result from '%s' has not four f64 Gram sums "
-                 "of block %d",
-                 p->id.name, b);
+        if (bad)
+            snprintf(msg, sizeof(msg), "calibration result of block %d from '%s' refused: %s", b,
+                     p->id.name, bad);
+        else
+            snprintf(msg, sizeof(msg),
+                     "calibration result from '%s' has not four f64 Gram sums "
+                     "of block %d",
+                     p->id.name, b);
         lmp_log_warn("coordinator: %s", msg);
         ack->accepted = false;
         coord_send(c, &p->id, ackenv);
         p->n_failed++;
+        bench(p);
         cal_requeue(c, si, true, msg);
         return;
     }
@@ -1273,6 +1331,10 @@ static void on_ft_result(struct lmp_coord *c, int pi, const Lmp__TaskResult *r,
     for (int i = 0; i < 2; i++)
         ok = ok && nt[i] && nt[i]->dtype == LMP__DTYPE__DTYPE_F32 &&
              nt[i]->data.len == (size_t)dim * 4;
+    char        why[96];
+    const char *bad = NULL;
+    for (int i = 0; ok && bad == NULL && i < 2; i++)
+        bad = tuned_problem(nt[i]->data.data, nt[i]->data.len, "norms", why, sizeof(why));
     for (int64_t i = 0; ok && i < J->n_tasks; i++) {
         if (J->tasks[i].l->block != b || !F->have[i]) continue;
         const struct lmp_aq_layer *q = &F->held[i].aq;
@@ -1286,13 +1348,23 @@ static void on_ft_result(struct lmp_coord *c, int pi, const Lmp__TaskResult *r,
         ok = tb && ts && tb->dtype == LMP__DTYPE__DTYPE_F32 && ts->dtype == LMP__DTYPE__DTYPE_F32 &&
              tb->data.len == (size_t)q->sc.M * q->sc.K * q->sc.g * 4 &&
              ts->data.len == (size_t)q->n_out * 4;
+        if (ok && bad == NULL &&
+            (bad = tuned_problem(tb->data.data, tb->data.len, "codebooks", why, sizeof(why))) ==
+                NULL)
+            bad = tuned_problem(ts->data.data, ts->data.len, "scales", why, sizeof(why));
     }
-    if (!ok) {
+    if (!ok || bad) { /* a failed attempt of this worker: the tuning runs again */
         char msg[200];
-        snprintf(msg, sizeof(msg), "fine-tuning result of block %d from '%s' lacks tuned arrays", b,
-                 p->id.name);
+        if (bad)
+            snprintf(msg, sizeof(msg), "fine-tuning result of block %d from '%s' refused: %s", b,
+                     p->id.name, bad);
+        else
+            snprintf(msg, sizeof(msg),
+                     "fine-tuning result of block %d from '%s' lacks tuned arrays", b, p->id.name);
         ack->accepted = false;
         coord_send(c, &p->id, ackenv);
+        p->n_failed++;
+        bench(p);
         ft_lost(c, true, msg);
         return;
     }

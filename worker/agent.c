@@ -699,6 +699,19 @@ static void corrupt_result(const struct lmp_aq_layer *q, Lmp__TaskStats *ts) {
     if (strcmp(f, "relerr") == 0) ts->rel_err_after = -1e300;
 }
 
+/* The same hook for the other results: =calnan a NaN in a calibration slice's first Gram
+ * sum, =calneg a negative diagonal there, =ftnan a NaN tuned norm, =ftbig a tuned norm of
+ * 1e30. Spoils what is about to be sent (the task is dropped after it). */
+static void corrupt_other(struct task *t) {
+    const char *f = getenv("LMP_FAULT_RESULT_CORRUPT");
+    if (f == NULL || f[0] == '\0') return;
+    if (t->kind == LMP__TASK_KIND__TASK_KIND_CALIBRATE && strncmp(f, "cal", 3) == 0)
+        ((double *)lmp_calib_grams_sum(t->grams, (enum lmp_input)0))[0] =
+            strcmp(f, "calnan") == 0 ? NAN : -1.0;
+    if (t->kind == LMP__TASK_KIND__TASK_KIND_FINETUNE_BLOCK && strncmp(f, "ft", 2) == 0)
+        t->ft_norm[0][0] = strcmp(f, "ftnan") == 0 ? NAN : 1e30f;
+}
+
 static enum lmp_status send_result(struct agent *A, struct task *t, struct lmp_err *err) {
     const struct lmp_compress_result *r = &t->res;
     Lmp__Envelope                     env;
@@ -714,6 +727,7 @@ static enum lmp_status send_result(struct agent *A, struct task *t, struct lmp_e
     Lmp__RowRange   rows = LMP__ROW_RANGE__INIT;
     uint64_t        gsh[LMP_INPUT_COUNT][2];
     static const char *const gname[LMP_INPUT_COUNT] = {"gram0", "gram1", "gram2", "gram3"};
+    corrupt_other(t);
     tr.job_id = t->job_id, tr.task_id = t->task_id, tr.attempt = t->attempt;
     tr.kind           = t->kind;
     tr.layer          = t->layer;
