@@ -4,13 +4,14 @@
  *  VOCAB; the spec picks the RoPE pair order, tied or untied
  *  embeddings, q/k/v biases and the head counts. Weights are F32 from check_fill_random,
  *  scaled so activations stay O(1). Free with lmp_model_close. random_tokens fills token
- *  ids. Test code only.
+ *  ids; tiny_aq_encode quantizes a weight to AQ codes. Test code only.
  */
 #ifndef LMP_TESTS_TINY_MODEL_H
 #define LMP_TESTS_TINY_MODEL_H
 
-#include "model/model.h" /* defines: struct lmp_model, lmp_model_alloc, lmp_model_finish */
-#include "tests/check.h" /* defines: CHECK, check_fill_random */
+#include "kernels/kernels.h" /* defines: lmp_kernels_get()->aq_beam */
+#include "model/model.h"     /* defines: struct lmp_model, lmp_model_alloc, lmp_model_finish */
+#include "tests/check.h"     /* defines: CHECK, check_fill_random */
 
 #include <math.h>
 #include <stdio.h>
@@ -91,6 +92,25 @@ static struct lmp_model *build(const struct spec *sp, uint64_t seed) {
     if (st != LMP_OK) fprintf(stderr, "finish: %s\n", err.msg);
     CHECK(st == LMP_OK);
     return m;
+}
+
+/* Quantize W (n_out, n_in) to AQ codes: M codebooks of K random entries of g (scaled down
+ * per codebook), scales the rows' rms, codes by one beam-search sweep (width 4, H = I).
+ * codes (n_out, n_in / g, M), cb (M, K, g), scale (n_out) are the caller's. */
+static void tiny_aq_encode(const float *W, int64_t n_out, int64_t n_in, int M, int K, int g,
+                           uint16_t *codes, float *cb, float *scale, uint64_t seed) {
+    const struct lmp_aq_shape sh = {.n_out = n_out, .n_in = n_in, .M = M, .K = K, .g = g};
+    for (int64_t o = 0; o < n_out; o++) { /* scale: the row's rms */
+        double ss = 0;
+        for (int64_t j = 0; j < n_in; j++) ss += (double)W[o * n_in + j] * W[o * n_in + j];
+        scale[o] = (float)sqrt(ss / (double)n_in);
+    }
+    check_fill_random(cb, (int64_t)M * K * g, seed);
+    for (int j = 0; j < M * K * g; j++) cb[j] *= 1.2f / (float)(j / (K * g) + 1);
+    float *h = calloc((size_t)(n_in * n_in), sizeof(float));
+    for (int64_t j = 0; j < n_in; j++) h[j * n_in + j] = 1.0f;
+    CHECK(lmp_kernels_get()->aq_beam(codes, NULL, W, scale, cb, h, &sh, 4) == 0);
+    free(h);
 }
 
 static void random_tokens(int32_t *t, int64_t n, int32_t vocab, uint64_t seed) {

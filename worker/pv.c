@@ -13,6 +13,7 @@
 
 #include <assert.h>
 #include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -29,6 +30,7 @@ struct lmp_pv {
     struct pv_lin       *lins;    /* (n_lins) */
     struct lmp_pv_param *params;  /* (n_params) */
     struct lmp_aq_adam  *a_param; /* (n_params) */
+    int64_t             *adam_t;  /* every Adam's step count, for lmp_pv_state (or NULL) */
 };
 
 static void lin_release(struct pv_lin *p) {
@@ -49,6 +51,7 @@ void lmp_pv_destroy(struct lmp_pv **self_p) {
     free(pv->lins);
     free(pv->params);
     free(pv->a_param);
+    free(pv->adam_t);
     free(pv);
     *self_p = NULL;
 }
@@ -240,4 +243,103 @@ enum lmp_status lmp_pv_v_step(struct lmp_pv *pv, const float *const *dw,
     }
     if (stats) *stats = st;
     return LMP_OK;
+}
+
+/* ---- state ------------------------------------------------------------------------------ */
+
+struct lmp_pv_state_list {
+    struct lmp_pv_array *a;
+    int                  n, cap;
+};
+
+static enum lmp_status st_add(struct lmp_pv_state_list *l, const char *name, float *f, uint16_t *u,
+                              int64_t *i, int64_t n) {
+    if (l->n == l->cap) {
+        int                  cap = l->cap ? 2 * l->cap : 64;
+        struct lmp_pv_array *na  = realloc(l->a, (size_t)cap * sizeof(*na));
+        if (na == NULL) return LMP_ENOMEM;
+        l->a   = na;
+        l->cap = cap;
+    }
+    struct lmp_pv_array *e = &l->a[l->n++];
+    memset(e, 0, sizeof(*e));
+    snprintf(e->name, sizeof(e->name), "%s", name);
+    e->f32 = f;
+    e->u16 = u;
+    e->i64 = i;
+    e->n   = n;
+    return LMP_OK;
+}
+
+/* Adam objects in state order: per linear cb, scale, u; per param one. */
+static int64_t n_adams(const struct lmp_pv *pv) {
+    return 3 * (int64_t)pv->n_lins + pv->n_params;
+}
+
+static struct lmp_aq_adam *adam_at(struct lmp_pv *pv, int64_t k) {
+    if (k < 3 * (int64_t)pv->n_lins) {
+        struct pv_lin *p = &pv->lins[k / 3];
+        return k % 3 == 0 ? &p->a_cb : k % 3 == 1 ? &p->a_scale : &p->a_u;
+    }
+    return &pv->a_param[k - 3 * (int64_t)pv->n_lins];
+}
+
+enum lmp_status lmp_pv_state(struct lmp_pv *pv, struct lmp_pv_array **arrays, int *n) {
+    assert(pv && arrays && n);
+    *arrays = NULL;
+    *n      = 0;
+    if (pv->adam_t == NULL) {
+        pv->adam_t = calloc((size_t)n_adams(pv) + 1, sizeof(int64_t));
+        if (pv->adam_t == NULL) return LMP_ENOMEM;
+    }
+    for (int64_t k = 0; k < n_adams(pv); k++) pv->adam_t[k] = adam_at(pv, k)->t;
+    struct lmp_pv_state_list l  = {0};
+    enum lmp_status          st = LMP_OK;
+    char                     nm[48];
+    for (int i = 0; i < pv->n_lins && st == LMP_OK; i++) {
+        struct pv_lin             *p  = &pv->lins[i];
+        const struct lmp_aq_shape *s  = &p->l.shape;
+        const int64_t              nw = s->n_out * s->n_in, nc = (int64_t)s->M * s->K * s->g;
+#define ADD(suffix, f, u, cnt)                                                                     \
+    if (st == LMP_OK) {                                                                            \
+        snprintf(nm, sizeof(nm), "lin.%d.%s", i, suffix);                                          \
+        st = st_add(&l, nm, f, u, NULL, cnt);                                                      \
+    }
+        ADD("codes", NULL, p->l.codes, s->n_out * (s->n_in / s->g) * s->M)
+        ADD("codebooks", p->l.cb, NULL, nc)
+        ADD("scales", p->l.scale, NULL, s->n_out)
+        ADD("u", p->u, NULL, nw)
+        ADD("cb.m", p->a_cb.m, NULL, nc)
+        ADD("cb.v", p->a_cb.v, NULL, nc)
+        ADD("scales.m", p->a_scale.m, NULL, s->n_out)
+        ADD("scales.v", p->a_scale.v, NULL, s->n_out)
+        ADD("u.v", p->a_u.v, NULL, nw) /* beta1 0: the first moment is the gradient itself */
+#undef ADD
+    }
+    for (int i = 0; i < pv->n_params && st == LMP_OK; i++) {
+        snprintf(nm, sizeof(nm), "param.%d.x", i);
+        st = st_add(&l, nm, pv->params[i].x, NULL, NULL, pv->params[i].n);
+        snprintf(nm, sizeof(nm), "param.%d.m", i);
+        if (st == LMP_OK) st = st_add(&l, nm, pv->a_param[i].m, NULL, NULL, pv->params[i].n);
+        snprintf(nm, sizeof(nm), "param.%d.v", i);
+        if (st == LMP_OK) st = st_add(&l, nm, pv->a_param[i].v, NULL, NULL, pv->params[i].n);
+    }
+    if (st == LMP_OK) st = st_add(&l, "adam_t", NULL, NULL, pv->adam_t, n_adams(pv));
+    if (st != LMP_OK) {
+        free(l.a);
+        return st;
+    }
+    *arrays = l.a;
+    *n      = l.n;
+    return LMP_OK;
+}
+
+void lmp_pv_state_loaded(struct lmp_pv *pv) {
+    assert(pv && pv->adam_t);
+    const struct lmp_kernels *kt = lmp_kernels_get();
+    for (int64_t k = 0; k < n_adams(pv); k++) adam_at(pv, k)->t = pv->adam_t[k];
+    for (int i = 0; i < pv->n_lins; i++) {
+        struct pv_lin *p = &pv->lins[i];
+        kt->aq_decode(p->l.w, p->l.codes, p->l.cb, p->l.scale, &p->l.shape);
+    }
 }

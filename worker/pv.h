@@ -23,7 +23,7 @@
  *      reference; the changed groups are decoded into the dense buffer.
  *
  *  Not here yet: the trust ratio that caps the total weight change, LAMB, data-parallel or
- *  pipeline reductions, checkpoints (docs/pv-tuning.md says what is planned).
+ *  pipeline reductions (docs/pv-tuning.md says what is planned). Checkpoints: lmp_pv_state.
  *
  *  Ownership: every array registered is borrowed and updated in place; the object owns the
  *  Adam states and the buffers U. Threads: the kernels' (aq_beam's rows); calls on one
@@ -102,5 +102,25 @@ enum lmp_status lmp_pv_v_step(struct lmp_pv *self, const float *const *dw,
 
 /* The straight-through buffer U (n_out, n_in) of linear i, owned by the object. */
 const float *lmp_pv_buffer(const struct lmp_pv *self, int i);
+
+/* The object's whole mutable state, for checkpoints: one entry per array, in a fixed
+ * order (per linear: codes, codebooks, scales, U, the Adam moments of codebooks, scales
+ * and U; per plain parameter: x and its moments; last, "adam_t": every Adam's step
+ * count). Names are stable ("lin.<i>.codes", "param.<i>.m", ...). Writing the arrays
+ * back (same shapes) and calling lmp_pv_state_loaded restores the object exactly: the
+ * next steps give the same bits as an uninterrupted run. */
+struct lmp_pv_array {
+    char      name[48];
+    float    *f32; /* exactly one of f32, u16, i64 is set */
+    uint16_t *u16;
+    int64_t  *i64;
+    int64_t   n; /* elements */
+};
+/* Fill *arrays (malloc'ed, caller frees) and *n. RET LMP_OK or LMP_ENOMEM. */
+enum lmp_status lmp_pv_state(struct lmp_pv *self, struct lmp_pv_array **arrays, int *n);
+/* After the arrays of lmp_pv_state were overwritten: take the Adam step counts back from
+ * "adam_t" (the array that lmp_pv_state listed must have been refilled) and decode every
+ * dense buffer from its codes, codebooks and scales. */
+void lmp_pv_state_loaded(struct lmp_pv *self);
 
 #endif /* LMP_WORKER_PV_H */

@@ -53,30 +53,18 @@ static void student_init(struct student *s, uint64_t seed) {
     s->t = malloc(sizeof(float) * ROWS * VOCAB);
     CHECK(lmp_model_grad_forward(s->mg, &s->teacher->params, s->tokens, N_SEQ, &err) == LMP_OK);
     lmp_model_grad_logits(s->mg, &s->teacher->params, 0, ROWS, s->t);
-    const struct lmp_kernels *kt = lmp_kernels_get();
     for (int i = 0; i < NL; i++) {
         const struct lmp_linear *l     = &s->m->blocks[i / LMP_LIN_COUNT].lin[i % LMP_LIN_COUNT];
         struct lmp_pv_linear    *q     = &s->lin[i];
         const int64_t            n_grp = l->n_in / G;
         q->shape =
             (struct lmp_aq_shape){.n_out = l->n_out, .n_in = l->n_in, .M = M, .K = K, .g = G};
-        q->codes       = calloc((size_t)(l->n_out * n_grp * M), sizeof(uint16_t));
-        q->cb          = calloc((size_t)(M * K * G), sizeof(float));
-        q->scale       = calloc((size_t)l->n_out, sizeof(float));
-        q->w           = s->w->w[i];
-        const float *W = s->teacher->w[i];
-        for (int64_t o = 0; o < l->n_out; o++) { /* scale: the row's rms */
-            double ss = 0;
-            for (int64_t j = 0; j < l->n_in; j++)
-                ss += (double)W[o * l->n_in + j] * W[o * l->n_in + j];
-            q->scale[o] = (float)sqrt(ss / (double)l->n_in);
-        }
-        check_fill_random(q->cb, M * K * G, seed + 100 + i);
-        for (int j = 0; j < M * K * G; j++) q->cb[j] *= 1.2f / (float)(j / (K * G) + 1);
-        float *h = calloc((size_t)(l->n_in * l->n_in), sizeof(float));
-        for (int64_t j = 0; j < l->n_in; j++) h[j * l->n_in + j] = 1.0f;
-        CHECK(kt->aq_beam(q->codes, NULL, W, q->scale, q->cb, h, &q->shape, 4) == 0);
-        free(h);
+        q->codes = calloc((size_t)(l->n_out * n_grp * M), sizeof(uint16_t));
+        q->cb    = calloc((size_t)(M * K * G), sizeof(float));
+        q->scale = calloc((size_t)l->n_out, sizeof(float));
+        q->w     = s->w->w[i];
+        tiny_aq_encode(s->teacher->w[i], l->n_out, l->n_in, M, K, G, q->codes, q->cb, q->scale,
+                       seed + 100 + i);
     }
     for (int b = 0; b < LAYERS; b++) {
         s->prm[2 * b]     = (struct lmp_pv_param){s->w->attn_norm[b], DIM};
