@@ -1,0 +1,313 @@
+/*  tune - see tune.h */
+#include "worker/tune.h"
+
+#include "base/cancel.h" /* defines: lmp_cancelled */
+
+#include <assert.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+struct lmp_tune {
+    struct lmp_tune_opts            o;
+    struct lmp_model_weights       *student;
+    const struct lmp_model_weights *teacher;
+    const int32_t                  *tokens;
+    int64_t                         n_win, seq_len, step;
+    int                             n_lins;
+    struct lmp_tune_linear         *lins;
+    struct lmp_pv                  *pv;
+    struct lmp_model_grad          *mg;
+    struct lmp_model_grads_owned   *g;
+    float                          *teacher_logits; /* (micro_seqs * seq_len, vocab) */
+    int32_t                        *micro;          /* (micro_seqs, seq_len) */
+    const float                   **dw;             /* (n_lins) */
+    const float                   **dparams;        /* (2 n_layers + 1) or NULL */
+    int64_t                        *step_arr;       /* "tune.step" of lmp_tune_state */
+};
+
+void lmp_tune_opts_init(struct lmp_tune_opts *o) {
+    memset(o, 0, sizeof(*o));
+    o->batch_seqs   = 8;
+    o->micro_seqs   = 1;
+    o->v_every      = 1;
+    o->train_norms  = true;
+    o->seed         = 1;
+    o->pv.code_frac = -1; /* pv's default */
+}
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* splitmix64 */
+static uint64_t rng_next(uint64_t *s) {
+    uint64_t z = (*s += 0x9E3779B97F4A7C15ull);
+    z          = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z          = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
+/* Window of stream position k: perm_e[k mod n] with e = k / n, perm_e a Fisher-Yates
+ * shuffle seeded by (seed, e). O(n) per call; n is the number of windows (thousands). */
+static int64_t window_at(uint64_t seed, int64_t n, int64_t k, int64_t *perm) {
+    const int64_t e = k / n;
+    uint64_t      s = seed ^ (0xD1B54A32D192ED03ull * (uint64_t)(e + 1));
+    for (int64_t i = 0; i < n; i++) perm[i] = i;
+    for (int64_t i = n - 1; i > 0; i--) {
+        const int64_t j = (int64_t)(rng_next(&s) % (uint64_t)(i + 1));
+        const int64_t t = perm[i];
+        perm[i]         = perm[j];
+        perm[j]         = t;
+    }
+    return perm[k % n];
+}
+
+void lmp_tune_destroy(struct lmp_tune **self_p) {
+    assert(self_p);
+    struct lmp_tune *t = *self_p;
+    if (t == NULL) return;
+    lmp_pv_destroy(&t->pv);
+    lmp_model_grad_destroy(&t->mg);
+    lmp_model_grads_free(&t->g);
+    free(t->teacher_logits);
+    free(t->micro);
+    free(t->dw);
+    free(t->dparams);
+    free(t->lins);
+    free(t->step_arr);
+    free(t);
+    *self_p = NULL;
+}
+
+static bool same_cfg(const struct lmp_config *a, const struct lmp_config *b) {
+    return a->n_layers == b->n_layers && a->dim == b->dim && a->hidden_dim == b->hidden_dim &&
+           a->n_heads == b->n_heads && a->n_kv_heads == b->n_kv_heads &&
+           a->head_dim == b->head_dim && a->vocab_size == b->vocab_size && a->rope == b->rope &&
+           a->tied_embeddings == b->tied_embeddings && a->qkv_bias == b->qkv_bias;
+}
+
+enum lmp_status lmp_tune_new(struct lmp_model_weights       *student,
+                             const struct lmp_model_weights *teacher,
+                             const struct lmp_tune_linear *lins, int n_lins, const int32_t *tokens,
+                             int64_t n_win, int64_t seq_len, const struct lmp_tune_opts *opts,
+                             struct lmp_tune **out, struct lmp_err *err) {
+    assert(student && teacher && out && (lins || n_lins == 0) && tokens);
+    *out                         = NULL;
+    struct lmp_tune_opts     o   = {0};
+    const struct lmp_config *cfg = &student->cfg;
+    if (opts)
+        o = *opts;
+    else
+        lmp_tune_opts_init(&o);
+    if (!same_cfg(cfg, &teacher->cfg))
+        return lmp_err_set(err, LMP_EINVAL,
+                           "tune: the original model's shape differs from the "
+                           "compressed model's");
+    if (n_win <= 0 || seq_len < 2 || seq_len > cfg->max_seq || o.batch_seqs <= 0 ||
+        o.micro_seqs <= 0 || o.v_every < 0)
+        return lmp_err_set(
+            err, LMP_EINVAL, "tune: bad sizes (windows %lld, length %lld, batch %lld, micro %lld)",
+            (long long)n_win, (long long)seq_len, (long long)o.batch_seqs, (long long)o.micro_seqs);
+    if (o.micro_seqs > o.batch_seqs) o.micro_seqs = o.batch_seqs;
+    for (int64_t i = 0; i < n_win * seq_len; i++)
+        if (tokens[i] < 0 || tokens[i] >= cfg->vocab_size)
+            return lmp_err_set(err, LMP_EINVAL, "tune: token %d at %lld outside the vocabulary",
+                               tokens[i], (long long)i);
+    for (int i = 0; i < n_lins; i++) {
+        const struct lmp_tune_linear *l = &lins[i];
+        if (l->block < 0 || l->block >= cfg->n_layers || (int)l->kind < 0 ||
+            l->kind >= LMP_LIN_COUNT || l->pv.w != student->w[l->block * LMP_LIN_COUNT + l->kind])
+            return lmp_err_set(err, LMP_EINVAL, "tune: linear %d is not one of the student's", i);
+    }
+    struct lmp_tune *t = calloc(1, sizeof(*t));
+    if (t == NULL) return lmp_err_set(err, LMP_ENOMEM, "out of memory");
+    t->o               = o;
+    t->student         = student;
+    t->teacher         = teacher;
+    t->tokens          = tokens;
+    t->n_win           = n_win;
+    t->seq_len         = seq_len;
+    t->n_lins          = n_lins;
+    enum lmp_status st = LMP_ENOMEM;
+    const int       np = o.train_norms ? 2 * cfg->n_layers + 1 : 0;
+    t->lins            = calloc((size_t)(n_lins > 0 ? n_lins : 1), sizeof(*t->lins));
+    t->dw              = calloc((size_t)(n_lins > 0 ? n_lins : 1), sizeof(*t->dw));
+    t->dparams         = calloc((size_t)np + 1, sizeof(*t->dparams));
+    t->micro           = malloc((size_t)(o.micro_seqs * seq_len) * sizeof(int32_t));
+    t->teacher_logits =
+        malloc((size_t)(o.micro_seqs * seq_len) * (size_t)cfg->vocab_size * sizeof(float));
+    t->g = lmp_model_grads_new(cfg, false);
+    if (!t->lins || !t->dw || !t->dparams || !t->micro || !t->teacher_logits || !t->g) goto fail;
+    if (n_lins > 0) memcpy(t->lins, lins, (size_t)n_lins * sizeof(*lins));
+    if ((st = lmp_model_grad_new(cfg, o.micro_seqs, seq_len, &t->mg)) != LMP_OK) {
+        if (st == LMP_EINVAL) lmp_err_set(err, st, "tune: a shape the backward cannot run");
+        goto fail_set;
+    }
+    struct lmp_pv_linear *pl = calloc((size_t)(n_lins > 0 ? n_lins : 1), sizeof(*pl));
+    struct lmp_pv_param  *pp = calloc((size_t)np + 1, sizeof(*pp));
+    if (pl == NULL || pp == NULL) {
+        free(pl);
+        free(pp);
+        goto fail;
+    }
+    for (int i = 0; i < n_lins; i++) pl[i] = lins[i].pv;
+    for (int b = 0; b < np / 2; b++) {
+        pp[2 * b]     = (struct lmp_pv_param){student->attn_norm[b], cfg->dim};
+        pp[2 * b + 1] = (struct lmp_pv_param){student->ffn_norm[b], cfg->dim};
+    }
+    if (np > 0) pp[np - 1] = (struct lmp_pv_param){student->out_norm, cfg->dim};
+    st = lmp_pv_new(pl, n_lins, pp, np, &o.pv, &t->pv);
+    free(pl);
+    free(pp);
+    if (st == LMP_EINVAL) {
+        lmp_err_set(err, st, "tune: a quantized linear's shape the P/V steps cannot run");
+        goto fail_set;
+    }
+    if (st != LMP_OK) goto fail;
+    *out = t;
+    return LMP_OK;
+fail:
+    lmp_err_set(err, LMP_ENOMEM, "out of memory setting up tuning");
+fail_set:
+    lmp_tune_destroy(&t);
+    return st == LMP_OK ? LMP_ENOMEM : st;
+}
+
+int64_t lmp_tune_steps_done(const struct lmp_tune *t) {
+    return t->step;
+}
+
+/* Teacher logits, then the student's forward and (g non-NULL) backward on t->micro. */
+static enum lmp_status micro_batch(struct lmp_tune *t, int64_t n, const struct lmp_model_grads *g,
+                                   double *kl, int64_t *agree, struct lmp_err *err) {
+    enum lmp_status st;
+    const int64_t   rows = n * t->seq_len;
+    if ((st = lmp_model_grad_forward(t->mg, &t->teacher->params, t->micro, n, err)) != LMP_OK)
+        return st;
+    lmp_model_grad_logits(t->mg, &t->teacher->params, 0, rows, t->teacher_logits);
+    if ((st = lmp_model_grad_forward(t->mg, &t->student->params, t->micro, n, err)) != LMP_OK)
+        return st;
+    lmp_model_grad_kl_backward(t->mg, &t->student->params, t->teacher_logits, g, kl, agree);
+    return LMP_OK;
+}
+
+enum lmp_status lmp_tune_step(struct lmp_tune *t, struct lmp_tune_step_stats *stats,
+                              struct lmp_err *err) {
+    assert(t);
+    const double  t0 = now_s();
+    const int64_t B = t->o.batch_seqs, mu = t->o.micro_seqs, T = t->seq_len;
+    int64_t      *perm = malloc((size_t)t->n_win * sizeof(int64_t));
+    if (perm == NULL) return lmp_err_set(err, LMP_ENOMEM, "out of memory");
+    lmp_model_grads_zero(t->g);
+    double  kl_sum = 0;
+    int64_t agree = 0, n_micro = 0;
+    for (int64_t i0 = 0; i0 < B; i0 += mu) {
+        if (lmp_cancelled(t->o.cancel)) {
+            free(perm);
+            return lmp_err_set(err, LMP_ECANCEL, "tuning cancelled");
+        }
+        const int64_t n = B - i0 < mu ? B - i0 : mu;
+        for (int64_t s = 0; s < n; s++) {
+            const int64_t w = window_at(t->o.seed, t->n_win, t->step * B + i0 + s, perm);
+            memcpy(t->micro + s * T, t->tokens + w * T, (size_t)T * sizeof(int32_t));
+        }
+        double          kl = 0;
+        int64_t         ag = 0;
+        enum lmp_status st = micro_batch(t, n, &t->g->g, &kl, &ag, err);
+        if (st != LMP_OK) {
+            free(perm);
+            return st;
+        }
+        kl_sum += kl * (double)n; /* kl is the micro-batch's row mean */
+        agree += ag;
+        n_micro++;
+    }
+    free(perm);
+    /* the backward added each micro-batch's mean-loss gradient: scale to the step's mean */
+    if (n_micro > 1) {
+        const float f = 1.0f / (float)n_micro;
+        for (int64_t i = 0; i < t->g->n_floats; i++) t->g->mem[i] *= f;
+    }
+    const struct lmp_config *cfg = &t->student->cfg;
+    for (int i = 0; i < t->n_lins; i++)
+        t->dw[i] = t->g->g.blocks[t->lins[i].block].w[t->lins[i].kind];
+    const float **dp = NULL;
+    if (t->o.train_norms) {
+        for (int b = 0; b < cfg->n_layers; b++) {
+            t->dparams[2 * b]     = t->g->g.blocks[b].attn_norm;
+            t->dparams[2 * b + 1] = t->g->g.blocks[b].ffn_norm;
+        }
+        t->dparams[2 * cfg->n_layers] = t->g->g.out_norm;
+        dp                            = t->dparams;
+    }
+    enum lmp_status       st = lmp_pv_p_step(t->pv, t->dw, dp);
+    struct lmp_pv_v_stats vs = {0};
+    if (st == LMP_OK && t->o.v_every > 0 && (t->step + 1) % t->o.v_every == 0)
+        st = lmp_pv_v_step(t->pv, t->dw, &vs);
+    if (st != LMP_OK) return lmp_err_set(err, st, "out of memory in a P/V step");
+    t->step++;
+    if (stats)
+        *stats = (struct lmp_tune_step_stats){
+            .step           = t->step,
+            .kl             = kl_sum / (double)B,
+            .agree          = (double)agree / (double)(B * T),
+            .rows           = B * T,
+            .codes_changed  = vs.n_changed,
+            .codes_selected = vs.n_selected,
+            .seconds        = now_s() - t0,
+        };
+    return LMP_OK;
+}
+
+enum lmp_status lmp_tune_measure(struct lmp_tune *t, const int32_t *tokens, int64_t n, double *kl,
+                                 double *agree, struct lmp_err *err) {
+    assert(t && tokens && kl && agree && n > 0);
+    double  kl_sum = 0;
+    int64_t ag_sum = 0;
+    for (int64_t i0 = 0; i0 < n; i0 += t->o.micro_seqs) {
+        if (lmp_cancelled(t->o.cancel)) return lmp_err_set(err, LMP_ECANCEL, "tuning cancelled");
+        const int64_t m = n - i0 < t->o.micro_seqs ? n - i0 : t->o.micro_seqs;
+        memcpy(t->micro, tokens + i0 * t->seq_len, (size_t)(m * t->seq_len) * sizeof(int32_t));
+        double          k  = 0;
+        int64_t         ag = 0;
+        enum lmp_status st = micro_batch(t, m, NULL, &k, &ag, err);
+        if (st != LMP_OK) return st;
+        kl_sum += k * (double)m;
+        ag_sum += ag;
+    }
+    *kl    = kl_sum / (double)n;
+    *agree = (double)ag_sum / (double)(n * t->seq_len);
+    return LMP_OK;
+}
+
+enum lmp_status lmp_tune_state(struct lmp_tune *t, struct lmp_pv_array **arrays, int *n) {
+    assert(t && arrays && n);
+    if (t->step_arr == NULL && (t->step_arr = calloc(1, sizeof(int64_t))) == NULL)
+        return LMP_ENOMEM;
+    struct lmp_pv_array *a  = NULL;
+    int                  na = 0;
+    enum lmp_status      st = lmp_pv_state(t->pv, &a, &na);
+    if (st != LMP_OK) return st;
+    struct lmp_pv_array *b = realloc(a, (size_t)(na + 1) * sizeof(*a));
+    if (b == NULL) {
+        free(a);
+        return LMP_ENOMEM;
+    }
+    t->step_arr[0] = t->step;
+    memset(&b[na], 0, sizeof(b[na]));
+    strcpy(b[na].name, "tune.step");
+    b[na].i64 = t->step_arr;
+    b[na].n   = 1;
+    *arrays   = b;
+    *n        = na + 1;
+    return LMP_OK;
+}
+
+void lmp_tune_state_loaded(struct lmp_tune *t) {
+    assert(t && t->step_arr);
+    t->step = t->step_arr[0];
+    lmp_pv_state_loaded(t->pv);
+}

@@ -1,0 +1,103 @@
+/*  tune - PV-Tuning of a whole quantized model on one process: the training loop
+ *
+ *  The stage over a model (docs/pv-tuning.md): the student is the quantized model (its
+ *  dense buffers are the decodes of its AQ linears, worker/pv.h), the teacher the
+ *  original; both are fp32 parameter sets (worker/model_grad.h). Each optimizer step
+ *  takes batch_seqs windows of the tuning data, one micro-batch of micro_seqs at a time:
+ *
+ *      teacher forward -> its logits for every row (n_micro * seq_len, vocab)
+ *      student forward, KL(teacher || student) backward -> dense weight and norm gradients,
+ *                                                          accumulated over the micro-batches
+ *      gradients / (micro-batches)                          (the step's mean loss)
+ *      P step (codebooks, scales, norms: Adam), then every v_every steps a V step (codes)
+ *
+ *  The teacher enters "computed alongside": its logits are recomputed per micro-batch
+ *  (one extra forward, no storage; memory: one (micro_seqs * seq_len, vocab) fp32 array,
+ *  100 MB for SmolLM2 at 512 tokens). Exact, so no approximation to measure.
+ *
+ *  Data order is a pure function of (seed, step): window k of the stream (k = step *
+ *  batch_seqs + i) is perm_e[k mod n_win] where e = k / n_win and perm_e a permutation
+ *  seeded by (seed, e). So the position in the data is the step, and a run resumed from
+ *  a checkpoint at step s (lmp_tune_state + lmp_tune_state_loaded) continues bit for bit
+ *  as if it had never stopped (test_tune).
+ *
+ *  What is trained: every AQ linear's codebooks, scales (P) and codes (V); with
+ *  train_norms the RMSNorm weights (every block's two and the final one). Dense or RTN
+ *  linears, biases, embeddings and the head stay frozen.
+ *
+ *  Threads: the kernels' (GEMMs at the process's budget, the beam search's rows); calls on
+ *  one object must not overlap.
+ */
+#ifndef LMP_WORKER_TUNE_H
+#define LMP_WORKER_TUNE_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include "base/status.h"       /* defines: enum lmp_status, struct lmp_err */
+#include "worker/model_grad.h" /* defines: struct lmp_model_weights */
+#include "worker/pv.h"         /* defines: struct lmp_pv_opts, struct lmp_pv_array */
+
+struct lmp_tune_opts {
+    int64_t            batch_seqs; /* windows per optimizer step (default 8) */
+    int64_t            micro_seqs; /* windows per forward/backward (default 1; memory) */
+    int                v_every; /* a V step after every v_every-th P step; 0: P only (default 1) */
+    bool               train_norms;
+    uint64_t           seed;   /* data order */
+    struct lmp_pv_opts pv;     /* learning rates, code fraction, beam (worker/pv.h defaults) */
+    const atomic_int  *cancel; /* polled with the process's stop before each micro-batch */
+};
+void lmp_tune_opts_init(struct lmp_tune_opts *o);
+
+/* What one step did (observer's view; also returned by lmp_tune_step). */
+struct lmp_tune_step_stats {
+    int64_t step;          /* steps done, this one included */
+    double  kl;            /* mean KL(teacher || student) over the step's rows, before it */
+    double  agree;         /* fraction of rows whose argmaxes agree, before the step */
+    int64_t rows;          /* rows (tokens) of the step */
+    int64_t codes_changed; /* groups whose codes the V step changed (0 without one) */
+    int64_t codes_selected;
+    double  seconds; /* wall time of the step */
+};
+
+/* One quantized linear of the student: which block and kind, and its arrays (borrowed). */
+struct lmp_tune_linear {
+    int32_t              block;
+    enum lmp_lin         kind;
+    struct lmp_pv_linear pv; /* pv.w must be the student's dense buffer of this linear */
+};
+
+struct lmp_tune;
+
+/* Set up tuning of student against teacher (same config; both borrowed, the student's
+ * norm and linear buffers updated in place) on tokens (n_win, seq_len) (borrowed; every
+ * id inside the vocabulary). RET LMP_OK, LMP_EINVAL (shapes, options, configs that
+ * differ; err says which), LMP_ENOMEM. */
+enum lmp_status lmp_tune_new(struct lmp_model_weights       *student,
+                             const struct lmp_model_weights *teacher,
+                             const struct lmp_tune_linear *lins, int n_lins, const int32_t *tokens,
+                             int64_t n_win, int64_t seq_len, const struct lmp_tune_opts *opts,
+                             struct lmp_tune **out, struct lmp_err *err);
+void            lmp_tune_destroy(struct lmp_tune **self_p);
+
+/* One optimizer step (the next one). RET LMP_OK, LMP_ENOMEM, LMP_ECANCEL (the student is
+ * then as before the step: gradients are only applied at its end). */
+enum lmp_status lmp_tune_step(struct lmp_tune *self, struct lmp_tune_step_stats *stats,
+                              struct lmp_err *err);
+
+/* Steps taken so far. */
+int64_t lmp_tune_steps_done(const struct lmp_tune *self);
+
+/* Mean KL and agreement of the student against the teacher on n windows of seq_len
+ * tokens (borrowed; held-out text, not the training windows), without an update. RET
+ * LMP_OK, LMP_EINVAL (a token outside the vocabulary), LMP_ECANCEL. */
+enum lmp_status lmp_tune_measure(struct lmp_tune *self, const int32_t *tokens, int64_t n,
+                                 double *kl, double *agree, struct lmp_err *err);
+
+/* The whole state for a checkpoint: lmp_pv_state's arrays plus "tune.step" (i64, 1
+ * element) and the norms' state when trained. Same contract as lmp_pv_state: refill the
+ * arrays, then call lmp_tune_state_loaded. *arrays malloc'ed (caller frees). */
+enum lmp_status lmp_tune_state(struct lmp_tune *self, struct lmp_pv_array **arrays, int *n);
+void            lmp_tune_state_loaded(struct lmp_tune *self);
+
+#endif /* LMP_WORKER_TUNE_H */
