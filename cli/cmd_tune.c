@@ -1,0 +1,241 @@
+/*  cmd_tune - lmpress tune: PV-Tuning of an AQLM artifact against its original model
+ *
+ *  Runs coordinator/tune.h's job in this process: prints one line per step (step, KL,
+ *  agreement, codes changed, tokens/s) or, with --json, one object at the end. SIGINT /
+ *  SIGTERM stop at the next micro-batch and checkpoint the state (exit 130); the same
+ *  command resumes it.
+ */
+#include "cli/cli.h"
+#include "base/cancel.h"      /* defines: lmp_cancel_shutdown */
+#include "coordinator/tune.h" /* defines: lmp_tune_job_run */
+
+#include <cjson/cJSON.h>
+#include <getopt.h>
+#include <math.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char *const usage =
+    "lmpress tune --artifact ART.h5 --model ORIGINAL --data FILE --out TUNED.h5 [--steps N]\n"
+    "             [--batch B] [--micro M] [--ctx N] [--max-windows K] [--val-windows V]\n"
+    "             [--lr X] [--code-lr X] [--code-frac F] [--v-every N] [--beam W]\n"
+    "             [--no-norms] [--seed S] [--checkpoint-minutes X] [--threads T] [--json]";
+
+static const char *const help =
+    "PV-Tuning (docs/pv-tuning.md): codebooks, scales and norms by Adam (P step) and codes by\n"
+    "a linearized V step, against KL(original || compressed) over the whole vocabulary.\n\n"
+    "  --artifact ART.h5     an AQLM artifact (complete) to tune (required)\n"
+    "  --model ORIGINAL      the model ART.h5 was compressed from (required; checked by its\n"
+    "                        fingerprint)\n"
+    "  --data FILE           tuning text (required); never the evaluation text\n"
+    "  --out TUNED.h5        the tuned artifact (required); TUNED.h5.tune/ holds the\n"
+    "                        checkpoint while it runs, and the same command resumes from it\n"
+    "  --steps N             optimizer steps in total (default 100)\n"
+    "  --batch B             windows per step (default 8)\n"
+    "  --micro M             windows per forward/backward, for memory (default 1)\n"
+    "  --ctx N               tokens per window (default the model's context, at most 512)\n"
+    "  --max-windows K       use at most K windows of the text (default all)\n"
+    "  --val-windows V       windows at the end of the text held out for KL and agreement\n"
+    "                        before and after (default 2; never trained on)\n"
+    "  --lr X                P step Adam learning rate (default 3e-4)\n"
+    "  --code-lr X           V step: the straight-through buffers' learning rate (default 1e-2)\n"
+    "  --code-frac F         V step: fraction of each layer's groups re-encoded (default 0.01)\n"
+    "  --v-every N           a V step every N steps; 0: P steps only (default 1)\n"
+    "  --beam W              V step beam width (default 8)\n"
+    "  --no-norms            keep the RMSNorm weights frozen (default: trained)\n"
+    "  --seed S              data order (default 1)\n"
+    "  --checkpoint-minutes X  minutes between checkpoints (default 10; also on a stop)\n"
+    "  --threads T           threads (default every core)\n"
+    "  --json                print one JSON object at the end\n";
+
+static void on_signal(int sig) {
+    (void)sig;
+    lmp_cancel_shutdown();
+}
+
+static void progress(void *ctx, const struct lmp_tune_step_stats *s, int64_t n_steps) {
+    const struct lmp_cli *cli = ctx;
+    if (cli->json) return;
+    fprintf(stderr, "step %lld/%lld  kl %.4f  agree %.3f  codes changed %lld/%lld  %.0f tok/s\n",
+            (long long)s->step, (long long)n_steps, s->kl, s->agree, (long long)s->codes_changed,
+            (long long)s->codes_selected, s->seconds > 0 ? (double)s->rows / s->seconds : 0.0);
+}
+
+static void notice(void *ctx, const char *line) {
+    (void)ctx;
+    fprintf(stderr, "lmpress: %s\n", line);
+}
+
+static cJSON *num_or_null(double v) {
+    return isnan(v) ? cJSON_CreateNull() : cJSON_CreateNumber(v);
+}
+
+static int cmd_tune_exec(struct lmp_cli *cli, int argc, char **argv) {
+    struct lmp_tune_job j;
+    lmp_tune_job_init(&j);
+    long long                  ll;
+    double                     d;
+    static const struct option opts[] = {
+        {"artifact", required_argument, NULL, 'a'},
+        {"model", required_argument, NULL, 'm'},
+        {"data", required_argument, NULL, 'd'},
+        {"out", required_argument, NULL, 'o'},
+        {"steps", required_argument, NULL, 's'},
+        {"batch", required_argument, NULL, 'b'},
+        {"micro", required_argument, NULL, 'u'},
+        {"ctx", required_argument, NULL, 'c'},
+        {"max-windows", required_argument, NULL, 'w'},
+        {"val-windows", required_argument, NULL, 'V'},
+        {"lr", required_argument, NULL, 'l'},
+        {"code-lr", required_argument, NULL, 'L'},
+        {"code-frac", required_argument, NULL, 'f'},
+        {"v-every", required_argument, NULL, 'e'},
+        {"beam", required_argument, NULL, 'B'},
+        {"no-norms", no_argument, NULL, 'N'},
+        {"seed", required_argument, NULL, 'S'},
+        {"checkpoint-minutes", required_argument, NULL, 'C'},
+        {"threads", required_argument, NULL, 't'},
+        {"json", no_argument, NULL, 'j'},
+        {0},
+    };
+    for (int c; (c = getopt_long(argc, argv, "", opts, NULL)) != -1;) {
+        switch (c) {
+        case 'a':
+            j.artifact = optarg;
+            break;
+        case 'm':
+            j.model = optarg;
+            break;
+        case 'd':
+            j.data = optarg;
+            break;
+        case 'o':
+            j.out = optarg;
+            break;
+        case 's':
+            if (!lmp_cli_parse_i64("--steps", optarg, 0, 100000000, &ll)) return LMP_EXIT_USAGE;
+            j.steps = ll;
+            break;
+        case 'b':
+            if (!lmp_cli_parse_i64("--batch", optarg, 1, 65536, &ll)) return LMP_EXIT_USAGE;
+            j.opts.batch_seqs = ll;
+            break;
+        case 'u':
+            if (!lmp_cli_parse_i64("--micro", optarg, 1, 64, &ll)) return LMP_EXIT_USAGE;
+            j.opts.micro_seqs = ll;
+            break;
+        case 'c':
+            if (!lmp_cli_parse_i64("--ctx", optarg, 2, 1 << 20, &ll)) return LMP_EXIT_USAGE;
+            j.ctx = ll;
+            break;
+        case 'w':
+            if (!lmp_cli_parse_i64("--max-windows", optarg, 1, 100000000, &ll))
+                return LMP_EXIT_USAGE;
+            j.max_windows = ll;
+            break;
+        case 'V':
+            if (!lmp_cli_parse_i64("--val-windows", optarg, 0, 100000, &ll)) return LMP_EXIT_USAGE;
+            j.val_windows = ll;
+            break;
+        case 'l':
+            if (!lmp_cli_parse_f64("--lr", optarg, 1e-9, 1.0, &d)) return LMP_EXIT_USAGE;
+            j.opts.pv.lr = (float)d;
+            break;
+        case 'L':
+            if (!lmp_cli_parse_f64("--code-lr", optarg, 1e-9, 10.0, &d)) return LMP_EXIT_USAGE;
+            j.opts.pv.code_lr = (float)d;
+            break;
+        case 'f':
+            if (!lmp_cli_parse_f64("--code-frac", optarg, 0.0, 1.0, &d)) return LMP_EXIT_USAGE;
+            j.opts.pv.code_frac = d;
+            break;
+        case 'e':
+            if (!lmp_cli_parse_i64("--v-every", optarg, 0, 1000000, &ll)) return LMP_EXIT_USAGE;
+            j.opts.v_every = (int)ll;
+            break;
+        case 'B':
+            if (!lmp_cli_parse_i64("--beam", optarg, 1, 256, &ll)) return LMP_EXIT_USAGE;
+            j.opts.pv.beam = (int)ll;
+            break;
+        case 'N':
+            j.opts.train_norms = false;
+            break;
+        case 'S':
+            if (!lmp_cli_parse_i64("--seed", optarg, 0, INT64_MAX, &ll)) return LMP_EXIT_USAGE;
+            j.opts.seed = (uint64_t)ll;
+            break;
+        case 'C':
+            if (!lmp_cli_parse_f64("--checkpoint-minutes", optarg, 0.0, 1e6, &d))
+                return LMP_EXIT_USAGE;
+            j.ckpt_seconds = 60.0 * d;
+            break;
+        case 't':
+            if (!lmp_cli_parse_i64("--threads", optarg, 1, 1024, &ll)) return LMP_EXIT_USAGE;
+            j.n_threads = (int)ll;
+            break;
+        case 'j':
+            cli->json = true;
+            break;
+        default:
+            return lmp_cli_usage(usage);
+        }
+    }
+    if (optind != argc) return lmp_cli_usage_msg(usage, "unexpected argument");
+    if (!j.artifact || !j.model || !j.data || !j.out)
+        return lmp_cli_usage_msg(usage, "--artifact, --model, --data and --out are required");
+    if (strcmp(j.artifact, j.out) == 0)
+        return lmp_cli_usage_msg(usage, "--out must differ from --artifact");
+    struct sigaction sa = {.sa_handler = on_signal};
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    j.progress     = progress;
+    j.progress_ctx = cli;
+    j.notice       = notice;
+    struct lmp_tune_result r;
+    struct lmp_err         err = {0};
+    enum lmp_status        st  = lmp_tune_job_run(&j, &r, &err);
+    if (st == LMP_ECANCEL) {
+        fprintf(stderr, "lmpress: %s\n", err.msg);
+        return LMP_EXIT_INTERRUPTED;
+    }
+    if (st != LMP_OK) return lmp_cli_fail(cli, &err);
+    if (cli->json) {
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddStringToObject(o, "out", j.out);
+        cJSON_AddNumberToObject(o, "steps", (double)r.steps_done);
+        cJSON_AddNumberToObject(o, "resumed_at", (double)r.resumed_at);
+        cJSON_AddNumberToObject(o, "windows", (double)r.n_windows);
+        cJSON_AddNumberToObject(o, "tokens", (double)r.n_tokens);
+        cJSON_AddItemToObject(o, "val_kl_before", num_or_null(r.val_kl_before));
+        cJSON_AddItemToObject(o, "val_agree_before", num_or_null(r.val_agree_before));
+        cJSON_AddItemToObject(o, "val_kl_after", num_or_null(r.val_kl_after));
+        cJSON_AddItemToObject(o, "val_agree_after", num_or_null(r.val_agree_after));
+        cJSON_AddNumberToObject(o, "codes_changed", (double)r.codes_changed);
+        cJSON_AddNumberToObject(o, "seconds_tuning", r.seconds_tuning);
+        cJSON_AddNumberToObject(o, "tokens_per_s", r.tokens_per_s);
+        char *s = cJSON_PrintUnformatted(o);
+        if (s) puts(s);
+        free(s);
+        cJSON_Delete(o);
+    } else {
+        fprintf(stderr, "tuned %lld steps (%lld windows of text) in %.1f s, %.0f tok/s; wrote %s\n",
+                (long long)r.steps_done, (long long)r.n_windows, r.seconds_tuning, r.tokens_per_s,
+                j.out);
+        if (!isnan(r.val_kl_after))
+            fprintf(stderr, "held-out KL %.4f -> %.4f, top-1 agreement %.3f -> %.3f%s\n",
+                    r.val_kl_before, r.val_kl_after, r.val_agree_before, r.val_agree_after,
+                    r.resumed_at > 0 ? " (before: not measured by a resumed run)" : "");
+    }
+    return LMP_EXIT_OK;
+}
+
+const struct lmp_cli_cmd lmp_cli_cmd_tune = {
+    .name    = "tune",
+    .summary = "PV-Tuning of an AQLM artifact against its original model",
+    .usage   = usage,
+    .help    = help,
+    .exec    = cmd_tune_exec,
+};

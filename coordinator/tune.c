@@ -1,0 +1,468 @@
+/*  tune - see tune.h */
+#include "coordinator/tune.h"
+
+#include "artifact/artifact.h"       /* defines: lmp_artifact_open_read, ... */
+#include "artifact/artifact_model.h" /* defines: lmp_artifact_model_open */
+#include "artifact/checkpoint.h"     /* defines: lmp_ckpt_write, lmp_ckpt_read */
+#include "artifact/fingerprint.h"    /* defines: lmp_fingerprint_model, lmp_fp_settings */
+#include "base/build.h"              /* defines: lmp_build_id */
+#include "base/cancel.h"             /* defines: lmp_cancelled */
+#include "base/file.h"               /* defines: lmp_file_read_all */
+#include "base/log.h"                /* defines: lmp_log_info */
+#include "base/text.h"               /* defines: lmp_str_escape */
+#include "kernels/kernels.h"         /* defines: lmp_kernels_set_threads */
+#include "model/tokenizer.h"         /* defines: lmp_tokenizer_encode */
+
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+void lmp_tune_job_init(struct lmp_tune_job *j) {
+    memset(j, 0, sizeof(*j));
+    j->val_windows  = 2;
+    j->steps        = 100;
+    j->ckpt_seconds = 600;
+    lmp_tune_opts_init(&j->opts);
+}
+
+static void notice(const struct lmp_tune_job *j, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+static void notice(const struct lmp_tune_job *j, const char *fmt, ...) {
+    char    line[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof(line), fmt, ap);
+    va_end(ap);
+    if (j->notice)
+        j->notice(j->progress_ctx, line);
+    else
+        lmp_log_info("%s", line);
+}
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static char *cat(const char *a, const char *b) {
+    size_t na = strlen(a), nb = strlen(b);
+    char  *s = malloc(na + nb + 1);
+    if (s) {
+        memcpy(s, a, na);
+        memcpy(s + na, b, nb + 1);
+    }
+    return s;
+}
+
+/* Everything the job holds, released in one place. */
+struct tj {
+    struct lmp_artifact      *in;
+    struct lmp_model         *smodel, *teacher_model;
+    struct lmp_tokenizer     *tok;
+    struct lmp_model_weights *student, *teacher;
+    struct lmp_art_layer     *layers; /* (n_linears) of the input artifact; codec AQ or RTN */
+    bool                     *have;   /* layer i was read */
+    struct lmp_tune_linear   *lins;   /* the AQ ones */
+    int                       n_lins;
+    int64_t                   n_linears;
+    int32_t                  *ids, *windows;
+    int64_t                   n_ids;
+    struct lmp_tune          *tune;
+    struct lmp_pv_array      *state;
+    int                       n_state;
+    struct lmp_ckpt_array    *ck;
+    char                     *tune_dir, *ckpt_path, *lock_path, *desc;
+    int                       lock_fd;
+    uint64_t                  key;
+};
+
+static void tj_release(struct tj *t) {
+    lmp_tune_destroy(&t->tune);
+    for (int64_t i = 0; t->layers && i < t->n_linears; i++) lmp_art_layer_release(&t->layers[i]);
+    free(t->layers);
+    free(t->have);
+    free(t->lins);
+    free(t->ids);
+    free(t->windows);
+    free(t->state);
+    free(t->ck);
+    lmp_model_weights_free(&t->student);
+    lmp_model_weights_free(&t->teacher);
+    lmp_tokenizer_free(&t->tok);
+    lmp_model_close(&t->smodel);
+    lmp_model_close(&t->teacher_model);
+    lmp_artifact_close(&t->in);
+    if (t->lock_fd >= 0) close(t->lock_fd);
+    free(t->tune_dir);
+    free(t->ckpt_path);
+    free(t->lock_path);
+    free(t->desc);
+}
+
+static enum lmp_status save_checkpoint(struct tj *t, struct lmp_err *err) {
+    /* listed again each time: the listing refreshes the step and Adam counters */
+    free(t->state);
+    t->state           = NULL;
+    enum lmp_status st = lmp_tune_state(t->tune, &t->state, &t->n_state);
+    if (st != LMP_OK) return lmp_err_set(err, st, "out of memory");
+    free(t->ck);
+    t->ck = calloc((size_t)t->n_state, sizeof(*t->ck));
+    if (t->ck == NULL) return lmp_err_set(err, LMP_ENOMEM, "out of memory");
+    for (int i = 0; i < t->n_state; i++) {
+        const struct lmp_pv_array *a = &t->state[i];
+        t->ck[i]                     = (struct lmp_ckpt_array){
+                                .name = a->name,
+                                .type = a->f32   ? LMP_CKPT_F32
+                                        : a->u16 ? LMP_CKPT_U16
+                                                 : LMP_CKPT_I64,
+                                .data = a->f32   ? (void *)a->f32
+                                        : a->u16 ? (void *)a->u16
+                                                 : (void *)a->i64,
+                                .n    = a->n,
+        };
+    }
+    return lmp_ckpt_write(t->ckpt_path, t->key, t->ck, t->n_state, err);
+}
+
+/* Map the artifact's layers onto the student: AQ layers become tuned linears. */
+static enum lmp_status load_layers(struct tj *t, const char *art, struct lmp_err *err) {
+    const struct lmp_model *m = t->smodel;
+    t->n_linears              = lmp_model_n_linears(m);
+    t->layers                 = calloc((size_t)t->n_linears, sizeof(*t->layers));
+    t->have                   = calloc((size_t)t->n_linears, sizeof(*t->have));
+    t->lins                   = calloc((size_t)t->n_linears, sizeof(*t->lins));
+    if (!t->layers || !t->have || !t->lins) return lmp_err_set(err, LMP_ENOMEM, "out of memory");
+    for (int64_t i = 0; i < t->n_linears; i++) {
+        const struct lmp_linear *l = lmp_model_linear(m, i);
+        if (!lmp_artifact_has_layer(t->in, l->name)) continue; /* kept dense */
+        enum lmp_status st = lmp_artifact_read_layer(t->in, l->name, &t->layers[i], err);
+        if (st != LMP_OK) return st;
+        t->have[i]                    = true;
+        const struct lmp_art_layer *L = &t->layers[i];
+        if (L->codec != LMP_ART_CODEC_AQ) continue; /* RTN: frozen */
+        t->lins[t->n_lins++] = (struct lmp_tune_linear){
+            .block = l->block,
+            .kind  = l->kind,
+            .pv    = {.shape =
+                          {.n_out = L->n_out, .n_in = L->n_in, .M = L->M, .K = 1 << L->B, .g = L->g},
+                      .codes = L->codes,
+                      .cb    = L->codebooks,
+                      .scale = L->scales,
+                      .w     = t->student->w[l->block * LMP_LIN_COUNT + l->kind]},
+        };
+    }
+    if (t->n_lins == 0) {
+        char q[160];
+        return lmp_err_set(err, LMP_EUNSUP,
+                           "artifact '%s' has no AQLM layer to tune (PV-Tuning needs codes)",
+                           lmp_str_escape(q, sizeof(q), art));
+    }
+    return LMP_OK;
+}
+
+/* Fingerprint the tuning: input artifact, tokens, settings, build. */
+static void make_key(struct tj *t, const struct lmp_tune_job *j, int64_t ctx, int64_t n_train) {
+    const struct lmp_art_job *job = lmp_artifact_job(t->in);
+    struct lmp_fp_settings    s;
+    lmp_fp_settings_init(&s);
+    lmp_fp_settings_str(&s, "tune", "pv");
+    lmp_fp_settings_i64(&s, "from_model", (int64_t)job->model_fp);
+    lmp_fp_settings_i64(&s, "from_calib", (int64_t)job->calib_fp);
+    lmp_fp_settings_i64(&s, "ctx", ctx);
+    lmp_fp_settings_i64(&s, "windows", n_train);
+    lmp_fp_settings_i64(&s, "val_windows", j->val_windows);
+    lmp_fp_settings_i64(&s, "batch", j->opts.batch_seqs);
+    lmp_fp_settings_i64(&s, "micro", j->opts.micro_seqs);
+    lmp_fp_settings_i64(&s, "v_every", j->opts.v_every);
+    lmp_fp_settings_i64(&s, "train_norms", j->opts.train_norms);
+    lmp_fp_settings_i64(&s, "seed", (int64_t)j->opts.seed);
+    lmp_fp_settings_f64(&s, "lr", j->opts.pv.lr);
+    lmp_fp_settings_f64(&s, "code_lr", j->opts.pv.code_lr);
+    lmp_fp_settings_f64(&s, "code_frac", j->opts.pv.code_frac);
+    lmp_fp_settings_i64(&s, "beam", j->opts.pv.beam);
+    lmp_fp_settings_str(&s, "build", lmp_build_id());
+    lmp_fp_settings_note(&s, "data", j->data);
+    t->key  = lmp_fingerprint_job(t->ids, t->n_ids, lmp_fp_settings_digest(&s));
+    t->desc = lmp_strbuf_take(&s.desc);
+    lmp_fp_settings_release(&s);
+}
+
+/* OUT.h5: the input job with the calibration fingerprint extended by the key. */
+static enum lmp_status write_output(struct tj *t, const struct lmp_tune_job *j,
+                                    struct lmp_err *err) {
+    const struct lmp_art_job *in = lmp_artifact_job(t->in);
+    struct lmp_art_job        job;
+    lmp_art_job_init(&job);
+    enum lmp_status st = LMP_ENOMEM;
+    job.model_fp       = in->model_fp;
+    job.calib_fp       = lmp_xxh64(&t->key, sizeof(t->key), in->calib_fp);
+    job.cfg            = in->cfg;
+    job.n_linears      = in->n_linears;
+    job.linears = malloc((size_t)(in->n_linears > 0 ? in->n_linears : 1) * sizeof(*job.linears));
+    char *desc  = malloc(strlen(in->calib_desc) + strlen(t->desc) + 16);
+    if (job.linears == NULL || desc == NULL) {
+        free(desc);
+        lmp_art_job_release(&job);
+        return lmp_err_set(err, LMP_ENOMEM, "out of memory");
+    }
+    memcpy(job.linears, in->linears, (size_t)in->n_linears * sizeof(*job.linears));
+    sprintf(desc, "%s; pv-tuning: %s", in->calib_desc, t->desc);
+    snprintf(job.method, sizeof(job.method), "%s", in->method);
+    snprintf(job.scheme, sizeof(job.scheme), "%s", in->scheme);
+    if ((st = lmp_art_job_set_text(&job.model_name, in->model_name)) ||
+        (st = lmp_art_job_set_text(&job.calib_desc, desc))) {
+        free(desc);
+        lmp_art_job_release(&job);
+        return lmp_err_set(err, st, "out of memory");
+    }
+    free(desc);
+    struct lmp_artifact *a = NULL;
+    if ((st = lmp_artifact_open_write(j->out, &job, &a, err)) != LMP_OK) goto out;
+    /* every tensor of the input; the trained norms from the student */
+    const struct lmp_config *c = &t->student->cfg;
+    for (int64_t i = 0; i < lmp_artifact_n_tensors(t->in) && st == LMP_OK; i++) {
+        struct lmp_art_tensor ten = {0};
+        if ((st = lmp_artifact_read_tensor(t->in, lmp_artifact_tensor_name(t->in, i), &ten, err)))
+            break;
+        const float *tuned = NULL;
+        if (j->opts.train_norms) {
+            int  blk = -1;
+            char tail[LMP_NAME_MAX];
+            if (strcmp(ten.name, "model.norm.weight") == 0)
+                tuned = t->student->out_norm;
+            else if (sscanf(ten.name, "model.layers.%d.%159s", &blk, tail) == 2 && blk >= 0 &&
+                     blk < c->n_layers) {
+                if (strcmp(tail, "input_layernorm.weight") == 0) tuned = t->student->attn_norm[blk];
+                if (strcmp(tail, "post_attention_layernorm.weight") == 0)
+                    tuned = t->student->ffn_norm[blk];
+            }
+        }
+        if (tuned) {
+            void *nd = malloc((size_t)c->dim * sizeof(float));
+            if (nd == NULL) {
+                lmp_art_tensor_release(&ten);
+                st = lmp_err_set(err, LMP_ENOMEM, "out of memory");
+                break;
+            }
+            memcpy(nd, tuned, (size_t)c->dim * sizeof(float));
+            free(ten.data);
+            ten.data     = nd;
+            ten.dtype    = LMP_DTYPE_F32;
+            ten.n_dims   = 1;
+            ten.shape[0] = c->dim;
+        }
+        st = lmp_artifact_put_tensor(a, &ten, err);
+        lmp_art_tensor_release(&ten);
+    }
+    for (int64_t i = 0; i < t->n_linears && st == LMP_OK; i++)
+        if (t->have[i] && !lmp_artifact_has_layer(a, t->layers[i].name))
+            st = lmp_artifact_commit_layer(a, &t->layers[i], err);
+    if (st == LMP_OK && lmp_artifact_has_tokenizer(t->in)) {
+        enum lmp_art_tok kind;
+        uint8_t         *bytes = NULL;
+        size_t           n     = 0;
+        if ((st = lmp_artifact_read_tokenizer(t->in, &kind, &bytes, &n, err)) == LMP_OK)
+            st = lmp_artifact_put_tokenizer(a, kind, bytes, n, err);
+        free(bytes);
+    }
+    if (st == LMP_OK) {
+        lmp_artifact_note(a, LMP_LOG_INFO, "tune", "", "", "PV-Tuning of '%s': %s", j->artifact,
+                          t->desc);
+        st = lmp_artifact_finalize(a, err);
+    }
+out:
+    lmp_artifact_close(&a);
+    lmp_art_job_release(&job);
+    return st;
+}
+
+enum lmp_status lmp_tune_job_run(const struct lmp_tune_job *j, struct lmp_tune_result *r,
+                                 struct lmp_err *err) {
+    struct tj       t  = {.lock_fd = -1};
+    enum lmp_status st = LMP_OK;
+    char            q[200], q2[200];
+    *r = (struct lmp_tune_result){
+        .val_kl_before = NAN, .val_agree_before = NAN, .val_kl_after = NAN, .val_agree_after = NAN};
+    if (j->n_threads > 0) lmp_kernels_set_threads(j->n_threads);
+    if (j->steps < 0) return lmp_err_set(err, LMP_EINVAL, "tune: --steps must be >= 0");
+
+    /* the student */
+    if ((st = lmp_artifact_open_read(j->artifact, &t.in, err))) goto out;
+    const struct lmp_art_job *job = lmp_artifact_job(t.in);
+    if (strcmp(job->method, "aqlm") != 0) {
+        st = lmp_err_set(err, LMP_EUNSUP,
+                         "artifact '%s' was made by method %s; PV-Tuning needs "
+                         "an AQLM artifact",
+                         lmp_str_escape(q, sizeof(q), j->artifact), job->method);
+        goto out;
+    }
+    if ((st = lmp_artifact_model_open(j->artifact, &t.smodel, &t.tok, err))) goto out;
+    if ((st = lmp_model_open(j->model, &t.teacher_model, err))) goto out;
+    if (lmp_fingerprint_model(t.teacher_model) != job->model_fp) {
+        st = lmp_err_set(
+            err, LMP_EMISMATCH, "model '%s' is not the one artifact '%s' was compressed from (%s)",
+            lmp_str_escape(q, sizeof(q), j->model), lmp_str_escape(q2, sizeof(q2), j->artifact),
+            job->model_name ? job->model_name : "?");
+        goto out;
+    }
+    int64_t ctx = j->ctx > 0 ? j->ctx : (t.smodel->cfg.max_seq < 512 ? t.smodel->cfg.max_seq : 512);
+    if (ctx < 2 || ctx > t.smodel->cfg.max_seq) {
+        st = lmp_err_set(err, LMP_EINVAL, "tune: --ctx %lld outside [2, %d] (the model's context)",
+                         (long long)ctx, t.smodel->cfg.max_seq);
+        goto out;
+    }
+
+    /* the data */
+    {
+        char  *text = NULL;
+        size_t len  = 0;
+        if ((st = lmp_file_read_all(j->data, &text, &len, err))) goto out;
+        st = lmp_tokenizer_encode(t.tok, text, len, true, &t.ids, &t.n_ids, err);
+        free(text);
+        if (st) goto out;
+    }
+    int64_t n_win = t.n_ids / ctx;
+    if (j->max_windows > 0 && n_win > j->max_windows) n_win = j->max_windows;
+    const int64_t n_val = j->val_windows > 0 ? j->val_windows : 0;
+    if (n_win - n_val < 1) {
+        st = lmp_err_set(err, LMP_EUNSUP,
+                         "tuning text '%s' has %lld tokens: fewer than %lld windows of %lld "
+                         "(training and --val-windows %lld): use a longer text",
+                         lmp_str_escape(q, sizeof(q), j->data), (long long)t.n_ids,
+                         (long long)(n_val + 1), (long long)ctx, (long long)n_val);
+        goto out;
+    }
+    t.n_ids      = n_win * ctx; /* what is used, in windows */
+    r->n_windows = n_win - n_val;
+    r->n_tokens  = r->n_windows * ctx;
+
+    /* fp32 weights; the decoded dense artifact model and the teacher's file pages go */
+    if ((st = lmp_model_weights_load(t.smodel, &t.student, err)) ||
+        (st = lmp_model_weights_load(t.teacher_model, &t.teacher, err)))
+        goto out;
+    if ((st = load_layers(&t, j->artifact, err))) goto out;
+    make_key(&t, j, ctx, n_win - n_val);
+    /* tokens are the training windows [0, n_win - n_val), then the held-out ones */
+    const int32_t *val = t.ids + (n_win - n_val) * ctx;
+    if ((st = lmp_tune_new(t.student, t.teacher, t.lins, t.n_lins, t.ids, n_win - n_val, ctx,
+                           &j->opts, &t.tune, err)))
+        goto out;
+
+    /* checkpoint directory, lock, resume */
+    if (!(t.tune_dir = cat(j->out, ".tune")) ||
+        !(t.ckpt_path = cat(t.tune_dir, "/checkpoint.h5")) ||
+        !(t.lock_path = cat(t.tune_dir, "/LOCK"))) {
+        st = lmp_err_set(err, LMP_ENOMEM, "out of memory");
+        goto out;
+    }
+    if (mkdir(t.tune_dir, 0777) != 0 && errno != EEXIST) {
+        st = lmp_err_set(err, LMP_EIO, "cannot create '%s': %s",
+                         lmp_str_escape(q, sizeof(q), t.tune_dir), strerror(errno));
+        goto out;
+    }
+    t.lock_fd = open(t.lock_path, O_RDWR | O_CREAT | O_CLOEXEC, 0666);
+    if (t.lock_fd < 0 || flock(t.lock_fd, LOCK_EX | LOCK_NB) != 0) {
+        st = lmp_err_set(err, LMP_EIO, "'%s' is in use by another tuning run (or unwritable: %s)",
+                         lmp_str_escape(q, sizeof(q), t.tune_dir), strerror(errno));
+        goto out;
+    }
+    if ((st = lmp_tune_state(t.tune, &t.state, &t.n_state))) {
+        st = lmp_err_set(err, st, "out of memory");
+        goto out;
+    }
+    {
+        struct lmp_ckpt_array *ck = calloc((size_t)t.n_state, sizeof(*ck));
+        if (ck == NULL) {
+            st = lmp_err_set(err, LMP_ENOMEM, "out of memory");
+            goto out;
+        }
+        for (int i = 0; i < t.n_state; i++) {
+            const struct lmp_pv_array *a = &t.state[i];
+            ck[i]                        = (struct lmp_ckpt_array){
+                                       .name = a->name,
+                                       .type = a->f32   ? LMP_CKPT_F32
+                                               : a->u16 ? LMP_CKPT_U16
+                                                        : LMP_CKPT_I64,
+                                       .data = a->f32   ? (void *)a->f32
+                                               : a->u16 ? (void *)a->u16
+                                                        : (void *)a->i64,
+                                       .n    = a->n,
+            };
+        }
+        struct lmp_err e2 = {0};
+        st                = lmp_ckpt_read(t.ckpt_path, t.key, ck, t.n_state, &e2);
+        free(ck);
+        if (st == LMP_OK) {
+            lmp_tune_state_loaded(t.tune);
+            r->resumed_at = lmp_tune_steps_done(t.tune);
+            notice(j, "resuming '%s' at step %lld", lmp_str_escape(q, sizeof(q), t.ckpt_path),
+                   (long long)r->resumed_at);
+        } else if (st == LMP_ENOENT) {
+            st = LMP_OK;
+        } else {
+            /* a mismatching or damaged checkpoint: the state may be partly overwritten */
+            *err = e2;
+            if (st == LMP_EMISMATCH)
+                lmp_err_reset(err, st, "%s: remove '%s' to start over with these settings", e2.msg,
+                              lmp_str_escape(q, sizeof(q), t.tune_dir));
+            goto out;
+        }
+    }
+
+    /* held-out windows before */
+    if (n_val > 0 && r->resumed_at == 0 &&
+        (st = lmp_tune_measure(t.tune, val, n_val, &r->val_kl_before, &r->val_agree_before, err)))
+        goto out;
+    /* the steps */
+    {
+        const bool every = getenv("LMP_TUNE_CKPT_EVERY_STEP") != NULL;
+        double     t0 = now_s(), last_ckpt = t0;
+        int64_t    rows = 0;
+        while (lmp_tune_steps_done(t.tune) < j->steps) {
+            struct lmp_tune_step_stats s;
+            st = lmp_tune_step(t.tune, &s, err);
+            if (st == LMP_ECANCEL) {
+                struct lmp_err e2 = {0};
+                if (save_checkpoint(&t, &e2) != LMP_OK)
+                    lmp_log_warn("%s", e2.msg);
+                else
+                    notice(j, "stopped at step %lld; the same command resumes from '%s'",
+                           (long long)lmp_tune_steps_done(t.tune),
+                           lmp_str_escape(q, sizeof(q), t.ckpt_path));
+                goto out;
+            }
+            if (st != LMP_OK) goto out;
+            rows += s.rows;
+            r->codes_changed += s.codes_changed;
+            if (j->progress) j->progress(j->progress_ctx, &s, j->steps);
+            const double now = now_s();
+            if (every || (j->ckpt_seconds > 0 && now - last_ckpt >= j->ckpt_seconds)) {
+                if ((st = save_checkpoint(&t, err))) goto out;
+                last_ckpt = now_s();
+            }
+        }
+        r->seconds_tuning = now_s() - t0;
+        r->tokens_per_s   = r->seconds_tuning > 0 ? (double)rows / r->seconds_tuning : 0;
+        r->steps_done     = lmp_tune_steps_done(t.tune);
+        if (r->steps_done > r->resumed_at && (st = save_checkpoint(&t, err))) goto out;
+    }
+    if (n_val > 0 &&
+        (st = lmp_tune_measure(t.tune, val, n_val, &r->val_kl_after, &r->val_agree_after, err)))
+        goto out;
+    if ((st = write_output(&t, j, err))) goto out;
+    unlink(t.ckpt_path);
+    unlink(t.lock_path);
+    rmdir(t.tune_dir);
+out:
+    tj_release(&t);
+    return st;
+}

@@ -1,0 +1,79 @@
+#!/usr/bin/env bash
+# tune_stories - lmpress tune (PV-Tuning) on stories260K: it lowers the perplexity and the
+# KL to the original; SIGTERM checkpoints and the same command resumes to the artifact an
+# uninterrupted run writes (every dataset identical); a checkpoint of other settings, the
+# wrong original model, an RTN artifact and a too-short text are refused with exit 4 and a
+# message naming the file; --out equal to --artifact is a usage error.
+# Calibration, tuning and evaluation use disjoint parts of the TinyStories text.
+set -u
+. "$(dirname "$0")/lib.bash"
+lmp_need_stories
+lmp_need_cmds h5diff h5dump
+lmp_workdir
+head -c 120000 "$TXT" > cal.txt
+sed -n '1000,2000p' "$TXT" > tune.txt
+tail -c 100000 "$TXT" > ev.txt
+MOD=(--model "$M/stories260K.bin" --tokenizer "$M/tok512.bin")
+"$LMPRESS" compress "${MOD[@]}" --calib cal.txt --nsamples 12 --ctx 96 --threads 2 --max-rounds 4 \
+    --adam-steps 50 --scheme 2x4g4 --keep '*.down_proj' --out a.h5 2> a.log || { bad "compress"; cat a.log; exit 1; }
+TUNE=(--artifact a.h5 --model "$M/stories260K.bin" --data tune.txt --ctx 96 --batch 4 --lr 1e-3
+      --code-lr 1e-3 --threads 2)
+
+# 1. it helps: perplexity and KL to the original both go down
+"$LMPRESS" tune "${TUNE[@]}" --steps 40 --out t.h5 --json > t.json 2> t.log || { bad "tune"; cat t.log; }
+p0=$(ppl a.h5 ev.txt 128); p1=$(ppl t.h5 ev.txt 128)
+echo "ppl before $p0, after $p1; $(cat t.json)"
+python3 -c "import sys; sys.exit(0 if float('$p1') < 0.85 * float('$p0') else 1)" ||
+    bad "tuning did not lower the perplexity enough ($p0 -> $p1)"
+kl() { "$LMPRESS" eval --artifact "$1" --reference "$M/stories260K.bin" \
+       --text ev.txt --ctx 128 --max-windows 40 --json | sed -n 's/.*"kl":\([^,}]*\).*/\1/p'; }
+k0=$(kl a.h5); k1=$(kl t.h5)
+echo "KL to the original before $k0, after $k1"
+python3 -c "import sys; sys.exit(0 if float('$k1') < float('$k0') else 1)" || bad "KL did not drop ($k0 -> $k1)"
+grep -q '"val_kl_after"' t.json || bad "--json lacks val_kl_after"
+[ -d t.h5.tune ] && bad "the checkpoint directory stayed after a finished run"
+"$LMPRESS" inspect t.h5 > insp.txt 2>&1 || bad "inspect of the tuned artifact"
+grep -q "pv-tuning" insp.txt || h5dump -a /calib_desc t.h5 | grep -q "pv-tuning" ||
+    bad "the tuned artifact does not say it was tuned"
+
+# 2. SIGTERM checkpoints, the same command resumes; result = the uninterrupted run's
+"$LMPRESS" tune "${TUNE[@]}" --steps 12 --out full.h5 2> full.log || { bad "tune full"; cat full.log; }
+LMP_TUNE_CKPT_EVERY_STEP=1 LMP_FAULT_ROUND_SLEEP_MS=0 "$LMPRESS" tune "${TUNE[@]}" --steps 12 \
+    --out r.h5 2> r1.log &
+pid=$!; PIDS+=("$pid")
+wait_for 60 grep -q "^step 4/" r1.log || bad "no step 4 in time"
+kill -TERM "$pid"; wait "$pid"; rc=$?
+[ "$rc" = 130 ] || { bad "SIGTERM: exit $rc, want 130"; cat r1.log; }
+[ -f r.h5.tune/checkpoint.h5 ] || bad "no checkpoint after SIGTERM"
+[ -f r.h5 ] && bad "an artifact was written by a stopped run"
+"$LMPRESS" tune "${TUNE[@]}" --steps 12 --out r.h5 2> r2.log || { bad "resume"; cat r2.log; }
+grep -q "resuming" r2.log || bad "the second run did not resume"
+same_layers full.h5 r.h5 || bad "resumed artifact differs from the uninterrupted one"
+
+# 3. refusals
+LMP_TUNE_CKPT_EVERY_STEP=1 LMP_FAULT_ROUND_SLEEP_MS=0 "$LMPRESS" tune "${TUNE[@]}" --steps 50 \
+    --out m.h5 2> m1.log &
+pid=$!; PIDS+=("$pid")
+wait_for 60 grep -q "^step 2/" m1.log; kill -TERM "$pid"; wait "$pid"
+"$LMPRESS" tune "${TUNE[@]}" --steps 50 --seed 9 --out m.h5 2> m2.log; rc=$?
+[ "$rc" = 4 ] && grep -q "other settings" m2.log && grep -q "m.h5.tune" m2.log ||
+    { bad "a checkpoint of other settings: exit $rc"; cat m2.log; }
+"$LMPRESS" compress "${MOD[@]}" --method rtn --bits 2 --group 32 --out rtn.h5 2> /dev/null
+"$LMPRESS" tune --artifact rtn.h5 --model "$M/stories260K.bin" --data tune.txt --out x.h5 2> x.log; rc=$?
+[ "$rc" = 4 ] && grep -q "rtn.h5" x.log || { bad "RTN artifact: exit $rc"; cat x.log; }
+printf 'Once upon a time.' > short.txt
+"$LMPRESS" tune --artifact a.h5 --model "$M/stories260K.bin" --data short.txt --out x.h5 2> x.log; rc=$?
+[ "$rc" = 4 ] && grep -q "short.txt" x.log || { bad "short text: exit $rc"; cat x.log; }
+python3 - "$M/stories260K.bin" other.bin <<'PY'
+import sys
+b = bytearray(open(sys.argv[1], 'rb').read())
+b[1000] ^= 0x01  # one weight's low bit: a valid checkpoint of another model
+open(sys.argv[2], 'wb').write(b)
+PY
+"$LMPRESS" tune --artifact a.h5 --model other.bin --data tune.txt --out x.h5 2> x.log; rc=$?
+[ "$rc" = 4 ] && grep -q "other.bin" x.log && grep -q "not the one" x.log ||
+    { bad "another model: exit $rc"; cat x.log; }
+"$LMPRESS" tune --artifact a.h5 --model "$M/stories260K.bin" --data tune.txt --out a.h5 2> x.log; rc=$?
+[ "$rc" = 2 ] || bad "--out == --artifact: exit $rc"
+[ -f x.h5 ] && bad "a refused run wrote its artifact"
+exit $fail
