@@ -232,15 +232,17 @@ enum lmp_status coord_plan_job(struct job *J, const Lmp__JobSpec *spec_in, struc
                 goto settings_out;
             /* windows are drawn with replacement (as AQLM's), but never more tokens than
              * the text has: more would only repeat it, at the memory cost of new ones */
-            if (n_seq * ctx > n_ids) {
-                char q[160];
+            if (n_seq * ctx > n_ids) { /* input rejected (exit 4), as a missing text */
+                char q[160], fix[80];
+                if (n_ids >= ctx)
+                    snprintf(fix, sizeof(fix), "at most %lld samples", (long long)(n_ids / ctx));
+                else
+                    snprintf(fix, sizeof(fix), "--ctx at most %lld", (long long)n_ids);
                 st = lmp_err_set(err, LMP_EUNSUP,
                                  "calibration text '%s' has %lld tokens, fewer than --nsamples "
-                                 "%lld x --ctx %lld = %lld: use a longer text or at most %lld "
-                                 "samples",
+                                 "%lld x --ctx %lld = %lld: use a longer text or %s",
                                  lmp_str_escape(q, sizeof(q), cs->path), (long long)n_ids,
-                                 (long long)n_seq, (long long)ctx, (long long)(n_seq * ctx),
-                                 (long long)(n_ids / ctx));
+                                 (long long)n_seq, (long long)ctx, (long long)(n_seq * ctx), fix);
                 goto settings_out;
             }
             if ((st = lmp_calib_sample_text(J->tokens, ids, n_ids, n_seq, ctx, seed, err)))

@@ -44,8 +44,8 @@ enum lmp_status lmp_calib_sample_text(int32_t *out, const int32_t *ids, int64_t 
     if (n_seq <= 0 || ctx <= 0)
         return lmp_err_set(err, LMP_EINVAL, "invalid calibration size %lld x %lld",
                            (long long)n_seq, (long long)ctx);
-    if (n_ids < ctx)
-        return lmp_err_set(err, LMP_EINVAL,
+    if (n_ids < ctx) /* the text is too short: input rejected (exit 4), not a usage error */
+        return lmp_err_set(err, LMP_EFORMAT,
                            "calibration text has %lld tokens, fewer than one "
                            "window of %lld",
                            (long long)n_ids, (long long)ctx);

@@ -45,7 +45,8 @@
 
 /* Fill out (n_seq, ctx) with windows of ids (n_ids >= ctx) starting at offsets drawn
  * uniformly from [0, n_ids - ctx] by a generator seeded with seed (same seed, same
- * windows). RET LMP_OK or LMP_EINVAL (text shorter than one window, bad sizes). */
+ * windows). RET LMP_OK, LMP_EFORMAT (text shorter than one window: the input is
+ * rejected) or LMP_EINVAL (bad sizes). */
 enum lmp_status lmp_calib_sample_text(int32_t *out, const int32_t *ids, int64_t n_ids,
                                       int64_t n_seq, int64_t ctx, uint64_t seed,
                                       struct lmp_err *err);
