@@ -19,6 +19,7 @@
  */
 #include "model/gguf.h"
 #include "base/file.h" /* defines: struct lmp_map, lmp_map_open() */
+#include "base/text.h" /* defines: lmp_str_escape_n (keys are file text) */
 
 #include <assert.h>
 #include <inttypes.h>
@@ -226,10 +227,11 @@ static uint64_t t_slot(const struct lmp_gguf *g, const char *name, size_t len) {
 
 /* The value of kv (type already read), leaving the cursor after it. */
 static enum lmp_status parse_value(struct cursor *c, struct gguf_kv *kv) {
-    struct lmp_gguf *g       = c->g;
-    const int        key_len = kv->key_len > 120 ? 120 : (int)kv->key_len;
-    const char      *key     = (const char *)g->data + kv->key_off;
+    struct lmp_gguf *g   = c->g;
+    const char      *key = (const char *)g->data + kv->key_off;
+    char             q[128]; /* the key for messages: escaped (control bytes), cut */
     enum lmp_status  st;
+    lmp_str_escape_n(q, sizeof(q), key, kv->key_len);
     kv->val_off = c->pos;
     if (kv->type == LMP_GGUF_STRING) {
         if ((st = get_str(c, &kv->val_off, &kv->n, "a string value"))) return st;
@@ -238,8 +240,8 @@ static enum lmp_status parse_value(struct cursor *c, struct gguf_kv *kv) {
     if (kv->type != LMP_GGUF_ARRAY) {
         uint64_t sz = scalar_size(kv->type);
         if (sz == 0)
-            return lmp_err_set(c->err, LMP_EFORMAT, "'%s': key '%.*s' has unknown value type %u",
-                               g->name, key_len, key, (unsigned)kv->type);
+            return lmp_err_set(c->err, LMP_EFORMAT, "'%s': key '%s' has unknown value type %u",
+                               g->name, q, (unsigned)kv->type);
         if (left(c) < sz) return truncated(c, "a scalar value");
         c->pos += sz;
         return LMP_OK;
@@ -250,32 +252,29 @@ static enum lmp_status parse_value(struct cursor *c, struct gguf_kv *kv) {
     kv->elem    = (enum lmp_gguf_type)elem;
     kv->val_off = c->pos;
     if (kv->elem == LMP_GGUF_ARRAY)
-        return lmp_err_set(c->err, LMP_EUNSUP, "'%s': key '%.*s' is an array of arrays", g->name,
-                           key_len, key);
+        return lmp_err_set(c->err, LMP_EUNSUP, "'%s': key '%s' is an array of arrays", g->name, q);
     if (kv->elem != LMP_GGUF_STRING) {
         uint64_t sz = scalar_size(kv->elem);
         if (sz == 0)
-            return lmp_err_set(c->err, LMP_EFORMAT,
-                               "'%s': key '%.*s' is an array of unknown type %u", g->name, key_len,
-                               key, (unsigned)elem);
+            return lmp_err_set(c->err, LMP_EFORMAT, "'%s': key '%s' is an array of unknown type %u",
+                               g->name, q, (unsigned)elem);
         if (kv->n > left(c) / sz)
             return lmp_err_set(c->err, LMP_EFORMAT,
-                               "'%s': array '%.*s' of %" PRIu64 " %s does not fit in the %" PRIu64
+                               "'%s': array '%s' of %" PRIu64 " %s does not fit in the %" PRIu64
                                " bytes left",
-                               g->name, key_len, key, kv->n, type_name(kv->elem), left(c));
+                               g->name, q, kv->n, type_name(kv->elem), left(c));
         c->pos += kv->n * sz;
         return LMP_OK;
     }
     /* string array: each element needs at least its 8-byte length */
     if (kv->n > left(c) / 8)
         return lmp_err_set(c->err, LMP_EFORMAT,
-                           "'%s': string array '%.*s' of %" PRIu64
+                           "'%s': string array '%s' of %" PRIu64
                            " strings does not fit in the %" PRIu64 " bytes left",
-                           g->name, key_len, key, kv->n, left(c));
+                           g->name, q, kv->n, left(c));
     kv->str_off = malloc((kv->n ? kv->n : 1) * sizeof(*kv->str_off));
     if (kv->str_off == NULL)
-        return lmp_err_set(c->err, LMP_ENOMEM, "'%s': out of memory indexing '%.*s'", g->name,
-                           key_len, key);
+        return lmp_err_set(c->err, LMP_ENOMEM, "'%s': out of memory indexing '%s'", g->name, q);
     for (uint64_t i = 0; i < kv->n; i++) {
         uint64_t len = 0;
         if ((st = get_str(c, &kv->str_off[i], &len, "a string array element"))) return st;
@@ -296,9 +295,11 @@ static enum lmp_status parse_kvs(struct cursor *c) {
         if ((st = parse_value(c, kv))) return st;
         struct lmp_gguf_str k    = kv_key(g, i);
         uint64_t            slot = kv_slot(g, k.s, k.len);
-        if (g->kv_hash[slot] >= 0)
-            return lmp_err_set(c->err, LMP_EFORMAT, "'%s': duplicate metadata key '%.*s'", g->name,
-                               k.len > 120 ? 120 : (int)k.len, k.s);
+        if (g->kv_hash[slot] >= 0) {
+            char q[128];
+            return lmp_err_set(c->err, LMP_EFORMAT, "'%s': duplicate metadata key '%s'", g->name,
+                               lmp_str_escape_n(q, sizeof(q), k.s, k.len));
+        }
         g->kv_hash[slot] = i;
     }
     return LMP_OK;

@@ -11,6 +11,7 @@
  */
 #include "model/model.h"
 #include "model/gguf.h" /* defines: lmp_gguf_open(), lmp_gguf_get_*() */
+#include "base/text.h"  /* defines: lmp_str_escape_n */
 
 #include <inttypes.h>
 #include <stdio.h>
@@ -136,10 +137,11 @@ enum lmp_status lmp_model_open_gguf(const char *path, struct lmp_model **out, st
             memcmp(a.s, lmp_arch_name((enum lmp_arch)i), a.len) == 0)
             arch_id = (enum lmp_arch)i;
     if (arch_id == LMP_ARCH_COUNT) {
+        char q[80]; /* file text: escaped (control bytes), cut */
         st = lmp_err_set(err, LMP_EUNSUP,
-                         "'%s': architecture '%.*s' is not supported "
+                         "'%s': architecture '%s' is not supported "
                          "(llama, mistral, qwen2)",
-                         path, a.len > 64 ? 64 : (int)a.len, a.s);
+                         path, lmp_str_escape_n(q, sizeof(q), a.s, a.len));
         goto fail;
     }
     const char *arch = lmp_arch_name(arch_id);

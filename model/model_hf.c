@@ -15,6 +15,7 @@
 #include "model/model.h"
 #include "model/safetensors.h" /* defines: lmp_safetensors_parse_header() */
 #include "base/file.h"         /* defines: lmp_map_open(), lmp_file_read_all() */
+#include "base/text.h"         /* defines: lmp_str_escape (file text in messages) */
 
 #include <cjson/cJSON.h>
 #include <stdbool.h>
@@ -155,15 +156,19 @@ static enum lmp_status parse_config(const char *path, struct lmp_config *c, stru
         const cJSON *sub;
         cJSON_ArrayForEach(sub, rs) if (cJSON_IsObject(sub)) plain = false; /* per layer type */
         if (!plain) {
+            char q[96];
             st = lmp_err_set(err, LMP_EUNSUP, "'%s': %s (%s) is not supported", path, rope_keys[i],
-                             cJSON_IsString(rt) ? rt->valuestring : "unknown type");
+                             lmp_str_escape(q, sizeof(q),
+                                            cJSON_IsString(rt) ? rt->valuestring : "unknown type"));
             goto out;
         }
     }
     const cJSON *act = cfg_get(cfg, "hidden_act");
     if (act && !(cJSON_IsString(act) && strcmp(act->valuestring, "silu") == 0)) {
-        st = lmp_err_set(err, LMP_EUNSUP, "'%s': hidden_act '%s' is not supported (silu only)",
-                         path, cJSON_IsString(act) ? act->valuestring : "?");
+        char q[96];
+        st =
+            lmp_err_set(err, LMP_EUNSUP, "'%s': hidden_act '%s' is not supported (silu only)", path,
+                        lmp_str_escape(q, sizeof(q), cJSON_IsString(act) ? act->valuestring : "?"));
         goto out;
     }
 
@@ -257,8 +262,9 @@ static enum lmp_status open_sharded(struct hf_src *src, const char *dir, const c
     const cJSON *e;
     cJSON_ArrayForEach(e, wm) {
         if (!cJSON_IsString(e) || !plain_name(e->valuestring)) {
+            char q[LMP_NAME_MAX];
             st = lmp_err_set(err, LMP_EFORMAT, "'%s': tensor '%s' maps to an invalid file name",
-                             index, e->string);
+                             index, lmp_str_escape(q, sizeof(q), e->string));
             goto out;
         }
         int k = 0;
@@ -279,8 +285,9 @@ static enum lmp_status open_sharded(struct hf_src *src, const char *dir, const c
         int k = 0;
         while (strcmp(files[k], e->valuestring) != 0) k++;
         if (lmp_safetensors_find(&src->shards[k].st, e->string) == NULL) {
+            char q[LMP_NAME_MAX];
             st = lmp_err_set(err, LMP_EFORMAT, "'%s': tensor '%s' is not in '%s' as the index says",
-                             index, e->string, files[k]);
+                             index, lmp_str_escape(q, sizeof(q), e->string), files[k]);
             goto out;
         }
     }
@@ -305,8 +312,10 @@ static enum lmp_status get(const struct lmp_model *m, const struct hf_src *src, 
         if (t->unsup && strcmp(t->unsup, "rank") == 0)
             return lmp_err_set(err, LMP_EUNSUP, "'%s': tensor '%s' has rank %d (at most %d)",
                                src->shards[k].map.path, name, t->n_dims, LMP_MAX_DIMS);
+        char q[64];
         return lmp_err_set(err, LMP_EUNSUP, "'%s': tensor '%s' has unsupported dtype %s",
-                           src->shards[k].map.path, name, t->dtype_name);
+                           src->shards[k].map.path, name,
+                           lmp_str_escape(q, sizeof(q), t->dtype_name));
     }
     if (required) return lmp_err_set(err, LMP_EFORMAT, "'%s': missing tensor '%s'", m->path, name);
     return LMP_OK;
@@ -325,9 +334,12 @@ static enum lmp_status collect_tensors(struct lmp_model *m, const struct hf_src 
             const struct lmp_st_tensor *s = &sh->st.tensors[i];
             /* a name in two shards is ambiguous, whatever its dtype */
             for (int j = 0; j < k; j++)
-                if (lmp_safetensors_find(&src->shards[j].st, s->name))
+                if (lmp_safetensors_find(&src->shards[j].st, s->name)) {
+                    char q[LMP_NAME_MAX];
                     return lmp_err_set(err, LMP_EFORMAT, "'%s': tensor '%s' also in '%s'",
-                                       sh->map.path, s->name, src->shards[j].map.path);
+                                       sh->map.path, lmp_str_escape(q, sizeof(q), s->name),
+                                       src->shards[j].map.path);
+                }
             if (s->unsup) continue;
             struct lmp_tensor *t = &m->tensors[m->n_tensors++];
             memcpy(t->name, s->name, sizeof(t->name));
