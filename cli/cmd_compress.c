@@ -16,6 +16,7 @@
 #include "cli/jobopts.h"           /* defines: lmp_jobopts_* */
 #include "coordinator/job_check.h" /* defines: lmp_job_check */
 #include "cli/launch.h"            /* defines: lmp_launch_* */
+#include "cli/tune_cli.h"          /* defines: lmp_cli_tune_run */
 #include "base/cancel.h"           /* defines: lmp_cancel_shutdown */
 #include "worker/calib.h"          /* defines: lmp_calib_check_budget */
 #include "model/model.h"           /* defines: lmp_model_open */
@@ -344,6 +345,36 @@ out:
     return rc;
 }
 
+/* --pv: tune the quantized artifact jo->out into final_out (json: the result as *pvj). */
+static int run_pv(struct lmp_cli *cli, const struct lmp_jobopts *jo,
+                  const struct lmp_compress_opts *o, const char *final_out, long long ctx,
+                  cJSON **pvj) {
+    struct lmp_tune_job tj;
+    lmp_tune_job_init(&tj);
+    tj.artifact  = jo->out;
+    tj.model     = jo->model;
+    tj.data      = jo->pv_data ? jo->pv_data : jo->calib;
+    tj.out       = final_out;
+    tj.ctx       = ctx;
+    tj.n_threads = o->n_threads;
+    tj.opts.seed = (uint64_t)jo->seed + 1;
+    if (jo->set[LMP_JOBOPT_PV_STEPS]) tj.steps = jo->pv_steps;
+    if (jo->set[LMP_JOBOPT_PV_BATCH]) tj.opts.batch_seqs = jo->pv_batch;
+    if (jo->set[LMP_JOBOPT_PV_MICRO]) tj.opts.micro_seqs = jo->pv_micro;
+    if (jo->set[LMP_JOBOPT_PV_LR]) tj.opts.pv.lr = (float)jo->pv_lr;
+    if (jo->set[LMP_JOBOPT_PV_CODE_LR]) tj.opts.pv.code_lr = (float)jo->pv_code_lr;
+    if (jo->set[LMP_JOBOPT_PV_CODE_FRAC]) tj.opts.pv.code_frac = jo->pv_code_frac;
+    if (jo->set[LMP_JOBOPT_PV_V_EVERY]) tj.opts.v_every = (int)jo->pv_v_every;
+    if (!cli->json) fprintf(stderr, "lmpress: PV-Tuning %s into %s\n", jo->out, final_out);
+    cJSON *r  = pvj ? cJSON_CreateObject() : NULL;
+    int    rc = lmp_cli_tune_run(cli, &tj, r);
+    if (rc != LMP_EXIT_OK || pvj == NULL)
+        cJSON_Delete(r);
+    else
+        *pvj = r;
+    return rc;
+}
+
 static int cmd_compress_exec(struct lmp_cli *cli, int argc, char **argv) {
     struct lmp_jobopts     jo;
     struct lmp_jobopts_cmd pc  = {.job_arg = true};
@@ -356,6 +387,21 @@ static int cmd_compress_exec(struct lmp_cli *cli, int argc, char **argv) {
         return rc;
     }
     cli->json = cli->json || pc.json;
+    /* --pv: the quantized artifact goes beside --out (ART.aqlm.h5), the tuned one to --out */
+    char *final_out = NULL;
+    if (jo.pv && jo.out) {
+        const size_t n    = strlen(jo.out);
+        const bool   h5   = n > 3 && strcmp(jo.out + n - 3, ".h5") == 0;
+        char        *aqlm = malloc(n + 16);
+        if (aqlm == NULL) {
+            lmp_jobopts_release(&jo);
+            fprintf(stderr, "lmpress: out of memory\n");
+            return LMP_EXIT_FAIL;
+        }
+        snprintf(aqlm, n + 16, "%.*s.aqlm.h5", (int)(h5 ? n - 3 : n), jo.out);
+        final_out = jo.out;
+        jo.out    = aqlm;
+    }
     struct lmp_compress_opts o;
     if (lmp_jobopts_check(&jo, &err) != LMP_OK ||
         lmp_jobopts_to_compress(&jo, default_threads(), &o, &err) != LMP_OK) {
@@ -405,7 +451,13 @@ static int cmd_compress_exec(struct lmp_cli *cli, int argc, char **argv) {
     char sname[64];
     lmp_compress_spec_name(&o.spec, sname, sizeof(sname));
     if (cli->json) {
-        cJSON *j = cJSON_CreateObject();
+        cJSON *j   = cJSON_CreateObject();
+        cJSON *pvj = NULL;
+        if (final_out && (rc = run_pv(cli, &jo, &o, final_out, ctx, &pvj)) != LMP_EXIT_OK) {
+            cJSON_Delete(j);
+            goto out;
+        }
+        if (pvj) cJSON_AddItemToObject(j, "pv", pvj);
         cJSON_AddStringToObject(j, "artifact", o.out_path);
         cJSON_AddStringToObject(j, "method", method);
         cJSON_AddStringToObject(j, "scheme", sname);
@@ -440,12 +492,15 @@ static int cmd_compress_exec(struct lmp_cli *cli, int argc, char **argv) {
                "wall\n",
                S.seconds_calib, S.seconds_quant, S.seconds_finetune, "worker seconds",
                S.seconds_total);
+        fflush(stdout);
+        if (final_out) rc = run_pv(cli, &jo, &o, final_out, ctx, NULL);
     }
     goto out;
 out:
     lmp_tokenizer_free(&tok);
     lmp_model_close(&model);
     lmp_jobopts_release(&jo);
+    free(final_out);
     return rc;
 }
 

@@ -268,6 +268,11 @@ static struct lmp_launch *rank0_start(struct lmp_cli *cli, int argc, char **argv
         *rc = lmp_cli_usage_msg(usage, err.msg);
         return NULL;
     }
+    if (jo->pv) {
+        *rc = lmp_cli_usage_msg(usage, "--pv runs in lmpress compress, or as lmpress tune on the "
+                                       "finished artifact; a cluster job does not take it yet");
+        return NULL;
+    }
     net->bind_address = flags.bind_address ? flags.bind_address : getenv("LMPRESS_RUN_ADDRESS");
     if (net->remote && (*rc = rank0_net(net, pubs, size)) != LMP_EXIT_OK) return NULL;
     if (!jo->set[LMP_JOBOPT_THREADS]) jo->threads = threads, jo->set[LMP_JOBOPT_THREADS] = true;

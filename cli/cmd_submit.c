@@ -126,6 +126,11 @@ static int cmd_submit_exec(struct lmp_cli *cli, int argc, char **argv) {
         lmp_jobopts_release(&jo);
         return lmp_cli_usage_msg(usage, err.msg);
     }
+    if (jo.pv) {
+        lmp_jobopts_release(&jo);
+        return lmp_cli_usage_msg(usage, "--pv runs in lmpress compress, or as lmpress tune on the "
+                                        "finished artifact; a cluster job does not take it yet");
+    }
     struct lmp_jobopts_pb pb;
     lmp_jobopts_to_jobspec(&jo, &pb);
 

@@ -7,6 +7,7 @@
  */
 #include "cli/cli.h"
 #include "base/cancel.h"      /* defines: lmp_cancel_shutdown */
+#include "cli/tune_cli.h"     /* defines: lmp_cli_tune_run */
 #include "coordinator/tune.h" /* defines: lmp_tune_job_run */
 
 #include <cjson/cJSON.h>
@@ -191,20 +192,31 @@ static int cmd_tune_exec(struct lmp_cli *cli, int argc, char **argv) {
     sigemptyset(&sa.sa_mask);
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
-    j.progress     = progress;
-    j.progress_ctx = cli;
-    j.notice       = notice;
+    cJSON *o  = cli->json ? cJSON_CreateObject() : NULL;
+    int    rc = lmp_cli_tune_run(cli, &j, o);
+    if (o && rc == LMP_EXIT_OK) {
+        char *s = cJSON_PrintUnformatted(o);
+        if (s) puts(s);
+        free(s);
+    }
+    cJSON_Delete(o);
+    return rc;
+}
+
+int lmp_cli_tune_run(struct lmp_cli *cli, struct lmp_tune_job *j, cJSON *o) {
+    j->progress     = progress;
+    j->progress_ctx = cli;
+    j->notice       = notice;
     struct lmp_tune_result r;
     struct lmp_err         err = {0};
-    enum lmp_status        st  = lmp_tune_job_run(&j, &r, &err);
+    enum lmp_status        st  = lmp_tune_job_run(j, &r, &err);
     if (st == LMP_ECANCEL) {
         fprintf(stderr, "lmpress: %s\n", err.msg);
         return LMP_EXIT_INTERRUPTED;
     }
     if (st != LMP_OK) return lmp_cli_fail(cli, &err);
-    if (cli->json) {
-        cJSON *o = cJSON_CreateObject();
-        cJSON_AddStringToObject(o, "out", j.out);
+    if (o) {
+        cJSON_AddStringToObject(o, "out", j->out);
         cJSON_AddNumberToObject(o, "steps", (double)r.steps_done);
         cJSON_AddNumberToObject(o, "resumed_at", (double)r.resumed_at);
         cJSON_AddNumberToObject(o, "windows", (double)r.n_windows);
@@ -216,14 +228,10 @@ static int cmd_tune_exec(struct lmp_cli *cli, int argc, char **argv) {
         cJSON_AddNumberToObject(o, "codes_changed", (double)r.codes_changed);
         cJSON_AddNumberToObject(o, "seconds_tuning", r.seconds_tuning);
         cJSON_AddNumberToObject(o, "tokens_per_s", r.tokens_per_s);
-        char *s = cJSON_PrintUnformatted(o);
-        if (s) puts(s);
-        free(s);
-        cJSON_Delete(o);
     } else {
         fprintf(stderr, "tuned %lld steps (%lld windows of text) in %.1f s, %.0f tok/s; wrote %s\n",
                 (long long)r.steps_done, (long long)r.n_windows, r.seconds_tuning, r.tokens_per_s,
-                j.out);
+                j->out);
         if (!isnan(r.val_kl_after))
             fprintf(stderr, "held-out KL %.4f -> %.4f, top-1 agreement %.3f -> %.3f%s\n",
                     r.val_kl_before, r.val_kl_after, r.val_agree_before, r.val_agree_after,

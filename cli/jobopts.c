@@ -67,6 +67,15 @@ static const struct def defs[LMP_JOBOPT_COUNT] = {
     [LMP_JOBOPT_STATE]        = {"state", K_PATH, S(state), 0, 0, 0, 0},
     [LMP_JOBOPT_ROW_SHARDS]   = {"row-shards", K_INT, S(row_shards), 1, 64, 0, 0},
     [LMP_JOBOPT_FT_LR]        = {"ft-lr", K_F64, S(ft_lr), 0, 0, 0, 1},
+    [LMP_JOBOPT_PV]           = {"pv", K_BOOL, S(pv), 0, 0, 0, 0},
+    [LMP_JOBOPT_PV_DATA]      = {"pv-data", K_PATH, S(pv_data), 0, 0, 0, 0},
+    [LMP_JOBOPT_PV_STEPS]     = {"pv-steps", K_INT, S(pv_steps), 0, 100000000, 0, 0},
+    [LMP_JOBOPT_PV_BATCH]     = {"pv-batch", K_INT, S(pv_batch), 1, 65536, 0, 0},
+    [LMP_JOBOPT_PV_MICRO]     = {"pv-micro", K_INT, S(pv_micro), 1, 64, 0, 0},
+    [LMP_JOBOPT_PV_LR]        = {"pv-lr", K_F64, S(pv_lr), 0, 0, 0, 1},
+    [LMP_JOBOPT_PV_CODE_LR]   = {"pv-code-lr", K_F64, S(pv_code_lr), 0, 0, 0, 10},
+    [LMP_JOBOPT_PV_CODE_FRAC] = {"pv-code-frac", K_F64, S(pv_code_frac), 0, 0, 0, 1},
+    [LMP_JOBOPT_PV_V_EVERY]   = {"pv-v-every", K_INT, S(pv_v_every), 0, 1000000, 0, 0},
 };
 #undef S
 
@@ -175,9 +184,9 @@ enum lmp_status lmp_jobopts_set(struct lmp_jobopts *o, const char *key, const ch
     }
     case K_BOOL:
         if (strcmp(value, "true") == 0 || strcmp(value, "1") == 0)
-            o->finetune = true;
+            *(bool *)((char *)o + d->off) = true;
         else if (strcmp(value, "false") == 0 || strcmp(value, "0") == 0)
-            o->finetune = false;
+            *(bool *)((char *)o + d->off) = false;
         else {
             snprintf(problem, n, "%s wants true or false, got '%s'", d->key, qv);
             return LMP_EINVAL;
@@ -334,7 +343,7 @@ static void merge(struct lmp_jobopts *dst, struct lmp_jobopts *src) {
             *(double *)((char *)dst + d->off) = *(double *)((char *)src + d->off);
             break;
         case K_BOOL:
-            dst->finetune = src->finetune;
+            *(bool *)((char *)dst + d->off) = *(bool *)((char *)src + d->off);
             break;
         case K_MODE:
             dst->mode = src->mode;
@@ -433,6 +442,14 @@ enum lmp_status lmp_jobopts_check(const struct lmp_jobopts *o, struct lmp_err *e
         return lmp_err_set(err, LMP_EINVAL, "--model and --out are required");
     if (o->method == LMP_COMPRESS_AQLM && o->calib == NULL)
         return lmp_err_set(err, LMP_EINVAL, "--calib FILE|generate is required for aqlm");
+    if (o->pv && o->method != LMP_COMPRESS_AQLM)
+        return lmp_err_set(err, LMP_EINVAL, "--pv tunes AQLM codes: it needs --method aqlm");
+    if (o->pv && o->pv_data == NULL && o->calib && strcmp(o->calib, "generate") == 0)
+        return lmp_err_set(err, LMP_EINVAL, "--pv with --calib generate needs --pv-data FILE");
+    for (int i = LMP_JOBOPT_PV_DATA; i <= LMP_JOBOPT_PV_V_EVERY; i++)
+        if (o->set[i] && !o->pv)
+            return lmp_err_set(err, LMP_EINVAL, "--%s is a PV-Tuning option: add --pv",
+                               defs[i].key);
     return LMP_OK;
 }
 

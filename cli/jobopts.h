@@ -75,6 +75,15 @@ enum lmp_jobopt {
     LMP_JOBOPT_STATE,
     LMP_JOBOPT_ROW_SHARDS,
     LMP_JOBOPT_FT_LR,
+    LMP_JOBOPT_PV,
+    LMP_JOBOPT_PV_DATA,
+    LMP_JOBOPT_PV_STEPS,
+    LMP_JOBOPT_PV_BATCH,
+    LMP_JOBOPT_PV_MICRO,
+    LMP_JOBOPT_PV_LR,
+    LMP_JOBOPT_PV_CODE_LR,
+    LMP_JOBOPT_PV_CODE_FRAC,
+    LMP_JOBOPT_PV_V_EVERY,
     LMP_JOBOPT_COUNT
 };
 
@@ -90,7 +99,12 @@ struct lmp_jobopts {
         ft_epochs, ft_max_steps, max_attempts, workers, row_shards;
     double tol, lr, ft_lr;
     bool   finetune;
-    char  *job_path; /* the JOB file read, or NULL */
+    /* PV-Tuning after quantization (compress --pv; coordinator/tune.h) */
+    bool      pv;
+    char     *pv_data;
+    long long pv_steps, pv_batch, pv_micro, pv_v_every;
+    double    pv_lr, pv_code_lr, pv_code_frac;
+    char     *job_path; /* the JOB file read, or NULL */
 };
 
 void lmp_jobopts_init(struct lmp_jobopts *o);
@@ -174,7 +188,9 @@ void lmp_jobopts_to_jobspec(const struct lmp_jobopts *o, struct lmp_jobopts_pb *
     "    [--bits N] [--group G] [--keep PATTERN]... [--finetune] [--ft-epochs E]\n"                \
     "    [--ft-max-steps S] [--ft-lr LR] [--beam B] [--max-rounds R] [--tol T] [--cg-iters N]\n"   \
     "    [--adam-steps S] [--lr LR] [--seed S] [--threads T] [--name NAME]\n"                      \
-    "    [--max-attempts N] [--workers N] [--state DIR] [--row-shards N] [--json]"
+    "    [--max-attempts N] [--workers N] [--state DIR] [--row-shards N] [--pv]\n"                 \
+    "    [--pv-data FILE] [--pv-steps N] [--pv-batch B] [--pv-micro M] [--pv-lr LR]\n"             \
+    "    [--pv-code-lr LR] [--pv-code-frac F] [--pv-v-every N] [--json]"
 
 /* Each job option with its default and meaning, for --help (and `lmpress help CMD`) of
  * compress, submit and run. tests/integration/cli_help.sh checks that every option of the
@@ -233,6 +249,19 @@ void lmp_jobopts_to_jobspec(const struct lmp_jobopts *o, struct lmp_jobopts_pb *
     "  --row-shards N        quantize a layer as up to N row shards over idle workers, 1..64\n"    \
     "                        (default: whole layers in independent mode, every idle worker\n"      \
     "                        in sequential mode)\n"                                                \
+    "  --pv                  compress: PV-Tuning after quantization (lmpress tune): the\n"         \
+    "                        quantized artifact goes to ART.aqlm.h5, the tuned one to --out\n"     \
+    "                        (default off; submit and run refuse it)\n"                            \
+    "  --pv-data FILE        tuning text (default the --calib file; required with --calib\n"       \
+    "                        generate); never the evaluation text\n"                               \
+    "  --pv-steps N          PV-Tuning steps (default 100)\n"                                      \
+    "  --pv-batch B          windows per step (default 8)\n"                                       \
+    "  --pv-micro M          windows per forward/backward (default 1)\n"                           \
+    "  --pv-lr LR            P step learning rate (default 3e-4)\n"                                \
+    "  --pv-code-lr LR       V step learning rate of the straight-through buffers (default\n"      \
+    "                        1e-2)\n"                                                              \
+    "  --pv-code-frac F      V step: fraction of each layer's groups re-encoded (default 0.01)\n"  \
+    "  --pv-v-every N        a V step every N steps; 0: P steps only (default 1)\n"                \
     "  --json                print the result as one JSON object\n"                                \
     "  -h, --help            this help\n"
 

@@ -196,7 +196,33 @@ static void make_key(struct tj *t, const struct lmp_tune_job *j, int64_t ctx, in
     lmp_fp_settings_release(&s);
 }
 
-/* OUT.h5: the input job with the calibration fingerprint extended by the key. */
+/* OUT.h5's calibration fingerprint: the input's, extended by the key and the steps. */
+static uint64_t out_fingerprint(const struct tj *t, const struct lmp_tune_job *j) {
+    const uint64_t v[3] = {lmp_artifact_job(t->in)->calib_fp, t->key, (uint64_t)j->steps};
+    return lmp_xxh64(v, sizeof(v), 0);
+}
+
+/* Before any work: an existing OUT must be this job's. *done: it is, and complete. */
+static enum lmp_status check_existing_out(const struct tj *t, const struct lmp_tune_job *j,
+                                          bool *done, struct lmp_err *err) {
+    *done = false;
+    if (!lmp_path_is_file(j->out)) return LMP_OK;
+    struct lmp_artifact *a  = NULL;
+    enum lmp_status      st = lmp_artifact_open_read(j->out, &a, err);
+    if (st != LMP_OK) return st;
+    char q[200];
+    if (lmp_artifact_job(a)->calib_fp != out_fingerprint(t, j))
+        st = lmp_err_set(err, LMP_EMISMATCH,
+                         "'%s' holds another job's artifact (another input, text or tuning "
+                         "setting): use another --out or delete it",
+                         lmp_str_escape(q, sizeof(q), j->out));
+    else
+        *done = lmp_artifact_is_complete(a);
+    lmp_artifact_close(&a);
+    return st;
+}
+
+/* OUT.h5: the input job with the calibration fingerprint extended (out_fingerprint). */
 static enum lmp_status write_output(struct tj *t, const struct lmp_tune_job *j,
                                     struct lmp_err *err) {
     const struct lmp_art_job *in = lmp_artifact_job(t->in);
@@ -204,7 +230,7 @@ static enum lmp_status write_output(struct tj *t, const struct lmp_tune_job *j,
     lmp_art_job_init(&job);
     enum lmp_status st = LMP_ENOMEM;
     job.model_fp       = in->model_fp;
-    job.calib_fp       = lmp_xxh64(&t->key, sizeof(t->key), in->calib_fp);
+    job.calib_fp       = out_fingerprint(t, j);
     job.cfg            = in->cfg;
     job.n_linears      = in->n_linears;
     job.linears = malloc((size_t)(in->n_linears > 0 ? in->n_linears : 1) * sizeof(*job.linears));
@@ -351,6 +377,16 @@ enum lmp_status lmp_tune_job_run(const struct lmp_tune_job *j, struct lmp_tune_r
         goto out;
     if ((st = load_layers(&t, j->artifact, err))) goto out;
     make_key(&t, j, ctx, n_win - n_val);
+    {
+        bool done = false;
+        if ((st = check_existing_out(&t, j, &done, err))) goto out;
+        if (done) {
+            notice(j, "'%s' is already this tuning's result: nothing to do",
+                   lmp_str_escape(q, sizeof(q), j->out));
+            r->steps_done = r->resumed_at = j->steps;
+            goto out;
+        }
+    }
     /* tokens are the training windows [0, n_win - n_val), then the held-out ones */
     const int32_t *val = t.ids + (n_win - n_val) * ctx;
     if ((st = lmp_tune_new(t.student, t.teacher, t.lins, t.n_lins, t.ids, n_win - n_val, ctx,

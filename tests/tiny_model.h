@@ -97,8 +97,8 @@ static struct lmp_model *build(const struct spec *sp, uint64_t seed) {
 /* Quantize W (n_out, n_in) to AQ codes: M codebooks of K random entries of g (scaled down
  * per codebook), scales the rows' rms, codes by one beam-search sweep (width 4, H = I).
  * codes (n_out, n_in / g, M), cb (M, K, g), scale (n_out) are the caller's. */
-static void tiny_aq_encode(const float *W, int64_t n_out, int64_t n_in, int M, int K, int g,
-                           uint16_t *codes, float *cb, float *scale, uint64_t seed) {
+static inline void tiny_aq_encode(const float *W, int64_t n_out, int64_t n_in, int M, int K, int g,
+                                  uint16_t *codes, float *cb, float *scale, uint64_t seed) {
     const struct lmp_aq_shape sh = {.n_out = n_out, .n_in = n_in, .M = M, .K = K, .g = g};
     for (int64_t o = 0; o < n_out; o++) { /* scale: the row's rms */
         double ss = 0;

@@ -76,4 +76,39 @@ PY
 "$LMPRESS" tune --artifact a.h5 --model "$M/stories260K.bin" --data tune.txt --out a.h5 2> x.log; rc=$?
 [ "$rc" = 2 ] || bad "--out == --artifact: exit $rc"
 [ -f x.h5 ] && bad "a refused run wrote its artifact"
+
+# 4. compress --pv from a JOB file: ART.aqlm.h5 quantized, --out tuned; a rerun has nothing
+#    to do; another tuning setting against the same --out is refused before any work
+cat > job <<EOF
+model = $M/stories260K.bin
+tokenizer = $M/tok512.bin
+calib = cal.txt
+nsamples = 12
+ctx = 96
+max-rounds = 4
+adam-steps = 50
+scheme = 2x4g4
+keep = *.down_proj
+threads = 2
+pv = true
+pv-data = tune.txt
+pv-steps = 6
+pv-batch = 4
+pv-lr = 1e-3
+pv-code-lr = 1e-3
+EOF
+"$LMPRESS" compress job --out j.h5 --json > j.json 2> j.log || { bad "compress --pv (JOB)"; cat j.log; }
+[ -f j.aqlm.h5 ] && [ -f j.h5 ] || bad "compress --pv: want j.aqlm.h5 and j.h5"
+grep -q '"pv":{"out":"j.h5","steps":6' j.json || { bad "compress --pv --json"; cat j.json; }
+pj=$(ppl j.h5 ev.txt 128); pa=$(ppl j.aqlm.h5 ev.txt 128)
+python3 -c "import sys; sys.exit(0 if float('$pj') < float('$pa') else 1)" ||
+    bad "compress --pv did not improve on its quantized artifact ($pa -> $pj)"
+"$LMPRESS" compress job --out j.h5 2> j2.log || bad "rerun of a finished compress --pv"
+grep -q "nothing to do" j2.log || { bad "rerun did work again"; cat j2.log; }
+"$LMPRESS" compress job --out j.h5 --pv-lr 2e-3 2> j3.log; rc=$?
+[ "$rc" = 4 ] && grep -q "another job" j3.log || { bad "another setting, same --out: exit $rc"; cat j3.log; }
+grep -q "^step" j3.log && bad "the refused run tuned before refusing"
+sed -i 's/^pv = true/pv = false/' job
+"$LMPRESS" compress job --out k.h5 2> k.log; rc=$?
+[ "$rc" = 2 ] && grep -q "add --pv" k.log || bad "pv-steps without pv: exit $rc"
 exit $fail
