@@ -1,10 +1,12 @@
 /*  main - the `lmpress` program: resolve the subcommand from the table and run it */
 #include "cli/cli.h"
-#include "cli/commands.h" /* defines: the lmp_cli_cmd_* entries */
+#include "cli/commands.h"    /* defines: the lmp_cli_cmd_* entries */
+#include "kernels/kernels.h" /* defines: lmp_kernels_blas_better_core */
 
 #include <getopt.h>
 #include <stdbool.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -41,6 +43,12 @@ static const struct lmp_cli_cmd *find(const char *name) {
 }
 
 int main(int argc, char **argv) {
+    /* OpenBLAS picked weaker kernels than this CPU runs: load it again with the right ones */
+    const char *core = lmp_kernels_blas_better_core();
+    if (core && setenv("OPENBLAS_CORETYPE", core, 1) == 0) {
+        execv("/proc/self/exe", argv);
+        unsetenv("OPENBLAS_CORETYPE"); /* no re-execution: go on as loaded */
+    }
     if (argc < 2) {
         print_help(stderr);
         return LMP_EXIT_USAGE;

@@ -216,6 +216,15 @@ int lmp_kernels_threads(void);
 void lmp_kernels_blas_serial_begin(void);
 void lmp_kernels_blas_serial_end(void);
 
+/* The OpenBLAS core type this CPU deserves when the library's own detection settled on a
+ * weaker one: OpenBLAS 0.3.21 does not know every CPU model (a VM that names its CPU
+ * "Intel(R) Xeon(R) Processor" gets "Prescott", SSE3 kernels, half the speed of its AVX-512
+ * ones). "SkylakeX" (AVX-512 F, CD, BW, DQ, VL) or "Haswell" (AVX2 + FMA), else NULL: the
+ * detection is fine, OPENBLAS_CORETYPE is already set, or LMP_BLAS_CORE=keep. OpenBLAS
+ * reads OPENBLAS_CORETYPE once, when it is loaded, so the program sets it and re-executes
+ * itself (cli/main.c). The core changes the GEMMs' rounding, not their result otherwise. */
+const char *lmp_kernels_blas_better_core(void);
+
 /* CPU feature probes (cpuid). */
 bool lmp_cpu_has_avx2(void);   /* AVX2 + FMA */
 bool lmp_cpu_has_avx512(void); /* AVX-512 F + BW + VL */

@@ -23,7 +23,11 @@
 # while the new one keeps --threads 2: since the thread-invariance fix (docs/kernels.md) the
 # new tree's results at any thread count equal an older tree's --threads 1 results, so
 # compare against an older REV with GUARD_OLD_THREADS=1.
+# Both binaries run the same OpenBLAS kernels: OPENBLAS_CORETYPE (default Prescott, what
+# OpenBLAS 0.3.21 picks on a CPU it does not know; lmpress would otherwise re-execute itself
+# with better ones, docs/kernels.md, and GEMM rounding would differ between the sides).
 set -euo pipefail
+export OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-Prescott}
 here=$(cd "$(dirname "$0")/.." && pwd)
 rev=${1:?usage: same_artifacts.sh REV [NEW_LMPRESS]}
 new=${2:-}

@@ -25,6 +25,8 @@
 #include <cblas.h> /* defines: cblas_sgemm, openblas_set_num_threads */
 #include <pthread.h>
 #include <stdlib.h>
+#include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
 enum {
@@ -145,4 +147,30 @@ void lmp_kernels_blas_serial_begin(void) {
 
 void lmp_kernels_blas_serial_end(void) {
     __atomic_sub_fetch(&g_serial, 1, __ATOMIC_RELAXED);
+}
+
+const char *lmp_kernels_blas_better_core(void) {
+    const char *set = getenv("OPENBLAS_CORETYPE"), *keep = getenv("LMP_BLAS_CORE");
+    if ((set && *set) || (keep && strcmp(keep, "keep") == 0)) return NULL;
+    const char *core = openblas_get_corename();
+    if (core == NULL) return NULL;
+    static const char *const avx512_cores[] = {"skylakex", "cooperlake", "sapphirerapids"};
+    static const char *const weak_cores[]   = {"prescott", "core2",       "penryn", "dunnington",
+                                               "nehalem",  "sandybridge", "atom",   "unknown"};
+    __builtin_cpu_init();
+    const bool avx512 = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512cd") &&
+                        __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512dq") &&
+                        __builtin_cpu_supports("avx512vl");
+    bool weak = false;
+    for (size_t i = 0; i < sizeof(weak_cores) / sizeof(weak_cores[0]); i++)
+        if (strcasecmp(core, weak_cores[i]) == 0) weak = true;
+    if (avx512) {
+        for (size_t i = 0; i < sizeof(avx512_cores) / sizeof(avx512_cores[0]); i++)
+            if (strcasecmp(core, avx512_cores[i]) == 0) return NULL;
+        if (weak || strcasecmp(core, "haswell") == 0 || strcasecmp(core, "zen") == 0)
+            return "SkylakeX";
+        return NULL;
+    }
+    if (weak && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return "Haswell";
+    return NULL;
 }
