@@ -3,7 +3,9 @@
  *  Runs coordinator/tune.h's job in this process: prints one line per step (step, KL,
  *  agreement, codes changed, tokens/s) or, with --json, one object at the end. SIGINT /
  *  SIGTERM stop at the next micro-batch and checkpoint the state (exit 130); the same
- *  command resumes it.
+ *  command resumes it. Under mpirun / srun (built with MPI) the ranks are data-parallel
+ *  replicas (worker/tune.h: exact integer gradient sums, so any number of ranks gives the
+ *  one-process result); rank 0 prints and writes.
  */
 #include "cli/cli.h"
 #include "base/cancel.h"      /* defines: lmp_cancel_shutdown */
@@ -48,7 +50,7 @@ static const char *const help =
     "  --no-norms            keep the RMSNorm weights frozen (default: trained)\n"
     "  --seed S              data order (default 1)\n"
     "  --checkpoint-minutes X  minutes between checkpoints (default 10; also on a stop)\n"
-    "  --threads T           threads (default every core)\n"
+    "  --threads T           threads (default every core; per rank under MPI)\n"
     "  --json                print one JSON object at the end\n";
 
 static void on_signal(int sig) {
@@ -56,9 +58,61 @@ static void on_signal(int sig) {
     lmp_cancel_shutdown();
 }
 
+/* ---- MPI: data-parallel ranks (mpirun / srun lmpress tune) ---------------------------- */
+
+static int g_rank; /* this process's rank (0 without MPI) */
+
+#ifdef LMP_HAVE_MPI
+#include <mpi.h>
+
+static enum lmp_status mpi_sum(void *x, int64_t n, MPI_Datatype type, size_t size) {
+    for (int64_t off = 0; off < n;) { /* MPI counts are int: chunks */
+        const int64_t m = n - off < (1 << 28) ? n - off : (1 << 28);
+        if (MPI_Allreduce(MPI_IN_PLACE, (char *)x + (size_t)off * size, (int)m, type, MPI_SUM,
+                          MPI_COMM_WORLD) != MPI_SUCCESS)
+            return LMP_EIO;
+        off += m;
+    }
+    return LMP_OK;
+}
+static enum lmp_status mpi_sum_i64(void *ctx, int64_t *x, int64_t n) {
+    (void)ctx;
+    return mpi_sum(x, n, MPI_INT64_T, sizeof(*x));
+}
+static enum lmp_status mpi_sum_f64(void *ctx, double *x, int64_t n) {
+    (void)ctx;
+    return mpi_sum(x, n, MPI_DOUBLE, sizeof(*x));
+}
+
+/* Under mpirun or srun (their environment says so): MPI up, *comm filled when there is more
+ * than one rank. RET false when MPI_Init failed (it printed why). */
+static bool mpi_start(struct lmp_tune_comm *comm, bool *on) {
+    *on = getenv("OMPI_COMM_WORLD_SIZE") || getenv("PMI_SIZE") || getenv("PMIX_RANK");
+    if (!*on) return true;
+    int provided = 0, rank = 0, size = 1;
+    if (MPI_Init_thread(NULL, NULL, MPI_THREAD_FUNNELED, &provided) != MPI_SUCCESS) {
+        fprintf(stderr, "lmpress: MPI_Init failed\n");
+        return false;
+    }
+    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+    MPI_Comm_size(MPI_COMM_WORLD, &size);
+    g_rank = rank;
+    *comm  = (struct lmp_tune_comm){rank, size, NULL, mpi_sum_i64, mpi_sum_f64};
+    return true;
+}
+
+/* A rank that fails while others wait in a sum would hang them: end them all. */
+static int mpi_end(bool on, int size, int rc) {
+    if (!on) return rc;
+    if (rc != LMP_EXIT_OK && rc != LMP_EXIT_INTERRUPTED && size > 1) MPI_Abort(MPI_COMM_WORLD, rc);
+    MPI_Finalize();
+    return rc;
+}
+#endif
+
 static void progress(void *ctx, const struct lmp_tune_step_stats *s, int64_t n_steps) {
     const struct lmp_cli *cli = ctx;
-    if (cli->json) return;
+    if (cli->json || g_rank != 0) return;
     fprintf(stderr, "step %lld/%lld  kl %.4f  agree %.3f  codes changed %lld/%lld  %.0f tok/s\n",
             (long long)s->step, (long long)n_steps, s->kl, s->agree, (long long)s->codes_changed,
             (long long)s->codes_selected, s->seconds > 0 ? (double)s->rows / s->seconds : 0.0);
@@ -66,6 +120,7 @@ static void progress(void *ctx, const struct lmp_tune_step_stats *s, int64_t n_s
 
 static void notice(void *ctx, const char *line) {
     (void)ctx;
+    if (g_rank != 0) return;
     fprintf(stderr, "lmpress: %s\n", line);
 }
 
@@ -192,8 +247,17 @@ static int cmd_tune_exec(struct lmp_cli *cli, int argc, char **argv) {
     sigemptyset(&sa.sa_mask);
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
-    cJSON *o  = cli->json ? cJSON_CreateObject() : NULL;
+#ifdef LMP_HAVE_MPI
+    struct lmp_tune_comm comm = {0};
+    bool                 mpi  = false;
+    if (!mpi_start(&comm, &mpi)) return LMP_EXIT_FAIL;
+    if (mpi && comm.size > 1) j.opts.comm = &comm;
+#endif
+    cJSON *o  = cli->json && g_rank == 0 ? cJSON_CreateObject() : NULL;
     int    rc = lmp_cli_tune_run(cli, &j, o);
+#ifdef LMP_HAVE_MPI
+    rc = mpi_end(mpi, comm.size, rc);
+#endif
     if (o && rc == LMP_EXIT_OK) {
         char *s = cJSON_PrintUnformatted(o);
         if (s) puts(s);
@@ -211,10 +275,11 @@ int lmp_cli_tune_run(struct lmp_cli *cli, struct lmp_tune_job *j, cJSON *o) {
     struct lmp_err         err = {0};
     enum lmp_status        st  = lmp_tune_job_run(j, &r, &err);
     if (st == LMP_ECANCEL) {
-        fprintf(stderr, "lmpress: %s\n", err.msg);
+        if (g_rank == 0) fprintf(stderr, "lmpress: %s\n", err.msg);
         return LMP_EXIT_INTERRUPTED;
     }
     if (st != LMP_OK) return lmp_cli_fail(cli, &err);
+    if (g_rank != 0) return LMP_EXIT_OK;
     if (o) {
         cJSON_AddStringToObject(o, "out", j->out);
         cJSON_AddNumberToObject(o, "steps", (double)r.steps_done);

@@ -315,7 +315,9 @@ enum lmp_status lmp_tune_job_run(const struct lmp_tune_job *j, struct lmp_tune_r
                                  struct lmp_err *err) {
     struct tj       t  = {.lock_fd = -1};
     enum lmp_status st = LMP_OK;
-    char            q[200], q2[200];
+    /* with data-parallel ranks, rank 0 alone writes (checkpoints, the artifact); all read */
+    const bool lead = j->opts.comm == NULL || j->opts.comm->rank == 0;
+    char       q[200], q2[200];
     *r = (struct lmp_tune_result){
         .val_kl_before = NAN, .val_agree_before = NAN, .val_kl_after = NAN, .val_agree_after = NAN};
     if (j->n_threads > 0) lmp_kernels_set_threads(j->n_threads);
@@ -400,13 +402,13 @@ enum lmp_status lmp_tune_job_run(const struct lmp_tune_job *j, struct lmp_tune_r
         st = lmp_err_set(err, LMP_ENOMEM, "out of memory");
         goto out;
     }
-    if (mkdir(t.tune_dir, 0777) != 0 && errno != EEXIST) {
+    if (lead && mkdir(t.tune_dir, 0777) != 0 && errno != EEXIST) {
         st = lmp_err_set(err, LMP_EIO, "cannot create '%s': %s",
                          lmp_str_escape(q, sizeof(q), t.tune_dir), strerror(errno));
         goto out;
     }
-    t.lock_fd = open(t.lock_path, O_RDWR | O_CREAT | O_CLOEXEC, 0666);
-    if (t.lock_fd < 0 || flock(t.lock_fd, LOCK_EX | LOCK_NB) != 0) {
+    if (lead) t.lock_fd = open(t.lock_path, O_RDWR | O_CREAT | O_CLOEXEC, 0666);
+    if (lead && (t.lock_fd < 0 || flock(t.lock_fd, LOCK_EX | LOCK_NB) != 0)) {
         st = lmp_err_set(err, LMP_EIO, "'%s' is in use by another tuning run (or unwritable: %s)",
                          lmp_str_escape(q, sizeof(q), t.tune_dir), strerror(errno));
         goto out;
@@ -468,9 +470,9 @@ enum lmp_status lmp_tune_job_run(const struct lmp_tune_job *j, struct lmp_tune_r
             st = lmp_tune_step(t.tune, &s, err);
             if (st == LMP_ECANCEL) {
                 struct lmp_err e2 = {0};
-                if (save_checkpoint(&t, &e2) != LMP_OK)
+                if (lead && save_checkpoint(&t, &e2) != LMP_OK)
                     lmp_log_warn("%s", e2.msg);
-                else
+                else if (lead)
                     notice(j, "stopped at step %lld; the same command resumes from '%s'",
                            (long long)lmp_tune_steps_done(t.tune),
                            lmp_str_escape(q, sizeof(q), t.ckpt_path));
@@ -481,7 +483,7 @@ enum lmp_status lmp_tune_job_run(const struct lmp_tune_job *j, struct lmp_tune_r
             r->codes_changed += s.codes_changed;
             if (j->progress) j->progress(j->progress_ctx, &s, j->steps);
             const double now = now_s();
-            if (every || (j->ckpt_seconds > 0 && now - last_ckpt >= j->ckpt_seconds)) {
+            if (lead && (every || (j->ckpt_seconds > 0 && now - last_ckpt >= j->ckpt_seconds))) {
                 if ((st = save_checkpoint(&t, err))) goto out;
                 last_ckpt = now_s();
             }
@@ -489,11 +491,12 @@ enum lmp_status lmp_tune_job_run(const struct lmp_tune_job *j, struct lmp_tune_r
         r->seconds_tuning = now_s() - t0;
         r->tokens_per_s   = r->seconds_tuning > 0 ? (double)rows / r->seconds_tuning : 0;
         r->steps_done     = lmp_tune_steps_done(t.tune);
-        if (r->steps_done > r->resumed_at && (st = save_checkpoint(&t, err))) goto out;
+        if (lead && r->steps_done > r->resumed_at && (st = save_checkpoint(&t, err))) goto out;
     }
     if (n_val > 0 &&
         (st = lmp_tune_measure(t.tune, val, n_val, &r->val_kl_after, &r->val_agree_after, err)))
         goto out;
+    if (!lead) goto out;
     if ((st = write_output(&t, j, err))) goto out;
     unlink(t.ckpt_path);
     unlink(t.lock_path);

@@ -19,8 +19,10 @@
  *  The key of a checkpoint (and of OUT.h5's job) covers the input artifact (model and
  *  calibration fingerprints), the tuning tokens, ctx and every setting that changes the
  *  result, and the build; it leaves out the number of steps (a finished run can be
- *  extended by asking for more) and the checkpoint interval. One process runs a tuning
- *  job (an flock on OUT.tune/LOCK refuses a second one).
+ *  extended by asking for more) and the checkpoint interval. One process, or one set of
+ *  data-parallel ranks (opts.comm: every rank runs this call; rank 0 alone writes the
+ *  checkpoints and the artifact, all read), runs a tuning job (an flock on OUT.tune/LOCK
+ *  refuses a second one).
  */
 #ifndef LMP_COORDINATOR_TUNE_H
 #define LMP_COORDINATOR_TUNE_H

@@ -2,8 +2,10 @@
 #include "worker/tune.h"
 
 #include "base/cancel.h" /* defines: lmp_cancelled */
+#include "base/fault.h"  /* defines: lmp_fault_sleep */
 
 #include <assert.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -24,6 +26,13 @@ struct lmp_tune {
     const float                   **dw;             /* (n_lins) */
     const float                   **dparams;        /* (2 n_layers + 1) or NULL */
     int64_t                        *step_arr;       /* "tune.step" of lmp_tune_state */
+    /* the exact sums: the gradient tensors the steps use, and their fixed-point sums */
+    int      n_sum;
+    float  **sum_g; /* (n_sum) float gradient buffers in t->g */
+    int64_t *sum_n; /* (n_sum) their lengths */
+    int64_t *acc;   /* (sum of sum_n + 3): the tensors, then kl,
+                       agree, stop */
+    int64_t n_acc;
 };
 
 void lmp_tune_opts_init(struct lmp_tune_opts *o) {
@@ -78,6 +87,9 @@ void lmp_tune_destroy(struct lmp_tune **self_p) {
     free(t->dparams);
     free(t->lins);
     free(t->step_arr);
+    free(t->sum_g);
+    free(t->sum_n);
+    free(t->acc);
     free(t);
     *self_p = NULL;
 }
@@ -167,6 +179,26 @@ enum lmp_status lmp_tune_new(struct lmp_model_weights       *student,
         goto fail_set;
     }
     if (st != LMP_OK) goto fail;
+    t->sum_g = calloc((size_t)(n_lins + np + 1), sizeof(*t->sum_g));
+    t->sum_n = calloc((size_t)(n_lins + np + 1), sizeof(*t->sum_n));
+    if (t->sum_g == NULL || t->sum_n == NULL) goto fail;
+    for (int i = 0; i < n_lins; i++) {
+        t->sum_g[t->n_sum]   = t->g->g.blocks[lins[i].block].w[lins[i].kind];
+        t->sum_n[t->n_sum++] = lins[i].pv.shape.n_out * lins[i].pv.shape.n_in;
+    }
+    for (int b = 0; np > 0 && b < cfg->n_layers; b++) {
+        t->sum_g[t->n_sum]   = t->g->g.blocks[b].attn_norm;
+        t->sum_n[t->n_sum++] = cfg->dim;
+        t->sum_g[t->n_sum]   = t->g->g.blocks[b].ffn_norm;
+        t->sum_n[t->n_sum++] = cfg->dim;
+    }
+    if (np > 0) {
+        t->sum_g[t->n_sum]   = t->g->g.out_norm;
+        t->sum_n[t->n_sum++] = cfg->dim;
+    }
+    for (int i = 0; i < t->n_sum; i++) t->n_acc += t->sum_n[i];
+    t->n_acc += 3;
+    if ((t->acc = malloc((size_t)t->n_acc * sizeof(int64_t))) == NULL) goto fail;
     *out = t;
     return LMP_OK;
 fail:
@@ -194,42 +226,84 @@ static enum lmp_status micro_batch(struct lmp_tune *t, int64_t n, const struct l
     return LMP_OK;
 }
 
+/* Largest |contribution| of one micro-batch to a fixed-point sum: the step's micro-batches
+ * (over all ranks) can then never overflow an int64. */
+static int64_t fixed_cap(int64_t n_micro) {
+    int64_t cap = INT64_MAX / 2;
+    while (n_micro > 1) {
+        cap /= 2;
+        n_micro = (n_micro + 1) / 2;
+    }
+    return cap;
+}
+
+/* acc[i] += round(g[i] * 2^LMP_TUNE_FIXED_BITS), each term clamped to [-cap, cap]. */
+static void add_fixed(int64_t *acc, const float *g, int64_t n, int64_t cap) {
+    const double sc = (double)(1ull << LMP_TUNE_FIXED_BITS), lim = (double)cap;
+    for (int64_t i = 0; i < n; i++) {
+        double v = nearbyint((double)g[i] * sc);
+        if (!(v <= lim)) v = isnan(v) ? 0.0 : lim; /* NaN: contributes nothing */
+        if (v < -lim) v = -lim;
+        acc[i] += (int64_t)v;
+    }
+}
+
 enum lmp_status lmp_tune_step(struct lmp_tune *t, struct lmp_tune_step_stats *stats,
                               struct lmp_err *err) {
     assert(t);
-    const double  t0 = now_s();
-    const int64_t B = t->o.batch_seqs, mu = t->o.micro_seqs, T = t->seq_len;
+    const double                t0 = now_s();
+    const int64_t               B = t->o.batch_seqs, mu = t->o.micro_seqs, T = t->seq_len;
+    const struct lmp_tune_comm *c       = t->o.comm;
+    const int64_t               n_micro = (B + mu - 1) / mu;
+    const int                   R = c ? c->size : 1, r = c ? c->rank : 0;
+    /* this rank's contiguous share of the micro-batches */
+    const int64_t m0 = n_micro * r / R, m1 = n_micro * (r + 1) / R, cap = fixed_cap(n_micro);
     int64_t      *perm = malloc((size_t)t->n_win * sizeof(int64_t));
     if (perm == NULL) return lmp_err_set(err, LMP_ENOMEM, "out of memory");
-    lmp_model_grads_zero(t->g);
-    double  kl_sum = 0;
-    int64_t agree = 0, n_micro = 0;
-    for (int64_t i0 = 0; i0 < B; i0 += mu) {
+    lmp_fault_sleep("LMP_FAULT_ROUND_SLEEP_MS"); /* tests: a slow step */
+    memset(t->acc, 0, (size_t)t->n_acc * sizeof(int64_t));
+    int64_t *const acc_stats = t->acc + t->n_acc - 3; /* kl (fixed point), agree, stop */
+    double         kl_sum    = 0;
+    for (int64_t m = m0; m < m1; m++) {
         if (lmp_cancelled(t->o.cancel)) {
-            free(perm);
-            return lmp_err_set(err, LMP_ECANCEL, "tuning cancelled");
+            acc_stats[2] = 1;
+            break;
         }
-        const int64_t n = B - i0 < mu ? B - i0 : mu;
+        const int64_t i0 = m * mu, n = B - i0 < mu ? B - i0 : mu;
         for (int64_t s = 0; s < n; s++) {
             const int64_t w = window_at(t->o.seed, t->n_win, t->step * B + i0 + s, perm);
             memcpy(t->micro + s * T, t->tokens + w * T, (size_t)T * sizeof(int32_t));
         }
-        double          kl = 0;
-        int64_t         ag = 0;
+        double  kl = 0;
+        int64_t ag = 0;
+        lmp_model_grads_zero(t->g);
         enum lmp_status st = micro_batch(t, n, &t->g->g, &kl, &ag, err);
         if (st != LMP_OK) {
             free(perm);
             return st;
         }
+        int64_t off = 0;
+        for (int i = 0; i < t->n_sum; i++) {
+            add_fixed(t->acc + off, t->sum_g[i], t->sum_n[i], cap);
+            off += t->sum_n[i];
+        }
         kl_sum += kl * (double)n; /* kl is the micro-batch's row mean */
-        agree += ag;
-        n_micro++;
+        acc_stats[1] += ag;
     }
     free(perm);
-    /* the backward added each micro-batch's mean-loss gradient: scale to the step's mean */
-    if (n_micro > 1) {
-        const float f = 1.0f / (float)n_micro;
-        for (int64_t i = 0; i < t->g->n_floats; i++) t->g->mem[i] *= f;
+    acc_stats[0] = (int64_t)nearbyint(kl_sum * 1e12); /* stats: exact to 1e-12 nats */
+    if (c) {
+        enum lmp_status st = c->sum_i64(c->ctx, t->acc, t->n_acc);
+        if (st != LMP_OK) return lmp_err_set(err, st, "tune: the ranks' gradient sum failed");
+    }
+    if (acc_stats[2] > 0) return lmp_err_set(err, LMP_ECANCEL, "tuning cancelled");
+    /* the mean over the step's micro-batches, back in the gradient buffers */
+    const double inv = 1.0 / ((double)(1ull << LMP_TUNE_FIXED_BITS) * (double)n_micro);
+    int64_t      off = 0;
+    for (int i = 0; i < t->n_sum; i++) {
+        float *g = t->sum_g[i];
+        for (int64_t k = 0; k < t->sum_n[i]; k++) g[k] = (float)((double)t->acc[off + k] * inv);
+        off += t->sum_n[i];
     }
     const struct lmp_config *cfg = &t->student->cfg;
     for (int i = 0; i < t->n_lins; i++)
@@ -252,8 +326,8 @@ enum lmp_status lmp_tune_step(struct lmp_tune *t, struct lmp_tune_step_stats *st
     if (stats)
         *stats = (struct lmp_tune_step_stats){
             .step           = t->step,
-            .kl             = kl_sum / (double)B,
-            .agree          = (double)agree / (double)(B * T),
+            .kl             = (double)acc_stats[0] * 1e-12 / (double)B,
+            .agree          = (double)acc_stats[1] / (double)(B * T),
             .rows           = B * T,
             .codes_changed  = vs.n_changed,
             .codes_selected = vs.n_selected,
@@ -265,21 +339,30 @@ enum lmp_status lmp_tune_step(struct lmp_tune *t, struct lmp_tune_step_stats *st
 enum lmp_status lmp_tune_measure(struct lmp_tune *t, const int32_t *tokens, int64_t n, double *kl,
                                  double *agree, struct lmp_err *err) {
     assert(t && tokens && kl && agree && n > 0);
-    double  kl_sum = 0;
-    int64_t ag_sum = 0;
-    for (int64_t i0 = 0; i0 < n; i0 += t->o.micro_seqs) {
-        if (lmp_cancelled(t->o.cancel)) return lmp_err_set(err, LMP_ECANCEL, "tuning cancelled");
-        const int64_t m = n - i0 < t->o.micro_seqs ? n - i0 : t->o.micro_seqs;
+    const struct lmp_tune_comm *c = t->o.comm;
+    const int                   R = c ? c->size : 1, r = c ? c->rank : 0;
+    double                      sums[3] = {0, 0, 0}; /* kl, agree, stop: this rank's share */
+    for (int64_t i0 = n * r / R; i0 < n * (r + 1) / R; i0 += t->o.micro_seqs) {
+        if (lmp_cancelled(t->o.cancel)) {
+            sums[2] = 1;
+            break;
+        }
+        const int64_t e = n * (r + 1) / R, m = e - i0 < t->o.micro_seqs ? e - i0 : t->o.micro_seqs;
         memcpy(t->micro, tokens + i0 * t->seq_len, (size_t)(m * t->seq_len) * sizeof(int32_t));
         double          k  = 0;
         int64_t         ag = 0;
         enum lmp_status st = micro_batch(t, m, NULL, &k, &ag, err);
         if (st != LMP_OK) return st;
-        kl_sum += k * (double)m;
-        ag_sum += ag;
+        sums[0] += k * (double)m;
+        sums[1] += (double)ag;
     }
-    *kl    = kl_sum / (double)n;
-    *agree = (double)ag_sum / (double)(n * t->seq_len);
+    if (c) {
+        enum lmp_status st = c->sum_f64(c->ctx, sums, 3);
+        if (st != LMP_OK) return lmp_err_set(err, st, "tune: the ranks' sum failed");
+    }
+    if (sums[2] > 0) return lmp_err_set(err, LMP_ECANCEL, "tuning cancelled");
+    *kl    = sums[0] / (double)n;
+    *agree = sums[1] / (double)(n * t->seq_len);
     return LMP_OK;
 }
 

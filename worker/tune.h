@@ -15,6 +15,16 @@
  *  (one extra forward, no storage; memory: one (micro_seqs * seq_len, vocab) fp32 array,
  *  100 MB for SmolLM2 at 512 tokens). Exact, so no approximation to measure.
  *
+ *  Gradients are summed exactly: each micro-batch's gradient is rounded to fixed point
+ *  (int64, LMP_TUNE_FIXED_BITS fractional bits, each contribution clamped so that no sum of
+ *  a step can overflow) and added as integers, so the sum does not depend on the order the
+ *  micro-batches were added in. That makes data parallelism exact: with a communicator
+ *  (struct lmp_tune_comm, e.g. MPI ranks), rank r of R runs its contiguous share of the
+ *  step's micro-batches, the integer sums are added across ranks, and every rank takes the
+ *  same P/V step on the same bits: R ranks give the result of one process, bit for bit
+ *  (tests/integration/tune_mpi.sh). The rounding is below 2^-44 ~ 6e-14 absolute per
+ *  element, far below a gradient's float rounding where it matters for Adam.
+ *
  *  Data order is a pure function of (seed, step): window k of the stream (k = step *
  *  batch_seqs + i) is perm_e[k mod n_win] where e = k / n_win and perm_e a permutation
  *  seeded by (seed, e). So the position in the data is the step, and a run resumed from
@@ -38,6 +48,20 @@
 #include "worker/model_grad.h" /* defines: struct lmp_model_weights */
 #include "worker/pv.h"         /* defines: struct lmp_pv_opts, struct lmp_pv_array */
 
+/* Fractional bits of the fixed-point gradient sums. */
+enum { LMP_TUNE_FIXED_BITS = 44 };
+
+/* Data-parallel ranks running the same tuning in lockstep (NULL: one process). The sums
+ * must be exact elementwise integer / double sums over all ranks, every rank getting the
+ * result (MPI_Allreduce with MPI_SUM). RET LMP_OK or an error status (then every rank
+ * fails the step). */
+struct lmp_tune_comm {
+    int   rank, size;
+    void *ctx;
+    enum lmp_status (*sum_i64)(void *ctx, int64_t *x, int64_t n);
+    enum lmp_status (*sum_f64)(void *ctx, double *x, int64_t n);
+};
+
 struct lmp_tune_opts {
     int64_t            batch_seqs; /* windows per optimizer step (default 8) */
     int64_t            micro_seqs; /* windows per forward/backward (default 1; memory) */
@@ -46,6 +70,7 @@ struct lmp_tune_opts {
     uint64_t           seed;   /* data order */
     struct lmp_pv_opts pv;     /* learning rates, code fraction, beam (worker/pv.h defaults) */
     const atomic_int  *cancel; /* polled with the process's stop before each micro-batch */
+    const struct lmp_tune_comm *comm; /* data-parallel ranks, or NULL */
 };
 void lmp_tune_opts_init(struct lmp_tune_opts *o);
 
@@ -80,8 +105,10 @@ enum lmp_status lmp_tune_new(struct lmp_model_weights       *student,
                              struct lmp_tune **out, struct lmp_err *err);
 void            lmp_tune_destroy(struct lmp_tune **self_p);
 
-/* One optimizer step (the next one). RET LMP_OK, LMP_ENOMEM, LMP_ECANCEL (the student is
- * then as before the step: gradients are only applied at its end). */
+/* One optimizer step (the next one). With a communicator every rank must call it; a stop
+ * on any rank stops all of them at the same step. RET LMP_OK, LMP_ENOMEM, LMP_ECANCEL
+ * (the student is then as before the step: gradients are only applied at its end), or a
+ * communicator's error. */
 enum lmp_status lmp_tune_step(struct lmp_tune *self, struct lmp_tune_step_stats *stats,
                               struct lmp_err *err);
 

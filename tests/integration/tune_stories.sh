@@ -38,7 +38,7 @@ grep -q "pv-tuning" insp.txt || h5dump -a /calib_desc t.h5 | grep -q "pv-tuning"
 
 # 2. SIGTERM checkpoints, the same command resumes; result = the uninterrupted run's
 "$LMPRESS" tune "${TUNE[@]}" --steps 12 --out full.h5 2> full.log || { bad "tune full"; cat full.log; }
-LMP_TUNE_CKPT_EVERY_STEP=1 LMP_FAULT_ROUND_SLEEP_MS=0 "$LMPRESS" tune "${TUNE[@]}" --steps 12 \
+LMP_TUNE_CKPT_EVERY_STEP=1 LMP_FAULT_ROUND_SLEEP_MS=200 "$LMPRESS" tune "${TUNE[@]}" --steps 12 \
     --out r.h5 2> r1.log &
 pid=$!; PIDS+=("$pid")
 wait_for 60 grep -q "^step 4/" r1.log || bad "no step 4 in time"
@@ -51,7 +51,7 @@ grep -q "resuming" r2.log || bad "the second run did not resume"
 same_layers full.h5 r.h5 || bad "resumed artifact differs from the uninterrupted one"
 
 # 3. refusals
-LMP_TUNE_CKPT_EVERY_STEP=1 LMP_FAULT_ROUND_SLEEP_MS=0 "$LMPRESS" tune "${TUNE[@]}" --steps 50 \
+LMP_TUNE_CKPT_EVERY_STEP=1 LMP_FAULT_ROUND_SLEEP_MS=200 "$LMPRESS" tune "${TUNE[@]}" --steps 50 \
     --out m.h5 2> m1.log &
 pid=$!; PIDS+=("$pid")
 wait_for 60 grep -q "^step 2/" m1.log; kill -TERM "$pid"; wait "$pid"

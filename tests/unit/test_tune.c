@@ -12,6 +12,8 @@
  *    flipped byte in an array and a truncated file (EFORMAT), and wrong expectations
  *    (another length: EFORMAT);
  *  - a cancelled step returns LMP_ECANCEL and leaves the student untouched;
+ *  - data parallelism is exact: two ranks (threads summing through shared memory, as
+ *    MPI_Allreduce would) taking 4 steps give the same bits as one process;
  *  - bad inputs are refused: a token outside the vocabulary, a linear that is not the
  *    student's.
  */
@@ -20,6 +22,8 @@
 #include "tests/check.h"         /* defines: CHECK, RUN, check_report */
 #include "tests/tiny_model.h"    /* defines: build, struct spec, random_tokens, tiny_aq_encode */
 
+#include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -248,8 +252,90 @@ static void test_cancel_and_refusals(void) {
     student_free(&b);
 }
 
+/* ---- data parallelism: two ranks on two threads, sums through shared slots ----------- */
+
+struct fake_world {
+    pthread_barrier_t bar;
+    void             *slot[2];
+};
+
+static enum lmp_status fake_sum(struct fake_world *w, int rank, void *x, int64_t n, bool i64) {
+    w->slot[rank] = x;
+    pthread_barrier_wait(&w->bar);
+    /* each rank sums into a private copy, then all write back after everyone has read */
+    void *tmp = malloc((size_t)n * 8);
+    for (int64_t i = 0; i < n; i++) {
+        if (i64)
+            ((int64_t *)tmp)[i] = ((int64_t *)w->slot[0])[i] + ((int64_t *)w->slot[1])[i];
+        else
+            ((double *)tmp)[i] = ((double *)w->slot[0])[i] + ((double *)w->slot[1])[i];
+    }
+    pthread_barrier_wait(&w->bar);
+    memcpy(x, tmp, (size_t)n * 8);
+    free(tmp);
+    pthread_barrier_wait(&w->bar);
+    return LMP_OK;
+}
+
+struct rank_ctx {
+    struct fake_world   *w;
+    int                  rank;
+    struct lmp_tune_comm comm;
+    struct student       s;
+    int                  n_steps;
+    double               kl, agree;
+};
+static enum lmp_status sum_i64(void *ctx, int64_t *x, int64_t n) {
+    struct rank_ctx *r = ctx;
+    return fake_sum(r->w, r->rank, x, n, true);
+}
+static enum lmp_status sum_f64(void *ctx, double *x, int64_t n) {
+    struct rank_ctx *r = ctx;
+    return fake_sum(r->w, r->rank, x, n, false);
+}
+
+static void *rank_main(void *arg) {
+    struct rank_ctx *r   = arg;
+    struct lmp_err   err = {0};
+    steps(&r->s, r->n_steps);
+    CHECK(lmp_tune_measure(r->s.tune, val_tokens(&r->s), N_VAL, &r->kl, &r->agree, &err) == LMP_OK);
+    return NULL;
+}
+
+static void test_two_ranks_equal_one_process(void) {
+    struct lmp_tune_opts o = opts();
+    o.micro_seqs           = 1; /* 4 micro-batches a step: 2 per rank */
+    struct student one;
+    student_init(&one, &o);
+    steps(&one, 4);
+    double         kl1, ag1;
+    struct lmp_err err = {0};
+    CHECK(lmp_tune_measure(one.tune, val_tokens(&one), N_VAL, &kl1, &ag1, &err) == LMP_OK);
+
+    struct fake_world w;
+    pthread_barrier_init(&w.bar, NULL, 2);
+    struct rank_ctx r[2];
+    pthread_t       th[2];
+    for (int k = 0; k < 2; k++) {
+        r[k]                    = (struct rank_ctx){.w = &w, .rank = k, .n_steps = 4};
+        r[k].comm               = (struct lmp_tune_comm){k, 2, &r[k], sum_i64, sum_f64};
+        struct lmp_tune_opts ok = o;
+        ok.comm                 = &r[k].comm;
+        student_init(&r[k].s, &ok);
+    }
+    for (int k = 0; k < 2; k++) pthread_create(&th[k], NULL, rank_main, &r[k]);
+    for (int k = 0; k < 2; k++) pthread_join(th[k], NULL);
+    CHECK(same_student(&one, &r[0].s));
+    CHECK(same_student(&one, &r[1].s));
+    CHECK(fabs(r[0].kl - kl1) <= 1e-12 * kl1 && r[0].kl == r[1].kl);
+    pthread_barrier_destroy(&w.bar);
+    for (int k = 0; k < 2; k++) student_free(&r[k].s);
+    student_free(&one);
+}
+
 int main(void) {
     RUN(test_steps_lower_kl);
+    RUN(test_two_ranks_equal_one_process);
     RUN(test_resume_exact);
     RUN(test_cancel_and_refusals);
     return check_report();

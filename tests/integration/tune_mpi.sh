@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# tune_mpi - lmpress tune under mpirun: 2 data-parallel ranks give the artifact one process
+# gives (every dataset identical: exact integer gradient sums, worker/tune.h); a 2-rank run
+# stopped by SIGTERM checkpoints and resumes, as 1 rank, to the same artifact again (the
+# checkpoint does not depend on the number of ranks).
+set -u
+. "$(dirname "$0")/lib.bash"
+lmp_need_stories
+lmp_need_mpi
+lmp_need_cmds h5diff h5dump
+lmp_workdir
+head -c 120000 "$TXT" > cal.txt
+sed -n '1000,2000p' "$TXT" > tune.txt
+"$LMPRESS" compress --model "$M/stories260K.bin" --tokenizer "$M/tok512.bin" --calib cal.txt \
+    --nsamples 12 --ctx 96 --threads 2 --max-rounds 4 --adam-steps 50 --scheme 2x4g4 \
+    --keep '*.down_proj' --out a.h5 2> a.log || { bad "compress"; cat a.log; exit 1; }
+TUNE=(--artifact a.h5 --model "$M/stories260K.bin" --data tune.txt --ctx 96 --batch 4 --lr 1e-3
+      --code-lr 1e-3 --steps 12)
+"$LMPRESS" tune "${TUNE[@]}" --out one.h5 --threads 2 2> one.log || { bad "tune, 1 process"; cat one.log; }
+mpirun -n 2 "$LMPRESS" tune "${TUNE[@]}" --out two.h5 --threads 1 > two.out 2> two.log ||
+    { bad "tune under mpirun -n 2"; cat two.log; }
+same_layers one.h5 two.h5 || bad "2 ranks differ from 1 process"
+[ "$(grep -c '^step 12/12' two.log)" = 1 ] || bad "want one progress line per step (rank 0 only)"
+
+LMP_TUNE_CKPT_EVERY_STEP=1 LMP_FAULT_ROUND_SLEEP_MS=200 mpirun -n 2 "$LMPRESS" tune "${TUNE[@]}" --out r.h5 --threads 1 \
+    > r1.out 2> r1.log &
+MPID=$!
+wait_for 60 grep -q "^step 5/" r1.log || bad "no step 5 in time"
+kill -TERM "$MPID"; wait "$MPID"; rc=$?; MPID=
+[ "$rc" != 0 ] || bad "a stopped mpirun exited 0"
+[ -f r.h5.tune/checkpoint.h5 ] || { bad "no checkpoint after SIGTERM"; cat r1.log; }
+"$LMPRESS" tune "${TUNE[@]}" --out r.h5 --threads 2 2> r2.log || { bad "resume as 1 process"; cat r2.log; }
+grep -q "resuming" r2.log || bad "the resume did not resume"
+same_layers one.h5 r.h5 || bad "2 ranks stopped + 1 resumed differ from 1 process"
+exit $fail
