@@ -2,8 +2,8 @@
  *
  *  A hook is an environment variable naming a delay; production runs never set them.
  *  Hooks in use: LMP_FAULT_TASK_SLEEP_MS (a worker task starts late), LMP_FAULT_ROUND_SLEEP_MS
- *  (each AQ round, fine-tuning step and PV-Tuning step), LMP_FAULT_HELLO_SLEEP_MS (a worker greets its
- *  coordinator late), LMP_FAULT_PLAN_SLEEP_MS (the coordinator plans a job slowly).
+ *  (each AQ round, fine-tuning step and PV-Tuning step), LMP_FAULT_HELLO_SLEEP_MS (a worker greets
+ * its coordinator late), LMP_FAULT_PLAN_SLEEP_MS (the coordinator plans a job slowly).
  */
 #ifndef LMP_BASE_FAULT_H
 #define LMP_BASE_FAULT_H
