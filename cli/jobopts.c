@@ -76,6 +76,7 @@ static const struct def defs[LMP_JOBOPT_COUNT] = {
     [LMP_JOBOPT_PV_CODE_LR]   = {"pv-code-lr", K_F64, S(pv_code_lr), 0, 0, 0, 10},
     [LMP_JOBOPT_PV_CODE_FRAC] = {"pv-code-frac", K_F64, S(pv_code_frac), 0, 0, 0, 1},
     [LMP_JOBOPT_PV_V_EVERY]   = {"pv-v-every", K_INT, S(pv_v_every), 0, 1000000, 0, 0},
+    [LMP_JOBOPT_PV_BLOCKS]    = {"pv-blocks", K_INT, S(pv_blocks), 1, 100000, 0, 0},
 };
 #undef S
 
@@ -446,7 +447,7 @@ enum lmp_status lmp_jobopts_check(const struct lmp_jobopts *o, struct lmp_err *e
         return lmp_err_set(err, LMP_EINVAL, "--pv tunes AQLM codes: it needs --method aqlm");
     if (o->pv && o->pv_data == NULL && o->calib && strcmp(o->calib, "generate") == 0)
         return lmp_err_set(err, LMP_EINVAL, "--pv with --calib generate needs --pv-data FILE");
-    for (int i = LMP_JOBOPT_PV_DATA; i <= LMP_JOBOPT_PV_V_EVERY; i++)
+    for (int i = LMP_JOBOPT_PV_DATA; i <= LMP_JOBOPT_PV_BLOCKS; i++)
         if (o->set[i] && !o->pv)
             return lmp_err_set(err, LMP_EINVAL, "--%s is a PV-Tuning option: add --pv",
                                defs[i].key);

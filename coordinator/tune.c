@@ -189,6 +189,7 @@ static void make_key(struct tj *t, const struct lmp_tune_job *j, int64_t ctx, in
     lmp_fp_settings_f64(&s, "code_lr", j->opts.pv.code_lr);
     lmp_fp_settings_f64(&s, "code_frac", j->opts.pv.code_frac);
     lmp_fp_settings_i64(&s, "beam", j->opts.pv.beam);
+    lmp_fp_settings_i64(&s, "blocks", j->max_blocks);
     lmp_fp_settings_str(&s, "build", lmp_build_id());
     lmp_fp_settings_note(&s, "data", j->data);
     t->key  = lmp_fingerprint_job(t->ids, t->n_ids, lmp_fp_settings_digest(&s));
@@ -388,6 +389,48 @@ enum lmp_status lmp_tune_job_run(const struct lmp_tune_job *j, struct lmp_tune_r
             r->steps_done = r->resumed_at = j->steps;
             goto out;
         }
+    }
+    /* sparse tuning: the max_blocks blocks the probe scores highest (ties: the lower block) */
+    if (j->max_blocks > 0 && j->max_blocks < t.smodel->cfg.n_layers) {
+        const int L     = t.smodel->cfg.n_layers;
+        double   *score = calloc((size_t)L, sizeof(double));
+        bool     *keep  = calloc((size_t)L, sizeof(bool));
+        if (score == NULL || keep == NULL) {
+            free(score);
+            free(keep);
+            st = lmp_err_set(err, LMP_ENOMEM, "out of memory");
+            goto out;
+        }
+        const int64_t n_probe = n_win - n_val < 2 ? n_win - n_val : 2;
+        st = lmp_tune_probe(t.student, t.teacher, t.ids, n_probe, ctx, j->opts.cancel, score, err);
+        bool *aq = calloc((size_t)L, sizeof(bool)); /* blocks with a layer to tune */
+        if (aq == NULL) st = lmp_err_set(err, LMP_ENOMEM, "out of memory");
+        for (int i = 0; st == LMP_OK && i < t.n_lins; i++) aq[t.lins[i].block] = true;
+        for (int k = 0; st == LMP_OK && k < j->max_blocks; k++) {
+            int best = -1;
+            for (int b = 0; b < L; b++)
+                if (aq[b] && !keep[b] && (best < 0 || score[b] > score[best])) best = b;
+            if (best >= 0) keep[best] = true;
+        }
+        free(aq);
+        struct lmp_strbuf sel;
+        lmp_strbuf_init(&sel);
+        int n = 0;
+        for (int i = 0; st == LMP_OK && i < t.n_lins; i++)
+            if (keep[t.lins[i].block]) t.lins[n++] = t.lins[i];
+        for (int b = 0; st == LMP_OK && b < L; b++)
+            if (keep[b]) lmp_strbuf_printf(&sel, "%s%d", sel.len ? "," : "", b);
+        if (st == LMP_OK) {
+            t.n_lins = n;
+            notice(j,
+                   "tuning blocks %s of %d (--blocks %d, by the probe's |gradient| on %lld "
+                   "windows); no backward below block %d",
+                   lmp_strbuf_str(&sel), L, j->max_blocks, (long long)n_probe, t.lins[0].block);
+        }
+        lmp_strbuf_release(&sel);
+        free(score);
+        free(keep);
+        if (st != LMP_OK) goto out;
     }
     /* tokens are the training windows [0, n_win - n_val), then the held-out ones */
     const int32_t *val = t.ids + (n_win - n_val) * ctx;

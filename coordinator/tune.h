@@ -34,16 +34,18 @@
 #include "worker/tune.h" /* defines: struct lmp_tune_opts, struct lmp_tune_step_stats */
 
 struct lmp_tune_job {
-    const char *artifact;     /* the AQLM artifact to tune */
-    const char *model;        /* the original model (teacher) */
-    const char *data;         /* tuning text */
-    const char *out;          /* the tuned artifact */
-    int64_t     ctx;          /* tokens per window (0: min(512, the model's)) */
-    int64_t     max_windows;  /* windows of the text used (0: all) */
-    int64_t     val_windows;  /* held out at the end of the text (default 2) */
-    int64_t     steps;        /* optimizer steps in total */
-    double      ckpt_seconds; /* <= 0: only at the end, on a stop and every step
-                                 when LMP_TUNE_CKPT_EVERY_STEP is set (tests) */
+    const char *artifact;    /* the AQLM artifact to tune */
+    const char *model;       /* the original model (teacher) */
+    const char *data;        /* tuning text */
+    const char *out;         /* the tuned artifact */
+    int64_t     ctx;         /* tokens per window (0: min(512, the model's)) */
+    int64_t     max_windows; /* windows of the text used (0: all) */
+    int64_t     val_windows; /* held out at the end of the text (default 2) */
+    int64_t     steps;       /* optimizer steps in total */
+    int         max_blocks;  /* sparse tuning: only this many blocks, the ones a probe
+                                scores highest (lmp_tune_probe); 0: every block */
+    double ckpt_seconds;     /* <= 0: only at the end, on a stop and every step
+                                when LMP_TUNE_CKPT_EVERY_STEP is set (tests) */
     int                  n_threads;
     struct lmp_tune_opts opts;
     /* observer: called after each step (may be NULL) */

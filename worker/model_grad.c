@@ -35,7 +35,13 @@ struct lmp_model_grad {
     float                  *dx;      /* (rows, dim) dL/dhn, then dL/dx(b) */
     float                  *z, *dz;  /* (CHUNK, vocab) */
     double                 *acc;     /* (dim) */
+    int32_t                 b0;      /* the backward stops at this block */
 };
+
+void lmp_model_grad_set_first_block(struct lmp_model_grad *mg, int32_t b0) {
+    assert(mg && b0 >= 0 && b0 < mg->cfg.n_layers);
+    mg->b0 = b0;
+}
 
 /* ---- weights ---------------------------------------------------------------------------- */
 
@@ -340,10 +346,11 @@ void lmp_model_grad_kl_backward(struct lmp_model_grad *mg, const struct lmp_mode
 
     if (g->blocks == NULL && g->tok_emb == NULL) return;
     const struct lmp_block_grads none = {0};
-    for (int32_t b = mg->cfg.n_layers - 1; b >= 0; b--)
-        lmp_block_grad_backward(mg->bg[b], &p->blocks[b], mg->dx, mg->dx,
+    for (int32_t b = mg->cfg.n_layers - 1; b >= mg->b0; b--)
+        lmp_block_grad_backward(mg->bg[b], &p->blocks[b], mg->dx,
+                                b > mg->b0 || (b == 0 && g->tok_emb) ? mg->dx : NULL,
                                 g->blocks ? &g->blocks[b] : &none);
-    if (g->tok_emb)
+    if (g->tok_emb && mg->b0 == 0)
         for (int64_t r = 0; r < rows; r++) {
             float       *e = g->tok_emb + (int64_t)mg->tokens[r] * dim;
             const float *d = mg->dx + r * dim;

@@ -112,6 +112,11 @@ enum lmp_status lmp_model_grad_forward(struct lmp_model_grad         *self,
                                        const struct lmp_model_params *p, const int32_t *tokens,
                                        int64_t n_seq, struct lmp_err *err);
 
+/* Backward through blocks [b0, n_layers) only (default 0, all): PockEngine-style sparse
+ * tuning, no computation below the earliest block being trained. Block b0's parameter
+ * gradients are computed, nothing below it (no block gradients, no embedding gradient). */
+void lmp_model_grad_set_first_block(struct lmp_model_grad *self, int32_t b0);
+
 /* Logits (n_rows, vocab) of rows [row0, row0 + n_rows) of the last forward (row = s *
  * seq_len + t). */
 void lmp_model_grad_logits(struct lmp_model_grad *self, const struct lmp_model_params *p,

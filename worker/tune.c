@@ -24,15 +24,15 @@ struct lmp_tune {
     float                          *teacher_logits; /* (micro_seqs * seq_len, vocab) */
     int32_t                        *micro;          /* (micro_seqs, seq_len) */
     const float                   **dw;             /* (n_lins) */
-    const float                   **dparams;        /* (2 n_layers + 1) or NULL */
+    const float                   **dparams;        /* (n_params + 1) */
     int64_t                        *step_arr;       /* "tune.step" of lmp_tune_state */
     /* the exact sums: the gradient tensors the steps use, and their fixed-point sums */
     int      n_sum;
     float  **sum_g; /* (n_sum) float gradient buffers in t->g */
     int64_t *sum_n; /* (n_sum) their lengths */
-    int64_t *acc;   /* (sum of sum_n + 3): the tensors, then kl,
-                       agree, stop */
-    int64_t n_acc;
+    int64_t *acc;   /* (sum of sum_n + 3): the tensors, then kl, agree, stop */
+    int64_t  n_acc;
+    int      n_params; /* trained norms; their gradients in dparams */
 };
 
 void lmp_tune_opts_init(struct lmp_tune_opts *o) {
@@ -94,6 +94,22 @@ void lmp_tune_destroy(struct lmp_tune **self_p) {
     *self_p = NULL;
 }
 
+/* Elements of linear kind k of a block of cfg. */
+static int64_t lin_size(const struct lmp_config *c, int k) {
+    const int64_t q = (int64_t)c->n_heads * c->head_dim, kv = (int64_t)c->n_kv_heads * c->head_dim;
+    switch (k) {
+    case LMP_LIN_Q:
+        return q * c->dim;
+    case LMP_LIN_K:
+    case LMP_LIN_V:
+        return kv * c->dim;
+    case LMP_LIN_O:
+        return c->dim * q;
+    default:
+        return (int64_t)c->hidden_dim * c->dim;
+    }
+}
+
 static bool same_cfg(const struct lmp_config *a, const struct lmp_config *b) {
     return a->n_layers == b->n_layers && a->dim == b->dim && a->hidden_dim == b->hidden_dim &&
            a->n_heads == b->n_heads && a->n_kv_heads == b->n_kv_heads &&
@@ -144,11 +160,24 @@ enum lmp_status lmp_tune_new(struct lmp_model_weights       *student,
     t->seq_len         = seq_len;
     t->n_lins          = n_lins;
     enum lmp_status st = LMP_ENOMEM;
-    const int       np = o.train_norms ? 2 * cfg->n_layers + 1 : 0;
-    t->lins            = calloc((size_t)(n_lins > 0 ? n_lins : 1), sizeof(*t->lins));
-    t->dw              = calloc((size_t)(n_lins > 0 ? n_lins : 1), sizeof(*t->dw));
-    t->dparams         = calloc((size_t)np + 1, sizeof(*t->dparams));
-    t->micro           = malloc((size_t)(o.micro_seqs * seq_len) * sizeof(int32_t));
+    /* the tuned blocks: those with a linear given (all when none is); their norms and the
+     * final one are trained, and the backward stops at the first of them */
+    bool *tuned = calloc((size_t)cfg->n_layers, sizeof(bool));
+    if (tuned == NULL) {
+        free(t);
+        return lmp_err_set(err, LMP_ENOMEM, "out of memory");
+    }
+    int n_tuned = 0, first = cfg->n_layers - 1;
+    for (int i = 0; i < n_lins; i++) tuned[lins[i].block] = true;
+    for (int b = 0; b < cfg->n_layers; b++) {
+        if (n_lins == 0) tuned[b] = true;
+        if (tuned[b]) n_tuned++, first = b < first ? b : first;
+    }
+    const int np = o.train_norms ? 2 * n_tuned + 1 : 0;
+    t->lins      = calloc((size_t)(n_lins > 0 ? n_lins : 1), sizeof(*t->lins));
+    t->dw        = calloc((size_t)(n_lins > 0 ? n_lins : 1), sizeof(*t->dw));
+    t->dparams   = calloc((size_t)np + 1, sizeof(*t->dparams));
+    t->micro     = malloc((size_t)(o.micro_seqs * seq_len) * sizeof(int32_t));
     t->teacher_logits =
         malloc((size_t)(o.micro_seqs * seq_len) * (size_t)cfg->vocab_size * sizeof(float));
     t->g = lmp_model_grads_new(cfg, false);
@@ -158,6 +187,7 @@ enum lmp_status lmp_tune_new(struct lmp_model_weights       *student,
         if (st == LMP_EINVAL) lmp_err_set(err, st, "tune: a shape the backward cannot run");
         goto fail_set;
     }
+    lmp_model_grad_set_first_block(t->mg, first);
     struct lmp_pv_linear *pl = calloc((size_t)(n_lins > 0 ? n_lins : 1), sizeof(*pl));
     struct lmp_pv_param  *pp = calloc((size_t)np + 1, sizeof(*pp));
     if (pl == NULL || pp == NULL) {
@@ -166,12 +196,19 @@ enum lmp_status lmp_tune_new(struct lmp_model_weights       *student,
         goto fail;
     }
     for (int i = 0; i < n_lins; i++) pl[i] = lins[i].pv;
-    for (int b = 0; b < np / 2; b++) {
-        pp[2 * b]     = (struct lmp_pv_param){student->attn_norm[b], cfg->dim};
-        pp[2 * b + 1] = (struct lmp_pv_param){student->ffn_norm[b], cfg->dim};
+    for (int b = 0, k = 0; np > 0 && b < cfg->n_layers; b++) {
+        if (!tuned[b]) continue;
+        t->dparams[k] = t->g->g.blocks[b].attn_norm;
+        pp[k++]       = (struct lmp_pv_param){student->attn_norm[b], cfg->dim};
+        t->dparams[k] = t->g->g.blocks[b].ffn_norm;
+        pp[k++]       = (struct lmp_pv_param){student->ffn_norm[b], cfg->dim};
     }
-    if (np > 0) pp[np - 1] = (struct lmp_pv_param){student->out_norm, cfg->dim};
-    st = lmp_pv_new(pl, n_lins, pp, np, &o.pv, &t->pv);
+    if (np > 0) {
+        t->dparams[np - 1] = t->g->g.out_norm;
+        pp[np - 1]         = (struct lmp_pv_param){student->out_norm, cfg->dim};
+    }
+    t->n_params = np;
+    st          = lmp_pv_new(pl, n_lins, pp, np, &o.pv, &t->pv);
     free(pl);
     free(pp);
     if (st == LMP_EINVAL) {
@@ -186,24 +223,20 @@ enum lmp_status lmp_tune_new(struct lmp_model_weights       *student,
         t->sum_g[t->n_sum]   = t->g->g.blocks[lins[i].block].w[lins[i].kind];
         t->sum_n[t->n_sum++] = lins[i].pv.shape.n_out * lins[i].pv.shape.n_in;
     }
-    for (int b = 0; np > 0 && b < cfg->n_layers; b++) {
-        t->sum_g[t->n_sum]   = t->g->g.blocks[b].attn_norm;
-        t->sum_n[t->n_sum++] = cfg->dim;
-        t->sum_g[t->n_sum]   = t->g->g.blocks[b].ffn_norm;
-        t->sum_n[t->n_sum++] = cfg->dim;
-    }
-    if (np > 0) {
-        t->sum_g[t->n_sum]   = t->g->g.out_norm;
+    for (int k = 0; k < np; k++) {
+        t->sum_g[t->n_sum]   = (float *)t->dparams[k];
         t->sum_n[t->n_sum++] = cfg->dim;
     }
     for (int i = 0; i < t->n_sum; i++) t->n_acc += t->sum_n[i];
     t->n_acc += 3;
     if ((t->acc = malloc((size_t)t->n_acc * sizeof(int64_t))) == NULL) goto fail;
+    free(tuned);
     *out = t;
     return LMP_OK;
 fail:
     lmp_err_set(err, LMP_ENOMEM, "out of memory setting up tuning");
 fail_set:
+    free(tuned);
     lmp_tune_destroy(&t);
     return st == LMP_OK ? LMP_ENOMEM : st;
 }
@@ -305,19 +338,9 @@ enum lmp_status lmp_tune_step(struct lmp_tune *t, struct lmp_tune_step_stats *st
         for (int64_t k = 0; k < t->sum_n[i]; k++) g[k] = (float)((double)t->acc[off + k] * inv);
         off += t->sum_n[i];
     }
-    const struct lmp_config *cfg = &t->student->cfg;
     for (int i = 0; i < t->n_lins; i++)
         t->dw[i] = t->g->g.blocks[t->lins[i].block].w[t->lins[i].kind];
-    const float **dp = NULL;
-    if (t->o.train_norms) {
-        for (int b = 0; b < cfg->n_layers; b++) {
-            t->dparams[2 * b]     = t->g->g.blocks[b].attn_norm;
-            t->dparams[2 * b + 1] = t->g->g.blocks[b].ffn_norm;
-        }
-        t->dparams[2 * cfg->n_layers] = t->g->g.out_norm;
-        dp                            = t->dparams;
-    }
-    enum lmp_status       st = lmp_pv_p_step(t->pv, t->dw, dp);
+    enum lmp_status       st = lmp_pv_p_step(t->pv, t->dw, t->n_params ? t->dparams : NULL);
     struct lmp_pv_v_stats vs = {0};
     if (st == LMP_OK && t->o.v_every > 0 && (t->step + 1) % t->o.v_every == 0)
         st = lmp_pv_v_step(t->pv, t->dw, &vs);
@@ -393,4 +416,48 @@ void lmp_tune_state_loaded(struct lmp_tune *t) {
     assert(t && t->step_arr);
     t->step = t->step_arr[0];
     lmp_pv_state_loaded(t->pv);
+}
+
+enum lmp_status lmp_tune_probe(const struct lmp_model_weights *student,
+                               const struct lmp_model_weights *teacher, const int32_t *tokens,
+                               int64_t n, int64_t seq_len, const atomic_int *cancel, double *score,
+                               struct lmp_err *err) {
+    assert(student && teacher && tokens && score && n > 0);
+    const struct lmp_config *cfg = &student->cfg;
+    struct lmp_model_grad   *mg  = NULL;
+    enum lmp_status          st  = lmp_model_grad_new(cfg, 1, seq_len, &mg);
+    if (st != LMP_OK) return lmp_err_set(err, st, "tune: cannot set up the block probe");
+    struct lmp_model_grads_owned *g = lmp_model_grads_new(cfg, false);
+    float *tl = malloc((size_t)seq_len * (size_t)cfg->vocab_size * sizeof(float));
+    if (g == NULL || tl == NULL) {
+        st = lmp_err_set(err, LMP_ENOMEM, "out of memory in the block probe");
+        goto out;
+    }
+    for (int64_t w = 0; w < n; w++) {
+        if (lmp_cancelled(cancel)) {
+            st = lmp_err_set(err, LMP_ECANCEL, "tuning cancelled");
+            goto out;
+        }
+        const int32_t *tok = tokens + w * seq_len;
+        if ((st = lmp_model_grad_forward(mg, &teacher->params, tok, 1, err))) goto out;
+        lmp_model_grad_logits(mg, &teacher->params, 0, seq_len, tl);
+        if ((st = lmp_model_grad_forward(mg, &student->params, tok, 1, err))) goto out;
+        lmp_model_grad_kl_backward(mg, &student->params, tl, &g->g, NULL, NULL);
+    }
+    for (int b = 0; b < cfg->n_layers; b++) {
+        const struct lmp_block_grads *bg = &g->g.blocks[b];
+        double                        s  = 0;
+        for (int k = 0; k < LMP_LIN_COUNT; k++) {
+            const int64_t m = student->w[b * LMP_LIN_COUNT + k] ? (int64_t)lin_size(cfg, k) : 0;
+            for (int64_t i = 0; i < m; i++) s += fabs((double)bg->w[k][i]);
+        }
+        for (int64_t i = 0; i < cfg->dim; i++)
+            s += fabs((double)bg->attn_norm[i]) + fabs((double)bg->ffn_norm[i]);
+        score[b] = s / (double)n;
+    }
+out:
+    free(tl);
+    lmp_model_grads_free(&g);
+    lmp_model_grad_destroy(&mg);
+    return st;
 }

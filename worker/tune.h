@@ -31,9 +31,11 @@
  *  a checkpoint at step s (lmp_tune_state + lmp_tune_state_loaded) continues bit for bit
  *  as if it had never stopped (test_tune).
  *
- *  What is trained: every AQ linear's codebooks, scales (P) and codes (V); with
- *  train_norms the RMSNorm weights (every block's two and the final one). Dense or RTN
- *  linears, biases, embeddings and the head stay frozen.
+ *  What is trained: every AQ linear given (lmp_tune_new's lins) has its codebooks, scales
+ *  (P) and codes (V) trained; with train_norms the RMSNorm weights of the blocks that have
+ *  one of them, and the final one. Dense or RTN linears, biases, embeddings and the head
+ *  stay frozen. The backward stops at the first block with a linear given (sparse tuning:
+ *  give only the linears of the blocks worth it, lmp_tune_probe).
  *
  *  Threads: the kernels' (GEMMs at the process's budget, the beam search's rows); calls on
  *  one object must not overlap.
@@ -120,6 +122,16 @@ int64_t lmp_tune_steps_done(const struct lmp_tune *self);
  * LMP_OK, LMP_EINVAL (a token outside the vocabulary), LMP_ECANCEL. */
 enum lmp_status lmp_tune_measure(struct lmp_tune *self, const int32_t *tokens, int64_t n,
                                  double *kl, double *agree, struct lmp_err *err);
+
+/* What tuning each block is worth, cheaply (PockEngine's question: which blocks pay): over
+ * windows tokens (n, seq_len), one forward and backward each against the teacher, score[b]
+ * = the sum over block b's linears and norms of |dL/dW| (the first-order loss drop of one
+ * sign-like Adam step of unit rate on them). Deterministic. RET LMP_OK, LMP_EINVAL,
+ * LMP_ENOMEM, LMP_ECANCEL (cancel, may be NULL). */
+enum lmp_status lmp_tune_probe(const struct lmp_model_weights *student,
+                               const struct lmp_model_weights *teacher, const int32_t *tokens,
+                               int64_t n, int64_t seq_len, const atomic_int *cancel, double *score,
+                               struct lmp_err *err);
 
 /* The whole state for a checkpoint: lmp_pv_state's arrays plus "tune.step" (i64, 1
  * element) and the norms' state when trained. Same contract as lmp_pv_state: refill the

@@ -36,6 +36,22 @@ grep -q '"val_kl_after"' t.json || bad "--json lacks val_kl_after"
 grep -q "pv-tuning" insp.txt || h5dump -a /calib_desc t.h5 | grep -q "pv-tuning" ||
     bad "the tuned artifact does not say it was tuned"
 
+# 1b. sparse tuning: --blocks 2 tunes the two blocks the probe picks; the others' layers and
+#     norms stay as they were, and it still helps
+"$LMPRESS" tune "${TUNE[@]}" --steps 20 --blocks 2 --out sp.h5 2> sp.log || { bad "tune --blocks"; cat sp.log; }
+sel=$(sed -n 's/.*tuning blocks \([0-9,]*\) of 5.*/\1/p' sp.log)
+[ "$(echo "$sel" | tr ',' '\n' | grep -c .)" = 2 ] || { bad "--blocks 2 chose '$sel'"; cat sp.log; }
+for b in 0 1 2 3 4; do
+    d=/layers/model.layers.$b.self_attn.q_proj/codebooks
+    if echo ",$sel," | grep -q ",$b,"; then
+        h5diff -q a.h5 sp.h5 $d $d > /dev/null && bad "block $b was chosen but not tuned"
+    else
+        h5diff -q a.h5 sp.h5 $d $d > /dev/null || bad "block $b was not chosen but changed"
+    fi
+done
+ps=$(ppl sp.h5 ev.txt 128)
+python3 -c "import sys; sys.exit(0 if float('$ps') < float('$p0') else 1)" || bad "--blocks 2 did not help ($p0 -> $ps)"
+
 # 2. SIGTERM checkpoints, the same command resumes; result = the uninterrupted run's
 "$LMPRESS" tune "${TUNE[@]}" --steps 12 --out full.h5 2> full.log || { bad "tune full"; cat full.log; }
 LMP_TUNE_CKPT_EVERY_STEP=1 LMP_FAULT_ROUND_SLEEP_MS=200 "$LMPRESS" tune "${TUNE[@]}" --steps 12 \

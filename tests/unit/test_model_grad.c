@@ -323,6 +323,53 @@ static void test_student_equals_teacher(void) {
     }
 }
 
+/* set_first_block(1): block 1's and the head side's gradients equal the full backward's bit
+ * for bit; block 0 and the embedding get nothing. */
+static void test_first_block(void) {
+    struct lmp_model         *m = build(&specs[0], 700), *mt = build(&specs[0], 701);
+    struct lmp_model_weights *w = NULL, *wt = NULL;
+    struct lmp_model_grad    *mg  = NULL;
+    struct lmp_err            err = {0};
+    CHECK(lmp_model_weights_load(m, &w, &err) == LMP_OK);
+    CHECK(lmp_model_weights_load(mt, &wt, &err) == LMP_OK);
+    CHECK(lmp_model_grad_new(&m->cfg, N_SEQ, T, &mg) == LMP_OK);
+    int32_t tokens[ROWS];
+    random_tokens(tokens, ROWS, VOCAB, 31);
+    float *t = malloc(sizeof(float) * ROWS * VOCAB);
+    CHECK(lmp_model_grad_forward(mg, &wt->params, tokens, N_SEQ, &err) == LMP_OK);
+    lmp_model_grad_logits(mg, &wt->params, 0, ROWS, t);
+    CHECK(lmp_model_grad_forward(mg, &w->params, tokens, N_SEQ, &err) == LMP_OK);
+    struct lmp_model_grads_owned *full = lmp_model_grads_new(&m->cfg, true);
+    struct lmp_model_grads_owned *top  = lmp_model_grads_new(&m->cfg, true);
+    double                        kl1 = 0, kl2 = 0;
+    lmp_model_grad_kl_backward(mg, &w->params, t, &full->g, &kl1, NULL);
+    lmp_model_grad_set_first_block(mg, 1);
+    lmp_model_grad_kl_backward(mg, &w->params, t, &top->g, &kl2, NULL);
+    CHECK(kl1 == kl2 && kl1 > 0);
+    const struct lmp_block_grads *a = &full->g.blocks[1], *b = &top->g.blocks[1];
+    bool same = memcmp(a->attn_norm, b->attn_norm, sizeof(float) * DIM) == 0;
+    for (int k = 0; k < LMP_LIN_COUNT; k++) {
+        const struct lmp_linear *l = &m->blocks[1].lin[k];
+        same = same && memcmp(a->w[k], b->w[k], sizeof(float) * (size_t)(l->n_out * l->n_in)) == 0;
+    }
+    CHECK(same);
+    CHECK(memcmp(full->g.out_norm, top->g.out_norm, sizeof(float) * DIM) == 0);
+    double below = 0;
+    for (int k = 0; k < LMP_LIN_COUNT; k++) {
+        const struct lmp_linear *l = &m->blocks[0].lin[k];
+        for (int64_t i = 0; i < l->n_out * l->n_in; i++) below += fabs(top->g.blocks[0].w[k][i]);
+    }
+    CHECK(below == 0.0);
+    lmp_model_grads_free(&full);
+    lmp_model_grads_free(&top);
+    free(t);
+    lmp_model_grad_destroy(&mg);
+    lmp_model_weights_free(&w);
+    lmp_model_weights_free(&wt);
+    lmp_model_close(&m);
+    lmp_model_close(&mt);
+}
+
 static void test_errors(void) {
     struct lmp_model         *m   = build(&specs[0], 900);
     struct lmp_model_weights *w   = NULL;
@@ -408,6 +455,7 @@ int main(void) {
     RUN(test_loss_matches_naive_kl);
     RUN(test_backward_matches_finite_differences);
     RUN(test_student_equals_teacher);
+    RUN(test_first_block);
     RUN(test_errors);
     RUN(test_stories_forward);
     return check_report();
