@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# tune_smollm2 - the PV-Tuning targets of issue 11 on SmolLM2-135M: WikiText-2 perplexity
+# (ctx 512, the same MAX_WINDOWS windows, default 40) and KL / top-1 agreement against the
+# original, of the AQLM artifact before and after `lmpress tune`, with the tuning's wall time
+# and tokens/s; optionally several configurations in one run (CONFIGS), each from the same
+# artifact, so their ratios are measured on the same machine state.
+#
+#   bench/tune_smollm2.sh ART.h5 [LMPRESS]
+#
+# ART.h5 is an AQLM artifact of SmolLM2 (deploy/run-default.sh makes one). Environment:
+#   DATA        tuning text (default ../shared/data/tinystories_valid_first1000.txt; never the
+#               evaluation text)
+#   CONFIGS     ';'-separated option sets for `lmpress tune`, each a row (default one row:
+#               "--steps 30 --batch 4 --lr 5e-4 --code-lr 1e-3")
+#   THREADS     threads (default 2); MAX_WINDOWS evaluation windows (default 40; 0: all)
+#   OUT         directory for the tuned artifacts and logs (default a new temporary one)
+set -u
+ART=${1:?usage: tune_smollm2.sh ART.h5 [LMPRESS]}
+LMPRESS=${2:-${LMPRESS:-build/cli/lmpress}}
+MODEL=${MODEL:-$HOME/.cache/lmpress/models/SmolLM2-135M-Instruct.Q4_1.gguf}
+SHARED=${LMP_SHARED:-$(dirname "$0")/../../shared}
+DATA=${DATA:-$SHARED/data/tinystories_valid_first1000.txt}
+WIKI=$SHARED/data/wikitext2_test_join.txt
+THREADS=${THREADS:-2}; MAX_WINDOWS=${MAX_WINDOWS:-40}
+OUT=${OUT:-$(mktemp -d)}
+CONFIGS=${CONFIGS:---steps 30 --batch 4 --lr 5e-4 --code-lr 1e-3}
+for f in "$ART" "$MODEL" "$WIKI" "$DATA"; do [ -f "$f" ] || { echo "missing $f" >&2; exit 77; }; done
+EV=(--text "$WIKI" --ctx 512 --threads "$THREADS" --json --reference "$MODEL")
+[ "$MAX_WINDOWS" -gt 0 ] && EV+=(--max-windows "$MAX_WINDOWS")
+field() { sed -n "s/.*\"$1\":\([^,}]*\).*/\1/p"; }
+evaluate() {   # ART -> "ppl kl agree"
+    local js; js=$("$LMPRESS" eval --artifact "$1" "${EV[@]}" 2>/dev/null)
+    echo "$(echo "$js" | field ppl) $(echo "$js" | field kl) $(echo "$js" | field top1_agreement)"
+}
+rows=()
+read -r p k a <<< "$(evaluate "$ART")"
+rows+=("$(printf '%-48s %9.3f %8.4f %7.4f %9s %8s' "input (no tuning)" "$p" "$k" "$a" - -)")
+echo "${rows[-1]}" >&2
+IFS=';' read -r -a cfgs <<< "$CONFIGS"
+i=0
+for c in "${cfgs[@]}"; do
+    i=$((i + 1)); read -r -a opts <<< "$c"
+    t="$OUT/tuned-$i.h5"
+    js=$("$LMPRESS" tune --artifact "$ART" --model "$MODEL" --data "$DATA" --out "$t" \
+         --threads "$THREADS" --json "${opts[@]}" 2> "$OUT/tune-$i.log") ||
+        { echo "config $i ($c): tune failed, see $OUT/tune-$i.log" >&2; continue; }
+    read -r p k a <<< "$(evaluate "$t")"
+    rows+=("$(printf '%-48s %9.3f %8.4f %7.4f %9.0f %8.1f' "$c" "$p" "$k" "$a" \
+        "$(echo "$js" | field seconds_tuning)" "$(echo "$js" | field tokens_per_s)")")
+    echo "${rows[-1]}" >&2
+done
+printf '\nSmolLM2-135M, %s; WikiText-2 ctx 512 (%s windows); tuning text %s; %s threads\n' \
+    "$ART" "$([ "$MAX_WINDOWS" -gt 0 ] && echo "first $MAX_WINDOWS" || echo all)" "$DATA" "$THREADS"
+printf '%-48s %9s %8s %7s %9s %8s\n' configuration ppl KL agree seconds tok/s
+printf '%s\n' "${rows[@]}"
