@@ -9,7 +9,9 @@
 #
 # ART.h5 is an AQLM artifact of SmolLM2 (deploy/run-default.sh makes one). Environment:
 #   DATA        tuning text (default ../shared/data/tinystories_valid_first1000.txt; never the
-#               evaluation text)
+#               evaluation text), or "wikitail": WikiText-2 test from byte WIKI_SKIP (default
+#               400000) on, general text held out from the evaluated windows (40 windows of
+#               512 tokens are about 90 KB; refused with MAX_WINDOWS=0, which evaluates all)
 #   CONFIGS     ';'-separated option sets for `lmpress tune`, each a row (default one row:
 #               "--steps 30 --batch 4 --lr 5e-4 --code-lr 1e-3")
 #   THREADS     threads (default 2); MAX_WINDOWS evaluation windows (default 40; 0: all)
@@ -24,6 +26,11 @@ WIKI=$SHARED/data/wikitext2_test_join.txt
 THREADS=${THREADS:-2}; MAX_WINDOWS=${MAX_WINDOWS:-40}
 OUT=${OUT:-$(mktemp -d)}
 CONFIGS=${CONFIGS:---steps 30 --batch 4 --lr 5e-4 --code-lr 1e-3}
+if [ "$DATA" = wikitail ]; then
+    [ "$MAX_WINDOWS" -gt 0 ] || { echo "DATA=wikitail overlaps an evaluation of all windows" >&2; exit 2; }
+    mkdir -p "$OUT"; tail -c +"$(( ${WIKI_SKIP:-400000} + 1 ))" "$WIKI" > "$OUT/wikitail.txt"
+    DATA=$OUT/wikitail.txt
+fi
 for f in "$ART" "$MODEL" "$WIKI" "$DATA"; do [ -f "$f" ] || { echo "missing $f" >&2; exit 77; }; done
 EV=(--text "$WIKI" --ctx 512 --threads "$THREADS" --json --reference "$MODEL")
 [ "$MAX_WINDOWS" -gt 0 ] && EV+=(--max-windows "$MAX_WINDOWS")
