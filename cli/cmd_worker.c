@@ -1,7 +1,9 @@
 /*  cmd_worker - lmpress worker: connect to a coordinator and run its tasks until stopped
  *
  *  SIGINT / SIGTERM: a running task is handed back to the coordinator, then the worker
- *  exits with 0.
+ *  exits with 0. A coordinator that does not answer, or refuses this worker (another
+ *  protocol version, a live worker of the same name, no room for more workers): one line,
+ *  exit 3.
  */
 #include "cli/cli.h"
 #include "cli/cluster.h"  /* defines: LMP_CLI_DEFAULT_ENDPOINT */
@@ -20,7 +22,8 @@ static const char *const usage =
 static const char *const help =
     "  --connect EP          the coordinator (default " LMP_CLI_DEFAULT_ENDPOINT ")\n"
     "  --threads T           compute threads (default every core)\n"
-    "  --name NAME           unique among the coordinator's workers (default HOST-PID)\n"
+    "  --name NAME           unique among the coordinator's live workers; a second one is\n"
+    "                        refused (exit 3) (default HOST-PID)\n"
     "  --timeout MS          give up (exit 3) when the coordinator does not answer this\n"
     "                        long (default 10000)\n"
     "  --verbose             per-task log lines (default off)\n" LMP_CLI_KEYS_HELP;
@@ -83,7 +86,7 @@ static int cmd_worker_exec(struct lmp_cli *cli, int argc, char **argv) {
     struct lmp_err  err = {0};
     enum lmp_status st  = lmp_agent_run(&o, &stop_flag, &err);
     memset(&curve, 0, sizeof(curve));
-    if (st == LMP_EIO || st == LMP_EVERSION) {
+    if (st == LMP_EIO || st == LMP_EVERSION || st == LMP_EBUSY) {
         fprintf(stderr, "lmpress: %s\n", err.msg);
         return LMP_EXIT_UNREACHABLE;
     }

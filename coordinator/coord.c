@@ -1890,6 +1890,59 @@ static const char *aq_result_problem(const Lmp__TaskResult *r, const struct lmp_
     return NULL;
 }
 
+/* Is the connection of peer q still there? A Heartbeat is sent to it: with
+ * ZMQ_ROUTER_MANDATORY the send fails once ZeroMQ has seen the connection close (the
+ * process exited or was killed), and a live worker takes it as the coordinator's. */
+static bool peer_connected(struct lmp_coord *c, struct peer *q) {
+    Lmp__Envelope  env;
+    Lmp__Heartbeat hb  = LMP__HEARTBEAT__INIT;
+    struct lmp_err err = {0};
+    lmp_wire_init(&env, ++c->seq, 0);
+    hb.time_ms    = mono_ms();
+    env.body_case = LMP__ENVELOPE__BODY_HEARTBEAT;
+    env.heartbeat = &hb;
+    return lmp_zsock_send(c->sock, &q->id, &env, NULL, &err) == LMP_OK;
+}
+
+/* Worker names are unique among live workers. The live worker other than routing id
+ * `from` that goes by name, or -1. A namesake silent for the heartbeat timeout or whose
+ * connection is gone is declared gone here, so that a worker restarted under its name (after
+ * a crash, or to replace a hung one) joins at once. *gone: a slot of a gone worker of that
+ * name (reused, so `workers --all` lists a name once), or -1. */
+static int name_holder(struct lmp_coord *c, const struct lmp_zpeer *from, const char *name,
+                       int *gone) {
+    const uint64_t now = mono_ms();
+    *gone              = -1;
+    for (int i = 0; i < MAX_PEERS; i++) {
+        struct peer *q = &c->peers[i];
+        if (!q->used || q->role != LMP_PEER_WORKER || strcmp(q->id.name, name) != 0 ||
+            (q->id.id_len == from->id_len && memcmp(q->id.id, from->id, from->id_len) == 0))
+            continue;
+        if (!q->dead && now - q->last_seen > c->o.heartbeat_timeout_ms) {
+            char why[96];
+            snprintf(why, sizeof(why), "silent for %.1fs and replaced by a worker of its name",
+                     (double)(now - q->last_seen) / 1000.0);
+            peer_gone(c, i, why);
+        } else if (!q->dead && !peer_connected(c, q)) {
+            peer_gone(c, i, "disconnected and replaced by a worker of its name");
+        }
+        if (!q->dead) return i;
+        if (*gone < 0) *gone = i;
+    }
+    return -1;
+}
+
+/* A worker's name from its Hello (an old worker's routing id when it sends none), checked:
+ * printable ASCII that fits a peer's name. NULL if it is not one. */
+static const char *worker_name(const Lmp__Hello *h, const struct lmp_zpeer *from) {
+    const char  *name = h->name && h->name[0] ? h->name : from->name;
+    const size_t n    = strlen(name);
+    if (n == 0 || n >= sizeof(from->name)) return NULL;
+    for (size_t i = 0; i < n; i++)
+        if (name[i] < 0x20 || name[i] > 0x7e) return NULL;
+    return name;
+}
+
 static void on_hello(struct lmp_coord *c, const struct lmp_zpeer *from, const Lmp__Envelope *env) {
     const Lmp__Hello   *h    = env->hello;
     const enum lmp_peer role = lmp_peer_of_role(h->role);
@@ -1897,7 +1950,31 @@ static void on_hello(struct lmp_coord *c, const struct lmp_zpeer *from, const Lm
         coord_send_error(c, from, env->seq, LMP_EPROTO, "hello: role must be cli or worker");
         return;
     }
+    const char *name = role == LMP_PEER_WORKER ? worker_name(h, from) : from->name;
+    if (name == NULL) {
+        char msg[128];
+        snprintf(msg, sizeof(msg), "hello: a worker name is 1 to %zu printable ASCII characters",
+                 sizeof(from->name) - 1);
+        lmp_log_warn("coordinator: worker '%s' refused: %s", from->name, msg);
+        coord_send_error(c, from, env->seq, LMP_EPROTO, msg);
+        return;
+    }
     int pi = find_peer(c, from);
+    if (role == LMP_PEER_WORKER) {
+        int       gone   = -1;
+        const int holder = name_holder(c, from, name, &gone);
+        if (holder >= 0) {
+            const struct peer *q = &c->peers[holder];
+            char               msg[300], pid[32] = "";
+            if (q->pid) snprintf(pid, sizeof(pid), " (pid %u)", q->pid);
+            snprintf(msg, sizeof(msg), "a live worker of that name is connected from %s%s",
+                     q->host[0] ? q->host : "an unnamed host", pid);
+            lmp_log_warn("coordinator: worker '%s' refused: %s", name, msg);
+            coord_send_error(c, from, env->seq, LMP_EBUSY, msg);
+            return;
+        }
+        if (pi < 0) pi = gone;
+    }
     if (pi < 0) pi = new_slot(c, role);
     if (pi < 0) {
         char msg[96];
@@ -1911,8 +1988,9 @@ static void on_hello(struct lmp_coord *c, const struct lmp_zpeer *from, const Lm
         lease_ops[L.kind].lost(c, &L, false, "its worker reconnected");
     if (p->used) peer_forget_owned(c, pi);
     memset(p, 0, sizeof(*p));
-    p->used         = true;
-    p->id           = *from;
+    p->used = true;
+    p->id   = *from;
+    snprintf(p->id.name, sizeof(p->id.name), "%s", name); /* a worker's messages name it */
     p->role         = role;
     p->task         = -1;
     p->cal          = -1;
@@ -1921,13 +1999,14 @@ static void on_hello(struct lmp_coord *c, const struct lmp_zpeer *from, const Lm
     if (h->caps) {
         p->cores  = h->caps->cores;
         p->memory = h->caps->memory_bytes;
+        p->pid    = h->caps->pid;
         snprintf(p->host, sizeof(p->host), "%s", h->caps->hostname ? h->caps->hostname : "");
         if (h->caps->n_kernel_variants)
             snprintf(p->kernels, sizeof(p->kernels), "%s", h->caps->kernel_variants[0]);
     }
     if (role == LMP_PEER_WORKER)
-        lmp_log_info("coordinator: worker '%s' joined (%u cores, kernels %s)", from->name, p->cores,
-                     p->kernels);
+        lmp_log_info("coordinator: worker '%s' joined (%u cores, kernels %s; host %s, pid %u)",
+                     p->id.name, p->cores, p->kernels, p->host, p->pid);
     if (role == LMP_PEER_WORKER)
         coord_peer_event(c, LMP_LOG_INFO, LMP_EVENT_JOINED, pi, "%u cores, kernels %s", p->cores,
                          p->kernels);
@@ -2278,7 +2357,7 @@ static void on_message(struct lmp_coord *c, const struct lmp_zpeer *from, Lmp__E
     }
     struct peer   *p   = &c->peers[pi];
     struct lmp_err err = {0};
-    if (lmp_wire_check_sender(env, p->role, from->name, &err) != LMP_OK) {
+    if (lmp_wire_check_sender(env, p->role, p->id.name, &err) != LMP_OK) {
         lmp_log_warn("coordinator: %s", err.msg);
         coord_send_error(c, from, env->seq, LMP_EPROTO, err.msg);
         return;
@@ -2317,7 +2396,7 @@ static void on_message(struct lmp_coord *c, const struct lmp_zpeer *from, Lmp__E
             env->task_handback->task_id == lease_ops[L.kind].wire_id(&L)) {
             char what[LMP_NAME_MAX + 64];
             lease_ops[L.kind].describe(c, &L, what, sizeof(what));
-            lmp_log_info("coordinator: worker '%s' handed back %s (%s)", from->name, what,
+            lmp_log_info("coordinator: worker '%s' handed back %s (%s)", p->id.name, what,
                          env->task_handback->reason ? env->task_handback->reason : "");
             lease_ops[L.kind].lost(c, &L, false, "handed back");
         }

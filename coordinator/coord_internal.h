@@ -88,6 +88,8 @@ struct task {
                                worker is then shard 0's peer */
 };
 
+/* For a worker, id.name is its Hello name (unique among live workers: coord.c on_hello),
+ * not its routing id, so that every message names it as its operator does. */
 struct peer {
     bool             used, dead;
     struct lmp_zpeer id;
@@ -102,6 +104,7 @@ struct peer {
     uint64_t busy_until;         /* ms (monotonic): refused a task as busy, none before then */
     uint32_t cores;
     uint64_t memory;
+    uint32_t pid; /* a worker's process id on host (Capabilities.pid), 0 = not given */
     char     host[128], kernels[64];
     uint32_t n_done, n_failed;
     double   busy_s, params_done;

@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <time.h>
 #include <unistd.h>
 #include <zmq.h>
@@ -269,9 +270,10 @@ static void *task_main(void *arg) {
 
 struct agent {
     const struct lmp_agent_opts *o;
-    char                         name[128];
+    char                         name[128]; /* the worker's name (Hello.name) */
+    char                         rid[192];  /* routing id: name.pid.random, one per process */
     void                        *zctx, *sock;
-    uint64_t                     seq;
+    uint64_t                     seq, hello_seq; /* hello_seq: seq of the latest Hello */
     uint32_t                     hb_ms, hb_timeout_ms;
     uint64_t                     last_rx_ms, last_hb_ms, last_hello_ms;
     bool                         registered;
@@ -309,11 +311,14 @@ static enum lmp_status send_hello(struct agent *A, struct lmp_err *err) {
     caps.kernel_variants   = &variant;
     caps.hostname          = host;
     caps.max_tasks         = 1;
+    caps.pid               = (uint32_t)getpid();
     lmp_wire_hello_init(&env, &hello, 0, LMP__ROLE__ROLE_WORKER, A->name, &caps);
     A->last_hello_ms = mono_ms();
     /* a new session: the coordinator no longer counts on the running task's result */
     if (A->task) A->handed_back = true, rows_abort(A->task);
-    return send_env(A, &env, err);
+    enum lmp_status st = send_env(A, &env, err);
+    A->hello_seq       = env.seq;
+    return st;
 }
 
 static enum lmp_status send_error(struct agent *A, const struct task *t, enum lmp_status code,
@@ -1109,6 +1114,10 @@ static enum lmp_status on_message(struct agent *A, Lmp__Envelope *env, bool *qui
         if (code == LMP_EVERSION || code == LMP_EPERM)
             return lmp_err_set(err, code, "coordinator refused this worker: %s",
                                e->message ? e->message : "");
+        if (A->hello_seq && env->reply_to == A->hello_seq) /* the answer to our Hello: refused */
+            return lmp_err_set(err, code == LMP_ENOMEM ? LMP_EBUSY : code,
+                               "worker '%s' refused: %s", A->name,
+                               e->message && e->message[0] ? e->message : lmp_status_str(code));
         lmp_log_warn("worker %s: coordinator says %s: %s", A->name, e->code ? e->code : "?",
                      e->message ? e->message : "");
         if (code == LMP_EPROTO && e->task_id == 0) return send_hello(A, err); /* forgot us */
@@ -1156,6 +1165,13 @@ enum lmp_status lmp_agent_run(const struct lmp_agent_opts *o, volatile sig_atomi
         gethostname(host, sizeof(host) - 1);
         snprintf(A.name, sizeof(A.name), "%s-%d", host, (int)getpid());
     }
+    /* The routing id is this process's alone (two workers given one name, or several
+     * agents in one process, never share it), so the coordinator hears a second worker of
+     * a name and can refuse it by name instead of ZeroMQ dropping its connection. */
+    uint32_t rnd = 0;
+    if (getrandom(&rnd, sizeof(rnd), GRND_NONBLOCK) != (ssize_t)sizeof(rnd))
+        rnd = (uint32_t)mono_ms() ^ (uint32_t)(uintptr_t)&A;
+    snprintf(A.rid, sizeof(A.rid), "%.120s.%d.%08x", A.name, (int)getpid(), rnd);
     if (pipe(A.pipe_fd) != 0 || pipe(A.red_fd) != 0) {
         for (int i = 0; i < 2; i++)
             if (A.pipe_fd[i] >= 0) close(A.pipe_fd[i]);
@@ -1166,7 +1182,7 @@ enum lmp_status lmp_agent_run(const struct lmp_agent_opts *o, volatile sig_atomi
         goto out;
     }
     if ((st = lmp_zsock_configure(A.sock, 0, 5000, err)) ||
-        (st = lmp_zsock_set_id(A.sock, A.name, err)))
+        (st = lmp_zsock_set_id(A.sock, A.rid, err)))
         goto out;
     if ((st = lmp_zsock_connect(A.zctx, A.sock, o->endpoint, o->curve, o->connect_timeout_ms, err)))
         goto out;

@@ -44,6 +44,11 @@
  *  (no message for heartbeat_timeout_ms) is greeted again with Hello, so a restarted
  *  coordinator finds its workers back.
  *
+ *  Name: the worker's name goes in Hello (with its host and pid in Capabilities); its
+ *  ZeroMQ routing id is "<name>.<pid>.<random hex>", one per agent, so that a second worker
+ *  given a name in use is heard and refused by name (Error{EBUSY} naming the holder's host
+ *  and pid) rather than dropped by ZeroMQ, and a worker replacing one that is gone joins.
+ *
  *  Fault injection (tests): LMP_FAULT_TASK_SLEEP_MS=<ms> makes every task sleep that long
  *  before it computes, so that a kill or a cancel reliably lands mid-task.
  */
@@ -60,7 +65,7 @@
 
 struct lmp_agent_opts {
     const char *endpoint;                 /* "tcp://127.0.0.1:7000" */
-    const char *name;                     /* routing id and name; NULL = "<host>-<pid>" */
+    const char *name;                     /* the worker's name; NULL = "<host>-<pid>" */
     int         n_threads;                /* advertised cores (0 = all online) */
     int         connect_timeout_ms;       /* HelloAck must come within this (default 10000) */
     const struct lmp_curve_client *curve; /* CURVE keys (proto/keys.h), NULL = none */
@@ -71,7 +76,9 @@ void lmp_agent_opts_init(struct lmp_agent_opts *o);
 /* Run the worker until *stop is set, the coordinator sends Shutdown, or it refuses this
  * worker. RET LMP_OK; LMP_EIO (no HelloAck within the timeout: "cannot reach ..."),
  * LMP_EVERSION (refused: another protocol version), LMP_EPERM (refused: the key is not
- * authorized, or not a worker's key), LMP_ENOMEM. */
+ * authorized, or not a worker's key), LMP_EBUSY (refused for now: a live worker of this
+ * name is connected, or the coordinator has all the workers it takes; the message names
+ * which), another code the coordinator refused the Hello with, LMP_ENOMEM. */
 enum lmp_status lmp_agent_run(const struct lmp_agent_opts *o, volatile sig_atomic_t *stop,
                               struct lmp_err *err);
 

@@ -33,6 +33,7 @@ static const struct {
     {1, 4, 0x0b27520389eb938eull}, /* JobSpec.row_shards, RowsPartial, RowsSum */
     {1, 5, 0x58a6ffcba16e07e6ull}, /* JobInfo.seconds_calibration/_quantization/_finetune */
     {1, 6, 0x58d6bb2be1bebf86ull}, /* enum Payload: the names of task inputs and results */
+    {1, 7, 0x1dcd0de04f49dabdull}, /* Capabilities.pid: a worker name's holder in messages */
 };
 
 /* ---------------------------------------------------------------- a test arena */
