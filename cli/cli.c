@@ -1,6 +1,7 @@
 /*  cli - shared helpers of the subcommands (see cli.h) */
 #include "cli/cli.h"
-#include "proto/keys.h" /* defines: lmp_curve_client_load */
+#include "base/cancel.h" /* defines: lmp_cancel_shutdown */
+#include "proto/keys.h"  /* defines: lmp_curve_client_load */
 
 #include <errno.h>
 #include <stdio.h>
@@ -53,6 +54,24 @@ int lmp_cli_fail(const struct lmp_cli *cli, const struct lmp_err *err) {
     fprintf(stderr, "lmpress: %s\n", err->msg[0] ? err->msg : lmp_status_str(err->code));
     int rc = lmp_cli_exit_code(err->code);
     return rc == LMP_EXIT_OK ? LMP_EXIT_FAIL : rc;
+}
+
+static volatile sig_atomic_t *stop_flag; /* lmp_cli_stop_on_signals */
+
+static void on_stop_signal(int sig) {
+    (void)sig;
+    if (stop_flag) *stop_flag = 1;
+    lmp_cancel_shutdown(); /* async-signal-safe: one lock-free atomic store */
+}
+
+void lmp_cli_stop_on_signals(volatile sig_atomic_t *flag) {
+    stop_flag = flag;
+    struct sigaction sa;
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = on_stop_signal;
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
 }
 
 bool lmp_cli_parse_i64(const char *opt, const char *s, long long lo, long long hi, long long *v) {

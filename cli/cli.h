@@ -7,6 +7,7 @@
 #ifndef LMP_CLI_CLI_H
 #define LMP_CLI_CLI_H
 
+#include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include "base/status.h" /* defines: struct lmp_err */
@@ -71,6 +72,13 @@ int lmp_cli_take_key_options(int *argc, char **argv);
 /* Context length for a model trained on max_seq positions (0 = unknown): *ctx == 0 becomes
  * min(512, max_seq); a *ctx above max_seq prints a one-line error and returns LMP_EXIT_INPUT. */
 int lmp_cli_resolve_ctx(long long *ctx, int max_seq);
+
+/* Install the stop handler of a long-running command (coordinator, worker): SIGINT and
+ * SIGTERM set *flag (the command's loop ends) and request the process-wide stop
+ * (base/cancel.h, lmp_cancel_shutdown), so the computation in progress (planning, a
+ * calibration, an AQ round, a fine-tuning step) ends within about a second; SIGPIPE is
+ * ignored. flag must outlive the process's handling of signals (a static). */
+void lmp_cli_stop_on_signals(volatile sig_atomic_t *flag);
 
 /* Parse helpers: a whole-string integer / float; false (and a message) on junk. */
 bool lmp_cli_parse_i64(const char *opt, const char *s, long long lo, long long hi, long long *v);

@@ -2,8 +2,9 @@
  *
  *  Binds loopback by default. A bind beyond loopback needs --curve-dir DIR (CURVE keys:
  *  DIR/server.key, DIR/workers/NAME.pub, DIR/clients/NAME.pub, see proto/keys.h), or
- *  --insecure on a trusted network. SIGINT / SIGTERM stop it; with --state DIR a
- *  restarted coordinator resumes the unfinished job.
+ *  --insecure on a trusted network. SIGINT / SIGTERM stop it within about a second, also
+ *  while it plans a job (the planner polls the process's stop, base/cancel.h); with
+ *  --state DIR a restarted coordinator resumes the unfinished job.
  */
 #include "cli/cli.h"
 #include "coordinator/coord.h" /* defines: lmp_coord_* */
@@ -11,9 +12,7 @@
 #include "base/log.h"          /* defines: lmp_log_set_level */
 
 #include <getopt.h>
-#include <signal.h>
 #include <stdio.h>
-#include <string.h>
 
 static const char *const usage =
     "lmpress coordinator [--bind EP] [--state DIR] [--heartbeat-timeout MS] [--max-attempts N]\n"
@@ -33,10 +32,6 @@ static const char *const help =
     "  --verbose             per-task log lines (default off)\n";
 
 static volatile sig_atomic_t stop_flag;
-static void                  on_signal(int sig) {
-                     (void)sig;
-                     stop_flag = 1;
-}
 
 static int cmd_coordinator_exec(struct lmp_cli *cli, int argc, char **argv) {
     struct lmp_coord_opts o;
@@ -90,12 +85,7 @@ static int cmd_coordinator_exec(struct lmp_cli *cli, int argc, char **argv) {
     o.max_attempts         = (uint32_t)attempts;
     if (o.heartbeat_ms * 2 > o.heartbeat_timeout_ms) o.heartbeat_ms = o.heartbeat_timeout_ms / 3;
     if (verbose && lmp_log_get_level() < LMP_LOG_INFO) lmp_log_set_level(LMP_LOG_INFO);
-    struct sigaction sa;
-    memset(&sa, 0, sizeof(sa));
-    sa.sa_handler = on_signal;
-    sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGTERM, &sa, NULL);
-    signal(SIGPIPE, SIG_IGN);
+    lmp_cli_stop_on_signals(&stop_flag);
     struct lmp_err          err = {0};
     struct lmp_coord       *c   = NULL;
     struct lmp_curve_server curve;

@@ -1,9 +1,9 @@
 /*  cmd_worker - lmpress worker: connect to a coordinator and run its tasks until stopped
  *
- *  SIGINT / SIGTERM: a running task is handed back to the coordinator, then the worker
- *  exits with 0. A coordinator that does not answer, or refuses this worker (another
- *  protocol version, a live worker of the same name, no room for more workers): one line,
- *  exit 3.
+ *  SIGINT / SIGTERM: a running task is handed back to the coordinator and stopped (it polls
+ *  the process's stop, base/cancel.h), then the worker exits with 0, within about a second.
+ *  A coordinator that does not answer, or refuses this worker (another protocol version,
+ *  a live worker of the same name, no room for more workers): one line, exit 3.
  */
 #include "cli/cli.h"
 #include "cli/cluster.h"  /* defines: LMP_CLI_DEFAULT_ENDPOINT */
@@ -11,7 +11,6 @@
 #include "worker/agent.h" /* defines: lmp_agent_run */
 
 #include <getopt.h>
-#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -29,10 +28,6 @@ static const char *const help =
     "  --verbose             per-task log lines (default off)\n" LMP_CLI_KEYS_HELP;
 
 static volatile sig_atomic_t stop_flag;
-static void                  on_signal(int sig) {
-                     (void)sig;
-                     stop_flag = 1;
-}
 
 static int cmd_worker_exec(struct lmp_cli *cli, int argc, char **argv) {
     struct lmp_agent_opts o;
@@ -77,12 +72,7 @@ static int cmd_worker_exec(struct lmp_cli *cli, int argc, char **argv) {
     if (rc != LMP_EXIT_OK) return rc;
     o.curve = use_curve ? &curve : NULL;
     if (verbose && lmp_log_get_level() < LMP_LOG_INFO) lmp_log_set_level(LMP_LOG_INFO);
-    struct sigaction sa;
-    memset(&sa, 0, sizeof(sa));
-    sa.sa_handler = on_signal;
-    sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGTERM, &sa, NULL);
-    signal(SIGPIPE, SIG_IGN);
+    lmp_cli_stop_on_signals(&stop_flag);
     struct lmp_err  err = {0};
     enum lmp_status st  = lmp_agent_run(&o, &stop_flag, &err);
     memset(&curve, 0, sizeof(curve));

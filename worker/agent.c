@@ -3,6 +3,7 @@
 #include "worker/agent.h"
 #include "proto/payload.h"     /* defines: lmp_payload_name, lmp_payload_layer */
 #include "kernels/kernels.h"   /* defines: lmp_kernels_get */
+#include "base/cancel.h"       /* defines: lmp_cancelled */
 #include "base/fault.h"        /* defines: lmp_fault_sleep */
 #include "base/log.h"          /* defines: lmp_log_* */
 #include "proto/zsock.h"       /* defines: lmp_zsock_*, lmp_wire_* */
@@ -16,6 +17,7 @@
 #include <math.h>
 #include <poll.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -109,6 +111,7 @@ struct progress {
 struct task {
     uint64_t                 job_id, task_id;
     uint32_t                 attempt;
+    atomic_int               cancel; /* set by the main thread: task_cancel() */
     Lmp__TaskKind            kind;
     char                     layer[LMP_NAME_MAX];
     uint32_t                 layer_index;
@@ -151,22 +154,35 @@ static void progress_set(struct task *t, uint32_t step, uint32_t n_steps, double
     pthread_mutex_unlock(&t->pg.mu);
 }
 
+/* lmp_fault_sleep for a task's hooks: the milliseconds in environment variable var, in
+ * slices of 20 ms, ended early when the task is cancelled (or the process stops), so that
+ * a slowed-down task still stops as soon as a normal one would. */
+static void task_fault_sleep(struct task *t, const char *var) {
+    const char *s  = getenv(var);
+    const long  ms = s ? atol(s) : 0;
+    for (long done = 0; done < ms && !lmp_cancelled(&t->cancel); done += 20) {
+        const long      step = ms - done < 20 ? ms - done : 20;
+        struct timespec ts   = {0, step * 1000000L};
+        nanosleep(&ts, NULL);
+    }
+}
+
 /* Fault-injection hook for tests: LMP_FAULT_ROUND_SLEEP_MS stretches each AQ round and
  * each fine-tuning step, so that a status poll sees a task mid-way. */
-static void round_sleep(void) {
-    lmp_fault_sleep("LMP_FAULT_ROUND_SLEEP_MS");
+static void round_sleep(struct task *t) {
+    task_fault_sleep(t, "LMP_FAULT_ROUND_SLEEP_MS");
 }
 
 /* lmp_aq_opts.progress: one optimisation round done. */
 static void on_aq_round(void *ctx, int round, int max_rounds, double loss, double rel_err) {
     progress_set(ctx, (uint32_t)round, (uint32_t)max_rounds, loss, rel_err);
-    round_sleep();
+    round_sleep(ctx);
 }
 
 /* lmp_ft_opts.progress: one Adam step of the block fine-tuning done. */
 static void on_ft_step(void *ctx, int64_t step, int64_t n_steps, double loss) {
     progress_set(ctx, (uint32_t)step, (uint32_t)n_steps, loss, 0);
-    round_sleep();
+    round_sleep(ctx);
 }
 
 static enum lmp_status calibrate(struct task *t, struct lmp_err *err);
@@ -201,6 +217,14 @@ static void rows_abort(struct task *t) {
     t->rs.abort = true;
     pthread_cond_broadcast(&t->rs.cv);
     pthread_mutex_unlock(&t->rs.mu);
+}
+
+/* The running task t (may be NULL) is not wanted any more (TaskCancel, hand-back, stop):
+ * its compute thread stops at its next poll of the flag and ends with LMP_ECANCEL. */
+static void task_cancel(struct task *t) {
+    if (t == NULL) return;
+    atomic_store_explicit(&t->cancel, 1, memory_order_relaxed);
+    rows_abort(t);
 }
 
 /* TASK_KIND_QUANTIZE_ROWS: rows [row_begin, row_end) of the linear, meeting the other
@@ -238,7 +262,15 @@ static void *task_main(void *arg) {
     struct task             *t = arg;
     const struct lmp_linear *l = t->lin;
     /* fault-injection hook for tests: a slow task, so that a kill or a cancel lands mid-task */
-    lmp_fault_sleep("LMP_FAULT_TASK_SLEEP_MS");
+    task_fault_sleep(t, "LMP_FAULT_TASK_SLEEP_MS");
+    if (lmp_cancelled(&t->cancel)) {
+        t->st =
+            lmp_err_set(&t->err, LMP_ECANCEL, "task '%s' cancelled before it started", t->layer);
+        char one = 1;
+        while (write(t->done_fd, &one, 1) < 0 && errno == EINTR) {
+        }
+        return NULL;
+    }
     if (t->kind == LMP__TASK_KIND__TASK_KIND_CALIBRATE ||
         t->kind == LMP__TASK_KIND__TASK_KIND_FINETUNE_BLOCK) {
         const uint64_t t0 = mono_ms();
@@ -315,7 +347,7 @@ static enum lmp_status send_hello(struct agent *A, struct lmp_err *err) {
     lmp_wire_hello_init(&env, &hello, 0, LMP__ROLE__ROLE_WORKER, A->name, &caps);
     A->last_hello_ms = mono_ms();
     /* a new session: the coordinator no longer counts on the running task's result */
-    if (A->task) A->handed_back = true, rows_abort(A->task);
+    if (A->task) A->handed_back = true, task_cancel(A->task);
     enum lmp_status st = send_env(A, &env, err);
     A->hello_seq       = env.seq;
     return st;
@@ -508,6 +540,7 @@ static enum lmp_status calibrate(struct task *t, struct lmp_err *err) {
     }
     s->used   = ++A->slice_clock;
     s->job_id = t->job_id;
+    lmp_calib_set_cancel(s->cal, &t->cancel); /* cleared below: the slice outlives the task */
     for (; s->pos < b; s->pos++)
         if ((st = t->qfrom >= 0 ? q_advance(t, s->cal, s->pos, err)
                                 : lmp_calib_advance(s->cal, s->pos, err)))
@@ -522,6 +555,7 @@ static enum lmp_status calibrate(struct task *t, struct lmp_err *err) {
         s->pos = b + 1;
     } /* sequential: x stays block b's input until b is quantized (the next task ships it) */
     for (int32_t k = 0; k < b; k++) lmp_transformer_release_block(A->tf, k);
+    lmp_calib_set_cancel(s->cal, NULL);
     return LMP_OK;
 fail:
     slice_drop(s);
@@ -574,6 +608,7 @@ static enum lmp_status finetune(struct task *t, struct lmp_err *err) {
     }
     s->used   = ++A->slice_clock;
     s->job_id = t->job_id;
+    lmp_calib_set_cancel(s->cal, &t->cancel); /* cleared below: the slice outlives the task */
     for (; s->pos < b; s->pos++) /* independent mode (no 'qfrom'): the original blocks */
         if ((st = t->qfrom >= 0 ? q_advance(t, s->cal, s->pos, err)
                                 : lmp_calib_advance(s->cal, s->pos, err)))
@@ -651,6 +686,7 @@ static enum lmp_status finetune(struct task *t, struct lmp_err *err) {
     fo.seed = lmp_compress_layer_seed(t->seed, B->lin[0].name) ^ 0x6674ULL; /* the block's seed */
     fo.train_bias = false;
     fo.progress = on_ft_step, fo.progress_ctx = t;
+    fo.cancel = &t->cancel;
     st = lmp_finetune_block(&fb, lmp_calib_x(s->cal), lmp_calib_y(s->cal), lmp_calib_n_seq(s->cal),
                             lmp_calib_ctx(s->cal), &fo, &t->fs, err);
     for (int k = 0; k < LMP_LIN_COUNT; k++) free(bias[k]);
@@ -658,7 +694,7 @@ static enum lmp_status finetune(struct task *t, struct lmp_err *err) {
     if (st != LMP_OK)
         slice_drop(s);
     else
-        s->pos = b; /* x stays b's input: the next task ships the tuned block b */
+        s->pos = b, lmp_calib_set_cancel(s->cal, NULL); /* x stays b's input for the next task */
     return st;
 fail:
     for (int k = 0; k < LMP_LIN_COUNT; k++) free(bias[k]);
@@ -1044,8 +1080,9 @@ static enum lmp_status on_assign(struct agent *A, const Lmp__Envelope *env, stru
     }
 start:
     t->spec.aq.progress = on_aq_round, t->spec.aq.progress_ctx = t; /* observes only */
-    t->done_fd    = A->pipe_fd[1];
-    t->started_ms = mono_ms();
+    t->spec.aq.cancel = &t->cancel;
+    t->done_fd        = A->pipe_fd[1];
+    t->started_ms     = mono_ms();
     if (pthread_create(&A->thread, NULL, task_main, t) != 0) {
         st = lmp_err_set(&terr, LMP_ENOMEM, "cannot start a compute thread");
         goto refuse;
@@ -1079,7 +1116,7 @@ static enum lmp_status on_message(struct agent *A, Lmp__Envelope *env, bool *qui
         if (A->task &&
             (env->task_cancel->task_id == 0 || env->task_cancel->task_id == A->task->task_id) &&
             env->task_cancel->job_id == A->task->job_id)
-            A->cancelled = true, rows_abort(A->task);
+            A->cancelled = true, task_cancel(A->task);
         return LMP_OK;
     case LMP__ENVELOPE__BODY_ROWS_SUM: {
         const Lmp__RowsSum *rs = env->rows_sum;
@@ -1210,7 +1247,7 @@ enum lmp_status lmp_agent_run(const struct lmp_agent_opts *o, volatile sig_atomi
                                  A.task->layer);
                 A.handed_back = true;
             }
-            rows_abort(A.task);
+            task_cancel(A.task);
             if (A.task) task_join(&A), task_free(&A.task);
             break;
         }
@@ -1317,7 +1354,7 @@ enum lmp_status lmp_agent_run(const struct lmp_agent_opts *o, volatile sig_atomi
         }
     }
 out:
-    rows_abort(A.task);
+    task_cancel(A.task);
     if (A.task) task_join(&A), task_free(&A.task);
     lmp_wire_free(&A.queued);
     for (int i = 0; i < AGENT_MAX_SLICES; i++) slice_drop(&A.slices[i]);

@@ -38,11 +38,18 @@
  *  target, lmp_finetune_block with the FinetuneSpec's settings and the block's seed; the result
  *  is the tuned ft/<layer>/codebooks|scales and attn_norm, ffn_norm.
  *
+ *  Cancel: every task has its own cancel flag (an atomic_int), which the stages poll
+ *  together with the process's stop (base/cancel.h: lmp_aq_opts.cancel, lmp_ft_opts.cancel,
+ *  lmp_calib_set_cancel) between units of work of well under a second. The main thread sets
+ *  it on TaskCancel (the task then ends with Error{ECANCEL}), on a hand-back (a new Hello)
+ *  and on stop, so the worker is free again within about a second instead of running the
+ *  task to its end.
+ *
  *  Stop (*stop set, e.g. by SIGTERM): a running task is handed back (TaskHandback) at
- *  once, so the coordinator reassigns it; the agent waits for its compute thread to end
- *  (the quantizer has no cancellation point) and returns LMP_OK. A silent coordinator
- *  (no message for heartbeat_timeout_ms) is greeted again with Hello, so a restarted
- *  coordinator finds its workers back.
+ *  once, so the coordinator reassigns it; its cancel flag is set, the agent waits for its
+ *  compute thread to end and returns LMP_OK. A silent coordinator (no message for
+ *  heartbeat_timeout_ms) is greeted again with Hello, so a restarted coordinator finds its
+ *  workers back.
  *
  *  Name: the worker's name goes in Hello (with its host and pid in Capabilities); its
  *  ZeroMQ routing id is "<name>.<pid>.<random hex>", one per agent, so that a second worker
@@ -50,7 +57,9 @@
  *  and pid) rather than dropped by ZeroMQ, and a worker replacing one that is gone joins.
  *
  *  Fault injection (tests): LMP_FAULT_TASK_SLEEP_MS=<ms> makes every task sleep that long
- *  before it computes, so that a kill or a cancel reliably lands mid-task.
+ *  before it computes, so that a kill or a cancel reliably lands mid-task;
+ *  LMP_FAULT_ROUND_SLEEP_MS=<ms> after each AQ round and fine-tuning step. Both sleeps end
+ *  early when the task is cancelled.
  */
 #ifndef LMP_WORKER_AGENT_H
 #define LMP_WORKER_AGENT_H
