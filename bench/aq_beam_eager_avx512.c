@@ -41,16 +41,17 @@ static uint64_t zkey(int64_t pos, int code) { /* same keys as the reference */
 }
 
 struct beam_job {
-    uint16_t     *codes;
-    double       *loss;
-    const float  *w, *scale, *cb, *h;
-    const float  *cT;    /* (M, g, K) */
-    float        *q;     /* (P, K) */
-    const float  *rh0;   /* (n_out, n_in) R H at the start */
-    const double *loss0; /* (n_out) */
-    int64_t       n_out, n_in, g, M, K, n_grp, P;
-    int           beam;
-    int           failed; /* set by a thread that could not allocate (rows left unchanged) */
+    uint16_t      *codes;
+    double        *loss;
+    const float   *w, *scale, *cb, *h;
+    const float   *cT;    /* (M, g, K) */
+    float         *q;     /* (P, K) */
+    const float   *rh0;   /* (n_out, n_in) R H at the start */
+    const double  *loss0; /* (n_out) */
+    int64_t        n_out, n_in, g, M, K, n_grp, P;
+    int            beam;
+    int            failed;  /* set by a thread that could not allocate (rows left unchanged) */
+    const uint8_t *m_order; /* (n_grp, M) or NULL, as the table's aq_beam */
 };
 
 static void q_part(void *arg, int tid, int nt) {
@@ -236,8 +237,9 @@ static void rows_part(void *arg, int tid, int nt) {
         }
         for (int64_t j = 0; j < J->n_grp; j++) {
             const float *hrows = J->h + j * g * n_in;
-            for (int64_t m = 0; m < M; m++)
+            for (int64_t mi = 0; mi < M; mi++)
                 for (int r = 0; r < nr; r++) {
+                    const int64_t    m   = J->m_order ? J->m_order[j * M + mi] : mi;
                     struct row_st   *R   = &rows[r];
                     const float      so  = R->so;
                     struct hyp      *cur = R->cur, *nxt = R->nxt;
@@ -465,12 +467,12 @@ static void rows_part(void *arg, int tid, int nt) {
 
 int lmp_aq_beam_eager_avx512(uint16_t *codes, double *loss, const float *w, const float *scale,
                              const float *cb, const float *h, const struct lmp_aq_shape *s,
-                             int beam) {
+                             int beam, const uint8_t *m_order) {
     const int64_t n_out = s->n_out, n_in = s->n_in, g = s->g, M = s->M, K = s->K;
     const int64_t n_grp = n_in / g, P = n_grp * M;
     if (beam < 1) beam = 1;
     if (K % 16 != 0 || g > 64 || beam > 64)
-        return lmp_aq_beam_ref(codes, loss, w, scale, cb, h, s, beam);
+        return lmp_aq_beam_ref(codes, loss, w, scale, cb, h, s, beam, m_order);
     float    *cT    = malloc((size_t)(M * g * K + P * K + 2 * n_out * n_in) * sizeof(float));
     double   *loss0 = malloc((size_t)n_out * sizeof(double));
     uint16_t *keep  = malloc((size_t)(n_out * P) * sizeof(uint16_t));
@@ -495,7 +497,7 @@ int lmp_aq_beam_eager_avx512(uint16_t *codes, double *loss, const float *w, cons
         loss0[o] = acc;
     }
     struct beam_job J  = {codes, loss, w, scale, cb, h,     cT, q,    rh, loss0,
-                          n_out, n_in, g, M,     K,  n_grp, P,  beam, 0};
+                          n_out, n_in, g, M,     K,  n_grp, P,  beam, 0,  m_order};
     int             nt = lmp_cpu_threads();
     lmp_cpu_parallel(nt < n_grp ? nt : (int)n_grp, q_part, &J);
     lmp_cpu_parallel(nt < n_out ? nt : (int)n_out, rows_part, &J);

@@ -306,7 +306,7 @@ int main(int argc, char **argv) {
                 memcpy(c2, codes, (size_t)(n_out * P) * sizeof(uint16_t));
                 t0 = now_s();
                 c0 = cpu_s();
-                if (fn(c2, NULL, L.w, scale, cb, L.h, &s, b) != 0) {
+                if (fn(c2, NULL, L.w, scale, cb, L.h, &s, b, NULL) != 0) {
                     fprintf(stderr, "bench_kernels: out of memory\n");
                     return 1;
                 }

@@ -103,12 +103,18 @@ typedef void lmp_kmeans_assign_fn(int32_t *assign, float *dist2, const float *pt
 typedef void lmp_kmeans_update_fn(float *cent, const float *pts, const float *weights,
                                   const int32_t *assign, int64_t n, int64_t K, int g);
 /* One beam-search sweep over the codes of each row (w - w_hat) H (w - w_hat)^T, one
- * code position (group j, codebook m) at a time, starting from the codes given.
+ * code position (group j, codebook m) at a time, starting from the codes given: groups
+ * in order j = 0, 1, ..., the codebooks of group j in the order m_order[j M .. j M + M)
+ * (a permutation of 0..M-1 for each group; m_order NULL: 0, 1, ..., M-1). A caller that
+ * wants the groups in another order permutes the groups of w, h and codes (the search on
+ * the permuted problem is that search; worker/aq.c does it).
  * codes (n_out, n_in/g, M) in/out; loss (n_out) out (may be NULL): the objective of the
- * returned codes; w (n_out, n_in); scale (n_out); cb (M, K, g); h (n_in, n_in).
+ * returned codes; w (n_out, n_in); scale (n_out); cb (M, K, g); h (n_in, n_in);
+ * m_order (n_in/g, M) or NULL.
  * Returns 0, or LMP_ENOMEM when scratch cannot be allocated (codes then unchanged). */
 typedef int lmp_aq_beam_fn(uint16_t *codes, double *loss, const float *w, const float *scale,
-                           const float *cb, const float *h, const struct lmp_aq_shape *s, int beam);
+                           const float *cb, const float *h, const struct lmp_aq_shape *s, int beam,
+                           const uint8_t *m_order);
 /* Objective L = sum_o (w_o - w_hat_o) H (w_o - w_hat_o)^T (written to *loss) and its
  * gradient: g_cb (M, K, g) and g_scale (n_out), both overwritten. Same arrays as above.
  * Returns 0, or LMP_ENOMEM. */

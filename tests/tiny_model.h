@@ -109,7 +109,7 @@ static inline void tiny_aq_encode(const float *W, int64_t n_out, int64_t n_in, i
     for (int j = 0; j < M * K * g; j++) cb[j] *= 1.2f / (float)(j / (K * g) + 1);
     float *h = calloc((size_t)(n_in * n_in), sizeof(float));
     for (int64_t j = 0; j < n_in; j++) h[j * n_in + j] = 1.0f;
-    CHECK(lmp_kernels_get()->aq_beam(codes, NULL, W, scale, cb, h, &sh, 4) == 0);
+    CHECK(lmp_kernels_get()->aq_beam(codes, NULL, W, scale, cb, h, &sh, 4, NULL) == 0);
     free(h);
 }
 

@@ -203,7 +203,7 @@ static enum lmp_status reencode(struct pv_lin *p, double frac, int beam,
         st->dist_before += gr[r].d;
     }
     const struct lmp_aq_shape ps = {.n_out = n_sel, .n_in = g, .M = M, .K = s->K, .g = g};
-    if (kt->aq_beam(tc, lo, tw, sc, p->l.cb, h, &ps, beam) != 0) {
+    if (kt->aq_beam(tc, lo, tw, sc, p->l.cb, h, &ps, beam, NULL) != 0) {
         st_ = LMP_ENOMEM;
         goto out;
     }

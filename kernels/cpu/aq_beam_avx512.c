@@ -1,7 +1,8 @@
 /*  aq_beam_avx512 - the beam search of aq_beam_ref with blocked (delayed) updates of rH
  *
- *  The search is the reference's: same objective, positions in order (j, m), the b
- *  lowest-loss distinct code vectors survive each position, ties to the earlier
+ *  The search is the reference's: same objective, positions in the same order (groups
+ *  j = 0, 1, ..., inside group j the codebooks in the order m_order gives, or 0..M-1),
+ *  the b lowest-loss distinct code vectors survive each position, ties to the earlier
  *  hypothesis then the lower k. What changes is how the running product rH is kept.
  *
  *  Scoring position (j, m) needs only the g columns of group j of rH. Groups are taken
@@ -64,17 +65,18 @@ static uint64_t zkey(int64_t pos, int code) { /* same keys as the reference */
 }
 
 struct beam_job {
-    uint16_t     *codes;
-    double       *loss;
-    const float  *scale, *cb, *h;
-    const float  *cT;    /* (M, g, K) */
-    const float  *hd;    /* (n_grp, g, g) the diagonal blocks H_jj, contiguous */
-    float        *q;     /* (P, K) */
-    const float  *rh0;   /* (n_out, n_in) R H at the start */
-    const double *loss0; /* (n_out) */
-    int64_t       n_out, n_in, g, M, K, n_grp, P;
-    int           beam, rb; /* rb: rows in lockstep */
-    int           failed;   /* set by a thread that could not allocate (rows left unchanged) */
+    uint16_t      *codes;
+    double        *loss;
+    const float   *scale, *cb, *h;
+    const float   *cT;      /* (M, g, K) */
+    const float   *hd;      /* (n_grp, g, g) the diagonal blocks H_jj, contiguous */
+    float         *q;       /* (P, K) */
+    const float   *rh0;     /* (n_out, n_in) R H at the start */
+    const double  *loss0;   /* (n_out) */
+    const uint8_t *m_order; /* (n_grp, M) codebook order in each group, or NULL: 0..M-1 */
+    int64_t        n_out, n_in, g, M, K, n_grp, P;
+    int            beam, rb; /* rb: rows in lockstep */
+    int            failed;   /* set by a thread that could not allocate (rows left unchanged) */
 };
 
 static void q_part(void *arg, int tid, int nt) {
@@ -623,8 +625,10 @@ static void rows_part(void *arg, int tid, int nt) {
                 memcpy(T.hb + a * jn * g, J->h + (j0 * g + a) * n_in + j0 * g,
                        (size_t)(jn * g) * sizeof(float));
             for (int64_t j = j0; j < j0 + jn; j++)
-                for (int64_t m = 0; m < M; m++)
+                for (int64_t mi = 0; mi < M; mi++) {
+                    const int64_t m = J->m_order ? J->m_order[j * M + mi] : mi;
                     for (int r = 0; r < nr; r++) step(J, &rows[r], &T, j, j0, jn, m);
+                }
             /* block end: survivors' block-start states from their ancestors' */
             const int64_t i1 = (j0 + jn) * g, kn = jn * g;
             int           nl = 0, nsp = 0, nD = 0;
@@ -714,12 +718,13 @@ static void rows_part(void *arg, int tid, int nt) {
 }
 
 int lmp_aq_beam_avx512(uint16_t *codes, double *loss, const float *w, const float *scale,
-                       const float *cb, const float *h, const struct lmp_aq_shape *s, int beam) {
+                       const float *cb, const float *h, const struct lmp_aq_shape *s, int beam,
+                       const uint8_t *m_order) {
     const int64_t n_out = s->n_out, n_in = s->n_in, g = s->g, M = s->M, K = s->K;
     const int64_t n_grp = n_in / g, P = n_grp * M;
     if (beam < 1) beam = 1;
     if (K % 16 != 0 || g > 64 || beam > MAXB)
-        return lmp_aq_beam_ref(codes, loss, w, scale, cb, h, s, beam);
+        return lmp_aq_beam_ref(codes, loss, w, scale, cb, h, s, beam, m_order);
     if (n_out <= 0) return 0;
     const struct lmp_scratch_mark mark = lmp_scratch_mark();
     float    *cT    = lmp_scratch_alloc((size_t)(M * g * K + P * K + 2 * n_out * n_in + n_in * g) *
@@ -748,7 +753,7 @@ int lmp_aq_beam_avx512(uint16_t *codes, double *loss, const float *w, const floa
         for (int64_t i = 0; i < n_in; i++) acc += (double)r[o * n_in + i] * rh[o * n_in + i];
         loss0[o] = acc;
     }
-    struct beam_job J  = {codes, loss, scale, cb, h, cT,    hd, q,    rh, loss0,
+    struct beam_job J  = {codes, loss, scale, cb, h, cT,    hd, q,    rh, loss0, m_order,
                           n_out, n_in, g,     M,  K, n_grp, P,  beam, 1,  0};
     int             nt = lmp_cpu_threads();
     if (n_grp > 0) lmp_cpu_parallel(nt < n_grp ? nt : (int)n_grp, q_part, &J);

@@ -16,9 +16,12 @@
  *  A beam of b partial solutions is kept: every position expands every hypothesis
  *  into its K variants (k = c is "keep"), and the b lowest-loss distinct code vectors
  *  survive. Because "keep" of the best hypothesis is always a candidate, the best loss
- *  never increases. Positions are visited once, in order (j, m) with m fastest.
- *  Distinct code vectors are recognised by a Zobrist hash. Ties go to the earlier
- *  hypothesis, then the lower k. The reference keeps rH and losses in double.
+ *  never increases. Positions are visited once, groups in order j = 0, 1, ..., and
+ *  within group j the codebooks in the order m_order[j M .. j M + M) (0, 1, ..., M-1
+ *  when m_order is NULL). AQLM shuffles groups and codebooks every round: the caller
+ *  permutes the groups of w, h and codes and passes the codebook order here.
+ *  Distinct code vectors are recognised by a Zobrist hash of (p = j M + m, code). Ties go to the
+ * earlier hypothesis, then the lower k. The reference keeps rH and losses in double.
  */
 #include "kernels/kernels.h"
 #include "base/status.h" /* defines: LMP_ENOMEM */
@@ -47,7 +50,8 @@ int lmp_aq_beam_ref(uint16_t                  *codes, /* (n_out, n_grp, M) in/ou
                     const float               *scale, /* (n_out) */
                     const float               *cb,    /* (M, K, g) */
                     const float               *h,     /* (n_in, n_in) */
-                    const struct lmp_aq_shape *s, int beam) {
+                    const struct lmp_aq_shape *s, int beam,
+                    const uint8_t *m_order) { /* (n_grp, M) or NULL */
     const int64_t n_in = s->n_in, g = s->g, K = s->K, M = s->M, n_grp = n_in / g, P = n_grp * M;
     if (beam < 1) beam = 1;
     int                     st   = LMP_ENOMEM;
@@ -100,7 +104,8 @@ int lmp_aq_beam_ref(uint16_t                  *codes, /* (n_out, n_grp, M) in/ou
         }
 
         for (int64_t j = 0; j < n_grp; j++) {
-            for (int64_t m = 0; m < M; m++) {
+            for (int64_t mi = 0; mi < M; mi++) {
+                const int64_t m  = m_order ? m_order[j * M + mi] : mi;
                 const int64_t p  = j * M + m;
                 const double *qp = q + p * K;
                 for (int hi = 0; hi < n_cur; hi++) { /* score every variant */

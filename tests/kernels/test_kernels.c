@@ -397,43 +397,114 @@ static void test_aq_grad_dw(void) {
     }
 }
 
+/* A codebook order per group (n_grp, M): a seeded shuffle of 0..M-1 for each group. */
+static uint8_t *aq_m_order(int64_t n_grp, int M) {
+    uint8_t *mo = malloc((size_t)(n_grp * M));
+    for (int64_t j = 0; j < n_grp; j++) {
+        for (int m = 0; m < M; m++) mo[j * M + m] = (uint8_t)m;
+        for (int m = M - 1; m > 0; m--) {
+            int     k     = (int)(rng_next() % (uint64_t)(m + 1));
+            uint8_t t     = mo[j * M + m];
+            mo[j * M + m] = mo[j * M + k];
+            mo[j * M + k] = t;
+        }
+    }
+    return mo;
+}
+
 static void test_aq_beam(void) {
     static const int beams[]     = {1, 3, 8};            /* 3: an odd number of hypotheses */
     lmp_aq_beam_fn  *variants[2] = {best.aq_beam, NULL}; /* room for a second variant */
     for (int c = 0; c < N_AQ_CASES; c++)
-        for (int bi = 0; bi < 3; bi++) {
-            struct aq_fix f;
-            aq_fix_init(&f, &aq_cases[c], 400 + c);
-            int64_t   n  = f.s.n_out * (f.s.n_in / f.s.g) * f.s.M;
-            uint16_t *cr = malloc((size_t)n * sizeof(uint16_t)),
-                     *cv = malloc((size_t)n * sizeof(uint16_t));
-            memcpy(cr, f.codes, (size_t)n * sizeof(uint16_t));
-            double *lr = malloc((size_t)f.s.n_out * sizeof(double)),
-                   *lv = malloc((size_t)f.s.n_out * sizeof(double));
-            CHECK(ref.aq_beam(cr, lr, f.w, f.scale, f.cb, f.h, &f.s, beams[bi]) == 0);
-            double o0 = aq_objective(&f, f.codes), orf = aq_objective(&f, cr), sr = 0;
-            for (int64_t o = 0; o < f.s.n_out; o++) sr += lr[o];
-            for (int vi = 0; vi < 2 && variants[vi]; vi++) {
-                memcpy(cv, f.codes, (size_t)n * sizeof(uint16_t));
-                CHECK(variants[vi](cv, lv, f.w, f.scale, f.cb, f.h, &f.s, beams[bi]) == 0);
-                double ov = aq_objective(&f, cv), sv = 0;
-                for (int64_t o = 0; o < f.s.n_out; o++) sv += lv[o];
-                int ok = orf <= o0 && ov <= orf * (1 + 1e-3) && fabs(sr / orf - 1) < 1e-6 &&
-                         fabs(sv / ov - 1) < 1e-3;
-                if (!ok)
-                    fprintf(stderr,
-                            "  aq_beam%s case %d beam %d: start %.9g ref %.9g (reported %.9g) "
-                            "variant %.9g "
-                            "(reported %.9g)\n",
-                            vi ? " (second)" : "", c, beams[bi], o0, orf, sr, ov, sv);
-                CHECK(ok);
+        for (int bi = 0; bi < 3; bi++)
+            for (int shuffled = 0; shuffled < 2; shuffled++) { /* natural, then m_order */
+                struct aq_fix f;
+                aq_fix_init(&f, &aq_cases[c], 400 + c);
+                int64_t   n  = f.s.n_out * (f.s.n_in / f.s.g) * f.s.M;
+                uint8_t  *mo = shuffled ? aq_m_order(f.s.n_in / f.s.g, f.s.M) : NULL;
+                uint16_t *cr = malloc((size_t)n * sizeof(uint16_t)),
+                         *cv = malloc((size_t)n * sizeof(uint16_t));
+                memcpy(cr, f.codes, (size_t)n * sizeof(uint16_t));
+                double *lr = malloc((size_t)f.s.n_out * sizeof(double)),
+                       *lv = malloc((size_t)f.s.n_out * sizeof(double));
+                CHECK(ref.aq_beam(cr, lr, f.w, f.scale, f.cb, f.h, &f.s, beams[bi], mo) == 0);
+                double o0 = aq_objective(&f, f.codes), orf = aq_objective(&f, cr), sr = 0;
+                for (int64_t o = 0; o < f.s.n_out; o++) sr += lr[o];
+                for (int vi = 0; vi < 2 && variants[vi]; vi++) {
+                    memcpy(cv, f.codes, (size_t)n * sizeof(uint16_t));
+                    CHECK(variants[vi](cv, lv, f.w, f.scale, f.cb, f.h, &f.s, beams[bi], mo) == 0);
+                    double ov = aq_objective(&f, cv), sv = 0;
+                    for (int64_t o = 0; o < f.s.n_out; o++) sv += lv[o];
+                    int ok = orf <= o0 && ov <= orf * (1 + 1e-3) && fabs(sr / orf - 1) < 1e-6 &&
+                             fabs(sv / ov - 1) < 1e-3;
+                    if (!ok)
+                        fprintf(stderr,
+                                "  aq_beam%s case %d beam %d%s: start %.9g ref %.9g (reported "
+                                "%.9g) variant %.9g (reported %.9g)\n",
+                                vi ? " (second)" : "", c, beams[bi], mo ? " m_order" : "", o0, orf,
+                                sr, ov, sv);
+                    CHECK(ok);
+                }
+                free(mo);
+                free(cr);
+                free(cv);
+                free(lr);
+                free(lv);
+                aq_fix_free(&f);
             }
-            free(cr);
-            free(cv);
-            free(lr);
-            free(lv);
-            aq_fix_free(&f);
-        }
+}
+
+/* m_order is honoured: the identity order is the NULL order, bit for bit, and the same
+ * swap of two codebooks in every group is the natural search on the swapped codebooks
+ * (codes equal up to that swap: with M = 2 both decode sums are the same bits), in
+ * every table, so a variant that ignored m_order or read it per position wrongly fails. */
+static void test_aq_beam_m_order(void) {
+    const struct lmp_kernels *tabs[2] = {&ref, &best};
+    for (int c = 0; c < N_AQ_CASES; c++) {
+        if (aq_cases[c].M != 2) continue;
+        for (int ti = 0; ti < 2; ti++)
+            for (int b = 1; b <= 8; b *= 8) {
+                struct aq_fix f;
+                aq_fix_init(&f, &aq_cases[c], 700 + c);
+                const int64_t n_grp = f.s.n_in / f.s.g, n = f.s.n_out * n_grp * 2;
+                const int64_t n_cb = (int64_t)f.s.K * f.s.g;
+                uint8_t      *id = malloc((size_t)(n_grp * 2)), *sw = malloc((size_t)(n_grp * 2));
+                uint16_t     *c0 = malloc((size_t)n * sizeof(uint16_t)),
+                         *c1     = malloc((size_t)n * sizeof(uint16_t)),
+                         *c2     = malloc((size_t)n * sizeof(uint16_t));
+                float *cbs       = malloc((size_t)(2 * n_cb) * sizeof(float));
+                for (int64_t j = 0; j < n_grp; j++) {
+                    id[j * 2] = 0, id[j * 2 + 1] = 1;
+                    sw[j * 2] = 1, sw[j * 2 + 1] = 0;
+                }
+                memcpy(c0, f.codes, (size_t)n * sizeof(uint16_t));
+                memcpy(c1, f.codes, (size_t)n * sizeof(uint16_t));
+                CHECK(tabs[ti]->aq_beam(c0, NULL, f.w, f.scale, f.cb, f.h, &f.s, b, NULL) == 0);
+                CHECK(tabs[ti]->aq_beam(c1, NULL, f.w, f.scale, f.cb, f.h, &f.s, b, id) == 0);
+                CHECK(memcmp(c0, c1, (size_t)n * sizeof(uint16_t)) == 0);
+                memcpy(cbs, f.cb + n_cb, (size_t)n_cb * sizeof(float)); /* codebooks 1, 0 */
+                memcpy(cbs + n_cb, f.cb, (size_t)n_cb * sizeof(float));
+                for (int64_t i = 0; i < n; i += 2) c2[i] = f.codes[i + 1], c2[i + 1] = f.codes[i];
+                memcpy(c1, f.codes, (size_t)n * sizeof(uint16_t));
+                CHECK(tabs[ti]->aq_beam(c1, NULL, f.w, f.scale, f.cb, f.h, &f.s, b, sw) == 0);
+                CHECK(tabs[ti]->aq_beam(c2, NULL, f.w, f.scale, cbs, f.h, &f.s, b, NULL) == 0);
+                int same = 1;
+                for (int64_t i = 0; i < n; i += 2) same &= c1[i] == c2[i + 1] && c1[i + 1] == c2[i];
+                if (!same)
+                    fprintf(stderr,
+                            "  aq_beam m_order table %s case %d beam %d: swapped order "
+                            "differs from swapped codebooks\n",
+                            tabs[ti]->name, c, b);
+                CHECK(same);
+                free(id);
+                free(sw);
+                free(c0);
+                free(c1);
+                free(c2);
+                free(cbs);
+                aq_fix_free(&f);
+            }
+    }
 }
 
 /* ---- sgemm --------------------------------------------------------------------- */
@@ -569,7 +640,7 @@ static void perf(void) {
         for (int v = 0; v < 2; v++) {
             memcpy(codes, f.codes, (size_t)n * sizeof(uint16_t));
             double t0 = now_s();
-            tabs[v]->aq_beam(codes, NULL, f.w, f.scale, f.cb, f.h, &f.s, b);
+            tabs[v]->aq_beam(codes, NULL, f.w, f.scale, f.cb, f.h, &f.s, b, NULL);
             t[v] = now_s() - t0;
         }
         printf("aq_beam (beam %d)      %9.2f   %9.2f   %7.1f\n", b, 1e3 * t[0], 1e3 * t[1],
@@ -657,6 +728,7 @@ int main(int argc, char **argv) {
         RUN(test_aq_grad);
         RUN(test_aq_grad_dw);
         RUN(test_aq_beam);
+        RUN(test_aq_beam_m_order);
     }
     if (only && *only && n_tables == 0) {
         fprintf(stderr, "LMP_KERNELS='%s': not a table this CPU runs\n", only);
