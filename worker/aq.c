@@ -152,11 +152,12 @@ enum lmp_status lmp_aq_kmeans_init(float *cb, uint16_t *codes, const float *w, c
     int64_t                   S   = max_points > 0 && max_points < N ? max_points : N;
     enum lmp_status           st  = LMP_OK;
     float                    *res = malloc((size_t)(N * g) * sizeof(float)); /* residual points */
-    float                    *wts = malloc((size_t)N * sizeof(float));
-    float   *sp = malloc((size_t)(S * g) * sizeof(float)), *sw = malloc((size_t)S * sizeof(float));
+    float                    *wts = h ? malloc((size_t)N * sizeof(float)) : NULL;
+    float                    *sp  = malloc((size_t)(S * g) * sizeof(float));
+    float   *sw   = h ? malloc((size_t)S * sizeof(float)) : NULL; /* NULL: unweighted */
     int64_t *perm = malloc((size_t)N * sizeof(int64_t));
     int32_t *as   = malloc((size_t)N * sizeof(int32_t));
-    if (!res || !wts || !sp || !sw || !perm || !as) {
+    if (!res || (h && (!wts || !sw)) || !sp || !perm || !as) {
         st = lmp_err_set(err, LMP_ENOMEM, "out of memory for k-means on %lld groups", (long long)N);
         goto out;
     }
@@ -165,9 +166,9 @@ enum lmp_status lmp_aq_kmeans_init(float *cb, uint16_t *codes, const float *w, c
             double tr = 0.0;
             for (int t = 0; t < g; t++) {
                 res[(o * n_grp + j) * g + t] = w[o * n_in + j * g + t] / scale[o];
-                tr += h[(j * g + t) * n_in + j * g + t];
+                if (h) tr += h[(j * g + t) * n_in + j * g + t];
             }
-            wts[o * n_grp + j] = (float)((double)scale[o] * scale[o] * tr / g + 1e-30);
+            if (h) wts[o * n_grp + j] = (float)((double)scale[o] * scale[o] * tr / g + 1e-30);
         }
     uint64_t rs = seed;
     for (int64_t i = 0; i < N; i++) perm[i] = i;
@@ -181,7 +182,7 @@ enum lmp_status lmp_aq_kmeans_init(float *cb, uint16_t *codes, const float *w, c
         float *c = cb + (int64_t)m * K * g;
         for (int64_t i = 0; i < S; i++) {
             memcpy(sp + i * g, res + perm[i] * g, (size_t)g * sizeof(float));
-            sw[i] = wts[perm[i]];
+            if (sw) sw[i] = wts[perm[i]];
         }
         for (int64_t k = 0; k < K; k++) { /* seeds: distinct sampled points */
             int64_t i = k < S ? k : (int64_t)(rng_next(&rs) % (uint64_t)S);
@@ -218,15 +219,96 @@ enum lmp_status lmp_aq_grad_rows(double *loss, float *g_cb, float *g_scale, cons
     return LMP_OK;
 }
 
-enum lmp_status lmp_aq_beam_rows(uint16_t *codes, double *loss, const float *w, const float *scale,
-                                 const float *cb, const float *h, int64_t n_rows, int64_t n_in,
-                                 const struct lmp_aq_scheme *sc, int beam, struct lmp_err *err) {
-    struct lmp_aq_shape s = shape_of(sc, n_rows, n_in);
-    if (lmp_kernels_get()->aq_beam(codes, loss, w, scale, cb, h, &s, beam) != 0)
+void lmp_aq_beam_order(int32_t *gperm, uint8_t *m_order, int64_t n_grp, int M, uint64_t seed,
+                       int round) {
+    uint64_t rs = seed ^ (0xD1B54A32D192ED03ull * (uint64_t)(round + 1)); /* not k-means' */
+    for (int64_t i = 0; i < n_grp; i++) gperm[i] = (int32_t)i;
+    for (int64_t i = n_grp - 1; i > 0; i--) { /* Fisher-Yates */
+        int64_t k = (int64_t)(rng_next(&rs) % (uint64_t)(i + 1));
+        int32_t t = gperm[i];
+        gperm[i]  = gperm[k];
+        gperm[k]  = t;
+    }
+    for (int64_t i = 0; i < n_grp; i++) {
+        uint8_t *mo = m_order + i * M;
+        for (int m = 0; m < M; m++) mo[m] = (uint8_t)m;
+        for (int m = M - 1; m > 0; m--) {
+            int     k = (int)(rng_next(&rs) % (uint64_t)(m + 1));
+            uint8_t t = mo[m];
+            mo[m]     = mo[k];
+            mo[k]     = t;
+        }
+    }
+}
+
+/* h with its groups in the order gperm, rows and columns: hp[i g + a, k g + b] =
+ * h[gperm[i] g + a, gperm[k] g + b]. NULL on out-of-memory. */
+static float *permute_h(const float *h, int64_t n_in, int g, const int32_t *gperm) {
+    const int64_t n_grp = n_in / g;
+    float        *hp    = malloc((size_t)(n_in * n_in) * sizeof(float));
+    if (hp == NULL) return NULL;
+    for (int64_t i = 0; i < n_grp; i++)
+        for (int a = 0; a < g; a++) {
+            const float *src = h + (gperm[i] * g + a) * n_in;
+            float       *dst = hp + (i * g + a) * n_in;
+            for (int64_t k = 0; k < n_grp; k++)
+                memcpy(dst + k * g, src + gperm[k] * g, (size_t)g * sizeof(float));
+        }
+    return hp;
+}
+
+/* The kernel's sweep over rows w with the groups visited in the order gperm (NULL: in
+ * order): the same search on the problem whose groups are permuted, hp being h permuted
+ * by permute_h (h itself when gperm is NULL). Codes unchanged on failure. */
+static enum lmp_status beam_perm(uint16_t *codes, double *loss, const float *w, const float *scale,
+                                 const float *cb, const float *hp, int64_t n_rows, int64_t n_in,
+                                 const struct lmp_aq_scheme *sc, int beam, const int32_t *gperm,
+                                 const uint8_t *m_order, struct lmp_err *err) {
+    const struct lmp_aq_shape s = shape_of(sc, n_rows, n_in);
+    const int64_t             g = sc->g, M = sc->M, n_grp = n_in / g;
+    float                    *wp = NULL;
+    uint16_t                 *cp = NULL;
+    int                       rc;
+    if (gperm == NULL) {
+        rc = lmp_kernels_get()->aq_beam(codes, loss, w, scale, cb, hp, &s, beam, m_order);
+    } else {
+        wp = malloc((size_t)(n_rows * n_in) * sizeof(float));
+        cp = malloc((size_t)(n_rows * n_grp * M) * sizeof(uint16_t));
+        rc = wp && cp ? 0 : LMP_ENOMEM;
+        for (int64_t o = 0; rc == 0 && o < n_rows; o++)
+            for (int64_t i = 0; i < n_grp; i++) {
+                memcpy(wp + o * n_in + i * g, w + o * n_in + gperm[i] * g,
+                       (size_t)g * sizeof(float));
+                memcpy(cp + (o * n_grp + i) * M, codes + (o * n_grp + gperm[i]) * M,
+                       (size_t)M * sizeof(uint16_t));
+            }
+        if (rc == 0)
+            rc = lmp_kernels_get()->aq_beam(cp, loss, wp, scale, cb, hp, &s, beam, m_order);
+        for (int64_t o = 0; rc == 0 && o < n_rows; o++)
+            for (int64_t i = 0; i < n_grp; i++)
+                memcpy(codes + (o * n_grp + gperm[i]) * M, cp + (o * n_grp + i) * M,
+                       (size_t)M * sizeof(uint16_t));
+    }
+    free(wp);
+    free(cp);
+    if (rc != 0)
         return lmp_err_set(err, LMP_ENOMEM,
                            "out of memory in the AQ beam search of %lld x %lld rows",
                            (long long)n_rows, (long long)n_in);
     return LMP_OK;
+}
+
+enum lmp_status lmp_aq_beam_rows(uint16_t *codes, double *loss, const float *w, const float *scale,
+                                 const float *cb, const float *h, int64_t n_rows, int64_t n_in,
+                                 const struct lmp_aq_scheme *sc, int beam, const int32_t *gperm,
+                                 const uint8_t *m_order, struct lmp_err *err) {
+    float *hp = gperm ? permute_h(h, n_in, sc->g, gperm) : NULL;
+    if (gperm && hp == NULL)
+        return lmp_err_set(err, LMP_ENOMEM, "out of memory for the permuted H of the beam search");
+    enum lmp_status st = beam_perm(codes, loss, w, scale, cb, gperm ? hp : h, n_rows, n_in, sc,
+                                   beam, gperm, m_order, err);
+    free(hp);
+    return st;
 }
 
 /* ---- stopping ------------------------------------------------------------------------- */
@@ -235,27 +317,35 @@ static enum lmp_status stopped(struct lmp_err *err, const char *where) {
     return lmp_err_set(err, LMP_ECANCEL, "AQ quantization stopped (%s)", where);
 }
 
-/* The beam search of rows [0, n_out), in chunks of rows with a poll of cancel between them.
- * Rows are searched independently (each from its own codes, with the same q and H), so the
- * codes are the same bits as one call. A chunk is about 2^32 flops (the search is ~b n_in^2
- * per row, aq_beam_avx512.c): a fraction of a second, and at least 256 rows, so the
- * kernel's threads stay busy. */
+/* The beam search of rows [0, n_out) in the order (gperm, m_order) (NULL: in order), in
+ * chunks of rows with a poll of cancel between them. Rows are searched independently
+ * (each from its own codes, with the same q and H), so the codes are the same bits as one
+ * call. A chunk is about 2^32 flops (the search is ~b n_in^2 per row, aq_beam_avx512.c):
+ * a fraction of a second, and at least 256 rows, so the kernel's threads stay busy. */
 static enum lmp_status beam_chunked(uint16_t *codes, const float *w, const float *scale,
                                     const float *cb, const float *h, int64_t n_out, int64_t n_in,
-                                    const struct lmp_aq_scheme *sc, int beam,
-                                    const atomic_int *cancel, struct lmp_err *err) {
+                                    const struct lmp_aq_scheme *sc, int beam, const int32_t *gperm,
+                                    const uint8_t *m_order, const atomic_int *cancel,
+                                    struct lmp_err *err) {
     const double  per_row      = (double)(beam > 0 ? beam : 1) * (double)n_in * (double)n_in;
     const double  rows         = 4294967296.0 / (per_row > 1.0 ? per_row : 1.0);
     const int64_t chunk        = rows < 256.0 ? 256 : rows > (double)n_out ? n_out : (int64_t)rows;
     const int64_t per_code_row = n_in / sc->g * sc->M;
-    for (int64_t o0 = 0; o0 < n_out; o0 += chunk) {
-        if (lmp_cancelled(cancel)) return stopped(err, "beam search");
-        const int64_t   n  = n_out - o0 < chunk ? n_out - o0 : chunk;
-        enum lmp_status st = lmp_aq_beam_rows(codes + o0 * per_code_row, NULL, w + o0 * n_in,
-                                              scale + o0, cb, h, n, n_in, sc, beam, err);
-        if (st != LMP_OK) return st;
+    float        *hp           = gperm ? permute_h(h, n_in, sc->g, gperm) : NULL;
+    if (gperm && hp == NULL)
+        return lmp_err_set(err, LMP_ENOMEM, "out of memory for the permuted H of the beam search");
+    enum lmp_status st = LMP_OK;
+    for (int64_t o0 = 0; o0 < n_out && st == LMP_OK; o0 += chunk) {
+        if (lmp_cancelled(cancel)) {
+            st = stopped(err, "beam search");
+            break;
+        }
+        const int64_t n = n_out - o0 < chunk ? n_out - o0 : chunk;
+        st              = beam_perm(codes + o0 * per_code_row, NULL, w + o0 * n_in, scale + o0, cb,
+                       gperm ? hp : h, n, n_in, sc, beam, gperm, m_order, err);
     }
-    return LMP_OK;
+    free(hp);
+    return st;
 }
 
 /* ---- Adam ---------------------------------------------------------------------------- */
@@ -464,6 +554,8 @@ void lmp_aq_opts_init(struct lmp_aq_opts *o) {
         .max_adam_steps    = 10000,
         .kmeans_iters      = 20,
         .kmeans_max_points = 0,
+        .kmeans_weighted   = 0,
+        .beam_shuffle      = 1,
         .damp              = 0.0,
         .seed              = 0,
     };
@@ -541,6 +633,8 @@ enum lmp_status lmp_aq_quantize_rows(struct lmp_aq_layer *out, struct lmp_aq_sta
                                                                       : opts->max_rounds;
     float *hd = NULL, *g_cb = NULL, *g_sc = NULL, *best_cb = NULL, *best_sc = NULL, *sc_all = NULL;
     uint16_t          *codes_prev = NULL, *codes_all = NULL;
+    int32_t           *gperm   = NULL; /* the beam search's order (beam_shuffle), per round */
+    uint8_t           *m_order = NULL;
     struct lmp_aq_adam ad_cb = {0}, ad_sc = {0};
     struct cg_ws       cg = {0};
     struct allsum      A  = {.red = red && red->sum ? red : NULL};
@@ -561,8 +655,13 @@ enum lmp_status lmp_aq_quantize_rows(struct lmp_aq_layer *out, struct lmp_aq_sta
         codes_all = malloc((size_t)(n_out_all * n_grp * sc->M) * sizeof(uint16_t));
     }
     if (A.red) A.buf = malloc((size_t)(n_cb + 1) * sizeof(double));
+    if (opts->beam_shuffle) {
+        gperm   = malloc((size_t)n_grp * sizeof(int32_t));
+        m_order = malloc((size_t)(n_grp * sc->M));
+    }
     if (!out->codes || !out->codebooks || !out->scales || !g_cb || !best_cb || !g_sc || !best_sc ||
         !codes_prev || (sharded && (!sc_all || !codes_all)) || (A.red && !A.buf) ||
+        (opts->beam_shuffle && (!gperm || !m_order)) ||
         lmp_aq_adam_init(&ad_cb, n_cb, opts->beta1, opts->beta2) != LMP_OK ||
         lmp_aq_adam_init(&ad_sc, n_out, opts->beta1, opts->beta2) != LMP_OK ||
         (opts->cg_iters > 0 && cg_ws_init(&cg, n_cb, n_out, n_in) != LMP_OK)) {
@@ -597,10 +696,11 @@ enum lmp_status lmp_aq_quantize_rows(struct lmp_aq_layer *out, struct lmp_aq_sta
     }
     /* 1. scales and residual k-means: on every row of the layer, identical on every shard
      * (same inputs, same seed), which keeps the codebooks of the shards identical */
-    int64_t maxp = opts->kmeans_max_points > 0 ? opts->kmeans_max_points : 64 * K;
+    const int64_t maxp = opts->kmeans_max_points > 0 ? opts->kmeans_max_points : 0; /* 0: all */
+    const float  *hk   = opts->kmeans_weighted ? ho : NULL; /* NULL: unweighted points */
     if (sharded) {
         lmp_aq_scales_from_rows(sc_all, w_all, n_out_all, n_in);
-        if ((st = lmp_aq_kmeans_init(out->codebooks, codes_all, w_all, sc_all, ho, n_out_all, n_in,
+        if ((st = lmp_aq_kmeans_init(out->codebooks, codes_all, w_all, sc_all, hk, n_out_all, n_in,
                                      sc, opts->kmeans_iters, maxp, opts->seed, err)) != LMP_OK)
             goto out;
         memcpy(out->scales, sc_all + r0, (size_t)n_out * sizeof(float));
@@ -608,7 +708,7 @@ enum lmp_status lmp_aq_quantize_rows(struct lmp_aq_layer *out, struct lmp_aq_sta
         free(codes_all), codes_all = NULL;
     } else {
         lmp_aq_scales_from_rows(out->scales, w, n_out, n_in);
-        if ((st = lmp_aq_kmeans_init(out->codebooks, out->codes, w, out->scales, ho, n_out, n_in,
+        if ((st = lmp_aq_kmeans_init(out->codebooks, out->codes, w, out->scales, hk, n_out, n_in,
                                      sc, opts->kmeans_iters, maxp, opts->seed, err)) != LMP_OK)
             goto out;
     }
@@ -671,8 +771,10 @@ enum lmp_status lmp_aq_quantize_rows(struct lmp_aq_layer *out, struct lmp_aq_sta
         double t1 = now_s();
         S->seconds_adam += t1 - t0;
         memcpy(codes_prev, out->codes, (size_t)n_codes * sizeof(uint16_t));
+        if (gperm) /* this round's order, the same on every shard */
+            lmp_aq_beam_order(gperm, m_order, n_grp, sc->M, opts->seed, r);
         if ((st = beam_chunked(out->codes, w, out->scales, out->codebooks, ho, n_out, n_in, sc,
-                               opts->beam, opts->cancel, err)) != LMP_OK)
+                               opts->beam, gperm, m_order, opts->cancel, err)) != LMP_OK)
             goto out;
         if ((st = grad_all(&A, &L, g_cb, g_sc, out->codes, w, out->scales, out->codebooks, ho,
                            n_out, n_in, sc, err)) != LMP_OK)
@@ -706,6 +808,8 @@ out:
     free(codes_prev);
     free(sc_all);
     free(codes_all);
+    free(gperm);
+    free(m_order);
     free(A.buf);
     lmp_aq_adam_release(&ad_cb);
     lmp_aq_adam_release(&ad_sc);

@@ -73,10 +73,12 @@ enum lmp_status lmp_aq_rel_err(double *rel, const float *w, const float *w_hat, 
 /* scale[o] = ||w_o||_2 (1 where the row is zero). w (n_rows, n_in), scale (n_rows) out. */
 void lmp_aq_scales_from_rows(float *scale, const float *w, int64_t n_rows, int64_t n_in);
 
-/* Residual k-means initialisation: codebook m is fitted (weighted Lloyd, iters rounds,
- * on at most max_points sampled groups, seeded) to what codebooks 0..m-1 leave of the
- * normalized groups w_o/scale_o, then every group gets its nearest entry. Points are
- * weighted by scale_o^2 tr(H_jj) / g (their weight in the objective, to first order).
+/* Residual k-means initialisation: codebook m is fitted (Lloyd, iters rounds, on at most
+ * max_points sampled groups (<= 0: every group), seeded) to what codebooks 0..m-1 leave
+ * of the normalized groups w_o/scale_o, then every group gets its nearest entry. With h
+ * (n_in, n_in) given, points are weighted by scale_o^2 tr(H_jj) / g (their weight in the
+ * objective, to first order); h NULL: unweighted, as AQLM (lower final errors on
+ * SmolLM2's layers, docs/results.md "AQLM initialisation and search order").
  * cb (M, K, g) out, codes (n_rows, n_in/g, M) out. RET LMP_OK or LMP_ENOMEM. */
 enum lmp_status lmp_aq_kmeans_init(float *cb, uint16_t *codes, const float *w, const float *scale,
                                    const float *h, int64_t n_rows, int64_t n_in,
@@ -90,11 +92,23 @@ enum lmp_status lmp_aq_grad_rows(double *loss, float *g_cb, float *g_scale, cons
                                  const float *h, int64_t n_rows, int64_t n_in,
                                  const struct lmp_aq_scheme *sc, struct lmp_err *err);
 
-/* One beam-search sweep over the codes of rows w (n_rows, n_in); codes in/out;
- * loss (n_rows) out or NULL. RET LMP_OK or LMP_ENOMEM (codes unchanged). */
+/* The visiting order of round `round` (0-based) of the beam search of a layer with seed
+ * `seed`, as AQLM's (groups shuffled, and the codebooks of each group shuffled, every
+ * round): gperm (n_grp) the groups in the order they are visited, m_order (n_grp, M) the
+ * codebook order of the i-th visited group. A function of (seed, round) only, so every
+ * row shard and every thread count visits in the same order. */
+void lmp_aq_beam_order(int32_t *gperm, uint8_t *m_order, int64_t n_grp, int M, uint64_t seed,
+                       int round);
+
+/* One beam-search sweep over the codes of rows w (n_rows, n_in), the groups visited in
+ * the order gperm (n_in/g; NULL: 0, 1, ...), the codebooks of the i-th visited group in
+ * the order m_order[i M .. i M + M) (NULL: 0..M-1); codes in/out; loss (n_rows) out or
+ * NULL. (The kernel is run on the problem with its groups permuted.)
+ * RET LMP_OK or LMP_ENOMEM (codes unchanged). */
 enum lmp_status lmp_aq_beam_rows(uint16_t *codes, double *loss, const float *w, const float *scale,
                                  const float *cb, const float *h, int64_t n_rows, int64_t n_in,
-                                 const struct lmp_aq_scheme *sc, int beam, struct lmp_err *err);
+                                 const struct lmp_aq_scheme *sc, int beam, const int32_t *gperm,
+                                 const uint8_t *m_order, struct lmp_err *err);
 
 /* Adam over n parameters (deterministic: same inputs give the same bits everywhere). */
 struct lmp_aq_adam {
@@ -111,20 +125,25 @@ void            lmp_aq_adam_step(struct lmp_aq_adam *a, float *param, const floa
 /* ---- the whole layer on one process ------------------------------------------------ */
 
 struct lmp_aq_opts {
-    int beam;                   /* beam width of the code search (default 8) */
-    int cg_iters;               /* codebook update per round: this many preconditioned
-                                   conjugate-gradient iterations, then every scale set to its
-                                   exact minimiser (default 16); 0: adam_steps Adam steps */
-    int     adam_steps;         /* Adam steps per round when cg_iters is 0 (default 100) */
-    float   lr;                 /* Adam learning rate (default 1e-4) */
-    float   beta1, beta2;       /* Adam betas (default 0.9, 0.95) */
-    double  tol;                /* stop when a round improves L by less than tol (default 0.01) */
-    int     max_rounds;         /* at most this many rounds (default 20, <= LMP_AQ_MAX_ROUNDS) */
-    int64_t max_adam_steps;     /* total step budget (Adam steps or CG iterations) over all
-                                   rounds (default 10000) */
-    int      kmeans_iters;      /* Lloyd iterations per codebook (default 20) */
-    int64_t  kmeans_max_points; /* groups sampled for k-means (default 64 K) */
-    double   damp;              /* relative diagonal damping of H (default 0) */
+    int beam;                  /* beam width of the code search (default 8) */
+    int cg_iters;              /* codebook update per round: this many preconditioned
+                                  conjugate-gradient iterations, then every scale set to its
+                                  exact minimiser (default 16); 0: adam_steps Adam steps */
+    int     adam_steps;        /* Adam steps per round when cg_iters is 0 (default 100) */
+    float   lr;                /* Adam learning rate (default 1e-4) */
+    float   beta1, beta2;      /* Adam betas (default 0.9, 0.95) */
+    double  tol;               /* stop when a round improves L by less than tol (default 0.01) */
+    int     max_rounds;        /* at most this many rounds (default 20, <= LMP_AQ_MAX_ROUNDS) */
+    int64_t max_adam_steps;    /* total step budget (Adam steps or CG iterations) over all
+                                  rounds (default 10000) */
+    int     kmeans_iters;      /* Lloyd iterations per codebook (default 20) */
+    int64_t kmeans_max_points; /* groups k-means fits on, a seeded sample (default 0: all) */
+    int     kmeans_weighted;   /* 1: k-means points weighted by scale^2 tr(H_jj) / g;
+                                  0 (default): unweighted, as AQLM */
+    int beam_shuffle;          /* 1 (default): the beam search visits groups and codebooks in
+                                  a new seeded order every round (lmp_aq_beam_order, as
+                                  AQLM); 0: in order (j, m) */
+    double   damp;             /* relative diagonal damping of H (default 0) */
     uint64_t seed;
     /* Optional observer (NULL: none, the default): called once after each optimisation
      * round r (1-based) of at most max_rounds, with the objective L after the round (the

@@ -23,25 +23,34 @@ static void make_layer(void) {
 }
 
 /* What beam_chunked (worker/aq.c) relies on: rows are searched independently, so the
- * search over rows [0, 600) in one call equals the search over 256 + 256 + 88 rows. */
+ * search over rows [0, 600) in one call equals the search over 256 + 256 + 88 rows, in
+ * order (j, m) and in a round's shuffled order. */
 static void test_beam_rows_are_independent(void) {
     struct lmp_aq_scheme sc;
     lmp_aq_scheme_parse(&sc, "2x8g8", NULL);
     static float    cb[2 * 256 * 8], sc_rows[N_OUT];
     static uint16_t one[N_OUT * (N_IN / 8) * 2], parts[N_OUT * (N_IN / 8) * 2];
+    int32_t         gperm[N_IN / 8];
+    uint8_t         m_order[N_IN / 8 * 2];
+    lmp_aq_beam_order(gperm, m_order, N_IN / 8, 2, 4, 1);
     check_fill_random(cb, 2 * 256 * 8, 9);
     for (int o = 0; o < N_OUT; o++) sc_rows[o] = 1.0f + 0.01f * (float)(o % 7);
-    for (size_t i = 0; i < sizeof(one) / sizeof(one[0]); i++) one[i] = (uint16_t)(i * 37 % 256);
-    memcpy(parts, one, sizeof(one));
-    struct lmp_err err = {0};
-    CHECK(lmp_aq_beam_rows(one, NULL, W, sc_rows, cb, H, N_OUT, N_IN, &sc, 8, &err) == LMP_OK);
-    const int64_t per_row = (N_IN / 8) * 2;
-    for (int64_t o0 = 0; o0 < N_OUT; o0 += 256) {
-        const int64_t n = N_OUT - o0 < 256 ? N_OUT - o0 : 256;
-        CHECK(lmp_aq_beam_rows(parts + o0 * per_row, NULL, W + o0 * N_IN, sc_rows + o0, cb, H, n,
-                               N_IN, &sc, 8, &err) == LMP_OK);
+    for (int shuffled = 0; shuffled < 2; shuffled++) {
+        const int32_t *gp = shuffled ? gperm : NULL;
+        const uint8_t *mo = shuffled ? m_order : NULL;
+        for (size_t i = 0; i < sizeof(one) / sizeof(one[0]); i++) one[i] = (uint16_t)(i * 37 % 256);
+        memcpy(parts, one, sizeof(one));
+        struct lmp_err err = {0};
+        CHECK(lmp_aq_beam_rows(one, NULL, W, sc_rows, cb, H, N_OUT, N_IN, &sc, 8, gp, mo, &err) ==
+              LMP_OK);
+        const int64_t per_row = (N_IN / 8) * 2;
+        for (int64_t o0 = 0; o0 < N_OUT; o0 += 256) {
+            const int64_t n = N_OUT - o0 < 256 ? N_OUT - o0 : 256;
+            CHECK(lmp_aq_beam_rows(parts + o0 * per_row, NULL, W + o0 * N_IN, sc_rows + o0, cb, H,
+                                   n, N_IN, &sc, 8, gp, mo, &err) == LMP_OK);
+        }
+        CHECK(memcmp(one, parts, sizeof(one)) == 0);
     }
-    CHECK(memcmp(one, parts, sizeof(one)) == 0);
 }
 
 static atomic_int flag;

@@ -223,8 +223,9 @@ static void test_shards_agree(void) {
         CHECK(run_shards(ns[c], splits[c], &sc, &o, 0, &l, &st, &same) == LMP_OK);
         CHECK(same); /* identical codebooks, errors and rounds on every shard */
         /* the sums differ from the unsharded ones in fp32 rounding only: the final errors
-         * of a 4-round search agree to 0.5% (relative; seen: <= 0.1%) */
-        CHECK_NEAR(st.rel_err_final / rel_ref, 1.0, 0.005);
+         * of a 4-round search agree to 1% (relative; seeds 1-10, these four splits: within
+         * 0.71% with the search in order (j, m), 0.66% with the shuffled order; most 0) */
+        CHECK_NEAR(st.rel_err_final / rel_ref, 1.0, 0.01);
         CHECK(st.rel_err_final < st.rel_err_init);
         CHECK_NEAR(decoded_rel_err(&l), st.rel_err_final, 1e-3 * st.rel_err_final + 1e-7);
         lmp_aq_layer_release(&l);
