@@ -176,11 +176,34 @@ static enum lmp_status reencode(struct pv_lin *p, double frac, int beam,
     st->n_groups += total;
     if (n_sel <= 0) return LMP_OK;
     if (n_sel > total) n_sel = total;
-    struct grp *gr = malloc((size_t)total * sizeof(*gr));
+    /* the n_sel farthest groups: a min-heap (by the total order "farther, then lower index")
+     * of the best so far, O(total log n_sel) instead of sorting every group */
+    struct grp *gr = malloc((size_t)n_sel * sizeof(*gr));
     if (gr == NULL) return LMP_ENOMEM;
-    for (int64_t i = 0; i < total; i++)
-        gr[i] = (struct grp){dist2(p->u + i * g, p->l.w + i * g, g), i};
-    qsort(gr, (size_t)total, sizeof(*gr), by_distance_desc);
+    int64_t n_heap = 0;
+    for (int64_t i = 0; i < total; i++) {
+        const struct grp c = {dist2(p->u + i * g, p->l.w + i * g, g), i};
+        if (n_heap < n_sel) {
+            int64_t k = n_heap++;
+            while (k > 0 && by_distance_desc(&c, &gr[(k - 1) / 2]) > 0) {
+                gr[k] = gr[(k - 1) / 2];
+                k     = (k - 1) / 2;
+            }
+            gr[k] = c;
+        } else if (by_distance_desc(&c, &gr[0]) < 0) { /* c ranks before the heap's worst */
+            int64_t k = 0;
+            for (;;) {
+                int64_t ch = 2 * k + 1;
+                if (ch >= n_sel) break;
+                if (ch + 1 < n_sel && by_distance_desc(&gr[ch + 1], &gr[ch]) > 0) ch++;
+                if (by_distance_desc(&gr[ch], &c) <= 0) break;
+                gr[k] = gr[ch];
+                k     = ch;
+            }
+            gr[k] = c;
+        }
+    }
+    qsort(gr, (size_t)n_sel, sizeof(*gr), by_distance_desc);
     while (n_sel > 0 && gr[n_sel - 1].d == 0) n_sel--; /* nothing to gain there */
     qsort(gr, (size_t)n_sel, sizeof(*gr), by_index);   /* memory order */
 
