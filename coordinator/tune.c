@@ -4,6 +4,7 @@
 #include "artifact/artifact.h"       /* defines: lmp_artifact_open_read, ... */
 #include "artifact/artifact_model.h" /* defines: lmp_artifact_model_open */
 #include "artifact/checkpoint.h"     /* defines: lmp_ckpt_write, lmp_ckpt_read */
+#include "artifact/events.h"         /* defines: LMP_EVENT_PROGRESS */
 #include "artifact/fingerprint.h"    /* defines: lmp_fingerprint_model, lmp_fp_settings */
 #include "base/build.h"              /* defines: lmp_build_id */
 #include "base/cancel.h"             /* defines: lmp_cancelled */
@@ -77,6 +78,7 @@ struct tj {
     int32_t                  *ids, *windows;
     int64_t                   n_ids;
     struct lmp_tune          *tune;
+    struct lmp_artifact      *out; /* OUT.h5, open for writing from before the steps (rank 0) */
     struct lmp_pv_array      *state;
     int                       n_state;
     struct lmp_ckpt_array    *ck;
@@ -100,6 +102,7 @@ static void tj_release(struct tj *t) {
     lmp_tokenizer_free(&t->tok);
     lmp_model_close(&t->smodel);
     lmp_model_close(&t->teacher_model);
+    lmp_artifact_close(&t->out);
     lmp_artifact_close(&t->in);
     if (t->lock_fd >= 0) close(t->lock_fd);
     free(t->tune_dir);
@@ -224,8 +227,10 @@ static enum lmp_status check_existing_out(const struct tj *t, const struct lmp_t
 }
 
 /* OUT.h5: the input job with the calibration fingerprint extended (out_fingerprint). */
-static enum lmp_status write_output(struct tj *t, const struct lmp_tune_job *j,
-                                    struct lmp_err *err) {
+/* Open OUT.h5 for writing (creating it, or resuming its parts) before the steps: its event
+ * log records the tuning as it goes. */
+static enum lmp_status open_output(struct tj *t, const struct lmp_tune_job *j,
+                                   struct lmp_err *err) {
     const struct lmp_art_job *in = lmp_artifact_job(t->in);
     struct lmp_art_job        job;
     lmp_art_job_init(&job);
@@ -252,8 +257,16 @@ static enum lmp_status write_output(struct tj *t, const struct lmp_tune_job *j,
         return lmp_err_set(err, st, "out of memory");
     }
     free(desc);
-    struct lmp_artifact *a = NULL;
-    if ((st = lmp_artifact_open_write(j->out, &job, &a, err)) != LMP_OK) goto out;
+    st = lmp_artifact_open_write(j->out, &job, &t->out, err);
+    lmp_art_job_release(&job);
+    return st;
+}
+
+/* Everything into OUT.h5 and finalize it. */
+static enum lmp_status write_output(struct tj *t, const struct lmp_tune_job *j,
+                                    struct lmp_err *err) {
+    struct lmp_artifact *a  = t->out;
+    enum lmp_status      st = LMP_OK;
     /* every tensor of the input; the trained norms from the student */
     const struct lmp_config *c = &t->student->cfg;
     for (int64_t i = 0; i < lmp_artifact_n_tensors(t->in) && st == LMP_OK; i++) {
@@ -306,9 +319,6 @@ static enum lmp_status write_output(struct tj *t, const struct lmp_tune_job *j,
                           t->desc);
         st = lmp_artifact_finalize(a, err);
     }
-out:
-    lmp_artifact_close(&a);
-    lmp_art_job_release(&job);
     return st;
 }
 
@@ -499,6 +509,10 @@ enum lmp_status lmp_tune_job_run(const struct lmp_tune_job *j, struct lmp_tune_r
         }
     }
 
+    if (lead && (st = open_output(&t, j, err))) goto out;
+    lmp_artifact_note(t.out, LMP_LOG_INFO, LMP_EVENT_PROGRESS, "", "",
+                      "PV-Tuning from '%s' at step %lld of %lld: %s", j->artifact,
+                      (long long)r->resumed_at, (long long)j->steps, t.desc);
     /* held-out windows before */
     if (n_val > 0 && r->resumed_at == 0 &&
         (st = lmp_tune_measure(t.tune, val, n_val, &r->val_kl_before, &r->val_agree_before, err)))
@@ -525,6 +539,12 @@ enum lmp_status lmp_tune_job_run(const struct lmp_tune_job *j, struct lmp_tune_r
             rows += s.rows;
             r->codes_changed += s.codes_changed;
             if (j->progress) j->progress(j->progress_ctx, &s, j->steps);
+            lmp_artifact_note(t.out, LMP_LOG_INFO, LMP_EVENT_PROGRESS, "", "",
+                              "tune step %lld/%lld kl %.5f agree %.4f codes changed %lld/%lld "
+                              "%.1f tok/s",
+                              (long long)s.step, (long long)j->steps, s.kl, s.agree,
+                              (long long)s.codes_changed, (long long)s.codes_selected,
+                              s.seconds > 0 ? (double)s.rows / s.seconds : 0.0);
             const double now = now_s();
             if (lead && (every || (j->ckpt_seconds > 0 && now - last_ckpt >= j->ckpt_seconds))) {
                 if ((st = save_checkpoint(&t, err))) goto out;

@@ -32,6 +32,8 @@ echo "KL to the original before $k0, after $k1"
 python3 -c "import sys; sys.exit(0 if float('$k1') < float('$k0') else 1)" || bad "KL did not drop ($k0 -> $k1)"
 grep -q '"val_kl_after"' t.json || bad "--json lacks val_kl_after"
 [ -d t.h5.tune ] && bad "the checkpoint directory stayed after a finished run"
+n=$("$LMPRESS" logs t.h5 2>&1 | grep -c "tune step [0-9]*/40 kl")
+[ "$n" = 40 ] || bad "the tuned artifact's events hold $n step records, want 40"
 "$LMPRESS" inspect t.h5 > insp.txt 2>&1 || bad "inspect of the tuned artifact"
 grep -q "pv-tuning" insp.txt || h5dump -a /calib_desc t.h5 | grep -q "pv-tuning" ||
     bad "the tuned artifact does not say it was tuned"
@@ -64,6 +66,7 @@ kill -TERM "$pid"; wait "$pid"; rc=$?
 [ -f r.h5 ] && bad "an artifact was written by a stopped run"
 "$LMPRESS" tune "${TUNE[@]}" --steps 12 --out r.h5 2> r2.log || { bad "resume"; cat r2.log; }
 grep -q "resuming" r2.log || bad "the second run did not resume"
+"$LMPRESS" logs r.h5 2>&1 | grep -q "resume" || bad "the resumed run's events lack the resume"
 same_layers full.h5 r.h5 || bad "resumed artifact differs from the uninterrupted one"
 
 # 3. refusals
