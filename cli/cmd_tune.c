@@ -24,8 +24,8 @@ static const char *const usage =
     "lmpress tune --artifact ART.h5 --model ORIGINAL --data FILE --out TUNED.h5 [--steps N]\n"
     "             [--batch B] [--micro M] [--ctx N] [--max-windows K] [--val-windows V]\n"
     "             [--lr X] [--code-lr X] [--code-frac F] [--v-every N] [--beam W]\n"
-    "             [--blocks K] [--no-norms] [--seed S] [--checkpoint-minutes X] [--threads T] "
-    "[--json]";
+    "             [--trust-ratio X] [--blocks K] [--no-norms] [--seed S] [--checkpoint-minutes X]\n"
+    "             [--threads T] [--json]";
 
 static const char *const help =
     "PV-Tuning (docs/pv-tuning.md): codebooks, scales and norms by Adam (P step) and codes by\n"
@@ -48,6 +48,9 @@ static const char *const help =
     "  --code-frac F         V step: fraction of each layer's groups re-encoded (default 0.01)\n"
     "  --v-every N           a V step every N steps; 0: P steps only (default 1)\n"
     "  --beam W              V step beam width (default 8)\n"
+    "  --trust-ratio X       V step: keep new codes (farthest groups first) only while a layer's\n"
+    "                        weight moves by at most X times its norm per step (default 0: no\n"
+    "                        cap)\n"
     "  --blocks K            sparse tuning: only the K blocks a probe (|gradient| on 2\n"
     "                        windows) scores highest; no backward below the earliest (default\n"
     "                        every block)\n"
@@ -154,6 +157,7 @@ static int cmd_tune_exec(struct lmp_cli *cli, int argc, char **argv) {
         {"v-every", required_argument, NULL, 'e'},
         {"beam", required_argument, NULL, 'B'},
         {"blocks", required_argument, NULL, 'K'},
+        {"trust-ratio", required_argument, NULL, 'R'},
         {"no-norms", no_argument, NULL, 'N'},
         {"seed", required_argument, NULL, 'S'},
         {"checkpoint-minutes", required_argument, NULL, 'C'},
@@ -219,6 +223,10 @@ static int cmd_tune_exec(struct lmp_cli *cli, int argc, char **argv) {
         case 'B':
             if (!lmp_cli_parse_i64("--beam", optarg, 1, 256, &ll)) return LMP_EXIT_USAGE;
             j.opts.pv.beam = (int)ll;
+            break;
+        case 'R':
+            if (!lmp_cli_parse_f64("--trust-ratio", optarg, 0.0, 100.0, &d)) return LMP_EXIT_USAGE;
+            j.opts.pv.trust_ratio = d;
             break;
         case 'K':
             if (!lmp_cli_parse_i64("--blocks", optarg, 1, 100000, &ll)) return LMP_EXIT_USAGE;

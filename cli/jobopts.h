@@ -85,6 +85,7 @@ enum lmp_jobopt {
     LMP_JOBOPT_PV_CODE_FRAC,
     LMP_JOBOPT_PV_V_EVERY,
     LMP_JOBOPT_PV_BLOCKS,
+    LMP_JOBOPT_PV_TRUST_RATIO,
     LMP_JOBOPT_COUNT
 };
 
@@ -104,7 +105,7 @@ struct lmp_jobopts {
     bool      pv;
     char     *pv_data;
     long long pv_steps, pv_batch, pv_micro, pv_v_every, pv_blocks;
-    double    pv_lr, pv_code_lr, pv_code_frac;
+    double    pv_lr, pv_code_lr, pv_code_frac, pv_trust_ratio;
     char     *job_path; /* the JOB file read, or NULL */
 };
 
@@ -191,7 +192,8 @@ void lmp_jobopts_to_jobspec(const struct lmp_jobopts *o, struct lmp_jobopts_pb *
     "    [--adam-steps S] [--lr LR] [--seed S] [--threads T] [--name NAME]\n"                      \
     "    [--max-attempts N] [--workers N] [--state DIR] [--row-shards N] [--pv]\n"                 \
     "    [--pv-data FILE] [--pv-steps N] [--pv-batch B] [--pv-micro M] [--pv-lr LR]\n"             \
-    "    [--pv-code-lr LR] [--pv-code-frac F] [--pv-v-every N] [--pv-blocks K] [--json]"
+    "    [--pv-code-lr LR] [--pv-code-frac F] [--pv-v-every N] [--pv-blocks K]\n"                  \
+    "    [--pv-trust-ratio X] [--json]"
 
 /* Each job option with its default and meaning, for --help (and `lmpress help CMD`) of
  * compress, submit and run. tests/integration/cli_help.sh checks that every option of the
@@ -265,6 +267,7 @@ void lmp_jobopts_to_jobspec(const struct lmp_jobopts *o, struct lmp_jobopts_pb *
     "  --pv-v-every N        a V step every N steps; 0: P steps only (default 1)\n"                \
     "  --pv-blocks K         tune only the K blocks a gradient probe ranks highest (default\n"     \
     "                        every block)\n"                                                       \
+    "  --pv-trust-ratio X    V step weight change cap per layer and step (default 0: none)\n"      \
     "  --json                print the result as one JSON object\n"                                \
     "  -h, --help            this help\n"
 

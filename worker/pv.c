@@ -141,8 +141,9 @@ enum lmp_status lmp_pv_p_step(struct lmp_pv *pv, const float *const *dw,
 /* ---- V step ----------------------------------------------------------------------------- */
 
 struct grp {
-    double  d; /* squared distance of U's group to W_hat's */
-    int64_t i; /* group index o * n_grp + j */
+    double  d;    /* squared distance of U's group to W_hat's */
+    int64_t i;    /* group index o * n_grp + j */
+    int64_t rank; /* 0 = the farthest */
 };
 
 static int by_distance_desc(const void *a, const void *b) {
@@ -166,7 +167,7 @@ static double dist2(const float *a, const float *b, int g) {
 }
 
 /* Re-encode the n_sel farthest groups of one linear. RET LMP_OK or LMP_ENOMEM. */
-static enum lmp_status reencode(struct pv_lin *p, double frac, int beam,
+static enum lmp_status reencode(struct pv_lin *p, double frac, int beam, double trust,
                                 struct lmp_pv_v_stats *st) {
     const struct lmp_kernels  *kt = lmp_kernels_get();
     const struct lmp_aq_shape *s  = &p->l.shape;
@@ -182,7 +183,7 @@ static enum lmp_status reencode(struct pv_lin *p, double frac, int beam,
     if (gr == NULL) return LMP_ENOMEM;
     int64_t n_heap = 0;
     for (int64_t i = 0; i < total; i++) {
-        const struct grp c = {dist2(p->u + i * g, p->l.w + i * g, g), i};
+        const struct grp c = {dist2(p->u + i * g, p->l.w + i * g, g), i, 0};
         if (n_heap < n_sel) {
             int64_t k = n_heap++;
             while (k > 0 && by_distance_desc(&c, &gr[(k - 1) / 2]) > 0) {
@@ -205,7 +206,8 @@ static enum lmp_status reencode(struct pv_lin *p, double frac, int beam,
     }
     qsort(gr, (size_t)n_sel, sizeof(*gr), by_distance_desc);
     while (n_sel > 0 && gr[n_sel - 1].d == 0) n_sel--; /* nothing to gain there */
-    qsort(gr, (size_t)n_sel, sizeof(*gr), by_index);   /* memory order */
+    for (int64_t r = 0; r < n_sel; r++) gr[r].rank = r;
+    qsort(gr, (size_t)n_sel, sizeof(*gr), by_index); /* memory order */
 
     enum lmp_status st_ = LMP_OK;
     float          *tw  = malloc((size_t)(n_sel * g + g * g + n_sel + 1) * sizeof(float));
@@ -231,6 +233,45 @@ static enum lmp_status reencode(struct pv_lin *p, double frac, int beam,
         goto out;
     }
     st->n_selected += n_sel;
+    if (trust > 0) { /* keep the new codes of the farthest groups while the change of the
+                      * decoded weight stays within trust x its norm; revert the rest */
+        double w2 = 0, used = 0;
+        for (int64_t k = 0; k < s->n_out * s->n_in; k++) w2 += (double)p->l.w[k] * p->l.w[k];
+        const double budget  = trust * trust * w2;
+        int64_t     *by_rank = malloc((size_t)n_sel * sizeof(int64_t));
+        float       *nw      = malloc((size_t)g * sizeof(float));
+        if (by_rank == NULL || nw == NULL) {
+            free(by_rank);
+            free(nw);
+            st_ = LMP_ENOMEM;
+            goto out;
+        }
+        for (int64_t r = 0; r < n_sel; r++) by_rank[gr[r].rank] = r;
+        bool full = false;
+        for (int64_t k = 0; k < n_sel; k++) {
+            const int64_t r = by_rank[k], i = gr[r].i;
+            if (memcmp(p->l.codes + i * M, tc + r * M, (size_t)M * sizeof(uint16_t)) == 0) continue;
+            double d = 0;
+            if (!full) {
+                for (int t = 0; t < g; t++) {
+                    double v = 0;
+                    for (int m = 0; m < M; m++)
+                        v += p->l.cb[((int64_t)m * s->K + tc[r * M + m]) * g + t];
+                    nw[t] = (float)(v * sc[r]);
+                    d += ((double)nw[t] - p->l.w[i * g + t]) * ((double)nw[t] - p->l.w[i * g + t]);
+                }
+            }
+            if (full || used + d > budget) { /* over the budget: this group keeps its codes */
+                full = true;
+                memcpy(tc + r * M, p->l.codes + i * M, (size_t)M * sizeof(uint16_t));
+                st->n_capped++;
+                continue;
+            }
+            used += d;
+        }
+        free(by_rank);
+        free(nw);
+    }
     int64_t changed = 0;
     for (int64_t r = 0; r < n_sel; r++) {
         uint16_t *c = p->l.codes + gr[r].i * M;
@@ -261,7 +302,7 @@ enum lmp_status lmp_pv_v_step(struct lmp_pv *pv, const float *const *dw,
         struct pv_lin *p = &pv->lins[i];
         if (dw[i] == NULL) continue;
         lmp_aq_adam_step(&p->a_u, p->u, dw[i], pv->o.code_lr);
-        enum lmp_status e = reencode(p, pv->o.code_frac, pv->o.beam, &st);
+        enum lmp_status e = reencode(p, pv->o.code_frac, pv->o.beam, pv->o.trust_ratio, &st);
         if (e != LMP_OK) return e;
     }
     if (stats) *stats = st;

@@ -22,8 +22,9 @@
  *      searched as independent one-group rows. U is kept (not reset to W_hat), as in the
  *      reference; the changed groups are decoded into the dense buffer.
  *
- *  Not here yet: the trust ratio that caps the total weight change, LAMB, data-parallel or
- *  pipeline reductions (docs/pv-tuning.md says what is planned). Checkpoints: lmp_pv_state.
+ *  With trust_ratio > 0 the V step keeps the new codes of the farthest groups first and
+ *  only while the decoded weight's total change stays within trust_ratio x ||W_hat||_F.
+ *  Not here: LAMB (docs/pv-tuning.md). Checkpoints: lmp_pv_state.
  *
  *  Ownership: every array registered is borrowed and updated in place; the object owns the
  *  Adam states and the buffers U. Threads: the kernels' (aq_beam's rows); calls on one
@@ -60,13 +61,16 @@ struct lmp_pv_param {
 };
 
 struct lmp_pv_opts {
-    float  lr;         /* P step Adam learning rate; <= 0: 3e-4 */
-    float  beta1;      /* P step; <= 0: 0.9 */
-    float  beta2;      /* P step; <= 0: 0.95 */
-    float  code_lr;    /* V step: the buffers' Adam learning rate; <= 0: 1e-2 */
-    float  code_beta2; /* V step (beta1 is 0); <= 0: 0.95 */
-    double code_frac;  /* V step: fraction of each linear's groups re-encoded; < 0: 0.01 */
-    int    beam;       /* V step: beam width; <= 0: 8 */
+    float  lr;          /* P step Adam learning rate; <= 0: 3e-4 */
+    float  beta1;       /* P step; <= 0: 0.9 */
+    float  beta2;       /* P step; <= 0: 0.95 */
+    float  code_lr;     /* V step: the buffers' Adam learning rate; <= 0: 1e-2 */
+    float  code_beta2;  /* V step (beta1 is 0); <= 0: 0.95 */
+    double code_frac;   /* V step: fraction of each linear's groups re-encoded; < 0: 0.01 */
+    int    beam;        /* V step: beam width; <= 0: 8 */
+    double trust_ratio; /* V step: keep new codes, farthest groups first, only while the
+                           decoded weight's change stays within trust_ratio x its Frobenius
+                           norm (the reference's code trust ratio); <= 0: no cap */
 };
 
 /* What one V step did, summed over the linears. */
@@ -74,6 +78,7 @@ struct lmp_pv_v_stats {
     int64_t n_groups;    /* groups of all linears */
     int64_t n_selected;  /* groups re-encoded (sum over linears of floor(code_frac x groups)) */
     int64_t n_changed;   /* of those, groups whose codes changed */
+    int64_t n_capped;    /* groups whose new codes the trust ratio turned down */
     double  dist_before; /* sum over the selected groups of ||U - W_hat||^2 before ... */
     double  dist_after;  /* ... and after the re-encoding */
 };

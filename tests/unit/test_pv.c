@@ -12,6 +12,8 @@
  *    increases a re-encoded group's L2 distance to its straight-through buffer (each
  *    group checked), leaves the other groups' codes alone, and keeps every dense weight
  *    equal to the kernel's decode of its codes; code_frac 0 changes nothing;
+ *  - with a trust ratio, no linear's decoded weight moves by more than that fraction of
+ *    its norm in one V step, and fewer codes change than without;
  *  - P and V steps together lower the KL.
  */
 #include "worker/pv.h"
@@ -213,6 +215,55 @@ static void test_v_step(void) {
     student_free(&s);
 }
 
+/* The trust ratio caps each linear's decoded weight change per V step. */
+static void test_trust_ratio(void) {
+    const double trust      = 0.15;
+    int64_t      changed[2] = {0, 0}, capped = 0;
+    double       worst = 0;
+    for (int run = 0; run < 2; run++) {
+        struct student s;
+        student_init(&s, 31);
+        struct lmp_pv     *pv = NULL;
+        struct lmp_pv_opts o  = {
+             .code_lr = 5e-2f, .code_frac = 0.2, .beam = 4, .trust_ratio = run ? trust : 0};
+        CHECK(lmp_pv_new(s.lin, NL, s.prm, 2 * LAYERS + 1, &o, &pv) == LMP_OK);
+        for (int step = 0; step < 3; step++) {
+            kl_now(&s, true);
+            float *old_w[NL];
+            for (int i = 0; i < NL; i++) {
+                const int64_t nw = s.lin[i].shape.n_out * s.lin[i].shape.n_in;
+                old_w[i]         = malloc((size_t)nw * sizeof(float));
+                memcpy(old_w[i], s.lin[i].w, (size_t)nw * sizeof(float));
+            }
+            struct lmp_pv_v_stats st;
+            CHECK(lmp_pv_v_step(pv, s.dw, &st) == LMP_OK);
+            changed[run] += st.n_changed;
+            capped += run ? st.n_capped : 0;
+            CHECK(run || st.n_capped == 0);
+            for (int i = 0; i < NL; i++) {
+                const int64_t nw = s.lin[i].shape.n_out * s.lin[i].shape.n_in;
+                double        d = 0, w = 0;
+                for (int64_t k = 0; k < nw; k++) {
+                    d += ((double)s.lin[i].w[k] - old_w[i][k]) *
+                         ((double)s.lin[i].w[k] - old_w[i][k]);
+                    w += (double)old_w[i][k] * old_w[i][k];
+                }
+                if (run) worst = fmax(worst, sqrt(d / w));
+                CHECK(w_is_decode(&s.lin[i]));
+                free(old_w[i]);
+            }
+        }
+        lmp_pv_destroy(&pv);
+        student_free(&s);
+    }
+    fprintf(stderr,
+            "  trust ratio %.2f: %lld codes changed (%lld without), %lld capped, largest "
+            "relative change %.4f\n",
+            trust, (long long)changed[1], (long long)changed[0], (long long)capped, worst);
+    CHECK(capped > 0 && changed[1] < changed[0]);
+    CHECK(worst <= trust * (1 + 1e-4));
+}
+
 static void test_pv_steps_lower_kl(void) {
     struct student s;
     student_init(&s, 50);
@@ -251,6 +302,7 @@ static void test_rejects_bad_shapes(void) {
 int main(void) {
     RUN(test_p_step_lowers_kl);
     RUN(test_v_step);
+    RUN(test_trust_ratio);
     RUN(test_pv_steps_lower_kl);
     RUN(test_rejects_bad_shapes);
     return check_report();
