@@ -30,7 +30,7 @@
 #include <unistd.h>
 
 enum {
-    SGEMM_ROWS  = 64,      /* rows of C per block of a big call */
+    SGEMM_ROWS  = 256,     /* rows of C per block of a big call */
     SGEMM_SPLIT = 1 << 21, /* m n k from which a call is cut into blocks */
 };
 
