@@ -43,8 +43,10 @@
 #define FORMAT_PART "lmpress-artifact-part"
 #define EVENTS_FILE "events.log" /* in the parts directory: artifact/events.h */
 
-enum item_kind { ITEM_JOB, ITEM_LAYER, ITEM_TENSOR, ITEM_TOKENIZER, ITEM_COUNT };
-static const char *const item_prefix[ITEM_COUNT] = {"job", "layer", "tensor", "tokenizer"};
+/* ITEM_BLOCK names a part only: a block part holds several layers and tensors, indexed as
+ * ITEM_LAYER and ITEM_TENSOR items that share its path (lmp_artifact_commit_block). */
+enum item_kind { ITEM_JOB, ITEM_LAYER, ITEM_TENSOR, ITEM_TOKENIZER, ITEM_BLOCK, ITEM_COUNT };
+static const char *const item_prefix[ITEM_COUNT] = {"job", "layer", "tensor", "tokenizer", "block"};
 
 struct item {
     enum item_kind kind;
@@ -84,6 +86,11 @@ static enum lmp_status events_start(struct lmp_artifact *a, struct lmp_err *err)
 static void h5_quiet(void) {
     static bool done;
     if (!done) {
+        /* No H5close at exit: HDF5 1.10.8's handler crashes (H5F__close_cb) on a file whose
+         * H5Fclose failed (a write error), after lmpress has said why it stops. Nothing
+         * needs it: parts are built in memory and written by us, the main file is read-only
+         * and finalize closes what it writes. Must come before any other HDF5 call. */
+        H5dont_atexit();
         H5Eset_auto2(H5E_DEFAULT, NULL, NULL); /* errors come back through lmp_err */
         done = true;
     }
@@ -1049,11 +1056,21 @@ static enum lmp_status part_commit(struct lmp_artifact *a, hid_t f, enum item_ki
         goto out;
     }
     fd = -1;
-    if (rename(tmp, fin) < 0 || fsync_path(a->parts_dir, true) < 0) {
+    if (rename(tmp, fin) < 0) {
         int e = errno;
         st    = lmp_err_set(err, LMP_EIO, "cannot commit '%s': %s", fin, strerror(e));
         goto out;
     }
+    /* The part is in place: every reader and resume sees it from now on, so it is
+     * committed, whatever the directory's fsync says. Reporting a failure here would make
+     * the caller redo (or a fine-tuned block re-tune) work that a resume then finds
+     * committed. A failed directory fsync is retried once; if it fails again the rename
+     * may not survive a machine crash (only that: the next commit's directory fsync makes
+     * it durable), which is said in a warning. */
+    if (fsync_path(a->parts_dir, true) < 0 && fsync_path(a->parts_dir, true) < 0)
+        lmp_log_warn("'%s' committed, but fsync of '%s' failed: %s (a machine crash before the "
+                     "next commit could lose it)",
+                     fin, a->parts_dir, strerror(errno));
     *out_path = fin;
     fin       = NULL;
 out:
@@ -1117,7 +1134,7 @@ static bool part_parse(const char *fn, enum item_kind *kind, char *name, size_t 
         if (nl >= cap) return false;
         memcpy(name, nm, nl);
         name[nl]        = '\0';
-        bool needs_name = k == ITEM_LAYER || k == ITEM_TENSOR;
+        bool needs_name = k == ITEM_LAYER || k == ITEM_TENSOR || k == ITEM_BLOCK;
         if (needs_name != (nl > 0) || (nl > 0 && !name_ok(name))) return false;
         *kind = (enum item_kind)k;
         return true;
@@ -1192,22 +1209,21 @@ static const struct lmp_art_linear *job_linear(const struct lmp_art_job *job, co
     return NULL;
 }
 
-/* Index the main file's contents. */
-static enum lmp_status index_main(struct lmp_artifact *a, struct lmp_err *err) {
-    enum lmp_status st;
-    if ((st = check_format(a->main, a->path, FORMAT_MAIN, err)) ||
-        (st = read_job(a->main, a->path, &a->job, err)))
-        return st;
-    a->have_job                        = true;
+/* Index the layers and tensors of file f (named fname): each becomes an item of part
+ * (copied; NULL = the main file). Objects indexed already are skipped and counted in
+ * *n_old, the others in *n_new. */
+static enum lmp_status index_objects(struct lmp_artifact *a, hid_t f, const char *fname,
+                                     const char *part, int64_t *n_new, int64_t *n_old,
+                                     struct lmp_err *err) {
     static const char *const groups[2] = {"layers", "tensors"};
+    enum lmp_status          st;
     for (int gi = 0; gi < 2; gi++) {
-        if (H5Lexists(a->main, groups[gi], H5P_DEFAULT) <= 0) continue;
-        hid_t      g = H5Gopen2(a->main, groups[gi], H5P_DEFAULT);
+        if (H5Lexists(f, groups[gi], H5P_DEFAULT) <= 0) continue;
+        hid_t      g = H5Gopen2(f, groups[gi], H5P_DEFAULT);
         H5G_info_t info;
         if (g < 0 || H5Gget_info(g, &info) < 0) {
             if (g >= 0) H5Gclose(g);
-            return lmp_err_set(err, LMP_EFORMAT, "'%s': cannot read group /%s", a->path,
-                               groups[gi]);
+            return lmp_err_set(err, LMP_EFORMAT, "'%s': cannot read group /%s", fname, groups[gi]);
         }
         for (hsize_t k = 0; k < info.nlinks; k++) {
             char    name[LMP_NAME_MAX];
@@ -1215,16 +1231,39 @@ static enum lmp_status index_main(struct lmp_artifact *a, struct lmp_err *err) {
                                             sizeof(name), H5P_DEFAULT);
             if (nl <= 0 || nl >= (ssize_t)sizeof(name) || !name_ok(name)) {
                 H5Gclose(g);
-                return lmp_err_set(err, LMP_EFORMAT, "'%s': bad object name in /%s", a->path,
+                return lmp_err_set(err, LMP_EFORMAT, "'%s': bad object name in /%s", fname,
                                    groups[gi]);
             }
-            if ((st = add_item(a, gi == 0 ? ITEM_LAYER : ITEM_TENSOR, name, NULL, err))) {
+            const enum item_kind kind = gi == 0 ? ITEM_LAYER : ITEM_TENSOR;
+            if (find_item(a, kind, name) >= 0) {
+                (*n_old)++;
+                continue;
+            }
+            char *p = part ? xstrdup(part) : NULL;
+            if (part && p == NULL) {
+                H5Gclose(g);
+                return lmp_err_set(err, LMP_ENOMEM, "out of memory indexing '%s'", fname);
+            }
+            if ((st = add_item(a, kind, name, p, err))) {
                 H5Gclose(g);
                 return st;
             }
+            (*n_new)++;
         }
         H5Gclose(g);
     }
+    return LMP_OK;
+}
+
+/* Index the main file's contents. */
+static enum lmp_status index_main(struct lmp_artifact *a, struct lmp_err *err) {
+    enum lmp_status st;
+    if ((st = check_format(a->main, a->path, FORMAT_MAIN, err)) ||
+        (st = read_job(a->main, a->path, &a->job, err)))
+        return st;
+    a->have_job   = true;
+    int64_t n_new = 0, n_old = 0;
+    if ((st = index_objects(a, a->main, a->path, NULL, &n_new, &n_old, err))) return st;
     if (H5Lexists(a->main, "tokenizer", H5P_DEFAULT) > 0 &&
         (st = add_item(a, ITEM_TOKENIZER, "", NULL, err)))
         return st;
@@ -1336,13 +1375,27 @@ static enum lmp_status index_parts(struct lmp_artifact *a, const struct lmp_art_
             free(path);
             continue;
         }
-        if (a->writer) { /* verify now: resume must not build on a bad part */
+        if (a->writer && kind != ITEM_BLOCK) { /* verify now: resume must not build on it */
             hid_t f;
             if ((st = part_open(path, &f, err))) {
                 free(path);
                 break;
             }
             H5Fclose(f);
+        }
+        if (kind == ITEM_BLOCK) { /* its layers and tensors, indexed one by one */
+            hid_t   f;
+            int64_t n_new = 0, n_old = 0;
+            if ((st = part_open(path, &f, err))) {
+                free(path);
+                break;
+            }
+            st = index_objects(a, f, path, path, &n_new, &n_old, err);
+            H5Fclose(f);
+            if (st == LMP_OK && n_new == 0 && a->writer) unlink(path); /* assembled already */
+            free(path);
+            if (st != LMP_OK) break;
+            continue;
         }
         if (find_item(a, kind, name) >= 0) { /* already assembled into the main file */
             if (a->writer) unlink(path);
@@ -1530,12 +1583,11 @@ static enum lmp_status writable(const struct lmp_artifact *a, struct lmp_err *er
     return LMP_OK;
 }
 
-enum lmp_status lmp_artifact_commit_layer(struct lmp_artifact *a, const struct lmp_art_layer *l,
-                                          struct lmp_err *err) {
-    assert(a && l);
-    enum lmp_status st;
-    char            msg[128];
-    if ((st = writable(a, err))) return st;
+/* Check l against the job before it is committed: a linear of the model, its shape, its
+ * parameters and arrays, not committed yet, every code below 2^B. */
+static enum lmp_status layer_check(const struct lmp_artifact *a, const struct lmp_art_layer *l,
+                                   struct lmp_err *err) {
+    char                         msg[128];
     const struct lmp_art_linear *lin = job_linear(&a->job, l->name);
     if (lin == NULL)
         return lmp_err_set(err, LMP_EINVAL, "'%s': '%s' is not a linear of the model", a->path,
@@ -1559,6 +1611,14 @@ enum lmp_status lmp_artifact_commit_layer(struct lmp_artifact *a, const struct l
         if (l->codes[i] >= lim)
             return lmp_err_set(err, LMP_EINVAL, "'%s': layer '%s' has a code %u >= 2^%d", a->path,
                                l->name, l->codes[i], l->B);
+    return LMP_OK;
+}
+
+enum lmp_status lmp_artifact_commit_layer(struct lmp_artifact *a, const struct lmp_art_layer *l,
+                                          struct lmp_err *err) {
+    assert(a && l);
+    enum lmp_status st;
+    if ((st = writable(a, err)) || (st = layer_check(a, l, err))) return st;
     if ((st = lmp_artifact_sync_events(a, err))) return st; /* events.h: fsync policy */
     hid_t f = part_begin(l->name, ITEM_LAYER, l->name);
     if (f < 0 || write_layer_obj(f, l) < 0) {
@@ -1588,35 +1648,45 @@ static void item_done(struct lmp_artifact *a, hid_t f) {
     if (f >= 0 && f != a->main) H5Fclose(f);
 }
 
+static bool tensor_ok(const struct lmp_art_tensor *t) {
+    return name_ok(t->name) && (t->dtype == LMP_DTYPE_F32 || t->dtype == LMP_DTYPE_F16) &&
+           t->n_dims >= 1 && t->n_dims <= LMP_MAX_DIMS && tensor_elem(t) >= 0 && t->data != NULL;
+}
+
+/* Tensor item i (committed earlier) against t: LMP_OK when identical, LMP_EMISMATCH when
+ * not. */
+static enum lmp_status tensor_same(struct lmp_artifact *a, int64_t i,
+                                   const struct lmp_art_tensor *t, struct lmp_err *err) {
+    hid_t                 f;
+    const char           *fn;
+    struct lmp_art_tensor have;
+    uint64_t              h = 0;
+    enum lmp_status       st;
+    if ((st = item_file(a, i, &f, &fn, err))) return st;
+    st = read_tensor_obj(f, fn, t->name, &have, false, &h, err);
+    item_done(a, f);
+    if (st) return st;
+    size_t es   = t->dtype == LMP_DTYPE_F16 ? 2 : 4;
+    bool   same = have.dtype == t->dtype && have.n_dims == t->n_dims &&
+                memcmp(have.shape, t->shape, (size_t)t->n_dims * sizeof(int64_t)) == 0 &&
+                h == lmp_xxh64(t->data, (size_t)tensor_elem(t) * es, 0);
+    if (!same)
+        return lmp_err_set(err, LMP_EMISMATCH,
+                           "'%s': tensor '%s' is already stored with "
+                           "different contents",
+                           a->path, t->name);
+    return LMP_OK;
+}
+
 enum lmp_status lmp_artifact_put_tensor(struct lmp_artifact *a, const struct lmp_art_tensor *t,
                                         struct lmp_err *err) {
     assert(a && t);
     enum lmp_status st;
     if ((st = writable(a, err))) return st;
-    if (!name_ok(t->name) || (t->dtype != LMP_DTYPE_F32 && t->dtype != LMP_DTYPE_F16) ||
-        t->n_dims < 1 || t->n_dims > LMP_MAX_DIMS || tensor_elem(t) < 0 || t->data == NULL)
+    if (!tensor_ok(t))
         return lmp_err_set(err, LMP_EINVAL, "'%s': invalid tensor '%s'", a->path, t->name);
     int64_t i = find_item(a, ITEM_TENSOR, t->name);
-    if (i >= 0) { /* committed earlier: must be identical */
-        hid_t                 f;
-        const char           *fn;
-        struct lmp_art_tensor have;
-        uint64_t              h = 0;
-        if ((st = item_file(a, i, &f, &fn, err))) return st;
-        st = read_tensor_obj(f, fn, t->name, &have, false, &h, err);
-        item_done(a, f);
-        if (st) return st;
-        size_t es   = t->dtype == LMP_DTYPE_F16 ? 2 : 4;
-        bool   same = have.dtype == t->dtype && have.n_dims == t->n_dims &&
-                    memcmp(have.shape, t->shape, (size_t)t->n_dims * sizeof(int64_t)) == 0 &&
-                    h == lmp_xxh64(t->data, (size_t)tensor_elem(t) * es, 0);
-        if (!same)
-            return lmp_err_set(err, LMP_EMISMATCH,
-                               "'%s': tensor '%s' is already stored with "
-                               "different contents",
-                               a->path, t->name);
-        return LMP_OK;
-    }
+    if (i >= 0) return tensor_same(a, i, t, err); /* committed earlier: must be identical */
     hid_t f = part_begin(t->name, ITEM_TENSOR, t->name);
     if (f < 0 || write_tensor_obj(f, t, NULL) < 0) {
         if (f >= 0) H5Fclose(f);
@@ -1627,6 +1697,77 @@ enum lmp_status lmp_artifact_put_tensor(struct lmp_artifact *a, const struct lmp
         (st = add_item(a, ITEM_TENSOR, t->name, p, err)))
         return st;
     return rebuild_order(a, err);
+}
+
+enum lmp_status lmp_artifact_commit_block(struct lmp_artifact *a, const char *name,
+                                          const struct lmp_art_layer *layers, int64_t n_layers,
+                                          const struct lmp_art_tensor *tensors, int64_t n_tensors,
+                                          struct lmp_err *err) {
+    assert(a && name && (layers || n_layers == 0) && (tensors || n_tensors == 0));
+    enum lmp_status st;
+    if ((st = writable(a, err))) return st;
+    if (!name_ok(name) || n_layers + n_tensors <= 0)
+        return lmp_err_set(err, LMP_EINVAL, "'%s': invalid block '%s'", a->path, name);
+    bool *put = calloc((size_t)n_tensors + 1, sizeof(*put)); /* tensors the part holds */
+    if (put == NULL) return lmp_err_set(err, LMP_ENOMEM, "out of memory committing '%s'", name);
+    int64_t n_put = n_layers;
+    for (int64_t i = 0; i < n_layers && st == LMP_OK; i++) {
+        st = layer_check(a, &layers[i], err);
+        for (int64_t j = 0; j < i && st == LMP_OK; j++)
+            if (strcmp(layers[j].name, layers[i].name) == 0)
+                st = lmp_err_set(err, LMP_EINVAL, "'%s': block '%s' holds layer '%s' twice",
+                                 a->path, name, layers[i].name);
+    }
+    for (int64_t i = 0; i < n_tensors && st == LMP_OK; i++) {
+        const struct lmp_art_tensor *t = &tensors[i];
+        if (!tensor_ok(t)) {
+            st = lmp_err_set(err, LMP_EINVAL, "'%s': invalid tensor '%s'", a->path, t->name);
+            break;
+        }
+        for (int64_t j = 0; j < i && st == LMP_OK; j++)
+            if (strcmp(tensors[j].name, t->name) == 0)
+                st = lmp_err_set(err, LMP_EINVAL, "'%s': block '%s' holds tensor '%s' twice",
+                                 a->path, name, t->name);
+        int64_t k = find_item(a, ITEM_TENSOR, t->name);
+        if (st == LMP_OK && k >= 0)
+            st = tensor_same(a, k, t, err); /* committed earlier: identical, left out */
+        else if (st == LMP_OK)
+            put[i] = true, n_put++;
+    }
+    if (st != LMP_OK || n_put == 0) {
+        free(put);
+        return st;
+    }
+    if ((st = lmp_artifact_sync_events(a, err))) { /* events.h: fsync policy */
+        free(put);
+        return st;
+    }
+    hid_t f  = part_begin(name, ITEM_BLOCK, name);
+    bool  ok = f >= 0;
+    for (int64_t i = 0; ok && i < n_layers; i++) ok = write_layer_obj(f, &layers[i]) >= 0;
+    for (int64_t i = 0; ok && i < n_tensors; i++)
+        ok = !put[i] || write_tensor_obj(f, &tensors[i], NULL) >= 0;
+    if (!ok) {
+        if (f >= 0) H5Fclose(f);
+        free(put);
+        return lmp_err_set(err, LMP_EIO, "'%s': cannot build block '%s' (hdf5)", a->path, name);
+    }
+    char *p = NULL;
+    if ((st = part_commit(a, f, ITEM_BLOCK, name, &p, err))) {
+        free(put);
+        return st;
+    }
+    /* committed: index every object of the part (each item owns a copy of its path) */
+    for (int64_t i = 0; st == LMP_OK && i < n_layers + n_tensors; i++) {
+        if (i >= n_layers && !put[i - n_layers]) continue;
+        char *q = xstrdup(p);
+        st      = q ? add_item(a, i < n_layers ? ITEM_LAYER : ITEM_TENSOR,
+                          i < n_layers ? layers[i].name : tensors[i - n_layers].name, q, err)
+                    : lmp_err_set(err, LMP_ENOMEM, "out of memory indexing '%s'", p);
+    }
+    free(p);
+    free(put);
+    return st ? st : rebuild_order(a, err);
 }
 
 /* Store source tensor src under name with canonical shape (n_dims, shape). */
@@ -2005,8 +2146,11 @@ static enum lmp_status check_space(const struct lmp_artifact *a, const char *tmp
     uint64_t    need = 64 * 1024;
     struct stat sb;
     if (stat(a->path, &sb) == 0) need += (uint64_t)sb.st_size;
-    for (int64_t i = 0; i < a->n_items; i++)
-        if (a->items[i].part && stat(a->items[i].part, &sb) == 0) need += (uint64_t)sb.st_size;
+    for (int64_t i = 0; i < a->n_items; i++) {
+        const char *p = a->items[i].part, *prev = i > 0 ? a->items[i - 1].part : NULL;
+        if (p == NULL || (prev && strcmp(prev, p) == 0)) continue; /* a block part counts once */
+        if (stat(p, &sb) == 0) need += (uint64_t)sb.st_size;
+    }
     if (a->events) /* fixed-length strings in /events: about 1 KiB an event */
         need += (uint64_t)lmp_events_count(a->events) * sizeof(struct lmp_event);
     need += need / 16;

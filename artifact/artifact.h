@@ -12,13 +12,16 @@
  *  layer, one unquantized tensor, the tokenizer) is a small self-contained HDF5
  *  file, a "part", built in memory, written to ART.h5.parts/<name>.tmp, fsync'ed,
  *  and renamed to ART.h5.parts/<kind>-<name>-<xxh64>.h5, where <xxh64> is the hash
- *  of the part's bytes; the directory is fsync'ed too. A rename is atomic, so a part
- *  either exists complete or not at all; a .tmp left by a crash was never committed
- *  and is removed with a warning. finalize assembles the main file: it copies the
- *  main file's and the parts' objects into ART.h5.tmp, fsyncs, renames it over
- *  ART.h5, fsyncs the directory, and only then removes the parts. A kill at any
- *  instant leaves the old ART.h5 (or none) plus all committed parts; readers and
- *  resume read the main file plus the parts, so nothing committed is ever lost.
+ *  of the part's bytes; the directory is fsync'ed too (a part is committed once
+ *  renamed: a failed directory fsync is retried, then only warned about). Work that
+ *  must land together (a fine-tuned block's layers and norms) is one part
+ *  (lmp_artifact_commit_block). A rename is atomic, so a part either exists complete
+ *  or not at all; a .tmp left by a crash was never committed and is removed with a
+ *  warning. finalize assembles the main file: it copies the main file's and the
+ *  parts' objects into ART.h5.tmp, fsyncs, renames it over ART.h5, fsyncs the
+ *  directory, and only then removes the parts. A kill at any instant leaves the old
+ *  ART.h5 (or none) plus all committed parts; readers and resume read the main file
+ *  plus the parts, so nothing committed is ever lost.
  *  One writer at a time: the writer holds an flock on ART.h5.parts/LOCK (released
  *  by the kernel if the process dies, so a killed run never blocks its resume).
  *
@@ -192,6 +195,18 @@ enum lmp_status lmp_artifact_open_write(const char *path, const struct lmp_art_j
  * the job's linear of the same name. RET LMP_OK, LMP_EINVAL (unknown name, bad
  * shape, already committed), LMP_ENOSPC, LMP_EIO. */
 enum lmp_status lmp_artifact_commit_layer(struct lmp_artifact *a, const struct lmp_art_layer *l,
+                                          struct lmp_err *err);
+
+/* Commit layers (n_layers) and unquantized tensors (n_tensors), all borrowed for the call,
+ * as one part ART.h5.parts/block-<name>-<xxh64>.h5: after a failure or a kill, all of
+ * them are committed or none is (a fine-tuned block: its layers and its tuned norms). Each
+ * layer is checked as by lmp_artifact_commit_layer; a tensor committed earlier must have
+ * identical bytes and is then left out of the part. name: the block's ("model.layers.3").
+ * RET LMP_OK, LMP_EINVAL (a layer already committed, a bad shape, a name twice),
+ * LMP_EMISMATCH (a tensor stored with other bytes), LMP_ENOSPC, LMP_EIO, LMP_ENOMEM. */
+enum lmp_status lmp_artifact_commit_block(struct lmp_artifact *a, const char *name,
+                                          const struct lmp_art_layer *layers, int64_t n_layers,
+                                          const struct lmp_art_tensor *tensors, int64_t n_tensors,
                                           struct lmp_err *err);
 
 /* Commit one unquantized tensor. Re-putting a committed tensor with identical bytes is
