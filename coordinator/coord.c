@@ -1145,7 +1145,8 @@ static bool sched_snapshot(struct lmp_coord *c, struct job *J, struct lmp_sched 
  * (the input of the block it tuned last) like a calibration slice, and advances them
  * through the tuned blocks shipped with its next task (sequential mode) or through the
  * original blocks (independent mode: nothing shipped). Blocks are tuned in order. The
- * tuned norms are committed first (a resumed run keeps them), then the layers. */
+ * tuned norms and layers of a block are committed as one part (lmp_artifact_commit_block):
+ * a resumed run finds the whole tuned block or none of it. */
 
 /* The block to tune next: the first block with a layer not committed, once all such
  * layers are held; -1 = none yet. Blocks are tuned in order, so the tuning worker's
@@ -1309,7 +1310,7 @@ static const Lmp__Tensor *result_tensor(const Lmp__TaskResult *r, const char *na
     return NULL;
 }
 
-/* The tuned block: norms first (a resumed run keeps them), then its layers, committed. */
+/* The tuned block: its norms and layers, committed together. */
 static void on_ft_result(struct lmp_coord *c, int pi, const Lmp__TaskResult *r,
                          Lmp__Envelope *ackenv, Lmp__TaskResultAck *ack) {
     struct job     *J = c->job;
@@ -1370,22 +1371,21 @@ static void on_ft_result(struct lmp_coord *c, int pi, const Lmp__TaskResult *r,
     }
     ack->accepted = true;
     coord_send(c, &p->id, ackenv);
-    struct lmp_err          err = {0};
-    enum lmp_status         st  = LMP_OK;
-    const struct lmp_block *B   = &J->m->blocks[b];
-    for (int i = 0; i < 2 && st == LMP_OK; i++) {
-        struct lmp_art_tensor at = {0};
-        snprintf(at.name, sizeof(at.name), "model.layers.%d.%s.weight", b, seq_norm_names[i]);
-        at.dtype = LMP_DTYPE_F32, at.n_dims = 1, at.shape[0] = dim;
-        if ((at.data = malloc((size_t)dim * 4)) == NULL) {
-            st = lmp_err_set(&err, LMP_ENOMEM, "out of memory");
-            break;
-        }
-        memcpy(at.data, nt[i]->data.data, (size_t)dim * 4);
-        st = lmp_artifact_put_tensor(J->a, &at, &err);
-        free(at.data);
+    /* the tuned norms and layers of block b: one part, committed all together or not at all
+     * (a partial block would be tuned again from another start on resume) */
+    struct lmp_err        err = {0};
+    enum lmp_status       st  = LMP_OK;
+    struct lmp_art_tensor at[2];
+    struct lmp_art_layer  al[LMP_LIN_COUNT];
+    int64_t               ti[LMP_LIN_COUNT];
+    int64_t               n_al = 0;
+    memset(at, 0, sizeof(at));
+    memset(al, 0, sizeof(al));
+    for (int i = 0; i < 2; i++) {
+        snprintf(at[i].name, sizeof(at[i].name), "model.layers.%d.%s.weight", b, seq_norm_names[i]);
+        at[i].dtype = LMP_DTYPE_F32, at[i].n_dims = 1, at[i].shape[0] = dim;
+        at[i].data = nt[i]->data.data; /* borrowed for the commit */
     }
-    (void)B;
     for (int64_t i = 0; st == LMP_OK && i < J->n_tasks; i++) {
         struct task *t = &J->tasks[i];
         if (t->l->block != b || !F->have[i]) continue;
@@ -1397,12 +1397,25 @@ static void on_ft_result(struct lmp_coord *c, int pi, const Lmp__TaskResult *r,
         lmp_payload_layer(nm, sizeof(nm), LMP__PAYLOAD__PAYLOAD_HELD, t->l->name,
                           LMP__PAYLOAD__PAYLOAD_SCALES);
         memcpy(h->aq.scales, result_tensor(r, nm)->data.data, result_tensor(r, nm)->data.len);
-        struct lmp_art_layer al = {0};
-        st                      = lmp_compress_result_to_layer(&al, h, &J->cspec, t->l->name, &err);
-        if (st == LMP_OK) st = lmp_artifact_commit_layer(J->a, &al, &err);
-        lmp_art_layer_release(&al);
-        if (st != LMP_OK) break;
-        t->state   = LMP__TASK_STATE__TASK_STATE_DONE;
+        assert(n_al < LMP_LIN_COUNT);
+        ti[n_al] = i;
+        st       = lmp_compress_result_to_layer(&al[n_al++], h, &J->cspec, t->l->name, &err);
+    }
+    if (st == LMP_OK) {
+        char bn[LMP_NAME_MAX];
+        snprintf(bn, sizeof(bn), "model.layers.%d", b);
+        st = lmp_artifact_commit_block(J->a, bn, al, n_al, at, 2, &err);
+    }
+    for (int64_t k = 0; k < n_al; k++) lmp_art_layer_release(&al[k]);
+    if (st != LMP_OK) {
+        job_fail(c, "cannot store fine-tuned block %d: %s", b, err.msg);
+        return;
+    }
+    for (int64_t k = 0; k < n_al; k++) {
+        const int64_t               i = ti[k];
+        struct task                *t = &J->tasks[i];
+        struct lmp_compress_result *h = &F->held[i];
+        t->state                      = LMP__TASK_STATE__TASK_STATE_DONE;
         t->seconds = h->seconds, t->rel_before = h->rel_err_before, t->rel_after = h->rel_err_after;
         lmp_aq_layer_release(&h->aq);
         F->have[i] = false;
@@ -1414,10 +1427,6 @@ static void on_ft_result(struct lmp_coord *c, int pi, const Lmp__TaskResult *r,
         coord_event(c, LMP_LOG_INFO, LMP_EVENT_DONE, (int)i,
                     "[%lld/%lld] rel err %.4g -> %.4g, tuned", (long long)J->n_done,
                     (long long)J->n_tasks, h->rel_err_before, h->rel_err_after);
-    }
-    if (st != LMP_OK) {
-        job_fail(c, "cannot store fine-tuned block %d: %s", b, err.msg);
-        return;
     }
     const Lmp__TaskStats *ts = r->stats;
     if (ts && ts->seconds > 0) J->sec_ft += ts->seconds;

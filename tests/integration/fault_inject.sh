@@ -22,7 +22,7 @@
 set -u
 . "$(dirname "$0")/lib.bash"
 lmp_need_stories
-lmp_need_cmds h5diff h5dump timeout
+lmp_need_cmds h5diff h5dump h5ls timeout
 LIB=${LMP_FAILINJECT_LIB:-${LMP_BUILD_DIR:-}/tests/liblmp_failinject.so}
 [ -f "$LIB" ] || lmp_skip "no fault-injection library '$LIB' (built on Linux only)"
 RUNS=${LMP_FAULT_RUNS:-4}
@@ -50,7 +50,14 @@ inj() { # SPEC LOG OUT ARGS...: lmpress with the interposer, failing SPEC ("" = 
     timeout "$TO" env LD_PRELOAD="$LIB" LMP_FAILINJECT="$spec" LMP_FAILINJECT_LOG="$log" \
         LMP_FAILINJECT_COUNT=count.txt "$LMPRESS" "$@" --out "$out"
 }
-n_layers() { ls "$1.parts" 2> /dev/null | sed -n 's/^layer-\(.*\)-[0-9a-f]\{16\}\.h5$/\1/p' | sort -u | wc -l; }
+n_layers() { # committed layers: one per layer part, and each layer of a block part
+    {
+        ls "$1.parts" 2> /dev/null | sed -n 's/^layer-\(.*\)-[0-9a-f]\{16\}\.h5$/\1/p'
+        for f in "$1.parts"/block-*.h5; do
+            [ -f "$f" ] && h5ls "$f/layers" 2> /dev/null | awk '{ print $1 }'
+        done
+    } | sort -u | wc -l
+}
 caller() { # WHAT LOG: the library that called WHAT (inject, exit, abort) or crashed (signal):
     # the first frame of its stack log outside the interposer (and the signal trampoline)
     awk -v w="$1" '$1 == w { f = 1; s = (w == "signal"); next }
