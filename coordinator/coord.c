@@ -45,11 +45,22 @@ void lmp_coord_opts_init(struct lmp_coord_opts *o) {
 
 /* ---- sending -------------------------------------------------------------------- */
 
-void coord_send(struct lmp_coord *c, const struct lmp_zpeer *to, Lmp__Envelope *env) {
+static int find_peer(struct lmp_coord *c, const struct lmp_zpeer *p);
+
+bool coord_send(struct lmp_coord *c, const struct lmp_zpeer *to, Lmp__Envelope *env) {
     struct lmp_err err = {0};
     env->seq           = ++c->seq;
-    if (lmp_zsock_send(c->sock, to, env, NULL, &err) != LMP_OK)
-        lmp_log_warn("coordinator: cannot send to '%s': %s", to->name, err.msg);
+    if (lmp_zsock_send(c->sock, to, env, NULL, &err) == LMP_OK) return true;
+    lmp_log_warn("coordinator: cannot send to '%s': %s", to->name, err.msg);
+    /* A TaskAssign that did not go out leaves the worker idle while the job waits for its
+     * result, for ever if the worker stays connected: its lease is given up on the next
+     * timer (on_timer; not here, in the middle of an assignment) */
+    const int pi = env->body_case == LMP__ENVELOPE__BODY_TASK_ASSIGN ? find_peer(c, to) : -1;
+    if (pi >= 0) {
+        c->peers[pi].unsent_task    = env->task_assign->task_id;
+        c->peers[pi].unsent_attempt = env->task_assign->attempt;
+    }
+    return false;
 }
 
 void coord_send_error(struct lmp_coord *c, const struct lmp_zpeer *to, uint64_t reply_to,
@@ -2484,6 +2495,17 @@ static void on_timer(struct lmp_coord *c) {
     for (int i = 0; i < MAX_PEERS; i++) {
         struct peer *p = &c->peers[i];
         if (!p->used || p->dead) continue;
+        struct lmp_lease L;
+        if (p->unsent_task && peer_lease(c, i, &L) &&
+            lease_ops[L.kind].wire_id(&L) == p->unsent_task && L.attempt == p->unsent_attempt) {
+            char what[LMP_NAME_MAX + 64], why[LMP_NAME_MAX + 256];
+            lease_ops[L.kind].describe(c, &L, what, sizeof(what));
+            snprintf(why, sizeof(why), "the assignment of %s to worker '%s' could not be sent",
+                     what, p->id.name);
+            lmp_log_warn("coordinator: %s; assigned again", why);
+            lease_ops[L.kind].lost(c, &L, false, why);
+        }
+        p->unsent_task = 0;
         if (p->role == LMP_PEER_WORKER && now - p->last_seen > c->o.heartbeat_timeout_ms) {
             char why[64];
             snprintf(why, sizeof(why), "silent for %.1fs", (double)(now - p->last_seen) / 1000.0);

@@ -102,6 +102,9 @@ struct peer {
     uint64_t         read_token; /* coord.c: its task waits for a read-back (the item's
                                     token), not sent yet; 0 = none */
     uint64_t busy_until;         /* ms (monotonic): refused a task as busy, none before then */
+    uint64_t unsent_task;        /* coord.c: wire id of a TaskAssign that could not be sent
+                                    (its lease is given up on the next timer), 0 = none */
+    uint32_t unsent_attempt;     /* and its attempt */
     uint32_t cores;
     uint64_t memory;
     uint32_t pid; /* a worker's process id on host (Capabilities.pid), 0 = not given */
@@ -175,7 +178,7 @@ struct lmp_coord {
 };
 
 /* coord.c: send an envelope to a peer (seq assigned here; failures are logged). */
-void coord_send(struct lmp_coord *c, const struct lmp_zpeer *to, Lmp__Envelope *env);
+bool coord_send(struct lmp_coord *c, const struct lmp_zpeer *to, Lmp__Envelope *env);
 void coord_send_error(struct lmp_coord *c, const struct lmp_zpeer *to, uint64_t reply_to,
                       enum lmp_status code, const char *msg);
 
