@@ -3,6 +3,7 @@
 #include "cli/launch.h"
 #include "coordinator/coord.h" /* defines: lmp_coord_* */
 #include "worker/agent.h"      /* defines: lmp_agent_run */
+#include "base/log.h"          /* defines: lmp_log_warn */
 
 #include <arpa/inet.h>
 #include <assert.h>
@@ -55,9 +56,26 @@ static void *coord_main(void *arg) {
     return NULL;
 }
 
+enum { WORKER_RESTART_MS = 1000 };
+
+/* The worker's agent, restarted (as a new session of the same name) whenever it ends with
+ * an error before it is told to stop: an in-process worker that ended for good would leave
+ * the job waiting for workers that never come (the coordinator declares the old session
+ * gone and requeues its task). A refusal by the coordinator (another protocol version, a
+ * key without the worker role) is final. */
 static void *worker_main(void *arg) {
     struct worker *w = arg;
-    w->st            = lmp_agent_run(&w->o, &w->stop, &w->err);
+    for (;;) {
+        w->st = lmp_agent_run(&w->o, &w->stop, &w->err);
+        if (w->stop || w->st == LMP_OK || w->st == LMP_EVERSION || w->st == LMP_EPERM) break;
+        lmp_log_warn("worker '%s' ended: %s; restarting it in %.1fs", w->name, w->err.msg,
+                     WORKER_RESTART_MS / 1000.0);
+        for (int t = 0; t < WORKER_RESTART_MS && !w->stop; t += 50) {
+            struct timespec ts = {0, 50 * 1000000L};
+            nanosleep(&ts, NULL);
+        }
+        if (w->stop) break;
+    }
     return NULL;
 }
 

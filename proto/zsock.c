@@ -36,6 +36,12 @@ enum lmp_status lmp_zsock_configure(void *sock, size_t max_frame, int send_timeo
         return st;
     if (zmq_getsockopt(sock, ZMQ_TYPE, &type, &type_len) != 0)
         return lmp_err_set(err, LMP_EIO, "cannot read the socket type: %s", zmq_strerror(errno));
+    /* HANDOVER: a peer that reconnects with its routing id (a worker whose connection
+     * went bad one way, worker/agent.c) takes it over from its old connection at once,
+     * instead of being turned away until the old one is seen to close */
+    if (type == ZMQ_ROUTER &&
+        (st = set_opt(sock, ZMQ_ROUTER_HANDOVER, &one, sizeof(one), "ZMQ_ROUTER_HANDOVER", err)))
+        return st;
     if (type == ZMQ_ROUTER)
         return set_opt(sock, ZMQ_ROUTER_MANDATORY, &one, sizeof(one), "ZMQ_ROUTER_MANDATORY", err);
     return LMP_OK;

@@ -318,8 +318,10 @@ struct agent {
     struct task   *task;
     pthread_t      thread;
     bool           cancelled, handed_back;
-    int            red_fd[2]; /* a row shard's part is posted (struct rowsum) */
-    Lmp__Envelope *queued;    /* a TaskAssign that waits for an abandoned task to end */
+    int            red_fd[2];      /* a row shard's part is posted (struct rowsum) */
+    Lmp__Envelope *queued;         /* a TaskAssign that waits for an abandoned task to end */
+    bool           report_pending; /* the task ended (thread joined), its report not sent */
+    uint64_t       report_ms;      /* when the report was last tried (mono ms) */
     int            pipe_fd[2];
 };
 
@@ -721,7 +723,7 @@ static void task_free(struct task **tp) {
 
 /* Wait for the compute thread (it has written to the pipe or is about to). */
 static void task_join(struct agent *A) {
-    if (A->task == NULL) return;
+    if (A->task == NULL || A->report_pending) return; /* none, or joined already */
     pthread_join(A->thread, NULL);
     char c;
     while (read(A->pipe_fd[0], &c, 1) < 0 && errno == EINTR) {
@@ -872,34 +874,60 @@ static enum lmp_status send_result(struct agent *A, struct task *t, struct lmp_e
 
 static enum lmp_status on_assign(struct agent *A, const Lmp__Envelope *env, struct lmp_err *err);
 
-/* The compute thread finished: report it (or drop it if cancelled / handed back). */
-static enum lmp_status on_task_done(struct agent *A, struct lmp_err *err) {
-    task_join(A);
-    struct task    *t  = A->task;
-    enum lmp_status st = LMP_OK;
+enum { REPORT_RETRY_MS = 500, HELLO_RETRY_MS = 2000 };
+
+/* Report the ended task (joined): its result, its error or its cancel, or drop it after a
+ * hand-back. A report that cannot be sent (a send timed out, no route to the coordinator
+ * for now, no memory for the frame) is kept, with the task, and tried again every
+ * REPORT_RETRY_MS by the loop: the result is never dropped for a failed send, and the
+ * agent goes on (a failed send used to end lmp_agent_run, leaving the coordinator to wait
+ * for a worker that was gone). If the coordinator forgets this worker meanwhile, the next
+ * Hello hands the task back and the report is dropped. */
+static enum lmp_status task_report(struct agent *A, struct lmp_err *err) {
+    struct task    *t     = A->task;
+    enum lmp_status st    = LMP_OK;
+    struct lmp_err  se    = {0};
+    const bool      retry = A->report_pending;
     if (A->handed_back) {
         lmp_log_info("worker %s: task '%s' ended after hand-back; result dropped", A->name,
                      t->layer);
     } else if (A->cancelled) {
-        lmp_log_info("worker %s: task '%s' cancelled", A->name, t->layer);
-        st = send_error(A, t, LMP_ECANCEL, "task cancelled", 0, err);
+        if (!retry) lmp_log_info("worker %s: task '%s' cancelled", A->name, t->layer);
+        st = send_error(A, t, LMP_ECANCEL, "task cancelled", 0, &se);
     } else if (t->st != LMP_OK) {
-        lmp_log_warn("worker %s: task '%s' failed: %s", A->name, t->layer, t->err.msg);
-        st = send_error(A, t, t->st, t->err.msg[0] ? t->err.msg : lmp_status_str(t->st), 0, err);
+        if (!retry) lmp_log_warn("worker %s: task '%s' failed: %s", A->name, t->layer, t->err.msg);
+        st = send_error(A, t, t->st, t->err.msg[0] ? t->err.msg : lmp_status_str(t->st), 0, &se);
     } else {
-        lmp_log_info("worker %s: task '%s' done in %.2fs (rel err %.4g)", A->name, t->layer,
-                     t->res.seconds, t->res.rel_err_after);
-        st = send_result(A, t, err);
+        if (!retry)
+            lmp_log_info("worker %s: task '%s' done in %.2fs (rel err %.4g)", A->name, t->layer,
+                         t->res.seconds, t->res.rel_err_after);
+        st = send_result(A, t, &se);
     }
+    if (st != LMP_OK) { /* kept: the loop tries again */
+        if (!retry)
+            lmp_log_warn("worker %s: report of task '%s' not sent: %s; trying again every %dms",
+                         A->name, t->layer, se.msg, REPORT_RETRY_MS);
+        A->report_pending = true;
+        A->report_ms      = mono_ms();
+        return LMP_OK;
+    }
+    if (retry) lmp_log_info("worker %s: report of task '%s' sent", A->name, t->layer);
+    A->report_pending = false;
     task_free(&A->task);
     A->cancelled = A->handed_back = false;
-    if (st == LMP_OK && A->queued) {
+    if (A->queued) {
         Lmp__Envelope *q = A->queued;
         A->queued        = NULL;
         st               = on_assign(A, q, err);
         lmp_wire_free(&q);
     }
     return st;
+}
+
+/* The compute thread finished: report it (or drop it if cancelled / handed back). */
+static enum lmp_status on_task_done(struct agent *A, struct lmp_err *err) {
+    task_join(A);
+    return task_report(A, err);
 }
 
 static const struct lmp_linear *find_linear(const struct lmp_model *m, const char *name) {
@@ -1167,6 +1195,31 @@ static enum lmp_status on_message(struct agent *A, Lmp__Envelope *env, bool *qui
 
 enum { PROGRESS_MIN_MS = 250 };
 
+/* A new connection to the coordinator: the socket is closed (what it still queues is
+ * dropped) and opened again with the same routing id, so the coordinator's ROUTER hands
+ * this worker's id over to the new connection (ZMQ_ROUTER_HANDOVER). Why: a TCP
+ * connection can be alive one way and dead the other. libzmq stops writing to a
+ * connection whose send(2) failed (ECONNRESET) and waits for the read side to fail
+ * before it reconnects; if the read side stays up, every later message waits for ever,
+ * and a Hello on that socket never arrives. Only a new connection gets out of it. If the
+ * coordinator is not reachable yet, the new socket keeps trying (ZeroMQ reconnects) and
+ * the next silence reconnects again. */
+static enum lmp_status agent_reconnect(struct agent *A, struct lmp_err *err) {
+    if (A->sock) zmq_close(A->sock);
+    A->sock = zmq_socket(A->zctx, ZMQ_DEALER);
+    if (A->sock == NULL)
+        return lmp_err_set(err, LMP_EIO, "cannot create a zeromq socket: %s", zmq_strerror(errno));
+    enum lmp_status st;
+    if ((st = lmp_zsock_configure(A->sock, 0, 5000, err)) ||
+        (st = lmp_zsock_set_id(A->sock, A->rid, err)))
+        return st;
+    const int      wait_ms = A->o->connect_timeout_ms < 2000 ? A->o->connect_timeout_ms : 2000;
+    struct lmp_err e2      = {0};
+    if (lmp_zsock_connect(A->zctx, A->sock, A->o->endpoint, A->o->curve, wait_ms, &e2) != LMP_OK)
+        lmp_log_warn("worker %s: reconnecting: %s; trying on", A->name, e2.msg);
+    return LMP_OK;
+}
+
 /* TaskProgress of the running task: its phase and the compute thread's latest step. */
 static void send_progress(struct agent *A, uint64_t now) {
     struct task      *t = A->task;
@@ -1292,6 +1345,9 @@ enum lmp_status lmp_agent_run(const struct lmp_agent_opts *o, volatile sig_atomi
         if (n > 0 && (items[1].revents & ZMQ_POLLIN)) {
             if ((st = on_task_done(&A, err))) break;
         }
+        if (A.report_pending && (A.handed_back || now - A.report_ms >= REPORT_RETRY_MS)) {
+            if ((st = task_report(&A, err))) break;
+        }
         if (n > 0 && (items[0].revents & ZMQ_POLLIN)) {
             Lmp__Envelope  *env  = NULL;
             struct lmp_err  rerr = {0};
@@ -1315,6 +1371,11 @@ enum lmp_status lmp_agent_run(const struct lmp_agent_opts *o, volatile sig_atomi
                 if (st != LMP_OK) break;
             }
         }
+        /* a Hello or its HelloAck can be lost (a failed send on either side): ask again */
+        if (!A.registered && now - A.last_hello_ms >= HELLO_RETRY_MS) {
+            struct lmp_err e2 = {0};
+            send_hello(&A, &e2);
+        }
         if (!A.registered && now - t_start > (uint64_t)o->connect_timeout_ms) {
             st = lmp_err_set(err, LMP_EIO,
                              "cannot reach the coordinator at '%s' (no answer in "
@@ -1335,8 +1396,8 @@ enum lmp_status lmp_agent_run(const struct lmp_agent_opts *o, volatile sig_atomi
             env.heartbeat      = &hb;
             struct lmp_err e2  = {0};
             send_env(&A, &env, &e2);
-            if (A.task && !A.cancelled) send_progress(&A, now);
-        } else if (A.registered && A.task && !A.cancelled &&
+            if (A.task && !A.cancelled && !A.report_pending) send_progress(&A, now);
+        } else if (A.registered && A.task && !A.cancelled && !A.report_pending &&
                    now - A.task->pg_sent_ms >= PROGRESS_MIN_MS) {
             /* a new round or step between heartbeats: report it (at most every 250 ms) */
             pthread_mutex_lock(&A.task->pg.mu);
@@ -1347,8 +1408,10 @@ enum lmp_status lmp_agent_run(const struct lmp_agent_opts *o, volatile sig_atomi
         /* a silent coordinator may have restarted: greet it again */
         if (A.registered && now - A.last_rx_ms > A.hb_timeout_ms &&
             now - A.last_hello_ms > A.hb_timeout_ms) {
-            lmp_log_warn("worker %s: coordinator silent for %.1fs; saying Hello again", A.name,
-                         (double)(now - A.last_rx_ms) / 1000.0);
+            lmp_log_warn("worker %s: coordinator silent for %.1fs; reconnecting and saying "
+                         "Hello again",
+                         A.name, (double)(now - A.last_rx_ms) / 1000.0);
+            if ((st = agent_reconnect(&A, err))) break;
             struct lmp_err e2 = {0};
             send_hello(&A, &e2);
         }
