@@ -367,6 +367,7 @@ static int run_pv(struct lmp_cli *cli, const struct lmp_jobopts *jo,
     if (jo->set[LMP_JOBOPT_PV_V_EVERY]) tj.opts.v_every = (int)jo->pv_v_every;
     if (jo->set[LMP_JOBOPT_PV_BLOCKS]) tj.max_blocks = (int)jo->pv_blocks;
     if (jo->set[LMP_JOBOPT_PV_TRUST_RATIO]) tj.opts.pv.trust_ratio = jo->pv_trust_ratio;
+    tj.opts.pv.lamb = jo->pv_lamb;
     if (!cli->json) fprintf(stderr, "lmpress: PV-Tuning %s into %s\n", jo->out, final_out);
     cJSON *r  = pvj ? cJSON_CreateObject() : NULL;
     int    rc = lmp_cli_tune_run(cli, &tj, r);

@@ -24,7 +24,8 @@ static const char *const usage =
     "lmpress tune --artifact ART.h5 --model ORIGINAL --data FILE --out TUNED.h5 [--steps N]\n"
     "             [--batch B] [--micro M] [--ctx N] [--max-windows K] [--val-windows V]\n"
     "             [--lr X] [--code-lr X] [--code-frac F] [--v-every N] [--beam W]\n"
-    "             [--trust-ratio X] [--blocks K] [--no-norms] [--seed S] [--checkpoint-minutes X]\n"
+    "             [--trust-ratio X] [--lamb] [--blocks K] [--no-norms] [--seed S] "
+    "[--checkpoint-minutes X]\n"
     "             [--threads T] [--json]";
 
 static const char *const help =
@@ -44,6 +45,8 @@ static const char *const help =
     "  --val-windows V       windows at the end of the text held out for KL and agreement\n"
     "                        before and after (default 2; never trained on)\n"
     "  --lr X                P step Adam learning rate (default 3e-4)\n"
+    "  --lamb                P step by LAMB: --lr is then a fraction of each tensor's norm per\n"
+    "                        step (default Adam)\n"
     "  --code-lr X           V step: the straight-through buffers' learning rate (default 1e-2)\n"
     "  --code-frac F         V step: fraction of each layer's groups re-encoded (default 0.01)\n"
     "  --v-every N           a V step every N steps; 0: P steps only (default 1)\n"
@@ -158,6 +161,7 @@ static int cmd_tune_exec(struct lmp_cli *cli, int argc, char **argv) {
         {"beam", required_argument, NULL, 'B'},
         {"blocks", required_argument, NULL, 'K'},
         {"trust-ratio", required_argument, NULL, 'R'},
+        {"lamb", no_argument, NULL, 'A'},
         {"no-norms", no_argument, NULL, 'N'},
         {"seed", required_argument, NULL, 'S'},
         {"checkpoint-minutes", required_argument, NULL, 'C'},
@@ -223,6 +227,9 @@ static int cmd_tune_exec(struct lmp_cli *cli, int argc, char **argv) {
         case 'B':
             if (!lmp_cli_parse_i64("--beam", optarg, 1, 256, &ll)) return LMP_EXIT_USAGE;
             j.opts.pv.beam = (int)ll;
+            break;
+        case 'A':
+            j.opts.pv.lamb = true;
             break;
         case 'R':
             if (!lmp_cli_parse_f64("--trust-ratio", optarg, 0.0, 100.0, &d)) return LMP_EXIT_USAGE;

@@ -78,6 +78,7 @@ static const struct def defs[LMP_JOBOPT_COUNT] = {
     [LMP_JOBOPT_PV_V_EVERY]     = {"pv-v-every", K_INT, S(pv_v_every), 0, 1000000, 0, 0},
     [LMP_JOBOPT_PV_BLOCKS]      = {"pv-blocks", K_INT, S(pv_blocks), 1, 100000, 0, 0},
     [LMP_JOBOPT_PV_TRUST_RATIO] = {"pv-trust-ratio", K_F64, S(pv_trust_ratio), 0, 0, 0, 100},
+    [LMP_JOBOPT_PV_LAMB]        = {"pv-lamb", K_BOOL, S(pv_lamb), 0, 0, 0, 0},
 };
 #undef S
 
@@ -448,7 +449,7 @@ enum lmp_status lmp_jobopts_check(const struct lmp_jobopts *o, struct lmp_err *e
         return lmp_err_set(err, LMP_EINVAL, "--pv tunes AQLM codes: it needs --method aqlm");
     if (o->pv && o->pv_data == NULL && o->calib && strcmp(o->calib, "generate") == 0)
         return lmp_err_set(err, LMP_EINVAL, "--pv with --calib generate needs --pv-data FILE");
-    for (int i = LMP_JOBOPT_PV_DATA; i <= LMP_JOBOPT_PV_TRUST_RATIO; i++)
+    for (int i = LMP_JOBOPT_PV_DATA; i <= LMP_JOBOPT_PV_LAMB; i++)
         if (o->set[i] && !o->pv)
             return lmp_err_set(err, LMP_EINVAL, "--%s is a PV-Tuning option: add --pv",
                                defs[i].key);

@@ -86,6 +86,7 @@ enum lmp_jobopt {
     LMP_JOBOPT_PV_V_EVERY,
     LMP_JOBOPT_PV_BLOCKS,
     LMP_JOBOPT_PV_TRUST_RATIO,
+    LMP_JOBOPT_PV_LAMB,
     LMP_JOBOPT_COUNT
 };
 
@@ -102,7 +103,7 @@ struct lmp_jobopts {
     double tol, lr, ft_lr;
     bool   finetune;
     /* PV-Tuning after quantization (compress --pv; coordinator/tune.h) */
-    bool      pv;
+    bool      pv, pv_lamb;
     char     *pv_data;
     long long pv_steps, pv_batch, pv_micro, pv_v_every, pv_blocks;
     double    pv_lr, pv_code_lr, pv_code_frac, pv_trust_ratio;
@@ -193,7 +194,7 @@ void lmp_jobopts_to_jobspec(const struct lmp_jobopts *o, struct lmp_jobopts_pb *
     "    [--max-attempts N] [--workers N] [--state DIR] [--row-shards N] [--pv]\n"                 \
     "    [--pv-data FILE] [--pv-steps N] [--pv-batch B] [--pv-micro M] [--pv-lr LR]\n"             \
     "    [--pv-code-lr LR] [--pv-code-frac F] [--pv-v-every N] [--pv-blocks K]\n"                  \
-    "    [--pv-trust-ratio X] [--json]"
+    "    [--pv-trust-ratio X] [--pv-lamb] [--json]"
 
 /* Each job option with its default and meaning, for --help (and `lmpress help CMD`) of
  * compress, submit and run. tests/integration/cli_help.sh checks that every option of the
@@ -268,6 +269,7 @@ void lmp_jobopts_to_jobspec(const struct lmp_jobopts *o, struct lmp_jobopts_pb *
     "  --pv-blocks K         tune only the K blocks a gradient probe ranks highest (default\n"     \
     "                        every block)\n"                                                       \
     "  --pv-trust-ratio X    V step weight change cap per layer and step (default 0: none)\n"      \
+    "  --pv-lamb             P step by LAMB (--pv-lr a fraction of each tensor's norm)\n"          \
     "  --json                print the result as one JSON object\n"                                \
     "  -h, --help            this help\n"
 

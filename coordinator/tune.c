@@ -194,6 +194,7 @@ static void make_key(struct tj *t, const struct lmp_tune_job *j, int64_t ctx, in
     lmp_fp_settings_i64(&s, "beam", j->opts.pv.beam);
     lmp_fp_settings_i64(&s, "blocks", j->max_blocks);
     lmp_fp_settings_f64(&s, "trust_ratio", j->opts.pv.trust_ratio);
+    lmp_fp_settings_i64(&s, "lamb", j->opts.pv.lamb);
     lmp_fp_settings_str(&s, "build", lmp_build_id());
     lmp_fp_settings_note(&s, "data", j->data);
     t->key  = lmp_fingerprint_job(t->ids, t->n_ids, lmp_fp_settings_digest(&s));

@@ -12,6 +12,7 @@
 #include "worker/aq.h" /* defines: struct lmp_aq_adam, lmp_aq_adam_* */
 
 #include <assert.h>
+#include <math.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -119,6 +120,32 @@ const float *lmp_pv_buffer(const struct lmp_pv *pv, int i) {
 
 /* ---- P step ----------------------------------------------------------------------------- */
 
+/* One step on x (a->n): Adam's, or with lamb LAMB's layer-wise trust ratio (You et al.,
+ * 2020): the Adam direction d is scaled so the step is lr ||x|| / ||d|| x d, i.e. lr is a
+ * fraction of the tensor's norm, whatever its scale (codebooks, row scales and norms differ
+ * by orders of magnitude). Same arithmetic order everywhere: deterministic. */
+static void p_update(struct lmp_aq_adam *a, float *x, const float *grad, float lr, bool lamb) {
+    if (!lamb) {
+        lmp_aq_adam_step(a, x, grad, lr);
+        return;
+    }
+    a->t++;
+    const double c1 = 1.0 - pow(a->beta1, (double)a->t), c2 = 1.0 - pow(a->beta2, (double)a->t);
+    double       xx = 0, dd = 0;
+    for (int64_t i = 0; i < a->n; i++) {
+        a->m[i]        = a->beta1 * a->m[i] + (1.0f - a->beta1) * grad[i];
+        a->v[i]        = a->beta2 * a->v[i] + (1.0f - a->beta2) * grad[i] * grad[i];
+        const double d = (a->m[i] / c1) / (sqrt(a->v[i] / c2) + a->eps);
+        xx += (double)x[i] * x[i];
+        dd += d * d;
+    }
+    const double r = xx > 0 && dd > 0 ? sqrt(xx / dd) : 1.0;
+    for (int64_t i = 0; i < a->n; i++) {
+        const double d = (a->m[i] / c1) / (sqrt(a->v[i] / c2) + a->eps);
+        x[i] -= (float)(lr * r * d);
+    }
+}
+
 enum lmp_status lmp_pv_p_step(struct lmp_pv *pv, const float *const *dw,
                               const float *const *dparams) {
     assert(pv);
@@ -129,12 +156,13 @@ enum lmp_status lmp_pv_p_step(struct lmp_pv *pv, const float *const *dw,
         if (kt->aq_grad_dw(p->g_cb, p->g_scale, dw[i], p->l.codes, p->l.cb, p->l.scale,
                            &p->l.shape) != 0)
             return LMP_ENOMEM;
-        lmp_aq_adam_step(&p->a_cb, p->l.cb, p->g_cb, pv->o.lr);
-        lmp_aq_adam_step(&p->a_scale, p->l.scale, p->g_scale, pv->o.lr);
+        p_update(&p->a_cb, p->l.cb, p->g_cb, pv->o.lr, pv->o.lamb);
+        p_update(&p->a_scale, p->l.scale, p->g_scale, pv->o.lr, pv->o.lamb);
         kt->aq_decode(p->l.w, p->l.codes, p->l.cb, p->l.scale, &p->l.shape);
     }
     for (int i = 0; dparams && i < pv->n_params; i++)
-        if (dparams[i]) lmp_aq_adam_step(&pv->a_param[i], pv->params[i].x, dparams[i], pv->o.lr);
+        if (dparams[i])
+            p_update(&pv->a_param[i], pv->params[i].x, dparams[i], pv->o.lr, pv->o.lamb);
     return LMP_OK;
 }
 

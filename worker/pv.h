@@ -24,7 +24,8 @@
  *
  *  With trust_ratio > 0 the V step keeps the new codes of the farthest groups first and
  *  only while the decoded weight's total change stays within trust_ratio x ||W_hat||_F.
- *  Not here: LAMB (docs/pv-tuning.md). Checkpoints: lmp_pv_state.
+ *  With lamb the P step is LAMB's: each tensor's Adam direction rescaled so the step is lr
+ *  times the tensor's norm. Checkpoints: lmp_pv_state.
  *
  *  Ownership: every array registered is borrowed and updated in place; the object owns the
  *  Adam states and the buffers U. Threads: the kernels' (aq_beam's rows); calls on one
@@ -40,6 +41,7 @@
 #ifndef LMP_WORKER_PV_H
 #define LMP_WORKER_PV_H
 
+#include <stdbool.h>
 #include <stdint.h>
 #include "base/status.h"     /* defines: enum lmp_status */
 #include "kernels/kernels.h" /* defines: struct lmp_aq_shape */
@@ -68,6 +70,7 @@ struct lmp_pv_opts {
     float  code_beta2;  /* V step (beta1 is 0); <= 0: 0.95 */
     double code_frac;   /* V step: fraction of each linear's groups re-encoded; < 0: 0.01 */
     int    beam;        /* V step: beam width; <= 0: 8 */
+    bool   lamb;        /* P step: LAMB (lr a fraction of each tensor's norm) instead of Adam */
     double trust_ratio; /* V step: keep new codes, farthest groups first, only while the
                            decoded weight's change stays within trust_ratio x its Frobenius
                            norm (the reference's code trust ratio); <= 0: no cap */

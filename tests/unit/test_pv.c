@@ -12,6 +12,7 @@
  *    increases a re-encoded group's L2 distance to its straight-through buffer (each
  *    group checked), leaves the other groups' codes alone, and keeps every dense weight
  *    equal to the kernel's decode of its codes; code_frac 0 changes nothing;
+ *  - LAMB: a P step moves each tensor by lr times its norm, and steps lower the KL;
  *  - with a trust ratio, no linear's decoded weight moves by more than that fraction of
  *    its norm in one V step, and fewer codes change than without;
  *  - P and V steps together lower the KL.
@@ -215,6 +216,38 @@ static void test_v_step(void) {
     student_free(&s);
 }
 
+/* LAMB: one P step moves each tensor by lr times its norm; steps lower the KL. */
+static void test_lamb(void) {
+    struct student s;
+    student_init(&s, 32);
+    struct lmp_pv     *pv = NULL;
+    const float        lr = 1e-2f;
+    struct lmp_pv_opts o  = {.lr = lr, .lamb = true, .code_frac = 0};
+    CHECK(lmp_pv_new(s.lin, NL, s.prm, 2 * LAYERS + 1, &o, &pv) == LMP_OK);
+    const int64_t nc  = M * K * G;
+    float        *cb0 = malloc(sizeof(float) * (size_t)nc);
+    memcpy(cb0, s.lin[3].cb, sizeof(float) * (size_t)nc);
+    const double kl0 = kl_now(&s, true);
+    CHECK(lmp_pv_p_step(pv, s.dw, s.dp) == LMP_OK);
+    double dd = 0, xx = 0;
+    for (int64_t i = 0; i < nc; i++) {
+        dd += ((double)s.lin[3].cb[i] - cb0[i]) * ((double)s.lin[3].cb[i] - cb0[i]);
+        xx += (double)cb0[i] * cb0[i];
+    }
+    CHECK(fabs(sqrt(dd / xx) - lr) < 1e-4);
+    for (int step = 1; step < 20; step++) {
+        kl_now(&s, true);
+        CHECK(lmp_pv_p_step(pv, s.dw, s.dp) == LMP_OK);
+    }
+    const double kl1 = kl_now(&s, false);
+    fprintf(stderr, "  LAMB: relative step %.5f (lr %.3g); KL %.4f -> %.4f in 20 steps\n",
+            sqrt(dd / xx), lr, kl0, kl1);
+    CHECK(kl1 < 0.7 * kl0);
+    free(cb0);
+    lmp_pv_destroy(&pv);
+    student_free(&s);
+}
+
 /* The trust ratio caps each linear's decoded weight change per V step. */
 static void test_trust_ratio(void) {
     const double trust      = 0.15;
@@ -302,6 +335,7 @@ static void test_rejects_bad_shapes(void) {
 int main(void) {
     RUN(test_p_step_lowers_kl);
     RUN(test_v_step);
+    RUN(test_lamb);
     RUN(test_trust_ratio);
     RUN(test_pv_steps_lower_kl);
     RUN(test_rejects_bad_shapes);
