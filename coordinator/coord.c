@@ -50,7 +50,18 @@ static int find_peer(struct lmp_coord *c, const struct lmp_zpeer *p);
 bool coord_send(struct lmp_coord *c, const struct lmp_zpeer *to, Lmp__Envelope *env) {
     struct lmp_err err = {0};
     env->seq           = ++c->seq;
-    if (lmp_zsock_send(c->sock, to, env, NULL, &err) == LMP_OK) return true;
+    if (lmp_zsock_send(c->sock, to, env, NULL, &err) == LMP_OK) {
+        /* the worker's heartbeats should list it from now on (lease_check_running) */
+        const int pi = env->body_case == LMP__ENVELOPE__BODY_TASK_ASSIGN ? find_peer(c, to) : -1;
+        if (pi >= 0) {
+            struct peer *p  = &c->peers[pi];
+            p->sent_task    = env->task_assign->task_id;
+            p->sent_attempt = env->task_assign->attempt;
+            p->run_seen_ms  = mono_ms();
+            p->run_missed   = 0;
+        }
+        return true;
+    }
     lmp_log_warn("coordinator: cannot send to '%s': %s", to->name, err.msg);
     /* A TaskAssign that did not go out leaves the worker idle while the job waits for its
      * result, for ever if the worker stays connected: its lease is given up on the next
@@ -345,6 +356,51 @@ static const struct lease_ops lease_ops[LMP_LEASE_KIND_COUNT] = {
     [LMP_LEASE_SLICE]    = {slice_wire_id, slice_describe, slice_fails, slice_lost},
     [LMP_LEASE_FINETUNE] = {ft_wire_id, ft_describe, ft_fails, ft_lease_lost},
 };
+
+/* Lease L ends without a result, and not by its worker's failure (its TaskAssign was not
+ * sent, or the worker does not run it): logged, an event naming the worker and the work,
+ * and the work goes back to be assigned again. */
+static void lease_give_up(struct lmp_coord *c, const struct lmp_lease *L, const char *why) {
+    lmp_log_warn("coordinator: %s; assigned again", why);
+    /* a layer's requeue (layer_lost, rows_lost) records its own event with `why` */
+    if (L->kind == LMP_LEASE_SLICE || L->kind == LMP_LEASE_FINETUNE)
+        coord_peer_event(c, LMP_LOG_INFO, LMP_EVENT_REQUEUED, L->peer, "%s", why);
+    lease_ops[L->kind].lost(c, L, false, why);
+}
+
+/* Heartbeats that must miss a lease's task, over more than the heartbeat timeout. */
+enum { RUN_MISSED_MAX = 2 };
+
+/* Worker pi's Heartbeat lists the tasks it runs. A lease whose TaskAssign went out but that
+ * the worker does not run (lost on the way, or dropped as unparseable when protobuf-c had no
+ * memory) would keep the job waiting for ever while the worker idles: it is given up once
+ * RUN_MISSED_MAX heartbeats in a row, over more than the heartbeat timeout since the
+ * TaskAssign went out or the worker last listed it, have not listed it. The grace covers a
+ * heartbeat the worker sent before it read its TaskAssign; a lease whose TaskAssign waits
+ * for a read-back (not sent yet) is left alone. */
+static void lease_check_running(struct lmp_coord *c, int pi, const Lmp__Heartbeat *hb) {
+    struct peer     *p = &c->peers[pi];
+    struct lmp_lease L;
+    if (p->role != LMP_PEER_WORKER || !peer_lease(c, pi, &L)) return;
+    const uint64_t id = lease_ops[L.kind].wire_id(&L), now = mono_ms();
+    if (p->sent_task != id || p->sent_attempt != L.attempt) return;
+    for (size_t i = 0; i < hb->n_running_tasks; i++)
+        if (hb->running_tasks[i] == id) {
+            p->run_seen_ms = now;
+            p->run_missed  = 0;
+            return;
+        }
+    if (++p->run_missed < RUN_MISSED_MAX || now - p->run_seen_ms <= c->o.heartbeat_timeout_ms)
+        return;
+    char what[LMP_NAME_MAX + 64], why[2 * LMP_NAME_MAX + 256];
+    lease_ops[L.kind].describe(c, &L, what, sizeof(what));
+    snprintf(why, sizeof(why),
+             "worker '%s' does not run %s (attempt %u): none of its last %u heartbeats "
+             "over %.1fs lists it",
+             p->id.name, what, L.attempt, p->run_missed, (double)(now - p->run_seen_ms) / 1000.0);
+    p->sent_task = 0;
+    lease_give_up(c, &L, why);
+}
 
 /* The peer no longer holds the activations of slices or of the fine-tuning. */
 static void peer_forget_owned(struct lmp_coord *c, int pi) {
@@ -2387,6 +2443,7 @@ static void on_message(struct lmp_coord *c, const struct lmp_zpeer *from, Lmp__E
     switch (env->body_case) {
     case LMP__ENVELOPE__BODY_HEARTBEAT: {
         p->last_hb_unix = unix_ms();
+        lease_check_running(c, pi, env->heartbeat);
         Lmp__Envelope  out;
         Lmp__Heartbeat hb = LMP__HEARTBEAT__INIT;
         lmp_wire_init(&out, 0, env->seq);
@@ -2502,8 +2559,7 @@ static void on_timer(struct lmp_coord *c) {
             lease_ops[L.kind].describe(c, &L, what, sizeof(what));
             snprintf(why, sizeof(why), "the assignment of %s to worker '%s' could not be sent",
                      what, p->id.name);
-            lmp_log_warn("coordinator: %s; assigned again", why);
-            lease_ops[L.kind].lost(c, &L, false, why);
+            lease_give_up(c, &L, why);
         }
         p->unsent_task = 0;
         if (p->role == LMP_PEER_WORKER && now - p->last_seen > c->o.heartbeat_timeout_ms) {

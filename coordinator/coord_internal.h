@@ -105,6 +105,10 @@ struct peer {
     uint64_t unsent_task;        /* coord.c: wire id of a TaskAssign that could not be sent
                                     (its lease is given up on the next timer), 0 = none */
     uint32_t unsent_attempt;     /* and its attempt */
+    uint64_t sent_task;          /* coord.c: wire id of the last TaskAssign sent, 0 = none */
+    uint32_t sent_attempt;       /* and its attempt */
+    uint64_t run_seen_ms;        /* ms (monotonic): it went out, or a Heartbeat last listed it */
+    uint32_t run_missed;         /* Heartbeats since then that did not list it */
     uint32_t cores;
     uint64_t memory;
     uint32_t pid; /* a worker's process id on host (Capabilities.pid), 0 = not given */
