@@ -321,8 +321,11 @@ struct agent {
     int            red_fd[2];      /* a row shard's part is posted (struct rowsum) */
     Lmp__Envelope *queued;         /* a TaskAssign that waits for an abandoned task to end */
     bool           report_pending; /* the task ended (thread joined), its report not sent */
-    uint64_t       report_ms;      /* when the report was last tried (mono ms) */
-    int            pipe_fd[2];
+    uint32_t       n_assigns;      /* TaskAssigns received */
+    uint32_t       drop_assign[8]; /* tests (LMP_FAULT_DROP_ASSIGN=N[,N...]): drop those
+                                      (numbered from 1; 0 = none) */
+    uint64_t report_ms;            /* when the report was last tried (mono ms) */
+    int      pipe_fd[2];
 };
 
 static enum lmp_status send_env(struct agent *A, Lmp__Envelope *env, struct lmp_err *err) {
@@ -1195,6 +1198,14 @@ static enum lmp_status on_message(struct agent *A, Lmp__Envelope *env, bool *qui
 
 enum { PROGRESS_MIN_MS = 250 };
 
+/* LMP_FAULT_DROP_ASSIGN: is the TaskAssign just received one to drop? */
+static bool drop_assign(struct agent *A) {
+    A->n_assigns++;
+    for (int i = 0; i < 8; i++)
+        if (A->drop_assign[i] == A->n_assigns) return true;
+    return false;
+}
+
 /* A new connection to the coordinator: the socket is closed (what it still queues is
  * dropped) and opened again with the same routing id, so the coordinator's ROUTER hands
  * this worker's id over to the new connection (ZMQ_ROUTER_HANDOVER). Why: a TCP
@@ -1248,6 +1259,16 @@ enum lmp_status lmp_agent_run(const struct lmp_agent_opts *o, volatile sig_atomi
     struct agent A = {
         .o = o, .hb_ms = 1000, .hb_timeout_ms = 10000, .pipe_fd = {-1, -1}, .red_fd = {-1, -1}};
     enum lmp_status st = LMP_OK;
+    for (const char *d = getenv("LMP_FAULT_DROP_ASSIGN"); d && *d;) {
+        char         *end;
+        unsigned long n = strtoul(d, &end, 10);
+        for (int i = 0; i < 8 && end != d; i++)
+            if (A.drop_assign[i] == 0) {
+                A.drop_assign[i] = (uint32_t)n;
+                break;
+            }
+        d = end != d && *end == ',' ? end + 1 : NULL;
+    }
     if (o->name && o->name[0])
         snprintf(A.name, sizeof(A.name), "%s", o->name);
     else {
@@ -1357,6 +1378,13 @@ enum lmp_status lmp_agent_run(const struct lmp_agent_opts *o, volatile sig_atomi
                 break;
             }
             if (rs != LMP_OK) lmp_log_warn("worker %s: bad message dropped: %s", A.name, rerr.msg);
+            if (env && env->body_case == LMP__ENVELOPE__BODY_TASK_ASSIGN &&
+                drop_assign(&A)) { /* tests: as if it could not be unpacked */
+                lmp_log_warn("worker %s: bad message dropped: TaskAssign %u dropped "
+                             "(LMP_FAULT_DROP_ASSIGN)",
+                             A.name, A.n_assigns);
+                lmp_wire_free(&env);
+            }
             if (env && env->body_case == LMP__ENVELOPE__BODY_TASK_ASSIGN && A.task &&
                 A.handed_back) { /* runs when the abandoned task ends */
                 A.last_rx_ms = now;
@@ -1386,12 +1414,15 @@ enum lmp_status lmp_agent_run(const struct lmp_agent_opts *o, volatile sig_atomi
         if (A.registered && now - A.last_hb_ms >= A.hb_ms) {
             A.last_hb_ms = now;
             Lmp__Envelope  env;
-            Lmp__Heartbeat hb      = LMP__HEARTBEAT__INIT;
-            uint64_t       running = A.task ? A.task->task_id : 0;
+            Lmp__Heartbeat hb = LMP__HEARTBEAT__INIT;
+            uint64_t       running[2];
+            size_t         n_running = 0;
+            if (A.task) running[n_running++] = A.task->task_id;
+            if (A.queued) running[n_running++] = A.queued->task_assign->task_id; /* next */
             lmp_wire_init(&env, 0, 0);
             hb.time_ms         = now;
-            hb.n_running_tasks = A.task ? 1 : 0;
-            hb.running_tasks   = &running;
+            hb.n_running_tasks = n_running;
+            hb.running_tasks   = running;
             env.body_case      = LMP__ENVELOPE__BODY_HEARTBEAT;
             env.heartbeat      = &hb;
             struct lmp_err e2  = {0};
