@@ -15,6 +15,7 @@
 #   CONFIGS     ';'-separated option sets for `lmpress tune`, each a row (default one row:
 #               "--steps 30 --batch 4 --lr 5e-4 --code-lr 1e-3")
 #   THREADS     threads (default 2); MAX_WINDOWS evaluation windows (default 40; 0: all)
+#   SKIP_INPUT  set: do not evaluate the input artifact (a second run on the same one)
 #   OUT         directory for the tuned artifacts and logs (default a new temporary one)
 set -u
 ART=${1:?usage: tune_smollm2.sh ART.h5 [LMPRESS]}
@@ -40,9 +41,11 @@ evaluate() {   # ART -> "ppl kl agree"
     echo "$(echo "$js" | field ppl) $(echo "$js" | field kl) $(echo "$js" | field top1_agreement)"
 }
 rows=()
-read -r p k a <<< "$(evaluate "$ART")"
-rows+=("$(printf '%-48s %9.3f %8.4f %7.4f %9s %8s' "input (no tuning)" "$p" "$k" "$a" - -)")
-echo "${rows[-1]}" >&2
+if [ -z "${SKIP_INPUT:-}" ]; then
+    read -r p k a <<< "$(evaluate "$ART")"
+    rows+=("$(printf '%-48s %9.3f %8.4f %7.4f %9s %8s' "input (no tuning)" "$p" "$k" "$a" - -)")
+    echo "${rows[-1]}" >&2
+fi
 IFS=';' read -r -a cfgs <<< "$CONFIGS"
 i=0
 for c in "${cfgs[@]}"; do
