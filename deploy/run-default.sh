@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The main job on the default model: compress SmolLM2-135M-Instruct with AQLM (sequential
-# calibration on TinyStories text, block fine-tuning), then the WikiText-2 perplexity (ctx 512)
-# of the original and of the compressed model, measured the same way.
+# calibration on TinyStories text, block fine-tuning), PV-Tuning against the original
+# (docs/pv-tuning.md), then the WikiText-2 perplexity (ctx 512) of the original and of the
+# compressed model before and after PV-Tuning, measured the same way.
 # Run deploy/setup.sh first. Environment (all optional):
 #   SCHEME       AQLM scheme (default 2x8g8, ~2.15 bits per linear weight; 2x8g4 is ~4.1 bits
 #                and beats llama.cpp's Q2_K on this model, see docs/results.md)
@@ -9,11 +10,13 @@
 #                without it the model generates its own: --calib generate)
 #   LMP_TEXT     evaluation text (default ../shared/data/wikitext2_test_join.txt)
 #   MAX_WINDOWS  evaluation windows of 512 tokens (default 40; "all" for the whole text)
-#   LMP_OUT      the artifact (default ~/.cache/lmpress/runs/smollm2-SCHEME-seq-ft.h5);
-#                a rerun resumes it
+#   LMP_OUT      the artifact (default ~/.cache/lmpress/runs/smollm2-SCHEME-seq-ft-pv.h5; the
+#                quantized one before PV-Tuning beside it as ...-pv.aqlm.h5); a rerun resumes
+#   PV_STEPS     PV-Tuning steps of 4 windows after the compression (default 40; 0: none)
+#   LMP_PV_DATA  PV-Tuning text (default the calibration text; never the evaluation text)
 # Extra arguments go to `lmpress compress` (e.g. --threads 4, --ft-epochs 2).
-# Wall time on a 2-core machine: about 20-30 minutes for the compression, 1 minute per
-# evaluation of 40 windows.
+# Wall time on a 2-core machine: about 20-40 minutes for the compression, about 15 for 40
+# PV-Tuning steps (4 windows of 512 each, ~90 tokens/s), 1 minute per evaluation of 40 windows.
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 cache=${LMP_CACHE:-$HOME/.cache/lmpress}
@@ -24,7 +27,8 @@ text=${LMP_TEXT:-$here/../shared/data/wikitext2_test_join.txt}
 calib=${LMP_CALIB:-$here/../shared/data/tinystories_valid_first1000.txt}
 scheme=${SCHEME:-2x8g8}
 windows=${MAX_WINDOWS:-40}
-out=${LMP_OUT:-$cache/runs/smollm2-$scheme-seq-ft.h5}
+pv_steps=${PV_STEPS:-40}
+out=${LMP_OUT:-$cache/runs/smollm2-$scheme-seq-ft$([ "$pv_steps" -gt 0 ] && echo -pv).h5}
 [ -x "$lmpress" ] || { echo "run-default: no lmpress at '$lmpress': run deploy/setup.sh" >&2; exit 4; }
 [ -s "$model" ] || { echo "run-default: no model at '$model': run deploy/setup.sh" >&2; exit 4; }
 [ -s "$text" ] || { echo "run-default: no text at '$text': set LMP_TEXT to a text file" >&2; exit 4; }
@@ -36,11 +40,22 @@ win=(--max-windows "$windows")
 [ "$windows" = all ] && win=()
 mkdir -p "$(dirname "$out")"
 
-echo "== compress $model -> $out (AQLM $scheme, sequential, block fine-tuning)"
+pv=()
+if [ "$pv_steps" -gt 0 ]; then
+    pv_data=${LMP_PV_DATA:-$calib}
+    [ "$pv_data" = generate ] && { echo "run-default: PV-Tuning needs a text: set LMP_PV_DATA" >&2; exit 4; }
+    pv=(--pv --pv-data "$pv_data" --pv-steps "$pv_steps" --pv-batch 4)
+fi
+aqlm=${out%.h5}.aqlm.h5
+echo "== compress $model -> $out (AQLM $scheme, sequential, block fine-tuning${pv:+, then $pv_steps PV-Tuning steps})"
 "$lmpress" compress --model "$model" --calib "$calib" --nsamples 128 --ctx 512 --scheme "$scheme" \
-    --mode sequential --finetune --ft-epochs 1 --out "$out" "$@"
+    --mode sequential --finetune --ft-epochs 1 --out "$out" ${pv[@]+"${pv[@]}"} "$@"
 echo "== original model"
 "$lmpress" eval --model "$model" --text "$text" --ctx 512 "${win[@]}"
+if [ "${#pv[@]}" -gt 0 ]; then
+    echo "== compressed model before PV-Tuning ($aqlm)"
+    "$lmpress" eval --artifact "$aqlm" --text "$text" --ctx 512 "${win[@]}"
+fi
 echo "== compressed model"
 "$lmpress" eval --artifact "$out" --text "$text" --ctx 512 "${win[@]}"
 "$lmpress" inspect "$out" | head -3

@@ -8,7 +8,7 @@
  *  vectors. Given dL/dW_hat of every linear (model_grad's dense weight gradients):
  *
  *  P step (codes fixed): dL/dcb and dL/ds through the decode (kernel aq_grad_dw), one Adam
- *      step on codebooks, scales and the plain parameters (lr 3e-4, betas 0.9/0.95 by
+ *      step on codebooks, scales and the plain parameters (lr 1e-4, betas 0.9/0.95 by
  *      default), then every dense buffer is decoded again.
  *  V step (linearized): each linear keeps a straight-through buffer U (n_out, n_in), the
  *      decoded weight at registration, which takes its own Adam step (code_lr, beta1 0,
@@ -63,10 +63,10 @@ struct lmp_pv_param {
 };
 
 struct lmp_pv_opts {
-    float  lr;          /* P step Adam learning rate; <= 0: 3e-4 */
+    float  lr;          /* P step Adam learning rate; <= 0: 1e-4 */
     float  beta1;       /* P step; <= 0: 0.9 */
     float  beta2;       /* P step; <= 0: 0.95 */
-    float  code_lr;     /* V step: the buffers' Adam learning rate; <= 0: 1e-2 */
+    float  code_lr;     /* V step: the buffers' Adam learning rate; <= 0: 1e-3 */
     float  code_beta2;  /* V step (beta1 is 0); <= 0: 0.95 */
     double code_frac;   /* V step: fraction of each linear's groups re-encoded; < 0: 0.01 */
     int    beam;        /* V step: beam width; <= 0: 8 */
