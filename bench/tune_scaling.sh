@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# tune_scaling - PV-Tuning step time with 1 and 2 data-parallel ranks of one thread each
+# (`mpirun -n 2 lmpress tune`), and 1 rank of 2 threads, on the same artifact, same run;
+# the tuned artifacts of all three must be identical (exact integer gradient sums).
+#
+#   bench/tune_scaling.sh ART.h5 MODEL DATA [LMPRESS]
+#
+# Environment: STEPS (default 3), BATCH (windows per step, default 4), CTX (default 512),
+# OUT (directory, default a new temporary one). Reports seconds of tuning per step and the
+# speedup of 2 ranks over 1 rank (ratio of the 1-thread runs).
+set -u
+ART=${1:?usage: tune_scaling.sh ART.h5 MODEL DATA [LMPRESS]}
+MODEL=${2:?}; DATA=${3:?}
+LMPRESS=${4:-${LMPRESS:-build/cli/lmpress}}
+STEPS=${STEPS:-3}; BATCH=${BATCH:-4}; CTX=${CTX:-512}
+OUT=${OUT:-$(mktemp -d)}
+mkdir -p "$OUT"
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+export OMPI_MCA_rmaps_base_oversubscribe=1 OMPI_MCA_hwloc_base_binding_policy=none
+field() { sed -n "s/.*\"$1\":\([^,}]*\).*/\1/p"; }
+T=(tune --artifact "$ART" --model "$MODEL" --data "$DATA" --steps "$STEPS" --batch "$BATCH"
+   --ctx "$CTX" --val-windows 0 --json)
+run() {   # name, threads, launcher... -> seconds of tuning
+    local name=$1 th=$2; shift 2
+    rm -rf "$OUT/$name.h5" "$OUT/$name.h5.tune" "$OUT/$name.h5.parts"
+    "$@" "$LMPRESS" "${T[@]}" --threads "$th" --out "$OUT/$name.h5" > "$OUT/$name.json" \
+        2> "$OUT/$name.log" || { echo "$name failed: see $OUT/$name.log" >&2; exit 1; }
+    field seconds_tuning < "$OUT/$name.json" | tail -1
+}
+a=$(run r1t1 1 env); b=$(run r2t1 1 mpirun -n 2); c=$(run r1t2 2 env)
+[ -n "$a" ] && [ -n "$b" ] && [ -n "$c" ] || exit 1
+same() { h5diff -q "$1" "$2" /layers /layers > /dev/null && echo identical || echo DIFFERENT; }
+printf 'PV-Tuning, %s steps of %s windows of %s tokens (%s)\n' "$STEPS" "$BATCH" "$CTX" "$ART"
+printf '%-28s %10s %10s\n' run "s/step" artifact
+printf '%-28s %10.1f %10s\n' "1 rank x 1 thread" "$(echo "$a / $STEPS" | bc -l)" reference
+printf '%-28s %10.1f %10s\n' "2 ranks x 1 thread (mpirun)" "$(echo "$b / $STEPS" | bc -l)" \
+    "$(same "$OUT/r1t1.h5" "$OUT/r2t1.h5")"
+printf '%-28s %10.1f %10s\n' "1 rank x 2 threads" "$(echo "$c / $STEPS" | bc -l)" \
+    "$(same "$OUT/r1t1.h5" "$OUT/r1t2.h5")"
+printf '2 ranks over 1 rank: %.2fx\n' "$(echo "$a / $b" | bc -l)"
