@@ -18,13 +18,17 @@ export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 (cd "$b" && ctest --output-on-failure -j"$jobs" "$@")
 # fault injection (tests/integration/fault_inject.sh) needs a plain build: the interposer
 # cannot be preloaded into an ASan lmpress, where the test skips. A Release build in
-# build-rel-fault (kept between runs) runs it with a few faults of each kind (about 3 min
-# on 2 cores; LMP_FAULT_RUNS, default 2 here, raises it; docs/reliability.md has more).
+# build-rel-fault (kept between runs) runs it with a few faults of each kind, the same ones
+# every time (LMP_FAULT_SEED), each run bounded (LMP_FAULT_TIMEOUT s, and its resume as
+# long) and the whole step too (ctest --timeout); docs/reliability.md has its duration.
+# LMP_FAULT_RUNS (default 2 here), LMP_FAULT_SEED and LMP_FAULT_TIMEOUT override.
 if [ $# -eq 0 ]; then
     r="$here/build-rel-fault"
     cmake -S "$here" -B "$r" -DCMAKE_BUILD_TYPE=Release -DLMP_MPI=ON -DLMP_WERROR=ON >/dev/null
     cmake --build "$r" -j"$jobs" --target lmpress lmp_failinject
-    (cd "$r" && LMP_FAULT_RUNS=${LMP_FAULT_RUNS:-2} ctest --output-on-failure -R fault_inject)
+    (cd "$r" && LMP_FAULT_RUNS=${LMP_FAULT_RUNS:-2} LMP_FAULT_SEED=${LMP_FAULT_SEED:-4242} \
+        LMP_FAULT_TIMEOUT=${LMP_FAULT_TIMEOUT:-30} \
+        ctest --output-on-failure --timeout 900 -R fault_inject)
 fi
 if [ $# -eq 0 ] && command -v clang >/dev/null 2>&1; then
     f="$here/build-fuzz"
