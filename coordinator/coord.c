@@ -2409,7 +2409,10 @@ static void on_task_error(struct lmp_coord *c, int pi, const Lmp__Envelope *env)
         if (code == LMP_EBUSY) p->task = -1;
         return;
     }
-    if (code != LMP_EBUSY) p->n_failed++;
+    if (code != LMP_EBUSY) { /* a failed attempt of this worker: others get the retry first */
+        p->n_failed++;
+        bench(p);
+    }
     lease_ops[L.kind].lost(c, &L, lease_ops[L.kind].fails(code), msg);
 }
 

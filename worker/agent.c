@@ -905,6 +905,15 @@ static enum lmp_status task_report(struct agent *A, struct lmp_err *err) {
             lmp_log_info("worker %s: task '%s' done in %.2fs (rel err %.4g)", A->name, t->layer,
                          t->res.seconds, t->res.rel_err_after);
         st = send_result(A, t, &se);
+        if (st == LMP_EINVAL) { /* the result fails the wire's own checks: it never will pass,
+                                 * so it is reported as this worker's failed attempt */
+            lmp_log_warn("worker %s: result of task '%s' not sent: %s", A->name, t->layer, se.msg);
+            char           msg[sizeof(se.msg)];
+            struct lmp_err se2 = {0};
+            snprintf(msg, sizeof(msg), "%s", se.msg);
+            st = send_error(A, t, LMP_EINVAL, msg, 0, &se2);
+            se = se2;
+        }
     }
     if (st != LMP_OK) { /* kept: the loop tries again */
         if (!retry)
