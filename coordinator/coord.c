@@ -494,6 +494,27 @@ static char *state_path(const struct lmp_coord *c) {
     return lmp_strfmt("%s/job.pb", c->o.state_dir);
 }
 
+/* Write spec to DIR/job.pb (write, rename): from then on a restarted coordinator picks the
+ * job up again. Called when a job is accepted (before JobAccepted goes out) and when it is
+ * planned. A failure is logged: the job runs, but a restart will not know it. */
+static void state_save(struct lmp_coord *c, const Lmp__JobSpec *spec) {
+    if (c->o.state_dir == NULL || spec == NULL) return;
+    char        *p      = state_path(c);
+    char        *tmp    = p ? lmp_strfmt("%s.tmp", p) : NULL;
+    const size_t plen   = lmp__job_spec__get_packed_size(spec);
+    uint8_t     *packed = tmp ? malloc(plen ? plen : 1) : NULL;
+    FILE        *f      = packed ? fopen(tmp, "wb") : NULL;
+    if (packed) lmp__job_spec__pack(spec, packed);
+    bool ok = f && fwrite(packed, 1, plen, f) == plen;
+    if (f && fclose(f) != 0) ok = false;
+    if (!ok || rename(tmp, p) != 0)
+        lmp_log_warn("coordinator: cannot save the job to '%s/job.pb': %s", c->o.state_dir,
+                     packed ? strerror(errno) : "out of memory");
+    free(packed);
+    free(tmp);
+    free(p);
+}
+
 static void state_forget(struct lmp_coord *c) {
     if (c->o.state_dir == NULL) return;
     char *p = state_path(c);
@@ -1585,22 +1606,7 @@ static enum lmp_status job_plan(struct lmp_coord *c, const Lmp__JobSpec *spec_in
     J->submitted_ms = J->started_ms = unix_ms();
     J->started_mono                 = mono_ms();
     /* keep the spec so a restarted coordinator picks the job up again */
-    if (c->o.state_dir) {
-        char        *p      = state_path(c);
-        char        *tmp    = p ? lmp_strfmt("%s.tmp", p) : NULL;
-        const size_t plen   = lmp__job_spec__get_packed_size(J->spec);
-        uint8_t     *packed = tmp ? malloc(plen ? plen : 1) : NULL;
-        FILE        *f      = packed ? fopen(tmp, "wb") : NULL;
-        if (packed) lmp__job_spec__pack(J->spec, packed);
-        bool ok = f && fwrite(packed, 1, plen, f) == plen;
-        if (f && fclose(f) != 0) ok = false;
-        if (!ok || rename(tmp, p) != 0)
-            lmp_log_warn("coordinator: cannot save the job to '%s/job.pb': %s", c->o.state_dir,
-                         packed ? strerror(errno) : "out of memory");
-        free(packed);
-        free(tmp);
-        free(p);
-    }
+    state_save(c, J->spec);
 out:
     if (st != LMP_OK) job_destroy(&J);
     *out = J;
@@ -1759,6 +1765,7 @@ static void plan_reply_late(struct lmp_coord *c) {
     if (P == NULL || P->replied || mono_ms() < P->reply_by) return;
     P->replied = true;
     lmp_log_info("coordinator: job %llu accepted; still planning it", (unsigned long long)P->id);
+    if (!P->resume) state_save(c, P->spec); /* accepted: a restart must not lose it */
     plan_accept_reply(c, P, NULL);
 }
 
@@ -1793,6 +1800,7 @@ static void plan_done(struct lmp_coord *c, struct bgjob *bj) {
         } else {
             lmp_log_warn("coordinator: job %llu failed while planned: %s",
                          (unsigned long long)P->id, bj->err.msg);
+            state_forget(c); /* saved when it was accepted; it will not run */
         }
         if (P->resume || P->replied) {
             struct job *S = job_stub(P, LMP__JOB_STATE__JOB_STATE_FAILED, bj->err.msg);
