@@ -29,7 +29,7 @@ FT=(--finetune --ft-epochs 1)
 run() {
     local log=$1 out=$2 f; shift 2
     start_coord "$log" --max-attempts 10
-    start_worker good
+    start_worker good ${GOOD_ENV[@]+"${GOOD_ENV[@]}"}
     for f in "$@"; do start_worker "bad$f" LMP_FAULT_RESULT_CORRUPT=$f; done
     for f in good "${@/#/bad}"; do
         wait_for 20 grep -q "worker '$f' joined" "$log" || bad "worker $f did not join"
@@ -45,8 +45,11 @@ grep -q "calibration result of block [0-9]* from 'badcal.*' refused: a Gram sum"
     bad "no refused calibration result logged"
 kill "$CPID"; wait "$CPID" 2>/dev/null
 
-# 2. fine-tuning results
+# 2. fine-tuning results (the good worker starts its tasks late, so that the corrupting ones
+#    get fine-tuning tasks whatever the timing)
+GOOD_ENV=(LMP_FAULT_TASK_SLEEP_MS=400)
 run c2.log f.h5 ftnan ftbig
+GOOD_ENV=()
 timeout 300 "$LMPRESS" submit --connect "$EP" --wait "${JOB[@]}" "${FT[@]}" --out f.h5 > f.out 2> f.err ||
     { bad "submit --wait --finetune with tuning-corrupting workers (rc $?)"; tail -5 f.err; tail -20 c2.log; }
 same_layers f.h5 fref.h5 || bad "artifact with tuning-corrupting workers differs"
