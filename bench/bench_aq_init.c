@@ -114,7 +114,7 @@ int main(int argc, char **argv) {
     int         n_blocks = 2, threads = 2;
     int64_t     n_seq = 32, ctx = 256;
     uint64_t    seed = 0;
-    for (int i = 1; i < argc; i++) {
+    for (int i = 1; i < argc; i += 2) { /* --option value pairs */
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (v == NULL) goto usage;
         if (!strcmp(a, "--model"))
@@ -139,7 +139,6 @@ int main(int argc, char **argv) {
             layers = v;
         else
             goto usage;
-        i++;
     }
     if (n_blocks < 1 || threads < 1 || n_seq < 1 || ctx < 2) goto usage;
 
