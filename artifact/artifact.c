@@ -120,16 +120,6 @@ static bool name_ok(const char *s) {
     return true;
 }
 
-static int fsync_path(const char *path, bool dir) {
-    int fd = open(path, (dir ? O_RDONLY | O_DIRECTORY : O_RDONLY) | O_CLOEXEC);
-    if (fd < 0) return -1;
-    int rc = fsync(fd);
-    int e  = errno;
-    close(fd);
-    errno = e;
-    return rc;
-}
-
 /* The directory of path, on the heap ("." for a bare name). NULL when out of memory. */
 static char *dir_of(const char *path) {
     const char *slash = strrchr(path, '/');
@@ -1067,7 +1057,7 @@ static enum lmp_status part_commit(struct lmp_artifact *a, hid_t f, enum item_ki
      * committed. A failed directory fsync is retried once; if it fails again the rename
      * may not survive a machine crash (only that: the next commit's directory fsync makes
      * it durable), which is said in a warning. */
-    if (fsync_path(a->parts_dir, true) < 0 && fsync_path(a->parts_dir, true) < 0)
+    if (lmp_fsync_path(a->parts_dir, true) < 0 && lmp_fsync_path(a->parts_dir, true) < 0)
         lmp_log_warn("'%s' committed, but fsync of '%s' failed: %s (a machine crash before the "
                      "next commit could lose it)",
                      fin, a->parts_dir, strerror(errno));
@@ -1523,7 +1513,7 @@ enum lmp_status lmp_artifact_open_write(const char *path, const struct lmp_art_j
                          lock);
         goto fail;
     }
-    fsync_path(a->dir, true); /* make the parts directory itself durable */
+    lmp_fsync_path(a->dir, true); /* make the parts directory itself durable */
     if ((st = open_main_if_any(a, err)) || (st = index_parts(a, job, err))) goto fail;
     if (a->have_job) {
         if ((st = job_match(a, &a->job, job, err))) goto fail;
@@ -2225,7 +2215,7 @@ enum lmp_status lmp_artifact_finalize(struct lmp_artifact *a, struct lmp_err *er
     errno     = 0;
     herr_t cr = H5Fclose(dst);
     dst       = H5I_INVALID_HID;
-    if (cr < 0 || fsync_path(tmp, false) < 0) {
+    if (cr < 0 || lmp_fsync_path(tmp, false) < 0) {
         int e = errno;
         st    = lmp_err_set(err, is_enospc(e) ? LMP_ENOSPC : LMP_EIO, "cannot write '%s'%s%s", tmp,
                          e ? ": " : "", e ? strerror(e) : "");
@@ -2237,7 +2227,7 @@ enum lmp_status lmp_artifact_finalize(struct lmp_artifact *a, struct lmp_err *er
         H5Fclose(a->main);
         a->main = H5I_INVALID_HID;
     }
-    if (rename(tmp, a->path) < 0 || fsync_path(dir, true) < 0) {
+    if (rename(tmp, a->path) < 0 || lmp_fsync_path(dir, true) < 0) {
         int e = errno;
         st = lmp_err_set(err, LMP_EIO, "cannot rename '%s' to '%s': %s", tmp, a->path, strerror(e));
         goto fail;
@@ -2255,7 +2245,7 @@ enum lmp_status lmp_artifact_finalize(struct lmp_artifact *a, struct lmp_err *er
     unlink(a->lock_path);
     if (rmdir(a->parts_dir) < 0)
         lmp_log_warn("cannot remove '%s': %s", a->parts_dir, strerror(errno));
-    fsync_path(dir, true);
+    lmp_fsync_path(dir, true);
     a->finalized = true;
     a->main      = H5Fopen(a->path, H5F_ACC_RDONLY, H5P_DEFAULT);
     if (a->main < 0)

@@ -1,6 +1,7 @@
 /*  checkpoint - see checkpoint.h */
 #include "artifact/checkpoint.h"
 
+#include "base/file.h" /* defines: lmp_fsync_path */
 #include "base/hash.h" /* defines: lmp_xxh64 */
 
 #include <errno.h>
@@ -61,16 +62,6 @@ static bool get_u64_attr(hid_t obj, const char *name, uint64_t *v) {
     return ok;
 }
 
-static int fsync_path(const char *path, bool dir) {
-    int fd = open(path, (dir ? O_RDONLY | O_DIRECTORY : O_RDONLY) | O_CLOEXEC);
-    if (fd < 0) return -1;
-    int rc = fsync(fd);
-    int e  = errno;
-    close(fd);
-    errno = e;
-    return rc;
-}
-
 /* Directory of path (malloc'ed). */
 static char *dir_of(const char *path) {
     const char *slash = strrchr(path, '/');
@@ -127,7 +118,8 @@ enum lmp_status lmp_ckpt_write(const char *path, uint64_t key, const struct lmp_
         unlink(tmp);
         goto out;
     }
-    if (fsync_path(tmp, false) != 0 || rename(tmp, path) != 0 || fsync_path(dir, true) != 0) {
+    if (lmp_fsync_path(tmp, false) != 0 || rename(tmp, path) != 0 ||
+        lmp_fsync_path(dir, true) != 0) {
         e  = errno;
         st = lmp_err_set(err, e == ENOSPC ? LMP_ENOSPC : LMP_EIO,
                          "cannot commit checkpoint '%s': %s", path, strerror(e));

@@ -7,6 +7,7 @@
 #ifndef LMP_BASE_FILE_H
 #define LMP_BASE_FILE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include "base/status.h" /* defines: enum lmp_status, struct lmp_err */
@@ -37,5 +38,9 @@ enum lmp_status lmp_file_read_all(const char *path, char **out, size_t *len, str
 /* Does path exist and is it a directory / regular file? */
 int lmp_path_is_dir(const char *path);
 int lmp_path_is_file(const char *path);
+
+/* fsync path, a file or (dir) a directory, making a rename in it durable. RET 0, or -1 with
+ * errno set. */
+int lmp_fsync_path(const char *path, bool dir);
 
 #endif /* LMP_BASE_FILE_H */
