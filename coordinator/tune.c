@@ -111,15 +111,15 @@ static void tj_release(struct tj *t) {
     free(t->desc);
 }
 
-static enum lmp_status save_checkpoint(struct tj *t, struct lmp_err *err) {
-    /* listed again each time: the listing refreshes the step and Adam counters */
+/* t->ck: the checkpoint arrays of the tuning state, listed afresh (the listing refreshes
+ * the step and Adam counters, which change with every step). */
+static enum lmp_status list_state(struct tj *t) {
     free(t->state);
     t->state           = NULL;
     enum lmp_status st = lmp_tune_state(t->tune, &t->state, &t->n_state);
-    if (st != LMP_OK) return lmp_err_set(err, st, "out of memory");
+    if (st != LMP_OK) return st;
     free(t->ck);
-    t->ck = calloc((size_t)t->n_state, sizeof(*t->ck));
-    if (t->ck == NULL) return lmp_err_set(err, LMP_ENOMEM, "out of memory");
+    if ((t->ck = calloc((size_t)t->n_state, sizeof(*t->ck))) == NULL) return LMP_ENOMEM;
     for (int i = 0; i < t->n_state; i++) {
         const struct lmp_pv_array *a = &t->state[i];
         t->ck[i]                     = (struct lmp_ckpt_array){
@@ -133,6 +133,12 @@ static enum lmp_status save_checkpoint(struct tj *t, struct lmp_err *err) {
                                 .n    = a->n,
         };
     }
+    return LMP_OK;
+}
+
+static enum lmp_status save_checkpoint(struct tj *t, struct lmp_err *err) {
+    enum lmp_status st = list_state(t);
+    if (st != LMP_OK) return lmp_err_set(err, st, "out of memory");
     return lmp_ckpt_write(t->ckpt_path, t->key, t->ck, t->n_state, err);
 }
 
@@ -468,32 +474,13 @@ enum lmp_status lmp_tune_job_run(const struct lmp_tune_job *j, struct lmp_tune_r
                          lmp_str_escape(q, sizeof(q), t.tune_dir), strerror(errno));
         goto out;
     }
-    if ((st = lmp_tune_state(t.tune, &t.state, &t.n_state))) {
+    if ((st = list_state(&t))) {
         st = lmp_err_set(err, st, "out of memory");
         goto out;
     }
     {
-        struct lmp_ckpt_array *ck = calloc((size_t)t.n_state, sizeof(*ck));
-        if (ck == NULL) {
-            st = lmp_err_set(err, LMP_ENOMEM, "out of memory");
-            goto out;
-        }
-        for (int i = 0; i < t.n_state; i++) {
-            const struct lmp_pv_array *a = &t.state[i];
-            ck[i]                        = (struct lmp_ckpt_array){
-                                       .name = a->name,
-                                       .type = a->f32   ? LMP_CKPT_F32
-                                               : a->u16 ? LMP_CKPT_U16
-                                                        : LMP_CKPT_I64,
-                                       .data = a->f32   ? (void *)a->f32
-                                               : a->u16 ? (void *)a->u16
-                                                        : (void *)a->i64,
-                                       .n    = a->n,
-            };
-        }
         struct lmp_err e2 = {0};
-        st                = lmp_ckpt_read(t.ckpt_path, t.key, ck, t.n_state, &e2);
-        free(ck);
+        st                = lmp_ckpt_read(t.ckpt_path, t.key, t.ck, t.n_state, &e2);
         if (st == LMP_OK) {
             lmp_tune_state_loaded(t.tune);
             r->resumed_at = lmp_tune_steps_done(t.tune);
