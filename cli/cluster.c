@@ -147,6 +147,22 @@ static int reconnect(struct lmp_cli_session *s, const struct lmp_err *why, uint6
     return LMP_EXIT_OK;
 }
 
+int lmp_cli_session_connect_patient(struct lmp_cli_session *s) {
+    struct lmp_err  err = {0};
+    enum lmp_status st  = LMP_OK;
+    int             rc  = try_connect(s->endpoint, call_timeout_ms(), &s->cl, &st, &err);
+    if (rc != LMP_EXIT_OK) return rc;
+    if (st == LMP_OK) return LMP_EXIT_OK;
+    if (st != LMP_EIO) {
+        fprintf(stderr, "lmpress: %s\n", err.msg);
+        return st == LMP_EPERM ? LMP_EXIT_DENIED : LMP_EXIT_UNREACHABLE;
+    }
+    uint64_t deadline = 0;
+    rc                = reconnect(s, &err, &deadline);
+    s->reconnected    = false; /* the first session: nothing to look up again */
+    return rc;
+}
+
 int lmp_cli_session_call(struct lmp_cli_session *s, Lmp__Envelope *req, Lmp__Envelope **rep) {
     uint64_t deadline = 0;
     bool     fresh    = false; /* a session opened by this call: its refusals are real */
@@ -162,7 +178,8 @@ int lmp_cli_session_call(struct lmp_cli_session *s, Lmp__Envelope *req, Lmp__Env
          * know ("say Hello first"): it was restarted. Either way, a new session. */
         if (st != LMP_EIO && !(st == LMP_EPROTO && !fresh)) {
             fprintf(stderr, "lmpress: %s\n", err.msg);
-            return st == LMP_EPERM ? LMP_EXIT_DENIED : LMP_EXIT_FAIL;
+            const int rc = lmp_cli_exit_code(st);
+            return rc == LMP_EXIT_OK ? LMP_EXIT_FAIL : rc;
         }
         const uint64_t old_id = s->job_id;
         int            rc     = reconnect(s, &err, &deadline);

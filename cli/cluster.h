@@ -54,6 +54,11 @@ void lmp_cli_session_release(struct lmp_cli_session *s);
 /* Open the first session. Exit code as lmp_cli_connect. */
 int lmp_cli_session_connect(struct lmp_cli_session *s);
 
+/* Open the first session, retrying a coordinator that does not answer (a restarting one)
+ * for up to reconnect_ms as a lost one is: for clients that follow a job anyway. Exit code
+ * as lmp_cli_connect. */
+int lmp_cli_session_connect_patient(struct lmp_cli_session *s);
+
 /* One request (req's seq is set here), reconnecting as described above. On success *rep is
  * the reply (free with lmp_wire_free). Exit code: 0, 1 (refused: the message is printed),
  * 3 (no coordinator within reconnect_ms), 5 (key refused on reconnection), 130 (*stop). */

@@ -87,6 +87,38 @@ static int follow(struct lmp_cli *cli, const char *ep, struct lmp_client *cl, ui
     return rc;
 }
 
+/* Submit spec, waiting out a coordinator that does not answer or restarts (for up to
+ * LMPRESS_RECONNECT_MS): the job is sent again on a new session, and a coordinator that has
+ * it already (planned, running, or resumed from its state) answers with that job. On success
+ * *cl is the session. Exit code as lmp_cli_session_call. */
+static int submit_patient(const char *ep, const Lmp__JobSpec *spec, struct lmp_client **cl,
+                          uint64_t *job_id, uint32_t *n_tasks) {
+    struct lmp_cli_session s;
+    lmp_cli_session_init(&s, ep, 0, NULL);
+    int rc = lmp_cli_session_connect_patient(&s);
+    if (rc == LMP_EXIT_OK) {
+        Lmp__Envelope  env, *rep = NULL;
+        Lmp__JobSubmit js = LMP__JOB_SUBMIT__INIT;
+        js.spec           = (Lmp__JobSpec *)spec;
+        lmp_wire_init(&env, 0, 0);
+        env.body_case  = LMP__ENVELOPE__BODY_JOB_SUBMIT;
+        env.job_submit = &js;
+        if ((rc = lmp_cli_session_call(&s, &env, &rep)) == LMP_EXIT_OK) {
+            if (rep->body_case == LMP__ENVELOPE__BODY_JOB_ACCEPTED) {
+                *job_id  = rep->job_accepted->job_id;
+                *n_tasks = rep->job_accepted->n_tasks;
+            } else {
+                fprintf(stderr, "lmpress: unexpected reply to a job submission\n");
+                rc = LMP_EXIT_FAIL;
+            }
+            lmp_wire_free(&rep);
+        }
+    }
+    if (rc == LMP_EXIT_OK) *cl = s.cl, s.cl = NULL;
+    lmp_cli_session_release(&s);
+    return rc;
+}
+
 struct submit_args {
     const char *ep;
     bool        wait;
@@ -134,17 +166,18 @@ static int cmd_submit_exec(struct lmp_cli *cli, int argc, char **argv) {
     struct lmp_jobopts_pb pb;
     lmp_jobopts_to_jobspec(&jo, &pb);
 
-    struct lmp_client *cl = NULL;
-    if ((rc = lmp_cli_connect(ep, &cl)) != LMP_EXIT_OK) {
-        lmp_jobopts_release(&jo);
-        return rc;
+    struct lmp_client *cl      = NULL;
+    uint64_t           job_id  = 0;
+    uint32_t           n_tasks = 0;
+    if (wait) /* patient: across a restart of the coordinator (a resent job is the same job) */
+        rc = submit_patient(ep, &pb.spec, &cl, &job_id, &n_tasks);
+    else if ((rc = lmp_cli_connect(ep, &cl)) == LMP_EXIT_OK) {
+        enum lmp_status st = lmp_launch_submit(cl, &pb.spec, &job_id, &n_tasks, &err);
+        if (st != LMP_OK)
+            rc = st == LMP_EIO ? (fprintf(stderr, "lmpress: %s\n", err.msg), LMP_EXIT_UNREACHABLE)
+                               : lmp_cli_fail(cli, &err);
     }
-    uint64_t        job_id  = 0;
-    uint32_t        n_tasks = 0;
-    enum lmp_status st      = lmp_launch_submit(cl, &pb.spec, &job_id, &n_tasks, &err);
-    if (st != LMP_OK) {
-        rc = st == LMP_EIO ? (fprintf(stderr, "lmpress: %s\n", err.msg), LMP_EXIT_UNREACHABLE)
-                           : lmp_cli_fail(cli, &err);
+    if (rc != LMP_EXIT_OK) {
         lmp_client_close(&cl);
         lmp_jobopts_release(&jo);
         return rc;

@@ -1769,6 +1769,52 @@ static void plan_reply_late(struct lmp_coord *c) {
     plan_accept_reply(c, P, NULL);
 }
 
+/* Whether a and b are the same job spec, field for field (their packed bytes). */
+static bool same_spec(const Lmp__JobSpec *a, const Lmp__JobSpec *b) {
+    if (a == NULL || b == NULL) return false;
+    const size_t na = lmp__job_spec__get_packed_size(a), nb = lmp__job_spec__get_packed_size(b);
+    if (na != nb) return false;
+    uint8_t *pa = malloc(na ? na : 1), *pb = malloc(nb ? nb : 1);
+    bool     same = false;
+    if (pa && pb) {
+        lmp__job_spec__pack(a, pa);
+        lmp__job_spec__pack(b, pb);
+        same = memcmp(pa, pb, na) == 0;
+    }
+    free(pa);
+    free(pb);
+    return same;
+}
+
+/* A submission of the very job being planned or running (a client that got no answer and
+ * sent it again, maybe to a coordinator restarted with its state): answered with that job,
+ * so a retried submission never becomes a second job nor a refusal. True when answered. */
+static bool resubmitted(struct lmp_coord *c, const struct lmp_zpeer *from,
+                        const Lmp__Envelope *env) {
+    const Lmp__JobSpec *spec = env->job_submit->spec;
+    struct coord_plan  *P    = c->plan;
+    struct job         *J    = c->job;
+    if (P && !P->cancelled && same_spec(P->spec, spec)) {
+        if (!P->replied) { /* the first submitter gets its answer now too */
+            P->reply_by = 0;
+            plan_reply_late(c);
+        }
+        plan_accept_reply(c, &(struct coord_plan){.id = P->id, .from = *from, .seq = env->seq},
+                          NULL);
+        lmp_log_info("coordinator: job %llu submitted again by '%s'; the same job",
+                     (unsigned long long)P->id, from->name);
+        return true;
+    }
+    if (P == NULL && J && J->state == LMP__JOB_STATE__JOB_STATE_RUNNING &&
+        same_spec(J->spec, spec)) {
+        plan_accept_reply(c, &(struct coord_plan){.id = J->id, .from = *from, .seq = env->seq}, J);
+        lmp_log_info("coordinator: job %llu submitted again by '%s'; the same job",
+                     (unsigned long long)J->id, from->name);
+        return true;
+    }
+    return false;
+}
+
 /* A job that never ran (planning failed or was cancelled), kept for status queries. */
 static struct job *job_stub(struct coord_plan *P, Lmp__JobState state, const char *error) {
     struct job *J = calloc(1, sizeof(*J));
@@ -2496,6 +2542,7 @@ static void on_message(struct lmp_coord *c, const struct lmp_zpeer *from, Lmp__E
         on_task_error(c, pi, env);
         break;
     case LMP__ENVELOPE__BODY_JOB_SUBMIT: {
+        if (resubmitted(c, from, env)) break;
         if ((J && J->state == LMP__JOB_STATE__JOB_STATE_RUNNING) || c->plan) {
             char msg[128];
             snprintf(msg, sizeof(msg), "job %llu is %s; one job at a time",

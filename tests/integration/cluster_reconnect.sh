@@ -7,7 +7,10 @@
 #     job is done, the artifact is complete and equals `lmpress compress`'s, dataset by
 #     dataset (independent mode is deterministic);
 #  2. the coordinator killed and never restarted: all three exit 3 within their
-#     LMPRESS_TIMEOUT_MS + LMPRESS_RECONNECT_MS (and a little).
+#     LMPRESS_TIMEOUT_MS + LMPRESS_RECONNECT_MS (and a little);
+#  3. `submit --wait` sent while no coordinator answers yet (one being restarted) waits for
+#     it and runs the job; the same job submitted again while it runs is that job (same id:
+#     a client that lost the answer may resend it), while another job is still refused.
 # Tasks are slowed down on the workers (LMP_FAULT_TASK_SLEEP_MS) so that the kill lands
 # mid-job. Every wait is bounded.
 set -u
@@ -114,4 +117,29 @@ t=$(($(date +%s) - t0))
 for e in sub2.err watch2.err logs2.err; do
     grep -q "cannot reach the coordinator at '$EP'" "$e" || bad "$e: $(cat "$e")"
 done
+
+# 3. submit --wait before the coordinator answers; a resent submission is the same job
+export LMPRESS_TIMEOUT_MS=1000 LMPRESS_RECONNECT_MS=30000
+PORT=${EP##*:}
+timeout 120 "$LMPRESS" submit --connect "tcp://127.0.0.1:$PORT" "${JOB[@]}" --out d.h5 --wait \
+    > sub3.out 2> sub3.err &
+SUB=$!
+PIDS+=("$SUB")
+sleep 2.5
+kill -0 "$SUB" 2> /dev/null || bad "submit --wait gave up at once with no coordinator: $(cat sub3.err)"
+restart_coord c4.log "$PORT" || { bad "coordinator did not start on port $PORT"; cat c4.log; }
+slow_workers w4
+wait_for 60 job_running || bad "the waiting submission did not start its job: $(cat sub3.err)"
+id1=$(sed -n 's/^job \([0-9]*\) submitted.*/\1/p' sub3.out)
+"$LMPRESS" submit --connect "$EP" "${JOB[@]}" --out d.h5 > again.out 2> again.err ||
+    bad "the same job submitted again: exit $?: $(cat again.err)"
+id2=$(sed -n 's/^job \([0-9]*\) submitted.*/\1/p' again.out)
+[ -n "$id1" ] && [ "$id1" = "$id2" ] || bad "the same job submitted again is job '$id2', not '$id1'"
+"$LMPRESS" submit --connect "$EP" "${JOB[@]}" --out other.h5 > other.out 2> other.err &&
+    bad "a second, different job was accepted while one runs: $(cat other.out)"
+grep -q "one job at a time" other.err || bad "second job: $(cat other.err)"
+wait "$SUB"
+rc=$?
+[ $rc -eq 0 ] || { bad "submit --wait (sent before the coordinator was up): exit $rc"; cat sub3.err; }
+same_layers d.h5 ref.h5 || bad "the artifact of the waiting submission differs"
 exit $fail
