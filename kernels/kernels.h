@@ -129,13 +129,17 @@ typedef int lmp_aq_grad_dw_fn(float *g_cb, float *g_scale, const float *dw, cons
 /* w (n_out, n_in) = decoded weights. */
 typedef void lmp_aq_decode_fn(float *w, const uint16_t *codes, const float *cb, const float *scale,
                               const struct lmp_aq_shape *s);
-/* y (n_batch, n_out) = x (n_batch, n_in) W_hat^T straight from the codes.
+/* y (n_batch, n_out) = x (n_batch, n_in) W_hat^T straight from the codes, without a
+ * dense copy of W_hat: the inference path of a quantized linear. Lookup tables of
+ * codeword-input dot products for K <= 256 (Kx8 codebooks), decode-dot for larger K
+ * (1x16), decoded row tiles + sgemm for big batches (kernels/ref/aq_matvec_ref.c,
+ * kernels/cpu/aq_matvec_cpu.h). The result does not depend on the thread count.
  * Returns 0, or LMP_ENOMEM. */
 typedef int lmp_aq_matvec_fn(float *y, const float *x, int64_t n_batch, const uint16_t *codes,
                              const float *cb, const float *scale, const struct lmp_aq_shape *s);
 
 struct lmp_kernels {
-    const char           *name; /* "ref", "blas", "avx512", "cuda" */
+    const char           *name; /* "ref", "blas", "avx2", "avx512", "cuda" */
     enum lmp_device       device;
     lmp_mem_alloc_fn     *mem_alloc;
     lmp_mem_free_fn      *mem_free;
@@ -169,14 +173,15 @@ lmp_aq_matvec_fn     lmp_aq_matvec_ref;
 
 /* Fill every slot with the reference (table "ref"). */
 void lmp_kernels_init_ref(struct lmp_kernels *k);
-/* The best table this CPU runs: "avx512" where the CPU has it, else "blas". */
+/* The best table this CPU runs: "avx512" where the CPU has it, else "avx2", else "blas". */
 void lmp_kernels_init_best(struct lmp_kernels *k);
 /* Fill *k with the table called name: "ref", "best", or one of lmp_kernels_names().
  * Returns false (k untouched) for an unknown name or one this CPU cannot run. */
 bool lmp_kernels_init_named(struct lmp_kernels *k, const char *name);
 /* The tables this build and CPU can run, NULL-terminated, reference first:
- * "ref" (every slot scalar), "blas" (the references with OpenBLAS sgemm), "avx512"
- * (the blas table with the AVX-512 variants; = best on such a CPU). */
+ * "ref" (every slot scalar), "blas" (the references with OpenBLAS sgemm), "avx2" (the
+ * blas table with the AVX2 variants), "avx512" (the blas table with the AVX-512
+ * variants; = best on such a CPU). */
 const char *const *lmp_kernels_names(void);
 
 /* Select the process-wide table by name (as lmp_kernels_init_named). Returns false for

@@ -3,9 +3,12 @@
  *  Tables, each the one before with more slots overridden:
  *      ref     every slot the scalar reference (kernels/ref/)
  *      blas    + sgemm by OpenBLAS (the GEMMs the stages ran before the table had them)
- *      avx512  + the AVX-512 variants (kernels/cpu/<op>_avx512.c), where the CPU has them
- *  "best" is the last one this CPU runs. All three are host tables (device CPU, host
- *  memory slots).
+ *      avx2    blas + the AVX2 + FMA variants (kernels/cpu/<op>_avx2.c), where the CPU
+ *              has them (today aq_matvec, the inference path on codes)
+ *      avx512  blas + the AVX-512 variants (kernels/cpu/<op>_avx512.c), where the CPU
+ *              has them
+ *  "best" is avx512, else avx2, else blas: the best this CPU runs. All are host tables
+ *  (device CPU, host memory slots).
  */
 #include "kernels/kernels.h"
 #include "kernels/cpu/cpu_variants.h" /* defines: the optimized CPU variants */
@@ -50,6 +53,22 @@ static bool have_avx512(void) {
 #endif
 }
 
+static bool have_avx2(void) {
+#ifdef LMP_HAVE_AVX2
+    return lmp_cpu_has_avx2();
+#else
+    return false;
+#endif
+}
+
+static void init_avx2(struct lmp_kernels *k) {
+    init_blas(k);
+#ifdef LMP_HAVE_AVX2
+    k->name      = "avx2";
+    k->aq_matvec = lmp_aq_matvec_avx2;
+#endif
+}
+
 static void init_avx512(struct lmp_kernels *k) {
     init_blas(k);
 #ifdef LMP_HAVE_AVX512
@@ -69,14 +88,17 @@ static void init_avx512(struct lmp_kernels *k) {
 void lmp_kernels_init_best(struct lmp_kernels *k) {
     if (have_avx512())
         init_avx512(k);
+    else if (have_avx2())
+        init_avx2(k);
     else
         init_blas(k);
 }
 
 const char *const *lmp_kernels_names(void) {
-    static const char *const with_avx512[] = {"ref", "blas", "avx512", NULL};
+    static const char *const with_avx512[] = {"ref", "blas", "avx2", "avx512", NULL};
+    static const char *const with_avx2[]   = {"ref", "blas", "avx2", NULL};
     static const char *const without[]     = {"ref", "blas", NULL};
-    return have_avx512() ? with_avx512 : without;
+    return have_avx512() && have_avx2() ? with_avx512 : have_avx2() ? with_avx2 : without;
 }
 
 bool lmp_kernels_init_named(struct lmp_kernels *k, const char *name) {
@@ -86,6 +108,8 @@ bool lmp_kernels_init_named(struct lmp_kernels *k, const char *name) {
         lmp_kernels_init_best(k);
     else if (strcmp(name, "blas") == 0)
         init_blas(k);
+    else if (strcmp(name, "avx2") == 0 && have_avx2())
+        init_avx2(k);
     else if (strcmp(name, "avx512") == 0 && have_avx512())
         init_avx512(k);
     else
@@ -110,9 +134,9 @@ static void select_default(void) {
     const char *e = getenv("LMP_KERNELS");
     if (e && *e && lmp_kernels_init_named(&g_table, e)) return;
     if (e && *e)
-        lmp_log_warn("LMP_KERNELS='%s' is not a kernel table this CPU runs (ref, blas%s, best); "
-                     "using best",
-                     e, have_avx512() ? ", avx512" : "");
+        lmp_log_warn("LMP_KERNELS='%s' is not a kernel table this CPU runs (ref, blas%s%s, "
+                     "best); using best",
+                     e, have_avx2() ? ", avx2" : "", have_avx512() ? ", avx512" : "");
     lmp_kernels_init_best(&g_table);
 }
 

@@ -20,6 +20,9 @@ lmp_aq_grad_fn       lmp_aq_grad_avx512;
 lmp_aq_decode_fn     lmp_aq_decode_avx512;
 lmp_aq_matvec_fn     lmp_aq_matvec_avx512;
 
+/* AVX2 + FMA variants (kernels/cpu/<op>_avx2.c), for CPUs without AVX-512. */
+lmp_aq_matvec_fn lmp_aq_matvec_avx2;
+
 /* Threads the CPU variants split a call over: the process budget, lmp_kernels_threads()
  * ($LMP_THREADS or the online CPUs unless a program fixed it). */
 int lmp_cpu_threads(void);

@@ -1,7 +1,7 @@
 /*  test_kernels - every slot of every kernel table against the reference table
  *
  *  Same seeded inputs go through lmp_kernels_init_ref() and each table the registry can
- *  build on this CPU (lmp_kernels_names(): blas, avx512 where present; with
+ *  build on this CPU (lmp_kernels_names(): blas, avx2 and avx512 where present; with
  *  LMP_KERNELS=NAME only that one); outputs are compared with a normalized error
  *  (nmse = sum (v - r)^2 / sum r^2) and a per-op tolerance; the first mismatches are
  *  printed with index, reference and variant values. Odd shapes first (scalar tails,
@@ -327,6 +327,60 @@ static void test_aq_decode_matvec(void) {
         free(yr);
         free(yv);
         aq_fix_free(&f);
+    }
+}
+
+/* aq_matvec on every path of the variants (kernels/cpu/aq_matvec_cpu.h): lookup tables
+ * (Kx8, batch <= 4), decode-dot (1x16, or batch 5..15), decoded tiles + sgemm (batch
+ * >= 16); odd shapes (a partial last chunk of 16 groups, g 4/6/16, K not a multiple of
+ * the vector width) and both codebook sizes, 2x8 and 1x16. */
+static void test_aq_matvec_paths(void) {
+    static const struct aq_case cases[] = {
+        {3, 24, 2, 256, 8},    {37, 136, 2, 256, 8}, /* 17 groups: a chunk of 1 */
+        {24, 576, 2, 256, 8},  {70, 1536, 2, 256, 8}, {33, 576, 2, 256, 4},
+        {11, 90, 3, 32, 6},    {5, 12, 3, 4, 4},      {9, 48, 1, 256, 16},
+        {13, 40, 1, 65536, 8}, {20, 96, 1, 65536, 8}, {7, 64, 2, 65536, 16},
+    };
+    static const int64_t batches[] = {1, 2, 4, 5, 16, 33};
+    for (size_t c = 0; c < sizeof(cases) / sizeof(cases[0]); c++) {
+        const struct aq_case *k = &cases[c];
+        struct lmp_aq_shape   s = {k->n_out, k->n_in, k->M, k->K, k->g};
+        int64_t               P = k->n_in / k->g * k->M, n_cb = (int64_t)k->M * k->K * k->g;
+        float                *cb = fbuf(n_cb, 500 + c), *scale = fbuf(k->n_out, 600 + c);
+        uint16_t             *codes = malloc((size_t)(k->n_out * P) * sizeof(uint16_t));
+        for (int64_t i = 0; i < k->n_out * P; i++)
+            codes[i] = (uint16_t)(rng_next() % (uint64_t)k->K);
+        for (int64_t o = 0; o < k->n_out; o++) scale[o] = 0.5f + fabsf(scale[o]);
+        for (size_t bi = 0; bi < sizeof(batches) / sizeof(batches[0]); bi++) {
+            int64_t nb = batches[bi];
+            float  *x  = fbuf(nb * k->n_in, 700 + c * 10 + bi);
+            float  *yr = malloc((size_t)(nb * k->n_out) * sizeof(float)),
+                  *yv  = malloc((size_t)(nb * k->n_out) * sizeof(float));
+            CHECK(ref.aq_matvec(yr, x, nb, codes, cb, scale, &s) == 0);
+            CHECK(best.aq_matvec(yv, x, nb, codes, cb, scale, &s) == 0);
+            char what[96];
+            snprintf(what, sizeof(what), "aq_matvec %lldx%lld %dx%d g%d batch %lld",
+                     (long long)k->n_out, (long long)k->n_in, k->M, k->K, k->g, (long long)nb);
+            CHECK(compare_f(what, yr, yv, nb * k->n_out, 1e-10));
+            /* the decoded weights agree too: y == x W^T with W from aq_decode */
+            if (bi == 0) {
+                float *w = malloc((size_t)(k->n_out * k->n_in) * sizeof(float));
+                ref.aq_decode(w, codes, cb, scale, &s);
+                for (int64_t o = 0; o < k->n_out; o++) {
+                    double d = 0;
+                    for (int64_t i = 0; i < k->n_in; i++) d += (double)w[o * k->n_in + i] * x[i];
+                    yr[o] = (float)d;
+                }
+                CHECK(compare_f("aq_matvec vs decode", yr, yv, k->n_out, 1e-10));
+                free(w);
+            }
+            free(x);
+            free(yr);
+            free(yv);
+        }
+        free(cb);
+        free(scale);
+        free(codes);
     }
 }
 
@@ -725,6 +779,7 @@ int main(int argc, char **argv) {
         RUN(test_gram_acc);
         RUN(test_kmeans);
         RUN(test_aq_decode_matvec);
+        RUN(test_aq_matvec_paths);
         RUN(test_aq_grad);
         RUN(test_aq_grad_dw);
         RUN(test_aq_beam);
