@@ -233,10 +233,13 @@ enum lmp_status lmp_gguf_tokenizer_image(const struct lmp_gguf *g, uint8_t **img
 /* ---- model from artifact --------------------------------------------------------------- */
 
 struct am_src {
-    void           **bufs; /* (n_bufs) owned tensor data */
-    int64_t          n_bufs;
-    uint8_t         *img;  /* GGUF tokenizer image, or NULL */
-    struct lmp_gguf *gguf; /* parsed from img */
+    void                **bufs; /* (n_bufs) owned tensor data */
+    int64_t               n_bufs;
+    struct lmp_art_layer *layers; /* (n_layers) AQ layers kept as codes, owned */
+    struct lmp_aq_linear *aq;     /* (n_layers) their views for lmp_linear.aq */
+    int64_t               n_layers;
+    uint8_t              *img;  /* GGUF tokenizer image, or NULL */
+    struct lmp_gguf      *gguf; /* parsed from img */
 };
 
 static void am_src_close(void *p) {
@@ -244,6 +247,9 @@ static void am_src_close(void *p) {
     if (s == NULL) return;
     for (int64_t i = 0; i < s->n_bufs; i++) free(s->bufs[i]);
     free(s->bufs);
+    for (int64_t i = 0; i < s->n_layers; i++) lmp_art_layer_release(&s->layers[i]);
+    free(s->layers);
+    free(s->aq);
     lmp_gguf_close(&s->gguf);
     free(s->img);
     free(s);
@@ -340,8 +346,42 @@ static enum lmp_status am_tokenizer(struct am_build *b, struct lmp_tokenizer **t
     return st;
 }
 
+/* Keep AQ layer *l (moved from the caller, who must not release it) as codes for linear
+ * lin. The artifact checked every code against 2^B when reading; the shapes are checked
+ * again here since the kernel indexes the codebooks with them. */
+static enum lmp_status am_keep_codes(struct am_build *b, struct lmp_linear *lin,
+                                     struct lmp_art_layer *l, struct lmp_err *err) {
+    if (l->M < 1 || l->M > 64 || l->B < 1 || l->B > 16 || l->g < 1 || l->n_in % l->g != 0 ||
+        l->codes == NULL || l->codebooks == NULL || l->scales == NULL) {
+        enum lmp_status st = lmp_err_set(err, LMP_EFORMAT,
+                                         "'%s': layer '%s' has a bad AQ shape (M %d, B %d, g %d, "
+                                         "n_in %lld)",
+                                         b->path, l->name, l->M, l->B, l->g, (long long)l->n_in);
+        lmp_art_layer_release(l);
+        return st;
+    }
+    struct am_src *src         = b->src;
+    src->layers[src->n_layers] = *l;
+    struct lmp_art_layer *kept = &src->layers[src->n_layers];
+    struct lmp_aq_linear *q    = &src->aq[src->n_layers++];
+    q->shape                   = (struct lmp_aq_shape){
+                          .n_out = kept->n_out, .n_in = kept->n_in, .M = kept->M, .K = 1 << kept->B, .g = kept->g};
+    q->codes     = kept->codes;
+    q->codebooks = kept->codebooks;
+    q->scales    = kept->scales;
+    lin->aq      = q;
+    lin->weight  = NULL;
+    return LMP_OK;
+}
+
 enum lmp_status lmp_artifact_model_open(const char *path, struct lmp_model **model,
                                         struct lmp_tokenizer **tok, struct lmp_err *err) {
+    return lmp_artifact_model_load(path, LMP_ART_WEIGHTS_DENSE, model, tok, err);
+}
+
+enum lmp_status lmp_artifact_model_load(const char *path, enum lmp_art_weights weights,
+                                        struct lmp_model **model, struct lmp_tokenizer **tok,
+                                        struct lmp_err *err) {
     assert(path && model);
     *model = NULL;
     if (tok) *tok = NULL;
@@ -368,9 +408,18 @@ enum lmp_status lmp_artifact_model_open(const char *path, struct lmp_model **mod
     b.cap        = 3 + (int64_t)cfg->n_layers * (2 + 2 * LMP_LIN_COUNT);
     b.m->tensors = calloc((size_t)b.cap, sizeof(*b.m->tensors));
     b.src        = calloc(1, sizeof(*b.src));
-    if (b.src) b.src->bufs = calloc((size_t)b.cap, sizeof(void *));
-    if (b.m->path == NULL || b.m->tensors == NULL || b.src == NULL || b.src->bufs == NULL) {
-        free(b.src ? b.src->bufs : NULL);
+    if (b.src) {
+        b.src->bufs   = calloc((size_t)b.cap, sizeof(void *));
+        b.src->layers = calloc((size_t)cfg->n_layers * LMP_LIN_COUNT, sizeof(*b.src->layers));
+        b.src->aq     = calloc((size_t)cfg->n_layers * LMP_LIN_COUNT, sizeof(*b.src->aq));
+    }
+    if (b.m->path == NULL || b.m->tensors == NULL || b.src == NULL || b.src->bufs == NULL ||
+        b.src->layers == NULL || b.src->aq == NULL) {
+        if (b.src) {
+            free(b.src->bufs);
+            free(b.src->layers);
+            free(b.src->aq);
+        }
         free(b.src);
         b.src = NULL;
         st    = lmp_err_set(err, LMP_ENOMEM, "'%s': out of memory", path);
@@ -407,6 +456,10 @@ enum lmp_status lmp_artifact_model_open(const char *path, struct lmp_model **mod
             }
             struct lmp_art_layer l = {0};
             if ((st = lmp_artifact_read_layer(b.a, lin, &l, err))) goto fail;
+            if (weights == LMP_ART_WEIGHTS_CODES && l.codec == LMP_ART_CODEC_AQ) {
+                if ((st = am_keep_codes(&b, &B->lin[k], &l, err))) goto fail;
+                continue;
+            }
             float *w = malloc((size_t)(l.n_out * l.n_in) * sizeof(float));
             if (w) lmp_art_layer_decode(&l, w);
             const int64_t shape[2] = {l.n_out, l.n_in};

@@ -4,8 +4,12 @@
  *  linears, the tensors left unquantized and the tokenizer source. This module turns
  *  it back into the two things every stage consumes: a struct lmp_model (config from
  *  the job description; embeddings, norms, head and kept linears from the stored
- *  tensors; every compressed linear decoded once to a dense fp32 weight through the
- *  aq_decode kernel, RTN by its scale and zero) and a struct lmp_tokenizer.
+ *  tensors) and a struct lmp_tokenizer. An AQ-compressed linear is either kept as its
+ *  codes, codebooks and scales (lmp_linear.aq, LMP_ART_WEIGHTS_CODES: the transformer
+ *  runs it with the aq_matvec kernel and no dense copy of it exists: inference) or
+ *  decoded once to a dense fp32 weight through the aq_decode kernel
+ *  (LMP_ART_WEIGHTS_DENSE: stages that read weight rows, PV-Tuning, and the check of
+ *  the code path). RTN layers are always decoded (by their scale and zero).
  *
  *  The model owns its buffers (released by lmp_model_close). The tokenizer may borrow
  *  from the model (a GGUF tokenizer is parsed from an in-memory GGUF image that the
@@ -41,10 +45,22 @@ enum lmp_status lmp_art_tokenizer_source(const struct lmp_model *m, const char *
 enum lmp_status lmp_gguf_tokenizer_image(const struct lmp_gguf *g, uint8_t **img, size_t *n,
                                          struct lmp_err *err);
 
+/* How the compressed linears of an artifact's model are held. */
+enum lmp_art_weights {
+    LMP_ART_WEIGHTS_CODES, /* AQ linears as codes (lmp_linear.aq, weight NULL) */
+    LMP_ART_WEIGHTS_DENSE, /* every linear a dense fp32 weight tensor */
+};
+
 /* Open the artifact at path (it must be complete: every linear compressed or kept)
- * and rebuild model and tokenizer (tok may be NULL: no tokenizer). RET LMP_OK,
- * LMP_ENOENT, LMP_EFORMAT (incomplete or corrupt artifact, missing tensors, bad
- * shapes), LMP_EUNSUP, LMP_ENOMEM, LMP_EIO; err names the file and the problem. */
+ * and rebuild model and tokenizer (tok may be NULL: no tokenizer), the compressed
+ * linears held as `weights` says. RET LMP_OK, LMP_ENOENT, LMP_EFORMAT (incomplete or
+ * corrupt artifact, missing tensors, bad shapes or codes), LMP_EUNSUP, LMP_ENOMEM,
+ * LMP_EIO; err names the file and the problem. */
+enum lmp_status lmp_artifact_model_load(const char *path, enum lmp_art_weights weights,
+                                        struct lmp_model **model, struct lmp_tokenizer **tok,
+                                        struct lmp_err *err);
+
+/* lmp_artifact_model_load(path, LMP_ART_WEIGHTS_DENSE, ...): every weight dense. */
 enum lmp_status lmp_artifact_model_open(const char *path, struct lmp_model **model,
                                         struct lmp_tokenizer **tok, struct lmp_err *err);
 

@@ -7,9 +7,14 @@
  *  runs the windows through another model (a checkpoint, or an artifact) and reports
  *  KL(reference || model) per predicted token and top-1 agreement (model/eval.h); the
  *  reference must have the same vocabulary and tokenize the text to the same ids.
+ *
+ *  --artifact runs the compressed model on its AQLM codes (artifact/artifact_model.h:
+ *  every AQ linear through the aq_matvec kernel, no dense copy of it); --decode decodes
+ *  them to dense fp32 first, the path the code path is checked against
+ *  (tests/integration/infer_codes.sh).
  */
 #include "cli/cli.h"
-#include "artifact/artifact_model.h" /* defines: lmp_artifact_model_open */
+#include "artifact/artifact_model.h" /* defines: lmp_artifact_model_load */
 #include "base/file.h"               /* defines: lmp_file_read_all */
 #include "model/eval.h"              /* defines: lmp_eval_ppl */
 #include "model/model.h"             /* defines: lmp_model_open */
@@ -25,14 +30,18 @@
 #include <unistd.h>
 
 static const char *const usage =
-    "lmpress eval (--model PATH [--tokenizer PATH] | --artifact ART.h5) --text FILE [--ctx N]\n"
+    "lmpress eval (--model PATH [--tokenizer PATH] | --artifact ART.h5 [--decode]) --text FILE\n"
+    "             [--ctx N]"
     "             [--max-windows K] [--reference ORIGINAL]"
     "             [--batch B] [--threads T] [--json] [--dump-logits FILE]";
 
 static const char *const help =
     "Perplexity over windows of --ctx tokens, each from an empty context.\n\n"
     "  --model PATH          checkpoint: .gguf, Hugging Face directory or llama2.c .bin\n"
-    "  --artifact ART.h5     a compressed model instead (it carries its tokenizer)\n"
+    "  --artifact ART.h5     a compressed model instead, run on its AQLM codes (it carries\n"
+    "                        its tokenizer)\n"
+    "  --decode              with --artifact: decode the compressed layers to dense fp32\n"
+    "                        first (more memory; the reference for the code path)\n"
     "  --tokenizer PATH      tokenizer for --model (default the checkpoint's own)\n"
     "  --text FILE           the text (required)\n"
     "  --ctx N               tokens per window (default the model's context, at most 512)\n"
@@ -74,10 +83,12 @@ static void progress_bar(void *ctx, int64_t done, int64_t n) {
 }
 
 /* The model and tokenizer from a checkpoint, or both rebuilt from an artifact. */
-static enum lmp_status open_model(const char *art_path, const char *model_path,
+static enum lmp_status open_model(const char *art_path, bool decode, const char *model_path,
                                   const char *tok_path, struct lmp_model **model,
                                   struct lmp_tokenizer **tok, struct lmp_err *err) {
-    if (art_path) return lmp_artifact_model_open(art_path, model, tok, err);
+    if (art_path)
+        return lmp_artifact_model_load(
+            art_path, decode ? LMP_ART_WEIGHTS_DENSE : LMP_ART_WEIGHTS_CODES, model, tok, err);
     enum lmp_status st = lmp_model_open(model_path, model, err);
     return st != LMP_OK ? st : lmp_tokenizer_open(tok_path, *model, tok, err);
 }
@@ -102,13 +113,21 @@ static int cmd_eval_exec(struct lmp_cli *cli, int argc, char **argv) {
     const char *model_path = NULL, *tok_path = NULL, *text_path = NULL, *dump_path = NULL,
                *art_path = NULL, *ref_path = NULL;
     long long                  ctx = 0, max_windows = 0, batch = 1, threads = default_threads();
+    bool                       decode = false;
     static const struct option opts[] = {
-        {"model", required_argument, NULL, 'm'},       {"tokenizer", required_argument, NULL, 'k'},
-        {"text", required_argument, NULL, 'x'},        {"ctx", required_argument, NULL, 'c'},
-        {"max-windows", required_argument, NULL, 'w'}, {"batch", required_argument, NULL, 'b'},
-        {"threads", required_argument, NULL, 't'},     {"json", no_argument, NULL, 'j'},
-        {"dump-logits", required_argument, NULL, 'd'}, {"artifact", required_argument, NULL, 'a'},
-        {"reference", required_argument, NULL, 'r'},   {0},
+        {"model", required_argument, NULL, 'm'},
+        {"tokenizer", required_argument, NULL, 'k'},
+        {"text", required_argument, NULL, 'x'},
+        {"ctx", required_argument, NULL, 'c'},
+        {"max-windows", required_argument, NULL, 'w'},
+        {"batch", required_argument, NULL, 'b'},
+        {"threads", required_argument, NULL, 't'},
+        {"json", no_argument, NULL, 'j'},
+        {"dump-logits", required_argument, NULL, 'd'},
+        {"artifact", required_argument, NULL, 'a'},
+        {"reference", required_argument, NULL, 'r'},
+        {"decode", no_argument, NULL, 'D'},
+        {0},
     };
     for (int c; (c = getopt_long(argc, argv, "m:k:x:c:w:b:t:jd:a:r:", opts, NULL)) != -1;) {
         switch (c) {
@@ -133,6 +152,9 @@ static int cmd_eval_exec(struct lmp_cli *cli, int argc, char **argv) {
         case 'j':
             cli->json = true;
             break;
+        case 'D':
+            decode = true;
+            break;
         case 'c':
             if (!lmp_cli_parse_i64("--ctx", optarg, 2, 1 << 20, &ctx)) return LMP_EXIT_USAGE;
             break;
@@ -155,6 +177,7 @@ static int cmd_eval_exec(struct lmp_cli *cli, int argc, char **argv) {
         return lmp_cli_usage_msg(usage, "--text and one of --model or --artifact are required");
     if (art_path && tok_path)
         return lmp_cli_usage_msg(usage, "--artifact carries its tokenizer: drop --tokenizer");
+    if (decode && art_path == NULL) return lmp_cli_usage_msg(usage, "--decode needs --artifact");
 
     struct lmp_err          err       = {0};
     struct lmp_model       *model     = NULL;
@@ -183,7 +206,7 @@ static int cmd_eval_exec(struct lmp_cli *cli, int argc, char **argv) {
         rc = LMP_EXIT_INPUT;
         goto out;
     }
-    if (open_model(art_path, model_path, tok_path, &model, &tok, &err) != LMP_OK ||
+    if (open_model(art_path, decode, model_path, tok_path, &model, &tok, &err) != LMP_OK ||
         lmp_tokenizer_encode(tok, text, len, true, &ids, &n_ids, &err) != LMP_OK) {
         rc = lmp_cli_fail(cli, &err);
         goto out;
@@ -192,7 +215,8 @@ static int cmd_eval_exec(struct lmp_cli *cli, int argc, char **argv) {
         /* the reference's own tokenizer (an artifact's; a checkpoint's, or --tokenizer's),
          * else, for a checkpoint without one, the model's: the ids then agree trivially */
         enum lmp_status st = is_hdf5(ref_path)
-                                 ? lmp_artifact_model_open(ref_path, &ref_model, &ref_tok, &err)
+                                 ? lmp_artifact_model_load(ref_path, LMP_ART_WEIGHTS_CODES,
+                                                           &ref_model, &ref_tok, &err)
                                  : lmp_model_open(ref_path, &ref_model, &err);
         if (st == LMP_OK && ref_tok == NULL) {
             st = lmp_tokenizer_open(tok_path, ref_model, &ref_tok, &err);
@@ -283,6 +307,7 @@ static int cmd_eval_exec(struct lmp_cli *cli, int argc, char **argv) {
         cJSON_AddNumberToObject(o, "seconds", res.seconds);
         cJSON_AddStringToObject(o, art_path ? "artifact" : "model",
                                 art_path ? art_path : model_path);
+        if (art_path) cJSON_AddStringToObject(o, "weights", decode ? "dense" : "codes");
         cJSON_AddStringToObject(o, "text", text_path);
         cJSON_AddStringToObject(o, "tokenizer", lmp_tokenizer_describe(tok));
         if (ref_tf) {

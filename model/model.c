@@ -247,7 +247,17 @@ enum lmp_status lmp_model_finish(struct lmp_model *m, struct lmp_err *err) {
             case LMP_LIN_COUNT:
                 break;
             }
-            if ((st = want_shape(m, l->weight, l->name, 2, l->n_out, l->n_in, err))) return st;
+            if (l->aq) {
+                const struct lmp_aq_shape *q = &l->aq->shape;
+                if (q->n_out != l->n_out || q->n_in != l->n_in || q->g <= 0 ||
+                    q->n_in % q->g != 0 || q->M <= 0 || q->K <= 0 || q->K > 65536)
+                    return lmp_err_set(err, LMP_EFORMAT,
+                                       "'%s': %s: codes of shape (%lld, %lld) M %d K %d g %d, "
+                                       "expected (%lld, %lld)",
+                                       m->path, l->name, (long long)q->n_out, (long long)q->n_in,
+                                       q->M, q->K, q->g, (long long)l->n_out, (long long)l->n_in);
+            } else if ((st = want_shape(m, l->weight, l->name, 2, l->n_out, l->n_in, err)))
+                return st;
             if (l->bias && (st = want_shape(m, l->bias, l->name, 1, l->n_out, 0, err))) return st;
         }
         c->qkv_bias = c->qkv_bias || blk->lin[LMP_LIN_Q].bias != NULL;

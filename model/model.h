@@ -21,8 +21,9 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
-#include "base/status.h"   /* defines: enum lmp_status, struct lmp_err */
-#include "kernels/dtype.h" /* defines: enum lmp_dtype */
+#include "base/status.h"     /* defines: enum lmp_status, struct lmp_err */
+#include "kernels/dtype.h"   /* defines: enum lmp_dtype */
+#include "kernels/kernels.h" /* defines: struct lmp_aq_shape */
 
 #define LMP_MAX_DIMS 4
 #define LMP_NAME_MAX 160
@@ -100,14 +101,26 @@ enum lmp_input {
 const char    *lmp_lin_name(enum lmp_lin k); /* "q_proj", ..., "down_proj" */
 enum lmp_input lmp_lin_input(enum lmp_lin k);
 
+/* A linear's weight held as AQLM codes (a compressed layer read back from an artifact):
+ * the forward pass runs it with the aq_matvec kernel, no dense copy exists. */
+struct lmp_aq_linear {
+    struct lmp_aq_shape shape;     /* n_out, n_in, M, K, g of the whole layer */
+    const uint16_t     *codes;     /* (n_out, n_in/g, M), each < K */
+    const float        *codebooks; /* (M, K, g) */
+    const float        *scales;    /* (n_out) */
+};
+
 struct lmp_linear {
-    char                     name[64]; /* "model.layers.3.self_attn.q_proj" */
-    int32_t                  block;
-    enum lmp_lin             kind;
-    enum lmp_input           input;
-    int64_t                  n_out, n_in;
-    const struct lmp_tensor *weight; /* (n_out, n_in) */
-    const struct lmp_tensor *bias;   /* (n_out), or NULL */
+    char                        name[64]; /* "model.layers.3.self_attn.q_proj" */
+    int32_t                     block;
+    enum lmp_lin                kind;
+    enum lmp_input              input;
+    int64_t                     n_out, n_in;
+    const struct lmp_tensor    *weight; /* (n_out, n_in); NULL when aq is set */
+    const struct lmp_tensor    *bias;   /* (n_out), or NULL */
+    const struct lmp_aq_linear *aq;     /* the weight as codes, or NULL (only models built
+                                           from an artifact; stages that read weight rows
+                                           need a dense model) */
 };
 
 struct lmp_block {

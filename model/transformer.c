@@ -303,6 +303,30 @@ static bool ensure_scores(struct lmp_transformer *tf, int64_t n_keys) {
     return true;
 }
 
+/* A linear held as AQLM codes (lmp_linear.aq): y (n_tok, n_out) = x W_hat^T by the
+ * aq_matvec kernel (lookup tables for one token, decoded tiles + sgemm for many). */
+static void aq_linop_apply(void *ctx, const float *x, int64_t n_tok, float *y) {
+    const struct lmp_aq_linear *q = ctx;
+    const struct lmp_aq_shape  *s = &q->shape;
+    if (lmp_kernels_get()->aq_matvec(y, x, n_tok, q->codes, q->codebooks, q->scales, s) == 0)
+        return;
+    /* the kernel's scratch could not be had: the same product without any, slowly */
+    const int64_t n_grp = s->n_in / s->g;
+    for (int64_t t = 0; t < n_tok; t++)
+        for (int64_t o = 0; o < s->n_out; o++) {
+            double acc = 0.0;
+            for (int64_t j = 0; j < n_grp; j++)
+                for (int m = 0; m < s->M; m++) {
+                    const float *c =
+                        q->codebooks +
+                        ((int64_t)m * s->K + q->codes[(o * n_grp + j) * s->M + m]) * s->g;
+                    for (int64_t i = 0; i < s->g; i++)
+                        acc += (double)c[i] * x[t * s->n_in + j * s->g + i];
+                }
+            y[t * s->n_out + o] = (float)(acc * q->scales[o]);
+        }
+}
+
 enum lmp_status lmp_transformer_new(const struct lmp_model            *m,
                                     const struct lmp_transformer_opts *opts,
                                     struct lmp_transformer **out, struct lmp_err *err) {
@@ -345,8 +369,12 @@ enum lmp_status lmp_transformer_new(const struct lmp_model            *m,
             struct lmp_linop        *op = &dst->lin[k];
             op->n_out                   = l->n_out;
             op->n_in                    = l->n_in;
+            if (l->aq) { /* codes: run by the kernel, never a dense copy */
+                op->apply = aq_linop_apply;
+                op->ctx   = (void *)l->aq;
+            }
             if (tf->lazy) continue; /* lmp_transformer_load_block */
-            if ((op->w = tensor_f32(tf, l->weight, false)) == NULL) goto oom;
+            if (!l->aq && (op->w = tensor_f32(tf, l->weight, false)) == NULL) goto oom;
             if (l->bias && (op->bias = tensor_f32(tf, l->bias, false)) == NULL) goto oom;
         }
     }

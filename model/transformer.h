@@ -2,7 +2,8 @@
  *
  *  A struct lmp_transformer holds what the forward pass needs of a struct lmp_model:
  *  every linear layer as a pluggable operator (struct lmp_linop: a dense fp32 weight
- *  dequantized once at load, or any apply() callback, e.g. an AQLM decode), the norm
+ *  dequantized once at load, or any apply() callback: a linear the model holds as AQLM
+ *  codes (lmp_linear.aq) runs from its codes through the aq_matvec kernel), the norm
  *  weights and the RoPE tables. Stages run the whole model (eval, generation, the
  *  teacher of fine-tuning) or one block at a time (calibration, block fine-tuning);
  *  a hook sees every distinct linear input (enum lmp_input) as it is consumed, so

@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# infer_codes - inference on AQLM codes (eval/generate --artifact, no dense copy of a
+# quantized layer) gives the model the dense-decode path (--decode) gives, on stories260K:
+#   1. an AQLM 2x8g4 artifact (independent mode, short settings; down_proj has n_in 172:
+#      43 groups, a partial chunk of the lookup tables);
+#   2. eval --artifact perplexity on the codes == --decode's within 1e-4 relative, at window
+#      lengths that take each kernel path: ctx 4 (lookup tables, 4 rows), ctx 12 (decode-dot),
+#      ctx 64 with --batch 2 (decoded tiles + sgemm); the JSON says which weights ran;
+#   3. the same with every kernel table this CPU runs (LMP_KERNELS=ref, avx2, avx512);
+#   4. generate --artifact streams text, the greedy continuation of --decode's, and prints
+#      its rates on stderr;
+#   5. --decode without --artifact, --artifact with --tokenizer: usage errors (exit 2).
+set -u
+. "$(dirname "$0")/lib.bash"
+lmp_need_stories
+lmp_workdir
+head -c 60000 "$TXT" > cal.txt
+tail -c 40000 "$TXT" > ev.txt
+"$LMPRESS" compress --model "$M/stories260K.bin" --tokenizer "$M/tok512.bin" --calib cal.txt \
+    --nsamples 8 --ctx 64 --threads 2 --max-rounds 2 --adam-steps 20 --mode independent \
+    --scheme 2x8g4 --out a.h5 > compress.out 2> compress.err ||
+    { bad "compress failed: $(tail -3 compress.err)"; exit $fail; }
+
+# "ppl weights" of one eval
+ev() {
+    "$LMPRESS" eval --artifact a.h5 --text ev.txt --threads 2 --json "$@" |
+        python3 -c 'import json,sys; d=json.load(sys.stdin); print("%.9g %s" % (d["ppl"], d["weights"]))'
+}
+for args in "--ctx 4 --max-windows 60" "--ctx 12 --max-windows 30" "--ctx 64 --batch 2 --max-windows 8"; do
+    read -r pd wd <<< "$(ev $args --decode)"
+    read -r pc wc <<< "$(ev $args)"
+    [ "$wd" = dense ] && [ "$wc" = codes ] || bad "eval $args: weights '$wd' / '$wc', not dense / codes"
+    near "$pc" "$pd" 1e-4 || bad "eval $args: ppl on the codes $pc, decoded $pd"
+    echo "ok   eval $args: ppl on the codes $pc, decoded $pd"
+    for k in ref avx2 avx512; do   # one this CPU lacks: lmpress warns and runs best
+        read -r pk _ <<< "$(LMP_KERNELS=$k ev $args)"
+        near "$pk" "$pd" 1e-4 || bad "eval $args, kernels $k: ppl on the codes $pk, decoded $pd"
+    done
+done
+
+gen() { "$LMPRESS" generate --artifact a.h5 --prompt "Once upon a time" -n 40 --threads 2 "$@"; }
+gc=$(gen 2> gen.err) || bad "generate --artifact exited $?: $(tail -2 gen.err)"
+gd=$(gen --decode 2> /dev/null) || bad "generate --artifact --decode exited $?"
+[ ${#gc} -gt 30 ] && [ "${gc:0:16}" = "Once upon a time" ] || bad "generate --artifact: '$gc'"
+[ "$gc" = "$gd" ] || bad "generate on the codes '$gc' differs from decoded '$gd'"
+grep -q "generated tokens, .* tokens/s)" gen.err || bad "generate: no rates on stderr: $(cat gen.err)"
+echo "ok   generate --artifact: $gc"
+
+"$LMPRESS" eval --model "$M/stories260K.bin" --tokenizer "$M/tok512.bin" --text ev.txt --decode \
+    > /dev/null 2>&1
+[ $? -eq 2 ] || bad "eval --decode without --artifact: not a usage error"
+"$LMPRESS" generate --artifact a.h5 --tokenizer "$M/tok512.bin" --prompt x > /dev/null 2>&1
+[ $? -eq 2 ] || bad "generate --artifact --tokenizer: not a usage error"
+exit $fail
