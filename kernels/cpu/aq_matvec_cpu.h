@@ -5,17 +5,19 @@
  *  plain loops are vectorized for that ISA); the one ISA-specific piece, the lookup
  *  table of a chunk of groups and its gathers, is passed in as a function.
  *
- *  Three ways to y (n_batch, n_out) = x (n_batch, n_in) W_hat^T, picked by shape:
- *    - lookup tables (K <= 256, n_batch <= AQMV_LUT_BATCH: decoding one token at a
+ *  Three ways to y (n_batch, n_out) = x (n_batch, n_in) W_hat^T, picked by shape
+ *  (measured on SmolLM2's shapes, 2x8g8, one thread: tables 2-3x faster than the dense
+ *  fp32 matvec at batch 1, even at 8; tiles + sgemm within 10% of dense sgemm from 64):
+ *    - lookup tables (K <= 256, n_batch <= AQMV_LUT_BATCH: decoding a token at a
  *      time). The groups are cut into chunks of AQMV_CHUNK groups, fixed by the shape;
  *      a task builds its chunk's tables (AQMV_CHUNK M K floats per input row, 32 KiB
  *      for 2x8: cache-resident) and, for every output row, sums the entries its codes
  *      select into part (n_chunk, n_batch, n_out); the caller adds the chunks in order
  *      and scales. One fork/join per call; the table of each group is built once.
- *    - decode-dot (K > 256, i.e. 1x16, or a batch between the two limits): each task
- *      takes a range of output rows, decodes a group's codeword sum once and dots it
- *      with every input row.
- *    - decoded tiles + sgemm (n_batch >= AQMV_GEMM_BATCH: prompt processing, eval):
+ *    - decode-dot (K > 256, i.e. 1x16, up to AQMV_GEMM_BATCH rows; K not a multiple
+ *      of the vector width): each task takes a range of output rows and sums, per
+ *      group, its codewords and their product with the input.
+ *    - decoded tiles + sgemm (more rows: prompt processing, eval):
  *      AQMV_TILE floats of rows are decoded into scratch at a time (never the whole
  *      layer) and multiplied with OpenBLAS; the decode is amortized over the batch.
  *  Thread invariance: a chunk's partial sums, a row's dot products and the sgemm's
@@ -28,12 +30,13 @@
 #include "kernels/cpu/parallel.h"     /* defines: lmp_cpu_parallel, lmp_par_range */
 #include "base/status.h"              /* defines: LMP_ENOMEM */
 
+#include <immintrin.h>
 #include <stdlib.h>
 
 enum {
     AQMV_CHUNK      = 16,        /* groups per table chunk */
-    AQMV_LUT_BATCH  = 4,         /* at most this many input rows take the tables */
-    AQMV_GEMM_BATCH = 16,        /* at least this many take decoded tiles + sgemm */
+    AQMV_LUT_BATCH  = 8,         /* at most this many input rows take the tables (Kx8) */
+    AQMV_GEMM_BATCH = 16,        /* at least this many take decoded tiles + sgemm (1x16) */
     AQMV_TILE       = 256 * 1024 /* floats of decoded rows per tile (1 MiB) */
 };
 
@@ -82,44 +85,45 @@ static void aqmv_lut_part(void *arg, int tid, int nt) {
     lmp_scratch_reset(mark);
 }
 
-/* Rows [lo, hi) of the decode-dot: y[b, o] for every b. */
+/* Rows [lo, hi) of the decode-dot: y[b, o] for every b. g a multiple of 8: 8 weights of
+ * a group per step, each lane summing over the groups (AVX2 registers: both variants);
+ * other g: scalar. */
 static void aqmv_direct_part(void *arg, int tid, int nt) {
     struct aqmv_job           *J     = arg;
     const struct lmp_aq_shape *s     = J->s;
     const int64_t              n_grp = s->n_in / s->g, M = s->M, K = s->K, g = s->g, B = J->n_batch;
     int64_t                    lo, hi;
-    struct lmp_scratch_mark    mark = lmp_scratch_mark();
-    float                     *acc  = lmp_scratch_alloc((size_t)(B * g) * sizeof(float));
-    float                     *wg   = lmp_scratch_alloc((size_t)g * sizeof(float));
-    if (acc == NULL || wg == NULL) {
-        __atomic_store_n(&J->failed, 1, __ATOMIC_RELAXED);
-        lmp_scratch_reset(mark);
-        return;
-    }
     lmp_par_range(s->n_out, tid, nt, &lo, &hi);
     for (int64_t o = lo; o < hi; o++) {
         const uint16_t *co = J->codes + o * n_grp * M;
-        for (int64_t i = 0; i < B * g; i++) acc[i] = 0.0f;
-        for (int64_t j = 0; j < n_grp; j++) {
-            const float *c0 = J->cb + ((int64_t)co[j * M] * g);
-            for (int64_t t = 0; t < g; t++) wg[t] = c0[t];
-            for (int64_t m = 1; m < M; m++) {
-                const float *cm = J->cb + (m * K + co[j * M + m]) * g;
-                for (int64_t t = 0; t < g; t++) wg[t] += cm[t];
-            }
-            for (int64_t b = 0; b < B; b++) {
-                const float *xg = J->x + b * s->n_in + j * g;
-                float       *ab = acc + b * g; /* per lane t: sums over the groups */
-                for (int64_t t = 0; t < g; t++) ab[t] += wg[t] * xg[t];
-            }
-        }
         for (int64_t b = 0; b < B; b++) {
-            double sum = 0.0;
-            for (int64_t t = 0; t < g; t++) sum += (double)acc[b * g + t];
-            J->y[b * s->n_out + o] = (float)(sum * J->scale[o]);
+            const float *xb  = J->x + b * s->n_in;
+            float        sum = 0.0f;
+            if (g % 8 == 0) {
+                __m256 acc = _mm256_setzero_ps();
+                for (int64_t j = 0; j < n_grp; j++)
+                    for (int64_t t = 0; t < g; t += 8) {
+                        __m256 w = _mm256_loadu_ps(J->cb + (int64_t)co[j * M] * g + t);
+                        for (int64_t m = 1; m < M; m++)
+                            w = _mm256_add_ps(
+                                w, _mm256_loadu_ps(J->cb + (m * K + co[j * M + m]) * g + t));
+                        acc = _mm256_fmadd_ps(w, _mm256_loadu_ps(xb + j * g + t), acc);
+                    }
+                __m128 h = _mm_add_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps(acc, 1));
+                h        = _mm_add_ps(h, _mm_movehl_ps(h, h));
+                h        = _mm_add_ss(h, _mm_movehdup_ps(h));
+                sum      = _mm_cvtss_f32(h);
+            } else {
+                for (int64_t j = 0; j < n_grp; j++)
+                    for (int64_t t = 0; t < g; t++) {
+                        float w = 0.0f;
+                        for (int64_t m = 0; m < M; m++) w += J->cb[(m * K + co[j * M + m]) * g + t];
+                        sum += w * xb[j * g + t];
+                    }
+            }
+            J->y[b * s->n_out + o] = sum * J->scale[o];
         }
     }
-    lmp_scratch_reset(mark);
 }
 
 /* Decode rows [o0 + lo, o0 + hi) of the tile. */
@@ -155,7 +159,8 @@ static inline int aqmv_run(float *y, const float *x, int64_t n_batch, const uint
                              .s       = s,
                              .decode  = decode};
     if (n_out <= 0 || n_batch <= 0) return 0;
-    if (n_batch >= AQMV_GEMM_BATCH) { /* decoded tiles + sgemm */
+    const bool lut = K <= 256 && K % lanes == 0;
+    if (n_batch >= AQMV_GEMM_BATCH || (lut && n_batch > AQMV_LUT_BATCH)) { /* tiles + sgemm */
         int64_t rows = AQMV_TILE / n_in;
         rows         = rows < 16 ? 16 : rows / 16 * 16;
         if (rows > n_out) rows = n_out;
@@ -175,7 +180,7 @@ static inline int aqmv_run(float *y, const float *x, int64_t n_batch, const uint
         lmp_scratch_reset(mark);
         return 0;
     }
-    if (K > 256 || K % lanes != 0 || n_batch > AQMV_LUT_BATCH) { /* decode-dot */
+    if (!lut) { /* decode-dot */
         lmp_cpu_parallel(aqmv_threads(n_out / 8), aqmv_direct_part, &J);
         return J.failed ? LMP_ENOMEM : 0;
     }

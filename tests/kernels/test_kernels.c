@@ -331,9 +331,10 @@ static void test_aq_decode_matvec(void) {
 }
 
 /* aq_matvec on every path of the variants (kernels/cpu/aq_matvec_cpu.h): lookup tables
- * (Kx8, batch <= 4), decode-dot (1x16, or batch 5..15), decoded tiles + sgemm (batch
- * >= 16); odd shapes (a partial last chunk of 16 groups, g 4/6/16, K not a multiple of
- * the vector width) and both codebook sizes, 2x8 and 1x16. */
+ * (Kx8, batch <= 8), decode-dot (1x16 up to batch 15, K not a multiple of the vector
+ * width), decoded tiles + sgemm (Kx8 from batch 9, 1x16 from 16); odd shapes (a partial last chunk
+ * of 16 groups, g 4/6/16, K not a multiple of the vector width) and both codebook sizes, 2x8 and
+ * 1x16. */
 static void test_aq_matvec_paths(void) {
     static const struct aq_case cases[] = {
         {3, 24, 2, 256, 8},    {37, 136, 2, 256, 8}, /* 17 groups: a chunk of 1 */
@@ -341,7 +342,7 @@ static void test_aq_matvec_paths(void) {
         {11, 90, 3, 32, 6},    {5, 12, 3, 4, 4},      {9, 48, 1, 256, 16},
         {13, 40, 1, 65536, 8}, {20, 96, 1, 65536, 8}, {7, 64, 2, 65536, 16},
     };
-    static const int64_t batches[] = {1, 2, 4, 5, 16, 33};
+    static const int64_t batches[] = {1, 2, 5, 8, 9, 16, 33};
     for (size_t c = 0; c < sizeof(cases) / sizeof(cases[0]); c++) {
         const struct aq_case *k = &cases[c];
         struct lmp_aq_shape   s = {k->n_out, k->n_in, k->M, k->K, k->g};
