@@ -1,0 +1,122 @@
+#!/usr/bin/env python3
+"""check_hf_export - load an `lmpress export --format hf-aqlm` directory with transformers + aqlm
+on the CPU and compare it with lmpress on the same artifact.
+
+    python check_hf_export.py --hf DIR --artifact ART.h5 --text FILE [--ctx N]
+                              [--max-windows K] [--lmpress BIN] [--prompt TEXT] [-n N]
+
+Needs torch, transformers and aqlm[cpu] (pip install torch transformers 'aqlm[cpu]'; the
+reference environment of scripts/ref/setup_ref.sh has torch and transformers, add aqlm).
+
+What it reports (one JSON object on stdout, details on stderr):
+  - tokens: the text tokenized by the exported tokenizer.json (BOS first where the tokenizer
+    adds one) against the count `lmpress eval --json` reports (text_tokens);
+  - ppl: perplexity with the GPTQ/AQLM protocol of `lmpress eval` (model/eval.h): floor(n/ctx)
+    non-overlapping windows of ctx tokens, each from an empty context, ppl = exp(mean over
+    windows of the mean NLL of the window's ctx-1 predictions), beside lmpress's ppl on the
+    same text and ctx (`lmpress eval --artifact ART.h5`);
+  - top1: the fraction of positions of the first window whose argmax agrees with lmpress's
+    (`lmpress eval --dump-logits`), and the largest absolute logit difference;
+  - generation: greedy continuation of --prompt by transformers and by `lmpress generate`.
+Exit status 1 when the token counts differ, the perplexities differ by more than --ppl-tol
+(relative, default 0.02: transformers runs the float16 export, lmpress the float32
+artifact), or top-1 agreement is under --top1-min (default 0.95).
+"""
+import argparse
+import json
+import math
+import struct
+import subprocess
+import sys
+import tempfile
+import os
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--hf", required=True, help="the exported directory")
+    ap.add_argument("--artifact", required=True, help="the artifact it was exported from")
+    ap.add_argument("--text", required=True)
+    ap.add_argument("--ctx", type=int, default=128)
+    ap.add_argument("--max-windows", type=int, default=0, help="0: all")
+    ap.add_argument("--lmpress", default=os.environ.get("LMPRESS", "lmpress"))
+    ap.add_argument("--prompt", default="Once upon a time")
+    ap.add_argument("-n", type=int, default=32, help="tokens to generate")
+    ap.add_argument("--threads", type=int, default=0)
+    ap.add_argument("--ppl-tol", type=float, default=0.02)
+    ap.add_argument("--top1-min", type=float, default=0.95)
+    a = ap.parse_args()
+
+    import torch
+    import transformers
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    if a.threads:
+        torch.set_num_threads(a.threads)
+    tok = AutoTokenizer.from_pretrained(a.hf)
+    model = AutoModelForCausalLM.from_pretrained(a.hf, dtype=torch.float32, device_map="cpu")
+    model.eval()
+    kinds = sorted({type(m).__module__ + "." + type(m).__name__ for m in model.modules()
+                    if type(m).__name__ == "QuantizedLinear"})
+    print(f"transformers {transformers.__version__}, quantized modules: {kinds}", file=sys.stderr)
+
+    text = open(a.text, encoding="utf-8").read()
+    ids = tok(text, add_special_tokens=True).input_ids
+    n_win = len(ids) // a.ctx
+    if a.max_windows > 0:
+        n_win = min(n_win, a.max_windows)
+
+    # lmpress on the artifact: ppl, text tokens, logits of the first window
+    with tempfile.TemporaryDirectory() as td:
+        dump = os.path.join(td, "logits.bin")
+        cmd = [a.lmpress, "eval", "--artifact", a.artifact, "--text", a.text, "--ctx", str(a.ctx),
+               "--json", "--dump-logits", dump]
+        if a.max_windows > 0:
+            cmd += ["--max-windows", str(a.max_windows)]
+        if a.threads:
+            cmd += ["--threads", str(a.threads)]
+        lm = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout)
+        raw = open(dump, "rb").read()
+    vocab = model.config.vocab_size
+    lm_logits = torch.tensor(struct.unpack(f"<{len(raw) // 4}f", raw)).view(-1, vocab)
+
+    nll_sum = 0.0
+    first = None
+    with torch.no_grad():
+        for w in range(n_win):
+            x = torch.tensor([ids[w * a.ctx:(w + 1) * a.ctx]])
+            logits = model(x).logits[0].float()
+            if w == 0:
+                first = logits
+            nll = torch.nn.functional.cross_entropy(logits[:-1], x[0, 1:], reduction="mean")
+            nll_sum += float(nll)
+    ppl = math.exp(nll_sum / n_win) if n_win else float("nan")
+
+    agree = float((first.argmax(-1) == lm_logits.argmax(-1)).float().mean())
+    max_diff = float((first - lm_logits).abs().max())
+
+    with torch.no_grad():
+        p = tok(a.prompt, return_tensors="pt").input_ids
+        out = model.generate(p, max_new_tokens=a.n, do_sample=False)
+    hf_text = tok.decode(out[0], skip_special_tokens=True)
+    gen = subprocess.run([a.lmpress, "generate", "--artifact", a.artifact, "--prompt", a.prompt,
+                          "-n", str(a.n), "--temperature", "0"],
+                         capture_output=True, text=True)
+    lm_text = gen.stdout.strip()
+
+    res = {"hf": a.hf, "artifact": a.artifact, "ctx": a.ctx, "windows": n_win,
+           "tokens": len(ids), "lmpress_text_tokens": lm.get("text_tokens"),
+           "ppl": ppl, "lmpress_ppl": lm.get("ppl"),
+           "ppl_rel_diff": abs(ppl - lm["ppl"]) / lm["ppl"],
+           "top1_first_window": agree, "max_abs_logit_diff_first_window": max_diff,
+           "generation_hf": hf_text, "generation_lmpress": lm_text}
+    print(json.dumps(res, indent=1))
+    ok = (len(ids) == lm.get("text_tokens") and res["ppl_rel_diff"] <= a.ppl_tol
+          and agree >= a.top1_min)
+    if not ok:
+        print("check_hf_export: FAILED (tokens, ppl or top-1 outside the tolerances)", file=sys.stderr)
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
