@@ -484,11 +484,12 @@ static void rm_tree(const char *path) {
         lmp_log_warn("cannot remove '%s': %s", path, strerror(errno));
 }
 
-/* 0: absent, 1: an empty directory, 2: a non-empty directory, -1: something else. */
+/* 0: absent, 1: an empty directory, 2: a non-empty directory, 3: not a directory,
+ * -1: cannot tell (errno set). */
 static int out_state(const char *path) {
     struct stat sb;
     if (stat(path, &sb) != 0) return errno == ENOENT ? 0 : -1;
-    if (!S_ISDIR(sb.st_mode)) return -1;
+    if (!S_ISDIR(sb.st_mode)) return 3;
     DIR *d = opendir(path);
     if (d == NULL) return -1;
     int            st = 1;
@@ -594,7 +595,13 @@ enum lmp_status lmp_export_hf(const char *art_path, const char *out_dir,
     }
     int os = out_state(out);
     if (os < 0) {
-        st = lmp_err_set(err, LMP_EINVAL, "'%s' exists and is not a directory (or is unreadable)",
+        int e = errno;
+        st    = lmp_err_set(err, LMP_EIO, "cannot use '%s' as the output directory: %s",
+                            lmp_str_escape(q, sizeof(q), out), strerror(e));
+        goto out;
+    }
+    if (os == 3) {
+        st = lmp_err_set(err, LMP_EINVAL, "'%s' exists and is not a directory",
                          lmp_str_escape(q, sizeof(q), out));
         goto out;
     }
