@@ -4,9 +4,10 @@
 #   1. an AQLM 2x8g4 artifact (independent mode, short settings; down_proj has n_in 172:
 #      43 groups, a partial chunk of the lookup tables);
 #   2. eval --artifact perplexity on the codes == --decode's within 1e-4 relative, at window
-#      lengths that take each kernel path: ctx 4 (lookup tables, 4 rows), ctx 12 (decode-dot),
-#      ctx 64 with --batch 2 (decoded tiles + sgemm); the JSON says which weights ran;
-#   3. the same with every kernel table this CPU runs (LMP_KERNELS=ref, avx2, avx512);
+#      lengths that take each kernel path: ctx 4 (lookup tables, 4 rows), ctx 12 and ctx 64
+#      with --batch 2 (decoded tiles + sgemm); the JSON says which weights ran;
+#   3. the same with every kernel table this CPU runs (LMP_KERNELS=ref, avx2, avx512), and
+#      for a 1x16g8 artifact (decode-dot, tiles + sgemm);
 #   4. generate --artifact streams text, the greedy continuation of --decode's, and prints
 #      its rates on stderr;
 #   5. --decode without --artifact, --artifact with --tokenizer: usage errors (exit 2).
@@ -21,7 +22,7 @@ tail -c 40000 "$TXT" > ev.txt
     --scheme 2x8g4 --out a.h5 > compress.out 2> compress.err ||
     { bad "compress failed: $(tail -3 compress.err)"; exit $fail; }
 
-# "ppl weights" of one eval
+# "ppl weights" of one eval (of a.h5 unless the arguments name another --artifact)
 ev() {
     "$LMPRESS" eval --artifact a.h5 --text ev.txt --threads 2 --json "$@" |
         python3 -c 'import json,sys; d=json.load(sys.stdin); print("%.9g %s" % (d["ppl"], d["weights"]))'
@@ -36,6 +37,19 @@ for args in "--ctx 4 --max-windows 60" "--ctx 12 --max-windows 30" "--ctx 64 --b
         read -r pk _ <<< "$(LMP_KERNELS=$k ev $args)"
         near "$pk" "$pd" 1e-4 || bad "eval $args, kernels $k: ppl on the codes $pk, decoded $pd"
     done
+done
+
+# 1x16 (one codebook of 65536 entries: the decode-dot path, and tiles + sgemm at ctx 32);
+# attention layers only, to keep it short
+"$LMPRESS" compress --model "$M/stories260K.bin" --tokenizer "$M/tok512.bin" --calib cal.txt \
+    --nsamples 4 --ctx 32 --threads 2 --max-rounds 1 --adam-steps 5 --mode independent \
+    --scheme 1x16g8 --keep '*.mlp.*' --out b.h5 > compress16.out 2> compress16.err ||
+    bad "compress 1x16g8 failed: $(tail -3 compress16.err)"
+for args in "--ctx 8 --max-windows 20" "--ctx 32 --max-windows 6"; do
+    read -r pd _ <<< "$(ev $args --decode --artifact b.h5)"
+    read -r pc _ <<< "$(ev $args --artifact b.h5)"
+    near "$pc" "$pd" 1e-4 || bad "1x16 eval $args: ppl on the codes $pc, decoded $pd"
+    echo "ok   1x16 eval $args: ppl on the codes $pc, decoded $pd"
 done
 
 gen() { "$LMPRESS" generate --artifact a.h5 --prompt "Once upon a time" -n 40 --threads 2 "$@"; }
