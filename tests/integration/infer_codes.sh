@@ -8,9 +8,10 @@
 #      with --batch 2 (decoded tiles + sgemm); the JSON says which weights ran;
 #   3. the same with every kernel table this CPU runs (LMP_KERNELS=ref, avx2, avx512), and
 #      for a 1x16g8 artifact (decode-dot, tiles + sgemm);
-#   4. generate --artifact streams text, the greedy continuation of --decode's, and prints
+#   4. 1 and 3 threads give the same perplexity on the codes;
+#   5. generate --artifact streams text, the greedy continuation of --decode's, and prints
 #      its rates on stderr;
-#   5. --decode without --artifact, --artifact with --tokenizer: usage errors (exit 2).
+#   6. --decode without --artifact, --artifact with --tokenizer: usage errors (exit 2).
 set -u
 . "$(dirname "$0")/lib.bash"
 lmp_need_stories
@@ -37,6 +38,13 @@ for args in "--ctx 4 --max-windows 60" "--ctx 12 --max-windows 30" "--ctx 64 --b
         read -r pk _ <<< "$(LMP_KERNELS=$k ev $args)"
         near "$pk" "$pd" 1e-4 || bad "eval $args, kernels $k: ppl on the codes $pk, decoded $pd"
     done
+done
+
+# the thread count does not change the result (fixed chunks of groups, fixed sgemm blocks)
+for args in "--ctx 4 --max-windows 30" "--ctx 12 --max-windows 10"; do
+    r1=$(ev $args --threads 1)
+    r3=$(ev $args --threads 3)
+    [ -n "$r1" ] && [ "$r1" = "$r3" ] || bad "eval $args: 1 thread '$r1', 3 threads '$r3'"
 done
 
 # 1x16 (one codebook of 65536 entries: the decode-dot path, and tiles + sgemm at ctx 32);
