@@ -233,7 +233,7 @@ static int cmd_generate_exec(struct lmp_cli *cli, int argc, char **argv) {
     clock_gettime(CLOCK_MONOTONIC, &tp);
     const float *last = hidden + (n_ids - 1) * c->dim;
     for (; n_done < n_new; n_done++) {
-        lmp_transformer_logits(tf, last, 1, logits);
+        lmp_transformer_logits_row(tf, last, logits);
         int32_t next = sample(&smp, logits, c->vocab_size);
         if (next == eos || next == bos) break;
         size_t      plen  = 0;

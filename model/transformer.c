@@ -821,6 +821,41 @@ void lmp_transformer_logits(struct lmp_transformer *tf, const float *hidden, int
                              c->dim, tf->output, c->dim, 0.0f, logits, c->vocab_size);
 }
 
+struct head_job {
+    const float *w;      /* (vocab, dim) */
+    const float *h;      /* (dim) */
+    float       *logits; /* (vocab) */
+    int64_t      vocab, dim;
+};
+
+enum { HEAD_ROWS = 1024 }; /* vocabulary rows per task of the one-row head */
+
+static void head_task(void *ctx, int64_t task, int thread) {
+    const struct head_job *j  = ctx;
+    const int64_t          v0 = task * HEAD_ROWS;
+    const int64_t          v1 = v0 + HEAD_ROWS < j->vocab ? v0 + HEAD_ROWS : j->vocab;
+    (void)thread;
+    for (int64_t v = v0; v < v1; v++) {
+        const float *w      = j->w + v * j->dim;
+        float        acc[8] = {0}; /* 8 lanes: the compiler's vectors; a fixed order */
+        int64_t      i      = 0;
+        for (; i + 8 <= j->dim; i += 8)
+            for (int l = 0; l < 8; l++) acc[l] += w[i + l] * j->h[i + l];
+        float sum =
+            ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
+        for (; i < j->dim; i++) sum += w[i] * j->h[i];
+        j->logits[v] = sum;
+    }
+}
+
+void lmp_transformer_logits_row(struct lmp_transformer *tf, const float *hidden, float *logits) {
+    const struct lmp_config *c = &tf->cfg;
+    assert(tf->output != NULL); /* lazy weights: lmp_transformer_load_head first */
+    struct head_job j = {
+        .w = tf->output, .h = hidden, .logits = logits, .vocab = c->vocab_size, .dim = c->dim};
+    pool_run(&tf->pool, (j.vocab + HEAD_ROWS - 1) / HEAD_ROWS, head_task, &j);
+}
+
 struct nll_job {
     const float   *logits;
     const int32_t *target;

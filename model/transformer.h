@@ -180,6 +180,12 @@ enum lmp_status lmp_transformer_forward(struct lmp_transformer *self, struct lmp
 void lmp_transformer_logits(struct lmp_transformer *self, const float *hidden, int64_t n_rows,
                             float *logits);
 
+/* logits (vocab) of one row hidden (dim), as lmp_transformer_logits up to rounding, by a
+ * matvec over the vocabulary on the transformer's threads: a one-row sgemm packs the whole
+ * head for every token (a third of a decoding step of SmolLM2), this streams it once.
+ * The result does not depend on the thread count. */
+void lmp_transformer_logits_row(struct lmp_transformer *self, const float *hidden, float *logits);
+
 /* Negative log-likelihood of target[r] under each logits row (n_rows, vocab), by a
  * numerically stable log-softmax, rows in parallel; nll (n_rows) out. */
 void lmp_transformer_nll(struct lmp_transformer *self, const float *logits, int64_t n_rows,

@@ -298,6 +298,9 @@ static void test_kvcache_decoding_matches_full_forward(void) {
         for (int s = 0; s < N_SEQ; s++) {
             lmp_transformer_logits(tf, h + (s * N_PRE + N_PRE - 1) * DIM, 1, lg);
             worst = fmax(worst, max_abs_diff(lg, full + (s * N_TOK + N_PRE - 1) * VOCAB, VOCAB));
+            /* the one-row matvec head (generation) gives the same logits */
+            lmp_transformer_logits_row(tf, h + (s * N_PRE + N_PRE - 1) * DIM, lg);
+            worst = fmax(worst, max_abs_diff(lg, full + (s * N_TOK + N_PRE - 1) * VOCAB, VOCAB));
         }
         for (int p = N_PRE; p < N_TOK; p++) {
             for (int s = 0; s < N_SEQ; s++) step[s] = tok[s * N_TOK + p];
