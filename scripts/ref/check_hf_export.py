@@ -45,7 +45,15 @@ def main():
     ap.add_argument("--threads", type=int, default=0)
     ap.add_argument("--ppl-tol", type=float, default=0.02)
     ap.add_argument("--top1-min", type=float, default=0.95)
+    ap.add_argument("--numba-threads", type=int, default=1,
+                    help="threads of aqlm's CPU kernel for 8-bit codebooks (default 1: see below)")
     a = ap.parse_args()
+
+    # aqlm 1.1.7's CPU kernel for 2^8-entry codebooks (numba_kernel.py) runs a numba prange over
+    # the input groups and adds into the shared output row: a data race, so with more than one
+    # numba thread its results vary from run to run (measured here: up to 0.5 off on a layer
+    # whose outputs are ~1.5). One thread gives the exact sum. Set before numba is imported.
+    os.environ.setdefault("NUMBA_NUM_THREADS", str(a.numba_threads))
 
     import torch
     import transformers
