@@ -4,8 +4,8 @@
 # codes by the aq_matvec kernel) and `lmpress generate --model ORIGINAL` (every linear dequantized
 # to fp32 at load, OpenBLAS), same prompt, same threads, greedy, alternated in one run (the
 # machine is shared and noisy: read the ratios, not the absolute numbers). Each round runs
-#   lmpress generate --model M    --prompt P -n N --threads T     under /usr/bin/time -v
-#   lmpress generate --artifact A --prompt P -n N --threads T     under /usr/bin/time -v
+#   lmpress generate --model M    --prompt P -n N --threads T --raw    under /usr/bin/time -v
+#   lmpress generate --artifact A --prompt P -n N --threads T --raw    under /usr/bin/time -v
 # and reads the rates from the line generate prints on stderr ("(P prompt tokens, s, R tokens/s;
 # N generated tokens, s, G tokens/s)") and the peak RSS from time -v. Prints one JSON object:
 # per-side medians, every round, and the ratios artifact / original.
@@ -57,7 +57,7 @@ prompt=$(head -c "$pbytes" "$text" | tr '\n' ' ' | sed 's/ [^ ]*$//')
 one() {
     local err=$tmp/err.txt
     /usr/bin/time -v "$lmpress" generate "$@" --prompt "$prompt" -n "$n" --threads "$threads" \
-        --temperature 0 > "$tmp/out.txt" 2> "$err" || { echo "infer_codes.sh: lmpress failed:" >&2; tail -3 "$err" >&2; exit 1; }
+        --temperature 0 --raw > "$tmp/out.txt" 2> "$err" || { echo "infer_codes.sh: lmpress failed:" >&2; tail -3 "$err" >&2; exit 1; }
     python3 - "$err" <<'PY'
 import re, sys
 s = open(sys.argv[1]).read()

@@ -7,7 +7,8 @@
  *  - LMP_FUZZ_HDF5=1: the input bytes are the main file of an artifact (no parts
  *    directory); it is opened with lmp_artifact_open_read, every layer, tensor, the
  *    tokenizer and the events are read back, it is closed, and the compressed model is
- *    built from it (lmp_artifact_model_open). Every failure must be a status with a
+ *    built from it (lmp_artifact_model_open, and lmp_artifact_model_load with the layers
+ *    kept as codes). Every failure must be a status with a
  *    one-line message, and no HDF5 identifier may stay open. libhdf5 1.10.8 (Debian 12)
  *    overflows its heap within seconds here, decoding the object-header messages of a
  *    corrupt file (H5Aexists -> H5O__msg_iterate_real), before lmpress sees anything:
@@ -128,6 +129,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     err                       = (struct lmp_err){0};
     if (lmp_artifact_model_open(path, &m, &tok, &err) != LMP_OK) one_line(&err);
     lmp_tokenizer_free(&tok);
+    lmp_model_close(&m);
+    if (lmp_artifact_n_open_ids() != 0) abort();
+    err = (struct lmp_err){0}; /* the inference model: layers kept as codes */
+    if (lmp_artifact_model_load(path, LMP_ART_WEIGHTS_CODES, &m, NULL, &err) != LMP_OK)
+        one_line(&err);
     lmp_model_close(&m);
     if (lmp_artifact_n_open_ids() != 0) abort();
     unlink(path);
