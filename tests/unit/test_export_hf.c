@@ -12,7 +12,9 @@
 #include "artifact/safetensors_write.h"
 #include "base/file.h"         /* defines: lmp_map_open, lmp_file_read_all */
 #include "kernels/kernels.h"   /* defines: lmp_f32_to_f16, lmp_f16_to_f32 */
+#include "model/gguf.h"        /* defines: lmp_gguf_open */
 #include "model/safetensors.h" /* defines: lmp_safetensors_parse_header */
+#include "model/tokenizer.h"   /* defines: lmp_tokenizer_encode */
 #include "model/transformer.h" /* defines: lmp_transformer_forward */
 #include "tests/check.h"       /* defines: CHECK, RUN, check_report */
 #include "tests/tiny_model.h"  /* defines: build, tiny_aq_encode, DIM, VOCAB, LAYERS */
@@ -561,6 +563,71 @@ static void test_refusals_and_failures(void) {
     CHECK(lmp_artifact_n_open_ids() == 0);
 }
 
+/* The GGUF gpt2 BPE tokenizer of SmolLM2 rebuilt as tokenizer.json encodes like the GGUF's
+ * (lmpress reads tokenizer.json too), and its chat template reaches tokenizer_config.json. */
+static void test_gguf_bpe_tokenizer(void) {
+    const char *path = check_cache_file(0, CHECK_SMOLLM2_GGUF);
+    if (!check_have_file(path)) return;
+    struct lmp_gguf      *g   = NULL;
+    struct lmp_tokenizer *ref = NULL, *got = NULL;
+    struct lmp_err        err = {0};
+    uint8_t              *img = NULL;
+    size_t                n   = 0;
+    CHECK(lmp_gguf_open(path, &g, &err) == LMP_OK);
+    if (g == NULL) return;
+    CHECK(lmp_tokenizer_from_gguf(g, &ref, &err) == LMP_OK);
+    CHECK(lmp_gguf_tokenizer_image(g, &img, &n, &err) == LMP_OK);
+    struct lmp_config       cfg = {.max_seq = 8192, .vocab_size = lmp_tokenizer_n_vocab(ref)};
+    struct lmp_hf_tok_files tf;
+    CHECK(lmp_export_hf_tokenizer(LMP_ART_TOK_GGUF, img, n, &cfg, NULL, &tf, &err) == LMP_OK);
+    if (tf.tokenizer_json == NULL) {
+        fprintf(stderr, "%s\n", err.msg);
+        goto out;
+    }
+    CHECK(lmp_tokenizer_parse_hf(tf.tokenizer_json, strlen(tf.tokenizer_json), "exported", &got,
+                                 &err) == LMP_OK);
+    static const char text[] =
+        "Hello, world! It's 2026: numbers 12345 and  spaces,\ttabs\nnew lines, caf\xC3\xA9, "
+        "\xE4\xB8\xAD\xE6\x96\x87, <|im_start|>user\nHi<|im_end|> emoji \xF0\x9F\x98\x80.";
+    int32_t *a = NULL, *b = NULL;
+    int64_t  na = 0, nb = 0;
+    CHECK(got && lmp_tokenizer_encode(ref, text, sizeof(text) - 1, true, &a, &na, &err) == LMP_OK);
+    CHECK(got && lmp_tokenizer_encode(got, text, sizeof(text) - 1, true, &b, &nb, &err) == LMP_OK);
+    CHECK(na > 20 && na == nb && a && b && memcmp(a, b, (size_t)na * sizeof(*a)) == 0);
+    CHECK(lmp_tokenizer_n_vocab(got) == lmp_tokenizer_n_vocab(ref));
+    cJSON       *c  = cJSON_Parse(tf.tokenizer_config_json);
+    const cJSON *ct = cJSON_GetObjectItemCaseSensitive(c, "chat_template");
+    CHECK(cJSON_IsString(ct) && strstr(ct->valuestring, "im_start") != NULL);
+    cJSON_Delete(c);
+    CHECK(tf.eos >= 0 && strstr(tf.how, "smollm") != NULL);
+    /* the same file as a Hugging Face source: copied byte for byte, its config made or kept */
+    struct lmp_hf_tok_files hf;
+    const char             *js = tf.tokenizer_json;
+    CHECK(lmp_export_hf_tokenizer(LMP_ART_TOK_HF, (const uint8_t *)js, strlen(js), &cfg, NULL, &hf,
+                                  &err) == LMP_OK);
+    CHECK(hf.tokenizer_json && strcmp(hf.tokenizer_json, js) == 0);
+    CHECK(hf.tokenizer_config_json && strstr(hf.tokenizer_config_json, "PreTrainedTokenizerFast"));
+    lmp_hf_tok_files_release(&hf);
+    static const char own[] = "{\"eos_token\": \"<|endoftext|>\", \"chat_template\": \"x\"}";
+    CHECK(lmp_export_hf_tokenizer(LMP_ART_TOK_HF, (const uint8_t *)js, strlen(js), &cfg, own, &hf,
+                                  &err) == LMP_OK);
+    CHECK(hf.tokenizer_config_json && strcmp(hf.tokenizer_config_json, own) == 0);
+    CHECK(hf.eos == 0); /* the config's eos_token, <|endoftext|>, id 0 in SmolLM2 */
+    lmp_hf_tok_files_release(&hf);
+    if (getenv("LMP_EXPORT_TOKENIZER_JSON")) { /* for a check with Python's tokenizers */
+        FILE *f = fopen(getenv("LMP_EXPORT_TOKENIZER_JSON"), "w");
+        if (f) fputs(tf.tokenizer_json, f), fclose(f);
+    }
+    free(a);
+    free(b);
+out:
+    lmp_hf_tok_files_release(&tf);
+    lmp_tokenizer_free(&got);
+    lmp_tokenizer_free(&ref);
+    free(img);
+    lmp_gguf_close(&g);
+}
+
 static void test_rope_row_and_code(void) {
     /* head_dim 6: source rows (0,1) (2,3) (4,5) are pairs; HF puts pair i at (i, i+3) */
     const int64_t want[12] = {0, 3, 1, 4, 2, 5, 6, 9, 7, 10, 8, 11};
@@ -577,6 +644,7 @@ int main(void) {
     RUN(test_export_2x8g8);
     RUN(test_export_1x12g4_int16);
     RUN(test_refusals_and_failures);
+    RUN(test_gguf_bpe_tokenizer);
     int rc = check_report();
     if (rc == 0) rm_rf(tmpdir);
     return rc;
