@@ -17,6 +17,7 @@
 #include "model/tokenizer.h"   /* defines: lmp_tokenizer_encode */
 #include "model/transformer.h" /* defines: lmp_transformer_forward */
 #include "tests/check.h"       /* defines: CHECK, RUN, check_report */
+#include "tests/gguf_writer.h" /* defines: struct gw, gw_finish */
 #include "tests/tiny_model.h"  /* defines: build, tiny_aq_encode, DIM, VOCAB, LAYERS */
 
 #include <cjson/cJSON.h>
@@ -628,6 +629,67 @@ out:
     lmp_gguf_close(&g);
 }
 
+/* A GGUF "llama" (SentencePiece) tokenizer gives the same tokenizer.json as the llama2.c
+ * tokenizer.bin it was made from (tok512: spaces as U+2581, <s> and </s> named plainly). */
+static void test_gguf_spm_tokenizer(void) {
+    const char *bin = LMP_SHARED_DIR "/models/stories260K/tok512.bin";
+    if (!check_have_file(bin)) return;
+    struct lmp_map map;
+    struct lmp_err err = {0};
+    CHECK(lmp_map_open(&map, bin, &err) == LMP_OK);
+    enum { NV = 512 };
+    static char   *tok[NV];
+    static float   score[NV];
+    static int32_t type[NV];
+    size_t         pos = 4;
+    for (int i = 0; i < NV; i++) {
+        int32_t len;
+        memcpy(&score[i], map.data + pos, 4);
+        memcpy(&len, map.data + pos + 4, 4);
+        pos += 8;
+        char *t = calloc(3 * (size_t)len + 8, 1), *d = t;
+        for (int k = 0; k < len; k++) {
+            char c = (char)map.data[pos + (size_t)k];
+            if (c == ' ')
+                memcpy(d, "\xE2\x96\x81", 3), d += 3;
+            else
+                *d++ = c;
+        }
+        pos += (size_t)len;
+        if (i == 1) strcpy(t, "<s>");
+        if (i == 2) strcpy(t, "</s>");
+        tok[i]  = t;
+        type[i] = i == 0 ? 2 : i <= 2 ? 3 : (strncmp(t, "<0x", 3) == 0 && strlen(t) == 6) ? 6 : 1;
+    }
+    struct gw w;
+    gw_init(&w);
+    gw_kv_str(&w, "tokenizer.ggml.model", "llama");
+    gw_kv_arr_str(&w, "tokenizer.ggml.tokens", (const char *const *)tok, NV);
+    gw_kv_arr_f32(&w, "tokenizer.ggml.scores", score, NV);
+    gw_kv_arr_i32(&w, "tokenizer.ggml.token_type", type, NV);
+    gw_kv_u32(&w, "tokenizer.ggml.bos_token_id", 1);
+    gw_kv_u32(&w, "tokenizer.ggml.eos_token_id", 2);
+    gw_kv_u32(&w, "tokenizer.ggml.unknown_token_id", 0);
+    gw_kv_bool(&w, "tokenizer.ggml.add_bos_token", 1);
+    gw_kv_str(&w, "tokenizer.chat_template", "{{ messages }}");
+    struct gw_buf           img = gw_finish(&w, 3);
+    struct lmp_config       cfg = {.max_seq = 512, .vocab_size = NV};
+    struct lmp_hf_tok_files a, b;
+    CHECK(lmp_export_hf_tokenizer(LMP_ART_TOK_LLAMA2C, map.data, map.size, &cfg, NULL, &a, &err) ==
+          LMP_OK);
+    CHECK(lmp_export_hf_tokenizer(LMP_ART_TOK_GGUF, img.p, img.n, &cfg, NULL, &b, &err) == LMP_OK);
+    if (err.msg[0]) fprintf(stderr, "%s\n", err.msg);
+    CHECK(a.tokenizer_json && b.tokenizer_json && strcmp(a.tokenizer_json, b.tokenizer_json) == 0);
+    CHECK(a.bos == 1 && b.bos == 1 && a.eos == 2 && b.eos == 2);
+    CHECK(b.tokenizer_config_json && strstr(b.tokenizer_config_json, "{{ messages }}"));
+    CHECK(a.tokenizer_config_json && !strstr(a.tokenizer_config_json, "chat_template"));
+    lmp_hf_tok_files_release(&a);
+    lmp_hf_tok_files_release(&b);
+    for (int i = 0; i < NV; i++) free(tok[i]);
+    free(img.p);
+    lmp_map_close(&map);
+}
+
 static void test_rope_row_and_code(void) {
     /* head_dim 6: source rows (0,1) (2,3) (4,5) are pairs; HF puts pair i at (i, i+3) */
     const int64_t want[12] = {0, 3, 1, 4, 2, 5, 6, 9, 7, 10, 8, 11};
@@ -645,6 +707,7 @@ int main(void) {
     RUN(test_export_1x12g4_int16);
     RUN(test_refusals_and_failures);
     RUN(test_gguf_bpe_tokenizer);
+    RUN(test_gguf_spm_tokenizer);
     int rc = check_report();
     if (rc == 0) rm_rf(tmpdir);
     return rc;
