@@ -1,5 +1,6 @@
 /*  cluster - see cluster.h */
 #include "cli/cluster.h"
+#include "cli/launch.h" /* defines: lmp_launch_submit */
 
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -385,4 +386,131 @@ void lmp_cli_print_status(const struct lmp_cli *cli, const Lmp__JobStatus *js, b
     }
     if (with_detail) lmp_cli_print_workers_text(js->n_workers, js->workers);
     fflush(stdout);
+}
+
+/* ---- submitting a job (submit, tune --connect) ---------------------------------------- */
+
+static void sleep_ms(int ms) {
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+/* Follow job_id to its end, across restarts of the coordinator (a new session each time,
+ * cli/cluster.h); the session cl is taken over and closed. */
+static int follow(struct lmp_cli *cli, const char *ep, struct lmp_client *cl, uint64_t job_id,
+                  const char *out_path) {
+    uint32_t               last_done = UINT32_MAX;
+    uint64_t               last_step = 0;
+    struct lmp_cli_session ss, *s = &ss;
+    lmp_cli_session_init(s, ep, job_id, out_path);
+    s->cl  = cl;
+    int rc = LMP_EXIT_OK;
+    for (;;) {
+        Lmp__Envelope *rep = NULL;
+        if ((rc = lmp_cli_session_query(s, false, false, &rep)) != LMP_EXIT_OK) break;
+        job_id                   = s->job_id; /* a restarted coordinator may give it another id */
+        const Lmp__JobStatus *js = rep->job_status;
+        if (js->n_jobs != 1) {
+            lmp_wire_free(&rep);
+            fprintf(stderr, "lmpress: job %llu is gone from the coordinator\n",
+                    (unsigned long long)job_id);
+            rc = LMP_EXIT_FAIL;
+            break;
+        }
+        const Lmp__JobInfo *j = js->jobs[0];
+        if (j->tune && j->tune->step != last_step && !cli->json) { /* a PV-Tuning job */
+            last_step = j->tune->step;
+            fprintf(stderr,
+                    "job %llu: tune step %llu/%llu  kl %.4f  agree %.3f  codes changed %llu  "
+                    "%.0f tok/s  (%u rank%s)\n",
+                    (unsigned long long)job_id, (unsigned long long)j->tune->step,
+                    (unsigned long long)j->tune->n_steps, j->tune->kl, j->tune->agree,
+                    (unsigned long long)j->tune->codes_changed, j->tune->tokens_per_s,
+                    j->tune->ranks, j->tune->ranks == 1 ? "" : "s");
+        } else if (!j->tune && j->layers_done != last_done && !cli->json) {
+            last_done = j->layers_done;
+            fprintf(stderr, "job %llu: %u/%u layers done", (unsigned long long)job_id,
+                    j->layers_done, j->layers_total);
+            if (j->eta_s >= 0 && j->state == LMP__JOB_STATE__JOB_STATE_RUNNING)
+                fprintf(stderr, ", ETA %.0fs", j->eta_s);
+            fputc('\n', stderr);
+        }
+        if (j->state != LMP__JOB_STATE__JOB_STATE_RUNNING &&
+            j->state != LMP__JOB_STATE__JOB_STATE_QUEUED) {
+            rc = lmp_cli_job_exit(j->state);
+            if (cli->json)
+                lmp_cli_print_status(cli, js, false);
+            else if (rc != LMP_EXIT_OK)
+                fprintf(stderr, "lmpress: job %llu %s: %s\n", (unsigned long long)job_id,
+                        lmp_cli_job_state_name(j->state),
+                        j->error && j->error->message ? j->error->message : "");
+            else
+                printf("job %llu done: %s\n", (unsigned long long)job_id, j->out_path);
+            lmp_wire_free(&rep);
+            break;
+        }
+        lmp_wire_free(&rep);
+        sleep_ms(300);
+    }
+    lmp_cli_session_release(s);
+    return rc;
+}
+
+/* Submit spec, waiting out a coordinator that does not answer or restarts (for up to
+ * LMPRESS_RECONNECT_MS): the job is sent again on a new session, and a coordinator that has
+ * it already (planned, running, or resumed from its state) answers with that job. On success
+ * *cl is the session. Exit code as lmp_cli_session_call. */
+static int submit_patient(const char *ep, const Lmp__JobSpec *spec, struct lmp_client **cl,
+                          uint64_t *job_id, uint32_t *n_tasks) {
+    struct lmp_cli_session s;
+    lmp_cli_session_init(&s, ep, 0, NULL);
+    int rc = lmp_cli_session_connect_patient(&s);
+    if (rc == LMP_EXIT_OK) {
+        Lmp__Envelope  env, *rep = NULL;
+        Lmp__JobSubmit js = LMP__JOB_SUBMIT__INIT;
+        js.spec           = (Lmp__JobSpec *)spec;
+        lmp_wire_init(&env, 0, 0);
+        env.body_case  = LMP__ENVELOPE__BODY_JOB_SUBMIT;
+        env.job_submit = &js;
+        if ((rc = lmp_cli_session_call(&s, &env, &rep)) == LMP_EXIT_OK) {
+            if (rep->body_case == LMP__ENVELOPE__BODY_JOB_ACCEPTED) {
+                *job_id  = rep->job_accepted->job_id;
+                *n_tasks = rep->job_accepted->n_tasks;
+            } else {
+                fprintf(stderr, "lmpress: unexpected reply to a job submission\n");
+                rc = LMP_EXIT_FAIL;
+            }
+            lmp_wire_free(&rep);
+        }
+    }
+    if (rc == LMP_EXIT_OK) *cl = s.cl, s.cl = NULL;
+    lmp_cli_session_release(&s);
+    return rc;
+}
+
+int lmp_cli_submit_job(struct lmp_cli *cli, const char *ep, const Lmp__JobSpec *spec, bool wait) {
+    struct lmp_client *cl      = NULL;
+    uint64_t           job_id  = 0;
+    uint32_t           n_tasks = 0;
+    struct lmp_err     err     = {0};
+    int                rc;
+    if (wait) /* patient: across a restart of the coordinator (a resent job is the same job) */
+        rc = submit_patient(ep, spec, &cl, &job_id, &n_tasks);
+    else if ((rc = lmp_cli_connect(ep, &cl)) == LMP_EXIT_OK) {
+        enum lmp_status st = lmp_launch_submit(cl, spec, &job_id, &n_tasks, &err);
+        if (st != LMP_OK)
+            rc = st == LMP_EIO ? (fprintf(stderr, "lmpress: %s\n", err.msg), LMP_EXIT_UNREACHABLE)
+                               : lmp_cli_fail(cli, &err);
+    }
+    if (rc != LMP_EXIT_OK) {
+        lmp_client_close(&cl);
+        return rc;
+    }
+    if (!cli->json || !wait)
+        printf(cli->json ? "{\"job_id\":%llu,\"tasks\":%u}\n" : "job %llu submitted (%u tasks)\n",
+               (unsigned long long)job_id, n_tasks);
+    fflush(stdout);
+    if (wait) return follow(cli, ep, cl, job_id, spec->out_path); /* takes cl over */
+    lmp_client_close(&cl);
+    return LMP_EXIT_OK;
 }

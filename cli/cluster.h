@@ -69,6 +69,13 @@ int lmp_cli_session_call(struct lmp_cli_session *s, Lmp__Envelope *req, Lmp__Env
 int lmp_cli_session_query(struct lmp_cli_session *s, bool layers, bool workers,
                           Lmp__Envelope **rep);
 
+/* Submit spec to the coordinator at ep: prints "job N submitted (T tasks)" (or its JSON), and
+ * with wait follows the job to its end (progress on stderr: layers, or a tuning's steps),
+ * patiently across a restart of the coordinator (a job sent again is the same job). Exit code:
+ * 0 (submitted; with wait: done), 1 (failed, cancelled, refused), 3 (no coordinator), 4 (the
+ * coordinator refused an input), 5 (key refused), 130 (interrupted). */
+int lmp_cli_submit_job(struct lmp_cli *cli, const char *ep, const Lmp__JobSpec *spec, bool wait);
+
 /* Query job_id (0 = current) with layers and workers into *rep. Exit code as above. */
 int lmp_cli_query(struct lmp_client *cl, uint64_t job_id, bool layers, bool workers,
                   Lmp__Envelope **rep);

@@ -36,7 +36,8 @@
  *  build time the command says so and fails.
  */
 #include "cli/cli.h"
-#include "cli/jobopts.h" /* defines: lmp_jobopts_* */
+#include "cli/tune_cli.h" /* defines: lmp_cli_tune_rank */
+#include "cli/jobopts.h"  /* defines: lmp_jobopts_* */
 
 #include <stdio.h>
 #include <string.h>
@@ -466,6 +467,7 @@ static int cmd_run_exec(struct lmp_cli *cli, int argc, char **argv) {
             a.o.name      = name;
             a.o.n_threads = threads;
             a.o.curve     = info.server_key[0] ? &net.worker : NULL;
+            a.o.tune      = lmp_cli_tune_rank;
             started       = pthread_create(&thr, NULL, agent_main, &a) == 0;
             if (!started) lost = LMP_ENOMEM;
         }

@@ -136,6 +136,17 @@ static void print_json(const Lmp__JobStatus *js) {
         const uint64_t end = j->finished_ms ? j->finished_ms : now;
         cJSON_AddNumberToObject(o, "elapsed_s", j->started_ms ? age_s(j->started_ms, end) : 0);
         cJSON_AddStringToObject(o, "error", j->error && j->error->message ? j->error->message : "");
+        if (j->tune) { /* a PV-Tuning job */
+            cJSON *t = cJSON_AddObjectToObject(o, "tune");
+            cJSON_AddNumberToObject(t, "step", (double)j->tune->step);
+            cJSON_AddNumberToObject(t, "n_steps", (double)j->tune->n_steps);
+            cJSON_AddNumberToObject(t, "kl", j->tune->kl);
+            cJSON_AddNumberToObject(t, "agree", j->tune->agree);
+            cJSON_AddNumberToObject(t, "tokens_per_s", j->tune->tokens_per_s);
+            cJSON_AddNumberToObject(t, "codes_changed", (double)j->tune->codes_changed);
+            cJSON_AddNumberToObject(t, "ranks", j->tune->ranks);
+            cJSON_AddNumberToObject(t, "run", j->tune->attempt);
+        }
         cJSON *ls = cJSON_AddArrayToObject(o, "layers");
         for (size_t q = 0; q < j->n_layers; q++) {
             const Lmp__LayerInfo *l  = j->layers[q];
@@ -200,6 +211,13 @@ static void print_text(const Lmp__JobStatus *js, bool tty) {
         if (j->seconds_calibration + j->seconds_quantization + j->seconds_finetune > 0)
             printf("  worker time: calibration %.1fs, quantization %.1fs, fine-tuning %.1fs\n",
                    j->seconds_calibration, j->seconds_quantization, j->seconds_finetune);
+        if (j->tune)
+            printf("  PV-Tuning: step %llu/%llu, kl %.4f, agree %.3f, %.0f tok/s, codes changed "
+                   "%llu; %u rank%s (run %u)\n",
+                   (unsigned long long)j->tune->step, (unsigned long long)j->tune->n_steps,
+                   j->tune->kl, j->tune->agree, j->tune->tokens_per_s,
+                   (unsigned long long)j->tune->codes_changed, j->tune->ranks,
+                   j->tune->ranks == 1 ? "" : "s", j->tune->attempt);
         if (j->error && j->error->message && j->error->message[0])
             printf("  %s\n", j->error->message);
         if (tty && j->layers_total > 0) {

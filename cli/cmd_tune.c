@@ -9,6 +9,7 @@
  */
 #include "cli/cli.h"
 #include "base/cancel.h"      /* defines: lmp_cancel_shutdown */
+#include "cli/cluster.h"      /* defines: lmp_cli_submit_job */
 #include "cli/tune_cli.h"     /* defines: lmp_cli_tune_run */
 #include "coordinator/tune.h" /* defines: lmp_tune_job_run */
 
@@ -26,7 +27,8 @@ static const char *const usage =
     "             [--lr X] [--code-lr X] [--code-frac F] [--v-every N] [--beam W]\n"
     "             [--trust-ratio X] [--lamb] [--blocks K] [--no-norms] [--seed S] "
     "[--checkpoint-minutes X]\n"
-    "             [--threads T] [--json]";
+    "             [--threads T] [--json]\n"
+    "             [--connect EP [--wait] [--replicas R]]";
 
 static const char *const help =
     "PV-Tuning (docs/pv-tuning.md): codebooks, scales and norms by Adam (P step) and codes by\n"
@@ -61,7 +63,13 @@ static const char *const help =
     "  --seed S              data order (default 1)\n"
     "  --checkpoint-minutes X  minutes between checkpoints (default 10; also on a stop)\n"
     "  --threads T           threads (default every core; per rank under MPI)\n"
-    "  --json                print one JSON object at the end\n";
+    "  --json                print one JSON object at the end\n"
+    "  --connect EP          run it as a job of the coordinator at EP instead, on its workers\n"
+    "                        (the paths must name the same files there); prints the job id\n"
+    "  --wait                with --connect: follow the job to its end (one line per step)\n"
+    "  --replicas R          with --connect: data-parallel workers (default 1; fewer when\n"
+    "                        fewer are there; any number gives the same "
+    "artifact)\n" LMP_CLI_KEYS_HELP;
 
 static void on_signal(int sig) {
     (void)sig;
@@ -167,8 +175,14 @@ static int cmd_tune_exec(struct lmp_cli *cli, int argc, char **argv) {
         {"checkpoint-minutes", required_argument, NULL, 'C'},
         {"threads", required_argument, NULL, 't'},
         {"json", no_argument, NULL, 'j'},
+        {"connect", required_argument, NULL, 'E'},
+        {"wait", no_argument, NULL, 'W'},
+        {"replicas", required_argument, NULL, 'P'},
         {0},
     };
+    const char *connect  = NULL;
+    bool        wait     = false;
+    long long   replicas = 0;
     for (int c; (c = getopt_long(argc, argv, "", opts, NULL)) != -1;) {
         switch (c) {
         case 'a':
@@ -258,6 +272,15 @@ static int cmd_tune_exec(struct lmp_cli *cli, int argc, char **argv) {
         case 'j':
             cli->json = true;
             break;
+        case 'E':
+            connect = optarg;
+            break;
+        case 'W':
+            wait = true;
+            break;
+        case 'P':
+            if (!lmp_cli_parse_i64("--replicas", optarg, 1, 64, &replicas)) return LMP_EXIT_USAGE;
+            break;
         default:
             return lmp_cli_usage(usage);
         }
@@ -267,6 +290,17 @@ static int cmd_tune_exec(struct lmp_cli *cli, int argc, char **argv) {
         return lmp_cli_usage_msg(usage, "--artifact, --model, --data and --out are required");
     if (strcmp(j.artifact, j.out) == 0)
         return lmp_cli_usage_msg(usage, "--out must differ from --artifact");
+    if ((wait || replicas) && connect == NULL)
+        return lmp_cli_usage_msg(usage, "--wait and --replicas go with --connect");
+    if (connect) { /* a cluster job: the coordinator's workers run it */
+        Lmp__JobSpec  spec = LMP__JOB_SPEC__INIT;
+        Lmp__TuneSpec ts;
+        lmp_tune_spec_from_job(&ts, &j, (uint32_t)(replicas ? replicas : 1));
+        spec.model_path = (char *)j.model;
+        spec.out_path   = (char *)j.out;
+        spec.tune       = &ts;
+        return lmp_cli_submit_job(cli, connect, &spec, wait);
+    }
     struct sigaction sa = {.sa_handler = on_signal};
     sigemptyset(&sa.sa_mask);
     sigaction(SIGINT, &sa, NULL);
@@ -327,6 +361,30 @@ int lmp_cli_tune_run(struct lmp_cli *cli, struct lmp_tune_job *j, cJSON *o) {
                     r.resumed_at > 0 ? " (before: not measured by a resumed run)" : "");
     }
     return LMP_EXIT_OK;
+}
+
+enum lmp_status lmp_cli_tune_rank(void *ctx, const Lmp__TaskAssign *ta,
+                                  const struct lmp_tune_comm *comm, const atomic_int *cancel,
+                                  void (*progress)(void *, const struct lmp_tune_step_stats *,
+                                                   int64_t),
+                                  void *pctx, struct lmp_agent_tune_out *out, struct lmp_err *err) {
+    (void)ctx;
+    struct lmp_tune_job j;
+    lmp_tune_job_from_spec(&j, ta->tune, ta->model_path, ta->out_dir);
+    j.n_threads    = (int)ta->n_threads;
+    j.opts.comm    = comm;
+    j.opts.cancel  = cancel;
+    j.progress     = progress;
+    j.progress_ctx = pctx;
+    struct lmp_tune_result r;
+    enum lmp_status        st = lmp_tune_job_run(&j, &r, err);
+    if (st == LMP_OK) {
+        out->steps_done    = r.steps_done;
+        out->val_kl_before = r.val_kl_before;
+        out->val_kl_after  = r.val_kl_after;
+        out->seconds       = r.seconds_tuning;
+    }
+    return st;
 }
 
 const struct lmp_cli_cmd lmp_cli_cmd_tune = {

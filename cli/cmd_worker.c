@@ -6,6 +6,7 @@
  *  a live worker of the same name, no room for more workers): one line, exit 3.
  */
 #include "cli/cli.h"
+#include "cli/tune_cli.h" /* defines: lmp_cli_tune_rank */
 #include "cli/cluster.h"  /* defines: LMP_CLI_DEFAULT_ENDPOINT */
 #include "base/log.h"     /* defines: lmp_log_set_level */
 #include "worker/agent.h" /* defines: lmp_agent_run */
@@ -33,6 +34,7 @@ static int cmd_worker_exec(struct lmp_cli *cli, int argc, char **argv) {
     struct lmp_agent_opts o;
     lmp_agent_opts_init(&o);
     o.endpoint                         = LMP_CLI_DEFAULT_ENDPOINT;
+    o.tune                             = lmp_cli_tune_rank;
     long long                  threads = 0, timeout = o.connect_timeout_ms;
     bool                       verbose = false;
     static const struct option opts[]  = {

@@ -1,6 +1,7 @@
 /*  launch - see launch.h */
 #define _GNU_SOURCE
 #include "cli/launch.h"
+#include "cli/tune_cli.h"      /* defines: lmp_cli_tune_rank */
 #include "coordinator/coord.h" /* defines: lmp_coord_* */
 #include "worker/agent.h"      /* defines: lmp_agent_run */
 #include "base/log.h"          /* defines: lmp_log_warn */
@@ -120,6 +121,7 @@ enum lmp_status lmp_launch_start(const struct lmp_launch_opts *o, struct lmp_lau
         w->o.name      = w->name;
         w->o.n_threads = o->worker_threads;
         w->o.curve     = o->worker_curve;
+        w->o.tune      = lmp_cli_tune_rank;
         if (pthread_create(&w->thr, NULL, worker_main, w) != 0) {
             lmp_launch_stop(&L, NULL);
             return lmp_err_set(err, LMP_ENOMEM, "cannot start worker thread %d", i);

@@ -152,6 +152,14 @@ static void render_job(struct screen *s, struct lmp_status_view *v, const Lmp__J
         snprintf(now + strlen(now), sizeof(now) - strlen(now), "%squantizing %d layer%s",
                  now[0] ? "; " : "", n_quant, n_quant > 1 ? "s" : "");
     if (live) add_line(s, "now: %s", now[0] ? now : "waiting for workers");
+    if (j->tune)
+        add_line(s,
+                 "PV-Tuning: step %llu/%llu, kl %.4f, agree %.3f, %.0f tok/s, codes changed %llu; "
+                 "%u rank%s (run %u)",
+                 (unsigned long long)j->tune->step, (unsigned long long)j->tune->n_steps,
+                 j->tune->kl, j->tune->agree, j->tune->tokens_per_s,
+                 (unsigned long long)j->tune->codes_changed, j->tune->ranks,
+                 j->tune->ranks == 1 ? "" : "s", j->tune->attempt);
     if (j->error && j->error->message && j->error->message[0]) add_line(s, "%s", j->error->message);
     add_line(s, "%s -> %s", j->model_path ? j->model_path : "", j->out_path ? j->out_path : "");
     if (j->seconds_calibration + j->seconds_quantization + j->seconds_finetune > 0)

@@ -263,7 +263,10 @@ static bool peer_lease(const struct lmp_coord *c, int pi, struct lmp_lease *L) {
     const struct job  *J = c->job;
     *L                   = (struct lmp_lease){.kind = LMP_LEASE_NONE, .id = -1, .peer = pi};
     if (J == NULL) return false;
-    if (p->ft && J->ft && J->ft->worker == pi) {
+    if (J->tune && p->tune_rank >= 0 && p->tune_rank < J->tune->n &&
+        J->tune->worker[p->tune_rank] == pi) {
+        L->kind = LMP_LEASE_TUNE, L->id = p->tune_rank, L->attempt = J->tune->attempt;
+    } else if (p->ft && J->ft && J->ft->worker == pi) {
         L->kind = LMP_LEASE_FINETUNE, L->id = ft_block_of(J), L->attempt = J->ft->attempt;
     } else if (p->cal >= 0 && J->slices && p->cal < J->n_slices && J->slices[p->cal].worker == pi) {
         L->kind = LMP_LEASE_SLICE, L->id = p->cal, L->attempt = J->slices[p->cal].attempt;
@@ -298,6 +301,13 @@ static uint64_t slice_wire_id(const struct lmp_lease *L) {
 static uint64_t ft_wire_id(const struct lmp_lease *L) {
     return FT_TASK_BASE + (uint64_t)L->id;
 }
+static uint64_t tune_wire_id(const struct lmp_lease *L) {
+    return LMP_TUNE_TASK_BASE + (uint64_t)L->id;
+}
+static void tune_describe(const struct lmp_coord *c, const struct lmp_lease *L, char *buf,
+                          size_t n) {
+    snprintf(buf, n, "PV-Tuning rank %lld of %d", (long long)L->id, c->job->tune->n);
+}
 
 static void layer_describe(const struct lmp_coord *c, const struct lmp_lease *L, char *buf,
                            size_t n) {
@@ -329,6 +339,9 @@ static bool slice_fails(enum lmp_status code) {
 static bool ft_fails(enum lmp_status code) {
     return code != LMP_EBUSY && code != LMP_ECANCEL && code != LMP_ENOENT;
 }
+static bool tune_fails(enum lmp_status code) {
+    return code != LMP_EBUSY && code != LMP_ECANCEL;
+}
 
 static void layer_lost(struct lmp_coord *c, const struct lmp_lease *L, bool failure,
                        const char *why) {
@@ -349,12 +362,15 @@ static void ft_lease_lost(struct lmp_coord *c, const struct lmp_lease *L, bool f
     (void)L;
     ft_lost(c, failure, why);
 }
+static void tune_rank_lost(struct lmp_coord *c, const struct lmp_lease *L, bool failure,
+                           const char *why);
 
 static const struct lease_ops lease_ops[LMP_LEASE_KIND_COUNT] = {
     [LMP_LEASE_LAYER]    = {task_wire_id, layer_describe, fails_unless_busy, layer_lost},
     [LMP_LEASE_ROWS]     = {task_wire_id, rows_describe, fails_unless_busy, rows_lost},
     [LMP_LEASE_SLICE]    = {slice_wire_id, slice_describe, slice_fails, slice_lost},
     [LMP_LEASE_FINETUNE] = {ft_wire_id, ft_describe, ft_fails, ft_lease_lost},
+    [LMP_LEASE_TUNE]     = {tune_wire_id, tune_describe, tune_fails, tune_rank_lost},
 };
 
 /* Lease L ends without a result, and not by its worker's failure (its TaskAssign was not
@@ -363,7 +379,7 @@ static const struct lease_ops lease_ops[LMP_LEASE_KIND_COUNT] = {
 static void lease_give_up(struct lmp_coord *c, const struct lmp_lease *L, const char *why) {
     lmp_log_warn("coordinator: %s; assigned again", why);
     /* a layer's requeue (layer_lost, rows_lost) records its own event with `why` */
-    if (L->kind == LMP_LEASE_SLICE || L->kind == LMP_LEASE_FINETUNE)
+    if (L->kind == LMP_LEASE_SLICE || L->kind == LMP_LEASE_FINETUNE || L->kind == LMP_LEASE_TUNE)
         coord_peer_event(c, LMP_LOG_INFO, LMP_EVENT_REQUEUED, L->peer, "%s", why);
     lease_ops[L->kind].lost(c, L, false, why);
 }
@@ -425,10 +441,289 @@ static void peer_gone(struct lmp_coord *c, int pi, const char *why) {
     }
     if (held) lease_ops[L.kind].lost(c, &L, true, msg);
     peer_forget_owned(c, pi);
-    p->task = -1;
-    p->ft   = false;
-    p->dead = true;
+    p->task      = -1;
+    p->ft        = false;
+    p->tune_rank = -1;
+    p->dead      = true;
     if (p->role != LMP_PEER_WORKER) p->used = false;
+}
+
+/* ---- PV-Tuning jobs (JobSpec.tune; struct tstate in coord_internal.h) ---------------- */
+
+static void job_end(struct lmp_coord *c, Lmp__JobState state);
+
+/* Drop the sum being collected (a gang stopping, or done). */
+static void tune_sum_reset(struct tstate *T) {
+    if (T == NULL) return;
+    free(T->isum);
+    T->isum = NULL;
+    for (int r = 0; r < MAX_TUNE_RANKS; r++) {
+        free(T->dpart[r]);
+        T->dpart[r] = NULL;
+        T->in[r]    = false;
+    }
+    T->n_part = 0;
+}
+
+static int tune_live(const struct tstate *T) {
+    int n = 0;
+    for (int r = 0; r < T->n; r++) n += T->worker[r] >= 0;
+    return n;
+}
+
+/* Stop the gang's ranks still running (TaskCancel: rank 0 checkpoints and reports ECANCEL),
+ * once per gang. */
+static void tune_gang_stop(struct lmp_coord *c, const char *why) {
+    struct job    *J = c->job;
+    struct tstate *T = J->tune;
+    tune_sum_reset(T);
+    for (int r = 0; r < T->n; r++) {
+        const int pi = T->worker[r];
+        if (pi < 0 || c->peers[pi].cancelling) continue;
+        Lmp__Envelope   env;
+        Lmp__TaskCancel tc = LMP__TASK_CANCEL__INIT;
+        lmp_wire_init(&env, 0, 0);
+        tc.job_id = J->id, tc.task_id = LMP_TUNE_TASK_BASE + (uint64_t)r;
+        tc.reason       = (char *)why;
+        env.body_case   = LMP__ENVELOPE__BODY_TASK_CANCEL;
+        env.task_cancel = &tc;
+        coord_send(c, &c->peers[pi].id, &env);
+        c->peers[pi].cancelling = true;
+    }
+}
+
+/* A rank's lease ended without its result (its worker gone, an error, a cancel, a hand-back):
+ * the rest of the gang is stopped; once none runs, the next gang starts from the checkpoint.
+ * A failure counts towards --max-attempts once per gang. */
+static void tune_rank_lost(struct lmp_coord *c, const struct lmp_lease *L, bool failure,
+                           const char *why) {
+    struct job    *J            = c->job;
+    struct tstate *T            = J->tune;
+    const int      r            = (int)L->id;
+    c->peers[L->peer].tune_rank = -1;
+    if (r >= 0 && r < T->n) T->worker[r] = -1;
+    if (failure && !T->failed) {
+        T->n_failures++;
+        T->failed = true;
+        if (T->n_failures >= c->o.max_attempts) {
+            job_fail(c, "PV-Tuning failed %u times; last: %s", T->n_failures, why);
+            return;
+        }
+    }
+    tune_gang_stop(c, why);
+    if (tune_live(T) > 0) return;
+    int n_done = 0;
+    for (int q = 0; q < T->n; q++) n_done += T->done[q];
+    lmp_log_warn("coordinator: PV-Tuning run %u ended with %d of %d ranks done (%s); the next "
+                 "resumes from the checkpoint",
+                 T->attempt, n_done, T->n, why);
+    coord_event(c, LMP_LOG_WARN, LMP_EVENT_REQUEUED, -1,
+                "PV-Tuning run %u stopped (%s); resumes from the checkpoint", T->attempt, why);
+    T->n          = 0;
+    T->wait_until = mono_ms() + 3000; /* a replaced worker may be on its way back */
+}
+
+static bool peer_idle(const struct peer *p);
+
+/* Start a gang when none runs: `replicas` idle workers, or as many as there are (at least
+ * one) once wait_until has passed. Ranks go to the workers in peer order. */
+static void tune_dispatch(struct lmp_coord *c) {
+    struct job    *J = c->job;
+    struct tstate *T = J->tune;
+    if (T->n > 0) return;
+    int idle[MAX_TUNE_RANKS], n = 0;
+    for (int pi = 0; pi < MAX_PEERS && n < (int)T->replicas && n < MAX_TUNE_RANKS; pi++)
+        if (peer_idle(&c->peers[pi])) idle[n++] = pi;
+    if (n == 0 || (n < (int)T->replicas && mono_ms() < T->wait_until)) return;
+    T->attempt++;
+    T->n      = n;
+    T->step   = 0;
+    T->failed = false;
+    tune_sum_reset(T);
+    for (int r = 0; r < n; r++) {
+        struct peer    *p = &c->peers[idle[r]];
+        Lmp__Envelope   env;
+        Lmp__TaskAssign ta = LMP__TASK_ASSIGN__INIT;
+        lmp_wire_init(&env, 0, 0);
+        ta.job_id = J->id, ta.task_id = LMP_TUNE_TASK_BASE + (uint64_t)r, ta.attempt = T->attempt;
+        ta.kind         = LMP__TASK_KIND__TASK_KIND_TUNE;
+        ta.model_path   = J->spec->model_path;
+        ta.out_dir      = J->spec->out_path;
+        ta.tune         = J->spec->tune;
+        ta.rank         = (uint32_t)r;
+        ta.ranks        = (uint32_t)n;
+        ta.kernels      = J->spec->kernels;
+        ta.n_threads    = p->cores;
+        env.body_case   = LMP__ENVELOPE__BODY_TASK_ASSIGN;
+        env.task_assign = &ta;
+        T->worker[r]    = idle[r];
+        T->done[r]      = false;
+        p->tune_rank    = r;
+        coord_send(c, &p->id, &env);
+    }
+    lmp_log_info("coordinator: PV-Tuning run %u: %d rank%s", T->attempt, n, n > 1 ? "s" : "");
+    coord_event(c, LMP_LOG_INFO, LMP_EVENT_ASSIGNED, -1, "PV-Tuning run %u on %d worker%s",
+                T->attempt, n, n > 1 ? "s" : "");
+}
+
+/* A rank's part of a sum: every rank's part in, the sum goes back to each (int64 parts
+ * added as they come, exact in any order; double parts in rank order). */
+static void tune_on_partial(struct lmp_coord *c, int pi, const Lmp__RowsPartial *rp) {
+    struct job    *J = c->job;
+    struct tstate *T = J->tune;
+    const int      r = c->peers[pi].tune_rank;
+    if (rp->job_id != J->id || J->state != LMP__JOB_STATE__JOB_STATE_RUNNING || r < 0 ||
+        r >= T->n || T->worker[r] != pi || rp->attempt != T->attempt ||
+        rp->task_id != LMP_TUNE_TASK_BASE + (uint64_t)r || c->peers[pi].cancelling)
+        return; /* stale: a stopped gang */
+    const bool    is_int = rp->ipart.len > 0;
+    const int64_t n      = is_int ? (int64_t)(rp->ipart.len / 8) : (int64_t)rp->n_part;
+    bool          finite = true;
+    for (size_t i = 0; !is_int && i < rp->n_part; i++) finite &= isfinite(rp->part[i]) != 0;
+    if (rp->step != T->step + 1 || T->in[r] || n == 0 ||
+        (T->n_part && (n != T->n_part || is_int != T->is_int)) || !finite) {
+        char msg[256];
+        snprintf(msg, sizeof(msg), "worker '%s' sent sum %llu (%lld values) %s",
+                 c->peers[pi].id.name, (unsigned long long)rp->step, (long long)n,
+                 finite ? "out of step with the other ranks" : "with values not finite");
+        struct lmp_lease L;
+        if (peer_lease(c, pi, &L)) lease_ops[L.kind].lost(c, &L, true, msg);
+        return;
+    }
+    if (T->n_part == 0) {
+        T->n_part = n, T->is_int = is_int;
+        if (is_int && (T->isum = calloc((size_t)n, sizeof(uint64_t))) == NULL) {
+            job_fail(c, "out of memory for the tuning's sums");
+            return;
+        }
+    }
+    if (is_int) {
+        for (int64_t i = 0; i < n; i++) {
+            uint64_t v;
+            memcpy(&v, rp->ipart.data + 8 * i, 8); /* little-endian on the wire and here */
+            T->isum[i] += v;
+        }
+    } else {
+        if ((T->dpart[r] = malloc((size_t)n * sizeof(double))) == NULL) {
+            job_fail(c, "out of memory for the tuning's sums");
+            return;
+        }
+        memcpy(T->dpart[r], rp->part, (size_t)n * sizeof(double));
+    }
+    T->in[r] = true;
+    for (int q = 0; q < T->n; q++)
+        if (!T->in[q]) return;
+    double *dsum = NULL;
+    if (!is_int) {
+        if ((dsum = malloc((size_t)n * sizeof(double))) == NULL) {
+            job_fail(c, "out of memory for the tuning's sums");
+            return;
+        }
+        for (int64_t i = 0; i < n; i++) {
+            double acc = 0;
+            for (int q = 0; q < T->n; q++) acc += T->dpart[q][i];
+            dsum[i] = acc;
+        }
+    }
+    T->step++;
+    for (int q = 0; q < T->n; q++) {
+        Lmp__Envelope env;
+        Lmp__RowsSum  rs = LMP__ROWS_SUM__INIT;
+        lmp_wire_init(&env, 0, 0);
+        rs.job_id = J->id, rs.task_id = LMP_TUNE_TASK_BASE + (uint64_t)q, rs.attempt = T->attempt;
+        rs.step = T->step;
+        if (is_int)
+            rs.isum.data = (uint8_t *)T->isum, rs.isum.len = (size_t)n * 8;
+        else
+            rs.n_sum = (size_t)n, rs.sum = dsum;
+        env.body_case = LMP__ENVELOPE__BODY_ROWS_SUM;
+        env.rows_sum  = &rs;
+        coord_send(c, &c->peers[T->worker[q]].id, &env);
+    }
+    free(dsum);
+    tune_sum_reset(T);
+}
+
+/* Rank 0's TaskProgress: the job's step, KL, agreement, codes changed; tokens/s of all. */
+static void tune_progress(struct lmp_coord *c, int pi, const Lmp__TaskProgress *tp) {
+    struct job    *J = c->job;
+    struct tstate *T = J->tune;
+    if (tp->job_id != J->id || tp->attempt != T->attempt || tp->task_id != LMP_TUNE_TASK_BASE ||
+        T->n < 1 || T->worker[0] != pi || tp->step == 0)
+        return;
+    if (tp->step != T->p_step) {
+        coord_event(c, LMP_LOG_INFO, LMP_EVENT_PROGRESS, -1,
+                    "tune step %u/%u kl %.5f agree %.4f codes changed %llu %.1f tok/s", tp->step,
+                    tp->n_steps, tp->loss, tp->rel_err, (unsigned long long)tp->codes_changed,
+                    tp->tokens_per_s);
+        T->p_step = tp->step;
+    }
+    T->p_n_steps = tp->n_steps, T->kl = tp->loss, T->agree = tp->rel_err;
+    T->tok_s = tp->tokens_per_s, T->codes_changed = tp->codes_changed;
+}
+
+static void on_tune_result(struct lmp_coord *c, int pi, const Lmp__TaskResult *r,
+                           Lmp__Envelope *ackenv, Lmp__TaskResultAck *ack) {
+    struct job    *J = c->job;
+    struct peer   *p = &c->peers[pi];
+    struct tstate *T = J ? J->tune : NULL;
+    const int      q = p->tune_rank;
+    if (T == NULL || r->job_id != J->id || J->state != LMP__JOB_STATE__JOB_STATE_RUNNING || q < 0 ||
+        q >= T->n || T->worker[q] != pi || r->attempt != T->attempt ||
+        r->task_id != LMP_TUNE_TASK_BASE + (uint64_t)q) {
+        lmp_log_info("coordinator: stale tuning result from '%s' dropped", p->id.name);
+        coord_send(c, &p->id, ackenv);
+        return;
+    }
+    ack->accepted = true;
+    coord_send(c, &p->id, ackenv);
+    p->tune_rank = -1;
+    T->worker[q] = -1;
+    T->done[q]   = true;
+    p->n_done++;
+    if (q == 0 && r->stats) {
+        T->val_kl_before = r->stats->rel_err_before, T->val_kl_after = r->stats->rel_err_after;
+        T->seconds = r->stats->seconds;
+        T->p_step  = r->stats->steps;
+    }
+    for (int k = 0; k < T->n; k++)
+        if (!T->done[k]) return;
+    lmp_log_info("coordinator: job %llu: PV-Tuning done on %d rank%s; wrote '%s'",
+                 (unsigned long long)J->id, T->n, T->n > 1 ? "s" : "", J->spec->out_path);
+    coord_event(c, LMP_LOG_INFO, LMP_EVENT_JOB_END, -1,
+                "job %llu done: PV-Tuning, held-out KL %.4f -> %.4f, wrote '%s'",
+                (unsigned long long)J->id, T->val_kl_before, T->val_kl_after, J->spec->out_path);
+    job_end(c, LMP__JOB_STATE__JOB_STATE_DONE);
+}
+
+/* A PV-Tuning job's plan: the spec's files are there (the ranks check the rest: an AQLM
+ * artifact, the teacher's fingerprint, the text). */
+static enum lmp_status tune_plan(struct job *J, const Lmp__JobSpec *spec, struct lmp_err *err) {
+    const char *const what[3] = {"original model", "artifact to tune", "tuning text"};
+    const char *const path[3] = {spec->model_path, spec->tune->artifact, spec->tune->data};
+    for (int i = 0; i < 3; i++) {
+        struct stat sb;
+        char        q[300];
+        errno = 0;
+        if (stat(path[i], &sb) != 0 || !S_ISREG(sb.st_mode))
+            return lmp_err_set(err, LMP_ENOENT, "%s '%s': %s", what[i],
+                               lmp_str_escape(q, sizeof(q), path[i]),
+                               errno == 0 || S_ISDIR(sb.st_mode) ? "not a file" : strerror(errno));
+    }
+    const size_t len    = lmp__job_spec__get_packed_size(spec);
+    uint8_t     *packed = malloc(len ? len : 1);
+    if (packed) {
+        lmp__job_spec__pack(spec, packed);
+        J->spec = lmp__job_spec__unpack(NULL, len, packed);
+    }
+    free(packed);
+    if (J->spec == NULL || (J->tune = calloc(1, sizeof(*J->tune))) == NULL)
+        return lmp_err_set(err, LMP_ENOMEM, "out of memory");
+    J->tune->replicas = spec->tune->replicas ? spec->tune->replicas : 1;
+    if (J->tune->replicas > MAX_TUNE_RANKS) J->tune->replicas = MAX_TUNE_RANKS;
+    J->tune->wait_until = mono_ms() + 5000; /* the workers asked for may still be joining */
+    for (int r = 0; r < MAX_TUNE_RANKS; r++) J->tune->worker[r] = -1;
+    return LMP_OK;
 }
 
 /* ---- the job -------------------------------------------------------------------- */
@@ -475,6 +770,8 @@ static void job_destroy(struct job **jp) {
     free(J->tokens);
     free(J->quantized);
     lmp_model_close(&J->m);
+    tune_sum_reset(J->tune);
+    free(J->tune);
     if (J->spec) lmp__job_spec__free_unpacked(J->spec, NULL);
     free(J);
     *jp = NULL;
@@ -532,7 +829,8 @@ static void job_end(struct lmp_coord *c, Lmp__JobState state) {
     J->finished_ms = unix_ms();
     for (int i = 0; i < MAX_PEERS; i++) {
         struct peer *p = &c->peers[i];
-        if (!p->used || p->dead || (p->task < 0 && p->cal < 0 && !p->ft)) continue;
+        if (!p->used || p->dead || (p->task < 0 && p->cal < 0 && !p->ft && p->tune_rank < 0))
+            continue;
         if (p->read_token) { /* reserved, not sent (read-back in flight): nothing to cancel */
             p->read_token = 0, p->cal = -1, p->ft = false;
             continue;
@@ -549,8 +847,11 @@ static void job_end(struct lmp_coord *c, Lmp__JobState state) {
         p->task       = -1;
         p->cal        = -1;
         p->ft         = false;
+        p->tune_rank  = -1;
     }
     for (int64_t i = 0; J->slices && i < J->n_slices; i++) J->slices[i].worker = -1;
+    tune_sum_reset(J->tune);
+    for (int r = 0; J->tune && r < MAX_TUNE_RANKS; r++) J->tune->worker[r] = -1;
     job_free_calib(J);
     ft_free(J);
     for (int64_t i = 0; i < J->n_tasks; i++) {
@@ -1120,9 +1421,15 @@ static void assign_rows(struct lmp_coord *c, int ti, const int *pis, int n) {
 
 /* A shard's part of the current sum; when every shard's is in, the sum (in shard order)
  * goes back to each of them. */
+static void tune_on_partial(struct lmp_coord *c, int pi, const Lmp__RowsPartial *rp);
+
 static void on_rows_partial(struct lmp_coord *c, int pi, const Lmp__RowsPartial *rp) {
-    struct job *J  = c->job;
-    const int   ti = (int)rp->task_id - 1;
+    struct job *J = c->job;
+    if (J && J->tune) {
+        tune_on_partial(c, pi, rp);
+        return;
+    }
+    const int ti = (int)rp->task_id - 1;
     if (J == NULL || rp->job_id != J->id || J->state != LMP__JOB_STATE__JOB_STATE_RUNNING ||
         ti < 0 || ti >= J->n_tasks || J->tasks[ti].rows == NULL ||
         J->tasks[ti].attempt != rp->attempt)
@@ -1177,7 +1484,7 @@ static void on_rows_partial(struct lmp_coord *c, int pi, const Lmp__RowsPartial 
 
 static bool peer_idle(const struct peer *p) {
     return p->used && !p->dead && p->role == LMP_PEER_WORKER && p->task < 0 && p->cal < 0 &&
-           !p->ft && !p->cancelling && p->busy_until <= mono_ms();
+           !p->ft && p->tune_rank < 0 && !p->cancelling && p->busy_until <= mono_ms();
 }
 
 /* The scheduler's view of the job and the peers now (sched.h), in J's scratch arrays. */
@@ -1533,9 +1840,15 @@ static void on_ft_result(struct lmp_coord *c, int pi, const Lmp__TaskResult *r,
 /* Give every idle worker work: a slice of the earliest block being calibrated, then
  * quantization tasks, then slices of later blocks, then (rather than idle) a busy worker's
  * slice. */
+static void tune_dispatch(struct lmp_coord *c);
+
 static void dispatch(struct lmp_coord *c) {
     struct job *J = c->job;
     if (J == NULL || J->state != LMP__JOB_STATE__JOB_STATE_RUNNING) return;
+    if (J->tune) {
+        tune_dispatch(c);
+        return;
+    }
     for (int pi = 0; pi < MAX_PEERS; pi++) {
         if (!peer_idle(&c->peers[pi])) continue;
         struct lmp_sched      s;
@@ -1572,7 +1885,7 @@ static void finalize_post(struct lmp_coord *c, struct job *J);
 static void job_finish_if_done(struct lmp_coord *c) {
     struct job *J = c->job;
     if (J == NULL || J->state != LMP__JOB_STATE__JOB_STATE_RUNNING || J->n_done < J->n_tasks ||
-        J->finalizing)
+        J->finalizing || J->tune)
         return;
     finalize_post(c, J);
 }
@@ -1584,7 +1897,8 @@ static enum lmp_status job_plan(struct lmp_coord *c, const Lmp__JobSpec *spec_in
     struct job *J = calloc(1, sizeof(*J));
     if (J == NULL) return lmp_err_set(err, LMP_ENOMEM, "out of memory");
     lmp_art_job_init(&J->aj);
-    enum lmp_status st = coord_plan_job(J, spec_in, err);
+    enum lmp_status st =
+        spec_in->tune ? tune_plan(J, spec_in, err) : coord_plan_job(J, spec_in, err);
     if (st != LMP_OK) goto out;
     if (J->spec->finetune && J->spec->finetune->enabled) {
         if ((J->ft = calloc(1, sizeof(*J->ft))) == NULL ||
@@ -1751,7 +2065,7 @@ static void plan_accept_reply(struct lmp_coord *c, const struct coord_plan *P,
     Lmp__JobAccepted ja = LMP__JOB_ACCEPTED__INIT;
     lmp_wire_init(&out, 0, P->seq);
     ja.job_id        = P->id;
-    ja.n_layers      = J ? (uint32_t)lmp_model_n_linears(J->m) : 0;
+    ja.n_layers      = J && J->m ? (uint32_t)lmp_model_n_linears(J->m) : 0;
     ja.n_tasks       = J ? (uint32_t)J->n_tasks : 0;
     out.body_case    = LMP__ENVELOPE__BODY_JOB_ACCEPTED;
     out.job_accepted = &ja;
@@ -2124,6 +2438,7 @@ static void on_hello(struct lmp_coord *c, const struct lmp_zpeer *from, const Lm
     p->role         = role;
     p->task         = -1;
     p->cal          = -1;
+    p->tune_rank    = -1;
     p->last_seen    = mono_ms();
     p->last_hb_unix = unix_ms();
     if (h->caps) {
@@ -2288,6 +2603,10 @@ static void on_result(struct lmp_coord *c, int pi, const Lmp__Envelope *env) {
     out.body_case       = LMP__ENVELOPE__BODY_TASK_RESULT_ACK;
     out.task_result_ack = &ack;
     p->cancelling       = false;
+    if (r->kind == LMP__TASK_KIND__TASK_KIND_TUNE || r->task_id >= LMP_TUNE_TASK_BASE) {
+        on_tune_result(c, pi, r, &out, &ack);
+        return;
+    }
     if (r->kind == LMP__TASK_KIND__TASK_KIND_FINETUNE_BLOCK || r->task_id >= FT_TASK_BASE) {
         on_ft_result(c, pi, r, &out, &ack);
         return;
@@ -2513,7 +2832,9 @@ static void on_message(struct lmp_coord *c, const struct lmp_zpeer *from, Lmp__E
     case LMP__ENVELOPE__BODY_TASK_PROGRESS:
         if (J && p->task >= 0 && env->task_progress->task_id == (uint64_t)p->task + 1)
             J->tasks[p->task].progress_s = env->task_progress->elapsed_s;
-        if (J && J->ft && env->task_progress->task_id >= FT_TASK_BASE)
+        if (J && J->tune && env->task_progress->task_id >= LMP_TUNE_TASK_BASE)
+            tune_progress(c, pi, env->task_progress);
+        else if (J && J->ft && env->task_progress->task_id >= FT_TASK_BASE)
             ft_progress(c, pi, env->task_progress);
         else
             coord_on_progress(c, pi, env->task_progress);

@@ -56,9 +56,11 @@
 
 /* Task ids of a job (TaskAssign, TaskProgress, WorkerInfo.running_tasks): 1 + the layer's
  * index for a layer (or its row shards); LMP_CAL_TASK_BASE + slice for a calibration slice;
- * LMP_FT_TASK_BASE + block for a block's fine-tuning. */
-#define LMP_CAL_TASK_BASE (UINT64_C(1) << 32)
-#define LMP_FT_TASK_BASE  (UINT64_C(2) << 32)
+ * LMP_FT_TASK_BASE + block for a block's fine-tuning; LMP_TUNE_TASK_BASE + rank for a rank
+ * of a PV-Tuning job. */
+#define LMP_CAL_TASK_BASE  (UINT64_C(1) << 32)
+#define LMP_FT_TASK_BASE   (UINT64_C(2) << 32)
+#define LMP_TUNE_TASK_BASE (UINT64_C(3) << 32)
 
 struct lmp_coord_opts {
     const char *bind;                 /* default "tcp://127.0.0.1:7070" */

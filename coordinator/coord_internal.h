@@ -70,6 +70,33 @@ struct cblock {
 
 struct rtask; /* coord.c: a layer running as row shards */
 
+/* A PV-Tuning job (JobSpec.tune): one gang of data-parallel ranks at a time, each on its
+ * own worker (TASK_KIND_TUNE, task id LMP_TUNE_TASK_BASE + rank); the coordinator adds
+ * their gradient sums (RowsPartial / RowsSum) and keeps rank 0's progress. A rank lost
+ * stops the gang; the next gang (as many ranks as there are workers then, up to the
+ * replicas asked for) resumes from the checkpoint rank 0 wrote. */
+enum { MAX_TUNE_RANKS = 64 };
+struct tstate {
+    uint32_t  replicas;               /* wanted (>= 1) */
+    uint32_t  attempt;                /* gangs started so far */
+    uint32_t  n_failures;             /* gangs ended by a failure */
+    int       n;                      /* ranks of the gang running; 0 = none */
+    bool      failed;                 /* the gang running has counted its failure */
+    int       worker[MAX_TUNE_RANKS]; /* peer of each rank while it runs, -1 = ended */
+    bool      done[MAX_TUNE_RANKS];   /* its result is in */
+    uint64_t  wait_until;             /* mono ms: wait for `replicas` idle workers until then */
+    uint64_t  step;                   /* sums completed this gang */
+    int64_t   n_part;                 /* length of the sum being collected, 0 = none in */
+    bool      is_int;                 /* ... int64 (ipart) or double (part) */
+    bool      in[MAX_TUNE_RANKS];     /* ... whose part is in */
+    uint64_t *isum;                   /* ... the int64 sum so far (wrapping: exact) */
+    double   *dpart[MAX_TUNE_RANKS];  /* ... the double parts (added in rank order) */
+    /* rank 0's latest step (TaskProgress) and its result */
+    uint64_t p_step, p_n_steps, codes_changed;
+    double   kl, agree, tok_s;
+    double   val_kl_before, val_kl_after, seconds;
+};
+
 struct task {
     int64_t                  lin; /* index into the model's linears */
     const struct lmp_linear *l;
@@ -105,6 +132,7 @@ struct peer {
     uint64_t unsent_task;        /* coord.c: wire id of a TaskAssign that could not be sent
                                     (its lease is given up on the next timer), 0 = none */
     uint32_t unsent_attempt;     /* and its attempt */
+    int      tune_rank;          /* coord.c: the rank of the job's tuning it runs, -1 = none */
     uint64_t sent_task;          /* coord.c: wire id of the last TaskAssign sent, 0 = none */
     uint32_t sent_attempt;       /* and its attempt */
     uint64_t run_seen_ms;        /* ms (monotonic): it went out, or a Heartbeat last listed it */
@@ -143,10 +171,11 @@ struct job {
     uint64_t        submitted_ms, started_ms, finished_ms, started_mono;
     double          params_total, params_done_run;
     double          sec_calib, sec_quant, sec_ft; /* worker-seconds of accepted results, this run */
-    int             bg_busy; /* coord.c: background items using a, m in flight; while > 0
-                                the loop neither closes a nor frees m */
-    bool finalizing;         /* coord.c: the artifact is being finalized (background);
-                                no events are appended to it meanwhile */
+    int             bg_busy;      /* coord.c: background items using a, m in flight; while > 0
+                                     the loop neither closes a nor frees m */
+    bool finalizing;              /* coord.c: the artifact is being finalized (background);
+                                     no events are appended to it meanwhile */
+    struct tstate          *tune; /* a PV-Tuning job (JobSpec.tune), else NULL */
     struct lmp_sched_task  *sched_tasks;  /* coord.c: (n_tasks) the scheduler's view */
     struct lmp_sched_slice *sched_slices; /* (n_slices) */
 };

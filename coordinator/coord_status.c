@@ -26,6 +26,7 @@ struct status_buf {
     char             *variants[MAX_PEERS];
     uint64_t          running[MAX_PEERS];
     Lmp__Error        error;
+    Lmp__TuneInfo     tune;
     size_t            n_workers;
 };
 
@@ -105,6 +106,20 @@ static bool fill_job(struct lmp_coord *c, struct status_buf *b, bool with_layers
     ji->seconds_calibration  = J->sec_calib;
     ji->seconds_quantization = J->sec_quant;
     ji->seconds_finetune     = J->sec_ft;
+    if (J->tune) { /* a PV-Tuning job: rank 0's latest step */
+        const struct tstate *T = J->tune;
+        lmp__tune_info__init(&b->tune);
+        b->tune.step          = T->p_step;
+        b->tune.n_steps       = T->p_n_steps ? T->p_n_steps : J->spec->tune->steps;
+        b->tune.kl            = T->kl;
+        b->tune.agree         = T->agree;
+        b->tune.tokens_per_s  = T->tok_s; /* a step's tokens are every rank's */
+        b->tune.codes_changed = T->codes_changed;
+        b->tune.ranks         = (uint32_t)T->n;
+        b->tune.attempt       = T->attempt;
+        ji->tune              = &b->tune;
+        ji->eta_s             = J->state != LMP__JOB_STATE__JOB_STATE_RUNNING ? 0 : -1;
+    }
     if (J->error[0]) {
         lmp__error__init(&b->error);
         b->error.code    = "EINVAL";

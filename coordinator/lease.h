@@ -20,6 +20,7 @@ enum lmp_lease_kind {
     LMP_LEASE_ROWS,     /* TASK_KIND_QUANTIZE_ROWS: id = task index (one shard of it) */
     LMP_LEASE_SLICE,    /* TASK_KIND_CALIBRATE: id = slice index */
     LMP_LEASE_FINETUNE, /* TASK_KIND_FINETUNE_BLOCK: id = block */
+    LMP_LEASE_TUNE,     /* TASK_KIND_TUNE: id = rank */
     LMP_LEASE_KIND_COUNT
 };
 

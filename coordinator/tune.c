@@ -34,6 +34,58 @@ void lmp_tune_job_init(struct lmp_tune_job *j) {
     lmp_tune_opts_init(&j->opts);
 }
 
+void lmp_tune_spec_from_job(Lmp__TuneSpec *t, const struct lmp_tune_job *j, uint32_t replicas) {
+    struct lmp_pv_opts pv = j->opts.pv;
+    lmp_pv_opts_resolve(&pv);
+    lmp__tune_spec__init(t);
+    t->artifact     = (char *)j->artifact;
+    t->data         = (char *)j->data;
+    t->ctx          = (uint32_t)j->ctx;
+    t->max_windows  = (uint64_t)j->max_windows;
+    t->val_windows  = (uint32_t)j->val_windows;
+    t->steps        = (uint64_t)j->steps;
+    t->batch        = (uint32_t)j->opts.batch_seqs;
+    t->micro        = (uint32_t)j->opts.micro_seqs;
+    t->v_every      = (uint32_t)j->opts.v_every;
+    t->beam         = (uint32_t)pv.beam;
+    t->blocks       = (uint32_t)j->max_blocks;
+    t->lr           = pv.lr;
+    t->code_lr      = pv.code_lr;
+    t->code_frac    = pv.code_frac;
+    t->trust_ratio  = pv.trust_ratio;
+    t->lamb         = pv.lamb;
+    t->train_norms  = j->opts.train_norms;
+    t->seed         = j->opts.seed;
+    t->checkpoint_s = j->ckpt_seconds;
+    t->replicas     = replicas;
+}
+
+void lmp_tune_job_from_spec(struct lmp_tune_job *j, const Lmp__TuneSpec *t, const char *model,
+                            const char *out) {
+    lmp_tune_job_init(j);
+    j->artifact            = t->artifact;
+    j->model               = model;
+    j->data                = t->data;
+    j->out                 = out;
+    j->ctx                 = t->ctx;
+    j->max_windows         = (int64_t)t->max_windows;
+    j->val_windows         = t->val_windows;
+    j->steps               = (int64_t)t->steps;
+    j->max_blocks          = (int)t->blocks;
+    j->ckpt_seconds        = t->checkpoint_s;
+    j->opts.batch_seqs     = t->batch;
+    j->opts.micro_seqs     = t->micro;
+    j->opts.v_every        = (int)t->v_every;
+    j->opts.train_norms    = t->train_norms;
+    j->opts.seed           = t->seed;
+    j->opts.pv.lr          = t->lr;
+    j->opts.pv.code_lr     = t->code_lr;
+    j->opts.pv.code_frac   = t->code_frac;
+    j->opts.pv.beam        = (int)t->beam;
+    j->opts.pv.trust_ratio = t->trust_ratio;
+    j->opts.pv.lamb        = t->lamb;
+}
+
 static void notice(const struct lmp_tune_job *j, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 static void notice(const struct lmp_tune_job *j, const char *fmt, ...) {
@@ -194,13 +246,15 @@ static void make_key(struct tj *t, const struct lmp_tune_job *j, int64_t ctx, in
     lmp_fp_settings_i64(&s, "v_every", j->opts.v_every);
     lmp_fp_settings_i64(&s, "train_norms", j->opts.train_norms);
     lmp_fp_settings_i64(&s, "seed", (int64_t)j->opts.seed);
-    lmp_fp_settings_f64(&s, "lr", j->opts.pv.lr);
-    lmp_fp_settings_f64(&s, "code_lr", j->opts.pv.code_lr);
-    lmp_fp_settings_f64(&s, "code_frac", j->opts.pv.code_frac);
-    lmp_fp_settings_i64(&s, "beam", j->opts.pv.beam);
+    struct lmp_pv_opts pv = j->opts.pv; /* defaults spelled out: 0 and 1e-4 are one lr */
+    lmp_pv_opts_resolve(&pv);
+    lmp_fp_settings_f64(&s, "lr", pv.lr);
+    lmp_fp_settings_f64(&s, "code_lr", pv.code_lr);
+    lmp_fp_settings_f64(&s, "code_frac", pv.code_frac);
+    lmp_fp_settings_i64(&s, "beam", pv.beam);
     lmp_fp_settings_i64(&s, "blocks", j->max_blocks);
-    lmp_fp_settings_f64(&s, "trust_ratio", j->opts.pv.trust_ratio);
-    lmp_fp_settings_i64(&s, "lamb", j->opts.pv.lamb);
+    lmp_fp_settings_f64(&s, "trust_ratio", pv.trust_ratio);
+    lmp_fp_settings_i64(&s, "lamb", pv.lamb);
     lmp_fp_settings_str(&s, "build", lmp_build_id());
     lmp_fp_settings_note(&s, "data", j->data);
     t->key  = lmp_fingerprint_job(t->ids, t->n_ids, lmp_fp_settings_digest(&s));

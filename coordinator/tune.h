@@ -30,8 +30,9 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
-#include "base/status.h" /* defines: enum lmp_status, struct lmp_err */
-#include "worker/tune.h" /* defines: struct lmp_tune_opts, struct lmp_tune_step_stats */
+#include "base/status.h"        /* defines: enum lmp_status, struct lmp_err */
+#include "proto/lmpress.pb-c.h" /* defines: Lmp__TuneSpec */
+#include "worker/tune.h"        /* defines: struct lmp_tune_opts, struct lmp_tune_step_stats */
 
 struct lmp_tune_job {
     const char *artifact;    /* the AQLM artifact to tune */
@@ -64,6 +65,14 @@ struct lmp_tune_result {
     int64_t codes_changed; /* groups re-encoded with new codes, over this run */
     double  seconds_tuning, tokens_per_s;
 };
+
+/* A tuning job as a cluster job (`lmpress tune --connect`, the coordinator, its workers):
+ * lmp_tune_spec_from_job writes j's settings into t, every default spelled out (strings
+ * borrowed from j); lmp_tune_job_from_spec is the inverse (strings borrowed from t, model and
+ * out). The same settings give the same checkpoint key and artifact either way. */
+void lmp_tune_spec_from_job(Lmp__TuneSpec *t, const struct lmp_tune_job *j, uint32_t replicas);
+void lmp_tune_job_from_spec(struct lmp_tune_job *j, const Lmp__TuneSpec *t, const char *model,
+                            const char *out);
 
 /* Run the job. RET LMP_OK; LMP_ENOENT / LMP_EFORMAT / LMP_EUNSUP (an input rejected:
  * not AQLM, incomplete), LMP_EMISMATCH (the model is not ART.h5's original, or a

@@ -274,8 +274,7 @@ static enum lmp_status check_blobs(const struct vctx *c, Lmp__Blob *const *b, si
 }
 
 static bool task_kind_known(Lmp__TaskKind k) {
-    return k >= LMP__TASK_KIND__TASK_KIND_CALIBRATE &&
-           k <= LMP__TASK_KIND__TASK_KIND_FINETUNE_BLOCK;
+    return k >= LMP__TASK_KIND__TASK_KIND_CALIBRATE && k <= LMP__TASK_KIND__TASK_KIND_TUNE;
 }
 
 static enum lmp_status check_method(const struct vctx *c, const Lmp__MethodSpec *m) {
@@ -305,12 +304,35 @@ static enum lmp_status check_task_ids(const struct vctx *c, uint64_t job, uint64
     return LMP_OK;
 }
 
+/* A TuneSpec's values in range (the same bounds as `lmpress tune`'s options). */
+static enum lmp_status check_tune(const struct vctx *c, const Lmp__TuneSpec *t) {
+    if (empty(t->artifact)) return bad(c, "tuning without an artifact to tune");
+    if (empty(t->data)) return bad(c, "tuning without a text to tune on");
+    if (t->batch < 1 || t->batch > 65536) return bad(c, "tuning batch %u (1..65536)", t->batch);
+    if (t->micro < 1 || t->micro > 64) return bad(c, "tuning micro-batch %u (1..64)", t->micro);
+    if (t->steps > 100000000) return bad(c, "%llu tuning steps", (unsigned long long)t->steps);
+    if (t->ctx == 1 || t->ctx > (1u << 20)) return bad(c, "tuning ctx %u", t->ctx);
+    if (t->val_windows > 100000) return bad(c, "%u held-out windows", t->val_windows);
+    if (t->beam < 1 || t->beam > 256) return bad(c, "tuning beam %u (1..256)", t->beam);
+    if (!(t->lr >= 1e-9f && t->lr <= 1.0f)) return bad(c, "tuning lr %g", (double)t->lr);
+    if (!(t->code_lr >= 1e-9f && t->code_lr <= 10.0f))
+        return bad(c, "tuning code lr %g", (double)t->code_lr);
+    if (!(t->code_frac >= 0.0 && t->code_frac <= 1.0))
+        return bad(c, "tuning code fraction %g", t->code_frac);
+    if (!(t->trust_ratio >= 0.0 && t->trust_ratio <= 100.0))
+        return bad(c, "tuning trust ratio %g", t->trust_ratio);
+    if (!(t->checkpoint_s <= 1e8)) return bad(c, "checkpoint interval %g s", t->checkpoint_s);
+    if (t->replicas > 4096) return bad(c, "%u tuning replicas (at most 4096)", t->replicas);
+    return LMP_OK;
+}
+
 static enum lmp_status check_job_submit(const struct vctx *c, const Lmp__JobSubmit *b) {
     const Lmp__JobSpec *s = b->spec;
     enum lmp_status     st;
     if (s == NULL) return bad(c, "no job spec");
     if (empty(s->model_path)) return bad(c, "no model path");
     if (empty(s->out_path)) return bad(c, "no output path");
+    if (s->tune) return check_tune(c, s->tune);
     if ((st = check_method(c, s->method)) != LMP_OK) return st;
     /* RTN needs no calibration: no source at all is fine there */
     const bool no_calib =
@@ -337,6 +359,14 @@ static enum lmp_status check_task_assign(const struct vctx *c, const Lmp__TaskAs
     if (b->kind == LMP__TASK_KIND__TASK_KIND_QUANTIZE_ROWS &&
         (b->rows == NULL || b->rows->begin >= b->rows->end))
         return bad(c, "row task without a non-empty row range");
+    if (b->kind == LMP__TASK_KIND__TASK_KIND_TUNE) {
+        if (b->tune == NULL) return bad(c, "tuning task without a TuneSpec");
+        if ((st = check_tune(c, b->tune)) != LMP_OK) return st;
+        if (empty(b->model_path) || empty(b->out_dir))
+            return bad(c, "tuning task without a model or an output path");
+        if (b->ranks < 1 || b->rank >= b->ranks)
+            return bad(c, "tuning rank %u of %u", b->rank, b->ranks);
+    }
     if (b->calib && (st = check_calib(c, b->calib)) != LMP_OK) return st;
     return check_blobs(c, b->inputs, b->n_inputs);
 }
@@ -447,10 +477,14 @@ static enum lmp_status validate(const Lmp__Envelope *env, const char *peer, stru
         return env->task_cancel->job_id == 0 ? bad(&c, "job id 0") : LMP_OK;
     case LMP__ENVELOPE__BODY_ROWS_PARTIAL:
         if (env->rows_partial->step == 0) return bad(&c, "rows step 0");
+        if (env->rows_partial->ipart.len % 8 != 0)
+            return bad(&c, "int64 part of %zu bytes", env->rows_partial->ipart.len);
         return check_task_ids(&c, env->rows_partial->job_id, env->rows_partial->task_id,
                               env->rows_partial->attempt);
     case LMP__ENVELOPE__BODY_ROWS_SUM:
         if (env->rows_sum->step == 0) return bad(&c, "rows step 0");
+        if (env->rows_sum->isum.len % 8 != 0)
+            return bad(&c, "int64 sum of %zu bytes", env->rows_sum->isum.len);
         return check_task_ids(&c, env->rows_sum->job_id, env->rows_sum->task_id,
                               env->rows_sum->attempt);
     case LMP__ENVELOPE__BODY_HEARTBEAT:

@@ -89,7 +89,8 @@ struct slice {
 struct rowsum {
     pthread_mutex_t mu;
     pthread_cond_t  cv;
-    double         *vec; /* the part, then the sum (the compute thread's buffer) */
+    double         *vec;  /* the part, then the sum (the compute thread's buffer) */
+    int64_t        *ivec; /* TASK_KIND_TUNE: instead of vec, int64 values (RowsPartial.ipart) */
     int64_t         n;
     uint64_t        step; /* sums asked so far */
     bool            posted, sent, have, abort;
@@ -104,7 +105,9 @@ struct progress {
     const char     *phase; /* "quantize", "rows", "finetune", "calibrate" (static) */
     uint32_t        step, n_steps;
     double          loss, rel_err;
-    uint64_t        seq; /* updates so far */
+    double          tok_s;         /* TASK_KIND_TUNE */
+    uint64_t        codes_changed; /* TASK_KIND_TUNE */
+    uint64_t        seq;           /* updates so far */
 };
 
 /* The task the compute thread runs: inputs copied out of the TaskAssign, the result. */
@@ -187,13 +190,13 @@ static void on_ft_step(void *ctx, int64_t step, int64_t n_steps, double loss) {
 
 static enum lmp_status calibrate(struct task *t, struct lmp_err *err);
 static enum lmp_status finetune(struct task *t, struct lmp_err *err);
+static enum lmp_status tune(struct task *t, struct lmp_err *err);
 
-/* lmp_aq_reducer of a row shard: post the part, wait for the sum (or an abort). */
-static enum lmp_status rows_sum(void *ctx, double *vec, int64_t n, struct lmp_err *err) {
-    struct rowsum *r = ctx;
+/* Post a part (vec, or ivec for int64 values), wait for the sum (or an abort). */
+static enum lmp_status post_sum(struct rowsum *r, double *vec, int64_t *ivec, int64_t n) {
     pthread_mutex_lock(&r->mu);
     r->step++;
-    r->vec = vec, r->n = n;
+    r->vec = vec, r->ivec = ivec, r->n = n;
     r->posted = true, r->sent = false, r->have = false;
     pthread_mutex_unlock(&r->mu);
     char           one = 1;
@@ -204,15 +207,48 @@ static enum lmp_status rows_sum(void *ctx, double *vec, int64_t n, struct lmp_er
     while (!r->have && !r->abort) pthread_cond_wait(&r->cv, &r->mu);
     r->wait_s += (double)(mono_ms() - t0) / 1000.0;
     const bool ok = r->have;
-    r->posted = false, r->vec = NULL;
+    r->posted = false, r->vec = NULL, r->ivec = NULL;
     pthread_mutex_unlock(&r->mu);
-    return ok ? LMP_OK
-              : lmp_err_set(err, LMP_ECANCEL, "row shard stopped while its layer was being summed");
+    return ok ? LMP_OK : LMP_ECANCEL;
+}
+
+/* lmp_aq_reducer of a row shard. */
+static enum lmp_status rows_sum(void *ctx, double *vec, int64_t n, struct lmp_err *err) {
+    if (post_sum(ctx, vec, NULL, n) == LMP_OK) return LMP_OK;
+    return lmp_err_set(err, LMP_ECANCEL, "row shard stopped while its layer was being summed");
+}
+
+/* TASK_KIND_TUNE: the ranks' sums (struct lmp_tune_comm), in chunks of at most
+ * TUNE_CHUNK values so that no frame comes near the coordinator's limit. */
+enum { TUNE_CHUNK = 1 << 21 }; /* 16 MiB of int64 */
+#if !defined(__BYTE_ORDER__) || __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
+#error "RowsPartial.ipart is little-endian int64: this host would need a byte swap"
+#endif
+static enum lmp_status tune_sum_i64(void *ctx, int64_t *x, int64_t n) {
+    for (int64_t off = 0; off < n; off += TUNE_CHUNK) {
+        const int64_t   m  = n - off < TUNE_CHUNK ? n - off : TUNE_CHUNK;
+        enum lmp_status st = post_sum(ctx, NULL, x + off, m);
+        if (st != LMP_OK) return st;
+    }
+    return LMP_OK;
+}
+static enum lmp_status tune_sum_f64(void *ctx, double *x, int64_t n) {
+    for (int64_t off = 0; off < n; off += TUNE_CHUNK) {
+        const int64_t   m  = n - off < TUNE_CHUNK ? n - off : TUNE_CHUNK;
+        enum lmp_status st = post_sum(ctx, x + off, NULL, m);
+        if (st != LMP_OK) return st;
+    }
+    return LMP_OK;
+}
+
+/* True for the kinds whose compute thread waits for the coordinator's sums. */
+static bool sums_through_coordinator(Lmp__TaskKind k) {
+    return k == LMP__TASK_KIND__TASK_KIND_QUANTIZE_ROWS || k == LMP__TASK_KIND__TASK_KIND_TUNE;
 }
 
 /* Wake a compute thread that waits for a sum: it ends its task (cancel, hand-back, stop). */
 static void rows_abort(struct task *t) {
-    if (t == NULL || t->kind != LMP__TASK_KIND__TASK_KIND_QUANTIZE_ROWS) return;
+    if (t == NULL || !sums_through_coordinator(t->kind)) return;
     pthread_mutex_lock(&t->rs.mu);
     t->rs.abort = true;
     pthread_cond_broadcast(&t->rs.cv);
@@ -258,6 +294,18 @@ static enum lmp_status quantize_rows(struct task *t, const float *w, struct lmp_
     return LMP_OK;
 }
 
+/* lmp_tune_job's observer: one step done. */
+static void on_tune_step(void *ctx, const struct lmp_tune_step_stats *s, int64_t n_steps) {
+    struct task *t = ctx;
+    pthread_mutex_lock(&t->pg.mu);
+    t->pg.step = (uint32_t)s->step, t->pg.n_steps = (uint32_t)n_steps;
+    t->pg.loss = s->kl, t->pg.rel_err = s->agree;
+    t->pg.tok_s         = s->seconds > 0 ? (double)s->rows / s->seconds : 0;
+    t->pg.codes_changed = (uint64_t)s->codes_changed;
+    t->pg.seq++;
+    pthread_mutex_unlock(&t->pg.mu);
+}
+
 static void *task_main(void *arg) {
     struct task             *t = arg;
     const struct lmp_linear *l = t->lin;
@@ -266,6 +314,13 @@ static void *task_main(void *arg) {
     if (lmp_cancelled(&t->cancel)) {
         t->st =
             lmp_err_set(&t->err, LMP_ECANCEL, "task '%s' cancelled before it started", t->layer);
+        char one = 1;
+        while (write(t->done_fd, &one, 1) < 0 && errno == EINTR) {
+        }
+        return NULL;
+    }
+    if (t->kind == LMP__TASK_KIND__TASK_KIND_TUNE) {
+        t->st    = tune(t, &t->err);
         char one = 1;
         while (write(t->done_fd, &one, 1) < 0 && errno == EINTR) {
         }
@@ -327,6 +382,21 @@ struct agent {
     uint64_t report_ms;            /* when the report was last tried (mono ms) */
     int      pipe_fd[2];
 };
+
+/* TASK_KIND_TUNE: this rank of the tuning, through the caller's runner. */
+static enum lmp_status tune(struct task *t, struct lmp_err *err) {
+    const struct lmp_agent_opts *o  = t->agent->o;
+    const Lmp__TaskAssign       *ta = t->qa;
+    struct lmp_tune_comm comm = {(int)ta->rank, (int)ta->ranks, &t->rs, tune_sum_i64, tune_sum_f64};
+    struct lmp_agent_tune_out out = {0};
+    enum lmp_status st    = o->tune(o->tune_ctx, ta, ta->ranks > 1 ? &comm : NULL, &t->cancel,
+                                    on_tune_step, t, &out, err);
+    t->res.steps          = out.steps_done;
+    t->res.seconds        = out.seconds;
+    t->res.rel_err_before = out.val_kl_before;
+    t->res.rel_err_after  = out.val_kl_after;
+    return st;
+}
 
 static enum lmp_status send_env(struct agent *A, Lmp__Envelope *env, struct lmp_err *err) {
     env->seq = ++A->seq;
@@ -827,6 +897,9 @@ static enum lmp_status send_result(struct agent *A, struct task *t, struct lmp_e
         tr.tensors        = ftp;
         ts.rel_err_before = t->fs.rel_mse_before, ts.rel_err_after = t->fs.rel_mse_after;
         ts.steps = (uint32_t)t->fs.n_steps;
+    } else if (t->kind == LMP__TASK_KIND__TASK_KIND_TUNE) {
+        /* the tuned artifact is on disk (rank 0 wrote it): the stats say how it went */
+        ts.loss = r->rel_err_after;
     } else if (t->kind == LMP__TASK_KIND__TASK_KIND_CALIBRATE) {
         rows.begin = t->row_begin, rows.end = t->row_end;
         tr.rows = &rows;
@@ -961,6 +1034,7 @@ static enum lmp_status on_assign(struct agent *A, const Lmp__Envelope *env, stru
     t->pg.phase  = ta->kind == LMP__TASK_KIND__TASK_KIND_QUANTIZE_ROWS    ? "rows"
                    : ta->kind == LMP__TASK_KIND__TASK_KIND_FINETUNE_BLOCK ? "finetune"
                    : ta->kind == LMP__TASK_KIND__TASK_KIND_CALIBRATE      ? "calibrate"
+                   : ta->kind == LMP__TASK_KIND__TASK_KIND_TUNE           ? "tune"
                                                                           : "quantize";
     t->rs.red_fd = A->red_fd[1];
     t->qfrom     = -1;
@@ -977,10 +1051,26 @@ static enum lmp_status on_assign(struct agent *A, const Lmp__Envelope *env, stru
     if (ta->kind != LMP__TASK_KIND__TASK_KIND_QUANTIZE_LAYER &&
         ta->kind != LMP__TASK_KIND__TASK_KIND_QUANTIZE_ROWS &&
         ta->kind != LMP__TASK_KIND__TASK_KIND_FINETUNE_BLOCK &&
-        ta->kind != LMP__TASK_KIND__TASK_KIND_CALIBRATE) {
+        ta->kind != LMP__TASK_KIND__TASK_KIND_CALIBRATE &&
+        !(ta->kind == LMP__TASK_KIND__TASK_KIND_TUNE && A->o->tune)) {
         st = lmp_err_set(&terr, LMP_EUNSUP, "task kind %d is not supported by this worker",
                          (int)ta->kind);
         goto refuse;
+    }
+    if (ta->kind == LMP__TASK_KIND__TASK_KIND_TUNE) { /* the runner opens what it needs */
+        const size_t len = lmp__task_assign__get_packed_size(ta);
+        uint8_t     *buf = malloc(len ? len : 1);
+        if (buf) lmp__task_assign__pack(ta, buf), t->qa = lmp__task_assign__unpack(NULL, len, buf);
+        free(buf);
+        if (t->qa == NULL || t->qa->tune == NULL || t->qa->ranks < 1 ||
+            t->qa->rank >= t->qa->ranks) {
+            st = t->qa ? lmp_err_set(&terr, LMP_EPROTO, "tuning task %llu: rank %u of %u",
+                                     (unsigned long long)ta->task_id, ta->rank, ta->ranks)
+                       : lmp_err_set(&terr, LMP_ENOMEM, "out of memory");
+            goto refuse;
+        }
+        snprintf(t->layer, sizeof(t->layer), "tune rank %u/%u", ta->rank, ta->ranks);
+        goto start;
     }
     if (ta->method == NULL || (st = lmp_agent_method_spec(ta->method, &t->spec, &terr)))
         goto refuse_inval;
@@ -1143,6 +1233,13 @@ static enum lmp_status on_message(struct agent *A, Lmp__Envelope *env, bool *qui
                                   struct lmp_err *err) {
     switch (env->body_case) {
     case LMP__ENVELOPE__BODY_HELLO_ACK:
+        if (A->registered && A->task && A->task->kind == LMP__TASK_KIND__TASK_KIND_TUNE &&
+            !A->cancelled) { /* a new session: nobody sums for this rank any more */
+            lmp_log_warn("worker %s: new session with the coordinator; stopping '%s'", A->name,
+                         A->task->layer);
+            A->cancelled = true;
+            task_cancel(A->task);
+        }
         A->registered = true;
         if (env->hello_ack->heartbeat_ms) A->hb_ms = env->hello_ack->heartbeat_ms;
         if (env->hello_ack->heartbeat_timeout_ms)
@@ -1161,12 +1258,17 @@ static enum lmp_status on_message(struct agent *A, Lmp__Envelope *env, bool *qui
     case LMP__ENVELOPE__BODY_ROWS_SUM: {
         const Lmp__RowsSum *rs = env->rows_sum;
         struct task        *t  = A->task;
-        if (t == NULL || t->kind != LMP__TASK_KIND__TASK_KIND_QUANTIZE_ROWS ||
-            rs->job_id != t->job_id || rs->task_id != t->task_id || rs->attempt != t->attempt)
+        if (t == NULL || !sums_through_coordinator(t->kind) || rs->job_id != t->job_id ||
+            rs->task_id != t->task_id || rs->attempt != t->attempt)
             return LMP_OK; /* stale */
         pthread_mutex_lock(&t->rs.mu);
-        if (t->rs.posted && !t->rs.have && rs->step == t->rs.step &&
-            (int64_t)rs->n_sum == t->rs.n) {
+        if (t->rs.posted && !t->rs.have && rs->step == t->rs.step && t->rs.ivec &&
+            rs->isum.len == (size_t)t->rs.n * sizeof(int64_t)) {
+            memcpy(t->rs.ivec, rs->isum.data, rs->isum.len);
+            t->rs.have = true;
+            pthread_cond_broadcast(&t->rs.cv);
+        } else if (t->rs.posted && !t->rs.have && rs->step == t->rs.step && t->rs.vec &&
+                   (int64_t)rs->n_sum == t->rs.n) {
             memcpy(t->rs.vec, rs->sum, rs->n_sum * sizeof(double));
             t->rs.have = true;
             pthread_cond_broadcast(&t->rs.cv);
@@ -1251,6 +1353,7 @@ static void send_progress(struct agent *A, uint64_t now) {
     tp.phase = (char *)t->pg.phase;
     tp.step = t->pg.step, tp.n_steps = t->pg.n_steps;
     tp.loss = t->pg.loss, tp.rel_err = t->pg.rel_err;
+    tp.tokens_per_s = t->pg.tok_s, tp.codes_changed = t->pg.codes_changed;
     t->pg_sent = t->pg.seq;
     pthread_mutex_unlock(&t->pg.mu);
     t->pg_sent_ms = now;
@@ -1348,16 +1451,21 @@ enum lmp_status lmp_agent_run(const struct lmp_agent_opts *o, volatile sig_atomi
             while (read(A.red_fd[0], &c, 1) < 0 && errno == EINTR) {
             }
             struct task *t = A.task;
-            if (t && t->kind == LMP__TASK_KIND__TASK_KIND_QUANTIZE_ROWS) {
+            if (t && sums_through_coordinator(t->kind)) {
                 pthread_mutex_lock(&t->rs.mu);
                 if (t->rs.posted && !t->rs.sent && !t->rs.abort) {
                     Lmp__Envelope    env;
                     Lmp__RowsPartial rp = LMP__ROWS_PARTIAL__INIT;
                     lmp_wire_init(&env, 0, 0);
                     rp.job_id = t->job_id, rp.task_id = t->task_id, rp.attempt = t->attempt;
-                    rp.step           = t->rs.step;
-                    rp.n_part         = (size_t)t->rs.n;
-                    rp.part           = t->rs.vec;
+                    rp.step = t->rs.step;
+                    if (t->rs.ivec) {
+                        rp.ipart.data = (uint8_t *)t->rs.ivec;
+                        rp.ipart.len  = (size_t)t->rs.n * sizeof(int64_t);
+                    } else {
+                        rp.n_part = (size_t)t->rs.n;
+                        rp.part   = t->rs.vec;
+                    }
                     env.body_case     = LMP__ENVELOPE__BODY_ROWS_PARTIAL;
                     env.rows_partial  = &rp;
                     struct lmp_err e2 = {0};

@@ -38,6 +38,15 @@
  *  target, lmp_finetune_block with the FinetuneSpec's settings and the block's seed; the result
  *  is the tuned ft/<layer>/codebooks|scales and attn_norm, ffn_norm.
  *
+ *  TASK_KIND_TUNE {TuneSpec, rank r of ranks R, model_path = the original model, out_dir = the
+ *  tuned artifact's path}: one data-parallel replica of a PV-Tuning job, run by the caller's
+ *  lmp_agent_opts.tune (the tuning reads and writes artifacts, a layer above this one; the
+ *  CLI gives coordinator/tune.h's job). Its exact int64 gradient sums (worker/tune.h struct
+ *  lmp_tune_comm) go out in chunks as RowsPartial.ipart and come back as RowsSum.isum, like a
+ *  row shard's; TaskProgress carries each step (KL as loss, agreement as rel_err, tokens/s,
+ *  codes changed). A worker whose session with the coordinator is new (a restarted
+ *  coordinator) stops such a task: nobody is summing for it any more.
+ *
  *  Cancel: every task has its own cancel flag (an atomic_int), which the stages poll
  *  together with the process's stop (base/cancel.h: lmp_aq_opts.cancel, lmp_ft_opts.cancel,
  *  lmp_calib_set_cancel) between units of work of well under a second. The main thread sets
@@ -71,6 +80,25 @@
 #include "proto/keys.h"         /* defines: struct lmp_curve_client */
 #include "base/status.h"        /* defines: enum lmp_status, struct lmp_err */
 #include "worker/compress.h"    /* defines: struct lmp_compress_spec */
+#include "worker/tune.h"        /* defines: struct lmp_tune_comm, struct lmp_tune_step_stats */
+
+#include <stdatomic.h>
+
+/* What a TASK_KIND_TUNE rank reports at its end (TaskStats: steps, seconds, loss = the
+ * held-out KL after, rel_err_before / rel_err_after = the held-out KL before / after). */
+struct lmp_agent_tune_out {
+    int64_t steps_done;
+    double  val_kl_before, val_kl_after, seconds;
+};
+
+/* Runs rank ta->rank of ta->ranks of the tuning job ta->tune (comm: the other ranks, NULL
+ * when alone), polling cancel, calling progress after each step. RET as
+ * lmp_tune_job_run (LMP_ECANCEL: stopped, the state checkpointed by rank 0). */
+typedef enum lmp_status lmp_agent_tune_fn(
+    void *ctx, const Lmp__TaskAssign *ta, const struct lmp_tune_comm *comm,
+    const atomic_int *cancel,
+    void (*progress)(void *pctx, const struct lmp_tune_step_stats *s, int64_t n_steps), void *pctx,
+    struct lmp_agent_tune_out *out, struct lmp_err *err);
 
 struct lmp_agent_opts {
     const char *endpoint;                 /* "tcp://127.0.0.1:7000" */
@@ -78,6 +106,8 @@ struct lmp_agent_opts {
     int         n_threads;                /* advertised cores (0 = all online) */
     int         connect_timeout_ms;       /* HelloAck must come within this (default 10000) */
     const struct lmp_curve_client *curve; /* CURVE keys (proto/keys.h), NULL = none */
+    lmp_agent_tune_fn             *tune;  /* TASK_KIND_TUNE; NULL: refused (EUNSUP) */
+    void                          *tune_ctx;
 };
 
 void lmp_agent_opts_init(struct lmp_agent_opts *o);

@@ -57,6 +57,16 @@ void lmp_pv_destroy(struct lmp_pv **self_p) {
     *self_p = NULL;
 }
 
+void lmp_pv_opts_resolve(struct lmp_pv_opts *o) {
+    if (o->lr <= 0) o->lr = 1e-4f;
+    if (o->beta1 <= 0) o->beta1 = 0.9f;
+    if (o->beta2 <= 0) o->beta2 = 0.95f;
+    if (o->code_lr <= 0) o->code_lr = 1e-3f;
+    if (o->code_beta2 <= 0) o->code_beta2 = 0.95f;
+    if (o->code_frac < 0) o->code_frac = 0.01;
+    if (o->beam <= 0) o->beam = 8;
+}
+
 enum lmp_status lmp_pv_new(const struct lmp_pv_linear *lins, int n_lins,
                            const struct lmp_pv_param *params, int n_params,
                            const struct lmp_pv_opts *opts, struct lmp_pv **out) {
@@ -72,13 +82,7 @@ enum lmp_status lmp_pv_new(const struct lmp_pv_linear *lins, int n_lins,
     struct lmp_pv *pv = calloc(1, sizeof(*pv));
     if (pv == NULL) return LMP_ENOMEM;
     struct lmp_pv_opts o = opts ? *opts : (struct lmp_pv_opts){.code_frac = -1};
-    if (o.lr <= 0) o.lr = 1e-4f;
-    if (o.beta1 <= 0) o.beta1 = 0.9f;
-    if (o.beta2 <= 0) o.beta2 = 0.95f;
-    if (o.code_lr <= 0) o.code_lr = 1e-3f;
-    if (o.code_beta2 <= 0) o.code_beta2 = 0.95f;
-    if (o.code_frac < 0) o.code_frac = 0.01;
-    if (o.beam <= 0) o.beam = 8;
+    lmp_pv_opts_resolve(&o);
     pv->o        = o;
     pv->n_lins   = n_lins;
     pv->n_params = n_params;

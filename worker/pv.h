@@ -76,6 +76,10 @@ struct lmp_pv_opts {
                            norm (the reference's code trust ratio); <= 0: no cap */
 };
 
+/* Replace the "default" values of o (see above) by the defaults themselves, so that two
+ * spellings of one setting (0 and 1e-4 for lr) are one setting (checkpoint keys, specs). */
+void lmp_pv_opts_resolve(struct lmp_pv_opts *o);
+
 /* What one V step did, summed over the linears. */
 struct lmp_pv_v_stats {
     int64_t n_groups;    /* groups of all linears */

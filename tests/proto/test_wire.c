@@ -34,6 +34,7 @@ static const struct {
     {1, 5, 0x58a6ffcba16e07e6ull}, /* JobInfo.seconds_calibration/_quantization/_finetune */
     {1, 6, 0x58d6bb2be1bebf86ull}, /* enum Payload: the names of task inputs and results */
     {1, 7, 0x1dcd0de04f49dabdull}, /* Capabilities.pid: a worker name's holder in messages */
+    {1, 8, 0x268902ae30bb6cf9ull}, /* TuneSpec, TASK_KIND_TUNE, int64 sums, TuneInfo */
 };
 
 /* ---------------------------------------------------------------- a test arena */
@@ -230,6 +231,19 @@ static void fix_leaf(ProtobufCMessage *m) {
         set_tensor((Lmp__Tensor *)m, LMP__DTYPE__DTYPE_F32, 2, 3, 0, 2);
     if (m->descriptor == &lmp__blob_ref__descriptor) { /* offset + length must not wrap */
         ((Lmp__BlobRef *)m)->length = 1ull << 40;
+    }
+    if (m->descriptor == &lmp__tune_spec__descriptor) { /* values in their ranges */
+        Lmp__TuneSpec *t = (Lmp__TuneSpec *)m;
+        t->batch = 8, t->micro = 2, t->steps = 100, t->ctx = 512, t->val_windows = 2;
+        t->beam = 8, t->lr = 1e-4f, t->code_lr = 1e-3f, t->code_frac = 0.01;
+        t->trust_ratio = 0.5, t->checkpoint_s = 600, t->replicas = 2;
+    }
+    if (m->descriptor == &lmp__rows_partial__descriptor) /* whole int64 values */
+        ((Lmp__RowsPartial *)m)->ipart.len &= ~(size_t)7;
+    if (m->descriptor == &lmp__rows_sum__descriptor) ((Lmp__RowsSum *)m)->isum.len &= ~(size_t)7;
+    if (m->descriptor == &lmp__task_assign__descriptor) {
+        ((Lmp__TaskAssign *)m)->rank  = 1;
+        ((Lmp__TaskAssign *)m)->ranks = 2;
     }
 }
 

@@ -1,0 +1,79 @@
+#!/usr/bin/env bash
+# cluster_tune - PV-Tuning as a cluster job (`lmpress tune --connect EP --wait`), on
+# stories260K:
+#  1. two workers, --replicas 2: the job's artifact equals `lmpress tune`'s in one process,
+#     dataset by dataset (exact integer gradient sums through the coordinator); `status`
+#     shows the tuning's step, KL and ranks; `logs` has its steps; a second submission of the
+#     same job while it runs is that job;
+#  2. a worker killed with -9 mid-run: the other rank is stopped, the job goes on from the
+#     checkpoint on the workers left (one), and still ends with the same artifact;
+#  3. refusals: an artifact that is not there is refused at submission (exit 4, naming it),
+#     and --wait / --replicas without --connect is a usage error.
+set -u
+. "$(dirname "$0")/lib.bash"
+lmp_need_stories
+lmp_need_cmds h5diff h5dump timeout
+lmp_workdir
+head -c 120000 "$TXT" > cal.txt
+sed -n '1000,2000p' "$TXT" > tune.txt
+"$LMPRESS" compress --model "$M/stories260K.bin" --tokenizer "$M/tok512.bin" --calib cal.txt \
+    --nsamples 12 --ctx 96 --threads 2 --max-rounds 4 --adam-steps 50 --scheme 2x4g4 \
+    --keep '*.down_proj' --out a.h5 2> a.log || { bad "compress"; cat a.log; exit 1; }
+TUNE=(--artifact a.h5 --model "$M/stories260K.bin" --data tune.txt --ctx 96 --batch 4 --lr 1e-3
+      --code-lr 1e-3 --steps 12)
+"$LMPRESS" tune "${TUNE[@]}" --out one.h5 --threads 2 2> one.log || { bad "tune, 1 process"; cat one.log; }
+export LMPRESS_TIMEOUT_MS=5000
+
+# 1. two replicas through the coordinator
+start_coord c.log
+start_worker w1 LMP_FAULT_ROUND_SLEEP_MS=600
+start_worker w2 LMP_FAULT_ROUND_SLEEP_MS=600
+timeout 300 "$LMPRESS" tune "${TUNE[@]}" --out two.h5 --connect "$EP" --wait --replicas 2 \
+    > two.out 2> two.err &
+SUB=$!
+PIDS+=("$SUB")
+tuning() { "$LMPRESS" status --connect "$EP" --json 2> /dev/null | grep -q '"step":[1-9]'; }
+wait_for 120 tuning || bad "no tuning step in status: $(tail -3 two.err)"
+"$LMPRESS" status --connect "$EP" --json > st.json 2>&1
+grep -q '"ranks":2' st.json || bad "status does not show 2 ranks: $(cat st.json)"
+grep -q '"kl":' st.json || bad "status has no KL: $(cat st.json)"
+"$LMPRESS" tune "${TUNE[@]}" --out two.h5 --connect "$EP" --replicas 2 > again.out 2> again.err ||
+    bad "the same tuning job submitted again: $(cat again.err)"
+[ "$(sed -n 's/^job \([0-9]*\) submitted.*/\1/p' again.out)" = \
+  "$(sed -n 's/^job \([0-9]*\) submitted.*/\1/p' two.out)" ] ||
+    bad "the same job submitted again is another job: $(cat again.out two.out)"
+wait "$SUB"
+rc=$?
+[ $rc = 0 ] || { bad "tune --connect --wait exit $rc"; cat two.err; }
+grep -q "tune step 12/12" two.err || bad "--wait printed no last step: $(tail -3 two.err)"
+same_layers one.h5 two.h5 || bad "2 replicas through the coordinator differ from 1 process"
+"$LMPRESS" logs --connect "$EP" > logs.out 2>&1
+grep -q "tune step 12/12" logs.out || bad "logs: no tuning step: $(tail -3 logs.out)"
+"$LMPRESS" logs two.h5 > alog.out 2>&1
+[ "$(grep -c 'tune step' alog.out)" -ge 12 ] || bad "the artifact's event log lacks the steps"
+
+# 2. kill -9 of a rank's worker mid-run: resumed from the checkpoint on the worker left
+LMP_TUNE_CKPT_EVERY_STEP=1 timeout 300 "$LMPRESS" tune "${TUNE[@]}" --out k.h5 --connect "$EP" \
+    --wait --replicas 2 > k.out 2> k.err &
+SUB=$!
+PIDS+=("$SUB")
+at_step() { "$LMPRESS" status --connect "$EP" --json 2> /dev/null | grep -q "\"step\":[4-9]"; }
+wait_for 120 at_step || bad "the second job reached no step 4"
+kill -9 "$WPID_w2"
+wait "$WPID_w2" 2> /dev/null
+wait "$SUB"
+rc=$?
+[ $rc = 0 ] || { bad "tune --wait exit $rc after a worker was killed"; cat k.err; }
+grep -q "resumes from the checkpoint" c.log || bad "the coordinator did not restart the run"
+grep -q '(1 rank)' k.err || bad "the run after the kill was not on 1 rank: $(tail -3 k.err)"
+same_layers one.h5 k.h5 || bad "killed + resumed on fewer workers differs from 1 process"
+
+# 3. refusals
+"$LMPRESS" tune --artifact nothere.h5 --model "$M/stories260K.bin" --data tune.txt --out z.h5 \
+    --connect "$EP" > z.out 2> z.err
+rc=$?
+[ $rc = 4 ] || bad "a missing artifact: exit $rc (want 4): $(cat z.err)"
+grep -q "nothere.h5" z.err || bad "the refusal does not name the artifact: $(cat z.err)"
+"$LMPRESS" tune "${TUNE[@]}" --out z.h5 --wait > /dev/null 2> u.err
+[ $? = 2 ] || bad "--wait without --connect is not a usage error: $(cat u.err)"
+exit $fail
