@@ -173,19 +173,19 @@ int main(int argc, char **argv) {
     js.jobs            = jis;
     js.n_workers       = 1;
     js.workers         = wis;
-    Lmp__TuneInfo ti = LMP__TUNE_INFO__INIT;
-    ti.step          = 3;
-    ti.n_steps       = 100;
-    ti.kl            = 0.9;
-    ti.ranks         = 2;
-    ji.tune          = &ti;
+    Lmp__TuneInfo ti   = LMP__TUNE_INFO__INIT;
+    ti.step            = 3;
+    ti.n_steps         = 100;
+    ti.kl              = 0.9;
+    ti.ranks           = 2;
+    ji.tune            = &ti;
     lmp_wire_init(&env, 5, 4);
     env.body_case  = LMP__ENVELOPE__BODY_JOB_STATUS;
     env.job_status = &js;
     save(dir, "job_status.bin", &env);
 
     /* 1.8: a PV-Tuning job, a rank of it, an int64 sum */
-    Lmp__TuneSpec  tune = LMP__TUNE_SPEC__INIT;
+    Lmp__TuneSpec  tune  = LMP__TUNE_SPEC__INIT;
     Lmp__JobSpec   tspec = LMP__JOB_SPEC__INIT;
     Lmp__JobSubmit tsub  = LMP__JOB_SUBMIT__INIT;
     tune.artifact        = "m.aqlm.h5";
