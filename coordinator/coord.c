@@ -28,6 +28,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -516,9 +517,10 @@ static void tune_rank_lost(struct lmp_coord *c, const struct lmp_lease *L, bool 
     for (int q = 0; q < T->n; q++) n_done += T->done[q];
     lmp_log_warn("coordinator: PV-Tuning run %u ended with %d of %d ranks done (%s); the next "
                  "resumes from the checkpoint",
-                 T->attempt, n_done, T->n, why);
+                 T->attempt - T->base, n_done, T->n, why);
     coord_event(c, LMP_LOG_WARN, LMP_EVENT_REQUEUED, -1,
-                "PV-Tuning run %u stopped (%s); resumes from the checkpoint", T->attempt, why);
+                "PV-Tuning run %u stopped (%s); resumes from the checkpoint", T->attempt - T->base,
+                why);
     T->n          = 0;
     T->wait_until = mono_ms() + 3000; /* a replaced worker may be on its way back */
 }
@@ -561,9 +563,10 @@ static void tune_dispatch(struct lmp_coord *c) {
         p->tune_rank    = r;
         coord_send(c, &p->id, &env);
     }
-    lmp_log_info("coordinator: PV-Tuning run %u: %d rank%s", T->attempt, n, n > 1 ? "s" : "");
+    lmp_log_info("coordinator: PV-Tuning run %u: %d rank%s", T->attempt - T->base, n,
+                 n > 1 ? "s" : "");
     coord_event(c, LMP_LOG_INFO, LMP_EVENT_ASSIGNED, -1, "PV-Tuning run %u on %d worker%s",
-                T->attempt, n, n > 1 ? "s" : "");
+                T->attempt - T->base, n, n > 1 ? "s" : "");
 }
 
 /* A rank's part of a sum: every rank's part in, the sum goes back to each (int64 parts
@@ -719,6 +722,11 @@ static enum lmp_status tune_plan(struct job *J, const Lmp__JobSpec *spec, struct
     free(packed);
     if (J->spec == NULL || (J->tune = calloc(1, sizeof(*J->tune))) == NULL)
         return lmp_err_set(err, LMP_ENOMEM, "out of memory");
+    uint16_t rnd = 0;
+    if (getrandom(&rnd, sizeof(rnd), GRND_NONBLOCK) != (ssize_t)sizeof(rnd))
+        rnd = (uint16_t)(unix_ms() ^ (uint64_t)getpid());
+    J->tune->base     = (uint32_t)rnd << 16;
+    J->tune->attempt  = J->tune->base;
     J->tune->replicas = spec->tune->replicas ? spec->tune->replicas : 1;
     if (J->tune->replicas > MAX_TUNE_RANKS) J->tune->replicas = MAX_TUNE_RANKS;
     J->tune->wait_until = mono_ms() + 5000; /* the workers asked for may still be joining */

@@ -77,11 +77,14 @@ struct rtask; /* coord.c: a layer running as row shards */
  * replicas asked for) resumes from the checkpoint rank 0 wrote. */
 enum { MAX_TUNE_RANKS = 64 };
 struct tstate {
-    uint32_t  replicas;               /* wanted (>= 1) */
-    uint32_t  attempt;                /* gangs started so far */
-    uint32_t  n_failures;             /* gangs ended by a failure */
-    int       n;                      /* ranks of the gang running; 0 = none */
-    bool      failed;                 /* the gang running has counted its failure */
+    uint32_t replicas;    /* wanted (>= 1) */
+    uint32_t attempt;     /* the gang's attempt on the wire: base + gangs started so far */
+    uint32_t base;        /* random per coordinator process (x 65536), so that a rank of a
+                             gang of an earlier coordinator (the same job id after a restart
+                             from --state) is never taken for one of this coordinator's */
+    uint32_t  n_failures; /* gangs ended by a failure */
+    int       n;          /* ranks of the gang running; 0 = none */
+    bool      failed;     /* the gang running has counted its failure */
     int       worker[MAX_TUNE_RANKS]; /* peer of each rank while it runs, -1 = ended */
     bool      done[MAX_TUNE_RANKS];   /* its result is in */
     uint64_t  wait_until;             /* mono ms: wait for `replicas` idle workers until then */

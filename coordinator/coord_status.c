@@ -116,7 +116,7 @@ static bool fill_job(struct lmp_coord *c, struct status_buf *b, bool with_layers
         b->tune.tokens_per_s  = T->tok_s; /* a step's tokens are every rank's */
         b->tune.codes_changed = T->codes_changed;
         b->tune.ranks         = (uint32_t)T->n;
-        b->tune.attempt       = T->attempt;
+        b->tune.attempt       = T->attempt - T->base;
         ji->tune              = &b->tune;
         ji->eta_s             = J->state != LMP__JOB_STATE__JOB_STATE_RUNNING ? 0 : -1;
     }

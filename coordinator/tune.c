@@ -524,8 +524,13 @@ enum lmp_status lmp_tune_job_run(const struct lmp_tune_job *j, struct lmp_tune_r
     }
     if (lead) t.lock_fd = open(t.lock_path, O_RDWR | O_CREAT | O_CLOEXEC, 0666);
     if (lead && (t.lock_fd < 0 || flock(t.lock_fd, LOCK_EX | LOCK_NB) != 0)) {
-        st = lmp_err_set(err, LMP_EIO, "'%s' is in use by another tuning run (or unwritable: %s)",
-                         lmp_str_escape(q, sizeof(q), t.tune_dir), strerror(errno));
+        /* EBUSY: another run holds it (e.g. a cluster rank 0 still checkpointing after its
+         * coordinator restarted): not this run's failure, it may go on once that one ends */
+        const bool held = t.lock_fd >= 0 && errno == EWOULDBLOCK;
+        st              = held ? lmp_err_set(err, LMP_EBUSY, "'%s' is in use by another tuning run",
+                                             lmp_str_escape(q, sizeof(q), t.tune_dir))
+                               : lmp_err_set(err, LMP_EIO, "cannot lock '%s': %s",
+                                             lmp_str_escape(q, sizeof(q), t.lock_path), strerror(errno));
         goto out;
     }
     if ((st = list_state(&t))) {

@@ -7,7 +7,10 @@
 #     same job while it runs is that job;
 #  2. a worker killed with -9 mid-run: the other rank is stopped, the job goes on from the
 #     checkpoint on the workers left (one), and still ends with the same artifact;
-#  3. refusals: an artifact that is not there is refused at submission (exit 4, naming it),
+#  3. the coordinator killed with -9 mid-run and restarted with its --state on the same port:
+#     the workers stop their ranks (rank 0 checkpoints), the restarted coordinator resumes the
+#     job from its state, `--wait` follows it, and the artifact is the same again;
+#  4. refusals: an artifact that is not there is refused at submission (exit 4, naming it),
 #     and --wait / --replicas without --connect is a usage error.
 set -u
 . "$(dirname "$0")/lib.bash"
@@ -68,7 +71,33 @@ grep -q "resumes from the checkpoint" c.log || bad "the coordinator did not rest
 grep -q '(1 rank)' k.err || bad "the run after the kill was not on 1 rank: $(tail -3 k.err)"
 same_layers one.h5 k.h5 || bad "killed + resumed on fewer workers differs from 1 process"
 
-# 3. refusals
+# 3. kill -9 of the coordinator mid-run, restarted from its state
+kill -TERM "$WPID_w1" 2> /dev/null
+wait "$WPID_w1" 2> /dev/null
+start_coord c2.log --state st
+PORT=${EP##*:}
+start_worker w3 LMP_FAULT_ROUND_SLEEP_MS=600
+start_worker w4 LMP_FAULT_ROUND_SLEEP_MS=600
+LMPRESS_RECONNECT_MS=60000 timeout 300 "$LMPRESS" tune "${TUNE[@]}" --out s.h5 --connect "$EP" \
+    --wait --replicas 2 > s.out 2> s.err &
+SUB=$!
+PIDS+=("$SUB")
+wait_for 120 at_step || bad "the third job reached no step 4"
+kill -9 "$CPID"
+wait "$CPID" 2> /dev/null
+sleep 0.5
+for _ in $(seq 1 40); do
+    BIND="tcp://127.0.0.1:$PORT" try_coord c3.log --state st && break
+    sleep 0.25
+done
+wait "$SUB"
+rc=$?
+[ $rc = 0 ] || { bad "tune --wait exit $rc across a coordinator restart"; cat s.err; tail -5 c3.log; }
+grep -q "reconnected to the coordinator" s.err || bad "the client did not reconnect: $(tail -3 s.err)"
+grep -q "stopping 'tune rank" w-w3.log w-w4.log || bad "no worker stopped its rank on the new session"
+same_layers one.h5 s.h5 || bad "the run across a coordinator restart differs from 1 process"
+
+# 4. refusals
 "$LMPRESS" tune --artifact nothere.h5 --model "$M/stories260K.bin" --data tune.txt --out z.h5 \
     --connect "$EP" > z.out 2> z.err
 rc=$?
