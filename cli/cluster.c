@@ -418,7 +418,8 @@ static int follow(struct lmp_cli *cli, const char *ep, struct lmp_client *cl, ui
             break;
         }
         const Lmp__JobInfo *j = js->jobs[0];
-        if (j->tune && j->tune->step != last_step && !cli->json) { /* a PV-Tuning job */
+        if (j->tune && (j->tune->kl == 0 && j->tune->agree == 0)) { /* no step of this run yet */
+        } else if (j->tune && j->tune->step != last_step && !cli->json) { /* a PV-Tuning job */
             last_step = j->tune->step;
             fprintf(stderr,
                     "job %llu: tune step %llu/%llu  kl %.4f  agree %.3f  codes changed %llu  "

@@ -350,24 +350,7 @@ static int run_pv(struct lmp_cli *cli, const struct lmp_jobopts *jo,
                   const struct lmp_compress_opts *o, const char *final_out, long long ctx,
                   cJSON **pvj) {
     struct lmp_tune_job tj;
-    lmp_tune_job_init(&tj);
-    tj.artifact  = jo->out;
-    tj.model     = jo->model;
-    tj.data      = jo->pv_data ? jo->pv_data : jo->calib;
-    tj.out       = final_out;
-    tj.ctx       = ctx;
-    tj.n_threads = o->n_threads;
-    tj.opts.seed = (uint64_t)jo->seed + 1;
-    if (jo->set[LMP_JOBOPT_PV_STEPS]) tj.steps = jo->pv_steps;
-    if (jo->set[LMP_JOBOPT_PV_BATCH]) tj.opts.batch_seqs = jo->pv_batch;
-    if (jo->set[LMP_JOBOPT_PV_MICRO]) tj.opts.micro_seqs = jo->pv_micro;
-    if (jo->set[LMP_JOBOPT_PV_LR]) tj.opts.pv.lr = (float)jo->pv_lr;
-    if (jo->set[LMP_JOBOPT_PV_CODE_LR]) tj.opts.pv.code_lr = (float)jo->pv_code_lr;
-    if (jo->set[LMP_JOBOPT_PV_CODE_FRAC]) tj.opts.pv.code_frac = jo->pv_code_frac;
-    if (jo->set[LMP_JOBOPT_PV_V_EVERY]) tj.opts.v_every = (int)jo->pv_v_every;
-    if (jo->set[LMP_JOBOPT_PV_BLOCKS]) tj.max_blocks = (int)jo->pv_blocks;
-    if (jo->set[LMP_JOBOPT_PV_TRUST_RATIO]) tj.opts.pv.trust_ratio = jo->pv_trust_ratio;
-    tj.opts.pv.lamb = jo->pv_lamb;
+    lmp_jobopts_tune_job(jo, jo->out, final_out, ctx, o->n_threads, &tj);
     if (!cli->json) fprintf(stderr, "lmpress: PV-Tuning %s into %s\n", jo->out, final_out);
     cJSON *r  = pvj ? cJSON_CreateObject() : NULL;
     int    rc = lmp_cli_tune_run(cli, &tj, r);
@@ -392,18 +375,10 @@ static int cmd_compress_exec(struct lmp_cli *cli, int argc, char **argv) {
     cli->json = cli->json || pc.json;
     /* --pv: the quantized artifact goes beside --out (ART.aqlm.h5), the tuned one to --out */
     char *final_out = NULL;
-    if (jo.pv && jo.out) {
-        const size_t n    = strlen(jo.out);
-        const bool   h5   = n > 3 && strcmp(jo.out + n - 3, ".h5") == 0;
-        char        *aqlm = malloc(n + 16);
-        if (aqlm == NULL) {
-            lmp_jobopts_release(&jo);
-            fprintf(stderr, "lmpress: out of memory\n");
-            return LMP_EXIT_FAIL;
-        }
-        snprintf(aqlm, n + 16, "%.*s.aqlm.h5", (int)(h5 ? n - 3 : n), jo.out);
-        final_out = jo.out;
-        jo.out    = aqlm;
+    if (lmp_jobopts_pv_split(&jo, &final_out) != LMP_OK) {
+        lmp_jobopts_release(&jo);
+        fprintf(stderr, "lmpress: out of memory\n");
+        return LMP_EXIT_FAIL;
     }
     struct lmp_compress_opts o;
     if (lmp_jobopts_check(&jo, &err) != LMP_OK ||

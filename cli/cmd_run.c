@@ -168,6 +168,19 @@ static void collect_lost(struct follow *f) {
 static void follow_status(void *ctx, const Lmp__JobInfo *j) {
     struct follow *f = ctx;
     collect_lost(f);
+    if (j->tune) { /* the --pv tuning job (no step of this run yet: nothing to print) */
+        if (j->tune->step == f->last || (j->tune->kl == 0 && j->tune->agree == 0)) return;
+        f->last = (uint32_t)j->tune->step;
+        fprintf(stderr,
+                "job %llu: tune step %llu/%llu  kl %.4f  agree %.3f  %.0f tok/s  (%u rank%s)\n",
+                (unsigned long long)j->job_id, (unsigned long long)j->tune->step,
+                (unsigned long long)j->tune->n_steps, j->tune->kl, j->tune->agree,
+                j->tune->tokens_per_s, j->tune->ranks, j->tune->ranks == 1 ? "" : "s");
+        if (j->state == LMP__JOB_STATE__JOB_STATE_FAILED && j->error && j->error->message)
+            fprintf(stderr, "lmpress: job %llu failed: %s\n", (unsigned long long)j->job_id,
+                    j->error->message);
+        return;
+    }
     if (j->layers_done == f->last) return;
     f->last = j->layers_done;
     fprintf(stderr, "job %llu: %u/%u layers done", (unsigned long long)j->job_id, j->layers_done,
@@ -252,7 +265,7 @@ static int rank0_net(struct run_net *net, const char *pubs, int size) {
  * -np 1). On failure *rc is set and no endpoint is returned. */
 static struct lmp_launch *rank0_start(struct lmp_cli *cli, int argc, char **argv, int size,
                                       int threads, const char *pubs, struct run_net *net,
-                                      struct lmp_jobopts *jo, int *rc) {
+                                      struct lmp_jobopts *jo, char **final_out, int *rc) {
     struct run_flags           flags   = {.bind_address = NULL};
     static const struct option extra[] = {
         {"verbose", no_argument, NULL, 256}, {"bind-address", required_argument, NULL, 257}, {0}};
@@ -269,9 +282,9 @@ static struct lmp_launch *rank0_start(struct lmp_cli *cli, int argc, char **argv
         *rc = lmp_cli_usage_msg(usage, err.msg);
         return NULL;
     }
-    if (jo->pv) {
-        *rc = lmp_cli_usage_msg(usage, "--pv runs in lmpress compress, or as lmpress tune on the "
-                                       "finished artifact; a cluster job does not take it yet");
+    if (lmp_jobopts_pv_split(jo, final_out) != LMP_OK) { /* --pv: OUT.aqlm.h5, then OUT */
+        fprintf(stderr, "lmpress: out of memory\n");
+        *rc = LMP_EXIT_FAIL;
         return NULL;
     }
     net->bind_address = flags.bind_address ? flags.bind_address : getenv("LMPRESS_RUN_ADDRESS");
@@ -306,8 +319,42 @@ static struct lmp_launch *rank0_start(struct lmp_cli *cli, int argc, char **argv
     return L;
 }
 
+/* --pv, once the quantized artifact jo->out is done: its PV-Tuning into final_out as a job
+ * of the same coordinator, on the worker ranks as data-parallel replicas (a job resumed from
+ * the state directory may be this one already: then it is followed; a tuning whose result is
+ * already there ends at once). RET an exit code. */
+static int rank0_tune(struct lmp_cli *cli, struct lmp_client *cl, int size,
+                      const struct lmp_jobopts *jo, const char *final_out, struct follow *f) {
+    struct lmp_tune_job tj;
+    lmp_jobopts_tune_job(jo, jo->out, final_out, jo->set[LMP_JOBOPT_CTX] ? jo->ctx : 0, 0, &tj);
+    Lmp__TuneSpec ts;
+    Lmp__JobSpec  spec = LMP__JOB_SPEC__INIT;
+    lmp_tune_spec_from_job(&ts, &tj, (uint32_t)(size > 1 ? size - 1 : 1));
+    spec.model_path     = (char *)jo->model;
+    spec.out_path       = (char *)final_out;
+    spec.tune           = &ts;
+    struct lmp_err  err = {0};
+    uint64_t        id  = 0;
+    Lmp__JobState   state;
+    enum lmp_status st = lmp_launch_submit(cl, &spec, &id, NULL, &err);
+    fprintf(stderr, "lmpress: PV-Tuning %s into %s (job %llu)\n", jo->out, final_out,
+            (unsigned long long)id);
+    f->last = UINT32_MAX;
+    if (st == LMP_OK)
+        st = lmp_launch_follow(cl, id, 300, &stop_flag, follow_status, f, &state, &err);
+    if (st == LMP_ECANCEL) {
+        fprintf(stderr, "lmpress: stopped; the tuning's checkpoint is kept: run the same command "
+                        "again to resume\n");
+        return LMP_EXIT_INTERRUPTED;
+    }
+    if (st != LMP_OK) return lmp_cli_fail(cli, &err);
+    if (state == LMP__JOB_STATE__JOB_STATE_DONE)
+        printf("job %llu done: %s\n", (unsigned long long)id, final_out);
+    return lmp_cli_job_exit(state);
+}
+
 static int rank0_job(struct lmp_cli *cli, struct lmp_launch *L, const struct run_net *net, int size,
-                     const struct lmp_jobopts *jo) {
+                     const struct lmp_jobopts *jo, const char *final_out) {
     struct lmp_err        err = {0};
     struct lmp_client    *cl  = NULL;
     struct lmp_jobopts_pb pb;
@@ -323,6 +370,12 @@ static int rank0_job(struct lmp_cli *cli, struct lmp_launch *L, const struct run
     if (st == LMP_OK && job_id == 0) st = lmp_launch_submit(cl, &pb.spec, &job_id, NULL, &err);
     if (st == LMP_OK)
         st = lmp_launch_follow(cl, job_id, 300, &stop_flag, follow_status, &f, &state, &err);
+    if (st == LMP_OK && state == LMP__JOB_STATE__JOB_STATE_DONE && final_out) {
+        printf("job %llu done: %s\n", (unsigned long long)job_id, jo->out);
+        const int rc = rank0_tune(cli, cl, size, jo, final_out, &f);
+        lmp_client_close(&cl);
+        return rc;
+    }
     lmp_client_close(&cl);
     if (st == LMP_ECANCEL && f.gave_up) { /* as lmpress worker would have exited */
         if (f.lost_status == LMP_EIO || f.lost_status == LMP_EVERSION) return LMP_EXIT_UNREACHABLE;
@@ -411,9 +464,11 @@ static int cmd_run_exec(struct lmp_cli *cli, int argc, char **argv) {
     memset(&info, 0, sizeof(info));
     struct lmp_jobopts jo;
     lmp_jobopts_init(&jo);
-    struct lmp_launch *L = NULL;
+    struct lmp_launch *L         = NULL;
+    char              *final_out = NULL; /* --pv: the tuned artifact (jo.out: the quantized) */
     if (rank == 0) {
-        if ((L = rank0_start(cli, argc, argv, size, threads, pubs, &net, &jo, &rc)) != NULL) {
+        if ((L = rank0_start(cli, argc, argv, size, threads, pubs, &net, &jo, &final_out, &rc)) !=
+            NULL) {
             snprintf(info.ep, sizeof(info.ep), "%s", lmp_launch_endpoint(L));
             if (net.remote)
                 snprintf(info.server_key, sizeof(info.server_key), "%s", net.server.public_key.z85);
@@ -436,7 +491,7 @@ static int cmd_run_exec(struct lmp_cli *cli, int argc, char **argv) {
     MPI_Request req;
     if (rank == 0) {
         if (L) {
-            rc                 = rank0_job(cli, L, &net, size, &jo);
+            rc                 = rank0_job(cli, L, &net, size, &jo, final_out);
             struct lmp_err err = {0};
             if (lmp_launch_stop(&L, &err) != LMP_OK && rc == LMP_EXIT_OK)
                 rc = lmp_cli_fail(cli, &err);
@@ -510,6 +565,7 @@ static int cmd_run_exec(struct lmp_cli *cli, int argc, char **argv) {
                      MPI_STATUS_IGNORE);
     }
     lmp_jobopts_release(&jo);
+    free(final_out);
     MPI_Finalize();
     return all;
 }

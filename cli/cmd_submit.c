@@ -71,8 +71,9 @@ static int cmd_submit_exec(struct lmp_cli *cli, int argc, char **argv) {
     }
     if (jo.pv) {
         lmp_jobopts_release(&jo);
-        return lmp_cli_usage_msg(usage, "--pv runs in lmpress compress, or as lmpress tune on the "
-                                        "finished artifact; a cluster job does not take it yet");
+        return lmp_cli_usage_msg(usage, "--pv: submit the compression, then lmpress tune "
+                                        "--connect on its artifact (lmpress compress and "
+                                        "lmpress run do both)");
     }
     struct lmp_jobopts_pb pb;
     lmp_jobopts_to_jobspec(&jo, &pb);

@@ -540,3 +540,38 @@ void lmp_jobopts_to_jobspec(const struct lmp_jobopts *o, struct lmp_jobopts_pb *
     fs->seed              = (uint64_t)o->seed;
     s->finetune           = o->finetune || fs->epochs || fs->max_steps || fs->lr > 0 ? fs : NULL;
 }
+
+enum lmp_status lmp_jobopts_pv_split(struct lmp_jobopts *jo, char **final_out) {
+    *final_out = NULL;
+    if (!jo->pv || jo->out == NULL) return LMP_OK;
+    const size_t n    = strlen(jo->out);
+    const bool   h5   = n > 3 && strcmp(jo->out + n - 3, ".h5") == 0;
+    char        *aqlm = malloc(n + 16);
+    if (aqlm == NULL) return LMP_ENOMEM;
+    snprintf(aqlm, n + 16, "%.*s.aqlm.h5", (int)(h5 ? n - 3 : n), jo->out);
+    *final_out = jo->out;
+    jo->out    = aqlm;
+    return LMP_OK;
+}
+
+void lmp_jobopts_tune_job(const struct lmp_jobopts *jo, const char *artifact, const char *out,
+                          long long ctx, int n_threads, struct lmp_tune_job *tj) {
+    lmp_tune_job_init(tj);
+    tj->artifact  = artifact;
+    tj->model     = jo->model;
+    tj->data      = jo->pv_data ? jo->pv_data : jo->calib;
+    tj->out       = out;
+    tj->ctx       = ctx;
+    tj->n_threads = n_threads;
+    tj->opts.seed = (uint64_t)jo->seed + 1;
+    if (jo->set[LMP_JOBOPT_PV_STEPS]) tj->steps = jo->pv_steps;
+    if (jo->set[LMP_JOBOPT_PV_BATCH]) tj->opts.batch_seqs = jo->pv_batch;
+    if (jo->set[LMP_JOBOPT_PV_MICRO]) tj->opts.micro_seqs = jo->pv_micro;
+    if (jo->set[LMP_JOBOPT_PV_LR]) tj->opts.pv.lr = (float)jo->pv_lr;
+    if (jo->set[LMP_JOBOPT_PV_CODE_LR]) tj->opts.pv.code_lr = (float)jo->pv_code_lr;
+    if (jo->set[LMP_JOBOPT_PV_CODE_FRAC]) tj->opts.pv.code_frac = jo->pv_code_frac;
+    if (jo->set[LMP_JOBOPT_PV_V_EVERY]) tj->opts.v_every = (int)jo->pv_v_every;
+    if (jo->set[LMP_JOBOPT_PV_BLOCKS]) tj->max_blocks = (int)jo->pv_blocks;
+    if (jo->set[LMP_JOBOPT_PV_TRUST_RATIO]) tj->opts.pv.trust_ratio = jo->pv_trust_ratio;
+    tj->opts.pv.lamb = jo->pv_lamb;
+}

@@ -39,6 +39,7 @@
 #include "worker/compress.h"    /* defines: struct lmp_compress_spec */
 #include "proto/lmpress.pb-c.h" /* defines: Lmp__JobSpec */
 #include "base/status.h"        /* defines: enum lmp_status, struct lmp_err */
+#include "coordinator/tune.h"   /* defines: struct lmp_tune_job */
 
 enum { LMP_JOBOPTS_MAX_KEEP = 64 };
 
@@ -272,5 +273,16 @@ void lmp_jobopts_to_jobspec(const struct lmp_jobopts *o, struct lmp_jobopts_pb *
     "  --pv-lamb             P step by LAMB (--pv-lr a fraction of each tensor's norm)\n"          \
     "  --json                print the result as one JSON object\n"                                \
     "  -h, --help            this help\n"
+
+/* --pv: the quantized artifact goes beside --out ("OUT.aqlm.h5" for "OUT.h5"), the tuned one
+ * to --out. When jo->pv and jo->out are set: jo->out becomes the quantized path (owned by jo)
+ * and *final_out the tuned one (the caller frees it); else *final_out is NULL. RET LMP_OK or
+ * LMP_ENOMEM. */
+enum lmp_status lmp_jobopts_pv_split(struct lmp_jobopts *jo, char **final_out);
+
+/* The PV-Tuning job of jo's --pv options (strings borrowed from jo, artifact and out): the
+ * quantized artifact into out, ctx tokens per window; data order seeded by --seed + 1. */
+void lmp_jobopts_tune_job(const struct lmp_jobopts *jo, const char *artifact, const char *out,
+                          long long ctx, int n_threads, struct lmp_tune_job *tj);
 
 #endif /* LMP_CLI_JOBOPTS_H */
