@@ -2162,7 +2162,7 @@ static void plan_done(struct lmp_coord *c, struct bgjob *bj) {
             lmp_log_warn("coordinator: cannot resume the job in '%s': %s", c->o.state_dir,
                          bj->err.msg);
         } else if (!P->replied) { /* refused, as if planned at once: the id is not used */
-            lmp_log_warn("coordinator: job refused: %s", bj->err.msg);
+            lmp_log_info("coordinator: job refused: %s", bj->err.msg); /* the submitter is told */
             coord_send_error(c, &P->from, P->seq, bj->st, bj->err.msg);
             if (c->next_job_id == P->id) c->next_job_id--;
         } else {

@@ -235,7 +235,8 @@ enum lmp_status coord_plan_job(struct job *J, const Lmp__JobSpec *spec_in, struc
             if (n_seq * ctx > n_ids) { /* input rejected (exit 4), as a missing text */
                 char q[160], fix[80];
                 if (n_ids >= ctx)
-                    snprintf(fix, sizeof(fix), "at most %lld samples", (long long)(n_ids / ctx));
+                    snprintf(fix, sizeof(fix), "at most %lld sample%s", (long long)(n_ids / ctx),
+                             n_ids / ctx == 1 ? "" : "s");
                 else
                     snprintf(fix, sizeof(fix), "--ctx at most %lld", (long long)n_ids);
                 st = lmp_err_set(err, LMP_EUNSUP,

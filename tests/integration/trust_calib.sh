@@ -39,8 +39,12 @@ for f in "${CASES[@]}"; do
 done
 grep -q "use a longer text or --ctx at most" c-short.txt.err ||
     bad "a text shorter than one window: $(cat c-short.txt.err)"
-grep -q "use a longer text or at most [1-9][0-9]* samples" c-few.txt.err ||
+grep -q "use a longer text or at most [1-9][0-9]* samples\?$" c-few.txt.err ||
     bad "a text shorter than the job: $(cat c-few.txt.err)"
+for f in short.txt few.txt; do # said once: by the command, not also by its coordinator's log
+    [ "$(grep -c "use a longer text" "c-$f.err")" = 1 ] ||
+        bad "compress --calib $f: the refusal is not said once: $(cat "c-$f.err")"
+done
 
 start_coord coord.log
 for f in "${CASES[@]}"; do
