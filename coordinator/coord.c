@@ -827,6 +827,93 @@ static void state_forget(struct lmp_coord *c) {
     free(p);
 }
 
+/* DIR/last.pb: the last job that ended (a JobInfo: id, state, paths, times, error), written
+ * (write, rename) before job.pb goes, so that a coordinator killed after a job ended, but
+ * before a client following it saw the end, still answers for it after a restart. */
+static void state_save_last(struct lmp_coord *c, const struct job *J) {
+    if (c->o.state_dir == NULL || J->spec == NULL) return;
+    Lmp__JobInfo ji = LMP__JOB_INFO__INIT;
+    ji.job_id       = J->id;
+    ji.name         = J->spec->name;
+    ji.state        = J->state;
+    ji.model_path   = J->spec->model_path;
+    ji.out_path     = J->spec->out_path;
+    ji.submitted_ms = J->submitted_ms;
+    ji.started_ms   = J->started_ms;
+    ji.finished_ms  = J->finished_ms;
+    Lmp__Error e    = LMP__ERROR__INIT;
+    if (J->error[0]) {
+        e.code = "EFAIL", e.message = (char *)J->error;
+        ji.error = &e;
+    }
+    char        *p      = lmp_strfmt("%s/last.pb", c->o.state_dir);
+    char        *tmp    = p ? lmp_strfmt("%s.tmp", p) : NULL;
+    const size_t len    = lmp__job_info__get_packed_size(&ji);
+    uint8_t     *packed = tmp ? malloc(len ? len : 1) : NULL;
+    FILE        *f      = packed ? fopen(tmp, "wb") : NULL;
+    if (packed) lmp__job_info__pack(&ji, packed);
+    bool ok = f && fwrite(packed, 1, len, f) == len;
+    if (f && fclose(f) != 0) ok = false;
+    if (!ok || rename(tmp, p) != 0)
+        lmp_log_warn("coordinator: cannot save the ended job to '%s/last.pb': %s", c->o.state_dir,
+                     packed ? strerror(errno) : "out of memory");
+    free(packed);
+    free(tmp);
+    free(p);
+}
+
+/* At start: the job of DIR/last.pb as an ended job (status answers for it), and job ids go
+ * on after it. Anything unreadable is ignored (it is only for status). */
+static void state_load_last(struct lmp_coord *c) {
+    char          *p   = lmp_strfmt("%s/last.pb", c->o.state_dir);
+    uint8_t       *buf = NULL;
+    size_t         len = 0;
+    struct lmp_err e2  = {0};
+    if (p == NULL || access(p, F_OK) != 0 ||
+        lmp_file_read_all(p, (char **)&buf, &len, &e2) != LMP_OK) {
+        free(p);
+        return;
+    }
+    Lmp__JobInfo *ji = lmp__job_info__unpack(NULL, len, buf);
+    free(buf);
+    free(p);
+    if (ji == NULL) return;
+    const bool ended = ji->state == LMP__JOB_STATE__JOB_STATE_DONE ||
+                       ji->state == LMP__JOB_STATE__JOB_STATE_FAILED ||
+                       ji->state == LMP__JOB_STATE__JOB_STATE_CANCELLED;
+    struct job *J =
+        ended && ji->job_id > 0 && ji->job_id < UINT64_MAX / 2 && ji->out_path && ji->out_path[0]
+            ? calloc(1, sizeof(*J))
+            : NULL;
+    if (J) {
+        Lmp__JobSpec spec = LMP__JOB_SPEC__INIT;
+        spec.name         = ji->name;
+        spec.model_path   = ji->model_path;
+        spec.out_path     = ji->out_path;
+        const size_t n    = lmp__job_spec__get_packed_size(&spec);
+        uint8_t     *pk   = malloc(n ? n : 1);
+        if (pk) lmp__job_spec__pack(&spec, pk), J->spec = lmp__job_spec__unpack(NULL, n, pk);
+        free(pk);
+        if (J->spec == NULL) {
+            free(J);
+            J = NULL;
+        }
+    }
+    if (J) {
+        lmp_art_job_init(&J->aj);
+        J->id           = ji->job_id;
+        J->state        = ji->state;
+        J->submitted_ms = ji->submitted_ms;
+        J->started_ms   = ji->started_ms;
+        J->finished_ms  = ji->finished_ms;
+        if (ji->error && ji->error->message)
+            snprintf(J->error, sizeof(J->error), "%.250s", ji->error->message);
+        c->job         = J;
+        c->next_job_id = J->id;
+    }
+    lmp__job_info__free_unpacked(ji, NULL);
+}
+
 /* The job ends (done, failed, cancelled): workers are told, resources released; the
  * job's summary stays visible to status queries. */
 static void close_post(struct lmp_coord *c, struct job *J);
@@ -883,6 +970,7 @@ static void job_end(struct lmp_coord *c, Lmp__JobState state) {
         close_post(c, J);
     free(J->tokens);
     J->tokens = NULL;
+    state_save_last(c, J);
     state_forget(c);
 }
 
@@ -2987,6 +3075,7 @@ enum lmp_status lmp_coord_new(const struct lmp_coord_opts *o, struct lmp_coord *
     if ((st = lmp_bg_new(&c->bg, err))) goto fail;
     if (o->state_dir) {
         mkdir(o->state_dir, 0755);
+        state_load_last(c);
         char *p = state_path(c);
         if (p == NULL) {
             st = lmp_err_set(err, LMP_ENOMEM, "out of memory");

@@ -10,7 +10,10 @@
 #     LMPRESS_TIMEOUT_MS + LMPRESS_RECONNECT_MS (and a little);
 #  3. `submit --wait` sent while no coordinator answers yet (one being restarted) waits for
 #     it and runs the job; the same job submitted again while it runs is that job (same id:
-#     a client that lost the answer may resend it), while another job is still refused.
+#     a client that lost the answer may resend it), while another job is still refused;
+#  4. a coordinator killed with -9 after a job ended and restarted with its state still
+#     answers for that job (DIR/last.pb): status shows it done, with its artifact, and the
+#     next job's id comes after it.
 # Tasks are slowed down on the workers (LMP_FAULT_TASK_SLEEP_MS) so that the kill lands
 # mid-job. Every wait is bounded.
 set -u
@@ -142,4 +145,23 @@ wait "$SUB"
 rc=$?
 [ $rc -eq 0 ] || { bad "submit --wait (sent before the coordinator was up): exit $rc"; cat sub3.err; }
 same_layers d.h5 ref.h5 || bad "the artifact of the waiting submission differs"
+kill -TERM "$CPID"
+wait "$CPID" 2> /dev/null
+
+# 4. the ended job survives a restart of its coordinator
+start_coord c5.log --state st5
+PORT=${EP##*:}
+slow_workers w5
+timeout 120 "$LMPRESS" submit --connect "$EP" "${JOB[@]}" --out e.h5 --wait > e.out 2> e.err ||
+    bad "job e: $(tail -2 e.err)"
+kill -9 "$CPID"
+wait "$CPID" 2> /dev/null
+restart_coord c6.log "$PORT" --state st5 || { bad "coordinator did not restart"; cat c6.log; }
+"$LMPRESS" status --connect "$EP" --json > st5.json 2>&1
+grep -q '"state":"done".*"out":"e.h5"' st5.json ||
+    bad "the restarted coordinator does not know the ended job: $(cat st5.json)"
+id_e=$(sed -n 's/^job \([0-9]*\) submitted.*/\1/p' e.out)
+"$LMPRESS" submit --connect "$EP" "${JOB[@]}" --out f.h5 > f.out 2> f.err
+id_f=$(sed -n 's/^job \([0-9]*\) submitted.*/\1/p' f.out)
+[ -n "$id_f" ] && [ "$id_f" -gt "$id_e" ] || bad "the next job is '$id_f', not after '$id_e'"
 exit $fail
