@@ -438,7 +438,12 @@ static int follow(struct lmp_cli *cli, const char *ep, struct lmp_client *cl, ui
         }
         if (j->state != LMP__JOB_STATE__JOB_STATE_RUNNING &&
             j->state != LMP__JOB_STATE__JOB_STATE_QUEUED) {
-            rc = lmp_cli_job_exit(j->state);
+            rc                  = lmp_cli_job_exit(j->state);
+            enum lmp_status est = LMP_OK; /* an input the job refused: exit 4, as compress */
+            if (j->state == LMP__JOB_STATE__JOB_STATE_FAILED && j->error && j->error->code &&
+                lmp_status_from_name(j->error->code, &est) &&
+                lmp_cli_exit_code(est) == LMP_EXIT_INPUT)
+                rc = LMP_EXIT_INPUT;
             if (cli->json)
                 lmp_cli_print_status(cli, js, false);
             else if (rc != LMP_EXIT_OK)

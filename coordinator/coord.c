@@ -843,8 +843,9 @@ static void state_save_last(struct lmp_coord *c, const struct job *J) {
     ji.finished_ms  = J->finished_ms;
     Lmp__Error e    = LMP__ERROR__INIT;
     if (J->error[0]) {
-        e.code = "EFAIL", e.message = (char *)J->error;
-        ji.error = &e;
+        e.code    = (char *)lmp_status_str(J->error_st ? J->error_st : LMP_EIO);
+        e.message = (char *)J->error;
+        ji.error  = &e;
     }
     char        *p      = lmp_strfmt("%s/last.pb", c->o.state_dir);
     char        *tmp    = p ? lmp_strfmt("%s.tmp", p) : NULL;
@@ -908,6 +909,7 @@ static void state_load_last(struct lmp_coord *c) {
         J->finished_ms  = ji->finished_ms;
         if (ji->error && ji->error->message)
             snprintf(J->error, sizeof(J->error), "%.250s", ji->error->message);
+        if (ji->error && ji->error->code) lmp_status_from_name(ji->error->code, &J->error_st);
         c->job         = J;
         c->next_job_id = J->id;
     }
@@ -919,8 +921,10 @@ static void state_load_last(struct lmp_coord *c) {
 static void close_post(struct lmp_coord *c, struct job *J);
 
 static void job_end(struct lmp_coord *c, Lmp__JobState state) {
-    struct job *J  = c->job;
-    J->state       = state;
+    struct job *J = c->job;
+    J->state      = state;
+    if (state == LMP__JOB_STATE__JOB_STATE_CANCELLED) J->error_st = LMP_ECANCEL;
+    if (state == LMP__JOB_STATE__JOB_STATE_FAILED && J->error_st == LMP_OK) J->error_st = LMP_EIO;
     J->finished_ms = unix_ms();
     for (int i = 0; i < MAX_PEERS; i++) {
         struct peer *p = &c->peers[i];
@@ -2854,6 +2858,15 @@ static void on_task_error(struct lmp_coord *c, int pi, const Lmp__Envelope *env)
     char msg[300];
     snprintf(msg, sizeof(msg), "%s: %s (worker '%s')", e->code ? e->code : "?",
              e->message ? e->message : "", p->id.name);
+    if (held && L.kind == LMP_LEASE_TUNE &&
+        (code == LMP_EMISMATCH || code == LMP_EFORMAT || code == LMP_EUNSUP ||
+         code == LMP_ENOENT)) { /* an input the tuning refuses: no other run would take it */
+        p->cancelling    = false;
+        c->job->error_st = code;
+        tune_gang_stop(c, msg);
+        job_fail(c, "PV-Tuning refused its input: %s", msg);
+        return;
+    }
     if (held && L.kind == LMP_LEASE_FINETUNE) { /* whatever the code: the tuning is over */
         if (code == LMP_EBUSY) p->busy_until = mono_ms() + 1000;
         p->cancelling = false;

@@ -153,6 +153,7 @@ struct job {
     Lmp__JobSpec            *spec; /* owned copy (lmp__job_spec__unpack) */
     Lmp__JobState            state;
     char                     error[256];
+    enum lmp_status          error_st; /* the failure's kind (status, last.pb); 0 = none given */
     struct lmp_compress_spec cspec;
     struct lmp_model        *m;
     struct lmp_transformer  *tf;

@@ -122,7 +122,7 @@ static bool fill_job(struct lmp_coord *c, struct status_buf *b, bool with_layers
     }
     if (J->error[0]) {
         lmp__error__init(&b->error);
-        b->error.code    = "EINVAL";
+        b->error.code    = (char *)lmp_status_str(J->error_st ? J->error_st : LMP_EIO);
         b->error.message = J->error;
         ji->error        = &b->error;
     }

@@ -11,7 +11,8 @@
 #     the workers stop their ranks (rank 0 checkpoints), the restarted coordinator resumes the
 #     job from its state, `--wait` follows it, and the artifact is the same again;
 #  4. refusals: an artifact that is not there is refused at submission (exit 4, naming it),
-#     and --wait / --replicas without --connect is a usage error.
+#     a text too short for one window fails the job at once (exit 4, not retried), and
+#     --wait / --replicas without --connect is a usage error.
 set -u
 . "$(dirname "$0")/lib.bash"
 lmp_need_stories
@@ -103,6 +104,15 @@ same_layers one.h5 s.h5 || bad "the run across a coordinator restart differs fro
 rc=$?
 [ $rc = 4 ] || bad "a missing artifact: exit $rc (want 4): $(cat z.err)"
 grep -q "nothere.h5" z.err || bad "the refusal does not name the artifact: $(cat z.err)"
+head -c 200 tune.txt > tiny.txt # far fewer tokens than one window: the ranks refuse it
+runs0=$(grep -c "PV-Tuning run [0-9]*:" c3.log)
+timeout 120 "$LMPRESS" tune --artifact a.h5 --model "$M/stories260K.bin" --data tiny.txt --ctx 96 \
+    --out y.h5 --connect "$EP" --wait > y.out 2> y.err
+rc=$?
+[ $rc = 4 ] || bad "a tuning text too short: exit $rc (want 4): $(tail -2 y.err)"
+grep -q "refused its input" y.err || bad "no refusal named: $(tail -2 y.err)"
+[ "$(grep -c "PV-Tuning run [0-9]*:" c3.log)" = $((runs0 + 1)) ] ||
+    bad "an input refusal was retried: $(grep 'PV-Tuning run' c3.log | tail -3)"
 "$LMPRESS" tune "${TUNE[@]}" --out z.h5 --wait > /dev/null 2> u.err
 [ $? = 2 ] || bad "--wait without --connect is not a usage error: $(cat u.err)"
 exit $fail
