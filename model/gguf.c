@@ -40,15 +40,15 @@ static const struct ggml_type_info {
     [1]  = {"F16", 1, 2, LMP_DTYPE_F16},
     [2]  = {"Q4_0", 32, 18, LMP_DTYPE_Q4_0},
     [3]  = {"Q4_1", 32, 20, LMP_DTYPE_Q4_1},
-    [6]  = {"Q5_0", 32, 22, -1},
-    [7]  = {"Q5_1", 32, 24, -1},
+    [6]  = {"Q5_0", 32, 22, LMP_DTYPE_Q5_0},
+    [7]  = {"Q5_1", 32, 24, LMP_DTYPE_Q5_1},
     [8]  = {"Q8_0", 32, 34, LMP_DTYPE_Q8_0},
     [9]  = {"Q8_1", 32, 36, -1},
-    [10] = {"Q2_K", 256, 84, -1},
-    [11] = {"Q3_K", 256, 110, -1},
-    [12] = {"Q4_K", 256, 144, -1},
-    [13] = {"Q5_K", 256, 176, -1},
-    [14] = {"Q6_K", 256, 210, -1},
+    [10] = {"Q2_K", 256, 84, LMP_DTYPE_Q2_K},
+    [11] = {"Q3_K", 256, 110, LMP_DTYPE_Q3_K},
+    [12] = {"Q4_K", 256, 144, LMP_DTYPE_Q4_K},
+    [13] = {"Q5_K", 256, 176, LMP_DTYPE_Q5_K},
+    [14] = {"Q6_K", 256, 210, LMP_DTYPE_Q6_K},
     [15] = {"Q8_K", 256, 292, -1},
     [16] = {"IQ2_XXS", 256, 66, -1},
     [17] = {"IQ2_XS", 256, 74, -1},
@@ -386,6 +386,41 @@ static int64_t ggml_nbytes(const struct lmp_tensor *t, const struct ggml_type_in
     return n / ti->block * ti->bytes;
 }
 
+struct placed {
+    uint64_t off; /* relative to the data section */
+    int64_t  i;   /* tensor index */
+};
+static int cmp_placed(const void *a, const void *b) {
+    const struct placed *x = a, *y = b;
+    if (x->off != y->off) return x->off < y->off ? -1 : 1;
+    return x->i < y->i ? -1 : x->i > y->i;
+}
+
+/* Each tensor's bytes (its type x shape) must end before the next tensor's start: a
+ * writer that sized a type's blocks differently from us (or a corrupt offset) shows up
+ * here as a tensor whose bytes run into another's, named with both. */
+static enum lmp_status check_overlaps(const struct lmp_gguf *g, const uint64_t *rel_off,
+                                      const uint32_t *types, struct lmp_err *err) {
+    if (g->n_tensors < 2) return LMP_OK;
+    struct placed *pl = malloc((size_t)g->n_tensors * sizeof(*pl));
+    if (pl == NULL) return lmp_err_set(err, LMP_ENOMEM, "'%s': out of memory", g->name);
+    for (int64_t i = 0; i < g->n_tensors; i++) pl[i] = (struct placed){rel_off[i], i};
+    qsort(pl, (size_t)g->n_tensors, sizeof(*pl), cmp_placed);
+    enum lmp_status st = LMP_OK;
+    for (int64_t k = 0; k + 1 < g->n_tensors && st == LMP_OK; k++) {
+        const struct lmp_tensor *t = &g->tensors[pl[k].i], *u = &g->tensors[pl[k + 1].i];
+        uint64_t                 room = pl[k + 1].off - pl[k].off;
+        if (t->nbytes > room)
+            st = lmp_err_set(err, LMP_EFORMAT,
+                             "'%s': tensor '%s' (%s, %" PRId64 " elements) needs %" PRIu64
+                             " bytes but tensor '%s' starts %" PRIu64 " bytes after it",
+                             g->name, t->name, ggml_types[types[pl[k].i]].name,
+                             lmp_tensor_n_elem(t), t->nbytes, u->name, room);
+    }
+    free(pl);
+    return st;
+}
+
 static enum lmp_status place_tensors(struct lmp_gguf *g, const uint64_t *rel_off,
                                      const uint32_t *types, struct lmp_err *err) {
     const struct lmp_tensor *unsup      = NULL;
@@ -421,11 +456,13 @@ static enum lmp_status place_tensors(struct lmp_gguf *g, const uint64_t *rel_off
         else if (unsup == NULL)
             unsup = t, unsup_type = ti->name;
     }
+    enum lmp_status st = check_overlaps(g, rel_off, types, err);
+    if (st != LMP_OK) return st;
     /* Reported only after every range has been checked: a corrupt file says so first. */
     if (unsup != NULL)
         return lmp_err_set(err, LMP_EUNSUP,
                            "'%s': tensor '%s' has unsupported type %s "
-                           "(F32, F16, BF16, Q8_0, Q4_0, Q4_1)",
+                           "(F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q2_K..Q6_K)",
                            g->name, unsup->name, unsup_type);
     return LMP_OK;
 }

@@ -63,6 +63,18 @@ int main(int argc, char **argv) {
     gw_tensor(&w, "q4_1", GW_Q4_1, 3, (uint64_t[]){32, 2, 2}, bytes, 80);
     save(argv[1], "tensors_v2_align64.gguf.seed", gw_finish(&w, 2));
 
+    /* the K-quants and Q5_0/Q5_1, one or two super-blocks each (v3) */
+    gw_init(&w);
+    gw_kv_str(&w, "general.architecture", "llama");
+    gw_tensor(&w, "q2_k", GW_Q2_K, 2, (uint64_t[]){256, 2}, bytes, 168);
+    gw_tensor(&w, "q3_k", GW_Q3_K, 1, (uint64_t[]){256}, bytes, 110);
+    gw_tensor(&w, "q4_k", GW_Q4_K, 2, (uint64_t[]){512, 1}, bytes, 288);
+    gw_tensor(&w, "q5_k", GW_Q5_K, 1, (uint64_t[]){256}, bytes, 176);
+    gw_tensor(&w, "q6_k", GW_Q6_K, 2, (uint64_t[]){256, 2}, bytes, 420);
+    gw_tensor(&w, "q5_0", GW_Q5_0, 1, (uint64_t[]){64}, bytes, 44);
+    gw_tensor(&w, "q5_1", GW_Q5_1, 1, (uint64_t[]){32}, bytes, 24);
+    save(argv[1], "kquants_v3.gguf.seed", gw_finish(&w, 3));
+
     /* llama-style model metadata and a tokenizer, two small tensors */
     gw_init(&w);
     gw_kv_str(&w, "general.architecture", "llama");

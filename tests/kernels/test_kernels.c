@@ -154,6 +154,74 @@ static void test_dequant_row(void) {
     }
 }
 
+/* K-quants (and Q5_0/Q5_1): rows of random super-blocks whose f16 scales are set per block
+ * to a random finite value, an extreme one (+-65504, the largest f16), a subnormal one, or
+ * the whole block zero; an odd number of rows of 1, 3 and 11 blocks, plus rows of raw random
+ * bytes (NaN and inf scales included). The variant must give the reference's bits. */
+static void test_dequant_kquants(void) {
+    static const struct {
+        int         dtype;
+        int         bytes, block; /* per block */
+        int         d_at, m_at;   /* byte offsets of the f16 scale and min (-1: none) */
+        const char *name;
+    } types[] = {
+        {LMP_DTYPE_Q5_0, 22, 32, 0, -1, "Q5_0"},     {LMP_DTYPE_Q5_1, 24, 32, 0, 2, "Q5_1"},
+        {LMP_DTYPE_Q2_K, 84, 256, 80, 82, "Q2_K"},   {LMP_DTYPE_Q3_K, 110, 256, 108, -1, "Q3_K"},
+        {LMP_DTYPE_Q4_K, 144, 256, 0, 2, "Q4_K"},    {LMP_DTYPE_Q5_K, 176, 256, 0, 2, "Q5_K"},
+        {LMP_DTYPE_Q6_K, 210, 256, 208, -1, "Q6_K"},
+    };
+    static const uint16_t extreme[] = {0x7bff, 0xfbff, 0x0001, 0x83ff, 0x0400};
+    /* the tests after this one draw the same numbers whether it runs or not */
+    const uint64_t saved_rng = rng_state;
+    for (size_t t = 0; t < sizeof(types) / sizeof(types[0]); t++) {
+        CHECK(lmp_dtype_block(types[t].dtype) == types[t].block &&
+              lmp_dtype_block_bytes(types[t].dtype) == types[t].bytes);
+        for (int64_t blocks = 1; blocks <= 11; blocks += blocks < 3 ? 2 : 8)
+            for (int raw = 0; raw < 2; raw++) {
+                const int64_t rows = 5, n = blocks * 256, nb = n / types[t].block;
+                const int64_t row_bytes = nb * types[t].bytes;
+                uint8_t      *src       = malloc((size_t)(rows * row_bytes));
+                for (int64_t i = 0; i < rows * row_bytes; i++) src[i] = (uint8_t)rng_next();
+                for (int64_t b = 0; b < rows * nb && !raw; b++) {
+                    uint8_t *blk = src + b * types[t].bytes;
+                    uint16_t d = rand_finite_f16(), m = rand_finite_f16();
+                    if (b % 4 == 1) d = extreme[b % 5], m = extreme[(b + 1) % 5];
+                    if (b % 4 == 3) {
+                        memset(blk, 0, (size_t)types[t].bytes);
+                        continue;
+                    }
+                    blk[types[t].d_at] = (uint8_t)d, blk[types[t].d_at + 1] = (uint8_t)(d >> 8);
+                    if (types[t].m_at >= 0)
+                        blk[types[t].m_at] = (uint8_t)m, blk[types[t].m_at + 1] = (uint8_t)(m >> 8);
+                }
+                float *r = malloc((size_t)n * sizeof(float)),
+                      *v = malloc((size_t)n * sizeof(float));
+                int bad  = 0;
+                for (int64_t row = 0; row < rows; row++) {
+                    ref.dequant_row(types[t].dtype, src + row * row_bytes, r, n);
+                    best.dequant_row(types[t].dtype, src + row * row_bytes, v, n);
+                    for (int64_t i = 0; i < n; i++) {
+                        if (isnan(r[i]) && isnan(v[i])) continue;
+                        if (memcmp(&r[i], &v[i], 4) != 0 || (!raw && !isfinite(r[i]))) {
+                            if (bad < 5)
+                                fprintf(stderr,
+                                        "  dequant_row %s n=%lld row %lld [%lld] ref %.9g "
+                                        "variant %.9g\n",
+                                        types[t].name, (long long)n, (long long)row, (long long)i,
+                                        r[i], v[i]);
+                            bad++;
+                        }
+                    }
+                }
+                CHECK(bad == 0);
+                free(src);
+                free(r);
+                free(v);
+            }
+    }
+    rng_state = saved_rng;
+}
+
 /* ---- gram_acc ------------------------------------------------------------------- */
 
 static void test_gram_acc(void) {
@@ -730,6 +798,30 @@ static void perf(void) {
     }
     printf("gram_acc 64x576       %9.2f   %9.2f   %7.1f\n", 1e3 * t[0], 1e3 * t[1], t[0] / t[1]);
     free(hd);
+    /* dequant_row of a 2048 x 2048 tensor, row by row (what lmp_tensor_rows_f32 does);
+     * bytes masked to 0x3f so every f16 scale is finite; best of 3 */
+    static const int dq[] = {LMP_DTYPE_Q8_0, LMP_DTYPE_Q4_K, LMP_DTYPE_Q5_K, LMP_DTYPE_Q6_K};
+    const int64_t    dn   = 2048;
+    uint8_t         *dsrc = malloc((size_t)(dn * dn / 32 * 34));
+    float           *dout = malloc((size_t)(dn * dn) * sizeof(float));
+    for (int64_t i = 0; i < dn * dn / 32 * 34; i++) dsrc[i] = (uint8_t)(rng_next() & 0x3f);
+    for (size_t k = 0; k < sizeof(dq) / sizeof(dq[0]); k++) {
+        const int64_t rb = dn / lmp_dtype_block(dq[k]) * lmp_dtype_block_bytes(dq[k]);
+        for (int v = 0; v < 2; v++) {
+            t[v] = 1e9;
+            for (int rep = 0; rep < 3; rep++) {
+                double t0 = now_s();
+                for (int64_t r = 0; r < dn; r++)
+                    tabs[v]->dequant_row(dq[k], dsrc + r * rb, dout + r * dn, dn);
+                double dt = now_s() - t0;
+                if (dt < t[v]) t[v] = dt;
+            }
+        }
+        printf("dequant %-4s 2048^2    %9.2f   %9.2f   %7.1f\n", lmp_dtype_name(dq[k]), 1e3 * t[0],
+               1e3 * t[1], t[0] / t[1]);
+    }
+    free(dsrc);
+    free(dout);
     free(pts);
     free(as);
     free(gc);
@@ -777,6 +869,7 @@ int main(int argc, char **argv) {
         RUN(test_sgemm);
         RUN(test_memory);
         RUN(test_dequant_row);
+        RUN(test_dequant_kquants);
         RUN(test_gram_acc);
         RUN(test_kmeans);
         RUN(test_aq_decode_matvec);

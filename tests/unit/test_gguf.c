@@ -292,7 +292,7 @@ struct tiny_opts {
     const char *misshape;  /* tensor written with one row too many */
     bool        output;    /* untied output.weight */
     bool        bias;      /* q/k/v biases */
-    bool        q2k;       /* an extra tensor of an unsupported type */
+    bool        iq4;       /* an extra tensor of an unsupported type */
     bool        no_layers; /* leave out <arch>.block_count */
     int         heads, kv; /* head counts written (0: T_HEADS, T_KV) */
 };
@@ -364,9 +364,9 @@ static const char *write_tiny(const char *fname, const struct tiny_opts *o, floa
             free(want);
         free((char *)ts[i].name);
     }
-    if (o->q2k) {
-        uint8_t blk[84] = {0};
-        gw_tensor(&w, "extra.weight", GW_Q2_K, 2, (uint64_t[]){256, 1}, blk, sizeof(blk));
+    if (o->iq4) {
+        uint8_t blk[136] = {0};
+        gw_tensor(&w, "extra.weight", GW_IQ4_XS, 2, (uint64_t[]){256, 1}, blk, sizeof(blk));
     }
     struct gw_buf img  = gw_finish(&w, 3);
     const char   *path = write_file(fname, &img);
@@ -463,8 +463,8 @@ static void test_gguf_model_errors(void) {
                        "architecture 'gpt2' is not supported", "qwen2");
     expect_model_error("nolayers.gguf", &(struct tiny_opts){.arch = "llama", .no_layers = true},
                        LMP_EFORMAT, "llama.block_count", NULL);
-    expect_model_error("q2k.gguf", &(struct tiny_opts){.arch = "llama", .q2k = true}, LMP_EUNSUP,
-                       "tensor 'extra.weight' has unsupported type Q2_K", NULL);
+    expect_model_error("iq4.gguf", &(struct tiny_opts){.arch = "llama", .iq4 = true}, LMP_EUNSUP,
+                       "tensor 'extra.weight' has unsupported type IQ4_XS", NULL);
     /* issue 10: head counts that do not divide, named by their keys */
     expect_model_error("heads.gguf", &(struct tiny_opts){.arch = "llama", .heads = 5, .kv = 5},
                        LMP_EFORMAT, "llama.attention.head_count 5 does not divide",
@@ -718,10 +718,10 @@ static void test_gguf_tensor_errors(void) {
     free(img.p);
 
     gw_init(&w); /* unsupported ggml type (valid range) */
-    uint8_t q2k[84] = {0};
-    gw_tensor(&w, "blk.0.attn_q.weight", GW_Q2_K, 2, (uint64_t[]){256, 1}, q2k, sizeof(q2k));
+    uint8_t iq4[136] = {0};
+    gw_tensor(&w, "blk.0.attn_q.weight", GW_IQ4_XS, 2, (uint64_t[]){256, 1}, iq4, sizeof(iq4));
     img = gw_finish(&w, 3);
-    expect_parse(&img, LMP_EUNSUP, "tensor 'blk.0.attn_q.weight' has unsupported type Q2_K");
+    expect_parse(&img, LMP_EUNSUP, "tensor 'blk.0.attn_q.weight' has unsupported type IQ4_XS");
     free(img.p);
 
     gw_init(&w); /* unknown ggml type */
