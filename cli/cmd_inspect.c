@@ -4,8 +4,13 @@
  *  seven linears of block 0 under their canonical names (with the source tensor, shape
  *  and dtype), totals by dtype, the parameter count and the tokenizer. --all lists every
  *  tensor of the file; --json prints all of it as one object (every tensor included).
+ *  --dump-tensor NAME --out FILE writes one tensor's values, dequantized by lmpress's
+ *  kernels, as raw little-endian f32 (row-major, shape as listed); for a .gguf file the
+ *  architecture is not checked, so any GGUF whose tensor types lmpress reads will do
+ *  (scripts/ref/check_kquants.py compares them with the gguf package's dequantization).
  */
 #include "cli/cli.h"
+#include "model/gguf.h"      /* defines: lmp_gguf_open, lmp_gguf_find_tensor */
 #include "model/model.h"     /* defines: lmp_model_open, struct lmp_model */
 #include "model/tokenizer.h" /* defines: lmp_tokenizer_open, lmp_tokenizer_describe */
 
@@ -17,14 +22,18 @@
 #include <string.h>
 
 static const char *const usage =
-    "lmpress inspect [--tokenizer PATH] [--all] [--json] <model|ART.h5>";
+    "lmpress inspect [--tokenizer PATH] [--all] [--json] <model|ART.h5>\n"
+    "       lmpress inspect --dump-tensor NAME --out FILE <model>";
 
 static const char *const help =
     "A checkpoint's format, architecture, config, tensors and tokenizer; for an artifact\n"
     "its job, layers and bits.\n\n"
     "  --tokenizer PATH      tokenizer to describe (default the checkpoint's own)\n"
     "  --all                 list every tensor (default block 0 only)\n"
-    "  --json                print one JSON object (every tensor)\n";
+    "  --json                print one JSON object (every tensor)\n"
+    "  --dump-tensor NAME    write tensor NAME dequantized to fp32 (raw little-endian,\n"
+    "                        row-major) to the file --out names, and nothing else\n"
+    "  --out FILE            where --dump-tensor writes\n";
 
 /* inspect_artifact.c */
 bool lmp_cli_is_artifact(const char *path);
@@ -57,6 +66,60 @@ static void print_tensor(const char *role, const struct lmp_tensor *t) {
     printf("  %-40s %-30s %-14s %s\n", role, t->name, shape, lmp_dtype_name(t->dtype));
 }
 
+static bool is_gguf_file(const char *path) {
+    char  magic[4] = {0};
+    FILE *f        = fopen(path, "rb");
+    bool  yes      = f != NULL && fread(magic, 1, 4, f) == 4 && memcmp(magic, "GGUF", 4) == 0;
+    if (f != NULL) fclose(f);
+    return yes;
+}
+
+/* --dump-tensor: t's values as f32, one row at a time, to out. */
+static int dump_tensor(struct lmp_cli *cli, const char *path, const char *name, const char *out) {
+    struct lmp_err           err = {0};
+    struct lmp_gguf         *g   = NULL;
+    struct lmp_model        *m   = NULL;
+    const struct lmp_tensor *t   = NULL;
+    FILE                    *f   = NULL;
+    float                   *row = NULL;
+    int                      rc  = LMP_EXIT_OK;
+    if (is_gguf_file(path) ? lmp_gguf_open(path, &g, &err) != LMP_OK
+                           : lmp_model_open(path, &m, &err) != LMP_OK) {
+        rc = lmp_cli_fail(cli, &err);
+        goto out;
+    }
+    t = g != NULL ? lmp_gguf_find_tensor(g, name) : lmp_model_find_tensor(m, name);
+    if (t == NULL) {
+        lmp_err_set(&err, LMP_ENOENT, "'%s': no tensor '%s'", path, name);
+        rc = lmp_cli_fail(cli, &err);
+        goto out;
+    }
+    const int64_t rows = lmp_tensor_n_rows(t), cols = lmp_tensor_n_cols(t);
+    row = malloc((size_t)(cols > 0 ? cols : 1) * sizeof(float));
+    if (row == NULL || (f = fopen(out, "wb")) == NULL) {
+        lmp_err_set(&err, row == NULL ? LMP_ENOMEM : LMP_EIO, "'%s': cannot write", out);
+        rc = lmp_cli_fail(cli, &err);
+        goto out;
+    }
+    for (int64_t r = 0; r < rows && rc == LMP_EXIT_OK; r++) {
+        lmp_tensor_rows_f32(t, r, 1, row);
+        if (fwrite(row, sizeof(float), (size_t)cols, f) != (size_t)cols) rc = LMP_EXIT_FAIL;
+    }
+    if (fclose(f) != 0) rc = LMP_EXIT_FAIL;
+    f = NULL;
+    if (rc != LMP_EXIT_OK)
+        fprintf(stderr, "lmpress: '%s': write failed\n", out);
+    else
+        fprintf(stderr, "lmpress: wrote %s (%s, %" PRId64 " x %" PRId64 ") to %s\n", name,
+                lmp_dtype_name(t->dtype), rows, cols, out);
+out:
+    if (f != NULL) fclose(f);
+    free(row);
+    lmp_gguf_close(&g);
+    lmp_model_close(&m);
+    return rc;
+}
+
 static int cmd_inspect_exec(struct lmp_cli *cli, int argc, char **argv) {
     const char                *tok_path = NULL;
     bool                       all      = false;
@@ -64,10 +127,17 @@ static int cmd_inspect_exec(struct lmp_cli *cli, int argc, char **argv) {
           {"tokenizer", required_argument, NULL, 'k'},
           {"all", no_argument, NULL, 'a'},
           {"json", no_argument, NULL, 'j'},
+          {"dump-tensor", required_argument, NULL, 'D'},
+          {"out", required_argument, NULL, 'o'},
           {0},
     };
+    const char *dump = NULL, *out = NULL;
     for (int c; (c = getopt_long(argc, argv, "k:aj", opts, NULL)) != -1;) {
-        if (c == 'k')
+        if (c == 'D')
+            dump = optarg;
+        else if (c == 'o')
+            out = optarg;
+        else if (c == 'k')
             tok_path = optarg;
         else if (c == 'a')
             all = true;
@@ -78,6 +148,9 @@ static int cmd_inspect_exec(struct lmp_cli *cli, int argc, char **argv) {
     }
     if (argc - optind != 1) return lmp_cli_usage_msg(usage, "expected one model path");
     const char *path = argv[optind];
+    if ((dump == NULL) != (out == NULL))
+        return lmp_cli_usage_msg(usage, "--dump-tensor and --out go together");
+    if (dump != NULL) return dump_tensor(cli, path, dump, out);
     if (lmp_cli_is_artifact(path)) return lmp_cli_inspect_artifact(cli, path); /* ART.h5 */
 
     struct lmp_err        err = {0}, tok_err = {0};
