@@ -14,6 +14,7 @@
 #include "base/file.h" /* defines: lmp_file_read_all(), lmp_path_is_file(), lmp_map_release_pages */
 #include "base/text.h" /* defines: lmp_str_escape() */
 #include "base/log.h"  /* defines: lmp_log_warn() */
+#include "kernels/kernels.h" /* defines: lmp_f32_to_f16(), lmp_f16_to_f32() */
 
 #include <hdf5.h>
 
@@ -68,6 +69,7 @@ struct lmp_artifact {
     hid_t                   main;      /* the main file, or H5I_INVALID_HID if absent */
     struct lmp_art_job      job;
     bool                    have_job;
+    int64_t                 job_version; /* format_version of the file holding the job */
     struct item            *items;
     int64_t                 n_items, cap_items;
     int64_t                *layer_order; /* (n_layer_order) indices into items, job linear order */
@@ -79,6 +81,15 @@ struct lmp_artifact {
 };
 
 static enum lmp_status events_start(struct lmp_artifact *a, struct lmp_err *err);
+
+/* The format version this process writes: LMP_ARTIFACT_FORMAT_VERSION, or 1 for the
+ * tests that make a previous-version artifact (lmp_artifact_set_write_version). */
+static int write_version = LMP_ARTIFACT_FORMAT_VERSION;
+
+void lmp_artifact_set_write_version(int version) {
+    assert(version == 1 || version == LMP_ARTIFACT_FORMAT_VERSION);
+    write_version = version;
+}
 
 /* ------------------------------------------------------------------------------ */
 /* small utilities                                                                  */
@@ -185,6 +196,31 @@ static hid_t f16_type(void) {
         return H5I_INVALID_HID;
     }
     return t;
+}
+
+/* bfloat16 (1 sign, 8 exponent, 7 mantissa bits), little-endian: the top half of an
+ * IEEE binary32; h5py reads it as a 2-byte float of that layout. */
+static hid_t bf16_type(void) {
+    hid_t t = H5Tcopy(H5T_IEEE_F32LE);
+    if (t < 0) return t;
+    if (H5Tset_fields(t, 15, 7, 8, 0, 7) < 0 || H5Tset_precision(t, 16) < 0 ||
+        H5Tset_size(t, 2) < 0 || H5Tset_ebias(t, 127) < 0) {
+        H5Tclose(t);
+        return H5I_INVALID_HID;
+    }
+    return t;
+}
+
+/* The stored type of a 2-byte float dataset type: LMP_DTYPE_F16 (5 exponent bits) or
+ * LMP_DTYPE_BF16 (8); -1 for any other layout. */
+static int f2_kind(hid_t ftype) {
+    size_t spos, epos, esize, mpos, msize;
+    if (H5Tget_class(ftype) != H5T_FLOAT || H5Tget_size(ftype) != 2 ||
+        H5Tget_fields(ftype, &spos, &epos, &esize, &mpos, &msize) < 0)
+        return -1;
+    if (spos == 15 && epos == 10 && esize == 5 && mpos == 0 && msize == 10) return LMP_DTYPE_F16;
+    if (spos == 15 && epos == 7 && esize == 8 && mpos == 0 && msize == 7) return LMP_DTYPE_BF16;
+    return -1;
 }
 
 static int attr_put(hid_t obj, const char *name, hid_t ftype, hid_t mtype, const void *v) {
@@ -378,6 +414,60 @@ static enum lmp_status dset_get(hid_t loc, const char *name, hid_t mtype, size_t
         return lmp_err_set(err, LMP_EFORMAT, "'%s': %s dataset '%s' fails its checksum (corrupt)",
                            fname, obj, name);
     return LMP_OK;
+}
+
+/* The element type of float dataset name: LMP_DTYPE_F32 (4 bytes), LMP_DTYPE_F16 or
+ * LMP_DTYPE_BF16 (2 bytes, see f2_kind); -1 if absent or another type. */
+static int dset_float_dtype(hid_t loc, const char *name) {
+    if (H5Lexists(loc, name, H5P_DEFAULT) <= 0) return -1;
+    hid_t d = H5Dopen2(loc, name, H5P_DEFAULT), ft = d >= 0 ? H5Dget_type(d) : H5I_INVALID_HID;
+    int   k = -1;
+    if (ft >= 0 && H5Tget_class(ft) == H5T_FLOAT)
+        k = H5Tget_size(ft) == 4 ? (int)LMP_DTYPE_F32 : f2_kind(ft);
+    if (ft >= 0) H5Tclose(ft);
+    if (d >= 0) H5Dclose(d);
+    return k;
+}
+
+/* Write v (fp32) as IEEE binary16, rounded to nearest even (lmp_f32_to_f16): the
+ * half bits are the memory type too, so the xxh64 covers exactly what is stored. */
+static int dset_put_f16(hid_t loc, const char *name, int rank, const int64_t *dims,
+                        const float *v) {
+    int64_t n = 1;
+    for (int i = 0; i < rank; i++) n *= dims[i];
+    uint16_t *h  = malloc((size_t)(n > 0 ? n : 1) * sizeof(uint16_t));
+    hid_t     ft = h ? f16_type() : H5I_INVALID_HID;
+    int       rc = -1;
+    if (ft >= 0) {
+        for (int64_t i = 0; i < n; i++) h[i] = lmp_f32_to_f16(v[i]);
+        rc = dset_put(loc, name, ft, ft, 2, rank, dims, h);
+        H5Tclose(ft);
+    }
+    free(h);
+    return rc;
+}
+
+/* Read float dataset name, stored as fp32 (format 1) or fp16 (format 2 codebooks and
+ * scales), into v as fp32 (fp16 converts exactly); shape and xxh64 as dset_get. */
+static enum lmp_status dset_get_f32(hid_t loc, const char *name, int rank, const int64_t *dims,
+                                    float *v, const char *fname, const char *obj,
+                                    struct lmp_err *err) {
+    const int k = dset_float_dtype(loc, name);
+    if (k != LMP_DTYPE_F16) /* fp32, or absent: dset_get says so */
+        return dset_get(loc, name, H5T_NATIVE_FLOAT, 4, rank, dims, v, fname, obj, err);
+    int64_t n = 1;
+    for (int i = 0; i < rank; i++) n *= dims[i];
+    uint16_t *h  = malloc((size_t)(n > 0 ? n : 1) * sizeof(uint16_t));
+    hid_t     ft = h ? f16_type() : H5I_INVALID_HID;
+    if (ft < 0) {
+        free(h);
+        return lmp_err_set(err, LMP_ENOMEM, "out of memory reading %s of '%s'", obj, fname);
+    }
+    enum lmp_status st = dset_get(loc, name, ft, 2, rank, dims, h, fname, obj, err);
+    H5Tclose(ft);
+    for (int64_t i = 0; st == LMP_OK && i < n; i++) v[i] = lmp_f16_to_f32(h[i]);
+    free(h);
+    return st;
 }
 
 static hid_t group_open_or_create(hid_t loc, const char *name) {
@@ -765,10 +855,16 @@ static int write_layer_obj(hid_t file, const struct lmp_art_layer *l) {
     if (dset_put(g, "codes", l->B <= 8 ? H5T_STD_U8LE : H5T_STD_U16LE, H5T_NATIVE_UINT16, 2, rcodes,
                  dc, l->codes) < 0)
         goto out;
+    /* AQ codebooks and scales: fp16 (format 2), as the aqlm format defines them; the
+     * writer of format 1 (tests only) stored them as fp32 */
+    const bool f16 = l->codec == LMP_ART_CODEC_AQ && write_version >= 2;
     if (l->codec == LMP_ART_CODEC_AQ &&
-        dset_put(g, "codebooks", H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, 4, 3, dcb, l->codebooks) < 0)
+        (f16 ? dset_put_f16(g, "codebooks", 3, dcb, l->codebooks)
+             : dset_put(g, "codebooks", H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, 4, 3, dcb,
+                        l->codebooks)) < 0)
         goto out;
-    if (dset_put(g, "scales", H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, 4, rsc, ds, l->scales) < 0)
+    if ((f16 ? dset_put_f16(g, "scales", rsc, ds, l->scales)
+             : dset_put(g, "scales", H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, 4, rsc, ds, l->scales)) < 0)
         goto out;
     if (l->codec == LMP_ART_CODEC_RTN &&
         dset_put(g, "zeros", H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, 4, rsc, ds, l->zeros) < 0)
@@ -835,10 +931,9 @@ static enum lmp_status read_layer_obj(hid_t file, const char *fname, const char 
         goto out;
     }
     if ((st = dset_get(g, "codes", H5T_NATIVE_UINT16, 2, rc, dc, l->codes, fname, obj, err)) ||
-        (st = dset_get(g, "scales", H5T_NATIVE_FLOAT, 4, rs, ds, l->scales, fname, obj, err)))
+        (st = dset_get_f32(g, "scales", rs, ds, l->scales, fname, obj, err)))
         goto out;
-    if (l->codebooks &&
-        (st = dset_get(g, "codebooks", H5T_NATIVE_FLOAT, 4, 3, dcb, l->codebooks, fname, obj, err)))
+    if (l->codebooks && (st = dset_get_f32(g, "codebooks", 3, dcb, l->codebooks, fname, obj, err)))
         goto out;
     if (l->zeros &&
         (st = dset_get(g, "zeros", H5T_NATIVE_FLOAT, 4, rs, ds, l->zeros, fname, obj, err)))
@@ -862,15 +957,19 @@ static int64_t tensor_elem(const struct lmp_art_tensor *t) {
     return n;
 }
 
+static size_t tensor_es(const struct lmp_art_tensor *t) { /* bytes per element */
+    return t->dtype == LMP_DTYPE_F32 ? 4 : 2;
+}
+
 static int write_tensor_obj(hid_t file, const struct lmp_art_tensor *t, uint64_t *hash) {
     hid_t        tg = H5I_INVALID_HID, ft = H5I_INVALID_HID;
-    int          rc  = -1;
-    const bool   f16 = t->dtype == LMP_DTYPE_F16;
-    const size_t es  = f16 ? 2 : 4;
+    int          rc = -1;
+    const bool   f2 = t->dtype != LMP_DTYPE_F32; /* F16 or BF16 */
+    const size_t es = tensor_es(t);
     if ((tg = group_open_or_create(file, "tensors")) < 0) goto out;
-    if (f16 && (ft = f16_type()) < 0) goto out;
-    /* memory type == file type for f16: the bits are stored as they are */
-    if (dset_put(tg, t->name, f16 ? ft : H5T_IEEE_F32LE, f16 ? ft : H5T_NATIVE_FLOAT, es, t->n_dims,
+    if (f2 && (ft = t->dtype == LMP_DTYPE_BF16 ? bf16_type() : f16_type()) < 0) goto out;
+    /* memory type == file type for 2-byte floats: the bits are stored as they are */
+    if (dset_put(tg, t->name, f2 ? ft : H5T_IEEE_F32LE, f2 ? ft : H5T_NATIVE_FLOAT, es, t->n_dims,
                  t->shape, t->data) < 0)
         goto out;
     if (hash) *hash = lmp_xxh64(t->data, (size_t)tensor_elem(t) * es, 0);
@@ -893,10 +992,11 @@ static enum lmp_status read_tensor_obj(hid_t file, const char *fname, const char
     if (H5Lexists(file, "tensors", H5P_DEFAULT) <= 0 ||
         dset_shape(file, path, &t->n_dims, t->shape, &es, &cls) < 0)
         return lmp_err_set(err, LMP_EFORMAT, "'%s': missing dataset /%s", fname, path);
-    if (cls != H5T_FLOAT || (es != 2 && es != 4) || tensor_elem(t) < 0)
-        return lmp_err_set(err, LMP_EFORMAT, "'%s': %s is not fp16/fp32", fname, obj);
+    const int k = cls == H5T_FLOAT ? dset_float_dtype(file, path) : -1;
+    if (k < 0 || tensor_elem(t) < 0)
+        return lmp_err_set(err, LMP_EFORMAT, "'%s': %s is not fp32, fp16 or bf16", fname, obj);
     snprintf(t->name, sizeof(t->name), "%s", name);
-    t->dtype = es == 2 ? LMP_DTYPE_F16 : LMP_DTYPE_F32;
+    t->dtype = (enum lmp_dtype)k;
     if (hash) {
         hid_t d = H5Dopen2(file, path, H5P_DEFAULT);
         int   r = d >= 0 ? attr_get_u64(d, "xxh64", hash) : -1;
@@ -907,8 +1007,8 @@ static enum lmp_status read_tensor_obj(hid_t file, const char *fname, const char
     int64_t n = tensor_elem(t);
     t->data   = malloc((size_t)(n ? n : 1) * es);
     if (t->data == NULL) return lmp_err_set(err, LMP_ENOMEM, "out of memory reading %s", obj);
-    hid_t           ft = es == 2 ? f16_type() : H5I_INVALID_HID;
-    hid_t           tg = H5Gopen2(file, "tensors", H5P_DEFAULT);
+    hid_t ft = es != 2 ? H5I_INVALID_HID : t->dtype == LMP_DTYPE_BF16 ? bf16_type() : f16_type();
+    hid_t tg = H5Gopen2(file, "tensors", H5P_DEFAULT);
     enum lmp_status st = tg < 0 ? lmp_err_set(err, LMP_EFORMAT, "'%s': cannot open /tensors", fname)
                                 : dset_get(tg, name, es == 2 ? ft : H5T_NATIVE_FLOAT, es, t->n_dims,
                                            t->shape, t->data, fname, obj, err);
@@ -989,7 +1089,7 @@ static hid_t part_begin(const char *label, enum item_kind kind, const char *name
     H5Pclose(fapl);
     if (f < 0) return f;
     if (attr_put_str(f, "format", FORMAT_PART) < 0 ||
-        attr_put_i64(f, "format_version", LMP_ARTIFACT_FORMAT_VERSION) < 0 ||
+        attr_put_i64(f, "format_version", write_version) < 0 ||
         attr_put_str(f, "part_kind", item_prefix[kind]) < 0 ||
         attr_put_str(f, "part_name", name) < 0) {
         H5Fclose(f);
@@ -1251,6 +1351,7 @@ static enum lmp_status index_main(struct lmp_artifact *a, struct lmp_err *err) {
     if ((st = check_format(a->main, a->path, FORMAT_MAIN, err)) ||
         (st = read_job(a->main, a->path, &a->job, err)))
         return st;
+    if (attr_get_i64(a->main, "format_version", &a->job_version) < 0) a->job_version = 0;
     a->have_job   = true;
     int64_t n_new = 0, n_old = 0;
     if ((st = index_objects(a, a->main, a->path, NULL, &n_new, &n_old, err))) return st;
@@ -1402,6 +1503,7 @@ static enum lmp_status index_parts(struct lmp_artifact *a, const struct lmp_art_
         hid_t f;
         if ((st = part_open(a->items[ji].part, &f, err))) return st;
         st = read_job(f, a->items[ji].part, &a->job, err);
+        if (attr_get_i64(f, "format_version", &a->job_version) < 0) a->job_version = 0;
         H5Fclose(f);
         if (st) return st;
         a->have_job = true;
@@ -1517,6 +1619,16 @@ enum lmp_status lmp_artifact_open_write(const char *path, const struct lmp_art_j
     if ((st = open_main_if_any(a, err)) || (st = index_parts(a, job, err))) goto fail;
     if (a->have_job) {
         if ((st = job_match(a, &a->job, job, err))) goto fail;
+        if (a->job_version != write_version) { /* one artifact, one storage precision */
+            char p[256];
+            st = lmp_err_set(err, LMP_EMISMATCH,
+                             "'%s' is in artifact format %lld, this lmpress writes format %d "
+                             "(other storage types): a resume would mix them; use another --out "
+                             "or delete it",
+                             lmp_str_escape(p, sizeof(p), path), (long long)a->job_version,
+                             write_version);
+            goto fail;
+        }
     } else {
         hid_t f = part_begin("job", ITEM_JOB, "");
         char *p = NULL;
@@ -1601,6 +1713,18 @@ static enum lmp_status layer_check(const struct lmp_artifact *a, const struct lm
         if (l->codes[i] >= lim)
             return lmp_err_set(err, LMP_EINVAL, "'%s': layer '%s' has a code %u >= 2^%d", a->path,
                                l->name, l->codes[i], l->B);
+    if (l->codec == LMP_ART_CODEC_AQ && write_version >= 2) { /* stored as fp16 */
+        const int64_t n[2] = {lmp_art_layer_n_codebooks(l), lmp_art_layer_n_scales(l)};
+        const float  *v[2] = {l->codebooks, l->scales};
+        for (int k = 0; k < 2; k++)
+            for (int64_t i = 0; i < n[k]; i++)
+                if ((lmp_f32_to_f16(v[k][i]) & 0x7C00u) == 0x7C00u)
+                    return lmp_err_set(err, LMP_EINVAL,
+                                       "'%s': layer '%s': %s value %g at index %lld is not a "
+                                       "finite fp16 (|v| < 65520)",
+                                       a->path, l->name, k ? "scale" : "codebook", (double)v[k][i],
+                                       (long long)i);
+    }
     return LMP_OK;
 }
 
@@ -1639,7 +1763,8 @@ static void item_done(struct lmp_artifact *a, hid_t f) {
 }
 
 static bool tensor_ok(const struct lmp_art_tensor *t) {
-    return name_ok(t->name) && (t->dtype == LMP_DTYPE_F32 || t->dtype == LMP_DTYPE_F16) &&
+    return name_ok(t->name) &&
+           (t->dtype == LMP_DTYPE_F32 || t->dtype == LMP_DTYPE_F16 || t->dtype == LMP_DTYPE_BF16) &&
            t->n_dims >= 1 && t->n_dims <= LMP_MAX_DIMS && tensor_elem(t) >= 0 && t->data != NULL;
 }
 
@@ -1656,7 +1781,7 @@ static enum lmp_status tensor_same(struct lmp_artifact *a, int64_t i,
     st = read_tensor_obj(f, fn, t->name, &have, false, &h, err);
     item_done(a, f);
     if (st) return st;
-    size_t es   = t->dtype == LMP_DTYPE_F16 ? 2 : 4;
+    size_t es   = tensor_es(t);
     bool   same = have.dtype == t->dtype && have.n_dims == t->n_dims &&
                 memcmp(have.shape, t->shape, (size_t)t->n_dims * sizeof(int64_t)) == 0 &&
                 h == lmp_xxh64(t->data, (size_t)tensor_elem(t) * es, 0);
@@ -1769,15 +1894,26 @@ static enum lmp_status put_model_tensor(struct lmp_artifact *a, const char *name
     t.n_dims = n_dims;
     memcpy(t.shape, shape, (size_t)n_dims * sizeof(int64_t));
     float *buf = NULL;
-    if (src->dtype == LMP_DTYPE_F32 || src->dtype == LMP_DTYPE_F16) {
+    if (src->dtype == LMP_DTYPE_F32 || src->dtype == LMP_DTYPE_F16 ||
+        src->dtype == LMP_DTYPE_BF16) {
         t.dtype = src->dtype;
         t.data  = (void *)src->data; /* written, never modified */
     } else {
-        int64_t rows = lmp_tensor_n_rows(src), cols = lmp_tensor_n_cols(src);
-        if ((buf = malloc((size_t)(rows * cols) * sizeof(float))) == NULL)
+        /* ggml quants: dequantized, then stored as fp16 (their scales are fp16 too;
+         * fp32 would double the file for no information, docs/artifact.md) */
+        int64_t rows = lmp_tensor_n_rows(src), cols = lmp_tensor_n_cols(src), n = rows * cols;
+        if ((buf = malloc((size_t)(n > 0 ? n : 1) * sizeof(float))) == NULL)
             return lmp_err_set(err, LMP_ENOMEM, "out of memory converting '%s'", name);
         lmp_tensor_rows_f32(src, 0, rows, buf);
-        t.dtype = LMP_DTYPE_F32;
+        uint16_t *h = (uint16_t *)(void *)buf; /* in place: element i is read before the
+                                                  half it writes (bytes 2i..2i+1) is used */
+        for (int64_t i = 0; i < n; i++) {
+            float v;
+            memcpy(&v, (const char *)buf + 4 * i, 4);
+            uint16_t b = lmp_f32_to_f16(v);
+            memcpy((char *)h + 2 * i, &b, 2);
+        }
+        t.dtype = LMP_DTYPE_F16;
         t.data  = buf;
     }
     enum lmp_status st = lmp_artifact_put_tensor(a, &t, err);
@@ -2189,7 +2325,7 @@ enum lmp_status lmp_artifact_finalize(struct lmp_artifact *a, struct lmp_err *er
     }
     const bool complete = lmp_artifact_is_complete(a);
     if (attr_put_str(dst, "format", FORMAT_MAIN) < 0 ||
-        attr_put_i64(dst, "format_version", LMP_ARTIFACT_FORMAT_VERSION) < 0 ||
+        attr_put_i64(dst, "format_version", write_version) < 0 ||
         attr_put_i64(dst, "format_minor", LMP_ARTIFACT_FORMAT_MINOR) < 0 ||
         write_job(dst, &a->job) < 0 || attr_put_i64(dst, "complete", complete) < 0 ||
         attr_put_i64(dst, "n_layers", a->n_layer_order) < 0 || write_events(dst, &evs, ev_id) < 0) {
@@ -2351,6 +2487,75 @@ enum lmp_status lmp_artifact_read_tokenizer(struct lmp_artifact *a, enum lmp_art
     st = read_tokenizer_obj(f, fn, kind, bytes, n, err);
     item_done(a, f);
     return st;
+}
+
+/* Bytes the data of dataset loc/name takes in its file (0 if absent). */
+static int64_t dset_bytes(hid_t loc, const char *name) {
+    if (H5Lexists(loc, name, H5P_DEFAULT) <= 0) return 0;
+    hid_t   d = H5Dopen2(loc, name, H5P_DEFAULT);
+    int64_t n = d >= 0 ? (int64_t)H5Dget_storage_size(d) : 0;
+    if (d >= 0) H5Dclose(d);
+    return n;
+}
+
+enum lmp_status lmp_artifact_size(struct lmp_artifact *a, struct lmp_art_size *out,
+                                  struct lmp_err *err) {
+    assert(a && out);
+    memset(out, 0, sizeof(*out));
+    struct stat sb;
+    if (a->main >= 0 && stat(a->path, &sb) == 0) out->file_bytes += (int64_t)sb.st_size;
+    for (int64_t i = 0; i < a->n_items; i++) { /* each part once (a block part: many items) */
+        const char *p   = a->items[i].part;
+        bool        dup = p == NULL;
+        for (int64_t k = 0; !dup && k < i; k++)
+            dup = a->items[k].part && strcmp(a->items[k].part, p) == 0;
+        if (!dup && stat(p, &sb) == 0) out->file_bytes += (int64_t)sb.st_size;
+    }
+    for (int64_t j = 0; j < a->job.n_linears; j++)
+        out->n_linear_params += a->job.linears[j].n_out * a->job.linears[j].n_in;
+    out->n_params                     = out->n_linear_params;
+    static const char *const dsets[4] = {"codes", "codebooks", "scales", "zeros"};
+    char                     path[LMP_NAME_MAX + 24];
+    for (int64_t i = 0; i < a->n_items; i++) {
+        const struct item *it = &a->items[i];
+        if (it->kind != ITEM_LAYER && it->kind != ITEM_TENSOR) continue;
+        hid_t           f;
+        const char     *fn;
+        enum lmp_status st = item_file(a, i, &f, &fn, err);
+        if (st) return st;
+        if (it->kind == ITEM_LAYER) {
+            for (int k = 0; k < 4; k++) {
+                snprintf(path, sizeof(path), "layers/%s/%s", it->name, dsets[k]);
+                out->linear_bytes += dset_bytes(f, path); /* layers/<name> exists: indexed */
+            }
+        } else {
+            snprintf(path, sizeof(path), "tensors/%s", it->name);
+            int     rank = 0;
+            int64_t dims[LMP_MAX_DIMS], n = 1;
+            if (H5Lexists(f, "tensors", H5P_DEFAULT) <= 0 ||
+                dset_shape(f, path, &rank, dims, NULL, NULL) < 0) {
+                item_done(a, f);
+                return lmp_err_set(err, LMP_EFORMAT, "'%s': missing dataset /%s", fn, path);
+            }
+            for (int d = 0; d < rank; d++) n *= dims[d];
+            const int64_t bytes = dset_bytes(f, path);
+            out->tensor_bytes += bytes;
+            /* a kept linear's weight counts with the linears (its parameters are there) */
+            bool   lin = false;
+            size_t nl  = strlen(it->name);
+            if (nl > 7 && strcmp(it->name + nl - 7, ".weight") == 0) {
+                char ln[LMP_NAME_MAX];
+                snprintf(ln, sizeof(ln), "%.*s", (int)(nl - 7), it->name);
+                lin = job_linear(&a->job, ln) != NULL;
+            }
+            if (lin)
+                out->linear_bytes += bytes;
+            else
+                out->n_params += n;
+        }
+        item_done(a, f);
+    }
+    return LMP_OK;
 }
 
 int64_t lmp_artifact_n_open_ids(void) {

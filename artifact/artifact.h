@@ -81,7 +81,7 @@
 #include "model/model.h"          /* defines: struct lmp_config, struct lmp_model, LMP_NAME_MAX */
 #include "artifact/fingerprint.h" /* defines: lmp_fingerprint_model(), lmp_fingerprint_job() */
 
-#define LMP_ARTIFACT_FORMAT_VERSION 1 /* docs/artifact.md: version history */
+#define LMP_ARTIFACT_FORMAT_VERSION 2 /* docs/artifact.md: version history; reads 1 and 2 */
 #define LMP_ARTIFACT_FORMAT_MINOR   1 /* 1.1: /events; readers of 1.0 ignore it */
 
 struct lmp_event; /* artifact/events.h */
@@ -138,7 +138,10 @@ enum lmp_art_codec {
 
 /* One compressed linear layer. For writing, the pointers are borrowed for the call;
  * for reading, lmp_artifact_read_layer allocates them and lmp_art_layer_release
- * frees them.
+ * frees them. AQ codebooks and scales are fp32 here and stored as fp16 (format 2,
+ * rounded to nearest even; a value that is not a finite fp16 is refused): what is read
+ * back is the rounded value, which every later stage (sequential calibration, eval)
+ * uses.
  *   AQ:  w[o, j*g + t] = scales[o] * sum_m codebooks[m, codes[o, j, m], t]
  *   RTN: w[o, i]       = scales[o, i/g] * (codes[o, i] - zeros[o, i/g])      (M = 1) */
 struct lmp_art_layer {
@@ -161,10 +164,11 @@ int64_t lmp_art_layer_n_codes(const struct lmp_art_layer *l);
 int64_t lmp_art_layer_n_codebooks(const struct lmp_art_layer *l);
 int64_t lmp_art_layer_n_scales(const struct lmp_art_layer *l);
 
-/* An unquantized tensor (fp32 or fp16 bits). Reading allocates data; release frees it. */
+/* An unquantized tensor (fp32, fp16 or bf16 bits). Reading allocates data; release frees
+ * it. */
 struct lmp_art_tensor {
     char           name[LMP_NAME_MAX]; /* canonical name: "model.embed_tokens.weight" */
-    enum lmp_dtype dtype;              /* LMP_DTYPE_F32 or LMP_DTYPE_F16 */
+    enum lmp_dtype dtype;              /* LMP_DTYPE_F32, LMP_DTYPE_F16 or LMP_DTYPE_BF16 */
     int            n_dims;
     int64_t        shape[LMP_MAX_DIMS];
     void          *data; /* row-major, little-endian */
@@ -220,9 +224,9 @@ enum lmp_status lmp_artifact_put_tensor(struct lmp_artifact *a, const struct lmp
  * <linear>.weight for each linear i with quantized[i] false (quantized NULL = all
  * linears are quantized). With finetune, the norms of the blocks that have a quantized
  * linear are left out: block fine-tuning stores them, tuned (a block whose linears are
- * all kept is not tuned). F16 and F32 sources are stored as they are; BF16 and the ggml
- * quants are dequantized to F32. The source's mapped file pages are released after each
- * tensor. Idempotent (see put_tensor). */
+ * all kept is not tuned). F32, F16 and BF16 sources are stored as they are; the ggml
+ * quants are dequantized and stored as F16 (rounded to nearest even). The source's mapped file
+ * pages are released after each tensor. Idempotent (see put_tensor). */
 enum lmp_status lmp_artifact_put_model_tensors(struct lmp_artifact *a, const struct lmp_model *m,
                                                const bool *quantized, bool finetune,
                                                struct lmp_err *err);
@@ -295,6 +299,28 @@ enum lmp_status lmp_artifact_read_tensor(struct lmp_artifact *a, const char *nam
 /* The tokenizer source (*bytes malloc'ed, owned by the caller). */
 enum lmp_status lmp_artifact_read_tokenizer(struct lmp_artifact *a, enum lmp_art_tok *kind,
                                             uint8_t **bytes, size_t *n, struct lmp_err *err);
+
+/* What an artifact takes on disk against what it holds. */
+struct lmp_art_size {
+    int64_t file_bytes;      /* ART.h5 plus every committed part (an unfinished job) */
+    int64_t linear_bytes;    /* data of the compressed layers (codes, codebooks, scales,
+                                zeros) and of the kept linears' weights: no HDF5 metadata */
+    int64_t tensor_bytes;    /* data of every unquantized tensor (kept linears included) */
+    int64_t n_params;        /* the model's parameters: every linear of the job and every
+                                stored tensor that is not a linear's weight (a tied head
+                                counts once) */
+    int64_t n_linear_params; /* every linear of the job (n_out n_in each) */
+};
+/* Sizes of a's files and data, and the model's parameter counts; bits per weight are
+ * 8 file_bytes / n_params (the whole model) and 8 linear_bytes / n_linear_params.
+ * RET LMP_OK, LMP_EFORMAT, LMP_EIO. */
+enum lmp_status lmp_artifact_size(struct lmp_artifact *a, struct lmp_art_size *out,
+                                  struct lmp_err *err);
+
+/* For tests of the previous format: make this process write format version (1: AQ
+ * codebooks and scales as fp32, format_version 1; LMP_ARTIFACT_FORMAT_VERSION: the
+ * default). Tensors are written in the dtype the caller gives. */
+void lmp_artifact_set_write_version(int version);
 
 /* HDF5 identifiers of any kind still open in this process (H5Fget_obj_count with
  * H5F_OBJ_ALL): 0 after every artifact is closed, or a handle leaked. For tests. */

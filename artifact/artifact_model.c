@@ -1,6 +1,6 @@
 /*  artifact_model - see artifact_model.h */
 #include "artifact/artifact_model.h"
-#include "kernels/kernels.h" /* defines: lmp_kernels_get(), aq_decode */
+#include "kernels/kernels.h" /* defines: lmp_kernels_get(), aq_decode, lmp_f16_to_f32 */
 #include "base/file.h"       /* defines: lmp_file_read_all, lmp_path_is_dir/file */
 #include "base/text.h"       /* defines: lmp_strfmt */
 #include "model/gguf.h"      /* defines: lmp_gguf_parse, lmp_gguf_* metadata getters */
@@ -281,7 +281,9 @@ static struct lmp_tensor *am_add(struct am_build *b, const char *name, enum lmp_
     return t;
 }
 
-/* A stored tensor by name; *out NULL if absent and !required. */
+/* A stored tensor by name, as fp32 (the forward pass uses fp32 rows directly: a 2-byte
+ * tensor kept as it is would add an fp32 copy beside it); *out NULL if absent and
+ * !required. */
 static enum lmp_status am_tensor(struct am_build *b, const char *name, bool required,
                                  const struct lmp_tensor **out, struct lmp_err *err) {
     *out         = NULL;
@@ -295,13 +297,30 @@ static enum lmp_status am_tensor(struct am_build *b, const char *name, bool requ
     struct lmp_art_tensor t  = {0};
     enum lmp_status       st = lmp_artifact_read_tensor(b->a, name, &t, err);
     if (st != LMP_OK) return st;
-    if ((t.dtype != LMP_DTYPE_F32 && t.dtype != LMP_DTYPE_F16) || t.n_dims < 1 ||
-        t.n_dims > LMP_MAX_DIMS || lmp_tensor_expected_bytes(t.dtype, t.n_dims, t.shape) < 0) {
+    if ((t.dtype != LMP_DTYPE_F32 && t.dtype != LMP_DTYPE_F16 && t.dtype != LMP_DTYPE_BF16) ||
+        t.n_dims < 1 || t.n_dims > LMP_MAX_DIMS ||
+        lmp_tensor_expected_bytes(t.dtype, t.n_dims, t.shape) < 0) {
         lmp_art_tensor_release(&t);
         return lmp_err_set(err, LMP_EFORMAT,
                            "'%s': tensor '%s' has an unsupported dtype or "
                            "shape",
                            b->path, name);
+    }
+    if (t.dtype != LMP_DTYPE_F32) { /* fp16 / bf16 (format 2): widened once, here */
+        int64_t n = 1;
+        for (int d = 0; d < t.n_dims; d++) n *= t.shape[d];
+        float *f = malloc((size_t)(n > 0 ? n : 1) * sizeof(float));
+        if (f == NULL) {
+            lmp_art_tensor_release(&t);
+            return lmp_err_set(err, LMP_ENOMEM, "out of memory reading '%s' of '%s'", name,
+                               b->path);
+        }
+        const uint16_t *h = t.data;
+        for (int64_t i = 0; i < n; i++)
+            f[i] = t.dtype == LMP_DTYPE_F16 ? lmp_f16_to_f32(h[i]) : lmp_bf16_to_f32(h[i]);
+        free(t.data);
+        t.data  = f;
+        t.dtype = LMP_DTYPE_F32;
     }
     void *data = t.data;
     t.data     = NULL;

@@ -424,6 +424,16 @@ static enum lmp_status write_entry(struct writer_ctx *c, const struct entry *e,
             st = lmp_err_set(err, LMP_ENOMEM, "out of memory converting tensor '%s'", e->src);
         } else if (t.dtype == LMP_DTYPE_F32) {
             st = to_f16(t.data, n, h + n, e->hf, err);
+        } else if (t.dtype == LMP_DTYPE_BF16) { /* widened in place, then rounded */
+            float *f = malloc((size_t)(n > 0 ? n : 1) * sizeof(float));
+            if (f == NULL) {
+                st = lmp_err_set(err, LMP_ENOMEM, "out of memory converting tensor '%s'", e->src);
+            } else {
+                const uint16_t *b = t.data;
+                for (int64_t i = 0; i < n; i++) f[i] = lmp_bf16_to_f32(b[i]);
+                st = to_f16(f, n, h + n, e->hf, err);
+                free(f);
+            }
         } else if (t.dtype == LMP_DTYPE_F16) {
             memcpy(h + n, t.data, (size_t)n * 2);
             for (int64_t i = 0; st == LMP_OK && i < n; i++)
@@ -432,7 +442,7 @@ static enum lmp_status write_entry(struct writer_ctx *c, const struct entry *e,
                                      "tensor '%s': value at index %" PRId64 " is not finite", e->hf,
                                      i);
         } else {
-            st = lmp_err_set(err, LMP_EFORMAT, "'%s': tensor '%s' is %s, not F32 or F16",
+            st = lmp_err_set(err, LMP_EFORMAT, "'%s': tensor '%s' is %s, not F32, F16 or BF16",
                              lmp_str_escape(q, sizeof(q), c->art), e->src, lmp_dtype_name(t.dtype));
         }
         if (st == LMP_OK) {

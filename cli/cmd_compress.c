@@ -21,6 +21,7 @@
 #include "worker/calib.h"          /* defines: lmp_calib_check_budget */
 #include "model/model.h"           /* defines: lmp_model_open */
 #include "model/tokenizer.h"       /* defines: lmp_tokenizer_open, lmp_tokenizer_encode */
+#include "artifact/artifact.h"     /* defines: lmp_artifact_size */
 
 #include <cjson/cJSON.h>
 #include <getopt.h>
@@ -62,8 +63,11 @@ struct lmp_compress_event {
 struct lmp_compress_summary {
     int64_t n_linears, n_quantized, n_kept, n_resumed;
     double  mean_rel_err;  /* over the layers compressed in this run */
-    double  bits_linear;   /* bits per weight over every linear (kept ones at 16) */
-    double  bits_model;    /* the same over every parameter (embeddings, norms at 16) */
+    double  bits_linear;   /* 8 bytes of the linears' data (codes, codebooks, scales, kept
+                              weights) / their parameters, as stored */
+    double  bits_model;    /* 8 bytes of the artifact's files / every parameter */
+    int64_t file_bytes;    /* the artifact on disk */
+    int64_t n_params;      /* the model's parameters */
     double  seconds_calib; /* the workers' seconds per stage */
     double  seconds_quant;
     double  seconds_finetune;
@@ -247,6 +251,25 @@ static enum lmp_status announce_endpoint(const struct lmp_launch *L) {
 }
 
 /* Run the job on a coordinator and workers in this process; fills S. */
+/* The finished artifact's size and bits per weight, as stored (lmp_artifact_size). */
+static int measure_artifact(struct lmp_cli *cli, const char *path, struct lmp_compress_summary *S) {
+    struct lmp_err       err = {0};
+    struct lmp_artifact *a   = NULL;
+    struct lmp_art_size  sz;
+    if (lmp_artifact_open_read(path, &a, &err) != LMP_OK ||
+        lmp_artifact_size(a, &sz, &err) != LMP_OK) {
+        lmp_artifact_close(&a);
+        return lmp_cli_fail(cli, &err);
+    }
+    lmp_artifact_close(&a);
+    S->file_bytes = sz.file_bytes;
+    S->n_params   = sz.n_params;
+    S->bits_model = sz.n_params ? 8.0 * (double)sz.file_bytes / (double)sz.n_params : 0;
+    S->bits_linear =
+        sz.n_linear_params ? 8.0 * (double)sz.linear_bytes / (double)sz.n_linear_params : 0;
+    return LMP_EXIT_OK;
+}
+
 static int run_embedded(struct lmp_cli *cli, const struct lmp_jobopts *jo,
                         const struct lmp_model *m, const struct lmp_compress_opts *o, int n_workers,
                         struct progress *prog, struct lmp_compress_summary *S) {
@@ -256,22 +279,17 @@ static int run_embedded(struct lmp_cli *cli, const struct lmp_jobopts *jo,
     clock_gettime(CLOCK_MONOTONIC, &ts0);
     (void)t0;
     memset(S, 0, sizeof(*S));
-    /* reported up front: kept linears, bits */
-    const int64_t   n_lin        = lmp_model_n_linears(m);
-    int64_t         n_params_lin = 0;
-    double          bits_sum     = 0;
-    struct embedded E            = {.m = m, .o = o, .prog = prog, .n_linears = n_lin};
+    /* reported up front: kept linears */
+    const int64_t   n_lin = lmp_model_n_linears(m);
+    struct embedded E     = {.m = m, .o = o, .prog = prog, .n_linears = n_lin};
     if ((E.seen = calloc((size_t)(n_lin > 0 ? n_lin : 1), sizeof(bool))) == NULL) {
         fprintf(stderr, "lmpress: out of memory\n");
         return LMP_EXIT_FAIL;
     }
     for (int64_t i = 0; i < n_lin; i++) {
         const struct lmp_linear *l = lmp_model_linear(m, i);
-        const int64_t            n = l->n_out * l->n_in;
-        n_params_lin += n;
         if (lmp_compress_keep_match(o->keep, o->n_keep, l->name)) {
             S->n_kept++;
-            bits_sum += 16.0 * (double)n;
             E.seen[i]                    = true;
             struct lmp_compress_event ev = {.what      = LMP_COMPRESS_EV_KEPT,
                                             .name      = l->name,
@@ -279,16 +297,9 @@ static int run_embedded(struct lmp_cli *cli, const struct lmp_jobopts *jo,
                                             .n_linears = n_lin,
                                             .eta_s     = -1};
             on_progress(prog, &ev);
-        } else {
-            bits_sum += lmp_compress_bits_per_weight(&o->spec, l->n_out, l->n_in) * (double)n;
         }
     }
-    const int64_t n_params_all = lmp_model_n_params(m);
-    S->n_linears               = n_lin;
-    S->bits_linear             = n_params_lin ? bits_sum / (double)n_params_lin : 0;
-    S->bits_model = n_params_all ? (bits_sum + 16.0 * (double)(n_params_all - n_params_lin)) /
-                                       (double)n_params_all
-                                 : 0;
+    S->n_linears = n_lin;
 
     struct lmp_jobopts_pb pb;
     lmp_jobopts_to_jobspec(jo, &pb);
@@ -424,7 +435,8 @@ static int cmd_compress_exec(struct lmp_cli *cli, int argc, char **argv) {
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
-    if ((rc = run_embedded(cli, &jo, model, &o, (int)jo.workers, &prog, &S)) != LMP_EXIT_OK)
+    if ((rc = run_embedded(cli, &jo, model, &o, (int)jo.workers, &prog, &S)) != LMP_EXIT_OK ||
+        (rc = measure_artifact(cli, o.out_path, &S)) != LMP_EXIT_OK)
         goto out;
     char sname[64];
     lmp_compress_spec_name(&o.spec, sname, sizeof(sname));
@@ -448,6 +460,8 @@ static int cmd_compress_exec(struct lmp_cli *cli, int argc, char **argv) {
         cJSON_AddNumberToObject(j, "mean_rel_err", S.mean_rel_err);
         cJSON_AddNumberToObject(j, "bits_per_weight_linear", S.bits_linear);
         cJSON_AddNumberToObject(j, "bits_per_weight_model", S.bits_model);
+        cJSON_AddNumberToObject(j, "file_bytes", (double)S.file_bytes);
+        cJSON_AddNumberToObject(j, "params", (double)S.n_params);
         cJSON_AddNumberToObject(j, "seconds_calibration", S.seconds_calib);
         cJSON_AddNumberToObject(j, "seconds_quantization", S.seconds_quant);
         cJSON_AddNumberToObject(j, "seconds_finetune", S.seconds_finetune);
@@ -463,9 +477,10 @@ static int cmd_compress_exec(struct lmp_cli *cli, int argc, char **argv) {
         printf("artifact %s: %s %s, %lld linears (%lld compressed, %lld resumed, %lld kept)\n",
                o.out_path, method, sname, (long long)S.n_linears, (long long)S.n_quantized,
                (long long)S.n_resumed, (long long)S.n_kept);
-        printf("mean rel err %.5f; bits/weight %.3f over linears, %.3f over the whole model "
-               "(unquantized tensors at 16)\n",
-               S.mean_rel_err, S.bits_linear, S.bits_model);
+        printf("mean rel err %.5f; %.2f MB on disk: %.3f bits per weight over the whole model "
+               "(%lld parameters), %.3f over the linears\n",
+               S.mean_rel_err, (double)S.file_bytes / 1e6, S.bits_model, (long long)S.n_params,
+               S.bits_linear);
         printf("time: calibration %.1fs, quantization %.1fs, fine-tuning %.1fs (%s); total %.1fs "
                "wall\n",
                S.seconds_calib, S.seconds_quant, S.seconds_finetune, "worker seconds",

@@ -2,8 +2,10 @@
  *
  *  Called by cmd_inspect when the path is an HDF5 file (or an unfinished artifact, i.e.
  *  only ART.h5.parts/ exists). Prints the job (model, fingerprints, calibration, method,
- *  scheme, config), one line per committed layer (codec, rel. error before/after, bits
- *  per weight, seconds, steps) and totals; --json prints the same as one object.
+ *  scheme, config), one line per committed layer (codec, rel. error before/after, the
+ *  scheme's bits per weight, seconds, steps) and totals: what the file takes on disk and
+ *  its bits per weight (8 file bytes / parameters of the model; the linears: 8 bytes of
+ *  their data / their parameters); --json prints the same as one object.
  */
 #include "cli/cli.h"
 #include "artifact/artifact.h" /* defines: lmp_artifact_open_read, lmp_artifact_read_layer */
@@ -74,7 +76,7 @@ int lmp_cli_inspect_artifact(struct lmp_cli *cli, const char *path) {
         printf("%-40s %-5s %10s %10s %7s %8s %7s\n", "layer", "codec", "rel before", "rel after",
                "bits", "seconds", "steps");
     }
-    double  rel = 0, secs = 0, bits_w = 0, n_w = 0;
+    double  rel = 0, secs = 0;
     int64_t steps = 0, n_q_params = 0;
     int     rc = LMP_EXIT_OK;
     for (int64_t i = 0; i < n_layers; i++) {
@@ -90,9 +92,8 @@ int lmp_cli_inspect_artifact(struct lmp_cli *cli, const char *path) {
             snprintf(codec, sizeof(codec), "%dx%dg%d", l.M, l.B, l.g);
         else
             snprintf(codec, sizeof(codec), "rtn%dg%d", l.B, l.g);
-        const double n = (double)(l.n_out * l.n_in);
         rel += s->rel_err_after, secs += s->seconds, steps += s->steps;
-        bits_w += s->bits_per_weight * n, n_w += n, n_q_params += l.n_out * l.n_in;
+        n_q_params += l.n_out * l.n_in;
         if (jl) {
             cJSON *o = cJSON_CreateObject();
             cJSON_AddStringToObject(o, "name", name);
@@ -111,22 +112,27 @@ int lmp_cli_inspect_artifact(struct lmp_cli *cli, const char *path) {
         }
         lmp_art_layer_release(&l);
     }
-    /* linears stored unquantized count at 16 bits */
     int64_t n_kept = 0;
-    double  kept_w = 0;
     for (int64_t i = 0; i < job->n_linears; i++) {
         char t[LMP_NAME_MAX + 8];
         snprintf(t, sizeof(t), "%s.weight", job->linears[i].name);
         for (int64_t k = 0; k < lmp_artifact_n_tensors(a); k++)
             if (strcmp(lmp_artifact_tensor_name(a, k), t) == 0) {
                 n_kept++;
-                kept_w += (double)(job->linears[i].n_out * job->linears[i].n_in);
                 break;
             }
     }
+    struct lmp_art_size sz;
+    if (lmp_artifact_size(a, &sz, &err) != LMP_OK) {
+        rc = lmp_cli_fail(cli, &err);
+        goto out;
+    }
     const double mean_rel = n_layers ? rel / (double)n_layers : 0.0;
-    const double bits_lin = n_w + kept_w > 0 ? (bits_w + 16.0 * kept_w) / (n_w + kept_w) : 0.0;
-    const bool   complete = lmp_artifact_is_complete(a);
+    /* what the files hold, not what the scheme's nominal bits would make them */
+    const double bits_lin =
+        sz.n_linear_params ? 8.0 * (double)sz.linear_bytes / (double)sz.n_linear_params : 0.0;
+    const double bits_model = sz.n_params ? 8.0 * (double)sz.file_bytes / (double)sz.n_params : 0.0;
+    const bool   complete   = lmp_artifact_is_complete(a);
     if (root) {
         cJSON *t = cJSON_AddObjectToObject(root, "totals");
         cJSON_AddNumberToObject(t, "linears", (double)job->n_linears);
@@ -137,6 +143,12 @@ int lmp_cli_inspect_artifact(struct lmp_cli *cli, const char *path) {
         cJSON_AddBoolToObject(t, "tokenizer", lmp_artifact_has_tokenizer(a));
         cJSON_AddNumberToObject(t, "mean_rel_err", mean_rel);
         cJSON_AddNumberToObject(t, "bits_per_weight_linear", bits_lin);
+        cJSON_AddNumberToObject(t, "bits_per_weight_model", bits_model);
+        cJSON_AddNumberToObject(t, "file_bytes", (double)sz.file_bytes);
+        cJSON_AddNumberToObject(t, "linear_bytes", (double)sz.linear_bytes);
+        cJSON_AddNumberToObject(t, "tensor_bytes", (double)sz.tensor_bytes);
+        cJSON_AddNumberToObject(t, "params", (double)sz.n_params);
+        cJSON_AddNumberToObject(t, "linear_params", (double)sz.n_linear_params);
         cJSON_AddNumberToObject(t, "seconds", secs);
         cJSON_AddNumberToObject(t, "steps", (double)steps);
         char *s = cJSON_PrintUnformatted(root);
@@ -152,9 +164,14 @@ int lmp_cli_inspect_artifact(struct lmp_cli *cli, const char *path) {
                (long long)lmp_artifact_n_tensors(a),
                lmp_artifact_has_tokenizer(a) ? "stored" : "missing",
                complete ? "complete" : "INCOMPLETE");
-        printf("mean rel err %.5f, %.3f bits per linear weight (kept at 16), %.1f s, %lld steps "
-               "(%lld compressed weights)\n",
-               mean_rel, bits_lin, secs, (long long)steps, (long long)n_q_params);
+        printf("mean rel err %.5f, %.1f s, %lld steps (%lld compressed weights)\n", mean_rel, secs,
+               (long long)steps, (long long)n_q_params);
+        printf("size %.2f MB on disk (%lld bytes): %.3f bits per weight over the model's %lld "
+               "parameters; linears %.3f bits per weight (%.2f MB of data), unquantized tensors "
+               "%.2f MB\n",
+               (double)sz.file_bytes / 1e6, (long long)sz.file_bytes, bits_model,
+               (long long)sz.n_params, bits_lin, (double)sz.linear_bytes / 1e6,
+               (double)sz.tensor_bytes / 1e6);
     }
 out:
     cJSON_Delete(root);

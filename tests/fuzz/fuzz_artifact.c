@@ -21,7 +21,8 @@
  *    for the seed's own bytes, so valid parts are read through too.
  *
  *  Any crash, sanitizer report, leak or abort is a finding. Seeds:
- *  tests/fuzz/corpus/fuzz_artifact/ (a finalized two-layer artifact from the writer).
+ *  tests/fuzz/corpus/fuzz_artifact/ (a finalized two-layer artifact from the writer:
+ *  two_layers.h5 in format 1, two_layers_v2.h5 its format-2 copy by bench/bench_art_size).
  */
 #include "artifact/artifact.h"       /* defines: lmp_artifact_open_read, lmp_artifact_read_* */
 #include "artifact/artifact_model.h" /* defines: lmp_artifact_model_open */

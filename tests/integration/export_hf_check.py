@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """export_hf_check - read an `lmpress export --format hf-aqlm` directory back with the standard
-library only and compare it with the artifact it came from (read with h5dump -b).
+library only and compare it with the artifact it came from (read with h5dump -b FILE: the
+artifact is little-endian, and h5dump -b LE writes nothing for its 2-byte float types).
 
     export_hf_check.py OUT_DIR ART.h5 KEY=VALUE...
 
@@ -12,8 +13,8 @@ KEY=VALUE are the config.json fields expected (integers, true/false, strings). C
   - per compressed layer of the artifact: <prefix>.codes I8/I16 (n_out, n_in/g, M) equal to
     the artifact's codes in aqlm's convention (code - 2^B when code >= 2^(B-1), read back
     modulo 2^B), <prefix>.codebooks F16 (M, 2^B, 1, g) and <prefix>.scales F16
-    (n_out, 1, 1, 1) equal to the artifact's float32 values rounded to float16 (struct 'e',
-    round to nearest even), q_proj/k_proj rows in Hugging Face RoPE order when the artifact's
+    (n_out, 1, 1, 1) equal to the artifact's float16 values (format 2; format 1's float32
+    rounded to float16 with struct 'e', round to nearest even), q_proj/k_proj rows in Hugging Face RoPE order when the artifact's
     RoPE is interleaved;
   - every /tensors/<name> of the artifact under the same name in F16, rounded the same way;
   - config.json fields and quantization_config; tokenizer.json and tokenizer_config.json.
@@ -38,7 +39,7 @@ def h5_raw(art, path, tmp):
     out = os.path.join(tmp, "d.bin")
     if os.path.exists(out):
         os.remove(out)
-    subprocess.run(["h5dump", "-d", path, "-b", "LE", "-o", out, art], check=True,
+    subprocess.run(["h5dump", "-d", path, "-b", "FILE", "-o", out, art], check=True,
                    stdout=subprocess.DEVNULL)
     return open(out, "rb").read()
 
@@ -61,6 +62,14 @@ def f16_bytes(f32_bytes):
     n = len(f32_bytes) // 4
     vals = struct.unpack("<%df" % n, f32_bytes)
     return struct.pack("<%de" % n, *vals)
+
+
+def as_f16(art, path, tmp):
+    """The dataset's values as float16 bytes: fp16 (format 2) as stored, fp32 (format 1)
+    rounded."""
+    dt, _ = h5_shape_type(art, path)
+    src = h5_raw(art, path, tmp)
+    return src if dt != "H5T_IEEE_F32LE" else f16_bytes(src)
 
 
 def hf_row(r, head_dim):
@@ -173,13 +182,13 @@ def main():
             cb = tensors.get(lin + ".codebooks")
             if cb is None or cb["dtype"] != "F16" or cb["shape"] != [M, K, 1, g]:
                 bad("%s.codebooks is %r" % (lin, cb))
-            elif data(lin + ".codebooks") != f16_bytes(h5_raw(art, grp + "/codebooks", tmp)):
+            elif data(lin + ".codebooks") != as_f16(art, grp + "/codebooks", tmp):
                 bad("%s.codebooks differ from the artifact's (float16 rounding)" % lin)
             sc = tensors.get(lin + ".scales")
             if sc is None or sc["dtype"] != "F16" or sc["shape"] != [n_out, 1, 1, 1]:
                 bad("%s.scales is %r" % (lin, sc))
             else:
-                exp = f16_bytes(h5_raw(art, grp + "/scales", tmp))
+                exp = as_f16(art, grp + "/scales", tmp)
                 if rope:
                     exp = permute(exp, head_dim, 2)
                 if data(lin + ".scales") != exp:

@@ -2,7 +2,8 @@
  *  disk, and kill -9 at random instants during a many-layer write */
 #include "artifact/artifact.h"
 #include "artifact/fingerprint.h"
-#include "tests/check.h" /* defines: CHECK, RUN, check_report */
+#include "kernels/kernels.h" /* defines: lmp_f32_to_f16(), lmp_f16_to_f32(), lmp_f32_to_bf16() */
+#include "tests/check.h"     /* defines: CHECK, RUN, check_report */
 
 #include <errno.h>
 #include <signal.h>
@@ -59,9 +60,15 @@ static void make_job(struct lmp_art_job *job, int n_blocks, uint64_t model_fp, c
     job->cfg.norm_eps   = 1e-5f;
 }
 
+static float f16_round(float x) {
+    return lmp_f16_to_f32(lmp_f32_to_f16(x));
+}
+
 /* Deterministic layer i of job: AQ 2x8g8 for even i (B = 8: uint8 on disk), RTN 4-bit
- * group 8 for i % 4 == 1, AQ 1x12g8 (uint16 on disk) otherwise. */
-static void make_layer(const struct lmp_art_job *job, int64_t i, struct lmp_art_layer *l) {
+ * group 8 for i % 4 == 1, AQ 1x12g8 (uint16 on disk) otherwise. AQ codebooks and scales
+ * are fp16 values (what format 2 stores), unless raw. */
+static void make_layer_raw(const struct lmp_art_job *job, int64_t i, struct lmp_art_layer *l,
+                           bool raw) {
     memset(l, 0, sizeof(*l));
     snprintf(l->name, sizeof(l->name), "%s", job->linears[i].name);
     l->n_out = job->linears[i].n_out;
@@ -93,6 +100,8 @@ static void make_layer(const struct lmp_art_job *job, int64_t i, struct lmp_art_
     if (l->codec == LMP_ART_CODEC_AQ) {
         l->codebooks = malloc((size_t)ncb * sizeof(float));
         check_fill_random(l->codebooks, ncb, (uint64_t)i + 200);
+        for (int64_t k = 0; !raw && k < ncb; k++) l->codebooks[k] = f16_round(l->codebooks[k]);
+        for (int64_t k = 0; !raw && k < ns; k++) l->scales[k] = f16_round(l->scales[k]);
     } else {
         l->zeros = malloc((size_t)ns * sizeof(float));
         check_fill_random(l->zeros, ns, (uint64_t)i + 300);
@@ -102,6 +111,10 @@ static void make_layer(const struct lmp_art_job *job, int64_t i, struct lmp_art_
                                       .bits_per_weight = 2.0,
                                       .seconds         = 0.25,
                                       .steps           = i};
+}
+
+static void make_layer(const struct lmp_art_job *job, int64_t i, struct lmp_art_layer *l) {
+    make_layer_raw(job, i, l, false);
 }
 
 static bool layers_equal(const struct lmp_art_layer *a, const struct lmp_art_layer *b) {
@@ -625,6 +638,89 @@ static void test_kill_anywhere_then_resume(void) {
     lmp_art_job_release(&job);
 }
 
+static int64_t file_size(const char *path) {
+    struct stat sb;
+    return stat(path, &sb) == 0 ? (int64_t)sb.st_size : -1;
+}
+
+/* Format 2 stores AQ codebooks and scales as fp16: fp32 values come back rounded to
+ * nearest even, a value beyond fp16 is refused; a format-1 artifact (fp32, written by
+ * the test-only previous-version writer) still reads back exactly, is smaller to read
+ * than to resume: a resume of it is refused (one artifact, one storage precision). */
+static void test_fp16_storage_and_format1(void) {
+    const char *p2 = tpath(0, "v2.h5"), *p1 = tpath(1, "v1.h5");
+    rm_artifact(p2);
+    rm_artifact(p1);
+    struct lmp_art_job job;
+    make_job(&job, 2, 0x5151, "mixed");
+    struct lmp_err err = {0};
+    for (int v = 2; v >= 1; v--) {
+        lmp_artifact_set_write_version(v);
+        struct lmp_artifact *a = NULL;
+        CHECK(lmp_artifact_open_write(v == 2 ? p2 : p1, &job, &a, &err) == LMP_OK);
+        for (int64_t i = 0; a && i < job.n_linears; i++) {
+            struct lmp_art_layer l;
+            make_layer_raw(&job, i, &l, true);
+            CHECK(lmp_artifact_commit_layer(a, &l, &err) == LMP_OK);
+            lmp_art_layer_release(&l);
+        }
+        CHECK(a && lmp_artifact_finalize(a, &err) == LMP_OK);
+        lmp_artifact_close(&a);
+    }
+    lmp_artifact_set_write_version(LMP_ARTIFACT_FORMAT_VERSION);
+    /* 8 AQ layers: (8..16) x 2 x 256 x 8 + (8..16) x 1 x 4096 x 8 codebook entries at 2
+     * bytes instead of 4 */
+    fprintf(stderr, "format 1: %lld bytes, format 2: %lld bytes\n", (long long)file_size(p1),
+            (long long)file_size(p2));
+    CHECK(file_size(p2) > 0 && file_size(p2) + 100000 < file_size(p1));
+    for (int v = 2; v >= 1; v--) {
+        struct lmp_artifact *a = NULL;
+        CHECK(lmp_artifact_open_read(v == 2 ? p2 : p1, &a, &err) == LMP_OK);
+        int64_t n_ok = 0;
+        for (int64_t i = 0; a && i < job.n_linears; i++) {
+            struct lmp_art_layer want, got;
+            make_layer_raw(&job, i, &want, true);
+            if (v == 2 && want.codec == LMP_ART_CODEC_AQ) {
+                for (int64_t k = 0; k < lmp_art_layer_n_codebooks(&want); k++)
+                    want.codebooks[k] = f16_round(want.codebooks[k]);
+                for (int64_t k = 0; k < lmp_art_layer_n_scales(&want); k++)
+                    want.scales[k] = f16_round(want.scales[k]);
+            }
+            if (lmp_artifact_read_layer(a, job.linears[i].name, &got, &err) == LMP_OK &&
+                layers_equal(&want, &got))
+                n_ok++;
+            lmp_art_layer_release(&want);
+            lmp_art_layer_release(&got);
+        }
+        CHECK(n_ok == job.n_linears);
+        lmp_artifact_close(&a);
+    }
+    /* raw values do not survive format 2 (the rounding above is not a no-op) */
+    struct lmp_art_layer l;
+    make_layer_raw(&job, 0, &l, true);
+    CHECK(f16_round(l.codebooks[0]) != l.codebooks[0] ||
+          f16_round(l.codebooks[1]) != l.codebooks[1]);
+    /* a resume of the format-1 artifact is refused in one line */
+    struct lmp_artifact *a = NULL;
+    CHECK(lmp_artifact_open_write(p1, &job, &a, &err) == LMP_EMISMATCH);
+    CHECK(strstr(err.msg, "artifact format 1") != NULL);
+    lmp_artifact_close(&a);
+    /* a value beyond fp16 is refused, not stored as infinity */
+    const char *p3 = tpath(2, "big.h5");
+    rm_artifact(p3);
+    CHECK(lmp_artifact_open_write(p3, &job, &a, &err) == LMP_OK);
+    l.scales[3] = 70000.0f;
+    err         = (struct lmp_err){0};
+    CHECK(a && lmp_artifact_commit_layer(a, &l, &err) == LMP_EINVAL);
+    CHECK(strstr(err.msg, "not a finite fp16") != NULL);
+    l.scales[3] = 65000.0f; /* the largest finite fp16 is 65504 */
+    CHECK(a && lmp_artifact_commit_layer(a, &l, &err) == LMP_OK);
+    lmp_art_layer_release(&l);
+    lmp_artifact_close(&a);
+    CHECK(no_open_handles());
+    lmp_art_job_release(&job);
+}
+
 /* A tiny model in memory: 1 block, dim 16, hidden 32, 2 heads, 1 kv head, vocab 8. */
 struct fake_model {
     struct lmp_model *m;
@@ -653,6 +749,21 @@ static struct fake_model fake_model_new(void) {
         t->nbytes   = (uint64_t)lmp_tensor_n_elem(t) * 4;
         check_fill_random(fm.buf + i * 512, 512, (uint64_t)i);
     }
+    /* down_proj (16, 32) as ggml Q8_0 (stored as fp16), the head as bf16 (stored as it is) */
+    struct lmp_tensor *e = &m->tensors[11];
+    uint8_t           *q = (uint8_t *)(fm.buf + 11 * 512);
+    for (int b = 0; b < 16; b++) { /* 512 values = 16 blocks of 32: f16 d, int8 q[32] */
+        uint16_t d = lmp_f32_to_f16(0.01f * (float)(b + 1));
+        memcpy(q + 34 * b, &d, 2);
+        for (int k = 0; k < 32; k++) q[34 * b + 2 + k] = (uint8_t)(int8_t)(k * 7 - 100 + b);
+    }
+    e->dtype              = LMP_DTYPE_Q8_0;
+    e->nbytes             = 16 * 34;
+    struct lmp_tensor *h  = &m->tensors[2];
+    uint16_t          *hb = (uint16_t *)(fm.buf + 2 * 512);
+    for (int k = 0; k < 128; k++) hb[k] = lmp_f32_to_bf16(fm.buf[2 * 512 + 256 + k]);
+    h->dtype               = LMP_DTYPE_BF16;
+    h->nbytes              = 128 * 2;
     m->tok_emb             = &m->tensors[0];
     m->out_norm            = &m->tensors[1];
     m->output              = &m->tensors[2];
@@ -693,6 +804,7 @@ static void test_model_tensors_and_fingerprint(void) {
     CHECK(lmp_artifact_open_write(path, &job, &a, &err) == LMP_OK);
     if (a) {
         CHECK(lmp_artifact_put_model_tensors(a, fm.m, quantized, false, &err) == LMP_OK);
+        fprintf(stderr, "%s\n", err.msg);
         CHECK(lmp_artifact_put_model_tensors(a, fm.m, quantized, false, &err) ==
               LMP_OK); /* idempotent */
         CHECK(lmp_artifact_n_tensors(a) == 6);
@@ -717,10 +829,23 @@ static void test_model_tensors_and_fingerprint(void) {
         struct lmp_art_tensor t;
         CHECK(lmp_artifact_read_tensor(a, "model.layers.0.mlp.down_proj.weight", &t, &err) ==
               LMP_OK);
-        CHECK(t.n_dims == 2 && t.shape[0] == 16 && t.shape[1] == 32 && t.data &&
-              memcmp(t.data, fm.buf + 11 * 512, 16 * 32 * 4) == 0);
+        CHECK(t.dtype == LMP_DTYPE_F16 && t.n_dims == 2 && t.shape[0] == 16 && t.shape[1] == 32);
+        bool same = t.data != NULL;
+        for (int k = 0; same && k < 512; k++) { /* the dequantized Q8_0 value, rounded */
+            const uint8_t *qb = (const uint8_t *)(fm.buf + 11 * 512) + 34 * (k / 32);
+            uint16_t       d = 0, got = 0;
+            memcpy(&d, qb, 2);
+            memcpy(&got, (const uint16_t *)t.data + k, 2);
+            same = got == lmp_f32_to_f16(lmp_f16_to_f32(d) * (float)(int8_t)qb[2 + k % 32]);
+        }
+        CHECK(same);
         lmp_art_tensor_release(&t);
         CHECK(lmp_artifact_read_tensor(a, "lm_head.weight", &t, &err) == LMP_OK);
+        CHECK(t.dtype == LMP_DTYPE_BF16 && t.n_dims == 2 && t.shape[0] == 8 &&
+              memcmp(t.data, fm.buf + 2 * 512, 128 * 2) == 0); /* bf16 bits as they were */
+        lmp_art_tensor_release(&t);
+        CHECK(lmp_artifact_read_tensor(a, "model.embed_tokens.weight", &t, &err) == LMP_OK);
+        CHECK(t.dtype == LMP_DTYPE_F32 && memcmp(t.data, fm.buf, 128 * 4) == 0); /* fp32 stays */
         lmp_art_tensor_release(&t);
         CHECK(lmp_artifact_read_tensor(a, "model.layers.0.input_layernorm.weight", &t, &err) ==
               LMP_OK);
@@ -747,6 +872,7 @@ int main(void) {
     RUN(test_disk_full);
     RUN(test_kill_anywhere_then_resume);
     RUN(test_model_tensors_and_fingerprint);
+    RUN(test_fp16_storage_and_format1);
     if (check_failures == 0) rm_artifact(tmpdir);
     return check_report();
 }

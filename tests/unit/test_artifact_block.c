@@ -3,7 +3,8 @@
  *  start and refuse the artifact for good), and read, resume and finalize see the objects
  *  of a block part like those of single parts */
 #include "artifact/artifact.h"
-#include "tests/check.h" /* defines: CHECK, RUN, check_report */
+#include "kernels/kernels.h" /* defines: lmp_f32_to_f16(), lmp_f16_to_f32() */
+#include "tests/check.h"     /* defines: CHECK, RUN, check_report */
 
 #include <dirent.h>
 #include <stdbool.h>
@@ -52,6 +53,10 @@ static void make_layer(const struct lmp_art_job *job, int i, uint64_t seed,
     for (int64_t k = 0; k < nc; k++) l->codes[k] = (uint16_t)((k * 7 + i + seed) & 15);
     check_fill_random(l->codebooks, ncb, seed * 10 + (uint64_t)i);
     check_fill_random(l->scales, 8, seed * 20 + (uint64_t)i);
+    /* fp16 values: what the artifact stores (format 2), so they read back exactly */
+    for (int64_t k = 0; k < ncb; k++)
+        l->codebooks[k] = lmp_f16_to_f32(lmp_f32_to_f16(l->codebooks[k]));
+    for (int64_t k = 0; k < 8; k++) l->scales[k] = lmp_f16_to_f32(lmp_f32_to_f16(l->scales[k]));
 }
 
 static void make_norm(int which, float *data, uint64_t seed, struct lmp_art_tensor *t) {

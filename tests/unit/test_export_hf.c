@@ -76,8 +76,9 @@ enum { KEEP = LMP_LIN_COUNT + LMP_LIN_Q }; /* block 1's q_proj stays float */
 struct art_opts {
     int         M, B, g;
     const char *scheme;
-    bool        poison;     /* one codebook entry beyond float16 */
-    bool        incomplete; /* the last linear is never committed, no finalize */
+    bool        poison; /* one codebook entry beyond float16: a format-1 artifact (fp32
+                           codebooks), since format 2 refuses to store it */
+    bool incomplete;    /* the last linear is never committed, no finalize */
 };
 
 static void make_artifact(const char *path, const struct art_opts *o) {
@@ -86,6 +87,7 @@ static void make_artifact(const char *path, const struct art_opts *o) {
     struct lmp_model  *m = build(&sp, 11);
     struct lmp_art_job job;
     struct lmp_err     err = {0};
+    if (o->poison) lmp_artifact_set_write_version(1);
     lmp_art_job_init(&job);
     CHECK(lmp_art_job_from_model(&job, m) == LMP_OK);
     snprintf(job.method, sizeof(job.method), "aqlm");
@@ -124,6 +126,7 @@ static void make_artifact(const char *path, const struct art_opts *o) {
         lmp_art_layer_release(&L);
     }
     if (!o->incomplete) CHECK(lmp_artifact_finalize(a, &err) == LMP_OK);
+    lmp_artifact_set_write_version(LMP_ARTIFACT_FORMAT_VERSION);
     if (err.msg[0]) fprintf(stderr, "make_artifact: %s\n", err.msg);
     lmp_artifact_close(&a);
     lmp_art_job_release(&job);
