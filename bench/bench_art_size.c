@@ -1,6 +1,6 @@
 /*  bench_art_size - an artifact's size in the current format against the one it was written in
  *
- *  usage: bench_art_size OLD.h5 MODEL NEW.h5
+ *  usage: bench_art_size OLD.h5 MODEL NEW.h5 [INT8_GROUP]
  *
  *  Rewrites OLD.h5 (any format this lmpress reads, e.g. a format-1 artifact with fp32
  *  codebooks, scales and tensors) as NEW.h5 in the current format, as a compression of
@@ -12,6 +12,11 @@
  *  exact dequantization, so rounding them gives the same bits), every other tensor (norms,
  *  tuned by fine-tuning or PV-Tuning; biases) as it is. MODEL "-" copies every tensor as it
  *  is (a format-2 copy of a format-1 test artifact: tests/fuzz/corpus/fuzz_artifact/).
+ *  INT8_GROUP > 0 simulates an 8-bit embedding (issue 12, not a stored type yet): each group
+ *  of INT8_GROUP values of a row of model.embed_tokens.weight (and lm_head.weight) becomes
+ *  q * s, q = round(x / s) in [-127, 127], s = the fp16 of max |x| / 127, stored as fp32,
+ *  so that eval measures its perplexity; the JSON then adds the bytes such a tensor would
+ *  take (one byte a value, 2 a group).
  *  Prints one JSON object: both files'
  * bytes and bits per weight (lmp_artifact_size). The rewrite skips the effect of rounding on the
  * calibration of later blocks that a sequential compression in the new format has; evaluate NEW.h5
@@ -21,6 +26,7 @@
 #include "kernels/kernels.h"   /* defines: lmp_f32_to_f16(), lmp_f32_to_bf16() */
 #include "model/model.h"       /* defines: lmp_model_open */
 
+#include <math.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -64,12 +70,42 @@ static void narrow(struct lmp_art_tensor *t, const struct lmp_tensor *src) {
     t->dtype = src->dtype == LMP_DTYPE_BF16 ? LMP_DTYPE_BF16 : LMP_DTYPE_F16;
 }
 
+/* t (any type, fp32 after) rounded to int8 with an fp16 scale per group of g values of a
+ * row (g divides the row); returns the bytes it would take stored that way. */
+static int64_t int8_groups(struct lmp_art_tensor *t, int64_t g) {
+    int64_t n = 1;
+    for (int d = 0; d < t->n_dims; d++) n *= t->shape[d];
+    float *f = malloc((size_t)n * sizeof(float));
+    if (f == NULL) return -1;
+    for (int64_t i = 0; i < n; i++) {
+        const uint16_t *h = t->data;
+        f[i]              = t->dtype == LMP_DTYPE_F32    ? ((const float *)t->data)[i]
+                            : t->dtype == LMP_DTYPE_BF16 ? lmp_bf16_to_f32(h[i])
+                                                         : lmp_f16_to_f32(h[i]);
+    }
+    for (int64_t j = 0; j < n; j += g) {
+        float amax = 0;
+        for (int64_t k = 0; k < g; k++) amax = fmaxf(amax, fabsf(f[j + k]));
+        const float s = lmp_f16_to_f32(lmp_f32_to_f16(amax / 127.0f));
+        for (int64_t k = 0; k < g; k++) {
+            const float q = s > 0 ? fminf(fmaxf(rintf(f[j + k] / s), -127.0f), 127.0f) : 0.0f;
+            f[j + k]      = q * s;
+        }
+    }
+    free(t->data);
+    t->data  = f;
+    t->dtype = LMP_DTYPE_F32;
+    return n + 2 * (n / g);
+}
+
 int main(int argc, char **argv) {
-    if (argc != 4) {
-        fprintf(stderr, "usage: %s OLD.h5 MODEL NEW.h5\n", argv[0]);
+    if (argc != 4 && argc != 5) {
+        fprintf(stderr, "usage: %s OLD.h5 MODEL NEW.h5 [INT8_GROUP]\n", argv[0]);
         return 2;
     }
-    struct lmp_err       err = {0};
+    const int64_t  g8 = argc == 5 ? atoll(argv[4]) : 0;
+    int64_t        b8 = 0, b8_was = 0; /* int8 bytes of the simulated tensors, their stored bytes */
+    struct lmp_err err      = {0};
     struct lmp_artifact *in = NULL, *out = NULL;
     struct lmp_model    *m = NULL;
     struct lmp_art_size  s_in, s_out;
@@ -94,6 +130,15 @@ int main(int argc, char **argv) {
         struct lmp_art_tensor t;
         if ((st = lmp_artifact_read_tensor(in, name, &t, &err))) goto out;
         narrow(&t, source_of(m, name));
+        const bool emb =
+            strcmp(name, "model.embed_tokens.weight") == 0 || strcmp(name, "lm_head.weight") == 0;
+        if (g8 > 0 && emb && t.n_dims == 2 && t.shape[1] % g8 == 0) {
+            int64_t n_el = t.shape[0] * t.shape[1];
+            b8_was += n_el * 4; /* stored as fp32 here */
+            const int64_t b = int8_groups(&t, g8);
+            if (b < 0) goto out;
+            b8 += b;
+        }
         st = lmp_artifact_put_tensor(out, &t, &err);
         lmp_art_tensor_release(&t);
         if (st) goto out;
@@ -113,7 +158,15 @@ int main(int argc, char **argv) {
     print_size("old", argv[1], &s_in);
     printf(",");
     print_size("new", argv[3], &s_out);
-    printf(",\"ratio\":%.4f}\n", (double)s_out.file_bytes / (double)s_in.file_bytes);
+    printf(",\"ratio\":%.4f", (double)s_out.file_bytes / (double)s_in.file_bytes);
+    if (g8 > 0) { /* the file with the simulated tensors stored as int8 + fp16 scales */
+        const int64_t fb = s_out.file_bytes - b8_was + b8;
+        printf(",\"int8_group\":%lld,\"int8_bytes\":%lld,\"file_bytes_int8\":%lld,"
+               "\"bits_per_weight_model_int8\":%.4f",
+               (long long)g8, (long long)b8, (long long)fb,
+               8.0 * (double)fb / (double)(s_out.n_params ? s_out.n_params : 1));
+    }
+    printf("}\n");
     rc = 0;
 out:
     if (rc) fprintf(stderr, "bench_art_size: %s\n", err.msg[0] ? err.msg : "out of memory");
