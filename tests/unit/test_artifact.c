@@ -676,10 +676,17 @@ static void test_fp16_storage_and_format1(void) {
     for (int v = 2; v >= 1; v--) {
         struct lmp_artifact *a = NULL;
         CHECK(lmp_artifact_open_read(v == 2 ? p2 : p1, &a, &err) == LMP_OK);
-        int64_t n_ok = 0;
+        int64_t n_ok = 0, want_bytes = 0, want_params = 0;
         for (int64_t i = 0; a && i < job.n_linears; i++) {
             struct lmp_art_layer want, got;
             make_layer_raw(&job, i, &want, true);
+            /* the data as stored: codes 1 byte (B <= 8) or 2; AQ codebooks and scales 2
+             * bytes in format 2, 4 in format 1; RTN scales and zeros 4 */
+            const int64_t fb = want.codec == LMP_ART_CODEC_AQ && v == 2 ? 2 : 4;
+            want_bytes += lmp_art_layer_n_codes(&want) * (want.B <= 8 ? 1 : 2) +
+                          (lmp_art_layer_n_codebooks(&want) + lmp_art_layer_n_scales(&want)) * fb +
+                          (want.zeros ? lmp_art_layer_n_scales(&want) * 4 : 0);
+            want_params += want.n_out * want.n_in;
             if (v == 2 && want.codec == LMP_ART_CODEC_AQ) {
                 for (int64_t k = 0; k < lmp_art_layer_n_codebooks(&want); k++)
                     want.codebooks[k] = f16_round(want.codebooks[k]);
@@ -693,6 +700,11 @@ static void test_fp16_storage_and_format1(void) {
             lmp_art_layer_release(&got);
         }
         CHECK(n_ok == job.n_linears);
+        struct lmp_art_size sz;
+        CHECK(a && lmp_artifact_size(a, &sz, &err) == LMP_OK);
+        CHECK(sz.file_bytes == file_size(v == 2 ? p2 : p1));
+        CHECK(sz.linear_bytes == want_bytes && sz.tensor_bytes == 0);
+        CHECK(sz.n_linear_params == want_params && sz.n_params == want_params);
         lmp_artifact_close(&a);
     }
     /* raw values do not survive format 2 (the rounding above is not a no-op) */
@@ -826,6 +838,14 @@ static void test_model_tensors_and_fingerprint(void) {
         }
         CHECK(lmp_artifact_is_complete(a));
         CHECK(lmp_artifact_finalize(a, &err) == LMP_OK);
+        struct lmp_art_size sz; /* linears: 7 (one kept); not: embedding, head, 3 norms */
+        int64_t             n_lin = 0;
+        for (int64_t i = 0; i < 7; i++) n_lin += job.linears[i].n_out * job.linears[i].n_in;
+        CHECK(lmp_artifact_size(a, &sz, &err) == LMP_OK);
+        CHECK(sz.n_linear_params == n_lin && sz.n_params == n_lin + 128 + 128 + 3 * 16);
+        /* embedding and norms fp32, head bf16, kept down_proj fp16 (from Q8_0) */
+        CHECK(sz.tensor_bytes == 128 * 4 + 3 * 16 * 4 + 128 * 2 + 512 * 2);
+        CHECK(sz.linear_bytes > 512 * 2 && sz.file_bytes > sz.linear_bytes + sz.tensor_bytes);
         struct lmp_art_tensor t;
         CHECK(lmp_artifact_read_tensor(a, "model.layers.0.mlp.down_proj.weight", &t, &err) ==
               LMP_OK);
