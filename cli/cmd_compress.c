@@ -103,7 +103,7 @@ static void on_progress(void *ctx, const struct lmp_compress_event *ev) {
             snprintf(line, sizeof(line), "%s: %.1fs", ev->name, ev->seconds);
         break;
     case LMP_COMPRESS_EV_KEPT:
-        snprintf(line, sizeof(line), "[%lld/%lld] %s kept (16 bits)", (long long)ev->index,
+        snprintf(line, sizeof(line), "[%lld/%lld] %s kept (source precision)", (long long)ev->index,
                  (long long)ev->n_linears, ev->name);
         break;
     default:
