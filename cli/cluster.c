@@ -388,6 +388,15 @@ void lmp_cli_print_status(const struct lmp_cli *cli, const Lmp__JobStatus *js, b
     fflush(stdout);
 }
 
+void lmp_cli_print_tune_step(uint64_t job_id, const Lmp__TuneInfo *t) {
+    fprintf(stderr,
+            "job %llu: tune step %llu/%llu  kl %.4f  agree %.3f  codes changed %llu  %.0f tok/s  "
+            "(%u rank%s)\n",
+            (unsigned long long)job_id, (unsigned long long)t->step, (unsigned long long)t->n_steps,
+            t->kl, t->agree, (unsigned long long)t->codes_changed, t->tokens_per_s, t->ranks,
+            t->ranks == 1 ? "" : "s");
+}
+
 /* ---- submitting a job (submit, tune --connect) ---------------------------------------- */
 
 static void sleep_ms(int ms) {
@@ -421,13 +430,7 @@ static int follow(struct lmp_cli *cli, const char *ep, struct lmp_client *cl, ui
         if (j->tune && (j->tune->kl == 0 && j->tune->agree == 0)) { /* no step of this run yet */
         } else if (j->tune && j->tune->step != last_step && !cli->json) { /* a PV-Tuning job */
             last_step = j->tune->step;
-            fprintf(stderr,
-                    "job %llu: tune step %llu/%llu  kl %.4f  agree %.3f  codes changed %llu  "
-                    "%.0f tok/s  (%u rank%s)\n",
-                    (unsigned long long)job_id, (unsigned long long)j->tune->step,
-                    (unsigned long long)j->tune->n_steps, j->tune->kl, j->tune->agree,
-                    (unsigned long long)j->tune->codes_changed, j->tune->tokens_per_s,
-                    j->tune->ranks, j->tune->ranks == 1 ? "" : "s");
+            lmp_cli_print_tune_step(job_id, j->tune);
         } else if (!j->tune && j->layers_done != last_done && !cli->json) {
             last_done = j->layers_done;
             fprintf(stderr, "job %llu: %u/%u layers done", (unsigned long long)job_id,

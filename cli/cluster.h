@@ -76,6 +76,9 @@ int lmp_cli_session_query(struct lmp_cli_session *s, bool layers, bool workers,
  * coordinator refused an input), 5 (key refused), 130 (interrupted). */
 int lmp_cli_submit_job(struct lmp_cli *cli, const char *ep, const Lmp__JobSpec *spec, bool wait);
 
+/* One line on stderr for a PV-Tuning job's latest step ("job N: tune step s/n  kl ..."). */
+void lmp_cli_print_tune_step(uint64_t job_id, const Lmp__TuneInfo *t);
+
 /* Query job_id (0 = current) with layers and workers into *rep. Exit code as above. */
 int lmp_cli_query(struct lmp_client *cl, uint64_t job_id, bool layers, bool workers,
                   Lmp__Envelope **rep);

@@ -171,11 +171,7 @@ static void follow_status(void *ctx, const Lmp__JobInfo *j) {
     if (j->tune) { /* the --pv tuning job (no step of this run yet: nothing to print) */
         if (j->tune->step == f->last || (j->tune->kl == 0 && j->tune->agree == 0)) return;
         f->last = (uint32_t)j->tune->step;
-        fprintf(stderr,
-                "job %llu: tune step %llu/%llu  kl %.4f  agree %.3f  %.0f tok/s  (%u rank%s)\n",
-                (unsigned long long)j->job_id, (unsigned long long)j->tune->step,
-                (unsigned long long)j->tune->n_steps, j->tune->kl, j->tune->agree,
-                j->tune->tokens_per_s, j->tune->ranks, j->tune->ranks == 1 ? "" : "s");
+        lmp_cli_print_tune_step(j->job_id, j->tune);
         if (j->state == LMP__JOB_STATE__JOB_STATE_FAILED && j->error && j->error->message)
             fprintf(stderr, "lmpress: job %llu failed: %s\n", (unsigned long long)j->job_id,
                     j->error->message);

@@ -111,22 +111,26 @@ static enum lmp_status plan_generate(int32_t *tokens, const struct lmp_model *m,
     return st;
 }
 
+Lmp__JobSpec *coord_spec_copy(const Lmp__JobSpec *spec) {
+    const size_t  n    = lmp__job_spec__get_packed_size(spec);
+    uint8_t      *buf  = malloc(n ? n : 1);
+    Lmp__JobSpec *copy = NULL;
+    if (buf) {
+        lmp__job_spec__pack(spec, buf);
+        copy = lmp__job_spec__unpack(NULL, n, buf);
+    }
+    free(buf);
+    return copy;
+}
+
 enum lmp_status coord_plan_job(struct job *J, const Lmp__JobSpec *spec_in, struct lmp_err *err) {
     enum lmp_status       st        = LMP_OK;
     struct lmp_tokenizer *tok       = NULL;
     char                 *text      = NULL;
     int32_t              *ids       = NULL;
     uint8_t              *tok_bytes = NULL;
-    size_t                tok_n = 0, len = 0, plen;
-    uint8_t              *packed = NULL;
-    /* own a copy of the spec */
-    plen = lmp__job_spec__get_packed_size(spec_in);
-    if ((packed = malloc(plen ? plen : 1)) == NULL) {
-        st = lmp_err_set(err, LMP_ENOMEM, "out of memory");
-        goto out;
-    }
-    lmp__job_spec__pack(spec_in, packed);
-    if ((J->spec = lmp__job_spec__unpack(NULL, plen, packed)) == NULL) {
+    size_t                tok_n = 0, len = 0;
+    if ((J->spec = coord_spec_copy(spec_in)) == NULL) { /* own a copy of the spec */
         st = lmp_err_set(err, LMP_ENOMEM, "cannot copy the job spec");
         goto out;
     }
@@ -289,7 +293,6 @@ settings_out:
             J->n_done++;
         }
 out:
-    free(packed);
     free(text);
     free(ids);
     free(tok_bytes);

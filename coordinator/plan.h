@@ -23,4 +23,7 @@
  * to another job), LMP_ENOENT / LMP_EIO (model, tokenizer, calibration file), LMP_ENOMEM. */
 enum lmp_status coord_plan_job(struct job *J, const Lmp__JobSpec *spec, struct lmp_err *err);
 
+/* A copy of spec (free with lmp__job_spec__free_unpacked), NULL when out of memory. */
+Lmp__JobSpec *coord_spec_copy(const Lmp__JobSpec *spec);
+
 #endif /* LMP_COORDINATOR_PLAN_H */
