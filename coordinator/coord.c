@@ -685,6 +685,9 @@ static void on_tune_result(struct lmp_coord *c, int pi, const Lmp__TaskResult *r
     T->done[q]   = true;
     p->n_done++;
     if (q == 0 && r->stats) {
+        if (r->stats->steps > T->p_step) /* its last TaskProgress may not have gone out */
+            coord_event(c, LMP_LOG_INFO, LMP_EVENT_PROGRESS, -1, "tune step %u/%llu kl %.5f",
+                        r->stats->steps, (unsigned long long)J->spec->tune->steps, r->stats->loss);
         T->val_kl_before = r->stats->rel_err_before, T->val_kl_after = r->stats->rel_err_after;
         T->seconds = r->stats->seconds;
         T->p_step  = r->stats->steps;
@@ -713,14 +716,8 @@ static enum lmp_status tune_plan(struct job *J, const Lmp__JobSpec *spec, struct
                                lmp_str_escape(q, sizeof(q), path[i]),
                                errno == 0 || S_ISDIR(sb.st_mode) ? "not a file" : strerror(errno));
     }
-    const size_t len    = lmp__job_spec__get_packed_size(spec);
-    uint8_t     *packed = malloc(len ? len : 1);
-    if (packed) {
-        lmp__job_spec__pack(spec, packed);
-        J->spec = lmp__job_spec__unpack(NULL, len, packed);
-    }
-    free(packed);
-    if (J->spec == NULL || (J->tune = calloc(1, sizeof(*J->tune))) == NULL)
+    if ((J->spec = coord_spec_copy(spec)) == NULL ||
+        (J->tune = calloc(1, sizeof(*J->tune))) == NULL)
         return lmp_err_set(err, LMP_ENOMEM, "out of memory");
     uint16_t rnd = 0;
     if (getrandom(&rnd, sizeof(rnd), GRND_NONBLOCK) != (ssize_t)sizeof(rnd))
@@ -891,11 +888,7 @@ static void state_load_last(struct lmp_coord *c) {
         spec.name         = ji->name;
         spec.model_path   = ji->model_path;
         spec.out_path     = ji->out_path;
-        const size_t n    = lmp__job_spec__get_packed_size(&spec);
-        uint8_t     *pk   = malloc(n ? n : 1);
-        if (pk) lmp__job_spec__pack(&spec, pk), J->spec = lmp__job_spec__unpack(NULL, n, pk);
-        free(pk);
-        if (J->spec == NULL) {
+        if ((J->spec = coord_spec_copy(&spec)) == NULL) {
             free(J);
             J = NULL;
         }
@@ -2129,15 +2122,9 @@ static void finalize_post(struct lmp_coord *c, struct job *J) {
 /* Plan spec (borrowed; copied) in the background. from = the submitter (NULL: a resume). */
 static void plan_post(struct lmp_coord *c, const Lmp__JobSpec *spec, const struct lmp_zpeer *from,
                       uint64_t seq) {
-    struct coord_plan *P      = calloc(1, sizeof(*P));
-    struct bgjob      *bj     = bg_new(c, BG_PLAN, NULL);
-    const size_t       plen   = lmp__job_spec__get_packed_size(spec);
-    uint8_t           *packed = malloc(plen ? plen : 1);
-    if (P && bj && packed) {
-        lmp__job_spec__pack(spec, packed);
-        P->spec = lmp__job_spec__unpack(NULL, plen, packed);
-    }
-    free(packed);
+    struct coord_plan *P  = calloc(1, sizeof(*P));
+    struct bgjob      *bj = bg_new(c, BG_PLAN, NULL);
+    if (P && bj) P->spec = coord_spec_copy(spec);
     if (P == NULL || bj == NULL || P->spec == NULL) {
         if (P && P->spec) lmp__job_spec__free_unpacked(P->spec, NULL);
         free(P);

@@ -224,21 +224,19 @@ enum { TUNE_CHUNK = 1 << 21 }; /* 16 MiB of int64 */
 #if !defined(__BYTE_ORDER__) || __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
 #error "RowsPartial.ipart is little-endian int64: this host would need a byte swap"
 #endif
-static enum lmp_status tune_sum_i64(void *ctx, int64_t *x, int64_t n) {
+static enum lmp_status tune_sum_chunks(struct rowsum *r, double *d, int64_t *i, int64_t n) {
     for (int64_t off = 0; off < n; off += TUNE_CHUNK) {
         const int64_t   m  = n - off < TUNE_CHUNK ? n - off : TUNE_CHUNK;
-        enum lmp_status st = post_sum(ctx, NULL, x + off, m);
+        enum lmp_status st = post_sum(r, d ? d + off : NULL, i ? i + off : NULL, m);
         if (st != LMP_OK) return st;
     }
     return LMP_OK;
 }
+static enum lmp_status tune_sum_i64(void *ctx, int64_t *x, int64_t n) {
+    return tune_sum_chunks(ctx, NULL, x, n);
+}
 static enum lmp_status tune_sum_f64(void *ctx, double *x, int64_t n) {
-    for (int64_t off = 0; off < n; off += TUNE_CHUNK) {
-        const int64_t   m  = n - off < TUNE_CHUNK ? n - off : TUNE_CHUNK;
-        enum lmp_status st = post_sum(ctx, x + off, NULL, m);
-        if (st != LMP_OK) return st;
-    }
-    return LMP_OK;
+    return tune_sum_chunks(ctx, x, NULL, n);
 }
 
 /* True for the kinds whose compute thread waits for the coordinator's sums. */
@@ -1043,6 +1041,15 @@ static enum lmp_status on_assign(struct agent *A, const Lmp__Envelope *env, stru
     t->layer_index = ta->layer_index;
     snprintf(t->layer, sizeof(t->layer), "%s", ta->layer ? ta->layer : "");
     if (A->task != NULL) {
+        /* a coordinator never assigns to a worker it knows runs a tuning rank: this one does
+         * not know it (it restarted before this worker went silent), so nobody sums for the
+         * rank any more: stop it, and the retry of this task finds the worker free */
+        if (A->task->kind == LMP__TASK_KIND__TASK_KIND_TUNE && !A->cancelled) {
+            lmp_log_warn("worker %s: assigned work while running '%s'; stopping it", A->name,
+                         A->task->layer);
+            A->cancelled = true;
+            task_cancel(A->task);
+        }
         st =
             lmp_err_set(&terr, LMP_EBUSY, "worker '%s' is busy with '%s'", A->name, A->task->layer);
         goto refuse;
