@@ -4,7 +4,7 @@
  *      ref     every slot the scalar reference (kernels/ref/)
  *      blas    + sgemm by OpenBLAS (the GEMMs the stages ran before the table had them)
  *      avx2    blas + the AVX2 + FMA variants (kernels/cpu/<op>_avx2.c), where the CPU
- *              has them (today aq_matvec, the inference path on codes)
+ *              has them (every slot the avx512 table overrides)
  *      avx512  blas + the AVX-512 variants (kernels/cpu/<op>_avx512.c), where the CPU
  *              has them
  *  "best" is avx512, else avx2, else blas: the best this CPU runs. All are host tables
@@ -64,8 +64,13 @@ static bool have_avx2(void) {
 static void init_avx2(struct lmp_kernels *k) {
     init_blas(k);
 #ifdef LMP_HAVE_AVX2
-    k->name      = "avx2";
-    k->aq_matvec = lmp_aq_matvec_avx2;
+    k->name          = "avx2";
+    k->gram_acc      = lmp_gram_acc_avx2;
+    k->kmeans_assign = lmp_kmeans_assign_avx2;
+    k->kmeans_update = lmp_kmeans_update_avx2;
+    k->aq_grad       = lmp_aq_grad_avx2;
+    k->aq_decode     = lmp_aq_decode_avx2;
+    k->aq_matvec     = lmp_aq_matvec_avx2;
 #endif
 }
 

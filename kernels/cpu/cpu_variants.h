@@ -21,7 +21,12 @@ lmp_aq_decode_fn     lmp_aq_decode_avx512;
 lmp_aq_matvec_fn     lmp_aq_matvec_avx512;
 
 /* AVX2 + FMA variants (kernels/cpu/<op>_avx2.c), for CPUs without AVX-512. */
-lmp_aq_matvec_fn lmp_aq_matvec_avx2;
+lmp_gram_acc_fn      lmp_gram_acc_avx2;
+lmp_kmeans_assign_fn lmp_kmeans_assign_avx2;
+lmp_kmeans_update_fn lmp_kmeans_update_avx2;
+lmp_aq_grad_fn       lmp_aq_grad_avx2;
+lmp_aq_decode_fn     lmp_aq_decode_avx2;
+lmp_aq_matvec_fn     lmp_aq_matvec_avx2;
 
 /* Threads the CPU variants split a call over: the process budget, lmp_kernels_threads()
  * ($LMP_THREADS or the online CPUs unless a program fixed it). */
