@@ -65,6 +65,7 @@ static void init_avx2(struct lmp_kernels *k) {
     init_blas(k);
 #ifdef LMP_HAVE_AVX2
     k->name          = "avx2";
+    k->dequant_row   = lmp_dequant_row_avx2;
     k->gram_acc      = lmp_gram_acc_avx2;
     k->kmeans_assign = lmp_kmeans_assign_avx2;
     k->kmeans_update = lmp_kmeans_update_avx2;

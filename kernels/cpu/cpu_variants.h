@@ -21,6 +21,7 @@ lmp_aq_decode_fn     lmp_aq_decode_avx512;
 lmp_aq_matvec_fn     lmp_aq_matvec_avx512;
 
 /* AVX2 + FMA variants (kernels/cpu/<op>_avx2.c), for CPUs without AVX-512. */
+lmp_dequant_row_fn   lmp_dequant_row_avx2; /* dequant_avx2.c (no F16C) */
 lmp_gram_acc_fn      lmp_gram_acc_avx2;
 lmp_kmeans_assign_fn lmp_kmeans_assign_avx2;
 lmp_kmeans_update_fn lmp_kmeans_update_avx2;
