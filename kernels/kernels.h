@@ -137,6 +137,20 @@ typedef void lmp_aq_decode_fn(float *w, const uint16_t *codes, const float *cb, 
  * Returns 0, or LMP_ENOMEM. */
 typedef int lmp_aq_matvec_fn(float *y, const float *x, int64_t n_batch, const uint16_t *codes,
                              const float *cb, const float *scale, const struct lmp_aq_shape *s);
+/* y (n_batch, n_rows) = x (n_batch, n_cols) W^T straight from W's 8-bit or 4-bit blocks:
+ * W (n_rows, n_cols) stored row by row as ggml Q8_0 or Q4_1 blocks of 32 (`dtype`, enum
+ * lmp_dtype; n_cols a multiple of 32), never widened to fp32: the quantized lm head
+ * (kernels/ref/qmatvec_ref.c). Each output is summed by one thread, so the result does not
+ * depend on the thread count. Returns 0, LMP_EINVAL (another dtype, n_cols not a multiple
+ * of 32) or LMP_ENOMEM. */
+typedef int lmp_qmatvec_fn(float *y, const float *x, int64_t n_batch, int dtype, const void *w,
+                           int64_t n_rows, int64_t n_cols);
+/* Quantize one row src (n, a multiple of 32) into n / 32 blocks of dtype (LMP_DTYPE_Q8_0
+ * or LMP_DTYPE_Q4_1) at dst: scale (and minimum) rounded to fp16 first, then the nearest
+ * codes (kernels/ref/qmatvec_ref.c). Not a slot: it runs once per stored tensor. Returns 0,
+ * or LMP_EINVAL (another dtype, a bad n, a value that is not finite or a scale beyond
+ * fp16). */
+int lmp_quantize_row(int dtype, const float *src, void *dst, int64_t n);
 
 struct lmp_kernels {
     const char           *name; /* "ref", "blas", "avx2", "avx512", "cuda" */
@@ -154,6 +168,7 @@ struct lmp_kernels {
     lmp_aq_grad_dw_fn    *aq_grad_dw;
     lmp_aq_decode_fn     *aq_decode;
     lmp_aq_matvec_fn     *aq_matvec;
+    lmp_qmatvec_fn       *qmatvec;
 };
 
 /* References (kernels/ref/). */
@@ -170,6 +185,7 @@ lmp_aq_grad_fn       lmp_aq_grad_ref;
 lmp_aq_grad_dw_fn    lmp_aq_grad_dw_ref;
 lmp_aq_decode_fn     lmp_aq_decode_ref;
 lmp_aq_matvec_fn     lmp_aq_matvec_ref;
+lmp_qmatvec_fn       lmp_qmatvec_ref;
 
 /* Fill every slot with the reference (table "ref"). */
 void lmp_kernels_init_ref(struct lmp_kernels *k);

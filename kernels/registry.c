@@ -35,6 +35,7 @@ void lmp_kernels_init_ref(struct lmp_kernels *k) {
         .aq_grad_dw    = lmp_aq_grad_dw_ref,
         .aq_decode     = lmp_aq_decode_ref,
         .aq_matvec     = lmp_aq_matvec_ref,
+        .qmatvec       = lmp_qmatvec_ref,
     };
 }
 
@@ -72,6 +73,7 @@ static void init_avx2(struct lmp_kernels *k) {
     k->aq_grad       = lmp_aq_grad_avx2;
     k->aq_decode     = lmp_aq_decode_avx2;
     k->aq_matvec     = lmp_aq_matvec_avx2;
+    k->qmatvec       = lmp_qmatvec_avx2;
 #endif
 }
 
@@ -88,6 +90,7 @@ static void init_avx512(struct lmp_kernels *k) {
     k->aq_grad       = lmp_aq_grad_avx512;
     k->aq_decode     = lmp_aq_decode_avx512;
     k->aq_matvec     = lmp_aq_matvec_avx512;
+    k->qmatvec       = lmp_qmatvec_avx512;
 #endif
 }
 

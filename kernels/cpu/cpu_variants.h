@@ -19,6 +19,7 @@ lmp_aq_beam_fn       lmp_aq_beam_avx512;
 lmp_aq_grad_fn       lmp_aq_grad_avx512;
 lmp_aq_decode_fn     lmp_aq_decode_avx512;
 lmp_aq_matvec_fn     lmp_aq_matvec_avx512;
+lmp_qmatvec_fn       lmp_qmatvec_avx512;
 
 /* AVX2 + FMA variants (kernels/cpu/<op>_avx2.c), for CPUs without AVX-512. */
 lmp_dequant_row_fn   lmp_dequant_row_avx2; /* dequant_avx2.c (no F16C) */
@@ -28,6 +29,7 @@ lmp_kmeans_update_fn lmp_kmeans_update_avx2;
 lmp_aq_grad_fn       lmp_aq_grad_avx2;
 lmp_aq_decode_fn     lmp_aq_decode_avx2;
 lmp_aq_matvec_fn     lmp_aq_matvec_avx2;
+lmp_qmatvec_fn       lmp_qmatvec_avx2;
 
 /* Threads the CPU variants split a call over: the process budget, lmp_kernels_threads()
  * ($LMP_THREADS or the online CPUs unless a program fixed it). */

@@ -453,6 +453,70 @@ static void test_aq_matvec_paths(void) {
     }
 }
 
+/* qmatvec (the quantized lm head): lmp_quantize_row puts every weight within half a step
+ * of its block's scale (the step rounded to fp16); the reference equals a double product
+ * with the dequantized rows; every variant equals the reference, on odd and SmolLM2-like
+ * shapes (a row range per thread), batch 1..9 (a partial batch of QMV_BATCH). */
+static void test_qmatvec(void) {
+    static const struct {
+        int64_t n_rows, n_cols;
+    } shapes[]                     = {{3, 32}, {37, 96}, {5, 64}, {1030, 576}};
+    static const int     dtypes[]  = {LMP_DTYPE_Q8_0, LMP_DTYPE_Q4_1};
+    static const int64_t batches[] = {1, 2, 4, 5, 9};
+    for (size_t c = 0; c < sizeof(shapes) / sizeof(shapes[0]); c++)
+        for (size_t t = 0; t < 2; t++) {
+            const int     dt = dtypes[t];
+            const int64_t R = shapes[c].n_rows, C = shapes[c].n_cols;
+            const int64_t rb = C / 32 * lmp_dtype_block_bytes((enum lmp_dtype)dt);
+            float        *w = fbuf(R * C, 900 + c), *wd = malloc((size_t)(R * C) * sizeof(float));
+            uint8_t      *q = malloc((size_t)(R * rb));
+            if (c == 1) w[5] = w[6] = 0.0f, w[40] = 3.0f;             /* zeros, an outlier */
+            for (int64_t i = 64; c == 1 && i < 96; i++) w[i] = 0.25f; /* a constant block */
+            for (int64_t r = 0; r < R; r++) {
+                CHECK(lmp_quantize_row(dt, w + r * C, q + r * rb, C) == 0);
+                ref.dequant_row(dt, q + r * rb, wd + r * C, C);
+            }
+            int bad = 0;
+            for (int64_t r = 0; r < R; r++)
+                for (int64_t b = 0; b < C / 32; b++) {
+                    const uint8_t *p = q + r * rb + b * lmp_dtype_block_bytes((enum lmp_dtype)dt);
+                    const float    d = lmp_f16_to_f32((uint16_t)(p[0] | p[1] << 8));
+                    for (int64_t i = r * C + b * 32; i < r * C + b * 32 + 32; i++)
+                        bad += !(fabsf(wd[i] - w[i]) <= 0.5f * d * 1.001f + 1e-6f);
+                }
+            CHECK(bad == 0);
+            CHECK(ref.qmatvec(NULL, w, 1, LMP_DTYPE_F16, q, R, C) == LMP_EINVAL);
+            for (size_t bi = 0; bi < sizeof(batches) / sizeof(batches[0]); bi++) {
+                const int64_t nb = batches[bi];
+                float        *x  = fbuf(nb * C, 950 + c * 10 + bi);
+                float        *yr = malloc((size_t)(nb * R) * sizeof(float)),
+                      *yv        = malloc((size_t)(nb * R) * sizeof(float)),
+                      *yd        = malloc((size_t)(nb * R) * sizeof(float));
+                for (int64_t i = 0; i < nb; i++)
+                    for (int64_t r = 0; r < R; r++) {
+                        double d = 0;
+                        for (int64_t k = 0; k < C; k++) d += (double)wd[r * C + k] * x[i * C + k];
+                        yd[i * R + r] = (float)d;
+                    }
+                CHECK(ref.qmatvec(yr, x, nb, dt, q, R, C) == 0);
+                CHECK(best.qmatvec(yv, x, nb, dt, q, R, C) == 0);
+                char what[96];
+                snprintf(what, sizeof(what), "qmatvec %s %lldx%lld batch %lld",
+                         lmp_dtype_name((enum lmp_dtype)dt), (long long)R, (long long)C,
+                         (long long)nb);
+                CHECK(compare_f(what, yd, yr, nb * R, 1e-10)); /* the reference is the math */
+                CHECK(compare_f(what, yr, yv, nb * R, 1e-10));
+                free(x);
+                free(yr);
+                free(yv);
+                free(yd);
+            }
+            free(w);
+            free(wd);
+            free(q);
+        }
+}
+
 static void test_aq_grad(void) {
     for (int c = 0; c < N_AQ_CASES; c++) {
         struct aq_fix f;
@@ -874,6 +938,7 @@ int main(int argc, char **argv) {
         RUN(test_kmeans);
         RUN(test_aq_decode_matvec);
         RUN(test_aq_matvec_paths);
+        RUN(test_qmatvec);
         RUN(test_aq_grad);
         RUN(test_aq_grad_dw);
         RUN(test_aq_beam);
