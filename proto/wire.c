@@ -277,6 +277,15 @@ static bool task_kind_known(Lmp__TaskKind k) {
     return k >= LMP__TASK_KIND__TASK_KIND_CALIBRATE && k <= LMP__TASK_KIND__TASK_KIND_TUNE;
 }
 
+/* Capabilities.device (1.9): empty (not given), "cpu" or "cuda:N" with 1 to 4 digits
+ * (kernels/device.h lmp_device_name_ok; the wire does not know the kernels layer). */
+static bool device_ok(const char *d) {
+    if (d == NULL || d[0] == '\0' || strcmp(d, "cpu") == 0) return true;
+    if (strncmp(d, "cuda:", 5) != 0) return false;
+    size_t n = strspn(d + 5, "0123456789");
+    return n >= 1 && n <= 4 && d[5 + n] == '\0';
+}
+
 static enum lmp_status check_method(const struct vctx *c, const Lmp__MethodSpec *m) {
     if (m == NULL) return bad(c, "no method");
     if (m->method != LMP__METHOD__METHOD_AQLM && m->method != LMP__METHOD__METHOD_RTN)
@@ -446,6 +455,8 @@ static enum lmp_status validate(const Lmp__Envelope *env, const char *peer, stru
         if (env->hello->proto_major != env->version)
             return bad(&c, "protocol %u inside an envelope of protocol %u", env->hello->proto_major,
                        env->version);
+        if (env->hello->caps && !device_ok(env->hello->caps->device))
+            return bad(&c, "the device is not cpu or cuda:N");
         return LMP_OK;
     case LMP__ENVELOPE__BODY_HELLO_ACK:
         if (env->hello_ack->proto_major != env->version)

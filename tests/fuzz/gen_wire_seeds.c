@@ -53,6 +53,7 @@ int main(int argc, char **argv) {
     caps.gpus                    = gpus;
     caps.n_kernel_variants       = 3;
     caps.kernel_variants         = variants;
+    caps.device                  = "cuda:0";
     lmp_wire_hello_init(&env, &hello, 1, LMP__ROLE__ROLE_WORKER, "w7", &caps);
     save(dir, "hello.bin", &env);
 

@@ -35,6 +35,7 @@ static const struct {
     {1, 6, 0x58d6bb2be1bebf86ull}, /* enum Payload: the names of task inputs and results */
     {1, 7, 0x1dcd0de04f49dabdull}, /* Capabilities.pid: a worker name's holder in messages */
     {1, 8, 0x268902ae30bb6cf9ull}, /* TuneSpec, TASK_KIND_TUNE, int64 sums, TuneInfo */
+    {1, 9, 0xeb76f3b3771ccc8full}, /* Capabilities.device: cpu or cuda:N */
 };
 
 /* ---------------------------------------------------------------- a test arena */
@@ -255,6 +256,7 @@ static void make_valid(Lmp__Envelope *env) {
     case LMP__ENVELOPE__BODY_HELLO:
         env->hello->role        = LMP__ROLE__ROLE_WORKER;
         env->hello->proto_major = LMP_PROTO_VERSION;
+        if (env->hello->caps) env->hello->caps->device = "cuda:7"; /* cpu or cuda:N */
         break;
     case LMP__ENVELOPE__BODY_HELLO_ACK:
         env->hello_ack->proto_major = LMP_PROTO_VERSION;
@@ -601,6 +603,30 @@ static void test_wrong_version_is_eversion_with_a_clear_message(void) {
     CHECK(lmp_wire_pack(&env, &buf, &len, &e4) == LMP_EINVAL);
 }
 
+/* Capabilities.device (1.9) is empty, "cpu" or "cuda:N"; anything else is EPROTO, on
+ * send and on receipt, and the message does not echo the peer's bytes. */
+static void test_hello_device_is_checked(void) {
+    static const char *const good[] = {"", "cpu", "cuda:0", "cuda:1234"};
+    static const char *const bad[]  = {"gpu", "cuda:", "cuda:12345", "cuda:-1", "cpu\n", "CUDA:0"};
+    for (size_t i = 0; i < sizeof(good) / sizeof(good[0]) + sizeof(bad) / sizeof(bad[0]); i++) {
+        const bool        ok = i < sizeof(good) / sizeof(good[0]);
+        Lmp__Envelope     env, *got = NULL;
+        Lmp__Hello        h;
+        Lmp__Capabilities caps = LMP__CAPABILITIES__INIT;
+        caps.device            = (char *)(ok ? good[i] : bad[i - sizeof(good) / sizeof(good[0])]);
+        lmp_wire_hello_init(&env, &h, 1, LMP__ROLE__ROLE_WORKER, "w1", &caps);
+        size_t         len;
+        uint8_t       *buf = pack_raw(&env, &len), *b2 = NULL;
+        struct lmp_err err = {0}, e2 = {0};
+        CHECK((lmp_wire_unpack(buf, len, 0, "w1", &got, &err) == LMP_OK) == ok);
+        CHECK((lmp_wire_pack(&env, &b2, &len, &e2) == LMP_OK) == ok);
+        if (!ok) CHECK(strstr(err.msg, "the device is not cpu or cuda:N") != NULL);
+        lmp_wire_free(&got);
+        free(buf);
+        free(b2);
+    }
+}
+
 /* Found by fuzz_wire: a HelloAck whose body ends in an over-long tag encoding field 0
  * ("80 00"); protobuf-c kept it as an unknown field and re-packed a frame it then rejected. */
 static void test_unknown_field_zero_is_eproto(void) {
@@ -888,6 +914,7 @@ static void test_helpers_build_what_they_say(void) {
     caps.memory_bytes            = 1ull << 37;
     caps.n_kernel_variants       = 2;
     caps.kernel_variants         = variants;
+    caps.device                  = "cuda:1";
     lmp_wire_hello_init(&env, &h, 1, LMP__ROLE__ROLE_WORKER, "w7", &caps);
     CHECK(lmp_wire_pack(&env, &buf, &len, &err) == LMP_OK);
     CHECK(lmp_wire_unpack(buf, len, 0, "w7", &got, &err) == LMP_OK);
@@ -897,6 +924,7 @@ static void test_helpers_build_what_they_say(void) {
         CHECK(got->hello->schema_digest == lmp_proto_schema_digest());
         CHECK(got->hello->caps && got->hello->caps->n_kernel_variants == 2);
         CHECK(got->hello->caps && strcmp(got->hello->caps->kernel_variants[1], "avx512") == 0);
+        CHECK(got->hello->caps && strcmp(got->hello->caps->device, "cuda:1") == 0);
         CHECK(lmp_wire_check_sender(got, lmp_peer_of_role(got->hello->role), "w7", &err) == LMP_OK);
     }
     lmp_wire_free(&got);
@@ -988,6 +1016,7 @@ int main(void) {
     RUN(test_wrong_version_is_eversion_with_a_clear_message);
     RUN(test_body_missing_or_unknown_is_eproto);
     RUN(test_unknown_field_zero_is_eproto);
+    RUN(test_hello_device_is_checked);
     RUN(test_sender_permissions);
     RUN(test_validation_catches_inconsistent_results);
     RUN(test_memory_budget_bounds_amplification);
