@@ -36,6 +36,7 @@ struct lmp_model_grad {
     float                  *z, *dz;  /* (CHUNK, vocab) */
     double                 *acc;     /* (dim) */
     int32_t                 b0;      /* the backward stops at this block */
+    int32_t                 s0, s1;  /* the blocks of this object: [s0, s1) */
 };
 
 void lmp_model_grad_set_first_block(struct lmp_model_grad *mg, int32_t b0) {
@@ -195,7 +196,7 @@ void lmp_model_grad_destroy(struct lmp_model_grad **self_p) {
     assert(self_p);
     struct lmp_model_grad *mg = *self_p;
     if (mg == NULL) return;
-    if (mg->bg) /* borrowers first: block 0 owns the scratch */
+    if (mg->bg) /* borrowers first: block s0 owns the scratch */
         for (int32_t b = mg->cfg.n_layers - 1; b >= 0; b--) lmp_block_grad_destroy(&mg->bg[b]);
     free(mg->bg);
     free(mg->tokens);
@@ -208,10 +209,17 @@ void lmp_model_grad_destroy(struct lmp_model_grad **self_p) {
 
 enum lmp_status lmp_model_grad_new(const struct lmp_config *cfg, int64_t max_seq, int64_t seq_len,
                                    struct lmp_model_grad **out) {
+    assert(cfg);
+    return lmp_model_grad_new_stage(cfg, max_seq, seq_len, 0, cfg->n_layers, out);
+}
+
+enum lmp_status lmp_model_grad_new_stage(const struct lmp_config *cfg, int64_t max_seq,
+                                         int64_t seq_len, int32_t s0, int32_t s1,
+                                         struct lmp_model_grad **out) {
     assert(cfg && out);
     *out = NULL;
     if (max_seq <= 0 || seq_len <= 0 || cfg->n_layers <= 0 || cfg->vocab_size <= 0 ||
-        (cfg->max_seq > 0 && seq_len > cfg->max_seq))
+        (cfg->max_seq > 0 && seq_len > cfg->max_seq) || s0 < 0 || s1 <= s0 || s1 > cfg->n_layers)
         return LMP_EINVAL;
     struct lmp_model_grad *mg = calloc(1, sizeof(*mg));
     if (mg == NULL) return LMP_ENOMEM;
@@ -220,11 +228,13 @@ enum lmp_status lmp_model_grad_new(const struct lmp_config *cfg, int64_t max_seq
     mg->T       = seq_len;
     mg->dim     = cfg->dim;
     mg->vocab   = cfg->vocab_size;
+    mg->s0      = s0;
+    mg->s1      = s1;
     mg->bg      = calloc((size_t)cfg->n_layers, sizeof(*mg->bg));
     if (mg->bg == NULL) goto oom;
-    enum lmp_status st = lmp_block_grad_new(cfg, max_seq, seq_len, &mg->bg[0]);
-    for (int32_t b = 1; st == LMP_OK && b < cfg->n_layers; b++)
-        st = lmp_block_grad_new_shared(mg->bg[0], &mg->bg[b]);
+    enum lmp_status st = lmp_block_grad_new(cfg, max_seq, seq_len, &mg->bg[s0]);
+    for (int32_t b = s0 + 1; st == LMP_OK && b < s1; b++)
+        st = lmp_block_grad_new_shared(mg->bg[s0], &mg->bg[b]);
     if (st != LMP_OK) {
         lmp_model_grad_destroy(&mg);
         return st;
@@ -249,26 +259,38 @@ oom:
 
 enum lmp_status lmp_model_grad_forward(struct lmp_model_grad *mg, const struct lmp_model_params *p,
                                        const int32_t *tokens, int64_t n_seq, struct lmp_err *err) {
-    assert(mg && p && tokens && n_seq > 0 && n_seq <= mg->max_seq);
+    return lmp_model_grad_forward_stage(mg, p, tokens, NULL, n_seq, err);
+}
+
+enum lmp_status lmp_model_grad_forward_stage(struct lmp_model_grad         *mg,
+                                             const struct lmp_model_params *p,
+                                             const int32_t *tokens, const float *x_in,
+                                             int64_t n_seq, struct lmp_err *err) {
+    assert(mg && p && n_seq > 0 && n_seq <= mg->max_seq);
+    assert(mg->s0 == 0 ? tokens != NULL : x_in != NULL);
     const int64_t rows = n_seq * mg->T, dim = mg->dim;
-    mg->n_seq = 0;
-    for (int64_t r = 0; r < rows; r++) {
-        const int32_t t = tokens[r];
-        if (t < 0 || t >= mg->vocab)
-            return lmp_err_set(err, LMP_EINVAL, "token id %d is outside the vocabulary of %lld", t,
-                               (long long)mg->vocab);
-        mg->tokens[r] = t;
-        memcpy(mg->xa + r * dim, p->tok_emb + (int64_t)t * dim, (size_t)dim * sizeof(float));
-    }
+    const int32_t L = mg->cfg.n_layers;
+    mg->n_seq       = 0;
+    if (mg->s0 > 0)
+        memcpy(mg->xa, x_in, (size_t)(rows * dim) * sizeof(float));
+    else
+        for (int64_t r = 0; r < rows; r++) {
+            const int32_t t = tokens[r];
+            if (t < 0 || t >= mg->vocab)
+                return lmp_err_set(err, LMP_EINVAL, "token id %d is outside the vocabulary of %lld",
+                                   t, (long long)mg->vocab);
+            mg->tokens[r] = t;
+            memcpy(mg->xa + r * dim, p->tok_emb + (int64_t)t * dim, (size_t)dim * sizeof(float));
+        }
     float *in = mg->xa, *out = mg->xb;
-    for (int32_t b = 0; b < mg->cfg.n_layers; b++) {
-        float *y = b == mg->cfg.n_layers - 1 ? mg->xl : out;
+    for (int32_t b = mg->s0; b < mg->s1; b++) {
+        float *y = b == mg->s1 - 1 ? mg->xl : out;
         lmp_block_grad_forward(mg->bg[b], &p->blocks[b], in, n_seq, y);
         out = in;
         in  = y;
     }
     /* the final norm, in the forward pass's order (block_grad's rmsnorm) */
-    for (int64_t r = 0; r < rows; r++) {
+    for (int64_t r = 0; mg->s1 == L && r < rows; r++) {
         const float *x  = mg->xl + r * dim;
         float       *o  = mg->hn + r * dim;
         double       ss = 0;
@@ -279,6 +301,14 @@ enum lmp_status lmp_model_grad_forward(struct lmp_model_grad *mg, const struct l
     }
     mg->n_seq = n_seq;
     return LMP_OK;
+}
+
+const float *lmp_model_grad_stage_out(const struct lmp_model_grad *mg) {
+    return mg->xl;
+}
+
+const float *lmp_model_grad_stage_dx(const struct lmp_model_grad *mg) {
+    return mg->dx;
 }
 
 void lmp_model_grad_logits(struct lmp_model_grad *mg, const struct lmp_model_params *p,
@@ -295,10 +325,30 @@ const float *lmp_model_grad_hidden(const struct lmp_model_grad *mg) {
 
 /* ---- loss and backward ------------------------------------------------------------------ */
 
+/* dx holds dL/d(output of block s1 - 1): the blocks [b0, s1) backward (dx in place, down
+ * to dL/d(input of block b0) where the block below needs it), then the embedding rows. */
+static void blocks_backward(struct lmp_model_grad *mg, const struct lmp_model_params *p,
+                            const struct lmp_model_grads *g) {
+    if (g->blocks == NULL && g->tok_emb == NULL) return;
+    const int64_t                rows = mg->n_seq * mg->T, dim = mg->dim;
+    const struct lmp_block_grads none = {0};
+    const int32_t                lo   = mg->b0 > mg->s0 ? mg->b0 : mg->s0;
+    for (int32_t b = mg->s1 - 1; b >= lo; b--)
+        lmp_block_grad_backward(mg->bg[b], &p->blocks[b], mg->dx,
+                                b > mg->b0 || (b == 0 && g->tok_emb) ? mg->dx : NULL,
+                                g->blocks ? &g->blocks[b] : &none);
+    if (g->tok_emb && mg->b0 == 0 && mg->s0 == 0)
+        for (int64_t r = 0; r < rows; r++) {
+            float       *e = g->tok_emb + (int64_t)mg->tokens[r] * dim;
+            const float *d = mg->dx + r * dim;
+            for (int64_t i = 0; i < dim; i++) e[i] += d[i];
+        }
+}
+
 void lmp_model_grad_kl_backward(struct lmp_model_grad *mg, const struct lmp_model_params *p,
                                 const float *teacher, const struct lmp_model_grads *g, double *kl,
                                 int64_t *agree) {
-    assert(mg && p && teacher && mg->n_seq > 0);
+    assert(mg && p && teacher && mg->n_seq > 0 && mg->s1 == mg->cfg.n_layers);
     const struct lmp_kernels *kt   = lmp_kernels_get();
     const int64_t             rows = mg->n_seq * mg->T, dim = mg->dim, V = mg->vocab;
     const bool                tied = p->output == p->tok_emb;
@@ -344,16 +394,13 @@ void lmp_model_grad_kl_backward(struct lmp_model_grad *mg, const struct lmp_mode
         for (int64_t i = 0; i < dim; i++) g->out_norm[i] += (float)mg->acc[i];
     memset(mg->acc, 0, (size_t)dim * sizeof(*mg->acc));
 
-    if (g->blocks == NULL && g->tok_emb == NULL) return;
-    const struct lmp_block_grads none = {0};
-    for (int32_t b = mg->cfg.n_layers - 1; b >= mg->b0; b--)
-        lmp_block_grad_backward(mg->bg[b], &p->blocks[b], mg->dx,
-                                b > mg->b0 || (b == 0 && g->tok_emb) ? mg->dx : NULL,
-                                g->blocks ? &g->blocks[b] : &none);
-    if (g->tok_emb && mg->b0 == 0)
-        for (int64_t r = 0; r < rows; r++) {
-            float       *e = g->tok_emb + (int64_t)mg->tokens[r] * dim;
-            const float *d = mg->dx + r * dim;
-            for (int64_t i = 0; i < dim; i++) e[i] += d[i];
-        }
+    blocks_backward(mg, p, g);
+}
+
+void lmp_model_grad_backward_stage(struct lmp_model_grad *mg, const struct lmp_model_params *p,
+                                   const float *dx_out, const struct lmp_model_grads *g) {
+    assert(mg && p && dx_out && g && mg->n_seq > 0 && mg->s1 < mg->cfg.n_layers);
+    if (mg->s1 <= mg->b0) return; /* below the first trained block: nothing to do */
+    memcpy(mg->dx, dx_out, (size_t)(mg->n_seq * mg->T * mg->dim) * sizeof(float));
+    blocks_backward(mg, p, g);
 }

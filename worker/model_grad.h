@@ -112,10 +112,49 @@ enum lmp_status lmp_model_grad_forward(struct lmp_model_grad         *self,
                                        const struct lmp_model_params *p, const int32_t *tokens,
                                        int64_t n_seq, struct lmp_err *err);
 
+/* Pipeline stages (worker/tune.h): an object for blocks [s0, s1) only, 0 <= s0 < s1 <=
+ * n_layers, keeping the activations of those blocks alone. Its forward
+ * (lmp_model_grad_forward_stage) starts from the tokens when s0 is 0 and from the previous
+ * stage's output otherwise, and ends with the final norm when s1 is n_layers (the last
+ * stage: lmp_model_grad_logits and lmp_model_grad_kl_backward as for a whole model) or with
+ * its last block's output otherwise (lmp_model_grad_stage_out, the next stage's x_in).
+ * Backward of a stage that is not the last: lmp_model_grad_backward_stage from the next
+ * stage's dL/d(its input). Each block computes exactly as in a whole-model object, so a
+ * chain of stages gives the whole model's bits. RET as lmp_model_grad_new. */
+enum lmp_status lmp_model_grad_new_stage(const struct lmp_config *cfg, int64_t max_seq,
+                                         int64_t seq_len, int32_t s0, int32_t s1,
+                                         struct lmp_model_grad **out);
+
 /* Backward through blocks [b0, n_layers) only (default 0, all): PockEngine-style sparse
  * tuning, no computation below the earliest block being trained. Block b0's parameter
  * gradients are computed, nothing below it (no block gradients, no embedding gradient). */
 void lmp_model_grad_set_first_block(struct lmp_model_grad *self, int32_t b0);
+
+/* The forward of a stage object: tokens (n_seq, seq_len) when its s0 is 0 (as
+ * lmp_model_grad_forward; x_in unused), else x_in (n_seq * seq_len, dim), the previous
+ * stage's output (copied; tokens unused). Only p's blocks of the stage are read (and
+ * tok_emb on the first stage, out_norm on the last). RET as lmp_model_grad_forward. */
+enum lmp_status lmp_model_grad_forward_stage(struct lmp_model_grad         *self,
+                                             const struct lmp_model_params *p,
+                                             const int32_t *tokens, const float *x_in,
+                                             int64_t n_seq, struct lmp_err *err);
+
+/* A stage's output of the last forward (n_seq * seq_len, dim): its last block's output
+ * (for the last stage: the final norm's input). Borrowed, valid until the next forward. */
+const float *lmp_model_grad_stage_out(const struct lmp_model_grad *self);
+
+/* Backward of a stage that is not the last, from dx_out = dL/d(its output) (n_seq *
+ * seq_len, dim; copied): gradients of its blocks from the first trained one
+ * (lmp_model_grad_set_first_block) up are ADDED to g; nothing when the whole stage lies
+ * below that block. Afterwards lmp_model_grad_stage_dx holds dL/d(the stage's input) when
+ * the stage's first block is above the first trained one (the previous stage needs it). */
+void lmp_model_grad_backward_stage(struct lmp_model_grad *self, const struct lmp_model_params *p,
+                                   const float *dx_out, const struct lmp_model_grads *g);
+
+/* dL/d(the input of the stage's first block) after a backward that computed it (see
+ * lmp_model_grad_backward_stage; the same after lmp_model_grad_kl_backward of a last stage
+ * whose first block is above the first trained one). Borrowed. */
+const float *lmp_model_grad_stage_dx(const struct lmp_model_grad *self);
 
 /* Logits (n_rows, vocab) of rows [row0, row0 + n_rows) of the last forward (row = s *
  * seq_len + t). */

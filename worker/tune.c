@@ -33,6 +33,10 @@ struct lmp_tune {
     int64_t *acc;   /* (sum of sum_n + 3): the tensors, then kl, agree, stop */
     int64_t  n_acc;
     int      n_params; /* trained norms; their gradients in dparams */
+    /* pipeline stages (o.pipe): this stage's blocks [s0, s1), the first trained block, and
+     * the buffer activations and their gradients arrive in (micro_seqs * seq_len, dim) */
+    int32_t s0, s1, first;
+    float  *xin;
 };
 
 void lmp_tune_opts_init(struct lmp_tune_opts *o) {
@@ -82,6 +86,7 @@ void lmp_tune_destroy(struct lmp_tune **self_p) {
     lmp_model_grad_destroy(&t->mg);
     lmp_model_grads_free(&t->g);
     free(t->teacher_logits);
+    free(t->xin);
     free(t->micro);
     free(t->dw);
     free(t->dparams);
@@ -144,6 +149,16 @@ enum lmp_status lmp_tune_new(struct lmp_model_weights       *student,
         if (tokens[i] < 0 || tokens[i] >= cfg->vocab_size)
             return lmp_err_set(err, LMP_EINVAL, "tune: token %d at %lld outside the vocabulary",
                                tokens[i], (long long)i);
+    const struct lmp_tune_pipe *q = o.pipe;
+    if (q && (q->n_stages < 1 || q->n_stages > cfg->n_layers || q->stage < 0 ||
+              q->stage >= q->n_stages || q->n_replicas < 1 || q->replica < 0 ||
+              q->replica >= q->n_replicas ||
+              (int64_t)q->n_stages * q->n_replicas != (o.comm ? o.comm->size : 1) ||
+              (q->n_stages > 1 && (q->send == NULL || q->recv == NULL))))
+        return lmp_err_set(err, LMP_EINVAL,
+                           "tune: %d pipeline stages x %d replicas do not fit %d ranks and %d "
+                           "blocks",
+                           q->n_stages, q->n_replicas, o.comm ? o.comm->size : 1, cfg->n_layers);
     for (int i = 0; i < n_lins; i++) {
         const struct lmp_tune_linear *l = &lins[i];
         if (l->block < 0 || l->block >= cfg->n_layers || (int)l->kind < 0 ||
@@ -178,12 +193,21 @@ enum lmp_status lmp_tune_new(struct lmp_model_weights       *student,
     t->dw        = calloc((size_t)(n_lins > 0 ? n_lins : 1), sizeof(*t->dw));
     t->dparams   = calloc((size_t)np + 1, sizeof(*t->dparams));
     t->micro     = malloc((size_t)(o.micro_seqs * seq_len) * sizeof(int32_t));
-    t->teacher_logits =
-        malloc((size_t)(o.micro_seqs * seq_len) * (size_t)cfg->vocab_size * sizeof(float));
+    t->s0        = q ? (int32_t)((int64_t)cfg->n_layers * q->stage / q->n_stages) : 0;
+    t->s1    = q ? (int32_t)((int64_t)cfg->n_layers * (q->stage + 1) / q->n_stages) : cfg->n_layers;
+    t->first = first;
+    if (t->s1 == cfg->n_layers) /* the last stage computes the loss */
+        t->teacher_logits =
+            malloc((size_t)(o.micro_seqs * seq_len) * (size_t)cfg->vocab_size * sizeof(float));
+    if (q && q->n_stages > 1)
+        t->xin = malloc((size_t)(o.micro_seqs * seq_len * cfg->dim) * sizeof(float));
     t->g = lmp_model_grads_new(cfg, false);
-    if (!t->lins || !t->dw || !t->dparams || !t->micro || !t->teacher_logits || !t->g) goto fail;
+    if (!t->lins || !t->dw || !t->dparams || !t->micro || !t->g ||
+        (t->s1 == cfg->n_layers && !t->teacher_logits) || (q && q->n_stages > 1 && !t->xin))
+        goto fail;
     if (n_lins > 0) memcpy(t->lins, lins, (size_t)n_lins * sizeof(*lins));
-    if ((st = lmp_model_grad_new(cfg, o.micro_seqs, seq_len, &t->mg)) != LMP_OK) {
+    if ((st = lmp_model_grad_new_stage(cfg, o.micro_seqs, seq_len, t->s0, t->s1, &t->mg)) !=
+        LMP_OK) {
         if (st == LMP_EINVAL) lmp_err_set(err, st, "tune: a shape the backward cannot run");
         goto fail_set;
     }
@@ -259,6 +283,85 @@ static enum lmp_status micro_batch(struct lmp_tune *t, int64_t n, const struct l
     return LMP_OK;
 }
 
+/* A stage's forward of params p on the micro-batch: from the tokens (stage 0) or the
+ * previous stage's output, then to the next stage. */
+static enum lmp_status stage_forward(struct lmp_tune *t, const struct lmp_model_params *p,
+                                     int64_t n, struct lmp_err *err) {
+    const struct lmp_tune_pipe *q     = t->o.pipe;
+    const size_t                bytes = (size_t)(n * t->seq_len * t->student->cfg.dim) * 4;
+    enum lmp_status             st;
+    if (q->stage > 0 && (st = q->recv(q->ctx, q->stage - 1, t->xin, bytes)) != LMP_OK)
+        return lmp_err_set(err, st, "tune: stage %d: no activations from stage %d", q->stage,
+                           q->stage - 1);
+    if ((st = lmp_model_grad_forward_stage(t->mg, p, t->micro, t->xin, n, err)) != LMP_OK)
+        return st;
+    if (q->stage < q->n_stages - 1 &&
+        (st = q->send(q->ctx, q->stage + 1, lmp_model_grad_stage_out(t->mg), bytes)) != LMP_OK)
+        return lmp_err_set(err, st, "tune: stage %d: cannot send activations to stage %d", q->stage,
+                           q->stage + 1);
+    return LMP_OK;
+}
+
+/* micro_batch on a pipeline stage: its blocks' share of the same computation. kl and
+ * agree are set on the last stage (0 elsewhere). */
+static enum lmp_status stage_micro_batch(struct lmp_tune *t, int64_t n,
+                                         const struct lmp_model_grads *g, double *kl,
+                                         int64_t *agree, struct lmp_err *err) {
+    const struct lmp_tune_pipe *q     = t->o.pipe;
+    const bool                  last  = q->stage == q->n_stages - 1;
+    const int64_t               rows  = n * t->seq_len;
+    const size_t                bytes = (size_t)(rows * t->student->cfg.dim) * 4;
+    enum lmp_status             st;
+    if ((st = stage_forward(t, &t->teacher->params, n, err)) != LMP_OK) return st;
+    if (last) lmp_model_grad_logits(t->mg, &t->teacher->params, 0, rows, t->teacher_logits);
+    if ((st = stage_forward(t, &t->student->params, n, err)) != LMP_OK) return st;
+    if (last)
+        lmp_model_grad_kl_backward(t->mg, &t->student->params, t->teacher_logits, g, kl, agree);
+    if (g == NULL || t->s1 <= t->first) return LMP_OK; /* no backward here */
+    if (!last) {
+        if ((st = q->recv(q->ctx, q->stage + 1, t->xin, bytes)) != LMP_OK)
+            return lmp_err_set(err, st, "tune: stage %d: no gradient from stage %d", q->stage,
+                               q->stage + 1);
+        lmp_model_grad_backward_stage(t->mg, &t->student->params, t->xin, g);
+    }
+    if (t->s0 > t->first &&
+        (st = q->send(q->ctx, q->stage - 1, lmp_model_grad_stage_dx(t->mg), bytes)) != LMP_OK)
+        return lmp_err_set(err, st, "tune: stage %d: cannot send the gradient to stage %d",
+                           q->stage, q->stage - 1);
+    return LMP_OK;
+}
+
+/* Whether to stop before the next micro-batch: stage 0 decides (its cancel flag) and tells
+ * the chain; other stages take its word. RET LMP_OK with *stop set, or a pipe error. */
+static enum lmp_status stop_here(struct lmp_tune *t, bool *stop, struct lmp_err *err) {
+    const struct lmp_tune_pipe *q = t->o.pipe;
+    int64_t                     f = 0;
+    enum lmp_status             st;
+    if (q == NULL || q->n_stages == 1) {
+        *stop = lmp_cancelled(t->o.cancel);
+        return LMP_OK;
+    }
+    if (q->stage == 0)
+        f = lmp_cancelled(t->o.cancel) ? 1 : 0;
+    else if ((st = q->recv(q->ctx, q->stage - 1, &f, sizeof(f))) != LMP_OK)
+        return lmp_err_set(err, st, "tune: stage %d: no word from stage %d", q->stage,
+                           q->stage - 1);
+    if (q->stage < q->n_stages - 1 && (st = q->send(q->ctx, q->stage + 1, &f, sizeof(f))) != LMP_OK)
+        return lmp_err_set(err, st, "tune: stage %d: cannot reach stage %d", q->stage,
+                           q->stage + 1);
+    *stop = f != 0;
+    return LMP_OK;
+}
+
+static enum lmp_status any_micro_batch(struct lmp_tune *t, int64_t n,
+                                       const struct lmp_model_grads *g, double *kl, int64_t *agree,
+                                       struct lmp_err *err) {
+    *kl    = 0;
+    *agree = 0;
+    return t->o.pipe && t->o.pipe->n_stages > 1 ? stage_micro_batch(t, n, g, kl, agree, err)
+                                                : micro_batch(t, n, g, kl, agree, err);
+}
+
 /* Largest |contribution| of one micro-batch to a fixed-point sum: the step's micro-batches
  * (over all ranks) can then never overflow an int64. */
 static int64_t fixed_cap(int64_t n_micro) {
@@ -288,8 +391,9 @@ enum lmp_status lmp_tune_step(struct lmp_tune *t, struct lmp_tune_step_stats *st
     const int64_t               B = t->o.batch_seqs, mu = t->o.micro_seqs, T = t->seq_len;
     const struct lmp_tune_comm *c       = t->o.comm;
     const int64_t               n_micro = (B + mu - 1) / mu;
-    const int                   R = c ? c->size : 1, r = c ? c->rank : 0;
-    /* this rank's contiguous share of the micro-batches */
+    const struct lmp_tune_pipe *q       = t->o.pipe;
+    const int R = q ? q->n_replicas : c ? c->size : 1, r = q ? q->replica : c ? c->rank : 0;
+    /* this rank's (or chain's) contiguous share of the micro-batches */
     const int64_t m0 = n_micro * r / R, m1 = n_micro * (r + 1) / R, cap = fixed_cap(n_micro);
     int64_t      *perm = malloc((size_t)t->n_win * sizeof(int64_t));
     if (perm == NULL) return lmp_err_set(err, LMP_ENOMEM, "out of memory");
@@ -298,7 +402,13 @@ enum lmp_status lmp_tune_step(struct lmp_tune *t, struct lmp_tune_step_stats *st
     int64_t *const acc_stats = t->acc + t->n_acc - 3; /* kl (fixed point), agree, stop */
     double         kl_sum    = 0;
     for (int64_t m = m0; m < m1; m++) {
-        if (lmp_cancelled(t->o.cancel)) {
+        bool            stop = false;
+        enum lmp_status st   = stop_here(t, &stop, err);
+        if (st != LMP_OK) {
+            free(perm);
+            return st;
+        }
+        if (stop) {
             acc_stats[2] = 1;
             break;
         }
@@ -310,7 +420,7 @@ enum lmp_status lmp_tune_step(struct lmp_tune *t, struct lmp_tune_step_stats *st
         double  kl = 0;
         int64_t ag = 0;
         lmp_model_grads_zero(t->g);
-        enum lmp_status st = micro_batch(t, n, &t->g->g, &kl, &ag, err);
+        st = any_micro_batch(t, n, &t->g->g, &kl, &ag, err);
         if (st != LMP_OK) {
             free(perm);
             return st;
@@ -363,19 +473,22 @@ enum lmp_status lmp_tune_measure(struct lmp_tune *t, const int32_t *tokens, int6
                                  double *agree, struct lmp_err *err) {
     assert(t && tokens && kl && agree && n > 0);
     const struct lmp_tune_comm *c = t->o.comm;
-    const int                   R = c ? c->size : 1, r = c ? c->rank : 0;
-    double                      sums[3] = {0, 0, 0}; /* kl, agree, stop: this rank's share */
+    const struct lmp_tune_pipe *q = t->o.pipe;
+    const int R = q ? q->n_replicas : c ? c->size : 1, r = q ? q->replica : c ? c->rank : 0;
+    double    sums[3] = {0, 0, 0}; /* kl, agree, stop: this rank's share */
     for (int64_t i0 = n * r / R; i0 < n * (r + 1) / R; i0 += t->o.micro_seqs) {
-        if (lmp_cancelled(t->o.cancel)) {
+        bool            stop = false;
+        enum lmp_status st   = stop_here(t, &stop, err);
+        if (st != LMP_OK) return st;
+        if (stop) {
             sums[2] = 1;
             break;
         }
         const int64_t e = n * (r + 1) / R, m = e - i0 < t->o.micro_seqs ? e - i0 : t->o.micro_seqs;
         memcpy(t->micro, tokens + i0 * t->seq_len, (size_t)(m * t->seq_len) * sizeof(int32_t));
-        double          k  = 0;
-        int64_t         ag = 0;
-        enum lmp_status st = micro_batch(t, m, NULL, &k, &ag, err);
-        if (st != LMP_OK) return st;
+        double  k  = 0;
+        int64_t ag = 0;
+        if ((st = any_micro_batch(t, m, NULL, &k, &ag, err)) != LMP_OK) return st;
         sums[0] += k * (double)m;
         sums[1] += (double)ag;
     }

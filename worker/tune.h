@@ -45,6 +45,7 @@
 
 #include <stdatomic.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 #include "base/status.h"       /* defines: enum lmp_status, struct lmp_err */
 #include "worker/model_grad.h" /* defines: struct lmp_model_weights */
@@ -64,6 +65,26 @@ struct lmp_tune_comm {
     enum lmp_status (*sum_f64)(void *ctx, double *x, int64_t n);
 };
 
+/* Pipeline stages (the model split by blocks across ranks): stage k of n_stages owns blocks
+ * [L k / S, L (k + 1) / S) of the L blocks (S <= L). Per micro-batch, activations go forward
+ * from stage to stage (the teacher's, then the student's), the last stage computes the
+ * logits and the KL, and dL/d(hidden) comes back; each stage runs the forward and backward
+ * of its own blocks and keeps only their activations. Several chains (replicas) split a
+ * step's micro-batches as data-parallel ranks do. Stage 0 decides a stop before each
+ * micro-batch and passes it down the chain. The gradient sums (opts.comm, whose ranks are
+ * all n_stages x n_replicas processes) then give every rank the whole model's gradient,
+ * each block's part added by the stages that own it, and every rank takes the same P/V
+ * step: the result is the one process's, bit for bit, for any number of stages and
+ * replicas. send/recv move exactly n bytes to / from stage `to` / `from` of the same
+ * replica, in order (MPI_Send / MPI_Recv); RET LMP_OK or an error status. */
+struct lmp_tune_pipe {
+    int   stage, n_stages;
+    int   replica, n_replicas;
+    void *ctx;
+    enum lmp_status (*send)(void *ctx, int to, const void *buf, size_t n);
+    enum lmp_status (*recv)(void *ctx, int from, void *buf, size_t n);
+};
+
 struct lmp_tune_opts {
     int64_t            batch_seqs; /* windows per optimizer step (default 8) */
     int64_t            micro_seqs; /* windows per forward/backward (default 1; memory) */
@@ -73,6 +94,7 @@ struct lmp_tune_opts {
     struct lmp_pv_opts pv;     /* learning rates, code fraction, beam (worker/pv.h defaults) */
     const atomic_int  *cancel; /* polled with the process's stop before each micro-batch */
     const struct lmp_tune_comm *comm; /* data-parallel ranks, or NULL */
+    const struct lmp_tune_pipe *pipe; /* pipeline stages (then comm spans every rank), or NULL */
 };
 void lmp_tune_opts_init(struct lmp_tune_opts *o);
 

@@ -14,6 +14,9 @@
  *  - a cancelled step returns LMP_ECANCEL and leaves the student untouched;
  *  - data parallelism is exact: two ranks (threads summing through shared memory, as
  *    MPI_Allreduce would) taking 4 steps give the same bits as one process;
+ *  - so are pipeline stages (activations and gradients through shared-memory mailboxes):
+ *    2 stages, 2 stages x 2 replicas, and sparse tuning where stage 0 runs no backward
+ *    or only part of one, every message received; a stop at stage 0 stops both stages;
  *  - bad inputs are refused: a token outside the vocabulary, a linear that is not the
  *    student's.
  */
@@ -24,6 +27,7 @@
 
 #include <math.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -38,6 +42,9 @@ struct student {
     int32_t                   tokens[(N_WIN + N_VAL) * T];
     struct lmp_tune          *tune;
 };
+
+/* Linears [g_lin0, NL) are tuned (the rest frozen: sparse tuning from block g_lin0 / 7). */
+static int g_lin0;
 
 static void student_init(struct student *s, const struct lmp_tune_opts *o) {
     memset(s, 0, sizeof(*s));
@@ -61,8 +68,8 @@ static void student_init(struct student *s, const struct lmp_tune_opts *o) {
         tiny_aq_encode(s->teacher->w[i], l->n_out, l->n_in, M, K, G, q->codes, q->cb, q->scale,
                        100 + i);
     }
-    enum lmp_status st =
-        lmp_tune_new(s->w, s->teacher, s->lin, NL, s->tokens, N_WIN, T, o, &s->tune, &err);
+    enum lmp_status st = lmp_tune_new(s->w, s->teacher, s->lin + g_lin0, NL - g_lin0, s->tokens,
+                                      N_WIN, T, o, &s->tune, &err);
     if (st != LMP_OK) fprintf(stderr, "tune_new: %s\n", err.msg);
     CHECK(st == LMP_OK);
 }
@@ -252,24 +259,66 @@ static void test_cancel_and_refusals(void) {
     student_free(&b);
 }
 
-/* ---- data parallelism: two ranks on two threads, sums through shared slots ----------- */
+/* ---- data parallelism and pipeline stages: ranks on threads, sums and messages through
+ * shared memory (as MPI_Allreduce and MPI_Send / MPI_Recv would) ------------------------ */
+
+enum { MAX_RANKS = 4 };
+
+struct msg {
+    struct msg *next;
+    size_t      n;
+    char        data[];
+};
 
 struct fake_world {
+    int               n;
     pthread_barrier_t bar;
-    void             *slot[2];
+    void             *slot[MAX_RANKS];
+    pthread_mutex_t   mu;
+    pthread_cond_t    cv;
+    struct msg       *box[MAX_RANKS][MAX_RANKS]; /* [from][to], FIFO */
+    int               stages;                    /* world rank = replica * stages + stage */
 };
+
+static void world_init(struct fake_world *w, int n, int stages) {
+    memset(w, 0, sizeof(*w));
+    w->n      = n;
+    w->stages = stages;
+    pthread_barrier_init(&w->bar, NULL, (unsigned)n);
+    pthread_mutex_init(&w->mu, NULL);
+    pthread_cond_init(&w->cv, NULL);
+}
+
+static bool world_destroy(struct fake_world *w) { /* true: every message was received */
+    bool empty = true;
+    for (int a = 0; a < MAX_RANKS; a++)
+        for (int b = 0; b < MAX_RANKS; b++) {
+            empty = empty && w->box[a][b] == NULL;
+            while (w->box[a][b]) {
+                struct msg *m = w->box[a][b];
+                w->box[a][b]  = m->next;
+                free(m);
+            }
+        }
+    pthread_barrier_destroy(&w->bar);
+    pthread_mutex_destroy(&w->mu);
+    pthread_cond_destroy(&w->cv);
+    return empty;
+}
 
 static enum lmp_status fake_sum(struct fake_world *w, int rank, void *x, int64_t n, bool i64) {
     w->slot[rank] = x;
     pthread_barrier_wait(&w->bar);
-    /* each rank sums into a private copy, then all write back after everyone has read */
-    void *tmp = malloc((size_t)n * 8);
-    for (int64_t i = 0; i < n; i++) {
-        if (i64)
-            ((int64_t *)tmp)[i] = ((int64_t *)w->slot[0])[i] + ((int64_t *)w->slot[1])[i];
-        else
-            ((double *)tmp)[i] = ((double *)w->slot[0])[i] + ((double *)w->slot[1])[i];
-    }
+    /* each rank sums (in rank order) into a private copy, then all write back after
+     * everyone has read */
+    void *tmp = calloc((size_t)n, 8);
+    for (int k = 0; k < w->n; k++)
+        for (int64_t i = 0; i < n; i++) {
+            if (i64)
+                ((int64_t *)tmp)[i] += ((int64_t *)w->slot[k])[i];
+            else
+                ((double *)tmp)[i] += ((double *)w->slot[k])[i];
+        }
     pthread_barrier_wait(&w->bar);
     memcpy(x, tmp, (size_t)n * 8);
     free(tmp);
@@ -281,6 +330,9 @@ struct rank_ctx {
     struct fake_world   *w;
     int                  rank;
     struct lmp_tune_comm comm;
+    struct lmp_tune_pipe pipe;
+    atomic_int           stop;
+    enum lmp_status      step_st;
     struct student       s;
     int                  n_steps;
     double               kl, agree;
@@ -292,6 +344,37 @@ static enum lmp_status sum_i64(void *ctx, int64_t *x, int64_t n) {
 static enum lmp_status sum_f64(void *ctx, double *x, int64_t n) {
     struct rank_ctx *r = ctx;
     return fake_sum(r->w, r->rank, x, n, false);
+}
+
+static enum lmp_status pipe_send(void *ctx, int to, const void *buf, size_t n) {
+    struct rank_ctx   *r = ctx;
+    struct fake_world *w = r->w;
+    struct msg        *m = malloc(sizeof(*m) + n);
+    m->next              = NULL;
+    m->n                 = n;
+    memcpy(m->data, buf, n);
+    const int dst = r->pipe.replica * w->stages + to;
+    pthread_mutex_lock(&w->mu);
+    struct msg **tail = &w->box[r->rank][dst];
+    while (*tail) tail = &(*tail)->next;
+    *tail = m;
+    pthread_cond_broadcast(&w->cv);
+    pthread_mutex_unlock(&w->mu);
+    return LMP_OK;
+}
+static enum lmp_status pipe_recv(void *ctx, int from, void *buf, size_t n) {
+    struct rank_ctx   *r   = ctx;
+    struct fake_world *w   = r->w;
+    const int          src = r->pipe.replica * w->stages + from;
+    pthread_mutex_lock(&w->mu);
+    while (w->box[src][r->rank] == NULL) pthread_cond_wait(&w->cv, &w->mu);
+    struct msg *m        = w->box[src][r->rank];
+    w->box[src][r->rank] = m->next;
+    pthread_mutex_unlock(&w->mu);
+    const bool ok = m->n == n;
+    if (ok) memcpy(buf, m->data, n);
+    free(m);
+    return ok ? LMP_OK : LMP_EFORMAT;
 }
 
 static void *rank_main(void *arg) {
@@ -313,7 +396,7 @@ static void test_two_ranks_equal_one_process(void) {
     CHECK(lmp_tune_measure(one.tune, val_tokens(&one), N_VAL, &kl1, &ag1, &err) == LMP_OK);
 
     struct fake_world w;
-    pthread_barrier_init(&w.bar, NULL, 2);
+    world_init(&w, 2, 1);
     struct rank_ctx r[2];
     pthread_t       th[2];
     for (int k = 0; k < 2; k++) {
@@ -328,14 +411,126 @@ static void test_two_ranks_equal_one_process(void) {
     CHECK(same_student(&one, &r[0].s));
     CHECK(same_student(&one, &r[1].s));
     CHECK(fabs(r[0].kl - kl1) <= 1e-12 * kl1 && r[0].kl == r[1].kl);
-    pthread_barrier_destroy(&w.bar);
+    world_destroy(&w);
     for (int k = 0; k < 2; k++) student_free(&r[k].s);
     student_free(&one);
+}
+
+/* S stages x R replicas on S R threads, 4 steps: the same bits as one process. */
+static void pipeline_case(int S, int R, int lin0) {
+    g_lin0                 = lin0;
+    struct lmp_tune_opts o = opts();
+    o.micro_seqs           = 1; /* 4 micro-batches a step */
+    struct student one;
+    student_init(&one, &o);
+    steps(&one, 4);
+    double         kl1, ag1;
+    struct lmp_err err = {0};
+    CHECK(lmp_tune_measure(one.tune, val_tokens(&one), N_VAL, &kl1, &ag1, &err) == LMP_OK);
+
+    const int         n = S * R;
+    struct fake_world w;
+    world_init(&w, n, S);
+    struct rank_ctx *r = calloc((size_t)n, sizeof(*r));
+    pthread_t        th[MAX_RANKS];
+    for (int k = 0; k < n; k++) {
+        r[k]                    = (struct rank_ctx){.w = &w, .rank = k, .n_steps = 4};
+        r[k].comm               = (struct lmp_tune_comm){k, n, &r[k], sum_i64, sum_f64};
+        r[k].pipe               = (struct lmp_tune_pipe){.stage      = k % S,
+                                                         .n_stages   = S,
+                                                         .replica    = k / S,
+                                                         .n_replicas = R,
+                                                         .ctx        = &r[k],
+                                                         .send       = pipe_send,
+                                                         .recv       = pipe_recv};
+        struct lmp_tune_opts ok = o;
+        ok.comm                 = &r[k].comm;
+        ok.pipe                 = &r[k].pipe;
+        student_init(&r[k].s, &ok);
+    }
+    for (int k = 0; k < n; k++) pthread_create(&th[k], NULL, rank_main, &r[k]);
+    for (int k = 0; k < n; k++) pthread_join(th[k], NULL);
+    for (int k = 0; k < n; k++) {
+        CHECK(same_student(&one, &r[k].s));
+        CHECK(r[k].kl == r[0].kl && r[k].agree == r[0].agree);
+    }
+    printf("  %d stages x %d replicas (tuned from linear %d): held-out KL %.12f vs %.12f\n", S, R,
+           lin0, r[0].kl, kl1);
+    CHECK(fabs(r[0].kl - kl1) <= 1e-12 * kl1 && r[0].agree == ag1);
+    CHECK(world_destroy(&w)); /* every activation and gradient sent was received */
+    for (int k = 0; k < n; k++) student_free(&r[k].s);
+    free(r);
+    student_free(&one);
+    g_lin0 = 0;
+}
+
+static void test_pipeline_equals_one_process(void) {
+    pipeline_case(2, 1, 0);
+    pipeline_case(2, 2, 0);
+    pipeline_case(2, 1, LMP_LIN_COUNT);     /* block 1 only: stage 0 runs no backward */
+    pipeline_case(2, 1, LMP_LIN_COUNT - 1); /* from block 0's last linear */
+}
+
+static void *stop_main(void *arg) {
+    struct rank_ctx *r   = arg;
+    struct lmp_err   err = {0};
+    r->step_st           = lmp_tune_step(r->s.tune, NULL, &err);
+    return NULL;
+}
+
+/* A stop seen by stage 0 stops every stage at the same micro-batch: ECANCEL everywhere, the
+ * students untouched, no message left unread. */
+static void test_pipeline_stop(void) {
+    struct lmp_tune_opts o = opts();
+    struct student       ref;
+    student_init(&ref, &o);
+    struct fake_world w;
+    world_init(&w, 2, 2);
+    struct rank_ctx r[2];
+    pthread_t       th[2];
+    for (int k = 0; k < 2; k++) {
+        r[k]      = (struct rank_ctx){.w = &w, .rank = k};
+        r[k].comm = (struct lmp_tune_comm){k, 2, &r[k], sum_i64, sum_f64};
+        r[k].pipe = (struct lmp_tune_pipe){k, 2, 0, 1, &r[k], pipe_send, pipe_recv};
+        atomic_init(&r[k].stop, k == 0);
+        struct lmp_tune_opts ok = o;
+        ok.comm                 = &r[k].comm;
+        ok.pipe                 = &r[k].pipe;
+        ok.cancel               = &r[k].stop;
+        student_init(&r[k].s, &ok);
+    }
+    for (int k = 0; k < 2; k++) pthread_create(&th[k], NULL, stop_main, &r[k]);
+    for (int k = 0; k < 2; k++) pthread_join(th[k], NULL);
+    for (int k = 0; k < 2; k++) {
+        CHECK(r[k].step_st == LMP_ECANCEL);
+        CHECK(lmp_tune_steps_done(r[k].s.tune) == 0);
+        CHECK(same_student(&ref, &r[k].s));
+    }
+    CHECK(world_destroy(&w));
+    /* refused: a pipe that does not match the ranks */
+    struct lmp_tune_comm c1  = {0, 3, NULL, sum_i64, sum_f64};
+    struct lmp_tune_pipe p   = {0, 2, 0, 1, NULL, pipe_send, pipe_recv};
+    struct lmp_tune     *t   = NULL;
+    struct lmp_err       err = {0};
+    struct lmp_tune_opts bad = o;
+    bad.comm                 = &c1;
+    bad.pipe                 = &p;
+    CHECK(lmp_tune_new(ref.w, ref.teacher, ref.lin, NL, ref.tokens, N_WIN, T, &bad, &t, &err) ==
+          LMP_EINVAL);
+    CHECK(t == NULL && strstr(err.msg, "stages") != NULL);
+    p.n_stages = 3; /* more stages than blocks */
+    c1.size    = 3;
+    CHECK(lmp_tune_new(ref.w, ref.teacher, ref.lin, NL, ref.tokens, N_WIN, T, &bad, &t, &err) ==
+          LMP_EINVAL);
+    for (int k = 0; k < 2; k++) student_free(&r[k].s);
+    student_free(&ref);
 }
 
 int main(void) {
     RUN(test_steps_lower_kl);
     RUN(test_two_ranks_equal_one_process);
+    RUN(test_pipeline_equals_one_process);
+    RUN(test_pipeline_stop);
     RUN(test_resume_exact);
     RUN(test_cancel_and_refusals);
     return check_report();
