@@ -5,7 +5,9 @@
  *  SIGTERM stop at the next micro-batch and checkpoint the state (exit 130); the same
  *  command resumes it. Under mpirun / srun (built with MPI) the ranks are data-parallel
  *  replicas (worker/tune.h: exact integer gradient sums, so any number of ranks gives the
- *  one-process result); rank 0 prints and writes.
+ *  one-process result), or with --stages S chains of S pipeline stages (rank = replica x S
+ *  + stage; activations and gradients between neighbours by MPI_Send / MPI_Recv); rank 0
+ *  prints and writes.
  */
 #include "cli/cli.h"
 #include "base/cancel.h"      /* defines: lmp_cancel_shutdown */
@@ -27,7 +29,7 @@ static const char *const usage =
     "             [--lr X] [--code-lr X] [--code-frac F] [--v-every N] [--beam W]\n"
     "             [--trust-ratio X] [--lamb] [--blocks K] [--no-norms] [--seed S] "
     "[--checkpoint-minutes X]\n"
-    "             [--threads T] [--json]\n"
+    "             [--threads T] [--json] [--stages S]\n"
     "             [--connect EP [--wait] [--replicas R]]";
 
 static const char *const help =
@@ -64,6 +66,9 @@ static const char *const help =
     "  --checkpoint-minutes X  minutes between checkpoints (default 10; also on a stop)\n"
     "  --threads T           threads (default every core; per rank under MPI)\n"
     "  --json                print one JSON object at the end\n"
+    "  --stages S            under mpirun / srun: split the model's blocks into S pipeline\n"
+    "                        stages, one rank each (the ranks must be a multiple of S; the\n"
+    "                        rest are replicas); the same artifact as one process\n"
     "  --connect EP          run it as a job of the coordinator at EP instead, on its workers\n"
     "                        (the paths must name the same files there); prints the job id\n"
     "  --wait                with --connect: follow the job to its end (one line per step)\n"
@@ -100,6 +105,37 @@ static enum lmp_status mpi_sum_i64(void *ctx, int64_t *x, int64_t n) {
 static enum lmp_status mpi_sum_f64(void *ctx, double *x, int64_t n) {
     (void)ctx;
     return mpi_sum(x, n, MPI_DOUBLE, sizeof(*x));
+}
+
+/* Pipeline messages: to / from stage `to` of this rank's chain (rank = replica x S + stage),
+ * in chunks (MPI counts are int). */
+static int             g_stages = 1, g_replica;
+static enum lmp_status mpi_send(void *ctx, int to, const void *buf, size_t n) {
+    (void)ctx;
+    size_t off = 0;
+    do {
+        const size_t m = n - off < ((size_t)1 << 30) ? n - off : ((size_t)1 << 30);
+        if (MPI_Send((const char *)buf + off, (int)m, MPI_BYTE, g_replica * g_stages + to, 7,
+                     MPI_COMM_WORLD) != MPI_SUCCESS)
+            return LMP_EIO;
+        off += m;
+    } while (off < n);
+    return LMP_OK;
+}
+static enum lmp_status mpi_recv(void *ctx, int from, void *buf, size_t n) {
+    (void)ctx;
+    size_t off = 0;
+    do {
+        const size_t m   = n - off < ((size_t)1 << 30) ? n - off : ((size_t)1 << 30);
+        MPI_Status   st  = {0};
+        int          got = 0;
+        if (MPI_Recv((char *)buf + off, (int)m, MPI_BYTE, g_replica * g_stages + from, 7,
+                     MPI_COMM_WORLD, &st) != MPI_SUCCESS ||
+            MPI_Get_count(&st, MPI_BYTE, &got) != MPI_SUCCESS || (size_t)got != m)
+            return LMP_EFORMAT;
+        off += m;
+    } while (off < n);
+    return LMP_OK;
 }
 
 /* Under mpirun or srun (their environment says so): MPI up, *comm filled when there is more
@@ -178,11 +214,12 @@ static int cmd_tune_exec(struct lmp_cli *cli, int argc, char **argv) {
         {"connect", required_argument, NULL, 'E'},
         {"wait", no_argument, NULL, 'W'},
         {"replicas", required_argument, NULL, 'P'},
+        {"stages", required_argument, NULL, 'G'},
         {0},
     };
     const char *connect  = NULL;
     bool        wait     = false;
-    long long   replicas = 0;
+    long long   replicas = 0, stages = 1;
     for (int c; (c = getopt_long(argc, argv, "", opts, NULL)) != -1;) {
         switch (c) {
         case 'a':
@@ -281,6 +318,9 @@ static int cmd_tune_exec(struct lmp_cli *cli, int argc, char **argv) {
         case 'P':
             if (!lmp_cli_parse_i64("--replicas", optarg, 1, 64, &replicas)) return LMP_EXIT_USAGE;
             break;
+        case 'G':
+            if (!lmp_cli_parse_i64("--stages", optarg, 1, 4096, &stages)) return LMP_EXIT_USAGE;
+            break;
         default:
             return lmp_cli_usage(usage);
         }
@@ -292,6 +332,8 @@ static int cmd_tune_exec(struct lmp_cli *cli, int argc, char **argv) {
         return lmp_cli_usage_msg(usage, "--out must differ from --artifact");
     if ((wait || replicas) && connect == NULL)
         return lmp_cli_usage_msg(usage, "--wait and --replicas go with --connect");
+    if (stages > 1 && connect)
+        return lmp_cli_usage_msg(usage, "--stages is for mpirun / srun, not --connect");
     if (connect) { /* a cluster job: the coordinator's workers run it */
         Lmp__JobSpec  spec = LMP__JOB_SPEC__INIT;
         Lmp__TuneSpec ts;
@@ -307,9 +349,35 @@ static int cmd_tune_exec(struct lmp_cli *cli, int argc, char **argv) {
     sigaction(SIGTERM, &sa, NULL);
 #ifdef LMP_HAVE_MPI
     struct lmp_tune_comm comm = {0};
+    struct lmp_tune_pipe pipe = {0};
     bool                 mpi  = false;
     if (!mpi_start(&comm, &mpi)) return LMP_EXIT_FAIL;
     if (mpi && comm.size > 1) j.opts.comm = &comm;
+    if (stages > 1 && (!mpi || comm.size % stages != 0)) {
+        if (g_rank == 0)
+            fprintf(stderr,
+                    "lmpress: --stages %lld needs mpirun / srun with a multiple of %lld ranks "
+                    "(here %d)\n",
+                    stages, stages, mpi ? comm.size : 1);
+        return mpi_end(mpi, comm.size, LMP_EXIT_USAGE);
+    }
+    if (stages > 1) {
+        g_stages    = (int)stages;
+        g_replica   = comm.rank / g_stages;
+        pipe        = (struct lmp_tune_pipe){comm.rank % g_stages,
+                                             g_stages,
+                                             g_replica,
+                                             comm.size / g_stages,
+                                             NULL,
+                                             mpi_send,
+                                             mpi_recv};
+        j.opts.pipe = &pipe;
+    }
+#else
+    if (stages > 1) {
+        fprintf(stderr, "lmpress: --stages needs a build with MPI (-DLMP_MPI=ON)\n");
+        return LMP_EXIT_USAGE;
+    }
 #endif
     cJSON *o  = cli->json && g_rank == 0 ? cJSON_CreateObject() : NULL;
     int    rc = lmp_cli_tune_run(cli, &j, o);

@@ -504,6 +504,16 @@ enum lmp_status lmp_tune_job_run(const struct lmp_tune_job *j, struct lmp_tune_r
         free(keep);
         if (st != LMP_OK) goto out;
     }
+    if (j->opts.pipe && j->opts.pipe->n_stages > 1) {
+        const int S = j->opts.pipe->n_stages, L = t.smodel->cfg.n_layers;
+        if (S > L) {
+            st = lmp_err_set(err, LMP_EINVAL, "tune: %d pipeline stages for a model of %d blocks",
+                             S, L);
+            goto out;
+        }
+        notice(j, "pipeline: %d stages x %d replicas, %d-%d blocks per stage", S,
+               j->opts.pipe->n_replicas, L / S, (L + S - 1) / S);
+    }
     /* tokens are the training windows [0, n_win - n_val), then the held-out ones */
     const int32_t *val = t.ids + (n_win - n_val) * ctx;
     if ((st = lmp_tune_new(t.student, t.teacher, t.lins, t.n_lins, t.ids, n_win - n_val, ctx,

@@ -2,7 +2,10 @@
 # tune_mpi - lmpress tune under mpirun: 2 data-parallel ranks give the artifact one process
 # gives (every dataset identical: exact integer gradient sums, worker/tune.h); a 2-rank run
 # stopped by SIGTERM checkpoints and resumes, as 1 rank, to the same artifact again (the
-# checkpoint does not depend on the number of ranks).
+# checkpoint does not depend on the number of ranks). Pipeline stages (--stages 2: the blocks
+# split between 2 ranks, activations and gradients between them) give it too, alone and
+# as 2 stages x 2 replicas, and a stopped 2-stage run resumes as 1 process to it; ranks that
+# are not a multiple of the stages are refused.
 set -u
 . "$(dirname "$0")/lib.bash"
 lmp_need_stories
@@ -22,7 +25,24 @@ mpirun -n 2 "$LMPRESS" tune "${TUNE[@]}" --out two.h5 --threads 1 > two.out 2> t
 same_layers one.h5 two.h5 || bad "2 ranks differ from 1 process"
 [ "$(grep -c '^step 12/12' two.log)" = 1 ] || bad "want one progress line per step (rank 0 only)"
 
-LMP_TUNE_CKPT_EVERY_STEP=1 LMP_FAULT_ROUND_SLEEP_MS=200 mpirun -n 2 "$LMPRESS" tune "${TUNE[@]}" --out r.h5 --threads 1 \
+mpirun -n 2 "$LMPRESS" tune "${TUNE[@]}" --stages 2 --out p2.h5 --threads 1 > p2.out 2> p2.log ||
+    { bad "tune --stages 2 under mpirun -n 2"; cat p2.log; }
+same_layers one.h5 p2.h5 || bad "2 pipeline stages differ from 1 process"
+grep -q "pipeline: 2 stages x 1 replicas" p2.log || bad "no pipeline notice for --stages 2"
+[ "$(grep -c '^step 12/12' p2.log)" = 1 ] || bad "2 stages: want one progress line per step"
+mpirun -n 4 "$LMPRESS" tune "${TUNE[@]}" --stages 2 --out p4.h5 --threads 1 > p4.out 2> p4.log ||
+    { bad "tune --stages 2 under mpirun -n 4"; cat p4.log; }
+same_layers one.h5 p4.h5 || bad "2 stages x 2 replicas differ from 1 process"
+grep -q "pipeline: 2 stages x 2 replicas" p4.log || bad "no pipeline notice for 4 ranks"
+mpirun -n 3 "$LMPRESS" tune "${TUNE[@]}" --stages 2 --out p3.h5 --threads 1 > p3.out 2> p3.log &&
+    bad "3 ranks in 2 stages were accepted"
+grep -q "multiple of 2 ranks (here 3)" p3.log || { bad "no reason for refusing 3 ranks"; cat p3.log; }
+[ ! -e p3.h5 ] || bad "a refused run wrote p3.h5"
+
+for mode in replicas stages; do
+[ $mode = stages ] && ST=(--stages 2) || ST=()
+rm -rf r.h5 r.h5.tune
+LMP_TUNE_CKPT_EVERY_STEP=1 LMP_FAULT_ROUND_SLEEP_MS=200 mpirun -n 2 "$LMPRESS" tune "${TUNE[@]}" "${ST[@]}" --out r.h5 --threads 1 \
     > r1.out 2> r1.log &
 MPID=$!
 wait_for 60 grep -q "^step 5/" r1.log || bad "no step 5 in time"
@@ -31,5 +51,6 @@ kill -TERM "$MPID"; wait "$MPID"; rc=$?; MPID=
 [ -f r.h5.tune/checkpoint.h5 ] || { bad "no checkpoint after SIGTERM"; cat r1.log; }
 "$LMPRESS" tune "${TUNE[@]}" --out r.h5 --threads 2 2> r2.log || { bad "resume as 1 process"; cat r2.log; }
 grep -q "resuming" r2.log || bad "the resume did not resume"
-same_layers one.h5 r.h5 || bad "2 ranks stopped + 1 resumed differ from 1 process"
+same_layers one.h5 r.h5 || bad "2 ranks ($mode) stopped + 1 resumed differ from 1 process"
+done
 exit $fail
