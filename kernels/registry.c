@@ -70,6 +70,7 @@ static void init_avx2(struct lmp_kernels *k) {
     k->gram_acc      = lmp_gram_acc_avx2;
     k->kmeans_assign = lmp_kmeans_assign_avx2;
     k->kmeans_update = lmp_kmeans_update_avx2;
+    k->aq_beam       = lmp_aq_beam_avx2;
     k->aq_grad       = lmp_aq_grad_avx2;
     k->aq_decode     = lmp_aq_decode_avx2;
     k->aq_matvec     = lmp_aq_matvec_avx2;

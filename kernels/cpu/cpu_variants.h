@@ -26,6 +26,7 @@ lmp_dequant_row_fn   lmp_dequant_row_avx2; /* dequant_avx2.c (no F16C) */
 lmp_gram_acc_fn      lmp_gram_acc_avx2;
 lmp_kmeans_assign_fn lmp_kmeans_assign_avx2;
 lmp_kmeans_update_fn lmp_kmeans_update_avx2;
+lmp_aq_beam_fn       lmp_aq_beam_avx2;
 lmp_aq_grad_fn       lmp_aq_grad_avx2;
 lmp_aq_decode_fn     lmp_aq_decode_avx2;
 lmp_aq_matvec_fn     lmp_aq_matvec_avx2;

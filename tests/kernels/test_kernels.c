@@ -694,6 +694,118 @@ static void test_aq_beam_m_order(void) {
     }
 }
 
+/* ---- avx2 against avx512: the same bits ------------------------------------------ */
+
+static int same_bits(const char *what, int c, const void *a, const void *b, size_t bytes) {
+    const int same = memcmp(a, b, bytes) == 0;
+    if (!same) fprintf(stderr, "  %s case %d: avx2 and avx512 differ\n", what, c);
+    CHECK(same);
+    return same;
+}
+
+/* The AVX2 variants do the AVX-512 variants' floating-point operations lane for lane
+ * (kernels/cpu/<op>_avx2.c), so on a CPU that runs both tables every slot they override
+ * gives the same bits: Gram, k-means, decode, gradient, beam search (codes and losses);
+ * dequant_row is the reference's bits in both (test_dequant_*). aq_matvec is not
+ * included: its lookup-table sums run 8 or 16 wide (nmse 1e-10 against the reference). */
+static void test_avx2_same_bits(void) {
+    struct lmp_kernels a, b;
+    if (!lmp_kernels_init_named(&a, "avx2") || !lmp_kernels_init_named(&b, "avx512")) {
+        fprintf(stderr, "  avx2 or avx512 not run by this CPU: skipped\n");
+        return;
+    }
+    static const int64_t gshape[][2] = {{7, 5}, {300, 33}, {513, 96}};
+    for (int c = 0; c < 3; c++) {
+        const int64_t n_tok = gshape[c][0], n_in = gshape[c][1];
+        float        *x  = fbuf(n_tok * n_in, 900 + c);
+        double       *ha = calloc((size_t)(n_in * n_in), sizeof(double));
+        double       *hb = calloc((size_t)(n_in * n_in), sizeof(double));
+        a.gram_acc(ha, x, n_tok, n_in);
+        b.gram_acc(hb, x, n_tok, n_in);
+        same_bits("gram_acc", c, ha, hb, (size_t)(n_in * n_in) * sizeof(double));
+        free(x);
+        free(ha);
+        free(hb);
+    }
+    static const int64_t kshape[][3] = {
+        {37, 5, 3}, {200, 20, 8}, {333, 48, 4}, {5000, 256, 8}, {999, 40, 6}};
+    for (int c = 0; c < 5; c++) {
+        const int64_t n = kshape[c][0], K = kshape[c][1];
+        const int     g   = (int)kshape[c][2];
+        float        *pts = fbuf(n * g, 910 + c), *cent = fbuf(K * g, 920 + c);
+        float        *wts = fbuf(n, 930 + c), *da = fbuf(n, 1), *db = fbuf(n, 1);
+        float        *ca = fbuf(K * g, 940 + c), *cc = fbuf(K * g, 940 + c);
+        int32_t      *aa = malloc((size_t)n * sizeof(int32_t)),
+                *ab      = malloc((size_t)n * sizeof(int32_t));
+        for (int64_t i = 0; i < n; i++) wts[i] = fabsf(wts[i]);
+        a.kmeans_assign(aa, da, pts, n, cent, K, g);
+        b.kmeans_assign(ab, db, pts, n, cent, K, g);
+        same_bits("kmeans_assign", c, aa, ab, (size_t)n * sizeof(int32_t));
+        same_bits("kmeans_assign dist2", c, da, db, (size_t)n * sizeof(float));
+        for (int wi = 0; wi < 2; wi++) {
+            a.kmeans_update(ca, pts, wi ? wts : NULL, aa, n, K, g);
+            b.kmeans_update(cc, pts, wi ? wts : NULL, aa, n, K, g);
+            same_bits("kmeans_update", c, ca, cc, (size_t)(K * g) * sizeof(float));
+        }
+        free(pts);
+        free(cent);
+        free(wts);
+        free(da);
+        free(db);
+        free(ca);
+        free(cc);
+        free(aa);
+        free(ab);
+    }
+    for (int c = 0; c < N_AQ_CASES; c++) {
+        struct aq_fix f;
+        aq_fix_init(&f, &aq_cases[c], 950 + c);
+        const int64_t n_out = f.s.n_out, n_in = f.s.n_in, n_grp = n_in / f.s.g;
+        const int64_t n = n_out * n_grp * f.s.M, n_cb = (int64_t)f.s.M * f.s.K * f.s.g;
+        float        *wa = malloc((size_t)(n_out * n_in) * sizeof(float)),
+              *wb        = malloc((size_t)(n_out * n_in) * sizeof(float));
+        a.aq_decode(wa, f.codes, f.cb, f.scale, &f.s);
+        b.aq_decode(wb, f.codes, f.cb, f.scale, &f.s);
+        same_bits("aq_decode", c, wa, wb, (size_t)(n_out * n_in) * sizeof(float));
+        float *ga = malloc((size_t)n_cb * sizeof(float)),
+              *gb = malloc((size_t)n_cb * sizeof(float));
+        float *sa = malloc((size_t)n_out * sizeof(float)),
+              *sb = malloc((size_t)n_out * sizeof(float));
+        double La = 0, Lb = 0;
+        CHECK(a.aq_grad(&La, ga, sa, f.codes, f.w, f.scale, f.cb, f.h, &f.s) == 0);
+        CHECK(b.aq_grad(&Lb, gb, sb, f.codes, f.w, f.scale, f.cb, f.h, &f.s) == 0);
+        same_bits("aq_grad loss", c, &La, &Lb, sizeof(double));
+        same_bits("aq_grad codebooks", c, ga, gb, (size_t)n_cb * sizeof(float));
+        same_bits("aq_grad scales", c, sa, sb, (size_t)n_out * sizeof(float));
+        uint16_t *cda = malloc((size_t)n * sizeof(uint16_t)),
+                 *cdb = malloc((size_t)n * sizeof(uint16_t));
+        double *la    = malloc((size_t)n_out * sizeof(double)),
+               *lb    = malloc((size_t)n_out * sizeof(double));
+        for (int beam = 1; beam <= 8; beam = beam == 1 ? 3 : beam + 5) /* 1, 3, 8 */
+            for (int shuffled = 0; shuffled < 2; shuffled++) {
+                uint8_t *mo = shuffled ? aq_m_order(n_grp, f.s.M) : NULL;
+                memcpy(cda, f.codes, (size_t)n * sizeof(uint16_t));
+                memcpy(cdb, f.codes, (size_t)n * sizeof(uint16_t));
+                CHECK(a.aq_beam(cda, la, f.w, f.scale, f.cb, f.h, &f.s, beam, mo) == 0);
+                CHECK(b.aq_beam(cdb, lb, f.w, f.scale, f.cb, f.h, &f.s, beam, mo) == 0);
+                same_bits("aq_beam codes", c, cda, cdb, (size_t)n * sizeof(uint16_t));
+                same_bits("aq_beam loss", c, la, lb, (size_t)n_out * sizeof(double));
+                free(mo);
+            }
+        free(wa);
+        free(wb);
+        free(ga);
+        free(gb);
+        free(sa);
+        free(sb);
+        free(cda);
+        free(cdb);
+        free(la);
+        free(lb);
+        aq_fix_free(&f);
+    }
+}
+
 /* ---- sgemm --------------------------------------------------------------------- */
 
 static void test_sgemm(void) {
@@ -948,6 +1060,7 @@ int main(int argc, char **argv) {
         fprintf(stderr, "LMP_KERNELS='%s': not a table this CPU runs\n", only);
         return 2;
     }
+    if (!(only && *only) || strcmp(only, "avx2") == 0) RUN(test_avx2_same_bits);
     RUN(test_scratch);
     return check_report();
 }
