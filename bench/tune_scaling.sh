@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # tune_scaling - PV-Tuning step time with 1 and 2 data-parallel ranks of one thread each
-# (`mpirun -n 2 lmpress tune`), and 1 rank of 2 threads, on the same artifact, same run;
-# the tuned artifacts of all three must be identical (exact integer gradient sums).
+# (`mpirun -n 2 lmpress tune`), 2 pipeline stages of one thread each (`--stages 2`), and 1
+# rank of 2 threads, on the same artifact, same run; the tuned artifacts of all four must be
+# identical (exact integer gradient sums). Peak RSS per rank from /usr/bin/time.
 #
 #   bench/tune_scaling.sh ART.h5 MODEL DATA [LMPRESS]
 #
@@ -23,18 +24,26 @@ T=(tune --artifact "$ART" --model "$MODEL" --data "$DATA" --steps "$STEPS" --bat
 run() {   # name, threads, launcher... -> seconds of tuning
     local name=$1 th=$2; shift 2
     rm -rf "$OUT/$name.h5" "$OUT/$name.h5.tune" "$OUT/$name.h5.parts"
-    "$@" "$LMPRESS" "${T[@]}" --threads "$th" --out "$OUT/$name.h5" > "$OUT/$name.json" \
-        2> "$OUT/$name.log" || { echo "$name failed: see $OUT/$name.log" >&2; exit 1; }
+    local extra=(); [ "$name" = s2t1 ] && extra=(--stages 2)
+    "$@" /usr/bin/time -f 'rss_kb %M' "$LMPRESS" "${T[@]}" "${extra[@]}" --threads "$th" \
+        --out "$OUT/$name.h5" > "$OUT/$name.json" 2> "$OUT/$name.log" ||
+        { echo "$name failed: see $OUT/$name.log" >&2; exit 1; }
     field seconds_tuning < "$OUT/$name.json" | tail -1
 }
-a=$(run r1t1 1 env); b=$(run r2t1 1 mpirun -n 2); c=$(run r1t2 2 env)
-[ -n "$a" ] && [ -n "$b" ] && [ -n "$c" ] || exit 1
+rss() { awk '/^rss_kb/ { if ($2 > m) m = $2 } END { printf "%.0f", m / 1024 }' "$OUT/$1.log"; }
+a=$(run r1t1 1 env); b=$(run r2t1 1 mpirun -n 2); s=$(run s2t1 1 mpirun -n 2)
+c=$(run r1t2 2 env)
+[ -n "$a" ] && [ -n "$b" ] && [ -n "$s" ] && [ -n "$c" ] || exit 1
 same() { h5diff -q "$1" "$2" /layers /layers > /dev/null && echo identical || echo DIFFERENT; }
 printf 'PV-Tuning, %s steps of %s windows of %s tokens (%s)\n' "$STEPS" "$BATCH" "$CTX" "$ART"
-printf '%-28s %10s %10s\n' run "s/step" artifact
-printf '%-28s %10.1f %10s\n' "1 rank x 1 thread" "$(echo "$a / $STEPS" | bc -l)" reference
-printf '%-28s %10.1f %10s\n' "2 ranks x 1 thread (mpirun)" "$(echo "$b / $STEPS" | bc -l)" \
-    "$(same "$OUT/r1t1.h5" "$OUT/r2t1.h5")"
-printf '%-28s %10.1f %10s\n' "1 rank x 2 threads" "$(echo "$c / $STEPS" | bc -l)" \
-    "$(same "$OUT/r1t1.h5" "$OUT/r1t2.h5")"
-printf '2 ranks over 1 rank: %.2fx\n' "$(echo "$a / $b" | bc -l)"
+printf '%-30s %8s %14s %10s\n' run "s/step" "peak RSS/rank" artifact
+printf '%-30s %8.1f %11s MB %10s\n' "1 rank x 1 thread" "$(echo "$a / $STEPS" | bc -l)" \
+    "$(rss r1t1)" reference
+printf '%-30s %8.1f %11s MB %10s\n' "2 ranks x 1 thread (mpirun)" "$(echo "$b / $STEPS" | bc -l)" \
+    "$(rss r2t1)" "$(same "$OUT/r1t1.h5" "$OUT/r2t1.h5")"
+printf '%-30s %8.1f %11s MB %10s\n' "2 stages x 1 thread (--stages)" \
+    "$(echo "$s / $STEPS" | bc -l)" "$(rss s2t1)" "$(same "$OUT/r1t1.h5" "$OUT/s2t1.h5")"
+printf '%-30s %8.1f %11s MB %10s\n' "1 rank x 2 threads" "$(echo "$c / $STEPS" | bc -l)" \
+    "$(rss r1t2)" "$(same "$OUT/r1t1.h5" "$OUT/r1t2.h5")"
+printf '2 ranks over 1 rank: %.2fx; 2 stages over 1 rank: %.2fx\n' "$(echo "$a / $b" | bc -l)" \
+    "$(echo "$a / $s" | bc -l)"
