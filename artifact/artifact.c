@@ -961,9 +961,67 @@ static size_t tensor_es(const struct lmp_art_tensor *t) { /* bytes per element *
     return t->dtype == LMP_DTYPE_F32 ? 4 : 2;
 }
 
+/* A quantized tensor (docs/artifact.md, "Quantized tensors"): Q8_0 or Q4_1 blocks of 32
+ * along the rows, stored as a uint8 dataset (rows, n_cols / 32 * block bytes) with a
+ * string attribute `dtype` ("Q8_0", "Q4_1"). */
+static bool quant_dtype(enum lmp_dtype d) {
+    return d == LMP_DTYPE_Q8_0 || d == LMP_DTYPE_Q4_1;
+}
+
+/* Bytes of t's data: the blocks of a quantized tensor, else elements x element size. */
+static int64_t tensor_bytes(const struct lmp_art_tensor *t) {
+    if (quant_dtype(t->dtype)) return lmp_tensor_expected_bytes(t->dtype, t->n_dims, t->shape);
+    return mul_ok(tensor_elem(t), (int64_t)tensor_es(t));
+}
+
+/* The dtype of quantized tensor dataset name, or -1 when it is not one. */
+static int dset_quant_dtype(hid_t loc, const char *name) {
+    if (H5Lexists(loc, name, H5P_DEFAULT) <= 0) return -1;
+    hid_t d = H5Dopen2(loc, name, H5P_DEFAULT);
+    char  v[16];
+    int   k = -1;
+    if (d >= 0 && attr_get_str(d, "dtype", v, sizeof(v)) == 0)
+        k = strcmp(v, "Q8_0") == 0 ? LMP_DTYPE_Q8_0 : strcmp(v, "Q4_1") == 0 ? LMP_DTYPE_Q4_1 : -1;
+    if (d >= 0) H5Dclose(d);
+    return k;
+}
+
+/* The tensor shape of dataset path (rank, dims): a quantized tensor's stored (rows,
+ * row bytes) gives (rows, columns). *dtype: its dtype (-1 for a plain float dataset).
+ * -1 when absent, unreadable, or a quantized dataset of an impossible shape. */
+static int tensor_shape(hid_t loc, const char *path, int *rank, int64_t *dims, int *dtype) {
+    size_t      es  = 0;
+    H5T_class_t cls = H5T_NO_CLASS;
+    if (dset_shape(loc, path, rank, dims, &es, &cls) < 0) return -1;
+    *dtype = -1;
+    if (cls != H5T_INTEGER) return 0;
+    const int k = dset_quant_dtype(loc, path);
+    if (k < 0 || es != 1 || *rank != 2) return -1;
+    const int64_t bb = lmp_dtype_block_bytes((enum lmp_dtype)k);
+    if (dims[1] <= 0 || dims[1] % bb != 0 || dims[1] / bb > (INT64_MAX / 64)) return -1;
+    dims[1] = dims[1] / bb * lmp_dtype_block((enum lmp_dtype)k);
+    *dtype  = k;
+    return 0;
+}
+
 static int write_tensor_obj(hid_t file, const struct lmp_art_tensor *t, uint64_t *hash) {
-    hid_t        tg = H5I_INVALID_HID, ft = H5I_INVALID_HID;
-    int          rc = -1;
+    hid_t tg = H5I_INVALID_HID, ft = H5I_INVALID_HID;
+    int   rc = -1;
+    if (quant_dtype(t->dtype)) { /* (rows, row bytes) of blocks, and the dtype's name */
+        const int64_t d[2] = {t->shape[0], lmp_tensor_expected_bytes(t->dtype, 1, &t->shape[1])};
+        hid_t         dset = H5I_INVALID_HID;
+        if ((tg = group_open_or_create(file, "tensors")) < 0 ||
+            dset_put(tg, t->name, H5T_STD_U8LE, H5T_NATIVE_UINT8, 1, 2, d, t->data) < 0 ||
+            (dset = H5Dopen2(tg, t->name, H5P_DEFAULT)) < 0 ||
+            attr_put_str(dset, "dtype", lmp_dtype_name(t->dtype)) < 0)
+            rc = -1;
+        else
+            rc = 0;
+        if (dset >= 0) H5Dclose(dset);
+        if (tg >= 0) H5Gclose(tg);
+        if (rc == 0 && hash) *hash = lmp_xxh64(t->data, (size_t)tensor_bytes(t), 0);
+        return rc;
+    }
     const bool   f2 = t->dtype != LMP_DTYPE_F32; /* F16 or BF16 */
     const size_t es = tensor_es(t);
     if ((tg = group_open_or_create(file, "tensors")) < 0) goto out;
@@ -992,11 +1050,18 @@ static enum lmp_status read_tensor_obj(hid_t file, const char *fname, const char
     if (H5Lexists(file, "tensors", H5P_DEFAULT) <= 0 ||
         dset_shape(file, path, &t->n_dims, t->shape, &es, &cls) < 0)
         return lmp_err_set(err, LMP_EFORMAT, "'%s': missing dataset /%s", fname, path);
-    const int k = cls == H5T_FLOAT ? dset_float_dtype(file, path) : -1;
-    if (k < 0 || tensor_elem(t) < 0)
-        return lmp_err_set(err, LMP_EFORMAT, "'%s': %s is not fp32, fp16 or bf16", fname, obj);
+    int q = -1; /* a quantized tensor: its dtype, and the shape in weights */
+    if (cls == H5T_INTEGER && tensor_shape(file, path, &t->n_dims, t->shape, &q) < 0)
+        return lmp_err_set(err, LMP_EFORMAT,
+                           "'%s': %s is neither a float dataset nor Q8_0/Q4_1 blocks of a "
+                           "possible shape",
+                           fname, obj);
+    const int k = q >= 0 ? q : cls == H5T_FLOAT ? dset_float_dtype(file, path) : -1;
+    t->dtype    = (enum lmp_dtype)(k >= 0 ? k : 0);
+    if (k < 0 || tensor_elem(t) < 0 || tensor_bytes(t) < 0)
+        return lmp_err_set(err, LMP_EFORMAT, "'%s': %s is not fp32, fp16, bf16, Q8_0 or Q4_1",
+                           fname, obj);
     snprintf(t->name, sizeof(t->name), "%s", name);
-    t->dtype = (enum lmp_dtype)k;
     if (hash) {
         hid_t d = H5Dopen2(file, path, H5P_DEFAULT);
         int   r = d >= 0 ? attr_get_u64(d, "xxh64", hash) : -1;
@@ -1004,6 +1069,20 @@ static enum lmp_status read_tensor_obj(hid_t file, const char *fname, const char
         if (r < 0) return lmp_err_set(err, LMP_EFORMAT, "'%s': %s has no checksum", fname, obj);
     }
     if (!data) return LMP_OK;
+    if (q >= 0) { /* the blocks as they are stored: (rows, row bytes) */
+        const int64_t d[2] = {t->shape[0], lmp_tensor_expected_bytes(t->dtype, 1, &t->shape[1])};
+        const int64_t n    = tensor_bytes(t);
+        hid_t         tg   = H5I_INVALID_HID;
+        if ((t->data = malloc((size_t)(n ? n : 1))) == NULL)
+            return lmp_err_set(err, LMP_ENOMEM, "out of memory reading %s", obj);
+        enum lmp_status st =
+            (tg = H5Gopen2(file, "tensors", H5P_DEFAULT)) < 0
+                ? lmp_err_set(err, LMP_EFORMAT, "'%s': cannot open /tensors", fname)
+                : dset_get(tg, name, H5T_NATIVE_UINT8, 1, 2, d, t->data, fname, obj, err);
+        if (tg >= 0) H5Gclose(tg);
+        if (st != LMP_OK) lmp_art_tensor_release(t);
+        return st;
+    }
     int64_t n = tensor_elem(t);
     t->data   = malloc((size_t)(n ? n : 1) * es);
     if (t->data == NULL) return lmp_err_set(err, LMP_ENOMEM, "out of memory reading %s", obj);
@@ -1764,8 +1843,10 @@ static void item_done(struct lmp_artifact *a, hid_t f) {
 
 static bool tensor_ok(const struct lmp_art_tensor *t) {
     return name_ok(t->name) &&
-           (t->dtype == LMP_DTYPE_F32 || t->dtype == LMP_DTYPE_F16 || t->dtype == LMP_DTYPE_BF16) &&
-           t->n_dims >= 1 && t->n_dims <= LMP_MAX_DIMS && tensor_elem(t) >= 0 && t->data != NULL;
+           (t->dtype == LMP_DTYPE_F32 || t->dtype == LMP_DTYPE_F16 || t->dtype == LMP_DTYPE_BF16 ||
+            (quant_dtype(t->dtype) && t->n_dims == 2)) &&
+           t->n_dims >= 1 && t->n_dims <= LMP_MAX_DIMS && tensor_elem(t) >= 0 &&
+           tensor_bytes(t) >= 0 && t->data != NULL;
 }
 
 /* Tensor item i (committed earlier) against t: LMP_OK when identical, LMP_EMISMATCH when
@@ -1781,10 +1862,9 @@ static enum lmp_status tensor_same(struct lmp_artifact *a, int64_t i,
     st = read_tensor_obj(f, fn, t->name, &have, false, &h, err);
     item_done(a, f);
     if (st) return st;
-    size_t es   = tensor_es(t);
-    bool   same = have.dtype == t->dtype && have.n_dims == t->n_dims &&
+    bool same = have.dtype == t->dtype && have.n_dims == t->n_dims &&
                 memcmp(have.shape, t->shape, (size_t)t->n_dims * sizeof(int64_t)) == 0 &&
-                h == lmp_xxh64(t->data, (size_t)tensor_elem(t) * es, 0);
+                h == lmp_xxh64(t->data, (size_t)tensor_bytes(t), 0);
     if (!same)
         return lmp_err_set(err, LMP_EMISMATCH,
                            "'%s': tensor '%s' is already stored with "
@@ -1885,15 +1965,68 @@ enum lmp_status lmp_artifact_commit_block(struct lmp_artifact *a, const char *na
     return st ? st : rebuild_order(a, err);
 }
 
-/* Store source tensor src under name with canonical shape (n_dims, shape). */
+/* dtype of a tensor stored at bits: 8 Q8_0, 4 Q4_1, else -1 (the source's precision) */
+static int bits_dtype(int bits) {
+    return bits == 8 ? LMP_DTYPE_Q8_0 : bits == 4 ? LMP_DTYPE_Q4_1 : -1;
+}
+
+/* t (name and shape set) = src quantized to dtype q, row by row; *buf owns the blocks.
+ * A source already in dtype q is copied as it is (requantizing it could only lose). */
+static enum lmp_status quantize_tensor(struct lmp_art_tensor *t, const struct lmp_tensor *src,
+                                       int q, void **buf, struct lmp_err *err) {
+    const int64_t rows = t->shape[0], cols = t->shape[1];
+    const int64_t rb = cols % 32 == 0 ? lmp_tensor_expected_bytes((enum lmp_dtype)q, 1, &cols) : -1;
+    if (t->n_dims != 2 || rb <= 0)
+        return lmp_err_set(err, LMP_EINVAL,
+                           "cannot store '%s' as %s: its rows of %lld are not a multiple of 32",
+                           t->name, lmp_dtype_name((enum lmp_dtype)q), (long long)cols);
+    t->dtype = (enum lmp_dtype)q;
+    if (src->dtype == (enum lmp_dtype)q) {
+        t->data = (void *)src->data; /* written, never modified */
+        return LMP_OK;
+    }
+    uint8_t *blocks = malloc((size_t)(rows * rb > 0 ? rows * rb : 1));
+    float   *row    = malloc((size_t)cols * sizeof(float));
+    if (blocks == NULL || row == NULL) {
+        free(blocks);
+        free(row);
+        return lmp_err_set(err, LMP_ENOMEM, "out of memory quantizing '%s'", t->name);
+    }
+    for (int64_t r = 0; r < rows; r++) {
+        lmp_tensor_rows_f32(src, r, 1, row);
+        if (lmp_quantize_row(q, row, blocks + r * rb, cols) != 0) {
+            free(blocks);
+            free(row);
+            return lmp_err_set(err, LMP_EINVAL,
+                               "cannot store '%s' as %s: row %lld has a value that is not "
+                               "finite or too large for an fp16 scale",
+                               t->name, lmp_dtype_name((enum lmp_dtype)q), (long long)r);
+        }
+    }
+    free(row);
+    t->data = blocks;
+    *buf    = blocks;
+    return LMP_OK;
+}
+
+/* Store source tensor src under name with canonical shape (n_dims, shape), at bits 8 or 4
+ * (Q8_0, Q4_1: quantize_tensor), or else in its source's precision. */
 static enum lmp_status put_model_tensor(struct lmp_artifact *a, const char *name,
                                         const struct lmp_tensor *src, int n_dims,
-                                        const int64_t *shape, struct lmp_err *err) {
+                                        const int64_t *shape, int bits, struct lmp_err *err) {
     struct lmp_art_tensor t = {0};
     snprintf(t.name, sizeof(t.name), "%s", name);
     t.n_dims = n_dims;
     memcpy(t.shape, shape, (size_t)n_dims * sizeof(int64_t));
     float *buf = NULL;
+    if (bits_dtype(bits) >= 0) {
+        void           *qbuf = NULL;
+        enum lmp_status st   = quantize_tensor(&t, src, bits_dtype(bits), &qbuf, err);
+        if (st == LMP_OK) st = lmp_artifact_put_tensor(a, &t, err);
+        free(qbuf);
+        lmp_map_release_pages(src->data, (size_t)src->nbytes);
+        return st;
+    }
     if (src->dtype == LMP_DTYPE_F32 || src->dtype == LMP_DTYPE_F16 ||
         src->dtype == LMP_DTYPE_BF16) {
         t.dtype = src->dtype;
@@ -1927,14 +2060,23 @@ static enum lmp_status put_model_tensor(struct lmp_artifact *a, const char *name
 enum lmp_status lmp_artifact_put_model_tensors(struct lmp_artifact *a, const struct lmp_model *m,
                                                const bool *quantized, bool finetune,
                                                struct lmp_err *err) {
+    return lmp_artifact_put_model_tensors_q(a, m, quantized, finetune, 16, 16, err);
+}
+
+enum lmp_status lmp_artifact_put_model_tensors_q(struct lmp_artifact *a, const struct lmp_model *m,
+                                                 const bool *quantized, bool finetune,
+                                                 int embed_bits, int head_bits,
+                                                 struct lmp_err *err) {
     assert(a && m);
     const struct lmp_config *c = &m->cfg;
     enum lmp_status          st;
     int64_t                  emb[2] = {c->vocab_size, c->dim}, vec[1] = {c->dim};
-    if ((st = put_model_tensor(a, "model.embed_tokens.weight", m->tok_emb, 2, emb, err)) ||
-        (st = put_model_tensor(a, "model.norm.weight", m->out_norm, 1, vec, err)))
+    if ((st = put_model_tensor(a, "model.embed_tokens.weight", m->tok_emb, 2, emb, embed_bits,
+                               err)) ||
+        (st = put_model_tensor(a, "model.norm.weight", m->out_norm, 1, vec, 16, err)))
         return st;
-    if (!c->tied_embeddings && (st = put_model_tensor(a, "lm_head.weight", m->output, 2, emb, err)))
+    if (!c->tied_embeddings &&
+        (st = put_model_tensor(a, "lm_head.weight", m->output, 2, emb, head_bits, err)))
         return st;
     char name[LMP_NAME_MAX];
     for (int32_t b = 0; b < c->n_layers; b++) {
@@ -1944,20 +2086,20 @@ enum lmp_status lmp_artifact_put_model_tensors(struct lmp_artifact *a, const str
             tuned = tuned || !quantized || quantized[(int64_t)b * LMP_LIN_COUNT + k];
         if (!tuned) {
             snprintf(name, sizeof(name), "model.layers.%d.input_layernorm.weight", b);
-            if ((st = put_model_tensor(a, name, blk->attn_norm, 1, vec, err))) return st;
+            if ((st = put_model_tensor(a, name, blk->attn_norm, 1, vec, 16, err))) return st;
             snprintf(name, sizeof(name), "model.layers.%d.post_attention_layernorm.weight", b);
-            if ((st = put_model_tensor(a, name, blk->ffn_norm, 1, vec, err))) return st;
+            if ((st = put_model_tensor(a, name, blk->ffn_norm, 1, vec, 16, err))) return st;
         }
         for (int k = 0; k < LMP_LIN_COUNT; k++) {
             const struct lmp_linear *l = &blk->lin[k];
             int64_t idx = (int64_t)b * LMP_LIN_COUNT + k, w[2] = {l->n_out, l->n_in};
             if (l->bias) {
                 snprintf(name, sizeof(name), "%s.bias", l->name);
-                if ((st = put_model_tensor(a, name, l->bias, 1, w, err))) return st;
+                if ((st = put_model_tensor(a, name, l->bias, 1, w, 16, err))) return st;
             }
             if (quantized && !quantized[idx]) {
                 snprintf(name, sizeof(name), "%s.weight", l->name);
-                if ((st = put_model_tensor(a, name, l->weight, 2, w, err))) return st;
+                if ((st = put_model_tensor(a, name, l->weight, 2, w, 16, err))) return st;
             }
         }
     }
@@ -2530,10 +2672,10 @@ enum lmp_status lmp_artifact_size(struct lmp_artifact *a, struct lmp_art_size *o
             }
         } else {
             snprintf(path, sizeof(path), "tensors/%s", it->name);
-            int     rank = 0;
+            int     rank = 0, q           = -1;
             int64_t dims[LMP_MAX_DIMS], n = 1;
             if (H5Lexists(f, "tensors", H5P_DEFAULT) <= 0 ||
-                dset_shape(f, path, &rank, dims, NULL, NULL) < 0) {
+                tensor_shape(f, path, &rank, dims, &q) < 0) { /* shape in weights */
                 item_done(a, f);
                 return lmp_err_set(err, LMP_EFORMAT, "'%s': missing dataset /%s", fn, path);
             }

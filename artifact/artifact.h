@@ -164,14 +164,15 @@ int64_t lmp_art_layer_n_codes(const struct lmp_art_layer *l);
 int64_t lmp_art_layer_n_codebooks(const struct lmp_art_layer *l);
 int64_t lmp_art_layer_n_scales(const struct lmp_art_layer *l);
 
-/* An unquantized tensor (fp32, fp16 or bf16 bits). Reading allocates data; release frees
- * it. */
+/* A tensor stored outside the compressed linears: fp32, fp16 or bf16 bits, or (the
+ * embedding and lm head, 2-D only) Q8_0 / Q4_1 blocks of 32 along each row. Reading
+ * allocates data; release frees it. */
 struct lmp_art_tensor {
     char           name[LMP_NAME_MAX]; /* canonical name: "model.embed_tokens.weight" */
-    enum lmp_dtype dtype;              /* LMP_DTYPE_F32, LMP_DTYPE_F16 or LMP_DTYPE_BF16 */
+    enum lmp_dtype dtype;              /* LMP_DTYPE_F32, _F16, _BF16, or _Q8_0, _Q4_1 (n_dims 2) */
     int            n_dims;
-    int64_t        shape[LMP_MAX_DIMS];
-    void          *data; /* row-major, little-endian */
+    int64_t        shape[LMP_MAX_DIMS]; /* in weights, also for the blocks */
+    void          *data; /* row-major, little-endian; the blocks as ggml lays them out */
 };
 void lmp_art_tensor_release(struct lmp_art_tensor *t);
 
@@ -230,6 +231,15 @@ enum lmp_status lmp_artifact_put_tensor(struct lmp_artifact *a, const struct lmp
 enum lmp_status lmp_artifact_put_model_tensors(struct lmp_artifact *a, const struct lmp_model *m,
                                                const bool *quantized, bool finetune,
                                                struct lmp_err *err);
+/* lmp_artifact_put_model_tensors with the token embedding stored at embed_bits and an
+ * untied lm head at head_bits: 16 (or any other value) = the source's precision as above,
+ * 8 = Q8_0, 4 = Q4_1 (docs/artifact.md, "Quantized tensors"; a source already in that
+ * type is copied as it is). RET as above, and LMP_EINVAL when the model's width is not a
+ * multiple of 32 or a row cannot be quantized. */
+enum lmp_status lmp_artifact_put_model_tensors_q(struct lmp_artifact *a, const struct lmp_model *m,
+                                                 const bool *quantized, bool finetune,
+                                                 int embed_bits, int head_bits,
+                                                 struct lmp_err *err);
 
 /* Commit the tokenizer source (bytes borrowed for the call). Once per artifact:
  * identical bytes again are a no-op, different ones LMP_EMISMATCH. */

@@ -282,8 +282,8 @@ static struct lmp_tensor *am_add(struct am_build *b, const char *name, enum lmp_
 }
 
 /* A stored tensor by name, as fp32 (the forward pass uses fp32 rows directly: a 2-byte
- * tensor kept as it is would add an fp32 copy beside it); *out NULL if absent and
- * !required. */
+ * tensor kept as it is would add an fp32 copy beside it), or as its Q8_0 / Q4_1 blocks;
+ * *out NULL if absent and !required. */
 static enum lmp_status am_tensor(struct am_build *b, const char *name, bool required,
                                  const struct lmp_tensor **out, struct lmp_err *err) {
     *out         = NULL;
@@ -297,7 +297,9 @@ static enum lmp_status am_tensor(struct am_build *b, const char *name, bool requ
     struct lmp_art_tensor t  = {0};
     enum lmp_status       st = lmp_artifact_read_tensor(b->a, name, &t, err);
     if (st != LMP_OK) return st;
-    if ((t.dtype != LMP_DTYPE_F32 && t.dtype != LMP_DTYPE_F16 && t.dtype != LMP_DTYPE_BF16) ||
+    const bool blocks = t.dtype == LMP_DTYPE_Q8_0 || t.dtype == LMP_DTYPE_Q4_1;
+    if ((t.dtype != LMP_DTYPE_F32 && t.dtype != LMP_DTYPE_F16 && t.dtype != LMP_DTYPE_BF16 &&
+         !blocks) ||
         t.n_dims < 1 || t.n_dims > LMP_MAX_DIMS ||
         lmp_tensor_expected_bytes(t.dtype, t.n_dims, t.shape) < 0) {
         lmp_art_tensor_release(&t);
@@ -306,7 +308,9 @@ static enum lmp_status am_tensor(struct am_build *b, const char *name, bool requ
                            "shape",
                            b->path, name);
     }
-    if (t.dtype != LMP_DTYPE_F32) { /* fp16 / bf16 (format 2): widened once, here */
+    /* Q8_0 / Q4_1 blocks (the embedding and head at 8 or 4 bits) stay as they are: rows are
+     * dequantized on use and the head runs on the blocks (qmatvec) */
+    if (t.dtype == LMP_DTYPE_F16 || t.dtype == LMP_DTYPE_BF16) { /* widened once, here */
         int64_t n = 1;
         for (int d = 0; d < t.n_dims; d++) n *= t.shape[d];
         float *f = malloc((size_t)(n > 0 ? n : 1) * sizeof(float));

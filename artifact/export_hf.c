@@ -424,13 +424,22 @@ static enum lmp_status write_entry(struct writer_ctx *c, const struct entry *e,
             st = lmp_err_set(err, LMP_ENOMEM, "out of memory converting tensor '%s'", e->src);
         } else if (t.dtype == LMP_DTYPE_F32) {
             st = to_f16(t.data, n, h + n, e->hf, err);
-        } else if (t.dtype == LMP_DTYPE_BF16) { /* widened in place, then rounded */
+        } else if (t.dtype == LMP_DTYPE_BF16 || t.dtype == LMP_DTYPE_Q8_0 ||
+                   t.dtype == LMP_DTYPE_Q4_1) { /* widened, then rounded */
             float *f = malloc((size_t)(n > 0 ? n : 1) * sizeof(float));
             if (f == NULL) {
                 st = lmp_err_set(err, LMP_ENOMEM, "out of memory converting tensor '%s'", e->src);
             } else {
                 const uint16_t *b = t.data;
-                for (int64_t i = 0; i < n; i++) f[i] = lmp_bf16_to_f32(b[i]);
+                if (t.dtype == LMP_DTYPE_BF16)
+                    for (int64_t i = 0; i < n; i++) f[i] = lmp_bf16_to_f32(b[i]);
+                else { /* the embedding or head stored as blocks (2-D: (rows, cols)) */
+                    const int64_t cols = t.shape[1],
+                                  rb   = n ? lmp_tensor_expected_bytes(t.dtype, 1, &t.shape[1]) : 0;
+                    for (int64_t r = 0; r < t.shape[0]; r++)
+                        lmp_kernels_get()->dequant_row(t.dtype, (const uint8_t *)t.data + r * rb,
+                                                       f + r * cols, cols);
+                }
                 st = to_f16(f, n, h + n, e->hf, err);
                 free(f);
             }
@@ -442,7 +451,8 @@ static enum lmp_status write_entry(struct writer_ctx *c, const struct entry *e,
                                      "tensor '%s': value at index %" PRId64 " is not finite", e->hf,
                                      i);
         } else {
-            st = lmp_err_set(err, LMP_EFORMAT, "'%s': tensor '%s' is %s, not F32, F16 or BF16",
+            st = lmp_err_set(err, LMP_EFORMAT,
+                             "'%s': tensor '%s' is %s, not F32, F16, BF16, Q8_0 or Q4_1",
                              lmp_str_escape(q, sizeof(q), c->art), e->src, lmp_dtype_name(t.dtype));
         }
         if (st == LMP_OK) {

@@ -301,7 +301,9 @@ static int cmd_generate_exec(struct lmp_cli *cli, int argc, char **argv) {
         goto out;
     }
     if (n_new > max_ctx - n_ids) n_new = max_ctx - n_ids;
-    struct lmp_transformer_opts topts = {.n_threads = (int)threads};
+    /* on the codes, a Q8_0 / Q4_1 head runs on its blocks too (--decode: dense fp32) */
+    struct lmp_transformer_opts topts = {.n_threads   = (int)threads,
+                                         .head_blocks = art_path != NULL && !decode};
     if (lmp_transformer_new(model, &topts, &tf, &err) != LMP_OK) {
         rc = lmp_cli_fail(cli, &err);
         goto out;

@@ -176,6 +176,11 @@ struct lmp_transformer {
     float  *tmp;        /* (rows, max(dim, ...)) output of a callback operator */
     int64_t cap_scores; /* floats per thread */
     float **scores;     /* (n_threads) x (QB, keys) */
+
+    /* opts.head_blocks and a Q8_0 / Q4_1 head: the head run on its blocks (qmatvec) or
+     * widened a slice at a time (qslice, (vocab_slice, dim)), never whole; else NULL */
+    const struct lmp_tensor *qhead;
+    float                   *qslice;
 };
 
 struct lmp_kvcache {
@@ -379,10 +384,16 @@ enum lmp_status lmp_transformer_new(const struct lmp_model            *m,
         }
     }
     if ((tf->out_norm = (float *)tensor_f32(tf, m->out_norm, true)) == NULL) goto oom;
+    if (opts && opts->head_blocks && m->output->n_dims == 2 && c->dim % 32 == 0 &&
+        (m->output->dtype == LMP_DTYPE_Q8_0 || m->output->dtype == LMP_DTYPE_Q4_1)) {
+        tf->qhead       = m->output; /* a tied embedding's rows are then dequantized on use */
+        const int64_t n = c->vocab_size < tf->vocab_slice ? c->vocab_size : tf->vocab_slice;
+        if ((tf->qslice = own(tf, (size_t)(n * c->dim))) == NULL) goto oom;
+    }
     if (tf->lazy) { /* head: lmp_transformer_load_head; embeddings: rows on use */
         if (is_direct_f32(m->tok_emb)) tf->tok_emb = m->tok_emb->data;
     } else {
-        if ((tf->output = tensor_f32(tf, m->output, false)) == NULL) goto oom;
+        if (!tf->qhead && (tf->output = tensor_f32(tf, m->output, false)) == NULL) goto oom;
         if (m->output == m->tok_emb)
             tf->tok_emb = tf->output;
         else if (is_direct_f32(m->tok_emb))
@@ -503,7 +514,7 @@ void lmp_transformer_release_block(struct lmp_transformer *tf, int32_t block) {
 
 enum lmp_status lmp_transformer_load_head(struct lmp_transformer *tf, struct lmp_err *err) {
     assert(tf);
-    if (tf->output != NULL) return LMP_OK;
+    if (tf->output != NULL || tf->qhead != NULL) return LMP_OK;
     if ((tf->output = tensor_f32_lazy(tf, tf->model->output, &tf->own_output)) == NULL)
         return lmp_err_set(err, LMP_ENOMEM, "'%s': out of memory for the output layer",
                            tf->model->path ? tf->model->path : "model");
@@ -813,9 +824,50 @@ enum lmp_status lmp_transformer_forward(struct lmp_transformer *tf, struct lmp_k
     return LMP_OK;
 }
 
+/* A block head (opts.head_blocks): rows [v0, v0 + n) widened into qslice, n <= vocab_slice. */
+struct qrows_job {
+    const struct lmp_tensor *t;
+    float                   *dst;
+    int64_t                  v0, n;
+};
+
+enum { QROWS_TASK = 256 }; /* head rows widened per task */
+
+static void qrows_task(void *ctx, int64_t task, int thread) {
+    const struct qrows_job *j = ctx;
+    const int64_t r = task * QROWS_TASK, n = j->n - r < QROWS_TASK ? j->n - r : QROWS_TASK;
+    (void)thread;
+    lmp_tensor_rows_f32(j->t, j->v0 + r, n, j->dst + r * lmp_tensor_n_cols(j->t));
+}
+
+/* fp32 rows [v0, v0 + n) of the head: into the dense head, or widened into qslice. */
+static const float *head_rows(struct lmp_transformer *tf, int64_t v0, int64_t n) {
+    if (tf->qhead == NULL) return tf->output + v0 * tf->cfg.dim;
+    struct qrows_job j = {.t = tf->qhead, .dst = tf->qslice, .v0 = v0, .n = n};
+    pool_run(&tf->pool, (n + QROWS_TASK - 1) / QROWS_TASK, qrows_task, &j);
+    return tf->qslice;
+}
+
+/* A few rows against a block head: qmatvec reads the blocks once for QMV_BATCH rows; more
+ * rows go to sgemm over widened slices. */
+enum { QHEAD_MATVEC_ROWS = 8 };
+
 void lmp_transformer_logits(struct lmp_transformer *tf, const float *hidden, int64_t n_rows,
                             float *logits) {
     const struct lmp_config *c = &tf->cfg;
+    if (tf->qhead) {
+        const int64_t V = c->vocab_size;
+        if (n_rows <= QHEAD_MATVEC_ROWS &&
+            lmp_kernels_get()->qmatvec(logits, hidden, n_rows, tf->qhead->dtype, tf->qhead->data, V,
+                                       c->dim) == 0)
+            return;
+        for (int64_t v0 = 0; v0 < V; v0 += tf->vocab_slice) {
+            const int64_t n = V - v0 < tf->vocab_slice ? V - v0 : tf->vocab_slice;
+            lmp_kernels_get()->sgemm(LMP_NO_TRANS, LMP_TRANS, n_rows, n, c->dim, 1.0f, hidden,
+                                     c->dim, head_rows(tf, v0, n), c->dim, 0.0f, logits + v0, V);
+        }
+        return;
+    }
     assert(tf->output != NULL); /* lazy weights: lmp_transformer_load_head first */
     lmp_kernels_get()->sgemm(LMP_NO_TRANS, LMP_TRANS, n_rows, c->vocab_size, c->dim, 1.0f, hidden,
                              c->dim, tf->output, c->dim, 0.0f, logits, c->vocab_size);
@@ -850,6 +902,10 @@ static void head_task(void *ctx, int64_t task, int thread) {
 
 void lmp_transformer_logits_row(struct lmp_transformer *tf, const float *hidden, float *logits) {
     const struct lmp_config *c = &tf->cfg;
+    if (tf->qhead) { /* straight from the blocks */
+        lmp_transformer_logits(tf, hidden, 1, logits);
+        return;
+    }
     assert(tf->output != NULL); /* lazy weights: lmp_transformer_load_head first */
     struct head_job j = {
         .w = tf->output, .h = hidden, .logits = logits, .vocab = c->vocab_size, .dim = c->dim};
@@ -936,7 +992,7 @@ enum lmp_status lmp_transformer_hidden_nll(struct lmp_transformer *tf, const flo
         j.v0 = v0;
         j.n  = vocab - v0 < slice ? vocab - v0 : slice;
         lmp_kernels_get()->sgemm(LMP_NO_TRANS, LMP_TRANS, n_rows, j.n, c->dim, 1.0f, hidden, c->dim,
-                                 tf->output + v0 * c->dim, c->dim, 0.0f, lg, j.n);
+                                 head_rows(tf, v0, j.n), c->dim, 0.0f, lg, j.n);
         pool_run(&tf->pool, (n_rows + ROW_TASK - 1) / ROW_TASK, lse_task, &j);
     }
     for (int64_t r = 0; r < n_rows; r++) nll[r] = log(j.sum[r]) + j.mx[r] - j.tgt[r];
