@@ -79,18 +79,21 @@ static const struct def defs[LMP_JOBOPT_COUNT] = {
     [LMP_JOBOPT_PV_BLOCKS]      = {"pv-blocks", K_INT, S(pv_blocks), 1, 100000, 0, 0},
     [LMP_JOBOPT_PV_TRUST_RATIO] = {"pv-trust-ratio", K_F64, S(pv_trust_ratio), 0, 0, 0, 100},
     [LMP_JOBOPT_PV_LAMB]        = {"pv-lamb", K_BOOL, S(pv_lamb), 0, 0, 0, 0},
+    [LMP_JOBOPT_EMBED_BITS]     = {"embed-bits", K_INT, S(embed_bits), 4, 16, 0, 0},
+    [LMP_JOBOPT_HEAD_BITS]      = {"head-bits", K_INT, S(head_bits), 4, 16, 0, 0},
 };
 #undef S
 
 void lmp_jobopts_init(struct lmp_jobopts *o) {
     assert(o);
     memset(o, 0, sizeof(*o));
-    o->mode     = LMP_COMPRESS_SEQUENTIAL;
-    o->method   = LMP_COMPRESS_AQLM;
-    o->nsamples = 128;
-    o->bits     = 4;
-    o->group    = 128;
-    o->workers  = 1;
+    o->mode       = LMP_COMPRESS_SEQUENTIAL;
+    o->method     = LMP_COMPRESS_AQLM;
+    o->nsamples   = 128;
+    o->bits       = 4;
+    o->group      = 128;
+    o->workers    = 1;
+    o->embed_bits = o->head_bits = 16;
 }
 
 static char **str_field(struct lmp_jobopts *o, const struct def *d) {
@@ -449,6 +452,11 @@ enum lmp_status lmp_jobopts_check(const struct lmp_jobopts *o, struct lmp_err *e
         return lmp_err_set(err, LMP_EINVAL, "--pv tunes AQLM codes: it needs --method aqlm");
     if (o->pv && o->pv_data == NULL && o->calib && strcmp(o->calib, "generate") == 0)
         return lmp_err_set(err, LMP_EINVAL, "--pv with --calib generate needs --pv-data FILE");
+    for (int i = LMP_JOBOPT_EMBED_BITS; i <= LMP_JOBOPT_HEAD_BITS; i++) {
+        const long long b = i == LMP_JOBOPT_EMBED_BITS ? o->embed_bits : o->head_bits;
+        if (b != 16 && b != 8 && b != 4)
+            return lmp_err_set(err, LMP_EINVAL, "--%s wants 16, 8 or 4, got %lld", defs[i].key, b);
+    }
     for (int i = LMP_JOBOPT_PV_DATA; i <= LMP_JOBOPT_PV_LAMB; i++)
         if (o->set[i] && !o->pv)
             return lmp_err_set(err, LMP_EINVAL, "--%s is a PV-Tuning option: add --pv",
@@ -503,6 +511,8 @@ void lmp_jobopts_to_jobspec(const struct lmp_jobopts *o, struct lmp_jobopts_pb *
     s->kernels        = "best";
     s->threads        = o->set[LMP_JOBOPT_THREADS] ? (uint32_t)o->threads : 0;
     s->row_shards     = o->set[LMP_JOBOPT_ROW_SHARDS] ? (uint32_t)o->row_shards : 0;
+    s->embed_bits     = o->set[LMP_JOBOPT_EMBED_BITS] ? (uint32_t)o->embed_bits : 0;
+    s->head_bits      = o->set[LMP_JOBOPT_HEAD_BITS] ? (uint32_t)o->head_bits : 0;
 
     Lmp__CalibSpec *cs  = &pb->calib;
     const bool      gen = o->calib && strcmp(o->calib, "generate") == 0;

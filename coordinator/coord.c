@@ -2067,7 +2067,9 @@ static void bg_work(struct lmp_bg_item *it) {
     case BG_FINALIZE: {
         struct job *J = bj->J;
         lmp_fault_sleep("LMP_FAULT_FINALIZE_SLEEP_MS"); /* tests: finalizing a large model */
-        bj->st = lmp_artifact_put_model_tensors(J->a, J->m, J->quantized, bj->ft, &bj->err);
+        bj->st = lmp_artifact_put_model_tensors_q(J->a, J->m, J->quantized, bj->ft,
+                                                  coord_spec_embed_bits(J->spec, false),
+                                                  coord_spec_embed_bits(J->spec, true), &bj->err);
         if (bj->st == LMP_OK) bj->st = lmp_artifact_finalize(J->a, &bj->err);
         break;
     }

@@ -34,6 +34,12 @@ static void plan_settings(struct lmp_fp_settings *S, const Lmp__JobSpec *s,
                           const struct lmp_compress_spec *cs, const char *calib_path, int64_t n_seq,
                           int64_t ctx) {
     const char *const *keep = (const char *const *)s->keep;
+    /* the embedding's and head's storage: named only when not the default, so the jobs
+     * of before it was a setting keep their fingerprint */
+    if (coord_spec_embed_bits(s, false) != 16)
+        lmp_fp_settings_i64(S, "embed_bits", coord_spec_embed_bits(s, false));
+    if (coord_spec_embed_bits(s, true) != 16)
+        lmp_fp_settings_i64(S, "head_bits", coord_spec_embed_bits(s, true));
     if (cs->method == LMP_COMPRESS_RTN) {
         lmp_fp_settings_str(S, "method", "rtn");
         lmp_fp_settings_i64(S, "bits", cs->rtn_bits);
@@ -111,6 +117,11 @@ static enum lmp_status plan_generate(int32_t *tokens, const struct lmp_model *m,
     return st;
 }
 
+int coord_spec_embed_bits(const Lmp__JobSpec *spec, bool head) {
+    const int e = spec->embed_bits ? (int)spec->embed_bits : 16;
+    return head && spec->head_bits ? (int)spec->head_bits : e;
+}
+
 Lmp__JobSpec *coord_spec_copy(const Lmp__JobSpec *spec) {
     const size_t  n    = lmp__job_spec__get_packed_size(spec);
     uint8_t      *buf  = malloc(n ? n : 1);
@@ -143,6 +154,14 @@ enum lmp_status coord_plan_job(struct job *J, const Lmp__JobSpec *spec_in, struc
                          (int)s->mode);
         goto out;
     }
+    for (int h = 0; h < 2; h++) { /* docs/artifact.md, "Quantized tensors" */
+        const uint32_t b = h ? s->head_bits : s->embed_bits;
+        if (b != 0 && b != 16 && b != 8 && b != 4) {
+            st = lmp_err_set(err, LMP_EINVAL, "%s %u: the embedding and head take 16, 8 or 4 bits",
+                             h ? "head_bits" : "embed_bits", b);
+            goto out;
+        }
+    }
     const bool ft = s->finetune && s->finetune->enabled;
     if ((st = lmp_agent_method_spec(s->method, &J->cspec, err))) goto out;
     const bool     rtn  = J->cspec.method == LMP_COMPRESS_RTN;
@@ -157,6 +176,15 @@ enum lmp_status coord_plan_job(struct job *J, const Lmp__JobSpec *spec_in, struc
                                 : NULL,
                             err)))
         goto out;
+    if ((coord_spec_embed_bits(s, false) != 16 ||
+         (!m->cfg.tied_embeddings && coord_spec_embed_bits(s, true) != 16)) &&
+        m->cfg.dim % 32 != 0) {
+        st = lmp_err_set(err, LMP_EINVAL,
+                         "the embedding is quantized in blocks of 32 along its rows: the model's "
+                         "width %d is not a multiple of 32 (use --embed-bits 16)",
+                         m->cfg.dim);
+        goto out;
+    }
     const int64_t n_lin = lmp_model_n_linears(m);
     if ((J->quantized = calloc((size_t)n_lin, sizeof(bool))) == NULL ||
         (J->tasks = calloc((size_t)n_lin, sizeof(struct task))) == NULL) {

@@ -23,6 +23,11 @@
  * to another job), LMP_ENOENT / LMP_EIO (model, tokenizer, calibration file), LMP_ENOMEM. */
 enum lmp_status coord_plan_job(struct job *J, const Lmp__JobSpec *spec, struct lmp_err *err);
 
+/* The bits the token embedding (head false) or an untied lm head (head true) of spec's job
+ * are stored at: 16 (the source's precision), 8 (Q8_0) or 4 (Q4_1); JobSpec 0 = the
+ * default (16; the head: as the embedding). Values were checked by coord_plan_job. */
+int coord_spec_embed_bits(const Lmp__JobSpec *spec, bool head);
+
 /* A copy of spec (free with lmp__job_spec__free_unpacked), NULL when out of memory. */
 Lmp__JobSpec *coord_spec_copy(const Lmp__JobSpec *spec);
 

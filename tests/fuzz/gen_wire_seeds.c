@@ -91,6 +91,7 @@ int main(int argc, char **argv) {
     spec.mode                = LMP__MODE__MODE_SEQUENTIAL;
     spec.n_keep              = 2;
     spec.keep                = keep;
+    spec.embed_bits          = 4;
     sub.spec                 = &spec;
     lmp_wire_init(&env, 2, 0);
     env.body_case  = LMP__ENVELOPE__BODY_JOB_SUBMIT;

@@ -26,16 +26,17 @@ static const struct {
     unsigned major, minor;
     uint64_t digest;
 } history[] = {
-    {1, 0, 0xd5e19b44c8ee957full}, /* first release */
-    {1, 1, 0x1c7154d88884fecfull}, /* JobSpec.tokenizer_path, JobSpec.threads */
-    {1, 2, 0x4d1527e826374038ull}, /* LogQuery.since_ms, LogLine.kind, LogLine.layer */
-    {1, 3, 0xa9932e43095ad72aull}, /* MethodSpec.cg_iters (oneof), FinetuneSpec.max_steps */
-    {1, 4, 0x0b27520389eb938eull}, /* JobSpec.row_shards, RowsPartial, RowsSum */
-    {1, 5, 0x58a6ffcba16e07e6ull}, /* JobInfo.seconds_calibration/_quantization/_finetune */
-    {1, 6, 0x58d6bb2be1bebf86ull}, /* enum Payload: the names of task inputs and results */
-    {1, 7, 0x1dcd0de04f49dabdull}, /* Capabilities.pid: a worker name's holder in messages */
-    {1, 8, 0x268902ae30bb6cf9ull}, /* TuneSpec, TASK_KIND_TUNE, int64 sums, TuneInfo */
-    {1, 9, 0xeb76f3b3771ccc8full}, /* Capabilities.device: cpu or cuda:N */
+    {1, 0, 0xd5e19b44c8ee957full},  /* first release */
+    {1, 1, 0x1c7154d88884fecfull},  /* JobSpec.tokenizer_path, JobSpec.threads */
+    {1, 2, 0x4d1527e826374038ull},  /* LogQuery.since_ms, LogLine.kind, LogLine.layer */
+    {1, 3, 0xa9932e43095ad72aull},  /* MethodSpec.cg_iters (oneof), FinetuneSpec.max_steps */
+    {1, 4, 0x0b27520389eb938eull},  /* JobSpec.row_shards, RowsPartial, RowsSum */
+    {1, 5, 0x58a6ffcba16e07e6ull},  /* JobInfo.seconds_calibration/_quantization/_finetune */
+    {1, 6, 0x58d6bb2be1bebf86ull},  /* enum Payload: the names of task inputs and results */
+    {1, 7, 0x1dcd0de04f49dabdull},  /* Capabilities.pid: a worker name's holder in messages */
+    {1, 8, 0x268902ae30bb6cf9ull},  /* TuneSpec, TASK_KIND_TUNE, int64 sums, TuneInfo */
+    {1, 9, 0xeb76f3b3771ccc8full},  /* Capabilities.device: cpu or cuda:N */
+    {1, 10, 0xd2043b914a75299dull}, /* JobSpec.embed_bits, JobSpec.head_bits */
 };
 
 /* ---------------------------------------------------------------- a test arena */
