@@ -306,6 +306,8 @@ static cJSON *worker_json(const Lmp__WorkerInfo *w) {
     cJSON_AddStringToObject(o, "id", w->id ? w->id : "");
     cJSON_AddStringToObject(o, "state", lmp_cli_worker_state_name(w->state));
     cJSON_AddNumberToObject(o, "cores", w->caps ? w->caps->cores : 0);
+    cJSON_AddStringToObject(
+        o, "device", w->caps && w->caps->device && w->caps->device[0] ? w->caps->device : "cpu");
     cJSON_AddStringToObject(o, "host", w->caps && w->caps->hostname ? w->caps->hostname : "");
     cJSON_AddNumberToObject(o, "last_heartbeat_age_s", age_s(w->last_heartbeat_ms));
     cJSON_AddNumberToObject(o, "throughput", w->throughput);
@@ -317,11 +319,12 @@ static cJSON *worker_json(const Lmp__WorkerInfo *w) {
 void lmp_cli_print_workers_text(size_t n, Lmp__WorkerInfo **ws) {
     for (size_t i = 0; i < n; i++) {
         const Lmp__WorkerInfo *w = ws[i];
-        printf("worker %-24s %-8s %3u cores  heartbeat %.1fs ago  %u done  %u failed  %.3g "
+        printf("worker %-24s %-8s %3u cores %-7s  heartbeat %.1fs ago  %u done  %u failed  %.3g "
                "weights/s\n",
                w->id ? w->id : "", lmp_cli_worker_state_name(w->state),
-               w->caps ? w->caps->cores : 0, age_s(w->last_heartbeat_ms), w->n_done, w->n_failed,
-               w->throughput);
+               w->caps ? w->caps->cores : 0,
+               w->caps && w->caps->device && w->caps->device[0] ? w->caps->device : "cpu",
+               age_s(w->last_heartbeat_ms), w->n_done, w->n_failed, w->throughput);
     }
 }
 

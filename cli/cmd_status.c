@@ -174,6 +174,9 @@ static void print_json(const Lmp__JobStatus *js) {
         cJSON_AddStringToObject(o, "state", lmp_cli_worker_state_name(w->state));
         cJSON_AddStringToObject(o, "host", w->caps && w->caps->hostname ? w->caps->hostname : "");
         cJSON_AddNumberToObject(o, "cores", w->caps ? w->caps->cores : 0);
+        cJSON_AddStringToObject(o, "device",
+                                w->caps && w->caps->device && w->caps->device[0] ? w->caps->device
+                                                                                 : "cpu");
         cJSON_AddNumberToObject(o, "last_heartbeat_ms", (double)w->last_heartbeat_ms);
         cJSON_AddNumberToObject(o, "heartbeat_age_s", age_s(w->last_heartbeat_ms, now));
         char wl[64];
@@ -245,11 +248,13 @@ static void print_text(const Lmp__JobStatus *js, bool tty) {
         const Lmp__WorkerInfo *w = js->workers[i];
         char                   wl[64];
         const char            *layer = worker_layer(js, w, wl, sizeof(wl));
-        printf("worker %-20s %-8s %3u cores  heartbeat %.1fs ago  %u done  %u failed  %.3g "
+        printf("worker %-20s %-8s %3u cores %-7s  heartbeat %.1fs ago  %u done  %u failed  %.3g "
                "weights/s%s%s\n",
                w->id ? w->id : "", lmp_cli_worker_state_name(w->state),
-               w->caps ? w->caps->cores : 0, age_s(w->last_heartbeat_ms, now), w->n_done,
-               w->n_failed, w->throughput, layer[0] ? "  on " : "", layer);
+               w->caps ? w->caps->cores : 0,
+               w->caps && w->caps->device && w->caps->device[0] ? w->caps->device : "cpu",
+               age_s(w->last_heartbeat_ms, now), w->n_done, w->n_failed, w->throughput,
+               layer[0] ? "  on " : "", layer);
     }
 }
 

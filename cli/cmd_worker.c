@@ -6,10 +6,11 @@
  *  a live worker of the same name, no room for more workers): one line, exit 3.
  */
 #include "cli/cli.h"
-#include "cli/tune_cli.h" /* defines: lmp_cli_tune_rank */
-#include "cli/cluster.h"  /* defines: LMP_CLI_DEFAULT_ENDPOINT */
-#include "base/log.h"     /* defines: lmp_log_set_level */
-#include "worker/agent.h" /* defines: lmp_agent_run */
+#include "cli/tune_cli.h"   /* defines: lmp_cli_tune_rank */
+#include "cli/cluster.h"    /* defines: LMP_CLI_DEFAULT_ENDPOINT */
+#include "base/log.h"       /* defines: lmp_log_set_level */
+#include "worker/agent.h"   /* defines: lmp_agent_run */
+#include "kernels/device.h" /* defines: lmp_device_name_ok */
 
 #include <getopt.h>
 #include <stdio.h>
@@ -17,7 +18,7 @@
 
 static const char *const usage =
     "lmpress worker --connect EP [--threads T] [--name NAME] [--timeout MS] [--verbose]\n"
-    "               [--key FILE --server-key FILE]";
+    "               [--device cpu|cuda:N|auto] [--key FILE --server-key FILE]";
 
 static const char *const help =
     "  --connect EP          the coordinator (default " LMP_CLI_DEFAULT_ENDPOINT ")\n"
@@ -26,7 +27,11 @@ static const char *const help =
     "                        refused (exit 3) (default HOST-PID)\n"
     "  --timeout MS          give up (exit 3) when the coordinator does not answer this\n"
     "                        long (default 10000)\n"
-    "  --verbose             per-task log lines (default off)\n" LMP_CLI_KEYS_HELP;
+    "  --verbose             per-task log lines (default off)\n"
+    "  --device D            cpu, cuda:N (GPU N; one line and exit 1 when it cannot be\n"
+    "                        used) or auto (cuda:0 if usable, else cpu); reported to the\n"
+    "                        coordinator (default $LMPRESS_DEVICE, else cpu; "
+    "docs/gpu.md)\n" LMP_CLI_KEYS_HELP;
 
 static volatile sig_atomic_t stop_flag;
 
@@ -38,11 +43,15 @@ static int cmd_worker_exec(struct lmp_cli *cli, int argc, char **argv) {
     long long                  threads = 0, timeout = o.connect_timeout_ms;
     bool                       verbose = false;
     static const struct option opts[]  = {
-         {"connect", required_argument, NULL, 'c'}, {"threads", required_argument, NULL, 't'},
-         {"name", required_argument, NULL, 'n'},    {"timeout", required_argument, NULL, 'T'},
-         {"verbose", no_argument, NULL, 'v'},       {0},
+         {"connect", required_argument, NULL, 'c'},
+         {"threads", required_argument, NULL, 't'},
+         {"name", required_argument, NULL, 'n'},
+         {"timeout", required_argument, NULL, 'T'},
+         {"verbose", no_argument, NULL, 'v'},
+         {"device", required_argument, NULL, 'd'},
+         {0},
     };
-    for (int c; (c = getopt_long(argc, argv, "c:t:n:T:v", opts, NULL)) != -1;) {
+    for (int c; (c = getopt_long(argc, argv, "c:t:n:T:vd:", opts, NULL)) != -1;) {
         bool ok = true;
         switch (c) {
         case 'c':
@@ -53,6 +62,12 @@ static int cmd_worker_exec(struct lmp_cli *cli, int argc, char **argv) {
             break;
         case 'v':
             verbose = true;
+            break;
+        case 'd':
+            if (strcmp(optarg, "auto") != 0 && strcmp(optarg, "cuda") != 0 &&
+                !lmp_device_name_ok(optarg))
+                return lmp_cli_usage_msg(usage, "--device: expected cpu, cuda:N or auto");
+            o.device = optarg;
             break;
         case 't':
             ok = lmp_cli_parse_i64("--threads", optarg, 1, 1024, &threads);

@@ -206,9 +206,11 @@ char *lmp_status_view_render(struct lmp_status_view *v, const Lmp__JobStatus *js
         const double age = w->last_heartbeat_ms && now_ms > w->last_heartbeat_ms
                                ? (double)(now_ms - w->last_heartbeat_ms) / 1e3
                                : 0;
-        add_line(&s, "  %-16s %-8s %3u cores  hb %4.1fs  %3u done %2u failed  %s",
+        add_line(&s, "  %-16s %-8s %3u cores %-6s hb %4.1fs  %3u done %2u failed  %s",
                  w->id ? w->id : "", lmp_cli_worker_state_name(w->state),
-                 w->caps ? w->caps->cores : 0, age, w->n_done, w->n_failed, what);
+                 w->caps ? w->caps->cores : 0,
+                 w->caps && w->caps->device && w->caps->device[0] ? w->caps->device : "cpu", age,
+                 w->n_done, w->n_failed, what);
     }
     if (s.oom) {
         free(s.buf);

@@ -2537,6 +2537,8 @@ static void on_hello(struct lmp_coord *c, const struct lmp_zpeer *from, const Lm
         snprintf(p->host, sizeof(p->host), "%s", h->caps->hostname ? h->caps->hostname : "");
         if (h->caps->n_kernel_variants)
             snprintf(p->kernels, sizeof(p->kernels), "%s", h->caps->kernel_variants[0]);
+        snprintf(p->device, sizeof(p->device), "%s",
+                 h->caps->device && h->caps->device[0] ? h->caps->device : "cpu");
     }
     if (role == LMP_PEER_WORKER)
         lmp_log_info("coordinator: worker '%s' joined (%u cores, kernels %s; host %s, pid %u)",

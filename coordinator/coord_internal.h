@@ -144,6 +144,7 @@ struct peer {
     uint64_t memory;
     uint32_t pid; /* a worker's process id on host (Capabilities.pid), 0 = not given */
     char     host[128], kernels[64];
+    char     device[16]; /* Hello's Capabilities.device: "cpu", "cuda:N" (checked by wire.c) */
     uint32_t n_done, n_failed;
     double   busy_s, params_done;
 };

@@ -42,6 +42,7 @@ static void fill_workers(struct lmp_coord *c, struct status_buf *b, bool with_de
         b->caps[k].cores             = p->cores;
         b->caps[k].memory_bytes      = p->memory;
         b->caps[k].hostname          = p->host;
+        b->caps[k].device            = p->device;
         b->variants[k]               = p->kernels;
         b->caps[k].n_kernel_variants = 1;
         b->caps[k].kernel_variants   = &b->variants[k];

@@ -3,6 +3,7 @@
 #include "worker/agent.h"
 #include "proto/payload.h"     /* defines: lmp_payload_name, lmp_payload_layer */
 #include "kernels/kernels.h"   /* defines: lmp_kernels_get */
+#include "kernels/device.h"    /* defines: lmp_device_resolve, lmp_device_name_ok */
 #include "base/cancel.h"       /* defines: lmp_cancelled */
 #include "base/fault.h"        /* defines: lmp_fault_sleep */
 #include "base/log.h"          /* defines: lmp_log_* */
@@ -371,14 +372,15 @@ struct agent {
     struct task   *task;
     pthread_t      thread;
     bool           cancelled, handed_back;
-    int            red_fd[2];      /* a row shard's part is posted (struct rowsum) */
-    Lmp__Envelope *queued;         /* a TaskAssign that waits for an abandoned task to end */
-    bool           report_pending; /* the task ended (thread joined), its report not sent */
-    uint32_t       n_assigns;      /* TaskAssigns received */
-    uint32_t       drop_assign[8]; /* tests (LMP_FAULT_DROP_ASSIGN=N[,N...]): drop those
-                                      (numbered from 1; 0 = none) */
-    uint64_t report_ms;            /* when the report was last tried (mono ms) */
-    int      pipe_fd[2];
+    int            red_fd[2];        /* a row shard's part is posted (struct rowsum) */
+    Lmp__Envelope *queued;           /* a TaskAssign that waits for an abandoned task to end */
+    bool           report_pending;   /* the task ended (thread joined), its report not sent */
+    uint32_t       n_assigns;        /* TaskAssigns received */
+    uint32_t       drop_assign[8];   /* tests (LMP_FAULT_DROP_ASSIGN=N[,N...]): drop those
+                                        (numbered from 1; 0 = none) */
+    uint64_t              report_ms; /* when the report was last tried (mono ms) */
+    int                   pipe_fd[2];
+    struct lmp_device_sel dev; /* what the Hello reports (Capabilities.device, gpus) */
 };
 
 /* TASK_KIND_TUNE: this rank of the tuning, through the caller's runner. */
@@ -417,6 +419,16 @@ static enum lmp_status send_hello(struct agent *A, struct lmp_err *err) {
     caps.hostname          = host;
     caps.max_tasks         = 1;
     caps.pid               = (uint32_t)getpid();
+    caps.device            = A->dev.name;
+    Lmp__Gpu gpu = LMP__GPU__INIT, *gpus[1] = {&gpu};
+    if (A->dev.device == LMP_DEVICE_CUDA && A->dev.model[0]) { /* a real one, not LMP_FAKE_DEVICE */
+        gpu.index              = (uint32_t)A->dev.index;
+        gpu.name               = A->dev.model;
+        gpu.memory_bytes       = A->dev.memory_bytes;
+        gpu.compute_capability = (uint32_t)A->dev.cc;
+        caps.n_gpus            = 1;
+        caps.gpus              = gpus;
+    }
     lmp_wire_hello_init(&env, &hello, 0, LMP__ROLE__ROLE_WORKER, A->name, &caps);
     A->last_hello_ms = mono_ms();
     /* a new session: the coordinator no longer counts on the running task's result */
@@ -1372,6 +1384,32 @@ static void send_progress(struct agent *A, uint64_t now) {
     send_env(A, &env, &e2);
 }
 
+/* The device this worker reports: o->device, else $LMPRESS_DEVICE, else the CPU; tests set
+ * $LMP_FAKE_DEVICE to report a GPU without one (the tasks then compute on the CPU). */
+static enum lmp_status agent_device(struct agent *A, struct lmp_err *err) {
+    const char *fake = getenv("LMP_FAKE_DEVICE"), *env = getenv("LMPRESS_DEVICE");
+    const char *spec = A->o->device ? A->o->device : env && env[0] ? env : "cpu";
+    if (fake && fake[0]) {
+        if (!lmp_device_name_ok(fake))
+            return lmp_err_set(err, LMP_EINVAL, "LMP_FAKE_DEVICE='%.40s' is not cpu or cuda:N",
+                               fake);
+        memset(&A->dev, 0, sizeof(A->dev));
+        A->dev.device = strcmp(fake, "cpu") == 0 ? LMP_DEVICE_CPU : LMP_DEVICE_CUDA;
+        snprintf(A->dev.name, sizeof(A->dev.name), "%s", fake);
+        lmp_log_warn("worker %s: reporting device %s without using it (LMP_FAKE_DEVICE, tests "
+                     "only)",
+                     A->name, fake);
+        return LMP_OK;
+    }
+    enum lmp_status st = lmp_device_resolve(spec, &A->dev, err);
+    if (st != LMP_OK) return st;
+    if (A->dev.device == LMP_DEVICE_CUDA)
+        lmp_log_warn("worker %s: device %s (%s) selected; the stages do not run on the CUDA "
+                     "table yet, tasks compute on the CPU (docs/gpu.md)",
+                     A->name, A->dev.name, A->dev.model);
+    return LMP_OK;
+}
+
 enum lmp_status lmp_agent_run(const struct lmp_agent_opts *o, volatile sig_atomic_t *stop,
                               struct lmp_err *err) {
     assert(o && o->endpoint && stop);
@@ -1395,6 +1433,7 @@ enum lmp_status lmp_agent_run(const struct lmp_agent_opts *o, volatile sig_atomi
         gethostname(host, sizeof(host) - 1);
         snprintf(A.name, sizeof(A.name), "%s-%d", host, (int)getpid());
     }
+    if ((st = agent_device(&A, err))) return st;
     /* The routing id is this process's alone (two workers given one name, or several
      * agents in one process, never share it), so the coordinator hears a second worker of
      * a name and can refuse it by name instead of ZeroMQ dropping its connection. */

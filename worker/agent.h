@@ -108,12 +108,17 @@ struct lmp_agent_opts {
     const struct lmp_curve_client *curve; /* CURVE keys (proto/keys.h), NULL = none */
     lmp_agent_tune_fn             *tune;  /* TASK_KIND_TUNE; NULL: refused (EUNSUP) */
     void                          *tune_ctx;
+    /* "cpu", "cuda:N", "auto" (kernels/device.h); NULL: $LMPRESS_DEVICE if set, else "cpu".
+     * Reported in the Hello (Capabilities.device). Tests only: $LMP_FAKE_DEVICE=cuda:N
+     * reports that device without a GPU, and the tasks compute on the CPU (docs/gpu.md). */
+    const char *device;
 };
 
 void lmp_agent_opts_init(struct lmp_agent_opts *o);
 
 /* Run the worker until *stop is set, the coordinator sends Shutdown, or it refuses this
- * worker. RET LMP_OK; LMP_EIO (no HelloAck within the timeout: "cannot reach ..."),
+ * worker. RET LMP_OK; LMP_ENODEV / LMP_EINVAL (the device cannot be used / is not a device
+ * name: nothing was sent); LMP_EIO (no HelloAck within the timeout: "cannot reach ..."),
  * LMP_EVERSION (refused: another protocol version), LMP_EPERM (refused: the key is not
  * authorized, or not a worker's key), LMP_EBUSY (refused for now: a live worker of this
  * name is connected, or the coordinator has all the workers it takes; the message names
