@@ -35,8 +35,10 @@ struct lmp_tune {
     int      n_params; /* trained norms; their gradients in dparams */
     /* pipeline stages (o.pipe): this stage's blocks [s0, s1), the first trained block, and
      * the buffer activations and their gradients arrive in (micro_seqs * seq_len, dim) */
-    int32_t s0, s1, first;
-    float  *xin;
+    int32_t  s0, s1, first;
+    float   *xin;
+    int64_t *xfer;       /* collective transfers: (n_replicas, xfer_bytes / 8) */
+    size_t   xfer_bytes; /* the largest transfer: one micro-batch's activations */
 };
 
 void lmp_tune_opts_init(struct lmp_tune_opts *o) {
@@ -87,6 +89,7 @@ void lmp_tune_destroy(struct lmp_tune **self_p) {
     lmp_model_grads_free(&t->g);
     free(t->teacher_logits);
     free(t->xin);
+    free(t->xfer);
     free(t->micro);
     free(t->dw);
     free(t->dparams);
@@ -154,7 +157,8 @@ enum lmp_status lmp_tune_new(struct lmp_model_weights       *student,
               q->stage >= q->n_stages || q->n_replicas < 1 || q->replica < 0 ||
               q->replica >= q->n_replicas ||
               (int64_t)q->n_stages * q->n_replicas != (o.comm ? o.comm->size : 1) ||
-              (q->n_stages > 1 && (q->send == NULL || q->recv == NULL))))
+              (q->n_stages > 1 &&
+               ((q->send == NULL) != (q->recv == NULL) || (q->send == NULL && o.comm == NULL)))))
         return lmp_err_set(err, LMP_EINVAL,
                            "tune: %d pipeline stages x %d replicas do not fit %d ranks and %d "
                            "blocks",
@@ -199,11 +203,16 @@ enum lmp_status lmp_tune_new(struct lmp_model_weights       *student,
     if (t->s1 == cfg->n_layers) /* the last stage computes the loss */
         t->teacher_logits =
             malloc((size_t)(o.micro_seqs * seq_len) * (size_t)cfg->vocab_size * sizeof(float));
-    if (q && q->n_stages > 1)
-        t->xin = malloc((size_t)(o.micro_seqs * seq_len * cfg->dim) * sizeof(float));
+    if (q && q->n_stages > 1) {
+        t->xfer_bytes = (size_t)(o.micro_seqs * seq_len * cfg->dim) * sizeof(float);
+        t->xin        = malloc(t->xfer_bytes);
+        if (q->send == NULL)
+            t->xfer = calloc((t->xfer_bytes + 7) / 8 * (size_t)q->n_replicas, sizeof(int64_t));
+    }
     t->g = lmp_model_grads_new(cfg, false);
     if (!t->lins || !t->dw || !t->dparams || !t->micro || !t->g ||
-        (t->s1 == cfg->n_layers && !t->teacher_logits) || (q && q->n_stages > 1 && !t->xin))
+        (t->s1 == cfg->n_layers && !t->teacher_logits) ||
+        (q && q->n_stages > 1 && (!t->xin || (q->send == NULL && !t->xfer))))
         goto fail;
     if (n_lins > 0) memcpy(t->lins, lins, (size_t)n_lins * sizeof(*lins));
     if ((st = lmp_model_grad_new_stage(cfg, o.micro_seqs, seq_len, t->s0, t->s1, &t->mg)) !=
@@ -283,83 +292,133 @@ static enum lmp_status micro_batch(struct lmp_tune *t, int64_t n, const struct l
     return LMP_OK;
 }
 
-/* A stage's forward of params p on the micro-batch: from the tokens (stage 0) or the
- * previous stage's output, then to the next stage. */
-static enum lmp_status stage_forward(struct lmp_tune *t, const struct lmp_model_params *p,
-                                     int64_t n, struct lmp_err *err) {
+/* ---- pipeline stages ------------------------------------------------------------------ */
+
+/* The blocks [lo, hi) of stage k. */
+static int32_t stage_lo(const struct lmp_tune *t, int k) {
+    return (int32_t)((int64_t)t->student->cfg.n_layers * k / t->o.pipe->n_stages);
+}
+
+static bool collective(const struct lmp_tune *t) {
+    return t->o.pipe->send == NULL;
+}
+
+/* Every rank calls move() for every transfer of the schedule, in the same order: n bytes
+ * from stage `from` (src, read when have) to stage `to` (dst) of each chain. Point to point,
+ * the two stages concerned exchange them; collectively (no send/recv), the transfer is an
+ * exact integer sum over all ranks of n_replicas segments, each chain's sender filling its
+ * own and everybody else adding zeros. */
+static enum lmp_status move(struct lmp_tune *t, int from, int to, const void *src, void *dst,
+                            size_t n, bool have, struct lmp_err *err) {
+    const struct lmp_tune_pipe *q  = t->o.pipe;
+    enum lmp_status             st = LMP_OK;
+    if (!collective(t)) {
+        if (q->stage == from) st = q->send(q->ctx, to, src, n);
+        if (q->stage == to) st = q->recv(q->ctx, from, dst, n);
+    } else {
+        const int64_t words = (int64_t)((t->xfer_bytes + 7) / 8);
+        memset(t->xfer, 0, (size_t)(words * q->n_replicas) * sizeof(int64_t));
+        if (q->stage == from && have) memcpy(t->xfer + words * q->replica, src, n);
+        st = t->o.comm->sum_i64(t->o.comm->ctx, t->xfer, words * q->n_replicas);
+        if (st == LMP_OK && q->stage == to) memcpy(dst, t->xfer + words * q->replica, n);
+    }
+    if (st != LMP_OK)
+        return lmp_err_set(err, st, "tune: stage %d: the transfer from stage %d to %d failed",
+                           q->stage, from, to);
+    return LMP_OK;
+}
+
+/* The forward of params p down the chain: each stage from the tokens (stage 0) or the
+ * previous stage's output, to the next. */
+static enum lmp_status chain_forward(struct lmp_tune *t, const struct lmp_model_params *p,
+                                     int64_t n, bool have, struct lmp_err *err) {
     const struct lmp_tune_pipe *q     = t->o.pipe;
     const size_t                bytes = (size_t)(n * t->seq_len * t->student->cfg.dim) * 4;
     enum lmp_status             st;
-    if (q->stage > 0 && (st = q->recv(q->ctx, q->stage - 1, t->xin, bytes)) != LMP_OK)
-        return lmp_err_set(err, st, "tune: stage %d: no activations from stage %d", q->stage,
-                           q->stage - 1);
-    if ((st = lmp_model_grad_forward_stage(t->mg, p, t->micro, t->xin, n, err)) != LMP_OK)
-        return st;
-    if (q->stage < q->n_stages - 1 &&
-        (st = q->send(q->ctx, q->stage + 1, lmp_model_grad_stage_out(t->mg), bytes)) != LMP_OK)
-        return lmp_err_set(err, st, "tune: stage %d: cannot send activations to stage %d", q->stage,
-                           q->stage + 1);
+    for (int k = 0; k < q->n_stages; k++) {
+        if (q->stage == k && have &&
+            (st = lmp_model_grad_forward_stage(t->mg, p, t->micro, t->xin, n, err)) != LMP_OK)
+            return st;
+        if (k < q->n_stages - 1 &&
+            (st = move(t, k, k + 1, lmp_model_grad_stage_out(t->mg), t->xin, bytes, have, err)))
+            return st;
+    }
     return LMP_OK;
 }
 
 /* micro_batch on a pipeline stage: its blocks' share of the same computation. kl and
- * agree are set on the last stage (0 elsewhere). */
-static enum lmp_status stage_micro_batch(struct lmp_tune *t, int64_t n,
+ * agree are set on the last stage (0 elsewhere). !have: this chain has no micro-batch in
+ * this round (collective transfers only): the transfers without the computation. */
+static enum lmp_status stage_micro_batch(struct lmp_tune *t, int64_t n, bool have,
                                          const struct lmp_model_grads *g, double *kl,
                                          int64_t *agree, struct lmp_err *err) {
     const struct lmp_tune_pipe *q     = t->o.pipe;
-    const bool                  last  = q->stage == q->n_stages - 1;
+    const int                   S     = q->n_stages;
+    const bool                  last  = q->stage == S - 1;
     const int64_t               rows  = n * t->seq_len;
     const size_t                bytes = (size_t)(rows * t->student->cfg.dim) * 4;
     enum lmp_status             st;
-    if ((st = stage_forward(t, &t->teacher->params, n, err)) != LMP_OK) return st;
-    if (last) lmp_model_grad_logits(t->mg, &t->teacher->params, 0, rows, t->teacher_logits);
-    if ((st = stage_forward(t, &t->student->params, n, err)) != LMP_OK) return st;
-    if (last)
+    if ((st = chain_forward(t, &t->teacher->params, n, have, err)) != LMP_OK) return st;
+    if (last && have) lmp_model_grad_logits(t->mg, &t->teacher->params, 0, rows, t->teacher_logits);
+    if ((st = chain_forward(t, &t->student->params, n, have, err)) != LMP_OK) return st;
+    if (last && have)
         lmp_model_grad_kl_backward(t->mg, &t->student->params, t->teacher_logits, g, kl, agree);
-    if (g == NULL || t->s1 <= t->first) return LMP_OK; /* no backward here */
-    if (!last) {
-        if ((st = q->recv(q->ctx, q->stage + 1, t->xin, bytes)) != LMP_OK)
-            return lmp_err_set(err, st, "tune: stage %d: no gradient from stage %d", q->stage,
-                               q->stage + 1);
-        lmp_model_grad_backward_stage(t->mg, &t->student->params, t->xin, g);
+    if (g == NULL) return LMP_OK;
+    /* backward up the chain, as far as the first trained block */
+    for (int k = S - 1; k >= 0; k--) {
+        if (q->stage == k && k < S - 1 && have)
+            lmp_model_grad_backward_stage(t->mg, &t->student->params, t->xin, g);
+        if (k > 0 && stage_lo(t, k) > t->first &&
+            (st = move(t, k, k - 1, lmp_model_grad_stage_dx(t->mg), t->xin, bytes, have, err)))
+            return st;
     }
-    if (t->s0 > t->first &&
-        (st = q->send(q->ctx, q->stage - 1, lmp_model_grad_stage_dx(t->mg), bytes)) != LMP_OK)
-        return lmp_err_set(err, st, "tune: stage %d: cannot send the gradient to stage %d",
-                           q->stage, q->stage - 1);
     return LMP_OK;
 }
 
-/* Whether to stop before the next micro-batch: stage 0 decides (its cancel flag) and tells
- * the chain; other stages take its word. RET LMP_OK with *stop set, or a pipe error. */
+/* Whether to stop before the next micro-batch: stage 0 decides (its cancel flag) and the
+ * other stages take its word (collectively: any chain's stage 0). RET LMP_OK with *stop
+ * set, or a transfer's error. */
 static enum lmp_status stop_here(struct lmp_tune *t, bool *stop, struct lmp_err *err) {
     const struct lmp_tune_pipe *q = t->o.pipe;
     int64_t                     f = 0;
-    enum lmp_status             st;
     if (q == NULL || q->n_stages == 1) {
         *stop = lmp_cancelled(t->o.cancel);
         return LMP_OK;
     }
-    if (q->stage == 0)
-        f = lmp_cancelled(t->o.cancel) ? 1 : 0;
-    else if ((st = q->recv(q->ctx, q->stage - 1, &f, sizeof(f))) != LMP_OK)
-        return lmp_err_set(err, st, "tune: stage %d: no word from stage %d", q->stage,
-                           q->stage - 1);
-    if (q->stage < q->n_stages - 1 && (st = q->send(q->ctx, q->stage + 1, &f, sizeof(f))) != LMP_OK)
-        return lmp_err_set(err, st, "tune: stage %d: cannot reach stage %d", q->stage,
-                           q->stage + 1);
+    if (q->stage == 0) f = lmp_cancelled(t->o.cancel) ? 1 : 0;
+    enum lmp_status st = LMP_OK;
+    if (collective(t)) {
+        int64_t any = f;
+        st          = t->o.comm->sum_i64(t->o.comm->ctx, &any, 1);
+        f           = any;
+    } else {
+        for (int k = 0; k < q->n_stages - 1 && st == LMP_OK; k++)
+            if (q->stage == k)
+                st = q->send(q->ctx, k + 1, &f, sizeof(f));
+            else if (q->stage == k + 1)
+                st = q->recv(q->ctx, k, &f, sizeof(f));
+    }
+    if (st != LMP_OK)
+        return lmp_err_set(err, st, "tune: stage %d: the word to stop or go did not arrive",
+                           q->stage);
     *stop = f != 0;
     return LMP_OK;
 }
 
-static enum lmp_status any_micro_batch(struct lmp_tune *t, int64_t n,
+static enum lmp_status any_micro_batch(struct lmp_tune *t, int64_t n, bool have,
                                        const struct lmp_model_grads *g, double *kl, int64_t *agree,
                                        struct lmp_err *err) {
     *kl    = 0;
     *agree = 0;
-    return t->o.pipe && t->o.pipe->n_stages > 1 ? stage_micro_batch(t, n, g, kl, agree, err)
-                                                : micro_batch(t, n, g, kl, agree, err);
+    if (t->o.pipe && t->o.pipe->n_stages > 1)
+        return stage_micro_batch(t, n, have, g, kl, agree, err);
+    return have ? micro_batch(t, n, g, kl, agree, err) : LMP_OK;
+}
+
+/* Rounds of micro-batches a step or measurement runs on this rank: its own count, or with
+ * collective transfers the largest chain's (every rank takes part in every transfer). */
+static int64_t rounds(const struct lmp_tune *t, int64_t mine, int64_t most) {
+    return t->o.pipe && t->o.pipe->n_stages > 1 && collective(t) ? most : mine;
 }
 
 /* Largest |contribution| of one micro-batch to a fixed-point sum: the step's micro-batches
@@ -401,7 +460,8 @@ enum lmp_status lmp_tune_step(struct lmp_tune *t, struct lmp_tune_step_stats *st
     memset(t->acc, 0, (size_t)t->n_acc * sizeof(int64_t));
     int64_t *const acc_stats = t->acc + t->n_acc - 3; /* kl (fixed point), agree, stop */
     double         kl_sum    = 0;
-    for (int64_t m = m0; m < m1; m++) {
+    const int64_t  n_rounds  = rounds(t, m1 - m0, (n_micro + R - 1) / R);
+    for (int64_t m = m0; m < m0 + n_rounds; m++) {
         bool            stop = false;
         enum lmp_status st   = stop_here(t, &stop, err);
         if (st != LMP_OK) {
@@ -412,19 +472,21 @@ enum lmp_status lmp_tune_step(struct lmp_tune *t, struct lmp_tune_step_stats *st
             acc_stats[2] = 1;
             break;
         }
-        const int64_t i0 = m * mu, n = B - i0 < mu ? B - i0 : mu;
-        for (int64_t s = 0; s < n; s++) {
+        const bool    have = m < m1;
+        const int64_t i0 = m * mu, n = !have ? mu : B - i0 < mu ? B - i0 : mu;
+        for (int64_t s = 0; have && s < n; s++) {
             const int64_t w = window_at(t->o.seed, t->n_win, t->step * B + i0 + s, perm);
             memcpy(t->micro + s * T, t->tokens + w * T, (size_t)T * sizeof(int32_t));
         }
         double  kl = 0;
         int64_t ag = 0;
         lmp_model_grads_zero(t->g);
-        st = any_micro_batch(t, n, &t->g->g, &kl, &ag, err);
+        st = any_micro_batch(t, n, have, &t->g->g, &kl, &ag, err);
         if (st != LMP_OK) {
             free(perm);
             return st;
         }
+        if (!have) continue;
         int64_t off = 0;
         for (int i = 0; i < t->n_sum; i++) {
             add_fixed(t->acc + off, t->sum_g[i], t->sum_n[i], cap);
@@ -474,9 +536,13 @@ enum lmp_status lmp_tune_measure(struct lmp_tune *t, const int32_t *tokens, int6
     assert(t && tokens && kl && agree && n > 0);
     const struct lmp_tune_comm *c = t->o.comm;
     const struct lmp_tune_pipe *q = t->o.pipe;
-    const int R = q ? q->n_replicas : c ? c->size : 1, r = q ? q->replica : c ? c->rank : 0;
-    double    sums[3] = {0, 0, 0}; /* kl, agree, stop: this rank's share */
-    for (int64_t i0 = n * r / R; i0 < n * (r + 1) / R; i0 += t->o.micro_seqs) {
+    const int     R = q ? q->n_replicas : c ? c->size : 1, r = q ? q->replica : c ? c->rank : 0;
+    double        sums[3] = {0, 0, 0}; /* kl, agree, stop: this rank's share */
+    const int64_t mu = t->o.micro_seqs, b = n * r / R, e = n * (r + 1) / R;
+    const int64_t n_rounds = rounds(t, (e - b + mu - 1) / mu, ((n + R - 1) / R + mu - 1) / mu);
+    for (int64_t k = 0; k < n_rounds; k++) {
+        const int64_t   i0   = b + k * mu;
+        const bool      have = i0 < e;
         bool            stop = false;
         enum lmp_status st   = stop_here(t, &stop, err);
         if (st != LMP_OK) return st;
@@ -484,12 +550,13 @@ enum lmp_status lmp_tune_measure(struct lmp_tune *t, const int32_t *tokens, int6
             sums[2] = 1;
             break;
         }
-        const int64_t e = n * (r + 1) / R, m = e - i0 < t->o.micro_seqs ? e - i0 : t->o.micro_seqs;
-        memcpy(t->micro, tokens + i0 * t->seq_len, (size_t)(m * t->seq_len) * sizeof(int32_t));
-        double  k  = 0;
+        const int64_t m = !have ? mu : e - i0 < mu ? e - i0 : mu;
+        if (have)
+            memcpy(t->micro, tokens + i0 * t->seq_len, (size_t)(m * t->seq_len) * sizeof(int32_t));
+        double  kk = 0;
         int64_t ag = 0;
-        if ((st = any_micro_batch(t, m, NULL, &k, &ag, err)) != LMP_OK) return st;
-        sums[0] += k * (double)m;
+        if ((st = any_micro_batch(t, m, have, NULL, &kk, &ag, err)) != LMP_OK) return st;
+        sums[0] += kk * (double)m;
         sums[1] += (double)ag;
     }
     if (c) {

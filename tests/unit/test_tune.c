@@ -15,8 +15,10 @@
  *  - data parallelism is exact: two ranks (threads summing through shared memory, as
  *    MPI_Allreduce would) taking 4 steps give the same bits as one process;
  *  - so are pipeline stages (activations and gradients through shared-memory mailboxes):
- *    2 stages, 2 stages x 2 replicas, and sparse tuning where stage 0 runs no backward
- *    or only part of one, every message received; a stop at stage 0 stops both stages;
+ *    2 stages, 2 stages x 2 replicas (also with chains of unequal micro-batch counts), and
+ *    sparse tuning where stage 0 runs no backward or only part of one, every message
+ *    received; the same with collective transfers (the sums alone, as through the
+ *    coordinator); a stop at stage 0 stops both stages;
  *  - bad inputs are refused: a token outside the vocabulary, a linear that is not the
  *    student's.
  */
@@ -417,10 +419,11 @@ static void test_two_ranks_equal_one_process(void) {
 }
 
 /* S stages x R replicas on S R threads, 4 steps: the same bits as one process. */
-static void pipeline_case(int S, int R, int lin0) {
+static void pipeline_case(int S, int R, int lin0, bool coll, int batch) {
     g_lin0                 = lin0;
     struct lmp_tune_opts o = opts();
-    o.micro_seqs           = 1; /* 4 micro-batches a step */
+    o.micro_seqs           = 1; /* a micro-batch per window */
+    o.batch_seqs           = batch;
     struct student one;
     student_init(&one, &o);
     steps(&one, 4);
@@ -454,8 +457,9 @@ static void pipeline_case(int S, int R, int lin0) {
         CHECK(same_student(&one, &r[k].s));
         CHECK(r[k].kl == r[0].kl && r[k].agree == r[0].agree);
     }
-    printf("  %d stages x %d replicas (tuned from linear %d): held-out KL %.12f vs %.12f\n", S, R,
-           lin0, r[0].kl, kl1);
+    printf("  %d stages x %d replicas%s, batch %d (tuned from linear %d): held-out KL %.12f vs "
+           "%.12f\n",
+           S, R, coll ? " (collective)" : "", batch, lin0, r[0].kl, kl1);
     CHECK(fabs(r[0].kl - kl1) <= 1e-12 * kl1 && r[0].agree == ag1);
     CHECK(world_destroy(&w)); /* every activation and gradient sent was received */
     for (int k = 0; k < n; k++) student_free(&r[k].s);
@@ -465,10 +469,13 @@ static void pipeline_case(int S, int R, int lin0) {
 }
 
 static void test_pipeline_equals_one_process(void) {
-    pipeline_case(2, 1, 0);
-    pipeline_case(2, 2, 0);
-    pipeline_case(2, 1, LMP_LIN_COUNT);     /* block 1 only: stage 0 runs no backward */
-    pipeline_case(2, 1, LMP_LIN_COUNT - 1); /* from block 0's last linear */
+    for (int coll = 0; coll < 2; coll++) {
+        pipeline_case(2, 1, 0, coll, 4);
+        pipeline_case(2, 2, 0, coll, 4);
+        pipeline_case(2, 2, 0, coll, 3);                 /* chains of 1 and 2 micro-batches */
+        pipeline_case(2, 1, LMP_LIN_COUNT, coll, 4);     /* block 1 only: stage 0 no backward */
+        pipeline_case(2, 1, LMP_LIN_COUNT - 1, coll, 4); /* from block 0's last linear */
+    }
 }
 
 static void *stop_main(void *arg) {
@@ -480,7 +487,7 @@ static void *stop_main(void *arg) {
 
 /* A stop seen by stage 0 stops every stage at the same micro-batch: ECANCEL everywhere, the
  * students untouched, no message left unread. */
-static void test_pipeline_stop(void) {
+static void pipeline_stop(bool coll) {
     struct lmp_tune_opts o = opts();
     struct student       ref;
     student_init(&ref, &o);
@@ -491,7 +498,8 @@ static void test_pipeline_stop(void) {
     for (int k = 0; k < 2; k++) {
         r[k]      = (struct rank_ctx){.w = &w, .rank = k};
         r[k].comm = (struct lmp_tune_comm){k, 2, &r[k], sum_i64, sum_f64};
-        r[k].pipe = (struct lmp_tune_pipe){k, 2, 0, 1, &r[k], pipe_send, pipe_recv};
+        r[k].pipe = (struct lmp_tune_pipe){
+            k, 2, 0, 1, &r[k], coll ? NULL : pipe_send, coll ? NULL : pipe_recv};
         atomic_init(&r[k].stop, k == 0);
         struct lmp_tune_opts ok = o;
         ok.comm                 = &r[k].comm;
@@ -507,6 +515,16 @@ static void test_pipeline_stop(void) {
         CHECK(same_student(&ref, &r[k].s));
     }
     CHECK(world_destroy(&w));
+    for (int k = 0; k < 2; k++) student_free(&r[k].s);
+    student_free(&ref);
+}
+
+static void test_pipeline_stop(void) {
+    pipeline_stop(false);
+    pipeline_stop(true);
+    struct lmp_tune_opts o = opts();
+    struct student       ref;
+    student_init(&ref, &o);
     /* refused: a pipe that does not match the ranks */
     struct lmp_tune_comm c1  = {0, 3, NULL, sum_i64, sum_f64};
     struct lmp_tune_pipe p   = {0, 2, 0, 1, NULL, pipe_send, pipe_recv};
@@ -522,7 +540,11 @@ static void test_pipeline_stop(void) {
     c1.size    = 3;
     CHECK(lmp_tune_new(ref.w, ref.teacher, ref.lin, NL, ref.tokens, N_WIN, T, &bad, &t, &err) ==
           LMP_EINVAL);
-    for (int k = 0; k < 2; k++) student_free(&r[k].s);
+    p.n_stages = 2; /* collective transfers without a communicator */
+    p.send = NULL, p.recv = NULL;
+    bad.comm = NULL;
+    CHECK(lmp_tune_new(ref.w, ref.teacher, ref.lin, NL, ref.tokens, N_WIN, T, &bad, &t, &err) ==
+          LMP_EINVAL);
     student_free(&ref);
 }
 
