@@ -76,7 +76,11 @@ struct lmp_tune_comm {
  * each block's part added by the stages that own it, and every rank takes the same P/V
  * step: the result is the one process's, bit for bit, for any number of stages and
  * replicas. send/recv move exactly n bytes to / from stage `to` / `from` of the same
- * replica, in order (MPI_Send / MPI_Recv); RET LMP_OK or an error status. */
+ * replica, in order (MPI_Send / MPI_Recv); RET LMP_OK or an error status. Without them
+ * (both NULL) every transfer is an exact integer sum over comm instead, each chain's sender
+ * contributing its bytes and every other rank zeros (all ranks take part in every transfer,
+ * chains with fewer micro-batches idle through the extra rounds): what ranks whose only
+ * link is a reduction, as through the coordinator, use. */
 struct lmp_tune_pipe {
     int   stage, n_stages;
     int   replica, n_replicas;
