@@ -2644,6 +2644,7 @@ enum lmp_status lmp_artifact_size(struct lmp_artifact *a, struct lmp_art_size *o
                                   struct lmp_err *err) {
     assert(a && out);
     memset(out, 0, sizeof(*out));
+    out->embed_dtype = out->head_dtype = -1;
     struct stat sb;
     if (a->main >= 0 && stat(a->path, &sb) == 0) out->file_bytes += (int64_t)sb.st_size;
     for (int64_t i = 0; i < a->n_items; i++) { /* each part once (a block part: many items) */
@@ -2680,6 +2681,12 @@ enum lmp_status lmp_artifact_size(struct lmp_artifact *a, struct lmp_art_size *o
                 return lmp_err_set(err, LMP_EFORMAT, "'%s': missing dataset /%s", fn, path);
             }
             for (int d = 0; d < rank; d++) n *= dims[d];
+            const bool emb  = strcmp(it->name, "model.embed_tokens.weight") == 0,
+                       head = strcmp(it->name, "lm_head.weight") == 0;
+            if (emb || head) { /* its storage type, for the report */
+                const int k = q >= 0 ? q : dset_float_dtype(f, path);
+                *(emb ? &out->embed_dtype : &out->head_dtype) = k;
+            }
             const int64_t bytes = dset_bytes(f, path);
             out->tensor_bytes += bytes;
             /* a kept linear's weight counts with the linears (its parameters are there) */

@@ -320,6 +320,9 @@ struct lmp_art_size {
                                 stored tensor that is not a linear's weight (a tied head
                                 counts once) */
     int64_t n_linear_params; /* every linear of the job (n_out n_in each) */
+    int     embed_dtype;     /* how model.embed_tokens.weight is stored (enum lmp_dtype: F32,
+                                F16, BF16, Q8_0, Q4_1), -1 if not stored yet */
+    int head_dtype;          /* the same for lm_head.weight (-1: tied, or not stored yet) */
 };
 /* Sizes of a's files and data, and the model's parameter counts; bits per weight are
  * 8 file_bytes / n_params (the whole model) and 8 linear_bytes / n_linear_params.

@@ -1,6 +1,6 @@
 /*  bench_art_size - an artifact's size in the current format against the one it was written in
  *
- *  usage: bench_art_size OLD.h5 MODEL NEW.h5 [INT8_GROUP]
+ *  usage: bench_art_size OLD.h5 MODEL NEW.h5 [EMBED_BITS]
  *
  *  Rewrites OLD.h5 (any format this lmpress reads, e.g. a format-1 artifact with fp32
  *  codebooks, scales and tensors) as NEW.h5 in the current format, as a compression of
@@ -12,11 +12,11 @@
  *  exact dequantization, so rounding them gives the same bits), every other tensor (norms,
  *  tuned by fine-tuning or PV-Tuning; biases) as it is. MODEL "-" copies every tensor as it
  *  is (a format-2 copy of a format-1 test artifact: tests/fuzz/corpus/fuzz_artifact/).
- *  INT8_GROUP > 0 simulates an 8-bit embedding (issue 12, not a stored type yet): each group
- *  of INT8_GROUP values of a row of model.embed_tokens.weight (and lm_head.weight) becomes
- *  q * s, q = round(x / s) in [-127, 127], s = the fp16 of max |x| / 127, stored as fp32,
- *  so that eval measures its perplexity; the JSON then adds the bytes such a tensor would
- *  take (one byte a value, 2 a group).
+ *  EMBED_BITS 8 or 4 stores model.embed_tokens.weight and lm_head.weight as a compression
+ *  with --embed-bits 8 / 4 (and --head-bits alike) does: Q8_0 or Q4_1 blocks
+ *  (lmp_quantize_row of the stored values; a source tensor already of that type is copied as
+ *  it is), so that an artifact made before the option gets its quantized-embedding variant
+ *  without a new compression (16, the default: the source's precision).
  *  Prints one JSON object: both files'
  * bytes and bits per weight (lmp_artifact_size). The rewrite skips the effect of rounding on the
  * calibration of later blocks that a sequential compression in the new format has; evaluate NEW.h5
@@ -70,42 +70,49 @@ static void narrow(struct lmp_art_tensor *t, const struct lmp_tensor *src) {
     t->dtype = src->dtype == LMP_DTYPE_BF16 ? LMP_DTYPE_BF16 : LMP_DTYPE_F16;
 }
 
-/* t (any type, fp32 after) rounded to int8 with an fp16 scale per group of g values of a
- * row (g divides the row); returns the bytes it would take stored that way. */
-static int64_t int8_groups(struct lmp_art_tensor *t, int64_t g) {
-    int64_t n = 1;
-    for (int d = 0; d < t->n_dims; d++) n *= t->shape[d];
-    float *f = malloc((size_t)n * sizeof(float));
-    if (f == NULL) return -1;
-    for (int64_t i = 0; i < n; i++) {
-        const uint16_t *h = t->data;
-        f[i]              = t->dtype == LMP_DTYPE_F32    ? ((const float *)t->data)[i]
-                            : t->dtype == LMP_DTYPE_BF16 ? lmp_bf16_to_f32(h[i])
-                                                         : lmp_f16_to_f32(h[i]);
-    }
-    for (int64_t j = 0; j < n; j += g) {
-        float amax = 0;
-        for (int64_t k = 0; k < g; k++) amax = fmaxf(amax, fabsf(f[j + k]));
-        const float s = lmp_f16_to_f32(lmp_f32_to_f16(amax / 127.0f));
-        for (int64_t k = 0; k < g; k++) {
-            const float q = s > 0 ? fminf(fmaxf(rintf(f[j + k] / s), -127.0f), 127.0f) : 0.0f;
-            f[j + k]      = q * s;
+/* t (2-D fp32, fp16 or bf16) in place as blocks of dtype q (Q8_0, Q4_1), as a compression
+ * stores it: src's blocks when src (may be NULL) is of that type, else t's values
+ * quantized row by row. 0, or -1 (out of memory, a row that cannot be quantized). */
+static int to_blocks(struct lmp_art_tensor *t, const struct lmp_tensor *src, enum lmp_dtype q) {
+    const int64_t rows = t->shape[0], cols = t->shape[1];
+    const int64_t rb  = lmp_tensor_expected_bytes(q, 1, &cols);
+    uint8_t      *b   = rb > 0 ? malloc((size_t)(rows * rb)) : NULL;
+    float        *row = malloc((size_t)cols * sizeof(float));
+    int           rc  = b && row ? 0 : -1;
+    if (rc == 0 && src && src->dtype == q && (int64_t)src->nbytes == rows * rb)
+        memcpy(b, src->data, (size_t)(rows * rb));
+    else
+        for (int64_t r = 0; rc == 0 && r < rows; r++) {
+            const float    *f = (const float *)t->data + r * cols;
+            const uint16_t *h = (const uint16_t *)t->data + r * cols;
+            for (int64_t k = 0; k < cols; k++)
+                row[k] = t->dtype == LMP_DTYPE_F32    ? f[k]
+                         : t->dtype == LMP_DTYPE_BF16 ? lmp_bf16_to_f32(h[k])
+                                                      : lmp_f16_to_f32(h[k]);
+            rc = lmp_quantize_row(q, row, b + r * rb, cols) == 0 ? 0 : -1;
         }
+    free(row);
+    if (rc != 0) {
+        free(b);
+        return -1;
     }
     free(t->data);
-    t->data  = f;
-    t->dtype = LMP_DTYPE_F32;
-    return n + 2 * (n / g);
+    t->data  = b;
+    t->dtype = q;
+    return 0;
 }
 
 int main(int argc, char **argv) {
     if (argc != 4 && argc != 5) {
-        fprintf(stderr, "usage: %s OLD.h5 MODEL NEW.h5 [INT8_GROUP]\n", argv[0]);
+        fprintf(stderr, "usage: %s OLD.h5 MODEL NEW.h5 [EMBED_BITS]\n", argv[0]);
         return 2;
     }
-    const int64_t  g8 = argc == 5 ? atoll(argv[4]) : 0;
-    int64_t        b8 = 0, b8_was = 0; /* int8 bytes of the simulated tensors, their stored bytes */
-    struct lmp_err err      = {0};
+    const int bits = argc == 5 ? atoi(argv[4]) : 16;
+    if (bits != 16 && bits != 8 && bits != 4) {
+        fprintf(stderr, "bench_art_size: EMBED_BITS is 16, 8 or 4, not '%s'\n", argv[4]);
+        return 2;
+    }
+    struct lmp_err       err = {0};
     struct lmp_artifact *in = NULL, *out = NULL;
     struct lmp_model    *m = NULL;
     struct lmp_art_size  s_in, s_out;
@@ -129,16 +136,16 @@ int main(int argc, char **argv) {
         const char           *name = lmp_artifact_tensor_name(in, i);
         struct lmp_art_tensor t;
         if ((st = lmp_artifact_read_tensor(in, name, &t, &err))) goto out;
-        narrow(&t, source_of(m, name));
         const bool emb =
             strcmp(name, "model.embed_tokens.weight") == 0 || strcmp(name, "lm_head.weight") == 0;
-        if (g8 > 0 && emb && t.n_dims == 2 && t.shape[1] % g8 == 0) {
-            int64_t n_el = t.shape[0] * t.shape[1];
-            b8_was += n_el * 4; /* stored as fp32 here */
-            const int64_t b = int8_groups(&t, g8);
-            if (b < 0) goto out;
-            b8 += b;
-        }
+        if (bits != 16 && emb && t.n_dims == 2 && t.shape[1] % 32 == 0) { /* from the values read */
+            if (to_blocks(&t, source_of(m, name), bits == 8 ? LMP_DTYPE_Q8_0 : LMP_DTYPE_Q4_1)) {
+                lmp_art_tensor_release(&t);
+                snprintf(err.msg, sizeof(err.msg), "cannot quantize '%s' to %d bits", name, bits);
+                goto out;
+            }
+        } else
+            narrow(&t, source_of(m, name));
         st = lmp_artifact_put_tensor(out, &t, &err);
         lmp_art_tensor_release(&t);
         if (st) goto out;
@@ -159,13 +166,7 @@ int main(int argc, char **argv) {
     printf(",");
     print_size("new", argv[3], &s_out);
     printf(",\"ratio\":%.4f", (double)s_out.file_bytes / (double)s_in.file_bytes);
-    if (g8 > 0) { /* the file with the simulated tensors stored as int8 + fp16 scales */
-        const int64_t fb = s_out.file_bytes - b8_was + b8;
-        printf(",\"int8_group\":%lld,\"int8_bytes\":%lld,\"file_bytes_int8\":%lld,"
-               "\"bits_per_weight_model_int8\":%.4f",
-               (long long)g8, (long long)b8, (long long)fb,
-               8.0 * (double)fb / (double)(s_out.n_params ? s_out.n_params : 1));
-    }
+    printf(",\"embed_bits\":%d", bits);
     printf("}\n");
     rc = 0;
 out:

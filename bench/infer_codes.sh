@@ -12,8 +12,11 @@
 # Defaults: SmolLM2-135M-Instruct (Q4_1 GGUF) and its 2x8g8 artifact from ~/.cache/lmpress,
 # the prompt the first --prompt-bytes bytes of WikiText-2 (../shared/data).
 #
-#   bench/infer_codes.sh [--model M] [--artifact A] [--text FILE] [--prompt-bytes B] [-n N]
-#                        [--rounds R] [--threads T] [--lmpress BIN]
+# --base-artifact B puts the artifact B on the "original" side instead of the model (the same
+# compression with another storage, e.g. its embedding at 16 bits against --embed-bits 4).
+#
+#   bench/infer_codes.sh [--model M | --base-artifact B] [--artifact A] [--text FILE]
+#                        [--prompt-bytes B] [-n N] [--rounds R] [--threads T] [--lmpress BIN]
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")/.." && pwd)
@@ -21,10 +24,11 @@ cache=${LMP_CACHE:-$HOME/.cache/lmpress}
 model="$cache/models/SmolLM2-135M-Instruct.Q4_1.gguf"
 artifact="$cache/runs/smollm2-2x8g8-seq-ft.h5"
 text=${LMP_SHARED:-$here/../shared}/data/wikitext2_test_join.txt
-pbytes=1200 n=64 rounds=3 threads=2 lmpress=""
+pbytes=1200 n=64 rounds=3 threads=2 lmpress="" base=(--model)
 while [ $# -gt 0 ]; do
     case $1 in
-        --model) model=$2; shift 2 ;;
+        --model) model=$2; base=(--model); shift 2 ;;
+        --base-artifact) model=$2; base=(--artifact); shift 2 ;;
         --artifact) artifact=$2; shift 2 ;;
         --text) text=$2; shift 2 ;;
         --prompt-bytes) pbytes=$2; shift 2 ;;
@@ -32,7 +36,7 @@ while [ $# -gt 0 ]; do
         --rounds) rounds=$2; shift 2 ;;
         --threads) threads=$2; shift 2 ;;
         --lmpress) lmpress=$2; shift 2 ;;
-        -h|--help) sed -n '2,18p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,21p' "$0"; exit 0 ;;
         *) echo "infer_codes.sh: unknown option '$1'" >&2; exit 2 ;;
     esac
 done
@@ -71,7 +75,7 @@ PY
 
 rows=()
 for r in $(seq 1 "$rounds"); do
-    o=$(one --model "$model")
+    o=$(one "${base[@]}" "$model")
     a=$(one --artifact "$artifact")
     rows+=("$o|$a")
     echo "round $r: original (pp, gen tok/s, rss KB, prompt, generated) $o; artifact $a" >&2

@@ -148,6 +148,10 @@ int lmp_cli_inspect_artifact(struct lmp_cli *cli, const char *path) {
         cJSON_AddNumberToObject(t, "linear_bytes", (double)sz.linear_bytes);
         cJSON_AddNumberToObject(t, "tensor_bytes", (double)sz.tensor_bytes);
         cJSON_AddNumberToObject(t, "params", (double)sz.n_params);
+        if (sz.embed_dtype >= 0)
+            cJSON_AddStringToObject(t, "embed_dtype", lmp_dtype_name(sz.embed_dtype));
+        if (sz.head_dtype >= 0)
+            cJSON_AddStringToObject(t, "head_dtype", lmp_dtype_name(sz.head_dtype));
         cJSON_AddNumberToObject(t, "linear_params", (double)sz.n_linear_params);
         cJSON_AddNumberToObject(t, "seconds", secs);
         cJSON_AddNumberToObject(t, "steps", (double)steps);
@@ -172,6 +176,10 @@ int lmp_cli_inspect_artifact(struct lmp_cli *cli, const char *path) {
                (double)sz.file_bytes / 1e6, (long long)sz.file_bytes, bits_model,
                (long long)sz.n_params, bits_lin, (double)sz.linear_bytes / 1e6,
                (double)sz.tensor_bytes / 1e6);
+        if (sz.embed_dtype >= 0) /* Q8_0 / Q4_1: compress --embed-bits 8 / 4 */
+            printf("embedding %s%s%s\n", lmp_dtype_name(sz.embed_dtype),
+                   sz.head_dtype >= 0 ? ", lm head " : " (the lm head is tied to it)",
+                   sz.head_dtype >= 0 ? lmp_dtype_name(sz.head_dtype) : "");
     }
 out:
     cJSON_Delete(root);
