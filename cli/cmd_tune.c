@@ -30,7 +30,7 @@ static const char *const usage =
     "             [--trust-ratio X] [--lamb] [--blocks K] [--no-norms] [--seed S] "
     "[--checkpoint-minutes X]\n"
     "             [--threads T] [--json] [--stages S]\n"
-    "             [--connect EP [--wait] [--replicas R]]";
+    "             [--connect EP [--wait] [--replicas R] [--stages S]]";
 
 static const char *const help =
     "PV-Tuning (docs/pv-tuning.md): codebooks, scales and norms by Adam (P step) and codes by\n"
@@ -66,13 +66,14 @@ static const char *const help =
     "  --checkpoint-minutes X  minutes between checkpoints (default 10; also on a stop)\n"
     "  --threads T           threads (default every core; per rank under MPI)\n"
     "  --json                print one JSON object at the end\n"
-    "  --stages S            under mpirun / srun: split the model's blocks into S pipeline\n"
-    "                        stages, one rank each (the ranks must be a multiple of S; the\n"
-    "                        rest are replicas); the same artifact as one process\n"
+    "  --stages S            split the model's blocks into S pipeline stages, one rank each:\n"
+    "                        under mpirun / srun (the ranks must be a multiple of S; the\n"
+    "                        rest are replicas), or with --connect (S x R workers); the same\n"
+    "                        artifact as one process\n"
     "  --connect EP          run it as a job of the coordinator at EP instead, on its workers\n"
     "                        (the paths must name the same files there); prints the job id\n"
     "  --wait                with --connect: follow the job to its end (one line per step)\n"
-    "  --replicas R          with --connect: data-parallel workers (default 1; fewer when\n"
+    "  --replicas R          with --connect: data-parallel replicas (default 1; fewer when\n"
     "                        fewer are there; any number gives the same "
     "artifact)\n" LMP_CLI_KEYS_HELP;
 
@@ -332,11 +333,10 @@ static int cmd_tune_exec(struct lmp_cli *cli, int argc, char **argv) {
         return lmp_cli_usage_msg(usage, "--out must differ from --artifact");
     if ((wait || replicas) && connect == NULL)
         return lmp_cli_usage_msg(usage, "--wait and --replicas go with --connect");
-    if (stages > 1 && connect)
-        return lmp_cli_usage_msg(usage, "--stages is for mpirun / srun, not --connect");
     if (connect) { /* a cluster job: the coordinator's workers run it */
         Lmp__JobSpec  spec = LMP__JOB_SPEC__INIT;
         Lmp__TuneSpec ts;
+        j.stages = (int)stages;
         lmp_tune_spec_from_job(&ts, &j, (uint32_t)(replicas ? replicas : 1));
         spec.model_path = (char *)j.model;
         spec.out_path   = (char *)j.out;
@@ -439,8 +439,23 @@ enum lmp_status lmp_cli_tune_rank(void *ctx, const Lmp__TaskAssign *ta,
     (void)ctx;
     struct lmp_tune_job j;
     lmp_tune_job_from_spec(&j, ta->tune, ta->model_path, ta->out_dir);
-    j.n_threads    = (int)ta->n_threads;
-    j.opts.comm    = comm;
+    j.n_threads = (int)ta->n_threads;
+    j.opts.comm = comm;
+    /* pipeline stages: chains of min(stages, ranks) (the coordinator sends whole chains),
+     * their transfers as sums through the coordinator (no send/recv) */
+    struct lmp_tune_pipe pipe = {0};
+    const uint32_t       S    = j.stages > 1 ? (uint32_t)j.stages : 1;
+    const uint32_t       Se   = comm && S > (uint32_t)comm->size ? (uint32_t)comm->size : S;
+    if (Se > 1) {
+        if (comm == NULL || comm->size % (int)Se != 0)
+            return lmp_err_set(err, LMP_EINVAL, "tune: %d ranks do not make chains of %u stages",
+                               comm ? comm->size : 1, Se);
+        pipe        = (struct lmp_tune_pipe){.stage      = comm->rank % (int)Se,
+                                             .n_stages   = (int)Se,
+                                             .replica    = comm->rank / (int)Se,
+                                             .n_replicas = comm->size / (int)Se};
+        j.opts.pipe = &pipe;
+    }
     j.opts.cancel  = cancel;
     j.progress     = progress;
     j.progress_ctx = pctx;

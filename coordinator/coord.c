@@ -527,8 +527,10 @@ static void tune_rank_lost(struct lmp_coord *c, const struct lmp_lease *L, bool 
 
 static bool peer_idle(const struct peer *p);
 
-/* Start a gang when none runs: `replicas` idle workers, or as many as there are (at least
- * one) once wait_until has passed. Ranks go to the workers in peer order. */
+/* Start a gang when none runs: `replicas` idle workers (replicas x stages ranks), or as
+ * many as there are (at least one) once wait_until has passed, as chains of min(stages,
+ * n) stages (the ranks derive the layout from their count and TuneSpec.stages; the result
+ * is the same for any). Ranks go to the workers in peer order. */
 static void tune_dispatch(struct lmp_coord *c) {
     struct job    *J = c->job;
     struct tstate *T = J->tune;
@@ -537,6 +539,8 @@ static void tune_dispatch(struct lmp_coord *c) {
     for (int pi = 0; pi < MAX_PEERS && n < (int)T->replicas && n < MAX_TUNE_RANKS; pi++)
         if (peer_idle(&c->peers[pi])) idle[n++] = pi;
     if (n == 0 || (n < (int)T->replicas && mono_ms() < T->wait_until)) return;
+    const int S = (int)T->stages < n ? (int)T->stages : n;
+    n           = n / S * S; /* whole chains */
     T->attempt++;
     T->n      = n;
     T->step   = 0;
@@ -724,8 +728,10 @@ static enum lmp_status tune_plan(struct job *J, const Lmp__JobSpec *spec, struct
         rnd = (uint16_t)(unix_ms() ^ (uint64_t)getpid());
     J->tune->base     = (uint32_t)rnd << 16;
     J->tune->attempt  = J->tune->base;
-    J->tune->replicas = spec->tune->replicas ? spec->tune->replicas : 1;
+    J->tune->stages   = spec->tune->stages ? spec->tune->stages : 1;
+    J->tune->replicas = (spec->tune->replicas ? spec->tune->replicas : 1) * J->tune->stages;
     if (J->tune->replicas > MAX_TUNE_RANKS) J->tune->replicas = MAX_TUNE_RANKS;
+    if (J->tune->stages > MAX_TUNE_RANKS) J->tune->stages = MAX_TUNE_RANKS;
     J->tune->wait_until = mono_ms() + 5000; /* the workers asked for may still be joining */
     for (int r = 0; r < MAX_TUNE_RANKS; r++) J->tune->worker[r] = -1;
     return LMP_OK;

@@ -77,7 +77,8 @@ struct rtask; /* coord.c: a layer running as row shards */
  * replicas asked for) resumes from the checkpoint rank 0 wrote. */
 enum { MAX_TUNE_RANKS = 64 };
 struct tstate {
-    uint32_t replicas;    /* wanted (>= 1) */
+    uint32_t replicas;    /* ranks wanted (>= 1): replicas x stages */
+    uint32_t stages;      /* pipeline stages per chain wanted (>= 1) */
     uint32_t attempt;     /* the gang's attempt on the wire: base + gangs started so far */
     uint32_t base;        /* random per coordinator process (x 65536), so that a rank of a
                              gang of an earlier coordinator (the same job id after a restart

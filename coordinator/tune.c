@@ -58,6 +58,7 @@ void lmp_tune_spec_from_job(Lmp__TuneSpec *t, const struct lmp_tune_job *j, uint
     t->seed         = j->opts.seed;
     t->checkpoint_s = j->ckpt_seconds;
     t->replicas     = replicas;
+    t->stages       = j->stages > 1 ? (uint32_t)j->stages : 0;
 }
 
 void lmp_tune_job_from_spec(struct lmp_tune_job *j, const Lmp__TuneSpec *t, const char *model,
@@ -72,6 +73,7 @@ void lmp_tune_job_from_spec(struct lmp_tune_job *j, const Lmp__TuneSpec *t, cons
     j->val_windows         = t->val_windows;
     j->steps               = (int64_t)t->steps;
     j->max_blocks          = (int)t->blocks;
+    j->stages              = (int)t->stages;
     j->ckpt_seconds        = t->checkpoint_s;
     j->opts.batch_seqs     = t->batch;
     j->opts.micro_seqs     = t->micro;
@@ -507,7 +509,9 @@ enum lmp_status lmp_tune_job_run(const struct lmp_tune_job *j, struct lmp_tune_r
     if (j->opts.pipe && j->opts.pipe->n_stages > 1) {
         const int S = j->opts.pipe->n_stages, L = t.smodel->cfg.n_layers;
         if (S > L) {
-            st = lmp_err_set(err, LMP_EINVAL, "tune: %d pipeline stages for a model of %d blocks",
+            st = lmp_err_set(err, LMP_EUNSUP,
+                             "tune: %d pipeline stages for a model of %d blocks (at most one "
+                             "stage per block)",
                              S, L);
             goto out;
         }

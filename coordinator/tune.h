@@ -47,7 +47,9 @@ struct lmp_tune_job {
                                 scores highest (lmp_tune_probe); 0: every block */
     double ckpt_seconds;     /* <= 0: only at the end, on a stop and every step
                                 when LMP_TUNE_CKPT_EVERY_STEP is set (tests) */
-    int                  n_threads;
+    int n_threads;
+    int stages; /* pipeline stages per replica of a cluster job (TuneSpec.stages; 0 or 1:
+                   none); under MPI, opts.pipe says how the ranks run */
     struct lmp_tune_opts opts;
     /* observer: called after each step (may be NULL) */
     void (*progress)(void *ctx, const struct lmp_tune_step_stats *s, int64_t n_steps);

@@ -332,6 +332,7 @@ static enum lmp_status check_tune(const struct vctx *c, const Lmp__TuneSpec *t) 
         return bad(c, "tuning trust ratio %g", t->trust_ratio);
     if (!(t->checkpoint_s <= 1e8)) return bad(c, "checkpoint interval %g s", t->checkpoint_s);
     if (t->replicas > 4096) return bad(c, "%u tuning replicas (at most 4096)", t->replicas);
+    if (t->stages > 4096) return bad(c, "%u pipeline stages (at most 4096)", t->stages);
     return LMP_OK;
 }
 

@@ -48,8 +48,8 @@
  * Every change to proto/lmpress.proto changes LMP_PROTO_SCHEMA_DIGEST and must bump one
  * of them (tests/proto/test_wire.c fails otherwise; docs/protocol.md, "Versioning"). */
 #define LMP_PROTO_VERSION       1u
-#define LMP_PROTO_MINOR         10u
-#define LMP_PROTO_SCHEMA_DIGEST 0xd2043b914a75299dull
+#define LMP_PROTO_MINOR         11u
+#define LMP_PROTO_SCHEMA_DIGEST 0xb25529cc996ba124ull
 
 /* Size limits (bytes). A frame larger than the receiver's max_frame is refused before it
  * is parsed; each body kind also has its own limit (struct lmp_wire_kind.max_frame):

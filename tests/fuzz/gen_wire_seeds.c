@@ -206,6 +206,7 @@ int main(int argc, char **argv) {
     tune.seed            = 1;
     tune.checkpoint_s    = 600;
     tune.replicas        = 2;
+    tune.stages          = 2;
     tspec.model_path     = "m.gguf";
     tspec.out_path       = "m.h5";
     tspec.tune           = &tune;
@@ -224,7 +225,7 @@ int main(int argc, char **argv) {
     tta.out_dir         = "m.h5";
     tta.tune            = &tune;
     tta.rank            = 1;
-    tta.ranks           = 2;
+    tta.ranks           = 4;
     lmp_wire_init(&env, 7, 0);
     env.body_case   = LMP__ENVELOPE__BODY_TASK_ASSIGN;
     env.task_assign = &tta;

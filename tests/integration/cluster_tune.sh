@@ -5,6 +5,8 @@
 #     dataset by dataset (exact integer gradient sums through the coordinator); `status`
 #     shows the tuning's step, KL and ranks; `logs` has its steps; a second submission of the
 #     same job while it runs is that job;
+#  1b. the same two workers as 2 pipeline stages (--stages 2: the blocks split between them,
+#     activations and gradients as sums through the coordinator): the same artifact again;
 #  2. a worker killed with -9 mid-run: the other rank is stopped, the job goes on from the
 #     checkpoint on the workers left (one), and still ends with the same artifact;
 #  3. the coordinator killed with -9 mid-run and restarted with its --state on the same port:
@@ -55,6 +57,13 @@ same_layers one.h5 two.h5 || bad "2 replicas through the coordinator differ from
 grep -q "tune step 12/12" logs.out || bad "logs: no tuning step: $(tail -3 logs.out)"
 "$LMPRESS" logs two.h5 > alog.out 2>&1
 [ "$(grep -c 'tune step' alog.out)" -ge 12 ] || bad "the artifact's event log lacks the steps"
+
+# 1b. two pipeline stages through the coordinator
+timeout 300 "$LMPRESS" tune "${TUNE[@]}" --out st.h5 --connect "$EP" --wait --stages 2 \
+    > st.out 2> st.err || { bad "tune --connect --stages 2 --wait exit $?"; cat st.err; }
+same_layers one.h5 st.h5 || bad "2 pipeline stages through the coordinator differ from 1 process"
+grep -q "pipeline: 2 stages x 1 replicas" w-w1.log w-w2.log ||
+    bad "no rank ran as a pipeline stage: $(grep -h pipeline w-w1.log w-w2.log)"
 
 # 2. kill -9 of a rank's worker mid-run: resumed from the checkpoint on the worker left
 LMP_TUNE_CKPT_EVERY_STEP=1 timeout 300 "$LMPRESS" tune "${TUNE[@]}" --out k.h5 --connect "$EP" \

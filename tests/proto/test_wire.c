@@ -37,6 +37,7 @@ static const struct {
     {1, 8, 0x268902ae30bb6cf9ull},  /* TuneSpec, TASK_KIND_TUNE, int64 sums, TuneInfo */
     {1, 9, 0xeb76f3b3771ccc8full},  /* Capabilities.device: cpu or cuda:N */
     {1, 10, 0xd2043b914a75299dull}, /* JobSpec.embed_bits, JobSpec.head_bits */
+    {1, 11, 0xb25529cc996ba124ull}, /* TuneSpec.stages: pipeline stages */
 };
 
 /* ---------------------------------------------------------------- a test arena */
@@ -238,7 +239,7 @@ static void fix_leaf(ProtobufCMessage *m) {
         Lmp__TuneSpec *t = (Lmp__TuneSpec *)m;
         t->batch = 8, t->micro = 2, t->steps = 100, t->ctx = 512, t->val_windows = 2;
         t->beam = 8, t->lr = 1e-4f, t->code_lr = 1e-3f, t->code_frac = 0.01;
-        t->trust_ratio = 0.5, t->checkpoint_s = 600, t->replicas = 2;
+        t->trust_ratio = 0.5, t->checkpoint_s = 600, t->replicas = 2, t->stages = 2;
     }
     if (m->descriptor == &lmp__rows_partial__descriptor) /* whole int64 values */
         ((Lmp__RowsPartial *)m)->ipart.len &= ~(size_t)7;
