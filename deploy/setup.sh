@@ -8,6 +8,11 @@
 # The Slurm daemons and clients (slurmctld slurmd slurm-client) are installed for
 # tests/integration/slurm_submit.sh, which starts its own one-node cluster; they are not
 # enabled as services. --slurm is accepted for older scripts and does nothing more.
+# Where a CUDA toolkit is installed (nvcc in $CUDACXX, PATH or $CUDA_HOME/bin; this script
+# does not install it), a second build with the CUDA table (-DLMP_CUDA=ON) goes to
+# $LMP_CUDA_BUILD_DIR (default BUILD-cuda): `lmpress worker --device cuda:N` and
+# scripts/gpu_check.sh need it (docs/gpu.md). LMP_CUDA_ARCH (default 80;90) sets
+# CMAKE_CUDA_ARCHITECTURES.
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")/.." && pwd)
@@ -62,4 +67,13 @@ if [ $do_build = 1 ]; then
     cmake -S "$here" -B "$build" -DCMAKE_BUILD_TYPE=Release -DLMP_NATIVE=ON -DLMP_MPI=ON >/dev/null
     cmake --build "$build" -j"$(nproc)"
     echo "setup: built $build/cli/lmpress"
+    nvcc=${CUDACXX:-$(command -v nvcc || echo "${CUDA_HOME:-}/bin/nvcc")}
+    if [ -x "$nvcc" ]; then
+        cbuild=${LMP_CUDA_BUILD_DIR:-$build-cuda}
+        cmake -S "$here" -B "$cbuild" -DCMAKE_BUILD_TYPE=Release -DLMP_NATIVE=ON -DLMP_MPI=ON \
+            -DLMP_CUDA=ON -DCMAKE_CUDA_COMPILER="$nvcc" \
+            -DCMAKE_CUDA_ARCHITECTURES="${LMP_CUDA_ARCH:-80;90}" >/dev/null
+        cmake --build "$cbuild" -j"$(nproc)" --target lmpress test_kernels_cuda
+        echo "setup: built $cbuild/cli/lmpress with the CUDA table ($nvcc)"
+    fi
 fi

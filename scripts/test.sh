@@ -3,7 +3,9 @@
 # AddressSanitizer + UBSan and -Werror and run every test (unit, kernels, proto,
 # integration) with ctest; then build a Release lmpress and run the fault-injection test
 # (which skips under ASan); then, when clang is present, build the libFuzzer targets and
-# run each briefly (LMP_FUZZ_SECONDS, default 20).
+# run each briefly (LMP_FUZZ_SECONDS, default 20). Where nvcc exists, the CUDA table is
+# compiled too (build-cuda: the table and its test only) and its test run, which skips
+# without a GPU.
 #   scripts/test.sh            everything
 #   scripts/test.sh -L unit    extra arguments go to ctest
 set -euo pipefail
@@ -29,6 +31,18 @@ if [ $# -eq 0 ]; then
     (cd "$r" && LMP_FAULT_RUNS=${LMP_FAULT_RUNS:-2} LMP_FAULT_SEED=${LMP_FAULT_SEED:-4242} \
         LMP_FAULT_TIMEOUT=${LMP_FAULT_TIMEOUT:-30} \
         ctest --output-on-failure --timeout 900 -R fault_inject)
+fi
+# CUDA (docs/gpu.md): nvcc from $CUDACXX, PATH or $CUDA_HOME/bin.
+# Only the CUDA kernels library and test_kernels_cuda are built (LMP_CUDA stays OFF in the
+# builds above); the test compares every op with its reference on a GPU and exits 77
+# (skipped) where cudaGetDeviceCount fails, after checking that --device cuda:0 is refused.
+nvcc=${CUDACXX:-$(command -v nvcc || echo "${CUDA_HOME:-}/bin/nvcc")}
+if [ $# -eq 0 ] && [ -x "$nvcc" ]; then
+    c="$here/build-cuda"
+    cmake -S "$here" -B "$c" -DCMAKE_BUILD_TYPE=Release -DLMP_CUDA=ON -DLMP_WERROR=ON \
+        -DCMAKE_CUDA_COMPILER="$nvcc" >/dev/null
+    cmake --build "$c" -j"$jobs" --target test_kernels_cuda
+    (cd "$c" && ctest --output-on-failure -R '^test_kernels_cuda$')
 fi
 if [ $# -eq 0 ] && command -v clang >/dev/null 2>&1; then
     f="$here/build-fuzz"

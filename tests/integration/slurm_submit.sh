@@ -10,6 +10,8 @@
 #     and resumes the committed layers, and the artifact equals the uninterrupted run's.
 #  3. the template's errors: no JOB file, and a bad JOB on a job with --gres=gpu:2 (two stand-in
 #     GPUs): both FAILED with exit code 2, the GPUs in the start line, lmpress run's message.
+#  4. GPU workers: --gres=gpu:2 and 4 tasks: local tasks 1 and 2 report cuda:0 and cuda:1
+#     (LMPRESS_FAKE_GPUS=1), task 3 the CPU; the job completes to the reference artifact.
 # Also: srun --mpi=pmix wires Open MPI ranks together (an MPI program on 3 tasks).
 # Skipped (77) when the Slurm binaries are missing outside CI (deploy/setup.sh installs them),
 # or when `lmpress run` does not exist. Daemons are stopped through their PID files and the
@@ -280,6 +282,29 @@ grep -q "^$T/bad.job:2: " bad.log || bad "no JOBFILE:LINE message: $(cat bad.log
 grep -q "^lmpress.sbatch: lmpress run exited with 2 " bad.log || bad "bad JOB: $(cat bad.log)"
 echo "jobs $id_nojob (no JOB) and $id_bad (bad JOB, --gres=gpu:2): $(job_field "$id_bad" JobState)" \
      "$(job_field "$id_bad" ExitCode)"
+
+# 4. GPU workers (docs/gpu.md): --gres=gpu:2 (the stand-in GPUs) and 4 tasks: task 0 the
+#    coordinator, local tasks 1 and 2 GPU workers on cuda:0 and cuda:1, task 3 a CPU worker;
+#    LMPRESS_FAKE_GPUS=1 makes them report those devices without a GPU. The job completes to
+#    the reference artifact.
+write_job g
+t0=$(now)
+if id_g=$(LMPRESS_FAKE_GPUS=1 submit g --ntasks-per-node=4 --gres=gpu:2); then
+    wait_for 240 job_in "$id_g" COMPLETED FAILED CANCELLED TIMEOUT NODE_FAIL OUT_OF_MEMORY ||
+        bad "GPU job $id_g not finished after 240 s: $(job_field "$id_g" JobState)"
+    echo "job $id_g (2 GPU workers, 1 CPU worker): $(job_field "$id_g" JobState) in $(elapsed "$t0") s"
+    job_in "$id_g" COMPLETED || bad "GPU job $id_g ended $(job_field "$id_g" JobState)"
+    for d in "local 0): device cpu" "local 1): device cuda:0" "local 2): device cuda:1" \
+             "local 3): device cpu"; do
+        grep -qF "$d" g.log || bad "GPU job: no task line '...$d'"
+    done
+    [ "$(grep -c "reporting device cuda:[01] without using it" g.log)" = 2 ] ||
+        bad "GPU job: the two GPU workers did not report their devices"
+    same_layers g.h5 ref.h5 || bad "the GPU job's artifact differs from lmpress compress"
+    [ $fail = 0 ] || { echo "--- g.log"; cat g.log; }
+else
+    bad "sbatch: $(cat g.sbatch.err)"
+fi
 
 # 2. one job interrupted twice (tasks of 200 ms, so it is surely mid-job), then completed:
 #  a. preemption: `scontrol requeue` (SIGTERM to every task, the job back to the queue);
