@@ -325,7 +325,10 @@ static int rank0_tune(struct lmp_cli *cli, struct lmp_client *cl, int size,
     lmp_jobopts_tune_job(jo, jo->out, final_out, jo->set[LMP_JOBOPT_CTX] ? jo->ctx : 0, 0, &tj);
     Lmp__TuneSpec ts;
     Lmp__JobSpec  spec = LMP__JOB_SPEC__INIT;
-    lmp_tune_spec_from_job(&ts, &tj, (uint32_t)(size > 1 ? size - 1 : 1));
+    /* the worker ranks as chains of tj.stages pipeline stages (pv-stages), the rest replicas */
+    const int S  = tj.stages > 1 ? tj.stages : 1;
+    const int nw = size > 1 ? size - 1 : 1;
+    lmp_tune_spec_from_job(&ts, &tj, (uint32_t)(nw / S > 0 ? nw / S : 1));
     spec.model_path     = (char *)jo->model;
     spec.out_path       = (char *)final_out;
     spec.tune           = &ts;

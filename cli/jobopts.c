@@ -78,6 +78,7 @@ static const struct def defs[LMP_JOBOPT_COUNT] = {
     [LMP_JOBOPT_PV_V_EVERY]     = {"pv-v-every", K_INT, S(pv_v_every), 0, 1000000, 0, 0},
     [LMP_JOBOPT_PV_BLOCKS]      = {"pv-blocks", K_INT, S(pv_blocks), 1, 100000, 0, 0},
     [LMP_JOBOPT_PV_TRUST_RATIO] = {"pv-trust-ratio", K_F64, S(pv_trust_ratio), 0, 0, 0, 100},
+    [LMP_JOBOPT_PV_STAGES]      = {"pv-stages", K_INT, S(pv_stages), 1, 4096, 0, 0},
     [LMP_JOBOPT_PV_LAMB]        = {"pv-lamb", K_BOOL, S(pv_lamb), 0, 0, 0, 0},
     [LMP_JOBOPT_EMBED_BITS]     = {"embed-bits", K_INT, S(embed_bits), 4, 16, 0, 0},
     [LMP_JOBOPT_HEAD_BITS]      = {"head-bits", K_INT, S(head_bits), 4, 16, 0, 0},
@@ -584,4 +585,5 @@ void lmp_jobopts_tune_job(const struct lmp_jobopts *jo, const char *artifact, co
     if (jo->set[LMP_JOBOPT_PV_BLOCKS]) tj->max_blocks = (int)jo->pv_blocks;
     if (jo->set[LMP_JOBOPT_PV_TRUST_RATIO]) tj->opts.pv.trust_ratio = jo->pv_trust_ratio;
     tj->opts.pv.lamb = jo->pv_lamb;
+    if (jo->set[LMP_JOBOPT_PV_STAGES]) tj->stages = (int)jo->pv_stages;
 }

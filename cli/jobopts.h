@@ -87,6 +87,7 @@ enum lmp_jobopt {
     LMP_JOBOPT_PV_V_EVERY,
     LMP_JOBOPT_PV_BLOCKS,
     LMP_JOBOPT_PV_TRUST_RATIO,
+    LMP_JOBOPT_PV_STAGES,
     LMP_JOBOPT_PV_LAMB,
     LMP_JOBOPT_EMBED_BITS,
     LMP_JOBOPT_HEAD_BITS,
@@ -108,7 +109,7 @@ struct lmp_jobopts {
     /* PV-Tuning after quantization (compress --pv; coordinator/tune.h) */
     bool      pv, pv_lamb;
     char     *pv_data;
-    long long pv_steps, pv_batch, pv_micro, pv_v_every, pv_blocks;
+    long long pv_steps, pv_batch, pv_micro, pv_v_every, pv_blocks, pv_stages;
     double    pv_lr, pv_code_lr, pv_code_frac, pv_trust_ratio;
     long long embed_bits, head_bits; /* 16, 8 or 4 (docs/artifact.md, "Quantized tensors") */
     char     *job_path;              /* the JOB file read, or NULL */
@@ -198,7 +199,8 @@ void lmp_jobopts_to_jobspec(const struct lmp_jobopts *o, struct lmp_jobopts_pb *
     "    [--max-attempts N] [--workers N] [--state DIR] [--row-shards N] [--pv]\n"                 \
     "    [--pv-data FILE] [--pv-steps N] [--pv-batch B] [--pv-micro M] [--pv-lr LR]\n"             \
     "    [--pv-code-lr LR] [--pv-code-frac F] [--pv-v-every N] [--pv-blocks K]\n"                  \
-    "    [--pv-trust-ratio X] [--pv-lamb] [--embed-bits 16|8|4] [--head-bits 16|8|4]\n"            \
+    "    [--pv-trust-ratio X] [--pv-lamb] [--pv-stages S] [--embed-bits 16|8|4]\n"                 \
+    "    [--head-bits 16|8|4]\n"                                                                   \
     "    [--json]"
 
 /* Each job option with its default and meaning, for --help (and `lmpress help CMD`) of
@@ -275,6 +277,8 @@ void lmp_jobopts_to_jobspec(const struct lmp_jobopts *o, struct lmp_jobopts_pb *
     "                        every block)\n"                                                       \
     "  --pv-trust-ratio X    V step weight change cap per layer and step (default 0: none)\n"      \
     "  --pv-lamb             P step by LAMB (--pv-lr a fraction of each tensor's norm)\n"          \
+    "  --pv-stages S         under mpirun (lmpress run): the worker ranks tune as chains of S\n"   \
+    "                        pipeline stages (default 1: data-parallel replicas)\n"                \
     "  --embed-bits 16|8|4   the token embedding (and a tied lm head): 16 = the source's\n"        \
     "                        precision (fp16 for a quantized GGUF), 8 = int8 and 4 = 4-bit\n"      \
     "                        with min, an fp16 scale per 32 weights of a row (8.5 and 5 bits\n"    \

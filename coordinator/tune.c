@@ -575,6 +575,10 @@ enum lmp_status lmp_tune_job_run(const struct lmp_tune_job *j, struct lmp_tune_r
     lmp_artifact_note(t.out, LMP_LOG_INFO, LMP_EVENT_PROGRESS, "", "",
                       "PV-Tuning from '%s' at step %lld of %lld: %s", j->artifact,
                       (long long)r->resumed_at, (long long)j->steps, t.desc);
+    if (j->opts.pipe && j->opts.pipe->n_stages > 1)
+        lmp_artifact_note(t.out, LMP_LOG_INFO, LMP_EVENT_PROGRESS, "", "",
+                          "pipeline: %d stages x %d replicas", j->opts.pipe->n_stages,
+                          j->opts.pipe->n_replicas);
     /* held-out windows before */
     if (n_val > 0 && r->resumed_at == 0 &&
         (st = lmp_tune_measure(t.tune, val, n_val, &r->val_kl_before, &r->val_agree_before, err)))
