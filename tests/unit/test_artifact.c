@@ -2,10 +2,12 @@
  *  disk, and kill -9 at random instants during a many-layer write */
 #include "artifact/artifact.h"
 #include "artifact/fingerprint.h"
+#include "artifact/artifact_model.h" /* defines: lmp_artifact_model_load */
 #include "kernels/kernels.h" /* defines: lmp_f32_to_f16(), lmp_f16_to_f32(), lmp_f32_to_bf16() */
 #include "tests/check.h"     /* defines: CHECK, RUN, check_report */
 
 #include <errno.h>
+#include <math.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <sys/resource.h>
@@ -788,6 +790,135 @@ static struct fake_model fake_model_new(void) {
     return fm;
 }
 
+/* An untied one-block model of width 32 (dim a multiple of 32: the embedding can be blocks),
+ * every tensor fp32 from seeded values. */
+static struct fake_model fake_model_32(void) {
+    struct fake_model fm = {0};
+    struct lmp_model *m  = lmp_model_alloc(1);
+    m->path              = strdup("fake32.bin");
+    m->cfg               = (struct lmp_config){
+                      .n_layers = 1, .dim = 32, .hidden_dim = 32, .n_heads = 2, .n_kv_heads = 1, .vocab_size = 8};
+    const int64_t shapes[12][2] = {{8, 32},  {32, 0},  {8, 32},  {32, 0},  {32, 0},  {32, 32},
+                                   {16, 32}, {16, 32}, {32, 32}, {32, 32}, {32, 32}, {32, 32}};
+    m->n_tensors                = 12;
+    m->tensors                  = calloc(12, sizeof(*m->tensors));
+    fm.buf                      = malloc(12 * 1024 * sizeof(float));
+    for (int i = 0; i < 12; i++) {
+        struct lmp_tensor *t = &m->tensors[i];
+        snprintf(t->name, sizeof(t->name), "t%d", i);
+        t->dtype    = LMP_DTYPE_F32;
+        t->n_dims   = shapes[i][1] ? 2 : 1;
+        t->shape[0] = shapes[i][0];
+        t->shape[1] = shapes[i][1];
+        t->data     = fm.buf + i * 1024;
+        t->nbytes   = (uint64_t)lmp_tensor_n_elem(t) * 4;
+        check_fill_random(fm.buf + i * 1024, 1024, (uint64_t)(40 + i));
+    }
+    m->tok_emb             = &m->tensors[0];
+    m->out_norm            = &m->tensors[1];
+    m->output              = &m->tensors[2];
+    m->blocks[0].attn_norm = &m->tensors[3];
+    m->blocks[0].ffn_norm  = &m->tensors[4];
+    for (int k = 0; k < LMP_LIN_COUNT; k++) m->blocks[0].lin[k].weight = &m->tensors[5 + k];
+    struct lmp_err err = {0};
+    if (lmp_model_finish(m, &err) != LMP_OK) fprintf(stderr, "fake model: %s\n", err.msg);
+    fm.m = m;
+    return fm;
+}
+
+/* put_model_tensors_q: the embedding as Q8_0 and the untied head as Q4_1 blocks, each weight
+ * within half a step of its source; read back with their shape in weights; sizes count the
+ * weights as parameters and the blocks as bytes; idempotent; a width of 16 is refused; a
+ * uint8 tensor without its dtype attribute is EFORMAT, not a model. */
+static void test_model_tensors_quantized(void) {
+    struct fake_model  fm = fake_model_32();
+    struct lmp_art_job job;
+    lmp_art_job_init(&job);
+    CHECK(lmp_art_job_from_model(&job, fm.m) == LMP_OK);
+    snprintf(job.method, sizeof(job.method), "aqlm");
+    const char *path = tpath(0, "model_q.h5");
+    rm_artifact(path);
+    struct lmp_err       err          = {0};
+    struct lmp_artifact *a            = NULL;
+    bool                 quantized[7] = {false, false, false, false, false, false, false};
+    CHECK(lmp_artifact_open_write(path, &job, &a, &err) == LMP_OK);
+    if (a) {
+        CHECK(lmp_artifact_put_model_tensors_q(a, fm.m, quantized, false, 8, 4, &err) == LMP_OK);
+        CHECK(lmp_artifact_put_model_tensors_q(a, fm.m, quantized, false, 8, 4, &err) == LMP_OK);
+        CHECK(lmp_artifact_put_model_tensors_q(a, fm.m, quantized, false, 4, 4, &err) ==
+              LMP_EMISMATCH); /* other blocks for a stored tensor */
+        CHECK(lmp_artifact_is_complete(a));
+        CHECK(lmp_artifact_finalize(a, &err) == LMP_OK);
+        static const struct {
+            const char *name;
+            int         dtype, src;
+        } want[2] = {{"model.embed_tokens.weight", LMP_DTYPE_Q8_0, 0},
+                     {"lm_head.weight", LMP_DTYPE_Q4_1, 2}};
+        for (int w = 0; w < 2; w++) {
+            struct lmp_art_tensor t;
+            CHECK(lmp_artifact_read_tensor(a, want[w].name, &t, &err) == LMP_OK);
+            CHECK((int)t.dtype == want[w].dtype && t.n_dims == 2 && t.shape[0] == 8 &&
+                  t.shape[1] == 32);
+            const int64_t bb  = lmp_dtype_block_bytes(t.dtype);
+            int           bad = 0;
+            for (int r = 0; t.data && r < 8; r++) {
+                float          row[32];
+                const uint8_t *blk = (const uint8_t *)t.data + r * bb;
+                lmp_kernels_get()->dequant_row(t.dtype, blk, row, 32);
+                const float d = lmp_f16_to_f32((uint16_t)(blk[0] | blk[1] << 8));
+                for (int k = 0; k < 32; k++)
+                    bad += !(fabsf(row[k] - fm.buf[want[w].src * 1024 + r * 32 + k]) <=
+                             0.5f * d * 1.001f + 1e-6f);
+            }
+            CHECK(bad == 0);
+            lmp_art_tensor_release(&t);
+        }
+        struct lmp_art_size sz;
+        CHECK(lmp_artifact_size(a, &sz, &err) == LMP_OK);
+        CHECK(sz.embed_dtype == LMP_DTYPE_Q8_0 && sz.head_dtype == LMP_DTYPE_Q4_1);
+        CHECK(sz.n_params == sz.n_linear_params + 2 * 8 * 32 + 3 * 32);
+        CHECK(sz.tensor_bytes == 8 * 34 + 8 * 20 + 3 * 32 * 4 + sz.linear_bytes);
+    }
+    lmp_artifact_close(&a);
+    /* the model runs from it: the blocks kept as they are, rows on use */
+    struct lmp_model *m = NULL;
+    CHECK(lmp_artifact_model_load(path, LMP_ART_WEIGHTS_CODES, &m, NULL, &err) == LMP_OK);
+    if (m) {
+        CHECK(m->tok_emb->dtype == LMP_DTYPE_Q8_0 && m->output->dtype == LMP_DTYPE_Q4_1);
+        float row[32];
+        lmp_tensor_rows_f32(m->output, 3, 1, row);
+        CHECK(fabsf(row[5] - fm.buf[2 * 1024 + 3 * 32 + 5]) < 0.2f);
+    }
+    lmp_model_close(&m);
+    CHECK(no_open_handles());
+    lmp_art_job_release(&job);
+    lmp_model_close(&fm.m);
+    free(fm.buf);
+
+    fm = fake_model_new(); /* width 16: not whole blocks */
+    lmp_art_job_init(&job);
+    CHECK(lmp_art_job_from_model(&job, fm.m) == LMP_OK);
+    snprintf(job.method, sizeof(job.method), "aqlm");
+    path = tpath(1, "model_q16.h5");
+    err  = (struct lmp_err){0};
+    rm_artifact(path);
+    CHECK(lmp_artifact_open_write(path, &job, &a, &err) == LMP_OK);
+    if (a) {
+        CHECK(lmp_artifact_put_model_tensors_q(a, fm.m, NULL, false, 8, 16, &err) == LMP_EINVAL);
+        CHECK(strstr(err.msg, "multiple of 32") != NULL);
+        struct lmp_art_tensor t = {.dtype = LMP_DTYPE_Q8_0, .n_dims = 1, .shape = {32}};
+        snprintf(t.name, sizeof(t.name), "x.weight");
+        uint8_t blk[34] = {0};
+        t.data          = blk;
+        CHECK(lmp_artifact_put_tensor(a, &t, &err) == LMP_EINVAL); /* blocks are 2-D only */
+    }
+    lmp_artifact_close(&a);
+    CHECK(no_open_handles());
+    lmp_art_job_release(&job);
+    lmp_model_close(&fm.m);
+    free(fm.buf);
+}
+
 static void test_model_tensors_and_fingerprint(void) {
     struct fake_model fm = fake_model_new();
     uint64_t          fp = lmp_fingerprint_model(fm.m);
@@ -892,6 +1023,7 @@ int main(void) {
     RUN(test_disk_full);
     RUN(test_kill_anywhere_then_resume);
     RUN(test_model_tensors_and_fingerprint);
+    RUN(test_model_tensors_quantized);
     RUN(test_fp16_storage_and_format1);
     if (check_failures == 0) rm_artifact(tmpdir);
     return check_report();
