@@ -39,3 +39,32 @@ extern "C" void lmp_kmeans_assign_cuda(int32_t *assign, float *dist2, const floa
                                                                   g);
     lmp_cuda_check_launch("kmeans_assign");
 }
+
+/* The update half-step. Version 1: one thread per centroid coordinate (k, t) scans every
+ * point in order and adds those assigned to k: the reference's sums in the reference's order
+ * (no contraction), so the same bits. O(n K g) reads of assign, which the threads of a warp
+ * share; fine for AQLM's initialisation (K <= 65536 centroids of g <= 16). */
+__global__ void kmeans_update_kernel(float *cent, const float *pts, const float *weights,
+                                     const int32_t *assign, int64_t n, int64_t K, int g) {
+    const int64_t x = blockIdx.x * (int64_t)blockDim.x + threadIdx.x;
+    if (x >= K * g) return;
+    const int64_t k   = x / g;
+    const int     t   = (int)(x % g);
+    double        sum = 0.0, wsum = 0.0;
+    for (int64_t i = 0; i < n; i++) {
+        if (assign[i] != k) continue;
+        const double wi = weights ? (double)weights[i] : 1.0;
+        sum             = __dadd_rn(sum, __dmul_rn(wi, (double)pts[i * g + t]));
+        wsum += wi;
+    }
+    if (wsum > 0.0) cent[x] = (float)(sum / wsum);
+}
+
+extern "C" void lmp_kmeans_update_cuda(float *cent, const float *pts, const float *weights,
+                                       const int32_t *assign, int64_t n, int64_t K, int g) {
+    cudaStream_t st = lmp_cuda_stream_get();
+    if (st == NULL || n <= 0 || K <= 0) return;
+    kmeans_update_kernel<<<lmp_cuda_blocks(K * g, 128), 128, 0, st>>>(cent, pts, weights, assign, n,
+                                                                      K, g);
+    lmp_cuda_check_launch("kmeans_update");
+}

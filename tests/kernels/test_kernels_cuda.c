@@ -2,12 +2,13 @@
  *
  *  Same seeded inputs go through the reference (kernels/ref/) on the host and the CUDA op
  *  on device copies; outputs are compared with a normalized error (nmse = sum (v - r)^2 /
- *  sum r^2) or an elementwise bound, per op (the tolerances are in cases[] below and in
- *  docs/gpu.md), and the first mismatches are printed with index, reference and CUDA
+ *  sum r^2) or an elementwise bound, per op (the tolerances are in each test's comment and
+ *  in docs/gpu.md), and the first mismatches are printed with index, reference and CUDA
  *  values. Odd shapes first, then realistic ones. Discrete outputs: k-means must pick the
  *  reference's centroid (same double arithmetic); beam search is held to the objective its
  *  codes achieve (CUDA <= ref (1 + 1e-9)), and the loss it returns must be the objective
- *  of the codes it returns.
+ *  of the codes it returns. aq_decode, kmeans_update and aq_grad_dw's codebook gradient
+ *  are bit-exact (the reference's operations in its order).
  *
  *  Where no GPU can be used (built without -DLMP_CUDA=ON, or cudaGetDeviceCount fails:
  *  no device, no driver), the comparisons are skipped with the reason (exit 77, also under
@@ -318,6 +319,58 @@ static void test_kmeans_assign(void) {
     free(pts), free(cent), free(d2), free(got_d2), free(as), free(got);
 }
 
+/* kmeans_update: the reference's centroids bit for bit (same sums, same order); a centroid
+ * with no points keeps its value. With and without weights. */
+static void test_kmeans_update(void) {
+    const int64_t n = 777, K = 41;
+    const int     g = 8;
+    for (int wt = 0; wt < 2; wt++) {
+        float *pts = rnd(n * g, 55), *cent = rnd(K * g, 56), *w = rnd(n, 57),
+              *got  = malloc(K * g * 4);
+        int32_t *as = malloc(n * 4);
+        for (int64_t i = 0; i < n; i++) as[i] = (int32_t)((i * 7) % (K - 1)), w[i] += 1.5f;
+        float   *dp = up(pts, n * g * 4), *dc = up(cent, K * g * 4), *dw = up(w, n * 4);
+        int32_t *da = up(as, n * 4);
+        lmp_kmeans_update_ref(cent, pts, wt ? w : NULL, as, n, K, g);
+        cu.kmeans_update(dc, dp, wt ? dw : NULL, da, n, K, g);
+        if (synced("kmeans_update")) {
+            down(got, dc, K * g * 4);
+            close_f(wt ? "kmeans_update weighted" : "kmeans_update", cent, got, K * g, 0, 0);
+        }
+        cu.mem_free(dp), cu.mem_free(dc), cu.mem_free(dw), cu.mem_free(da);
+        free(pts), free(cent), free(w), free(got), free(as);
+    }
+}
+
+/* aq_grad_dw: g_cb bit for bit (the reference's order), g_scale nmse 1e-10. */
+static void grad_dw_case(struct lmp_aq_shape s) {
+    const int64_t n_grp = s.n_in / s.g, nc = s.n_out * n_grp * s.M, ncb = (int64_t)s.M * s.K * s.g;
+    uint16_t     *codes = rnd_codes(nc, s.K, 121);
+    float        *cb = rnd(ncb, 122), *sc = rnd(s.n_out, 123), *dw = rnd(s.n_out * s.n_in, 124),
+          *gcb = malloc(ncb * 4), *gsc = malloc(s.n_out * 4), *got_cb = malloc(ncb * 4),
+          *got_sc    = malloc(s.n_out * 4);
+    uint16_t *dcodes = up(codes, nc * 2);
+    float *dcb = up(cb, ncb * 4), *dsc = up(sc, s.n_out * 4), *ddw = up(dw, s.n_out * s.n_in * 4),
+          *dgcb = cu.mem_alloc(ncb * 4), *dgsc = cu.mem_alloc(s.n_out * 4);
+    CHECK(lmp_aq_grad_dw_ref(gcb, gsc, dw, codes, cb, sc, &s) == 0);
+    CHECK(cu.aq_grad_dw(dgcb, dgsc, ddw, dcodes, dcb, dsc, &s) == 0);
+    if (synced("aq_grad_dw")) {
+        down(got_cb, dgcb, ncb * 4);
+        down(got_sc, dgsc, s.n_out * 4);
+        close_f("aq_grad_dw g_cb", gcb, got_cb, ncb, 0, 0);
+        compare_f("aq_grad_dw g_scale", gsc, got_sc, s.n_out, 1e-10);
+    }
+    cu.mem_free(dcodes), cu.mem_free(dcb), cu.mem_free(dsc), cu.mem_free(ddw);
+    cu.mem_free(dgcb), cu.mem_free(dgsc);
+    free(codes), free(cb), free(sc), free(dw), free(gcb), free(gsc), free(got_cb), free(got_sc);
+}
+
+static void test_aq_grad_dw(void) {
+    grad_dw_case((struct lmp_aq_shape){.n_out = 3, .n_in = 24, .M = 2, .K = 16, .g = 8});
+    grad_dw_case((struct lmp_aq_shape){.n_out = 37, .n_in = 60, .M = 3, .K = 5, .g = 4});
+    grad_dw_case((struct lmp_aq_shape){.n_out = 192, .n_in = 576, .M = 2, .K = 256, .g = 8});
+}
+
 /* A positive definite H (n, n): X^T X / n_tok + 0.1 I. */
 static float *make_h(int64_t n) {
     const int64_t n_tok = 2 * n;
@@ -526,6 +579,10 @@ static void perf(const char *path) {
              cu.aq_matvec(dy, dx, 1, dcodes, dcb, dsc, &s));
         PERF("aq_matvec", "4096x4096 2x8g8 batch 16", 32.0 * s.n_out * s.n_in, nc * 2.0, 5,
              cu.aq_matvec(dy, dx, 16, dcodes, dcb, dsc, &s));
+        float *dgcb = cu.mem_alloc(ncb * 4), *dgsc = cu.mem_alloc(s.n_out * 4);
+        PERF("aq_grad_dw", "4096x4096 2x8g8", 0, s.n_out * s.n_in * 4.0 + nc * 2.0, 3,
+             cu.aq_grad_dw(dgcb, dgsc, dw, dcodes, dcb, dsc, &s));
+        cu.mem_free(dgcb), cu.mem_free(dgsc);
         /* beam search: 256 rows, beam 8; flops as bench_kernels counts them (docs/kernels.md) */
         struct lmp_aq_shape sb = s;
         sb.n_out               = 256;
@@ -593,6 +650,8 @@ int main(int argc, char **argv) {
     RUN(test_aq_decode);
     RUN(test_aq_matvec);
     RUN(test_kmeans_assign);
+    RUN(test_kmeans_update);
+    RUN(test_aq_grad_dw);
     RUN(test_aq_beam);
     RUN(test_rmsnorm);
     RUN(test_rope);
