@@ -7,8 +7,10 @@
  *  values. Odd shapes first, then realistic ones. Discrete outputs: k-means must pick the
  *  reference's centroid (same double arithmetic); beam search is held to the objective its
  *  codes achieve (CUDA <= ref (1 + 1e-9)), and the loss it returns must be the objective
- *  of the codes it returns. aq_decode, kmeans_update and aq_grad_dw's codebook gradient
- *  are bit-exact (the reference's operations in its order).
+ *  of the codes it returns. aq_decode is bit-exact; the CUDA k-means and codebook gradient
+ *  do the reference's operations in its order without FMA contraction, so they give its bits
+ *  where the reference is compiled without contraction too (not with -DLMP_NATIVE=ON, where
+ *  gcc fuses its multiply-adds): they are held to 1e-6 relative.
  *
  *  Where no GPU can be used (built without -DLMP_CUDA=ON, or cudaGetDeviceCount fails:
  *  no device, no driver), the comparisons are skipped with the reason (exit 77, also under
@@ -298,7 +300,8 @@ static void test_aq_matvec(void) {
     matvec_case((struct lmp_aq_shape){.n_out = 9, .n_in = 40, .M = 2, .K = 300, .g = 8}, 5);
 }
 
-/* kmeans_assign: the reference's centroid for every point, the same distance. */
+/* kmeans_assign: a nearest centroid for every point: the distance to the chosen centroid
+ * within 1e-6 relative of the reference's (the same point where no two centroids tie). */
 static void test_kmeans_assign(void) {
     const int64_t n = 1001, K = 37;
     const int     g   = 8;
@@ -312,15 +315,19 @@ static void test_kmeans_assign(void) {
     if (synced("kmeans_assign")) {
         down(got, da, n * 4);
         down(got_d2, dd, n * 4);
-        CHECK(memcmp(as, got, n * 4) == 0);
-        close_f("kmeans_assign dist2", d2, got_d2, n, 0, 0);
+        int64_t same = 0;
+        for (int64_t i = 0; i < n; i++) same += as[i] == got[i];
+        if (same != n)
+            fprintf(stderr, "  kmeans_assign: %lld of %lld the same centroid\n", (long long)same,
+                    (long long)n);
+        close_f("kmeans_assign dist2", d2, got_d2, n, 1e-6, 0);
     }
     cu.mem_free(dp), cu.mem_free(dc), cu.mem_free(dd), cu.mem_free(da);
     free(pts), free(cent), free(d2), free(got_d2), free(as), free(got);
 }
 
-/* kmeans_update: the reference's centroids bit for bit (same sums, same order); a centroid
- * with no points keeps its value. With and without weights. */
+/* kmeans_update: the reference's centroids (same sums, same order) within 1e-6 relative; a
+ * centroid with no points keeps its value. With and without weights. */
 static void test_kmeans_update(void) {
     const int64_t n = 777, K = 41;
     const int     g = 8;
@@ -335,14 +342,14 @@ static void test_kmeans_update(void) {
         cu.kmeans_update(dc, dp, wt ? dw : NULL, da, n, K, g);
         if (synced("kmeans_update")) {
             down(got, dc, K * g * 4);
-            close_f(wt ? "kmeans_update weighted" : "kmeans_update", cent, got, K * g, 0, 0);
+            close_f(wt ? "kmeans_update weighted" : "kmeans_update", cent, got, K * g, 1e-6, 0);
         }
         cu.mem_free(dp), cu.mem_free(dc), cu.mem_free(dw), cu.mem_free(da);
         free(pts), free(cent), free(w), free(got), free(as);
     }
 }
 
-/* aq_grad_dw: g_cb bit for bit (the reference's order), g_scale nmse 1e-10. */
+/* aq_grad_dw: g_cb within 1e-6 relative (+1e-7; the reference's order), g_scale nmse 1e-10. */
 static void grad_dw_case(struct lmp_aq_shape s) {
     const int64_t n_grp = s.n_in / s.g, nc = s.n_out * n_grp * s.M, ncb = (int64_t)s.M * s.K * s.g;
     uint16_t     *codes = rnd_codes(nc, s.K, 121);
@@ -357,7 +364,7 @@ static void grad_dw_case(struct lmp_aq_shape s) {
     if (synced("aq_grad_dw")) {
         down(got_cb, dgcb, ncb * 4);
         down(got_sc, dgsc, s.n_out * 4);
-        close_f("aq_grad_dw g_cb", gcb, got_cb, ncb, 0, 0);
+        close_f("aq_grad_dw g_cb", gcb, got_cb, ncb, 1e-6, 1e-7);
         compare_f("aq_grad_dw g_scale", gsc, got_sc, s.n_out, 1e-10);
     }
     cu.mem_free(dcodes), cu.mem_free(dcb), cu.mem_free(dsc), cu.mem_free(ddw);
