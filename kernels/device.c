@@ -49,7 +49,7 @@ enum lmp_status lmp_device_resolve(const char *spec, struct lmp_device_sel *sel,
     snprintf(sel->name, sizeof(sel->name), "cpu");
     if (strcmp(spec, "cpu") == 0) return LMP_OK;
     if (strcmp(spec, "auto") == 0) {
-        struct lmp_device_sel g;
+        struct lmp_device_sel g = {0};
         if (use_cuda(0, &g, NULL) == LMP_OK) *sel = g;
         return LMP_OK;
     }
