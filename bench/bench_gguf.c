@@ -52,7 +52,7 @@ int main(int argc, char **argv) {
     char        def[4096];
     const char *home = getenv("HOME");
     snprintf(def, sizeof(def), "%s/.cache/lmpress/models/SmolLM2-135M-Instruct.Q4_1.gguf",
-             home ? home : "/root");
+             home ? home : ".");
     const char *path = argc > 1 ? argv[1] : def;
     enum { REPS = 21 };
     double            t[REPS];

@@ -24,7 +24,7 @@ static void test_gguf_smollm2(void) {
         snprintf(path, sizeof(path), "%s/models/SmolLM2-135M-Instruct.Q4_1.gguf", cache);
     else
         snprintf(path, sizeof(path), "%s/.cache/lmpress/models/SmolLM2-135M-Instruct.Q4_1.gguf",
-                 home ? home : "/root");
+                 home ? home : ".");
     if (access(path, R_OK) != 0) {
         char why[4200];
         snprintf(why, sizeof(why), "model '%s' not found (deploy/setup.sh fetches it)", path);
