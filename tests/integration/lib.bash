@@ -20,6 +20,9 @@
 #   same_layers A B       every dataset of artifact A equals B's, the event log aside
 #   ppl ART [TEXT] [CTX]  the perplexity `lmpress eval` reports (default ev.txt, 96)
 #   near A B TOL          A finite and within TOL (relative) of B
+#   stories_tune_setup    in the work directory: cal.txt, tune.txt, a.h5 (a small 2x4g4
+#                         AQLM artifact of stories260K, down_proj kept) and TUNE (an array:
+#                         the options of a 12-step `lmpress tune` of it, --out not given)
 : "${LMPRESS:?}" "${LMP_SHARED:?}"
 
 lmp_skip() {
@@ -120,4 +123,14 @@ ppl() {
 
 near() {
     python3 -c "import math,sys; a,r=float('$1' or 'nan'),float('$2' or 'nan'); sys.exit(0 if math.isfinite(a) and abs(a/r-1)<$3 else 1)"
+}
+
+stories_tune_setup() {
+    head -c 120000 "$TXT" > cal.txt
+    sed -n '1000,2000p' "$TXT" > tune.txt
+    "$LMPRESS" compress --model "$M/stories260K.bin" --tokenizer "$M/tok512.bin" --calib cal.txt \
+        --nsamples 12 --ctx 96 --threads 2 --max-rounds 4 --adam-steps 50 --scheme 2x4g4 \
+        --keep '*.down_proj' --out a.h5 2> a.log || { bad "compress"; cat a.log; exit 1; }
+    TUNE=(--artifact a.h5 --model "$M/stories260K.bin" --data tune.txt --ctx 96 --batch 4
+          --lr 1e-3 --code-lr 1e-3 --steps 12)
 }

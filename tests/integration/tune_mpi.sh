@@ -12,13 +12,7 @@ lmp_need_stories
 lmp_need_mpi
 lmp_need_cmds h5diff h5dump
 lmp_workdir
-head -c 120000 "$TXT" > cal.txt
-sed -n '1000,2000p' "$TXT" > tune.txt
-"$LMPRESS" compress --model "$M/stories260K.bin" --tokenizer "$M/tok512.bin" --calib cal.txt \
-    --nsamples 12 --ctx 96 --threads 2 --max-rounds 4 --adam-steps 50 --scheme 2x4g4 \
-    --keep '*.down_proj' --out a.h5 2> a.log || { bad "compress"; cat a.log; exit 1; }
-TUNE=(--artifact a.h5 --model "$M/stories260K.bin" --data tune.txt --ctx 96 --batch 4 --lr 1e-3
-      --code-lr 1e-3 --steps 12)
+stories_tune_setup
 "$LMPRESS" tune "${TUNE[@]}" --out one.h5 --threads 2 2> one.log || { bad "tune, 1 process"; cat one.log; }
 mpirun -n 2 "$LMPRESS" tune "${TUNE[@]}" --out two.h5 --threads 1 > two.out 2> two.log ||
     { bad "tune under mpirun -n 2"; cat two.log; }
