@@ -46,7 +46,7 @@ void lmp_tensor_rows_f32(const struct lmp_tensor *t, int64_t row0, int64_t n_row
         fn((int)t->dtype, (const uint8_t *)t->data + (row0 + r) * row_bytes, dst + r * cols, cols);
 }
 
-static const char *const arch_names[LMP_ARCH_COUNT] = {"llama", "mistral", "qwen2"};
+static const char *const arch_names[LMP_ARCH_COUNT] = {"llama", "mistral", "qwen2", "gemma3"};
 const char              *lmp_arch_name(enum lmp_arch a) {
                  return (unsigned)a < LMP_ARCH_COUNT ? arch_names[a] : "?";
 }
@@ -157,6 +157,56 @@ static enum lmp_status cfg_range(const struct lmp_model *m, const char *field, i
                        m->path, field, (long long)v, (long long)lo, (long long)hi);
 }
 
+/* float field finite and in [lo, hi] */
+static enum lmp_status cfg_frange(const struct lmp_model *m, const char *field, float v, double lo,
+                                  double hi, struct lmp_err *err) {
+    if (v >= lo && v <= hi) return LMP_OK;
+    return lmp_err_set(err, LMP_EFORMAT, "'%s': config %s %g is out of range [%g, %g]", m->path,
+                       field, (double)v, lo, hi);
+}
+
+/* The RoPE variant's and Gemma's fields: each in range where the variant uses it. */
+static enum lmp_status check_rope(const struct lmp_model *m, struct lmp_config *c,
+                                  struct lmp_err *err) {
+    enum lmp_status st;
+    if ((st = cfg_range(m, "rope_dims", c->rope_dims, 0, c->head_dim, err)) ||
+        (st = cfg_range(m, "swa_pattern", c->swa_pattern, 0, 4096, err)) ||
+        (st = cfg_range(m, "rope_scaling", (int64_t)c->rope_scaling, LMP_ROPE_SCALING_NONE,
+                        LMP_ROPE_SCALING_YARN, err)) ||
+        (st = cfg_range(m, "ffn_act", (int64_t)c->ffn_act, LMP_ACT_SILU, LMP_ACT_GELU_TANH, err)) ||
+        (st = cfg_frange(m, "rope_theta_local", c->rope_theta_local, 0, 1e30, err)) ||
+        (st = cfg_frange(m, "embed_scale", c->embed_scale, 0, 1e6, err)) ||
+        (st = cfg_frange(m, "attn_scale", c->attn_scale, 0, 1e6, err)))
+        return st;
+    if (c->rope_dims == 0) c->rope_dims = c->head_dim;
+    if (c->rope_dims % 2 != 0)
+        return lmp_err_set(err, LMP_EFORMAT, "'%s': config rope_dims %d is odd", m->path,
+                           c->rope_dims);
+    if (c->rope_scaling == LMP_ROPE_SCALING_NONE) return LMP_OK;
+    if ((st = cfg_frange(m, "rope_factor", c->rope_factor, 1e-3, 1e6, err))) return st;
+    if (c->rope_scaling == LMP_ROPE_SCALING_LLAMA3 &&
+        ((st = cfg_frange(m, "rope_low_freq_factor", c->rope_low_freq_factor, 1e-6, 1e6, err)) ||
+         (st = cfg_frange(m, "rope_high_freq_factor", c->rope_high_freq_factor, 1e-6, 1e6, err)) ||
+         (st = cfg_range(m, "rope_orig_max_seq", c->rope_orig_max_seq, 1, CFG_MAX_SEQ, err))))
+        return st;
+    if (c->rope_scaling == LMP_ROPE_SCALING_LLAMA3 &&
+        !(c->rope_high_freq_factor > c->rope_low_freq_factor))
+        return lmp_err_set(err, LMP_EFORMAT,
+                           "'%s': config rope high_freq_factor %g is not above low_freq_factor %g",
+                           m->path, (double)c->rope_high_freq_factor,
+                           (double)c->rope_low_freq_factor);
+    if (c->rope_scaling == LMP_ROPE_SCALING_YARN) {
+        if (c->rope_beta_fast == 0) c->rope_beta_fast = 32.0f;
+        if (c->rope_beta_slow == 0) c->rope_beta_slow = 1.0f;
+        if ((st = cfg_range(m, "rope_orig_max_seq", c->rope_orig_max_seq, 1, CFG_MAX_SEQ, err)) ||
+            (st = cfg_frange(m, "rope_beta_fast", c->rope_beta_fast, 1e-6, 1e6, err)) ||
+            (st = cfg_frange(m, "rope_beta_slow", c->rope_beta_slow, 1e-6, 1e6, err)) ||
+            (st = cfg_frange(m, "rope_attn_factor", c->rope_attn_factor, 0, 1e3, err)))
+            return st;
+    }
+    return LMP_OK;
+}
+
 /* Every config field within its bounds, and the head counts dividing as attention needs;
  * a zero head_dim is dim / n_heads, which must then divide. */
 static enum lmp_status check_config(const struct lmp_model *m, struct lmp_config *c,
@@ -187,7 +237,7 @@ static enum lmp_status check_config(const struct lmp_model *m, struct lmp_config
     if (c->head_dim % 2 != 0)
         return lmp_err_set(err, LMP_EFORMAT, "'%s': config head_dim %d is odd (RoPE rotates pairs)",
                            m->path, c->head_dim);
-    return LMP_OK;
+    return check_rope(m, c, err);
 }
 
 enum lmp_status lmp_model_finish(struct lmp_model *m, struct lmp_err *err) {
@@ -213,6 +263,26 @@ enum lmp_status lmp_model_finish(struct lmp_model *m, struct lmp_err *err) {
         if ((st = want_shape(m, blk->attn_norm, what, 1, c->dim, 0, err))) return st;
         snprintf(what, sizeof(what), "ffn norm of block %d", b);
         if ((st = want_shape(m, blk->ffn_norm, what, 1, c->dim, 0, err))) return st;
+        /* Gemma's extra norms: all of a kind in every block, or none anywhere */
+        const bool qk   = blk->q_norm || blk->k_norm,
+                   post = blk->post_attn_norm || blk->post_ffn_norm;
+        if (b == 0) c->qk_norm = qk, c->post_norms = post;
+        if (qk != c->qk_norm || post != c->post_norms)
+            return lmp_err_set(err, LMP_EFORMAT,
+                               "'%s': block %d has %s q/k or post norms than block 0", m->path, b,
+                               qk || post ? "more" : "fewer");
+        if (qk) {
+            snprintf(what, sizeof(what), "q norm of block %d", b);
+            if ((st = want_shape(m, blk->q_norm, what, 1, c->head_dim, 0, err))) return st;
+            snprintf(what, sizeof(what), "k norm of block %d", b);
+            if ((st = want_shape(m, blk->k_norm, what, 1, c->head_dim, 0, err))) return st;
+        }
+        if (post) {
+            snprintf(what, sizeof(what), "post-attention norm of block %d", b);
+            if ((st = want_shape(m, blk->post_attn_norm, what, 1, c->dim, 0, err))) return st;
+            snprintf(what, sizeof(what), "post-FFN norm of block %d", b);
+            if ((st = want_shape(m, blk->post_ffn_norm, what, 1, c->dim, 0, err))) return st;
+        }
         for (int k = 0; k < LMP_LIN_COUNT; k++) {
             struct lmp_linear       *l                  = &blk->lin[k];
             static const char *const mod[LMP_LIN_COUNT] = {
@@ -263,6 +333,31 @@ enum lmp_status lmp_model_finish(struct lmp_model *m, struct lmp_err *err) {
         c->qkv_bias = c->qkv_bias || blk->lin[LMP_LIN_Q].bias != NULL;
     }
     return LMP_OK;
+}
+
+enum lmp_status lmp_model_check_trainable(const struct lmp_model *m, const char *what,
+                                          struct lmp_err *err) {
+    const struct lmp_config *c   = &m->cfg;
+    const char              *has = NULL;
+    if (c->arch == LMP_ARCH_GEMMA3 || c->qk_norm || c->post_norms)
+        has = "Gemma's q/k and post norms";
+    else if (c->ffn_act != LMP_ACT_SILU)
+        has = "a GELU FFN";
+    else if (c->embed_scale != 0 && c->embed_scale != 1)
+        has = "scaled embeddings";
+    else if (c->attn_scale != 0)
+        has = "a non-default attention scale";
+    else if (c->swa_pattern != 0)
+        has = "sliding-window layers";
+    else if (c->rope_scaling != LMP_ROPE_SCALING_NONE || c->rope_freq_factors != NULL)
+        has = "scaled RoPE";
+    else if (c->rope_dims != 0 && c->rope_dims != c->head_dim)
+        has = "partial rotary dimensions";
+    if (has == NULL) return LMP_OK;
+    return lmp_err_set(err, LMP_EUNSUP,
+                       "'%s': %s of %s models is not supported (the model has %s; "
+                       "eval and generate work)",
+                       m->path ? m->path : "model", what, lmp_arch_name(c->arch), has);
 }
 
 const struct lmp_linear *lmp_model_linear(const struct lmp_model *m, int64_t idx) {

@@ -49,14 +49,28 @@ int64_t lmp_tensor_expected_bytes(enum lmp_dtype dtype, int n_dims, const int64_
  * The caller guarantees the range is inside the tensor (asserted). Thread-safe. */
 void lmp_tensor_rows_f32(const struct lmp_tensor *t, int64_t row0, int64_t n_rows, float *dst);
 
-enum lmp_arch { LMP_ARCH_LLAMA, LMP_ARCH_MISTRAL, LMP_ARCH_QWEN2, LMP_ARCH_COUNT };
+enum lmp_arch { LMP_ARCH_LLAMA, LMP_ARCH_MISTRAL, LMP_ARCH_QWEN2, LMP_ARCH_GEMMA3, LMP_ARCH_COUNT };
 enum lmp_format { LMP_FORMAT_GGUF, LMP_FORMAT_HF, LMP_FORMAT_LLAMA2C };
 enum lmp_rope {
     LMP_ROPE_INTERLEAVED, /* rotate pairs (2i, 2i+1): llama2.c, GGUF llama */
     LMP_ROPE_HALF,        /* rotate (i, i + head_dim/2): Hugging Face, GGUF qwen2 (NEOX) */
 };
 
-const char *lmp_arch_name(enum lmp_arch a);     /* "llama", "mistral", "qwen2" */
+/* How RoPE frequencies are stretched for a longer context (model/rope.h has the formulas). */
+enum lmp_rope_scaling {
+    LMP_ROPE_SCALING_NONE,
+    LMP_ROPE_SCALING_LINEAR, /* every frequency / factor (positions interpolated) */
+    LMP_ROPE_SCALING_LLAMA3, /* Llama 3.1: low frequencies / factor, high kept, smooth between */
+    LMP_ROPE_SCALING_YARN,   /* YaRN: ramp between interpolation and extrapolation, mscale */
+};
+
+/* The FFN's gate activation: f = act(h Wgate^T) * (h Wup^T). */
+enum lmp_act {
+    LMP_ACT_SILU,      /* SwiGLU: llama, mistral, qwen2 */
+    LMP_ACT_GELU_TANH, /* GeGLU with the tanh approximation of GELU: gemma */
+};
+
+const char *lmp_arch_name(enum lmp_arch a);     /* "llama", "mistral", "qwen2", "gemma3" */
 const char *lmp_format_name(enum lmp_format f); /* "gguf", "hf", "llama2c" */
 
 struct lmp_config {
@@ -75,7 +89,29 @@ struct lmp_config {
     enum lmp_rope   rope;
     bool            tied_embeddings; /* output == tok_emb */
     bool            qkv_bias;        /* q/k/v have biases (Qwen2) */
-    int32_t         sliding_window;  /* Mistral; 0 = none (not applied by the forward pass) */
+    int32_t sliding_window; /* keys per query of a local layer (itself included); 0 = none */
+    int32_t swa_pattern;    /* 0: sliding_window is not applied (Mistral, Qwen2); n > 0:
+                               block b is local iff (b + 1) % n != 0 (Gemma 3: 6) */
+    float rope_theta_local; /* RoPE base of local layers (unscaled); 0 = rope_theta */
+    /* RoPE variants (the global layers' frequencies; see model/rope.h) */
+    enum lmp_rope_scaling rope_scaling;
+    float                 rope_factor;           /* linear, llama3, yarn: context stretch (> 0) */
+    float                 rope_low_freq_factor;  /* llama3 */
+    float                 rope_high_freq_factor; /* llama3 */
+    int32_t               rope_orig_max_seq;     /* llama3, yarn: original context length */
+    float                 rope_beta_fast;        /* yarn: 32 by default */
+    float                 rope_beta_slow;        /* yarn: 1 by default */
+    float                 rope_attn_factor;  /* yarn: cos/sin magnitude; 0 = 0.1 ln(factor) + 1 */
+    int32_t               rope_dims;         /* rotated dimensions of a head; 0 = head_dim */
+    const float          *rope_freq_factors; /* (rope_dims / 2) or NULL: frequency i divided
+                                                by [i] (GGUF rope_freqs), into the model */
+    /* Gemma */
+    enum lmp_act ffn_act;
+    float embed_scale; /* token embeddings are multiplied by this; 0 = 1 (Gemma: sqrt(dim)) */
+    float attn_scale;  /* scores = q k^T * attn_scale; 0 = 1 / sqrt(head_dim) */
+    bool  qk_norm;     /* per-head RMSNorm of q and k before RoPE (set from the tensors) */
+    bool  post_norms;  /* RMSNorm of the attention and FFN outputs before the residual
+                          adds (set from the tensors) */
 };
 
 enum lmp_lin {
@@ -126,6 +162,11 @@ struct lmp_linear {
 struct lmp_block {
     const struct lmp_tensor *attn_norm; /* (dim) */
     const struct lmp_tensor *ffn_norm;  /* (dim) */
+    /* Gemma 3, NULL elsewhere (all four or none) */
+    const struct lmp_tensor *q_norm;         /* (head_dim) */
+    const struct lmp_tensor *k_norm;         /* (head_dim) */
+    const struct lmp_tensor *post_attn_norm; /* (dim) applied to the attention output */
+    const struct lmp_tensor *post_ffn_norm;  /* (dim) applied to the FFN output */
     struct lmp_linear        lin[LMP_LIN_COUNT];
 };
 
@@ -160,6 +201,14 @@ int64_t                  lmp_model_n_linears(const struct lmp_model *m);
 
 /* Parameter count (every tensor once; a tied output is not counted twice). */
 int64_t lmp_model_n_params(const struct lmp_model *m);
+
+/* LMP_OK if every stage can run m: compression's block fine-tuning and PV-Tuning have a
+ * backward pass only for the plain llama block (SwiGLU, unscaled RoPE of every head
+ * dimension, no extra norms, no sliding window), and the artifact records only that
+ * block's config; otherwise LMP_EUNSUP with a one-line message naming the model and what
+ * it has. `what` names the stage in the message ("compression"). */
+enum lmp_status lmp_model_check_trainable(const struct lmp_model *m, const char *what,
+                                          struct lmp_err *err);
 
 /* Find a tensor by source name; NULL if absent. */
 const struct lmp_tensor *lmp_model_find_tensor(const struct lmp_model *m, const char *name);

@@ -1,10 +1,24 @@
-/*  model_gguf - struct lmp_model from a GGUF file (llama, mistral, qwen2)
+/*  model_gguf - struct lmp_model from a GGUF file (llama, mistral, qwen2, gemma3)
  *
  *  The config comes from the "<arch>.*" keys that llama.cpp writes, the tensors from
  *  llama.cpp's names (token_embd, output_norm, output, blk.N.attn_q, ...). llama.cpp's
  *  converter permutes the Q and K rows of llama and mistral checkpoints so that RoPE
  *  rotates adjacent pairs (LMP_ROPE_INTERLEAVED); qwen2 keeps the Hugging Face order
  *  and rotates the two halves of each head (LMP_ROPE_HALF).
+ *
+ *  gemma3 (llama.cpp's Gemma 3 graph): NEOX RoPE (LMP_ROPE_HALF), GeGLU, q/k norms and
+ *  post-attention/post-FFN norms (attn_q_norm, attn_k_norm, post_attention_norm,
+ *  post_ffw_norm), embeddings scaled by sqrt(dim), attention scale 1/sqrt(head_dim)
+ *  (dim / n_heads for the 27B, as llama.cpp), and with attention.sliding_window set,
+ *  local layers every block but each attention.sliding_window_pattern-th (default 6)
+ *  with their own RoPE base rope.freq_base_swa (default 10000) and no RoPE scaling.
+ *  llama.cpp's converter stores Gemma's norm weights as (1 + w), so they multiply as
+ *  they are, like every other norm here.
+ *
+ *  RoPE variants: rope.scaling.type "linear" or "yarn" with rope.scaling.factor (and
+ *  rope.scaling.original_context_length, yarn_beta_fast/slow, attn_factor for YaRN);
+ *  a rope_freqs tensor (llama 3.1's frequency divisors, F32); rope.dimension_count for
+ *  partial rotary.
  *
  *  The model owns the lmp_gguf object (src), which owns the file map; m->tensors are
  *  copies of the GGUF tensor records whose data point into that map.
@@ -14,6 +28,7 @@
 #include "base/text.h"  /* defines: lmp_str_escape_n */
 
 #include <inttypes.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -80,6 +95,100 @@ static enum lmp_status required(const struct lmp_model *m, const struct lmp_gguf
     return LMP_OK;
 }
 
+/* A string key "<arch>.<suffix>" equal to s. */
+static bool key_str_is(const struct lmp_gguf *g, const char *arch, const char *suffix,
+                       const char *s) {
+    char key[128];
+    snprintf(key, sizeof(key), "%s.%s", arch, suffix);
+    struct lmp_gguf_str v;
+    return lmp_gguf_get_str(g, key, &v) && v.len == strlen(s) && memcmp(v.s, s, v.len) == 0;
+}
+
+/* RoPE scaling keys and the rope_freqs tensor (see the header). */
+static enum lmp_status read_rope(struct lmp_config *c, const struct lmp_gguf *g, const char *arch,
+                                 struct lmp_err *err) {
+    const char     *path = lmp_gguf_path(g);
+    enum lmp_status st;
+    char            key[128];
+    snprintf(key, sizeof(key), "%s.rope.scaling.type", arch);
+    struct lmp_gguf_str type;
+    bool                has_type = lmp_gguf_get_str(g, key, &type);
+    if (!has_type && lmp_gguf_find(g, key) >= 0)
+        return lmp_err_set(err, LMP_EFORMAT, "'%s': key %s is not a string", path, key);
+    if ((st = cfg_int(g, arch, "rope.dimension_count", false, 2, INT32_MAX, &c->rope_dims, err)))
+        return st;
+    /* llama.cpp: the type defaults to linear, a missing (or 1) factor means none */
+    float factor = 0;
+    if ((st = cfg_float(g, arch, "rope.scaling.factor", &factor, err))) return st;
+    if (has_type && key_str_is(g, arch, "rope.scaling.type", "yarn"))
+        c->rope_scaling = LMP_ROPE_SCALING_YARN;
+    else if (!has_type || key_str_is(g, arch, "rope.scaling.type", "linear"))
+        c->rope_scaling =
+            factor > 0 && factor != 1 ? LMP_ROPE_SCALING_LINEAR : LMP_ROPE_SCALING_NONE;
+    else if (!key_str_is(g, arch, "rope.scaling.type", "none")) {
+        char q[64];
+        return lmp_err_set(err, LMP_EUNSUP, "'%s': %s '%s' is not supported (none, linear, yarn)",
+                           path, key, lmp_str_escape_n(q, sizeof(q), type.s, type.len));
+    }
+    if (c->rope_scaling == LMP_ROPE_SCALING_YARN && factor == 0)
+        return lmp_err_set(err, LMP_EFORMAT,
+                           "'%s': yarn rope scaling without %s.rope.scaling.factor", path, arch);
+    if (c->rope_scaling != LMP_ROPE_SCALING_NONE) {
+        c->rope_factor       = factor;
+        c->rope_orig_max_seq = c->max_seq;
+        if ((st = cfg_int(g, arch, "rope.scaling.original_context_length", false, 1, INT32_MAX,
+                          &c->rope_orig_max_seq, err)) ||
+            (st = cfg_float(g, arch, "rope.scaling.yarn_beta_fast", &c->rope_beta_fast, err)) ||
+            (st = cfg_float(g, arch, "rope.scaling.yarn_beta_slow", &c->rope_beta_slow, err)) ||
+            (st = cfg_float(g, arch, "rope.scaling.attn_factor", &c->rope_attn_factor, err)))
+            return st;
+        /* llama.cpp's attn_factor multiplies YaRN's 0.1 ln(factor) + 1; ours replaces it */
+        if (c->rope_scaling == LMP_ROPE_SCALING_YARN && c->rope_attn_factor > 0 &&
+            c->rope_factor > 1)
+            c->rope_attn_factor *= 0.1f * logf(c->rope_factor) + 1.0f;
+    }
+    const struct lmp_tensor *f = lmp_gguf_find_tensor(g, "rope_freqs.weight");
+    if (f != NULL) {
+        const int32_t dims = c->rope_dims ? c->rope_dims : c->head_dim;
+        if (f->dtype != LMP_DTYPE_F32 || f->n_dims != 1 || f->shape[0] != dims / 2 ||
+            (uintptr_t)f->data % sizeof(float) != 0)
+            return lmp_err_set(err, LMP_EFORMAT,
+                               "'%s': rope_freqs.weight must be F32 of %d elements (rope dims / 2)",
+                               path, dims / 2);
+        const float *v = f->data;
+        for (int32_t i = 0; i < dims / 2; i++)
+            if (!(v[i] > 0 && v[i] < 1e30f))
+                return lmp_err_set(err, LMP_EFORMAT,
+                                   "'%s': rope_freqs.weight[%d] = %g is not positive", path, i,
+                                   (double)v[i]);
+        c->rope_freq_factors = v;
+    }
+    return LMP_OK;
+}
+
+/* Gemma 3's fixed choices and its sliding-window keys (see the header). */
+static enum lmp_status read_gemma3(struct lmp_config *c, const struct lmp_gguf *g, const char *arch,
+                                   struct lmp_err *err) {
+    enum lmp_status st;
+    c->ffn_act     = LMP_ACT_GELU_TANH;
+    c->embed_scale = sqrtf((float)c->dim); /* in float, as llama.cpp's ggml_scale */
+    c->attn_scale  = c->n_layers == 62 ? 1.0f / sqrtf((float)(c->dim / c->n_heads))
+                                       : 1.0f / sqrtf((float)c->head_dim);
+    if (c->sliding_window <= 0) return LMP_OK;
+    char key[128];
+    snprintf(key, sizeof(key), "%s.attention.sliding_window_pattern", arch);
+    if (lmp_gguf_arr_n(g, key, NULL) >= 0)
+        return lmp_err_set(err, LMP_EUNSUP, "'%s': %s as a per-layer array is not supported",
+                           lmp_gguf_path(g), key);
+    c->swa_pattern      = 6;
+    c->rope_theta_local = 10000.0f;
+    if ((st = cfg_int(g, arch, "attention.sliding_window_pattern", false, 1, 4096, &c->swa_pattern,
+                      err)) ||
+        (st = cfg_float(g, arch, "rope.freq_base_swa", &c->rope_theta_local, err)))
+        return st;
+    return LMP_OK;
+}
+
 static enum lmp_status read_config(struct lmp_config *c, const struct lmp_gguf *g, const char *arch,
                                    struct lmp_err *err) {
     const int32_t   big = INT32_MAX;
@@ -116,7 +225,8 @@ static enum lmp_status read_config(struct lmp_config *c, const struct lmp_gguf *
                            "'%s': value head size %d differs from key head "
                            "size %d",
                            lmp_gguf_path(g), value_len, c->head_dim);
-    return LMP_OK;
+    if (c->arch == LMP_ARCH_GEMMA3 && (st = read_gemma3(c, g, arch, err))) return st;
+    return read_rope(c, g, arch, err);
 }
 
 enum lmp_status lmp_model_open_gguf(const char *path, struct lmp_model **out, struct lmp_err *err) {
@@ -140,7 +250,7 @@ enum lmp_status lmp_model_open_gguf(const char *path, struct lmp_model **out, st
         char q[80]; /* file text: escaped (control bytes), cut */
         st = lmp_err_set(err, LMP_EUNSUP,
                          "'%s': architecture '%s' is not supported "
-                         "(llama, mistral, qwen2)",
+                         "(llama, mistral, qwen2, gemma3)",
                          path, lmp_str_escape_n(q, sizeof(q), a.s, a.len));
         goto fail;
     }
@@ -155,7 +265,8 @@ enum lmp_status lmp_model_open_gguf(const char *path, struct lmp_model **out, st
     struct lmp_config *c = &m->cfg;
     c->arch              = arch_id;
     c->format            = LMP_FORMAT_GGUF;
-    c->rope              = arch_id == LMP_ARCH_QWEN2 ? LMP_ROPE_HALF : LMP_ROPE_INTERLEAVED;
+    c->rope              = arch_id == LMP_ARCH_QWEN2 || arch_id == LMP_ARCH_GEMMA3 ? LMP_ROPE_HALF
+                                                                                   : LMP_ROPE_INTERLEAVED;
     if ((st = read_config(c, g, arch, err))) goto fail;
 
     /* Every tensor, copied; the model's pointers go to the copies. */
@@ -193,6 +304,16 @@ enum lmp_status lmp_model_open_gguf(const char *path, struct lmp_model **out, st
         if ((st = required(m, g, name, &blk->attn_norm, err))) goto fail;
         snprintf(name, sizeof(name), "blk.%d.ffn_norm.weight", b);
         if ((st = required(m, g, name, &blk->ffn_norm, err))) goto fail;
+        if (arch_id == LMP_ARCH_GEMMA3) {
+            static const char *const  extra[4] = {"attn_q_norm", "attn_k_norm",
+                                                  "post_attention_norm", "post_ffw_norm"};
+            const struct lmp_tensor **dst[4]   = {&blk->q_norm, &blk->k_norm, &blk->post_attn_norm,
+                                                  &blk->post_ffn_norm};
+            for (int i = 0; i < 4; i++) {
+                snprintf(name, sizeof(name), "blk.%d.%s.weight", b, extra[i]);
+                if ((st = required(m, g, name, dst[i], err))) goto fail;
+            }
+        }
         for (int k = 0; k < LMP_LIN_COUNT; k++) {
             snprintf(name, sizeof(name), "blk.%d.%s.weight", b, lin_tensor[k]);
             if ((st = required(m, g, name, &blk->lin[k].weight, err))) goto fail;

@@ -7,9 +7,10 @@
  *  only an error when the model needs one of them.
  *
  *  Weights keep the Hugging Face layout, so RoPE rotates the halves of each head
- *  (LMP_ROPE_HALF). Scaled RoPE (rope_scaling, or a rope_parameters type other than
- *  "default") is not implemented and is rejected; so is any activation other than silu
- *  and any bias the forward pass does not apply (o_proj, MLP). An absent
+ *  (LMP_ROPE_HALF). Scaled RoPE: rope_scaling / rope_parameters of type linear, llama3
+ *  or yarn (without DeepSeek's mscale keys), and partial_rotary_factor; other types are
+ *  rejected, and so is any activation other than silu and any bias the forward pass does
+ *  not apply (o_proj, MLP). An absent
  *  lm_head.weight, or tie_word_embeddings, means the output shares the token embedding.
  */
 #include "model/model.h"
@@ -97,6 +98,72 @@ static bool cfg_bool(const cJSON *cfg, const char *key, bool def) {
     return cJSON_IsBool(j) ? cJSON_IsTrue(j) : def;
 }
 
+/* rope_scaling / rope_parameters: the variant and its fields (model/rope.h). A missing
+ * original_max_position_embeddings is filled from max_position_embeddings afterwards. */
+static enum lmp_status parse_rope(const cJSON *cfg, const char *path, struct lmp_config *c,
+                                  struct lmp_err *err) {
+    static const char *const rope_keys[] = {"rope_scaling", "rope_parameters"};
+    enum lmp_status          st;
+    for (int i = 0; i < 2; i++) {
+        const cJSON *rs = cfg_get(cfg, rope_keys[i]);
+        if (rs == NULL || cJSON_IsNull(rs)) continue;
+        if (!cJSON_IsObject(rs))
+            return lmp_err_set(err, LMP_EFORMAT, "'%s': %s is not an object", path, rope_keys[i]);
+        const cJSON *sub;
+        cJSON_ArrayForEach(sub, rs) if (cJSON_IsObject(sub)) /* per layer type */
+            return lmp_err_set(err, LMP_EUNSUP, "'%s': %s per layer type is not supported", path,
+                               rope_keys[i]);
+        const cJSON *rt = cfg_get(rs, "rope_type");
+        if (rt == NULL) rt = cfg_get(rs, "type");
+        if (rt == NULL && i == 1) continue; /* rope_parameters with only rope_theta */
+        static const struct {
+            const char           *name;
+            enum lmp_rope_scaling kind;
+        } types[] = {{"default", LMP_ROPE_SCALING_NONE},
+                     {"linear", LMP_ROPE_SCALING_LINEAR},
+                     {"llama3", LMP_ROPE_SCALING_LLAMA3},
+                     {"yarn", LMP_ROPE_SCALING_YARN}};
+        int t     = -1;
+        for (int k = 0; k < 4 && t < 0; k++)
+            if (cJSON_IsString(rt) && strcmp(rt->valuestring, types[k].name) == 0) t = k;
+        if (t < 0) {
+            char q[96];
+            return lmp_err_set(
+                err, LMP_EUNSUP, "'%s': %s (%s) is not supported (default, linear, llama3, yarn)",
+                path, rope_keys[i],
+                lmp_str_escape(q, sizeof(q),
+                               cJSON_IsString(rt) ? rt->valuestring : "unknown type"));
+        }
+        if (types[t].kind == LMP_ROPE_SCALING_NONE) continue;
+        c->rope_scaling = types[t].kind;
+        const cJSON *f  = cfg_get(rs, "factor");
+        if (f == NULL || cJSON_IsNull(f))
+            return lmp_err_set(err, LMP_EFORMAT, "'%s': %s (%s) without 'factor'", path,
+                               rope_keys[i], types[t].name);
+        if ((st = cfg_float(rs, "factor", 1.0, &c->rope_factor, path, err)) ||
+            (st = cfg_int(rs, "original_max_position_embeddings",
+                          types[t].kind == LMP_ROPE_SCALING_LLAMA3, 0, 1, &c->rope_orig_max_seq,
+                          path, err)))
+            return st;
+        if (types[t].kind == LMP_ROPE_SCALING_LLAMA3 &&
+            ((st = cfg_float(rs, "low_freq_factor", 1.0, &c->rope_low_freq_factor, path, err)) ||
+             (st = cfg_float(rs, "high_freq_factor", 4.0, &c->rope_high_freq_factor, path, err))))
+            return st;
+        if (types[t].kind == LMP_ROPE_SCALING_YARN &&
+            ((st = cfg_float(rs, "beta_fast", 32.0, &c->rope_beta_fast, path, err)) ||
+             (st = cfg_float(rs, "beta_slow", 1.0, &c->rope_beta_slow, path, err))))
+            return st;
+        if (types[t].kind == LMP_ROPE_SCALING_YARN) {
+            if (cfg_get(rs, "mscale") || cfg_get(rs, "mscale_all_dim"))
+                return lmp_err_set(err, LMP_EUNSUP, "'%s': %s yarn with mscale is not supported",
+                                   path, rope_keys[i]);
+            if ((st = cfg_float(rs, "attention_factor", 0.0, &c->rope_attn_factor, path, err)))
+                return st;
+        }
+    }
+    return LMP_OK;
+}
+
 static enum lmp_status parse_config(const char *path, struct lmp_config *c, struct lmp_err *err) {
     char           *text = NULL;
     size_t          len  = 0;
@@ -143,26 +210,8 @@ static enum lmp_status parse_config(const char *path, struct lmp_config *c, stru
     c->arch = archs[found].arch;
 
     /* RoPE: transformers 4 writes rope_theta and rope_scaling (null unless scaled);
-     * transformers 5 writes rope_parameters {"rope_theta", "rope_type"}. Only the plain
-     * ("default") rotation is implemented. */
-    static const char *const rope_keys[] = {"rope_scaling", "rope_parameters"};
-    for (int i = 0; i < 2; i++) {
-        const cJSON *rs = cfg_get(cfg, rope_keys[i]);
-        if (rs == NULL || cJSON_IsNull(rs)) continue;
-        const cJSON *rt = cfg_get(rs, "rope_type");
-        if (rt == NULL) rt = cfg_get(rs, "type");
-        bool plain = cJSON_IsObject(rs) && (i == 1 ? rt == NULL : false);
-        if (cJSON_IsString(rt) && strcmp(rt->valuestring, "default") == 0) plain = true;
-        const cJSON *sub;
-        cJSON_ArrayForEach(sub, rs) if (cJSON_IsObject(sub)) plain = false; /* per layer type */
-        if (!plain) {
-            char q[96];
-            st = lmp_err_set(err, LMP_EUNSUP, "'%s': %s (%s) is not supported", path, rope_keys[i],
-                             lmp_str_escape(q, sizeof(q),
-                                            cJSON_IsString(rt) ? rt->valuestring : "unknown type"));
-            goto out;
-        }
-    }
+     * transformers 5 writes rope_parameters {"rope_theta", "rope_type", ...}. */
+    if ((st = parse_rope(cfg, path, c, err))) goto out;
     const cJSON *act = cfg_get(cfg, "hidden_act");
     if (act && !(cJSON_IsString(act) && strcmp(act->valuestring, "silu") == 0)) {
         char q[96];
@@ -189,6 +238,25 @@ static enum lmp_status parse_config(const char *path, struct lmp_config *c, stru
     if (cJSON_IsObject(rp) &&
         (st = cfg_float(rp, "rope_theta", c->rope_theta, &c->rope_theta, path, err)))
         goto out;
+    /* partial rotary (top level in transformers 4, in rope_parameters in 5) */
+    float prf = 1.0f;
+    if ((st = cfg_float(cfg, "partial_rotary_factor", 1.0, &prf, path, err)) ||
+        (cJSON_IsObject(rp) && (st = cfg_float(rp, "partial_rotary_factor", prf, &prf, path, err))))
+        goto out;
+    if (prf != 1.0f) {
+        const int32_t hd = c->head_dim ? c->head_dim : c->n_heads ? c->dim / c->n_heads : 0;
+        const double  d  = (double)hd * prf;
+        if (!(prf > 0 && prf <= 1) || d != (double)(int32_t)d || (int32_t)d % 2 != 0) {
+            st = lmp_err_set(err, LMP_EFORMAT,
+                             "'%s': partial_rotary_factor %g does not give an even number of "
+                             "dimensions of a head of %d",
+                             path, (double)prf, hd);
+            goto out;
+        }
+        c->rope_dims = (int32_t)d;
+    }
+    if (c->rope_scaling != LMP_ROPE_SCALING_NONE && c->rope_orig_max_seq == 0)
+        c->rope_orig_max_seq = c->max_seq;
     /* the fields that must agree, named as config.json names them (lmp_model_finish
      * checks the bounds of every field again, whatever the reader) */
     if (c->n_kv_heads > c->n_heads || c->n_heads % c->n_kv_heads != 0) {

@@ -6,6 +6,7 @@
  *  on the pool, so the masked upper triangle costs at most one QB-wide strip.
  */
 #include "model/transformer.h"
+#include "model/rope.h"      /* defines: lmp_rope_freqs, lmp_rope_block_is_local */
 #include "base/file.h"       /* defines: lmp_map_release_pages */
 #include "kernels/kernels.h" /* defines: lmp_kernels_get()->sgemm, lmp_kernels_set_threads */
 
@@ -137,8 +138,11 @@ static void pool_run(struct pool *p, int64_t n_tasks, pool_fn *fn, void *ctx) {
 /* ---- the transformer ---------------------------------------------------------------- */
 
 struct tf_block {
-    float           *attn_norm; /* (dim) */
-    float           *ffn_norm;  /* (dim) */
+    float           *attn_norm;                      /* (dim) */
+    float           *ffn_norm;                       /* (dim) */
+    const float     *q_norm, *k_norm;                /* (head_dim) or NULL (cfg.qk_norm) */
+    const float     *post_attn_norm, *post_ffn_norm; /* (dim) or NULL (cfg.post_norms) */
+    bool             local;                          /* sliding-window layer (its own RoPE) */
     struct lmp_linop lin[LMP_LIN_COUNT];
     /* lazy weights: what load_block put into lin[] (to clear it again) and what it owns */
     bool         loaded;
@@ -161,9 +165,12 @@ struct lmp_transformer {
     const float *tok_emb;               /* (vocab, dim) fp32 or NULL: rows dequantized on use */
     float      **owned;                 /* buffers to free */
     int64_t      n_owned, cap_owned;
-    int64_t      n_pos;    /* positions with RoPE tables */
-    float       *rope_cos; /* (n_pos, head_dim/2) */
-    float       *rope_sin; /* (n_pos, head_dim/2) */
+    int64_t      n_pos;      /* positions with RoPE tables */
+    int64_t      rope_half;  /* rotated pairs per head: lmp_rope_n_dims / 2 */
+    float       *rope_cos;   /* (n_pos, rope_half) of the global layers */
+    float       *rope_sin;   /* (n_pos, rope_half) */
+    float       *rope_cos_l; /* (n_pos, rope_half) of the local layers, or NULL */
+    float       *rope_sin_l; /* (n_pos, rope_half) */
     /* scratch, grown on demand */
     int64_t cap_rows;
     float  *xb;         /* (rows, dim) normed input */
@@ -369,6 +376,14 @@ enum lmp_status lmp_transformer_new(const struct lmp_model            *m,
         if ((dst->attn_norm = (float *)tensor_f32(tf, src->attn_norm, true)) == NULL ||
             (dst->ffn_norm = (float *)tensor_f32(tf, src->ffn_norm, true)) == NULL)
             goto oom;
+        if ((src->q_norm && (dst->q_norm = tensor_f32(tf, src->q_norm, true)) == NULL) ||
+            (src->k_norm && (dst->k_norm = tensor_f32(tf, src->k_norm, true)) == NULL) ||
+            (src->post_attn_norm &&
+             (dst->post_attn_norm = tensor_f32(tf, src->post_attn_norm, true)) == NULL) ||
+            (src->post_ffn_norm &&
+             (dst->post_ffn_norm = tensor_f32(tf, src->post_ffn_norm, true)) == NULL))
+            goto oom;
+        dst->local = lmp_rope_block_is_local(c, b);
         for (int k = 0; k < LMP_LIN_COUNT; k++) {
             const struct lmp_linear *l  = &src->lin[k];
             struct lmp_linop        *op = &dst->lin[k];
@@ -401,19 +416,31 @@ enum lmp_status lmp_transformer_new(const struct lmp_model            *m,
     }
     (void)dim;
 
-    /* RoPE: angle(pos, i) = pos * theta^(-2i/head_dim), i < head_dim/2, in double. */
-    const int64_t half = c->head_dim / 2;
-    tf->n_pos          = c->max_seq > 0 ? c->max_seq : 4096;
-    tf->rope_cos       = own(tf, (size_t)(tf->n_pos * half));
-    tf->rope_sin       = own(tf, (size_t)(tf->n_pos * half));
-    if (tf->rope_cos == NULL || tf->rope_sin == NULL) goto oom;
-    for (int64_t i = 0; i < half; i++) {
-        double freq = pow((double)c->rope_theta, -2.0 * (double)i / (double)c->head_dim);
-        for (int64_t p = 0; p < tf->n_pos; p++) {
-            double a                   = (double)p * freq;
-            tf->rope_cos[p * half + i] = (float)cos(a);
-            tf->rope_sin[p * half + i] = (float)sin(a);
+    /* RoPE: angle(pos, i) = pos * inv_freq[i] (model/rope.h), in double. */
+    tf->rope_half  = lmp_rope_n_dims(c) / 2;
+    tf->n_pos      = c->max_seq > 0 ? c->max_seq : 4096;
+    bool any_local = false;
+    for (int32_t b = 0; b < c->n_layers; b++) any_local = any_local || tf->blocks[b].local;
+    for (int kind = 0; kind < 1 + any_local; kind++) {
+        const int64_t half = tf->rope_half;
+        float  *cs = own(tf, (size_t)(tf->n_pos * half)), *sn = own(tf, (size_t)(tf->n_pos * half));
+        double *inv = malloc((size_t)half * sizeof(double)), mscale = 1.0;
+        if (cs == NULL || sn == NULL || inv == NULL) {
+            free(inv);
+            goto oom;
         }
+        lmp_rope_freqs(c, kind == 1, inv, &mscale);
+        for (int64_t i = 0; i < half; i++)
+            for (int64_t p = 0; p < tf->n_pos; p++) {
+                double a         = (double)p * inv[i];
+                cs[p * half + i] = (float)(cos(a) * mscale);
+                sn[p * half + i] = (float)(sin(a) * mscale);
+            }
+        free(inv);
+        if (kind == 0)
+            tf->rope_cos = cs, tf->rope_sin = sn;
+        else
+            tf->rope_cos_l = cs, tf->rope_sin_l = sn;
     }
     *out = tf;
     return LMP_OK;
@@ -603,6 +630,7 @@ struct rows_job {
     float                        *out;         /* rmsnorm output */
     const float                  *w;           /* rmsnorm weight */
     int64_t                       pos0, n_tok; /* rope: row r has position pos0 + r % n_tok */
+    const struct tf_block        *blk;         /* rope, q/k norms: the block */
 };
 
 static void rmsnorm_task(void *ctx, int64_t task, int thread) {
@@ -625,10 +653,20 @@ static void rmsnorm_rows(struct lmp_transformer *tf, const float *x, const float
     pool_run(&tf->pool, (n_rows + ROW_TASK - 1) / ROW_TASK, rmsnorm_task, &j);
 }
 
-/* Rotate n_heads heads of one row in place at position pos. */
-static void rope_row(const struct lmp_transformer *tf, float *row, int n_heads, int64_t pos) {
-    const int64_t hd = tf->cfg.head_dim, half = hd / 2;
-    const float  *cs = tf->rope_cos + pos * half, *sn = tf->rope_sin + pos * half;
+/* x (n_rows, dim) += rmsnorm(y) * w; y is overwritten. */
+static void add_normed(struct lmp_transformer *tf, float *x, float *y, const float *w,
+                       int64_t n_rows) {
+    rmsnorm_rows(tf, y, w, n_rows, y);
+    for (int64_t i = 0; i < n_rows * tf->cfg.dim; i++) x[i] += y[i];
+}
+
+/* Rotate n_heads heads of one row in place at position pos (the first 2 * rope_half
+ * dimensions of each head; the rest pass unrotated). */
+static void rope_row(const struct lmp_transformer *tf, bool local, float *row, int n_heads,
+                     int64_t pos) {
+    const int64_t hd = tf->cfg.head_dim, half = tf->rope_half;
+    const float  *cs = (local ? tf->rope_cos_l : tf->rope_cos) + pos * half;
+    const float  *sn = (local ? tf->rope_sin_l : tf->rope_sin) + pos * half;
     for (int h = 0; h < n_heads; h++) {
         float *x = row + h * hd;
         if (tf->cfg.rope == LMP_ROPE_INTERLEAVED) {
@@ -653,8 +691,47 @@ static void rope_task(void *ctx, int64_t task, int thread) {
     int64_t r1 = (task + 1) * ROW_TASK < j->n_rows ? (task + 1) * ROW_TASK : j->n_rows;
     for (int64_t r = task * ROW_TASK; r < r1; r++) {
         int64_t pos = j->pos0 + r % j->n_tok;
-        rope_row(tf, tf->q + r * q_dim(&tf->cfg), tf->cfg.n_heads, pos);
-        rope_row(tf, tf->k + r * kv_dim(&tf->cfg), tf->cfg.n_kv_heads, pos);
+        rope_row(tf, j->blk->local, tf->q + r * q_dim(&tf->cfg), tf->cfg.n_heads, pos);
+        rope_row(tf, j->blk->local, tf->k + r * kv_dim(&tf->cfg), tf->cfg.n_kv_heads, pos);
+    }
+}
+
+/* x (n_heads, head_dim) of one row: each head = rmsnorm(head) * w, in place. */
+static void head_norm_row(float *x, int n_heads, int64_t hd, const float *w, float eps) {
+    for (int h = 0; h < n_heads; h++) {
+        float *v  = x + h * hd;
+        double ss = 0;
+        for (int64_t i = 0; i < hd; i++) ss += (double)v[i] * v[i];
+        float s = (float)(1.0 / sqrt(ss / (double)hd + (double)eps));
+        for (int64_t i = 0; i < hd; i++) v[i] = v[i] * s * w[i];
+    }
+}
+
+/* Gemma's q/k norms: RMSNorm of every head of q and k, before RoPE. */
+static void qk_norm_task(void *ctx, int64_t task, int thread) {
+    const struct rows_job        *j  = ctx;
+    const struct lmp_transformer *tf = j->tf;
+    const struct lmp_config      *c  = &tf->cfg;
+    int64_t r1 = (task + 1) * ROW_TASK < j->n_rows ? (task + 1) * ROW_TASK : j->n_rows;
+    (void)thread;
+    for (int64_t r = task * ROW_TASK; r < r1; r++) {
+        head_norm_row(tf->q + r * q_dim(c), c->n_heads, c->head_dim, j->blk->q_norm, c->norm_eps);
+        head_norm_row(tf->k + r * kv_dim(c), c->n_kv_heads, c->head_dim, j->blk->k_norm,
+                      c->norm_eps);
+    }
+}
+
+/* GeGLU: g = gelu_tanh(g) * u, gelu_tanh(x) = x/2 (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))). */
+static void geglu_task(void *ctx, int64_t task, int thread) {
+    const struct rows_job *j   = ctx;
+    const int64_t          hid = j->tf->cfg.hidden_dim;
+    int64_t r1 = (task + 1) * ROW_TASK < j->n_rows ? (task + 1) * ROW_TASK : j->n_rows;
+    float  *g = j->tf->hb, *u = j->tf->hb2;
+    (void)thread;
+    const float k = 0.7978845608028654f; /* sqrt(2 / pi) */
+    for (int64_t i = task * ROW_TASK * hid; i < r1 * hid; i++) {
+        const float x = g[i];
+        g[i]          = 0.5f * x * (1.0f + tanhf(k * (x + 0.044715f * x * x * x))) * u[i];
     }
 }
 
@@ -672,6 +749,7 @@ static void swiglu_task(void *ctx, int64_t task, int thread) {
 struct attn_job {
     struct lmp_transformer *tf;
     int64_t                 n_seq, n_tok, pos0;
+    int64_t                 window;     /* keys a query sees (itself included); 0: all */
     int64_t                 n_qb;       /* query blocks per sequence */
     const float            *kc, *vc;    /* (n_seq, seq_stride/kv_dim, kv_dim) keys and values */
     int64_t                 seq_stride; /* floats between sequences in kc/vc */
@@ -694,20 +772,22 @@ static void attn_task(void *ctx, int64_t task, int thread) {
     float        *S      = tf->scores[thread]; /* (m, n_keys) */
 
     const struct lmp_kernels *kt = lmp_kernels_get();
-    kt->sgemm(LMP_NO_TRANS, LMP_TRANS, m, n_keys, hd, (float)(1.0 / sqrt((double)hd)), Q, qd, K, kd,
-              0.0f, S, n_keys);
+    const float scale = c->attn_scale > 0 ? c->attn_scale : (float)(1.0 / sqrt((double)hd));
+    kt->sgemm(LMP_NO_TRANS, LMP_TRANS, m, n_keys, hd, scale, Q, qd, K, kd, 0.0f, S, n_keys);
     for (int64_t i = 0; i < m; i++) {
         float        *row = S + i * n_keys;
-        const int64_t n   = j->pos0 + t0 + i + 1; /* keys this query may see */
-        float         mx  = row[0];
-        for (int64_t k = 1; k < n; k++) mx = row[k] > mx ? row[k] : mx;
+        const int64_t n   = j->pos0 + t0 + i + 1; /* keys this query may see: [k0, n) */
+        const int64_t k0  = j->window > 0 && n > j->window ? n - j->window : 0;
+        for (int64_t k = 0; k < k0; k++) row[k] = 0.0f;
+        float mx = row[k0];
+        for (int64_t k = k0 + 1; k < n; k++) mx = row[k] > mx ? row[k] : mx;
         float sum = 0;
-        for (int64_t k = 0; k < n; k++) {
+        for (int64_t k = k0; k < n; k++) {
             row[k] = expf(row[k] - mx);
             sum += row[k];
         }
         float inv = 1.0f / sum;
-        for (int64_t k = 0; k < n; k++) row[k] *= inv;
+        for (int64_t k = k0; k < n; k++) row[k] *= inv;
         for (int64_t k = n; k < n_keys; k++) row[k] = 0.0f;
     }
     kt->sgemm(LMP_NO_TRANS, LMP_NO_TRANS, m, hd, n_keys, 1.0f, S, n_keys, V, kd, 0.0f, O, qd);
@@ -749,11 +829,16 @@ enum lmp_status lmp_transformer_block(struct lmp_transformer *tf, int32_t block,
     linop_apply(&blk->lin[LMP_LIN_Q], tf->xb, rows, tf->q, false, tf->tmp);
     linop_apply(&blk->lin[LMP_LIN_K], tf->xb, rows, tf->k, false, tf->tmp);
     linop_apply(&blk->lin[LMP_LIN_V], tf->xb, rows, tf->v, false, tf->tmp);
-    struct rows_job rj = {.tf = tf, .n_rows = rows, .pos0 = pos0, .n_tok = n_tok};
+    struct rows_job rj = {.tf = tf, .n_rows = rows, .pos0 = pos0, .n_tok = n_tok, .blk = blk};
+    if (blk->q_norm) pool_run(&tf->pool, (rows + ROW_TASK - 1) / ROW_TASK, qk_norm_task, &rj);
     pool_run(&tf->pool, (rows + ROW_TASK - 1) / ROW_TASK, rope_task, &rj);
 
-    struct attn_job aj = {
-        .tf = tf, .n_seq = n_seq, .n_tok = n_tok, .pos0 = pos0, .n_qb = (n_tok + QB - 1) / QB};
+    struct attn_job aj = {.tf     = tf,
+                          .n_seq  = n_seq,
+                          .n_tok  = n_tok,
+                          .pos0   = pos0,
+                          .n_qb   = (n_tok + QB - 1) / QB,
+                          .window = blk->local ? c->sliding_window : 0};
     if (kv) {
         const int64_t layer = (int64_t)block * kv->n_seq * kv->max_ctx * kd;
         aj.seq_stride       = kv->max_ctx * kd;
@@ -776,16 +861,27 @@ enum lmp_status lmp_transformer_block(struct lmp_transformer *tf, int32_t block,
     if (tf->n_threads > 1) lmp_kernels_blas_serial_end();
 
     hook(hooks, block, LMP_INPUT_ATTN_OUT, tf->att, rows, q_dim(c));
-    linop_apply(&blk->lin[LMP_LIN_O], tf->att, rows, x, true, tf->tmp);
+    if (blk->post_attn_norm) { /* x += rmsnorm(a Wo^T) * post_attn_norm (xb is free here) */
+        linop_apply(&blk->lin[LMP_LIN_O], tf->att, rows, tf->xb, false, tf->tmp);
+        add_normed(tf, x, tf->xb, blk->post_attn_norm, rows);
+    } else {
+        linop_apply(&blk->lin[LMP_LIN_O], tf->att, rows, x, true, tf->tmp);
+    }
 
     /* feed-forward */
     rmsnorm_rows(tf, x, blk->ffn_norm, rows, tf->xb);
     hook(hooks, block, LMP_INPUT_FFN, tf->xb, rows, dim);
     linop_apply(&blk->lin[LMP_LIN_GATE], tf->xb, rows, tf->hb, false, tf->tmp);
     linop_apply(&blk->lin[LMP_LIN_UP], tf->xb, rows, tf->hb2, false, tf->tmp);
-    pool_run(&tf->pool, (rows + ROW_TASK - 1) / ROW_TASK, swiglu_task, &rj);
+    pool_run(&tf->pool, (rows + ROW_TASK - 1) / ROW_TASK,
+             c->ffn_act == LMP_ACT_GELU_TANH ? geglu_task : swiglu_task, &rj);
     hook(hooks, block, LMP_INPUT_FFN_OUT, tf->hb, rows, c->hidden_dim);
-    linop_apply(&blk->lin[LMP_LIN_DOWN], tf->hb, rows, x, true, tf->tmp);
+    if (blk->post_ffn_norm) {
+        linop_apply(&blk->lin[LMP_LIN_DOWN], tf->hb, rows, tf->xb, false, tf->tmp);
+        add_normed(tf, x, tf->xb, blk->post_ffn_norm, rows);
+    } else {
+        linop_apply(&blk->lin[LMP_LIN_DOWN], tf->hb, rows, x, true, tf->tmp);
+    }
     return LMP_OK;
 }
 
@@ -802,6 +898,9 @@ enum lmp_status lmp_transformer_embed(const struct lmp_transformer *tf, const in
         else
             lmp_tensor_rows_f32(tf->model->tok_emb, t, 1, x + r * dim);
     }
+    const float scale = tf->cfg.embed_scale; /* Gemma: sqrt(dim) */
+    if (scale != 0 && scale != 1)
+        for (int64_t i = 0; i < n_rows * dim; i++) x[i] *= scale;
     return LMP_OK;
 }
 

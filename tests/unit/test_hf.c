@@ -375,15 +375,59 @@ static void test_config_failures(void) {
     make_config(cfg, sizeof(cfg), "llama", false,
                 ", \"rope_scaling\": {\"rope_type\": \"llama3\", \"factor\": 8.0}");
     write_text(p, cfg);
-    expect_fail(dir, LMP_EUNSUP, "rope_scaling (llama3) is not supported");
+    expect_fail(dir, LMP_EFORMAT, "missing 'original_max_position_embeddings'");
     make_config(cfg, sizeof(cfg), "llama", false,
-                ", \"rope_parameters\": {\"rope_type\": \"yarn\", \"factor\": 4.0}");
+                ", \"rope_parameters\": {\"rope_type\": \"longrope\", \"factor\": 4.0}");
     write_text(p, cfg);
-    expect_fail(dir, LMP_EUNSUP, "rope_parameters (yarn) is not supported");
+    expect_fail(dir, LMP_EUNSUP, "rope_parameters (longrope) is not supported");
+    make_config(cfg, sizeof(cfg), "llama", false,
+                ", \"rope_scaling\": {\"rope_type\": \"linear\"}");
+    write_text(p, cfg);
+    expect_fail(dir, LMP_EFORMAT, "rope_scaling (linear) without 'factor'");
+    make_config(cfg, sizeof(cfg), "llama", false,
+                ", \"rope_scaling\": {\"rope_type\": \"yarn\", \"factor\": 4.0, \"mscale\": 1}");
+    write_text(p, cfg);
+    expect_fail(dir, LMP_EUNSUP, "yarn with mscale is not supported");
     make_config(cfg, sizeof(cfg), "llama", false,
                 ", \"rope_parameters\": {\"full_attention\": {\"rope_theta\": 1e6}}");
     write_text(p, cfg);
-    expect_fail(dir, LMP_EUNSUP, "rope_parameters (unknown type) is not supported");
+    expect_fail(dir, LMP_EUNSUP, "rope_parameters per layer type is not supported");
+    make_config(cfg, sizeof(cfg), "llama", false, ", \"partial_rotary_factor\": 0.3");
+    write_text(p, cfg);
+    expect_fail(dir, LMP_EFORMAT, "partial_rotary_factor 0.3");
+    /* the scaled variants: their fields as config.json gives them (model/rope.h computes) */
+    {
+        make_config(cfg, sizeof(cfg), "llama", false,
+                    ", \"rope_scaling\": {\"rope_type\": \"llama3\", \"factor\": 8.0, "
+                    "\"low_freq_factor\": 1.0, \"high_freq_factor\": 4.0, "
+                    "\"original_max_position_embeddings\": 8192}");
+        write_text(p, cfg);
+        struct lmp_model *m   = NULL;
+        struct lmp_err    err = {0};
+        CHECK(lmp_model_open(dir, &m, &err) == LMP_OK);
+        CHECK(m && m->cfg.rope_scaling == LMP_ROPE_SCALING_LLAMA3 && m->cfg.rope_factor == 8.0f &&
+              m->cfg.rope_low_freq_factor == 1.0f && m->cfg.rope_high_freq_factor == 4.0f &&
+              m->cfg.rope_orig_max_seq == 8192);
+        CHECK(m && lmp_model_check_trainable(m, "compression", &err) == LMP_EUNSUP &&
+              strstr(err.msg, "scaled RoPE") != NULL);
+        lmp_model_close(&m);
+        make_config(cfg, sizeof(cfg), "llama", false,
+                    ", \"rope_parameters\": {\"rope_type\": \"yarn\", \"factor\": 4.0, "
+                    "\"rope_theta\": 10000.0}, \"partial_rotary_factor\": 0.5");
+        write_text(p, cfg);
+        CHECK(lmp_model_open(dir, &m, &err) == LMP_OK);
+        CHECK(m && m->cfg.rope_scaling == LMP_ROPE_SCALING_YARN && m->cfg.rope_factor == 4.0f &&
+              m->cfg.rope_orig_max_seq == 64 && m->cfg.rope_beta_fast == 32.0f &&
+              m->cfg.rope_beta_slow == 1.0f && m->cfg.rope_theta == 10000.0f &&
+              m->cfg.rope_dims == m->cfg.head_dim / 2);
+        lmp_model_close(&m);
+        make_config(cfg, sizeof(cfg), "llama", false,
+                    ", \"rope_scaling\": {\"type\": \"linear\", \"factor\": 2.0}");
+        write_text(p, cfg);
+        CHECK(lmp_model_open(dir, &m, &err) == LMP_OK);
+        CHECK(m && m->cfg.rope_scaling == LMP_ROPE_SCALING_LINEAR && m->cfg.rope_factor == 2.0f);
+        lmp_model_close(&m);
+    }
     /* transformers 5 keeps theta in rope_parameters; a "default" type is plain RoPE */
     static const char *const plain[] = {
         ", \"rope_parameters\": {\"rope_theta\": 100000.0, \"rope_type\": \"default\"}",
