@@ -48,6 +48,9 @@ enum lmp_status lmp_job_check(const struct lmp_model *m, const struct lmp_compre
                               const char *const *keep, int n_keep, const char *calib_path,
                               struct lmp_err *err) {
     assert(m && spec && (keep || n_keep == 0));
+    /* the block backward and the artifact know only the plain llama block */
+    enum lmp_status trainable = lmp_model_check_trainable(m, "compression", err);
+    if (trainable != LMP_OK) return trainable;
     const int64_t n_lin = lmp_model_n_linears(m);
     for (int k = 0; k < n_keep; k++) {
         bool hit = false;

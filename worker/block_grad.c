@@ -77,6 +77,11 @@ static enum lmp_status block_grad_new(const struct lmp_config *cfg, int64_t max_
         cfg->head_dim <= 0 || cfg->head_dim % 2 != 0 || cfg->n_kv_heads <= 0 || cfg->n_heads <= 0 ||
         cfg->n_heads % cfg->n_kv_heads != 0)
         return LMP_EINVAL;
+    /* only the plain llama block has a backward here (lmp_model_check_trainable) */
+    if (cfg->qk_norm || cfg->post_norms || cfg->ffn_act != LMP_ACT_SILU || cfg->attn_scale != 0 ||
+        cfg->swa_pattern != 0 || cfg->rope_scaling != LMP_ROPE_SCALING_NONE ||
+        cfg->rope_freq_factors != NULL || (cfg->rope_dims != 0 && cfg->rope_dims != cfg->head_dim))
+        return LMP_EUNSUP;
     struct lmp_block_grad *bg = calloc(1, sizeof(*bg));
     if (bg == NULL) return LMP_ENOMEM;
     bg->cfg            = *cfg;

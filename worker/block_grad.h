@@ -57,7 +57,9 @@ struct lmp_block_grad;
 /* Room for max_seq sequences of seq_len tokens of a block shaped by cfg (copied). RoPE
  * tables for positions [0, seq_len) are built here. RET LMP_OK, LMP_EINVAL for sizes <= 0
  * or an attention shape the block cannot run (odd head_dim, n_heads not a multiple of
- * n_kv_heads), LMP_ENOMEM. */
+ * n_kv_heads), LMP_EUNSUP for a block other than the plain llama one (Gemma's norms and
+ * GeGLU, scaled or partial RoPE, sliding windows: see lmp_model_check_trainable),
+ * LMP_ENOMEM. */
 enum lmp_status lmp_block_grad_new(const struct lmp_config *cfg, int64_t max_seq, int64_t seq_len,
                                    struct lmp_block_grad **out);
 void            lmp_block_grad_destroy(struct lmp_block_grad **self_p);
