@@ -1,5 +1,6 @@
 /*  test_transformer - the batched forward pass against a plain one-token-at-a-time
- *  reference written here from the math (RMSNorm, RoPE in both pair orders, grouped-query
+ *  reference written here from the math (RMSNorm, RoPE in both pair orders and every scaled
+ *  or partial variant, grouped-query
  *  causal attention, SwiGLU, biases, tied/untied output), on tiny random models built in
  *  memory; prefill + KV-cache decoding against the full forward; hooks; pluggable linears.
  */
@@ -116,15 +117,47 @@ static void ref_matvec(float *y, const float *x, const struct lmp_linear *l) {
     }
 }
 
-static void ref_rope(float *v, int n_heads, int pos, enum lmp_rope order, float theta) {
+/* The angle per position of pair i under c's RoPE variant, and the rotated values' factor:
+ * a second, direct transcription of the formulas (Hugging Face modeling_rope_utils). */
+static double ref_inv_freq(const struct lmp_config *c, int i, double *mscale) {
+    const int    d  = c->rope_dims ? c->rope_dims : HD;
+    const double th = c->rope_theta, fac = c->rope_factor;
+    double       f = pow(th, -2.0 * i / d);
+    *mscale        = 1.0;
+    if (c->rope_freq_factors) f /= c->rope_freq_factors[i];
+    if (c->rope_scaling == LMP_ROPE_SCALING_LINEAR) f /= fac;
+    if (c->rope_scaling == LMP_ROPE_SCALING_LLAMA3) {
+        const double wl = 2 * M_PI / f, orig = c->rope_orig_max_seq;
+        const double lo = c->rope_low_freq_factor, hi = c->rope_high_freq_factor;
+        if (wl > orig / lo)
+            f = f / fac;
+        else if (wl >= orig / hi)
+            f = (1 - (orig / wl - lo) / (hi - lo)) * f / fac + (orig / wl - lo) / (hi - lo) * f;
+    }
+    if (c->rope_scaling == LMP_ROPE_SCALING_YARN) {
+        const double orig = c->rope_orig_max_seq;
+        double       low  = floor(d * log(orig / (c->rope_beta_fast * 2 * M_PI)) / (2 * log(th)));
+        double       high = ceil(d * log(orig / (c->rope_beta_slow * 2 * M_PI)) / (2 * log(th)));
+        low = fmax(low, 0), high = fmin(high, d - 1);
+        if (low == high) high += 0.001;
+        const double ramp = fmin(fmax((i - low) / (high - low), 0), 1);
+        f                 = f / fac * ramp + f * (1 - ramp);
+        *mscale           = 0.1 * log(fac) + 1;
+    }
+    return f;
+}
+
+/* RoPE of the first rope_dims dimensions of each head (pairs by c->rope). */
+static void ref_rope(float *v, int n_heads, int pos, const struct lmp_config *c) {
+    const int half = (c->rope_dims ? c->rope_dims : HD) / 2;
     for (int h = 0; h < n_heads; h++)
-        for (int i = 0; i < HD / 2; i++) {
-            double ang = pos * pow(theta, -2.0 * i / HD);
-            int    a   = order == LMP_ROPE_INTERLEAVED ? h * HD + 2 * i : h * HD + i;
-            int    b   = order == LMP_ROPE_INTERLEAVED ? a + 1 : a + HD / 2;
+        for (int i = 0; i < half; i++) {
+            double ms, ang = pos * ref_inv_freq(c, i, &ms);
+            int    a  = c->rope == LMP_ROPE_INTERLEAVED ? h * HD + 2 * i : h * HD + i;
+            int    b  = c->rope == LMP_ROPE_INTERLEAVED ? a + 1 : a + half;
             double x0 = v[a], x1 = v[b];
-            v[a] = (float)(x0 * cos(ang) - x1 * sin(ang));
-            v[b] = (float)(x0 * sin(ang) + x1 * cos(ang));
+            v[a] = (float)((x0 * cos(ang) - x1 * sin(ang)) * ms);
+            v[b] = (float)((x0 * sin(ang) + x1 * cos(ang)) * ms);
         }
 }
 
@@ -146,8 +179,8 @@ static void ref_forward(const struct lmp_model *m, const int32_t *tok, int n_tok
             ref_matvec(q, h, &blk->lin[LMP_LIN_Q]);
             ref_matvec(k, h, &blk->lin[LMP_LIN_K]);
             ref_matvec(v, h, &blk->lin[LMP_LIN_V]);
-            ref_rope(q, c->n_heads, p, c->rope, c->rope_theta);
-            ref_rope(k, c->n_kv_heads, p, c->rope, c->rope_theta);
+            ref_rope(q, c->n_heads, p, c);
+            ref_rope(k, c->n_kv_heads, p, c);
             memcpy(kc + ((size_t)b * n_tok + p) * kd, k, (size_t)kd * sizeof(float));
             memcpy(vc + ((size_t)b * n_tok + p) * kd, v, (size_t)kd * sizeof(float));
             for (int hh = 0; hh < c->n_heads; hh++) {
@@ -252,6 +285,63 @@ static void test_batched_forward_matches_reference(void) {
         lmp_transformer_destroy(&tf);
         lmp_model_close(&m);
     }
+}
+
+/* Every RoPE variant (linear, llama3, YaRN, rope_freqs divisors, partial rotary) in the
+ * forward pass == the reference with the same config, and each differs from plain RoPE. */
+static void test_rope_variants_match_reference(void) {
+    enum { N_TOK = 40 };
+    static const float ff[HD / 2] = {1.0f, 1.5f, 3.0f, 8.0f};
+    for (int variant = 0; variant < 5; variant++)
+        for (int si = 0; si < 2; si++) {
+            struct lmp_model  *m = build(&specs[si]);
+            struct lmp_config *c = &m->cfg;
+            switch (variant) {
+            case 0:
+                c->rope_scaling = LMP_ROPE_SCALING_LINEAR, c->rope_factor = 3.0f;
+                break;
+            case 1: /* wavelengths 6.3 .. 2.9e3 against orig / hi = 8 and orig / lo = 32 */
+                c->rope_scaling = LMP_ROPE_SCALING_LLAMA3, c->rope_factor = 8.0f;
+                c->rope_low_freq_factor = 1.0f, c->rope_high_freq_factor = 4.0f;
+                c->rope_orig_max_seq = 32;
+                break;
+            case 2:
+                c->rope_scaling = LMP_ROPE_SCALING_YARN, c->rope_factor = 4.0f;
+                c->rope_orig_max_seq = 64, c->rope_beta_fast = 32.0f, c->rope_beta_slow = 1.0f;
+                break;
+            case 3:
+                c->rope_freq_factors = ff;
+                break;
+            case 4:
+                c->rope_dims = HD / 2;
+                break;
+            }
+            struct lmp_transformer *tf = make_tf(m, specs[si].n_threads);
+            int32_t                 tok[N_TOK];
+            fill_tokens(tok, N_TOK, 11 + variant);
+            float         *hidden = malloc(sizeof(float) * N_TOK * DIM);
+            float         *got    = malloc(sizeof(float) * N_TOK * VOCAB);
+            float         *want   = malloc(sizeof(float) * N_TOK * VOCAB);
+            struct lmp_err err    = {0};
+            CHECK(lmp_transformer_forward(tf, NULL, tok, 1, N_TOK, hidden, NULL, &err) == LMP_OK);
+            lmp_transformer_logits(tf, hidden, N_TOK, got);
+            ref_forward(m, tok, N_TOK, want, NULL, NULL);
+            double d = max_abs_diff(got, want, N_TOK * VOCAB);
+            if (d > 2e-4) fprintf(stderr, "variant %d spec %d: max |diff| %g\n", variant, si, d);
+            CHECK(d <= 2e-4);
+            struct lmp_config saved = *c; /* plain RoPE gives other logits */
+            c->rope_scaling         = LMP_ROPE_SCALING_NONE;
+            c->rope_freq_factors    = NULL;
+            c->rope_dims            = 0;
+            ref_forward(m, tok, N_TOK, want, NULL, NULL);
+            CHECK(max_abs_diff(got, want, N_TOK * VOCAB) > 1e-3);
+            *c = saved;
+            free(hidden);
+            free(got);
+            free(want);
+            lmp_transformer_destroy(&tf);
+            lmp_model_close(&m);
+        }
 }
 
 /* The two RoPE orders really differ (so the comparison above can tell them apart). */
@@ -599,6 +689,7 @@ static void test_eval_ppl_protocol(void) {
 int main(void) {
     RUN(test_batched_forward_matches_reference);
     RUN(test_rope_orders_differ);
+    RUN(test_rope_variants_match_reference);
     RUN(test_kvcache_decoding_matches_full_forward);
     RUN(test_hooks_see_linear_inputs);
     RUN(test_block_by_block_equals_forward);
