@@ -7,8 +7,11 @@
  *  for lane, only 8 lanes at a time instead of 16. Candidates are still grouped 16 to a
  *  "lane" set (two 8-lane halves), so the lane-wise minima and the selection bound are
  *  the AVX-512 variant's values, and the selection (ties to the earlier hypothesis, then
- *  the lower k) picks the same survivors: the codes and losses are the same bits as
- *  lmp_aq_beam_avx512 (tests/kernels/test_kernels.c checks it where both tables run).
+ *  the lower k) picks the same survivors: the codes are lmp_aq_beam_avx512's, and so are
+ *  the losses for g = 8 and 16 (GCC 12, -O3; tests/kernels/test_kernels.c checks it where
+ *  both tables run). For other g the scalar setup of a position's scoring (H_jj c, v,
+ *  e(c)) is plain C, which the compiler fuses and vectorizes differently under -mavx512f
+ *  than under -mavx2: candidates' scores can differ in the last bit there (nmse ~1e-14).
  *  What changes for 16 ymm registers instead of 32 zmm: the block-end GEMM holds 4
  *  hypotheses x 16 columns in registers (two passes per 8 hypotheses), the scoring
  *  broadcasts the hypothesis' v from memory, masks are vectors (vmaskmov) and the
@@ -389,7 +392,9 @@ static void step(const struct beam_job *J, struct row_st *R, struct thr_mem *T, 
                 __m128 p4 = _mm_add_ps(_mm256_castps256_ps128(pe), _mm256_extractf128_ps(pe, 1));
                 p4        = _mm_add_ps(p4, _mm_movehl_ps(p4, p4));
                 p4        = _mm_add_ss(p4, _mm_movehdup_ps(p4));
-                ecs[u]    = so * so * qp[c] + _mm_cvtss_f32(p4);
+                /* s^2 q[c] rounded, then added (not fused): what GCC makes of the AVX-512
+                 * variant's so * so * qp[c] + _mm_cvtss_f32(p4) */
+                ecs[u] = _mm_cvtss_f32(_mm_add_ss(_mm_set_ss(so * so * qp[c]), p4));
                 continue;
             } else {
                 for (int64_t a = 0; a < g; a++) hc[a] = 0.0f;

@@ -704,10 +704,13 @@ static int same_bits(const char *what, int c, const void *a, const void *b, size
 }
 
 /* The AVX2 variants do the AVX-512 variants' floating-point operations lane for lane
- * (kernels/cpu/<op>_avx2.c), so on a CPU that runs both tables every slot they override
- * gives the same bits: Gram, k-means, decode, gradient, beam search (codes and losses);
- * dequant_row is the reference's bits in both (test_dequant_*). aq_matvec is not
- * included: its lookup-table sums run 8 or 16 wide (nmse 1e-10 against the reference). */
+ * (kernels/cpu/<op>_avx2.c), so on a CPU that runs both tables the slots they override
+ * give the same bits: Gram, k-means assignments and updates, decode, gradient, beam-search
+ * codes, and beam losses for g = 8 and 16; dequant_row is the reference's bits in both
+ * (test_dequant_*). The k-means distances and the beam losses for other g go through
+ * scalar C that the compiler fuses differently under -mavx512f: nmse 1e-12 there.
+ * aq_matvec is not included: its lookup-table sums run 8 or 16 wide (nmse 1e-10 against
+ * the reference). */
 static void test_avx2_same_bits(void) {
     struct lmp_kernels a, b;
     if (!lmp_kernels_init_named(&a, "avx2") || !lmp_kernels_init_named(&b, "avx512")) {
@@ -741,7 +744,10 @@ static void test_avx2_same_bits(void) {
         a.kmeans_assign(aa, da, pts, n, cent, K, g);
         b.kmeans_assign(ab, db, pts, n, cent, K, g);
         same_bits("kmeans_assign", c, aa, ab, (size_t)n * sizeof(int32_t));
-        same_bits("kmeans_assign dist2", c, da, db, (size_t)n * sizeof(float));
+        if (g == 8)
+            same_bits("kmeans_assign dist2", c, da, db, (size_t)n * sizeof(float));
+        else
+            compare_f("kmeans_assign dist2 avx2/avx512", db, da, n, 1e-12);
         for (int wi = 0; wi < 2; wi++) {
             a.kmeans_update(ca, pts, wi ? wts : NULL, aa, n, K, g);
             b.kmeans_update(cc, pts, wi ? wts : NULL, aa, n, K, g);
@@ -789,7 +795,10 @@ static void test_avx2_same_bits(void) {
                 CHECK(a.aq_beam(cda, la, f.w, f.scale, f.cb, f.h, &f.s, beam, mo) == 0);
                 CHECK(b.aq_beam(cdb, lb, f.w, f.scale, f.cb, f.h, &f.s, beam, mo) == 0);
                 same_bits("aq_beam codes", c, cda, cdb, (size_t)n * sizeof(uint16_t));
-                same_bits("aq_beam loss", c, la, lb, (size_t)n_out * sizeof(double));
+                if (f.s.g == 8 || f.s.g == 16)
+                    same_bits("aq_beam loss", c, la, lb, (size_t)n_out * sizeof(double));
+                else
+                    compare_d("aq_beam loss avx2/avx512", lb, la, n_out, 1e-12);
                 free(mo);
             }
         free(wa);
