@@ -24,7 +24,11 @@
 #include "kernels/cuda/cuda_internal.cuh"
 
 enum { BEAM_THREADS = 256 };
-static const size_t BEAM_STATE_MAX = (size_t)512 << 20; /* bytes of per-row state per launch */
+/* bytes of per-row state per launch (the emulator sets a small one to run several launches) */
+#ifndef LMP_CUDA_BEAM_STATE_MAX
+#define LMP_CUDA_BEAM_STATE_MAX ((size_t)512 << 20)
+#endif
+static const size_t BEAM_STATE_MAX = LMP_CUDA_BEAM_STATE_MAX;
 
 __device__ uint64_t zkey(int64_t pos, int code) {
     uint64_t z = (uint64_t)pos * 65536u + (uint64_t)code + 0x9E3779B97F4A7C15ull;

@@ -15,7 +15,11 @@
  */
 #include "kernels/cuda/cuda_internal.cuh"
 
-static const int64_t LUT_MAX_BYTES = 64 << 20;
+/* bytes of lookup tables at once (the emulator sets a small value to run several chunks) */
+#ifndef LMP_CUDA_LUT_MAX_BYTES
+#define LMP_CUDA_LUT_MAX_BYTES (64 << 20)
+#endif
+static const int64_t LUT_MAX_BYTES = LMP_CUDA_LUT_MAX_BYTES;
 static const int     WARPS         = 8;
 
 __global__ void lut_kernel(float *lut, const float *x, const float *cb, int64_t nb, int64_t n_in,
