@@ -7,8 +7,8 @@
  *  f16 significand times an integer of at most 8 bits), so a compiler that fuses d * q + m
  *  into one FMA cannot change a result (AVX2 has no explicit-rounding arithmetic to keep
  *  the steps apart; none is needed). Block scales go through lmp_f16_to_f32 (the
- *  reference's conversion); F16 rows are converted with integer ops and one exact
- *  multiply by 2^112 (normal and subnormal halves alike), inf and NaN rebuilt bit for bit.
+ *  reference's conversion); F16 rows are converted with integer ops (and one exact
+ *  subtraction for subnormal halves), inf and NaN rebuilt bit for bit.
  *  Elements past the last full vector of a plain row go through the reference.
  *
  *  K-quants: Q4_K, Q5_K and Q6_K, as the AVX-512 variant (the scale products d * sc and
@@ -26,19 +26,26 @@ static float f16_at(const uint8_t *p) {
     return lmp_f16_to_f32((uint16_t)(p[0] | p[1] << 8));
 }
 
-/* 8 halves -> 8 floats, exactly lmp_f16_to_f32 (NaN payloads kept). */
+/* 8 halves -> 8 floats, exactly lmp_f16_to_f32 (NaN payloads kept), with integer ops and
+ * no denormal operand (those cost a microcode assist per instruction): exponent and
+ * mantissa moved to the f32 fields and the exponent rebased by 112 (normal halves), by 224
+ * (inf, NaN: f32 exponent 255); subnormal halves m 2^-24 as (1 + m / 1024) 2^-14 - 2^-14,
+ * exact. */
 static __m256 f16x8(__m128i h) {
     const __m256i w    = _mm256_cvtepu16_epi32(h);
-    const __m256i em   = _mm256_and_si256(w, _mm256_set1_epi32(0x7fff));
     const __m256i sign = _mm256_slli_epi32(_mm256_and_si256(w, _mm256_set1_epi32(0x8000)), 16);
-    /* exponent and mantissa moved to the f32 fields: the value times 2^-112, exactly */
-    __m256        f       = _mm256_mul_ps(_mm256_castsi256_ps(_mm256_slli_epi32(em, 13)),
-                                          _mm256_castsi256_ps(_mm256_set1_epi32((127 + 112) << 23)));
-    const __m256i special = _mm256_cmpgt_epi32(em, _mm256_set1_epi32(0x7bff)); /* inf, NaN */
-    const __m256i bits =
-        _mm256_or_si256(_mm256_set1_epi32(0x7f800000),
-                        _mm256_slli_epi32(_mm256_and_si256(w, _mm256_set1_epi32(0x3ff)), 13));
-    f = _mm256_blendv_ps(f, _mm256_castsi256_ps(bits), _mm256_castsi256_ps(special));
+    const __m256i u    = _mm256_slli_epi32(_mm256_and_si256(w, _mm256_set1_epi32(0x7fff)), 13);
+    const __m256i e    = _mm256_and_si256(u, _mm256_set1_epi32(0x0f800000));
+    const __m256i step = _mm256_set1_epi32(112 << 23);
+    __m256i       n    = _mm256_add_epi32(u, step);
+    n = _mm256_add_epi32(n, _mm256_and_si256(_mm256_cmpeq_epi32(e, _mm256_set1_epi32(0x0f800000)),
+                                             step)); /* inf, NaN */
+    const __m256 sub =
+        _mm256_sub_ps(_mm256_castsi256_ps(_mm256_add_epi32(u, _mm256_set1_epi32(113 << 23))),
+                      _mm256_castsi256_ps(_mm256_set1_epi32(113 << 23)));
+    const __m256 f =
+        _mm256_blendv_ps(_mm256_castsi256_ps(n), sub,
+                         _mm256_castsi256_ps(_mm256_cmpeq_epi32(e, _mm256_setzero_si256())));
     return _mm256_or_ps(f, _mm256_castsi256_ps(sign));
 }
 
