@@ -12,6 +12,11 @@
  *             after the table's, with the ratio printed)
  *    --layer-eager  also quantize each layer with the baseline beam kernel (rows "...e"),
  *             right after the table's run, and print the ratios
+ *    --tables [LIST]  only the per-slot comparison of kernel tables (default
+ *             ref,avx2,avx512: those this CPU runs): every slot the SIMD tables override,
+ *             each table's call timed in the same run (tables alternating, minimum over
+ *             --reps rounds, each round at least 20 ms of calls), with the time ratios
+ *             ref/avx2, ref/avx512 and avx2/avx512 (the first two and last table given)
  *    --peak   nominal fp32 peak for the fractions (default 450: 2 Sapphire Rapids cores)
  *    --cores  cores that peak is for (default 2); "%core" = GFLOP per CPU-second / (peak/cores)
  *    --layer  (default) also quantize one 576x1536 layer with the default options
@@ -40,6 +45,8 @@
 #include "bench/aq_beam_eager.h" /* defines: lmp_aq_beam_eager_avx512 (baseline) */
 #endif
 #include "worker/aq.h"
+
+#include "kernels/dtype.h" /* defines: enum lmp_dtype, lmp_dtype_block */
 
 #include <cblas.h>
 #include <math.h>
@@ -192,10 +199,210 @@ static void bench_gemm_routing(const struct lmp_kernels *kt, int64_t m, int64_t 
     free(c);
 }
 
+/* ---- --tables: the same call on each kernel table, alternating ------------------------- */
+
+/* Inputs of every slot timed (one set, shared by the tables; outputs written per call). */
+struct tab_in {
+    struct lmp_aq_shape s, sb; /* aq_grad / aq_decode / aq_matvec shape; the beam's (fewer rows) */
+    float              *w, *h, *cb, *scale, *wd, *x, *y, *gcb, *gsc, *pts, *cent, *gx;
+    uint16_t           *codes, *c2;
+    int32_t            *assign;
+    double             *hd;
+    uint8_t            *dq;
+    float              *dq_out;
+    int64_t             n_pts, K_km, n_tok, n_gram, dn;
+    int                 dtype, beam;
+};
+
+enum tab_op { T_DEQUANT, T_GRAM, T_KM_ASSIGN, T_KM_UPDATE, T_DECODE, T_GRAD, T_BEAM, T_MATVEC };
+
+static void tab_call(const struct lmp_kernels *k, enum tab_op op, struct tab_in *in) {
+    double L;
+    switch (op) {
+    case T_DEQUANT: { /* a dn x dn tensor row by row (lmp_tensor_rows_f32) */
+        const int64_t rb = in->dn / lmp_dtype_block(in->dtype) * lmp_dtype_block_bytes(in->dtype);
+        for (int64_t r = 0; r < in->dn; r++)
+            k->dequant_row(in->dtype, in->dq + r * rb, in->dq_out + r * in->dn, in->dn);
+        break;
+    }
+    case T_GRAM:
+        k->gram_acc(in->hd, in->gx, in->n_tok, in->n_gram);
+        break;
+    case T_KM_ASSIGN:
+        k->kmeans_assign(in->assign, NULL, in->pts, in->n_pts, in->cent, in->K_km, 8);
+        break;
+    case T_KM_UPDATE:
+        k->kmeans_update(in->cent, in->pts, NULL, in->assign, in->n_pts, in->K_km, 8);
+        break;
+    case T_DECODE:
+        k->aq_decode(in->wd, in->codes, in->cb, in->scale, &in->s);
+        break;
+    case T_GRAD:
+        k->aq_grad(&L, in->gcb, in->gsc, in->codes, in->w, in->scale, in->cb, in->h, &in->s);
+        break;
+    case T_BEAM: /* from the same starting codes every call */
+        memcpy(in->c2, in->codes,
+               (size_t)(in->sb.n_out * in->sb.n_in / in->sb.g * in->sb.M) * sizeof(uint16_t));
+        k->aq_beam(in->c2, NULL, in->w, in->scale, in->cb, in->h, &in->sb, in->beam, NULL);
+        break;
+    case T_MATVEC:
+        k->aq_matvec(in->y, in->x, 1, in->codes, in->cb, in->scale, &in->s);
+        break;
+    }
+}
+
+/* Seconds per call of op on each of the nt tables: a warm-up call each, then `rounds`
+ * rounds in which every table runs n_t calls in turn (n_t: 20 ms worth, from the warm-up);
+ * the minimum over rounds. */
+static void tab_time(double *t, const struct lmp_kernels *tabs, int nt, enum tab_op op,
+                     struct tab_in *in, int rounds) {
+    int n[8];
+    for (int v = 0; v < nt; v++) {
+        double t0 = now_s();
+        tab_call(&tabs[v], op, in);
+        double w = now_s() - t0;
+        n[v]     = w >= 0.02 ? 1 : (int)(0.02 / (w > 1e-7 ? w : 1e-7)) + 1;
+        t[v]     = 1e30;
+    }
+    for (int r = 0; r < rounds; r++)
+        for (int v = 0; v < nt; v++) {
+            double t0 = now_s();
+            for (int i = 0; i < n[v]; i++) tab_call(&tabs[v], op, in);
+            double w = (now_s() - t0) / n[v];
+            if (w < t[v]) t[v] = w;
+        }
+}
+
+static uint32_t urand(void) {
+    frand(); /* advances rs */
+    return (uint32_t)(rs >> 32);
+}
+
+static float *tab_buf(int64_t n) {
+    float *p = malloc((size_t)(n > 0 ? n : 1) * sizeof(float));
+    if (p)
+        for (int64_t i = 0; i < n; i++) p[i] = frand();
+    return p;
+}
+
+static int bench_tables(const char *list, const struct lmp_aq_scheme *sc, int beam, int rounds) {
+    struct lmp_kernels tabs[8];
+    const char        *names[8];
+    int                nt = 0;
+    char               buf[128];
+    snprintf(buf, sizeof(buf), "%s", list);
+    for (char *tok = strtok(buf, ","); tok && nt < 8; tok = strtok(NULL, ","))
+        if (lmp_kernels_init_named(&tabs[nt], tok))
+            names[nt] = tabs[nt].name, nt++;
+        else
+            printf("table '%s': not run by this CPU, left out\n", tok);
+    if (nt == 0) return 2;
+    struct tab_in in = {0};
+    struct layer  L;
+    const int64_t n_out = 576, n_in = 576, n_beam = 64;
+    if (make_layer(&L, n_out, n_in) != 0) return 1;
+    in.s            = (struct lmp_aq_shape){n_out, n_in, sc->M, sc->K, sc->g};
+    in.sb           = (struct lmp_aq_shape){n_beam, n_in, sc->M, sc->K, sc->g};
+    in.beam         = beam;
+    in.w            = L.w;
+    in.h            = L.h;
+    const int64_t P = n_in / sc->g * sc->M, n_cb = (int64_t)sc->M * sc->K * sc->g;
+    in.cb     = tab_buf(n_cb);
+    in.scale  = tab_buf(n_out);
+    in.codes  = malloc((size_t)(n_out * P) * sizeof(uint16_t));
+    in.c2     = malloc((size_t)(n_out * P) * sizeof(uint16_t));
+    in.wd     = tab_buf(n_out * n_in);
+    in.x      = tab_buf(n_in);
+    in.y      = tab_buf(n_out);
+    in.gcb    = tab_buf(n_cb);
+    in.gsc    = tab_buf(n_out);
+    in.n_pts  = 20000;
+    in.K_km   = 256;
+    in.pts    = tab_buf(in.n_pts * 8);
+    in.cent   = tab_buf(in.K_km * 8);
+    in.assign = malloc((size_t)in.n_pts * sizeof(int32_t));
+    in.n_tok  = 1024;
+    in.n_gram = 576;
+    in.gx     = tab_buf(in.n_tok * in.n_gram);
+    in.hd     = calloc((size_t)(in.n_gram * in.n_gram), sizeof(double));
+    in.dn     = 2048;
+    in.dq     = malloc((size_t)(in.dn * in.dn * 2)); /* F16: the widest row timed */
+    in.dq_out = tab_buf(in.dn * in.dn);
+    if (!in.cb || !in.scale || !in.codes || !in.c2 || !in.wd || !in.x || !in.y || !in.gcb ||
+        !in.gsc || !in.pts || !in.cent || !in.assign || !in.gx || !in.hd || !in.dq || !in.dq_out)
+        return 1;
+    for (int64_t i = 0; i < n_cb; i++) in.cb[i] *= 0.02f;
+    for (int64_t o = 0; o < n_out; o++) in.scale[o] = 0.5f + fabsf(in.scale[o]);
+    for (int64_t i = 0; i < n_out * P; i++) in.codes[i] = (uint16_t)(urand() % (uint32_t)sc->K);
+    for (int64_t i = 0; i < in.n_pts; i++) in.assign[i] = (int32_t)(i % in.K_km);
+    /* bytes masked to 0x3f: every f16 scale finite (as test_kernels --mode perf) */
+    for (int64_t i = 0; i < in.dn * in.dn * 2; i++) in.dq[i] = (uint8_t)(urand() & 0x3f);
+    printf("per-slot time of each table, same run (tables alternating, minimum of %d rounds)\n",
+           rounds);
+    printf("%-34s", "slot (shape)");
+    for (int v = 0; v < nt; v++) printf(" %9s ms", names[v]);
+    if (nt >= 2) printf("  %s/%s", names[0], names[1]);
+    if (nt >= 3) printf("  %s/%s  %s/%s", names[0], names[nt - 1], names[1], names[nt - 1]);
+    printf("\n");
+    static const int dqt[]  = {LMP_DTYPE_F16,  LMP_DTYPE_Q8_0, LMP_DTYPE_Q4_0,
+                               LMP_DTYPE_Q4_K, LMP_DTYPE_Q5_K, LMP_DTYPE_Q6_K};
+    const int        n_rows = (int)(sizeof(dqt) / sizeof(dqt[0])) + 7;
+    for (int row = 0; row < n_rows; row++) {
+        char        what[64];
+        enum tab_op op;
+        if (row < (int)(sizeof(dqt) / sizeof(dqt[0]))) {
+            op       = T_DEQUANT;
+            in.dtype = dqt[row];
+            snprintf(what, sizeof(what), "dequant_row %s (2048 x 2048)", lmp_dtype_name(in.dtype));
+        } else {
+            static const enum tab_op ops[]   = {T_GRAM, T_KM_ASSIGN, T_KM_UPDATE, T_DECODE,
+                                                T_GRAD, T_BEAM,      T_MATVEC};
+            static const char *const what7[] = {"gram_acc (1024 x 576)",
+                                                "kmeans_assign (20000, K 256, g 8)",
+                                                "kmeans_update (20000, K 256, g 8)",
+                                                "aq_decode (576 x 576)",
+                                                "aq_grad (576 x 576)",
+                                                "aq_beam (64 x 576, beam %d)",
+                                                "aq_matvec (576 x 576, batch 1)"};
+            const int                i       = row - (int)(sizeof(dqt) / sizeof(dqt[0]));
+            op                               = ops[i];
+            snprintf(what, sizeof(what), what7[i], beam);
+        }
+        double t[8];
+        tab_time(t, tabs, nt, op, &in, rounds);
+        printf("%-34s", what);
+        for (int v = 0; v < nt; v++) printf(" %12.3f", 1e3 * t[v]);
+        if (nt >= 2) printf("  %9.2f", t[0] / t[1]);
+        if (nt >= 3) printf("  %9.2f  %9.2f", t[0] / t[nt - 1], t[1] / t[nt - 1]);
+        printf("\n");
+        fflush(stdout);
+    }
+    printf("(ratios are time / time: above 1 the second table is faster)\n");
+    free_layer(&L);
+    free(in.cb);
+    free(in.scale);
+    free(in.codes);
+    free(in.c2);
+    free(in.wd);
+    free(in.x);
+    free(in.y);
+    free(in.gcb);
+    free(in.gsc);
+    free(in.pts);
+    free(in.cent);
+    free(in.assign);
+    free(in.gx);
+    free(in.hd);
+    free(in.dq);
+    free(in.dq_out);
+    return 0;
+}
+
 int main(int argc, char **argv) {
     const char *scheme   = "2x8g8";
     int         beam_big = 8, reps = 3, mode = 1; /* 0 kernels only, 1 + one layer, 2 + model */
     int         layer_eager = 0, kern_eager = 1;
+    const char *tables = NULL; /* --tables: the per-slot table comparison only */
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--peak") && i + 1 < argc)
             g_peak = atof(argv[++i]);
@@ -219,10 +426,13 @@ int main(int argc, char **argv) {
             layer_eager = 1;
         else if (!strcmp(argv[i], "--gemm-only"))
             mode = -1;
+        else if (!strcmp(argv[i], "--tables"))
+            tables = i + 1 < argc && argv[i + 1][0] != '-' ? argv[++i] : "ref,avx2,avx512";
         else {
             fprintf(stderr,
                     "usage: bench_kernels [--peak GFLOPS] [--scheme MxBgG] [--beam B] [--reps N] "
-                    "[--layer|--model|--no-layer|--gemm-only] [--no-eager] [--layer-eager]\n");
+                    "[--layer|--model|--no-layer|--gemm-only] [--no-eager] [--layer-eager] "
+                    "[--tables [ref,avx2,avx512]]\n");
             return 2;
         }
     }
@@ -232,6 +442,7 @@ int main(int argc, char **argv) {
         fprintf(stderr, "bench_kernels: %s\n", err.msg);
         return 2;
     }
+    if (tables) return bench_tables(tables, &sc, beam_big, reps);
     const struct lmp_kernels *kt = lmp_kernels_get();
     if (!lmp_cpu_has_avx512() || strcmp(kt->name, "avx512") != 0) g_base = NULL;
     printf("kernels '%s', scheme %s, nominal peak %.0f GFLOP/s on %d cores, load average %s",
