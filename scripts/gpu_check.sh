@@ -6,9 +6,12 @@
 #   2. compare every CUDA op with its scalar reference (test_kernels_cuda);
 #   3. time every op on realistic shapes (test_kernels_cuda --perf: ms, GFLOP/s, GB/s and
 #      the fraction of the device's nominal fp32 and memory peaks), into perf.tsv;
-#   4. `lmpress worker --device cuda:0` selects the GPU (CMake build only).
+#   4. `lmpress worker --device cuda:0` selects the GPU (CMake build only);
+#   5. where the toolkit has compute-sanitizer: the test under its racecheck tool (shared-
+#      memory hazards: what the CPU emulator, scripts/cuda_emu_check.sh, cannot see).
 # Everything goes into OUTDIR: gpu_check.log (all output), nvidia-smi.txt, build.log,
-# test.log, perf.tsv, worker.log, summary.txt (one line per step: ok / FAIL / skipped).
+# test.log, perf.tsv, worker.log, racecheck.log, summary.txt (one line per step: ok / FAIL /
+# skipped).
 #
 #   scripts/gpu_check.sh [OUTDIR]      OUTDIR default: $OUT, else ./gpu-check-<UTC time>
 #
@@ -110,6 +113,20 @@ if [ -n "$lmpress" ]; then
     fi
 else
     step worker "skipped (no lmpress build)"
+fi
+# 5. racecheck (shared-memory races between threads of a block), bounded: a timeout is
+# reported, not a failure
+san=$(command -v compute-sanitizer || echo "$(dirname "$nvcc")/compute-sanitizer")
+if [ -x "$san" ]; then
+    timeout "$limit" "$san" --tool racecheck --error-exitcode 9 "$test" > "$out/racecheck.log" 2>&1
+    r=$?
+    case $r in
+        0) step racecheck "ok (no hazard reported)" ;;
+        124) step racecheck "not finished in $limit s (see racecheck.log)" ;;
+        *) step racecheck "FAIL (exit $r; see racecheck.log)"; rc=1 ;;
+    esac
+else
+    step racecheck "skipped (no compute-sanitizer in this toolkit)"
 fi
 echo "--- summary ($out)"
 cat "$out/summary.txt"
