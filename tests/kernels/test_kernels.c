@@ -706,11 +706,11 @@ static int same_bits(const char *what, int c, const void *a, const void *b, size
 /* The AVX2 variants do the AVX-512 variants' floating-point operations lane for lane
  * (kernels/cpu/<op>_avx2.c), so on a CPU that runs both tables the slots they override
  * give the same bits: Gram, k-means assignments and updates, decode, gradient, beam-search
- * codes, and beam losses for g = 8 and 16; dequant_row is the reference's bits in both
- * (test_dequant_*). The k-means distances and the beam losses for other g go through
- * scalar C that the compiler fuses differently under -mavx512f: nmse 1e-12 there.
- * aq_matvec is not included: its lookup-table sums run 8 or 16 wide (nmse 1e-10 against
- * the reference). */
+ * codes, and beam losses for g = 8 and 16; dequant_row and aq_decode are the reference's
+ * bits in both (test_dequant_*, here). The k-means distances and the beam losses for
+ * other g go through scalar C that the compiler fuses differently under -mavx512f: nmse
+ * 1e-12 there. aq_matvec is not included: its lookup-table sums run 8 or 16 wide (nmse
+ * 1e-10 against the reference). */
 static void test_avx2_same_bits(void) {
     struct lmp_kernels a, b;
     if (!lmp_kernels_init_named(&a, "avx2") || !lmp_kernels_init_named(&b, "avx512")) {
@@ -773,6 +773,8 @@ static void test_avx2_same_bits(void) {
         a.aq_decode(wa, f.codes, f.cb, f.scale, &f.s);
         b.aq_decode(wb, f.codes, f.cb, f.scale, &f.s);
         same_bits("aq_decode", c, wa, wb, (size_t)(n_out * n_in) * sizeof(float));
+        lmp_aq_decode_ref(wb, f.codes, f.cb, f.scale, &f.s); /* and the reference's bits */
+        same_bits("aq_decode (ref)", c, wa, wb, (size_t)(n_out * n_in) * sizeof(float));
         float *ga = malloc((size_t)n_cb * sizeof(float)),
               *gb = malloc((size_t)n_cb * sizeof(float));
         float *sa = malloc((size_t)n_out * sizeof(float)),
