@@ -40,7 +40,7 @@ san=()
 # small chunk limits, so that the beam search takes several launches and the matvec several
 # batches of lookup tables even on the test's shapes
 cxx=(g++ -std=c++17 -O1 -g -ffp-contract=off -w "${san[@]}" -I"$emu" -I"$here"
-     -DLMP_CUDA_BEAM_STATE_MAX=100000 -DLMP_CUDA_LUT_MAX_BYTES=300000)
+     -DLMP_CUDA_BEAM_STATE_MAX=100000 -DLMP_CUDA_LUT_MAX_BYTES=300000 -DLMP_CUDA_GRAD_ROWS=16)
 cc_=(cc -std=gnu11 -O1 -g -ffp-contract=off "${san[@]}" -I"$here")
 pids=()
 for f in "$w"/*.cc; do

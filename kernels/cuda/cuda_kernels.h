@@ -24,8 +24,10 @@
  *      kmeans_update                     kmeans.cu         one thread per centroid coordinate
  *      aq_grad_dw                        aq_grad_dw.cu     gathers per codebook coordinate,
  *                                                          one warp per row for the scales
+ *      aq_grad                           aq_grad.cu        decode, cublasDgemm (r H), one
+ *                                                          warp per row, the aq_grad_dw gather
  *
- *  The other slots (dequant_row, aq_grad, and any added later) are NULL: a caller
+ *  The other slots (dequant_row, and any added later) are NULL: a caller
  *  that needs them uses a CPU table. The forward ops of kernels/forward.h are below
  *  (forward.cu), outside the table until the forward pass is device-aware.
  */
@@ -52,6 +54,7 @@ lmp_aq_beam_fn       lmp_aq_beam_cuda;
 lmp_kmeans_assign_fn lmp_kmeans_assign_cuda;
 lmp_kmeans_update_fn lmp_kmeans_update_cuda;
 lmp_aq_grad_dw_fn    lmp_aq_grad_dw_cuda;
+lmp_aq_grad_fn       lmp_aq_grad_cuda;
 
 lmp_rmsnorm_fn lmp_rmsnorm_cuda;
 lmp_rope_fn    lmp_rope_cuda;

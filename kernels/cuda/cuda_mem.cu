@@ -220,6 +220,7 @@ extern "C" enum lmp_status lmp_kernels_init_cuda(struct lmp_kernels *k, int dev,
     k->kmeans_assign = lmp_kmeans_assign_cuda;
     k->kmeans_update = lmp_kmeans_update_cuda;
     k->aq_grad_dw    = lmp_aq_grad_dw_cuda;
+    k->aq_grad       = lmp_aq_grad_cuda;
     k->aq_beam       = lmp_aq_beam_cuda;
     k->aq_decode     = lmp_aq_decode_cuda;
     k->aq_matvec     = lmp_aq_matvec_cuda;

@@ -374,6 +374,46 @@ static void grad_dw_case(struct lmp_aq_shape s) {
     free(codes), free(cb), free(sc), free(dw), free(gcb), free(gsc), free(got_cb), free(got_sc);
 }
 
+static float *make_h(int64_t n); /* below */
+
+/* aq_grad: loss within 1e-12 relative (double, another summation order), g_cb and g_scale
+ * nmse 1e-10 (double sums rounded to fp32 once). */
+static void grad_case(struct lmp_aq_shape s) {
+    const int64_t n_grp = s.n_in / s.g, nc = s.n_out * n_grp * s.M, ncb = (int64_t)s.M * s.K * s.g;
+    uint16_t     *codes = rnd_codes(nc, s.K, 131);
+    float        *cb = rnd(ncb, 132), *sc = rnd(s.n_out, 133), *w = rnd(s.n_out * s.n_in, 134),
+          *h = make_h(s.n_in), *gcb = malloc(ncb * 4), *gsc = malloc(s.n_out * 4),
+          *got_cb = malloc(ncb * 4), *got_sc = malloc(s.n_out * 4);
+    double    loss = 0, got_loss = 0;
+    uint16_t *dcodes = up(codes, nc * 2);
+    float    *dcb = up(cb, ncb * 4), *dsc = up(sc, s.n_out * 4), *dw = up(w, s.n_out * s.n_in * 4),
+          *dh = up(h, s.n_in * s.n_in * 4), *dgcb = cu.mem_alloc(ncb * 4),
+          *dgsc   = cu.mem_alloc(s.n_out * 4);
+    double *dloss = cu.mem_alloc(8);
+    CHECK(lmp_aq_grad_ref(&loss, gcb, gsc, codes, w, sc, cb, h, &s) == 0);
+    CHECK(cu.aq_grad(dloss, dgcb, dgsc, dcodes, dw, dsc, dcb, dh, &s) == 0);
+    if (synced("aq_grad")) {
+        down(&got_loss, dloss, 8);
+        down(got_cb, dgcb, ncb * 4);
+        down(got_sc, dgsc, s.n_out * 4);
+        if (!(fabs(got_loss - loss) <= 1e-12 * fabs(loss)))
+            fprintf(stderr, "  aq_grad loss: ref %.17g cuda %.17g\n", loss, got_loss);
+        CHECK(fabs(got_loss - loss) <= 1e-12 * fabs(loss));
+        compare_f("aq_grad g_cb", gcb, got_cb, ncb, 1e-10);
+        compare_f("aq_grad g_scale", gsc, got_sc, s.n_out, 1e-10);
+    }
+    cu.mem_free(dcodes), cu.mem_free(dcb), cu.mem_free(dsc), cu.mem_free(dw), cu.mem_free(dh);
+    cu.mem_free(dgcb), cu.mem_free(dgsc), cu.mem_free(dloss);
+    free(codes), free(cb), free(sc), free(w), free(h), free(gcb), free(gsc), free(got_cb),
+        free(got_sc);
+}
+
+static void test_aq_grad(void) {
+    grad_case((struct lmp_aq_shape){.n_out = 3, .n_in = 24, .M = 2, .K = 16, .g = 8});
+    grad_case((struct lmp_aq_shape){.n_out = 37, .n_in = 60, .M = 3, .K = 5, .g = 4});
+    grad_case((struct lmp_aq_shape){.n_out = 192, .n_in = 576, .M = 2, .K = 256, .g = 8});
+}
+
 static void test_aq_grad_dw(void) {
     grad_dw_case((struct lmp_aq_shape){.n_out = 3, .n_in = 24, .M = 2, .K = 16, .g = 8});
     grad_dw_case((struct lmp_aq_shape){.n_out = 37, .n_in = 60, .M = 3, .K = 5, .g = 4});
@@ -666,6 +706,7 @@ int main(int argc, char **argv) {
     RUN(test_kmeans_assign);
     RUN(test_kmeans_update);
     RUN(test_aq_grad_dw);
+    RUN(test_aq_grad);
     RUN(test_aq_beam);
     RUN(test_rmsnorm);
     RUN(test_rope);

@@ -40,6 +40,15 @@ static inline cublasStatus_t cublasSgemm(cublasHandle_t h, cublasOperation_t ta,
                 ldc);
     return CUBLAS_STATUS_SUCCESS;
 }
+static inline cublasStatus_t cublasDgemm(cublasHandle_t h, cublasOperation_t ta,
+                                         cublasOperation_t tb, int m, int n, int k,
+                                         const double *alpha, const double *a, int lda,
+                                         const double *b, int ldb, const double *beta, double *c,
+                                         int ldc) {
+    cblas_dgemm(CblasColMajor, emu_op(ta), emu_op(tb), m, n, k, *alpha, a, lda, b, ldb, *beta, c,
+                ldc);
+    return CUBLAS_STATUS_SUCCESS;
+}
 static inline cublasStatus_t cublasDsyrk(cublasHandle_t h, cublasFillMode_t uplo,
                                          cublasOperation_t t, int n, int k, const double *alpha,
                                          const double *a, int lda, const double *beta, double *c,
