@@ -647,6 +647,13 @@ static void perf(const char *path) {
                           (double)sb.n_out * b * s.n_in * (s.n_in - s.g);
         PERF("aq_beam", "256x4096 2x8g8 beam 8", fl, 0, 1,
              cu.aq_beam(dcodes, NULL, dw, dsc, dcb, dh, &sb, (int)b, NULL));
+        /* the codebook update's gradient: r H (fp64 GEMM) dominates; peak is fp32's */
+        float  *dgcb2 = cu.mem_alloc(ncb * 4), *dgsc2 = cu.mem_alloc(s.n_out * 4);
+        double *dl = cu.mem_alloc(8);
+        PERF("aq_grad", "4096x4096 2x8g8 (fp64)", 2.0 * s.n_out * s.n_in * s.n_in,
+             s.n_out * s.n_in * 4.0 + s.n_in * s.n_in * 4.0, 3,
+             cu.aq_grad(dl, dgcb2, dgsc2, dcodes, dw, dsc, dcb, dh, &s));
+        cu.mem_free(dgcb2), cu.mem_free(dgsc2), cu.mem_free(dl);
         cu.mem_free(dh), free(h);
         cu.mem_free(dcodes), cu.mem_free(dcb), cu.mem_free(dsc), cu.mem_free(dw);
         cu.mem_free(dx), cu.mem_free(dy);
