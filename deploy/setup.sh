@@ -32,6 +32,7 @@ done
 pkgs=(build-essential cmake pkg-config git ca-certificates python3 python3-pip unzip
       libzmq3-dev libprotobuf-c-dev protobuf-c-compiler libopenmpi-dev openmpi-bin
       libhdf5-openmpi-dev hdf5-tools libopenblas-dev liblapacke-dev libcjson-dev libcmocka-dev
+      libpcre2-dev libutf8proc-dev
       time clang-format slurmctld slurmd slurm-client)
 [ $with_fuzz = 1 ] && pkgs+=(clang libclang-rt-14-dev)
 

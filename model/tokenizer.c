@@ -6,6 +6,7 @@
 #include "model/tokenizer_impl.h"
 #include "model/gguf.h"    /* defines: lmp_gguf_get_str() */
 #include "model/model.h"   /* defines: struct lmp_model */
+#include "model/pretok.h"  /* defines: tok_pipe_free() */
 #include "model/unicode.h" /* defines: lmp_utf8_decode(), lmp_gpt2_char_to_byte() */
 #include "base/file.h"     /* defines: lmp_path_is_dir() */
 
@@ -383,6 +384,7 @@ void lmp_tokenizer_free(struct lmp_tokenizer **tp) {
     free(t->type);
     free(t->vocab.slot);
     free(t->merges.slot);
+    tok_pipe_free(&t->pipe);
     free(t);
     *tp = NULL;
 }

@@ -15,10 +15,15 @@
  *    llama3 (?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}|
  *           ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+
  *    qwen2  llama3 with \p{N} (single digits)
+ *  Any other tokenizer.json pre_tokenizer, and any normalizer, runs as the file declares
+ *  it through PCRE2 (pretok.h); so does a GGUF tokenizer.ggml.pre that llama.cpp knows by
+ *  its regexes but the scanners do not cover. The scanners stay the fast path, and a test
+ *  (tests/unit/test_pretok.c) checks they split like PCRE2 runs of their patterns.
  */
 #include "model/tokenizer.h"
 #include "model/tokenizer_impl.h"
 #include "model/gguf.h"    /* defines: lmp_gguf_arr_str() */
+#include "model/pretok.h"  /* defines: tok_pipe_from_json(), tok_pipe_run() */
 #include "model/unicode.h" /* defines: lmp_utf8_decode(), lmp_unicode_class() */
 #include "base/file.h"     /* defines: lmp_file_read_all() */
 
@@ -226,6 +231,8 @@ static enum lmp_status pretokenize(enum tok_pretok kind, const uint32_t *cp, con
         return scan_llama3(&s, 1, emit, ctx);
     case TOK_PRETOK_NONE:
         return n ? emit(ctx, 0, n) : LMP_OK;
+    case TOK_PRETOK_PIPE:
+        return LMP_EINVAL; /* not a scanner */
     case TOK_PRETOK_SMOLLM: {
         /* \p{N} splits the text into single digits and the runs between them; gpt2
          * then splits each run on its own (its lookahead stops at the run's end) */
@@ -243,6 +250,52 @@ static enum lmp_status pretokenize(enum tok_pretok kind, const uint32_t *cp, con
     }
     }
     return LMP_EINVAL;
+}
+
+/* The F_* flags of each codepoint. */
+static void classify(const uint32_t *cp, uint8_t *fl, int64_t n) {
+    for (int64_t i = 0; i < n; i++) {
+        enum lmp_uclass k = lmp_unicode_class(cp[i]);
+        fl[i]             = (uint8_t)(F_IN | (k == LMP_UCLASS_LETTER ? F_LETTER : 0) |
+                          (k == LMP_UCLASS_NUMBER ? F_NUMBER : 0) |
+                          (lmp_unicode_is_space(cp[i]) ? F_SPACE : 0));
+    }
+}
+
+struct scan_ctx {
+    const char   *text;
+    const size_t *off; /* (n + 1) byte offset of each codepoint */
+    tok_piece_fn *fn;
+    void         *ctx;
+};
+
+static enum lmp_status scan_word(void *vctx, int64_t a, int64_t b) {
+    struct scan_ctx *c = vctx;
+    return c->fn(c->ctx, c->text + c->off[a], c->off[b] - c->off[a]);
+}
+
+enum lmp_status tok_bpe_scan(enum tok_pretok kind, const char *text, size_t len, tok_piece_fn *fn,
+                             void *ctx) {
+    assert((text || len == 0) && fn);
+    uint32_t       *cp  = malloc(len * sizeof(*cp) + 1);
+    uint8_t        *fl  = malloc(len + 1);
+    size_t         *off = malloc((len + 1) * sizeof(*off));
+    enum lmp_status st  = LMP_ENOMEM;
+    if (cp != NULL && fl != NULL && off != NULL) {
+        int64_t n = 0;
+        for (size_t i = 0; i < len; n++) {
+            off[n] = i;
+            i += (size_t)lmp_utf8_decode((const uint8_t *)text + i, len - i, &cp[n]);
+        }
+        off[n] = len;
+        classify(cp, fl, n);
+        struct scan_ctx c = {text, off, fn, ctx};
+        st                = pretokenize(kind, cp, fl, n, scan_word, &c);
+    }
+    free(cp);
+    free(fl);
+    free(off);
+    return st;
 }
 
 /* --- encoding ------------------------------------------------------------------ */
@@ -273,11 +326,9 @@ static int32_t byte_char_token(const struct lmp_tokenizer *t, uint8_t b) {
     return t->byte_tok[b];
 }
 
-static enum lmp_status bpe_word(void *vctx, int64_t a, int64_t b) {
-    struct bpe_ctx             *c = vctx;
+/* BPE of one word w[0..n) (bytes). */
+static enum lmp_status bpe_bytes(struct bpe_ctx *c, const char *w, int64_t n) {
     const struct lmp_tokenizer *t = c->t;
-    const char                 *w = c->u8 + c->off[a];
-    int64_t                     n = c->off[b] - c->off[a];
     if (n <= 0) return LMP_OK;
     if (t->ignore_merges) { /* a word that is a token is taken whole (Llama-3) */
         if ((size_t)n * 2 > c->mapped_cap) {
@@ -319,6 +370,15 @@ static enum lmp_status bpe_word(void *vctx, int64_t a, int64_t b) {
     return LMP_OK;
 }
 
+static enum lmp_status bpe_word(void *vctx, int64_t a, int64_t b) { /* codepoints [a, b) */
+    struct bpe_ctx *c = vctx;
+    return bpe_bytes(c, c->u8 + c->off[a], c->off[b] - c->off[a]);
+}
+
+static enum lmp_status bpe_piece(void *vctx, const char *s, size_t len) {
+    return bpe_bytes(vctx, s, (int64_t)len);
+}
+
 static enum lmp_status bpe_fragment(void *vctx, const char *s, size_t len, int32_t id) {
     struct bpe_ctx             *c = vctx;
     const struct lmp_tokenizer *t = c->t;
@@ -326,7 +386,8 @@ static enum lmp_status bpe_fragment(void *vctx, const char *s, size_t len, int32
         tok_ids_push(c->out, id);
         return LMP_OK;
     }
-    bool      pre   = t->add_space_prefix && !(len > 0 && s[0] == ' ');
+    /* the pipe prepends ByteLevel's space itself (to every piece, as tokenizers does) */
+    bool      pre   = t->pipe == NULL && t->add_space_prefix && !(len > 0 && s[0] == ' ');
     size_t    n_max = len + pre;
     uint32_t *cp    = malloc(n_max * sizeof(*cp) + 1);
     uint8_t  *fl    = malloc(n_max + 1);
@@ -345,17 +406,17 @@ static enum lmp_status bpe_fragment(void *vctx, const char *s, size_t len, int32
     for (size_t i = 0; i < len;) {
         uint32_t u;
         i += (size_t)lmp_utf8_decode((const uint8_t *)s + i, len - i, &u);
+        if (u >= 0xD800 && u <= 0xDFFF && t->pipe != NULL) u = 0xFFFD; /* PCRE2 wants UTF-8 */
         cp[n]       = u;
         c->off[n++] = w;
         w += lmp_utf8_encode(u, c->u8 + w);
     }
     c->off[n] = w;
-    for (int64_t i = 0; i < n; i++) {
-        enum lmp_uclass k = lmp_unicode_class(cp[i]);
-        fl[i]             = (uint8_t)(F_IN | (k == LMP_UCLASS_LETTER ? F_LETTER : 0) |
-                          (k == LMP_UCLASS_NUMBER ? F_NUMBER : 0) |
-                          (lmp_unicode_is_space(cp[i]) ? F_SPACE : 0));
+    if (t->pipe != NULL) {
+        st = tok_pipe_run(t->pipe, c->u8, (size_t)w, bpe_piece, c);
+        goto out;
     }
+    classify(cp, fl, n);
     st = pretokenize(t->pretok, cp, fl, n, bpe_word, c);
 out:
     free(cp);
@@ -396,6 +457,8 @@ static const char *pretok_name(enum tok_pretok p) {
         return "qwen2";
     case TOK_PRETOK_NONE:
         return "none";
+    case TOK_PRETOK_PIPE:
+        return "pcre2";
     }
     return "?";
 }
@@ -562,6 +625,10 @@ static bool hf_pretok(const cJSON *pt, struct lmp_tokenizer *t, const char **why
         *why = "a pre_tokenizer without ByteLevel";
         return false;
     }
+    if (t->add_space_prefix && n > 1) { /* tokenizers prefixes every piece of the split */
+        *why = "ByteLevel add_prefix_space after another step";
+        return false;
+    }
     if (digits) {
         if (t->pretok != TOK_PRETOK_GPT2) {
             *why = "Digits before a non-GPT-2 split";
@@ -615,11 +682,8 @@ enum lmp_status lmp_tokenizer_parse_hf(const char *json, size_t len, const char 
     const cJSON *pfx = cJSON_GetObjectItemCaseSensitive(model, "continuing_subword_prefix");
     const cJSON *sfx = cJSON_GetObjectItemCaseSensitive(model, "end_of_word_suffix");
     if ((pfx && !cJSON_IsNull(pfx) && !(cJSON_IsString(pfx) && !*pfx->valuestring)) ||
-        (sfx && !cJSON_IsNull(sfx) && !(cJSON_IsString(sfx) && !*sfx->valuestring)) ||
-        json_true(model, "byte_fallback", false)) {
-        st = lmp_err_set(err, LMP_EUNSUP,
-                         "'%s': BPE with a subword prefix/suffix or byte "
-                         "fallback is not supported",
+        (sfx && !cJSON_IsNull(sfx) && !(cJSON_IsString(sfx) && !*sfx->valuestring))) {
+        st = lmp_err_set(err, LMP_EUNSUP, "'%s': BPE with a subword prefix/suffix is not supported",
                          name);
         goto out;
     }
@@ -672,10 +736,23 @@ enum lmp_status lmp_tokenizer_parse_hf(const char *json, size_t len, const char 
             goto out;
         }
     }
-    const char *why;
-    if (!hf_pretok(cJSON_GetObjectItemCaseSensitive(root, "pre_tokenizer"), t, &why)) {
-        st = lmp_err_set(err, LMP_EUNSUP, "'%s': unsupported tokenizer: %s", name, why);
-        goto out;
+    /* a scanner when one is the pre_tokenizer's exact equivalent, else the PCRE2 pipe */
+    const char  *why;
+    const cJSON *norm = cJSON_GetObjectItemCaseSensitive(root, "normalizer");
+    const cJSON *pre  = cJSON_GetObjectItemCaseSensitive(root, "pre_tokenizer");
+    if (!((norm == NULL || cJSON_IsNull(norm)) && hf_pretok(pre, t, &why))) {
+        bool byte_level;
+        t->add_space_prefix = false;
+        if ((st = tok_pipe_from_json(norm, pre, name, &t->pipe, &byte_level, err)) != LMP_OK)
+            goto out;
+        if (!byte_level) {
+            st = lmp_err_set(err, LMP_EUNSUP,
+                             "'%s': unsupported tokenizer: a pre_tokenizer without ByteLevel "
+                             "(only byte-level BPE vocabularies are supported)",
+                             name);
+            goto out;
+        }
+        t->pretok = TOK_PRETOK_PIPE;
     }
     t->ignore_merges = json_true(model, "ignore_merges", false);
     if ((st = tok_set_texts(t, hf_text, &c)) != LMP_OK || (st = tok_finish(t)) != LMP_OK ||
@@ -710,6 +787,14 @@ enum lmp_status lmp_tokenizer_parse_hf(const char *json, size_t len, const char 
         rank++;
     }
     bpe_finish_bytes(t);
+    /* byte_fallback (transformers writes it into the tokenizer.json it converts from a
+     * GGUF): a byte whose GPT-2 char is not a token becomes its <0xXX> token if there is one
+     * (a byte without either is dropped, where tokenizers would emit model.unk_token) */
+    for (int b = 0; b < 256 && json_true(model, "byte_fallback", false); b++) {
+        char hex[8];
+        snprintf(hex, sizeof(hex), "<0x%02X>", b);
+        if (t->byte_tok[b] < 0) t->byte_tok[b] = tok_lookup(t, hex, 6);
+    }
     /* BOS: the first special token the post-processor puts before $A */
     const cJSON *pp     = cJSON_GetObjectItemCaseSensitive(root, "post_processor");
     const cJSON *single = NULL;

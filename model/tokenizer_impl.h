@@ -43,6 +43,7 @@ enum tok_pretok {
     TOK_PRETOK_LLAMA3, /* Llama-3 pattern: case-insensitive contractions, \p{N}{1,3}, ... */
     TOK_PRETOK_QWEN2,  /* Llama-3 pattern with single digits \p{N} */
     TOK_PRETOK_NONE,   /* whole text is one word (ByteLevel without regex) */
+    TOK_PRETOK_PIPE,   /* tokenizer.json normalizer + pre_tokenizer through PCRE2 (pretok.h) */
 };
 
 /* String -> id, open addressing; keys are spans of the tokenizer's text blob. */
@@ -83,6 +84,8 @@ struct lmp_tokenizer {
                                             ByteLevel add_prefix_space) */
     bool    ignore_merges;               /* BPE: a word that is a token is taken whole */
     int32_t byte_tok[256];               /* token of each raw byte (fallback), or -1 */
+
+    struct tok_pipe *pipe; /* TOK_PRETOK_PIPE: normalizer + pre_tokenizer (pretok.h), else NULL */
 };
 
 /* --- construction helpers (tokenizer.c) ---------------------------------------- */
