@@ -19,11 +19,12 @@ extern const struct lmp_cli_cmd lmp_cli_cmd_cancel;
 extern const struct lmp_cli_cmd lmp_cli_cmd_workers;
 extern const struct lmp_cli_cmd lmp_cli_cmd_keygen;
 extern const struct lmp_cli_cmd lmp_cli_cmd_run;
+extern const struct lmp_cli_cmd lmp_cli_cmd_tokenize;
 
 #define LMP_CLI_COMMANDS                                                                           \
     &lmp_cli_cmd_inspect, &lmp_cli_cmd_eval, &lmp_cli_cmd_generate, &lmp_cli_cmd_export,           \
         &lmp_cli_cmd_compress, &lmp_cli_cmd_tune, &lmp_cli_cmd_coordinator, &lmp_cli_cmd_worker,   \
         &lmp_cli_cmd_submit, &lmp_cli_cmd_run, &lmp_cli_cmd_status, &lmp_cli_cmd_logs,             \
-        &lmp_cli_cmd_cancel, &lmp_cli_cmd_workers, &lmp_cli_cmd_keygen
+        &lmp_cli_cmd_cancel, &lmp_cli_cmd_workers, &lmp_cli_cmd_keygen, &lmp_cli_cmd_tokenize
 
 #endif /* LMP_CLI_COMMANDS_H */
