@@ -481,8 +481,24 @@ static void test_qmatvec(void) {
                 for (int64_t b = 0; b < C / 32; b++) {
                     const uint8_t *p = q + r * rb + b * lmp_dtype_block_bytes((enum lmp_dtype)dt);
                     const float    d = lmp_f16_to_f32((uint16_t)(p[0] | p[1] << 8));
-                    for (int64_t i = r * C + b * 32; i < r * C + b * 32 + 32; i++)
-                        bad += !(fabsf(wd[i] - w[i]) <= 0.5f * d * 1.001f + 1e-6f);
+                    const float   *x = w + r * C + b * 32, *xd = wd + r * C + b * 32;
+                    if (dt == LMP_DTYPE_Q8_0) {
+                        for (int i = 0; i < 32; i++)
+                            bad += !(fabsf(xd[i] - x[i]) <= 0.5f * d * 1.001f + 1e-6f);
+                        continue;
+                    }
+                    /* Q4_1 (refitted): no worse than codes over the block's range */
+                    float lo = x[0], hi = x[0];
+                    for (int i = 1; i < 32; i++) lo = fminf(lo, x[i]), hi = fmaxf(hi, x[i]);
+                    const float m0 = lmp_f16_to_f32(lmp_f32_to_f16(lo)),
+                                d0 = lmp_f16_to_f32(lmp_f32_to_f16((hi - lo) / 15.0f));
+                    double e = 0, e0 = 0;
+                    for (int i = 0; i < 32; i++) {
+                        const float v = d0 > 0 ? fminf(fmaxf(roundf((x[i] - m0) / d0), 0), 15) : 0;
+                        e += ((double)xd[i] - x[i]) * ((double)xd[i] - x[i]);
+                        e0 += ((double)d0 * v + m0 - x[i]) * ((double)d0 * v + m0 - x[i]);
+                    }
+                    bad += !(e <= e0 * (1 + 1e-6) + 1e-12);
                 }
             CHECK(bad == 0);
             CHECK(ref.qmatvec(NULL, w, 1, LMP_DTYPE_F16, q, R, C) == LMP_EINVAL);
@@ -985,6 +1001,45 @@ static void perf(void) {
     }
     printf("gram_acc 64x576       %9.2f   %9.2f   %7.1f\n", 1e3 * t[0], 1e3 * t[1], t[0] / t[1]);
     free(hd);
+    /* the lm head of SmolLM2 (49152 x 576) for one token: fp32 rows (one thread's dot
+     * products, what a dense head reads) against the best qmatvec on Q8_0 / Q4_1 blocks at
+     * the process's threads; best of 5 */
+    {
+        const int64_t V = 49152, D = 576;
+        float   *hw = fbuf(V * D, 3), *hx = fbuf(D, 4), *hy = malloc((size_t)V * sizeof(float));
+        uint8_t *hq = malloc((size_t)(V * D / 32 * 34));
+        double   tf = 1e9;
+        for (int r = 0; r < 5; r++) {
+            double t0 = now_s();
+            for (int64_t v = 0; v < V; v++) { /* 8 lanes, as the transformer's dense head */
+                float acc[8] = {0};
+                for (int64_t i = 0; i < D; i += 8)
+                    for (int l = 0; l < 8; l++) acc[l] += hw[v * D + i + l] * hx[i + l];
+                hy[v] = ((acc[0] + acc[1]) + (acc[2] + acc[3])) +
+                        ((acc[4] + acc[5]) + (acc[6] + acc[7]));
+            }
+            tf = fmin(tf, now_s() - t0);
+        }
+        printf("head 49152x576 fp32 (1 thread) %7.2f ms\n", 1e3 * tf);
+        static const int hd_t[2] = {LMP_DTYPE_Q8_0, LMP_DTYPE_Q4_1};
+        for (int k = 0; k < 2; k++) {
+            const int64_t rb = D / 32 * lmp_dtype_block_bytes((enum lmp_dtype)hd_t[k]);
+            for (int64_t v = 0; v < V; v++) lmp_quantize_row(hd_t[k], hw + v * D, hq + v * rb, D);
+            double tq = 1e9;
+            for (int r = 0; r < 5; r++) {
+                double t0 = now_s();
+                best.qmatvec(hy, hx, 1, hd_t[k], hq, V, D);
+                tq = fmin(tq, now_s() - t0);
+            }
+            printf("head 49152x576 %s qmatvec (%d threads) %7.2f ms, %.1fx\n",
+                   lmp_dtype_name((enum lmp_dtype)hd_t[k]), lmp_kernels_threads(), 1e3 * tq,
+                   tf / tq);
+        }
+        free(hw);
+        free(hx);
+        free(hy);
+        free(hq);
+    }
     /* dequant_row of a 2048 x 2048 tensor, row by row (what lmp_tensor_rows_f32 does);
      * bytes masked to 0x3f so every f16 scale is finite; best of 3 */
     static const int dq[] = {LMP_DTYPE_Q8_0, LMP_DTYPE_Q4_K, LMP_DTYPE_Q5_K, LMP_DTYPE_Q6_K};
