@@ -487,7 +487,7 @@ static void test_qmatvec(void) {
                             bad += !(fabsf(xd[i] - x[i]) <= 0.5f * d * 1.001f + 1e-6f);
                         continue;
                     }
-                    /* Q4_1 (refitted): no worse than codes over the block's range */
+                    /* Q4_1: no worse than the codes of the block's range (what it uses) */
                     float lo = x[0], hi = x[0];
                     for (int i = 1; i < 32; i++) lo = fminf(lo, x[i]), hi = fmaxf(hi, x[i]);
                     const float m0 = lmp_f16_to_f32(lmp_f32_to_f16(lo)),
