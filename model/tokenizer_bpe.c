@@ -465,6 +465,86 @@ static const char *pretok_name(enum tok_pretok p) {
 
 /* --- GGUF "gpt2" --------------------------------------------------------------- */
 
+/* llama.cpp's GPT-2 list (no final \s+: what no alternative matches stays a piece anyway) */
+#define RE_GPT2         "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)"
+#define RE_CONTRACTIONS "(?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])"
+#define RE_GPT4O                                                                                   \
+    "[^\\r\\n\\p{L}\\p{N}]?((?=[\\p{L}])([^a-z]))*((?=[\\p{L}])([^A-Z]))+" RE_CONTRACTIONS         \
+    "?|[^\\r\\n\\p{L}\\p{N}]?((?=[\\p{L}])([^a-z]))+((?=[\\p{L}])([^A-Z]))*" RE_CONTRACTIONS       \
+    "?|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n/]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+"
+#define RE_BLOOM " ?[^(\\s|.,!?\\x{2026}\\x{3002}\\x{FF0C}\\x{3001}\\x{0964}\\x{06D4}\\x{060C})]+"
+
+/* tokenizer.ggml.pre names as llama.cpp (src/llama-vocab.cpp) reads them: first the scanners'
+ * own names and the names llama.cpp gives the same regexes, then names whose regex lists
+ * (llama.cpp's data, escaped for PCRE2) run through PCRE2 as Isolated splits in order. */
+struct gguf_pre {
+    const char     *name;
+    enum tok_pretok p;
+    bool            ignore_merges;
+    const char     *re[5]; /* TOK_PRETOK_PIPE, NULL-terminated */
+};
+static const struct gguf_pre gguf_pres[] = {
+    {"gpt2", TOK_PRETOK_GPT2, false, {NULL}},
+    {"gpt-2", TOK_PRETOK_GPT2, false, {NULL}},
+    {"smollm", TOK_PRETOK_SMOLLM, false, {NULL}},
+    {"starcoder", TOK_PRETOK_SMOLLM, false, {NULL}},
+    {"llama3", TOK_PRETOK_LLAMA3, true, {NULL}},
+    {"llama-bpe", TOK_PRETOK_LLAMA3, true, {NULL}},
+    {"qwen2", TOK_PRETOK_QWEN2, false, {NULL}},
+    /* llama.cpp's other names for the scanners' regexes */
+    {"mpt", TOK_PRETOK_GPT2, false, {NULL}},
+    {"olmo", TOK_PRETOK_GPT2, false, {NULL}},
+    {"jais", TOK_PRETOK_GPT2, false, {NULL}},
+    {"phi-2", TOK_PRETOK_GPT2, false, {NULL}},
+    {"roberta-bpe", TOK_PRETOK_GPT2, false, {NULL}},
+    {"exaone4", TOK_PRETOK_GPT2, false, {NULL}},
+    {"refact", TOK_PRETOK_SMOLLM, false, {NULL}},
+    {"command-r", TOK_PRETOK_SMOLLM, false, {NULL}},
+    {"codeshell", TOK_PRETOK_SMOLLM, false, {NULL}},
+    {"exaone", TOK_PRETOK_SMOLLM, false, {NULL}},
+    {"minerva-7b", TOK_PRETOK_SMOLLM, false, {NULL}},
+    {"llama-v3", TOK_PRETOK_LLAMA3, true, {NULL}},
+    {"falcon3", TOK_PRETOK_LLAMA3, true, {NULL}},
+    {"pixtral", TOK_PRETOK_LLAMA3, true, {NULL}},
+    {"dbrx", TOK_PRETOK_LLAMA3, false, {NULL}},
+    {"smaug-bpe", TOK_PRETOK_LLAMA3, false, {NULL}},
+    {"chatglm-bpe", TOK_PRETOK_LLAMA3, false, {NULL}},
+    {"glm4", TOK_PRETOK_LLAMA3, false, {NULL}},
+    {"stablelm2", TOK_PRETOK_QWEN2, false, {NULL}},
+    {"deepseek-r1-qwen", TOK_PRETOK_QWEN2, false, {NULL}},
+    {"megrez", TOK_PRETOK_QWEN2, false, {NULL}},
+    /* through PCRE2 */
+    {"deepseek-coder",
+     TOK_PRETOK_PIPE,
+     false,
+     {"[\r\n]", "\\s?\\p{L}+", "\\s?\\p{P}+",
+      "[\\x{4E00}-\\x{9FA5}\\x{0800}-\\x{4E00}\\x{AC00}-\\x{D7FF}]+", "\\p{N}"}},
+    {"deepseek-v3",
+     TOK_PRETOK_PIPE,
+     false,
+     {"\\p{N}{1,3}", "[\\x{4E00}-\\x{9FA5}\\x{3040}-\\x{309F}\\x{30A0}-\\x{30FF}]+",
+      "[!\"#$%&'()*+,\\-./:;<=>?@\\[\\\\\\]^_`{|}~][A-Za-z]+|[^\r\n\\p{L}\\p{P}\\p{S}]?[\\p{L}"
+      "\\p{M}]+| ?[\\p{P}\\p{S}]+[\r\n]*|\\s*[\r\n]+|\\s+(?!\\S)|\\s+"}},
+    {"falcon", TOK_PRETOK_PIPE, false, {"[\\p{P}\\$\\+<=>\\^~\\|`]+", RE_GPT2, "[0-9][0-9][0-9]"}},
+    {"bloom", TOK_PRETOK_PIPE, false, {RE_BLOOM}},
+    {"poro-chat", TOK_PRETOK_PIPE, false, {RE_BLOOM}},
+    {"gpt3-finnish", TOK_PRETOK_PIPE, false, {RE_BLOOM}},
+    {"viking", TOK_PRETOK_PIPE, false, {RE_BLOOM, "\\p{N}"}},
+    {"tekken",
+     TOK_PRETOK_PIPE,
+     false,
+     {"[^\\r\\n\\p{L}\\p{N}]?((?=[\\p{L}])([^a-z]))*((?=[\\p{L}])([^A-Z]))+|[^\\r\\n\\p{L}\\p{N}]?"
+      "((?=[\\p{L}])([^a-z]))+((?=[\\p{L}])([^A-Z]))*|\\p{N}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n/]*|"
+      "\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+"}},
+    {"gpt-4o", TOK_PRETOK_PIPE, false, {RE_GPT4O}},
+    {"llama4", TOK_PRETOK_PIPE, false, {RE_GPT4O}},
+    {"qwen35",
+     TOK_PRETOK_PIPE,
+     false,
+     {RE_CONTRACTIONS "|[^\\r\\n\\p{L}\\p{N}]?[\\p{L}\\p{M}]+|\\p{N}| ?[^\\s\\p{L}\\p{M}\\p{N}]+"
+                      "[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+"}},
+};
+
 enum lmp_status tok_bpe_from_gguf(const struct lmp_gguf *g, struct lmp_tokenizer **out,
                                   struct lmp_err *err) {
     const char           *path = lmp_gguf_path(g);
@@ -475,27 +555,25 @@ enum lmp_status tok_bpe_from_gguf(const struct lmp_gguf *g, struct lmp_tokenizer
     t->flavor               = TOK_FLAVOR_BPE;
     struct lmp_gguf_str pre = {"default", 7};
     lmp_gguf_get_str(g, "tokenizer.ggml.pre", &pre);
-    static const struct {
-        const char     *name;
-        enum tok_pretok p;
-    } pres[] = {
-        {"gpt2", TOK_PRETOK_GPT2},     {"gpt-2", TOK_PRETOK_GPT2},
-        {"smollm", TOK_PRETOK_SMOLLM}, {"starcoder", TOK_PRETOK_SMOLLM},
-        {"llama3", TOK_PRETOK_LLAMA3}, {"llama-bpe", TOK_PRETOK_LLAMA3},
-        {"qwen2", TOK_PRETOK_QWEN2},
-    };
-    bool found = false;
-    for (size_t i = 0; i < sizeof(pres) / sizeof(pres[0]) && !found; i++)
-        if (pre.len == strlen(pres[i].name) && memcmp(pre.s, pres[i].name, pre.len) == 0)
-            t->pretok = pres[i].p, found = true;
-    if (!found) {
+    const struct gguf_pre *gp = NULL;
+    for (size_t i = 0; i < sizeof(gguf_pres) / sizeof(gguf_pres[0]) && gp == NULL; i++)
+        if (pre.len == strlen(gguf_pres[i].name) && memcmp(pre.s, gguf_pres[i].name, pre.len) == 0)
+            gp = &gguf_pres[i];
+    if (gp == NULL) {
         st = lmp_err_set(err, LMP_EUNSUP,
                          "'%s': pre-tokenizer '%.*s' is not supported (gpt2, "
-                         "smollm, starcoder, llama3, llama-bpe, qwen2)",
+                         "smollm, starcoder, llama3, llama-bpe, qwen2, and llama.cpp's names "
+                         "for the same or for the regexes of docs/tokenizers.md)",
                          path, (int)(pre.len > 64 ? 64 : pre.len), pre.s);
         goto fail;
     }
-    t->ignore_merges = t->pretok == TOK_PRETOK_LLAMA3;
+    t->pretok = gp->p;
+    if (gp->p == TOK_PRETOK_PIPE) {
+        int n_re = 0;
+        while (n_re < 5 && gp->re[n_re] != NULL) n_re++;
+        if ((st = tok_pipe_from_regexes(gp->re, n_re, path, &t->pipe, err)) != LMP_OK) goto fail;
+    }
+    t->ignore_merges = gp->ignore_merges;
     if ((st = tok_finish(t)) != LMP_OK) {
         st = lmp_err_set(err, st, "'%s': out of memory indexing the vocabulary", path);
         goto fail;

@@ -14,8 +14,11 @@
 #include <string.h>
 #include "model/pretok.h"
 #include "model/tokenizer.h"
-#include "base/file.h"   /* defines: lmp_file_read_all */
-#include "tests/check.h" /* defines: CHECK, RUN, check_report, check_shared_file */
+#include "model/gguf.h"        /* defines: lmp_gguf_parse */
+#include "model/unicode.h"     /* defines: lmp_gpt2_byte_to_char, lmp_utf8_encode */
+#include "base/file.h"         /* defines: lmp_file_read_all */
+#include "tests/check.h"       /* defines: CHECK, RUN, check_report, check_shared_file */
+#include "tests/gguf_writer.h" /* defines: gw_init, gw_kv_*, gw_finish */
 
 /* --- helpers --------------------------------------------------------------------- */
 
@@ -361,6 +364,75 @@ static void test_regex_list(void) {
     CHECK(strstr(err.msg, "'x.gguf'") != NULL);
 }
 
+/* A byte-level GGUF tokenizer (every byte's char, "Ġa") named by tokenizer.ggml.pre. */
+static enum lmp_status gguf_with_pre(const char *pre, struct lmp_tokenizer **t,
+                                     struct lmp_err *err) {
+    static char chars[256][4];
+    const char *tokens[257];
+    int32_t     types[257];
+    for (int b = 0; b < 256; b++) {
+        int k       = lmp_utf8_encode(lmp_gpt2_byte_to_char((uint8_t)b), chars[b]);
+        chars[b][k] = '\0';
+        tokens[b]   = chars[b];
+        types[b]    = 1;
+    }
+    tokens[256]                 = "\xC4\xA0"
+                                  "a";
+    types[256]                  = 1;
+    static const char *merges[] = {"\xC4\xA0 a"};
+    struct gw          w;
+    gw_init(&w);
+    gw_kv_str(&w, "general.architecture", "llama");
+    gw_kv_str(&w, "tokenizer.ggml.model", "gpt2");
+    gw_kv_str(&w, "tokenizer.ggml.pre", pre);
+    gw_kv_arr_str(&w, "tokenizer.ggml.tokens", tokens, 257);
+    gw_kv_arr_i32(&w, "tokenizer.ggml.token_type", types, 257);
+    gw_kv_arr_str(&w, "tokenizer.ggml.merges", merges, 1);
+    struct gw_buf    img = gw_finish(&w, 3);
+    struct lmp_gguf *g   = NULL;
+    enum lmp_status  st  = lmp_gguf_parse(img.p, img.n, "pre.gguf", &g, err);
+    if (st == LMP_OK) st = lmp_tokenizer_from_gguf(g, t, err);
+    lmp_gguf_close(&g);
+    free(img.p);
+    return st;
+}
+
+/* llama.cpp's tokenizer.ggml.pre names load (their regexes compile) and split losslessly. */
+static void test_gguf_pre_names(void) {
+    static const char *const names[] = {
+        "gpt2",  "smollm", "llama3", "qwen2",          "mpt",         "command-r",
+        "dbrx",  "glm4",   "megrez", "deepseek-coder", "deepseek-v3", "falcon",
+        "bloom", "viking", "tekken", "gpt-4o",         "llama4",      "qwen35",
+    };
+    static const char text[] = "Hello World's 12345 \xE4\xB8\xAD\xE6\x96\x87, "
+                               "\xD9\x85\xD8\xB1\xD8\xAD\xD8\xA8\xD8\xA7.\n\n  a\xE2\x80\xA6"
+                               "b "
+                               "\xF0\x9F\x98\x80 CamelCase a";
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+        struct lmp_tokenizer *t   = NULL;
+        struct lmp_err        err = {0};
+        enum lmp_status       st  = gguf_with_pre(names[i], &t, &err);
+        if (st != LMP_OK) fprintf(stderr, "  %s: %s\n", names[i], err.msg);
+        CHECK(st == LMP_OK);
+        if (t == NULL) continue;
+        int32_t *ids;
+        int64_t  n;
+        char    *out;
+        size_t   len;
+        CHECK(lmp_tokenizer_encode(t, text, sizeof(text) - 1, false, &ids, &n, NULL) == LMP_OK);
+        CHECK(lmp_tokenizer_decode(t, ids, n, &out, &len, NULL) == LMP_OK);
+        CHECK(len == sizeof(text) - 1 && memcmp(out, text, len) == 0);
+        CHECK(ids[n - 1] == 256); /* " a" merged */
+        free(ids);
+        free(out);
+        lmp_tokenizer_free(&t);
+    }
+    struct lmp_tokenizer *t   = NULL;
+    struct lmp_err        err = {0};
+    CHECK(gguf_with_pre("no-such-pre", &t, &err) == LMP_EUNSUP && t == NULL);
+    CHECK(strstr(err.msg, "'pre.gguf'") && strstr(err.msg, "'no-such-pre'"));
+}
+
 int main(void) {
     RUN(test_split_behaviors);
     RUN(test_pretokenizers);
@@ -369,6 +441,7 @@ int main(void) {
     RUN(test_pipe_tokenizer);
     RUN(test_byte_fallback);
     RUN(test_regex_list);
+    RUN(test_gguf_pre_names);
     RUN(test_scanners_match_pcre2);
     return check_report();
 }
