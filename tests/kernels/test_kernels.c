@@ -805,8 +805,9 @@ static void test_avx2_same_bits(void) {
                  *cdb = malloc((size_t)n * sizeof(uint16_t));
         double *la    = malloc((size_t)n_out * sizeof(double)),
                *lb    = malloc((size_t)n_out * sizeof(double));
-        for (int beam = 1; beam <= 8; beam = beam == 1 ? 3 : beam + 5) /* 1, 3, 8 */
+        for (int beam = 1; beam <= 20; beam = beam == 1 ? 3 : beam == 3 ? 8 : beam + 12)
             for (int shuffled = 0; shuffled < 2; shuffled++) {
+                /* 1, 3, 8 and 20 (over 16: the sorted-list selection bound) */
                 uint8_t *mo = shuffled ? aq_m_order(n_grp, f.s.M) : NULL;
                 memcpy(cda, f.codes, (size_t)n * sizeof(uint16_t));
                 memcpy(cdb, f.codes, (size_t)n * sizeof(uint16_t));
