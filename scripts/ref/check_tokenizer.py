@@ -21,14 +21,20 @@ compared one by one:
   * stories260K (llama2.c tok512.bin): the Python port of run.c's encode() in
     tokenizer_refs.py (quadratic, so only the multilingual text and the first 4 KB of
     WikiText-2).
-  * Gemma 3 GGUF: transformers 4.x has no gemma3 GGUF converter and 5.x needs PyTorch to
-    read any GGUF; scripts/ref/check_gemma3.py compares its ids with llama.cpp's instead.
+  * GGUF tokenizer.ggml.pre names other than smollm (llama.cpp's names lmpress maps to a
+    scanner or runs as llama.cpp's regex lists through PCRE2): a copy of the SmolLM2 GGUF's
+    metadata with tokenizer.ggml.pre rewritten, lmpress against llama.cpp (llama-cpp-python,
+    vocab_only, tokenize(add_bos=False, special=False)) run by --llama-python (default the
+    reference venv of scripts/ref/setup_ref.sh, skipped when absent).
+  * the SmolLM2 and Gemma 3 GGUFs as they are, lmpress against llama.cpp the same way
+    (transformers 4.x has no gemma3 GGUF converter and 5.x needs PyTorch to read any GGUF, so
+    llama.cpp is Gemma's reference here).
 
 Setup (once): python3 -m venv ~/.cache/lmpress/venv-tok &&
   ~/.cache/lmpress/venv-tok/bin/pip install tokenizers "transformers>=4.46,<4.50" gguf numpy
 Run:
   ~/.cache/lmpress/venv-tok/bin/python scripts/ref/check_tokenizer.py --lmpress BUILD/cli/lmpress
-      [--smollm2 GGUF] [--stories DIR] [--wikitext FILE] [--work DIR]
+      [--smollm2 GGUF] [--stories DIR] [--wikitext FILE] [--work DIR] [--llama-python PY]
 Prints one line per (tokenizer, text) and a JSON summary; exit status 1 if any ids differ.
 """
 import argparse
@@ -133,6 +139,43 @@ def compare(name, text_name, mine, ref, err, text):
     return res
 
 
+# tokenizer.ggml.pre names checked against llama.cpp: PCRE2 regex lists, then scanner aliases
+LLAMA_PRES = ["deepseek-coder", "deepseek-v3", "falcon", "bloom", "viking", "tekken", "gpt-4o",
+              "qwen35", "dbrx", "mpt", "command-r", "stablelm2"]
+
+LLAMA_TOKENIZE = """
+import json, sys
+import llama_cpp
+llm = llama_cpp.Llama(model_path=sys.argv[1], vocab_only=True, verbose=False)
+print(json.dumps(llm.tokenize(open(sys.argv[2], "rb").read(), add_bos=False, special=False)))
+"""
+
+
+def gguf_with_pre(src, dst, pre):
+    """A metadata-only copy of src (no tensors) with tokenizer.ggml.pre = pre."""
+    from gguf import GGUFReader, GGUFValueType, GGUFWriter
+    r = GGUFReader(src)
+    w = GGUFWriter(dst, bytes(r.fields["general.architecture"].parts[-1]).decode())
+    for k, f in r.fields.items():
+        if k.startswith("GGUF.") or k == "general.architecture":
+            continue
+        t = f.types[0]
+        if k == "tokenizer.ggml.pre":
+            w.add_string(k, pre)
+        elif t == GGUFValueType.ARRAY and f.types[1] == GGUFValueType.STRING:
+            w.add_array(k, [bytes(f.parts[i]).decode("utf-8", "surrogateescape") for i in f.data])
+        elif t == GGUFValueType.ARRAY:
+            w.add_array(k, [f.parts[i][0].item() for i in f.data])
+        elif t == GGUFValueType.STRING:
+            w.add_string(k, bytes(f.parts[-1]).decode())
+        else:
+            w.add_key_value(k, f.parts[-1][0].item(), t)
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+
+
 def convert_gguf(gguf, out_dir):
     """tokenizer.json of a GGUF through transformers' converter (no weights are read: the
     PyTorch check of load_gguf_checkpoint is skipped, return_tensors=False needs no torch)."""
@@ -149,11 +192,14 @@ def main():
     ap.add_argument("--lmpress", required=True)
     ap.add_argument("--smollm2", default=os.path.join(CACHE, "models",
                                                        "SmolLM2-135M-Instruct.Q4_1.gguf"))
+    ap.add_argument("--gemma3", default=os.path.join(CACHE, "gemma-3-270m-q4_k_m.gguf"))
     ap.add_argument("--stories", default=os.path.join(SHARED, "models", "stories260K"))
     ap.add_argument("--wikitext", default=os.path.join(SHARED, "data", "wikitext2_test_join.txt"))
     ap.add_argument("--multilingual", default=os.path.join(ROOT, "tests", "data",
                                                            "multilingual.txt"))
     ap.add_argument("--work", default=None, help="where the tokenizer.json files go (a temp dir)")
+    ap.add_argument("--llama-python", default=os.path.join(CACHE, "venv-ref", "bin", "python"),
+                    help="a Python with llama-cpp-python, for the tokenizer.ggml.pre names")
     a = ap.parse_args()
     from tokenizers import Tokenizer
 
@@ -192,6 +238,29 @@ def main():
                 results.append(compare(name, text_name, mine, ref, err, text))
     else:
         log("note: SmolLM2 GGUF absent (%s)" % a.smollm2)
+
+    if os.path.exists(a.smollm2) and os.path.exists(a.llama_python):
+        script = os.path.join(work, "llama_tokenize.py")
+        with open(script, "w") as f:
+            f.write(LLAMA_TOKENIZE)
+        ggufs = [("smollm2 GGUF", a.smollm2), ("gemma3 GGUF", a.gemma3)]
+        for pre in LLAMA_PRES:
+            g = os.path.join(work, "pre_%s.gguf" % pre)
+            gguf_with_pre(a.smollm2, g, pre)
+            ggufs.append(("GGUF pre %s" % pre, g))
+        for name, g in ggufs:
+            if not os.path.exists(g):
+                log("note: %s absent (%s)" % (name, g))
+                continue
+            for text_name, path, text in texts:
+                out = subprocess.run([a.llama_python, script, g, path], capture_output=True,
+                                     text=True, check=True)
+                ref = json.loads(out.stdout)
+                mine, err = lmpress_ids(a.lmpress, ["--model", g], path)
+                results.append(compare(name + " vs llama.cpp", text_name, mine, ref, err, text))
+    else:
+        log("note: no llama-cpp-python (%s): tokenizer.ggml.pre names not checked"
+            % a.llama_python)
 
     tok512 = os.path.join(a.stories, "tok512.bin")
     if os.path.exists(tok512):
