@@ -253,7 +253,8 @@ static enum lmp_status pre_from_json(struct tok_pipe *p, const cJSON *o, int dep
     }
     if (strcmp(type, "ByteLevel") == 0) {
         bool prefix = false, use_regex = false;
-        if ((st = get_bool(o, "add_prefix_space", true, &prefix, name, type, err)) != LMP_OK ||
+        /* tokenizers requires add_prefix_space; absent, it is false as in the scanner path */
+        if ((st = get_bool(o, "add_prefix_space", false, &prefix, name, type, err)) != LMP_OK ||
             (st = get_bool(o, "use_regex", true, &use_regex, name, type, err)) != LMP_OK)
             return st;
         *byte_level = true;
@@ -461,7 +462,7 @@ static enum lmp_status find_spans(struct runner *r, const pcre2_code *re, const 
         if (rc < 0) return LMP_EINVAL;
         PCRE2_SIZE *ov = pcre2_get_ovector_pointer(r->md);
         size_t      a = ov[0], b = ov[1];
-        if (b < a) return LMP_EINVAL; /* \K games */
+        if (b < a || a < prev) return LMP_EINVAL; /* \K games */
         if (prev != a && !spans_push(out, base + prev, base + a, false)) return LMP_ENOMEM;
         if (!spans_push(out, base + a, base + b, true)) return LMP_ENOMEM;
         prev = b;
