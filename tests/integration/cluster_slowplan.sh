@@ -73,7 +73,9 @@ wait "$POLL"
 grep -q "finalizing" c.log || bad "no finalize logged"
 grep -q " queued$" st1.txt || bad "status never showed the job queued: $(sort -u -k2 st1.txt | head)"
 [ "$(slowest st1.txt)" -lt 1000 ] || bad "status took $(slowest st1.txt) ms (plan/finalize)"
-[ "$(wc -l < st1.txt)" -ge 20 ] || bad "only $(wc -l < st1.txt) status answers in the job"
+# the job spans more than 10 s of fault sleeps; a poll (status, its JSON read, 0.25 s) takes
+# 0.4-0.8 s on a loaded 2-core machine: at least 10 answers show status answered all along
+[ "$(wc -l < st1.txt)" -ge 10 ] || bad "only $(wc -l < st1.txt) status answers in the job"
 same_layers a.h5 ref_ind.h5 || bad "slow plan: the artifact differs from lmpress compress"
 
 # 2. slow read-back of the committed blocks (sequential)
