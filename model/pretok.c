@@ -21,7 +21,8 @@ static const char gpt2_re[] =
     "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+";
 /* The White_Space property (Rust's char::is_whitespace), for WhitespaceSplit */
 #define WHITE_SPACE                                                                                \
-    "\\t\\n\\x{0B}\\f\\r \\x{85}\\x{A0}\\x{1680}\\x{2000}-\\x{200A}\\x{2028}\\x{2029}\\x{202F}"    \
+    "\\t\\n\\x{0B}\\f\\r\\x{20}\\x{85}\\x{A0}\\x{1680}\\x{2000}-\\x{200A}\\x{2028}\\x{2029}\\x{"   \
+    "202F}"                                                                                        \
     "\\x{205F}\\x{3000}"
 static const char white_space_re[] = "[" WHITE_SPACE "]";
 /* Whitespace keeps \w+|[^\w\s]+ with Unicode's \w (UTS #18, as Oniguruma and Rust's regex
@@ -104,6 +105,60 @@ static bool valid_utf8(const char *s, size_t n) {
     return true;
 }
 
+/* PCRE2's UCP \s is \p{Z}, \h and \v, so it matches U+180E; the \s of Oniguruma (the
+ * tokenizers library), of llama.cpp and of the scanners is the White_Space property. Rewrite
+ * \s and \S as White_Space classes (inside a class, \s becomes the members; \S there is left
+ * to PCRE2). Returns a malloc'ed pattern of *n bytes, or NULL on out-of-memory. */
+static char *rewrite_space(const char *pat, size_t len, size_t *n) {
+    static const char ws[] = WHITE_SPACE;
+    size_t            cap = len + 1, w = 0;
+    for (size_t i = 0; i + 1 < len; i++)
+        if (pat[i] == '\\') cap += sizeof(ws) + 3, i++;
+    char *o = malloc(cap);
+    if (o == NULL) return NULL;
+#define PUT(str, k) (memcpy(o + w, (str), (k)), w += (k))
+    bool in_class = false;
+    for (size_t i = 0; i < len;) {
+        char c = pat[i];
+        if (c == '\\' && i + 1 < len) {
+            char d = pat[i + 1];
+            if (d == 's') {
+                if (!in_class) PUT("[", 1);
+                PUT(ws, sizeof(ws) - 1);
+                if (!in_class) PUT("]", 1);
+            } else if (d == 'S' && !in_class) {
+                PUT("[^", 2);
+                PUT(ws, sizeof(ws) - 1);
+                PUT("]", 1);
+            } else {
+                PUT(pat + i, 2);
+            }
+            i += 2;
+            continue;
+        }
+        if (!in_class && c == '[') { /* "[]" and "[^]" start with a literal ']' */
+            in_class = true;
+            PUT(pat + i++, 1);
+            if (i < len && pat[i] == '^') PUT(pat + i++, 1);
+            if (i < len && pat[i] == ']') PUT(pat + i++, 1);
+            continue;
+        }
+        if (in_class && c == '[' && i + 1 < len && pat[i + 1] == ':') { /* [:alpha:] */
+            const char *e = strstr(pat + i + 2, ":]");
+            size_t      k = e && (size_t)(e - pat) + 2 <= len ? (size_t)(e - pat) + 2 - i : 1;
+            PUT(pat + i, k);
+            i += k;
+            continue;
+        }
+        if (in_class && c == ']') in_class = false;
+        PUT(pat + i++, 1);
+    }
+#undef PUT
+    o[w] = '\0';
+    *n   = w;
+    return o;
+}
+
 /* Compile pattern (a regex, or a literal when literal) once; *out NULL for an empty
  * literal. */
 static enum lmp_status compile(const char *pat, size_t len, bool literal, const char *name,
@@ -112,10 +167,21 @@ static enum lmp_status compile(const char *pat, size_t len, bool literal, const 
     if (literal && len == 0) return LMP_OK;
     if (!valid_utf8(pat, len))
         return lmp_err_set(err, LMP_EFORMAT, "'%s': %s pattern is not valid UTF-8", name, what);
-    int         ec;
-    PCRE2_SIZE  eo;
-    uint32_t    opt = PCRE2_UTF | (literal ? PCRE2_LITERAL : PCRE2_UCP);
-    pcre2_code *re  = pcre2_compile((PCRE2_SPTR)pat, len, opt, &ec, &eo, NULL);
+    int        ec;
+    PCRE2_SIZE eo;
+    uint32_t   opt = PCRE2_UTF | (literal ? PCRE2_LITERAL : PCRE2_UCP);
+    size_t     n   = len;
+    char      *rw  = literal ? NULL : rewrite_space(pat, len, &n);
+    if (!literal && rw == NULL) return lmp_err_set(err, LMP_ENOMEM, "'%s': out of memory", name);
+    pcre2_code *re = pcre2_compile((PCRE2_SPTR)(rw ? rw : pat), n, opt, &ec, &eo, NULL);
+    free(rw);
+    if (re == NULL && !literal) { /* the message and offset of the pattern as written */
+        int         ec2;
+        PCRE2_SIZE  eo2;
+        pcre2_code *o = pcre2_compile((PCRE2_SPTR)pat, len, opt, &ec2, &eo2, NULL);
+        if (o == NULL) ec = ec2, eo = eo2;
+        pcre2_code_free(o);
+    }
     if (re == NULL) {
         PCRE2_UCHAR msg[120];
         pcre2_get_error_message(ec, msg, sizeof(msg));

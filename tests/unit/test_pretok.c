@@ -78,6 +78,21 @@ static void test_split_behaviors(void) {
                 "{\"type\":\"Split\",\"pattern\":{\"String\":\"\"},\"behavior\":\"Isolated\"}",
                 "ab c", "[ab c]");
     check_split(NULL, SPLIT_STR("Isolated", "false"), "", "");
+    /* \s and \S are White_Space (as Oniguruma's), not PCRE2's UCP \s with U+180E */
+    check_split(NULL,
+                "{\"type\":\"Split\",\"pattern\":{\"Regex\":\"\\\\s+\"},\"behavior\":\"Removed\"}",
+                "a\xE1\xA0\x8E"
+                "b c\xC2\x85"
+                "d",
+                "[a\xE1\xA0\x8E"
+                "b][c][d]");
+    check_split(NULL,
+                "{\"type\":\"Split\",\"pattern\":{\"Regex\":\"[^\\\\s]+|\\\\S\"},"
+                "\"behavior\":\"Removed\",\"invert\":true}",
+                "a\xE1\xA0\x8E"
+                "b c",
+                "[a\xE1\xA0\x8E"
+                "b][c]");
     /* a regex that can match empty: empty matches are dropped, the rest kept */
     check_split(NULL,
                 "{\"type\":\"Split\",\"pattern\":{\"Regex\":\"x*\"},\"behavior\":\"Isolated\"}",
@@ -327,7 +342,8 @@ static const char edge_text[] =
     "a\xC2\xA0\xC2\xA0"
     "b \xE3\x80\x80 end   \n   !!!?? ...\n\n x' ' '' 'x '1 ' "
     "\xD9\xA3\xD9\xA4 \xE2\x85\xA0\xE2\x85\xA1 \xC2\xBD x\xCC\x81y \xF0\x9F\x98\x80\xF0\x9F"
-    "\x98\x80 \xF0\x9F\x91\x8D\xF0\x9F\x8F\xBD  ";
+    "\x98\x80 \xF0\x9F\x91\x8D\xF0\x9F\x8F\xBD  \xE1\xA0\x8E x\xE1\xA0\x8E\xE1\xA0\x8E \x1C\x1C "
+    "\xC2\x85\xC2\x85x \xE2\x80\x8B \x0B\x0C";
 
 static void test_scanners_match_pcre2(void) {
     static const enum tok_pretok kinds[] = {TOK_PRETOK_GPT2, TOK_PRETOK_SMOLLM, TOK_PRETOK_LLAMA3,
