@@ -82,7 +82,7 @@ start_coord c2.log --state st
 PORT=${EP##*:}
 start_worker w3 LMP_FAULT_ROUND_SLEEP_MS=600
 start_worker w4 LMP_FAULT_ROUND_SLEEP_MS=600
-LMPRESS_RECONNECT_MS=60000 timeout 300 "$LMPRESS" tune "${TUNE[@]}" --out s.h5 --connect "$EP" \
+LMPRESS_RECONNECT_MS=60000 timeout 600 "$LMPRESS" tune "${TUNE[@]}" --out s.h5 --connect "$EP" \
     --wait --replicas 2 > s.out 2> s.err &
 SUB=$!
 PIDS+=("$SUB")
