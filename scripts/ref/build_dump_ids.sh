@@ -16,5 +16,5 @@ fi
 mkdir -p "$cache/tools"
 cc -O2 -std=c11 -march=native -I"$here" -I"$b" "$here/scripts/ref/dump_ids.c" \
     "$b/model/liblmp_model.a" "$b/kernels/liblmp_kernels.a" "$b/base/liblmp_base.a" \
-    -lopenblas -lcjson -lm -lpthread -fopenmp -o "$cache/tools/dump_ids"
+    -lopenblas -lcjson -lpcre2-8 -lutf8proc -lm -lpthread -fopenmp -o "$cache/tools/dump_ids"
 echo "$cache/tools/dump_ids"
