@@ -2,9 +2,10 @@
 """lmpress's token ids against the Hugging Face tokenizers library, text by text.
 
 For every tokenizer at hand, `lmpress tokenize` and the reference encode the same texts
-(WikiText-2 test, and tests/data/multilingual.txt: CJK, Arabic, Hebrew, emoji with ZWJ
-sequences, combining marks, digits of several scripts, whitespace runs, CRLF) and the ids are
-compared one by one:
+(WikiText-2 test; tests/data/multilingual.txt: CJK, Arabic, Hebrew, emoji with ZWJ sequences,
+combining marks, digits of several scripts, whitespace runs, CRLF; and a seeded random text of
+about 64 KB drawn from edge cases: contractions, exotic spaces such as U+180E, U+0085 and U+1C,
+case-mapping oddities, digits, punctuation) and the ids are compared one by one:
 
   * SmolLM2 GGUF (tokenizer.ggml.pre = "smollm"): transformers converts the GGUF's vocabulary
     and merges into a tokenizer.json (AutoTokenizer.from_pretrained(dir, gguf_file=...),
@@ -103,6 +104,28 @@ VARIANTS = [
      seq({"type": "WhitespaceSplit"}, split("\\p{L}+", "Isolated", invert=True),
          byte_level(regex=False)), "pcre2"),
 ]
+
+
+def random_text(path, seed=13, size=40000):
+    import random
+    rng = random.Random(seed)
+    pool = list("aeiouxyzAEXZ  \t\n\r0123456789'\u2019.,!?;:-_()[]{}<>\"/\\@#$%^&*+=|~`") + [
+        "  ", "   ", "\n\n", "\r\n", "\u00a0", "\u3000", "\u2003", "\u0301", "\u0308", "\u00e9",
+        "\u00df", "\u0130", "\u0131", "\u03a3", "\u03c2", "\u65e5\u672c", "\u4e2d\u6587",
+        "\ud55c\uad6d", "\u0645\u0631\u062d\u0628\u0627", "\u05e9\u05dc\u05d5\u05dd",
+        "\u041f\u0440\u0438\u0432\u0435\u0442", "\U0001F600", "\U0001F44D\U0001F3FD",
+        "\U0001F469\u200d\U0001F469\u200d\U0001F467", "\U0001F1EB\U0001F1F7", "\u0663\u0664",
+        "\u096a\u0968", "\u00bd", "\u00b2", "\u216b", "\ufb01", "\u2026", "\u3002", "\uff0c",
+        "\u3001", "'s", "'S", "'ll", "'LL", "'re", "'ve", "'d", "'m", "'t", "\u200d", "\u200b",
+        "\u180e", "\u0085", "\x0b", "\x0c", "\x1c", "\u01c4", "\u01c5", "x\u00b2", "H\u2082O",
+        "\u22125", "\u1e9e", "\ufb03", "\u0345", "\u2126", "A\u030a"]
+    out, n = [], 0
+    while n < size:
+        w = "".join(rng.choice(pool) for _ in range(rng.randint(1, 8)))
+        out.append(w)
+        n += len(w)
+    with open(path, "w", encoding="utf-8", newline="") as f:
+        f.write("".join(out))
 
 
 def log(*a):
@@ -204,8 +227,12 @@ def main():
     from tokenizers import Tokenizer
 
     work = a.work or tempfile.mkdtemp(prefix="lmp_tok_")
+    os.makedirs(work, exist_ok=True)
     texts = []
-    for name, path in (("wikitext-2", a.wikitext), ("multilingual", a.multilingual)):
+    random_path = os.path.join(work, "random.txt")
+    random_text(random_path)
+    for name, path in (("wikitext-2", a.wikitext), ("multilingual", a.multilingual),
+                       ("random", random_path)):
         if os.path.exists(path):
             with open(path, encoding="utf-8", newline="") as f:  # keep CR as it is
                 texts.append((name, path, f.read()))
