@@ -125,6 +125,11 @@ static bool same_cfg(const struct lmp_config *a, const struct lmp_config *b) {
            a->tied_embeddings == b->tied_embeddings && a->qkv_bias == b->qkv_bias;
 }
 
+/* The first of the L blocks of stage k of S (stage k owns [lo(k), lo(k + 1))). */
+static int32_t stage_lo(int32_t L, int k, int S) {
+    return (int32_t)((int64_t)L * k / S);
+}
+
 enum lmp_status lmp_tune_new(struct lmp_model_weights       *student,
                              const struct lmp_model_weights *teacher,
                              const struct lmp_tune_linear *lins, int n_lins, const int32_t *tokens,
@@ -197,9 +202,9 @@ enum lmp_status lmp_tune_new(struct lmp_model_weights       *student,
     t->dw        = calloc((size_t)(n_lins > 0 ? n_lins : 1), sizeof(*t->dw));
     t->dparams   = calloc((size_t)np + 1, sizeof(*t->dparams));
     t->micro     = malloc((size_t)(o.micro_seqs * seq_len) * sizeof(int32_t));
-    t->s0        = q ? (int32_t)((int64_t)cfg->n_layers * q->stage / q->n_stages) : 0;
-    t->s1    = q ? (int32_t)((int64_t)cfg->n_layers * (q->stage + 1) / q->n_stages) : cfg->n_layers;
-    t->first = first;
+    t->s0        = q ? stage_lo(cfg->n_layers, q->stage, q->n_stages) : 0;
+    t->s1        = q ? stage_lo(cfg->n_layers, q->stage + 1, q->n_stages) : cfg->n_layers;
+    t->first     = first;
     if (t->s1 == cfg->n_layers) /* the last stage computes the loss */
         t->teacher_logits =
             malloc((size_t)(o.micro_seqs * seq_len) * (size_t)cfg->vocab_size * sizeof(float));
@@ -294,11 +299,6 @@ static enum lmp_status micro_batch(struct lmp_tune *t, int64_t n, const struct l
 
 /* ---- pipeline stages ------------------------------------------------------------------ */
 
-/* The blocks [lo, hi) of stage k. */
-static int32_t stage_lo(const struct lmp_tune *t, int k) {
-    return (int32_t)((int64_t)t->student->cfg.n_layers * k / t->o.pipe->n_stages);
-}
-
 static bool collective(const struct lmp_tune *t) {
     return t->o.pipe->send == NULL;
 }
@@ -368,7 +368,7 @@ static enum lmp_status stage_micro_batch(struct lmp_tune *t, int64_t n, bool hav
     for (int k = S - 1; k >= 0; k--) {
         if (q->stage == k && k < S - 1 && have)
             lmp_model_grad_backward_stage(t->mg, &t->student->params, t->xin, g);
-        if (k > 0 && stage_lo(t, k) > t->first &&
+        if (k > 0 && stage_lo(t->student->cfg.n_layers, k, S) > t->first &&
             (st = move(t, k, k - 1, lmp_model_grad_stage_dx(t->mg), t->xin, bytes, have, err)))
             return st;
     }
