@@ -419,6 +419,27 @@ static void test_two_ranks_equal_one_process(void) {
 }
 
 /* S stages x R replicas on S R threads, 4 steps: the same bits as one process. */
+/* Rank k of S stages x (n / S) replicas on world w, its student tuned with options o
+ * (comm and pipe its own; collective transfers with coll); stop0: stage 0 asks to stop. */
+static void rank_init(struct rank_ctx *r, struct fake_world *w, int k, int n, int S, bool coll,
+                      const struct lmp_tune_opts *o, bool stop0) {
+    *r      = (struct rank_ctx){.w = w, .rank = k, .n_steps = 4};
+    r->comm = (struct lmp_tune_comm){k, n, r, sum_i64, sum_f64};
+    r->pipe = (struct lmp_tune_pipe){.stage      = k % S,
+                                     .n_stages   = S,
+                                     .replica    = k / S,
+                                     .n_replicas = n / S,
+                                     .ctx        = r,
+                                     .send       = coll ? NULL : pipe_send,
+                                     .recv       = coll ? NULL : pipe_recv};
+    atomic_init(&r->stop, stop0 && k % S == 0);
+    struct lmp_tune_opts ok = *o;
+    ok.comm                 = &r->comm;
+    ok.pipe                 = &r->pipe;
+    ok.cancel               = &r->stop;
+    student_init(&r->s, &ok);
+}
+
 static void pipeline_case(int S, int R, int lin0, bool coll, int batch) {
     g_lin0                 = lin0;
     struct lmp_tune_opts o = opts();
@@ -436,21 +457,7 @@ static void pipeline_case(int S, int R, int lin0, bool coll, int batch) {
     world_init(&w, n, S);
     struct rank_ctx *r = calloc((size_t)n, sizeof(*r));
     pthread_t        th[MAX_RANKS];
-    for (int k = 0; k < n; k++) {
-        r[k]                    = (struct rank_ctx){.w = &w, .rank = k, .n_steps = 4};
-        r[k].comm               = (struct lmp_tune_comm){k, n, &r[k], sum_i64, sum_f64};
-        r[k].pipe               = (struct lmp_tune_pipe){.stage      = k % S,
-                                                         .n_stages   = S,
-                                                         .replica    = k / S,
-                                                         .n_replicas = R,
-                                                         .ctx        = &r[k],
-                                                         .send       = pipe_send,
-                                                         .recv       = pipe_recv};
-        struct lmp_tune_opts ok = o;
-        ok.comm                 = &r[k].comm;
-        ok.pipe                 = &r[k].pipe;
-        student_init(&r[k].s, &ok);
-    }
+    for (int k = 0; k < n; k++) rank_init(&r[k], &w, k, n, S, coll, &o, false);
     for (int k = 0; k < n; k++) pthread_create(&th[k], NULL, rank_main, &r[k]);
     for (int k = 0; k < n; k++) pthread_join(th[k], NULL);
     for (int k = 0; k < n; k++) {
@@ -495,18 +502,7 @@ static void pipeline_stop(bool coll) {
     world_init(&w, 2, 2);
     struct rank_ctx r[2];
     pthread_t       th[2];
-    for (int k = 0; k < 2; k++) {
-        r[k]      = (struct rank_ctx){.w = &w, .rank = k};
-        r[k].comm = (struct lmp_tune_comm){k, 2, &r[k], sum_i64, sum_f64};
-        r[k].pipe = (struct lmp_tune_pipe){
-            k, 2, 0, 1, &r[k], coll ? NULL : pipe_send, coll ? NULL : pipe_recv};
-        atomic_init(&r[k].stop, k == 0);
-        struct lmp_tune_opts ok = o;
-        ok.comm                 = &r[k].comm;
-        ok.pipe                 = &r[k].pipe;
-        ok.cancel               = &r[k].stop;
-        student_init(&r[k].s, &ok);
-    }
+    for (int k = 0; k < 2; k++) rank_init(&r[k], &w, k, 2, 2, coll, &o, true);
     for (int k = 0; k < 2; k++) pthread_create(&th[k], NULL, stop_main, &r[k]);
     for (int k = 0; k < 2; k++) pthread_join(th[k], NULL);
     for (int k = 0; k < 2; k++) {
