@@ -46,7 +46,8 @@ void lmp_tensor_rows_f32(const struct lmp_tensor *t, int64_t row0, int64_t n_row
         fn((int)t->dtype, (const uint8_t *)t->data + (row0 + r) * row_bytes, dst + r * cols, cols);
 }
 
-static const char *const arch_names[LMP_ARCH_COUNT] = {"llama", "mistral", "qwen2", "gemma3"};
+static const char *const arch_names[LMP_ARCH_COUNT] = {"llama",  "mistral", "qwen2",
+                                                       "gemma3", "qwen3",   "phi3"};
 const char              *lmp_arch_name(enum lmp_arch a) {
                  return (unsigned)a < LMP_ARCH_COUNT ? arch_names[a] : "?";
 }
@@ -105,6 +106,7 @@ void lmp_model_close(struct lmp_model **mp) {
     if (m->src_close) m->src_close(m->src);
     free(m->blocks);
     free(m->tensors);
+    free(m->views);
     free(m->path);
     free(m);
     *mp = NULL;
@@ -136,6 +138,44 @@ static enum lmp_status want_shape(const struct lmp_model *m, const struct lmp_te
         return lmp_err_set(err, LMP_EFORMAT,
                            "'%s': tensor '%s' has shape (%s), expected (%lld, %lld)", m->path,
                            t->name, got, (long long)d0, (long long)d1);
+    }
+    return LMP_OK;
+}
+
+enum lmp_status lmp_model_split_rows(struct lmp_model *m, const struct lmp_tensor *t, int64_t n_in,
+                                     int n_parts, const int64_t *rows,
+                                     const struct lmp_tensor **const *out, struct lmp_err *err) {
+    int64_t total = 0; /* the config is not range-checked yet: no sum may overflow */
+    for (int i = 0; i < n_parts; i++) {
+        if (rows[i] <= 0 || rows[i] > (INT64_C(1) << 40))
+            return lmp_err_set(err, LMP_EFORMAT, "'%s': tensor '%s': part %d has %lld rows",
+                               m->path, t->name, i, (long long)rows[i]);
+        total += rows[i];
+    }
+    enum lmp_status st = want_shape(m, t, t->name, 2, total, n_in, err);
+    if (st != LMP_OK) return st;
+    /* rows of every dtype are whole blocks (lmp_tensor_expected_bytes), stored in order */
+    const int64_t row_bytes = lmp_tensor_expected_bytes(t->dtype, 1, &t->shape[1]);
+    if (row_bytes <= 0 || (uint64_t)(row_bytes * total) != t->nbytes)
+        return lmp_err_set(err, LMP_EFORMAT, "'%s': tensor '%s' has %llu bytes for %lld rows",
+                           m->path, t->name, (unsigned long long)t->nbytes, (long long)total);
+    const int64_t cap = (int64_t)m->cfg.n_layers * LMP_LIN_COUNT;
+    if (m->views == NULL && (m->views = calloc((size_t)cap, sizeof(*m->views))) == NULL)
+        return lmp_err_set(err, LMP_ENOMEM, "'%s': out of memory", m->path);
+    if (m->n_views + n_parts > cap)
+        return lmp_err_set(err, LMP_EFORMAT, "'%s': more than %lld split tensors", m->path,
+                           (long long)cap);
+    int64_t row0 = 0;
+    for (int i = 0; i < n_parts; i++) {
+        struct lmp_tensor *v = &m->views[m->n_views++];
+        *v                   = *t;
+        snprintf(v->name, sizeof(v->name), "%.120s[%lld:%lld]", t->name, (long long)row0,
+                 (long long)(row0 + rows[i]));
+        v->shape[0] = rows[i];
+        v->data     = (const uint8_t *)t->data + row0 * row_bytes;
+        v->nbytes   = (uint64_t)(rows[i] * row_bytes);
+        *out[i]     = v;
+        row0 += rows[i];
     }
     return LMP_OK;
 }
@@ -339,8 +379,10 @@ enum lmp_status lmp_model_check_trainable(const struct lmp_model *m, const char 
                                           struct lmp_err *err) {
     const struct lmp_config *c   = &m->cfg;
     const char              *has = NULL;
-    if (c->arch == LMP_ARCH_GEMMA3 || c->qk_norm || c->post_norms)
+    if (c->arch == LMP_ARCH_GEMMA3 || c->post_norms)
         has = "Gemma's q/k and post norms";
+    else if (c->qk_norm)
+        has = "per-head q/k norms, which the block backward lacks";
     else if (c->ffn_act != LMP_ACT_SILU)
         has = "a GELU FFN";
     else if (c->embed_scale != 0 && c->embed_scale != 1)

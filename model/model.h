@@ -49,7 +49,15 @@ int64_t lmp_tensor_expected_bytes(enum lmp_dtype dtype, int n_dims, const int64_
  * The caller guarantees the range is inside the tensor (asserted). Thread-safe. */
 void lmp_tensor_rows_f32(const struct lmp_tensor *t, int64_t row0, int64_t n_rows, float *dst);
 
-enum lmp_arch { LMP_ARCH_LLAMA, LMP_ARCH_MISTRAL, LMP_ARCH_QWEN2, LMP_ARCH_GEMMA3, LMP_ARCH_COUNT };
+enum lmp_arch {
+    LMP_ARCH_LLAMA,
+    LMP_ARCH_MISTRAL,
+    LMP_ARCH_QWEN2,
+    LMP_ARCH_GEMMA3,
+    LMP_ARCH_QWEN3, /* Qwen2 without biases, with per-head q/k norms */
+    LMP_ARCH_PHI3,  /* fused qkv and gate_up in the files, split on read */
+    LMP_ARCH_COUNT
+};
 enum lmp_format { LMP_FORMAT_GGUF, LMP_FORMAT_HF, LMP_FORMAT_LLAMA2C };
 enum lmp_rope {
     LMP_ROPE_INTERLEAVED, /* rotate pairs (2i, 2i+1): llama2.c, GGUF llama */
@@ -70,7 +78,8 @@ enum lmp_act {
     LMP_ACT_GELU_TANH, /* GeGLU with the tanh approximation of GELU: gemma */
 };
 
-const char *lmp_arch_name(enum lmp_arch a);     /* "llama", "mistral", "qwen2", "gemma3" */
+/* "llama", "mistral", "qwen2", "gemma3", "qwen3", "phi3" (GGUF's general.architecture) */
+const char *lmp_arch_name(enum lmp_arch a);
 const char *lmp_format_name(enum lmp_format f); /* "gguf", "hf", "llama2c" */
 
 struct lmp_config {
@@ -90,7 +99,7 @@ struct lmp_config {
     bool            tied_embeddings; /* output == tok_emb */
     bool            qkv_bias;        /* q/k/v have biases (Qwen2) */
     int32_t sliding_window; /* keys per query of a local layer (itself included); 0 = none */
-    int32_t swa_pattern;    /* 0: sliding_window is not applied (Mistral, Qwen2); n > 0:
+    int32_t swa_pattern;    /* 0: sliding_window is not applied (Mistral, Qwen2, Phi-3); n > 0:
                                block b is local iff (b + 1) % n != 0 (Gemma 3: 6) */
     float rope_theta_local; /* RoPE base of local layers (unscaled); 0 = rope_theta */
     /* RoPE variants (the global layers' frequencies; see model/rope.h) */
@@ -109,7 +118,7 @@ struct lmp_config {
     enum lmp_act ffn_act;
     float embed_scale; /* token embeddings are multiplied by this; 0 = 1 (Gemma: sqrt(dim)) */
     float attn_scale;  /* scores = q k^T * attn_scale; 0 = 1 / sqrt(head_dim) */
-    bool  qk_norm;     /* per-head RMSNorm of q and k before RoPE (set from the tensors) */
+    bool  qk_norm;     /* per-head q and k RMSNorm before RoPE (Gemma 3, Qwen3; tensors) */
     bool  post_norms;  /* RMSNorm of the attention and FFN outputs before the residual
                           adds (set from the tensors) */
 };
@@ -162,7 +171,7 @@ struct lmp_linear {
 struct lmp_block {
     const struct lmp_tensor *attn_norm; /* (dim) */
     const struct lmp_tensor *ffn_norm;  /* (dim) */
-    /* Gemma 3, NULL elsewhere (all four or none) */
+    /* Gemma 3 and Qwen3 (q/k), Gemma 3 (post); NULL elsewhere (each pair both or none) */
     const struct lmp_tensor *q_norm;         /* (head_dim) */
     const struct lmp_tensor *k_norm;         /* (head_dim) */
     const struct lmp_tensor *post_attn_norm; /* (dim) applied to the attention output */
@@ -181,6 +190,8 @@ struct lmp_model {
     struct lmp_block        *blocks;   /* (n_layers) */
     struct lmp_tensor       *tensors;  /* every tensor the reader found */
     int64_t                  n_tensors;
+    struct lmp_tensor       *views; /* lmp_model_split_rows parts, or NULL */
+    int64_t                  n_views;
     const struct lmp_gguf   *gguf; /* the GGUF file (tokenizer, metadata) or NULL */
     void                    *src;  /* reader state (maps), released by src_close */
     void (*src_close)(void *src);
@@ -217,6 +228,16 @@ const struct lmp_tensor *lmp_model_find_tensor(const struct lmp_model *m, const 
 
 /* Allocate a model with n_layers blocks (zeroed). NULL on out-of-memory. */
 struct lmp_model *lmp_model_alloc(int32_t n_layers);
+
+/* A fused weight split on read (Phi-3's qkv and gate_up): t must be a 2-D tensor of
+ * (rows[0] + ... + rows[n_parts - 1], n_in); part i, the next rows[i] rows, becomes a tensor
+ * of its own, *out[i], pointing into t's data and owned by m (in m->views, at most
+ * n_layers * LMP_LIN_COUNT in all), named as t with its row range appended
+ * ("blk.0.attn_qkv.weight[0:3072]"). RET LMP_OK, LMP_EFORMAT (t has another shape: err
+ * names the model, t and the shape expected) or LMP_ENOMEM. */
+enum lmp_status lmp_model_split_rows(struct lmp_model *m, const struct lmp_tensor *t, int64_t n_in,
+                                     int n_parts, const int64_t *rows,
+                                     const struct lmp_tensor **const *out, struct lmp_err *err);
 
 /* Fill every block's linear names, kinds, inputs and shapes from cfg and check that
  * every tensor the readers attached has the shape cfg implies and that required ones

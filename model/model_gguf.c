@@ -1,10 +1,24 @@
-/*  model_gguf - struct lmp_model from a GGUF file (llama, mistral, qwen2, gemma3)
+/*  model_gguf - struct lmp_model from a GGUF file (llama, mistral, qwen2, gemma3, qwen3, phi3)
  *
  *  The config comes from the "<arch>.*" keys that llama.cpp writes, the tensors from
  *  llama.cpp's names (token_embd, output_norm, output, blk.N.attn_q, ...). llama.cpp's
  *  converter permutes the Q and K rows of llama and mistral checkpoints so that RoPE
- *  rotates adjacent pairs (LMP_ROPE_INTERLEAVED); qwen2 keeps the Hugging Face order
- *  and rotates the two halves of each head (LMP_ROPE_HALF).
+ *  rotates adjacent pairs (LMP_ROPE_INTERLEAVED); qwen2, qwen3, phi3 and gemma3 keep the
+ *  Hugging Face order and rotate the two halves of each head (LMP_ROPE_HALF, llama.cpp's
+ *  NEOX).
+ *
+ *  qwen3: qwen2 without biases, with a per-head RMSNorm of q and k before RoPE
+ *  (attn_q_norm, attn_k_norm: head_dim weights, the block's epsilon).
+ *
+ *  phi3: q, k and v fused in attn_qkv (rows q, then k, then v) and gate and up fused in
+ *  ffn_up (2 * feed_forward_length rows: gate, then up), as llama.cpp's phi3 graph splits
+ *  them; both are split on read into the seven linears of the llama block (row views into
+ *  the map, lmp_model_split_rows), so every stage, compression included, sees a llama
+ *  block. Separate attn_q/attn_k/attn_v (which llama.cpp also accepts) are read as such.
+ *  attention.sliding_window is recorded and not applied, as llama.cpp does for phi3
+ *  (only contexts beyond the window, 2047 tokens for Phi-3-mini, differ from Hugging
+ *  Face's). LongRoPE (rope_factors_long / rope_factors_short tensors: Phi-3 128k,
+ *  Phi-3.5, Phi-4-mini) is refused.
  *
  *  gemma3 (llama.cpp's Gemma 3 graph): NEOX RoPE (LMP_ROPE_HALF), GeGLU, q/k norms and
  *  post-attention/post-FFN norms (attn_q_norm, attn_k_norm, post_attention_norm,
@@ -229,6 +243,39 @@ static enum lmp_status read_config(struct lmp_config *c, const struct lmp_gguf *
     return read_rope(c, g, arch, err);
 }
 
+/* Phi-3's fused tensors of block b split into its linears: attn_qkv where present (else
+ * the separate attn_q/k/v are read as usual), ffn_up always (gate rows, then up rows). */
+static enum lmp_status read_phi3_fused(struct lmp_model *m, const struct lmp_gguf *g, int32_t b,
+                                       bool *split_qkv, bool *split_ffn, struct lmp_err *err) {
+    const struct lmp_config *c   = &m->cfg;
+    struct lmp_block        *blk = &m->blocks[b];
+    char                     name[LMP_NAME_MAX];
+    enum lmp_status          st;
+    snprintf(name, sizeof(name), "blk.%d.attn_qkv.weight", b);
+    const struct lmp_tensor *qkv = tensor(m, g, name);
+    if (qkv != NULL) {
+        const int64_t                   rows[3] = {(int64_t)c->n_heads * c->head_dim,
+                                                   (int64_t)c->n_kv_heads * c->head_dim,
+                                                   (int64_t)c->n_kv_heads * c->head_dim};
+        const struct lmp_tensor **const out[3]  = {
+             &blk->lin[LMP_LIN_Q].weight, &blk->lin[LMP_LIN_K].weight, &blk->lin[LMP_LIN_V].weight};
+        snprintf(name, sizeof(name), "blk.%d.attn_qkv.bias", b);
+        if (tensor(m, g, name) != NULL)
+            return lmp_err_set(err, LMP_EUNSUP, "'%s': bias '%s' is not supported", m->path, name);
+        if ((st = lmp_model_split_rows(m, qkv, c->dim, 3, rows, out, err))) return st;
+        *split_qkv = true;
+    }
+    snprintf(name, sizeof(name), "blk.%d.ffn_up.weight", b);
+    const struct lmp_tensor *gate_up = NULL;
+    if ((st = required(m, g, name, &gate_up, err))) return st;
+    const int64_t                   rows[2] = {c->hidden_dim, c->hidden_dim};
+    const struct lmp_tensor **const out[2]  = {&blk->lin[LMP_LIN_GATE].weight,
+                                               &blk->lin[LMP_LIN_UP].weight};
+    if ((st = lmp_model_split_rows(m, gate_up, c->dim, 2, rows, out, err))) return st;
+    *split_ffn = true;
+    return LMP_OK;
+}
+
 enum lmp_status lmp_model_open_gguf(const char *path, struct lmp_model **out, struct lmp_err *err) {
     *out                = NULL;
     struct lmp_gguf  *g = NULL;
@@ -250,7 +297,7 @@ enum lmp_status lmp_model_open_gguf(const char *path, struct lmp_model **out, st
         char q[80]; /* file text: escaped (control bytes), cut */
         st = lmp_err_set(err, LMP_EUNSUP,
                          "'%s': architecture '%s' is not supported "
-                         "(llama, mistral, qwen2, gemma3)",
+                         "(llama, mistral, qwen2, gemma3, qwen3, phi3)",
                          path, lmp_str_escape_n(q, sizeof(q), a.s, a.len));
         goto fail;
     }
@@ -265,9 +312,19 @@ enum lmp_status lmp_model_open_gguf(const char *path, struct lmp_model **out, st
     struct lmp_config *c = &m->cfg;
     c->arch              = arch_id;
     c->format            = LMP_FORMAT_GGUF;
-    c->rope              = arch_id == LMP_ARCH_QWEN2 || arch_id == LMP_ARCH_GEMMA3 ? LMP_ROPE_HALF
-                                                                                   : LMP_ROPE_INTERLEAVED;
+    c->rope = arch_id == LMP_ARCH_LLAMA || arch_id == LMP_ARCH_MISTRAL ? LMP_ROPE_INTERLEAVED
+                                                                       : LMP_ROPE_HALF;
     if ((st = read_config(c, g, arch, err))) goto fail;
+    static const char *const longrope[2] = {"rope_factors_long.weight",
+                                            "rope_factors_short.weight"};
+    for (int i = 0; i < 2; i++)
+        if (lmp_gguf_find_tensor(g, longrope[i]) != NULL) {
+            st = lmp_err_set(err, LMP_EUNSUP,
+                             "'%s': LongRoPE scaling (tensor %s: Phi-3 128k, Phi-3.5, "
+                             "Phi-4-mini) is not supported",
+                             path, longrope[i]);
+            goto fail;
+        }
 
     /* Every tensor, copied; the model's pointers go to the copies. */
     m->n_tensors = lmp_gguf_n_tensors(g);
@@ -304,17 +361,24 @@ enum lmp_status lmp_model_open_gguf(const char *path, struct lmp_model **out, st
         if ((st = required(m, g, name, &blk->attn_norm, err))) goto fail;
         snprintf(name, sizeof(name), "blk.%d.ffn_norm.weight", b);
         if ((st = required(m, g, name, &blk->ffn_norm, err))) goto fail;
-        if (arch_id == LMP_ARCH_GEMMA3) {
-            static const char *const  extra[4] = {"attn_q_norm", "attn_k_norm",
-                                                  "post_attention_norm", "post_ffw_norm"};
-            const struct lmp_tensor **dst[4]   = {&blk->q_norm, &blk->k_norm, &blk->post_attn_norm,
-                                                  &blk->post_ffn_norm};
-            for (int i = 0; i < 4; i++) {
-                snprintf(name, sizeof(name), "blk.%d.%s.weight", b, extra[i]);
-                if ((st = required(m, g, name, dst[i], err))) goto fail;
-            }
+        /* the optional block tensors each architecture has: gemma3 all four, qwen3 q/k */
+        const int n_extra = arch_id == LMP_ARCH_GEMMA3 ? 4 : arch_id == LMP_ARCH_QWEN3 ? 2 : 0;
+        static const char *const  extra[4] = {"attn_q_norm", "attn_k_norm", "post_attention_norm",
+                                              "post_ffw_norm"};
+        const struct lmp_tensor **dst[4]   = {&blk->q_norm, &blk->k_norm, &blk->post_attn_norm,
+                                              &blk->post_ffn_norm};
+        for (int i = 0; i < n_extra; i++) {
+            snprintf(name, sizeof(name), "blk.%d.%s.weight", b, extra[i]);
+            if ((st = required(m, g, name, dst[i], err))) goto fail;
         }
+        bool split_qkv = false, split_ffn = false;
+        if (arch_id == LMP_ARCH_PHI3 &&
+            (st = read_phi3_fused(m, g, b, &split_qkv, &split_ffn, err)))
+            goto fail;
         for (int k = 0; k < LMP_LIN_COUNT; k++) {
+            if ((split_qkv && k <= LMP_LIN_V) ||
+                (split_ffn && (k == LMP_LIN_GATE || k == LMP_LIN_UP)))
+                continue;
             snprintf(name, sizeof(name), "blk.%d.%s.weight", b, lin_tensor[k]);
             if ((st = required(m, g, name, &blk->lin[k].weight, err))) goto fail;
             if (k == LMP_LIN_Q || k == LMP_LIN_K || k == LMP_LIN_V) {

@@ -1,4 +1,5 @@
-/*  model_hf - reader for Hugging Face checkpoint directories (llama, mistral, qwen2)
+/*  model_hf - reader for Hugging Face checkpoint directories (llama, mistral, qwen2, qwen3,
+ *  phi3)
  *
  *  A directory holds config.json and either model.safetensors or shards listed in
  *  model.safetensors.index.json ({"weight_map": {tensor: file}}). Every shard is
@@ -12,6 +13,11 @@
  *  rejected, and so is any activation other than silu and any bias the forward pass does
  *  not apply (o_proj, MLP). An absent
  *  lm_head.weight, or tie_word_embeddings, means the output shares the token embedding.
+ *
+ *  qwen3: self_attn.q_norm / k_norm (head_dim) are the per-head RMSNorms of q and k.
+ *  phi3: self_attn.qkv_proj (rows q, k, v) and mlp.gate_up_proj (rows gate, up) are split
+ *  on read into the llama block's linears (lmp_model_split_rows); sliding_window is
+ *  recorded and not applied (as llama.cpp), rope_scaling longrope / su is refused.
  */
 #include "model/model.h"
 #include "model/safetensors.h" /* defines: lmp_safetensors_parse_header() */
@@ -186,6 +192,8 @@ static enum lmp_status parse_config(const char *path, struct lmp_config *c, stru
         {"llama", "LlamaForCausalLM", LMP_ARCH_LLAMA},
         {"mistral", "MistralForCausalLM", LMP_ARCH_MISTRAL},
         {"qwen2", "Qwen2ForCausalLM", LMP_ARCH_QWEN2},
+        {"qwen3", "Qwen3ForCausalLM", LMP_ARCH_QWEN3},
+        {"phi3", "Phi3ForCausalLM", LMP_ARCH_PHI3},
     };
     const cJSON *mt   = cfg_get(cfg, "model_type");
     const cJSON *arcs = cfg_get(cfg, "architectures");
@@ -194,7 +202,7 @@ static enum lmp_status parse_config(const char *path, struct lmp_config *c, stru
     if (cJSON_IsArray(arcs) && cJSON_IsString(cJSON_GetArrayItem(arcs, 0)))
         cls = cJSON_GetArrayItem(arcs, 0)->valuestring;
     int found = -1;
-    for (int i = 0; i < 3 && found < 0; i++)
+    for (int i = 0; i < (int)(sizeof(archs) / sizeof(archs[0])) && found < 0; i++)
         if ((type && strcmp(type, archs[i].type) == 0) ||
             (type == NULL && cls && strcmp(cls, archs[i].cls) == 0))
             found = i;
@@ -203,8 +211,9 @@ static enum lmp_status parse_config(const char *path, struct lmp_config *c, stru
         for (const char *q = what; *q; q++) /* outside text in a message: one line, no escapes */
             if ((unsigned char)*q < 0x20 || *q == 0x7f) what = "(not printable)";
         st = lmp_err_set(err, LMP_EUNSUP,
-                         "'%s': model_type '%.64s' is not supported (llama, mistral, qwen2)", path,
-                         what);
+                         "'%s': model_type '%.64s' is not supported (llama, mistral, qwen2, "
+                         "qwen3, phi3)",
+                         path, what);
         goto out;
     }
     c->arch = archs[found].arch;
@@ -282,7 +291,8 @@ static enum lmp_status parse_config(const char *path, struct lmp_config *c, stru
         goto out;
     }
     /* Qwen2 writes a window but applies it only with use_sliding_window */
-    if (c->arch == LMP_ARCH_QWEN2 && !cfg_bool(cfg, "use_sliding_window", false))
+    if ((c->arch == LMP_ARCH_QWEN2 || c->arch == LMP_ARCH_QWEN3) &&
+        !cfg_bool(cfg, "use_sliding_window", false))
         c->sliding_window = 0;
     if (c->arch == LMP_ARCH_LLAMA) c->sliding_window = 0;
     c->tied_embeddings = cfg_bool(cfg, "tie_word_embeddings", false);
@@ -421,6 +431,30 @@ static enum lmp_status collect_tensors(struct lmp_model *m, const struct hf_src 
     return LMP_OK;
 }
 
+/* Phi-3's qkv_proj and gate_up_proj of block b split into the llama block's linears. */
+static enum lmp_status split_phi3(struct lmp_model *m, const struct hf_src *src, int32_t b,
+                                  struct lmp_err *err) {
+    const struct lmp_config *c   = &m->cfg;
+    struct lmp_block        *blk = &m->blocks[b];
+    const struct lmp_tensor *qkv = NULL, *gate_up = NULL;
+    char                     name[LMP_NAME_MAX];
+    enum lmp_status          st;
+    snprintf(name, sizeof(name), "model.layers.%d.self_attn.qkv_proj.weight", b);
+    if ((st = get(m, src, name, true, &qkv, err))) return st;
+    snprintf(name, sizeof(name), "model.layers.%d.mlp.gate_up_proj.weight", b);
+    if ((st = get(m, src, name, true, &gate_up, err))) return st;
+    const int32_t hd         = c->head_dim ? c->head_dim : c->dim / c->n_heads;
+    const int64_t q_rows[3]  = {(int64_t)c->n_heads * hd, (int64_t)c->n_kv_heads * hd,
+                                (int64_t)c->n_kv_heads * hd},
+                  ff_rows[2] = {c->hidden_dim, c->hidden_dim};
+    const struct lmp_tensor **const q_out[3] = {
+        &blk->lin[LMP_LIN_Q].weight, &blk->lin[LMP_LIN_K].weight, &blk->lin[LMP_LIN_V].weight};
+    const struct lmp_tensor **const ff_out[2] = {&blk->lin[LMP_LIN_GATE].weight,
+                                                 &blk->lin[LMP_LIN_UP].weight};
+    if ((st = lmp_model_split_rows(m, qkv, c->dim, 3, q_rows, q_out, err))) return st;
+    return lmp_model_split_rows(m, gate_up, c->dim, 2, ff_rows, ff_out, err);
+}
+
 static enum lmp_status attach(struct lmp_model *m, const struct hf_src *src, struct lmp_err *err) {
     struct lmp_config       *c = &m->cfg;
     enum lmp_status          st;
@@ -442,9 +476,26 @@ static enum lmp_status attach(struct lmp_model *m, const struct hf_src *src, str
         if ((st = get(m, src, name, true, &blk->attn_norm, err))) return st;
         snprintf(name, sizeof(name), "model.layers.%d.post_attention_layernorm.weight", b);
         if ((st = get(m, src, name, true, &blk->ffn_norm, err))) return st;
+        if (c->arch == LMP_ARCH_QWEN3) {
+            snprintf(name, sizeof(name), "model.layers.%d.self_attn.q_norm.weight", b);
+            if ((st = get(m, src, name, true, &blk->q_norm, err))) return st;
+            snprintf(name, sizeof(name), "model.layers.%d.self_attn.k_norm.weight", b);
+            if ((st = get(m, src, name, true, &blk->k_norm, err))) return st;
+        }
+        if (c->arch == LMP_ARCH_PHI3 && (st = split_phi3(m, src, b, err))) return st;
         for (int k = 0; k < LMP_LIN_COUNT; k++) {
             struct lmp_linear *l  = &blk->lin[k];
             const char        *ln = lmp_lin_name((enum lmp_lin)k);
+            if (c->arch == LMP_ARCH_PHI3 && k != LMP_LIN_O && k != LMP_LIN_DOWN) {
+                snprintf(name, sizeof(name), "model.layers.%d.%s.%s.bias", b, mod[k],
+                         k <= LMP_LIN_V ? "qkv_proj" : "gate_up_proj");
+                const struct lmp_tensor *bias = NULL;
+                if ((st = get(m, src, name, false, &bias, err))) return st;
+                if (bias)
+                    return lmp_err_set(err, LMP_EUNSUP, "'%s': bias '%s' is not supported", m->path,
+                                       name);
+                continue; /* split_phi3 */
+            }
             snprintf(name, sizeof(name), "model.layers.%d.%s.%s.weight", b, mod[k], ln);
             if ((st = get(m, src, name, true, &l->weight, err))) return st;
             snprintf(name, sizeof(name), "model.layers.%d.%s.%s.bias", b, mod[k], ln);
