@@ -3,7 +3,8 @@
  *  A hook is an environment variable naming a delay; production runs never set them.
  *  Hooks in use: LMP_FAULT_TASK_SLEEP_MS (a worker task starts late), LMP_FAULT_ROUND_SLEEP_MS
  *  (each AQ round, fine-tuning step and PV-Tuning step), LMP_FAULT_HELLO_SLEEP_MS (a worker greets
- * its coordinator late), LMP_FAULT_PLAN_SLEEP_MS (the coordinator plans a job slowly).
+ * its coordinator late), LMP_FAULT_PLAN_SLEEP_MS (the coordinator plans a job slowly),
+ * LMP_FAULT_STOP_SLEEP_MS (a stopped PV-Tuning rank ends late).
  * Hooks that are not delays, read where they act: LMP_FAULT_RESULT_CORRUPT (worker/agent.c: a
  * worker sends a broken result), LMP_FAULT_DROP_ASSIGN=N[,N...] (worker/agent.c: a
  * worker drops its N-th TaskAssigns as if it could not unpack them).

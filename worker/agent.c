@@ -319,7 +319,9 @@ static void *task_main(void *arg) {
         return NULL;
     }
     if (t->kind == LMP__TASK_KIND__TASK_KIND_TUNE) {
-        t->st    = tune(t, &t->err);
+        t->st = tune(t, &t->err);
+        /* tests: a stopped rank that takes a while to end (its checkpoint on a slow disk) */
+        if (lmp_cancelled(&t->cancel)) lmp_fault_sleep("LMP_FAULT_STOP_SLEEP_MS");
         char one = 1;
         while (write(t->done_fd, &one, 1) < 0 && errno == EINTR) {
         }
@@ -1248,6 +1250,27 @@ refuse:
     return st;
 }
 
+/* The assignment queued behind an abandoned task is cancelled before it starts: it is
+ * dropped and reported as cancelled, as if it had run (the coordinator waits for the end of
+ * every rank it stopped). */
+static enum lmp_status cancel_queued(struct agent *A) {
+    const Lmp__TaskAssign *ta = A->queued->task_assign;
+    Lmp__Envelope          env;
+    Lmp__Error             e;
+    lmp_wire_error_init(&env, &e, 0, 0, LMP_ECANCEL, "task cancelled before it started");
+    e.job_id  = ta->job_id;
+    e.task_id = ta->task_id;
+    e.attempt = ta->attempt;
+    e.layer   = ta->layer;
+    lmp_log_info("worker %s: task %llu of job %llu cancelled before it started", A->name,
+                 (unsigned long long)ta->task_id, (unsigned long long)ta->job_id);
+    struct lmp_err e2 = {0}; /* unsent: the heartbeats no longer list it, which tells too */
+    if (send_env(A, &env, &e2) != LMP_OK)
+        lmp_log_warn("worker %s: cancel of a queued task not reported: %s", A->name, e2.msg);
+    lmp_wire_free(&A->queued);
+    return LMP_OK;
+}
+
 static enum lmp_status on_message(struct agent *A, Lmp__Envelope *env, bool *quit,
                                   struct lmp_err *err) {
     switch (env->body_case) {
@@ -1268,12 +1291,16 @@ static enum lmp_status on_message(struct agent *A, Lmp__Envelope *env, bool *qui
         return LMP_OK;
     case LMP__ENVELOPE__BODY_TASK_ASSIGN:
         return on_assign(A, env, err);
-    case LMP__ENVELOPE__BODY_TASK_CANCEL:
-        if (A->task &&
-            (env->task_cancel->task_id == 0 || env->task_cancel->task_id == A->task->task_id) &&
-            env->task_cancel->job_id == A->task->job_id)
+    case LMP__ENVELOPE__BODY_TASK_CANCEL: {
+        const Lmp__TaskCancel *tc = env->task_cancel;
+        if (A->task && (tc->task_id == 0 || tc->task_id == A->task->task_id) &&
+            tc->job_id == A->task->job_id)
             A->cancelled = true, task_cancel(A->task);
+        if (A->queued && (tc->task_id == 0 || tc->task_id == A->queued->task_assign->task_id) &&
+            tc->job_id == A->queued->task_assign->job_id)
+            return cancel_queued(A);
         return LMP_OK;
+    }
     case LMP__ENVELOPE__BODY_ROWS_SUM: {
         const Lmp__RowsSum *rs = env->rows_sum;
         struct task        *t  = A->task;
@@ -1318,7 +1345,11 @@ static enum lmp_status on_message(struct agent *A, Lmp__Envelope *env, bool *qui
                                e->message && e->message[0] ? e->message : lmp_status_str(code));
         lmp_log_warn("worker %s: coordinator says %s: %s", A->name, e->code ? e->code : "?",
                      e->message ? e->message : "");
-        if (code == LMP_EPROTO && e->task_id == 0) return send_hello(A, err); /* forgot us */
+        /* forgot us: say Hello again, once (the refusals of what was sent before that Hello
+         * are answered by it; a Hello each would start a new session each) */
+        if (code == LMP_EPROTO && e->task_id == 0 &&
+            (env->reply_to == 0 || env->reply_to > A->hello_seq))
+            return send_hello(A, err);
         return LMP_OK;
     }
     default: /* Heartbeat, TaskResultAck: liveness only */

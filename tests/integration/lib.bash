@@ -59,7 +59,11 @@ lmp_cleanup() {
     local p
     for p in "${PIDS[@]}" $MPID; do kill -9 "$p" 2>/dev/null; done
     wait 2>/dev/null
-    [ -n "${T:-}" ] && rm -rf "$T"
+    if [ -n "${T:-}" ] && [ "${fail:-0}" != 0 ] && [ -n "${LMP_KEEP_FAILED:-}" ]; then
+        echo "kept the work directory of the failed test: $T" >&2
+    elif [ -n "${T:-}" ]; then
+        rm -rf "$T"
+    fi
 }
 lmp_workdir() {
     T=$(mktemp -d ${1:+"$1"})
