@@ -25,6 +25,7 @@
 #include "base/text.h"         /* defines: lmp_str_escape (file text in messages) */
 
 #include <cjson/cJSON.h>
+#include <math.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -253,9 +254,11 @@ static enum lmp_status parse_config(const char *path, struct lmp_config *c, stru
         (cJSON_IsObject(rp) && (st = cfg_float(rp, "partial_rotary_factor", prf, &prf, path, err))))
         goto out;
     if (prf != 1.0f) {
+        /* the factor went through a float: 0.4 x 80 is 32.0000005, 2/3 x 6 is 4.0000002 */
         const int32_t hd = c->head_dim ? c->head_dim : c->n_heads ? c->dim / c->n_heads : 0;
-        const double  d  = (double)hd * prf;
-        if (!(prf > 0 && prf <= 1) || d != (double)(int32_t)d || (int32_t)d % 2 != 0) {
+        const double  d  = nearbyint((double)hd * prf);
+        if (!(prf > 0 && prf <= 1) || fabs(d - (double)hd * prf) > 1e-3 || (int32_t)d % 2 != 0 ||
+            d < 2) {
             st = lmp_err_set(err, LMP_EFORMAT,
                              "'%s': partial_rotary_factor %g does not give an even number of "
                              "dimensions of a head of %d",
