@@ -1,0 +1,79 @@
+#!/usr/bin/env bash
+# qwen3_eval - Qwen3 (per-head q/k RMSNorm) in eval and generate against llama.cpp's
+# perplexities recorded on the same files, and the refusal to compress it.
+#
+# 1. stories260K written as a qwen3 GGUF (tests/integration/stories_gguf.py: q/k rows
+#    reordered for NEOX RoPE, attn_q_norm / attn_k_norm of ones, which change the function:
+#    the perplexity is not stories260K's) gives llama.cpp's perplexity on that file
+#    (recorded below) to 1e-4; generation runs; compression is refused in one line, before
+#    any work (block fine-tuning has no backward for the q/k norms).
+# 2. Where it is cached, the generated checkpoint of Qwen3-0.6B's block shapes
+#    (scripts/ref/check_arch.py gen qwen3: 4 blocks, random, F32; sha256 below) gives
+#    llama.cpp's perplexity to 1e-4 on 4 windows of 512 WikiText-2 tokens. It is not in the
+#    shared data: without it that part is skipped (noted), under CI too.
+#
+# Reference numbers (docs/models.md), recorded on 2026-12-06 with llama-cpp-python 0.3.36
+# (scripts/ref/setup_ref.sh; llama.cpp built for AVX-512 without AMX), KV cache F32:
+#   PY=~/.cache/lmpress/venv-ref/bin/python
+#   $PY scripts/ref/check_arch.py compare --model qwen3.gguf --lmpress LMPRESS \
+#       --text ev.txt --ctx 128 --max-windows 1000 --kv f32
+#   (stories260K as qwen3, ev.txt = the last 100000 bytes of the TinyStories text, 390
+#    windows of 128; llama.cpp 46.25961929003523, lmpress 46.25961910954128: -3.9e-9)
+#   $PY scripts/ref/check_arch.py compare --model ~/.cache/lmpress/gen/qwen3-0.6b-shapes-l4.gguf \
+#       --lmpress LMPRESS --max-windows 4 --kv f32
+#   (llama.cpp 36346.08195779239, lmpress 36346.0815084859: -1.2e-8)
+set -u
+. "$(dirname "$0")/lib.bash"
+lmp_need_stories
+lmp_need_cmds python3
+HERE=$(cd "$(dirname "$0")" && pwd)
+WIKI="$LMP_SHARED/data/wikitext2_test_join.txt"
+GEN=${LMP_QWEN3_GGUF:-${LMP_CACHE:-$HOME/.cache/lmpress}/gen/qwen3-0.6b-shapes-l4.gguf}
+GEN_SHA=deaaac1e6e764018e15a86a6bc119ecf31771537ab686b95a47312525d87b4fe
+LLAMA_CPP_STORIES=46.25961929003523
+LLAMA_CPP_GEN=36346.08195779239
+lmp_workdir
+jfield() { sed -n "s/.*\"$2\":\([^,}]*\).*/\1/p" "$1"; }
+tail -c 100000 "$TXT" > ev.txt
+head -c 120000 "$TXT" > cal.txt
+python3 "$HERE/stories_gguf.py" qwen3 "$M/stories260K.bin" "$M/tok512.bin" q.gguf ||
+    { bad "stories_gguf.py qwen3"; exit 1; }
+
+# 1. llama.cpp's perplexity on the same file
+"$LMPRESS" eval --model q.gguf --text ev.txt --ctx 128 --threads 2 --json > q.json 2> q.err ||
+    { bad "eval"; cat q.err; }
+p=$(jfield q.json ppl)
+echo "stories260K as qwen3: ppl $p, llama.cpp $LLAMA_CPP_STORIES"
+near "$p" "$LLAMA_CPP_STORIES" 1e-4 || bad "ppl $p is not within 1e-4 of llama.cpp's"
+[ "$(jfield q.json windows)" = 390 ] || bad "windows: $(jfield q.json windows)"
+
+"$LMPRESS" generate --model q.gguf --prompt "Once upon a time" -n 16 --threads 2 > q.gen \
+    2> q.generr || { bad "generate"; cat q.generr; }
+grep -q "^Once upon a time" q.gen || bad "generate: '$(cat q.gen)'"
+"$LMPRESS" inspect q.gguf > insp.txt 2>&1 || bad "inspect"
+grep -q "architecture qwen3" insp.txt || bad "inspect: no 'architecture qwen3'"
+
+# compression is refused before any work, in one line
+if "$LMPRESS" compress --model q.gguf --calib cal.txt --out q.h5 > c.out 2> c.err; then
+    bad "compress of Qwen3 succeeded"
+fi
+grep -q "compression of qwen3 models is not supported (the model has per-head q/k norms" c.err ||
+    { bad "compress message"; cat c.err; }
+[ "$(wc -l < c.err)" = 1 ] || { bad "compress error is not one line"; cat c.err; }
+[ ! -e q.h5 ] || bad "compress left an artifact"
+
+# 2. the generated checkpoint of the real shapes, where cached
+if [ ! -f "$GEN" ]; then
+    echo "note: $GEN absent (scripts/ref/check_arch.py gen qwen3): that part not run"
+elif [ "$(sha256sum < "$GEN" | cut -d' ' -f1)" != "$GEN_SHA" ]; then
+    echo "note: $GEN is not the recorded file (sha256): that part not run"
+elif [ ! -f "$WIKI" ]; then
+    echo "note: $WIKI absent: that part not run"
+else
+    "$LMPRESS" eval --model "$GEN" --text "$WIKI" --ctx 512 --max-windows 4 --threads 2 --json \
+        > gen.json 2> gen.err || { bad "eval $GEN"; cat gen.err; }
+    p=$(jfield gen.json ppl)
+    echo "Qwen3-0.6B shapes (generated): ppl $p, llama.cpp $LLAMA_CPP_GEN"
+    near "$p" "$LLAMA_CPP_GEN" 1e-4 || bad "ppl $p is not within 1e-4 of llama.cpp's $LLAMA_CPP_GEN"
+fi
+exit $fail
