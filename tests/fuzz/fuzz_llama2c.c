@@ -3,9 +3,10 @@
  *  The input is written to a file (the reader maps a path) and opened with lmp_model_open
  *  (format detection, then the llama2.c header, sizes and layout; a GGUF magic goes to the
  *  GGUF reader). An accepted model is walked: the first and last byte of every tensor
- *  and every linear's shape. A refusal must name the file. Any crash,
- *  sanitizer report, leak or abort is a finding. Seeds: tests/fuzz/corpus/fuzz_llama2c/
- *  (small v0 and v1 files, tied and untied).
+ *  and of every linear's weight (the row views of split fused tensors too), and every
+ *  linear's shape. A refusal must name the file. Any crash, sanitizer report, leak or
+ *  abort is a finding. Seeds: tests/fuzz/corpus/fuzz_llama2c/ (small v0 and v1 files,
+ *  tied and untied; GGUF llama, qwen3 and phi3 models from tests/fuzz/gen_arch_seeds.c).
  */
 #include "model/model.h"
 
@@ -33,8 +34,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
             if (t->nbytes)
                 sink += ((const uint8_t *)t->data)[0] + ((const uint8_t *)t->data)[t->nbytes - 1];
         }
-        for (int64_t i = 0; i < lmp_model_n_linears(m); i++)
-            sink += (uint64_t)(lmp_model_linear(m, i)->n_out * lmp_model_linear(m, i)->n_in);
+        for (int64_t i = 0; i < lmp_model_n_linears(m); i++) {
+            const struct lmp_linear *l = lmp_model_linear(m, i);
+            sink += (uint64_t)(l->n_out * l->n_in);
+            if (l->weight && l->weight->nbytes) /* a split part (Phi-3) is a view: its ends */
+                sink += ((const uint8_t *)l->weight->data)[0] +
+                        ((const uint8_t *)l->weight->data)[l->weight->nbytes - 1];
+        }
         if (m->cfg.vocab_size < 2 || m->cfg.dim <= 0) abort(); /* the bounds every reader shares */
     } else if (strstr(err.msg, path) == NULL) {
         abort(); /* naming the file. (Not yet: one line. Outside text such as a GGUF key
