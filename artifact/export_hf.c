@@ -688,6 +688,19 @@ enum lmp_status lmp_export_hf(const char *art_path, const char *out_dir,
         goto out;
     }
     created = true;
+    {
+        /* mkdtemp makes it 0700: give it the mode mkdir(2) would (0777 less the umask), so
+         * the published model is as readable as any directory made here (the export runs on
+         * one thread: reading the umask sets it back at once) */
+        mode_t mask = umask(0);
+        umask(mask);
+        if (chmod(tmp, 0777 & ~mask) != 0) {
+            int e = errno;
+            st    = lmp_err_set(err, LMP_EIO, "cannot set the mode of '%s': %s",
+                                lmp_str_escape(q, sizeof(q), tmp), strerror(e));
+            goto out;
+        }
+    }
 
     /* model.safetensors */
     wc = (struct writer_ctx){

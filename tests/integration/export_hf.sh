@@ -27,6 +27,8 @@ grep -q '"scheme":"2x8g4","quantized":30,"kept":5' "$T/x.json" || bad "summary: 
 grep -q '"rope_permuted":true' "$T/x.json" || bad "llama2.c q/k rows not permuted"
 [ "$(ls "$T/hf" | tr '\n' ' ')" = "config.json model.safetensors tokenizer.json tokenizer_config.json " ] ||
     bad "files: $(ls "$T/hf" | tr '\n' ' ')"
+want=$(printf '%o' $((0777 & ~$(umask))))   # the mode mkdir gives a directory here
+[ "$(stat -c %a "$T/hf")" = "$want" ] || bad "DIR mode $(stat -c %a "$T/hf"), not $want"
 python3 "$LMP_SOURCE_DIR/tests/integration/export_hf_check.py" "$T/hf" "$T/a.h5" \
     architectures=LlamaForCausalLM model_type=llama hidden_size=64 intermediate_size=172 \
     num_hidden_layers=5 num_attention_heads=8 num_key_value_heads=4 head_dim=8 vocab_size=512 \

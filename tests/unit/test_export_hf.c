@@ -476,6 +476,10 @@ static void export_and_check(const struct art_opts *o) {
     CHECK(st == LMP_OK);
     CHECK(r.n_quantized == LAYERS * LMP_LIN_COUNT - 1 && r.n_kept == 1 && r.permuted_rope);
     CHECK(r.M == o->M && r.B == o->B && r.g == o->g);
+    struct stat sb;
+    mode_t      mask = umask(0);
+    umask(mask);
+    CHECK(stat(out, &sb) == 0 && (sb.st_mode & 0777) == (0777 & ~mask)); /* as mkdir makes it */
     check_values(art, out, o);
     check_json(out, o);
     check_forward(art, out, o->B);
