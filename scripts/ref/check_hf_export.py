@@ -4,23 +4,32 @@ on the CPU and compare it with lmpress on the same artifact.
 
     python check_hf_export.py --hf DIR --artifact ART.h5 --text FILE [--ctx N]
                               [--max-windows K] [--lmpress BIN] [--prompt TEXT] [-n N]
+                              [--source MODEL] [--threads T]
 
-Needs torch, transformers and aqlm[cpu] (pip install torch transformers 'aqlm[cpu]'; the
-reference environment of scripts/ref/setup_ref.sh has torch and transformers, add aqlm).
+Needs torch, transformers and aqlm[cpu] (pip install torch transformers 'aqlm[cpu]', or
+scripts/ref/setup_ref.sh --with-aqlm).
 
 What it reports (one JSON object on stdout, details on stderr):
   - tokens: the text tokenized by the exported tokenizer.json (BOS first where the tokenizer
-    adds one) against the count `lmpress eval --json` reports (text_tokens);
+    adds one) against the count `lmpress eval --json` reports (text_tokens); with --source
+    MODEL (the checkpoint the artifact was compressed from) also every id against
+    `lmpress tokenize --model MODEL --bos` (what eval and generate encode with);
   - ppl: perplexity with the GPTQ/AQLM protocol of `lmpress eval` (model/eval.h): floor(n/ctx)
     non-overlapping windows of ctx tokens, each from an empty context, ppl = exp(mean over
     windows of the mean NLL of the window's ctx-1 predictions), beside lmpress's ppl on the
     same text and ctx (`lmpress eval --artifact ART.h5`);
   - top1: the fraction of positions of the first window whose argmax agrees with lmpress's
     (`lmpress eval --dump-logits`), and the largest absolute logit difference;
-  - generation: greedy continuation of --prompt by transformers and by `lmpress generate`.
-Exit status 1 when the token counts differ, the perplexities differ by more than --ppl-tol
-(relative, default 0.02: transformers runs the float16 export, lmpress the float32
-artifact), or top-1 agreement is under --top1-min (default 0.95).
+  - generation: greedy continuation of --prompt as text by transformers and by
+    `lmpress generate --raw`, and whether they are the same text; where the exported tokenizer
+    has a ChatML chat template (<|im_start|>), also the greedy answer to --prompt as one user
+    turn (`lmpress generate` without --raw: [BOS] <|im_start|>user\\nPROMPT<|im_end|>\\n
+    <|im_start|>assistant\\n, no system turn, up to <|im_end|>) from both.
+Exit status 1 when the token counts (or, with --source, the ids) differ, the perplexities
+differ by more than --ppl-tol (relative, default 0.005), or top-1 agreement is under
+--top1-min (default 0.99). transformers runs the float16 export, lmpress the float32
+artifact: the rounding of codebooks, scales and embeddings to float16 is what separates them.
+Greedy continuations are reported, not required to match (a near tie can flip a token).
 """
 import argparse
 import json
@@ -43,8 +52,10 @@ def main():
     ap.add_argument("--prompt", default="Once upon a time")
     ap.add_argument("-n", type=int, default=32, help="tokens to generate")
     ap.add_argument("--threads", type=int, default=0)
-    ap.add_argument("--ppl-tol", type=float, default=0.02)
-    ap.add_argument("--top1-min", type=float, default=0.95)
+    ap.add_argument("--ppl-tol", type=float, default=0.005)
+    ap.add_argument("--top1-min", type=float, default=0.99)
+    ap.add_argument("--source", help="the checkpoint ART.h5 was compressed from: compare every "
+                    "token id with `lmpress tokenize --model SOURCE`")
     ap.add_argument("--numba-threads", type=int, default=1,
                     help="threads of aqlm's CPU kernel for 8-bit codebooks (default 1: see below)")
     a = ap.parse_args()
@@ -103,23 +114,59 @@ def main():
     agree = float((first.argmax(-1) == lm_logits.argmax(-1)).float().mean())
     max_diff = float((first - lm_logits).abs().max())
 
-    with torch.no_grad():
-        p = tok(a.prompt, return_tensors="pt").input_ids
-        out = model.generate(p, max_new_tokens=a.n, do_sample=False)
-    hf_text = tok.decode(out[0], skip_special_tokens=True)
-    gen = subprocess.run([a.lmpress, "generate", "--artifact", a.artifact, "--prompt", a.prompt,
-                          "-n", str(a.n), "--temperature", "0"],
-                         capture_output=True, text=True)
-    lm_text = gen.stdout.strip()
+    def lmpress_generate(raw):
+        cmd = [a.lmpress, "generate", "--artifact", a.artifact, "--prompt", a.prompt,
+               "-n", str(a.n), "--temperature", "0"] + (["--raw"] if raw else [])
+        if a.threads:
+            cmd += ["--threads", str(a.threads)]
+        return subprocess.run(cmd, check=True, capture_output=True, encoding="utf-8",
+                              errors="replace").stdout
+
+    def hf_generate(x, stop):
+        with torch.no_grad():
+            out = model.generate(torch.tensor([x]), max_new_tokens=a.n, do_sample=False,
+                                 eos_token_id=stop or None)
+        return out[0, len(x):].tolist()
+
+    # the prompt continued as text; lmpress prints the prompt, then the continuation
+    p = tok(a.prompt, add_special_tokens=True).input_ids
+    stop = [t for t in (tok.bos_token_id, tok.eos_token_id) if t is not None]
+    hf_text = a.prompt + tok.decode(hf_generate(p, stop), skip_special_tokens=True)
+    lm_text = lmpress_generate(True).removesuffix("\n")
 
     res = {"hf": a.hf, "artifact": a.artifact, "ctx": a.ctx, "windows": n_win,
-           "tokens": len(ids), "lmpress_text_tokens": lm.get("text_tokens"),
-           "ppl": ppl, "lmpress_ppl": lm.get("ppl"),
-           "ppl_rel_diff": abs(ppl - lm["ppl"]) / lm["ppl"],
-           "top1_first_window": agree, "max_abs_logit_diff_first_window": max_diff,
-           "generation_hf": hf_text, "generation_lmpress": lm_text}
+           "tokens": len(ids), "lmpress_text_tokens": lm.get("text_tokens")}
+    ids_ok = True
+    if a.source:
+        out = subprocess.run([a.lmpress, "tokenize", "--model", a.source, "--text", a.text,
+                              "--bos", "--json"], check=True, capture_output=True, text=True)
+        lm_ids = json.loads(out.stdout)["ids"]
+        ids_ok = lm_ids == ids
+        at = next((i for i, (u, v) in enumerate(zip(ids, lm_ids)) if u != v),
+                  None if ids_ok else min(len(ids), len(lm_ids)))
+        res["token_ids_equal"] = ids_ok
+        if not ids_ok:
+            res["token_ids_first_difference"] = at
+    res.update({"ppl": ppl, "lmpress_ppl": lm.get("ppl"),
+                "ppl_rel_diff": abs(ppl - lm["ppl"]) / lm["ppl"],
+                "top1_first_window": agree, "max_abs_logit_diff_first_window": max_diff,
+                "generation_hf": hf_text, "generation_lmpress": lm_text,
+                "generation_identical": hf_text == lm_text})
+
+    # the prompt as a ChatML user turn, as `lmpress generate` does for such a model
+    vocab_ids = tok.get_vocab()
+    if ("<|im_start|>" in (tok.chat_template or "") and "<|im_start|>" in vocab_ids
+            and "<|im_end|>" in vocab_ids):
+        turn = f"<|im_start|>user\n{a.prompt}<|im_end|>\n<|im_start|>assistant\n"
+        x = tok(turn, add_special_tokens=True).input_ids
+        ans = hf_generate(x, stop + [vocab_ids["<|im_end|>"]])
+        hf_chat = tok.decode(ans, skip_special_tokens=True)
+        lm_chat = lmpress_generate(False).removeprefix(a.prompt + "\n").removesuffix("\n")
+        res.update({"chat_hf": hf_chat, "chat_lmpress": lm_chat,
+                    "chat_identical": hf_chat == lm_chat})
+
     print(json.dumps(res, indent=1))
-    ok = (len(ids) == lm.get("text_tokens") and res["ppl_rel_diff"] <= a.ppl_tol
+    ok = (len(ids) == lm.get("text_tokens") and ids_ok and res["ppl_rel_diff"] <= a.ppl_tol
           and agree >= a.top1_min)
     if not ok:
         print("check_hf_export: FAILED (tokens, ppl or top-1 outside the tolerances)", file=sys.stderr)

@@ -17,17 +17,22 @@ set -euo pipefail
 LLAMA_CPP_PY_VERSION=${LLAMA_CPP_PY_VERSION:-0.3.36}
 cache=${LMP_CACHE:-$HOME/.cache/lmpress}
 venv="$cache/venv-ref"
-with_torch=1 with_llama=1
+with_torch=1 with_llama=1 with_aqlm=0
 for a in "$@"; do
     case $a in
         --no-torch) with_torch=0 ;;
         --no-llama) with_llama=0 ;;
+        --with-aqlm) with_aqlm=1 ;;
         *) echo "setup_ref.sh: unknown option '$a'" >&2; exit 2 ;;
     esac
 done
 
 pins=(numpy==2.4.6 gguf==0.19.0 safetensors==0.8.0 sentencepiece==0.2.3)
 [ $with_torch = 1 ] && pins+=(torch==2.15.0 transformers==5.23.0 accelerate==1.15.0)
+if [ $with_aqlm = 1 ]; then
+    [ $with_torch = 1 ] || { echo "setup_ref.sh: --with-aqlm needs torch (drop --no-torch)" >&2; exit 2; }
+    pins+=("aqlm[cpu]==1.1.7" numba==0.68.1)
+fi
 
 if [ ! -x "$venv/bin/python" ]; then
     echo "setup_ref: creating $venv"
@@ -38,6 +43,7 @@ py="$venv/bin/python"
 missing=()
 for p in "${pins[@]}"; do
     name=${p%%==*} want=${p##*==}
+    name=${name%%\[*}   # aqlm[cpu] -> aqlm
     have=$("$py" -m pip show "$name" 2>/dev/null | sed -n 's/^Version: //p' || true)
     [ "$have" = "$want" ] || missing+=("$p")
 done
@@ -67,7 +73,7 @@ fi
 {
     echo "python: $("$py" -c 'import sys; print(sys.version.split()[0])')"
     "$py" -m pip list --format=freeze 2>/dev/null |
-        grep -iE '^(numpy|gguf|safetensors|sentencepiece|torch|transformers|tokenizers|accelerate|llama.cpp.python)=='
+        grep -iE '^(numpy|gguf|safetensors|sentencepiece|torch|transformers|tokenizers|accelerate|aqlm|numba|llama.cpp.python)=='
 } > "$venv/VERSIONS.txt"
 cat "$venv/VERSIONS.txt"
 echo "setup_ref: ready, use $py"
