@@ -24,6 +24,7 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <limits.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -84,7 +85,18 @@ static enum lmp_status events_start(struct lmp_artifact *a, struct lmp_err *err)
 
 /* The format version this process writes: LMP_ARTIFACT_FORMAT_VERSION, or 1 for the
  * tests that make a previous-version artifact (lmp_artifact_set_write_version). */
-static int write_version = LMP_ARTIFACT_FORMAT_VERSION;
+static int write_version = LMP_ARTIFACT_WRITE_VERSION;
+
+/* Formats 2 and 3 store the same types; 3 adds architecture fields (lmp_artifact_cfg_is_v3). */
+static int64_t storage_version(int64_t v) {
+    return v >= 2 ? 2 : v;
+}
+
+/* The main file's format_version: 3 where the model needs the fields of format 3 (so a
+ * reader of format 2 refuses it rather than run another model), else the writer's. */
+static int64_t main_version(const struct lmp_art_job *job) {
+    return write_version >= 2 && lmp_artifact_cfg_is_v3(&job->cfg) ? 3 : write_version;
+}
 
 void lmp_artifact_set_write_version(int version) {
     assert(version == 1 || version == LMP_ARTIFACT_FORMAT_VERSION);
@@ -531,10 +543,11 @@ enum lmp_status lmp_art_job_from_model(struct lmp_art_job *job, const struct lmp
         lin[i].n_in  = l->n_in;
     }
     free(job->linears);
-    job->linears   = lin;
-    job->n_linears = n;
-    job->cfg       = m->cfg;
-    job->model_fp  = lmp_fingerprint_model(m);
+    job->linears               = lin;
+    job->n_linears             = n;
+    job->cfg                   = m->cfg;
+    job->cfg.rope_freq_factors = NULL; /* into the model; not stored (compression refuses it) */
+    job->model_fp              = lmp_fingerprint_model(m);
     if (lmp_art_job_set_text(&job->model_name, m->path ? m->path : "(unnamed)") != LMP_OK)
         return LMP_ENOMEM;
     snprintf(job->tool_version, sizeof(job->tool_version), "%s", LMP_VERSION);
@@ -547,6 +560,118 @@ static const char *rope_name(enum lmp_rope r) {
 }
 
 /* Root attributes and /model of a main file or a job part. */
+/* The architecture fields beyond the plain llama block (format 3: Gemma 3, Qwen3, scaled
+ * RoPE), each written only where it differs from the plain value: a plain model's
+ * /model group is what format 2 wrote. q/k norms and post norms need no field: their
+ * tensors say it (lmp_model_finish). */
+static const char *const act_names[]          = {"silu", "gelu_tanh"};
+static const char *const rope_scaling_names[] = {"none", "linear", "llama3", "yarn"};
+
+bool lmp_artifact_cfg_is_v3(const struct lmp_config *c) {
+    return c->qk_norm || c->post_norms || c->ffn_act != LMP_ACT_SILU ||
+           (c->embed_scale != 0 && c->embed_scale != 1) || c->attn_scale != 0 ||
+           c->swa_pattern != 0 || c->rope_theta_local != 0 ||
+           c->rope_scaling != LMP_ROPE_SCALING_NONE || c->rope_dims != 0;
+}
+
+static int write_arch(hid_t g, const struct lmp_config *c) {
+    if (c->ffn_act != LMP_ACT_SILU && attr_put_str(g, "ffn_act", act_names[c->ffn_act]) < 0)
+        return -1;
+    if (c->embed_scale != 0 && c->embed_scale != 1 &&
+        attr_put_f64(g, "embed_scale", c->embed_scale) < 0)
+        return -1;
+    if (c->attn_scale != 0 && attr_put_f64(g, "attn_scale", c->attn_scale) < 0) return -1;
+    if (c->swa_pattern != 0 && attr_put_i64(g, "swa_pattern", c->swa_pattern) < 0) return -1;
+    if (c->rope_theta_local != 0 && attr_put_f64(g, "rope_theta_local", c->rope_theta_local) < 0)
+        return -1;
+    if (c->rope_dims != 0 && attr_put_i64(g, "rope_dims", c->rope_dims) < 0) return -1;
+    if (c->rope_scaling == LMP_ROPE_SCALING_NONE) return 0;
+    if (attr_put_str(g, "rope_scaling", rope_scaling_names[c->rope_scaling]) < 0 ||
+        attr_put_f64(g, "rope_factor", c->rope_factor) < 0 ||
+        attr_put_f64(g, "rope_low_freq_factor", c->rope_low_freq_factor) < 0 ||
+        attr_put_f64(g, "rope_high_freq_factor", c->rope_high_freq_factor) < 0 ||
+        attr_put_i64(g, "rope_orig_max_seq", c->rope_orig_max_seq) < 0 ||
+        attr_put_f64(g, "rope_beta_fast", c->rope_beta_fast) < 0 ||
+        attr_put_f64(g, "rope_beta_slow", c->rope_beta_slow) < 0 ||
+        attr_put_f64(g, "rope_attn_factor", c->rope_attn_factor) < 0)
+        return -1;
+    return 0;
+}
+
+/* An optional attribute: absent leaves *v; present but unreadable or outside [lo, hi]
+ * (or not finite) is an error naming it. */
+static enum lmp_status opt_f64(hid_t g, const char *fname, const char *name, double lo, double hi,
+                               float *v, struct lmp_err *err) {
+    if (H5Aexists(g, name) <= 0) return LMP_OK;
+    double x = 0;
+    if (attr_get_f64(g, name, &x) < 0 || !isfinite(x) || x < lo || x > hi)
+        return lmp_err_set(err, LMP_EFORMAT,
+                           "'%s': /model attribute '%s' malformed or out of range", fname, name);
+    *v = (float)x;
+    return LMP_OK;
+}
+
+static enum lmp_status opt_i64(hid_t g, const char *fname, const char *name, int64_t lo, int64_t hi,
+                               int32_t *v, struct lmp_err *err) {
+    if (H5Aexists(g, name) <= 0) return LMP_OK;
+    int64_t x = 0;
+    if (attr_get_i64(g, name, &x) < 0 || x < lo || x > hi)
+        return lmp_err_set(err, LMP_EFORMAT,
+                           "'%s': /model attribute '%s' malformed or out of range", fname, name);
+    *v = (int32_t)x;
+    return LMP_OK;
+}
+
+static enum lmp_status opt_enum(hid_t g, const char *fname, const char *name,
+                                const char *const *names, int n, int *v, struct lmp_err *err) {
+    if (H5Aexists(g, name) <= 0) return LMP_OK;
+    char buf[32] = "";
+    if (attr_get_str(g, name, buf, sizeof(buf)) >= 0)
+        for (int i = 0; i < n; i++)
+            if (strcmp(buf, names[i]) == 0) {
+                *v = i;
+                return LMP_OK;
+            }
+    char q[64];
+    return lmp_err_set(err, LMP_EFORMAT, "'%s': /model attribute '%s' has an unknown value '%s'",
+                       fname, name, lmp_str_escape(q, sizeof(q), buf));
+}
+
+static enum lmp_status read_arch(hid_t g, const char *fname, struct lmp_config *c,
+                                 struct lmp_err *err) {
+    int             act = LMP_ACT_SILU, sc = LMP_ROPE_SCALING_NONE;
+    enum lmp_status st;
+    if ((st = opt_enum(g, fname, "ffn_act", act_names, 2, &act, err)) ||
+        (st = opt_f64(g, fname, "embed_scale", 1e-6, 1e6, &c->embed_scale, err)) ||
+        (st = opt_f64(g, fname, "attn_scale", 1e-6, 1e6, &c->attn_scale, err)) ||
+        (st = opt_i64(g, fname, "swa_pattern", 1, c->n_layers, &c->swa_pattern, err)) ||
+        (st = opt_f64(g, fname, "rope_theta_local", 1e-3, 1e12, &c->rope_theta_local, err)) ||
+        (st = opt_i64(g, fname, "rope_dims", 2, c->head_dim, &c->rope_dims, err)) ||
+        (st = opt_enum(g, fname, "rope_scaling", rope_scaling_names, 4, &sc, err)))
+        return st;
+    c->ffn_act      = (enum lmp_act)act;
+    c->rope_scaling = (enum lmp_rope_scaling)sc;
+    if (c->rope_dims % 2 != 0)
+        return lmp_err_set(err, LMP_EFORMAT, "'%s': /model attribute 'rope_dims' is odd", fname);
+    if (sc == LMP_ROPE_SCALING_NONE) return LMP_OK;
+    static const char *const need[] = {
+        "rope_factor",    "rope_low_freq_factor", "rope_high_freq_factor", "rope_orig_max_seq",
+        "rope_beta_fast", "rope_beta_slow",       "rope_attn_factor"};
+    for (size_t i = 0; i < sizeof(need) / sizeof(need[0]); i++)
+        if (H5Aexists(g, need[i]) <= 0)
+            return lmp_err_set(err, LMP_EFORMAT, "'%s': /model attribute '%s' missing", fname,
+                               need[i]);
+    if ((st = opt_f64(g, fname, "rope_factor", 1e-6, 1e6, &c->rope_factor, err)) ||
+        (st = opt_f64(g, fname, "rope_low_freq_factor", 0, 1e6, &c->rope_low_freq_factor, err)) ||
+        (st = opt_f64(g, fname, "rope_high_freq_factor", 0, 1e6, &c->rope_high_freq_factor, err)) ||
+        (st = opt_i64(g, fname, "rope_orig_max_seq", 0, INT32_MAX, &c->rope_orig_max_seq, err)) ||
+        (st = opt_f64(g, fname, "rope_beta_fast", 0, 1e6, &c->rope_beta_fast, err)) ||
+        (st = opt_f64(g, fname, "rope_beta_slow", 0, 1e6, &c->rope_beta_slow, err)) ||
+        (st = opt_f64(g, fname, "rope_attn_factor", 0, 1e6, &c->rope_attn_factor, err)))
+        return st;
+    return LMP_OK;
+}
+
 static int write_job(hid_t file, const struct lmp_art_job *job) {
     const struct lmp_config *c = &job->cfg;
     hid_t                    g = H5I_INVALID_HID, t = H5I_INVALID_HID;
@@ -577,7 +702,7 @@ static int write_job(hid_t file, const struct lmp_art_job *job) {
         attr_put_f64(g, "norm_eps", c->norm_eps) < 0 ||
         attr_put_i64(g, "tied_embeddings", c->tied_embeddings) < 0 ||
         attr_put_i64(g, "qkv_bias", c->qkv_bias) < 0 ||
-        attr_put_i64(g, "sliding_window", c->sliding_window) < 0)
+        attr_put_i64(g, "sliding_window", c->sliding_window) < 0 || write_arch(g, c) < 0)
         goto out;
     int64_t n = job->n_linears;
     names     = calloc((size_t)(n ? n : 1), sizeof(job->linears[0].name));
@@ -678,6 +803,7 @@ static enum lmp_status read_job(hid_t file, const char *fname, struct lmp_art_jo
     c->sliding_window  = (int32_t)v[10];
     c->rope_theta      = (float)theta;
     c->norm_eps        = (float)eps;
+    if ((st = read_arch(g, fname, c, err))) goto out;
 
     int     r = 0;
     int64_t dims[LMP_MAX_DIMS];
@@ -1698,7 +1824,8 @@ enum lmp_status lmp_artifact_open_write(const char *path, const struct lmp_art_j
     if ((st = open_main_if_any(a, err)) || (st = index_parts(a, job, err))) goto fail;
     if (a->have_job) {
         if ((st = job_match(a, &a->job, job, err))) goto fail;
-        if (a->job_version != write_version) { /* one artifact, one storage precision */
+        if (storage_version(a->job_version) != storage_version(write_version)) {
+            /* one artifact, one storage precision */
             char p[256];
             st = lmp_err_set(err, LMP_EMISMATCH,
                              "'%s' is in artifact format %lld, this lmpress writes format %d "
@@ -2090,6 +2217,19 @@ enum lmp_status lmp_artifact_put_model_tensors_q(struct lmp_artifact *a, const s
             snprintf(name, sizeof(name), "model.layers.%d.post_attention_layernorm.weight", b);
             if ((st = put_model_tensor(a, name, blk->ffn_norm, 1, vec, 16, err))) return st;
         }
+        /* format 3: the norms beyond the llama block's (Qwen3, Gemma 3), as the source has them */
+        int64_t                  hd[1]         = {c->head_dim};
+        const char *const        extra_name[4] = {"model.layers.%d.self_attn.q_norm.weight",
+                                                  "model.layers.%d.self_attn.k_norm.weight",
+                                                  "model.layers.%d.post_attention_norm.weight",
+                                                  "model.layers.%d.post_feedforward_layernorm.weight"};
+        const struct lmp_tensor *extra[4]      = {blk->q_norm, blk->k_norm, blk->post_attn_norm,
+                                                  blk->post_ffn_norm};
+        for (int e = 0; e < 4; e++) {
+            if (extra[e] == NULL) continue;
+            snprintf(name, sizeof(name), extra_name[e], b);
+            if ((st = put_model_tensor(a, name, extra[e], 1, e < 2 ? hd : vec, 16, err))) return st;
+        }
         for (int k = 0; k < LMP_LIN_COUNT; k++) {
             const struct lmp_linear *l = &blk->lin[k];
             int64_t idx = (int64_t)b * LMP_LIN_COUNT + k, w[2] = {l->n_out, l->n_in};
@@ -2467,7 +2607,7 @@ enum lmp_status lmp_artifact_finalize(struct lmp_artifact *a, struct lmp_err *er
     }
     const bool complete = lmp_artifact_is_complete(a);
     if (attr_put_str(dst, "format", FORMAT_MAIN) < 0 ||
-        attr_put_i64(dst, "format_version", write_version) < 0 ||
+        attr_put_i64(dst, "format_version", main_version(&a->job)) < 0 ||
         attr_put_i64(dst, "format_minor", LMP_ARTIFACT_FORMAT_MINOR) < 0 ||
         write_job(dst, &a->job) < 0 || attr_put_i64(dst, "complete", complete) < 0 ||
         attr_put_i64(dst, "n_layers", a->n_layer_order) < 0 || write_events(dst, &evs, ev_id) < 0) {

@@ -81,7 +81,8 @@
 #include "model/model.h"          /* defines: struct lmp_config, struct lmp_model, LMP_NAME_MAX */
 #include "artifact/fingerprint.h" /* defines: lmp_fingerprint_model(), lmp_fingerprint_job() */
 
-#define LMP_ARTIFACT_FORMAT_VERSION 2 /* docs/artifact.md: version history; reads 1 and 2 */
+#define LMP_ARTIFACT_FORMAT_VERSION 3 /* docs/artifact.md: version history; reads 1 to 3 */
+#define LMP_ARTIFACT_WRITE_VERSION  2 /* written: 2, or 3 where lmp_artifact_cfg_is_v3 */
 #define LMP_ARTIFACT_FORMAT_MINOR   1 /* 1.1: /events; readers of 1.0 ignore it */
 
 struct lmp_event; /* artifact/events.h */
@@ -121,6 +122,10 @@ enum lmp_status lmp_art_job_set_text(char **field, const char *v);
 /* Fill cfg, linears, model_name, model_fp (hashes the model: reads every tensor once),
  * tool_version and build. RET LMP_OK or LMP_ENOMEM. */
 enum lmp_status lmp_art_job_from_model(struct lmp_art_job *job, const struct lmp_model *m);
+/* Whether a model of config c needs format 3's architecture fields (norms beyond the llama
+ * block's, GeGLU, scaled embeddings or attention, sliding-window layers, scaled or partial
+ * RoPE); its artifact is then written as format 3. */
+bool lmp_artifact_cfg_is_v3(const struct lmp_config *c);
 
 /* Statistics of one layer's compression (attributes of its group). */
 struct lmp_art_stats {
@@ -331,7 +336,7 @@ enum lmp_status lmp_artifact_size(struct lmp_artifact *a, struct lmp_art_size *o
                                   struct lmp_err *err);
 
 /* For tests of the previous format: make this process write format version (1: AQ
- * codebooks and scales as fp32, format_version 1; LMP_ARTIFACT_FORMAT_VERSION: the
+ * codebooks and scales as fp32, format_version 1; LMP_ARTIFACT_WRITE_VERSION: the
  * default). Tensors are written in the dtype the caller gives. */
 void lmp_artifact_set_write_version(int version);
 

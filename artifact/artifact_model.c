@@ -428,7 +428,7 @@ enum lmp_status lmp_artifact_model_load(const char *path, enum lmp_art_weights w
     }
     b.m->cfg     = *cfg;
     b.m->path    = strdup(path);
-    b.cap        = 3 + (int64_t)cfg->n_layers * (2 + 2 * LMP_LIN_COUNT);
+    b.cap        = 3 + (int64_t)cfg->n_layers * (6 + 2 * LMP_LIN_COUNT);
     b.m->tensors = calloc((size_t)b.cap, sizeof(*b.m->tensors));
     b.src        = calloc(1, sizeof(*b.src));
     if (b.src) {
@@ -466,6 +466,15 @@ enum lmp_status lmp_artifact_model_load(const char *path, enum lmp_art_weights w
         if ((st = am_tensor(&b, name, true, &B->attn_norm, err))) goto fail;
         snprintf(name, sizeof(name), "model.layers.%d.post_attention_layernorm.weight", blk);
         if ((st = am_tensor(&b, name, true, &B->ffn_norm, err))) goto fail;
+        /* format 3: optional norms (lmp_model_finish checks that every block has the same) */
+        snprintf(name, sizeof(name), "model.layers.%d.self_attn.q_norm.weight", blk);
+        if ((st = am_tensor(&b, name, false, &B->q_norm, err))) goto fail;
+        snprintf(name, sizeof(name), "model.layers.%d.self_attn.k_norm.weight", blk);
+        if ((st = am_tensor(&b, name, false, &B->k_norm, err))) goto fail;
+        snprintf(name, sizeof(name), "model.layers.%d.post_attention_norm.weight", blk);
+        if ((st = am_tensor(&b, name, false, &B->post_attn_norm, err))) goto fail;
+        snprintf(name, sizeof(name), "model.layers.%d.post_feedforward_layernorm.weight", blk);
+        if ((st = am_tensor(&b, name, false, &B->post_ffn_norm, err))) goto fail;
         for (int k = 0; k < LMP_LIN_COUNT; k++) {
             char lin[64];
             snprintf(lin, sizeof(lin), "model.layers.%d.%s.%s", blk,

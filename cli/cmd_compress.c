@@ -416,7 +416,8 @@ static int cmd_compress_exec(struct lmp_cli *cli, int argc, char **argv) {
     if ((rc = lmp_cli_resolve_ctx(&ctx, model->cfg.max_seq)) != LMP_EXIT_OK) goto out;
     /* fail fast, before any work or artifact: --keep patterns, scheme fit, calibration file */
     if (lmp_job_check(model, &o.spec, o.keep, o.n_keep,
-                      calib && strcmp(calib, "generate") != 0 ? calib : NULL, &err) != LMP_OK) {
+                      calib && strcmp(calib, "generate") != 0 ? calib : NULL,
+                      finetune || final_out != NULL, &err) != LMP_OK) {
         fprintf(stderr, "lmpress: %s\n", err.msg);
         rc = err.code == LMP_EINVAL ? LMP_EXIT_USAGE : LMP_EXIT_INPUT;
         goto out;

@@ -5,6 +5,7 @@
 #include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -46,11 +47,26 @@ enum lmp_status lmp_job_spec_check(const Lmp__JobSpec *spec, const char *from,
 
 enum lmp_status lmp_job_check(const struct lmp_model *m, const struct lmp_compress_spec *spec,
                               const char *const *keep, int n_keep, const char *calib_path,
-                              struct lmp_err *err) {
+                              bool train, struct lmp_err *err) {
     assert(m && spec && (keep || n_keep == 0));
-    /* the block backward and the artifact know only the plain llama block */
-    enum lmp_status trainable = lmp_model_check_trainable(m, "compression", err);
-    if (trainable != LMP_OK) return trainable;
+    /* the block backward knows only the plain llama block; the artifact stores the rest
+     * (format 3) but not a GGUF rope_freqs tensor */
+    if (train) {
+        enum lmp_status trainable =
+            lmp_model_check_trainable(m, "block fine-tuning or PV-Tuning", err);
+        if (trainable != LMP_OK) {
+            char msg[sizeof(err->msg)];
+            snprintf(msg, sizeof(msg), "%s", err->msg);
+            return lmp_err_reset(err, trainable,
+                                 "%s; it compresses without --finetune and --pv (format 3)", msg);
+        }
+    }
+    if (m->cfg.rope_freq_factors != NULL)
+        return lmp_err_set(err, LMP_EUNSUP,
+                           "'%s': compression of a model with a rope_freqs tensor (Llama 3.1 "
+                           "GGUF) is not supported: the artifact does not store it; eval and "
+                           "generate work",
+                           m->path ? m->path : "model");
     const int64_t n_lin = lmp_model_n_linears(m);
     for (int k = 0; k < n_keep; k++) {
         bool hit = false;

@@ -28,13 +28,16 @@ enum lmp_status lmp_job_spec_check(const Lmp__JobSpec *spec, const char *from, s
 
 /* Check the job (see the file comment) on m: keep (n_keep glob patterns, borrowed), spec
  * (method and scheme), calib_path (the calibration text file, or NULL when the job reads
- * none: RTN, --calib generate). The first problem found is the message, one line naming
- * the pattern, the layer or the file.
+ * none: RTN, --calib generate), train (block fine-tuning or PV-Tuning asked: they need the
+ * block backward, which runs the llama block only; without them the artifact stores any
+ * block the forward pass runs, format 3). The first problem found is the message, one line
+ * naming the pattern, the layer, the file or the model's feature.
  * RET LMP_OK; LMP_EINVAL (a --keep pattern that matches nothing, a scheme that does not
  * fit a layer), LMP_ENOENT (the calibration file cannot be opened: missing, unreadable, a
- * directory), LMP_EFORMAT (the calibration file is empty). */
+ * directory), LMP_EFORMAT (the calibration file is empty), LMP_EUNSUP (training a block the
+ * backward lacks; a GGUF rope_freqs tensor, which the artifact does not store). */
 enum lmp_status lmp_job_check(const struct lmp_model *m, const struct lmp_compress_spec *spec,
                               const char *const *keep, int n_keep, const char *calib_path,
-                              struct lmp_err *err);
+                              bool train, struct lmp_err *err);
 
 #endif /* LMP_COORDINATOR_JOB_CHECK_H */

@@ -174,7 +174,7 @@ enum lmp_status coord_plan_job(struct job *J, const Lmp__JobSpec *spec_in, struc
                             s->calib && s->calib->source == LMP__CALIB_SOURCE__CALIB_SOURCE_FILE
                                 ? s->calib->path
                                 : NULL,
-                            err)))
+                            ft, err)))
         goto out;
     if ((coord_spec_embed_bits(s, false) != 16 ||
          (!m->cfg.tied_embeddings && coord_spec_embed_bits(s, true) != 16)) &&

@@ -409,6 +409,9 @@ enum lmp_status lmp_tune_job_run(const struct lmp_tune_job *j, struct lmp_tune_r
         goto out;
     }
     if ((st = lmp_artifact_model_open(j->artifact, &t.smodel, &t.tok, err))) goto out;
+    /* the model backward runs the llama block only (a format-3 artifact of Gemma 3 or
+     * Qwen3 evaluates, but does not tune) */
+    if ((st = lmp_model_check_trainable(t.smodel, "PV-Tuning", err))) goto out;
     if ((st = lmp_model_open(j->model, &t.teacher_model, err))) goto out;
     if (lmp_fingerprint_model(t.teacher_model) != job->model_fp) {
         st = lmp_err_set(

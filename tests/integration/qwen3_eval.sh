@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # qwen3_eval - Qwen3 (per-head q/k RMSNorm) in eval and generate against llama.cpp's
-# perplexities recorded on the same files, and the refusal to compress it.
+# perplexities recorded on the same files, and its compression (format 3, without block
+# fine-tuning or PV-Tuning, which are refused).
 #
 # 1. stories260K written as a qwen3 GGUF (tests/integration/stories_gguf.py: q/k rows
 #    reordered for NEOX RoPE, attn_q_norm / attn_k_norm of ones, which change the function:
 #    the perplexity is not stories260K's) gives llama.cpp's perplexity on that file
-#    (recorded below) to 1e-4; generation runs; compression is refused in one line, before
-#    any work (block fine-tuning has no backward for the q/k norms).
+#    (recorded below) to 1e-4; generation runs; compression with block fine-tuning is refused
+#    in one line, before any work (the block backward lacks the q/k norms), and without it
+#    gives a format-3 artifact that evaluates (see below).
 # 2. Where it is cached, the generated checkpoint of Qwen3-0.6B's block shapes
 #    (scripts/ref/check_arch.py gen qwen3: 4 blocks, random, F32; sha256 below) gives
 #    llama.cpp's perplexity to 1e-4 on 4 windows of 512 WikiText-2 tokens. It is not in the
@@ -53,14 +55,43 @@ grep -q "^Once upon a time" q.gen || bad "generate: '$(cat q.gen)'"
 "$LMPRESS" inspect q.gguf > insp.txt 2>&1 || bad "inspect"
 grep -q "architecture qwen3" insp.txt || bad "inspect: no 'architecture qwen3'"
 
-# compression is refused before any work, in one line
-if "$LMPRESS" compress --model q.gguf --calib cal.txt --out q.h5 > c.out 2> c.err; then
-    bad "compress of Qwen3 succeeded"
+# compression with block fine-tuning is refused before any work, in one line (the block
+# backward lacks the q/k norms); without it the model compresses into a format-3 artifact
+# (the q/k norms stored), which evaluates on its codes as its decode does, and keeping
+# every linear gives the source's perplexity exactly; PV-Tuning of it is refused
+if "$LMPRESS" compress --model q.gguf --calib cal.txt --finetune --out f.h5 > c.out 2> c.err; then
+    bad "compress --finetune of Qwen3 succeeded"
 fi
-grep -q "compression of qwen3 models is not supported (the model has per-head q/k norms" c.err ||
+grep -q "block fine-tuning or PV-Tuning of qwen3 models is not supported (the model has per-head q/k norms" c.err ||
     { bad "compress message"; cat c.err; }
+grep -q "it compresses without --finetune and --pv" c.err || { bad "no way out named"; cat c.err; }
 [ "$(wc -l < c.err)" = 1 ] || { bad "compress error is not one line"; cat c.err; }
-[ ! -e q.h5 ] || bad "compress left an artifact"
+[ ! -e f.h5 ] || bad "compress left an artifact"
+"$LMPRESS" compress --model q.gguf --calib cal.txt --nsamples 12 --ctx 96 --threads 2 \
+    --max-rounds 4 --scheme 2x4g4 --keep '*.down_proj' --out q.h5 > c.out 2> c.err ||
+    { bad "compress of Qwen3 without fine-tuning"; cat c.err; }
+if command -v h5dump > /dev/null; then
+    h5dump -a format_version q.h5 | grep -q '(0): 3' || bad "q.h5 is not format 3"
+    h5dump -n q.h5 | grep -q "tensors/model.layers.1.self_attn.k_norm.weight" ||
+        bad "q.h5 lacks the k norms"
+fi
+"$LMPRESS" eval --artifact q.h5 --text ev.txt --ctx 128 --threads 2 --json > a.json 2> a.err ||
+    { bad "eval --artifact"; cat a.err; }
+"$LMPRESS" eval --artifact q.h5 --decode --text ev.txt --ctx 128 --threads 2 --json > d.json \
+    2> d.err || { bad "eval --artifact --decode"; cat d.err; }
+pa=$(jfield a.json ppl)
+echo "stories260K as qwen3, 2x4g4 (down_proj kept): ppl $pa on the codes, $(jfield d.json ppl) decoded"
+near "$pa" "$(jfield d.json ppl)" 1e-4 || bad "codes and decode differ: $pa"
+awk -v a="$pa" -v p="$p" 'BEGIN { exit !(a > p && a < 3 * p) }' || bad "ppl $pa vs $p"
+"$LMPRESS" compress --model q.gguf --calib cal.txt --nsamples 12 --ctx 96 --threads 2 \
+    --keep '*' --out k.h5 > k.out 2> k.err || { bad "compress --keep '*'"; cat k.err; }
+"$LMPRESS" eval --artifact k.h5 --text ev.txt --ctx 128 --threads 2 --json > k.json 2> k.err ||
+    { bad "eval of the kept artifact"; cat k.err; }
+[ "$(jfield k.json ppl)" = "$p" ] || bad "every linear kept: ppl $(jfield k.json ppl), source $p"
+"$LMPRESS" tune --artifact q.h5 --model q.gguf --data cal.txt --out t.h5 --steps 2 > t.out 2> t.err
+rc=$?
+[ $rc = 4 ] || bad "tune of a Qwen3 artifact: exit $rc (want 4)"
+grep -q "PV-Tuning of qwen3 models is not supported" t.err || { bad "tune message"; cat t.err; }
 
 # 2. the generated checkpoint of the real shapes, where cached
 if [ ! -f "$GEN" ]; then

@@ -669,7 +669,7 @@ static void test_fp16_storage_and_format1(void) {
         CHECK(a && lmp_artifact_finalize(a, &err) == LMP_OK);
         lmp_artifact_close(&a);
     }
-    lmp_artifact_set_write_version(LMP_ARTIFACT_FORMAT_VERSION);
+    lmp_artifact_set_write_version(LMP_ARTIFACT_WRITE_VERSION);
     /* 8 AQ layers: (8..16) x 2 x 256 x 8 + (8..16) x 1 x 4096 x 8 codebook entries at 2
      * bytes instead of 4 */
     fprintf(stderr, "format 1: %lld bytes, format 2: %lld bytes\n", (long long)file_size(p1),

@@ -31,17 +31,17 @@ static void test_scheme_must_fit_every_quantized_layer(void) {
     const struct lmp_compress_spec g8 = aqlm(2, 8, 8), g4 = aqlm(2, 4, 4);
     const char *const              keep[] = {"*.down_proj"};
     /* down_proj has n_in 172: g = 8 does not divide it, g = 4 does */
-    CHECK(lmp_job_check(m, &g8, NULL, 0, NULL, &err) == LMP_EINVAL);
+    CHECK(lmp_job_check(m, &g8, NULL, 0, NULL, false, &err) == LMP_EINVAL);
     CHECK(strstr(err.msg, "model.layers.0.mlp.down_proj") != NULL);
     CHECK(strstr(err.msg, "2x8g8") != NULL);
     CHECK(strchr(err.msg, '\n') == NULL);
     err = (struct lmp_err){0};
-    CHECK(lmp_job_check(m, &g4, NULL, 0, NULL, &err) == LMP_OK);
-    CHECK(lmp_job_check(m, &g8, keep, 1, NULL, &err) == LMP_OK); /* kept: not checked */
+    CHECK(lmp_job_check(m, &g4, NULL, 0, NULL, false, &err) == LMP_OK);
+    CHECK(lmp_job_check(m, &g8, keep, 1, NULL, false, &err) == LMP_OK); /* kept: not checked */
     struct lmp_compress_spec rtn = g4;
     rtn.method                   = LMP_COMPRESS_RTN;
     rtn.rtn_group                = 32;
-    CHECK(lmp_job_check(m, &rtn, NULL, 0, NULL, &err) == LMP_EINVAL);
+    CHECK(lmp_job_check(m, &rtn, NULL, 0, NULL, false, &err) == LMP_EINVAL);
     CHECK(strstr(err.msg, "rtn") != NULL);
     lmp_model_close(&m);
 }
@@ -54,13 +54,13 @@ static void test_keep_must_match_a_layer(void) {
     const char *const              good[]   = {"*.down_proj", "model.layers.2.*"};
     const char *const              typo[]   = {"*.down_proj", "*.dwon_proj"};
     const char *const              tensor[] = {"tok_embeddings"}; /* a tensor, no linear */
-    CHECK(lmp_job_check(m, &g4, good, 2, NULL, &err) == LMP_OK);
-    CHECK(lmp_job_check(m, &g4, typo, 2, NULL, &err) == LMP_EINVAL);
+    CHECK(lmp_job_check(m, &g4, good, 2, NULL, false, &err) == LMP_OK);
+    CHECK(lmp_job_check(m, &g4, typo, 2, NULL, false, &err) == LMP_EINVAL);
     CHECK(strstr(err.msg, "'*.dwon_proj'") != NULL);
     CHECK(strstr(err.msg, "stories260K.bin") != NULL);
     CHECK(strstr(err.msg, "matches no linear layer") != NULL);
     err = (struct lmp_err){0};
-    CHECK(lmp_job_check(m, &g4, tensor, 1, NULL, &err) == LMP_EINVAL);
+    CHECK(lmp_job_check(m, &g4, tensor, 1, NULL, false, &err) == LMP_EINVAL);
     lmp_model_close(&m);
 }
 
@@ -76,11 +76,11 @@ static void test_calibration_file_must_be_readable(void) {
     FILE *f = fopen(file, "w");
     CHECK(f != NULL);
     if (f) fputs("Once upon a time\n", f), fclose(f);
-    CHECK(lmp_job_check(m, &g4, NULL, 0, file, &err) == LMP_OK);
-    CHECK(lmp_job_check(m, &g4, NULL, 0, missing, &err) == LMP_ENOENT);
+    CHECK(lmp_job_check(m, &g4, NULL, 0, file, false, &err) == LMP_OK);
+    CHECK(lmp_job_check(m, &g4, NULL, 0, missing, false, &err) == LMP_ENOENT);
     CHECK(strstr(err.msg, missing) != NULL && strstr(err.msg, "calibration file") != NULL);
     err = (struct lmp_err){0};
-    CHECK(lmp_job_check(m, &g4, NULL, 0, dir, &err) == LMP_ENOENT); /* a directory */
+    CHECK(lmp_job_check(m, &g4, NULL, 0, dir, false, &err) == LMP_ENOENT); /* a directory */
     CHECK(strstr(err.msg, dir) != NULL);
     /* issue 10: an empty file is rejected input too (exit 4), not a job failure (1) */
     char empty[64];
@@ -89,14 +89,14 @@ static void test_calibration_file_must_be_readable(void) {
     CHECK(fe != NULL);
     if (fe) fclose(fe);
     err = (struct lmp_err){0};
-    CHECK(lmp_job_check(m, &g4, NULL, 0, empty, &err) == LMP_EFORMAT);
+    CHECK(lmp_job_check(m, &g4, NULL, 0, empty, false, &err) == LMP_EFORMAT);
     CHECK(strstr(err.msg, empty) != NULL && strstr(err.msg, "empty") != NULL);
     unlink(empty);
     /* RTN reads no calibration: a missing file is not its problem */
     struct lmp_compress_spec rtn = g4;
     rtn.method                   = LMP_COMPRESS_RTN;
     rtn.rtn_group                = 4;
-    CHECK(lmp_job_check(m, &rtn, NULL, 0, missing, &err) == LMP_OK);
+    CHECK(lmp_job_check(m, &rtn, NULL, 0, missing, false, &err) == LMP_OK);
     unlink(file);
     rmdir(dir);
     lmp_model_close(&m);
