@@ -14,7 +14,10 @@
 #               512 tokens are about 90 KB; refused with MAX_WINDOWS=0, which evaluates all)
 #   CONFIGS     ';'-separated option sets for `lmpress tune`, each a row (default one row:
 #               "--steps 30 --batch 4 --lr 5e-4 --code-lr 1e-3")
-#   THREADS     threads (default 2); MAX_WINDOWS evaluation windows (default 40; 0: all)
+#   THREADS     threads (default 2; per rank with LAUNCH); MAX_WINDOWS evaluation windows
+#               (default 40; 0: all)
+#   LAUNCH      a launcher for the tuning, e.g. "mpirun -n 2" (data-parallel ranks; the
+#               artifact is the same as one process's)
 #   SKIP_INPUT  set: do not evaluate the input artifact (a second run on the same one)
 #   OUT         directory for the tuned artifacts and logs (default a new temporary one)
 set -u
@@ -26,6 +29,9 @@ DATA=${DATA:-$SHARED/data/tinystories_valid_first1000.txt}
 WIKI=$SHARED/data/wikitext2_test_join.txt
 THREADS=${THREADS:-2}; MAX_WINDOWS=${MAX_WINDOWS:-40}
 OUT=${OUT:-$(mktemp -d)}
+read -r -a LAUNCHER <<< "${LAUNCH:-}"
+[ -n "${LAUNCH:-}" ] && export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 \
+    OMPI_MCA_rmaps_base_oversubscribe=1 OMPI_MCA_hwloc_base_binding_policy=none
 CONFIGS=${CONFIGS:---steps 30 --batch 4 --lr 5e-4 --code-lr 1e-3}
 if [ "$DATA" = wikitail ]; then
     [ "$MAX_WINDOWS" -gt 0 ] || { echo "DATA=wikitail overlaps an evaluation of all windows" >&2; exit 2; }
@@ -51,7 +57,7 @@ i=0
 for c in "${cfgs[@]}"; do
     i=$((i + 1)); read -r -a opts <<< "$c"
     t="$OUT/tuned-$i.h5"
-    js=$("$LMPRESS" tune --artifact "$ART" --model "$MODEL" --data "$DATA" --out "$t" \
+    js=$(${LAUNCHER[@]+"${LAUNCHER[@]}"} "$LMPRESS" tune --artifact "$ART" --model "$MODEL" --data "$DATA" --out "$t" \
          --threads "$THREADS" --json "${opts[@]}" 2> "$OUT/tune-$i.log") ||
         { echo "config $i ($c): tune failed, see $OUT/tune-$i.log" >&2; continue; }
     read -r p k a <<< "$(evaluate "$t")"
@@ -59,7 +65,8 @@ for c in "${cfgs[@]}"; do
         "$(echo "$js" | field seconds_tuning)" "$(echo "$js" | field tokens_per_s)")")
     echo "${rows[-1]}" >&2
 done
-printf '\nSmolLM2-135M, %s; WikiText-2 ctx 512 (%s windows); tuning text %s; %s threads\n' \
-    "$ART" "$([ "$MAX_WINDOWS" -gt 0 ] && echo "first $MAX_WINDOWS" || echo all)" "$DATA" "$THREADS"
+printf '\nSmolLM2-135M, %s; WikiText-2 ctx 512 (%s windows); tuning text %s; %s threads%s\n' \
+    "$ART" "$([ "$MAX_WINDOWS" -gt 0 ] && echo "first $MAX_WINDOWS" || echo all)" "$DATA" "$THREADS" \
+    "${LAUNCH:+ per rank, $LAUNCH}"
 printf '%-48s %9s %8s %7s %9s %8s\n' configuration ppl KL agree seconds tok/s
 printf '%s\n' "${rows[@]}"
