@@ -16,6 +16,7 @@
 #include "worker/block_grad.h"
 
 #include "kernels/kernels.h" /* defines: lmp_kernels_get()->sgemm */
+#include "model/rope.h"      /* defines: lmp_rope_freqs, lmp_rope_n_dims, lmp_rope_block_is_local */
 
 #include <assert.h>
 #include <math.h>
@@ -24,10 +25,13 @@
 
 struct lmp_block_grad {
     struct lmp_config cfg;
-    int64_t           max_seq, T; /* capacity in sequences; tokens per sequence */
-    int64_t dim, hid, qd, kd, hd; /* model width, FFN width, q width, kv width, head dim */
-    int64_t n_seq;                /* sequences of the last forward (0: none yet) */
-    float  *rope_cos, *rope_sin;  /* (T, hd/2) */
+    int64_t           max_seq, T;    /* capacity in sequences; tokens per sequence */
+    int64_t dim, hid, qd, kd, hd;    /* model width, FFN width, q width, kv width, head dim */
+    int64_t n_seq;                   /* sequences of the last forward (0: none yet) */
+    int64_t half;                    /* rotated pairs per head: rope_dims / 2 */
+    float  *rope_cos, *rope_sin;     /* (T, half) global blocks */
+    float  *rope_cos_l, *rope_sin_l; /* (T, half) local blocks, or NULL */
+    float   scale;                   /* attention scores' factor */
     /* saved by the forward; rows = n_seq * T */
     float *x;  /* (rows, dim) block input */
     float *s1; /* (rows) rms factor of x */
@@ -42,7 +46,12 @@ struct lmp_block_grad {
     float *h2; /* (rows, dim) rmsnorm(r) * ffn_norm */
     float *gp; /* (rows, hid) gate pre-activation */
     float *up; /* (rows, hid) up projection */
-    float *f;  /* (rows, hid) silu(gp) * up */
+    float *f;  /* (rows, hid) act(gp) * up */
+    /* beyond the llama block, NULL when the config has none */
+    float *q0, *k0; /* (rows, qd), (rows, kd) q and k before their head norms */
+    float *sq, *sk; /* (rows * n_heads), (rows * n_kv_heads) their rms factors */
+    float *ao, *s3; /* (rows, dim) a Wo^T before the post-attention norm; its rms factor */
+    float *fo, *s4; /* (rows, dim) f Wdown^T before the post-FFN norm; its rms factor */
     /* backward scratch */
     float  *dr;       /* (rows, dim) dL/dr, then dL/dx */
     float  *dh;       /* (rows, dim) dL/dh2, then dL/dh1 */
@@ -58,13 +67,21 @@ struct lmp_block_grad {
 };
 
 static void free_all(struct lmp_block_grad *bg) {
-    float *bufs[] = {bg->rope_cos, bg->rope_sin, bg->x, bg->s1, bg->h1, bg->q,  bg->k,  bg->v,
-                     bg->p,        bg->a,        bg->r, bg->s2, bg->h2, bg->gp, bg->up, bg->f};
+    float *bufs[] = {bg->rope_cos, bg->rope_sin, bg->rope_cos_l, bg->rope_sin_l, bg->x,  bg->s1,
+                     bg->h1,       bg->q,        bg->k,          bg->v,          bg->p,  bg->a,
+                     bg->r,        bg->s2,       bg->h2,         bg->gp,         bg->up, bg->f,
+                     bg->q0,       bg->k0,       bg->sq,         bg->sk,         bg->ao, bg->s3,
+                     bg->fo,       bg->s4};
     for (size_t i = 0; i < sizeof(bufs) / sizeof(bufs[0]); i++) free(bufs[i]);
     if (bg->borrowed) return;
     float *scratch[] = {bg->dr, bg->dh, bg->da, bg->dq, bg->dk, bg->dv, bg->dgp, bg->dup, bg->ds};
     for (size_t i = 0; i < sizeof(scratch) / sizeof(scratch[0]); i++) free(scratch[i]);
     free(bg->acc);
+}
+
+/* Entries of the norm-gradient accumulator: the widest norm (dim, or head_dim for q/k). */
+static int64_t acc_n(const struct lmp_block_grad *bg) {
+    return bg->dim > bg->hd ? bg->dim : bg->hd;
 }
 
 /* lmp_block_grad_new and _new_shared: with `from`, the backward scratch is from's. */
@@ -77,11 +94,9 @@ static enum lmp_status block_grad_new(const struct lmp_config *cfg, int64_t max_
         cfg->head_dim <= 0 || cfg->head_dim % 2 != 0 || cfg->n_kv_heads <= 0 || cfg->n_heads <= 0 ||
         cfg->n_heads % cfg->n_kv_heads != 0)
         return LMP_EINVAL;
-    /* only the plain llama block has a backward here (lmp_model_check_trainable) */
-    if (cfg->qk_norm || cfg->post_norms || cfg->ffn_act != LMP_ACT_SILU || cfg->attn_scale != 0 ||
-        cfg->swa_pattern != 0 || cfg->rope_scaling != LMP_ROPE_SCALING_NONE ||
-        cfg->rope_freq_factors != NULL || (cfg->rope_dims != 0 && cfg->rope_dims != cfg->head_dim))
-        return LMP_EUNSUP;
+    const int32_t rd = lmp_rope_n_dims(cfg);
+    if (rd <= 0 || rd % 2 != 0 || rd > cfg->head_dim) return LMP_EINVAL;
+    if (cfg->ffn_act != LMP_ACT_SILU && cfg->ffn_act != LMP_ACT_GELU_TANH) return LMP_EUNSUP;
     struct lmp_block_grad *bg = calloc(1, sizeof(*bg));
     if (bg == NULL) return LMP_ENOMEM;
     bg->cfg            = *cfg;
@@ -92,7 +107,12 @@ static enum lmp_status block_grad_new(const struct lmp_config *cfg, int64_t max_
     bg->hd             = cfg->head_dim;
     bg->qd             = (int64_t)cfg->n_heads * cfg->head_dim;
     bg->kd             = (int64_t)cfg->n_kv_heads * cfg->head_dim;
-    const int64_t rows = max_seq * seq_len, half = bg->hd / 2;
+    const int64_t rows = max_seq * seq_len, half = rd / 2;
+    bool          any_local = false;
+    for (int32_t b = 0; b < cfg->n_layers && !any_local; b++)
+        any_local = lmp_rope_block_is_local(cfg, b);
+    bg->half  = half;
+    bg->scale = cfg->attn_scale > 0 ? cfg->attn_scale : (float)(1.0 / sqrt((double)bg->hd));
 #define ALLOC(field, n) ((bg->field = malloc((size_t)(n) * sizeof(*bg->field))) != NULL)
     bool ok = ALLOC(rope_cos, seq_len * half) && ALLOC(rope_sin, seq_len * half) &&
               ALLOC(x, rows * bg->dim) && ALLOC(s1, rows) && ALLOC(h1, rows * bg->dim) &&
@@ -100,6 +120,14 @@ static enum lmp_status block_grad_new(const struct lmp_config *cfg, int64_t max_
               ALLOC(p, max_seq * cfg->n_heads * seq_len * seq_len) && ALLOC(a, rows * bg->qd) &&
               ALLOC(r, rows * bg->dim) && ALLOC(s2, rows) && ALLOC(h2, rows * bg->dim) &&
               ALLOC(gp, rows * bg->hid) && ALLOC(up, rows * bg->hid) && ALLOC(f, rows * bg->hid);
+    if (ok && any_local)
+        ok = ALLOC(rope_cos_l, seq_len * half) && ALLOC(rope_sin_l, seq_len * half);
+    if (ok && cfg->qk_norm)
+        ok = ALLOC(q0, rows * bg->qd) && ALLOC(k0, rows * bg->kd) &&
+             ALLOC(sq, rows * cfg->n_heads) && ALLOC(sk, rows * cfg->n_kv_heads);
+    if (ok && cfg->post_norms)
+        ok = ALLOC(ao, rows * bg->dim) && ALLOC(s3, rows) && ALLOC(fo, rows * bg->dim) &&
+             ALLOC(s4, rows);
     if (ok && from) {
         bg->borrowed = true;
         bg->dr       = from->dr;
@@ -116,23 +144,34 @@ static enum lmp_status block_grad_new(const struct lmp_config *cfg, int64_t max_
         ok = ALLOC(dr, rows * bg->dim) && ALLOC(dh, rows * bg->dim) && ALLOC(da, rows * bg->qd) &&
              ALLOC(dq, rows * bg->qd) && ALLOC(dk, rows * bg->kd) && ALLOC(dv, rows * bg->kd) &&
              ALLOC(dgp, rows * bg->hid) && ALLOC(dup, rows * bg->hid) &&
-             ALLOC(ds, seq_len * seq_len) && ALLOC(acc, bg->dim);
-        if (ok) memset(bg->acc, 0, (size_t)bg->dim * sizeof(*bg->acc));
+             ALLOC(ds, seq_len * seq_len) && ALLOC(acc, acc_n(bg));
+        if (ok) memset(bg->acc, 0, (size_t)acc_n(bg) * sizeof(*bg->acc));
     }
 #undef ALLOC
     if (!ok) {
         lmp_block_grad_destroy(&bg);
         return LMP_ENOMEM;
     }
-    /* the same tables as the forward pass: angle(pos, i) = pos * theta^(-2i/head_dim) */
-    for (int64_t i = 0; i < half; i++) {
-        double freq = pow((double)cfg->rope_theta, -2.0 * (double)i / (double)bg->hd);
-        for (int64_t t = 0; t < seq_len; t++) {
-            double ang                 = (double)t * freq;
-            bg->rope_cos[t * half + i] = (float)cos(ang);
-            bg->rope_sin[t * half + i] = (float)sin(ang);
-        }
+    /* the same tables as the forward pass: angle(pos, i) = pos * inv_freq[i] (model/rope.h),
+     * times the variant's magnitude */
+    double *inv = malloc((size_t)half * sizeof(double));
+    if (inv == NULL) {
+        lmp_block_grad_destroy(&bg);
+        return LMP_ENOMEM;
     }
+    for (int kind = 0; kind < 1 + any_local; kind++) {
+        float *cs     = kind ? bg->rope_cos_l : bg->rope_cos,
+              *sn     = kind ? bg->rope_sin_l : bg->rope_sin;
+        double mscale = 1.0;
+        lmp_rope_freqs(cfg, kind == 1, inv, &mscale);
+        for (int64_t i = 0; i < half; i++)
+            for (int64_t t = 0; t < seq_len; t++) {
+                double ang       = (double)t * inv[i];
+                cs[t * half + i] = (float)(cos(ang) * mscale);
+                sn[t * half + i] = (float)(sin(ang) * mscale);
+            }
+    }
+    free(inv);
     *out = bg;
     return LMP_OK;
 }
@@ -223,15 +262,18 @@ static void linear_bwd_input(const float *dy, const float *w, int64_t rows, int6
                              n_in, beta, dx, n_in);
 }
 
-/* Rotate (inverse = false) or rotate back (inverse = true, the transpose) every head of
- * x (rows, n_heads * hd), row r at position r % T. */
-static void rope_rows(const struct lmp_block_grad *bg, float *x, int64_t rows, int n_heads,
-                      bool inverse) {
-    const int64_t hd = bg->hd, half = hd / 2, width = (int64_t)n_heads * hd;
+/* Rotate (inverse = false) or rotate back (inverse = true, the transpose, the magnitude
+ * included) the first rope_dims of every head of x (rows, n_heads * hd), row r at position
+ * r % T, with the local or the global tables. */
+static void rope_rows(const struct lmp_block_grad *bg, bool local, float *x, int64_t rows,
+                      int n_heads, bool inverse) {
+    const int64_t hd = bg->hd, half = bg->half, width = (int64_t)n_heads * hd;
     const bool    inter = bg->cfg.rope == LMP_ROPE_INTERLEAVED;
+    const float  *tc    = local ? bg->rope_cos_l : bg->rope_cos;
+    const float  *ts    = local ? bg->rope_sin_l : bg->rope_sin;
     for (int64_t r = 0; r < rows; r++) {
         const int64_t pos = r % bg->T;
-        const float  *cs = bg->rope_cos + pos * half, *sn = bg->rope_sin + pos * half;
+        const float  *cs = tc + pos * half, *sn = ts + pos * half;
         for (int h = 0; h < n_heads; h++) {
             float *y = x + r * width + h * hd;
             for (int64_t i = 0; i < half; i++) {
@@ -246,24 +288,69 @@ static void rope_rows(const struct lmp_block_grad *bg, float *x, int64_t rows, i
 
 /* ---- forward -------------------------------------------------------------------------- */
 
+/* f = act(gp) * up over n entries (the forward pass's formulas: silu, or tanh-GELU). */
+static const float GELU_K = 0.7978845608028654f; /* sqrt(2 / pi) */
+
+static void act_fwd(enum lmp_act act, const float *gp, const float *up, int64_t n, float *f) {
+    if (act == LMP_ACT_GELU_TANH) {
+        for (int64_t i = 0; i < n; i++) {
+            const float x = gp[i];
+            f[i]          = 0.5f * x * (1.0f + tanhf(GELU_K * (x + 0.044715f * x * x * x))) * up[i];
+        }
+    } else {
+        for (int64_t i = 0; i < n; i++) f[i] = gp[i] / (1.0f + expf(-gp[i])) * up[i];
+    }
+}
+
+/* From df (in dup): dup = df act(gp), dgp = df up act'(gp). */
+static void act_bwd(enum lmp_act act, const float *gp, const float *up, int64_t n, float *dup,
+                    float *dgp) {
+    for (int64_t i = 0; i < n; i++) {
+        const float z = gp[i], df = dup[i];
+        if (act == LMP_ACT_GELU_TANH) {
+            const float u = GELU_K * (z + 0.044715f * z * z * z), th = tanhf(u);
+            const float g  = 0.5f * z * (1.0f + th);
+            const float dg = 0.5f * (1.0f + th) + 0.5f * z * (1.0f - th * th) * GELU_K *
+                                                      (1.0f + 3.0f * 0.044715f * z * z);
+            dup[i] = df * g;
+            dgp[i] = df * up[i] * dg;
+        } else {
+            const float sg = 1.0f / (1.0f + expf(-z));
+            dup[i]         = df * z * sg;
+            dgp[i]         = df * up[i] * sg * (1.0f + z * (1.0f - sg));
+        }
+    }
+}
+
+/* ---- forward -------------------------------------------------------------------------- */
+
 void lmp_block_grad_forward(struct lmp_block_grad *bg, const struct lmp_block_params *p,
                             const float *x, int64_t n_seq, float *y) {
     assert(bg && p && x && y && n_seq > 0 && n_seq <= bg->max_seq);
     const struct lmp_config  *c = &bg->cfg;
     const int64_t             T = bg->T, rows = n_seq * T, dim = bg->dim, hd = bg->hd;
     const int64_t             qd = bg->qd, kd = bg->kd, hid = bg->hid;
-    const int                 group = c->n_heads / c->n_kv_heads;
-    const float               sc    = (float)(1.0 / sqrt((double)hd));
-    const struct lmp_kernels *kt    = lmp_kernels_get();
-    bg->n_seq                       = n_seq;
+    const int                 group  = c->n_heads / c->n_kv_heads;
+    const float               sc     = bg->scale;
+    const bool                local  = p->local && bg->rope_cos_l != NULL;
+    const int64_t             window = local ? c->sliding_window : 0;
+    const struct lmp_kernels *kt     = lmp_kernels_get();
+    assert(!c->qk_norm || (p->q_norm && p->k_norm));
+    assert(!c->post_norms || (p->post_attn_norm && p->post_ffn_norm));
+    bg->n_seq = n_seq;
 
     memcpy(bg->x, x, (size_t)(rows * dim) * sizeof(float));
     rmsnorm_fwd(bg->x, p->attn_norm, rows, dim, c->norm_eps, bg->s1, bg->h1);
-    linear_fwd(bg->h1, p->w[LMP_LIN_Q], p->b[LMP_LIN_Q], rows, qd, dim, 0.0f, bg->q);
-    linear_fwd(bg->h1, p->w[LMP_LIN_K], p->b[LMP_LIN_K], rows, kd, dim, 0.0f, bg->k);
+    float *q = c->qk_norm ? bg->q0 : bg->q, *k = c->qk_norm ? bg->k0 : bg->k;
+    linear_fwd(bg->h1, p->w[LMP_LIN_Q], p->b[LMP_LIN_Q], rows, qd, dim, 0.0f, q);
+    linear_fwd(bg->h1, p->w[LMP_LIN_K], p->b[LMP_LIN_K], rows, kd, dim, 0.0f, k);
     linear_fwd(bg->h1, p->w[LMP_LIN_V], p->b[LMP_LIN_V], rows, kd, dim, 0.0f, bg->v);
-    rope_rows(bg, bg->q, rows, c->n_heads, false);
-    rope_rows(bg, bg->k, rows, c->n_kv_heads, false);
+    if (c->qk_norm) { /* each head: rmsnorm over head_dim, as rows of hd */
+        rmsnorm_fwd(bg->q0, p->q_norm, rows * c->n_heads, hd, c->norm_eps, bg->sq, bg->q);
+        rmsnorm_fwd(bg->k0, p->k_norm, rows * c->n_kv_heads, hd, c->norm_eps, bg->sk, bg->k);
+    }
+    rope_rows(bg, local, bg->q, rows, c->n_heads, false);
+    rope_rows(bg, local, bg->k, rows, c->n_kv_heads, false);
 
     for (int64_t s = 0; s < n_seq; s++)
         for (int h = 0; h < c->n_heads; h++) {
@@ -275,30 +362,43 @@ void lmp_block_grad_forward(struct lmp_block_grad *bg, const struct lmp_block_pa
             float        *O   = bg->a + s * T * qd + h * hd;
             kt->sgemm(LMP_NO_TRANS, LMP_TRANS, T, T, hd, sc, Q, qd, K, kd, 0.0f, P, T);
             for (int64_t i = 0; i < T; i++) {
-                float *row = P + i * T;
-                float  mx  = row[0];
-                for (int64_t j = 1; j <= i; j++) mx = row[j] > mx ? row[j] : mx;
+                float        *row = P + i * T;
+                const int64_t j0  = window > 0 && i - window + 1 > 0 ? i - window + 1 : 0;
+                float         mx  = row[j0];
+                for (int64_t j = j0 + 1; j <= i; j++) mx = row[j] > mx ? row[j] : mx;
                 float sum = 0;
-                for (int64_t j = 0; j <= i; j++) {
+                for (int64_t j = j0; j <= i; j++) {
                     row[j] = expf(row[j] - mx);
                     sum += row[j];
                 }
                 float inv = 1.0f / sum;
-                for (int64_t j = 0; j <= i; j++) row[j] *= inv;
+                for (int64_t j = 0; j < j0; j++) row[j] = 0.0f;
+                for (int64_t j = j0; j <= i; j++) row[j] *= inv;
                 for (int64_t j = i + 1; j < T; j++) row[j] = 0.0f;
             }
             kt->sgemm(LMP_NO_TRANS, LMP_NO_TRANS, T, hd, T, 1.0f, P, T, V, kd, 0.0f, O, qd);
         }
 
-    memcpy(bg->r, bg->x, (size_t)(rows * dim) * sizeof(float));
-    linear_fwd(bg->a, p->w[LMP_LIN_O], p->b[LMP_LIN_O], rows, dim, qd, 1.0f, bg->r);
+    if (c->post_norms) { /* r = x + rmsnorm(a Wo^T) * post_attn_norm */
+        linear_fwd(bg->a, p->w[LMP_LIN_O], p->b[LMP_LIN_O], rows, dim, qd, 0.0f, bg->ao);
+        rmsnorm_fwd(bg->ao, p->post_attn_norm, rows, dim, c->norm_eps, bg->s3, bg->r);
+        for (int64_t i = 0; i < rows * dim; i++) bg->r[i] += bg->x[i];
+    } else {
+        memcpy(bg->r, bg->x, (size_t)(rows * dim) * sizeof(float));
+        linear_fwd(bg->a, p->w[LMP_LIN_O], p->b[LMP_LIN_O], rows, dim, qd, 1.0f, bg->r);
+    }
     rmsnorm_fwd(bg->r, p->ffn_norm, rows, dim, c->norm_eps, bg->s2, bg->h2);
     linear_fwd(bg->h2, p->w[LMP_LIN_GATE], p->b[LMP_LIN_GATE], rows, hid, dim, 0.0f, bg->gp);
     linear_fwd(bg->h2, p->w[LMP_LIN_UP], p->b[LMP_LIN_UP], rows, hid, dim, 0.0f, bg->up);
-    for (int64_t i = 0; i < rows * hid; i++)
-        bg->f[i] = bg->gp[i] / (1.0f + expf(-bg->gp[i])) * bg->up[i];
-    memcpy(y, bg->r, (size_t)(rows * dim) * sizeof(float));
-    linear_fwd(bg->f, p->w[LMP_LIN_DOWN], p->b[LMP_LIN_DOWN], rows, dim, hid, 1.0f, y);
+    act_fwd(c->ffn_act, bg->gp, bg->up, rows * hid, bg->f);
+    if (c->post_norms) { /* y = r + rmsnorm(f Wdown^T) * post_ffn_norm */
+        linear_fwd(bg->f, p->w[LMP_LIN_DOWN], p->b[LMP_LIN_DOWN], rows, dim, hid, 0.0f, bg->fo);
+        rmsnorm_fwd(bg->fo, p->post_ffn_norm, rows, dim, c->norm_eps, bg->s4, y);
+        for (int64_t i = 0; i < rows * dim; i++) y[i] += bg->r[i];
+    } else {
+        memcpy(y, bg->r, (size_t)(rows * dim) * sizeof(float));
+        linear_fwd(bg->f, p->w[LMP_LIN_DOWN], p->b[LMP_LIN_DOWN], rows, dim, hid, 1.0f, y);
+    }
 }
 
 /* ---- backward ------------------------------------------------------------------------- */
@@ -316,21 +416,25 @@ void lmp_block_grad_backward(struct lmp_block_grad *bg, const struct lmp_block_p
     const int64_t n_seq = bg->n_seq, T = bg->T, rows = n_seq * T, dim = bg->dim, hd = bg->hd;
     const int64_t qd = bg->qd, kd = bg->kd, hid = bg->hid;
     const int     group          = c->n_heads / c->n_kv_heads;
-    const float   sc             = (float)(1.0 / sqrt((double)hd));
+    const float   sc             = bg->scale;
+    const bool    local          = p->local && bg->rope_cos_l != NULL;
     const struct lmp_kernels *kt = lmp_kernels_get();
 #define BIAS_GRAD(kind) (p->b[kind] ? g->b[kind] : NULL)
 
-    /* y = r + f Wd^T + bd */
+    /* y = r + d (d = f Wd^T + bd), or r + rmsnorm(d) * post_ffn_norm: dd into dh */
     memcpy(bg->dr, dy, (size_t)(rows * dim) * sizeof(float));
-    linear_bwd_params(bg->dr, bg->f, rows, dim, hid, g->w[LMP_LIN_DOWN], BIAS_GRAD(LMP_LIN_DOWN));
-    linear_bwd_input(bg->dr, p->w[LMP_LIN_DOWN], rows, dim, hid, 0.0f, bg->dup); /* df */
-
-    /* f = silu(gp) * up */
-    for (int64_t i = 0; i < rows * hid; i++) {
-        const float z = bg->gp[i], sg = 1.0f / (1.0f + expf(-z)), df = bg->dup[i];
-        bg->dup[i] = df * z * sg;
-        bg->dgp[i] = df * bg->up[i] * sg * (1.0f + z * (1.0f - sg));
+    const float *dd = bg->dr;
+    if (c->post_norms) {
+        memset(bg->dh, 0, (size_t)(rows * dim) * sizeof(float));
+        rmsnorm_bwd(bg->fo, p->post_ffn_norm, bg->s4, dy, rows, dim, bg->dh, bg->acc);
+        add_acc(g->post_ffn_norm, bg->acc, dim);
+        dd = bg->dh;
     }
+    linear_bwd_params(dd, bg->f, rows, dim, hid, g->w[LMP_LIN_DOWN], BIAS_GRAD(LMP_LIN_DOWN));
+    linear_bwd_input(dd, p->w[LMP_LIN_DOWN], rows, dim, hid, 0.0f, bg->dup); /* df */
+
+    /* f = act(gp) * up */
+    act_bwd(c->ffn_act, bg->gp, bg->up, rows * hid, bg->dup, bg->dgp);
     linear_bwd_params(bg->dgp, bg->h2, rows, hid, dim, g->w[LMP_LIN_GATE], BIAS_GRAD(LMP_LIN_GATE));
     linear_bwd_params(bg->dup, bg->h2, rows, hid, dim, g->w[LMP_LIN_UP], BIAS_GRAD(LMP_LIN_UP));
     linear_bwd_input(bg->dgp, p->w[LMP_LIN_GATE], rows, hid, dim, 0.0f, bg->dh);
@@ -340,11 +444,18 @@ void lmp_block_grad_backward(struct lmp_block_grad *bg, const struct lmp_block_p
     rmsnorm_bwd(bg->r, p->ffn_norm, bg->s2, bg->dh, rows, dim, bg->dr, bg->acc);
     add_acc(g->ffn_norm, bg->acc, dim);
 
-    /* r = x + a Wo^T + bo */
-    linear_bwd_params(bg->dr, bg->a, rows, dim, qd, g->w[LMP_LIN_O], BIAS_GRAD(LMP_LIN_O));
-    linear_bwd_input(bg->dr, p->w[LMP_LIN_O], rows, dim, qd, 0.0f, bg->da);
+    /* r = x + o (o = a Wo^T + bo), or x + rmsnorm(o) * post_attn_norm: do into dh */
+    const float *dout = bg->dr;
+    if (c->post_norms) {
+        memset(bg->dh, 0, (size_t)(rows * dim) * sizeof(float));
+        rmsnorm_bwd(bg->ao, p->post_attn_norm, bg->s3, bg->dr, rows, dim, bg->dh, bg->acc);
+        add_acc(g->post_attn_norm, bg->acc, dim);
+        dout = bg->dh;
+    }
+    linear_bwd_params(dout, bg->a, rows, dim, qd, g->w[LMP_LIN_O], BIAS_GRAD(LMP_LIN_O));
+    linear_bwd_input(dout, p->w[LMP_LIN_O], rows, dim, qd, 0.0f, bg->da);
 
-    /* attention, per (sequence, head) */
+    /* attention, per (sequence, head); P is zero outside each row's keys */
     memset(bg->dk, 0, (size_t)(rows * kd) * sizeof(float));
     memset(bg->dv, 0, (size_t)(rows * kd) * sizeof(float));
     for (int64_t s = 0; s < n_seq; s++)
@@ -372,15 +483,31 @@ void lmp_block_grad_backward(struct lmp_block_grad *bg, const struct lmp_block_p
             kt->sgemm(LMP_NO_TRANS, LMP_NO_TRANS, T, hd, T, sc, dS, T, K, kd, 0.0f, dQ, qd);
             kt->sgemm(LMP_TRANS, LMP_NO_TRANS, T, hd, T, sc, dS, T, Q, qd, 1.0f, dK, kd);
         }
-    rope_rows(bg, bg->dq, rows, c->n_heads, true);
-    rope_rows(bg, bg->dk, rows, c->n_kv_heads, true);
+    rope_rows(bg, local, bg->dq, rows, c->n_heads, true);
+    rope_rows(bg, local, bg->dk, rows, c->n_kv_heads, true);
+
+    /* q, k = rmsnorm(each head of q0, k0) * q_norm, k_norm: dq0, dk0 into da (free) and dv's
+     * room would be taken, so into q and k's own saved pre-norm copies' gradient buffers */
+    const float *dq0 = bg->dq, *dk0 = bg->dk;
+    if (c->qk_norm) {
+        float *tq = bg->da; /* (rows, qd): dL/da is used up */
+        memset(tq, 0, (size_t)(rows * qd) * sizeof(float));
+        rmsnorm_bwd(bg->q0, p->q_norm, bg->sq, bg->dq, rows * c->n_heads, hd, tq, bg->acc);
+        add_acc(g->q_norm, bg->acc, hd);
+        memcpy(bg->dq, tq, (size_t)(rows * qd) * sizeof(float));
+        memset(tq, 0, (size_t)(rows * kd) * sizeof(float));
+        rmsnorm_bwd(bg->k0, p->k_norm, bg->sk, bg->dk, rows * c->n_kv_heads, hd, tq, bg->acc);
+        add_acc(g->k_norm, bg->acc, hd);
+        memcpy(bg->dk, tq, (size_t)(rows * kd) * sizeof(float));
+    }
+    const float *h1 = bg->h1;
 
     /* q, k, v = h1 W^T + b */
-    linear_bwd_params(bg->dq, bg->h1, rows, qd, dim, g->w[LMP_LIN_Q], BIAS_GRAD(LMP_LIN_Q));
-    linear_bwd_params(bg->dk, bg->h1, rows, kd, dim, g->w[LMP_LIN_K], BIAS_GRAD(LMP_LIN_K));
-    linear_bwd_params(bg->dv, bg->h1, rows, kd, dim, g->w[LMP_LIN_V], BIAS_GRAD(LMP_LIN_V));
-    linear_bwd_input(bg->dq, p->w[LMP_LIN_Q], rows, qd, dim, 0.0f, bg->dh);
-    linear_bwd_input(bg->dk, p->w[LMP_LIN_K], rows, kd, dim, 1.0f, bg->dh);
+    linear_bwd_params(dq0, h1, rows, qd, dim, g->w[LMP_LIN_Q], BIAS_GRAD(LMP_LIN_Q));
+    linear_bwd_params(dk0, h1, rows, kd, dim, g->w[LMP_LIN_K], BIAS_GRAD(LMP_LIN_K));
+    linear_bwd_params(bg->dv, h1, rows, kd, dim, g->w[LMP_LIN_V], BIAS_GRAD(LMP_LIN_V));
+    linear_bwd_input(dq0, p->w[LMP_LIN_Q], rows, qd, dim, 0.0f, bg->dh);
+    linear_bwd_input(dk0, p->w[LMP_LIN_K], rows, kd, dim, 1.0f, bg->dh);
     linear_bwd_input(bg->dv, p->w[LMP_LIN_V], rows, kd, dim, 1.0f, bg->dh);
 
     /* h1 = rmsnorm(x) * attn_norm; the residual's gradient is already in dr */

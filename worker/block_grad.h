@@ -4,12 +4,15 @@
  *  each start at position 0 (no KV cache):
  *      h1 = rmsnorm(x) * attn_norm
  *      q, k, v = h1 Wq^T + bq, h1 Wk^T + bk, h1 Wv^T + bv
- *      rope(q), rope(k)                    (cfg.rope: interleaved or half pairs)
- *      a  = softmax(q k^T / sqrt(head_dim), causal) v       (grouped-query)
- *      r  = x + a Wo^T
+ *      [qk_norm] q, k = rmsnorm(each head) * q_norm, k_norm
+ *      rope(q), rope(k)    (cfg.rope: interleaved or half pairs; model/rope.h: the first
+ *                           rope_dims of a head, scaled variants, local blocks' own base)
+ *      a  = softmax(q k^T * scale, causal [, last sliding_window keys on local blocks]) v
+ *           (grouped-query; scale cfg.attn_scale or 1/sqrt(head_dim))
+ *      r  = x + o,  o = a Wo^T  [post_norms: r = x + rmsnorm(o) * post_attn_norm]
  *      h2 = rmsnorm(r) * ffn_norm
- *      f  = silu(h2 Wgate^T) * (h2 Wup^T)
- *      y  = r + f Wdown^T
+ *      f  = act(h2 Wgate^T) * (h2 Wup^T)    (act: silu, or tanh-GELU for GeGLU)
+ *      y  = r + d,  d = f Wdown^T  [post_norms: y = r + rmsnorm(d) * post_ffn_norm]
  *  (any of the seven linears may have a bias). The forward saves what the backward needs
  *  (normed inputs, rms factors, rotated q/k, v, attention probabilities, attention output,
  *  residual, gate/up pre-activations, SwiGLU output); the backward takes dL/dy and
@@ -30,6 +33,7 @@
 #ifndef LMP_WORKER_BLOCK_GRAD_H
 #define LMP_WORKER_BLOCK_GRAD_H
 
+#include <stdbool.h>
 #include <stdint.h>
 #include "base/status.h" /* defines: enum lmp_status */
 #include "model/model.h" /* defines: struct lmp_config, LMP_LIN_COUNT */
@@ -40,26 +44,32 @@ struct lmp_block_params {
     const float *ffn_norm;         /* (dim) */
     const float *w[LMP_LIN_COUNT]; /* (n_out, n_in) dense, by enum lmp_lin */
     const float *b[LMP_LIN_COUNT]; /* (n_out) or NULL */
+    /* beyond the llama block (Gemma 3, Qwen3): non-NULL exactly where cfg says so */
+    const float *q_norm, *k_norm;                /* (head_dim) if cfg.qk_norm */
+    const float *post_attn_norm, *post_ffn_norm; /* (dim) if cfg.post_norms */
+    bool         local; /* a sliding-window block (lmp_rope_block_is_local): its window and
+                           its RoPE tables */
 };
 
 /* Gradient buffers, owned by the caller. The backward ADDS into every non-NULL buffer
  * (zero them first); NULL means "not wanted" and skips that work where possible. A bias
  * gradient is only touched where params.b[k] is non-NULL. */
 struct lmp_block_grads {
-    float *attn_norm;        /* (dim) or NULL */
-    float *ffn_norm;         /* (dim) or NULL */
-    float *w[LMP_LIN_COUNT]; /* (n_out, n_in) or NULL */
-    float *b[LMP_LIN_COUNT]; /* (n_out) or NULL */
+    float *attn_norm;                      /* (dim) or NULL */
+    float *ffn_norm;                       /* (dim) or NULL */
+    float *w[LMP_LIN_COUNT];               /* (n_out, n_in) or NULL */
+    float *b[LMP_LIN_COUNT];               /* (n_out) or NULL */
+    float *q_norm, *k_norm;                /* (head_dim) or NULL; only with cfg.qk_norm */
+    float *post_attn_norm, *post_ffn_norm; /* (dim) or NULL; only with cfg.post_norms */
 };
 
 struct lmp_block_grad;
 
 /* Room for max_seq sequences of seq_len tokens of a block shaped by cfg (copied). RoPE
- * tables for positions [0, seq_len) are built here. RET LMP_OK, LMP_EINVAL for sizes <= 0
- * or an attention shape the block cannot run (odd head_dim, n_heads not a multiple of
- * n_kv_heads), LMP_EUNSUP for a block other than the plain llama one (Gemma's norms and
- * GeGLU, scaled or partial RoPE, sliding windows: see lmp_model_check_trainable),
- * LMP_ENOMEM. */
+ * tables for positions [0, seq_len) are built here (global, and local where cfg has
+ * sliding-window blocks). RET LMP_OK, LMP_EINVAL for sizes <= 0 or an attention shape the
+ * block cannot run (odd head_dim or rope_dims, n_heads not a multiple of n_kv_heads),
+ * LMP_EUNSUP for an FFN activation it lacks, LMP_ENOMEM. */
 enum lmp_status lmp_block_grad_new(const struct lmp_config *cfg, int64_t max_seq, int64_t seq_len,
                                    struct lmp_block_grad **out);
 void            lmp_block_grad_destroy(struct lmp_block_grad **self_p);

@@ -1,12 +1,15 @@
 /*  test_block_grad - the training-mode block forward against lmp_transformer_block, and
  *  the backward pass against central finite differences of L = sum(R * block(x)) (R a
  *  fixed random tensor, so dL/dy = R) on tiny blocks: both RoPE pair orders, grouped- and
- *  multi-query attention, with and without biases. Every parameter kind is checked two
- *  ways: the directional derivative along a random direction over all its entries, and a
- *  sample of single entries. Also the AQ chain: codebook and scale gradients from
- *  aq_grad_dw of the backward's dW against finite differences through the decode.
+ *  multi-query attention, with and without biases, and the blocks beyond llama's: per-head
+ *  q/k norms (Qwen3); Gemma 3's post norms, GeGLU, attention scale and a local block with
+ *  a sliding window and its own RoPE base; YaRN-scaled RoPE on half of a head. Every parameter kind
+ * is checked two ways: the directional derivative along a random direction over all its entries,
+ * and a sample of single entries. Also the AQ chain: codebook and scale gradients from aq_grad_dw
+ * of the backward's dW against finite differences through the decode.
  */
 #include "worker/block_grad.h"
+#include "model/rope.h" /* defines: lmp_rope_block_is_local */
 #include "model/transformer.h"
 #include "kernels/kernels.h" /* defines: lmp_kernels_get, struct lmp_aq_shape */
 #include "tests/check.h"     /* defines: CHECK, CHECK_NEAR, RUN, check_report */
@@ -23,13 +26,20 @@ struct spec {
     int           n_heads, n_kv_heads;
     bool          bias; /* q/k/v biases (Qwen2); all_bias: every linear */
     bool          all_bias;
+    /* beyond the llama block */
+    bool qk_norm;  /* per-head q/k RMSNorm (Qwen3, Gemma 3) */
+    bool gemma;    /* post norms, GeGLU, attn_scale, a local block with a 3-key window */
+    bool rope_var; /* YaRN scaling (magnitude != 1) on half of the head's dimensions */
 };
 
 static const struct spec specs[] = {
-    {LMP_ROPE_INTERLEAVED, 4, 2, false, false},
-    {LMP_ROPE_HALF, 4, 2, true, false},
-    {LMP_ROPE_INTERLEAVED, 2, 1, true, true}, /* multi-query, a bias on every linear */
-    {LMP_ROPE_HALF, 3, 3, false, false},      /* plain multi-head */
+    {LMP_ROPE_INTERLEAVED, 4, 2, false, false, false, false, false},
+    {LMP_ROPE_HALF, 4, 2, true, false, false, false, false},
+    {LMP_ROPE_INTERLEAVED, 2, 1, true, true, false, false, false},  /* multi-query, all biases */
+    {LMP_ROPE_HALF, 3, 3, false, false, false, false, false},       /* plain multi-head */
+    {LMP_ROPE_HALF, 4, 2, false, false, true, false, false},        /* Qwen3 */
+    {LMP_ROPE_HALF, 4, 1, false, false, true, true, false},         /* Gemma 3, local block */
+    {LMP_ROPE_INTERLEAVED, 2, 2, false, false, false, false, true}, /* scaled, partial RoPE */
 };
 enum { N_SPECS = sizeof(specs) / sizeof(specs[0]) };
 
@@ -37,6 +47,8 @@ enum { N_SPECS = sizeof(specs) / sizeof(specs[0]) };
 struct block {
     struct lmp_config cfg;
     float            *norm[2]; /* attn, ffn (DIM) */
+    float            *qk[2];   /* q_norm, k_norm (HD) or NULL */
+    float            *post[2]; /* post_attn_norm, post_ffn_norm (DIM) or NULL */
     float            *w[LMP_LIN_COUNT], *b[LMP_LIN_COUNT];
     int64_t           n_out[LMP_LIN_COUNT], n_in[LMP_LIN_COUNT];
 };
@@ -65,11 +77,32 @@ static void block_init(struct block *b, const struct spec *sp, uint64_t seed) {
     c->norm_eps          = 1e-5f;
     c->rope              = sp->rope;
     c->qkv_bias          = sp->bias;
+    c->qk_norm           = sp->qk_norm;
+    if (sp->gemma) {
+        c->post_norms       = true;
+        c->ffn_act          = LMP_ACT_GELU_TANH;
+        c->attn_scale       = 0.3f;
+        c->sliding_window   = 3; /* block 0 of a 2-pattern is local: 3 keys of T = 7 */
+        c->swa_pattern      = 2;
+        c->rope_theta_local = 10.0f;
+    }
+    if (sp->rope_var) {
+        c->rope_dims         = HD / 2;
+        c->rope_scaling      = LMP_ROPE_SCALING_YARN;
+        c->rope_factor       = 4.0f;
+        c->rope_orig_max_seq = 8;
+        c->rope_beta_fast    = 32.0f;
+        c->rope_beta_slow    = 1.0f;
+    }
     const int64_t qd = (int64_t)sp->n_heads * HD, kd = (int64_t)sp->n_kv_heads * HD;
     const int64_t shp[LMP_LIN_COUNT][2] = {{qd, DIM},     {kd, DIM},     {kd, DIM},    {DIM, qd},
                                            {HIDDEN, DIM}, {HIDDEN, DIM}, {DIM, HIDDEN}};
     b->norm[0]                          = rnd(DIM, seed++, 0.3f, 1.0f);
     b->norm[1]                          = rnd(DIM, seed++, 0.3f, 1.0f);
+    for (int i = 0; i < 2; i++) {
+        if (sp->qk_norm) b->qk[i] = rnd(HD, seed++, 0.3f, 1.0f);
+        if (sp->gemma) b->post[i] = rnd(DIM, seed++, 0.3f, 1.0f);
+    }
     for (int k = 0; k < LMP_LIN_COUNT; k++) {
         b->n_out[k] = shp[k][0];
         b->n_in[k]  = shp[k][1];
@@ -82,8 +115,11 @@ static void block_init(struct block *b, const struct spec *sp, uint64_t seed) {
 }
 
 static void block_free(struct block *b) {
-    free(b->norm[0]);
-    free(b->norm[1]);
+    for (int i = 0; i < 2; i++) {
+        free(b->norm[i]);
+        free(b->qk[i]);
+        free(b->post[i]);
+    }
     for (int k = 0; k < LMP_LIN_COUNT; k++) {
         free(b->w[k]);
         free(b->b[k]);
@@ -91,7 +127,13 @@ static void block_free(struct block *b) {
 }
 
 static struct lmp_block_params view(const struct block *b) {
-    struct lmp_block_params p = {.attn_norm = b->norm[0], .ffn_norm = b->norm[1]};
+    struct lmp_block_params p = {.attn_norm      = b->norm[0],
+                                 .ffn_norm       = b->norm[1],
+                                 .q_norm         = b->qk[0],
+                                 .k_norm         = b->qk[1],
+                                 .post_attn_norm = b->post[0],
+                                 .post_ffn_norm  = b->post[1],
+                                 .local          = lmp_rope_block_is_local(&b->cfg, 0)};
     for (int k = 0; k < LMP_LIN_COUNT; k++) {
         p.w[k] = b->w[k];
         p.b[k] = b->b[k];
@@ -139,6 +181,14 @@ static void test_forward_matches_transformer(void) {
         m->out_norm            = tensor(m, "out_norm", on, DIM, 0);
         m->blocks[0].attn_norm = tensor(m, "attn_norm", b.norm[0], DIM, 0);
         m->blocks[0].ffn_norm  = tensor(m, "ffn_norm", b.norm[1], DIM, 0);
+        if (b.qk[0]) {
+            m->blocks[0].q_norm = tensor(m, "q_norm", b.qk[0], HD, 0);
+            m->blocks[0].k_norm = tensor(m, "k_norm", b.qk[1], HD, 0);
+        }
+        if (b.post[0]) {
+            m->blocks[0].post_attn_norm = tensor(m, "post_attn_norm", b.post[0], DIM, 0);
+            m->blocks[0].post_ffn_norm  = tensor(m, "post_ffn_norm", b.post[1], DIM, 0);
+        }
         for (int k = 0; k < LMP_LIN_COUNT; k++) {
             m->blocks[0].lin[k].weight = tensor(m, lmp_lin_name(k), b.w[k], b.n_out[k], b.n_in[k]);
             if (b.b[k]) m->blocks[0].lin[k].bias = tensor(m, "bias", b.b[k], b.n_out[k], 0);
@@ -243,6 +293,8 @@ static void test_backward_matches_finite_differences(void) {
         float        *x = rnd(n_act, 300 + si, 1.0f, 0.0f), *r = rnd(n_act, 400 + si, 1.0f, 0.0f);
         float        *y = malloc(sizeof(float) * n_act), *dx = malloc(sizeof(float) * n_act);
         struct lmp_block_grads g = {.attn_norm = calloc(DIM, 4), .ffn_norm = calloc(DIM, 4)};
+        if (b.qk[0]) g.q_norm = calloc(HD, 4), g.k_norm = calloc(HD, 4);
+        if (b.post[0]) g.post_attn_norm = calloc(DIM, 4), g.post_ffn_norm = calloc(DIM, 4);
         for (int k = 0; k < LMP_LIN_COUNT; k++) {
             g.w[k] = calloc((size_t)(b.n_out[k] * b.n_in[k]), 4);
             g.b[k] = calloc((size_t)b.n_out[k], 4);
@@ -258,6 +310,14 @@ static void test_backward_matches_finite_differences(void) {
         bad += check_tensor(&c, what, b.norm[0], g.attn_norm, DIM, 1);
         snprintf(what, sizeof(what), "spec %d ffn_norm", si);
         bad += check_tensor(&c, what, b.norm[1], g.ffn_norm, DIM, 2);
+        static const char *const extra[4] = {"q_norm", "k_norm", "post_attn_norm", "post_ffn_norm"};
+        float                   *ev[4]    = {b.qk[0], b.qk[1], b.post[0], b.post[1]};
+        float                   *eg[4]    = {g.q_norm, g.k_norm, g.post_attn_norm, g.post_ffn_norm};
+        for (int e = 0; e < 4; e++) {
+            if (ev[e] == NULL) continue;
+            snprintf(what, sizeof(what), "spec %d %s", si, extra[e]);
+            bad += check_tensor(&c, what, ev[e], eg[e], e < 2 ? HD : DIM, 40 + e);
+        }
         for (int k = 0; k < LMP_LIN_COUNT; k++) {
             snprintf(what, sizeof(what), "spec %d %s weight", si, lmp_lin_name(k));
             bad += check_tensor(&c, what, b.w[k], g.w[k], b.n_out[k] * b.n_in[k], 10 + k);
@@ -281,6 +341,10 @@ static void test_backward_matches_finite_differences(void) {
 
         free(g.attn_norm);
         free(g.ffn_norm);
+        free(g.q_norm);
+        free(g.k_norm);
+        free(g.post_attn_norm);
+        free(g.post_ffn_norm);
         for (int k = 0; k < LMP_LIN_COUNT; k++) {
             free(g.w[k]);
             free(g.b[k]);
