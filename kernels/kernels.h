@@ -139,7 +139,8 @@ typedef int lmp_aq_matvec_fn(float *y, const float *x, int64_t n_batch, const ui
                              const float *cb, const float *scale, const struct lmp_aq_shape *s);
 /* y (n_batch, n_rows) = x (n_batch, n_cols) W^T straight from W's 8-bit or 4-bit blocks:
  * W (n_rows, n_cols) stored row by row as ggml Q8_0 or Q4_1 blocks of 32 (`dtype`, enum
- * lmp_dtype; n_cols a multiple of 32), never widened to fp32: the quantized lm head
+ * lmp_dtype; n_cols a multiple of 32), or as F16 halves, never widened to fp32: the
+ * quantized lm head, or an fp32 head whose values are exactly such blocks or halves
  * (kernels/ref/qmatvec_ref.c). Each output is summed by one thread, so the result does not
  * depend on the thread count. Returns 0, LMP_EINVAL (another dtype, n_cols not a multiple
  * of 32) or LMP_ENOMEM. */
@@ -151,6 +152,60 @@ typedef int lmp_qmatvec_fn(float *y, const float *x, int64_t n_batch, int dtype,
  * or LMP_EINVAL (another dtype, a bad n, a value that is not finite or a scale beyond
  * fp16). */
 int lmp_quantize_row(int dtype, const float *src, void *dst, int64_t n);
+
+/* ---- 24-bit lookup tables on packed codes (decoding; ref: aq_matvec_ref.c) ---------- */
+
+/* An AQ layer with K <= 256 repacked once (lmp_aq_pack) for aq_matvec_pk: its codes as
+ * bytes, read in the order the product reads them. Positions p = j M + m (group j,
+ * codebook m), n_pos of them (n_in / g M, rounded up to even: a padded position reads a
+ * table of zeros), in chunks of LMP_AQ_CHUNK positions (the last one shorter); rows in
+ * blocks of 64 (n_rb, the last one padded with code 0). Chunk c, row block rb holds
+ * (len_c, 64) bytes at offset (c LMP_AQ_CHUNK n_rb + rb len_c) 64, and within each
+ * 64 bytes the byte at 16 l + 4 k + w (l, k, w < 4) is row 64 rb + 16 k + 4 l + w (the
+ * order the AVX-512 sums come out in: lmp_aq_packed_code reads one code). */
+enum { LMP_AQ_CHUNK = 32, LMP_AQ_ROWS = 64 };
+struct lmp_aq_packed {
+    struct lmp_aq_shape shape;
+    int64_t             n_pos, n_chunk, n_rb;
+    uint8_t            *codes; /* n_chunk chunks, as above */
+    float              *cT;    /* (M, g, 256) the codebooks transposed, 0 for k >= K */
+    float              *cmax;  /* (M) the largest codeword norm of each codebook */
+    const float        *scale; /* (n_out) the caller's, not copied */
+};
+/* Pack a layer (scale is kept by pointer: it must outlive *p). Returns 0, LMP_EINVAL (K >
+ * 256, or a code >= K) or LMP_ENOMEM; *p is zeroed on failure. */
+int lmp_aq_pack(struct lmp_aq_packed *p, const uint16_t *codes, const float *cb, const float *scale,
+                const struct lmp_aq_shape *s);
+void lmp_aq_packed_free(struct lmp_aq_packed *p);
+/* The code of row o at position p of a packed layer. */
+int lmp_aq_packed_code(const struct lmp_aq_packed *p, int64_t o, int64_t p_pos);
+/* Largest table entry in units of a chunk's step: entries are 24-bit integers, and the
+ * margin below 2^23 - 1 covers the fp32 rounding of the bound (no clamping needed). */
+#define LMP_AQ_TABLE_MAX 8388352.0f
+/* The table scale of chunk c of input row x (n_in): every entry of the chunk's tables,
+ * cb_m[k] . x[j g : (j+1) g], is at most bound = max over its positions of
+ * cmax[m] |x_j| (Cauchy-Schwarz); *inv = LMP_AQ_TABLE_MAX / bound and *step = bound /
+ * LMP_AQ_TABLE_MAX (both 0 when bound is 0 or not finite). Shared by every variant (one
+ * compiled copy), so all scale alike. */
+void lmp_aq_chunk_scale(const struct lmp_aq_packed *p, const float *x, int64_t c, float *inv,
+                        float *step);
+/* y_l (n_batch, n_out_l) = x (n_batch, n_in) W_l^T for n packed layers sharing their input
+ * (q, k, v; gate, up: one call, one fork/join). Per input row and chunk, the table entries
+ * e = cb_m[k] . (x_j inv) (fp32, fused multiply-adds over t in order, from 0) are rounded
+ * to integers (cvtps2dq, kept to their low 24 bits: |e| <= LMP_AQ_TABLE_MAX, so exact);
+ * each row sums the entries its codes select exactly in integers, S; y[b, o] = (sum over
+ * chunks in order of (float) S_c step_c) scale[o], fp32. The tables cost n_in M 256
+ * multiply-adds per input row and layer; an entry is off by at most half a step, 2^-24 of
+ * its chunk's bound (nmse 1e-14 to 3e-13 against fp32 tables on random data). Returns 0,
+ * LMP_EINVAL (layers of different n_in, g > 16) or LMP_ENOMEM. */
+/* Attention of one query token (decoding) for grp query heads that share one key/value
+ * head: o (grp, hd) = softmax(scale q K^T) V over the keys [k0, n), q (grp, hd) row-major,
+ * key j's row at k + j ks and its value row at v + j ks; s: scratch of grp n floats
+ * (kernels/ref/attn_row_ref.c: fp32, expf, as the transformer's softmax). */
+typedef void lmp_attn_row_fn(float *o, const float *q, const float *k, const float *v, int64_t ks,
+                             int64_t k0, int64_t n, int grp, int64_t hd, float scale, float *s);
+typedef int  lmp_aq_matvec_pk_fn(int n, float *const *y, const float *x, int64_t n_batch,
+                                 const struct lmp_aq_packed *const *w);
 
 struct lmp_kernels {
     const char           *name; /* "ref", "blas", "avx2", "avx512", "cuda" */
@@ -169,6 +224,8 @@ struct lmp_kernels {
     lmp_aq_decode_fn     *aq_decode;
     lmp_aq_matvec_fn     *aq_matvec;
     lmp_qmatvec_fn       *qmatvec;
+    lmp_aq_matvec_pk_fn  *aq_matvec_pk; /* NULL: no packed path (avx2, cuda; aq_matvec) */
+    lmp_attn_row_fn      *attn_row;     /* NULL: the transformer's sgemms (avx2, cuda) */
 };
 
 /* References (kernels/ref/). */
@@ -186,6 +243,8 @@ lmp_aq_grad_dw_fn    lmp_aq_grad_dw_ref;
 lmp_aq_decode_fn     lmp_aq_decode_ref;
 lmp_aq_matvec_fn     lmp_aq_matvec_ref;
 lmp_qmatvec_fn       lmp_qmatvec_ref;
+lmp_aq_matvec_pk_fn  lmp_aq_matvec_pk_ref;
+lmp_attn_row_fn      lmp_attn_row_ref;
 
 /* Fill every slot with the reference (table "ref"). */
 void lmp_kernels_init_ref(struct lmp_kernels *k);

@@ -4,9 +4,10 @@
  *      ref     every slot the scalar reference (kernels/ref/)
  *      blas    + sgemm by OpenBLAS (the GEMMs the stages ran before the table had them)
  *      avx2    blas + the AVX2 + FMA variants (kernels/cpu/<op>_avx2.c), where the CPU
- *              has them (every slot the avx512 table overrides)
+ *              has them (every slot the avx512 table overrides; aq_matvec_pk none: the
+ *              transformer then runs aq_matvec)
  *      avx512  blas + the AVX-512 variants (kernels/cpu/<op>_avx512.c), where the CPU
- *              has them
+ *              has them (aq_matvec_pk: with VBMI too, else none)
  *  "best" is avx512, else avx2, else blas: the best this CPU runs. All are host tables
  *  (device CPU, host memory slots).
  */
@@ -36,6 +37,8 @@ void lmp_kernels_init_ref(struct lmp_kernels *k) {
         .aq_decode     = lmp_aq_decode_ref,
         .aq_matvec     = lmp_aq_matvec_ref,
         .qmatvec       = lmp_qmatvec_ref,
+        .aq_matvec_pk  = lmp_aq_matvec_pk_ref,
+        .attn_row      = lmp_attn_row_ref,
     };
 }
 
@@ -75,6 +78,8 @@ static void init_avx2(struct lmp_kernels *k) {
     k->aq_decode     = lmp_aq_decode_avx2;
     k->aq_matvec     = lmp_aq_matvec_avx2;
     k->qmatvec       = lmp_qmatvec_avx2;
+    k->aq_matvec_pk  = NULL; /* no byte permutes: aq_matvec's gathers */
+    k->attn_row      = NULL; /* the transformer's sgemms */
 #endif
 }
 
@@ -92,6 +97,8 @@ static void init_avx512(struct lmp_kernels *k) {
     k->aq_decode     = lmp_aq_decode_avx512;
     k->aq_matvec     = lmp_aq_matvec_avx512;
     k->qmatvec       = lmp_qmatvec_avx512;
+    k->aq_matvec_pk  = lmp_cpu_has_avx512vbmi() ? lmp_aq_matvec_pk_avx512 : NULL;
+    k->attn_row      = lmp_attn_row_avx512;
 #endif
 }
 
@@ -158,6 +165,11 @@ const struct lmp_kernels *lmp_kernels_get(void) {
 bool lmp_cpu_has_avx2(void) {
     __builtin_cpu_init();
     return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+}
+
+bool lmp_cpu_has_avx512vbmi(void) {
+    __builtin_cpu_init();
+    return lmp_cpu_has_avx512() && __builtin_cpu_supports("avx512vbmi");
 }
 
 bool lmp_cpu_has_avx512(void) {

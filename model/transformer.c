@@ -137,6 +137,30 @@ static void pool_run(struct pool *p, int64_t n_tasks, pool_fn *fn, void *ctx) {
 
 /* ---- the transformer ---------------------------------------------------------------- */
 
+/* A linear held as AQLM codes: the model's codes, and their packed copy where the kernel
+ * table has aq_matvec_pk (24-bit tables for up to AQ_PACKED_ROWS rows: decoding). */
+struct aq_op {
+    const struct lmp_aq_linear *q;
+    struct lmp_aq_packed        pk;
+    bool                        tried;  /* packing was attempted */
+    bool                        packed; /* pk holds the codes */
+};
+
+/* The layer packed for aq_matvec_pk, packing it on first use or when a KV cache is made
+ * (eval's long windows never pay for it); false where the table has no packed path or
+ * the layer does not fit it. */
+static bool aq_op_packed(struct aq_op *a) {
+    if (!a->tried) {
+        const struct lmp_aq_shape *s = &a->q->shape;
+        a->tried                     = true;
+        a->packed = lmp_kernels_get()->aq_matvec_pk && s->K <= 256 && s->g <= 16 &&
+                    lmp_aq_pack(&a->pk, a->q->codes, a->q->codebooks, a->q->scales, s) == 0;
+    }
+    return a->packed && lmp_kernels_get()->aq_matvec_pk;
+}
+
+enum { AQ_PACKED_ROWS = 8 };
+
 struct tf_block {
     float           *attn_norm;                      /* (dim) */
     float           *ffn_norm;                       /* (dim) */
@@ -144,6 +168,7 @@ struct tf_block {
     const float     *post_attn_norm, *post_ffn_norm; /* (dim) or NULL (cfg.post_norms) */
     bool             local;                          /* sliding-window layer (its own RoPE) */
     struct lmp_linop lin[LMP_LIN_COUNT];
+    struct aq_op    *aq[LMP_LIN_COUNT]; /* a linear held as codes (its lin[].ctx), or NULL */
     /* lazy weights: what load_block put into lin[] (to clear it again) and what it owns */
     bool         loaded;
     const float *lazy_w[LMP_LIN_COUNT], *lazy_b[LMP_LIN_COUNT];
@@ -188,6 +213,9 @@ struct lmp_transformer {
      * widened a slice at a time (qslice, (vocab_slice, dim)), never whole; else NULL */
     const struct lmp_tensor *qhead;
     float                   *qslice;
+    struct lmp_tensor       *own_qhead;     /* qhead from an fp32 head that is Q8_0 / F16 exactly */
+    bool                     exact_pending; /* try that on a KV cache or the first few-row head */
+    bool                     codes; /* some linear is held as codes (an artifact's inference) */
 };
 
 struct lmp_kvcache {
@@ -301,27 +329,43 @@ static bool ensure_rows(struct lmp_transformer *tf, int64_t rows) {
 }
 
 static bool ensure_scores(struct lmp_transformer *tf, int64_t n_keys) {
-    int64_t need = (int64_t)QB * n_keys;
+    const int64_t need = (int64_t)QB * n_keys;
     if (need <= tf->cap_scores) return true;
+    /* decoding asks for one key more per token: grown by half at least (up to the model's
+     * positions), so a token does not free and map a new buffer */
+    int64_t want = tf->cap_scores + tf->cap_scores / 2;
+    want         = want < need ? need : want;
+    if (want > (int64_t)QB * tf->n_pos)
+        want = need > (int64_t)QB * tf->n_pos ? need : (int64_t)QB * tf->n_pos;
     for (int i = 0; i < tf->n_threads; i++) {
         free(tf->scores[i]);
-        tf->scores[i] = malloc((size_t)need * sizeof(float));
+        tf->scores[i] = malloc((size_t)want * sizeof(float));
         if (tf->scores[i] == NULL) {
             tf->cap_scores = 0;
             return false;
         }
     }
-    tf->cap_scores = need;
+    tf->cap_scores = want;
     return true;
 }
 
 /* A linear held as AQLM codes (lmp_linear.aq): y (n_tok, n_out) = x W_hat^T by the
- * aq_matvec kernel (lookup tables for one token, decoded tiles + sgemm for many). */
+ * aq_matvec_pk kernel (24-bit lookup tables on the packed codes) for a few rows where
+ * the layer was packed, else aq_matvec (fp32 lookup tables for one token, decoded tiles +
+ * sgemm for many). */
+static void linop_apply(const struct lmp_linop *op, const float *x, int64_t n_tok, float *y,
+                        bool accumulate, float *tmp);
+
 static void aq_linop_apply(void *ctx, const float *x, int64_t n_tok, float *y) {
-    const struct lmp_aq_linear *q = ctx;
-    const struct lmp_aq_shape  *s = &q->shape;
-    if (lmp_kernels_get()->aq_matvec(y, x, n_tok, q->codes, q->codebooks, q->scales, s) == 0)
-        return;
+    struct aq_op               *a  = ctx;
+    const struct lmp_aq_linear *q  = a->q;
+    const struct lmp_aq_shape  *s  = &q->shape;
+    const struct lmp_kernels   *kt = lmp_kernels_get();
+    if (n_tok <= AQ_PACKED_ROWS && aq_op_packed(a)) {
+        const struct lmp_aq_packed *w[1] = {&a->pk};
+        if (kt->aq_matvec_pk(1, &y, x, n_tok, w) == 0) return;
+    }
+    if (kt->aq_matvec(y, x, n_tok, q->codes, q->codebooks, q->scales, s) == 0) return;
     /* the kernel's scratch could not be had: the same product without any, slowly */
     const int64_t n_grp = s->n_in / s->g;
     for (int64_t t = 0; t < n_tok; t++)
@@ -337,6 +381,123 @@ static void aq_linop_apply(void *ctx, const float *x, int64_t n_tok, float *y) {
                 }
             y[t * s->n_out + o] = (float)(acc * q->scales[o]);
         }
+}
+
+/* y[i] = x op_i^T for the n linears kinds[] of a block that share the input x (q, k, v;
+ * gate, up): one aq_matvec_pk call for all when each is a packed AQ linear without
+ * bias (one fork/join instead of n), else one at a time. */
+static void linops_shared_input(const struct tf_block *blk, const enum lmp_lin *kinds, int n,
+                                const float *x, int64_t n_tok, float *const *y, float *tmp) {
+    const struct lmp_kernels   *kt = lmp_kernels_get();
+    const struct lmp_aq_packed *w[LMP_LIN_COUNT];
+    bool                        fuse = kt->aq_matvec_pk && n_tok <= AQ_PACKED_ROWS;
+    for (int i = 0; fuse && i < n; i++) {
+        const struct lmp_linop *op = &blk->lin[kinds[i]];
+        struct aq_op           *a  = blk->aq[kinds[i]];
+        fuse = a && op->apply == aq_linop_apply && op->ctx == a && !op->bias && aq_op_packed(a) &&
+               a->pk.shape.n_in == blk->aq[kinds[0]]->pk.shape.n_in;
+        if (fuse) w[i] = &a->pk;
+    }
+    if (fuse && kt->aq_matvec_pk(n, y, x, n_tok, w) == 0) return;
+    for (int i = 0; i < n; i++) linop_apply(&blk->lin[kinds[i]], x, n_tok, y[i], false, tmp);
+}
+
+/* An fp32 head whose every block of 32 is exactly d q (an fp16 d, int8 q: a Q8_0 head
+ * widened, as an artifact's embedding taken from a Q8_0 GGUF), or whose every value is a
+ * half (an embedding stored at 16 bits and widened at load), is kept as those Q8_0 blocks
+ * or halves too: the same weights in a quarter or half of the bytes for generation's
+ * one-row head (qmatvec). */
+struct exact_job {
+    const float *src;
+    uint8_t     *dst;
+    int          dtype; /* LMP_DTYPE_Q8_0 or LMP_DTYPE_F16 */
+    int64_t      n_rows, n_cols, row_bytes, rows_per_task;
+    atomic_int   inexact;
+};
+
+static void exact_task(void *ctx, int64_t task, int thread) {
+    struct exact_job *j  = ctx;
+    const int64_t     r0 = task * j->rows_per_task;
+    const int64_t     r1 = r0 + j->rows_per_task < j->n_rows ? r0 + j->rows_per_task : j->n_rows;
+    const bool        q8 = j->dtype == LMP_DTYPE_Q8_0;
+    float             back[256];
+    (void)thread;
+    for (int64_t r = r0; r < r1 && !atomic_load_explicit(&j->inexact, memory_order_relaxed); r++) {
+        const float *row = j->src + r * j->n_cols;
+        uint8_t     *q   = j->dst + r * j->row_bytes;
+        for (int64_t b = 0; q8 && b < j->n_cols / 32; b++) { /* d = max |x| / 127 in fp16 */
+            const float *xb   = row + b * 32;
+            float        amax = 0.0f;
+            for (int t = 0; t < 32; t++) amax = fabsf(xb[t]) > amax ? fabsf(xb[t]) : amax;
+            const uint16_t dh  = lmp_f32_to_f16(amax / 127.0f);
+            const float    d   = lmp_f16_to_f32(dh);
+            const float    inv = d > 0.0f ? 1.0f / d : 0.0f; /* exact blocks: x inv is within
+                                                              an ulp or so of an integer */
+            uint8_t *p = q + b * 34;
+            p[0]       = (uint8_t)(dh & 0xff);
+            p[1]       = (uint8_t)(dh >> 8);
+            int32_t k[32]; /* branch-free, so the compiler vectorizes it */
+            for (int t = 0; t < 32; t++) {
+                float v = xb[t] * inv;
+                v       = v > 127.0f ? 127.0f : v < -127.0f ? -127.0f : v;
+                k[t]    = (int32_t)(v + (v >= 0.0f ? 0.5f : -0.5f));
+            }
+            for (int t = 0; t < 32; t++) p[2 + t] = (uint8_t)(int8_t)k[t];
+        }
+        for (int64_t i = 0; !q8 && i < j->n_cols; i++) {
+            const uint16_t h = lmp_f32_to_f16(row[i]);
+            q[2 * i]         = (uint8_t)(h & 0xff);
+            q[2 * i + 1]     = (uint8_t)(h >> 8);
+        }
+        for (int64_t c = 0; c < j->n_cols; c += 256) { /* widened back: the same bits? */
+            const int64_t n = j->n_cols - c < 256 ? j->n_cols - c : 256;
+            lmp_kernels_get()->dequant_row(j->dtype, q + (q8 ? c / 32 * 34 : 2 * c), back, n);
+            if (memcmp(back, row + c, (size_t)n * sizeof(float)) != 0) {
+                atomic_store(&j->inexact, 1);
+                break;
+            }
+        }
+    }
+}
+
+/* The Q8_0 blocks of t (fp32, (rows, n_cols), n_cols a multiple of 32) if they give back
+ * every value exactly, else its halves if they do, else NULL (also on out-of-memory: the
+ * fp32 head is used). */
+static struct lmp_tensor *exact_head(struct lmp_transformer *tf, const struct lmp_tensor *t) {
+    static const int   dtypes[2] = {LMP_DTYPE_Q8_0, LMP_DTYPE_F16};
+    const int64_t      n_rows = lmp_tensor_n_rows(t), n_cols = lmp_tensor_n_cols(t);
+    struct lmp_tensor *q    = calloc(1, sizeof(*q));
+    uint8_t           *data = malloc((size_t)(n_rows * n_cols * 2) + 1); /* F16 is the larger */
+    if (q == NULL || data == NULL) {
+        free(q);
+        free(data);
+        return NULL;
+    }
+    for (int d = 0; d < 2; d++) {
+        struct exact_job j = {.src    = t->data,
+                              .dst    = data,
+                              .dtype  = dtypes[d],
+                              .n_rows = n_rows,
+                              .n_cols = n_cols,
+                              .row_bytes =
+                                  dtypes[d] == LMP_DTYPE_Q8_0 ? n_cols / 32 * 34 : 2 * n_cols,
+                              .rows_per_task = 512};
+        atomic_init(&j.inexact, 0);
+        pool_run(&tf->pool, (n_rows + j.rows_per_task - 1) / j.rows_per_task, exact_task, &j);
+        if (atomic_load(&j.inexact)) continue;
+        uint8_t *fit = realloc(data, (size_t)(n_rows * j.row_bytes) + 1); /* Q8_0: smaller */
+        memcpy(q->name, t->name, sizeof(q->name));
+        q->dtype    = j.dtype;
+        q->n_dims   = 2;
+        q->shape[0] = n_rows;
+        q->shape[1] = n_cols;
+        q->data     = fit ? fit : data;
+        q->nbytes   = (uint64_t)(n_rows * j.row_bytes);
+        return q;
+    }
+    free(q);
+    free(data);
+    return NULL;
 }
 
 enum lmp_status lmp_transformer_new(const struct lmp_model            *m,
@@ -390,8 +551,13 @@ enum lmp_status lmp_transformer_new(const struct lmp_model            *m,
             op->n_out                   = l->n_out;
             op->n_in                    = l->n_in;
             if (l->aq) { /* codes: run by the kernel, never a dense copy */
-                op->apply = aq_linop_apply;
-                op->ctx   = (void *)l->aq;
+                struct aq_op *a = calloc(1, sizeof(*a));
+                if (a == NULL) goto oom;
+                a->q       = l->aq;
+                dst->aq[k] = a;
+                tf->codes  = true;
+                op->apply  = aq_linop_apply;
+                op->ctx    = a;
             }
             if (tf->lazy) continue; /* lmp_transformer_load_block */
             if (!l->aq && (op->w = tensor_f32(tf, l->weight, false)) == NULL) goto oom;
@@ -404,12 +570,17 @@ enum lmp_status lmp_transformer_new(const struct lmp_model            *m,
         tf->qhead       = m->output; /* a tied embedding's rows are then dequantized on use */
         const int64_t n = c->vocab_size < tf->vocab_slice ? c->vocab_size : tf->vocab_slice;
         if ((tf->qslice = own(tf, (size_t)(n * c->dim))) == NULL) goto oom;
+    } else if (opts && opts->head_blocks && !tf->lazy && m->output->n_dims == 2 &&
+               c->dim % 32 == 0 && is_direct_f32(m->output)) {
+        /* an fp32 head that may be Q8_0 or F16 exactly: then qmatvec for generation's rows, the
+         * fp32 rows (tf->output, below) for many (ensure_exact_head) */
+        tf->exact_pending = true;
     }
     if (tf->lazy) { /* head: lmp_transformer_load_head; embeddings: rows on use */
         if (is_direct_f32(m->tok_emb)) tf->tok_emb = m->tok_emb->data;
     } else {
         if (!tf->qhead && (tf->output = tensor_f32(tf, m->output, false)) == NULL) goto oom;
-        if (m->output == m->tok_emb)
+        if (m->output == m->tok_emb && tf->output)
             tf->tok_emb = tf->output;
         else if (is_direct_f32(m->tok_emb))
             tf->tok_emb = m->tok_emb->data;
@@ -459,8 +630,12 @@ void lmp_transformer_destroy(struct lmp_transformer **self_p) {
             for (int k = 0; k < LMP_LIN_COUNT; k++) {
                 free(tf->blocks[b].own_w[k]);
                 free(tf->blocks[b].own_b[k]);
+                if (tf->blocks[b].aq[k]) lmp_aq_packed_free(&tf->blocks[b].aq[k]->pk);
+                free(tf->blocks[b].aq[k]);
             }
     free(tf->own_output);
+    if (tf->own_qhead) free((void *)tf->own_qhead->data);
+    free(tf->own_qhead);
     pool_stop(&tf->pool);
     for (int64_t i = 0; i < tf->n_owned; i++) free(tf->owned[i]);
     free(tf->owned);
@@ -561,6 +736,8 @@ void lmp_transformer_release_head(struct lmp_transformer *tf) {
 
 /* ---- KV cache ------------------------------------------------------------------------- */
 
+static void ensure_exact_head(struct lmp_transformer *tf);
+
 struct lmp_kvcache *lmp_kvcache_new(const struct lmp_transformer *tf, int64_t n_seq,
                                     int64_t max_ctx) {
     assert(tf && n_seq > 0 && max_ctx > 0);
@@ -574,6 +751,15 @@ struct lmp_kvcache *lmp_kvcache_new(const struct lmp_transformer *tf, int64_t n_
     kv->k        = malloc(n * sizeof(float));
     kv->v        = malloc(n * sizeof(float));
     if (kv->k == NULL || kv->v == NULL) lmp_kvcache_destroy(&kv);
+    /* a cache means decoding: what its few-row steps use is made now, with the model's
+     * loading, not inside the first token (packed codes, an exact Q8_0 / F16 head) */
+    if (kv && n_seq <= AQ_PACKED_ROWS) {
+        struct lmp_transformer *mt = (struct lmp_transformer *)tf; /* caches of the pass */
+        for (int32_t b = 0; b < mt->cfg.n_layers; b++)
+            for (int k = 0; k < LMP_LIN_COUNT; k++)
+                if (mt->blocks[b].aq[k]) aq_op_packed(mt->blocks[b].aq[k]);
+        ensure_exact_head(mt);
+    }
     return kv;
 }
 
@@ -793,6 +979,48 @@ static void attn_task(void *ctx, int64_t task, int thread) {
     kt->sgemm(LMP_NO_TRANS, LMP_NO_TRANS, m, hd, n_keys, 1.0f, S, n_keys, V, kd, 0.0f, O, qd);
 }
 
+/* One token per sequence (decoding): the query heads that share a key/value head (GQA)
+ * go together, task = (sequence, kv head): the attn_row kernel reads each key and value
+ * row once for the group (where the table has it), else the group's rows are one product
+ * each, S = Q K^T (group, keys) and O = P V. */
+static void attn_task_1tok(void *ctx, int64_t task, int thread) {
+    const struct attn_job   *j   = ctx;
+    struct lmp_transformer  *tf  = j->tf;
+    const struct lmp_config *c   = &tf->cfg;
+    const int64_t            kvh = task % c->n_kv_heads, s = task / c->n_kv_heads;
+    const int64_t            hd = c->head_dim, qd = q_dim(c), kd = kv_dim(c);
+    const int64_t            grp = c->n_heads / c->n_kv_heads; /* query heads per kv head */
+    const int64_t            n   = j->pos0 + 1;                /* keys [k0, n) */
+    const int64_t            k0  = j->window > 0 && n > j->window ? n - j->window : 0;
+    const float             *Q   = tf->q + s * qd + kvh * grp * hd; /* (grp, hd) */
+    const float             *K   = j->kc + s * j->seq_stride + kvh * hd;
+    const float             *V   = j->vc + s * j->seq_stride + kvh * hd;
+    float                   *O   = tf->att + s * qd + kvh * grp * hd;
+    float                   *S   = tf->scores[thread]; /* (grp, n) */
+
+    const struct lmp_kernels *kt = lmp_kernels_get();
+    const float scale = c->attn_scale > 0 ? c->attn_scale : (float)(1.0 / sqrt((double)hd));
+    if (kt->attn_row) { /* the key and value rows read once for the group */
+        kt->attn_row(O, Q, K, V, kd, k0, n, (int)grp, hd, scale, S);
+        return;
+    }
+    kt->sgemm(LMP_NO_TRANS, LMP_TRANS, grp, n, hd, scale, Q, hd, K, kd, 0.0f, S, n);
+    for (int64_t i = 0; i < grp; i++) {
+        float *row = S + i * n;
+        for (int64_t k = 0; k < k0; k++) row[k] = 0.0f;
+        float mx = row[k0];
+        for (int64_t k = k0 + 1; k < n; k++) mx = row[k] > mx ? row[k] : mx;
+        float sum = 0;
+        for (int64_t k = k0; k < n; k++) {
+            row[k] = expf(row[k] - mx);
+            sum += row[k];
+        }
+        float inv = 1.0f / sum;
+        for (int64_t k = k0; k < n; k++) row[k] *= inv;
+    }
+    kt->sgemm(LMP_NO_TRANS, LMP_NO_TRANS, grp, hd, n, 1.0f, S, n, V, kd, 0.0f, O, hd);
+}
+
 /* ---- block and model ------------------------------------------------------------------ */
 
 static void hook(const struct lmp_block_hooks *hooks, int32_t block, enum lmp_input which,
@@ -826,9 +1054,11 @@ enum lmp_status lmp_transformer_block(struct lmp_transformer *tf, int32_t block,
     /* attention */
     rmsnorm_rows(tf, x, blk->attn_norm, rows, tf->xb);
     hook(hooks, block, LMP_INPUT_ATTN, tf->xb, rows, dim);
-    linop_apply(&blk->lin[LMP_LIN_Q], tf->xb, rows, tf->q, false, tf->tmp);
-    linop_apply(&blk->lin[LMP_LIN_K], tf->xb, rows, tf->k, false, tf->tmp);
-    linop_apply(&blk->lin[LMP_LIN_V], tf->xb, rows, tf->v, false, tf->tmp);
+    {
+        static const enum lmp_lin qkv[3] = {LMP_LIN_Q, LMP_LIN_K, LMP_LIN_V};
+        float *const              y[3]   = {tf->q, tf->k, tf->v};
+        linops_shared_input(blk, qkv, 3, tf->xb, rows, y, tf->tmp);
+    }
     struct rows_job rj = {.tf = tf, .n_rows = rows, .pos0 = pos0, .n_tok = n_tok, .blk = blk};
     if (blk->q_norm) pool_run(&tf->pool, (rows + ROW_TASK - 1) / ROW_TASK, qk_norm_task, &rj);
     pool_run(&tf->pool, (rows + ROW_TASK - 1) / ROW_TASK, rope_task, &rj);
@@ -857,7 +1087,12 @@ enum lmp_status lmp_transformer_block(struct lmp_transformer *tf, int32_t block,
     }
     /* The pool owns the cores here: each task's sgemms run on one thread. */
     if (tf->n_threads > 1) lmp_kernels_blas_serial_begin();
-    pool_run(&tf->pool, n_seq * c->n_heads * aj.n_qb, attn_task, &aj);
+    /* one token, a model on codes (dense models, whose decoding the worker's generated
+     * calibration uses, keep the per-head products bit for bit); the scores hold QB rows */
+    if (n_tok == 1 && tf->codes && c->n_heads / c->n_kv_heads <= QB)
+        pool_run(&tf->pool, n_seq * c->n_kv_heads, attn_task_1tok, &aj);
+    else
+        pool_run(&tf->pool, n_seq * c->n_heads * aj.n_qb, attn_task, &aj);
     if (tf->n_threads > 1) lmp_kernels_blas_serial_end();
 
     hook(hooks, block, LMP_INPUT_ATTN_OUT, tf->att, rows, q_dim(c));
@@ -871,8 +1106,11 @@ enum lmp_status lmp_transformer_block(struct lmp_transformer *tf, int32_t block,
     /* feed-forward */
     rmsnorm_rows(tf, x, blk->ffn_norm, rows, tf->xb);
     hook(hooks, block, LMP_INPUT_FFN, tf->xb, rows, dim);
-    linop_apply(&blk->lin[LMP_LIN_GATE], tf->xb, rows, tf->hb, false, tf->tmp);
-    linop_apply(&blk->lin[LMP_LIN_UP], tf->xb, rows, tf->hb2, false, tf->tmp);
+    {
+        static const enum lmp_lin gu[2] = {LMP_LIN_GATE, LMP_LIN_UP};
+        float *const              y[2]  = {tf->hb, tf->hb2};
+        linops_shared_input(blk, gu, 2, tf->xb, rows, y, tf->tmp);
+    }
     pool_run(&tf->pool, (rows + ROW_TASK - 1) / ROW_TASK,
              c->ffn_act == LMP_ACT_GELU_TANH ? geglu_task : swiglu_task, &rj);
     hook(hooks, block, LMP_INPUT_FFN_OUT, tf->hb, rows, c->hidden_dim);
@@ -941,7 +1179,7 @@ static void qrows_task(void *ctx, int64_t task, int thread) {
 
 /* fp32 rows [v0, v0 + n) of the head: into the dense head, or widened into qslice. */
 static const float *head_rows(struct lmp_transformer *tf, int64_t v0, int64_t n) {
-    if (tf->qhead == NULL) return tf->output + v0 * tf->cfg.dim;
+    if (tf->output != NULL) return tf->output + v0 * tf->cfg.dim;
     struct qrows_job j = {.t = tf->qhead, .dst = tf->qslice, .v0 = v0, .n = n};
     pool_run(&tf->pool, (n + QROWS_TASK - 1) / QROWS_TASK, qrows_task, &j);
     return tf->qslice;
@@ -951,10 +1189,18 @@ static const float *head_rows(struct lmp_transformer *tf, int64_t v0, int64_t n)
  * rows go to sgemm over widened slices. */
 enum { QHEAD_MATVEC_ROWS = 8 };
 
+/* Before the first few-row head: the fp32 head's Q8_0 blocks or halves if they are exact. */
+static void ensure_exact_head(struct lmp_transformer *tf) {
+    if (!tf->exact_pending) return;
+    tf->exact_pending = false;
+    if ((tf->own_qhead = exact_head(tf, tf->model->output)) != NULL) tf->qhead = tf->own_qhead;
+}
+
 void lmp_transformer_logits(struct lmp_transformer *tf, const float *hidden, int64_t n_rows,
                             float *logits) {
     const struct lmp_config *c = &tf->cfg;
-    if (tf->qhead) {
+    if (n_rows <= QHEAD_MATVEC_ROWS) ensure_exact_head(tf);
+    if (tf->qhead && (n_rows <= QHEAD_MATVEC_ROWS || tf->output == NULL)) {
         const int64_t V = c->vocab_size;
         if (n_rows <= QHEAD_MATVEC_ROWS &&
             lmp_kernels_get()->qmatvec(logits, hidden, n_rows, tf->qhead->dtype, tf->qhead->data, V,
@@ -1001,6 +1247,7 @@ static void head_task(void *ctx, int64_t task, int thread) {
 
 void lmp_transformer_logits_row(struct lmp_transformer *tf, const float *hidden, float *logits) {
     const struct lmp_config *c = &tf->cfg;
+    ensure_exact_head(tf);
     if (tf->qhead) { /* straight from the blocks */
         lmp_transformer_logits(tf, hidden, 1, logits);
         return;

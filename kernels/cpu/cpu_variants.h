@@ -20,6 +20,10 @@ lmp_aq_grad_fn       lmp_aq_grad_avx512;
 lmp_aq_decode_fn     lmp_aq_decode_avx512;
 lmp_aq_matvec_fn     lmp_aq_matvec_avx512;
 lmp_qmatvec_fn       lmp_qmatvec_avx512;
+/* 24-bit tables on packed codes: AVX-512 VBMI as well (lmp_cpu_has_avx512vbmi) */
+lmp_aq_matvec_pk_fn lmp_aq_matvec_pk_avx512;
+bool                lmp_cpu_has_avx512vbmi(void); /* registry.c */
+lmp_attn_row_fn     lmp_attn_row_avx512;
 
 /* AVX2 + FMA variants (kernels/cpu/<op>_avx2.c), for CPUs without AVX-512. */
 lmp_dequant_row_fn   lmp_dequant_row_avx2; /* dequant_avx2.c (no F16C) */

@@ -50,17 +50,19 @@ static void qmv_part(void *arg, int tid, int nt) {
 
 static inline int qmv_run(float *y, const float *x, int64_t n_batch, int dtype, const void *w,
                           int64_t n_rows, int64_t n_cols, qmv_rows_fn *rows) {
-    if ((dtype != LMP_DTYPE_Q8_0 && dtype != LMP_DTYPE_Q4_1) || n_cols % 32 != 0) return LMP_EINVAL;
-    struct qmv_job J             = {.y       = y,
-                                    .x       = x,
-                                    .w       = w,
-                                    .n_batch = n_batch,
-                                    .n_rows  = n_rows,
-                                    .n_cols  = n_cols,
-                                    .n_blk   = n_cols / 32,
-                                    .dtype   = dtype,
-                                    .rows    = rows};
-    J.row_bytes                  = J.n_blk * (dtype == LMP_DTYPE_Q8_0 ? 34 : 20);
+    if ((dtype != LMP_DTYPE_Q8_0 && dtype != LMP_DTYPE_Q4_1 && dtype != LMP_DTYPE_F16) ||
+        n_cols % 32 != 0)
+        return LMP_EINVAL;
+    struct qmv_job J = {.y       = y,
+                        .x       = x,
+                        .w       = w,
+                        .n_batch = n_batch,
+                        .n_rows  = n_rows,
+                        .n_cols  = n_cols,
+                        .n_blk   = n_cols / 32,
+                        .dtype   = dtype,
+                        .rows    = rows};
+    J.row_bytes      = J.n_blk * (dtype == LMP_DTYPE_Q8_0 ? 34 : dtype == LMP_DTYPE_F16 ? 64 : 20);
     struct lmp_scratch_mark mark = lmp_scratch_mark();
     float                  *xs = lmp_scratch_alloc((size_t)(n_batch * J.n_blk + 1) * sizeof(float));
     if (xs == NULL) {

@@ -7,10 +7,13 @@
  *      Q8_0 (34 bytes): f16 d, int8 q[32]              w[r, 32 b + t] = d_rb q_rbt
  *      Q4_1 (20 bytes): f16 d, f16 m, u8 qs[16]        w[r, 32 b + t] = d_rb q_rbt + m_rb
  *                       (q_t: the low nibble of qs[t] for t < 16, the high one of qs[t-16])
+ *      F16  (64 bytes): f16 w[32]                      w[r, 32 b + t] = w_rbt
+ *                       (a head whose fp32 values are all halves: model/transformer.c)
  *
  *  so that, with s_ib = sum_t x[i, 32 b + t] the block sums of the input,
  *
- *      y[i, r] = sum_b ( d_rb sum_t q_rbt x[i, 32 b + t]  +  m_rb s_ib )     (m = 0 for Q8_0)
+ *      y[i, r] = sum_b ( d_rb sum_t q_rbt x[i, 32 b + t]  +  m_rb s_ib )     (m = 0 for Q8_0;
+ *                                                                   F16: d = 1, q = w, m = 0)
  *
  *  The reference sums each block's 32 products in order, scales the block sum, and adds
  *  the blocks in order, in fp32. The weight is never widened to a dense fp32 matrix: a
@@ -53,6 +56,10 @@ static float qdot_ref(int dtype, const uint8_t *w, const float *x, const float *
             const uint8_t *p = w + b * 34;
             for (int t = 0; t < 32; t++) dot += (float)(int8_t)p[2 + t] * xb[t];
             y += rd_f16(p) * dot;
+        } else if (dtype == LMP_DTYPE_F16) {
+            const uint8_t *p = w + b * 64;
+            for (int t = 0; t < 32; t++) dot += rd_f16(p + 2 * t) * xb[t];
+            y += dot;
         } else {
             const uint8_t *p = w + b * 20;
             for (int t = 0; t < 16; t++) dot += (float)(p[4 + t] & 0x0f) * xb[t];
@@ -65,8 +72,12 @@ static float qdot_ref(int dtype, const uint8_t *w, const float *x, const float *
 
 int lmp_qmatvec_ref(float *y, const float *x, int64_t n_batch, int dtype, const void *w,
                     int64_t n_rows, int64_t n_cols) {
-    if ((dtype != LMP_DTYPE_Q8_0 && dtype != LMP_DTYPE_Q4_1) || n_cols % 32 != 0) return LMP_EINVAL;
-    const int64_t n_blk = n_cols / 32, row_bytes = n_blk * (dtype == LMP_DTYPE_Q8_0 ? 34 : 20);
+    if ((dtype != LMP_DTYPE_Q8_0 && dtype != LMP_DTYPE_Q4_1 && dtype != LMP_DTYPE_F16) ||
+        n_cols % 32 != 0)
+        return LMP_EINVAL;
+    const int64_t           n_blk = n_cols / 32, row_bytes = n_blk * (dtype == LMP_DTYPE_Q8_0  ? 34
+                                                                      : dtype == LMP_DTYPE_F16 ? 64
+                                                                                               : 20);
     struct lmp_scratch_mark mark = lmp_scratch_mark();
     float                  *xs   = lmp_scratch_alloc((size_t)(n_batch * n_blk + 1) * sizeof(float));
     if (xs == NULL) {

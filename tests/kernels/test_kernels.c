@@ -453,31 +453,192 @@ static void test_aq_matvec_paths(void) {
     }
 }
 
+/* aq_matvec_pk (24-bit integer tables on packed codes): lmp_aq_pack keeps every code
+ * (lmp_aq_packed_code), the reference's integer tables agree with the fp32 tables of
+ * aq_matvec's reference (nmse <= 1e-11; 1e-14 to 3e-13 measured, the larger with an input
+ * 40 times the others, which sets its chunk's scale), and a table's variant
+ * equals the reference (the same integer entries and sums: nmse <= 1e-12) on odd
+ * shapes (rows not a multiple of 64, an odd number of positions, a partial chunk, g 4 to
+ * 16, K 4 to 256, M 1 to 3), at batch 1 to 8, and several layers in one call. */
+static void test_aq_matvec_pk(void) {
+    static const struct aq_case cases[] = {
+        {3, 24, 2, 256, 8},    {37, 136, 2, 256, 8},  {64, 576, 2, 256, 8}, {200, 1536, 2, 256, 8},
+        {33, 576, 2, 256, 4},  {11, 90, 3, 32, 6},    {5, 12, 3, 4, 4},     {9, 48, 1, 256, 16},
+        {130, 200, 1, 128, 8}, {576, 576, 2, 256, 8},
+    };
+    static const int64_t batches[] = {1, 2, 5, 8};
+    if (ref.aq_matvec_pk == NULL) return;
+    for (size_t c = 0; c < sizeof(cases) / sizeof(cases[0]); c++) {
+        const struct aq_case *k = &cases[c];
+        struct lmp_aq_shape   s = {k->n_out, k->n_in, k->M, k->K, k->g};
+        int64_t               P = k->n_in / k->g * k->M, n_cb = (int64_t)k->M * k->K * k->g;
+        float                *cb = fbuf(n_cb, 1500 + c), *scale = fbuf(k->n_out, 1600 + c);
+        uint16_t             *codes = malloc((size_t)(k->n_out * P) * sizeof(uint16_t));
+        for (int64_t i = 0; i < k->n_out * P; i++)
+            codes[i] = (uint16_t)(rng_next() % (uint64_t)k->K);
+        for (int64_t o = 0; o < k->n_out; o++) scale[o] = 0.5f + fabsf(scale[o]);
+        struct lmp_aq_packed pk;
+        CHECK(lmp_aq_pack(&pk, codes, cb, scale, &s) == 0);
+        int bad = 0;
+        for (int64_t o = 0; o < k->n_out; o++)
+            for (int64_t p = 0; p < P; p++)
+                bad += lmp_aq_packed_code(&pk, o, p) != codes[o * P + p];
+        CHECK(bad == 0);
+        for (size_t bi = 0; bi < sizeof(batches) / sizeof(batches[0]); bi++) {
+            int64_t nb = batches[bi];
+            float  *x  = fbuf(nb * k->n_in, 1700 + c * 10 + bi);
+            if (c == 3) x[5] = 40.0f; /* an outlier: its chunk's scale */
+            float *yf                        = malloc((size_t)(nb * k->n_out) * sizeof(float)),
+                  *yr                        = malloc((size_t)(nb * k->n_out) * sizeof(float)),
+                  *yv                        = malloc((size_t)(nb * k->n_out) * sizeof(float));
+            const struct lmp_aq_packed *w[1] = {&pk};
+            CHECK(ref.aq_matvec(yf, x, nb, codes, cb, scale, &s) == 0);
+            CHECK(ref.aq_matvec_pk(1, &yr, x, nb, w) == 0);
+            char what[96];
+            snprintf(what, sizeof(what), "aq_matvec_pk ref vs fp32 %lldx%lld %dx%d g%d b%lld",
+                     (long long)k->n_out, (long long)k->n_in, k->M, k->K, k->g, (long long)nb);
+            CHECK(compare_f(what, yf, yr, nb * k->n_out, 1e-11));
+            if (best.aq_matvec_pk) {
+                CHECK(best.aq_matvec_pk(1, &yv, x, nb, w) == 0);
+                snprintf(what, sizeof(what), "aq_matvec_pk %lldx%lld %dx%d g%d batch %lld",
+                         (long long)k->n_out, (long long)k->n_in, k->M, k->K, k->g, (long long)nb);
+                CHECK(compare_f(what, yr, yv, nb * k->n_out, 1e-12));
+            }
+            free(x);
+            free(yf);
+            free(yr);
+            free(yv);
+        }
+        lmp_aq_packed_free(&pk);
+        free(cb);
+        free(scale);
+        free(codes);
+    }
+    /* three layers sharing the input in one call (q, k, v), against one at a time */
+    if (best.aq_matvec_pk == NULL) return;
+    static const int64_t outs[3] = {576, 192, 70};
+    struct lmp_aq_packed pk[3];
+    float               *cbs[3], *scs[3], *y1[3], *y3[3];
+    uint16_t            *cds[3];
+    const int64_t        n_in = 576, P = n_in / 8 * 2;
+    float               *x = fbuf(2 * n_in, 1800);
+    for (int l = 0; l < 3; l++) {
+        struct lmp_aq_shape s = {outs[l], n_in, 2, 256, 8};
+        cbs[l]                = fbuf(2 * 256 * 8, 1810 + l);
+        scs[l]                = fbuf(outs[l], 1820 + l);
+        cds[l]                = malloc((size_t)(outs[l] * P) * sizeof(uint16_t));
+        for (int64_t i = 0; i < outs[l] * P; i++) cds[l][i] = (uint16_t)(rng_next() % 256);
+        CHECK(lmp_aq_pack(&pk[l], cds[l], cbs[l], scs[l], &s) == 0);
+        y1[l]                             = malloc((size_t)(2 * outs[l]) * sizeof(float));
+        y3[l]                             = malloc((size_t)(2 * outs[l]) * sizeof(float));
+        const struct lmp_aq_packed *w1[1] = {&pk[l]};
+        CHECK(best.aq_matvec_pk(1, &y1[l], x, 2, w1) == 0);
+    }
+    const struct lmp_aq_packed *w3[3] = {&pk[0], &pk[1], &pk[2]};
+    CHECK(best.aq_matvec_pk(3, y3, x, 2, w3) == 0);
+    for (int l = 0; l < 3; l++) {
+        CHECK(memcmp(y1[l], y3[l], (size_t)(2 * outs[l]) * sizeof(float)) == 0);
+        lmp_aq_packed_free(&pk[l]);
+        free(cbs[l]);
+        free(scs[l]);
+        free(cds[l]);
+        free(y1[l]);
+        free(y3[l]);
+    }
+    free(x);
+}
+
+/* attn_row (one query token against a cache, a GQA group of query heads): the reference
+ * against a double computation of softmax(scale q K^T) V, and each table's variant against
+ * the reference (nmse <= 1e-10), with a key stride wider than a head (the cache's rows hold
+ * every kv head), a window (k0 > 0), groups of 1 to 9 query heads (9: the reference) and
+ * head sizes 16 to 128 (24: the reference). */
+static void test_attn_row(void) {
+    static const struct {
+        int     grp;
+        int64_t hd, n, k0;
+    } cases[] = {{1, 64, 1, 0},    {3, 64, 5, 0},  {3, 64, 300, 0}, {8, 16, 40, 7},
+                 {2, 128, 33, 32}, {9, 64, 20, 0}, {4, 24, 17, 3},  {3, 80, 129, 100}};
+    for (size_t c = 0; c < sizeof(cases) / sizeof(cases[0]); c++) {
+        const int     grp = cases[c].grp;
+        const int64_t hd = cases[c].hd, n = cases[c].n, k0 = cases[c].k0, ks = 3 * hd;
+        float        *q = fbuf(grp * hd, 2100 + c), *k = fbuf(n * ks, 2110 + c),
+              *v          = fbuf(n * ks, 2120 + c);
+        float *orf        = malloc((size_t)(grp * hd) * sizeof(float)),
+              *ov         = malloc((size_t)(grp * hd) * sizeof(float)),
+              *od         = malloc((size_t)(grp * hd) * sizeof(float)),
+              *s          = malloc((size_t)(grp * n) * sizeof(float));
+        const float scale = 0.125f;
+        for (int i = 0; i < grp; i++) { /* double: the math */
+            double p[300], mx = -1e300, sum = 0;
+            for (int64_t j = k0; j < n; j++) {
+                double d = 0;
+                for (int64_t t = 0; t < hd; t++) d += (double)q[i * hd + t] * k[j * ks + t];
+                p[j] = scale * d;
+                mx   = fmax(mx, p[j]);
+            }
+            for (int64_t j = k0; j < n; j++) sum += (p[j] = exp(p[j] - mx));
+            for (int64_t t = 0; t < hd; t++) {
+                double o = 0;
+                for (int64_t j = k0; j < n; j++) o += p[j] / sum * v[j * ks + t];
+                od[i * hd + t] = (float)o;
+            }
+        }
+        ref.attn_row(orf, q, k, v, ks, k0, n, grp, hd, scale, s);
+        char what[80];
+        snprintf(what, sizeof(what), "attn_row ref grp %d hd %lld n %lld", grp, (long long)hd,
+                 (long long)n);
+        CHECK(compare_f(what, od, orf, grp * hd, 1e-10));
+        if (best.attn_row) {
+            best.attn_row(ov, q, k, v, ks, k0, n, grp, hd, scale, s);
+            snprintf(what, sizeof(what), "attn_row grp %d hd %lld n %lld", grp, (long long)hd,
+                     (long long)n);
+            CHECK(compare_f(what, orf, ov, grp * hd, 1e-10));
+        }
+        free(q);
+        free(k);
+        free(v);
+        free(orf);
+        free(ov);
+        free(od);
+        free(s);
+    }
+}
+
 /* qmatvec (the quantized lm head): lmp_quantize_row puts every weight within half a step
  * of its block's scale (the step rounded to fp16); the reference equals a double product
  * with the dequantized rows; every variant equals the reference, on odd and SmolLM2-like
- * shapes (a row range per thread), batch 1..9 (a partial batch of QMV_BATCH). */
+ * shapes (a row range per thread; rows not a multiple of the 4 a one-input pass takes),
+ * batch 1..9 (a partial batch of QMV_BATCH); Q8_0, Q4_1 and F16 rows. */
 static void test_qmatvec(void) {
     static const struct {
         int64_t n_rows, n_cols;
     } shapes[]                     = {{3, 32}, {37, 96}, {5, 64}, {1030, 576}};
-    static const int     dtypes[]  = {LMP_DTYPE_Q8_0, LMP_DTYPE_Q4_1};
+    static const int     dtypes[]  = {LMP_DTYPE_Q8_0, LMP_DTYPE_Q4_1, LMP_DTYPE_F16};
     static const int64_t batches[] = {1, 2, 4, 5, 9};
     for (size_t c = 0; c < sizeof(shapes) / sizeof(shapes[0]); c++)
-        for (size_t t = 0; t < 2; t++) {
+        for (size_t t = 0; t < 3; t++) {
             const int     dt = dtypes[t];
             const int64_t R = shapes[c].n_rows, C = shapes[c].n_cols;
-            const int64_t rb = C / 32 * lmp_dtype_block_bytes((enum lmp_dtype)dt);
-            float        *w = fbuf(R * C, 900 + c), *wd = malloc((size_t)(R * C) * sizeof(float));
-            uint8_t      *q = malloc((size_t)(R * rb));
+            const int64_t rb =
+                dt == LMP_DTYPE_F16 ? 2 * C : C / 32 * lmp_dtype_block_bytes((enum lmp_dtype)dt);
+            float   *w = fbuf(R * C, 900 + c), *wd = malloc((size_t)(R * C) * sizeof(float));
+            uint8_t *q = malloc((size_t)(R * rb));
             if (c == 1) w[5] = w[6] = 0.0f, w[40] = 3.0f;             /* zeros, an outlier */
             for (int64_t i = 64; c == 1 && i < 96; i++) w[i] = 0.25f; /* a constant block */
             for (int64_t r = 0; r < R; r++) {
-                CHECK(lmp_quantize_row(dt, w + r * C, q + r * rb, C) == 0);
+                if (dt == LMP_DTYPE_F16) /* halves (an exact fp16 head: the transformer's) */
+                    for (int64_t i = 0; i < C; i++) {
+                        const uint16_t h      = lmp_f32_to_f16(w[r * C + i]);
+                        q[r * rb + 2 * i]     = (uint8_t)(h & 0xff);
+                        q[r * rb + 2 * i + 1] = (uint8_t)(h >> 8);
+                    }
+                else
+                    CHECK(lmp_quantize_row(dt, w + r * C, q + r * rb, C) == 0);
                 ref.dequant_row(dt, q + r * rb, wd + r * C, C);
             }
             int bad = 0;
-            for (int64_t r = 0; r < R; r++)
+            for (int64_t r = 0; r < R && dt != LMP_DTYPE_F16; r++)
                 for (int64_t b = 0; b < C / 32; b++) {
                     const uint8_t *p = q + r * rb + b * lmp_dtype_block_bytes((enum lmp_dtype)dt);
                     const float    d = lmp_f16_to_f32((uint16_t)(p[0] | p[1] << 8));
@@ -501,7 +662,7 @@ static void test_qmatvec(void) {
                     bad += !(e <= e0 * (1 + 1e-6) + 1e-12);
                 }
             CHECK(bad == 0);
-            CHECK(ref.qmatvec(NULL, w, 1, LMP_DTYPE_F16, q, R, C) == LMP_EINVAL);
+            CHECK(ref.qmatvec(NULL, w, 1, LMP_DTYPE_BF16, q, R, C) == LMP_EINVAL);
             for (size_t bi = 0; bi < sizeof(batches) / sizeof(batches[0]); bi++) {
                 const int64_t nb = batches[bi];
                 float        *x  = fbuf(nb * C, 950 + c * 10 + bi);
@@ -985,6 +1146,58 @@ static void perf(void) {
         t[v] = now_s() - t0;
     }
     printf("aq_matvec (batch 1)   %9.2f   %9.2f   %7.1f\n", 1e3 * t[0], 1e3 * t[1], t[0] / t[1]);
+    /* SmolLM2's linears at batch 1: aq_matvec (fp32 tables, gathers) against
+     * aq_matvec_pk (24-bit tables, byte permutes), best of 20, the process's threads */
+    if (best.aq_matvec_pk) {
+        static const int64_t shp[][2] = {{576, 576}, {192, 576}, {1536, 576}, {576, 1536}};
+        for (int k = 0; k < 5; k++) {
+            const int            nl   = k == 4 ? 3 : 1; /* 4: q, k, v in one call */
+            const int64_t        n_in = k == 4 ? 576 : shp[k][1], P = n_in / 8 * 2;
+            struct lmp_aq_packed pk[3];
+            uint16_t            *cd[3];
+            float               *yy[3], *cbk = fbuf(2 * 256 * 8, 11), *xx = fbuf(n_in, 12);
+            float               *sc = fbuf(1536, 13);
+            int64_t              outs[3];
+            for (int l = 0; l < nl; l++) {
+                outs[l]               = k == 4 ? (l == 0 ? 576 : 192) : shp[k][0];
+                struct lmp_aq_shape s = {outs[l], n_in, 2, 256, 8};
+                cd[l]                 = malloc((size_t)(outs[l] * P) * sizeof(uint16_t));
+                for (int64_t i = 0; i < outs[l] * P; i++) cd[l][i] = (uint16_t)(rng_next() % 256);
+                lmp_aq_pack(&pk[l], cd[l], cbk, sc, &s);
+                yy[l] = malloc((size_t)outs[l] * sizeof(float));
+            }
+            const struct lmp_aq_packed *ws[3] = {&pk[0], &pk[1], &pk[2]};
+            double                      t_old = 1e9, t_new = 1e9;
+            for (int r = 0; r < 20; r++) {
+                double t0 = now_s();
+                for (int l = 0; l < nl; l++) {
+                    struct lmp_aq_shape s = {outs[l], n_in, 2, 256, 8};
+                    best.aq_matvec(yy[l], xx, 1, cd[l], cbk, sc, &s);
+                }
+                double t1 = now_s();
+                best.aq_matvec_pk(nl, yy, xx, 1, ws);
+                double t2 = now_s();
+                t_old     = fmin(t_old, t1 - t0);
+                t_new     = fmin(t_new, t2 - t1);
+            }
+            if (k < 4)
+                printf("aq_matvec %4lldx%-4lld fp32 %7.1f us, packed 24-bit %7.1f us, %.1fx\n",
+                       (long long)shp[k][0], (long long)shp[k][1], 1e6 * t_old, 1e6 * t_new,
+                       t_old / t_new);
+            else
+                printf("aq_matvec q,k,v 576x576, 2x 192x576: fp32 %7.1f us, packed %7.1f us "
+                       "(one call), %.1fx\n",
+                       1e6 * t_old, 1e6 * t_new, t_old / t_new);
+            for (int l = 0; l < nl; l++) {
+                lmp_aq_packed_free(&pk[l]);
+                free(cd[l]);
+                free(yy[l]);
+            }
+            free(cbk);
+            free(xx);
+            free(sc);
+        }
+    }
     int64_t  np  = 20000;
     float   *pts = fbuf(np * 8, 1);
     int32_t *as  = malloc((size_t)np * sizeof(int32_t));
@@ -1117,6 +1330,8 @@ int main(int argc, char **argv) {
         RUN(test_kmeans);
         RUN(test_aq_decode_matvec);
         RUN(test_aq_matvec_paths);
+        RUN(test_aq_matvec_pk);
+        RUN(test_attn_row);
         RUN(test_qmatvec);
         RUN(test_aq_grad);
         RUN(test_aq_grad_dw);
