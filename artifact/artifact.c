@@ -99,7 +99,7 @@ static int64_t main_version(const struct lmp_art_job *job) {
 }
 
 void lmp_artifact_set_write_version(int version) {
-    assert(version == 1 || version == LMP_ARTIFACT_FORMAT_VERSION);
+    assert(version >= 1 && version <= LMP_ARTIFACT_FORMAT_VERSION);
     write_version = version;
 }
 
