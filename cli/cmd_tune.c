@@ -51,7 +51,7 @@ static const char *const help =
     "  --lr X                P step Adam learning rate (default 1e-4)\n"
     "  --lamb                P step by LAMB: --lr is then a fraction of each tensor's norm per\n"
     "                        step (default Adam)\n"
-    "  --code-lr X           V step: the straight-through buffers' learning rate (default 1e-3)\n"
+    "  --code-lr X           V step: the straight-through buffers' learning rate (default 3e-3)\n"
     "  --code-frac F         V step: fraction of each layer's groups re-encoded (default 0.01)\n"
     "  --v-every N           a V step every N steps; 0: P steps only (default 1)\n"
     "  --beam W              V step beam width (default 8)\n"

@@ -61,7 +61,7 @@ void lmp_pv_opts_resolve(struct lmp_pv_opts *o) {
     if (o->lr <= 0) o->lr = 1e-4f;
     if (o->beta1 <= 0) o->beta1 = 0.9f;
     if (o->beta2 <= 0) o->beta2 = 0.95f;
-    if (o->code_lr <= 0) o->code_lr = 1e-3f;
+    if (o->code_lr <= 0) o->code_lr = 3e-3f;
     if (o->code_beta2 <= 0) o->code_beta2 = 0.95f;
     if (o->code_frac < 0) o->code_frac = 0.01;
     if (o->beam <= 0) o->beam = 8;

@@ -66,7 +66,7 @@ struct lmp_pv_opts {
     float  lr;          /* P step Adam learning rate; <= 0: 1e-4 */
     float  beta1;       /* P step; <= 0: 0.9 */
     float  beta2;       /* P step; <= 0: 0.95 */
-    float  code_lr;     /* V step: the buffers' Adam learning rate; <= 0: 1e-3 */
+    float  code_lr;     /* V step: the buffers' Adam learning rate; <= 0: 3e-3 */
     float  code_beta2;  /* V step (beta1 is 0); <= 0: 0.95 */
     double code_frac;   /* V step: fraction of each linear's groups re-encoded; < 0: 0.01 */
     int    beam;        /* V step: beam width; <= 0: 8 */
