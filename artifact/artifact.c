@@ -571,7 +571,8 @@ bool lmp_artifact_cfg_is_v3(const struct lmp_config *c) {
     return c->qk_norm || c->post_norms || c->ffn_act != LMP_ACT_SILU ||
            (c->embed_scale != 0 && c->embed_scale != 1) || c->attn_scale != 0 ||
            c->swa_pattern != 0 || c->rope_theta_local != 0 ||
-           c->rope_scaling != LMP_ROPE_SCALING_NONE || c->rope_dims != 0;
+           c->rope_scaling != LMP_ROPE_SCALING_NONE ||
+           (c->rope_dims != 0 && c->rope_dims != c->head_dim); /* finish sets it to head_dim */
 }
 
 static int write_arch(hid_t g, const struct lmp_config *c) {
@@ -584,7 +585,9 @@ static int write_arch(hid_t g, const struct lmp_config *c) {
     if (c->swa_pattern != 0 && attr_put_i64(g, "swa_pattern", c->swa_pattern) < 0) return -1;
     if (c->rope_theta_local != 0 && attr_put_f64(g, "rope_theta_local", c->rope_theta_local) < 0)
         return -1;
-    if (c->rope_dims != 0 && attr_put_i64(g, "rope_dims", c->rope_dims) < 0) return -1;
+    if (c->rope_dims != 0 && c->rope_dims != c->head_dim &&
+        attr_put_i64(g, "rope_dims", c->rope_dims) < 0)
+        return -1;
     if (c->rope_scaling == LMP_ROPE_SCALING_NONE) return 0;
     if (attr_put_str(g, "rope_scaling", rope_scaling_names[c->rope_scaling]) < 0 ||
         attr_put_f64(g, "rope_factor", c->rope_factor) < 0 ||

@@ -88,6 +88,14 @@ awk -v a="$pa" -v p="$p" 'BEGIN { exit !(a > p && a < 3 * p) }' || bad "ppl $pa 
 "$LMPRESS" eval --artifact k.h5 --text ev.txt --ctx 128 --threads 2 --json > k.json 2> k.err ||
     { bad "eval of the kept artifact"; cat k.err; }
 [ "$(jfield k.json ppl)" = "$p" ] || bad "every linear kept: ppl $(jfield k.json ppl), source $p"
+# a plain llama model stays in format 2 (readable by the previous lmpress)
+"$LMPRESS" compress --model "$M/stories260K.bin" --tokenizer "$M/tok512.bin" --calib cal.txt \
+    --nsamples 4 --ctx 32 --threads 2 --keep '*' --out l.h5 > l.out 2> l.err ||
+    { bad "compress of the llama model"; cat l.err; }
+if command -v h5dump > /dev/null; then
+    h5dump -a format_version l.h5 | grep -q '(0): 2' || bad "a llama artifact is not format 2"
+    h5dump -A l.h5 | grep -q '"rope_dims"' && bad "a llama artifact records rope_dims"
+fi
 "$LMPRESS" tune --artifact q.h5 --model q.gguf --data cal.txt --out t.h5 --steps 2 > t.out 2> t.err
 rc=$?
 [ $rc = 4 ] || bad "tune of a Qwen3 artifact: exit $rc (want 4)"
