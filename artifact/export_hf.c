@@ -63,8 +63,17 @@ enum lmp_status lmp_export_hf_config(const struct lmp_config *cfg, int32_t M, in
     *json               = NULL;
     const char *arch    = NULL, *type;
     bool        bias_ok = false;
+    /* format 3's fields (GeGLU, extra norms, scaled or partial RoPE, sliding-window blocks)
+     * have no place in the config written here: refused rather than exported wrong */
+    if (lmp_artifact_cfg_is_v3(cfg))
+        return lmp_err_set(err, LMP_EUNSUP,
+                           "a %s model with fields beyond the llama block (artifact format 3: "
+                           "norms, activation, RoPE scaling or sliding windows) has no hf-aqlm "
+                           "export yet",
+                           lmp_arch_name(cfg->arch));
     switch (cfg->arch) {
     case LMP_ARCH_LLAMA:
+    case LMP_ARCH_PHI3: /* its fused qkv and gate_up were split on read: a llama block */
         arch = "LlamaForCausalLM", type = "llama";
         break;
     case LMP_ARCH_MISTRAL:
@@ -100,11 +109,12 @@ enum lmp_status lmp_export_hf_config(const struct lmp_config *cfg, int32_t M, in
     cJSON_AddRawToObject(o, "rope_theta", f);
     cJSON_AddNullToObject(o, "rope_scaling");
     cJSON_AddBoolToObject(o, "tie_word_embeddings", cfg->tied_embeddings);
-    if (cfg->arch == LMP_ARCH_LLAMA) {
+    const bool llama = strcmp(type, "llama") == 0;
+    if (llama) {
         cJSON_AddBoolToObject(o, "attention_bias", false);
         cJSON_AddBoolToObject(o, "mlp_bias", false);
     }
-    if (cfg->arch != LMP_ARCH_LLAMA) {
+    if (!llama) {
         if (cfg->sliding_window > 0)
             cJSON_AddNumberToObject(o, "sliding_window", cfg->sliding_window);
         else

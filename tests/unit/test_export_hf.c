@@ -571,6 +571,50 @@ static void test_refusals_and_failures(void) {
     CHECK(lmp_artifact_n_open_ids() == 0);
 }
 
+/* config.json by architecture: Phi-3 (split on read) is a llama block; a model with format
+ * 3's fields (Gemma 3, Qwen3's q/k norms, scaled RoPE) is refused, not exported wrong. */
+static void test_config_architectures(void) {
+    struct lmp_config c    = {.arch       = LMP_ARCH_PHI3,
+                              .n_layers   = 2,
+                              .dim        = 16,
+                              .hidden_dim = 32,
+                              .n_heads    = 4,
+                              .n_kv_heads = 2,
+                              .head_dim   = 4,
+                              .vocab_size = 40,
+                              .max_seq    = 64,
+                              .rope_theta = 10000,
+                              .norm_eps   = 1e-5f,
+                              .rope       = LMP_ROPE_HALF};
+    char             *json = NULL;
+    struct lmp_err    err  = {0};
+    CHECK(lmp_export_hf_config(&c, 2, 8, 8, NULL, 0, 1, 2, &json, &err) == LMP_OK);
+    cJSON *cj = json ? cJSON_Parse(json) : NULL;
+    CHECK(cj != NULL);
+    const cJSON *arch =
+        cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(cj, "architectures"), 0);
+    CHECK(cJSON_IsString(arch) && strcmp(arch->valuestring, "LlamaForCausalLM") == 0);
+    const cJSON *type = cJSON_GetObjectItemCaseSensitive(cj, "model_type");
+    CHECK(cJSON_IsString(type) && strcmp(type->valuestring, "llama") == 0);
+    CHECK(cJSON_IsFalse(cJSON_GetObjectItemCaseSensitive(cj, "attention_bias")));
+    cJSON_Delete(cj);
+    free(json);
+    json                     = NULL;
+    struct lmp_config scaled = c;
+    scaled.arch              = LMP_ARCH_LLAMA;
+    scaled.rope_scaling      = LMP_ROPE_SCALING_LLAMA3;
+    scaled.rope_factor       = 8;
+    memset(&err, 0, sizeof(err)); /* the first error is kept */
+    CHECK(lmp_export_hf_config(&scaled, 2, 8, 8, NULL, 0, 1, 2, &json, &err) == LMP_EUNSUP);
+    CHECK(json == NULL && strstr(err.msg, "format 3") != NULL);
+    struct lmp_config qk = c;
+    qk.arch              = LMP_ARCH_QWEN3;
+    qk.qk_norm           = true;
+    memset(&err, 0, sizeof(err));
+    CHECK(lmp_export_hf_config(&qk, 2, 8, 8, NULL, 0, 1, 2, &json, &err) == LMP_EUNSUP);
+    CHECK(json == NULL && strstr(err.msg, "qwen3") != NULL);
+}
+
 /* The GGUF gpt2 BPE tokenizer of SmolLM2 rebuilt as tokenizer.json encodes like the GGUF's
  * (lmpress reads tokenizer.json too), and its chat template reaches tokenizer_config.json. */
 static void test_gguf_bpe_tokenizer(void) {
@@ -713,6 +757,7 @@ int main(void) {
     RUN(test_export_2x8g8);
     RUN(test_export_1x12g4_int16);
     RUN(test_refusals_and_failures);
+    RUN(test_config_architectures);
     RUN(test_gguf_bpe_tokenizer);
     RUN(test_gguf_spm_tokenizer);
     int rc = check_report();
