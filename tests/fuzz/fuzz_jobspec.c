@@ -43,9 +43,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     struct lmp_compress_spec cs;
     err = (struct lmp_err){0};
     if (lmp_agent_method_spec(spec->method, &cs, &err) == LMP_OK) {
-        err = (struct lmp_err){0};
+        err              = (struct lmp_err){0};
+        const bool train = spec->finetune && spec->finetune->enabled;
         if (lmp_job_check(model, &cs, (const char *const *)spec->keep, (int)spec->n_keep, NULL,
-                          &err) != LMP_OK &&
+                          train, &err) != LMP_OK &&
             strchr(err.msg, '\n') != NULL)
             abort();
     } else if (strchr(err.msg, '\n') != NULL) {
