@@ -486,8 +486,8 @@ void lmp_block_grad_backward(struct lmp_block_grad *bg, const struct lmp_block_p
     rope_rows(bg, local, bg->dq, rows, c->n_heads, true);
     rope_rows(bg, local, bg->dk, rows, c->n_kv_heads, true);
 
-    /* q, k = rmsnorm(each head of q0, k0) * q_norm, k_norm: dq0, dk0 into da (free) and dv's
-     * room would be taken, so into q and k's own saved pre-norm copies' gradient buffers */
+    /* q, k = rmsnorm(each head of q0, k0) * q_norm, k_norm: the pre-norm gradients are
+     * formed in da (used up by now) and copied back into dq and dk */
     const float *dq0 = bg->dq, *dk0 = bg->dk;
     if (c->qk_norm) {
         float *tq = bg->da; /* (rows, qd): dL/da is used up */
@@ -500,12 +500,10 @@ void lmp_block_grad_backward(struct lmp_block_grad *bg, const struct lmp_block_p
         add_acc(g->k_norm, bg->acc, hd);
         memcpy(bg->dk, tq, (size_t)(rows * kd) * sizeof(float));
     }
-    const float *h1 = bg->h1;
-
     /* q, k, v = h1 W^T + b */
-    linear_bwd_params(dq0, h1, rows, qd, dim, g->w[LMP_LIN_Q], BIAS_GRAD(LMP_LIN_Q));
-    linear_bwd_params(dk0, h1, rows, kd, dim, g->w[LMP_LIN_K], BIAS_GRAD(LMP_LIN_K));
-    linear_bwd_params(bg->dv, h1, rows, kd, dim, g->w[LMP_LIN_V], BIAS_GRAD(LMP_LIN_V));
+    linear_bwd_params(dq0, bg->h1, rows, qd, dim, g->w[LMP_LIN_Q], BIAS_GRAD(LMP_LIN_Q));
+    linear_bwd_params(dk0, bg->h1, rows, kd, dim, g->w[LMP_LIN_K], BIAS_GRAD(LMP_LIN_K));
+    linear_bwd_params(bg->dv, bg->h1, rows, kd, dim, g->w[LMP_LIN_V], BIAS_GRAD(LMP_LIN_V));
     linear_bwd_input(dq0, p->w[LMP_LIN_Q], rows, qd, dim, 0.0f, bg->dh);
     linear_bwd_input(dk0, p->w[LMP_LIN_K], rows, kd, dim, 1.0f, bg->dh);
     linear_bwd_input(bg->dv, p->w[LMP_LIN_V], rows, kd, dim, 1.0f, bg->dh);
