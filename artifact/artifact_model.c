@@ -6,6 +6,7 @@
 #include "model/gguf.h"      /* defines: lmp_gguf_parse, lmp_gguf_* metadata getters */
 
 #include <assert.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -281,10 +282,69 @@ static struct lmp_tensor *am_add(struct am_build *b, const char *name, enum lmp_
     return t;
 }
 
+/* x (n_rows, n_cols) fp32 as Q8_0 blocks if every block of 32 is exactly d q (an fp16 d,
+ * int8 q: a Q8_0 tensor widened, as a format-1 artifact's embedding taken from a Q8_0 GGUF),
+ * else as halves if every value is one; *dtype set; NULL if neither (or out of memory: the
+ * fp32 tensor is used). Widening the result gives back x bit for bit (checked row by row
+ * with the dequant_row kernel the forward pass uses). */
+static void *narrow_exact(const float *x, int64_t n_rows, int64_t n_cols, enum lmp_dtype *dtype) {
+    static const enum lmp_dtype dtypes[2] = {LMP_DTYPE_Q8_0, LMP_DTYPE_F16};
+    float                       back[256];
+    for (int d = 0; d < 2; d++) {
+        const bool q8 = dtypes[d] == LMP_DTYPE_Q8_0;
+        if (q8 && n_cols % 32 != 0) continue;
+        const int64_t row_bytes = q8 ? n_cols / 32 * 34 : 2 * n_cols;
+        uint8_t      *out       = malloc((size_t)(n_rows * row_bytes) + 1);
+        if (out == NULL) return NULL;
+        bool exact = true;
+        for (int64_t r = 0; r < n_rows && exact; r++) {
+            const float *row = x + r * n_cols;
+            uint8_t     *q   = out + r * row_bytes;
+            for (int64_t blk = 0; q8 && blk < n_cols / 32; blk++) { /* d = max |x| / 127 */
+                const float *xb   = row + blk * 32;
+                float        amax = 0.0f;
+                for (int t = 0; t < 32; t++) amax = fabsf(xb[t]) > amax ? fabsf(xb[t]) : amax;
+                const uint16_t dh  = lmp_f32_to_f16(amax / 127.0f);
+                const float    dd  = lmp_f16_to_f32(dh);
+                const float    inv = dd > 0.0f ? 1.0f / dd : 0.0f; /* exact blocks: x inv is
+                                                                   within an ulp of an integer */
+                uint8_t *p = q + blk * 34;
+                p[0]       = (uint8_t)(dh & 0xff);
+                p[1]       = (uint8_t)(dh >> 8);
+                int32_t k[32]; /* branch-free, so the compiler vectorizes it */
+                for (int t = 0; t < 32; t++) {
+                    float v = xb[t] * inv;
+                    v       = v > 127.0f ? 127.0f : v < -127.0f ? -127.0f : v;
+                    k[t]    = (int32_t)(v + (v >= 0.0f ? 0.5f : -0.5f));
+                }
+                for (int t = 0; t < 32; t++) p[2 + t] = (uint8_t)(int8_t)k[t];
+            }
+            for (int64_t i = 0; !q8 && i < n_cols; i++) {
+                const uint16_t h = lmp_f32_to_f16(row[i]);
+                q[2 * i]         = (uint8_t)(h & 0xff);
+                q[2 * i + 1]     = (uint8_t)(h >> 8);
+            }
+            for (int64_t c = 0; c < n_cols && exact; c += 256) { /* widened back: same bits? */
+                const int64_t n = n_cols - c < 256 ? n_cols - c : 256;
+                lmp_kernels_get()->dequant_row(dtypes[d], q + (q8 ? c / 32 * 34 : 2 * c), back, n);
+                exact = memcmp(back, row + c, (size_t)n * sizeof(float)) == 0;
+            }
+        }
+        if (exact) {
+            *dtype = dtypes[d];
+            return out;
+        }
+        free(out);
+    }
+    return NULL;
+}
+
 /* A stored tensor by name, as fp32 (the forward pass uses fp32 rows directly: a 2-byte
  * tensor kept as it is would add an fp32 copy beside it), or as its Q8_0 / Q4_1 blocks;
- * *out NULL if absent and !required. */
-static enum lmp_status am_tensor(struct am_build *b, const char *name, bool required,
+ * *out NULL if absent and !required. `narrow` (the embedding and head of a model run on its
+ * codes, whose transformer runs them on Q8_0 / Q4_1 / F16 rows): fp16 stays fp16, and an
+ * fp32 tensor that is exactly Q8_0 or fp16 (narrow_exact) becomes that. */
+static enum lmp_status am_tensor(struct am_build *b, const char *name, bool required, bool narrow,
                                  const struct lmp_tensor **out, struct lmp_err *err) {
     *out         = NULL;
     bool present = false;
@@ -310,7 +370,17 @@ static enum lmp_status am_tensor(struct am_build *b, const char *name, bool requ
     }
     /* Q8_0 / Q4_1 blocks (the embedding and head at 8 or 4 bits) stay as they are: rows are
      * dequantized on use and the head runs on the blocks (qmatvec) */
-    if (t.dtype == LMP_DTYPE_F16 || t.dtype == LMP_DTYPE_BF16) { /* widened once, here */
+    if (narrow && t.dtype == LMP_DTYPE_F32 && t.n_dims == 2) {
+        enum lmp_dtype dt;
+        void          *q = narrow_exact(t.data, t.shape[0], t.shape[1], &dt);
+        if (q) {
+            free(t.data);
+            t.data  = q;
+            t.dtype = dt;
+        }
+    }
+    if ((t.dtype == LMP_DTYPE_F16 && !(narrow && t.n_dims == 2)) ||
+        t.dtype == LMP_DTYPE_BF16) { /* widened once, here */
         int64_t n = 1;
         for (int d = 0; d < t.n_dims; d++) n *= t.shape[d];
         float *f = malloc((size_t)(n > 0 ? n : 1) * sizeof(float));
@@ -448,42 +518,43 @@ enum lmp_status lmp_artifact_model_load(const char *path, enum lmp_art_weights w
         st    = lmp_err_set(err, LMP_ENOMEM, "'%s': out of memory", path);
         goto fail;
     }
-    b.m->src       = b.src;
-    b.m->src_close = am_src_close;
+    b.m->src         = b.src;
+    b.m->src_close   = am_src_close;
+    const bool codes = weights == LMP_ART_WEIGHTS_CODES;
 
-    if ((st = am_tensor(&b, "model.embed_tokens.weight", true, &b.m->tok_emb, err)) ||
-        (st = am_tensor(&b, "model.norm.weight", true, &b.m->out_norm, err)))
+    if ((st = am_tensor(&b, "model.embed_tokens.weight", true, codes, &b.m->tok_emb, err)) ||
+        (st = am_tensor(&b, "model.norm.weight", true, false, &b.m->out_norm, err)))
         goto fail;
     if (cfg->tied_embeddings)
         b.m->output = b.m->tok_emb;
-    else if ((st = am_tensor(&b, "lm_head.weight", true, &b.m->output, err)))
+    else if ((st = am_tensor(&b, "lm_head.weight", true, codes, &b.m->output, err)))
         goto fail;
 
     char name[LMP_NAME_MAX];
     for (int32_t blk = 0; blk < cfg->n_layers; blk++) {
         struct lmp_block *B = &b.m->blocks[blk];
         snprintf(name, sizeof(name), "model.layers.%d.input_layernorm.weight", blk);
-        if ((st = am_tensor(&b, name, true, &B->attn_norm, err))) goto fail;
+        if ((st = am_tensor(&b, name, true, false, &B->attn_norm, err))) goto fail;
         snprintf(name, sizeof(name), "model.layers.%d.post_attention_layernorm.weight", blk);
-        if ((st = am_tensor(&b, name, true, &B->ffn_norm, err))) goto fail;
+        if ((st = am_tensor(&b, name, true, false, &B->ffn_norm, err))) goto fail;
         /* format 3: optional norms (lmp_model_finish checks that every block has the same) */
         snprintf(name, sizeof(name), "model.layers.%d.self_attn.q_norm.weight", blk);
-        if ((st = am_tensor(&b, name, false, &B->q_norm, err))) goto fail;
+        if ((st = am_tensor(&b, name, false, false, &B->q_norm, err))) goto fail;
         snprintf(name, sizeof(name), "model.layers.%d.self_attn.k_norm.weight", blk);
-        if ((st = am_tensor(&b, name, false, &B->k_norm, err))) goto fail;
+        if ((st = am_tensor(&b, name, false, false, &B->k_norm, err))) goto fail;
         snprintf(name, sizeof(name), "model.layers.%d.post_attention_norm.weight", blk);
-        if ((st = am_tensor(&b, name, false, &B->post_attn_norm, err))) goto fail;
+        if ((st = am_tensor(&b, name, false, false, &B->post_attn_norm, err))) goto fail;
         snprintf(name, sizeof(name), "model.layers.%d.post_feedforward_layernorm.weight", blk);
-        if ((st = am_tensor(&b, name, false, &B->post_ffn_norm, err))) goto fail;
+        if ((st = am_tensor(&b, name, false, false, &B->post_ffn_norm, err))) goto fail;
         for (int k = 0; k < LMP_LIN_COUNT; k++) {
             char lin[64];
             snprintf(lin, sizeof(lin), "model.layers.%d.%s.%s", blk,
                      k <= LMP_LIN_O ? "self_attn" : "mlp", lmp_lin_name((enum lmp_lin)k));
             snprintf(name, sizeof(name), "%s.bias", lin);
-            if ((st = am_tensor(&b, name, false, &B->lin[k].bias, err))) goto fail;
+            if ((st = am_tensor(&b, name, false, false, &B->lin[k].bias, err))) goto fail;
             snprintf(name, sizeof(name), "%s.weight", lin);
             if (!lmp_artifact_has_layer(b.a, lin)) {
-                if ((st = am_tensor(&b, name, true, &B->lin[k].weight, err))) goto fail;
+                if ((st = am_tensor(&b, name, true, false, &B->lin[k].weight, err))) goto fail;
                 continue;
             }
             struct lmp_art_layer l = {0};

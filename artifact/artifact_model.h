@@ -9,7 +9,10 @@
  *  runs it with the aq_matvec kernel and no dense copy of it exists: inference) or
  *  decoded once to a dense fp32 weight through the aq_decode kernel
  *  (LMP_ART_WEIGHTS_DENSE: stages that read weight rows, PV-Tuning, and the check of
- *  the code path). RTN layers are always decoded (by their scale and zero).
+ *  the code path). RTN layers are always decoded (by their scale and zero). With the codes,
+ *  the embedding and head also stay narrow: fp16 as stored, and an fp32 one (format 1) as
+ *  Q8_0 blocks or halves where those give back every value exactly (the same weights in a
+ *  quarter or half of the bytes); elsewhere 16-bit tensors are widened to fp32 at load.
  *
  *  The model owns its buffers (released by lmp_model_close). The tokenizer may borrow
  *  from the model (a GGUF tokenizer is parsed from an in-memory GGUF image that the

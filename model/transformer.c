@@ -213,8 +213,6 @@ struct lmp_transformer {
      * widened a slice at a time (qslice, (vocab_slice, dim)), never whole; else NULL */
     const struct lmp_tensor *qhead;
     float                   *qslice;
-    struct lmp_tensor       *own_qhead;     /* qhead from an fp32 head that is Q8_0 / F16 exactly */
-    bool                     exact_pending; /* try that on a KV cache or the first few-row head */
     bool                     codes; /* some linear is held as codes (an artifact's inference) */
 };
 
@@ -402,104 +400,6 @@ static void linops_shared_input(const struct tf_block *blk, const enum lmp_lin *
     for (int i = 0; i < n; i++) linop_apply(&blk->lin[kinds[i]], x, n_tok, y[i], false, tmp);
 }
 
-/* An fp32 head whose every block of 32 is exactly d q (an fp16 d, int8 q: a Q8_0 head
- * widened, as an artifact's embedding taken from a Q8_0 GGUF), or whose every value is a
- * half (an embedding stored at 16 bits and widened at load), is kept as those Q8_0 blocks
- * or halves too: the same weights in a quarter or half of the bytes for generation's
- * one-row head (qmatvec). */
-struct exact_job {
-    const float *src;
-    uint8_t     *dst;
-    int          dtype; /* LMP_DTYPE_Q8_0 or LMP_DTYPE_F16 */
-    int64_t      n_rows, n_cols, row_bytes, rows_per_task;
-    atomic_int   inexact;
-};
-
-static void exact_task(void *ctx, int64_t task, int thread) {
-    struct exact_job *j  = ctx;
-    const int64_t     r0 = task * j->rows_per_task;
-    const int64_t     r1 = r0 + j->rows_per_task < j->n_rows ? r0 + j->rows_per_task : j->n_rows;
-    const bool        q8 = j->dtype == LMP_DTYPE_Q8_0;
-    float             back[256];
-    (void)thread;
-    for (int64_t r = r0; r < r1 && !atomic_load_explicit(&j->inexact, memory_order_relaxed); r++) {
-        const float *row = j->src + r * j->n_cols;
-        uint8_t     *q   = j->dst + r * j->row_bytes;
-        for (int64_t b = 0; q8 && b < j->n_cols / 32; b++) { /* d = max |x| / 127 in fp16 */
-            const float *xb   = row + b * 32;
-            float        amax = 0.0f;
-            for (int t = 0; t < 32; t++) amax = fabsf(xb[t]) > amax ? fabsf(xb[t]) : amax;
-            const uint16_t dh  = lmp_f32_to_f16(amax / 127.0f);
-            const float    d   = lmp_f16_to_f32(dh);
-            const float    inv = d > 0.0f ? 1.0f / d : 0.0f; /* exact blocks: x inv is within
-                                                              an ulp or so of an integer */
-            uint8_t *p = q + b * 34;
-            p[0]       = (uint8_t)(dh & 0xff);
-            p[1]       = (uint8_t)(dh >> 8);
-            int32_t k[32]; /* branch-free, so the compiler vectorizes it */
-            for (int t = 0; t < 32; t++) {
-                float v = xb[t] * inv;
-                v       = v > 127.0f ? 127.0f : v < -127.0f ? -127.0f : v;
-                k[t]    = (int32_t)(v + (v >= 0.0f ? 0.5f : -0.5f));
-            }
-            for (int t = 0; t < 32; t++) p[2 + t] = (uint8_t)(int8_t)k[t];
-        }
-        for (int64_t i = 0; !q8 && i < j->n_cols; i++) {
-            const uint16_t h = lmp_f32_to_f16(row[i]);
-            q[2 * i]         = (uint8_t)(h & 0xff);
-            q[2 * i + 1]     = (uint8_t)(h >> 8);
-        }
-        for (int64_t c = 0; c < j->n_cols; c += 256) { /* widened back: the same bits? */
-            const int64_t n = j->n_cols - c < 256 ? j->n_cols - c : 256;
-            lmp_kernels_get()->dequant_row(j->dtype, q + (q8 ? c / 32 * 34 : 2 * c), back, n);
-            if (memcmp(back, row + c, (size_t)n * sizeof(float)) != 0) {
-                atomic_store(&j->inexact, 1);
-                break;
-            }
-        }
-    }
-}
-
-/* The Q8_0 blocks of t (fp32, (rows, n_cols), n_cols a multiple of 32) if they give back
- * every value exactly, else its halves if they do, else NULL (also on out-of-memory: the
- * fp32 head is used). */
-static struct lmp_tensor *exact_head(struct lmp_transformer *tf, const struct lmp_tensor *t) {
-    static const int   dtypes[2] = {LMP_DTYPE_Q8_0, LMP_DTYPE_F16};
-    const int64_t      n_rows = lmp_tensor_n_rows(t), n_cols = lmp_tensor_n_cols(t);
-    struct lmp_tensor *q    = calloc(1, sizeof(*q));
-    uint8_t           *data = malloc((size_t)(n_rows * n_cols * 2) + 1); /* F16 is the larger */
-    if (q == NULL || data == NULL) {
-        free(q);
-        free(data);
-        return NULL;
-    }
-    for (int d = 0; d < 2; d++) {
-        struct exact_job j = {.src    = t->data,
-                              .dst    = data,
-                              .dtype  = dtypes[d],
-                              .n_rows = n_rows,
-                              .n_cols = n_cols,
-                              .row_bytes =
-                                  dtypes[d] == LMP_DTYPE_Q8_0 ? n_cols / 32 * 34 : 2 * n_cols,
-                              .rows_per_task = 512};
-        atomic_init(&j.inexact, 0);
-        pool_run(&tf->pool, (n_rows + j.rows_per_task - 1) / j.rows_per_task, exact_task, &j);
-        if (atomic_load(&j.inexact)) continue;
-        uint8_t *fit = realloc(data, (size_t)(n_rows * j.row_bytes) + 1); /* Q8_0: smaller */
-        memcpy(q->name, t->name, sizeof(q->name));
-        q->dtype    = j.dtype;
-        q->n_dims   = 2;
-        q->shape[0] = n_rows;
-        q->shape[1] = n_cols;
-        q->data     = fit ? fit : data;
-        q->nbytes   = (uint64_t)(n_rows * j.row_bytes);
-        return q;
-    }
-    free(q);
-    free(data);
-    return NULL;
-}
-
 enum lmp_status lmp_transformer_new(const struct lmp_model            *m,
                                     const struct lmp_transformer_opts *opts,
                                     struct lmp_transformer **out, struct lmp_err *err) {
@@ -566,15 +466,11 @@ enum lmp_status lmp_transformer_new(const struct lmp_model            *m,
     }
     if ((tf->out_norm = (float *)tensor_f32(tf, m->out_norm, true)) == NULL) goto oom;
     if (opts && opts->head_blocks && m->output->n_dims == 2 && c->dim % 32 == 0 &&
-        (m->output->dtype == LMP_DTYPE_Q8_0 || m->output->dtype == LMP_DTYPE_Q4_1)) {
+        (m->output->dtype == LMP_DTYPE_Q8_0 || m->output->dtype == LMP_DTYPE_Q4_1 ||
+         m->output->dtype == LMP_DTYPE_F16)) {
         tf->qhead       = m->output; /* a tied embedding's rows are then dequantized on use */
         const int64_t n = c->vocab_size < tf->vocab_slice ? c->vocab_size : tf->vocab_slice;
         if ((tf->qslice = own(tf, (size_t)(n * c->dim))) == NULL) goto oom;
-    } else if (opts && opts->head_blocks && !tf->lazy && m->output->n_dims == 2 &&
-               c->dim % 32 == 0 && is_direct_f32(m->output)) {
-        /* an fp32 head that may be Q8_0 or F16 exactly: then qmatvec for generation's rows, the
-         * fp32 rows (tf->output, below) for many (ensure_exact_head) */
-        tf->exact_pending = true;
     }
     if (tf->lazy) { /* head: lmp_transformer_load_head; embeddings: rows on use */
         if (is_direct_f32(m->tok_emb)) tf->tok_emb = m->tok_emb->data;
@@ -634,8 +530,6 @@ void lmp_transformer_destroy(struct lmp_transformer **self_p) {
                 free(tf->blocks[b].aq[k]);
             }
     free(tf->own_output);
-    if (tf->own_qhead) free((void *)tf->own_qhead->data);
-    free(tf->own_qhead);
     pool_stop(&tf->pool);
     for (int64_t i = 0; i < tf->n_owned; i++) free(tf->owned[i]);
     free(tf->owned);
@@ -736,8 +630,6 @@ void lmp_transformer_release_head(struct lmp_transformer *tf) {
 
 /* ---- KV cache ------------------------------------------------------------------------- */
 
-static void ensure_exact_head(struct lmp_transformer *tf);
-
 struct lmp_kvcache *lmp_kvcache_new(const struct lmp_transformer *tf, int64_t n_seq,
                                     int64_t max_ctx) {
     assert(tf && n_seq > 0 && max_ctx > 0);
@@ -752,13 +644,12 @@ struct lmp_kvcache *lmp_kvcache_new(const struct lmp_transformer *tf, int64_t n_
     kv->v        = malloc(n * sizeof(float));
     if (kv->k == NULL || kv->v == NULL) lmp_kvcache_destroy(&kv);
     /* a cache means decoding: what its few-row steps use is made now, with the model's
-     * loading, not inside the first token (packed codes, an exact Q8_0 / F16 head) */
+     * loading, not inside the first token (the packed codes) */
     if (kv && n_seq <= AQ_PACKED_ROWS) {
         struct lmp_transformer *mt = (struct lmp_transformer *)tf; /* caches of the pass */
         for (int32_t b = 0; b < mt->cfg.n_layers; b++)
             for (int k = 0; k < LMP_LIN_COUNT; k++)
                 if (mt->blocks[b].aq[k]) aq_op_packed(mt->blocks[b].aq[k]);
-        ensure_exact_head(mt);
     }
     return kv;
 }
@@ -1189,17 +1080,9 @@ static const float *head_rows(struct lmp_transformer *tf, int64_t v0, int64_t n)
  * rows go to sgemm over widened slices. */
 enum { QHEAD_MATVEC_ROWS = 8 };
 
-/* Before the first few-row head: the fp32 head's Q8_0 blocks or halves if they are exact. */
-static void ensure_exact_head(struct lmp_transformer *tf) {
-    if (!tf->exact_pending) return;
-    tf->exact_pending = false;
-    if ((tf->own_qhead = exact_head(tf, tf->model->output)) != NULL) tf->qhead = tf->own_qhead;
-}
-
 void lmp_transformer_logits(struct lmp_transformer *tf, const float *hidden, int64_t n_rows,
                             float *logits) {
     const struct lmp_config *c = &tf->cfg;
-    if (n_rows <= QHEAD_MATVEC_ROWS) ensure_exact_head(tf);
     if (tf->qhead && (n_rows <= QHEAD_MATVEC_ROWS || tf->output == NULL)) {
         const int64_t V = c->vocab_size;
         if (n_rows <= QHEAD_MATVEC_ROWS &&
@@ -1247,7 +1130,6 @@ static void head_task(void *ctx, int64_t task, int thread) {
 
 void lmp_transformer_logits_row(struct lmp_transformer *tf, const float *hidden, float *logits) {
     const struct lmp_config *c = &tf->cfg;
-    ensure_exact_head(tf);
     if (tf->qhead) { /* straight from the blocks */
         lmp_transformer_logits(tf, hidden, 1, logits);
         return;

@@ -88,7 +88,8 @@ struct lmp_transformer_opts {
     int     n_threads;    /* threads for GEMMs and for the rest; <= 0: 1 */
     int64_t vocab_slice;  /* lm-head columns per step of lmp_transformer_hidden_nll; <= 0: 4096 */
     bool    lazy_weights; /* dequantize linears and the lm head on use (see the header) */
-    bool    head_blocks;  /* a Q8_0 / Q4_1 lm head (an artifact's --embed-bits 8/4) is run on
+    bool    head_blocks;  /* a Q8_0 / Q4_1 / F16 lm head (an artifact's --embed-bits 8/4/16,
+                             or its fp32 head narrowed at load: artifact_model.h) is run on
                              its blocks (qmatvec kernel; a few rows) or widened a vocab_slice
                              at a time (sgemm), never to a whole fp32 copy; a tied embedding's
                              rows are dequantized on use */

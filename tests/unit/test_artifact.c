@@ -25,8 +25,8 @@ static const char *tpath(int slot, const char *name) {
 }
 
 static void rm_artifact(const char *path) {
-    char cmd[1200];
-    snprintf(cmd, sizeof(cmd), "rm -rf '%s' '%s.parts' '%s.tmp'", path, path, path);
+    char cmd[1600]; /* paths come from tpath: under 512 bytes */
+    snprintf(cmd, sizeof(cmd), "rm -rf '%.511s' '%.511s.parts' '%.511s.tmp'", path, path, path);
     if (system(cmd) != 0) fprintf(stderr, "cannot clean %s\n", path);
 }
 
@@ -919,6 +919,82 @@ static void test_model_tensors_quantized(void) {
     free(fm.buf);
 }
 
+/* A model run on its codes keeps its embedding and head narrow: written in format 1 (fp32
+ * tensors), an embedding whose values are exactly Q8_0 blocks comes back as those blocks and a
+ * head of halves as F16, both widening to the stored values bit for bit; values that are
+ * neither stay fp32; format 2 (fp16 tensors) stays F16; a dense load widens everything. */
+static void test_model_head_narrowed(void) {
+    for (int variant = 0; variant < 3; variant++) { /* exact fp32, random fp32, fp16 storage */
+        struct fake_model fm  = fake_model_32();
+        float            *emb = fm.buf, *head = fm.buf + 2 * 1024;
+        if (variant == 0) {
+            for (int b = 0; b < 8; b++) { /* one block of 32 per row: d q with fp16 d */
+                const float d = lmp_f16_to_f32(lmp_f32_to_f16(0.003f * (float)(b + 1)));
+                for (int k = 0; k < 32; k++)
+                    emb[b * 32 + k] = d * (float)((k * 11 + b) % 255 - 127);
+                emb[b * 32 + 5] = d * 127.0f; /* max |q| is 127, as the Q8_0 quantizer makes */
+            }
+            for (int k = 0; k < 256; k++) head[k] = lmp_f16_to_f32(lmp_f32_to_f16(head[k]));
+        }
+        uint16_t halves[2][256]; /* variant 2: a source of fp16 tensors, stored as fp16 */
+        for (int t = 0; variant == 2 && t < 2; t++) {
+            struct lmp_tensor *x =
+                t ? (struct lmp_tensor *)fm.m->output : (struct lmp_tensor *)fm.m->tok_emb;
+            for (int k = 0; k < 256; k++) halves[t][k] = lmp_f32_to_f16((t ? head : emb)[k]);
+            x->dtype  = LMP_DTYPE_F16;
+            x->data   = halves[t];
+            x->nbytes = 512;
+        }
+        struct lmp_art_job job;
+        lmp_art_job_init(&job);
+        CHECK(lmp_art_job_from_model(&job, fm.m) == LMP_OK);
+        snprintf(job.method, sizeof(job.method), "aqlm");
+        const char *path = tpath(0, "narrow.h5");
+        rm_artifact(path);
+        struct lmp_err       err          = {0};
+        struct lmp_artifact *a            = NULL;
+        bool                 quantized[7] = {false, false, false, false, false, false, false};
+        lmp_artifact_set_write_version(variant == 2 ? 2 : 1);
+        CHECK(lmp_artifact_open_write(path, &job, &a, &err) == LMP_OK);
+        CHECK(a && lmp_artifact_put_model_tensors(a, fm.m, quantized, false, &err) == LMP_OK);
+        CHECK(a && lmp_artifact_finalize(a, &err) == LMP_OK);
+        lmp_artifact_close(&a);
+        lmp_artifact_set_write_version(LMP_ARTIFACT_WRITE_VERSION);
+        for (int w = 0; w < 2; w++) {
+            struct lmp_model *m = NULL;
+            CHECK(lmp_artifact_model_load(path, w ? LMP_ART_WEIGHTS_DENSE : LMP_ART_WEIGHTS_CODES,
+                                          &m, NULL, &err) == LMP_OK);
+            if (m == NULL) continue;
+            const int want_e = w || variant == 1 ? LMP_DTYPE_F32
+                               : variant == 0    ? LMP_DTYPE_Q8_0
+                                                 : LMP_DTYPE_F16;
+            const int want_h = w || variant == 1 ? LMP_DTYPE_F32 : LMP_DTYPE_F16;
+            if ((int)m->tok_emb->dtype != want_e || (int)m->output->dtype != want_h)
+                fprintf(stderr, "variant %d, %s: embedding dtype %d, head %d\n", variant,
+                        w ? "dense" : "codes", (int)m->tok_emb->dtype, (int)m->output->dtype);
+            CHECK((int)m->tok_emb->dtype == want_e && (int)m->output->dtype == want_h);
+            float row[256];
+            int   diff = 0;
+            for (int r = 0; r < 8; r++) {
+                lmp_tensor_rows_f32(m->tok_emb, r, 1, row);
+                for (int k = 0; k < 32; k++)
+                    diff += variant == 2 ? row[k] != f16_round(emb[r * 32 + k])
+                                         : memcmp(&row[k], &emb[r * 32 + k], 4) != 0;
+                lmp_tensor_rows_f32(m->output, r, 1, row);
+                for (int k = 0; k < 32; k++)
+                    diff += variant == 2 ? row[k] != f16_round(head[r * 32 + k])
+                                         : memcmp(&row[k], &head[r * 32 + k], 4) != 0;
+            }
+            CHECK(diff == 0);
+            lmp_model_close(&m);
+        }
+        CHECK(no_open_handles());
+        lmp_art_job_release(&job);
+        lmp_model_close(&fm.m);
+        free(fm.buf);
+    }
+}
+
 static void test_model_tensors_and_fingerprint(void) {
     struct fake_model fm = fake_model_new();
     uint64_t          fp = lmp_fingerprint_model(fm.m);
@@ -1024,6 +1100,7 @@ int main(void) {
     RUN(test_kill_anywhere_then_resume);
     RUN(test_model_tensors_and_fingerprint);
     RUN(test_model_tensors_quantized);
+    RUN(test_model_head_narrowed);
     RUN(test_fp16_storage_and_format1);
     if (check_failures == 0) rm_artifact(tmpdir);
     return check_report();
