@@ -20,6 +20,7 @@
  */
 #include "cli/cli.h"
 #include "artifact/artifact_model.h" /* defines: lmp_artifact_model_load */
+#include "kernels/kernels.h"         /* defines: lmp_kernels_set_spin_us */
 #include "model/gguf.h"              /* defines: lmp_gguf_get_str, lmp_gguf_arr_str */
 #include "model/model.h"             /* defines: lmp_model_open */
 #include "model/tokenizer.h"         /* defines: lmp_tokenizer_* */
@@ -36,7 +37,7 @@
 static const char *const usage =
     "lmpress generate (--model PATH [--tokenizer PATH] | --artifact ART.h5 [--decode])\n"
     "                 --prompt TEXT [-n N] [--temperature T] [--top-p P] [--seed S]\n"
-    "                 [--threads T] [--raw]";
+    "                 [--threads T] [--spin US] [--raw]";
 
 static const char *const help =
     "  --model PATH          checkpoint: .gguf, Hugging Face directory or llama2.c .bin\n"
@@ -52,6 +53,9 @@ static const char *const help =
     "                        (default 1: all)\n"
     "  --seed S              sampling seed (default: the time)\n"
     "  --threads T           threads (default every core)\n"
+    "  --spin US             with 2 or more threads: how long (microseconds) a thread\n"
+    "                        waits for the next step's work before it sleeps (default 100;\n"
+    "                        0 sleeps at once: for cores shared with other work)\n"
     "  --raw                 continue the prompt as text even where the model declares a\n"
     "                        ChatML chat template (default: the prompt is a user turn and\n"
     "                        the assistant's answer is generated)\n"
@@ -198,20 +202,15 @@ static enum lmp_status encode_chat(const struct lmp_tokenizer *tok, const char *
 static int cmd_generate_exec(struct lmp_cli *cli, int argc, char **argv) {
     const char *model_path = NULL, *tok_path = NULL, *prompt = NULL, *art_path = NULL;
     bool        decode = false, raw = false;
-    long long   n_new = 128, seed = -1, threads = sysconf(_SC_NPROCESSORS_ONLN);
+    long long   n_new = 128, seed = -1, threads = sysconf(_SC_NPROCESSORS_ONLN), spin_us = 100;
     double      temperature = 0.0, top_p = 1.0;
     static const struct option opts[] = {
-        {"model", required_argument, NULL, 'm'},
-        {"tokenizer", required_argument, NULL, 'k'},
-        {"prompt", required_argument, NULL, 'p'},
-        {"temperature", required_argument, NULL, 'T'},
-        {"top-p", required_argument, NULL, 'P'},
-        {"seed", required_argument, NULL, 's'},
-        {"threads", required_argument, NULL, 't'},
-        {"artifact", required_argument, NULL, 'a'},
-        {"decode", no_argument, NULL, 'D'},
-        {"raw", no_argument, NULL, 'R'},
-        {0},
+        {"model", required_argument, NULL, 'm'},   {"tokenizer", required_argument, NULL, 'k'},
+        {"prompt", required_argument, NULL, 'p'},  {"temperature", required_argument, NULL, 'T'},
+        {"top-p", required_argument, NULL, 'P'},   {"seed", required_argument, NULL, 's'},
+        {"threads", required_argument, NULL, 't'}, {"artifact", required_argument, NULL, 'a'},
+        {"decode", no_argument, NULL, 'D'},        {"raw", no_argument, NULL, 'R'},
+        {"spin", required_argument, NULL, 'S'},    {0},
     };
     if (threads < 1) threads = 1;
     for (int c; (c = getopt_long(argc, argv, "m:k:p:n:T:P:s:t:", opts, NULL)) != -1;) {
@@ -249,6 +248,9 @@ static int cmd_generate_exec(struct lmp_cli *cli, int argc, char **argv) {
             break;
         case 't':
             if (!lmp_cli_parse_i64("--threads", optarg, 1, 256, &threads)) return LMP_EXIT_USAGE;
+            break;
+        case 'S':
+            if (!lmp_cli_parse_i64("--spin", optarg, 0, 100000, &spin_us)) return LMP_EXIT_USAGE;
             break;
         default:
             return lmp_cli_usage(usage);
@@ -308,6 +310,8 @@ static int cmd_generate_exec(struct lmp_cli *cli, int argc, char **argv) {
         rc = lmp_cli_fail(cli, &err);
         goto out;
     }
+    /* decoding hands work to the threads about 150 times a token: they wait for it awake */
+    if (threads > 1) lmp_kernels_set_spin_us((int)spin_us);
     kv        = lmp_kvcache_new(tf, 1, n_ids + n_new > 0 ? n_ids + n_new : 1);
     hidden    = malloc(sizeof(float) * (size_t)(n_ids * c->dim));
     logits    = malloc(sizeof(float) * (size_t)c->vocab_size);

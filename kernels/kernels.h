@@ -288,7 +288,7 @@ void lmp_scratch_trim(void);
 /* Bytes the calling thread's arena holds (carved or cached). */
 size_t lmp_scratch_held(void);
 
-/* ---- threads (kernels/cpu/gemm_blas.c) --------------------------------------------- */
+/* ---- threads (kernels/cpu/gemm_blas.c, kernels/cpu/parallel.c) ---------------------- */
 
 /* Fix the process's compute thread budget: the first call wins (later calls, and the
  * value a first lmp_kernels_threads() takes, do not change it); OpenBLAS stays at one
@@ -297,6 +297,18 @@ size_t lmp_scratch_held(void);
 int lmp_kernels_set_threads(int n);
 /* The budget (fixing the default if nothing set it yet). */
 int lmp_kernels_threads(void);
+/* Run fn(arg, tid, n) for every tid in [0, n) and return when all are done: tid 0 on the
+ * calling thread, the others on the kernel pool's threads (kernels/cpu/parallel.c), so the
+ * layers above (the transformer's row and attention tasks) share one set of threads with
+ * the kernels; n above the budget, or a pool already running a call, gets threads of its
+ * own for the call. fn must not depend on which thread runs which tid. */
+typedef void lmp_kernels_par_fn(void *arg, int tid, int n);
+void         lmp_kernels_parallel(int n, lmp_kernels_par_fn *fn, void *arg);
+/* How long the pool's threads watch for the next call before they park (and a caller for
+ * its workers before it sleeps), microseconds, 0..100000; 0, the default, parks at once.
+ * For a process that owns its cores and makes many short calls (decoding: about 150 a
+ * token); spinning threads take the cores from anything else. Thread-safe. */
+void lmp_kernels_set_spin_us(int us);
 /* A section whose GEMMs run concurrently on the caller's own threads: an sgemm runs its
  * fixed blocks on the calling thread until the matching end (counted: sections nest). */
 void lmp_kernels_blas_serial_begin(void);

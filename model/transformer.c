@@ -8,11 +8,10 @@
 #include "model/transformer.h"
 #include "model/rope.h"      /* defines: lmp_rope_freqs, lmp_rope_block_is_local */
 #include "base/file.h"       /* defines: lmp_map_release_pages */
-#include "kernels/kernels.h" /* defines: lmp_kernels_get()->sgemm, lmp_kernels_set_threads */
+#include "kernels/kernels.h" /* defines: lmp_kernels_get()->sgemm, lmp_kernels_parallel */
 
 #include <assert.h>
 #include <math.h>
-#include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdlib.h>
@@ -24,94 +23,38 @@ enum {
     ROW_TASK = 16, /* rows per task of the elementwise ops */
 };
 
-/* ---- a minimal pool: parallel-for over task indices, caller included ------------- */
+/* ---- parallel-for over task indices, on the kernel pool ----------------------------- */
 
+/* Tasks are taken from one counter by the kernel pool's threads (lmp_kernels_parallel), the
+ * same threads the kernels run on: a decoding step hands work to one set of threads, not
+ * to two that would take turns on the cores. A task's result does not depend on the thread
+ * that runs it (`thread` only picks per-thread scratch, < pool.n_threads). */
 typedef void pool_fn(void *ctx, int64_t task, int thread);
 
 struct pool {
-    int             n_threads; /* including the caller */
-    pthread_t      *th;        /* (n_threads - 1) */
-    pthread_mutex_t mu;
-    pthread_cond_t  go, done;
-    uint64_t        gen;    /* bumped per run */
-    int             n_busy; /* workers still inside the current run */
-    bool            stop;
-    pool_fn        *fn;
-    void           *ctx;
-    int64_t         n_tasks;
-    atomic_llong    next;
+    int n_threads; /* including the caller; at most the process's kernel budget */
 };
 
-struct pool_arg {
-    struct pool *p;
-    int          thread;
+struct pool_job {
+    pool_fn     *fn;
+    void        *ctx;
+    int64_t      n_tasks;
+    atomic_llong next;
 };
 
-static void pool_drain(struct pool *p, int thread) {
+static void pool_part(void *arg, int tid, int n) {
+    struct pool_job *j = arg;
+    (void)n;
     for (;;) {
-        int64_t t = atomic_fetch_add(&p->next, 1);
-        if (t >= p->n_tasks) break;
-        p->fn(p->ctx, t, thread);
+        const int64_t t = atomic_fetch_add(&j->next, 1);
+        if (t >= j->n_tasks) break;
+        j->fn(j->ctx, t, tid);
     }
 }
 
-static void *pool_main(void *arg) {
-    struct pool_arg *a      = arg;
-    struct pool     *p      = a->p;
-    const int        thread = a->thread;
-    free(a);
-    uint64_t seen = 0;
-    pthread_mutex_lock(&p->mu);
-    for (;;) {
-        while (p->gen == seen && !p->stop) pthread_cond_wait(&p->go, &p->mu);
-        if (p->stop) break;
-        seen = p->gen;
-        pthread_mutex_unlock(&p->mu);
-        pool_drain(p, thread);
-        pthread_mutex_lock(&p->mu);
-        if (--p->n_busy == 0) pthread_cond_signal(&p->done);
-    }
-    pthread_mutex_unlock(&p->mu);
-    return NULL;
-}
-
-static void pool_stop(struct pool *p) {
-    if (p->th == NULL) return;
-    pthread_mutex_lock(&p->mu);
-    p->stop = true;
-    pthread_cond_broadcast(&p->go);
-    pthread_mutex_unlock(&p->mu);
-    for (int i = 0; i < p->n_threads - 1; i++) pthread_join(p->th[i], NULL);
-    free(p->th);
-    p->th = NULL;
-    pthread_cond_destroy(&p->go);
-    pthread_cond_destroy(&p->done);
-    pthread_mutex_destroy(&p->mu);
-}
-
-/* RET false on failure (then the pool runs everything on the caller). */
-static bool pool_start(struct pool *p, int n_threads) {
-    memset(p, 0, sizeof(*p));
-    p->n_threads = 1;
-    if (n_threads <= 1) return true;
-    if (pthread_mutex_init(&p->mu, NULL) != 0) return false;
-    pthread_cond_init(&p->go, NULL);
-    pthread_cond_init(&p->done, NULL);
-    p->th = calloc((size_t)n_threads - 1, sizeof(*p->th));
-    if (p->th == NULL) return false;
-    for (int i = 0; i < n_threads - 1; i++) {
-        struct pool_arg *a = malloc(sizeof(*a));
-        if (a != NULL) *a = (struct pool_arg){p, i + 1};
-        if (a == NULL || pthread_create(&p->th[i], NULL, pool_main, a) != 0) {
-            free(a);
-            p->n_threads = i + 1;
-            pool_stop(p);
-            p->n_threads = 1;
-            return false;
-        }
-        p->n_threads = i + 2;
-    }
-    return true;
+static void pool_start(struct pool *p, int n_threads) {
+    const int budget = lmp_kernels_threads();
+    p->n_threads     = n_threads < 1 ? 1 : n_threads > budget ? budget : n_threads;
 }
 
 static void pool_run(struct pool *p, int64_t n_tasks, pool_fn *fn, void *ctx) {
@@ -120,19 +63,9 @@ static void pool_run(struct pool *p, int64_t n_tasks, pool_fn *fn, void *ctx) {
         for (int64_t t = 0; t < n_tasks; t++) fn(ctx, t, 0);
         return;
     }
-    pthread_mutex_lock(&p->mu);
-    p->fn      = fn;
-    p->ctx     = ctx;
-    p->n_tasks = n_tasks;
-    atomic_store(&p->next, 0);
-    p->n_busy = p->n_threads - 1;
-    p->gen++;
-    pthread_cond_broadcast(&p->go);
-    pthread_mutex_unlock(&p->mu);
-    pool_drain(p, 0);
-    pthread_mutex_lock(&p->mu);
-    while (p->n_busy > 0) pthread_cond_wait(&p->done, &p->mu);
-    pthread_mutex_unlock(&p->mu);
+    struct pool_job j = {.fn = fn, .ctx = ctx, .n_tasks = n_tasks};
+    atomic_init(&j.next, 0);
+    lmp_kernels_parallel(n_tasks < p->n_threads ? (int)n_tasks : p->n_threads, pool_part, &j);
 }
 
 /* ---- the transformer ---------------------------------------------------------------- */
@@ -421,13 +354,13 @@ enum lmp_status lmp_transformer_new(const struct lmp_model            *m,
      * each sgemm is wide enough to run near peak */
     tf->vocab_slice = opts && opts->vocab_slice > 0 ? opts->vocab_slice : 4096;
     tf->lazy        = opts && opts->lazy_weights;
-    if (!pool_start(&tf->pool, tf->n_threads)) tf->n_threads = 1;
-    tf->n_threads = tf->pool.n_threads;
     /* fixes the process's thread budget (OpenBLAS's count) unless something did before:
      * one transformer per process (eval, generate) gets exactly n_threads, as before */
     lmp_kernels_set_threads(tf->n_threads);
-    tf->scores = calloc((size_t)tf->n_threads, sizeof(*tf->scores));
-    tf->blocks = calloc((size_t)c->n_layers, sizeof(*tf->blocks));
+    pool_start(&tf->pool, tf->n_threads);
+    tf->n_threads = tf->pool.n_threads;
+    tf->scores    = calloc((size_t)tf->n_threads, sizeof(*tf->scores));
+    tf->blocks    = calloc((size_t)c->n_layers, sizeof(*tf->blocks));
     if (tf->scores == NULL || tf->blocks == NULL) goto oom;
 
     const int64_t dim = c->dim;
@@ -530,7 +463,6 @@ void lmp_transformer_destroy(struct lmp_transformer **self_p) {
                 free(tf->blocks[b].aq[k]);
             }
     free(tf->own_output);
-    pool_stop(&tf->pool);
     for (int64_t i = 0; i < tf->n_owned; i++) free(tf->owned[i]);
     free(tf->owned);
     free_scratch(tf);
