@@ -10,9 +10,9 @@
  *  Chat: when the model's GGUF metadata (a checkpoint's, or the tokenizer image an
  *  artifact of a GGUF model keeps) declares a ChatML chat template (SmolLM2-Instruct,
  *  Qwen2-Instruct) and the vocabulary has its markers, the prompt is sent as one user
- *  turn and the assistant's answer is generated: <|im_start|>user\nPROMPT<|im_end|>\n
- *  <|im_start|>assistant\n, stopping at <|im_end|>. --raw continues the text instead.
- *  Other templates (Jinja) are not interpreted: the prompt is continued as text.
+ *  turn, after the template's default system turn (or --system's), and the assistant's
+ *  answer is generated, stopping at <|im_end|> (model/chat.h). --raw continues the text
+ *  instead. Other templates (Jinja) are not interpreted: the prompt is continued as text.
  *
  *  --artifact runs a compressed model on its AQLM codes (artifact/artifact_model.h,
  *  the aq_matvec kernel: no dense copy of a quantized layer); --decode decodes them to
@@ -21,7 +21,7 @@
 #include "cli/cli.h"
 #include "artifact/artifact_model.h" /* defines: lmp_artifact_model_load */
 #include "kernels/kernels.h"         /* defines: lmp_kernels_set_spin_us */
-#include "model/gguf.h"              /* defines: lmp_gguf_get_str, lmp_gguf_arr_str */
+#include "model/chat.h"              /* defines: lmp_chat_chatml, lmp_chat_encode */
 #include "model/model.h"             /* defines: lmp_model_open */
 #include "model/tokenizer.h"         /* defines: lmp_tokenizer_* */
 #include "model/transformer.h"       /* defines: lmp_transformer_*, lmp_kvcache_* */
@@ -37,7 +37,7 @@
 static const char *const usage =
     "lmpress generate (--model PATH [--tokenizer PATH] | --artifact ART.h5 [--decode])\n"
     "                 --prompt TEXT [-n N] [--temperature T] [--top-p P] [--seed S]\n"
-    "                 [--threads T] [--spin US] [--raw]";
+    "                 [--threads T] [--spin US] [--raw | --system TEXT]";
 
 static const char *const help =
     "  --model PATH          checkpoint: .gguf, Hugging Face directory or llama2.c .bin\n"
@@ -59,6 +59,8 @@ static const char *const help =
     "  --raw                 continue the prompt as text even where the model declares a\n"
     "                        ChatML chat template (default: the prompt is a user turn and\n"
     "                        the assistant's answer is generated)\n"
+    "  --system TEXT         the system turn of a chat (default the template's own default\n"
+    "                        system message where it has one, as SmolLM2's; \"\" for none)\n"
     "The rates of prompt processing and generation (tokens/s) are printed on stderr.\n";
 
 struct sampler {
@@ -122,95 +124,26 @@ static int32_t sample(struct sampler *s, const float *logits, int32_t vocab) {
     return s->order[n - 1];
 }
 
-static bool has_sub(const char *s, uint64_t n, const char *sub) {
-    const size_t k = strlen(sub);
-    for (uint64_t i = 0; i + k <= n; i++)
-        if (memcmp(s + i, sub, k) == 0) return true;
-    return false;
-}
-
-/* The ids of ChatML's <|im_start|> and <|im_end|> when m's GGUF metadata declares a chat
- * template using them and its vocabulary (within the model's) has both; else false. */
-static bool chatml_ids(const struct lmp_model *m, int32_t *start, int32_t *end) {
-    const struct lmp_gguf *g = m->gguf;
-    struct lmp_gguf_str    t;
-    enum lmp_gguf_type     et;
-    if (g == NULL || !lmp_gguf_get_str(g, "tokenizer.chat_template", &t) || t.s == NULL ||
-        !has_sub(t.s, t.len, "<|im_start|>"))
-        return false;
-    int64_t n = lmp_gguf_arr_n(g, "tokenizer.ggml.tokens", &et);
-    if (n <= 0 || et != LMP_GGUF_STRING) return false;
-    if (n > m->cfg.vocab_size) n = m->cfg.vocab_size;
-    *start = *end = -1;
-    for (int64_t i = 0; i < n; i++) {
-        struct lmp_gguf_str v = lmp_gguf_arr_str(g, "tokenizer.ggml.tokens", i);
-        if (v.s && v.len == 12 && memcmp(v.s, "<|im_start|>", 12) == 0) *start = (int32_t)i;
-        if (v.s && v.len == 10 && memcmp(v.s, "<|im_end|>", 10) == 0) *end = (int32_t)i;
-    }
-    return *start >= 0 && *end >= 0;
-}
-
-/* Append the ids of text (no BOS) to *ids (n_ids, grown). RET as lmp_tokenizer_encode. */
-static enum lmp_status append_text(const struct lmp_tokenizer *tok, const char *text, int32_t **ids,
-                                   int64_t *n_ids, struct lmp_err *err) {
-    int32_t        *more = NULL;
-    int64_t         n    = 0;
-    enum lmp_status st   = lmp_tokenizer_encode(tok, text, strlen(text), false, &more, &n, err);
-    if (st != LMP_OK) return st;
-    int32_t *all = realloc(*ids, (size_t)(*n_ids + n + 1) * sizeof(*all));
-    if (all == NULL) {
-        free(more);
-        return lmp_err_set(err, LMP_ENOMEM, "out of memory encoding the prompt");
-    }
-    memcpy(all + *n_ids, more, (size_t)n * sizeof(*all));
-    *ids = all;
-    *n_ids += n;
-    free(more);
-    return LMP_OK;
-}
-
-/* The prompt as one ChatML user turn followed by the assistant's header:
- * [BOS] <|im_start|> "user\n" PROMPT <|im_end|> "\n" <|im_start|> "assistant\n". */
-static enum lmp_status encode_chat(const struct lmp_tokenizer *tok, const char *prompt,
-                                   int32_t start, int32_t end, int32_t **ids, int64_t *n_ids,
-                                   struct lmp_err *err) {
-    char *user = malloc(strlen(prompt) + 6);
-    *ids       = malloc(4 * sizeof(**ids));
-    *n_ids     = 0;
-    if (user == NULL || *ids == NULL) {
-        free(user);
-        return lmp_err_set(err, LMP_ENOMEM, "out of memory encoding the prompt");
-    }
-    memcpy(user, "user\n", 5);
-    memcpy(user + 5, prompt, strlen(prompt) + 1);
-    const int32_t bos = lmp_tokenizer_bos(tok);
-    if (bos >= 0) (*ids)[(*n_ids)++] = bos;
-    (*ids)[(*n_ids)++] = start;
-    enum lmp_status st = append_text(tok, user, ids, n_ids, err);
-    free(user);
-    if (st == LMP_OK) {
-        (*ids)[(*n_ids)++] = end; /* append_text leaves room for one more id */
-        st                 = append_text(tok, "\n", ids, n_ids, err);
-    }
-    if (st == LMP_OK) {
-        (*ids)[(*n_ids)++] = start;
-        st                 = append_text(tok, "assistant\n", ids, n_ids, err);
-    }
-    return st;
-}
-
 static int cmd_generate_exec(struct lmp_cli *cli, int argc, char **argv) {
-    const char *model_path = NULL, *tok_path = NULL, *prompt = NULL, *art_path = NULL;
-    bool        decode = false, raw = false;
-    long long   n_new = 128, seed = -1, threads = sysconf(_SC_NPROCESSORS_ONLN), spin_us = 100;
-    double      temperature = 0.0, top_p = 1.0;
+    const char *model_path = NULL, *tok_path = NULL, *prompt = NULL, *art_path = NULL,
+               *system = NULL;
+    bool      decode = false, raw = false;
+    long long n_new = 128, seed = -1, threads = sysconf(_SC_NPROCESSORS_ONLN), spin_us = 100;
+    double    temperature = 0.0, top_p = 1.0;
     static const struct option opts[] = {
-        {"model", required_argument, NULL, 'm'},   {"tokenizer", required_argument, NULL, 'k'},
-        {"prompt", required_argument, NULL, 'p'},  {"temperature", required_argument, NULL, 'T'},
-        {"top-p", required_argument, NULL, 'P'},   {"seed", required_argument, NULL, 's'},
-        {"threads", required_argument, NULL, 't'}, {"artifact", required_argument, NULL, 'a'},
-        {"decode", no_argument, NULL, 'D'},        {"raw", no_argument, NULL, 'R'},
-        {"spin", required_argument, NULL, 'S'},    {0},
+        {"model", required_argument, NULL, 'm'},
+        {"tokenizer", required_argument, NULL, 'k'},
+        {"prompt", required_argument, NULL, 'p'},
+        {"temperature", required_argument, NULL, 'T'},
+        {"top-p", required_argument, NULL, 'P'},
+        {"seed", required_argument, NULL, 's'},
+        {"threads", required_argument, NULL, 't'},
+        {"artifact", required_argument, NULL, 'a'},
+        {"decode", no_argument, NULL, 'D'},
+        {"raw", no_argument, NULL, 'R'},
+        {"spin", required_argument, NULL, 'S'},
+        {"system", required_argument, NULL, 'Y'},
+        {0},
     };
     if (threads < 1) threads = 1;
     for (int c; (c = getopt_long(argc, argv, "m:k:p:n:T:P:s:t:", opts, NULL)) != -1;) {
@@ -232,6 +165,9 @@ static int cmd_generate_exec(struct lmp_cli *cli, int argc, char **argv) {
             break;
         case 'R':
             raw = true;
+            break;
+        case 'Y':
+            system = optarg;
             break;
         case 'n':
             if (!lmp_cli_parse_i64("-n", optarg, 0, 1 << 20, &n_new)) return LMP_EXIT_USAGE;
@@ -262,6 +198,7 @@ static int cmd_generate_exec(struct lmp_cli *cli, int argc, char **argv) {
     if (art_path && tok_path)
         return lmp_cli_usage_msg(usage, "--artifact carries its tokenizer: drop --tokenizer");
     if (decode && art_path == NULL) return lmp_cli_usage_msg(usage, "--decode needs --artifact");
+    if (raw && system) return lmp_cli_usage_msg(usage, "--system is a chat turn: drop --raw");
 
     struct lmp_err          err    = {0};
     struct lmp_model       *model  = NULL;
@@ -281,10 +218,13 @@ static int cmd_generate_exec(struct lmp_cli *cli, int argc, char **argv) {
                  : lmp_model_open(model_path, &model, &err);
     if (st == LMP_OK && art_path == NULL) st = lmp_tokenizer_open(tok_path, model, &tok, &err);
     int32_t    im_start = -1, im_end = -1;
-    const bool chat = st == LMP_OK && !raw && chatml_ids(model, &im_start, &im_end);
+    const bool chat      = st == LMP_OK && !raw && lmp_chat_chatml(model, &im_start, &im_end);
+    char *default_system = chat && system == NULL ? lmp_chat_model_default_system(model) : NULL;
     if (st == LMP_OK)
-        st = chat ? encode_chat(tok, prompt, im_start, im_end, &ids, &n_ids, &err)
+        st = chat ? lmp_chat_encode(tok, system ? system : default_system, prompt, im_start, im_end,
+                                    &ids, &n_ids, &err)
                   : lmp_tokenizer_encode(tok, prompt, strlen(prompt), true, &ids, &n_ids, &err);
+    free(default_system);
     if (st != LMP_OK) {
         rc = lmp_cli_fail(cli, &err);
         goto out;

@@ -23,8 +23,8 @@ What it reports (one JSON object on stdout, details on stderr):
   - generation: greedy continuation of --prompt as text by transformers and by
     `lmpress generate --raw`, and whether they are the same text; where the exported tokenizer
     has a ChatML chat template (<|im_start|>), also the greedy answer to --prompt as one user
-    turn (`lmpress generate` without --raw: [BOS] <|im_start|>user\\nPROMPT<|im_end|>\\n
-    <|im_start|>assistant\\n, no system turn, up to <|im_end|>) from both.
+    turn (`lmpress generate` without --raw; transformers: apply_chat_template with the
+    generation prompt, the template's default system turn included) from both.
 Exit status 1 when the token counts (or, with --source, the ids) differ, the perplexities
 differ by more than --ppl-tol (relative, default 0.005), or top-1 agreement is under
 --top1-min (default 0.99). transformers runs the float16 export, lmpress the float32
@@ -157,8 +157,10 @@ def main():
     vocab_ids = tok.get_vocab()
     if ("<|im_start|>" in (tok.chat_template or "") and "<|im_start|>" in vocab_ids
             and "<|im_end|>" in vocab_ids):
-        turn = f"<|im_start|>user\n{a.prompt}<|im_end|>\n<|im_start|>assistant\n"
-        x = tok(turn, add_special_tokens=True).input_ids
+        # the template's own rendering: its default system turn included, as lmpress's
+        turn = tok.apply_chat_template([{"role": "user", "content": a.prompt}],
+                                       add_generation_prompt=True, tokenize=False)
+        x = tok(turn, add_special_tokens=False).input_ids
         ans = hf_generate(x, stop + [vocab_ids["<|im_end|>"]])
         hf_chat = tok.decode(ans, skip_special_tokens=True)
         lm_chat = lmpress_generate(False).removeprefix(a.prompt + "\n").removesuffix("\n")
