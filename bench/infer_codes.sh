@@ -21,11 +21,13 @@
 # compression with another storage, e.g. its embedding at 16 bits against --embed-bits 4).
 # --before BIN adds the artifact run by another lmpress build (an earlier commit: before/after).
 # --llama adds llama.cpp on the original GGUF through llama-cpp-python (--llama-python PY, default
-# the reference environment's, ~/.cache/lmpress/venv-ref, scripts/ref/setup_ref.sh).
+# the reference environment's, ~/.cache/lmpress/venv-ref, scripts/ref/setup_ref.sh);
+# --llama-also G (repeatable) adds llama.cpp on another GGUF too, as side llama_cpp_<G's stem>
+# (e.g. a Q2_K requantization: scripts/ref/requant_gguf.py).
 #
 #   bench/infer_codes.sh [--model M | --base-artifact B] [--artifact A] [--text FILE]
 #                        [--prompt-bytes B] [-n N] [--rounds R] [--threads T] [--lmpress BIN]
-#                        [--before BIN] [--llama] [--llama-python PY]
+#                        [--before BIN] [--llama] [--llama-python PY] [--llama-also G]...
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")/.." && pwd)
@@ -33,7 +35,7 @@ cache=${LMP_CACHE:-$HOME/.cache/lmpress}
 model="$cache/models/SmolLM2-135M-Instruct.Q4_1.gguf"
 artifact="$cache/runs/smollm2-2x8g8-seq-ft.h5"
 text=${LMP_SHARED:-$here/../shared}/data/wikitext2_test_join.txt
-pbytes=1200 n=64 rounds=3 threads=2 lmpress="" base=(--model) before="" llama=0
+pbytes=1200 n=64 rounds=3 threads=2 lmpress="" base=(--model) before="" llama=0 also=()
 llpy="$cache/venv-ref/bin/python"
 while [ $# -gt 0 ]; do
     case $1 in
@@ -49,6 +51,7 @@ while [ $# -gt 0 ]; do
         --before) before=$2; shift 2 ;;
         --llama) llama=1; shift ;;
         --llama-python) llpy=$2; llama=1; shift 2 ;;
+        --llama-also) also+=("$2"); llama=1; shift 2 ;;
         -h|--help) sed -n '2,30p' "$0"; exit 0 ;;
         *) echo "infer_codes.sh: unknown option '$1'" >&2; exit 2 ;;
     esac
@@ -58,7 +61,7 @@ if [ -z "$lmpress" ]; then
         [ -x "$here/$d/cli/lmpress" ] && { lmpress=$here/$d/cli/lmpress; break; }
     done
 fi
-for f in "$model" "$artifact" "$text"; do
+for f in "$model" "$artifact" "$text" ${also[@]+"${also[@]}"}; do
     [ -f "$f" ] || { echo "infer_codes.sh: no file '$f'" >&2; exit 1; }
 done
 for b in "$lmpress" /usr/bin/time ${before:+"$before"}; do
@@ -118,6 +121,11 @@ gen() { # gen BIN ARGS...: lmpress generate with the shared settings
 sides=(original artifact)
 [ -n "$before" ] && sides+=(artifact_before)
 [ "$llama" = 1 ] && sides+=(llama_cpp)
+declare -A also_of=()
+for g in ${also[@]+"${also[@]}"}; do
+    stem=$(basename "$g" .gguf); stem=${stem//[^A-Za-z0-9_]/_}
+    sides+=("llama_cpp_$stem"); also_of["llama_cpp_$stem"]=$g
+done
 rows=()
 for r in $(seq 1 "$rounds"); do
     row=""
@@ -127,6 +135,7 @@ for r in $(seq 1 "$rounds"); do
             artifact) o=$(gen "$lmpress" --artifact "$artifact") ;;
             artifact_before) o=$(gen "$before" --artifact "$artifact") ;;
             llama_cpp) o=$(one "$llpy" "$tmp/llama.py" "$model" "$tmp/prompt.txt" "$n" "$threads") ;;
+            llama_cpp_*) o=$(one "$llpy" "$tmp/llama.py" "${also_of[$side]}" "$tmp/prompt.txt" "$n" "$threads") ;;
         esac
         row+="$side=$o|"
         echo "round $r: $side (pp, gen tok/s, rss KB, prompt, generated) $o" >&2
