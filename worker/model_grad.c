@@ -16,6 +16,7 @@
 
 #include "kernels/kernels.h" /* defines: lmp_kernels_get()->sgemm */
 #include "model/eval.h"      /* defines: lmp_kl_rows */
+#include "model/rope.h"      /* defines: lmp_rope_block_is_local */
 
 #include <assert.h>
 #include <math.h>
@@ -63,8 +64,10 @@ void lmp_model_weights_free(struct lmp_model_weights **self_p) {
     free(w->tok_emb);
     free(w->out_norm);
     for (int32_t b = 0; b < L; b++) {
-        if (w->attn_norm) free(w->attn_norm[b]);
-        if (w->ffn_norm) free(w->ffn_norm[b]);
+        float **norms[] = {w->attn_norm, w->ffn_norm,       w->q_norm,
+                           w->k_norm,    w->post_attn_norm, w->post_ffn_norm};
+        for (size_t i = 0; i < sizeof(norms) / sizeof(norms[0]); i++)
+            if (norms[i]) free(norms[i][b]);
         for (int k = 0; k < LMP_LIN_COUNT; k++) {
             if (w->w) free(w->w[b * LMP_LIN_COUNT + k]);
             if (w->b) free(w->b[b * LMP_LIN_COUNT + k]);
@@ -72,6 +75,10 @@ void lmp_model_weights_free(struct lmp_model_weights **self_p) {
     }
     free(w->attn_norm);
     free(w->ffn_norm);
+    free(w->q_norm);
+    free(w->k_norm);
+    free(w->post_attn_norm);
+    free(w->post_ffn_norm);
     free(w->w);
     free(w->b);
     free(w->blocks);
@@ -86,13 +93,19 @@ enum lmp_status lmp_model_weights_load(const struct lmp_model *m, struct lmp_mod
     struct lmp_model_weights *w = calloc(1, sizeof(*w));
     const int32_t             L = m->cfg.n_layers;
     if (w == NULL) goto oom;
-    w->cfg       = m->cfg;
-    w->attn_norm = calloc((size_t)L, sizeof(float *));
-    w->ffn_norm  = calloc((size_t)L, sizeof(float *));
-    w->w         = calloc((size_t)L * LMP_LIN_COUNT, sizeof(float *));
-    w->b         = calloc((size_t)L * LMP_LIN_COUNT, sizeof(float *));
-    w->blocks    = calloc((size_t)L, sizeof(*w->blocks));
-    if (!w->attn_norm || !w->ffn_norm || !w->w || !w->b || !w->blocks) goto oom;
+    w->cfg            = m->cfg;
+    w->attn_norm      = calloc((size_t)L, sizeof(float *));
+    w->ffn_norm       = calloc((size_t)L, sizeof(float *));
+    w->q_norm         = calloc((size_t)L, sizeof(float *));
+    w->k_norm         = calloc((size_t)L, sizeof(float *));
+    w->post_attn_norm = calloc((size_t)L, sizeof(float *));
+    w->post_ffn_norm  = calloc((size_t)L, sizeof(float *));
+    w->w              = calloc((size_t)L * LMP_LIN_COUNT, sizeof(float *));
+    w->b              = calloc((size_t)L * LMP_LIN_COUNT, sizeof(float *));
+    w->blocks         = calloc((size_t)L, sizeof(*w->blocks));
+    if (!w->attn_norm || !w->ffn_norm || !w->q_norm || !w->k_norm || !w->post_attn_norm ||
+        !w->post_ffn_norm || !w->w || !w->b || !w->blocks)
+        goto oom;
     if ((w->tok_emb = tensor_copy(m->tok_emb)) == NULL) goto oom;
     w->output = m->output == m->tok_emb ? w->tok_emb : tensor_copy(m->output);
     if (w->output == NULL || (w->out_norm = tensor_copy(m->out_norm)) == NULL) goto oom;
@@ -104,6 +117,19 @@ enum lmp_status lmp_model_weights_load(const struct lmp_model *m, struct lmp_mod
             goto oom;
         bp->attn_norm = w->attn_norm[b];
         bp->ffn_norm  = w->ffn_norm[b];
+        /* beyond llama: present exactly where the model has them (lmp_model_finish checked
+         * every block has the same) */
+        if ((src->q_norm && (w->q_norm[b] = tensor_copy(src->q_norm)) == NULL) ||
+            (src->k_norm && (w->k_norm[b] = tensor_copy(src->k_norm)) == NULL) ||
+            (src->post_attn_norm &&
+             (w->post_attn_norm[b] = tensor_copy(src->post_attn_norm)) == NULL) ||
+            (src->post_ffn_norm && (w->post_ffn_norm[b] = tensor_copy(src->post_ffn_norm)) == NULL))
+            goto oom;
+        bp->q_norm         = w->q_norm[b];
+        bp->k_norm         = w->k_norm[b];
+        bp->post_attn_norm = w->post_attn_norm[b];
+        bp->post_ffn_norm  = w->post_ffn_norm[b];
+        bp->local          = lmp_rope_block_is_local(&m->cfg, b);
         for (int k = 0; k < LMP_LIN_COUNT; k++) {
             const int64_t i = (int64_t)b * LMP_LIN_COUNT + k;
             if ((w->w[i] = tensor_copy(src->lin[k].weight)) == NULL) goto oom;
@@ -132,7 +158,8 @@ struct lmp_model_grads_owned *lmp_model_grads_new(const struct lmp_config *cfg, 
     const int64_t wn[LMP_LIN_COUNT] = {qd * dim,  kd * dim,  kd * dim, dim * qd,
                                        hid * dim, hid * dim, dim * hid};
     const int64_t bn[LMP_LIN_COUNT] = {qd, kd, kd, dim, hid, hid, dim};
-    int64_t       per_block         = 2 * dim;
+    const int64_t hd                = cfg->head_dim;
+    int64_t per_block = 2 * dim + (cfg->qk_norm ? 2 * hd : 0) + (cfg->post_norms ? 2 * dim : 0);
     for (int k = 0; k < LMP_LIN_COUNT; k++)
         per_block += wn[k] + (cfg->qkv_bias && k <= LMP_LIN_V ? bn[k] : 0);
     const int64_t emb               = embeddings ? vocab * dim * (cfg->tied_embeddings ? 1 : 2) : 0;
@@ -162,6 +189,16 @@ struct lmp_model_grads_owned *lmp_model_grads_new(const struct lmp_config *cfg, 
         bg->attn_norm              = cur;
         bg->ffn_norm               = cur + dim;
         cur += 2 * dim;
+        if (cfg->qk_norm) {
+            bg->q_norm = cur;
+            bg->k_norm = cur + hd;
+            cur += 2 * hd;
+        }
+        if (cfg->post_norms) {
+            bg->post_attn_norm = cur;
+            bg->post_ffn_norm  = cur + dim;
+            cur += 2 * dim;
+        }
         for (int k = 0; k < LMP_LIN_COUNT; k++) {
             bg->w[k] = cur;
             cur += wn[k];
@@ -282,6 +319,10 @@ enum lmp_status lmp_model_grad_forward_stage(struct lmp_model_grad         *mg,
             mg->tokens[r] = t;
             memcpy(mg->xa + r * dim, p->tok_emb + (int64_t)t * dim, (size_t)dim * sizeof(float));
         }
+    /* Gemma: x0 = tok_emb[t] * sqrt(dim), in float as the forward pass (lmp_transformer_embed) */
+    const float es = mg->cfg.embed_scale;
+    if (mg->s0 == 0 && es != 0 && es != 1)
+        for (int64_t i = 0; i < rows * dim; i++) mg->xa[i] *= es;
     float *in = mg->xa, *out = mg->xb;
     for (int32_t b = mg->s0; b < mg->s1; b++) {
         float *y = b == mg->s1 - 1 ? mg->xl : out;
@@ -337,11 +378,15 @@ static void blocks_backward(struct lmp_model_grad *mg, const struct lmp_model_pa
         lmp_block_grad_backward(mg->bg[b], &p->blocks[b], mg->dx,
                                 b > mg->b0 || (b == 0 && g->tok_emb) ? mg->dx : NULL,
                                 g->blocks ? &g->blocks[b] : &none);
+    const float es = mg->cfg.embed_scale; /* x0 = tok_emb[t] * es: dL/de = es dL/dx0 */
     if (g->tok_emb && mg->b0 == 0 && mg->s0 == 0)
         for (int64_t r = 0; r < rows; r++) {
             float       *e = g->tok_emb + (int64_t)mg->tokens[r] * dim;
             const float *d = mg->dx + r * dim;
-            for (int64_t i = 0; i < dim; i++) e[i] += d[i];
+            if (es != 0 && es != 1)
+                for (int64_t i = 0; i < dim; i++) e[i] += es * d[i];
+            else
+                for (int64_t i = 0; i < dim; i++) e[i] += d[i];
         }
 }
 

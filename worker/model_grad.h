@@ -2,7 +2,7 @@
  *  KL(teacher || student) loss: the foundation of PV-Tuning (docs/pv-tuning.md)
  *
  *  The same math as model/transformer.c for sequences that each start at position 0:
- *      x0     = tok_emb[tokens]
+ *      x0     = tok_emb[tokens] * embed_scale    (cfg.embed_scale: Gemma's sqrt(dim); 0 = 1)
  *      x(b+1) = block_b(x(b))                 b = 0 .. n_layers-1 (worker/block_grad.h)
  *      hn     = rmsnorm(x(L)) * out_norm
  *      z      = hn Wout^T                     (Wout = tok_emb when tied)
@@ -68,11 +68,13 @@ struct lmp_model_grads {
 
 /* Owned fp32 copies of every parameter of a model, and the borrowed view of them. */
 struct lmp_model_weights {
-    struct lmp_config        cfg;
-    struct lmp_model_params  params;                      /* points into the buffers below */
-    float                   *tok_emb, *output, *out_norm; /* output == tok_emb when tied */
-    float                  **attn_norm, **ffn_norm;       /* (n_layers) of (dim) */
-    float                  **w, **b; /* (n_layers * LMP_LIN_COUNT), block-major; b may hold NULL */
+    struct lmp_config       cfg;
+    struct lmp_model_params params;                      /* points into the buffers below */
+    float                  *tok_emb, *output, *out_norm; /* output == tok_emb when tied */
+    float                 **attn_norm, **ffn_norm;       /* (n_layers) of (dim) */
+    float **q_norm, **k_norm; /* (n_layers) of (head_dim), entries NULL unless cfg.qk_norm */
+    float **post_attn_norm, **post_ffn_norm; /* (n_layers) of (dim), NULL unless post_norms */
+    float **w, **b;                  /* (n_layers * LMP_LIN_COUNT), block-major; b may hold NULL */
     struct lmp_block_params *blocks; /* (n_layers), what params.blocks points to */
 };
 
@@ -82,9 +84,10 @@ enum lmp_status lmp_model_weights_load(const struct lmp_model *m, struct lmp_mod
                                        struct lmp_err *err);
 void            lmp_model_weights_free(struct lmp_model_weights **self_p);
 
-/* Zeroed gradient buffers for cfg: every block parameter (biases where qkv_bias), the
- * final norm, and with embeddings the tok_emb (and untied output) gradients. Owned by
- * the struct (free with lmp_model_grads_free). RET NULL on out-of-memory. */
+/* Zeroed gradient buffers for cfg: every block parameter (biases where qkv_bias, q/k norms
+ * where qk_norm, post norms where post_norms), the final norm, and with embeddings the tok_emb (and
+ * untied output) gradients. Owned by the struct (free with lmp_model_grads_free). RET NULL on
+ * out-of-memory. */
 struct lmp_model_grads_owned {
     struct lmp_model_grads  g;
     struct lmp_block_grads *blocks; /* (n_layers), what g.blocks points to */

@@ -12,6 +12,12 @@
  *    largest errors, printed, are about 1e-3: the fp32 forward's rounding over the step);
  *  - student == teacher: KL exactly 0 and every gradient exactly 0;
  *  - gradients accumulate over calls; a small step against the gradient lowers the loss.
+ *  The same checks (finite differences, student == teacher, descent) on a Qwen3-like model
+ *  (per-head q/k norms, untied) and a Gemma-3-like one (q/k norms, post norms, GeGLU,
+ *  embeddings times sqrt(dim), an attention scale, block 0 local with a 3-key window and
+ *  its own RoPE base, linear RoPE scaling on block 1, tied head), plus their forward
+ *  against lmp_transformer_forward (the inference pass; max abs diff <= 1e-5 of the
+ *  largest logit), every extra norm's gradient included.
  *  On stories260K (../shared; skipped with 77 where absent unless CI=true): the forward's
  *  logits equal lmp_transformer_forward + _logits for the same tokens (max abs diff <=
  *  1e-4 of the largest logit), and the KL between them is ~0.
@@ -21,6 +27,7 @@
 #include "model/transformer.h" /* defines: lmp_transformer_forward, lmp_transformer_logits */
 #include "tests/check.h"       /* defines: CHECK, CHECK_NEAR, RUN, check_report */
 #include "tests/tiny_model.h"  /* defines: build, struct spec, random_tokens */
+#include "tests/tiny_arch.h"   /* defines: build_arch, ARCH_QWEN3, ARCH_GEMMA3 */
 
 #include <math.h>
 #include <stdlib.h>
@@ -192,105 +199,208 @@ static void test_loss_matches_naive_kl(void) {
     }
 }
 
+/* Every parameter's gradient of m against finite differences, accumulation, descent. */
+static void fd_model(struct lmp_model *m, const char *name, uint64_t seed) {
+    const bool                tied = m->output == m->tok_emb;
+    struct lmp_model_weights *w    = NULL;
+    struct lmp_model_grad    *mg   = NULL;
+    struct lmp_err            err  = {0};
+    CHECK(lmp_model_weights_load(m, &w, &err) == LMP_OK);
+    CHECK(lmp_model_grad_new(&m->cfg, N_SEQ, T, &mg) == LMP_OK);
+    int32_t tokens[ROWS];
+    random_tokens(tokens, ROWS, VOCAB, 17 + seed);
+    float                        *t = teacher_logits(70 + seed);
+    struct lmp_model_grads_owned *g = lmp_model_grads_new(&m->cfg, true);
+    CHECK(lmp_model_grad_forward(mg, &w->params, tokens, N_SEQ, &err) == LMP_OK);
+    double kl = 0;
+    lmp_model_grad_kl_backward(mg, &w->params, t, &g->g, &kl, NULL);
+    CHECK(!tied || g->g.output == NULL);
+
+    struct fd     c = {mg, w, tokens, t};
+    char          what[96];
+    int           bad = 0;
+    const int64_t VD  = (int64_t)VOCAB * DIM;
+    snprintf(what, sizeof(what), "%s tok_emb", name);
+    bad += check_tensor(&c, what, w->tok_emb, g->g.tok_emb, VD, 1);
+    if (!tied) {
+        snprintf(what, sizeof(what), "%s output", name);
+        bad += check_tensor(&c, what, w->output, g->g.output, VD, 2);
+    }
+    snprintf(what, sizeof(what), "%s out_norm", name);
+    bad += check_tensor(&c, what, w->out_norm, g->g.out_norm, DIM, 3);
+    for (int b = 0; b < LAYERS; b++) {
+        const struct lmp_block_grads *bg = &g->g.blocks[b];
+        snprintf(what, sizeof(what), "%s block %d attn_norm", name, b);
+        bad += check_tensor(&c, what, w->attn_norm[b], bg->attn_norm, DIM, 4 + b);
+        snprintf(what, sizeof(what), "%s block %d ffn_norm", name, b);
+        bad += check_tensor(&c, what, w->ffn_norm[b], bg->ffn_norm, DIM, 6 + b);
+        CHECK((w->q_norm[b] != NULL) == m->cfg.qk_norm && (bg->q_norm != NULL) == m->cfg.qk_norm);
+        CHECK((w->post_attn_norm[b] != NULL) == m->cfg.post_norms &&
+              (bg->post_ffn_norm != NULL) == m->cfg.post_norms);
+        if (m->cfg.qk_norm) {
+            snprintf(what, sizeof(what), "%s block %d q_norm", name, b);
+            bad += check_tensor(&c, what, w->q_norm[b], bg->q_norm, HD, 60 + b);
+            snprintf(what, sizeof(what), "%s block %d k_norm", name, b);
+            bad += check_tensor(&c, what, w->k_norm[b], bg->k_norm, HD, 62 + b);
+        }
+        if (m->cfg.post_norms) {
+            snprintf(what, sizeof(what), "%s block %d post_attn_norm", name, b);
+            bad += check_tensor(&c, what, w->post_attn_norm[b], bg->post_attn_norm, DIM, 64 + b);
+            snprintf(what, sizeof(what), "%s block %d post_ffn_norm", name, b);
+            bad += check_tensor(&c, what, w->post_ffn_norm[b], bg->post_ffn_norm, DIM, 66 + b);
+        }
+        for (int k = 0; k < LMP_LIN_COUNT; k++) {
+            const struct lmp_linear *l = &m->blocks[b].lin[k];
+            const int64_t            i = (int64_t)b * LMP_LIN_COUNT + k;
+            snprintf(what, sizeof(what), "%s block %d %s", name, b, lmp_lin_name(k));
+            bad += check_tensor(&c, what, w->w[i], bg->w[k], l->n_out * l->n_in, 10 + i);
+            if (w->b[i]) {
+                snprintf(what, sizeof(what), "%s block %d %s bias", name, b, lmp_lin_name(k));
+                bad += check_tensor(&c, what, w->b[i], bg->b[k], l->n_out, 40 + i);
+            }
+        }
+    }
+    if (bad) fprintf(stderr, "  %s: %d mismatches (kl %.4f)\n", name, bad, kl);
+
+    /* accumulation: a second backward adds the same gradient again (after a forward at
+     * the unperturbed parameters: the finite differences left their own) */
+    CHECK(lmp_model_grad_forward(mg, &w->params, tokens, N_SEQ, &err) == LMP_OK);
+    const float e0 = g->g.tok_emb[tokens[3] * DIM + 1], q0 = g->g.blocks[0].w[LMP_LIN_Q][5];
+    lmp_model_grad_kl_backward(mg, &w->params, t, &g->g, NULL, NULL);
+    CHECK_NEAR(g->g.tok_emb[tokens[3] * DIM + 1], 2.0f * e0, 1e-5 * (1 + fabsf(e0)));
+    CHECK_NEAR(g->g.blocks[0].w[LMP_LIN_Q][5], 2.0f * q0, 1e-5 * (1 + fabsf(q0)));
+
+    /* descent: a small step against the gradient (of every parameter) lowers the loss */
+    lmp_model_grads_zero(g);
+    lmp_model_grad_kl_backward(mg, &w->params, t, &g->g, &kl, NULL);
+    double gn = 0;
+    for (int64_t i = 0; i < g->n_floats; i++) gn += (double)g->mem[i] * g->mem[i];
+    const float lr   = (float)(1e-2 * kl / gn); /* first-order drop ~1% of the loss */
+    float      *p[]  = {w->out_norm, w->tok_emb};
+    float      *gp[] = {g->g.out_norm, g->g.tok_emb};
+    for (int j = 0; j < 2; j++)
+        for (int64_t i = 0; i < (j ? VD : DIM); i++) p[j][i] -= lr * gp[j][i];
+    if (!tied)
+        for (int64_t i = 0; i < VD; i++) w->output[i] -= lr * g->g.output[i];
+    for (int b = 0; b < LAYERS; b++) {
+        const struct lmp_block_grads *bg = &g->g.blocks[b];
+        for (int i = 0; i < DIM; i++) {
+            w->attn_norm[b][i] -= lr * bg->attn_norm[i];
+            w->ffn_norm[b][i] -= lr * bg->ffn_norm[i];
+            if (m->cfg.post_norms) {
+                w->post_attn_norm[b][i] -= lr * bg->post_attn_norm[i];
+                w->post_ffn_norm[b][i] -= lr * bg->post_ffn_norm[i];
+            }
+        }
+        for (int i = 0; m->cfg.qk_norm && i < HD; i++) {
+            w->q_norm[b][i] -= lr * bg->q_norm[i];
+            w->k_norm[b][i] -= lr * bg->k_norm[i];
+        }
+        for (int k = 0; k < LMP_LIN_COUNT; k++) {
+            const struct lmp_linear *l = &m->blocks[b].lin[k];
+            const int64_t            i = (int64_t)b * LMP_LIN_COUNT + k;
+            for (int64_t j = 0; j < l->n_out * l->n_in; j++) w->w[i][j] -= lr * bg->w[k][j];
+            if (w->b[i])
+                for (int64_t j = 0; j < l->n_out; j++) w->b[i][j] -= lr * bg->b[k][j];
+        }
+    }
+    const double after = loss(&c);
+    CHECK(after < kl - 0.5e-2 * kl);
+    if (!(after < kl - 0.5e-2 * kl)) fprintf(stderr, "  descent: %.6f -> %.6f\n", kl, after);
+
+    lmp_model_grads_free(&g);
+    free(t);
+    lmp_model_grad_destroy(&mg);
+    lmp_model_weights_free(&w);
+}
+
 static void test_backward_matches_finite_differences(void) {
     worst_rel = worst_dir = 0;
     for (int si = 0; si < N_SPECS; si++) {
-        const struct spec        *sp  = &specs[si];
-        struct lmp_model         *m   = build(sp, 300 + 20 * si);
-        struct lmp_model_weights *w   = NULL;
-        struct lmp_model_grad    *mg  = NULL;
-        struct lmp_err            err = {0};
-        CHECK(lmp_model_weights_load(m, &w, &err) == LMP_OK);
-        CHECK(lmp_model_grad_new(&m->cfg, N_SEQ, T, &mg) == LMP_OK);
-        int32_t tokens[ROWS];
-        random_tokens(tokens, ROWS, VOCAB, 17 + si);
-        float                        *t = teacher_logits(70 + si);
-        struct lmp_model_grads_owned *g = lmp_model_grads_new(&m->cfg, true);
-        CHECK(lmp_model_grad_forward(mg, &w->params, tokens, N_SEQ, &err) == LMP_OK);
-        double kl = 0;
-        lmp_model_grad_kl_backward(mg, &w->params, t, &g->g, &kl, NULL);
-        CHECK(!sp->tied || g->g.output == NULL);
-
-        struct fd     c = {mg, w, tokens, t};
-        char          what[96];
-        int           bad = 0;
-        const int64_t VD  = (int64_t)VOCAB * DIM;
-        snprintf(what, sizeof(what), "spec %d tok_emb", si);
-        bad += check_tensor(&c, what, w->tok_emb, g->g.tok_emb, VD, 1);
-        if (!sp->tied) {
-            snprintf(what, sizeof(what), "spec %d output", si);
-            bad += check_tensor(&c, what, w->output, g->g.output, VD, 2);
-        }
-        snprintf(what, sizeof(what), "spec %d out_norm", si);
-        bad += check_tensor(&c, what, w->out_norm, g->g.out_norm, DIM, 3);
-        for (int b = 0; b < LAYERS; b++) {
-            const struct lmp_block_grads *bg = &g->g.blocks[b];
-            snprintf(what, sizeof(what), "spec %d block %d attn_norm", si, b);
-            bad += check_tensor(&c, what, w->attn_norm[b], bg->attn_norm, DIM, 4 + b);
-            snprintf(what, sizeof(what), "spec %d block %d ffn_norm", si, b);
-            bad += check_tensor(&c, what, w->ffn_norm[b], bg->ffn_norm, DIM, 6 + b);
-            for (int k = 0; k < LMP_LIN_COUNT; k++) {
-                const struct lmp_linear *l = &m->blocks[b].lin[k];
-                const int64_t            i = (int64_t)b * LMP_LIN_COUNT + k;
-                snprintf(what, sizeof(what), "spec %d block %d %s", si, b, lmp_lin_name(k));
-                bad += check_tensor(&c, what, w->w[i], bg->w[k], l->n_out * l->n_in, 10 + i);
-                if (w->b[i]) {
-                    snprintf(what, sizeof(what), "spec %d block %d %s bias", si, b,
-                             lmp_lin_name(k));
-                    bad += check_tensor(&c, what, w->b[i], bg->b[k], l->n_out, 40 + i);
-                }
-            }
-        }
-        if (bad) fprintf(stderr, "  spec %d: %d mismatches (kl %.4f)\n", si, bad, kl);
-
-        /* accumulation: a second backward adds the same gradient again (after a forward at
-         * the unperturbed parameters: the finite differences left their own) */
-        CHECK(lmp_model_grad_forward(mg, &w->params, tokens, N_SEQ, &err) == LMP_OK);
-        const float e0 = g->g.tok_emb[tokens[3] * DIM + 1], q0 = g->g.blocks[0].w[LMP_LIN_Q][5];
-        lmp_model_grad_kl_backward(mg, &w->params, t, &g->g, NULL, NULL);
-        CHECK_NEAR(g->g.tok_emb[tokens[3] * DIM + 1], 2.0f * e0, 1e-5 * (1 + fabsf(e0)));
-        CHECK_NEAR(g->g.blocks[0].w[LMP_LIN_Q][5], 2.0f * q0, 1e-5 * (1 + fabsf(q0)));
-
-        /* descent: a small step against the gradient (of every parameter) lowers the loss */
-        lmp_model_grads_zero(g);
-        lmp_model_grad_kl_backward(mg, &w->params, t, &g->g, &kl, NULL);
-        double gn = 0;
-        for (int64_t i = 0; i < g->n_floats; i++) gn += (double)g->mem[i] * g->mem[i];
-        const float lr   = (float)(1e-2 * kl / gn); /* first-order drop ~1% of the loss */
-        float      *p[]  = {w->out_norm, w->tok_emb};
-        float      *gp[] = {g->g.out_norm, g->g.tok_emb};
-        for (int j = 0; j < 2; j++)
-            for (int64_t i = 0; i < (j ? VD : DIM); i++) p[j][i] -= lr * gp[j][i];
-        if (!sp->tied)
-            for (int64_t i = 0; i < VD; i++) w->output[i] -= lr * g->g.output[i];
-        for (int b = 0; b < LAYERS; b++) {
-            const struct lmp_block_grads *bg = &g->g.blocks[b];
-            for (int i = 0; i < DIM; i++) {
-                w->attn_norm[b][i] -= lr * bg->attn_norm[i];
-                w->ffn_norm[b][i] -= lr * bg->ffn_norm[i];
-            }
-            for (int k = 0; k < LMP_LIN_COUNT; k++) {
-                const struct lmp_linear *l = &m->blocks[b].lin[k];
-                const int64_t            i = (int64_t)b * LMP_LIN_COUNT + k;
-                for (int64_t j = 0; j < l->n_out * l->n_in; j++) w->w[i][j] -= lr * bg->w[k][j];
-                if (w->b[i])
-                    for (int64_t j = 0; j < l->n_out; j++) w->b[i][j] -= lr * bg->b[k][j];
-            }
-        }
-        const double after = loss(&c);
-        CHECK(after < kl - 0.5e-2 * kl);
-        if (!(after < kl - 0.5e-2 * kl)) fprintf(stderr, "  descent: %.6f -> %.6f\n", kl, after);
-
-        lmp_model_grads_free(&g);
-        free(t);
-        lmp_model_grad_destroy(&mg);
-        lmp_model_weights_free(&w);
+        struct lmp_model *m = build(&specs[si], 300 + 20 * si);
+        char              name[32];
+        snprintf(name, sizeof(name), "spec %d", si);
+        fd_model(m, name, (uint64_t)si);
         lmp_model_close(&m);
     }
     fprintf(stderr,
-            "  worst error of a sampled entry / (|g_i| + rms g): %.2e; of a direction / "
+            "  worst error of a sampled entry / (|g_i| + rms(g)): %.2e; of a direction / "
             "(|g.d| + |g|): %.2e\n",
             worst_rel, worst_dir);
+}
+
+/* Qwen3 and Gemma 3: the extra norms, GeGLU, the embedding scale, the local block. */
+static void test_arch_backward_matches_finite_differences(void) {
+    worst_rel = worst_dir = 0;
+    for (int kind = ARCH_QWEN3; kind <= ARCH_GEMMA3; kind++) {
+        float            *extra = NULL;
+        struct lmp_model *m     = build_arch(kind, 1000 + 100 * kind, &extra);
+        fd_model(m, kind == ARCH_GEMMA3 ? "gemma3" : "qwen3", (uint64_t)(10 + kind));
+        lmp_model_close(&m);
+        free(extra);
+    }
+    fprintf(stderr,
+            "  worst error of a sampled entry / (|g_i| + rms(g)): %.2e; of a direction / "
+            "(|g.d| + |g|): %.2e\n",
+            worst_rel, worst_dir);
+}
+
+/* The training forward of the Qwen3- and Gemma-3-like models equals the inference pass
+ * (model/transformer.c): the embedding scale, the local block's window and RoPE base, the
+ * scaled global RoPE are the same there. */
+static void test_arch_forward_matches_transformer(void) {
+    for (int kind = ARCH_QWEN3; kind <= ARCH_GEMMA3; kind++) {
+        float                      *extra = NULL;
+        struct lmp_model           *m     = build_arch(kind, 1500 + 100 * kind, &extra);
+        struct lmp_err              err   = {0};
+        struct lmp_transformer     *tf    = NULL;
+        struct lmp_transformer_opts topts = {.n_threads = 1};
+        int32_t                     tokens[ROWS];
+        random_tokens(tokens, ROWS, VOCAB, 40 + kind);
+        CHECK(lmp_transformer_new(m, &topts, &tf, &err) == LMP_OK);
+        float *hidden = malloc(sizeof(float) * ROWS * DIM);
+        float *want   = malloc(sizeof(float) * ROWS * VOCAB),
+              *got    = malloc(sizeof(float) * ROWS * VOCAB);
+        CHECK(lmp_transformer_forward(tf, NULL, tokens, N_SEQ, T, hidden, NULL, &err) == LMP_OK);
+        lmp_transformer_logits(tf, hidden, ROWS, want);
+        struct lmp_model_weights *w  = NULL;
+        struct lmp_model_grad    *mg = NULL;
+        CHECK(lmp_model_weights_load(m, &w, &err) == LMP_OK);
+        CHECK(lmp_model_grad_new(&m->cfg, N_SEQ, T, &mg) == LMP_OK);
+        CHECK(lmp_model_grad_forward(mg, &w->params, tokens, N_SEQ, &err) == LMP_OK);
+        lmp_model_grad_logits(mg, &w->params, 0, ROWS, got);
+        double md = 0, mx = 0;
+        for (int64_t i = 0; i < ROWS * VOCAB; i++) {
+            md = fmax(md, fabs((double)got[i] - want[i]));
+            mx = fmax(mx, fabs((double)want[i]));
+        }
+        fprintf(stderr, "  %s: max |logit diff| %.3g of max |logit| %.3g\n",
+                kind == ARCH_GEMMA3 ? "gemma3" : "qwen3", md, mx);
+        CHECK(mx > 0.5);
+        CHECK(md <= 1e-5 * mx);
+        /* the embedding scale matters: without it the logits differ */
+        if (kind == ARCH_GEMMA3) {
+            struct lmp_config c1      = m->cfg;
+            c1.embed_scale            = 0;
+            struct lmp_model_grad *m1 = NULL;
+            CHECK(lmp_model_grad_new(&c1, N_SEQ, T, &m1) == LMP_OK);
+            CHECK(lmp_model_grad_forward(m1, &w->params, tokens, N_SEQ, &err) == LMP_OK);
+            lmp_model_grad_logits(m1, &w->params, 0, ROWS, got);
+            double d1 = 0;
+            for (int64_t i = 0; i < ROWS * VOCAB; i++)
+                d1 = fmax(d1, fabs((double)got[i] - want[i]));
+            CHECK(d1 > 1e-3 * mx);
+            lmp_model_grad_destroy(&m1);
+        }
+        lmp_model_grad_destroy(&mg);
+        lmp_model_weights_free(&w);
+        lmp_transformer_destroy(&tf);
+        free(hidden);
+        free(want);
+        free(got);
+        lmp_model_close(&m);
+        free(extra);
+    }
 }
 
 static void test_student_equals_teacher(void) {
@@ -320,6 +430,37 @@ static void test_student_equals_teacher(void) {
         lmp_model_grad_destroy(&mg);
         lmp_model_weights_free(&w);
         lmp_model_close(&m);
+    }
+}
+
+/* Qwen3 and Gemma 3: student == teacher gives KL 0 and zero gradients, extra norms too. */
+static void test_arch_student_equals_teacher(void) {
+    for (int kind = ARCH_QWEN3; kind <= ARCH_GEMMA3; kind++) {
+        float                    *extra = NULL;
+        struct lmp_model         *m     = build_arch(kind, 1700 + 100 * kind, &extra);
+        struct lmp_model_weights *w     = NULL;
+        struct lmp_model_grad    *mg    = NULL;
+        struct lmp_err            err   = {0};
+        CHECK(lmp_model_weights_load(m, &w, &err) == LMP_OK);
+        CHECK(lmp_model_grad_new(&m->cfg, N_SEQ, T, &mg) == LMP_OK);
+        int32_t tokens[ROWS];
+        random_tokens(tokens, ROWS, VOCAB, 60 + kind);
+        float *t = malloc(sizeof(float) * ROWS * VOCAB);
+        CHECK(lmp_model_grad_forward(mg, &w->params, tokens, N_SEQ, &err) == LMP_OK);
+        lmp_model_grad_logits(mg, &w->params, 0, ROWS, t);
+        struct lmp_model_grads_owned *g  = lmp_model_grads_new(&m->cfg, true);
+        double                        kl = -1;
+        lmp_model_grad_kl_backward(mg, &w->params, t, &g->g, &kl, NULL);
+        CHECK(kl == 0.0);
+        double mx = 0;
+        for (int64_t i = 0; i < g->n_floats; i++) mx = fmax(mx, fabs((double)g->mem[i]));
+        CHECK(mx == 0.0);
+        lmp_model_grads_free(&g);
+        free(t);
+        lmp_model_grad_destroy(&mg);
+        lmp_model_weights_free(&w);
+        lmp_model_close(&m);
+        free(extra);
     }
 }
 
@@ -454,6 +595,9 @@ static void test_stories_forward(void) {
 int main(void) {
     RUN(test_loss_matches_naive_kl);
     RUN(test_backward_matches_finite_differences);
+    RUN(test_arch_backward_matches_finite_differences);
+    RUN(test_arch_forward_matches_transformer);
+    RUN(test_arch_student_equals_teacher);
     RUN(test_student_equals_teacher);
     RUN(test_first_block);
     RUN(test_errors);
