@@ -11,6 +11,7 @@
 #include "worker/calib.h"      /* defines: lmp_calib_*, LMP_INPUT_COUNT */
 #include "worker/finetune.h"   /* defines: lmp_finetune_block */
 #include "model/model.h"       /* defines: lmp_model_open, lmp_model_linear */
+#include "model/rope.h"        /* defines: lmp_rope_block_is_local */
 #include "model/transformer.h" /* defines: lmp_transformer_new */
 
 #include <assert.h>
@@ -661,6 +662,7 @@ static enum lmp_status finetune(struct task *t, struct lmp_err *err) {
     const int64_t           dim                 = A->model->cfg.dim;
     enum lmp_status         st                  = LMP_OK;
     float                  *bias[LMP_LIN_COUNT] = {0};
+    float                  *extra[4]            = {0}; /* q/k and post norms, frozen */
     if (A->tf == NULL) {
         struct lmp_transformer_opts to = {.n_threads    = t->n_threads > 0 ? t->n_threads : 1,
                                           .lazy_weights = true};
@@ -711,6 +713,22 @@ static enum lmp_status finetune(struct task *t, struct lmp_err *err) {
         lmp_tensor_rows_f32(i ? B->ffn_norm : B->attn_norm, 0, 1, t->ft_norm[i]);
     }
     fb.attn_norm = t->ft_norm[0], fb.ffn_norm = t->ft_norm[1];
+    /* Qwen3, Gemma 3: the block's q/k and post norms take part in the forward but stay
+     * frozen here: the result carries only attn_norm and ffn_norm back (PAYLOAD_ATTN_NORM,
+     * _FFN_NORM) and the artifact keeps the source's (lmp_artifact_put_model_tensors);
+     * PV-Tuning (worker/tune.h) trains them */
+    const struct lmp_tensor *xt[4] = {B->q_norm, B->k_norm, B->post_attn_norm, B->post_ffn_norm};
+    for (int i = 0; i < 4; i++) {
+        if (xt[i] == NULL) continue;
+        if ((extra[i] = malloc((size_t)lmp_tensor_n_elem(xt[i]) * sizeof(float))) == NULL) {
+            st = lmp_err_set(err, LMP_ENOMEM, "out of memory");
+            goto fail;
+        }
+        lmp_tensor_rows_f32(xt[i], 0, 1, extra[i]);
+    }
+    fb.q_norm = extra[0], fb.k_norm = extra[1];
+    fb.post_attn_norm = extra[2], fb.post_ffn_norm = extra[3];
+    fb.local = lmp_rope_block_is_local(&A->model->cfg, b);
     for (int k = 0; k < LMP_LIN_COUNT; k++) {
         const struct lmp_linear *l = &B->lin[k];
         char                     bn[LMP_NAME_MAX + 32];
@@ -771,12 +789,14 @@ static enum lmp_status finetune(struct task *t, struct lmp_err *err) {
     if (t->ft_lr > 0) fo.lr = t->ft_lr;
     fo.n_threads = t->n_threads;
     fo.seed = lmp_compress_layer_seed(t->seed, B->lin[0].name) ^ 0x6674ULL; /* the block's seed */
-    fo.train_bias = false;
+    fo.train_bias        = false;
+    fo.train_extra_norms = false; /* see above */
     fo.progress = on_ft_step, fo.progress_ctx = t;
     fo.cancel = &t->cancel;
     st = lmp_finetune_block(&fb, lmp_calib_x(s->cal), lmp_calib_y(s->cal), lmp_calib_n_seq(s->cal),
                             lmp_calib_ctx(s->cal), &fo, &t->fs, err);
     for (int k = 0; k < LMP_LIN_COUNT; k++) free(bias[k]);
+    for (int i = 0; i < 4; i++) free(extra[i]);
     lmp_transformer_release_block(A->tf, b);
     if (st != LMP_OK)
         slice_drop(s);
@@ -785,6 +805,7 @@ static enum lmp_status finetune(struct task *t, struct lmp_err *err) {
     return st;
 fail:
     for (int k = 0; k < LMP_LIN_COUNT; k++) free(bias[k]);
+    for (int i = 0; i < 4; i++) free(extra[i]);
     slice_drop(s);
     return st;
 }

@@ -21,17 +21,18 @@
 void lmp_ft_opts_init(struct lmp_ft_opts *o) {
     /* lr and betas as the per-layer AQ stage (and AQLM's block fine-tuning); 4 sequences
      * of 512-4096 tokens per step keeps the saved activations of a 7B block under ~10 GB */
-    *o = (struct lmp_ft_opts){.lr          = 1e-4f,
-                              .beta1       = 0.9f,
-                              .beta2       = 0.95f,
-                              .batch_seqs  = 4,
-                              .max_epochs  = 4,
-                              .max_steps   = 0,
-                              .tol         = 0.01,
-                              .train_norms = true,
-                              .train_bias  = false,
-                              .n_threads   = 0,
-                              .seed        = 1};
+    *o = (struct lmp_ft_opts){.lr                = 1e-4f,
+                              .beta1             = 0.9f,
+                              .beta2             = 0.95f,
+                              .batch_seqs        = 4,
+                              .max_epochs        = 4,
+                              .max_steps         = 0,
+                              .tol               = 0.01,
+                              .train_norms       = true,
+                              .train_extra_norms = true,
+                              .train_bias        = false,
+                              .n_threads         = 0,
+                              .seed              = 1};
 }
 
 /* A trained tensor: parameters (in place), gradient, Adam state, entry copy. */
@@ -50,12 +51,12 @@ struct run {
     float                   *dw[LMP_LIN_COUNT];    /* (n_out, n_in) dL/dW_hat of AQ linears */
     struct lmp_aq_shape      shape[LMP_LIN_COUNT];
     struct param             cb[LMP_LIN_COUNT], sc[LMP_LIN_COUNT], bias[LMP_LIN_COUNT];
-    struct param             norm[2]; /* attn, ffn */
-    struct lmp_block_params  p;
-    struct lmp_block_grads   g;
-    struct lmp_block_grad   *bg;
-    float                   *xb, *yb, *yh; /* (batch, T, dim) minibatch, output */
-    int64_t                 *order;        /* (n_seq) sequence order of an epoch */
+    struct param norm[6]; /* attn, ffn, q, k, post_attn, post_ffn (the last four where present) */
+    struct lmp_block_params p;
+    struct lmp_block_grads  g;
+    struct lmp_block_grad  *bg;
+    float                  *xb, *yb, *yh; /* (batch, T, dim) minibatch, output */
+    int64_t                *order;        /* (n_seq) sequence order of an epoch */
 };
 
 static double now_s(void) {
@@ -91,8 +92,7 @@ static void run_release(struct run *r) {
         param_release(&r->sc[k]);
         param_release(&r->bias[k]);
     }
-    param_release(&r->norm[0]);
-    param_release(&r->norm[1]);
+    for (int i = 0; i < 6; i++) param_release(&r->norm[i]);
     lmp_block_grad_destroy(&r->bg);
     free(r->xb);
     free(r->yb);
@@ -102,15 +102,14 @@ static void run_release(struct run *r) {
 
 /* Put every trained tensor back to its entry value (and the decoded weights with it). */
 static void restore(struct run *r, const struct lmp_ft_block *blk) {
-    struct param *all[3 * LMP_LIN_COUNT + 2];
+    struct param *all[3 * LMP_LIN_COUNT + 6];
     int           n = 0;
     for (int k = 0; k < LMP_LIN_COUNT; k++) {
         all[n++] = &r->cb[k];
         all[n++] = &r->sc[k];
         all[n++] = &r->bias[k];
     }
-    all[n++] = &r->norm[0];
-    all[n++] = &r->norm[1];
+    for (int i = 0; i < 6; i++) all[n++] = &r->norm[i];
     for (int i = 0; i < n; i++)
         if (all[i]->v && all[i]->save)
             memcpy(all[i]->v, all[i]->save, (size_t)all[i]->n * sizeof(float));
@@ -136,6 +135,13 @@ static enum lmp_status check_args(const struct lmp_ft_block *blk, const float *x
                            "block fine-tuning: bad options (lr %g, batch %lld, "
                            "epochs %d, tol %g)",
                            (double)o->lr, (long long)o->batch_seqs, o->max_epochs, o->tol);
+    if ((blk->q_norm != NULL) != c->qk_norm || (blk->k_norm != NULL) != c->qk_norm ||
+        (blk->post_attn_norm != NULL) != c->post_norms ||
+        (blk->post_ffn_norm != NULL) != c->post_norms)
+        return lmp_err_set(err, LMP_EINVAL,
+                           "block fine-tuning: the block's q/k norms (model: %s) or post norms "
+                           "(model: %s) are not what the model has",
+                           c->qk_norm ? "yes" : "no", c->post_norms ? "yes" : "no");
     const int64_t dim = c->dim, hid = c->hidden_dim, qd = (int64_t)c->n_heads * c->head_dim,
                   kd                    = (int64_t)c->n_kv_heads * c->head_dim;
     const int64_t shp[LMP_LIN_COUNT][2] = {{qd, dim},  {kd, dim},  {kd, dim}, {dim, qd},
@@ -240,8 +246,13 @@ enum lmp_status lmp_finetune_block(struct lmp_ft_block *blk, const float *x, con
                                                   (long long)batch);
         goto out;
     }
-    r.p.attn_norm = blk->attn_norm;
-    r.p.ffn_norm  = blk->ffn_norm;
+    r.p.attn_norm      = blk->attn_norm;
+    r.p.ffn_norm       = blk->ffn_norm;
+    r.p.q_norm         = blk->q_norm;
+    r.p.k_norm         = blk->k_norm;
+    r.p.post_attn_norm = blk->post_attn_norm;
+    r.p.post_ffn_norm  = blk->post_ffn_norm;
+    r.p.local          = blk->local;
     for (int k = 0; k < LMP_LIN_COUNT && ok; k++) {
         struct lmp_ft_linear *l  = &blk->lin[k];
         const int64_t         nw = r.n_out[k] * r.n_in[k];
@@ -270,6 +281,18 @@ enum lmp_status lmp_finetune_block(struct lmp_ft_block *blk, const float *x, con
              param_init(&r.norm[1], blk->ffn_norm, c->dim, &o);
         r.g.attn_norm = r.norm[0].g;
         r.g.ffn_norm  = r.norm[1].g;
+    }
+    if (ok && o.train_norms && o.train_extra_norms && c->qk_norm) {
+        ok = param_init(&r.norm[2], blk->q_norm, c->head_dim, &o) &&
+             param_init(&r.norm[3], blk->k_norm, c->head_dim, &o);
+        r.g.q_norm = r.norm[2].g;
+        r.g.k_norm = r.norm[3].g;
+    }
+    if (ok && o.train_norms && o.train_extra_norms && c->post_norms) {
+        ok = param_init(&r.norm[4], blk->post_attn_norm, c->dim, &o) &&
+             param_init(&r.norm[5], blk->post_ffn_norm, c->dim, &o);
+        r.g.post_attn_norm = r.norm[4].g;
+        r.g.post_ffn_norm  = r.norm[5].g;
     }
     if (ok) {
         r.xb    = malloc((size_t)(batch * per_seq) * sizeof(float));
@@ -329,7 +352,7 @@ enum lmp_status lmp_finetune_block(struct lmp_ft_block *blk, const float *x, con
                 if (r.dw[k]) memset(r.dw[k], 0, (size_t)(r.n_out[k] * r.n_in[k]) * sizeof(float));
                 if (r.bias[k].g) memset(r.bias[k].g, 0, (size_t)r.bias[k].n * sizeof(float));
             }
-            for (int i = 0; i < 2; i++)
+            for (int i = 0; i < 6; i++)
                 if (r.norm[i].g) memset(r.norm[i].g, 0, (size_t)r.norm[i].n * sizeof(float));
             lmp_block_grad_backward(r.bg, &r.p, r.yh, NULL, &r.g);
 
@@ -348,7 +371,7 @@ enum lmp_status lmp_finetune_block(struct lmp_ft_block *blk, const float *x, con
                 }
                 if (r.bias[k].v) lmp_aq_adam_step(&r.bias[k].adam, r.bias[k].v, r.bias[k].g, o.lr);
             }
-            for (int i = 0; i < 2; i++)
+            for (int i = 0; i < 6; i++)
                 if (r.norm[i].v) lmp_aq_adam_step(&r.norm[i].adam, r.norm[i].v, r.norm[i].g, o.lr);
             st->n_steps++;
             if (o.progress) o.progress(o.progress_ctx, st->n_steps, planned, e / yb2);

@@ -19,6 +19,10 @@
  *  What is trained (decided here, documented so the export knows what changed):
  *    - AQ linears: codebooks (M, K, g) and scales (n_out), updated in place.
  *    - attn_norm, ffn_norm (dim): updated in place when opts.train_norms (default on).
+ *    - the norms beyond the llama block, where the model has them: q_norm, k_norm
+ *      (head_dim; Qwen3, Gemma 3) and post_attn_norm, post_ffn_norm (dim; Gemma 3):
+ *      updated in place with them when opts.train_norms and opts.train_extra_norms (both
+ *      default on).
  *    - biases (q/k/v of Qwen2): updated in place only when opts.train_bias (default off).
  *    - dense (unquantized) linears: always frozen; an unquantized linear stays equal to the
  *      original checkpoint's weight, so the artifact never has to carry a tuned copy.
@@ -66,19 +70,25 @@ struct lmp_ft_block {
     float                   *attn_norm;          /* (dim), trained in place (train_norms) */
     float                   *ffn_norm;           /* (dim), trained in place (train_norms) */
     struct lmp_ft_linear     lin[LMP_LIN_COUNT]; /* indexed by enum lmp_lin */
+    /* beyond the llama block: non-NULL exactly where cfg says so, trained in place with
+     * train_norms and train_extra_norms */
+    float *q_norm, *k_norm;                /* (head_dim) if cfg.qk_norm */
+    float *post_attn_norm, *post_ffn_norm; /* (dim) if cfg.post_norms */
+    bool   local; /* a sliding-window block: lmp_rope_block_is_local(cfg, its index) */
 };
 
 struct lmp_ft_opts {
-    float   lr;           /* Adam learning rate (default 1e-4) */
-    float   beta1, beta2; /* Adam betas (default 0.9, 0.95, as the AQ stage) */
-    int64_t batch_seqs;   /* sequences per minibatch (default 4; clipped to n_seq) */
-    int     max_epochs;   /* passes over the calibration sequences (default 4) */
-    int64_t max_steps;    /* Adam steps in total, <= 0: no limit but max_epochs (default 0) */
-    double  tol;          /* stop after an epoch whose mean training loss improves on the
-                             previous epoch's by less than this fraction (default 0.01);
-                             0: never stop early */
-    bool train_norms;     /* default true */
-    bool train_bias;      /* default false */
+    float   lr;             /* Adam learning rate (default 1e-4) */
+    float   beta1, beta2;   /* Adam betas (default 0.9, 0.95, as the AQ stage) */
+    int64_t batch_seqs;     /* sequences per minibatch (default 4; clipped to n_seq) */
+    int     max_epochs;     /* passes over the calibration sequences (default 4) */
+    int64_t max_steps;      /* Adam steps in total, <= 0: no limit but max_epochs (default 0) */
+    double  tol;            /* stop after an epoch whose mean training loss improves on the
+                               previous epoch's by less than this fraction (default 0.01);
+                               0: never stop early */
+    bool train_norms;       /* default true */
+    bool train_extra_norms; /* with train_norms, the q/k and post norms too (default true) */
+    bool train_bias;        /* default false */
     int  n_threads; /* the process's GEMM threads if not fixed yet; <= 0: leave as is (default 0) */
     uint64_t seed;  /* minibatch order (default 1) */
     /* Optional observer (NULL: none, the default): called after each Adam step with the
@@ -107,7 +117,8 @@ struct lmp_ft_stats {
  * borrowed for the call. Trained parameters of blk are updated in place (see the file
  * header); codes, dense weights, x and y are not modified. stats may be NULL.
  * RET LMP_OK; LMP_EINVAL (shapes: a linear with neither or both of aq/w, an AQ layer whose
- * n_out/n_in differ from cfg, n_seq or seq_len <= 0, a zero ||Y||, bad options);
+ * n_out/n_in differ from cfg, q/k or post norms missing where cfg has them or given where
+ * it has none, n_seq or seq_len <= 0, a zero ||Y||, bad options);
  * LMP_ENOMEM, LMP_ECANCEL (opts.cancel). err names the problem. On error blk is left as on entry.
  */
 enum lmp_status lmp_finetune_block(struct lmp_ft_block *blk, const float *x, const float *y,

@@ -3,11 +3,16 @@
  *  the relative output error drops by a real margin, codes and dense weights stay as
  *  they were, the run is bit-for-bit repeatable for a fixed seed, a run that makes things
  *  worse is rolled back, and bad arguments are rejected without touching the block.
+ *  The same on a Qwen3 block (per-head q/k norms) and a Gemma 3 local block (q/k and post
+ *  norms, GeGLU, attention scale, a sliding window shorter than the sequence): the error
+ *  drops, the extra norms are trained (and frozen with train_extra_norms off), and a block
+ *  whose extra norms do not match its config is refused.
  */
 #include "worker/finetune.h"
 #include "worker/block_grad.h"
 #include "worker/aq.h"
 #include "kernels/kernels.h" /* defines: lmp_aq_decode_ref, struct lmp_aq_shape */
+#include "model/rope.h"      /* defines: lmp_rope_block_is_local */
 #include "tests/check.h"     /* defines: CHECK, CHECK_NEAR, RUN, check_report */
 
 #include <math.h>
@@ -23,7 +28,11 @@ struct fixture {
     int64_t             n_out[LMP_LIN_COUNT], n_in[LMP_LIN_COUNT];
     struct lmp_aq_layer aq[LMP_LIN_COUNT]; /* quantized, pristine */
     float              *x, *y;             /* (N_SEQ, T, DIM) inputs, original outputs */
+    float *extra[4]; /* q_norm, k_norm (HD), post_attn_norm, post_ffn_norm (DIM) or NULL */
+    bool   local;    /* the block is block 0 of a Gemma-3-like config: local */
 };
+
+enum { ARCH_LLAMA, ARCH_QWEN3, ARCH_GEMMA3 };
 
 static float *rnd(int64_t n, uint64_t seed, float scale, float offset) {
     float *p = calloc((size_t)n, sizeof(float));
@@ -32,7 +41,7 @@ static float *rnd(int64_t n, uint64_t seed, float scale, float offset) {
     return p;
 }
 
-static void fixture_init(struct fixture *f) {
+static void fixture_init_arch(struct fixture *f, int arch) {
     memset(f, 0, sizeof(*f));
     struct lmp_config *c = &f->cfg;
     c->dim               = DIM;
@@ -45,6 +54,24 @@ static void fixture_init(struct fixture *f) {
     c->rope_theta        = 1000.0f;
     c->norm_eps          = 1e-5f;
     c->rope              = LMP_ROPE_HALF;
+    if (arch != ARCH_LLAMA) {
+        c->qk_norm  = true;
+        f->extra[0] = rnd(HD, 3, 0.2f, 1.0f);
+        f->extra[1] = rnd(HD, 4, 0.2f, 1.0f);
+    }
+    if (arch == ARCH_GEMMA3) {
+        c->post_norms       = true;
+        c->ffn_act          = LMP_ACT_GELU_TANH;
+        c->attn_scale       = 0.3f;
+        c->n_layers         = 2; /* block 0 of 2, pattern 2: local */
+        c->sliding_window   = 5;
+        c->swa_pattern      = 2;
+        c->rope_theta_local = 100.0f;
+        f->extra[2]         = rnd(DIM, 5, 0.2f, 1.0f);
+        f->extra[3]         = rnd(DIM, 6, 0.2f, 1.0f);
+        f->local            = lmp_rope_block_is_local(c, 0);
+        CHECK(f->local);
+    }
     const int64_t qd = 4 * HD, kd = 2 * HD;
     const int64_t shp[LMP_LIN_COUNT][2] = {{qd, DIM},     {kd, DIM},     {kd, DIM},    {DIM, qd},
                                            {HIDDEN, DIM}, {HIDDEN, DIM}, {DIM, HIDDEN}};
@@ -79,15 +106,26 @@ static void fixture_init(struct fixture *f) {
     f->y                      = malloc(sizeof(float) * N_SEQ * T * DIM);
     struct lmp_block_grad *bg = NULL;
     CHECK(lmp_block_grad_new(c, N_SEQ, T, &bg) == LMP_OK);
-    struct lmp_block_params p = {.attn_norm = f->norm[0], .ffn_norm = f->norm[1]};
+    struct lmp_block_params p = {.attn_norm      = f->norm[0],
+                                 .ffn_norm       = f->norm[1],
+                                 .q_norm         = f->extra[0],
+                                 .k_norm         = f->extra[1],
+                                 .post_attn_norm = f->extra[2],
+                                 .post_ffn_norm  = f->extra[3],
+                                 .local          = f->local};
     for (int k = 0; k < LMP_LIN_COUNT; k++) p.w[k] = f->w[k];
     lmp_block_grad_forward(bg, &p, f->x, N_SEQ, f->y);
     lmp_block_grad_destroy(&bg);
 }
 
+static void fixture_init(struct fixture *f) {
+    fixture_init_arch(f, ARCH_LLAMA);
+}
+
 static void fixture_free(struct fixture *f) {
     free(f->norm[0]);
     free(f->norm[1]);
+    for (int i = 0; i < 4; i++) free(f->extra[i]);
     free(f->x);
     free(f->y);
     for (int k = 0; k < LMP_LIN_COUNT; k++) {
@@ -100,6 +138,7 @@ static void fixture_free(struct fixture *f) {
 struct tuned {
     struct lmp_aq_layer aq[LMP_LIN_COUNT];
     float              *norm[2];
+    float              *extra[4]; /* copies of the fixture's, or NULL */
     struct lmp_ft_block blk;
 };
 
@@ -112,6 +151,17 @@ static void tuned_init(struct tuned *t, const struct fixture *f, unsigned dense_
     }
     t->blk.attn_norm = t->norm[0];
     t->blk.ffn_norm  = t->norm[1];
+    for (int i = 0; i < 4; i++) {
+        if (f->extra[i] == NULL) continue;
+        const size_t n = (i < 2 ? HD : DIM) * sizeof(float);
+        t->extra[i]    = malloc(n);
+        memcpy(t->extra[i], f->extra[i], n);
+    }
+    t->blk.q_norm         = t->extra[0];
+    t->blk.k_norm         = t->extra[1];
+    t->blk.post_attn_norm = t->extra[2];
+    t->blk.post_ffn_norm  = t->extra[3];
+    t->blk.local          = f->local;
     for (int k = 0; k < LMP_LIN_COUNT; k++) {
         if (dense_mask & (1u << k)) {
             t->blk.lin[k].w = f->w[k]; /* left unquantized: the original weight, frozen */
@@ -135,6 +185,7 @@ static void tuned_init(struct tuned *t, const struct fixture *f, unsigned dense_
 static void tuned_free(struct tuned *t) {
     free(t->norm[0]);
     free(t->norm[1]);
+    for (int i = 0; i < 4; i++) free(t->extra[i]);
     for (int k = 0; k < LMP_LIN_COUNT; k++) lmp_aq_layer_release(&t->aq[k]);
 }
 
@@ -361,6 +412,59 @@ static void test_rejects_bad_arguments(void) {
     fixture_free(&f);
 }
 
+/* Qwen3 and Gemma 3 blocks: the error drops, the extra norms train (or stay frozen when
+ * asked), and extra norms that do not match the config are refused. */
+static void test_arch_blocks(void) {
+    for (int arch = ARCH_QWEN3; arch <= ARCH_GEMMA3; arch++) {
+        const char    *name = arch == ARCH_GEMMA3 ? "gemma3" : "qwen3";
+        struct fixture f;
+        fixture_init_arch(&f, arch);
+        struct tuned t;
+        tuned_init(&t, &f, 0);
+        struct lmp_ft_opts o;
+        ft_opts(&o);
+        struct lmp_ft_stats st;
+        struct lmp_err      err = {0};
+        CHECK(lmp_finetune_block(&t.blk, f.x, f.y, N_SEQ, T, &o, &st, &err) == LMP_OK);
+        fprintf(stderr, "  %s: rel mse %.5f -> %.5f in %lld steps\n", name, st.rel_mse_before,
+                st.rel_mse_after, (long long)st.n_steps);
+        CHECK(st.rel_mse_before > 1e-3);
+        CHECK(st.rel_mse_after <= 0.9 * st.rel_mse_before);
+        CHECK(!st.restored && codes_unchanged(&t, &f));
+        for (int i = 0; i < 4; i++) /* every extra norm the block has moved */
+            CHECK(f.extra[i] == NULL ||
+                  memcmp(t.extra[i], f.extra[i], (size_t)(i < 2 ? HD : DIM) * 4) != 0);
+        tuned_free(&t);
+
+        /* frozen extra norms: the llama norms still train, the extra ones keep their bits */
+        tuned_init(&t, &f, 0);
+        o.train_extra_norms = false;
+        o.max_epochs        = 1;
+        CHECK(lmp_finetune_block(&t.blk, f.x, f.y, N_SEQ, T, &o, &st, &err) == LMP_OK);
+        for (int i = 0; i < 4; i++)
+            CHECK(f.extra[i] == NULL ||
+                  memcmp(t.extra[i], f.extra[i], (size_t)(i < 2 ? HD : DIM) * 4) == 0);
+        CHECK(memcmp(t.norm[0], f.norm[0], DIM * 4) != 0);
+        tuned_free(&t);
+
+        /* the extra norms must match the config */
+        tuned_init(&t, &f, 0);
+        ft_opts(&o);
+        t.blk.k_norm = NULL;
+        err          = (struct lmp_err){0};
+        CHECK(lmp_finetune_block(&t.blk, f.x, f.y, N_SEQ, T, &o, NULL, &err) == LMP_EINVAL);
+        CHECK(strstr(err.msg, "q/k norms") != NULL);
+        t.blk.k_norm = t.extra[1];
+        if (arch == ARCH_QWEN3) { /* post norms where the model has none */
+            t.blk.post_attn_norm = t.blk.post_ffn_norm = t.norm[0];
+            CHECK(lmp_finetune_block(&t.blk, f.x, f.y, N_SEQ, T, &o, NULL, &err) == LMP_EINVAL);
+        }
+        CHECK(memcmp(t.extra[0], f.extra[0], HD * 4) == 0); /* nothing touched */
+        tuned_free(&t);
+        fixture_free(&f);
+    }
+}
+
 int main(void) {
     RUN(test_finetune_reduces_error);
     RUN(test_finetune_is_deterministic);
@@ -368,5 +472,6 @@ int main(void) {
     RUN(test_norms_frozen_when_asked);
     RUN(test_worse_run_is_rolled_back);
     RUN(test_rejects_bad_arguments);
+    RUN(test_arch_blocks);
     return check_report();
 }
