@@ -196,6 +196,44 @@ static enum lmp_status save_checkpoint(struct tj *t, struct lmp_err *err) {
     return lmp_ckpt_write(t->ckpt_path, t->key, t->ck, t->n_state, err);
 }
 
+/* One norm of the student: every value finite, or a one-line error naming the artifact
+ * and the tensor (the reader, lmp_model_finish, checked the shapes). NULL: absent. */
+static enum lmp_status finite_norm(const float *v, int64_t n, const char *art, int32_t blk,
+                                   const char *name, struct lmp_err *err) {
+    for (int64_t i = 0; v && i < n; i++)
+        if (!isfinite(v[i])) {
+            char q[160];
+            return blk < 0 ? lmp_err_set(err, LMP_EFORMAT,
+                                         "artifact '%s': tensor '%s' holds a value that is not "
+                                         "finite",
+                                         lmp_str_escape(q, sizeof(q), art), name)
+                           : lmp_err_set(err, LMP_EFORMAT,
+                                         "artifact '%s': tensor 'model.layers.%d.%s' holds a "
+                                         "value that is not finite",
+                                         lmp_str_escape(q, sizeof(q), art), blk, name);
+        }
+    return LMP_OK;
+}
+
+/* The student's norms, the trained parameters tuning starts from: all finite. */
+static enum lmp_status check_norms(const struct lmp_model_weights *w, const char *art,
+                                   struct lmp_err *err) {
+    const struct lmp_config *c = &w->cfg;
+    enum lmp_status st = finite_norm(w->out_norm, c->dim, art, -1, "model.norm.weight", err);
+    for (int32_t b = 0; st == LMP_OK && b < c->n_layers; b++)
+        if ((st = finite_norm(w->attn_norm[b], c->dim, art, b, "input_layernorm.weight", err)) ||
+            (st = finite_norm(w->ffn_norm[b], c->dim, art, b, "post_attention_layernorm.weight",
+                              err)) ||
+            (st = finite_norm(w->q_norm[b], c->head_dim, art, b, "self_attn.q_norm.weight", err)) ||
+            (st = finite_norm(w->k_norm[b], c->head_dim, art, b, "self_attn.k_norm.weight", err)) ||
+            (st = finite_norm(w->post_attn_norm[b], c->dim, art, b, "post_attention_norm.weight",
+                              err)) ||
+            (st = finite_norm(w->post_ffn_norm[b], c->dim, art, b,
+                              "post_feedforward_layernorm.weight", err)))
+            break;
+    return st;
+}
+
 /* Map the artifact's layers onto the student: AQ layers become tuned linears. */
 static enum lmp_status load_layers(struct tj *t, const char *art, struct lmp_err *err) {
     const struct lmp_model *m = t->smodel;
@@ -302,6 +340,11 @@ static enum lmp_status open_output(struct tj *t, const struct lmp_tune_job *j,
     job.model_fp       = in->model_fp;
     job.calib_fp       = out_fingerprint(t, j);
     job.cfg            = in->cfg;
+    /* the q/k and post norms are no /model field (their tensors say it): the input's job
+     * config lacks them, the student model has them, and they make OUT format 3 as its
+     * input (lmp_artifact_cfg_is_v3) */
+    job.cfg.qk_norm    = t->smodel->cfg.qk_norm;
+    job.cfg.post_norms = t->smodel->cfg.post_norms;
     job.n_linears      = in->n_linears;
     job.linears = malloc((size_t)(in->n_linears > 0 ? in->n_linears : 1) * sizeof(*job.linears));
     char *desc  = malloc(strlen(in->calib_desc) + strlen(t->desc) + 16);
@@ -338,6 +381,7 @@ static enum lmp_status write_output(struct tj *t, const struct lmp_tune_job *j,
         if ((st = lmp_artifact_read_tensor(t->in, lmp_artifact_tensor_name(t->in, i), &ten, err)))
             break;
         const float *tuned = NULL;
+        int64_t      n     = c->dim;
         if (j->opts.train_norms) {
             int  blk = -1;
             char tail[LMP_NAME_MAX];
@@ -345,24 +389,33 @@ static enum lmp_status write_output(struct tj *t, const struct lmp_tune_job *j,
                 tuned = t->student->out_norm;
             else if (sscanf(ten.name, "model.layers.%d.%159s", &blk, tail) == 2 && blk >= 0 &&
                      blk < c->n_layers) {
-                if (strcmp(tail, "input_layernorm.weight") == 0) tuned = t->student->attn_norm[blk];
-                if (strcmp(tail, "post_attention_layernorm.weight") == 0)
-                    tuned = t->student->ffn_norm[blk];
+                /* the names artifact_model.c reads; the q/k and post norms (Qwen3, Gemma 3)
+                 * are NULL in the student where the model has none */
+                const struct lmp_model_weights *s = t->student;
+                if (strcmp(tail, "input_layernorm.weight") == 0) tuned = s->attn_norm[blk];
+                if (strcmp(tail, "post_attention_layernorm.weight") == 0) tuned = s->ffn_norm[blk];
+                if (strcmp(tail, "self_attn.q_norm.weight") == 0)
+                    tuned = s->q_norm[blk], n = c->head_dim;
+                if (strcmp(tail, "self_attn.k_norm.weight") == 0)
+                    tuned = s->k_norm[blk], n = c->head_dim;
+                if (strcmp(tail, "post_attention_norm.weight") == 0) tuned = s->post_attn_norm[blk];
+                if (strcmp(tail, "post_feedforward_layernorm.weight") == 0)
+                    tuned = s->post_ffn_norm[blk];
             }
         }
         if (tuned) {
-            void *nd = malloc((size_t)c->dim * sizeof(float));
+            void *nd = malloc((size_t)n * sizeof(float));
             if (nd == NULL) {
                 lmp_art_tensor_release(&ten);
                 st = lmp_err_set(err, LMP_ENOMEM, "out of memory");
                 break;
             }
-            memcpy(nd, tuned, (size_t)c->dim * sizeof(float));
+            memcpy(nd, tuned, (size_t)n * sizeof(float));
             free(ten.data);
             ten.data     = nd;
             ten.dtype    = LMP_DTYPE_F32;
             ten.n_dims   = 1;
-            ten.shape[0] = c->dim;
+            ten.shape[0] = n;
         }
         st = lmp_artifact_put_tensor(a, &ten, err);
         lmp_art_tensor_release(&ten);
@@ -409,8 +462,7 @@ enum lmp_status lmp_tune_job_run(const struct lmp_tune_job *j, struct lmp_tune_r
         goto out;
     }
     if ((st = lmp_artifact_model_open(j->artifact, &t.smodel, &t.tok, err))) goto out;
-    /* the model backward runs the llama block only (a format-3 artifact of Gemma 3 or
-     * Qwen3 evaluates, but does not tune) */
+    /* what the model backward cannot run (model/model.h); Gemma 3 and Qwen3 tune */
     if ((st = lmp_model_check_trainable(t.smodel, "PV-Tuning", err))) goto out;
     if ((st = lmp_model_open(j->model, &t.teacher_model, err))) goto out;
     if (lmp_fingerprint_model(t.teacher_model) != job->model_fp) {
@@ -453,6 +505,7 @@ enum lmp_status lmp_tune_job_run(const struct lmp_tune_job *j, struct lmp_tune_r
 
     /* fp32 weights; the decoded dense artifact model and the teacher's file pages go */
     if ((st = lmp_model_weights_load(t.smodel, &t.student, err)) ||
+        (st = check_norms(t.student, j->artifact, err)) ||
         (st = lmp_model_weights_load(t.teacher_model, &t.teacher, err)))
         goto out;
     if ((st = load_layers(&t, j->artifact, err))) goto out;

@@ -122,7 +122,16 @@ static bool same_cfg(const struct lmp_config *a, const struct lmp_config *b) {
     return a->n_layers == b->n_layers && a->dim == b->dim && a->hidden_dim == b->hidden_dim &&
            a->n_heads == b->n_heads && a->n_kv_heads == b->n_kv_heads &&
            a->head_dim == b->head_dim && a->vocab_size == b->vocab_size && a->rope == b->rope &&
-           a->tied_embeddings == b->tied_embeddings && a->qkv_bias == b->qkv_bias;
+           a->tied_embeddings == b->tied_embeddings && a->qkv_bias == b->qkv_bias &&
+           a->qk_norm == b->qk_norm && a->post_norms == b->post_norms && a->ffn_act == b->ffn_act &&
+           a->swa_pattern == b->swa_pattern;
+}
+
+/* Elements of trained norm k of np, per_block of them per tuned block (lmp_tune_new's
+ * order: attn, ffn, [q, k], [post_attn, post_ffn]; the final norm last). */
+static int64_t norm_len(const struct lmp_config *c, int per_block, int np, int k) {
+    const int j = k % per_block;
+    return k < np - 1 && c->qk_norm && (j == 2 || j == 3) ? c->head_dim : c->dim;
 }
 
 /* The first of the L blocks of stage k of S (stage k owns [lo(k), lo(k + 1))). */
@@ -197,14 +206,17 @@ enum lmp_status lmp_tune_new(struct lmp_model_weights       *student,
         if (n_lins == 0) tuned[b] = true;
         if (tuned[b]) n_tuned++, first = b < first ? b : first;
     }
-    const int np = o.train_norms ? 2 * n_tuned + 1 : 0;
-    t->lins      = calloc((size_t)(n_lins > 0 ? n_lins : 1), sizeof(*t->lins));
-    t->dw        = calloc((size_t)(n_lins > 0 ? n_lins : 1), sizeof(*t->dw));
-    t->dparams   = calloc((size_t)np + 1, sizeof(*t->dparams));
-    t->micro     = malloc((size_t)(o.micro_seqs * seq_len) * sizeof(int32_t));
-    t->s0        = q ? stage_lo(cfg->n_layers, q->stage, q->n_stages) : 0;
-    t->s1        = q ? stage_lo(cfg->n_layers, q->stage + 1, q->n_stages) : cfg->n_layers;
-    t->first     = first;
+    /* per tuned block: attn_norm, ffn_norm, then (Qwen3, Gemma 3) q_norm, k_norm, then
+     * (Gemma 3) post_attn_norm, post_ffn_norm; the final norm last */
+    const int per_block = 2 + (cfg->qk_norm ? 2 : 0) + (cfg->post_norms ? 2 : 0);
+    const int np        = o.train_norms ? per_block * n_tuned + 1 : 0;
+    t->lins             = calloc((size_t)(n_lins > 0 ? n_lins : 1), sizeof(*t->lins));
+    t->dw               = calloc((size_t)(n_lins > 0 ? n_lins : 1), sizeof(*t->dw));
+    t->dparams          = calloc((size_t)np + 1, sizeof(*t->dparams));
+    t->micro            = malloc((size_t)(o.micro_seqs * seq_len) * sizeof(int32_t));
+    t->s0               = q ? stage_lo(cfg->n_layers, q->stage, q->n_stages) : 0;
+    t->s1               = q ? stage_lo(cfg->n_layers, q->stage + 1, q->n_stages) : cfg->n_layers;
+    t->first            = first;
     if (t->s1 == cfg->n_layers) /* the last stage computes the loss */
         t->teacher_logits =
             malloc((size_t)(o.micro_seqs * seq_len) * (size_t)cfg->vocab_size * sizeof(float));
@@ -236,10 +248,23 @@ enum lmp_status lmp_tune_new(struct lmp_model_weights       *student,
     for (int i = 0; i < n_lins; i++) pl[i] = lins[i].pv;
     for (int b = 0, k = 0; np > 0 && b < cfg->n_layers; b++) {
         if (!tuned[b]) continue;
-        t->dparams[k] = t->g->g.blocks[b].attn_norm;
-        pp[k++]       = (struct lmp_pv_param){student->attn_norm[b], cfg->dim};
-        t->dparams[k] = t->g->g.blocks[b].ffn_norm;
-        pp[k++]       = (struct lmp_pv_param){student->ffn_norm[b], cfg->dim};
+        const struct lmp_block_grads *bg = &t->g->g.blocks[b];
+        t->dparams[k]                    = bg->attn_norm;
+        pp[k++]                          = (struct lmp_pv_param){student->attn_norm[b], cfg->dim};
+        t->dparams[k]                    = bg->ffn_norm;
+        pp[k++]                          = (struct lmp_pv_param){student->ffn_norm[b], cfg->dim};
+        if (cfg->qk_norm) {
+            t->dparams[k] = bg->q_norm;
+            pp[k++]       = (struct lmp_pv_param){student->q_norm[b], cfg->head_dim};
+            t->dparams[k] = bg->k_norm;
+            pp[k++]       = (struct lmp_pv_param){student->k_norm[b], cfg->head_dim};
+        }
+        if (cfg->post_norms) {
+            t->dparams[k] = bg->post_attn_norm;
+            pp[k++]       = (struct lmp_pv_param){student->post_attn_norm[b], cfg->dim};
+            t->dparams[k] = bg->post_ffn_norm;
+            pp[k++]       = (struct lmp_pv_param){student->post_ffn_norm[b], cfg->dim};
+        }
     }
     if (np > 0) {
         t->dparams[np - 1] = t->g->g.out_norm;
@@ -263,7 +288,7 @@ enum lmp_status lmp_tune_new(struct lmp_model_weights       *student,
     }
     for (int k = 0; k < np; k++) {
         t->sum_g[t->n_sum]   = (float *)t->dparams[k];
-        t->sum_n[t->n_sum++] = cfg->dim;
+        t->sum_n[t->n_sum++] = norm_len(cfg, per_block, np, k);
     }
     for (int i = 0; i < t->n_sum; i++) t->n_acc += t->sum_n[i];
     t->n_acc += 3;
@@ -633,6 +658,10 @@ enum lmp_status lmp_tune_probe(const struct lmp_model_weights *student,
         }
         for (int64_t i = 0; i < cfg->dim; i++)
             s += fabs((double)bg->attn_norm[i]) + fabs((double)bg->ffn_norm[i]);
+        for (int64_t i = 0; cfg->qk_norm && i < cfg->head_dim; i++)
+            s += fabs((double)bg->q_norm[i]) + fabs((double)bg->k_norm[i]);
+        for (int64_t i = 0; cfg->post_norms && i < cfg->dim; i++)
+            s += fabs((double)bg->post_attn_norm[i]) + fabs((double)bg->post_ffn_norm[i]);
         score[b] = s / (double)n;
     }
 out:

@@ -20,12 +20,16 @@
  *    received; the same with collective transfers (the sums alone, as through the
  *    coordinator); a stop at stage 0 stops both stages;
  *  - bad inputs are refused: a token outside the vocabulary, a linear that is not the
- *    student's.
+ *    student's;
+ *  - a Qwen3-like and a Gemma-3-like student (tests/tiny_arch.h): steps lower the held-out
+ *    KL, the q/k and post norms are trained (and frozen without train_norms), and resume
+ *    from a checkpoint is exact with them in the state.
  */
 #include "worker/tune.h"
 #include "artifact/checkpoint.h" /* defines: lmp_ckpt_write, lmp_ckpt_read */
 #include "tests/check.h"         /* defines: CHECK, RUN, check_report */
 #include "tests/tiny_model.h"    /* defines: build, struct spec, random_tokens, tiny_aq_encode */
+#include "tests/tiny_arch.h"     /* defines: build_arch, ARCH_QWEN3, ARCH_GEMMA3 */
 
 #include <math.h>
 #include <pthread.h>
@@ -43,16 +47,19 @@ struct student {
     struct lmp_tune_linear    lin[NL];
     int32_t                   tokens[(N_WIN + N_VAL) * T];
     struct lmp_tune          *tune;
+    float                    *extra; /* build_arch's tensors, or NULL */
 };
 
 /* Linears [g_lin0, NL) are tuned (the rest frozen: sparse tuning from block g_lin0 / 7). */
 static int g_lin0;
+/* 0: the llama model; ARCH_QWEN3 or ARCH_GEMMA3: build_arch's */
+static int g_arch;
 
 static void student_init(struct student *s, const struct lmp_tune_opts *o) {
     memset(s, 0, sizeof(*s));
     const struct spec sp  = {LMP_ROPE_HALF, true, false, 4, 2};
     struct lmp_err    err = {0};
-    s->m                  = build(&sp, 7);
+    s->m                  = g_arch ? build_arch(g_arch, 7, &s->extra) : build(&sp, 7);
     CHECK(lmp_model_weights_load(s->m, &s->teacher, &err) == LMP_OK);
     CHECK(lmp_model_weights_load(s->m, &s->w, &err) == LMP_OK);
     random_tokens(s->tokens, (N_WIN + N_VAL) * T, VOCAB, 8);
@@ -86,6 +93,7 @@ static void student_free(struct student *s) {
     lmp_model_weights_free(&s->w);
     lmp_model_weights_free(&s->teacher);
     lmp_model_close(&s->m);
+    free(s->extra);
 }
 
 static struct lmp_tune_opts opts(void) {
@@ -115,9 +123,16 @@ static bool same_student(const struct student *a, const struct student *b) {
                memcmp(x->scale, y->scale, sizeof(float) * (size_t)x->shape.n_out) == 0 &&
                memcmp(x->w, y->w, sizeof(float) * (size_t)(x->shape.n_out * x->shape.n_in)) == 0;
     }
-    for (int l = 0; l < LAYERS; l++)
+    for (int l = 0; l < LAYERS; l++) {
         same = same && memcmp(a->w->attn_norm[l], b->w->attn_norm[l], 4 * DIM) == 0 &&
                memcmp(a->w->ffn_norm[l], b->w->ffn_norm[l], 4 * DIM) == 0;
+        if (a->w->q_norm[l])
+            same = same && memcmp(a->w->q_norm[l], b->w->q_norm[l], 4 * HD) == 0 &&
+                   memcmp(a->w->k_norm[l], b->w->k_norm[l], 4 * HD) == 0;
+        if (a->w->post_attn_norm[l])
+            same = same && memcmp(a->w->post_attn_norm[l], b->w->post_attn_norm[l], 4 * DIM) == 0 &&
+                   memcmp(a->w->post_ffn_norm[l], b->w->post_ffn_norm[l], 4 * DIM) == 0;
+    }
     return same && memcmp(a->w->out_norm, b->w->out_norm, 4 * DIM) == 0;
 }
 
@@ -544,6 +559,80 @@ static void test_pipeline_stop(void) {
     student_free(&ref);
 }
 
+/* Do the student's q/k (and post) norms differ from the teacher's in every block? */
+static bool extra_norms_moved(const struct student *s) {
+    bool moved = true;
+    for (int l = 0; l < LAYERS; l++) {
+        moved = moved && memcmp(s->w->q_norm[l], s->teacher->q_norm[l], 4 * HD) != 0 &&
+                memcmp(s->w->k_norm[l], s->teacher->k_norm[l], 4 * HD) != 0;
+        if (s->w->post_attn_norm[l])
+            moved = moved &&
+                    memcmp(s->w->post_attn_norm[l], s->teacher->post_attn_norm[l], 4 * DIM) != 0 &&
+                    memcmp(s->w->post_ffn_norm[l], s->teacher->post_ffn_norm[l], 4 * DIM) != 0;
+    }
+    return moved;
+}
+
+static void test_arch_students(void) {
+    for (g_arch = ARCH_QWEN3; g_arch <= ARCH_GEMMA3; g_arch++) {
+        const char          *name = g_arch == ARCH_GEMMA3 ? "gemma3" : "qwen3";
+        struct lmp_tune_opts o    = opts();
+        struct student       s;
+        struct lmp_err       err = {0};
+        student_init(&s, &o);
+        double kl0, ag0, kl1, ag1;
+        CHECK(lmp_tune_measure(s.tune, val_tokens(&s), N_VAL, &kl0, &ag0, &err) == LMP_OK);
+        steps(&s, 20);
+        CHECK(lmp_tune_measure(s.tune, val_tokens(&s), N_VAL, &kl1, &ag1, &err) == LMP_OK);
+        printf("  %s: held-out KL %.4f -> %.4f, agreement %.3f -> %.3f\n", name, kl0, kl1, ag0,
+               ag1);
+        CHECK(kl1 < 0.8 * kl0);
+        CHECK(extra_norms_moved(&s));
+        student_free(&s);
+
+        /* without train_norms every norm keeps the teacher's bits */
+        o.train_norms = false;
+        student_init(&s, &o);
+        steps(&s, 2);
+        for (int l = 0; l < LAYERS; l++) {
+            CHECK(memcmp(s.w->q_norm[l], s.teacher->q_norm[l], 4 * HD) == 0);
+            CHECK(!s.w->post_ffn_norm[l] ||
+                  memcmp(s.w->post_ffn_norm[l], s.teacher->post_ffn_norm[l], 4 * DIM) == 0);
+        }
+        student_free(&s);
+
+        /* resume: 2 steps, a checkpoint, 2 more in a fresh student == 4 uninterrupted */
+        o = opts();
+        struct student a, b, c;
+        char           path[64];
+        snprintf(path, sizeof(path), "test_tune_arch_%d.ckpt", (int)getpid());
+        student_init(&a, &o);
+        steps(&a, 4);
+        student_init(&b, &o);
+        steps(&b, 2);
+        struct lmp_pv_array   *pa = NULL;
+        int                    n  = 0;
+        struct lmp_ckpt_array *ck = listing(&b, &pa, &n);
+        CHECK(lmp_ckpt_write(path, 42, ck, n, &err) == LMP_OK);
+        free(ck);
+        free(pa);
+        student_init(&c, &o);
+        ck = listing(&c, &pa, &n);
+        CHECK(lmp_ckpt_read(path, 42, ck, n, &err) == LMP_OK);
+        lmp_tune_state_loaded(c.tune);
+        CHECK(same_student(&b, &c));
+        steps(&c, 2);
+        CHECK(same_student(&a, &c) && extra_norms_moved(&c));
+        free(ck);
+        free(pa);
+        unlink(path);
+        student_free(&a);
+        student_free(&b);
+        student_free(&c);
+    }
+    g_arch = 0;
+}
+
 int main(void) {
     RUN(test_steps_lower_kl);
     RUN(test_two_ranks_equal_one_process);
@@ -551,5 +640,6 @@ int main(void) {
     RUN(test_pipeline_stop);
     RUN(test_resume_exact);
     RUN(test_cancel_and_refusals);
+    RUN(test_arch_students);
     return check_report();
 }
