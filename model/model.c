@@ -379,20 +379,13 @@ enum lmp_status lmp_model_check_trainable(const struct lmp_model *m, const char 
                                           struct lmp_err *err) {
     const struct lmp_config *c   = &m->cfg;
     const char              *has = NULL;
-    if (c->arch == LMP_ARCH_GEMMA3 || c->post_norms)
-        has = "Gemma's q/k and post norms";
-    else if (c->qk_norm)
-        has = "per-head q/k norms, which the block backward lacks";
-    else if (c->ffn_act != LMP_ACT_SILU)
-        has = "a GELU FFN";
-    else if (c->embed_scale != 0 && c->embed_scale != 1)
-        has = "scaled embeddings";
-    else if (c->attn_scale != 0)
-        has = "a non-default attention scale";
-    else if (c->swa_pattern != 0)
-        has = "sliding-window layers";
-    else if (c->rope_scaling != LMP_ROPE_SCALING_NONE || c->rope_freq_factors != NULL)
-        has = "scaled RoPE";
+    /* worker/block_grad.c and worker/model_grad.c run the llama block and what Gemma 3 and
+     * Qwen3 add (q/k and post norms, GeGLU, the embedding and attention scales, sliding-
+     * window blocks with their own RoPE base, scaled RoPE); the rest is refused here */
+    if (c->ffn_act != LMP_ACT_SILU && c->ffn_act != LMP_ACT_GELU_TANH)
+        has = "an FFN activation the backward lacks";
+    else if (c->rope_freq_factors != NULL)
+        has = "a rope_freqs tensor, which the artifact does not store";
     else if (c->rope_dims != 0 && c->rope_dims != c->head_dim)
         has = "partial rotary dimensions";
     if (has == NULL) return LMP_OK;

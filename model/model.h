@@ -213,11 +213,14 @@ int64_t                  lmp_model_n_linears(const struct lmp_model *m);
 /* Parameter count (every tensor once; a tied output is not counted twice). */
 int64_t lmp_model_n_params(const struct lmp_model *m);
 
-/* LMP_OK if every stage can run m: compression's block fine-tuning and PV-Tuning have a
- * backward pass only for the plain llama block (SwiGLU, unscaled RoPE of every head
- * dimension, no extra norms, no sliding window), and the artifact records only that
- * block's config; otherwise LMP_EUNSUP with a one-line message naming the model and what
- * it has. `what` names the stage in the message ("compression"). */
+/* LMP_OK if every stage can run m, block fine-tuning and PV-Tuning included: their
+ * backward (worker/block_grad.c, worker/model_grad.c) runs the llama block and what
+ * Gemma 3 and Qwen3 add (per-head q/k norms, post norms, GeGLU, the embedding and
+ * attention scales, sliding-window blocks with their own RoPE base, linear/llama3/YaRN
+ * RoPE scaling), and artifact format 3 records it. Refused with LMP_EUNSUP and a one-line
+ * message naming the model and what it has: partial rotary dimensions (not enabled for
+ * training yet, though block_grad has them) and a GGUF rope_freqs tensor (not stored in
+ * the artifact). `what` names the stage in the message ("compression"). */
 enum lmp_status lmp_model_check_trainable(const struct lmp_model *m, const char *what,
                                           struct lmp_err *err);
 

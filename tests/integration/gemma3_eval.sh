@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # gemma3_eval - `lmpress eval` of Gemma 3 270M (Q4_K_M GGUF) on the first 4 windows of 512
-# tokens of WikiText-2, against the perplexity llama.cpp gives on the same windows; the
-# refusal to compress it with block fine-tuning, and its format-3 artifact.
+# tokens of WikiText-2, against the perplexity llama.cpp gives on the same windows, and its
+# format-3 artifact. (Block fine-tuning and PV-Tuning of Gemma 3, which take minutes on
+# this model: tests/integration/train_arch.sh on a generated Gemma-3-shaped checkpoint.)
 #
 # The model is not in the shared data: it is read from $LMP_GEMMA3_GGUF or
 # ${LMP_CACHE:-$HOME/.cache/lmpress}/gemma-3-270m-q4_k_m.gguf, and the test is skipped
@@ -41,17 +42,7 @@ echo "lmpress ppl $ppl, llama.cpp $LLAMA_CPP_PPL"
 near "$ppl" "$LLAMA_CPP_PPL" "$TOL" || bad "ppl $ppl is not within $TOL of llama.cpp's $LLAMA_CPP_PPL"
 [ "$(jfield ev.json windows)" = 4 ] || bad "windows: $(jfield ev.json windows)"
 
-# compression with block fine-tuning is refused before any work, in one line (the block
-# backward lacks Gemma's norms and GeGLU)
-if "$LMPRESS" compress --model "$G" --calib "$TEXT" --finetune --out g.h5 > c.out 2> c.err; then
-    bad "compress --finetune of Gemma 3 succeeded"
-fi
-grep -q "block fine-tuning or PV-Tuning of gemma3 models is not supported" c.err ||
-    { bad "compress message"; cat c.err; }
-[ "$(wc -l < c.err)" = 1 ] || { bad "compress error is not one line"; cat c.err; }
-[ ! -e g.h5 ] || bad "compress left an artifact"
-
-# without it, the model goes into a format-3 artifact: with every linear kept, the artifact
+# the model goes into a format-3 artifact: with every linear kept, the artifact
 # is the source model with its ggml-quantized weights dequantized and stored as fp16, so
 # the same perplexity to 1e-3 (measured: 51.91533 against 51.94052, -4.9e-4)
 "$LMPRESS" compress --model "$G" --calib "$TEXT" --nsamples 4 --ctx 64 --threads 2 --keep '*' \
