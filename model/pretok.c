@@ -33,13 +33,19 @@ static const char whitespace_re[] = "[" WORD "]+|[^" WORD WHITE_SPACE "]+";
 
 enum behavior { BEH_REMOVED, BEH_ISOLATED, BEH_PREV, BEH_NEXT, BEH_CONTIGUOUS };
 
-enum step_kind { STEP_SPLIT, STEP_PREFIX_SPACE };
+enum step_kind { STEP_SPLIT, STEP_PREFIX_SPACE, STEP_METASPACE };
+
+enum prepend { PREPEND_NEVER, PREPEND_FIRST, PREPEND_ALWAYS };
 
 struct step {
     enum step_kind kind;
     pcre2_code    *re;       /* SPLIT: NULL for an empty String pattern (matches nothing) */
     enum behavior  behavior; /* SPLIT */
     bool           invert;   /* SPLIT */
+    char           rep[8];   /* METASPACE: the replacement character, UTF-8 */
+    size_t         rep_len;  /* METASPACE: its bytes */
+    enum prepend   prepend;  /* METASPACE */
+    bool           split;    /* METASPACE: split before every replacement character */
 };
 
 enum norm_kind {
@@ -206,7 +212,7 @@ static enum lmp_status add_step(struct tok_pipe *p, const char *name, struct ste
         p->cap_step = cap;
     }
     *out  = &p->step[p->n_step++];
-    **out = (struct step){STEP_SPLIT, NULL, BEH_ISOLATED, false};
+    **out = (struct step){.kind = STEP_SPLIT, .behavior = BEH_ISOLATED};
     return LMP_OK;
 }
 
@@ -332,6 +338,40 @@ static enum lmp_status pre_from_json(struct tok_pipe *p, const cJSON *o, int dep
         return use_regex ? split_step(p, gpt2_re, false, BEH_ISOLATED, false, name, type, err)
                          : LMP_OK;
     }
+    if (strcmp(type, "Metaspace") == 0) { /* SentencePiece's U+2581 for spaces */
+        const cJSON *rep = cJSON_GetObjectItemCaseSensitive(o, "replacement");
+        const cJSON *ps  = cJSON_GetObjectItemCaseSensitive(o, "prepend_scheme");
+        uint32_t     cp  = 0;
+        if (!cJSON_IsString(rep) || rep->valuestring[0] == '\0' ||
+            !valid_utf8(rep->valuestring, strlen(rep->valuestring)) ||
+            (size_t)lmp_utf8_decode((const uint8_t *)rep->valuestring, strlen(rep->valuestring),
+                                    &cp) != strlen(rep->valuestring))
+            return lmp_err_set(err, LMP_EFORMAT,
+                               "'%s': Metaspace needs a \"replacement\" of one character", name);
+        bool prefix = true, split = true;
+        if ((st = get_bool(o, "add_prefix_space", true, &prefix, name, type, err)) != LMP_OK ||
+            (st = get_bool(o, "split", true, &split, name, type, err)) != LMP_OK)
+            return st;
+        enum prepend pre = prefix ? PREPEND_ALWAYS : PREPEND_NEVER; /* before prepend_scheme */
+        if (ps && !cJSON_IsNull(ps)) {
+            static const char *const names[] = {"never", "first", "always"};
+            int                      k       = 0;
+            while (k < 3 && !(cJSON_IsString(ps) && strcmp(ps->valuestring, names[k]) == 0)) k++;
+            if (k == 3)
+                return lmp_err_set(err, LMP_EFORMAT,
+                                   "'%s': Metaspace prepend_scheme '%.20s' (never, first, always)",
+                                   name, cJSON_IsString(ps) ? ps->valuestring : "(not a string)");
+            pre = (enum prepend)k;
+        }
+        struct step *m = NULL;
+        if ((st = add_step(p, name, &m, err)) != LMP_OK) return st;
+        m->kind    = STEP_METASPACE;
+        m->rep_len = strlen(rep->valuestring);
+        memcpy(m->rep, rep->valuestring, m->rep_len);
+        m->prepend = pre;
+        m->split   = split;
+        return LMP_OK;
+    }
     if (strcmp(type, "Digits") == 0) {
         bool single = false;
         if ((st = get_bool(o, "individual_digits", false, &single, name, type, err)) != LMP_OK)
@@ -345,7 +385,7 @@ static enum lmp_status pre_from_json(struct tok_pipe *p, const cJSON *o, int dep
         return split_step(p, white_space_re, false, BEH_REMOVED, false, name, type, err);
     return lmp_err_set(err, LMP_EUNSUP,
                        "'%s': pre_tokenizer type '%.40s' is not supported (Sequence, Split, "
-                       "ByteLevel, Digits, Whitespace, WhitespaceSplit)",
+                       "ByteLevel, Metaspace, Digits, Whitespace, WhitespaceSplit)",
                        name, type);
 }
 
@@ -671,8 +711,43 @@ static enum lmp_status normalize_one(struct runner *r, const struct norm *nm, co
     return LMP_EINVAL;
 }
 
+/* Metaspace on every piece (tokenizers' pre_tokenizers/metaspace.rs): spaces become the
+ * replacement, which is prepended to a piece not starting with it (always; first: only the
+ * piece at the start of the input), then the piece splits before every replacement (the
+ * delimiter merged with what follows). The pieces are rebuilt into nxt, spans into out. */
+static bool metaspace(const struct step *m, const struct buf *cur, const struct spans *pieces,
+                      bool at_start, struct buf *nxt, struct spans *out) {
+    nxt->n = 0;
+    for (size_t k = 0; k < pieces->n; k++) {
+        const char  *a = cur->s + pieces->v[k].a;
+        const size_t n = pieces->v[k].b - pieces->v[k].a, at = nxt->n;
+        const bool   starts = /* after the replacement */
+            (n > 0 && a[0] == ' ') || (n >= m->rep_len && memcmp(a, m->rep, m->rep_len) == 0);
+        const bool pre = !starts && (n > 0 || m->prepend == PREPEND_ALWAYS) &&
+                         (m->prepend == PREPEND_ALWAYS ||
+                          (m->prepend == PREPEND_FIRST && at_start && pieces->v[k].a == 0));
+        if (pre && !buf_put(nxt, m->rep, m->rep_len)) return false;
+        for (size_t i = 0; i < n; i++)
+            if (!(a[i] == ' ' ? buf_put(nxt, m->rep, m->rep_len) : buf_put(nxt, a + i, 1)))
+                return false;
+        size_t from = at; /* split: a new piece at every replacement but the first byte */
+        for (size_t i = at; m->split && i + m->rep_len <= nxt->n; i++)
+            if (i > from && memcmp(nxt->s + i, m->rep, m->rep_len) == 0) {
+                if (!spans_push(out, from, i, false)) return false;
+                from = i;
+            }
+        if (nxt->n > from && !spans_push(out, from, nxt->n, false)) return false;
+    }
+    return true;
+}
+
 enum lmp_status tok_pipe_run(const struct tok_pipe *p, const char *text, size_t len,
                              tok_piece_fn *fn, void *ctx) {
+    return tok_pipe_run_at(p, text, len, true, fn, ctx);
+}
+
+enum lmp_status tok_pipe_run_at(const struct tok_pipe *p, const char *text, size_t len,
+                                bool at_start, tok_piece_fn *fn, void *ctx) {
     assert(p && fn && (text || len == 0));
     struct runner   r;
     struct buf      cur = {0}, nxt = {0};
@@ -703,6 +778,11 @@ enum lmp_status tok_pipe_run(const struct tok_pipe *p, const char *text, size_t 
                     !spans_push(&out, at, nxt.n, false))
                     goto done;
             }
+            struct buf t = cur;
+            cur          = nxt;
+            nxt          = t;
+        } else if (s->kind == STEP_METASPACE) {
+            if (!metaspace(s, &cur, &pieces, at_start, &nxt, &out)) goto done;
             struct buf t = cur;
             cur          = nxt;
             nxt          = t;

@@ -12,7 +12,8 @@
  *  Supported (anything else is refused, naming the file and the type):
  *    pre_tokenizer: Sequence, Split (pattern String or Regex; behavior Isolated, Removed,
  *      MergedWithPrevious, MergedWithNext, Contiguous; invert), ByteLevel (add_prefix_space,
- *      use_regex), Digits (individual_digits), Whitespace, WhitespaceSplit
+ *      use_regex), Metaspace (replacement, prepend_scheme or add_prefix_space, split), Digits
+ *      (individual_digits), Whitespace, WhitespaceSplit
  *    normalizer: Sequence, Prepend, Replace (String or Regex), Lowercase, Strip, NFC, NFD,
  *      NFKC, NFKD
  *  A pipe is immutable once built; running it is thread-safe (scratch is per call).
@@ -52,6 +53,10 @@ typedef enum lmp_status tok_piece_fn(void *ctx, const char *s, size_t len);
  * failure. */
 enum lmp_status tok_pipe_run(const struct tok_pipe *p, const char *text, size_t len,
                              tok_piece_fn *fn, void *ctx);
+/* The same for a part of a longer input (the text between two added tokens): at_start says
+ * whether it begins the input, which Metaspace's prepend_scheme "first" looks at. */
+enum lmp_status tok_pipe_run_at(const struct tok_pipe *p, const char *text, size_t len,
+                                bool at_start, tok_piece_fn *fn, void *ctx);
 
 /* The hand-written scanner of kind (tokenizer_bpe.c) on text[0..len) (valid UTF-8), words
  * handed to fn as byte ranges: to compare the scanners with their PCRE2 patterns. */

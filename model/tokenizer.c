@@ -445,7 +445,8 @@ const char *lmp_tokenizer_piece(const struct lmp_tokenizer *t, int32_t prev, int
     const char *s = t->dec + t->dec_off[id];
     size_t      n = t->dec_len[id];
     /* SentencePiece: the dummy-prefix space of the first word is not part of the text */
-    if (t->kind == LMP_TOK_SPM && prev == t->bos && prev >= 0 && n > 0 && s[0] == ' ') {
+    if ((t->kind == LMP_TOK_SPM || (t->sp_bpe && t->add_space_prefix)) && prev == t->bos &&
+        prev >= 0 && n > 0 && s[0] == ' ') {
         s++;
         n--;
     }
@@ -476,7 +477,8 @@ enum lmp_status lmp_tokenizer_decode(const struct lmp_tokenizer *t, const int32_
         size_t      k;
         const char *p = lmp_tokenizer_piece(t, i ? ids[i - 1] : -1, ids[i], &k);
         /* the first piece of a sequence drops the dummy prefix like one after BOS */
-        if (i == 0 && t->kind == LMP_TOK_SPM && t->add_space_prefix && k > 0 && p[0] == ' ') {
+        if (i == 0 && (t->kind == LMP_TOK_SPM || t->sp_bpe) && t->add_space_prefix && k > 0 &&
+            p[0] == ' ') {
             p++;
             k--;
         }

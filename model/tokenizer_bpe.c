@@ -28,6 +28,7 @@
 #include "base/file.h"     /* defines: lmp_file_read_all() */
 
 #include <assert.h>
+#include <ctype.h>
 #include <cjson/cJSON.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -232,6 +233,7 @@ static enum lmp_status pretokenize(enum tok_pretok kind, const uint32_t *cp, con
     case TOK_PRETOK_NONE:
         return n ? emit(ctx, 0, n) : LMP_OK;
     case TOK_PRETOK_PIPE:
+    case TOK_PRETOK_SP:
         return LMP_EINVAL; /* not a scanner */
     case TOK_PRETOK_SMOLLM: {
         /* \p{N} splits the text into single digits and the runs between them; gpt2
@@ -302,6 +304,7 @@ enum lmp_status tok_bpe_scan(enum tok_pretok kind, const char *text, size_t len,
 
 struct bpe_ctx {
     const struct lmp_tokenizer *t;
+    const char                 *text; /* the whole input: a fragment at text begins it */
     struct tok_ids             *out;
     char                       *u8;   /* the fragment re-encoded (invalid bytes -> U+FFFD) */
     int64_t                    *off;  /* (n_cp + 1) byte offset of each codepoint in u8 */
@@ -375,8 +378,56 @@ static enum lmp_status bpe_word(void *vctx, int64_t a, int64_t b) { /* codepoint
     return bpe_bytes(c, c->u8 + c->off[a], c->off[b] - c->off[a]);
 }
 
+/* BPE of one word of a SentencePiece vocabulary (t->sp_bpe): the symbols are its UTF-8
+ * characters, merged by rank as in bpe_bytes; a character that is not a token gives its
+ * bytes' <0xXX> tokens, or unk (once for a run of them with fuse_unk), as the tokenizers
+ * library's BPE with byte_fallback does. */
+static enum lmp_status sp_chars(struct bpe_ctx *c, const char *w, int64_t n) {
+    const struct lmp_tokenizer *t = c->t;
+    if (n <= 0) return LMP_OK;
+    if (n > c->syms_cap) {
+        struct tok_sym *s = realloc(c->syms, (size_t)n * sizeof(*s));
+        if (s == NULL) return LMP_ENOMEM;
+        c->syms     = s;
+        c->syms_cap = n;
+    }
+    int32_t m = 0;
+    for (int64_t i = 0; i < n;) {
+        uint32_t cp;
+        int      k = lmp_utf8_decode((const uint8_t *)w + i, (size_t)(n - i), &cp);
+        c->syms[m] =
+            (struct tok_sym){tok_lookup(t, w + i, (size_t)k), (uint32_t)i, (uint32_t)k, m - 1, -1};
+        if (m > 0) c->syms[m - 1].next = m;
+        m++;
+        i += k;
+    }
+    if (m > 1 && !tok_merge(t, w, c->syms, m, bpe_pair)) return LMP_ENOMEM;
+    bool last_unk = false;
+    for (int32_t i = 0; i >= 0; i = c->syms[i].next) {
+        const struct tok_sym *s = &c->syms[i];
+        if (s->id >= 0) {
+            tok_ids_push(c->out, s->id);
+            last_unk = false;
+            continue;
+        }
+        bool bytes = true;
+        for (uint32_t k = 0; k < s->len && bytes; k++)
+            bytes = t->byte_tok[(uint8_t)w[s->start + k]] >= 0;
+        if (bytes) {
+            for (uint32_t k = 0; k < s->len; k++)
+                tok_ids_push(c->out, t->byte_tok[(uint8_t)w[s->start + k]]);
+            last_unk = false;
+        } else if (t->unk >= 0 && !(t->fuse_unk && last_unk)) {
+            tok_ids_push(c->out, t->unk);
+            last_unk = true;
+        }
+    }
+    return LMP_OK;
+}
+
 static enum lmp_status bpe_piece(void *vctx, const char *s, size_t len) {
-    return bpe_bytes(vctx, s, (int64_t)len);
+    struct bpe_ctx *c = vctx;
+    return c->t->sp_bpe ? sp_chars(c, s, (int64_t)len) : bpe_bytes(c, s, (int64_t)len);
 }
 
 static enum lmp_status bpe_fragment(void *vctx, const char *s, size_t len, int32_t id) {
@@ -413,7 +464,7 @@ static enum lmp_status bpe_fragment(void *vctx, const char *s, size_t len, int32
     }
     c->off[n] = w;
     if (t->pipe != NULL) {
-        st = tok_pipe_run(t->pipe, c->u8, (size_t)w, bpe_piece, c);
+        st = tok_pipe_run_at(t->pipe, c->u8, (size_t)w, s == c->text, bpe_piece, c);
         goto out;
     }
     classify(cp, fl, n);
@@ -427,7 +478,7 @@ out:
 enum lmp_status tok_bpe_encode(const struct lmp_tokenizer *t, const char *text, size_t len,
                                bool add_bos, struct tok_ids *out) {
     if (add_bos && t->bos >= 0) tok_ids_push(out, t->bos);
-    struct bpe_ctx  c  = {.t = t, .out = out};
+    struct bpe_ctx  c  = {.t = t, .text = text, .out = out};
     enum lmp_status st = tok_partition(t, text, len, bpe_fragment, &c);
     free(c.u8);
     free(c.off);
@@ -459,6 +510,8 @@ static const char *pretok_name(enum tok_pretok p) {
         return "none";
     case TOK_PRETOK_PIPE:
         return "pcre2";
+    case TOK_PRETOK_SP:
+        return "sentencepiece, pcre2";
     }
     return "?";
 }
@@ -823,16 +876,39 @@ enum lmp_status lmp_tokenizer_parse_hf(const char *json, size_t len, const char 
         t->add_space_prefix = false;
         if ((st = tok_pipe_from_json(norm, pre, name, &t->pipe, &byte_level, err)) != LMP_OK)
             goto out;
-        if (!byte_level) {
-            st = lmp_err_set(err, LMP_EUNSUP,
-                             "'%s': unsupported tokenizer: a pre_tokenizer without ByteLevel "
-                             "(only byte-level BPE vocabularies are supported)",
-                             name);
-            goto out;
-        }
         t->pretok = TOK_PRETOK_PIPE;
+        if (!byte_level) { /* a SentencePiece vocabulary: characters, U+2581 for spaces */
+            const cJSON *unk = cJSON_GetObjectItemCaseSensitive(model, "unk_token");
+            if (!json_true(model, "byte_fallback", false) && !cJSON_IsString(unk)) {
+                st = lmp_err_set(err, LMP_EUNSUP,
+                                 "'%s': unsupported tokenizer: a BPE without ByteLevel, "
+                                 "byte_fallback or an unk_token",
+                                 name);
+                goto out;
+            }
+            t->sp_bpe   = true;
+            t->fuse_unk = json_true(model, "fuse_unk", false);
+            t->flavor   = TOK_FLAVOR_SPM; /* tokens decode with U+2581 as a space */
+            t->pretok   = TOK_PRETOK_SP;
+            /* the decoder's Strip of one leading space: the dummy prefix is not text */
+            const cJSON *dec = cJSON_GetObjectItemCaseSensitive(root, "decoder"), *d;
+            if (json_is(dec, "type", "Strip") && cJSON_GetObjectItemCaseSensitive(dec, "start") &&
+                cJSON_GetObjectItemCaseSensitive(dec, "start")->valuedouble >= 1)
+                t->add_space_prefix = true;
+            cJSON_ArrayForEach(d, cJSON_GetObjectItemCaseSensitive(dec, "decoders")) {
+                const cJSON *start = cJSON_GetObjectItemCaseSensitive(d, "start");
+                if (json_is(d, "type", "Strip") && cJSON_IsNumber(start) && start->valuedouble >= 1)
+                    t->add_space_prefix = true;
+            }
+        }
     }
     t->ignore_merges = json_true(model, "ignore_merges", false);
+    for (int64_t i = 0; t->sp_bpe && json_true(model, "byte_fallback", false) && i < n; i++) {
+        const char *v = c.s[i]; /* <0xXX> tokens decode as their byte */
+        if (t->type[i] == TOK_TYPE_NORMAL && strlen(v) == 6 && memcmp(v, "<0x", 3) == 0 &&
+            v[5] == '>' && isxdigit((unsigned char)v[3]) && isxdigit((unsigned char)v[4]))
+            t->type[i] = TOK_TYPE_BYTE;
+    }
     if ((st = tok_set_texts(t, hf_text, &c)) != LMP_OK || (st = tok_finish(t)) != LMP_OK ||
         (st = pairmap_init(&t->merges, cJSON_GetArraySize(merges))) != LMP_OK) {
         st = lmp_err_set(err, st, "'%s': cannot index the vocabulary", name);
@@ -864,7 +940,13 @@ enum lmp_status lmp_tokenizer_parse_hf(const char *json, size_t len, const char 
         }
         rank++;
     }
-    bpe_finish_bytes(t);
+    if (t->sp_bpe) { /* no GPT-2 byte chars: only <0xXX> tokens stand for bytes */
+        for (int b = 0; b < 256; b++) t->byte_tok[b] = -1;
+        const cJSON *unk = cJSON_GetObjectItemCaseSensitive(model, "unk_token");
+        if (cJSON_IsString(unk)) t->unk = tok_lookup(t, unk->valuestring, strlen(unk->valuestring));
+    } else {
+        bpe_finish_bytes(t);
+    }
     /* byte_fallback (transformers writes it into the tokenizer.json it converts from a
      * GGUF): a byte whose GPT-2 char is not a token becomes its <0xXX> token if there is one
      * (a byte without either is dropped, where tokenizers would emit model.unk_token) */

@@ -44,6 +44,7 @@ enum tok_pretok {
     TOK_PRETOK_QWEN2,  /* Llama-3 pattern with single digits \p{N} */
     TOK_PRETOK_NONE,   /* whole text is one word (ByteLevel without regex) */
     TOK_PRETOK_PIPE,   /* tokenizer.json normalizer + pre_tokenizer through PCRE2 (pretok.h) */
+    TOK_PRETOK_SP,     /* the pipe, over a SentencePiece vocabulary (sp_bpe) */
 };
 
 /* String -> id, open addressing; keys are spans of the tokenizer's text blob. */
@@ -82,8 +83,12 @@ struct lmp_tokenizer {
     int32_t            bos, eos, unk;    /* -1 when absent */
     bool               add_space_prefix; /* prepend the dummy-prefix space (SPM; BPE:
                                             ByteLevel add_prefix_space) */
-    bool    ignore_merges;               /* BPE: a word that is a token is taken whole */
-    int32_t byte_tok[256];               /* token of each raw byte (fallback), or -1 */
+    bool ignore_merges;                  /* BPE: a word that is a token is taken whole */
+    bool sp_bpe;           /* BPE over characters, not GPT-2 bytes (a SentencePiece vocabulary in a
+                              tokenizer.json: Llama-2, Mistral, Gemma): unknown characters become
+                              their <0xXX> byte tokens (byte_fallback) or unk */
+    bool    fuse_unk;      /* sp_bpe: consecutive unknown characters give one unk */
+    int32_t byte_tok[256]; /* token of each raw byte (fallback), or -1 */
 
     struct tok_pipe *pipe; /* TOK_PRETOK_PIPE: normalizer + pre_tokenizer (pretok.h), else NULL */
 };

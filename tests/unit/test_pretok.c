@@ -60,6 +60,44 @@ static void check_split(const char *norm, const char *pre, const char *text, con
 
 /* --- behaviours ------------------------------------------------------------------- */
 
+/* Metaspace (U+2581 written "_" here through replacement "_"): spaces replaced, the prefix
+ * by prepend_scheme (tok_pipe_run's text begins the input), split before each "_" */
+static void test_metaspace(void) {
+#define MS(scheme, split)                                                                          \
+    "{\"type\":\"Metaspace\",\"replacement\":\"_\",\"prepend_scheme\":\"" scheme                   \
+    "\",\"split\":" split "}"
+    check_split(NULL, MS("always", "true"), "a b  c", "[_a][_b][_][_c]");
+    check_split(NULL, MS("always", "false"), "a b  c", "[_a_b__c]");
+    check_split(NULL, MS("first", "false"), "a b", "[_a_b]");
+    check_split(NULL, MS("never", "true"), "a b", "[a][_b]");
+    check_split(NULL, MS("always", "true"), " a", "[_a]"); /* already starts with it */
+    /* after a Split, "first" prefixes only the piece at the start, "always" each one */
+    check_split(NULL,
+                "{\"type\":\"Sequence\",\"pretokenizers\":[" SPLIT_STR("Isolated", "false") "," MS(
+                    "first", "true") "]}",
+                "a b", "[_a][_][b]");
+    check_split(NULL,
+                "{\"type\":\"Sequence\",\"pretokenizers\":[" SPLIT_STR("Isolated", "false") "," MS(
+                    "always", "true") "]}",
+                "a b", "[_a][_][_b]");
+    /* the legacy form: add_prefix_space (true: always) */
+    check_split(NULL, "{\"type\":\"Metaspace\",\"replacement\":\"_\",\"add_prefix_space\":true}",
+                "a b", "[_a][_b]");
+#undef MS
+    /* a part of a longer input (text after an added token): "first" adds no prefix */
+    cJSON           *jp  = cJSON_Parse("{\"type\":\"Metaspace\",\"replacement\":\"_\","
+                                                  "\"prepend_scheme\":\"first\",\"split\":true}");
+    struct tok_pipe *p   = NULL;
+    struct lmp_err   err = {0};
+    bool             bl;
+    CHECK(jp && tok_pipe_from_json(NULL, jp, "t.json", &p, &bl, &err) == LMP_OK && !bl);
+    struct words w = {{0}, 0};
+    if (p) CHECK(tok_pipe_run_at(p, "a b", 3, false, put_word, &w) == LMP_OK);
+    CHECK(strcmp(w.s, "[a][_b]") == 0);
+    tok_pipe_free(&p);
+    cJSON_Delete(jp);
+}
+
 static void test_split_behaviors(void) {
     /* "a b  c": spans [a] [ ]* [b] [ ]* [ ]* [c] (* = match) */
     check_split(NULL, SPLIT_STR("Removed", "false"), "a b  c", "[a][b][c]");
@@ -181,8 +219,9 @@ static void check_refused(const char *normalizer, const char *pre, enum lmp_stat
 
 static void test_refusals(void) {
     static const char bl[] = "{\"type\":\"ByteLevel\"}";
+    /* Metaspace is run, but a vocabulary without ByteLevel needs its byte tokens or unk */
     check_refused("null", "{\"type\":\"Metaspace\",\"replacement\":\"x\"}", LMP_EUNSUP,
-                  "'Metaspace'");
+                  "byte_fallback");
     check_refused("null", "{\"type\":\"BertPreTokenizer\"}", LMP_EUNSUP, "'BertPreTokenizer'");
     check_refused("{\"type\":\"BertNormalizer\"}", bl, LMP_EUNSUP, "'BertNormalizer'");
     check_refused("{\"type\":\"Sequence\",\"normalizers\":[{\"type\":\"Precompiled\"}]}", bl,
@@ -451,6 +490,7 @@ static void test_gguf_pre_names(void) {
 
 int main(void) {
     RUN(test_split_behaviors);
+    RUN(test_metaspace);
     RUN(test_pretokenizers);
     RUN(test_normalizers);
     RUN(test_refusals);

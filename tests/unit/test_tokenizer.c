@@ -513,6 +513,72 @@ static void test_smollm2_hf_equals_gguf(void) {
     lmp_tokenizer_free(&t);
 }
 
+/* A SentencePiece vocabulary in a tokenizer.json (Llama-2's form: Prepend + Replace
+ * normalizers; Mistral v0.3's: Metaspace "first"): BPE over characters, byte fallback, unk
+ * (fused), BOS from the post-processor, decoding with U+2581 as a space and the dummy
+ * prefix stripped. scripts/ref/check_sp_tokenizer.py compares real files of both forms with
+ * the tokenizers library on WikiText-2 and more. */
+static const char sp_vocab[] =
+    "\"model\":{\"type\":\"BPE\",\"unk_token\":\"<unk>\",\"fuse_unk\":true,"
+    "\"byte_fallback\":true,\"vocab\":{\"<unk>\":0,\"<s>\":1,\"</s>\":2,\"<0x0A>\":3,"
+    "\"<0xC3>\":4,\"<0xA9>\":5,\"\\u2581\":6,\"a\":7,\"b\":8,\"\\u2581a\":9,\"ab\":10,"
+    "\"\\u2581ab\":11},\"merges\":[\"\\u2581 a\",\"a b\",[\"\\u2581a\",\"b\"]]},"
+    "\"added_tokens\":[{\"id\":0,\"content\":\"<unk>\",\"special\":true},"
+    "{\"id\":1,\"content\":\"<s>\",\"special\":true},{\"id\":2,\"content\":\"</s>\","
+    "\"special\":true}],\"post_processor\":{\"type\":\"TemplateProcessing\",\"single\":"
+    "[{\"SpecialToken\":{\"id\":\"<s>\",\"type_id\":0}},{\"Sequence\":{\"id\":\"A\","
+    "\"type_id\":0}}]},\"decoder\":{\"type\":\"Sequence\",\"decoders\":[{\"type\":\"Replace\","
+    "\"pattern\":{\"String\":\"\\u2581\"},\"content\":\" \"},{\"type\":\"ByteFallback\"},"
+    "{\"type\":\"Fuse\"},{\"type\":\"Strip\",\"content\":\" \",\"start\":1,\"stop\":0}]}";
+
+static void test_hf_sentencepiece(void) {
+    static const char *const forms[] = {
+        "\"normalizer\":{\"type\":\"Sequence\",\"normalizers\":[{\"type\":\"Prepend\","
+        "\"prepend\":\"\\u2581\"},{\"type\":\"Replace\",\"pattern\":{\"String\":\" \"},"
+        "\"content\":\"\\u2581\"}]},\"pre_tokenizer\":null,",
+        "\"normalizer\":null,\"pre_tokenizer\":{\"type\":\"Metaspace\",\"replacement\":"
+        "\"\\u2581\",\"prepend_scheme\":\"first\",\"split\":false},",
+    };
+    for (int f = 0; f < 2; f++) {
+        char json[4096];
+        snprintf(json, sizeof(json), "{%s%s}", forms[f], sp_vocab);
+        struct lmp_tokenizer *t   = NULL;
+        struct lmp_err        err = {0};
+        CHECK(lmp_tokenizer_parse_hf(json, strlen(json), "sp.json", &t, &err) == LMP_OK);
+        if (t == NULL) {
+            fprintf(stderr, "%s\n", err.msg);
+            continue;
+        }
+        CHECK(lmp_tokenizer_bos(t) == 1);
+        /* "ab ab\né": [▁,a,b,▁,a,b,\n,é] -> ▁a (rank 0, left first), ▁ab (rank 2); \n and é
+         * are not tokens: their bytes; two ζ, no byte tokens: one unk */
+        static const char text[] = "ab ab\n\xC3\xA9\xCE\xB6\xCE\xB6";
+        int32_t          *ids    = NULL;
+        int64_t           n      = 0;
+        CHECK(lmp_tokenizer_encode(t, text, sizeof(text) - 1, true, &ids, &n, &err) == LMP_OK);
+        static const int32_t want[] = {1, 11, 11, 3, 4, 5, 0};
+        CHECK(n == 7 && ids && memcmp(ids, want, sizeof(want)) == 0);
+        char  *back = NULL;
+        size_t len  = 0; /* the bytes come back, the dummy prefix goes, unk is empty */
+        CHECK(ids && lmp_tokenizer_decode(t, ids, n - 1, &back, &len, &err) == LMP_OK);
+        CHECK(back && len == 8 && memcmp(back, "ab ab\n\xC3\xA9", 8) == 0);
+        free(back);
+        free(ids);
+        lmp_tokenizer_free(&t);
+    }
+    /* without ByteLevel, byte_fallback or an unk_token there is no way to spell a byte */
+    static const char bare[]  = "{\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":0},\"merges\":[]},"
+                                "\"pre_tokenizer\":{\"type\":\"Metaspace\",\"replacement\":"
+                                "\"\\u2581\"}}";
+    struct lmp_tokenizer *t   = NULL;
+    struct lmp_err        err = {0};
+    CHECK(lmp_tokenizer_parse_hf(bare, sizeof(bare) - 1, "bare.json", &t, &err) == LMP_EUNSUP);
+    CHECK(strstr(err.msg, "'bare.json'") && strstr(err.msg, "byte_fallback"));
+    static const char two[] = "{\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":0},\"merges\":[]},"
+                              "\"pre_tokenizer\":{\"type\":\"Metaspace\",\"replacement\":\"ab\"}}";
+    CHECK(lmp_tokenizer_parse_hf(two, sizeof(two) - 1, "two.json", &t, &err) == LMP_EFORMAT);
+}
+
 static void test_hf_rejects_bad_input(void) {
     struct lmp_tokenizer *t;
     struct lmp_err        err = {0};
@@ -629,6 +695,7 @@ int main(void) {
     RUN(test_vocab_must_agree);
     RUN(test_llama2c_merge_order);
     RUN(test_hf_rejects_bad_input);
+    RUN(test_hf_sentencepiece);
     RUN(test_llama2c_matches_run_c);
     RUN(test_llama2c_roundtrip);
     RUN(test_smollm2_gguf_matches_reference);
