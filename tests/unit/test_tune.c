@@ -22,8 +22,9 @@
  *  - bad inputs are refused: a token outside the vocabulary, a linear that is not the
  *    student's;
  *  - a Qwen3-like and a Gemma-3-like student (tests/tiny_arch.h): steps lower the held-out
- *    KL, the q/k and post norms are trained (and frozen without train_norms), and resume
- *    from a checkpoint is exact with them in the state.
+ *    KL, the q/k and post norms are trained (and frozen without train_norms), resume from a
+ *    checkpoint is exact with them in the state, and so are 2 pipeline stages (with and
+ *    without 2 replicas).
  */
 #include "worker/tune.h"
 #include "artifact/checkpoint.h" /* defines: lmp_ckpt_write, lmp_ckpt_read */
@@ -629,6 +630,11 @@ static void test_arch_students(void) {
         student_free(&a);
         student_free(&b);
         student_free(&c);
+
+        /* pipeline stages (the embedding scale on stage 0, a local block on each stage) and
+         * replicas give the one process's bits */
+        pipeline_case(2, 1, 0, false, 4);
+        pipeline_case(2, 2, 0, true, 4);
     }
     g_arch = 0;
 }
