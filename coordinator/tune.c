@@ -196,41 +196,41 @@ static enum lmp_status save_checkpoint(struct tj *t, struct lmp_err *err) {
     return lmp_ckpt_write(t->ckpt_path, t->key, t->ck, t->n_state, err);
 }
 
-/* One norm of the student: every value finite, or a one-line error naming the artifact
- * and the tensor (the reader, lmp_model_finish, checked the shapes). NULL: absent. */
-static enum lmp_status finite_norm(const float *v, int64_t n, const char *art, int32_t blk,
-                                   const char *name, struct lmp_err *err) {
+/* One norm of the student: every value finite, or a one-line error naming the file (kind:
+ * "artifact" or "checkpoint") and the tensor. NULL: absent. */
+static enum lmp_status finite_norm(const float *v, int64_t n, const char *kind, const char *path,
+                                   int32_t blk, const char *name, struct lmp_err *err) {
     for (int64_t i = 0; v && i < n; i++)
         if (!isfinite(v[i])) {
-            char q[160];
-            return blk < 0 ? lmp_err_set(err, LMP_EFORMAT,
-                                         "artifact '%s': tensor '%s' holds a value that is not "
-                                         "finite",
-                                         lmp_str_escape(q, sizeof(q), art), name)
-                           : lmp_err_set(err, LMP_EFORMAT,
-                                         "artifact '%s': tensor 'model.layers.%d.%s' holds a "
-                                         "value that is not finite",
-                                         lmp_str_escape(q, sizeof(q), art), blk, name);
+            char q[160], t[LMP_NAME_MAX];
+            if (blk < 0)
+                snprintf(t, sizeof(t), "%s", name);
+            else
+                snprintf(t, sizeof(t), "model.layers.%d.%s", blk, name);
+            return lmp_err_set(err, LMP_EFORMAT,
+                               "%s '%s': norm '%s' holds a value that is not finite", kind,
+                               lmp_str_escape(q, sizeof(q), path), t);
         }
     return LMP_OK;
 }
 
-/* The student's norms, the trained parameters tuning starts from: all finite. */
-static enum lmp_status check_norms(const struct lmp_model_weights *w, const char *art,
-                                   struct lmp_err *err) {
+/* The student's norms, the trained parameters tuning starts from (read from the input
+ * artifact, whose reader checked their shapes, or from a checkpoint): all finite. */
+static enum lmp_status check_norms(const struct lmp_model_weights *w, const char *kind,
+                                   const char *path, struct lmp_err *err) {
     const struct lmp_config *c = &w->cfg;
-    enum lmp_status st = finite_norm(w->out_norm, c->dim, art, -1, "model.norm.weight", err);
-    for (int32_t b = 0; st == LMP_OK && b < c->n_layers; b++)
-        if ((st = finite_norm(w->attn_norm[b], c->dim, art, b, "input_layernorm.weight", err)) ||
-            (st = finite_norm(w->ffn_norm[b], c->dim, art, b, "post_attention_layernorm.weight",
-                              err)) ||
-            (st = finite_norm(w->q_norm[b], c->head_dim, art, b, "self_attn.q_norm.weight", err)) ||
-            (st = finite_norm(w->k_norm[b], c->head_dim, art, b, "self_attn.k_norm.weight", err)) ||
-            (st = finite_norm(w->post_attn_norm[b], c->dim, art, b, "post_attention_norm.weight",
-                              err)) ||
-            (st = finite_norm(w->post_ffn_norm[b], c->dim, art, b,
-                              "post_feedforward_layernorm.weight", err)))
-            break;
+    enum lmp_status st = finite_norm(w->out_norm, c->dim, kind, path, -1, "model.norm.weight", err);
+    for (int32_t b = 0; st == LMP_OK && b < c->n_layers; b++) {
+        const float             *v[6] = {w->attn_norm[b], w->ffn_norm[b],       w->q_norm[b],
+                                         w->k_norm[b],    w->post_attn_norm[b], w->post_ffn_norm[b]};
+        const int64_t            n[6] = {c->dim, c->dim, c->head_dim, c->head_dim, c->dim, c->dim};
+        static const char *const name[6] = {
+            "input_layernorm.weight",     "post_attention_layernorm.weight",
+            "self_attn.q_norm.weight",    "self_attn.k_norm.weight",
+            "post_attention_norm.weight", "post_feedforward_layernorm.weight"};
+        for (int k = 0; k < 6 && st == LMP_OK; k++)
+            st = finite_norm(v[k], n[k], kind, path, b, name[k], err);
+    }
     return st;
 }
 
@@ -505,7 +505,7 @@ enum lmp_status lmp_tune_job_run(const struct lmp_tune_job *j, struct lmp_tune_r
 
     /* fp32 weights; the decoded dense artifact model and the teacher's file pages go */
     if ((st = lmp_model_weights_load(t.smodel, &t.student, err)) ||
-        (st = check_norms(t.student, j->artifact, err)) ||
+        (st = check_norms(t.student, "artifact", j->artifact, err)) ||
         (st = lmp_model_weights_load(t.teacher_model, &t.teacher, err)))
         goto out;
     if ((st = load_layers(&t, j->artifact, err))) goto out;
@@ -612,6 +612,8 @@ enum lmp_status lmp_tune_job_run(const struct lmp_tune_job *j, struct lmp_tune_r
         st                = lmp_ckpt_read(t.ckpt_path, t.key, t.ck, t.n_state, &e2);
         if (st == LMP_OK) {
             lmp_tune_state_loaded(t.tune);
+            /* the trained norms it brought back (the P/V state's own arrays: their checksums) */
+            if ((st = check_norms(t.student, "checkpoint", t.ckpt_path, err))) goto out;
             r->resumed_at = lmp_tune_steps_done(t.tune);
             notice(j, "resuming '%s' at step %lld", lmp_str_escape(q, sizeof(q), t.ckpt_path),
                    (long long)r->resumed_at);
