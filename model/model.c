@@ -440,6 +440,11 @@ enum lmp_status lmp_model_open(const char *path, struct lmp_model **out, struct 
     size_t        n        = fread(magic, 1, 4, f);
     fclose(f);
     if (n == 4 && memcmp(magic, "GGUF", 4) == 0) return lmp_model_open_gguf(path, out, err);
+    if (n == 4 && memcmp(magic, "\x89HDF", 4) == 0) /* HDF5's signature: most likely ours */
+        return lmp_err_set(err, LMP_EFORMAT,
+                           "'%s': an HDF5 file, not a checkpoint (an lmpress artifact is run "
+                           "with --artifact)",
+                           path);
     if (has_suffix(path, ".gguf"))
         return lmp_err_set(err, LMP_EFORMAT, "'%s': not a GGUF file (bad magic)", path);
     return lmp_model_open_llama2c(path, out, err);

@@ -507,6 +507,10 @@ static void test_unknown_formats(void) {
     open_unknown("text", text, sizeof(text) - 1, LMP_EFORMAT, UNKNOWN);
     open_unknown("short_text", "GGU", 3, LMP_EFORMAT, UNKNOWN);
     open_unknown("empty", "", 0, LMP_EFORMAT, UNKNOWN);
+    /* an HDF5 file (an artifact given as a model): named as such, with the way to run it */
+    static const unsigned char hdf5[] = "\x89HDF\r\n\x1a\n\0\0\0\0\0\x08\x08\0\x04\0\x10";
+    open_unknown("artifact", hdf5, sizeof(hdf5) - 1, LMP_EFORMAT, "an HDF5 file");
+    open_unknown("artifact2", hdf5, sizeof(hdf5) - 1, LMP_EFORMAT, "--artifact");
     /* a GGUF cut inside its header: the GGUF reader's "truncated", not a llama2.c error */
     static const unsigned char gguf[] = {'G', 'G', 'U', 'F', 3, 0, 0, 0, 9, 0, 0,
                                          0,   0,   0,   0,   0, 2, 0, 0, 0, 0, 0};
