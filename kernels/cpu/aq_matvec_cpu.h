@@ -34,10 +34,15 @@
 #include <stdlib.h>
 
 enum {
-    AQMV_CHUNK      = 16,        /* groups per table chunk */
-    AQMV_LUT_BATCH  = 8,         /* at most this many input rows take the tables (Kx8) */
-    AQMV_GEMM_BATCH = 16,        /* at least this many take decoded tiles + sgemm (1x16) */
-    AQMV_TILE       = 256 * 1024 /* floats of decoded rows per tile (1 MiB) */
+    AQMV_CHUNK      = 16,         /* groups per table chunk */
+    AQMV_LUT_BATCH  = 8,          /* at most this many input rows take the tables (Kx8) */
+    AQMV_GEMM_BATCH = 16,         /* at least this many take decoded tiles + sgemm (1x16) */
+    AQMV_TILE       = 256 * 1024, /* floats of decoded rows per tile (1 MiB) */
+    /* fewer input rows than this: lmp_sgemm_blas runs one call on one thread (it cuts
+     * calls of 2 x 256 rows and more into row blocks for the pool), so the tiles go to the
+     * threads whole instead: at least AQMV_MIN_TILES of them per layer */
+    AQMV_TILE_PAR  = 512,
+    AQMV_MIN_TILES = 4,
 };
 
 /* Tables of groups [j0, j0 + nj) for the n_batch rows of x, then, for every output row
@@ -61,6 +66,7 @@ struct aqmv_job {
     lmp_aq_decode_fn          *decode;
     float                     *tile; /* (rows, n_in) decoded rows */
     int64_t                    o0, n_rows;
+    int64_t                    tile_rows, n_tiles, next_tile; /* aqmv_tile_part */
     int                        failed;
 };
 
@@ -139,6 +145,34 @@ static void aqmv_decode_part(void *arg, int tid, int nt) {
               J->scale + J->o0 + lo, &rs);
 }
 
+/* Whole tiles, taken from a counter: each decoded into the thread's scratch and multiplied
+ * by its own sgemm (one thread's: fewer than AQMV_TILE_PAR input rows). The tiles and their
+ * sgemm calls depend on the shape only, so the result does not depend on the threads. */
+static void aqmv_tile_part(void *arg, int tid, int nt) {
+    struct aqmv_job *J    = arg;
+    const int64_t    n_in = J->s->n_in, n_out = J->s->n_out;
+    (void)tid, (void)nt;
+    struct lmp_scratch_mark mark = lmp_scratch_mark();
+    float                  *tile = lmp_scratch_alloc((size_t)(J->tile_rows * n_in) * sizeof(float));
+    if (tile == NULL) {
+        __atomic_store_n(&J->failed, 1, __ATOMIC_RELAXED);
+        lmp_scratch_reset(mark);
+        return;
+    }
+    for (;;) {
+        const int64_t t = __atomic_fetch_add(&J->next_tile, 1, __ATOMIC_RELAXED);
+        if (t >= J->n_tiles) break;
+        struct aqmv_job T = *J;
+        T.tile            = tile;
+        T.o0              = t * J->tile_rows;
+        T.n_rows          = n_out - T.o0 < J->tile_rows ? n_out - T.o0 : J->tile_rows;
+        aqmv_decode_part(&T, 0, 1);
+        lmp_sgemm_blas(LMP_NO_TRANS, LMP_TRANS, J->n_batch, T.n_rows, n_in, 1.0f, J->x, n_in, tile,
+                       n_in, 0.0f, J->y + T.o0, n_out);
+    }
+    lmp_scratch_reset(mark);
+}
+
 static int aqmv_threads(int64_t n_tasks) {
     int nt = lmp_cpu_threads();
     return n_tasks < nt ? (int)(n_tasks > 0 ? n_tasks : 1) : nt;
@@ -164,6 +198,14 @@ static inline int aqmv_run(float *y, const float *x, int64_t n_batch, const uint
         int64_t rows = AQMV_TILE / n_in;
         rows         = rows < 16 ? 16 : rows / 16 * 16;
         if (rows > n_out) rows = n_out;
+        if (n_batch < AQMV_TILE_PAR) { /* prompts, short windows: tiles over the threads */
+            const int64_t quarter = (n_out + AQMV_MIN_TILES - 1) / AQMV_MIN_TILES;
+            const int64_t r16     = (quarter + 15) / 16 * 16;
+            J.tile_rows           = r16 < rows ? r16 : rows;
+            J.n_tiles             = (n_out + J.tile_rows - 1) / J.tile_rows;
+            lmp_cpu_parallel(aqmv_threads(J.n_tiles), aqmv_tile_part, &J);
+            return J.failed ? LMP_ENOMEM : 0;
+        }
         struct lmp_scratch_mark mark = lmp_scratch_mark();
         J.tile                       = lmp_scratch_alloc((size_t)(rows * n_in) * sizeof(float));
         if (J.tile == NULL) {
