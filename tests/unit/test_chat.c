@@ -3,11 +3,9 @@
  *  not found where there is none or the literal is broken; and, with SmolLM2 in the cache,
  *  the ids of a user turn equal to those transformers' apply_chat_template gives.
  */
-#include "tests/check.h"     /* defines: CHECK, RUN, check_report, check_skip */
+#include "tests/check.h"     /* defines: CHECK, RUN, check_report, check_cache_file */
 #include "model/chat.h"      /* defines: lmp_chat_default_system, lmp_chat_encode */
 #include "model/tokenizer.h" /* defines: lmp_tokenizer_open */
-
-#include <unistd.h>
 
 static bool sys_is(const char *tmpl, const char *want) {
     char *got = lmp_chat_default_system(tmpl, strlen(tmpl));
@@ -50,17 +48,8 @@ static void test_default_system(void) {
 }
 
 static void test_smollm2_ids(void) {
-    char        path[4096];
-    const char *cache = getenv("LMP_CACHE"), *home = getenv("HOME");
-    if (cache)
-        snprintf(path, sizeof(path), "%s/models/SmolLM2-135M-Instruct.Q4_1.gguf", cache);
-    else
-        snprintf(path, sizeof(path), "%s/.cache/lmpress/models/SmolLM2-135M-Instruct.Q4_1.gguf",
-                 home ? home : ".");
-    if (access(path, R_OK) != 0) {
-        check_skip("SmolLM2 is not in the cache (deploy/setup.sh fetches it)");
-        return;
-    }
+    const char *path = check_cache_file(0, CHECK_SMOLLM2_GGUF);
+    if (!check_have_file(path)) return;
     struct lmp_model     *m   = NULL;
     struct lmp_tokenizer *tok = NULL;
     struct lmp_err        err = {0};
