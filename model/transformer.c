@@ -753,6 +753,21 @@ static void swiglu_task(void *ctx, int64_t task, int thread) {
         g[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
 }
 
+/* A row of attention scores over keys [0, n): the keys below k0 (outside the window) get 0,
+ * [k0, n) the softmax of their scores. */
+static void softmax_keys(float *row, int64_t k0, int64_t n) {
+    for (int64_t k = 0; k < k0; k++) row[k] = 0.0f;
+    float mx = row[k0];
+    for (int64_t k = k0 + 1; k < n; k++) mx = row[k] > mx ? row[k] : mx;
+    float sum = 0;
+    for (int64_t k = k0; k < n; k++) {
+        row[k] = expf(row[k] - mx);
+        sum += row[k];
+    }
+    const float inv = 1.0f / sum;
+    for (int64_t k = k0; k < n; k++) row[k] *= inv;
+}
+
 /* ---- attention ------------------------------------------------------------------------ */
 
 struct attn_job {
@@ -787,16 +802,7 @@ static void attn_task(void *ctx, int64_t task, int thread) {
         float        *row = S + i * n_keys;
         const int64_t n   = j->pos0 + t0 + i + 1; /* keys this query may see: [k0, n) */
         const int64_t k0  = j->window > 0 && n > j->window ? n - j->window : 0;
-        for (int64_t k = 0; k < k0; k++) row[k] = 0.0f;
-        float mx = row[k0];
-        for (int64_t k = k0 + 1; k < n; k++) mx = row[k] > mx ? row[k] : mx;
-        float sum = 0;
-        for (int64_t k = k0; k < n; k++) {
-            row[k] = expf(row[k] - mx);
-            sum += row[k];
-        }
-        float inv = 1.0f / sum;
-        for (int64_t k = k0; k < n; k++) row[k] *= inv;
+        softmax_keys(row, k0, n);
         for (int64_t k = n; k < n_keys; k++) row[k] = 0.0f;
     }
     kt->sgemm(LMP_NO_TRANS, LMP_NO_TRANS, m, hd, n_keys, 1.0f, S, n_keys, V, kd, 0.0f, O, qd);
@@ -830,16 +836,7 @@ static void attn_task_1tok(void *ctx, int64_t task, int thread) {
     kt->sgemm(LMP_NO_TRANS, LMP_TRANS, grp, n, hd, scale, Q, hd, K, kd, 0.0f, S, n);
     for (int64_t i = 0; i < grp; i++) {
         float *row = S + i * n;
-        for (int64_t k = 0; k < k0; k++) row[k] = 0.0f;
-        float mx = row[k0];
-        for (int64_t k = k0 + 1; k < n; k++) mx = row[k] > mx ? row[k] : mx;
-        float sum = 0;
-        for (int64_t k = k0; k < n; k++) {
-            row[k] = expf(row[k] - mx);
-            sum += row[k];
-        }
-        float inv = 1.0f / sum;
-        for (int64_t k = k0; k < n; k++) row[k] *= inv;
+        softmax_keys(row, k0, n);
     }
     kt->sgemm(LMP_NO_TRANS, LMP_NO_TRANS, grp, hd, n, 1.0f, S, n, V, kd, 0.0f, O, hd);
 }
