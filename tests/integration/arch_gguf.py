@@ -15,7 +15,7 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from stories_gguf import GGUF_F32, GGUF_I32, GGUF_STR, Writer, neox, read_llama2c, read_tok  # noqa: E402
+from stories_gguf import Writer, neox, put_tokenizer, read_llama2c  # noqa: E402
 
 
 def main():
@@ -45,15 +45,7 @@ def main():
     g.u32(f"{a}.attention.sliding_window_pattern", 2)
     g.string(f"{a}.rope.scaling.type", "linear")
     g.f32(f"{a}.rope.scaling.factor", 2.0)
-    toks, scores, types = read_tok(tok, c["vocab"])
-    g.string("tokenizer.ggml.model", "llama")
-    g.arr("tokenizer.ggml.tokens", GGUF_STR, toks)
-    g.arr("tokenizer.ggml.scores", GGUF_F32, scores)
-    g.arr("tokenizer.ggml.token_type", GGUF_I32, types)
-    g.u32("tokenizer.ggml.bos_token_id", 1)
-    g.u32("tokenizer.ggml.eos_token_id", 2)
-    g.u32("tokenizer.ggml.unknown_token_id", 0)
-    g.boolean("tokenizer.ggml.add_bos_token", True)
+    put_tokenizer(g, tok, c["vocab"])
 
     g.tensor("token_embd.weight", w["tok"], (c["vocab"], dim))
     g.tensor("output_norm.weight", w["norm"], (dim,))

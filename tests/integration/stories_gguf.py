@@ -83,6 +83,19 @@ def read_tok(path, vocab):
     return toks, scores, types
 
 
+def put_tokenizer(g, tok, vocab):
+    """The llama2.c tokenizer.bin at tok as a GGUF SentencePiece ("llama") vocabulary."""
+    toks, scores, types = read_tok(tok, vocab)
+    g.string("tokenizer.ggml.model", "llama")
+    g.arr("tokenizer.ggml.tokens", GGUF_STR, toks)
+    g.arr("tokenizer.ggml.scores", GGUF_F32, scores)
+    g.arr("tokenizer.ggml.token_type", GGUF_I32, types)
+    g.u32("tokenizer.ggml.bos_token_id", 1)
+    g.u32("tokenizer.ggml.eos_token_id", 2)
+    g.u32("tokenizer.ggml.unknown_token_id", 0)
+    g.boolean("tokenizer.ggml.add_bos_token", True)
+
+
 def neox(rows, n_heads, hd, cols):
     """Reorder the rows of each head: (0, 2, 4, ..., 1, 3, 5, ...)."""
     out = []
@@ -170,15 +183,7 @@ def main():
     if arch == "qwen3":
         g.u32("qwen3.attention.key_length", hd)
         g.u32("qwen3.attention.value_length", hd)
-    toks, scores, types = read_tok(tok, c["vocab"])
-    g.string("tokenizer.ggml.model", "llama")
-    g.arr("tokenizer.ggml.tokens", GGUF_STR, toks)
-    g.arr("tokenizer.ggml.scores", GGUF_F32, scores)
-    g.arr("tokenizer.ggml.token_type", GGUF_I32, types)
-    g.u32("tokenizer.ggml.bos_token_id", 1)
-    g.u32("tokenizer.ggml.eos_token_id", 2)
-    g.u32("tokenizer.ggml.unknown_token_id", 0)
-    g.boolean("tokenizer.ggml.add_bos_token", True)
+    put_tokenizer(g, tok, c["vocab"])
 
     g.tensor("token_embd.weight", w["tok"], (c["vocab"], dim))
     g.tensor("output_norm.weight", w["norm"], (dim,))
