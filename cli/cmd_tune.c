@@ -103,6 +103,19 @@ static enum lmp_status mpi_sum_i64(void *ctx, int64_t *x, int64_t n) {
     (void)ctx;
     return mpi_sum(x, n, MPI_INT64_T, sizeof(*x));
 }
+/* The sum lands on rank root only (the others' x is left as it was). */
+static enum lmp_status mpi_reduce_i64(void *ctx, int root, int64_t *x, int64_t n) {
+    (void)ctx;
+    for (int64_t off = 0; off < n;) {
+        const int64_t m  = n - off < (1 << 28) ? n - off : (1 << 28);
+        const bool    me = g_rank == root;
+        if (MPI_Reduce(me ? MPI_IN_PLACE : x + off, me ? x + off : NULL, (int)m, MPI_INT64_T,
+                       MPI_SUM, root, MPI_COMM_WORLD) != MPI_SUCCESS)
+            return LMP_EIO;
+        off += m;
+    }
+    return LMP_OK;
+}
 static enum lmp_status mpi_sum_f64(void *ctx, double *x, int64_t n) {
     (void)ctx;
     return mpi_sum(x, n, MPI_DOUBLE, sizeof(*x));
@@ -152,7 +165,7 @@ static bool mpi_start(struct lmp_tune_comm *comm, bool *on) {
     MPI_Comm_rank(MPI_COMM_WORLD, &rank);
     MPI_Comm_size(MPI_COMM_WORLD, &size);
     g_rank = rank;
-    *comm  = (struct lmp_tune_comm){rank, size, NULL, mpi_sum_i64, mpi_sum_f64};
+    *comm  = (struct lmp_tune_comm){rank, size, NULL, mpi_sum_i64, mpi_sum_f64, mpi_reduce_i64};
     return true;
 }
 
@@ -168,9 +181,12 @@ static int mpi_end(bool on, int size, int rc) {
 static void progress(void *ctx, const struct lmp_tune_step_stats *s, int64_t n_steps) {
     const struct lmp_cli *cli = ctx;
     if (cli->json || g_rank != 0) return;
-    fprintf(stderr, "step %lld/%lld  kl %.4f  agree %.3f  codes changed %lld/%lld  %.0f tok/s\n",
+    fprintf(stderr,
+            "step %lld/%lld  kl %.4f  agree %.3f  codes changed %lld/%lld  %.0f tok/s  "
+            "(%.1f s: sum %.1f, P/V %.1f)\n",
             (long long)s->step, (long long)n_steps, s->kl, s->agree, (long long)s->codes_changed,
-            (long long)s->codes_selected, s->seconds > 0 ? (double)s->rows / s->seconds : 0.0);
+            (long long)s->codes_selected, s->seconds > 0 ? (double)s->rows / s->seconds : 0.0,
+            s->seconds, s->seconds_sum, s->seconds_pv);
 }
 
 static void notice(void *ctx, const char *line) {
@@ -352,7 +368,10 @@ static int cmd_tune_exec(struct lmp_cli *cli, int argc, char **argv) {
     struct lmp_tune_pipe pipe = {0};
     bool                 mpi  = false;
     if (!mpi_start(&comm, &mpi)) return LMP_EXIT_FAIL;
-    if (mpi && comm.size > 1) j.opts.comm = &comm;
+    if (mpi && comm.size > 1) { /* MPI ranks fail together: owner-only P/V */
+        j.opts.comm     = &comm;
+        j.opts.owner_pv = true;
+    }
     if (stages > 1 && (!mpi || comm.size % stages != 0)) {
         if (g_rank == 0)
             fprintf(stderr,
@@ -418,6 +437,8 @@ int lmp_cli_tune_run(struct lmp_cli *cli, struct lmp_tune_job *j, cJSON *o) {
         cJSON_AddItemToObject(o, "val_agree_after", num_or_null(r.val_agree_after));
         cJSON_AddNumberToObject(o, "codes_changed", (double)r.codes_changed);
         cJSON_AddNumberToObject(o, "seconds_tuning", r.seconds_tuning);
+        cJSON_AddNumberToObject(o, "seconds_sum", r.seconds_sum);
+        cJSON_AddNumberToObject(o, "seconds_pv", r.seconds_pv);
         cJSON_AddNumberToObject(o, "tokens_per_s", r.tokens_per_s);
     } else {
         fprintf(stderr, "tuned %lld steps (%lld windows of text) in %.1f s, %.0f tok/s; wrote %s\n",
@@ -440,7 +461,7 @@ enum lmp_status lmp_cli_tune_rank(void *ctx, const Lmp__TaskAssign *ta,
     struct lmp_tune_job j;
     lmp_tune_job_from_spec(&j, ta->tune, ta->model_path, ta->out_dir);
     j.n_threads = (int)ta->n_threads;
-    j.opts.comm = comm;
+    j.opts.comm = comm; /* ranks through a coordinator survive each other: no owner_pv */
     /* pipeline stages: chains of min(stages, ranks) (the coordinator sends whole chains),
      * their transfers as sums through the coordinator (no send/recv) */
     struct lmp_tune_pipe pipe = {0};

@@ -192,6 +192,8 @@ static enum lmp_status list_state(struct tj *t) {
 
 static enum lmp_status save_checkpoint(struct tj *t, struct lmp_err *err) {
     enum lmp_status st = list_state(t);
+    if (st == LMP_EINVAL)
+        return lmp_err_set(err, st, "tune: the tuning state was not gathered from the ranks");
     if (st != LMP_OK) return lmp_err_set(err, st, "out of memory");
     return lmp_ckpt_write(t->ckpt_path, t->key, t->ck, t->n_state, err);
 }
@@ -647,9 +649,15 @@ enum lmp_status lmp_tune_job_run(const struct lmp_tune_job *j, struct lmp_tune_r
         double     t0 = now_s(), last_ckpt = t0;
         int64_t    rows = 0;
         while (lmp_tune_steps_done(t.tune) < j->steps) {
+            /* a checkpoint after this step: on the lead rank's clock, and after the last
+             * one (with owner-only P/V the step gathers the ranks' state for it) */
+            const double since = now_s() - last_ckpt;
+            if ((lead && (every || (j->ckpt_seconds > 0 && since >= j->ckpt_seconds))) ||
+                lmp_tune_steps_done(t.tune) + 1 == j->steps)
+                lmp_tune_want_checkpoint(t.tune);
             struct lmp_tune_step_stats s;
             st = lmp_tune_step(t.tune, &s, err);
-            if (st == LMP_ECANCEL) {
+            if (st == LMP_ECANCEL) { /* every rank stopped at this step, its state gathered */
                 struct lmp_err e2 = {0};
                 if (lead && save_checkpoint(&t, &e2) != LMP_OK)
                     lmp_log_warn("%s", e2.msg);
@@ -662,15 +670,17 @@ enum lmp_status lmp_tune_job_run(const struct lmp_tune_job *j, struct lmp_tune_r
             if (st != LMP_OK) goto out;
             rows += s.rows;
             r->codes_changed += s.codes_changed;
+            r->seconds_sum += s.seconds_sum;
+            r->seconds_pv += s.seconds_pv;
             if (j->progress) j->progress(j->progress_ctx, &s, j->steps);
             lmp_artifact_note(t.out, LMP_LOG_INFO, LMP_EVENT_PROGRESS, "", "",
                               "tune step %lld/%lld kl %.5f agree %.4f codes changed %lld/%lld "
-                              "%.1f tok/s",
+                              "%.1f tok/s (sum %.2f s, P/V %.2f s)",
                               (long long)s.step, (long long)j->steps, s.kl, s.agree,
                               (long long)s.codes_changed, (long long)s.codes_selected,
-                              s.seconds > 0 ? (double)s.rows / s.seconds : 0.0);
-            const double now = now_s();
-            if (lead && (every || (j->ckpt_seconds > 0 && now - last_ckpt >= j->ckpt_seconds))) {
+                              s.seconds > 0 ? (double)s.rows / s.seconds : 0.0, s.seconds_sum,
+                              s.seconds_pv);
+            if (s.gathered && lead) {
                 if ((st = save_checkpoint(&t, err))) goto out;
                 last_ckpt = now_s();
             }
@@ -678,7 +688,6 @@ enum lmp_status lmp_tune_job_run(const struct lmp_tune_job *j, struct lmp_tune_r
         r->seconds_tuning = now_s() - t0;
         r->tokens_per_s   = r->seconds_tuning > 0 ? (double)rows / r->seconds_tuning : 0;
         r->steps_done     = lmp_tune_steps_done(t.tune);
-        if (lead && r->steps_done > r->resumed_at && (st = save_checkpoint(&t, err))) goto out;
     }
     if (n_val > 0 &&
         (st = lmp_tune_measure(t.tune, val, n_val, &r->val_kl_after, &r->val_agree_after, err)))

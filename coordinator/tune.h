@@ -66,6 +66,8 @@ struct lmp_tune_result {
     double  val_kl_before, val_agree_before, val_kl_after, val_agree_after; /* NaN: none */
     int64_t codes_changed; /* groups re-encoded with new codes, over this run */
     double  seconds_tuning, tokens_per_s;
+    double  seconds_sum, seconds_pv; /* of seconds_tuning: the ranks' gradient sums; the P/V
+                                        steps and their exchange (lmp_tune_step_stats) */
 };
 
 /* A tuning job as a cluster job (`lmpress tune --connect`, the coordinator, its workers):

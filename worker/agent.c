@@ -390,8 +390,10 @@ struct agent {
 static enum lmp_status tune(struct task *t, struct lmp_err *err) {
     const struct lmp_agent_opts *o  = t->agent->o;
     const Lmp__TaskAssign       *ta = t->qa;
-    struct lmp_tune_comm comm = {(int)ta->rank, (int)ta->ranks, &t->rs, tune_sum_i64, tune_sum_f64};
-    struct lmp_agent_tune_out out = {0};
+    /* no reduce: the coordinator's sums go back to every rank anyway */
+    struct lmp_tune_comm      comm = {(int)ta->rank, (int)ta->ranks, &t->rs,
+                                      tune_sum_i64,  tune_sum_f64,   NULL};
+    struct lmp_agent_tune_out out  = {0};
     enum lmp_status st    = o->tune(o->tune_ctx, ta, ta->ranks > 1 ? &comm : NULL, &t->cancel,
                                     on_tune_step, t, &out, err);
     t->res.steps          = out.steps_done;

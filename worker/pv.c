@@ -32,7 +32,12 @@ struct lmp_pv {
     struct lmp_pv_param *params;  /* (n_params) */
     struct lmp_aq_adam  *a_param; /* (n_params) */
     int64_t             *adam_t;  /* every Adam's step count, for lmp_pv_state (or NULL) */
+    bool                *mine;    /* (n_lins) the linears this process steps; NULL: all */
 };
+
+static bool owns(const struct lmp_pv *pv, int i) {
+    return pv->mine == NULL || pv->mine[i];
+}
 
 static void lin_release(struct pv_lin *p) {
     free(p->u);
@@ -53,6 +58,7 @@ void lmp_pv_destroy(struct lmp_pv **self_p) {
     free(pv->params);
     free(pv->a_param);
     free(pv->adam_t);
+    free(pv->mine);
     free(pv);
     *self_p = NULL;
 }
@@ -117,6 +123,23 @@ oom:
     return LMP_ENOMEM;
 }
 
+enum lmp_status lmp_pv_set_owned(struct lmp_pv *pv, const bool *mine) {
+    assert(pv);
+    free(pv->mine);
+    pv->mine = NULL;
+    if (mine == NULL) return LMP_OK;
+    if ((pv->mine = malloc((size_t)(pv->n_lins > 0 ? pv->n_lins : 1) * sizeof(bool))) == NULL)
+        return LMP_ENOMEM;
+    if (pv->n_lins > 0) memcpy(pv->mine, mine, (size_t)pv->n_lins * sizeof(bool));
+    return LMP_OK;
+}
+
+void lmp_pv_decode(struct lmp_pv *pv, int i) {
+    assert(pv && i >= 0 && i < pv->n_lins);
+    struct pv_lin *p = &pv->lins[i];
+    lmp_kernels_get()->aq_decode(p->l.w, p->l.codes, p->l.cb, p->l.scale, &p->l.shape);
+}
+
 const float *lmp_pv_buffer(const struct lmp_pv *pv, int i) {
     assert(pv && i >= 0 && i < pv->n_lins);
     return pv->lins[i].u;
@@ -157,6 +180,11 @@ enum lmp_status lmp_pv_p_step(struct lmp_pv *pv, const float *const *dw,
     for (int i = 0; dw && i < pv->n_lins; i++) {
         struct pv_lin *p = &pv->lins[i];
         if (dw[i] == NULL) continue;
+        if (!owns(pv, i)) { /* the owner steps it; the step numbers stay the owner's */
+            p->a_cb.t++;
+            p->a_scale.t++;
+            continue;
+        }
         if (kt->aq_grad_dw(p->g_cb, p->g_scale, dw[i], p->l.codes, p->l.cb, p->l.scale,
                            &p->l.shape) != 0)
             return LMP_ENOMEM;
@@ -333,6 +361,10 @@ enum lmp_status lmp_pv_v_step(struct lmp_pv *pv, const float *const *dw,
     for (int i = 0; i < pv->n_lins; i++) {
         struct pv_lin *p = &pv->lins[i];
         if (dw[i] == NULL) continue;
+        if (!owns(pv, i)) {
+            p->a_u.t++;
+            continue;
+        }
         lmp_aq_adam_step(&p->a_u, p->u, dw[i], pv->o.code_lr);
         enum lmp_status e = reencode(p, pv->o.code_frac, pv->o.beam, pv->o.trust_ratio, &st);
         if (e != LMP_OK) return e;
@@ -349,7 +381,7 @@ struct lmp_pv_state_list {
 };
 
 static enum lmp_status st_add(struct lmp_pv_state_list *l, const char *name, float *f, uint16_t *u,
-                              int64_t *i, int64_t n) {
+                              int64_t *i, int64_t n, int32_t lin, bool local) {
     if (l->n == l->cap) {
         int                  cap = l->cap ? 2 * l->cap : 64;
         struct lmp_pv_array *na  = realloc(l->a, (size_t)cap * sizeof(*na));
@@ -360,10 +392,12 @@ static enum lmp_status st_add(struct lmp_pv_state_list *l, const char *name, flo
     struct lmp_pv_array *e = &l->a[l->n++];
     memset(e, 0, sizeof(*e));
     snprintf(e->name, sizeof(e->name), "%s", name);
-    e->f32 = f;
-    e->u16 = u;
-    e->i64 = i;
-    e->n   = n;
+    e->f32   = f;
+    e->u16   = u;
+    e->i64   = i;
+    e->n     = n;
+    e->lin   = lin;
+    e->local = local;
     return LMP_OK;
 }
 
@@ -396,31 +430,33 @@ enum lmp_status lmp_pv_state(struct lmp_pv *pv, struct lmp_pv_array **arrays, in
         struct pv_lin             *p  = &pv->lins[i];
         const struct lmp_aq_shape *s  = &p->l.shape;
         const int64_t              nw = s->n_out * s->n_in, nc = (int64_t)s->M * s->K * s->g;
-#define ADD(suffix, f, u, cnt)                                                                     \
+#define ADD(suffix, f, u, cnt, local)                                                              \
     if (st == LMP_OK) {                                                                            \
         snprintf(nm, sizeof(nm), "lin.%d.%s", i, suffix);                                          \
-        st = st_add(&l, nm, f, u, NULL, cnt);                                                      \
+        st = st_add(&l, nm, f, u, NULL, cnt, i, local);                                            \
     }
-        ADD("codes", NULL, p->l.codes, s->n_out * (s->n_in / s->g) * s->M)
-        ADD("codebooks", p->l.cb, NULL, nc)
-        ADD("scales", p->l.scale, NULL, s->n_out)
-        ADD("u", p->u, NULL, nw)
-        ADD("cb.m", p->a_cb.m, NULL, nc)
-        ADD("cb.v", p->a_cb.v, NULL, nc)
-        ADD("scales.m", p->a_scale.m, NULL, s->n_out)
-        ADD("scales.v", p->a_scale.v, NULL, s->n_out)
-        ADD("u.v", p->a_u.v, NULL, nw) /* beta1 0: the first moment is the gradient itself */
+        ADD("codes", NULL, p->l.codes, s->n_out * (s->n_in / s->g) * s->M, false)
+        ADD("codebooks", p->l.cb, NULL, nc, false)
+        ADD("scales", p->l.scale, NULL, s->n_out, false)
+        ADD("u", p->u, NULL, nw, true)
+        ADD("cb.m", p->a_cb.m, NULL, nc, true)
+        ADD("cb.v", p->a_cb.v, NULL, nc, true)
+        ADD("scales.m", p->a_scale.m, NULL, s->n_out, true)
+        ADD("scales.v", p->a_scale.v, NULL, s->n_out, true)
+        ADD("u.v", p->a_u.v, NULL, nw, true) /* beta1 0: the first moment is the gradient */
 #undef ADD
     }
     for (int i = 0; i < pv->n_params && st == LMP_OK; i++) {
         snprintf(nm, sizeof(nm), "param.%d.x", i);
-        st = st_add(&l, nm, pv->params[i].x, NULL, NULL, pv->params[i].n);
+        st = st_add(&l, nm, pv->params[i].x, NULL, NULL, pv->params[i].n, -1, false);
         snprintf(nm, sizeof(nm), "param.%d.m", i);
-        if (st == LMP_OK) st = st_add(&l, nm, pv->a_param[i].m, NULL, NULL, pv->params[i].n);
+        if (st == LMP_OK)
+            st = st_add(&l, nm, pv->a_param[i].m, NULL, NULL, pv->params[i].n, -1, false);
         snprintf(nm, sizeof(nm), "param.%d.v", i);
-        if (st == LMP_OK) st = st_add(&l, nm, pv->a_param[i].v, NULL, NULL, pv->params[i].n);
+        if (st == LMP_OK)
+            st = st_add(&l, nm, pv->a_param[i].v, NULL, NULL, pv->params[i].n, -1, false);
     }
-    if (st == LMP_OK) st = st_add(&l, "adam_t", NULL, NULL, pv->adam_t, n_adams(pv));
+    if (st == LMP_OK) st = st_add(&l, "adam_t", NULL, NULL, pv->adam_t, n_adams(pv), -1, false);
     if (st != LMP_OK) {
         free(l.a);
         return st;

@@ -112,6 +112,19 @@ enum lmp_status lmp_pv_p_step(struct lmp_pv *self, const float *const *dw,
 enum lmp_status lmp_pv_v_step(struct lmp_pv *self, const float *const *dw,
                               struct lmp_pv_v_stats *stats);
 
+/* Owner-only stepping (data-parallel ranks splitting the P/V work): mine[i] says whether
+ * this process steps linear i (copied; NULL: every linear, the default). For a linear not
+ * its own, a step only counts (the Adam step numbers advance as the owner's do) and leaves
+ * codes, codebooks, scales, U and moments alone: the caller copies the owner's codes,
+ * codebooks and scales in after the step and calls lmp_pv_decode; U and the moments stay
+ * the owner's (lmp_pv_array.local) until gathered for a checkpoint. RET LMP_OK or
+ * LMP_ENOMEM. */
+enum lmp_status lmp_pv_set_owned(struct lmp_pv *self, const bool *mine);
+
+/* Decode linear i's dense buffer from its codes, codebooks and scales (after they were
+ * overwritten, e.g. by the owner's). */
+void lmp_pv_decode(struct lmp_pv *self, int i);
+
 /* The straight-through buffer U (n_out, n_in) of linear i, owned by the object. */
 const float *lmp_pv_buffer(const struct lmp_pv *self, int i);
 
@@ -126,7 +139,10 @@ struct lmp_pv_array {
     float    *f32; /* exactly one of f32, u16, i64 is set */
     uint16_t *u16;
     int64_t  *i64;
-    int64_t   n; /* elements */
+    int64_t   n;     /* elements */
+    int32_t   lin;   /* the linear it belongs to, or -1 */
+    bool      local; /* U or an Adam moment of linear lin: under owner-only stepping only
+                        the owner's copy is current */
 };
 /* Fill *arrays (malloc'ed, caller frees) and *n. RET LMP_OK or LMP_ENOMEM. */
 enum lmp_status lmp_pv_state(struct lmp_pv *self, struct lmp_pv_array **arrays, int *n);

@@ -39,6 +39,16 @@ struct lmp_tune {
     float   *xin;
     int64_t *xfer;       /* collective transfers: (n_replicas, xfer_bytes / 8) */
     size_t   xfer_bytes; /* the largest transfer: one micro-batch's activations */
+    /* owner-only P/V (a communicator of 2+ ranks): the linears this rank steps, the buffer
+     * the owners' codes, codebooks and scales are exchanged in after a step (and the state
+     * gathered in for a checkpoint), and whether this rank's copy of the owners' state (U,
+     * moments) is behind */
+    bool    *mine;
+    int64_t *xch;
+    int64_t  n_xch;
+    bool     stale;
+    bool     want;   /* this rank wants the next step to end gathered (a checkpoint) */
+    int64_t *own_lo; /* (comm size + 1) where each rank's linears start in acc; then the end */
 };
 
 void lmp_tune_opts_init(struct lmp_tune_opts *o) {
@@ -98,6 +108,9 @@ void lmp_tune_destroy(struct lmp_tune **self_p) {
     free(t->sum_g);
     free(t->sum_n);
     free(t->acc);
+    free(t->mine);
+    free(t->xch);
+    free(t->own_lo);
     free(t);
     *self_p = NULL;
 }
@@ -115,6 +128,31 @@ static int64_t lin_size(const struct lmp_config *c, int k) {
         return c->dim * q;
     default:
         return (int64_t)c->hidden_dim * c->dim;
+    }
+}
+
+/* int64 words holding n elements of `size` bytes (the exchange packs raw bytes). */
+static int64_t words_of(int64_t n, int64_t size) {
+    return (n * size + 7) / 8;
+}
+
+/* Words one linear takes in the exchange: codebooks, scales, codes. */
+static int64_t xch_words(const struct lmp_aq_shape *s) {
+    return words_of((int64_t)s->M * s->K * s->g, 4) + words_of(s->n_out, 4) +
+           words_of(s->n_out * (s->n_in / s->g) * s->M, 2);
+}
+
+/* The owner of each linear among R ranks: contiguous runs of linears of about equal
+ * weight count (a linear's P/V work is proportional to it), ascending, the same on every
+ * rank. */
+static void assign_owners(const struct lmp_tune_linear *lins, int n, int R, int *owner) {
+    int64_t total = 0, before = 0;
+    for (int i = 0; i < n; i++) total += lins[i].pv.shape.n_out * lins[i].pv.shape.n_in;
+    for (int i = 0; i < n; i++) {
+        const int64_t sz = lins[i].pv.shape.n_out * lins[i].pv.shape.n_in;
+        const int     o  = (int)((2 * before + sz) * R / (2 * total));
+        owner[i]         = o < R ? o : R - 1;
+        before += sz;
     }
 }
 
@@ -291,8 +329,31 @@ enum lmp_status lmp_tune_new(struct lmp_model_weights       *student,
         t->sum_n[t->n_sum++] = norm_len(cfg, per_block, np, k);
     }
     for (int i = 0; i < t->n_sum; i++) t->n_acc += t->sum_n[i];
-    t->n_acc += 3;
+    t->n_acc += 4;
     if ((t->acc = malloc((size_t)t->n_acc * sizeof(int64_t))) == NULL) goto fail;
+    if (o.owner_pv && o.comm && o.comm->size > 1 && n_lins > 0) { /* owner-only P/V */
+        if ((t->mine = calloc((size_t)n_lins, sizeof(bool))) == NULL) goto fail;
+        t->n_xch = 2; /* the V step's counts */
+        for (int i = 0; i < n_lins; i++) t->n_xch += xch_words(&lins[i].pv.shape);
+        if (t->n_xch < (1 << 17)) t->n_xch = 1 << 17; /* gathers go in pieces of this */
+        if ((t->xch = malloc((size_t)t->n_xch * sizeof(int64_t))) == NULL ||
+            (t->own_lo = calloc((size_t)o.comm->size + 1, sizeof(int64_t))) == NULL)
+            goto fail;
+        /* rank r's linears: a run [own_lo[r], own_lo[r + 1]) of acc (owners ascend) */
+        int *owner = calloc((size_t)n_lins, sizeof(int));
+        if (owner == NULL) goto fail;
+        assign_owners(lins, n_lins, o.comm->size, owner);
+        int64_t off = 0;
+        for (int i = 0, r = 0; i <= n_lins; i++) {
+            for (; r <= o.comm->size && (i == n_lins || r <= owner[i]); r++) t->own_lo[r] = off;
+            if (i < n_lins) {
+                t->mine[i] = owner[i] == o.comm->rank;
+                off += t->sum_n[i];
+            }
+        }
+        free(owner);
+        if (lmp_pv_set_owned(t->pv, t->mine) != LMP_OK) goto fail;
+    }
     free(tuned);
     *out = t;
     return LMP_OK;
@@ -468,6 +529,116 @@ static void add_fixed(int64_t *acc, const float *g, int64_t n, int64_t cap) {
     }
 }
 
+/* After an owner-only P/V step: every owner's codebooks, scales and (codes: after a V
+ * step) codes, and its V step's counts, to every rank (an exact sum: the owner adds the raw
+ * bytes, the others zeros); the other ranks then decode those linears. vs comes in with
+ * this rank's counts and goes out with the sum. */
+static enum lmp_status exchange(struct lmp_tune *t, bool codes, struct lmp_pv_v_stats *vs,
+                                struct lmp_err *err) {
+    memset(t->xch, 0, (size_t)t->n_xch * sizeof(int64_t));
+    for (int pass = 0; pass < 2; pass++) { /* 0: pack this rank's, 1: unpack the others' */
+        int64_t off = 0;
+        for (int i = 0; i < t->n_lins; i++) {
+            const struct lmp_pv_linear *l    = &t->lins[i].pv;
+            const struct lmp_aq_shape  *s    = &l->shape;
+            const int64_t               n_cb = (int64_t)s->M * s->K * s->g,
+                          n_c                = s->n_out * (s->n_in / s->g) * s->M;
+            void *const   part[3]            = {l->cb, l->scale, l->codes};
+            const int64_t len[3]             = {n_cb * 4, s->n_out * 4, codes ? n_c * 2 : 0};
+            for (int k = 0; k < 3; k++) {
+                char *at = (char *)(t->xch + off);
+                if (pass == 0 && t->mine[i]) memcpy(at, part[k], (size_t)len[k]);
+                if (pass == 1 && !t->mine[i]) memcpy(part[k], at, (size_t)len[k]);
+                off += words_of(len[k], 1);
+            }
+            if (pass == 1 && !t->mine[i]) lmp_pv_decode(t->pv, i);
+        }
+        if (pass == 0) {
+            t->xch[off]        = vs->n_changed;
+            t->xch[off + 1]    = vs->n_selected;
+            enum lmp_status st = t->o.comm->sum_i64(t->o.comm->ctx, t->xch, off + 2);
+            if (st != LMP_OK)
+                return lmp_err_set(err, st, "tune: the exchange of the stepped codebooks failed");
+        } else {
+            vs->n_changed  = t->xch[off];
+            vs->n_selected = t->xch[off + 1];
+        }
+    }
+    t->stale = true;
+    return LMP_OK;
+}
+
+void lmp_tune_want_checkpoint(struct lmp_tune *t) {
+    assert(t);
+    t->want = true;
+}
+
+/* Under owner-only P/V: every owner's U and moments to every rank (collective), so that any
+ * rank's state is whole. Nothing to do without it. */
+static enum lmp_status gather_state(struct lmp_tune *t, struct lmp_err *err) {
+    if (t->mine == NULL || !t->stale) return LMP_OK;
+    enum lmp_status      st = LMP_OK;
+    struct lmp_pv_array *a  = NULL;
+    int                  na = 0;
+    if ((st = lmp_pv_state(t->pv, &a, &na)) != LMP_OK) return lmp_err_set(err, st, "out of memory");
+    /* the owners' local arrays in pieces of the exchange buffer: the owner adds its bytes,
+     * everybody else zeros */
+    const size_t cap = (size_t)t->n_xch * sizeof(int64_t);
+    struct piece {
+        char  *dst;
+        size_t n, at;
+    } *pc       = malloc((cap / 8 + 1) * sizeof(*pc));
+    size_t used = 0, n_pc = 0;
+    if (pc == NULL) st = LMP_ENOMEM;
+    memset(t->xch, 0, cap);
+    for (int k = 0; k <= na && st == LMP_OK; k++) {
+        const bool last = k == na;
+        if (!last && !(a[k].local && a[k].lin >= 0 && a[k].f32)) continue;
+        const size_t bytes = last ? 0 : (size_t)a[k].n * sizeof(float);
+        size_t       pos   = 0;
+        for (;;) {
+            if (used == cap || (last && pos == bytes)) { /* flush */
+                if (used > 0 && (st = t->o.comm->sum_i64(t->o.comm->ctx, t->xch,
+                                                         (int64_t)(used / 8))) != LMP_OK)
+                    break;
+                for (size_t j = 0; j < n_pc; j++)
+                    if (pc[j].dst) memcpy(pc[j].dst, (char *)t->xch + pc[j].at, pc[j].n);
+                memset(t->xch, 0, used);
+                used = n_pc = 0;
+            }
+            if (pos == bytes) break;
+            const size_t take = bytes - pos < cap - used ? bytes - pos : cap - used;
+            const bool   own  = t->mine[a[k].lin];
+            if (own) memcpy((char *)t->xch + used, (char *)a[k].f32 + pos, take);
+            pc[n_pc++] = (struct piece){own ? NULL : (char *)a[k].f32 + pos, take, used};
+            used += (take + 7) / 8 * 8;
+            pos += take;
+        }
+    }
+    free(pc);
+    free(a);
+    if (st != LMP_OK)
+        return lmp_err_set(err, st, "tune: gathering the tuning state for a checkpoint failed");
+    t->stale = false;
+    return LMP_OK;
+}
+
+/* The step's integer sums over the ranks: one sum of everything, or under owner-only P/V
+ * with a reduce, each owner's run of linear gradients to it alone (the others never read
+ * them: half the traffic of everybody receiving everything) and the norms and statistics
+ * after them to all. */
+static enum lmp_status sum_grads(struct lmp_tune *t) {
+    const struct lmp_tune_comm *c = t->o.comm;
+    if (t->mine == NULL || c->reduce_i64 == NULL) return c->sum_i64(c->ctx, t->acc, t->n_acc);
+    for (int r = 0; r < c->size; r++) {
+        const int64_t   n  = t->own_lo[r + 1] - t->own_lo[r];
+        enum lmp_status st = n > 0 ? c->reduce_i64(c->ctx, r, t->acc + t->own_lo[r], n) : LMP_OK;
+        if (st != LMP_OK) return st;
+    }
+    const int64_t end = t->own_lo[c->size];
+    return c->sum_i64(c->ctx, t->acc + end, t->n_acc - end);
+}
+
 enum lmp_status lmp_tune_step(struct lmp_tune *t, struct lmp_tune_step_stats *stats,
                               struct lmp_err *err) {
     assert(t);
@@ -483,9 +654,10 @@ enum lmp_status lmp_tune_step(struct lmp_tune *t, struct lmp_tune_step_stats *st
     if (perm == NULL) return lmp_err_set(err, LMP_ENOMEM, "out of memory");
     lmp_fault_sleep("LMP_FAULT_ROUND_SLEEP_MS"); /* tests: a slow step */
     memset(t->acc, 0, (size_t)t->n_acc * sizeof(int64_t));
-    int64_t *const acc_stats = t->acc + t->n_acc - 3; /* kl (fixed point), agree, stop */
-    double         kl_sum    = 0;
-    const int64_t  n_rounds  = rounds(t, m1 - m0, (n_micro + R - 1) / R);
+    int64_t *const acc_stats = t->acc + t->n_acc - 4; /* kl (fixed point), agree, stop,
+                                                       * checkpoint wanted */
+    double        kl_sum   = 0;
+    const int64_t n_rounds = rounds(t, m1 - m0, (n_micro + R - 1) / R);
     for (int64_t m = m0; m < m0 + n_rounds; m++) {
         bool            stop = false;
         enum lmp_status st   = stop_here(t, &stop, err);
@@ -521,28 +693,40 @@ enum lmp_status lmp_tune_step(struct lmp_tune *t, struct lmp_tune_step_stats *st
         acc_stats[1] += ag;
     }
     free(perm);
-    acc_stats[0] = (int64_t)nearbyint(kl_sum * 1e12); /* stats: exact to 1e-12 nats */
+    acc_stats[0]    = (int64_t)nearbyint(kl_sum * 1e12); /* stats: exact to 1e-12 nats */
+    acc_stats[3]    = t->want ? 1 : 0;
+    const double t1 = now_s();
     if (c) {
-        enum lmp_status st = c->sum_i64(c->ctx, t->acc, t->n_acc);
+        enum lmp_status st = sum_grads(t);
         if (st != LMP_OK) return lmp_err_set(err, st, "tune: the ranks' gradient sum failed");
     }
-    if (acc_stats[2] > 0) return lmp_err_set(err, LMP_ECANCEL, "tuning cancelled");
+    /* every rank now knows whether to stop and whether some rank wants a checkpoint */
+    const bool gather = acc_stats[3] > 0;
+    t->want           = false;
+    if (acc_stats[2] > 0) { /* stopped: the state of the last step, gathered for the lead */
+        enum lmp_status st = gather_state(t, err);
+        return st != LMP_OK ? st : lmp_err_set(err, LMP_ECANCEL, "tuning cancelled");
+    }
     /* the mean over the step's micro-batches, back in the gradient buffers */
     const double inv = 1.0 / ((double)(1ull << LMP_TUNE_FIXED_BITS) * (double)n_micro);
     int64_t      off = 0;
     for (int i = 0; i < t->n_sum; i++) {
         float *g = t->sum_g[i];
-        for (int64_t k = 0; k < t->sum_n[i]; k++) g[k] = (float)((double)t->acc[off + k] * inv);
+        if (!(i < t->n_lins && t->mine && !t->mine[i])) /* another rank steps that one */
+            for (int64_t k = 0; k < t->sum_n[i]; k++) g[k] = (float)((double)t->acc[off + k] * inv);
         off += t->sum_n[i];
     }
     for (int i = 0; i < t->n_lins; i++)
         t->dw[i] = t->g->g.blocks[t->lins[i].block].w[t->lins[i].kind];
+    const double          t2 = now_s();
     enum lmp_status       st = lmp_pv_p_step(t->pv, t->dw, t->n_params ? t->dparams : NULL);
     struct lmp_pv_v_stats vs = {0};
-    if (st == LMP_OK && t->o.v_every > 0 && (t->step + 1) % t->o.v_every == 0)
-        st = lmp_pv_v_step(t->pv, t->dw, &vs);
+    const bool            v  = t->o.v_every > 0 && (t->step + 1) % t->o.v_every == 0;
+    if (st == LMP_OK && v) st = lmp_pv_v_step(t->pv, t->dw, &vs);
     if (st != LMP_OK) return lmp_err_set(err, st, "out of memory in a P/V step");
+    if (t->mine && (st = exchange(t, v, &vs, err)) != LMP_OK) return st;
     t->step++;
+    if (gather && (st = gather_state(t, err)) != LMP_OK) return st;
     if (stats)
         *stats = (struct lmp_tune_step_stats){
             .step           = t->step,
@@ -552,6 +736,9 @@ enum lmp_status lmp_tune_step(struct lmp_tune *t, struct lmp_tune_step_stats *st
             .codes_changed  = vs.n_changed,
             .codes_selected = vs.n_selected,
             .seconds        = now_s() - t0,
+            .seconds_sum    = t2 - t1,
+            .seconds_pv     = now_s() - t2,
+            .gathered       = gather,
         };
     return LMP_OK;
 }
@@ -596,6 +783,7 @@ enum lmp_status lmp_tune_measure(struct lmp_tune *t, const int32_t *tokens, int6
 
 enum lmp_status lmp_tune_state(struct lmp_tune *t, struct lmp_pv_array **arrays, int *n) {
     assert(t && arrays && n);
+    if (t->stale) return LMP_EINVAL;
     if (t->step_arr == NULL && (t->step_arr = calloc(1, sizeof(int64_t))) == NULL)
         return LMP_ENOMEM;
     struct lmp_pv_array *a  = NULL;
@@ -610,6 +798,7 @@ enum lmp_status lmp_tune_state(struct lmp_tune *t, struct lmp_pv_array **arrays,
     t->step_arr[0] = t->step;
     memset(&b[na], 0, sizeof(b[na]));
     strcpy(b[na].name, "tune.step");
+    b[na].lin = -1;
     b[na].i64 = t->step_arr;
     b[na].n   = 1;
     *arrays   = b;
@@ -619,7 +808,8 @@ enum lmp_status lmp_tune_state(struct lmp_tune *t, struct lmp_pv_array **arrays,
 
 void lmp_tune_state_loaded(struct lmp_tune *t) {
     assert(t && t->step_arr);
-    t->step = t->step_arr[0];
+    t->step  = t->step_arr[0];
+    t->stale = false;
     lmp_pv_state_loaded(t->pv);
 }
 

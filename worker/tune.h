@@ -25,6 +25,14 @@
  *  (tests/integration/tune_mpi.sh). The rounding is below 2^-44 ~ 6e-14 absolute per
  *  element, far below a gradient's float rounding where it matters for Adam.
  *
+ *  Owner-only P/V (opts.owner_pv): with 2+ ranks each linear has one owner (contiguous runs of
+ * linears of about equal weight count per rank), and only the owner takes its P and V steps (they
+ * cost O(weights) each: the codebook gradient, U's Adam step, the group distances). The owners' new
+ * codebooks, scales and codes then go to every rank in one exact sum (raw bytes from the owner,
+ * zeros from the others), and the others decode them: the weights stay the one process's bit for
+ * bit. U and the moments stay with the owner until a step asked for a checkpoint
+ * (lmp_tune_want_checkpoint) gathers them.
+ *
  *  Data order is a pure function of (seed, step): window k of the stream (k = step *
  *  batch_seqs + i) is perm_e[k mod n_win] where e = k / n_win and perm_e a permutation
  *  seeded by (seed, e). So the position in the data is the step, and a run resumed from
@@ -63,6 +71,10 @@ struct lmp_tune_comm {
     void *ctx;
     enum lmp_status (*sum_i64)(void *ctx, int64_t *x, int64_t n);
     enum lmp_status (*sum_f64)(void *ctx, double *x, int64_t n);
+    /* Optional (NULL: sum_i64 does it): the same sum delivered to rank root only, the
+     * others' x then undefined (MPI_Reduce). Owner-only P/V sends each owner only the
+     * gradients of its linears with it. */
+    enum lmp_status (*reduce_i64)(void *ctx, int root, int64_t *x, int64_t n);
 };
 
 /* Pipeline stages (the model split by blocks across ranks): stage k of n_stages owns blocks
@@ -99,6 +111,10 @@ struct lmp_tune_opts {
     const atomic_int  *cancel; /* polled with the process's stop before each micro-batch */
     const struct lmp_tune_comm *comm; /* data-parallel ranks, or NULL */
     const struct lmp_tune_pipe *pipe; /* pipeline stages (then comm spans every rank), or NULL */
+    bool owner_pv; /* with comm: owner-only P/V (above). For ranks that fail together (MPI:
+                      one rank's death aborts them all); ranks that survive each other
+                      (through a coordinator) keep it off, so that every rank holds the
+                      whole state and rank 0 can checkpoint whichever other rank is lost */
 };
 void lmp_tune_opts_init(struct lmp_tune_opts *o);
 
@@ -110,7 +126,10 @@ struct lmp_tune_step_stats {
     int64_t rows;          /* rows (tokens) of the step */
     int64_t codes_changed; /* groups whose codes the V step changed (0 without one) */
     int64_t codes_selected;
-    double  seconds; /* wall time of the step */
+    double  seconds;     /* wall time of the step */
+    double  seconds_sum; /* of it: the ranks' gradient sum (0 without a communicator) */
+    double  seconds_pv;  /* of it: the P and V steps (with ranks: their exchange too) */
+    bool    gathered;    /* some rank wanted a checkpoint: lmp_tune_state may list it now */
 };
 
 /* One quantized linear of the student: which block and kind, and its arrays (borrowed). */
@@ -135,8 +154,8 @@ void            lmp_tune_destroy(struct lmp_tune **self_p);
 
 /* One optimizer step (the next one). With a communicator every rank must call it; a stop
  * on any rank stops all of them at the same step. RET LMP_OK, LMP_ENOMEM, LMP_ECANCEL
- * (the student is then as before the step: gradients are only applied at its end), or a
- * communicator's error. */
+ * (the student is then as before the step: gradients are only applied at its end; the
+ * state is gathered for a checkpoint), or a communicator's error. */
 enum lmp_status lmp_tune_step(struct lmp_tune *self, struct lmp_tune_step_stats *stats,
                               struct lmp_err *err);
 
@@ -159,9 +178,20 @@ enum lmp_status lmp_tune_probe(const struct lmp_model_weights *student,
                                int64_t n, int64_t seq_len, const atomic_int *cancel, double *score,
                                struct lmp_err *err);
 
+/* Ask that the next step end with the whole state on every rank, for a checkpoint. With
+ * a communicator of 2+ ranks each rank keeps U and the Adam moments current only for the
+ * linears it steps (see "Owner-only P/V" above); the wish travels in the step's gradient
+ * sum, so one rank asking (the one that writes checkpoints, on its own clock) is enough and
+ * costs no extra round, and every rank then gathers the owners' arrays at the end of that
+ * step (lmp_tune_step_stats.gathered). A step that stops (LMP_ECANCEL) always ends
+ * gathered. Without ranks this only sets .gathered. */
+void lmp_tune_want_checkpoint(struct lmp_tune *self);
+
 /* The whole state for a checkpoint: lmp_pv_state's arrays plus "tune.step" (i64, 1
  * element) and the norms' state when trained. Same contract as lmp_pv_state: refill the
- * arrays, then call lmp_tune_state_loaded. *arrays malloc'ed (caller frees). */
+ * arrays, then call lmp_tune_state_loaded. *arrays malloc'ed (caller frees). RET LMP_OK,
+ * LMP_ENOMEM, or LMP_EINVAL after a step under owner-only stepping that did not end gathered
+ * (this rank's copy is behind: writing it would lose the owners' state). */
 enum lmp_status lmp_tune_state(struct lmp_tune *self, struct lmp_pv_array **arrays, int *n);
 void            lmp_tune_state_loaded(struct lmp_tune *self);
 

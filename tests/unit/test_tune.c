@@ -13,12 +13,17 @@
  *    (another length: EFORMAT);
  *  - a cancelled step returns LMP_ECANCEL and leaves the student untouched;
  *  - data parallelism is exact: two ranks (threads summing through shared memory, as
- *    MPI_Allreduce would) taking 4 steps give the same bits as one process;
+ *    MPI_Allreduce would) taking 4 steps give the same bits as one process; with owner-only
+ *    P/V each rank steps only its own linears, receiving only their gradients (a reduce to
+ *    the owner that scribbles over the others' copy), its state cannot be listed until a
+ *    step ends gathered (rank 0 asking), and then every array of either rank's state is the
+ *    one process's;
  *  - so are pipeline stages (activations and gradients through shared-memory mailboxes):
  *    2 stages, 2 stages x 2 replicas (also with chains of unequal micro-batch counts), and
  *    sparse tuning where stage 0 runs no backward or only part of one, every message
  *    received; the same with collective transfers (the sums alone, as through the
- *    coordinator); a stop at stage 0 stops both stages;
+ *    coordinator, P/V replicated on every rank); a stop at stage 0 stops both stages, and
+ *    after steps under owner-only P/V leaves every rank the whole state;
  *  - bad inputs are refused: a token outside the vocabulary, a linear that is not the
  *    student's;
  *  - a Qwen3-like and a Gemma-3-like student (tests/tiny_arch.h): steps lower the held-out
@@ -354,10 +359,21 @@ struct rank_ctx {
     struct student       s;
     int                  n_steps;
     double               kl, agree;
+    bool                 owner;    /* owner-only P/V */
+    bool                 gathered; /* the last step ended gathered, the state behind before
+                                      it exactly when owner */
 };
 static enum lmp_status sum_i64(void *ctx, int64_t *x, int64_t n) {
     struct rank_ctx *r = ctx;
     return fake_sum(r->w, r->rank, x, n, true);
+}
+/* MPI_Reduce's contract: the sum on root; the others' buffer is scribbled over, so that a
+ * rank reading a sum it was not sent fails the comparisons. */
+static enum lmp_status reduce_i64(void *ctx, int root, int64_t *x, int64_t n) {
+    struct rank_ctx *r  = ctx;
+    enum lmp_status  st = fake_sum(r->w, r->rank, x, n, true);
+    if (r->rank != root) memset(x, 0x5A, (size_t)n * sizeof(*x));
+    return st;
 }
 static enum lmp_status sum_f64(void *ctx, double *x, int64_t n) {
     struct rank_ctx *r = ctx;
@@ -398,9 +414,43 @@ static enum lmp_status pipe_recv(void *ctx, int from, void *buf, size_t n) {
 static void *rank_main(void *arg) {
     struct rank_ctx *r   = arg;
     struct lmp_err   err = {0};
-    steps(&r->s, r->n_steps);
+    steps(&r->s, r->n_steps - 1);
+    /* owner-only P/V: each rank's copy of the other owners' U and moments is behind, so the
+     * state cannot be listed until a step that rank 0 asked to end gathered */
+    struct lmp_pv_array *pa     = NULL;
+    int                  n      = 0;
+    const bool           behind = lmp_tune_state(r->s.tune, &pa, &n) == LMP_EINVAL;
+    free(pa);
+    if (r->rank == 0) lmp_tune_want_checkpoint(r->s.tune);
+    struct lmp_tune_step_stats st = {0};
+    CHECK(lmp_tune_step(r->s.tune, &st, &err) == LMP_OK);
+    r->gathered = st.gathered && behind == r->owner;
     CHECK(lmp_tune_measure(r->s.tune, val_tokens(&r->s), N_VAL, &r->kl, &r->agree, &err) == LMP_OK);
     return NULL;
+}
+
+/* Every array of the tuning states of a and b (codes, codebooks, scales, U, every Adam
+ * moment and step count, the norms and the step) holds the same bits. */
+static bool same_state(struct student *a, struct student *b) {
+    struct lmp_pv_array *x = NULL, *y = NULL;
+    int                  nx = 0, ny = 0;
+    bool                 ok = lmp_tune_state(a->tune, &x, &nx) == LMP_OK &&
+              lmp_tune_state(b->tune, &y, &ny) == LMP_OK && nx == ny;
+    for (int i = 0; ok && i < nx; i++) {
+        const size_t sz = x[i].f32 ? 4 : x[i].u16 ? 2 : 8;
+        const void  *p  = x[i].f32   ? (void *)x[i].f32
+                          : x[i].u16 ? (void *)x[i].u16
+                                     : (void *)x[i].i64;
+        const void  *q  = y[i].f32   ? (void *)y[i].f32
+                          : y[i].u16 ? (void *)y[i].u16
+                                     : (void *)y[i].i64;
+        ok              = strcmp(x[i].name, y[i].name) == 0 && x[i].n == y[i].n &&
+             memcmp(p, q, (size_t)x[i].n * sz) == 0;
+        if (!ok) printf("  state array %s differs\n", x[i].name);
+    }
+    free(x);
+    free(y);
+    return ok;
 }
 
 static void test_two_ranks_equal_one_process(void) {
@@ -418,10 +468,11 @@ static void test_two_ranks_equal_one_process(void) {
     struct rank_ctx r[2];
     pthread_t       th[2];
     for (int k = 0; k < 2; k++) {
-        r[k]                    = (struct rank_ctx){.w = &w, .rank = k, .n_steps = 4};
-        r[k].comm               = (struct lmp_tune_comm){k, 2, &r[k], sum_i64, sum_f64};
+        r[k]      = (struct rank_ctx){.w = &w, .rank = k, .n_steps = 4, .owner = true};
+        r[k].comm = (struct lmp_tune_comm){k, 2, &r[k], sum_i64, sum_f64, reduce_i64};
         struct lmp_tune_opts ok = o;
         ok.comm                 = &r[k].comm;
+        ok.owner_pv             = true;
         student_init(&r[k].s, &ok);
     }
     for (int k = 0; k < 2; k++) pthread_create(&th[k], NULL, rank_main, &r[k]);
@@ -429,6 +480,11 @@ static void test_two_ranks_equal_one_process(void) {
     CHECK(same_student(&one, &r[0].s));
     CHECK(same_student(&one, &r[1].s));
     CHECK(fabs(r[0].kl - kl1) <= 1e-12 * kl1 && r[0].kl == r[1].kl);
+    /* owner-only P/V: gathered, either rank's state is the one process's (so a checkpoint
+     * written by it resumes exactly, test_resume_exact) */
+    CHECK(r[0].gathered && r[1].gathered);
+    CHECK(same_state(&one, &r[0].s));
+    CHECK(same_state(&one, &r[1].s));
     world_destroy(&w);
     for (int k = 0; k < 2; k++) student_free(&r[k].s);
     student_free(&one);
@@ -440,7 +496,7 @@ static void test_two_ranks_equal_one_process(void) {
 static void rank_init(struct rank_ctx *r, struct fake_world *w, int k, int n, int S, bool coll,
                       const struct lmp_tune_opts *o, bool stop0) {
     *r      = (struct rank_ctx){.w = w, .rank = k, .n_steps = 4};
-    r->comm = (struct lmp_tune_comm){k, n, r, sum_i64, sum_f64};
+    r->comm = (struct lmp_tune_comm){k, n, r, sum_i64, sum_f64, coll ? NULL : reduce_i64};
     r->pipe = (struct lmp_tune_pipe){.stage      = k % S,
                                      .n_stages   = S,
                                      .replica    = k / S,
@@ -452,7 +508,9 @@ static void rank_init(struct rank_ctx *r, struct fake_world *w, int k, int n, in
     struct lmp_tune_opts ok = *o;
     ok.comm                 = &r->comm;
     ok.pipe                 = &r->pipe;
-    ok.cancel               = &r->stop;
+    ok.owner_pv = !coll; /* collective transfers, as through a coordinator: replicated */
+    r->owner    = !coll;
+    ok.cancel   = &r->stop;
     student_init(&r->s, &ok);
 }
 
@@ -479,6 +537,7 @@ static void pipeline_case(int S, int R, int lin0, bool coll, int batch) {
     for (int k = 0; k < n; k++) {
         CHECK(same_student(&one, &r[k].s));
         CHECK(r[k].kl == r[0].kl && r[k].agree == r[0].agree);
+        CHECK(r[k].gathered && same_state(&one, &r[k].s));
     }
     printf("  %d stages x %d replicas%s, batch %d (tuned from linear %d): held-out KL %.12f vs "
            "%.12f\n",
@@ -501,30 +560,41 @@ static void test_pipeline_equals_one_process(void) {
     }
 }
 
+/* n_steps steps, then stage 0 asks to stop (the flag set by its own thread: the other
+ * stage may already be in the next step) and the next step runs into it. */
 static void *stop_main(void *arg) {
     struct rank_ctx *r   = arg;
     struct lmp_err   err = {0};
-    r->step_st           = lmp_tune_step(r->s.tune, NULL, &err);
+    steps(&r->s, r->n_steps);
+    if (r->pipe.stage == 0) atomic_store(&r->stop, 1);
+    r->step_st = lmp_tune_step(r->s.tune, NULL, &err);
     return NULL;
 }
 
 /* A stop seen by stage 0 stops every stage at the same micro-batch: ECANCEL everywhere, the
- * students untouched, no message left unread. */
-static void pipeline_stop(bool coll) {
+ * students as after the steps before, no message left unread; after steps (owner-only
+ * P/V: the state behind) the stopped step ends gathered, every rank's state the one
+ * process's, as the checkpoint written at a stop needs. */
+static void pipeline_stop(bool coll, int n_before) {
     struct lmp_tune_opts o = opts();
     struct student       ref;
     student_init(&ref, &o);
+    steps(&ref, n_before);
     struct fake_world w;
     world_init(&w, 2, 2);
     struct rank_ctx r[2];
     pthread_t       th[2];
-    for (int k = 0; k < 2; k++) rank_init(&r[k], &w, k, 2, 2, coll, &o, true);
+    for (int k = 0; k < 2; k++) {
+        rank_init(&r[k], &w, k, 2, 2, coll, &o, false);
+        r[k].n_steps = n_before;
+    }
     for (int k = 0; k < 2; k++) pthread_create(&th[k], NULL, stop_main, &r[k]);
     for (int k = 0; k < 2; k++) pthread_join(th[k], NULL);
     for (int k = 0; k < 2; k++) {
         CHECK(r[k].step_st == LMP_ECANCEL);
-        CHECK(lmp_tune_steps_done(r[k].s.tune) == 0);
+        CHECK(lmp_tune_steps_done(r[k].s.tune) == n_before);
         CHECK(same_student(&ref, &r[k].s));
+        CHECK(same_state(&ref, &r[k].s));
     }
     CHECK(world_destroy(&w));
     for (int k = 0; k < 2; k++) student_free(&r[k].s);
@@ -532,13 +602,15 @@ static void pipeline_stop(bool coll) {
 }
 
 static void test_pipeline_stop(void) {
-    pipeline_stop(false);
-    pipeline_stop(true);
+    pipeline_stop(false, 0);
+    pipeline_stop(true, 0);
+    pipeline_stop(false, 2);
+    pipeline_stop(true, 2);
     struct lmp_tune_opts o = opts();
     struct student       ref;
     student_init(&ref, &o);
     /* refused: a pipe that does not match the ranks */
-    struct lmp_tune_comm c1  = {0, 3, NULL, sum_i64, sum_f64};
+    struct lmp_tune_comm c1  = {0, 3, NULL, sum_i64, sum_f64, NULL};
     struct lmp_tune_pipe p   = {0, 2, 0, 1, NULL, pipe_send, pipe_recv};
     struct lmp_tune     *t   = NULL;
     struct lmp_err       err = {0};
