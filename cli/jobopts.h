@@ -270,7 +270,7 @@ void lmp_jobopts_to_jobspec(const struct lmp_jobopts *o, struct lmp_jobopts_pb *
     "  --pv-micro M          windows per forward/backward (default 1)\n"                           \
     "  --pv-lr LR            P step learning rate (default 1e-4)\n"                                \
     "  --pv-code-lr LR       V step learning rate of the straight-through buffers (default\n"      \
-    "                        1e-3)\n"                                                              \
+    "                        by the scheme: 3e-3 at 2 code bits per weight, 5e-4 at 4)\n"          \
     "  --pv-code-frac F      V step: fraction of each layer's groups re-encoded (default 0.01)\n"  \
     "  --pv-v-every N        a V step every N steps; 0: P steps only (default 1)\n"                \
     "  --pv-blocks K         tune only the K blocks a gradient probe ranks highest (default\n"     \

@@ -37,6 +37,8 @@ void lmp_tune_job_init(struct lmp_tune_job *j) {
 void lmp_tune_spec_from_job(Lmp__TuneSpec *t, const struct lmp_tune_job *j, uint32_t replicas) {
     struct lmp_pv_opts pv = j->opts.pv;
     lmp_pv_opts_resolve(&pv);
+    pv.code_lr = j->opts.pv.code_lr > 0 ? j->opts.pv.code_lr : 0; /* 0: by the scheme, on
+                                                                       the artifact */
     lmp__tune_spec__init(t);
     t->artifact     = (char *)j->artifact;
     t->data         = (char *)j->data;
@@ -272,8 +274,22 @@ static enum lmp_status load_layers(struct tj *t, const char *art, struct lmp_err
     return LMP_OK;
 }
 
-/* Fingerprint the tuning: input artifact, tokens, settings, build. */
-static void make_key(struct tj *t, const struct lmp_tune_job *j, int64_t ctx, int64_t n_train) {
+/* The code bits per weight of the tuned linears, weighted by their sizes (M B / g). */
+static double code_bits(const struct tj *t) {
+    double bits = 0, n = 0;
+    for (int i = 0; i < t->n_lins; i++) {
+        const struct lmp_aq_shape *s  = &t->lins[i].pv.shape;
+        const double               nw = (double)s->n_out * (double)s->n_in;
+        bits += nw * s->M * log2((double)s->K) / s->g;
+        n += nw;
+    }
+    return n > 0 ? bits / n : 2.0;
+}
+
+/* Fingerprint the tuning: input artifact, tokens, settings (o: j's options with the code lr
+ * resolved), build. */
+static void make_key(struct tj *t, const struct lmp_tune_job *j, const struct lmp_tune_opts *o,
+                     int64_t ctx, int64_t n_train) {
     const struct lmp_art_job *job = lmp_artifact_job(t->in);
     struct lmp_fp_settings    s;
     lmp_fp_settings_init(&s);
@@ -288,7 +304,7 @@ static void make_key(struct tj *t, const struct lmp_tune_job *j, int64_t ctx, in
     lmp_fp_settings_i64(&s, "v_every", j->opts.v_every);
     lmp_fp_settings_i64(&s, "train_norms", j->opts.train_norms);
     lmp_fp_settings_i64(&s, "seed", (int64_t)j->opts.seed);
-    struct lmp_pv_opts pv = j->opts.pv; /* defaults spelled out: 0 and 1e-4 are one lr */
+    struct lmp_pv_opts pv = o->pv; /* defaults spelled out: 0 and 1e-4 are one lr */
     lmp_pv_opts_resolve(&pv);
     lmp_fp_settings_f64(&s, "lr", pv.lr);
     lmp_fp_settings_f64(&s, "code_lr", pv.code_lr);
@@ -511,7 +527,16 @@ enum lmp_status lmp_tune_job_run(const struct lmp_tune_job *j, struct lmp_tune_r
         (st = lmp_model_weights_load(t.teacher_model, &t.teacher, err)))
         goto out;
     if ((st = load_layers(&t, j->artifact, err))) goto out;
-    make_key(&t, j, ctx, n_win - n_val);
+    /* j's options with the code lr resolved from the scheme where not given */
+    struct lmp_tune_opts opts = j->opts;
+    if (opts.pv.code_lr <= 0) {
+        opts.pv.code_lr = lmp_pv_default_code_lr(code_bits(&t));
+        notice(j,
+               "code lr %.3g for %.2f code bits per weight (--code-lr or compress --pv-code-lr "
+               "sets it)",
+               (double)opts.pv.code_lr, code_bits(&t));
+    }
+    make_key(&t, j, &opts, ctx, n_win - n_val);
     {
         bool done = false;
         if ((st = check_existing_out(&t, j, &done, err))) goto out;
@@ -578,8 +603,8 @@ enum lmp_status lmp_tune_job_run(const struct lmp_tune_job *j, struct lmp_tune_r
     }
     /* tokens are the training windows [0, n_win - n_val), then the held-out ones */
     const int32_t *val = t.ids + (n_win - n_val) * ctx;
-    if ((st = lmp_tune_new(t.student, t.teacher, t.lins, t.n_lins, t.ids, n_win - n_val, ctx,
-                           &j->opts, &t.tune, err)))
+    if ((st = lmp_tune_new(t.student, t.teacher, t.lins, t.n_lins, t.ids, n_win - n_val, ctx, &opts,
+                           &t.tune, err)))
         goto out;
 
     /* checkpoint directory, lock, resume */

@@ -324,7 +324,7 @@ static enum lmp_status check_tune(const struct vctx *c, const Lmp__TuneSpec *t) 
     if (t->val_windows > 100000) return bad(c, "%u held-out windows", t->val_windows);
     if (t->beam < 1 || t->beam > 256) return bad(c, "tuning beam %u (1..256)", t->beam);
     if (!(t->lr >= 1e-9f && t->lr <= 1.0f)) return bad(c, "tuning lr %g", (double)t->lr);
-    if (!(t->code_lr >= 1e-9f && t->code_lr <= 10.0f))
+    if (!(t->code_lr == 0.0f || (t->code_lr >= 1e-9f && t->code_lr <= 10.0f))) /* 0: by scheme */
         return bad(c, "tuning code lr %g", (double)t->code_lr);
     if (!(t->code_frac >= 0.0 && t->code_frac <= 1.0))
         return bad(c, "tuning code fraction %g", t->code_frac);

@@ -63,6 +63,13 @@ void lmp_pv_destroy(struct lmp_pv **self_p) {
     *self_p = NULL;
 }
 
+float lmp_pv_default_code_lr(double bits_per_weight) {
+    double b = bits_per_weight;
+    if (!(b > 2.0)) b = 2.0; /* NaN too */
+    if (b > 4.0) b = 4.0;
+    return (float)(3e-3 * pow(6.0, -(b - 2.0) / 2.0));
+}
+
 void lmp_pv_opts_resolve(struct lmp_pv_opts *o) {
     if (o->lr <= 0) o->lr = 1e-4f;
     if (o->beta1 <= 0) o->beta1 = 0.9f;

@@ -63,10 +63,11 @@ struct lmp_pv_param {
 };
 
 struct lmp_pv_opts {
-    float  lr;          /* P step Adam learning rate; <= 0: 1e-4 */
-    float  beta1;       /* P step; <= 0: 0.9 */
-    float  beta2;       /* P step; <= 0: 0.95 */
-    float  code_lr;     /* V step: the buffers' Adam learning rate; <= 0: 3e-3 */
+    float lr;           /* P step Adam learning rate; <= 0: 1e-4 */
+    float beta1;        /* P step; <= 0: 0.9 */
+    float beta2;        /* P step; <= 0: 0.95 */
+    float code_lr;      /* V step: the buffers' Adam learning rate; <= 0: 3e-3 (callers
+                           that know the scheme use lmp_pv_default_code_lr) */
     float  code_beta2;  /* V step (beta1 is 0); <= 0: 0.95 */
     double code_frac;   /* V step: fraction of each linear's groups re-encoded; < 0: 0.01 */
     int    beam;        /* V step: beam width; <= 0: 8 */
@@ -75,6 +76,14 @@ struct lmp_pv_opts {
                            decoded weight's change stays within trust_ratio x its Frobenius
                            norm (the reference's code trust ratio); <= 0: no cap */
 };
+
+/* The V step's default learning rate for linears of bits_per_weight code bits per weight
+ * (M B / g, weighted over the linears): 3e-3 at 2 bits and below, 5e-4 at 4 and above
+ * (both measured on SmolLM2: at 4 bits 3e-3 changes a quarter to half of the selected
+ * groups every step and the KL stops falling, docs/pv-tuning.md), geometric in between
+ * (1.22e-3 at 3 bits, not measured). A 4-bit layer's error is a fraction of a 2-bit one's,
+ * so its straight-through buffer needs a smaller step. */
+float lmp_pv_default_code_lr(double bits_per_weight);
 
 /* Replace the "default" values of o (see above) by the defaults themselves, so that two
  * spellings of one setting (0 and 1e-4 for lr) are one setting (checkpoint keys, specs). */

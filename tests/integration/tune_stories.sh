@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # tune_stories - lmpress tune (PV-Tuning) on stories260K: it lowers the perplexity and the
-# KL to the original; SIGTERM checkpoints and the same command resumes to the artifact an
+# KL to the original; without --code-lr the V step's lr follows the scheme (3e-3 at 2 code
+# bits per weight, 5e-4 at 4); SIGTERM checkpoints and the same command resumes to the artifact an
 # uninterrupted run writes (every dataset identical); a checkpoint of other settings, the
 # wrong original model, an RTN artifact and a too-short text are refused with exit 4 and a
 # message naming the file; --out equal to --artifact is a usage error.
@@ -31,6 +32,18 @@ k0=$(kl a.h5); k1=$(kl t.h5)
 echo "KL to the original before $k0, after $k1"
 python3 -c "import sys; sys.exit(0 if float('$k1') < float('$k0') else 1)" || bad "KL did not drop ($k0 -> $k1)"
 grep -q '"val_kl_after"' t.json || bad "--json lacks val_kl_after"
+
+# 1b. without --code-lr the V step's lr follows the scheme's code bits per weight
+"$LMPRESS" compress "${MOD[@]}" --calib cal.txt --nsamples 4 --ctx 96 --threads 2 --max-rounds 1 \
+    --scheme 2x4g2 --keep '*.down_proj' --out g2.h5 2> g2.log || { bad "compress 2x4g2"; cat g2.log; }
+for c in "a.h5 2.00 0.003" "g2.h5 4.00 0.0005"; do
+    set -- $c
+    "$LMPRESS" tune --artifact "$1" --model "$M/stories260K.bin" --data tune.txt --ctx 96 \
+        --batch 2 --steps 1 --val-windows 0 --threads 2 --out "cl-$1" 2> "cl-$1.log" ||
+        { bad "tune $1 with the default code lr"; cat "cl-$1.log"; }
+    grep -q "code lr $3 for $2 code bits per weight" "cl-$1.log" ||
+        bad "$1: not the default code lr $3 for $2 bits: $(grep 'code lr' "cl-$1.log")"
+done
 [ -d t.h5.tune ] && bad "the checkpoint directory stayed after a finished run"
 n=$("$LMPRESS" logs t.h5 2>&1 | grep -c "tune step [0-9]*/40 kl")
 [ "$n" = 40 ] || bad "the tuned artifact's events hold $n step records, want 40"

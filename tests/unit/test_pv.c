@@ -320,6 +320,18 @@ static void test_pv_steps_lower_kl(void) {
     student_free(&s);
 }
 
+/* The default code lr by the scheme: the two measured points, between them geometric, and
+ * outside them (or given nonsense) the nearer end. */
+static void test_default_code_lr(void) {
+    CHECK(fabsf(lmp_pv_default_code_lr(2.0) - 3e-3f) < 1e-9f); /* 2x8g8, 1x16g8 */
+    CHECK(fabsf(lmp_pv_default_code_lr(4.0) - 5e-4f) < 1e-9f); /* 2x8g4 */
+    CHECK(fabsf(lmp_pv_default_code_lr(3.0) - 3e-3f / sqrtf(6.0f)) < 1e-8f);
+    CHECK(lmp_pv_default_code_lr(1.0) == lmp_pv_default_code_lr(2.0));
+    CHECK(lmp_pv_default_code_lr(8.0) == lmp_pv_default_code_lr(4.0));
+    CHECK(lmp_pv_default_code_lr(NAN) == lmp_pv_default_code_lr(2.0));
+    CHECK(lmp_pv_default_code_lr(2.5) < 3e-3f && lmp_pv_default_code_lr(2.5) > 5e-4f);
+}
+
 static void test_rejects_bad_shapes(void) {
     struct lmp_pv       *pv = NULL;
     struct lmp_pv_linear l  = {.shape = {.n_out = 2, .n_in = 10, .M = 1, .K = 16, .g = 4}};
@@ -339,5 +351,6 @@ int main(void) {
     RUN(test_trust_ratio);
     RUN(test_pv_steps_lower_kl);
     RUN(test_rejects_bad_shapes);
+    RUN(test_default_code_lr);
     return check_report();
 }
