@@ -30,64 +30,10 @@ done
 if [ -z "${OUT:-}" ]; then OUT=$(mktemp -d); trap 'rm -rf "$OUT"' EXIT; fi
 mkdir -p "$OUT"
 
-# gen DIR N_LAYERS: a SmolLM2-shaped checkpoint, python3 standard library only. Values
-# are N(0, 0.02) (norm weights 1), drawn once into a seeded pool of 2^20 F16 numbers;
-# each tensor is a run of the pool from a seeded offset, so generation is I/O bound.
+# gen DIR N_LAYERS: a SmolLM2-shaped checkpoint (scripts/gen_llama.py)
 gen() {
-    python3 - "$1" "$2" "$TOKENIZER" "$VOCAB" <<'EOF'
-import json, os, random, shutil, struct, sys
-out, n_layers, tok, vocab = sys.argv[1], int(sys.argv[2]), sys.argv[3], int(sys.argv[4])
-dim, hidden, n_heads, n_kv = 576, 1536, 9, 3
-hd = dim // n_heads
-os.makedirs(out, exist_ok=True)
-rng = random.Random(1234)
-pool = struct.pack('<%de' % (1 << 20), *[rng.gauss(0.0, 0.02) for _ in range(1 << 20)])
-ones = struct.pack('<e', 1.0) * dim
-shapes = [('model.embed_tokens.weight', (vocab, dim))]
-for b in range(n_layers):
-    p = 'model.layers.%d.' % b
-    shapes += [(p + 'input_layernorm.weight', (dim,)),
-               (p + 'self_attn.q_proj.weight', (n_heads * hd, dim)),
-               (p + 'self_attn.k_proj.weight', (n_kv * hd, dim)),
-               (p + 'self_attn.v_proj.weight', (n_kv * hd, dim)),
-               (p + 'self_attn.o_proj.weight', (dim, n_heads * hd)),
-               (p + 'post_attention_layernorm.weight', (dim,)),
-               (p + 'mlp.gate_proj.weight', (hidden, dim)),
-               (p + 'mlp.up_proj.weight', (hidden, dim)),
-               (p + 'mlp.down_proj.weight', (dim, hidden))]
-shapes.append(('model.norm.weight', (dim,)))
-header, off = {}, 0
-for name, shape in shapes:
-    n = 2
-    for d in shape: n *= d
-    header[name] = {'dtype': 'F16', 'shape': list(shape), 'data_offsets': [off, off + n]}
-    off += n
-hj = json.dumps(header, separators=(',', ':')).encode()
-hj += b' ' * (-len(hj) % 8)
-with open(os.path.join(out, 'model.safetensors'), 'wb') as f:
-    f.write(struct.pack('<Q', len(hj)) + hj)
-    for name, shape in shapes:
-        n = 2
-        for d in shape: n *= d
-        if len(shape) == 1:
-            f.write(ones)
-            continue
-        pos = rng.randrange(len(pool) // 2) * 2
-        while n > 0:
-            chunk = pool[pos:pos + n]
-            f.write(chunk)
-            n -= len(chunk)
-            pos = 0
-cfg = {'architectures': ['LlamaForCausalLM'], 'model_type': 'llama', 'hidden_act': 'silu',
-       'hidden_size': dim, 'intermediate_size': hidden, 'num_attention_heads': n_heads,
-       'num_key_value_heads': n_kv, 'num_hidden_layers': n_layers, 'head_dim': hd,
-       'vocab_size': vocab, 'max_position_embeddings': 8192, 'rms_norm_eps': 1e-5,
-       'rope_theta': 100000.0, 'tie_word_embeddings': True, 'torch_dtype': 'float16'}
-with open(os.path.join(out, 'config.json'), 'w') as f:
-    json.dump(cfg, f, indent=1)
-if tok.endswith('.json'):
-    shutil.copy(tok, os.path.join(out, 'tokenizer.json'))
-EOF
+    python3 "$(dirname "$0")/../scripts/gen_llama.py" "$1" --shape smollm2 --layers "$2" \
+        --vocab "$VOCAB" --tokenizer "$TOKENIZER"
 }
 
 # run NAME N_LAYERS: prints "<peak RSS kB> <seconds> <file MB>"

@@ -34,58 +34,8 @@ trap cleanup EXIT
 mkdir -p "$OUT"
 M=$OUT/synth-7b
 if [ ! -f "$M/model.safetensors" ]; then
-    python3 - "$M" "$VOCAB" << 'EOF'
-import json, os, random, struct, sys
-out, vocab = sys.argv[1], int(sys.argv[2])
-dim, hidden, n_heads, n_kv, n_layers = 4096, 11008, 32, 32, 32
-hd = dim // n_heads
-os.makedirs(out, exist_ok=True)
-rng = random.Random(1234)
-pool = struct.pack('<%de' % (1 << 22), *[rng.gauss(0.0, 0.02) for _ in range(1 << 22)])
-ones = struct.pack('<e', 1.0) * dim
-shapes = [('model.embed_tokens.weight', (vocab, dim))]
-for b in range(n_layers):
-    p = 'model.layers.%d.' % b
-    shapes += [(p + 'input_layernorm.weight', (dim,)),
-               (p + 'self_attn.q_proj.weight', (n_heads * hd, dim)),
-               (p + 'self_attn.k_proj.weight', (n_kv * hd, dim)),
-               (p + 'self_attn.v_proj.weight', (n_kv * hd, dim)),
-               (p + 'self_attn.o_proj.weight', (dim, n_heads * hd)),
-               (p + 'post_attention_layernorm.weight', (dim,)),
-               (p + 'mlp.gate_proj.weight', (hidden, dim)),
-               (p + 'mlp.up_proj.weight', (hidden, dim)),
-               (p + 'mlp.down_proj.weight', (dim, hidden))]
-shapes += [('model.norm.weight', (dim,)), ('lm_head.weight', (vocab, dim))]
-header, off = {}, 0
-for name, shape in shapes:
-    n = 2
-    for d in shape: n *= d
-    header[name] = {'dtype': 'F16', 'shape': list(shape), 'data_offsets': [off, off + n]}
-    off += n
-hj = json.dumps(header, separators=(',', ':')).encode()
-hj += b' ' * (-len(hj) % 8)
-with open(os.path.join(out, 'model.safetensors'), 'wb') as f:
-    f.write(struct.pack('<Q', len(hj)) + hj)
-    for name, shape in shapes:
-        n = 2
-        for d in shape: n *= d
-        if len(shape) == 1:
-            f.write(ones)
-            continue
-        pos = rng.randrange(len(pool) // 2) * 2
-        while n > 0:
-            chunk = pool[pos:pos + n]
-            f.write(chunk)
-            n -= len(chunk)
-            pos = 0
-cfg = {'architectures': ['LlamaForCausalLM'], 'model_type': 'llama', 'hidden_act': 'silu',
-       'hidden_size': dim, 'intermediate_size': hidden, 'num_attention_heads': n_heads,
-       'num_key_value_heads': n_kv, 'num_hidden_layers': n_layers, 'head_dim': hd,
-       'vocab_size': vocab, 'max_position_embeddings': 4096, 'rms_norm_eps': 1e-5,
-       'rope_theta': 10000.0, 'tie_word_embeddings': False, 'torch_dtype': 'float16'}
-with open(os.path.join(out, 'config.json'), 'w') as f:
-    json.dump(cfg, f, indent=1)
-EOF
+    python3 "$(dirname "$0")/../scripts/gen_llama.py" "$M" --shape 7b --vocab "$VOCAB" ||
+        { echo "coord_bigplan: cannot write the checkpoint into $M" >&2; exit 1; }
 fi
 sync
 echo 3 > /proc/sys/vm/drop_caches 2> /dev/null   # a cold page cache when allowed (root)
