@@ -333,9 +333,11 @@ enum lmp_status lmp_tune_new(struct lmp_model_weights       *student,
     if ((t->acc = malloc((size_t)t->n_acc * sizeof(int64_t))) == NULL) goto fail;
     if (o.owner_pv && o.comm && o.comm->size > 1 && n_lins > 0) { /* owner-only P/V */
         if ((t->mine = calloc((size_t)n_lins, sizeof(bool))) == NULL) goto fail;
-        t->n_xch = 2; /* the V step's counts */
+        /* the exchange buffer: a step's exchange in one piece where it fits in 64 MiB */
         for (int i = 0; i < n_lins; i++) t->n_xch += xch_words(&lins[i].pv.shape);
-        if (t->n_xch < (1 << 17)) t->n_xch = 1 << 17; /* gathers go in pieces of this */
+        if (t->n_xch > (1 << 23)) t->n_xch = 1 << 23;
+        if (t->n_xch < (1 << 17)) t->n_xch = 1 << 17;
+        if (o.xch_words > 0) t->n_xch = o.xch_words;
         if ((t->xch = malloc((size_t)t->n_xch * sizeof(int64_t))) == NULL ||
             (t->own_lo = calloc((size_t)o.comm->size + 1, sizeof(int64_t))) == NULL)
             goto fail;
@@ -529,72 +531,30 @@ static void add_fixed(int64_t *acc, const float *g, int64_t n, int64_t cap) {
     }
 }
 
-/* After an owner-only P/V step: every owner's codebooks, scales and (codes: after a V
- * step) codes, and its V step's counts, to every rank (an exact sum: the owner adds the raw
- * bytes, the others zeros); the other ranks then decode those linears. vs comes in with
- * this rank's counts and goes out with the sum. */
-static enum lmp_status exchange(struct lmp_tune *t, bool codes, struct lmp_pv_v_stats *vs,
-                                struct lmp_err *err) {
-    memset(t->xch, 0, (size_t)t->n_xch * sizeof(int64_t));
-    for (int pass = 0; pass < 2; pass++) { /* 0: pack this rank's, 1: unpack the others' */
-        int64_t off = 0;
-        for (int i = 0; i < t->n_lins; i++) {
-            const struct lmp_pv_linear *l    = &t->lins[i].pv;
-            const struct lmp_aq_shape  *s    = &l->shape;
-            const int64_t               n_cb = (int64_t)s->M * s->K * s->g,
-                          n_c                = s->n_out * (s->n_in / s->g) * s->M;
-            void *const   part[3]            = {l->cb, l->scale, l->codes};
-            const int64_t len[3]             = {n_cb * 4, s->n_out * 4, codes ? n_c * 2 : 0};
-            for (int k = 0; k < 3; k++) {
-                char *at = (char *)(t->xch + off);
-                if (pass == 0 && t->mine[i]) memcpy(at, part[k], (size_t)len[k]);
-                if (pass == 1 && !t->mine[i]) memcpy(part[k], at, (size_t)len[k]);
-                off += words_of(len[k], 1);
-            }
-            if (pass == 1 && !t->mine[i]) lmp_pv_decode(t->pv, i);
-        }
-        if (pass == 0) {
-            t->xch[off]        = vs->n_changed;
-            t->xch[off + 1]    = vs->n_selected;
-            enum lmp_status st = t->o.comm->sum_i64(t->o.comm->ctx, t->xch, off + 2);
-            if (st != LMP_OK)
-                return lmp_err_set(err, st, "tune: the exchange of the stepped codebooks failed");
-        } else {
-            vs->n_changed  = t->xch[off];
-            vs->n_selected = t->xch[off + 1];
-        }
-    }
-    t->stale = true;
-    return LMP_OK;
-}
+/* A region of bytes that its owner holds and every rank should have. */
+struct share {
+    void  *p;
+    size_t n;
+    bool   own; /* this rank is its owner */
+};
 
-void lmp_tune_want_checkpoint(struct lmp_tune *t) {
-    assert(t);
-    t->want = true;
-}
-
-/* Under owner-only P/V: every owner's U and moments to every rank (collective), so that any
- * rank's state is whole. Nothing to do without it. */
-static enum lmp_status gather_state(struct lmp_tune *t, struct lmp_err *err) {
-    if (t->mine == NULL || !t->stale) return LMP_OK;
-    enum lmp_status      st = LMP_OK;
-    struct lmp_pv_array *a  = NULL;
-    int                  na = 0;
-    if ((st = lmp_pv_state(t->pv, &a, &na)) != LMP_OK) return lmp_err_set(err, st, "out of memory");
-    /* the owners' local arrays in pieces of the exchange buffer: the owner adds its bytes,
-     * everybody else zeros */
-    const size_t cap = (size_t)t->n_xch * sizeof(int64_t);
+/* Every region to every rank (collective; every rank lists the same regions in the same
+ * order): exact sums through the exchange buffer, the owner adding its raw bytes and the
+ * others zeros, in pieces of at most the buffer's size. RET LMP_OK, LMP_ENOMEM or the
+ * communicator's error (the regions not the owner's are then partly overwritten). */
+static enum lmp_status share_all(struct lmp_tune *t, const struct share *r, int n_r) {
     struct piece {
-        char  *dst;
+        char  *dst; /* NULL: this rank's own */
         size_t n, at;
-    } *pc       = malloc((cap / 8 + 1) * sizeof(*pc));
-    size_t used = 0, n_pc = 0;
-    if (pc == NULL) st = LMP_ENOMEM;
+    } *pc = malloc((size_t)(n_r + 1) * sizeof(*pc)); /* a flush holds a piece per region */
+    if (pc == NULL) return LMP_ENOMEM;
+    const size_t    cap  = (size_t)t->n_xch * sizeof(int64_t);
+    size_t          used = 0, n_pc = 0;
+    enum lmp_status st = LMP_OK;
     memset(t->xch, 0, cap);
-    for (int k = 0; k <= na && st == LMP_OK; k++) {
-        const bool last = k == na;
-        if (!last && !(a[k].local && a[k].lin >= 0 && a[k].f32)) continue;
-        const size_t bytes = last ? 0 : (size_t)a[k].n * sizeof(float);
+    for (int k = 0; k <= n_r && st == LMP_OK; k++) {
+        const bool   last  = k == n_r;
+        const size_t bytes = last ? 0 : r[k].n;
         size_t       pos   = 0;
         for (;;) {
             if (used == cap || (last && pos == bytes)) { /* flush */
@@ -608,14 +568,69 @@ static enum lmp_status gather_state(struct lmp_tune *t, struct lmp_err *err) {
             }
             if (pos == bytes) break;
             const size_t take = bytes - pos < cap - used ? bytes - pos : cap - used;
-            const bool   own  = t->mine[a[k].lin];
-            if (own) memcpy((char *)t->xch + used, (char *)a[k].f32 + pos, take);
-            pc[n_pc++] = (struct piece){own ? NULL : (char *)a[k].f32 + pos, take, used};
+            if (r[k].own) memcpy((char *)t->xch + used, (char *)r[k].p + pos, take);
+            pc[n_pc++] = (struct piece){r[k].own ? NULL : (char *)r[k].p + pos, take, used};
             used += (take + 7) / 8 * 8;
             pos += take;
         }
     }
     free(pc);
+    return st;
+}
+
+/* After an owner-only P/V step: every owner's codebooks, scales and (codes: after a V
+ * step) codes to every rank, which then decodes the linears it does not own; and the V
+ * step's counts summed. vs comes in with this rank's counts and goes out with the sum. */
+static enum lmp_status exchange(struct lmp_tune *t, bool codes, struct lmp_pv_v_stats *vs,
+                                struct lmp_err *err) {
+    t->stale        = true; /* from here until a gather: and after a failure, for good */
+    struct share *r = malloc((size_t)(3 * t->n_lins) * sizeof(*r));
+    if (r == NULL) return lmp_err_set(err, LMP_ENOMEM, "out of memory");
+    int n = 0;
+    for (int i = 0; i < t->n_lins; i++) {
+        const struct lmp_pv_linear *l = &t->lins[i].pv;
+        const struct lmp_aq_shape  *s = &l->shape;
+        const int64_t n_c = s->n_out * (s->n_in / s->g) * s->M, n_cb = (int64_t)s->M * s->K * s->g;
+        r[n++] = (struct share){l->cb, (size_t)n_cb * sizeof(float), t->mine[i]};
+        r[n++] = (struct share){l->scale, (size_t)s->n_out * sizeof(float), t->mine[i]};
+        if (codes) r[n++] = (struct share){l->codes, (size_t)n_c * sizeof(uint16_t), t->mine[i]};
+    }
+    enum lmp_status st    = share_all(t, r, n);
+    int64_t         nv[2] = {vs->n_changed, vs->n_selected};
+    free(r);
+    if (st == LMP_OK) st = t->o.comm->sum_i64(t->o.comm->ctx, nv, 2);
+    if (st != LMP_OK)
+        return lmp_err_set(err, st, "tune: the exchange of the stepped codebooks failed");
+    for (int i = 0; i < t->n_lins; i++)
+        if (!t->mine[i]) lmp_pv_decode(t->pv, i);
+    vs->n_changed  = nv[0];
+    vs->n_selected = nv[1];
+    return LMP_OK;
+}
+
+void lmp_tune_want_checkpoint(struct lmp_tune *t) {
+    assert(t);
+    t->want = true;
+}
+
+/* Under owner-only P/V: every owner's U and moments to every rank (collective), so that any
+ * rank's state is whole. Nothing to do without it. */
+static enum lmp_status gather_state(struct lmp_tune *t, struct lmp_err *err) {
+    if (t->mine == NULL || !t->stale) return LMP_OK;
+    struct lmp_pv_array *a  = NULL;
+    int                  na = 0;
+    enum lmp_status      st = lmp_pv_state(t->pv, &a, &na);
+    struct share        *r  = st == LMP_OK ? malloc((size_t)(na + 1) * sizeof(*r)) : NULL;
+    if (r == NULL) {
+        free(a);
+        return lmp_err_set(err, LMP_ENOMEM, "out of memory");
+    }
+    int n = 0;
+    for (int k = 0; k < na; k++)
+        if (a[k].local && a[k].lin >= 0 && a[k].f32)
+            r[n++] = (struct share){a[k].f32, (size_t)a[k].n * sizeof(float), t->mine[a[k].lin]};
+    st = share_all(t, r, n);
+    free(r);
     free(a);
     if (st != LMP_OK)
         return lmp_err_set(err, st, "tune: gathering the tuning state for a checkpoint failed");

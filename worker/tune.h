@@ -111,10 +111,13 @@ struct lmp_tune_opts {
     const atomic_int  *cancel; /* polled with the process's stop before each micro-batch */
     const struct lmp_tune_comm *comm; /* data-parallel ranks, or NULL */
     const struct lmp_tune_pipe *pipe; /* pipeline stages (then comm spans every rank), or NULL */
-    bool owner_pv; /* with comm: owner-only P/V (above). For ranks that fail together (MPI:
-                      one rank's death aborts them all); ranks that survive each other
-                      (through a coordinator) keep it off, so that every rank holds the
-                      whole state and rank 0 can checkpoint whichever other rank is lost */
+    int64_t xch_words; /* owner-only P/V: the exchange buffer in int64 words; exchanges
+                          and gathers go through it in pieces (0: the step's exchange up
+                          to 64 MiB, at least 1 MiB) */
+    bool owner_pv;     /* with comm: owner-only P/V (above). For ranks that fail together (MPI:
+                          one rank's death aborts them all); ranks that survive each other
+                          (through a coordinator) keep it off, so that every rank holds the
+                          whole state and rank 0 can checkpoint whichever other rank is lost */
 };
 void lmp_tune_opts_init(struct lmp_tune_opts *o);
 

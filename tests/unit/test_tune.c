@@ -453,7 +453,9 @@ static bool same_state(struct student *a, struct student *b) {
     return ok;
 }
 
-static void test_two_ranks_equal_one_process(void) {
+/* Two ranks, owner-only P/V with an exchange buffer of xch_words words (0: the default, one
+ * piece per exchange here; 3: 24-byte pieces, every region split and several in a piece). */
+static void two_ranks_case(int64_t xch_words) {
     struct lmp_tune_opts o = opts();
     o.micro_seqs           = 1; /* 4 micro-batches a step: 2 per rank */
     struct student one;
@@ -473,6 +475,7 @@ static void test_two_ranks_equal_one_process(void) {
         struct lmp_tune_opts ok = o;
         ok.comm                 = &r[k].comm;
         ok.owner_pv             = true;
+        ok.xch_words            = xch_words;
         student_init(&r[k].s, &ok);
     }
     for (int k = 0; k < 2; k++) pthread_create(&th[k], NULL, rank_main, &r[k]);
@@ -488,6 +491,11 @@ static void test_two_ranks_equal_one_process(void) {
     world_destroy(&w);
     for (int k = 0; k < 2; k++) student_free(&r[k].s);
     student_free(&one);
+}
+
+static void test_two_ranks_equal_one_process(void) {
+    two_ranks_case(0);
+    two_ranks_case(3);
 }
 
 /* S stages x R replicas on S R threads, 4 steps: the same bits as one process. */
