@@ -13,7 +13,11 @@
 #   LMP_OUT      the artifact (default ~/.cache/lmpress/runs/smollm2-SCHEME-seq-ft-pv.h5; the
 #                quantized one before PV-Tuning beside it as ...-pv.aqlm.h5); a rerun resumes
 #   PV_STEPS     PV-Tuning steps of 4 windows after the compression (default 40; 0: none)
-#   LMP_PV_DATA  PV-Tuning text (default the calibration text; never the evaluation text)
+#   LMP_PV_DATA  PV-Tuning text (default: the evaluation text from byte 400000 on, general
+#                text held out from the evaluated windows (up to 150 of them), which tunes
+#                far better than the TinyStories calibration text (docs/pv-tuning.md,
+#                "Tuning text"); with MAX_WINDOWS=all or above 150, the calibration text:
+#                never the evaluated text)
 # Extra arguments go to `lmpress compress` (e.g. --threads 4, --ft-epochs 2).
 # Wall time on a 2-core machine: about 20-40 minutes for the compression, about 15 for 40
 # PV-Tuning steps (4 windows of 512 each, ~90 tokens/s), 1 minute per evaluation of 40 windows.
@@ -42,12 +46,19 @@ mkdir -p "$(dirname "$out")"
 
 pv=()
 if [ "$pv_steps" -gt 0 ]; then
-    pv_data=${LMP_PV_DATA:-$calib}
+    pv_data=${LMP_PV_DATA:-}
+    if [ -z "$pv_data" ] && [ "$windows" != all ] && [ "$windows" -le 150 ] &&
+        [ "$(stat -c %s "$text")" -gt 500000 ]; then
+        # 150 windows of 512 tokens are about 340 KB of WikiText-2: the tail is disjoint
+        pv_data="$cache/runs/$(basename "$text" .txt).from400000.txt"
+        tail -c +400001 "$text" > "$pv_data.part" && mv "$pv_data.part" "$pv_data"
+    fi
+    [ -n "$pv_data" ] || pv_data=$calib
     [ "$pv_data" = generate ] && { echo "run-default: PV-Tuning needs a text: set LMP_PV_DATA" >&2; exit 4; }
     pv=(--pv --pv-data "$pv_data" --pv-steps "$pv_steps" --pv-batch 4)
 fi
 aqlm=${out%.h5}.aqlm.h5
-echo "== compress $model -> $out (AQLM $scheme, sequential, block fine-tuning${pv:+, then $pv_steps PV-Tuning steps})"
+echo "== compress $model -> $out (AQLM $scheme, sequential, block fine-tuning${pv:+, then $pv_steps PV-Tuning steps on $pv_data})"
 "$lmpress" compress --model "$model" --calib "$calib" --nsamples 128 --ctx 512 --scheme "$scheme" \
     --mode sequential --finetune --ft-epochs 1 --out "$out" ${pv[@]+"${pv[@]}"} "$@"
 echo "== original model"
