@@ -1,23 +1,25 @@
 #!/usr/bin/env bash
 # The main job on the default model: compress SmolLM2-135M-Instruct with AQLM (sequential
-# calibration on TinyStories text, block fine-tuning), PV-Tuning against the original
-# (docs/pv-tuning.md), then the WikiText-2 perplexity (ctx 512) of the original and of the
-# compressed model before and after PV-Tuning, measured the same way.
+# calibration, block fine-tuning), PV-Tuning against the original (docs/pv-tuning.md), then
+# the WikiText-2 perplexity (ctx 512) of the original and of the compressed model before and
+# after PV-Tuning, measured the same way.
 # Run deploy/setup.sh first. Environment (all optional):
 #   SCHEME       AQLM scheme (default 2x8g8, ~2.15 bits per linear weight; 2x8g4 is ~4.1 bits
 #                and beats llama.cpp's Q2_K on this model, see docs/results.md)
-#   LMP_CALIB    calibration text (default ../shared/data/tinystories_valid_first1000.txt;
-#                without it the model generates its own: --calib generate)
 #   LMP_TEXT     evaluation text (default ../shared/data/wikitext2_test_join.txt)
 #   MAX_WINDOWS  evaluation windows of 512 tokens (default 40; "all" for the whole text)
+#   LMP_CALIB    calibration text, or "generate" (the model writes its own). Default: the
+#                evaluation text from byte 400000 on, general text held out from the
+#                evaluated windows (up to 150 of them, about 340 KB); with more windows or
+#                "all", generate. Measured (docs/pv-tuning.md, "Calibration and tuning
+#                text"): held-out WikiText-2 text gave ppl 107, self-generated 184, the
+#                TinyStories sample 810, the same quick compression evaluated on 40 windows.
+#   LMP_PV_DATA  PV-Tuning text (default the same held-out text; where there is none, the
+#                TinyStories sample ../shared/data/tinystories_valid_first1000.txt; never
+#                the evaluated text)
 #   LMP_OUT      the artifact (default ~/.cache/lmpress/runs/smollm2-SCHEME-seq-ft-pv.h5; the
 #                quantized one before PV-Tuning beside it as ...-pv.aqlm.h5); a rerun resumes
 #   PV_STEPS     PV-Tuning steps of 4 windows after the compression (default 40; 0: none)
-#   LMP_PV_DATA  PV-Tuning text (default: the evaluation text from byte 400000 on, general
-#                text held out from the evaluated windows (up to 150 of them), which tunes
-#                far better than the TinyStories calibration text (docs/pv-tuning.md,
-#                "Tuning text"); with MAX_WINDOWS=all or above 150, the calibration text:
-#                never the evaluated text)
 # Extra arguments go to `lmpress compress` (e.g. --threads 4, --ft-epochs 2).
 # Wall time on a 2-core machine: about 20-40 minutes for the compression, about 15 for 40
 # PV-Tuning steps (4 windows of 512 each, ~90 tokens/s), 1 minute per evaluation of 40 windows.
@@ -28,37 +30,38 @@ build=${LMP_BUILD_DIR:-$here/build}
 lmpress="$build/cli/lmpress"
 model="$cache/models/SmolLM2-135M-Instruct.Q4_1.gguf"
 text=${LMP_TEXT:-$here/../shared/data/wikitext2_test_join.txt}
-calib=${LMP_CALIB:-$here/../shared/data/tinystories_valid_first1000.txt}
+stories=$here/../shared/data/tinystories_valid_first1000.txt
 scheme=${SCHEME:-2x8g8}
 windows=${MAX_WINDOWS:-40}
 pv_steps=${PV_STEPS:-40}
-out=${LMP_OUT:-$cache/runs/smollm2-$scheme-seq-ft$([ "$pv_steps" -gt 0 ] && echo -pv).h5}
+out=${LMP_OUT:-$cache/runs/smollm2-$scheme-seq-ft$( [ "$pv_steps" -gt 0 ] && echo -pv || true).h5}
 [ -x "$lmpress" ] || { echo "run-default: no lmpress at '$lmpress': run deploy/setup.sh" >&2; exit 4; }
 [ -s "$model" ] || { echo "run-default: no model at '$model': run deploy/setup.sh" >&2; exit 4; }
 [ -s "$text" ] || { echo "run-default: no text at '$text': set LMP_TEXT to a text file" >&2; exit 4; }
-if [ ! -s "$calib" ]; then
-    echo "run-default: no calibration text at '$calib': the model generates its own" >&2
-    calib=generate
-fi
 win=(--max-windows "$windows")
 [ "$windows" = all ] && win=()
 mkdir -p "$(dirname "$out")"
+# general text held out from the evaluation: the evaluated text past byte 400000 (150
+# windows of 512 tokens are about 340 KB of WikiText-2)
+held=
+if [ "$windows" != all ] && [ "$windows" -le 150 ] && [ "$(stat -c %s "$text")" -gt 500000 ]; then
+    held="$cache/runs/$(basename "$text" .txt).from400000.txt"
+    tail -c +400001 "$text" > "$held.part" && mv "$held.part" "$held"
+fi
+calib=${LMP_CALIB:-${held:-generate}}
+if [ "$calib" != generate ] && [ ! -s "$calib" ]; then
+    echo "run-default: no calibration text at '$calib': the model generates its own" >&2
+    calib=generate
+fi
 
 pv=()
 if [ "$pv_steps" -gt 0 ]; then
-    pv_data=${LMP_PV_DATA:-}
-    if [ -z "$pv_data" ] && [ "$windows" != all ] && [ "$windows" -le 150 ] &&
-        [ "$(stat -c %s "$text")" -gt 500000 ]; then
-        # 150 windows of 512 tokens are about 340 KB of WikiText-2: the tail is disjoint
-        pv_data="$cache/runs/$(basename "$text" .txt).from400000.txt"
-        tail -c +400001 "$text" > "$pv_data.part" && mv "$pv_data.part" "$pv_data"
-    fi
-    [ -n "$pv_data" ] || pv_data=$calib
-    [ "$pv_data" = generate ] && { echo "run-default: PV-Tuning needs a text: set LMP_PV_DATA" >&2; exit 4; }
+    pv_data=${LMP_PV_DATA:-${held:-$stories}}
+    [ -s "$pv_data" ] || { echo "run-default: PV-Tuning needs a text: set LMP_PV_DATA" >&2; exit 4; }
     pv=(--pv --pv-data "$pv_data" --pv-steps "$pv_steps" --pv-batch 4)
 fi
 aqlm=${out%.h5}.aqlm.h5
-echo "== compress $model -> $out (AQLM $scheme, sequential, block fine-tuning${pv:+, then $pv_steps PV-Tuning steps on $pv_data})"
+echo "== compress $model -> $out (AQLM $scheme, sequential calibration on $calib, block fine-tuning${pv:+, then $pv_steps PV-Tuning steps on $pv_data})"
 "$lmpress" compress --model "$model" --calib "$calib" --nsamples 128 --ctx 512 --scheme "$scheme" \
     --mode sequential --finetune --ft-epochs 1 --out "$out" ${pv[@]+"${pv[@]}"} "$@"
 echo "== original model"
