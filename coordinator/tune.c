@@ -530,11 +530,12 @@ enum lmp_status lmp_tune_job_run(const struct lmp_tune_job *j, struct lmp_tune_r
     /* j's options with the code lr resolved from the scheme where not given */
     struct lmp_tune_opts opts = j->opts;
     if (opts.pv.code_lr <= 0) {
-        opts.pv.code_lr = lmp_pv_default_code_lr(code_bits(&t));
+        const double bits = code_bits(&t);
+        opts.pv.code_lr   = lmp_pv_default_code_lr(bits);
         notice(j,
                "code lr %.3g for %.2f code bits per weight (--code-lr or compress --pv-code-lr "
                "sets it)",
-               (double)opts.pv.code_lr, code_bits(&t));
+               (double)opts.pv.code_lr, bits);
     }
     make_key(&t, j, &opts, ctx, n_win - n_val);
     {

@@ -39,6 +39,12 @@ static bool owns(const struct lmp_pv *pv, int i) {
     return pv->mine == NULL || pv->mine[i];
 }
 
+/* The dense buffer of a linear from its codes, codebooks and scales (the kernel's decode,
+ * bit for bit, wherever it is rewritten). */
+static void lin_decode(struct pv_lin *p) {
+    lmp_kernels_get()->aq_decode(p->l.w, p->l.codes, p->l.cb, p->l.scale, &p->l.shape);
+}
+
 static void lin_release(struct pv_lin *p) {
     free(p->u);
     free(p->g_cb);
@@ -106,7 +112,6 @@ enum lmp_status lmp_pv_new(const struct lmp_pv_linear *lins, int n_lins,
     if (n_params > 0) memcpy(pv->params, params, (size_t)n_params * sizeof(*params));
     for (int i = 0; i < n_params; i++)
         if (lmp_aq_adam_init(&pv->a_param[i], params[i].n, o.beta1, o.beta2) != LMP_OK) goto oom;
-    const struct lmp_kernels *kt = lmp_kernels_get();
     for (int i = 0; i < n_lins; i++) {
         struct pv_lin             *p  = &pv->lins[i];
         const struct lmp_aq_shape *s  = &lins[i].shape;
@@ -120,7 +125,7 @@ enum lmp_status lmp_pv_new(const struct lmp_pv_linear *lins, int n_lins,
             lmp_aq_adam_init(&p->a_scale, s->n_out, o.beta1, o.beta2) != LMP_OK ||
             lmp_aq_adam_init(&p->a_u, nw, 0.0f, o.code_beta2) != LMP_OK)
             goto oom;
-        kt->aq_decode(p->l.w, p->l.codes, p->l.cb, p->l.scale, s);
+        lin_decode(p);
         memcpy(p->u, p->l.w, (size_t)nw * sizeof(float));
     }
     *out = pv;
@@ -143,8 +148,7 @@ enum lmp_status lmp_pv_set_owned(struct lmp_pv *pv, const bool *mine) {
 
 void lmp_pv_decode(struct lmp_pv *pv, int i) {
     assert(pv && i >= 0 && i < pv->n_lins);
-    struct pv_lin *p = &pv->lins[i];
-    lmp_kernels_get()->aq_decode(p->l.w, p->l.codes, p->l.cb, p->l.scale, &p->l.shape);
+    lin_decode(&pv->lins[i]);
 }
 
 const float *lmp_pv_buffer(const struct lmp_pv *pv, int i) {
@@ -197,7 +201,7 @@ enum lmp_status lmp_pv_p_step(struct lmp_pv *pv, const float *const *dw,
             return LMP_ENOMEM;
         p_update(&p->a_cb, p->l.cb, p->g_cb, pv->o.lr, pv->o.lamb);
         p_update(&p->a_scale, p->l.scale, p->g_scale, pv->o.lr, pv->o.lamb);
-        kt->aq_decode(p->l.w, p->l.codes, p->l.cb, p->l.scale, &p->l.shape);
+        lin_decode(p);
     }
     for (int i = 0; dparams && i < pv->n_params; i++)
         if (dparams[i])
@@ -349,7 +353,7 @@ static enum lmp_status reencode(struct pv_lin *p, double frac, int beam, double 
     }
     /* the whole decode, not the changed groups by hand: the dense buffer stays bit for bit
      * the kernel's decode (O(n_out n_in), small next to a forward) */
-    if (changed) kt->aq_decode(p->l.w, p->l.codes, p->l.cb, p->l.scale, s);
+    if (changed) lin_decode(p);
     st->n_changed += changed;
     for (int64_t r = 0; r < n_sel; r++)
         st->dist_after += dist2(p->u + gr[r].i * g, p->l.w + gr[r].i * g, g);
@@ -475,10 +479,6 @@ enum lmp_status lmp_pv_state(struct lmp_pv *pv, struct lmp_pv_array **arrays, in
 
 void lmp_pv_state_loaded(struct lmp_pv *pv) {
     assert(pv && pv->adam_t);
-    const struct lmp_kernels *kt = lmp_kernels_get();
     for (int64_t k = 0; k < n_adams(pv); k++) adam_at(pv, k)->t = pv->adam_t[k];
-    for (int i = 0; i < pv->n_lins; i++) {
-        struct pv_lin *p = &pv->lins[i];
-        kt->aq_decode(p->l.w, p->l.codes, p->l.cb, p->l.scale, &p->l.shape);
-    }
+    for (int i = 0; i < pv->n_lins; i++) lin_decode(&pv->lins[i]);
 }

@@ -741,6 +741,7 @@ enum lmp_status lmp_tune_step(struct lmp_tune *t, struct lmp_tune_step_stats *st
     if (st != LMP_OK) return lmp_err_set(err, st, "out of memory in a P/V step");
     if (t->mine && (st = exchange(t, v, &vs, err)) != LMP_OK) return st;
     t->step++;
+    const double t3 = now_s(); /* a checkpoint's gather counts in the step, not in its P/V */
     if (gather && (st = gather_state(t, err)) != LMP_OK) return st;
     if (stats)
         *stats = (struct lmp_tune_step_stats){
@@ -752,7 +753,7 @@ enum lmp_status lmp_tune_step(struct lmp_tune *t, struct lmp_tune_step_stats *st
             .codes_selected = vs.n_selected,
             .seconds        = now_s() - t0,
             .seconds_sum    = t2 - t1,
-            .seconds_pv     = now_s() - t2,
+            .seconds_pv     = t3 - t2,
             .gathered       = gather,
         };
     return LMP_OK;
