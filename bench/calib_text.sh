@@ -12,8 +12,9 @@
 #   bench/calib_text.sh [LMPRESS]
 #
 # Environment: MODEL (default SmolLM2 in ~/.cache/lmpress), SCHEME, OPTS (compress options,
-# default "--mode independent --nsamples 32 --ctx 256 --max-rounds 4 --beam 4", about 4 min a
-# row on 2 cores; the job's defaults take 20-40 min a row), THREADS (2), OUT (directory,
+# default "--mode independent --nsamples 32 --ctx 256 --max-rounds 4 --beam 4": 3.6-4.5 min
+# of compression and 1.5 of evaluation a row on 2 cores; the job's defaults take 20-40 min a
+# row), THREADS (2), OUT (directory,
 # default a new temporary one), LMP_SHARED (the shared data directory).
 set -u
 LMPRESS=${1:-${LMPRESS:-build/cli/lmpress}}

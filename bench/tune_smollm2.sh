@@ -15,7 +15,7 @@
 #               or "generate": text the original model writes itself (GEN_SEQS sequences,
 #               default 48, of GEN_TOKENS tokens, default 560, sampled at temperature 1 from
 #               the prompt "The" with seeds 1..GEN_SEQS; `lmpress generate --raw` with
-#               GEN_THREADS threads, default THREADS; one process per sequence, about 35 s
+#               GEN_THREADS threads, default THREADS; one process per sequence, 35-40 s
 #               each on 2 cores, so the default 48 take about half an hour), kept as
 #               OUT/generated.txt and reused by a later run with the same OUT
 #   CONFIGS     ';'-separated option sets for `lmpress tune`, each a row (default one row:
