@@ -16,13 +16,16 @@
 #include "coordinator/job_check.h"   /* defines: lmp_job_spec_check */
 #include "proto/zauth.h"             /* defines: lmp_zauth_* */
 #include "proto/zsock.h"             /* defines: lmp_zsock_*, lmp_wire_* */
+#include "proto/blobfile.h"          /* defines: lmp_blobfile_*, lmp_blob_inline_max */
 #include "worker/agent.h"            /* defines: lmp_agent_method_spec */
 #include "worker/calib.h"            /* defines: lmp_calib_* */
 #include "model/tokenizer.h"         /* defines: lmp_tokenizer_open, lmp_tokenizer_encode */
 #include "model/transformer.h"       /* defines: lmp_transformer_new */
 
 #include <assert.h>
+#include <dirent.h>
 #include <errno.h>
+#include <inttypes.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -739,6 +742,52 @@ static enum lmp_status tune_plan(struct job *J, const Lmp__JobSpec *spec, struct
 
 /* ---- the job -------------------------------------------------------------------- */
 
+/* A block's H: freed, and its spool files removed, when its last task lets go of it. */
+static void blockh_free(struct blockh *h) {
+    for (int k = 0; k < LMP_INPUT_COUNT; k++) {
+        free(h->h[k]);
+        if (h->path[k]) unlink(h->path[k]);
+        free(h->path[k]);
+    }
+    free(h);
+}
+
+/* The spool (proto/blobfile.h): the job's payloads too big for a frame, next to its
+ * artifact. Files are named by the job, so clearing removes only what lmpress wrote there
+ * (a calibration result "cal-j*", an H "h-j*", or either's ".tmp"), then the directory
+ * when it is empty. */
+static void spool_clear(const char *dir, bool rm_dir) {
+    DIR *d = dir ? opendir(dir) : NULL;
+    if (d == NULL) return;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL)
+        if (strncmp(e->d_name, "cal-j", 5) == 0 || strncmp(e->d_name, "h-j", 3) == 0) {
+            char *p = lmp_strfmt("%s/%s", dir, e->d_name);
+            if (p) unlink(p);
+            free(p);
+        }
+    closedir(d);
+    if (rm_dir) rmdir(dir);
+}
+
+/* The job's spool directory, created (and cleared of an earlier run's files) as the job
+ * is planned. */
+static enum lmp_status spool_open(struct job *J, struct lmp_err *err) {
+    if ((J->spool = lmp_strfmt("%s.spool", J->spec->out_path)) == NULL)
+        return lmp_err_set(err, LMP_ENOMEM, "out of memory");
+    if (mkdir(J->spool, 0700) != 0 && errno != EEXIST)
+        return lmp_err_set(err, LMP_EIO, "cannot create the spool directory '%s': %s", J->spool,
+                           strerror(errno));
+    char *abs = realpath(J->spool, NULL); /* workers elsewhere get an absolute path */
+    if (abs == NULL)
+        return lmp_err_set(err, LMP_EIO, "cannot resolve the spool directory '%s': %s", J->spool,
+                           strerror(errno));
+    free(J->spool);
+    J->spool = abs;
+    spool_clear(J->spool, false);
+    return LMP_OK;
+}
+
 static void cblock_free(struct job *J, int32_t b) {
     struct cblock *cb = J->cblocks ? J->cblocks[b] : NULL;
     if (cb == NULL) return;
@@ -770,12 +819,10 @@ static void job_destroy(struct job **jp) {
     for (int64_t i = 0; i < J->n_tasks; i++) {
         struct blockh *h = J->tasks[i].h;
         rows_free(&J->tasks[i]);
-        if (h && --h->refs == 0) {
-            for (int k = 0; k < LMP_INPUT_COUNT; k++) free(h->h[k]);
-            free(h);
-        }
+        if (h && --h->refs == 0) blockh_free(h);
     }
     free(J->tasks);
+    free(J->spool);
     free(J->sched_tasks);
     free(J->sched_slices);
     free(J->tokens);
@@ -790,8 +837,7 @@ static void job_destroy(struct job **jp) {
 
 static void drop_h(struct job *J, struct task *t) {
     if (t->h && --t->h->refs == 0) {
-        for (int k = 0; k < LMP_INPUT_COUNT; k++) free(t->h->h[k]);
-        free(t->h);
+        blockh_free(t->h);
         J->n_open--;
     }
     t->h = NULL;
@@ -964,6 +1010,7 @@ static void job_end(struct lmp_coord *c, Lmp__JobState state) {
     lmp_calib_destroy(&J->cal);
     lmp_calib_grams_destroy(&J->grams);
     lmp_transformer_destroy(&J->tf);
+    spool_clear(J->spool, true);
     /* committed parts stay; the lock is released. With a background item using the artifact
      * (a read-back), closed on the background thread after it and before anything posted
      * later (a new job's plan opening the same artifact): HDF5 is not thread-safe */
@@ -1010,11 +1057,34 @@ static void cal_block_done(struct lmp_coord *c, int32_t b) {
         const int64_t n = lmp_calib_grams_n_in(cb->acc, (enum lmp_input)k);
         if ((h->h[k] = malloc((size_t)(n * n) * sizeof(float))) == NULL ||
             lmp_calib_grams_h(cb->acc, (enum lmp_input)k, h->h[k]) != LMP_OK) {
-            for (int q = 0; q <= k; q++) free(h->h[q]);
-            free(h);
+            blockh_free(h);
             job_fail(c, "block %d: no calibration tokens (or out of memory)", b);
             return;
         }
+    }
+    for (int k = 0; k < LMP_INPUT_COUNT; k++) { /* too big for a frame: by reference */
+        const int64_t  n   = lmp_calib_grams_n_in(cb->acc, (enum lmp_input)k);
+        const uint64_t len = (uint64_t)(n * n) * sizeof(float);
+        if (len <= lmp_blob_inline_max()) continue;
+        struct lmp_err  e       = {0};
+        const uint64_t  t0      = mono_ms();
+        const void     *part[1] = {h->h[k]};
+        enum lmp_status st      = LMP_ENOMEM;
+        if ((h->path[k] = lmp_strfmt("%s/h-j%llu-b%d-%d.f32", J->spool, (unsigned long long)J->id,
+                                     b, k)) != NULL)
+            st = lmp_blobfile_write(h->path[k], part, &len, 1, &h->xxh[k], &e);
+        if (st != LMP_OK) {
+            free(h->path[k]), h->path[k] = NULL;
+            blockh_free(h);
+            cblock_free(J, b);
+            job_fail(c, "block %d: cannot store H for its tasks: %s", b,
+                     e.msg[0] ? e.msg : "out of memory");
+            return;
+        }
+        h->len[k] = len;
+        free(h->h[k]), h->h[k] = NULL;
+        lmp_log_info("coordinator: H of block %d input %d written to '%s' (%.0f MB, %.2fs)", b, k,
+                     h->path[k], (double)len / 1e6, (double)(mono_ms() - t0) / 1000.0);
     }
     cblock_free(J, b); /* n_open unchanged: the block now holds H instead */
     for (int64_t i = 0; i < J->n_tasks; i++)
@@ -1025,8 +1095,7 @@ static void cal_block_done(struct lmp_coord *c, int32_t b) {
         }
     J->need_block[b] = false;
     if (h->refs == 0) { /* nothing waits for it any more */
-        for (int k = 0; k < LMP_INPUT_COUNT; k++) free(h->h[k]);
-        free(h);
+        blockh_free(h);
         J->n_open--;
     }
     lmp_log_info("coordinator: block %d calibrated (%lld slices)", b, (long long)J->n_slices);
@@ -1237,6 +1306,7 @@ static void cal_send(struct lmp_coord *c, int pi, int si, struct qship *qs, bool
     ta.method     = J->spec->method;
     ta.kernels    = J->spec->kernels;
     ta.n_threads  = p->cores;
+    ta.out_dir    = J->spool; /* sums too big for a frame go there */
     lmp_wire_tensor_init(&tok, lmp_payload_name(LMP__PAYLOAD__PAYLOAD_TOKENS),
                          LMP__DTYPE__DTYPE_I32, shape, 2, J->tokens + sl->begin * J->ctx,
                          shape[0] * shape[1] * sizeof(int32_t));
@@ -1306,60 +1376,17 @@ static const char *tuned_problem(const uint8_t *bytes, size_t n_bytes, const cha
     return NULL;
 }
 
-/* A slice's sums for its block: added in slice order (held if early); the block is done
- * when the last slice is added. */
-static void on_cal_result(struct lmp_coord *c, int pi, const Lmp__TaskResult *r,
-                          Lmp__Envelope *ackenv, Lmp__TaskResultAck *ack) {
-    struct job    *J    = c->job;
-    struct peer   *p    = &c->peers[pi];
-    const uint64_t si64 = r->task_id - CAL_TASK_BASE;
-    p->cal              = -1;
-    if (J == NULL || r->job_id != J->id || J->state != LMP__JOB_STATE__JOB_STATE_RUNNING ||
-        J->slices == NULL || si64 >= (uint64_t)J->n_slices || J->slices[si64].worker != pi ||
-        J->slices[si64].attempt != r->attempt) {
-        lmp_log_info("coordinator: stale calibration result from '%s' dropped", p->id.name);
-        coord_send(c, &p->id, ackenv);
-        return;
-    }
-    const int          si                 = (int)si64;
-    struct cslice     *sl                 = &J->slices[si];
-    const int32_t      b                  = sl->next_b;
-    struct cblock     *cb                 = J->cblocks[b];
-    const Lmp__Tensor *g[LMP_INPUT_COUNT] = {0};
-    bool               ok = r->layer_index == (uint32_t)b && r->n_tensors == LMP_INPUT_COUNT;
-    for (int k = 0; ok && k < LMP_INPUT_COUNT; k++) {
-        const uint64_t n = (uint64_t)lmp_calib_grams_n_in(cb->acc, (enum lmp_input)k);
-        g[k]             = r->tensors[k];
-        ok = g[k]->dtype == LMP__DTYPE__DTYPE_F64 && g[k]->n_shape == 2 && g[k]->shape[0] == n &&
-             g[k]->shape[1] == n && g[k]->data.len == n * n * sizeof(double);
-    }
-    const char *bad = NULL;
-    for (int k = 0; ok && bad == NULL && k < LMP_INPUT_COUNT; k++)
-        bad = gram_problem(g[k]->data.data, (int64_t)g[k]->shape[0]);
-    if (!ok || bad) { /* a failed attempt of this worker: the slice goes to another */
-        char msg[200];
-        if (bad)
-            snprintf(msg, sizeof(msg), "calibration result of block %d from '%s' refused: %s", b,
-                     p->id.name, bad);
-        else
-            snprintf(msg, sizeof(msg),
-                     "calibration result from '%s' has not four f64 Gram sums "
-                     "of block %d",
-                     p->id.name, b);
-        lmp_log_warn("coordinator: %s", msg);
-        ack->accepted = false;
-        coord_send(c, &p->id, ackenv);
-        p->n_failed++;
-        bench(p);
-        cal_requeue(c, si, true, msg);
-        return;
-    }
-    ack->accepted = true;
-    coord_send(c, &p->id, ackenv);
-    if (r->stats && r->stats->seconds > 0) J->sec_calib += r->stats->seconds;
-    const int64_t n_tok = (sl->end - sl->begin) * J->ctx;
-    /* the bytes are copied out first: protobuf-c does not align them for doubles */
-    struct lmp_calib_grams *dst = cb->acc;
+/* Slice si's sums for block b, checked: added in slice order (held if early); the block is
+ * done when the last slice is added. g[k]: the sums as aligned doubles (read from the
+ * spool), or NULL and bytes[k] the inline bytes (protobuf-c does not align them). */
+static void cal_take(struct lmp_coord *c, int si, int32_t b, double *const *g,
+                     const uint8_t *const *bytes, double seconds) {
+    struct job    *J  = c->job;
+    struct cslice *sl = &J->slices[si];
+    struct cblock *cb = J->cblocks[b];
+    if (seconds > 0) J->sec_calib += seconds;
+    const int64_t           n_tok = (sl->end - sl->begin) * J->ctx;
+    struct lmp_calib_grams *dst   = cb->acc;
     if (si != cb->next_slice) {
         if ((cb->held[si] = lmp_calib_grams_new(&J->m->cfg)) == NULL) {
             job_fail(c, "out of memory for the Gram matrices of block %d", b);
@@ -1368,13 +1395,17 @@ static void on_cal_result(struct lmp_coord *c, int pi, const Lmp__TaskResult *r,
         dst = cb->held[si];
     }
     for (int k = 0; k < LMP_INPUT_COUNT; k++) {
-        const int64_t n   = lmp_calib_grams_n_in(cb->acc, (enum lmp_input)k);
-        double       *tmp = malloc((size_t)(n * n) * sizeof(double));
+        const int64_t n = lmp_calib_grams_n_in(cb->acc, (enum lmp_input)k);
+        if (g) {
+            lmp_calib_grams_add(dst, (enum lmp_input)k, g[k], n_tok);
+            continue;
+        }
+        double *tmp = malloc((size_t)(n * n) * sizeof(double));
         if (tmp == NULL) {
             job_fail(c, "out of memory for the Gram matrices");
             return;
         }
-        memcpy(tmp, g[k]->data.data, (size_t)(n * n) * sizeof(double));
+        memcpy(tmp, bytes[k], (size_t)(n * n) * sizeof(double));
         lmp_calib_grams_add(dst, (enum lmp_input)k, tmp, n_tok);
         free(tmp);
     }
@@ -1395,9 +1426,119 @@ static void on_cal_result(struct lmp_coord *c, int pi, const Lmp__TaskResult *r,
     if (cb->next_slice == J->n_slices) cal_block_done(c, b);
 }
 
+/* A slice's result refused (its sums are wrong, or its spool file is): a failed attempt of
+ * the worker; the slice goes to another. */
+static void cal_refuse(struct lmp_coord *c, int pi, int si, const char *msg) {
+    struct peer *p = &c->peers[pi];
+    lmp_log_warn("coordinator: %s", msg);
+    p->n_failed++;
+    bench(p);
+    cal_requeue(c, si, true, msg);
+}
+
+static void load_post(struct lmp_coord *c, int pi, int si, int32_t b, const Lmp__TaskResult *r,
+                      uint64_t seq);
+
+/* A slice's sums for its block, inline (four f64 Tensors) or in the spool (four BlobRefs
+ * to the file lmp_blobfile_cal_path names, read and checked on the background thread
+ * before the answer: load_done). */
+static void on_cal_result(struct lmp_coord *c, int pi, const Lmp__TaskResult *r,
+                          Lmp__Envelope *ackenv, Lmp__TaskResultAck *ack) {
+    struct job    *J    = c->job;
+    struct peer   *p    = &c->peers[pi];
+    const uint64_t si64 = r->task_id - CAL_TASK_BASE;
+    p->cal              = -1;
+    if (J == NULL || r->job_id != J->id || J->state != LMP__JOB_STATE__JOB_STATE_RUNNING ||
+        J->slices == NULL || si64 >= (uint64_t)J->n_slices || J->slices[si64].worker != pi ||
+        J->slices[si64].attempt != r->attempt || J->slices[si64].loading) {
+        lmp_log_info("coordinator: stale calibration result from '%s' dropped", p->id.name);
+        coord_send(c, &p->id, ackenv);
+        return;
+    }
+    const int          si                 = (int)si64;
+    struct cslice     *sl                 = &J->slices[si];
+    const int32_t      b                  = sl->next_b;
+    struct cblock     *cb                 = J->cblocks[b];
+    const Lmp__Tensor *g[LMP_INPUT_COUNT] = {0};
+    char               msg[768];
+    if (r->layer_index == (uint32_t)b && r->n_tensors == 0 && r->n_outputs == LMP_INPUT_COUNT) {
+        /* by reference: the file this task was told to write, the sizes of the sums */
+        char *want = lmp_blobfile_cal_path(J->spool, J->id, r->task_id, r->attempt);
+        bool  ok   = want != NULL;
+        for (int k = 0; ok && k < LMP_INPUT_COUNT; k++) {
+            const Lmp__Blob *o = r->outputs[k];
+            const uint64_t   n = (uint64_t)lmp_calib_grams_n_in(cb->acc, (enum lmp_input)k);
+            ok = o->where_case == LMP__BLOB__WHERE_REF && strcmp(o->ref->path, want) == 0 &&
+                 o->ref->dataset[0] == '\0' && o->ref->length == n * n * sizeof(double);
+        }
+        if (ok) {
+            free(want);
+            load_post(c, pi, si, b, r, ackenv->seq);
+            return;
+        }
+        snprintf(msg, sizeof(msg),
+                 "calibration result from '%s' refers to other bytes than the four f64 Gram "
+                 "sums of block %d in '%s'",
+                 p->id.name, b, want ? want : "(out of memory)");
+        free(want);
+        ack->accepted = false;
+        coord_send(c, &p->id, ackenv);
+        cal_refuse(c, pi, si, msg);
+        return;
+    }
+    bool ok = r->layer_index == (uint32_t)b && r->n_tensors == LMP_INPUT_COUNT;
+    for (int k = 0; ok && k < LMP_INPUT_COUNT; k++) {
+        const uint64_t n = (uint64_t)lmp_calib_grams_n_in(cb->acc, (enum lmp_input)k);
+        g[k]             = r->tensors[k];
+        ok = g[k]->dtype == LMP__DTYPE__DTYPE_F64 && g[k]->n_shape == 2 && g[k]->shape[0] == n &&
+             g[k]->shape[1] == n && g[k]->data.len == n * n * sizeof(double);
+    }
+    const char *bad = NULL;
+    for (int k = 0; ok && bad == NULL && k < LMP_INPUT_COUNT; k++)
+        bad = gram_problem(g[k]->data.data, (int64_t)g[k]->shape[0]);
+    if (!ok || bad) { /* a failed attempt of this worker: the slice goes to another */
+        if (bad)
+            snprintf(msg, sizeof(msg), "calibration result of block %d from '%s' refused: %s", b,
+                     p->id.name, bad);
+        else
+            snprintf(msg, sizeof(msg),
+                     "calibration result from '%s' has not four f64 Gram sums "
+                     "of block %d",
+                     p->id.name, b);
+        ack->accepted = false;
+        coord_send(c, &p->id, ackenv);
+        cal_refuse(c, pi, si, msg);
+        return;
+    }
+    ack->accepted = true;
+    coord_send(c, &p->id, ackenv);
+    const uint8_t *bytes[LMP_INPUT_COUNT];
+    for (int k = 0; k < LMP_INPUT_COUNT; k++) bytes[k] = g[k]->data.data;
+    cal_take(c, si, b, NULL, bytes, r->stats ? r->stats->seconds : 0);
+}
+
 static bool task_ready(const struct job *J, const struct task *t) {
     return t->state == LMP__TASK_STATE__TASK_STATE_PENDING &&
            (J->cspec.method == LMP_COMPRESS_RTN || t->h != NULL);
+}
+
+/* Task t's H as the Blob "gram": inline, or a reference to its spool file. The blob points
+ * into gram/ref/shape, which the caller keeps until the send. */
+static void gram_blob(const struct task *t, Lmp__Blob *blob, Lmp__Tensor *gram, Lmp__BlobRef *ref,
+                      const uint64_t shape[2]) {
+    const int k = (int)t->l->input;
+    blob->name  = (char *)lmp_payload_name(LMP__PAYLOAD__PAYLOAD_GRAM);
+    if (t->h->path[k]) {
+        ref->path = t->h->path[k], ref->offset = 0, ref->length = t->h->len[k];
+        ref->xxh64       = t->h->xxh[k];
+        blob->where_case = LMP__BLOB__WHERE_REF;
+        blob->ref        = ref;
+        return;
+    }
+    lmp_wire_tensor_init(gram, lmp_payload_name(LMP__PAYLOAD__PAYLOAD_GRAM), LMP__DTYPE__DTYPE_F32,
+                         shape, 2, t->h->h[k], shape[0] * shape[1] * sizeof(float));
+    blob->where_case = LMP__BLOB__WHERE_TENSOR;
+    blob->tensor     = gram;
 }
 
 static void assign(struct lmp_coord *c, int pi, int ti) {
@@ -1408,6 +1549,7 @@ static void assign(struct lmp_coord *c, int pi, int ti) {
     Lmp__TaskAssign ta   = LMP__TASK_ASSIGN__INIT;
     Lmp__Blob       blob = LMP__BLOB__INIT, *blobs[1] = {&blob};
     Lmp__Tensor     gram = LMP__TENSOR__INIT;
+    Lmp__BlobRef    gref = LMP__BLOB_REF__INIT;
     const uint64_t  n = (uint64_t)t->l->n_in, shape[2] = {n, n}; /* borrowed until the send */
     lmp_wire_init(&env, 0, 0);
     t->attempt++;
@@ -1420,14 +1562,9 @@ static void assign(struct lmp_coord *c, int pi, int ti) {
     ta.kernels     = J->spec->kernels;
     ta.n_threads   = p->cores;
     if (t->h) {
-        lmp_wire_tensor_init(&gram, lmp_payload_name(LMP__PAYLOAD__PAYLOAD_GRAM),
-                             LMP__DTYPE__DTYPE_F32, shape, 2, t->h->h[t->l->input],
-                             n * n * sizeof(float));
-        blob.name       = (char *)lmp_payload_name(LMP__PAYLOAD__PAYLOAD_GRAM);
-        blob.where_case = LMP__BLOB__WHERE_TENSOR;
-        blob.tensor     = &gram;
-        ta.n_inputs     = 1;
-        ta.inputs       = blobs;
+        gram_blob(t, &blob, &gram, &gref, shape);
+        ta.n_inputs = 1;
+        ta.inputs   = blobs;
     }
     env.body_case   = LMP__ENVELOPE__BODY_TASK_ASSIGN;
     env.task_assign = &ta;
@@ -1480,12 +1617,9 @@ static void assign_rows(struct lmp_coord *c, int ti, const int *pis, int n) {
     snprintf(t->worker_name, sizeof(t->worker_name), "%.100s +%d", c->peers[pis[0]].id.name, n - 1);
     Lmp__Blob      blob = LMP__BLOB__INIT, *blobs[1] = {&blob};
     Lmp__Tensor    gram     = LMP__TENSOR__INIT;
+    Lmp__BlobRef   gref     = LMP__BLOB_REF__INIT;
     const uint64_t shape[2] = {(uint64_t)n_in, (uint64_t)n_in};
-    lmp_wire_tensor_init(&gram, lmp_payload_name(LMP__PAYLOAD__PAYLOAD_GRAM), LMP__DTYPE__DTYPE_F32,
-                         shape, 2, t->h->h[t->l->input], (uint64_t)(n_in * n_in) * sizeof(float));
-    blob.name       = (char *)lmp_payload_name(LMP__PAYLOAD__PAYLOAD_GRAM);
-    blob.where_case = LMP__BLOB__WHERE_TENSOR;
-    blob.tensor     = &gram;
+    gram_blob(t, &blob, &gram, &gref, shape);
     for (int k = 0; k < n; k++) {
         struct peer *p = &c->peers[pis[k]];
         R->s[k]        = (struct rshard){.worker = pis[k], .r0 = bounds[k], .r1 = bounds[k + 1]};
@@ -2008,6 +2142,7 @@ static enum lmp_status job_plan(struct lmp_coord *c, const Lmp__JobSpec *spec_in
         }
         J->ft->block = -1, J->ft->worker = -1, J->ft->owner = -1;
     }
+    if (J->need_block && (st = spool_open(J, err)) != LMP_OK) goto out;
     if (J->need_block) {
         for (int64_t i = 0; i < J->n_tasks; i++)
             if (J->tasks[i].state == LMP__TASK_STATE__TASK_STATE_PENDING)
@@ -2036,7 +2171,7 @@ out:
  * J->bg_busy keeping job_end from closing the artifact under it; a finalize has J->finalizing
  * (no event is appended to the artifact meanwhile). Items come back in posting order. */
 
-enum bgkind { BG_PLAN, BG_READ, BG_FINALIZE, BG_CLOSE };
+enum bgkind { BG_PLAN, BG_READ, BG_FINALIZE, BG_CLOSE, BG_LOAD };
 
 struct bgjob {
     struct lmp_bg_item it; /* first */
@@ -2051,6 +2186,13 @@ struct bgjob {
     uint32_t           attempt; /* BG_READ: ... and the attempt */
     int32_t            from, b; /* BG_READ: blocks [from, b) */
     struct qship       qs;      /* BG_READ: the result */
+    char              *path;    /* BG_LOAD: a slice's spool file (removed once read) */
+    uint64_t           off[LMP_INPUT_COUNT], len[LMP_INPUT_COUNT], xxh[LMP_INPUT_COUNT];
+    int64_t            n[LMP_INPUT_COUNT];
+    double            *g[LMP_INPUT_COUNT]; /* BG_LOAD: the sums read */
+    const char        *bad;                /* BG_LOAD: gram_problem's finding */
+    double             seconds;            /* BG_LOAD: the worker's seconds */
+    uint64_t           seq;                /* BG_LOAD: the TaskResult's, for the answer */
     enum lmp_status    st;
     struct lmp_err     err;
 };
@@ -2067,6 +2209,20 @@ static void bg_work(struct lmp_bg_item *it) {
         lmp_fault_sleep("LMP_FAULT_READBACK_SLEEP_MS"); /* tests: reading back a large model */
         bj->st = qship_build(&bj->qs, bj->J, bj->from, bj->b, &bj->err);
         break;
+    case BG_LOAD: /* a slice's sums from the spool: read, checksummed, checked, removed */
+        bj->st = LMP_OK;
+        for (int k = 0; k < LMP_INPUT_COUNT && bj->st == LMP_OK; k++) {
+            if ((bj->g[k] = malloc((size_t)bj->len[k])) == NULL) {
+                bj->st = lmp_err_set(&bj->err, LMP_ENOMEM, "out of memory for the Gram matrices");
+                break;
+            }
+            bj->st =
+                lmp_blobfile_read(bj->path, bj->off[k], bj->len[k], bj->xxh[k], bj->g[k], &bj->err);
+            if (bj->st == LMP_OK && bj->bad == NULL)
+                bj->bad = gram_problem((const uint8_t *)bj->g[k], bj->n[k]);
+        }
+        unlink(bj->path);
+        break;
     case BG_CLOSE: /* after a job ended with a read-back in flight (bg_done) */
         lmp_artifact_close(&bj->J->a);
         break;
@@ -2080,6 +2236,11 @@ static void bg_work(struct lmp_bg_item *it) {
         break;
     }
     }
+}
+
+static void bgjob_release(struct bgjob *bj) {
+    free(bj->path);
+    for (int k = 0; k < LMP_INPUT_COUNT; k++) free(bj->g[k]);
 }
 
 static struct bgjob *bg_new(struct lmp_coord *c, enum bgkind kind, struct job *J) {
@@ -2103,6 +2264,58 @@ static void read_post(struct lmp_coord *c, bool ft, int pi, int si, uint32_t att
     bj->token = c->peers[pi].read_token = ++c->next_read_token;
     c->job->bg_busy++;
     lmp_bg_post(c->bg, &bj->it);
+}
+
+/* A slice's sums are in its spool file: read on the background thread (1.37 GB for a 7B
+ * block), then answered and added (load_done). The slice keeps its worker meanwhile (not
+ * dispatched again); the worker is free. */
+static void load_post(struct lmp_coord *c, int pi, int si, int32_t b, const Lmp__TaskResult *r,
+                      uint64_t seq) {
+    struct job   *J  = c->job;
+    struct bgjob *bj = bg_new(c, BG_LOAD, J);
+    if (bj == NULL || (bj->path = strdup(r->outputs[0]->ref->path)) == NULL) {
+        free(bj);
+        job_fail(c, "out of memory");
+        return;
+    }
+    bj->pi = pi, bj->si = si, bj->b = b, bj->attempt = r->attempt, bj->seq = seq;
+    bj->seconds = r->stats ? r->stats->seconds : 0;
+    for (int k = 0; k < LMP_INPUT_COUNT; k++) {
+        const Lmp__BlobRef *ref = r->outputs[k]->ref;
+        bj->off[k] = ref->offset, bj->len[k] = ref->length, bj->xxh[k] = ref->xxh64;
+        bj->n[k] = lmp_calib_grams_n_in(J->cblocks[b]->acc, (enum lmp_input)k);
+    }
+    J->slices[si].loading = true;
+    J->bg_busy++;
+    lmp_bg_post(c->bg, &bj->it);
+}
+
+static void load_done(struct lmp_coord *c, struct bgjob *bj) {
+    struct job *J = bj->J;
+    if (J != c->job || J->state != LMP__JOB_STATE__JOB_STATE_RUNNING || J->slices == NULL)
+        return; /* job over */
+    struct cslice *sl = &J->slices[bj->si];
+    sl->loading       = false;
+    if (sl->worker != bj->pi || sl->attempt != bj->attempt || sl->next_b != bj->b) return;
+    struct peer       *p    = &c->peers[bj->pi];
+    const bool         live = p->used && !p->dead;
+    Lmp__Envelope      out;
+    Lmp__TaskResultAck ack = LMP__TASK_RESULT_ACK__INIT;
+    lmp_wire_init(&out, 0, bj->seq);
+    ack.job_id = J->id, ack.task_id = CAL_TASK_BASE + (uint64_t)bj->si, ack.attempt = bj->attempt;
+    out.body_case       = LMP__ENVELOPE__BODY_TASK_RESULT_ACK;
+    out.task_result_ack = &ack;
+    if (bj->st != LMP_OK || bj->bad) {
+        char msg[768];
+        snprintf(msg, sizeof(msg), "calibration result of block %d from '%s' refused: %s", bj->b,
+                 p->id.name, bj->st != LMP_OK ? bj->err.msg : bj->bad);
+        if (live) coord_send(c, &p->id, &out);
+        cal_refuse(c, bj->pi, bj->si, msg);
+        return;
+    }
+    ack.accepted = true;
+    if (live) coord_send(c, &p->id, &out);
+    cal_take(c, bj->si, bj->b, bj->g, NULL, bj->seconds);
 }
 
 /* job_end with a read-back in flight: the artifact is closed after it (FIFO). */
@@ -2342,8 +2555,11 @@ static void bg_done(struct lmp_coord *c) {
                 read_done(c, bj);
             else if (bj->kind == BG_FINALIZE)
                 finalize_done(c, bj);
+            else if (bj->kind == BG_LOAD)
+                load_done(c, bj);
         }
         qship_release(&bj->qs);
+        bgjob_release(bj);
         if (bj->kind == BG_PLAN) job_destroy(&bj->J);
         free(bj);
     }
@@ -2353,6 +2569,7 @@ static void bg_done(struct lmp_coord *c) {
 static void bg_drop(struct lmp_bg_item *it) {
     struct bgjob *bj = (struct bgjob *)it;
     qship_release(&bj->qs);
+    bgjob_release(bj);
     if (bj->kind == BG_PLAN) job_destroy(&bj->J);
     free(bj);
 }

@@ -47,7 +47,11 @@ static inline uint64_t unix_ms(void) {
 /* H of one block's four inputs, shared by its tasks. */
 struct blockh {
     int    refs;
-    float *h[LMP_INPUT_COUNT]; /* (n_in, n_in) each */
+    float *h[LMP_INPUT_COUNT]; /* (n_in, n_in) each; NULL once it is in the spool */
+    /* an H bigger than the inline limit (proto/blobfile.h) goes to the job's spool, and its
+     * tasks get a reference: the file (removed with the blockh), its size and XXH64 */
+    char    *path[LMP_INPUT_COUNT];
+    uint64_t len[LMP_INPUT_COUNT], xxh[LMP_INPUT_COUNT];
 };
 
 /* A calibration slice (TASK_KIND_CALIBRATE): sequences [begin, end) of the job's tokens,
@@ -59,6 +63,7 @@ struct cslice {
     int      owner;  /* peer believed to hold its activations, -1 = none */
     int32_t  pos;    /* sequential mode: the owner holds the input of this block */
     uint32_t attempt, n_failures;
+    bool     loading; /* its result is being read from the spool (BG_LOAD): worker stays set */
 };
 
 /* One block's sums in the making: slice sums added in slice order (worker/calib.h). */
@@ -171,7 +176,8 @@ struct job {
     struct cslice           *slices;     /* (n_slices) distributed calibration */
     int64_t                  n_slices, n_seq, ctx;
     struct cblock          **cblocks; /* (n_layers) blocks being summed */
-    struct ftstate *ft;         /* coord.c: block fine-tuning (sequential --finetune), NULL = off */
+    char           *spool; /* payloads too big for a frame: "<out_path>.spool" (coord.c spool_*) */
+    struct ftstate *ft;    /* coord.c: block fine-tuning (sequential --finetune), NULL = off */
     bool           *need_block; /* (n_layers) has tasks waiting for its H */
     int             n_open;     /* blocks being summed or with H alive */
     uint64_t        submitted_ms, started_ms, finished_ms, started_mono;

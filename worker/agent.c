@@ -8,6 +8,7 @@
 #include "base/fault.h"        /* defines: lmp_fault_sleep */
 #include "base/log.h"          /* defines: lmp_log_* */
 #include "proto/zsock.h"       /* defines: lmp_zsock_*, lmp_wire_* */
+#include "proto/blobfile.h"    /* defines: lmp_blobfile_*, lmp_blob_inline_max */
 #include "worker/calib.h"      /* defines: lmp_calib_*, LMP_INPUT_COUNT */
 #include "worker/finetune.h"   /* defines: lmp_finetune_block */
 #include "model/model.h"       /* defines: lmp_model_open, lmp_model_linear */
@@ -124,6 +125,13 @@ struct task {
     struct lmp_compress_spec spec;
     uint64_t                 seed; /* job seed; the layer seed is derived from it */
     float                   *h;    /* (n_in, n_in) or NULL (RTN) */
+    struct {                       /* H by reference (a big layer): read by the compute thread */
+        char    *path;
+        uint64_t offset, length, xxh;
+    } href;
+    char    *out_dir; /* TaskAssign.out_dir: the spool for results too big to send */
+    char    *spooled; /* the calibration sums were written there: this file */
+    uint64_t spool_xxh[4], spool_len[4];
     /* TASK_KIND_CALIBRATE: the slice (tokens copied in) and its block's sums (out) */
     struct agent    *agent;
     int32_t         *tokens;
@@ -306,6 +314,9 @@ static void on_tune_step(void *ctx, const struct lmp_tune_step_stats *s, int64_t
     pthread_mutex_unlock(&t->pg.mu);
 }
 
+static enum lmp_status spool_grams(struct task *t, struct lmp_err *err);
+static enum lmp_status read_href(struct task *t, struct lmp_err *err);
+
 static void *task_main(void *arg) {
     struct task             *t = arg;
     const struct lmp_linear *l = t->lin;
@@ -333,8 +344,16 @@ static void *task_main(void *arg) {
         const uint64_t t0 = mono_ms();
         t->st             = t->kind == LMP__TASK_KIND__TASK_KIND_CALIBRATE ? calibrate(t, &t->err)
                                                                            : finetune(t, &t->err);
-        t->res.seconds    = (double)(mono_ms() - t0) / 1000.0;
-        char one          = 1;
+        if (t->st == LMP_OK && t->kind == LMP__TASK_KIND__TASK_KIND_CALIBRATE)
+            t->st = spool_grams(t, &t->err);
+        t->res.seconds = (double)(mono_ms() - t0) / 1000.0;
+        char one       = 1;
+        while (write(t->done_fd, &one, 1) < 0 && errno == EINTR) {
+        }
+        return NULL;
+    }
+    if (t->href.path && (t->st = read_href(t, &t->err)) != LMP_OK) {
+        char one = 1;
         while (write(t->done_fd, &one, 1) < 0 && errno == EINTR) {
         }
         return NULL;
@@ -819,6 +838,9 @@ static void task_free(struct task **tp) {
     lmp_calib_grams_destroy(&t->grams);
     free(t->tokens);
     free(t->h);
+    free(t->href.path);
+    free(t->out_dir);
+    free(t->spooled);
     if (t->qa) lmp__task_assign__free_unpacked(t->qa, NULL);
     for (int k = 0; k < LMP_LIN_COUNT; k++) lmp_aq_layer_release(&t->ftl[k]);
     free(t->ft_norm[0]), free(t->ft_norm[1]);
@@ -856,11 +878,64 @@ static void corrupt_result(const struct lmp_aq_layer *q, Lmp__TaskStats *ts) {
 static void corrupt_other(struct task *t) {
     const char *f = getenv("LMP_FAULT_RESULT_CORRUPT");
     if (f == NULL || f[0] == '\0') return;
-    if (t->kind == LMP__TASK_KIND__TASK_KIND_CALIBRATE && strncmp(f, "cal", 3) == 0)
+    if (t->kind == LMP__TASK_KIND__TASK_KIND_CALIBRATE && t->grams && strncmp(f, "cal", 3) == 0)
         ((double *)lmp_calib_grams_sum(t->grams, (enum lmp_input)0))[0] =
             strcmp(f, "calnan") == 0 ? NAN : -1.0;
     if (t->kind == LMP__TASK_KIND__TASK_KIND_FINETUNE_BLOCK && strncmp(f, "ft", 2) == 0)
         t->ft_norm[0][0] = strcmp(f, "ftnan") == 0 ? NAN : 1e30f;
+}
+
+/* A calibration result bigger than the inline limit goes to the job's spool (TaskAssign.
+ * out_dir) as one file of the four f64 sums, sent as references (send_result); smaller
+ * ones, or a task without a spool (then the frame limit decides), go inline. */
+static enum lmp_status spool_grams(struct task *t, struct lmp_err *err) {
+    uint64_t    total = 0;
+    const void *parts[LMP_INPUT_COUNT];
+    for (int k = 0; k < LMP_INPUT_COUNT; k++) {
+        const uint64_t n = (uint64_t)lmp_calib_grams_n_in(t->grams, (enum lmp_input)k);
+        t->spool_len[k]  = n * n * sizeof(double);
+        parts[k]         = lmp_calib_grams_sum(t->grams, (enum lmp_input)k);
+        total += t->spool_len[k];
+    }
+    if (total <= lmp_blob_inline_max() || t->out_dir == NULL) return LMP_OK;
+    corrupt_other(t);
+    char *path = lmp_blobfile_cal_path(t->out_dir, t->job_id, t->task_id, t->attempt);
+    if (path == NULL) return lmp_err_set(err, LMP_ENOMEM, "out of memory");
+    const uint64_t  t0 = mono_ms();
+    enum lmp_status st =
+        lmp_blobfile_write(path, parts, t->spool_len, LMP_INPUT_COUNT, t->spool_xxh, err);
+    if (st != LMP_OK) {
+        free(path);
+        return st;
+    }
+    if (getenv("LMP_FAULT_SPOOL_FLIP")) { /* tests: a byte changes after the checksum */
+        FILE *f = fopen(path, "r+b");
+        if (f) {
+            const int ch = fgetc(f);
+            if (ch != EOF && fseek(f, 0, SEEK_SET) == 0) fputc(ch ^ 0xff, f);
+            fclose(f);
+        }
+    }
+    lmp_log_info("worker %s: calibration sums of block %u written to '%s' (%.0f MB, %.2fs)",
+                 t->agent->name, t->layer_index, path, (double)total / 1e6,
+                 (double)(mono_ms() - t0) / 1000.0);
+    t->spooled = path;
+    lmp_calib_grams_destroy(&t->grams); /* the file has them */
+    return LMP_OK;
+}
+
+/* H by reference: read by the compute thread, off the loop that keeps the heartbeats. */
+static enum lmp_status read_href(struct task *t, struct lmp_err *err) {
+    const uint64_t t0 = mono_ms();
+    if ((t->h = malloc((size_t)t->href.length)) == NULL)
+        return lmp_err_set(err, LMP_ENOMEM, "out of memory for H of '%s'", t->layer);
+    enum lmp_status st =
+        lmp_blobfile_read(t->href.path, t->href.offset, t->href.length, t->href.xxh, t->h, err);
+    if (st == LMP_OK)
+        lmp_log_info("worker %s: H of '%s' read from '%s' (%.0f MB, %.2fs)", t->agent->name,
+                     t->layer, t->href.path, (double)t->href.length / 1e6,
+                     (double)(mono_ms() - t0) / 1000.0);
+    return st;
 }
 
 static enum lmp_status send_result(struct agent *A, struct task *t, struct lmp_err *err) {
@@ -877,6 +952,8 @@ static enum lmp_status send_result(struct agent *A, struct task *t, struct lmp_e
     Lmp__Tensor    *gp[LMP_INPUT_COUNT];
     Lmp__RowRange   rows = LMP__ROW_RANGE__INIT;
     uint64_t        gsh[LMP_INPUT_COUNT][2];
+    Lmp__BlobRef    gref[LMP_INPUT_COUNT];
+    Lmp__Blob       gblob[LMP_INPUT_COUNT], *gbp[LMP_INPUT_COUNT];
     static const char *const gname[LMP_INPUT_COUNT] = {"gram0", "gram1", "gram2", "gram3"};
     corrupt_other(t);
     tr.job_id = t->job_id, tr.task_id = t->task_id, tr.attempt = t->attempt;
@@ -935,6 +1012,23 @@ static enum lmp_status send_result(struct agent *A, struct task *t, struct lmp_e
     } else if (t->kind == LMP__TASK_KIND__TASK_KIND_TUNE) {
         /* the tuned artifact is on disk (rank 0 wrote it): the stats say how it went */
         ts.loss = r->rel_err_after;
+    } else if (t->kind == LMP__TASK_KIND__TASK_KIND_CALIBRATE && t->spooled) {
+        rows.begin = t->row_begin, rows.end = t->row_end;
+        tr.rows      = &rows;
+        uint64_t off = 0;
+        for (int k = 0; k < LMP_INPUT_COUNT; k++) {
+            gref[k]        = (Lmp__BlobRef)LMP__BLOB_REF__INIT;
+            gref[k].path   = t->spooled;
+            gref[k].offset = off, gref[k].length = t->spool_len[k], gref[k].xxh64 = t->spool_xxh[k];
+            off += t->spool_len[k];
+            gblob[k]            = (Lmp__Blob)LMP__BLOB__INIT;
+            gblob[k].name       = (char *)gname[k];
+            gblob[k].where_case = LMP__BLOB__WHERE_REF;
+            gblob[k].ref        = &gref[k];
+            gbp[k]              = &gblob[k];
+        }
+        tr.n_outputs = LMP_INPUT_COUNT;
+        tr.outputs   = gbp;
     } else if (t->kind == LMP__TASK_KIND__TASK_KIND_CALIBRATE) {
         rows.begin = t->row_begin, rows.end = t->row_end;
         tr.rows = &rows;
@@ -1164,6 +1258,11 @@ static enum lmp_status on_assign(struct agent *A, const Lmp__Envelope *env, stru
             goto refuse;
         }
         memcpy(t->tokens, tk->data.data, tk->data.len);
+        if (ta->kind == LMP__TASK_KIND__TASK_KIND_CALIBRATE && ta->out_dir && ta->out_dir[0] &&
+            (t->out_dir = strdup(ta->out_dir)) == NULL) {
+            st = lmp_err_set(&terr, LMP_ENOMEM, "out of memory");
+            goto refuse;
+        }
         for (size_t i = 0; i < ta->n_inputs; i++) /* sequential mode: quantized blocks to pass */
             if (ta->inputs[i]->name &&
                 strcmp(ta->inputs[i]->name, lmp_payload_name(LMP__PAYLOAD__PAYLOAD_QFROM)) == 0 &&
@@ -1233,13 +1332,33 @@ static enum lmp_status on_assign(struct agent *A, const Lmp__Envelope *env, stru
         t->row_begin = ta->rows->begin, t->row_end = ta->rows->end;
     }
     if (t->spec.method == LMP_COMPRESS_AQLM) {
-        const Lmp__Tensor *g = NULL;
+        const Lmp__Tensor  *g  = NULL;
+        const Lmp__BlobRef *gr = NULL;
         for (size_t i = 0; i < ta->n_inputs; i++)
             if (ta->inputs[i]->name &&
-                strcmp(ta->inputs[i]->name, lmp_payload_name(LMP__PAYLOAD__PAYLOAD_GRAM)) == 0 &&
-                ta->inputs[i]->where_case == LMP__BLOB__WHERE_TENSOR)
-                g = ta->inputs[i]->tensor;
+                strcmp(ta->inputs[i]->name, lmp_payload_name(LMP__PAYLOAD__PAYLOAD_GRAM)) == 0) {
+                if (ta->inputs[i]->where_case == LMP__BLOB__WHERE_TENSOR)
+                    g = ta->inputs[i]->tensor;
+                else if (ta->inputs[i]->where_case == LMP__BLOB__WHERE_REF)
+                    gr = ta->inputs[i]->ref;
+            }
         const uint64_t n = (uint64_t)t->lin->n_in;
+        if (g == NULL && gr) { /* by reference: the compute thread reads it (read_href) */
+            if (gr->length != n * n * sizeof(float) || gr->dataset[0] != '\0') {
+                st = lmp_err_set(&terr, LMP_EPROTO,
+                                 "task '%s': 'gram' reference of %llu bytes, an f32 (%llu, %llu) "
+                                 "H is %llu (or it names an HDF5 dataset)",
+                                 t->layer, (unsigned long long)gr->length, (unsigned long long)n,
+                                 (unsigned long long)n, (unsigned long long)(n * n * 4));
+                goto refuse;
+            }
+            if ((t->href.path = strdup(gr->path)) == NULL) {
+                st = lmp_err_set(&terr, LMP_ENOMEM, "out of memory");
+                goto refuse;
+            }
+            t->href.offset = gr->offset, t->href.length = gr->length, t->href.xxh = gr->xxh64;
+            goto start;
+        }
         if (g == NULL || g->dtype != LMP__DTYPE__DTYPE_F32 || g->n_shape != 2 || g->shape[0] != n ||
             g->shape[1] != n) {
             st = lmp_err_set(&terr, LMP_EPROTO, "task '%s': no f32 (%llu, %llu) 'gram' input",
