@@ -1044,7 +1044,11 @@ static int32_t next_needed(const struct job *J, int32_t b) {
     return -1;
 }
 
-/* Every slice of block b is in: H of its four inputs, and its tasks become ready. */
+static void hwrite_post(struct lmp_coord *c, struct blockh *h, int32_t b,
+                        char *path[LMP_INPUT_COUNT]);
+
+/* Every slice of block b is in: H of its four inputs, and its tasks become ready (those of an
+ * H over the inline limit once it is in the spool: hwrite_done). */
 static void cal_block_done(struct lmp_coord *c, int32_t b) {
     struct job    *J  = c->job;
     struct cblock *cb = J->cblocks[b];
@@ -1062,30 +1066,21 @@ static void cal_block_done(struct lmp_coord *c, int32_t b) {
             return;
         }
     }
-    for (int k = 0; k < LMP_INPUT_COUNT; k++) { /* too big for a frame: by reference */
-        const int64_t  n   = lmp_calib_grams_n_in(cb->acc, (enum lmp_input)k);
-        const uint64_t len = (uint64_t)(n * n) * sizeof(float);
-        if (len <= lmp_blob_inline_max()) continue;
-        struct lmp_err  e       = {0};
-        const uint64_t  t0      = mono_ms();
-        const void     *part[1] = {h->h[k]};
-        enum lmp_status st      = LMP_ENOMEM;
-        if ((h->path[k] = lmp_strfmt("%s/h-j%llu-b%d-%d.f32", J->spool, (unsigned long long)J->id,
-                                     b, k)) != NULL)
-            st = lmp_blobfile_write(h->path[k], part, &len, 1, &h->xxh[k], &e);
-        if (st != LMP_OK) {
-            free(h->path[k]), h->path[k] = NULL;
+    char *hpath[LMP_INPUT_COUNT] = {0}; /* too big for a frame: by reference (BG_HWRITE) */
+    bool  spool                  = false;
+    for (int k = 0; k < LMP_INPUT_COUNT; k++) {
+        const int64_t n = lmp_calib_grams_n_in(cb->acc, (enum lmp_input)k);
+        if ((uint64_t)(n * n) * sizeof(float) <= lmp_blob_inline_max()) continue;
+        spool = true;
+        if ((hpath[k] = lmp_strfmt("%s/h-j%llu-b%d-%d.f32", J->spool, (unsigned long long)J->id, b,
+                                   k)) == NULL) {
+            for (int q = 0; q < k; q++) free(hpath[q]);
             blockh_free(h);
-            cblock_free(J, b);
-            job_fail(c, "block %d: cannot store H for its tasks: %s", b,
-                     e.msg[0] ? e.msg : "out of memory");
+            job_fail(c, "out of memory");
             return;
         }
-        h->len[k] = len;
-        free(h->h[k]), h->h[k] = NULL;
-        lmp_log_info("coordinator: H of block %d input %d written to '%s' (%.0f MB, %.2fs)", b, k,
-                     h->path[k], (double)len / 1e6, (double)(mono_ms() - t0) / 1000.0);
     }
+    if (spool) hwrite_post(c, h, b, hpath);
     cblock_free(J, b); /* n_open unchanged: the block now holds H instead */
     for (int64_t i = 0; i < J->n_tasks; i++)
         if (J->tasks[i].l->block == b && J->tasks[i].state == LMP__TASK_STATE__TASK_STATE_PENDING &&
@@ -1519,7 +1514,7 @@ static void on_cal_result(struct lmp_coord *c, int pi, const Lmp__TaskResult *r,
 
 static bool task_ready(const struct job *J, const struct task *t) {
     return t->state == LMP__TASK_STATE__TASK_STATE_PENDING &&
-           (J->cspec.method == LMP_COMPRESS_RTN || t->h != NULL);
+           (J->cspec.method == LMP_COMPRESS_RTN || (t->h != NULL && !t->h->writing));
 }
 
 /* Task t's H as the Blob "gram": inline, or a reference to its spool file. The blob points
@@ -2171,7 +2166,7 @@ out:
  * J->bg_busy keeping job_end from closing the artifact under it; a finalize has J->finalizing
  * (no event is appended to the artifact meanwhile). Items come back in posting order. */
 
-enum bgkind { BG_PLAN, BG_READ, BG_FINALIZE, BG_CLOSE, BG_LOAD };
+enum bgkind { BG_PLAN, BG_READ, BG_FINALIZE, BG_CLOSE, BG_LOAD, BG_HWRITE };
 
 struct bgjob {
     struct lmp_bg_item it; /* first */
@@ -2189,10 +2184,13 @@ struct bgjob {
     char              *path;    /* BG_LOAD: a slice's spool file (removed once read) */
     uint64_t           off[LMP_INPUT_COUNT], len[LMP_INPUT_COUNT], xxh[LMP_INPUT_COUNT];
     int64_t            n[LMP_INPUT_COUNT];
-    double            *g[LMP_INPUT_COUNT]; /* BG_LOAD: the sums read */
-    const char        *bad;                /* BG_LOAD: gram_problem's finding */
-    double             seconds;            /* BG_LOAD: the worker's seconds */
-    uint64_t           seq;                /* BG_LOAD: the TaskResult's, for the answer */
+    double            *g[LMP_INPUT_COUNT];     /* BG_LOAD: the sums read */
+    const char        *bad;                    /* BG_LOAD: gram_problem's finding */
+    double             seconds;                /* BG_LOAD: the worker's seconds; both: the read's */
+    double             io_s;                   /* BG_LOAD, BG_HWRITE: seconds reading / writing */
+    struct blockh     *hb;                     /* BG_HWRITE: the block's H (holds a reference) */
+    char              *hpath[LMP_INPUT_COUNT]; /* BG_HWRITE: the files (NULL: inline) */
+    uint64_t           seq;                    /* BG_LOAD: the TaskResult's, for the answer */
     enum lmp_status    st;
     struct lmp_err     err;
 };
@@ -2209,8 +2207,21 @@ static void bg_work(struct lmp_bg_item *it) {
         lmp_fault_sleep("LMP_FAULT_READBACK_SLEEP_MS"); /* tests: reading back a large model */
         bj->st = qship_build(&bj->qs, bj->J, bj->from, bj->b, &bj->err);
         break;
-    case BG_LOAD: /* a slice's sums from the spool: read, checksummed, checked, removed */
-        bj->st = LMP_OK;
+    case BG_HWRITE: { /* a block's H to the spool */
+        const uint64_t t0 = mono_ms();
+        bj->st            = LMP_OK;
+        for (int k = 0; k < LMP_INPUT_COUNT && bj->st == LMP_OK; k++) {
+            if (bj->hpath[k] == NULL) continue;
+            const void *part[1] = {bj->hb->h[k]};
+            bj->len[k]          = bj->n[k];
+            bj->st = lmp_blobfile_write(bj->hpath[k], part, &bj->len[k], 1, &bj->xxh[k], &bj->err);
+        }
+        bj->io_s = (double)(mono_ms() - t0) / 1000.0;
+        break;
+    }
+    case BG_LOAD: { /* a slice's sums from the spool: read, checksummed, checked, removed */
+        const uint64_t t0 = mono_ms();
+        bj->st            = LMP_OK;
         for (int k = 0; k < LMP_INPUT_COUNT && bj->st == LMP_OK; k++) {
             if ((bj->g[k] = malloc((size_t)bj->len[k])) == NULL) {
                 bj->st = lmp_err_set(&bj->err, LMP_ENOMEM, "out of memory for the Gram matrices");
@@ -2222,7 +2233,9 @@ static void bg_work(struct lmp_bg_item *it) {
                 bj->bad = gram_problem((const uint8_t *)bj->g[k], bj->n[k]);
         }
         unlink(bj->path);
+        bj->io_s = (double)(mono_ms() - t0) / 1000.0;
         break;
+    }
     case BG_CLOSE: /* after a job ended with a read-back in flight (bg_done) */
         lmp_artifact_close(&bj->J->a);
         break;
@@ -2240,6 +2253,7 @@ static void bg_work(struct lmp_bg_item *it) {
 
 static void bgjob_release(struct bgjob *bj) {
     free(bj->path);
+    for (int k = 0; k < LMP_INPUT_COUNT; k++) free(bj->hpath[k]);
     for (int k = 0; k < LMP_INPUT_COUNT; k++) free(bj->g[k]);
 }
 
@@ -2315,7 +2329,61 @@ static void load_done(struct lmp_coord *c, struct bgjob *bj) {
     }
     ack.accepted = true;
     if (live) coord_send(c, &p->id, &out);
+    uint64_t bytes = 0;
+    for (int k = 0; k < LMP_INPUT_COUNT; k++) bytes += bj->len[k];
+    lmp_log_info("coordinator: calibration sums of block %d, sequences [%lld, %lld), read from "
+                 "'%s' (%.0f MB, %.2fs)",
+                 bj->b, (long long)sl->begin, (long long)sl->end, bj->path, (double)bytes / 1e6,
+                 bj->io_s);
     cal_take(c, bj->si, bj->b, bj->g, NULL, bj->seconds);
+}
+
+/* Block b's H over the inline limit goes to the spool (path[k], taken) on the background
+ * thread; the item holds a reference to h, so a job that ends meanwhile frees it after. */
+static void hwrite_post(struct lmp_coord *c, struct blockh *h, int32_t b,
+                        char *path[LMP_INPUT_COUNT]) {
+    struct job   *J  = c->job;
+    struct bgjob *bj = bg_new(c, BG_HWRITE, J);
+    if (bj == NULL) {
+        for (int k = 0; k < LMP_INPUT_COUNT; k++) free(path[k]);
+        job_fail(c, "out of memory");
+        return;
+    }
+    bj->hb = h, bj->b = b;
+    for (int k = 0; k < LMP_INPUT_COUNT; k++) {
+        const int64_t n = J->m ? lmp_calib_grams_n_in(J->cblocks[b]->acc, (enum lmp_input)k) : 0;
+        bj->hpath[k]    = path[k];
+        bj->n[k]        = (int64_t)((uint64_t)(n * n) * sizeof(float));
+    }
+    h->writing = true;
+    h->refs++;
+    J->bg_busy++;
+    lmp_bg_post(c->bg, &bj->it);
+}
+
+static void hwrite_done(struct lmp_coord *c, struct bgjob *bj) {
+    struct job    *J     = bj->J;
+    struct blockh *h     = bj->hb;
+    uint64_t       bytes = 0;
+    for (int k = 0; k < LMP_INPUT_COUNT; k++) {
+        if (bj->hpath[k] == NULL) continue;
+        h->path[k] = bj->hpath[k], bj->hpath[k] = NULL; /* removed with h, written or not */
+        h->len[k] = bj->len[k], h->xxh[k] = bj->xxh[k];
+        bytes += bj->len[k];
+        if (bj->st == LMP_OK) free(h->h[k]), h->h[k] = NULL;
+    }
+    h->writing = false;
+    if (J == c->job && J->state == LMP__JOB_STATE__JOB_STATE_RUNNING) {
+        if (bj->st != LMP_OK)
+            job_fail(c, "block %d: cannot store H for its tasks: %s", bj->b, bj->err.msg);
+        else
+            lmp_log_info("coordinator: H of block %d written to '%s' (%.0f MB, %.2fs)", bj->b,
+                         J->spool, (double)bytes / 1e6, bj->io_s);
+    }
+    if (--h->refs == 0) {
+        blockh_free(h);
+        J->n_open--;
+    }
 }
 
 /* job_end with a read-back in flight: the artifact is closed after it (FIFO). */
@@ -2557,6 +2625,8 @@ static void bg_done(struct lmp_coord *c) {
                 finalize_done(c, bj);
             else if (bj->kind == BG_LOAD)
                 load_done(c, bj);
+            else if (bj->kind == BG_HWRITE)
+                hwrite_done(c, bj);
         }
         qship_release(&bj->qs);
         bgjob_release(bj);

@@ -52,6 +52,7 @@ struct blockh {
      * tasks get a reference: the file (removed with the blockh), its size and XXH64 */
     char    *path[LMP_INPUT_COUNT];
     uint64_t len[LMP_INPUT_COUNT], xxh[LMP_INPUT_COUNT];
+    bool     writing; /* coord.c BG_HWRITE: being written there; its tasks wait */
 };
 
 /* A calibration slice (TASK_KIND_CALIBRATE): sequences [begin, end) of the job's tokens,

@@ -33,10 +33,12 @@ for m in IND SEQ; do
     r=$(same_layers "ref-$m.h5" "sp-$m.h5") || bad "$m: spooled artifact differs: $r"
     grep -q "calibration sums of block 0 written to '$T/sp-$m.h5.spool/cal-j1-" "sp-$m.err" ||
         bad "$m: no calibration result went through the spool"
-    grep -q "H of block 0 input 0 written to '$T/sp-$m.h5.spool/h-j1-b0-0.f32'" "sp-$m.err" ||
+    grep -q "calibration sums of block 0, sequences \[0, 1), read from '$T/sp-$m.h5.spool/" \
+        "sp-$m.err" || bad "$m: the coordinator read no calibration result from the spool"
+    grep -q "H of block 0 written to '$T/sp-$m.h5.spool'" "sp-$m.err" ||
         bad "$m: no H went through the spool"
-    grep -q "H of 'model.layers.0.self_attn.q_proj' read from" "sp-$m.err" ||
-        bad "$m: no worker read its H from the spool"
+    grep -q "H of 'model.layers.0.self_attn.q_proj' read from '$T/sp-$m.h5.spool/h-j1-b0-0.f32'" \
+        "sp-$m.err" || bad "$m: no worker read its H from the spool"
     [ -e "sp-$m.h5.spool" ] && bad "$m: the spool directory is left behind: $(ls "sp-$m.h5.spool")"
 done
 
