@@ -249,6 +249,41 @@ out:
     return rc;
 }
 
+/* A 1-D float attribute of n values (written as f32). */
+static int attr_put_f32_array(hid_t obj, const char *name, const float *v, int32_t n) {
+    const hsize_t dims[1] = {(hsize_t)n};
+    hid_t         space = H5Screate_simple(1, dims, NULL), attr = H5I_INVALID_HID;
+    int           rc = -1;
+    if (space < 0) goto out;
+    if (H5Aexists(obj, name) > 0 && H5Adelete(obj, name) < 0) goto out;
+    if ((attr = H5Acreate2(obj, name, H5T_IEEE_F32LE, space, H5P_DEFAULT, H5P_DEFAULT)) < 0)
+        goto out;
+    if (H5Awrite(attr, H5T_NATIVE_FLOAT, v) < 0) goto out;
+    rc = 0;
+out:
+    if (attr >= 0) H5Aclose(attr);
+    if (space >= 0) H5Sclose(space);
+    return rc;
+}
+
+/* Read a 1-D float attribute of exactly n values. -1 if absent, of another shape or class. */
+static int attr_get_f32_array(hid_t obj, const char *name, float *v, int32_t n) {
+    hid_t attr = H5I_INVALID_HID, space = H5I_INVALID_HID, ftype = H5I_INVALID_HID;
+    int   rc = -1;
+    if ((attr = H5Aopen(obj, name, H5P_DEFAULT)) < 0) goto out;
+    if ((space = H5Aget_space(attr)) < 0 || H5Sget_simple_extent_ndims(space) != 1 ||
+        H5Sget_simple_extent_npoints(space) != n)
+        goto out;
+    if ((ftype = H5Aget_type(attr)) < 0 || H5Tget_class(ftype) != H5T_FLOAT) goto out;
+    if (H5Aread(attr, H5T_NATIVE_FLOAT, v) < 0) goto out;
+    rc = 0;
+out:
+    if (ftype >= 0) H5Tclose(ftype);
+    if (space >= 0) H5Sclose(space);
+    if (attr >= 0) H5Aclose(attr);
+    return rc;
+}
+
 static int attr_put_str(hid_t obj, const char *name, const char *v) {
     hid_t t = str_type(strlen(v) + 1);
     if (t < 0) return -1;
@@ -498,6 +533,7 @@ void lmp_art_job_init(struct lmp_art_job *job) {
 
 void lmp_art_job_release(struct lmp_art_job *job) {
     if (job == NULL) return;
+    free(job->rope_freqs);
     free(job->linears);
     free(job->model_name);
     free(job->calib_desc);
@@ -513,12 +549,27 @@ enum lmp_status lmp_art_job_set_text(char **field, const char *v) {
     return LMP_OK;
 }
 
+/* Entries of a GGUF rope_freqs tensor: one per rotated pair (model/rope.h). */
+static int32_t rope_freqs_n(const struct lmp_config *c) {
+    return (c->rope_dims ? c->rope_dims : c->head_dim) / 2;
+}
+
 /* A deep copy of src into dst (zeroed or released). RET LMP_OK or LMP_ENOMEM. */
 static enum lmp_status job_copy(struct lmp_art_job *dst, const struct lmp_art_job *src) {
     *dst            = *src;
     dst->model_name = dst->calib_desc = NULL;
     dst->linears                      = NULL;
     dst->n_linears                    = 0;
+    dst->rope_freqs = NULL, dst->cfg.rope_freq_factors = NULL;
+    if (src->rope_freqs) {
+        const size_t n = (size_t)rope_freqs_n(&src->cfg);
+        if ((dst->rope_freqs = malloc(n * sizeof(float))) == NULL) {
+            lmp_art_job_release(dst);
+            return LMP_ENOMEM;
+        }
+        memcpy(dst->rope_freqs, src->rope_freqs, n * sizeof(float));
+        dst->cfg.rope_freq_factors = dst->rope_freqs;
+    }
     if (lmp_art_job_set_text(&dst->model_name, src->model_name) != LMP_OK ||
         lmp_art_job_set_text(&dst->calib_desc, src->calib_desc) != LMP_OK ||
         (dst->linears = malloc((size_t)(src->n_linears ? src->n_linears : 1) *
@@ -546,8 +597,15 @@ enum lmp_status lmp_art_job_from_model(struct lmp_art_job *job, const struct lmp
     job->linears               = lin;
     job->n_linears             = n;
     job->cfg                   = m->cfg;
-    job->cfg.rope_freq_factors = NULL; /* into the model; not stored (compression refuses it) */
-    job->model_fp              = lmp_fingerprint_model(m);
+    job->cfg.rope_freq_factors = NULL; /* into the model: a copy the job owns */
+    free(job->rope_freqs), job->rope_freqs = NULL;
+    if (m->cfg.rope_freq_factors) {
+        const size_t nf = (size_t)rope_freqs_n(&m->cfg);
+        if ((job->rope_freqs = malloc(nf * sizeof(float))) == NULL) return LMP_ENOMEM;
+        memcpy(job->rope_freqs, m->cfg.rope_freq_factors, nf * sizeof(float));
+        job->cfg.rope_freq_factors = job->rope_freqs;
+    }
+    job->model_fp = lmp_fingerprint_model(m);
     if (lmp_art_job_set_text(&job->model_name, m->path ? m->path : "(unnamed)") != LMP_OK)
         return LMP_ENOMEM;
     snprintf(job->tool_version, sizeof(job->tool_version), "%s", LMP_VERSION);
@@ -571,7 +629,7 @@ bool lmp_artifact_cfg_is_v3(const struct lmp_config *c) {
     return c->qk_norm || c->post_norms || c->ffn_act != LMP_ACT_SILU ||
            (c->embed_scale != 0 && c->embed_scale != 1) || c->attn_scale != 0 ||
            c->swa_pattern != 0 || c->rope_theta_local != 0 ||
-           c->rope_scaling != LMP_ROPE_SCALING_NONE ||
+           c->rope_scaling != LMP_ROPE_SCALING_NONE || c->rope_freq_factors != NULL ||
            (c->rope_dims != 0 && c->rope_dims != c->head_dim); /* finish sets it to head_dim */
 }
 
@@ -587,6 +645,9 @@ static int write_arch(hid_t g, const struct lmp_config *c) {
         return -1;
     if (c->rope_dims != 0 && c->rope_dims != c->head_dim &&
         attr_put_i64(g, "rope_dims", c->rope_dims) < 0)
+        return -1;
+    if (c->rope_freq_factors &&
+        attr_put_f32_array(g, "rope_freqs", c->rope_freq_factors, rope_freqs_n(c)) < 0)
         return -1;
     if (c->rope_scaling == LMP_ROPE_SCALING_NONE) return 0;
     if (attr_put_str(g, "rope_scaling", rope_scaling_names[c->rope_scaling]) < 0 ||
@@ -640,10 +701,11 @@ static enum lmp_status opt_enum(hid_t g, const char *fname, const char *name,
                        fname, name, lmp_str_escape(q, sizeof(q), buf));
 }
 
-static enum lmp_status read_arch(hid_t g, const char *fname, struct lmp_config *c,
+static enum lmp_status read_arch(hid_t g, const char *fname, struct lmp_art_job *job,
                                  struct lmp_err *err) {
-    int             act = LMP_ACT_SILU, sc = LMP_ROPE_SCALING_NONE;
-    enum lmp_status st;
+    struct lmp_config *c   = &job->cfg;
+    int                act = LMP_ACT_SILU, sc = LMP_ROPE_SCALING_NONE;
+    enum lmp_status    st;
     if ((st = opt_enum(g, fname, "ffn_act", act_names, 2, &act, err)) ||
         (st = opt_f64(g, fname, "embed_scale", 1e-6, 1e6, &c->embed_scale, err)) ||
         (st = opt_f64(g, fname, "attn_scale", 1e-6, 1e6, &c->attn_scale, err)) ||
@@ -656,6 +718,22 @@ static enum lmp_status read_arch(hid_t g, const char *fname, struct lmp_config *
     c->rope_scaling = (enum lmp_rope_scaling)sc;
     if (c->rope_dims % 2 != 0)
         return lmp_err_set(err, LMP_EFORMAT, "'%s': /model attribute 'rope_dims' is odd", fname);
+    c->rope_freq_factors = NULL;
+    if (H5Aexists(g, "rope_freqs") > 0) { /* GGUF rope_freqs divisors: one per pair, > 0 */
+        const int32_t n = rope_freqs_n(c);
+        if (n < 1 || (job->rope_freqs = malloc((size_t)n * sizeof(float))) == NULL)
+            return lmp_err_set(err, n < 1 ? LMP_EFORMAT : LMP_ENOMEM,
+                               "'%s': /model attribute 'rope_freqs' cannot be read", fname);
+        if (attr_get_f32_array(g, "rope_freqs", job->rope_freqs, n) < 0)
+            return lmp_err_set(err, LMP_EFORMAT,
+                               "'%s': /model attribute 'rope_freqs' is not %d floats", fname, n);
+        for (int32_t i = 0; i < n; i++)
+            if (!isfinite(job->rope_freqs[i]) || job->rope_freqs[i] <= 0)
+                return lmp_err_set(err, LMP_EFORMAT,
+                                   "'%s': /model attribute 'rope_freqs'[%d] = %g is not positive",
+                                   fname, i, (double)job->rope_freqs[i]);
+        c->rope_freq_factors = job->rope_freqs;
+    }
     if (sc == LMP_ROPE_SCALING_NONE) return LMP_OK;
     static const char *const need[] = {
         "rope_factor",    "rope_low_freq_factor", "rope_high_freq_factor", "rope_orig_max_seq",
@@ -806,7 +884,7 @@ static enum lmp_status read_job(hid_t file, const char *fname, struct lmp_art_jo
     c->sliding_window  = (int32_t)v[10];
     c->rope_theta      = (float)theta;
     c->norm_eps        = (float)eps;
-    if ((st = read_arch(g, fname, c, err))) goto out;
+    if ((st = read_arch(g, fname, job, err))) goto out;
 
     int     r = 0;
     int64_t dims[LMP_MAX_DIMS];

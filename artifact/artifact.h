@@ -98,18 +98,19 @@ struct lmp_art_linear {
  * come from outside (the model's path, the settings in words) are owned, whole, and
  * never NULL once read back; set them with lmp_art_job_set_text. */
 struct lmp_art_job {
-    uint64_t model_fp;      /* lmp_fingerprint_model() */
-    uint64_t calib_fp;      /* lmp_fingerprint_job(): calibration tokens and every
-                               setting that changes the artifact (docs/artifact.md) */
-    char *model_name;       /* for messages: the model's path (owned) */
-    char *calib_desc;       /* the fingerprinted settings in words (owned) */
-    char  method[32];       /* "aqlm", "rtn" */
-    char  scheme[64];       /* "2x8g8", "int4g128" */
-    char  tool_version[32]; /* LMP_VERSION of the writer */
-    char  build[256];       /* lmp_build_id() of the writer; "" = not recorded (an
-                               artifact older than the record); checked on resume */
-    struct lmp_config      cfg;
-    struct lmp_art_linear *linears; /* (n_linears), owned */
+    uint64_t model_fp;                 /* lmp_fingerprint_model() */
+    uint64_t calib_fp;                 /* lmp_fingerprint_job(): calibration tokens and every
+                                          setting that changes the artifact (docs/artifact.md) */
+    char *model_name;                  /* for messages: the model's path (owned) */
+    char *calib_desc;                  /* the fingerprinted settings in words (owned) */
+    char  method[32];                  /* "aqlm", "rtn" */
+    char  scheme[64];                  /* "2x8g8", "int4g128" */
+    char  tool_version[32];            /* LMP_VERSION of the writer */
+    char  build[256];                  /* lmp_build_id() of the writer; "" = not recorded (an
+                                          artifact older than the record); checked on resume */
+    struct lmp_config      cfg;        /* cfg.rope_freq_factors points into rope_freqs */
+    float                 *rope_freqs; /* (rope dims / 2) GGUF rope_freqs divisors, owned; NULL */
+    struct lmp_art_linear *linears;    /* (n_linears), owned */
     int64_t                n_linears;
 };
 

@@ -498,7 +498,7 @@ enum lmp_status lmp_artifact_model_load(const char *path, enum lmp_art_weights w
     }
     b.m->cfg     = *cfg;
     b.m->path    = strdup(path);
-    b.cap        = 3 + (int64_t)cfg->n_layers * (6 + 2 * LMP_LIN_COUNT);
+    b.cap        = 4 + (int64_t)cfg->n_layers * (6 + 2 * LMP_LIN_COUNT);
     b.m->tensors = calloc((size_t)b.cap, sizeof(*b.m->tensors));
     b.src        = calloc(1, sizeof(*b.src));
     if (b.src) {
@@ -518,8 +518,19 @@ enum lmp_status lmp_artifact_model_load(const char *path, enum lmp_art_weights w
         st    = lmp_err_set(err, LMP_ENOMEM, "'%s': out of memory", path);
         goto fail;
     }
-    b.m->src         = b.src;
-    b.m->src_close   = am_src_close;
+    b.m->src       = b.src;
+    b.m->src_close = am_src_close;
+    if (cfg->rope_freq_factors) { /* the job's copy goes with the artifact: the model's own */
+        const size_t nb = (size_t)((cfg->rope_dims ? cfg->rope_dims : cfg->head_dim) / 2) * 4;
+        float       *ff = malloc(nb);
+        if (ff == NULL) {
+            st = lmp_err_set(err, LMP_ENOMEM, "'%s': out of memory", path);
+            goto fail;
+        }
+        memcpy(ff, cfg->rope_freq_factors, nb);
+        b.src->bufs[b.src->n_bufs++] = ff;
+        b.m->cfg.rope_freq_factors   = ff;
+    }
     const bool codes = weights == LMP_ART_WEIGHTS_CODES;
 
     if ((st = am_tensor(&b, "model.embed_tokens.weight", true, codes, &b.m->tok_emb, err)) ||

@@ -49,14 +49,6 @@ enum lmp_status lmp_job_check(const struct lmp_model *m, const struct lmp_compre
                               const char *const *keep, int n_keep, const char *calib_path,
                               bool train, struct lmp_err *err) {
     assert(m && spec && (keep || n_keep == 0));
-    /* the artifact does not store a GGUF rope_freqs tensor: refused first, so that the
-     * training refusal below never names a way out that does not exist */
-    if (m->cfg.rope_freq_factors != NULL)
-        return lmp_err_set(err, LMP_EUNSUP,
-                           "'%s': compression of a model with a rope_freqs tensor (Llama 3.1 "
-                           "GGUF) is not supported: the artifact does not store it; eval and "
-                           "generate work",
-                           m->path ? m->path : "model");
     /* what the block backward cannot run (model/model.h; Gemma 3 and Qwen3 train) */
     if (train) {
         enum lmp_status trainable =

@@ -35,7 +35,7 @@ enum lmp_status lmp_job_spec_check(const Lmp__JobSpec *spec, const char *from, s
  * RET LMP_OK; LMP_EINVAL (a --keep pattern that matches nothing, a scheme that does not
  * fit a layer), LMP_ENOENT (the calibration file cannot be opened: missing, unreadable, a
  * directory), LMP_EFORMAT (the calibration file is empty), LMP_EUNSUP (training a block the
- * backward lacks; a GGUF rope_freqs tensor, which the artifact does not store). */
+ * backward lacks). A GGUF rope_freqs tensor is stored in the artifact (format 3). */
 enum lmp_status lmp_job_check(const struct lmp_model *m, const struct lmp_compress_spec *spec,
                               const char *const *keep, int n_keep, const char *calib_path,
                               bool train, struct lmp_err *err);

@@ -384,8 +384,6 @@ enum lmp_status lmp_model_check_trainable(const struct lmp_model *m, const char 
      * window blocks with their own RoPE base, scaled RoPE); the rest is refused here */
     if (c->ffn_act != LMP_ACT_SILU && c->ffn_act != LMP_ACT_GELU_TANH)
         has = "an FFN activation the backward lacks";
-    else if (c->rope_freq_factors != NULL)
-        has = "a rope_freqs tensor, which the artifact does not store";
     else if (c->rope_dims != 0 && c->rope_dims != c->head_dim)
         has = "partial rotary dimensions";
     if (has == NULL) return LMP_OK;

@@ -29,7 +29,8 @@ struct spec {
     /* beyond the llama block */
     bool qk_norm;  /* per-head q/k RMSNorm (Qwen3, Gemma 3) */
     bool gemma;    /* post norms, GeGLU, attn_scale, a local block with a 3-key window */
-    bool rope_var; /* YaRN scaling (magnitude != 1) on half of the head's dimensions */
+    bool rope_var; /* YaRN scaling (magnitude != 1) and a rope_freqs divisor on half of the
+                      head's dimensions */
 };
 
 static const struct spec specs[] = {
@@ -87,12 +88,14 @@ static void block_init(struct block *b, const struct spec *sp, uint64_t seed) {
         c->rope_theta_local = 10.0f;
     }
     if (sp->rope_var) {
-        c->rope_dims         = HD / 2;
-        c->rope_scaling      = LMP_ROPE_SCALING_YARN;
-        c->rope_factor       = 4.0f;
-        c->rope_orig_max_seq = 8;
-        c->rope_beta_fast    = 32.0f;
-        c->rope_beta_slow    = 1.0f;
+        c->rope_dims                  = HD / 2;
+        c->rope_scaling               = LMP_ROPE_SCALING_YARN;
+        c->rope_factor                = 4.0f;
+        c->rope_orig_max_seq          = 8;
+        c->rope_beta_fast             = 32.0f;
+        c->rope_beta_slow             = 1.0f;
+        static const float ff[HD / 4] = {2.5f}; /* GGUF rope_freqs divisors, one per pair */
+        c->rope_freq_factors          = ff;
     }
     const int64_t qd = (int64_t)sp->n_heads * HD, kd = (int64_t)sp->n_kv_heads * HD;
     const int64_t shp[LMP_LIN_COUNT][2] = {{qd, DIM},     {kd, DIM},     {kd, DIM},    {DIM, qd},

@@ -9,8 +9,8 @@
  *  causal attention limited to the window on local blocks, post-attention norm, residual;
  *  norm, GeGLU (tanh GELU), post-FFN norm, residual; final norm; tied head). The KV-cache
  *  path (one token at a time) must give the same logits. Errors: a missing Gemma tensor, an
- *  unknown RoPE scaling type, a rope_freqs of the wrong size, and compression refused.
- *  The model written into a format-3 artifact reads back as the same model.
+ *  unknown RoPE scaling type, a rope_freqs of the wrong size. The model written into a
+ *  format-3 artifact reads back as the same model, a rope_freqs tensor's divisors included.
  */
 #include "artifact/artifact.h"       /* defines: lmp_artifact_*, lmp_art_job_* */
 #include "artifact/artifact_model.h" /* defines: lmp_artifact_model_open */
@@ -72,7 +72,8 @@ static void make_weights(struct weights *w) {
 
 struct variant {
     const char *scaling_type;    /* rope.scaling.type, NULL: linear FACTOR */
-    int         rope_freqs_n;    /* > 0: a rope_freqs tensor of that many ones */
+    int         rope_freqs_n;    /* > 0: a rope_freqs tensor of that many values */
+    float       rope_freqs_step; /* value i = 1 + step * i (0: ones, the same frequencies) */
     int         skip_layer_norm; /* 1: leave out blk.1.post_ffw_norm */
     int         no_type;         /* 1: no rope.scaling.type (llama.cpp's default: linear) */
 };
@@ -106,7 +107,7 @@ static const char *write_gemma3(const char *fname, const struct weights *wt,
     gw_tensor(&w, "output_norm.weight", GW_F32, 1, d1, wt->out_norm, sizeof(wt->out_norm));
     if (v->rope_freqs_n > 0) {
         float ones[64];
-        for (int i = 0; i < 64; i++) ones[i] = 1.0f;
+        for (int i = 0; i < 64; i++) ones[i] = 1.0f + v->rope_freqs_step * (float)i;
         gw_tensor(&w, "rope_freqs.weight", GW_F32, 1, (const uint64_t[]){(uint64_t)v->rope_freqs_n},
                   ones, sizeof(float) * (size_t)v->rope_freqs_n);
     }
@@ -308,7 +309,7 @@ static void test_gemma3_forward_matches_direct(void) {
 
 /* Format 3: the model written into an artifact with every linear kept (no codes) reads
  * back as the same model (config, norms beyond the llama block's, forward pass bit for
- * bit), the file says format 3, and a model with a rope_freqs tensor is refused. */
+ * bit), the file says format 3; a rope_freqs tensor is stored and read back. */
 static void test_gemma3_artifact_round_trip(void) {
     const char       *path = write_gemma3("g3a.gguf", &W, &(struct variant){0});
     struct lmp_model *m = NULL, *am = NULL;
@@ -370,15 +371,61 @@ static void test_gemma3_artifact_round_trip(void) {
     lmp_model_close(&am);
     lmp_model_close(&m);
 
-    /* a rope_freqs tensor is not stored: its compression is refused before any work */
-    path = write_gemma3("g3r.gguf", &W, &(struct variant){.rope_freqs_n = HD / 2});
+    /* a rope_freqs tensor (divisors 1, 4, 7, 10) goes into the artifact: the model read back
+     * has the same divisors and the same logits, bit for bit; it compresses and trains */
+    path = write_gemma3("g3r.gguf", &W,
+                        &(struct variant){.rope_freqs_n = HD / 2, .rope_freqs_step = 3.0f});
     CHECK(lmp_model_open(path, &m, &err) == LMP_OK);
     struct lmp_compress_spec spec;
     lmp_compress_spec_init(&spec);
     spec.sc.g = 4;
     if (m) {
-        CHECK(lmp_job_check(m, &spec, NULL, 0, NULL, false, &err) == LMP_EUNSUP);
-        CHECK(strstr(err.msg, "rope_freqs") != NULL);
+        CHECK(lmp_job_check(m, &spec, NULL, 0, NULL, false, &err) == LMP_OK);
+        CHECK(lmp_job_check(m, &spec, NULL, 0, NULL, true, &err) == LMP_OK);
+        char art2[300];
+        snprintf(art2, sizeof(art2), "%s/g3r.h5", tmpdir);
+        lmp_art_job_init(&job);
+        CHECK(lmp_art_job_from_model(&job, m) == LMP_OK);
+        snprintf(job.method, sizeof(job.method), "aqlm");
+        snprintf(job.scheme, sizeof(job.scheme), "2x8g8");
+        CHECK(lmp_artifact_open_write(art2, &job, &a, &err) == LMP_OK);
+        CHECK(a && lmp_artifact_put_model_tensors(a, m, quantized, false, &err) == LMP_OK);
+        CHECK(a && lmp_artifact_finalize(a, &err) == LMP_OK);
+        lmp_artifact_close(&a);
+        lmp_art_job_release(&job);
+        CHECK(lmp_artifact_model_open(art2, &am, NULL, &err) == LMP_OK);
+        CHECK(am && am->cfg.rope_freq_factors &&
+              am->cfg.rope_freq_factors != m->cfg.rope_freq_factors);
+        for (int i = 0; am && am->cfg.rope_freq_factors && i < HD / 2; i++)
+            CHECK(am->cfg.rope_freq_factors[i] == 1.0f + 3.0f * (float)i);
+        if (am) {
+            CHECK(lmp_transformer_new(m, &(struct lmp_transformer_opts){.n_threads = 1}, &t0,
+                                      &err) == LMP_OK);
+            CHECK(lmp_transformer_new(am, &(struct lmp_transformer_opts){.n_threads = 1}, &t1,
+                                      &err) == LMP_OK);
+            if (t0 && t1) {
+                CHECK(lmp_transformer_forward(t0, NULL, tok, 1, NTOK, h0, NULL, &err) == LMP_OK);
+                CHECK(lmp_transformer_forward(t1, NULL, tok, 1, NTOK, h1, NULL, &err) == LMP_OK);
+                lmp_transformer_logits(t0, h0, NTOK, l0);
+                lmp_transformer_logits(t1, h1, NTOK, l1);
+                CHECK(memcmp(l0, l1, sizeof(l0)) == 0);
+            }
+            lmp_transformer_destroy(&t0);
+            lmp_transformer_destroy(&t1);
+        }
+        lmp_model_close(&am);
+        /* the same model without its divisors gives other logits: the check above can fail */
+        const float *keep_ff     = m->cfg.rope_freq_factors;
+        m->cfg.rope_freq_factors = NULL;
+        CHECK(lmp_transformer_new(m, &(struct lmp_transformer_opts){.n_threads = 1}, &t1, &err) ==
+              LMP_OK);
+        if (t1) {
+            CHECK(lmp_transformer_forward(t1, NULL, tok, 1, NTOK, h1, NULL, &err) == LMP_OK);
+            lmp_transformer_logits(t1, h1, NTOK, l1);
+            CHECK(memcmp(l0, l1, sizeof(l0)) != 0);
+        }
+        lmp_transformer_destroy(&t1);
+        m->cfg.rope_freq_factors = keep_ff;
     }
     lmp_model_close(&m);
     /* training (block fine-tuning, PV-Tuning) runs Gemma 3's block */
