@@ -381,11 +381,10 @@ enum lmp_status lmp_model_check_trainable(const struct lmp_model *m, const char 
     const char              *has = NULL;
     /* worker/block_grad.c and worker/model_grad.c run the llama block and what Gemma 3 and
      * Qwen3 add (q/k and post norms, GeGLU, the embedding and attention scales, sliding-
-     * window blocks with their own RoPE base, scaled RoPE); the rest is refused here */
+     * window blocks with their own RoPE base, scaled RoPE, partial rotary dimensions, GGUF
+     * rope_freqs divisors); the rest is refused here */
     if (c->ffn_act != LMP_ACT_SILU && c->ffn_act != LMP_ACT_GELU_TANH)
         has = "an FFN activation the backward lacks";
-    else if (c->rope_dims != 0 && c->rope_dims != c->head_dim)
-        has = "partial rotary dimensions";
     if (has == NULL) return LMP_OK;
     return lmp_err_set(err, LMP_EUNSUP,
                        "'%s': %s of %s models is not supported (the model has %s; "

@@ -217,10 +217,10 @@ int64_t lmp_model_n_params(const struct lmp_model *m);
  * backward (worker/block_grad.c, worker/model_grad.c) runs the llama block and what
  * Gemma 3 and Qwen3 add (per-head q/k norms, post norms, GeGLU, the embedding and
  * attention scales, sliding-window blocks with their own RoPE base, linear/llama3/YaRN
- * RoPE scaling, GGUF rope_freqs divisors), and artifact format 3 records it. Refused with
- * LMP_EUNSUP and a one-line message naming the model and what it has: partial rotary
- * dimensions (not enabled for training yet, though block_grad has them). `what` names the
- * stage in the message ("compression"). */
+ * RoPE scaling, partial rotary dimensions, GGUF rope_freqs divisors), and artifact format 3
+ * records it. Refused with LMP_EUNSUP and a one-line message naming the model and what it
+ * has: an FFN activation other than SiLU and tanh-GELU (no architecture read today has one).
+ * `what` names the stage in the message ("compression"). */
 enum lmp_status lmp_model_check_trainable(const struct lmp_model *m, const char *what,
                                           struct lmp_err *err);
 

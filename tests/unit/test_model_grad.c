@@ -15,9 +15,11 @@
  *  The same checks (finite differences, student == teacher, descent) on a Qwen3-like model
  *  (per-head q/k norms, untied) and a Gemma-3-like one (q/k norms, post norms, GeGLU,
  *  embeddings times sqrt(dim), an attention scale, block 0 local with a 3-key window and
- *  its own RoPE base, linear RoPE scaling on block 1, tied head), plus their forward
- *  against lmp_transformer_forward (the inference pass; max abs diff <= 1e-5 of the
- *  largest logit), every extra norm's gradient included.
+ *  its own RoPE base, linear RoPE scaling on block 1, tied head), and on the Qwen3-like
+ *  model with partial rotary dimensions (4 of 6) divided by GGUF rope_freqs divisors (the
+ *  finite differences and the forward), plus their forward against lmp_transformer_forward
+ *  (the inference pass; max abs diff <= 1e-5 of the largest logit), every extra norm's
+ *  gradient included.
  *  On stories260K (../shared; skipped with 77 where absent unless CI=true): the forward's
  *  logits equal lmp_transformer_forward + _logits for the same tokens (max abs diff <=
  *  1e-4 of the largest logit), and the KL between them is ~0.
@@ -330,12 +332,30 @@ static void test_backward_matches_finite_differences(void) {
 }
 
 /* Qwen3 and Gemma 3: the extra norms, GeGLU, the embedding scale, the local block. */
+/* The Qwen3-like model with partial rotary dimensions (4 of the head's 6, Phi-4-mini's
+ * form) and GGUF rope_freqs divisors on them (Llama 3.1's form): kind ARCH_PARTIAL. */
+enum { ARCH_PARTIAL = ARCH_GEMMA3 + 1 };
+static const float partial_ff[2] = {1.5f, 3.0f};
+
+static struct lmp_model *build_kind(int kind, uint64_t seed, float **extra) {
+    struct lmp_model *m = build_arch(kind == ARCH_PARTIAL ? ARCH_QWEN3 : kind, seed, extra);
+    if (m && kind == ARCH_PARTIAL) {
+        m->cfg.rope_dims         = 4;
+        m->cfg.rope_freq_factors = partial_ff;
+    }
+    return m;
+}
+
+static const char *kind_name(int kind) {
+    return kind == ARCH_GEMMA3 ? "gemma3" : kind == ARCH_PARTIAL ? "partial rotary" : "qwen3";
+}
+
 static void test_arch_backward_matches_finite_differences(void) {
     worst_rel = worst_dir = 0;
-    for (int kind = ARCH_QWEN3; kind <= ARCH_GEMMA3; kind++) {
+    for (int kind = ARCH_QWEN3; kind <= ARCH_PARTIAL; kind++) {
         float            *extra = NULL;
-        struct lmp_model *m     = build_arch(kind, 1000 + 100 * kind, &extra);
-        fd_model(m, kind == ARCH_GEMMA3 ? "gemma3" : "qwen3", (uint64_t)(10 + kind));
+        struct lmp_model *m     = build_kind(kind, 1000 + 100 * kind, &extra);
+        fd_model(m, kind_name(kind), (uint64_t)(10 + kind));
         lmp_model_close(&m);
         free(extra);
     }
@@ -345,13 +365,13 @@ static void test_arch_backward_matches_finite_differences(void) {
             worst_rel, worst_dir);
 }
 
-/* The training forward of the Qwen3- and Gemma-3-like models equals the inference pass
- * (model/transformer.c): the embedding scale, the local block's window and RoPE base, the
- * scaled global RoPE are the same there. */
+/* The training forward of the Qwen3- and Gemma-3-like models (and the partial rotary one)
+ * equals the inference pass (model/transformer.c): the embedding scale, the local block's
+ * window and RoPE base, the scaled global RoPE, the rotated dimensions are the same there. */
 static void test_arch_forward_matches_transformer(void) {
-    for (int kind = ARCH_QWEN3; kind <= ARCH_GEMMA3; kind++) {
+    for (int kind = ARCH_QWEN3; kind <= ARCH_PARTIAL; kind++) {
         float                      *extra = NULL;
-        struct lmp_model           *m     = build_arch(kind, 1500 + 100 * kind, &extra);
+        struct lmp_model           *m     = build_kind(kind, 1500 + 100 * kind, &extra);
         struct lmp_err              err   = {0};
         struct lmp_transformer     *tf    = NULL;
         struct lmp_transformer_opts topts = {.n_threads = 1};
@@ -374,8 +394,8 @@ static void test_arch_forward_matches_transformer(void) {
             md = fmax(md, fabs((double)got[i] - want[i]));
             mx = fmax(mx, fabs((double)want[i]));
         }
-        fprintf(stderr, "  %s: max |logit diff| %.3g of max |logit| %.3g\n",
-                kind == ARCH_GEMMA3 ? "gemma3" : "qwen3", md, mx);
+        fprintf(stderr, "  %s: max |logit diff| %.3g of max |logit| %.3g\n", kind_name(kind), md,
+                mx);
         CHECK(mx > 0.5);
         CHECK(md <= 1e-5 * mx);
         /* the embedding scale matters: without it the logits differ */
