@@ -754,14 +754,16 @@ static void blockh_free(struct blockh *h) {
 
 /* The spool (proto/blobfile.h): the job's payloads too big for a frame, next to its
  * artifact. Files are named by the job, so clearing removes only what lmpress wrote there
- * (a calibration result "cal-j*", an H "h-j*", or either's ".tmp"), then the directory
+ * (a calibration result "cal-j*", an H "h-j*", shipped blocks "q-j*", or one's ".tmp"), then
+ * the directory
  * when it is empty. */
 static void spool_clear(const char *dir, bool rm_dir) {
     DIR *d = dir ? opendir(dir) : NULL;
     if (d == NULL) return;
     struct dirent *e;
     while ((e = readdir(d)) != NULL)
-        if (strncmp(e->d_name, "cal-j", 5) == 0 || strncmp(e->d_name, "h-j", 3) == 0) {
+        if (strncmp(e->d_name, "cal-j", 5) == 0 || strncmp(e->d_name, "h-j", 3) == 0 ||
+            strncmp(e->d_name, "q-j", 3) == 0) {
             char *p = lmp_strfmt("%s/%s", dir, e->d_name);
             if (p) unlink(p);
             free(p);
@@ -1238,6 +1240,79 @@ static void read_post(struct lmp_coord *c, bool ft, int pi, int si, uint32_t att
                       int32_t b, bool fresh);
 static void cal_send(struct lmp_coord *c, int pi, int si, struct qship *qs, bool fresh);
 
+/* A task's shipped blocks (every input but "tokens" and "qfrom": the quantized blocks it
+ * passes, the layers it tunes) over the inline limit go to the spool as one packed
+ * TaskAssign (ta's fields, those inputs), sent as Blob "shipped" by reference (rb, ref: the
+ * caller's, kept until the send; *path: the file, the caller frees the string); the
+ * worker's compute thread reads, checks and removes it. ta->inputs (the caller's array) is
+ * rearranged in place. false: the job failed (a full disk, or more than protobuf's 2 GiB). */
+static bool ship_spool(struct lmp_coord *c, Lmp__TaskAssign *ta, const char *tag, Lmp__Blob *rb,
+                       Lmp__BlobRef *ref, char **path) {
+    struct job *J     = c->job;
+    uint64_t    bytes = 0;
+    size_t      n_mv  = 0;
+    *path             = NULL;
+    const char *tokn  = lmp_payload_name(LMP__PAYLOAD__PAYLOAD_TOKENS),
+               *qfn   = lmp_payload_name(LMP__PAYLOAD__PAYLOAD_QFROM);
+    for (size_t i = 0; i < ta->n_inputs; i++) {
+        const Lmp__Blob *b = ta->inputs[i];
+        if (strcmp(b->name, tokn) == 0 || strcmp(b->name, qfn) == 0) continue;
+        n_mv++;
+        if (b->where_case == LMP__BLOB__WHERE_TENSOR) bytes += b->tensor->data.len;
+    }
+    if (n_mv == 0 || bytes <= lmp_blob_inline_max()) return true;
+    Lmp__Blob **mv = malloc(n_mv * sizeof(*mv));
+    if (mv == NULL) {
+        job_fail(c, "out of memory");
+        return false;
+    }
+    size_t n_keep = 0, m = 0;
+    for (size_t i = 0; i < ta->n_inputs; i++) {
+        Lmp__Blob *b = ta->inputs[i];
+        if (strcmp(b->name, tokn) == 0 || strcmp(b->name, qfn) == 0)
+            ta->inputs[n_keep++] = b;
+        else
+            mv[m++] = b;
+    }
+    Lmp__TaskAssign pk = *ta;
+    pk.base            = (ProtobufCMessage)PROTOBUF_C_MESSAGE_INIT(&lmp__task_assign__descriptor);
+    pk.n_inputs = n_mv, pk.inputs = mv;
+    const size_t    len = lmp__task_assign__get_packed_size(&pk);
+    uint8_t        *buf = len <= (size_t)INT32_MAX ? malloc(len) : NULL;
+    struct lmp_err  e   = {0};
+    enum lmp_status st  = LMP_ENOMEM;
+    uint64_t        xxh = 0, len64 = len;
+    if (buf) {
+        lmp__task_assign__pack(&pk, buf);
+        const void *part[1] = {buf};
+        if ((*path = lmp_strfmt("%s/q-j%llu-%s-a%u.pb", J->spool, (unsigned long long)J->id, tag,
+                                ta->attempt)) != NULL)
+            st = lmp_blobfile_write(*path, part, &len64, 1, &xxh, &e);
+    }
+    free(buf);
+    /* the moved blobs stay the caller's; put them back after the kept ones on failure */
+    if (st != LMP_OK) {
+        for (size_t i = 0; i < n_mv; i++) ta->inputs[n_keep + i] = mv[i];
+        free(mv);
+        if (len > (size_t)INT32_MAX)
+            job_fail(c, "%s: the blocks to ship are %zu bytes, over protobuf's 2 GiB", tag, len);
+        else
+            job_fail(c, "%s: cannot ship blocks through the spool: %s", tag,
+                     e.msg[0] ? e.msg : "out of memory");
+        return false;
+    }
+    free(mv);
+    ref->path = *path, ref->offset = 0, ref->length = len64, ref->xxh64 = xxh;
+    rb->name           = "shipped";
+    rb->where_case     = LMP__BLOB__WHERE_REF;
+    rb->ref            = ref;
+    ta->inputs[n_keep] = rb;
+    ta->n_inputs       = n_keep + 1;
+    lmp_log_info("coordinator: %s: %.0f MB of blocks shipped through '%s'", tag, (double)len / 1e6,
+                 *path);
+    return true;
+}
+
 /* Slice si's next block goes to worker pi: reserved now (slice and worker busy), sent now
  * (independent mode) or once the committed blocks it must pass are read back (sequential
  * mode: the background thread reads them, see bg_done). */
@@ -1305,13 +1380,21 @@ static void cal_send(struct lmp_coord *c, int pi, int si, struct qship *qs, bool
     lmp_wire_tensor_init(&tok, lmp_payload_name(LMP__PAYLOAD__PAYLOAD_TOKENS),
                          LMP__DTYPE__DTYPE_I32, shape, 2, J->tokens + sl->begin * J->ctx,
                          shape[0] * shape[1] * sizeof(int32_t));
-    blob.name       = (char *)lmp_payload_name(LMP__PAYLOAD__PAYLOAD_TOKENS);
-    blob.where_case = LMP__BLOB__WHERE_TENSOR;
-    blob.tensor     = &tok;
-    ta.n_inputs     = 1 + n_q;
-    ta.inputs       = blobs;
-    env.body_case   = LMP__ENVELOPE__BODY_TASK_ASSIGN;
-    env.task_assign = &ta;
+    blob.name            = (char *)lmp_payload_name(LMP__PAYLOAD__PAYLOAD_TOKENS);
+    blob.where_case      = LMP__BLOB__WHERE_TENSOR;
+    blob.tensor          = &tok;
+    ta.n_inputs          = 1 + n_q;
+    ta.inputs            = blobs;
+    env.body_case        = LMP__ENVELOPE__BODY_TASK_ASSIGN;
+    env.task_assign      = &ta;
+    Lmp__Blob    rb      = LMP__BLOB__INIT;
+    Lmp__BlobRef ref     = LMP__BLOB_REF__INIT;
+    char        *shipped = NULL, tag[48];
+    snprintf(tag, sizeof(tag), "cal-s%d", si);
+    if (!ship_spool(c, &ta, tag, &rb, &ref, &shipped)) {
+        if (blobs != blobs1) free(blobs);
+        return;
+    }
     lmp_log_info("coordinator: calibration of sequences [%lld, %lld) block %d -> worker '%s'%s",
                  (long long)sl->begin, (long long)sl->end, b, p->id.name,
                  fresh ? " (from the embedding)" : "");
@@ -1319,6 +1402,7 @@ static void cal_send(struct lmp_coord *c, int pi, int si, struct qship *qs, bool
                      (long long)sl->begin, (long long)sl->end, b);
     coord_send(c, &p->id, &env);
     if (blobs != blobs1) free(blobs);
+    free(shipped);
 }
 
 /* ---- checks of what a worker sends back (the AQLM results' are aq_result_problem) ------
@@ -1916,15 +2000,24 @@ static void ft_send(struct lmp_coord *c, int pi, struct qship *qs) {
     ta.kernels    = J->spec->kernels;
     ta.n_threads =
         J->spec->threads ? J->spec->threads : p->cores; /* --threads: the driver's count */
-    ta.n_inputs     = n;
-    ta.inputs       = blobs;
-    env.body_case   = LMP__ENVELOPE__BODY_TASK_ASSIGN;
-    env.task_assign = &ta;
+    ta.n_inputs          = n;
+    ta.inputs            = blobs;
+    env.body_case        = LMP__ENVELOPE__BODY_TASK_ASSIGN;
+    env.task_assign      = &ta;
+    Lmp__Blob    rb      = LMP__BLOB__INIT;
+    Lmp__BlobRef ref     = LMP__BLOB_REF__INIT;
+    char        *shipped = NULL, tag[48];
+    snprintf(tag, sizeof(tag), "ft-b%d", b);
+    if (!ship_spool(c, &ta, tag, &rb, &ref, &shipped)) {
+        free(blobs);
+        return;
+    }
     lmp_log_info("coordinator: fine-tuning of block %d -> worker '%s' (attempt %u%s)", b,
                  p->id.name, F->attempt, from ? "" : ", from the embedding");
     coord_peer_event(c, LMP_LOG_INFO, "finetune", pi, "block %d", b);
     coord_send(c, &p->id, &env);
     free(blobs);
+    free(shipped);
 }
 
 static const Lmp__Tensor *result_tensor(const Lmp__TaskResult *r, const char *name) {

@@ -129,9 +129,14 @@ struct task {
         char    *path;
         uint64_t offset, length, xxh;
     } href;
-    char    *out_dir; /* TaskAssign.out_dir: the spool for results too big to send */
-    char    *spooled; /* the calibration sums were written there: this file */
-    uint64_t spool_xxh[4], spool_len[4];
+    struct { /* Blob "shipped": the blocks to pass or tune, by reference */
+        char    *path;
+        uint64_t length, xxh;
+    } ship;
+    Lmp__TaskAssign *qx;      /* ... read from there by the compute thread (ship_load) */
+    char            *out_dir; /* TaskAssign.out_dir: the spool for results too big to send */
+    char            *spooled; /* the calibration sums were written there: this file */
+    uint64_t         spool_xxh[4], spool_len[4];
     /* TASK_KIND_CALIBRATE: the slice (tokens copied in) and its block's sums (out) */
     struct agent    *agent;
     int32_t         *tokens;
@@ -489,11 +494,41 @@ static void slice_drop(struct slice *s) {
  * thread, which alone touches the slices and the transformer while it runs. */
 /* The tensor of blob `name` of the sequential assign, or NULL. */
 static const Lmp__Tensor *q_blob(const struct task *t, const char *name) {
-    for (size_t i = 0; t->qa && i < t->qa->n_inputs; i++)
-        if (t->qa->inputs[i]->name && strcmp(t->qa->inputs[i]->name, name) == 0 &&
-            t->qa->inputs[i]->where_case == LMP__BLOB__WHERE_TENSOR)
-            return t->qa->inputs[i]->tensor;
+    const Lmp__TaskAssign *in[2] = {t->qa, t->qx};
+    for (int j = 0; j < 2; j++)
+        for (size_t i = 0; in[j] && i < in[j]->n_inputs; i++)
+            if (in[j]->inputs[i]->name && strcmp(in[j]->inputs[i]->name, name) == 0 &&
+                in[j]->inputs[i]->where_case == LMP__BLOB__WHERE_TENSOR)
+                return in[j]->inputs[i]->tensor;
     return NULL;
+}
+
+/* Blob "shipped" (coordinator/coord.c ship_spool): the quantized blocks the task passes and
+ * the layers it tunes, a packed TaskAssign in the spool. Read on the compute thread,
+ * checksummed, unpacked and checked like a frame (lmp_wire_validate), then removed: the
+ * coordinator named the file for this attempt only. */
+static enum lmp_status ship_load(struct task *t, struct lmp_err *err) {
+    const uint64_t  t0  = mono_ms();
+    uint8_t        *buf = malloc(t->ship.length ? (size_t)t->ship.length : 1);
+    enum lmp_status st  = LMP_OK;
+    if (buf == NULL) return lmp_err_set(err, LMP_ENOMEM, "out of memory for the shipped blocks");
+    if ((st = lmp_blobfile_read(t->ship.path, 0, t->ship.length, t->ship.xxh, buf, err))) {
+        free(buf);
+        return st;
+    }
+    t->qx = lmp__task_assign__unpack(NULL, (size_t)t->ship.length, buf);
+    free(buf);
+    if (t->qx == NULL)
+        return lmp_err_set(err, LMP_EPROTO, "shipped blocks in '%s' do not unpack", t->ship.path);
+    Lmp__Envelope env;
+    lmp_wire_init(&env, 0, 0);
+    env.body_case   = LMP__ENVELOPE__BODY_TASK_ASSIGN;
+    env.task_assign = t->qx;
+    if ((st = lmp_wire_validate(&env, t->ship.path, err))) return st;
+    unlink(t->ship.path);
+    lmp_log_info("worker: %zu shipped arrays read from '%s' (%.0f MB, %.2fs)", t->qx->n_inputs,
+                 t->ship.path, (double)t->ship.length / 1e6, (double)(mono_ms() - t0) / 1000.0);
+    return LMP_OK;
 }
 
 /* Sequential mode: install block k's quantized linears (decoded from the shipped codes,
@@ -610,6 +645,7 @@ static enum lmp_status calibrate(struct task *t, struct lmp_err *err) {
     struct agent   *A  = t->agent;
     const int32_t   b  = (int32_t)t->layer_index;
     enum lmp_status st = LMP_OK;
+    if (t->ship.path && (st = ship_load(t, err))) return st;
     if (A->tf == NULL) {
         struct lmp_transformer_opts to = {.n_threads    = t->n_threads > 0 ? t->n_threads : 1,
                                           .lazy_weights = true};
@@ -684,6 +720,7 @@ static enum lmp_status finetune(struct task *t, struct lmp_err *err) {
     enum lmp_status         st                  = LMP_OK;
     float                  *bias[LMP_LIN_COUNT] = {0};
     float                  *extra[4]            = {0}; /* q/k and post norms, frozen */
+    if (t->ship.path && (st = ship_load(t, err))) return st;
     if (A->tf == NULL) {
         struct lmp_transformer_opts to = {.n_threads    = t->n_threads > 0 ? t->n_threads : 1,
                                           .lazy_weights = true};
@@ -839,6 +876,8 @@ static void task_free(struct task **tp) {
     free(t->tokens);
     free(t->h);
     free(t->href.path);
+    free(t->ship.path);
+    if (t->qx) lmp__task_assign__free_unpacked(t->qx, NULL);
     free(t->out_dir);
     free(t->spooled);
     if (t->qa) lmp__task_assign__free_unpacked(t->qa, NULL);
@@ -1288,6 +1327,25 @@ static enum lmp_status on_assign(struct agent *A, const Lmp__Envelope *env, stru
             if (t->qa == NULL) {
                 st = lmp_err_set(&terr, LMP_ENOMEM, "out of memory");
                 goto refuse;
+            }
+            for (size_t i = 0; i < t->qa->n_inputs; i++) { /* by reference: ship_load */
+                const Lmp__Blob *sb = t->qa->inputs[i];
+                if (sb->name == NULL || strcmp(sb->name, "shipped") != 0 ||
+                    sb->where_case != LMP__BLOB__WHERE_REF)
+                    continue;
+                if (sb->ref->dataset[0] != '\0' || sb->ref->offset != 0 ||
+                    sb->ref->length > ((uint64_t)1 << 31)) {
+                    st = lmp_err_set(&terr, LMP_EPROTO,
+                                     "task %llu: 'shipped' reference with a dataset, an offset "
+                                     "or over 2 GiB",
+                                     (unsigned long long)ta->task_id);
+                    goto refuse;
+                }
+                if ((t->ship.path = strdup(sb->ref->path)) == NULL) {
+                    st = lmp_err_set(&terr, LMP_ENOMEM, "out of memory");
+                    goto refuse;
+                }
+                t->ship.length = sb->ref->length, t->ship.xxh = sb->ref->xxh64;
             }
         }
         t->n_seq = (int64_t)tk->shape[0], t->ctx = (int64_t)tk->shape[1];

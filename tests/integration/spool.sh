@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # spool - payloads too big for a frame go by reference through the job's spool directory
-# (proto/blobfile.h): with LMP_INLINE_MAX=1 every calibration result and every H travels as a
-# file next to the artifact, as a 7B block's do at the default 64 MiB.
+# (proto/blobfile.h): with LMP_INLINE_MAX=1 every calibration result, every H and every task's
+# shipped blocks travel as files next to the artifact, as a 7B block's sums and H do at the
+# default 64 MiB (and a 70B block's codes would).
 #  1. `lmpress compress` (independent; sequential with fine-tuning) through the spool gives
 #     the same datasets as inline, and leaves no spool directory behind;
 #  2. a cluster job whose workers spool: one worker changes a byte of its file after the
@@ -39,6 +40,14 @@ for m in IND SEQ; do
         bad "$m: no H went through the spool"
     grep -q "H of 'model.layers.0.self_attn.q_proj' read from '$T/sp-$m.h5.spool/h-j1-b0-0.f32'" \
         "sp-$m.err" || bad "$m: no worker read its H from the spool"
+    if [ $m = SEQ ]; then # the quantized blocks a slice passes, the layers a block tunes
+        grep -q "cal-s[0-9]*: [0-9]* MB of blocks shipped through '$T/sp-$m.h5.spool/q-j1-cal-s" \
+            "sp-$m.err" || bad "$m: no calibration task's blocks went through the spool"
+        grep -q "ft-b1: [0-9]* MB of blocks shipped through '$T/sp-$m.h5.spool/q-j1-ft-b1-a1.pb'" \
+            "sp-$m.err" || bad "$m: no fine-tuning task's blocks went through the spool"
+        grep -q "shipped arrays read from '$T/sp-$m.h5.spool/q-j1-ft-b1-a1.pb'" "sp-$m.err" ||
+            bad "$m: no worker read shipped blocks"
+    fi
     [ -e "sp-$m.h5.spool" ] && bad "$m: the spool directory is left behind: $(ls "sp-$m.h5.spool")"
 done
 
