@@ -19,6 +19,8 @@
 #   LMP_FAULT_TIMEOUT=S  seconds one run may take (default 20: a lost message costs a 5 s
 #                        heartbeat timeout or two)
 #   LMP_FAULT_KEEP=DIR   keep each failing run's stderr and stack log in DIR
+#   LMP_FAULT_INLINE_MAX=B  payloads over B bytes through the spool (1: all of them, so the
+#                        failures land in the spool's writes and reads too; default: 64 MiB)
 set -u
 . "$(dirname "$0")/lib.bash"
 lmp_need_stories
@@ -30,6 +32,7 @@ KINDS=${LMP_FAULT_KINDS:-malloc write fsync send netsend}
 SEED=${LMP_FAULT_SEED:-$RANDOM}
 TO=${LMP_FAULT_TIMEOUT:-20}
 KEEP=${LMP_FAULT_KEEP:-}
+[ -n "${LMP_FAULT_INLINE_MAX:-}" ] && export LMP_INLINE_MAX=$LMP_FAULT_INLINE_MAX
 # An AddressSanitizer lmpress cannot take the interposer: its malloc must be found before
 # ASan's, and preloaded first (verify_asan_link_order=0) it crashes ASan's start-up. Skipped
 # there, also under CI (the CI build is ASan); run it on a Release build (docs/reliability.md).
