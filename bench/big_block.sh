@@ -13,10 +13,11 @@
 # SCHEME (2x8g8), NSAMPLES (128), CTX (512), THREADS (2), FINETUNE=1 (add --finetune), OUT
 # (work directory, default a temporary one, removed with the checkpoint), KEEP_MODEL=1 (keep
 # OUT's checkpoint for the next run), LMP_SHARED (the shared data directory).
-# Needs the checkpoint's size on disk (7b: 0.4 GB per block; 70b: 1.7 GB per block).
-# Today both shapes stop at the first calibration task: a block's Gram matrices exceed the
-# 256 MiB protocol frame (measured for 7b, docs/results-cluster.md "Protocol limit"); the
-# script reports that failure (exit 1) until they travel another way.
+# Needs the checkpoint's size on disk (7b: 0.4 GB per block; 70b: 1.7 GB per block) and the
+# spool's beside the artifact (a calibration slice's sums: 1.4 GB for 7b, 8.2 GB for 70b, one
+# or two at a time; the block's H: 0.7 GB / 4.1 GB). The peak RSS is the one process's: the
+# embedded coordinator and its worker together. Measured: docs/results-cluster.md ("A
+# Llama-2-7B block"); 70b needs about 29 GB in one process, more than this machine has.
 set -u
 LMPRESS=${1:-${LMPRESS:-build/cli/lmpress}}
 SHARED=${LMP_SHARED:-$(cd "$(dirname "$0")/../.." && pwd)/shared}

@@ -32,6 +32,8 @@ import sys
 
 SMOL = dict(name="SmolLM2-135M", n_layers=30, dim=576, hidden=1536, n_heads=9, n_kv=3)
 L70B = dict(name="Llama-2-70B", n_layers=80, dim=8192, hidden=28672, n_heads=64, n_kv=8)
+L7B = dict(name="Llama-2-7B", n_layers=32, dim=4096, hidden=11008, n_heads=32, n_kv=32)
+MODELS = {"70b": L70B, "7b": L7B}
 ORDER = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 # which Gram matrix (input) each linear reads: q/k/v share one, gate/up share one
 INPUT = {"q_proj": "attn", "k_proj": "attn", "v_proj": "attn", "o_proj": "o",
@@ -66,15 +68,22 @@ def ft_flops_per_token(m, ctx):
     return 3 * (2 * block_params(m) + 2 * 2 * m["dim"] * (ctx / 2))
 
 
-GPUS = {  # nominal dense rates, TFLOP/s (vendor data sheets, SXM parts)
-    "a100-fp32": 19.5, "a100-tf32": 156.0, "h100-fp32": 67.0, "h100-tf32": 495.0}
+GPUS = {  # nominal dense rates, TFLOP/s (vendor data sheets, SXM parts); "cpu": workers like
+    # the measured CPU (the measured times unscaled)
+    "a100-fp32": 19.5, "a100-tf32": 156.0, "h100-fp32": 67.0, "h100-tf32": 495.0, "cpu": None}
 
 # ---------------------------------------------------------------------------------------------
 # inputs file: "key value... # comment" lines
 
 
-def read_inputs(path):
+def read_inputs(path, extra=None):
     d = {"quant": []}
+    for p in [path] + ([extra] if extra else []):
+        read_into(p, d)
+    return d
+
+
+def read_into(path, d):
     with open(path) as f:
         for line in f:
             line = line.split("#", 1)[0].strip()
@@ -87,7 +96,6 @@ def read_inputs(path):
                 d["quant"].append((int(v[0]), v[1], int(v[2]), int(v[3]), float(v[4]), int(v[5])))
             else:
                 d[k] = float(v[0]) if re.fullmatch(r"[-+0-9.eE]+", v[0]) else v[0]
-    return d
 
 
 def fit_quant(inp, threads):
@@ -451,16 +459,16 @@ def fmt_t(s):
 
 
 def cmd_predict(a):
-    inp = read_inputs(a.inputs)
+    inp = read_inputs(a.inputs, a.add_inputs)
     if a.steps_per_layer is None:
         a.steps_per_layer = inp.get("steps_per_layer", 100.0)
     threads = int(a.threads)
     qcpu, (ca, cb) = fit_quant(inp, threads)
     rate_cpu = inp["cpu_peak_gflops"] / inp["cpu_cores"] * threads * 1e9
-    rate_gpu = GPUS[a.gpu] * 1e12
+    rate_gpu = GPUS[a.gpu] * 1e12 if GPUS[a.gpu] else rate_cpu
     scale = rate_cpu / rate_gpu * a.gpu_eff_ratio
     q = lambda o, i: qcpu(o, i) * scale
-    m = L70B
+    m = MODELS[a.model]
     c = constants(inp, m, scale * 1.0, a, threads)
     # calibration and fine-tuning were measured with calib_threads / ft_threads CPU threads
     c["calib_block_s"] *= inp.get("calib_threads", threads) / threads
@@ -473,9 +481,12 @@ def cmd_predict(a):
           f"{m['n_heads']} heads / {m['n_kv']} KV heads; scheme {inp.get('scheme')}")
     print(f"inputs: {a.inputs}; per-linear CPU fit at {threads} thread(s): t = {ca:.3e} n_out n_in + "
           f"{cb:.3e} n_out n_in^2 s")
-    print(f"GPU worker: {a.gpu} ({GPUS[a.gpu]} TFLOP/s nominal) vs {threads} CPU core(s) at "
-          f"{rate_cpu / 1e9:.0f} GFLOP/s nominal: times x {scale:.3e} (same fraction of peak on both"
-          f"{'' if a.gpu_eff_ratio == 1 else f', times {a.gpu_eff_ratio}'})")
+    if GPUS[a.gpu]:
+        print(f"GPU worker: {a.gpu} ({GPUS[a.gpu]} TFLOP/s nominal) vs {threads} CPU core(s) at "
+              f"{rate_cpu / 1e9:.0f} GFLOP/s nominal: times x {scale:.3e} (same fraction of peak on "
+              f"both{'' if a.gpu_eff_ratio == 1 else f', times {a.gpu_eff_ratio}'})")
+    else:
+        print(f"CPU worker: {threads} core(s) of the measured machine, times as measured")
     print(f"sequential mode: {a.steps_per_layer:.0f} reductions per layer, {a.reduce_us} us of coordinator "
           f"time each, reducer '{a.reducer}'")
     print(f"calibration: {a.nseq} x {a.ctx} tokens, {fmt_t(c['calib_block_s'])} per block on one worker; "
@@ -485,7 +496,7 @@ def cmd_predict(a):
     print(f"commit on the coordinator (not scaled: disk and HDF5 bound): {k0 * 1e3:.1f} ms + "
           f"{k1 * 1e9:.2f} ns per weight; down_proj {fmt_t(c['commit'](*linears(m)['down_proj']))}")
     print(f"H sent per task: n_in^2 x 4 bytes ({linears(m)['down_proj'][1] ** 2 * 4 / 2 ** 30:.1f} GiB for "
-          f"down_proj; lmpress's frame limit today is 256 MiB)")
+          f"down_proj; over 64 MiB it goes by reference through the job's spool)")
     per_block = sum(q(*s) for s in linears(m).values())
     print(f"quantization work: {fmt_t(per_block)} per block, {fmt_t(per_block * m['n_layers'])} in all; "
           f"largest task (down_proj) {fmt_t(q(*linears(m)['down_proj']))}")
@@ -578,7 +589,13 @@ def main():
     p.add_argument("--inputs", default=default_inputs)
     p = sub.add_parser("predict")
     p.add_argument("--inputs", default=default_inputs)
-    p.add_argument("--gpu", default="a100-tf32", choices=sorted(GPUS))
+    p.add_argument("--gpu", default="a100-tf32", choices=sorted(GPUS),
+                   help="the workers' device; cpu: the measured machine's cores")
+    p.add_argument("--model", default="70b", choices=sorted(MODELS),
+                   help="the shapes: Llama-2-70B (default) or Llama-2-7B")
+    p.add_argument("--add-inputs", default=None,
+                   help="a second inputs file whose lines are added (e.g. measured big-shape "
+                        "quantization times, bench/sched_inputs_big.txt)")
     p.add_argument("--gpu-eff-ratio", type=float, default=1.0,
                    help="GPU time multiplier on top of the peak ratio (1: same fraction of peak)")
     p.add_argument("--threads", default="1", help="which measured CPU thread count to scale from")
