@@ -9,7 +9,8 @@
 # calibration and quantization, and the peak RSS (/usr/bin/time). The whole-model time on N
 # workers follows from the per-linear seconds with scripts/sched_model.py
 # (docs/results-cluster.md).
-# Usage: bench/big_block.sh [LMPRESS]; environment: SHAPE (7b | 70b, default 7b), LAYERS (1),
+# Usage: bench/big_block.sh [LMPRESS [COMPRESS OPTIONS...]] (e.g. --max-rounds 4 for a quicker
+# run); environment: SHAPE (7b | 70b, default 7b), LAYERS (1),
 # SCHEME (2x8g8), NSAMPLES (128), CTX (512), THREADS (2), FINETUNE=1 (add --finetune), OUT
 # (work directory, default a temporary one, removed with the checkpoint), KEEP_MODEL=1 (keep
 # OUT's checkpoint for the next run), LMP_SHARED (the shared data directory).
@@ -20,6 +21,7 @@
 # Llama-2-7B block"); 70b needs about 29 GB in one process, more than this machine has.
 set -u
 LMPRESS=${1:-${LMPRESS:-build/cli/lmpress}}
+shift $(($# > 0 ? 1 : 0))
 SHARED=${LMP_SHARED:-$(cd "$(dirname "$0")/../.." && pwd)/shared}
 TOK=$SHARED/models/stories260K/tok512.bin
 CALIB=$SHARED/data/tinystories_valid_first1000.txt
@@ -44,7 +46,7 @@ ft=(); [ "${FINETUNE:-0}" = 1 ] && ft=(--finetune)
 rm -rf "$OUT"/art.h5*
 /usr/bin/time -f 'rss_kb %M' "$LMPRESS" compress --model "$M" --tokenizer "$TOK" \
     --calib "$CALIB" --nsamples "$NSAMPLES" --ctx "$CTX" --scheme "$SCHEME" \
-    --threads "$THREADS" "${ft[@]}" --out "$OUT/art.h5" --json > "$OUT/c.json" 2> "$OUT/c.log" ||
+    --threads "$THREADS" "${ft[@]}" "$@" --out "$OUT/art.h5" --json > "$OUT/c.json" 2> "$OUT/c.log" ||
     { echo "big_block: compress failed:" >&2; tail -5 "$OUT/c.log" >&2; exit 1; }
 grep -E '^\[[0-9]+/[0-9]+\]' "$OUT/c.log"
 num() { sed -n "s/.*\"$1\":\([^,}]*\).*/\1/p" "$OUT/c.json" | head -1; }
