@@ -415,7 +415,9 @@ def constants(inp, m, gpu_scale, args, threads):
     M, K, g = parse_scheme(inp.get("scheme", "2x8g8"))
     ctx = args.ctx
     ntok = args.nseq * ctx
-    cal = inp["calib_s_per_token_block"] * calib_flops_per_token(m, ctx) / calib_flops_per_token(SMOL, int(inp["calib_ctx"]))
+    # the model calibration was measured on: SmolLM2, or "calib_ref 7b" (an --add-inputs file)
+    ref = MODELS.get(str(inp.get("calib_ref", "")), SMOL)
+    cal = inp["calib_s_per_token_block"] * calib_flops_per_token(m, ctx) / calib_flops_per_token(ref, int(inp["calib_ctx"]))
     ft = inp.get("ft_s_per_token_block", 0.0) * ft_flops_per_token(m, ctx) / ft_flops_per_token(SMOL, 512)
     c = dict(reducer=args.reducer, M=M, K=K, g=g, lat=args.latency_us * 1e-6, gbps=args.gbps, mem_gbs=args.mem_gbs,
              calib_block_s=cal * ntok * gpu_scale,
