@@ -307,17 +307,9 @@ static void test_gemma3_forward_matches_direct(void) {
     lmp_model_close(&m);
 }
 
-/* Format 3: the model written into an artifact with every linear kept (no codes) reads
- * back as the same model (config, norms beyond the llama block's, forward pass bit for
- * bit), the file says format 3; a rope_freqs tensor is stored and read back. */
-static void test_gemma3_artifact_round_trip(void) {
-    const char       *path = write_gemma3("g3a.gguf", &W, &(struct variant){0});
-    struct lmp_model *m = NULL, *am = NULL;
-    struct lmp_err    err = {0};
-    CHECK(lmp_model_open(path, &m, &err) == LMP_OK);
-    if (m == NULL) return;
-    char art[300];
-    snprintf(art, sizeof(art), "%s/g3.h5", tmpdir);
+/* m written into the artifact art with every linear kept (no codes), as format 3. */
+static void write_kept_artifact(const struct lmp_model *m, const char *art) {
+    struct lmp_err     err = {0};
     struct lmp_art_job job;
     lmp_art_job_init(&job);
     CHECK(lmp_art_job_from_model(&job, m) == LMP_OK);
@@ -331,6 +323,37 @@ static void test_gemma3_artifact_round_trip(void) {
     CHECK(a && lmp_artifact_finalize(a, &err) == LMP_OK);
     lmp_artifact_close(&a);
     lmp_art_job_release(&job);
+}
+
+/* The logits (NTOK, VOCAB) of m on a fixed sequence. */
+static void logits_of(const struct lmp_model *m, float *l) {
+    static float            h[NTOK * DIM];
+    struct lmp_err          err = {0};
+    struct lmp_transformer *tf  = NULL;
+    int32_t                 tok[NTOK];
+    for (int t = 0; t < NTOK; t++) tok[t] = (t * 5 + 1) % VOCAB;
+    memset(l, 0, sizeof(float) * NTOK * VOCAB);
+    CHECK(lmp_transformer_new(m, &(struct lmp_transformer_opts){.n_threads = 1}, &tf, &err) ==
+          LMP_OK);
+    if (tf == NULL) return;
+    CHECK(lmp_transformer_forward(tf, NULL, tok, 1, NTOK, h, NULL, &err) == LMP_OK);
+    lmp_transformer_logits(tf, h, NTOK, l);
+    lmp_transformer_destroy(&tf);
+}
+
+/* Format 3: the model written into an artifact with every linear kept (no codes) reads
+ * back as the same model (config, norms beyond the llama block's, forward pass bit for
+ * bit), the file says format 3; a rope_freqs tensor is stored and read back. */
+static void test_gemma3_artifact_round_trip(void) {
+    const char       *path = write_gemma3("g3a.gguf", &W, &(struct variant){0});
+    struct lmp_model *m = NULL, *am = NULL;
+    struct lmp_err    err = {0};
+    static float      l0[NTOK * VOCAB], l1[NTOK * VOCAB];
+    CHECK(lmp_model_open(path, &m, &err) == LMP_OK);
+    if (m == NULL) return;
+    char art[300];
+    snprintf(art, sizeof(art), "%s/g3.h5", tmpdir);
+    write_kept_artifact(m, art);
     CHECK(lmp_artifact_model_open(art, &am, NULL, &err) == LMP_OK);
     if (am == NULL) {
         fprintf(stderr, "  %s\n", err.msg);
@@ -350,24 +373,9 @@ static void test_gemma3_artifact_round_trip(void) {
     char cmd[400]; /* the attribute itself: a reader of format 2 refuses the file */
     snprintf(cmd, sizeof(cmd), "h5dump -a format_version '%s' 2>/dev/null | grep -q '(0): 3'", art);
     if (system("command -v h5dump > /dev/null 2>&1") == 0) CHECK(system(cmd) == 0);
-
-    int32_t tok[NTOK];
-    for (int t = 0; t < NTOK; t++) tok[t] = (t * 5 + 1) % VOCAB;
-    static float            h0[NTOK * DIM], h1[NTOK * DIM], l0[NTOK * VOCAB], l1[NTOK * VOCAB];
-    struct lmp_transformer *t0 = NULL, *t1 = NULL;
-    CHECK(lmp_transformer_new(m, &(struct lmp_transformer_opts){.n_threads = 1}, &t0, &err) ==
-          LMP_OK);
-    CHECK(lmp_transformer_new(am, &(struct lmp_transformer_opts){.n_threads = 1}, &t1, &err) ==
-          LMP_OK);
-    if (t0 && t1) {
-        CHECK(lmp_transformer_forward(t0, NULL, tok, 1, NTOK, h0, NULL, &err) == LMP_OK);
-        CHECK(lmp_transformer_forward(t1, NULL, tok, 1, NTOK, h1, NULL, &err) == LMP_OK);
-        lmp_transformer_logits(t0, h0, NTOK, l0);
-        lmp_transformer_logits(t1, h1, NTOK, l1);
-        CHECK(memcmp(l0, l1, sizeof(l0)) == 0);
-    }
-    lmp_transformer_destroy(&t0);
-    lmp_transformer_destroy(&t1);
+    logits_of(m, l0);
+    logits_of(am, l1);
+    CHECK(memcmp(l0, l1, sizeof(l0)) == 0);
     lmp_model_close(&am);
     lmp_model_close(&m);
 
@@ -382,49 +390,24 @@ static void test_gemma3_artifact_round_trip(void) {
     if (m) {
         CHECK(lmp_job_check(m, &spec, NULL, 0, NULL, false, &err) == LMP_OK);
         CHECK(lmp_job_check(m, &spec, NULL, 0, NULL, true, &err) == LMP_OK);
-        char art2[300];
-        snprintf(art2, sizeof(art2), "%s/g3r.h5", tmpdir);
-        lmp_art_job_init(&job);
-        CHECK(lmp_art_job_from_model(&job, m) == LMP_OK);
-        snprintf(job.method, sizeof(job.method), "aqlm");
-        snprintf(job.scheme, sizeof(job.scheme), "2x8g8");
-        CHECK(lmp_artifact_open_write(art2, &job, &a, &err) == LMP_OK);
-        CHECK(a && lmp_artifact_put_model_tensors(a, m, quantized, false, &err) == LMP_OK);
-        CHECK(a && lmp_artifact_finalize(a, &err) == LMP_OK);
-        lmp_artifact_close(&a);
-        lmp_art_job_release(&job);
-        CHECK(lmp_artifact_model_open(art2, &am, NULL, &err) == LMP_OK);
+        snprintf(art, sizeof(art), "%s/g3r.h5", tmpdir);
+        write_kept_artifact(m, art);
+        CHECK(lmp_artifact_model_open(art, &am, NULL, &err) == LMP_OK);
         CHECK(am && am->cfg.rope_freq_factors &&
               am->cfg.rope_freq_factors != m->cfg.rope_freq_factors);
         for (int i = 0; am && am->cfg.rope_freq_factors && i < HD / 2; i++)
             CHECK(am->cfg.rope_freq_factors[i] == 1.0f + 3.0f * (float)i);
+        logits_of(m, l0);
         if (am) {
-            CHECK(lmp_transformer_new(m, &(struct lmp_transformer_opts){.n_threads = 1}, &t0,
-                                      &err) == LMP_OK);
-            CHECK(lmp_transformer_new(am, &(struct lmp_transformer_opts){.n_threads = 1}, &t1,
-                                      &err) == LMP_OK);
-            if (t0 && t1) {
-                CHECK(lmp_transformer_forward(t0, NULL, tok, 1, NTOK, h0, NULL, &err) == LMP_OK);
-                CHECK(lmp_transformer_forward(t1, NULL, tok, 1, NTOK, h1, NULL, &err) == LMP_OK);
-                lmp_transformer_logits(t0, h0, NTOK, l0);
-                lmp_transformer_logits(t1, h1, NTOK, l1);
-                CHECK(memcmp(l0, l1, sizeof(l0)) == 0);
-            }
-            lmp_transformer_destroy(&t0);
-            lmp_transformer_destroy(&t1);
+            logits_of(am, l1);
+            CHECK(memcmp(l0, l1, sizeof(l0)) == 0);
         }
         lmp_model_close(&am);
         /* the same model without its divisors gives other logits: the check above can fail */
         const float *keep_ff     = m->cfg.rope_freq_factors;
         m->cfg.rope_freq_factors = NULL;
-        CHECK(lmp_transformer_new(m, &(struct lmp_transformer_opts){.n_threads = 1}, &t1, &err) ==
-              LMP_OK);
-        if (t1) {
-            CHECK(lmp_transformer_forward(t1, NULL, tok, 1, NTOK, h1, NULL, &err) == LMP_OK);
-            lmp_transformer_logits(t1, h1, NTOK, l1);
-            CHECK(memcmp(l0, l1, sizeof(l0)) != 0);
-        }
-        lmp_transformer_destroy(&t1);
+        logits_of(m, l1);
+        CHECK(memcmp(l0, l1, sizeof(l0)) != 0);
         m->cfg.rope_freq_factors = keep_ff;
     }
     lmp_model_close(&m);
