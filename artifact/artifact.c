@@ -235,9 +235,14 @@ static int f2_kind(hid_t ftype) {
     return -1;
 }
 
-static int attr_put(hid_t obj, const char *name, hid_t ftype, hid_t mtype, const void *v) {
-    hid_t space = H5Screate(H5S_SCALAR), attr = H5I_INVALID_HID;
-    int   rc = -1;
+/* Write attribute name: n values of mtype stored as ftype, a 1-D array, or one scalar when
+ * n is 0 (replacing an attribute of that name). */
+static int attr_put_n(hid_t obj, const char *name, hid_t ftype, hid_t mtype, const void *v,
+                      int32_t n) {
+    const hsize_t dims[1] = {(hsize_t)n};
+    hid_t         space   = n > 0 ? H5Screate_simple(1, dims, NULL) : H5Screate(H5S_SCALAR);
+    hid_t         attr    = H5I_INVALID_HID;
+    int           rc      = -1;
     if (space < 0) goto out;
     if (H5Aexists(obj, name) > 0 && H5Adelete(obj, name) < 0) goto out;
     if ((attr = H5Acreate2(obj, name, ftype, space, H5P_DEFAULT, H5P_DEFAULT)) < 0) goto out;
@@ -249,39 +254,13 @@ out:
     return rc;
 }
 
-/* A 1-D float attribute of n values (written as f32). */
-static int attr_put_f32_array(hid_t obj, const char *name, const float *v, int32_t n) {
-    const hsize_t dims[1] = {(hsize_t)n};
-    hid_t         space = H5Screate_simple(1, dims, NULL), attr = H5I_INVALID_HID;
-    int           rc = -1;
-    if (space < 0) goto out;
-    if (H5Aexists(obj, name) > 0 && H5Adelete(obj, name) < 0) goto out;
-    if ((attr = H5Acreate2(obj, name, H5T_IEEE_F32LE, space, H5P_DEFAULT, H5P_DEFAULT)) < 0)
-        goto out;
-    if (H5Awrite(attr, H5T_NATIVE_FLOAT, v) < 0) goto out;
-    rc = 0;
-out:
-    if (attr >= 0) H5Aclose(attr);
-    if (space >= 0) H5Sclose(space);
-    return rc;
+static int attr_put(hid_t obj, const char *name, hid_t ftype, hid_t mtype, const void *v) {
+    return attr_put_n(obj, name, ftype, mtype, v, 0);
 }
 
-/* Read a 1-D float attribute of exactly n values. -1 if absent, of another shape or class. */
-static int attr_get_f32_array(hid_t obj, const char *name, float *v, int32_t n) {
-    hid_t attr = H5I_INVALID_HID, space = H5I_INVALID_HID, ftype = H5I_INVALID_HID;
-    int   rc = -1;
-    if ((attr = H5Aopen(obj, name, H5P_DEFAULT)) < 0) goto out;
-    if ((space = H5Aget_space(attr)) < 0 || H5Sget_simple_extent_ndims(space) != 1 ||
-        H5Sget_simple_extent_npoints(space) != n)
-        goto out;
-    if ((ftype = H5Aget_type(attr)) < 0 || H5Tget_class(ftype) != H5T_FLOAT) goto out;
-    if (H5Aread(attr, H5T_NATIVE_FLOAT, v) < 0) goto out;
-    rc = 0;
-out:
-    if (ftype >= 0) H5Tclose(ftype);
-    if (space >= 0) H5Sclose(space);
-    if (attr >= 0) H5Aclose(attr);
-    return rc;
+/* A 1-D float attribute of n values (written as f32). */
+static int attr_put_f32_array(hid_t obj, const char *name, const float *v, int32_t n) {
+    return attr_put_n(obj, name, H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, v, n);
 }
 
 static int attr_put_str(hid_t obj, const char *name, const char *v) {
@@ -301,13 +280,17 @@ static int attr_put_f64(hid_t obj, const char *name, double v) {
     return attr_put(obj, name, H5T_IEEE_F64LE, H5T_NATIVE_DOUBLE, &v);
 }
 
-/* Read a scalar numeric attribute converted to mtype. -1 if absent or not scalar. */
-static int attr_get(hid_t obj, const char *name, hid_t mtype, void *v) {
+/* Read a numeric attribute converted to mtype: a scalar (n 0) or a 1-D array of exactly n
+ * values. -1 if absent or of another shape or class. */
+static int attr_get_n(hid_t obj, const char *name, hid_t mtype, void *v, int32_t n) {
     hid_t attr = H5I_INVALID_HID, space = H5I_INVALID_HID, ftype = H5I_INVALID_HID;
     int   rc = -1;
     if (H5Aexists(obj, name) <= 0) return -1;
     if ((attr = H5Aopen(obj, name, H5P_DEFAULT)) < 0) goto out;
-    if ((space = H5Aget_space(attr)) < 0 || H5Sget_simple_extent_npoints(space) != 1) goto out;
+    if ((space = H5Aget_space(attr)) < 0 ||
+        H5Sget_simple_extent_npoints(space) != (n > 0 ? n : 1) ||
+        (n > 0 && H5Sget_simple_extent_ndims(space) != 1))
+        goto out;
     if ((ftype = H5Aget_type(attr)) < 0) goto out;
     H5T_class_t cls = H5Tget_class(ftype);
     if (cls != H5T_INTEGER && cls != H5T_FLOAT) goto out;
@@ -318,6 +301,13 @@ out:
     if (space >= 0) H5Sclose(space);
     if (attr >= 0) H5Aclose(attr);
     return rc;
+}
+
+static int attr_get(hid_t obj, const char *name, hid_t mtype, void *v) {
+    return attr_get_n(obj, name, mtype, v, 0);
+}
+static int attr_get_f32_array(hid_t obj, const char *name, float *v, int32_t n) {
+    return attr_get_n(obj, name, H5T_NATIVE_FLOAT, v, n);
 }
 static int attr_get_i64(hid_t obj, const char *name, int64_t *v) {
     return attr_get(obj, name, H5T_NATIVE_INT64, v);
