@@ -1046,8 +1046,7 @@ static int32_t next_needed(const struct job *J, int32_t b) {
     return -1;
 }
 
-static void hwrite_post(struct lmp_coord *c, struct blockh *h, int32_t b,
-                        char *path[LMP_INPUT_COUNT]);
+static void hwrite_post(struct lmp_coord *c, struct blockh *h, int32_t b);
 
 /* Every slice of block b is in: H of its four inputs, and its tasks become ready (those of an
  * H over the inline limit once it is in the spool: hwrite_done). */
@@ -1059,30 +1058,27 @@ static void cal_block_done(struct lmp_coord *c, int32_t b) {
         job_fail(c, "out of memory for the Gram matrices");
         return;
     }
+    bool spool = false; /* an H too big for a frame goes by reference (BG_HWRITE) */
     for (int k = 0; k < LMP_INPUT_COUNT; k++) {
-        const int64_t n = lmp_calib_grams_n_in(cb->acc, (enum lmp_input)k);
-        if ((h->h[k] = malloc((size_t)(n * n) * sizeof(float))) == NULL ||
+        const int64_t  n   = lmp_calib_grams_n_in(cb->acc, (enum lmp_input)k);
+        const uint64_t len = (uint64_t)(n * n) * sizeof(float);
+        if ((h->h[k] = malloc((size_t)len)) == NULL ||
             lmp_calib_grams_h(cb->acc, (enum lmp_input)k, h->h[k]) != LMP_OK) {
             blockh_free(h);
             job_fail(c, "block %d: no calibration tokens (or out of memory)", b);
             return;
         }
-    }
-    char *hpath[LMP_INPUT_COUNT] = {0}; /* too big for a frame: by reference (BG_HWRITE) */
-    bool  spool                  = false;
-    for (int k = 0; k < LMP_INPUT_COUNT; k++) {
-        const int64_t n = lmp_calib_grams_n_in(cb->acc, (enum lmp_input)k);
-        if ((uint64_t)(n * n) * sizeof(float) <= lmp_blob_inline_max()) continue;
-        spool = true;
-        if ((hpath[k] = lmp_strfmt("%s/h-j%llu-b%d-%d.f32", J->spool, (unsigned long long)J->id, b,
-                                   k)) == NULL) {
-            for (int q = 0; q < k; q++) free(hpath[q]);
+        if (len <= lmp_blob_inline_max()) continue;
+        spool     = true;
+        h->len[k] = len;
+        if ((h->path[k] = lmp_strfmt("%s/h-j%llu-b%d-%d.f32", J->spool, (unsigned long long)J->id,
+                                     b, k)) == NULL) {
             blockh_free(h);
             job_fail(c, "out of memory");
             return;
         }
     }
-    if (spool) hwrite_post(c, h, b, hpath);
+    if (spool) hwrite_post(c, h, b);
     cblock_free(J, b); /* n_open unchanged: the block now holds H instead */
     for (int64_t i = 0; i < J->n_tasks; i++)
         if (J->tasks[i].l->block == b && J->tasks[i].state == LMP__TASK_STATE__TASK_STATE_PENDING &&
@@ -1240,23 +1236,35 @@ static void read_post(struct lmp_coord *c, bool ft, int pi, int si, uint32_t att
                       int32_t b, bool fresh);
 static void cal_send(struct lmp_coord *c, int pi, int si, struct qship *qs, bool fresh);
 
-/* A task's shipped blocks (every input but "tokens" and "qfrom": the quantized blocks it
+/* Blob "shipped" of a task, the caller's until the send (ship_spool fills it; free path). */
+struct ship {
+    Lmp__Blob    blob;
+    Lmp__BlobRef ref;
+    char        *path; /* the spool file, or NULL (inline) */
+};
+#define SHIP_INIT                                                                                  \
+    { LMP__BLOB__INIT, LMP__BLOB_REF__INIT, NULL }
+
+/* Whether a task input stays inline whatever its size ("tokens", "qfrom": small, and read
+ * by the worker's loop before the compute thread starts). */
+static bool ship_keeps(const Lmp__Blob *b) {
+    return strcmp(b->name, lmp_payload_name(LMP__PAYLOAD__PAYLOAD_TOKENS)) == 0 ||
+           strcmp(b->name, lmp_payload_name(LMP__PAYLOAD__PAYLOAD_QFROM)) == 0;
+}
+
+/* A task's shipped blocks (every input ship_keeps does not keep: the quantized blocks it
  * passes, the layers it tunes) over the inline limit go to the spool as one packed
- * TaskAssign (ta's fields, those inputs), sent as Blob "shipped" by reference (rb, ref: the
- * caller's, kept until the send; *path: the file, the caller frees the string); the
+ * TaskAssign (ta's fields, those inputs), sent as Blob "shipped" by reference (sh); the
  * worker's compute thread reads, checks and removes it. ta->inputs (the caller's array) is
- * rearranged in place. false: the job failed (a full disk, or more than protobuf's 2 GiB). */
-static bool ship_spool(struct lmp_coord *c, Lmp__TaskAssign *ta, const char *tag, Lmp__Blob *rb,
-                       Lmp__BlobRef *ref, char **path) {
+ * rearranged in place. tag names the task in the file name and messages. false: the job
+ * failed (a full disk, or more than protobuf's 2 GiB). */
+static bool ship_spool(struct lmp_coord *c, Lmp__TaskAssign *ta, const char *tag, struct ship *sh) {
     struct job *J     = c->job;
     uint64_t    bytes = 0;
     size_t      n_mv  = 0;
-    *path             = NULL;
-    const char *tokn  = lmp_payload_name(LMP__PAYLOAD__PAYLOAD_TOKENS),
-               *qfn   = lmp_payload_name(LMP__PAYLOAD__PAYLOAD_QFROM);
     for (size_t i = 0; i < ta->n_inputs; i++) {
         const Lmp__Blob *b = ta->inputs[i];
-        if (strcmp(b->name, tokn) == 0 || strcmp(b->name, qfn) == 0) continue;
+        if (ship_keeps(b)) continue;
         n_mv++;
         if (b->where_case == LMP__BLOB__WHERE_TENSOR) bytes += b->tensor->data.len;
     }
@@ -1269,7 +1277,7 @@ static bool ship_spool(struct lmp_coord *c, Lmp__TaskAssign *ta, const char *tag
     size_t n_keep = 0, m = 0;
     for (size_t i = 0; i < ta->n_inputs; i++) {
         Lmp__Blob *b = ta->inputs[i];
-        if (strcmp(b->name, tokn) == 0 || strcmp(b->name, qfn) == 0)
+        if (ship_keeps(b))
             ta->inputs[n_keep++] = b;
         else
             mv[m++] = b;
@@ -1285,15 +1293,16 @@ static bool ship_spool(struct lmp_coord *c, Lmp__TaskAssign *ta, const char *tag
     if (buf) {
         lmp__task_assign__pack(&pk, buf);
         const void *part[1] = {buf};
-        if ((*path = lmp_strfmt("%s/q-j%llu-%s-a%u.pb", J->spool, (unsigned long long)J->id, tag,
-                                ta->attempt)) != NULL)
-            st = lmp_blobfile_write(*path, part, &len64, 1, &xxh, &e);
+        if ((sh->path = lmp_strfmt("%s/q-j%llu-%s-a%u.pb", J->spool, (unsigned long long)J->id, tag,
+                                   ta->attempt)) != NULL)
+            st = lmp_blobfile_write(sh->path, part, &len64, 1, &xxh, &e);
     }
     free(buf);
     /* the moved blobs stay the caller's; put them back after the kept ones on failure */
     if (st != LMP_OK) {
         for (size_t i = 0; i < n_mv; i++) ta->inputs[n_keep + i] = mv[i];
         free(mv);
+        free(sh->path), sh->path = NULL;
         if (len > (size_t)INT32_MAX)
             job_fail(c, "%s: the blocks to ship are %zu bytes, over protobuf's 2 GiB", tag, len);
         else
@@ -1302,14 +1311,14 @@ static bool ship_spool(struct lmp_coord *c, Lmp__TaskAssign *ta, const char *tag
         return false;
     }
     free(mv);
-    ref->path = *path, ref->offset = 0, ref->length = len64, ref->xxh64 = xxh;
-    rb->name           = "shipped";
-    rb->where_case     = LMP__BLOB__WHERE_REF;
-    rb->ref            = ref;
-    ta->inputs[n_keep] = rb;
-    ta->n_inputs       = n_keep + 1;
+    sh->ref.path = sh->path, sh->ref.offset = 0, sh->ref.length = len64, sh->ref.xxh64 = xxh;
+    sh->blob.name       = "shipped";
+    sh->blob.where_case = LMP__BLOB__WHERE_REF;
+    sh->blob.ref        = &sh->ref;
+    ta->inputs[n_keep]  = &sh->blob;
+    ta->n_inputs        = n_keep + 1;
     lmp_log_info("coordinator: %s: %.0f MB of blocks shipped through '%s'", tag, (double)len / 1e6,
-                 *path);
+                 sh->path);
     return true;
 }
 
@@ -1380,18 +1389,17 @@ static void cal_send(struct lmp_coord *c, int pi, int si, struct qship *qs, bool
     lmp_wire_tensor_init(&tok, lmp_payload_name(LMP__PAYLOAD__PAYLOAD_TOKENS),
                          LMP__DTYPE__DTYPE_I32, shape, 2, J->tokens + sl->begin * J->ctx,
                          shape[0] * shape[1] * sizeof(int32_t));
-    blob.name            = (char *)lmp_payload_name(LMP__PAYLOAD__PAYLOAD_TOKENS);
-    blob.where_case      = LMP__BLOB__WHERE_TENSOR;
-    blob.tensor          = &tok;
-    ta.n_inputs          = 1 + n_q;
-    ta.inputs            = blobs;
-    env.body_case        = LMP__ENVELOPE__BODY_TASK_ASSIGN;
-    env.task_assign      = &ta;
-    Lmp__Blob    rb      = LMP__BLOB__INIT;
-    Lmp__BlobRef ref     = LMP__BLOB_REF__INIT;
-    char        *shipped = NULL, tag[48];
+    blob.name       = (char *)lmp_payload_name(LMP__PAYLOAD__PAYLOAD_TOKENS);
+    blob.where_case = LMP__BLOB__WHERE_TENSOR;
+    blob.tensor     = &tok;
+    ta.n_inputs     = 1 + n_q;
+    ta.inputs       = blobs;
+    env.body_case   = LMP__ENVELOPE__BODY_TASK_ASSIGN;
+    env.task_assign = &ta;
+    struct ship sh  = SHIP_INIT;
+    char        tag[48];
     snprintf(tag, sizeof(tag), "cal-s%d", si);
-    if (!ship_spool(c, &ta, tag, &rb, &ref, &shipped)) {
+    if (!ship_spool(c, &ta, tag, &sh)) {
         if (blobs != blobs1) free(blobs);
         return;
     }
@@ -1402,7 +1410,7 @@ static void cal_send(struct lmp_coord *c, int pi, int si, struct qship *qs, bool
                      (long long)sl->begin, (long long)sl->end, b);
     coord_send(c, &p->id, &env);
     if (blobs != blobs1) free(blobs);
-    free(shipped);
+    free(sh.path);
 }
 
 /* ---- checks of what a worker sends back (the AQLM results' are aq_result_problem) ------
@@ -2000,15 +2008,14 @@ static void ft_send(struct lmp_coord *c, int pi, struct qship *qs) {
     ta.kernels    = J->spec->kernels;
     ta.n_threads =
         J->spec->threads ? J->spec->threads : p->cores; /* --threads: the driver's count */
-    ta.n_inputs          = n;
-    ta.inputs            = blobs;
-    env.body_case        = LMP__ENVELOPE__BODY_TASK_ASSIGN;
-    env.task_assign      = &ta;
-    Lmp__Blob    rb      = LMP__BLOB__INIT;
-    Lmp__BlobRef ref     = LMP__BLOB_REF__INIT;
-    char        *shipped = NULL, tag[48];
+    ta.n_inputs     = n;
+    ta.inputs       = blobs;
+    env.body_case   = LMP__ENVELOPE__BODY_TASK_ASSIGN;
+    env.task_assign = &ta;
+    struct ship sh  = SHIP_INIT;
+    char        tag[48];
     snprintf(tag, sizeof(tag), "ft-b%d", b);
-    if (!ship_spool(c, &ta, tag, &rb, &ref, &shipped)) {
+    if (!ship_spool(c, &ta, tag, &sh)) {
         free(blobs);
         return;
     }
@@ -2017,7 +2024,7 @@ static void ft_send(struct lmp_coord *c, int pi, struct qship *qs) {
     coord_peer_event(c, LMP_LOG_INFO, "finetune", pi, "block %d", b);
     coord_send(c, &p->id, &env);
     free(blobs);
-    free(shipped);
+    free(sh.path);
 }
 
 static const Lmp__Tensor *result_tensor(const Lmp__TaskResult *r, const char *name) {
@@ -2277,13 +2284,12 @@ struct bgjob {
     char              *path;    /* BG_LOAD: a slice's spool file (removed once read) */
     uint64_t           off[LMP_INPUT_COUNT], len[LMP_INPUT_COUNT], xxh[LMP_INPUT_COUNT];
     int64_t            n[LMP_INPUT_COUNT];
-    double            *g[LMP_INPUT_COUNT];     /* BG_LOAD: the sums read */
-    const char        *bad;                    /* BG_LOAD: gram_problem's finding */
-    double             seconds;                /* BG_LOAD: the worker's seconds; both: the read's */
-    double             io_s;                   /* BG_LOAD, BG_HWRITE: seconds reading / writing */
-    struct blockh     *hb;                     /* BG_HWRITE: the block's H (holds a reference) */
-    char              *hpath[LMP_INPUT_COUNT]; /* BG_HWRITE: the files (NULL: inline) */
-    uint64_t           seq;                    /* BG_LOAD: the TaskResult's, for the answer */
+    double            *g[LMP_INPUT_COUNT]; /* BG_LOAD: the sums read */
+    const char        *bad;                /* BG_LOAD: gram_problem's finding */
+    double             seconds;            /* BG_LOAD: the worker's seconds; both: the read's */
+    double             io_s;               /* BG_LOAD, BG_HWRITE: seconds reading / writing */
+    struct blockh     *hb;                 /* BG_HWRITE: the block's H (holds a reference) */
+    uint64_t           seq;                /* BG_LOAD: the TaskResult's, for the answer */
     enum lmp_status    st;
     struct lmp_err     err;
 };
@@ -2304,10 +2310,10 @@ static void bg_work(struct lmp_bg_item *it) {
         const uint64_t t0 = mono_ms();
         bj->st            = LMP_OK;
         for (int k = 0; k < LMP_INPUT_COUNT && bj->st == LMP_OK; k++) {
-            if (bj->hpath[k] == NULL) continue;
-            const void *part[1] = {bj->hb->h[k]};
-            bj->len[k]          = bj->n[k];
-            bj->st = lmp_blobfile_write(bj->hpath[k], part, &bj->len[k], 1, &bj->xxh[k], &bj->err);
+            const struct blockh *h = bj->hb; /* its paths and lengths: set before the post */
+            if (h->path[k] == NULL) continue;
+            const void *part[1] = {h->h[k]};
+            bj->st = lmp_blobfile_write(h->path[k], part, &h->len[k], 1, &bj->xxh[k], &bj->err);
         }
         bj->io_s = (double)(mono_ms() - t0) / 1000.0;
         break;
@@ -2346,7 +2352,6 @@ static void bg_work(struct lmp_bg_item *it) {
 
 static void bgjob_release(struct bgjob *bj) {
     free(bj->path);
-    for (int k = 0; k < LMP_INPUT_COUNT; k++) free(bj->hpath[k]);
     for (int k = 0; k < LMP_INPUT_COUNT; k++) free(bj->g[k]);
 }
 
@@ -2431,23 +2436,17 @@ static void load_done(struct lmp_coord *c, struct bgjob *bj) {
     cal_take(c, bj->si, bj->b, bj->g, NULL, bj->seconds);
 }
 
-/* Block b's H over the inline limit goes to the spool (path[k], taken) on the background
- * thread; the item holds a reference to h, so a job that ends meanwhile frees it after. */
-static void hwrite_post(struct lmp_coord *c, struct blockh *h, int32_t b,
-                        char *path[LMP_INPUT_COUNT]) {
+/* Block b's H over the inline limit (h->path[k] set: the file, h->len[k] its size) goes to
+ * the spool on the background thread; the item holds a reference to h, so a job that ends
+ * meanwhile frees it after (and removes the files, written or not). */
+static void hwrite_post(struct lmp_coord *c, struct blockh *h, int32_t b) {
     struct job   *J  = c->job;
     struct bgjob *bj = bg_new(c, BG_HWRITE, J);
     if (bj == NULL) {
-        for (int k = 0; k < LMP_INPUT_COUNT; k++) free(path[k]);
         job_fail(c, "out of memory");
         return;
     }
     bj->hb = h, bj->b = b;
-    for (int k = 0; k < LMP_INPUT_COUNT; k++) {
-        const int64_t n = J->m ? lmp_calib_grams_n_in(J->cblocks[b]->acc, (enum lmp_input)k) : 0;
-        bj->hpath[k]    = path[k];
-        bj->n[k]        = (int64_t)((uint64_t)(n * n) * sizeof(float));
-    }
     h->writing = true;
     h->refs++;
     J->bg_busy++;
@@ -2459,10 +2458,9 @@ static void hwrite_done(struct lmp_coord *c, struct bgjob *bj) {
     struct blockh *h     = bj->hb;
     uint64_t       bytes = 0;
     for (int k = 0; k < LMP_INPUT_COUNT; k++) {
-        if (bj->hpath[k] == NULL) continue;
-        h->path[k] = bj->hpath[k], bj->hpath[k] = NULL; /* removed with h, written or not */
-        h->len[k] = bj->len[k], h->xxh[k] = bj->xxh[k];
-        bytes += bj->len[k];
+        if (h->path[k] == NULL) continue;
+        h->xxh[k] = bj->xxh[k];
+        bytes += h->len[k];
         if (bj->st == LMP_OK) free(h->h[k]), h->h[k] = NULL;
     }
     h->writing = false;
