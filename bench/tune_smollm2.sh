@@ -12,12 +12,9 @@
 #               evaluation text), or "wikitail": WikiText-2 test from byte WIKI_SKIP (default
 #               400000) on, general text held out from the evaluated windows (40 windows of
 #               512 tokens are about 90 KB; refused with MAX_WINDOWS=0, which evaluates all),
-#               or "generate": text the original model writes itself (GEN_SEQS sequences,
-#               default 48, of GEN_TOKENS tokens, default 560, sampled at temperature 1 from
-#               the prompt "The" with seeds 1..GEN_SEQS; `lmpress generate --raw` with
-#               GEN_THREADS threads, default THREADS; one process per sequence, 35-40 s
-#               each on 2 cores, so the default 48 take about half an hour), kept as
-#               OUT/generated.txt and reused by a later run with the same OUT
+#               or "generate": windows the original model writes itself (`lmpress tune
+#               --data generate`: sampled at temperature 1 from BOS; --max-windows of them
+#               or one per window the steps take, at most 512, plus --val-windows)
 #   CONFIGS     ';'-separated option sets for `lmpress tune`, each a row (default one row:
 #               "--steps 30 --batch 4 --lr 5e-4 --code-lr 1e-3")
 #   THREADS     threads (default 2; per rank with LAUNCH); MAX_WINDOWS evaluation windows
@@ -45,18 +42,8 @@ if [ "$DATA" = wikitail ]; then
     mkdir -p "$OUT"; tail -c +"$(( ${WIKI_SKIP:-400000} + 1 ))" "$WIKI" > "$OUT/wikitail.txt"
     DATA=$OUT/wikitail.txt
 fi
-if [ "$DATA" = generate ]; then
-    mkdir -p "$OUT"; DATA=$OUT/generated.txt
-    if [ ! -s "$DATA" ]; then
-        for s in $(seq 1 "${GEN_SEQS:-48}"); do
-            "$LMPRESS" generate --model "$MODEL" --raw --prompt "The" -n "${GEN_TOKENS:-560}" \
-                --temperature 1 --seed "$s" --threads "${GEN_THREADS:-$THREADS}" 2> /dev/null ||
-                { echo "generate failed (seed $s)" >&2; exit 1; }
-            printf '\n\n'
-        done > "$DATA.part" && mv "$DATA.part" "$DATA"
-    fi
-fi
-for f in "$ART" "$MODEL" "$WIKI" "$DATA"; do [ -f "$f" ] || { echo "missing $f" >&2; exit 77; }; done
+files=("$ART" "$MODEL" "$WIKI"); [ "$DATA" = generate ] || files+=("$DATA")
+for f in "${files[@]}"; do [ -f "$f" ] || { echo "missing $f" >&2; exit 77; }; done
 EV=(--text "$WIKI" --ctx 512 --threads "$THREADS" --json --reference "$MODEL")
 [ "$MAX_WINDOWS" -gt 0 ] && EV+=(--max-windows "$MAX_WINDOWS")
 field() { sed -n "s/.*\"$1\":\([^,}]*\).*/\1/p"; }

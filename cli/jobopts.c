@@ -68,7 +68,7 @@ static const struct def defs[LMP_JOBOPT_COUNT] = {
     [LMP_JOBOPT_ROW_SHARDS]     = {"row-shards", K_INT, S(row_shards), 1, 64, 0, 0},
     [LMP_JOBOPT_FT_LR]          = {"ft-lr", K_F64, S(ft_lr), 0, 0, 0, 1},
     [LMP_JOBOPT_PV]             = {"pv", K_BOOL, S(pv), 0, 0, 0, 0},
-    [LMP_JOBOPT_PV_DATA]        = {"pv-data", K_PATH, S(pv_data), 0, 0, 0, 0},
+    [LMP_JOBOPT_PV_DATA]        = {"pv-data", K_CALIB, S(pv_data), 0, 0, 0, 0},
     [LMP_JOBOPT_PV_STEPS]       = {"pv-steps", K_INT, S(pv_steps), 0, 100000000, 0, 0},
     [LMP_JOBOPT_PV_BATCH]       = {"pv-batch", K_INT, S(pv_batch), 1, 65536, 0, 0},
     [LMP_JOBOPT_PV_MICRO]       = {"pv-micro", K_INT, S(pv_micro), 1, 64, 0, 0},
@@ -451,8 +451,6 @@ enum lmp_status lmp_jobopts_check(const struct lmp_jobopts *o, struct lmp_err *e
         return lmp_err_set(err, LMP_EINVAL, "--calib FILE|generate is required for aqlm");
     if (o->pv && o->method != LMP_COMPRESS_AQLM)
         return lmp_err_set(err, LMP_EINVAL, "--pv tunes AQLM codes: it needs --method aqlm");
-    if (o->pv && o->pv_data == NULL && o->calib && strcmp(o->calib, "generate") == 0)
-        return lmp_err_set(err, LMP_EINVAL, "--pv with --calib generate needs --pv-data FILE");
     for (int i = LMP_JOBOPT_EMBED_BITS; i <= LMP_JOBOPT_HEAD_BITS; i++) {
         const long long b = i == LMP_JOBOPT_EMBED_BITS ? o->embed_bits : o->head_bits;
         if (b != 16 && b != 8 && b != 4)

@@ -197,7 +197,7 @@ void lmp_jobopts_to_jobspec(const struct lmp_jobopts *o, struct lmp_jobopts_pb *
     "    [--ft-max-steps S] [--ft-lr LR] [--beam B] [--max-rounds R] [--tol T] [--cg-iters N]\n"   \
     "    [--adam-steps S] [--lr LR] [--seed S] [--threads T] [--name NAME]\n"                      \
     "    [--max-attempts N] [--workers N] [--state DIR] [--row-shards N] [--pv]\n"                 \
-    "    [--pv-data FILE] [--pv-steps N] [--pv-batch B] [--pv-micro M] [--pv-lr LR]\n"             \
+    "    [--pv-data FILE|generate] [--pv-steps N] [--pv-batch B] [--pv-micro M] [--pv-lr LR]\n"    \
     "    [--pv-code-lr LR] [--pv-code-frac F] [--pv-v-every N] [--pv-blocks K]\n"                  \
     "    [--pv-trust-ratio X] [--pv-lamb] [--pv-stages S] [--embed-bits 16|8|4]\n"                 \
     "    [--head-bits 16|8|4]\n"                                                                   \
@@ -263,8 +263,9 @@ void lmp_jobopts_to_jobspec(const struct lmp_jobopts *o, struct lmp_jobopts_pb *
     "  --pv                  compress: PV-Tuning after quantization (lmpress tune): the\n"         \
     "                        quantized artifact goes to ART.aqlm.h5, the tuned one to --out\n"     \
     "                        (default off; submit and run refuse it)\n"                            \
-    "  --pv-data FILE        tuning text (default the --calib file; required with --calib\n"       \
-    "                        generate); never the evaluation text\n"                               \
+    "  --pv-data FILE|generate  tuning text (default the --calib file, or generate with\n"         \
+    "                        --calib generate: windows the original model writes); never\n"        \
+    "                        the evaluation text\n"                                                \
     "  --pv-steps N          PV-Tuning steps (default 100)\n"                                      \
     "  --pv-batch B          windows per step (default 8)\n"                                       \
     "  --pv-micro M          windows per forward/backward (default 1)\n"                           \

@@ -8,9 +8,8 @@
 #include "base/text.h"               /* defines: lmp_str_escape */
 #include "coordinator/job_check.h"   /* defines: lmp_job_check */
 #include "model/tokenizer.h"         /* defines: lmp_tokenizer_open, lmp_tokenizer_encode */
-#include "model/transformer.h"       /* defines: lmp_transformer_new */
 #include "worker/agent.h"            /* defines: lmp_agent_method_spec */
-#include "worker/calib.h"            /* defines: lmp_calib_sample_text, lmp_calib_check_budget */
+#include "worker/calib.h"            /* defines: lmp_calib_sample_text, lmp_calib_generate_part */
 #include "worker/finetune.h"         /* defines: lmp_ft_opts_init */
 
 #include <math.h>
@@ -89,32 +88,6 @@ static void plan_settings(struct lmp_fp_settings *S, const Lmp__JobSpec *s,
     } else {
         lmp_fp_settings_str(S, "finetune", "off");
     }
-}
-
-/* --calib generate: n_seq sequences of ctx tokens the model writes itself (worker/calib.h,
- * lmp_calib_generate) from its BOS token, or from a neutral opening when the tokenizer has
- * none; threads for the forward passes. */
-static enum lmp_status plan_generate(int32_t *tokens, const struct lmp_model *m,
-                                     const struct lmp_tokenizer *tok, int64_t n_seq, int64_t ctx,
-                                     uint64_t seed, int threads, struct lmp_err *err) {
-    int32_t  bos = lmp_tokenizer_bos(tok), *prompt = &bos;
-    int64_t  n_prompt = 1;
-    int32_t *enc      = NULL;
-    if (bos < 0) {
-        static const char opening[] = "Once upon a time";
-        enum lmp_status   st =
-            lmp_tokenizer_encode(tok, opening, sizeof(opening) - 1, false, &enc, &n_prompt, err);
-        if (st != LMP_OK) return st;
-        prompt = enc;
-    }
-    /* lazy weights: generation holds one block's fp32 linears at a time */
-    struct lmp_transformer_opts to = {.n_threads = threads, .lazy_weights = true};
-    struct lmp_transformer     *tf = NULL;
-    enum lmp_status             st = lmp_transformer_new(m, &to, &tf, err);
-    if (st == LMP_OK) st = lmp_calib_generate(tokens, tf, prompt, n_prompt, n_seq, ctx, seed, err);
-    lmp_transformer_destroy(&tf);
-    free(enc);
-    return st;
 }
 
 int coord_spec_embed_bits(const Lmp__JobSpec *spec, bool head) {
@@ -241,7 +214,9 @@ enum lmp_status coord_plan_job(struct job *J, const Lmp__JobSpec *spec_in, struc
         }
         if (gen) {
             const int threads = s->threads ? (int)s->threads : 1;
-            if ((st = plan_generate(J->tokens, m, tok, n_seq, ctx, seed, threads, err)))
+            /* the model writes n_seq sequences of ctx tokens itself (worker/calib.h) */
+            if ((st = lmp_calib_generate_part(J->tokens, m, tok, n_seq, ctx, seed, 0, 1, threads,
+                                              err)))
                 goto settings_out;
         } else {
             int64_t     n_ids = 0;

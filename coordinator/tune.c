@@ -13,6 +13,7 @@
 #include "base/text.h"               /* defines: lmp_str_escape */
 #include "kernels/kernels.h"         /* defines: lmp_kernels_set_threads */
 #include "model/tokenizer.h"         /* defines: lmp_tokenizer_encode */
+#include "worker/calib.h"            /* defines: lmp_calib_generate_part */
 
 #include <errno.h>
 #include <fcntl.h>
@@ -457,6 +458,47 @@ static enum lmp_status write_output(struct tj *t, const struct lmp_tune_job *j,
     return st;
 }
 
+/* --data generate: the teacher writes the windows (worker/calib.h): --max-windows of them,
+ * or one per window the steps take up to LMP_TUNE_GEN_WINDOWS, plus --val-windows. With
+ * ranks each writes its share of the chunks and the shares are added, so every rank holds
+ * the same tokens, the ones one process would write. */
+static enum lmp_status generate_data(struct tj *t, const struct lmp_tune_job *j, int64_t ctx,
+                                     struct lmp_err *err) {
+    const int64_t batch = j->opts.batch_seqs > 0 ? j->opts.batch_seqs : 1;
+    int64_t       n     = j->max_windows;
+    if (n <= 0) {
+        n = j->steps > LMP_TUNE_GEN_WINDOWS / batch ? LMP_TUNE_GEN_WINDOWS : j->steps * batch;
+        if (n < 1) n = 1;
+        n += j->val_windows > 0 ? j->val_windows : 0;
+    }
+    enum lmp_status st = lmp_calib_check_budget(n, ctx, t->teacher_model->cfg.dim, err);
+    if (st != LMP_OK) return st;
+    if ((t->ids = calloc((size_t)(n * ctx), sizeof(*t->ids))) == NULL)
+        return lmp_err_set(err, LMP_ENOMEM, "out of memory for %lld generated windows",
+                           (long long)n);
+    t->n_ids                         = n * ctx;
+    const struct lmp_tune_comm *c    = j->opts.comm;
+    const int                   part = c ? c->rank : 0, n_parts = c ? c->size : 1;
+    const double                t0 = now_s();
+    st = lmp_calib_generate_part(t->ids, t->teacher_model, t->tok, n, ctx,
+                                 j->opts.seed ^ 0x74756e65ULL /* "tune" */, part, n_parts,
+                                 j->n_threads > 0 ? j->n_threads : 1, err);
+    if (st == LMP_OK && n_parts > 1) {
+        int64_t *w = malloc((size_t)t->n_ids * sizeof(*w));
+        if (w == NULL) return lmp_err_set(err, LMP_ENOMEM, "out of memory");
+        for (int64_t i = 0; i < t->n_ids; i++) w[i] = t->ids[i];
+        st = c->sum_i64(c->ctx, w, t->n_ids);
+        for (int64_t i = 0; st == LMP_OK && i < t->n_ids; i++) t->ids[i] = (int32_t)w[i];
+        free(w);
+        if (st != LMP_OK)
+            return lmp_err_set(err, st, "tune: adding the ranks' generated windows failed");
+    }
+    if (st == LMP_OK)
+        notice(j, "generated %lld windows of %lld tokens from the original model in %.0f s",
+               (long long)n, (long long)ctx, now_s() - t0);
+    return st;
+}
+
 enum lmp_status lmp_tune_job_run(const struct lmp_tune_job *j, struct lmp_tune_result *r,
                                  struct lmp_err *err) {
     struct tj       t  = {.lock_fd = -1};
@@ -497,8 +539,10 @@ enum lmp_status lmp_tune_job_run(const struct lmp_tune_job *j, struct lmp_tune_r
         goto out;
     }
 
-    /* the data */
-    {
+    /* the data: a text, or windows the original model writes itself */
+    if (strcmp(j->data, "generate") == 0) {
+        if ((st = generate_data(&t, j, ctx, err))) goto out;
+    } else {
         char  *text = NULL;
         size_t len  = 0;
         if ((st = lmp_file_read_all(j->data, &text, &len, err))) goto out;

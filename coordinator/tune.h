@@ -34,10 +34,15 @@
 #include "proto/lmpress.pb-c.h" /* defines: Lmp__TuneSpec */
 #include "worker/tune.h"        /* defines: struct lmp_tune_opts, struct lmp_tune_step_stats */
 
+/* --data generate without --max-windows: at most this many windows the steps take (then
+ * they cycle), plus --val-windows. */
+enum { LMP_TUNE_GEN_WINDOWS = 512 };
+
 struct lmp_tune_job {
     const char *artifact;    /* the AQLM artifact to tune */
     const char *model;       /* the original model (teacher) */
-    const char *data;        /* tuning text */
+    const char *data;        /* tuning text, or "generate": windows the original model
+                                writes (worker/calib.h lmp_calib_generate_part) */
     const char *out;         /* the tuned artifact */
     int64_t     ctx;         /* tokens per window (0: min(512, the model's)) */
     int64_t     max_windows; /* windows of the text used (0: all) */

@@ -14,7 +14,7 @@
  * enough that the block's scratch (hidden_dim wide) stays a few MB. */
 #define CALIB_CHUNK_TOKENS 2048
 /* Sequences generated together (one KV cache of this many). */
-#define CALIB_GEN_BATCH 16
+#define CALIB_GEN_BATCH LMP_CALIB_GEN_CHUNK
 
 /* splitmix64: a tiny, well-known generator; each stream is fully fixed by its seed. */
 static uint64_t rng_next(uint64_t *s) {
@@ -161,6 +161,37 @@ out:
     free(hidden);
     free(tok);
     lmp_kvcache_destroy(&kv);
+    return st;
+}
+
+enum lmp_status lmp_calib_generate_part(int32_t *out, const struct lmp_model *m,
+                                        const struct lmp_tokenizer *tok, int64_t n_seq, int64_t ctx,
+                                        uint64_t seed, int part, int n_parts, int threads,
+                                        struct lmp_err *err) {
+    assert(out && m && tok && n_parts >= 1 && part >= 0 && part < n_parts);
+    int32_t  bos = lmp_tokenizer_bos(tok), *prompt = &bos;
+    int64_t  n_prompt = 1;
+    int32_t *enc      = NULL;
+    if (bos < 0) {
+        static const char opening[] = "Once upon a time";
+        enum lmp_status   st =
+            lmp_tokenizer_encode(tok, opening, sizeof(opening) - 1, false, &enc, &n_prompt, err);
+        if (st != LMP_OK) return st;
+        prompt = enc;
+    }
+    /* lazy weights: generation holds one block's fp32 linears at a time */
+    struct lmp_transformer_opts to = {.n_threads = threads, .lazy_weights = true};
+    struct lmp_transformer     *tf = NULL;
+    enum lmp_status             st = lmp_transformer_new(m, &to, &tf, err);
+    const int64_t               nc = (n_seq + LMP_CALIB_GEN_CHUNK - 1) / LMP_CALIB_GEN_CHUNK;
+    for (int64_t c = part; st == LMP_OK && c < nc; c += n_parts) {
+        const int64_t s0 = c * LMP_CALIB_GEN_CHUNK;
+        const int64_t n  = n_seq - s0 < LMP_CALIB_GEN_CHUNK ? n_seq - s0 : LMP_CALIB_GEN_CHUNK;
+        uint64_t      cs = seed ^ (0x6368756e6bULL + (uint64_t)c); /* "chunk" + c */
+        st = lmp_calib_generate(out + s0 * ctx, tf, prompt, n_prompt, n, ctx, rng_next(&cs), err);
+    }
+    lmp_transformer_destroy(&tf);
+    free(enc);
     return st;
 }
 

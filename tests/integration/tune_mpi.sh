@@ -5,7 +5,8 @@
 # checkpoint does not depend on the number of ranks). Pipeline stages (--stages 2: the blocks
 # split between 2 ranks, activations and gradients between them) give it too, alone and
 # as 2 stages x 2 replicas, and a stopped 2-stage run resumes as 1 process to it; ranks that
-# are not a multiple of the stages are refused.
+# are not a multiple of the stages are refused. Windows the original model writes (--data
+# generate) are the same when 2 ranks write half of them each.
 set -u
 . "$(dirname "$0")/lib.bash"
 lmp_need_stories
@@ -14,6 +15,14 @@ lmp_need_cmds h5diff h5dump
 lmp_workdir
 stories_tune_setup
 "$LMPRESS" tune "${TUNE[@]}" --out one.h5 --threads 2 2> one.log || { bad "tune, 1 process"; cat one.log; }
+# --data generate: the original model writes the windows, 2 ranks half of them each
+G=(--artifact a.h5 --model "$M/stories260K.bin" --data generate --ctx 96 --batch 4 --lr 1e-3
+   --code-lr 1e-3 --steps 12)
+"$LMPRESS" tune "${G[@]}" --out g1.h5 --threads 2 2> g1.log || { bad "tune --data generate"; cat g1.log; }
+grep -q "generated 50 windows of 96 tokens" g1.log || { bad "no 12 x 4 + 2 generated windows"; cat g1.log; }
+mpirun -n 2 "$LMPRESS" tune "${G[@]}" --out g2.h5 --threads 1 2> g2.log ||
+    { bad "tune --data generate under mpirun -n 2"; cat g2.log; }
+same_layers g1.h5 g2.h5 || bad "--data generate: 2 ranks differ from 1 process"
 mpirun -n 2 "$LMPRESS" tune "${TUNE[@]}" --out two.h5 --threads 1 > two.out 2> two.log ||
     { bad "tune under mpirun -n 2"; cat two.log; }
 same_layers one.h5 two.h5 || bad "2 ranks differ from 1 process"

@@ -239,10 +239,50 @@ static void test_generate_reproducible(void) {
     lmp_model_close(&m);
 }
 
+/* Generation split into parts (processes) adds up to one process's: chunks seeded by index. */
+static void test_generate_parts(void) {
+    struct lmp_model *m = open_stories();
+    if (m == NULL) return;
+    const char           *tp  = check_shared_file(0, "models/stories260K/tok512.bin");
+    struct lmp_tokenizer *tok = NULL;
+    struct lmp_err        err = {0};
+    CHECK(tp && lmp_tokenizer_open(tp, m, &tok, &err) == LMP_OK);
+    enum { NS = 2 * LMP_CALIB_GEN_CHUNK + 5, CTX = 12, N = NS * CTX };
+    int32_t *one = calloc(N, sizeof(int32_t)), *sum = calloc(N, sizeof(int32_t));
+    int32_t *part = calloc(N, sizeof(int32_t)), *other = calloc(N, sizeof(int32_t));
+    CHECK(one && sum && part && other && tok);
+    if (one && sum && part && other && tok) {
+        CHECK(lmp_calib_generate_part(one, m, tok, NS, CTX, 7, 0, 1, 1, &err) == LMP_OK);
+        for (int p = 0; p < 3; p++) { /* three processes, the last one with no chunk */
+            memset(part, 0, N * sizeof(int32_t));
+            CHECK(lmp_calib_generate_part(part, m, tok, NS, CTX, 7, p, 4, 1, &err) == LMP_OK);
+            for (int i = 0; i < N; i++) {
+                const int chunk = i / (CTX * LMP_CALIB_GEN_CHUNK);
+                if (chunk % 4 != p) CHECK(part[i] == 0); /* other parts' chunks untouched */
+                sum[i] += part[i];
+            }
+        }
+        CHECK(memcmp(one, sum, N * sizeof(int32_t)) == 0);
+        for (int s = 0; s < NS; s++) CHECK(one[s * CTX] == lmp_tokenizer_bos(tok));
+        for (int i = 0; i < N; i++) CHECK(one[i] >= 0 && one[i] < m->cfg.vocab_size);
+        /* chunks differ from each other, and another seed gives other text */
+        CHECK(memcmp(one, one + CTX * LMP_CALIB_GEN_CHUNK, CTX * sizeof(int32_t)) != 0);
+        CHECK(lmp_calib_generate_part(other, m, tok, NS, CTX, 8, 0, 1, 1, &err) == LMP_OK);
+        CHECK(memcmp(one, other, N * sizeof(int32_t)) != 0);
+    }
+    free(one);
+    free(sum);
+    free(part);
+    free(other);
+    lmp_tokenizer_free(&tok);
+    lmp_model_close(&m);
+}
+
 int main(void) {
     RUN(test_sample_text_reproducible);
     RUN(test_grams_match_direct);
     RUN(test_sequential_vs_independent);
     RUN(test_generate_reproducible);
+    RUN(test_generate_parts);
     return check_report();
 }
