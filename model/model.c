@@ -4,6 +4,7 @@
 #include "base/file.h"       /* defines: lmp_path_is_dir() */
 
 #include <assert.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -46,11 +47,18 @@ void lmp_tensor_rows_f32(const struct lmp_tensor *t, int64_t row0, int64_t n_row
         fn((int)t->dtype, (const uint8_t *)t->data + (row0 + r) * row_bytes, dst + r * cols, cols);
 }
 
-static const char *const arch_names[LMP_ARCH_COUNT] = {"llama",  "mistral", "qwen2",
-                                                       "gemma3", "qwen3",   "phi3"};
+static const char *const arch_names[LMP_ARCH_COUNT] = {"llama", "mistral", "qwen2", "gemma3",
+                                                       "qwen3", "phi3",    "gemma2"};
 const char              *lmp_arch_name(enum lmp_arch a) {
                  return (unsigned)a < LMP_ARCH_COUNT ? arch_names[a] : "?";
 }
+
+void lmp_softcap(float *x, int64_t n, float cap) {
+    if (cap == 0) return;
+    const float inv = 1.0f / cap;
+    for (int64_t i = 0; i < n; i++) x[i] = cap * tanhf(x[i] * inv);
+}
+
 const char *lmp_format_name(enum lmp_format f) {
     switch (f) {
     case LMP_FORMAT_GGUF:
@@ -216,7 +224,9 @@ static enum lmp_status check_rope(const struct lmp_model *m, struct lmp_config *
         (st = cfg_range(m, "ffn_act", (int64_t)c->ffn_act, LMP_ACT_SILU, LMP_ACT_GELU_TANH, err)) ||
         (st = cfg_frange(m, "rope_theta_local", c->rope_theta_local, 0, 1e30, err)) ||
         (st = cfg_frange(m, "embed_scale", c->embed_scale, 0, 1e6, err)) ||
-        (st = cfg_frange(m, "attn_scale", c->attn_scale, 0, 1e6, err)))
+        (st = cfg_frange(m, "attn_scale", c->attn_scale, 0, 1e6, err)) ||
+        (st = cfg_frange(m, "attn_softcap", c->attn_softcap, 0, 1e6, err)) ||
+        (st = cfg_frange(m, "final_softcap", c->final_softcap, 0, 1e6, err)))
         return st;
     if (c->rope_dims == 0) c->rope_dims = c->head_dim;
     if (c->rope_dims % 2 != 0)
@@ -379,10 +389,11 @@ enum lmp_status lmp_model_check_trainable(const struct lmp_model *m, const char 
                                           struct lmp_err *err) {
     const struct lmp_config *c   = &m->cfg;
     const char              *has = NULL;
-    /* worker/block_grad.c and worker/model_grad.c run the llama block and what Gemma 3 and
-     * Qwen3 add (q/k and post norms, GeGLU, the embedding and attention scales, sliding-
-     * window blocks with their own RoPE base, scaled RoPE, partial rotary dimensions, GGUF
-     * rope_freqs divisors); the rest is refused here */
+    /* worker/block_grad.c and worker/model_grad.c run the llama block and what Gemma 3,
+     * Gemma 2 and Qwen3 add (q/k and post norms, GeGLU, the embedding and attention scales,
+     * sliding-window blocks with their own RoPE base, the attention and final soft-caps,
+     * scaled RoPE, partial rotary dimensions, GGUF rope_freqs divisors); the rest is
+     * refused here */
     if (c->ffn_act != LMP_ACT_SILU && c->ffn_act != LMP_ACT_GELU_TANH)
         has = "an FFN activation the backward lacks";
     if (has == NULL) return LMP_OK;

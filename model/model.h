@@ -54,8 +54,9 @@ enum lmp_arch {
     LMP_ARCH_MISTRAL,
     LMP_ARCH_QWEN2,
     LMP_ARCH_GEMMA3,
-    LMP_ARCH_QWEN3, /* Qwen2 without biases, with per-head q/k norms */
-    LMP_ARCH_PHI3,  /* fused qkv and gate_up in the files, split on read */
+    LMP_ARCH_QWEN3,  /* Qwen2 without biases, with per-head q/k norms */
+    LMP_ARCH_PHI3,   /* fused qkv and gate_up in the files, split on read */
+    LMP_ARCH_GEMMA2, /* Gemma 3's block without q/k norms, with logit soft-capping */
     LMP_ARCH_COUNT
 };
 enum lmp_format { LMP_FORMAT_GGUF, LMP_FORMAT_HF, LMP_FORMAT_LLAMA2C };
@@ -78,7 +79,8 @@ enum lmp_act {
     LMP_ACT_GELU_TANH, /* GeGLU with the tanh approximation of GELU: gemma */
 };
 
-/* "llama", "mistral", "qwen2", "gemma3", "qwen3", "phi3" (GGUF's general.architecture) */
+/* "llama", "mistral", "qwen2", "gemma3", "qwen3", "phi3", "gemma2" (GGUF's
+ * general.architecture) */
 const char *lmp_arch_name(enum lmp_arch a);
 const char *lmp_format_name(enum lmp_format f); /* "gguf", "hf", "llama2c" */
 
@@ -121,7 +123,14 @@ struct lmp_config {
     bool  qk_norm;     /* per-head q and k RMSNorm before RoPE (Gemma 3, Qwen3; tensors) */
     bool  post_norms;  /* RMSNorm of the attention and FFN outputs before the residual
                           adds (set from the tensors) */
+    /* soft-capping (Gemma 2): x -> cap * tanh(x / cap); 0 = none */
+    float attn_softcap;  /* attention scores, after attn_scale, before the mask and softmax */
+    float final_softcap; /* logits of the head */
 };
+
+/* x (n) -> cap * tanh(x / cap) in place, in float (as llama.cpp's ggml_tanh); nothing when
+ * cap is 0. */
+void lmp_softcap(float *x, int64_t n, float cap);
 
 enum lmp_lin {
     LMP_LIN_Q,
@@ -215,8 +224,9 @@ int64_t lmp_model_n_params(const struct lmp_model *m);
 
 /* LMP_OK if every stage can run m, block fine-tuning and PV-Tuning included: their
  * backward (worker/block_grad.c, worker/model_grad.c) runs the llama block and what
- * Gemma 3 and Qwen3 add (per-head q/k norms, post norms, GeGLU, the embedding and
- * attention scales, sliding-window blocks with their own RoPE base, linear/llama3/YaRN
+ * Gemma 3, Gemma 2 and Qwen3 add (per-head q/k norms, post norms, GeGLU, the embedding and
+ * attention scales, sliding-window blocks with their own RoPE base, Gemma 2's attention
+ * and final soft-caps, linear/llama3/YaRN
  * RoPE scaling, partial rotary dimensions, GGUF rope_freqs divisors), and artifact format 3
  * records it. Refused with LMP_EUNSUP and a one-line message naming the model and what it
  * has: an FFN activation other than SiLU and tanh-GELU (no architecture read today has one).

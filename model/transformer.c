@@ -754,9 +754,10 @@ static void swiglu_task(void *ctx, int64_t task, int thread) {
 }
 
 /* A row of attention scores over keys [0, n): the keys below k0 (outside the window) get 0,
- * [k0, n) the softmax of their scores. */
-static void softmax_keys(float *row, int64_t k0, int64_t n) {
+ * [k0, n) the softmax of their scores, soft-capped first where cap > 0 (Gemma 2). */
+static void softmax_keys(float *row, int64_t k0, int64_t n, float cap) {
     for (int64_t k = 0; k < k0; k++) row[k] = 0.0f;
+    lmp_softcap(row + k0, n - k0, cap);
     float mx = row[k0];
     for (int64_t k = k0 + 1; k < n; k++) mx = row[k] > mx ? row[k] : mx;
     float sum = 0;
@@ -802,7 +803,7 @@ static void attn_task(void *ctx, int64_t task, int thread) {
         float        *row = S + i * n_keys;
         const int64_t n   = j->pos0 + t0 + i + 1; /* keys this query may see: [k0, n) */
         const int64_t k0  = j->window > 0 && n > j->window ? n - j->window : 0;
-        softmax_keys(row, k0, n);
+        softmax_keys(row, k0, n, c->attn_softcap);
         for (int64_t k = n; k < n_keys; k++) row[k] = 0.0f;
     }
     kt->sgemm(LMP_NO_TRANS, LMP_NO_TRANS, m, hd, n_keys, 1.0f, S, n_keys, V, kd, 0.0f, O, qd);
@@ -829,14 +830,15 @@ static void attn_task_1tok(void *ctx, int64_t task, int thread) {
 
     const struct lmp_kernels *kt = lmp_kernels_get();
     const float scale = c->attn_scale > 0 ? c->attn_scale : (float)(1.0 / sqrt((double)hd));
-    if (kt->attn_row) { /* the key and value rows read once for the group */
+    if (kt->attn_row && c->attn_softcap == 0) { /* the key and value rows read once for the
+                                                   group; the kernel has no soft-cap */
         kt->attn_row(O, Q, K, V, kd, k0, n, (int)grp, hd, scale, S);
         return;
     }
     kt->sgemm(LMP_NO_TRANS, LMP_TRANS, grp, n, hd, scale, Q, hd, K, kd, 0.0f, S, n);
     for (int64_t i = 0; i < grp; i++) {
         float *row = S + i * n;
-        softmax_keys(row, k0, n);
+        softmax_keys(row, k0, n, c->attn_softcap);
     }
     kt->sgemm(LMP_NO_TRANS, LMP_NO_TRANS, grp, hd, n, 1.0f, S, n, V, kd, 0.0f, O, hd);
 }
@@ -1014,20 +1016,21 @@ void lmp_transformer_logits(struct lmp_transformer *tf, const float *hidden, int
     const struct lmp_config *c = &tf->cfg;
     if (tf->qhead && (n_rows <= QHEAD_MATVEC_ROWS || tf->output == NULL)) {
         const int64_t V = c->vocab_size;
-        if (n_rows <= QHEAD_MATVEC_ROWS &&
+        if (n_rows > QHEAD_MATVEC_ROWS ||
             lmp_kernels_get()->qmatvec(logits, hidden, n_rows, tf->qhead->dtype, tf->qhead->data, V,
-                                       c->dim) == 0)
-            return;
-        for (int64_t v0 = 0; v0 < V; v0 += tf->vocab_slice) {
-            const int64_t n = V - v0 < tf->vocab_slice ? V - v0 : tf->vocab_slice;
-            lmp_kernels_get()->sgemm(LMP_NO_TRANS, LMP_TRANS, n_rows, n, c->dim, 1.0f, hidden,
-                                     c->dim, head_rows(tf, v0, n), c->dim, 0.0f, logits + v0, V);
-        }
-        return;
+                                       c->dim) != 0)
+            for (int64_t v0 = 0; v0 < V; v0 += tf->vocab_slice) {
+                const int64_t n = V - v0 < tf->vocab_slice ? V - v0 : tf->vocab_slice;
+                lmp_kernels_get()->sgemm(LMP_NO_TRANS, LMP_TRANS, n_rows, n, c->dim, 1.0f, hidden,
+                                         c->dim, head_rows(tf, v0, n), c->dim, 0.0f, logits + v0,
+                                         V);
+            }
+    } else {
+        assert(tf->output != NULL); /* lazy weights: lmp_transformer_load_head first */
+        lmp_kernels_get()->sgemm(LMP_NO_TRANS, LMP_TRANS, n_rows, c->vocab_size, c->dim, 1.0f,
+                                 hidden, c->dim, tf->output, c->dim, 0.0f, logits, c->vocab_size);
     }
-    assert(tf->output != NULL); /* lazy weights: lmp_transformer_load_head first */
-    lmp_kernels_get()->sgemm(LMP_NO_TRANS, LMP_TRANS, n_rows, c->vocab_size, c->dim, 1.0f, hidden,
-                             c->dim, tf->output, c->dim, 0.0f, logits, c->vocab_size);
+    lmp_softcap(logits, n_rows * c->vocab_size, c->final_softcap); /* Gemma 2 */
 }
 
 struct head_job {
@@ -1067,6 +1070,7 @@ void lmp_transformer_logits_row(struct lmp_transformer *tf, const float *hidden,
     struct head_job j = {
         .w = tf->output, .h = hidden, .logits = logits, .vocab = c->vocab_size, .dim = c->dim};
     pool_run(&tf->pool, (j.vocab + HEAD_ROWS - 1) / HEAD_ROWS, head_task, &j);
+    lmp_softcap(logits, c->vocab_size, c->final_softcap);
 }
 
 struct nll_job {
@@ -1150,6 +1154,7 @@ enum lmp_status lmp_transformer_hidden_nll(struct lmp_transformer *tf, const flo
         j.n  = vocab - v0 < slice ? vocab - v0 : slice;
         lmp_kernels_get()->sgemm(LMP_NO_TRANS, LMP_TRANS, n_rows, j.n, c->dim, 1.0f, hidden, c->dim,
                                  head_rows(tf, v0, j.n), c->dim, 0.0f, lg, j.n);
+        lmp_softcap(lg, n_rows * j.n, c->final_softcap);
         pool_run(&tf->pool, (n_rows + ROW_TASK - 1) / ROW_TASK, lse_task, &j);
     }
     for (int64_t r = 0; r < n_rows; r++) nll[r] = log(j.sum[r]) + j.mx[r] - j.tgt[r];

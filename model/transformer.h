@@ -20,6 +20,9 @@
  *      g  = silu(h Wgate^T) * (h Wup^T)                  -> hook LMP_INPUT_FFN_OUT
  *      x += g Wdown^T
  *  then logits = (rmsnorm(x) * out_norm) Wout^T (Wout = tok_emb when tied).
+ *  Gemma 2 soft-caps the scores before the softmax and the logits: x -> cap * tanh(x / cap)
+ *  (cfg.attn_softcap, cfg.final_softcap; lmp_transformer_logits, _logits_row and
+ *  _hidden_nll all return capped logits).
  *
  *  Threads: the GEMMs go through the kernel table (lmp_kernels_get()->sgemm: OpenBLAS on
  *  the CPU tables), whose thread count is the process's budget: lmp_transformer_new fixes

@@ -10,6 +10,7 @@
  *      rmsnorm:  dw += dn * x * s;  dx = s (dn*w) - x s^3 <dn*w, x> / dim
  *      rope:     the transposed rotation (a, b) <- (a c + b s', -a s' + b c)
  *      softmax:  dS = P * (dP - rowsum(dP * P)), then the 1/sqrt(head_dim) scale
+ *      soft-cap: c tanh(s / c) (Gemma 2): dS *= 1 - tanh^2(s / c), s recomputed from q and k
  *      swiglu:   f = silu(g) u:  du = df silu(g);  dg = df u sig(g) (1 + g (1 - sig(g)))
  *      linear:   y = x W^T + b:  dW += dy^T x;  db += colsum(dy);  dx = dy W
  */
@@ -62,6 +63,7 @@ struct lmp_block_grad {
     float  *dgp;      /* (rows, hid) */
     float  *dup;      /* (rows, hid) */
     float  *ds;       /* (T, T) dP then dS of one head */
+    float  *ts;       /* (T, T) one head's scores before the soft-cap, or NULL (no cap) */
     double *acc;      /* (dim) norm-weight gradient accumulator */
     bool    borrowed; /* the backward scratch above belongs to another object */
 };
@@ -74,7 +76,8 @@ static void free_all(struct lmp_block_grad *bg) {
                      bg->fo,       bg->s4};
     for (size_t i = 0; i < sizeof(bufs) / sizeof(bufs[0]); i++) free(bufs[i]);
     if (bg->borrowed) return;
-    float *scratch[] = {bg->dr, bg->dh, bg->da, bg->dq, bg->dk, bg->dv, bg->dgp, bg->dup, bg->ds};
+    float *scratch[] = {bg->dr, bg->dh,  bg->da,  bg->dq, bg->dk,
+                        bg->dv, bg->dgp, bg->dup, bg->ds, bg->ts};
     for (size_t i = 0; i < sizeof(scratch) / sizeof(scratch[0]); i++) free(scratch[i]);
     free(bg->acc);
 }
@@ -139,12 +142,14 @@ static enum lmp_status block_grad_new(const struct lmp_config *cfg, int64_t max_
         bg->dgp      = from->dgp;
         bg->dup      = from->dup;
         bg->ds       = from->ds;
+        bg->ts       = from->ts;
         bg->acc      = from->acc;
     } else if (ok) {
         ok = ALLOC(dr, rows * bg->dim) && ALLOC(dh, rows * bg->dim) && ALLOC(da, rows * bg->qd) &&
              ALLOC(dq, rows * bg->qd) && ALLOC(dk, rows * bg->kd) && ALLOC(dv, rows * bg->kd) &&
              ALLOC(dgp, rows * bg->hid) && ALLOC(dup, rows * bg->hid) &&
-             ALLOC(ds, seq_len * seq_len) && ALLOC(acc, acc_n(bg));
+             ALLOC(ds, seq_len * seq_len) && ALLOC(acc, acc_n(bg)) &&
+             (cfg->attn_softcap == 0 || ALLOC(ts, seq_len * seq_len));
         if (ok) memset(bg->acc, 0, (size_t)acc_n(bg) * sizeof(*bg->acc));
     }
 #undef ALLOC
@@ -364,7 +369,8 @@ void lmp_block_grad_forward(struct lmp_block_grad *bg, const struct lmp_block_pa
             for (int64_t i = 0; i < T; i++) {
                 float        *row = P + i * T;
                 const int64_t j0  = window > 0 && i - window + 1 > 0 ? i - window + 1 : 0;
-                float         mx  = row[j0];
+                lmp_softcap(row + j0, i + 1 - j0, c->attn_softcap);
+                float mx = row[j0];
                 for (int64_t j = j0 + 1; j <= i; j++) mx = row[j] > mx ? row[j] : mx;
                 float sum = 0;
                 for (int64_t j = j0; j <= i; j++) {
@@ -479,6 +485,15 @@ void lmp_block_grad_backward(struct lmp_block_grad *bg, const struct lmp_block_p
                 for (int64_t j = 0; j <= i; j++) dot += (double)pr[j] * dr[j];
                 for (int64_t j = 0; j <= i; j++) dr[j] = pr[j] * (dr[j] - (float)dot);
                 for (int64_t j = i + 1; j < T; j++) dr[j] = 0.0f;
+            }
+            if (c->attn_softcap > 0) { /* through cap tanh(s / cap): the forward's s again */
+                const float inv = 1.0f / c->attn_softcap;
+                kt->sgemm(LMP_NO_TRANS, LMP_TRANS, T, T, hd, sc, Q, qd, K, kd, 0.0f, bg->ts, T);
+                for (int64_t i = 0; i < T; i++)
+                    for (int64_t j = 0; j <= i; j++) {
+                        const float th = tanhf(bg->ts[i * T + j] * inv);
+                        dS[i * T + j] *= 1.0f - th * th;
+                    }
             }
             kt->sgemm(LMP_NO_TRANS, LMP_NO_TRANS, T, hd, T, sc, dS, T, K, kd, 0.0f, dQ, qd);
             kt->sgemm(LMP_TRANS, LMP_NO_TRANS, T, hd, T, sc, dS, T, Q, qd, 1.0f, dK, kd);

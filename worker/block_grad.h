@@ -7,8 +7,9 @@
  *      [qk_norm] q, k = rmsnorm(each head) * q_norm, k_norm
  *      rope(q), rope(k)    (cfg.rope: interleaved or half pairs; model/rope.h: the first
  *                           rope_dims of a head, scaled variants, local blocks' own base)
- *      a  = softmax(q k^T * scale, causal [, last sliding_window keys on local blocks]) v
- *           (grouped-query; scale cfg.attn_scale or 1/sqrt(head_dim))
+ *      a  = softmax(cap(q k^T * scale), causal [, last sliding_window keys on local blocks]) v
+ *           (grouped-query; scale cfg.attn_scale or 1/sqrt(head_dim); cap(s) = c tanh(s / c)
+ *           with c = cfg.attn_softcap, the identity where it is 0)
  *      r  = x + o,  o = a Wo^T  [post_norms: r = x + rmsnorm(o) * post_attn_norm]
  *      h2 = rmsnorm(r) * ffn_norm
  *      f  = act(h2 Wgate^T) * (h2 Wup^T)    (act: silu, or tanh-GELU for GeGLU)

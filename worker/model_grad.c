@@ -6,8 +6,10 @@
  *  (rows, dim) buffers (each block copies its input), so only the last block's output is
  *  kept here, as the final norm's input.
  *
- *  Loss and head backward, per chunk of C rows (z = hn Wout^T):
+ *  Loss and head backward, per chunk of C rows (z = hn Wout^T, or c tanh(hn Wout^T / c)
+ *  with Gemma 2's final soft-cap c):
  *      dz      = (softmax(z) - softmax(t)) / R          (lmp_kl_rows, model/eval.h)
+ *      dz     *= 1 - (z / c)^2                          (through the soft-cap, where c > 0)
  *      dWout  += dz^T hn;  dhn = dz Wout
  *  then the final RMSNorm's backward (as block_grad's) gives dL/dx(L), the blocks run
  *  backward in reverse (dx in place), and the embedding rows of the tokens collect dL/dx0.
@@ -358,6 +360,7 @@ void lmp_model_grad_logits(struct lmp_model_grad *mg, const struct lmp_model_par
     lmp_kernels_get()->sgemm(LMP_NO_TRANS, LMP_TRANS, n_rows, mg->vocab, mg->dim, 1.0f,
                              mg->hn + row0 * mg->dim, mg->dim, p->output, mg->dim, 0.0f, logits,
                              mg->vocab);
+    lmp_softcap(logits, n_rows * mg->vocab, mg->cfg.final_softcap); /* Gemma 2 */
 }
 
 const float *lmp_model_grad_hidden(const struct lmp_model_grad *mg) {
@@ -410,6 +413,12 @@ void lmp_model_grad_kl_backward(struct lmp_model_grad *mg, const struct lmp_mode
         total += lmp_kl_rows(teacher + r0 * V, mg->z, n, V, sc, g ? mg->dz : NULL, NULL, &a);
         n_agree += a;
         if (g == NULL) continue;
+        const float cap = mg->cfg.final_softcap;
+        if (cap > 0) /* z = cap tanh(u / cap): du = dz (1 - (z / cap)^2) */
+            for (int64_t i = 0; i < n * V; i++) {
+                const float th = mg->z[i] / cap;
+                mg->dz[i] *= 1.0f - th * th;
+            }
         const float *hn = mg->hn + r0 * dim;
         if (dout) /* dWout (V, dim) += dz^T hn */
             kt->sgemm(LMP_TRANS, LMP_NO_TRANS, V, dim, n, 1.0f, mg->dz, V, hn, dim, 1.0f, dout,

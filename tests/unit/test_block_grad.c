@@ -3,7 +3,9 @@
  *  fixed random tensor, so dL/dy = R) on tiny blocks: both RoPE pair orders, grouped- and
  *  multi-query attention, with and without biases, and the blocks beyond llama's: per-head
  *  q/k norms (Qwen3); Gemma 3's post norms, GeGLU, attention scale and a local block with
- *  a sliding window and its own RoPE base; YaRN-scaled RoPE on half of a head. Every parameter kind
+ *  a sliding window and its own RoPE base; Gemma 2's attention soft-cap (small enough that
+ *  removing it changes the block's output by over 10 %); YaRN-scaled RoPE on half of a
+ *  head. Every parameter kind
  * is checked two ways: the directional derivative along a random direction over all its entries,
  * and a sample of single entries. Also the AQ chain: codebook and scale gradients from aq_grad_dw
  * of the backward's dW against finite differences through the decode.
@@ -31,16 +33,22 @@ struct spec {
     bool gemma;    /* post norms, GeGLU, attn_scale, a local block with a 3-key window */
     bool rope_var; /* YaRN scaling (magnitude != 1) and a rope_freqs divisor on half of the
                       head's dimensions */
+    bool softcap;  /* Gemma 2: attention scores soft-capped at SOFTCAP (scale 1, so it bites) */
 };
 
+#define SOFTCAP 1.0f
+
 static const struct spec specs[] = {
-    {LMP_ROPE_INTERLEAVED, 4, 2, false, false, false, false, false},
-    {LMP_ROPE_HALF, 4, 2, true, false, false, false, false},
-    {LMP_ROPE_INTERLEAVED, 2, 1, true, true, false, false, false},  /* multi-query, all biases */
-    {LMP_ROPE_HALF, 3, 3, false, false, false, false, false},       /* plain multi-head */
-    {LMP_ROPE_HALF, 4, 2, false, false, true, false, false},        /* Qwen3 */
-    {LMP_ROPE_HALF, 4, 1, false, false, true, true, false},         /* Gemma 3, local block */
-    {LMP_ROPE_INTERLEAVED, 2, 2, false, false, false, false, true}, /* scaled, partial RoPE */
+    {LMP_ROPE_INTERLEAVED, 4, 2, false, false, false, false, false, false},
+    {LMP_ROPE_HALF, 4, 2, true, false, false, false, false, false},
+    {LMP_ROPE_INTERLEAVED, 2, 1, true, true, false, false, false,
+     false},                                                         /* multi-query, all biases */
+    {LMP_ROPE_HALF, 3, 3, false, false, false, false, false, false}, /* plain multi-head */
+    {LMP_ROPE_HALF, 4, 2, false, false, true, false, false, false},  /* Qwen3 */
+    {LMP_ROPE_HALF, 4, 1, false, false, true, true, false, false},   /* Gemma 3, local block */
+    {LMP_ROPE_INTERLEAVED, 2, 2, false, false, false, false, true,
+     false},                                                       /* scaled, partial RoPE */
+    {LMP_ROPE_HALF, 4, 2, false, false, false, true, false, true}, /* Gemma 2, local block */
 };
 enum { N_SPECS = sizeof(specs) / sizeof(specs[0]) };
 
@@ -86,6 +94,11 @@ static void block_init(struct block *b, const struct spec *sp, uint64_t seed) {
         c->sliding_window   = 3; /* block 0 of a 2-pattern is local: 3 keys of T = 7 */
         c->swa_pattern      = 2;
         c->rope_theta_local = 10.0f;
+    }
+    if (sp->softcap) { /* Gemma 2: one RoPE base, scores soft-capped */
+        c->attn_scale       = 1.0f;
+        c->rope_theta_local = 0;
+        c->attn_softcap     = SOFTCAP;
     }
     if (sp->rope_var) {
         c->rope_dims                  = HD / 2;
@@ -217,6 +230,19 @@ static void test_forward_matches_transformer(void) {
         CHECK(mx > 0.1); /* not a degenerate block */
         CHECK(md <= 1e-5 * mx);
         if (md > 1e-5 * mx) fprintf(stderr, "  spec %d: max diff %g (max %g)\n", si, md, mx);
+        if (specs[si].softcap) { /* the cap bites: without it the output moves */
+            struct lmp_config      c0  = b.cfg;
+            struct lmp_block_grad *bg0 = NULL;
+            c0.attn_softcap            = 0;
+            CHECK(lmp_block_grad_new(&c0, N_SEQ, T, &bg0) == LMP_OK);
+            lmp_block_grad_forward(bg0, &p, x, N_SEQ, got);
+            double d0 = 0;
+            for (int i = 0; i < N_SEQ * T * DIM; i++) d0 = fmax(d0, fabs((double)got[i] - want[i]));
+            fprintf(stderr, "  spec %d: without the soft-cap max diff %.3g (max %.3g)\n", si, d0,
+                    mx);
+            CHECK(d0 > 0.1 * mx);
+            lmp_block_grad_destroy(&bg0);
+        }
         lmp_block_grad_destroy(&bg);
         lmp_transformer_destroy(&tf);
         for (int64_t i = 0; i < m->n_tensors; i++) m->tensors[i].data = NULL;
