@@ -618,8 +618,9 @@ static const char *const rope_scaling_names[] = {"none", "linear", "llama3", "ya
 bool lmp_artifact_cfg_is_v3(const struct lmp_config *c) {
     return c->qk_norm || c->post_norms || c->ffn_act != LMP_ACT_SILU ||
            (c->embed_scale != 0 && c->embed_scale != 1) || c->attn_scale != 0 ||
-           c->swa_pattern != 0 || c->rope_theta_local != 0 ||
-           c->rope_scaling != LMP_ROPE_SCALING_NONE || c->rope_freq_factors != NULL ||
+           c->swa_pattern != 0 || c->rope_theta_local != 0 || c->attn_softcap != 0 ||
+           c->final_softcap != 0 || c->rope_scaling != LMP_ROPE_SCALING_NONE ||
+           c->rope_freq_factors != NULL ||
            (c->rope_dims != 0 && c->rope_dims != c->head_dim); /* finish sets it to head_dim */
 }
 
@@ -633,6 +634,8 @@ static int write_arch(hid_t g, const struct lmp_config *c) {
     if (c->swa_pattern != 0 && attr_put_i64(g, "swa_pattern", c->swa_pattern) < 0) return -1;
     if (c->rope_theta_local != 0 && attr_put_f64(g, "rope_theta_local", c->rope_theta_local) < 0)
         return -1;
+    if (c->attn_softcap != 0 && attr_put_f64(g, "attn_softcap", c->attn_softcap) < 0) return -1;
+    if (c->final_softcap != 0 && attr_put_f64(g, "final_softcap", c->final_softcap) < 0) return -1;
     if (c->rope_dims != 0 && c->rope_dims != c->head_dim &&
         attr_put_i64(g, "rope_dims", c->rope_dims) < 0)
         return -1;
@@ -701,6 +704,8 @@ static enum lmp_status read_arch(hid_t g, const char *fname, struct lmp_art_job 
         (st = opt_f64(g, fname, "attn_scale", 1e-6, 1e6, &c->attn_scale, err)) ||
         (st = opt_i64(g, fname, "swa_pattern", 1, c->n_layers, &c->swa_pattern, err)) ||
         (st = opt_f64(g, fname, "rope_theta_local", 1e-3, 1e12, &c->rope_theta_local, err)) ||
+        (st = opt_f64(g, fname, "attn_softcap", 1e-6, 1e6, &c->attn_softcap, err)) ||
+        (st = opt_f64(g, fname, "final_softcap", 1e-6, 1e6, &c->final_softcap, err)) ||
         (st = opt_i64(g, fname, "rope_dims", 2, c->head_dim, &c->rope_dims, err)) ||
         (st = opt_enum(g, fname, "rope_scaling", rope_scaling_names, 4, &sc, err)))
         return st;

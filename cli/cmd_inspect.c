@@ -193,7 +193,9 @@ static int cmd_inspect_exec(struct lmp_cli *cli, int argc, char **argv) {
         cJSON_AddBoolToObject(cfg, "tied_embeddings", c->tied_embeddings);
         cJSON_AddBoolToObject(cfg, "qkv_bias", c->qkv_bias);
         cJSON_AddNumberToObject(cfg, "sliding_window", c->sliding_window);
-        cJSON_AddNumberToObject(cfg, "swa_pattern", c->swa_pattern); /* 0: window not applied */
+        cJSON_AddNumberToObject(cfg, "swa_pattern", c->swa_pattern);     /* 0: window not applied */
+        cJSON_AddNumberToObject(cfg, "attn_softcap", c->attn_softcap);   /* 0: none */
+        cJSON_AddNumberToObject(cfg, "final_softcap", c->final_softcap); /* 0: none */
         cJSON_AddNumberToObject(o, "n_params", (double)n_params);
         cJSON_AddNumberToObject(o, "n_tensors", (double)m->n_tensors);
         cJSON_AddNumberToObject(o, "tensor_bytes", (double)n_bytes);
@@ -234,12 +236,15 @@ static int cmd_inspect_exec(struct lmp_cli *cli, int argc, char **argv) {
                c->rope == LMP_ROPE_HALF ? "half-split" : "interleaved", c->rope_theta, c->norm_eps,
                c->tied_embeddings ? "tied" : "untied", c->qkv_bias ? ", q/k/v biases" : "");
         if (c->sliding_window > 0 && c->swa_pattern > 0)
-            printf("           sliding window of %d keys on local blocks (every %d-th block "
+            printf("           sliding window of %d keys on local blocks (blocks %d, %d, ... "
                    "global)\n",
-                   c->sliding_window, c->swa_pattern);
+                   c->sliding_window, c->swa_pattern - 1, 2 * c->swa_pattern - 1);
         else if (c->sliding_window > 0) /* Mistral, Qwen2, Phi-3: recorded, not applied */
             printf("           sliding window %d in the config, not applied (as llama.cpp)\n",
                    c->sliding_window);
+        if (c->attn_softcap > 0 || c->final_softcap > 0)
+            printf("           soft-capping: attention scores %g, logits %g (0: none)\n",
+                   (double)c->attn_softcap, (double)c->final_softcap);
         printf("parameters %" PRId64 " (%.1f M) in %" PRId64 " tensors, %.1f MiB\n", n_params,
                (double)n_params / 1e6, m->n_tensors, (double)n_bytes / 1048576.0);
         for (int d = 0; d < LMP_DTYPE_COUNT; d++)

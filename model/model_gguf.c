@@ -1,4 +1,5 @@
-/*  model_gguf - struct lmp_model from a GGUF file (llama, mistral, qwen2, gemma3, qwen3, phi3)
+/*  model_gguf - struct lmp_model from a GGUF file (llama, mistral, qwen2, gemma3, qwen3, phi3,
+ *  gemma2)
  *
  *  The config comes from the "<arch>.*" keys that llama.cpp writes, the tensors from
  *  llama.cpp's names (token_embd, output_norm, output, blk.N.attn_q, ...). llama.cpp's
@@ -28,6 +29,12 @@
  *  with their own RoPE base rope.freq_base_swa (default 10000) and no RoPE scaling.
  *  llama.cpp's converter stores Gemma's norm weights as (1 + w), so they multiply as
  *  they are, like every other norm here.
+ *
+ *  gemma2 (llama.cpp's Gemma 2 graph): Gemma 3's block without the q/k norms, with
+ *  attention and final logit soft-capping (attn_logit_softcapping, default 50;
+ *  final_logit_softcapping, default 30: llama.cpp's defaults), attention scale
+ *  1/sqrt(head_dim) (dim / n_heads for the 46-layer 27B, as llama.cpp), every even block
+ *  local with attention.sliding_window (default 4096) keys, one RoPE base for all blocks.
  *
  *  RoPE variants: rope.scaling.type "linear" or "yarn" with rope.scaling.factor (and
  *  rope.scaling.original_context_length, yarn_beta_fast/slow, attn_factor for YaRN);
@@ -203,6 +210,24 @@ static enum lmp_status read_gemma3(struct lmp_config *c, const struct lmp_gguf *
     return LMP_OK;
 }
 
+/* Gemma 2's fixed choices, its soft-caps and its window (see the header). */
+static enum lmp_status read_gemma2(struct lmp_config *c, const struct lmp_gguf *g, const char *arch,
+                                   struct lmp_err *err) {
+    enum lmp_status st;
+    c->ffn_act       = LMP_ACT_GELU_TANH;
+    c->embed_scale   = sqrtf((float)c->dim);
+    c->attn_scale    = c->n_layers == 46 ? 1.0f / sqrtf((float)(c->dim / c->n_heads))
+                                         : 1.0f / sqrtf((float)c->head_dim);
+    c->attn_softcap  = 50.0f;
+    c->final_softcap = 30.0f;
+    c->swa_pattern   = 2; /* blocks 0, 2, 4, ... local */
+    if (c->sliding_window == 0) c->sliding_window = 4096;
+    if ((st = cfg_float(g, arch, "attn_logit_softcapping", &c->attn_softcap, err)) ||
+        (st = cfg_float(g, arch, "final_logit_softcapping", &c->final_softcap, err)))
+        return st;
+    return LMP_OK;
+}
+
 static enum lmp_status read_config(struct lmp_config *c, const struct lmp_gguf *g, const char *arch,
                                    struct lmp_err *err) {
     const int32_t   big = INT32_MAX;
@@ -240,6 +265,7 @@ static enum lmp_status read_config(struct lmp_config *c, const struct lmp_gguf *
                            "size %d",
                            lmp_gguf_path(g), value_len, c->head_dim);
     if (c->arch == LMP_ARCH_GEMMA3 && (st = read_gemma3(c, g, arch, err))) return st;
+    if (c->arch == LMP_ARCH_GEMMA2 && (st = read_gemma2(c, g, arch, err))) return st;
     return read_rope(c, g, arch, err);
 }
 
@@ -297,7 +323,7 @@ enum lmp_status lmp_model_open_gguf(const char *path, struct lmp_model **out, st
         char q[80]; /* file text: escaped (control bytes), cut */
         st = lmp_err_set(err, LMP_EUNSUP,
                          "'%s': architecture '%s' is not supported "
-                         "(llama, mistral, qwen2, gemma3, qwen3, phi3)",
+                         "(llama, mistral, qwen2, gemma3, qwen3, phi3, gemma2)",
                          path, lmp_str_escape_n(q, sizeof(q), a.s, a.len));
         goto fail;
     }
@@ -361,13 +387,17 @@ enum lmp_status lmp_model_open_gguf(const char *path, struct lmp_model **out, st
         if ((st = required(m, g, name, &blk->attn_norm, err))) goto fail;
         snprintf(name, sizeof(name), "blk.%d.ffn_norm.weight", b);
         if ((st = required(m, g, name, &blk->ffn_norm, err))) goto fail;
-        /* the optional block tensors each architecture has: gemma3 all four, qwen3 q/k */
-        const int n_extra = arch_id == LMP_ARCH_GEMMA3 ? 4 : arch_id == LMP_ARCH_QWEN3 ? 2 : 0;
+        /* the optional block tensors each architecture has: gemma3 all four, gemma2 the
+         * post norms, qwen3 q/k */
+        const int n_extra = arch_id == LMP_ARCH_GEMMA3 || arch_id == LMP_ARCH_GEMMA2 ? 4
+                            : arch_id == LMP_ARCH_QWEN3                              ? 2
+                                                                                     : 0;
+        const int first   = arch_id == LMP_ARCH_GEMMA2 ? 2 : 0;
         static const char *const  extra[4] = {"attn_q_norm", "attn_k_norm", "post_attention_norm",
                                               "post_ffw_norm"};
         const struct lmp_tensor **dst[4]   = {&blk->q_norm, &blk->k_norm, &blk->post_attn_norm,
                                               &blk->post_ffn_norm};
-        for (int i = 0; i < n_extra; i++) {
+        for (int i = first; i < n_extra; i++) {
             snprintf(name, sizeof(name), "blk.%d.%s.weight", b, extra[i]);
             if ((st = required(m, g, name, dst[i], err))) goto fail;
         }

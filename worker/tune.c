@@ -162,7 +162,8 @@ static bool same_cfg(const struct lmp_config *a, const struct lmp_config *b) {
            a->head_dim == b->head_dim && a->vocab_size == b->vocab_size && a->rope == b->rope &&
            a->tied_embeddings == b->tied_embeddings && a->qkv_bias == b->qkv_bias &&
            a->qk_norm == b->qk_norm && a->post_norms == b->post_norms && a->ffn_act == b->ffn_act &&
-           a->swa_pattern == b->swa_pattern;
+           a->swa_pattern == b->swa_pattern && a->attn_softcap == b->attn_softcap &&
+           a->final_softcap == b->final_softcap;
 }
 
 /* Elements of trained norm k of np, per_block of them per tuned block (lmp_tune_new's
