@@ -1,5 +1,5 @@
 /*  model_hf - reader for Hugging Face checkpoint directories (llama, mistral, qwen2, qwen3,
- *  phi3)
+ *  phi3, gemma2)
  *
  *  A directory holds config.json and either model.safetensors or shards listed in
  *  model.safetensors.index.json ({"weight_map": {tensor: file}}). Every shard is
@@ -18,6 +18,16 @@
  *  phi3: self_attn.qkv_proj (rows q, k, v) and mlp.gate_up_proj (rows gate, up) are split
  *  on read into the llama block's linears (lmp_model_split_rows); sliding_window is
  *  recorded and not applied (as llama.cpp), rope_scaling longrope / su is refused.
+ *  gemma2 (transformers' modeling_gemma2): GeGLU (hidden_activation or hidden_act
+ *  gelu_pytorch_tanh), embeddings times sqrt(hidden_size), attention scale
+ *  query_pre_attn_scalar^-1/2, the soft-caps attn_logit_softcapping and
+ *  final_logit_softcapping (absent: transformers' defaults 50 and 30; null: none), every
+ *  even layer local with sliding_window keys (layer_types, where given, must say so), tied
+ *  head by default. Its norms are input_layernorm, post_attention_layernorm (of the
+ *  attention output), pre_feedforward_layernorm, post_feedforward_layernorm and the final
+ *  norm, each computing x * (1 + w): the reader holds (1 + w) in fp32 copies it owns (the
+ *  tensors keep their names), as llama.cpp's converter writes them into a GGUF, so the
+ *  forward pass multiplies by the weight as for every other model.
  */
 #include "model/model.h"
 #include "model/safetensors.h" /* defines: lmp_safetensors_parse_header() */
@@ -41,6 +51,8 @@ struct hf_shard {
 struct hf_src {
     struct hf_shard *shards; /* (n_shards) */
     int              n_shards;
+    float          **owned; /* (n_owned) fp32 tensors the reader made (Gemma's 1 + w) */
+    int              n_owned;
 };
 
 static void hf_src_close(void *p) {
@@ -51,6 +63,8 @@ static void hf_src_close(void *p) {
         lmp_map_close(&s->shards[i].map);
     }
     free(s->shards);
+    for (int i = 0; i < s->n_owned; i++) free(s->owned[i]);
+    free(s->owned);
     free(s);
 }
 
@@ -171,6 +185,45 @@ static enum lmp_status parse_rope(const cJSON *cfg, const char *path, struct lmp
     return LMP_OK;
 }
 
+/* A soft-cap: absent gives def (transformers' default), null none (0), else a number > 0. */
+static enum lmp_status cfg_cap(const cJSON *cfg, const char *key, double def, float *out,
+                               const char *path, struct lmp_err *err) {
+    const cJSON *j = cfg_get(cfg, key);
+    if (j != NULL && cJSON_IsNull(j)) {
+        *out = 0;
+        return LMP_OK;
+    }
+    return cfg_float(cfg, key, def, out, path, err);
+}
+
+/* Gemma 2's fields beyond the llama config (see the header). */
+static enum lmp_status parse_gemma2(const cJSON *cfg, const char *path, struct lmp_config *c,
+                                    struct lmp_err *err) {
+    enum lmp_status st;
+    float           qpas = 256.0f; /* transformers' default query_pre_attn_scalar */
+    c->ffn_act           = LMP_ACT_GELU_TANH;
+    c->swa_pattern       = 2; /* layers 0, 2, 4, ... local */
+    if ((st = cfg_float(cfg, "query_pre_attn_scalar", 256.0, &qpas, path, err)) ||
+        (st = cfg_cap(cfg, "attn_logit_softcapping", 50.0, &c->attn_softcap, path, err)) ||
+        (st = cfg_cap(cfg, "final_logit_softcapping", 30.0, &c->final_softcap, path, err)))
+        return st;
+    c->attn_scale     = 1.0f / sqrtf(qpas);
+    const cJSON *lt   = cfg_get(cfg, "layer_types"); /* transformers 5: one name per layer */
+    const int    n_lt = cJSON_IsArray(lt) ? cJSON_GetArraySize(lt) : 0;
+    for (int i = 0; i < n_lt; i++) {
+        const cJSON *e    = cJSON_GetArrayItem(lt, i);
+        const char  *want = i % 2 == 0 ? "sliding_attention" : "full_attention";
+        if (!cJSON_IsString(e) || strcmp(e->valuestring, want) != 0)
+            return lmp_err_set(err, LMP_EUNSUP,
+                               "'%s': layer_types[%d] is not '%s' (only Gemma 2's alternation, "
+                               "even layers local, is supported)",
+                               path, i, want);
+    }
+    if (lt != NULL && !cJSON_IsNull(lt) && !cJSON_IsArray(lt))
+        return lmp_err_set(err, LMP_EFORMAT, "'%s': 'layer_types' is not an array", path);
+    return LMP_OK;
+}
+
 static enum lmp_status parse_config(const char *path, struct lmp_config *c, struct lmp_err *err) {
     char           *text = NULL;
     size_t          len  = 0;
@@ -195,6 +248,7 @@ static enum lmp_status parse_config(const char *path, struct lmp_config *c, stru
         {"qwen2", "Qwen2ForCausalLM", LMP_ARCH_QWEN2},
         {"qwen3", "Qwen3ForCausalLM", LMP_ARCH_QWEN3},
         {"phi3", "Phi3ForCausalLM", LMP_ARCH_PHI3},
+        {"gemma2", "Gemma2ForCausalLM", LMP_ARCH_GEMMA2},
     };
     const cJSON *mt   = cfg_get(cfg, "model_type");
     const cJSON *arcs = cfg_get(cfg, "architectures");
@@ -213,7 +267,7 @@ static enum lmp_status parse_config(const char *path, struct lmp_config *c, stru
             if ((unsigned char)*q < 0x20 || *q == 0x7f) what = "(not printable)";
         st = lmp_err_set(err, LMP_EUNSUP,
                          "'%s': model_type '%.64s' is not supported (llama, mistral, qwen2, "
-                         "qwen3, phi3)",
+                         "qwen3, phi3, gemma2)",
                          path, what);
         goto out;
     }
@@ -222,14 +276,22 @@ static enum lmp_status parse_config(const char *path, struct lmp_config *c, stru
     /* RoPE: transformers 4 writes rope_theta and rope_scaling (null unless scaled);
      * transformers 5 writes rope_parameters {"rope_theta", "rope_type", ...}. */
     if ((st = parse_rope(cfg, path, c, err))) goto out;
-    const cJSON *act = cfg_get(cfg, "hidden_act");
-    if (act && !(cJSON_IsString(act) && strcmp(act->valuestring, "silu") == 0)) {
-        char q[96];
-        st =
-            lmp_err_set(err, LMP_EUNSUP, "'%s': hidden_act '%s' is not supported (silu only)", path,
-                        lmp_str_escape(q, sizeof(q), cJSON_IsString(act) ? act->valuestring : "?"));
-        goto out;
+    const bool  g2          = c->arch == LMP_ARCH_GEMMA2;
+    const char *act_want    = g2 ? "gelu_pytorch_tanh" : "silu";
+    const char *act_keys[2] = {"hidden_act", "hidden_activation"}; /* Gemma 2 reads the second */
+    for (int i = 0; i < (g2 ? 2 : 1); i++) {
+        const cJSON *act = cfg_get(cfg, act_keys[i]);
+        if (act && !cJSON_IsNull(act) &&
+            !(cJSON_IsString(act) && strcmp(act->valuestring, act_want) == 0)) {
+            char q[96];
+            st = lmp_err_set(
+                err, LMP_EUNSUP, "'%s': %s '%s' is not supported (%s only)", path, act_keys[i],
+                lmp_str_escape(q, sizeof(q), cJSON_IsString(act) ? act->valuestring : "?"),
+                act_want);
+            goto out;
+        }
     }
+    if (g2 && (st = parse_gemma2(cfg, path, c, err))) goto out;
 
     if ((st = cfg_int(cfg, "hidden_size", true, 0, 1, &c->dim, path, err)) ||
         (st = cfg_int(cfg, "intermediate_size", true, 0, 1, &c->hidden_dim, path, err)) ||
@@ -237,7 +299,7 @@ static enum lmp_status parse_config(const char *path, struct lmp_config *c, stru
         (st = cfg_int(cfg, "num_attention_heads", true, 0, 1, &c->n_heads, path, err)) ||
         (st = cfg_int(cfg, "num_key_value_heads", false, c->n_heads, 1, &c->n_kv_heads, path,
                       err)) ||
-        (st = cfg_int(cfg, "head_dim", false, 0, 1, &c->head_dim, path, err)) ||
+        (st = cfg_int(cfg, "head_dim", false, g2 ? 256 : 0, 1, &c->head_dim, path, err)) ||
         (st = cfg_int(cfg, "vocab_size", true, 0, 1, &c->vocab_size, path, err)) ||
         (st = cfg_int(cfg, "max_position_embeddings", false, 2048, 1, &c->max_seq, path, err)) ||
         (st = cfg_int(cfg, "sliding_window", false, 0, 0, &c->sliding_window, path, err)) ||
@@ -298,7 +360,9 @@ static enum lmp_status parse_config(const char *path, struct lmp_config *c, stru
         !cfg_bool(cfg, "use_sliding_window", false))
         c->sliding_window = 0;
     if (c->arch == LMP_ARCH_LLAMA) c->sliding_window = 0;
-    c->tied_embeddings = cfg_bool(cfg, "tie_word_embeddings", false);
+    if (g2 && c->sliding_window == 0) c->sliding_window = 4096; /* transformers' default */
+    if (g2) c->embed_scale = sqrtf((float)c->dim);
+    c->tied_embeddings = cfg_bool(cfg, "tie_word_embeddings", g2);
 out:
     cJSON_Delete(cfg);
     free(text);
@@ -458,7 +522,31 @@ static enum lmp_status split_phi3(struct lmp_model *m, const struct hf_src *src,
     return lmp_model_split_rows(m, gate_up, c->dim, 2, ff_rows, ff_out, err);
 }
 
-static enum lmp_status attach(struct lmp_model *m, const struct hf_src *src, struct lmp_err *err) {
+/* Gemma's x * (1 + w): the norm *t replaced, in m->tensors, by an fp32 copy of 1 + w owned
+ * by src. A norm that is not a vector of at most 1 << 24 floats is left to
+ * lmp_model_finish's shape check. RET LMP_OK or LMP_ENOMEM. */
+static enum lmp_status norm_shift(struct lmp_model *m, struct hf_src *src,
+                                  const struct lmp_tensor **t, struct lmp_err *err) {
+    const int64_t n = lmp_tensor_n_elem(*t);
+    if (lmp_tensor_n_rows(*t) != 1 || n <= 0 || n > (1 << 24)) return LMP_OK;
+    float  *w   = malloc((size_t)n * sizeof(float));
+    float **own = realloc(src->owned, (size_t)(src->n_owned + 1) * sizeof(*own));
+    if (own) src->owned = own;
+    if (w == NULL || own == NULL) {
+        free(w);
+        return lmp_err_set(err, LMP_ENOMEM, "'%s': out of memory", m->path);
+    }
+    src->owned[src->n_owned++] = w;
+    lmp_tensor_rows_f32(*t, 0, 1, w);
+    for (int64_t i = 0; i < n; i++) w[i] += 1.0f;
+    struct lmp_tensor *mt = &m->tensors[*t - m->tensors]; /* the model's own record */
+    mt->dtype             = LMP_DTYPE_F32;
+    mt->data              = w;
+    mt->nbytes            = (uint64_t)n * sizeof(float);
+    return LMP_OK;
+}
+
+static enum lmp_status attach(struct lmp_model *m, struct hf_src *src, struct lmp_err *err) {
     struct lmp_config       *c = &m->cfg;
     enum lmp_status          st;
     const struct lmp_tensor *lm_head = NULL;
@@ -472,13 +560,28 @@ static enum lmp_status attach(struct lmp_model *m, const struct hf_src *src, str
 
     static const char *const mod[LMP_LIN_COUNT] = {
         "self_attn", "self_attn", "self_attn", "self_attn", "mlp", "mlp", "mlp"};
-    char name[LMP_NAME_MAX];
+    char       name[LMP_NAME_MAX];
+    const bool g2 = c->arch == LMP_ARCH_GEMMA2;
+    if (g2 && (st = norm_shift(m, src, &m->out_norm, err))) return st;
     for (int32_t b = 0; b < c->n_layers; b++) {
         struct lmp_block *blk = &m->blocks[b];
         snprintf(name, sizeof(name), "model.layers.%d.input_layernorm.weight", b);
         if ((st = get(m, src, name, true, &blk->attn_norm, err))) return st;
+        /* Gemma 2: post_attention_layernorm is the attention output's, the FFN's input
+         * norm is pre_feedforward_layernorm */
         snprintf(name, sizeof(name), "model.layers.%d.post_attention_layernorm.weight", b);
-        if ((st = get(m, src, name, true, &blk->ffn_norm, err))) return st;
+        if ((st = get(m, src, name, true, g2 ? &blk->post_attn_norm : &blk->ffn_norm, err)))
+            return st;
+        if (g2) {
+            snprintf(name, sizeof(name), "model.layers.%d.pre_feedforward_layernorm.weight", b);
+            if ((st = get(m, src, name, true, &blk->ffn_norm, err))) return st;
+            snprintf(name, sizeof(name), "model.layers.%d.post_feedforward_layernorm.weight", b);
+            if ((st = get(m, src, name, true, &blk->post_ffn_norm, err))) return st;
+            const struct lmp_tensor **norms[4] = {&blk->attn_norm, &blk->post_attn_norm,
+                                                  &blk->ffn_norm, &blk->post_ffn_norm};
+            for (int i = 0; i < 4; i++)
+                if ((st = norm_shift(m, src, norms[i], err))) return st;
+        }
         if (c->arch == LMP_ARCH_QWEN3) {
             snprintf(name, sizeof(name), "model.layers.%d.self_attn.q_norm.weight", b);
             if ((st = get(m, src, name, true, &blk->q_norm, err))) return st;

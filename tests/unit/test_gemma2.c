@@ -14,7 +14,11 @@
  *  lmp_transformer_hidden_nll (eval), and, with a linear held as AQ codes, from the one-
  *  token attention of a model on codes against its own batch pass. The model written into
  *  a format-3 artifact reads back with its caps and the same logits; compression and
- *  training accept it. Errors: a cap of 0, < 0, NaN or infinite, or not a float, each a
+ *  training accept it. The same weights as a Hugging Face directory (config.json with
+ *  transformers' Gemma 2 keys, norms stored as w with the model computing x * (1 + w), the
+ *  FFN's input norm named pre_feedforward_layernorm) give the GGUF's logits bit for bit.
+ *  Errors: in the GGUF a cap of 0, < 0, NaN or infinite, or not a float; in config.json a
+ *  cap of 0, < 0, too large or not a number, another activation or layer pattern; each a
  *  one-line error naming the file and the key; a missing post norm.
  */
 #include "artifact/artifact.h"       /* defines: lmp_artifact_*, lmp_art_job_* */
@@ -25,11 +29,16 @@
 #include "model/transformer.h"
 #include "tests/check.h"       /* defines: CHECK, RUN, check_report */
 #include "tests/gguf_writer.h" /* defines: struct gw, gw_* */
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wunused-function" /* only its safetensors writer is used */
+#include "tests/unit/arch_ref.h"                   /* defines: st_add, st_write, write_file */
+#pragma GCC diagnostic pop
 
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 enum { DIM = 16, HEADS = 4, KV = 2, HD = 8, HID = 24, VOCAB = 40, LAYERS = 3, NTOK = 11 };
@@ -504,6 +513,137 @@ static void test_gemma2_bad_files(void) {
                       "missing tensor 'blk.1.post_attention_norm.weight'");
 }
 
+/* --- the same model as a Hugging Face directory ----------------------------------------- */
+
+/* dir/config.json (with `extra` appended to its members) and dir/model.safetensors of W,
+ * the norms stored as w - 1 (transformers' Gemma 2 computes x * (1 + w)). */
+static const char *write_hf(const char *name, const char *extra) {
+    static char dir[400];
+    char        path[512];
+    snprintf(dir, sizeof(dir), "%s/%s", tmpdir, name);
+    if (mkdir(dir, 0700) != 0) abort();
+    char json[2048];
+    int  n = snprintf(json, sizeof(json),
+                      "{\"architectures\": [\"Gemma2ForCausalLM\"], \"model_type\": \"gemma2\", "
+                       "\"hidden_size\": %d, \"intermediate_size\": %d, \"num_hidden_layers\": %d, "
+                       "\"num_attention_heads\": %d, \"num_key_value_heads\": %d, \"head_dim\": %d, "
+                       "\"vocab_size\": %d, \"max_position_embeddings\": 64, \"rms_norm_eps\": %g, "
+                       "\"rope_theta\": %g, \"hidden_act\": \"gelu_pytorch_tanh\", "
+                       "\"hidden_activation\": \"gelu_pytorch_tanh\", \"query_pre_attn_scalar\": %d, "
+                       "\"sliding_window\": %d, \"attn_logit_softcapping\": %g, "
+                       "\"final_logit_softcapping\": %g, \"tie_word_embeddings\": true%s}",
+                      DIM, HID, LAYERS, HEADS, KV, HD, VOCAB, EPS, THETA, HD, WINDOW,
+                      (double)ATTN_CAP, (double)FINAL_CAP, extra);
+    snprintf(path, sizeof(path), "%s/config.json", dir);
+    CHECK(n > 0 && n < (int)sizeof(json) && write_file(path, json, (size_t)n) == 0);
+    static float    shifted[(4 * LAYERS + 1) * DIM]; /* every norm, w - 1 */
+    struct st_entry e[64];
+    int             ne = 0, ns = 0;
+    char            nm[LAYERS][11][96];
+#define NORM(dst_name, src)                                                                        \
+    do {                                                                                           \
+        for (int i = 0; i < DIM; i++) shifted[ns * DIM + i] = (src)[i] - 1.0f;                     \
+        st_add(e, &ne, dst_name, 1, DIM, 0, shifted + ns++ * DIM);                                 \
+    } while (0)
+    st_add(e, &ne, "model.embed_tokens.weight", 2, VOCAB, DIM, W.emb);
+    NORM("model.norm.weight", W.out_norm);
+    for (int l = 0; l < LAYERS; l++) {
+        static const char *const f[11] = {"input_layernorm",
+                                          "self_attn.q_proj",
+                                          "self_attn.k_proj",
+                                          "self_attn.v_proj",
+                                          "self_attn.o_proj",
+                                          "post_attention_layernorm",
+                                          "pre_feedforward_layernorm",
+                                          "mlp.gate_proj",
+                                          "mlp.up_proj",
+                                          "mlp.down_proj",
+                                          "post_feedforward_layernorm"};
+        for (int i = 0; i < 11; i++)
+            snprintf(nm[l][i], sizeof(nm[l][i]), "model.layers.%d.%s.weight", l, f[i]);
+        NORM(nm[l][0], W.b[l].attn_norm);
+        st_add(e, &ne, nm[l][1], 2, HEADS * HD, DIM, W.b[l].q);
+        st_add(e, &ne, nm[l][2], 2, KV * HD, DIM, W.b[l].k);
+        st_add(e, &ne, nm[l][3], 2, KV * HD, DIM, W.b[l].v);
+        st_add(e, &ne, nm[l][4], 2, DIM, HEADS * HD, W.b[l].o);
+        NORM(nm[l][5], W.b[l].post_attn);
+        NORM(nm[l][6], W.b[l].ffn_norm);
+        st_add(e, &ne, nm[l][7], 2, HID, DIM, W.b[l].gate);
+        st_add(e, &ne, nm[l][8], 2, HID, DIM, W.b[l].up);
+        st_add(e, &ne, nm[l][9], 2, DIM, HID, W.b[l].down);
+        NORM(nm[l][10], W.b[l].post_ffn);
+    }
+#undef NORM
+    snprintf(path, sizeof(path), "%s/model.safetensors", dir);
+    CHECK(st_write(path, e, ne) == 0);
+    return dir;
+}
+
+static void test_gemma2_hf_matches_gguf(void) {
+    struct lmp_model *g = NULL, *h = NULL;
+    struct lmp_err    err = {0};
+    static float      lg[NTOK * VOCAB], lh[NTOK * VOCAB];
+    CHECK(lmp_model_open(write_gemma2("g2h.gguf", &W, &(struct variant){0}), &g, &err) == LMP_OK);
+    CHECK(lmp_model_open(write_hf("hf", ""), &h, &err) == LMP_OK);
+    if (g == NULL || h == NULL) {
+        fprintf(stderr, "  %s\n", err.msg);
+        lmp_model_close(&g);
+        lmp_model_close(&h);
+        return;
+    }
+    const struct lmp_config *c = &h->cfg;
+    CHECK(c->arch == LMP_ARCH_GEMMA2 && c->format == LMP_FORMAT_HF && !c->qk_norm &&
+          c->post_norms && c->tied_embeddings && c->ffn_act == LMP_ACT_GELU_TANH);
+    CHECK(c->attn_softcap == ATTN_CAP && c->final_softcap == FINAL_CAP &&
+          c->attn_scale == g->cfg.attn_scale && c->embed_scale == g->cfg.embed_scale &&
+          c->sliding_window == WINDOW && c->swa_pattern == 2);
+    logits_of(g, lg);
+    logits_of(h, lh);
+    CHECK(memcmp(lg, lh, sizeof(lg)) == 0);
+    lmp_model_close(&h);
+    /* null caps: none (transformers' "no soft-capping"); layer_types as Gemma 2 alternates */
+    CHECK(lmp_model_open(write_hf("hfnull", ", \"attn_logit_softcapping\": null, "
+                                            "\"layer_types\": [\"sliding_attention\", "
+                                            "\"full_attention\", \"sliding_attention\"]"),
+                         &h, &err) == LMP_OK);
+    CHECK(h && h->cfg.attn_softcap == 0 && h->cfg.final_softcap == FINAL_CAP);
+    if (h) {
+        logits_of(h, lh);
+        CHECK(memcmp(lg, lh, sizeof(lg)) != 0);
+    }
+    lmp_model_close(&h);
+    lmp_model_close(&g);
+}
+
+static void expect_hf_error(const char *name, const char *extra, const char *words) {
+    struct lmp_model *m   = NULL;
+    struct lmp_err    err = {0};
+    enum lmp_status   st  = lmp_model_open(write_hf(name, extra), &m, &err);
+    bool              ok  = st != LMP_OK && m == NULL && strstr(err.msg, words) != NULL &&
+              strstr(err.msg, name) != NULL && strchr(err.msg, '\n') == NULL;
+    if (!ok) fprintf(stderr, "  expected '%s', got %s: %s\n", words, lmp_status_str(st), err.msg);
+    CHECK(ok);
+    lmp_model_close(&m);
+}
+
+static void test_gemma2_hf_bad_configs(void) {
+    /* a repeated key: the last wins, as in Python's json */
+    expect_hf_error("hfc0", ", \"attn_logit_softcapping\": 0",
+                    "'attn_logit_softcapping' is not a positive number");
+    expect_hf_error("hfc1", ", \"final_logit_softcapping\": -30",
+                    "'final_logit_softcapping' is not a positive number");
+    expect_hf_error("hfc2", ", \"final_logit_softcapping\": 1e400",
+                    "'final_logit_softcapping' is not a positive number");
+    expect_hf_error("hfc3", ", \"attn_logit_softcapping\": \"50\"",
+                    "'attn_logit_softcapping' is not a positive number");
+    expect_hf_error("hfc4", ", \"query_pre_attn_scalar\": 0",
+                    "'query_pre_attn_scalar' is not a positive number");
+    expect_hf_error("hfa", ", \"hidden_activation\": \"gelu\"",
+                    "hidden_activation 'gelu' is not supported");
+    expect_hf_error("hfl", ", \"layer_types\": [\"full_attention\"]",
+                    "layer_types[0] is not 'sliding_attention'");
+}
+
 int main(void) {
     const char *t = getenv("TMPDIR");
     snprintf(tmpdir, sizeof(tmpdir), "%s/test_gemma2.XXXXXX", t ? t : "/tmp");
@@ -517,6 +657,8 @@ int main(void) {
     RUN(test_gemma2_codes_decode_matches_batch);
     RUN(test_gemma2_bad_files);
     RUN(test_gemma2_artifact_round_trip);
+    RUN(test_gemma2_hf_matches_gguf);
+    RUN(test_gemma2_hf_bad_configs);
     char cmd[300];
     snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmpdir);
     if (system(cmd) != 0) fprintf(stderr, "note: could not remove %s\n", tmpdir);
