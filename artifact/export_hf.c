@@ -63,9 +63,20 @@ enum lmp_status lmp_export_hf_config(const struct lmp_config *cfg, int32_t M, in
     *json               = NULL;
     const char *arch    = NULL, *type;
     bool        bias_ok = false;
+    /* Gemma 2 is transformers' Gemma2ForCausalLM exactly: every field it has, none other
+     * (the norms are tensors: make_plan requires the post norms and places no q/k norm) */
+    const bool g2 = cfg->arch == LMP_ARCH_GEMMA2;
+    if (g2 && !(cfg->ffn_act == LMP_ACT_GELU_TANH && !cfg->qkv_bias && cfg->swa_pattern == 2 &&
+                cfg->rope_theta_local == 0 && cfg->rope_scaling == LMP_ROPE_SCALING_NONE &&
+                cfg->rope_freq_factors == NULL &&
+                (cfg->rope_dims == 0 || cfg->rope_dims == cfg->head_dim) && cfg->attn_scale > 0 &&
+                cfg->embed_scale == sqrtf((float)cfg->dim) && cfg->rope == LMP_ROPE_HALF))
+        return lmp_err_set(err, LMP_EUNSUP,
+                           "a gemma2 model with fields beyond Gemma 2's (RoPE scaling, another "
+                           "window pattern, activation or norms) has no hf-aqlm export");
     /* format 3's fields (GeGLU, extra norms, scaled or partial RoPE, sliding-window blocks)
      * have no place in the config written here: refused rather than exported wrong */
-    if (lmp_artifact_cfg_is_v3(cfg))
+    if (!g2 && lmp_artifact_cfg_is_v3(cfg))
         return lmp_err_set(err, LMP_EUNSUP,
                            "a %s model with fields beyond the llama block (artifact format 3: "
                            "norms, activation, RoPE scaling or sliding windows) has no hf-aqlm "
@@ -81,6 +92,9 @@ enum lmp_status lmp_export_hf_config(const struct lmp_config *cfg, int32_t M, in
         break;
     case LMP_ARCH_QWEN2:
         arch = "Qwen2ForCausalLM", type = "qwen2", bias_ok = true;
+        break;
+    case LMP_ARCH_GEMMA2:
+        arch = "Gemma2ForCausalLM", type = "gemma2";
         break;
     default:
         return lmp_err_set(err, LMP_EUNSUP, "no Hugging Face class for architecture %d",
@@ -100,7 +114,7 @@ enum lmp_status lmp_export_hf_config(const struct lmp_config *cfg, int32_t M, in
     cJSON_AddNumberToObject(o, "num_attention_heads", cfg->n_heads);
     cJSON_AddNumberToObject(o, "num_key_value_heads", cfg->n_kv_heads);
     cJSON_AddNumberToObject(o, "head_dim", cfg->head_dim);
-    cJSON_AddStringToObject(o, "hidden_act", "silu");
+    cJSON_AddStringToObject(o, "hidden_act", g2 ? "gelu_pytorch_tanh" : "silu");
     cJSON_AddNumberToObject(o, "max_position_embeddings", cfg->max_seq);
     cJSON_AddNumberToObject(o, "vocab_size", cfg->vocab_size);
     fmt_float(cfg->norm_eps, f, sizeof(f));
@@ -123,6 +137,28 @@ enum lmp_status lmp_export_hf_config(const struct lmp_config *cfg, int32_t M, in
     if (cfg->arch == LMP_ARCH_QWEN2) {
         cJSON_AddBoolToObject(o, "use_sliding_window", false);
         cJSON_AddNumberToObject(o, "max_window_layers", cfg->n_layers);
+    }
+    if (g2) { /* scores scaled by query_pre_attn_scalar^-1/2, both caps (null: none) */
+        cJSON_AddStringToObject(o, "hidden_activation", "gelu_pytorch_tanh");
+        const double qpas = 1.0 / ((double)cfg->attn_scale * cfg->attn_scale), qi = nearbyint(qpas);
+        if (qi >= 1 && 1.0f / sqrtf((float)qi) == cfg->attn_scale) {
+            cJSON_AddNumberToObject(o, "query_pre_attn_scalar", qi);
+        } else {
+            fmt_float((float)qpas, f, sizeof(f));
+            cJSON_AddRawToObject(o, "query_pre_attn_scalar", f);
+        }
+        const float caps[2]  = {cfg->attn_softcap, cfg->final_softcap};
+        const char *names[2] = {"attn_logit_softcapping", "final_logit_softcapping"};
+        for (int i = 0; i < 2; i++) {
+            if (caps[i] > 0) {
+                fmt_float(caps[i], f, sizeof(f));
+                cJSON_AddRawToObject(o, names[i], f);
+            } else {
+                cJSON_AddNullToObject(o, names[i]);
+            }
+        }
+        cJSON_AddBoolToObject(o, "attention_bias", false);
+        cJSON_AddStringToObject(o, "cache_implementation", "hybrid");
     }
     cJSON_AddNumberToObject(o, "attention_dropout", 0);
     cJSON_AddNumberToObject(o, "initializer_range", 0.02);
@@ -162,6 +198,7 @@ struct entry {
     int               n_dims;
     int64_t           shape[4];
     int64_t           rope_rows; /* > 0: permute this many rows (interleaved -> half) */
+    bool              minus_one; /* a Gemma norm: the artifact's 1 + w written as w */
     int64_t           order;     /* position in model order (stable sort key) */
 };
 
@@ -260,10 +297,25 @@ static enum lmp_status make_plan(struct lmp_artifact *a, const char *art, int32_
         plan_keep(p, name_);                                                                       \
         used++;                                                                                    \
     } while (0)
+        /* a Gemma 2 norm: artifact name src_, Hugging Face name hf_, written as w (not 1 + w) */
+#define GEMMA_NORM(hf_, src_)                                                                      \
+    do {                                                                                           \
+        if (!has_tensor(a, src_))                                                                  \
+            return lmp_err_set(err, LMP_EFORMAT, "'%s' has no tensor '%s'",                        \
+                               lmp_str_escape(q, sizeof(q), art), src_);                           \
+        struct entry *e_ = plan_add(p, hf_, src_, SRC_TENSOR, LMP_ST_F16, 1, c->dim, 0, 0, 0);     \
+        if (e_) e_->minus_one = true;                                                              \
+        used++;                                                                                    \
+    } while (0)
+    const bool g2 = c->arch == LMP_ARCH_GEMMA2;
+    char       src[LMP_NAME_MAX + 16];
     TENSOR("model.embed_tokens.weight", 2, c->vocab_size, c->dim);
     for (int32_t b = 0; b < c->n_layers; b++) {
         snprintf(nm, sizeof(nm), "model.layers.%d.input_layernorm.weight", b);
-        TENSOR(nm, 1, c->dim, 0);
+        if (g2)
+            GEMMA_NORM(nm, nm);
+        else
+            TENSOR(nm, 1, c->dim, 0);
         for (int k = 0; k < LMP_LIN_COUNT; k++) {
             const struct lmp_art_linear *l = &job->linears[(int64_t)b * LMP_LIN_COUNT + k];
             int64_t rope = il && (k == LMP_LIN_Q || k == LMP_LIN_K) ? l->n_out : 0;
@@ -304,9 +356,22 @@ static enum lmp_status make_plan(struct lmp_artifact *a, const char *art, int32_
             }
         }
         snprintf(nm, sizeof(nm), "model.layers.%d.post_attention_layernorm.weight", b);
-        TENSOR(nm, 1, c->dim, 0);
+        if (g2) { /* the artifact's names: ffn_norm is post_attention_layernorm (llama's) */
+            snprintf(src, sizeof(src), "model.layers.%d.post_attention_norm.weight", b);
+            GEMMA_NORM(nm, src);
+            snprintf(nm, sizeof(nm), "model.layers.%d.pre_feedforward_layernorm.weight", b);
+            snprintf(src, sizeof(src), "model.layers.%d.post_attention_layernorm.weight", b);
+            GEMMA_NORM(nm, src);
+            snprintf(nm, sizeof(nm), "model.layers.%d.post_feedforward_layernorm.weight", b);
+            GEMMA_NORM(nm, nm);
+        } else {
+            TENSOR(nm, 1, c->dim, 0);
+        }
     }
-    TENSOR("model.norm.weight", 1, c->dim, 0);
+    if (g2)
+        GEMMA_NORM("model.norm.weight", "model.norm.weight");
+    else
+        TENSOR("model.norm.weight", 1, c->dim, 0);
     /* transformers must not make the head a QuantizedLinear, tied or not */
     if (!c->tied_embeddings)
         TENSOR("lm_head.weight", 2, c->vocab_size, c->dim);
@@ -314,6 +379,7 @@ static enum lmp_status make_plan(struct lmp_artifact *a, const char *art, int32_
         plan_keep(p, "lm_head.weight");
     plan_keep(p, "lm_head");
 #undef TENSOR
+#undef GEMMA_NORM
     if (p->oom) return lmp_err_set(err, LMP_ENOMEM, "out of memory planning the export");
     if (used != lmp_artifact_n_tensors(a)) {
         for (int64_t i = 0; i < lmp_artifact_n_tensors(a); i++) {
@@ -432,6 +498,26 @@ static enum lmp_status write_entry(struct writer_ctx *c, const struct entry *e,
                              lmp_str_escape(q, sizeof(q), c->art), e->src);
         } else if (h == NULL) {
             st = lmp_err_set(err, LMP_ENOMEM, "out of memory converting tensor '%s'", e->src);
+        } else if (e->minus_one) { /* transformers' Gemma norms compute x * (1 + w) */
+            float *f = malloc((size_t)(n > 0 ? n : 1) * sizeof(float));
+            if (f == NULL)
+                st = lmp_err_set(err, LMP_ENOMEM, "out of memory converting tensor '%s'", e->src);
+            for (int64_t i = 0; f && i < n; i++) {
+                const float    *f32 = t.data;
+                const uint16_t *b   = t.data;
+                f[i]                = (t.dtype == LMP_DTYPE_F32    ? f32[i]
+                                       : t.dtype == LMP_DTYPE_BF16 ? lmp_bf16_to_f32(b[i])
+                                                                   : lmp_f16_to_f32(b[i])) -
+                       1.0f;
+            }
+            if (f && t.dtype != LMP_DTYPE_F32 && t.dtype != LMP_DTYPE_BF16 &&
+                t.dtype != LMP_DTYPE_F16)
+                st = lmp_err_set(err, LMP_EFORMAT, "'%s': norm '%s' is %s, not F32, F16 or BF16",
+                                 lmp_str_escape(q, sizeof(q), c->art), e->src,
+                                 lmp_dtype_name(t.dtype));
+            else if (f)
+                st = to_f16(f, n, h + n, e->hf, err);
+            free(f);
         } else if (t.dtype == LMP_DTYPE_F32) {
             st = to_f16(t.data, n, h + n, e->hf, err);
         } else if (t.dtype == LMP_DTYPE_BF16 || t.dtype == LMP_DTYPE_Q8_0 ||

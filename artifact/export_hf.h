@@ -4,7 +4,9 @@
  *  scheme (M codebooks of B bits over groups of g inputs):
  *
  *    config.json            the architecture's fields (LlamaForCausalLM, MistralForCausalLM,
- *                           Qwen2ForCausalLM), torch_dtype float16, and quantization_config
+ *                           Qwen2ForCausalLM, Gemma2ForCausalLM: its activation,
+ *                           query_pre_attn_scalar, soft-caps and window), torch_dtype
+ *                           float16, and quantization_config
  *                           {"quant_method": "aqlm", num_codebooks M, nbits_per_codebook B,
  *                           in_group_size g, out_group_size 1, linear_weights_not_to_quantize:
  *                           every unquantized tensor's name, and each kept linear's module
@@ -15,7 +17,10 @@
  *                           c - 2^B, as aqlm's pack_int_data does, and read back modulo
  *                           2^B), <prefix>.codebooks (F16, (M, 2^B, 1, g)), <prefix>.scales
  *                           (F16, (n_out, 1, 1, 1)), <prefix>.bias (F16) if any; every
- *                           unquantized tensor in F16 under its Hugging Face name
+ *                           unquantized tensor in F16 under its Hugging Face name (Gemma 2's
+ *                           norms as w where the artifact holds 1 + w, transformers'
+ *                           post_attention_layernorm being the attention output's and
+ *                           pre_feedforward_layernorm the FFN input's)
  *    tokenizer.json         the source's (a Hugging Face source), or rebuilt from the GGUF
  *    tokenizer_config.json  tokenizer metadata (gpt2 byte-level BPE, llama SentencePiece) or
  *                           from llama2.c's tokenizer.bin; the chat template where the

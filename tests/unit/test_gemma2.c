@@ -17,14 +17,20 @@
  *  training accept it. The same weights as a Hugging Face directory (config.json with
  *  transformers' Gemma 2 keys, norms stored as w with the model computing x * (1 + w), the
  *  FFN's input norm named pre_feedforward_layernorm) give the GGUF's logits bit for bit.
+ *  `lmpress export --format hf-aqlm` of the model (every linear kept) writes transformers'
+ *  Gemma 2 config.json keys and the norms as w, and the directory reads back in lmpress
+ *  with the model's logits up to float16 rounding.
  *  Errors: in the GGUF a cap of 0, < 0, NaN or infinite, or not a float; in config.json a
  *  cap of 0, < 0, too large or not a number, another activation or layer pattern; each a
  *  one-line error naming the file and the key; a missing post norm.
  */
 #include "artifact/artifact.h"       /* defines: lmp_artifact_*, lmp_art_job_* */
 #include "artifact/artifact_model.h" /* defines: lmp_artifact_model_open */
+#include "artifact/export_hf.h"      /* defines: lmp_export_hf */
+#include "base/file.h"               /* defines: lmp_file_read_all */
 #include "coordinator/job_check.h"   /* defines: lmp_job_check */
 #include "kernels/kernels.h"         /* defines: lmp_kernels_get, struct lmp_aq_shape */
+#include "model/gguf.h"              /* defines: lmp_gguf_arr_n */
 #include "model/model.h"
 #include "model/transformer.h"
 #include "tests/check.h"       /* defines: CHECK, RUN, check_report */
@@ -34,6 +40,7 @@
 #include "tests/unit/arch_ref.h"                   /* defines: st_add, st_write, write_file */
 #pragma GCC diagnostic pop
 
+#include <cjson/cJSON.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -90,6 +97,7 @@ struct variant {
     float       bad_value;      /* written as a float */
     bool        bad_as_string;  /* bad_key written as a string instead */
     int         skip_post_norm; /* 1: leave out blk.1.post_attention_norm */
+    bool        tokenizer;      /* a SentencePiece vocabulary of VOCAB pieces (the export) */
 };
 
 static const char *write_gemma2(const char *fname, const struct weights *wt,
@@ -120,6 +128,30 @@ static const char *write_gemma2(const char *fname, const struct weights *wt,
         } else {
             gw_kv_f32(&w, keys[i], caps[i]);
         }
+    }
+    if (v->tokenizer) {
+        static char    piece[VOCAB][8];
+        const char    *tok[VOCAB];
+        static float   score[VOCAB];
+        static int32_t type[VOCAB];
+        for (int i = 0; i < VOCAB; i++) {
+            snprintf(piece[i], sizeof(piece[i]), "%s",
+                     i == 0   ? "<unk>"
+                     : i == 1 ? "<s>"
+                     : i == 2 ? "</s>"
+                              : "");
+            if (i > 2) snprintf(piece[i], sizeof(piece[i]), "p%d", i);
+            tok[i]   = piece[i];
+            score[i] = -(float)i;
+            type[i]  = i == 0 ? 2 : i <= 2 ? 3 : 1;
+        }
+        gw_kv_str(&w, "tokenizer.ggml.model", "llama");
+        gw_kv_arr_str(&w, "tokenizer.ggml.tokens", tok, VOCAB);
+        gw_kv_arr_f32(&w, "tokenizer.ggml.scores", score, VOCAB);
+        gw_kv_arr_i32(&w, "tokenizer.ggml.token_type", type, VOCAB);
+        gw_kv_u32(&w, "tokenizer.ggml.bos_token_id", 1);
+        gw_kv_u32(&w, "tokenizer.ggml.eos_token_id", 2);
+        gw_kv_u32(&w, "tokenizer.ggml.unknown_token_id", 0);
     }
     const uint64_t d1[1] = {DIM};
 #define T2(name, ptr, n_in, n_out)                                                                 \
@@ -420,6 +452,14 @@ static void write_kept_artifact(const struct lmp_model *m, const char *art) {
     struct lmp_artifact *a                                 = NULL;
     CHECK(lmp_artifact_open_write(art, &job, &a, &err) == LMP_OK);
     CHECK(a && lmp_artifact_put_model_tensors(a, m, quantized, false, &err) == LMP_OK);
+    enum lmp_art_tok kind;
+    uint8_t         *tok = NULL;
+    size_t           n   = 0;
+    if (a && lmp_gguf_arr_n(m->gguf, "tokenizer.ggml.tokens", NULL) > 0) { /* for the export */
+        CHECK(lmp_art_tokenizer_source(m, NULL, &kind, &tok, &n, &err) == LMP_OK);
+        CHECK(tok && lmp_artifact_put_tokenizer(a, kind, tok, n, &err) == LMP_OK);
+        free(tok);
+    }
     CHECK(a && lmp_artifact_finalize(a, &err) == LMP_OK);
     lmp_artifact_close(&a);
     lmp_art_job_release(&job);
@@ -644,6 +684,75 @@ static void test_gemma2_hf_bad_configs(void) {
                     "layer_types[0] is not 'sliding_attention'");
 }
 
+/* The hf-aqlm export of a Gemma 2 artifact (every linear kept: F16 weights beside the
+ * AQLM config) is a transformers Gemma 2 directory, which lmpress reads back. */
+static void test_gemma2_export_hf(void) {
+    const char       *path = write_gemma2("g2e.gguf", &W, &(struct variant){.tokenizer = true});
+    struct lmp_model *m = NULL, *h = NULL;
+    struct lmp_err    err = {0};
+    CHECK(lmp_model_open(path, &m, &err) == LMP_OK);
+    if (m == NULL) return;
+    char art[300], out[300], cfgp[340];
+    snprintf(art, sizeof(art), "%s/g2e.h5", tmpdir);
+    snprintf(out, sizeof(out), "%s/g2e-hf", tmpdir);
+    write_kept_artifact(m, art);
+    struct lmp_export_hf_result res;
+    CHECK(lmp_export_hf(art, out, NULL, &res, &err) == LMP_OK);
+    if (err.msg[0]) fprintf(stderr, "  %s\n", err.msg);
+    CHECK(res.n_kept == LAYERS * LMP_LIN_COUNT && !res.permuted_rope);
+    snprintf(cfgp, sizeof(cfgp), "%s/config.json", out);
+    char  *text = NULL;
+    size_t n    = 0;
+    CHECK(lmp_file_read_all(cfgp, &text, &n, &err) == LMP_OK);
+    cJSON *cj = text ? cJSON_ParseWithLength(text, n) : NULL;
+    CHECK(cj != NULL);
+    static const struct {
+        const char *key;
+        double      want; /* -1: the string below */
+        const char *str;
+    } keys[] = {{"model_type", -1, "gemma2"},
+                {"hidden_act", -1, "gelu_pytorch_tanh"},
+                {"hidden_activation", -1, "gelu_pytorch_tanh"},
+                {"query_pre_attn_scalar", HD, NULL},
+                {"attn_logit_softcapping", ATTN_CAP, NULL},
+                {"final_logit_softcapping", FINAL_CAP, NULL},
+                {"sliding_window", WINDOW, NULL},
+                {"head_dim", HD, NULL}};
+    for (size_t i = 0; cj && i < sizeof(keys) / sizeof(keys[0]); i++) {
+        const cJSON *v = cJSON_GetObjectItemCaseSensitive(cj, keys[i].key);
+        bool ok        = keys[i].str ? cJSON_IsString(v) && strcmp(v->valuestring, keys[i].str) == 0
+                                     : cJSON_IsNumber(v) && v->valuedouble == keys[i].want;
+        if (!ok) fprintf(stderr, "  config.json: %s is wrong\n", keys[i].key);
+        CHECK(ok);
+    }
+    const cJSON *a = cj ? cJSON_GetObjectItemCaseSensitive(cj, "architectures") : NULL;
+    CHECK(cJSON_IsString(cJSON_GetArrayItem(a, 0)) &&
+          strcmp(cJSON_GetArrayItem(a, 0)->valuestring, "Gemma2ForCausalLM") == 0);
+    CHECK(cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(cj, "tie_word_embeddings")));
+    cJSON_Delete(cj);
+    free(text);
+    /* read back: the same model up to the float16 of the export (norms as w, 1 + w again) */
+    CHECK(lmp_model_open(out, &h, &err) == LMP_OK);
+    if (h) {
+        static float l0[NTOK * VOCAB], l1[NTOK * VOCAB];
+        logits_of(m, l0);
+        logits_of(h, l1);
+        double d = 0, mx = 0;
+        for (int i = 0; i < NTOK * VOCAB; i++) {
+            d  = fmax(d, fabs((double)l0[i] - l1[i]));
+            mx = fmax(mx, fabs((double)l0[i]));
+        }
+        fprintf(stderr, "  export read back: max |logit diff| %.3g of %.3g\n", d, mx);
+        CHECK(mx > 0.5 && d < 1e-2 * mx);
+        CHECK(h->cfg.attn_softcap == ATTN_CAP && h->cfg.final_softcap == FINAL_CAP &&
+              h->cfg.attn_scale == m->cfg.attn_scale && h->cfg.swa_pattern == 2);
+    } else {
+        fprintf(stderr, "  %s\n", err.msg);
+    }
+    lmp_model_close(&h);
+    lmp_model_close(&m);
+}
+
 int main(void) {
     const char *t = getenv("TMPDIR");
     snprintf(tmpdir, sizeof(tmpdir), "%s/test_gemma2.XXXXXX", t ? t : "/tmp");
@@ -659,6 +768,7 @@ int main(void) {
     RUN(test_gemma2_artifact_round_trip);
     RUN(test_gemma2_hf_matches_gguf);
     RUN(test_gemma2_hf_bad_configs);
+    RUN(test_gemma2_export_hf);
     char cmd[300];
     snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmpdir);
     if (system(cmd) != 0) fprintf(stderr, "note: could not remove %s\n", tmpdir);
