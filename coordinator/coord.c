@@ -710,11 +710,12 @@ static void on_tune_result(struct lmp_coord *c, int pi, const Lmp__TaskResult *r
 }
 
 /* A PV-Tuning job's plan: the spec's files are there (the ranks check the rest: an AQLM
- * artifact, the teacher's fingerprint, the text). */
+ * artifact, the teacher's fingerprint, the text; "generate": the ranks write it). */
 static enum lmp_status tune_plan(struct job *J, const Lmp__JobSpec *spec, struct lmp_err *err) {
     const char *const what[3] = {"original model", "artifact to tune", "tuning text"};
     const char *const path[3] = {spec->model_path, spec->tune->artifact, spec->tune->data};
-    for (int i = 0; i < 3; i++) {
+    const int         n_files = strcmp(spec->tune->data, "generate") == 0 ? 2 : 3;
+    for (int i = 0; i < n_files; i++) {
         struct stat sb;
         char        q[300];
         errno = 0;

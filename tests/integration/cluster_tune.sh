@@ -7,6 +7,8 @@
 #     same job while it runs is that job;
 #  1b. the same two workers as 2 pipeline stages (--stages 2: the blocks split between them,
 #     activations and gradients as sums through the coordinator): the same artifact again;
+#  1c. --data generate (windows the original model writes) as 2 replicas: the same artifact
+#     as one process;
 #  2. a worker killed with -9 mid-run: the other rank is stopped, the job goes on from the
 #     checkpoint on the workers left (one), and still ends with the same artifact;
 #  3. the coordinator killed with -9 mid-run and restarted with its --state on the same port:
@@ -58,6 +60,14 @@ timeout 300 "$LMPRESS" tune "${TUNE[@]}" --out st.h5 --connect "$EP" --wait --st
 same_layers one.h5 st.h5 || bad "2 pipeline stages through the coordinator differ from 1 process"
 grep -q "pipeline: 2 stages x 1 replicas" w-w1.log w-w2.log ||
     bad "no rank ran as a pipeline stage: $(grep -h pipeline w-w1.log w-w2.log)"
+
+# 1c. --data generate: each replica writes half of the windows, the same artifact as alone
+G=("${TUNE[@]}"); G[5]=generate
+[ "${TUNE[4]}" = --data ] || bad "TUNE changed: --data is not its fifth word"
+"$LMPRESS" tune "${G[@]}" --out g1.h5 --threads 2 2> g1.log || { bad "tune --data generate"; cat g1.log; }
+timeout 300 "$LMPRESS" tune "${G[@]}" --out g2.h5 --connect "$EP" --wait --replicas 2 \
+    > g2.out 2> g2.err || { bad "tune --connect --data generate exit $?"; cat g2.err; }
+same_layers g1.h5 g2.h5 || bad "--data generate: 2 replicas through the coordinator differ"
 
 # 2. kill -9 of a rank's worker mid-run: resumed from the checkpoint on the worker left
 LMP_TUNE_CKPT_EVERY_STEP=1 timeout 300 "$LMPRESS" tune "${TUNE[@]}" --out k.h5 --connect "$EP" \
