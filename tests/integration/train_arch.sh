@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# train_arch - block fine-tuning and PV-Tuning of Qwen3- and Gemma-3-shaped models end to
-# end: stories260K written as a qwen3 GGUF (stories_gguf.py: per-head q/k norms) and as a
+# train_arch - block fine-tuning and PV-Tuning of Qwen3-, Gemma-3- and Gemma-2-shaped models
+# end to end: stories260K written as a qwen3 GGUF (stories_gguf.py: per-head q/k norms), as a
 # gemma3 GGUF (arch_gguf.py: q/k and post norms, GeGLU, embeddings times sqrt(dim), local
 # blocks with a 32-key window and their own RoPE base, linear RoPE scaling on the global
-# ones) is compressed at 2x4g4 with --finetune into a format-3 artifact, then `lmpress tune`
+# ones) and as a gemma2 GGUF (arch_gguf.py: post norms, GeGLU, the embedding scale, local
+# even blocks, attention and final logit soft-caps of 5 and 10) is compressed at 2x4g4 with --finetune into a format-3 artifact, then `lmpress tune`
 # runs 20 steps on text disjoint from the calibration and the evaluation text. Checked, per
 # model: fine-tuning lowers the perplexity against the same compression without it and never
 # raises the KL to the original by more than 5 %;
@@ -12,7 +13,7 @@
 # as F32 under the names the artifact reader takes; a SIGTERM'd tune resumes from its
 # checkpoint to the uninterrupted run's artifact (every dataset identical), the extra norms'
 # Adam states included. The llama path's bits are pinned by compress_stories.sh,
-# tune_stories.sh and threads_invariant.sh.
+# tune_stories.sh and threads_invariant.sh. LMP_TRAIN_ARCHS="gemma2" runs a subset.
 set -u
 . "$(dirname "$0")/lib.bash"
 lmp_need_stories
@@ -24,8 +25,10 @@ sed -n '1000,2000p' "$TXT" > tune.txt
 tail -c 100000 "$TXT" > ev.txt
 python3 "$HERE/stories_gguf.py" qwen3 "$M/stories260K.bin" "$M/tok512.bin" qwen3.gguf ||
     { bad "stories_gguf.py qwen3"; exit 1; }
-python3 "$HERE/arch_gguf.py" gemma3 "$M/stories260K.bin" "$M/tok512.bin" gemma3.gguf ||
-    { bad "arch_gguf.py gemma3"; exit 1; }
+for a in gemma3 gemma2; do
+    python3 "$HERE/arch_gguf.py" $a "$M/stories260K.bin" "$M/tok512.bin" $a.gguf ||
+        { bad "arch_gguf.py $a"; exit 1; }
+done
 COMP=(--calib cal.txt --nsamples 12 --ctx 96 --threads 2 --max-rounds 4 --adam-steps 50
       --scheme 2x4g4 --keep '*.down_proj')
 # "kl ppl" of an artifact against its source on 40 held-out windows of 128 tokens
@@ -35,7 +38,7 @@ klppl() {
 }
 lt() { python3 -c "import sys; sys.exit(0 if float('$1') < float('$2') else 1)"; }
 
-for arch in qwen3 gemma3; do
+for arch in ${LMP_TRAIN_ARCHS:-qwen3 gemma3 gemma2}; do
     G=$arch.gguf
     "$LMPRESS" compress --model "$G" "${COMP[@]}" --out $arch-a.h5 > /dev/null 2> $arch-a.log ||
         { bad "$arch: compress"; cat $arch-a.log; continue; }
@@ -61,6 +64,7 @@ for arch in qwen3 gemma3; do
     h5dump -a format_version $arch-t.h5 | grep -q '(0): 3' || bad "$arch: tuned is not format 3"
     extra="self_attn.q_norm self_attn.k_norm"
     [ $arch = gemma3 ] && extra="$extra post_attention_norm post_feedforward_layernorm"
+    [ $arch = gemma2 ] && extra="post_attention_norm post_feedforward_layernorm"
     for n in $extra; do
         d=/tensors/model.layers.1.$n.weight
         h5dump -H -d $d $arch-t.h5 | grep -q "H5T_IEEE_F32" || bad "$arch: $d is not F32"
