@@ -1,12 +1,14 @@
 #!/usr/bin/env python3
-"""Qwen3 and Phi-3 in lmpress against llama.cpp, on generated checkpoints of the real shapes.
+"""Qwen3, Phi-3 and Gemma 2 in lmpress against llama.cpp and NumPy, on generated checkpoints of
+the real shapes.
 
-No Qwen3 or Phi-3 checkpoint is published on the registries these machines reach (PyPI and
-Debian), so `gen` writes one: the block shapes of the real config (Qwen3-0.6B, Phi-3-mini-4k)
-with few layers and seeded random values, in llama.cpp's GGUF layout for the architecture
-(the converter's key and tensor names: qwen3.* with attn_q_norm / attn_k_norm; phi3.* with
-the fused attn_qkv and ffn_up holding gate then up), all F32 so that both sides multiply in
-fp32. Its vocabulary is stories260K's 512-token SentencePiece one (shared/models/stories260K:
+No Qwen3, Phi-3 or Gemma 2 checkpoint is published on the registries these machines reach
+(PyPI and Debian), so `gen` writes one: the block shapes of the real config (Qwen3-0.6B,
+Phi-3-mini-4k, Gemma-2-2B) with few layers and seeded random values, in llama.cpp's GGUF
+layout for the architecture (the converter's key and tensor names: qwen3.* with attn_q_norm /
+attn_k_norm; phi3.* with the fused attn_qkv and ffn_up holding gate then up; gemma2.* with
+post_attention_norm / post_ffw_norm and the soft-cap keys), all F32 so that both sides
+multiply in fp32. Its vocabulary is stories260K's 512-token SentencePiece one (shared/models/stories260K:
 the real 151936 / 32064-token heads would only make the file larger; the head is the same
 code for every architecture). `compare` then evaluates a GGUF with `lmpress eval` and with
 llama.cpp (llama-cpp-python) over the same windows:
@@ -16,13 +18,23 @@ llama.cpp (llama-cpp-python) over the same windows:
   * the first window's logits: max / mean |difference| and top-1 agreement;
   * token ids: lmpress's (dump_ids, scripts/ref/build_dump_ids.sh, if given) against llama.cpp's.
 llama.cpp's KV cache is F16 by default; --kv f32 keeps it in F32 (both sides then fp32).
+--numpy (gemma2, gemma3 files; needs --dump-ids) also runs scripts/ref/check_gemma3.py's NumPy
+forward pass (fp32 products, float64 norms, softmax and soft-caps) on lmpress's token ids:
+perplexity over the same windows and the first window's logits; --no-llama skips llama.cpp.
 
+Gemma 2's random values are scaled so that its soft-caps act (with the usual scale they
+would not: scores of std 1 against a cap of 50): q and k weights times 8 (scores of std
+about 64 against attn_logit_softcapping 50), the embedding of std 40/sqrt(dim) (tied head:
+logits of std about 40 against final_logit_softcapping 30; the residual stream of std 40),
+and the post norms 40 (1 + N(0, 0.1)) so the blocks' outputs are of the residual's size.
+Its sliding_window is 128 in the file (the real 4096 would not cut at ctx 512).
 Run with the reference venv (scripts/ref/setup_ref.sh):
   PY=~/.cache/lmpress/venv-ref/bin/python
   $PY scripts/ref/check_arch.py gen qwen3            # -> $LMP_CACHE/gen/qwen3-0.6b-shapes-l4.gguf
   $PY scripts/ref/check_arch.py gen phi3             # -> $LMP_CACHE/gen/phi-mini-4k-shapes-l2.gguf
+  $PY scripts/ref/check_arch.py gen gemma2           # -> $LMP_CACHE/gen/gemma-2-2b-shapes-l2.gguf
   $PY scripts/ref/check_arch.py compare --model M.gguf --lmpress BUILD/cli/lmpress \
-      [--max-windows 4] [--kv f32] [--dump-ids TOOL] [--text T]
+      [--max-windows 4] [--kv f32] [--dump-ids TOOL] [--text T] [--numpy] [--no-llama]
 `gen` prints the file's path and sha256; `compare` one JSON object on stdout (progress on
 stderr). Any GGUF both read can be compared (e.g. the stories260K conversions that
 tests/integration/stories_gguf.py writes).
@@ -51,7 +63,14 @@ SHAPES = {
                   ctx=40960, theta=1e6, eps=1e-6, tied=True, window=0, layers=4),
     "phi3": dict(name="phi-mini-4k-shapes", dim=3072, ffn=8192, heads=32, kv=32, head_dim=96,
                  ctx=4096, theta=10000.0, eps=1e-5, tied=False, window=2047, layers=2),
+    # google/gemma-2-2b's config.json (query_pre_attn_scalar 256 = head_dim; caps 50 and 30;
+    # sliding_window 4096, written as 128 here: see the header)
+    "gemma2": dict(name="gemma-2-2b-shapes", dim=2304, ffn=9216, heads=8, kv=4, head_dim=256,
+                   ctx=8192, theta=10000.0, eps=1e-6, tied=True, window=128, layers=2,
+                   attn_cap=50.0, final_cap=30.0),
 }
+# Gemma 2's value scales (see the header): q/k gain, logit and residual standard deviation
+G2_QK_GAIN, G2_STD = 8.0, 40.0
 
 
 def log(*a):
@@ -103,8 +122,10 @@ def generate(arch, layers, seed, out, tok_path):
     def lin(n_out, n_in):
         return (rng.standard_normal((n_out, n_in), dtype=np.float32) / np.float32(math.sqrt(n_in)))
 
-    def norm(n):
-        return (1.0 + 0.1 * rng.standard_normal(n)).astype(np.float32)
+    def norm(n, scale=1.0):
+        return (scale * (1.0 + 0.1 * rng.standard_normal(n))).astype(np.float32)
+
+    g2 = arch == "gemma2"
 
     w = gguf.GGUFWriter(out, arch)
     w.add_name(s["name"])  # no "phi3" in it: llama.cpp keys token fixes on that name
@@ -116,9 +137,13 @@ def generate(arch, layers, seed, out, tok_path):
     w.add_head_count_kv(KV)
     w.add_layer_norm_rms_eps(s["eps"])
     w.add_rope_freq_base(s["theta"])
-    if arch == "qwen3":
+    if arch in ("qwen3", "gemma2"):
         w.add_key_length(hd)
         w.add_value_length(hd)
+    if g2:
+        w.add_sliding_window(s["window"])
+        w.add_float32("gemma2.attn_logit_softcapping", s["attn_cap"])
+        w.add_float32("gemma2.final_logit_softcapping", s["final_cap"])
     if arch == "phi3":
         w.add_rope_dimension_count(hd)
         w.add_sliding_window(s["window"])
@@ -132,8 +157,8 @@ def generate(arch, layers, seed, out, tok_path):
     w.add_add_bos_token(True)
 
     emb = rng.standard_normal((vocab, dim), dtype=np.float32)
-    if s["tied"]:  # the head too: logits of std about 3 after the final norm
-        emb *= np.float32(3.0 / math.sqrt(dim))
+    if s["tied"]:  # the head too: logits of std about 3 after the final norm (Gemma 2: 40)
+        emb *= np.float32((G2_STD if g2 else 3.0) / math.sqrt(dim))
     w.add_tensor("token_embd.weight", emb)
     w.add_tensor("output_norm.weight", norm(dim))
     if not s["tied"]:
@@ -144,12 +169,16 @@ def generate(arch, layers, seed, out, tok_path):
         if arch == "phi3":
             w.add_tensor(p + "attn_qkv.weight", lin(H * hd + 2 * KV * hd, dim))
         else:
-            w.add_tensor(p + "attn_q.weight", lin(H * hd, dim))
-            w.add_tensor(p + "attn_k.weight", lin(KV * hd, dim))
+            gain = np.float32(G2_QK_GAIN if g2 else 1.0)
+            w.add_tensor(p + "attn_q.weight", gain * lin(H * hd, dim))
+            w.add_tensor(p + "attn_k.weight", gain * lin(KV * hd, dim))
             w.add_tensor(p + "attn_v.weight", lin(KV * hd, dim))
-            w.add_tensor(p + "attn_q_norm.weight", norm(hd))
-            w.add_tensor(p + "attn_k_norm.weight", norm(hd))
+            if not g2:
+                w.add_tensor(p + "attn_q_norm.weight", norm(hd))
+                w.add_tensor(p + "attn_k_norm.weight", norm(hd))
         w.add_tensor(p + "attn_output.weight", lin(dim, H * hd))
+        if g2:
+            w.add_tensor(p + "post_attention_norm.weight", norm(dim, G2_STD))
         w.add_tensor(p + "ffn_norm.weight", norm(dim))
         if arch == "phi3":
             w.add_tensor(p + "ffn_up.weight", lin(2 * ffn, dim))
@@ -157,6 +186,8 @@ def generate(arch, layers, seed, out, tok_path):
             w.add_tensor(p + "ffn_gate.weight", lin(ffn, dim))
             w.add_tensor(p + "ffn_up.weight", lin(ffn, dim))
         w.add_tensor(p + "ffn_down.weight", lin(dim, ffn))
+        if g2:
+            w.add_tensor(p + "post_ffw_norm.weight", norm(dim, G2_STD))
     w.write_header_to_file()
     w.write_kv_data_to_file()
     w.write_tensors_to_file()
@@ -204,6 +235,38 @@ def logit_stats(a, b):
             "argmax_agree": float(np.mean(a.argmax(1) == b.argmax(1)))}
 
 
+def numpy_check(args, res, lm, lids, bos):
+    """check_gemma3.py's NumPy forward pass over lmpress's windows (BOS first where the
+    vocabulary adds one, as lmpress eval): perplexity and the first window's logits."""
+    if lids is None:
+        sys.exit("--numpy needs --dump-ids (lmpress's token ids)")
+    from check_gemma3 import NumpyGemma3
+    ids = np.concatenate([[bos], lids]) if bos >= 0 else lids
+    npm = NumpyGemma3(args.model)
+    n_win = min(len(ids) // args.ctx, args.max_windows)
+    nlls, t0 = [], time.perf_counter()
+    for k in range(n_win):
+        win = ids[k * args.ctx:(k + 1) * args.ctx]
+        z = npm.logits(win)
+        nlls.append(cl.window_nll(z, win))
+        log(f"numpy window {k + 1}/{n_win}: nll {nlls[-1]:.6f}")
+        if k == 0:
+            res["logits_window0_lmpress_vs_numpy"] = logit_stats(lm.reshape(args.ctx, -1), z)
+            res["lmpress_window0_nll"] = cl.window_nll(lm.reshape(args.ctx, -1), win)
+            res["numpy_window0_nll"] = nlls[0]
+            # what each soft-cap does here: the same window without it
+            for cap in ("attn_cap", "final_cap"):
+                if getattr(npm, cap, 0) > 0:
+                    keep = getattr(npm, cap)
+                    setattr(npm, cap, 0.0)
+                    res[f"numpy_window0_without_{cap}"] = logit_stats(npm.logits(win), z)
+                    setattr(npm, cap, keep)
+    ppl = math.exp(float(np.mean(np.asarray(nlls, np.float64))))
+    res["numpy"] = {"ppl": ppl, "n_windows": n_win,
+                    "seconds": round(time.perf_counter() - t0, 1)}
+    res["ppl_rel_diff_lmpress_vs_numpy"] = (res["lmpress"]["ppl"] - ppl) / ppl
+
+
 def compare(args):
     res = {"model": args.model, "text": args.text, "ctx": args.ctx,
            "max_windows": args.max_windows, "kv_cache": args.kv}
@@ -231,9 +294,15 @@ def compare(args):
             if q.returncode != 0:
                 sys.exit(f"dump_ids failed: {q.stderr.strip()}")
             lids = np.fromfile(ids_out, dtype="<i4").astype(np.int64)
+            lbos = int(json.loads(q.stdout)["bos"])
         else:
-            lids = None
+            lids, lbos = None, -1
 
+    if args.numpy:
+        numpy_check(args, res, lm, lids, lbos)
+    if args.no_llama:
+        print(json.dumps(res, indent=2))
+        return
     ref = Ref(args)
     res["llama_cpp_python"] = ref.version
     if lids is not None:
@@ -251,7 +320,8 @@ def main():
     sub = ap.add_subparsers(dest="cmd", required=True)
     g = sub.add_parser("gen", help="write a generated checkpoint of the real shapes")
     g.add_argument("arch", choices=sorted(SHAPES))
-    g.add_argument("--layers", type=int, default=0, help="blocks (default: qwen3 4, phi3 2)")
+    g.add_argument("--layers", type=int, default=0,
+                   help="blocks (default: qwen3 4, phi3 2, gemma2 2)")
     g.add_argument("--seed", type=int, default=1)
     g.add_argument("--out", help="default $LMP_CACHE/gen/<name>-l<layers>.gguf")
     g.add_argument("--tokenizer", default=os.path.join(cl.SHARED, "models", "stories260K",
@@ -265,6 +335,9 @@ def main():
     c.add_argument("--max-windows", type=int, default=4)
     c.add_argument("--kv", choices=("f16", "f32"), default="f16")
     c.add_argument("--dump-ids", help="lmpress's dump_ids tool: compare token ids too")
+    c.add_argument("--numpy", action="store_true",
+                   help="gemma2/gemma3: also the NumPy forward pass (needs --dump-ids)")
+    c.add_argument("--no-llama", action="store_true", help="skip llama.cpp")
     args = ap.parse_args()
     if args.cmd == "gen":
         layers = args.layers or SHAPES[args.arch]["layers"]

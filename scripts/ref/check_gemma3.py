@@ -78,8 +78,9 @@ def log(*a):
 # --- the NumPy reference ---------------------------------------------------------------------
 
 class NumpyGemma3:
-    """Gemma 3 forward pass from a GGUF, written from the architecture (Gemma 3 technical report,
-    Hugging Face's modeling_gemma3, llama.cpp's gemma3 graph), not from lmpress:
+    """Gemma 3 (and Gemma 2) forward pass from a GGUF, written from the architecture (Gemma 3
+    technical report, Hugging Face's modeling_gemma3 / modeling_gemma2, llama.cpp's gemma3 and
+    gemma2 graphs), not from lmpress:
       x = embed(ids) * sqrt(dim)
       per layer: h = rmsnorm(x) * attn_norm; q, k, v = h Wq, h Wk, h Wv (per head);
                  q, k = rmsnorm_head(q) * q_norm, rmsnorm_head(k) * k_norm;
@@ -88,6 +89,10 @@ class NumpyGemma3:
                  limited to the last sliding_window keys) v; x += rmsnorm(a Wo) * post_attn_norm
                  h = rmsnorm(x) * ffn_norm; x += rmsnorm((gelu_tanh(h Wg) * h Wu) Wd) * post_ffw
       logits = (rmsnorm(x) * output_norm) Wemb^T
+    Gemma 2: no q/k norms; every even layer local (sliding_window keys), one RoPE base; the
+    scores scaled by 1/sqrt(head_dim) (dim / heads for the 46-layer 27B, as llama.cpp) are
+    soft-capped, c tanh(s / c) with c = attn_logit_softcapping (default 50), before the mask
+    and softmax, and the logits with c = final_logit_softcapping (default 30), in float64.
     GGUF norm weights already hold Gemma's (1 + w)."""
 
     def __init__(self, path):
@@ -102,19 +107,33 @@ class NumpyGemma3:
                 return default
             return f[key].contents()
         arch = val("general.architecture")
-        if arch != "gemma3":
-            raise ValueError(f"{path}: architecture {arch}, not gemma3")
-        self.n_layers = int(val("gemma3.block_count"))
-        self.dim = int(val("gemma3.embedding_length"))
-        self.n_heads = int(val("gemma3.attention.head_count"))
-        self.n_kv = int(val("gemma3.attention.head_count_kv", self.n_heads))
-        self.hd = int(val("gemma3.attention.key_length", self.dim // self.n_heads))
-        self.eps = float(val("gemma3.attention.layer_norm_rms_epsilon"))
-        self.theta = float(val("gemma3.rope.freq_base", 10000.0))
-        self.theta_swa = float(val("gemma3.rope.freq_base_swa", 10000.0))
-        self.window = int(val("gemma3.attention.sliding_window", 0))
-        self.pattern = int(val("gemma3.attention.sliding_window_pattern", 6))
-        self.scale = float(val("gemma3.rope.scaling.factor", 1.0) or 1.0)
+        if arch not in ("gemma3", "gemma2"):
+            raise ValueError(f"{path}: architecture {arch}, not gemma3 or gemma2")
+        self.arch = arch
+        a = arch + "."
+        self.n_layers = int(val(a + "block_count"))
+        self.dim = int(val(a + "embedding_length"))
+        self.n_heads = int(val(a + "attention.head_count"))
+        self.n_kv = int(val(a + "attention.head_count_kv", self.n_heads))
+        self.hd = int(val(a + "attention.key_length", self.dim // self.n_heads))
+        self.eps = float(val(a + "attention.layer_norm_rms_epsilon"))
+        self.theta = float(val(a + "rope.freq_base", 10000.0))
+        if arch == "gemma2":  # llama.cpp: window 4096, pattern 2 (even layers local), caps
+            self.theta_swa = self.theta
+            self.window = int(val(a + "attention.sliding_window", 4096))
+            self.pattern = 2
+            self.scale = 1.0
+            self.attn_cap = float(val(a + "attn_logit_softcapping", 50.0))
+            self.final_cap = float(val(a + "final_logit_softcapping", 30.0))
+            q_scalar = self.dim // self.n_heads if self.n_layers == 46 else self.hd
+        else:
+            self.theta_swa = float(val(a + "rope.freq_base_swa", 10000.0))
+            self.window = int(val(a + "attention.sliding_window", 0))
+            self.pattern = int(val(a + "attention.sliding_window_pattern", 6))
+            self.scale = float(val(a + "rope.scaling.factor", 1.0) or 1.0)
+            self.attn_cap = self.final_cap = 0.0
+            q_scalar = self.dim // self.n_heads if self.n_layers == 62 else self.hd
+        self.attn_scale = 1.0 / math.sqrt(q_scalar)
         self._emb = None
 
     def w(self, name):
@@ -153,8 +172,9 @@ class NumpyGemma3:
             q = (h @ self.w(p + "attn_q.weight").T).reshape(T, self.n_heads, self.hd)
             k = (h @ self.w(p + "attn_k.weight").T).reshape(T, self.n_kv, self.hd)
             v = (h @ self.w(p + "attn_v.weight").T).reshape(T, self.n_kv, self.hd)
-            q = self.rmsnorm(q, self.w(p + "attn_q_norm.weight"))
-            k = self.rmsnorm(k, self.w(p + "attn_k_norm.weight"))
+            if self.arch == "gemma3":
+                q = self.rmsnorm(q, self.w(p + "attn_q_norm.weight"))
+                k = self.rmsnorm(k, self.w(p + "attn_k_norm.weight"))
             theta, scale = (self.theta_swa, 1.0) if local else (self.theta, self.scale)
             q, k = self.rope(q, theta, scale), self.rope(k, theta, scale)
             mask = mask_causal.copy()
@@ -164,7 +184,9 @@ class NumpyGemma3:
             att = np.empty((T, self.n_heads, self.hd), np.float32)
             g = self.n_heads // self.n_kv
             for hh in range(self.n_heads):
-                s = (q[:, hh, :] @ k[:, hh // g, :].T).astype(np.float64) / math.sqrt(self.hd)
+                s = (q[:, hh, :] @ k[:, hh // g, :].T).astype(np.float64) * self.attn_scale
+                if self.attn_cap > 0:
+                    s = self.attn_cap * np.tanh(s / self.attn_cap)
                 s[~mask] = -np.inf
                 s -= s.max(axis=1, keepdims=True)
                 pr = np.exp(s)
@@ -181,7 +203,10 @@ class NumpyGemma3:
             x = x + self.rmsnorm(f, self.w(p + "post_ffw_norm.weight"))
         x = self.rmsnorm(x, self.w("output_norm.weight"))
         out = self.w("output.weight") if "output.weight" in self.t else self.emb()
-        return x @ out.T
+        z = x @ out.T
+        if self.final_cap > 0:
+            z = (self.final_cap * np.tanh(z.astype(np.float64) / self.final_cap)).astype(np.float32)
+        return z
 
 
 def logit_stats(a, b):
