@@ -1524,6 +1524,16 @@ static void cal_refuse(struct lmp_coord *c, int pi, int si, const char *msg) {
     cal_requeue(c, si, true, msg);
 }
 
+/* The answer to a TaskResult (seq: its envelope's), refused until ack->accepted is set. */
+static void result_ack_init(Lmp__Envelope *out, Lmp__TaskResultAck *ack, uint64_t seq,
+                            uint64_t job_id, uint64_t task_id, uint32_t attempt) {
+    lmp__task_result_ack__init(ack);
+    lmp_wire_init(out, 0, seq);
+    ack->job_id = job_id, ack->task_id = task_id, ack->attempt = attempt;
+    out->body_case       = LMP__ENVELOPE__BODY_TASK_RESULT_ACK;
+    out->task_result_ack = ack;
+}
+
 static void load_post(struct lmp_coord *c, int pi, int si, int32_t b, const Lmp__TaskResult *r,
                       uint64_t seq);
 
@@ -2413,11 +2423,8 @@ static void load_done(struct lmp_coord *c, struct bgjob *bj) {
     struct peer       *p    = &c->peers[bj->pi];
     const bool         live = p->used && !p->dead;
     Lmp__Envelope      out;
-    Lmp__TaskResultAck ack = LMP__TASK_RESULT_ACK__INIT;
-    lmp_wire_init(&out, 0, bj->seq);
-    ack.job_id = J->id, ack.task_id = CAL_TASK_BASE + (uint64_t)bj->si, ack.attempt = bj->attempt;
-    out.body_case       = LMP__ENVELOPE__BODY_TASK_RESULT_ACK;
-    out.task_result_ack = &ack;
+    Lmp__TaskResultAck ack;
+    result_ack_init(&out, &ack, bj->seq, J->id, CAL_TASK_BASE + (uint64_t)bj->si, bj->attempt);
     if (bj->st != LMP_OK || bj->bad) {
         char msg[768];
         snprintf(msg, sizeof(msg), "calibration result of block %d from '%s' refused: %s", bj->b,
@@ -3073,12 +3080,9 @@ static void on_result(struct lmp_coord *c, int pi, const Lmp__Envelope *env) {
     const Lmp__TaskResult *r = env->task_result;
     struct job            *J = c->job;
     Lmp__Envelope          out;
-    Lmp__TaskResultAck     ack = LMP__TASK_RESULT_ACK__INIT;
-    lmp_wire_init(&out, 0, env->seq);
-    ack.job_id = r->job_id, ack.task_id = r->task_id, ack.attempt = r->attempt;
-    out.body_case       = LMP__ENVELOPE__BODY_TASK_RESULT_ACK;
-    out.task_result_ack = &ack;
-    p->cancelling       = false;
+    Lmp__TaskResultAck     ack;
+    result_ack_init(&out, &ack, env->seq, r->job_id, r->task_id, r->attempt);
+    p->cancelling = false;
     if (r->kind == LMP__TASK_KIND__TASK_KIND_TUNE || r->task_id >= LMP_TUNE_TASK_BASE) {
         on_tune_result(c, pi, r, &out, &ack);
         return;
