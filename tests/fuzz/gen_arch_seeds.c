@@ -1,6 +1,7 @@
 /*  gen_arch_seeds - GGUF model seeds for fuzz_llama2c (whose lmp_model_open sends a GGUF
- *  magic to the GGUF model reader): one-block llama, qwen3 (q/k norms) and phi3 (fused
- *  attn_qkv and ffn_up, split on read; and the separate attn_q/k/v form) models, F32
+ *  magic to the GGUF model reader): one-block llama, qwen3 (q/k norms), phi3 (fused
+ *  attn_qkv and ffn_up, split on read; and the separate attn_q/k/v form) and gemma2 (post
+ *  norms, sliding window, soft-caps) models, F32
  *
  *      cc -I. -o /tmp/gen_arch_seeds tests/fuzz/gen_arch_seeds.c && \
  *          /tmp/gen_arch_seeds tests/fuzz/corpus/fuzz_llama2c
@@ -36,7 +37,7 @@ static void t1(struct gw *w, const char *name, uint64_t n) {
     gw_tensor(w, name, GW_F32, 1, (const uint64_t[]){n}, vals, sizeof(float) * n);
 }
 
-/* arch "llama", "qwen3" or "phi3"; fused: phi3's attn_qkv */
+/* arch "llama", "qwen3", "phi3" or "gemma2"; fused: phi3's attn_qkv */
 static struct gw_buf model(const char *arch, int fused) {
     struct gw w;
     char      k[96];
@@ -56,6 +57,11 @@ static struct gw_buf model(const char *arch, int fused) {
         gw_kv_u32(&w, KEY("rope.dimension_count"), HD);
         gw_kv_u32(&w, KEY("attention.sliding_window"), 16);
     }
+    if (!strcmp(arch, "gemma2")) {
+        gw_kv_u32(&w, KEY("attention.sliding_window"), 16);
+        gw_kv_f32(&w, KEY("attn_logit_softcapping"), 50.0f);
+        gw_kv_f32(&w, KEY("final_logit_softcapping"), 30.0f);
+    }
 #undef KEY
     t2(&w, "token_embd.weight", DIM, VOCAB);
     t1(&w, "output_norm.weight", DIM);
@@ -72,6 +78,7 @@ static struct gw_buf model(const char *arch, int fused) {
         t1(&w, "blk.0.attn_k_norm.weight", HD);
     }
     t2(&w, "blk.0.attn_output.weight", HEADS * HD, DIM);
+    if (!strcmp(arch, "gemma2")) t1(&w, "blk.0.post_attention_norm.weight", DIM);
     t1(&w, "blk.0.ffn_norm.weight", DIM);
     if (!strcmp(arch, "phi3")) {
         t2(&w, "blk.0.ffn_up.weight", DIM, 2 * HID);
@@ -80,6 +87,7 @@ static struct gw_buf model(const char *arch, int fused) {
         t2(&w, "blk.0.ffn_up.weight", DIM, HID);
     }
     t2(&w, "blk.0.ffn_down.weight", HID, DIM);
+    if (!strcmp(arch, "gemma2")) t1(&w, "blk.0.post_ffw_norm.weight", DIM);
     return gw_finish(&w, 3);
 }
 
@@ -93,5 +101,6 @@ int main(int argc, char **argv) {
     save(argv[1], "gguf_qwen3", model("qwen3", 0));
     save(argv[1], "gguf_phi3_fused", model("phi3", 1));
     save(argv[1], "gguf_phi3_separate", model("phi3", 0));
+    save(argv[1], "gguf_gemma2", model("gemma2", 0));
     return 0;
 }
