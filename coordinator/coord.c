@@ -791,11 +791,17 @@ static enum lmp_status spool_open(struct job *J, struct lmp_err *err) {
     return LMP_OK;
 }
 
+static void cal_sums_free(struct cal_sums *s) {
+    if (s == NULL) return;
+    for (int k = 0; k < LMP_INPUT_COUNT; k++) free(s->g[k]);
+    free(s);
+}
+
 static void cblock_free(struct job *J, int32_t b) {
     struct cblock *cb = J->cblocks ? J->cblocks[b] : NULL;
     if (cb == NULL) return;
     lmp_calib_grams_destroy(&cb->acc);
-    for (int64_t i = 0; cb->held && i < J->n_slices; i++) lmp_calib_grams_destroy(&cb->held[i]);
+    for (int64_t i = 0; cb->held && i < J->n_slices; i++) cal_sums_free(cb->held[i]);
     free(cb->held);
     free(cb);
     J->cblocks[b] = NULL;
@@ -1049,26 +1055,20 @@ static int32_t next_needed(const struct job *J, int32_t b) {
 
 static void hwrite_post(struct lmp_coord *c, struct blockh *h, int32_t b);
 
-/* Every slice of block b is in: H of its four inputs, and its tasks become ready (those of an
- * H over the inline limit once it is in the spool: hwrite_done). */
-static void cal_block_done(struct lmp_coord *c, int32_t b) {
-    struct job    *J  = c->job;
-    struct cblock *cb = J->cblocks[b];
-    struct blockh *h  = calloc(1, sizeof(*h));
+/* Every slice of block b is added: hf[k] its four inputs' H (taken), and its tasks become
+ * ready (those of an H over the inline limit once it is in the spool: hwrite_done). */
+static void cal_block_done(struct lmp_coord *c, int32_t b, float **hf) {
+    struct job    *J = c->job;
+    struct blockh *h = calloc(1, sizeof(*h));
     if (h == NULL) {
         job_fail(c, "out of memory for the Gram matrices");
         return;
     }
     bool spool = false; /* an H too big for a frame goes by reference (BG_HWRITE) */
     for (int k = 0; k < LMP_INPUT_COUNT; k++) {
-        const int64_t  n   = lmp_calib_grams_n_in(cb->acc, (enum lmp_input)k);
+        const int64_t  n   = lmp_calib_input_width(&J->m->cfg, (enum lmp_input)k);
         const uint64_t len = (uint64_t)(n * n) * sizeof(float);
-        if ((h->h[k] = malloc((size_t)len)) == NULL ||
-            lmp_calib_grams_h(cb->acc, (enum lmp_input)k, h->h[k]) != LMP_OK) {
-            blockh_free(h);
-            job_fail(c, "block %d: no calibration tokens (or out of memory)", b);
-            return;
-        }
+        h->h[k] = hf[k], hf[k] = NULL;
         if (len <= lmp_blob_inline_max()) continue;
         spool     = true;
         h->len[k] = len;
@@ -1464,54 +1464,43 @@ static const char *tuned_problem(const uint8_t *bytes, size_t n_bytes, const cha
     return NULL;
 }
 
-/* Slice si's sums for block b, checked: added in slice order (held if early); the block is
- * done when the last slice is added. g[k]: the sums as aligned doubles (read from the
- * spool), or NULL and bytes[k] the inline bytes (protobuf-c does not align them). */
-static void cal_take(struct lmp_coord *c, int si, int32_t b, double *const *g,
+static void cal_pump(struct lmp_coord *c, int32_t b);
+
+/* Slice si's sums for block b, checked, from here on the job's: g[k] aligned doubles read
+ * from the spool (taken: set to NULL), or g NULL and bytes[k] the inline bytes (copied:
+ * protobuf-c does not align them). Held until every earlier slice is added, then added in
+ * slice order on the background thread (cal_pump), so the loop never walks the sums (8 GB
+ * per slice of a 70B block). */
+static void cal_take(struct lmp_coord *c, int si, int32_t b, double **g,
                      const uint8_t *const *bytes, double seconds) {
-    struct job    *J  = c->job;
-    struct cslice *sl = &J->slices[si];
-    struct cblock *cb = J->cblocks[b];
+    struct job      *J  = c->job;
+    struct cslice   *sl = &J->slices[si];
+    struct cblock   *cb = J->cblocks[b];
+    struct cal_sums *s  = calloc(1, sizeof(*s));
     if (seconds > 0) J->sec_calib += seconds;
-    const int64_t           n_tok = (sl->end - sl->begin) * J->ctx;
-    struct lmp_calib_grams *dst   = cb->acc;
-    if (si != cb->next_slice) {
-        if ((cb->held[si] = lmp_calib_grams_new(&J->m->cfg)) == NULL) {
+    if (s == NULL) {
+        job_fail(c, "out of memory for the Gram matrices of block %d", b);
+        return;
+    }
+    s->n_tok = (sl->end - sl->begin) * J->ctx;
+    for (int k = 0; k < LMP_INPUT_COUNT; k++) {
+        if (g) {
+            s->g[k] = g[k], g[k] = NULL;
+            continue;
+        }
+        const int64_t n = lmp_calib_input_width(&J->m->cfg, (enum lmp_input)k);
+        if ((s->g[k] = malloc((size_t)(n * n) * sizeof(double))) == NULL) {
+            cal_sums_free(s);
             job_fail(c, "out of memory for the Gram matrices of block %d", b);
             return;
         }
-        dst = cb->held[si];
+        memcpy(s->g[k], bytes[k], (size_t)(n * n) * sizeof(double));
     }
-    for (int k = 0; k < LMP_INPUT_COUNT; k++) {
-        const int64_t n = lmp_calib_grams_n_in(cb->acc, (enum lmp_input)k);
-        if (g) {
-            lmp_calib_grams_add(dst, (enum lmp_input)k, g[k], n_tok);
-            continue;
-        }
-        double *tmp = malloc((size_t)(n * n) * sizeof(double));
-        if (tmp == NULL) {
-            job_fail(c, "out of memory for the Gram matrices");
-            return;
-        }
-        memcpy(tmp, bytes[k], (size_t)(n * n) * sizeof(double));
-        lmp_calib_grams_add(dst, (enum lmp_input)k, tmp, n_tok);
-        free(tmp);
-    }
-    /* add what is now in order */
-    if (si == cb->next_slice) cb->next_slice++;
-    while (cb->next_slice < J->n_slices && cb->held[cb->next_slice]) {
-        struct lmp_calib_grams *hq = cb->held[cb->next_slice];
-        for (int k = 0; k < LMP_INPUT_COUNT; k++)
-            lmp_calib_grams_add(cb->acc, (enum lmp_input)k,
-                                lmp_calib_grams_sum(hq, (enum lmp_input)k),
-                                lmp_calib_grams_n_tok(hq, (enum lmp_input)k));
-        lmp_calib_grams_destroy(&cb->held[cb->next_slice]);
-        cb->next_slice++;
-    }
-    sl->worker = -1;
+    cb->held[si] = s;
+    sl->worker   = -1;
     sl->pos    = b; /* sequential: the owner holds block b's input (it advances once b is final) */
     sl->next_b = next_needed(J, b);
-    if (cb->next_slice == J->n_slices) cal_block_done(c, b);
+    cal_pump(c, b);
 }
 
 /* A slice's result refused (its sums are wrong, or its spool file is): a failed attempt of
@@ -1556,7 +1545,6 @@ static void on_cal_result(struct lmp_coord *c, int pi, const Lmp__TaskResult *r,
     const int          si                 = (int)si64;
     struct cslice     *sl                 = &J->slices[si];
     const int32_t      b                  = sl->next_b;
-    struct cblock     *cb                 = J->cblocks[b];
     const Lmp__Tensor *g[LMP_INPUT_COUNT] = {0};
     char               msg[768];
     if (r->layer_index == (uint32_t)b && r->n_tensors == 0 && r->n_outputs == LMP_INPUT_COUNT) {
@@ -1565,7 +1553,7 @@ static void on_cal_result(struct lmp_coord *c, int pi, const Lmp__TaskResult *r,
         bool  ok   = want != NULL;
         for (int k = 0; ok && k < LMP_INPUT_COUNT; k++) {
             const Lmp__Blob *o = r->outputs[k];
-            const uint64_t   n = (uint64_t)lmp_calib_grams_n_in(cb->acc, (enum lmp_input)k);
+            const uint64_t   n = (uint64_t)lmp_calib_input_width(&J->m->cfg, (enum lmp_input)k);
             ok = o->where_case == LMP__BLOB__WHERE_REF && strcmp(o->ref->path, want) == 0 &&
                  o->ref->dataset[0] == '\0' && o->ref->length == n * n * sizeof(double);
         }
@@ -1586,7 +1574,7 @@ static void on_cal_result(struct lmp_coord *c, int pi, const Lmp__TaskResult *r,
     }
     bool ok = r->layer_index == (uint32_t)b && r->n_tensors == LMP_INPUT_COUNT;
     for (int k = 0; ok && k < LMP_INPUT_COUNT; k++) {
-        const uint64_t n = (uint64_t)lmp_calib_grams_n_in(cb->acc, (enum lmp_input)k);
+        const uint64_t n = (uint64_t)lmp_calib_input_width(&J->m->cfg, (enum lmp_input)k);
         g[k]             = r->tensors[k];
         ok = g[k]->dtype == LMP__DTYPE__DTYPE_F64 && g[k]->n_shape == 2 && g[k]->shape[0] == n &&
              g[k]->shape[1] == n && g[k]->data.len == n * n * sizeof(double);
@@ -2277,32 +2265,37 @@ out:
  * J->bg_busy keeping job_end from closing the artifact under it; a finalize has J->finalizing
  * (no event is appended to the artifact meanwhile). Items come back in posting order. */
 
-enum bgkind { BG_PLAN, BG_READ, BG_FINALIZE, BG_CLOSE, BG_LOAD, BG_HWRITE };
+enum bgkind { BG_PLAN, BG_READ, BG_FINALIZE, BG_CLOSE, BG_LOAD, BG_HWRITE, BG_ADD };
 
 struct bgjob {
-    struct lmp_bg_item it; /* first */
-    enum bgkind        kind;
-    struct lmp_coord  *c;       /* BG_PLAN: job_plan reads c->o only */
-    struct job        *J;       /* BG_READ, BG_FINALIZE: the job; BG_PLAN: the result */
-    Lmp__JobSpec      *spec;    /* BG_PLAN: borrowed from c->plan */
-    bool               ft;      /* BG_READ: for the block's tuning (else slice si) */
-    bool               fresh;   /* BG_READ: the activations start from the embedding */
-    int                pi, si;  /* BG_READ: the worker and slice it was reserved for */
-    uint64_t           token;   /* BG_READ: the worker's read_token while in flight */
-    uint32_t           attempt; /* BG_READ: ... and the attempt */
-    int32_t            from, b; /* BG_READ: blocks [from, b) */
-    struct qship       qs;      /* BG_READ: the result */
-    char              *path;    /* BG_LOAD: a slice's spool file (removed once read) */
-    uint64_t           off[LMP_INPUT_COUNT], len[LMP_INPUT_COUNT], xxh[LMP_INPUT_COUNT];
-    int64_t            n[LMP_INPUT_COUNT];
-    double            *g[LMP_INPUT_COUNT]; /* BG_LOAD: the sums read */
-    const char        *bad;                /* BG_LOAD: gram_problem's finding */
-    double             seconds;            /* BG_LOAD: the worker's seconds; both: the read's */
-    double             io_s;               /* BG_LOAD, BG_HWRITE: seconds reading / writing */
-    struct blockh     *hb;                 /* BG_HWRITE: the block's H (holds a reference) */
-    uint64_t           seq;                /* BG_LOAD: the TaskResult's, for the answer */
-    enum lmp_status    st;
-    struct lmp_err     err;
+    struct lmp_bg_item      it; /* first */
+    enum bgkind             kind;
+    struct lmp_coord       *c;       /* BG_PLAN: job_plan reads c->o only */
+    struct job             *J;       /* BG_READ, BG_FINALIZE: the job; BG_PLAN: the result */
+    Lmp__JobSpec           *spec;    /* BG_PLAN: borrowed from c->plan */
+    bool                    ft;      /* BG_READ: for the block's tuning (else slice si) */
+    bool                    fresh;   /* BG_READ: the activations start from the embedding */
+    int                     pi, si;  /* BG_READ: the worker and slice it was reserved for */
+    uint64_t                token;   /* BG_READ: the worker's read_token while in flight */
+    uint32_t                attempt; /* BG_READ: ... and the attempt */
+    int32_t                 from, b; /* BG_READ: blocks [from, b) */
+    struct qship            qs;      /* BG_READ: the result */
+    char                   *path;    /* BG_LOAD: a slice's spool file (removed once read) */
+    uint64_t                off[LMP_INPUT_COUNT], len[LMP_INPUT_COUNT], xxh[LMP_INPUT_COUNT];
+    int64_t                 n[LMP_INPUT_COUNT];
+    double                 *g[LMP_INPUT_COUNT]; /* BG_LOAD: the sums read */
+    const char             *bad;                /* BG_LOAD: gram_problem's finding */
+    double                  seconds; /* BG_LOAD: the worker's seconds; both: the read's */
+    double                  io_s;    /* BG_LOAD, BG_HWRITE: seconds reading / writing */
+    struct blockh          *hb;      /* BG_HWRITE: the block's H (holds a reference) */
+    uint64_t                seq;     /* BG_LOAD: the TaskResult's, for the answer */
+    struct lmp_calib_grams *acc;     /* BG_ADD: the block's sums (the loop's cb->acc) */
+    struct cal_sums       **sums;    /* BG_ADD: slices to add, in order (owned) */
+    int64_t                 n_sums;
+    bool                    last; /* BG_ADD: the block's last: then H into hf */
+    float                  *hf[LMP_INPUT_COUNT];
+    enum lmp_status         st;
+    struct lmp_err          err;
 };
 
 enum { PLAN_REPLY_MS = 2000 }; /* a submitter waits this long for the plan, then gets JobAccepted */
@@ -2346,6 +2339,25 @@ static void bg_work(struct lmp_bg_item *it) {
         bj->io_s = (double)(mono_ms() - t0) / 1000.0;
         break;
     }
+    case BG_ADD: { /* slices' sums into the block's, in slice order; the last one: H */
+        const uint64_t t0 = mono_ms();
+        lmp_fault_sleep("LMP_FAULT_ADD_SLEEP_MS"); /* tests: adding a 70B block's sums */
+        bj->st = LMP_OK;
+        for (int64_t i = 0; i < bj->n_sums; i++)
+            for (int k = 0; k < LMP_INPUT_COUNT; k++)
+                lmp_calib_grams_add(bj->acc, (enum lmp_input)k, bj->sums[i]->g[k],
+                                    bj->sums[i]->n_tok);
+        for (int k = 0; bj->last && bj->st == LMP_OK && k < LMP_INPUT_COUNT; k++) {
+            const int64_t n = lmp_calib_grams_n_in(bj->acc, (enum lmp_input)k);
+            if ((bj->hf[k] = malloc((size_t)(n * n) * sizeof(float))) == NULL)
+                bj->st = lmp_err_set(&bj->err, LMP_ENOMEM, "out of memory for block %d's H", bj->b);
+            else if (lmp_calib_grams_h(bj->acc, (enum lmp_input)k, bj->hf[k]) != LMP_OK)
+                bj->st =
+                    lmp_err_set(&bj->err, LMP_EINVAL, "block %d: no calibration tokens", bj->b);
+        }
+        bj->io_s = (double)(mono_ms() - t0) / 1000.0;
+        break;
+    }
     case BG_CLOSE: /* after a job ended with a read-back in flight (bg_done) */
         lmp_artifact_close(&bj->J->a);
         break;
@@ -2363,7 +2375,10 @@ static void bg_work(struct lmp_bg_item *it) {
 
 static void bgjob_release(struct bgjob *bj) {
     free(bj->path);
-    for (int k = 0; k < LMP_INPUT_COUNT; k++) free(bj->g[k]);
+    for (int k = 0; k < LMP_INPUT_COUNT; k++) free(bj->g[k]), free(bj->hf[k]);
+    for (int64_t i = 0; i < bj->n_sums; i++) cal_sums_free(bj->sums[i]);
+    free(bj->sums);
+    lmp_calib_grams_destroy(&bj->acc); /* a job that ended with an add in flight */
 }
 
 static struct bgjob *bg_new(struct lmp_coord *c, enum bgkind kind, struct job *J) {
@@ -2406,7 +2421,7 @@ static void load_post(struct lmp_coord *c, int pi, int si, int32_t b, const Lmp_
     for (int k = 0; k < LMP_INPUT_COUNT; k++) {
         const Lmp__BlobRef *ref = r->outputs[k]->ref;
         bj->off[k] = ref->offset, bj->len[k] = ref->length, bj->xxh[k] = ref->xxh64;
-        bj->n[k] = lmp_calib_grams_n_in(J->cblocks[b]->acc, (enum lmp_input)k);
+        bj->n[k] = lmp_calib_input_width(&J->m->cfg, (enum lmp_input)k);
     }
     J->slices[si].loading = true;
     J->bg_busy++;
@@ -2442,6 +2457,53 @@ static void load_done(struct lmp_coord *c, struct bgjob *bj) {
                  bj->b, (long long)sl->begin, (long long)sl->end, bj->path, (double)bytes / 1e6,
                  bj->io_s);
     cal_take(c, bj->si, bj->b, bj->g, NULL, bj->seconds);
+}
+
+/* Block b's slices next in order go to the background thread to be added (BG_ADD), with
+ * the block's sums, which the loop does not touch until they are back (add_done): one add
+ * per block at a time; slices arriving meanwhile wait in cb->held. The last one also turns
+ * the sums into H. */
+static void cal_pump(struct lmp_coord *c, int32_t b) {
+    struct job    *J  = c->job;
+    struct cblock *cb = J->cblocks[b];
+    int64_t        n  = 0;
+    if (cb->adding) return;
+    while (cb->next_slice + n < J->n_slices && cb->held[cb->next_slice + n]) n++;
+    if (n == 0) return;
+    struct bgjob *bj = bg_new(c, BG_ADD, J);
+    if (bj == NULL || (bj->sums = calloc((size_t)n, sizeof(*bj->sums))) == NULL) {
+        free(bj);
+        job_fail(c, "out of memory");
+        return;
+    }
+    for (int64_t i = 0; i < n; i++)
+        bj->sums[i] = cb->held[cb->next_slice + i], cb->held[cb->next_slice + i] = NULL;
+    bj->n_sums = n, bj->b = b;
+    cb->next_slice += n;
+    bj->last = cb->next_slice == J->n_slices;
+    bj->acc = cb->acc, cb->acc = NULL, cb->adding = true;
+    J->bg_busy++;
+    lmp_bg_post(c->bg, &bj->it);
+}
+
+static void add_done(struct lmp_coord *c, struct bgjob *bj) {
+    struct job *J = bj->J;
+    if (J != c->job || J->state != LMP__JOB_STATE__JOB_STATE_RUNNING || J->cblocks == NULL ||
+        J->cblocks[bj->b] == NULL)
+        return; /* job over: bgjob_release frees the sums */
+    struct cblock *cb = J->cblocks[bj->b];
+    cb->acc = bj->acc, bj->acc = NULL, cb->adding = false;
+    if (bj->st != LMP_OK) {
+        job_fail(c, "%s", bj->err.msg);
+        return;
+    }
+    if (bj->io_s >= 1.0)
+        lmp_log_info("coordinator: block %d: %lld calibration slices added in %.2fs", bj->b,
+                     (long long)bj->n_sums, bj->io_s);
+    if (bj->last)
+        cal_block_done(c, bj->b, bj->hf);
+    else
+        cal_pump(c, bj->b);
 }
 
 /* Block b's H over the inline limit (h->path[k] set: the file, h->len[k] its size) goes to
@@ -2726,6 +2788,8 @@ static void bg_done(struct lmp_coord *c) {
                 load_done(c, bj);
             else if (bj->kind == BG_HWRITE)
                 hwrite_done(c, bj);
+            else if (bj->kind == BG_ADD)
+                add_done(c, bj);
         }
         qship_release(&bj->qs);
         bgjob_release(bj);

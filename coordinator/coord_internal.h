@@ -68,10 +68,19 @@ struct cslice {
 };
 
 /* One block's sums in the making: slice sums added in slice order (worker/calib.h). */
+/* One slice's four f64 sums (n_in, n_in) for a block, owned. */
+struct cal_sums {
+    double *g[LMP_INPUT_COUNT];
+    int64_t n_tok;
+};
+
+/* A block being calibrated: its slices' sums are added in slice order on the background
+ * thread (coord.c cal_pump), one add at a time, which holds acc meanwhile. */
 struct cblock {
-    struct lmp_calib_grams  *acc;
-    int64_t                  next_slice; /* slices below this one are added */
-    struct lmp_calib_grams **held;       /* (n_slices) arrived out of order */
+    struct lmp_calib_grams *acc;        /* NULL while an add runs (adding) */
+    int64_t                 next_slice; /* slices below this one are added or being added */
+    struct cal_sums       **held;       /* (n_slices) arrived and not yet added */
+    bool                    adding;
 };
 
 struct rtask; /* coord.c: a layer running as row shards */

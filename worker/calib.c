@@ -203,17 +203,25 @@ struct lmp_calib_grams {
     double *sum[LMP_INPUT_COUNT];   /* (n_in, n_in) running X^T X */
 };
 
+int64_t lmp_calib_input_width(const struct lmp_config *cfg, enum lmp_input which) {
+    const int64_t head_dim = cfg->head_dim > 0 ? cfg->head_dim : cfg->dim / cfg->n_heads;
+    switch (which) {
+    case LMP_INPUT_ATTN_OUT:
+        return (int64_t)cfg->n_heads * head_dim;
+    case LMP_INPUT_FFN_OUT:
+        return cfg->hidden_dim;
+    default:
+        return cfg->dim; /* LMP_INPUT_ATTN, LMP_INPUT_FFN */
+    }
+}
+
 struct lmp_calib_grams *lmp_calib_grams_new(const struct lmp_config *cfg) {
     assert(cfg);
     struct lmp_calib_grams *self = calloc(1, sizeof(*self));
     if (self == NULL) return NULL;
-    const int64_t head_dim         = cfg->head_dim > 0 ? cfg->head_dim : cfg->dim / cfg->n_heads;
-    self->n_in[LMP_INPUT_ATTN]     = cfg->dim;
-    self->n_in[LMP_INPUT_ATTN_OUT] = (int64_t)cfg->n_heads * head_dim;
-    self->n_in[LMP_INPUT_FFN]      = cfg->dim;
-    self->n_in[LMP_INPUT_FFN_OUT]  = cfg->hidden_dim;
     for (int i = 0; i < LMP_INPUT_COUNT; i++) {
-        self->sum[i] = calloc((size_t)(self->n_in[i] * self->n_in[i]), sizeof(double));
+        self->n_in[i] = lmp_calib_input_width(cfg, (enum lmp_input)i);
+        self->sum[i]  = calloc((size_t)(self->n_in[i] * self->n_in[i]), sizeof(double));
         if (self->sum[i] == NULL) {
             lmp_calib_grams_destroy(&self);
             return NULL;

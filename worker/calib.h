@@ -111,6 +111,8 @@ void lmp_calib_grams_reset(struct lmp_calib_grams *self);
 void    lmp_calib_grams_hook(void *ctx, int32_t block, enum lmp_input which, const float *x,
                              int64_t n_rows, int64_t n_cols);
 int64_t lmp_calib_grams_n_in(const struct lmp_calib_grams *self, enum lmp_input which);
+/* The width n_in of input `which` of cfg's blocks (what lmp_calib_grams_n_in reports). */
+int64_t lmp_calib_input_width(const struct lmp_config *cfg, enum lmp_input which);
 int64_t lmp_calib_grams_n_tok(const struct lmp_calib_grams *self, enum lmp_input which);
 /* The running double sum (n_in, n_in) of input `which`, for tests and checkpoints. */
 const double *lmp_calib_grams_sum(const struct lmp_calib_grams *self, enum lmp_input which);

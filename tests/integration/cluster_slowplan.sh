@@ -2,9 +2,11 @@
 # cluster_slowplan - the coordinator's loop never blocks on slow work. A coordinator process
 # (--heartbeat-timeout 2000, lib.bash) and a worker process on loopback, stories260K; the
 # fault hooks make planning a job (LMP_FAULT_PLAN_SLEEP_MS), reading committed blocks back
-# for a sequential task (LMP_FAULT_READBACK_SLEEP_MS) and finalizing the artifact
-# (LMP_FAULT_FINALIZE_SLEEP_MS) each take longer than the heartbeat timeout, so a loop that
-# waited for them would declare its worker gone and leave status unanswered:
+# for a sequential task (LMP_FAULT_READBACK_SLEEP_MS), adding a block's calibration sums
+# (LMP_FAULT_ADD_SLEEP_MS, 1.5 s per add: 8 GB per slice of a 70B block) and finalizing the
+# artifact (LMP_FAULT_FINALIZE_SLEEP_MS) each take longer than the heartbeat timeout or near
+# it, so a loop that waited for them would declare its worker gone and leave status
+# unanswered:
 #  1. independent mode, 5 s plan and 5 s finalize: `lmpress status` answers within a second
 #     all along (the job is "queued" while planned), a worker that says Hello during the plan
 #     is welcomed at once, the submitter gets JobAccepted (after 2 s) instead of timing out,
@@ -53,7 +55,7 @@ slowest() { sort -n "$1" | tail -1 | cut -d' ' -f1; }
     { bad "compress sequential"; cat ref2.err; }
 
 LMP_FAULT_PLAN_SLEEP_MS=5000 LMP_FAULT_FINALIZE_SLEEP_MS=5000 LMP_FAULT_READBACK_SLEEP_MS=2500 \
-    start_coord c.log
+    LMP_FAULT_ADD_SLEEP_MS=1500 start_coord c.log
 
 # 1. a slow plan and a slow finalize
 poll_status stop1 st1.txt &
@@ -71,6 +73,7 @@ wait "$SUB" || { bad "submit --wait with a slow plan (rc $?)"; cat a.err; tail -
 touch stop1
 wait "$POLL"
 grep -q "finalizing" c.log || bad "no finalize logged"
+grep -q "calibration slices added in" c.log || bad "no slow add of calibration sums logged"
 grep -q " queued$" st1.txt || bad "status never showed the job queued: $(sort -u -k2 st1.txt | head)"
 [ "$(slowest st1.txt)" -lt 1000 ] || bad "status took $(slowest st1.txt) ms (plan/finalize)"
 # the job spans more than 10 s of fault sleeps; a poll (status, its JSON read, 0.25 s) takes
