@@ -20,7 +20,9 @@ llama.cpp (llama-cpp-python) over the same windows:
 llama.cpp's KV cache is F16 by default; --kv f32 keeps it in F32 (both sides then fp32).
 --numpy (gemma2, gemma3 files; needs --dump-ids) also runs scripts/ref/check_gemma3.py's NumPy
 forward pass (fp32 products, float64 norms, softmax and soft-caps) on lmpress's token ids:
-perplexity over the same windows and the first window's logits; --no-llama skips llama.cpp.
+perplexity over the same windows and the first window's logits, and with llama.cpp also
+llama.cpp's first window against it, as it is and with GELU through fp16 as ggml's CPU
+table computes it; --no-llama skips llama.cpp.
 
 Gemma 2's random values are scaled so that its soft-caps act (with the usual scale they
 would not: scores of std 1 against a cap of 50): q and k weights times 8 (scores of std
@@ -265,6 +267,15 @@ def numpy_check(args, res, lm, lids, bos):
     res["numpy"] = {"ppl": ppl, "n_windows": n_win,
                     "seconds": round(time.perf_counter() - t0, 1)}
     res["ppl_rel_diff_lmpress_vs_numpy"] = (res["lmpress"]["ppl"] - ppl) / ppl
+    return npm, ids[:args.ctx]
+
+
+def numpy_vs_llama(res, npm, win, first):
+    """llama.cpp's first window against the NumPy pass, exact and with ggml's fp16 GELU."""
+    res["logits_window0_llama_cpp_vs_numpy"] = logit_stats(first, npm.logits(win))
+    npm.gelu_fp16 = True
+    res["logits_window0_llama_cpp_vs_numpy_fp16_gelu"] = logit_stats(first, npm.logits(win))
+    npm.gelu_fp16 = False
 
 
 def compare(args):
@@ -298,8 +309,9 @@ def compare(args):
         else:
             lids, lbos = None, -1
 
+    npm = None
     if args.numpy:
-        numpy_check(args, res, lm, lids, lbos)
+        npm, win0 = numpy_check(args, res, lm, lids, lbos)
     if args.no_llama:
         print(json.dumps(res, indent=2))
         return
@@ -312,6 +324,8 @@ def compare(args):
     res["llama_cpp"] = summ
     res["ppl_rel_diff"] = (res["lmpress"]["ppl"] - summ["ppl"]) / summ["ppl"]
     res["logits_window0"] = logit_stats(lm.reshape(args.ctx, -1), first)
+    if npm is not None:
+        numpy_vs_llama(res, npm, win0, first)
     print(json.dumps(res, indent=2))
 
 

@@ -134,6 +134,9 @@ class NumpyGemma3:
             self.attn_cap = self.final_cap = 0.0
             q_scalar = self.dim // self.n_heads if self.n_layers == 62 else self.hd
         self.attn_scale = 1.0 / math.sqrt(q_scalar)
+        # True: GELU as ggml's CPU default (GGML_GELU_FP16: input and output through fp16,
+        # x <= -10 gives 0 and x >= 10 gives x), to tell llama.cpp's table from the rest
+        self.gelu_fp16 = False
         self._emb = None
 
     def w(self, name):
@@ -197,8 +200,12 @@ class NumpyGemma3:
             h = self.rmsnorm(x, self.w(p + "ffn_norm.weight"))
             gt = h @ self.w(p + "ffn_gate.weight").T
             up = h @ self.w(p + "ffn_up.weight").T
-            gelu = 0.5 * gt * (1.0 + np.tanh(np.float32(math.sqrt(2.0 / math.pi))
-                                             * (gt + np.float32(0.044715) * gt ** 3)))
+            gx = gt.astype(np.float16).astype(np.float32) if self.gelu_fp16 else gt
+            gelu = 0.5 * gx * (1.0 + np.tanh(np.float32(math.sqrt(2.0 / math.pi))
+                                             * (gx + np.float32(0.044715) * gx ** 3)))
+            if self.gelu_fp16:
+                gelu = np.where(gt <= -10, 0, np.where(gt >= 10, gt,
+                                                       gelu.astype(np.float16).astype(np.float32)))
             f = (gelu * up) @ self.w(p + "ffn_down.weight").T
             x = x + self.rmsnorm(f, self.w(p + "post_ffw_norm.weight"))
         x = self.rmsnorm(x, self.w("output_norm.weight"))
