@@ -102,7 +102,7 @@ struct lmp_config {
     bool            qkv_bias;        /* q/k/v have biases (Qwen2) */
     int32_t sliding_window; /* keys per query of a local layer (itself included); 0 = none */
     int32_t swa_pattern;    /* 0: sliding_window is not applied (Mistral, Qwen2, Phi-3); n > 0:
-                               block b is local iff (b + 1) % n != 0 (Gemma 3: 6) */
+                               block b is local iff (b + 1) % n != 0 (Gemma 3: 6, Gemma 2: 2) */
     float rope_theta_local; /* RoPE base of local layers (unscaled); 0 = rope_theta */
     /* RoPE variants (the global layers' frequencies; see model/rope.h) */
     enum lmp_rope_scaling rope_scaling;
