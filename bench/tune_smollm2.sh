@@ -17,7 +17,8 @@
 #               or one per window the steps take, at most 512, plus --val-windows)
 #   CONFIGS     ';'-separated option sets for `lmpress tune`, each a row (default one row:
 #               "--steps 30 --batch 4 --lr 5e-4 --code-lr 1e-3")
-#   THREADS     threads (default 2; per rank with LAUNCH); MAX_WINDOWS evaluation windows
+#   THREADS     threads (default 2; per rank with LAUNCH; the evaluations take EVAL_THREADS,
+#               default THREADS, or every core with LAUNCH); MAX_WINDOWS evaluation windows
 #               (default 40; 0: all)
 #   LAUNCH      a launcher for the tuning, e.g. "mpirun -n 2" (data-parallel ranks; the
 #               artifact is the same as one process's)
@@ -44,7 +45,9 @@ if [ "$DATA" = wikitail ]; then
 fi
 files=("$ART" "$MODEL" "$WIKI"); [ "$DATA" = generate ] || files+=("$DATA")
 for f in "${files[@]}"; do [ -f "$f" ] || { echo "missing $f" >&2; exit 77; }; done
-EV=(--text "$WIKI" --ctx 512 --threads "$THREADS" --json --reference "$MODEL")
+# the evaluations run alone: every core unless EVAL_THREADS says (THREADS is per rank)
+EVAL_THREADS=${EVAL_THREADS:-$([ -n "${LAUNCH:-}" ] && nproc || echo "$THREADS")}
+EV=(--text "$WIKI" --ctx 512 --threads "$EVAL_THREADS" --json --reference "$MODEL")
 [ "$MAX_WINDOWS" -gt 0 ] && EV+=(--max-windows "$MAX_WINDOWS")
 field() { sed -n "s/.*\"$1\":\([^,}]*\).*/\1/p"; }
 evaluate() {   # ART -> "ppl kl agree"
