@@ -253,7 +253,7 @@ static void test_generate_parts(void) {
     CHECK(one && sum && part && other && tok);
     if (one && sum && part && other && tok) {
         CHECK(lmp_calib_generate_part(one, m, tok, NS, CTX, 7, 0, 1, 1, &err) == LMP_OK);
-        for (int p = 0; p < 3; p++) { /* three processes, the last one with no chunk */
+        for (int p = 0; p < 3; p++) { /* parts 0-2 of 4: part 3 has no chunk of the 3 */
             memset(part, 0, N * sizeof(int32_t));
             CHECK(lmp_calib_generate_part(part, m, tok, NS, CTX, 7, p, 4, 1, &err) == LMP_OK);
             for (int i = 0; i < N; i++) {
